@@ -1,0 +1,100 @@
+#include "libs/common/log.h"
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace anchord {
+namespace {
+
+struct LogState {
+  std::mutex mu;
+  std::string component = "anchord";
+  std::vector<std::string> secrets;
+};
+
+LogState& State() {
+  static LogState* state = new LogState();
+  return *state;
+}
+
+std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
+
+const char* LevelName(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return "DEBUG";
+    case LogLevel::kInfo: return "INFO";
+    case LogLevel::kWarning: return "WARN";
+    case LogLevel::kError: return "ERROR";
+  }
+  return "INFO";
+}
+
+}  // namespace
+
+void InitLogging(absl::string_view component, LogLevel min_level) {
+  std::lock_guard<std::mutex> lock(State().mu);
+  State().component = std::string(component);
+  g_min_level.store(static_cast<int>(min_level));
+}
+
+LogLevel ParseLogLevel(absl::string_view s) {
+  if (s == "debug") return LogLevel::kDebug;
+  if (s == "warning" || s == "warn") return LogLevel::kWarning;
+  if (s == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+void RegisterSecret(absl::string_view secret) {
+  if (secret.size() < 4) return;
+  std::lock_guard<std::mutex> lock(State().mu);
+  for (const auto& s : State().secrets) {
+    if (s == secret) return;
+  }
+  State().secrets.emplace_back(secret);
+}
+
+std::string ScrubSecrets(absl::string_view text) {
+  std::lock_guard<std::mutex> lock(State().mu);
+  std::string out(text);
+  for (const auto& s : State().secrets) {
+    out = absl::StrReplaceAll(out, {{s, "[REDACTED]"}});
+  }
+  return out;
+}
+
+namespace log_internal {
+
+bool Enabled(LogLevel level) { return static_cast<int>(level) >= g_min_level.load(); }
+
+LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(level) {
+  (void)file;
+  (void)line;
+}
+
+LogMessage::~LogMessage() {
+  std::string body = ScrubSecrets(stream_.str());
+  std::string component;
+  {
+    std::lock_guard<std::mutex> lock(State().mu);
+    component = State().component;
+  }
+  std::string line = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+  line += ' ';
+  line += LevelName(level_);
+  line += ' ';
+  line += component;
+  line += ": ";
+  line += body;
+  line += '\n';
+  // One fwrite per line keeps lines whole when threads log at once.
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+}  // namespace log_internal
+}  // namespace anchord

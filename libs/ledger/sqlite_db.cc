@@ -1,0 +1,127 @@
+#include "libs/ledger/sqlite_db.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace anchord::ledger {
+namespace {
+absl::Status SqliteError(sqlite3* db, absl::string_view what) {
+  return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
+}
+}  // namespace
+
+Statement::~Statement() {
+  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+}
+
+Statement& Statement::Bind(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+Statement& Statement::Bind(int index, absl::string_view text) {
+  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Statement& Statement::BindBlob(int index, absl::string_view bytes) {
+  sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Statement& Statement::BindNull(int index) {
+  sqlite3_bind_null(stmt_, index);
+  return *this;
+}
+
+absl::StatusOr<bool> Statement::Step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteError(db_, "step");
+}
+
+absl::Status Statement::Run() {
+  for (;;) {
+    absl::StatusOr<bool> row = Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+  }
+}
+
+void Statement::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+int64_t Statement::ColumnInt(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+std::string Statement::ColumnText(int col) const {
+  const void* p = sqlite3_column_blob(stmt_, col);
+  int n = sqlite3_column_bytes(stmt_, col);
+  if (p == nullptr || n <= 0) return "";
+  return std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+}
+
+bool Statement::ColumnIsNull(int col) const {
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+}
+
+absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    if (db) sqlite3_close(db);
+    return absl::UnavailableError(absl::StrCat("sqlite: cannot open ", path, ": ", msg));
+  }
+  sqlite3_busy_timeout(db, 10000);
+  std::unique_ptr<SqliteDb> out(new SqliteDb(db));
+  // WAL lets readers (status queries) run beside the writer; FULL makes each commit durable.
+  absl::Status st = out->Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  if (!st.ok()) return st;
+  return out;
+}
+
+SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }
+
+absl::Status SqliteDb::Exec(absl::string_view sql) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  char* err = nullptr;
+  std::string s(sql);
+  int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    return absl::InternalError(absl::StrCat("sqlite: exec: ", msg));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Statement> SqliteDb::Prepare(absl::string_view sql) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(db_, absl::StrCat("prepare \"", sql, "\""));
+  return Statement(stmt, db_);
+}
+
+int64_t SqliteDb::LastInsertRowId() { return sqlite3_last_insert_rowid(db_); }
+int SqliteDb::Changes() { return sqlite3_changes(db_); }
+
+Transaction::Transaction(SqliteDb& db) : db_(db), lock_(db.mutex()) {
+  begin_ = db_.Exec("BEGIN IMMEDIATE");
+  if (!begin_.ok()) done_ = true;
+}
+
+Transaction::~Transaction() {
+  if (!done_) (void)db_.Exec("ROLLBACK");
+}
+
+absl::Status Transaction::Commit() {
+  if (done_) return absl::FailedPreconditionError("transaction already finished");
+  absl::Status st = db_.Exec("COMMIT");
+  done_ = st.ok();
+  return st;
+}
+
+}  // namespace anchord::ledger

@@ -1,0 +1,100 @@
+// A small RAII layer over SQLite, the embedded store every service uses by default.
+//
+// Each service keeps its own database file (it owns its state). The database is opened in WAL
+// mode with synchronous=FULL, so a committed transaction survives a crash of the process or the
+// machine: an acknowledgement sent after Commit() is a promise the store keeps.
+//
+// Thread safety: a SqliteDb serializes all use through its own mutex; take a Transaction (which
+// holds that mutex) for any multi-statement work. Statements must not outlive their SqliteDb.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace anchord::ledger {
+
+class SqliteDb;
+
+// A prepared statement. Bind parameters are 1-based, as in SQLite.
+class Statement {
+ public:
+  Statement(Statement&& other) noexcept : stmt_(other.stmt_), db_(other.db_) {
+    other.stmt_ = nullptr;
+  }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement();
+
+  Statement& Bind(int index, int64_t value);
+  Statement& Bind(int index, absl::string_view text);   // bound as TEXT
+  Statement& BindBlob(int index, absl::string_view bytes);
+  Statement& BindNull(int index);
+
+  // Advances: true when a row is available, false when done. Errors carry SQLite's message.
+  absl::StatusOr<bool> Step();
+  // Runs to completion, for statements that return no rows.
+  absl::Status Run();
+  // Resets for re-use with new bindings.
+  void Reset();
+
+  int64_t ColumnInt(int col) const;
+  std::string ColumnText(int col) const;  // TEXT or BLOB bytes; "" for NULL
+  bool ColumnIsNull(int col) const;
+
+ private:
+  friend class SqliteDb;
+  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  sqlite3_stmt* stmt_;
+  sqlite3* db_;
+};
+
+class SqliteDb {
+ public:
+  // Opens (creating if needed) the database at `path` (":memory:" for tests) and applies the
+  // pragmas above. The parent directory must exist.
+  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path);
+  ~SqliteDb();
+
+  // Runs one or more statements that return no rows (schema, pragmas).
+  absl::Status Exec(absl::string_view sql);
+  absl::StatusOr<Statement> Prepare(absl::string_view sql);
+  int64_t LastInsertRowId();
+  int Changes();
+
+  // The lock that serializes use of the connection. Transaction takes it; code that runs a single
+  // statement outside a transaction takes it too.
+  std::recursive_mutex& mutex() { return mu_; }
+
+ private:
+  explicit SqliteDb(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  std::recursive_mutex mu_;
+};
+
+// BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() succeeded. Holds the
+// database's mutex for its lifetime.
+class Transaction {
+ public:
+  explicit Transaction(SqliteDb& db);
+  ~Transaction();
+  // The status of BEGIN; check before using the transaction.
+  const absl::Status& begin_status() const { return begin_; }
+  absl::Status Commit();
+
+ private:
+  SqliteDb& db_;
+  std::unique_lock<std::recursive_mutex> lock_;
+  absl::Status begin_;
+  bool done_ = false;
+};
+
+}  // namespace anchord::ledger

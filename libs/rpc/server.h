@@ -1,0 +1,77 @@
+// Everything a service's main() does around its gRPC services: listening (port 0 allowed), health
+// checking and reflection, message-size and stream limits, keepalive, the Prometheus exposer, an
+// RPC latency histogram for every method, and a graceful drain on SIGTERM.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace anchord::rpc {
+
+struct ServerOptions {
+  // Name used in logs and in the metrics' `service` label: "hasher", "submitter", "poller".
+  std::string service_name;
+  // host:port to listen on; port 0 picks a free port (see port()).
+  std::string listen_address = "127.0.0.1:0";
+  // When set, the bound gRPC port is written here (atomically) once the server listens.
+  std::string port_file;
+  // host:port for /metrics; empty disables the exposer. Port 0 picks a free port.
+  std::string metrics_address;
+  // When set, the bound metrics port is written here.
+  std::string metrics_port_file;
+  int max_receive_message_bytes = 8 * 1024 * 1024;
+  int max_concurrent_streams = 256;
+  // Time given to in-flight RPCs to finish on shutdown before they are cancelled.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // Fully qualified service names reported SERVING by the health service.
+  std::vector<std::string> health_service_names;
+};
+
+class ServerRunner {
+ public:
+  // Builds and starts the server with `services` (not owned; must outlive the runner) and metrics
+  // from `registry` (the runner adds its own RPC metrics to it).
+  static absl::StatusOr<std::unique_ptr<ServerRunner>> Start(
+      const ServerOptions& options, const std::vector<grpc::Service*>& services,
+      std::shared_ptr<prometheus::Registry> registry);
+  ~ServerRunner();
+
+  int port() const { return port_; }
+  int metrics_port() const;
+  grpc::Server* server() { return server_.get(); }
+
+  // Marks every service NOT_SERVING, then stops accepting RPCs and gives in-flight ones the grace
+  // period. Idempotent.
+  void Shutdown();
+
+ private:
+  ServerRunner() = default;
+  ServerOptions options_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  bool shut_down_ = false;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first
+// thing in main(), before any thread exists.
+void BlockTerminationSignals();
+// Waits until SIGTERM or SIGINT arrives; returns the signal number.
+int WaitForTerminationSignal();
+
+// Writes `content` to `path` via a temporary file and rename, so readers never see half a file.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
+
+// A channel to a peer service with keepalive set, so a half-open connection to a killed peer is
+// noticed within seconds instead of hours.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+
+}  // namespace anchord::rpc

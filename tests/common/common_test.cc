@@ -1,0 +1,121 @@
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/common/backoff.h"
+#include "libs/common/clock.h"
+#include "libs/common/hex.h"
+#include "libs/common/log.h"
+#include "libs/common/secret.h"
+#include "libs/common/validate.h"
+
+namespace anchord {
+namespace {
+
+TEST(Hex, RoundTripAndErrors) {
+  std::string bytes("\x00\x01\xab\xff", 4);
+  EXPECT_EQ(HexEncode(bytes), "0001abff");
+  auto back = HexDecode("0001ABff");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, bytes);
+  auto odd = HexDecode("abc", "digest_hex");
+  ASSERT_FALSE(odd.ok());
+  EXPECT_NE(odd.status().message().find("digest_hex"), absl::string_view::npos);
+  auto bad = HexDecode("zz");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_TRUE(IsSha256Hex(std::string(64, 'a')));
+  EXPECT_FALSE(IsSha256Hex(std::string(63, 'a')));
+  EXPECT_FALSE(IsSha256Hex(std::string(63, 'a') + "g"));
+}
+
+TEST(Validate, MessagesNameTheField) {
+  auto st = ValidateDigest("short", "metadata.digest");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().substr(0, 15), "metadata.digest");
+  EXPECT_TRUE(ValidateDigest(std::string(32, 'x')).ok());
+
+  EXPECT_FALSE(ValidateFilename("").ok());
+  EXPECT_FALSE(ValidateFilename(std::string(256, 'a')).ok());
+  EXPECT_FALSE(ValidateFilename("a/b").ok());
+  EXPECT_FALSE(ValidateFilename("..").ok());
+  EXPECT_FALSE(ValidateFilename(std::string("a\0b", 3)).ok());
+  EXPECT_TRUE(ValidateFilename("report.pdf").ok());
+  EXPECT_NE(ValidateFilename("", "metadata.filename").message().find("metadata.filename"),
+            absl::string_view::npos);
+
+  EXPECT_FALSE(ValidateSize(0).ok());
+  EXPECT_FALSE(ValidateSize(-5).ok());
+  EXPECT_TRUE(ValidateSize(1).ok());
+
+  EXPECT_TRUE(ValidateJob("").ok());
+  EXPECT_TRUE(ValidateJob("site-2026.a_b").ok());
+  EXPECT_FALSE(ValidateJob("has space").ok());
+  EXPECT_FALSE(ValidateJob(std::string(129, 'a')).ok());
+
+  EXPECT_FALSE(ValidateRequestId("").ok());
+  EXPECT_TRUE(ValidateMimeType("").ok());
+  EXPECT_TRUE(ValidateMimeType("application/pdf").ok());
+  EXPECT_FALSE(ValidateMimeType("pdf").ok());
+  EXPECT_FALSE(ValidateMimeType("a b/c").ok());
+  EXPECT_FALSE(ValidateSourcePath(std::string(4097, 'a')).ok());
+}
+
+TEST(Secrets, ScrubbedFromText) {
+  RegisterSecret("proofd_live_topsecretvalue");
+  std::string s = ScrubSecrets("Authorization: Bearer proofd_live_topsecretvalue failed");
+  EXPECT_EQ(s.find("topsecret"), std::string::npos);
+  EXPECT_NE(s.find("[REDACTED]"), std::string::npos);
+  // Short values would scrub ordinary words; they are ignored.
+  RegisterSecret("ab");
+  EXPECT_EQ(ScrubSecrets("abc"), "abc");
+}
+
+TEST(Secrets, LoadFromFileTrimsAndNeverNamesTheValue) {
+  std::string dir = ::testing::TempDir();
+  std::string path = absl::StrCat(dir, "/key-", getpid());
+  {
+    std::ofstream out(path);
+    out << "sk_from_file_123456\n";
+  }
+  auto key = LoadSecret("proofd API key", "ignored-when-file-given", path);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(*key, "sk_from_file_123456");
+  EXPECT_EQ(ScrubSecrets("x sk_from_file_123456 y"), "x [REDACTED] y");
+  auto missing = LoadSecret("proofd API key", "", path + ".missing");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("proofd API key"), absl::string_view::npos);
+  std::remove(path.c_str());
+
+  EXPECT_EQ(SecretFingerprint("a").size(), 12u);
+  EXPECT_NE(SecretFingerprint("a"), SecretFingerprint("b"));
+  EXPECT_EQ(SecretFingerprint("a"), SecretFingerprint("a"));
+}
+
+TEST(Backoff, GrowsAndIsCapped) {
+  BackoffPolicy p;
+  p.initial = absl::Milliseconds(100);
+  p.max = absl::Seconds(2);
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    absl::Duration d = BackoffDelay(p, attempt);
+    absl::Duration base = std::min(p.max, p.initial * (1 << std::min(attempt, 20)));
+    EXPECT_GE(d, base / 2) << attempt;
+    EXPECT_LE(d, base) << attempt;
+  }
+}
+
+TEST(FakeClock, SleepAdvancesExactly) {
+  FakeClock clock;
+  absl::Time t0 = clock.Now();
+  clock.SleepFor(absl::Seconds(30));
+  EXPECT_EQ(clock.Now() - t0, absl::Seconds(30));
+  clock.SleepUntil(t0);  // in the past: no-op
+  EXPECT_EQ(clock.Now() - t0, absl::Seconds(30));
+  EXPECT_EQ(clock.slept(), absl::Seconds(30));
+}
+
+}  // namespace
+}  // namespace anchord

@@ -89,13 +89,15 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     std::shared_ptr<prometheus::Registry> registry) {
   std::unique_ptr<ServerRunner> runner(new ServerRunner());
   runner->options_ = options;
+  runner->registry_ = registry;
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  auto creds = MakeServerCredentials(options.security);
+  if (!creds.ok()) return creds.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &runner->port_);
+  builder.AddListeningPort(options.listen_address, *creds, &runner->port_);
   for (grpc::Service* s : services) builder.RegisterService(s);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/rpc/security.h"
 
 namespace anchord::rpc {
 
@@ -33,6 +34,8 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Fully qualified service names reported SERVING by the health service.
   std::vector<std::string> health_service_names;
+  // TLS / mutual TLS / bearer token for the gRPC port; plaintext when empty.
+  TransportSecurity security;
 };
 
 class ServerRunner {
@@ -55,6 +58,8 @@ class ServerRunner {
  private:
   ServerRunner() = default;
   ServerOptions options_;
+  // Kept alive here: the RPC latency interceptor records into a family owned by the registry.
+  std::shared_ptr<prometheus::Registry> registry_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -1,0 +1,330 @@
+#include "services/submitter/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/hex.h"
+#include "libs/common/log.h"
+#include "services/submitter/status_macros.h"
+
+namespace anchord::submitter {
+namespace {
+
+using providers::OutcomeKind;
+
+// Metric label of an outcome (kept here so the engine does not depend on the adapters' library).
+const char* KindLabel(OutcomeKind k) {
+  switch (k) {
+    case OutcomeKind::kOk: return "ok";
+    case OutcomeKind::kDuplicate: return "duplicate";
+    case OutcomeKind::kRetry: return "retry";
+    case OutcomeKind::kRateLimited: return "rate_limited";
+    case OutcomeKind::kQuotaExhausted: return "quota_exhausted";
+    case OutcomeKind::kPermanent: return "permanent";
+    case OutcomeKind::kNotFound: return "not_found";
+  }
+  return "unknown";
+}
+
+// Canonical code stored with a permanent failure, from the provider's HTTP status.
+absl::StatusCode PermanentCode(int http_status) {
+  switch (http_status) {
+    case 400: case 422: return absl::StatusCode::kInvalidArgument;
+    case 401: return absl::StatusCode::kUnauthenticated;
+    case 402: case 403: return absl::StatusCode::kPermissionDenied;
+    default: return absl::StatusCode::kFailedPrecondition;
+  }
+}
+
+StoredRecord ToStored(const providers::ProviderRecord& r) {
+  StoredRecord s;
+  s.proof_id = r.proof_id;
+  s.record_state = static_cast<int>(r.state);
+  s.certificate_url = r.certificate_url;
+  s.verify_url = r.verify_url;
+  s.block_height = r.block_height;
+  s.bitcoin_tx = r.bitcoin_tx;
+  s.provider_created_at = r.created_at;
+  s.confirmed_at = r.confirmed_at;
+  return s;
+}
+
+}  // namespace
+
+Engine::Engine(SubmitterStore* store, std::vector<providers::Provider*> providers,
+               SubmitterMetrics* metrics, Clock* clock, EngineOptions options)
+    : store_(store), providers_(std::move(providers)), metrics_(metrics), clock_(clock),
+      options_(std::move(options)) {}
+
+Engine::~Engine() { Stop(); }
+
+absl::Status Engine::Init() {
+  // With SQLite the file belongs to this one process, so every lease is a dead process's.
+  SUBMITTER_RETURN_IF_ERROR(store_->ReleaseAllLeases());
+  SUBMITTER_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store_->ListPauses());
+  std::lock_guard<std::mutex> lock(mu_);
+  pauses_.clear();
+  for (auto& p : pauses) {
+    ANCHORD_LOG(Warning) << "provider " << p.provider << " queue is paused (" << p.reason
+                         << "); next probe at " << absl::FormatTime(p.probe_at);
+    pauses_[p.provider] = p;
+  }
+  for (auto* p : providers_) SetPausedGauge(p->name(), pauses_.count(p->name()) > 0);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Start() {
+  SUBMITTER_RETURN_IF_ERROR(Init());
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    threads_.emplace_back([this] { WorkerLoop(); });
+  }
+  threads_.emplace_back([this] { GaugeLoop(); });
+  return absl::OkStatus();
+}
+
+void Engine::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && threads_.empty()) return;
+    stopping_ = true;
+  }
+  stop_flag_ = true;
+  cv_.notify_all();
+  for (auto* p : providers_) p->Stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void Engine::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++wake_seq_;
+  }
+  cv_.notify_all();
+}
+
+void Engine::SetPausedGauge(const std::string& provider, bool paused) {
+  if (metrics_ == nullptr) return;
+  metrics_->queue_paused.Add({{"provider", provider}}).Set(paused ? 1 : 0);
+}
+
+std::optional<PauseInfo> Engine::Paused(const std::string& provider) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pauses_.find(provider);
+  if (it == pauses_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<std::vector<std::string>> Engine::Resume(const std::string& provider) {
+  SUBMITTER_ASSIGN_OR_RETURN(std::vector<std::string> resumed, store_->Resume(provider));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& name : resumed) pauses_.erase(name);
+    if (provider.empty()) pauses_.clear(); else pauses_.erase(provider);
+  }
+  for (const auto& name : resumed) {
+    ANCHORD_LOG(Info) << "provider " << name << " queue resumed";
+    SetPausedGauge(name, false);
+  }
+  Wake();
+  return resumed;
+}
+
+absl::StatusOr<bool> Engine::RunOnce(const std::string& only) {
+  const size_t n = providers_.size();
+  const size_t start = rotate_.fetch_add(1);
+  for (size_t i = 0; i < n; ++i) {
+    providers::Provider* provider = providers_[(start + i) % n];
+    const std::string& name = provider->name();
+    if (!only.empty() && name != only) continue;
+    absl::Time now = clock_->Now();
+    bool probe = false;
+    std::optional<PauseInfo> pause;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pauses_.find(name);
+      if (it != pauses_.end()) {
+        if (now < it->second.probe_at) continue;
+        // One probe: push the next probe time out before sending so other workers skip it.
+        probe = true;
+        it->second.probe_at = now + options_.quota_retry;
+        pause = it->second;
+      }
+    }
+    if (pause) SUBMITTER_RETURN_IF_ERROR(store_->Pause(*pause));
+    SUBMITTER_ASSIGN_OR_RETURN(std::optional<Submission> row,
+                               store_->Claim(name, options_.owner, now, now + options_.lease));
+    if (!row) continue;
+    SUBMITTER_RETURN_IF_ERROR(Process(provider, std::move(*row), probe));
+    return true;
+  }
+  return false;
+}
+
+absl::Status Engine::Process(providers::Provider* provider, Submission row, bool probe) {
+  const std::string& name = provider->name();
+  const std::string digest_hex = HexEncode(row.digest);
+  providers::PreparedCreate request;
+  if (row.body.empty()) {
+    providers::CreateInput input{digest_hex, row.file.filename, row.file.size_bytes,
+                                 row.file.mime_type};
+    absl::StatusOr<providers::PreparedCreate> prepared = provider->PrepareCreate(input);
+    if (!prepared.ok()) {
+      ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
+                           << " cannot be submitted: " << prepared.status();
+      if (metrics_) metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
+      return store_->MarkFailed(row.id, static_cast<int>(prepared.status().code()),
+                                "INVALID_ARGUMENT", std::string(prepared.status().message()), "",
+                                clock_->Now());
+    }
+    request = std::move(*prepared);
+    // Durable before the first send (see the header).
+    absl::Status st = store_->MarkPrepared(row.id, request.idempotency_key, request.body,
+                                           clock_->Now());
+    if (!st.ok()) {
+      (void)store_->ReleaseLease(row.id);
+      return st;
+    }
+  } else {
+    request.digest_hex = digest_hex;
+    request.idempotency_key = row.idempotency_key;
+    request.body = row.body;
+  }
+  if (stop_flag_) return store_->ReleaseLease(row.id);
+
+  providers::CreateResult result = provider->Create(request);
+  const providers::CallOutcome& out = result.outcome;
+  const absl::Time now = clock_->Now();
+  if (stop_flag_ && out.kind == OutcomeKind::kRetry) {
+    // The send was most likely cancelled by Stop(); the next process re-sends the same request.
+    return store_->ReleaseLease(row.id);
+  }
+  if (metrics_) metrics_->outcomes.Add({{"provider", name}, {"outcome", KindLabel(out.kind)}}).Increment();
+
+  if (probe && out.kind != OutcomeKind::kQuotaExhausted) {
+    ANCHORD_LOG(Info) << "provider " << name << ": quota probe answered "
+                      << KindLabel(out.kind) << "; resuming the queue";
+    SUBMITTER_RETURN_IF_ERROR(Resume(name).status());
+  }
+
+  switch (out.kind) {
+    case OutcomeKind::kOk:
+    case OutcomeKind::kDuplicate: {
+      if (!result.record.has_value()) {
+        // An adapter must return the record; treat its absence as a malformed answer.
+        if (metrics_) metrics_->retries.Add({{"provider", name}, {"reason", "MISSING_RECORD"}}).Increment();
+        return store_->Reschedule(row.id, now + BackoffDelay(options_.backoff, row.attempts), true,
+                                  "MISSING_RECORD", "provider answer carried no record",
+                                  out.request_id, now);
+      }
+      ANCHORD_LOG(Debug) << "digest " << digest_hex << " anchored with " << name << " as "
+                         << result.record->proof_id;
+      return store_->MarkSubmitted(row.id, ToStored(*result.record), out.request_id, now);
+    }
+    case OutcomeKind::kRateLimited: {
+      absl::Duration wait = out.retry_after > absl::ZeroDuration()
+                                ? out.retry_after
+                                : BackoffDelay(options_.backoff, row.attempts);
+      if (metrics_) metrics_->retries.Add({{"provider", name}, {"reason", "rate_limited"}}).Increment();
+      ANCHORD_LOG(Info) << "digest " << digest_hex << " with " << name << ": rate limited, retry in "
+                        << wait << " (request id " << out.request_id << ")";
+      return store_->Reschedule(row.id, now + wait, false, out.code, out.message, out.request_id,
+                                now);
+    }
+    case OutcomeKind::kQuotaExhausted: {
+      PauseInfo p;
+      p.provider = name;
+      p.reason = absl::StrCat(out.code.empty() ? "QUOTA_EXHAUSTED" : out.code, ": ", out.message);
+      p.paused_at = now;
+      p.probe_at = now + options_.quota_retry;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = pauses_.find(name);
+        if (it != pauses_.end()) p.paused_at = it->second.paused_at;
+        pauses_[name] = p;
+      }
+      SetPausedGauge(name, true);
+      ANCHORD_LOG(Warning) << "provider " << name << ": quota exhausted (" << out.code
+                           << ", request id " << out.request_id << "); queue paused until "
+                           << absl::FormatTime(p.probe_at) << " or ResumeQueue";
+      SUBMITTER_RETURN_IF_ERROR(store_->Pause(p));
+      // Nothing is marked failed: the row keeps its key and body and goes out after the pause.
+      return store_->Reschedule(row.id, row.next_attempt_at, false, out.code, out.message,
+                                out.request_id, now);
+    }
+    case OutcomeKind::kPermanent: {
+      ANCHORD_LOG(Error) << "digest " << digest_hex << " with " << name << " failed for good: "
+                         << out.code << ": " << out.message << " (request id " << out.request_id
+                         << ")";
+      return store_->MarkFailed(row.id, static_cast<int>(PermanentCode(out.http_status)),
+                                out.code.empty() ? "PERMANENT" : out.code, out.message,
+                                out.request_id, now);
+    }
+    case OutcomeKind::kRetry:
+    case OutcomeKind::kNotFound:
+    default: {
+      absl::Duration wait = std::max(BackoffDelay(options_.backoff, row.attempts), out.retry_after);
+      const std::string reason = out.code.empty() ? "retry" : out.code;
+      if (metrics_) metrics_->retries.Add({{"provider", name}, {"reason", reason}}).Increment();
+      ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name << ": " << reason << ": "
+                           << out.message << " (request id " << out.request_id << ", attempt "
+                           << row.attempts + 1 << "); retry in " << wait;
+      return store_->Reschedule(row.id, now + wait, true, out.code, out.message, out.request_id,
+                                now);
+    }
+  }
+}
+
+void Engine::WorkerLoop() {
+  while (!stop_flag_) {
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      seen = wake_seq_;
+    }
+    absl::StatusOr<bool> did = RunOnce();
+    if (!did.ok()) {
+      ANCHORD_LOG(Error) << "submitter worker: " << did.status();
+    }
+    if (did.ok() && *did) continue;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.idle_poll),
+                 [&] { return stopping_ || wake_seq_ != seen; });
+  }
+}
+
+void Engine::GaugeLoop() {
+  while (!stop_flag_) {
+    RefreshGauges();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.gauge_interval),
+                 [&] { return stopping_; });
+  }
+}
+
+void Engine::RefreshGauges() {
+  if (metrics_ == nullptr) return;
+  absl::StatusOr<std::vector<BacklogCount>> counts = store_->CountByProviderState();
+  if (!counts.ok()) {
+    ANCHORD_LOG(Warning) << "backlog gauge: " << counts.status();
+    return;
+  }
+  // Every (provider, state) pair is set, zero included, so a drained state reads 0, not stale.
+  std::map<std::pair<std::string, SubState>, int64_t> values;
+  for (auto* p : providers_) {
+    for (SubState s : {SubState::kQueued, SubState::kSubmitting, SubState::kSubmitted,
+                       SubState::kFailed}) {
+      values[{p->name(), s}] = 0;
+    }
+  }
+  for (const auto& c : *counts) values[{c.provider, c.state}] = c.count;
+  for (const auto& [key, v] : values) {
+    metrics_->backlog
+        .Add({{"service", "submitter"}, {"provider", key.first}, {"state", SubStateName(key.second)}})
+        .Set(static_cast<double>(v));
+  }
+}
+
+}  // namespace anchord::submitter

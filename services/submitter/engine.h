@@ -1,0 +1,90 @@
+// The submission engine: worker threads that take ready rows from the store and anchor them with
+// their provider, one create at a time per worker, applying the provider's outcome to the row.
+//
+// Crash safety: the exact request (idempotency key + body) is committed to the store BEFORE the
+// first send; every later send of the row (retry, or after a restart) re-sends those same bytes,
+// so the provider replays its original answer instead of creating (and billing) a second record.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/common/backoff.h"
+#include "libs/common/clock.h"
+#include "libs/providers/provider.h"
+#include "services/submitter/metrics.h"
+#include "services/submitter/submitter_store.h"
+
+namespace anchord::submitter {
+
+struct EngineOptions {
+  int workers = 4;
+  // How long a quota pause lasts before one probe request is sent.
+  absl::Duration quota_retry = absl::Hours(1);
+  BackoffPolicy backoff{absl::Seconds(1), absl::Minutes(10), 2.0};
+  // A claim's lease; long, because a create may wait for pacing. Expired leases are re-claimable.
+  absl::Duration lease = absl::Minutes(30);
+  // Idle workers look for ready rows at least this often (Wake() makes them look at once).
+  absl::Duration idle_poll = absl::Milliseconds(500);
+  absl::Duration gauge_interval = absl::Seconds(5);
+  std::string owner = "submitter";
+};
+
+class Engine {
+ public:
+  // `store`, the providers, `metrics` (may be null) and `clock` must outlive the engine.
+  Engine(SubmitterStore* store, std::vector<providers::Provider*> providers,
+         SubmitterMetrics* metrics, Clock* clock, EngineOptions options);
+  ~Engine();
+
+  // Frees stale leases and loads the persisted pauses. Call once before RunOnce or Start.
+  absl::Status Init();
+  // Init() plus the worker and gauge threads.
+  absl::Status Start();
+  // Stops the workers promptly: providers' pacing waits are cancelled (Provider::Stop), a row whose
+  // send was cancelled stays as it is and is sent again by the next process. Idempotent.
+  void Stop();
+  // New work arrived: idle workers look now.
+  void Wake();
+
+  // Processes one ready row (of `provider`, or of any provider when empty) in the calling thread.
+  // false when no row was ready. For tests and for the worker loop.
+  absl::StatusOr<bool> RunOnce(const std::string& provider = "");
+
+  // Lifts the pause of `provider` (all when empty); returns the providers resumed.
+  absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider);
+  std::optional<PauseInfo> Paused(const std::string& provider);
+  void RefreshGauges();
+
+ private:
+  absl::Status Process(providers::Provider* provider, Submission row, bool probe);
+  void WorkerLoop();
+  void GaugeLoop();
+  void SetPausedGauge(const std::string& provider, bool paused);
+
+  SubmitterStore* store_;
+  std::vector<providers::Provider*> providers_;
+  SubmitterMetrics* metrics_;
+  Clock* clock_;
+  EngineOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, PauseInfo> pauses_;  // guarded by mu_
+  uint64_t wake_seq_ = 0;                    // guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
+  std::atomic<bool> stop_flag_{false};
+  std::atomic<size_t> rotate_{0};
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace anchord::submitter

@@ -1,0 +1,67 @@
+// The hand-off to the poller: streams SUBMITTED and FAILED rows the poller has not acknowledged
+// over PollerService.Track, marks them handed off on the poller's OK, and reconnects (with jittered
+// backoff) when the stream breaks; unacknowledged rows are simply sent again, which is safe because
+// the poller is idempotent on (digest, provider).
+//
+// Runs on its own thread with the sync client API (allowed for a dedicated client thread).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "anchord/v1/poller.grpc.pb.h"
+#include "libs/common/backoff.h"
+#include "services/submitter/metrics.h"
+#include "services/submitter/submitter_store.h"
+
+namespace anchord::submitter {
+
+struct HandoffOptions {
+  // Deadline of one Track stream; the stream is reopened when it expires.
+  absl::Duration track_deadline = absl::Hours(1);
+  int batch = 64;  // proofs in flight (sent, not yet acknowledged) at most
+  absl::Duration idle_poll = absl::Milliseconds(500);
+  BackoffPolicy reconnect{absl::Milliseconds(100), absl::Seconds(10), 2.0};
+};
+
+// Builds the Proof the poller is sent for a row and its files.
+anchord::v1::Proof BuildProof(const Submission& row, const std::vector<FileRef>& files);
+
+class Handoff {
+ public:
+  // `store` and `metrics` (may be null) must outlive the hand-off.
+  Handoff(SubmitterStore* store, std::shared_ptr<grpc::Channel> channel, SubmitterMetrics* metrics,
+          HandoffOptions options);
+  ~Handoff();
+
+  void Start();
+  // Cancels the stream and joins the thread. Idempotent.
+  void Stop();
+  // Rows became ready: look now rather than at the next poll.
+  void Wake();
+
+ private:
+  void Loop();
+  // Runs one stream until it breaks (false) or the thread stops.
+  bool RunStream(grpc::ClientContext* ctx);
+  bool WaitFor(absl::Duration d);  // true when stopping
+
+  SubmitterStore* store_;
+  std::unique_ptr<anchord::v1::PollerService::Stub> stub_;
+  SubmitterMetrics* metrics_;
+  HandoffOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                 // guarded by mu_
+  uint64_t wake_seq_ = 0;                 // guarded by mu_
+  grpc::ClientContext* active_ = nullptr;  // guarded by mu_; cancelled by Stop()
+  std::thread thread_;
+};
+
+}  // namespace anchord::submitter

@@ -1,0 +1,175 @@
+// anchord submitter: a durable queue that anchors digests with providers and hands accepted proofs
+// to the poller.
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/clock.h"
+#include "libs/common/log.h"
+#include "libs/providers/factory.h"
+#include "libs/providers/metrics.h"
+#include "libs/ratelimit/rate_limiter.h"
+#include "libs/rpc/server.h"
+#include "services/submitter/engine.h"
+#include "services/submitter/handoff.h"
+#include "services/submitter/metrics.h"
+#include "services/submitter/persistent_limiter.h"
+#include "services/submitter/service.h"
+#include "services/submitter/submitter_store.h"
+
+namespace {
+
+int Run(int argc, char** argv) {
+  anchord::rpc::BlockTerminationSignals();
+
+  CLI::App app{"anchord submitter: durable queue anchoring digests with providers"};
+  anchord::rpc::ServerOptions server;
+  server.service_name = "submitter";
+  std::string data_dir = ".";
+  std::string log_level = "info";
+  std::string poller;
+  int workers = 4;
+  int64_t high_water = 100000;
+  double quota_retry_seconds = 3600;
+  double track_deadline_seconds = 3600;
+  anchord::providers::ProviderSettings provider_settings;
+
+  app.add_option("--listen", server.listen_address, "gRPC listen address host:port")
+      ->envname("ANCHORD_LISTEN")->capture_default_str();
+  app.add_option("--port-file", server.port_file, "write the bound gRPC port here")
+      ->envname("ANCHORD_PORT_FILE");
+  app.add_option("--metrics-listen", server.metrics_address, "Prometheus /metrics address; empty disables")
+      ->envname("ANCHORD_METRICS_LISTEN");
+  app.add_option("--metrics-port-file", server.metrics_port_file, "write the bound metrics port here")
+      ->envname("ANCHORD_METRICS_PORT_FILE");
+  app.add_option("--data-dir", data_dir, "directory of submitter.db")
+      ->envname("ANCHORD_DATA_DIR")->capture_default_str();
+  app.add_option("--log-level", log_level, "debug, info, warning or error")
+      ->envname("ANCHORD_LOG_LEVEL")->capture_default_str();
+  app.add_option("--poller", poller, "poller address host:port (hand-off target)")
+      ->envname("ANCHORD_POLLER_ADDR");
+  app.add_option("--workers", workers, "concurrent create requests")
+      ->envname("ANCHORD_WORKERS")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--high-water", high_water, "stop reading Submit streams above this many queued rows")
+      ->envname("ANCHORD_HIGH_WATER")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--quota-retry-seconds", quota_retry_seconds,
+                 "pause after a spent quota before one probe request")
+      ->envname("ANCHORD_QUOTA_RETRY_SECONDS")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--track-deadline-seconds", track_deadline_seconds,
+                 "deadline of one Track stream to the poller")
+      ->envname("ANCHORD_TRACK_DEADLINE_SECONDS")->check(CLI::PositiveNumber)->capture_default_str();
+  anchord::providers::AddProviderFlags(app, &provider_settings);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  anchord::InitLogging("submitter", anchord::ParseLogLevel(log_level));
+  if (poller.empty()) {
+    ANCHORD_LOG(Error) << "--poller (ANCHORD_POLLER_ADDR) is required";
+    return 2;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  auto store_or = anchord::submitter::OpenSqliteSubmitterStore(
+      (std::filesystem::path(data_dir) / "submitter.db").string());
+  if (!store_or.ok()) {
+    ANCHORD_LOG(Error) << store_or.status();
+    return 1;
+  }
+  std::unique_ptr<anchord::submitter::SubmitterStore> store = std::move(*store_or);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<anchord::providers::ProviderMetrics> provider_metrics;
+  std::unique_ptr<anchord::submitter::SubmitterMetrics> metrics;
+  try {
+    provider_metrics = std::make_unique<anchord::providers::ProviderMetrics>(*registry);
+    metrics = std::make_unique<anchord::submitter::SubmitterMetrics>(*registry);
+  } catch (const std::exception& e) {
+    ANCHORD_LOG(Error) << "metrics: " << e.what();
+    return 1;
+  }
+
+  // Limiters persist their Retry-After gates and recent sends in the store (see
+  // persistent_limiter.h), so a restart never sends before a gate the previous run received.
+  anchord::Clock* clock = anchord::Clock::Real();
+  anchord::submitter::SubmitterStore* store_ptr = store.get();
+  anchord::providers::LimiterFactory limiters =
+      [store_ptr, clock](const std::string& name, anchord::ratelimit::RateLimit limit) {
+        return anchord::submitter::MakePersistentLimiter(
+            anchord::ratelimit::MakeLocalRateLimiter(name, limit, clock), limit, store_ptr, clock);
+      };
+  auto set_or = anchord::providers::ProviderSet::Create(provider_settings, provider_metrics.get(),
+                                                        limiters, clock);
+  if (!set_or.ok()) {
+    ANCHORD_LOG(Error) << set_or.status();
+    return 2;
+  }
+  std::unique_ptr<anchord::providers::ProviderSet> provider_set = std::move(*set_or);
+  if (provider_set->Default() == nullptr) {
+    ANCHORD_LOG(Error) << "no default provider configured";
+    return 2;
+  }
+
+  anchord::submitter::EngineOptions engine_options;
+  engine_options.workers = workers;
+  engine_options.quota_retry = absl::Seconds(quota_retry_seconds);
+  anchord::submitter::Engine engine(store.get(), provider_set->All(), metrics.get(), clock,
+                                    engine_options);
+  if (absl::Status st = engine.Start(); !st.ok()) {
+    ANCHORD_LOG(Error) << st;
+    return 1;
+  }
+
+  anchord::submitter::HandoffOptions handoff_options;
+  handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
+  anchord::submitter::Handoff handoff(store.get(), anchord::rpc::MakeChannel(poller),
+                                      metrics.get(), handoff_options);
+  handoff.Start();
+
+  anchord::submitter::ServiceOptions service_options;
+  service_options.high_water = high_water;
+  for (auto* p : provider_set->All()) service_options.providers.push_back(p->name());
+  service_options.default_provider = provider_set->Default()->name();
+  anchord::submitter::SubmitterCore core(store.get(), &engine, metrics.get(), service_options);
+  core.set_on_stored([&engine] { engine.Wake(); });
+  anchord::submitter::SubmitterServiceImpl submitter_service(&core);
+  anchord::submitter::StatusServiceImpl status_service(&core);
+
+  server.health_service_names = {"anchord.v1.SubmitterService", "anchord.v1.StatusService"};
+  auto runner_or = anchord::rpc::ServerRunner::Start(
+      server, {&submitter_service, &status_service}, registry);
+  if (!runner_or.ok()) {
+    ANCHORD_LOG(Error) << runner_or.status();
+    engine.Stop();
+    handoff.Stop();
+    return 1;
+  }
+  std::unique_ptr<anchord::rpc::ServerRunner> runner = std::move(*runner_or);
+
+  int sig = anchord::rpc::WaitForTerminationSignal();
+  ANCHORD_LOG(Info) << "signal " << sig << ": draining";
+  // Order: stop intake RPCs first (the intake thread still answers what they sent), then the
+  // workers (cancelling pacing waits), then the hand-off.
+  runner->Shutdown();
+  core.Stop();
+  engine.Stop();
+  provider_set->Stop();
+  handoff.Stop();
+  ANCHORD_LOG(Info) << "stopped";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    ANCHORD_LOG(Error) << "fatal: " << e.what();
+    return 1;
+  }
+}

@@ -1,0 +1,571 @@
+#include "services/submitter/submitter_store.h"
+
+#include <algorithm>
+#include <limits>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "libs/ledger/sqlite_db.h"
+#include "services/submitter/status_macros.h"
+
+namespace anchord::submitter {
+
+const char* SubStateName(SubState s) {
+  switch (s) {
+    case SubState::kQueued: return "QUEUED";
+    case SubState::kSubmitting: return "SUBMITTING";
+    case SubState::kSubmitted: return "SUBMITTED";
+    case SubState::kFailed: return "FAILED";
+  }
+  return "UNKNOWN";
+}
+
+namespace {
+
+using ledger::SqliteDb;
+using ledger::Statement;
+using ledger::Transaction;
+
+// Times are stored as Unix milliseconds; 0 means "unset" (InfinitePast).
+int64_t ToMs(absl::Time t) {
+  if (t == absl::InfinitePast()) return 0;
+  if (t == absl::InfiniteFuture()) return std::numeric_limits<int64_t>::max();
+  return absl::ToUnixMillis(t);
+}
+absl::Time FromMs(int64_t ms) {
+  if (ms == 0) return absl::InfinitePast();
+  if (ms == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
+  return absl::FromUnixMillis(ms);
+}
+
+SubState StateFromInt(int64_t v) {
+  if (v < 0 || v > 3) return SubState::kFailed;
+  return static_cast<SubState>(v);
+}
+
+// Schema. Design notes:
+//  - submissions is keyed by (digest, provider); `id` gives the FIFO order.
+//  - lease_owner/lease_until make a claim a row-level lease rather than an in-memory lock, so
+//    several replicas could share one database later (PostgreSQL: UPDATE ... WHERE id = (SELECT id
+//    ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING ...); an expired lease makes the row claimable
+//    again if its worker died.
+//  - change_seq/handed_off_seq: the hand-off sends a row while handed_off_seq < change_seq, so a
+//    change made while a send is in flight is never lost by the ack of the older send.
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS submissions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  provider TEXT NOT NULL,
+  job TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL DEFAULT '',
+  source_path TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  idempotency_key TEXT NOT NULL DEFAULT '',
+  body BLOB NOT NULL DEFAULT '',
+  proof_id TEXT NOT NULL DEFAULT '',
+  record_state INTEGER NOT NULL DEFAULT 0,
+  certificate_url TEXT NOT NULL DEFAULT '',
+  verify_url TEXT NOT NULL DEFAULT '',
+  block_height INTEGER NOT NULL DEFAULT 0,
+  bitcoin_tx TEXT NOT NULL DEFAULT '',
+  provider_created_at INTEGER NOT NULL DEFAULT 0,
+  confirmed_at INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  error_canonical INTEGER NOT NULL DEFAULT 0,
+  error_code TEXT NOT NULL DEFAULT '',
+  error_message TEXT NOT NULL DEFAULT '',
+  error_request_id TEXT NOT NULL DEFAULT '',
+  request_id TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  change_seq INTEGER NOT NULL DEFAULT 1,
+  handed_off_seq INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT NOT NULL DEFAULT '',
+  lease_until INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (digest, provider)
+);
+CREATE INDEX IF NOT EXISTS submissions_ready ON submissions (provider, state, id);
+CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id)
+  WHERE state IN (2, 3) AND handed_off_seq < change_seq;
+CREATE TABLE IF NOT EXISTS refs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  job TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE INDEX IF NOT EXISTS refs_digest ON refs (digest, id);
+CREATE INDEX IF NOT EXISTS refs_job ON refs (job, digest);
+CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sends (bucket TEXT NOT NULL, sent_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sends_bucket ON sends (bucket, sent_at);
+CREATE TABLE IF NOT EXISTS pauses (
+  provider TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  paused_at INTEGER NOT NULL,
+  probe_at INTEGER NOT NULL
+);
+)sql";
+
+constexpr char kCols[] =
+    "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "
+    "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "
+    "bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, error_canonical, "
+    "error_code, error_message, error_request_id, request_id, created_at, updated_at, change_seq, "
+    "handed_off_seq";
+
+Submission ReadRow(const Statement& s) {
+  Submission r;
+  r.id = s.ColumnInt(0);
+  r.digest = s.ColumnText(1);
+  r.provider = s.ColumnText(2);
+  r.file.job = s.ColumnText(3);
+  r.file.filename = s.ColumnText(4);
+  r.file.size_bytes = s.ColumnInt(5);
+  r.file.mime_type = s.ColumnText(6);
+  r.file.source_path = s.ColumnText(7);
+  r.state = StateFromInt(s.ColumnInt(8));
+  r.idempotency_key = s.ColumnText(9);
+  r.body = s.ColumnText(10);
+  r.record.proof_id = s.ColumnText(11);
+  r.record.record_state = static_cast<int>(s.ColumnInt(12));
+  r.record.certificate_url = s.ColumnText(13);
+  r.record.verify_url = s.ColumnText(14);
+  r.record.block_height = s.ColumnInt(15);
+  r.record.bitcoin_tx = s.ColumnText(16);
+  r.record.provider_created_at = FromMs(s.ColumnInt(17));
+  r.record.confirmed_at = FromMs(s.ColumnInt(18));
+  r.attempts = static_cast<int>(s.ColumnInt(19));
+  r.next_attempt_at = FromMs(s.ColumnInt(20));
+  r.error_canonical = static_cast<int>(s.ColumnInt(21));
+  r.error_code = s.ColumnText(22);
+  r.error_message = s.ColumnText(23);
+  r.error_request_id = s.ColumnText(24);
+  r.request_id = s.ColumnText(25);
+  r.created_at = FromMs(s.ColumnInt(26));
+  r.updated_at = FromMs(s.ColumnInt(27));
+  r.change_seq = s.ColumnInt(28);
+  r.handed_off_seq = s.ColumnInt(29);
+  return r;
+}
+
+FileRef ReadRef(const Statement& s, int base) {
+  FileRef f;
+  f.job = s.ColumnText(base);
+  f.source_path = s.ColumnText(base + 1);
+  f.filename = s.ColumnText(base + 2);
+  f.size_bytes = s.ColumnInt(base + 3);
+  f.mime_type = s.ColumnText(base + 4);
+  return f;
+}
+
+class SqliteSubmitterStore final : public SubmitterStore {
+ public:
+  explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+
+  absl::Status Init() { return db_->Exec(kSchema); }
+
+  absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
+                                                        absl::Time now) override {
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement first_ref,
+        db_->Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                     "WHERE digest = ?1 ORDER BY id LIMIT 1"));
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement add_ref,
+        db_->Prepare("INSERT OR IGNORE INTO refs (digest, job, source_path, filename, size_bytes, "
+                     "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement bump,
+        db_->Prepare("UPDATE submissions SET change_seq = change_seq + 1, updated_at = ?2 "
+                     "WHERE digest = ?1"));
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement add_sub,
+        db_->Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
+                     "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
+                     "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8)"));
+    SUBMITTER_ASSIGN_OR_RETURN(Statement min_state,
+                               db_->Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
+    std::vector<InsertResult> out;
+    out.reserve(items.size());
+    const int64_t now_ms = ToMs(now);
+    for (const NewItem& item : items) {
+      InsertResult res;
+      first_ref.Reset();
+      first_ref.BindBlob(1, item.digest);
+      SUBMITTER_ASSIGN_OR_RETURN(bool has_ref, first_ref.Step());
+      std::optional<FileRef> original;
+      if (has_ref) original = ReadRef(first_ref, 0);
+      first_ref.Reset();
+      res.known_before = original.has_value();
+
+      add_ref.Reset();
+      add_ref.BindBlob(1, item.digest)
+          .Bind(2, item.file.job)
+          .Bind(3, item.file.source_path)
+          .Bind(4, item.file.filename)
+          .Bind(5, item.file.size_bytes)
+          .Bind(6, item.file.mime_type)
+          .Bind(7, now_ms);
+      SUBMITTER_RETURN_IF_ERROR(add_ref.Run());
+      bool new_ref = db_->Changes() > 0;
+      if (original.has_value()) {
+        if (original->job != item.file.job || original->source_path != item.file.source_path) {
+          res.duplicate_of = original->source_path;
+        }
+        // A new file with a known digest: the poller must hear of it (re-hand-off).
+        if (new_ref) {
+          bump.Reset();
+          bump.BindBlob(1, item.digest).Bind(2, now_ms);
+          SUBMITTER_RETURN_IF_ERROR(bump.Run());
+        }
+      }
+      const FileRef& file = original.has_value() ? *original : item.file;
+      for (const std::string& provider : item.providers) {
+        add_sub.Reset();
+        add_sub.BindBlob(1, item.digest)
+            .Bind(2, provider)
+            .Bind(3, file.job)
+            .Bind(4, file.filename)
+            .Bind(5, file.size_bytes)
+            .Bind(6, file.mime_type)
+            .Bind(7, file.source_path)
+            .Bind(8, now_ms);
+        SUBMITTER_RETURN_IF_ERROR(add_sub.Run());
+      }
+      min_state.Reset();
+      min_state.BindBlob(1, item.digest);
+      SUBMITTER_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
+      if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
+      min_state.Reset();
+      out.push_back(std::move(res));
+    }
+    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    return out;
+  }
+
+  absl::StatusOr<int64_t> CountBacklog() override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
+    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    return row ? s.ColumnInt(0) : 0;
+  }
+
+  absl::StatusOr<std::vector<BacklogCount>> CountByProviderState() override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s,
+        db_->Prepare("SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state"));
+    std::vector<BacklogCount> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back({s.ColumnText(0), StateFromInt(s.ColumnInt(1)), s.ColumnInt(2)});
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::optional<Submission>> Claim(const std::string& provider,
+                                                  const std::string& owner, absl::Time now,
+                                                  absl::Time lease_until) override {
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    // BEGIN IMMEDIATE makes select-then-update atomic here; see the schema note for PostgreSQL.
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement pick,
+        db_->Prepare("SELECT id FROM submissions WHERE provider = ?1 AND state IN (0, 1) AND "
+                     "next_attempt_at <= ?2 AND lease_until <= ?2 ORDER BY id LIMIT 1"));
+    pick.Bind(1, provider).Bind(2, ToMs(now));
+    SUBMITTER_ASSIGN_OR_RETURN(bool found, pick.Step());
+    if (!found) return std::optional<Submission>();
+    int64_t id = pick.ColumnInt(0);
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement lease,
+        db_->Prepare("UPDATE submissions SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1"));
+    lease.Bind(1, id).Bind(2, owner).Bind(3, ToMs(lease_until));
+    SUBMITTER_RETURN_IF_ERROR(lease.Run());
+    SUBMITTER_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(id));
+    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    return row;
+  }
+
+  absl::Status ReleaseAllLeases() override {
+    return db_->Exec("UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0");
+  }
+
+  absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
+                                  "AND state IN (0, 1) AND lease_until = 0"));
+    s.Bind(1, provider);
+    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row || s.ColumnIsNull(0)) return std::optional<absl::Time>();
+    return std::optional<absl::Time>(FromMs(s.ColumnInt(0)));
+  }
+
+  absl::Status MarkPrepared(int64_t id, const std::string& key, const std::string& body,
+                            absl::Time now) override {
+    return Update(
+        "UPDATE submissions SET state = 1, idempotency_key = ?2, body = ?3, updated_at = ?4 "
+        "WHERE id = ?1",
+        [&](Statement& s) { s.Bind(1, id).Bind(2, key).BindBlob(3, body).Bind(4, ToMs(now)); });
+  }
+
+  absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
+                             absl::Time now) override {
+    return Update(
+        "UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, certificate_url = ?4, "
+        "verify_url = ?5, block_height = ?6, bitcoin_tx = ?7, provider_created_at = ?8, "
+        "confirmed_at = ?9, request_id = ?10, updated_at = ?11, change_seq = change_seq + 1, "
+        "lease_owner = '', lease_until = 0, error_canonical = 0 WHERE id = ?1",
+        [&](Statement& s) {
+          s.Bind(1, id)
+              .Bind(2, r.proof_id)
+              .Bind(3, static_cast<int64_t>(r.record_state))
+              .Bind(4, r.certificate_url)
+              .Bind(5, r.verify_url)
+              .Bind(6, r.block_height)
+              .Bind(7, r.bitcoin_tx)
+              .Bind(8, ToMs(r.provider_created_at))
+              .Bind(9, ToMs(r.confirmed_at))
+              .Bind(10, request_id)
+              .Bind(11, ToMs(now));
+        });
+  }
+
+  absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
+                          const std::string& message, const std::string& request_id,
+                          absl::Time now) override {
+    return Update(
+        "UPDATE submissions SET next_attempt_at = ?2, attempts = attempts + ?3, error_code = ?4, "
+        "error_message = ?5, error_request_id = ?6, updated_at = ?7, lease_owner = '', "
+        "lease_until = 0 WHERE id = ?1",
+        [&](Statement& s) {
+          s.Bind(1, id)
+              .Bind(2, ToMs(next))
+              .Bind(3, static_cast<int64_t>(count_attempt ? 1 : 0))
+              .Bind(4, code)
+              .Bind(5, message)
+              .Bind(6, request_id)
+              .Bind(7, ToMs(now));
+        });
+  }
+
+  absl::Status MarkFailed(int64_t id, int canonical, const std::string& code,
+                          const std::string& message, const std::string& request_id,
+                          absl::Time now) override {
+    return Update(
+        "UPDATE submissions SET state = 3, error_canonical = ?2, error_code = ?3, "
+        "error_message = ?4, error_request_id = ?5, updated_at = ?6, attempts = attempts + 1, "
+        "change_seq = change_seq + 1, lease_owner = '', lease_until = 0 WHERE id = ?1",
+        [&](Statement& s) {
+          s.Bind(1, id)
+              .Bind(2, static_cast<int64_t>(canonical))
+              .Bind(3, code)
+              .Bind(4, message)
+              .Bind(5, request_id)
+              .Bind(6, ToMs(now));
+        });
+  }
+
+  absl::Status ReleaseLease(int64_t id) override {
+    return Update("UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE id = ?1",
+                  [&](Statement& s) { s.Bind(1, id); });
+  }
+
+  absl::Status Pause(const PauseInfo& p) override {
+    return Update(
+        "INSERT INTO pauses (provider, reason, paused_at, probe_at) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (provider) DO UPDATE SET reason = ?2, probe_at = ?4",
+        [&](Statement& s) {
+          s.Bind(1, p.provider).Bind(2, p.reason).Bind(3, ToMs(p.paused_at)).Bind(4, ToMs(p.probe_at));
+        });
+  }
+
+  absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider) override {
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement sel, db_->Prepare("SELECT provider FROM pauses WHERE ?1 = '' OR provider = ?1 "
+                                    "ORDER BY provider"));
+    sel.Bind(1, provider);
+    std::vector<std::string> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, sel.Step());
+      if (!row) break;
+      out.push_back(sel.ColumnText(0));
+    }
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement del, db_->Prepare("DELETE FROM pauses WHERE ?1 = '' OR provider = ?1"));
+    del.Bind(1, provider);
+    SUBMITTER_RETURN_IF_ERROR(del.Run());
+    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    return out;
+  }
+
+  absl::StatusOr<std::vector<PauseInfo>> ListPauses() override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare("SELECT provider, reason, paused_at, probe_at FROM pauses"));
+    std::vector<PauseInfo> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back({s.ColumnText(0), s.ColumnText(1), FromMs(s.ColumnInt(2)),
+                     FromMs(s.ColumnInt(3))});
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
+    return Query(absl::StrCat("SELECT ", kCols,
+                              " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                              "change_seq ORDER BY id LIMIT ?1"),
+                 [&](Statement& s) { s.Bind(1, static_cast<int64_t>(limit)); });
+  }
+
+  absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
+    return Update(
+        "UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1",
+        [&](Statement& s) { s.Bind(1, id).Bind(2, seq); });
+  }
+
+  absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) override {
+    return Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = ?1 ORDER BY id"),
+                 [&](Statement& s) { s.BindBlob(1, digest); });
+  }
+
+  absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare("SELECT job, source_path, filename, size_bytes, mime_type "
+                                  "FROM refs WHERE digest = ?1 ORDER BY id"));
+    s.BindBlob(1, digest);
+    std::vector<FileRef> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(ReadRef(s, 0));
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s,
+        db_->Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 "
+                     "FROM refs r WHERE r.digest = s.digest AND r.job = ?1) GROUP BY s.digest"));
+    s.Bind(1, job);
+    std::map<SubState, int64_t> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      ++out[StateFromInt(s.ColumnInt(0))];
+    }
+    return out;
+  }
+
+  absl::Status SaveGate(const std::string& name, absl::Time until) override {
+    return Update(
+        "INSERT INTO gates (name, blocked_until) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE "
+        "SET blocked_until = MAX(blocked_until, ?2)",
+        [&](Statement& s) { s.Bind(1, name).Bind(2, ToMs(until)); });
+  }
+
+  absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(Statement s,
+                               db_->Prepare("SELECT blocked_until FROM gates WHERE name = ?1"));
+    s.Bind(1, name);
+    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    return row ? FromMs(s.ColumnInt(0)) : absl::InfinitePast();
+  }
+
+  absl::Status RecordSend(const std::string& bucket, absl::Time when,
+                          absl::Time forget_before) override {
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    SUBMITTER_ASSIGN_OR_RETURN(Statement del,
+                               db_->Prepare("DELETE FROM sends WHERE bucket = ?1 AND sent_at < ?2"));
+    del.Bind(1, bucket).Bind(2, ToMs(forget_before));
+    SUBMITTER_RETURN_IF_ERROR(del.Run());
+    SUBMITTER_ASSIGN_OR_RETURN(Statement ins,
+                               db_->Prepare("INSERT INTO sends (bucket, sent_at) VALUES (?1, ?2)"));
+    ins.Bind(1, bucket).Bind(2, ToMs(when));
+    SUBMITTER_RETURN_IF_ERROR(ins.Run());
+    return tx.Commit();
+  }
+
+  absl::StatusOr<std::vector<absl::Time>> RecentSends(const std::string& bucket,
+                                                      absl::Time since) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare("SELECT sent_at FROM sends WHERE bucket = ?1 AND sent_at >= ?2 "
+                                  "ORDER BY sent_at"));
+    s.Bind(1, bucket).Bind(2, ToMs(since));
+    std::vector<absl::Time> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(FromMs(s.ColumnInt(0)));
+    }
+    return out;
+  }
+
+ private:
+  absl::StatusOr<std::optional<Submission>> LoadById(int64_t id) {
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
+    s.Bind(1, id);
+    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return std::optional<Submission>();
+    return std::optional<Submission>(ReadRow(s));
+  }
+
+  template <typename BindFn>
+  absl::Status Update(absl::string_view sql, BindFn bind) {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
+    bind(s);
+    return s.Run();
+  }
+
+  template <typename BindFn>
+  absl::StatusOr<std::vector<Submission>> Query(const std::string& sql, BindFn bind) {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
+    bind(s);
+    std::vector<Submission> out;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(ReadRow(s));
+    }
+    return out;
+  }
+
+  std::unique_ptr<SqliteDb> db_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenSqliteSubmitterStore(const std::string& path) {
+  SUBMITTER_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path));
+  auto store = std::make_unique<SqliteSubmitterStore>(std::move(db));
+  SUBMITTER_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<SubmitterStore>(std::move(store));
+}
+
+}  // namespace anchord::submitter

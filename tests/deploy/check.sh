@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Deployment checks (ctest: deploy_checks, label "deploy"). Fails on the first error.
+#   1. helm lint --strict + helm template: chart defaults and helm/anchord/ci/values-all-on.yaml
+#   2. offline Kubernetes schema validation of every rendered manifest (kubernetes-models; the
+#      prometheus-operator CRDs ServiceMonitor/PrometheusRule are skipped, by name) + the security
+#      policy (non-root, read-only rootfs, drop ALL, seccomp RuntimeDefault)
+#   3. what the renders contain (kinds, single-replica stateful services, no Secret objects)
+#   4. Dockerfile lint (no container engine here: images are built by CI elsewhere; the same
+#      CMake/Ninja build runs outside a container in .ci/build)
+#   5. promtool check rules / test rules / check config; the chart's alerts copy is identical
+#   6. dashboard JSON validity; its metric names extracted and checked against the names the
+#      services export (deploy/exported-metrics.txt), and deploy/grafana/metric-names.txt is current;
+#      the alert rules use only exported names too
+#   7. self-test: a broken values file, a broken manifest and a broken alert rule must each fail
+# Tools come from deploy/install-tools (run here when missing). Set ANCHORD_TOOLS to relocate them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+TOOLS="${ANCHORD_TOOLS:-$HOME/.cache/anchord-tools}"
+export ANCHORD_TOOLS="$TOOLS"
+HELM="$TOOLS/bin/helm"
+CHART="$ROOT/helm/anchord"
+ALLON="$CHART/ci/values-all-on.yaml"
+PY="$(command -v python3 || echo /usr/bin/python3)"
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+# helm must not write to $HOME (or need a network): everything goes to a scratch dir.
+export XDG_CACHE_HOME="$WORK/xdg/cache" XDG_CONFIG_HOME="$WORK/xdg/config" XDG_DATA_HOME="$WORK/xdg/data"
+export HELM_NO_PLUGINS=1
+
+step() { echo "== $*"; }
+die() { echo "deploy check FAILED: $*" >&2; exit 1; }
+
+if [ ! -x "$HELM" ] || ! command -v promtool >/dev/null 2>&1 ||
+   [ ! -d "$TOOLS/node_modules/kubernetes-models" ] || [ ! -d "$TOOLS/node_modules/yaml" ]; then
+  step "installing tools"
+  bash "$ROOT/deploy/install-tools" || die "tools could not be installed"
+fi
+
+step "helm lint"
+"$HELM" lint --strict "$CHART" || die "helm lint (defaults)"
+"$HELM" lint --strict "$CHART" -f "$ALLON" || die "helm lint (all-on)"
+
+step "helm template"
+"$HELM" template anchord "$CHART" --namespace anchord > "$WORK/defaults.yaml" || die "helm template (defaults)"
+"$HELM" template staging "$CHART" --namespace staging -f "$ALLON" > "$WORK/all-on.yaml" || die "helm template (all-on)"
+
+step "kubernetes schema validation"
+node "$ROOT/tests/deploy/validate-manifests.cjs" "$TOOLS" "$WORK/defaults.yaml" "$WORK/all-on.yaml" ||
+  die "rendered manifests are invalid"
+
+step "render contents"
+kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
+want_defaults="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=1 NetworkPolicy=3 PersistentVolumeClaim=2 PodDisruptionBudget=3 Service=3 ServiceAccount=1 "
+[ "$(kinds "$WORK/defaults.yaml")" = "$want_defaults" ] ||
+  die "defaults render: got kinds '$(kinds "$WORK/defaults.yaml")', want '$want_defaults'"
+want_allon="ConfigMap=3 Deployment=4 HorizontalPodAutoscaler=1 NetworkPolicy=4 PersistentVolumeClaim=1 PodDisruptionBudget=3 PrometheusRule=1 Service=4 ServiceAccount=1 ServiceMonitor=1 "
+[ "$(kinds "$WORK/all-on.yaml")" = "$want_allon" ] ||
+  die "all-on render: got kinds '$(kinds "$WORK/all-on.yaml")', want '$want_allon'"
+for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
+  # Only the hasher autoscales; the SQLite-backed services run exactly one replica.
+  grep -Eq '^  name: (.*-)?anchord-hasher$' "$f" || die "$f: no hasher objects"
+  if grep -A3 'scaleTargetRef:' "$f" | grep -Eq 'name: .*-(submitter|poller)$'; then die "$f: HPA on a stateful service"; fi
+  [ "$(grep -c '^  replicas: 1$' "$f")" -ge 2 ] || die "$f: submitter/poller are not single-replica"
+  if grep -q '^kind: Secret$' "$f"; then die "$f: the chart must not create Secrets"; fi
+  grep -q -- '--proofd-api-key-file\|ANCHORD_PROOFD_API_KEY_FILE' "$f" || die "$f: key file not passed"
+  [ "$(grep -c 'grpc:$' "$f")" -ge 9 ] || die "$f: native gRPC probes missing"
+done
+grep -q 'ANCHORD_PROOFD_URL: "http://staging-anchord-sandbox:8080"' "$WORK/all-on.yaml" ||
+  die "all-on: services are not pointed at the sandbox"
+
+step "Dockerfile lint"
+"$PY" "$ROOT/deploy/docker/lint" || die "Dockerfile lint"
+
+step "promtool"
+promtool check rules "$ROOT/deploy/prometheus/alerts.yml" || die "promtool check rules"
+(cd "$ROOT/deploy/prometheus" && promtool test rules alerts_test.yml) || die "promtool test rules"
+promtool check config "$ROOT/deploy/prometheus/prometheus.yml" || die "promtool check config"
+cmp -s "$ROOT/deploy/prometheus/alerts.yml" "$CHART/files/alerts.yml" ||
+  die "helm/anchord/files/alerts.yml differs from deploy/prometheus/alerts.yml (copy it)"
+# Every alert must have a unit test that expects it to fire and one that expects silence.
+NODE_PATH="$TOOLS/node_modules" node -e '
+  const YAML = require("yaml"); const fs = require("fs");
+  const rules = YAML.parse(fs.readFileSync(process.argv[1], "utf8"));
+  const tests = YAML.parse(fs.readFileSync(process.argv[2], "utf8"));
+  const seen = {};
+  for (const t of tests.tests || [])
+    for (const c of t.alert_rule_test || []) {
+      const s = (seen[c.alertname] = seen[c.alertname] || {fires: 0, silent: 0});
+      if ((c.exp_alerts || []).length) s.fires++; else s.silent++;
+    }
+  let bad = 0;
+  for (const g of rules.groups) for (const r of g.rules) if (r.alert) {
+    const s = seen[r.alert] || {fires: 0, silent: 0};
+    console.log(`${r.alert}: ${s.fires} firing, ${s.silent} not-firing cases`);
+    if (!s.fires || !s.silent) { console.error(`alert ${r.alert} lacks a firing or a not-firing unit test`); bad = 1; }
+  }
+  process.exit(bad);' "$ROOT/deploy/prometheus/alerts.yml" "$ROOT/deploy/prometheus/alerts_test.yml" ||
+  die "alert unit-test coverage"
+
+step "dashboard"
+DASH="$ROOT/deploy/grafana/anchord-dashboard.json"
+ALLOWED="$ROOT/deploy/exported-metrics.txt"
+"$PY" "$ROOT/deploy/grafana/extract-metric-names" --allowed "$ALLOWED" "$DASH" > "$WORK/metric-names.txt" ||
+  die "dashboard is invalid or uses metrics the services do not export"
+grep -v '^#' "$ROOT/deploy/grafana/metric-names.txt" | cmp -s - "$WORK/metric-names.txt" ||
+  die "deploy/grafana/metric-names.txt is stale: run deploy/grafana/extract-metric-names --write $DASH"
+echo "dashboard uses $(wc -l < "$WORK/metric-names.txt") metric names, all exported"
+NODE_PATH="$TOOLS/node_modules" node -e '
+  const YAML = require("yaml"); const fs = require("fs");
+  for (const g of YAML.parse(fs.readFileSync(process.argv[1], "utf8")).groups)
+    for (const r of g.rules) console.log(JSON.stringify(r.expr));' "$ROOT/deploy/prometheus/alerts.yml" \
+  > "$WORK/alert-exprs.jsonl"
+"$PY" "$ROOT/deploy/grafana/extract-metric-names" --exprs --allowed "$ALLOWED" < "$WORK/alert-exprs.jsonl" >/dev/null ||
+  die "alert rules use metrics the services do not export"
+
+step "self-test: broken inputs must fail"
+printf 'submitter:\n  replicas: 2\n' > "$WORK/bad-values.yaml"
+if "$HELM" lint --strict "$CHART" -f "$WORK/bad-values.yaml" >/dev/null 2>&1; then die "helm lint accepted submitter.replicas=2"; fi
+printf 'provider:\n  proofd:\n    apiKey: plaintext\n' > "$WORK/bad-key.yaml"
+if "$HELM" template x "$CHART" -f "$WORK/bad-key.yaml" >/dev/null 2>&1; then die "the chart accepted an API key in values"; fi
+sed 's/containerPort: 50051/containerPort: "50051"/' "$WORK/defaults.yaml" > "$WORK/bad.yaml"
+if node "$ROOT/tests/deploy/validate-manifests.cjs" "$TOOLS" "$WORK/bad.yaml" >/dev/null 2>&1; then die "schema validation accepted a string containerPort"; fi
+sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' "$WORK/defaults.yaml" > "$WORK/bad-sec.yaml"
+if node "$ROOT/tests/deploy/validate-manifests.cjs" "$TOOLS" "$WORK/bad-sec.yaml" >/dev/null 2>&1; then die "policy check accepted a writable root filesystem"; fi
+sed 's/> 12 \* 3600/> 12 * 3600)/' "$ROOT/deploy/prometheus/alerts.yml" > "$WORK/bad-alerts.yml"
+if promtool check rules "$WORK/bad-alerts.yml" >/dev/null 2>&1; then die "promtool accepted a broken rule"; fi
+mkdir -p "$WORK/rt" && cp "$ROOT/deploy/prometheus/alerts_test.yml" "$WORK/rt/"
+sed 's/== 1$/== 2/' "$ROOT/deploy/prometheus/alerts.yml" > "$WORK/rt/alerts.yml"
+if (cd "$WORK/rt" && promtool test rules alerts_test.yml >/dev/null 2>&1); then die "unit tests passed a wrong quota rule"; fi
+printf '"rate(anchord_made_up_total[5m])"\n' |
+  if "$PY" "$ROOT/deploy/grafana/extract-metric-names" --exprs --allowed "$ALLOWED" >/dev/null 2>&1; then die "unknown metric accepted"; fi
+sed 's/USER 65532:65532/USER 0/' "$ROOT/deploy/docker/Dockerfile" > "$WORK/Dockerfile"
+cp "$ROOT/deploy/docker/Dockerfile.dockerignore" "$WORK/Dockerfile.dockerignore"
+if "$PY" "$ROOT/deploy/docker/lint" "$WORK/Dockerfile" >/dev/null 2>&1; then die "Dockerfile lint accepted USER 0"; fi
+
+echo "deploy checks: all passed"

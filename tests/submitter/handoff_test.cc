@@ -1,0 +1,167 @@
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "anchord/v1/poller.grpc.pb.h"
+#include "services/submitter/handoff.h"
+#include "tests/submitter/test_util.h"
+
+namespace anchord::submitter {
+namespace {
+
+// A fake poller: acks every proof, except that it breaks the first stream after `drop_at` requests
+// without acknowledging the last one.
+class FakePoller final : public anchord::v1::PollerService::Service {
+ public:
+  grpc::Status Track(grpc::ServerContext* ctx,
+                     grpc::ServerReaderWriter<anchord::v1::TrackResponse,
+                                              anchord::v1::TrackRequest>* stream) override {
+    anchord::v1::TrackRequest req;
+    while (stream->Read(&req)) {
+      bool drop;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        received_.push_back(req);
+        drop = drop_at_ > 0 && static_cast<int>(received_.size()) == drop_at_;
+        if (drop) drop_at_ = 0;
+      }
+      if (drop) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "dropped by the test");
+      anchord::v1::TrackResponse resp;
+      resp.set_request_id(req.request_id());
+      resp.set_digest(req.proof().digest());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        acked_[req.proof().digest()] = req.proof();
+      }
+      if (!stream->Write(resp)) break;
+    }
+    return grpc::Status::OK;
+  }
+  void DropAt(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    drop_at_ = n;
+  }
+  std::vector<anchord::v1::TrackRequest> received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+  std::map<std::string, anchord::v1::Proof> acked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acked_;
+  }
+
+ private:
+  std::mutex mu_;
+  int drop_at_ = 0;
+  std::vector<anchord::v1::TrackRequest> received_;
+  std::map<std::string, anchord::v1::Proof> acked_;
+};
+
+class HandoffTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    ASSERT_FALSE(dir_.empty());
+    auto s = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&poller_);
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+  }
+  void TearDown() override {
+    if (handoff_) handoff_->Stop();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Submitted(char c, const std::string& path) {
+    ASSERT_TRUE(store_->InsertBatch({testing::Item(c, path)}, absl::Now()).ok());
+    auto row = store_->Claim("fake", "t", absl::Now(), absl::Now() + absl::Minutes(1));
+    ASSERT_TRUE(row.ok() && row->has_value());
+    StoredRecord rec;
+    rec.proof_id = std::string("proof-") + c;
+    rec.provider_created_at = absl::FromUnixSeconds(1'700'000'000);
+    ASSERT_TRUE(store_->MarkSubmitted((*row)->id, rec, "req-ok", absl::Now()).ok());
+  }
+  // Waits (bounded) until nothing is left to hand off.
+  bool WaitHandedOff() {
+    for (int i = 0; i < 400; ++i) {
+      auto p = store_->PendingHandoff(10);
+      if (p.ok() && p->empty()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+  void StartHandoff() {
+    HandoffOptions o;
+    o.idle_poll = absl::Milliseconds(20);
+    o.reconnect = BackoffPolicy{absl::Milliseconds(10), absl::Milliseconds(100), 2.0};
+    o.track_deadline = absl::Seconds(60);
+    handoff_ = std::make_unique<Handoff>(
+        store_.get(),
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()),
+        nullptr, o);
+    handoff_->Start();
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  FakePoller poller_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<SubmitterStore> store_;
+  std::unique_ptr<Handoff> handoff_;
+};
+
+TEST_F(HandoffTest, HandsOffResendsAfterDropAndResendsNewRefs) {
+  Submitted('a', "a.txt");
+  Submitted('b', "b.txt");
+  Submitted('c', "c.txt");
+  // A failed one too.
+  ASSERT_TRUE(store_->InsertBatch({testing::Item('f', "f.txt")}, absl::Now()).ok());
+  auto row = store_->Claim("fake", "t", absl::Now(), absl::Now() + absl::Minutes(1));
+  ASSERT_TRUE(row.ok() && row->has_value());
+  ASSERT_TRUE(store_->MarkFailed((*row)->id, 16, "INVALID_API_KEY", "bad key", "req-401", absl::Now()).ok());
+  // Not yet submitted: never handed off.
+  ASSERT_TRUE(store_->InsertBatch({testing::Item('q', "q.txt")}, absl::Now()).ok());
+
+  poller_.DropAt(2);  // the first stream breaks on its second proof
+  StartHandoff();
+  ASSERT_TRUE(WaitHandedOff());
+
+  auto acked = poller_.acked();
+  ASSERT_EQ(acked.size(), 4u);
+  EXPECT_EQ(acked.count(testing::Digest('q')), 0u);
+  const auto& a = acked[testing::Digest('a')];
+  EXPECT_EQ(a.state(), anchord::v1::DIGEST_STATE_PENDING);
+  EXPECT_EQ(a.proof_id(), "proof-a");
+  EXPECT_EQ(a.provider(), "fake");
+  EXPECT_EQ(a.submitted_at().seconds(), 1'700'000'000);
+  ASSERT_EQ(a.files_size(), 1);
+  EXPECT_EQ(a.files(0).source_path(), "a.txt");
+  const auto& f = acked[testing::Digest('f')];
+  EXPECT_EQ(f.state(), anchord::v1::DIGEST_STATE_FAILED);
+  EXPECT_EQ(f.failure().code(), 16);
+  EXPECT_EQ(f.failure().reason(), "INVALID_API_KEY");
+  EXPECT_EQ(f.provider_request_id(), "req-401");
+  // The dropped proof was sent twice (once unacked on the broken stream).
+  int b_sends = 0;
+  for (const auto& r : poller_.received()) b_sends += r.proof().digest() == testing::Digest('b');
+  EXPECT_EQ(b_sends, 2);
+
+  // A duplicate file of a handed-off digest: the proof goes again, with both files.
+  ASSERT_TRUE(store_->InsertBatch({testing::Item('a', "copy/a.txt")}, absl::Now()).ok());
+  handoff_->Wake();
+  ASSERT_TRUE(WaitHandedOff());
+  anchord::v1::Proof a2 = poller_.acked()[testing::Digest('a')];
+  ASSERT_EQ(a2.files_size(), 2);
+  EXPECT_EQ(a2.files(1).source_path(), "copy/a.txt");
+}
+
+}  // namespace
+}  // namespace anchord::submitter

@@ -1,0 +1,195 @@
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "services/submitter/service.h"
+#include "tests/submitter/test_util.h"
+
+namespace anchord::submitter {
+namespace {
+
+using anchord::v1::SubmitRequest;
+using anchord::v1::SubmitResponse;
+
+SubmitRequest Req(const std::string& id, const std::string& digest, const std::string& filename,
+                  const std::string& path) {
+  SubmitRequest r;
+  r.set_request_id(id);
+  r.set_digest(digest);
+  r.mutable_metadata()->set_filename(filename);
+  r.mutable_metadata()->set_size_bytes(42);
+  r.mutable_metadata()->set_source_path(path);
+  r.mutable_metadata()->set_job("job1");
+  return r;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void Start(int64_t high_water = 100000) {
+    dir_ = testing::MakeTempDir();
+    ASSERT_FALSE(dir_.empty());
+    auto s = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+    ServiceOptions o;
+    o.providers = {"fake", "other"};
+    o.default_provider = "fake";
+    o.high_water = high_water;
+    o.backlog_refresh = absl::Milliseconds(50);
+    core_ = std::make_unique<SubmitterCore>(store_.get(), nullptr, nullptr, o);
+    submitter_ = std::make_unique<SubmitterServiceImpl>(core_.get());
+    status_ = std::make_unique<StatusServiceImpl>(core_.get());
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(submitter_.get());
+    b.RegisterService(status_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    stub_ = anchord::v1::SubmitterService::NewStub(ch);
+    status_stub_ = anchord::v1::StatusService::NewStub(ch);
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    core_.reset();
+    store_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  static void Deadline(grpc::ClientContext* ctx, int seconds = 20) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  }
+
+  std::string dir_;
+  std::unique_ptr<SubmitterStore> store_;
+  std::unique_ptr<SubmitterCore> core_;
+  std::unique_ptr<SubmitterServiceImpl> submitter_;
+  std::unique_ptr<StatusServiceImpl> status_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<anchord::v1::SubmitterService::Stub> stub_;
+  std::unique_ptr<anchord::v1::StatusService::Stub> status_stub_;
+};
+
+TEST_F(ServiceTest, ValidatesStoresDurablyAndAnswersDuplicates) {
+  Start();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub_->Submit(&ctx);
+  std::vector<SubmitRequest> reqs = {
+      Req("bad-digest", "abc", "a.txt", "x/a.txt"),
+      Req("ok-1", testing::Digest('a'), "a.txt", "x/a.txt"),
+      Req("bad-name", testing::Digest('b'), "", "x/b.txt"),
+      Req("dup", testing::Digest('a'), "copy.txt", "y/copy.txt"),
+      Req("ok-2", testing::Digest('c'), "c.txt", "x/c.txt"),
+  };
+  reqs.push_back(Req("bad-provider", testing::Digest('d'), "d.txt", "x/d.txt"));
+  reqs.back().add_providers("nope");
+  for (const auto& r : reqs) ASSERT_TRUE(stream->Write(r));
+  ASSERT_TRUE(stream->WritesDone());
+  std::map<std::string, SubmitResponse> got;
+  SubmitResponse resp;
+  while (stream->Read(&resp)) {
+    got[resp.request_id()] = resp;
+    if (resp.status().code() == 0) {
+      // Acked means durable: a fresh connection to the file finds the row.
+      auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
+      ASSERT_TRUE(other.ok());
+      auto rows = (*other)->GetByDigest(resp.digest());
+      ASSERT_TRUE(rows.ok());
+      EXPECT_EQ(rows->size(), 1u) << resp.request_id();
+    }
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(got.size(), reqs.size());
+  EXPECT_EQ(got["bad-digest"].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(got["bad-digest"].status().message().find("digest"), std::string::npos);
+  EXPECT_EQ(got["bad-name"].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(got["bad-name"].status().message().find("metadata.filename"), std::string::npos);
+  EXPECT_NE(got["bad-provider"].status().message().find("providers[0]"), std::string::npos);
+  EXPECT_EQ(got["ok-1"].status().code(), 0);
+  EXPECT_EQ(got["ok-1"].state(), anchord::v1::DIGEST_STATE_QUEUED);
+  EXPECT_EQ(got["ok-2"].status().code(), 0);
+  EXPECT_EQ(got["dup"].status().code(), 0);
+  EXPECT_EQ(got["dup"].duplicate_of(), "x/a.txt");
+  // Nothing stored for invalid items.
+  EXPECT_TRUE(store_->GetByDigest(testing::Digest('b'))->empty());
+  EXPECT_TRUE(store_->GetByDigest(testing::Digest('d'))->empty());
+
+  // Locate and SummarizeJob see the stored state.
+  grpc::ClientContext lctx;
+  Deadline(&lctx);
+  anchord::v1::LocateRequest lreq;
+  lreq.set_digest(testing::Digest('a'));
+  anchord::v1::LocateResponse lresp;
+  ASSERT_TRUE(status_stub_->Locate(&lctx, lreq, &lresp).ok());
+  EXPECT_EQ(lresp.state(), anchord::v1::DIGEST_STATE_QUEUED);
+  ASSERT_EQ(lresp.files_size(), 2);
+  EXPECT_EQ(lresp.files(1).source_path(), "y/copy.txt");
+  ASSERT_EQ(lresp.proofs_size(), 1);
+  EXPECT_EQ(lresp.proofs(0).provider(), "fake");
+
+  grpc::ClientContext nctx;
+  Deadline(&nctx);
+  lreq.set_digest(testing::Digest('z'));
+  EXPECT_EQ(status_stub_->Locate(&nctx, lreq, &lresp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext sctx;
+  Deadline(&sctx);
+  anchord::v1::SummarizeJobRequest sreq;
+  sreq.set_job("job1");
+  anchord::v1::SummarizeJobResponse sresp;
+  ASSERT_TRUE(status_stub_->SummarizeJob(&sctx, sreq, &sresp).ok());
+  EXPECT_EQ(sresp.digests_by_state().at("DIGEST_STATE_QUEUED"), 2);
+  EXPECT_FALSE(sresp.paused());
+}
+
+TEST_F(ServiceTest, ResumeQueueReportsResumedProviders) {
+  Start();
+  ASSERT_TRUE(store_->Pause({"fake", "MONTHLY_LIMIT_REACHED", absl::Now(), absl::Now() + absl::Hours(1)}).ok());
+  grpc::ClientContext sctx;
+  Deadline(&sctx);
+  anchord::v1::SummarizeJobResponse sresp;
+  ASSERT_TRUE(status_stub_->SummarizeJob(&sctx, {}, &sresp).ok());
+  EXPECT_TRUE(sresp.paused());
+  EXPECT_NE(sresp.paused_reason().find("MONTHLY_LIMIT_REACHED"), std::string::npos);
+
+  grpc::ClientContext bad;
+  Deadline(&bad);
+  anchord::v1::ResumeQueueRequest req;
+  anchord::v1::ResumeQueueResponse resp;
+  req.set_provider("nope");
+  EXPECT_EQ(stub_->ResumeQueue(&bad, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  req.set_provider("");
+  ASSERT_TRUE(stub_->ResumeQueue(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.resumed_size(), 1);
+  EXPECT_EQ(resp.resumed(0), "fake");
+  EXPECT_TRUE(store_->ListPauses()->empty());
+}
+
+TEST_F(ServiceTest, ReadingResumesWhenBacklogDrains) {
+  Start(/*high_water=*/1);
+  // Two rows already queued: above the high-water mark, so the stream's first item is not read.
+  ASSERT_TRUE(store_->InsertBatch({testing::Item('x', "x"), testing::Item('y', "y")}, absl::Now()).ok());
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub_->Submit(&ctx);
+  ASSERT_TRUE(stream->Write(Req("held", testing::Digest('a'), "a.txt", "a.txt")));
+  // Drain the queue the way workers would; the monitor then resumes reading.
+  for (char c : {'x', 'y'}) {
+    auto row = store_->Claim("fake", "t", absl::Now(), absl::Now() + absl::Minutes(1));
+    ASSERT_TRUE(row.ok() && row->has_value());
+    ASSERT_TRUE(store_->MarkSubmitted((*row)->id, {}, "r", absl::Now()).ok());
+  }
+  SubmitResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.request_id(), "held");
+  EXPECT_EQ(resp.status().code(), 0);
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+}  // namespace
+}  // namespace anchord::submitter

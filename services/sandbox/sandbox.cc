@@ -889,6 +889,8 @@ absl::Status Sandbox::Impl::Start() {
   svr_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   svr_.set_payload_max_length(1 << 20);
   svr_.set_keep_alive_max_count(1000);
+  // Without TCP_NODELAY every small answer waits on Nagle + delayed ACK (~40 ms a request).
+  svr_.set_tcp_nodelay(true);
   svr_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     res.status = 500;
     res.set_content(R"({"error":{"code":"INTERNAL_ERROR","message":"unexpected exception","request_id":""}})",

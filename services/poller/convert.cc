@@ -1,0 +1,154 @@
+#include "services/poller/convert.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/validate.h"
+
+namespace anchord::poller {
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  int64_t micros = absl::ToUnixMicros(t);
+  int64_t secs = micros / 1000000;
+  int64_t rem = micros % 1000000;
+  if (rem < 0) {
+    rem += 1000000;
+    --secs;
+  }
+  out->set_seconds(secs);
+  out->set_nanos(static_cast<int32_t>(rem * 1000));
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
+  // Clamp to the range google.protobuf.Timestamp allows so hostile values cannot overflow.
+  int64_t secs = std::max<int64_t>(-62135596800, std::min<int64_t>(253402300799, ts.seconds()));
+  int32_t nanos = std::max<int32_t>(0, std::min<int32_t>(999999999, ts.nanos()));
+  return absl::FromUnixSeconds(secs) + absl::Nanoseconds(nanos);
+}
+
+anchord::v1::Proof ToProto(const ProofRow& r) {
+  anchord::v1::Proof p;
+  p.set_digest(r.digest);
+  p.set_provider(r.provider);
+  p.set_proof_id(r.proof_id);
+  p.set_state(r.state);
+  p.set_certificate_url(r.certificate_url);
+  p.set_verify_url(r.verify_url);
+  p.set_bitcoin_block_height(r.block_height);
+  p.set_bitcoin_tx(r.bitcoin_tx);
+  if (r.submitted_at != absl::InfinitePast()) SetTimestamp(r.submitted_at, p.mutable_submitted_at());
+  if (r.confirmed_at != absl::InfinitePast()) SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
+  p.set_ots_available(r.ots_size > 0);
+  p.set_ots_size_bytes(r.ots_size);
+  if (r.failure_code != 0) {
+    p.mutable_failure()->set_code(r.failure_code);
+    p.mutable_failure()->set_message(r.failure_message);
+    p.mutable_failure()->set_reason(r.failure_reason);
+  }
+  for (const FileRow& f : r.files) {
+    auto* m = p.add_files();
+    m->set_filename(f.filename);
+    m->set_size_bytes(f.size_bytes);
+    m->set_mime_type(f.mime_type);
+    m->set_source_path(f.source_path);
+    m->set_job(f.job);
+  }
+  p.set_provider_request_id(r.provider_request_id);
+  if (r.updated_at != absl::InfinitePast()) SetTimestamp(r.updated_at, p.mutable_updated_at());
+  return p;
+}
+
+namespace {
+absl::Status CheckText(const std::string& value, size_t max, absl::string_view field) {
+  if (value.size() > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most ", max, " bytes, got ", value.size()));
+  }
+  if (value.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": must not contain NUL"));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest& req) {
+  absl::Status st = ValidateRequestId(req.request_id(), "request_id");
+  if (!st.ok()) return st;
+  if (!req.has_proof()) return absl::InvalidArgumentError("proof: required");
+  const anchord::v1::Proof& p = req.proof();
+  if (st = ValidateDigest(p.digest(), "proof.digest"); !st.ok()) return st;
+  if (p.provider().empty()) return absl::InvalidArgumentError("proof.provider: required");
+  if (st = CheckText(p.provider(), 64, "proof.provider"); !st.ok()) return st;
+  switch (p.state()) {
+    case anchord::v1::DIGEST_STATE_SUBMITTED:
+    case anchord::v1::DIGEST_STATE_PENDING:
+    case anchord::v1::DIGEST_STATE_CONFIRMED:
+    case anchord::v1::DIGEST_STATE_FAILED:
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED, got ",
+          anchord::v1::DigestState_Name(p.state()).empty()
+              ? std::to_string(static_cast<int>(p.state()))
+              : anchord::v1::DigestState_Name(p.state())));
+  }
+  if (p.state() != anchord::v1::DIGEST_STATE_FAILED && p.proof_id().empty()) {
+    return absl::InvalidArgumentError("proof.proof_id: required unless the state is FAILED");
+  }
+  if (st = CheckText(p.proof_id(), 256, "proof.proof_id"); !st.ok()) return st;
+  if (st = CheckText(p.certificate_url(), 2048, "proof.certificate_url"); !st.ok()) return st;
+  if (st = CheckText(p.verify_url(), 2048, "proof.verify_url"); !st.ok()) return st;
+  if (st = CheckText(p.bitcoin_tx(), 128, "proof.bitcoin_tx"); !st.ok()) return st;
+  if (st = CheckText(p.provider_request_id(), 256, "proof.provider_request_id"); !st.ok()) return st;
+  if (st = CheckText(p.failure().message(), 4096, "proof.failure.message"); !st.ok()) return st;
+  if (st = CheckText(p.failure().reason(), 63, "proof.failure.reason"); !st.ok()) return st;
+  if (p.bitcoin_block_height() < 0) {
+    return absl::InvalidArgumentError("proof.bitcoin_block_height: must not be negative");
+  }
+  if (p.files_size() > 1000) {
+    return absl::InvalidArgumentError("proof.files: at most 1000 files per hand-off");
+  }
+
+  TrackInput in;
+  ProofRow& r = in.proof;
+  r.digest = p.digest();
+  r.provider = p.provider();
+  r.proof_id = p.proof_id();
+  r.state = p.state();
+  r.certificate_url = p.certificate_url();
+  r.verify_url = p.verify_url();
+  r.block_height = p.bitcoin_block_height();
+  r.bitcoin_tx = p.bitcoin_tx();
+  if (p.has_submitted_at()) r.submitted_at = FromTimestamp(p.submitted_at());
+  if (p.has_confirmed_at()) r.confirmed_at = FromTimestamp(p.confirmed_at());
+  if (p.state() == anchord::v1::DIGEST_STATE_FAILED) {
+    // A FAILED hand-off always carries a failure: default it when the sender left it empty.
+    r.failure_code = p.failure().code() != 0 ? p.failure().code()
+                                             : static_cast<int32_t>(absl::StatusCode::kUnknown);
+    r.failure_message = p.failure().message();
+    r.failure_reason = p.failure().reason();
+  }
+  r.provider_request_id = p.provider_request_id();
+  for (int i = 0; i < p.files_size(); ++i) {
+    const auto& f = p.files(i);
+    std::string prefix = absl::StrCat("proof.files[", i, "].");
+    if (st = ValidateFilename(f.filename(), prefix + "filename"); !st.ok()) return st;
+    if (st = ValidateSize(f.size_bytes(), prefix + "size_bytes"); !st.ok()) return st;
+    if (st = ValidateMimeType(f.mime_type(), prefix + "mime_type"); !st.ok()) return st;
+    if (st = ValidateSourcePath(f.source_path(), prefix + "source_path"); !st.ok()) return st;
+    if (st = ValidateJob(f.job(), prefix + "job"); !st.ok()) return st;
+    in.files.push_back(FileRow{std::string(JobOrDefault(f.job())), f.source_path(), f.filename(),
+                               f.size_bytes(), f.mime_type()});
+  }
+  return in;
+}
+
+anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,
+                                     absl::Time now) {
+  anchord::v1::WatchResponse ev;
+  ev.set_type(type);
+  *ev.mutable_proof() = ToProto(row);
+  SetTimestamp(now, ev.mutable_event_time());
+  return ev;
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,149 @@
+// anchord-poller: follows every proof handed over by the submitter until it is confirmed in
+// Bitcoin, stores the .ots evidence and streams proof events. Every flag can also be set from the
+// environment variable named in its help.
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "libs/common/clock.h"
+#include "libs/common/log.h"
+#include "libs/providers/factory.h"
+#include "libs/providers/metrics.h"
+#include "libs/rpc/server.h"
+#include "services/poller/event_bus.h"
+#include "services/poller/poll_engine.h"
+#include "services/poller/poller_metrics.h"
+#include "services/poller/poller_service.h"
+#include "services/poller/poller_store.h"
+#include "services/poller/worker_pool.h"
+
+int main(int argc, char** argv) {
+  anchord::rpc::BlockTerminationSignals();
+
+  CLI::App app{"anchord-poller: follows proofs until confirmed and keeps their .ots evidence"};
+  std::string listen = "127.0.0.1:0", port_file, metrics_listen, metrics_port_file;
+  std::string data_dir = ".", log_level = "info";
+  double poll_interval_s = 30, stall_after_s = 86400;
+  int max_lookups = 100, workers = 2, watch_queue = 1024;
+  anchord::providers::ProviderSettings provider_settings;
+  // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
+  // 30, the poller takes 90 unless told otherwise. The poller never creates.
+  provider_settings.proofd_general_limit = 90;
+  try {
+    app.add_option("--listen", listen, "gRPC host:port (port 0 picks one)")
+        ->envname("ANCHORD_LISTEN");
+    app.add_option("--port-file", port_file, "write the bound gRPC port here")
+        ->envname("ANCHORD_PORT_FILE");
+    app.add_option("--metrics-listen", metrics_listen,
+                   "host:port for /metrics; empty disables")
+        ->envname("ANCHORD_METRICS_LISTEN");
+    app.add_option("--metrics-port-file", metrics_port_file,
+                   "write the bound metrics port here")
+        ->envname("ANCHORD_METRICS_PORT_FILE");
+    app.add_option("--data-dir", data_dir, "directory of poller.db")
+        ->envname("ANCHORD_DATA_DIR");
+    app.add_option("--log-level", log_level, "debug, info, warning or error")
+        ->envname("ANCHORD_LOG_LEVEL");
+    app.add_option("--poll-interval-seconds", poll_interval_s,
+                   "time between two polling rounds per provider")
+        ->envname("ANCHORD_POLL_INTERVAL_SECONDS")
+        ->check(CLI::Range(0.05, 86400.0))
+        ->capture_default_str();
+    app.add_option("--stall-after-seconds", stall_after_s,
+                   "a proof pending longer than this is reported STALLED "
+                  )
+        ->envname("ANCHORD_STALL_AFTER_SECONDS")
+        ->check(CLI::Range(1.0, 86400.0 * 365))
+        ->capture_default_str();
+    app.add_option("--max-lookups-per-round", max_lookups,
+                   "provider lookups (and .ots downloads) per round and provider "
+                  )
+        ->envname("ANCHORD_MAX_LOOKUPS_PER_ROUND")
+        ->check(CLI::Range(1, 100000))
+        ->capture_default_str();
+    app.add_option("--workers", workers, "threads for database work")
+        ->envname("ANCHORD_POLLER_WORKERS")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    app.add_option("--watch-queue", watch_queue,
+                   "events a Watch stream may lag behind before it is ended "
+                  )
+        ->envname("ANCHORD_POLLER_WATCH_QUEUE")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str();
+    anchord::providers::AddProviderFlags(app, &provider_settings);
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    ANCHORD_LOG(Error) << "flags: " << e.what();
+    return 2;
+  }
+  anchord::InitLogging("poller", anchord::ParseLogLevel(log_level));
+
+  struct stat st;
+  if (stat(data_dir.c_str(), &st) != 0 && mkdir(data_dir.c_str(), 0700) != 0) {
+    ANCHORD_LOG(Error) << "--data-dir: cannot create " << data_dir;
+    return 2;
+  }
+  auto store = anchord::poller::OpenSqlitePollerStore(data_dir + "/poller.db");
+  if (!store.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << store.status();
+    return 1;
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  anchord::poller::PollerMetrics metrics(*registry);
+  anchord::providers::ProviderMetrics provider_metrics(*registry);
+  auto providers = anchord::providers::ProviderSet::Create(provider_settings, &provider_metrics);
+  if (!providers.ok()) {
+    ANCHORD_LOG(Error) << providers.status();
+    return 2;
+  }
+
+  anchord::Clock* clock = anchord::Clock::Real();
+  anchord::poller::EventBus bus;
+  anchord::poller::WorkerPool pool(workers, 100000);
+  anchord::poller::PollerServiceOptions service_options;
+  service_options.watch_queue_capacity = static_cast<size_t>(watch_queue);
+  anchord::poller::PollerServiceImpl poller_service(store->get(), &bus, &metrics, clock, &pool,
+                                                    service_options);
+  anchord::poller::StatusServiceImpl status_service(store->get(), &pool);
+
+  anchord::poller::PollEngineOptions engine_options;
+  engine_options.poll_interval = absl::Seconds(poll_interval_s);
+  engine_options.stall_after = absl::Seconds(stall_after_s);
+  engine_options.max_lookups_per_round = max_lookups;
+  anchord::poller::PollEngine engine(store->get(), &bus, &metrics, clock, (*providers)->All(),
+                                     engine_options);
+
+  anchord::rpc::ServerOptions server_options;
+  server_options.service_name = "poller";
+  server_options.listen_address = listen;
+  server_options.port_file = port_file;
+  server_options.metrics_address = metrics_listen;
+  server_options.metrics_port_file = metrics_port_file;
+  server_options.health_service_names = {"anchord.v1.PollerService", "anchord.v1.StatusService"};
+  auto runner = anchord::rpc::ServerRunner::Start(server_options,
+                                                  {&poller_service, &status_service}, registry);
+  if (!runner.ok()) {
+    ANCHORD_LOG(Error) << runner.status();
+    return 1;
+  }
+  engine.RefreshGauges();
+  engine.Start();
+
+  int sig = anchord::rpc::WaitForTerminationSignal();
+  ANCHORD_LOG(Info) << "signal " << sig << ": draining";
+  // Watch streams never end by themselves: end them first so the drain does not wait out the
+  // grace period. Then stop the RPCs, wake pacing waits, stop the engine and the workers.
+  poller_service.EndWatches();
+  (*runner)->Shutdown();
+  (*providers)->Stop();
+  engine.Stop();
+  pool.Stop();
+  ANCHORD_LOG(Info) << "stopped";
+  return 0;
+}

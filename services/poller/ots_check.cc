@@ -1,0 +1,38 @@
+#include "services/poller/ots_check.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace anchord::poller {
+namespace {
+constexpr char kMagic[] =
+    "\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94";
+constexpr size_t kMagicLen = sizeof(kMagic) - 1;  // 31
+static_assert(kMagicLen == 31);
+constexpr size_t kHeaderLen = kMagicLen + 1 + 1 + 32;  // magic, version, op, digest = 65
+}  // namespace
+
+absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest) {
+  if (digest.size() != 32) return absl::InvalidArgumentError("digest: must be 32 bytes");
+  if (ots.size() > kMaxOtsBytes) {
+    return absl::DataLossError(absl::StrCat(".ots too large: ", ots.size(), " bytes"));
+  }
+  if (ots.size() <= kHeaderLen) {
+    return absl::DataLossError(absl::StrCat(".ots truncated: ", ots.size(), " bytes"));
+  }
+  if (ots.substr(0, kMagicLen) != absl::string_view(kMagic, kMagicLen)) {
+    return absl::DataLossError(".ots does not start with the OpenTimestamps magic");
+  }
+  if (static_cast<unsigned char>(ots[kMagicLen]) != 0x01) {
+    return absl::DataLossError(absl::StrCat(".ots has unsupported major version ",
+                                            static_cast<unsigned char>(ots[kMagicLen])));
+  }
+  if (static_cast<unsigned char>(ots[kMagicLen + 1]) != 0x08) {
+    return absl::DataLossError(".ots file-hash op is not sha256 (0x08)");
+  }
+  if (ots.substr(kMagicLen + 2, 32) != digest) {
+    return absl::DataLossError(".ots is for a different digest");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,378 @@
+#include "services/poller/poll_engine.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "absl/strings/ascii.h"
+#include "libs/common/hex.h"
+#include "libs/common/log.h"
+#include "services/poller/convert.h"
+#include "services/poller/ots_check.h"
+
+namespace anchord::poller {
+
+using providers::OutcomeKind;
+using providers::Provider;
+
+namespace {
+
+// Local names (provider.h's OutcomeKindName lives in the providers library, which the engine
+// does not need to link).
+const char* ResultName(OutcomeKind kind) {
+  switch (kind) {
+    case OutcomeKind::kOk: return "ok";
+    case OutcomeKind::kDuplicate: return "ok";
+    case OutcomeKind::kRetry: return "error";
+    case OutcomeKind::kRateLimited: return "rate_limited";
+    case OutcomeKind::kQuotaExhausted: return "quota_exhausted";
+    case OutcomeKind::kPermanent: return "permanent_error";
+    case OutcomeKind::kNotFound: return "not_found";
+  }
+  return "error";
+}
+
+// Whether a round should stop after this outcome: the provider will not answer better for the
+// next proof either, and more requests only burn the shared per-key budget.
+bool StopsRound(OutcomeKind kind) {
+  return kind == OutcomeKind::kRateLimited || kind == OutcomeKind::kQuotaExhausted ||
+         kind == OutcomeKind::kPermanent;
+}
+
+}  // namespace
+
+void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
+                  const ProofRow& row, absl::Time now) {
+  if (metrics) metrics->CountEvent(type);
+  bus.Publish(MakeEvent(type, row, now));
+}
+
+PollEngine::PollEngine(PollerStore* store, EventBus* bus, PollerMetrics* metrics, Clock* clock,
+                       std::vector<Provider*> providers, PollEngineOptions options)
+    : store_(store), bus_(bus), metrics_(metrics), clock_(clock),
+      providers_(std::move(providers)), options_(options) {
+  options_.max_lookups_per_round = std::max(1, options_.max_lookups_per_round);
+  options_.list_page_limit = std::clamp(options_.list_page_limit, 1, 1000);
+  options_.max_list_pages = std::max(1, options_.max_list_pages);
+}
+
+PollEngine::~PollEngine() { Stop(); }
+
+void PollEngine::Start() {
+  for (Provider* p : providers_) {
+    threads_.emplace_back([this, p] { Loop(p); });
+  }
+}
+
+void PollEngine::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void PollEngine::Loop(Provider* p) {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
+    RunRound(p);
+    std::unique_lock<std::mutex> lock(mu_);
+    // Real time here (not clock_): the interval paces real requests to a real provider.
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval), [&] { return stop_; });
+    if (stop_) return;
+  }
+}
+
+bool PollEngine::WalkPending(Provider* p, std::vector<std::string>* ids) {
+  std::string cursor;
+  for (int page = 0; page < options_.max_list_pages; ++page) {
+    providers::ListPendingResult r = p->ListPending(cursor, options_.list_page_limit);
+    if (!r.outcome.ok()) {
+      ANCHORD_LOG(Warning) << "provider " << p->name() << ": listing pending proofs failed ("
+                           << r.outcome.code << " " << r.outcome.message << ", request id "
+                           << r.outcome.request_id << "); falling back to lookups";
+      if (metrics_) metrics_->CountLookup(p->name(), std::string("list_") + ResultName(r.outcome.kind));
+      return false;
+    }
+    if (metrics_) metrics_->CountLookup(p->name(), "list_ok");
+    for (const auto& rec : r.records) ids->push_back(rec.proof_id);
+    if (r.next_cursor.empty()) return true;
+    if (r.next_cursor == cursor) {
+      ANCHORD_LOG(Error) << "provider " << p->name() << ": pending list returned the same cursor "
+                         << "twice; ignoring this walk";
+      return false;
+    }
+    cursor = r.next_cursor;
+  }
+  ANCHORD_LOG(Warning) << "provider " << p->name() << ": pending list longer than "
+                       << options_.max_list_pages << " pages; falling back to lookups";
+  return false;
+}
+
+RoundStats PollEngine::RunRound(Provider* p) {
+  RoundStats stats;
+  const std::string& name = p->name();
+  const absl::Time walk_start = clock_->Now();
+  const int budget = options_.max_lookups_per_round;
+
+  // 1 + 2: choose the proofs to look up.
+  std::vector<ProofRow> to_check;
+  bool walked = false;
+  // Nothing of ours pending: no walk (it would spend a request of the shared budget per round).
+  bool any_pending = true;
+  if (auto probe = store_->PendingToCheck(name, absl::InfiniteFuture(), 1); probe.ok()) {
+    any_pending = !probe->empty();
+  }
+  if (p->SupportsListPending() && any_pending) {
+    std::vector<std::string> ids;
+    walked = WalkPending(p, &ids);
+    if (walked) {
+      std::unordered_set<std::string> still_pending(ids.begin(), ids.end());
+      ListFilter filter;
+      filter.provider = name;
+      filter.state = anchord::v1::DIGEST_STATE_PENDING;
+      filter.with_files = false;  // a scan of every pending proof: ids are enough
+      int64_t after = 0;
+      // Bounded: each page advances `after`; stops at the end or once the budget is filled.
+      for (int pages = 0; pages < 100000 && static_cast<int>(to_check.size()) < budget; ++pages) {
+        auto rows = store_->List(filter, after, 500);
+        if (!rows.ok()) {
+          ANCHORD_LOG(Error) << "poller store: " << rows.status();
+          break;
+        }
+        if (rows->empty()) break;
+        after = rows->back().seq;
+        for (ProofRow& row : *rows) {
+          // A proof handed off after the walk started may simply not be listed yet.
+          if (row.tracked_at >= walk_start) continue;
+          if (still_pending.count(row.proof_id)) continue;
+          to_check.push_back(std::move(row));
+          if (static_cast<int>(to_check.size()) >= budget) break;
+        }
+      }
+    }
+  }
+  stats.walked = walked;
+  if (!walked && any_pending) {
+    auto rows = store_->PendingToCheck(name, absl::InfiniteFuture(), budget);
+    if (!rows.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << rows.status();
+    } else {
+      to_check = std::move(*rows);
+    }
+  }
+
+  bool go_on = true;
+  for (const ProofRow& row : to_check) {
+    if (!(go_on = LookupOne(p, row, &stats))) break;
+  }
+
+  // 3: evidence of confirmed proofs (including the ones confirmed just now).
+  if (go_on) {
+    auto rows = store_->ConfirmedWithoutOts(name, budget);
+    if (!rows.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << rows.status();
+    } else {
+      for (const ProofRow& row : *rows) {
+        if (!DownloadOne(p, row, &stats)) break;
+      }
+    }
+  }
+
+  // 4: stall detection.
+  absl::Time now = clock_->Now();
+  for (int pages = 0; pages < 1000; ++pages) {
+    auto rows = store_->NewlyStalled(name, now - options_.stall_after, 500);
+    if (!rows.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << rows.status();
+      break;
+    }
+    if (rows->empty()) break;
+    for (const ProofRow& row : *rows) {
+      auto marked = store_->MarkStalled(row.digest, row.provider, now);
+      if (!marked.ok()) {
+        ANCHORD_LOG(Error) << "poller store: " << marked.status();
+        continue;
+      }
+      if (!marked->has_value()) continue;
+      ++stats.stalled;
+      ANCHORD_LOG(Warning) << "proof " << row.proof_id << " (" << HexEncode(row.digest)
+                           << ") with " << name << " pending for longer than "
+                           << options_.stall_after;
+      PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_STALLED, **marked, now);
+    }
+  }
+
+  RefreshGauges();
+  return stats;
+}
+
+bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) {
+  const std::string& name = p->name();
+  ++stats->lookups;
+  providers::LookupResult r = p->Lookup(row.proof_id);
+  absl::Time now = clock_->Now();
+  auto checked = [&] {
+    absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
+    if (!st.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << st;
+    }
+  };
+  if (!r.outcome.ok()) {
+    if (metrics_) metrics_->CountLookup(name, ResultName(r.outcome.kind));
+    if (r.outcome.kind == OutcomeKind::kNotFound) {
+      ANCHORD_LOG(Warning) << name << " does not know proof " << row.proof_id << " (request id "
+                           << r.outcome.request_id << "); still pending";
+    } else {
+      ANCHORD_LOG(Warning) << name << " lookup of " << row.proof_id << " failed: "
+                           << r.outcome.code << " " << r.outcome.message << " (request id "
+                           << r.outcome.request_id << ")";
+    }
+    checked();
+    return !StopsRound(r.outcome.kind);
+  }
+  if (!r.record.has_value()) {
+    if (metrics_) metrics_->CountLookup(name, "invalid");
+    ANCHORD_LOG(Error) << name << " lookup of " << row.proof_id << " returned no record";
+    checked();
+    return true;
+  }
+  const providers::ProviderRecord& rec = *r.record;
+  // Never trust a record for another digest or another id: keep the proof pending.
+  if (absl::AsciiStrToLower(rec.digest_hex) != HexEncode(row.digest) ||
+      (!rec.proof_id.empty() && rec.proof_id != row.proof_id)) {
+    if (metrics_) metrics_->CountLookup(name, "invalid");
+    ANCHORD_LOG(Error) << name << " answered the lookup of " << row.proof_id << " ("
+                       << HexEncode(row.digest) << ") with record " << rec.proof_id << " for "
+                       << rec.digest_hex << " (request id " << r.outcome.request_id
+                       << "); ignoring it";
+    checked();
+    return true;
+  }
+  switch (rec.state) {
+    case providers::RecordState::kPending:
+      if (metrics_) metrics_->CountLookup(name, "pending");
+      checked();
+      return true;
+    case providers::RecordState::kConfirmed: {
+      if (metrics_) metrics_->CountLookup(name, "confirmed");
+      ConfirmInput in;
+      in.certificate_url = rec.certificate_url;
+      in.verify_url = rec.verify_url;
+      in.block_height = std::max<int64_t>(0, rec.block_height);
+      in.bitcoin_tx = rec.bitcoin_tx;
+      in.confirmed_at = rec.confirmed_at;
+      auto updated = store_->MarkConfirmed(row.digest, row.provider, in, now);
+      if (!updated.ok()) {
+        ANCHORD_LOG(Error) << "poller store: " << updated.status();
+      } else if (updated->has_value()) {
+        ++stats->confirmed;
+        ANCHORD_LOG(Info) << "proof " << row.proof_id << " (" << HexEncode(row.digest)
+                          << ") confirmed in block " << in.block_height;
+        PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, **updated, now);
+      }
+      return true;
+    }
+    case providers::RecordState::kFailed: {
+      if (metrics_) metrics_->CountLookup(name, "failed");
+      auto updated = store_->MarkFailed(
+          row.digest, row.provider, static_cast<int32_t>(absl::StatusCode::kFailedPrecondition),
+          "the provider reports the timestamp as failed", "PROVIDER_REPORTED_FAILED",
+          r.outcome.request_id, now);
+      if (!updated.ok()) {
+        ANCHORD_LOG(Error) << "poller store: " << updated.status();
+      } else if (updated->has_value()) {
+        ++stats->failed;
+        ANCHORD_LOG(Warning) << "proof " << row.proof_id << " failed at " << name
+                             << " (request id " << r.outcome.request_id << ")";
+        PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_FAILED, **updated, now);
+      }
+      return true;
+    }
+  }
+  return true;
+}
+
+bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats) {
+  const std::string& name = p->name();
+  if (row.proof_id.empty()) return true;
+  ++stats->downloads;
+  providers::DownloadResult r = p->DownloadProof(row.proof_id);
+  absl::Time now = clock_->Now();
+  auto checked = [&] {
+    absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
+    if (!st.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << st;
+    }
+  };
+  if (!r.outcome.ok()) {
+    if (metrics_) metrics_->CountDownload(name, ResultName(r.outcome.kind));
+    if (r.outcome.kind != OutcomeKind::kNotFound) {
+      ANCHORD_LOG(Warning) << name << " .ots download of " << row.proof_id << " failed: "
+                           << r.outcome.code << " " << r.outcome.message << " (request id "
+                           << r.outcome.request_id << ")";
+    }
+    checked();  // kNotFound: not ready yet, next round asks again
+    return !StopsRound(r.outcome.kind);
+  }
+  absl::Status valid = CheckOtsFile(r.ots, row.digest);
+  if (!valid.ok()) {
+    if (metrics_) metrics_->CountDownload(name, "invalid");
+    ANCHORD_LOG(Error) << name << " .ots of " << row.proof_id << " (" << HexEncode(row.digest)
+                       << ") rejected: " << valid.message() << " (request id "
+                       << r.outcome.request_id << "); will retry";
+    checked();
+    return true;
+  }
+  auto updated = store_->StoreOts(row.digest, row.provider, r.ots, now);
+  if (!updated.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << updated.status();
+    return true;
+  }
+  if (metrics_) metrics_->CountDownload(name, "ok");
+  if (updated->has_value()) {
+    ++stats->ots_stored;
+    if (metrics_) metrics_->ots_stored.Add({{"provider", name}}).Increment();
+    PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_OTS_STORED, **updated, now);
+  }
+  return true;
+}
+
+void PollEngine::RefreshGauges() {
+  if (!metrics_) return;
+  auto stats = store_->Stats();
+  if (!stats.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << stats.status();
+    return;
+  }
+  absl::Time now = clock_->Now();
+  std::vector<std::string> names;
+  for (Provider* p : providers_) names.push_back(p->name());
+  for (const auto& [name, _] : *stats) names.push_back(name);
+  for (const std::string& name : names) {
+    auto it = stats->find(name);
+    PollerStore::ProviderStats ps = it == stats->end() ? PollerStore::ProviderStats{} : it->second;
+    for (DigestState s : {anchord::v1::DIGEST_STATE_PENDING, anchord::v1::DIGEST_STATE_CONFIRMED,
+                          anchord::v1::DIGEST_STATE_FAILED}) {
+      std::string state = absl::AsciiStrToLower(
+          absl::string_view(anchord::v1::DigestState_Name(s)).substr(strlen("DIGEST_STATE_")));
+      auto found = ps.proofs_by_state.find(s);
+      metrics_->backlog
+          .Add({{"service", "poller"}, {"provider", name}, {"state", state}})
+          .Set(found == ps.proofs_by_state.end() ? 0.0 : static_cast<double>(found->second));
+    }
+    double age = ps.oldest_pending == absl::InfiniteFuture()
+                     ? 0.0
+                     : std::max(0.0, absl::ToDoubleSeconds(now - ps.oldest_pending));
+    metrics_->oldest_pending_age.Add({{"provider", name}}).Set(age);
+    metrics_->stalled.Add({{"provider", name}}).Set(static_cast<double>(ps.stalled));
+  }
+}
+
+}  // namespace anchord::poller

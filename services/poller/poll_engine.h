@@ -1,0 +1,96 @@
+// The poll engine: follows every PENDING proof until its provider reports it confirmed or failed,
+// then downloads and stores the .ots evidence.
+//
+// One thread per provider runs a round every poll_interval:
+//  1. With list support, walk the provider's pending list (bounded pages) to learn which proof ids
+//     are still pending; only our PENDING proofs handed off before the walk started and absent
+//     from that list are looked up (one list page covers 50 proofs, so this spends far fewer
+//     requests of the shared per-key budget than a lookup per proof). When the walk fails or does
+//     not finish within its page bound, fall back to (2).
+//  2. Without list support, look up PENDING proofs least recently checked first.
+//     Either way at most max_lookups_per_round lookups per round.
+//  3. Download the .ots of CONFIRMED proofs that have none (again every round until it comes).
+//  4. Flag proofs pending longer than stall_after (STALLED event once).
+// Everything a provider returns is validated before it is stored: a record for another digest or
+// an .ots that is not about our digest is logged and the proof stays as it was.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "libs/common/clock.h"
+#include "libs/providers/provider.h"
+#include "services/poller/event_bus.h"
+#include "services/poller/poller_metrics.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller {
+
+// Publishes `type` for `row` on the bus and counts it. `metrics` may be null.
+void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
+                  const ProofRow& row, absl::Time now);
+
+struct PollEngineOptions {
+  absl::Duration poll_interval = absl::Seconds(30);
+  absl::Duration stall_after = absl::Hours(24);
+  int max_lookups_per_round = 100;
+  int list_page_limit = 50;
+  int max_list_pages = 200;
+};
+
+struct RoundStats {
+  bool walked = false;  // the pending list was walked completely
+  int lookups = 0;
+  int confirmed = 0;
+  int failed = 0;
+  int downloads = 0;
+  int ots_stored = 0;
+  int stalled = 0;
+};
+
+class PollEngine {
+ public:
+  // Nothing is owned; all must outlive the engine. `metrics` may be null.
+  PollEngine(PollerStore* store, EventBus* bus, PollerMetrics* metrics, Clock* clock,
+             std::vector<providers::Provider*> providers, PollEngineOptions options);
+  ~PollEngine();
+
+  // Starts one thread per provider. Call once.
+  void Start();
+  // Stops the threads after their current provider call returns (call Provider::Stop first so a
+  // pacing wait does not hold shutdown up). Idempotent.
+  void Stop();
+
+  // One round for `provider`, in the calling thread. Public so tests drive rounds directly.
+  RoundStats RunRound(providers::Provider* provider);
+  // Recomputes the backlog, oldest-pending and stalled gauges from the store.
+  void RefreshGauges();
+
+ private:
+  // Walks the pending list; false when it failed or did not finish within max_list_pages.
+  bool WalkPending(providers::Provider* p, std::vector<std::string>* ids);
+  // Returns false when the round should stop (rate limited, quota, permanent provider error).
+  bool LookupOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
+  bool DownloadOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
+  void Loop(providers::Provider* p);
+
+  PollerStore* store_;
+  EventBus* bus_;
+  PollerMetrics* metrics_;
+  Clock* clock_;
+  std::vector<providers::Provider*> providers_;
+  PollEngineOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace anchord::poller

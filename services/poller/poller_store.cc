@@ -1,0 +1,541 @@
+#include "services/poller/poller_store.h"
+
+#include <mutex>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "libs/common/log.h"
+#include "libs/ledger/sqlite_db.h"
+
+namespace anchord::poller {
+namespace {
+
+using ledger::SqliteDb;
+using ledger::Statement;
+using ledger::Transaction;
+
+#define POLLER_RETURN_IF_ERROR(expr)    \
+  do {                                  \
+    absl::Status _st = (expr);          \
+    if (!_st.ok()) return _st;          \
+  } while (0)
+
+// Times are stored as Unix microseconds; 0 means unset.
+int64_t ToDb(absl::Time t) {
+  if (t == absl::InfinitePast()) return 0;
+  if (t == absl::InfiniteFuture()) return INT64_MAX;
+  return absl::ToUnixMicros(t);
+}
+absl::Time FromDb(int64_t micros) {
+  return micros == 0 ? absl::InfinitePast() : absl::FromUnixMicros(micros);
+}
+
+constexpr int kPending = anchord::v1::DIGEST_STATE_PENDING;
+constexpr int kConfirmed = anchord::v1::DIGEST_STATE_CONFIRMED;
+constexpr int kFailed = anchord::v1::DIGEST_STATE_FAILED;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS proofs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  provider TEXT NOT NULL,
+  proof_id TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  certificate_url TEXT NOT NULL DEFAULT '',
+  verify_url TEXT NOT NULL DEFAULT '',
+  block_height INTEGER NOT NULL DEFAULT 0,
+  bitcoin_tx TEXT NOT NULL DEFAULT '',
+  submitted_at INTEGER NOT NULL DEFAULT 0,
+  confirmed_at INTEGER NOT NULL DEFAULT 0,
+  ots BLOB,
+  ots_size INTEGER NOT NULL DEFAULT 0,
+  failure_code INTEGER NOT NULL DEFAULT 0,
+  failure_message TEXT NOT NULL DEFAULT '',
+  failure_reason TEXT NOT NULL DEFAULT '',
+  provider_request_id TEXT NOT NULL DEFAULT '',
+  stalled INTEGER NOT NULL DEFAULT 0,
+  tracked_at INTEGER NOT NULL DEFAULT 0,
+  pending_since INTEGER NOT NULL DEFAULT 0,
+  last_checked_at INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (digest, provider)
+);
+CREATE INDEX IF NOT EXISTS proofs_by_provider_state
+  ON proofs (provider, state, last_checked_at, seq);
+CREATE TABLE IF NOT EXISTS files (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  job TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE INDEX IF NOT EXISTS files_by_job ON files (job, digest);
+)sql";
+
+constexpr char kColumns[] =
+    "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
+    "bitcoin_tx, submitted_at, confirmed_at, ots_size, failure_code, failure_message, "
+    "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at";
+
+ProofRow ReadRow(const Statement& s) {
+  ProofRow r;
+  r.seq = s.ColumnInt(0);
+  r.digest = s.ColumnText(1);
+  r.provider = s.ColumnText(2);
+  r.proof_id = s.ColumnText(3);
+  int state = static_cast<int>(s.ColumnInt(4));
+  r.state = anchord::v1::DigestState_IsValid(state) ? static_cast<DigestState>(state)
+                                                    : anchord::v1::DIGEST_STATE_PENDING;
+  r.certificate_url = s.ColumnText(5);
+  r.verify_url = s.ColumnText(6);
+  r.block_height = s.ColumnInt(7);
+  r.bitcoin_tx = s.ColumnText(8);
+  r.submitted_at = FromDb(s.ColumnInt(9));
+  r.confirmed_at = FromDb(s.ColumnInt(10));
+  r.ots_size = s.ColumnInt(11);
+  r.failure_code = static_cast<int32_t>(s.ColumnInt(12));
+  r.failure_message = s.ColumnText(13);
+  r.failure_reason = s.ColumnText(14);
+  r.provider_request_id = s.ColumnText(15);
+  r.stalled = s.ColumnInt(16) != 0;
+  r.tracked_at = FromDb(s.ColumnInt(17));
+  r.last_checked_at = FromDb(s.ColumnInt(18));
+  r.updated_at = FromDb(s.ColumnInt(19));
+  return r;
+}
+
+class SqlitePollerStore final : public PollerStore {
+ public:
+  explicit SqlitePollerStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+
+  absl::Status Init() { return db_->Exec(kSchema); }
+
+  // PollerStore
+  absl::StatusOr<std::vector<TrackOutcome>> Track(const std::vector<TrackInput>& inputs,
+                                                  absl::Time now) override {
+    Transaction tx(*db_);
+    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    std::vector<TrackOutcome> out;
+    out.reserve(inputs.size());
+    for (const TrackInput& in : inputs) {
+      auto one = TrackOne(in, now);
+      if (!one.ok()) return one.status();
+      out.push_back(std::move(*one));
+    }
+    POLLER_RETURN_IF_ERROR(tx.Commit());
+    return out;
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
+                                              const std::string& provider) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    return GetLocked(digest, provider);
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                        " FROM proofs WHERE digest = ? ORDER BY seq"));
+    if (!st.ok()) return st.status();
+    st->BindBlob(1, digest);
+    return Collect(*st);
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
+                                             int limit) override {
+    std::string sql = absl::StrCat("SELECT ", kColumns, " FROM proofs p WHERE seq > ?");
+    if (!filter.job.empty()) {
+      absl::StrAppend(&sql,
+                      " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)");
+    }
+    if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED) absl::StrAppend(&sql, " AND state = ?");
+    if (!filter.provider.empty()) absl::StrAppend(&sql, " AND provider = ?");
+    if (!filter.digests.empty()) {
+      std::vector<std::string> marks(filter.digests.size(), "?");
+      absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");
+    }
+    absl::StrAppend(&sql, " ORDER BY seq LIMIT ?");
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(sql);
+    if (!st.ok()) return st.status();
+    int i = 1;
+    st->Bind(i++, after_seq);
+    if (!filter.job.empty()) st->Bind(i++, filter.job);
+    if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED) {
+      st->Bind(i++, static_cast<int64_t>(filter.state));
+    }
+    if (!filter.provider.empty()) st->Bind(i++, filter.provider);
+    for (const std::string& d : filter.digests) st->BindBlob(i++, d);
+    st->Bind(i++, static_cast<int64_t>(limit));
+    return Collect(*st, filter.with_files);
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> PendingToCheck(const std::string& provider,
+                                                       absl::Time tracked_before,
+                                                       int limit) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(absl::StrCat(
+        "SELECT ", kColumns,
+        " FROM proofs WHERE provider = ? AND state = ? AND tracked_at < ?"
+        " ORDER BY last_checked_at, seq LIMIT ?"));
+    if (!st.ok()) return st.status();
+    st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
+    st->Bind(3, ToDb(tracked_before)).Bind(4, static_cast<int64_t>(limit));
+    return Collect(*st);
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
+                                                            int limit) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(absl::StrCat(
+        "SELECT ", kColumns,
+        " FROM proofs WHERE provider = ? AND state = ? AND ots_size = 0"
+        " ORDER BY last_checked_at, seq LIMIT ?"));
+    if (!st.ok()) return st.status();
+    st->Bind(1, provider).Bind(2, static_cast<int64_t>(kConfirmed));
+    st->Bind(3, static_cast<int64_t>(limit));
+    return Collect(*st);
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
+                                                     absl::Time pending_before,
+                                                     int limit) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(absl::StrCat(
+        "SELECT ", kColumns,
+        " FROM proofs WHERE provider = ? AND state = ? AND stalled = 0 AND pending_since < ?"
+        " ORDER BY seq LIMIT ?"));
+    if (!st.ok()) return st.status();
+    st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
+    st->Bind(3, ToDb(pending_before)).Bind(4, static_cast<int64_t>(limit));
+    return Collect(*st);
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
+                                                        const std::string& provider,
+                                                        const ConfirmInput& in,
+                                                        absl::Time now) override {
+    return Update(digest, provider,
+                  "UPDATE proofs SET state = ?3, certificate_url = CASE WHEN ?4 = '' THEN "
+                  "certificate_url ELSE ?4 END, verify_url = CASE WHEN ?5 = '' THEN verify_url "
+                  "ELSE ?5 END, block_height = ?6, bitcoin_tx = ?7, confirmed_at = ?8, "
+                  "last_checked_at = ?9, updated_at = ?9 "
+                  "WHERE digest = ?1 AND provider = ?2 AND state = ?10",
+                  [&](Statement& s) {
+                    s.Bind(3, static_cast<int64_t>(kConfirmed));
+                    s.Bind(4, in.certificate_url).Bind(5, in.verify_url);
+                    s.Bind(6, in.block_height).Bind(7, in.bitcoin_tx);
+                    s.Bind(8, ToDb(in.confirmed_at != absl::InfinitePast() ? in.confirmed_at : now));
+                    s.Bind(9, ToDb(now)).Bind(10, static_cast<int64_t>(kPending));
+                  });
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> MarkFailed(const std::string& digest,
+                                                     const std::string& provider, int32_t code,
+                                                     const std::string& message,
+                                                     const std::string& reason,
+                                                     const std::string& request_id,
+                                                     absl::Time now) override {
+    return Update(digest, provider,
+                  "UPDATE proofs SET state = ?3, failure_code = ?4, failure_message = ?5, "
+                  "failure_reason = ?6, provider_request_id = CASE WHEN ?7 = '' THEN "
+                  "provider_request_id ELSE ?7 END, last_checked_at = ?8, updated_at = ?8 "
+                  "WHERE digest = ?1 AND provider = ?2 AND state = ?9",
+                  [&](Statement& s) {
+                    s.Bind(3, static_cast<int64_t>(kFailed)).Bind(4, static_cast<int64_t>(code));
+                    s.Bind(5, message).Bind(6, reason).Bind(7, request_id);
+                    s.Bind(8, ToDb(now)).Bind(9, static_cast<int64_t>(kPending));
+                  });
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> StoreOts(const std::string& digest,
+                                                   const std::string& provider,
+                                                   const std::string& ots,
+                                                   absl::Time now) override {
+    if (ots.empty()) return absl::InvalidArgumentError("ots: must not be empty");
+    return Update(digest, provider,
+                  "UPDATE proofs SET ots = ?3, ots_size = ?4, last_checked_at = ?5, "
+                  "updated_at = ?5 WHERE digest = ?1 AND provider = ?2 AND state = ?6 "
+                  "AND ots_size = 0",
+                  [&](Statement& s) {
+                    s.BindBlob(3, ots).Bind(4, static_cast<int64_t>(ots.size()));
+                    s.Bind(5, ToDb(now)).Bind(6, static_cast<int64_t>(kConfirmed));
+                  });
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
+                                                      const std::string& provider,
+                                                      absl::Time now) override {
+    return Update(digest, provider,
+                  "UPDATE proofs SET stalled = 1 WHERE digest = ?1 AND provider = ?2 "
+                  "AND state = ?3 AND stalled = 0",
+                  [&](Statement& s) { s.Bind(3, static_cast<int64_t>(kPending)); });
+  }
+
+  absl::Status MarkChecked(const std::string& digest, const std::string& provider,
+                           absl::Time now) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(
+        "UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
+    if (!st.ok()) return st.status();
+    st->Bind(1, ToDb(now)).BindBlob(2, digest).Bind(3, provider);
+    return st->Run();
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
+                                                    const std::string& provider) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    std::string sql = "SELECT ots FROM proofs WHERE digest = ? AND ots_size > 0";
+    if (!provider.empty()) sql += " AND provider = ?";
+    sql += " ORDER BY seq LIMIT 1";
+    auto st = db_->Prepare(sql);
+    if (!st.ok()) return st.status();
+    st->BindBlob(1, digest);
+    if (!provider.empty()) st->Bind(2, provider);
+    auto row = st->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return std::optional<std::string>();
+    return std::optional<std::string>(st->ColumnText(0));
+  }
+
+  absl::StatusOr<Summary> Summarize(const std::string& job) override {
+    // The furthest state of each digest (over its providers), counted per state.
+    std::string sql =
+        "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
+    if (!job.empty()) {
+      sql += " WHERE EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)";
+    }
+    sql += " GROUP BY digest) GROUP BY st";
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(sql);
+    if (!st.ok()) return st.status();
+    if (!job.empty()) st->Bind(1, job);
+    Summary out;
+    while (true) {
+      auto row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      int state = static_cast<int>(st->ColumnInt(0));
+      if (!anchord::v1::DigestState_IsValid(state)) continue;
+      out.digests_by_state[static_cast<DigestState>(state)] += st->ColumnInt(1);
+      out.digests += st->ColumnInt(1);
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    std::map<std::string, ProviderStats> out;
+    auto st = db_->Prepare(
+        "SELECT provider, state, COUNT(*), MIN(CASE WHEN state = ? THEN pending_since END), "
+        "SUM(CASE WHEN state = ? AND stalled = 1 THEN 1 ELSE 0 END) "
+        "FROM proofs GROUP BY provider, state");
+    if (!st.ok()) return st.status();
+    st->Bind(1, static_cast<int64_t>(kPending)).Bind(2, static_cast<int64_t>(kPending));
+    while (true) {
+      auto row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      ProviderStats& ps = out[st->ColumnText(0)];
+      int state = static_cast<int>(st->ColumnInt(1));
+      if (anchord::v1::DigestState_IsValid(state)) {
+        ps.proofs_by_state[static_cast<DigestState>(state)] = st->ColumnInt(2);
+      }
+      if (state == kPending && !st->ColumnIsNull(3)) {
+        ps.oldest_pending = FromDb(st->ColumnInt(3));
+        if (ps.oldest_pending == absl::InfinitePast()) ps.oldest_pending = absl::InfiniteFuture();
+      }
+      ps.stalled += st->ColumnInt(4);
+    }
+    return out;
+  }
+
+ private:
+  absl::StatusOr<std::vector<FileRow>> FilesOf(const std::string& digest) {
+    auto st = db_->Prepare(
+        "SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE digest = ? "
+        "ORDER BY id");
+    if (!st.ok()) return st.status();
+    st->BindBlob(1, digest);
+    std::vector<FileRow> out;
+    while (true) {
+      auto row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      out.push_back(FileRow{st->ColumnText(0), st->ColumnText(1), st->ColumnText(2),
+                            st->ColumnInt(3), st->ColumnText(4)});
+    }
+    return out;
+  }
+
+  // Reads every row of `st` and attaches each proof's files. Caller holds the mutex.
+  absl::StatusOr<std::vector<ProofRow>> Collect(Statement& st, bool with_files = true) {
+    std::vector<ProofRow> out;
+    while (true) {
+      auto row = st.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      out.push_back(ReadRow(st));
+    }
+    if (!with_files) return out;
+    for (ProofRow& r : out) {
+      auto files = FilesOf(r.digest);
+      if (!files.ok()) return files.status();
+      r.files = std::move(*files);
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> GetLocked(const std::string& digest,
+                                                    const std::string& provider) {
+    std::string sql = absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = ?");
+    if (!provider.empty()) sql += " AND provider = ?";
+    sql += " ORDER BY seq LIMIT 1";
+    auto st = db_->Prepare(sql);
+    if (!st.ok()) return st.status();
+    st->BindBlob(1, digest);
+    if (!provider.empty()) st->Bind(2, provider);
+    auto rows = Collect(*st);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return std::optional<ProofRow>();
+    return std::optional<ProofRow>(std::move(rows->front()));
+  }
+
+  // Runs a conditional single-row UPDATE (?1 = digest, ?2 = provider) in a transaction and
+  // returns the row after it, or nullopt when the condition did not hold.
+  template <typename BindFn>
+  absl::StatusOr<std::optional<ProofRow>> Update(const std::string& digest,
+                                                 const std::string& provider, const char* sql,
+                                                 BindFn bind) {
+    Transaction tx(*db_);
+    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    {
+      auto st = db_->Prepare(sql);
+      if (!st.ok()) return st.status();
+      st->BindBlob(1, digest).Bind(2, provider);
+      bind(*st);
+      POLLER_RETURN_IF_ERROR(st->Run());
+    }
+    if (db_->Changes() == 0) return std::optional<ProofRow>();
+    auto row = GetLocked(digest, provider);
+    if (!row.ok()) return row.status();
+    POLLER_RETURN_IF_ERROR(tx.Commit());
+    return row;
+  }
+
+  absl::StatusOr<TrackOutcome> TrackOne(const TrackInput& in, absl::Time now) {
+    const ProofRow& p = in.proof;
+    // SUBMITTED means "accepted by the provider, not yet followed": for the poller that is PENDING.
+    int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
+    if (state != kPending && state != kConfirmed && state != kFailed) {
+      return absl::InvalidArgumentError("proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
+    }
+    TrackOutcome out;
+    auto existing = GetLocked(p.digest, p.provider);
+    if (!existing.ok()) return existing.status();
+    if (!existing->has_value()) {
+      auto st = db_->Prepare(
+          "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
+          "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
+          "failure_reason, provider_request_id, tracked_at, pending_since, updated_at) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?15)");
+      if (!st.ok()) return st.status();
+      absl::Time confirmed_at = p.confirmed_at;
+      if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
+      absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
+      st->BindBlob(1, p.digest).Bind(2, p.provider).Bind(3, p.proof_id);
+      st->Bind(4, static_cast<int64_t>(state)).Bind(5, p.certificate_url).Bind(6, p.verify_url);
+      st->Bind(7, p.block_height).Bind(8, p.bitcoin_tx).Bind(9, ToDb(p.submitted_at));
+      st->Bind(10, state == kConfirmed ? ToDb(confirmed_at) : 0);
+      st->Bind(11, static_cast<int64_t>(state == kFailed ? p.failure_code : 0));
+      st->Bind(12, state == kFailed ? p.failure_message : std::string());
+      st->Bind(13, state == kFailed ? p.failure_reason : std::string());
+      st->Bind(14, p.provider_request_id).Bind(15, ToDb(now)).Bind(16, ToDb(pending_since));
+      POLLER_RETURN_IF_ERROR(st->Run());
+      out.inserted = true;
+    } else {
+      const ProofRow& old = **existing;
+      if (old.state == kPending && state != kPending) {
+        // Forward move only: a PENDING proof becomes CONFIRMED or FAILED.
+        auto st = db_->Prepare(
+            "UPDATE proofs SET state = ?3, proof_id = CASE WHEN proof_id = '' THEN ?4 ELSE "
+            "proof_id END, certificate_url = CASE WHEN ?5 = '' THEN certificate_url ELSE ?5 END, "
+            "verify_url = CASE WHEN ?6 = '' THEN verify_url ELSE ?6 END, block_height = ?7, "
+            "bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, failure_message = ?11, "
+            "failure_reason = ?12, provider_request_id = CASE WHEN provider_request_id = '' "
+            "THEN ?13 ELSE provider_request_id END, updated_at = ?14 "
+            "WHERE digest = ?1 AND provider = ?2 AND state = ?15");
+        if (!st.ok()) return st.status();
+        absl::Time confirmed_at = p.confirmed_at != absl::InfinitePast() ? p.confirmed_at : now;
+        st->BindBlob(1, p.digest).Bind(2, p.provider).Bind(3, static_cast<int64_t>(state));
+        st->Bind(4, p.proof_id).Bind(5, p.certificate_url).Bind(6, p.verify_url);
+        st->Bind(7, state == kConfirmed ? p.block_height : 0);
+        st->Bind(8, state == kConfirmed ? p.bitcoin_tx : std::string());
+        st->Bind(9, state == kConfirmed ? ToDb(confirmed_at) : 0);
+        st->Bind(10, static_cast<int64_t>(state == kFailed ? p.failure_code : 0));
+        st->Bind(11, state == kFailed ? p.failure_message : std::string());
+        st->Bind(12, state == kFailed ? p.failure_reason : std::string());
+        st->Bind(13, p.provider_request_id).Bind(14, ToDb(now));
+        st->Bind(15, static_cast<int64_t>(kPending));
+        POLLER_RETURN_IF_ERROR(st->Run());
+        out.state_changed = db_->Changes() > 0;
+      } else if (!p.proof_id.empty() && old.proof_id != p.proof_id) {
+        // Same (digest, provider), different provider record: keep the first one (the provider
+        // deduplicates by digest, so a second id points at the same anchoring).
+        ANCHORD_LOG(Warning) << "hand-off for provider " << p.provider
+                             << " carries proof id " << p.proof_id << ", keeping "
+                             << old.proof_id;
+      }
+    }
+    for (const FileRow& f : in.files) {
+      auto st = db_->Prepare(
+          "INSERT OR IGNORE INTO files (digest, job, source_path, filename, size_bytes, "
+          "mime_type) VALUES (?, ?, ?, ?, ?, ?)");
+      if (!st.ok()) return st.status();
+      st->BindBlob(1, p.digest).Bind(2, f.job.empty() ? std::string("default") : f.job);
+      st->Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
+      POLLER_RETURN_IF_ERROR(st->Run());
+    }
+    auto after = GetLocked(p.digest, p.provider);
+    if (!after.ok()) return after.status();
+    if (!after->has_value()) return absl::InternalError("proof vanished inside its transaction");
+    out.proof = std::move(**after);
+    return out;
+  }
+
+  std::unique_ptr<SqliteDb> db_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PollerStore>> OpenSqlitePollerStore(const std::string& path) {
+  auto db = SqliteDb::Open(path);
+  if (!db.ok()) return db.status();
+  auto store = std::make_unique<SqlitePollerStore>(std::move(*db));
+  POLLER_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<PollerStore>(std::move(store));
+}
+
+// The token is opaque to callers; its "p1:" prefix lets the format change later without
+// misreading an old token.
+std::string EncodePageToken(int64_t after_seq) {
+  return absl::WebSafeBase64Escape(absl::StrCat("p1:", after_seq));
+}
+
+absl::StatusOr<int64_t> DecodePageToken(const std::string& token) {
+  std::string raw;
+  int64_t seq = 0;
+  if (token.size() > 64 || !absl::WebSafeBase64Unescape(token, &raw) ||
+      raw.rfind("p1:", 0) != 0 || !absl::SimpleAtoi(absl::string_view(raw).substr(3), &seq) ||
+      seq < 0) {
+    return absl::InvalidArgumentError("page_token: not a token returned by ListProofs");
+  }
+  return seq;
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,184 @@
+// The poller's durable state: one row per (digest, provider) proof and the files known to carry
+// each digest.
+//
+// The store is an interface because the SQLite backend (one file, DATA_DIR/poller.db) will be
+// joined by a PostgreSQL one for replicated deployments; the engine and the gRPC services only
+// speak this interface.
+//
+// State rules, enforced inside the store so that no caller can break them:
+//  - states are PENDING, CONFIRMED and FAILED (a SUBMITTED hand-off is stored as PENDING);
+//  - a state never moves backwards: CONFIRMED and FAILED are final, so a late or repeated hand-off
+//    (at-least-once delivery from the submitter) never undoes what the poller learnt;
+//  - every mutation commits before it returns, so an acknowledgement sent afterwards is durable.
+//
+// Times are absl::Time; absl::InfinitePast() means "unset". All methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "anchord/v1/common.pb.h"
+
+namespace anchord::poller {
+
+using anchord::v1::DigestState;
+
+struct FileRow {
+  std::string job;  // "default" when the caller sent none
+  std::string source_path;
+  std::string filename;
+  int64_t size_bytes = 0;
+  std::string mime_type;
+};
+
+struct ProofRow {
+  int64_t seq = 0;      // monotonically increasing; the paging key (oldest first)
+  std::string digest;   // 32 raw bytes
+  std::string provider;
+  std::string proof_id;
+  DigestState state = anchord::v1::DIGEST_STATE_PENDING;
+  std::string certificate_url;
+  std::string verify_url;
+  int64_t block_height = 0;
+  std::string bitcoin_tx;
+  absl::Time submitted_at = absl::InfinitePast();
+  absl::Time confirmed_at = absl::InfinitePast();
+  int64_t ots_size = 0;  // 0 when no .ots is stored
+  int32_t failure_code = 0;
+  std::string failure_message;
+  std::string failure_reason;
+  std::string provider_request_id;
+  bool stalled = false;
+  absl::Time tracked_at = absl::InfinitePast();       // first hand-off to the poller
+  absl::Time last_checked_at = absl::InfinitePast();  // last time the provider was asked
+  absl::Time updated_at = absl::InfinitePast();       // last state change
+  std::vector<FileRow> files;  // oldest first (the first file first)
+
+  bool ots_available() const { return ots_size > 0; }
+  // When the proof started pending: submitted_at when known, else tracked_at.
+  absl::Time pending_since() const {
+    return submitted_at != absl::InfinitePast() ? submitted_at : tracked_at;
+  }
+};
+
+// One hand-off. `proof.seq`, `ots_size`, `stalled`, `tracked_at`, `last_checked_at`, `updated_at`
+// and `proof.files` are ignored; `files` are added to the digest's files.
+struct TrackInput {
+  ProofRow proof;
+  std::vector<FileRow> files;
+};
+
+struct TrackOutcome {
+  ProofRow proof;         // the row after the hand-off, with its files
+  bool inserted = false;  // the proof was new
+  bool state_changed = false;  // an existing proof moved forward (PENDING -> CONFIRMED/FAILED)
+};
+
+struct ListFilter {
+  std::string job;                   // empty: any
+  DigestState state = anchord::v1::DIGEST_STATE_UNSPECIFIED;  // UNSPECIFIED: any
+  std::vector<std::string> digests;  // empty: any
+  std::string provider;              // empty: any
+  bool with_files = true;            // false leaves ProofRow::files empty (cheaper scans)
+};
+
+struct ConfirmInput {
+  std::string certificate_url;
+  std::string verify_url;
+  int64_t block_height = 0;
+  std::string bitcoin_tx;
+  absl::Time confirmed_at = absl::InfinitePast();
+};
+
+class PollerStore {
+ public:
+  virtual ~PollerStore() = default;
+
+  // Stores a batch of hand-offs in one transaction (idempotent on (digest, provider)). Inputs must
+  // already be validated. The outcomes are in input order.
+  virtual absl::StatusOr<std::vector<TrackOutcome>> Track(const std::vector<TrackInput>& inputs,
+                                                          absl::Time now) = 0;
+
+  // The proof of `digest` with `provider`, or with any provider (the oldest) when `provider` is
+  // empty. nullopt when unknown.
+  virtual absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
+                                                      const std::string& provider) = 0;
+  // Every proof of `digest`, oldest first.
+  virtual absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) = 0;
+
+  // Proofs matching `filter` with seq > after_seq, by seq ascending, at most `limit`.
+  virtual absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
+                                                     int limit) = 0;
+
+  // PENDING proofs of `provider` first handed off before `tracked_before`, least recently checked
+  // first, at most `limit`.
+  virtual absl::StatusOr<std::vector<ProofRow>> PendingToCheck(const std::string& provider,
+                                                               absl::Time tracked_before,
+                                                               int limit) = 0;
+  // CONFIRMED proofs of `provider` without a stored .ots, least recently checked first.
+  virtual absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
+                                                                    int limit) = 0;
+  // PENDING, not yet stalled proofs of `provider` pending since before `pending_before`.
+  virtual absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
+                                                             absl::Time pending_before,
+                                                             int limit) = 0;
+
+  // PENDING -> CONFIRMED. nullopt (and no change) unless the proof exists and is PENDING.
+  virtual absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
+                                                                const std::string& provider,
+                                                                const ConfirmInput& in,
+                                                                absl::Time now) = 0;
+  // PENDING -> FAILED with the failure status. nullopt (and no change) unless PENDING.
+  virtual absl::StatusOr<std::optional<ProofRow>> MarkFailed(
+      const std::string& digest, const std::string& provider, int32_t code,
+      const std::string& message, const std::string& reason, const std::string& request_id,
+      absl::Time now) = 0;
+  // Stores the .ots of a CONFIRMED proof that has none yet. nullopt (no change) otherwise. The
+  // caller validates the bytes first.
+  virtual absl::StatusOr<std::optional<ProofRow>> StoreOts(const std::string& digest,
+                                                           const std::string& provider,
+                                                           const std::string& ots,
+                                                           absl::Time now) = 0;
+  // Sets the stalled flag of a PENDING proof; nullopt when it was already set or not pending.
+  virtual absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
+                                                              const std::string& provider,
+                                                              absl::Time now) = 0;
+  // Records that the provider was asked about the proof (round-robin order of checks).
+  virtual absl::Status MarkChecked(const std::string& digest, const std::string& provider,
+                                   absl::Time now) = 0;
+
+  // The stored .ots bytes; nullopt when none (or the proof is unknown).
+  virtual absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
+                                                            const std::string& provider) = 0;
+
+  struct Summary {
+    std::map<DigestState, int64_t> digests_by_state;  // distinct digests, furthest state each
+    int64_t digests = 0;
+  };
+  // Counts the distinct digests with a file of `job` (all when empty).
+  virtual absl::StatusOr<Summary> Summarize(const std::string& job) = 0;
+
+  struct ProviderStats {
+    std::map<DigestState, int64_t> proofs_by_state;
+    absl::Time oldest_pending = absl::InfiniteFuture();  // InfiniteFuture when none pending
+    int64_t stalled = 0;                                  // pending and flagged stalled
+  };
+  // Per provider, for the backlog gauges.
+  virtual absl::StatusOr<std::map<std::string, ProviderStats>> Stats() = 0;
+};
+
+// Opens (creating if needed) the SQLite store at `path` (":memory:" for tests).
+absl::StatusOr<std::unique_ptr<PollerStore>> OpenSqlitePollerStore(const std::string& path);
+
+// Opaque page tokens for ListProofs: they carry the last seq returned.
+std::string EncodePageToken(int64_t after_seq);
+absl::StatusOr<int64_t> DecodePageToken(const std::string& token);
+
+}  // namespace anchord::poller

@@ -1,0 +1,337 @@
+#include "services/poller/poll_engine.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/ascii.h"
+#include "libs/common/clock.h"
+#include "services/poller/event_bus.h"
+#include "tests/poller/test_util.h"
+
+namespace anchord::poller {
+namespace {
+
+using providers::RecordState;
+using testing::Digest;
+using testing::FakeProvider;
+using testing::MakeOts;
+using testing::Pending;
+using testing::TempDir;
+namespace v1 = anchord::v1;
+
+class PollEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    auto s = OpenSqlitePollerStore(dir_.File("poller.db"));
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+    sub_ = bus_.Subscribe({}, 10000, nullptr);
+  }
+
+  std::unique_ptr<PollEngine> MakeEngine(FakeProvider* p, PollEngineOptions opts = {}) {
+    return std::make_unique<PollEngine>(store_.get(), &bus_, &metrics_, &clock_,
+                                        std::vector<providers::Provider*>{p}, opts);
+  }
+
+  void Track(int n, const std::string& provider = "fake") {
+    auto r = store_->Track({Pending(Digest(n), Id(n), provider)}, clock_.Now());
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  static std::string Id(int n) { return "id-" + std::to_string(n); }
+
+  ProofRow Get(int n) {
+    auto r = store_->Get(Digest(n), "fake");
+    EXPECT_TRUE(r.ok() && r->has_value());
+    return r.ok() && r->has_value() ? **r : ProofRow{};
+  }
+
+  // Drains the events published so far as (type, digest) pairs.
+  std::vector<std::pair<v1::ProofEventType, std::string>> Events() {
+    std::vector<std::pair<v1::ProofEventType, std::string>> out;
+    for (int i = 0; i < 100000; ++i) {
+      EventPtr ev = sub_->Pop();
+      if (!ev) break;
+      out.emplace_back(ev->type(), ev->proof().digest());
+    }
+    return out;
+  }
+
+  double Counter(const std::string& name, const std::map<std::string, std::string>& labels) {
+    for (const auto& fam : registry_.Collect()) {
+      if (fam.name != name) continue;
+      for (const auto& m : fam.metric) {
+        size_t matched = 0;
+        for (const auto& l : m.label) {
+          auto it = labels.find(l.name);
+          if (it != labels.end() && it->second == l.value) ++matched;
+        }
+        if (matched == labels.size()) return m.counter.value + m.gauge.value;
+      }
+    }
+    return -1;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<PollerStore> store_;
+  EventBus bus_;
+  EventBus::SubscriptionPtr sub_;
+  FakeClock clock_;
+  prometheus::Registry registry_;
+  PollerMetrics metrics_{registry_};
+};
+
+TEST_F(PollEngineTest, ListWalkLooksUpOnlyProofsThatLeftTheList) {
+  FakeProvider p("fake", /*list=*/true);
+  for (int n = 1; n <= 5; ++n) {
+    Track(n);
+    p.SetRecord(Id(n), Digest(n), RecordState::kPending);
+  }
+  // 2 and 4 were confirmed at the provider: they leave its pending list.
+  p.SetRecord(Id(2), Digest(2), RecordState::kConfirmed, 812345);
+  p.SetRecord(Id(4), Digest(4), RecordState::kConfirmed, 812346);
+  p.SetOts(Id(2), MakeOts(Digest(2)));
+  p.SetOts(Id(4), MakeOts(Digest(4)));
+  clock_.Advance(absl::Seconds(1));
+
+  PollEngineOptions opts;
+  opts.list_page_limit = 2;  // three pending records -> two pages, exercising the cursor
+  auto engine = MakeEngine(&p, opts);
+  RoundStats stats = engine->RunRound(&p);
+  EXPECT_TRUE(stats.walked);
+  EXPECT_EQ(p.list_calls(), 2);
+  EXPECT_EQ(p.total_lookups(), 2);
+  EXPECT_EQ(p.lookups(Id(2)), 1);
+  EXPECT_EQ(p.lookups(Id(4)), 1);
+  EXPECT_EQ(stats.confirmed, 2);
+  EXPECT_EQ(stats.ots_stored, 2);
+
+  ProofRow two = Get(2);
+  EXPECT_EQ(two.state, v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_EQ(two.block_height, 812345);
+  EXPECT_EQ(two.bitcoin_tx, "ab12");
+  EXPECT_EQ(two.ots_size, static_cast<int64_t>(MakeOts(Digest(2)).size()));
+  EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_PENDING);
+
+  auto events = Events();
+  ASSERT_EQ(events.size(), 4u);
+  // CONFIRMED precedes OTS_STORED for each proof.
+  EXPECT_EQ(events[0].first, v1::PROOF_EVENT_TYPE_CONFIRMED);
+  EXPECT_EQ(events[1].first, v1::PROOF_EVENT_TYPE_CONFIRMED);
+  EXPECT_EQ(events[2].first, v1::PROOF_EVENT_TYPE_OTS_STORED);
+  EXPECT_EQ(events[3].first, v1::PROOF_EVENT_TYPE_OTS_STORED);
+  EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "confirmed"}}), 2);
+  EXPECT_EQ(Counter("anchord_poller_ots_stored_total", {{"provider", "fake"}}), 2);
+  EXPECT_EQ(Counter("anchord_backlog_digests",
+                    {{"service", "poller"}, {"provider", "fake"}, {"state", "pending"}}), 3);
+
+  // Next round: nothing left the list, so no lookups and no downloads.
+  stats = engine->RunRound(&p);
+  EXPECT_EQ(p.total_lookups(), 2);
+  EXPECT_EQ(stats.downloads, 0);
+}
+
+TEST_F(PollEngineTest, ProofsTrackedAfterTheWalkStartedAreNotLookedUp) {
+  FakeProvider p("fake", true);
+  Track(1);  // tracked "now": the walk starts at the same instant and cannot judge it yet
+  auto engine = MakeEngine(&p);
+  engine->RunRound(&p);
+  EXPECT_EQ(p.total_lookups(), 0);
+  clock_.Advance(absl::Seconds(1));
+  engine->RunRound(&p);  // now it is older than the walk and absent from the list
+  EXPECT_EQ(p.lookups(Id(1)), 1);  // unknown to the provider: kNotFound, stays pending
+  EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_PENDING);
+}
+
+TEST_F(PollEngineTest, NoPendingProofsMeansNoListRequests) {
+  FakeProvider p("fake", true);
+  auto engine = MakeEngine(&p);
+  engine->RunRound(&p);
+  EXPECT_EQ(p.list_calls(), 0);
+  Track(1);
+  clock_.Advance(absl::Seconds(1));
+  engine->RunRound(&p);
+  EXPECT_EQ(p.list_calls(), 1);
+}
+
+TEST_F(PollEngineTest, OtsNotYetAvailableIsRetriedNextRound) {
+  FakeProvider p("fake", true);
+  Track(1);
+  p.SetRecord(Id(1), Digest(1), RecordState::kConfirmed, 900000);
+  clock_.Advance(absl::Seconds(1));
+  auto engine = MakeEngine(&p);
+  RoundStats s1 = engine->RunRound(&p);
+  EXPECT_EQ(s1.confirmed, 1);
+  EXPECT_EQ(s1.ots_stored, 0);
+  EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_FALSE(Get(1).ots_available());
+
+  p.SetOts(Id(1), MakeOts(Digest(1)));
+  RoundStats s2 = engine->RunRound(&p);
+  EXPECT_EQ(s2.confirmed, 0);
+  EXPECT_EQ(s2.ots_stored, 1);
+  EXPECT_TRUE(Get(1).ots_available());
+  auto ots = store_->GetOts(Digest(1), "fake");
+  ASSERT_TRUE(ots.ok() && ots->has_value());
+  EXPECT_EQ(**ots, MakeOts(Digest(1)));
+  auto events = Events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].first, v1::PROOF_EVENT_TYPE_CONFIRMED);
+  EXPECT_EQ(events[1].first, v1::PROOF_EVENT_TYPE_OTS_STORED);
+  // Stored once: later rounds download nothing.
+  int downloads = p.downloads();
+  engine->RunRound(&p);
+  EXPECT_EQ(p.downloads(), downloads);
+}
+
+TEST_F(PollEngineTest, CorruptOtsIsNeverStored) {
+  FakeProvider p("fake", true);
+  Track(1);
+  p.SetRecord(Id(1), Digest(1), RecordState::kConfirmed, 1);
+  clock_.Advance(absl::Seconds(1));
+  auto engine = MakeEngine(&p);
+
+  std::string bad_magic = MakeOts(Digest(1));
+  bad_magic[1] = 'X';
+  std::string other_digest = MakeOts(Digest(2));
+  std::string bad_version = MakeOts(Digest(1));
+  bad_version[31] = '\x02';
+  std::string bad_op = MakeOts(Digest(1));
+  bad_op[32] = '\x02';
+  std::string truncated = MakeOts(Digest(1)).substr(0, 50);
+  for (const std::string& bad : {bad_magic, other_digest, bad_version, bad_op, truncated,
+                                 std::string()}) {
+    p.SetOts(Id(1), bad);
+    engine->RunRound(&p);
+    EXPECT_FALSE(Get(1).ots_available());
+    auto ots = store_->GetOts(Digest(1), "fake");
+    ASSERT_TRUE(ots.ok());
+    EXPECT_FALSE(ots->has_value());
+  }
+  EXPECT_GT(Counter("anchord_poller_downloads_total", {{"provider", "fake"}, {"result", "invalid"}}), 0);
+  p.SetOts(Id(1), MakeOts(Digest(1)));
+  engine->RunRound(&p);
+  EXPECT_TRUE(Get(1).ots_available());
+}
+
+TEST_F(PollEngineTest, RecordForAnotherDigestIsRejected) {
+  FakeProvider p("fake", /*list=*/false);
+  Track(1);
+  p.SetRecord(Id(1), Digest(1), RecordState::kConfirmed, 5);
+  p.SetRecordDigestHex(Id(1), HexEncode(Digest(2)));
+  auto engine = MakeEngine(&p);
+  RoundStats s = engine->RunRound(&p);
+  EXPECT_EQ(s.lookups, 1);
+  EXPECT_EQ(s.confirmed, 0);
+  EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_PENDING);
+  EXPECT_TRUE(Events().empty());
+  EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "invalid"}}), 1);
+  // Once the provider answers correctly (upper-case hex is accepted), the proof moves on.
+  p.SetRecordDigestHex(Id(1), absl::AsciiStrToUpper(HexEncode(Digest(1))));
+  engine->RunRound(&p);
+  EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_CONFIRMED);
+}
+
+TEST_F(PollEngineTest, FailedAtProviderBecomesFailed) {
+  FakeProvider p("fake", false);
+  Track(1);
+  p.SetRecord(Id(1), Digest(1), RecordState::kFailed);
+  // Engine events carry the proof's files, so watchers filtering by job see them.
+  auto job_sub = bus_.Subscribe(WatchFilter{"default", ""}, 10, nullptr);
+  auto other_job_sub = bus_.Subscribe(WatchFilter{"other", ""}, 10, nullptr);
+  auto engine = MakeEngine(&p);
+  RoundStats s = engine->RunRound(&p);
+  EventPtr job_ev = job_sub->Pop();
+  ASSERT_NE(job_ev, nullptr);
+  EXPECT_EQ(job_ev->type(), v1::PROOF_EVENT_TYPE_FAILED);
+  EXPECT_EQ(other_job_sub->Pop(), nullptr);
+  EXPECT_EQ(s.failed, 1);
+  ProofRow row = Get(1);
+  EXPECT_EQ(row.state, v1::DIGEST_STATE_FAILED);
+  EXPECT_EQ(row.failure_reason, "PROVIDER_REPORTED_FAILED");
+  EXPECT_EQ(row.provider_request_id, "req-" + Id(1));
+  auto events = Events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].first, v1::PROOF_EVENT_TYPE_FAILED);
+}
+
+TEST_F(PollEngineTest, WithoutListSupportLookupsAreBudgetedAndRotate) {
+  FakeProvider p("fake", false);
+  for (int n = 1; n <= 5; ++n) {
+    Track(n);
+    p.SetRecord(Id(n), Digest(n), RecordState::kPending);
+    clock_.Advance(absl::Milliseconds(10));
+  }
+  PollEngineOptions opts;
+  opts.max_lookups_per_round = 2;
+  auto engine = MakeEngine(&p, opts);
+  engine->RunRound(&p);
+  EXPECT_EQ(p.total_lookups(), 2);
+  EXPECT_EQ(p.lookups(Id(1)), 1);  // oldest first
+  EXPECT_EQ(p.lookups(Id(2)), 1);
+  clock_.Advance(absl::Seconds(1));
+  engine->RunRound(&p);
+  clock_.Advance(absl::Seconds(1));
+  engine->RunRound(&p);
+  EXPECT_EQ(p.total_lookups(), 6);
+  for (int n = 1; n <= 5; ++n) EXPECT_GE(p.lookups(Id(n)), 1) << n;  // everyone had a turn
+}
+
+TEST_F(PollEngineTest, ListFailureFallsBackToLookups) {
+  FakeProvider p("fake", true);
+  Track(1);
+  p.SetRecord(Id(1), Digest(1), RecordState::kPending);
+  p.FailList(true);
+  clock_.Advance(absl::Seconds(1));
+  auto engine = MakeEngine(&p);
+  RoundStats s = engine->RunRound(&p);
+  EXPECT_FALSE(s.walked);
+  EXPECT_EQ(p.lookups(Id(1)), 1);
+}
+
+TEST_F(PollEngineTest, StallIsReportedOnce) {
+  FakeProvider p("fake", false);
+  Track(1);
+  Track(2);
+  p.SetRecord(Id(1), Digest(1), RecordState::kPending);
+  p.SetRecord(Id(2), Digest(2), RecordState::kPending);
+  PollEngineOptions opts;
+  opts.stall_after = absl::Hours(24);
+  auto engine = MakeEngine(&p, opts);
+  engine->RunRound(&p);
+  EXPECT_TRUE(Events().empty());
+  EXPECT_FALSE(Get(1).stalled);
+
+  clock_.Advance(absl::Hours(24) + absl::Seconds(1));
+  RoundStats s = engine->RunRound(&p);
+  EXPECT_EQ(s.stalled, 2);
+  auto events = Events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].first, v1::PROOF_EVENT_TYPE_STALLED);
+  EXPECT_TRUE(Get(1).stalled);
+  EXPECT_EQ(Counter("anchord_poller_stalled_proofs", {{"provider", "fake"}}), 2);
+  EXPECT_GE(Counter("anchord_oldest_pending_proof_age_seconds", {{"provider", "fake"}}), 86400);
+
+  clock_.Advance(absl::Hours(1));
+  s = engine->RunRound(&p);
+  EXPECT_EQ(s.stalled, 0);
+  EXPECT_TRUE(Events().empty());
+}
+
+TEST_F(PollEngineTest, StartAndStopRunRoundsOnAThread) {
+  FakeProvider p("fake", false);
+  Track(1);
+  p.SetRecord(Id(1), Digest(1), RecordState::kConfirmed, 7);
+  p.SetOts(Id(1), MakeOts(Digest(1)));
+  PollEngineOptions opts;
+  opts.poll_interval = absl::Milliseconds(20);
+  auto engine = MakeEngine(&p, opts);
+  engine->Start();
+  // Bounded wait for the background round (no assertion on how long it took).
+  for (int i = 0; i < 500 && !Get(1).ots_available(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  engine->Stop();
+  EXPECT_TRUE(Get(1).ots_available());
+}
+
+}  // namespace
+}  // namespace anchord::poller

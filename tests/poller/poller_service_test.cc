@@ -1,0 +1,493 @@
+#include "services/poller/poller_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "services/poller/poll_engine.h"
+#include "tests/poller/test_util.h"
+
+namespace anchord::poller {
+namespace {
+
+using testing::Digest;
+using testing::MakeOts;
+using testing::Pending;
+using testing::TempDir;
+namespace v1 = anchord::v1;
+
+class PollerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start({}); }
+  void TearDown() override { Stop(); }
+
+  void Start(PollerServiceOptions opts) {
+    ASSERT_FALSE(dir_.path().empty());
+    auto s = OpenSqlitePollerStore(dir_.File("poller.db"));
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+    pool_ = std::make_unique<WorkerPool>(2, 10000);
+    service_ = std::make_unique<PollerServiceImpl>(store_.get(), &bus_, &metrics_, &clock_,
+                                                   pool_.get(), opts);
+    status_ = std::make_unique<StatusServiceImpl>(store_.get(), pool_.get());
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(service_.get());
+    b.RegisterService(status_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_NE(port_, 0);
+    auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
+                                  grpc::InsecureChannelCredentials());
+    stub_ = v1::PollerService::NewStub(ch);
+    status_stub_ = v1::StatusService::NewStub(ch);
+  }
+  void Stop() {
+    if (!server_) return;
+    service_->EndWatches();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_->Wait();
+    server_.reset();
+    pool_->Stop();
+  }
+
+  static void SetDeadline(grpc::ClientContext* ctx, int seconds = 20) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  }
+
+  static v1::TrackRequest TrackReq(const std::string& rid, const std::string& digest,
+                                   const std::string& proof_id, const std::string& job = "") {
+    v1::TrackRequest r;
+    r.set_request_id(rid);
+    auto* p = r.mutable_proof();
+    p->set_digest(digest);
+    p->set_provider("fake");
+    p->set_proof_id(proof_id);
+    p->set_state(v1::DIGEST_STATE_SUBMITTED);
+    auto* f = p->add_files();
+    f->set_filename(proof_id + ".pdf");
+    f->set_size_bytes(10);
+    f->set_job(job);
+    f->set_source_path("docs/" + proof_id + ".pdf");
+    return r;
+  }
+
+  // Sends `reqs` on one Track stream and returns the responses by request id.
+  std::map<std::string, v1::TrackResponse> TrackAll(const std::vector<v1::TrackRequest>& reqs) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    auto stream = stub_->Track(&ctx);
+    for (const auto& r : reqs) EXPECT_TRUE(stream->Write(r));
+    stream->WritesDone();
+    std::map<std::string, v1::TrackResponse> out;
+    v1::TrackResponse resp;
+    for (size_t i = 0; i < reqs.size() + 1 && stream->Read(&resp); ++i) out[resp.request_id()] = resp;
+    grpc::Status st = stream->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return out;
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  EventBus bus_;
+  prometheus::Registry registry_;
+  PollerMetrics metrics_{registry_};
+  std::unique_ptr<PollerStore> store_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<PollerServiceImpl> service_;
+  std::unique_ptr<StatusServiceImpl> status_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::unique_ptr<v1::PollerService::Stub> stub_;
+  std::unique_ptr<v1::StatusService::Stub> status_stub_;
+};
+
+TEST_F(PollerServiceTest, TrackAcksAfterDurableStoreAndNamesInvalidFields) {
+  std::vector<v1::TrackRequest> reqs;
+  for (int i = 0; i < 20; ++i) reqs.push_back(TrackReq(absl::StrCat("r", i), Digest(i), absl::StrCat("id-", i)));
+  v1::TrackRequest bad_digest = TrackReq("bad-digest", "short", "id-x");
+  v1::TrackRequest no_id = TrackReq("no-id", Digest(100), "");
+  v1::TrackRequest bad_state = TrackReq("bad-state", Digest(101), "id-101");
+  bad_state.mutable_proof()->set_state(v1::DIGEST_STATE_QUEUED);
+  v1::TrackRequest no_provider = TrackReq("no-provider", Digest(102), "id-102");
+  no_provider.mutable_proof()->clear_provider();
+  v1::TrackRequest bad_file = TrackReq("bad-file", Digest(103), "id-103");
+  bad_file.mutable_proof()->mutable_files(0)->set_filename("a/b");
+  for (auto* r : {&bad_digest, &no_id, &bad_state, &no_provider, &bad_file}) reqs.push_back(*r);
+  v1::TrackRequest failed = TrackReq("failed", Digest(104), "");
+  failed.mutable_proof()->set_state(v1::DIGEST_STATE_FAILED);
+  failed.mutable_proof()->mutable_failure()->set_code(9);
+  failed.mutable_proof()->mutable_failure()->set_reason("PLAN_LIMIT");
+  reqs.push_back(failed);
+
+  auto out = TrackAll(reqs);
+  ASSERT_EQ(out.size(), reqs.size());
+  // A second connection to the same file sees every acknowledged proof: the ack came after commit.
+  auto other = OpenSqlitePollerStore(dir_.File("poller.db"));
+  ASSERT_TRUE(other.ok());
+  for (int i = 0; i < 20; ++i) {
+    const auto& r = out[absl::StrCat("r", i)];
+    EXPECT_EQ(r.status().code(), 0) << r.status().message();
+    EXPECT_EQ(r.digest(), Digest(i));
+    auto row = (*other)->Get(Digest(i), "fake");
+    ASSERT_TRUE(row.ok() && row->has_value()) << i;
+    EXPECT_EQ((*row)->state, v1::DIGEST_STATE_PENDING);
+    ASSERT_EQ((*row)->files.size(), 1u);
+    EXPECT_EQ((*row)->files[0].job, "default");
+  }
+  auto expect_invalid = [&](const std::string& rid, const std::string& field) {
+    const auto& r = out[rid];
+    EXPECT_EQ(r.status().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT)) << rid;
+    EXPECT_TRUE(absl::StartsWith(r.status().message(), field + ":"))
+        << rid << ": " << r.status().message();
+    EXPECT_FALSE(r.status().reason().empty());
+  };
+  expect_invalid("bad-digest", "proof.digest");
+  expect_invalid("no-id", "proof.proof_id");
+  expect_invalid("bad-state", "proof.state");
+  expect_invalid("no-provider", "proof.provider");
+  expect_invalid("bad-file", "proof.files[0].filename");
+  for (int d : {100, 101, 102, 103}) {
+    auto row = (*other)->Get(Digest(d), "");
+    ASSERT_TRUE(row.ok());
+    EXPECT_FALSE(row->has_value()) << d;  // nothing stored for an invalid item
+  }
+  EXPECT_EQ(out["failed"].status().code(), 0);
+  auto f = (*other)->Get(Digest(104), "fake");
+  ASSERT_TRUE(f.ok() && f->has_value());
+  EXPECT_EQ((*f)->state, v1::DIGEST_STATE_FAILED);
+  EXPECT_EQ((*f)->failure_reason, "PLAN_LIMIT");
+
+  // Idempotent: the same hand-offs again change nothing and are acknowledged again.
+  auto again = TrackAll({reqs[0], reqs[1]});
+  EXPECT_EQ(again["r0"].status().code(), 0);
+  auto all = (*other)->List({}, 0, 1000);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 21u);
+}
+
+TEST_F(PollerServiceTest, WatchSendsSnapshotThenLiveEventsInOrder) {
+  TrackAll({TrackReq("a", Digest(1), "id-1", "jobA"), TrackReq("b", Digest(2), "id-2", "jobA"),
+            TrackReq("c", Digest(3), "id-3", "jobB")});
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::WatchRequest req;
+  req.set_job("jobA");
+  req.set_include_current(true);
+  auto reader = stub_->Watch(&ctx, req);
+  v1::WatchResponse ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT);
+  EXPECT_EQ(ev.proof().digest(), Digest(1));
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT);
+  EXPECT_EQ(ev.proof().digest(), Digest(2));
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
+  EXPECT_FALSE(ev.has_proof());
+
+  // Live: a new proof of jobA (TRACKED), one of jobB (filtered out), then a confirmation.
+  TrackAll({TrackReq("d", Digest(4), "id-4", "jobB"), TrackReq("e", Digest(5), "id-5", "jobA")});
+  auto confirmed = store_->MarkConfirmed(Digest(1), "fake", {}, clock_.Now());
+  ASSERT_TRUE(confirmed.ok() && confirmed->has_value());
+  PublishEvent(bus_, &metrics_, v1::PROOF_EVENT_TYPE_CONFIRMED, **confirmed, clock_.Now());
+
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_TRACKED);
+  EXPECT_EQ(ev.proof().digest(), Digest(5));
+  EXPECT_EQ(ev.proof().state(), v1::DIGEST_STATE_PENDING);
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_CONFIRMED);
+  EXPECT_EQ(ev.proof().digest(), Digest(1));
+  EXPECT_EQ(ev.proof().state(), v1::DIGEST_STATE_CONFIRMED);
+
+  ctx.TryCancel();
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(PollerServiceTest, WatchByDigestAndInvalidDigest) {
+  TrackAll({TrackReq("a", Digest(1), "id-1"), TrackReq("b", Digest(2), "id-2")});
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::WatchRequest req;
+    req.set_digest(Digest(2));
+    req.set_include_current(true);
+    auto reader = stub_->Watch(&ctx, req);
+    v1::WatchResponse ev;
+    ASSERT_TRUE(reader->Read(&ev));
+    EXPECT_EQ(ev.proof().digest(), Digest(2));
+    ASSERT_TRUE(reader->Read(&ev));
+    EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
+    ctx.TryCancel();
+    reader->Finish();
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::WatchRequest req;
+  req.set_digest("abc");
+  auto reader = stub_->Watch(&ctx, req);
+  v1::WatchResponse ev;
+  EXPECT_FALSE(reader->Read(&ev));
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(st.error_message(), "digest:")) << st.error_message();
+}
+
+TEST_F(PollerServiceTest, SnapshotSpansPagesAndCancelledStreamsAreReleased) {
+  std::vector<TrackInput> batch;
+  for (int i = 0; i < 450; ++i) batch.push_back(Pending(Digest(i), absl::StrCat("id-", i)));
+  ASSERT_TRUE(store_->Track(batch, clock_.Now()).ok());
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::WatchRequest req;
+    req.set_include_current(true);
+    auto reader = stub_->Watch(&ctx, req);
+    v1::WatchResponse ev;
+    int snapshots = 0;
+    bool done = false;
+    for (int i = 0; i < 1000 && reader->Read(&ev); ++i) {
+      if (ev.type() == v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE) {
+        done = true;
+        break;
+      }
+      ASSERT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT);
+      EXPECT_EQ(ev.proof().digest(), Digest(snapshots));  // oldest first, across pages
+      ++snapshots;
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(snapshots, 450);
+    ctx.TryCancel();
+    reader->Finish();
+  }
+  // Cancel watches in the middle of their snapshot and a Track stream with items in flight.
+  for (int k = 0; k < 5; ++k) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::WatchRequest req;
+    req.set_include_current(true);
+    auto reader = stub_->Watch(&ctx, req);
+    v1::WatchResponse ev;
+    for (int i = 0; i < k * 3 && reader->Read(&ev); ++i) {
+    }
+    ctx.TryCancel();
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    auto stream = stub_->Track(&ctx);
+    for (int i = 0; i < 50; ++i) {
+      stream->Write(TrackReq(absl::StrCat("x", i), Digest(1000 + i), absl::StrCat("id-x", i)));
+    }
+    ctx.TryCancel();
+    EXPECT_FALSE(stream->Finish().ok());
+  }
+  for (int i = 0; i < 300 && bus_.watchers() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(bus_.watchers(), 0u);
+}
+
+TEST_F(PollerServiceTest, SlowWatcherIsEndedNotBuffered) {
+  Stop();
+  PollerServiceOptions opts;
+  opts.watch_queue_capacity = 8;
+  Start(opts);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto reader = stub_->Watch(&ctx, v1::WatchRequest());
+  reader->WaitForInitialMetadata();  // the server subscribed before it sent headers
+  ASSERT_EQ(bus_.watchers(), 1u);
+
+  // Publish far more than the transport and the queue can hold while the client reads nothing.
+  ProofRow row;
+  row.digest = Digest(1);
+  row.provider = "fake";
+  row.proof_id = "id-1";
+  row.certificate_url = std::string(2000, 'u');  // make each event big enough to fill windows
+  const int kEvents = 3000;
+  for (int i = 0; i < kEvents; ++i) {
+    PublishEvent(bus_, &metrics_, v1::PROOF_EVENT_TYPE_TRACKED, row, clock_.Now());
+  }
+  int received = 0;
+  v1::WatchResponse ev;
+  for (int i = 0; i < kEvents + 1 && reader->Read(&ev); ++i) ++received;
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(st.error_message(), "watcher fell behind; reconnect with include_current");
+  EXPECT_LT(received, kEvents);
+  // The stream is gone and unsubscribed (bounded wait for the server's OnDone).
+  for (int i = 0; i < 200 && bus_.watchers() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(bus_.watchers(), 0u);
+}
+
+TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {
+  std::vector<TrackInput> batch;
+  for (int i = 0; i < 250; ++i) batch.push_back(Pending(Digest(i), absl::StrCat("id-", i)));
+  ASSERT_TRUE(store_->Track(batch, clock_.Now()).ok());
+
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  for (; pages < 10; ++pages) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::ListProofsRequest req;
+    req.set_page_size(100);
+    req.set_page_token(token);
+    v1::ListProofsResponse resp;
+    grpc::Status st = stub_->ListProofs(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_LE(resp.proofs_size(), 100);
+    for (const auto& p : resp.proofs()) seen.push_back(p.digest());
+    token = resp.next_page_token();
+    if (token.empty()) break;
+  }
+  EXPECT_EQ(pages, 2);  // 100 + 100 + 50
+  ASSERT_EQ(seen.size(), 250u);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 250u);
+  for (int i = 0; i < 250; ++i) EXPECT_EQ(seen[i], Digest(i));
+
+  auto call = [&](const v1::ListProofsRequest& req, v1::ListProofsResponse* resp) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    return stub_->ListProofs(&ctx, req, resp);
+  };
+  v1::ListProofsResponse resp;
+  v1::ListProofsRequest req;
+  req.set_page_size(1001);
+  grpc::Status st = call(req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(st.error_message(), "page_size:")) << st.error_message();
+  req.set_page_size(0);
+  req.set_page_token("garbage");
+  st = call(req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(st.error_message(), "page_token:")) << st.error_message();
+  req.clear_page_token();
+  req.add_digests(Digest(7));
+  req.add_digests("xx");
+  st = call(req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(st.error_message(), "digests[1]:")) << st.error_message();
+  req.clear_digests();
+  req.add_digests(Digest(7));
+  req.add_digests(Digest(9));
+  resp.Clear();
+  st = call(req, &resp);
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(resp.proofs_size(), 2);  // default page size 100
+  EXPECT_EQ(resp.proofs(0).digest(), Digest(7));
+  EXPECT_TRUE(resp.next_page_token().empty());
+}
+
+TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
+  ASSERT_TRUE(store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock_.Now()).ok());
+  ASSERT_TRUE(store_->MarkConfirmed(Digest(1), "fake", {}, clock_.Now()).ok());
+  const std::string ots = MakeOts(Digest(1), 200 * 1024 + 17);
+  auto stored = store_->StoreOts(Digest(1), "fake", ots, clock_.Now());
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::DownloadProofRequest req;
+  req.set_digest(Digest(1));
+  auto reader = stub_->DownloadProof(&ctx, req);
+  std::string got;
+  int chunks = 0;
+  v1::DownloadProofResponse chunk;
+  for (int i = 0; i < 100 && reader->Read(&chunk); ++i) {
+    ++chunks;
+    EXPECT_LE(chunk.data().size(), 64u * 1024);
+    EXPECT_EQ(chunk.total_size_bytes(), static_cast<int64_t>(ots.size()));
+    got += chunk.data();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(chunks, 4);
+  EXPECT_TRUE(got == ots);
+
+  auto status_of = [&](const std::string& digest) {
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    v1::DownloadProofRequest r;
+    r.set_digest(digest);
+    auto rd = stub_->DownloadProof(&c, r);
+    v1::DownloadProofResponse m;
+    while (rd->Read(&m)) {
+    }
+    return rd->Finish();
+  };
+  grpc::Status st = status_of(Digest(2));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(st.error_message(), "no .ots stored yet");
+  EXPECT_EQ(status_of(Digest(3)).error_code(), grpc::StatusCode::NOT_FOUND);
+  st = status_of("x");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(st.error_message(), "digest:"));
+}
+
+TEST_F(PollerServiceTest, GetProofLocateAndSummarize) {
+  TrackAll({TrackReq("a", Digest(1), "id-1", "j"), TrackReq("b", Digest(2), "id-2", "j")});
+  ASSERT_TRUE(store_->MarkConfirmed(Digest(2), "fake", {}, clock_.Now()).ok());
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::GetProofRequest req;
+    req.set_digest(Digest(2));
+    v1::GetProofResponse resp;
+    ASSERT_TRUE(stub_->GetProof(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.proof().proof_id(), "id-2");
+    EXPECT_EQ(resp.proof().state(), v1::DIGEST_STATE_CONFIRMED);
+    ASSERT_EQ(resp.proof().files_size(), 1);
+    EXPECT_EQ(resp.proof().files(0).job(), "j");
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::GetProofRequest req;
+    req.set_digest(Digest(9));
+    v1::GetProofResponse resp;
+    EXPECT_EQ(stub_->GetProof(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::GetProofRequest req;
+    req.set_digest("tooshort");
+    v1::GetProofResponse resp;
+    grpc::Status st = stub_->GetProof(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StartsWith(st.error_message(), "digest:"));
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::LocateRequest req;
+    req.set_digest(Digest(1));
+    v1::LocateResponse resp;
+    ASSERT_TRUE(status_stub_->Locate(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.service(), "poller");
+    EXPECT_EQ(resp.state(), v1::DIGEST_STATE_PENDING);
+    EXPECT_EQ(resp.proofs_size(), 1);
+    EXPECT_EQ(resp.files_size(), 1);
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::SummarizeJobRequest req;
+    req.set_job("j");
+    v1::SummarizeJobResponse resp;
+    ASSERT_TRUE(status_stub_->SummarizeJob(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.digests_by_state().at("DIGEST_STATE_PENDING"), 1);
+    EXPECT_EQ(resp.digests_by_state().at("DIGEST_STATE_CONFIRMED"), 1);
+    EXPECT_EQ(resp.files(), 2);
+  }
+}
+
+}  // namespace
+}  // namespace anchord::poller

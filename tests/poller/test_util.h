@@ -1,0 +1,196 @@
+// Shared helpers of the poller tests: a temp directory, digests, .ots bytes and a scripted,
+// deterministic fake Provider.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "libs/common/hex.h"
+#include "libs/providers/provider.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller::testing {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "poller_test_XXXXXX").string();
+    path_ = mkdtemp(tmpl.data()) ? tmpl : std::string();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A distinct 32-byte digest for each n.
+inline std::string Digest(int n) {
+  std::string d(32, '\0');
+  for (int i = 0; i < 32; ++i) d[i] = static_cast<char>((n * 31 + i * 7 + (n >> 8)) & 0xff);
+  d[0] = static_cast<char>(n & 0xff);
+  d[1] = static_cast<char>((n >> 8) & 0xff);
+  return d;
+}
+
+inline std::string OtsMagic() {
+  return std::string("\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94", 31);
+}
+
+// A structurally valid .ots header for `digest` followed by `tail_bytes` of filler.
+inline std::string MakeOts(const std::string& digest, size_t tail_bytes = 40) {
+  std::string out = OtsMagic();
+  out.push_back('\x01');
+  out.push_back('\x08');
+  out += digest;
+  for (size_t i = 0; i < tail_bytes; ++i) out.push_back(static_cast<char>((i * 131 + 7) & 0xff));
+  return out;
+}
+
+inline TrackInput Pending(const std::string& digest, const std::string& proof_id,
+                          const std::string& provider = "fake", const std::string& job = "",
+                          const std::string& path = "") {
+  TrackInput in;
+  in.proof.digest = digest;
+  in.proof.provider = provider;
+  in.proof.proof_id = proof_id;
+  in.proof.state = anchord::v1::DIGEST_STATE_PENDING;
+  in.files.push_back(FileRow{job.empty() ? "default" : job,
+                             path.empty() ? proof_id + ".pdf" : path, proof_id + ".pdf", 100,
+                             "application/pdf"});
+  return in;
+}
+
+// Scripted provider: records keyed by proof id; the pending list is every record whose state is
+// kPending (by id order), paged by an index cursor. Thread-safe.
+class FakeProvider final : public providers::Provider {
+ public:
+  explicit FakeProvider(std::string name = "fake", bool list = true)
+      : name_(std::move(name)), list_(list) {}
+
+  void SetRecord(const std::string& id, const std::string& digest,
+                 providers::RecordState state, int64_t height = 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    providers::ProviderRecord r;
+    r.proof_id = id;
+    r.digest_hex = HexEncode(digest);
+    r.state = state;
+    r.block_height = height;
+    r.bitcoin_tx = state == providers::RecordState::kConfirmed ? "ab12" : "";
+    r.certificate_url = "https://example.invalid/c/" + id;
+    records_[id] = r;
+  }
+  // Makes Lookup of `id` return a record claiming `digest_hex` (a misbehaving provider).
+  void SetRecordDigestHex(const std::string& id, const std::string& digest_hex) {
+    std::lock_guard<std::mutex> lock(mu_);
+    records_[id].digest_hex = digest_hex;
+  }
+  void SetOts(const std::string& id, const std::string& ots) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ots_[id] = ots;
+  }
+  void FailList(bool fail) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_list_ = fail;
+  }
+  int lookups(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lookups_[id];
+  }
+  int total_lookups() {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (auto& [_, c] : lookups_) n += c;
+    return n;
+  }
+  int list_calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return list_calls_;
+  }
+  int downloads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return downloads_;
+  }
+
+  // providers::Provider
+  const std::string& name() const override { return name_; }
+  absl::StatusOr<providers::PreparedCreate> PrepareCreate(
+      const providers::CreateInput&) const override {
+    return absl::UnimplementedError("fake");
+  }
+  providers::CreateResult Create(const providers::PreparedCreate&) override {
+    providers::CreateResult r;
+    r.outcome.kind = providers::OutcomeKind::kPermanent;
+    return r;
+  }
+  providers::LookupResult Lookup(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++lookups_[id];
+    providers::LookupResult r;
+    auto it = records_.find(id);
+    if (it == records_.end()) {
+      r.outcome.kind = providers::OutcomeKind::kNotFound;
+      return r;
+    }
+    r.outcome.request_id = "req-" + id;
+    r.record = it->second;
+    return r;
+  }
+  bool SupportsListPending() const override { return list_; }
+  providers::ListPendingResult ListPending(const std::string& cursor, int limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++list_calls_;
+    providers::ListPendingResult r;
+    if (fail_list_) {
+      r.outcome.kind = providers::OutcomeKind::kRetry;
+      r.outcome.code = "HTTP_503";
+      return r;
+    }
+    std::vector<providers::ProviderRecord> pending;
+    for (auto& [_, rec] : records_) {
+      if (rec.state == providers::RecordState::kPending) pending.push_back(rec);
+    }
+    size_t start = cursor.empty() ? 0 : std::stoul(cursor);
+    for (size_t i = start; i < pending.size() && i < start + limit; ++i) {
+      r.records.push_back(pending[i]);
+    }
+    if (start + limit < pending.size()) r.next_cursor = std::to_string(start + limit);
+    return r;
+  }
+  providers::DownloadResult DownloadProof(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++downloads_;
+    providers::DownloadResult r;
+    auto it = ots_.find(id);
+    if (it == ots_.end()) {
+      r.outcome.kind = providers::OutcomeKind::kNotFound;
+      return r;
+    }
+    r.ots = it->second;
+    return r;
+  }
+  void Stop() override {}
+
+ private:
+  const std::string name_;
+  const bool list_;
+  std::mutex mu_;
+  std::map<std::string, providers::ProviderRecord> records_;
+  std::map<std::string, std::string> ots_;
+  std::map<std::string, int> lookups_;
+  int list_calls_ = 0;
+  int downloads_ = 0;
+  bool fail_list_ = false;
+};
+
+}  // namespace anchord::poller::testing

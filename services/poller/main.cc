@@ -29,8 +29,9 @@ int main(int argc, char** argv) {
   int max_lookups = 100, workers = 2, watch_queue = 1024;
   anchord::providers::ProviderSettings provider_settings;
   // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
-  // 30, the poller takes 90 unless told otherwise. The poller never creates.
-  provider_settings.proofd_general_limit = 90;
+  // 40 (its 30 creates plus lookups that resolve duplicates), the poller takes 80. The two
+  // defaults add up to the documented limit, so a default deployment never exceeds it.
+  provider_settings.proofd_general_limit = 80;
   try {
     app.add_option("--listen", listen, "gRPC host:port (port 0 picks one)")
         ->envname("ANCHORD_LISTEN");

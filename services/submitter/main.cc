@@ -35,6 +35,9 @@ int Run(int argc, char** argv) {
   double quota_retry_seconds = 3600;
   double track_deadline_seconds = 3600;
   anchord::providers::ProviderSettings provider_settings;
+  // The submitter's share of the per-key general budget (120/min for proofd): its 30 creates
+  // plus room for the list walks that resolve 409 duplicates. The poller takes the other 80.
+  provider_settings.proofd_general_limit = 40;
 
   app.add_option("--listen", server.listen_address, "gRPC listen address host:port")
       ->envname("ANCHORD_LISTEN")->capture_default_str();

@@ -1,0 +1,206 @@
+#include "services/hasher/hasher_store.h"
+
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace anchord::hasher {
+namespace {
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+FileState ParseState(absl::string_view s) {
+  if (s == "QUEUED") return FileState::kQueued;
+  if (s == "ERROR") return FileState::kError;
+  return FileState::kHashed;
+}
+
+constexpr const char* kColumns =
+    "job, path, size, mtime_ns, digest, state, duplicate_of, error_code, error_reason, "
+    "error_message, updated_at";
+
+FileRow ReadRow(const ledger::Statement& s) {
+  FileRow r;
+  r.job = s.ColumnText(0);
+  r.path = s.ColumnText(1);
+  r.size_bytes = s.ColumnInt(2);
+  r.mtime_ns = s.ColumnInt(3);
+  r.digest = s.ColumnText(4);
+  r.state = ParseState(s.ColumnText(5));
+  r.duplicate_of = s.ColumnText(6);
+  r.error_code = static_cast<int>(s.ColumnInt(7));
+  r.error_reason = s.ColumnText(8);
+  r.error_message = s.ColumnText(9);
+  r.updated_at_ms = s.ColumnInt(10);
+  return r;
+}
+
+}  // namespace
+
+absl::string_view FileStateName(FileState s) {
+  switch (s) {
+    case FileState::kHashed:
+      return "HASHED";
+    case FileState::kQueued:
+      return "QUEUED";
+    case FileState::kError:
+      return "ERROR";
+  }
+  return "HASHED";
+}
+
+absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string& path) {
+  auto db = ledger::SqliteDb::Open(path);
+  if (!db.ok()) return db.status();
+  absl::Status st = (*db)->Exec(R"sql(
+    CREATE TABLE IF NOT EXISTS files (
+      job TEXT NOT NULL,
+      path TEXT NOT NULL,
+      size INTEGER NOT NULL,
+      mtime_ns INTEGER NOT NULL,
+      digest BLOB,
+      state TEXT NOT NULL CHECK (state IN ('HASHED', 'QUEUED', 'ERROR')),
+      duplicate_of TEXT NOT NULL DEFAULT '',
+      error_code INTEGER NOT NULL DEFAULT 0,
+      error_reason TEXT NOT NULL DEFAULT '',
+      error_message TEXT NOT NULL DEFAULT '',
+      updated_at INTEGER NOT NULL,
+      PRIMARY KEY (job, path)
+    );
+    CREATE INDEX IF NOT EXISTS files_by_digest ON files (digest);
+  )sql");
+  if (!st.ok()) return st;
+  return std::unique_ptr<HasherStore>(new HasherStore(std::move(*db)));
+}
+
+absl::StatusOr<std::optional<FileRow>> HasherStore::Get(absl::string_view job,
+                                                        absl::string_view path) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns, " FROM files WHERE job=? AND path=?"));
+  if (!s.ok()) return s.status();
+  s->Bind(1, job).Bind(2, path);
+  auto row = s->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::optional<FileRow>();
+  return std::optional<FileRow>(ReadRow(*s));
+}
+
+absl::Status HasherStore::RecordHashed(absl::string_view job, absl::string_view path,
+                                       int64_t size_bytes, int64_t mtime_ns,
+                                       absl::string_view digest) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(
+      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
+      "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?) "
+      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+      "digest=excluded.digest, state='HASHED', duplicate_of='', error_code=0, error_reason='', "
+      "error_message='', updated_at=excluded.updated_at");
+  if (!s.ok()) return s.status();
+  s->Bind(1, job).Bind(2, path).Bind(3, size_bytes).Bind(4, mtime_ns).BindBlob(5, digest).Bind(
+      6, NowMs());
+  return s->Run();
+}
+
+absl::Status HasherStore::MarkQueued(absl::string_view job, absl::string_view path,
+                                     absl::string_view digest, absl::string_view duplicate_of) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(
+      "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
+      "WHERE job=? AND path=? AND digest=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, duplicate_of).Bind(2, NowMs()).Bind(3, job).Bind(4, path).BindBlob(5, digest);
+  return s->Run();
+}
+
+absl::Status HasherStore::RecordError(absl::string_view job, absl::string_view path,
+                                      int64_t size_bytes, int64_t mtime_ns, int code,
+                                      absl::string_view reason, absl::string_view message) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(
+      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
+      "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, NULL, 'ERROR', '', ?, ?, ?, ?) "
+      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+      "digest=NULL, state='ERROR', duplicate_of='', error_code=excluded.error_code, "
+      "error_reason=excluded.error_reason, error_message=excluded.error_message, "
+      "updated_at=excluded.updated_at");
+  if (!s.ok()) return s.status();
+  s->Bind(1, job).Bind(2, path).Bind(3, size_bytes).Bind(4, mtime_ns).Bind(5, int64_t{code});
+  s->Bind(6, reason).Bind(7, message).Bind(8, NowMs());
+  return s->Run();
+}
+
+absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job,
+                                                           absl::string_view after, int limit) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                     " FROM files WHERE job=? AND path>? ORDER BY path LIMIT ?"));
+  if (!s.ok()) return s.status();
+  s->Bind(1, job).Bind(2, after).Bind(3, int64_t{limit});
+  std::vector<FileRow> out;
+  for (;;) {
+    auto row = s->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.push_back(ReadRow(*s));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(absl::string_view digest,
+                                                               int limit) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                     " FROM files WHERE digest=? ORDER BY rowid LIMIT ?"));
+  if (!s.ok()) return s.status();
+  s->BindBlob(1, digest).Bind(2, int64_t{limit});
+  std::vector<FileRow> out;
+  for (;;) {
+    auto row = s->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.push_back(ReadRow(*s));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> HasherStore::FirstPathWithDigest(absl::string_view job,
+                                                             absl::string_view digest,
+                                                             absl::string_view exclude_path) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  auto s = db_->Prepare(
+      "SELECT path FROM files WHERE job=? AND digest=? AND path<>? ORDER BY rowid LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, job).BindBlob(2, digest).Bind(3, exclude_path);
+  auto row = s->Step();
+  if (!row.ok()) return row.status();
+  return *row ? s->ColumnText(0) : std::string();
+}
+
+absl::StatusOr<JobSummary> HasherStore::Summarize(absl::string_view job) {
+  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  JobSummary out;
+  // A digest is counted once, in the furthest state any of its rows reached.
+  auto s = db_->Prepare(
+      "SELECT st, COUNT(*) FROM (SELECT digest, MAX(CASE state WHEN 'QUEUED' THEN 2 ELSE 1 END) "
+      "AS st FROM files WHERE digest IS NOT NULL AND (?1 = '' OR job = ?1) GROUP BY digest) "
+      "GROUP BY st");
+  if (!s.ok()) return s.status();
+  s->Bind(1, job);
+  for (;;) {
+    auto row = s->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.digests_by_state[s->ColumnInt(0) == 2 ? "DIGEST_STATE_QUEUED" : "DIGEST_STATE_HASHED"] =
+        s->ColumnInt(1);
+  }
+  auto c = db_->Prepare("SELECT COUNT(*) FROM files WHERE (?1 = '' OR job = ?1)");
+  if (!c.ok()) return c.status();
+  c->Bind(1, job);
+  auto row = c->Step();
+  if (!row.ok()) return row.status();
+  out.files = *row ? c->ColumnInt(0) : 0;
+  return out;
+}
+
+}  // namespace anchord::hasher

@@ -1,0 +1,77 @@
+// The hasher's own state: one row per (job, path) with the last digest computed and whether the
+// submitter has acknowledged it. Lives in DATA_DIR/hasher.db (SQLite, WAL, synchronous=FULL).
+//
+// Thread-safe: every method takes the database's lock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "libs/ledger/sqlite_db.h"
+
+namespace anchord::hasher {
+
+enum class FileState { kHashed, kQueued, kError };
+absl::string_view FileStateName(FileState s);  // "HASHED", "QUEUED", "ERROR"
+
+struct FileRow {
+  std::string job;
+  std::string path;
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+  std::string digest;  // 32 bytes; empty for ERROR
+  FileState state = FileState::kHashed;
+  std::string duplicate_of;
+  int error_code = 0;
+  std::string error_reason;
+  std::string error_message;
+  int64_t updated_at_ms = 0;
+};
+
+struct JobSummary {
+  // Distinct digests per state ("HASHED", "QUEUED"); a digest counted once, in its highest state.
+  std::map<std::string, int64_t> digests_by_state;
+  int64_t files = 0;
+};
+
+class HasherStore {
+ public:
+  // Opens (creating) the database at `path` and its schema.
+  static absl::StatusOr<std::unique_ptr<HasherStore>> Open(const std::string& path);
+
+  absl::StatusOr<std::optional<FileRow>> Get(absl::string_view job, absl::string_view path);
+  // Upserts the row as HASHED with `digest` (durable when this returns OK).
+  absl::Status RecordHashed(absl::string_view job, absl::string_view path, int64_t size_bytes,
+                            int64_t mtime_ns, absl::string_view digest);
+  // Moves the row to QUEUED when it still carries `digest` (a newer hash of the file wins).
+  absl::Status MarkQueued(absl::string_view job, absl::string_view path, absl::string_view digest,
+                          absl::string_view duplicate_of);
+  // Upserts the row as ERROR.
+  absl::Status RecordError(absl::string_view job, absl::string_view path, int64_t size_bytes,
+                           int64_t mtime_ns, int code, absl::string_view reason,
+                           absl::string_view message);
+  // Up to `limit` rows of `job` with path > `after`, in path order (paging keeps memory flat).
+  absl::StatusOr<std::vector<FileRow>> ListPage(absl::string_view job, absl::string_view after,
+                                                int limit);
+  // Every row (any job) carrying `digest`, oldest first; at most `limit`.
+  absl::StatusOr<std::vector<FileRow>> FindByDigest(absl::string_view digest, int limit = 100);
+  // The first path of `job` (other than `exclude_path`) that carries `digest`; "" when none.
+  absl::StatusOr<std::string> FirstPathWithDigest(absl::string_view job, absl::string_view digest,
+                                                  absl::string_view exclude_path);
+  // Counts for one job, or for every job when `job` is empty.
+  absl::StatusOr<JobSummary> Summarize(absl::string_view job);
+
+ private:
+  explicit HasherStore(std::unique_ptr<ledger::SqliteDb> db) : db_(std::move(db)) {}
+  std::unique_ptr<ledger::SqliteDb> db_;
+};
+
+}  // namespace anchord::hasher

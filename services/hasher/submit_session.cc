@@ -1,0 +1,179 @@
+#include "services/hasher/submit_session.h"
+
+#include <chrono>
+
+#include "libs/common/log.h"
+
+namespace anchord::hasher {
+
+namespace v1 = anchord::v1;
+
+SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessionOptions options,
+                             HasherMetrics* metrics, AckFn on_ack)
+    : stub_(v1::SubmitterService::NewStub(channel)),
+      options_(options),
+      metrics_(metrics),
+      on_ack_(std::move(on_ack)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+SubmitSession::~SubmitSession() { Stop(); }
+
+void SubmitSession::Send(v1::SubmitRequest request) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return;
+    std::string id = request.request_id();
+    uint64_t seq = next_seq_++;
+    order_[seq] = id;
+    send_queue_.push_back(id);
+    pending_[id] = Pending{seq, std::move(request)};
+  }
+  if (metrics_) metrics_->inflight.Increment();
+  cv_.notify_all();
+}
+
+void SubmitSession::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_ = true;
+  if (ctx_ != nullptr) ctx_->TryCancel();
+  cv_.notify_all();
+}
+
+void SubmitSession::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    // With items still unacknowledged there is nothing to wait for: cancel at once.
+    if (!pending_.empty() && ctx_ != nullptr) ctx_->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (metrics_ && !pending_.empty()) metrics_->inflight.Decrement(static_cast<double>(pending_.size()));
+  pending_.clear();
+  order_.clear();
+}
+
+size_t SubmitSession::unacked() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_.size();
+}
+
+int SubmitSession::reconnects() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reconnects_;
+}
+
+void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(response.request_id());
+    // Unknown ids: a duplicate ack of an item resent after a reconnect, or garbage. Ignored.
+    if (it == pending_.end()) return;
+    order_.erase(it->second.seq);
+    pending_.erase(it);
+  }
+  if (metrics_) metrics_->inflight.Decrement();
+  cv_.notify_all();
+  on_ack_(response);
+}
+
+void SubmitSession::Run() {
+  int attempt = 0;
+  bool first = true;
+  for (;;) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.stream_deadline)));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      if (!first) {
+        ++reconnects_;
+        if (metrics_) metrics_->reconnects.Increment();
+      }
+      first = false;
+      ctx_ = ctx.get();
+      stream_broken_ = false;
+      // Everything not yet acknowledged goes out again on the new stream, oldest first.
+      send_queue_.clear();
+      for (const auto& [seq, id] : order_) send_queue_.push_back(id);
+    }
+    auto stream = stub_->Submit(ctx.get());
+    std::atomic<bool> progressed{false};
+    std::thread reader([&] {
+      v1::SubmitResponse response;
+      while (stream->Read(&response)) {
+        progressed = true;
+        HandleResponse(response);
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      stream_broken_ = true;
+      cv_.notify_all();
+    });
+
+    bool half_closed = false;
+    bool write_failed = false;
+    for (;;) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || stream_broken_ || !send_queue_.empty(); });
+      if (stream_broken_) break;
+      if (stop_) {
+        if (pending_.empty()) {
+          // Drained: close our side and let the submitter finish the stream normally.
+          lock.unlock();
+          stream->WritesDone();
+          half_closed = true;
+        }
+        break;
+      }
+      std::string id = std::move(send_queue_.front());
+      send_queue_.pop_front();
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;  // acknowledged meanwhile
+      v1::SubmitRequest copy = it->second.request;
+      lock.unlock();
+      // Blocks while the submitter does not read (its queue is full): that is the backpressure.
+      if (!stream->Write(copy)) {
+        write_failed = true;
+        break;
+      }
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // After a half-close, give the submitter time to finish the stream normally; after a failed
+      // write the call is already over and the reader is about to see its real status. Cancel
+      // only if that does not happen in time.
+      if (half_closed || write_failed) {
+        cv_.wait_for(lock,
+                     std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.close_timeout)),
+                     [&] { return stream_broken_; });
+      }
+      if (!stream_broken_) ctx->TryCancel();
+    }
+    reader.join();
+    grpc::Status status = stream->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ctx_ = nullptr;
+      if (stop_) return;
+    }
+    absl::Duration delay;
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || progressed) {
+      // The stream lived its full deadline or made progress: reopen right away.
+      attempt = 0;
+      delay = absl::ZeroDuration();
+    } else {
+      delay = BackoffDelay(options_.backoff, attempt++);
+    }
+    ANCHORD_LOG(Warning) << "submit stream ended (" << status.error_code() << ": "
+                         << status.error_message() << "); reopening in " << delay;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(delay)),
+                 [&] { return stop_; });
+    if (stop_) return;
+  }
+}
+
+}  // namespace anchord::hasher

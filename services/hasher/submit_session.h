@@ -1,0 +1,89 @@
+// One SubmitterService.Submit stream per hashing call, kept alive across submitter restarts.
+//
+// Items handed to Send() stay "unacknowledged" until the submitter's SubmitResponse for their
+// request_id arrives. When the stream breaks (submitter killed, network, deadline reached) the
+// session reopens it with jittered backoff and resends every unacknowledged item, so the hand-off
+// is at-least-once; the submitter is idempotent on the digest, which makes it exactly-once in
+// effect. The session does not bound the number of unacknowledged items: its caller does (the
+// hasher admits at most --max-inflight files per call).
+//
+// Threads: the session uses the sync client API from two threads of its own (a writer that also
+// manages reconnection, and a reader per stream), so no gRPC reactor ever blocks on it.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "anchord/v1/submitter.grpc.pb.h"
+#include "libs/common/backoff.h"
+#include "services/hasher/hasher_metrics.h"
+
+namespace anchord::hasher {
+
+struct SubmitSessionOptions {
+  // Deadline of each Submit stream; when it expires the stream is reopened at once.
+  absl::Duration stream_deadline = absl::Hours(1);
+  BackoffPolicy backoff{absl::Milliseconds(200), absl::Seconds(10), 2.0};
+  // How long Stop() waits for the submitter to close a drained stream before cancelling it.
+  absl::Duration close_timeout = absl::Seconds(2);
+};
+
+class SubmitSession {
+ public:
+  // Called once per request_id, with the first response that carries it, from the session's
+  // reader thread. May block briefly (it writes to the store).
+  using AckFn = std::function<void(const anchord::v1::SubmitResponse&)>;
+
+  SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessionOptions options,
+                HasherMetrics* metrics, AckFn on_ack);
+  // Stop()s.
+  ~SubmitSession();
+
+  // Queues `request` for sending; never blocks. request_id must be unique within the session.
+  void Send(anchord::v1::SubmitRequest request);
+  // Non-blocking: cancels the stream and stops reconnecting. Safe to call from a reactor.
+  void Cancel();
+  // Closes the stream (half-close when every item was acknowledged, cancel otherwise) and joins
+  // the session's threads. Blocks for at most about close_timeout.
+  void Stop();
+
+  size_t unacked();
+  int reconnects();
+
+ private:
+  void Run();
+  void HandleResponse(const anchord::v1::SubmitResponse& response);
+
+  std::unique_ptr<anchord::v1::SubmitterService::Stub> stub_;
+  SubmitSessionOptions options_;
+  HasherMetrics* metrics_;
+  AckFn on_ack_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  struct Pending {
+    uint64_t seq;
+    anchord::v1::SubmitRequest request;
+  };
+  std::map<std::string, Pending> pending_;   // by request_id
+  std::map<uint64_t, std::string> order_;     // send order of pending_
+  std::deque<std::string> send_queue_;        // ids still to write on the current stream
+  uint64_t next_seq_ = 0;
+  bool stop_ = false;
+  bool stream_broken_ = false;
+  int reconnects_ = 0;
+  grpc::ClientContext* ctx_ = nullptr;  // the current stream's, for Cancel()
+  std::thread thread_;
+};
+
+}  // namespace anchord::hasher

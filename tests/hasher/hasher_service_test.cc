@@ -1,0 +1,619 @@
+// The hasher served in-process on 127.0.0.1:0, talking to a fake SubmitterService (real gRPC over
+// loopback) that can ack at once, ack late, drop its stream, or reject items.
+#include <openssl/sha.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include "anchord/v1/common.grpc.pb.h"
+#include "anchord/v1/hasher.grpc.pb.h"
+#include "anchord/v1/submitter.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "libs/rpc/server.h"
+#include "services/hasher/hasher_metrics.h"
+#include "services/hasher/hasher_service.h"
+#include "services/hasher/hasher_store.h"
+
+namespace anchord::hasher {
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = anchord::v1;
+using std::chrono::milliseconds;
+
+std::string Sha(const std::string& data) {
+  unsigned char out[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out);
+  return std::string(reinterpret_cast<const char*>(out), sizeof(out));
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  ASSERT_TRUE(out.good());
+}
+
+// A fake submitter. Sync API on purpose: it is test code and the simplest correct fake.
+class FakeSubmitter final : public v1::SubmitterService::Service {
+ public:
+  // Behaviour, set before the run.
+  milliseconds ack_delay{0};
+  int drop_first_stream_after = -1;  // end the first stream with UNAVAILABLE after N requests
+  std::string reject_digest;         // answer INVALID_ARGUMENT for this digest
+  bool never_ack = false;
+
+  grpc::Status Submit(grpc::ServerContext* ctx,
+                      grpc::ServerReaderWriter<v1::SubmitResponse, v1::SubmitRequest>* stream)
+      override {
+    int stream_no;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stream_no = streams_++;
+    }
+    // Acks are written by a second thread after ack_delay, so reading goes on meanwhile and the
+    // number of received-but-unacknowledged requests is what the hasher chose to send.
+    std::mutex qmu;
+    std::condition_variable qcv;
+    std::deque<std::pair<std::chrono::steady_clock::time_point, v1::SubmitRequest>> queue;
+    bool done = false;
+    int unacked = 0;
+    std::thread writer([&] {
+      for (;;) {
+        std::unique_lock<std::mutex> lock(qmu);
+        qcv.wait(lock, [&] { return done || !queue.empty(); });
+        if (queue.empty()) return;
+        auto [at, req] = queue.front();
+        queue.pop_front();
+        lock.unlock();
+        std::this_thread::sleep_until(at);
+        v1::SubmitResponse resp;
+        resp.set_request_id(req.request_id());
+        resp.set_digest(req.digest());
+        if (req.digest() == reject_digest) {
+          resp.mutable_status()->set_code(3);
+          resp.mutable_status()->set_message("metadata.filename: rejected by the fake");
+          resp.mutable_status()->set_reason("INVALID_FIELD");
+        } else {
+          resp.set_state(v1::DIGEST_STATE_QUEUED);
+          std::lock_guard<std::mutex> l(mu_);
+          acked_.insert(req.digest());
+        }
+        {
+          std::lock_guard<std::mutex> l(qmu);
+          --unacked;
+        }
+        if (!stream->Write(resp)) return;
+      }
+    });
+    v1::SubmitRequest req;
+    int n = 0;
+    grpc::Status result = grpc::Status::OK;
+    while (stream->Read(&req)) {
+      ++n;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        received_.push_back(req);
+      }
+      {
+        std::lock_guard<std::mutex> lock(qmu);
+        ++unacked;
+        std::lock_guard<std::mutex> l(mu_);
+        max_unacked_ = std::max(max_unacked_, unacked);
+        if (!never_ack) queue.emplace_back(std::chrono::steady_clock::now() + ack_delay, req);
+      }
+      qcv.notify_all();
+      if (stream_no == 0 && n == drop_first_stream_after) {
+        result = grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake submitter restarting");
+        break;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(qmu);
+      done = true;
+      // A dropped stream loses its unwritten acks, as a killed submitter would.
+      if (!result.ok()) queue.clear();
+    }
+    qcv.notify_all();
+    writer.join();
+    return result;
+  }
+
+  std::vector<v1::SubmitRequest> received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+  int max_unacked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_unacked_;
+  }
+  int streams() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return streams_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<v1::SubmitRequest> received_;
+  std::set<std::string> acked_;
+  int streams_ = 0;
+  int max_unacked_ = 0;
+};
+
+class HasherServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "hasher_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    base_ = tmpl;
+    root_ = base_ + "/root";
+    fs::create_directories(root_);
+    fs::create_directories(base_ + "/data");
+  }
+  void TearDown() override {
+    StopHasher();
+    if (fake_server_) fake_server_->Shutdown(std::chrono::system_clock::now());
+    fake_server_.reset();
+    std::error_code ec;
+    fs::remove_all(base_, ec);
+  }
+
+  void StartFake() {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &fake_port_);
+    b.RegisterService(&fake_);
+    fake_server_ = b.BuildAndStart();
+    ASSERT_NE(fake_server_, nullptr);
+  }
+
+  void StartHasher(bool with_submitter, int max_inflight = 256) {
+    auto store = HasherStore::Open(base_ + "/data/hasher.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    registry_ = std::make_shared<prometheus::Registry>();
+    metrics_ = std::make_unique<HasherMetrics>(*registry_);
+    HasherOptions opt;
+    opt.root = root_;
+    opt.workers = 2;
+    opt.max_inflight = max_inflight;
+    opt.hash_buffer_bytes = 4096;
+    opt.submit.backoff = BackoffPolicy{absl::Milliseconds(20), absl::Milliseconds(200), 2.0};
+    if (with_submitter) {
+      opt.submitter = rpc::MakeChannel("127.0.0.1:" + std::to_string(fake_port_));
+    }
+    auto svc = HasherServiceImpl::Create(opt, store_.get(), metrics_.get());
+    ASSERT_TRUE(svc.ok()) << svc.status();
+    service_ = std::move(*svc);
+    status_ = std::make_unique<HasherStatusServiceImpl>(service_->shared());
+    rpc::ServerOptions so;
+    so.service_name = "hasher";
+    so.shutdown_grace = absl::Seconds(2);
+    so.health_service_names = {"anchord.v1.HasherService", "anchord.v1.StatusService"};
+    auto runner = rpc::ServerRunner::Start(so, {service_.get(), status_.get()}, registry_);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    runner_ = std::move(*runner);
+    auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string(runner_->port()),
+                                  grpc::InsecureChannelCredentials());
+    stub_ = v1::HasherService::NewStub(ch);
+    status_stub_ = v1::StatusService::NewStub(ch);
+  }
+
+  void StopHasher() {
+    if (runner_) runner_->Shutdown();
+    runner_.reset();
+    service_.reset();
+    status_.reset();
+    store_.reset();
+  }
+
+  struct TreeRun {
+    grpc::Status status;
+    std::map<std::string, v1::HashTreeResponse> by_path;
+    std::vector<v1::HashTreeResponse> all;
+  };
+
+  TreeRun RunTree(const v1::HashTreeRequest& req) {
+    TreeRun run;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto reader = stub_->HashTree(&ctx, req);
+    v1::HashTreeResponse r;
+    for (int i = 0; i < 100000 && reader->Read(&r); ++i) {
+      run.all.push_back(r);
+      run.by_path[r.path()] = r;
+    }
+    run.status = reader->Finish();
+    return run;
+  }
+
+  // Creates n files "f/NN.txt" with distinct contents; returns path -> content.
+  std::map<std::string, std::string> MakeFiles(int n) {
+    std::map<std::string, std::string> files;
+    for (int i = 0; i < n; ++i) {
+      std::string rel = "f/" + std::to_string(i / 10) + "/" + std::to_string(i) + ".txt";
+      std::string content = "file number " + std::to_string(i) + std::string(i * 37, 'x');
+      WriteFile(root_ + "/" + rel, content);
+      files[rel] = content;
+    }
+    return files;
+  }
+
+  std::string base_, root_;
+  FakeSubmitter fake_;
+  int fake_port_ = 0;
+  std::unique_ptr<grpc::Server> fake_server_;
+  std::unique_ptr<HasherStore> store_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<HasherMetrics> metrics_;
+  std::unique_ptr<HasherServiceImpl> service_;
+  std::unique_ptr<HasherStatusServiceImpl> status_;
+  std::unique_ptr<rpc::ServerRunner> runner_;
+  std::unique_ptr<v1::HasherService::Stub> stub_;
+  std::unique_ptr<v1::StatusService::Stub> status_stub_;
+};
+
+TEST_F(HasherServiceTest, DryRunReportsEveryFileAndProblemsPerFile) {
+  WriteFile(root_ + "/a.txt", "alpha");
+  WriteFile(root_ + "/sub/b.pdf", std::string(10000, 'b'));  // larger than the 4 KiB buffer
+  WriteFile(root_ + "/empty.txt", "");
+  ASSERT_EQ(mkfifo((root_ + "/sub/pipe").c_str(), 0600), 0);
+  WriteFile(base_ + "/outside.txt", "outside");
+  ASSERT_EQ(symlink((base_ + "/outside.txt").c_str(), (root_ + "/escape").c_str()), 0);
+  StartHasher(/*with_submitter=*/false);
+
+  v1::HashTreeRequest req;
+  req.set_dry_run(true);
+  TreeRun run = RunTree(req);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.all.size(), 5u);
+  EXPECT_EQ(run.by_path["a.txt"].digest(), Sha("alpha"));
+  EXPECT_EQ(run.by_path["a.txt"].state(), v1::DIGEST_STATE_HASHED);
+  EXPECT_EQ(run.by_path["a.txt"].status().code(), 0);
+  EXPECT_EQ(run.by_path["sub/b.pdf"].digest(), Sha(std::string(10000, 'b')));
+  EXPECT_EQ(run.by_path["sub/b.pdf"].size_bytes(), 10000);
+  EXPECT_EQ(run.by_path["empty.txt"].status().reason(), "EMPTY_FILE");
+  EXPECT_EQ(run.by_path["sub/pipe"].status().reason(), "NOT_A_REGULAR_FILE");
+  EXPECT_EQ(run.by_path["escape"].status().reason(), "PATH_OUTSIDE_ROOT");
+  EXPECT_TRUE(run.by_path["escape"].digest().empty());
+  EXPECT_TRUE(run.all.back().walk_complete());
+  EXPECT_EQ(run.all.back().files_total(), 5);
+  // The store never learned the resolved outside path, and errors are listed too.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto reader = stub_->ListFiles(&ctx, v1::ListFilesRequest());
+  std::vector<std::string> paths;
+  v1::ListFilesResponse row;
+  while (reader->Read(&row)) paths.push_back(row.path());
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(paths, (std::vector<std::string>{"a.txt", "empty.txt", "escape", "sub/b.pdf",
+                                             "sub/pipe"}));
+  EXPECT_DOUBLE_EQ(metrics_->files_hashed.Value(), 2);
+  EXPECT_DOUBLE_EQ(metrics_->files_error.Value(), 3);
+  EXPECT_DOUBLE_EQ(metrics_->bytes.Value(), 10005);
+}
+
+TEST_F(HasherServiceTest, InvalidArgumentsNameTheField) {
+  StartHasher(/*with_submitter=*/false);
+  v1::HashTreeRequest req;
+  req.set_dry_run(true);
+  req.set_path("../etc");
+  TreeRun run = RunTree(req);
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(run.status.error_message().rfind("path:", 0), 0u) << run.status.error_message();
+  req.set_path("/etc");
+  run = RunTree(req);
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(run.status.error_message().rfind("path:", 0), 0u) << run.status.error_message();
+  req.set_path("");
+  req.set_job("bad job!");
+  run = RunTree(req);
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(run.status.error_message().rfind("job:", 0), 0u) << run.status.error_message();
+  req.set_job("");
+  req.set_path("missing-dir");
+  run = RunTree(req);
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  // Not a dry run and no submitter configured.
+  req.set_path("");
+  req.set_dry_run(false);
+  run = RunTree(req);
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(run.status.error_message().find("no submitter configured"), std::string::npos);
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::LocateRequest lr;
+  lr.set_digest("short");
+  v1::LocateResponse lresp;
+  grpc::Status st = status_stub_->Locate(&ctx, lr, &lresp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("digest:", 0), 0u);
+}
+
+TEST_F(HasherServiceTest, ForwardsThenSecondRunIsUnchangedAndModifiedFileIsRehashed) {
+  StartFake();
+  auto files = MakeFiles(25);
+  StartHasher(/*with_submitter=*/true);
+  v1::HashTreeRequest req;
+  req.set_job("case-1");
+  req.add_providers("proofd");
+  TreeRun run = RunTree(req);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.all.size(), files.size());
+  std::set<std::string> sent;
+  for (const auto& r : fake_.received()) {
+    sent.insert(r.digest());
+    EXPECT_EQ(r.metadata().job(), "case-1");
+    EXPECT_EQ(r.metadata().mime_type(), "text/plain");
+    EXPECT_EQ(r.providers_size(), 1);
+    EXPECT_EQ(r.metadata().size_bytes(), static_cast<int64_t>(files[r.metadata().source_path()].size()));
+  }
+  for (const auto& [path, content] : files) {
+    const auto& r = run.by_path[path];
+    EXPECT_EQ(r.status().code(), 0) << path << ": " << r.status().message();
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << path;
+    EXPECT_EQ(r.digest(), Sha(content));
+    EXPECT_FALSE(r.unchanged());
+    EXPECT_TRUE(sent.count(Sha(content))) << path;
+  }
+  size_t sent_first = fake_.received().size();
+  EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+
+  // Second run: nothing is read again or sent again.
+  run = RunTree(req);
+  ASSERT_TRUE(run.status.ok());
+  ASSERT_EQ(run.all.size(), files.size());
+  for (const auto& r : run.all) {
+    EXPECT_TRUE(r.unchanged()) << r.path();
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED);
+    EXPECT_EQ(r.digest(), Sha(files[r.path()]));
+  }
+  EXPECT_EQ(fake_.received().size(), sent_first);
+  EXPECT_DOUBLE_EQ(metrics_->files_unchanged.Value(), 25);
+
+  // A modified file (new size, new mtime) is hashed and sent again; the others are not.
+  const std::string changed = "f/0/3.txt";
+  WriteFile(root_ + "/" + changed, "new content of a different length");
+  run = RunTree(req);
+  ASSERT_TRUE(run.status.ok());
+  for (const auto& r : run.all) {
+    if (r.path() == changed) {
+      EXPECT_FALSE(r.unchanged());
+      EXPECT_EQ(r.digest(), Sha("new content of a different length"));
+      EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED);
+    } else {
+      EXPECT_TRUE(r.unchanged()) << r.path();
+    }
+  }
+  ASSERT_EQ(fake_.received().size(), sent_first + 1);
+  EXPECT_EQ(fake_.received().back().digest(), Sha("new content of a different length"));
+
+  // Status: Locate and SummarizeJob from the store.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::LocateRequest lr;
+    lr.set_digest(Sha(files["f/1/12.txt"]));
+    v1::LocateResponse resp;
+    ASSERT_TRUE(status_stub_->Locate(&ctx, lr, &resp).ok());
+    EXPECT_EQ(resp.service(), "hasher");
+    EXPECT_EQ(resp.state(), v1::DIGEST_STATE_QUEUED);
+    ASSERT_EQ(resp.files_size(), 1);
+    EXPECT_EQ(resp.files(0).source_path(), "f/1/12.txt");
+    EXPECT_EQ(resp.files(0).filename(), "12.txt");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::LocateRequest lr;
+    lr.set_digest(std::string(32, '\x01'));
+    v1::LocateResponse resp;
+    EXPECT_EQ(status_stub_->Locate(&ctx, lr, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::SummarizeJobRequest sr;
+    sr.set_job("case-1");
+    v1::SummarizeJobResponse resp;
+    ASSERT_TRUE(status_stub_->SummarizeJob(&ctx, sr, &resp).ok());
+    EXPECT_EQ(resp.files(), 25);
+    EXPECT_EQ(resp.digests_by_state().at("DIGEST_STATE_QUEUED"), 25);
+  }
+  // ListFiles streams the job in path order, all QUEUED.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListFilesRequest lreq;
+  lreq.set_job("case-1");
+  auto reader = stub_->ListFiles(&ctx, lreq);
+  std::vector<std::string> paths;
+  v1::ListFilesResponse row;
+  while (reader->Read(&row)) {
+    paths.push_back(row.path());
+    EXPECT_EQ(row.state(), v1::DIGEST_STATE_QUEUED);
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  std::vector<std::string> expected;
+  for (const auto& [p, c] : files) expected.push_back(p);
+  EXPECT_EQ(paths, expected);
+}
+
+TEST_F(HasherServiceTest, SlowSubmitterNeverHasMoreThanMaxInflightUnacked) {
+  StartFake();
+  fake_.ack_delay = milliseconds(15);
+  auto files = MakeFiles(30);
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/4);
+  TreeRun run = RunTree(v1::HashTreeRequest());
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.all.size(), 30u);
+  for (const auto& r : run.all) EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << r.path();
+  EXPECT_LE(fake_.max_unacked(), 4);
+  EXPECT_GE(fake_.max_unacked(), 1);
+  EXPECT_EQ(fake_.received().size(), 30u);
+  EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+}
+
+TEST_F(HasherServiceTest, ReconnectsAfterTheStreamDropsAndResendsUnacked) {
+  StartFake();
+  fake_.drop_first_stream_after = 5;
+  fake_.ack_delay = milliseconds(5);
+  auto files = MakeFiles(20);
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/8);
+  TreeRun run = RunTree(v1::HashTreeRequest());
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  // Exactly one result per file.
+  ASSERT_EQ(run.all.size(), files.size());
+  ASSERT_EQ(run.by_path.size(), files.size());
+  std::multiset<std::string> sent;
+  for (const auto& r : fake_.received()) sent.insert(r.digest());
+  for (const auto& [path, content] : files) {
+    EXPECT_EQ(run.by_path[path].state(), v1::DIGEST_STATE_QUEUED) << path;
+    EXPECT_GE(sent.count(Sha(content)), 1u) << path;
+  }
+  EXPECT_GE(fake_.streams(), 2);
+  EXPECT_GE(metrics_->reconnects.Value(), 1);
+  EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+}
+
+TEST_F(HasherServiceTest, SubmitterRejectionIsReportedInTheFileResult) {
+  StartFake();
+  WriteFile(root_ + "/good.txt", "good");
+  WriteFile(root_ + "/bad.txt", "bad");
+  fake_.reject_digest = Sha("bad");
+  StartHasher(/*with_submitter=*/true);
+  TreeRun run = RunTree(v1::HashTreeRequest());
+  ASSERT_TRUE(run.status.ok());
+  EXPECT_EQ(run.by_path["good.txt"].state(), v1::DIGEST_STATE_QUEUED);
+  EXPECT_EQ(run.by_path["bad.txt"].status().code(), 3);
+  EXPECT_EQ(run.by_path["bad.txt"].state(), v1::DIGEST_STATE_HASHED);
+  EXPECT_EQ(run.by_path["bad.txt"].status().message().rfind("metadata.filename", 0), 0u);
+}
+
+TEST_F(HasherServiceTest, CallerCancellationEndsTheCall) {
+  StartFake();
+  fake_.never_ack = true;
+  MakeFiles(20);
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/2);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto reader = stub_->HashTree(&ctx, v1::HashTreeRequest());
+  // Wait (bounded) until the hasher has sent the window's worth, then give up as a caller would.
+  for (int i = 0; i < 500 && fake_.received().size() < 2; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(fake_.received().size(), 2u);  // the window is full: no more is sent
+  ctx.TryCancel();
+  v1::HashTreeResponse r;
+  while (reader->Read(&r)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The service shuts down without hanging (its destructor waits for the call's threads).
+  StopHasher();
+  EXPECT_EQ(fake_.received().size(), 2u);
+}
+
+TEST_F(HasherServiceTest, HashFilesDryRunForwardAndPerFileErrors) {
+  StartFake();
+  StartHasher(/*with_submitter=*/true);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub_->HashFiles(&ctx);
+  auto send = [&](const std::string& id, const std::string& name, int64_t size,
+                  const std::vector<std::string>& chunks, bool dry_run) {
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      v1::HashFilesRequest req;
+      req.set_file_id(id);
+      if (i == 0) {
+        req.mutable_metadata()->set_filename(name);
+        req.mutable_metadata()->set_size_bytes(size);
+        req.mutable_metadata()->set_source_path("upload/" + name);
+      }
+      req.set_data(chunks[i]);
+      req.set_last(i + 1 == chunks.size());
+      req.set_dry_run(dry_run);
+      ASSERT_TRUE(stream->Write(req));
+    }
+  };
+  send("1", "a.txt", 6, {"ab", "cd", "ef"}, true);
+  send("2", "b.txt", 5, {"hello"}, false);
+  send("3", "c.txt", 99, {"short"}, true);       // size mismatch
+  send("4", "bad/name", 3, {"abc"}, true);       // invalid filename
+  stream->WritesDone();
+  std::map<std::string, v1::HashFilesResponse> out;
+  v1::HashFilesResponse r;
+  for (int i = 0; i < 100 && stream->Read(&r); ++i) out[r.file_id()] = r;
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out["1"].digest(), Sha("abcdef"));
+  EXPECT_EQ(out["1"].state(), v1::DIGEST_STATE_HASHED);
+  EXPECT_EQ(out["2"].digest(), Sha("hello"));
+  EXPECT_EQ(out["2"].state(), v1::DIGEST_STATE_QUEUED);
+  EXPECT_EQ(out["3"].status().code(), 3);
+  EXPECT_EQ(out["3"].status().message().rfind("metadata.size_bytes", 0), 0u);
+  EXPECT_EQ(out["4"].status().code(), 3);
+  EXPECT_EQ(out["4"].status().message().rfind("metadata.filename", 0), 0u);
+  ASSERT_EQ(fake_.received().size(), 1u);
+  EXPECT_EQ(fake_.received()[0].digest(), Sha("hello"));
+}
+
+TEST_F(HasherServiceTest, HashFilesPausesReadingWhenTheWindowIsFull) {
+  StartFake();
+  fake_.ack_delay = milliseconds(10);
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/1);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub_->HashFiles(&ctx);
+  // Results are read on another thread so the writes below can be held back by the hasher.
+  std::map<std::string, v1::HashFilesResponse> out;
+  std::thread reader([&] {
+    v1::HashFilesResponse r;
+    for (int i = 0; i < 100 && stream->Read(&r); ++i) out[r.file_id()] = r;
+  });
+  for (int i = 0; i < 6; ++i) {
+    v1::HashFilesRequest req;
+    req.set_file_id("id" + std::to_string(i));
+    req.mutable_metadata()->set_filename("f" + std::to_string(i) + ".bin");
+    req.mutable_metadata()->set_size_bytes(3);
+    req.set_data("x" + std::to_string(i) + "y");
+    req.set_last(true);
+    ASSERT_TRUE(stream->Write(req));
+  }
+  // A file left without its last chunk is reported when the stream ends.
+  v1::HashFilesRequest partial;
+  partial.set_file_id("partial");
+  partial.mutable_metadata()->set_filename("p.bin");
+  partial.mutable_metadata()->set_size_bytes(10);
+  partial.set_data("abc");
+  ASSERT_TRUE(stream->Write(partial));
+  stream->WritesDone();
+  reader.join();
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(out.size(), 7u);
+  for (int i = 0; i < 6; ++i) {
+    const auto& r = out["id" + std::to_string(i)];
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED);
+    EXPECT_EQ(r.digest(), Sha("x" + std::to_string(i) + "y"));
+  }
+  EXPECT_EQ(out["partial"].status().code(), 3);
+  EXPECT_EQ(out["partial"].status().message().rfind("last:", 0), 0u);
+  EXPECT_LE(fake_.max_unacked(), 1);
+  EXPECT_EQ(fake_.received().size(), 6u);
+}
+
+}  // namespace
+}  // namespace anchord::hasher

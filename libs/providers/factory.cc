@@ -78,7 +78,9 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
   }
 
   std::unique_ptr<ProviderSet> set(new ProviderSet());
-  set->http_ = http::MakeCurlClient();
+  http::CurlOptions curl;
+  curl.user_agent = absl::StrCat("anchord-", settings.client_name, "/0.1");
+  set->http_ = http::MakeCurlClient(curl);
   const absl::Duration window = absl::Seconds(settings.proofd_window_seconds);
   ratelimit::RateLimit create{settings.proofd_create_limit, window};
   ratelimit::RateLimit general{settings.proofd_general_limit, window};

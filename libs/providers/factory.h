@@ -27,10 +27,14 @@ struct ProviderSettings {
   std::string proofd_api_key;
   std::string proofd_api_key_file;
   // This process's share of the per-key budget (documented: 30 creates and 120 requests a minute
-  // per key). Two processes sharing a key must split it, e.g. submitter 30/60, poller 0/60.
+  // per key). Two processes sharing a key must split it: the submitter's main defaults to 30/40,
+  // the poller's to 0 creates/80.
   int proofd_create_limit = 30;
   int proofd_general_limit = 120;
   double proofd_window_seconds = 60;
+  // Which program speaks ("submitter", "poller"): sent in the User-Agent, so the provider (and
+  // the sandbox's accounting) can tell the processes sharing a key apart.
+  std::string client_name = "anchord";
 };
 
 // --provider (ANCHORD_PROVIDER), --proofd-url (ANCHORD_PROOFD_URL), --proofd-api-key

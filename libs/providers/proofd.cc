@@ -1,5 +1,7 @@
 #include "libs/providers/proofd.h"
 
+#include <mutex>
+
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -507,6 +509,11 @@ class ProofdProvider final : public Provider {
 
   Exchange Send(Endpoint ep, const std::string& method, const std::string& path,
                 const std::string& body, const std::string& idempotency_key) {
+    // One request in flight per adapter: a 429 closes the gate before the next request leaves,
+    // so no request of this process is ever sent past a Retry-After it was given (concurrent
+    // requests would already be on the wire). The documented limits (at most 2 requests a second
+    // per key) leave ample room for sequential loopback-to-provider round trips.
+    std::lock_guard<std::mutex> in_flight(send_mu_);
     Exchange ex;
     CallOutcome& o = ex.outcome;
     if ((ep == Endpoint::kCreate && !Pace(deps_.create_limiter, "create")) ||
@@ -667,6 +674,7 @@ class ProofdProvider final : public Provider {
 
   ProofdConfig config_;
   ProofdDeps deps_;
+  std::mutex send_mu_;
 };
 
 }  // namespace

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
   // 40 (its 30 creates plus lookups that resolve duplicates), the poller takes 80. The two
   // defaults add up to the documented limit, so a default deployment never exceeds it.
+  provider_settings.client_name = "poller";
   provider_settings.proofd_general_limit = 80;
   try {
     app.add_option("--listen", listen, "gRPC host:port (port 0 picks one)")

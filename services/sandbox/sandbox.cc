@@ -460,7 +460,13 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   if (auth.size() > 7 && absl::EqualsIgnoreCase(absl::string_view(auth).substr(0, 7), "bearer ")) {
     token = std::string(absl::StripAsciiWhitespace(absl::string_view(auth).substr(7)));
   }
-  const std::string early_key = token.empty() ? "ip:" + req.remote_addr : "key:" + token;
+  // A Retry-After is an answer to one client: a request counts as early when the client that was
+  // told to wait sends again before the time passed. A client is its API key (or source IP
+  // without one) together with its User-Agent, so two programs sharing a key (anchord's submitter
+  // and poller) are judged on the answers each received, not on the other's.
+  const std::string client = absl::StrCat(" ua:", req.get_header_value("User-Agent"));
+  const std::string early_key =
+      (token.empty() ? "ip:" + req.remote_addr : "key:" + token) + client;
 
   std::unique_lock<std::mutex> lock(mu_);
   const absl::Time now = clock_->Now();
@@ -476,7 +482,12 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   };
 
   auto early = earliest_allowed_.find(early_key);
-  if (early != earliest_allowed_.end() && now < early->second) ++stats_.early_requests_total;
+  if (early != earliest_allowed_.end() && now < early->second) {
+    ++stats_.early_requests_total;
+    ANCHORD_LOG(Warning) << "sandbox: early request " << req.method << " " << req.path << " from "
+                         << early_key.substr(early_key.find(" ua:") + 1) << ", "
+                         << absl::FormatDuration(early->second - now) << " before its Retry-After";
+  }
 
   // Fault decisions are drawn in a fixed order per request so a seed reproduces a run.
   const bool error_fault = faults_.error_rate > 0 && Draw() < faults_.error_rate;
@@ -522,7 +533,8 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   Reply limits;
   if (!CheckLimitsLocked(refs, now, &limits, &retry_after)) {
     ++stats_.rate_limited_total;
-    earliest_allowed_[early_key] = now + absl::Seconds(retry_after);
+    // A 429 whose answer the drop fault cuts off never reaches the client, so it sets no wait.
+    if (!drop) earliest_allowed_[early_key] = now + absl::Seconds(retry_after);
     reply = Error("RATE_LIMITED", "A rate-limit bucket was exceeded.", rid);
     reply.headers = limits.headers;
     return finish(reply);

@@ -37,6 +37,7 @@ int Run(int argc, char** argv) {
   anchord::providers::ProviderSettings provider_settings;
   // The submitter's share of the per-key general budget (120/min for proofd): its 30 creates
   // plus room for the list walks that resolve 409 duplicates. The poller takes the other 80.
+  provider_settings.client_name = "submitter";
   provider_settings.proofd_general_limit = 40;
 
   app.add_option("--listen", server.listen_address, "gRPC listen address host:port")

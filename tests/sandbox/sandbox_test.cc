@@ -662,6 +662,52 @@ TEST_F(SandboxTest, StormAnswers429AndCountsEarlyRetries) {
   EXPECT_EQ(s.faults_injected_total, 3);
 }
 
+TEST_F(SandboxTest, ADropped429SetsNoWait) {
+  SandboxOptions opt = FastOptions();
+  opt.window = absl::Seconds(10);
+  opt.general_limit = 1;
+  Start(opt);
+  ASSERT_TRUE(Get("/api/v1/timestamps"));  // takes the only slot
+  Faults f;
+  f.drop_rate = 1.0;
+  sb_->SetFaults(f);
+  EXPECT_FALSE(Get("/api/v1/timestamps"));  // a 429, but its answer is cut off
+  EXPECT_FALSE(Get("/api/v1/timestamps"));  // the client never saw a Retry-After: not early
+  SandboxStats s = sb_->Stats();
+  EXPECT_EQ(s.rate_limited_total, 2);
+  EXPECT_EQ(s.early_requests_total, 0);
+  sb_->SetFaults(Faults());
+  auto seen = Get("/api/v1/timestamps");  // a 429 that arrives sets the wait
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->status, 429);
+  ASSERT_TRUE(Get("/api/v1/timestamps"));
+  EXPECT_EQ(sb_->Stats().early_requests_total, 1);
+}
+
+TEST_F(SandboxTest, EarlyRequestsAreJudgedPerClient) {
+  SandboxOptions opt = FastOptions();
+  opt.window = absl::Seconds(10);
+  opt.general_limit = 1;
+  Start(opt);
+  auto as = [&](const std::string& agent) {
+    httplib::Headers h = Auth();
+    h.emplace("User-Agent", agent);
+    return cli_->Get("/api/v1/timestamps", h);
+  };
+  ASSERT_TRUE(as("anchord-submitter/0.1"));
+  auto told = as("anchord-submitter/0.1");
+  ASSERT_TRUE(told);
+  EXPECT_EQ(told->status, 429);
+  // Another program with the same key was told nothing: limited, but not early.
+  auto other = as("anchord-poller/0.1");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 429);
+  EXPECT_EQ(sb_->Stats().early_requests_total, 0);
+  // The program that was told to wait and did not: early.
+  ASSERT_TRUE(as("anchord-submitter/0.1"));
+  EXPECT_EQ(sb_->Stats().early_requests_total, 1);
+}
+
 TEST_F(SandboxTest, ResetClearsRecordsAndCounters) {
   Start(FastOptions());
   EXPECT_EQ(Create(Body(HashN(80)))->status, 201);

@@ -1,0 +1,57 @@
+// The anchorctl commands. Each returns the process exit code (see format.h) and prints its result
+// to stdout and its messages to stderr; none throws.
+#pragma once
+
+#include <string>
+
+namespace anchord::anchorctl {
+
+struct GlobalOptions {
+  std::string hasher;       // --hasher / ANCHORD_HASHER_ADDR
+  std::string submitter;    // --submitter / ANCHORD_SUBMITTER_ADDR
+  std::string poller;       // --poller / ANCHORD_POLLER_ADDR
+  std::string hasher_root;  // --hasher-root / ANCHORD_HASHER_ROOT
+  bool json = false;
+  std::string data_dir;
+  double deadline_seconds = 10;
+};
+
+struct StackFlags {
+  bool sandbox = false;
+  std::string bin_dir;  // empty = next to anchorctl
+  int sandbox_window_seconds = 0;
+  int sandbox_confirm_after_seconds = 0;
+  int poll_interval_seconds = 0;
+};
+
+struct LocalOptions {
+  StackFlags stack;
+  std::string root = ".";
+};
+
+struct ArchiveOptions {
+  std::string dir;
+  std::string job;
+  bool local = false;
+  StackFlags stack;
+  std::string wait = "submitted";
+  double timeout_seconds = 0;  // 0 = no limit
+  bool dry_run = false;
+};
+
+struct ReportOptions {
+  std::string job;
+  std::string format = "csv";
+  std::string output;  // empty = stdout
+};
+
+int RunLocal(const GlobalOptions& g, const LocalOptions& o);
+int RunArchive(const GlobalOptions& g, const ArchiveOptions& o);
+int RunStatus(const GlobalOptions& g, const std::string& job);
+int RunReport(const GlobalOptions& g, const ReportOptions& o);
+int RunGet(const GlobalOptions& g, const std::string& digest_hex);
+int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std::string& output);
+int RunWatch(const GlobalOptions& g, const std::string& job, const std::string& digest_hex,
+             bool include_current);
+
+}  // namespace anchord::anchorctl

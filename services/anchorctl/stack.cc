@@ -1,0 +1,300 @@
+#include "services/anchorctl/stack.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "libs/rpc/server.h"
+
+namespace anchord::anchorctl {
+namespace fs = std::filesystem;
+
+namespace {
+const char* const kServices[] = {"sandbox", "poller", "submitter", "hasher"};
+
+std::string BinaryName(const std::string& service) {
+  return service == "anchorctl" ? "anchorctl" : absl::StrCat("anchord-", service);
+}
+}  // namespace
+
+std::string StackInfo::ToJson() const {
+  nlohmann::json j;
+  j["hasher"] = hasher;
+  j["submitter"] = submitter;
+  j["poller"] = poller;
+  j["sandbox_url"] = sandbox_url;
+  j["root"] = root;
+  j["metrics"] = metrics;
+  nlohmann::json p = nlohmann::json::object();
+  for (const auto& [k, v] : pids) p[k] = v;
+  j["pids"] = p;
+  j["owner_pid"] = owner_pid;
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+absl::StatusOr<StackInfo> StackInfo::FromJson(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("stack file is not a JSON object");
+  StackInfo info;
+  auto str = [&](const char* key, std::string* out) -> absl::Status {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return absl::OkStatus();
+    if (!it->is_string()) return absl::InvalidArgumentError(absl::StrCat("stack file: ", key, " is not a string"));
+    *out = it->get<std::string>();
+    return absl::OkStatus();
+  };
+  for (auto [key, out] : {std::pair{"hasher", &info.hasher}, {"submitter", &info.submitter},
+                          {"poller", &info.poller}, {"sandbox_url", &info.sandbox_url},
+                          {"root", &info.root}}) {
+    if (auto s = str(key, out); !s.ok()) return s;
+  }
+  if (auto it = j.find("metrics"); it != j.end() && it->is_object()) {
+    for (auto m = it->begin(); m != it->end(); ++m) {
+      if (m.value().is_string()) info.metrics[m.key()] = m.value().get<std::string>();
+    }
+  }
+  if (auto it = j.find("pids"); it != j.end() && it->is_object()) {
+    for (auto m = it->begin(); m != it->end(); ++m) {
+      if (m.value().is_number_integer()) info.pids[m.key()] = m.value().get<pid_t>();
+    }
+  }
+  if (auto it = j.find("owner_pid"); it != j.end() && it->is_number_integer()) {
+    info.owner_pid = it->get<pid_t>();
+  }
+  if (info.hasher.empty() && info.submitter.empty() && info.poller.empty()) {
+    return absl::InvalidArgumentError("stack file names no service address");
+  }
+  return info;
+}
+
+bool StackInfo::Alive() const {
+  if (owner_pid > 0) return ProcessAlive(owner_pid);
+  if (pids.empty()) return true;  // written by hand: trust it
+  for (const auto& [name, pid] : pids) {
+    if (!ProcessAlive(pid)) return false;
+  }
+  return true;
+}
+
+std::string SelfDir() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return ".";
+  return self.parent_path().string();
+}
+
+BinaryPaths FindBinaries(const std::string& bin_dir, bool with_sandbox) {
+  BinaryPaths out;
+  for (const char* service : kServices) {
+    std::string s(service);
+    if (s == "sandbox" && !with_sandbox) continue;
+    const std::string name = BinaryName(s);
+    fs::path flat = fs::path(bin_dir) / name;
+    fs::path tree = fs::path(bin_dir) / ".." / s / name;
+    if (access(flat.c_str(), X_OK) == 0) {
+      out[s] = flat.lexically_normal().string();
+    } else if (access(tree.c_str(), X_OK) == 0) {
+      out[s] = tree.lexically_normal().string();
+    } else {
+      out[s] = flat.lexically_normal().string();  // Spawn reports it missing, naming this path
+    }
+  }
+  return out;
+}
+
+std::string StackFilePath(const std::string& data_dir) {
+  return (fs::path(data_dir) / "run" / "stack.json").string();
+}
+
+absl::Status WriteStackFile(const std::string& data_dir, const StackInfo& info) {
+  std::error_code ec;
+  fs::create_directories(fs::path(data_dir) / "run", ec);
+  return rpc::WriteFileAtomically(StackFilePath(data_dir), info.ToJson());
+}
+
+absl::StatusOr<StackInfo> ReadStackFile(const std::string& data_dir) {
+  const std::string path = StackFilePath(data_dir);
+  auto text = ReadSmallFile(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("no stack file at ", path));
+  auto info = StackInfo::FromJson(*text);
+  if (!info.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": ", info.status().message()));
+  }
+  if (!info->Alive()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the stack recorded in ", path, " is no longer running"));
+  }
+  return info;
+}
+
+std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int port) {
+  const fs::path run(options_.run_dir);
+  std::vector<std::string> args;
+  if (service == "sandbox") {
+    args = {"--listen", absl::StrCat("127.0.0.1:", port), "--port-file",
+            (run / "sandbox.port").string()};
+    if (options_.sandbox_window_seconds > 0) {
+      args.insert(args.end(), {"--window-seconds", absl::StrCat(options_.sandbox_window_seconds)});
+    }
+    if (options_.sandbox_confirm_after_seconds > 0) {
+      args.insert(args.end(), {"--confirm-after-seconds",
+                               absl::StrCat(options_.sandbox_confirm_after_seconds)});
+    }
+  } else {
+    args = {"--listen",          absl::StrCat("127.0.0.1:", port),
+            "--port-file",       (run / (service + ".port")).string(),
+            "--metrics-listen",  "127.0.0.1:0",
+            "--metrics-port-file", (run / (service + ".metrics.port")).string(),
+            "--data-dir",        options_.state_dir,
+            "--log-level",       options_.log_level};
+    if (service == "hasher") {
+      args.insert(args.end(), {"--root", options_.root, "--submitter", info_.submitter});
+    }
+    if (service == "submitter") {
+      args.insert(args.end(), {"--poller", info_.poller, "--provider", "proofd",
+                               // One proofd key allows 120 general and 30 create requests per
+                               // minute; the submitter gets 40 general, the poller the other 80.
+                               "--proofd-create-limit", "30", "--proofd-general-limit", "40"});
+    }
+    if (service == "poller") {
+      args.insert(args.end(), {"--proofd-general-limit", "80"});
+      if (options_.poll_interval_seconds > 0) {
+        args.insert(args.end(),
+                    {"--poll-interval-seconds", absl::StrCat(options_.poll_interval_seconds)});
+      }
+    }
+    if ((service == "submitter" || service == "poller") && options_.sandbox) {
+      // The key goes through a 0600 file, not argv, so it never shows in `ps`.
+      args.insert(args.end(), {"--proofd-url", info_.sandbox_url, "--proofd-api-key-file",
+                               (run / "sandbox.key").string()});
+      if (options_.sandbox_window_seconds > 0) {
+        args.insert(args.end(),
+                    {"--proofd-window-seconds", absl::StrCat(options_.sandbox_window_seconds)});
+      }
+    }
+  }
+  auto extra = options_.extra_args.find(service);
+  if (extra != options_.extra_args.end()) {
+    args.insert(args.end(), extra->second.begin(), extra->second.end());
+  }
+  return args;
+}
+
+absl::StatusOr<int> LocalStack::StartService(const std::string& service, int port) {
+  const fs::path run(options_.run_dir);
+  const std::string port_file = (run / (service + ".port")).string();
+  std::error_code ec;
+  fs::remove(port_file, ec);
+  fs::remove(run / (service + ".metrics.port"), ec);
+  auto bin = options_.binaries.find(service);
+  if (bin == options_.binaries.end()) {
+    return absl::NotFoundError(absl::StrCat("no binary given for ", service));
+  }
+  ChildSpec spec;
+  spec.name = service;
+  spec.binary = bin->second;
+  spec.args = ServiceArgs(service, port);
+  spec.log_file = (run / (service + ".log")).string();
+  if (options_.sandbox && (service == "submitter" || service == "poller")) {
+    // A real key in the caller's environment must not be sent to the sandbox (nor the reverse).
+    spec.env["ANCHORD_PROOFD_API_KEY"] = "";
+  }
+  auto child = ChildProcess::Spawn(spec);
+  if (!child.ok()) return child.status();
+  auto bound = WaitForPortFile(port_file, child->get(), options_.start_timeout);
+  info_.pids[service] = (*child)->pid();
+  children_.emplace_back(service, std::move(*child));
+  if (!bound.ok()) return bound.status();
+  ports_[service] = *bound;
+  if (service != "sandbox") {
+    auto mport = ReadSmallFile((run / (service + ".metrics.port")).string(), 64);
+    if (mport.ok() && !mport->empty()) {
+      std::string p(*mport);
+      while (!p.empty() && (p.back() == '\n' || p.back() == ' ')) p.pop_back();
+      info_.metrics[service] = absl::StrCat("127.0.0.1:", p);
+    }
+  }
+  return *bound;
+}
+
+absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions& options) {
+  auto stack = std::unique_ptr<LocalStack>(new LocalStack());
+  stack->options_ = options;
+  stack->info_.root = options.root;
+  stack->info_.owner_pid = getpid();
+  std::error_code ec;
+  fs::create_directories(options.run_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.run_dir, ": ", ec.message()));
+  fs::create_directories(options.state_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.state_dir, ": ", ec.message()));
+  if (options.sandbox) {
+    auto port = stack->StartService("sandbox", 0);
+    if (!port.ok()) return port.status();
+    stack->info_.sandbox_url = absl::StrCat("http://127.0.0.1:", *port);
+    const std::string key_file = (fs::path(options.run_dir) / "sandbox.key").string();
+    if (auto s = rpc::WriteFileAtomically(key_file, kSandboxApiKey); !s.ok()) return s;
+    chmod(key_file.c_str(), 0600);
+  }
+  for (const char* service : {"poller", "submitter", "hasher"}) {
+    auto port = stack->StartService(service, 0);
+    if (!port.ok()) return port.status();  // the destructor stops what started
+    std::string addr = absl::StrCat("127.0.0.1:", *port);
+    if (std::string(service) == "poller") stack->info_.poller = addr;
+    if (std::string(service) == "submitter") stack->info_.submitter = addr;
+    if (std::string(service) == "hasher") stack->info_.hasher = addr;
+  }
+  return stack;
+}
+
+ChildProcess* LocalStack::child(const std::string& service) {
+  for (auto& [name, c] : children_) {
+    if (name == service) return c.get();
+  }
+  return nullptr;
+}
+
+absl::Status LocalStack::CrashAndRestart(const std::string& service) {
+  auto port = ports_.find(service);
+  if (port == ports_.end()) return absl::NotFoundError(absl::StrCat(service, " is not running"));
+  size_t index = children_.size();
+  for (size_t i = 0; i < children_.size(); ++i) {
+    if (children_[i].first == service) {
+      children_[i].second->Signal(SIGKILL);
+      children_[i].second->WaitExit(absl::Seconds(10));
+      children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
+      index = i;
+      break;
+    }
+  }
+  const int same_port = port->second;
+  auto bound = StartService(service, same_port);
+  // Keep the start order, which Stop() reverses.
+  if (!children_.empty() && index < children_.size() - 1) {
+    auto restarted = std::move(children_.back());
+    children_.pop_back();
+    children_.insert(children_.begin() + static_cast<std::ptrdiff_t>(index), std::move(restarted));
+  }
+  return bound.status();
+}
+
+void LocalStack::Stop(absl::Duration grace) {
+  // SIGTERM front first (the hasher stops sending before the submitter goes, and so on), then
+  // wait for all together: every hand-off is durable and idempotent, so the drains may overlap,
+  // and a stop then takes the slowest drain instead of the sum of them.
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) it->second->Signal(SIGTERM);
+  const absl::Time deadline = absl::Now() + grace;
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    it->second->Stop(std::max(absl::ZeroDuration(), deadline - absl::Now()));
+  }
+  children_.clear();
+}
+
+LocalStack::~LocalStack() { Stop(absl::Seconds(10)); }
+
+}  // namespace anchord::anchorctl

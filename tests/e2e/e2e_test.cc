@@ -1,0 +1,482 @@
+// End-to-end: the real anchord-hasher, -submitter, -poller and -sandbox binaries as child
+// processes on 127.0.0.1, driven by the real anchorctl binary. Checks what a user relies on:
+// every file ends CONFIRMED, duplicates and problem files are reported per file, every distinct
+// digest is created exactly once at the provider (also across faults and a submitter crash), the
+// rate limits are respected, and the downloaded .ots checks out with the reference library.
+#include <openssl/evp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/hex.h"
+#include "services/anchorctl/process.h"
+#include "services/anchorctl/stack.h"
+
+namespace anchord::anchorctl {
+namespace {
+namespace fs = std::filesystem;
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return HexEncode(absl::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+void WriteFile(const fs::path& p, const std::string& content) {
+  fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << content;
+}
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+class E2eTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "anchord_e2e_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    tmp_ = tmpl;
+    root_ = tmp_ / "root";
+    fs::create_directories(root_ / "tree");
+  }
+
+  void TearDown() override {
+    if (background_) background_->Stop(absl::Seconds(5));
+    if (HasFailure() && stack_) {
+      for (const char* s : {"sandbox", "poller", "submitter", "hasher"}) {
+        std::cerr << "---- end of " << s << ".log ----\n"
+                  << TailOfFile((tmp_ / "run" / (std::string(s) + ".log")).string(), 3000) << "\n";
+      }
+    }
+    const absl::Time stop_start = absl::Now();
+    stack_.reset();  // SIGTERM, then SIGKILL: no child outlives the test
+    std::cerr << "stack stopped in " << absl::FormatDuration(absl::Now() - stop_start) << "\n";
+    // ANCHORD_E2E_KEEP=1 keeps the logs, databases and anchorctl outputs for a post-mortem.
+    if (std::getenv("ANCHORD_E2E_KEEP") != nullptr) {
+      std::cerr << "kept " << tmp_ << "\n";
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+
+  void StartStack() {
+    StackOptions o;
+    o.binaries = {{"hasher", HASHER_BIN}, {"submitter", SUBMITTER_BIN}, {"poller", POLLER_BIN},
+                  {"sandbox", SANDBOX_BIN}};
+    o.run_dir = (tmp_ / "run").string();
+    o.state_dir = (tmp_ / "state").string();
+    o.root = root_.string();
+    o.sandbox = true;
+    // 30 creates per 2 s, confirmation after 2 s: the whole run takes seconds, not minutes.
+    o.sandbox_window_seconds = 2;
+    o.sandbox_confirm_after_seconds = 2;
+    o.poll_interval_seconds = 1;
+    auto stack = LocalStack::Start(o);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    const std::string url = stack_->info().sandbox_url;
+    ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
+    sandbox_port_ = std::stoi(url.substr(strlen("http://127.0.0.1:")));
+  }
+
+  std::vector<std::string> CtlArgs(const std::vector<std::string>& args) {
+    if (!stack_) {
+      ADD_FAILURE() << "CtlArgs needs a started stack";
+      return args;
+    }
+    std::vector<std::string> all = {"--hasher",    stack_->info().hasher,
+                                    "--submitter", stack_->info().submitter,
+                                    "--poller",    stack_->info().poller,
+                                    "--hasher-root", root_.string(),
+                                    "--data-dir",  (tmp_ / "ctl").string()};
+    all.insert(all.end(), args.begin(), args.end());
+    return all;
+  }
+
+  ChildSpec CtlSpec(const std::vector<std::string>& args, const std::string& out) {
+    ChildSpec spec;
+    spec.name = "anchorctl";
+    spec.binary = ANCHORCTL_BIN;
+    spec.args = CtlArgs(args);
+    spec.log_file = out;
+    return spec;
+  }
+
+  RunResult RunCtl(const std::vector<std::string>& args, absl::Duration timeout = absl::Seconds(60),
+                   bool with_addresses = true) {
+    const std::string out = (tmp_ / absl::StrCat("ctl_", ++runs_, ".out")).string();
+    RunResult r;
+    const absl::Time start = absl::Now();
+    ChildSpec spec;
+    if (with_addresses) {
+      spec = CtlSpec(args, out);
+    } else {
+      // Only the data dir: anchorctl must find (or start) the stack itself.
+      spec.name = "anchorctl";
+      spec.binary = ANCHORCTL_BIN;
+      spec.log_file = out;
+      spec.args = {"--data-dir", (tmp_ / "ctl").string()};
+      spec.args.insert(spec.args.end(), args.begin(), args.end());
+    }
+    auto child = ChildProcess::Spawn(spec);
+    if (!child.ok()) {
+      r.output = std::string(child.status().message());
+      return r;
+    }
+    if ((*child)->WaitExit(timeout)) {
+      int st = (*child)->raw_wait_status();
+      r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    r.output = TailOfFile(out, 1 << 20);
+    std::cerr << "anchorctl " << (args.size() > 1 && args[0] == "--json" ? args[1] : args[0])
+              << " exited " << r.exit_code << " after " << absl::FormatDuration(absl::Now() - start)
+              << "\n";
+    return r;
+  }
+
+  nlohmann::json SandboxStats() {
+    httplib::Client cli("127.0.0.1", sandbox_port_);
+    cli.set_connection_timeout(5);
+    cli.set_read_timeout(5);
+    auto res = cli.Get("/_sandbox/stats");
+    if (!res || res->status != 200) return nlohmann::json();
+    auto j = nlohmann::json::parse(res->body, nullptr, false);
+    return j.is_discarded() ? nlohmann::json() : j;
+  }
+
+  int64_t StatInt(const nlohmann::json& stats, const char* key) {
+    if (!stats.is_object() || !stats.contains(key) || !stats[key].is_number_integer()) return -1;
+    return stats[key].get<int64_t>();
+  }
+
+  bool SetFaults(const std::string& body) {
+    httplib::Client cli("127.0.0.1", sandbox_port_);
+    cli.set_connection_timeout(5);
+    cli.set_read_timeout(5);
+    auto res = cli.Post("/_sandbox/faults", body, "application/json");
+    return res && res->status == 200;
+  }
+
+  // Waits (bounded) until the sandbox counted `want` creates; the stats lag the poller's view only
+  // by the time a response takes, so this is short.
+  nlohmann::json StatsWhenCreates(int64_t want) {
+    nlohmann::json stats;
+    for (int i = 0; i < 100; ++i) {
+      stats = SandboxStats();
+      if (StatInt(stats, "creates_total") >= want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return stats;
+  }
+
+  // Report rows by path.
+  std::map<std::string, nlohmann::json> Report(const std::string& job, bool with_addresses = true) {
+    const std::string out = (tmp_ / absl::StrCat("report_", job, ".json")).string();
+    RunResult r = RunCtl({"report", "--job", job, "--format", "json", "--output", out},
+                         absl::Seconds(60), with_addresses);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    std::map<std::string, nlohmann::json> rows;
+    auto text = ReadSmallFile(out, 64 << 20);
+    if (!text.ok()) return rows;
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    EXPECT_TRUE(j.is_array()) << *text;
+    if (!j.is_array()) return rows;
+    for (const auto& row : j) {
+      if (row.is_object() && row.contains("path") && row["path"].is_string()) {
+        rows[row["path"].get<std::string>()] = row;
+      }
+    }
+    return rows;
+  }
+
+  // Writes `unique` distinct files under tree/orig and `dups` copies of some of them under
+  // tree/copies/...; returns path (relative to the root) -> content.
+  std::map<std::string, std::string> MakeTree(int unique, int dups, const std::string& tag) {
+    std::map<std::string, std::string> files;
+    for (int i = 0; i < unique; ++i) {
+      std::string content = absl::StrCat("evidence ", tag, " #", i, "\n");
+      for (int k = 0; k < i % 13; ++k) absl::StrAppend(&content, "padding line ", k, " of ", i, "\n");
+      const std::string rel = absl::StrCat("tree/orig/d", i % 10, "/file", i, ".txt");
+      WriteFile(root_ / rel, content);
+      files[rel] = content;
+    }
+    for (int j = 0; j < dups; ++j) {
+      const int of = (j * 7) % unique;
+      const std::string rel = absl::StrCat("tree/copies/c", j % 5, "/copy", j, ".bin");
+      const std::string content = files[absl::StrCat("tree/orig/d", of % 10, "/file", of, ".txt")];
+      WriteFile(root_ / rel, content);
+      files[rel] = content;
+    }
+    return files;
+  }
+
+  // Every file of `files` is CONFIRMED with its own digest, and every group of identical files
+  // has one original that the others name as duplicate_of.
+  void ExpectAllConfirmed(const std::map<std::string, nlohmann::json>& rows,
+                          const std::map<std::string, std::string>& files) {
+    std::map<std::string, std::vector<std::string>> by_digest;
+    for (const auto& [path, content] : files) {
+      auto it = rows.find(path);
+      ASSERT_NE(it, rows.end()) << "no report row for " << path;
+      const auto& row = it->second;
+      EXPECT_EQ(row.value("status", ""), "CONFIRMED") << row.dump();
+      EXPECT_EQ(row.value("digest", ""), Sha256Hex(content)) << path;
+      EXPECT_EQ(row.value("size_bytes", int64_t{-1}), static_cast<int64_t>(content.size())) << path;
+      EXPECT_EQ(row.value("provider", ""), "proofd") << path;
+      EXPECT_FALSE(row.value("proof_id", "").empty()) << path;
+      EXPECT_GT(row.value("bitcoin_block_height", int64_t{0}), 0) << path;
+      by_digest[Sha256Hex(content)].push_back(path);
+    }
+    for (const auto& [digest, paths] : by_digest) {
+      std::set<std::string> originals;
+      for (const auto& p : paths) {
+        if (rows.at(p).value("duplicate_of", "").empty()) originals.insert(p);
+      }
+      ASSERT_EQ(originals.size(), 1u) << "digest " << digest << " has " << originals.size()
+                                      << " files not marked as duplicates";
+      for (const auto& p : paths) {
+        if (originals.count(p) == 0) {
+          EXPECT_EQ(rows.at(p).value("duplicate_of", ""), *originals.begin()) << p;
+        }
+      }
+    }
+  }
+
+  fs::path tmp_;
+  fs::path root_;
+  int sandbox_port_ = 0;
+  int runs_ = 0;
+  std::unique_ptr<LocalStack> stack_;
+  std::unique_ptr<ChildProcess> background_;
+};
+
+TEST_F(E2eTest, FaultFreeArchiveConfirmsEveryFileOnce) {
+  // 440 distinct files + 50 copies in other directories + one file changed between two runs
+  // + 4 problem entries = 495 entries (and 500 with the directory levels' own files below).
+  auto files = MakeTree(440, 50, "a");
+  for (int i = 0; i < 5; ++i) {
+    const std::string rel = absl::StrCat("tree/more/m", i, ".dat");
+    const std::string content = absl::StrCat("more evidence ", i, "\n");
+    WriteFile(root_ / rel, content);
+    files[rel] = content;
+  }
+  const std::string changed = "tree/orig/changing.log";
+  const std::string first_content = "log line 1\n";
+  WriteFile(root_ / changed, first_content);
+  // Problem entries, each must be reported on its own: a dangling symlink, a symlink escaping
+  // the root (tests run as root, so an unreadable mode would not stop the hasher), a FIFO and an
+  // empty file (providers reject empty files).
+  fs::create_directories(root_ / "tree/bad");
+  fs::create_symlink("/nonexistent/anchord-e2e-target", root_ / "tree/bad/dangling");
+  fs::create_symlink("/etc/hostname", root_ / "tree/bad/escaping");
+  ASSERT_EQ(mkfifo((root_ / "tree/bad/fifo").c_str(), 0600), 0);
+  WriteFile(root_ / "tree/bad/empty.txt", "");
+  const std::vector<std::string> problems = {"tree/bad/dangling", "tree/bad/escaping",
+                                             "tree/bad/fifo", "tree/bad/empty.txt"};
+  StartStack();
+
+  // Run 1 only queues (durable at the submitter); then the file changes; run 2 must hash it again
+  // and skip what is unchanged.
+  RunResult first = RunCtl({"--json", "archive", (root_ / "tree").string(), "--job", "e2e",
+                            "--wait", "queued", "--timeout-seconds", "60"});
+  ASSERT_EQ(first.exit_code, 4) << "problem files must give exit code 4\n" << first.output;
+  {
+    std::ofstream out(root_ / changed, std::ios::app);
+    out << "log line 2, appended between the runs\n";
+  }
+  files[changed] = first_content + "log line 2, appended between the runs\n";
+  RunResult second = RunCtl({"--json", "archive", (root_ / "tree").string(), "--job", "e2e",
+                             "--wait", "confirmed", "--timeout-seconds", "90"},
+                            absl::Seconds(100));
+  ASSERT_EQ(second.exit_code, 4) << second.output;
+  {
+    // The JSON summary is the last object on stdout; progress lines go to stderr before it.
+    auto pos = second.output.find("{\n");
+    ASSERT_NE(pos, std::string::npos) << second.output;
+    auto summary = nlohmann::json::parse(second.output.substr(pos), nullptr, false);
+    ASSERT_TRUE(summary.is_object()) << second.output;
+    EXPECT_EQ(summary.value("outcome", ""), "some files failed");
+    EXPECT_GE(summary.value("unchanged", 0), 400) << "an unchanged file was hashed again";
+    EXPECT_EQ(summary.value("failed", -1), 0);
+    EXPECT_EQ(summary.value("confirmed", -1), summary.value("distinct_digests", -2));
+  }
+
+  std::set<std::string> distinct;
+  for (const auto& [p, c] : files) distinct.insert(Sha256Hex(c));
+  distinct.insert(Sha256Hex(first_content));  // anchored by run 1 before the file changed
+
+  auto rows = Report("e2e");
+  ExpectAllConfirmed(rows, files);
+  for (const auto& p : problems) {
+    auto it = rows.find(p);
+    ASSERT_NE(it, rows.end()) << "problem file " << p << " missing from the report";
+    EXPECT_EQ(it->second.value("status", ""), "FAILED") << it->second.dump();
+    EXPECT_FALSE(it->second.value("reason", "").empty()) << it->second.dump();
+  }
+
+  auto stats = StatsWhenCreates(static_cast<int64_t>(distinct.size()));
+  EXPECT_EQ(StatInt(stats, "rate_limited_total"), 0) << stats.dump();
+  EXPECT_EQ(StatInt(stats, "max_creates_per_digest"), 1) << stats.dump();
+  EXPECT_EQ(StatInt(stats, "creates_total"), static_cast<int64_t>(distinct.size())) << stats.dump();
+
+  // One proof end to end: anchorctl get, download, and the reference OpenTimestamps check.
+  const std::string hex = Sha256Hex(files["tree/orig/d3/file3.txt"]);
+  RunResult get = RunCtl({"get", hex});
+  EXPECT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_NE(get.output.find("CONFIRMED"), std::string::npos) << get.output;
+  const std::string ots = (tmp_ / "proof.ots").string();
+  RunResult dl = RunCtl({"download", hex, "-o", ots});
+  ASSERT_EQ(dl.exit_code, 0) << dl.output;
+  ChildSpec check;
+  check.name = "check_ots";
+  check.binary = "/usr/bin/python3";
+  check.args = {CHECK_OTS_PY, ots, "--digest", hex};
+  check.log_file = (tmp_ / "check_ots.out").string();
+  auto checker = ChildProcess::Spawn(check);
+  ASSERT_TRUE(checker.ok()) << checker.status();
+  ASSERT_TRUE((*checker)->WaitExit(absl::Seconds(30)));
+  int st = (*checker)->raw_wait_status();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << TailOfFile(check.log_file);
+
+  RunResult status = RunCtl({"--json", "status", "--job", "e2e"});
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+}
+
+// `archive --local` starts its own stack (binaries found next to anchorctl, in the build tree's
+// layout) and stops it; `anchorctl local` then serves the same data, and other commands find it
+// through DATA_DIR/run/stack.json alone; SIGTERM stops it and removes the record.
+TEST_F(E2eTest, LocalStackFromAnchorctl) {
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 6; ++i) {
+    const std::string rel = absl::StrCat("f", i, ".txt");
+    files[rel] = absl::StrCat("local evidence ", i % 5, "\n");  // f5 duplicates f0
+    WriteFile(root_ / "tree" / rel, files[rel]);
+  }
+  const std::vector<std::string> sandbox_flags = {
+      "--sandbox", "--sandbox-window-seconds", "2", "--sandbox-confirm-after-seconds", "1",
+      "--poll-interval-seconds", "1"};
+  std::vector<std::string> args = {"--json", "archive", (root_ / "tree").string(), "--local",
+                                   "--wait", "confirmed", "--timeout-seconds", "40"};
+  args.insert(args.end(), sandbox_flags.begin(), sandbox_flags.end());
+  RunResult r = RunCtl(args, absl::Seconds(60), /*with_addresses=*/false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto pos = r.output.find("{\n");
+  ASSERT_NE(pos, std::string::npos) << r.output;
+  auto summary = nlohmann::json::parse(r.output.substr(pos), nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary.value("confirmed", -1), 5);
+  EXPECT_EQ(summary.value("duplicates", -1), 1);
+  const fs::path stack_file = tmp_ / "ctl" / "run" / "stack.json";
+  EXPECT_FALSE(fs::exists(stack_file)) << "--local must not leave a stack record behind";
+
+  std::vector<std::string> local_args = {"--data-dir", (tmp_ / "ctl").string(), "local", "--root",
+                                         (root_ / "tree").string()};
+  local_args.insert(local_args.end(), sandbox_flags.begin(), sandbox_flags.end());
+  ChildSpec spec;
+  spec.name = "anchorctl local";
+  spec.binary = ANCHORCTL_BIN;
+  spec.args = local_args;
+  spec.log_file = (tmp_ / "local.out").string();
+  auto local = ChildProcess::Spawn(spec);
+  ASSERT_TRUE(local.ok()) << local.status();
+  background_ = std::move(*local);
+  for (int i = 0; i < 300 && !fs::exists(stack_file); ++i) {
+    ASSERT_TRUE(background_->Running()) << TailOfFile(spec.log_file);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(fs::exists(stack_file)) << TailOfFile(spec.log_file);
+  auto info = StackInfo::FromJson(*ReadSmallFile(stack_file.string()));
+  ASSERT_TRUE(info.ok()) << info.status();
+
+  auto rows = Report("default", /*with_addresses=*/false);
+  ASSERT_EQ(rows.size(), files.size());
+  for (const auto& [path, content] : files) {
+    ASSERT_EQ(rows.count(path), 1u) << path;
+    EXPECT_EQ(rows[path].value("status", ""), "CONFIRMED") << rows[path].dump();
+    EXPECT_EQ(rows[path].value("digest", ""), Sha256Hex(content));
+  }
+  // A second stack on the same data dir is refused: two submitters must not share one queue.
+  RunResult second = RunCtl({"local", "--root", root_.string()}, absl::Seconds(30), false);
+  EXPECT_EQ(second.exit_code, 2) << second.output;
+
+  background_->Signal(SIGTERM);
+  ASSERT_TRUE(background_->WaitExit(absl::Seconds(30))) << TailOfFile(spec.log_file);
+  int st = background_->raw_wait_status();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << TailOfFile(spec.log_file);
+  EXPECT_FALSE(fs::exists(stack_file));
+  for (const auto& [service, pid] : info->pids) {
+    EXPECT_FALSE(ProcessAlive(pid)) << service << " (pid " << pid << ") outlived anchorctl local";
+  }
+}
+
+TEST_F(E2eTest, FaultsAndSubmitterCrashStillCreateEachDigestOnce) {
+  auto files = MakeTree(200, 20, "b");
+  std::set<std::string> distinct;
+  for (const auto& [p, c] : files) distinct.insert(Sha256Hex(c));
+  StartStack();
+
+  const std::string out = (tmp_ / "archive_bg.out").string();
+  auto bg = ChildProcess::Spawn(CtlSpec({"archive", (root_ / "tree").string(), "--job", "crash",
+                                         "--wait", "confirmed", "--timeout-seconds", "100"},
+                                        out));
+  ASSERT_TRUE(bg.ok()) << bg.status();
+  background_ = std::move(*bg);
+
+  // Mid-run: once some digests were created, turn faults on and kill the submitter hard.
+  int64_t created = 0;
+  for (int i = 0; i < 300 && created < 40; ++i) {
+    created = StatInt(SandboxStats(), "creates_total");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(created, 40) << "the run did not start creating";
+  ASSERT_LT(created, static_cast<int64_t>(distinct.size())) << "the run ended before the crash";
+  ASSERT_TRUE(SetFaults(R"({"error_rate":0.1,"drop_rate":0.05,"storm_seconds":2})"));
+  ASSERT_TRUE(stack_->CrashAndRestart("submitter").ok());
+
+  ASSERT_TRUE(background_->WaitExit(absl::Seconds(110))) << TailOfFile(out);
+  int st = background_->raw_wait_status();
+  int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  if (code != 0) {
+    // A rerun is the documented way to finish a run cut short; it must then complete.
+    std::cerr << "first archive ended with " << code << "; rerunning\n" << TailOfFile(out) << "\n";
+    RunResult again = RunCtl({"archive", (root_ / "tree").string(), "--job", "crash", "--wait",
+                              "confirmed", "--timeout-seconds", "60"},
+                             absl::Seconds(70));
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+  }
+
+  ExpectAllConfirmed(Report("crash"), files);
+  auto stats = StatsWhenCreates(static_cast<int64_t>(distinct.size()));
+  EXPECT_EQ(StatInt(stats, "max_creates_per_digest"), 1) << stats.dump();
+  EXPECT_EQ(StatInt(stats, "creates_total"), static_cast<int64_t>(distinct.size())) << stats.dump();
+  EXPECT_EQ(StatInt(stats, "early_requests_total"), 0) << stats.dump();
+  if (stats.contains("creates_by_digest") && stats["creates_by_digest"].is_object()) {
+    EXPECT_EQ(stats["creates_by_digest"].size(), distinct.size());
+    for (const auto& d : distinct) {
+      EXPECT_EQ(stats["creates_by_digest"].value(d, 0), 1) << d;
+    }
+  } else {
+    ADD_FAILURE() << "no creates_by_digest in " << stats.dump();
+  }
+}
+
+}  // namespace
+}  // namespace anchord::anchorctl

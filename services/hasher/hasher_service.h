@@ -25,7 +25,7 @@
 #include "services/hasher/hasher_metrics.h"
 #include "services/hasher/hasher_store.h"
 #include "services/hasher/submit_session.h"
-#include "services/hasher/worker_pool.h"
+#include "libs/common/worker_pool.h"
 
 namespace anchord::hasher {
 

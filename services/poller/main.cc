@@ -17,7 +17,7 @@
 #include "services/poller/poller_metrics.h"
 #include "services/poller/poller_service.h"
 #include "services/poller/poller_store.h"
-#include "services/poller/worker_pool.h"
+#include "libs/common/worker_pool.h"
 
 int main(int argc, char** argv) {
   anchord::rpc::BlockTerminationSignals();
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
 
   anchord::Clock* clock = anchord::Clock::Real();
   anchord::poller::EventBus bus;
-  anchord::poller::WorkerPool pool(workers, 100000);
+  anchord::WorkerPool pool(workers, 100000);
   anchord::poller::PollerServiceOptions service_options;
   service_options.watch_queue_capacity = static_cast<size_t>(watch_queue);
   anchord::poller::PollerServiceImpl poller_service(store->get(), &bus, &metrics, clock, &pool,

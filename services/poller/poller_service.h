@@ -17,7 +17,7 @@
 #include "services/poller/event_bus.h"
 #include "services/poller/poller_metrics.h"
 #include "services/poller/poller_store.h"
-#include "services/poller/worker_pool.h"
+#include "libs/common/worker_pool.h"
 
 namespace anchord::poller {
 

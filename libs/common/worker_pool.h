@@ -10,11 +10,13 @@
 #include <thread>
 #include <vector>
 
-namespace anchord::poller {
+namespace anchord {
 
 class WorkerPool {
  public:
-  WorkerPool(int threads, size_t max_queue) : max_queue_(max_queue) {
+  // `max_queue` bounds the tasks waiting (not running); the default is unbounded for callers that
+  // bound their own work (the hasher's in-flight window).
+  explicit WorkerPool(int threads, size_t max_queue = static_cast<size_t>(-1)) : max_queue_(max_queue) {
     for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Run(); });
   }
   ~WorkerPool() { Stop(); }
@@ -68,4 +70,4 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace anchord::poller
+}  // namespace anchord

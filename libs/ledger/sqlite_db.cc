@@ -63,7 +63,8 @@ bool Statement::ColumnIsNull(int col) const {
   return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
 }
 
-absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path,
+                                                       Durability durability) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -76,8 +77,11 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
   sqlite3_busy_timeout(db, 10000);
   std::unique_ptr<SqliteDb> out(new SqliteDb(db));
   // WAL lets readers (status queries) run beside the writer; FULL makes each commit durable.
-  absl::Status st = out->Exec(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  absl::Status st = out->Exec(durability == Durability::kMachineCrash
+                                  ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                                    "PRAGMA foreign_keys=ON;"
+                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                                    "PRAGMA foreign_keys=ON;");
   if (!st.ok()) return st;
   return out;
 }

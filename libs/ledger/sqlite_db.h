@@ -57,11 +57,22 @@ class Statement {
   sqlite3* db_;
 };
 
+enum class Durability {
+  // synchronous=FULL: a committed transaction survives a crash of the process or the machine.
+  // For stores whose acknowledgements are promises (submitter, poller).
+  kMachineCrash,
+  // synchronous=NORMAL (in WAL mode): a commit survives a crash of the process; a power loss may
+  // lose the last commits. For caches that can be rebuilt (the hasher's record of what it hashed:
+  // a lost row only means the file is hashed again), at a fraction of the cost per commit.
+  kProcessCrash,
+};
+
 class SqliteDb {
  public:
   // Opens (creating if needed) the database at `path` (":memory:" for tests) and applies the
   // pragmas above. The parent directory must exist.
-  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(
+      const std::string& path, Durability durability = Durability::kMachineCrash);
   ~SqliteDb();
 
   // Runs one or more statements that return no rows (schema, pragmas).

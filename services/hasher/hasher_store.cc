@@ -51,7 +51,9 @@ absl::string_view FileStateName(FileState s) {
 }
 
 absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string& path) {
-  auto db = ledger::SqliteDb::Open(path);
+  // The hasher's rows are a cache of what it hashed (the submitter holds the durable queue): a
+  // row lost to a power failure only means the file is read again, so no fsync per file.
+  auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
   if (!db.ok()) return db.status();
   absl::Status st = (*db)->Exec(R"sql(
     CREATE TABLE IF NOT EXISTS files (

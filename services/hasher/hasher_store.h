@@ -48,7 +48,7 @@ class HasherStore {
   static absl::StatusOr<std::unique_ptr<HasherStore>> Open(const std::string& path);
 
   absl::StatusOr<std::optional<FileRow>> Get(absl::string_view job, absl::string_view path);
-  // Upserts the row as HASHED with `digest` (durable when this returns OK).
+  // Upserts the row as HASHED with `digest` (survives a process crash when this returns OK).
   absl::Status RecordHashed(absl::string_view job, absl::string_view path, int64_t size_bytes,
                             int64_t mtime_ns, absl::string_view digest);
   // Moves the row to QUEUED when it still carries `digest` (a newer hash of the file wins).

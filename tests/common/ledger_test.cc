@@ -55,6 +55,17 @@ TEST(SqliteDb, CommittedRowsSurviveReopenAndRollbackDiscards) {
   EXPECT_EQ(mode->ColumnText(0), "wal");
 }
 
+TEST(SqliteDb, DurabilityChoosesTheSyncMode) {
+  auto full = SqliteDb::Open(TempDb("full"));
+  auto normal = SqliteDb::Open(TempDb("normal"), Durability::kProcessCrash);
+  ASSERT_TRUE(full.ok() && normal.ok());
+  auto q_full = (*full)->Prepare("PRAGMA synchronous");
+  auto q_normal = (*normal)->Prepare("PRAGMA synchronous");
+  ASSERT_TRUE(q_full->Step().ok() && q_normal->Step().ok());
+  EXPECT_EQ(q_full->ColumnInt(0), 2);    // FULL: fsync on every commit
+  EXPECT_EQ(q_normal->ColumnInt(0), 1);  // NORMAL: WAL synced at checkpoints
+}
+
 TEST(SqliteDb, ErrorsAreStatusesNotCrashes) {
   auto db = SqliteDb::Open(TempDb("errors"));
   ASSERT_TRUE(db.ok());

@@ -60,12 +60,32 @@ void StartSignalThread() {
   }).detach();
 }
 
+namespace {
+rpc::TransportSecurity& TransportSecuritySetting() {
+  static rpc::TransportSecurity* security = new rpc::TransportSecurity();  // never destroyed
+  return *security;
+}
+}  // namespace
+
+void SetTransportSecurity(const rpc::TransportSecurity& security) {
+  TransportSecuritySetting() = security;
+}
+
+const rpc::TransportSecurity& GetTransportSecurity() { return TransportSecuritySetting(); }
+
 Clients::Clients(Endpoints endpoints, absl::Duration deadline)
     : endpoints_(std::move(endpoints)), deadline_(deadline) {
   // Channels to an empty address are never used: Check() refuses first. A placeholder keeps the
   // stubs valid so no code path can dereference null.
-  auto make = [](const std::string& addr) {
-    return rpc::MakeChannel(addr.empty() ? std::string("127.0.0.1:1") : addr);
+  const rpc::TransportSecurity& security = GetTransportSecurity();
+  auto make = [&](const std::string& addr) -> std::shared_ptr<grpc::Channel> {
+    const std::string target = addr.empty() ? std::string("127.0.0.1:1") : addr;
+    if (!security.tls_enabled() && security.token_file.empty()) return rpc::MakeChannel(target);
+    auto channel = rpc::MakeSecureChannel(target, security);
+    if (channel.ok()) return *channel;
+    if (channel_error_.ok()) channel_error_ = channel.status();
+    // Placeholder that is never used for a call: Check() returns channel_error_ first.
+    return rpc::MakeChannel(target);
   };
   hasher_channel_ = make(endpoints_.hasher);
   submitter_channel_ = make(endpoints_.submitter);
@@ -104,6 +124,11 @@ absl::Status Clients::Check(const std::string& service) {
         "no address for the ", service, ": pass --", service, " (or ANCHORD_",
         service == "hasher" ? "HASHER" : service == "submitter" ? "SUBMITTER" : "POLLER",
         "_ADDR), or start a stack with `anchorctl local`"));
+  }
+  if (!channel_error_.ok()) {
+    return absl::Status(channel_error_.code(),
+                        absl::StrCat("cannot connect to the ", service, " at ", addr, ": ",
+                                     channel_error_.message()));
   }
   auto channel = service == "hasher"      ? hasher_channel_
                  : service == "submitter" ? submitter_channel_

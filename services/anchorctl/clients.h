@@ -17,6 +17,7 @@
 #include "anchord/v1/hasher.grpc.pb.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "anchord/v1/submitter.grpc.pb.h"
+#include "libs/rpc/security.h"
 
 namespace anchord::anchorctl {
 
@@ -64,6 +65,11 @@ struct Endpoints {
   std::string source;  // where the addresses came from, for messages
 };
 
+// Transport security of every Clients made afterwards (the global --tls-* flags). Set once in
+// main before any command runs; default: plaintext.
+void SetTransportSecurity(const rpc::TransportSecurity& security);
+const rpc::TransportSecurity& GetTransportSecurity();
+
 // Channels and stubs to the three services. Channels connect lazily; Check() probes one.
 class Clients {
  public:
@@ -92,6 +98,9 @@ class Clients {
   std::string Address(const std::string& service) const;
   Endpoints endpoints_;
   absl::Duration deadline_;
+  // A channel that could not be built (unreadable certificate, key or token file): Check() and
+  // every call report it instead of silently falling back to plaintext.
+  absl::Status channel_error_;
   std::shared_ptr<grpc::Channel> hasher_channel_, submitter_channel_, poller_channel_;
   std::unique_ptr<anchord::v1::HasherService::Stub> hasher_;
   std::unique_ptr<anchord::v1::PollerService::Stub> poller_;

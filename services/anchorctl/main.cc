@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug|info|warning|error")->envname("ANCHORD_LOG_LEVEL");
+  // Global --tls-cert/--tls-key/--tls-ca/--auth-token-file/--tls-server-name: how anchorctl
+  // reaches a secured stack. A stack started by anchorctl itself (local, archive --local) is
+  // plaintext on loopback, so the flags are not applied to it.
+  anchord::rpc::TransportSecurity security;
+  anchord::rpc::AddTransportFlags(app, &security);
 
   LocalOptions local;
   auto* local_cmd = app.add_subcommand("local", "Run the services (and sandbox) in the foreground");
@@ -128,6 +133,16 @@ int main(int argc, char** argv) {
   }
 
   anchord::InitLogging("anchorctl", anchord::ParseLogLevel(log_level));
+  const bool own_stack = *local_cmd || (*archive_cmd && archive.local);
+  if (own_stack) {
+    if (security.tls_enabled() || !security.token_file.empty()) {
+      std::cerr << "anchorctl: the stack it starts itself is plaintext; --tls-*/--auth-token-file "
+                   "are ignored"
+                << std::endl;
+    }
+  } else {
+    SetTransportSecurity(security);
+  }
   StartSignalThread();
   try {
     if (*local_cmd) return RunLocal(g, local);

@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
                  "deadline of each Submit stream; reopened when it expires")
       ->envname("ANCHORD_HASHER_SUBMIT_DEADLINE_SECONDS")
       ->check(CLI::Range(1, 86400 * 7));
+  // One TransportSecurity for the gRPC port and the submitter channel: with mTLS the hasher
+  // presents the same certificate as client that it serves with.
+  anchord::rpc::ServerOptions server_options;
+  anchord::rpc::AddTransportFlags(app, &server_options.security);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -75,7 +79,14 @@ int main(int argc, char** argv) {
 
   anchord::hasher::HasherOptions options;
   options.root = root;
-  if (!submitter.empty()) options.submitter = anchord::rpc::MakeChannel(submitter);
+  if (!submitter.empty()) {
+    auto channel = anchord::rpc::MakeSecureChannel(submitter, server_options.security);
+    if (!channel.ok()) {
+      ANCHORD_LOG(Error) << "--submitter channel: " << channel.status();
+      return 2;
+    }
+    options.submitter = *channel;
+  }
   options.workers = workers;
   options.max_inflight = max_inflight;
   options.submit.stream_deadline = absl::Seconds(submit_deadline_s);
@@ -86,7 +97,6 @@ int main(int argc, char** argv) {
   }
   anchord::hasher::HasherStatusServiceImpl status_service((*hasher)->shared());
 
-  anchord::rpc::ServerOptions server_options;
   server_options.service_name = "hasher";
   server_options.listen_address = listen;
   server_options.port_file = port_file;

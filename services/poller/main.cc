@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   // defaults add up to the documented limit, so a default deployment never exceeds it.
   provider_settings.client_name = "poller";
   provider_settings.proofd_general_limit = 80;
+  // The poller has no outgoing gRPC peer; the TLS flags only secure its own port.
+  anchord::rpc::ServerOptions server_options;
   try {
     app.add_option("--listen", listen, "gRPC host:port (port 0 picks one)")
         ->envname("ANCHORD_LISTEN");
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1000000))
         ->capture_default_str();
     anchord::providers::AddProviderFlags(app, &provider_settings);
+    anchord::rpc::AddTransportFlags(app, &server_options.security);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
@@ -104,6 +107,11 @@ int main(int argc, char** argv) {
     ANCHORD_LOG(Error) << providers.status();
     return 2;
   }
+  // Pre-create the 429 counter per configured provider at 0: the family is then visible to the
+  // dashboard and alerts (and rate() has a baseline) before the first 429 arrives.
+  for (anchord::providers::Provider* p : (*providers)->All()) {
+    provider_metrics.rate_limited.Add({{"provider", p->name()}});
+  }
 
   anchord::Clock* clock = anchord::Clock::Real();
   anchord::poller::EventBus bus;
@@ -121,7 +129,6 @@ int main(int argc, char** argv) {
   anchord::poller::PollEngine engine(store->get(), &bus, &metrics, clock, (*providers)->All(),
                                      engine_options);
 
-  anchord::rpc::ServerOptions server_options;
   server_options.service_name = "poller";
   server_options.listen_address = listen;
   server_options.port_file = port_file;

@@ -65,6 +65,8 @@ int Run(int argc, char** argv) {
                  "deadline of one Track stream to the poller")
       ->envname("ANCHORD_TRACK_DEADLINE_SECONDS")->check(CLI::PositiveNumber)->capture_default_str();
   anchord::providers::AddProviderFlags(app, &provider_settings);
+  // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
+  anchord::rpc::AddTransportFlags(app, &server.security);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -74,6 +76,12 @@ int Run(int argc, char** argv) {
   anchord::InitLogging("submitter", anchord::ParseLogLevel(log_level));
   if (poller.empty()) {
     ANCHORD_LOG(Error) << "--poller (ANCHORD_POLLER_ADDR) is required";
+    return 2;
+  }
+  // Built before anything is opened so a bad certificate/key file fails fast.
+  auto poller_channel = anchord::rpc::MakeSecureChannel(poller, server.security);
+  if (!poller_channel.ok()) {
+    ANCHORD_LOG(Error) << "--poller channel: " << poller_channel.status();
     return 2;
   }
   std::error_code ec;
@@ -117,6 +125,12 @@ int Run(int argc, char** argv) {
     ANCHORD_LOG(Error) << "no default provider configured";
     return 2;
   }
+  // Pre-create the provider-labelled series that only move on trouble (429s, retries) at 0, so the
+  // dashboard and alerts see the families (and rate() has a baseline) before the first event.
+  for (anchord::providers::Provider* p : provider_set->All()) {
+    provider_metrics->rate_limited.Add({{"provider", p->name()}});
+    metrics->retries.Add({{"provider", p->name()}, {"reason", "rate_limited"}});
+  }
 
   anchord::submitter::EngineOptions engine_options;
   engine_options.workers = workers;
@@ -130,7 +144,7 @@ int Run(int argc, char** argv) {
 
   anchord::submitter::HandoffOptions handoff_options;
   handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
-  anchord::submitter::Handoff handoff(store.get(), anchord::rpc::MakeChannel(poller),
+  anchord::submitter::Handoff handoff(store.get(), *poller_channel,
                                       metrics.get(), handoff_options);
   handoff.Start();
 

@@ -1,7 +1,9 @@
 #include "services/hasher/hasher_service.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <vector>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +23,7 @@ using Shared = HasherServiceImpl::Shared;
 
 constexpr int64_t kMaxChunkBytes = 4 * 1024 * 1024;
 constexpr int kListPageRows = 256;
+constexpr int64_t kBatchBytes = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Outbox: the bounded path from the workers to the caller's stream.
@@ -296,7 +299,28 @@ struct TreeCall {
   std::mutex items_mu;
   std::map<std::string, Item> items;  // by request_id, sent and not yet acknowledged
   uint64_t next_item = 0;
+  // Acknowledged files whose QUEUED mark is not yet written (under items_mu). Written in batches
+  // (one commit per kMarkBatch acks instead of one per file) and always before the call
+  // finishes, so a later call or ListFiles sees them. A mark lost to a crash only means the
+  // file is sent again next time (the submitter is idempotent on the digest).
+  std::vector<QueuedMark> marks;
 };
+
+constexpr size_t kMarkBatch = 64;
+
+void FlushMarks(TreeCall* c, bool only_if_full) {
+  std::vector<QueuedMark> marks;
+  {
+    std::lock_guard<std::mutex> lock(c->items_mu);
+    if (c->marks.empty() || (only_if_full && c->marks.size() < kMarkBatch)) return;
+    marks.swap(c->marks);
+  }
+  absl::Status st = c->shared->store->MarkQueuedBatch(marks);
+  if (!st.ok()) {
+    // The submitter has them; only our bookkeeping failed. The next run re-sends (idempotent).
+    ANCHORD_LOG(Error) << "store: " << st;
+  }
+}
 
 void TreeError(const std::shared_ptr<TreeCall>& c, const std::string& path, int64_t size,
                int64_t mtime_ns, const absl::Status& st) {
@@ -329,12 +353,11 @@ void OnTreeAck(TreeCall* c, const v1::SubmitResponse& ack) {
   r.set_digest(item.digest);
   r.set_size_bytes(item.size_bytes);
   if (ack.status().code() == 0) {
-    absl::Status st = c->shared->store->MarkQueued(c->job, item.path, item.digest,
-                                                   ack.duplicate_of());
-    if (!st.ok()) {
-      // The submitter has it; only our bookkeeping failed. The next run re-sends (idempotent).
-      ANCHORD_LOG(Error) << "store: " << st;
+    {
+      std::lock_guard<std::mutex> lock(c->items_mu);
+      c->marks.push_back(QueuedMark{c->job, item.path, item.digest, ack.duplicate_of()});
     }
+    FlushMarks(c, /*only_if_full=*/true);
     r.set_state(ack.state() >= v1::DIGEST_STATE_QUEUED ? ack.state() : v1::DIGEST_STATE_QUEUED);
     r.set_duplicate_of(ack.duplicate_of());
     *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
@@ -347,12 +370,11 @@ void OnTreeAck(TreeCall* c, const v1::SubmitResponse& ack) {
   c->out.Push(std::move(r));
 }
 
-void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e) {
+// Hashes one file; on success appends it to `hashed` (recorded and forwarded by the caller once
+// the whole batch is hashed), otherwise reports its error at once.
+void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e,
+                  std::vector<HashedRecord>* hashed) {
   Shared* s = c->shared;
-  if (c->cancelled) {
-    c->out.Drop();
-    return;
-  }
   digest::HashFileOptions opt;
   opt.buffer_bytes = s->options.hash_buffer_bytes;
   opt.cancelled = &c->cancelled;
@@ -374,80 +396,159 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
               Annotate(st, digest::ReasonOf(d.status())));
     return;
   }
-  absl::Status st = s->store->RecordHashed(c->job, e.rel_path, d->size_bytes, d->mtime_ns,
-                                           d->digest);
-  if (!st.ok()) {
-    TreeError(c, e.rel_path, d->size_bytes, d->mtime_ns,
-              Annotate(absl::InternalError(absl::StrCat("store: ", st.message())), "STORE_ERROR"));
-    return;
-  }
-  s->metrics->files_hashed.Increment();
-  if (c->request.dry_run()) {
-    v1::HashTreeResponse r;
-    r.set_path(e.rel_path);
-    r.set_digest(d->digest);
-    r.set_size_bytes(d->size_bytes);
-    r.set_state(v1::DIGEST_STATE_HASHED);
-    auto dup = s->store->FirstPathWithDigest(c->job, d->digest, e.rel_path);
-    if (dup.ok()) r.set_duplicate_of(*dup);
-    *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
-    c->out.Push(std::move(r));
-    return;
-  }
+  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, std::move(d->digest)});
+}
+
+// Forwards one recorded file to the submitter (its result is pushed when the ack arrives).
+void ForwardTreeFile(const std::shared_ptr<TreeCall>& c, const HashedRecord& h) {
   v1::SubmitRequest req;
   {
     std::lock_guard<std::mutex> lock(c->items_mu);
     req.set_request_id(absl::StrCat("f", c->next_item++));
-    c->items[req.request_id()] = TreeCall::Item{e.rel_path, d->digest, d->size_bytes};
+    c->items[req.request_id()] = TreeCall::Item{h.path, h.digest, h.size_bytes};
   }
-  req.set_digest(d->digest);
+  req.set_digest(h.digest);
   v1::FileMetadata* md = req.mutable_metadata();
-  md->set_filename(Basename(e.rel_path));
-  md->set_size_bytes(d->size_bytes);
-  md->set_mime_type(digest::GuessMimeType(e.rel_path));
-  md->set_source_path(e.rel_path);
+  md->set_filename(Basename(h.path));
+  md->set_size_bytes(h.size_bytes);
+  md->set_mime_type(digest::GuessMimeType(h.path));
+  md->set_source_path(h.path);
   md->set_job(c->job);
-  SetTimestampNs(md->mutable_modified_at(), d->mtime_ns);
+  SetTimestampNs(md->mutable_modified_at(), h.mtime_ns);
   for (const auto& p : c->request.providers()) req.add_providers(p);
   c->session->Send(std::move(req));
 }
 
+// One task of the hash pool: a batch of admitted walk entries (each holds an outbox slot).
+//
+// Why batches: with one task per file, small files spent most of their time in hand-offs (a pool
+// wake-up, a store lookup, a commit and a duplicate query per file, each taking the store lock).
+// A batch costs one wake-up, one lookup pass and one transaction for all its files. The order
+// per file is unchanged: the HASHED row is committed before the digest is forwarded.
+void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkEntry>& batch) {
+  Shared* s = c->shared;
+  if (c->cancelled) {
+    for (size_t i = 0; i < batch.size(); ++i) c->out.Drop();
+    return;
+  }
+  // Unchanged since the submitter acknowledged it: not read again.
+  std::vector<std::string> paths;
+  paths.reserve(batch.size());
+  for (const auto& e : batch) paths.push_back(e.rel_path);
+  auto rows = s->store->GetMany(c->job, paths);
+  std::vector<HashedRecord> hashed;
+  hashed.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const digest::WalkEntry& e = batch[i];
+    if (c->cancelled) {
+      c->out.Drop();
+      continue;
+    }
+    const std::optional<FileRow>* row =
+        rows.ok() && i < rows->size() ? &(*rows)[i] : nullptr;
+    if (row != nullptr && row->has_value() && (*row)->state == FileState::kQueued &&
+        (*row)->size_bytes == e.size_bytes && (*row)->mtime_ns == e.mtime_ns &&
+        (*row)->digest.size() == kDigestBytes) {
+      s->metrics->files_unchanged.Increment();
+      v1::HashTreeResponse r;
+      r.set_path(e.rel_path);
+      r.set_digest((*row)->digest);
+      r.set_size_bytes(e.size_bytes);
+      r.set_state(v1::DIGEST_STATE_QUEUED);
+      r.set_unchanged(true);
+      r.set_duplicate_of((*row)->duplicate_of);
+      *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
+      c->out.Push(std::move(r));
+      continue;
+    }
+    HashTreeFile(c, e, &hashed);
+  }
+  if (hashed.empty()) return;
+  const bool dry_run = c->request.dry_run();
+  std::vector<std::string> dups;
+  absl::Status st = s->store->RecordHashedBatch(c->job, hashed, dry_run ? &dups : nullptr);
+  if (!st.ok()) {
+    for (const HashedRecord& h : hashed) {
+      TreeError(c, h.path, h.size_bytes, h.mtime_ns,
+                Annotate(absl::InternalError(absl::StrCat("store: ", st.message())),
+                         "STORE_ERROR"));
+    }
+    return;
+  }
+  s->metrics->files_hashed.Increment(static_cast<double>(hashed.size()));
+  for (size_t i = 0; i < hashed.size(); ++i) {
+    HashedRecord& h = hashed[i];
+    if (!dry_run) {
+      ForwardTreeFile(c, h);
+      continue;
+    }
+    v1::HashTreeResponse r;
+    r.set_path(std::move(h.path));
+    r.set_digest(std::move(h.digest));
+    r.set_size_bytes(h.size_bytes);
+    r.set_state(v1::DIGEST_STATE_HASHED);
+    if (i < dups.size()) r.set_duplicate_of(dups[i]);
+    *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
+    c->out.Push(std::move(r));
+  }
+}
+
 void RunTree(const std::shared_ptr<TreeCall>& c, grpc::ServerWriteReactor<v1::HashTreeResponse>* reactor) {
   Shared* s = c->shared;
+  // Files per hash-pool task: at most a quarter of the window, so that several batches are in
+  // flight (every worker busy while the caller drains results) and a batch can always gather
+  // its slots from the results of the others.
+  const size_t batch_size = static_cast<size_t>(
+      std::clamp(s->options.max_inflight / (2 * std::max(1, s->options.workers)), 1, 64));
+  // Walk entries collected but not yet admitted. They are admitted together just before the
+  // batch is posted: admitting them one by one as they were found would, with a full window,
+  // post a batch per freed slot (batches of one, the per-file hand-offs again) or wait on slots
+  // held by the batch itself.
+  std::vector<digest::WalkEntry> batch;
+  batch.reserve(batch_size);
+  int64_t batch_bytes = 0;
+  // Admits `batch` and hands it to the pool; false when the call was cancelled meanwhile.
+  auto flush = [&]() -> bool {
+    std::vector<digest::WalkEntry> admitted;
+    admitted.reserve(batch.size());
+    bool ok = true;
+    for (digest::WalkEntry& e : batch) {
+      if (!c->out.Admit()) {
+        ok = false;
+        break;
+      }
+      ++c->files_total;
+      if (!e.status.ok()) {
+        TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns, e.status);
+        continue;
+      }
+      admitted.push_back(std::move(e));
+    }
+    batch.clear();
+    if (admitted.empty()) return ok;
+    // Posted even when cancelled: the task drops the slots the entries hold.
+    c->out.TaskStarted();
+    s->hash_pool->Post([c, b = std::move(admitted)]() mutable {
+      HashTreeBatch(c, b);
+      c->out.TaskDone();
+    });
+    return ok;
+  };
   absl::Status walk = s->walker.Walk(
       c->dir,
       [&](digest::WalkEntry&& e) {
-        if (!c->out.Admit()) return false;
-        ++c->files_total;
-        if (!e.status.ok()) {
-          TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns, e.status);
-          return true;
+        batch_bytes += e.size_bytes > 0 ? e.size_bytes : 0;
+        batch.push_back(std::move(e));
+        // Large files go out in small batches (alone past 1 MiB) so that the workers hash them
+        // in parallel; batching only pays for small files.
+        if (batch.size() >= batch_size || batch_bytes >= kBatchBytes) {
+          batch_bytes = 0;
+          return flush();
         }
-        // Unchanged since the submitter acknowledged it: not read again.
-        auto row = s->store->Get(c->job, e.rel_path);
-        if (row.ok() && row->has_value() && (*row)->state == FileState::kQueued &&
-            (*row)->size_bytes == e.size_bytes && (*row)->mtime_ns == e.mtime_ns &&
-            (*row)->digest.size() == kDigestBytes) {
-          s->metrics->files_unchanged.Increment();
-          v1::HashTreeResponse r;
-          r.set_path(e.rel_path);
-          r.set_digest((*row)->digest);
-          r.set_size_bytes(e.size_bytes);
-          r.set_state(v1::DIGEST_STATE_QUEUED);
-          r.set_unchanged(true);
-          r.set_duplicate_of((*row)->duplicate_of);
-          *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
-          c->out.Push(std::move(r));
-          return true;
-        }
-        c->out.TaskStarted();
-        s->hash_pool->Post([c, e = std::move(e)] {
-          HashTreeFile(c, e);
-          c->out.TaskDone();
-        });
         return true;
       },
       &c->cancelled);
+  if (!c->cancelled) flush();  // the last partial batch
   c->walk_complete = true;
   c->out.ReleaseHeld();
   bool completed = c->out.WaitFinished([] { return true; });
@@ -461,6 +562,7 @@ void RunTree(const std::shared_ptr<TreeCall>& c, grpc::ServerWriteReactor<v1::Ha
     if (!completed) c->session->Cancel();
     c->session->Stop();
   }
+  FlushMarks(c.get(), /*only_if_full=*/false);  // no ack arrives after Stop()
   reactor->Finish(rpc::ToGrpcStatus(final_status));
 }
 

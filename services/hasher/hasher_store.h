@@ -42,6 +42,22 @@ struct JobSummary {
   int64_t files = 0;
 };
 
+// One file hashed, for RecordHashedBatch.
+struct HashedRecord {
+  std::string path;
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+  std::string digest;
+};
+
+// One acknowledged file, for MarkQueuedBatch.
+struct QueuedMark {
+  std::string job;
+  std::string path;
+  std::string digest;
+  std::string duplicate_of;
+};
+
 class HasherStore {
  public:
   // Opens (creating) the database at `path` and its schema.
@@ -51,9 +67,21 @@ class HasherStore {
   // Upserts the row as HASHED with `digest` (survives a process crash when this returns OK).
   absl::Status RecordHashed(absl::string_view job, absl::string_view path, int64_t size_bytes,
                             int64_t mtime_ns, absl::string_view digest);
+  // RecordHashed for several files of `job` in one transaction (one commit instead of one per
+  // file: the per-file commit dominated hashing small files). All or nothing. When `duplicates`
+  // is non-null it receives, per record and in order, FirstPathWithDigest as it was right after
+  // that record was written (the same answer as calling RecordHashed then FirstPathWithDigest
+  // file by file).
+  absl::Status RecordHashedBatch(absl::string_view job, const std::vector<HashedRecord>& records,
+                                 std::vector<std::string>* duplicates);
+  // Get for several paths of `job` under one lock and one prepared statement; one entry per path.
+  absl::StatusOr<std::vector<std::optional<FileRow>>> GetMany(
+      absl::string_view job, const std::vector<std::string>& paths);
   // Moves the row to QUEUED when it still carries `digest` (a newer hash of the file wins).
   absl::Status MarkQueued(absl::string_view job, absl::string_view path, absl::string_view digest,
                           absl::string_view duplicate_of);
+  // MarkQueued for several rows in one transaction. All or nothing.
+  absl::Status MarkQueuedBatch(const std::vector<QueuedMark>& marks);
   // Upserts the row as ERROR.
   absl::Status RecordError(absl::string_view job, absl::string_view path, int64_t size_bytes,
                            int64_t mtime_ns, int code, absl::string_view reason,

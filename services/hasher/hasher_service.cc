@@ -495,9 +495,10 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
 
 void RunTree(const std::shared_ptr<TreeCall>& c, grpc::ServerWriteReactor<v1::HashTreeResponse>* reactor) {
   Shared* s = c->shared;
-  // Files per hash-pool task: at most a quarter of the window, so that several batches are in
-  // flight (every worker busy while the caller drains results) and a batch can always gather
-  // its slots from the results of the others.
+  // Files per hash-pool task: window / (2 * workers) (a quarter of it with 2 workers), capped at
+  // 64, so that several batches are in flight (every worker busy while the caller drains results)
+  // and a batch waiting for its slots holds at most half the window: the other half is released
+  // as the results of earlier batches are written.
   const size_t batch_size = static_cast<size_t>(
       std::clamp(s->options.max_inflight / (2 * std::max(1, s->options.workers)), 1, 64));
   // Walk entries collected but not yet admitted. They are admitted together just before the

@@ -1,5 +1,6 @@
 // The hasher's own state: one row per (job, path) with the last digest computed and whether the
-// submitter has acknowledged it. Lives in DATA_DIR/hasher.db (SQLite, WAL, synchronous=FULL).
+// submitter has acknowledged it. Lives in DATA_DIR/hasher.db (SQLite, WAL, synchronous=NORMAL:
+// a rebuildable cache; the submitter holds the durable queue).
 //
 // Thread-safe: every method takes the database's lock.
 #pragma once

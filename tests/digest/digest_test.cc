@@ -137,6 +137,54 @@ TEST(HashFileTest, ChangeWhileHashingIsRetriedThenReported) {
   EXPECT_EQ(n, 3);
 }
 
+// HashFile stops after a short read that reaches the size seen before reading (no extra read for
+// EOF) and reuses one buffer per thread: files smaller than, equal to and larger than the buffer,
+// hashed one after another on the same thread (a smaller file after a larger one must not see
+// stale bytes), and a short file appended to exactly at that point is still read again.
+TEST(HashFileTest, SizesAroundTheBufferAndReusedBuffer) {
+  TempDir dir;
+  HashFileOptions opt;
+  opt.buffer_bytes = 4096;
+  for (size_t n : {size_t{4097}, size_t{1}, size_t{4096}, size_t{4095}, size_t{8192}, size_t{10}}) {
+    std::string path = dir.path() + "/f" + std::to_string(n);
+    std::string data = Pattern(n);
+    WriteFile(path, data);
+    std::atomic<int64_t> bytes{0};
+    absl::StatusOr<FileDigest> d = HashFile(path, opt, &bytes);
+    ASSERT_TRUE(d.ok()) << n << ": " << d.status();
+    EXPECT_EQ(d->digest, OneShot(data)) << n;
+    EXPECT_EQ(d->size_bytes, static_cast<int64_t>(n));
+    EXPECT_EQ(d->attempts, 1);
+    EXPECT_EQ(bytes.load(), static_cast<int64_t>(n));
+  }
+  // A bigger buffer on the same thread, then the default one: still correct.
+  opt.buffer_bytes = 1 << 16;
+  std::string path = dir.path() + "/g";
+  std::string data = Pattern(70000);
+  WriteFile(path, data);
+  absl::StatusOr<FileDigest> d = HashFile(path, opt);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->digest, OneShot(data));
+
+  // Short file, grown right after its only read: detected and read again with the new bytes.
+  std::string small = dir.path() + "/grow.txt";
+  WriteFile(small, "abc");
+  int calls = 0;
+  opt.after_read_hook = [&](int attempt) {
+    ++calls;
+    if (attempt == 0) {
+      std::ofstream out(small, std::ios::app);
+      out << "def";
+    }
+  };
+  d = HashFile(small, opt);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->attempts, 2);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(d->digest, OneShot("abcdef"));
+  EXPECT_EQ(d->size_bytes, 6);
+}
+
 TEST(HashFileTest, EmptyFifoAndMissing) {
   TempDir dir;
   WriteFile(dir.path() + "/empty", "");

@@ -191,7 +191,7 @@ class HasherServiceTest : public ::testing::Test {
     opt.root = root_;
     opt.workers = 2;
     opt.max_inflight = max_inflight;
-    opt.hash_buffer_bytes = 4096;
+    opt.hash_buffer_bytes = hash_buffer_bytes_;
     opt.submit.backoff = BackoffPolicy{absl::Milliseconds(20), absl::Milliseconds(200), 2.0};
     if (with_submitter) {
       opt.submitter = rpc::MakeChannel("127.0.0.1:" + std::to_string(fake_port_));
@@ -254,6 +254,7 @@ class HasherServiceTest : public ::testing::Test {
   }
 
   std::string base_, root_;
+  size_t hash_buffer_bytes_ = 4096;
   FakeSubmitter fake_;
   int fake_port_ = 0;
   std::unique_ptr<grpc::Server> fake_server_;
@@ -451,6 +452,83 @@ TEST_F(HasherServiceTest, ForwardsThenSecondRunIsUnchangedAndModifiedFileIsRehas
   std::vector<std::string> expected;
   for (const auto& [p, c] : files) expected.push_back(p);
   EXPECT_EQ(paths, expected);
+}
+
+// Many files go through the batched path (walk entries admitted and hashed in batches, one store
+// transaction per batch, QUEUED marks written in batches): still exactly one result per file, the
+// duplicate reported in dry run, every row QUEUED as soon as the call has finished, and the
+// second run skips every file. Windows of 1 and 7 exercise batches of one and odd batch sizes
+// against a full window (a batch must never wait on slots it holds itself).
+TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTheEnd) {
+  StartFake();
+  auto files = MakeFiles(203);
+  WriteFile(root_ + "/dup/copy.txt", files["f/0/5.txt"]);
+  files["dup/copy.txt"] = files["f/0/5.txt"];
+  WriteFile(root_ + "/dup/empty.txt", "");
+  for (int window : {1, 7, 256}) {
+    SCOPED_TRACE("max_inflight " + std::to_string(window));
+    StopHasher();
+    std::error_code ec;
+    fs::remove(base_ + "/data/hasher.db", ec);
+    fs::remove(base_ + "/data/hasher.db-wal", ec);
+    fs::remove(base_ + "/data/hasher.db-shm", ec);
+    StartHasher(/*with_submitter=*/true, window);
+
+    v1::HashTreeRequest dry;
+    dry.set_job("dry");
+    dry.set_dry_run(true);
+    TreeRun run = RunTree(dry);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.all.size(), files.size() + 1);  // one per file, the empty one included
+    ASSERT_EQ(run.by_path.size(), files.size() + 1);
+    EXPECT_TRUE(run.all.back().walk_complete());
+    EXPECT_EQ(run.all.back().files_total(), static_cast<int64_t>(files.size() + 1));
+    for (const auto& [path, content] : files) {
+      const auto& r = run.by_path[path];
+      EXPECT_EQ(r.status().code(), 0) << path;
+      EXPECT_EQ(r.digest(), Sha(content)) << path;
+      EXPECT_EQ(r.state(), v1::DIGEST_STATE_HASHED);
+    }
+    EXPECT_EQ(run.by_path["dup/empty.txt"].status().reason(), "EMPTY_FILE");
+    // Whichever of the two copies was recorded second names the first.
+    const auto& a = run.by_path["f/0/5.txt"];
+    const auto& b = run.by_path["dup/copy.txt"];
+    EXPECT_TRUE((a.duplicate_of() == "dup/copy.txt") != (b.duplicate_of() == "f/0/5.txt"))
+        << a.duplicate_of() << " / " << b.duplicate_of();
+    EXPECT_EQ(run.by_path["f/0/6.txt"].duplicate_of(), "");
+
+    v1::HashTreeRequest fwd;
+    fwd.set_job("fwd");
+    run = RunTree(fwd);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.all.size(), files.size() + 1);
+    ASSERT_EQ(run.by_path.size(), files.size() + 1);
+    for (const auto& [path, content] : files) {
+      EXPECT_EQ(run.by_path[path].state(), v1::DIGEST_STATE_QUEUED) << path;
+    }
+    // Every acknowledged row is QUEUED in the store once the call finished.
+    std::string after;
+    size_t queued = 0;
+    for (int page = 0; page < 100; ++page) {
+      auto rows = store_->ListPage("fwd", after, 64);
+      ASSERT_TRUE(rows.ok()) << rows.status();
+      if (rows->empty()) break;
+      for (const FileRow& row : *rows) {
+        if (row.state == FileState::kQueued) ++queued;
+      }
+      after = rows->back().path;
+    }
+    EXPECT_EQ(queued, files.size());
+    // The second run reads and sends nothing again.
+    size_t sent = fake_.received().size();
+    run = RunTree(fwd);
+    ASSERT_TRUE(run.status.ok());
+    size_t unchanged = 0;
+    for (const auto& r : run.all) unchanged += r.unchanged() ? 1 : 0;
+    EXPECT_EQ(unchanged, files.size());
+    EXPECT_EQ(fake_.received().size(), sent);
+    EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+  }
 }
 
 TEST_F(HasherServiceTest, SlowSubmitterNeverHasMoreThanMaxInflightUnacked) {

@@ -24,28 +24,15 @@
 #include "libs/common/hex.h"
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/stack.h"
+#include "tests/e2e/e2e_util.h"
 
 namespace anchord::anchorctl {
 namespace {
 namespace fs = std::filesystem;
 
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-void WriteFile(const fs::path& p, const std::string& content) {
-  fs::create_directories(p.parent_path());
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-}
-
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
+using e2e::RunResult;
+using e2e::Sha256Hex;
+using e2e::WriteFile;
 
 class E2eTest : public testing::Test {
  protected:

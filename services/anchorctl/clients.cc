@@ -134,9 +134,15 @@ absl::Status Clients::Check(const std::string& service) {
                  : service == "submitter" ? submitter_channel_
                                           : poller_channel_;
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + deadline_))) {
+    // A failed TLS handshake looks like an unreachable peer from here; name the likely causes.
+    const rpc::TransportSecurity& security = GetTransportSecurity();
+    const std::string hint =
+        security.tls_enabled()
+            ? "is the stack running, does it speak TLS, and does its certificate verify against "
+              "--tls-ca (and does it accept --tls-cert)?"
+            : "is the stack running (and does it expect TLS: see --tls-ca)?";
     return absl::UnavailableError(absl::StrCat("cannot reach the ", service, " at ", addr,
-                                               " (from ", endpoints_.source,
-                                               "); is the stack running?"));
+                                               " (from ", endpoints_.source, "); ", hint));
   }
   return absl::OkStatus();
 }

@@ -183,6 +183,8 @@ TEST_F(TlsE2eTest, MutualTlsArchiveConfirmsAndRefusesCallersWithoutCertificate) 
   EXPECT_NE(no_cert.exit_code, 0) << no_cert.output;
   EXPECT_NE(no_cert.exit_code, -1) << "anchorctl hung\n" << no_cert.output;
   EXPECT_NE(no_cert.output.find("hasher"), std::string::npos) << no_cert.output;
+  // The message points at TLS as the likely cause, not only at a stopped stack.
+  EXPECT_NE(no_cert.output.find("TLS"), std::string::npos) << no_cert.output;
 
   // Plaintext against a TLS port.
   RunResult plain = RunCtl({}, {"archive", (root_ / "tree").string(), "--job", "plain", "--wait",
@@ -191,6 +193,7 @@ TEST_F(TlsE2eTest, MutualTlsArchiveConfirmsAndRefusesCallersWithoutCertificate) 
   EXPECT_NE(plain.exit_code, 0) << plain.output;
   EXPECT_NE(plain.exit_code, -1) << "anchorctl hung\n" << plain.output;
   EXPECT_NE(plain.output.find("hasher"), std::string::npos) << plain.output;
+  EXPECT_NE(plain.output.find("--tls-ca"), std::string::npos) << plain.output;
   EXPECT_EQ(report.output.find("cannot reach"), std::string::npos) << report.output;
 }
 

@@ -7,6 +7,7 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/validate.h"
+#include "libs/rpc/reactor_lifetime.h"
 #include "libs/rpc/status.h"
 #include "services/poller/convert.h"
 #include "services/poller/poll_engine.h"
@@ -37,7 +38,8 @@ grpc::Status StoreError(const absl::Status& st) {
 // ---------------------------------------------------------------------------------------------
 // Track: bidi; requests are batched per stream and stored on the worker pool, one transaction per
 // batch; each response is written after the commit that made its proof durable.
-class TrackReactor final : public grpc::ServerBidiReactor<v1::TrackRequest, v1::TrackResponse> {
+class TrackReactor final
+    : public rpc::ReactorLifetime<grpc::ServerBidiReactor<v1::TrackRequest, v1::TrackResponse>> {
  public:
   explicit TrackReactor(PollerServiceImpl* service) : service_(service) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -84,33 +86,6 @@ class TrackReactor final : public grpc::ServerBidiReactor<v1::TrackRequest, v1::
   void OnDone() override { Unref(); }
 
  private:
-  void Unref() {
-    bool del;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      del = --refs_ == 0;
-    }
-    if (del) delete this;
-  }
-
-  // Finish is sent after the write in flight, if any, completes (OnWriteDone calls it; after a
-  // cancellation that write completes at once with ok=false).
-  void FinishLocked(grpc::Status st) {
-    if (finished_) return;
-    finished_ = true;
-    if (writing_) {
-      deferred_status_ = std::move(st);
-      finish_deferred_ = true;
-      return;
-    }
-    Finish(std::move(st));
-  }
-  bool SendDeferredFinishLocked() {
-    if (!finish_deferred_) return false;
-    finish_deferred_ = false;
-    Finish(std::move(deferred_status_));
-    return true;
-  }
 
   void MaybeReadLocked() {
     // One read in flight; at most track_max_in_flight requests between read and acknowledgement.
@@ -211,26 +186,21 @@ class TrackReactor final : public grpc::ServerBidiReactor<v1::TrackRequest, v1::
   }
 
   PollerServiceImpl* service_;
-  std::mutex mu_;
-  int refs_ = 1;  // gRPC's reference, released in OnDone
   v1::TrackRequest read_buf_;
   v1::TrackResponse write_buf_;
   std::deque<v1::TrackRequest> inbox_;
   std::deque<v1::TrackResponse> outbox_;
   int in_flight_ = 0;
   bool reading_ = false;
-  bool writing_ = false;
   bool reads_done_ = false;
   bool task_scheduled_ = false;
-  bool finished_ = false;
-  bool finish_deferred_ = false;
-  grpc::Status deferred_status_;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Watch: subscribe first (so no event is lost between snapshot and live), then the snapshot in
 // pages from the worker pool, SNAPSHOT_DONE, then live events from the bounded subscription.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse> {
+class WatchReactor final
+    : public rpc::ReactorLifetime<grpc::ServerWriteReactor<v1::WatchResponse>> {
  public:
   WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& req) : service_(service) {
     absl::Status st = absl::OkStatus();
@@ -296,33 +266,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse> {
   }
 
  private:
-  void Unref() {
-    bool del;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      del = --refs_ == 0;
-    }
-    if (del) delete this;
-  }
-
-  // Finish is sent after the write in flight, if any, completes (OnWriteDone calls it; after a
-  // cancellation that write completes at once with ok=false).
-  void FinishLocked(grpc::Status st) {
-    if (finished_) return;
-    finished_ = true;
-    if (writing_) {
-      deferred_status_ = std::move(st);
-      finish_deferred_ = true;
-      return;
-    }
-    Finish(std::move(st));
-  }
-  bool SendDeferredFinishLocked() {
-    if (!finish_deferred_) return false;
-    finish_deferred_ = false;
-    Finish(std::move(deferred_status_));
-    return true;
-  }
 
   // Bus thread.
   void OnEvent() {
@@ -404,8 +347,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse> {
   }
 
   PollerServiceImpl* service_;
-  std::mutex mu_;
-  int refs_ = 1;  // gRPC's reference, released in OnDone
   WatchFilter filter_;
   EventBus::SubscriptionPtr sub_;
   bool registered_ = false;
@@ -415,10 +356,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse> {
   int64_t snapshot_after_ = 0;
   std::deque<v1::WatchResponse> snapshot_;
   EventPtr current_;
-  bool writing_ = false;
-  bool finished_ = false;
-  bool finish_deferred_ = false;
-  grpc::Status deferred_status_;
 };
 
 // ---------------------------------------------------------------------------------------------

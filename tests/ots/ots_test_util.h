@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/ots/headers.h"
 #include "libs/ots/ots.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anchord::ots::testing_util {
 
@@ -34,23 +35,7 @@ inline std::string Hex(absl::string_view b) { return absl::BytesToHexString(b); 
 inline std::string Unhex(absl::string_view h) { return absl::HexStringToBytes(h); }
 inline std::string Rev(absl::string_view b) { return std::string(b.rbegin(), b.rend()); }
 
-// A fresh temp dir per test, removed at destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "otsv_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ::anchord::testing::TempDir;
 
 inline void PutLe32(uint32_t v, std::string* out) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));

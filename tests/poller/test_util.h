@@ -14,25 +14,11 @@
 #include "libs/common/hex.h"
 #include "libs/providers/provider.h"
 #include "services/poller/poller_store.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anchord::poller::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "poller_test_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ::anchord::testing::TempDir;
 
 // A distinct 32-byte digest for each n.
 inline std::string Digest(int n) {

@@ -326,7 +326,9 @@ class ProofdProvider final : public Provider {
     return result;
   }
 
-  LookupResult Lookup(const std::string& proof_id) override {
+  LookupResult Lookup(const ProofRef& ref) override { return LookupById(ref.proof_id); }
+
+  LookupResult LookupById(const std::string& proof_id) {
     LookupResult result;
     if (!IsUuid(proof_id)) {
       result.outcome = LocalInvalidId();
@@ -384,7 +386,8 @@ class ProofdProvider final : public Provider {
     return result;
   }
 
-  DownloadResult DownloadProof(const std::string& proof_id) override {
+  DownloadResult DownloadProof(const ProofRef& ref) override {
+    const std::string& proof_id = ref.proof_id;
     DownloadResult result;
     if (!IsUuid(proof_id)) {
       result.outcome = LocalInvalidId();
@@ -631,7 +634,7 @@ class ProofdProvider final : public Provider {
     };
 
     if (!dup.error.existing_id.empty()) {
-      LookupResult lr = Lookup(dup.error.existing_id);
+      LookupResult lr = LookupById(dup.error.existing_id);
       if (lr.outcome.kind == OutcomeKind::kOk && lr.record && lr.record->digest_hex == digest) {
         return duplicate(*lr.record);
       }

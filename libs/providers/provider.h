@@ -1,7 +1,18 @@
 // One interface for every anchoring provider. The submitter and the poller speak only this; each
-// adapter (proofd.id v1 now; ProofLedger, SimpleProof and OpenTimestamps calendars next) maps its
+// adapter (proofd.id v1, ProofLedger v1, SimpleProof, OpenTimestamps calendars) maps its
 // provider's API onto it, including the classification of every error, and paces itself under
 // the provider's limits through the RateLimiters it is given.
+//
+// The interface is shaped by what differs between the providers:
+//  - some take one digest per request (proofd, ProofLedger, calendars), SimpleProof up to 25:
+//    max_batch() and CreateBatch();
+//  - some have idempotency keys (proofd), some answer a re-sent digest with the original record
+//    (ProofLedger duplicate_of, SimpleProof), calendars are free and answer a new pending proof:
+//    PreparedCreate::maybe_sent tells an adapter that the request may already have arrived;
+//  - some identify records by an id of their own, some only by the digest, calendars by the
+//    commitments inside the pending proof: ProofRef carries all three;
+//  - some give an .ots only after confirmation (proofd, SimpleProof), calendars give a pending
+//    one at creation that must be stored before anything else, ProofLedger none: evidence.
 //
 // All calls block the calling thread (pacing waits included) and are thread-safe. No call throws;
 // no call returns or logs the API key.
@@ -57,6 +68,20 @@ struct ProviderRecord {
   std::string bitcoin_tx;
   absl::Time created_at = absl::InfinitePast();
   absl::Time confirmed_at = absl::InfinitePast();
+  // The provider's id of the original record when it reported this digest as a duplicate
+  // (ProofLedger duplicate_of); empty otherwise.
+  std::string duplicate_of;
+  // .ots bytes that came with the answer (calendars: the pending proof from a create, the
+  // upgraded proof from a lookup). Validated by the adapter: a detached .ots of digest_hex. The
+  // caller must store them durably before acting on the record: a calendar cannot resend them.
+  std::string evidence;
+};
+
+// What a caller holds of one proof: enough for any provider to find it again.
+struct ProofRef {
+  std::string proof_id;    // the provider's id (may equal the digest for digest-keyed providers)
+  std::string digest_hex;  // lowercase hex of the anchored digest
+  std::string evidence;    // the .ots stored so far (calendars: the pending proof); may be empty
 };
 
 // The input of a create: what is known of the file. Only the digest and metadata leave the machine.
@@ -72,8 +97,12 @@ struct CreateInput {
 // original answer instead of spending a second quota unit.
 struct PreparedCreate {
   std::string digest_hex;
-  std::string idempotency_key;
-  std::string body;  // exact request body
+  std::string idempotency_key;  // empty for providers without one
+  std::string body;  // exact request body (batch providers: this digest's part of the request)
+  // Set by the caller when this request may have reached the provider before (a retry, or a row
+  // found SUBMITTING after a crash). Adapters without idempotency keys then ask the provider
+  // whether it already holds the digest before sending, so no quota unit is spent twice.
+  bool maybe_sent = false;
 };
 
 struct CreateResult {
@@ -109,14 +138,38 @@ class Provider {
   virtual absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const = 0;
   // Sends a prepared create. Waits for the create (and general) rate limiters first.
   virtual CreateResult Create(const PreparedCreate& request) = 0;
-  // Fetches one record by the provider's id.
-  virtual LookupResult Lookup(const std::string& proof_id) = 0;
+  // How many digests one create request may carry (SimpleProof: 25). 1 for most providers.
+  virtual int max_batch() const { return 1; }
+  // Sends up to max_batch() prepared creates as one request; one result per input, in order.
+  // The default sends them one by one.
+  virtual std::vector<CreateResult> CreateBatch(const std::vector<PreparedCreate>& requests) {
+    std::vector<CreateResult> out;
+    out.reserve(requests.size());
+    for (const PreparedCreate& r : requests) out.push_back(Create(r));
+    return out;
+  }
+  // Fetches the current state of one record. A calendar adapter returns the upgraded .ots in
+  // record->evidence once a Bitcoin attestation arrived.
+  virtual LookupResult Lookup(const ProofRef& ref) = 0;
   // True when ListPending is supported (one request covers many pending records).
   virtual bool SupportsListPending() const = 0;
   // One page of the account's pending records; `cursor` empty for the first page.
   virtual ListPendingResult ListPending(const std::string& cursor, int limit) = 0;
+  // False for providers that never give an .ots (ProofLedger): the poller does not ask.
+  virtual bool OffersOts() const { return true; }
   // Downloads the .ots evidence of a record. kNotFound while the provider has none yet.
-  virtual DownloadResult DownloadProof(const std::string& proof_id) = 0;
+  virtual DownloadResult DownloadProof(const ProofRef& ref) = 0;
+  // Providers that notify a webhook (SimpleProof callback_url): parses a callback body and
+  // returns the digest (lowercase hex) it names. A callback is only a hint: the caller confirms
+  // it through Lookup before changing anything. INVALID_ARGUMENT for a malformed body;
+  // UNIMPLEMENTED for providers without callbacks.
+  virtual absl::StatusOr<std::string> ParseCallback(const std::string& body) const {
+    (void)body;
+    return absl::UnimplementedError(name() + " does not send callbacks");
+  }
+  // Lookups left in the provider's current status-check budget (ProofLedger's public verify
+  // endpoint: 120 per hour per IP), or -1 when the provider has no such budget.
+  virtual int64_t LookupBudgetRemaining() const { return -1; }
   // Stops pacing waits so that shutdown is not held up by a long Retry-After.
   virtual void Stop() = 0;
 };

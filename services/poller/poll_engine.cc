@@ -33,6 +33,10 @@ const char* ResultName(OutcomeKind kind) {
 
 // Whether a round should stop after this outcome: the provider will not answer better for the
 // next proof either, and more requests only burn the shared per-key budget.
+providers::ProofRef RefOf(const ProofRow& row) {
+  return providers::ProofRef{row.proof_id, HexEncode(row.digest), ""};
+}
+
 bool StopsRound(OutcomeKind kind) {
   return kind == OutcomeKind::kRateLimited || kind == OutcomeKind::kQuotaExhausted ||
          kind == OutcomeKind::kPermanent;
@@ -216,7 +220,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
 bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) {
   const std::string& name = p->name();
   ++stats->lookups;
-  providers::LookupResult r = p->Lookup(row.proof_id);
+  providers::LookupResult r = p->Lookup(RefOf(row));
   absl::Time now = clock_->Now();
   auto checked = [&] {
     absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
@@ -303,7 +307,7 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
   const std::string& name = p->name();
   if (row.proof_id.empty()) return true;
   ++stats->downloads;
-  providers::DownloadResult r = p->DownloadProof(row.proof_id);
+  providers::DownloadResult r = p->DownloadProof(RefOf(row));
   absl::Time now = clock_->Now();
   auto checked = [&] {
     absl::Status st = store_->MarkChecked(row.digest, row.provider, now);

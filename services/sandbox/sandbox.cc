@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
+#include <condition_variable>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -22,23 +21,22 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/ots/ots.h"
+#include "services/sandbox/calendar_api.h"
+#include "services/sandbox/proofledger_api.h"
+#include "services/sandbox/sandbox_core.h"
+#include "services/sandbox/simpleproof_api.h"
+
+// The proofd.id v1 emulation and the process around every API: the main listener, the /_sandbox
+// admin routes, the background confirmer. The other APIs live in their own files.
 
 namespace anchord::sandbox {
 namespace {
 
-using ojson = nlohmann::ordered_json;
-
-// Client-supplied strings (filenames) may hold invalid UTF-8; never let dump() throw on them.
-std::string Dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
-
-std::string FormatIso(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
-
-int64_t CeilSeconds(absl::Duration d) {
-  if (d <= absl::ZeroDuration()) return 0;
-  return absl::ToInt64Seconds(absl::Ceil(d, absl::Seconds(1)));
-}
+using internal::ApiId;
+using internal::Dump;
+using internal::FormatIso;
+using internal::ojson;
+using internal::Reply;
 
 // HTTP status for every documented error code. The doc names codes but not statuses except
 // DUPLICATE_TIMESTAMP (409); the choices below are the sandbox's, and clients must classify by
@@ -86,6 +84,34 @@ std::string SafeFilename(absl::string_view name, absl::string_view fallback) {
   return out;
 }
 
+bool IsUuid(absl::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The filename for Content-Disposition: only [A-Za-z0-9._-] survive (quotes, slashes and control
+// bytes could break the header or escape a download directory), at most 100 bytes.
+std::string SafeFilename(absl::string_view name, absl::string_view fallback) {
+  std::string out;
+  for (char c : name) {
+    if (out.size() >= 100) break;
+    out.push_back(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                          c == '-'
+                      ? c
+                      : '_');
+  }
+  while (!out.empty() && out.front() == '.') out.erase(out.begin());
+  if (out.empty()) out = std::string(fallback);
+  return out;
+}
+
 struct Record {
   std::string id;
   std::string certificate_id;
@@ -98,6 +124,7 @@ struct Record {
   absl::Time created_at;
   absl::Time due;  // when it confirms
   std::string nonce;
+  std::shared_ptr<ots::Timestamp> root;  // the proof tree until confirmed
   std::string blockchain_tx;
   int64_t bitcoin_block = 0;
   absl::Time confirmed_at;
@@ -111,44 +138,90 @@ struct IdemEntry {
   std::string response;
 };
 
-struct Block {
-  std::string merkle_root;  // internal byte order, the commitment the proofs reach
-  absl::Time time;
-  std::string header;  // 80 bytes, computed on first request
-};
-
-// At most `limit` entries in any window: the strictest reading of "N per minute".
-struct SlidingLog {
-  std::deque<absl::Time> times;
-  void Prune(absl::Time now, absl::Duration window) {
-    while (!times.empty() && times.front() + window <= now) times.pop_front();
-  }
-};
-
-struct Reply {
-  int status = 200;
-  std::string body;
-  std::string content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
 enum class Route { kCreate, kList, kGet, kOts, kUnknown };
+
+ojson CountsJson(const std::map<std::string, int64_t>& m) {
+  ojson j = ojson::object();
+  for (const auto& [k, v] : m) j[k] = v;
+  return j;
+}
+
+ojson ApiJson(const ApiStats& s) {
+  ojson j;
+  j["requests_total"] = s.requests_total;
+  j["creates_total"] = s.creates_total;
+  j["creates_by_digest"] = CountsJson(s.creates_by_digest);
+  j["max_creates_per_digest"] = s.max_creates_per_digest;
+  j["records_total"] = s.records_total;
+  j["confirmed_total"] = s.confirmed_total;
+  j["rate_limited_total"] = s.rate_limited_total;
+  j["early_requests_total"] = s.early_requests_total;
+  j["faults_injected_total"] = s.faults_injected_total;
+  return j;
+}
+
+ojson StatsJson(const SandboxStats& s, const std::vector<std::string>& calendar_urls) {
+  ojson j;
+  j["requests_total"] = s.requests_total;
+  j["creates_total"] = s.creates_total;
+  j["replays_total"] = s.replays_total;
+  j["creates_by_digest"] = CountsJson(s.creates_by_digest);
+  j["max_creates_per_digest"] = s.max_creates_per_digest;
+  j["rate_limited_total"] = s.rate_limited_total;
+  j["early_requests_total"] = s.early_requests_total;
+  j["faults_injected_total"] = s.faults_injected_total;
+  j["records_total"] = s.records_total;
+  j["confirmed_total"] = s.confirmed_total;
+  j["blocks_total"] = s.blocks_total;
+  j["proofd"] = ApiJson(s.proofd);
+  j["proofd"]["replays_total"] = s.replays_total;
+
+  ojson pl = ApiJson(s.proofledger);
+  pl["duplicates_total"] = s.proofledger.duplicates_total;
+  pl["verify_requests_total"] = s.proofledger.verify_requests_total;
+  pl["verify_requests_by_ip"] = CountsJson(s.proofledger.verify_requests_by_ip);
+  pl["verify_rate_limited_by_ip"] = CountsJson(s.proofledger.verify_rate_limited_by_ip);
+  j["proofledger"] = std::move(pl);
+
+  const SimpleProofStats& sp = s.simpleproof;
+  ojson spj = ApiJson(sp);
+  spj["cost_units_total"] = sp.cost_units_total;
+  spj["resubmitted_total"] = sp.resubmitted_total;
+  spj["verifications_total"] = sp.verifications_total;
+  spj["ots_urls_issued_total"] = sp.ots_urls_issued_total;
+  spj["ots_downloads_total"] = sp.ots_downloads_total;
+  spj["ots_urls_expired_total"] = sp.ots_urls_expired_total;
+  spj["callbacks_sent_total"] = sp.callbacks_sent_total;
+  spj["callbacks_delivered_total"] = sp.callbacks_delivered_total;
+  spj["callbacks_failed_total"] = sp.callbacks_failed_total;
+  spj["callbacks_dropped_total"] = sp.callbacks_dropped_total;
+  spj["callbacks_skipped_total"] = sp.callbacks_skipped_total;
+  j["simpleproof"] = std::move(spj);
+
+  ojson cal = ApiJson(s.calendar);
+  cal["submissions_total"] = s.calendar.submissions_total;
+  cal["submissions_by_calendar"] = CountsJson(s.calendar.submissions_by_calendar);
+  cal["upgrades_served_total"] = s.calendar.upgrades_served_total;
+  cal["pending_answers_total"] = s.calendar.pending_answers_total;
+  cal["not_found_total"] = s.calendar.not_found_total;
+  cal["calendar_urls"] = calendar_urls;
+  j["calendar"] = std::move(cal);
+  return j;
+}
 
 }  // namespace
 
-class Sandbox::Impl {
+class Sandbox::Impl : public internal::ChainListener {
  public:
   explicit Impl(const SandboxOptions& o)
-      : opt_(o),
-        clock_(o.clock != nullptr ? o.clock : Clock::Real()),
-        fault_rng_(o.seed),
-        id_rng_(o.seed ^ 0x9e3779b97f4a7c15ULL) {
-    SetFaultsLocked(o.faults, clock_->Now());
-    next_height_ = o.first_block_height;
+      : core_(o),
+        proofledger_(std::make_unique<internal::ProofLedgerApi>(&core_)),
+        simpleproof_(std::make_unique<internal::SimpleProofApi>(&core_)),
+        calendars_(std::make_unique<internal::CalendarApi>(&core_)) {
     for (const auto& k : o.api_keys) api_keys_.insert(k);
     for (const auto& k : o.not_entitled_keys) not_entitled_.insert(k);
   }
-  ~Impl() { Stop(); }
+  ~Impl() override { Stop(); }
 
   absl::Status Start();
   void Stop() {
@@ -157,26 +230,41 @@ class Sandbox::Impl {
     stopped_ = true;
     svr_.stop();
     if (listener_.joinable()) listener_.join();
+    calendars_->Stop();
+    simpleproof_->StopCallbacks();
+    {
+      std::lock_guard<std::mutex> core_lock(core_.mu());
+      ticker_stop_ = true;
+    }
+    ticker_cv_.notify_all();
+    if (ticker_.joinable()) ticker_.join();
   }
   int port() const { return port_; }
+  std::vector<std::string> calendar_urls() const { return calendars_->urls(); }
 
   SandboxStats Stats() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ConfirmDueLocked(clock_->Now());
-    SandboxStats s = stats_;
+    std::lock_guard<std::mutex> lock(core_.mu());
+    core_.ConfirmDue(core_.clock()->Now());
+    SandboxStats s = core_.stats();
     s.records_total = static_cast<int64_t>(records_.size());
+    // proofd's own counters live at the top level (source compatibility); mirror them.
+    s.proofd.creates_total = s.creates_total;
+    s.proofd.creates_by_digest = s.creates_by_digest;
+    s.proofd.max_creates_per_digest = s.max_creates_per_digest;
+    s.proofd.records_total = s.records_total;
+    s.proofd.confirmed_total = s.confirmed_total;
     return s;
   }
   void SetFaults(const Faults& f) {
-    std::lock_guard<std::mutex> lock(mu_);
-    SetFaultsLocked(f, clock_->Now());
+    std::lock_guard<std::mutex> lock(core_.mu());
+    core_.SetFaults(f, core_.clock()->Now());
   }
   Faults GetFaults() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return GetFaultsLocked(clock_->Now());
+    std::lock_guard<std::mutex> lock(core_.mu());
+    return core_.GetFaults(core_.clock()->Now());
   }
   void Reset() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(core_.mu());
     records_.clear();
     account_ids_.clear();
     account_digests_.clear();
@@ -184,54 +272,42 @@ class Sandbox::Impl {
     last_created_ms_.clear();
     cert_ids_.clear();
     idem_.clear();
-    buckets_.clear();
-    earliest_allowed_.clear();
-    pending_.clear();
-    blocks_.clear();
-    stats_ = SandboxStats();
+    proofledger_->ResetLocked();
+    simpleproof_->ResetLocked();
+    calendars_->ResetLocked();
+    core_.Reset();
   }
 
+  // proofd records reaching their fake block (core mutex held).
+  void OnConfirmedLocked(const std::string& id, const internal::Confirmation& c,
+                         bool ok) override;
+
  private:
-  // ---- helpers (mu_ held) ----
-  void SetFaultsLocked(const Faults& f, absl::Time now) {
-    faults_ = f;
-    faults_.error_rate = std::clamp(f.error_rate, 0.0, 1.0);
-    faults_.drop_rate = std::clamp(f.drop_rate, 0.0, 1.0);
-    faults_.latency_ms = std::clamp(f.latency_ms, 0, 60000);
-    double storm = std::clamp(f.storm_seconds, 0.0, 86400.0);
-    storm_until_ = storm > 0 ? now + absl::Seconds(storm) : absl::InfinitePast();
-  }
-  Faults GetFaultsLocked(absl::Time now) const {
-    Faults f = faults_;
-    f.storm_seconds = storm_until_ > now ? absl::ToDoubleSeconds(storm_until_ - now) : 0;
-    return f;
-  }
-  double Draw() { return std::uniform_real_distribution<double>(0.0, 1.0)(fault_rng_); }
-  std::string RandomBytes(size_t n) {
-    std::string out(n, '\0');
-    for (auto& c : out) c = static_cast<char>(id_rng_() & 0xff);
-    return out;
-  }
+  // ---- helpers (core mutex held) ----
   std::string NewRequestId() {
-    return absl::StrFormat("req_%08x%08x", static_cast<uint32_t>(id_rng_()), ++request_counter_);
+    return absl::StrFormat("req_%08x%08x", static_cast<uint32_t>(core_.RandomU64()),
+                           ++request_counter_);
   }
   std::string NewUuid() {
-    for (;;) {
-      std::string b = RandomBytes(16);
+    for (int attempt = 0;; ++attempt) {
+      std::string b = core_.RandomBytes(16);
       b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);  // version 4
       b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
       std::string h = HexEncode(b);
       std::string id = absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4),
                                     "-", h.substr(16, 4), "-", h.substr(20, 12));
-      if (!records_.count(id)) return id;
+      // 122 random bits: a collision is practically impossible; the cap only bounds the loop.
+      if (!records_.count(id) || attempt >= 64) return id;
     }
   }
   std::string NewCertificateId() {
     static constexpr char kChars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    for (;;) {
+    // 36^6 ids; should a huge run exhaust them, ids grow to 10 characters instead of looping.
+    for (int attempt = 0;; ++attempt) {
       std::string id = "TS-";
-      for (int i = 0; i < 6; ++i) id.push_back(kChars[id_rng_() % 36]);
-      if (cert_ids_.insert(id).second) return id;
+      const int len = attempt < 1000 ? 6 : 10;
+      for (int i = 0; i < len; ++i) id.push_back(kChars[core_.RandomU64() % 36]);
+      if (cert_ids_.insert(id).second || attempt >= 2000) return id;
     }
   }
 
@@ -245,6 +321,7 @@ class Sandbox::Impl {
   }
 
   ojson RecordJson(const Record& r) const {
+    const std::string& base = core_.opt().public_base_url;
     ojson j;
     j["id"] = r.id;
     j["certificate_id"] = r.certificate_id;
@@ -260,116 +337,12 @@ class Sandbox::Impl {
     j["created_at"] = FormatIso(r.created_at);
     j["thumbnail_url"] = nullptr;
     j["branding_snapshot"] = nullptr;
-    j["certificate_url"] = absl::StrCat(opt_.public_base_url, "/cert/", r.certificate_id);
-    j["verify_url"] = absl::StrCat(opt_.public_base_url, "/verify/", r.sha256_hex);
+    j["certificate_url"] = absl::StrCat(base, "/cert/", r.certificate_id);
+    j["verify_url"] = absl::StrCat(base, "/verify/", r.sha256_hex);
     j["ots_url"] = absl::StrCat("/api/v1/timestamps/", r.id, "/ots");
     return j;
   }
 
-  // Confirms every record whose delay has passed. Records due together form one fake block: their
-  // proofs share an OTS merkle tree whose tip is the block's merkle root. Done lazily on every
-  // request (and Stats()), which clients cannot tell apart from a background confirmer.
-  void ConfirmDueLocked(absl::Time now) {
-    constexpr size_t kMaxBatch = 1000;  // keeps merkle paths (and proofs) short
-    for (;;) {
-      std::vector<Record*> batch;
-      while (!pending_.empty() && batch.size() < kMaxBatch) {
-        auto it = records_.find(pending_.front());
-        if (it == records_.end()) {
-          pending_.pop_front();
-          continue;
-        }
-        if (it->second.due > now) break;
-        batch.push_back(&it->second);
-        pending_.pop_front();
-      }
-      if (batch.empty()) return;
-      ConfirmBatchLocked(batch, now);
-    }
-  }
-
-  void ConfirmBatchLocked(const std::vector<Record*>& batch, absl::Time now) {
-    const int64_t height = next_height_++;
-    std::vector<std::shared_ptr<ots::Timestamp>> roots, leaves;
-    bool ok = true;
-    for (Record* r : batch) {
-      auto digest = HexDecode(r->sha256_hex);
-      auto root = std::make_shared<ots::Timestamp>(digest.ok() ? *digest : std::string(32, '\0'));
-      // append(nonce) then sha256: the nonce keeps the digest private from the other leaves.
-      auto appended = root->AddOp(ots::Op::Append(r->nonce));
-      if (!appended.ok()) { ok = false; break; }
-      auto leaf = (*appended)->AddOp(ots::Op::Sha256());
-      if (!leaf.ok()) { ok = false; break; }
-      roots.push_back(root);
-      leaves.push_back(*leaf);
-    }
-    absl::StatusOr<std::shared_ptr<ots::Timestamp>> tip =
-        ok ? ots::MakeMerkleTree(leaves) : absl::InternalError("building leaves failed");
-    if (tip.ok()) (*tip)->AddAttestation(ots::Attestation::Bitcoin(static_cast<uint64_t>(height)));
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Record* r = batch[i];
-      absl::StatusOr<std::string> bytes = absl::InternalError("no tip");
-      if (tip.ok() && i < roots.size()) {
-        bytes = ots::SerializeDetached({ots::Op::Sha256(), roots[i]->msg(), roots[i]});
-      }
-      if (!bytes.ok()) {
-        // Cannot happen for 32-byte digests; a record we cannot prove is reported as failed.
-        ANCHORD_LOG(Error) << "sandbox: building proof for " << r->id << ": " << bytes.status();
-        r->status = "failed";
-        continue;
-      }
-      r->ots = *std::move(bytes);
-      r->status = "confirmed";
-      r->bitcoin_block = height;
-      r->blockchain_tx = HexEncode(RandomBytes(32));
-      r->confirmed_at = now;
-      ++stats_.confirmed_total;
-    }
-    if (tip.ok()) blocks_[height] = Block{(*tip)->msg(), now, {}};
-  }
-
-  // ---- rate limits ----
-  struct BucketRef {
-    std::string key;
-    int limit;
-  };
-  // Returns true when every bucket has room; on success consumes a slot in each and fills the
-  // X-RateLimit-* headers from the tightest bucket; on failure fills a 429.
-  bool CheckLimitsLocked(const std::vector<BucketRef>& refs, absl::Time now, Reply* reply,
-                         int64_t* retry_after) {
-    const BucketRef* tightest = nullptr;
-    int64_t tightest_remaining = std::numeric_limits<int64_t>::max();
-    for (const auto& ref : refs) {
-      if (ref.limit <= 0) continue;
-      SlidingLog& log = buckets_[ref.key];
-      log.Prune(now, opt_.window);
-      if (static_cast<int64_t>(log.times.size()) >= ref.limit) {
-        // A rejected request does not consume a slot. Retry-After is the time until the oldest
-        // entry leaves the window (when a slot frees), rounded up, at least 1 s.
-        int64_t wait = std::max<int64_t>(1, CeilSeconds(log.times.front() + opt_.window - now));
-        *retry_after = wait;
-        reply->headers.emplace_back("Retry-After", std::to_string(wait));
-        AddLimitHeaders(ref.limit, 0, wait, reply);
-        return false;
-      }
-    }
-    for (const auto& ref : refs) {
-      if (ref.limit <= 0) continue;
-      SlidingLog& log = buckets_[ref.key];
-      log.times.push_back(now);
-      int64_t remaining = ref.limit - static_cast<int64_t>(log.times.size());
-      if (remaining < tightest_remaining) {
-        tightest_remaining = remaining;
-        tightest = &ref;
-      }
-    }
-    if (tightest != nullptr) {
-      SlidingLog& log = buckets_[tightest->key];
-      int64_t reset = log.times.empty() ? 0 : CeilSeconds(log.times.front() + opt_.window - now);
-      AddLimitHeaders(tightest->limit, tightest_remaining, reset, reply);
-    }
-    return true;
-  }
   // X-RateLimit-Reset is sent as delta seconds until a slot frees (like Retry-After), not as an
   // epoch: the doc does not say which, and a delta needs no synchronized clocks.
   static void AddLimitHeaders(int64_t limit, int64_t remaining, int64_t reset, Reply* reply) {
@@ -386,22 +359,22 @@ class Sandbox::Impl {
   Reply HandleGet(const std::string& id, const std::string& account, const std::string& rid,
                   bool ots);
   void HandleAdmin(const httplib::Request& req, httplib::Response& res, const std::string& what);
-  static void Send(const Reply& reply, const std::string& rid, bool drop, httplib::Response& res);
 
-  SandboxOptions opt_;
-  Clock* clock_;
+  internal::Core core_;
+  std::unique_ptr<internal::ProofLedgerApi> proofledger_;
+  std::unique_ptr<internal::SimpleProofApi> simpleproof_;
+  std::unique_ptr<internal::CalendarApi> calendars_;
   httplib::Server svr_;
   std::thread listener_;
   int port_ = 0;
   std::mutex stop_mu_;
   bool stopped_ = false;
+  std::thread ticker_;
+  std::condition_variable ticker_cv_;
 
-  std::mutex mu_;  // guards everything below
-  std::mt19937_64 fault_rng_;
-  std::mt19937_64 id_rng_;
+  // Guarded by the core mutex.
+  bool ticker_stop_ = false;
   uint32_t request_counter_ = 0;
-  Faults faults_;
-  absl::Time storm_until_ = absl::InfinitePast();
   std::set<std::string> api_keys_, not_entitled_;
   std::map<std::string, Record> records_;                      // id -> record
   std::map<std::string, std::vector<std::string>> account_ids_;  // in created_at order
@@ -410,43 +383,16 @@ class Sandbox::Impl {
   std::map<std::string, int64_t> last_created_ms_;
   std::set<std::string> cert_ids_;
   std::map<std::pair<std::string, std::string>, IdemEntry> idem_;
-  std::map<std::string, SlidingLog> buckets_;
-  std::map<std::string, absl::Time> earliest_allowed_;
-  std::deque<std::string> pending_;  // ids in creation order
-  std::map<int64_t, Block> blocks_;
-  int64_t next_height_ = 0;
-  SandboxStats stats_;
 };
-
-void Sandbox::Impl::Send(const Reply& reply, const std::string& rid, bool drop,
-                         httplib::Response& res) {
-  res.status = reply.status;
-  res.set_header("X-Request-Id", rid);
-  for (const auto& [k, v] : reply.headers) res.set_header(k, v);
-  if (!drop) {
-    res.set_content(reply.body, reply.content_type);
-    return;
-  }
-  // The injected drop: headers announce the full length, half the body is written, then the
-  // provider fails and httplib closes the connection, so the client sees a truncated response.
-  auto body = std::make_shared<std::string>(reply.body);
-  const size_t cut = body->size() / 2;
-  res.set_content_provider(
-      body->size(), reply.content_type,
-      [body, cut](size_t offset, size_t, httplib::DataSink& sink) {
-        if (offset < cut) sink.write(body->data() + offset, cut - offset);
-        return false;
-      });
-}
 
 void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& res, Route route) {
   std::string rid;
   int latency_ms = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.requests_total;
+    std::lock_guard<std::mutex> lock(core_.mu());
+    ++core_.stats().requests_total;
     rid = NewRequestId();
-    latency_ms = faults_.latency_ms;
+    latency_ms = core_.latency_ms();
   }
   // Creates sleep after reserving their Idempotency-Key instead (see HandleCreate), so that a
   // concurrent retry with the same key observes IDEMPOTENCY_IN_PROGRESS as the doc describes.
@@ -460,54 +406,35 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   if (auth.size() > 7 && absl::EqualsIgnoreCase(absl::string_view(auth).substr(0, 7), "bearer ")) {
     token = std::string(absl::StripAsciiWhitespace(absl::string_view(auth).substr(7)));
   }
-  // A Retry-After is an answer to one client: a request counts as early when the client that was
-  // told to wait sends again before the time passed. A client is its API key (or source IP
-  // without one) together with its User-Agent, so two programs sharing a key (anchord's submitter
-  // and poller) are judged on the answers each received, not on the other's.
-  const std::string client = absl::StrCat(" ua:", req.get_header_value("User-Agent"));
-  const std::string early_key =
-      (token.empty() ? "ip:" + req.remote_addr : "key:" + token) + client;
+  // A client is its API key (or source IP without one) with its User-Agent (see Core::Admit).
+  const std::string client = internal::ClientKey(
+      token.empty() ? "proofd ip:" + req.remote_addr : "proofd key:" + token, req);
 
-  std::unique_lock<std::mutex> lock(mu_);
-  const absl::Time now = clock_->Now();
-  ConfirmDueLocked(now);
-  bool drop = false;
+  std::unique_lock<std::mutex> lock(core_.mu());
+  const absl::Time now = core_.clock()->Now();
+  core_.ConfirmDue(now);
+  double upstream_draw = 1;
+  const internal::Admission adm =
+      core_.Admit(ApiId::kProofd, client, now, route == Route::kCreate ? &upstream_draw : nullptr);
+  const bool drop = adm.drop;
   Reply reply;
   auto finish = [&](const Reply& r) {
-    if (drop) ++stats_.faults_injected_total;
+    if (drop) core_.CountDrop(ApiId::kProofd);
     lock.unlock();
     ANCHORD_LOG(Debug) << "sandbox: " << req.method << " " << req.path << " -> " << r.status
                        << " " << rid << (drop ? " (dropped)" : "");
-    Send(r, rid, drop, res);
+    internal::Send(r, rid, drop, res);
   };
 
-  auto early = earliest_allowed_.find(early_key);
-  if (early != earliest_allowed_.end() && now < early->second) {
-    ++stats_.early_requests_total;
-    ANCHORD_LOG(Warning) << "sandbox: early request " << req.method << " " << req.path << " from "
-                         << early_key.substr(early_key.find(" ua:") + 1) << ", "
-                         << absl::FormatDuration(early->second - now) << " before its Retry-After";
-  }
-
-  // Fault decisions are drawn in a fixed order per request so a seed reproduces a run.
-  const bool error_fault = faults_.error_rate > 0 && Draw() < faults_.error_rate;
-  drop = faults_.drop_rate > 0 && Draw() < faults_.drop_rate;
-
-  if (now < storm_until_) {
-    drop = false;
-    ++stats_.rate_limited_total;
-    ++stats_.faults_injected_total;
-    earliest_allowed_[early_key] = now + absl::Seconds(1);
+  if (adm.storm) {
     reply = Error("RATE_LIMITED", "Rate limit exceeded (sandbox 429 storm).", rid);
     reply.headers.emplace_back("Retry-After", "1");
-    AddLimitHeaders(opt_.general_limit, 0, 1, &reply);
+    AddLimitHeaders(core_.opt().general_limit, 0, 1, &reply);
     return finish(reply);
   }
-  if (error_fault) {
-    drop = false;
-    ++stats_.faults_injected_total;
+  if (adm.error) {
     // Half of the injected errors on creates are the upstream OTS step failing (502).
-    const bool upstream = route == Route::kCreate && Draw() < 0.5;
+    const bool upstream = route == Route::kCreate && upstream_draw < 0.5;
     return finish(upstream ? Error("OTS_PROVIDER_ERROR", "OpenTimestamps step failed (injected).", rid)
                            : Error("INTERNAL_ERROR", "Internal error (injected).", rid));
   }
@@ -524,19 +451,21 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
                         rid));
   }
 
-  std::vector<BucketRef> refs = {{"general:" + token, opt_.general_limit}};
+  const SandboxOptions& opt = core_.opt();
+  std::vector<internal::Core::Bucket> buckets = {
+      {"proofd general:" + token, opt.general_limit, opt.window}};
   if (route == Route::kCreate) {
-    refs.push_back({"create-key:" + token, opt_.create_key_limit});
-    refs.push_back({"create-ip:" + req.remote_addr, opt_.create_ip_limit});
+    buckets.push_back({"proofd create-key:" + token, opt.create_key_limit, opt.window});
+    buckets.push_back({"proofd create-ip:" + req.remote_addr, opt.create_ip_limit, opt.window});
   }
-  int64_t retry_after = 0;
+  const internal::Core::LimitResult limit = core_.CheckLimits(buckets, now);
   Reply limits;
-  if (!CheckLimitsLocked(refs, now, &limits, &retry_after)) {
-    ++stats_.rate_limited_total;
-    // A 429 whose answer the drop fault cuts off never reaches the client, so it sets no wait.
-    if (!drop) earliest_allowed_[early_key] = now + absl::Seconds(retry_after);
+  if (limit.limit > 0) AddLimitHeaders(limit.limit, limit.remaining, limit.reset, &limits);
+  if (!limit.ok) {
+    core_.NoteRateLimited(ApiId::kProofd, client, limit.retry_after, drop, now);
     reply = Error("RATE_LIMITED", "A rate-limit bucket was exceeded.", rid);
-    reply.headers = limits.headers;
+    reply.headers.emplace_back("Retry-After", std::to_string(limit.retry_after));
+    reply.headers.insert(reply.headers.end(), limits.headers.begin(), limits.headers.end());
     return finish(reply);
   }
 
@@ -559,7 +488,6 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   reply.headers.insert(reply.headers.begin(), limits.headers.begin(), limits.headers.end());
   finish(reply);
 }
-
 
 Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
                                                  const std::string& account,
@@ -626,7 +554,7 @@ Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
         return Error("IDEMPOTENCY_MISMATCH",
                      "The Idempotency-Key was used for a different payload.", rid);
       }
-      ++stats_.replays_total;
+      ++core_.stats().replays_total;
       Reply r;
       r.status = it->second.status;
       r.body = it->second.response;
@@ -648,13 +576,13 @@ Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
     // Clients must resolve a duplicate by walking the account's list for the hash.
     return Error("DUPLICATE_TIMESTAMP", "The same owner already timestamped this hash.", rid);
   }
-  if (opt_.monthly_quota > 0 && account_creates_[account] >= opt_.monthly_quota) {
+  if (core_.opt().monthly_quota > 0 && account_creates_[account] >= core_.opt().monthly_quota) {
     release_key();
     return Error("MONTHLY_LIMIT_REACHED",
                  "The account exhausted its current monthly timestamp allowance.", rid);
   }
 
-  const absl::Time now = clock_->Now();
+  const absl::Time now = core_.clock()->Now();
   Record rec;
   rec.id = NewUuid();
   rec.certificate_id = NewCertificateId();
@@ -670,16 +598,23 @@ Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
   if (ms <= last) ms = last + 1;
   last = ms;
   rec.created_at = absl::FromUnixMillis(ms);
-  rec.due = now + opt_.confirm_after;
-  rec.nonce = RandomBytes(16);
+  rec.due = now + core_.opt().confirm_after;
+  rec.nonce = core_.RandomBytes(16);
+  auto leaf = internal::NoncedLeaf(*HexDecode(hex), rec.nonce);
+  if (!leaf.ok()) {  // cannot happen for a 32-byte digest
+    release_key();
+    return Error("INTERNAL_ERROR", "Building the proof leaf failed.", rid);
+  }
+  rec.root = leaf->first;
+  core_.AddPending(rec.due, leaf->second, this, rec.id);
 
   account_digests_[account].insert(hex);
   ++account_creates_[account];
   account_ids_[account].push_back(rec.id);
-  pending_.push_back(rec.id);
-  ++stats_.creates_total;
-  const int64_t n = ++stats_.creates_by_digest[hex];
-  stats_.max_creates_per_digest = std::max(stats_.max_creates_per_digest, n);
+  SandboxStats& stats = core_.stats();
+  ++stats.creates_total;
+  const int64_t n = ++stats.creates_by_digest[hex];
+  stats.max_creates_per_digest = std::max(stats.max_creates_per_digest, n);
 
   Reply r;
   r.status = 201;
@@ -779,61 +714,44 @@ Reply Sandbox::Impl::HandleGet(const std::string& raw_id, const std::string& acc
   return reply;
 }
 
-namespace {
-
-std::string Sha256d(absl::string_view b) { return ots::Sha256(ots::Sha256(b)); }
-
-void PutLe32(uint32_t v, std::string* out) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-// An 80-byte Bitcoin block header whose merkle root is `root` (internal order), with regtest-easy
-// bits 0x207fffff and a nonce found so that its hash meets that target (about 1 in 2 nonces do).
-std::string BuildHeader(int64_t height, absl::string_view root, absl::Time time) {
-  std::string prefix;
-  PutLe32(0x20000000, &prefix);
-  prefix += Sha256d(absl::StrCat("anchord-sandbox-block-", height - 1));  // fake previous hash
-  prefix += std::string(root);
-  PutLe32(static_cast<uint32_t>(absl::ToUnixSeconds(time)), &prefix);
-  PutLe32(0x207fffff, &prefix);
-  // Target for bits 0x207fffff: 0x7fffff << 232, i.e. big-endian 7f ff ff 00 .. 00.
-  std::string target(32, '\0');
-  target[0] = '\x7f';
-  target[1] = target[2] = '\xff';
-  for (uint32_t nonce = 0;; ++nonce) {
-    std::string header = prefix;
-    PutLe32(nonce, &header);
-    std::string hash = Sha256d(header);
-    std::reverse(hash.begin(), hash.end());  // the hash is compared as a little-endian number
-    if (hash <= target || nonce == std::numeric_limits<uint32_t>::max()) return header;
+void Sandbox::Impl::OnConfirmedLocked(const std::string& id, const internal::Confirmation& c,
+                                      bool ok) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  Record& r = it->second;
+  std::shared_ptr<ots::Timestamp> root = std::move(r.root);
+  absl::StatusOr<std::string> bytes = absl::InternalError("no block was built");
+  if (ok && root != nullptr) {
+    bytes = ots::SerializeDetached({ots::Op::Sha256(), root->msg(), root});
   }
+  if (!bytes.ok()) {
+    // Cannot happen for 32-byte digests; a record we cannot prove is reported as failed.
+    ANCHORD_LOG(Error) << "sandbox: building proof for " << r.id << ": " << bytes.status();
+    r.status = "failed";
+    return;
+  }
+  r.ots = *std::move(bytes);
+  r.status = "confirmed";
+  r.bitcoin_block = c.height;
+  r.blockchain_tx = HexEncode(core_.RandomBytes(32));
+  r.confirmed_at = c.time;
+  ++core_.stats().confirmed_total;
 }
-
-}  // namespace
 
 void Sandbox::Impl::HandleAdmin(const httplib::Request& req, httplib::Response& res,
                                 const std::string& what) {
   std::string rid;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.requests_total;
+    std::lock_guard<std::mutex> lock(core_.mu());
+    ++core_.stats().requests_total;
     rid = NewRequestId();
   }
   Reply reply;
   if (what == "stats") {
-    SandboxStats s = Stats();
+    reply.body = Dump(StatsJson(Stats(), calendar_urls()));
+  } else if (what == "calendars") {
     ojson j;
-    j["requests_total"] = s.requests_total;
-    j["creates_total"] = s.creates_total;
-    j["replays_total"] = s.replays_total;
-    j["creates_by_digest"] = ojson::object();
-    for (const auto& [k, v] : s.creates_by_digest) j["creates_by_digest"][k] = v;
-    j["max_creates_per_digest"] = s.max_creates_per_digest;
-    j["rate_limited_total"] = s.rate_limited_total;
-    j["early_requests_total"] = s.early_requests_total;
-    j["faults_injected_total"] = s.faults_injected_total;
-    j["records_total"] = s.records_total;
-    j["confirmed_total"] = s.confirmed_total;
+    j["calendar_urls"] = calendar_urls();
     reply.body = Dump(j);
   } else if (what == "faults") {
     if (req.method == "POST") {
@@ -854,9 +772,10 @@ void Sandbox::Impl::HandleAdmin(const httplib::Request& req, httplib::Response& 
       num("drop_rate", &f.drop_rate);
       num("latency_ms", &latency);
       num("storm_seconds", &f.storm_seconds);
+      num("callback_drop_rate", &f.callback_drop_rate);
       if (!ok) {
         reply = Error("INVALID_JSON", "Expected a JSON object of numeric fault fields.", rid);
-        return Send(reply, rid, false, res);
+        return internal::Send(reply, rid, false, res);
       }
       f.latency_ms = static_cast<int>(std::clamp(latency, 0.0, 60000.0));
       SetFaults(f);
@@ -867,6 +786,7 @@ void Sandbox::Impl::HandleAdmin(const httplib::Request& req, httplib::Response& 
     j["drop_rate"] = f.drop_rate;
     j["latency_ms"] = f.latency_ms;
     j["storm_seconds"] = f.storm_seconds;
+    j["callback_drop_rate"] = f.callback_drop_rate;
     reply.body = Dump(j);
   } else if (what == "reset") {
     Reset();
@@ -875,14 +795,8 @@ void Sandbox::Impl::HandleAdmin(const httplib::Request& req, httplib::Response& 
     int64_t height = 0;
     std::string header;
     if (req.matches.size() > 1 && absl::SimpleAtoi(std::string(req.matches[1]), &height)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = blocks_.find(height);
-      if (it != blocks_.end()) {
-        if (it->second.header.empty()) {
-          it->second.header = BuildHeader(height, it->second.merkle_root, it->second.time);
-        }
-        header = it->second.header;
-      }
+      std::lock_guard<std::mutex> lock(core_.mu());
+      header = core_.HeaderAt(height);
     }
     if (header.empty()) {
       reply = Error("NOT_FOUND", "No sandbox block at this height.", rid);
@@ -893,11 +807,11 @@ void Sandbox::Impl::HandleAdmin(const httplib::Request& req, httplib::Response& 
   } else {
     reply = Error("NOT_FOUND", "No such route.", rid);
   }
-  Send(reply, rid, false, res);
+  internal::Send(reply, rid, false, res);
 }
 
 absl::Status Sandbox::Impl::Start() {
-  const size_t threads = static_cast<size_t>(std::max(32, opt_.threads));
+  const size_t threads = static_cast<size_t>(std::max(32, core_.opt().threads));
   svr_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   svr_.set_payload_max_length(1 << 20);
   svr_.set_keep_alive_max_count(1000);
@@ -922,14 +836,22 @@ absl::Status Sandbox::Impl::Start() {
   svr_.Get("/api/v1/timestamps", api(Route::kList));
   svr_.Get("/api/v1/timestamps/([^/]+)/ots", api(Route::kOts));
   svr_.Get("/api/v1/timestamps/([^/]+)", api(Route::kGet));
+  proofledger_->Register(svr_);
+  simpleproof_->Register(svr_);
   svr_.Get("/_sandbox/stats", admin("stats"));
+  svr_.Get("/_sandbox/calendars", admin("calendars"));
   svr_.Get("/_sandbox/faults", admin("faults"));
   svr_.Post("/_sandbox/faults", admin("faults"));
   svr_.Post("/_sandbox/reset", admin("reset"));
   svr_.Get("/_sandbox/blocks/([0-9]{1,18})/header", admin("header"));
-  // Everything else: the error envelope (behind auth under /api/, like the documented routes).
+  // Everything else: the error shape of the API whose path space it is in (behind auth for
+  // proofd's /api/, like its documented routes), else the proofd envelope.
   auto fallback = [this](const httplib::Request& req, httplib::Response& res) {
-    if (absl::StartsWith(req.path, "/api/")) {
+    if (internal::ProofLedgerApi::Owns(req.path)) {
+      proofledger_->HandleUnknown(req, res);
+    } else if (internal::SimpleProofApi::Owns(req.path)) {
+      simpleproof_->HandleUnknown(req, res);
+    } else if (absl::StartsWith(req.path, "/api/")) {
       HandleApi(req, res, Route::kUnknown);
     } else {
       HandleAdmin(req, res, "unknown");
@@ -941,15 +863,18 @@ absl::Status Sandbox::Impl::Start() {
   svr_.Patch(".*", fallback);
   svr_.Delete(".*", fallback);
 
-  if (opt_.port == 0) {
-    port_ = svr_.bind_to_any_port(opt_.host);
+  const SandboxOptions& opt = core_.opt();
+  if (opt.port == 0) {
+    port_ = svr_.bind_to_any_port(opt.host);
   } else {
-    port_ = svr_.bind_to_port(opt_.host, opt_.port) ? opt_.port : -1;
+    port_ = svr_.bind_to_port(opt.host, opt.port) ? opt.port : -1;
   }
   if (port_ <= 0) {
     return absl::UnavailableError(
-        absl::StrCat("sandbox: cannot listen on ", opt_.host, ":", opt_.port));
+        absl::StrCat("sandbox: cannot listen on ", opt.host, ":", opt.port));
   }
+  simpleproof_->set_files_origin(absl::StrCat("http://", internal::UrlHost(opt.host), ":", port_));
+  if (auto st = calendars_->Start(); !st.ok()) return st;
   listener_ = std::thread([this] { svr_.listen_after_bind(); });
   // stop() is a no-op until the accept loop runs, so wait for it (bounded) before returning.
   for (int i = 0; i < 5000 && !svr_.is_running(); ++i) {
@@ -958,6 +883,17 @@ absl::Status Sandbox::Impl::Start() {
   if (!svr_.is_running()) {
     return absl::InternalError("sandbox: HTTP server did not start");
   }
+  simpleproof_->StartCallbacks();
+  // Confirms what is due without waiting for a request, so callbacks go out on time. A tick is
+  // cheap when nothing is due (one look at the earliest pending leaf).
+  ticker_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(core_.mu());
+    while (!ticker_stop_) {
+      ticker_cv_.wait_for(lock, std::chrono::milliseconds(50));
+      if (ticker_stop_) break;
+      core_.ConfirmDue(core_.clock()->Now());
+    }
+  });
   return absl::OkStatus();
 }
 
@@ -971,6 +907,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Start(const SandboxOptions& op
 }
 
 int Sandbox::port() const { return impl_->port(); }
+std::vector<std::string> Sandbox::calendar_urls() const { return impl_->calendar_urls(); }
 SandboxStats Sandbox::Stats() { return impl_->Stats(); }
 void Sandbox::SetFaults(const Faults& faults) { impl_->SetFaults(faults); }
 Faults Sandbox::GetFaults() { return impl_->GetFaults(); }

@@ -119,7 +119,8 @@ class FakeProvider final : public providers::Provider {
     r.outcome.kind = providers::OutcomeKind::kPermanent;
     return r;
   }
-  providers::LookupResult Lookup(const std::string& id) override {
+  providers::LookupResult Lookup(const providers::ProofRef& ref) override {
+    const std::string& id = ref.proof_id;
     std::lock_guard<std::mutex> lock(mu_);
     ++lookups_[id];
     providers::LookupResult r;
@@ -153,7 +154,8 @@ class FakeProvider final : public providers::Provider {
     if (start + limit < pending.size()) r.next_cursor = std::to_string(start + limit);
     return r;
   }
-  providers::DownloadResult DownloadProof(const std::string& id) override {
+  providers::DownloadResult DownloadProof(const providers::ProofRef& ref) override {
+    const std::string& id = ref.proof_id;
     std::lock_guard<std::mutex> lock(mu_);
     ++downloads_;
     providers::DownloadResult r;

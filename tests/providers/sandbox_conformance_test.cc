@@ -102,7 +102,7 @@ TEST_F(SandboxConformance, Lifecycle) {
   EXPECT_EQ(dup.record->proof_id, id);
   EXPECT_EQ(sandbox_->Stats().creates_total, 1);
 
-  LookupResult l = provider_->Lookup(id);
+  LookupResult l = provider_->Lookup({id});
   ASSERT_EQ(l.outcome.kind, OutcomeKind::kOk) << l.outcome.message;
   EXPECT_EQ(l.record->state, RecordState::kPending);
   ListPendingResult page = provider_->ListPending("", 50);
@@ -110,21 +110,21 @@ TEST_F(SandboxConformance, Lifecycle) {
   ASSERT_EQ(page.records.size(), 1u);
   EXPECT_EQ(page.records[0].proof_id, id);
   EXPECT_TRUE(page.next_cursor.empty());
-  EXPECT_EQ(provider_->DownloadProof(id).outcome.kind, OutcomeKind::kNotFound);
+  EXPECT_EQ(provider_->DownloadProof({id}).outcome.kind, OutcomeKind::kNotFound);
 
   clock_.Advance(absl::Minutes(61));
-  l = provider_->Lookup(id);
+  l = provider_->Lookup({id});
   ASSERT_EQ(l.outcome.kind, OutcomeKind::kOk) << l.outcome.message;
   EXPECT_EQ(l.record->state, RecordState::kConfirmed);
   EXPECT_GT(l.record->block_height, 0);
-  DownloadResult d = provider_->DownloadProof(id);
+  DownloadResult d = provider_->DownloadProof({id});
   ASSERT_EQ(d.outcome.kind, OutcomeKind::kOk) << d.outcome.message;
   EXPECT_TRUE(absl::StartsWith(d.ots, kOtsMagic));
   page = provider_->ListPending("", 50);
   ASSERT_EQ(page.outcome.kind, OutcomeKind::kOk);
   EXPECT_TRUE(page.records.empty());
 
-  EXPECT_EQ(provider_->Lookup("00000000-0000-4000-8000-000000000000").outcome.kind,
+  EXPECT_EQ(provider_->Lookup({"00000000-0000-4000-8000-000000000000"}).outcome.kind,
             OutcomeKind::kNotFound);
 }
 
@@ -159,7 +159,7 @@ TEST_F(SandboxConformance, AccountErrors) {
   EXPECT_FALSE(absl::StrContains(c.outcome.message, "proofd_live_unknown_key_123"));
 
   auto noplan = Make(kNoPlanKey);
-  LookupResult l = noplan->Lookup("00000000-0000-4000-8000-000000000000");
+  LookupResult l = noplan->Lookup({"00000000-0000-4000-8000-000000000000"});
   EXPECT_EQ(l.outcome.kind, OutcomeKind::kPermanent);
   EXPECT_EQ(l.outcome.code, "PLAN_NOT_ENTITLED");
 }

@@ -77,10 +77,10 @@ class FakeProvider final : public providers::Provider {
     }
     return r;
   }
-  providers::LookupResult Lookup(const std::string&) override { return {}; }
+  providers::LookupResult Lookup(const providers::ProofRef&) override { return {}; }
   bool SupportsListPending() const override { return false; }
   providers::ListPendingResult ListPending(const std::string&, int) override { return {}; }
-  providers::DownloadResult DownloadProof(const std::string&) override { return {}; }
+  providers::DownloadResult DownloadProof(const providers::ProofRef&) override { return {}; }
   void Stop() override {}
 
   static providers::CreateResult Ok(providers::OutcomeKind kind = providers::OutcomeKind::kOk,

@@ -39,6 +39,7 @@ per_s() { echo "scale=0; $n / $1" | bc; }
   echo "| nonces, one RandomNonce() call each | $(field nonce_calls_s) s | $(per_s "$(field nonce_calls_s)") nonces/s |"
   echo "| nonces, RandomNonces(N) (bulk RAND_bytes) | $(field nonce_bulk_s) s | $(per_s "$(field nonce_bulk_s)") nonces/s |"
   echo "| build tree ($(field build_hashes) SHA-256, height $(field tree_height)) | $(field build_s) s | $build_hps hashes/s = **${frac}x** openssl's 64-byte rate ($ossl_blocks_s/s) |"
+  echo "| path + join (re-hashing each path) of every proof, in memory | $(field join_s) s | $(per_s "$(field join_s)") proofs/s |"
   echo "| path + join (re-hashing each path) + write every proof | $(field join_write_s) s | $(field proofs_per_s) proofs/s, ${written_mib} MiB written |"
   echo
   echo "Proof size: $(field avg_proof_bytes) bytes on average (path $(field avg_path_bytes) bytes, root proof $(field root_ots_bytes) bytes incl. its 65-byte header)."

@@ -10,7 +10,6 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 
 #include "absl/strings/escaping.h"
@@ -48,9 +47,10 @@ absl::Status CheckDigest(absl::string_view digest) {
   return absl::OkStatus();
 }
 
-// The grammar of the header comment, one step at a time. `on_leaf(nonce)` is called once, then
-// `on_level(is_append, sibling)` per level; nothing is called after an error, and nothing is
-// hashed here, so validating untrusted bytes costs no more than reading them.
+// The grammar of the header comment, one step at a time: `on_leaf(nonce)` once, then
+// `on_level(is_append, sibling)` per level, each as soon as its bytes are checked, so an error
+// further on can follow earlier calls (callers that must not act on bad bytes validate first).
+// Reading and hashing are one pass because joining a million proofs runs this a million times.
 template <typename OnLeaf, typename OnLevel>
 absl::StatusOr<size_t> WalkPath(absl::string_view p, OnLeaf&& on_leaf, OnLevel&& on_level) {
   auto byte = [&](size_t i) { return static_cast<uint8_t>(p[i]); };
@@ -80,9 +80,9 @@ absl::StatusOr<size_t> WalkPath(absl::string_view p, OnLeaf&& on_leaf, OnLevel&&
   while (pos < p.size()) {
     const uint8_t tag = byte(pos);
     if (tag != ots::kOpAppend && tag != ots::kOpPrepend) {
-      return PathError(pos, absl::StrFormat(
-                                "expected append (0xf0) or prepend (0xf1) of a sibling, found 0x%02x",
-                                tag));
+      return PathError(pos, absl::StrFormat("expected append (0xf0) or prepend (0xf1) of a "
+                                            "sibling, found 0x%02x",
+                                            tag));
     }
     if (++levels > kMaxLevels) {
       return PathError(pos, absl::StrCat("more than ", kMaxLevels, " levels"));

@@ -99,10 +99,10 @@ class Tree {
 };
 
 // Parses path bytes (as PathBytes writes them) applied to `digest` (32 bytes) into a chain of
-// ots::Timestamp nodes; returns the chain's root (message = digest) and sets *tip (when not null) to
-// the node whose message is the Merkle root. The tip has no attestation or op yet: add one before
-// serializing. INVALID_ARGUMENT with the byte offset on malformed bytes (truncated, unknown or
-// misplaced op, wrong argument length, more than kMaxLevels levels, trailing bytes).
+// ots::Timestamp nodes; returns the chain's root (message = digest) and sets *tip (when not null)
+// to the node whose message is the Merkle root. The tip has no attestation or op yet: add one
+// before serializing. INVALID_ARGUMENT with the byte offset on malformed bytes (truncated, unknown
+// or misplaced op, wrong argument length, more than kMaxLevels levels, trailing bytes).
 absl::StatusOr<std::shared_ptr<ots::Timestamp>> ApplyPath(absl::string_view digest,
                                                           absl::string_view path_bytes,
                                                           std::shared_ptr<ots::Timestamp>* tip);

@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/validate.h"
+#include "libs/merkle/merkle.h"
+#include "services/poller/ots_check.h"
 
 namespace anchord::poller {
 
@@ -54,6 +56,9 @@ anchord::v1::Proof ToProto(const ProofRow& r) {
   }
   p.set_provider_request_id(r.provider_request_id);
   if (r.updated_at != absl::InfinitePast()) SetTimestamp(r.updated_at, p.mutable_updated_at());
+  p.set_merkle_root(r.merkle_root);
+  p.set_merkle_leaf_count(r.leaf_count);
+  p.set_stalled(r.stalled);
   return p;
 }
 
@@ -107,6 +112,37 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   if (p.files_size() > 1000) {
     return absl::InvalidArgumentError("proof.files: at most 1000 files per hand-off");
   }
+  if (p.merkle_leaf_count() < 0) {
+    return absl::InvalidArgumentError("proof.merkle_leaf_count: must not be negative");
+  }
+  if (st = CheckText(req.fallback_provider(), 64, "fallback_provider"); !st.ok()) return st;
+  if (!p.merkle_root().empty()) {
+    if (p.merkle_root().size() != 32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("proof.merkle_root: must be 32 bytes, got ", p.merkle_root().size()));
+    }
+    if (req.merkle_path().empty() || req.merkle_path().size() > 4096) {
+      return absl::InvalidArgumentError(
+          "merkle_path: required with proof.merkle_root, 1 to 4096 bytes");
+    }
+    absl::StatusOr<std::string> root = merkle::PathRoot(p.digest(), req.merkle_path());
+    if (!root.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("merkle_path: ", root.status().message()));
+    }
+    if (*root != p.merkle_root()) {
+      return absl::InvalidArgumentError("merkle_path: does not lead from proof.digest to proof.merkle_root");
+    }
+  } else if (!req.merkle_path().empty()) {
+    return absl::InvalidArgumentError("merkle_path: only allowed with proof.merkle_root");
+  }
+  if (!req.evidence().empty()) {
+    if (req.evidence().size() > 65536) {
+      return absl::InvalidArgumentError("evidence: at most 65536 bytes");
+    }
+    if (st = CheckOtsFile(req.evidence(), p.digest()); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("evidence: ", st.message()));
+    }
+  }
 
   TrackInput in;
   ProofRow& r = in.proof;
@@ -128,6 +164,11 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
     r.failure_reason = p.failure().reason();
   }
   r.provider_request_id = p.provider_request_id();
+  r.merkle_root = p.merkle_root();
+  r.merkle_path = req.merkle_path();
+  r.leaf_count = p.merkle_leaf_count();
+  r.fallback_provider = req.fallback_provider();
+  in.evidence = req.evidence();
   for (int i = 0; i < p.files_size(); ++i) {
     const auto& f = p.files(i);
     std::string prefix = absl::StrCat("proof.files[", i, "].");

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -17,6 +19,9 @@
 #include "services/poller/poller_metrics.h"
 #include "services/poller/poller_service.h"
 #include "services/poller/poller_store.h"
+#include "services/poller/fallback.h"
+#include "services/poller/webhook.h"
+#include "libs/rpc/security.h"
 #include "libs/common/worker_pool.h"
 
 int main(int argc, char** argv) {
@@ -28,6 +33,7 @@ int main(int argc, char** argv) {
   double poll_interval_s = 30, stall_after_s = 86400;
   int max_lookups = 100, workers = 2, watch_queue = 1024;
   anchord::providers::ProviderSettings provider_settings;
+  std::string webhook_listen, webhook_port_file, submitter_addr;
   // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
   // 40 (its 30 creates plus lookups that resolve duplicates), the poller takes 80. The two
   // defaults add up to the documented limit, so a default deployment never exceeds it.
@@ -77,6 +83,16 @@ int main(int argc, char** argv) {
         ->envname("ANCHORD_POLLER_WATCH_QUEUE")
         ->check(CLI::Range(1, 1000000))
         ->capture_default_str();
+    app.add_option("--webhook-listen", webhook_listen,
+                   "host:port of the provider callback endpoint (POST /callbacks/<provider>); "
+                   "empty disables")
+        ->envname("ANCHORD_WEBHOOK_LISTEN");
+    app.add_option("--webhook-port-file", webhook_port_file, "write the bound webhook port here")
+        ->envname("ANCHORD_WEBHOOK_PORT_FILE");
+    app.add_option("--submitter", submitter_addr,
+                   "submitter host:port, asked to re-anchor stalled proofs with their fallback "
+                   "provider; empty: stalls are only flagged")
+        ->envname("ANCHORD_SUBMITTER_ADDR");
     anchord::providers::AddProviderFlags(app, &provider_settings);
     anchord::rpc::AddTransportFlags(app, &server_options.security);
     app.parse(argc, argv);
@@ -126,6 +142,18 @@ int main(int argc, char** argv) {
   engine_options.poll_interval = absl::Seconds(poll_interval_s);
   engine_options.stall_after = absl::Seconds(stall_after_s);
   engine_options.max_lookups_per_round = max_lookups;
+  std::shared_ptr<grpc::Channel> submitter_channel;
+  if (!submitter_addr.empty()) {
+    auto channel = anchord::rpc::MakeSecureChannel(submitter_addr, server_options.security);
+    if (!channel.ok()) {
+      ANCHORD_LOG(Error) << "--submitter channel: " << channel.status();
+      return 2;
+    }
+    submitter_channel = *channel;
+    engine_options.fallback = [submitter_channel](const anchord::poller::ProofRow& row) {
+      return anchord::poller::RequestFallback(submitter_channel, row);
+    };
+  }
   anchord::poller::PollEngine engine(store->get(), &bus, &metrics, clock, (*providers)->All(),
                                      engine_options);
 
@@ -143,11 +171,28 @@ int main(int argc, char** argv) {
   }
   engine.RefreshGauges();
   engine.Start();
+  std::unique_ptr<anchord::poller::Webhook> webhook;
+  if (!webhook_listen.empty()) {
+    std::map<std::string, anchord::providers::Provider*> by_name;
+    for (auto* p : (*providers)->All()) by_name[p->name()] = p;
+    auto started = anchord::poller::Webhook::Start(webhook_listen, by_name, &engine, &metrics);
+    if (!started.ok()) {
+      ANCHORD_LOG(Error) << started.status();
+      engine.Stop();
+      return 2;
+    }
+    webhook = std::move(*started);
+    if (!webhook_port_file.empty()) {
+      std::ofstream(webhook_port_file) << webhook->port() << "\n";
+    }
+    ANCHORD_LOG(Info) << "webhook listening on port " << webhook->port();
+  }
 
   int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "signal " << sig << ": draining";
   // Watch streams never end by themselves: end them first so the drain does not wait out the
   // grace period. Then stop the RPCs, wake pacing waits, stop the engine and the workers.
+  if (webhook) webhook->Stop();
   poller_service.EndWatches();
   (*runner)->Shutdown();
   (*providers)->Stop();

@@ -1,6 +1,7 @@
 #include "services/poller/ots_check.h"
 
 #include "absl/strings/str_cat.h"
+#include "libs/ots/ots.h"
 
 namespace anchord::poller {
 namespace {
@@ -31,6 +32,12 @@ absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest) {
   }
   if (ots.substr(kMagicLen + 2, 32) != digest) {
     return absl::DataLossError(".ots is for a different digest");
+  }
+  // The whole proof must parse (every op, attestation and limit of libs/ots), so nothing stored
+  // can fail a later verify for being malformed.
+  absl::StatusOr<ots::DetachedFile> parsed = ots::ParseDetached(ots);
+  if (!parsed.ok()) {
+    return absl::DataLossError(absl::StrCat(".ots is malformed: ", parsed.status().message()));
   }
   return absl::OkStatus();
 }

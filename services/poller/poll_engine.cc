@@ -1,6 +1,7 @@
 #include "services/poller/poll_engine.h"
 
 #include <algorithm>
+#include <set>
 #include <unordered_set>
 
 #include "absl/strings/ascii.h"
@@ -33,9 +34,6 @@ const char* ResultName(OutcomeKind kind) {
 
 // Whether a round should stop after this outcome: the provider will not answer better for the
 // next proof either, and more requests only burn the shared per-key budget.
-providers::ProofRef RefOf(const ProofRow& row) {
-  return providers::ProofRef{row.proof_id, HexEncode(row.digest), ""};
-}
 
 bool StopsRound(OutcomeKind kind) {
   return kind == OutcomeKind::kRateLimited || kind == OutcomeKind::kQuotaExhausted ||
@@ -48,6 +46,63 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
                   const ProofRow& row, absl::Time now) {
   if (metrics) metrics->CountEvent(type);
   bus.Publish(MakeEvent(type, row, now));
+}
+
+void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
+                       absl::Time now) {
+  for (const ProofRow& leaf : leaves) {
+    anchord::v1::ProofEventType type =
+        leaf.state == anchord::v1::DIGEST_STATE_CONFIRMED
+            ? (leaf.ots_size > 0 ? anchord::v1::PROOF_EVENT_TYPE_OTS_STORED
+                                 : anchord::v1::PROOF_EVENT_TYPE_CONFIRMED)
+        : leaf.state == anchord::v1::DIGEST_STATE_FAILED ? anchord::v1::PROOF_EVENT_TYPE_FAILED
+        : leaf.stalled                                   ? anchord::v1::PROOF_EVENT_TYPE_STALLED
+                                                         : anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED;
+    if (type == anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED) continue;
+    // A leaf confirmed with its proof already available gets both events, in order.
+    if (type == anchord::v1::PROOF_EVENT_TYPE_OTS_STORED) {
+      PublishEvent(bus, metrics, anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, leaf, now);
+    }
+    PublishEvent(bus, metrics, type, leaf, now);
+  }
+}
+
+providers::ProofRef PollEngine::RefOf(const ProofRow& row) {
+  providers::ProofRef ref{row.proof_id, HexEncode(row.digest), ""};
+  if (row.ots_size > 0) {
+    // Calendars need the pending proof to find their commitments.
+    auto ots = store_->GetOts(row.digest, row.provider);
+    if (ots.ok() && ots->has_value()) ref.evidence = **ots;
+  }
+  return ref;
+}
+
+void PollEngine::Propagate(const ProofRow& root, absl::Time now) {
+  if (root.leaf_count <= 0) return;
+  auto leaves = store_->PropagateToLeaves(root.digest, root.provider, now);
+  if (!leaves.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << leaves.status();
+    return;
+  }
+  PublishLeafEvents(*bus_, metrics_, *leaves, now);
+}
+
+bool PollEngine::Hint(const std::string& provider, const std::string& digest_hex) {
+  auto digest = HexDecode(digest_hex);
+  if (!digest.ok() || digest->size() != 32) return false;
+  auto row = store_->Get(*digest, provider);
+  if (!row.ok() || !row->has_value() || (*row)->state != anchord::v1::DIGEST_STATE_PENDING ||
+      (*row)->is_leaf()) {
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& set = hints_[provider];
+    if (set.size() < 100000) set.insert(*digest);
+    ++hint_seq_;
+  }
+  cv_.notify_all();
+  return true;
 }
 
 PollEngine::PollEngine(PollerStore* store, EventBus* bus, PollerMetrics* metrics, Clock* clock,
@@ -81,14 +136,19 @@ void PollEngine::Stop() {
 
 void PollEngine::Loop(Provider* p) {
   while (true) {
+    uint64_t seen;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
+      seen = hint_seq_;
     }
     RunRound(p);
     std::unique_lock<std::mutex> lock(mu_);
-    // Real time here (not clock_): the interval paces real requests to a real provider.
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval), [&] { return stop_; });
+    // Real time here (not clock_): the interval paces real requests to a real provider. A
+    // callback hint for this provider starts the next round at once.
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval), [&] {
+      return stop_ || (hint_seq_ != seen && !hints_[p->name()].empty());
+    });
     if (stop_) return;
   }
 }
@@ -125,8 +185,24 @@ RoundStats PollEngine::RunRound(Provider* p) {
   const absl::Time walk_start = clock_->Now();
   const int budget = options_.max_lookups_per_round;
 
-  // 1 + 2: choose the proofs to look up.
+  // 0: proofs a callback named: checked first, through the API (a callback is only a hint).
+  std::set<std::string> hinted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    hinted.swap(hints_[name]);
+  }
   std::vector<ProofRow> to_check;
+  std::set<std::string> queued;
+  for (const std::string& digest : hinted) {
+    if (static_cast<int>(to_check.size()) >= budget) break;
+    auto row = store_->Get(digest, name);
+    if (row.ok() && row->has_value() && (*row)->state == anchord::v1::DIGEST_STATE_PENDING) {
+      queued.insert(digest);
+      to_check.push_back(std::move(**row));
+    }
+  }
+
+  // 1 + 2: choose the proofs to look up.
   bool walked = false;
   // Nothing of ours pending: no walk (it would spend a request of the shared budget per round).
   bool any_pending = true;
@@ -155,6 +231,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
         for (ProofRow& row : *rows) {
           // A proof handed off after the walk started may simply not be listed yet.
           if (row.tracked_at >= walk_start) continue;
+          if (row.is_leaf() || queued.count(row.digest)) continue;  // leaves follow their root
           if (still_pending.count(row.proof_id)) continue;
           to_check.push_back(std::move(row));
           if (static_cast<int>(to_check.size()) >= budget) break;
@@ -168,7 +245,10 @@ RoundStats PollEngine::RunRound(Provider* p) {
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "poller store: " << rows.status();
     } else {
-      to_check = std::move(*rows);
+      for (ProofRow& row : *rows) {
+        if (static_cast<int>(to_check.size()) >= budget) break;
+        if (!queued.count(row.digest)) to_check.push_back(std::move(row));
+      }
     }
   }
 
@@ -178,7 +258,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
   }
 
   // 3: evidence of confirmed proofs (including the ones confirmed just now).
-  if (go_on) {
+  if (go_on && p->OffersOts()) {
     auto rows = store_->ConfirmedWithoutOts(name, budget);
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "poller store: " << rows.status();
@@ -210,6 +290,30 @@ RoundStats PollEngine::RunRound(Provider* p) {
                            << ") with " << name << " pending for longer than "
                            << options_.stall_after;
       PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_STALLED, **marked, now);
+      Propagate(**marked, now);
+    }
+  }
+
+  // 5: fallback anchoring of stalled proofs whose job asked for it (leaves included).
+  if (options_.fallback) {
+    auto due = store_->FallbacksDue(name, 500);
+    if (!due.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << due.status();
+    } else {
+      for (const ProofRow& row : *due) {
+        absl::Status sent = options_.fallback(row);
+        if (!sent.ok()) {
+          ANCHORD_LOG(Warning) << "fallback of " << HexEncode(row.digest) << " to "
+                               << row.fallback_provider << " failed: " << sent
+                               << "; retrying next round";
+          break;
+        }
+        ANCHORD_LOG(Info) << "stalled proof of " << HexEncode(row.digest) << " with " << name
+                          << ": anchoring with fallback provider " << row.fallback_provider;
+        if (metrics_) metrics_->CountLookup(name, "fallback");
+        absl::Status st = store_->MarkFallbackSent(row.digest, row.provider);
+        if (!st.ok()) ANCHORD_LOG(Error) << "poller store: " << st;
+      }
     }
   }
 
@@ -259,9 +363,26 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
     checked();
     return true;
   }
+  // Evidence that came with the answer (calendar upgrades, SimpleProof's expiring download) is
+  // validated before anything is stored.
+  std::string evidence;
+  if (!rec.evidence.empty()) {
+    absl::Status valid = CheckOtsFile(rec.evidence, row.digest);
+    if (valid.ok()) {
+      evidence = rec.evidence;
+    } else {
+      if (metrics_) metrics_->CountDownload(name, "invalid");
+      ANCHORD_LOG(Error) << name << " .ots with the lookup of " << row.proof_id << " ("
+                         << HexEncode(row.digest) << ") rejected: " << valid.message();
+    }
+  }
   switch (rec.state) {
     case providers::RecordState::kPending:
       if (metrics_) metrics_->CountLookup(name, "pending");
+      if (!evidence.empty()) {
+        auto st = store_->ReplaceOts(row.digest, row.provider, evidence, now);
+        if (!st.ok()) ANCHORD_LOG(Error) << "poller store: " << st.status();
+      }
       checked();
       return true;
     case providers::RecordState::kConfirmed: {
@@ -272,6 +393,7 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
       in.block_height = std::max<int64_t>(0, rec.block_height);
       in.bitcoin_tx = rec.bitcoin_tx;
       in.confirmed_at = rec.confirmed_at;
+      in.ots = evidence;
       auto updated = store_->MarkConfirmed(row.digest, row.provider, in, now);
       if (!updated.ok()) {
         ANCHORD_LOG(Error) << "poller store: " << updated.status();
@@ -280,6 +402,12 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
         ANCHORD_LOG(Info) << "proof " << row.proof_id << " (" << HexEncode(row.digest)
                           << ") confirmed in block " << in.block_height;
         PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, **updated, now);
+        if (!evidence.empty()) {
+          ++stats->ots_stored;
+          if (metrics_) metrics_->ots_stored.Add({{"provider", name}}).Increment();
+          PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_OTS_STORED, **updated, now);
+        }
+        Propagate(**updated, now);
       }
       return true;
     }
@@ -296,6 +424,7 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
         ANCHORD_LOG(Warning) << "proof " << row.proof_id << " failed at " << name
                              << " (request id " << r.outcome.request_id << ")";
         PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_FAILED, **updated, now);
+        Propagate(**updated, now);
       }
       return true;
     }
@@ -344,6 +473,7 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
     ++stats->ots_stored;
     if (metrics_) metrics_->ots_stored.Add({{"provider", name}}).Increment();
     PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_OTS_STORED, **updated, now);
+    Propagate(**updated, now);
   }
   return true;
 }
@@ -376,6 +506,12 @@ void PollEngine::RefreshGauges() {
                      : std::max(0.0, absl::ToDoubleSeconds(now - ps.oldest_pending));
     metrics_->oldest_pending_age.Add({{"provider", name}}).Set(age);
     metrics_->stalled.Add({{"provider", name}}).Set(static_cast<double>(ps.stalled));
+  }
+  for (Provider* p : providers_) {
+    const int64_t left = p->LookupBudgetRemaining();
+    if (left >= 0) {
+      metrics_->lookup_budget.Add({{"provider", p->name()}}).Set(static_cast<double>(left));
+    }
   }
 }
 

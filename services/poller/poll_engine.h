@@ -17,8 +17,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,12 +39,22 @@ namespace anchord::poller {
 void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
                   const ProofRow& row, absl::Time now);
 
+// Publishes what happened to Merkle batch leaves that followed their root: CONFIRMED, FAILED,
+// STALLED or OTS_STORED (a confirmed leaf whose joined proof became available).
+void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
+                       absl::Time now);
+
+// Asks the submitter to anchor a stalled proof's digest with its fallback provider. OK once the
+// submitter stored the request durably; the poller then never asks again for that proof.
+using FallbackFn = std::function<absl::Status(const ProofRow& stalled)>;
+
 struct PollEngineOptions {
   absl::Duration poll_interval = absl::Seconds(30);
   absl::Duration stall_after = absl::Hours(24);
   int max_lookups_per_round = 100;
   int list_page_limit = 50;
   int max_list_pages = 200;
+  FallbackFn fallback;  // empty: stalls are flagged, nothing is re-anchored
 };
 
 struct RoundStats {
@@ -67,6 +80,11 @@ class PollEngine {
   // pacing wait does not hold shutdown up). Idempotent.
   void Stop();
 
+  // A provider's callback named `digest_hex` (a hint): check that proof at the start of the
+  // provider's next round, which starts now. False when the digest is not a PENDING proof of
+  // `provider` (an unknown or stale callback changes nothing).
+  bool Hint(const std::string& provider, const std::string& digest_hex);
+
   // One round for `provider`, in the calling thread. Public so tests drive rounds directly.
   RoundStats RunRound(providers::Provider* provider);
   // Recomputes the backlog, oldest-pending and stalled gauges from the store.
@@ -78,6 +96,10 @@ class PollEngine {
   // Returns false when the round should stop (rate limited, quota, permanent provider error).
   bool LookupOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
   bool DownloadOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
+  // The provider's handle on a proof, with its stored evidence.
+  providers::ProofRef RefOf(const ProofRow& row);
+  // Carries a batch root's new state to its leaves, with events.
+  void Propagate(const ProofRow& root, absl::Time now);
   void Loop(providers::Provider* p);
 
   PollerStore* store_;
@@ -90,6 +112,8 @@ class PollEngine {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  std::map<std::string, std::set<std::string>> hints_;  // provider -> digests (raw), guarded by mu_
+  uint64_t hint_seq_ = 0;                               // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

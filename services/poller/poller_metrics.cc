@@ -33,6 +33,10 @@ PollerMetrics::PollerMetrics(prometheus::Registry& registry)
                   .Name("anchord_poller_stalled_proofs")
                   .Help("Proofs pending longer than the stall limit.")
                   .Register(registry)),
+      lookup_budget(prometheus::BuildGauge()
+                        .Name("anchord_provider_lookup_budget_remaining")
+                        .Help("Status checks left in the provider's current budget window.")
+                        .Register(registry)),
       watchers(prometheus::BuildGauge()
                    .Name("anchord_poller_watchers")
                    .Help("Open Watch streams.")

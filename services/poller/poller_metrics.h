@@ -29,6 +29,9 @@ struct PollerMetrics {
   prometheus::Family<prometheus::Counter>& ots_stored;
   // anchord_poller_stalled_proofs{provider}
   prometheus::Family<prometheus::Gauge>& stalled;
+  // anchord_provider_lookup_budget_remaining{provider}: status checks left in the provider's
+  // current budget window (ProofLedger's public verify endpoint: 120 per hour per IP).
+  prometheus::Family<prometheus::Gauge>& lookup_budget;
   // anchord_poller_watchers
   prometheus::Gauge& watchers;
 

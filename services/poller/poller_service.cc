@@ -10,6 +10,7 @@
 #include "libs/rpc/reactor_lifetime.h"
 #include "libs/rpc/status.h"
 #include "services/poller/convert.h"
+#include "services/poller/leaf_proof.h"
 #include "services/poller/poll_engine.h"
 
 namespace anchord::poller {
@@ -165,6 +166,7 @@ class TrackReactor final
           if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
             PublishEvent(*service_->bus_, service_->metrics_, type, o.proof, now);
           }
+          PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
         }
       }
     }
@@ -395,8 +397,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
                                  absl::StrCat("digest: no proof of ", HexEncode(digest),
                                               provider.empty() ? "" : " with provider ", provider)));
     }
-    // Without a provider, any provider's stored .ots will do (the oldest proof may lack one).
-    auto ots = service->store_->GetOts(digest, provider);
+    // Merkle batch leaves get their joined proof (see leaf_proof.h).
+    auto ots = LoadProofOts(service->store_, digest, provider);
     if (!ots.ok()) return Finish(StoreError(ots.status()));
     if (!ots->has_value() || (*ots)->empty()) {
       return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no .ots stored yet"));

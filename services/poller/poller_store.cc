@@ -1,6 +1,7 @@
 #include "services/poller/poller_store.h"
 
 #include <mutex>
+#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -77,10 +78,23 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_job ON files (job, digest);
 )sql";
 
+// Columns added after the first release: created on old databases at open.
+constexpr struct {
+  const char* name;
+  const char* decl;
+} kAddedColumns[] = {
+    {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
+    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
+    {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+    {"fallback_sent", "INTEGER NOT NULL DEFAULT 0"},
+};
+
 constexpr char kColumns[] =
     "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
     "bitcoin_tx, submitted_at, confirmed_at, ots_size, failure_code, failure_message, "
-    "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at";
+    "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at, "
+    "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent";
 
 ProofRow ReadRow(const Statement& s) {
   ProofRow r;
@@ -106,6 +120,11 @@ ProofRow ReadRow(const Statement& s) {
   r.tracked_at = FromDb(s.ColumnInt(17));
   r.last_checked_at = FromDb(s.ColumnInt(18));
   r.updated_at = FromDb(s.ColumnInt(19));
+  r.merkle_root = s.ColumnText(20);
+  r.merkle_path = s.ColumnText(21);
+  r.leaf_count = s.ColumnInt(22);
+  r.fallback_provider = s.ColumnText(23);
+  r.fallback_sent = s.ColumnInt(24) != 0;
   return r;
 }
 
@@ -113,7 +132,27 @@ class SqlitePollerStore final : public PollerStore {
  public:
   explicit SqlitePollerStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
-  absl::Status Init() { return db_->Exec(kSchema); }
+  absl::Status Init() {
+    POLLER_RETURN_IF_ERROR(db_->Exec(kSchema));
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto info = db_->Prepare("PRAGMA table_info(proofs)");
+    if (!info.ok()) return info.status();
+    std::set<std::string> have;
+    while (true) {
+      auto row = info->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      have.insert(info->ColumnText(1));
+    }
+    for (const auto& c : kAddedColumns) {
+      if (have.count(c.name)) continue;
+      POLLER_RETURN_IF_ERROR(
+          db_->Exec(absl::StrCat("ALTER TABLE proofs ADD COLUMN ", c.name, " ", c.decl)));
+    }
+    return db_->Exec(
+        "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
+        "WHERE length(merkle_root) > 0");
+  }
 
   // PollerStore
   absl::StatusOr<std::vector<TrackOutcome>> Track(const std::vector<TrackInput>& inputs,
@@ -181,7 +220,7 @@ class SqlitePollerStore final : public PollerStore {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
     auto st = db_->Prepare(absl::StrCat(
         "SELECT ", kColumns,
-        " FROM proofs WHERE provider = ? AND state = ? AND tracked_at < ?"
+        " FROM proofs WHERE provider = ? AND state = ? AND tracked_at < ? AND length(merkle_root) = 0"
         " ORDER BY last_checked_at, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
@@ -194,7 +233,7 @@ class SqlitePollerStore final : public PollerStore {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
     auto st = db_->Prepare(absl::StrCat(
         "SELECT ", kColumns,
-        " FROM proofs WHERE provider = ? AND state = ? AND ots_size = 0"
+        " FROM proofs WHERE provider = ? AND state = ? AND ots_size = 0 AND length(merkle_root) = 0"
         " ORDER BY last_checked_at, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kConfirmed));
@@ -209,6 +248,7 @@ class SqlitePollerStore final : public PollerStore {
     auto st = db_->Prepare(absl::StrCat(
         "SELECT ", kColumns,
         " FROM proofs WHERE provider = ? AND state = ? AND stalled = 0 AND pending_since < ?"
+        " AND length(merkle_root) = 0"
         " ORDER BY seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
@@ -224,7 +264,9 @@ class SqlitePollerStore final : public PollerStore {
                   "UPDATE proofs SET state = ?3, certificate_url = CASE WHEN ?4 = '' THEN "
                   "certificate_url ELSE ?4 END, verify_url = CASE WHEN ?5 = '' THEN verify_url "
                   "ELSE ?5 END, block_height = ?6, bitcoin_tx = ?7, confirmed_at = ?8, "
-                  "last_checked_at = ?9, updated_at = ?9 "
+                  "last_checked_at = ?9, updated_at = ?9, "
+                  "ots = CASE WHEN length(?11) > 0 THEN ?11 ELSE ots END, "
+                  "ots_size = CASE WHEN length(?11) > 0 THEN length(?11) ELSE ots_size END "
                   "WHERE digest = ?1 AND provider = ?2 AND state = ?10",
                   [&](Statement& s) {
                     s.Bind(3, static_cast<int64_t>(kConfirmed));
@@ -232,7 +274,55 @@ class SqlitePollerStore final : public PollerStore {
                     s.Bind(6, in.block_height).Bind(7, in.bitcoin_tx);
                     s.Bind(8, ToDb(in.confirmed_at != absl::InfinitePast() ? in.confirmed_at : now));
                     s.Bind(9, ToDb(now)).Bind(10, static_cast<int64_t>(kPending));
+                    s.BindBlob(11, in.ots);
                   });
+  }
+
+  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const std::string& digest,
+                                                     const std::string& provider,
+                                                     const std::string& ots,
+                                                     absl::Time now) override {
+    if (ots.empty()) return absl::InvalidArgumentError("ots: must not be empty");
+    return Update(digest, provider,
+                  "UPDATE proofs SET ots = ?3, ots_size = ?4, last_checked_at = ?5, "
+                  "updated_at = ?5 WHERE digest = ?1 AND provider = ?2 AND state IN (?6, ?7)",
+                  [&](Statement& s) {
+                    s.BindBlob(3, ots).Bind(4, static_cast<int64_t>(ots.size()));
+                    s.Bind(5, ToDb(now)).Bind(6, static_cast<int64_t>(kPending));
+                    s.Bind(7, static_cast<int64_t>(kConfirmed));
+                  });
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
+                                                          const std::string& provider,
+                                                          absl::Time now) override {
+    Transaction tx(*db_);
+    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    auto changed = PropagateLocked(root, provider, now);
+    if (!changed.ok()) return changed.status();
+    POLLER_RETURN_IF_ERROR(tx.Commit());
+    return changed;
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
+                                                     int limit) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare(absl::StrCat(
+        "SELECT ", kColumns,
+        " FROM proofs WHERE provider = ? AND state = ? AND stalled = 1 AND fallback_sent = 0"
+        " AND fallback_provider <> '' ORDER BY seq LIMIT ?"));
+    if (!st.ok()) return st.status();
+    st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
+    st->Bind(3, static_cast<int64_t>(limit));
+    return Collect(*st);
+  }
+
+  absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    auto st = db_->Prepare("UPDATE proofs SET fallback_sent = 1 WHERE digest = ? AND provider = ?");
+    if (!st.ok()) return st.status();
+    st->BindBlob(1, digest).Bind(2, provider);
+    return st->Run();
   }
 
   absl::StatusOr<std::optional<ProofRow>> MarkFailed(const std::string& digest,
@@ -356,6 +446,42 @@ class SqlitePollerStore final : public PollerStore {
   }
 
  private:
+  // Caller holds a transaction. Leaves follow their root: state, fields, stalled flag, and an ots
+  // size equal to what JoinProof produces (root .ots + path bytes).
+  absl::StatusOr<std::vector<ProofRow>> PropagateLocked(const std::string& root,
+                                                        const std::string& provider,
+                                                        absl::Time now) {
+    auto root_row = GetLocked(root, provider);
+    if (!root_row.ok()) return root_row.status();
+    std::vector<ProofRow> changed;
+    if (!root_row->has_value()) return changed;
+    const ProofRow& r = **root_row;
+    auto upd = db_->Prepare(
+        "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
+        "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
+        "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
+        "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) ELSE 0 END, "
+        "updated_at = ?15 WHERE merkle_root = ?1 AND provider = ?2 AND "
+        "(state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0))");
+    if (!upd.ok()) return upd.status();
+    upd->BindBlob(1, root).Bind(2, provider).Bind(3, static_cast<int64_t>(r.state));
+    upd->Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
+    upd->Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
+    upd->Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
+    upd->Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
+    upd->Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
+    upd->Bind(16, static_cast<int64_t>(kPending));
+    POLLER_RETURN_IF_ERROR(upd->Run());
+    if (db_->Changes() == 0) return changed;
+    // Return the changed leaves as they are now, with their files (for events).
+    auto after = db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                           " FROM proofs WHERE merkle_root = ? AND provider = ? "
+                                           "AND updated_at = ? ORDER BY seq"));
+    if (!after.ok()) return after.status();
+    after->BindBlob(1, root).Bind(2, provider).Bind(3, ToDb(now));
+    return Collect(*after);
+  }
+
   absl::StatusOr<std::vector<FileRow>> FilesOf(const std::string& digest) {
     auto st = db_->Prepare(
         "SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE digest = ? "
@@ -442,8 +568,10 @@ class SqlitePollerStore final : public PollerStore {
       auto st = db_->Prepare(
           "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
           "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
-          "failure_reason, provider_request_id, tracked_at, pending_since, updated_at) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?15)");
+          "failure_reason, provider_request_id, tracked_at, pending_since, updated_at, "
+          "merkle_root, merkle_path, leaf_count, fallback_provider, ots, ots_size) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?15, "
+          "?17, ?18, ?19, ?20, ?21, ?22)");
       if (!st.ok()) return st.status();
       absl::Time confirmed_at = p.confirmed_at;
       if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
@@ -456,8 +584,24 @@ class SqlitePollerStore final : public PollerStore {
       st->Bind(12, state == kFailed ? p.failure_message : std::string());
       st->Bind(13, state == kFailed ? p.failure_reason : std::string());
       st->Bind(14, p.provider_request_id).Bind(15, ToDb(now)).Bind(16, ToDb(pending_since));
+      st->BindBlob(17, p.merkle_root).BindBlob(18, p.merkle_path).Bind(19, p.leaf_count);
+      st->Bind(20, p.fallback_provider);
+      if (in.evidence.empty()) {
+        st->BindNull(21);
+      } else {
+        st->BindBlob(21, in.evidence);
+      }
+      st->Bind(22, static_cast<int64_t>(in.evidence.size()));
       POLLER_RETURN_IF_ERROR(st->Run());
       out.inserted = true;
+      // A leaf whose root the poller already followed to its end takes the root's state now.
+      if (!p.merkle_root.empty()) {
+        auto moved = PropagateLocked(p.merkle_root, p.provider, now);
+        if (!moved.ok()) return moved.status();
+        for (const ProofRow& m : *moved) {
+          if (m.digest == p.digest) out.state_changed = m.state != kPending;
+        }
+      }
     } else {
       const ProofRow& old = **existing;
       if (old.state == kPending && state != kPending) {
@@ -505,6 +649,11 @@ class SqlitePollerStore final : public PollerStore {
     if (!after.ok()) return after.status();
     if (!after->has_value()) return absl::InternalError("proof vanished inside its transaction");
     out.proof = std::move(**after);
+    if (out.proof.leaf_count > 0 && out.proof.state != kPending) {
+      auto moved = PropagateLocked(p.digest, p.provider, now);
+      if (!moved.ok()) return moved.status();
+      out.leaves_changed = std::move(*moved);
+    }
     return out;
   }
 

@@ -60,6 +60,15 @@ struct ProofRow {
   absl::Time last_checked_at = absl::InfinitePast();  // last time the provider was asked
   absl::Time updated_at = absl::InfinitePast();       // last state change
   std::vector<FileRow> files;  // oldest first (the first file first)
+  // Merkle batching. A leaf (a file digest anchored through a batch root) has merkle_root and
+  // merkle_path; it is never asked about itself: it follows its root's proof (same provider).
+  // A root has leaf_count > 0.
+  std::string merkle_root;
+  std::string merkle_path;
+  int64_t leaf_count = 0;
+  std::string fallback_provider;  // anchor the digest there too when the proof stalls
+  bool fallback_sent = false;     // the submitter acknowledged the fallback request
+  bool is_leaf() const { return !merkle_root.empty(); }
 
   bool ots_available() const { return ots_size > 0; }
   // When the proof started pending: submitted_at when known, else tracked_at.
@@ -71,14 +80,16 @@ struct ProofRow {
 // One hand-off. `proof.seq`, `ots_size`, `stalled`, `tracked_at`, `last_checked_at`, `updated_at`
 // and `proof.files` are ignored; `files` are added to the digest's files.
 struct TrackInput {
-  ProofRow proof;
+  ProofRow proof;  // merkle_root, merkle_path, leaf_count and fallback_provider are stored
   std::vector<FileRow> files;
+  std::string evidence;  // .ots from the create (calendars); validated by the caller
 };
 
 struct TrackOutcome {
   ProofRow proof;         // the row after the hand-off, with its files
   bool inserted = false;  // the proof was new
   bool state_changed = false;  // an existing proof moved forward (PENDING -> CONFIRMED/FAILED)
+  std::vector<ProofRow> leaves_changed;  // a batch root handed off final moved its leaves
 };
 
 struct ListFilter {
@@ -95,6 +106,7 @@ struct ConfirmInput {
   int64_t block_height = 0;
   std::string bitcoin_tx;
   absl::Time confirmed_at = absl::InfinitePast();
+  std::string ots;  // when non-empty (validated by the caller), stored as the proof's evidence
 };
 
 class PollerStore {
@@ -150,6 +162,23 @@ class PollerStore {
   virtual absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
                                                               const std::string& provider,
                                                               absl::Time now) = 0;
+  // Replaces the stored evidence of a PENDING or CONFIRMED proof (a calendar upgrade). nullopt
+  // when the proof is unknown or FAILED. The caller validates the bytes first.
+  virtual absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const std::string& digest,
+                                                             const std::string& provider,
+                                                             const std::string& ots,
+                                                             absl::Time now) = 0;
+  // Carries the state of the root `root` (with `provider`) to its PENDING leaves (CONFIRMED or
+  // FAILED with the root's fields, and the stalled flag), and the root's .ots size to its
+  // leaves (a leaf's joined proof is exactly root .ots + path bytes long). Returns the leaves
+  // whose state or ots availability changed (for events), at most `limit`.
+  virtual absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
+                                                                  const std::string& provider,
+                                                                  absl::Time now) = 0;
+  // PENDING+stalled proofs with a fallback provider whose fallback was not yet acknowledged.
+  virtual absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
+                                                             int limit) = 0;
+  virtual absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) = 0;
   // Records that the provider was asked about the proof (round-robin order of checks).
   virtual absl::Status MarkChecked(const std::string& digest, const std::string& provider,
                                    absl::Time now) = 0;

@@ -46,6 +46,7 @@ StoredRecord ToStored(const providers::ProviderRecord& r) {
   s.bitcoin_tx = r.bitcoin_tx;
   s.provider_created_at = r.created_at;
   s.confirmed_at = r.confirmed_at;
+  s.evidence = r.evidence;
   return s;
 }
 
@@ -154,47 +155,98 @@ absl::StatusOr<bool> Engine::RunOnce(const std::string& only) {
       }
     }
     if (pause) SUBMITTER_RETURN_IF_ERROR(store_->Pause(*pause));
-    SUBMITTER_ASSIGN_OR_RETURN(std::optional<Submission> row,
-                               store_->Claim(name, options_.owner, now, now + options_.lease));
-    if (!row) continue;
-    SUBMITTER_RETURN_IF_ERROR(Process(provider, std::move(*row), probe));
+    // A quota probe sends one row, not a whole batch.
+    const int limit = probe ? 1 : std::max(1, provider->max_batch());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        std::vector<Submission> rows,
+        store_->ClaimBatch(name, options_.owner, now, now + options_.lease, limit));
+    if (rows.empty()) continue;
+    SUBMITTER_RETURN_IF_ERROR(Process(provider, std::move(rows), probe));
     return true;
   }
   return false;
 }
 
-absl::Status Engine::Process(providers::Provider* provider, Submission row, bool probe) {
+absl::Status Engine::Process(providers::Provider* provider, std::vector<Submission> rows,
+                             bool probe) {
+  const std::string& name = provider->name();
+  std::vector<Submission> ready;
+  std::vector<providers::PreparedCreate> requests;
+  absl::Status first_error;
+  for (Submission& row : rows) {
+    const std::string digest_hex = HexEncode(row.digest);
+    providers::PreparedCreate request;
+    if (row.body.empty()) {
+      providers::CreateInput input{digest_hex, row.file.filename, row.file.size_bytes,
+                                   row.file.mime_type};
+      absl::StatusOr<providers::PreparedCreate> prepared = provider->PrepareCreate(input);
+      if (!prepared.ok()) {
+        ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
+                             << " cannot be submitted: " << prepared.status();
+        if (metrics_) metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
+        absl::Status st = store_->MarkFailed(row.id, static_cast<int>(prepared.status().code()),
+                                             "INVALID_ARGUMENT",
+                                             std::string(prepared.status().message()), "",
+                                             clock_->Now());
+        if (!st.ok() && first_error.ok()) first_error = st;
+        continue;
+      }
+      request = std::move(*prepared);
+      // Durable before the first send (see the header).
+      absl::Status st = store_->MarkPrepared(row.id, request.idempotency_key, request.body,
+                                             clock_->Now());
+      if (!st.ok()) {
+        (void)store_->ReleaseLease(row.id);
+        if (first_error.ok()) first_error = st;
+        continue;
+      }
+    } else {
+      request.digest_hex = digest_hex;
+      request.idempotency_key = row.idempotency_key;
+      request.body = row.body;
+      // Prepared earlier: this request may have reached the provider before a crash or error.
+      request.maybe_sent = true;
+    }
+    requests.push_back(std::move(request));
+    ready.push_back(std::move(row));
+  }
+  if (ready.empty()) return first_error;
+  if (stop_flag_) {
+    for (const Submission& row : ready) (void)store_->ReleaseLease(row.id);
+    return first_error;
+  }
+
+  std::vector<providers::CreateResult> results;
+  if (requests.size() == 1) {
+    results.push_back(provider->Create(requests.front()));
+  } else {
+    results = provider->CreateBatch(requests);
+  }
+  if (results.size() != ready.size()) {
+    // An adapter bug must not lose rows: keep them for a later attempt.
+    ANCHORD_LOG(Error) << name << " answered " << results.size() << " results for "
+                       << ready.size() << " creates; retrying them";
+    results.resize(ready.size());
+    for (auto& r : results) {
+      if (r.outcome.kind == OutcomeKind::kOk && !r.record) {
+        r.outcome.kind = OutcomeKind::kRetry;
+        r.outcome.code = "MISSING_RESULT";
+      }
+    }
+  }
+  bool resumed = false;
+  for (size_t i = 0; i < ready.size(); ++i) {
+    absl::Status st = Apply(provider, std::move(ready[i]), results[i], probe && !resumed);
+    if (probe) resumed = true;
+    if (!st.ok() && first_error.ok()) first_error = st;
+  }
+  return first_error;
+}
+
+absl::Status Engine::Apply(providers::Provider* provider, Submission row,
+                           const providers::CreateResult& result, bool probe) {
   const std::string& name = provider->name();
   const std::string digest_hex = HexEncode(row.digest);
-  providers::PreparedCreate request;
-  if (row.body.empty()) {
-    providers::CreateInput input{digest_hex, row.file.filename, row.file.size_bytes,
-                                 row.file.mime_type};
-    absl::StatusOr<providers::PreparedCreate> prepared = provider->PrepareCreate(input);
-    if (!prepared.ok()) {
-      ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
-                           << " cannot be submitted: " << prepared.status();
-      if (metrics_) metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
-      return store_->MarkFailed(row.id, static_cast<int>(prepared.status().code()),
-                                "INVALID_ARGUMENT", std::string(prepared.status().message()), "",
-                                clock_->Now());
-    }
-    request = std::move(*prepared);
-    // Durable before the first send (see the header).
-    absl::Status st = store_->MarkPrepared(row.id, request.idempotency_key, request.body,
-                                           clock_->Now());
-    if (!st.ok()) {
-      (void)store_->ReleaseLease(row.id);
-      return st;
-    }
-  } else {
-    request.digest_hex = digest_hex;
-    request.idempotency_key = row.idempotency_key;
-    request.body = row.body;
-  }
-  if (stop_flag_) return store_->ReleaseLease(row.id);
-
-  providers::CreateResult result = provider->Create(request);
   const providers::CallOutcome& out = result.outcome;
   const absl::Time now = clock_->Now();
   if (stop_flag_ && out.kind == OutcomeKind::kRetry) {

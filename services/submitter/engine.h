@@ -66,7 +66,11 @@ class Engine {
   void RefreshGauges();
 
  private:
-  absl::Status Process(providers::Provider* provider, Submission row, bool probe);
+  // Prepares the claimed rows (durably), sends them (one request for a batch provider) and
+  // applies each answer to its row.
+  absl::Status Process(providers::Provider* provider, std::vector<Submission> rows, bool probe);
+  absl::Status Apply(providers::Provider* provider, Submission row,
+                     const providers::CreateResult& result, bool probe);
   void WorkerLoop();
   void GaugeLoop();
   void SetPausedGauge(const std::string& provider, bool paused);

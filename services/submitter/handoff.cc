@@ -67,6 +67,8 @@ anchord::v1::Proof BuildProof(const Submission& row, const std::vector<FileRef>&
     SetTimestamp(row.record.confirmed_at, p.mutable_confirmed_at());
   }
   if (row.updated_at != absl::InfinitePast()) SetTimestamp(row.updated_at, p.mutable_updated_at());
+  if (row.mode == RowMode::kLeaf && !row.merkle_root.empty()) p.set_merkle_root(row.merkle_root);
+  if (row.mode == RowMode::kRoot) p.set_merkle_leaf_count(row.leaf_count);
   for (const FileRef& f : files) {
     auto* m = p.add_files();
     m->set_filename(f.filename);
@@ -169,6 +171,9 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
       std::string id = absl::StrCat("s", row.id, "-", row.change_seq);
       req.set_request_id(id);
       *req.mutable_proof() = BuildProof(row, *files);
+      req.set_evidence(row.record.evidence);
+      if (row.mode == RowMode::kLeaf) req.set_merkle_path(row.merkle_path);
+      req.set_fallback_provider(row.fallback_provider);
       if (!stream->Write(req)) {
         broken = true;
         break;

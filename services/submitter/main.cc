@@ -12,6 +12,7 @@
 #include "libs/providers/metrics.h"
 #include "libs/ratelimit/rate_limiter.h"
 #include "libs/rpc/server.h"
+#include "services/submitter/batcher.h"
 #include "services/submitter/engine.h"
 #include "services/submitter/handoff.h"
 #include "services/submitter/metrics.h"
@@ -64,6 +65,15 @@ int Run(int argc, char** argv) {
   app.add_option("--track-deadline-seconds", track_deadline_seconds,
                  "deadline of one Track stream to the poller")
       ->envname("ANCHORD_TRACK_DEADLINE_SECONDS")->check(CLI::PositiveNumber)->capture_default_str();
+  int merkle_max_leaves = 10000;
+  double merkle_window_seconds = 5;
+  app.add_option("--merkle-max-leaves", merkle_max_leaves,
+                 "seal a Merkle batch once this many file digests wait (ANCHOR_MODE_MERKLE_BATCH)")
+      ->envname("ANCHORD_MERKLE_MAX_LEAVES")->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--merkle-window-seconds", merkle_window_seconds,
+                 "seal a Merkle batch once its oldest digest waited this long")
+      ->envname("ANCHORD_MERKLE_WINDOW_SECONDS")->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   anchord::providers::AddProviderFlags(app, &provider_settings);
   // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
   anchord::rpc::AddTransportFlags(app, &server.security);
@@ -142,6 +152,15 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
+  anchord::submitter::BatcherOptions batcher_options;
+  batcher_options.max_leaves = merkle_max_leaves;
+  batcher_options.window = absl::Seconds(merkle_window_seconds);
+  std::vector<std::string> provider_names;
+  for (auto* p : provider_set->All()) provider_names.push_back(p->name());
+  anchord::submitter::Batcher batcher(store.get(), provider_names, metrics.get(), clock,
+                                      batcher_options, [&engine] { engine.Wake(); });
+  batcher.Start();
+
   anchord::submitter::HandoffOptions handoff_options;
   handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
   anchord::submitter::Handoff handoff(store.get(), *poller_channel,
@@ -162,6 +181,7 @@ int Run(int argc, char** argv) {
       server, {&submitter_service, &status_service}, registry);
   if (!runner_or.ok()) {
     ANCHORD_LOG(Error) << runner_or.status();
+    batcher.Stop();
     engine.Stop();
     handoff.Stop();
     return 1;
@@ -174,6 +194,7 @@ int Run(int argc, char** argv) {
   // workers (cancelling pacing waits), then the hand-off.
   runner->Shutdown();
   core.Stop();
+  batcher.Stop();
   engine.Stop();
   provider_set->Stop();
   handoff.Stop();

@@ -26,6 +26,14 @@ SubmitterMetrics::SubmitterMetrics(prometheus::Registry& registry)
       intake(prometheus::BuildCounter()
                  .Name("anchord_submitter_intake_total")
                  .Help("Items received on the Submit stream, by result.")
-                 .Register(registry)) {}
+                 .Register(registry)),
+      merkle_batches(prometheus::BuildCounter()
+                         .Name("anchord_submitter_merkle_batches_total")
+                         .Help("Merkle batches sealed; each is anchored as one root.")
+                         .Register(registry)),
+      merkle_leaves(prometheus::BuildCounter()
+                        .Name("anchord_submitter_merkle_leaves_total")
+                        .Help("File digests put into sealed Merkle batches.")
+                        .Register(registry)) {}
 
 }  // namespace anchord::submitter

@@ -26,6 +26,10 @@ struct SubmitterMetrics {
   prometheus::Family<prometheus::Counter>& handoffs;
   // anchord_submitter_intake_total{result}: Submit items ("stored", "duplicate", "invalid", "error").
   prometheus::Family<prometheus::Counter>& intake;
+  // anchord_submitter_merkle_batches_total{provider}: Merkle batches sealed (one root each).
+  prometheus::Family<prometheus::Counter>& merkle_batches;
+  // anchord_submitter_merkle_leaves_total{provider}: file digests put into sealed batches.
+  prometheus::Family<prometheus::Counter>& merkle_leaves;
 };
 
 }  // namespace anchord::submitter

@@ -68,6 +68,31 @@ absl::Status ValidateSubmit(const SubmitRequest& req, const ServiceOptions& opti
   out->file.size_bytes = m.size_bytes();
   out->file.mime_type = m.mime_type();
   out->providers = std::move(providers);
+  switch (req.anchor_mode()) {
+    case anchord::v1::ANCHOR_MODE_UNSPECIFIED:
+    case anchord::v1::ANCHOR_MODE_PER_FILE:
+      out->merkle = false;
+      break;
+    case anchord::v1::ANCHOR_MODE_MERKLE_BATCH:
+      out->merkle = true;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("anchor_mode: unknown value ", static_cast<int>(req.anchor_mode())));
+  }
+  if (!req.fallback_provider().empty()) {
+    const std::string& f = req.fallback_provider();
+    if (std::find(options.providers.begin(), options.providers.end(), f) ==
+        options.providers.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fallback_provider: unknown provider; configured: ", absl::StrJoin(options.providers, ", ")));
+    }
+    if (std::find(out->providers.begin(), out->providers.end(), f) != out->providers.end()) {
+      return absl::InvalidArgumentError(
+          "fallback_provider: already one of the providers the digest is anchored with");
+    }
+    out->fallback_provider = f;
+  }
   return absl::OkStatus();
 }
 

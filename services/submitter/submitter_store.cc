@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "libs/ledger/sqlite_db.h"
@@ -106,6 +107,13 @@ CREATE INDEX IF NOT EXISTS refs_job ON refs (job, digest);
 CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sends (bucket TEXT NOT NULL, sent_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sends_bucket ON sends (bucket, sent_at);
+CREATE TABLE IF NOT EXISTS batches (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  provider TEXT NOT NULL,
+  root BLOB NOT NULL,
+  leaf_count INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pauses (
   provider TEXT PRIMARY KEY,
   reason TEXT NOT NULL,
@@ -119,7 +127,23 @@ constexpr char kCols[] =
     "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "
     "bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, error_canonical, "
     "error_code, error_message, error_request_id, request_id, created_at, updated_at, change_seq, "
-    "handed_off_seq";
+    "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
+    "fallback_provider";
+
+// Columns added after the first release: created on old databases at open.
+constexpr struct {
+  const char* name;
+  const char* decl;
+} kAddedColumns[] = {
+    {"evidence", "BLOB NOT NULL DEFAULT ''"},
+    {"mode", "INTEGER NOT NULL DEFAULT 0"},
+    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},
+    {"nonce", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
+    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
+    {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+};
 
 Submission ReadRow(const Statement& s) {
   Submission r;
@@ -153,6 +177,15 @@ Submission ReadRow(const Statement& s) {
   r.updated_at = FromMs(s.ColumnInt(27));
   r.change_seq = s.ColumnInt(28);
   r.handed_off_seq = s.ColumnInt(29);
+  r.record.evidence = s.ColumnText(30);
+  const int64_t mode = s.ColumnInt(31);
+  r.mode = mode == 1 ? RowMode::kLeaf : mode == 2 ? RowMode::kRoot : RowMode::kPerFile;
+  r.batch_id = s.ColumnInt(32);
+  r.nonce = s.ColumnText(33);
+  r.merkle_path = s.ColumnText(34);
+  r.merkle_root = s.ColumnText(35);
+  r.leaf_count = s.ColumnInt(36);
+  r.fallback_provider = s.ColumnText(37);
   return r;
 }
 
@@ -170,7 +203,25 @@ class SqliteSubmitterStore final : public SubmitterStore {
  public:
   explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
-  absl::Status Init() { return db_->Exec(kSchema); }
+  absl::Status Init() {
+    SUBMITTER_RETURN_IF_ERROR(db_->Exec(kSchema));
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(Statement info, db_->Prepare("PRAGMA table_info(submissions)"));
+    std::set<std::string> have;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool row, info.Step());
+      if (!row) break;
+      have.insert(info.ColumnText(1));
+    }
+    for (const auto& c : kAddedColumns) {
+      if (have.count(c.name)) continue;
+      SUBMITTER_RETURN_IF_ERROR(
+          db_->Exec(absl::StrCat("ALTER TABLE submissions ADD COLUMN ", c.name, " ", c.decl)));
+    }
+    return db_->Exec(
+        "CREATE INDEX IF NOT EXISTS submissions_unbatched ON submissions (provider, mode, "
+        "batch_id, id)");
+  }
 
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
                                                         absl::Time now) override {
@@ -192,7 +243,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
         Statement add_sub,
         db_->Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
                      "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
-                     "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8)"));
+                     "updated_at, mode, fallback_provider) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
     SUBMITTER_ASSIGN_OR_RETURN(Statement min_state,
                                db_->Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
     std::vector<InsertResult> out;
@@ -239,7 +291,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
             .Bind(5, file.size_bytes)
             .Bind(6, file.mime_type)
             .Bind(7, file.source_path)
-            .Bind(8, now_ms);
+            .Bind(8, now_ms)
+            .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
+            .Bind(10, item.fallback_provider);
         SUBMITTER_RETURN_IF_ERROR(add_sub.Run());
       }
       min_state.Reset();
@@ -275,28 +329,104 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return out;
   }
 
-  absl::StatusOr<std::optional<Submission>> Claim(const std::string& provider,
-                                                  const std::string& owner, absl::Time now,
-                                                  absl::Time lease_until) override {
+  absl::StatusOr<std::vector<Submission>> ClaimBatch(const std::string& provider,
+                                                     const std::string& owner, absl::Time now,
+                                                     absl::Time lease_until, int limit) override {
     Transaction tx(*db_);
     SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
     // BEGIN IMMEDIATE makes select-then-update atomic here; see the schema note for PostgreSQL.
     SUBMITTER_ASSIGN_OR_RETURN(
         Statement pick,
         db_->Prepare("SELECT id FROM submissions WHERE provider = ?1 AND state IN (0, 1) AND "
-                     "next_attempt_at <= ?2 AND lease_until <= ?2 ORDER BY id LIMIT 1"));
-    pick.Bind(1, provider).Bind(2, ToMs(now));
-    SUBMITTER_ASSIGN_OR_RETURN(bool found, pick.Step());
-    if (!found) return std::optional<Submission>();
-    int64_t id = pick.ColumnInt(0);
+                     "next_attempt_at <= ?2 AND lease_until <= ?2 AND mode <> 1 ORDER BY id "
+                     "LIMIT ?3"));
+    pick.Bind(1, provider).Bind(2, ToMs(now)).Bind(3, static_cast<int64_t>(std::max(1, limit)));
+    std::vector<int64_t> ids;
+    for (;;) {
+      SUBMITTER_ASSIGN_OR_RETURN(bool found, pick.Step());
+      if (!found) break;
+      ids.push_back(pick.ColumnInt(0));
+    }
+    std::vector<Submission> out;
+    if (ids.empty()) return out;
     SUBMITTER_ASSIGN_OR_RETURN(
         Statement lease,
         db_->Prepare("UPDATE submissions SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1"));
-    lease.Bind(1, id).Bind(2, owner).Bind(3, ToMs(lease_until));
-    SUBMITTER_RETURN_IF_ERROR(lease.Run());
-    SUBMITTER_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(id));
+    for (int64_t id : ids) {
+      lease.Reset();
+      lease.Bind(1, id).Bind(2, owner).Bind(3, ToMs(lease_until));
+      SUBMITTER_RETURN_IF_ERROR(lease.Run());
+      SUBMITTER_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(id));
+      if (row) out.push_back(*std::move(row));
+    }
     SUBMITTER_RETURN_IF_ERROR(tx.Commit());
-    return row;
+    return out;
+  }
+
+  absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
+                                                          int limit) override {
+    return Query(absl::StrCat("SELECT ", kCols,
+                              " FROM submissions WHERE provider = ?1 AND mode = 1 AND batch_id = 0 "
+                              "AND state = 0 ORDER BY id LIMIT ?2"),
+                 [&](Statement& s) { s.Bind(1, provider).Bind(2, static_cast<int64_t>(limit)); });
+  }
+
+  absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& b, absl::Time now) override {
+    if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() ||
+        b.paths.size() != b.leaf_ids.size() || b.root.size() != 32) {
+      return absl::InvalidArgumentError("merkle batch: leaves, nonces and paths must match");
+    }
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    const int64_t now_ms = ToMs(now);
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement add_batch,
+        db_->Prepare("INSERT INTO batches (provider, root, leaf_count, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4)"));
+    add_batch.Bind(1, b.provider).BindBlob(2, b.root)
+        .Bind(3, static_cast<int64_t>(b.leaf_ids.size())).Bind(4, now_ms);
+    SUBMITTER_RETURN_IF_ERROR(add_batch.Run());
+    const int64_t batch_id = db_->LastInsertRowId();
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement add_root,
+        db_->Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
+                     "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
+                     "mode, batch_id, leaf_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, "
+                     "?8, 2, ?9, ?10)"));
+    add_root.BindBlob(1, b.root)
+        .Bind(2, b.provider)
+        .Bind(3, b.root_file.job)
+        .Bind(4, b.root_file.filename)
+        .Bind(5, b.root_file.size_bytes)
+        .Bind(6, b.root_file.mime_type)
+        .Bind(7, b.root_file.source_path)
+        .Bind(8, now_ms)
+        .Bind(9, batch_id)
+        .Bind(10, static_cast<int64_t>(b.leaf_ids.size()));
+    SUBMITTER_RETURN_IF_ERROR(add_root.Run());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement set_leaf,
+        db_->Prepare("UPDATE submissions SET batch_id = ?2, nonce = ?3, merkle_path = ?4, "
+                     "merkle_root = ?5, updated_at = ?6 WHERE id = ?1 AND mode = 1 AND "
+                     "batch_id = 0 AND state = 0 AND provider = ?7"));
+    for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
+      set_leaf.Reset();
+      set_leaf.Bind(1, b.leaf_ids[i])
+          .Bind(2, batch_id)
+          .BindBlob(3, b.nonces[i])
+          .BindBlob(4, b.paths[i])
+          .BindBlob(5, b.root)
+          .Bind(6, now_ms)
+          .Bind(7, b.provider);
+      SUBMITTER_RETURN_IF_ERROR(set_leaf.Run());
+      if (db_->Changes() != 1) {
+        // The transaction rolls back when tx goes out of scope without Commit.
+        return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", b.leaf_ids[i],
+                                               " was batched or changed meanwhile"));
+      }
+    }
+    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    return batch_id;
   }
 
   absl::Status ReleaseAllLeases() override {
@@ -324,24 +454,36 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
                              absl::Time now) override {
-    return Update(
-        "UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, certificate_url = ?4, "
-        "verify_url = ?5, block_height = ?6, bitcoin_tx = ?7, provider_created_at = ?8, "
-        "confirmed_at = ?9, request_id = ?10, updated_at = ?11, change_seq = change_seq + 1, "
-        "lease_owner = '', lease_until = 0, error_canonical = 0 WHERE id = ?1",
-        [&](Statement& s) {
-          s.Bind(1, id)
-              .Bind(2, r.proof_id)
-              .Bind(3, static_cast<int64_t>(r.record_state))
-              .Bind(4, r.certificate_url)
-              .Bind(5, r.verify_url)
-              .Bind(6, r.block_height)
-              .Bind(7, r.bitcoin_tx)
-              .Bind(8, ToMs(r.provider_created_at))
-              .Bind(9, ToMs(r.confirmed_at))
-              .Bind(10, request_id)
-              .Bind(11, ToMs(now));
-        });
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    // A leaf takes its root's record (not its evidence: the root row carries that).
+    for (const char* where : {"id = ?1", "mode = 1 AND batch_id = (SELECT batch_id FROM "
+                                         "submissions WHERE id = ?1 AND mode = 2)"}) {
+      const bool leaves = where[0] != 'i';
+      SUBMITTER_ASSIGN_OR_RETURN(
+          Statement s,
+          db_->Prepare(absl::StrCat(
+              "UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, "
+              "certificate_url = ?4, verify_url = ?5, block_height = ?6, bitcoin_tx = ?7, "
+              "provider_created_at = ?8, confirmed_at = ?9, request_id = ?10, updated_at = ?11, "
+              "change_seq = change_seq + 1, lease_owner = '', lease_until = 0, "
+              "error_canonical = 0",
+              leaves ? "" : ", evidence = ?12", " WHERE ", where)));
+      s.Bind(1, id)
+          .Bind(2, r.proof_id)
+          .Bind(3, static_cast<int64_t>(r.record_state))
+          .Bind(4, r.certificate_url)
+          .Bind(5, r.verify_url)
+          .Bind(6, r.block_height)
+          .Bind(7, r.bitcoin_tx)
+          .Bind(8, ToMs(r.provider_created_at))
+          .Bind(9, ToMs(r.confirmed_at))
+          .Bind(10, request_id)
+          .Bind(11, ToMs(now));
+      if (!leaves) s.BindBlob(12, r.evidence);
+      SUBMITTER_RETURN_IF_ERROR(s.Run());
+    }
+    return tx.Commit();
   }
 
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
@@ -365,18 +507,28 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::Status MarkFailed(int64_t id, int canonical, const std::string& code,
                           const std::string& message, const std::string& request_id,
                           absl::Time now) override {
-    return Update(
-        "UPDATE submissions SET state = 3, error_canonical = ?2, error_code = ?3, "
-        "error_message = ?4, error_request_id = ?5, updated_at = ?6, attempts = attempts + 1, "
-        "change_seq = change_seq + 1, lease_owner = '', lease_until = 0 WHERE id = ?1",
-        [&](Statement& s) {
-          s.Bind(1, id)
-              .Bind(2, static_cast<int64_t>(canonical))
-              .Bind(3, code)
-              .Bind(4, message)
-              .Bind(5, request_id)
-              .Bind(6, ToMs(now));
-        });
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    // The leaves of a failed root fail with it, for the same reason.
+    for (const char* where : {"id = ?1", "mode = 1 AND batch_id = (SELECT batch_id FROM "
+                                         "submissions WHERE id = ?1 AND mode = 2)"}) {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          Statement s,
+          db_->Prepare(absl::StrCat(
+              "UPDATE submissions SET state = 3, error_canonical = ?2, error_code = ?3, "
+              "error_message = ?4, error_request_id = ?5, updated_at = ?6, "
+              "attempts = attempts + 1, change_seq = change_seq + 1, lease_owner = '', "
+              "lease_until = 0 WHERE ",
+              where)));
+      s.Bind(1, id)
+          .Bind(2, static_cast<int64_t>(canonical))
+          .Bind(3, code)
+          .Bind(4, message)
+          .Bind(5, request_id)
+          .Bind(6, ToMs(now));
+      SUBMITTER_RETURN_IF_ERROR(s.Run());
+    }
+    return tx.Commit();
   }
 
   absl::Status ReleaseLease(int64_t id) override {

@@ -32,6 +32,13 @@ struct FileRef {
   std::string mime_type;
 };
 
+// How a row is anchored. Numeric values are stored: do not renumber.
+//  kPerFile: the row's digest goes to the provider itself.
+//  kLeaf:    a file digest of a Merkle batch: never sent; it waits (QUEUED) until the batcher puts
+//            it in a batch, and takes the root's record when the root is accepted.
+//  kRoot:    a batch's Merkle root: sent like a kPerFile row.
+enum class RowMode { kPerFile = 0, kLeaf = 1, kRoot = 2 };
+
 // The provider's record as stored after a successful create.
 struct StoredRecord {
   std::string proof_id;
@@ -42,6 +49,7 @@ struct StoredRecord {
   std::string bitcoin_tx;
   absl::Time provider_created_at = absl::InfinitePast();
   absl::Time confirmed_at = absl::InfinitePast();
+  std::string evidence;  // the .ots the provider answered the create with (calendars)
 };
 
 struct Submission {
@@ -69,6 +77,15 @@ struct Submission {
   int64_t change_seq = 0;
   int64_t handed_off_seq = 0;
   bool handed_off() const { return handed_off_seq >= change_seq; }
+  // Merkle batching: the row's mode, its batch (0 while unbatched), and for a leaf its nonce, its
+  // path to the root (libs/merkle PathBytes) and the root; for a root, how many leaves it anchors.
+  RowMode mode = RowMode::kPerFile;
+  int64_t batch_id = 0;
+  std::string nonce;
+  std::string merkle_path;
+  std::string merkle_root;
+  int64_t leaf_count = 0;
+  std::string fallback_provider;  // anchor here too if the proof stalls (poller's decision)
 };
 
 // One digest to store.
@@ -76,6 +93,18 @@ struct NewItem {
   std::string digest;  // raw 32 bytes, validated by the caller
   FileRef file;
   std::vector<std::string> providers;  // non-empty, known names
+  bool merkle = false;                 // queue as a Merkle batch leaf (kLeaf)
+  std::string fallback_provider;
+};
+
+// A sealed Merkle batch, computed by the caller over leaves it read with UnbatchedLeaves.
+struct NewBatch {
+  std::string provider;
+  std::string root;  // raw 32 bytes
+  FileRef root_file;  // what the provider is told about the root (name, size)
+  std::vector<int64_t> leaf_ids;
+  std::vector<std::string> nonces;  // per leaf
+  std::vector<std::string> paths;   // per leaf
 };
 
 struct InsertResult {
@@ -113,11 +142,21 @@ class SubmitterStore {
   virtual absl::StatusOr<std::vector<BacklogCount>> CountByProviderState() = 0;
 
   // --- Workers ----------------------------------------------------------------------------------
-  // Claims the oldest ready row (QUEUED or SUBMITTING, next_attempt_at <= now, lease free) of
-  // `provider` for `owner` until `lease_until`. nullopt when nothing is ready.
-  virtual absl::StatusOr<std::optional<Submission>> Claim(const std::string& provider,
-                                                          const std::string& owner, absl::Time now,
-                                                          absl::Time lease_until) = 0;
+  // Claims the oldest ready rows (QUEUED or SUBMITTING, next_attempt_at <= now, lease free, not a
+  // Merkle leaf) of `provider` for `owner` until `lease_until`, at most `limit` (batch providers
+  // send several in one request). Empty when nothing is ready.
+  virtual absl::StatusOr<std::vector<Submission>> ClaimBatch(const std::string& provider,
+                                                             const std::string& owner,
+                                                             absl::Time now, absl::Time lease_until,
+                                                             int limit) = 0;
+  absl::StatusOr<std::optional<Submission>> Claim(const std::string& provider,
+                                                  const std::string& owner, absl::Time now,
+                                                  absl::Time lease_until) {
+    auto rows = ClaimBatch(provider, owner, now, lease_until, 1);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return std::optional<Submission>();
+    return std::optional<Submission>(std::move(rows->front()));
+  }
   // Frees every lease (at start: a single-process store's old leases belong to a dead process).
   virtual absl::Status ReleaseAllLeases() = 0;
   // Earliest next_attempt_at among ready-to-be rows of `provider`; nullopt when none.
@@ -136,6 +175,16 @@ class SubmitterStore {
                                   const std::string& message, const std::string& request_id,
                                   absl::Time now) = 0;
   virtual absl::Status ReleaseLease(int64_t id) = 0;
+
+  // --- Merkle batches --------------------------------------------------------------------------
+  // Leaves of `provider` not yet in a batch, oldest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
+                                                                  int limit) = 0;
+  // In ONE transaction: the root row (QUEUED, kRoot) and every leaf's batch, nonce, path and root.
+  // ABORTED (and no change) when a leaf was batched or changed meanwhile (another batcher won).
+  // Returns the batch id. Later, MarkSubmitted/MarkFailed of the root carry its record or failure
+  // to every leaf of the batch in the same transaction, so no leaf is ever left behind its root.
+  virtual absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& batch, absl::Time now) = 0;
 
   // --- Pauses (quota) ---------------------------------------------------------------------------
   virtual absl::Status Pause(const PauseInfo& info) = 0;

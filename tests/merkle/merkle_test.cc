@@ -29,7 +29,9 @@ std::string ReadAll(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
-std::string Vector(const std::string& rel) { return std::string(ANCHORD_OTS_VECTORS_DIR) + "/" + rel; }
+std::string Vector(const std::string& rel) {
+  return std::string(ANCHORD_OTS_VECTORS_DIR) + "/" + rel;
+}
 
 std::string RandomBytes(std::mt19937_64& rng, size_t n) {
   std::string s(n, '\0');
@@ -97,7 +99,7 @@ std::string RootOts(absl::string_view root, int depth = 1, uint64_t height = 1) 
   return *bytes;
 }
 
-TEST(Tree, RootAndPathsMatchOtsMakeMerkleTree) {
+TEST(MerkleTree, RootAndPathsMatchOtsMakeMerkleTree) {
   std::mt19937_64 rng(20240601);
   std::vector<size_t> sizes;
   for (size_t n = 1; n <= 40; ++n) sizes.push_back(n);
@@ -129,7 +131,7 @@ TEST(Tree, RootAndPathsMatchOtsMakeMerkleTree) {
   }
 }
 
-TEST(Tree, BuildFlatEqualsBuild) {
+TEST(MerkleTree, BuildFlatEqualsBuild) {
   std::mt19937_64 rng(5);
   const Batch b = RandomBatch(rng, 333);
   std::string flat_d, flat_n;
@@ -144,7 +146,7 @@ TEST(Tree, BuildFlatEqualsBuild) {
   for (size_t i = 0; i < b.digests.size(); ++i) EXPECT_EQ(flat->PathBytes(i), t.PathBytes(i));
 }
 
-TEST(Tree, PathSizeIsCompact) {
+TEST(MerkleTree, PathSizeIsCompact) {
   std::mt19937_64 rng(9);
   const Tree t = MustBuild(RandomBatch(rng, 4096));
   EXPECT_EQ(t.height(), 12u);
@@ -157,7 +159,7 @@ TEST(Tree, PathSizeIsCompact) {
   EXPECT_EQ(odd.PathBytes(0).size(), 19u + 35u * 3u);
 }
 
-TEST(Tree, RejectsBadInputNamingTheIndex) {
+TEST(MerkleTree, RejectsBadInputNamingTheIndex) {
   std::mt19937_64 rng(11);
   Batch b = RandomBatch(rng, 10);
   EXPECT_EQ(Tree::Build({}, {}).status().code(), absl::StatusCode::kInvalidArgument);
@@ -191,7 +193,7 @@ TEST(Tree, RejectsBadInputNamingTheIndex) {
   EXPECT_EQ(t.nonce(10), "");
 }
 
-TEST(Nonce, RandomAndRightSize) {
+TEST(MerkleNonce, RandomAndRightSize) {
   std::set<std::string> seen;
   for (int i = 0; i < 100; ++i) {
     const std::string n = RandomNonce();
@@ -208,7 +210,7 @@ TEST(Nonce, RandomAndRightSize) {
 
 // ---- The OTS client's real batch: merkle1/2/3.txt stamped in one run (MANIFEST.md section 3).
 
-class ClientBatch : public ::testing::Test {
+class MerkleClientBatch : public ::testing::Test {
  protected:
   void SetUp() override {
     for (int i = 1; i <= 3; ++i) {
@@ -226,7 +228,7 @@ class ClientBatch : public ::testing::Test {
   std::vector<std::string> proofs_;
 };
 
-TEST_F(ClientBatch, RootAndLeavesAreTheManifestValues) {
+TEST_F(MerkleClientBatch, RootAndLeavesAreTheManifestValues) {
   const Tree t = MustBuild(b_);
   EXPECT_EQ(Hex(t.leaf(0)), "ae59d2c0d2f5efa97df8f3cca7e85845880c102237f1a6a1b0b4c6a5ab77f494");
   EXPECT_EQ(Hex(t.leaf(1)), "9f42984ccdb96addb79884e714cc6b6b059c68f2ac3a2e07c5198c22d904de14");
@@ -234,7 +236,7 @@ TEST_F(ClientBatch, RootAndLeavesAreTheManifestValues) {
   EXPECT_EQ(Hex(t.root()), "c8f78972680bec45199bf6f19472fe1db32ceeed4509c79f345086bf4888d3fa");
 }
 
-TEST_F(ClientBatch, PathsAreTheClientsBytesAndJoiningReproducesItsProofs) {
+TEST_F(MerkleClientBatch, PathsAreTheClientsBytesAndJoiningReproducesItsProofs) {
   const Tree t = MustBuild(b_);
   // Each client proof is magic, version, sha256, digest (65 bytes), then the path ops.
   constexpr size_t kHeader = 31 + 1 + 1 + 32;
@@ -268,7 +270,7 @@ TEST_F(ClientBatch, PathsAreTheClientsBytesAndJoiningReproducesItsProofs) {
 
 // ---- Joining.
 
-TEST(Join, ParsesCanonicallyAndEqualsMergingWithTheOtsLibrary) {
+TEST(MerkleJoin, ParsesCanonicallyAndEqualsMergingWithTheOtsLibrary) {
   std::mt19937_64 rng(3);
   const Batch b = RandomBatch(rng, 21);
   const Tree t = MustBuild(b);
@@ -309,7 +311,7 @@ TEST(Join, ParsesCanonicallyAndEqualsMergingWithTheOtsLibrary) {
   }
 }
 
-TEST(Join, RefusesWhatDoesNotLeadToTheRoot) {
+TEST(MerkleJoin, RefusesWhatDoesNotLeadToTheRoot) {
   std::mt19937_64 rng(4);
   const Batch b = RandomBatch(rng, 9);
   const Tree t = MustBuild(b);
@@ -357,7 +359,7 @@ TEST(Join, RefusesWhatDoesNotLeadToTheRoot) {
   EXPECT_EQ(out, "keep");
 }
 
-TEST(Join, StaysWithinTheReadersRecursionLimit) {
+TEST(MerkleJoin, StaysWithinTheReadersRecursionLimit) {
   std::mt19937_64 rng(8);
   const Batch b = RandomBatch(rng, 1);
   const Tree t = MustBuild(b);
@@ -372,7 +374,7 @@ TEST(Join, StaysWithinTheReadersRecursionLimit) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("255"));
   // ...and the reader indeed refuses the concatenation.
-  std::string manual = deep.substr(0, 65) ;
+  std::string manual = deep.substr(0, 65);
   manual[32] = static_cast<char>(ots::kOpSha256);
   manual.replace(33, 32, b.digests[0]);
   manual += path + deep.substr(65);
@@ -383,7 +385,7 @@ TEST(Join, StaysWithinTheReadersRecursionLimit) {
 
 // ---- Path-only proofs (a provider with no .ots of the root).
 
-TEST(PathOnly, ParsesWithTheRecordAtTheRoot) {
+TEST(MerklePathOnly, ParsesWithTheRecordAtTheRoot) {
   std::mt19937_64 rng(6);
   const Batch b = RandomBatch(rng, 12);
   const Tree t = MustBuild(b);
@@ -428,7 +430,7 @@ absl::Status ApplyStatus(absl::string_view digest, absl::string_view path) {
   return ApplyPath(digest, path, &tip).status();
 }
 
-TEST(Path, TruncationsFailExceptAtLevelBoundaries) {
+TEST(MerklePath, TruncationsFailExceptAtLevelBoundaries) {
   std::mt19937_64 rng(12);
   const Batch b = RandomBatch(rng, 32);
   const Tree t = MustBuild(b);
@@ -453,7 +455,7 @@ TEST(Path, TruncationsFailExceptAtLevelBoundaries) {
   }
 }
 
-TEST(Path, RejectsUnknownMisplacedAndOversizedOps) {
+TEST(MerklePath, RejectsUnknownMisplacedAndOversizedOps) {
   std::mt19937_64 rng(13);
   const Batch b = RandomBatch(rng, 8);
   const Tree t = MustBuild(b);
@@ -509,7 +511,7 @@ TEST(Path, RejectsUnknownMisplacedAndOversizedOps) {
 // Bounded random robustness run (no libFuzzer needed): random bytes, and mutations of valid paths.
 // Every input either parses (and then every reader agrees and the chain is a valid OTS tree) or is
 // INVALID_ARGUMENT; nothing crashes (run under ANCHORD_SANITIZE to also catch memory errors).
-TEST(Path, RandomInputIsRejectedOrConsistent) {
+TEST(MerklePath, RandomInputIsRejectedOrConsistent) {
   std::mt19937_64 rng(0x6d65726b6c65);
   const Batch b = RandomBatch(rng, 50);
   const Tree t = MustBuild(b);

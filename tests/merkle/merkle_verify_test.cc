@@ -30,7 +30,7 @@ std::string RandomBytes(std::mt19937_64& rng, size_t n) {
 // attestation, and the path through a Bitcoin transaction (prepend/append tx bytes, sha256d) and
 // the block's Merkle branch (sibling, sha256d per level) to a Bitcoin attestation, whose
 // commitment is the merkle root of a header mined here.
-class Anchored : public ::testing::Test {
+class MerkleAnchored : public ::testing::Test {
  protected:
   void SetUp() override {
     std::mt19937_64 rng(77);
@@ -94,7 +94,7 @@ class Anchored : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(Anchored, EveryJoinedProofVerifiesAgainstTheBlock) {
+TEST_F(MerkleAnchored, EveryJoinedProofVerifiesAgainstTheBlock) {
   auto joiner = Joiner::Parse(root_ots_);
   ASSERT_TRUE(joiner.ok()) << joiner.status();
   for (size_t i = 0; i < digests_.size(); ++i) {
@@ -112,7 +112,7 @@ TEST_F(Anchored, EveryJoinedProofVerifiesAgainstTheBlock) {
   }
 }
 
-TEST_F(Anchored, AnotherFilesDigestOrATamperedPathFails) {
+TEST_F(MerkleAnchored, AnotherFilesDigestOrATamperedPathFails) {
   const std::string proof0 = *JoinProof(digests_[0], tree_->PathBytes(0), root_ots_);
   // The proof checked against another file: digest mismatch.
   const ots::VerifyResult other = ots::Verify(ParseOrDie(proof0), digests_[1], &chain_);
@@ -134,7 +134,7 @@ TEST_F(Anchored, AnotherFilesDigestOrATamperedPathFails) {
             absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(Anchored, ReferenceLibraryAcceptsJoinedProofs) {
+TEST_F(MerkleAnchored, ReferenceLibraryAcceptsJoinedProofs) {
   for (size_t i : {size_t{0}, size_t{17}, digests_.size() - 1}) {
     SCOPED_TRACE(i);
     auto joined = JoinProof(digests_[i], tree_->PathBytes(i), root_ots_);
@@ -156,7 +156,7 @@ TEST_F(Anchored, ReferenceLibraryAcceptsJoinedProofs) {
       << out;
 }
 
-TEST_F(Anchored, ReferenceLibraryReadsPathOnlyProofs) {
+TEST_F(MerkleAnchored, ReferenceLibraryReadsPathOnlyProofs) {
   const std::string record = "proofledger:proof/7f3e2c1a-aaaa-4bbb-8ccc-0123456789ab";
   auto proof = PathOnlyProof(digests_[5], tree_->PathBytes(5), record);
   ASSERT_TRUE(proof.ok()) << proof.status();

@@ -2,6 +2,8 @@
 // deterministic fake Provider.
 #pragma once
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -33,13 +35,38 @@ inline std::string OtsMagic() {
   return std::string("\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94", 31);
 }
 
-// A structurally valid .ots header for `digest` followed by `tail_bytes` of filler.
+inline void AppendTestVaruint(uint64_t v, std::string* out) {
+  do {
+    unsigned char b = v & 0x7f;
+    v >>= 7;
+    if (v) b |= 0x80;
+    out->push_back(static_cast<char>(b));
+  } while (v);
+}
+
+// A valid .ots for `digest` (it parses with libs/ots): about `tail_bytes` of append ops (each
+// followed by sha256, chunks small enough for the 4096-byte message limit) ending in a Bitcoin
+// attestation. Deterministic, so sizes can be compared.
 inline std::string MakeOts(const std::string& digest, size_t tail_bytes = 40) {
   std::string out = OtsMagic();
   out.push_back('\x01');
   out.push_back('\x08');
   out += digest;
-  for (size_t i = 0; i < tail_bytes; ++i) out.push_back(static_cast<char>((i * 131 + 7) & 0xff));
+  size_t left = tail_bytes;
+  for (size_t n = 0; left > 0; ++n) {
+    const size_t k = std::min<size_t>(left, 2000);
+    out.push_back('\xf0');
+    AppendTestVaruint(k, &out);
+    for (size_t i = 0; i < k; ++i) out.push_back(static_cast<char>((i * 131 + 7 + n) & 0xff));
+    out.push_back('\x08');
+    left -= k;
+  }
+  out.push_back('\x00');
+  out += std::string("\x05\x88\x96\x0d\x73\xd7\x19\x01", 8);
+  std::string payload;
+  AppendTestVaruint(812345, &payload);
+  AppendTestVaruint(payload.size(), &out);
+  out += payload;
   return out;
 }
 

@@ -1,0 +1,52 @@
+#include "services/poller/leaf_proof.h"
+
+#include "libs/merkle/merkle.h"
+
+namespace anchord::poller {
+
+namespace {
+
+absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const ProofRow& leaf) {
+  const std::string& digest = leaf.digest;
+  if (!leaf.is_leaf()) return store->GetOts(digest, leaf.provider);
+
+  absl::StatusOr<std::optional<std::string>> root_ots = store->GetOts(leaf.merkle_root, leaf.provider);
+  if (!root_ots.ok()) return root_ots.status();
+  if (root_ots->has_value()) {
+    absl::StatusOr<std::string> joined = merkle::JoinProof(digest, leaf.merkle_path, **root_ots);
+    if (!joined.ok()) return joined.status();
+    return std::optional<std::string>(*std::move(joined));
+  }
+  if (leaf.state != anchord::v1::DIGEST_STATE_CONFIRMED) return std::optional<std::string>();
+  const std::string& record = !leaf.certificate_url.empty() ? leaf.certificate_url : leaf.proof_id;
+  if (record.empty()) return std::optional<std::string>();
+  absl::StatusOr<std::string> path_only = merkle::PathOnlyProof(digest, leaf.merkle_path, record);
+  if (!path_only.ok()) return path_only.status();
+  return std::optional<std::string>(*std::move(path_only));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
+                                                        const std::string& digest,
+                                                        const std::string& provider) {
+  std::vector<ProofRow> rows;
+  if (!provider.empty()) {
+    absl::StatusOr<std::optional<ProofRow>> row = store->Get(digest, provider);
+    if (!row.ok()) return row.status();
+    if (row->has_value()) rows.push_back(**row);
+  } else {
+    // Without a provider, any provider's proof will do (the oldest may have none yet).
+    absl::StatusOr<std::vector<ProofRow>> all = store->GetAll(digest);
+    if (!all.ok()) return all.status();
+    rows = *std::move(all);
+  }
+  for (const ProofRow& row : rows) {
+    absl::StatusOr<std::optional<std::string>> ots = LoadOne(store, row);
+    if (!ots.ok()) return ots.status();
+    if (ots->has_value() && !(*ots)->empty()) return ots;
+  }
+  return std::optional<std::string>();
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,22 @@
+// The .ots a caller downloads for a proof. For an ordinary proof it is the stored evidence; for a
+// file anchored through a Merkle batch it is built on demand: the file's path to the root joined
+// to the root's stored .ots (libs/merkle), a standalone proof that verifies with nothing else.
+// Where the root's provider gives no .ots (ProofLedger), the file gets its path and the provider's
+// record of the root (certificate URL, else proof id) once the root is confirmed.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller {
+
+// nullopt when nothing can be offered yet (or the proof is unknown). `provider` may be empty
+// (the oldest proof of the digest).
+absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
+                                                        const std::string& digest,
+                                                        const std::string& provider);
+
+}  // namespace anchord::poller

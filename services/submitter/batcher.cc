@@ -1,0 +1,114 @@
+#include "services/submitter/batcher.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/hex.h"
+#include "libs/common/log.h"
+#include "libs/merkle/merkle.h"
+
+namespace anchord::submitter {
+
+Batcher::Batcher(SubmitterStore* store, std::vector<std::string> providers,
+                 SubmitterMetrics* metrics, Clock* clock, BatcherOptions options,
+                 std::function<void()> on_sealed)
+    : store_(store),
+      providers_(std::move(providers)),
+      metrics_(metrics),
+      clock_(clock),
+      options_(options),
+      on_sealed_(std::move(on_sealed)) {
+  if (options_.max_leaves < 1) options_.max_leaves = 1;
+}
+
+Batcher::~Batcher() { Stop(); }
+
+void Batcher::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Batcher::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<int> Batcher::SealDue(const std::string& only) {
+  int sealed = 0;
+  for (const std::string& provider : providers_) {
+    if (!only.empty() && provider != only) continue;
+    // Bounded: a backlog of many full batches is sealed over a few passes, not in one.
+    for (int i = 0; i < 64; ++i) {
+      absl::StatusOr<bool> one = SealOne(provider, clock_->Now());
+      if (!one.ok()) return one.status();
+      if (!*one) break;
+      ++sealed;
+    }
+  }
+  return sealed;
+}
+
+absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time now) {
+  absl::StatusOr<std::vector<Submission>> leaves =
+      store_->UnbatchedLeaves(provider, options_.max_leaves);
+  if (!leaves.ok()) return leaves.status();
+  if (leaves->empty()) return false;
+  const bool full = static_cast<int>(leaves->size()) >= options_.max_leaves;
+  if (!full && leaves->front().created_at > now - options_.window) return false;
+
+  NewBatch batch;
+  batch.provider = provider;
+  std::vector<std::string> digests;
+  digests.reserve(leaves->size());
+  // One CSPRNG call for the whole batch; Build rejects an empty (failed) draw.
+  const std::string nonces = merkle::RandomNonces(leaves->size());
+  for (size_t i = 0; i < leaves->size(); ++i) {
+    digests.push_back((*leaves)[i].digest);
+    batch.leaf_ids.push_back((*leaves)[i].id);
+    batch.nonces.push_back(nonces.size() == leaves->size() * merkle::kNonceSize
+                               ? nonces.substr(i * merkle::kNonceSize, merkle::kNonceSize)
+                               : std::string());
+  }
+  absl::StatusOr<merkle::Tree> tree = merkle::Tree::Build(digests, batch.nonces);
+  if (!tree.ok()) return tree.status();
+  batch.root = tree->root();
+  batch.paths.reserve(digests.size());
+  for (size_t i = 0; i < digests.size(); ++i) batch.paths.push_back(tree->PathBytes(i));
+  // What the provider is told about the root: a name that says what it is, and the size of the
+  // leaf list it commits to. The job is the first leaf's, for logs only (roots have no file refs).
+  const std::string short_root = HexEncode(batch.root).substr(0, 16);
+  batch.root_file.job = leaves->front().file.job;
+  batch.root_file.filename = absl::StrCat("anchord-merkle-root-", short_root, ".bin");
+  batch.root_file.source_path = absl::StrCat("merkle-batch/", short_root);
+  batch.root_file.size_bytes = static_cast<int64_t>(digests.size()) * 32;
+  batch.root_file.mime_type = "application/octet-stream";
+  absl::StatusOr<int64_t> id = store_->CreateMerkleBatch(batch, now);
+  if (absl::IsAborted(id.status())) {
+    ANCHORD_LOG(Info) << "merkle batch for " << provider << " lost a race: " << id.status();
+    return true;  // look again: the leaves that remain form the next batch
+  }
+  if (!id.ok()) return id.status();
+  ANCHORD_LOG(Info) << "merkle batch " << *id << " for " << provider << ": "
+                    << digests.size() << " leaves, root " << HexEncode(batch.root)
+                    << (full ? " (full)" : " (window)");
+  if (metrics_ != nullptr) {
+    metrics_->merkle_batches.Add({{"provider", provider}}).Increment();
+    metrics_->merkle_leaves.Add({{"provider", provider}}).Increment(static_cast<double>(digests.size()));
+  }
+  if (on_sealed_) on_sealed_();
+  return true;
+}
+
+void Batcher::Loop() {
+  for (;;) {
+    absl::StatusOr<int> sealed = SealDue();
+    if (!sealed.ok()) ANCHORD_LOG(Error) << "merkle batcher: " << sealed.status();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.poll), [&] { return stop_; })) {
+      return;
+    }
+  }
+}
+
+}  // namespace anchord::submitter

@@ -1,0 +1,65 @@
+// The Merkle batcher: seals the leaves waiting for each provider into batches and queues each
+// batch's root as one ordinary submission, so a batch costs one provider request and one quota
+// unit.
+//
+// A batch is sealed when `max_leaves` leaves wait, or when the oldest has waited `window`. Sealing
+// draws a fresh random nonce per leaf (a file's proof then reveals nothing about its neighbours),
+// builds the tree (libs/merkle) and commits the root row and every leaf's nonce and path in ONE
+// transaction: a crash before the commit leaves the leaves unbatched (sealed again later, with new
+// nonces, nothing was sent), a crash after it leaves a root row that the engine sends with the
+// usual idempotency, so no file is lost and no root is anchored twice.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/common/clock.h"
+#include "services/submitter/metrics.h"
+#include "services/submitter/submitter_store.h"
+
+namespace anchord::submitter {
+
+struct BatcherOptions {
+  int max_leaves = 10000;                    // at most 14 levels: ~500-byte paths
+  absl::Duration window = absl::Seconds(5);  // the longest a leaf waits for company
+  absl::Duration poll = absl::Milliseconds(200);
+};
+
+class Batcher {
+ public:
+  // `store`, `metrics` (may be null) and `clock` must outlive the batcher. `on_sealed` is called
+  // after a batch was committed (the engine's Wake).
+  Batcher(SubmitterStore* store, std::vector<std::string> providers, SubmitterMetrics* metrics,
+          Clock* clock, BatcherOptions options, std::function<void()> on_sealed);
+  ~Batcher();
+
+  void Start();
+  void Stop();  // idempotent
+
+  // Seals every batch that is due now for `provider` (all providers when empty); returns how
+  // many batches were sealed. For tests and for the loop.
+  absl::StatusOr<int> SealDue(const std::string& provider = "");
+
+ private:
+  absl::StatusOr<bool> SealOne(const std::string& provider, absl::Time now);
+  void Loop();
+
+  SubmitterStore* store_;
+  std::vector<std::string> providers_;
+  SubmitterMetrics* metrics_;
+  Clock* clock_;
+  BatcherOptions options_;
+  std::function<void()> on_sealed_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace anchord::submitter

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -17,11 +18,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "absl/strings/strip.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/validate.h"
+#include "libs/ots/headers.h"
+#include "libs/ots/verify.h"
 #include "libs/rpc/server.h"
 #include "libs/rpc/status.h"
 #include "services/anchorctl/clients.h"
@@ -490,6 +494,9 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     req.set_job(o.job);
     req.set_path(tree_path);
     req.set_dry_run(o.dry_run);
+    for (const auto& p : o.providers) req.add_providers(p);
+    if (o.merkle) req.set_anchor_mode(anchord::v1::ANCHOR_MODE_MERKLE_BATCH);
+    req.set_fallback_provider(o.fallback_provider);
     auto reader = clients.hasher().HashTree(&ctx, req);
     HashTreeResponse resp;
     std::vector<HashTreeResponse> dry;
@@ -657,6 +664,65 @@ int RunStatus(const GlobalOptions& g, const std::string& job) {
 // ---------------------------------------------------------------------------------------------
 // report
 
+namespace {
+
+// The .ots of a proof as the poller serves it (for a Merkle leaf: its joined proof).
+absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
+                                     const std::string& digest, const std::string& provider) {
+  grpc::ClientContext ctx;
+  ScopedCancel cancel(&ctx);
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::max(UnaryDeadline(g), absl::Seconds(60))));
+  DownloadProofRequest req;
+  req.set_digest(digest);
+  req.set_provider(provider);
+  auto reader = clients.poller().DownloadProof(&ctx, req);
+  DownloadProofResponse chunk;
+  std::string data;
+  while (reader->Read(&chunk)) {
+    data += chunk.data();
+    if (data.size() > (64u << 20)) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) return absl::NotFoundError("no .ots yet");
+  if (!st.ok()) return clients.RpcError("poller", "DownloadProof", st);
+  return data;
+}
+
+std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::string& digest_hex,
+                           const std::string& provider, ots::BlockHeaderSource* headers) {
+  auto digest = HexDecode(digest_hex);
+  if (!digest.ok()) return "INVALID digest";
+  auto data = FetchOts(clients, g, *digest, provider);
+  if (absl::IsNotFound(data.status())) return "NO_PROOF_YET";
+  if (!data.ok()) return absl::StrCat("ERROR ", data.status().message());
+  auto proof = ots::ParseDetached(*data);
+  if (!proof.ok()) return absl::StrCat("INVALID ", proof.status().message());
+  ots::VerifyResult v = ots::Verify(*proof, *digest, headers);
+  switch (v.verdict) {
+    case ots::Verdict::kVerified:
+      return absl::StrCat("VERIFIED block ", v.earliest ? v.earliest->attestation.height : 0);
+    case ots::Verdict::kDigestMismatch:
+      return "DIGEST_MISMATCH the proof is for another file";
+    case ots::Verdict::kMismatch:
+      return absl::StrCat("MISMATCH ", v.message);
+    case ots::Verdict::kNotVerifiable:
+      break;
+  }
+  bool bitcoin = false, pending = false;
+  for (const auto& a : v.attestations) {
+    if (a.attestation.kind == ots::Attestation::Kind::kBitcoin) bitcoin = true;
+    if (a.attestation.kind == ots::Attestation::Kind::kPending) pending = true;
+  }
+  if (bitcoin) return headers ? absl::StrCat("UNCHECKED ", v.message) : "UNCHECKED no --headers";
+  if (pending) return "PENDING";
+  return absl::StrCat("UNVERIFIABLE ", v.message);
+}
+
+}  // namespace
+
 int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   if (auto s = ValidateJob(o.job, "--job"); !s.ok()) return FailStatus(s);
   if (o.format != "csv" && o.format != "json") {
@@ -744,6 +810,8 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       r.certificate_url = p.certificate_url();
       r.verify_url = p.verify_url();
       r.bitcoin_block_height = p.bitcoin_block_height();
+      if (!p.merkle_root().empty()) r.merkle_root = DigestOf(p.merkle_root());
+      r.stalled = p.stalled();
       if (p.state() == DIGEST_STATE_FAILED) {
         r.reason = p.failure().reason();
         r.error = p.failure().message();
@@ -769,6 +837,33 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
     }
     rows.push_back(base);
   }
+  bool any_mismatch = false;
+  if (!o.no_verify) {
+    std::unique_ptr<ots::BlockHeaderSource> headers;
+    if (!o.headers.empty()) {
+      auto made = ots::MakeHeaderSource(o.headers);
+      if (!made.ok()) return Fail(kExitUsage, absl::StrCat("--headers: ", made.status().message()));
+      headers = std::move(*made);
+    }
+    // One download per (digest, provider); duplicates share the verdict.
+    std::map<std::pair<std::string, std::string>, std::string> verdicts;
+    for (ReportRow& r : rows) {
+      if (r.provider.empty() || r.digest_hex.size() != 64) continue;
+      if (Interrupter::Get().interrupted()) break;
+      auto key = std::make_pair(r.digest_hex, r.provider);
+      auto it = verdicts.find(key);
+      if (it == verdicts.end()) {
+        it = verdicts.emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider,
+                                                  headers.get())).first;
+      }
+      r.verification = it->second;
+      if (absl::StartsWith(r.verification, "MISMATCH") ||
+          absl::StartsWith(r.verification, "DIGEST_MISMATCH") ||
+          absl::StartsWith(r.verification, "INVALID")) {
+        any_mismatch = true;
+      }
+    }
+  }
   std::string text = o.format == "json" ? ReportToJson(rows) : ReportToCsv(rows);
   if (o.output.empty() || o.output == "-") {
     std::cout << text << std::flush;
@@ -776,6 +871,11 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
     return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));
   } else {
     std::cerr << "anchorctl: wrote " << rows.size() << " rows to " << o.output << std::endl;
+  }
+  if (any_mismatch) {
+    std::cerr << "anchorctl: at least one proof does not verify (see the verification column)"
+              << std::endl;
+    return kExitFilesFailed;
   }
   return kExitComplete;
 }

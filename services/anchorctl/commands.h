@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace anchord::anchorctl {
 
@@ -37,12 +38,19 @@ struct ArchiveOptions {
   std::string wait = "submitted";
   double timeout_seconds = 0;  // 0 = no limit
   bool dry_run = false;
+  std::vector<std::string> providers;  // empty: the submitter's default
+  bool merkle = false;                 // ANCHOR_MODE_MERKLE_BATCH
+  std::string fallback_provider;
 };
 
 struct ReportOptions {
   std::string job;
   std::string format = "csv";
   std::string output;  // empty = stdout
+  // Verification of every proof: always the digest and the commitment path; the Bitcoin
+  // attestations too when a header source is given (libs/ots MakeHeaderSource spec).
+  std::string headers;
+  bool no_verify = false;
 };
 
 int RunLocal(const GlobalOptions& g, const LocalOptions& o);

@@ -115,7 +115,8 @@ namespace {
 const char* const kColumns[] = {"path",          "digest",         "size_bytes",
                                 "provider",      "proof_id",       "status",
                                 "certificate_url", "verify_url",   "bitcoin_block_height",
-                                "duplicate_of",  "reason",         "error"};
+                                "duplicate_of",  "reason",         "error",
+                                "merkle_root",   "stalled",        "verification"};
 
 std::vector<std::string> RowFields(const ReportRow& r) {
   return {r.path,
@@ -129,7 +130,10 @@ std::vector<std::string> RowFields(const ReportRow& r) {
           r.bitcoin_block_height > 0 ? absl::StrCat(r.bitcoin_block_height) : "",
           r.duplicate_of,
           r.reason,
-          r.error};
+          r.error,
+          r.merkle_root,
+          r.stalled ? "true" : "",
+          r.verification};
 }
 }  // namespace
 
@@ -169,6 +173,9 @@ std::string ReportToJson(const std::vector<ReportRow>& rows) {
     j["duplicate_of"] = r.duplicate_of;
     j["reason"] = r.reason;
     j["error"] = r.error;
+    j["merkle_root"] = r.merkle_root;
+    j["stalled"] = r.stalled;
+    j["verification"] = r.verification;
     arr.push_back(std::move(j));
   }
   return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

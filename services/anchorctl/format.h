@@ -57,6 +57,11 @@ struct ReportRow {
   std::string duplicate_of;
   std::string reason;  // machine-readable cause of a failure (FILE_UNREADABLE, ...)
   std::string error;   // human-readable message of a failure
+  std::string merkle_root;   // hex of the batch root anchored for the file, when batched
+  bool stalled = false;      // pending longer than the poller's stall limit
+  // What the downloaded proof shows: "VERIFIED block N", "PENDING", "UNCHECKED ...",
+  // "NO_PROOF_YET", "MISMATCH ...", "DIGEST_MISMATCH ...", "INVALID ...", or empty (not checked).
+  std::string verification;
 };
 
 // RFC 4180 field quoting: quoted when it holds a comma, quote, CR, LF or leading/trailing space.

@@ -80,6 +80,13 @@ int main(int argc, char** argv) {
   archive_cmd->add_option("--wait", archive.wait, "none|queued|submitted|confirmed")->capture_default_str();
   archive_cmd->add_option("--timeout-seconds", archive.timeout_seconds, "Give up after this long (0 = never)");
   archive_cmd->add_flag("--dry-run", archive.dry_run, "Only compute and print the digests");
+  archive_cmd->add_option("--provider", archive.providers,
+                          "Provider(s) to anchor with (repeat or comma-separate for redundancy)")
+      ->delimiter(',');
+  archive_cmd->add_flag("--merkle-batch", archive.merkle,
+                        "Anchor Merkle roots of batches of files (one quota unit per batch)");
+  archive_cmd->add_option("--fallback-provider", archive.fallback_provider,
+                          "Anchor with this provider too if a proof stalls");
 
   std::string status_job;
   auto* status_cmd = app.add_subcommand("status", "Counts by state over the three services");
@@ -90,6 +97,11 @@ int main(int argc, char** argv) {
   report_cmd->add_option("--job", report.job, "Job (default \"default\")");
   report_cmd->add_option("--format", report.format, "csv|json")->capture_default_str();
   report_cmd->add_option("--output,-o", report.output, "Write to FILE instead of stdout");
+  report_cmd->add_option("--headers", report.headers,
+                         "Block header source to check Bitcoin attestations: file:PATH, rest:URL, "
+                         "rpc:URL, sandbox:URL")
+      ->envname("ANCHORD_HEADERS");
+  report_cmd->add_flag("--no-verify", report.no_verify, "Do not download and verify the proofs");
 
   std::string get_digest;
   auto* get_cmd = app.add_subcommand("get", "Where a digest is, its proofs and files");

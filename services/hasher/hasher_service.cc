@@ -416,6 +416,8 @@ void ForwardTreeFile(const std::shared_ptr<TreeCall>& c, const HashedRecord& h) 
   md->set_job(c->job);
   SetTimestampNs(md->mutable_modified_at(), h.mtime_ns);
   for (const auto& p : c->request.providers()) req.add_providers(p);
+  req.set_anchor_mode(c->request.anchor_mode());
+  req.set_fallback_provider(c->request.fallback_provider());
   c->session->Send(std::move(req));
 }
 
@@ -997,6 +999,13 @@ grpc::ServerWriteReactor<v1::HashTreeResponse>* HasherServiceImpl::HashTree(
         st = absl::InvalidArgumentError("providers: each name must be 1 to 64 bytes");
         break;
       }
+    }
+    if (st.ok() && !v1::AnchorMode_IsValid(request->anchor_mode())) {
+      st = absl::InvalidArgumentError(
+          absl::StrCat("anchor_mode: unknown value ", static_cast<int>(request->anchor_mode())));
+    }
+    if (st.ok() && request->fallback_provider().size() > 64) {
+      st = absl::InvalidArgumentError("fallback_provider: at most 64 bytes");
     }
   }
   if (st.ok() && !request->dry_run() && !s->options.submitter) {

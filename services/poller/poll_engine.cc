@@ -49,7 +49,7 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
 }
 
 void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
-                       absl::Time now) {
+                       absl::Time now, bool were_confirmed) {
   for (const ProofRow& leaf : leaves) {
     anchord::v1::ProofEventType type =
         leaf.state == anchord::v1::DIGEST_STATE_CONFIRMED
@@ -60,7 +60,7 @@ void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<
                                                          : anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED;
     if (type == anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED) continue;
     // A leaf confirmed with its proof already available gets both events, in order.
-    if (type == anchord::v1::PROOF_EVENT_TYPE_OTS_STORED) {
+    if (type == anchord::v1::PROOF_EVENT_TYPE_OTS_STORED && !were_confirmed) {
       PublishEvent(bus, metrics, anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, leaf, now);
     }
     PublishEvent(bus, metrics, type, leaf, now);
@@ -77,14 +77,14 @@ providers::ProofRef PollEngine::RefOf(const ProofRow& row) {
   return ref;
 }
 
-void PollEngine::Propagate(const ProofRow& root, absl::Time now) {
+void PollEngine::Propagate(const ProofRow& root, absl::Time now, bool ots_only) {
   if (root.leaf_count <= 0) return;
   auto leaves = store_->PropagateToLeaves(root.digest, root.provider, now);
   if (!leaves.ok()) {
     ANCHORD_LOG(Error) << "poller store: " << leaves.status();
     return;
   }
-  PublishLeafEvents(*bus_, metrics_, *leaves, now);
+  PublishLeafEvents(*bus_, metrics_, *leaves, now, ots_only);
 }
 
 bool PollEngine::Hint(const std::string& provider, const std::string& digest_hex) {
@@ -473,7 +473,9 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
     ++stats->ots_stored;
     if (metrics_) metrics_->ots_stored.Add({{"provider", name}}).Increment();
     PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_OTS_STORED, **updated, now);
-    Propagate(**updated, now);
+    // The root was confirmed before its .ots came: its leaves were too (CONFIRMED was published
+    // then); only the evidence is news.
+    Propagate(**updated, now, /*ots_only=*/true);
   }
   return true;
 }

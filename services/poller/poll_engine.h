@@ -41,8 +41,10 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
 
 // Publishes what happened to Merkle batch leaves that followed their root: CONFIRMED, FAILED,
 // STALLED or OTS_STORED (a confirmed leaf whose joined proof became available).
+// `were_confirmed`: the leaves were CONFIRMED already (their CONFIRMED event was published), so
+// a leaf whose proof became available gets OTS_STORED only.
 void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
-                       absl::Time now);
+                       absl::Time now, bool were_confirmed = false);
 
 // Asks the submitter to anchor a stalled proof's digest with its fallback provider. OK once the
 // submitter stored the request durably; the poller then never asks again for that proof.
@@ -99,7 +101,7 @@ class PollEngine {
   // The provider's handle on a proof, with its stored evidence.
   providers::ProofRef RefOf(const ProofRow& row);
   // Carries a batch root's new state to its leaves, with events.
-  void Propagate(const ProofRow& root, absl::Time now);
+  void Propagate(const ProofRow& root, absl::Time now, bool ots_only = false);
   void Loop(providers::Provider* p);
 
   PollerStore* store_;

@@ -1,6 +1,9 @@
 #include "services/poller/webhook.h"
 
 #include <httplib.h>
+
+#include <chrono>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
@@ -75,6 +78,15 @@ absl::StatusOr<std::unique_ptr<Webhook>> Webhook::Start(
   w->port_ = port;
   httplib::Server* server = w->server_.get();
   w->thread_ = std::thread([server] { server->listen_after_bind(); });
+  // httplib's stop() is a no-op until the accept loop runs: wait for it (bounded), or a Stop()
+  // right after Start() would leave listen running and the join hanging.
+  for (int i = 0; i < 5000 && !server->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!server->is_running()) {
+    return absl::InternalError(absl::StrCat("--webhook-listen: HTTP server on ", address,
+                                            " did not start"));
+  }
   return w;
 }
 

@@ -40,16 +40,18 @@ absl::StatusOr<int> Batcher::SealDue(const std::string& only) {
     if (!only.empty() && provider != only) continue;
     // Bounded: a backlog of many full batches is sealed over a few passes, not in one.
     for (int i = 0; i < 64; ++i) {
-      absl::StatusOr<bool> one = SealOne(provider, clock_->Now());
+      bool committed = false;
+      absl::StatusOr<bool> one = SealOne(provider, clock_->Now(), &committed);
       if (!one.ok()) return one.status();
+      if (committed) ++sealed;  // a lost race is not a batch
       if (!*one) break;
-      ++sealed;
     }
   }
   return sealed;
 }
 
-absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time now) {
+absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time now,
+                                      bool* committed) {
   absl::StatusOr<std::vector<Submission>> leaves =
       store_->UnbatchedLeaves(provider, options_.max_leaves);
   if (!leaves.ok()) return leaves.status();
@@ -96,6 +98,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
     metrics_->merkle_batches.Add({{"provider", provider}}).Increment();
     metrics_->merkle_leaves.Add({{"provider", provider}}).Increment(static_cast<double>(digests.size()));
   }
+  *committed = true;
   if (on_sealed_) on_sealed_();
   return true;
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -46,7 +47,9 @@ class Batcher {
   absl::StatusOr<int> SealDue(const std::string& provider = "");
 
  private:
-  absl::StatusOr<bool> SealOne(const std::string& provider, absl::Time now);
+  // True when the caller should look again (a batch was sealed, or another batcher won the
+  // race for these leaves); *committed is set only when this call committed a batch.
+  absl::StatusOr<bool> SealOne(const std::string& provider, absl::Time now, bool* committed);
   void Loop();
 
   SubmitterStore* store_;

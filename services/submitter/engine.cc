@@ -223,15 +223,16 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
     results = provider->CreateBatch(requests);
   }
   if (results.size() != ready.size()) {
-    // An adapter bug must not lose rows: keep them for a later attempt.
+    // An adapter bug must not lose rows: keep them all for a later attempt (re-sent with
+    // maybe_sent). With a wrong count no answer can be matched to its row, so none is applied: a
+    // row must never take another digest's record.
     ANCHORD_LOG(Error) << name << " answered " << results.size() << " results for "
                        << ready.size() << " creates; retrying them";
-    results.resize(ready.size());
+    results.assign(ready.size(), providers::CreateResult{});
     for (auto& r : results) {
-      if (r.outcome.kind == OutcomeKind::kOk && !r.record) {
-        r.outcome.kind = OutcomeKind::kRetry;
-        r.outcome.code = "MISSING_RESULT";
-      }
+      r.outcome.kind = OutcomeKind::kRetry;
+      r.outcome.code = "MISSING_RESULT";
+      r.outcome.message = "the provider's batch answer did not match the request";
     }
   }
   bool resumed = false;

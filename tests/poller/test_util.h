@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -108,6 +109,25 @@ class FakeProvider final : public providers::Provider {
     std::lock_guard<std::mutex> lock(mu_);
     records_[id].digest_hex = digest_hex;
   }
+  // Evidence the next lookups of `id` answer with (a calendar's upgraded .ots).
+  void SetRecordEvidence(const std::string& id, const std::string& evidence) {
+    std::lock_guard<std::mutex> lock(mu_);
+    records_[id].evidence = evidence;
+  }
+  // What ParseCallback answers for a body (default: UNIMPLEMENTED, like most providers).
+  void SetCallbackParser(std::function<absl::StatusOr<std::string>(const std::string&)> f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    parse_callback_ = std::move(f);
+  }
+  // Proof ids in the order they were looked up, and the evidence each lookup carried.
+  std::vector<std::string> lookup_order() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lookup_order_;
+  }
+  std::string last_ref_evidence(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_ref_evidence_[id];
+  }
   void SetOts(const std::string& id, const std::string& ots) {
     std::lock_guard<std::mutex> lock(mu_);
     ots_[id] = ots;
@@ -150,6 +170,8 @@ class FakeProvider final : public providers::Provider {
     const std::string& id = ref.proof_id;
     std::lock_guard<std::mutex> lock(mu_);
     ++lookups_[id];
+    lookup_order_.push_back(id);
+    last_ref_evidence_[id] = ref.evidence;
     providers::LookupResult r;
     auto it = records_.find(id);
     if (it == records_.end()) {
@@ -194,12 +216,24 @@ class FakeProvider final : public providers::Provider {
     r.ots = it->second;
     return r;
   }
+  absl::StatusOr<std::string> ParseCallback(const std::string& body) const override {
+    std::function<absl::StatusOr<std::string>(const std::string&)> f;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      f = parse_callback_;
+    }
+    if (!f) return absl::UnimplementedError(name_ + " does not send callbacks");
+    return f(body);
+  }
   void Stop() override {}
 
  private:
   const std::string name_;
   const bool list_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  std::function<absl::StatusOr<std::string>(const std::string&)> parse_callback_;
+  std::vector<std::string> lookup_order_;
+  std::map<std::string, std::string> last_ref_evidence_;
   std::map<std::string, providers::ProviderRecord> records_;
   std::map<std::string, std::string> ots_;
   std::map<std::string, int> lookups_;

@@ -191,5 +191,80 @@ TEST_F(ServiceTest, ReadingResumesWhenBacklogDrains) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST_F(ServiceTest, AnchorModeAndFallbackProviderAreValidated) {
+  Start();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub_->Submit(&ctx);
+  std::vector<SubmitRequest> reqs;
+  reqs.push_back(Req("bad-mode", testing::Digest('m'), "m.txt", "x/m.txt"));
+  reqs.back().set_anchor_mode(static_cast<anchord::v1::AnchorMode>(42));
+  reqs.push_back(Req("bad-fallback", testing::Digest('n'), "n.txt", "x/n.txt"));
+  reqs.back().set_fallback_provider("nope");
+  reqs.push_back(Req("same-fallback", testing::Digest('o'), "o.txt", "x/o.txt"));
+  reqs.back().set_fallback_provider("fake");  // already the (default) provider
+  reqs.push_back(Req("merkle", testing::Digest('p'), "p.txt", "x/p.txt"));
+  reqs.back().set_anchor_mode(anchord::v1::ANCHOR_MODE_MERKLE_BATCH);
+  reqs.back().set_fallback_provider("other");
+  reqs.push_back(Req("per-file", testing::Digest('q'), "q.txt", "x/q.txt"));
+  reqs.back().set_anchor_mode(anchord::v1::ANCHOR_MODE_PER_FILE);
+  for (const auto& r : reqs) ASSERT_TRUE(stream->Write(r));
+  ASSERT_TRUE(stream->WritesDone());
+  std::map<std::string, SubmitResponse> got;
+  SubmitResponse resp;
+  for (int i = 0; i < 100 && stream->Read(&resp); ++i) got[resp.request_id()] = resp;
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(got.size(), reqs.size());
+  EXPECT_EQ(got["bad-mode"].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got["bad-mode"].status().message().rfind("anchor_mode", 0), 0u)
+      << got["bad-mode"].status().message();
+  EXPECT_EQ(got["bad-fallback"].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got["bad-fallback"].status().message().rfind("fallback_provider", 0), 0u)
+      << got["bad-fallback"].status().message();
+  EXPECT_EQ(got["same-fallback"].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got["same-fallback"].status().message().rfind("fallback_provider", 0), 0u);
+  for (char c : {'m', 'n', 'o'}) EXPECT_TRUE(store_->GetByDigest(testing::Digest(c))->empty()) << c;
+
+  EXPECT_EQ(got["merkle"].status().code(), 0) << got["merkle"].status().message();
+  auto leaf = store_->GetByDigest(testing::Digest('p'));
+  ASSERT_TRUE(leaf.ok());
+  ASSERT_EQ(leaf->size(), 1u);
+  EXPECT_EQ((*leaf)[0].mode, RowMode::kLeaf);
+  EXPECT_EQ((*leaf)[0].fallback_provider, "other");
+  EXPECT_EQ(got["per-file"].status().code(), 0);
+  auto per_file = store_->GetByDigest(testing::Digest('q'));
+  ASSERT_TRUE(per_file.ok());
+  ASSERT_EQ(per_file->size(), 1u);
+  EXPECT_EQ((*per_file)[0].mode, RowMode::kPerFile);
+}
+
+TEST(ValidateSubmitTest, NamesTheField) {
+  ServiceOptions o;
+  o.providers = {"fake", "other"};
+  o.default_provider = "fake";
+  SubmitRequest r = Req("r1", testing::Digest('a'), "a.txt", "x/a.txt");
+  NewItem item;
+  ASSERT_TRUE(ValidateSubmit(r, o, &item).ok());
+  EXPECT_FALSE(item.merkle);
+  EXPECT_TRUE(item.fallback_provider.empty());
+  for (int mode : {-1, 3, 1000}) {
+    r.set_anchor_mode(static_cast<anchord::v1::AnchorMode>(mode));
+    absl::Status st = ValidateSubmit(r, o, &item);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << mode;
+    EXPECT_EQ(st.message().rfind("anchor_mode:", 0), 0u) << st.message();
+  }
+  r.set_anchor_mode(anchord::v1::ANCHOR_MODE_MERKLE_BATCH);
+  ASSERT_TRUE(ValidateSubmit(r, o, &item).ok());
+  EXPECT_TRUE(item.merkle);
+  r.set_fallback_provider("unknown-one");
+  absl::Status st = ValidateSubmit(r, o, &item);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("fallback_provider:", 0), 0u) << st.message();
+  r.set_fallback_provider("other");
+  NewItem ok_item;
+  ASSERT_TRUE(ValidateSubmit(r, o, &ok_item).ok());
+  EXPECT_EQ(ok_item.fallback_provider, "other");
+}
+
 }  // namespace
 }  // namespace anchord::submitter

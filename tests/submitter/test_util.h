@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -77,6 +78,41 @@ class FakeProvider final : public providers::Provider {
     }
     return r;
   }
+  // Batch providers (SimpleProof: 25 per request). Every CreateBatch call is recorded with its
+  // size; with SetBatchResultDelta the answer has that many results more (or fewer) than asked,
+  // as a buggy adapter might.
+  int max_batch() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_batch_;
+  }
+  std::vector<providers::CreateResult> CreateBatch(
+      const std::vector<providers::PreparedCreate>& requests) override {
+    int delta;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch_sizes_.push_back(requests.size());
+      delta = batch_result_delta_;
+      batch_result_delta_ = 0;  // one bad answer only
+    }
+    std::vector<providers::CreateResult> out;
+    for (const auto& r : requests) out.push_back(Create(r));
+    if (delta < 0) out.resize(out.size() - std::min<size_t>(out.size(), -delta));
+    for (int i = 0; i < delta; ++i) out.push_back(Ok());
+    return out;
+  }
+  void SetMaxBatch(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    max_batch_ = n;
+  }
+  void SetBatchResultDelta(int delta) {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch_result_delta_ = delta;
+  }
+  std::vector<size_t> batch_sizes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return batch_sizes_;
+  }
+
   providers::LookupResult Lookup(const providers::ProofRef&) override { return {}; }
   bool SupportsListPending() const override { return false; }
   providers::ListPendingResult ListPending(const std::string&, int) override { return {}; }
@@ -127,6 +163,9 @@ class FakeProvider final : public providers::Provider {
   std::string name_;
   mutable std::mutex mu_;
   mutable int prepares_ = 0;
+  int max_batch_ = 1;
+  int batch_result_delta_ = 0;
+  std::vector<size_t> batch_sizes_;
   std::deque<providers::CreateResult> script_;
   std::vector<providers::PreparedCreate> sent_;
   std::function<void(const providers::PreparedCreate&)> on_create_;

@@ -1,0 +1,766 @@
+// Merkle batching in the submitter: leaf rows, durable batches (SubmitterStore), the Batcher, and
+// the engine's batched creates (max_batch() > 1).
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/clock.h"
+#include "libs/common/hex.h"
+#include "libs/ledger/sqlite_db.h"
+#include "libs/merkle/merkle.h"
+#include "services/submitter/batcher.h"
+#include "services/submitter/engine.h"
+#include "services/submitter/submitter_store.h"
+#include "tests/submitter/test_util.h"
+
+namespace anchord::submitter {
+namespace {
+
+using providers::OutcomeKind;
+using testing::FakeProvider;
+using testing::Item;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
+
+// A distinct digest per n (Digest(char) only has 256 and collides with the tests' letters).
+std::string D(int n) {
+  std::string d(32, '\x5a');
+  d[0] = static_cast<char>(n & 0xff);
+  d[1] = static_cast<char>((n >> 8) & 0xff);
+  d[2] = '\x01';
+  return d;
+}
+
+NewItem Leaf(int n, const std::string& provider = "fake") {
+  NewItem it = Item('x', "leaves/" + std::to_string(n) + ".bin", provider);
+  it.digest = D(n);
+  it.merkle = true;
+  return it;
+}
+
+NewItem PerFile(int n, const std::string& provider = "fake") {
+  NewItem it = Item('x', "files/" + std::to_string(n) + ".bin", provider);
+  it.digest = D(n);
+  return it;
+}
+
+class MerkleStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    ASSERT_FALSE(dir_.empty());
+    path_ = dir_ + "/submitter.db";
+    auto s = OpenSqliteSubmitterStore(path_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  Submission Row(int n, const std::string& provider = "fake") {
+    auto rows = store_->GetByDigest(D(n));
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (rows.ok()) {
+      for (const Submission& r : *rows) {
+        if (r.provider == provider) return r;
+      }
+    }
+    ADD_FAILURE() << "no row for " << n;
+    return Submission{};
+  }
+  Submission RowOf(const std::string& digest) {
+    auto rows = store_->GetByDigest(digest);
+    EXPECT_TRUE(rows.ok() && rows->size() == 1);
+    return rows.ok() && !rows->empty() ? (*rows)[0] : Submission{};
+  }
+  // A scalar from a separate connection (what another process would read).
+  int64_t Scalar(const std::string& sql) {
+    auto db = ledger::SqliteDb::Open(path_);
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return -1;
+    auto st = (*db)->Prepare(sql);
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (!st.ok()) return -1;
+    auto row = st->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return row.ok() && *row ? st->ColumnInt(0) : -1;
+  }
+  // A batch over `leaves` computed like the Batcher does.
+  NewBatch MakeBatch(const std::vector<Submission>& leaves, merkle::Tree* tree_out = nullptr) {
+    NewBatch b;
+    b.provider = "fake";
+    std::vector<std::string> digests;
+    for (const Submission& l : leaves) {
+      digests.push_back(l.digest);
+      b.leaf_ids.push_back(l.id);
+      b.nonces.push_back(merkle::RandomNonce());
+    }
+    auto tree = merkle::Tree::Build(digests, b.nonces);
+    EXPECT_TRUE(tree.ok()) << tree.status();
+    if (!tree.ok()) return b;
+    b.root = tree->root();
+    for (size_t i = 0; i < digests.size(); ++i) b.paths.push_back(tree->PathBytes(i));
+    b.root_file.job = "default";
+    b.root_file.filename = "root.bin";
+    b.root_file.source_path = "merkle-batch/x";
+    b.root_file.size_bytes = static_cast<int64_t>(digests.size()) * 32;
+    if (tree_out != nullptr) *tree_out = *std::move(tree);
+    return b;
+  }
+  std::vector<Submission> Unbatched(int limit = 1000) {
+    auto l = store_->UnbatchedLeaves("fake", limit);
+    EXPECT_TRUE(l.ok()) << l.status();
+    return l.ok() ? *l : std::vector<Submission>{};
+  }
+
+  std::string dir_, path_;
+  std::unique_ptr<SubmitterStore> store_;
+};
+
+TEST_F(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3), Leaf(4)}, kNow).ok());
+  EXPECT_EQ(Row(1).mode, RowMode::kLeaf);
+  EXPECT_EQ(Row(3).mode, RowMode::kPerFile);
+  EXPECT_EQ(Row(1).batch_id, 0);
+  EXPECT_EQ(Row(1).state, SubState::kQueued);
+
+  // Only the per-file row can be claimed, however large the limit and however late.
+  auto claimed = store_->ClaimBatch("fake", "w", kNow + absl::Hours(1), kNow + absl::Hours(2), 100);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ((*claimed)[0].digest, D(3));
+  // (within the lease of row 3)
+  auto again = store_->ClaimBatch("fake", "w2", kNow + absl::Hours(1) + absl::Minutes(1),
+                                  kNow + absl::Hours(4), 100);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+
+  auto all = Unbatched();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].digest, D(1));
+  EXPECT_EQ(all[1].digest, D(2));
+  EXPECT_EQ(all[2].digest, D(4));
+  auto two = Unbatched(2);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[1].digest, D(2));
+  // Another provider's leaves are not listed.
+  ASSERT_TRUE(store_->InsertBatch({Leaf(5, "other")}, kNow).ok());
+  EXPECT_EQ(Unbatched().size(), 3u);
+}
+
+TEST_F(MerkleStoreTest, ClaimBatchTakesUpToLimitOldestFirst) {
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 7; ++n) items.push_back(PerFile(n));
+  ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
+  auto first = store_->ClaimBatch("fake", "w1", kNow, kNow + absl::Minutes(1), 5);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ((*first)[i].digest, D(i + 1));
+  }
+  // The leased rows are not claimed again; the rest are.
+  auto second = store_->ClaimBatch("fake", "w2", kNow, kNow + absl::Minutes(1), 5);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->size(), 2u);
+  EXPECT_EQ((*second)[0].digest, D(6));
+  EXPECT_EQ((*second)[1].digest, D(7));
+  // A limit below 1 still claims one row once leases expired.
+  auto later = store_->ClaimBatch("fake", "w3", kNow + absl::Minutes(2), kNow + absl::Minutes(3), 0);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->size(), 1u);
+}
+
+TEST_F(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
+  auto leaves = Unbatched();
+  ASSERT_EQ(leaves.size(), 3u);
+  NewBatch b = MakeBatch(leaves);
+  auto id = store_->CreateMerkleBatch(b, kNow + absl::Seconds(1));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_GT(*id, 0);
+
+  Submission root = RowOf(b.root);
+  EXPECT_EQ(root.mode, RowMode::kRoot);
+  EXPECT_EQ(root.leaf_count, 3);
+  EXPECT_EQ(root.batch_id, *id);
+  EXPECT_EQ(root.state, SubState::kQueued);
+  EXPECT_EQ(root.provider, "fake");
+  EXPECT_EQ(root.file.filename, "root.bin");
+  for (int i = 0; i < 3; ++i) {
+    Submission l = Row(i + 1);
+    EXPECT_EQ(l.batch_id, *id);
+    EXPECT_EQ(l.nonce, b.nonces[i]);
+    EXPECT_EQ(l.merkle_path, b.paths[i]);
+    EXPECT_EQ(l.merkle_root, b.root);
+    EXPECT_EQ(l.state, SubState::kQueued);
+    auto to_root = merkle::PathRoot(l.digest, l.merkle_path);
+    ASSERT_TRUE(to_root.ok()) << to_root.status();
+    EXPECT_EQ(*to_root, b.root);
+  }
+  EXPECT_TRUE(Unbatched().empty());
+  // The root is what the engine claims.
+  auto claimed = store_->ClaimBatch("fake", "w", kNow + absl::Seconds(1), kNow + absl::Minutes(1), 10);
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ((*claimed)[0].digest, b.root);
+}
+
+TEST_F(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
+  auto leaves = Unbatched();
+  ASSERT_EQ(leaves.size(), 3u);
+  // Another batcher read the same leaves and sealed the first two.
+  NewBatch first = MakeBatch({leaves[0], leaves[1]});
+  ASSERT_TRUE(store_->CreateMerkleBatch(first, kNow).ok());
+  const Submission leaf3_before = Row(3);
+
+  // This one covers leaf 3 (free) and leaf 2 (already batched): nothing of it may be committed.
+  NewBatch second = MakeBatch({leaves[2], leaves[1]});
+  auto id = store_->CreateMerkleBatch(second, kNow + absl::Seconds(1));
+  EXPECT_TRUE(absl::IsAborted(id.status())) << id.status();
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 2"), 1);
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM batches"), 1);
+  auto second_root = store_->GetByDigest(second.root);
+  ASSERT_TRUE(second_root.ok());
+  EXPECT_TRUE(second_root->empty());
+  Submission leaf3 = Row(3);
+  EXPECT_EQ(leaf3.batch_id, 0);
+  EXPECT_TRUE(leaf3.nonce.empty());
+  EXPECT_TRUE(leaf3.merkle_path.empty());
+  EXPECT_TRUE(leaf3.merkle_root.empty());
+  EXPECT_EQ(leaf3.updated_at, leaf3_before.updated_at);
+  Submission leaf2 = Row(2);
+  EXPECT_EQ(leaf2.merkle_root, first.root);
+  EXPECT_EQ(leaf2.merkle_path, first.paths[1]);
+  // Leaf 3 is still available for the next batch.
+  auto left = Unbatched();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].digest, D(3));
+}
+
+TEST_F(MerkleStoreTest, MalformedBatchIsRejected) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  NewBatch b = MakeBatch(Unbatched());
+  NewBatch no_path = b;
+  no_path.paths.pop_back();
+  EXPECT_EQ(store_->CreateMerkleBatch(no_path, kNow).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  NewBatch short_root = b;
+  short_root.root.resize(31);
+  EXPECT_EQ(store_->CreateMerkleBatch(short_root, kNow).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 2"), 0);
+  EXPECT_EQ(Unbatched().size(), 2u);
+}
+
+TEST_F(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3)}, kNow).ok());
+  // Batch only leaves 1 and 2; an unrelated per-file row must not move.
+  NewBatch b = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  const int64_t seq_before = Row(1).change_seq;
+  auto handoff_before = store_->PendingHandoff(100);
+  ASSERT_TRUE(handoff_before.ok());
+  EXPECT_TRUE(handoff_before->empty());
+
+  Submission root = RowOf(b.root);
+  StoredRecord rec;
+  rec.proof_id = "root-proof";
+  rec.certificate_url = "https://example.invalid/root";
+  rec.block_height = 0;
+  rec.evidence = "root-evidence-bytes";
+  ASSERT_TRUE(store_->MarkSubmitted(root.id, rec, "req-root", kNow + absl::Seconds(2)).ok());
+
+  Submission r = RowOf(b.root);
+  EXPECT_EQ(r.state, SubState::kSubmitted);
+  EXPECT_EQ(r.record.evidence, "root-evidence-bytes");
+  for (int n : {1, 2}) {
+    Submission l = Row(n);
+    EXPECT_EQ(l.state, SubState::kSubmitted) << n;
+    EXPECT_EQ(l.record.proof_id, "root-proof");
+    EXPECT_EQ(l.record.certificate_url, "https://example.invalid/root");
+    EXPECT_EQ(l.request_id, "req-root");
+    EXPECT_TRUE(l.record.evidence.empty());
+    EXPECT_GT(l.change_seq, seq_before);
+    EXPECT_FALSE(l.handed_off());
+    EXPECT_EQ(l.merkle_root, b.root);  // untouched
+  }
+  EXPECT_EQ(Row(3).state, SubState::kQueued);
+  auto handoff = store_->PendingHandoff(100);
+  ASSERT_TRUE(handoff.ok());
+  std::set<std::string> digests;
+  for (const Submission& s : *handoff) digests.insert(s.digest);
+  EXPECT_EQ(digests, (std::set<std::string>{D(1), D(2), b.root}));
+}
+
+TEST_F(MerkleStoreTest, RootFailedFailsItsLeavesOnly) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  NewBatch b1 = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
+  ASSERT_TRUE(store_->InsertBatch({Leaf(3)}, kNow).ok());
+  NewBatch b2 = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b2, kNow).ok());
+
+  Submission root1 = RowOf(b1.root);
+  ASSERT_TRUE(store_->MarkFailed(root1.id, 7, "PLAN_LIMIT", "no plan", "req-f", kNow).ok());
+  EXPECT_EQ(RowOf(b1.root).state, SubState::kFailed);
+  for (int n : {1, 2}) {
+    Submission l = Row(n);
+    EXPECT_EQ(l.state, SubState::kFailed);
+    EXPECT_EQ(l.error_code, "PLAN_LIMIT");
+    EXPECT_EQ(l.error_message, "no plan");
+    EXPECT_EQ(l.error_request_id, "req-f");
+  }
+  // The other batch and its root are untouched.
+  EXPECT_EQ(Row(3).state, SubState::kQueued);
+  EXPECT_EQ(RowOf(b2.root).state, SubState::kQueued);
+
+  // Failing a per-file or leaf row touches nothing else.
+  ASSERT_TRUE(store_->InsertBatch({PerFile(4)}, kNow).ok());
+  ASSERT_TRUE(store_->MarkFailed(Row(4).id, 3, "X", "x", "", kNow).ok());
+  EXPECT_EQ(Row(3).state, SubState::kQueued);
+}
+
+TEST_F(MerkleStoreTest, OldSchemaDatabaseGainsTheNewColumns) {
+  store_.reset();
+  std::filesystem::remove(path_);
+  {
+    // The submissions table as the first release created it, with one queued row.
+    auto db = ledger::SqliteDb::Open(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Exec(R"sql(
+CREATE TABLE submissions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL, provider TEXT NOT NULL,
+  job TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL DEFAULT '', source_path TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL, idempotency_key TEXT NOT NULL DEFAULT '',
+  body BLOB NOT NULL DEFAULT '', proof_id TEXT NOT NULL DEFAULT '',
+  record_state INTEGER NOT NULL DEFAULT 0, certificate_url TEXT NOT NULL DEFAULT '',
+  verify_url TEXT NOT NULL DEFAULT '', block_height INTEGER NOT NULL DEFAULT 0,
+  bitcoin_tx TEXT NOT NULL DEFAULT '', provider_created_at INTEGER NOT NULL DEFAULT 0,
+  confirmed_at INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0, error_canonical INTEGER NOT NULL DEFAULT 0,
+  error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '',
+  error_request_id TEXT NOT NULL DEFAULT '', request_id TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  change_seq INTEGER NOT NULL DEFAULT 1, handed_off_seq INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT NOT NULL DEFAULT '', lease_until INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (digest, provider));
+INSERT INTO submissions (digest, provider, job, filename, size_bytes, state, created_at,
+  updated_at) VALUES (x'0101010101010101010101010101010101010101010101010101010101010101',
+  'fake', 'default', 'old.txt', 5, 0, 1700000000000, 1700000000000);
+)sql").ok());
+  }
+  for (int open = 0; open < 2; ++open) {  // the second open finds every column already there
+    auto s = OpenSqliteSubmitterStore(path_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+    auto old = store_->GetByDigest(std::string(32, '\x01'));
+    ASSERT_TRUE(old.ok()) << old.status();
+    ASSERT_EQ(old->size(), 1u);
+    EXPECT_EQ((*old)[0].mode, RowMode::kPerFile);
+    EXPECT_EQ((*old)[0].batch_id, 0);
+    EXPECT_TRUE((*old)[0].record.evidence.empty());
+    store_.reset();
+  }
+  for (const char* col : {"evidence", "mode", "batch_id", "nonce", "merkle_path", "merkle_root",
+                          "leaf_count", "fallback_provider"}) {
+    EXPECT_EQ(Scalar(absl::StrCat("SELECT COUNT(*) FROM pragma_table_info('submissions') WHERE "
+                                  "name = '", col, "'")),
+              1)
+        << col;
+  }
+  // And the upgraded file works for batching.
+  auto s = OpenSqliteSubmitterStore(path_);
+  ASSERT_TRUE(s.ok());
+  store_ = std::move(*s);
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1)}, kNow).ok());
+  ASSERT_TRUE(store_->CreateMerkleBatch(MakeBatch(Unbatched()), kNow).ok());
+  EXPECT_NE(Row(1).batch_id, 0);
+}
+
+TEST_F(MerkleStoreTest, ReopenKeepsBatchFields) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  NewItem fb = PerFile(3);
+  fb.fallback_provider = "other";
+  ASSERT_TRUE(store_->InsertBatch({fb}, kNow).ok());
+  NewBatch b = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  store_.reset();
+  auto s = OpenSqliteSubmitterStore(path_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  store_ = std::move(*s);
+  EXPECT_EQ(Row(2).merkle_path, b.paths[1]);
+  EXPECT_EQ(Row(2).nonce, b.nonces[1]);
+  EXPECT_EQ(RowOf(b.root).leaf_count, 2);
+  EXPECT_EQ(Row(3).fallback_provider, "other");
+}
+
+// --- Batcher -------------------------------------------------------------------------------------
+
+class BatcherTest : public MerkleStoreTest {
+ protected:
+  std::unique_ptr<Batcher> Make(int max_leaves, absl::Duration window, int* sealed_calls = nullptr,
+                                SubmitterStore* store = nullptr) {
+    BatcherOptions o;
+    o.max_leaves = max_leaves;
+    o.window = window;
+    return std::make_unique<Batcher>(store ? store : store_.get(), std::vector<std::string>{"fake"},
+                                     nullptr, &clock_, o, [sealed_calls] {
+                                       if (sealed_calls) ++*sealed_calls;
+                                     });
+  }
+  std::vector<Submission> Roots() {
+    std::vector<Submission> out;
+    auto db = ledger::SqliteDb::Open(path_);
+    EXPECT_TRUE(db.ok());
+    if (!db.ok()) return out;
+    auto st = (*db)->Prepare("SELECT digest FROM submissions WHERE mode = 2 ORDER BY id");
+    EXPECT_TRUE(st.ok());
+    for (int i = 0; i < 100000; ++i) {
+      auto row = st->Step();
+      if (!row.ok() || !*row) break;
+      out.push_back(RowOf(st->ColumnText(0)));
+    }
+    return out;
+  }
+  FakeClock clock_{kNow};
+};
+
+TEST_F(BatcherTest, SealsWhenFullNotBeforeTheWindowThenAfterIt) {
+  int calls = 0;
+  auto batcher = Make(4, absl::Seconds(5), &calls);
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 6; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+
+  // 6 leaves, 4 per batch: one full batch at once; the 2 left wait for the window.
+  auto sealed = batcher->SealDue();
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  EXPECT_EQ(*sealed, 1);
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(Roots().size(), 1u);
+  EXPECT_EQ(Roots()[0].leaf_count, 4);
+  for (int n = 1; n <= 4; ++n) EXPECT_NE(Row(n).batch_id, 0) << n;
+  EXPECT_EQ(Row(5).batch_id, 0);
+
+  clock_.Advance(absl::Seconds(4));
+  sealed = batcher->SealDue();
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_EQ(*sealed, 0);
+  EXPECT_EQ(Unbatched().size(), 2u);
+
+  clock_.Advance(absl::Seconds(2));
+  sealed = batcher->SealDue();
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_EQ(*sealed, 1);
+  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(Unbatched().empty());
+  auto roots = Roots();
+  ASSERT_EQ(roots.size(), 2u);
+  EXPECT_EQ(roots[1].leaf_count, 2);
+  EXPECT_EQ(Row(5).batch_id, roots[1].batch_id);
+  EXPECT_EQ(Row(6).batch_id, roots[1].batch_id);
+
+  // Nothing left: nothing sealed, no callback.
+  sealed = batcher->SealDue();
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_EQ(*sealed, 0);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(BatcherTest, WindowCountsFromTheOldestLeaf) {
+  auto batcher = Make(100, absl::Seconds(5));
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1)}, clock_.Now()).ok());
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_TRUE(store_->InsertBatch({Leaf(2)}, clock_.Now()).ok());
+  EXPECT_EQ(*batcher->SealDue(), 0);
+  clock_.Advance(absl::Seconds(1) + absl::Milliseconds(1));
+  // The oldest waited 5 s: both go, though the newest waited 1 s only.
+  EXPECT_EQ(*batcher->SealDue(), 1);
+  EXPECT_TRUE(Unbatched().empty());
+  EXPECT_EQ(Row(1).batch_id, Row(2).batch_id);
+}
+
+TEST_F(BatcherTest, PathsLeadToTheRootAndNoncesAreFreshAndDistinct) {
+  auto batcher = Make(50, absl::ZeroDuration());
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 37; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+  ASSERT_EQ(*batcher->SealDue(), 1);
+  auto roots = Roots();
+  ASSERT_EQ(roots.size(), 1u);
+  const Submission& root = roots[0];
+  EXPECT_EQ(root.leaf_count, 37);
+  EXPECT_EQ(root.file.size_bytes, 37 * 32);
+  EXPECT_EQ(root.file.filename.rfind("anchord-merkle-root-", 0), 0u) << root.file.filename;
+  std::set<std::string> nonces;
+  for (int n = 1; n <= 37; ++n) {
+    Submission l = Row(n);
+    EXPECT_EQ(l.nonce.size(), merkle::kNonceSize);
+    nonces.insert(l.nonce);
+    EXPECT_EQ(l.merkle_root, root.digest);
+    EXPECT_EQ(l.batch_id, root.batch_id);
+    auto r = merkle::PathRoot(l.digest, l.merkle_path);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(*r, root.digest) << n;
+    // A path applies to its own digest only.
+    auto wrong = merkle::PathRoot(D(1000 + n), l.merkle_path);
+    ASSERT_TRUE(wrong.ok());
+    EXPECT_NE(*wrong, root.digest);
+  }
+  EXPECT_EQ(nonces.size(), 37u);
+}
+
+TEST_F(BatcherTest, ManyFullBatchesAndOnlyTheGivenProvider) {
+  auto batcher = Make(10, absl::Hours(1));
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 35; ++n) items.push_back(Leaf(n));
+  items.push_back(Leaf(99, "other"));
+  ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+  EXPECT_EQ(*batcher->SealDue("nobody"), 0);
+  EXPECT_EQ(*batcher->SealDue(), 3);  // 3 full, 5 wait
+  EXPECT_EQ(Unbatched().size(), 5u);
+  EXPECT_EQ(Row(99, "other").batch_id, 0);  // not a provider of this batcher
+}
+
+TEST_F(BatcherTest, TwoBatchersRacingNeverShareALeaf) {
+  constexpr int kLeaves = 300;
+  std::vector<NewItem> items;
+  for (int n = 1; n <= kLeaves; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+  clock_.Advance(absl::Seconds(10));
+  // Two connections to the same file, as two processes would have.
+  auto s2 = OpenSqliteSubmitterStore(path_);
+  ASSERT_TRUE(s2.ok()) << s2.status();
+  std::unique_ptr<SubmitterStore> store2 = std::move(*s2);
+  auto a = Make(7, absl::Seconds(1), nullptr, store_.get());
+  auto b = Make(7, absl::Seconds(1), nullptr, store2.get());
+  std::atomic<int> sealed_total{0};
+  std::atomic<int> errors{0};
+  auto run = [&](Batcher* batcher) {
+    for (int i = 0; i < 200; ++i) {
+      auto n = batcher->SealDue();
+      if (!n.ok()) {
+        ++errors;
+        continue;
+      }
+      sealed_total += *n;
+      if (*n == 0) break;
+    }
+  };
+  std::thread ta(run, a.get());
+  std::thread tb(run, b.get());
+  ta.join();
+  tb.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_TRUE(Unbatched().empty());
+
+  auto roots = Roots();
+  // SealDue counts batches actually committed (a lost race is not a batch).
+  EXPECT_EQ(sealed_total.load(), static_cast<int>(roots.size()));
+  std::map<int64_t, std::string> root_of_batch;
+  int64_t leaves_in_roots = 0;
+  for (const Submission& r : roots) {
+    EXPECT_TRUE(root_of_batch.emplace(r.batch_id, r.digest).second);
+    leaves_in_roots += r.leaf_count;
+  }
+  EXPECT_EQ(leaves_in_roots, kLeaves);
+  std::map<int64_t, int64_t> count_of_batch;
+  for (int n = 1; n <= kLeaves; ++n) {
+    Submission l = Row(n);
+    ASSERT_NE(l.batch_id, 0) << n;
+    ++count_of_batch[l.batch_id];
+    ASSERT_EQ(root_of_batch.count(l.batch_id), 1u);
+    EXPECT_EQ(l.merkle_root, root_of_batch[l.batch_id]);
+    auto r = merkle::PathRoot(l.digest, l.merkle_path);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(*r, l.merkle_root);
+  }
+  for (const Submission& r : roots) EXPECT_EQ(count_of_batch[r.batch_id], r.leaf_count);
+}
+
+TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
+  BatcherOptions o;
+  o.max_leaves = 3;
+  o.window = absl::Hours(1);
+  o.poll = absl::Milliseconds(10);
+  std::atomic<int> calls{0};
+  Batcher batcher(store_.get(), {"fake"}, nullptr, &clock_, o, [&] { ++calls; });
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, clock_.Now()).ok());
+  batcher.Start();
+  for (int i = 0; i < 500 && calls.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  batcher.Stop();
+  batcher.Stop();  // idempotent
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_TRUE(Unbatched().empty());
+}
+
+// --- Engine with a batch provider ------------------------------------------------------------------
+
+class BatchEngineTest : public MerkleStoreTest {
+ protected:
+  void SetUp() override {
+    MerkleStoreTest::SetUp();
+    provider_.SetMaxBatch(25);
+    EngineOptions o;
+    o.backoff = BackoffPolicy{absl::Seconds(1), absl::Seconds(10), 2.0};
+    engine_ = std::make_unique<Engine>(store_.get(), std::vector<providers::Provider*>{&provider_},
+                                       &metrics_, &clock_, o);
+    ASSERT_TRUE(engine_->Init().ok());
+  }
+  void TearDown() override {
+    engine_.reset();
+    MerkleStoreTest::TearDown();
+  }
+  bool RunOnce() {
+    auto r = engine_->RunOnce();
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && *r;
+  }
+  void AddRows(int from, int to) {
+    std::vector<NewItem> items;
+    for (int n = from; n <= to; ++n) items.push_back(PerFile(n));
+    ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+  }
+
+  FakeClock clock_{kNow};
+  prometheus::Registry registry_;
+  SubmitterMetrics metrics_{registry_};
+  FakeProvider provider_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(BatchEngineTest, ThirtyRowsGoOutAsTwentyFiveThenFive) {
+  AddRows(1, 30);
+  EXPECT_TRUE(RunOnce());
+  EXPECT_TRUE(RunOnce());
+  EXPECT_FALSE(RunOnce());
+  EXPECT_EQ(provider_.batch_sizes(), (std::vector<size_t>{25, 5}));
+  auto sent = provider_.sent();
+  ASSERT_EQ(sent.size(), 30u);
+  for (int n = 1; n <= 30; ++n) {
+    EXPECT_EQ(sent[n - 1].digest_hex, HexEncode(D(n)));  // oldest first
+    EXPECT_FALSE(sent[n - 1].maybe_sent);
+    Submission r = Row(n);
+    EXPECT_EQ(r.state, SubState::kSubmitted) << n;
+    // Each row got its own answer.
+    EXPECT_EQ(r.record.proof_id, "proof-" + HexEncode(D(n)).substr(0, 8));
+  }
+}
+
+TEST_F(BatchEngineTest, PreparedRowsAreSentWithMaybeSent) {
+  AddRows(1, 4);
+  // An earlier process prepared rows 2 and 3 and died before (or while) sending them.
+  auto claimed = store_->ClaimBatch("fake", "dead", clock_.Now(), clock_.Now() + absl::Hours(1), 4);
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 4u);
+  for (int i : {1, 2}) {
+    const Submission& r = (*claimed)[i];
+    auto prepared = provider_.PrepareCreate({HexEncode(r.digest), r.file.filename, 10, "text/plain"});
+    ASSERT_TRUE(prepared.ok());
+    ASSERT_TRUE(store_->MarkPrepared(r.id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());
+  }
+  for (const Submission& r : *claimed) ASSERT_TRUE(store_->ReleaseLease(r.id).ok());
+  const int prepares_before = provider_.prepares();
+
+  EXPECT_TRUE(RunOnce());
+  EXPECT_EQ(provider_.batch_sizes(), (std::vector<size_t>{4}));
+  auto sent = provider_.sent();
+  ASSERT_EQ(sent.size(), 4u);
+  std::map<std::string, bool> maybe;
+  for (const auto& s : sent) maybe[s.digest_hex] = s.maybe_sent;
+  EXPECT_FALSE(maybe[HexEncode(D(1))]);
+  EXPECT_TRUE(maybe[HexEncode(D(2))]);
+  EXPECT_TRUE(maybe[HexEncode(D(3))]);
+  EXPECT_FALSE(maybe[HexEncode(D(4))]);
+  EXPECT_EQ(provider_.prepares() - prepares_before, 2);  // only the unprepared ones
+  for (int n = 1; n <= 4; ++n) EXPECT_EQ(Row(n).state, SubState::kSubmitted);
+}
+
+TEST_F(BatchEngineTest, TooFewResultsLoseNoRowAndMisattributeNothing) {
+  AddRows(1, 5);
+  provider_.SetBatchResultDelta(-2);
+  EXPECT_TRUE(RunOnce());
+  // Which answer belongs to which row is unknown: none is trusted, every row is kept for a retry.
+  for (int n = 1; n <= 5; ++n) {
+    Submission r = Row(n);
+    EXPECT_EQ(r.state, SubState::kSubmitting) << n;
+    EXPECT_EQ(r.attempts, 1) << n;
+    EXPECT_FALSE(r.body.empty());
+    EXPECT_GT(r.next_attempt_at, clock_.Now());
+  }
+  EXPECT_FALSE(RunOnce());  // backing off
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_TRUE(RunOnce());
+  auto sent = provider_.sent();
+  ASSERT_EQ(sent.size(), 10u);
+  for (size_t i = 5; i < 10; ++i) EXPECT_TRUE(sent[i].maybe_sent);  // re-sent, flagged
+  for (int n = 1; n <= 5; ++n) {
+    Submission r = Row(n);
+    EXPECT_EQ(r.state, SubState::kSubmitted) << n;
+    EXPECT_EQ(r.record.proof_id, "proof-" + HexEncode(D(n)).substr(0, 8));
+  }
+}
+
+TEST_F(BatchEngineTest, TooManyResultsLoseNoRow) {
+  AddRows(1, 3);
+  provider_.SetBatchResultDelta(+1);
+  EXPECT_TRUE(RunOnce());
+  for (int n = 1; n <= 3; ++n) {
+    EXPECT_NE(Row(n).state, SubState::kFailed) << n;
+    EXPECT_NE(Row(n).state, SubState::kQueued) << n;
+  }
+  clock_.Advance(absl::Minutes(1));
+  for (int i = 0; i < 5 && RunOnce(); ++i) {
+  }
+  for (int n = 1; n <= 3; ++n) {
+    Submission r = Row(n);
+    EXPECT_EQ(r.state, SubState::kSubmitted) << n;
+    EXPECT_EQ(r.record.proof_id, "proof-" + HexEncode(D(n)).substr(0, 8));
+  }
+}
+
+TEST_F(BatchEngineTest, PerRowOutcomesOfABatchApplyToTheirRows) {
+  AddRows(1, 3);
+  provider_.Script(FakeProvider::Ok());
+  provider_.Script(FakeProvider::Fail(OutcomeKind::kPermanent, "INVALID_FIELD", "req-p", 400));
+  provider_.Script(FakeProvider::Fail(OutcomeKind::kRetry, "HTTP_503", "req-r", 503));
+  EXPECT_TRUE(RunOnce());
+  EXPECT_EQ(Row(1).state, SubState::kSubmitted);
+  EXPECT_EQ(Row(2).state, SubState::kFailed);
+  EXPECT_EQ(Row(2).error_code, "INVALID_FIELD");
+  EXPECT_EQ(Row(3).state, SubState::kSubmitting);
+  EXPECT_EQ(Row(3).error_request_id, "req-r");
+}
+
+TEST_F(BatchEngineTest, SealedRootIsSentAndItsLeavesFollow) {
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 3; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+  EXPECT_FALSE(RunOnce());  // leaves are never sent themselves
+  Batcher batcher(store_.get(), {"fake"}, nullptr, &clock_, BatcherOptions{3, absl::Seconds(5)},
+                  [this] { engine_->Wake(); });
+  ASSERT_EQ(*batcher.SealDue(), 1);
+  EXPECT_TRUE(RunOnce());
+  auto sent = provider_.sent();
+  ASSERT_EQ(sent.size(), 1u);
+  const std::string root = Row(1).merkle_root;
+  EXPECT_EQ(sent[0].digest_hex, HexEncode(root));
+  for (int n = 1; n <= 3; ++n) {
+    EXPECT_EQ(Row(n).state, SubState::kSubmitted);
+    EXPECT_EQ(Row(n).record.proof_id, "proof-" + HexEncode(root).substr(0, 8));
+  }
+}
+
+}  // namespace
+}  // namespace anchord::submitter

@@ -1,10 +1,13 @@
-// anchord-sandbox: the proofd.id v1 emulator as a process. Runs until SIGTERM or SIGINT.
+// anchord-sandbox: the provider emulator as a process (proofd.id v1, ProofLedger v1, SimpleProof
+// on the main port; OpenTimestamps calendars on their own ports). Runs until SIGTERM or SIGINT.
 //
 //   anchord-sandbox --listen 127.0.0.1:0 --port-file /tmp/sandbox.port
+//                   --calendar-urls-file /tmp/sandbox.calendars
 //
 // Every flag can also be set from the environment variable named in its help (ANCHORD_SANDBOX_*).
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -12,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
 #include "libs/rpc/server.h"
@@ -19,10 +23,34 @@
 
 namespace {
 
+// Seconds from a flag: negative, NaN or absurd values fall back to `fallback`.
+absl::Duration FlagSeconds(double v, double fallback) {
+  return absl::Seconds(std::isfinite(v) && v >= 0 && v <= 1e9 ? v : fallback);
+}
+
+// Keys and tokens from repeatable flags plus an optional file, registered with the log scrubber.
+// Empty when neither gives one (the caller keeps its default).
+absl::StatusOr<std::vector<std::string>> LoadKeys(const char* what,
+                                                  const std::vector<std::string>& values,
+                                                  const std::string& file) {
+  std::vector<std::string> keys;
+  for (const auto& k : values) {
+    auto loaded = anchord::LoadSecret(what, k, "");
+    if (loaded.ok() && !loaded->empty()) keys.push_back(*loaded);
+  }
+  if (!file.empty()) {
+    auto loaded = anchord::LoadSecret(what, "", file);
+    if (!loaded.ok()) return loaded.status();
+    keys.push_back(*loaded);
+  }
+  return keys;
+}
+
 int Run(int argc, char** argv) {
   anchord::rpc::BlockTerminationSignals();
 
-  CLI::App app{"anchord-sandbox: local proofd.id v1 emulator with rate limits and faults"};
+  CLI::App app{"anchord-sandbox: local emulator of proofd.id v1, ProofLedger v1, SimpleProof and "
+               "OpenTimestamps calendars, with rate limits and faults"};
   std::string listen = "127.0.0.1:0";
   std::string port_file;
   std::vector<std::string> api_keys;
@@ -39,6 +67,24 @@ int Run(int argc, char** argv) {
   int64_t first_block_height = 900000;
   int threads = 32;
   std::string log_level = "info";
+  // ProofLedger v1
+  std::vector<std::string> pl_keys, pl_not_entitled;
+  std::string pl_key_file;
+  int pl_create_limit = 60, pl_verify_limit = 120;
+  double pl_verify_window = 3600;
+  std::string pl_base_url = "https://proofledger.io";
+  // SimpleProof
+  std::vector<std::string> sp_tokens;
+  std::string sp_token_file;
+  int sp_limit = 60, callback_retries = 3;
+  double callback_retry_seconds = 1, callback_timeout_seconds = 5, callback_drop_rate = 0;
+  double ots_url_ttl = 1800;
+  std::string sp_base_url = "https://verify.simpleproof.com";
+  // OpenTimestamps calendars
+  int calendars = 2, calendar_limit = 0;
+  std::vector<int> calendar_ports;
+  double pending_max_age = 60;
+  std::string calendar_urls_file;
 
   app.add_option("--listen", listen, "host:port to serve on (port 0 picks one)")
       ->envname("ANCHORD_SANDBOX_LISTEN");
@@ -55,7 +101,7 @@ int Run(int argc, char** argv) {
       ->envname("ANCHORD_SANDBOX_NOT_ENTITLED_KEYS");
   app.add_option("--monthly-quota", monthly_quota, "creates per account, 0 = unlimited")
       ->envname("ANCHORD_SANDBOX_MONTHLY_QUOTA");
-  app.add_option("--confirm-after-seconds", confirm_after, "pending -> confirmed delay")
+  app.add_option("--confirm-after-seconds", confirm_after, "pending -> confirmed delay (every API)")
       ->envname("ANCHORD_SANDBOX_CONFIRM_AFTER_SECONDS");
   app.add_option("--window-seconds", window, "rate-limit window (the doc's is 60)")
       ->envname("ANCHORD_SANDBOX_WINDOW_SECONDS");
@@ -82,6 +128,63 @@ int Run(int argc, char** argv) {
       ->envname("ANCHORD_SANDBOX_THREADS");
   app.add_option("--log-level", log_level, "debug|info|warning|error")
       ->envname("ANCHORD_SANDBOX_LOG_LEVEL");
+  app.add_option("--proofledger-api-key", pl_keys,
+                 "accepted ProofLedger key (repeatable; env: comma-separated; default sk_sandbox)")
+      ->delimiter(',')
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_API_KEYS");
+  app.add_option("--proofledger-api-key-file", pl_key_file, "file holding one more ProofLedger key")
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_API_KEY_FILE");
+  app.add_option("--proofledger-not-entitled-key", pl_not_entitled,
+                 "ProofLedger key answered 403 (repeatable; env: comma-separated)")
+      ->delimiter(',')
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_NOT_ENTITLED_KEYS");
+  app.add_option("--proofledger-create-limit", pl_create_limit,
+                 "ProofLedger creates per window per key (0 = unlimited)")
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_CREATE_LIMIT");
+  app.add_option("--proofledger-verify-limit", pl_verify_limit,
+                 "ProofLedger verify requests per verify window per IP (doc: 120)")
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_VERIFY_LIMIT");
+  app.add_option("--proofledger-verify-window-seconds", pl_verify_window,
+                 "ProofLedger verify window (doc: 3600)")
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_VERIFY_WINDOW_SECONDS");
+  app.add_option("--proofledger-public-base-url", pl_base_url, "base of ProofLedger certificate_url")
+      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_PUBLIC_BASE_URL");
+  app.add_option("--simpleproof-token", sp_tokens,
+                 "accepted SimpleProof x-access-token (repeatable; env: comma-separated; default "
+                 "sp_sandbox_token)")
+      ->delimiter(',')
+      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_TOKENS");
+  app.add_option("--simpleproof-token-file", sp_token_file, "file holding one more SimpleProof token")
+      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_TOKEN_FILE");
+  app.add_option("--simpleproof-limit", sp_limit, "SimpleProof requests per window per token")
+      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_LIMIT");
+  app.add_option("--simpleproof-public-base-url", sp_base_url,
+                 "base of SimpleProof url / verification_link")
+      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_PUBLIC_BASE_URL");
+  app.add_option("--callback-retries", callback_retries, "SimpleProof callback retries after a non-2xx")
+      ->envname("ANCHORD_SANDBOX_CALLBACK_RETRIES");
+  app.add_option("--callback-retry-seconds", callback_retry_seconds, "time between callback attempts")
+      ->envname("ANCHORD_SANDBOX_CALLBACK_RETRY_SECONDS");
+  app.add_option("--callback-timeout-seconds", callback_timeout_seconds, "timeout of one callback attempt")
+      ->envname("ANCHORD_SANDBOX_CALLBACK_TIMEOUT_SECONDS");
+  app.add_option("--callback-drop-rate", callback_drop_rate, "fraction of callbacks lost entirely")
+      ->envname("ANCHORD_SANDBOX_CALLBACK_DROP_RATE");
+  app.add_option("--ots-url-ttl-seconds", ots_url_ttl, "lifetime of SimpleProof ots_download_url (doc: 1800)")
+      ->envname("ANCHORD_SANDBOX_OTS_URL_TTL_SECONDS");
+  app.add_option("--calendars", calendars, "OpenTimestamps calendars, one port each (0..16)")
+      ->envname("ANCHORD_SANDBOX_CALENDARS");
+  app.add_option("--calendar-port", calendar_ports,
+                 "port of the next calendar (repeatable; env: comma-separated; 0 = free port)")
+      ->delimiter(',')
+      ->envname("ANCHORD_SANDBOX_CALENDAR_PORTS");
+  app.add_option("--pending-max-age-seconds", pending_max_age,
+                 "Cache-Control max-age of a calendar's pending 404 (reference: 60)")
+      ->envname("ANCHORD_SANDBOX_PENDING_MAX_AGE_SECONDS");
+  app.add_option("--calendar-limit", calendar_limit, "POST /digest per window per IP, 0 = unlimited")
+      ->envname("ANCHORD_SANDBOX_CALENDAR_LIMIT");
+  app.add_option("--calendar-urls-file", calendar_urls_file,
+                 "write the calendar URLs here (one per line) once listening")
+      ->envname("ANCHORD_SANDBOX_CALENDAR_URLS_FILE");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -133,6 +236,34 @@ int Run(int argc, char** argv) {
   opt.first_block_height = first_block_height;
   opt.threads = threads;
 
+  auto pl = LoadKeys("sandbox ProofLedger key", pl_keys, pl_key_file);
+  auto sp = LoadKeys("sandbox SimpleProof token", sp_tokens, sp_token_file);
+  for (const auto* loaded : {&pl, &sp}) {
+    if (!loaded->ok()) {
+      ANCHORD_LOG(Error) << loaded->status();
+      return 2;
+    }
+  }
+  if (!pl->empty()) opt.proofledger_api_keys = *pl;
+  for (const auto& k : pl_not_entitled) anchord::RegisterSecret(k);
+  opt.proofledger_not_entitled_keys = pl_not_entitled;
+  opt.proofledger_create_limit = pl_create_limit;
+  opt.proofledger_verify_limit = pl_verify_limit;
+  opt.proofledger_verify_window = FlagSeconds(pl_verify_window > 0 ? pl_verify_window : -1, 3600);
+  opt.proofledger_public_base_url = pl_base_url;
+  if (!sp->empty()) opt.simpleproof_tokens = *sp;
+  opt.simpleproof_limit = sp_limit;
+  opt.simpleproof_public_base_url = sp_base_url;
+  opt.callback_retries = callback_retries;
+  opt.callback_retry_interval = FlagSeconds(callback_retry_seconds, 1);
+  opt.callback_timeout = FlagSeconds(callback_timeout_seconds > 0 ? callback_timeout_seconds : -1, 5);
+  opt.faults.callback_drop_rate = callback_drop_rate;
+  opt.ots_url_ttl = FlagSeconds(ots_url_ttl, 1800);
+  opt.calendars = calendars;
+  opt.calendar_ports = calendar_ports;
+  opt.pending_max_age = FlagSeconds(pending_max_age, 60);
+  opt.calendar_limit = calendar_limit;
+
   auto sandbox = anchord::sandbox::Sandbox::Start(opt);
   if (!sandbox.ok()) {
     ANCHORD_LOG(Error) << sandbox.status();
@@ -145,8 +276,19 @@ int Run(int argc, char** argv) {
       return 1;
     }
   }
-  ANCHORD_LOG(Info) << "sandbox: proofd.id v1 emulator listening on " << opt.host << ":" << port
-                    << " (" << keys.size() << " key(s), window " << window << " s)";
+  const std::vector<std::string> urls = (*sandbox)->calendar_urls();
+  if (!calendar_urls_file.empty()) {
+    std::string content;
+    for (const auto& u : urls) absl::StrAppend(&content, u, "\n");
+    if (auto st = anchord::rpc::WriteFileAtomically(calendar_urls_file, content); !st.ok()) {
+      ANCHORD_LOG(Error) << st;
+      return 1;
+    }
+  }
+  ANCHORD_LOG(Info) << "sandbox: proofd.id, ProofLedger and SimpleProof emulators listening on "
+                    << opt.host << ":" << port << " (" << keys.size() << " proofd key(s), window "
+                    << window << " s); " << urls.size() << " calendar(s): "
+                    << absl::StrJoin(urls, " ");
   const int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "sandbox: signal " << sig << ", stopping";
   (*sandbox)->Stop();

@@ -1,5 +1,6 @@
 #include "services/sandbox/proofledger_api.h"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 

@@ -84,34 +84,6 @@ std::string SafeFilename(absl::string_view name, absl::string_view fallback) {
   return out;
 }
 
-bool IsUuid(absl::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i] != '-') return false;
-    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// The filename for Content-Disposition: only [A-Za-z0-9._-] survive (quotes, slashes and control
-// bytes could break the header or escape a download directory), at most 100 bytes.
-std::string SafeFilename(absl::string_view name, absl::string_view fallback) {
-  std::string out;
-  for (char c : name) {
-    if (out.size() >= 100) break;
-    out.push_back(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-                          c == '-'
-                      ? c
-                      : '_');
-  }
-  while (!out.empty() && out.front() == '.') out.erase(out.begin());
-  if (out.empty()) out = std::string(fallback);
-  return out;
-}
-
 struct Record {
   std::string id;
   std::string certificate_id;

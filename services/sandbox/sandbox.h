@@ -179,7 +179,8 @@ struct SandboxStats {
 
 class Sandbox {
  public:
-  // Binds options.host:options.port and starts serving. Errors when the address cannot be bound.
+  // Binds options.host:options.port (proofd, ProofLedger, SimpleProof, /_sandbox) and one port per
+  // calendar on options.host, and starts serving. Errors when an address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options);
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;

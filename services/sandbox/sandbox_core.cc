@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -46,6 +47,14 @@ std::string UrlHost(const std::string& bind_host) {
   if (bind_host.empty() || bind_host == "0.0.0.0") return "127.0.0.1";
   if (bind_host.find(':') != std::string::npos) return "localhost";
   return bind_host;
+}
+
+std::string BearerToken(const httplib::Request& req) {
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.size() > 7 && absl::EqualsIgnoreCase(absl::string_view(auth).substr(0, 7), "bearer ")) {
+    return std::string(absl::StripAsciiWhitespace(absl::string_view(auth).substr(7)));
+  }
+  return "";
 }
 
 std::string ClientKey(absl::string_view identity, const httplib::Request& req) {

@@ -49,6 +49,9 @@ std::string UrlHost(const std::string& bind_host);
 // together with the request's User-Agent. See Core::Admit.
 std::string ClientKey(absl::string_view identity, const httplib::Request& req);
 
+// The key of "Authorization: Bearer <key>", trimmed; empty for any other form.
+std::string BearerToken(const httplib::Request& req);
+
 struct Reply {
   int status = 200;
   std::string body;

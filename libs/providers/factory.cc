@@ -1,21 +1,141 @@
 #include "libs/providers/factory.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
+#include "libs/providers/adapter_common.h"
+#include "libs/providers/ots_calendar.h"
 #include "libs/providers/proofd.h"
+#include "libs/providers/proofledger.h"
+#include "libs/providers/simpleproof.h"
 
 namespace anchord::providers {
 
+namespace {
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(s, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!part.empty()) out.emplace_back(part);
+  }
+  return out;
+}
+
+absl::Status CheckUrl(const char* flag, const std::string& url) {
+  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": must start with https:// or http://"));
+  }
+  if (!internal::IsHttpUrl(url)) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": not a valid URL"));
+  }
+  return absl::OkStatus();
+}
+
+// A calendar URL must be a bare origin: the reference clients build request URLs differently
+// from a URL with a path (CALENDAR.md §2), so only scheme://host[:port] is unambiguous.
+absl::Status CheckOrigin(const char* flag, const std::string& url) {
+  if (auto st = CheckUrl(flag, url); !st.ok()) return st;
+  const std::string bare = internal::TrimTrailingSlashes(url);
+  const size_t host = bare.find("://") + 3;
+  if (bare.find_first_of("/?#;@", host) != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": \"", bare, "\" is not a bare origin (scheme://host[:port])"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLimit(const char* flag, int limit) {
+  if (limit < 0) return absl::InvalidArgumentError(absl::StrCat(flag, ": must not be negative"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckSeconds(const char* flag, double seconds, double max) {
+  if (!std::isfinite(seconds) || seconds <= 0 || seconds > max) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": must be in (0, ", max, "]"));
+  }
+  return absl::OkStatus();
+}
+
+// Every flag's value, whether or not its provider is enabled: a mistyped setting is a mistake
+// either way, and finding it before the provider is switched on saves a failed deployment.
+absl::Status CheckSettings(const ProviderSettings& s) {
+  const absl::Status checks[] = {
+      CheckUrl("--proofd-url", s.proofd_url),
+      CheckLimit("--proofd-create-limit", s.proofd_create_limit),
+      CheckLimit("--proofd-general-limit", s.proofd_general_limit),
+      CheckSeconds("--proofd-window-seconds", s.proofd_window_seconds, 86400),
+      CheckUrl("--proofledger-url", s.proofledger_url),
+      CheckLimit("--proofledger-create-limit", s.proofledger_create_limit),
+      CheckSeconds("--proofledger-window-seconds", s.proofledger_window_seconds, 86400),
+      CheckLimit("--proofledger-verify-limit", s.proofledger_verify_limit),
+      CheckSeconds("--proofledger-verify-window-seconds", s.proofledger_verify_window_seconds,
+                   86400),
+      CheckUrl("--simpleproof-url", s.simpleproof_url),
+      CheckLimit("--simpleproof-limit", s.simpleproof_limit),
+      CheckSeconds("--simpleproof-window-seconds", s.simpleproof_window_seconds, 86400),
+      s.simpleproof_callback_url.empty()
+          ? absl::OkStatus()
+          : CheckUrl("--simpleproof-callback-url", s.simpleproof_callback_url),
+      CheckLimit("--ots-calendar-limit", s.ots_calendar_limit),
+      CheckSeconds("--ots-timeout-seconds", s.ots_timeout_seconds, 300),
+  };
+  for (const absl::Status& st : checks) {
+    if (!st.ok()) return st;
+  }
+  if (s.simpleproof_batch_size < 1 || s.simpleproof_batch_size > kSimpleProofMaxBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--simpleproof-batch-size: must be in [1, ", kSimpleProofMaxBatch, "]"));
+  }
+  const std::vector<std::string> calendars =
+      s.ots_calendars.empty() ? DefaultOtsCalendars() : SplitList(s.ots_calendars);
+  if (calendars.empty()) {
+    return absl::InvalidArgumentError("--ots-calendars: no calendar URL given");
+  }
+  for (const std::string& c : calendars) {
+    if (auto st = CheckOrigin("--ots-calendars", c); !st.ok()) return st;
+  }
+  if (s.ots_min_calendars < 1 || s.ots_min_calendars > static_cast<int>(calendars.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ots-min-calendars: must be in [1, ", calendars.size(), "] (the calendars configured)"));
+  }
+  return absl::OkStatus();
+}
+
+// FAILED_PRECONDITION naming both forms of an enabled provider's missing key flag.
+absl::Status MissingKey(const std::string& provider, const std::string& flag,
+                        const std::string& env) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      provider, " API key missing: set --", flag, "-file (", env, "_FILE) or --", flag, " (", env,
+      ")"));
+}
+
+}  // namespace
+
+std::vector<std::string> KnownProviders() { return {"proofd", "proofledger", "simpleproof", "ots"}; }
+
 void AddProviderFlags(CLI::App& app, ProviderSettings* s) {
-  app.add_option("--provider", s->default_provider, "Provider new digests are anchored with")
+  app.add_option("--provider", s->default_provider,
+                 "Provider new digests are anchored with (proofd, proofledger, simpleproof, ots); "
+                 "empty: proofd when a proofd key is configured, else ots (the free "
+                 "OpenTimestamps calendars, no account needed)")
       ->envname("ANCHORD_PROVIDER")
       ->capture_default_str();
+  app.add_option("--providers", s->providers,
+                 "Comma-separated further providers to enable; providers whose key is configured "
+                 "are enabled too")
+      ->envname("ANCHORD_PROVIDERS");
+
   app.add_option("--proofd-url", s->proofd_url, "proofd.id base URL (scheme://host[:port])")
       ->envname("ANCHORD_PROOFD_URL")
       ->capture_default_str();
@@ -37,6 +157,77 @@ void AddProviderFlags(CLI::App& app, ProviderSettings* s) {
                  "Rate-limit window length in seconds")
       ->envname("ANCHORD_PROOFD_WINDOW_SECONDS")
       ->capture_default_str();
+
+  app.add_option("--proofledger-url", s->proofledger_url,
+                 "ProofLedger base URL (scheme://host[:port])")
+      ->envname("ANCHORD_PROOFLEDGER_URL")
+      ->capture_default_str();
+  app.add_option("--proofledger-api-key", s->proofledger_api_key,
+                 "ProofLedger API key (prefer --proofledger-api-key-file)")
+      ->envname("ANCHORD_PROOFLEDGER_API_KEY");
+  app.add_option("--proofledger-api-key-file", s->proofledger_api_key_file,
+                 "File holding the ProofLedger API key")
+      ->envname("ANCHORD_PROOFLEDGER_API_KEY_FILE");
+  app.add_option("--proofledger-create-limit", s->proofledger_create_limit,
+                 "ProofLedger creates per window (undocumented by the provider; 0 disables)")
+      ->envname("ANCHORD_PROOFLEDGER_CREATE_LIMIT")
+      ->capture_default_str();
+  app.add_option("--proofledger-window-seconds", s->proofledger_window_seconds,
+                 "ProofLedger create window in seconds")
+      ->envname("ANCHORD_PROOFLEDGER_WINDOW_SECONDS")
+      ->capture_default_str();
+  app.add_option("--proofledger-verify-limit", s->proofledger_verify_limit,
+                 "Status checks on the public verify endpoint per verify window (documented: "
+                 "120 per hour per IP, shared by every process on the host; 0 disables)")
+      ->envname("ANCHORD_PROOFLEDGER_VERIFY_LIMIT")
+      ->capture_default_str();
+  app.add_option("--proofledger-verify-window-seconds", s->proofledger_verify_window_seconds,
+                 "ProofLedger verify window in seconds")
+      ->envname("ANCHORD_PROOFLEDGER_VERIFY_WINDOW_SECONDS")
+      ->capture_default_str();
+
+  app.add_option("--simpleproof-url", s->simpleproof_url,
+                 "SimpleProof base URL (scheme://host[:port])")
+      ->envname("ANCHORD_SIMPLEPROOF_URL")
+      ->capture_default_str();
+  app.add_option("--simpleproof-api-key", s->simpleproof_api_key,
+                 "SimpleProof x-access-token (prefer --simpleproof-api-key-file)")
+      ->envname("ANCHORD_SIMPLEPROOF_API_KEY");
+  app.add_option("--simpleproof-api-key-file", s->simpleproof_api_key_file,
+                 "File holding the SimpleProof x-access-token")
+      ->envname("ANCHORD_SIMPLEPROOF_API_KEY_FILE");
+  app.add_option("--simpleproof-limit", s->simpleproof_limit,
+                 "SimpleProof requests per window (undocumented by the provider; 0 disables)")
+      ->envname("ANCHORD_SIMPLEPROOF_LIMIT")
+      ->capture_default_str();
+  app.add_option("--simpleproof-window-seconds", s->simpleproof_window_seconds,
+                 "SimpleProof rate window in seconds")
+      ->envname("ANCHORD_SIMPLEPROOF_WINDOW_SECONDS")
+      ->capture_default_str();
+  app.add_option("--simpleproof-callback-url", s->simpleproof_callback_url,
+                 "URL SimpleProof POSTs confirmations to (a hint; empty: none)")
+      ->envname("ANCHORD_SIMPLEPROOF_CALLBACK_URL");
+  app.add_option("--simpleproof-batch-size", s->simpleproof_batch_size,
+                 "Digests per SimpleProof create request (at most 25)")
+      ->envname("ANCHORD_SIMPLEPROOF_BATCH_SIZE")
+      ->capture_default_str();
+
+  app.add_option("--ots-calendars", s->ots_calendars,
+                 "Comma-separated OpenTimestamps calendar origins (scheme://host[:port]); empty: "
+                 "the four public aggregators")
+      ->envname("ANCHORD_OTS_CALENDARS");
+  app.add_option("--ots-min-calendars", s->ots_min_calendars,
+                 "Calendars that must answer a create (like `ots stamp -m`)")
+      ->envname("ANCHORD_OTS_MIN_CALENDARS")
+      ->capture_default_str();
+  app.add_option("--ots-timeout-seconds", s->ots_timeout_seconds,
+                 "How long a create waits for the calendars")
+      ->envname("ANCHORD_OTS_TIMEOUT_SECONDS")
+      ->capture_default_str();
+  app.add_option("--ots-calendar-limit", s->ots_calendar_limit,
+                 "Requests per minute to each calendar (politeness; 0 disables)")
+      ->envname("ANCHORD_OTS_CALENDAR_LIMIT")
+      ->capture_default_str();
 }
 
 absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderSettings& settings,
@@ -44,32 +235,64 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
                                                                  LimiterFactory limiters,
                                                                  Clock* clock) {
   if (clock == nullptr) clock = Clock::Real();
-  if (settings.default_provider != "proofd") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--provider: unknown provider \"", settings.default_provider, "\" (known: proofd)"));
-  }
-  if (!absl::StartsWith(settings.proofd_url, "https://") &&
-      !absl::StartsWith(settings.proofd_url, "http://")) {
-    return absl::InvalidArgumentError("--proofd-url: must start with https:// or http://");
-  }
-  if (settings.proofd_create_limit < 0 || settings.proofd_general_limit < 0) {
+  const std::vector<std::string> known = KnownProviders();
+  auto is_known = [&](const std::string& n) {
+    return std::find(known.begin(), known.end(), n) != known.end();
+  };
+  if (!settings.default_provider.empty() && !is_known(settings.default_provider)) {
     return absl::InvalidArgumentError(
-        "--proofd-create-limit/--proofd-general-limit: must not be negative");
+        absl::StrCat("--provider: unknown provider \"", settings.default_provider,
+                     "\" (known: ", absl::StrJoin(known, ", "), ")"));
   }
-  if (!std::isfinite(settings.proofd_window_seconds) || settings.proofd_window_seconds <= 0 ||
-      settings.proofd_window_seconds > 86400) {
-    return absl::InvalidArgumentError("--proofd-window-seconds: must be in (0, 86400]");
+  const std::vector<std::string> listed = SplitList(settings.providers);
+  for (const std::string& n : listed) {
+    if (!is_known(n)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--providers: unknown provider \"", n, "\" (known: ", absl::StrJoin(known, ", "), ")"));
+    }
   }
-  auto key = LoadSecret("proofd API key", settings.proofd_api_key, settings.proofd_api_key_file);
-  if (!key.ok()) return key.status();
-  if (key->empty()) {
-    return absl::FailedPreconditionError(
-        "proofd API key missing: set --proofd-api-key-file (ANCHORD_PROOFD_API_KEY_FILE) or "
-        "--proofd-api-key (ANCHORD_PROOFD_API_KEY)");
+  if (auto st = CheckSettings(settings); !st.ok()) return st;
+
+  auto proofd_key =
+      LoadSecret("proofd API key", settings.proofd_api_key, settings.proofd_api_key_file);
+  if (!proofd_key.ok()) return proofd_key.status();
+  auto proofledger_key = LoadSecret("ProofLedger API key", settings.proofledger_api_key,
+                                    settings.proofledger_api_key_file);
+  if (!proofledger_key.ok()) return proofledger_key.status();
+  auto simpleproof_key = LoadSecret("SimpleProof API key", settings.simpleproof_api_key,
+                                    settings.simpleproof_api_key_file);
+  if (!simpleproof_key.ok()) return simpleproof_key.status();
+
+  // The enabled set: the default, the listed, and every provider whose key is configured. A user
+  // without any account gets the free calendars.
+  const std::string default_provider =
+      !settings.default_provider.empty() ? settings.default_provider
+                                         : (!proofd_key->empty() ? "proofd" : "ots");
+  std::set<std::string> enabled(listed.begin(), listed.end());
+  enabled.insert(default_provider);
+  if (!proofd_key->empty()) enabled.insert("proofd");
+  if (!proofledger_key->empty()) enabled.insert("proofledger");
+  if (!simpleproof_key->empty()) enabled.insert("simpleproof");
+
+  if (enabled.count("proofd") && proofd_key->empty()) {
+    return MissingKey("proofd", "proofd-api-key", "ANCHORD_PROOFD_API_KEY");
   }
-  if (settings.proofd_create_limit > 30 || settings.proofd_general_limit > 120) {
+  if (enabled.count("proofledger") && proofledger_key->empty()) {
+    return MissingKey("ProofLedger", "proofledger-api-key", "ANCHORD_PROOFLEDGER_API_KEY");
+  }
+  if (enabled.count("simpleproof") && simpleproof_key->empty()) {
+    return MissingKey("SimpleProof", "simpleproof-api-key", "ANCHORD_SIMPLEPROOF_API_KEY");
+  }
+  if (enabled.count("proofd") &&
+      (settings.proofd_create_limit > 30 || settings.proofd_general_limit > 120)) {
     ANCHORD_LOG(Warning) << "proofd limits above the documented per-key budget (30 creates, 120 "
                             "requests per minute); expect 429s";
+  }
+  if (enabled.count("proofledger") &&
+      settings.proofledger_verify_limit * 3600.0 / settings.proofledger_verify_window_seconds >
+          120.0 + 1e-9) {
+    ANCHORD_LOG(Warning) << "ProofLedger verify limit above the documented 120 per hour per IP; "
+                            "expect 429s";
   }
   if (!limiters) {
     limiters = [clock](const std::string& name, ratelimit::RateLimit limit) {
@@ -81,34 +304,103 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
   http::CurlOptions curl;
   curl.user_agent = absl::StrCat("anchord-", settings.client_name, "/0.1");
   set->http_ = http::MakeCurlClient(curl);
-  const absl::Duration window = absl::Seconds(settings.proofd_window_seconds);
-  ratelimit::RateLimit create{settings.proofd_create_limit, window};
-  ratelimit::RateLimit general{settings.proofd_general_limit, window};
-  auto create_limiter = limiters("proofd.create", create);
-  auto general_limiter = limiters("proofd.general", general);
-  if (create_limiter == nullptr || general_limiter == nullptr) {
-    return absl::InternalError("limiter factory returned null");
-  }
+  auto make = [&](const std::string& name, int limit,
+                  double window_s) -> ratelimit::RateLimiter* {
+    auto l = limiters(name, ratelimit::RateLimit{limit, absl::Seconds(window_s)});
+    if (l == nullptr) return nullptr;
+    ratelimit::RateLimiter* raw = l.get();
+    set->limiters_[name] = std::move(l);
+    return raw;
+  };
+  auto null_limiter = [] { return absl::InternalError("limiter factory returned null"); };
 
-  ProofdConfig config;
-  config.name = "proofd";
-  config.base_url = settings.proofd_url;
-  config.api_key = *key;
-  ProofdDeps deps;
-  deps.http = set->http_.get();
-  deps.create_limiter = create_limiter.get();
-  deps.general_limiter = general_limiter.get();
-  deps.metrics = metrics;
-  deps.clock = clock;
-  set->limiters_["proofd.create"] = std::move(create_limiter);
-  set->limiters_["proofd.general"] = std::move(general_limiter);
-  set->providers_["proofd"] = MakeProofdProvider(config, deps);
-  set->default_ = settings.default_provider;
-  ANCHORD_LOG(Info) << "provider proofd at " << config.base_url << " account "
-                    << SecretFingerprint(config.api_key) << " limits create "
-                    << settings.proofd_create_limit << "/general "
-                    << settings.proofd_general_limit << " per "
-                    << settings.proofd_window_seconds << "s";
+  if (enabled.count("proofd")) {
+    ProofdConfig config;
+    config.name = "proofd";
+    config.base_url = settings.proofd_url;
+    config.api_key = *proofd_key;
+    ProofdDeps deps;
+    deps.http = set->http_.get();
+    deps.create_limiter =
+        make("proofd.create", settings.proofd_create_limit, settings.proofd_window_seconds);
+    deps.general_limiter =
+        make("proofd.general", settings.proofd_general_limit, settings.proofd_window_seconds);
+    if (deps.create_limiter == nullptr || deps.general_limiter == nullptr) return null_limiter();
+    deps.metrics = metrics;
+    deps.clock = clock;
+    set->providers_["proofd"] = MakeProofdProvider(config, deps);
+    ANCHORD_LOG(Info) << "provider proofd at " << config.base_url << " account "
+                      << SecretFingerprint(config.api_key) << " limits create "
+                      << settings.proofd_create_limit << "/general "
+                      << settings.proofd_general_limit << " per "
+                      << settings.proofd_window_seconds << "s";
+  }
+  if (enabled.count("proofledger")) {
+    ProofLedgerConfig config;
+    config.base_url = settings.proofledger_url;
+    config.api_key = *proofledger_key;
+    config.verify_limit = settings.proofledger_verify_limit;
+    config.verify_window = absl::Seconds(settings.proofledger_verify_window_seconds);
+    ProofLedgerDeps deps;
+    deps.http = set->http_.get();
+    deps.create_limiter = make("proofledger.create", settings.proofledger_create_limit,
+                               settings.proofledger_window_seconds);
+    deps.verify_limiter = make("proofledger.verify", settings.proofledger_verify_limit,
+                               settings.proofledger_verify_window_seconds);
+    if (deps.create_limiter == nullptr || deps.verify_limiter == nullptr) return null_limiter();
+    deps.metrics = metrics;
+    deps.clock = clock;
+    set->providers_["proofledger"] = MakeProofLedgerProvider(config, deps);
+    ANCHORD_LOG(Info) << "provider proofledger at " << config.base_url << " account "
+                      << SecretFingerprint(config.api_key) << " limits create "
+                      << settings.proofledger_create_limit << " per "
+                      << settings.proofledger_window_seconds << "s, verify "
+                      << settings.proofledger_verify_limit << " per "
+                      << settings.proofledger_verify_window_seconds << "s";
+  }
+  if (enabled.count("simpleproof")) {
+    SimpleProofConfig config;
+    config.base_url = settings.simpleproof_url;
+    config.api_key = *simpleproof_key;
+    config.callback_url = settings.simpleproof_callback_url;
+    config.batch_size = settings.simpleproof_batch_size;
+    SimpleProofDeps deps;
+    deps.http = set->http_.get();
+    deps.limiter = make("simpleproof.general", settings.simpleproof_limit,
+                        settings.simpleproof_window_seconds);
+    if (deps.limiter == nullptr) return null_limiter();
+    deps.metrics = metrics;
+    deps.clock = clock;
+    set->providers_["simpleproof"] = MakeSimpleProofProvider(config, deps);
+    ANCHORD_LOG(Info) << "provider simpleproof at " << config.base_url << " account "
+                      << SecretFingerprint(config.api_key) << " limit "
+                      << settings.simpleproof_limit << " per "
+                      << settings.simpleproof_window_seconds << "s, batches of "
+                      << config.batch_size
+                      << (config.callback_url.empty() ? "" : ", callbacks on");
+  }
+  if (enabled.count("ots")) {
+    OtsCalendarConfig config;
+    if (!settings.ots_calendars.empty()) {
+      config.calendars.clear();
+      for (const std::string& c : SplitList(settings.ots_calendars)) {
+        config.calendars.push_back(internal::TrimTrailingSlashes(c));
+      }
+    }
+    config.min_calendars = settings.ots_min_calendars;
+    config.timeout = absl::Seconds(settings.ots_timeout_seconds);
+    config.calendar_limit = ratelimit::RateLimit{settings.ots_calendar_limit, absl::Minutes(1)};
+    OtsCalendarDeps deps;
+    deps.http = set->http_.get();
+    deps.limiters = limiters;
+    deps.metrics = metrics;
+    deps.clock = clock;
+    set->providers_["ots"] = MakeOtsCalendarProvider(config, deps);
+    ANCHORD_LOG(Info) << "provider ots: calendars " << absl::StrJoin(config.calendars, ", ")
+                      << ", at least " << config.min_calendars << " within "
+                      << settings.ots_timeout_seconds << "s";
+  }
+  set->default_ = default_provider;
   return set;
 }
 

@@ -22,7 +22,14 @@ class App;
 namespace anchord::providers {
 
 struct ProviderSettings {
-  std::string default_provider = "proofd";
+  // The provider new digests are anchored with. Empty chooses by the rule below: "proofd" when a
+  // proofd key is configured, else "ots" (free, no account needed).
+  std::string default_provider;
+  // Comma-separated names of further providers to enable. The enabled set is the default
+  // provider, every name here, and every provider whose key is configured. An enabled provider
+  // without its key fails Create (FAILED_PRECONDITION naming the flag).
+  std::string providers;
+
   std::string proofd_url = "https://proofd.id";
   std::string proofd_api_key;
   std::string proofd_api_key_file;
@@ -32,15 +39,51 @@ struct ProviderSettings {
   int proofd_create_limit = 30;
   int proofd_general_limit = 120;
   double proofd_window_seconds = 60;
+
+  // ProofLedger v1. The create limit is not documented (the worker script runs 5 threads and
+  // backs off on 429); the verify budget is the document's 120 per hour per IP, shared by every
+  // process on the host.
+  std::string proofledger_url = "https://proofledger.io";
+  std::string proofledger_api_key;
+  std::string proofledger_api_key_file;
+  int proofledger_create_limit = 30;
+  double proofledger_window_seconds = 60;
+  int proofledger_verify_limit = 120;
+  double proofledger_verify_window_seconds = 3600;
+
+  // SimpleProof. The rate limit is not documented; every request counts.
+  std::string simpleproof_url = "https://app.simpleproof.com";
+  std::string simpleproof_api_key;
+  std::string simpleproof_api_key_file;
+  int simpleproof_limit = 60;
+  double simpleproof_window_seconds = 60;
+  std::string simpleproof_callback_url;  // empty: no callbacks
+  int simpleproof_batch_size = 25;       // 1..25 digests per create request
+
+  // OpenTimestamps calendars: comma-separated bare origins; empty means the four public
+  // aggregators `ots stamp` uses.
+  std::string ots_calendars;
+  int ots_min_calendars = 2;
+  double ots_timeout_seconds = 5;
+  int ots_calendar_limit = 60;  // requests per minute per calendar (politeness)
+
   // Which program speaks ("submitter", "poller"): sent in the User-Agent, so the provider (and
   // the sandbox's accounting) can tell the processes sharing a key apart.
   std::string client_name = "anchord";
 };
 
-// --provider (ANCHORD_PROVIDER), --proofd-url (ANCHORD_PROOFD_URL), --proofd-api-key
-// (ANCHORD_PROOFD_API_KEY), --proofd-api-key-file (ANCHORD_PROOFD_API_KEY_FILE),
-// --proofd-create-limit (ANCHORD_PROOFD_CREATE_LIMIT), --proofd-general-limit
-// (ANCHORD_PROOFD_GENERAL_LIMIT), --proofd-window-seconds (ANCHORD_PROOFD_WINDOW_SECONDS).
+// The names ProviderSet knows.
+std::vector<std::string> KnownProviders();
+
+// --provider (ANCHORD_PROVIDER), --providers (ANCHORD_PROVIDERS); proofd: --proofd-url,
+// --proofd-api-key, --proofd-api-key-file, --proofd-create-limit, --proofd-general-limit,
+// --proofd-window-seconds; ProofLedger: --proofledger-url, --proofledger-api-key,
+// --proofledger-api-key-file, --proofledger-create-limit, --proofledger-window-seconds,
+// --proofledger-verify-limit, --proofledger-verify-window-seconds; SimpleProof:
+// --simpleproof-url, --simpleproof-api-key, --simpleproof-api-key-file, --simpleproof-limit,
+// --simpleproof-window-seconds, --simpleproof-callback-url, --simpleproof-batch-size;
+// calendars: --ots-calendars, --ots-min-calendars, --ots-timeout-seconds, --ots-calendar-limit.
+// Each flag's environment variable is ANCHORD_ + the flag in upper snake case.
 void AddProviderFlags(CLI::App& app, ProviderSettings* s);
 
 using LimiterFactory = std::function<std::unique_ptr<ratelimit::RateLimiter>(
@@ -49,8 +92,9 @@ using LimiterFactory = std::function<std::unique_ptr<ratelimit::RateLimiter>(
 // Owns the HTTP client, the limiters and the adapters. Thread-safe after Create.
 class ProviderSet {
  public:
-  // FAILED_PRECONDITION naming the flag when the API key is missing; INVALID_ARGUMENT for a bad
-  // URL, limit or provider name. `metrics` may be null; `clock` must outlive the set.
+  // Enables the providers the settings name (see ProviderSettings). FAILED_PRECONDITION naming
+  // the flag when an enabled provider's API key is missing; INVALID_ARGUMENT naming the flag for a
+  // bad URL, limit or provider name. `metrics` may be null; `clock` must outlive the set.
   static absl::StatusOr<std::unique_ptr<ProviderSet>> Create(const ProviderSettings& settings,
                                                              ProviderMetrics* metrics,
                                                              LimiterFactory limiters = {},
@@ -60,7 +104,9 @@ class ProviderSet {
   Provider* Get(const std::string& name);  // null if unknown
   Provider* Default();
   std::vector<Provider*> All();
-  ratelimit::RateLimiter* limiter(const std::string& name);  // "proofd.create", "proofd.general"
+  // "proofd.create", "proofd.general", "proofledger.create", "proofledger.verify",
+  // "simpleproof.general" (the calendars' per-calendar limiters are made and owned by the adapter).
+  ratelimit::RateLimiter* limiter(const std::string& name);
   // Stops every adapter's pacing waits (shutdown).
   void Stop();
 

@@ -202,8 +202,13 @@ absl::StatusOr<int> LocalStack::StartService(const std::string& service, int por
   spec.args = ServiceArgs(service, port);
   spec.log_file = (run / (service + ".log")).string();
   if (options_.sandbox && (service == "submitter" || service == "poller")) {
-    // A real key in the caller's environment must not be sent to the sandbox (nor the reverse).
-    spec.env["ANCHORD_PROOFD_API_KEY"] = "";
+    // A real key in the caller's environment must not be sent to the sandbox (nor the reverse),
+    // and must not enable a real provider next to the sandbox.
+    for (const char* var : {"ANCHORD_PROOFD_API_KEY", "ANCHORD_PROOFLEDGER_API_KEY",
+                            "ANCHORD_PROOFLEDGER_API_KEY_FILE", "ANCHORD_SIMPLEPROOF_API_KEY",
+                            "ANCHORD_SIMPLEPROOF_API_KEY_FILE"}) {
+      spec.env[var] = "";
+    }
   }
   auto child = ChildProcess::Spawn(spec);
   if (!child.ok()) return child.status();

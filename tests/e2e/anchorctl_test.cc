@@ -126,6 +126,7 @@ TEST(FormatTest, ReportCsvAndJson) {
   r.proof_id = "id-1";
   r.status = "CONFIRMED";
   r.bitcoin_block_height = 800000;
+  r.verification = "VERIFIED block 800000";
   ReportRow bad;
   bad.path = std::string("bad\xff") + "utf8";
   bad.status = "FAILED";
@@ -133,9 +134,9 @@ TEST(FormatTest, ReportCsvAndJson) {
   std::string csv = ReportToCsv({r, bad});
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "path,digest,size_bytes,provider,proof_id,status,certificate_url,verify_url,"
-            "bitcoin_block_height,duplicate_of,reason,error");
+            "bitcoin_block_height,duplicate_of,reason,error,merkle_root,stalled,verification");
   EXPECT_NE(csv.find("\"dir, with comma/file \"\"x\"\".pdf\"," + std::string(64, '0') +
-                     ",42,proofd,id-1,CONFIRMED,,,800000,,,"),
+                     ",42,proofd,id-1,CONFIRMED,,,800000,,,,,,VERIFIED block 800000"),
             std::string::npos);
   std::string json = ReportToJson({r, bad});
   auto j = nlohmann::json::parse(json, nullptr, false);
@@ -145,6 +146,8 @@ TEST(FormatTest, ReportCsvAndJson) {
   EXPECT_EQ(j[0]["path"], r.path);
   EXPECT_EQ(j[0]["bitcoin_block_height"], 800000);
   EXPECT_EQ(j[1]["reason"], "FILE_UNREADABLE");
+  EXPECT_EQ(j[0]["verification"], "VERIFIED block 800000");
+  EXPECT_EQ(j[0]["stalled"], false);
 }
 
 TEST(FormatTest, ProgressLineShowsCountsRateAndEta) {

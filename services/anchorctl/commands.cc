@@ -692,11 +692,16 @@ absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
 }
 
 std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::string& digest_hex,
-                           const std::string& provider, ots::BlockHeaderSource* headers) {
+                           const std::string& provider, const std::string& status,
+                           ots::BlockHeaderSource* headers) {
   auto digest = HexDecode(digest_hex);
   if (!digest.ok()) return "INVALID digest";
   auto data = FetchOts(clients, g, *digest, provider);
-  if (absl::IsNotFound(data.status())) return "NO_PROOF_YET";
+  if (absl::IsNotFound(data.status())) {
+    // A confirmed proof without an .ots: the provider gives none (ProofLedger); its
+    // certificate_url is the evidence.
+    return status == "CONFIRMED" ? "NO_OTS see certificate_url" : "NO_PROOF_YET";
+  }
   if (!data.ok()) return absl::StrCat("ERROR ", data.status().message());
   auto proof = ots::ParseDetached(*data);
   if (!proof.ok()) return absl::StrCat("INVALID ", proof.status().message());
@@ -853,7 +858,7 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       auto key = std::make_pair(r.digest_hex, r.provider);
       auto it = verdicts.find(key);
       if (it == verdicts.end()) {
-        it = verdicts.emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider,
+        it = verdicts.emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
                                                   headers.get())).first;
       }
       r.verification = it->second;

@@ -9,7 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "libs/rpc/server.h"
 
 namespace anchord::anchorctl {
@@ -138,13 +142,18 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
   std::vector<std::string> args;
   if (service == "sandbox") {
     args = {"--listen", absl::StrCat("127.0.0.1:", port), "--port-file",
-            (run / "sandbox.port").string()};
+            (run / "sandbox.port").string(), "--calendar-urls-file",
+            (run / "sandbox.calendars").string()};
     if (options_.sandbox_window_seconds > 0) {
       args.insert(args.end(), {"--window-seconds", absl::StrCat(options_.sandbox_window_seconds)});
     }
     if (options_.sandbox_confirm_after_seconds > 0) {
       args.insert(args.end(), {"--confirm-after-seconds",
-                               absl::StrCat(options_.sandbox_confirm_after_seconds)});
+                               absl::StrCat(options_.sandbox_confirm_after_seconds),
+                               // The calendars' "ask again" hint shrinks with the delay (the
+                               // reference server's is 60 s), or upgrades would lag far behind.
+                               "--pending-max-age-seconds",
+                               absl::StrCat(std::min(60, options_.sandbox_confirm_after_seconds))});
     }
   } else {
     args = {"--listen",          absl::StrCat("127.0.0.1:", port),
@@ -170,12 +179,36 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
       }
     }
     if ((service == "submitter" || service == "poller") && options_.sandbox) {
-      // The key goes through a 0600 file, not argv, so it never shows in `ps`.
+      // Every provider the sandbox speaks is enabled against it; proofd stays the default. Keys
+      // go through 0600 files, not argv, so they never show in `ps`.
       args.insert(args.end(), {"--proofd-url", info_.sandbox_url, "--proofd-api-key-file",
-                               (run / "sandbox.key").string()});
+                               (run / "sandbox.key").string(),
+                               "--proofledger-url", info_.sandbox_url,
+                               "--proofledger-api-key-file", (run / "sandbox.proofledger.key").string(),
+                               "--simpleproof-url", info_.sandbox_url,
+                               "--simpleproof-api-key-file", (run / "sandbox.simpleproof.key").string()});
+      if (!calendar_urls_.empty()) {
+        args.insert(args.end(), {"--providers", "proofd,proofledger,simpleproof,ots",
+                                 "--ots-calendars", absl::StrJoin(calendar_urls_, ",")});
+      }
       if (options_.sandbox_window_seconds > 0) {
-        args.insert(args.end(),
-                    {"--proofd-window-seconds", absl::StrCat(options_.sandbox_window_seconds)});
+        const std::string w = absl::StrCat(options_.sandbox_window_seconds);
+        args.insert(args.end(), {"--proofd-window-seconds", w, "--proofledger-window-seconds", w,
+                                 "--simpleproof-window-seconds", w});
+      }
+      // The sandbox's SimpleProof budget (60 per window per token) split like proofd's: the
+      // submitter 20, the poller 40. ProofLedger creates (60 per window in the sandbox) are the
+      // submitter's alone; its verify budget (120/hour/IP) the poller's alone.
+      if (service == "submitter") {
+        args.insert(args.end(), {"--simpleproof-limit", "20", "--proofledger-create-limit", "60"});
+        if (webhook_port_ > 0) {
+          args.insert(args.end(), {"--simpleproof-callback-url",
+                                   absl::StrCat("http://127.0.0.1:", webhook_port_,
+                                                "/callbacks/simpleproof")});
+        }
+      } else {
+        args.insert(args.end(), {"--simpleproof-limit", "40", "--webhook-listen", "127.0.0.1:0",
+                                 "--webhook-port-file", (run / "webhook.port").string()});
       }
     }
   }
@@ -242,15 +275,37 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
     auto port = stack->StartService("sandbox", 0);
     if (!port.ok()) return port.status();
     stack->info_.sandbox_url = absl::StrCat("http://127.0.0.1:", *port);
-    const std::string key_file = (fs::path(options.run_dir) / "sandbox.key").string();
-    if (auto s = rpc::WriteFileAtomically(key_file, kSandboxApiKey); !s.ok()) return s;
-    chmod(key_file.c_str(), 0600);
+    const fs::path run(options.run_dir);
+    for (const auto& [file, key] :
+         std::vector<std::pair<std::string, std::string>>{
+             {"sandbox.key", kSandboxApiKey},
+             {"sandbox.proofledger.key", kSandboxProofLedgerKey},
+             {"sandbox.simpleproof.key", kSandboxSimpleProofToken}}) {
+      const std::string key_file = (run / file).string();
+      if (auto s = rpc::WriteFileAtomically(key_file, key); !s.ok()) return s;
+      chmod(key_file.c_str(), 0600);
+    }
+    // Written before the port file, so it is there now.
+    if (auto text = ReadSmallFile((run / "sandbox.calendars").string()); text.ok()) {
+      for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipWhitespace())) {
+        stack->calendar_urls_.push_back(std::string(absl::StripAsciiWhitespace(line)));
+      }
+    }
   }
   for (const char* service : {"poller", "submitter", "hasher"}) {
     auto port = stack->StartService(service, 0);
     if (!port.ok()) return port.status();  // the destructor stops what started
     std::string addr = absl::StrCat("127.0.0.1:", *port);
-    if (std::string(service) == "poller") stack->info_.poller = addr;
+    if (std::string(service) == "poller") {
+      stack->info_.poller = addr;
+      if (options.sandbox) {
+        auto webhook = ReadSmallFile((fs::path(options.run_dir) / "webhook.port").string());
+        int wport = 0;
+        if (webhook.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*webhook), &wport)) {
+          stack->webhook_port_ = wport;
+        }
+      }
+    }
     if (std::string(service) == "submitter") stack->info_.submitter = addr;
     if (std::string(service) == "hasher") stack->info_.hasher = addr;
   }

@@ -16,6 +16,9 @@
 namespace anchord::anchorctl {
 
 inline constexpr char kSandboxApiKey[] = "proofd_live_sandbox";
+// The sandbox's default ProofLedger key and SimpleProof token (services/sandbox/sandbox.h).
+inline constexpr char kSandboxProofLedgerKey[] = "sk_sandbox";
+inline constexpr char kSandboxSimpleProofToken[] = "sp_sandbox_token";
 
 // Where a stack listens. Written to and read from stack.json.
 struct StackInfo {
@@ -80,6 +83,8 @@ class LocalStack {
   StackOptions options_;
   StackInfo info_;
   std::map<std::string, int> ports_;
+  std::vector<std::string> calendar_urls_;  // the sandbox's OpenTimestamps calendars
+  int webhook_port_ = 0;                    // the poller's callback endpoint
   std::vector<std::pair<std::string, std::unique_ptr<ChildProcess>>> children_;
 };
 

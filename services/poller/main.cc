@@ -157,6 +157,22 @@ int main(int argc, char** argv) {
   anchord::poller::PollEngine engine(store->get(), &bus, &metrics, clock, (*providers)->All(),
                                      engine_options);
 
+  // Before the gRPC port file appears, so whoever waits for it finds the webhook port too.
+  std::unique_ptr<anchord::poller::Webhook> webhook;
+  if (!webhook_listen.empty()) {
+    std::map<std::string, anchord::providers::Provider*> by_name;
+    for (auto* p : (*providers)->All()) by_name[p->name()] = p;
+    auto started = anchord::poller::Webhook::Start(webhook_listen, by_name, &engine, &metrics);
+    if (!started.ok()) {
+      ANCHORD_LOG(Error) << started.status();
+      return 2;
+    }
+    webhook = std::move(*started);
+    if (!webhook_port_file.empty()) {
+      std::ofstream(webhook_port_file) << webhook->port() << "\n";
+    }
+    ANCHORD_LOG(Info) << "webhook listening on port " << webhook->port();
+  }
   server_options.service_name = "poller";
   server_options.listen_address = listen;
   server_options.port_file = port_file;
@@ -171,22 +187,6 @@ int main(int argc, char** argv) {
   }
   engine.RefreshGauges();
   engine.Start();
-  std::unique_ptr<anchord::poller::Webhook> webhook;
-  if (!webhook_listen.empty()) {
-    std::map<std::string, anchord::providers::Provider*> by_name;
-    for (auto* p : (*providers)->All()) by_name[p->name()] = p;
-    auto started = anchord::poller::Webhook::Start(webhook_listen, by_name, &engine, &metrics);
-    if (!started.ok()) {
-      ANCHORD_LOG(Error) << started.status();
-      engine.Stop();
-      return 2;
-    }
-    webhook = std::move(*started);
-    if (!webhook_port_file.empty()) {
-      std::ofstream(webhook_port_file) << webhook->port() << "\n";
-    }
-    ANCHORD_LOG(Info) << "webhook listening on port " << webhook->port();
-  }
 
   int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "signal " << sig << ": draining";

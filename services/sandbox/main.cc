@@ -269,18 +269,19 @@ int Run(int argc, char** argv) {
     ANCHORD_LOG(Error) << sandbox.status();
     return 1;
   }
-  const int port = (*sandbox)->port();
-  if (!port_file.empty()) {
-    if (auto st = anchord::rpc::WriteFileAtomically(port_file, absl::StrCat(port, "\n")); !st.ok()) {
-      ANCHORD_LOG(Error) << st;
-      return 1;
-    }
-  }
+  // The calendar URLs first: a script that waits for the port file then finds them too.
   const std::vector<std::string> urls = (*sandbox)->calendar_urls();
   if (!calendar_urls_file.empty()) {
     std::string content;
     for (const auto& u : urls) absl::StrAppend(&content, u, "\n");
     if (auto st = anchord::rpc::WriteFileAtomically(calendar_urls_file, content); !st.ok()) {
+      ANCHORD_LOG(Error) << st;
+      return 1;
+    }
+  }
+  const int port = (*sandbox)->port();
+  if (!port_file.empty()) {
+    if (auto st = anchord::rpc::WriteFileAtomically(port_file, absl::StrCat(port, "\n")); !st.ok()) {
       ANCHORD_LOG(Error) << st;
       return 1;
     }

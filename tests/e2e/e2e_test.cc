@@ -548,3 +548,78 @@ TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
 
 }  // namespace
 }  // namespace anchord::anchorctl
+
+namespace anchord::anchorctl {
+namespace {
+
+// One job anchored with all four providers at once through the real services and the sandbox
+// (which speaks every API): every file ends with four CONFIRMED proofs; proofd's, SimpleProof's
+// and the calendars' .ots verify against the sandbox's block headers; ProofLedger's record carries
+// its certificate URL; SimpleProof's callbacks reach the poller's webhook; nothing is created twice
+// and no limit is exceeded.
+TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 8; ++i) {
+    const std::string rel = absl::StrCat("tree/p", i, ".txt");
+    files[rel] = absl::StrCat("redundantly anchored ", i, "\n");
+    WriteFile(root_ / rel, files[rel]);
+  }
+  StartStack();
+  ASSERT_TRUE(stack_);
+  RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "multi", "--provider",
+                        "proofd,proofledger,simpleproof,ots", "--wait", "submitted",
+                        "--timeout-seconds", "60"},
+                       absl::Seconds(90));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::vector<std::string> providers = {"proofd", "proofledger", "simpleproof", "ots"};
+  const std::string report_file = (tmp_ / "multi.json").string();
+  nlohmann::json rows;
+  bool all_confirmed = false;
+  for (int attempt = 0; attempt < 60 && !all_confirmed; ++attempt) {
+    RunResult rep = RunCtl({"report", "--job", "multi", "--format", "json", "-o", report_file,
+                            "--headers", "sandbox:" + stack_->info().sandbox_url});
+    ASSERT_EQ(rep.exit_code, 0) << rep.output;
+    rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
+    ASSERT_TRUE(rows.is_array());
+    all_confirmed = rows.size() == files.size() * providers.size();
+    for (const auto& row : rows) {
+      if (row.value("status", "") != "CONFIRMED") all_confirmed = false;
+    }
+    if (!all_confirmed) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(all_confirmed) << rows.dump(1);
+  std::map<std::string, int> per_provider;
+  for (const auto& row : rows) {
+    const std::string provider = row.value("provider", "");
+    const std::string path = row.value("path", "");
+    ++per_provider[provider];
+    EXPECT_EQ(row.value("digest", ""), Sha256Hex(files.at(path))) << path;
+    const std::string verification = row.value("verification", "");
+    if (provider == "proofledger") {
+      EXPECT_EQ(verification.rfind("NO_OTS", 0), 0u) << path << ": " << verification;
+      EXPECT_FALSE(row.value("certificate_url", "").empty()) << path;
+    } else {
+      EXPECT_EQ(verification.rfind("VERIFIED block ", 0), 0u)
+          << provider << " " << path << ": " << verification;
+    }
+  }
+  for (const auto& p : providers) EXPECT_EQ(per_provider[p], 8) << p;
+
+  auto stats = SandboxStats();
+  for (const char* api : {"proofd", "proofledger", "simpleproof"}) {
+    ASSERT_TRUE(stats.contains(api)) << stats.dump();
+    EXPECT_EQ(StatInt(stats[api], "creates_total"), 8) << api << " " << stats[api].dump();
+    EXPECT_EQ(StatInt(stats[api], "max_creates_per_digest"), 1) << api;
+    EXPECT_EQ(StatInt(stats[api], "rate_limited_total"), 0) << api;
+    EXPECT_EQ(StatInt(stats[api], "early_requests_total"), 0) << api;
+  }
+  // One submission per calendar (two calendars), each digest once per calendar.
+  EXPECT_EQ(StatInt(stats["calendar"], "submissions_total"), 16) << stats["calendar"].dump();
+  EXPECT_GT(StatInt(stats["simpleproof"], "callbacks_delivered_total"), 0)
+      << stats["simpleproof"].dump();
+  EXPECT_LE(StatInt(stats["proofledger"], "verify_requests_total"), 120);
+}
+
+}  // namespace
+}  // namespace anchord::anchorctl

@@ -69,7 +69,7 @@ for spec in "proofd proofd 30" "proofledger proofledger 60" "simpleproof simplep
   set -- $spec
   provider=$1 api=$2 limit=$3
   n=$(( limit > 0 ? limit * WINDOWS : 60 ))
-  [ "$provider" = simpleproof ] && n=$(( 20 * 25 * 3 ))
+  [ "$provider" = simpleproof ] && n=$(( 20 * 25 * WINDOWS ))
   make_tree "$WORK/root/$provider" "$n" "$provider"
   stats "$WORK/$provider.before"
   start=$(date +%s.%N)

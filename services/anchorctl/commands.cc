@@ -188,7 +188,10 @@ struct Problem {
 // counters shown by the progress line.
 class ArchiveState {
  public:
-  explicit ArchiveState(int target) : target_(target) {}
+  // With several providers (redundancy), a digest counts as far as its LEAST advanced requested
+  // provider: "--wait confirmed" then means confirmed with every one of them.
+  explicit ArchiveState(int target, std::vector<std::string> providers = {})
+      : target_(target), providers_(std::move(providers)) {}
 
   void OnHashResult(const HashTreeResponse& r) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -208,10 +211,23 @@ class ArchiveState {
     RaiseLocked(r.digest(), std::max<int>(r.state(), DIGEST_STATE_HASHED), /*add=*/true);
   }
 
-  // Raises a known digest's state (states only move forward). Unknown digests are ignored.
-  void Raise(const std::string& digest, int state) {
+  // Raises a known digest's state (states only move forward) from one provider's proof.
+  // Unknown digests are ignored.
+  void Raise(const std::string& digest, int state, const std::string& provider) {
     std::lock_guard<std::mutex> lock(mu_);
-    RaiseLocked(digest, state, /*add=*/false);
+    if (providers_.size() <= 1) {
+      RaiseLocked(digest, state, /*add=*/false);
+      return;
+    }
+    if (std::find(providers_.begin(), providers_.end(), provider) == providers_.end()) return;
+    if (states_.find(digest) == states_.end()) return;
+    int& mine = per_provider_[digest][provider];
+    mine = std::max(mine, state);
+    const auto& seen = per_provider_[digest];
+    if (seen.size() < providers_.size()) return;  // a provider has not accepted it yet
+    int least = DIGEST_STATE_FAILED;
+    for (const auto& [p, st] : seen) least = std::min(least, st);
+    RaiseLocked(digest, least, /*add=*/false);
   }
 
   std::vector<std::string> NotDone() {
@@ -269,8 +285,10 @@ class ArchiveState {
   }
 
   const int target_;
+  const std::vector<std::string> providers_;
   std::mutex mu_;
   std::unordered_map<std::string, int> states_;
+  std::unordered_map<std::string, std::map<std::string, int>> per_provider_;
   ProgressCounts counts_;
   std::vector<Problem> problems_;
 };
@@ -369,7 +387,7 @@ class WatchFollower {
       auto reader = clients_->poller().Watch(&ctx, req);
       WatchResponse ev;
       while (reader->Read(&ev)) {
-        if (ev.has_proof()) state_->Raise(ev.proof().digest(), ev.proof().state());
+        if (ev.has_proof()) state_->Raise(ev.proof().digest(), ev.proof().state(), ev.proof().provider());
         Interrupter::Get().Wake();
       }
       grpc::Status st = reader->Finish();
@@ -409,7 +427,7 @@ absl::Status Reconcile(Clients& clients, ArchiveState& state) {
       ListProofsResponse resp;
       grpc::Status st = clients.poller().ListProofs(&ctx, req, &resp);
       if (!st.ok()) return clients.RpcError("poller", "ListProofs", st);
-      for (const auto& p : resp.proofs()) state.Raise(p.digest(), p.state());
+      for (const auto& p : resp.proofs()) state.Raise(p.digest(), p.state(), p.provider());
       if (resp.next_page_token().empty()) break;
       req.set_page_token(resp.next_page_token());
     }
@@ -481,7 +499,7 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
   }
 
-  ArchiveState state(o.dry_run ? 0 : *target);
+  ArchiveState state(o.dry_run ? 0 : *target, o.providers);
   ProgressPrinter progress(&state, /*quiet=*/false);
 
   // Phase 1: hash the tree. Results come once the submitter holds each digest durably.

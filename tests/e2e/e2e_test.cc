@@ -567,7 +567,7 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   StartStack();
   ASSERT_TRUE(stack_);
   RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "multi", "--provider",
-                        "proofd,proofledger,simpleproof,ots", "--wait", "submitted",
+                        "proofd,proofledger,simpleproof,ots", "--wait", "confirmed",
                         "--timeout-seconds", "60"},
                        absl::Seconds(90));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -576,7 +576,9 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   const std::string report_file = (tmp_ / "multi.json").string();
   nlohmann::json rows;
   bool all_confirmed = false;
+  int attempts = 0;
   for (int attempt = 0; attempt < 60 && !all_confirmed; ++attempt) {
+    ++attempts;
     RunResult rep = RunCtl({"report", "--job", "multi", "--format", "json", "-o", report_file,
                             "--headers", "sandbox:" + stack_->info().sandbox_url});
     ASSERT_EQ(rep.exit_code, 0) << rep.output;
@@ -589,6 +591,8 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
     if (!all_confirmed) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   ASSERT_TRUE(all_confirmed) << rows.dump(1);
+  // "--wait confirmed" with several providers waits for every one of them.
+  EXPECT_EQ(attempts, 1) << "archive returned before every provider confirmed";
   std::map<std::string, int> per_provider;
   for (const auto& row : rows) {
     const std::string provider = row.value("provider", "");

@@ -161,6 +161,11 @@ absl::StatusOr<bool> Engine::RunOnce(const std::string& only) {
         std::vector<Submission> rows,
         store_->ClaimBatch(name, options_.owner, now, now + options_.lease, limit));
     if (rows.empty()) continue;
+    if (!probe && static_cast<int>(rows.size()) < limit &&
+        rows.front().created_at > now - options_.batch_linger) {
+      for (const Submission& row : rows) SUBMITTER_RETURN_IF_ERROR(store_->ReleaseLease(row.id));
+      continue;
+    }
     SUBMITTER_RETURN_IF_ERROR(Process(provider, std::move(rows), probe));
     return true;
   }

@@ -37,6 +37,10 @@ struct EngineOptions {
   absl::Duration idle_poll = absl::Milliseconds(500);
   absl::Duration gauge_interval = absl::Seconds(5);
   std::string owner = "submitter";
+  // A batch provider (SimpleProof: 25 digests per request, cost per hash, requests rate limited)
+  // waits until its oldest ready row is this old before sending a batch that is not full, so a
+  // steady intake fills batches instead of spending the request budget on small ones.
+  absl::Duration batch_linger = absl::Seconds(1);
 };
 
 class Engine {

@@ -614,6 +614,7 @@ class BatchEngineTest : public MerkleStoreTest {
     provider_.SetMaxBatch(25);
     EngineOptions o;
     o.backoff = BackoffPolicy{absl::Seconds(1), absl::Seconds(10), 2.0};
+    o.batch_linger = linger_;
     engine_ = std::make_unique<Engine>(store_.get(), std::vector<providers::Provider*>{&provider_},
                                        &metrics_, &clock_, o);
     ASSERT_TRUE(engine_->Init().ok());
@@ -622,6 +623,7 @@ class BatchEngineTest : public MerkleStoreTest {
     engine_.reset();
     MerkleStoreTest::TearDown();
   }
+  absl::Duration linger_ = absl::ZeroDuration();  // most tests send at once
   bool RunOnce() {
     auto r = engine_->RunOnce();
     EXPECT_TRUE(r.ok()) << r.status();
@@ -656,6 +658,29 @@ TEST_F(BatchEngineTest, ThirtyRowsGoOutAsTwentyFiveThenFive) {
     // Each row got its own answer.
     EXPECT_EQ(r.record.proof_id, "proof-" + HexEncode(D(n)).substr(0, 8));
   }
+}
+
+class LingeringBatchEngineTest : public BatchEngineTest {
+ protected:
+  void SetUp() override {
+    linger_ = absl::Seconds(1);
+    BatchEngineTest::SetUp();
+  }
+};
+
+// A batch that is not full waits for company until its oldest row is `batch_linger` old; a full
+// batch goes at once.
+TEST_F(LingeringBatchEngineTest, PartialBatchWaitsForTheLingerFullBatchDoesNot) {
+  AddRows(1, 5);
+  EXPECT_FALSE(RunOnce());
+  EXPECT_TRUE(provider_.sent().empty());
+  EXPECT_EQ(Row(1).state, SubState::kQueued);  // released, not failed or lost
+  AddRows(6, 30);
+  EXPECT_TRUE(RunOnce());  // 25 ready: full
+  EXPECT_FALSE(RunOnce());  // 5 left, young
+  clock_.Advance(absl::Milliseconds(1100));
+  EXPECT_TRUE(RunOnce());
+  EXPECT_EQ(provider_.batch_sizes(), (std::vector<size_t>{25, 5}));
 }
 
 TEST_F(BatchEngineTest, PreparedRowsAreSentWithMaybeSent) {

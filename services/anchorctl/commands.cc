@@ -542,15 +542,20 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     state.SetWaiting();
     progress.NewPhase();
     WatchFollower follower(&clients, &state, o.job, deadline);
-    int tick = 0;
+    absl::Time next_reconcile = absl::InfinitePast();
     while (!state.AllDone()) {
       if (Interrupter::Get().interrupted()) break;
       if (absl::Now() >= deadline) {
         failure = absl::DeadlineExceededError("--timeout-seconds reached before every digest got there");
         break;
       }
-      // Reconcile at once, then every 2 s; Watch events wake the loop in between.
-      if (tick++ % 8 == 0) {
+      // Reconcile at once, then every 2 s; Watch events wake the loop in between. Reconciling
+      // asks the poller about every open digest, so with a large archive it is a safety net for
+      // missed events that runs rarely (every 30 s above 5,000 open digests), not a poll.
+      if (absl::Now() >= next_reconcile) {
+        next_reconcile = absl::Now() + (state.Snapshot().distinct - state.Snapshot().wait_done > 5000
+                                            ? absl::Seconds(30)
+                                            : absl::Seconds(2));
         if (auto s = Reconcile(clients, state); !s.ok()) {
           ANCHORD_LOG(Warning) << s.message();
         }

@@ -1,6 +1,9 @@
 #include "services/anchorctl/stack.h"
 
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -137,6 +140,29 @@ absl::StatusOr<StackInfo> ReadStackFile(const std::string& data_dir) {
   return info;
 }
 
+namespace {
+
+// A free loopback port, found by binding port 0 and closing again. Another process could take it
+// in between; for a local stack that is unlikely, and the service then fails to start loudly.
+int ReserveLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+}  // namespace
+
 std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int port) {
   const fs::path run(options_.run_dir);
   std::vector<std::string> args;
@@ -173,6 +199,7 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
     }
     if (service == "poller") {
       args.insert(args.end(), {"--proofd-general-limit", "80"});
+      if (!info_.submitter.empty()) args.insert(args.end(), {"--submitter", info_.submitter});
       if (options_.poll_interval_seconds > 0) {
         args.insert(args.end(),
                     {"--poll-interval-seconds", absl::StrCat(options_.poll_interval_seconds)});
@@ -292,8 +319,15 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
       }
     }
   }
+  // The poller asks the submitter to re-anchor stalled proofs (fallback provider), but starts
+  // before it: the submitter's port is reserved first and given to both.
+  const int submitter_port = ReserveLoopbackPort();
+  if (submitter_port > 0) {
+    stack->info_.submitter = absl::StrCat("127.0.0.1:", submitter_port);
+  }
   for (const char* service : {"poller", "submitter", "hasher"}) {
-    auto port = stack->StartService(service, 0);
+    const bool is_submitter = std::string(service) == "submitter";
+    auto port = stack->StartService(service, is_submitter ? std::max(0, submitter_port) : 0);
     if (!port.ok()) return port.status();  // the destructor stops what started
     std::string addr = absl::StrCat("127.0.0.1:", *port);
     if (std::string(service) == "poller") {

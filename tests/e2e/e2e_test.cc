@@ -74,7 +74,7 @@ class E2eTest : public testing::Test {
     o.sandbox = true;
     // 30 creates per 2 s, confirmation after 2 s: the whole run takes seconds, not minutes.
     o.sandbox_window_seconds = 2;
-    o.sandbox_confirm_after_seconds = 2;
+    o.sandbox_confirm_after_seconds = confirm_after_seconds_;
     o.poll_interval_seconds = 1;
     o.extra_args = extra_args_;
     auto stack = LocalStack::Start(o);
@@ -141,6 +141,7 @@ class E2eTest : public testing::Test {
   }
 
   std::map<std::string, std::vector<std::string>> extra_args_;
+  int confirm_after_seconds_ = 2;
 
   nlohmann::json SandboxStats() {
     httplib::Client cli("127.0.0.1", sandbox_port_);
@@ -623,6 +624,58 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   EXPECT_GT(StatInt(stats["simpleproof"], "callbacks_delivered_total"), 0)
       << stats["simpleproof"].dump();
   EXPECT_LE(StatInt(stats["proofledger"], "verify_requests_total"), 120);
+}
+
+}  // namespace
+}  // namespace anchord::anchorctl
+
+namespace anchord::anchorctl {
+namespace {
+
+// A proof that stays pending past the poller's stall limit is flagged (report column) and, since
+// the job named a fallback provider, anchored again there: the poller asks the submitter, which
+// anchors the digest with ProofLedger. The sandbox never confirms here (1 h delay).
+TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 4; ++i) {
+    const std::string rel = absl::StrCat("tree/s", i, ".txt");
+    files[rel] = absl::StrCat("slow provider ", i, "\n");
+    WriteFile(root_ / rel, files[rel]);
+  }
+  confirm_after_seconds_ = 3600;
+  extra_args_["poller"] = {"--stall-after-seconds", "2"};
+  StartStack();
+  ASSERT_TRUE(stack_);
+  RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "stall", "--provider",
+                        "proofd", "--fallback-provider", "proofledger", "--wait", "submitted",
+                        "--timeout-seconds", "60"},
+                       absl::Seconds(90));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string report_file = (tmp_ / "stall.json").string();
+  nlohmann::json rows;
+  std::map<std::string, int> stalled, fallback;
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    RunResult rep = RunCtl({"report", "--job", "stall", "--format", "json", "-o", report_file,
+                            "--no-verify"});
+    ASSERT_EQ(rep.exit_code, 0) << rep.output;
+    rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
+    ASSERT_TRUE(rows.is_array());
+    stalled.clear();
+    fallback.clear();
+    for (const auto& row : rows) {
+      const std::string path = row.value("path", "");
+      if (row.value("provider", "") == "proofd" && row.value("stalled", false)) ++stalled[path];
+      if (row.value("provider", "") == "proofledger") ++fallback[path];
+    }
+    if (stalled.size() == files.size() && fallback.size() == files.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_EQ(stalled.size(), files.size()) << rows.dump(1);
+  EXPECT_EQ(fallback.size(), files.size()) << rows.dump(1);
+  auto stats = SandboxStats();
+  EXPECT_EQ(StatInt(stats["proofledger"], "creates_total"), 4) << stats.dump();
+  EXPECT_EQ(StatInt(stats["proofd"], "creates_total"), 4) << stats.dump();
 }
 
 }  // namespace

@@ -6,7 +6,8 @@ namespace anchord::poller {
 
 namespace {
 
-absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const ProofRow& leaf) {
+absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const ProofRow& leaf,
+                                                   const std::set<std::string>& without_ots) {
   const std::string& digest = leaf.digest;
   if (!leaf.is_leaf()) return store->GetOts(digest, leaf.provider);
 
@@ -17,7 +18,9 @@ absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const Pro
     if (!joined.ok()) return joined.status();
     return std::optional<std::string>(*std::move(joined));
   }
-  if (leaf.state != anchord::v1::DIGEST_STATE_CONFIRMED) return std::optional<std::string>();
+  if (leaf.state != anchord::v1::DIGEST_STATE_CONFIRMED || !without_ots.count(leaf.provider)) {
+    return std::optional<std::string>();
+  }
   const std::string& record = !leaf.certificate_url.empty() ? leaf.certificate_url : leaf.proof_id;
   if (record.empty()) return std::optional<std::string>();
   absl::StatusOr<std::string> path_only = merkle::PathOnlyProof(digest, leaf.merkle_path, record);
@@ -27,9 +30,9 @@ absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const Pro
 
 }  // namespace
 
-absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
-                                                        const std::string& digest,
-                                                        const std::string& provider) {
+absl::StatusOr<std::optional<std::string>> LoadProofOts(
+    PollerStore* store, const std::string& digest, const std::string& provider,
+    const std::set<std::string>& without_ots) {
   std::vector<ProofRow> rows;
   if (!provider.empty()) {
     absl::StatusOr<std::optional<ProofRow>> row = store->Get(digest, provider);
@@ -42,7 +45,7 @@ absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
     rows = *std::move(all);
   }
   for (const ProofRow& row : rows) {
-    absl::StatusOr<std::optional<std::string>> ots = LoadOne(store, row);
+    absl::StatusOr<std::optional<std::string>> ots = LoadOne(store, row, without_ots);
     if (!ots.ok()) return ots.status();
     if (ots->has_value() && !(*ots)->empty()) return ots;
   }

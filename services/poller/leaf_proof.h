@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -14,9 +15,10 @@
 namespace anchord::poller {
 
 // nullopt when nothing can be offered yet (or the proof is unknown). `provider` may be empty
-// (the oldest proof of the digest).
-absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
-                                                        const std::string& digest,
-                                                        const std::string& provider);
+// (the oldest proof of the digest). `without_ots` names the providers that never give an .ots:
+// only their leaves get a path-only proof; the others wait for the root's .ots.
+absl::StatusOr<std::optional<std::string>> LoadProofOts(
+    PollerStore* store, const std::string& digest, const std::string& provider,
+    const std::set<std::string>& without_ots = {});
 
 }  // namespace anchord::poller

@@ -134,6 +134,9 @@ int main(int argc, char** argv) {
   anchord::WorkerPool pool(workers, 100000);
   anchord::poller::PollerServiceOptions service_options;
   service_options.watch_queue_capacity = static_cast<size_t>(watch_queue);
+  for (auto* p : (*providers)->All()) {
+    if (!p->OffersOts()) service_options.providers_without_ots.insert(p->name());
+  }
   anchord::poller::PollerServiceImpl poller_service(store->get(), &bus, &metrics, clock, &pool,
                                                     service_options);
   anchord::poller::StatusServiceImpl status_service(store->get(), &pool);

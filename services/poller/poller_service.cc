@@ -398,7 +398,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
                                               provider.empty() ? "" : " with provider ", provider)));
     }
     // Merkle batch leaves get their joined proof (see leaf_proof.h).
-    auto ots = LoadProofOts(service->store_, digest, provider);
+    auto ots = LoadProofOts(service->store_, digest, provider,
+                            service->options_.providers_without_ots);
     if (!ots.ok()) return Finish(StoreError(ots.status()));
     if (!ots->has_value() || (*ots)->empty()) {
       return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no .ots stored yet"));

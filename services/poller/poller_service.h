@@ -24,6 +24,9 @@ namespace anchord::poller {
 struct PollerServiceOptions {
   // Events a Watch stream may have queued before it is ended with RESOURCE_EXHAUSTED.
   size_t watch_queue_capacity = 1024;
+  // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
+  // offered a path-only proof once confirmed (see leaf_proof.h).
+  std::set<std::string> providers_without_ots;
   // Track requests of one stream read but not yet acknowledged.
   int track_max_in_flight = 64;
   // Proofs loaded per snapshot page of Watch(include_current).

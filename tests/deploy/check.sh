@@ -4,15 +4,21 @@
 #   2. offline Kubernetes schema validation of every rendered manifest (kubernetes-models; the
 #      prometheus-operator CRDs ServiceMonitor/PrometheusRule are skipped, by name) + the security
 #      policy (non-root, read-only rootfs, drop ALL, seccomp RuntimeDefault)
-#   3. what the renders contain (kinds, single-replica stateful services, no Secret objects)
+#   3. what the renders contain (kinds, single-replica stateful services, no Secret objects, keys
+#      only as files, the all-on providers/webhook/stall-fallback wiring)
+#   3b. every render's flags and env vars accepted by the real binaries: each Deployment's program
+#      is started with exactly its rendered args + ConfigMap env (tests/deploy/run-rendered.cjs)
 #   4. Dockerfile lint (no container engine here: images are built by CI elsewhere; the same
 #      CMake/Ninja build runs outside a container in .ci/build)
 #   5. promtool check rules / test rules / check config; the chart's alerts copy is identical
 #   6. dashboard JSON validity; its metric names extracted and checked against the names the
 #      services export (deploy/exported-metrics.txt), and deploy/grafana/metric-names.txt is current;
 #      the alert rules use only exported names too
-#   7. self-test: a broken values file, a broken manifest and a broken alert rule must each fail
+#   7. self-test: a broken values file, a broken manifest, a flag the binaries do not know and a
+#      broken alert rule must each fail
 # Tools come from deploy/install-tools (run here when missing). Set ANCHORD_TOOLS to relocate them.
+# Binaries: check.sh HASHER SUBMITTER POLLER SANDBOX (ctest passes them), else
+# $ANCHORD_BUILD_DIR/services/<name>/anchord-<name> (default build dir: $ROOT/build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 TOOLS="${ANCHORD_TOOLS:-$HOME/.cache/anchord-tools}"
@@ -21,6 +27,15 @@ HELM="$TOOLS/bin/helm"
 CHART="$ROOT/helm/anchord"
 ALLON="$CHART/ci/values-all-on.yaml"
 PY="$(command -v python3 || echo /usr/bin/python3)"
+if [ $# -eq 4 ]; then
+  BINS=("$@")
+elif [ $# -eq 0 ]; then
+  BUILD="${ANCHORD_BUILD_DIR:-$ROOT/build}"
+  BINS=()
+  for s in hasher submitter poller sandbox; do BINS+=("$BUILD/services/$s/anchord-$s"); done
+else
+  echo "usage: $0 [HASHER SUBMITTER POLLER SANDBOX]" >&2; exit 2
+fi
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -36,6 +51,10 @@ if [ ! -x "$HELM" ] || ! command -v promtool >/dev/null 2>&1 ||
   step "installing tools"
   bash "$ROOT/deploy/install-tools" || die "tools could not be installed"
 fi
+
+for b in "${BINS[@]}"; do
+  [ -x "$b" ] || die "$b is not built (build the four services, or set ANCHORD_BUILD_DIR / pass their paths)"
+done
 
 step "helm lint"
 "$HELM" lint --strict "$CHART" || die "helm lint (defaults)"
@@ -68,6 +87,30 @@ for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
 done
 grep -q 'ANCHORD_PROOFD_URL: "http://staging-anchord-sandbox:8080"' "$WORK/all-on.yaml" ||
   die "all-on: services are not pointed at the sandbox"
+# All-on enables every provider: each keyed one gets its key as an optional file (both services),
+# settings, and its per-service limit; the poller gets the webhook and the stall fallback.
+for want in 'ANCHORD_PROOFLEDGER_API_KEY_FILE: "/etc/anchord/provider/proofledger-api-key"' \
+            'ANCHORD_SIMPLEPROOF_API_KEY_FILE: "/etc/anchord/provider/simpleproof-token"' \
+            'ANCHORD_PROOFLEDGER_URL: "http://staging-anchord-sandbox:8080"' \
+            'ANCHORD_SIMPLEPROOF_URL: "http://staging-anchord-sandbox:8080"' \
+            'ANCHORD_OTS_MIN_CALENDARS: "2"' '--providers=proofledger,simpleproof,ots'; do
+  [ "$(grep -cF -- "$want" "$WORK/all-on.yaml")" -ge 2 ] || die "all-on: '$want' not given to both services"
+done
+for want in 'ANCHORD_SIMPLEPROOF_CALLBACK_URL: "http://staging-anchord-poller:8081/callbacks/simpleproof"' \
+            'ANCHORD_WEBHOOK_LISTEN: "0.0.0.0:8081"' 'ANCHORD_SUBMITTER_ADDR: "staging-anchord-submitter:50051"' \
+            '--simpleproof-limit=10' '--simpleproof-limit=20' '--merkle-max-leaves=5000' \
+            'targetPort: webhook' 'containerPort: 8081' 'name: anchord-staging-simpleproof'; do
+  grep -qF -- "$want" "$WORK/all-on.yaml" || die "all-on: '$want' missing"
+done
+[ "$(grep -c '^ *optional: true$' "$WORK/all-on.yaml")" -ge 4 ] || die "all-on: extra provider keys are not optional"
+if grep -Eq 'ANCHORD_(PROOFLEDGER|SIMPLEPROOF)_|WEBHOOK|port: 8081' "$WORK/defaults.yaml"; then
+  die "defaults render enables more than proofd"
+fi
+
+step "rendered flags and env accepted by the binaries"
+for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
+  node "$ROOT/tests/deploy/run-rendered.cjs" "$TOOLS" "$f" "${BINS[@]}" || die "$f: a binary rejected the rendered configuration"
+done
 
 step "Dockerfile lint"
 "$PY" "$ROOT/deploy/docker/lint" || die "Dockerfile lint"
@@ -117,8 +160,16 @@ NODE_PATH="$TOOLS/node_modules" node -e '
 step "self-test: broken inputs must fail"
 printf 'submitter:\n  replicas: 2\n' > "$WORK/bad-values.yaml"
 if "$HELM" lint --strict "$CHART" -f "$WORK/bad-values.yaml" >/dev/null 2>&1; then die "helm lint accepted submitter.replicas=2"; fi
-printf 'provider:\n  proofd:\n    apiKey: plaintext\n' > "$WORK/bad-key.yaml"
-if "$HELM" template x "$CHART" -f "$WORK/bad-key.yaml" >/dev/null 2>&1; then die "the chart accepted an API key in values"; fi
+for p in proofd proofledger simpleproof; do
+  printf 'provider:\n  %s:\n    apiKey: plaintext\n' "$p" > "$WORK/bad-key.yaml"
+  if "$HELM" template x "$CHART" -f "$WORK/bad-key.yaml" >/dev/null 2>&1; then die "the chart accepted a $p API key in values"; fi
+done
+printf 'provider:\n  simpleproof:\n    callbackUrl: https://x.example/callbacks/simpleproof\n' > "$WORK/bad-cb.yaml"
+if "$HELM" template x "$CHART" -f "$WORK/bad-cb.yaml" >/dev/null 2>&1; then die "the chart accepted a callback URL without the webhook"; fi
+sed 's/--merkle-max-leaves=/--merkle-max-leafs=/' "$WORK/all-on.yaml" > "$WORK/bad-flag.yaml"
+if node "$ROOT/tests/deploy/run-rendered.cjs" "$TOOLS" "$WORK/bad-flag.yaml" "${BINS[@]}" >/dev/null 2>&1; then
+  die "the binaries check accepted an unknown flag"
+fi
 sed 's/containerPort: 50051/containerPort: "50051"/' "$WORK/defaults.yaml" > "$WORK/bad.yaml"
 if node "$ROOT/tests/deploy/validate-manifests.cjs" "$TOOLS" "$WORK/bad.yaml" >/dev/null 2>&1; then die "schema validation accepted a string containerPort"; fi
 sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' "$WORK/defaults.yaml" > "$WORK/bad-sec.yaml"

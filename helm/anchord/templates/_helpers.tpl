@@ -63,14 +63,102 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%d" (include "anchord.cname" .) (int .root.Values.ports.grpc) -}}
 {{- end -}}
 
-{{/* The proofd URL: the configured one, or the in-cluster sandbox when it is enabled and no URL is set. */}}
+{{/* The proofd URL (see anchord.providerUrl). */}}
 {{- define "anchord.proofdUrl" -}}
-{{- if .Values.provider.proofd.url -}}
-{{- .Values.provider.proofd.url -}}
-{{- else if .Values.sandbox.enabled -}}
-{{- printf "http://%s:%d" (include "anchord.cname" (dict "root" . "c" "sandbox")) (int .Values.sandbox.port) -}}
+{{- include "anchord.providerUrl" (dict "root" . "name" "proofd") -}}
+{{- end -}}
+
+{{/* The enabled providers, comma-separated: provider.name first, then provider.additional. */}}
+{{- define "anchord.enabledProviders" -}}
+{{- $p := .Values.provider -}}
+{{- prepend (default (list) $p.additional) $p.name | uniq | join "," -}}
+{{- end -}}
+
+{{/* The enabled providers that need an API key (proofd, proofledger, simpleproof), comma-separated. */}}
+{{- define "anchord.keyedProviders" -}}
+{{- $enabled := splitList "," (include "anchord.enabledProviders" .) -}}
+{{- $out := list -}}
+{{- range $n := list "proofd" "proofledger" "simpleproof" -}}
+{{- if has $n $enabled }}{{ $out = append $out $n }}{{ end -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{/*
+A provider's base URL: (dict "root" $ "name" "proofledger"). The configured one, or the in-cluster
+sandbox (it speaks proofd, ProofLedger and SimpleProof on one port) when enabled and no URL is set.
+*/}}
+{{- define "anchord.providerUrl" -}}
+{{- $c := index .root.Values.provider .name -}}
+{{- if $c.url -}}
+{{- $c.url -}}
+{{- else if .root.Values.sandbox.enabled -}}
+{{- printf "http://%s:%d" (include "anchord.cname" (dict "root" .root "c" "sandbox")) (int .root.Values.sandbox.port) -}}
 {{- else -}}
-{{- fail "provider.proofd.url is empty and sandbox.enabled is false: the submitter and poller need a provider" -}}
+{{- fail (printf "provider.%s.url is empty and sandbox.enabled is false: the submitter and poller need a provider" .name) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where a provider's key file is mounted: (dict "root" $ "name" "proofd"). */}}
+{{- define "anchord.keyFile" -}}
+{{- printf "/etc/anchord/provider/%s" (index .root.Values.provider .name).secretKey -}}
+{{- end -}}
+
+{{/*
+The provider-keys volume holding the key files of the providers in .names (a list), read-only and
+group-readable for fsGroup (the process is not root). proofd alone: exactly the single-item Secret
+volume of earlier chart versions. Otherwise a projected volume, one source per provider; every key
+except proofd's is optional, so the Secret only needs the keys of the providers actually used.
+*/}}
+{{- define "anchord.providerKeysVolume" -}}
+{{- $p := .root.Values.provider -}}
+{{- $paths := dict -}}
+{{- range $n := .names -}}
+{{- $k := (index $p $n).secretKey -}}
+{{- if hasKey $paths $k -}}
+{{- fail (printf "provider.%s.secretKey %q is also provider.%s.secretKey: every key needs its own name" $n $k (get $paths $k)) -}}
+{{- end -}}
+{{- $_ := set $paths $k $n -}}
+{{- end -}}
+{{- if eq (join "," .names) "proofd" }}
+- name: provider-keys
+  secret:
+    secretName: {{ $p.proofd.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $p.proofd.secretKey }}
+        path: {{ $p.proofd.secretKey }}
+{{- else if .names }}
+- name: provider-keys
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- range $n := .names }}
+      {{- $c := index $p $n }}
+      - secret:
+          name: {{ default $p.proofd.existingSecret $c.existingSecret }}
+          items:
+            - key: {{ $c.secretKey }}
+              path: {{ $c.secretKey }}
+          {{- if ne $n "proofd" }}
+          optional: true
+          {{- end }}
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Render-time checks of combinations the schema cannot express. */}}
+{{- define "anchord.validate" -}}
+{{- $p := .Values.provider -}}
+{{- $enabled := splitList "," (include "anchord.enabledProviders" .) -}}
+{{- if and $p.simpleproof.callbackUrl (not .Values.poller.webhook.enabled) -}}
+{{- fail "provider.simpleproof.callbackUrl is set but poller.webhook.enabled is false: nothing would receive the callbacks" -}}
+{{- end -}}
+{{- if has "ots" $enabled -}}
+{{- $n := ternary 4 (len $p.ots.calendars) (empty $p.ots.calendars) -}}
+{{- if gt (int $p.ots.minCalendars) $n -}}
+{{- fail (printf "provider.ots.minCalendars (%d) exceeds the %d calendars configured" (int $p.ots.minCalendars) $n) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -119,6 +207,11 @@ ports:
   - name: metrics
     containerPort: {{ .root.Values.ports.metrics }}
     protocol: TCP
+{{- if and (eq .c "poller") .root.Values.poller.webhook.enabled }}
+  - name: webhook
+    containerPort: {{ .root.Values.poller.webhook.port }}
+    protocol: TCP
+{{- end }}
 startupProbe:
   grpc:
     port: {{ .root.Values.ports.grpc }}

@@ -140,6 +140,8 @@ int Run(int argc, char** argv) {
   for (anchord::providers::Provider* p : provider_set->All()) {
     provider_metrics->rate_limited.Add({{"provider", p->name()}});
     metrics->retries.Add({{"provider", p->name()}, {"reason", "rate_limited"}});
+    metrics->merkle_batches.Add({{"provider", p->name()}});
+    metrics->merkle_leaves.Add({{"provider", p->name()}});
   }
 
   anchord::submitter::EngineOptions engine_options;

@@ -628,6 +628,9 @@ struct FilesCall {
   std::string file_id;
   v1::FileMetadata metadata;
   bool dry_run = false;
+  std::vector<std::string> providers;
+  v1::AnchorMode anchor_mode = v1::ANCHOR_MODE_UNSPECIFIED;
+  std::string fallback_provider;
   absl::Status file_error;
   digest::Sha256 sha;
   int64_t received = 0;
@@ -734,6 +737,9 @@ void FinishFile(FilesCall* c) {
   req.set_digest(digest);
   *req.mutable_metadata() = c->metadata;
   req.mutable_metadata()->set_job(job);
+  for (const std::string& p : c->providers) req.add_providers(p);
+  req.set_anchor_mode(c->anchor_mode);
+  req.set_fallback_provider(c->fallback_provider);
   SubmitSession* session;
   {
     std::lock_guard<std::mutex> lock(c->mu);
@@ -757,10 +763,25 @@ void StartFile(FilesCall* c, const v1::HashFilesRequest& req) {
   c->file_id = req.file_id();
   c->metadata = req.metadata();
   c->dry_run = req.dry_run();
+  c->providers.assign(req.providers().begin(), req.providers().end());
+  c->anchor_mode = req.anchor_mode();
+  c->fallback_provider = req.fallback_provider();
   c->sha.Reset();
   c->received = 0;
   const v1::FileMetadata& m = c->metadata;
   absl::Status st = ValidateRequestId(c->file_id, "file_id");
+  for (const std::string& p : c->providers) {
+    if (st.ok() && (p.empty() || p.size() > 64)) {
+      st = absl::InvalidArgumentError("providers: each name must be 1 to 64 bytes");
+    }
+  }
+  if (st.ok() && !v1::AnchorMode_IsValid(c->anchor_mode)) {
+    st = absl::InvalidArgumentError(
+        absl::StrCat("anchor_mode: unknown value ", static_cast<int>(c->anchor_mode)));
+  }
+  if (st.ok() && c->fallback_provider.size() > 64) {
+    st = absl::InvalidArgumentError("fallback_provider: at most 64 bytes");
+  }
   if (st.ok() && !req.has_metadata()) {
     st = absl::InvalidArgumentError("metadata: required in the first chunk of a file");
   }

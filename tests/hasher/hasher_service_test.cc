@@ -649,6 +649,48 @@ TEST_F(HasherServiceTest, HashFilesDryRunForwardAndPerFileErrors) {
   EXPECT_EQ(fake_.received()[0].digest(), Sha("hello"));
 }
 
+// The anchoring choices of an uploaded file (providers, Merkle batching, fallback) travel to the
+// submitter with its digest; an unknown anchor mode is refused naming the field.
+TEST_F(HasherServiceTest, HashFilesPassesAnchoringChoicesOn) {
+  StartFake();
+  StartHasher(/*with_submitter=*/true);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub_->HashFiles(&ctx);
+  v1::HashFilesRequest req;
+  req.set_file_id("1");
+  req.mutable_metadata()->set_filename("a.txt");
+  req.mutable_metadata()->set_size_bytes(5);
+  req.set_data("hello");
+  req.set_last(true);
+  req.add_providers("proofd");
+  req.add_providers("ots");
+  req.set_anchor_mode(v1::ANCHOR_MODE_MERKLE_BATCH);
+  req.set_fallback_provider("proofledger");
+  ASSERT_TRUE(stream->Write(req));
+  v1::HashFilesRequest bad = req;
+  bad.set_file_id("2");
+  bad.set_data("world");
+  bad.set_anchor_mode(static_cast<v1::AnchorMode>(42));
+  ASSERT_TRUE(stream->Write(bad));
+  stream->WritesDone();
+  std::map<std::string, v1::HashFilesResponse> out;
+  v1::HashFilesResponse r;
+  for (int i = 0; i < 10 && stream->Read(&r); ++i) out[r.file_id()] = r;
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out["1"].status().code(), 0) << out["1"].status().message();
+  EXPECT_EQ(out["2"].status().code(), 3);
+  EXPECT_EQ(out["2"].status().message().rfind("anchor_mode", 0), 0u) << out["2"].status().message();
+  ASSERT_EQ(fake_.received().size(), 1u);
+  const v1::SubmitRequest sent = fake_.received()[0];
+  EXPECT_EQ(sent.digest(), Sha("hello"));
+  EXPECT_EQ(sent.anchor_mode(), v1::ANCHOR_MODE_MERKLE_BATCH);
+  ASSERT_EQ(sent.providers_size(), 2);
+  EXPECT_EQ(sent.providers(1), "ots");
+  EXPECT_EQ(sent.fallback_provider(), "proofledger");
+}
+
 TEST_F(HasherServiceTest, HashFilesPausesReadingWhenTheWindowIsFull) {
   StartFake();
   fake_.ack_delay = milliseconds(10);

@@ -20,6 +20,7 @@
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
 #include "libs/common/validate.h"
+#include "libs/providers/adapter_common.h"
 
 namespace anchord::providers {
 namespace {
@@ -62,42 +63,10 @@ bool IsUuid(absl::string_view s) {
   return true;
 }
 
-// Keeps text from a server safe to log and store: printable ASCII only, bounded length.
-std::string Printable(absl::string_view s, size_t max) {
-  std::string out;
-  for (char c : s) {
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
-    out += (c >= ' ' && c <= '~') ? c : '?';
-  }
-  return out;
-}
-
-// Error codes are UPPER_SNAKE; anything else is replaced so it cannot smuggle text into logs.
-std::string CleanCode(absl::string_view s) {
-  if (s.empty() || s.size() > 64) return "";
-  for (char c : s) {
-    if (!(absl::ascii_isupper(c) || absl::ascii_isdigit(c) || c == '_')) return "";
-  }
-  return std::string(s);
-}
-
-std::string PercentEncode(absl::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+// Shared with the other adapters (adapter_common.h).
+using internal::CleanCode;
+using internal::PercentEncode;
+using internal::Printable;
 
 std::string StringField(const json& obj, const char* key) {
   if (!obj.is_object()) return "";

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -151,6 +152,40 @@ class E2eTest : public testing::Test {
     if (!res || res->status != 200) return nlohmann::json();
     auto j = nlohmann::json::parse(res->body, nullptr, false);
     return j.is_discarded() ? nlohmann::json() : j;
+  }
+
+  // `report --format json` (with the sandbox's headers unless `verify` is false) until `done`
+  // holds for its rows, at most `tries` times 0.5 s apart; returns the last rows (an array, or
+  // null after a failed run, which is also a test failure).
+  nlohmann::json ReportUntil(const std::string& job,
+                             const std::function<bool(const nlohmann::json&)>& done,
+                             bool verify = true, int tries = 40) {
+    const std::string file = (tmp_ / absl::StrCat("report-", job, ".json")).string();
+    nlohmann::json rows;
+    for (int attempt = 0; attempt < tries; ++attempt) {
+      std::vector<std::string> args = {"report", "--job", job, "--format", "json", "-o", file};
+      if (verify) {
+        args.insert(args.end(), {"--headers", "sandbox:" + stack_->info().sandbox_url});
+      } else {
+        args.push_back("--no-verify");
+      }
+      RunResult rep = RunCtl(args);
+      if (rep.exit_code != 0) {
+        ADD_FAILURE() << "report exited " << rep.exit_code << ": " << rep.output;
+        return nlohmann::json();
+      }
+      rows = nlohmann::json::parse(TailOfFile(file, 1 << 22), nullptr, false);
+      if (rows.is_array() && done(rows)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return rows;
+  }
+
+  static bool AllVerified(const nlohmann::json& rows) {
+    for (const auto& row : rows) {
+      if (row.value("verification", "").rfind("VERIFIED block ", 0) != 0) return false;
+    }
+    return true;
   }
 
   int64_t StatInt(const nlohmann::json& stats, const char* key) {
@@ -501,21 +536,8 @@ TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
   EXPECT_EQ(StatInt(stats, "max_creates_per_digest"), 1) << stats.dump();
   EXPECT_EQ(StatInt(stats, "rate_limited_total"), 0) << stats.dump();
 
-  const std::string report_file = (tmp_ / "report.json").string();
-  nlohmann::json rows;
   // "confirmed" may come a moment before the roots' .ots is stored: bounded wait for it.
-  for (int attempt = 0; attempt < 40; ++attempt) {
-    RunResult rep = RunCtl({"report", "--job", "batch", "--format", "json", "-o", report_file,
-                            "--headers", "sandbox:" + stack_->info().sandbox_url});
-    ASSERT_EQ(rep.exit_code, 0) << rep.output;
-    rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
-    bool all = rows.is_array();
-    for (const auto& row : rows) {
-      if (row.value("verification", "").rfind("VERIFIED block ", 0) != 0) all = false;
-    }
-    if (all) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+  nlohmann::json rows = ReportUntil("batch", AllVerified);
   ASSERT_TRUE(rows.is_array());
   ASSERT_EQ(rows.size(), files.size()) << rows.dump(1);
   std::set<std::string> roots;
@@ -670,15 +692,8 @@ TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
                        absl::Seconds(90));
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  const std::string report_file = (tmp_ / "stall.json").string();
-  nlohmann::json rows;
   std::map<std::string, int> stalled, fallback;
-  for (int attempt = 0; attempt < 60; ++attempt) {
-    RunResult rep = RunCtl({"report", "--job", "stall", "--format", "json", "-o", report_file,
-                            "--no-verify"});
-    ASSERT_EQ(rep.exit_code, 0) << rep.output;
-    rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
-    ASSERT_TRUE(rows.is_array());
+  auto count = [&](const nlohmann::json& rows) {
     stalled.clear();
     fallback.clear();
     for (const auto& row : rows) {
@@ -686,9 +701,10 @@ TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
       if (row.value("provider", "") == "proofd" && row.value("stalled", false)) ++stalled[path];
       if (row.value("provider", "") == "proofledger") ++fallback[path];
     }
-    if (stalled.size() == files.size() && fallback.size() == files.size()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+    return stalled.size() == files.size() && fallback.size() == files.size();
+  };
+  nlohmann::json rows = ReportUntil("stall", count, /*verify=*/false, /*tries=*/60);
+  ASSERT_TRUE(rows.is_array());
   EXPECT_EQ(stalled.size(), files.size()) << rows.dump(1);
   EXPECT_EQ(fallback.size(), files.size()) << rows.dump(1);
   auto stats = SandboxStats();
@@ -739,22 +755,9 @@ TEST_F(E2eTest, MerkleBatchesSurviveASubmitterCrash) {
   }
   ASSERT_TRUE(SetFaults(R"({"error_rate":0,"drop_rate":0})"));
 
-  const std::string report_file = (tmp_ / "mcrash.json").string();
-  nlohmann::json rows;
   // "confirmed" may come a round before the roots' .ots is downloaded: bounded wait for it.
-  for (int attempt = 0; attempt < 40; ++attempt) {
-    RunResult rep = RunCtl({"report", "--job", "mcrash", "--format", "json", "-o", report_file,
-                            "--headers", "sandbox:" + stack_->info().sandbox_url});
-    ASSERT_EQ(rep.exit_code, 0) << rep.output;
-    rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
-    ASSERT_TRUE(rows.is_array());
-    bool all = true;
-    for (const auto& row : rows) {
-      if (row.value("verification", "").rfind("VERIFIED block ", 0) != 0) all = false;
-    }
-    if (all) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+  nlohmann::json rows = ReportUntil("mcrash", AllVerified);
+  ASSERT_TRUE(rows.is_array());
   ASSERT_EQ(rows.size(), files.size());
   std::set<std::string> roots;
   for (const auto& row : rows) {

@@ -312,7 +312,9 @@ RoundStats PollEngine::RunRound(Provider* p) {
                           << ": anchoring with fallback provider " << row.fallback_provider;
         if (metrics_) metrics_->CountLookup(name, "fallback");
         absl::Status st = store_->MarkFallbackSent(row.digest, row.provider);
-        if (!st.ok()) ANCHORD_LOG(Error) << "poller store: " << st;
+        if (!st.ok()) {
+          ANCHORD_LOG(Error) << "poller store: " << st;
+        }
       }
     }
   }
@@ -381,7 +383,9 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
       if (metrics_) metrics_->CountLookup(name, "pending");
       if (!evidence.empty()) {
         auto st = store_->ReplaceOts(row.digest, row.provider, evidence, now);
-        if (!st.ok()) ANCHORD_LOG(Error) << "poller store: " << st.status();
+        if (!st.ok()) {
+          ANCHORD_LOG(Error) << "poller store: " << st.status();
+        }
       }
       checked();
       return true;

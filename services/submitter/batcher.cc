@@ -106,7 +106,9 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
 void Batcher::Loop() {
   for (;;) {
     absl::StatusOr<int> sealed = SealDue();
-    if (!sealed.ok()) ANCHORD_LOG(Error) << "merkle batcher: " << sealed.status();
+    if (!sealed.ok()) {
+      ANCHORD_LOG(Error) << "merkle batcher: " << sealed.status();
+    }
     std::unique_lock<std::mutex> lock(mu_);
     if (cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.poll), [&] { return stop_; })) {
       return;

@@ -326,7 +326,9 @@ TEST(OtsFormat, GarbageNeverCrashes) {
     std::string bad = raw;
     bad[i] = static_cast<char>(bad[i] ^ 0x5a);
     auto r = ParseDetached(bad);
-    if (r.ok()) EXPECT_TRUE(SerializeDetached(*r).ok());
+    if (r.ok()) {
+      EXPECT_TRUE(SerializeDetached(*r).ok());
+    }
   }
 }
 

@@ -63,7 +63,7 @@ PY
 }
 
 CTL="$BUILD/services/anchorctl/anchorctl"
-echo "per-file mode: $FILES files..." >&2
+echo "per-file mode: $PERFILE_FILES files..." >&2
 read -r _ per_s per_creates per_req per_429 per_rc _ < <(run_mode perfile)
 echo "batch mode: $FILES files..." >&2
 read -r _ bat_s bat_creates bat_req bat_429 bat_rc _ < <(run_mode batch)

@@ -1,5 +1,7 @@
 #include "libs/ledger/sqlite_db.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 
 namespace anchord::ledger {
@@ -87,6 +89,26 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
 }
 
 SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }
+
+absl::Status SqliteDb::AddMissingColumns(absl::string_view table,
+                                         const std::vector<ColumnDecl>& columns) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  absl::StatusOr<Statement> info = Prepare(absl::StrCat("PRAGMA table_info(", table, ")"));
+  if (!info.ok()) return info.status();
+  std::set<std::string> have;
+  for (;;) {
+    absl::StatusOr<bool> row = info->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    have.insert(info->ColumnText(1));
+  }
+  for (const ColumnDecl& c : columns) {
+    if (have.count(c.name)) continue;
+    absl::Status st = Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", c.name, " ", c.decl));
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
 
 absl::Status SqliteDb::Exec(absl::string_view sql) {
   std::lock_guard<std::recursive_mutex> lock(mu_);

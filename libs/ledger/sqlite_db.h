@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -78,6 +79,13 @@ class SqliteDb {
   // Runs one or more statements that return no rows (schema, pragmas).
   absl::Status Exec(absl::string_view sql);
   absl::StatusOr<Statement> Prepare(absl::string_view sql);
+  // Schema upgrades: adds each of `columns` ({name, declaration}) that `table` lacks, so a
+  // database created by an older release opens with the columns the code expects.
+  struct ColumnDecl {
+    const char* name;
+    const char* decl;
+  };
+  absl::Status AddMissingColumns(absl::string_view table, const std::vector<ColumnDecl>& columns);
   int64_t LastInsertRowId();
   int Changes();
 

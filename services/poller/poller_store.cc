@@ -79,10 +79,7 @@ CREATE INDEX IF NOT EXISTS files_by_job ON files (job, digest);
 )sql";
 
 // Columns added after the first release: created on old databases at open.
-constexpr struct {
-  const char* name;
-  const char* decl;
-} kAddedColumns[] = {
+const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
     {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
     {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
     {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
@@ -134,21 +131,7 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::Status Init() {
     POLLER_RETURN_IF_ERROR(db_->Exec(kSchema));
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto info = db_->Prepare("PRAGMA table_info(proofs)");
-    if (!info.ok()) return info.status();
-    std::set<std::string> have;
-    while (true) {
-      auto row = info->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      have.insert(info->ColumnText(1));
-    }
-    for (const auto& c : kAddedColumns) {
-      if (have.count(c.name)) continue;
-      POLLER_RETURN_IF_ERROR(
-          db_->Exec(absl::StrCat("ALTER TABLE proofs ADD COLUMN ", c.name, " ", c.decl)));
-    }
+    POLLER_RETURN_IF_ERROR(db_->AddMissingColumns("proofs", kAddedColumns));
     return db_->Exec(
         "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
         "WHERE length(merkle_root) > 0");

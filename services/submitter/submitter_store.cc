@@ -131,10 +131,7 @@ constexpr char kCols[] =
     "fallback_provider";
 
 // Columns added after the first release: created on old databases at open.
-constexpr struct {
-  const char* name;
-  const char* decl;
-} kAddedColumns[] = {
+const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
     {"evidence", "BLOB NOT NULL DEFAULT ''"},
     {"mode", "INTEGER NOT NULL DEFAULT 0"},
     {"batch_id", "INTEGER NOT NULL DEFAULT 0"},
@@ -205,19 +202,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::Status Init() {
     SUBMITTER_RETURN_IF_ERROR(db_->Exec(kSchema));
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(Statement info, db_->Prepare("PRAGMA table_info(submissions)"));
-    std::set<std::string> have;
-    for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, info.Step());
-      if (!row) break;
-      have.insert(info.ColumnText(1));
-    }
-    for (const auto& c : kAddedColumns) {
-      if (have.count(c.name)) continue;
-      SUBMITTER_RETURN_IF_ERROR(
-          db_->Exec(absl::StrCat("ALTER TABLE submissions ADD COLUMN ", c.name, " ", c.decl)));
-    }
+    SUBMITTER_RETURN_IF_ERROR(db_->AddMissingColumns("submissions", kAddedColumns));
     return db_->Exec(
         "CREATE INDEX IF NOT EXISTS submissions_unbatched ON submissions (provider, mode, "
         "batch_id, id)");

@@ -235,6 +235,18 @@ class E2eTest : public testing::Test {
 
   // Writes `unique` distinct files under tree/orig and `dups` copies of some of them under
   // tree/copies/...; returns path (relative to the root) -> content.
+  // `count` small distinct files tree/<prefix><i>.txt holding "<text> <i>"; returns path -> content.
+  std::map<std::string, std::string> FlatFiles(const std::string& prefix, int count,
+                                               const std::string& text) {
+    std::map<std::string, std::string> files;
+    for (int i = 0; i < count; ++i) {
+      const std::string rel = absl::StrCat("tree/", prefix, i, ".txt");
+      files[rel] = absl::StrCat(text, " ", i, "\n");
+      WriteFile(root_ / rel, files[rel]);
+    }
+    return files;
+  }
+
   std::map<std::string, std::string> MakeTree(int unique, int dups, const std::string& tag) {
     std::map<std::string, std::string> files;
     for (int i = 0; i < unique; ++i) {
@@ -504,11 +516,6 @@ TEST_F(E2eTest, FaultsAndSubmitterCrashStillCreateEachDigestOnce) {
   }
 }
 
-}  // namespace
-}  // namespace anchord::anchorctl
-
-namespace anchord::anchorctl {
-namespace {
 
 // Merkle batching through the real services: 60 distinct files in batches of at most 25 cost the
 // provider 3 creates (one per root), and every file still gets its own proof that verifies
@@ -579,11 +586,6 @@ TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
   EXPECT_NE(wrong.exit_code, 0) << wrong.output;
 }
 
-}  // namespace
-}  // namespace anchord::anchorctl
-
-namespace anchord::anchorctl {
-namespace {
 
 // One job anchored with all four providers at once through the real services and the sandbox
 // (which speaks every API): every file ends with four CONFIRMED proofs; proofd's, SimpleProof's
@@ -591,12 +593,7 @@ namespace {
 // its certificate URL; SimpleProof's callbacks reach the poller's webhook; nothing is created twice
 // and no limit is exceeded.
 TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
-  std::map<std::string, std::string> files;
-  for (int i = 0; i < 8; ++i) {
-    const std::string rel = absl::StrCat("tree/p", i, ".txt");
-    files[rel] = absl::StrCat("redundantly anchored ", i, "\n");
-    WriteFile(root_ / rel, files[rel]);
-  }
+  auto files = FlatFiles("p", 8, "redundantly anchored");
   StartStack();
   ASSERT_TRUE(stack_);
   RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "multi", "--provider",
@@ -666,22 +663,12 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   EXPECT_LE(StatInt(stats["proofledger"], "verify_requests_total"), 120);
 }
 
-}  // namespace
-}  // namespace anchord::anchorctl
-
-namespace anchord::anchorctl {
-namespace {
 
 // A proof that stays pending past the poller's stall limit is flagged (report column) and, since
 // the job named a fallback provider, anchored again there: the poller asks the submitter, which
 // anchors the digest with ProofLedger. The sandbox never confirms here (1 h delay).
 TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
-  std::map<std::string, std::string> files;
-  for (int i = 0; i < 4; ++i) {
-    const std::string rel = absl::StrCat("tree/s", i, ".txt");
-    files[rel] = absl::StrCat("slow provider ", i, "\n");
-    WriteFile(root_ / rel, files[rel]);
-  }
+  auto files = FlatFiles("s", 4, "slow provider");
   confirm_after_seconds_ = 3600;
   extra_args_["poller"] = {"--stall-after-seconds", "2"};
   StartStack();
@@ -712,11 +699,6 @@ TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
   EXPECT_EQ(StatInt(stats["proofd"], "creates_total"), 4) << stats.dump();
 }
 
-}  // namespace
-}  // namespace anchord::anchorctl
-
-namespace anchord::anchorctl {
-namespace {
 
 // Merkle batches survive a submitter crash mid-run with faults on: every file ends CONFIRMED with
 // a batch root, no root is created twice at the provider, and only roots are created.

@@ -348,6 +348,21 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return out;
   }
 
+  absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
+    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s, db_->Prepare("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
+                                  "provider = ?1 AND mode = 1 AND batch_id = 0 AND state = 0"));
+    s.Bind(1, provider);
+    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    Waiting w;
+    if (row) {
+      w.count = s.ColumnInt(0);
+      if (!s.ColumnIsNull(1)) w.oldest = FromMs(s.ColumnInt(1));
+    }
+    return w;
+  }
+
   absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
                                                           int limit) override {
     return Query(absl::StrCat("SELECT ", kCols,

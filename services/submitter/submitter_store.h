@@ -177,6 +177,13 @@ class SubmitterStore {
   virtual absl::Status ReleaseLease(int64_t id) = 0;
 
   // --- Merkle batches --------------------------------------------------------------------------
+  // How many leaves of `provider` wait for a batch, and when the oldest was queued (InfinitePast
+  // when none): lets the batcher decide without reading the rows.
+  struct Waiting {
+    int64_t count = 0;
+    absl::Time oldest = absl::InfinitePast();
+  };
+  virtual absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) = 0;
   // Leaves of `provider` not yet in a batch, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
                                                                   int limit) = 0;

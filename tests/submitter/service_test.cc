@@ -178,7 +178,7 @@ TEST_F(ServiceTest, ReadingResumesWhenBacklogDrains) {
   auto stream = stub_->Submit(&ctx);
   ASSERT_TRUE(stream->Write(Req("held", testing::Digest('a'), "a.txt", "a.txt")));
   // Drain the queue the way workers would; the monitor then resumes reading.
-  for (char c : {'x', 'y'}) {
+  for (int i = 0; i < 2; ++i) {
     auto row = store_->Claim("fake", "t", absl::Now(), absl::Now() + absl::Minutes(1));
     ASSERT_TRUE(row.ok() && row->has_value());
     ASSERT_TRUE(store_->MarkSubmitted((*row)->id, {}, "r", absl::Now()).ok());

@@ -23,6 +23,9 @@ const char kId[] = "7b4d95f8-91cb-4e1c-b7d6-1eb9f0de4e8d";
 const char kId2[] = "0e3a1f4c-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 const char kOtherHash[] = "aaaa081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00aaaa";
 
+// proofd finds a record by its id alone.
+ProofRef IdRef(const std::string& id) { return ProofRef{id, "", ""}; }
+
 std::string RecordJson(const std::string& id, const std::string& hash,
                        const std::string& status = "pending",
                        const std::string& block = "null") {
@@ -186,7 +189,7 @@ TEST_F(ProofdTest, ConfirmedRecordFields) {
       {{R"("confirmed_at":null)", R"("confirmed_at":"2026-04-13T19:42:11Z")"},
        {R"("blockchain_tx":null)", R"("blockchain_tx":"ab12")"}});
   server_.Push(Answer(200, body));
-  LookupResult r = provider_->Lookup({kId});
+  LookupResult r = provider_->Lookup(IdRef(kId));
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.message;
   EXPECT_EQ(r.record->state, RecordState::kConfirmed);
   EXPECT_EQ(r.record->block_height, 871234);
@@ -251,7 +254,7 @@ TEST_F(ProofdTest, RequestIdFromEnvelopeWhenHeaderMissing) {
   c.status = 500;
   c.body = ErrorJson("INTERNAL_ERROR");
   server_.Push(c);
-  LookupResult r = provider_->Lookup({kId});
+  LookupResult r = provider_->Lookup(IdRef(kId));
   EXPECT_EQ(r.outcome.kind, OutcomeKind::kRetry);
   EXPECT_EQ(r.outcome.request_id, "req_body");
 }
@@ -264,9 +267,9 @@ TEST_F(ProofdTest, ServerEchoingTheKeyNeverLeaks) {
   CreateResult c = provider_->Create(Prepared());
   ExpectNoKey(c.outcome);
   EXPECT_TRUE(absl::StrContains(c.outcome.message, "[REDACTED]")) << c.outcome.message;
-  ExpectNoKey(provider_->Lookup({kId}).outcome);
+  ExpectNoKey(provider_->Lookup(IdRef(kId)).outcome);
   ExpectNoKey(provider_->ListPending("", 10).outcome);
-  ExpectNoKey(provider_->DownloadProof({kId}).outcome);
+  ExpectNoKey(provider_->DownloadProof(IdRef(kId)).outcome);
 }
 
 TEST_F(ProofdTest, NetworkFailureIsRetryNamingTheHost) {
@@ -305,7 +308,7 @@ TEST_F(ProofdTest, RateLimitedGetClosesOnlyGeneralGate) {
   // HTTP 429 without a code and without Retry-After: default 60 s.
   server_.Push(Answer(429, "too many"));
   const absl::Time t0 = clock_.Now();
-  LookupResult r = provider_->Lookup({kId});
+  LookupResult r = provider_->Lookup(IdRef(kId));
   EXPECT_EQ(r.outcome.kind, OutcomeKind::kRateLimited);
   EXPECT_EQ(r.outcome.retry_after, absl::Seconds(60));
   EXPECT_EQ(general_->blocked_until(), t0 + absl::Seconds(60));
@@ -317,7 +320,7 @@ TEST_F(ProofdTest, RetryAfterHttpDate) {
       absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", clock_.Now() + absl::Seconds(42),
                        absl::UTCTimeZone());
   server_.Push(Answer(429, ErrorJson("RATE_LIMITED"), {{"Retry-After", date}}));
-  LookupResult r = provider_->Lookup({kId});
+  LookupResult r = provider_->Lookup(IdRef(kId));
   EXPECT_EQ(r.outcome.retry_after, absl::Seconds(42));
 }
 
@@ -325,7 +328,7 @@ TEST_F(ProofdTest, RateLimitHeadersCloseGateOnSuccess) {
   server_.Push(Answer(200, RecordJson(kId, kHash),
                       {{"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "30"}}));
   const absl::Time t0 = clock_.Now();
-  ASSERT_EQ(provider_->Lookup({kId}).outcome.kind, OutcomeKind::kOk);
+  ASSERT_EQ(provider_->Lookup(IdRef(kId)).outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(general_->blocked_until(), t0 + absl::Seconds(30));
 
   // Epoch form.
@@ -339,7 +342,7 @@ TEST_F(ProofdTest, RateLimitHeadersCloseGateOnSuccess) {
   auto before = general_->blocked_until();
   server_.Push(Answer(200, RecordJson(kId, kHash),
                       {{"X-RateLimit-Remaining", "5"}, {"X-RateLimit-Reset", "3000"}}));
-  ASSERT_EQ(provider_->Lookup({kId}).outcome.kind, OutcomeKind::kOk);
+  ASSERT_EQ(provider_->Lookup(IdRef(kId)).outcome.kind, OutcomeKind::kOk);
   EXPECT_LE(general_->blocked_until(), before);
 }
 
@@ -434,7 +437,7 @@ TEST_F(ProofdTest, MalformedAnswersAreRetryNotCrash) {
   }
   // Lookup must also check the id it asked for.
   server_.Push(Answer(200, RecordJson(kId2, kHash)));
-  EXPECT_EQ(provider_->Lookup({kId}).outcome.code, "MALFORMED_RESPONSE");
+  EXPECT_EQ(provider_->Lookup(IdRef(kId)).outcome.code, "MALFORMED_RESPONSE");
   // A list without `data`.
   server_.Push(Answer(200, R"({"items":[]})"));
   EXPECT_EQ(provider_->ListPending("", 10).outcome.code, "MALFORMED_RESPONSE");
@@ -442,8 +445,8 @@ TEST_F(ProofdTest, MalformedAnswersAreRetryNotCrash) {
 
 TEST_F(ProofdTest, LookupNotFoundAndInvalidId) {
   server_.Push(Answer(404, ErrorJson("TIMESTAMP_NOT_FOUND")));
-  EXPECT_EQ(provider_->Lookup({kId}).outcome.kind, OutcomeKind::kNotFound);
-  LookupResult bad = provider_->Lookup({"../../admin"});
+  EXPECT_EQ(provider_->Lookup(IdRef(kId)).outcome.kind, OutcomeKind::kNotFound);
+  LookupResult bad = provider_->Lookup(IdRef("../../admin"));
   EXPECT_EQ(bad.outcome.kind, OutcomeKind::kPermanent);
   EXPECT_EQ(bad.outcome.code, "INVALID_ID");
   EXPECT_EQ(server_.seen().size(), 1u);  // the bad id was never sent
@@ -481,17 +484,17 @@ TEST_F(ProofdTest, DownloadProof) {
   Canned c = Answer(200, ots);
   c.content_type = "application/octet-stream";
   server_.Push(c);
-  DownloadResult r = provider_->DownloadProof({kId});
+  DownloadResult r = provider_->DownloadProof(IdRef(kId));
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.message;
   EXPECT_EQ(r.ots, ots);
   EXPECT_EQ(server_.seen().at(0).path, absl::StrCat("/api/v1/timestamps/", kId, "/ots"));
 
   server_.Push(Answer(404, ErrorJson("OTS_NOT_FOUND")));
-  EXPECT_EQ(provider_->DownloadProof({kId}).outcome.kind, OutcomeKind::kNotFound);
+  EXPECT_EQ(provider_->DownloadProof(IdRef(kId)).outcome.kind, OutcomeKind::kNotFound);
   server_.Push(Answer(404, ErrorJson("TIMESTAMP_NOT_FOUND")));
-  EXPECT_EQ(provider_->DownloadProof({kId}).outcome.kind, OutcomeKind::kNotFound);
+  EXPECT_EQ(provider_->DownloadProof(IdRef(kId)).outcome.kind, OutcomeKind::kNotFound);
   server_.Push(Answer(200, R"({"ok":true})"));
-  EXPECT_EQ(provider_->DownloadProof({kId}).outcome.code, "MALFORMED_RESPONSE");
+  EXPECT_EQ(provider_->DownloadProof(IdRef(kId)).outcome.code, "MALFORMED_RESPONSE");
   EXPECT_EQ(Requests("ots", "404"), 2);
 }
 
@@ -507,7 +510,7 @@ TEST_F(ProofdTest, StopCancelsAPacingWait) {
   auto provider = MakeProofdProvider(config, deps);
   gate->BlockUntil(absl::Now() + absl::Hours(1));
   LookupResult r;
-  std::thread t([&] { r = provider->Lookup({kId}); });
+  std::thread t([&] { r = provider->Lookup(IdRef(kId)); });
   absl::SleepFor(absl::Milliseconds(50));
   provider->Stop();
   t.join();

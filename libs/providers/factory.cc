@@ -18,6 +18,10 @@
 #include "libs/providers/proofd.h"
 #include "libs/providers/proofledger.h"
 #include "libs/providers/simpleproof.h"
+#include "libs/providers/tsa.h"
+#include "libs/tsa/tsa.h"
+#include <fstream>
+#include <sstream>
 
 namespace anchord::providers {
 
@@ -89,6 +93,9 @@ absl::Status CheckSettings(const ProviderSettings& s) {
           : CheckUrl("--simpleproof-callback-url", s.simpleproof_callback_url),
       CheckLimit("--ots-calendar-limit", s.ots_calendar_limit),
       CheckSeconds("--ots-timeout-seconds", s.ots_timeout_seconds, 300),
+      CheckLimit("--tsa-limit", s.tsa_limit),
+      CheckSeconds("--tsa-window-seconds", s.tsa_window_seconds, 86400),
+      CheckSeconds("--tsa-timeout-seconds", s.tsa_timeout_seconds, 300),
   };
   for (const absl::Status& st : checks) {
     if (!st.ok()) return st;
@@ -109,7 +116,22 @@ absl::Status CheckSettings(const ProviderSettings& s) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--ots-min-calendars: must be in [1, ", calendars.size(), "] (the calendars configured)"));
   }
+  for (const std::string& u : SplitList(s.tsa_urls)) {
+    if (auto st = CheckUrl("--tsa-url", u); !st.ok()) return st;
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  std::string data(1 << 20, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<size_t>(in.gcount()));
+  if (data.size() >= (1u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is larger than 1 MiB"));
+  }
+  return data;
 }
 
 // FAILED_PRECONDITION naming both forms of an enabled provider's missing key flag.
@@ -122,11 +144,14 @@ absl::Status MissingKey(const std::string& provider, const std::string& flag,
 
 }  // namespace
 
-std::vector<std::string> KnownProviders() { return {"proofd", "proofledger", "simpleproof", "ots"}; }
+std::vector<std::string> KnownProviders() {
+  return {"proofd", "proofledger", "simpleproof", "ots", "tsa"};
+}
 
 void AddProviderFlags(CLI::App& app, ProviderSettings* s) {
   app.add_option("--provider", s->default_provider,
-                 "Provider new digests are anchored with (proofd, proofledger, simpleproof, ots); "
+                 "Provider new digests are anchored with (proofd, proofledger, simpleproof, ots, "
+                 "tsa); "
                  "empty: proofd when a proofd key is configured, else ots (the free "
                  "OpenTimestamps calendars, no account needed)")
       ->envname("ANCHORD_PROVIDER")
@@ -227,6 +252,25 @@ void AddProviderFlags(CLI::App& app, ProviderSettings* s) {
   app.add_option("--ots-calendar-limit", s->ots_calendar_limit,
                  "Requests per minute to each calendar (politeness; 0 disables)")
       ->envname("ANCHORD_OTS_CALENDAR_LIMIT")
+      ->capture_default_str();
+
+  app.add_option("--tsa-url", s->tsa_urls,
+                 "Comma-separated RFC 3161 TSA endpoint URLs, tried in order (fail-over)")
+      ->envname("ANCHORD_TSA_URL");
+  app.add_option("--tsa-ca-file", s->tsa_ca_file,
+                 "PEM file of the trust anchors the TSAs' tokens must chain to")
+      ->envname("ANCHORD_TSA_CA_FILE");
+  app.add_option("--tsa-auth-file", s->tsa_auth_file,
+                 "File holding \"Basic USER:PASSWORD\" or \"Bearer TOKEN\" for the TSAs (never logged)")
+      ->envname("ANCHORD_TSA_AUTH_FILE");
+  app.add_option("--tsa-limit", s->tsa_limit, "Requests per window to each TSA (0 disables)")
+      ->envname("ANCHORD_TSA_LIMIT")
+      ->capture_default_str();
+  app.add_option("--tsa-window-seconds", s->tsa_window_seconds, "TSA rate window in seconds")
+      ->envname("ANCHORD_TSA_WINDOW_SECONDS")
+      ->capture_default_str();
+  app.add_option("--tsa-timeout-seconds", s->tsa_timeout_seconds, "Per-request TSA timeout")
+      ->envname("ANCHORD_TSA_TIMEOUT_SECONDS")
       ->capture_default_str();
 }
 
@@ -399,6 +443,43 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
     ANCHORD_LOG(Info) << "provider ots: calendars " << absl::StrJoin(config.calendars, ", ")
                       << ", at least " << config.min_calendars << " within "
                       << settings.ots_timeout_seconds << "s";
+  }
+  if (enabled.count("tsa")) {
+    TsaConfig config;
+    config.urls = SplitList(settings.tsa_urls);
+    if (config.urls.empty()) {
+      return absl::FailedPreconditionError("tsa enabled but no --tsa-url (ANCHORD_TSA_URL) given");
+    }
+    if (settings.tsa_ca_file.empty()) {
+      return absl::FailedPreconditionError(
+          "tsa enabled but no --tsa-ca-file (ANCHORD_TSA_CA_FILE): tokens cannot be checked");
+    }
+    auto ca = ReadSmallFile("--tsa-ca-file", settings.tsa_ca_file);
+    if (!ca.ok()) return ca.status();
+    if (tsa::CountPemCertificates(*ca) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tsa-ca-file: no PEM certificate in ", settings.tsa_ca_file));
+    }
+    config.ca_pem = *std::move(ca);
+    if (!settings.tsa_auth_file.empty()) {
+      auto text = LoadSecret("TSA credentials", "", settings.tsa_auth_file);
+      if (!text.ok()) return text.status();
+      auto auth = TsaAuthorization(*text);
+      if (!auth.ok()) return auth.status();
+      config.authorization = *std::move(auth);
+    }
+    config.timeout = absl::Seconds(settings.tsa_timeout_seconds);
+    config.limit = ratelimit::RateLimit{settings.tsa_limit, absl::Seconds(settings.tsa_window_seconds)};
+    TsaDeps deps;
+    deps.http = set->http_.get();
+    deps.limiters = limiters;
+    deps.metrics = metrics;
+    deps.clock = clock;
+    ANCHORD_LOG(Info) << "provider tsa: " << absl::StrJoin(config.urls, ", ") << ", "
+                      << tsa::CountPemCertificates(config.ca_pem) << " trust anchor(s), limit "
+                      << settings.tsa_limit << " per " << settings.tsa_window_seconds
+                      << "s per TSA" << (config.authorization.empty() ? "" : ", credentials set");
+    set->providers_["tsa"] = MakeTsaProvider(config, deps);
   }
   set->default_ = default_provider;
   return set;

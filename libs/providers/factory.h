@@ -67,6 +67,15 @@ struct ProviderSettings {
   double ots_timeout_seconds = 5;
   int ots_calendar_limit = 60;  // requests per minute per calendar (politeness)
 
+  // RFC 3161 TSAs: comma-separated endpoint URLs tried in order (fail-over), the PEM trust anchors,
+  // optional credentials file ("Basic USER:PASSWORD" or "Bearer TOKEN"), pacing per TSA.
+  std::string tsa_urls;
+  std::string tsa_ca_file;
+  std::string tsa_auth_file;
+  int tsa_limit = 60;  // requests per window per TSA
+  double tsa_window_seconds = 60;
+  double tsa_timeout_seconds = 10;
+
   // Which program speaks ("submitter", "poller"): sent in the User-Agent, so the provider (and
   // the sandbox's accounting) can tell the processes sharing a key apart.
   std::string client_name = "anchord";
@@ -82,7 +91,9 @@ std::vector<std::string> KnownProviders();
 // --proofledger-verify-limit, --proofledger-verify-window-seconds; SimpleProof:
 // --simpleproof-url, --simpleproof-api-key, --simpleproof-api-key-file, --simpleproof-limit,
 // --simpleproof-window-seconds, --simpleproof-callback-url, --simpleproof-batch-size;
-// calendars: --ots-calendars, --ots-min-calendars, --ots-timeout-seconds, --ots-calendar-limit.
+// calendars: --ots-calendars, --ots-min-calendars, --ots-timeout-seconds, --ots-calendar-limit;
+// TSAs: --tsa-url, --tsa-ca-file, --tsa-auth-file, --tsa-limit, --tsa-window-seconds,
+// --tsa-timeout-seconds.
 // Each flag's environment variable is ANCHORD_ + the flag in upper snake case.
 void AddProviderFlags(CLI::App& app, ProviderSettings* s);
 

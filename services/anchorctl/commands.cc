@@ -30,6 +30,9 @@
 #include "libs/rpc/status.h"
 #include "services/anchorctl/clients.h"
 #include "services/anchorctl/format.h"
+#include "services/anchorctl/process.h"
+#include "services/anchorctl/proof_check.h"
+#include "libs/tsa/tsa.h"
 #include "services/anchorctl/stack.h"
 
 namespace anchord::anchorctl {
@@ -687,7 +690,9 @@ int RunStatus(const GlobalOptions& g, const std::string& job) {
 // ---------------------------------------------------------------------------------------------
 // report
 
-namespace {
+std::unique_ptr<Clients> MakeClients(const GlobalOptions& g) {
+  return std::make_unique<Clients>(ResolveEndpoints(g), UnaryDeadline(g));
+}
 
 // The .ots of a proof as the poller serves it (for a Merkle leaf: its joined proof).
 absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
@@ -716,7 +721,7 @@ absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
 
 std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::string& digest_hex,
                            const std::string& provider, const std::string& status,
-                           ots::BlockHeaderSource* headers) {
+                           ots::BlockHeaderSource* headers, const std::string& tsa_ca_pem) {
   auto digest = HexDecode(digest_hex);
   if (!digest.ok()) return "INVALID digest";
   auto data = FetchOts(clients, g, *digest, provider);
@@ -726,6 +731,18 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
     return status == "CONFIRMED" ? "NO_OTS see certificate_url" : "NO_PROOF_YET";
   }
   if (!data.ok()) return absl::StrCat("ERROR ", data.status().message());
+  const ProofFormat format = DetectProofFormat(*data);
+  if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
+    TsaCheck c = CheckTsaProof(*data, *digest, tsa_ca_pem);
+    switch (c.exit) {
+      case 0:
+        return absl::StrCat("VERIFIED tsa ", c.info ? c.info->gen_time_text : "",
+                            c.root_hex.empty() ? "" : " via merkle root");
+      case 1: return "UNCHECKED no --tsa-ca-file";
+      case 3: return absl::StrCat("MISMATCH ", c.message);
+      default: return absl::StrCat("INVALID ", c.message);
+    }
+  }
   auto proof = ots::ParseDetached(*data);
   if (!proof.ok()) return absl::StrCat("INVALID ", proof.status().message());
   ots::VerifyResult v = ots::Verify(*proof, *digest, headers);
@@ -749,17 +766,11 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   return absl::StrCat("UNVERIFIABLE ", v.message);
 }
 
-}  // namespace
 
-int RunReport(const GlobalOptions& g, const ReportOptions& o) {
-  if (auto s = ValidateJob(o.job, "--job"); !s.ok()) return FailStatus(s);
-  if (o.format != "csv" && o.format != "json") {
-    return Fail(kExitUsage, absl::StrCat("--format: \"", o.format, "\" is not csv or json"));
-  }
-  Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
-  for (const char* service : {"hasher", "submitter", "poller"}) {
-    if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
-  }
+int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
+                       std::vector<ReportRow>* rows_out) {
+  ReportOptions o;
+  o.job = job;
   std::vector<ListFilesResponse> files;
   {
     grpc::ClientContext ctx;
@@ -816,7 +827,7 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   }
   if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
 
-  std::vector<ReportRow> rows;
+  std::vector<ReportRow>& rows = *rows_out;
   for (const auto& f : files) {
     ReportRow base;
     base.path = f.path();
@@ -865,6 +876,20 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
     }
     rows.push_back(base);
   }
+  return kExitComplete;
+}
+
+int RunReport(const GlobalOptions& g, const ReportOptions& o) {
+  if (auto s = ValidateJob(o.job, "--job"); !s.ok()) return FailStatus(s);
+  if (o.format != "csv" && o.format != "json") {
+    return Fail(kExitUsage, absl::StrCat("--format: \"", o.format, "\" is not csv or json"));
+  }
+  Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
+  for (const char* service : {"hasher", "submitter", "poller"}) {
+    if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+  }
+  std::vector<ReportRow> rows;
+  if (int rc = CollectReportRows(clients, g, o.job, &rows); rc != kExitComplete) return rc;
   bool any_mismatch = false;
   if (!o.no_verify) {
     std::unique_ptr<ots::BlockHeaderSource> headers;
@@ -872,6 +897,20 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       auto made = ots::MakeHeaderSource(o.headers);
       if (!made.ok()) return Fail(kExitUsage, absl::StrCat("--headers: ", made.status().message()));
       headers = std::move(*made);
+    }
+    std::string tsa_ca_pem;
+    std::string tsa_ca_file = o.tsa_ca_file;
+    if (tsa_ca_file.empty()) {
+      // A stack started by anchorctl with the sandbox records its TSA's test CA.
+      if (auto stack = ReadStackFile(g.data_dir); stack.ok()) tsa_ca_file = stack->tsa_ca_file;
+    }
+    if (!tsa_ca_file.empty()) {
+      auto ca = ReadSmallFile(tsa_ca_file);
+      if (!ca.ok() || tsa::CountPemCertificates(*ca) == 0) {
+        return Fail(kExitUsage, absl::StrCat("--tsa-ca-file: ", tsa_ca_file,
+                                             ": no readable PEM certificate"));
+      }
+      tsa_ca_pem = *std::move(ca);
     }
     // One download per (digest, provider); duplicates share the verdict.
     std::map<std::pair<std::string, std::string>, std::string> verdicts;
@@ -882,7 +921,7 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       auto it = verdicts.find(key);
       if (it == verdicts.end()) {
         it = verdicts.emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
-                                                  headers.get())).first;
+                                                  headers.get(), tsa_ca_pem)).first;
       }
       r.verification = it->second;
       if (absl::StartsWith(r.verification, "MISMATCH") ||

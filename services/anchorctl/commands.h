@@ -2,8 +2,15 @@
 // to stdout and its messages to stderr; none throws.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace anchord::ots {
+class BlockHeaderSource;
+}
 
 namespace anchord::anchorctl {
 
@@ -50,8 +57,29 @@ struct ReportOptions {
   // Verification of every proof: always the digest and the commitment path; the Bitcoin
   // attestations too when a header source is given (libs/ots MakeHeaderSource spec).
   std::string headers;
+  // PEM trust anchors for RFC 3161 tokens; empty: the stack file's (a sandbox stack), else tokens
+  // are matched but reported UNCHECKED.
+  std::string tsa_ca_file;
   bool no_verify = false;
 };
+
+class Clients;
+struct ReportRow;
+
+// What `report` lists (one row per file and proof), without verification. Returns kExitComplete
+// (0) or the exit code of an error already printed.
+int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
+                      std::vector<ReportRow>* rows);
+// The proof bytes the poller serves for (raw digest, provider): .ots, .tsr or .tsrm. NOT_FOUND
+// while there is none.
+absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
+                                     const std::string& digest, const std::string& provider);
+// The report's verification column for one proof.
+std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::string& digest_hex,
+                           const std::string& provider, const std::string& status,
+                           ots::BlockHeaderSource* headers, const std::string& tsa_ca_pem);
+// Clients for the stack the global options (or the stack file) name.
+std::unique_ptr<Clients> MakeClients(const GlobalOptions& g);
 
 int RunLocal(const GlobalOptions& g, const LocalOptions& o);
 int RunArchive(const GlobalOptions& g, const ArchiveOptions& o);

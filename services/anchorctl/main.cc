@@ -11,6 +11,7 @@
 #include "services/anchorctl/clients.h"
 #include "services/anchorctl/commands.h"
 #include "services/anchorctl/ots_commands.h"
+#include "services/anchorctl/bundle.h"
 #include "services/anchorctl/format.h"
 
 namespace {
@@ -101,6 +102,9 @@ int main(int argc, char** argv) {
                          "Block header source to check Bitcoin attestations: file:PATH, rest:URL, "
                          "rpc:URL, sandbox:URL")
       ->envname("ANCHORD_HEADERS");
+  report_cmd->add_option("--tsa-ca-file", report.tsa_ca_file,
+                         "PEM trust anchors for RFC 3161 tokens (default: the local sandbox stack's)")
+      ->envname("ANCHORD_TSA_CA_FILE");
   report_cmd->add_flag("--no-verify", report.no_verify, "Do not download and verify the proofs");
 
   std::string get_digest;
@@ -120,13 +124,33 @@ int main(int argc, char** argv) {
   watch_cmd->add_flag("--current", watch_current, "First print the current state of every proof");
 
   // Proofs a court can check: offline verification, a readable tree, upgrade of pending proofs.
-  std::string verify_file, verify_proof, verify_headers;
-  auto* verify_cmd = app.add_subcommand("verify", "Verify FILE against its .ots proof (offline with a local header source)");
+  std::string verify_file, verify_proof, verify_headers, verify_tsa_ca;
+  auto* verify_cmd = app.add_subcommand("verify", "Verify FILE against its proof: .ots (offline with a local header source), .tsr or .tsrm (RFC 3161, with --tsa-ca-file)");
   verify_cmd->add_option("FILE", verify_file, "The original file")->required();
   verify_cmd->add_option("PROOF", verify_proof, "The proof (default FILE.ots)");
   verify_cmd->add_option("--headers", verify_headers,
                          "Bitcoin header source: file:PATH | rest:URL | rpc:URL[,cookie=PATH|,user=U,password=P] | sandbox:URL")
       ->envname("ANCHORD_OTS_HEADERS");
+  verify_cmd->add_option("--tsa-ca-file", verify_tsa_ca,
+                         "PEM trust anchors for RFC 3161 tokens (.tsr/.tsrm proofs)")
+      ->envname("ANCHORD_TSA_CA_FILE");
+  anchord::anchorctl::BundleOptions bundle;
+  auto* bundle_cmd = app.add_subcommand("bundle", "Write one ZIP per job that anyone can verify offline");
+  bundle_cmd->add_option("--job", bundle.job, "Job (default \"default\")");
+  bundle_cmd->add_option("--output,-o", bundle.output, "The .zip to write")->required();
+  bundle_cmd->add_option("--headers", bundle.headers,
+                         "Bitcoin header source for the .ots proofs (default: the local sandbox stack's)")
+      ->envname("ANCHORD_OTS_HEADERS");
+  bundle_cmd->add_option("--network", bundle.network,
+                         "mainnet|regtest, recorded for verify-bundle's header policy (default: "
+                         "regtest for a sandbox: source, else mainnet)");
+  bundle_cmd->add_option("--tsa-ca-file", bundle.tsa_ca_file,
+                         "PEM trust anchors of the TSAs (default: the local sandbox stack's)")
+      ->envname("ANCHORD_TSA_CA_FILE");
+  std::string vb_bundle, vb_files;
+  auto* vb_cmd = app.add_subcommand("verify-bundle", "Check a bundle offline (exit 0 verified, 3 mismatch, 4 pending, 2 malformed)");
+  vb_cmd->add_option("BUNDLE", vb_bundle, "The .zip written by `anchorctl bundle`")->required();
+  vb_cmd->add_option("--files", vb_files, "Also hash every manifest file under this directory");
   std::string info_proof;
   auto* info_cmd = app.add_subcommand("info", "Print a proof as a readable tree");
   info_cmd->add_option("PROOF", info_proof, "The .ots file")->required();
@@ -166,7 +190,11 @@ int main(int argc, char** argv) {
     if (*watch_cmd) return RunWatch(g, watch_job, watch_digest, watch_current);
     if (*verify_cmd) {
       return anchord::anchorctl::RunVerify(verify_file, verify_proof, verify_headers, g.json,
-                                           std::cout, std::cerr);
+                                           std::cout, std::cerr, verify_tsa_ca);
+    }
+    if (*bundle_cmd) return anchord::anchorctl::RunBundle(g, bundle);
+    if (*vb_cmd) {
+      return anchord::anchorctl::RunVerifyBundle(vb_bundle, vb_files, g.json, std::cout, std::cerr);
     }
     if (*info_cmd) return anchord::anchorctl::RunInfo(info_proof, g.json, std::cout, std::cerr);
     if (*upgrade_cmd) {

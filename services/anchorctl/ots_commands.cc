@@ -13,6 +13,9 @@
 #include "libs/common/hex.h"
 #include "libs/ots/headers.h"
 #include "libs/ots/info.h"
+#include "libs/digest/sha256.h"
+#include "services/anchorctl/proof_check.h"
+#include "libs/tsa/path_form.h"
 
 namespace anchord::anchorctl {
 namespace {
@@ -149,10 +152,87 @@ std::string VerifyResultJson(const ots::VerifyResult& r) {
   return j.dump();
 }
 
+namespace {
+
+absl::StatusOr<std::string> FileSha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  digest::Sha256 h;
+  std::string buf(1 << 16, '\0');
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) h.Update(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return h.Finish();
+}
+
+int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
+                 const std::string& bytes, const std::string& tsa_ca_file, bool json,
+                 std::ostream& out, std::ostream& err) {
+  std::string ca_pem;
+  if (!tsa_ca_file.empty()) {
+    auto ca = ReadProofBytes(tsa_ca_file);
+    if (!ca.ok() || tsa::CountPemCertificates(*ca) == 0) {
+      err << "error: --tsa-ca-file: " << (ca.ok() ? tsa_ca_file + ": no PEM certificate"
+                                                    : StatusText(ca.status()))
+          << "\n";
+      return kOtsExitBadInput;
+    }
+    ca_pem = *std::move(ca);
+  }
+  auto digest = FileSha256(file_path);
+  if (!digest.ok()) {
+    err << "error: " << StatusText(digest.status()) << "\n";
+    return kOtsExitBadInput;
+  }
+  TsaCheck c = CheckTsaProof(bytes, *digest, ca_pem);
+  if (c.exit == kOtsExitBadInput) {
+    err << "error: " << proof_path << ": " << c.message << "\n";
+    return c.exit;
+  }
+  if (json) {
+    nlohmann::json j;
+    j["verified"] = c.exit == 0;
+    j["format"] = ProofFormatName(DetectProofFormat(bytes));
+    j["message"] = c.message;
+    j["file_digest"] = HexEncode(*digest);
+    if (!c.root_hex.empty()) j["merkle_root"] = c.root_hex;
+    if (c.info) {
+      j["tsa"] = c.info->tsa_name;
+      j["time"] = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", c.info->gen_time, absl::UTCTimeZone());
+      j["policy_oid"] = c.info->policy_oid;
+      j["serial"] = c.info->serial_hex;
+    }
+    out << j.dump() << "\n";
+  } else {
+    out << "Proof " << proof_path << " (RFC 3161" << (c.root_hex.empty() ? "" : ", Merkle-path form")
+        << ") for " << file_path << "\n";
+    out << "File sha256 hash: " << HexEncode(*digest) << "\n";
+    if (!c.root_hex.empty()) out << "Merkle root:      " << c.root_hex << "\n";
+    if (c.info) out << tsa::RenderInfo(*c.info);
+    out << (c.exit == 0 ? "" : "Failed! ") << c.message << "\n";
+  }
+  return c.exit;
+}
+
+}  // namespace
+
 int RunVerifyWith(const std::string& file_path, const std::string& proof_path_in,
                   ots::BlockHeaderSource* headers, bool json, std::ostream& out,
-                  std::ostream& err) {
+                  std::ostream& err, const std::string& tsa_ca_file) {
   const std::string proof_path = proof_path_in.empty() ? file_path + ".ots" : proof_path_in;
+  {
+    auto bytes = ReadProofBytes(proof_path);
+    if (!bytes.ok()) {
+      err << "error: " << StatusText(bytes.status()) << "\n";
+      return kOtsExitBadInput;
+    }
+    const ProofFormat format = DetectProofFormat(*bytes);
+    if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
+      return RunVerifyTsa(file_path, proof_path, *bytes, tsa_ca_file, json, out, err);
+    }
+  }
   auto proof = LoadProof(proof_path);
   if (!proof.ok()) {
     err << "error: " << StatusText(proof.status()) << "\n";
@@ -172,7 +252,8 @@ int RunVerifyWith(const std::string& file_path, const std::string& proof_path_in
 }
 
 int RunVerify(const std::string& file_path, const std::string& proof_path,
-              const std::string& header_source, bool json, std::ostream& out, std::ostream& err) {
+              const std::string& header_source, bool json, std::ostream& out, std::ostream& err,
+              const std::string& tsa_ca_file) {
   std::unique_ptr<ots::BlockHeaderSource> source;
   if (!header_source.empty()) {
     auto s = ots::MakeHeaderSource(header_source);
@@ -182,10 +263,42 @@ int RunVerify(const std::string& file_path, const std::string& proof_path,
     }
     source = *std::move(s);
   }
-  return RunVerifyWith(file_path, proof_path, source.get(), json, out, err);
+  return RunVerifyWith(file_path, proof_path, source.get(), json, out, err, tsa_ca_file);
 }
 
 int RunInfo(const std::string& proof_path, bool json, std::ostream& out, std::ostream& err) {
+  if (auto bytes = ReadProofBytes(proof_path); bytes.ok()) {
+    const ProofFormat format = DetectProofFormat(*bytes);
+    if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
+      std::string tsr = *bytes;
+      std::string header;
+      if (format == ProofFormat::kTsrPath) {
+        auto form = tsa::DecodePathForm(*bytes);
+        if (!form.ok()) {
+          err << "error: " << proof_path << ": " << StatusText(form.status()) << "\n";
+          return kOtsExitBadInput;
+        }
+        header = absl::StrCat("Merkle-path form: file sha256 ", HexEncode(form->digest),
+                              "\nMerkle root:    ", HexEncode(form->root), "\n");
+        tsr = form->tsr;
+      }
+      auto info = tsa::Inspect(tsr);
+      if (!info.ok()) {
+        err << "error: " << proof_path << ": " << StatusText(info.status()) << "\n";
+        return kOtsExitBadInput;
+      }
+      if (json) {
+        nlohmann::json j{{"format", ProofFormatName(format)}, {"tsa", info->tsa_name},
+                         {"gen_time", info->gen_time_text}, {"policy_oid", info->policy_oid},
+                         {"serial", info->serial_hex}, {"imprint", HexEncode(info->imprint)},
+                         {"hash_algorithm", info->hash_algorithm}};
+        out << j.dump() << "\n";
+      } else {
+        out << header << tsa::RenderInfo(*info);
+      }
+      return 0;
+    }
+  }
   auto proof = LoadProof(proof_path);
   if (!proof.ok()) {
     err << "error: " << StatusText(proof.status()) << "\n";

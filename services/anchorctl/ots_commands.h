@@ -24,13 +24,20 @@ inline constexpr int kOtsExitMismatch = 3;
 // `proof_path` empty = file_path + ".ots". `header_source` is a spec for ots::MakeHeaderSource
 // ("file:PATH", "rest:URL", "rpc:URL[,cookie=PATH|,user=U,password=P]", "sandbox:URL"); empty =
 // no source (Bitcoin attestations are listed with the merkle root to check by hand).
+//
+// An RFC 3161 proof (a .tsr, or its Merkle-path form .tsrm; recognised by its bytes) is checked
+// against `tsa_ca_file` (PEM trust anchors): the file's SHA-256 (through the Merkle path to the
+// root for .tsrm) must be the token's imprint, the signer must carry the timeStamping EKU and chain
+// to the anchors, the signature must verify. The TSA's name, time, policy OID and serial are
+// printed. Exit 1 when no --tsa-ca-file is given (the signature cannot be checked).
 int RunVerify(const std::string& file_path, const std::string& proof_path,
-              const std::string& header_source, bool json, std::ostream& out, std::ostream& err);
+              const std::string& header_source, bool json, std::ostream& out, std::ostream& err,
+              const std::string& tsa_ca_file = "");
 
 // The same with an already built source (tests, and `report` which reuses one source).
 int RunVerifyWith(const std::string& file_path, const std::string& proof_path,
                   ots::BlockHeaderSource* headers, bool json, std::ostream& out,
-                  std::ostream& err);
+                  std::ostream& err, const std::string& tsa_ca_file = "");
 
 int RunInfo(const std::string& proof_path, bool json, std::ostream& out, std::ostream& err);
 

@@ -36,6 +36,7 @@ std::string StackInfo::ToJson() const {
   j["submitter"] = submitter;
   j["poller"] = poller;
   j["sandbox_url"] = sandbox_url;
+  j["tsa_ca_file"] = tsa_ca_file;
   j["root"] = root;
   j["metrics"] = metrics;
   nlohmann::json p = nlohmann::json::object();
@@ -58,6 +59,7 @@ absl::StatusOr<StackInfo> StackInfo::FromJson(const std::string& text) {
   };
   for (auto [key, out] : {std::pair{"hasher", &info.hasher}, {"submitter", &info.submitter},
                           {"poller", &info.poller}, {"sandbox_url", &info.sandbox_url},
+                          {"tsa_ca_file", &info.tsa_ca_file},
                           {"root", &info.root}}) {
     if (auto s = str(key, out); !s.ok()) return s;
   }
@@ -169,7 +171,8 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
   if (service == "sandbox") {
     args = {"--listen", absl::StrCat("127.0.0.1:", port), "--port-file",
             (run / "sandbox.port").string(), "--calendar-urls-file",
-            (run / "sandbox.calendars").string()};
+            (run / "sandbox.calendars").string(), "--tsa-ca-out",
+            (run / "sandbox.tsa-ca.pem").string()};
     if (options_.sandbox_window_seconds > 0) {
       args.insert(args.end(), {"--window-seconds", absl::StrCat(options_.sandbox_window_seconds)});
     }
@@ -215,9 +218,14 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
                                "--simpleproof-url", info_.sandbox_url,
                                "--simpleproof-api-key-file", (run / "sandbox.simpleproof.key").string()});
       if (!calendar_urls_.empty()) {
-        args.insert(args.end(), {"--providers", "proofd,proofledger,simpleproof,ots",
+        args.insert(args.end(), {"--providers", "proofd,proofledger,simpleproof,ots,tsa",
                                  "--ots-calendars", absl::StrJoin(calendar_urls_, ",")});
+      } else {
+        args.insert(args.end(), {"--providers", "proofd,proofledger,simpleproof,tsa"});
       }
+      // The sandbox's RFC 3161 TSA, trusted through the test CA it wrote at start.
+      args.insert(args.end(), {"--tsa-url", absl::StrCat(info_.sandbox_url, "/tsa"),
+                               "--tsa-ca-file", info_.tsa_ca_file});
       if (options_.sandbox_window_seconds > 0) {
         const std::string w = absl::StrCat(options_.sandbox_window_seconds);
         args.insert(args.end(), {"--proofd-window-seconds", w, "--proofledger-window-seconds", w,
@@ -312,6 +320,7 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
       if (auto s = rpc::WriteFileAtomically(key_file, key); !s.ok()) return s;
       chmod(key_file.c_str(), 0600);
     }
+    stack->info_.tsa_ca_file = (run / "sandbox.tsa-ca.pem").string();
     // Written before the port file, so it is there now.
     if (auto text = ReadSmallFile((run / "sandbox.calendars").string()); text.ok()) {
       for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipWhitespace())) {

@@ -26,6 +26,7 @@ struct StackInfo {
   std::string submitter;    // host:port
   std::string poller;       // host:port
   std::string sandbox_url;  // http://127.0.0.1:port when a sandbox runs, else empty
+  std::string tsa_ca_file;  // the sandbox TSA's CA certificate (PEM file) when a sandbox runs
   std::string root;         // the hasher's --root (absolute)
   std::map<std::string, std::string> metrics;  // service -> host:port of /metrics, when known
   std::map<std::string, pid_t> pids;           // service -> pid

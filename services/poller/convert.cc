@@ -139,7 +139,7 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
     if (req.evidence().size() > 65536) {
       return absl::InvalidArgumentError("evidence: at most 65536 bytes");
     }
-    if (st = CheckOtsFile(req.evidence(), p.digest()); !st.ok()) {
+    if (st = CheckEvidence(req.evidence(), p.digest()); !st.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("evidence: ", st.message()));
     }
   }

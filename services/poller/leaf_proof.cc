@@ -1,6 +1,8 @@
 #include "services/poller/leaf_proof.h"
 
 #include "libs/merkle/merkle.h"
+#include "libs/tsa/path_form.h"
+#include "libs/tsa/tsa.h"
 
 namespace anchord::poller {
 
@@ -13,6 +15,12 @@ absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const Pro
 
   absl::StatusOr<std::optional<std::string>> root_ots = store->GetOts(leaf.merkle_root, leaf.provider);
   if (!root_ots.ok()) return root_ots.status();
+  if (root_ots->has_value() && tsa::LooksLikeTsr(**root_ots)) {
+    // An RFC 3161 token over the root: the file gets the Merkle-path form (libs/tsa/path_form.h).
+    absl::StatusOr<std::string> form = tsa::EncodePathForm(digest, leaf.merkle_path, **root_ots);
+    if (!form.ok()) return form.status();
+    return std::optional<std::string>(*std::move(form));
+  }
   if (root_ots->has_value()) {
     absl::StatusOr<std::string> joined = merkle::JoinProof(digest, leaf.merkle_path, **root_ots);
     if (!joined.ok()) return joined.status();

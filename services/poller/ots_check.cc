@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/ots/ots.h"
+#include "libs/tsa/tsa.h"
 
 namespace anchord::poller {
 namespace {
@@ -38,6 +39,20 @@ absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest) {
   absl::StatusOr<ots::DetachedFile> parsed = ots::ParseDetached(ots);
   if (!parsed.ok()) {
     return absl::DataLossError(absl::StrCat(".ots is malformed: ", parsed.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEvidence(absl::string_view evidence, absl::string_view digest) {
+  if (digest.size() != 32) return absl::InvalidArgumentError("digest: must be 32 bytes");
+  if (evidence.substr(0, kMagicLen) == absl::string_view(kMagic, kMagicLen) ||
+      !tsa::LooksLikeTsr(evidence)) {
+    return CheckOtsFile(evidence, digest);
+  }
+  absl::StatusOr<tsa::TokenInfo> info = tsa::Inspect(evidence);
+  if (!info.ok()) return absl::DataLossError(absl::StrCat(".tsr rejected: ", info.status().message()));
+  if (info->hash_algorithm != "SHA256" || info->imprint != digest) {
+    return absl::DataLossError(".tsr is for a different digest");
   }
   return absl::OkStatus();
 }

@@ -14,4 +14,10 @@ inline constexpr size_t kMaxOtsBytes = 4 * 1024 * 1024;
 // timestamp tree, and is at most kMaxOtsBytes. Otherwise DATA_LOSS saying what is wrong.
 absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest);
 
+// Evidence of any provider: an .ots (CheckOtsFile), or, when it does not start with the OTS magic
+// but like DER, an RFC 3161 .tsr (the tsa provider's token): a granted TimeStampResp of at most
+// tsa::kMaxTsrBytes whose SHA-256 message imprint is `digest`. The token's signature was checked
+// against the configured CA by the adapter before it was handed over. DATA_LOSS otherwise.
+absl::Status CheckEvidence(absl::string_view evidence, absl::string_view digest);
+
 }  // namespace anchord::poller

@@ -369,7 +369,7 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
   // validated before anything is stored.
   std::string evidence;
   if (!rec.evidence.empty()) {
-    absl::Status valid = CheckOtsFile(rec.evidence, row.digest);
+    absl::Status valid = CheckEvidence(rec.evidence, row.digest);
     if (valid.ok()) {
       evidence = rec.evidence;
     } else {
@@ -458,7 +458,7 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
     checked();  // kNotFound: not ready yet, next round asks again
     return !StopsRound(r.outcome.kind);
   }
-  absl::Status valid = CheckOtsFile(r.ots, row.digest);
+  absl::Status valid = CheckEvidence(r.ots, row.digest);
   if (!valid.ok()) {
     if (metrics_) metrics_->CountDownload(name, "invalid");
     ANCHORD_LOG(Error) << name << " .ots of " << row.proof_id << " (" << HexEncode(row.digest)

@@ -85,6 +85,8 @@ int Run(int argc, char** argv) {
   std::vector<int> calendar_ports;
   double pending_max_age = 60;
   std::string calendar_urls_file;
+  std::string tsa_ca_out;
+  int tsa_limit = 0;
 
   app.add_option("--listen", listen, "host:port to serve on (port 0 picks one)")
       ->envname("ANCHORD_SANDBOX_LISTEN");
@@ -185,6 +187,13 @@ int Run(int argc, char** argv) {
   app.add_option("--calendar-urls-file", calendar_urls_file,
                  "write the calendar URLs here (one per line) once listening")
       ->envname("ANCHORD_SANDBOX_CALENDAR_URLS_FILE");
+  app.add_option("--tsa-ca-out", tsa_ca_out,
+                 "write the test CA certificate of POST /tsa here (PEM) once listening; also "
+                 "served at GET /tsa/ca.pem")
+      ->envname("ANCHORD_SANDBOX_TSA_CA_OUT");
+  app.add_option("--tsa-limit", tsa_limit, "POST /tsa per window per client IP (0 = unlimited)")
+      ->envname("ANCHORD_SANDBOX_TSA_LIMIT")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -263,6 +272,7 @@ int Run(int argc, char** argv) {
   opt.calendar_ports = calendar_ports;
   opt.pending_max_age = FlagSeconds(pending_max_age, 60);
   opt.calendar_limit = calendar_limit;
+  opt.tsa_limit = tsa_limit;
 
   auto sandbox = anchord::sandbox::Sandbox::Start(opt);
   if (!sandbox.ok()) {
@@ -279,6 +289,12 @@ int Run(int argc, char** argv) {
       return 1;
     }
   }
+  if (!tsa_ca_out.empty()) {
+    if (auto st = anchord::rpc::WriteFileAtomically(tsa_ca_out, (*sandbox)->tsa_ca_pem()); !st.ok()) {
+      ANCHORD_LOG(Error) << st;
+      return 1;
+    }
+  }
   const int port = (*sandbox)->port();
   if (!port_file.empty()) {
     if (auto st = anchord::rpc::WriteFileAtomically(port_file, absl::StrCat(port, "\n")); !st.ok()) {
@@ -289,7 +305,7 @@ int Run(int argc, char** argv) {
   ANCHORD_LOG(Info) << "sandbox: proofd.id, ProofLedger and SimpleProof emulators listening on "
                     << opt.host << ":" << port << " (" << keys.size() << " proofd key(s), window "
                     << window << " s); " << urls.size() << " calendar(s): "
-                    << absl::StrJoin(urls, " ");
+                    << absl::StrJoin(urls, " ") << "; RFC 3161 TSA at " << (*sandbox)->tsa_url();
   const int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "sandbox: signal " << sig << ", stopping";
   (*sandbox)->Stop();

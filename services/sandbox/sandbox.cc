@@ -23,6 +23,7 @@
 #include "libs/ots/ots.h"
 #include "services/sandbox/calendar_api.h"
 #include "services/sandbox/proofledger_api.h"
+#include "services/sandbox/tsa_api.h"
 #include "services/sandbox/sandbox_core.h"
 #include "services/sandbox/simpleproof_api.h"
 
@@ -178,6 +179,9 @@ ojson StatsJson(const SandboxStats& s, const std::vector<std::string>& calendar_
   cal["not_found_total"] = s.calendar.not_found_total;
   cal["calendar_urls"] = calendar_urls;
   j["calendar"] = std::move(cal);
+  ojson tj = ApiJson(s.tsa);
+  tj["tokens_total"] = s.tsa.tokens_total;
+  j["tsa"] = std::move(tj);
   return j;
 }
 
@@ -213,6 +217,10 @@ class Sandbox::Impl : public internal::ChainListener {
   }
   int port() const { return port_; }
   std::vector<std::string> calendar_urls() const { return calendars_->urls(); }
+  std::string tsa_url() const {
+    return absl::StrCat("http://", internal::UrlHost(core_.opt().host), ":", port_, "/tsa");
+  }
+  std::string tsa_ca_pem() const { return tsa_ ? tsa_->ca_pem() : std::string(); }
 
   SandboxStats Stats() {
     std::lock_guard<std::mutex> lock(core_.mu());
@@ -334,6 +342,7 @@ class Sandbox::Impl : public internal::ChainListener {
 
   internal::Core core_;
   std::unique_ptr<internal::ProofLedgerApi> proofledger_;
+  std::unique_ptr<internal::TsaApi> tsa_;
   std::unique_ptr<internal::SimpleProofApi> simpleproof_;
   std::unique_ptr<internal::CalendarApi> calendars_;
   httplib::Server svr_;
@@ -810,6 +819,10 @@ absl::Status Sandbox::Impl::Start() {
   svr_.Get("/api/v1/timestamps/([^/]+)", api(Route::kGet));
   proofledger_->Register(svr_);
   simpleproof_->Register(svr_);
+  auto tsa = internal::TsaApi::Create(&core_);
+  if (!tsa.ok()) return tsa.status();
+  tsa_ = *std::move(tsa);
+  tsa_->Register(svr_);
   svr_.Get("/_sandbox/stats", admin("stats"));
   svr_.Get("/_sandbox/calendars", admin("calendars"));
   svr_.Get("/_sandbox/faults", admin("faults"));
@@ -823,6 +836,8 @@ absl::Status Sandbox::Impl::Start() {
       proofledger_->HandleUnknown(req, res);
     } else if (internal::SimpleProofApi::Owns(req.path)) {
       simpleproof_->HandleUnknown(req, res);
+    } else if (internal::TsaApi::Owns(req.path)) {
+      tsa_->HandleUnknown(req, res);
     } else if (absl::StartsWith(req.path, "/api/")) {
       HandleApi(req, res, Route::kUnknown);
     } else {
@@ -880,6 +895,8 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Start(const SandboxOptions& op
 
 int Sandbox::port() const { return impl_->port(); }
 std::vector<std::string> Sandbox::calendar_urls() const { return impl_->calendar_urls(); }
+std::string Sandbox::tsa_url() const { return impl_->tsa_url(); }
+std::string Sandbox::tsa_ca_pem() const { return impl_->tsa_ca_pem(); }
 SandboxStats Sandbox::Stats() { return impl_->Stats(); }
 void Sandbox::SetFaults(const Faults& faults) { impl_->SetFaults(faults); }
 Faults Sandbox::GetFaults() { return impl_->GetFaults(); }

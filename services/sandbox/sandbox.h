@@ -10,6 +10,7 @@
 //  - SimpleProof (../shared/providers/002_7852de3f9fc22605.txt), simpleproof_api.cc: batches of
 //    up to 25 hashes, cost per new hash, document listing by status with pages, verification with
 //    expiring .ots download URLs, callbacks to loopback callback_url from a background thread.
+//  - an RFC 3161 time-stamping authority, tsa_api.cc: POST /tsa, GET /tsa/ca.pem.
 //  - OpenTimestamps calendars (../shared/ots/CALENDAR.md), calendar_api.cc: N calendars, each on
 //    its own loopback origin (calendar_urls()), POST /digest and GET /timestamp/<commitment>.
 //
@@ -110,6 +111,9 @@ struct SandboxOptions {
   // Cache-Control max-age of a "pending" 404 (the reference server's 60 s).
   absl::Duration pending_max_age = absl::Seconds(60);
   int calendar_limit = 0;  // POST /digest per `window` per client IP; 0 = unlimited (like otsd)
+
+  // ---- RFC 3161 TSA (POST /tsa) ----
+  int tsa_limit = 0;  // requests per `window` per client IP; 0 = unlimited
 };
 
 // Counters of one emulated API.
@@ -154,6 +158,10 @@ struct CalendarStats : ApiStats {
   int64_t not_found_total = 0;        // GET /timestamp for an unknown commitment
 };
 
+struct TsaStats : ApiStats {
+  int64_t tokens_total = 0;  // granted responses signed
+};
+
 struct SandboxStats {
   // Every HTTP request, /_sandbox routes and every API included.
   int64_t requests_total = 0;
@@ -175,6 +183,7 @@ struct SandboxStats {
   ProofLedgerStats proofledger;
   SimpleProofStats simpleproof;
   CalendarStats calendar;
+  TsaStats tsa;
 };
 
 class Sandbox {
@@ -189,6 +198,10 @@ class Sandbox {
   int port() const;
   // The calendars' origins ("http://127.0.0.1:PORT", no trailing slash), in order.
   std::vector<std::string> calendar_urls() const;
+  // The URL of the RFC 3161 endpoint ("http://127.0.0.1:PORT/tsa") and the PEM of the test CA its
+  // tokens chain to (generated at start; what clients pass as --tsa-ca-file).
+  std::string tsa_url() const;
+  std::string tsa_ca_pem() const;
   SandboxStats Stats();
   void SetFaults(const Faults& faults);
   Faults GetFaults();

@@ -127,6 +127,7 @@ const char* ApiName(ApiId id) {
     case ApiId::kProofLedger: return "proofledger";
     case ApiId::kSimpleProof: return "simpleproof";
     case ApiId::kCalendar: return "calendar";
+    case ApiId::kTsa: return "tsa";
   }
   return "?";
 }
@@ -147,6 +148,7 @@ ApiStats& Core::api_stats(ApiId id) {
     case ApiId::kProofLedger: return stats_.proofledger;
     case ApiId::kSimpleProof: return stats_.simpleproof;
     case ApiId::kCalendar: return stats_.calendar;
+    case ApiId::kTsa: return stats_.tsa;
     case ApiId::kProofd: break;
   }
   return stats_.proofd;

@@ -63,7 +63,7 @@ struct Reply {
 // length, half the body is written and the connection is closed (a truncated response).
 void Send(const Reply& reply, const std::string& rid, bool drop, httplib::Response& res);
 
-enum class ApiId { kProofd, kProofLedger, kSimpleProof, kCalendar };
+enum class ApiId { kProofd, kProofLedger, kSimpleProof, kCalendar, kTsa };
 
 // (root, leaf): root = `digest`, leaf = sha256(digest || nonce), the leaf a digest gets in a fake
 // block. The per-record nonce keeps the digest private from the block's other leaves (what

@@ -41,12 +41,18 @@ using CertStack = std::unique_ptr<STACK_OF(X509), CertStackFree>;
 // The first OpenSSL error on this thread's queue, then clears the queue (so a later call does
 // not report a stale error).
 std::string OpensslError() {
-  unsigned long e = ERR_get_error();
   std::string out;
-  if (e != 0) {
+  for (int i = 0; i < 4; ++i) {
+    const char* data = nullptr;
+    int flags = 0;
+    unsigned long e = ERR_get_error_all(nullptr, nullptr, nullptr, &data, &flags);
+    if (e == 0) break;
     char buf[256];
     ERR_error_string_n(e, buf, sizeof(buf));
-    out = buf;
+    if (!out.empty()) out += "; ";
+    out += buf;
+    // The X509 verification detail ("certificate has expired") travels as the error's data.
+    if (data != nullptr && (flags & ERR_TXT_STRING)) absl::StrAppend(&out, ": ", data);
   }
   ERR_clear_error();
   return out.empty() ? "unknown OpenSSL error" : out;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for the .ots parser in its own clang build dir and runs it.
+# Builds the libFuzzer targets (the .ots parser, the RFC 3161 parsers, the bundle ZIP reader) in
+# their own clang build dir and runs each for SECONDS.
 #   tests/fuzz/run.sh [SECONDS]          (default 60)
 # Env: ANCHORD_FUZZ_BUILD_DIR (default <repo>/build-fuzz), ANCHORD_SHARED_DIR (default <repo>/../shared).
 # Prints "fuzz: ran N s, X execs, no crash" and exits 0, or prints the crash and exits 1.
@@ -17,7 +18,7 @@ mkdir -p "$build"
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DANCHORD_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANCHORD_SHARED_DIR="$shared" >"$build/configure.log" 2>&1 \
   || { cat "$build/configure.log" >&2; exit 1; }
-ninja -C "$build" -j2 ots_parse_fuzzer >"$build/build.log" 2>&1 \
+ninja -C "$build" -j2 ots_parse_fuzzer tsa_parse_fuzzer bundle_zip_fuzzer >"$build/build.log" 2>&1 \
   || { tail -50 "$build/build.log" >&2; exit 1; }
 
 # Seed corpus: every vector (valid and invalid proofs, and the stamped files themselves). The
@@ -41,3 +42,26 @@ if [ "$rc" -ne 0 ]; then
   exit 1
 fi
 echo "fuzz: ran $((end - start)) s, ${execs:-0} execs, no crash"
+
+# The RFC 3161 parsers and the bundle ZIP reader, seeded from tests/fuzz/seeds, same duration each.
+for target in tsa_parse_fuzzer bundle_zip_fuzzer; do
+  seeds="$here/seeds/$([ "$target" = tsa_parse_fuzzer ] && echo tsa || echo zip)"
+  corpus="$build/fuzz-corpus-$target"
+  mkdir -p "$corpus"
+  cp -f "$seeds"/* "$corpus/"
+  log="$build/fuzz-$target.log"
+  start=$(date +%s)
+  set +e
+  "$build/tests/fuzz/$target" -max_total_time="$secs" -max_len=8192 -rss_limit_mb=1024 \
+    -timeout=10 -print_final_stats=1 -artifact_prefix="$build/$target-" "$corpus" >"$log" 2>&1
+  rc=$?
+  set -e
+  end=$(date +%s)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  if [ "$rc" -ne 0 ]; then
+    tail -60 "$log" >&2
+    echo "fuzz: $target FAILED after $((end - start)) s (exit $rc); artifacts in $build/" >&2
+    exit 1
+  fi
+  echo "fuzz: $target ran $((end - start)) s, ${execs:-0} execs, no crash"
+done

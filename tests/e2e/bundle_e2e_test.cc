@@ -278,6 +278,13 @@ TEST_F(BundleE2eTest, MerkleOtsAndTsaBundleVerifiesEverywhereAndTamperingIsNamed
                        (extracted / "tsa/ca.pem").string()});
   EXPECT_EQ(ver.exit_code, 0) << ver.output;
   EXPECT_NE(ver.output.find("Merkle root:"), std::string::npos) << ver.output;
+  // `info` names the root; the bundle carries that root's token for OpenSSL.
+  RunResult info = Ctl({"info", (extracted / "proofs" / (rel + ".tsa.tsrm")).string()});
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  const size_t at = info.output.find("Merkle root:    ");
+  ASSERT_NE(at, std::string::npos) << info.output;
+  const std::string root = info.output.substr(at + 16, 64);
+  EXPECT_TRUE(fs::exists(extracted / "tsa/roots" / (root + ".tsr"))) << root;
   // A flipped byte inside the .ots's file digest (bytes 33..64): exit 3 naming the file.
   TamperAndExpectMismatch(extracted, absl::StrCat("proofs/", rel, ".ots.ots"), 40, rel);
 }

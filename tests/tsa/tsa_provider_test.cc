@@ -124,6 +124,32 @@ TEST_F(TsaProviderTest, FaultsAreRetryableAndStormsRateLimited) {
   EXPECT_EQ(sandbox_->Stats().tsa.tokens_total, 1);
 }
 
+TEST(TsaProviderLimitTest, SandboxLimitAnswers429WithRetryAfterAndTheGateHolds) {
+  sandbox::SandboxOptions o;
+  o.calendars = 0;
+  o.tsa_limit = 1;
+  auto sb = sandbox::Sandbox::Start(o);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  auto http = http::MakeCurlClient({});
+  TsaConfig c;
+  c.urls = {(*sb)->tsa_url()};
+  c.ca_pem = (*sb)->tsa_ca_pem();
+  TsaDeps d;
+  d.http = http.get();
+  auto p = MakeTsaProvider(c, d);
+  auto prepared = p->PrepareCreate({kDigest, "a", 1, ""});
+  ASSERT_TRUE(prepared.ok());
+  EXPECT_EQ(p->Create(*prepared).outcome.kind, OutcomeKind::kOk);
+  CreateResult second = p->Create(*prepared);
+  EXPECT_EQ(second.outcome.kind, OutcomeKind::kRateLimited) << second.outcome.code;
+  EXPECT_GE(second.outcome.retry_after, absl::Seconds(1));
+  sandbox::SandboxStats stats = (*sb)->Stats();
+  EXPECT_EQ(stats.tsa.rate_limited_total, 1);
+  EXPECT_EQ(stats.tsa.early_requests_total, 0);
+  EXPECT_EQ(stats.tsa.tokens_total, 1);
+  p->Stop();  // a third create would wait for the gate the 429 closed
+}
+
 TEST_F(TsaProviderTest, DeadFirstTsaFailsOverToTheNext) {
   auto p = Make({"http://127.0.0.1:1/tsa", sandbox_->tsa_url()}, sandbox_->tsa_ca_pem());
   CreateResult r = CreateOnce(p.get());

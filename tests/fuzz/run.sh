@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer target for the .ots parser in its own clang build dir and runs it.
 #   tests/fuzz/run.sh [SECONDS]          (default 60)
-# Env: ANCHORD_FUZZ_BUILD_DIR (default <repo>/build-fuzz), ANCHORD_SHARED_DIR (default <repo>/../shared).
+# Env: ANCHORD_FUZZ_BUILD_DIR (default <repo>/build-fuzz).
 # Prints "fuzz: ran N s, X execs, no crash" and exits 0, or prints the crash and exits 1.
 set -euo pipefail
 
@@ -10,12 +10,11 @@ case "$secs" in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2;; esac
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-shared="${ANCHORD_SHARED_DIR:-$root/../shared}"
 build="${ANCHORD_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 
 mkdir -p "$build"
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DANCHORD_FUZZ=ON \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANCHORD_SHARED_DIR="$shared" >"$build/configure.log" 2>&1 \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 \
   || { cat "$build/configure.log" >&2; exit 1; }
 ninja -C "$build" -j2 ots_parse_fuzzer >"$build/build.log" 2>&1 \
   || { tail -50 "$build/build.log" >&2; exit 1; }
@@ -24,7 +23,7 @@ ninja -C "$build" -j2 ots_parse_fuzzer >"$build/build.log" 2>&1 \
 # working corpus keeps what the fuzzer finds between runs.
 corpus="$build/fuzz-corpus"
 mkdir -p "$corpus"
-find "$shared/ots/vectors" -type f -exec cp -f {} "$corpus/" \;
+find "$root/tests/data/ots" -type f -exec cp -f {} "$corpus/" \;
 
 log="$build/fuzz.log"
 start=$(date +%s)

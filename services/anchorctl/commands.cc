@@ -703,7 +703,7 @@ absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
   std::string data;
   while (reader->Read(&chunk)) {
     data += chunk.data();
-    if (data.size() > (64u << 20)) {
+    if (data.size() > ots::kMaxProofFileBytes) {
       ctx.TryCancel();
       break;
     }
@@ -731,7 +731,9 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   ots::VerifyResult v = ots::Verify(*proof, *digest, headers);
   switch (v.verdict) {
     case ots::Verdict::kVerified:
-      return absl::StrCat("VERIFIED block ", v.earliest ? v.earliest->attestation.height : 0);
+      // Under regtest rules the block is a test chain's: the column must not pass for Bitcoin.
+      return absl::StrCat("VERIFIED block ", v.earliest ? v.earliest->attestation.height : 0,
+                          v.regtest_headers ? " (regtest)" : "");
     case ots::Verdict::kDigestMismatch:
       return "DIGEST_MISMATCH the proof is for another file";
     case ots::Verdict::kMismatch:
@@ -869,7 +871,9 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   if (!o.no_verify) {
     std::unique_ptr<ots::BlockHeaderSource> headers;
     if (!o.headers.empty()) {
-      auto made = ots::MakeHeaderSource(o.headers);
+      auto net = ots::ParseNetwork(o.network);
+      if (!net.ok()) return Fail(kExitUsage, std::string(net.status().message()));
+      auto made = ots::MakeHeaderSource(o.headers, *net);
       if (!made.ok()) return Fail(kExitUsage, absl::StrCat("--headers: ", made.status().message()));
       headers = std::move(*made);
     }
@@ -1028,7 +1032,7 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
   while (reader->Read(&chunk)) {
     data += chunk.data();
     total = chunk.total_size_bytes();
-    if (data.size() > (64u << 20)) {
+    if (data.size() > ots::kMaxProofFileBytes) {
       ctx.TryCancel();
       break;
     }

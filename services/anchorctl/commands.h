@@ -50,6 +50,9 @@ struct ReportOptions {
   // Verification of every proof: always the digest and the commitment path; the Bitcoin
   // attestations too when a header source is given (libs/ots MakeHeaderSource spec).
   std::string headers;
+  // Header rules: "mainnet" (default: pow limit and difficulty floor) or "regtest" (test chains;
+  // the verification column then says "(regtest)"). The sandbox: source is always regtest.
+  std::string network;
   bool no_verify = false;
 };
 

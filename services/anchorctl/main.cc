@@ -101,6 +101,10 @@ int main(int argc, char** argv) {
                          "Block header source to check Bitcoin attestations: file:PATH, rest:URL, "
                          "rpc:URL, sandbox:URL")
       ->envname("ANCHORD_HEADERS");
+  report_cmd->add_option("--network", report.network,
+                         "Header rules: mainnet (default: proof-of-work limit and difficulty "
+                         "floor) or regtest (test chains, reported as such)")
+      ->envname("ANCHORD_NETWORK");
   report_cmd->add_flag("--no-verify", report.no_verify, "Do not download and verify the proofs");
 
   std::string get_digest;
@@ -127,9 +131,17 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--headers", verify_headers,
                          "Bitcoin header source: file:PATH | rest:URL | rpc:URL[,cookie=PATH|,user=U,password=P] | sandbox:URL")
       ->envname("ANCHORD_OTS_HEADERS");
+  std::string verify_network;
+  verify_cmd->add_option("--network", verify_network,
+                         "Header rules: mainnet (default: proof-of-work limit and difficulty "
+                         "floor) or regtest (test chains; the output says so)")
+      ->envname("ANCHORD_NETWORK");
   std::string info_proof;
   auto* info_cmd = app.add_subcommand("info", "Print a proof as a readable tree");
   info_cmd->add_option("PROOF", info_proof, "The .ots file")->required();
+  bool info_full = false;
+  info_cmd->add_flag("--full", info_full,
+                     "Print long derived messages whole (default: first 32 bytes and the length)");
   std::vector<std::string> upgrade_proofs;
   anchord::anchorctl::OtsUpgradeOptions upgrade_opts;
   auto* upgrade_cmd = app.add_subcommand("upgrade", "Upgrade pending proofs in place from their calendars");
@@ -166,9 +178,10 @@ int main(int argc, char** argv) {
     if (*watch_cmd) return RunWatch(g, watch_job, watch_digest, watch_current);
     if (*verify_cmd) {
       return anchord::anchorctl::RunVerify(verify_file, verify_proof, verify_headers, g.json,
-                                           std::cout, std::cerr);
+                                           std::cout, std::cerr, verify_network);
     }
-    if (*info_cmd) return anchord::anchorctl::RunInfo(info_proof, g.json, std::cout, std::cerr);
+    if (*info_cmd) return anchord::anchorctl::RunInfo(info_proof, g.json, info_full, std::cout,
+                                                      std::cerr);
     if (*upgrade_cmd) {
       return anchord::anchorctl::RunUpgrade(upgrade_proofs, upgrade_opts, std::cout, std::cerr);
     }

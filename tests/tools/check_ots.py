@@ -81,7 +81,8 @@ def attestation_entry(msg, att, known):
     if isinstance(att, notary.LitecoinBlockHeaderAttestation):
         return {'type': 'litecoin', 'height': att.height, 'commitment_hex': msg.hex()}
     if isinstance(att, notary.UnknownAttestation):
-        return {'type': 'unknown', 'tag_hex': att.TAG.hex(), 'commitment_hex': msg.hex()}
+        return {'type': 'unknown', 'tag_hex': att.TAG.hex(), 'payload_hex': att.payload.hex(),
+                'commitment_hex': msg.hex()}
     return {'type': type(att).__name__, 'commitment_hex': msg.hex()}
 
 

@@ -122,7 +122,9 @@ TEST(DifficultyFloors, TableIsSaneAndRealBlocksClearIt) {
   const std::string limit = *CompactToTarget(kMainnetPowLimitBits);
   for (size_t i = 0; i < floors.size(); ++i) {
     SCOPED_TRACE(floors[i].height);
-    if (i > 0) EXPECT_GT(floors[i].height, floors[i - 1].height);
+    if (i > 0) {
+      EXPECT_GT(floors[i].height, floors[i - 1].height);
+    }
     EXPECT_THAT(floors[i].source, HasSubstr(absl::StrCat("block ", floors[i].height)));
     auto real = CompactToTarget(floors[i].real_bits);
     ASSERT_TRUE(real.ok());

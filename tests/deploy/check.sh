@@ -98,6 +98,8 @@ for want in 'ANCHORD_PROOFLEDGER_API_KEY_FILE: "/etc/anchord/provider/proofledge
 done
 for want in 'ANCHORD_SIMPLEPROOF_CALLBACK_URL: "http://staging-anchord-poller:8081/callbacks/simpleproof"' \
             'ANCHORD_WEBHOOK_LISTEN: "0.0.0.0:8081"' 'ANCHORD_SUBMITTER_ADDR: "staging-anchord-submitter:50051"' \
+            'ANCHORD_SUBMITTER_ADDR: "staging-anchord-submitter:50052"' \
+            'ANCHORD_POLLER_ADDR: "staging-anchord-poller:50052"' 'targetPort: internal' \
             '--simpleproof-limit=10' '--simpleproof-limit=20' '--merkle-max-leaves=5000' \
             'targetPort: webhook' 'containerPort: 8081' 'name: anchord-staging-simpleproof'; do
   grep -qF -- "$want" "$WORK/all-on.yaml" || die "all-on: '$want' missing"

@@ -208,8 +208,10 @@ TEST_F(TlsE2eTest, InternalRpcsRefuseOutsideCallersUnderTls) {
   outside.cert_file = Cert("client.pem");
   outside.key_file = Cert("client.key");
   e2e::ExpectInternalRpcsRefused(stack_->info(), outside);
-  RunResult get = RunCtl(MutualTls(), {"get", std::string(64, '4') + ""});
+  // The forged CONFIRMED hand-off (digest 0x42...) was stored nowhere.
+  RunResult get = RunCtl(MutualTls(), {"get", HexEncode(std::string(32, '\x42'))});
   EXPECT_EQ(get.output.find("CONFIRMED"), std::string::npos) << get.output;
+  EXPECT_EQ(get.output.find("PENDING"), std::string::npos) << get.output;
   // Without any certificate the internal port does not even complete the handshake.
   rpc::TransportSecurity anonymous;
   anonymous.ca_file = Cert("ca.pem");

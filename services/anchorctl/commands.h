@@ -23,6 +23,9 @@ struct StackFlags {
   int sandbox_window_seconds = 0;
   int sandbox_confirm_after_seconds = 0;
   int poll_interval_seconds = 0;
+  // Provider flags given on the command line ("--flag", "value" pairs), for the stack's submitter
+  // and poller (the environment reaches them anyway: they inherit it).
+  std::vector<std::string> provider_args;
 };
 
 struct LocalOptions {

@@ -443,6 +443,26 @@ TEST_F(E2eTest, LocalStackFromAnchorctl) {
   ASSERT_TRUE(fs::exists(stack_file)) << TailOfFile(spec.log_file);
   auto info = StackInfo::FromJson(*ReadSmallFile(stack_file.string()));
   ASSERT_TRUE(info.ok()) << info.status();
+  // stack.json names every endpoint the stack opened: before the fix the internal ports did not
+  // exist and the webhook was not recorded.
+  for (const std::string* endpoint : {&info->hasher, &info->submitter, &info->poller,
+                                      &info->submitter_internal, &info->poller_internal,
+                                      &info->webhook}) {
+    EXPECT_EQ(endpoint->rfind("127.0.0.1:", 0), 0u) << *ReadSmallFile(stack_file.string());
+  }
+  EXPECT_EQ(info->metrics.size(), 3u) << *ReadSmallFile(stack_file.string());
+  EXPECT_EQ(info->sandbox_url.rfind("http://127.0.0.1:", 0), 0u);
+  EXPECT_FALSE(info->sandbox_calendars.empty());
+  // The webhook recorded is the poller's: it answers an unknown provider with 404.
+  {
+    httplib::Client webhook("http://" + info->webhook);
+    webhook.set_connection_timeout(5);
+    auto res = webhook.Post("/callbacks/nosuchprovider", "{}", "application/json");
+    ASSERT_TRUE(res) << "webhook " << info->webhook << " unreachable";
+    EXPECT_EQ(res->status, 404);
+  }
+  // Plaintext outside callers (no internal token) are refused on every internal RPC.
+  e2e::ExpectInternalRpcsRefused(*info, rpc::TransportSecurity{});
 
   auto rows = Report("default", /*with_addresses=*/false);
   ASSERT_EQ(rows.size(), files.size());

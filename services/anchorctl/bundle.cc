@@ -35,8 +35,6 @@ namespace {
 
 constexpr char kFormat[] = "anchord-bundle";
 constexpr int kVersion = 1;
-// Mainnet's proof-of-work limit: a header easier than this cannot stand in for a mainnet block.
-constexpr uint32_t kMainnetPowLimitBits = 0x1d00ffff;
 
 int Fail(int code, const std::string& message) {
   std::cerr << "anchorctl: " << message << std::endl;
@@ -96,7 +94,8 @@ std::string VerifyMd(const std::string& job, const std::string& network) {
       "required: the Bitcoin block headers the .ots proofs commit to (headers/), the time-stamping\n"
       "authorities' certificates (tsa/), and a readable report (report.html, report.csv, report.json).\n"
       "The files themselves are NOT in the bundle: only their digests. Header policy: ", network,
-      " (", network == "mainnet" ? "headers must meet mainnet's proof-of-work limit"
+      " (", network == "mainnet" ? "headers must meet mainnet's proof-of-work limit and "
+                                   "difficulty floor"
                                  : "regtest-difficulty headers accepted: a test chain, not Bitcoin",
       ").\n\n",
       "## 1. Everything at once, with anchorctl\n\n",
@@ -188,7 +187,8 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
   if (network.empty()) network = absl::StartsWith(header_spec, "sandbox:") ? "regtest" : "mainnet";
   std::unique_ptr<ots::BlockHeaderSource> headers;
   if (!header_spec.empty()) {
-    auto made = ots::MakeHeaderSource(header_spec);
+    auto made = ots::MakeHeaderSource(
+        header_spec, network == "regtest" ? ots::Network::kRegtest : ots::Network::kMainnet);
     if (!made.ok()) return Fail(kExitUsage, absl::StrCat("--headers: ", made.status().message()));
     headers = *std::move(made);
   }
@@ -335,8 +335,9 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
                       {"created_at", TimeText(absl::Now())},
                       {"network", network},
                       {"header_source", header_spec.empty() ? "" : headers->Describe()},
-                      {"header_policy", network == "mainnet" ? "pow_limit_bits 0x1d00ffff"
-                                                             : "any difficulty (regtest)"},
+                      {"header_policy", network == "mainnet"
+                                            ? "pow_limit_bits 0x1d00ffff + difficulty floor"
+                                            : "any difficulty (regtest)"},
                       {"files", manifest.size()},
                       {"proofs", index}};
   entries.push_back({"bundle.json", Dump(meta) + "\n"});
@@ -430,8 +431,9 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     return malformed(absl::StrCat("entry bundle.json: unknown network \"", network, "\""));
   }
   // Headers: only the raw .hdr entries are trusted input (each is checked by libs/ots on use).
-  ots::HeaderPolicy policy;
-  if (network == "mainnet") policy.pow_limit_bits = kMainnetPowLimitBits;
+  // HeaderPolicy{} is mainnet's (pow limit and difficulty floor); regtest accepts any difficulty.
+  const ots::HeaderPolicy policy =
+      network == "mainnet" ? ots::HeaderPolicy::Mainnet() : ots::HeaderPolicy::Regtest();
   std::string headers_text;
   for (const auto& [name, data] : by_name) {
     if (!absl::StartsWith(name, "headers/") || !absl::EndsWith(name, ".hdr")) continue;

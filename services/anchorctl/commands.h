@@ -30,6 +30,9 @@ struct StackFlags {
   int sandbox_window_seconds = 0;
   int sandbox_confirm_after_seconds = 0;
   int poll_interval_seconds = 0;
+  // Provider flags given on the command line ("--flag", "value" pairs), for the stack's submitter
+  // and poller (the environment reaches them anyway: they inherit it).
+  std::vector<std::string> provider_args;
 };
 
 struct LocalOptions {
@@ -60,6 +63,9 @@ struct ReportOptions {
   // PEM trust anchors for RFC 3161 tokens; empty: the stack file's (a sandbox stack), else tokens
   // are matched but reported UNCHECKED.
   std::string tsa_ca_file;
+  // Header rules: "mainnet" (default: pow limit and difficulty floor) or "regtest" (test chains;
+  // the verification column then says "(regtest)"). The sandbox: source is always regtest.
+  std::string network;
   bool no_verify = false;
 };
 

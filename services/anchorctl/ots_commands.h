@@ -23,7 +23,9 @@ inline constexpr int kOtsExitMismatch = 3;
 
 // `proof_path` empty = file_path + ".ots". `header_source` is a spec for ots::MakeHeaderSource
 // ("file:PATH", "rest:URL", "rpc:URL[,cookie=PATH|,user=U,password=P]", "sandbox:URL"); empty =
-// no source (Bitcoin attestations are listed with the merkle root to check by hand).
+// no source (Bitcoin attestations are listed with the merkle root to check by hand). `network`
+// ("mainnet" or empty, "regtest") picks the header rules (ots::HeaderPolicy); a bad value is
+// exit 2. Output under regtest rules says so (text: a NOTE line; JSON: "network").
 //
 // An RFC 3161 proof (a .tsr, or its Merkle-path form .tsrm; recognised by its bytes) is checked
 // against `tsa_ca_file` (PEM trust anchors): the file's SHA-256 (through the Merkle path to the
@@ -32,14 +34,17 @@ inline constexpr int kOtsExitMismatch = 3;
 // printed. Exit 1 when no --tsa-ca-file is given (the signature cannot be checked).
 int RunVerify(const std::string& file_path, const std::string& proof_path,
               const std::string& header_source, bool json, std::ostream& out, std::ostream& err,
-              const std::string& tsa_ca_file = "");
+              const std::string& network = "", const std::string& tsa_ca_file = "");
 
 // The same with an already built source (tests, and `report` which reuses one source).
 int RunVerifyWith(const std::string& file_path, const std::string& proof_path,
                   ots::BlockHeaderSource* headers, bool json, std::ostream& out,
                   std::ostream& err, const std::string& tsa_ca_file = "");
 
-int RunInfo(const std::string& proof_path, bool json, std::ostream& out, std::ostream& err);
+// `full` prints long derived messages whole (libs/ots/info.h); the output stays linear in the
+// proof's size either way.
+int RunInfo(const std::string& proof_path, bool json, bool full, std::ostream& out,
+            std::ostream& err);
 
 struct OtsUpgradeOptions {
   std::vector<std::string> whitelist;  // extra calendar URL globs; empty = reference default

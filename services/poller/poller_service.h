@@ -34,6 +34,7 @@ struct PollerServiceOptions {
 };
 
 class WatchReactor;
+class TrackReactor;
 
 class PollerServiceImpl final : public anchord::v1::PollerService::CallbackService {
  public:
@@ -42,8 +43,10 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
                     WorkerPool* pool, PollerServiceOptions options = {});
   ~PollerServiceImpl() override;
 
-  // Ends every open Watch stream with UNAVAILABLE ("server shutting down"), so a graceful drain
-  // does not wait for the grace period on streams that never end by themselves.
+  // Ends every open Watch stream with UNAVAILABLE ("server shutting down"), and drains every
+  // Track stream (no more reads; what was read is stored and answered, then UNAVAILABLE), so a
+  // graceful drain does not wait for the grace period on streams that never end by themselves.
+  // Streams opened later are ended the same way.
   void EndWatches();
 
   // anchord::v1::PollerService::CallbackService
@@ -66,6 +69,8 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   friend class DownloadReactor;
   void AddWatcher(WatchReactor* w);
   void RemoveWatcher(WatchReactor* w);
+  void AddTrack(TrackReactor* t);
+  void RemoveTrack(TrackReactor* t);
 
   PollerStore* store_;
   EventBus* bus_;
@@ -77,6 +82,9 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   std::mutex watchers_mu_;
   std::set<WatchReactor*> watchers_;
   bool ending_ = false;
+  std::mutex tracks_mu_;
+  std::set<TrackReactor*> tracks_;
+  bool tracks_ending_ = false;
 };
 
 class StatusServiceImpl final : public anchord::v1::StatusService::CallbackService {

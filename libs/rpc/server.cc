@@ -4,12 +4,19 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/support/server_interceptor.h>
 #include <prometheus/histogram.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <atomic>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -18,17 +25,45 @@
 namespace anchord::rpc {
 namespace {
 
+}  // namespace
+
+// Calls that have not sent their status yet, for the drain (see ServerRunner::Shutdown).
+struct ActiveCalls {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t count = 0;
+  void Add(int64_t n) {
+    std::lock_guard<std::mutex> lock(mu);
+    count += n;
+    if (count == 0) cv.notify_all();
+  }
+};
+
+namespace {
+
 // Records anchord_rpc_duration_seconds{service,method,code} for every RPC: start at the arrival of
-// the initial metadata, end when the status is sent.
+// the initial metadata, end when the status is sent. Also counts the calls still open.
 class LatencyInterceptor final : public grpc::experimental::Interceptor {
  public:
   LatencyInterceptor(grpc::experimental::ServerRpcInfo* info,
-                     prometheus::Family<prometheus::Histogram>* family, std::string service)
-      : info_(info), family_(family), service_(std::move(service)),
-        start_(std::chrono::steady_clock::now()) {}
+                     prometheus::Family<prometheus::Histogram>* family, std::string service,
+                     ActiveCalls* active)
+      : info_(info), family_(family), service_(std::move(service)), active_(active),
+        start_(std::chrono::steady_clock::now()) {
+    active_->Add(1);
+  }
+  // A call destroyed without a status (never started by the application) stops counting too.
+  ~LatencyInterceptor() override {
+    if (!status_sent_) active_->Add(-1);
+  }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) &&
+        !status_sent_) {
+      status_sent_ = true;
+      active_->Add(-1);
+    }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status st = methods->GetSendStatus();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -50,22 +85,26 @@ class LatencyInterceptor final : public grpc::experimental::Interceptor {
   grpc::experimental::ServerRpcInfo* info_;
   prometheus::Family<prometheus::Histogram>* family_;
   std::string service_;
+  ActiveCalls* active_;
+  bool status_sent_ = false;
   std::chrono::steady_clock::time_point start_;
 };
 
 class LatencyInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  LatencyInterceptorFactory(prometheus::Family<prometheus::Histogram>* family, std::string service)
-      : family_(family), service_(std::move(service)) {}
+  LatencyInterceptorFactory(prometheus::Family<prometheus::Histogram>* family, std::string service,
+                            ActiveCalls* active)
+      : family_(family), service_(std::move(service)), active_(active) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new LatencyInterceptor(info, family_, service_);
+    return new LatencyInterceptor(info, family_, service_, active_);
   }
 
  private:
   prometheus::Family<prometheus::Histogram>* family_;
   std::string service_;
+  ActiveCalls* active_;
 };
 
 }  // namespace
@@ -111,7 +150,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
                       .Help("Duration of served gRPC calls, by method and status code.")
                       .Register(*registry);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-  creators.push_back(std::make_unique<LatencyInterceptorFactory>(&latency, options.service_name));
+  runner->active_ = std::make_unique<ActiveCalls>();
+  creators.push_back(std::make_unique<LatencyInterceptorFactory>(&latency, options.service_name,
+                                                                 runner->active_.get()));
   builder.experimental().SetInterceptorCreators(std::move(creators));
 
   runner->server_ = builder.BuildAndStart();
@@ -158,12 +199,46 @@ void ServerRunner::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->Shutdown();
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.shutdown_grace)));
+  // Waits for the open calls (each service has already told its long-lived streams to end once
+  // their items in flight are answered), up to the grace period, then shuts the server down with
+  // an immediate deadline. gRPC's own Shutdown(grace) was measured to wait seconds even with no
+  // call open (gRPC 1.51), which every `archive --local` paid at exit.
+  {
+    std::unique_lock<std::mutex> lock(active_->mu);
+    active_->cv.wait_for(lock, absl::ToChronoMilliseconds(options_.shutdown_grace),
+                         [&] { return active_->count <= 0; });
+  }
+  server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
 }
 
-ServerRunner::~ServerRunner() { Shutdown(); }
+ServerRunner::~ServerRunner() {
+  Shutdown();
+  if (!exposer_) return;
+  // The metrics server (civetweb) notices its stop only when its accept loop's poll returns, which
+  // without traffic is after a 2-second quantum: every service's exit waited for it. A connection
+  // to the metrics port makes the poll return at once; repeated until the exposer is gone, since a
+  // connection accepted just before the stop flag was set does not count.
+  const int port = metrics_port();
+  std::atomic<bool> gone{false};
+  std::thread waker([port, &gone] {
+    for (int i = 0; i < 200 && !gone.load(); ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (fd >= 0) {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        (void)connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+        close(fd);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer_.reset();
+  gone = true;
+  waker.join();
+}
 
 void BlockTerminationSignals() {
   sigset_t set;

@@ -27,8 +27,10 @@ struct PollerServiceOptions {
   // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
   // offered a path-only proof once confirmed (see leaf_proof.h).
   std::set<std::string> providers_without_ots;
-  // Track requests of one stream read but not yet acknowledged.
-  int track_max_in_flight = 64;
+  // Track requests of one stream read but not yet acknowledged. Requests read while a batch is
+  // being stored form the next batch (one transaction), so this is also the largest group commit:
+  // the submitter hands off Merkle leaves in windows of 1,024.
+  int track_max_in_flight = 1024;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
 };

@@ -176,7 +176,7 @@ if [ "${STRACE:-0}" = 1 ] && command -v strace > /dev/null; then
   sleep 0.5
   "$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" 20000 "$STREAMS" 1024 8 > /dev/null
   kill -INT "$ST"; wait "$ST" 2>/dev/null || true
-  SYNC_LINE="$(grep -E 'fdatasync|fsync' "$WORK/strace.txt" | awk '{print $5" "$6}' | tr '\n' ' ')"
+  SYNC_LINE="$(grep -E 'fdatasync|fsync' "$WORK/strace.txt" | awk '{print $4" "$NF}' | tr '\n' ' ')"
 fi
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 wait 2>/dev/null || true

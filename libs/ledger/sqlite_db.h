@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 #include "absl/strings/string_view.h"
 
@@ -25,10 +26,13 @@ namespace anchord::ledger {
 
 class SqliteDb;
 
-// A prepared statement. Bind parameters are 1-based, as in SQLite.
+// A prepared statement. Bind parameters are 1-based, as in SQLite. When it goes out of scope it
+// returns (reset, bindings cleared) to its SqliteDb's cache, so the next Prepare of the same SQL
+// does not compile it again.
 class Statement {
  public:
-  Statement(Statement&& other) noexcept : stmt_(other.stmt_), db_(other.db_) {
+  Statement(Statement&& other) noexcept
+      : stmt_(other.stmt_), db_(other.db_), owner_(other.owner_) {
     other.stmt_ = nullptr;
   }
   Statement(const Statement&) = delete;
@@ -53,9 +57,11 @@ class Statement {
 
  private:
   friend class SqliteDb;
-  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  Statement(sqlite3_stmt* stmt, sqlite3* db, SqliteDb* owner)
+      : stmt_(stmt), db_(db), owner_(owner) {}
   sqlite3_stmt* stmt_;
   sqlite3* db_;
+  SqliteDb* owner_;  // the cache it returns to; null: finalized on destruction
 };
 
 enum class Durability {
@@ -94,9 +100,15 @@ class SqliteDb {
   std::recursive_mutex& mutex() { return mu_; }
 
  private:
+  friend class Statement;
   explicit SqliteDb(sqlite3* db) : db_(db) {}
+  // Takes back a statement that went out of scope. Finalizes it when the cache is full.
+  void Release(sqlite3_stmt* stmt);
   sqlite3* db_;
   std::recursive_mutex mu_;
+  // Idle prepared statements by their SQL text (guarded by mu_). A statement in use is not in the
+  // cache, so two live statements of the same SQL are two compiled statements.
+  std::unordered_multimap<std::string, sqlite3_stmt*> idle_;
 };
 
 // BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() succeeded. Holds the

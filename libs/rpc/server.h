@@ -61,8 +61,11 @@ class ServerRunner {
   int metrics_port() const;
   grpc::Server* server() { return server_.get(); }
 
-  // Marks every service NOT_SERVING, then stops accepting RPCs and gives in-flight ones the grace
-  // period. Idempotent.
+  // Marks every service NOT_SERVING, waits (up to the grace period) until no call is open on either
+  // port, then stops the public and the internal server, cancelling what is still open. Streams
+  // that never end by themselves must be ended by their service first (their drains), or they hold
+  // the shutdown for the whole grace.
+  // Idempotent.
   void Shutdown();
 
  private:
@@ -75,6 +78,7 @@ class ServerRunner {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<struct ActiveCalls> active_;
   bool shut_down_ = false;
 };
 

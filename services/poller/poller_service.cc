@@ -73,9 +73,21 @@ class TrackReactor final
     : public rpc::ReactorLifetime<grpc::ServerBidiReactor<v1::TrackRequest, v1::TrackResponse>> {
  public:
   explicit TrackReactor(PollerServiceImpl* service) : service_(service) {
+    // Registered before anything can finish the stream, so OnDone always finds it registered.
+    service_->AddTrack(this);
     std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;  // drained at once: the poller is shutting down
     reading_ = true;
     StartRead(&read_buf_);
+  }
+
+  // Called by the service on shutdown: reads nothing more, answers what was read once it is
+  // stored, then ends the stream with UNAVAILABLE so the sender reconnects (to a restarted
+  // poller) and resends whatever it did not get an answer for.
+  void Drain() {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+    MaybeFinishLocked();
   }
 
   // grpc::ServerBidiReactor
@@ -87,6 +99,7 @@ class TrackReactor final
       MaybeFinishLocked();
       return;
     }
+    if (finished_) return;  // read after a drain finished the stream: never answered, so resent
     ++in_flight_;
     inbox_.push_back(std::move(read_buf_));
     read_buf_.Clear();
@@ -114,13 +127,16 @@ class TrackReactor final
     FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
-  void OnDone() override { Unref(); }
+  void OnDone() override {
+    service_->RemoveTrack(this);
+    Unref();
+  }
 
  private:
 
   void MaybeReadLocked() {
     // One read in flight; at most track_max_in_flight requests between read and acknowledgement.
-    if (reading_ || reads_done_ || finished_) return;
+    if (reading_ || reads_done_ || finished_ || draining_) return;
     if (in_flight_ >= service_->options_.track_max_in_flight) return;
     reading_ = true;
     StartRead(&read_buf_);
@@ -135,8 +151,12 @@ class TrackReactor final
   }
 
   void MaybeFinishLocked() {
-    if (reads_done_ && in_flight_ == 0 && !writing_ && !task_scheduled_) {
+    if (in_flight_ != 0 || writing_ || task_scheduled_) return;
+    if (reads_done_) {
       FinishLocked(grpc::Status::OK);
+    } else if (draining_) {
+      // A read may still be outstanding: gRPC completes it (not ok) once the status is sent.
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "poller shutting down; reconnect"));
     }
   }
 
@@ -238,6 +258,7 @@ class TrackReactor final
   bool reading_ = false;
   bool reads_done_ = false;
   bool task_scheduled_ = false;
+  bool draining_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -491,12 +512,33 @@ void PollerServiceImpl::RemoveWatcher(WatchReactor* w) {
 }
 
 void PollerServiceImpl::EndWatches() {
-  std::lock_guard<std::mutex> lock(watchers_mu_);
-  ending_ = true;
-  // Safe: a watcher removes itself under watchers_mu_ in OnDone, before it can be deleted.
-  for (WatchReactor* w : watchers_) {
-    w->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+  {
+    std::lock_guard<std::mutex> lock(watchers_mu_);
+    ending_ = true;
+    // Safe: a watcher removes itself under watchers_mu_ in OnDone, before it can be deleted.
+    for (WatchReactor* w : watchers_) {
+      w->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+    }
   }
+  std::lock_guard<std::mutex> lock(tracks_mu_);
+  tracks_ending_ = true;
+  // Same rule: a Track stream removes itself under tracks_mu_ in OnDone.
+  for (TrackReactor* t : tracks_) t->Drain();
+}
+
+void PollerServiceImpl::AddTrack(TrackReactor* t) {
+  bool ending;
+  {
+    std::lock_guard<std::mutex> lock(tracks_mu_);
+    tracks_.insert(t);
+    ending = tracks_ending_;
+  }
+  if (ending) t->Drain();
+}
+
+void PollerServiceImpl::RemoveTrack(TrackReactor* t) {
+  std::lock_guard<std::mutex> lock(tracks_mu_);
+  tracks_.erase(t);
 }
 
 grpc::ServerBidiReactor<v1::TrackRequest, v1::TrackResponse>* PollerServiceImpl::Track(

@@ -28,8 +28,10 @@ struct PollerServiceOptions {
   // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
   // offered a path-only proof once confirmed (see leaf_proof.h).
   std::set<std::string> providers_without_ots;
-  // Track requests of one stream read but not yet acknowledged.
-  int track_max_in_flight = 64;
+  // Track requests of one stream read but not yet acknowledged. Requests read while a batch is
+  // being stored form the next batch (one transaction), so this is also the largest group commit:
+  // the submitter hands off Merkle leaves in windows of 1,024.
+  int track_max_in_flight = 1024;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
   // Which port this instance serves: the public one (Track refused) or the internal one (only
@@ -38,6 +40,7 @@ struct PollerServiceOptions {
 };
 
 class WatchReactor;
+class TrackReactor;
 
 class PollerServiceImpl final : public anchord::v1::PollerService::CallbackService {
  public:
@@ -46,8 +49,10 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
                     WorkerPool* pool, PollerServiceOptions options = {});
   ~PollerServiceImpl() override;
 
-  // Ends every open Watch stream with UNAVAILABLE ("server shutting down"), so a graceful drain
-  // does not wait for the grace period on streams that never end by themselves.
+  // Ends every open Watch stream with UNAVAILABLE ("server shutting down"), and drains every
+  // Track stream (no more reads; what was read is stored and answered, then UNAVAILABLE), so a
+  // graceful drain does not wait for the grace period on streams that never end by themselves.
+  // Streams opened later are ended the same way.
   void EndWatches();
 
   // anchord::v1::PollerService::CallbackService
@@ -70,6 +75,8 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   friend class DownloadReactor;
   void AddWatcher(WatchReactor* w);
   void RemoveWatcher(WatchReactor* w);
+  void AddTrack(TrackReactor* t);
+  void RemoveTrack(TrackReactor* t);
 
   PollerStore* store_;
   EventBus* bus_;
@@ -81,6 +88,9 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   std::mutex watchers_mu_;
   std::set<WatchReactor*> watchers_;
   bool ending_ = false;
+  std::mutex tracks_mu_;
+  std::set<TrackReactor*> tracks_;
+  bool tracks_ending_ = false;
 };
 
 class StatusServiceImpl final : public anchord::v1::StatusService::CallbackService {

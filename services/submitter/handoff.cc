@@ -1,7 +1,11 @@
 #include "services/submitter/handoff.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
@@ -139,54 +143,20 @@ void Handoff::Loop() {
 
 bool Handoff::RunStream(grpc::ClientContext* ctx) {
   auto stream = stub_->Track(ctx);
-  bool progressed = false;
-  bool broken = false;
-  const auto deadline = ctx->deadline();
-  while (!broken) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) break;
-    }
-    // Reopen a stream close to its deadline rather than have a batch cut off by it.
-    if (std::chrono::system_clock::now() + std::chrono::seconds(5) > deadline) break;
-    absl::StatusOr<std::vector<Submission>> rows = store_->PendingHandoff(options_.batch);
-    if (!rows.ok()) {
-      ANCHORD_LOG(Error) << "hand-off: " << rows.status();
-      if (WaitFor(options_.idle_poll)) break;
-      continue;
-    }
-    if (rows->empty()) {
-      if (WaitFor(options_.idle_poll)) break;
-      continue;
-    }
-    struct Sent { int64_t id; int64_t seq; };
-    std::map<std::string, Sent> unacked;
-    for (const Submission& row : *rows) {
-      absl::StatusOr<std::vector<FileRef>> files = store_->Refs(row.digest);
-      if (!files.ok()) {
-        ANCHORD_LOG(Error) << "hand-off: " << files.status();
-        continue;
-      }
-      anchord::v1::TrackRequest req;
-      std::string id = absl::StrCat("s", row.id, "-", row.change_seq);
-      req.set_request_id(id);
-      *req.mutable_proof() = BuildProof(row, *files);
-      req.set_evidence(row.record.evidence);
-      if (row.mode == RowMode::kLeaf) req.set_merkle_path(row.merkle_path);
-      req.set_fallback_provider(row.fallback_provider);
-      if (!stream->Write(req)) {
-        broken = true;
-        break;
-      }
-      unacked[id] = Sent{row.id, row.change_seq};
-    }
-    bool retry_later = false;
+  // Acknowledgements are read on their own thread while this one writes, so a window of any size
+  // never stalls on HTTP/2 flow control, and the rows of a whole window are marked handed off in
+  // one transaction (one commit per window, not one per proof).
+  struct Sent { int64_t id; int64_t seq; };
+  std::mutex amu;
+  std::condition_variable acv;
+  std::map<std::string, Sent> unacked;            // guarded by amu
+  std::vector<std::pair<int64_t, int64_t>> acked;  // guarded by amu: {id, seq} to mark
+  bool reader_done = false;                       // guarded by amu
+  bool retry_later = false;                       // guarded by amu
+  std::thread reader([&] {
     anchord::v1::TrackResponse resp;
-    while (!broken && !unacked.empty()) {
-      if (!stream->Read(&resp)) {
-        broken = true;
-        break;
-      }
+    while (stream->Read(&resp)) {
+      std::lock_guard<std::mutex> lock(amu);
       auto it = unacked.find(resp.request_id());
       if (it == unacked.end()) continue;  // an ack of an earlier, broken stream: ignore
       const auto& st = resp.status();
@@ -206,20 +176,83 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
       } else if (metrics_) {
         metrics_->handoffs.Add({{"result", "ok"}}).Increment();
       }
-      if (mark) {
-        absl::Status ms = store_->MarkHandedOff(it->second.id, it->second.seq);
-        if (!ms.ok()) {
-          ANCHORD_LOG(Error) << "hand-off: " << ms;
-        }
-        progressed = true;
-      }
+      if (mark) acked.emplace_back(it->second.id, it->second.seq);
       unacked.erase(it);
+      if (unacked.empty()) acv.notify_all();
     }
-    if (retry_later) {
-      broken = true;  // back off before sending the refused ones again
+    std::lock_guard<std::mutex> lock(amu);
+    reader_done = true;
+    acv.notify_all();
+  });
+
+  bool progressed = false;
+  auto mark_acked = [&] {
+    std::vector<std::pair<int64_t, int64_t>> rows;
+    {
+      std::lock_guard<std::mutex> lock(amu);
+      rows.swap(acked);
     }
+    if (rows.empty()) return;
+    absl::Status ms = store_->MarkHandedOffBatch(rows);
+    if (!ms.ok()) {
+      ANCHORD_LOG(Error) << "hand-off: " << ms;  // resent later: the poller is idempotent
+    }
+    progressed = true;
+  };
+  bool broken = false;
+  const auto deadline = ctx->deadline();
+  while (!broken) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    // Reopen a stream close to its deadline rather than have a batch cut off by it.
+    if (std::chrono::system_clock::now() + std::chrono::seconds(5) > deadline) break;
+    absl::StatusOr<std::vector<Submission>> rows = store_->PendingHandoff(options_.batch);
+    if (!rows.ok()) {
+      ANCHORD_LOG(Error) << "hand-off: " << rows.status();
+      if (WaitFor(options_.idle_poll)) break;
+      continue;
+    }
+    if (rows->empty()) {
+      if (WaitFor(options_.idle_poll)) break;
+      continue;
+    }
+    anchord::v1::TrackRequest req;
+    for (const Submission& row : *rows) {
+      absl::StatusOr<std::vector<FileRef>> files = store_->Refs(row.digest);
+      if (!files.ok()) {
+        ANCHORD_LOG(Error) << "hand-off: " << files.status();
+        continue;
+      }
+      req.Clear();
+      std::string id = absl::StrCat("s", row.id, "-", row.change_seq);
+      req.set_request_id(id);
+      *req.mutable_proof() = BuildProof(row, *files);
+      req.set_evidence(row.record.evidence);
+      if (row.mode == RowMode::kLeaf) req.set_merkle_path(row.merkle_path);
+      req.set_fallback_provider(row.fallback_provider);
+      {
+        std::lock_guard<std::mutex> lock(amu);  // before the write: the ack may come at once
+        unacked[id] = Sent{row.id, row.change_seq};
+      }
+      if (!stream->Write(req)) {
+        broken = true;
+        break;
+      }
+    }
+    {
+      std::unique_lock<std::mutex> lock(amu);
+      acv.wait(lock, [&] { return unacked.empty() || reader_done; });
+      if (!unacked.empty()) broken = true;
+      // Back off before sending the refused ones again.
+      if (retry_later) broken = true;
+    }
+    mark_acked();
   }
   ctx->TryCancel();
+  reader.join();
+  mark_acked();  // acknowledgements that arrived while the stream was ending
   grpc::Status st = stream->Finish();
   if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
     ANCHORD_LOG(Warning) << "hand-off stream to the poller ended: " << st.error_message();

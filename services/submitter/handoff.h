@@ -24,7 +24,9 @@ namespace anchord::submitter {
 struct HandoffOptions {
   // Deadline of one Track stream; the stream is reopened when it expires.
   absl::Duration track_deadline = absl::Hours(1);
-  int batch = 64;  // proofs in flight (sent, not yet acknowledged) at most
+  // Proofs in flight (sent, not yet acknowledged) at most; they are marked handed off in one
+  // transaction. A Merkle batch hands off up to 10,000 leaves at once.
+  int batch = 1024;
   absl::Duration idle_poll = absl::Milliseconds(500);
   BackoffPolicy reconnect{absl::Milliseconds(100), absl::Seconds(10), 2.0};
 };

@@ -208,6 +208,9 @@ int Run(int argc, char** argv) {
   ANCHORD_LOG(Info) << "signal " << sig << ": draining";
   // Order: stop intake RPCs first (the intake thread still answers what they sent), then the
   // workers (cancelling pacing waits), then the hand-off.
+  // Submit streams never end by themselves: drain them first (items read are still committed
+  // and answered) so the server's shutdown does not wait out its grace period.
+  core.DrainStreams();
   runner->Shutdown();
   core.Stop();
   batcher.Stop();

@@ -28,9 +28,11 @@ namespace anchord::submitter {
 struct ServiceOptions {
   // Reading stops while QUEUED+SUBMITTING rows exceed this.
   int64_t high_water = 100000;
-  // Items of one stream accepted but not yet answered; reading stops while it is reached.
-  int max_outstanding_per_stream = 64;
-  int max_batch = 256;  // items per intake transaction
+  // Items of one stream accepted but not yet answered; reading stops while it is reached. Large
+  // enough that a stream keeps the intake busy while the previous group commit is on disk.
+  int max_outstanding_per_stream = 1024;
+  // Items per intake transaction (group commit across every open stream).
+  int max_batch = 4096;
   absl::Duration backlog_refresh = absl::Milliseconds(200);
   std::vector<std::string> providers;  // known names
   std::string default_provider;
@@ -63,6 +65,13 @@ class SubmitterCore {
   // A reactor stopped reading because of the high-water mark; it is resumed by the monitor.
   void RegisterPaused(SubmitReactor* r);
   void Unregister(SubmitReactor* r);
+  // Open Submit streams, for DrainStreams. RegisterLive returns true when already draining.
+  bool RegisterLive(SubmitReactor* r);
+  void UnregisterLive(SubmitReactor* r);
+  // For shutdown: every open (and later) Submit stream stops reading, answers each item it read
+  // once that item is committed, and then ends with UNAVAILABLE, so the server's drain does not
+  // wait out its grace on streams that never end by themselves. Call before ServerRunner::Shutdown.
+  void DrainStreams();
 
   SubmitterStore* store() { return store_; }
   Engine* engine() { return engine_; }
@@ -82,12 +91,18 @@ class SubmitterCore {
   std::atomic<int64_t> backlog_{0};
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  // One condition per kind of waiter, so that an intake item wakes only the intake thread.
+  std::condition_variable intake_cv_;
+  std::condition_variable work_cv_;
+  std::condition_variable monitor_cv_;
   bool stopping_ = false;
   std::deque<IntakeItem> intake_;             // guarded by mu_
   std::deque<std::function<void()>> work_;    // guarded by mu_
   std::set<SubmitReactor*> paused_;           // guarded by paused_mu_
   std::recursive_mutex paused_mu_;
+  std::mutex live_mu_;
+  std::set<SubmitReactor*> live_;  // guarded by live_mu_
+  bool draining_ = false;          // guarded by live_mu_
   std::vector<std::thread> threads_;
 };
 

@@ -88,7 +88,6 @@ CREATE TABLE IF NOT EXISTS submissions (
   lease_until INTEGER NOT NULL DEFAULT 0,
   UNIQUE (digest, provider)
 );
-CREATE INDEX IF NOT EXISTS submissions_ready ON submissions (provider, state, id);
 CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id)
   WHERE state IN (2, 3) AND handed_off_seq < change_seq;
 CREATE TABLE IF NOT EXISTS refs (
@@ -102,8 +101,6 @@ CREATE TABLE IF NOT EXISTS refs (
   created_at INTEGER NOT NULL,
   UNIQUE (digest, job, source_path)
 );
-CREATE INDEX IF NOT EXISTS refs_digest ON refs (digest, id);
-CREATE INDEX IF NOT EXISTS refs_job ON refs (job, digest);
 CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sends (bucket TEXT NOT NULL, sent_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sends_bucket ON sends (bucket, sent_at);
@@ -203,9 +200,26 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::Status Init() {
     SUBMITTER_RETURN_IF_ERROR(db_->Exec(kSchema));
     SUBMITTER_RETURN_IF_ERROR(db_->AddMissingColumns("submissions", kAddedColumns));
+    // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
+    // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
+    // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
+    // (backlog), by the batcher's look every 200 ms (waiting: the count is read from the index
+    // alone) and by the hand-off for each window of proofs (handoff).
+    // Every index costs each intake a B-tree insert at a random place (digests are random), so
+    // only those a query needs are kept: refs are looked up by digest (and job) through their
+    // UNIQUE (digest, job, source_path) index; the indexes dropped here were made redundant by
+    // it and by the partial ones below.
     return db_->Exec(
-        "CREATE INDEX IF NOT EXISTS submissions_unbatched ON submissions (provider, mode, "
-        "batch_id, id)");
+        "DROP INDEX IF EXISTS submissions_ready; DROP INDEX IF EXISTS refs_digest; "
+        "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "
+        "CREATE INDEX IF NOT EXISTS submissions_waiting ON submissions (provider, id) "
+        "WHERE mode = 1 AND batch_id = 0 AND state = 0; "
+        "CREATE INDEX IF NOT EXISTS submissions_sendable ON submissions (provider, id) "
+        "WHERE state IN (0, 1) AND mode <> 1; "
+        "CREATE INDEX IF NOT EXISTS submissions_backlog ON submissions (state) "
+        "WHERE state IN (0, 1); "
+        "CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id) "
+        "WHERE state IN (2, 3) AND handed_off_seq < change_seq");
   }
 
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
@@ -267,6 +281,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         }
       }
       const FileRef& file = original.has_value() ? *original : item.file;
+      bool all_new = true;
       for (const std::string& provider : item.providers) {
         add_sub.Reset();
         add_sub.BindBlob(1, item.digest)
@@ -280,12 +295,16 @@ class SqliteSubmitterStore final : public SubmitterStore {
             .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
             .Bind(10, item.fallback_provider);
         SUBMITTER_RETURN_IF_ERROR(add_sub.Run());
+        if (db_->Changes() == 0) all_new = false;
       }
-      min_state.Reset();
-      min_state.BindBlob(1, item.digest);
-      SUBMITTER_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
-      if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
-      min_state.Reset();
+      // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
+      if (!all_new) {
+        min_state.Reset();
+        min_state.BindBlob(1, item.digest);
+        SUBMITTER_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
+        if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
+        min_state.Reset();
+      }
       out.push_back(std::move(res));
     }
     SUBMITTER_RETURN_IF_ERROR(tx.Commit());
@@ -350,16 +369,22 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    // Rows are inserted in time order, so the oldest waiting leaf is the one with the lowest id.
     SUBMITTER_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
-                                  "provider = ?1 AND mode = 1 AND batch_id = 0 AND state = 0"));
+        Statement s, db_->Prepare("SELECT COUNT(*) FROM submissions WHERE provider = ?1 AND "
+                                  "mode = 1 AND batch_id = 0 AND state = 0"));
     s.Bind(1, provider);
     SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
     Waiting w;
-    if (row) {
-      w.count = s.ColumnInt(0);
-      if (!s.ColumnIsNull(1)) w.oldest = FromMs(s.ColumnInt(1));
-    }
+    if (row) w.count = s.ColumnInt(0);
+    if (w.count == 0) return w;
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement first,
+        db_->Prepare("SELECT created_at FROM submissions WHERE provider = ?1 AND mode = 1 AND "
+                     "batch_id = 0 AND state = 0 ORDER BY id LIMIT 1"));
+    first.Bind(1, provider);
+    SUBMITTER_ASSIGN_OR_RETURN(bool found, first.Step());
+    if (found) w.oldest = FromMs(first.ColumnInt(0));
     return w;
   }
 
@@ -437,7 +462,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
     SUBMITTER_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
-                                  "AND state IN (0, 1) AND lease_until = 0"));
+                                  "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0"));
     s.Bind(1, provider);
     SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row || s.ColumnIsNull(0)) return std::optional<absl::Time>();
@@ -591,6 +616,21 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return Update(
         "UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1",
         [&](Statement& s) { s.Bind(1, id).Bind(2, seq); });
+  }
+
+  absl::Status MarkHandedOffBatch(const std::vector<std::pair<int64_t, int64_t>>& rows) override {
+    if (rows.empty()) return absl::OkStatus();
+    Transaction tx(*db_);
+    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    SUBMITTER_ASSIGN_OR_RETURN(
+        Statement s,
+        db_->Prepare("UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1"));
+    for (const auto& [id, seq] : rows) {
+      s.Reset();
+      s.Bind(1, id).Bind(2, seq);
+      SUBMITTER_RETURN_IF_ERROR(s.Run());
+    }
+    return tx.Commit();
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) override {

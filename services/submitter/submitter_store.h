@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -159,7 +160,8 @@ class SubmitterStore {
   }
   // Frees every lease (at start: a single-process store's old leases belong to a dead process).
   virtual absl::Status ReleaseAllLeases() = 0;
-  // Earliest next_attempt_at among ready-to-be rows of `provider`; nullopt when none.
+  // Earliest next_attempt_at among ready-to-be rows of `provider` (never a Merkle leaf: leaves are
+  // not sent); nullopt when none.
   virtual absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) = 0;
   // QUEUED -> SUBMITTING with the prepared key and body. Must commit before the create is sent.
   virtual absl::Status MarkPrepared(int64_t id, const std::string& idempotency_key,
@@ -204,6 +206,15 @@ class SubmitterStore {
   virtual absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) = 0;
   // Records that the poller acknowledged the row as of `seq` (a later change stays pending).
   virtual absl::Status MarkHandedOff(int64_t id, int64_t seq) = 0;
+  // MarkHandedOff for many rows ({id, seq}) in ONE transaction (one commit for a whole window of
+  // acknowledgements). The default runs MarkHandedOff per row; stores override it.
+  virtual absl::Status MarkHandedOffBatch(const std::vector<std::pair<int64_t, int64_t>>& rows) {
+    for (const auto& [id, seq] : rows) {
+      absl::Status st = MarkHandedOff(id, seq);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
 
   // --- Reads ------------------------------------------------------------------------------------
   virtual absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) = 0;

@@ -192,6 +192,52 @@ TEST_F(PollerServiceTest, TrackAcksAfterDurableStoreAndNamesInvalidFields) {
   EXPECT_EQ(all->size(), 21u);
 }
 
+// Shutdown: EndWatches drains Track streams (on the internal instance, the only one serving
+// Track). Every request read before the drain is stored and answered, then the stream ends with
+// UNAVAILABLE (the submitter reconnects and resends what was not answered); a stream opened later
+// ends at once. Nothing answered OK is missing from the store.
+TEST_F(PollerServiceTest, TrackStreamsDrainOnShutdownAfterTheirAcks) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ctx.AddMetadata(rpc::kInternalTokenHeader, kToken);
+  auto stream = internal_stub_->Track(&ctx);
+  constexpr int kSent = 300;
+  for (int i = 0; i < kSent; ++i) {
+    ASSERT_TRUE(stream->Write(TrackReq(absl::StrCat("r", i), Digest(i), absl::StrCat("id-", i))));
+  }
+  std::map<std::string, v1::TrackResponse> acked;
+  v1::TrackResponse resp;
+  // Some answers first, so the drain finds requests both answered and still in flight.
+  while (acked.size() < 10 && stream->Read(&resp)) acked[resp.request_id()] = resp;
+  ASSERT_EQ(acked.size(), 10u);
+  internal_->EndWatches();
+  while (stream->Read(&resp)) acked[resp.request_id()] = resp;
+  grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "shutting down")) << st.error_message();
+  EXPECT_LE(acked.size(), static_cast<size_t>(kSent));
+  for (const auto& [id, r] : acked) {
+    ASSERT_EQ(r.status().code(), 0) << id;
+    auto row = store_->Get(r.digest(), "fake");
+    ASSERT_TRUE(row.ok()) << row.status();
+    EXPECT_TRUE(row->has_value()) << id << " was answered but is not stored";
+  }
+
+  grpc::ClientContext late_ctx;
+  SetDeadline(&late_ctx);
+  late_ctx.AddMetadata(rpc::kInternalTokenHeader, kToken);
+  auto late = internal_stub_->Track(&late_ctx);
+  late->Write(TrackReq("late", Digest(kSent + 1), "id-late"));
+  while (late->Read(&resp)) {
+    EXPECT_NE(resp.request_id(), "late") << "a stream opened after the drain must read nothing";
+  }
+  grpc::Status late_st = late->Finish();
+  EXPECT_EQ(late_st.error_code(), grpc::StatusCode::UNAVAILABLE) << late_st.error_message();
+  auto late_row = store_->Get(Digest(kSent + 1), "fake");
+  ASSERT_TRUE(late_row.ok());
+  EXPECT_FALSE(late_row->has_value());
+}
+
 TEST_F(PollerServiceTest, WatchSendsSnapshotThenLiveEventsInOrder) {
   TrackAll({TrackReq("a", Digest(1), "id-1", "jobA"), TrackReq("b", Digest(2), "id-2", "jobA"),
             TrackReq("c", Digest(3), "id-3", "jobB")});

@@ -266,5 +266,55 @@ TEST(ValidateSubmitTest, NamesTheField) {
   EXPECT_EQ(ok_item.fallback_provider, "other");
 }
 
+// Shutdown: DrainStreams (what main() runs on SIGTERM before the server's own shutdown) makes an
+// open Submit stream stop reading, commit and answer what it read, and end with UNAVAILABLE, so the
+// caller reconnects and resends the rest instead of the server waiting out its grace period. Every
+// item answered OK is in the store; a stream opened after the drain ends at once.
+TEST_F(ServiceTest, DrainEndsOpenStreamsAfterTheirAcks) {
+  Start();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub_->Submit(&ctx);
+  constexpr int kSent = 300;
+  auto digest_of = [](int i) {
+    std::string d(32, '\x5a');
+    d[0] = static_cast<char>(i & 0xff);
+    d[1] = static_cast<char>(i >> 8);
+    return d;
+  };
+  for (int i = 0; i < kSent; ++i) {
+    ASSERT_TRUE(stream->Write(Req("r" + std::to_string(i), digest_of(i), "f.txt",
+                                  "x/f" + std::to_string(i) + ".txt")));
+  }
+  std::map<std::string, SubmitResponse> acked;
+  SubmitResponse resp;
+  while (acked.size() < 10 && stream->Read(&resp)) acked[resp.request_id()] = resp;
+  ASSERT_EQ(acked.size(), 10u);
+  core_->DrainStreams();
+  while (stream->Read(&resp)) acked[resp.request_id()] = resp;
+  grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_NE(st.error_message().find("shutting down"), std::string::npos) << st.error_message();
+  EXPECT_LE(acked.size(), static_cast<size_t>(kSent));
+  auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
+  ASSERT_TRUE(other.ok());
+  for (const auto& [id, r] : acked) {
+    ASSERT_EQ(r.status().code(), 0) << id;
+    auto rows = (*other)->GetByDigest(r.digest());
+    ASSERT_TRUE(rows.ok());
+    EXPECT_EQ(rows->size(), 1u) << id << " was acknowledged but is not stored";
+  }
+
+  grpc::ClientContext late_ctx;
+  Deadline(&late_ctx);
+  auto late = stub_->Submit(&late_ctx);
+  late->Write(Req("late", digest_of(kSent + 1), "late.txt", "x/late.txt"));
+  while (late->Read(&resp)) {
+    EXPECT_NE(resp.request_id(), "late") << "a stream opened after the drain must read nothing";
+  }
+  EXPECT_EQ(late->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(store_->GetByDigest(digest_of(kSent + 1))->empty());
+}
+
 }  // namespace
 }  // namespace anchord::submitter

@@ -1,0 +1,167 @@
+// Durable ingest, measured from outside: streams precomputed digests to a running submitter's
+// Submit and counts acknowledgements (each one is sent only after the commit that holds its item),
+// and, as the reference in the same run, inserts the same rows into a raw SQLite table in
+// 1,000-row transactions with the submitter's settings (WAL, synchronous=FULL). Prints one JSON
+// line. Used by bench/pipeline_bench.sh; not a test.
+//
+//   ingest_bench submit HOST:PORT COUNT [STREAMS] [WINDOW] [SEED]
+//   ingest_bench reference DB_PATH COUNT [SEED]
+#include <grpcpp/grpcpp.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "anchord/v1/submitter.grpc.pb.h"
+
+namespace {
+
+namespace v1 = anchord::v1;
+
+std::string Digest(long long seed, long long i) {
+  unsigned char out[SHA256_DIGEST_LENGTH];
+  std::string in = std::to_string(seed) + "/" + std::to_string(i);
+  SHA256(reinterpret_cast<const unsigned char*>(in.data()), in.size(), out);
+  return std::string(reinterpret_cast<const char*>(out), sizeof(out));
+}
+
+std::string Path(long long i) { return "bench/d" + std::to_string(i / 1000) + "/f" + std::to_string(i) + ".bin"; }
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int Submit(const std::string& target, long long count, int streams, int window, long long seed) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  // Each stream on its own connection, as separate hashers would be.
+  std::vector<std::vector<v1::SubmitRequest>> per_stream(streams);
+  for (long long i = 0; i < count; ++i) {
+    v1::SubmitRequest r;
+    r.set_request_id("r" + std::to_string(i));
+    r.set_digest(Digest(seed, i));
+    auto* m = r.mutable_metadata();
+    m->set_filename("f" + std::to_string(i) + ".bin");
+    m->set_size_bytes(1024 + i % 3072);
+    m->set_job("ingest-bench");
+    m->set_source_path(Path(i));
+    r.set_anchor_mode(v1::ANCHOR_MODE_MERKLE_BATCH);
+    per_stream[i % streams].push_back(std::move(r));
+  }
+  std::atomic<long long> acked{0}, failed{0};
+  std::vector<std::thread> threads;
+  const double start = Now();
+  for (int s = 0; s < streams; ++s) {
+    threads.emplace_back([&, s] {
+      grpc::ChannelArguments own = args;
+      own.SetInt("anchord.bench.stream", s);  // distinct args: a channel (connection) per stream
+      auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), own);
+      auto stub = v1::SubmitterService::NewStub(channel);
+      grpc::ClientContext ctx;
+      auto stream = stub->Submit(&ctx);
+      std::mutex mu;
+      std::condition_variable cv;
+      long long outstanding = 0;
+      const auto& reqs = per_stream[s];
+      std::thread reader([&] {
+        v1::SubmitResponse resp;
+        size_t got = 0;
+        while (got < reqs.size() && stream->Read(&resp)) {
+          ++got;
+          if (resp.status().code() == 0) ++acked; else ++failed;
+          std::lock_guard<std::mutex> lock(mu);
+          --outstanding;
+          cv.notify_one();
+        }
+      });
+      for (const auto& r : reqs) {
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return outstanding < window; });
+          ++outstanding;
+        }
+        if (!stream->Write(r)) break;
+      }
+      reader.join();
+      stream->WritesDone();
+      grpc::Status st = stream->Finish();
+      if (!st.ok()) std::fprintf(stderr, "stream %d: %s\n", s, st.error_message().c_str());
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double secs = Now() - start;
+  std::printf("{\"mode\":\"submit\",\"digests\":%lld,\"acked\":%lld,\"failed\":%lld,"
+              "\"streams\":%d,\"window\":%d,\"seconds\":%.3f,\"per_second\":%.0f}\n",
+              count, acked.load(), failed.load(), streams, window, secs, acked.load() / secs);
+  return acked.load() == count ? 0 : 1;
+}
+
+int Reference(const std::string& path, long long count, long long seed) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return 1;
+  auto exec = [&](const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::fprintf(stderr, "sqlite: %s\n", err ? err : "?");
+      std::exit(1);
+    }
+  };
+  exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  // The row the submitter stores per digest (digest, provider and the file's metadata), keyed by
+  // the digest, without the submitter's secondary indexes: the floor for the same rows.
+  exec("CREATE TABLE IF NOT EXISTS rows (digest BLOB PRIMARY KEY, provider TEXT NOT NULL, "
+       "job TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
+       "source_path TEXT NOT NULL, state INTEGER NOT NULL, created_at INTEGER NOT NULL)");
+  std::vector<std::string> digests;
+  digests.reserve(count);
+  for (long long i = 0; i < count; ++i) digests.push_back(Digest(seed, i));
+  sqlite3_stmt* ins = nullptr;
+  sqlite3_prepare_v2(db, "INSERT INTO rows VALUES (?1, 'proofd', 'ingest-bench', ?2, ?3, ?4, 0, ?5)",
+                     -1, &ins, nullptr);
+  const double start = Now();
+  for (long long i = 0; i < count; ++i) {
+    if (i % 1000 == 0) exec("BEGIN");
+    const std::string name = "f" + std::to_string(i) + ".bin", path = Path(i);
+    sqlite3_bind_blob(ins, 1, digests[i].data(), 32, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, 1024 + i % 3072);
+    sqlite3_bind_text(ins, 4, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 5, 1700000000000LL + i);
+    if (sqlite3_step(ins) != SQLITE_DONE) {
+      std::fprintf(stderr, "sqlite: %s\n", sqlite3_errmsg(db));
+      return 1;
+    }
+    sqlite3_reset(ins);
+    if (i % 1000 == 999 || i == count - 1) exec("COMMIT");
+  }
+  const double secs = Now() - start;
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  std::printf("{\"mode\":\"reference\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f}\n", count,
+              secs, count / secs);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 4 && std::string(argv[1]) == "submit") {
+    return Submit(argv[2], std::atoll(argv[3]), argc > 4 ? std::atoi(argv[4]) : 1,
+                  argc > 5 ? std::atoi(argv[5]) : 4096, argc > 6 ? std::atoll(argv[6]) : 1);
+  }
+  if (argc >= 4 && std::string(argv[1]) == "reference") {
+    return Reference(argv[2], std::atoll(argv[3]), argc > 4 ? std::atoll(argv[4]) : 1);
+  }
+  std::fprintf(stderr,
+               "usage: ingest_bench submit HOST:PORT COUNT [STREAMS] [WINDOW] [SEED]\n"
+               "       ingest_bench reference DB_PATH COUNT [SEED]\n");
+  return 2;
+}

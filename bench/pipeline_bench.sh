@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The whole pipeline in one run, each figure next to its reference measured in the same run:
+#
+#   bash bench/pipeline_bench.sh [BUILD_DIR]        (writes bench/results/pipeline.md)
+#
+# 1. Merkle mode end to end: FILES (default 100,000) files of 1-4 KiB, `archive --merkle-batch
+#    --wait submitted` through a local stack (real hasher, submitter, poller, the sandbox), with a
+#    per-stage timeline sampled from the services' /metrics (hashed+recorded by the hasher, stored
+#    by the submitter's intake, sealed into a batch, handed off, stored by the poller) and the
+#    bytes the services wrote (write_bytes of /proc/PID/io). Reference: a dry run of the same files
+#    through the same hasher (hash + record only), and `openssl dgst -sha256` over them.
+# 2. Durable ingest: INGEST (default 200,000) precomputed digests streamed over Submit to a
+#    submitter (STREAMS streams, acknowledged after commit, synchronous=FULL). Reference: the same
+#    rows inserted into raw SQLite in 1,000-row transactions (WAL, synchronous=FULL). With
+#    STRACE=1 a second, smaller ingest runs under `strace -c -f` for the commit (fdatasync) count.
+# 3. Prompt exit: `archive --local --sandbox --dry-run` over EXIT_FILES (default 1,000) files,
+#    wall time against the hashing inside it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD="$(cd "${1:-build}" && pwd)"
+FILES="${FILES:-100000}"
+INGEST="${INGEST:-200000}"
+STREAMS="${STREAMS:-2}"
+EXIT_FILES="${EXIT_FILES:-1000}"
+WORK="$(mktemp -d /tmp/anchord-pipeline-bench.XXXXXX)"
+# The bench clients (hasher_bench, ingest_bench) may come from another build than the services,
+# to measure an older build of the services with today's clients: BENCH_BIN.
+BENCH_BIN="$(cd "${BENCH_BIN:-$BUILD/bench}" && pwd)"
+CTL="$BUILD/services/anchorctl/anchorctl"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p bench/results
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+make_tree() {  # dir count min max tag
+  /usr/bin/python3 - "$@" <<'PY'
+import os, sys, random
+root, n, lo, hi, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+rnd = random.Random(13)
+for i in range(n):
+    d = os.path.join(root, f"d{i // 500:03d}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
+        f.write(tag.encode() + os.urandom(rnd.randint(lo, hi)))
+PY
+}
+
+service_writes() {  # stack.json -> total write_bytes of the stack's processes
+  /usr/bin/python3 - "$1" <<'PY'
+import json, sys
+pids = json.load(open(sys.argv[1]))["pids"]
+total = 0
+for name, pid in pids.items():
+    try:
+        for line in open(f"/proc/{pid}/io"):
+            if line.startswith("write_bytes:"):
+                total += int(line.split()[1])
+    except OSError:
+        pass
+print(total)
+PY
+}
+
+echo "load before: $(load)" >&2
+LOAD_START="$(load)"
+
+# ---------------------------------------------------------------------------------------------
+# 1. Merkle mode end to end
+echo "making $FILES files..." >&2
+make_tree "$WORK/root/tree" "$FILES" 1024 4096 pipeline
+find "$WORK/root/tree" -type f -print0 | xargs -0 cat > /dev/null  # warm the page cache
+TREE_BYTES=$(du -sb "$WORK/root/tree" | cut -f1)
+
+t0=$(now); find "$WORK/root/tree" -type f -print0 | xargs -0 -n 1000 openssl dgst -sha256 > /dev/null; t1=$(now)
+OPENSSL_S=$(elapsed "$t0" "$t1")
+
+"$CTL" --data-dir "$WORK/state" local --sandbox --root "$WORK/root" --bin-dir "$BUILD/services/anchorctl" \
+  --sandbox-confirm-after-seconds 3600 --poll-interval-seconds 3600 > "$WORK/local.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 200); do [ -s "$WORK/state/run/stack.json" ] && break; sleep 0.1; done
+HASHER="127.0.0.1:$(cat "$WORK/state/run/hasher.port")"
+
+# The dry run hashes and records every file (hasher.db) and streams the results back: the rate
+# the Merkle run is held to (at least half of it). Its rows do not make the Merkle run skip files
+# (only files the submitter acknowledged count as unchanged).
+DRY_JSON=$("$BENCH_BIN/hasher_bench" "$HASHER" tree)
+DRY_S=$(echo "$DRY_JSON" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
+
+W0=$(service_writes "$WORK/state/run/stack.json")
+/usr/bin/python3 - "$WORK/state/run" "$FILES" > "$WORK/timeline.json" <<'PY' &
+# Samples every service's /metrics every 100 ms and records when each stage's count first reached
+# 50% and 100% of the files, until every stage is complete (or 600 s).
+import json, os, re, sys, time, urllib.request
+run, n = sys.argv[1], int(sys.argv[2])
+ports = {s: open(os.path.join(run, f"{s}.metrics.port")).read().strip()
+         for s in ("hasher", "submitter", "poller")}
+stages = [
+    ("hash + hasher record", "hasher", r'anchord_hasher_files_total\{result="hashed"\}'),
+    ("submitter intake", "submitter", r'anchord_submitter_intake_total\{result="stored"\}'),
+    ("batch seal", "submitter", r'anchord_submitter_merkle_leaves_total\{[^}]*\}'),
+    ("hand-off", "submitter", r'anchord_submitter_handoffs_total\{result="ok"\}'),
+    ("poller store", "poller", r'anchord_poller_events_total\{type="tracked"\}'),
+]
+t0 = time.time()
+marks = {name: {} for name, _, _ in stages}
+base = None
+while time.time() - t0 < 600:
+    texts = {}
+    for s, p in ports.items():
+        try:
+            texts[s] = urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2).read().decode()
+        except Exception:
+            texts[s] = ""
+    counts = {}
+    for name, svc, pat in stages:
+        counts[name] = sum(float(m) for m in re.findall(pat + r' ([0-9.e+]+)', texts[svc]))
+    if base is None:
+        base = counts  # the dry run before counted too
+    t = time.time() - t0
+    for name in counts:
+        c = counts[name] - base[name]
+        for frac in (0.5, 1.0):
+            if c >= frac * n and frac not in marks[name]:
+                marks[name][frac] = t
+    if all(1.0 in m for m in marks.values()):
+        break
+    time.sleep(0.1)
+print(json.dumps({name: {str(k): v for k, v in m.items()} for name, m in marks.items()}))
+PY
+SAMPLER=$!
+sleep 0.3  # the sampler's baseline
+t0=$(now)
+"$CTL" --data-dir "$WORK/state" archive "$WORK/root/tree" --job pipeline --merkle-batch \
+  --wait submitted --timeout-seconds 1200 > "$WORK/archive.out" 2>&1 || echo "archive exit $?" >&2
+t1=$(now)
+MERKLE_S=$(elapsed "$t0" "$t1")
+wait "$SAMPLER" || true
+W1=$(service_writes "$WORK/state/run/stack.json")
+LOAD_MID="$(load)"
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+PIDS=()
+
+# ---------------------------------------------------------------------------------------------
+# 2. Durable ingest
+echo "ingest: $INGEST digests..." >&2
+REF_JSON=$("$BENCH_BIN/ingest_bench" reference "$WORK/reference.db" "$INGEST" 7)
+mkdir -p "$WORK/ingest"
+start_submitter() {  # data_dir -> sets SUB_PID, SUB_ADDR
+  # No poller and no reachable provider are needed: Merkle leaves wait for a batch, and the batch
+  # limits are set so that none is sealed during the measurement.
+  "$BUILD/services/submitter/anchord-submitter" --listen 127.0.0.1:0 --port-file "$1/port" \
+    --data-dir "$1" --poller 127.0.0.1:9 --provider ots --ots-calendars http://127.0.0.1:9 --ots-min-calendars 1 \
+    --merkle-max-leaves 1000000 --merkle-window-seconds 86400 --high-water 100000000 \
+    --log-level warning > "$1/log" 2>&1 &
+  SUB_PID=$!
+  PIDS+=($SUB_PID)
+  for _ in $(seq 1 100); do [ -s "$1/port" ] && break; sleep 0.1; done
+  SUB_ADDR="127.0.0.1:$(cat "$1/port")"
+}
+start_submitter "$WORK/ingest"
+INGEST_JSON=$("$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" "$INGEST" "$STREAMS" 1024 7)
+SYNC_LINE=""
+if [ "${STRACE:-0}" = 1 ] && command -v strace > /dev/null; then
+  mkdir -p "$WORK/ingest2"
+  start_submitter "$WORK/ingest2"
+  strace -f -c -e trace=fsync,fdatasync,write,pwrite64,writev,sendmsg -o "$WORK/strace.txt" -p "$SUB_PID" &
+  ST=$!
+  sleep 0.5
+  "$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" 20000 "$STREAMS" 1024 8 > /dev/null
+  kill -INT "$ST"; wait "$ST" 2>/dev/null || true
+  SYNC_LINE="$(grep -E 'fdatasync|fsync' "$WORK/strace.txt" | awk '{print $4" "$NF}' | tr '\n' ' ')"
+fi
+for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+PIDS=()
+
+# ---------------------------------------------------------------------------------------------
+# 3. Prompt exit
+make_tree "$WORK/exit/tree" "$EXIT_FILES" 1024 4096 exit
+t0=$(now)
+"$CTL" --json --data-dir "$WORK/exit/state" archive "$WORK/exit/tree" --local --sandbox --dry-run \
+  > "$WORK/exit.out" 2>&1 || echo "dry-run exit $?" >&2
+t1=$(now)
+EXIT_S=$(elapsed "$t0" "$t1")
+LOAD_END="$(load)"
+
+/usr/bin/python3 - "$FILES" "$TREE_BYTES" "$OPENSSL_S" "$DRY_S" "$MERKLE_S" "$W0" "$W1" \
+  "$WORK/timeline.json" "$REF_JSON" "$INGEST_JSON" "$EXIT_FILES" "$EXIT_S" "$LOAD_START" "$LOAD_MID" \
+  "$LOAD_END" "$SYNC_LINE" <<'PY' | tee bench/results/pipeline.md
+import json, sys
+(files, tree_bytes, openssl_s, dry_s, merkle_s, w0, w1, timeline, ref, ingest, exit_files, exit_s,
+ load0, load1, load2, sync) = sys.argv[1:17]
+files, tree_bytes = int(files), int(tree_bytes)
+openssl_s, dry_s, merkle_s, exit_s = map(float, (openssl_s, dry_s, merkle_s, exit_s))
+writes = int(w1) - int(w0)
+tl = json.load(open(timeline))
+ref, ingest = json.loads(ref), json.loads(ingest)
+print(f"## Pipeline (`bench/pipeline_bench.sh`), load average {load0} / {load1} / {load2} (start / after the Merkle run / end)")
+print()
+print("| figure | anchord | reference (same run) | ratio | goal |")
+print("|---|---|---|---|---|")
+print(f"| Merkle mode, {files:,} files of 1-4 KiB, archive start to every leaf SUBMITTED | "
+      f"{merkle_s:.1f} s ({files / merkle_s:,.0f} files/s) | dry run {dry_s:.2f} s "
+      f"({files / dry_s:,.0f} files/s); openssl dgst {openssl_s:.2f} s ({files / openssl_s:,.0f} files/s) | "
+      f"{dry_s / merkle_s:.2f}x dry run | <= 10 s, >= 0.5x dry run |")
+print(f"| disk writes of the stack during the Merkle run | {writes / 2**20:,.0f} MiB "
+      f"({writes / files / 1024:.1f} KiB per file) | files: {tree_bytes / 2**20:,.0f} MiB | "
+      f"{writes / tree_bytes:.2f}x the files | <= 4 KiB per file |")
+print(f"| durable ingest over Submit ({ingest['streams']} streams, {ingest['digests']:,} digests, "
+      f"acked after commit, synchronous=FULL) | {ingest['per_second']:,.0f} digests/s "
+      f"({ingest['failed']} failed) | raw SQLite, 1,000-row transactions: "
+      f"{ref['per_second']:,.0f} rows/s | {ingest['per_second'] / ref['per_second']:.2f}x | "
+      f">= 50,000/s |")
+print(f"| `archive --local --sandbox --dry-run`, {int(exit_files):,} files, wall | {exit_s:.2f} s | "
+      f"| | returns within 1 s of the work |")
+print()
+print("Merkle run, per stage: seconds from the start of `archive` until the stage had handled "
+      "half / all of the files (from the services' /metrics, sampled every 100 ms):")
+print()
+print("| stage | 50% | 100% | files/s over the second half |")
+print("|---|---|---|---|")
+for name, m in tl.items():
+    half, full = m.get("0.5"), m.get("1.0")
+    rate = f"{files / 2 / (full - half):,.0f}" if half is not None and full is not None and full > half else "-"
+    fmt = lambda v: f"{v:.1f}" if v is not None else "not reached"
+    print(f"| {name} | {fmt(half)} | {fmt(full)} | {rate} |")
+if sync:
+    print()
+    print(f"strace -c of a 20,000-digest ingest (calls, syscall): {sync}")
+PY

@@ -40,7 +40,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const TransportSecurity& security);
 
 // A channel to `target` using `security` (TLS, client certificate, bearer token as configured),
-// with the keepalive settings of MakeChannel.
+// with PeerChannelArguments() (keepalive, round_robin over every address the target resolves to).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(
     const std::string& target, const TransportSecurity& security);
 

@@ -7,7 +7,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <fstream>
 
@@ -105,6 +108,14 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (options.max_connection_age != absl::InfiniteDuration()) {
+    // GOAWAY after the age; the grace stays unlimited, so a stream in progress is never cut by
+    // this (it ends at its own deadline, and the caller reopens it on another replica).
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(options.max_connection_age),
+                                           INT32_MAX)));
+  }
 
   auto& latency = prometheus::BuildHistogram()
                       .Name("anchord_rpc_duration_seconds")
@@ -185,7 +196,7 @@ int WaitForTerminationSignal() {
   return sig;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+grpc::ChannelArguments PeerChannelArguments() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -193,7 +204,32 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  // A ClusterIP Service would pin every long-lived stream to the pod its connection landed on.
+  // With a headless Service (dns:///name:port resolves to every ready pod) or an ipv4:a,b list,
+  // round_robin keeps a connection to every address and gives each new call the next one, so
+  // streams reopened by their deadline, and new callers, spread over the replicas. The default
+  // pick_first would send everything to the first address. Applies when the resolver supplies no
+  // service config of its own (DNS TXT records are not consulted: the default in gRPC 1.51).
+  args.SetServiceConfigJSON(R"({"loadBalancingConfig":[{"round_robin":{}}]})");
+  return args;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   PeerChannelArguments());
+}
+
+void AddConnectionFlags(CLI::App& app, ServerOptions* options) {
+  app.add_option_function<double>(
+         "--max-connection-age-seconds",
+         [options](double seconds) {
+           options->max_connection_age =
+               seconds > 0 ? absl::Seconds(seconds) : absl::InfiniteDuration();
+         },
+         "close each client connection gracefully after this long (GOAWAY; calls in progress "
+         "finish), so clients re-resolve DNS and spread over new replicas; 0 = never")
+      ->envname("ANCHORD_MAX_CONNECTION_AGE_SECONDS")
+      ->check(CLI::Range(0.0, 30.0 * 86400));
 }
 
 }  // namespace anchord::rpc

@@ -36,7 +36,14 @@ struct ServerOptions {
   std::vector<std::string> health_service_names;
   // TLS / mutual TLS / bearer token for the gRPC port; plaintext when empty.
   TransportSecurity security;
+  // A client connection older than this is sent GOAWAY (calls in progress finish; new calls go
+  // over a new connection, for which the client resolves the name again). Infinite: never.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
 };
+
+// Adds --max-connection-age-seconds (env ANCHORD_MAX_CONNECTION_AGE_SECONDS) to `app`, setting
+// options->max_connection_age.
+void AddConnectionFlags(CLI::App& app, ServerOptions* options);
 
 class ServerRunner {
  public:
@@ -75,8 +82,13 @@ int WaitForTerminationSignal();
 // Writes `content` to `path` via a temporary file and rename, so readers never see half a file.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
 
-// A channel to a peer service with keepalive set, so a half-open connection to a killed peer is
-// noticed within seconds instead of hours.
+// Arguments of every channel to a peer service: keepalive, so a half-open connection to a killed
+// peer is noticed within seconds instead of hours; fast reconnects; and the round_robin load
+// balancing policy, so a target naming several replicas (dns:///headless-service:port,
+// ipv4:127.0.0.1:1,127.0.0.1:2) spreads calls over all of them.
+grpc::ChannelArguments PeerChannelArguments();
+
+// A plaintext channel to a peer service with PeerChannelArguments().
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
 
 }  // namespace anchord::rpc

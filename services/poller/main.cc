@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
         ->envname("ANCHORD_SUBMITTER_ADDR");
     anchord::providers::AddProviderFlags(app, &provider_settings);
     anchord::rpc::AddTransportFlags(app, &server_options.security);
+    anchord::rpc::AddConnectionFlags(app, &server_options);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

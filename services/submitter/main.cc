@@ -77,6 +77,7 @@ int Run(int argc, char** argv) {
   anchord::providers::AddProviderFlags(app, &provider_settings);
   // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
   anchord::rpc::AddTransportFlags(app, &server.security);
+  anchord::rpc::AddConnectionFlags(app, &server);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

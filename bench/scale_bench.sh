@@ -63,7 +63,7 @@ PGURL_BASE="postgresql://postgres@127.0.0.1:$PGPORT"
 "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'CREATE DATABASE pgbench' >/dev/null
 "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -i -s 10 -q pgbench > "$WORK/pgbench-init.log" 2>&1
 "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -c 4 -j 2 -T 20 pgbench > "$WORK/pgbench.log" 2>&1
-TPS="$(grep -Eo 'tps = [0-9.]+' "$WORK/pgbench.log" | head -1 | cut -d' ' -f3)"
+TPS="$(grep -Eo 'tps = [0-9.]+' "$WORK/pgbench.log" | head -1 | cut -d' ' -f3 | xargs printf '%.0f')"
 LAT="$(grep -Eo 'latency average = [0-9.]+ ms' "$WORK/pgbench.log" | head -1 | cut -d' ' -f4)"
 
 run_config() {  # label backend replicas

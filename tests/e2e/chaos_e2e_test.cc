@@ -323,7 +323,7 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
 
   // The report (faults off: the verification fetches block headers from the sandbox too).
   ASSERT_TRUE(SetFaults(R"({"error_rate":0,"drop_rate":0})"));
-  nlohmann::json per_file = VerifiedReport("perfile", 30);
+  nlohmann::json per_file = VerifiedReport("perfile", 10);
   ASSERT_TRUE(per_file.is_array());
   EXPECT_EQ(per_file.size(), static_cast<size_t>(kPerFileFiles));
   std::set<std::string> reported;
@@ -338,7 +338,7 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
   EXPECT_EQ(not_verified, 0);
   EXPECT_EQ(reported, per_file_digests);
 
-  nlohmann::json merkle = VerifiedReport("merkle", 30);
+  nlohmann::json merkle = VerifiedReport("merkle", 10);
   ASSERT_TRUE(merkle.is_array());
   EXPECT_EQ(merkle.size(), static_cast<size_t>(kMerkleFiles));
   std::set<std::string> merkle_roots;

@@ -165,10 +165,21 @@ int ServerRunner::metrics_port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
-void ServerRunner::Shutdown() {
+void ServerRunner::SetServing(bool serving) {
+  std::lock_guard<std::mutex> lock(health_mu_);
   if (shut_down_) return;
-  shut_down_ = true;
-  server_->GetHealthCheckService()->Shutdown();
+  auto* health = server_->GetHealthCheckService();
+  for (const auto& name : options_.health_service_names) health->SetServingStatus(name, serving);
+  health->SetServingStatus("", serving);
+}
+
+void ServerRunner::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    server_->GetHealthCheckService()->Shutdown();
+  }
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.shutdown_grace)));
   server_->Wait();

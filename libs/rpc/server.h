@@ -8,6 +8,7 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,9 @@ class ServerRunner {
   int metrics_port() const;
   grpc::Server* server() { return server_.get(); }
 
+  // Reports every health_service_names entry (and the server as a whole) SERVING or NOT_SERVING,
+  // e.g. while the service's database is unreachable. Ignored after Shutdown(). Thread-safe.
+  void SetServing(bool serving);
   // Marks every service NOT_SERVING, then stops accepting RPCs and gives in-flight ones the grace
   // period. Idempotent.
   void Shutdown();
@@ -70,7 +74,8 @@ class ServerRunner {
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  bool shut_down_ = false;
+  std::mutex health_mu_;
+  bool shut_down_ = false;  // guarded by health_mu_ for SetServing
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first

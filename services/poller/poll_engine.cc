@@ -252,6 +252,21 @@ RoundStats PollEngine::RunRound(Provider* p) {
     }
   }
 
+  // Replicas sharing the store split the round: only the proofs this engine claimed are asked
+  // about (with one process, it claims them all).
+  if (!to_check.empty()) {
+    const absl::Time claim_at = clock_->Now();
+    auto claimed = store_->ClaimChecks(name, std::move(to_check), options_.owner, claim_at,
+                                       claim_at + std::max(options_.poll_interval,
+                                                           absl::Seconds(1)));
+    if (!claimed.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << claimed.status();
+      to_check.clear();
+    } else {
+      to_check = std::move(*claimed);
+    }
+  }
+
   bool go_on = true;
   for (const ProofRow& row : to_check) {
     if (!(go_on = LookupOne(p, row, &stats))) break;

@@ -85,6 +85,8 @@ const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
     {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
     {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
     {"fallback_sent", "INTEGER NOT NULL DEFAULT 0"},
+    {"check_owner", "TEXT NOT NULL DEFAULT ''"},
+    {"check_until", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 constexpr char kColumns[] =
@@ -209,6 +211,28 @@ class SqlitePollerStore final : public PollerStore {
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
     st->Bind(3, ToDb(tracked_before)).Bind(4, static_cast<int64_t>(limit));
     return Collect(*st);
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> ClaimChecks(const std::string& provider,
+                                                    std::vector<ProofRow> candidates,
+                                                    const std::string& owner, absl::Time now,
+                                                    absl::Time until) override {
+    Transaction tx(*db_);
+    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    auto st = db_->Prepare(
+        "UPDATE proofs SET check_owner = ?2, check_until = ?3 WHERE seq = ?1 AND provider = ?5 "
+        "AND (check_until <= ?4 OR check_owner = ?2)");
+    if (!st.ok()) return st.status();
+    std::vector<ProofRow> out;
+    for (ProofRow& row : candidates) {
+      st->Reset();
+      st->Bind(1, row.seq).Bind(2, owner).Bind(3, ToDb(until)).Bind(4, ToDb(now));
+      st->Bind(5, provider);
+      POLLER_RETURN_IF_ERROR(st->Run());
+      if (db_->Changes() > 0) out.push_back(std::move(row));
+    }
+    POLLER_RETURN_IF_ERROR(tx.Commit());
+    return out;
   }
 
   absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,

@@ -134,6 +134,14 @@ class PollerStore {
   virtual absl::StatusOr<std::vector<ProofRow>> PendingToCheck(const std::string& provider,
                                                                absl::Time tracked_before,
                                                                int limit) = 0;
+  // Replicas sharing one database split a round's lookups: claims those of `candidates` (proofs
+  // of `provider`) that no other owner holds at `now`, for `owner` until `until`, and returns
+  // them in the given order. A proof stays claimed until `until` (a replica that died releases
+  // nothing), so another replica asks about it in a later round, never in the same one.
+  virtual absl::StatusOr<std::vector<ProofRow>> ClaimChecks(const std::string& provider,
+                                                            std::vector<ProofRow> candidates,
+                                                            const std::string& owner,
+                                                            absl::Time now, absl::Time until) = 0;
   // CONFIRMED proofs of `provider` without a stored .ots, least recently checked first.
   virtual absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                                     int limit) = 0;

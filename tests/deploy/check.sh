@@ -99,8 +99,8 @@ done
 # Peers reach every replica: headless Services, dns:/// targets (round_robin in the binaries).
 for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml" "$WORK/database.yaml"; do
   [ "$(grep -c '^  clusterIP: None$' "$f")" -eq 3 ] || die "$f: not one headless Service per component"
-  grep -q 'ANCHORD_SUBMITTER_ADDR: "dns:///.*-anchord-submitter-peers:50051"' "$f" || die "$f: hasher not pointed at the submitters' headless Service"
-  grep -q 'ANCHORD_POLLER_ADDR: "dns:///.*-anchord-poller-peers:50051"' "$f" || die "$f: submitter not pointed at the pollers' headless Service"
+  grep -Eq 'ANCHORD_SUBMITTER_ADDR: "dns:///(.*-)?anchord-submitter-peers:50051"' "$f" || die "$f: hasher not pointed at the submitters' headless Service"
+  grep -Eq 'ANCHORD_POLLER_ADDR: "dns:///(.*-)?anchord-poller-peers:50051"' "$f" || die "$f: submitter not pointed at the pollers' headless Service"
   grep -q 'ANCHORD_MAX_CONNECTION_AGE_SECONDS: ' "$f" || die "$f: no connection age"
 done
 # Database render: 3 submitters, pollers under an HPA, the URL as a file from the Secret, no PVC,

@@ -30,8 +30,11 @@ std::string Scrub(absl::string_view text, const std::string& password) {
   // Short passwords would scrub ordinary letters; they are also registered with the log
   // scrubber, which applies the same floor.
   if (password.size() >= 3) out = absl::StrReplaceAll(out, {{password, "[REDACTED]"}});
-  // Trailing newlines of libpq messages make log lines ragged.
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  // libpq messages span lines (a hint on a tab-indented second line): one log line each.
+  for (char& ch : out) {
+    if (ch == '\n' || ch == '\t' || ch == '\r') ch = ' ';
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
   return ScrubSecrets(out);
 }
 

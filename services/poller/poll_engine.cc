@@ -275,6 +275,12 @@ RoundStats PollEngine::RunRound(Provider* p) {
   // 3: evidence of confirmed proofs (including the ones confirmed just now).
   if (go_on && p->OffersOts()) {
     auto rows = store_->ConfirmedWithoutOts(name, budget);
+    if (rows.ok() && !rows->empty()) {
+      // Replicas split the downloads the same way as the lookups.
+      const absl::Time claim_at = clock_->Now();
+      rows = store_->ClaimChecks(name, std::move(*rows), options_.owner, claim_at,
+                                 claim_at + std::max(options_.poll_interval, absl::Seconds(1)));
+    }
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "poller store: " << rows.status();
     } else {

@@ -123,6 +123,9 @@ CREATE TABLE pauses (
   probe_at BIGINT NOT NULL
 );
 )sql"},
+    {2, "hand-off claims", R"sql(
+ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr char kCols[] =
@@ -644,10 +647,34 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
-    return Query(absl::StrCat("SELECT ", kCols,
-                              " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
-                              "change_seq ORDER BY id LIMIT $1"),
-                 PgParams().Add(static_cast<int64_t>(limit)));
+    if (options_.handoff_lease <= absl::ZeroDuration()) {
+      return Query(absl::StrCat("SELECT ", kCols,
+                                " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                                "change_seq ORDER BY id LIMIT $1"),
+                   PgParams().Add(static_cast<int64_t>(limit)));
+    }
+    // Replicas split the hand-off: the rows returned are this replica's for handoff_lease (one
+    // that is not acknowledged by then is offered again, to whichever replica asks first).
+    const absl::Time now = options_.clock->Now();
+    std::vector<Submission> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Exec(absl::StrCat("UPDATE submissions SET handoff_until = $2 WHERE id IN (SELECT id "
+                              "FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                              "change_seq AND handoff_until <= $1 ORDER BY id LIMIT $3 FOR UPDATE "
+                              "SKIP LOCKED) RETURNING ",
+                              kCols),
+                 PgParams()
+                     .Add(ToMs(now))
+                     .Add(ToMs(now + options_.handoff_lease))
+                     .Add(static_cast<int64_t>(limit))));
+      out = ReadRows(r);
+      return absl::OkStatus();
+    }));
+    std::sort(out.begin(), out.end(),
+              [](const Submission& a, const Submission& b) { return a.id < b.id; });
+    return out;
   }
 
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {

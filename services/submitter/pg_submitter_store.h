@@ -8,6 +8,8 @@
 //    the stored body and Idempotency-Key (MarkPrepared commits before the send).
 //  - ReleaseAllLeases frees only this replica's own leases: other replicas' leases are live.
 //  - ReleaseLease frees a row only while this replica still holds it.
+//  - PendingHandoff claims the rows it returns for handoff_lease (SKIP LOCKED), so replicas hand
+//    different rows to the pollers; an unacknowledged row is offered again after the lease.
 //  - Everything else is conditional or idempotent, so a transaction re-run after a lost
 //    connection (ledger::PgDb) has the effect of one run.
 #pragma once
@@ -29,6 +31,9 @@ struct PgSubmitterOptions {
   // and runs no heartbeat (the single-process behaviour; tests with fake clocks).
   absl::Duration lease_term = absl::Seconds(60);
   absl::Duration heartbeat = absl::Seconds(5);
+  // PendingHandoff gives its rows to this replica for this long, so replicas hand different rows
+  // off; 0 returns every pending row (single process).
+  absl::Duration handoff_lease = absl::Seconds(30);
   Clock* clock = Clock::Real();  // heartbeat times; must outlive the store
 };
 

@@ -334,6 +334,21 @@ TEST_F(PgPollerReplicaTest, NoProofIsLookedUpTwiceInARound) {
   EXPECT_EQ(stats[0].lookups + stats[1].lookups, 40);
   EXPECT_EQ(provider.total_lookups(), 40);
   for (int i = 0; i < 40; ++i) EXPECT_EQ(provider.lookups("id-" + std::to_string(i)), 1) << i;
+
+  // Confirmed in the next round: each .ots is downloaded by one replica only.
+  for (int i = 0; i < 40; ++i) {
+    provider.SetRecord("id-" + std::to_string(i), Digest(100 + i),
+                       providers::RecordState::kConfirmed, 800000);
+  }
+  clock.Advance(absl::Minutes(2));
+  std::thread t2([&] { stats[0] = engines[0]->RunRound(&provider); });
+  std::thread t3([&] { stats[1] = engines[1]->RunRound(&provider); });
+  t2.join();
+  t3.join();
+  EXPECT_EQ(stats[0].lookups + stats[1].lookups, 40);
+  EXPECT_EQ(stats[0].confirmed + stats[1].confirmed, 40);
+  EXPECT_EQ(provider.total_lookups(), 80);
+  EXPECT_EQ(provider.downloads(), 40);
 }
 
 // Watch on one replica sees the events of proofs another replica stores, small and large.

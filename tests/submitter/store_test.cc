@@ -352,8 +352,8 @@ TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
   auto claimed = a->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
   ASSERT_TRUE(a->MarkPrepared((*claimed)->id, "idem-key-1", "exact body", absl::Now()).ok());
-  // Alive for three lease terms: never claimable by b.
-  for (int i = 0; i < 12; ++i) {
+  // Alive for two lease terms: never claimable by b.
+  for (int i = 0; i < 8; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
     ASSERT_TRUE(other.ok()) << other.status();
@@ -373,6 +373,48 @@ TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
   EXPECT_EQ(taken->state, SubState::kSubmitting);
   EXPECT_EQ(taken->idempotency_key, "idem-key-1");
   EXPECT_EQ(taken->body, "exact body");
+}
+
+// Two replicas handing off at once offer each row once; a row not acknowledged in time is
+// offered again.
+TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
+  PgSubmitterOptions opts;
+  opts.lease_term = absl::ZeroDuration();
+  opts.handoff_lease = absl::Seconds(1);
+  auto a = Replica(opts);
+  auto b = Replica(opts);
+  ASSERT_TRUE(a && b);
+  const absl::Time now = absl::Now();
+  std::vector<NewItem> items;
+  for (int i = 0; i < 10; ++i) items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
+  ASSERT_TRUE(a->InsertBatch(items, now).ok());
+  auto rows = a->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), 10);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 10u);
+  for (const Submission& r : *rows) {
+    ASSERT_TRUE(a->MarkSubmitted(r.id, StoredRecord{}, "req", now).ok());
+  }
+  auto first = a->PendingHandoff(6);
+  auto second = b->PendingHandoff(100);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->size(), 6u);
+  EXPECT_EQ(second->size(), 4u);
+  std::set<int64_t> ids;
+  for (const auto* part : {&*first, &*second}) {
+    for (const Submission& r : *part) ids.insert(r.id);
+  }
+  EXPECT_EQ(ids.size(), 10u);
+  // b acknowledges its rows; a's are not acknowledged and come back after the lease.
+  for (const Submission& r : *second) ASSERT_TRUE(b->MarkHandedOff(r.id, r.change_seq).ok());
+  std::vector<Submission> again;
+  for (int i = 0; i < 50 && again.size() < 6; ++i) {  // bounded: the lease is 1 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto more = b->PendingHandoff(100);
+    ASSERT_TRUE(more.ok());
+    again.insert(again.end(), more->begin(), more->end());
+  }
+  ASSERT_EQ(again.size(), 6u);
+  for (const Submission& r : again) EXPECT_EQ(ids.count(r.id), 1u);
 }
 
 // At start a replica frees only its own leases (Engine::Init calls ReleaseAllLeases): the rows

@@ -51,8 +51,12 @@ std::string PgCtlScript() { return std::string(ANCHORD_SOURCE_DIR) + "/tests/sup
 
 absl::Status PgServer::Script(const std::string& args) const {
   const std::string log = dir_ + ".ctl.log";
-  const std::string cmd =
-      absl::StrCat("bash '", PgCtlScript(), "' ", args, " >'", log, "' 2>&1");
+  // One initdb per machine and user, copied for every server (pg_ctl.sh PG_TEMPLATE).
+  const std::string tmpl = (std::filesystem::temp_directory_path() /
+                            absl::StrCat("anchord_pg15_template_", getuid()))
+                               .string();
+  const std::string cmd = absl::StrCat("PG_TEMPLATE='", tmpl, "' bash '", PgCtlScript(), "' ",
+                                       args, " >'", log, "' 2>&1");
   int rc = std::system(cmd.c_str());
   if (rc != 0) {
     return absl::UnavailableError(absl::StrCat("pg_ctl.sh ", args, " failed (", rc, "): ",

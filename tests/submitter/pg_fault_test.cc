@@ -1,0 +1,136 @@
+// Fault behaviour on PostgreSQL: the database restarts under a running engine. The service
+// reports NOT_SERVING while it is down and SERVING once it is back, keeps everything it stored,
+// and goes on: every digest is sent, none twice.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <set>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "libs/ledger/pg_health.h"
+#include "libs/rpc/server.h"
+#include "services/submitter/engine.h"
+#include "services/submitter/pg_submitter_store.h"
+#include "tests/submitter/test_util.h"
+#include "tests/support/pg_server.h"
+
+namespace anchord::submitter {
+namespace {
+
+using testing::FakeProvider;
+using testing::Item;
+
+bool Serving(const std::shared_ptr<grpc::Channel>& ch) {
+  auto stub = grpc::health::v1::Health::NewStub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("anchord.v1.SubmitterService");
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status st = stub->Check(&ctx, req, &resp);
+  return st.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+// Polls `cond` every 100 ms for at most `limit`.
+template <typename F>
+bool WaitFor(F cond, absl::Duration limit) {
+  const absl::Time end = absl::Now() + limit;
+  while (absl::Now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return cond();
+}
+
+TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
+  // A private server: this test stops it.
+  auto server = ::anchord::testing::PgServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ledger::PgOptions pg;
+  pg.retry_for = absl::Seconds(60);
+  auto db_or = ledger::PgDb::Open((*server)->Url(), pg);
+  ASSERT_TRUE(db_or.ok()) << db_or.status();
+  std::shared_ptr<ledger::PgDb> db(std::move(*db_or));
+  auto store = OpenPgSubmitterStore(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+
+  FakeProvider provider;
+  EngineOptions eo;
+  eo.workers = 2;
+  eo.idle_poll = absl::Milliseconds(100);
+  eo.batch_linger = absl::ZeroDuration();
+  Engine engine(store->get(), {&provider}, nullptr, Clock::Real(), eo);
+  ASSERT_TRUE(engine.Start().ok());
+
+  rpc::ServerOptions so;
+  so.service_name = "submitter";
+  so.health_service_names = {"anchord.v1.SubmitterService"};
+  auto runner = rpc::ServerRunner::Start(so, {}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  rpc::ServerRunner* runner_ptr = runner->get();
+  std::vector<bool> transitions;
+  std::mutex mu;
+  ledger::PgHealthWatch watch(
+      db,
+      [&](bool serving) {
+        runner_ptr->SetServing(serving);
+        std::lock_guard<std::mutex> lock(mu);
+        transitions.push_back(serving);
+      },
+      absl::Milliseconds(200));
+  auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
+                                grpc::InsecureChannelCredentials());
+
+  std::vector<NewItem> first, second;
+  for (int i = 0; i < 20; ++i) first.push_back(Item(static_cast<char>(1 + i), "a" + std::to_string(i)));
+  for (int i = 0; i < 20; ++i) second.push_back(Item(static_cast<char>(40 + i), "b" + std::to_string(i)));
+  ASSERT_TRUE((*store)->InsertBatch(first, absl::Now()).ok());
+  engine.Wake();
+  ASSERT_TRUE(WaitFor([&] { return Serving(ch); }, absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return provider.sent().size() >= 20; }, absl::Seconds(30)));
+
+  ASSERT_TRUE((*server)->Stop().ok());
+  EXPECT_TRUE(WaitFor([&] { return !Serving(ch); }, absl::Seconds(10)))
+      << "health stayed SERVING with the database down";
+  // Intake while the database is down waits for it (nothing is acknowledged before it is
+  // stored); the server comes back two seconds later.
+  std::thread restarter([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_TRUE((*server)->StartAgain().ok());
+  });
+  absl::Status stored = (*store)->InsertBatch(second, absl::Now()).status();
+  restarter.join();
+  ASSERT_TRUE(stored.ok()) << stored;
+  engine.Wake();
+  EXPECT_TRUE(WaitFor([&] { return Serving(ch); }, absl::Seconds(15)))
+      << "health did not return to SERVING";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto backlog = (*store)->CountBacklog();
+        return backlog.ok() && *backlog == 0 && provider.sent().size() >= 40;
+      },
+      absl::Seconds(60)));
+  engine.Stop();
+
+  // Every digest sent exactly once; every row SUBMITTED.
+  std::multiset<std::string> digests;
+  for (const auto& r : provider.sent()) digests.insert(r.digest_hex);
+  std::set<std::string> distinct(digests.begin(), digests.end());
+  EXPECT_EQ(digests.size(), 40u);
+  EXPECT_EQ(distinct.size(), 40u);
+  for (const auto& item : first) {
+    auto rows = (*store)->GetByDigest(item.digest);
+    ASSERT_TRUE(rows.ok() && rows->size() == 1);
+    EXPECT_EQ((*rows)[0].state, SubState::kSubmitted);
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_GE(transitions.size(), 3u);
+  EXPECT_TRUE(transitions[0]);
+  EXPECT_FALSE(transitions[1]);
+  EXPECT_TRUE(transitions.back());
+}
+
+}  // namespace
+}  // namespace anchord::submitter

@@ -60,7 +60,8 @@ Engine::Engine(SubmitterStore* store, std::vector<providers::Provider*> provider
 Engine::~Engine() { Stop(); }
 
 absl::Status Engine::Init() {
-  // With SQLite the file belongs to this one process, so every lease is a dead process's.
+  // With SQLite the file belongs to this one process, so every lease is a dead process's; a
+  // shared store frees only this replica's own (other replicas' leases are live).
   SUBMITTER_RETURN_IF_ERROR(store_->ReleaseAllLeases());
   SUBMITTER_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store_->ListPauses());
   std::lock_guard<std::mutex> lock(mu_);

@@ -84,6 +84,11 @@ int Run(int argc, char** argv) {
   app.add_option("--database-url-file", database_url_file,
                  "file holding the PostgreSQL URL (a mounted Secret)")
       ->envname("ANCHORD_DATABASE_URL_FILE");
+  double lease_seconds = 60;
+  app.add_option("--lease-seconds", lease_seconds,
+                 "with a database: how soon another replica takes over the rows of a replica "
+                 "that died (leases are renewed every twelfth of this while a replica lives)")
+      ->envname("ANCHORD_LEASE_SECONDS")->check(CLI::Range(2.0, 3600.0))->capture_default_str();
   anchord::providers::AddProviderFlags(app, &provider_settings);
   // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
   anchord::rpc::AddTransportFlags(app, &server.security);
@@ -118,7 +123,10 @@ int Run(int argc, char** argv) {
   std::shared_ptr<anchord::ledger::PgDb> db = std::move(*db_or);
   absl::StatusOr<std::unique_ptr<anchord::submitter::SubmitterStore>> store_or;
   if (db != nullptr) {
-    store_or = anchord::submitter::OpenPgSubmitterStore(db);
+    anchord::submitter::PgSubmitterOptions store_options;
+    store_options.lease_term = absl::Seconds(lease_seconds);
+    store_options.heartbeat = absl::Seconds(lease_seconds) / 12;
+    store_or = anchord::submitter::OpenPgSubmitterStore(db, store_options);
     if (store_or.ok()) {
       if (absl::Status st = anchord::ratelimit::MigratePgRateLimiter(*db); !st.ok()) {
         store_or = st;

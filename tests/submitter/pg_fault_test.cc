@@ -132,5 +132,55 @@ TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
   EXPECT_TRUE(transitions.back());
 }
 
+
+// A quota pause one replica stored holds the other replica's queue too, and a resume on one
+// replica resumes the other.
+TEST(PgReplicaEngineTest, QuotaPauseAndResumeReachOtherReplicas) {
+  ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
+  ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
+  auto url = server->CreateDatabase();
+  ASSERT_TRUE(url.ok()) << url.status();
+  FakeClock clock(absl::FromUnixSeconds(1'700'000'000));
+  PgSubmitterOptions so;
+  so.lease_term = absl::ZeroDuration();
+  std::unique_ptr<SubmitterStore> stores[2];
+  for (auto& s : stores) {
+    auto db = ledger::PgDb::Open(*url);
+    ASSERT_TRUE(db.ok()) << db.status();
+    auto st = OpenPgSubmitterStore(std::shared_ptr<ledger::PgDb>(std::move(*db)), so);
+    ASSERT_TRUE(st.ok()) << st.status();
+    s = std::move(*st);
+  }
+  FakeProvider pa, pb;
+  EngineOptions eo;
+  eo.quota_retry = absl::Hours(1);
+  Engine a(stores[0].get(), {&pa}, nullptr, &clock, eo);
+  Engine b(stores[1].get(), {&pb}, nullptr, &clock, eo);
+  ASSERT_TRUE(a.Init().ok());
+  ASSERT_TRUE(b.Init().ok());
+  ASSERT_TRUE(stores[0]->InsertBatch({Item('a', "a"), Item('b', "b")}, clock.Now()).ok());
+  pa.Script(FakeProvider::Fail(providers::OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED",
+                               "q1", 402));
+  auto ran = a.RunOnce();
+  ASSERT_TRUE(ran.ok() && *ran) << ran.status();
+  ASSERT_TRUE(a.Paused("fake").has_value());
+  EXPECT_FALSE(b.Paused("fake").has_value());
+  b.RefreshPauses();
+  ASSERT_TRUE(b.Paused("fake").has_value());
+  // b sends nothing while paused (the probe is an hour away).
+  auto idle = b.RunOnce();
+  ASSERT_TRUE(idle.ok());
+  EXPECT_FALSE(*idle);
+  EXPECT_TRUE(pb.sent().empty());
+  // ResumeQueue on a resumes b as well.
+  clock.Advance(absl::Minutes(1));
+  ASSERT_TRUE(a.Resume("fake").ok());
+  b.RefreshPauses();
+  EXPECT_FALSE(b.Paused("fake").has_value());
+  auto sent = b.RunOnce();
+  ASSERT_TRUE(sent.ok() && *sent) << sent.status();
+  EXPECT_EQ(pb.sent().size(), 1u);
+}
+
 }  // namespace
 }  // namespace anchord::submitter

@@ -121,8 +121,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   return creds;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::string& target,
-                                                                 const TransportSecurity& s) {
+grpc::ChannelArguments PeerChannelArguments() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -130,6 +129,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::stri
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  return args;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TransportSecurity& s, grpc::ChannelArguments* args) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (s.tls_enabled()) {
     grpc::SslCredentialsOptions opts;
@@ -146,7 +150,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::stri
       opts.pem_cert_chain = *cert;
       opts.pem_private_key = *key;
     }
-    if (!s.server_name.empty()) args.SetSslTargetNameOverride(s.server_name);
+    if (!s.server_name.empty()) args->SetSslTargetNameOverride(s.server_name);
     creds = grpc::SslCredentials(opts);
   } else {
     creds = grpc::InsecureChannelCredentials();
@@ -166,7 +170,15 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::stri
       creds = grpc::CompositeChannelCredentials(creds, call_creds);
     }
   }
-  return grpc::CreateCustomChannel(target, creds, args);
+  return creds;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::string& target,
+                                                                 const TransportSecurity& s) {
+  grpc::ChannelArguments args = PeerChannelArguments();
+  auto creds = MakeChannelCredentials(s, &args);
+  if (!creds.ok()) return creds.status();
+  return grpc::CreateCustomChannel(target, *creds, args);
 }
 
 }  // namespace anchord::rpc

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/rpc/internal.h"
 #include "libs/rpc/security.h"
 
 namespace anchord::rpc {
@@ -33,22 +34,31 @@ struct ServerOptions {
   int max_concurrent_streams = 256;
   // Time given to in-flight RPCs to finish on shutdown before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
-  // Fully qualified service names reported SERVING by the health service.
+  // Fully qualified service names reported SERVING by the health service. Their methods (from the
+  // generated descriptors) are also the only values of the RPC metric's `method` label; any other
+  // method a caller names is counted as method="unknown".
   std::vector<std::string> health_service_names;
   // TLS / mutual TLS / bearer token for the gRPC port; plaintext when empty.
   TransportSecurity security;
+  // The internal port (libs/rpc/internal.h): opened when listen_address is set and internal
+  // services are given to Start. Same TLS settings, never the public token.
+  InternalEndpoint internal;
 };
 
 class ServerRunner {
  public:
   // Builds and starts the server with `services` (not owned; must outlive the runner) and metrics
-  // from `registry` (the runner adds its own RPC metrics to it).
+  // from `registry` (the runner adds its own RPC metrics to it). With `internal_services` and
+  // options.internal.listen_address, a second server on the internal port serves only those
+  // (instances whose RpcGate is Internal), with the health service.
   static absl::StatusOr<std::unique_ptr<ServerRunner>> Start(
       const ServerOptions& options, const std::vector<grpc::Service*>& services,
-      std::shared_ptr<prometheus::Registry> registry);
+      std::shared_ptr<prometheus::Registry> registry,
+      const std::vector<grpc::Service*>& internal_services = {});
   ~ServerRunner();
 
   int port() const { return port_; }
+  int internal_port() const { return internal_port_; }  // 0 without an internal port
   int metrics_port() const;
   grpc::Server* server() { return server_.get(); }
 
@@ -65,7 +75,9 @@ class ServerRunner {
   // Kept alive here: the RPC latency interceptor records into a family owned by the registry.
   std::shared_ptr<prometheus::Registry> registry_;
   int port_ = 0;
+  int internal_port_ = 0;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::mutex health_mu_;
   bool shut_down_ = false;  // guarded by health_mu_ for SetServing

@@ -70,10 +70,11 @@ node "$ROOT/tests/deploy/validate-manifests.cjs" "$TOOLS" "$WORK/defaults.yaml" 
 
 step "render contents"
 kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
-want_defaults="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=1 NetworkPolicy=3 PersistentVolumeClaim=2 PodDisruptionBudget=3 Service=3 ServiceAccount=1 "
+# Secret=1: the internal token the chart makes (internalToken.existingSecret empty).
+want_defaults="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=1 NetworkPolicy=3 PersistentVolumeClaim=2 PodDisruptionBudget=3 Secret=1 Service=3 ServiceAccount=1 "
 [ "$(kinds "$WORK/defaults.yaml")" = "$want_defaults" ] ||
   die "defaults render: got kinds '$(kinds "$WORK/defaults.yaml")', want '$want_defaults'"
-want_allon="ConfigMap=3 Deployment=4 HorizontalPodAutoscaler=1 NetworkPolicy=4 PersistentVolumeClaim=1 PodDisruptionBudget=3 PrometheusRule=1 Service=4 ServiceAccount=1 ServiceMonitor=1 "
+want_allon="ConfigMap=3 Deployment=4 HorizontalPodAutoscaler=1 NetworkPolicy=4 PersistentVolumeClaim=1 PodDisruptionBudget=3 PrometheusRule=1 Secret=1 Service=4 ServiceAccount=1 ServiceMonitor=1 "
 [ "$(kinds "$WORK/all-on.yaml")" = "$want_allon" ] ||
   die "all-on render: got kinds '$(kinds "$WORK/all-on.yaml")', want '$want_allon'"
 for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
@@ -81,7 +82,11 @@ for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
   grep -Eq '^  name: (.*-)?anchord-hasher$' "$f" || die "$f: no hasher objects"
   if grep -A3 'scaleTargetRef:' "$f" | grep -Eq 'name: .*-(submitter|poller)$'; then die "$f: HPA on a stateful service"; fi
   [ "$(grep -c '^  replicas: 1$' "$f")" -ge 2 ] || die "$f: submitter/poller are not single-replica"
-  if grep -q '^kind: Secret$' "$f"; then die "$f: the chart must not create Secrets"; fi
+  # No provider key is ever in a chart-made Secret: the only Secret the chart makes is the random
+  # internal token of the peer services (internal-token.yaml).
+  if grep -A3 '^kind: Secret$' "$f" | grep -E '^  name: ' | grep -vq -- '-internal$'; then
+    die "$f: the chart must not create Secrets other than the internal token"
+  fi
   grep -q -- '--proofd-api-key-file\|ANCHORD_PROOFD_API_KEY_FILE' "$f" || die "$f: key file not passed"
   [ "$(grep -c 'grpc:$' "$f")" -ge 9 ] || die "$f: native gRPC probes missing"
 done
@@ -98,6 +103,8 @@ for want in 'ANCHORD_PROOFLEDGER_API_KEY_FILE: "/etc/anchord/provider/proofledge
 done
 for want in 'ANCHORD_SIMPLEPROOF_CALLBACK_URL: "http://staging-anchord-poller:8081/callbacks/simpleproof"' \
             'ANCHORD_WEBHOOK_LISTEN: "0.0.0.0:8081"' 'ANCHORD_SUBMITTER_ADDR: "staging-anchord-submitter:50051"' \
+            'ANCHORD_SUBMITTER_ADDR: "staging-anchord-submitter:50052"' \
+            'ANCHORD_POLLER_ADDR: "staging-anchord-poller:50052"' 'targetPort: internal' \
             '--simpleproof-limit=10' '--simpleproof-limit=20' '--merkle-max-leaves=5000' \
             'targetPort: webhook' 'containerPort: 8081' 'name: anchord-staging-simpleproof'; do
   grep -qF -- "$want" "$WORK/all-on.yaml" || die "all-on: '$want' missing"

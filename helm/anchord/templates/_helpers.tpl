@@ -63,6 +63,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%d" (include "anchord.cname" .) (int .root.Values.ports.grpc) -}}
 {{- end -}}
 
+{{/* host:port of a peer's internal port (submitter, poller). */}}
+{{- define "anchord.internalAddr" -}}
+{{- printf "%s:%d" (include "anchord.cname" .) (int .root.Values.ports.internal) -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the internal token. */}}
+{{- define "anchord.internalTokenSecret" -}}
+{{- default (printf "%s-internal" (include "anchord.fullname" .)) .Values.internalToken.existingSecret -}}
+{{- end -}}
+
 {{/* The proofd URL (see anchord.providerUrl). */}}
 {{- define "anchord.proofdUrl" -}}
 {{- include "anchord.providerUrl" (dict "root" . "name" "proofd") -}}
@@ -207,6 +217,11 @@ ports:
   - name: metrics
     containerPort: {{ .root.Values.ports.metrics }}
     protocol: TCP
+{{- if ne .c "hasher" }}
+  - name: internal
+    containerPort: {{ .root.Values.ports.internal }}
+    protocol: TCP
+{{- end }}
 {{- if and (eq .c "poller") .root.Values.poller.webhook.enabled }}
   - name: webhook
     containerPort: {{ .root.Values.poller.webhook.port }}

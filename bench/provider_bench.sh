@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Pacing per provider: each provider anchors its own set of small files through the real services
 # and the sandbox (every API at its documented limits, scaled to a WINDOW-second window), in one
-# run; beside it, the worker script of the ProofLedger document (../shared/peers/
-# proofledger_worker.py) on the same sandbox and the same number of files.
+# run; beside it, the worker script of the ProofLedger v1 document on the same sandbox and the same
+# number of files.
 #
 #   bash bench/provider_bench.sh [BUILD_DIR]      (writes bench/results/providers.md)
+#
+# ANCHORD_PEER_PROOFLEDGER_WORKER: path of that worker script (not part of this repository: it is
+# the full Python worker printed in the ProofLedger v1 document, docs/providers/proofledger.md, saved
+# as a file, with its API URL, key and progress file read from PEER_API_URL, PEER_API_KEY and
+# PEER_PROGRESS_FILE and its directory from the first argument; needs python3-requests). Unset:
+# the worker's row is skipped with a message saying so.
 #
 # Figures: wall time until every digest is accepted (SUBMITTED), files per window achieved as a
 # fraction of the create limit that applies to the submitter, 429s received, and provider
@@ -15,7 +21,7 @@ BUILD="$(cd "${1:-build}" && pwd)"
 WINDOW="${WINDOW:-2}"
 WINDOWS="${WINDOWS:-10}"   # each provider gets enough files for this many full windows
 CTL="$BUILD/services/anchorctl/anchorctl"
-PEER="$(cd .. && pwd)/shared/peers/proofledger_worker.py"
+PEER="${ANCHORD_PEER_PROOFLEDGER_WORKER:-}"
 WORK="$(mktemp -d /tmp/anchord-provider-bench.XXXXXX)"
 STATE="$WORK/state"
 mkdir -p "$WORK/root" bench/results
@@ -82,6 +88,12 @@ for spec in "proofd proofd 30" "proofledger proofledger 60" "simpleproof simplep
 done
 
 # The document's worker, same sandbox, same number of files as anchord's ProofLedger run.
+if [ -z "$PEER" ] || [ ! -r "$PEER" ]; then
+  echo "provider_bench: skipping the proofledger_worker.py row: set ANCHORD_PEER_PROOFLEDGER_WORKER" \
+    "to the ProofLedger v1 document's worker script (see the header of this script)" >&2
+  echo "| proofledger_worker.py | skipped: ANCHORD_PEER_PROOFLEDGER_WORKER not set | | | | | | |" \
+    >> "$WORK/table.md"
+else
 n=$(( 60 * WINDOWS ))
 make_tree "$WORK/peer" "$n" "peer"
 stats "$WORK/peer.before"
@@ -94,5 +106,6 @@ stats "$WORK/peer.after"
 done_files=$(/usr/bin/python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$WORK/peer_progress.json" 2>/dev/null || echo 0)
 row "proofledger_worker.py ($done_files of $n anchored)" proofledger "$n" "$(echo "$end - $start" | bc)" 60 \
   "$WORK/peer.before" "$WORK/peer.after" "$WINDOW" >> "$WORK/table.md"
+fi
 cp "$WORK/table.md" bench/results/providers.md
 cat bench/results/providers.md

@@ -1,5 +1,6 @@
 #include "libs/common/log.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <mutex>
@@ -68,6 +69,33 @@ std::string ScrubSecrets(absl::string_view text) {
   return out;
 }
 
+std::string EscapeLogText(absl::string_view text, size_t max_bytes) {
+  const absl::string_view shown = text.substr(0, std::min(text.size(), max_bytes));
+  std::string out;
+  out.reserve(shown.size() + 16);
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char ch : shown) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+  if (shown.size() < text.size()) out += "...[" + std::to_string(text.size()) + " bytes]";
+  return out;
+}
+
 namespace log_internal {
 
 bool Enabled(LogLevel level) { return static_cast<int>(level) >= g_min_level.load(); }
@@ -78,7 +106,7 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
 }
 
 LogMessage::~LogMessage() {
-  std::string body = ScrubSecrets(stream_.str());
+  std::string body = EscapeLogText(ScrubSecrets(stream_.str()));
   std::string component;
   {
     std::lock_guard<std::mutex> lock(State().mu);

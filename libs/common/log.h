@@ -24,6 +24,13 @@ void RegisterSecret(absl::string_view secret);
 // Replaces every registered secret in `text` by "[REDACTED]".
 std::string ScrubSecrets(absl::string_view text);
 
+// The body of a log line as written: control characters, DEL, backslashes and bytes outside
+// ASCII are escaped (\n, \x1b, \\, ...), so a caller-supplied string (a path, an id, a provider's
+// message) can neither forge a line nor steer a terminal, and a body longer than `max_bytes` is
+// cut there and ends with "...[N bytes]".
+inline constexpr size_t kMaxLogBodyBytes = 8192;
+std::string EscapeLogText(absl::string_view text, size_t max_bytes = kMaxLogBodyBytes);
+
 namespace log_internal {
 class LogMessage {
  public:

@@ -1,8 +1,22 @@
 #include "libs/common/validate.h"
 
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace anchord {
+
+std::string EchoId(absl::string_view id) {
+  if (id.size() <= kMaxRequestIdBytes) return std::string(id);
+  return std::string(id.substr(0, kMaxQuotedIdBytes));
+}
+
+std::string QuoteCallerText(absl::string_view text) {
+  std::string out = absl::CHexEscape(text.substr(0, std::min(text.size(), kMaxQuotedIdBytes)));
+  if (text.size() > kMaxQuotedIdBytes) absl::StrAppend(&out, "... (", text.size(), " bytes)");
+  return out;
+}
 
 absl::Status ValidateDigest(absl::string_view digest, absl::string_view field) {
   if (digest.size() != kDigestBytes) {

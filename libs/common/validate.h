@@ -5,6 +5,8 @@
 #include <cstdint>
 #include "absl/strings/string_view.h"
 
+#include <string>
+
 #include "absl/status/status.h"
 
 namespace anchord {
@@ -32,6 +34,17 @@ absl::Status ValidateMimeType(absl::string_view mime, absl::string_view field = 
 absl::Status ValidateSourcePath(absl::string_view path, absl::string_view field = "source_path");
 
 // The job name to store: "default" for an empty one.
+// How much of a caller's id (request_id, file_id, ...) an answer or a message may quote.
+inline constexpr size_t kMaxQuotedIdBytes = 64;
+// The id to echo in a per-item answer: whole when it is a valid id (at most kMaxRequestIdBytes,
+// which the caller needs to match the answer), else only its first kMaxQuotedIdBytes: a
+// multi-megabyte id echoed whole could exceed the caller's receive limit and cost it the answers
+// to every good item after it.
+std::string EchoId(absl::string_view id);
+// A caller-supplied string for an error message: at most kMaxQuotedIdBytes of it, escaped
+// (absl::CHexEscape), followed by "... (N bytes)" when cut.
+std::string QuoteCallerText(absl::string_view text);
+
 inline absl::string_view JobOrDefault(absl::string_view job) { return job.empty() ? "default" : job; }
 
 }  // namespace anchord

@@ -19,7 +19,7 @@
 namespace anchord::merkle {
 namespace {
 
-constexpr uint8_t kMajorVersion = 1;  // FORMAT.md section 2; the only version there is
+constexpr uint8_t kMajorVersion = 1;  // docs/ots-format.md; the only version there is
 constexpr uint8_t kSiblingLength = 0x20;  // varuint 32
 constexpr uint8_t kNonceLength = 0x10;    // varuint 16
 constexpr size_t kLeafOpsSize = 2 + kNonceSize + 1;   // f0 10 <nonce> 08
@@ -392,7 +392,7 @@ absl::Status Joiner::AppendJoined(absl::string_view digest, absl::string_view pa
         absl::BytesToHexString(absl::string_view(root, kDigestSize)),
         " but the root proof is for ", absl::BytesToHexString(root_)));
   }
-  // OTS readers stop at 256 nested ops (FORMAT.md section 4); a proof they cannot read is useless.
+  // OTS readers stop at 256 nested ops (docs/ots-format.md); a proof they cannot read is useless.
   if (*ops + root_depth_ >= static_cast<size_t>(ots::kRecursionLimit)) {
     return absl::FailedPreconditionError(
         absl::StrCat("merkle: path (", *ops, " ops) plus root proof (", root_depth_,

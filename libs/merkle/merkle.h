@@ -1,13 +1,13 @@
 // Merkle batching for the submitter: many file digests are anchored through one provider
 // submission of a single Merkle root, and every file still gets a standalone OpenTimestamps proof.
 //
-// The tree is OpenTimestamps' own client batching (../shared/ots/CALENDAR.md section 4, FORMAT.md
-// section 7): leaf = sha256(digest || nonce) with a fresh random nonce per file, pairs combined as
+// The tree is OpenTimestamps' own client batching (docs/ots-format.md, "Merkle
+// batching"): leaf = sha256(digest || nonce) with a fresh random nonce per file, pairs combined as
 // sha256(left || right), an odd last item carried up unchanged (never duplicated, unlike Bitcoin).
 // So a file's path is a plain chain of .ots ops and a joined proof verifies with any OTS verifier.
 //
 // Path bytes (what PathBytes writes and everything else here reads) are exactly the op bytes of
-// the chain, as in FORMAT.md section 3, and nothing else:
+// the chain, as in docs/ots-format.md, and nothing else:
 //
 //   f0 10 <nonce: 16 bytes>  08                       append(nonce), sha256    -> the leaf
 //   ( f0 20 <sibling: 32 bytes> 08                    append(right sibling), sha256

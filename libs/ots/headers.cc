@@ -78,7 +78,63 @@ absl::StatusOr<std::string> Get(http::HttpClient& client, const std::string& url
   return resp->body;
 }
 
+// 4 * target, saturating (the floors are far below 2^254, so it never saturates in practice).
+std::string TimesFour(const std::string& target) {
+  std::string out(32, '\0');
+  unsigned carry = 0;
+  for (int i = 31; i >= 0; --i) {
+    const unsigned v = (static_cast<uint8_t>(target[i]) << 2) | carry;
+    out[i] = static_cast<char>(v & 0xff);
+    carry = v >> 8;
+  }
+  if (carry != 0) return std::string(32, '\xff');
+  return out;
+}
+
 }  // namespace
+
+const std::vector<DifficultyFloor>& MainnetDifficultyFloors() {
+  // Each value is the nBits field of that block in Bitcoin mainnet, a public fact anyone can
+  // check with `bitcoin-cli getblockheader $(bitcoin-cli getblockhash N)` or any block explorer;
+  // the note says where else it is printed. The floor is a quarter of that block's difficulty.
+  // Difficulty never dropped by 4x after any of these heights (the largest falls, late 2011,
+  // late 2018 and mid-2021, were under 2x), so real blocks always clear it.
+  static const auto* const kFloors = new std::vector<DifficultyFloor>{
+      {68543, 0x1c05a3f4,
+       "bits of block 68543 in Bitcoin mainnet (also in Bitcoin Core's src/test/pow_tests.cpp, "
+       "get_next_work_lower_limit_actual)"},
+      {100000, 0x1b04864c, "bits of block 100000 in Bitcoin mainnet (difficulty 14,484.16)"},
+      {200000, 0x1a05db8b, "bits of block 200000 in Bitcoin mainnet (difficulty 2,864,140.5)"},
+      {300000, 0x1900896c, "bits of block 300000 in Bitcoin mainnet (difficulty 8.00e9)"},
+      {358391, 0x181686f5,
+       "bits of block 358391 in Bitcoin mainnet (its header, hash 000000000000000003e89288..., "
+       "is in tests/data/ots/bitcoin_block_roots.json)"},
+      {500000, 0x18009645, "bits of block 500000 in Bitcoin mainnet (difficulty 1.873e12)"},
+      {840000, 0x17034219,
+       "bits of block 840000 in Bitcoin mainnet (the April 2024 halving, difficulty 8.64e13)"},
+  };
+  return *kFloors;
+}
+
+std::pair<std::string, std::string> DifficultyFloorAt(int64_t height) {
+  const std::string limit = *CompactToTarget(kMainnetPowLimitBits);
+  const DifficultyFloor* floor = nullptr;
+  for (const DifficultyFloor& f : MainnetDifficultyFloors()) {
+    if (f.height <= height) floor = &f;
+  }
+  if (floor == nullptr) return {limit, "mainnet's proof-of-work limit (bits 0x1d00ffff)"};
+  std::string t = TimesFour(*CompactToTarget(floor->real_bits));
+  if (t > limit) t = limit;
+  return {t, absl::StrFormat("a quarter of the difficulty of bits 0x%08x, the %s", floor->real_bits,
+                             floor->source)};
+}
+
+absl::StatusOr<Network> ParseNetwork(absl::string_view name) {
+  if (name.empty() || name == "mainnet" || name == "bitcoin") return Network::kMainnet;
+  if (name == "regtest") return Network::kRegtest;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--network: \"", name.substr(0, 32), "\" is not mainnet or regtest"));
+}
 
 std::string BlockHeader::DisplayHash() const { return HexEncode(Reversed(hash)); }
 
@@ -132,6 +188,16 @@ absl::StatusOr<BlockHeader> ParseBlockHeader(int64_t height, absl::string_view r
   if (Reversed(h.hash) > *target) {
     return fail(absl::StrFormat("hash %s does not meet its own target (bits 0x%08x)",
                                 h.DisplayHash(), h.bits));
+  }
+  // The floor first: it is at least as strict as the pow limit and its message names the height.
+  if (policy.difficulty_floor) {
+    auto [floor, why] = DifficultyFloorAt(height);
+    if (*target > floor) {
+      return fail(absl::StrFormat(
+          "its difficulty (bits 0x%08x) is below the floor for height %d: %s. A header this "
+          "cheap is not evidence of a Bitcoin block; for a test chain use --network regtest",
+          h.bits, height, why));
+    }
   }
   if (policy.pow_limit_bits) {
     auto limit = CompactToTarget(*policy.pow_limit_bits);
@@ -360,17 +426,22 @@ absl::StatusOr<BlockHeader> SandboxHeaders::HeaderAt(int64_t height) {
 
 // ---- MakeHeaderSource ----
 
-absl::StatusOr<std::unique_ptr<BlockHeaderSource>> MakeHeaderSource(absl::string_view spec) {
+absl::StatusOr<std::unique_ptr<BlockHeaderSource>> MakeHeaderSource(absl::string_view spec,
+                                                                    Network network) {
+  const HeaderPolicy policy = PolicyFor(network);
   if (absl::ConsumePrefix(&spec, "file:")) {
-    auto f = LocalHeadersFile::Open(std::string(spec));
+    auto f = LocalHeadersFile::Open(std::string(spec), policy);
     if (!f.ok()) return f.status();
     return std::unique_ptr<BlockHeaderSource>(std::move(*f));
   }
   if (absl::ConsumePrefix(&spec, "rest:")) {
-    return std::unique_ptr<BlockHeaderSource>(new BitcoinCoreRest(std::string(spec)));
+    return std::unique_ptr<BlockHeaderSource>(
+        new BitcoinCoreRest(std::string(spec), nullptr, policy));
   }
   if (absl::ConsumePrefix(&spec, "sandbox:")) {
-    return std::unique_ptr<BlockHeaderSource>(new SandboxHeaders(std::string(spec)));
+    // The sandbox serves only its regtest-difficulty fake chain; naming it is the explicit choice.
+    return std::unique_ptr<BlockHeaderSource>(
+        new SandboxHeaders(std::string(spec), nullptr, HeaderPolicy::Regtest()));
   }
   if (absl::ConsumePrefix(&spec, "rpc:")) {
     std::vector<std::string> parts = absl::StrSplit(spec, ',');
@@ -391,7 +462,7 @@ absl::StatusOr<std::unique_ptr<BlockHeaderSource>> MakeHeaderSource(absl::string
       }
     }
     if (url.empty()) return absl::InvalidArgumentError("header source rpc: missing URL");
-    auto rpc = BitcoinCoreRpc::Create(url, user, password, cookie);
+    auto rpc = BitcoinCoreRpc::Create(url, user, password, cookie, nullptr, policy);
     if (!rpc.ok()) return rpc.status();
     return std::unique_ptr<BlockHeaderSource>(std::move(*rpc));
   }

@@ -7,8 +7,9 @@
 //
 // What this does NOT establish: that the header is on the best chain at that height. A local file
 // or a node is trusted for the height -> header mapping (an 80-byte header does not carry its
-// height); proof of work makes forging a header for a mainnet height as expensive as mining one,
-// but only when the caller also insists on mainnet difficulty (see HeaderPolicy).
+// height); the default HeaderPolicy bounds that trust: a header must have at least mainnet's
+// minimum difficulty and the difficulty floor for its height, so forging one costs a good part of
+// mining a real block of that era.
 //
 // Errors from HeaderAt: NotFound when the source has no block at that height; FailedPrecondition
 // when the source answered with a header that fails the checks above; Unavailable / other codes
@@ -20,6 +21,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -46,21 +49,55 @@ struct BlockHeader {
   std::string DisplayHash() const;
 };
 
-// Optional stricter rules on top of "meets its own bits".
-struct HeaderPolicy {
-  // When set, a header whose target is easier than this compact target is rejected (e.g.
-  // 0x1d00ffff, mainnet's proof-of-work limit, so a cheap regtest-difficulty header cannot stand in
-  // for a mainnet block). Unset accepts any difficulty (the sandbox's regtest headers).
-  std::optional<uint32_t> pow_limit_bits;
+// Bitcoin mainnet's proof-of-work limit (the easiest target a mainnet block may have).
+inline constexpr uint32_t kMainnetPowLimitBits = 0x1d00ffff;
+
+// A conservative minimum difficulty from `height` on: the floor target is 4x the target of
+// `real_bits` (a quarter of that block's real difficulty), never easier than the pow limit.
+struct DifficultyFloor {
+  int64_t height;      // applies to this height and every later one, until the next entry
+  uint32_t real_bits;  // the bits of block `height` in Bitcoin mainnet
+  const char* source;  // where that value is public
 };
+
+// The compiled-in table, ascending by height (headers.cc, each entry with its source). Bitcoin's
+// difficulty never fell to a quarter of an earlier epoch's after any of these heights, so a real
+// block always clears the floor, while a header below it (regtest's 0x207fffff, or anything
+// cheap) is refused: forging one costs at least a quarter of mining a real block of that era.
+const std::vector<DifficultyFloor>& MainnetDifficultyFloors();
+
+// The rules a header must meet on top of "meets its own bits". The default is mainnet's: target
+// at most the pow limit AND at most the difficulty floor for its height. Regtest() accepts any
+// well-formed difficulty: only for test chains (the sandbox's fake chain), and callers say so.
+struct HeaderPolicy {
+  std::optional<uint32_t> pow_limit_bits = kMainnetPowLimitBits;
+  bool difficulty_floor = true;  // apply MainnetDifficultyFloors()
+
+  static HeaderPolicy Mainnet() { return {}; }
+  static HeaderPolicy Regtest() { return {std::nullopt, false}; }
+  bool regtest() const { return !pow_limit_bits && !difficulty_floor; }
+};
+
+enum class Network { kMainnet, kRegtest };
+// "mainnet" (also "" and "bitcoin") or "regtest"; InvalidArgument naming the value otherwise.
+absl::StatusOr<Network> ParseNetwork(absl::string_view name);
+inline HeaderPolicy PolicyFor(Network n) {
+  return n == Network::kRegtest ? HeaderPolicy::Regtest() : HeaderPolicy::Mainnet();
+}
+
+// The floor target (32 big-endian bytes) for `height` under mainnet rules, and a description of
+// where it comes from ("a quarter of the difficulty of bits 0x181686f5 of block 358391"); the
+// pow limit and "the proof-of-work limit" below the table's first height.
+std::pair<std::string, std::string> DifficultyFloorAt(int64_t height);
 
 // Expands a compact target into 32 big-endian bytes. InvalidArgument for a negative sign bit, a
 // zero target, or a target that does not fit in 256 bits.
 absl::StatusOr<std::string> CompactToTarget(uint32_t bits);
 
 // Decodes and checks an 80-byte header: length, bits well formed, sha256d(raw) <= target, the
-// policy, and (when `expected_hash_internal` is not empty) the hash. FailedPrecondition with a
-// message naming the height and the failed check.
+// policy (pow limit, difficulty floor for `height`), and (when `expected_hash_internal` is not
+// empty) the hash. FailedPrecondition with a message naming the height and the failed check (for
+// the floor: the height, the header's bits and the floor's source).
 absl::StatusOr<BlockHeader> ParseBlockHeader(int64_t height, absl::string_view raw,
                                              absl::string_view expected_hash_internal = {},
                                              const HeaderPolicy& policy = {});
@@ -71,12 +108,15 @@ class BlockHeaderSource {
   virtual absl::StatusOr<BlockHeader> HeaderAt(int64_t height) = 0;
   // A short description for messages ("file /x/headers.txt", "rest http://127.0.0.1:8332").
   virtual std::string Describe() const = 0;
+  // True when headers are accepted at any difficulty (HeaderPolicy::Regtest): results from such a
+  // source must say they are about a test chain, not Bitcoin.
+  virtual bool regtest() const { return false; }
 };
 
 // Headers from a local file, fully offline. Two formats, chosen by the first non-blank character:
 //  - text: one "HEIGHT HEADER_HEX" per line (160 hex chars); blank lines and lines starting with
 //    '#' are ignored;
-//  - JSON ('{'): the shape of ../shared/ots/vectors/bitcoin_block_roots.json: keys are heights,
+//  - JSON ('{'): the shape of tests/data/ots/bitcoin_block_roots.json: keys are heights,
 //    entries with "header_hex" are used (and "block_hash", display order, must match when given);
 //    entries without a raw header are ignored, since a bare merkle root cannot be checked.
 // Open fails (InvalidArgument naming the line / key) on a malformed file; headers are checked on
@@ -91,6 +131,7 @@ class LocalHeadersFile : public BlockHeaderSource {
 
   absl::StatusOr<BlockHeader> HeaderAt(int64_t height) override;
   std::string Describe() const override { return "file " + name_; }
+  bool regtest() const override { return policy_.regtest(); }
   size_t size() const { return entries_.size(); }
 
  private:
@@ -114,6 +155,7 @@ class BitcoinCoreRest : public BlockHeaderSource {
                   HeaderPolicy policy = {});
   absl::StatusOr<BlockHeader> HeaderAt(int64_t height) override;
   std::string Describe() const override { return "rest " + base_; }
+  bool regtest() const override { return policy_.regtest(); }
 
  private:
   std::string base_;
@@ -132,6 +174,7 @@ class BitcoinCoreRpc : public BlockHeaderSource {
       HeaderPolicy policy = {});
   absl::StatusOr<BlockHeader> HeaderAt(int64_t height) override;
   std::string Describe() const override { return "rpc " + url_; }
+  bool regtest() const override { return policy_.regtest(); }
 
  private:
   BitcoinCoreRpc() = default;
@@ -143,13 +186,15 @@ class BitcoinCoreRpc : public BlockHeaderSource {
   HeaderPolicy policy_;
 };
 
-// The sandbox's fake chain: GET {base}/_sandbox/blocks/<h>/header (160 hex chars).
+// The sandbox's fake chain: GET {base}/_sandbox/blocks/<h>/header (160 hex chars). Regtest rules
+// by default: its headers are mined at 0x207fffff.
 class SandboxHeaders : public BlockHeaderSource {
  public:
   SandboxHeaders(std::string base_url, std::shared_ptr<http::HttpClient> client = nullptr,
-                 HeaderPolicy policy = {});
+                 HeaderPolicy policy = HeaderPolicy::Regtest());
   absl::StatusOr<BlockHeader> HeaderAt(int64_t height) override;
   std::string Describe() const override { return "sandbox " + base_; }
+  bool regtest() const override { return policy_.regtest(); }
 
  private:
   std::string base_;
@@ -158,7 +203,10 @@ class SandboxHeaders : public BlockHeaderSource {
 };
 
 // Builds a source from a spec string: "file:PATH", "rest:URL", "sandbox:URL",
-// "rpc:URL[,cookie=PATH|,user=U,password=P]". InvalidArgument on an unknown scheme.
-absl::StatusOr<std::unique_ptr<BlockHeaderSource>> MakeHeaderSource(absl::string_view spec);
+// "rpc:URL[,cookie=PATH|,user=U,password=P]". InvalidArgument on an unknown scheme. file/rest/rpc
+// sources check headers under `network`'s rules (mainnet unless the caller explicitly asked for
+// regtest); the sandbox source is always regtest (it serves nothing else).
+absl::StatusOr<std::unique_ptr<BlockHeaderSource>> MakeHeaderSource(
+    absl::string_view spec, Network network = Network::kMainnet);
 
 }  // namespace anchord::ots

@@ -140,10 +140,27 @@ class Reader {
     return ReadBytes(static_cast<size_t>(len), out);
   }
 
+  // Counts a node holding `msg_bytes` against the tree's budget (see kMaxTreeNodes).
+  absl::Status Charge(size_t msg_bytes) {
+    ++nodes_;
+    message_bytes_ += msg_bytes;
+    if (nodes_ > kMaxTreeNodes) {
+      return Error(kReasonResourceLimit,
+                   absl::StrCat("more than ", kMaxTreeNodes, " nodes in the timestamp tree"));
+    }
+    if (message_bytes_ > kMaxTreeMessageBytes) {
+      return Error(kReasonResourceLimit,
+                   absl::StrCat("the tree's messages exceed ", kMaxTreeMessageBytes, " bytes"));
+    }
+    return absl::OkStatus();
+  }
+
  private:
   absl::string_view data_;
   size_t pos_;
   size_t base_;
+  size_t nodes_ = 0;
+  size_t message_bytes_ = 0;
 };
 
 bool IsCryptoTag(uint8_t tag) {
@@ -398,9 +415,12 @@ absl::StatusOr<std::shared_ptr<Timestamp>> ParseNode(Reader& r, std::string msg,
   if (budget < 1) {
     return r.Error(kReasonRecursionLimit, "Reached timestamp recursion depth limit while deserializing");
   }
+  if (auto st = r.Charge(msg.size()); !st.ok()) return st;
   auto node = std::make_shared<Timestamp>(std::move(msg));
   auto branch = [&](uint8_t tag, size_t tag_pos) -> absl::Status {
     if (tag == 0x00) {
+      // Verification copies the attested message once per attestation: count it too.
+      if (auto st = r.Charge(node->msg().size()); !st.ok()) return st;
       auto a = ParseAttestation(r);
       if (!a.ok()) return a.status();
       node->AddAttestation(*std::move(a));

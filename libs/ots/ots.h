@@ -1,12 +1,13 @@
 // A small OpenTimestamps library: operations, the timestamp tree, attestations, and the detached
-// `.ots` file format, byte-for-byte per ../shared/ots/FORMAT.md (the reference implementation
+// `.ots` file format, byte-for-byte per docs/ots-format.md (the reference implementation
 // python-opentimestamps is the authority).
 //
 //  - Parsing enforces the reference limits: recursion depth 256 (ops, not forks), message and op
 //    result at most 4096 bytes, append/prepend argument 1..4096 bytes, attestation payload at most
 //    8192 bytes, pending URI at most 1000 bytes of [A-Za-z0-9-._/:], known attestation payloads
 //    consumed exactly, nothing after the tree. Op results are computed while parsing, so an invalid
-//    path fails the parse.
+//    path fails the parse. Beyond the reference: at most kMaxTreeNodes nodes and
+//    kMaxTreeMessageBytes of messages in one tree (bounded memory).
 //  - Every parse error is InvalidArgument with a message "ots: <Reason> at byte offset <N>: <detail>"
 //    where <Reason> is one of the stable words below (kReason*), so callers and tests can tell them
 //    apart without parsing prose.
@@ -39,6 +40,16 @@ inline constexpr size_t kMaxResultLength = 4096;
 inline constexpr size_t kMaxPayloadLength = 8192;
 inline constexpr size_t kMaxUriLength = 1000;
 inline constexpr int kRecursionLimit = 256;
+// Our own bounds on a parsed tree, so parsing memory is bounded whatever the input: every node
+// keeps its message (up to 4096 bytes, derived from as little as one byte of input), so without
+// them a 64 KB file could make gigabytes. Real proofs have at most a few hundred nodes and well
+// under a megabyte of messages. An attestation counts as a node holding its node's message (what
+// verification copies). Exceeding either fails the parse with reason ResourceLimit.
+inline constexpr size_t kMaxTreeNodes = 100000;
+inline constexpr size_t kMaxTreeMessageBytes = 32u << 20;
+// The largest .ots file anchord reads (anchorctl verify/info/upgrade/report, the poller's
+// downloads): real proofs are a few kilobytes, a Merkle-batched file's proof well under one.
+inline constexpr size_t kMaxProofFileBytes = 4u << 20;
 
 // Stable reason words used in parse errors.
 inline constexpr char kReasonBadMagic[] = "BadMagic";
@@ -51,6 +62,7 @@ inline constexpr char kReasonMsgValue[] = "MsgValue";  // op not applicable to t
 inline constexpr char kReasonVarbytesLength[] = "VarbytesLength";
 inline constexpr char kReasonVaruintOverflow[] = "VaruintOverflow";
 inline constexpr char kReasonInvalidUri[] = "InvalidUri";
+inline constexpr char kReasonResourceLimit[] = "ResourceLimit";
 
 // The 31-byte file magic.
 absl::string_view DetachedMagic();

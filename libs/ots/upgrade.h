@@ -1,4 +1,4 @@
-// Upgrading pending OpenTimestamps proofs with calendar answers (../shared/ots/CALENDAR.md §5).
+// Upgrading pending OpenTimestamps proofs with calendar answers (docs/providers/ots.md, "Upgrade").
 //
 // A calendar answer is a serialized Timestamp (no magic/version/file-hash op) whose root message
 // is the commitment at a pending attestation. Merging unions attestations and merges ops by op

@@ -61,6 +61,7 @@ VerifyResult Verify(const DetachedFile& proof, absl::string_view file_digest,
   res.file_digest = std::string(file_digest);
   res.digest_checked = !file_digest.empty();
   res.digest_matches = res.digest_checked && file_digest == proof.digest;
+  res.regtest_headers = headers != nullptr && headers->regtest();
   if (proof.timestamp == nullptr) {
     res.message = "proof has no timestamp";
     return res;
@@ -101,6 +102,12 @@ VerifyResult Verify(const DetachedFile& proof, absl::string_view file_digest,
           break;
         }
         auto it = cache.find(att.height);
+        if (it == cache.end() && cache.size() >= kMaxHeaderLookups) {
+          r.status = AttestationStatus::kHeaderUnavailable;
+          r.detail = absl::StrCat("not looked up: the proof names more than ", kMaxHeaderLookups,
+                                  " block heights");
+          break;
+        }
         if (it == cache.end()) {
           it = cache.emplace(att.height, headers->HeaderAt(static_cast<int64_t>(att.height))).first;
         }
@@ -162,17 +169,26 @@ VerifyResult Verify(const DetachedFile& proof, absl::string_view file_digest,
   } else if (res.earliest) {
     res.verdict = Verdict::kVerified;
     res.verified = true;
-    res.message = absl::StrCat("Success! ", res.earliest->detail);
+    res.message = absl::StrCat("Success! ", res.earliest->detail,
+                               res.regtest_headers ? " [REGTEST: headers from a test chain, "
+                                                     "checked without a minimum difficulty; "
+                                                     "not evidence of a Bitcoin block]"
+                                                   : "");
   } else {
-    bool pending = false, unavailable = false;
+    bool pending = false;
+    const AttestationResult* unavailable = nullptr;
     for (const auto& r : res.attestations) {
       pending |= r.status == AttestationStatus::kPending;
-      unavailable |= r.status == AttestationStatus::kHeaderUnavailable;
+      if (unavailable == nullptr && r.status == AttestationStatus::kHeaderUnavailable) {
+        unavailable = &r;
+      }
     }
     res.verdict = Verdict::kNotVerifiable;
-    res.message = unavailable ? "no Bitcoin attestation could be checked: block header unavailable"
-                  : pending   ? "timestamp not complete: pending confirmation; run upgrade"
-                              : "no Bitcoin attestation in the proof";
+    res.message = unavailable != nullptr
+                      ? absl::StrCat("no Bitcoin attestation could be checked: ",
+                                     unavailable->detail)
+                  : pending ? "timestamp not complete: pending confirmation; run upgrade"
+                            : "no Bitcoin attestation in the proof";
   }
   return res;
 }

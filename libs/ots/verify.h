@@ -1,4 +1,4 @@
-// Verifying an OpenTimestamps proof (../shared/ots/FORMAT.md section 6).
+// Verifying an OpenTimestamps proof (docs/ots-format.md, "Verification").
 //
 // The tree's messages were already recomputed from the digest while parsing (ots.h computes every
 // op result eagerly), so the message at a node carrying an attestation IS the commitment derived
@@ -6,7 +6,11 @@
 //   1. compare the proof's digest with the file's digest (hashed with the proof's file-hash op);
 //   2. for every attestation reachable from the root, classify it; a Bitcoin attestation's
 //      commitment must be exactly 32 bytes and equal the merkle root (raw header bytes 36..67,
-//      internal order) of a proof-of-work-checked header at its height (headers.h).
+//      internal order) of a proof-of-work-checked header at its height (headers.h; mainnet rules,
+//      difficulty floor included, unless the source was explicitly made for regtest).
+// At most kMaxHeaderLookups distinct heights are looked up per proof (real proofs name one or
+// two); further Bitcoin attestations are HEADER_UNAVAILABLE, so a hostile proof cannot make one
+// verification send thousands of requests to a node.
 // Nothing is fetched from calendars here (see upgrade.h).
 #pragma once
 
@@ -63,7 +67,12 @@ struct VerifyResult {
   // The earliest VERIFIED attestation (lowest block time), when any.
   std::optional<AttestationResult> earliest;
   std::string message;  // one line saying what holds or why not
+  // The header source checked headers under regtest rules (any difficulty): a VERIFIED result is
+  // about a test chain, not Bitcoin, and every output must say so.
+  bool regtest_headers = false;
 };
+
+inline constexpr size_t kMaxHeaderLookups = 16;
 
 // Verifies against a known file digest (raw bytes, the length of the proof's file-hash op).
 // `file_digest` empty means "not checked" (never verified then). `headers` may be null (every

@@ -43,7 +43,7 @@ absl::Status CheckUrl(const char* flag, const std::string& url) {
 }
 
 // A calendar URL must be a bare origin: the reference clients build request URLs differently
-// from a URL with a path (CALENDAR.md §2), so only scheme://host[:port] is unambiguous.
+// from a URL with a path (docs/providers/ots.md), so only scheme://host[:port] is unambiguous.
 absl::Status CheckOrigin(const char* flag, const std::string& url) {
   if (auto st = CheckUrl(flag, url); !st.ok()) return st;
   const std::string bare = internal::TrimTrailingSlashes(url);

@@ -429,7 +429,7 @@ class OtsCalendarProvider final : public Provider {
     const std::string origin = internal::TrimTrailingSlashes(p.uri);
     http::HttpRequest req;
     req.method = "GET";
-    // The commitment at the pending node, not the submitted digest (CALENDAR.md §2).
+    // The commitment at the pending node, not the submitted digest (docs/providers/ots.md).
     req.url = absl::StrCat(origin, "/timestamp/", HexEncode(p.commitment));
     req.timeout = config_.lookup_timeout;
     std::optional<http::HttpResponse> resp = Send(origin, kTimestamp, std::move(req), o);

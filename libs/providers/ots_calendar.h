@@ -1,15 +1,15 @@
-// The OpenTimestamps calendar adapter, provider name "ots" (../shared/ots/CALENDAR.md; where it is
-// silent, ../notes/provider_wire_spec.md, which the sandbox's calendars serve). Free, no key.
+// The OpenTimestamps calendar adapter, provider name "ots" (docs/providers/ots.md: the protocol
+// and anchord's choices where it is silent, which the sandbox's calendars serve). Free, no key.
 //
 //  - Create POSTs the raw 32 digest bytes to /digest of every configured calendar at once (the
-//    four public aggregators of CALENDAR.md §3 by default) and needs at least `min_calendars`
-//    valid answers within the timeout, else kRetry. A valid answer is a Timestamp rooted at the
-//    digest, at most 10000 bytes, carrying a pending attestation of a whitelisted calendar. The
-//    answers are merged into one detached .ots (file hash op sha256, the digest) returned in
-//    record.evidence: the caller must store it before anything else, because a calendar cannot
-//    send a lost answer again (nothing on the calendar maps the digest to its nonce). The proof
-//    id is the digest hex. maybe_sent needs no check: calendars are free, and a re-send simply
-//    gives a second pending proof.
+//    four public aggregators listed in docs/providers/ots.md by default) and needs at least
+//    `min_calendars` valid answers within the timeout, else kRetry. A valid answer is a Timestamp
+//    rooted at the digest, at most 10000 bytes, carrying a pending attestation of a whitelisted
+//    calendar. The answers are merged into one detached .ots (file hash op sha256, the digest)
+//    returned in record.evidence: the caller must store it before anything else, because a
+//    calendar cannot send a lost answer again (nothing on the calendar maps the digest to its
+//    nonce). The proof id is the digest hex. maybe_sent needs no check: calendars are free, and
+//    a re-send simply gives a second pending proof.
 //  - Lookup(ref) reads ref.evidence and, for every pending attestation of a whitelisted calendar
 //    (ots::DefaultCalendarWhitelist plus the configured calendars; nothing else is ever
 //    contacted), asks GET /timestamp/<hex commitment at that node>, honouring the answer's
@@ -35,7 +35,7 @@
 
 namespace anchord::providers {
 
-// The `ots stamp` default aggregators (CALENDAR.md §3), bare origins.
+// The `ots stamp` default aggregators (docs/providers/ots.md), bare origins.
 std::vector<std::string> DefaultOtsCalendars();
 
 struct OtsCalendarConfig {

@@ -47,7 +47,7 @@ constexpr absl::Duration kDefaultRetryAfter = absl::Seconds(60);
 constexpr int kMaxDuplicatePages = 200;
 constexpr int kListPageMax = 50;  // the API caps pages at 50
 
-// .ots magic (/work/shared/ots/FORMAT.md section 2); a 200 whose body lacks it is not evidence.
+// .ots magic (docs/ots-format.md, "File layout"); a 200 whose body lacks it is not evidence.
 constexpr absl::string_view kOtsMagic(
     "\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94", 31);
 

@@ -1,4 +1,4 @@
-// The proofd.id v1 adapter (../shared/providers/001_*.txt).
+// The proofd.id v1 adapter (docs/providers/proofd.md).
 //
 //  - POST /api/v1/timestamps with an Idempotency-Key derived from the account and the exact body.
 //  - 409 DUPLICATE_TIMESTAMP is resolved to the original record (from an id in the error body if

@@ -1,5 +1,5 @@
-// The ProofLedger v1 adapter (../shared/providers/000_683cd234f06dd9f6.txt; where that worker
-// script is silent, ../notes/provider_wire_spec.md, which the sandbox serves).
+// The ProofLedger v1 adapter (docs/providers/proofledger.md: the
+// document and anchord's choices where its worker script is silent, which the sandbox serves).
 //
 //  - POST /api/v1/proof {"sha256","filename"} with `Authorization: Bearer <key>`; 201 is a new
 //    record. There is no idempotency key: a digest the provider already holds is answered with

@@ -1,5 +1,5 @@
-// The SimpleProof adapter (../shared/providers/002_7852de3f9fc22605.txt; where the document is
-// silent, ../notes/provider_wire_spec.md, which the sandbox serves).
+// The SimpleProof adapter (docs/providers/simpleproof.md: the
+// document and anchord's choices where it is silent, which the sandbox serves).
 //
 //  - Auth is `x-access-token`. Errors are {"ok": false, "msg"}: 400/401 permanent, 429 rate
 //    limited (Retry-After when sent, else a configured default), 5xx retried.

@@ -122,9 +122,26 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   return creds;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::string& target,
-                                                                 const TransportSecurity& s) {
-  grpc::ChannelArguments args = PeerChannelArguments();
+grpc::ChannelArguments PeerChannelArguments() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  // A ClusterIP Service would pin every long-lived stream to the pod its connection landed on.
+  // With a headless Service (dns:///name:port resolves to every ready pod) or an ipv4:a,b list,
+  // round_robin keeps a connection to every address and gives each new call the next one, so
+  // streams reopened by their deadline, and new callers, spread over the replicas. The default
+  // pick_first would send everything to the first address. Applies when the resolver supplies no
+  // service config of its own (DNS TXT records are not consulted: the default in gRPC 1.51).
+  args.SetServiceConfigJSON(R"({"loadBalancingConfig":[{"round_robin":{}}]})");
+  return args;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TransportSecurity& s, grpc::ChannelArguments* args) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (s.tls_enabled()) {
     grpc::SslCredentialsOptions opts;
@@ -141,7 +158,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::stri
       opts.pem_cert_chain = *cert;
       opts.pem_private_key = *key;
     }
-    if (!s.server_name.empty()) args.SetSslTargetNameOverride(s.server_name);
+    if (!s.server_name.empty()) args->SetSslTargetNameOverride(s.server_name);
     creds = grpc::SslCredentials(opts);
   } else {
     creds = grpc::InsecureChannelCredentials();
@@ -161,7 +178,15 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::stri
       creds = grpc::CompositeChannelCredentials(creds, call_creds);
     }
   }
-  return grpc::CreateCustomChannel(target, creds, args);
+  return creds;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::string& target,
+                                                                 const TransportSecurity& s) {
+  grpc::ChannelArguments args = PeerChannelArguments();
+  auto creds = MakeChannelCredentials(s, &args);
+  if (!creds.ok()) return creds.status();
+  return grpc::CreateCustomChannel(target, *creds, args);
 }
 
 }  // namespace anchord::rpc

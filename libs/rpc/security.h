@@ -39,6 +39,13 @@ void AddTransportFlags(CLI::App& app, TransportSecurity* security);
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const TransportSecurity& security);
 
+// The keepalive and size settings of every channel to a peer service.
+grpc::ChannelArguments PeerChannelArguments();
+// Channel credentials for `security` (TLS, client certificate, bearer token as configured); may
+// set the TLS name override on `args`.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TransportSecurity& security, grpc::ChannelArguments* args);
+
 // A channel to `target` using `security` (TLS, client certificate, bearer token as configured),
 // with PeerChannelArguments() (keepalive, round_robin over every address the target resolves to).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(

@@ -13,6 +13,9 @@
 #include <climits>
 #include <cstdio>
 #include <fstream>
+#include <set>
+
+#include <google/protobuf/descriptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -26,8 +29,9 @@ namespace {
 class LatencyInterceptor final : public grpc::experimental::Interceptor {
  public:
   LatencyInterceptor(grpc::experimental::ServerRpcInfo* info,
-                     prometheus::Family<prometheus::Histogram>* family, std::string service)
-      : info_(info), family_(family), service_(std::move(service)),
+                     prometheus::Family<prometheus::Histogram>* family, std::string service,
+                     const std::set<std::string>* known)
+      : info_(info), family_(family), service_(std::move(service)), known_(known),
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -35,10 +39,15 @@ class LatencyInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status st = methods->GetSendStatus();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      std::string method = info_->method() ? info_->method() : "unknown";
-      // "/anchord.v1.HasherService/HashTree" -> "HasherService/HashTree"
-      auto dot = method.rfind('.');
-      if (dot != std::string::npos) method = method.substr(dot + 1);
+      // Only methods this server implements become label values: a caller inventing method names
+      // (any length, any bytes) would otherwise add series without bound.
+      std::string method = "unknown";
+      if (info_->method() != nullptr && known_->count(info_->method()) > 0) {
+        // "/anchord.v1.HasherService/HashTree" -> "HasherService/HashTree"
+        method = info_->method();
+        auto dot = method.rfind('.');
+        if (dot != std::string::npos) method = method.substr(dot + 1);
+      }
       family_
           ->Add({{"service", service_}, {"method", method},
                  {"code", std::to_string(static_cast<int>(st.error_code()))}},
@@ -53,23 +62,48 @@ class LatencyInterceptor final : public grpc::experimental::Interceptor {
   grpc::experimental::ServerRpcInfo* info_;
   prometheus::Family<prometheus::Histogram>* family_;
   std::string service_;
+  const std::set<std::string>* known_;
   std::chrono::steady_clock::time_point start_;
 };
 
 class LatencyInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  LatencyInterceptorFactory(prometheus::Family<prometheus::Histogram>* family, std::string service)
-      : family_(family), service_(std::move(service)) {}
+  LatencyInterceptorFactory(prometheus::Family<prometheus::Histogram>* family, std::string service,
+                            std::set<std::string> known)
+      : family_(family), service_(std::move(service)), known_(std::move(known)) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new LatencyInterceptor(info, family_, service_);
+    return new LatencyInterceptor(info, family_, service_, &known_);
   }
 
  private:
   prometheus::Family<prometheus::Histogram>* family_;
   std::string service_;
+  std::set<std::string> known_;  // "/package.Service/Method" of every method served
 };
+
+// Full method paths of the named services (from the generated descriptors), plus the health and
+// reflection services every server carries.
+std::set<std::string> KnownMethods(const std::vector<std::string>& service_names) {
+  std::set<std::string> out;
+  std::vector<std::string> names = service_names;
+  names.insert(names.end(), {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                             "grpc.reflection.v1.ServerReflection"});
+  for (const std::string& name : names) {
+    const google::protobuf::ServiceDescriptor* sd =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
+    if (sd == nullptr) continue;
+    for (int i = 0; i < sd->method_count(); ++i) {
+      out.insert(absl::StrCat("/", name, "/", sd->method(i)->name()));
+    }
+  }
+  // The health and reflection descriptors may live outside the generated pool.
+  out.insert({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+              "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"});
+  return out;
+}
 
 }  // namespace
 
@@ -89,7 +123,8 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 
 absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
-    std::shared_ptr<prometheus::Registry> registry) {
+    std::shared_ptr<prometheus::Registry> registry,
+    const std::vector<grpc::Service*>& internal_services) {
   std::unique_ptr<ServerRunner> runner(new ServerRunner());
   runner->options_ = options;
   runner->registry_ = registry;
@@ -99,32 +134,59 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
 
   auto creds = MakeServerCredentials(options.security);
   if (!creds.ok()) return creds.status();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, *creds, &runner->port_);
-  for (grpc::Service* s : services) builder.RegisterService(s);
-  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  if (options.max_connection_age != absl::InfiniteDuration()) {
-    // GOAWAY after the age; the grace stays unlimited, so a stream in progress is never cut by
-    // this (it ends at its own deadline, and the caller reopens it on another replica).
-    builder.AddChannelArgument(
-        GRPC_ARG_MAX_CONNECTION_AGE_MS,
-        static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(options.max_connection_age),
-                                           INT32_MAX)));
-  }
-
   auto& latency = prometheus::BuildHistogram()
                       .Name("anchord_rpc_duration_seconds")
                       .Help("Duration of served gRPC calls, by method and status code.")
                       .Register(*registry);
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-  creators.push_back(std::make_unique<LatencyInterceptorFactory>(&latency, options.service_name));
-  builder.experimental().SetInterceptorCreators(std::move(creators));
+  auto configure = [&](grpc::ServerBuilder& builder) {
+    builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    if (options.max_connection_age != absl::InfiniteDuration()) {
+      // GOAWAY after the age; the grace stays unlimited, so a stream in progress is never cut by
+      // this (it ends at its own deadline, and the caller reopens it on another replica).
+      builder.AddChannelArgument(
+          GRPC_ARG_MAX_CONNECTION_AGE_MS,
+          static_cast<int>(std::min<int64_t>(
+              absl::ToInt64Milliseconds(options.max_connection_age), INT32_MAX)));
+    }
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<LatencyInterceptorFactory>(
+        &latency, options.service_name, KnownMethods(options.health_service_names)));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  };
 
+  // The internal server first: its port file must exist before the public one appears, which is
+  // what a supervisor waits for.
+  if (!internal_services.empty() && !options.internal.listen_address.empty()) {
+    auto internal_creds = MakeInternalServerCredentials(options.security, options.internal);
+    if (!internal_creds.ok()) return internal_creds.status();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options.internal.listen_address, *internal_creds,
+                             &runner->internal_port_);
+    for (grpc::Service* s : internal_services) builder.RegisterService(s);
+    configure(builder);
+    runner->internal_server_ = builder.BuildAndStart();
+    if (runner->internal_server_ == nullptr || runner->internal_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("--internal-listen: cannot listen on ",
+                                                 options.internal.listen_address,
+                                                 " (address in use or invalid)"));
+    }
+    runner->internal_server_->GetHealthCheckService()->SetServingStatus("", true);
+    if (!options.internal.port_file.empty()) {
+      absl::Status st =
+          WriteFileAtomically(options.internal.port_file, std::to_string(runner->internal_port_));
+      if (!st.ok()) return st;
+    }
+  }
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, *creds, &runner->port_);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  configure(builder);
   runner->server_ = builder.BuildAndStart();
   if (runner->server_ == nullptr || runner->port_ == 0) {
     return absl::UnavailableError(
@@ -153,6 +215,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     if (!st.ok()) return st;
   }
   ANCHORD_LOG(Info) << options.service_name << " listening on port " << runner->port_
+                    << (runner->internal_server_
+                            ? absl::StrCat(", internal port ", runner->internal_port_)
+                            : std::string())
                     << (runner->exposer_ ? absl::StrCat(", metrics on port ",
                                                         runner->metrics_port())
                                          : std::string());
@@ -171,6 +236,9 @@ void ServerRunner::SetServing(bool serving) {
   auto* health = server_->GetHealthCheckService();
   for (const auto& name : options_.health_service_names) health->SetServingStatus(name, serving);
   health->SetServingStatus("", serving);
+  if (internal_server_) {
+    internal_server_->GetHealthCheckService()->SetServingStatus("", serving);
+  }
 }
 
 void ServerRunner::Shutdown() {
@@ -178,11 +246,21 @@ void ServerRunner::Shutdown() {
     std::lock_guard<std::mutex> lock(health_mu_);
     if (shut_down_) return;
     shut_down_ = true;
-    server_->GetHealthCheckService()->Shutdown();
   }
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.shutdown_grace)));
-  server_->Wait();
+  const auto deadline =
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.shutdown_grace));
+  // The public server first (callers stop arriving), then the internal one.
+  if (server_) {
+    server_->GetHealthCheckService()->Shutdown();
+    server_->Shutdown(deadline);
+    server_->Wait();
+  }
+  if (internal_server_) {
+    internal_server_->GetHealthCheckService()->Shutdown();
+    internal_server_->Shutdown(deadline);
+    internal_server_->Wait();
+  }
 }
 
 ServerRunner::~ServerRunner() { Shutdown(); }
@@ -205,24 +283,6 @@ int WaitForTerminationSignal() {
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
-}
-
-grpc::ChannelArguments PeerChannelArguments() {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-  // A ClusterIP Service would pin every long-lived stream to the pod its connection landed on.
-  // With a headless Service (dns:///name:port resolves to every ready pod) or an ipv4:a,b list,
-  // round_robin keeps a connection to every address and gives each new call the next one, so
-  // streams reopened by their deadline, and new callers, spread over the replicas. The default
-  // pick_first would send everything to the first address. Applies when the resolver supplies no
-  // service config of its own (DNS TXT records are not consulted: the default in gRPC 1.51).
-  args.SetServiceConfigJSON(R"({"loadBalancingConfig":[{"round_robin":{}}]})");
-  return args;
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {

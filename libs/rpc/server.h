@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/rpc/internal.h"
 #include "libs/rpc/security.h"
 
 namespace anchord::rpc {
@@ -33,13 +34,18 @@ struct ServerOptions {
   int max_concurrent_streams = 256;
   // Time given to in-flight RPCs to finish on shutdown before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
-  // Fully qualified service names reported SERVING by the health service.
+  // Fully qualified service names reported SERVING by the health service. Their methods (from the
+  // generated descriptors) are also the only values of the RPC metric's `method` label; any other
+  // method a caller names is counted as method="unknown".
   std::vector<std::string> health_service_names;
   // TLS / mutual TLS / bearer token for the gRPC port; plaintext when empty.
   TransportSecurity security;
   // A client connection older than this is sent GOAWAY (calls in progress finish; new calls go
   // over a new connection, for which the client resolves the name again). Infinite: never.
   absl::Duration max_connection_age = absl::InfiniteDuration();
+  // The internal port (libs/rpc/internal.h): opened when listen_address is set and internal
+  // services are given to Start. Same TLS settings, never the public token.
+  InternalEndpoint internal;
 };
 
 // Adds --max-connection-age-seconds (env ANCHORD_MAX_CONNECTION_AGE_SECONDS) to `app`, setting
@@ -49,13 +55,17 @@ void AddConnectionFlags(CLI::App& app, ServerOptions* options);
 class ServerRunner {
  public:
   // Builds and starts the server with `services` (not owned; must outlive the runner) and metrics
-  // from `registry` (the runner adds its own RPC metrics to it).
+  // from `registry` (the runner adds its own RPC metrics to it). With `internal_services` and
+  // options.internal.listen_address, a second server on the internal port serves only those
+  // (instances whose RpcGate is Internal), with the health service.
   static absl::StatusOr<std::unique_ptr<ServerRunner>> Start(
       const ServerOptions& options, const std::vector<grpc::Service*>& services,
-      std::shared_ptr<prometheus::Registry> registry);
+      std::shared_ptr<prometheus::Registry> registry,
+      const std::vector<grpc::Service*>& internal_services = {});
   ~ServerRunner();
 
   int port() const { return port_; }
+  int internal_port() const { return internal_port_; }  // 0 without an internal port
   int metrics_port() const;
   grpc::Server* server() { return server_.get(); }
 
@@ -72,7 +82,9 @@ class ServerRunner {
   // Kept alive here: the RPC latency interceptor records into a family owned by the registry.
   std::shared_ptr<prometheus::Registry> registry_;
   int port_ = 0;
+  int internal_port_ = 0;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::mutex health_mu_;
   bool shut_down_ = false;  // guarded by health_mu_ for SetServing
@@ -86,12 +98,6 @@ int WaitForTerminationSignal();
 
 // Writes `content` to `path` via a temporary file and rename, so readers never see half a file.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
-
-// Arguments of every channel to a peer service: keepalive, so a half-open connection to a killed
-// peer is noticed within seconds instead of hours; fast reconnects; and the round_robin load
-// balancing policy, so a target naming several replicas (dns:///headless-service:port,
-// ipv4:127.0.0.1:1,127.0.0.1:2) spreads calls over all of them.
-grpc::ChannelArguments PeerChannelArguments();
 
 // A plaintext channel to a peer service with PeerChannelArguments().
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);

@@ -23,6 +23,9 @@ struct StackFlags {
   int sandbox_window_seconds = 0;
   int sandbox_confirm_after_seconds = 0;
   int poll_interval_seconds = 0;
+  // Provider flags given on the command line ("--flag", "value" pairs), for the stack's submitter
+  // and poller (the environment reaches them anyway: they inherit it).
+  std::vector<std::string> provider_args;
 };
 
 struct LocalOptions {
@@ -50,6 +53,9 @@ struct ReportOptions {
   // Verification of every proof: always the digest and the commitment path; the Bitcoin
   // attestations too when a header source is given (libs/ots MakeHeaderSource spec).
   std::string headers;
+  // Header rules: "mainnet" (default: pow limit and difficulty floor) or "regtest" (test chains;
+  // the verification column then says "(regtest)"). The sandbox: source is always regtest.
+  std::string network;
   bool no_verify = false;
 };
 

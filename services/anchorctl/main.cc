@@ -2,6 +2,7 @@
 // CLI11 and hands over to the commands; exit codes are listed in format.h.
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,7 @@
 #include "services/anchorctl/commands.h"
 #include "services/anchorctl/ots_commands.h"
 #include "services/anchorctl/format.h"
+#include "services/anchorctl/stack.h"
 
 namespace {
 
@@ -32,6 +34,26 @@ void AddStackFlags(CLI::App* cmd, anchord::anchorctl::StackFlags* f) {
       ->check(CLI::Range(0, 86400));
   cmd->add_option("--poll-interval-seconds", f->poll_interval_seconds, "Poller interval; 0 = default")
       ->check(CLI::Range(0, 86400));
+}
+
+// Every provider flag of the services (--proofd-url, --proofledger-api-key-file, ...), accepted
+// here and passed to the stack's submitter and poller exactly as given. No environment names:
+// the services read ANCHORD_* themselves. `skip`: a flag the command defines itself.
+void AddProviderPassThrough(CLI::App* cmd, std::map<std::string, std::string>* values,
+                            const std::string& skip = "") {
+  for (const std::string& flag : anchord::anchorctl::ProviderFlagNames()) {
+    if (flag == skip) continue;
+    cmd->add_option(flag, (*values)[flag], "Passed to the stack's submitter and poller");
+  }
+}
+
+std::vector<std::string> GivenProviderArgs(CLI::App* cmd,
+                                           const std::map<std::string, std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& [flag, value] : values) {
+    if (cmd->count(flag) > 0) out.insert(out.end(), {flag, value});
+  }
+  return out;
 }
 
 }  // namespace
@@ -70,6 +92,8 @@ int main(int argc, char** argv) {
   auto* local_cmd = app.add_subcommand("local", "Run the services (and sandbox) in the foreground");
   AddStackFlags(local_cmd, &local.stack);
   local_cmd->add_option("--root", local.root, "The hasher's root directory")->capture_default_str();
+  std::map<std::string, std::string> local_provider_flags;
+  AddProviderPassThrough(local_cmd, &local_provider_flags);
 
   ArchiveOptions archive;
   auto* archive_cmd = app.add_subcommand("archive", "Hash a directory and anchor its digests");
@@ -87,6 +111,10 @@ int main(int argc, char** argv) {
                         "Anchor Merkle roots of batches of files (one quota unit per batch)");
   archive_cmd->add_option("--fallback-provider", archive.fallback_provider,
                           "Anchor with this provider too if a proof stalls");
+  // --provider is the archive's own (the providers of its requests; with --local also enabled in
+  // the stack, the first as its default).
+  std::map<std::string, std::string> archive_provider_flags;
+  AddProviderPassThrough(archive_cmd, &archive_provider_flags, "--provider");
 
   std::string status_job;
   auto* status_cmd = app.add_subcommand("status", "Counts by state over the three services");
@@ -101,6 +129,10 @@ int main(int argc, char** argv) {
                          "Block header source to check Bitcoin attestations: file:PATH, rest:URL, "
                          "rpc:URL, sandbox:URL")
       ->envname("ANCHORD_HEADERS");
+  report_cmd->add_option("--network", report.network,
+                         "Header rules: mainnet (default: proof-of-work limit and difficulty "
+                         "floor) or regtest (test chains, reported as such)")
+      ->envname("ANCHORD_NETWORK");
   report_cmd->add_flag("--no-verify", report.no_verify, "Do not download and verify the proofs");
 
   std::string get_digest;
@@ -127,9 +159,17 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--headers", verify_headers,
                          "Bitcoin header source: file:PATH | rest:URL | rpc:URL[,cookie=PATH|,user=U,password=P] | sandbox:URL")
       ->envname("ANCHORD_OTS_HEADERS");
+  std::string verify_network;
+  verify_cmd->add_option("--network", verify_network,
+                         "Header rules: mainnet (default: proof-of-work limit and difficulty "
+                         "floor) or regtest (test chains; the output says so)")
+      ->envname("ANCHORD_NETWORK");
   std::string info_proof;
   auto* info_cmd = app.add_subcommand("info", "Print a proof as a readable tree");
   info_cmd->add_option("PROOF", info_proof, "The .ots file")->required();
+  bool info_full = false;
+  info_cmd->add_flag("--full", info_full,
+                     "Print long derived messages whole (default: first 32 bytes and the length)");
   std::vector<std::string> upgrade_proofs;
   anchord::anchorctl::OtsUpgradeOptions upgrade_opts;
   auto* upgrade_cmd = app.add_subcommand("upgrade", "Upgrade pending proofs in place from their calendars");
@@ -145,6 +185,13 @@ int main(int argc, char** argv) {
   }
 
   anchord::InitLogging("anchorctl", anchord::ParseLogLevel(log_level));
+  local.stack.provider_args = GivenProviderArgs(local_cmd, local_provider_flags);
+  archive.stack.provider_args = GivenProviderArgs(archive_cmd, archive_provider_flags);
+  if (*archive_cmd && !archive.local && !archive.stack.provider_args.empty()) {
+    std::cerr << "anchorctl: archive: provider flags (" << archive.stack.provider_args.front()
+              << ") only apply with --local, to the stack it starts" << std::endl;
+    return kExitUsage;
+  }
   const bool own_stack = *local_cmd || (*archive_cmd && archive.local);
   if (own_stack) {
     if (security.tls_enabled() || !security.token_file.empty()) {
@@ -166,9 +213,10 @@ int main(int argc, char** argv) {
     if (*watch_cmd) return RunWatch(g, watch_job, watch_digest, watch_current);
     if (*verify_cmd) {
       return anchord::anchorctl::RunVerify(verify_file, verify_proof, verify_headers, g.json,
-                                           std::cout, std::cerr);
+                                           std::cout, std::cerr, verify_network);
     }
-    if (*info_cmd) return anchord::anchorctl::RunInfo(info_proof, g.json, std::cout, std::cerr);
+    if (*info_cmd) return anchord::anchorctl::RunInfo(info_proof, g.json, info_full, std::cout,
+                                                      std::cerr);
     if (*upgrade_cmd) {
       return anchord::anchorctl::RunUpgrade(upgrade_proofs, upgrade_opts, std::cout, std::cerr);
     }

@@ -18,7 +18,7 @@ namespace anchord::anchorctl {
 namespace {
 
 // A proof is small (kilobytes); refuse to slurp anything that cannot be one.
-constexpr std::uintmax_t kMaxProofBytes = 64u << 20;
+constexpr std::uintmax_t kMaxProofBytes = ots::kMaxProofFileBytes;
 
 absl::StatusOr<std::string> ReadProofBytes(const std::string& path) {
   std::error_code ec;
@@ -74,8 +74,8 @@ void PrintText(const std::string& file_path, const std::string& proof_path,
         }
         break;
       case ots::Attestation::Kind::kPending:
-        out << "calendar " << a.attestation.uri << " (commitment " << HexEncode(a.commitment)
-            << ")";
+        out << "calendar " << a.attestation.uri << " (commitment "
+            << ots::ShowMessage(a.commitment, false, 64) << ")";
         break;
       default:
         out << a.detail;
@@ -87,6 +87,10 @@ void PrintText(const std::string& file_path, const std::string& proof_path,
     out << "\n";
   }
   out << (r.verified ? "" : "Failed! ") << r.message << "\n";
+  if (r.regtest_headers) {
+    out << "NOTE: block headers were checked under regtest rules (no minimum difficulty): this "
+           "is a test chain such as the sandbox's, not Bitcoin\n";
+  }
 }
 
 std::string StatusText(const absl::Status& s) { return std::string(s.message()); }
@@ -106,6 +110,9 @@ int VerifyExitCode(const ots::VerifyResult& r) {
 std::string VerifyResultJson(const ots::VerifyResult& r) {
   nlohmann::json j;
   j["verified"] = r.verified;
+  // Which rules the headers met: "mainnet" (pow limit and difficulty floor) or "regtest" (any
+  // difficulty: a test chain, not evidence of a Bitcoin block).
+  j["network"] = r.regtest_headers ? "regtest" : "mainnet";
   j["verdict"] = ots::VerdictName(r.verdict);
   j["message"] = r.message;
   j["file_hash_op"] = r.file_hash_op;
@@ -117,10 +124,10 @@ std::string VerifyResultJson(const ots::VerifyResult& r) {
     nlohmann::json aj;
     aj["kind"] = ots::AttestationKindName(a.attestation.kind);
     aj["status"] = ots::AttestationStatusName(a.status);
-    aj["commitment"] = HexEncode(a.commitment);
+    aj["commitment"] = ots::ShowMessage(a.commitment, false, 64);
     switch (a.attestation.kind) {
       case ots::Attestation::Kind::kBitcoin:
-        aj["merkle_root_display"] = HexEncode(Reversed(a.commitment));
+        aj["merkle_root_display"] = ots::ShowMessage(Reversed(a.commitment), false, 64);
         [[fallthrough]];
       case ots::Attestation::Kind::kLitecoin:
       case ots::Attestation::Kind::kEthereum:
@@ -172,10 +179,16 @@ int RunVerifyWith(const std::string& file_path, const std::string& proof_path_in
 }
 
 int RunVerify(const std::string& file_path, const std::string& proof_path,
-              const std::string& header_source, bool json, std::ostream& out, std::ostream& err) {
+              const std::string& header_source, bool json, std::ostream& out, std::ostream& err,
+              const std::string& network) {
+  auto net = ots::ParseNetwork(network);
+  if (!net.ok()) {
+    err << "error: " << StatusText(net.status()) << "\n";
+    return kOtsExitBadInput;
+  }
   std::unique_ptr<ots::BlockHeaderSource> source;
   if (!header_source.empty()) {
-    auto s = ots::MakeHeaderSource(header_source);
+    auto s = ots::MakeHeaderSource(header_source, *net);
     if (!s.ok()) {
       err << "error: header source: " << StatusText(s.status()) << "\n";
       return kOtsExitBadInput;
@@ -185,13 +198,15 @@ int RunVerify(const std::string& file_path, const std::string& proof_path,
   return RunVerifyWith(file_path, proof_path, source.get(), json, out, err);
 }
 
-int RunInfo(const std::string& proof_path, bool json, std::ostream& out, std::ostream& err) {
+int RunInfo(const std::string& proof_path, bool json, bool full, std::ostream& out,
+            std::ostream& err) {
   auto proof = LoadProof(proof_path);
   if (!proof.ok()) {
     err << "error: " << StatusText(proof.status()) << "\n";
     return kOtsExitBadInput;
   }
-  out << (json ? ots::RenderInfoJson(*proof) + "\n" : ots::RenderInfo(*proof));
+  out << (json ? ots::RenderInfoJson(*proof, full) + "\n"
+               : ots::RenderInfo(*proof, /*verbose=*/false, full));
   return 0;
 }
 

@@ -23,16 +23,22 @@ inline constexpr int kOtsExitMismatch = 3;
 
 // `proof_path` empty = file_path + ".ots". `header_source` is a spec for ots::MakeHeaderSource
 // ("file:PATH", "rest:URL", "rpc:URL[,cookie=PATH|,user=U,password=P]", "sandbox:URL"); empty =
-// no source (Bitcoin attestations are listed with the merkle root to check by hand).
+// no source (Bitcoin attestations are listed with the merkle root to check by hand). `network`
+// ("mainnet" or empty, "regtest") picks the header rules (ots::HeaderPolicy); a bad value is
+// exit 2. Output under regtest rules says so (text: a NOTE line; JSON: "network").
 int RunVerify(const std::string& file_path, const std::string& proof_path,
-              const std::string& header_source, bool json, std::ostream& out, std::ostream& err);
+              const std::string& header_source, bool json, std::ostream& out, std::ostream& err,
+              const std::string& network = "");
 
 // The same with an already built source (tests, and `report` which reuses one source).
 int RunVerifyWith(const std::string& file_path, const std::string& proof_path,
                   ots::BlockHeaderSource* headers, bool json, std::ostream& out,
                   std::ostream& err);
 
-int RunInfo(const std::string& proof_path, bool json, std::ostream& out, std::ostream& err);
+// `full` prints long derived messages whole (libs/ots/info.h); the output stays linear in the
+// proof's size either way.
+int RunInfo(const std::string& proof_path, bool json, bool full, std::ostream& out,
+            std::ostream& err);
 
 struct OtsUpgradeOptions {
   std::vector<std::string> whitelist;  // extra calendar URL globs; empty = reference default

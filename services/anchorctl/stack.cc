@@ -8,15 +8,24 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/common/hex.h"
+#include "libs/providers/factory.h"
 #include "libs/rpc/server.h"
 
 namespace anchord::anchorctl {
@@ -35,7 +44,11 @@ std::string StackInfo::ToJson() const {
   j["hasher"] = hasher;
   j["submitter"] = submitter;
   j["poller"] = poller;
+  j["submitter_internal"] = submitter_internal;
+  j["poller_internal"] = poller_internal;
+  j["webhook"] = webhook;
   j["sandbox_url"] = sandbox_url;
+  j["sandbox_calendars"] = sandbox_calendars;
   j["root"] = root;
   j["metrics"] = metrics;
   nlohmann::json p = nlohmann::json::object();
@@ -58,12 +71,19 @@ absl::StatusOr<StackInfo> StackInfo::FromJson(const std::string& text) {
   };
   for (auto [key, out] : {std::pair{"hasher", &info.hasher}, {"submitter", &info.submitter},
                           {"poller", &info.poller}, {"sandbox_url", &info.sandbox_url},
+                          {"submitter_internal", &info.submitter_internal},
+                          {"poller_internal", &info.poller_internal}, {"webhook", &info.webhook},
                           {"root", &info.root}}) {
     if (auto s = str(key, out); !s.ok()) return s;
   }
   if (auto it = j.find("metrics"); it != j.end() && it->is_object()) {
     for (auto m = it->begin(); m != it->end(); ++m) {
       if (m.value().is_string()) info.metrics[m.key()] = m.value().get<std::string>();
+    }
+  }
+  if (auto it = j.find("sandbox_calendars"); it != j.end() && it->is_array()) {
+    for (const auto& c : *it) {
+      if (c.is_string()) info.sandbox_calendars.push_back(c.get<std::string>());
     }
   }
   if (auto it = j.find("pids"); it != j.end() && it->is_object()) {
@@ -163,7 +183,119 @@ int ReserveLoopbackPort() {
 
 }  // namespace
 
-std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int port) {
+std::vector<std::string> ProviderFlagNames() {
+  CLI::App app;
+  providers::ProviderSettings settings;
+  providers::AddProviderFlags(app, &settings);
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : app.get_options()) {
+    for (const std::string& name : opt->get_lnames()) {
+      if (name != "help") names.push_back("--" + name);
+    }
+  }
+  return names;
+}
+
+namespace {
+
+// "--proofd-create-limit" -> "ANCHORD_PROOFD_CREATE_LIMIT" (how AddProviderFlags names them).
+std::string EnvOf(const std::string& flag) {
+  std::string env = "ANCHORD_";
+  for (char c : absl::string_view(flag).substr(2)) env += c == '-' ? '_' : absl::ascii_toupper(c);
+  return env;
+}
+
+bool EnvSet(const std::string& flag) {
+  const char* v = std::getenv(EnvOf(flag).c_str());
+  return v != nullptr && *v != '\0';
+}
+
+// A random token for the stack's internal ports, written 0600 before any service starts.
+absl::StatusOr<std::string> WriteInternalToken(const fs::path& path) {
+  std::random_device rd;
+  std::string raw(32, '\0');
+  for (char& c : raw) c = static_cast<char>(rd() & 0xff);
+  const std::string token = HexEncode(raw);
+  std::error_code ec;
+  fs::remove(path, ec);
+  {
+    std::ofstream out(path, std::ios::trunc);
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path.string()));
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write, ec);
+    out << token;
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path.string()));
+  }
+  return path.string();
+}
+
+}  // namespace
+
+// The provider flags of the submitter or the poller, in three layers: what the user gave
+// anchorctl (passed as given), then the sandbox's URLs and keys (with --sandbox), then the stack's
+// defaults (rate shares) for whatever the user set neither on the command line nor in the
+// environment. No --provider of its own: with no account the services choose the free
+// OpenTimestamps calendars by their documented rule, with a proofd key proofd.
+std::vector<std::string> LocalStack::ProviderArgs(const std::string& service) const {
+  const fs::path run(options_.run_dir);
+  std::set<std::string> given;
+  for (size_t i = 0; i + 1 < options_.provider_args.size(); i += 2) {
+    given.insert(options_.provider_args[i]);
+  }
+  std::vector<std::string> args = options_.provider_args;
+  // Sandbox settings beat the environment (a real key or URL must not meet the sandbox), but not
+  // an explicit flag.
+  auto forced = [&](const std::string& flag, const std::string& value) {
+    if (given.count(flag) == 0) args.insert(args.end(), {flag, value});
+  };
+  // Defaults yield to the environment too.
+  auto fallback = [&](const std::string& flag, const std::string& value) {
+    if (given.count(flag) == 0 && !EnvSet(flag)) args.insert(args.end(), {flag, value});
+  };
+  if (options_.sandbox) {
+    forced("--proofd-url", info_.sandbox_url);
+    forced("--proofd-api-key-file", (run / "sandbox.key").string());
+    forced("--proofledger-url", info_.sandbox_url);
+    forced("--proofledger-api-key-file", (run / "sandbox.proofledger.key").string());
+    forced("--simpleproof-url", info_.sandbox_url);
+    forced("--simpleproof-api-key-file", (run / "sandbox.simpleproof.key").string());
+    if (!calendar_urls_.empty()) {
+      // Every provider the sandbox speaks is enabled against it; proofd stays the default (its
+      // key is configured).
+      forced("--providers", "proofd,proofledger,simpleproof,ots");
+      forced("--ots-calendars", absl::StrJoin(calendar_urls_, ","));
+    }
+    if (options_.sandbox_window_seconds > 0) {
+      const std::string w = absl::StrCat(options_.sandbox_window_seconds);
+      forced("--proofd-window-seconds", w);
+      forced("--proofledger-window-seconds", w);
+      forced("--simpleproof-window-seconds", w);
+    }
+  }
+  if (service == "submitter") {
+    // One proofd key allows 120 general and 30 create requests per minute; the submitter gets 40
+    // general, the poller the other 80.
+    fallback("--proofd-create-limit", "30");
+    fallback("--proofd-general-limit", "40");
+    if (options_.sandbox) {
+      // The sandbox's SimpleProof budget (60 per window per token) split like proofd's: the
+      // submitter 20, the poller 40. ProofLedger creates (60 per window in the sandbox) are the
+      // submitter's alone; its verify budget (120/hour/IP) the poller's alone.
+      fallback("--simpleproof-limit", "20");
+      fallback("--proofledger-create-limit", "60");
+    }
+    if (webhook_port_ > 0) {
+      fallback("--simpleproof-callback-url",
+               absl::StrCat("http://127.0.0.1:", webhook_port_, "/callbacks/simpleproof"));
+    }
+  } else {
+    fallback("--proofd-general-limit", "80");
+    if (options_.sandbox) fallback("--simpleproof-limit", "40");
+  }
+  return args;
+}
+
+std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int port,
+                                                 int internal_port) {
   const fs::path run(options_.run_dir);
   std::vector<std::string> args;
   if (service == "sandbox") {
@@ -191,51 +323,29 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
     if (service == "hasher") {
       args.insert(args.end(), {"--root", options_.root, "--submitter", info_.submitter});
     }
+    if (service == "submitter" || service == "poller") {
+      args.insert(args.end(), {"--internal-listen", absl::StrCat("127.0.0.1:", internal_port),
+                               "--internal-port-file",
+                               (run / (service + ".internal.port")).string(),
+                               "--internal-token-file", internal_token_file_});
+      std::vector<std::string> provider = ProviderArgs(service);
+      args.insert(args.end(), provider.begin(), provider.end());
+    }
     if (service == "submitter") {
-      args.insert(args.end(), {"--poller", info_.poller, "--provider", "proofd",
-                               // One proofd key allows 120 general and 30 create requests per
-                               // minute; the submitter gets 40 general, the poller the other 80.
-                               "--proofd-create-limit", "30", "--proofd-general-limit", "40"});
+      args.insert(args.end(), {"--poller", info_.poller_internal});
     }
     if (service == "poller") {
-      args.insert(args.end(), {"--proofd-general-limit", "80"});
-      if (!info_.submitter.empty()) args.insert(args.end(), {"--submitter", info_.submitter});
+      if (!info_.submitter_internal.empty()) {
+        args.insert(args.end(), {"--submitter", info_.submitter_internal});
+      }
       if (options_.poll_interval_seconds > 0) {
         args.insert(args.end(),
                     {"--poll-interval-seconds", absl::StrCat(options_.poll_interval_seconds)});
       }
-    }
-    if ((service == "submitter" || service == "poller") && options_.sandbox) {
-      // Every provider the sandbox speaks is enabled against it; proofd stays the default. Keys
-      // go through 0600 files, not argv, so they never show in `ps`.
-      args.insert(args.end(), {"--proofd-url", info_.sandbox_url, "--proofd-api-key-file",
-                               (run / "sandbox.key").string(),
-                               "--proofledger-url", info_.sandbox_url,
-                               "--proofledger-api-key-file", (run / "sandbox.proofledger.key").string(),
-                               "--simpleproof-url", info_.sandbox_url,
-                               "--simpleproof-api-key-file", (run / "sandbox.simpleproof.key").string()});
-      if (!calendar_urls_.empty()) {
-        args.insert(args.end(), {"--providers", "proofd,proofledger,simpleproof,ots",
-                                 "--ots-calendars", absl::StrJoin(calendar_urls_, ",")});
-      }
-      if (options_.sandbox_window_seconds > 0) {
-        const std::string w = absl::StrCat(options_.sandbox_window_seconds);
-        args.insert(args.end(), {"--proofd-window-seconds", w, "--proofledger-window-seconds", w,
-                                 "--simpleproof-window-seconds", w});
-      }
-      // The sandbox's SimpleProof budget (60 per window per token) split like proofd's: the
-      // submitter 20, the poller 40. ProofLedger creates (60 per window in the sandbox) are the
-      // submitter's alone; its verify budget (120/hour/IP) the poller's alone.
-      if (service == "submitter") {
-        args.insert(args.end(), {"--simpleproof-limit", "20", "--proofledger-create-limit", "60"});
-        if (webhook_port_ > 0) {
-          args.insert(args.end(), {"--simpleproof-callback-url",
-                                   absl::StrCat("http://127.0.0.1:", webhook_port_,
-                                                "/callbacks/simpleproof")});
-        }
-      } else {
-        args.insert(args.end(), {"--simpleproof-limit", "40", "--webhook-listen", "127.0.0.1:0",
-                                 "--webhook-port-file", (run / "webhook.port").string()});
+      if (options_.sandbox) {
+        // The sandbox's fake SimpleProof posts its callbacks here.
+        args.insert(args.end(), {"--webhook-listen", "127.0.0.1:0", "--webhook-port-file",
+                                 (run / "webhook.port").string()});
       }
     }
   }
@@ -246,12 +356,14 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
   return args;
 }
 
-absl::StatusOr<int> LocalStack::StartService(const std::string& service, int port) {
+absl::StatusOr<int> LocalStack::StartService(const std::string& service, int port,
+                                             int internal_port) {
   const fs::path run(options_.run_dir);
   const std::string port_file = (run / (service + ".port")).string();
   std::error_code ec;
   fs::remove(port_file, ec);
   fs::remove(run / (service + ".metrics.port"), ec);
+  fs::remove(run / (service + ".internal.port"), ec);
   auto bin = options_.binaries.find(service);
   if (bin == options_.binaries.end()) {
     return absl::NotFoundError(absl::StrCat("no binary given for ", service));
@@ -259,7 +371,7 @@ absl::StatusOr<int> LocalStack::StartService(const std::string& service, int por
   ChildSpec spec;
   spec.name = service;
   spec.binary = bin->second;
-  spec.args = ServiceArgs(service, port);
+  spec.args = ServiceArgs(service, port, internal_port);
   spec.log_file = (run / (service + ".log")).string();
   if (options_.sandbox && (service == "submitter" || service == "poller")) {
     // A real key in the caller's environment must not be sent to the sandbox (nor the reverse),
@@ -277,6 +389,17 @@ absl::StatusOr<int> LocalStack::StartService(const std::string& service, int por
   children_.emplace_back(service, std::move(*child));
   if (!bound.ok()) return bound.status();
   ports_[service] = *bound;
+  if (service == "submitter" || service == "poller") {
+    // Written before the public port file, so it is there now.
+    auto iport = ReadSmallFile((run / (service + ".internal.port")).string(), 64);
+    int value = 0;
+    if (!iport.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*iport), &value)) {
+      return absl::InternalError(absl::StrCat(service, " wrote no internal port file"));
+    }
+    internal_ports_[service] = value;
+    (service == "poller" ? info_.poller_internal : info_.submitter_internal) =
+        absl::StrCat("127.0.0.1:", value);
+  }
   if (service != "sandbox") {
     auto mport = ReadSmallFile((run / (service + ".metrics.port")).string(), 64);
     if (mport.ok() && !mport->empty()) {
@@ -319,15 +442,20 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
       }
     }
   }
-  // The poller asks the submitter to re-anchor stalled proofs (fallback provider), but starts
-  // before it: the submitter's port is reserved first and given to both.
-  const int submitter_port = ReserveLoopbackPort();
-  if (submitter_port > 0) {
-    stack->info_.submitter = absl::StrCat("127.0.0.1:", submitter_port);
+  auto token = WriteInternalToken(fs::path(options.run_dir) / "internal.token");
+  if (!token.ok()) return token.status();
+  stack->internal_token_file_ = *token;
+  stack->info_.sandbox_calendars = stack->calendar_urls_;
+  // The poller asks the submitter's internal port to re-anchor stalled proofs (fallback
+  // provider), but starts before it: that port is reserved first and given to both.
+  const int submitter_internal_port = ReserveLoopbackPort();
+  if (submitter_internal_port > 0) {
+    stack->info_.submitter_internal = absl::StrCat("127.0.0.1:", submitter_internal_port);
   }
   for (const char* service : {"poller", "submitter", "hasher"}) {
     const bool is_submitter = std::string(service) == "submitter";
-    auto port = stack->StartService(service, is_submitter ? std::max(0, submitter_port) : 0);
+    auto port = stack->StartService(service, 0,
+                                    is_submitter ? std::max(0, submitter_internal_port) : 0);
     if (!port.ok()) return port.status();  // the destructor stops what started
     std::string addr = absl::StrCat("127.0.0.1:", *port);
     if (std::string(service) == "poller") {
@@ -337,6 +465,7 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
         int wport = 0;
         if (webhook.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*webhook), &wport)) {
           stack->webhook_port_ = wport;
+          stack->info_.webhook = absl::StrCat("127.0.0.1:", wport);
         }
       }
     }
@@ -367,7 +496,9 @@ absl::Status LocalStack::CrashAndRestart(const std::string& service) {
     }
   }
   const int same_port = port->second;
-  auto bound = StartService(service, same_port);
+  auto internal = internal_ports_.find(service);
+  auto bound = StartService(service, same_port,
+                            internal == internal_ports_.end() ? 0 : internal->second);
   // Keep the start order, which Stop() reverses.
   if (!children_.empty() && index < children_.size() - 1) {
     auto restarted = std::move(children_.back());

@@ -25,7 +25,13 @@ struct StackInfo {
   std::string hasher;       // host:port
   std::string submitter;    // host:port
   std::string poller;       // host:port
+  // The internal ports (peer services only; libs/rpc/internal.h): the submitter hands off to the
+  // poller's, the poller asks the submitter's to re-anchor. Callers need the internal token.
+  std::string submitter_internal;  // host:port
+  std::string poller_internal;     // host:port
+  std::string webhook;             // the poller's callback endpoint host:port, when opened
   std::string sandbox_url;  // http://127.0.0.1:port when a sandbox runs, else empty
+  std::vector<std::string> sandbox_calendars;  // the sandbox's OpenTimestamps calendar URLs
   std::string root;         // the hasher's --root (absolute)
   std::map<std::string, std::string> metrics;  // service -> host:port of /metrics, when known
   std::map<std::string, pid_t> pids;           // service -> pid
@@ -58,6 +64,11 @@ struct StackOptions {
   int poll_interval_seconds = 0;          // poller; 0 = its default
   std::string log_level = "info";
   absl::Duration start_timeout = absl::Seconds(20);
+  // Provider flags the user gave anchorctl ("--proofd-url", "https://..." pairs), passed to the
+  // submitter and the poller as given. The stack's own defaults (limits, the sandbox's URLs and
+  // keys) apply only to flags the user set neither here nor in the environment (ANCHORD_*, which
+  // the services inherit).
+  std::vector<std::string> provider_args;
   // Extra arguments per service, appended last (tests).
   std::map<std::string, std::vector<std::string>> extra_args;
 };
@@ -78,15 +89,22 @@ class LocalStack {
 
  private:
   LocalStack() = default;
-  absl::StatusOr<int> StartService(const std::string& service, int port);
-  std::vector<std::string> ServiceArgs(const std::string& service, int port);
+  absl::StatusOr<int> StartService(const std::string& service, int port, int internal_port = 0);
+  std::vector<std::string> ServiceArgs(const std::string& service, int port, int internal_port);
+  std::vector<std::string> ProviderArgs(const std::string& service) const;
   StackOptions options_;
   StackInfo info_;
   std::map<std::string, int> ports_;
+  std::map<std::string, int> internal_ports_;
+  std::string internal_token_file_;  // 0600, shared by the submitter and the poller
   std::vector<std::string> calendar_urls_;  // the sandbox's OpenTimestamps calendars
   int webhook_port_ = 0;                    // the poller's callback endpoint
   std::vector<std::pair<std::string, std::unique_ptr<ChildProcess>>> children_;
 };
+
+// The names of every provider flag the services take ("--provider", "--proofd-url", ...), so that
+// anchorctl can accept them and pass them on.
+std::vector<std::string> ProviderFlagNames();
 
 // stack.json helpers.
 std::string StackFilePath(const std::string& data_dir);

@@ -448,8 +448,12 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     }
     const std::optional<FileRow>* row =
         rows.ok() && i < rows->size() ? &(*rows)[i] : nullptr;
+    // Only a digest the hasher read from this file itself may stand in for reading it again: a
+    // row recorded from uploaded bytes (HashFiles naming this path) carries whatever the caller
+    // sent, with a size and mtime anyone can copy.
     if (row != nullptr && row->has_value() && (*row)->state == FileState::kQueued &&
-        (*row)->size_bytes == e.size_bytes && (*row)->mtime_ns == e.mtime_ns &&
+        (*row)->read_by_hasher && (*row)->size_bytes == e.size_bytes &&
+        (*row)->mtime_ns == e.mtime_ns &&
         (*row)->digest.size() == kDigestBytes) {
       s->metrics->files_unchanged.Increment();
       v1::HashTreeResponse r;
@@ -644,7 +648,7 @@ void FilesResult(FilesCall* c, const std::string& file_id, int64_t size, const a
                  absl::string_view reason) {
   c->shared->metrics->files_error.Increment();
   v1::HashFilesResponse r;
-  r.set_file_id(file_id);
+  r.set_file_id(EchoId(file_id));
   r.set_size_bytes(size);
   *r.mutable_status() = ItemStatusOf(st, reason);
   c->out.Push(std::move(r));
@@ -705,7 +709,7 @@ void FinishFile(FilesCall* c) {
   const std::string& source_path = c->metadata.source_path();
   // Only files that name their source path are recorded: the store is keyed by path.
   if (!source_path.empty()) {
-    absl::Status st = s->store->RecordHashed(job, source_path, c->received,
+    absl::Status st = s->store->RecordUploaded(job, source_path, c->received,
                                              TimestampNs(c->metadata.modified_at()), digest);
     if (!st.ok()) {
     ANCHORD_LOG(Error) << "store: " << st;
@@ -800,7 +804,8 @@ void ProcessChunk(FilesCall* c, const v1::HashFilesRequest& req) {
     // Its result takes its own slot; the new file takes one more, so a misbehaving caller can
     // exceed the window by one file at most.
     c->file_error = absl::InvalidArgumentError(absl::StrCat(
-        "last: file_id \"", c->file_id, "\" ended without a chunk with last=true"));
+        "last: file_id \"", QuoteCallerText(c->file_id),
+        "\" ended without a chunk with last=true"));
     FinishFile(c);
   }
   if (!c->in_file) StartFile(c, req);
@@ -891,7 +896,8 @@ void RunFiles(const std::shared_ptr<FilesCall>& c, FilesReactor* reactor) {
   c->out.WaitTasks([&] { return c->input_done.load(); });
   if (!c->cancelled && c->in_file) {
     c->file_error = absl::InvalidArgumentError(absl::StrCat(
-        "last: the stream ended before the last chunk of file_id \"", c->file_id, "\""));
+        "last: the stream ended before the last chunk of file_id \"",
+        QuoteCallerText(c->file_id), "\""));
     FinishFile(c.get());
   }
   bool completed = c->out.WaitFinished([] { return true; });

@@ -18,7 +18,7 @@ FileState ParseState(absl::string_view s) {
 
 constexpr const char* kColumns =
     "job, path, size, mtime_ns, digest, state, duplicate_of, error_code, error_reason, "
-    "error_message, updated_at";
+    "error_message, updated_at, read_by_hasher";
 
 FileRow ReadRow(const ledger::Statement& s) {
   FileRow r;
@@ -33,6 +33,7 @@ FileRow ReadRow(const ledger::Statement& s) {
   r.error_reason = s.ColumnText(8);
   r.error_message = s.ColumnText(9);
   r.updated_at_ms = s.ColumnInt(10);
+  r.read_by_hasher = s.ColumnInt(11) != 0;
   return r;
 }
 
@@ -73,6 +74,10 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
     CREATE INDEX IF NOT EXISTS files_by_digest ON files (digest);
   )sql");
   if (!st.ok()) return st;
+  // Rows written before the column existed count as not read by the hasher: such a file is read
+  // once more, which costs time but never trusts a digest of unknown origin.
+  st = (*db)->AddMissingColumns("files", {{"read_by_hasher", "INTEGER NOT NULL DEFAULT 0"}});
+  if (!st.ok()) return st;
   // Checkpoints (copying the WAL into the database, with an fsync of each under
   // synchronous=NORMAL) every 4000 pages instead of SQLite's 1000: hashing small files writes
   // many random pages of the digest index per commit, and checkpointing them four times as
@@ -95,16 +100,17 @@ absl::StatusOr<std::optional<FileRow>> HasherStore::Get(absl::string_view job,
   return std::optional<FileRow>(ReadRow(*s));
 }
 
-absl::Status HasherStore::RecordHashed(absl::string_view job, absl::string_view path,
-                                       int64_t size_bytes, int64_t mtime_ns,
-                                       absl::string_view digest) {
+absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_view path,
+                                         int64_t size_bytes, int64_t mtime_ns,
+                                         absl::string_view digest) {
   std::lock_guard<std::recursive_mutex> lock(db_->mutex());
   auto s = db_->Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
-      "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?) "
+      "error_reason, error_message, updated_at, read_by_hasher) "
+      "VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?, 0) "
       "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
       "digest=excluded.digest, state='HASHED', duplicate_of='', error_code=0, error_reason='', "
-      "error_message='', updated_at=excluded.updated_at");
+      "error_message='', updated_at=excluded.updated_at, read_by_hasher=0");
   if (!s.ok()) return s.status();
   s->Bind(1, job).Bind(2, path).Bind(3, size_bytes).Bind(4, mtime_ns).BindBlob(5, digest).Bind(
       6, NowMs());
@@ -120,10 +126,11 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   if (!tx.begin_status().ok()) return tx.begin_status();
   auto ins = db_->Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
-      "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?) "
+      "error_reason, error_message, updated_at, read_by_hasher) "
+      "VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?, 1) "
       "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
       "digest=excluded.digest, state='HASHED', duplicate_of='', error_code=0, error_reason='', "
-      "error_message='', updated_at=excluded.updated_at");
+      "error_message='', updated_at=excluded.updated_at, read_by_hasher=1");
   if (!ins.ok()) return ins.status();
   std::optional<ledger::Statement> dup;
   if (duplicates != nullptr) {
@@ -210,7 +217,7 @@ absl::Status HasherStore::RecordError(absl::string_view job, absl::string_view p
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, NULL, 'ERROR', '', ?, ?, ?, ?) "
       "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-      "digest=NULL, state='ERROR', duplicate_of='', error_code=excluded.error_code, "
+      "digest=NULL, state='ERROR', duplicate_of='', error_code=excluded.error_code, read_by_hasher=0, "
       "error_reason=excluded.error_reason, error_message=excluded.error_message, "
       "updated_at=excluded.updated_at");
   if (!s.ok()) return s.status();

@@ -35,6 +35,10 @@ struct FileRow {
   std::string error_reason;
   std::string error_message;
   int64_t updated_at_ms = 0;
+  // True only when the digest is what the hasher computed from the file under its root (HashTree).
+  // A row written from uploaded bytes (HashFiles with a source_path) is false: its digest says
+  // nothing about the file at that path, so it must never let HashTree skip reading the file.
+  bool read_by_hasher = false;
 };
 
 struct JobSummary {
@@ -65,14 +69,16 @@ class HasherStore {
   static absl::StatusOr<std::unique_ptr<HasherStore>> Open(const std::string& path);
 
   absl::StatusOr<std::optional<FileRow>> Get(absl::string_view job, absl::string_view path);
-  // Upserts the row as HASHED with `digest` (survives a process crash when this returns OK).
-  absl::Status RecordHashed(absl::string_view job, absl::string_view path, int64_t size_bytes,
+  // Upserts the row as HASHED with `digest` computed from bytes a caller uploaded (HashFiles), so
+  // read_by_hasher is false. Survives a process crash when this returns OK.
+  absl::Status RecordUploaded(absl::string_view job, absl::string_view path, int64_t size_bytes,
                             int64_t mtime_ns, absl::string_view digest);
-  // RecordHashed for several files of `job` in one transaction (one commit instead of one per
+  // Upserts rows as HASHED with digests the hasher computed itself from the files under its root
+  // (HashTree): read_by_hasher is true. Several files of `job` in one transaction (one commit instead of one per
   // file: the per-file commit dominated hashing small files). All or nothing. When `duplicates`
   // is non-null it receives, per record and in order, FirstPathWithDigest as it was right after
-  // that record was written (the same answer as calling RecordHashed then FirstPathWithDigest
-  // file by file).
+  // that record was written (the same answer as writing the records one by one and calling
+  // FirstPathWithDigest after each).
   absl::Status RecordHashedBatch(absl::string_view job, const std::vector<HashedRecord>& records,
                                  std::vector<std::string>* duplicates);
   // Get for several paths of `job` under one lock and one prepared statement; one entry per path.

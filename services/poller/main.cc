@@ -44,8 +44,9 @@ int main(int argc, char** argv) {
   // defaults add up to the documented limit, so a default deployment never exceeds it.
   provider_settings.client_name = "poller";
   provider_settings.proofd_general_limit = 80;
-  // The poller has no outgoing gRPC peer; the TLS flags only secure its own port.
+  // The TLS flags secure both ports and the channel to the submitter's internal port.
   anchord::rpc::ServerOptions server_options;
+  server_options.internal.listen_address = "127.0.0.1:0";
   try {
     app.add_option("--listen", listen, "gRPC host:port (port 0 picks one)")
         ->envname("ANCHORD_LISTEN");
@@ -95,8 +96,8 @@ int main(int argc, char** argv) {
     app.add_option("--webhook-port-file", webhook_port_file, "write the bound webhook port here")
         ->envname("ANCHORD_WEBHOOK_PORT_FILE");
     app.add_option("--submitter", submitter_addr,
-                   "submitter host:port, asked to re-anchor stalled proofs with their fallback "
-                   "provider; empty: stalls are only flagged")
+                   "the submitter's INTERNAL host:port (its --internal-listen), asked to re-anchor "
+                   "stalled proofs with their fallback provider; empty: stalls are only flagged")
         ->envname("ANCHORD_SUBMITTER_ADDR");
     app.add_option("--database-url", database_url,
                    "PostgreSQL URL shared by poller replicas; empty keeps poller.db (SQLite)")
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
     anchord::providers::AddProviderFlags(app, &provider_settings);
     anchord::rpc::AddTransportFlags(app, &server_options.security);
     anchord::rpc::AddConnectionFlags(app, &server_options);
+    anchord::rpc::AddInternalFlags(app, &server_options.internal);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
@@ -185,6 +187,16 @@ int main(int argc, char** argv) {
   }
   anchord::poller::PollerServiceImpl poller_service(store->get(), &bus, &metrics, clock, &pool,
                                                     service_options);
+  // The same service on the internal port, where only Track is served (to peers with the token).
+  auto internal_gate = anchord::rpc::RpcGate::InternalFromFile(server_options.internal.token_file);
+  if (!internal_gate.ok()) {
+    ANCHORD_LOG(Error) << internal_gate.status();
+    return 2;
+  }
+  anchord::poller::PollerServiceOptions internal_options = service_options;
+  internal_options.gate = *internal_gate;
+  anchord::poller::PollerServiceImpl internal_service(store->get(), &bus, &metrics, clock, &pool,
+                                                      internal_options);
   anchord::poller::StatusServiceImpl status_service(store->get(), &pool);
 
   anchord::poller::PollEngineOptions engine_options;
@@ -193,7 +205,8 @@ int main(int argc, char** argv) {
   engine_options.max_lookups_per_round = max_lookups;
   std::shared_ptr<grpc::Channel> submitter_channel;
   if (!submitter_addr.empty()) {
-    auto channel = anchord::rpc::MakeSecureChannel(submitter_addr, server_options.security);
+    auto channel = anchord::rpc::MakeInternalChannel(submitter_addr, server_options.security,
+                                                     server_options.internal.token_file);
     if (!channel.ok()) {
       ANCHORD_LOG(Error) << "--submitter channel: " << channel.status();
       return 2;
@@ -228,8 +241,8 @@ int main(int argc, char** argv) {
   server_options.metrics_address = metrics_listen;
   server_options.metrics_port_file = metrics_port_file;
   server_options.health_service_names = {"anchord.v1.PollerService", "anchord.v1.StatusService"};
-  auto runner = anchord::rpc::ServerRunner::Start(server_options,
-                                                  {&poller_service, &status_service}, registry);
+  auto runner = anchord::rpc::ServerRunner::Start(
+      server_options, {&poller_service, &status_service}, registry, {&internal_service});
   if (!runner.ok()) {
     ANCHORD_LOG(Error) << runner.status();
     return 1;
@@ -251,6 +264,7 @@ int main(int argc, char** argv) {
   db_health.reset();
   if (webhook) webhook->Stop();
   poller_service.EndWatches();
+  internal_service.EndWatches();
   (*runner)->Shutdown();
   (*providers)->Stop();
   engine.Stop();

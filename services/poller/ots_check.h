@@ -1,5 +1,5 @@
 // A cheap structural check of a downloaded .ots file before it is stored: the poller never keeps
-// evidence that cannot be about our digest (see /work/shared/ots/FORMAT.md section 2).
+// evidence that cannot be about our digest (see docs/ots-format.md, "File layout").
 #pragma once
 
 #include "absl/status/status.h"

@@ -228,22 +228,27 @@ class PgPollerStore final : public PollerStore {
                                                     const std::string& owner, absl::Time now,
                                                     absl::Time until) override {
     if (candidates.empty()) return candidates;
-    std::vector<int64_t> seqs;
-    for (const ProofRow& r : candidates) seqs.push_back(r.seq);
+    std::vector<int64_t> seqs, checked;
+    for (const ProofRow& r : candidates) {
+      seqs.push_back(r.seq);
+      checked.push_back(ToDb(r.last_checked_at));
+    }
     const std::string tag = owner + instance_;
     std::set<int64_t> claimed;
     PG_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       // SKIP LOCKED: a replica claiming the same candidates at this moment gets the others.
       auto r = c.Exec(
           "UPDATE proofs SET check_owner = $2, check_until = $3 WHERE seq IN (SELECT seq FROM "
-          "proofs WHERE provider = $1 AND seq = ANY($4::bigint[]) AND (check_until <= $5 OR "
+          "proofs WHERE provider = $1 AND (seq, last_checked_at) IN (SELECT * FROM "
+          "unnest($4::bigint[], $6::bigint[])) AND (check_until <= $5 OR "
           "check_owner = $2) FOR UPDATE SKIP LOCKED) RETURNING seq",
           PgParams()
               .AddBytes(provider)
               .AddBytes(tag)
               .Add(ToDb(until))
               .Add(absl::StrCat("{", absl::StrJoin(seqs, ","), "}"))
-              .Add(ToDb(now)));
+              .Add(ToDb(now))
+              .Add(absl::StrCat("{", absl::StrJoin(checked, ","), "}")));
       if (!r.ok()) return r.status();
       claimed.clear();
       for (int i = 0; i < r->rows(); ++i) claimed.insert(r->Int(i, 0));
@@ -329,6 +334,28 @@ class PgPollerStore final : public PollerStore {
       out = std::move(*changed);
       return absl::OkStatus();
     }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> SettleStrandedLeaves(const std::string& provider,
+                                                             absl::Time now,
+                                                             int max_roots) override {
+    // Driven by the pending leaves (the provider/state index), so it costs little when none is
+    // pending.
+    auto roots = Query(
+        absl::StrCat("SELECT ", kColumns,
+                     " FROM proofs WHERE provider = $1 AND state <> $2 AND leaf_count > 0 AND "
+                     "digest IN (SELECT merkle_root FROM proofs WHERE provider = $1 AND "
+                     "state = $2 AND length(merkle_root) > 0) ORDER BY seq LIMIT $3"),
+        PgParams().AddBytes(provider).Add(static_cast<int64_t>(kPending))
+            .Add(static_cast<int64_t>(max_roots)));
+    if (!roots.ok()) return roots.status();
+    std::vector<ProofRow> out;
+    for (const ProofRow& root : *roots) {
+      auto changed = PropagateToLeaves(root.digest, provider, now);
+      if (!changed.ok()) return changed.status();
+      for (ProofRow& leaf : *changed) out.push_back(std::move(leaf));
+    }
     return out;
   }
 
@@ -563,13 +590,35 @@ class PgPollerStore final : public PollerStore {
     return out;
   }
 
+  // Copies the root's state to its PENDING leaves. `leaf` empty: called for the root (after its
+  // state changed), every pending leaf; otherwise called while storing that leaf.
+  //
+  // The root row is read locked, so a leaf hand-off and the root's propagation serialise on it:
+  // the propagation takes FOR UPDATE, a leaf being stored FOR SHARE (leaf hand-offs of one root
+  // do not block each other). Without the lock a leaf inserted while the propagation ran was
+  // invisible to the propagation's UPDATE (uncommitted) and had read the root still PENDING, so
+  // it stayed PENDING for good. With it: either the leaf commits first and the propagation's
+  // UPDATE (a new statement, READ COMMITTED) sees it, or the propagation commits first and the
+  // leaf's locked read returns the root's final row and copies it. The root's own state change
+  // commits before its propagation starts, so a root that is final when the lock is granted is
+  // read as final. (A leaf whose root row does not exist yet has nothing to lock;
+  // SettleStrandedLeaves is the safety net for that and any other gap.)
   absl::StatusOr<std::vector<ProofRow>> PropagateIn(PgConn& c, const std::string& root,
-                                                    const std::string& provider, absl::Time now) {
-    auto root_row = GetIn(c, root, provider);
-    if (!root_row.ok()) return root_row.status();
+                                                    const std::string& provider, absl::Time now,
+                                                    const std::string& leaf = "") {
+    auto locked = Collect(c,
+                          absl::StrCat("SELECT ", kColumns,
+                                       " FROM proofs WHERE digest = $1 AND provider = $2 ",
+                                       leaf.empty() ? "FOR UPDATE" : "FOR SHARE"),
+                          PgParams().AddBytes(root).AddBytes(provider), /*with_files=*/false);
+    if (!locked.ok()) return locked.status();
     std::vector<ProofRow> changed;
-    if (!root_row->has_value()) return changed;
-    const ProofRow& r = **root_row;
+    if (locked->empty()) return changed;
+    const ProofRow& r = locked->front();
+    // While storing a leaf of a root still pending, only that leaf takes the root's fields (the
+    // others already did when stored; an UPDATE of every pending leaf per hand-off would be
+    // quadratic in the batch). For the root itself (a new state, or the stalled flag) all.
+    const std::string only_leaf = r.state == kPending ? leaf : std::string();
     auto upd = c.Exec(
         absl::StrCat(
             "UPDATE proofs SET state = $3, proof_id = $4, certificate_url = $5, verify_url = $6, "
@@ -577,7 +626,8 @@ class PgPollerStore final : public PollerStore {
             "failure_message = $11, failure_reason = $12, stalled = $13, "
             "ots_size = CASE WHEN $14 > 0 THEN $14 + length(merkle_path) ELSE 0 END, "
             "updated_at = $15 WHERE merkle_root = $1 AND provider = $2 AND "
-            "(state = $16 OR (state = $3 AND ots_size = 0 AND $14 > 0)) RETURNING ",
+            "(state = $16 OR (state = $3 AND ots_size = 0 AND $14 > 0)) AND "
+            "($17 = ''::bytea OR digest = $17) RETURNING ",
             kColumns),
         PgParams()
             .AddBytes(root)
@@ -595,7 +645,8 @@ class PgPollerStore final : public PollerStore {
             .Add(static_cast<int64_t>(r.stalled ? 1 : 0))
             .Add(r.state == kConfirmed ? r.ots_size : 0)
             .Add(ToDb(now))
-            .Add(static_cast<int64_t>(kPending)));
+            .Add(static_cast<int64_t>(kPending))
+            .AddBytes(only_leaf));
     if (!upd.ok()) return upd.status();
     if (upd->rows() == 0) return changed;
     std::vector<int64_t> seqs;
@@ -649,7 +700,7 @@ class PgPollerStore final : public PollerStore {
     if (inserted->affected() > 0) {
       out.inserted = true;
       if (!p.merkle_root.empty()) {
-        auto moved = PropagateIn(c, p.merkle_root, p.provider, now);
+        auto moved = PropagateIn(c, p.merkle_root, p.provider, now, p.digest);
         if (!moved.ok()) return moved.status();
         for (const ProofRow& m : *moved) {
           if (m.digest == p.digest) out.state_changed = m.state != kPending;

@@ -202,6 +202,16 @@ RoundStats PollEngine::RunRound(Provider* p) {
     }
   }
 
+  // Leaves left PENDING under a final root (see SettleStrandedLeaves): settled before anything
+  // else, without a provider request.
+  if (auto stranded = store_->SettleStrandedLeaves(name, walk_start, 100); !stranded.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << stranded.status();
+  } else if (!stranded->empty()) {
+    ANCHORD_LOG(Warning) << stranded->size() << " leaves of " << name
+                         << " were pending under a final root; settled";
+    PublishLeafEvents(*bus_, metrics_, *stranded, walk_start);
+  }
+
   // 1 + 2: choose the proofs to look up.
   bool walked = false;
   // Nothing of ours pending: no walk (it would spend a request of the shared budget per round).

@@ -7,6 +7,7 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/validate.h"
+#include "libs/rpc/internal.h"
 #include "libs/rpc/reactor_lifetime.h"
 #include "libs/rpc/status.h"
 #include "services/poller/convert.h"
@@ -27,6 +28,35 @@ constexpr int kMaxDigestFilter = 1000;
 
 grpc::Status Busy() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "poller overloaded; retry later");
+}
+
+// A hand-off is a peer's report, never a verdict the poller takes on trust: a compromised or buggy
+// peer must not be able to say CONFIRMED for something no provider anchored, nor end a proof the
+// poller is following. So CONFIRMED is stored as PENDING (the poll engine's lookup at the provider
+// confirms it, usually in the next round), and FAILED is stored only for a (digest, provider) the
+// poller holds no proof for: it records the submitter's failure to anchor, and never replaces
+// or downgrades a proof. Returns false when the hand-off is to be acknowledged without storing.
+absl::StatusOr<bool> ApplyHandoffPolicy(PollerStore* store, TrackInput* in) {
+  ProofRow& p = in->proof;
+  if (p.state == v1::DIGEST_STATE_CONFIRMED) {
+    p.state = v1::DIGEST_STATE_PENDING;
+    p.block_height = 0;
+    p.bitcoin_tx.clear();
+    p.confirmed_at = absl::InfinitePast();
+    return true;
+  }
+  if (p.state == v1::DIGEST_STATE_FAILED) {
+    auto existing = store->Get(p.digest, p.provider);
+    if (!existing.ok()) return existing.status();
+    if (existing->has_value()) {
+      ANCHORD_LOG(Warning) << "hand-off: FAILED for " << HexEncode(p.digest) << " with "
+                           << QuoteCallerText(p.provider) << " ignored: the poller holds its proof ("
+                           << v1::DigestState_Name(static_cast<DigestState>((*existing)->state))
+                           << ")";
+      return false;
+    }
+  }
+  return true;
 }
 
 grpc::Status StoreError(const absl::Status& st) {
@@ -133,11 +163,23 @@ class TrackReactor final
     std::vector<TrackInput> inputs;
     std::vector<size_t> input_index;
     for (size_t i = 0; i < batch.size(); ++i) {
-      responses[i].set_request_id(batch[i].request_id());
+      responses[i].set_request_id(EchoId(batch[i].request_id()));
       responses[i].set_digest(batch[i].proof().digest());
       auto in = ValidateTrackRequest(batch[i]);
       if (!in.ok()) {
         *responses[i].mutable_status() = rpc::ToItemStatus(in.status(), "INVALID_FIELD");
+        continue;
+      }
+      auto store_it = ApplyHandoffPolicy(service_->store_, &*in);
+      if (!store_it.ok()) {
+        ANCHORD_LOG(Error) << "poller store: " << store_it.status();
+        *responses[i].mutable_status() =
+            rpc::ToItemStatus(absl::UnavailableError("poller store unavailable; retry"),
+                              "STORE_UNAVAILABLE", absl::Seconds(1));
+        continue;
+      }
+      if (!*store_it) {
+        *responses[i].mutable_status() = rpc::ToItemStatus(absl::OkStatus());
         continue;
       }
       inputs.push_back(std::move(*in));
@@ -459,22 +501,34 @@ void PollerServiceImpl::EndWatches() {
 
 grpc::ServerBidiReactor<v1::TrackRequest, v1::TrackResponse>* PollerServiceImpl::Track(
     grpc::CallbackServerContext* ctx) {
+  if (grpc::Status st = options_.gate.AdmitInternal(*ctx, "PollerService.Track"); !st.ok()) {
+    return new rpc::RefusedBidiReactor<v1::TrackRequest, v1::TrackResponse>(st);
+  }
   return new TrackReactor(this);
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* PollerServiceImpl::Watch(
     grpc::CallbackServerContext* ctx, const v1::WatchRequest* request) {
+  if (grpc::Status st = options_.gate.AdmitPublic(*ctx, "PollerService.Watch"); !st.ok()) {
+    return new rpc::RefusedWriteReactor<v1::WatchResponse>(st);
+  }
   return new WatchReactor(this, *request);
 }
 
 grpc::ServerWriteReactor<v1::DownloadProofResponse>* PollerServiceImpl::DownloadProof(
     grpc::CallbackServerContext* ctx, const v1::DownloadProofRequest* request) {
+  if (grpc::Status st = options_.gate.AdmitPublic(*ctx, "PollerService.DownloadProof"); !st.ok()) {
+    return new rpc::RefusedWriteReactor<v1::DownloadProofResponse>(st);
+  }
   return new DownloadReactor(this, *request);
 }
 
 grpc::ServerUnaryReactor* PollerServiceImpl::GetProof(grpc::CallbackServerContext* ctx,
                                                       const v1::GetProofRequest* request,
                                                       v1::GetProofResponse* response) {
+  if (grpc::Status st = options_.gate.AdmitPublic(*ctx, "PollerService.GetProof"); !st.ok()) {
+    return rpc::RefuseUnary(ctx, st);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status st = ValidateDigest(request->digest(), "digest");
   if (!st.ok()) {
@@ -489,7 +543,7 @@ grpc::ServerUnaryReactor* PollerServiceImpl::GetProof(grpc::CallbackServerContex
           grpc::StatusCode::NOT_FOUND,
           absl::StrCat("digest: no proof of ", HexEncode(request->digest()),
                        request->provider().empty() ? "" : " with provider ",
-                       request->provider())));
+                       QuoteCallerText(request->provider()))));
     }
     *response->mutable_proof() = ToProto(**row);
     reactor->Finish(grpc::Status::OK);
@@ -501,6 +555,9 @@ grpc::ServerUnaryReactor* PollerServiceImpl::GetProof(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* PollerServiceImpl::ListProofs(grpc::CallbackServerContext* ctx,
                                                         const v1::ListProofsRequest* request,
                                                         v1::ListProofsResponse* response) {
+  if (grpc::Status st = options_.gate.AdmitPublic(*ctx, "PollerService.ListProofs"); !st.ok()) {
+    return rpc::RefuseUnary(ctx, st);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto invalid = [&](const std::string& msg) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg));

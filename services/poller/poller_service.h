@@ -14,6 +14,7 @@
 #include "anchord/v1/common.grpc.pb.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/common/clock.h"
+#include "libs/rpc/internal.h"
 #include "services/poller/event_bus.h"
 #include "services/poller/poller_metrics.h"
 #include "services/poller/poller_store.h"
@@ -31,6 +32,9 @@ struct PollerServiceOptions {
   int track_max_in_flight = 64;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
+  // Which port this instance serves: the public one (Track refused) or the internal one (only
+  // Track, for callers with the internal token). main() registers one instance on each.
+  rpc::RpcGate gate = rpc::RpcGate::Public();
 };
 
 class WatchReactor;

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
+#include "libs/common/validate.h"
 
 namespace anchord::poller {
 namespace {
@@ -45,13 +46,17 @@ absl::StatusOr<std::unique_ptr<Webhook>> Webhook::Start(
                                                            const httplib::Request& req,
                                                            httplib::Response& res) {
     const std::string name = req.matches[1];
-    auto count = [&](const char* result) {
-      if (metrics) metrics->CountLookup(name, absl::StrCat("callback_", result));
-    };
     auto it = providers.find(name);
+    // The provider label is one of the configured names: a caller inventing names must not
+    // create metric series.
+    const std::string label = it == providers.end() ? std::string("unknown") : name;
+    auto count = [&](const char* result) {
+      if (metrics) metrics->CountLookup(label, absl::StrCat("callback_", result));
+    };
     if (it == providers.end()) {
       count("unknown_provider");
-      return Answer(res, 404, absl::StrCat("no provider named ", name, " is configured"));
+      return Answer(res, 404, absl::StrCat("no provider named \"", QuoteCallerText(name),
+                                           "\" is configured"));
     }
     absl::StatusOr<std::string> digest = it->second->ParseCallback(req.body);
     if (!digest.ok()) {

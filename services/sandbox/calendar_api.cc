@@ -173,7 +173,7 @@ Reply CalendarApi::HandleDigest(Calendar& cal, const httplib::Request& req, absl
   // No minimum, like the reference: an empty digest is timestamped too.
   const std::string& digest = req.body;
 
-  // The reference's path (CALENDAR.md section 1): append(16-byte nonce), sha256, then this
+  // The reference's path (docs/providers/ots.md): append(16-byte nonce), sha256, then this
   // second's aggregation tree, prepend(4-byte big-endian time), append(8-byte HMAC), pending.
   // The sandbox answers at once instead of at the next 1-second tick, so every request is alone
   // in its aggregation round and has no merkle path there (the reference's case of a single

@@ -1,4 +1,4 @@
-// OpenTimestamps calendars as ../shared/ots/CALENDAR.md describes the reference server (internal
+// OpenTimestamps calendars as docs/providers/ots.md describes the reference server (internal
 // to services/sandbox). Each calendar listens on its own loopback origin (clients build URLs
 // relative to a bare origin), serves
 //

@@ -1,6 +1,6 @@
-// The ProofLedger v1 API as ../shared/providers/000_683cd234f06dd9f6.txt describes it (internal to
+// The ProofLedger v1 API as docs/providers/proofledger.md describes it (internal to
 // services/sandbox). The document is a worker script, not a contract; where it is silent the
-// shapes are those of ../notes/provider_wire_spec.md:
+// shapes are anchord's choices, listed in the same page:
 //
 //   POST /api/v1/proof   Bearer key, {"sha256","filename"} -> 201 the record; a digest anchored
 //                        before (by any account) -> 200 the original's fields + "duplicate_of"

@@ -1,19 +1,19 @@
 // A local emulator of four timestamping provider APIs on loopback, so all of anchord runs and is
 // tested offline:
 //
-//  - proofd.id v1 (../shared/providers/001_21c66ea2e2faf6be.txt), in sandbox.cc: the documented
+//  - proofd.id v1 (docs/providers/proofd.md), in sandbox.cc: the documented
 //    routes, error envelope and codes, Bearer auth, Idempotency-Key replay, owner-scoped duplicate
 //    detection, the monthly quota, list pagination with a `before` cursor, the three documented
 //    rate limits, real OpenTimestamps `.ots` proofs.
-//  - ProofLedger v1 (../shared/providers/000_683cd234f06dd9f6.txt), proofledger_api.cc:
+//  - ProofLedger v1 (docs/providers/proofledger.md), proofledger_api.cc:
 //    POST /api/v1/proof with `duplicate_of`, the public GET /api/v1/verify (120/hour per IP).
-//  - SimpleProof (../shared/providers/002_7852de3f9fc22605.txt), simpleproof_api.cc: batches of
+//  - SimpleProof (docs/providers/simpleproof.md), simpleproof_api.cc: batches of
 //    up to 25 hashes, cost per new hash, document listing by status with pages, verification with
 //    expiring .ots download URLs, callbacks to loopback callback_url from a background thread.
-//  - OpenTimestamps calendars (../shared/ots/CALENDAR.md), calendar_api.cc: N calendars, each on
+//  - OpenTimestamps calendars (docs/providers/ots.md), calendar_api.cc: N calendars, each on
 //    its own loopback origin (calendar_urls()), POST /digest and GET /timestamp/<commitment>.
 //
-// Where a document is silent the sandbox follows ../notes/provider_wire_spec.md; the choices are
+// Where a document is silent the sandbox follows anchord's choices (docs/providers/); they are
 // commented next to the code. Every API's confirmations land in ONE fake Bitcoin chain (real OTS
 // merkle trees, 80-byte headers meeting their own regtest target) whose headers are served at
 // /_sandbox/blocks/{h}/header; faults, the PRNG seed, the clock and the rate-limit windows are

@@ -1,5 +1,5 @@
-// The SimpleProof API as ../shared/providers/002_7852de3f9fc22605.txt documents it (internal to
-// services/sandbox); where the document is silent, ../notes/provider_wire_spec.md:
+// The SimpleProof API as docs/providers/simpleproof.md describes it (internal to
+// services/sandbox); where the document is silent, anchord's choices (same page):
 //
 //   POST /api/proof/timestamp/hashes  {"hashes": [1..25 hex], "callback_url"?} -> {"ok","files"}
 //   GET  /api/proof/document?status=&page=&limit=   the account's documents by status, pages

@@ -31,6 +31,7 @@ int Run(int argc, char** argv) {
   CLI::App app{"anchord submitter: durable queue anchoring digests with providers"};
   anchord::rpc::ServerOptions server;
   server.service_name = "submitter";
+  server.internal.listen_address = "127.0.0.1:0";
   std::string data_dir = ".";
   std::string log_level = "info";
   std::string poller;
@@ -56,7 +57,8 @@ int Run(int argc, char** argv) {
       ->envname("ANCHORD_DATA_DIR")->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warning or error")
       ->envname("ANCHORD_LOG_LEVEL")->capture_default_str();
-  app.add_option("--poller", poller, "poller address host:port (hand-off target)")
+  app.add_option("--poller", poller,
+                 "the poller's INTERNAL host:port (its --internal-listen; hand-off target)")
       ->envname("ANCHORD_POLLER_ADDR");
   app.add_option("--workers", workers, "concurrent create requests")
       ->envname("ANCHORD_WORKERS")->check(CLI::Range(1, 64))->capture_default_str();
@@ -93,6 +95,7 @@ int Run(int argc, char** argv) {
   // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
   anchord::rpc::AddTransportFlags(app, &server.security);
   anchord::rpc::AddConnectionFlags(app, &server);
+  anchord::rpc::AddInternalFlags(app, &server.internal);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -105,7 +108,8 @@ int Run(int argc, char** argv) {
     return 2;
   }
   // Built before anything is opened so a bad certificate/key file fails fast.
-  auto poller_channel = anchord::rpc::MakeSecureChannel(poller, server.security);
+  auto poller_channel =
+      anchord::rpc::MakeInternalChannel(poller, server.security, server.internal.token_file);
   if (!poller_channel.ok()) {
     ANCHORD_LOG(Error) << "--poller channel: " << poller_channel.status();
     return 2;
@@ -223,11 +227,21 @@ int Run(int argc, char** argv) {
   anchord::submitter::SubmitterCore core(store.get(), &engine, metrics.get(), service_options);
   core.set_on_stored([&engine] { engine.Wake(); });
   anchord::submitter::SubmitterServiceImpl submitter_service(&core);
+  // The same service on the internal port, where only Reanchor is served (to the poller).
+  auto internal_gate = anchord::rpc::RpcGate::InternalFromFile(server.internal.token_file);
+  if (!internal_gate.ok()) {
+    ANCHORD_LOG(Error) << internal_gate.status();
+    batcher.Stop();
+    engine.Stop();
+    handoff.Stop();
+    return 2;
+  }
+  anchord::submitter::SubmitterServiceImpl internal_service(&core, *internal_gate);
   anchord::submitter::StatusServiceImpl status_service(&core);
 
   server.health_service_names = {"anchord.v1.SubmitterService", "anchord.v1.StatusService"};
   auto runner_or = anchord::rpc::ServerRunner::Start(
-      server, {&submitter_service, &status_service}, registry);
+      server, {&submitter_service, &status_service}, registry, {&internal_service});
   if (!runner_or.ok()) {
     ANCHORD_LOG(Error) << runner_or.status();
     batcher.Stop();

@@ -7,6 +7,7 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/validate.h"
+#include "libs/rpc/internal.h"
 #include "libs/rpc/status.h"
 #include "services/submitter/handoff.h"
 #include "services/submitter/status_macros.h"
@@ -119,7 +120,7 @@ class SubmitReactor final : public grpc::ServerBidiReactor<SubmitRequest, Submit
     if (!st.ok()) {
       if (core_->metrics()) core_->metrics()->intake.Add({{"result", "invalid"}}).Increment();
       SubmitResponse resp;
-      resp.set_request_id(req_.request_id());
+      resp.set_request_id(EchoId(req_.request_id()));
       resp.set_digest(req_.digest());
       *resp.mutable_status() = rpc::ToItemStatus(st, "INVALID_ARGUMENT");
       Kick([&] {
@@ -375,12 +376,59 @@ void SubmitterCore::MonitorLoop() {
 
 grpc::ServerBidiReactor<SubmitRequest, SubmitResponse>* SubmitterServiceImpl::Submit(
     grpc::CallbackServerContext* ctx) {
+  if (grpc::Status st = gate_.AdmitPublic(*ctx, "SubmitterService.Submit"); !st.ok()) {
+    return new rpc::RefusedBidiReactor<SubmitRequest, SubmitResponse>(st);
+  }
   return new SubmitReactor(core_);
+}
+
+grpc::ServerUnaryReactor* SubmitterServiceImpl::Reanchor(grpc::CallbackServerContext* ctx,
+                                                         const anchord::v1::ReanchorRequest* req,
+                                                         anchord::v1::ReanchorResponse* resp) {
+  if (grpc::Status st = gate_.AdmitInternal(*ctx, "SubmitterService.Reanchor"); !st.ok()) {
+    return rpc::RefuseUnary(ctx, st);
+  }
+  auto* reactor = ctx->DefaultReactor();
+  if (req->provider().empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "provider: required"));
+    return reactor;
+  }
+  // The same validation and the same durable intake as one Submit item.
+  SubmitRequest as_submit;
+  as_submit.set_request_id("reanchor");
+  as_submit.set_digest(req->digest());
+  *as_submit.mutable_metadata() = req->metadata();
+  as_submit.add_providers(req->provider());
+  NewItem item;
+  absl::Status st = ValidateSubmit(as_submit, core_->options(), &item);
+  if (!st.ok()) {
+    reactor->Finish(rpc::ToGrpcStatus(st));
+    return reactor;
+  }
+  ANCHORD_LOG(Info) << "re-anchoring " << HexEncode(req->digest()) << " with " << req->provider()
+                    << " (stalled with " << QuoteCallerText(req->stalled_provider()) << ")";
+  SubmitterCore::IntakeItem in;
+  in.item = std::move(item);
+  in.request_id = as_submit.request_id();
+  in.done = [reactor, resp](SubmitResponse r) {
+    if (r.status().code() != 0) {
+      reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(r.status().code()),
+                                   r.status().message()));
+      return;
+    }
+    resp->set_state(r.state());
+    reactor->Finish(grpc::Status::OK);
+  };
+  core_->Enqueue(std::move(in));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* SubmitterServiceImpl::ResumeQueue(
     grpc::CallbackServerContext* ctx, const anchord::v1::ResumeQueueRequest* req,
     anchord::v1::ResumeQueueResponse* resp) {
+  if (grpc::Status st = gate_.AdmitPublic(*ctx, "SubmitterService.ResumeQueue"); !st.ok()) {
+    return rpc::RefuseUnary(ctx, st);
+  }
   auto* reactor = ctx->DefaultReactor();
   const auto& known = core_->options().providers;
   if (!req->provider().empty() &&

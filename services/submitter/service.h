@@ -18,6 +18,7 @@
 
 #include "anchord/v1/common.grpc.pb.h"
 #include "anchord/v1/submitter.grpc.pb.h"
+#include "libs/rpc/internal.h"
 #include "services/submitter/engine.h"
 #include "services/submitter/metrics.h"
 #include "services/submitter/submitter_store.h"
@@ -92,7 +93,10 @@ class SubmitterCore {
 
 class SubmitterServiceImpl final : public anchord::v1::SubmitterService::CallbackService {
  public:
-  explicit SubmitterServiceImpl(SubmitterCore* core) : core_(core) {}
+  // `gate`: which port this instance serves (libs/rpc/internal.h). main() registers a public
+  // instance (Submit, ResumeQueue) and an internal one (Reanchor) over the same core.
+  explicit SubmitterServiceImpl(SubmitterCore* core, rpc::RpcGate gate = rpc::RpcGate::Public())
+      : core_(core), gate_(std::move(gate)) {}
 
   // anchord::v1::SubmitterService
   grpc::ServerBidiReactor<anchord::v1::SubmitRequest, anchord::v1::SubmitResponse>* Submit(
@@ -100,9 +104,13 @@ class SubmitterServiceImpl final : public anchord::v1::SubmitterService::Callbac
   grpc::ServerUnaryReactor* ResumeQueue(grpc::CallbackServerContext* ctx,
                                         const anchord::v1::ResumeQueueRequest* req,
                                         anchord::v1::ResumeQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* Reanchor(grpc::CallbackServerContext* ctx,
+                                     const anchord::v1::ReanchorRequest* req,
+                                     anchord::v1::ReanchorResponse* resp) override;
 
  private:
   SubmitterCore* core_;
+  rpc::RpcGate gate_;
 };
 
 class StatusServiceImpl final : public anchord::v1::StatusService::CallbackService {

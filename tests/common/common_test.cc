@@ -117,5 +117,27 @@ TEST(FakeClock, SleepAdvancesExactly) {
   EXPECT_EQ(clock.slept(), absl::Seconds(30));
 }
 
+// Caller-supplied text cannot forge log lines or steer a terminal, and is bounded.
+TEST(LogEscapeTest, ControlCharactersAndLengthAreDefused) {
+  EXPECT_EQ(EscapeLogText("plain text: ok"), "plain text: ok");
+  EXPECT_EQ(EscapeLogText("a\nFAKE line\r\t\x1b[31m\\\x7f\xc3\xa9"),
+            "a\\nFAKE line\\r\\t\\x1b[31m\\\\\\x7f\\xc3\\xa9");
+  const std::string huge(100000, 'x');
+  const std::string cut = EscapeLogText(huge);
+  EXPECT_EQ(cut, std::string(kMaxLogBodyBytes, 'x') + "...[100000 bytes]");
+}
+
+// Per-item answers echo a valid id whole (the caller matches on it) but never more than 64 bytes
+// of an oversized one; messages quote at most 64 escaped bytes.
+TEST(EchoTest, IdsAndQuotesAreBounded) {
+  EXPECT_EQ(EchoId("req-1"), "req-1");
+  const std::string valid(128, 'v');
+  EXPECT_EQ(EchoId(valid), valid);
+  const std::string huge(5 * 1024 * 1024, 'h');
+  EXPECT_EQ(EchoId(huge), std::string(64, 'h'));
+  EXPECT_EQ(QuoteCallerText("short\n"), "short\\n");
+  EXPECT_EQ(QuoteCallerText(huge), std::string(64, 'h') + "... (5242880 bytes)");
+}
+
 }  // namespace
 }  // namespace anchord

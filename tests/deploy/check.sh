@@ -81,10 +81,11 @@ node "$ROOT/tests/deploy/validate-manifests.cjs" "$TOOLS" "$WORK/defaults.yaml" 
 step "render contents"
 kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
 # Service: a ClusterIP and a headless "-peers" Service per component (+ the sandbox's).
-want_defaults="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=1 NetworkPolicy=3 PersistentVolumeClaim=2 PodDisruptionBudget=3 Service=6 ServiceAccount=1 "
+# Secret=1: the internal token the chart makes (internalToken.existingSecret empty).
+want_defaults="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=1 NetworkPolicy=3 PersistentVolumeClaim=2 PodDisruptionBudget=3 Secret=1 Service=6 ServiceAccount=1 "
 [ "$(kinds "$WORK/defaults.yaml")" = "$want_defaults" ] ||
   die "defaults render: got kinds '$(kinds "$WORK/defaults.yaml")', want '$want_defaults'"
-want_allon="ConfigMap=3 Deployment=4 HorizontalPodAutoscaler=1 NetworkPolicy=4 PersistentVolumeClaim=1 PodDisruptionBudget=3 PrometheusRule=1 Service=7 ServiceAccount=1 ServiceMonitor=1 "
+want_allon="ConfigMap=3 Deployment=4 HorizontalPodAutoscaler=1 NetworkPolicy=4 PersistentVolumeClaim=1 PodDisruptionBudget=3 PrometheusRule=1 Secret=1 Service=7 ServiceAccount=1 ServiceMonitor=1 "
 [ "$(kinds "$WORK/all-on.yaml")" = "$want_allon" ] ||
   die "all-on render: got kinds '$(kinds "$WORK/all-on.yaml")', want '$want_allon'"
 for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
@@ -92,7 +93,11 @@ for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml"; do
   grep -Eq '^  name: (.*-)?anchord-hasher$' "$f" || die "$f: no hasher objects"
   if grep -A3 'scaleTargetRef:' "$f" | grep -Eq 'name: .*-(submitter|poller)$'; then die "$f: HPA on a stateful service"; fi
   [ "$(grep -c '^  replicas: 1$' "$f")" -ge 2 ] || die "$f: submitter/poller are not single-replica"
-  if grep -q '^kind: Secret$' "$f"; then die "$f: the chart must not create Secrets"; fi
+  # No provider key is ever in a chart-made Secret: the only Secret the chart makes is the random
+  # internal token of the peer services (internal-token.yaml).
+  if grep -A3 '^kind: Secret$' "$f" | grep -E '^  name: ' | grep -vq -- '-internal$'; then
+    die "$f: the chart must not create Secrets other than the internal token"
+  fi
   grep -q -- '--proofd-api-key-file\|ANCHORD_PROOFD_API_KEY_FILE' "$f" || die "$f: key file not passed"
   [ "$(grep -c 'grpc:$' "$f")" -ge 9 ] || die "$f: native gRPC probes missing"
 done
@@ -100,7 +105,7 @@ done
 for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml" "$WORK/database.yaml"; do
   [ "$(grep -c '^  clusterIP: None$' "$f")" -eq 3 ] || die "$f: not one headless Service per component"
   grep -Eq 'ANCHORD_SUBMITTER_ADDR: "dns:///(.*-)?anchord-submitter-peers:50051"' "$f" || die "$f: hasher not pointed at the submitters' headless Service"
-  grep -Eq 'ANCHORD_POLLER_ADDR: "dns:///(.*-)?anchord-poller-peers:50051"' "$f" || die "$f: submitter not pointed at the pollers' headless Service"
+  grep -Eq 'ANCHORD_POLLER_ADDR: "dns:///(.*-)?anchord-poller-peers:50052"' "$f" || die "$f: submitter not pointed at the pollers' internal port (headless Service)"
   grep -q 'ANCHORD_MAX_CONNECTION_AGE_SECONDS: ' "$f" || die "$f: no connection age"
 done
 # Database render: 3 submitters, pollers under an HPA, the URL as a file from the Secret, no PVC,
@@ -132,7 +137,10 @@ for want in 'ANCHORD_PROOFLEDGER_API_KEY_FILE: "/etc/anchord/provider/proofledge
   [ "$(grep -cF -- "$want" "$WORK/all-on.yaml")" -ge 2 ] || die "all-on: '$want' not given to both services"
 done
 for want in 'ANCHORD_SIMPLEPROOF_CALLBACK_URL: "http://staging-anchord-poller:8081/callbacks/simpleproof"' \
-            'ANCHORD_WEBHOOK_LISTEN: "0.0.0.0:8081"' 'ANCHORD_SUBMITTER_ADDR: "dns:///staging-anchord-submitter-peers:50051"' \
+            'ANCHORD_WEBHOOK_LISTEN: "0.0.0.0:8081"' \
+            'ANCHORD_SUBMITTER_ADDR: "dns:///staging-anchord-submitter-peers:50051"' \
+            'ANCHORD_SUBMITTER_ADDR: "dns:///staging-anchord-submitter-peers:50052"' \
+            'ANCHORD_POLLER_ADDR: "dns:///staging-anchord-poller-peers:50052"' 'targetPort: internal' \
             '--simpleproof-limit=10' '--simpleproof-limit=20' '--merkle-max-leaves=5000' \
             'targetPort: webhook' 'containerPort: 8081' 'name: anchord-staging-simpleproof'; do
   grep -qF -- "$want" "$WORK/all-on.yaml" || die "all-on: '$want' missing"

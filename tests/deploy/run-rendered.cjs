@@ -6,12 +6,12 @@
 //
 // For every anchord Deployment: container args + env + the envFrom ConfigMap's data. Only what
 // cannot exist outside a pod is rewritten: listen addresses 0.0.0.0:N -> 127.0.0.1:0, the mounted
-// directories (/var/lib/anchord, /etc/anchord/provider, /tmp, the evidence root) -> scratch dirs,
-// with placeholder key files for every key file referenced. The database URL file
-// (/etc/anchord/database/KEY, database.existingSecret) holds $ANCHORD_RENDERED_DATABASE_URL: a real,
-// throwaway PostgreSQL check.sh starts, so the submitter and the poller really open and migrate it.
-// A --port-file is appended; the program must write it (it is serving) within 20 s, then it gets
-// SIGTERM and must exit 0.
+// directories (/var/lib/anchord, /etc/anchord/provider, /etc/anchord/internal, /tmp, the evidence
+// root) -> scratch dirs, with placeholder key (and internal token) files for every one referenced.
+// The database URL file (/etc/anchord/database/KEY, database.existingSecret) holds
+// $ANCHORD_RENDERED_DATABASE_URL: a real, throwaway PostgreSQL check.sh starts, so the submitter
+// and the poller really open and migrate it. A --port-file is appended; the program must write it
+// (it is serving) within 20 s, then it gets SIGTERM and must exit 0.
 "use strict";
 const fs = require("fs");
 const os = require("os");
@@ -40,7 +40,8 @@ async function runOne(name, component, container) {
   const database = path.join(dir, "database");
   for (const sub of ["data", "keys", "database", "tmp", "evidence"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   const mounts = (container.volumeMounts || []).map((m) => m.mountPath);
-  const target = (m) => m === "/etc/anchord/provider" ? keys : m === "/etc/anchord/database" ? database
+  const target = (m) => m === "/etc/anchord/provider" || m === "/etc/anchord/internal" ? keys
+    : m === "/etc/anchord/database" ? database
     : m === "/var/lib/anchord" ? path.join(dir, "data")
     : m === "/tmp" ? path.join(dir, "tmp") : path.join(dir, "evidence");
   // One pass, longest mount first, whole path components only.

@@ -84,6 +84,13 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& op
     key << "proofd_live_sandbox";
   }
   chmod((dir / "proofd.key").c_str(), 0600);
+  // The internal token the submitters and pollers present to each other (any secret value will
+  // do for a test; it only has to be the same file for all of them).
+  {
+    std::ofstream token(dir / "internal.token", std::ios::trunc);
+    token << "cluster-internal-token-" << getpid();
+  }
+  chmod((dir / "internal.token").c_str(), 0600);
 
   auto add = [&](const std::string& service, int count) -> absl::Status {
     for (int i = 0; i < count; ++i) {
@@ -92,6 +99,10 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& op
       r->index = i;
       r->port = service == "sandbox" ? 0 : ReserveLoopbackPort();
       if (r->port < 0) return absl::UnavailableError("no free loopback port");
+      if (service == "submitter" || service == "poller") {
+        r->internal_port = ReserveLoopbackPort();
+        if (r->internal_port < 0) return absl::UnavailableError("no free loopback port");
+      }
       c->replicas_.push_back(std::move(r));
     }
     return absl::OkStatus();
@@ -133,10 +144,14 @@ std::vector<std::string> Cluster::Args(const Replica& r) const {
       if (!options_.database_url_file.empty()) {
         args.insert(args.end(), {"--database-url-file", options_.database_url_file});
       }
+      args.insert(args.end(), {"--internal-listen", absl::StrCat("127.0.0.1:", r.internal_port),
+                               "--internal-port-file", (dir / (name + ".internal.port")).string(),
+                               "--internal-token-file", internal_token_file()});
     }
-    if (r.service == "submitter") args.insert(args.end(), {"--poller", Target("poller")});
+    // Track and Reanchor are served on the internal ports only.
+    if (r.service == "submitter") args.insert(args.end(), {"--poller", InternalTarget("poller")});
     if (r.service == "poller") {
-      args.insert(args.end(), {"--submitter", Target("submitter"), "--poll-interval-seconds",
+      args.insert(args.end(), {"--submitter", InternalTarget("submitter"), "--poll-interval-seconds",
                                absl::StrCat(options_.poll_interval_seconds)});
     }
   }
@@ -155,6 +170,7 @@ absl::Status Cluster::StartReplica(Replica* r) {
   std::error_code ec;
   fs::remove(port_file, ec);
   fs::remove(metrics_file, ec);
+  fs::remove(dir / (name + ".internal.port"), ec);
   auto bin = options_.binaries.find(r->service);
   if (bin == options_.binaries.end()) {
     return absl::NotFoundError(absl::StrCat("no binary for ", r->service));
@@ -211,6 +227,18 @@ std::string Cluster::Target(const std::string& service) const {
     if (r->service == service) addrs.push_back(absl::StrCat("127.0.0.1:", r->port));
   }
   return absl::StrCat("ipv4:", absl::StrJoin(addrs, ","));
+}
+
+std::string Cluster::InternalTarget(const std::string& service) const {
+  std::vector<std::string> addrs;
+  for (const auto& r : replicas_) {
+    if (r->service == service) addrs.push_back(absl::StrCat("127.0.0.1:", r->internal_port));
+  }
+  return absl::StrCat("ipv4:", absl::StrJoin(addrs, ","));
+}
+
+std::string Cluster::internal_token_file() const {
+  return (fs::path(options_.dir) / "internal.token").string();
 }
 
 std::string Cluster::sandbox_url() const {

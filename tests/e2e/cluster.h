@@ -4,7 +4,10 @@
 // Every replica's gRPC port is reserved before anything starts, so each peer is given ALL
 // replicas of the next service as one multi-address target ("ipv4:127.0.0.1:a,127.0.0.1:b", the
 // loopback stand-in for a headless Service's dns:/// name) and reaches them with round_robin, and
-// a replica that is killed comes back on the same port. With a database URL the replicas share
+// a replica that is killed comes back on the same port. The submitters and the pollers also get
+// a reserved internal port (--internal-listen) and the cluster's internal token, and reach each
+// other there (the submitter's --poller, the poller's --submitter), as in the Helm chart's
+// dns:///<name>-peers:<internal> targets. With a database URL the replicas share
 // one PostgreSQL database; without one each keeps its own SQLite files (separate --data-dir).
 #pragma once
 
@@ -45,6 +48,10 @@ class Cluster {
   std::string Address(const std::string& service, int index = 0) const;
   // Every replica of `service` as one target: "ipv4:127.0.0.1:a,127.0.0.1:b".
   std::string Target(const std::string& service) const;
+  // The same over the replicas' internal ports (submitter, poller).
+  std::string InternalTarget(const std::string& service) const;
+  // The file holding the internal token every submitter and poller is given.
+  std::string internal_token_file() const;
   std::string sandbox_url() const;
   int sandbox_port() const { return sandbox_port_; }
   // host:port of the replica's /metrics endpoint (empty for the sandbox).
@@ -62,6 +69,7 @@ class Cluster {
     std::string service;
     int index = 0;
     int port = 0;
+    int internal_port = 0;  // submitter, poller
     std::string metrics;
     std::unique_ptr<anchorctl::ChildProcess> child;
   };

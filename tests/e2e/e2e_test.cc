@@ -443,6 +443,26 @@ TEST_F(E2eTest, LocalStackFromAnchorctl) {
   ASSERT_TRUE(fs::exists(stack_file)) << TailOfFile(spec.log_file);
   auto info = StackInfo::FromJson(*ReadSmallFile(stack_file.string()));
   ASSERT_TRUE(info.ok()) << info.status();
+  // stack.json names every endpoint the stack opened: before the fix the internal ports did not
+  // exist and the webhook was not recorded.
+  for (const std::string* endpoint : {&info->hasher, &info->submitter, &info->poller,
+                                      &info->submitter_internal, &info->poller_internal,
+                                      &info->webhook}) {
+    EXPECT_EQ(endpoint->rfind("127.0.0.1:", 0), 0u) << *ReadSmallFile(stack_file.string());
+  }
+  EXPECT_EQ(info->metrics.size(), 3u) << *ReadSmallFile(stack_file.string());
+  EXPECT_EQ(info->sandbox_url.rfind("http://127.0.0.1:", 0), 0u);
+  EXPECT_FALSE(info->sandbox_calendars.empty());
+  // The webhook recorded is the poller's: it answers an unknown provider with 404.
+  {
+    httplib::Client webhook("http://" + info->webhook);
+    webhook.set_connection_timeout(5);
+    auto res = webhook.Post("/callbacks/nosuchprovider", "{}", "application/json");
+    ASSERT_TRUE(res) << "webhook " << info->webhook << " unreachable";
+    EXPECT_EQ(res->status, 404);
+  }
+  // Plaintext outside callers (no internal token) are refused on every internal RPC.
+  e2e::ExpectInternalRpcsRefused(*info, rpc::TransportSecurity{});
 
   auto rows = Report("default", /*with_addresses=*/false);
   ASSERT_EQ(rows.size(), files.size());
@@ -556,6 +576,9 @@ TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
     EXPECT_EQ(row.value("merkle_root", "").size(), 64u) << path;
     EXPECT_EQ(row.value("verification", "").rfind("VERIFIED block ", 0), 0u)
         << path << ": " << row.value("verification", "");
+    // The sandbox's headers are a regtest chain, and the report must not pass them for Bitcoin.
+    EXPECT_NE(row.value("verification", "").find("(regtest)"), std::string::npos)
+        << path << ": " << row.value("verification", "");
     roots.insert(row.value("merkle_root", ""));
   }
   EXPECT_EQ(static_cast<int64_t>(roots.size()), creates);
@@ -580,6 +603,7 @@ TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
   RunResult ver = RunCtl({"verify", (root_ / "tree/b1/file7.txt").string(), ots, "--headers",
                           "sandbox:" + stack_->info().sandbox_url});
   EXPECT_EQ(ver.exit_code, 0) << ver.output;
+  EXPECT_NE(ver.output.find("REGTEST"), std::string::npos) << ver.output;
   // And a proof for another file fails, saying so.
   RunResult wrong = RunCtl({"verify", (root_ / "tree/b2/file8.txt").string(), ots, "--headers",
                             "sandbox:" + stack_->info().sandbox_url});

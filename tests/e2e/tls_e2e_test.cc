@@ -197,6 +197,28 @@ TEST_F(TlsE2eTest, MutualTlsArchiveConfirmsAndRefusesCallersWithoutCertificate) 
   EXPECT_EQ(report.output.find("cannot reach"), std::string::npos) << report.output;
 }
 
+// The internal RPCs of a stack under mutual TLS: a caller holding a valid client certificate
+// (anchorctl's, enough for the public API) but not the internal token is refused on every one of
+// them, and the forged CONFIRMED it tried to hand off is nowhere. Before the fix, Track was served
+// on the poller's public port to any certificate holder.
+TEST_F(TlsE2eTest, InternalRpcsRefuseOutsideCallersUnderTls) {
+  StartStack();
+  rpc::TransportSecurity outside;
+  outside.ca_file = Cert("ca.pem");
+  outside.cert_file = Cert("client.pem");
+  outside.key_file = Cert("client.key");
+  e2e::ExpectInternalRpcsRefused(stack_->info(), outside);
+  // The forged CONFIRMED hand-off (digest 0x42...) was stored nowhere.
+  RunResult get = RunCtl(MutualTls(), {"get", HexEncode(std::string(32, '\x42'))});
+  EXPECT_EQ(get.output.find("CONFIRMED"), std::string::npos) << get.output;
+  EXPECT_EQ(get.output.find("PENDING"), std::string::npos) << get.output;
+  // Without any certificate the internal port does not even complete the handshake.
+  rpc::TransportSecurity anonymous;
+  anonymous.ca_file = Cert("ca.pem");
+  auto calls = e2e::CallInternalRpcsFromOutside(stack_->info(), anonymous);
+  for (const auto& [name, st] : calls) EXPECT_FALSE(st.ok()) << name;
+}
+
 // A peer channel that cannot be built (unreadable key) stops the service at start with exit 2
 // and a message naming the flag, instead of silently falling back to plaintext.
 TEST_F(TlsE2eTest, UnreadableKeyFileStopsSubmitterWithExit2) {

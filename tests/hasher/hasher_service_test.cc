@@ -649,6 +649,68 @@ TEST_F(HasherServiceTest, HashFilesDryRunForwardAndPerFileErrors) {
   EXPECT_EQ(fake_.received()[0].digest(), Sha("hello"));
 }
 
+// An upload naming a real file under the root, with that file's size and mtime but other bytes,
+// must not become the digest a later tree walk trusts without reading the file: before the fix
+// HashTree reported the file `unchanged` with the planted digest. Both orders are covered: the
+// upload before the first walk, and an upload over a row the walk itself recorded.
+TEST_F(HasherServiceTest, UploadedDigestNeverStandsInForReadingAFileUnderTheRoot) {
+  StartFake();
+  const std::string rel = "evidence/contract.txt";
+  const std::string real = "the real contract, signed";
+  const std::string planted(real.size(), 'Z');
+  WriteFile(root_ + "/" + rel, real);
+  struct stat st;
+  ASSERT_EQ(stat((root_ + "/" + rel).c_str(), &st), 0);
+  StartHasher(/*with_submitter=*/true);
+
+  auto upload = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto stream = stub_->HashFiles(&ctx);
+    v1::HashFilesRequest req;
+    req.set_file_id(id);
+    auto* m = req.mutable_metadata();
+    m->set_filename("contract.txt");
+    m->set_size_bytes(static_cast<int64_t>(planted.size()));
+    m->set_source_path(rel);
+    m->mutable_modified_at()->set_seconds(st.st_mtim.tv_sec);
+    m->mutable_modified_at()->set_nanos(static_cast<int32_t>(st.st_mtim.tv_nsec));
+    req.set_data(planted);
+    req.set_last(true);
+    ASSERT_TRUE(stream->Write(req));
+    stream->WritesDone();
+    v1::HashFilesResponse r;
+    ASSERT_TRUE(stream->Read(&r));
+    EXPECT_EQ(r.status().code(), 0) << r.status().message();
+    EXPECT_EQ(r.digest(), Sha(planted));
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED);  // recorded and acknowledged, as before
+    ASSERT_TRUE(stream->Finish().ok());
+  };
+
+  v1::HashTreeRequest req;
+  req.set_job("default");
+  auto expect_read = [&](const char* when) {
+    TreeRun run = RunTree(req);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.by_path.count(rel), 1u) << when;
+    const auto& r = run.by_path[rel];
+    EXPECT_FALSE(r.unchanged()) << when;
+    EXPECT_EQ(r.digest(), Sha(real)) << when;
+    EXPECT_NE(r.digest(), Sha(planted)) << when;
+  };
+
+  upload("plant-1");
+  expect_read("upload before the first walk");
+  // The walk's own row is trusted on the next walk...
+  TreeRun again = RunTree(req);
+  ASSERT_TRUE(again.status.ok());
+  EXPECT_TRUE(again.by_path[rel].unchanged());
+  EXPECT_EQ(again.by_path[rel].digest(), Sha(real));
+  // ...until an upload overwrites it: then the file is read again.
+  upload("plant-2");
+  expect_read("upload over a row the walk recorded");
+}
+
 // The anchoring choices of an uploaded file (providers, Merkle batching, fallback) travel to the
 // submitter with its digest; an unknown anchor mode is refused naming the field.
 TEST_F(HasherServiceTest, HashFilesPassesAnchoringChoicesOn) {

@@ -1,6 +1,6 @@
 // libs/merkle against an independent implementation (ots::MakeMerkleTree over ots::Timestamp
 // nodes), against the real 3-file batch of the OpenTimestamps client (vectors merkle1/2/3 and
-// ../shared/ots/vectors/MANIFEST.md section 3), and against malformed input.
+// tests/data/MANIFEST.md), and against malformed input.
 #include "libs/merkle/merkle.h"
 
 #include <gmock/gmock.h>

@@ -1,5 +1,5 @@
 // Joined Merkle proofs verify like any OpenTimestamps proof: with libs/ots Verify against a
-// proof-of-work-checked header, and with the reference python library (../shared/ots/check_ots.py).
+// proof-of-work-checked header, and with the reference python library (tests/tools/check_ots.py).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -15,6 +15,7 @@ namespace anchord::anchorctl {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace ots::testing_util;
 
 std::string Headers() { return "file:" + Vector("bitcoin_block_roots.json"); }
@@ -76,15 +77,62 @@ TEST(RunVerify, BadInputIsExitTwoWithTheOffset) {
   EXPECT_THAT(e4.str(), HasSubstr("header source"));
 }
 
+// Issue 9: a header with regtest bits at height 358391 claiming hello-world's merkle root costs
+// a couple of hash attempts. By default it is refused, naming the height and the floor; only an
+// explicit --network regtest accepts it, and the output then says it is not Bitcoin.
+TEST(RunVerify, ForgedHeaderIsRefusedUnlessRegtestIsAskedFor) {
+  TempDir dir;
+  const std::string forged = MineRegtestHeader(
+      Unhex("007ee445d23ad061af4a36b809501fab1ac4f2d7e7a739817dd0cbb7ec661b8a"), 1432827678);
+  ASSERT_EQ(forged.size(), 80u);
+  WriteAll(dir.File("forged.txt"), absl::StrCat("358391 ", Hex(forged), "\n"));
+  const std::string spec = "file:" + dir.File("forged.txt");
+
+  std::ostringstream out, err;
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", spec, false, out, err), kOtsExitNotVerifiable)
+      << out.str() << err.str();
+  EXPECT_THAT(out.str(), Not(HasSubstr("Success!")));
+  EXPECT_THAT(out.str(), HasSubstr("height 358391"));
+  EXPECT_THAT(out.str(), HasSubstr("below the floor"));
+  EXPECT_THAT(out.str(), HasSubstr("0x181686f5"));
+
+  std::ostringstream oj, ej;
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", spec, true, oj, ej), kOtsExitNotVerifiable);
+  auto j = nlohmann::json::parse(oj.str(), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << oj.str();
+  EXPECT_EQ(j["verified"], false);
+  EXPECT_EQ(j["network"], "mainnet");
+
+  std::ostringstream o2, e2;
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", spec, false, o2, e2, "regtest"), 0)
+      << o2.str() << e2.str();
+  EXPECT_THAT(o2.str(), HasSubstr("Success!"));
+  EXPECT_THAT(o2.str(), HasSubstr("REGTEST"));
+  EXPECT_THAT(o2.str(), HasSubstr("not Bitcoin"));
+  std::ostringstream o3, e3;
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", spec, true, o3, e3, "regtest"), 0);
+  EXPECT_EQ(nlohmann::json::parse(o3.str(), nullptr, false)["network"], "regtest");
+
+  std::ostringstream o4, e4;
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", spec, false, o4, e4, "testnet4"),
+            kOtsExitBadInput);
+  EXPECT_THAT(e4.str(), HasSubstr("--network"));
+
+  // The real header (the vectors' JSON) still verifies under the default rules.
+  std::ostringstream o5, e5;
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", Headers(), false, o5, e5), 0) << o5.str();
+  EXPECT_THAT(o5.str(), Not(HasSubstr("REGTEST")));
+}
+
 TEST(RunInfo, TextJsonAndBadInput) {
   std::ostringstream out, err;
-  EXPECT_EQ(RunInfo(Vector("hello-world.txt.ots"), false, out, err), 0);
+  EXPECT_EQ(RunInfo(Vector("hello-world.txt.ots"), false, false, out, err), 0);
   EXPECT_THAT(out.str(), HasSubstr("verify BitcoinBlockHeaderAttestation(358391)"));
   std::ostringstream o2, e2;
-  EXPECT_EQ(RunInfo(Vector("hello-world.txt.ots"), true, o2, e2), 0);
+  EXPECT_EQ(RunInfo(Vector("hello-world.txt.ots"), true, false, o2, e2), 0);
   EXPECT_FALSE(nlohmann::json::parse(o2.str(), nullptr, false).is_discarded());
   std::ostringstream o3, e3;
-  EXPECT_EQ(RunInfo(Vector("invalid/exceeds-max-msg-length.ots"), false, o3, e3), 2);
+  EXPECT_EQ(RunInfo(Vector("invalid/exceeds-max-msg-length.ots"), false, false, o3, e3), 2);
   EXPECT_THAT(e3.str(), HasSubstr("byte offset"));
 }
 

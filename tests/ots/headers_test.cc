@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_format.h"
 #include "tests/ots/ots_test_util.h"
 
 namespace anchord::ots {
@@ -81,10 +82,92 @@ TEST(BlockHeader, WrongLengthAndWrongExpectedHash) {
 TEST(BlockHeader, PowLimitPolicy) {
   const std::string cheap = MineRegtestHeader(std::string(32, 'r'), 1700000000);
   ASSERT_EQ(cheap.size(), 80u);
-  EXPECT_TRUE(ParseBlockHeader(5, cheap).ok());
-  HeaderPolicy mainnet{0x1d00ffff};
-  EXPECT_THAT(ParseBlockHeader(5, cheap, {}, mainnet).status().message(), HasSubstr("easier"));
-  EXPECT_TRUE(ParseBlockHeader(358391, Unhex(kHeader358391), {}, mainnet).ok());
+  EXPECT_TRUE(ParseBlockHeader(5, cheap, {}, HeaderPolicy::Regtest()).ok());
+  HeaderPolicy limit_only{0x1d00ffff, /*difficulty_floor=*/false};
+  EXPECT_THAT(ParseBlockHeader(5, cheap, {}, limit_only).status().message(), HasSubstr("easier"));
+  EXPECT_TRUE(ParseBlockHeader(358391, Unhex(kHeader358391), {}, limit_only).ok());
+}
+
+// The default is mainnet's rules: before the floor table's first height the pow limit is the
+// floor, and the message says so.
+TEST(BlockHeader, DefaultPolicyRefusesRegtestDifficultyAtAnyHeight) {
+  const std::string cheap = MineRegtestHeader(std::string(32, 'r'), 1700000000);
+  auto h = ParseBlockHeader(5, cheap);
+  ASSERT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(h.status().message(), HasSubstr("height 5"));
+  EXPECT_THAT(h.status().message(), HasSubstr("bits 0x207fffff"));
+  EXPECT_THAT(h.status().message(), HasSubstr("proof-of-work limit"));
+}
+
+// The forged header of issue 9: regtest bits at height 358391, claiming the merkle root that
+// hello-world.txt.ots commits to. It meets its own target, so only the floor stops it.
+TEST(BlockHeader, ForgedHeaderAtAMainnetHeightNamesTheHeightAndTheFloor) {
+  const std::string root =
+      Unhex("007ee445d23ad061af4a36b809501fab1ac4f2d7e7a739817dd0cbb7ec661b8a");
+  const std::string forged = MineRegtestHeader(root, 1432827678);
+  ASSERT_EQ(forged.size(), 80u);
+  ASSERT_TRUE(ParseBlockHeader(358391, forged, {}, HeaderPolicy::Regtest()).ok());
+  auto h = ParseBlockHeader(358391, forged);
+  ASSERT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(h.status().message(), HasSubstr("height 358391"));
+  EXPECT_THAT(h.status().message(), HasSubstr("below the floor"));
+  EXPECT_THAT(h.status().message(), HasSubstr("bits 0x181686f5"));  // the floor's source
+  // The real header at that height clears the same floor.
+  EXPECT_TRUE(ParseBlockHeader(358391, Unhex(kHeader358391)).ok());
+}
+
+TEST(DifficultyFloors, TableIsSaneAndRealBlocksClearIt) {
+  const auto& floors = MainnetDifficultyFloors();
+  ASSERT_GE(floors.size(), 3u);
+  const std::string limit = *CompactToTarget(kMainnetPowLimitBits);
+  for (size_t i = 0; i < floors.size(); ++i) {
+    SCOPED_TRACE(floors[i].height);
+    if (i > 0) {
+      EXPECT_GT(floors[i].height, floors[i - 1].height);
+    }
+    EXPECT_THAT(floors[i].source, HasSubstr(absl::StrCat("block ", floors[i].height)));
+    auto real = CompactToTarget(floors[i].real_bits);
+    ASSERT_TRUE(real.ok());
+    EXPECT_LE(*real, limit);
+    // A block with the real bits of the entry, at its height and at the next entry's height - 1,
+    // clears the floor; the floor is stricter than the pow limit and than regtest.
+    auto [at, why] = DifficultyFloorAt(floors[i].height);
+    EXPECT_LE(*real, at);
+    EXPECT_THAT(why, HasSubstr(absl::StrFormat("0x%08x", floors[i].real_bits)));
+    if (i + 1 < floors.size()) {
+      EXPECT_LE(*real, DifficultyFloorAt(floors[i + 1].height - 1).first);
+      EXPECT_LE(*CompactToTarget(floors[i + 1].real_bits),
+                DifficultyFloorAt(floors[i + 1].height).first);
+    }
+    EXPECT_LT(at, *CompactToTarget(0x207fffff));
+    EXPECT_LE(at, limit);
+  }
+  // Below the first entry: the pow limit itself.
+  EXPECT_EQ(DifficultyFloorAt(floors[0].height - 1).first, limit);
+}
+
+TEST(Network, ParsesNamesAndRefusesOthers) {
+  EXPECT_EQ(*ParseNetwork(""), Network::kMainnet);
+  EXPECT_EQ(*ParseNetwork("mainnet"), Network::kMainnet);
+  EXPECT_EQ(*ParseNetwork("regtest"), Network::kRegtest);
+  EXPECT_THAT(ParseNetwork("testnet").status().message(), HasSubstr("testnet"));
+}
+
+TEST(MakeHeaderSource, RulesFollowTheNetworkAndTheSandboxIsRegtest) {
+  TempDir dir;
+  const std::string forged = MineRegtestHeader(std::string(32, 'f'), 1432827678);
+  WriteAll(dir.File("h.txt"), absl::StrCat("358391 ", Hex(forged), "\n"));
+  auto mainnet = MakeHeaderSource("file:" + dir.File("h.txt"));
+  ASSERT_TRUE(mainnet.ok());
+  EXPECT_FALSE((*mainnet)->regtest());
+  EXPECT_THAT((*mainnet)->HeaderAt(358391).status().message(), HasSubstr("below the floor"));
+  auto regtest = MakeHeaderSource("file:" + dir.File("h.txt"), Network::kRegtest);
+  ASSERT_TRUE(regtest.ok());
+  EXPECT_TRUE((*regtest)->regtest());
+  EXPECT_TRUE((*regtest)->HeaderAt(358391).ok());
+  auto sandbox = MakeHeaderSource("sandbox:http://127.0.0.1:1");
+  ASSERT_TRUE(sandbox.ok());
+  EXPECT_TRUE((*sandbox)->regtest());
 }
 
 TEST(LocalHeadersFile, ReadsTheVectorsJson) {
@@ -189,7 +272,10 @@ TEST(RemoteSources, RestFetchesAndChecksTheHeader) {
   // A node answering a different (valid-looking) header than the hash it named is caught.
   std::string other = MineRegtestHeader(std::string(32, 'x'), 1);
   node.serve_header = Hex(other);
-  EXPECT_THAT(rest.HeaderAt(358391).status().message(), HasSubstr("not the expected"));
+  // Under mainnet rules its difficulty alone refuses it; under regtest rules the hash check does.
+  EXPECT_THAT(rest.HeaderAt(358391).status().message(), HasSubstr("below the floor"));
+  BitcoinCoreRest regtest(node.base() + "/", nullptr, HeaderPolicy::Regtest());
+  EXPECT_THAT(regtest.HeaderAt(358391).status().message(), HasSubstr("not the expected"));
 }
 
 TEST(RemoteSources, RpcWithCookieAndUserPassword) {

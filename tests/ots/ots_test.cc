@@ -1,5 +1,5 @@
-// Tests of libs/ots against the real OpenTimestamps vectors (../shared/ots/vectors, see its
-// MANIFEST.md) and the byte-exact cases of FORMAT.md section 8.
+// Tests of libs/ots against the real OpenTimestamps vectors (tests/data/ots, see
+// tests/data/MANIFEST.md) and byte-exact cases of the format (docs/ots-format.md).
 #include "libs/ots/ots.h"
 
 #include <gmock/gmock.h>
@@ -66,7 +66,7 @@ TEST(OtsVectors, EveryValidVectorParsesAndCanonicalOnesRoundTrip) {
     auto again = SerializeDetached(*file);
     ASSERT_TRUE(again.ok()) << again.status();
     if (path.find("ripemd160/README.md.ots") != std::string::npos) {
-      // Written by the JS client in a non-canonical branch order (FORMAT.md section 4): the
+      // Written by the JS client in a non-canonical branch order (docs/ots-format.md): the
       // canonical re-serialization differs, but must itself be stable.
       EXPECT_NE(*again, raw);
       auto reparsed = ParseDetached(*again);
@@ -155,7 +155,7 @@ TEST(OtsFormat, MinimalFileAndItsBrokenVariants) {
 }
 
 TEST(OtsFormat, CanonicalOrderOfAttestationsAndOps) {
-  // FORMAT.md section 8: msg "foo", pendings barfoo/foobar/foobaz, sha256 child pending "deeper".
+  // docs/ots-format.md: msg "foo", pendings barfoo/foobar/foobaz, sha256 child pending "deeper".
   auto root = std::make_shared<Timestamp>("foo");
   root->AddAttestation(Attestation::Pending("foobaz"));
   root->AddAttestation(Attestation::Pending("barfoo"));

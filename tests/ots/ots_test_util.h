@@ -53,7 +53,7 @@ inline std::string MineRegtestHeader(absl::string_view root, uint32_t time) {
   for (uint32_t nonce = 0; nonce < 10000; ++nonce) {
     std::string h = prefix;
     PutLe32(nonce, &h);
-    if (ParseBlockHeader(0, h).ok()) return h;
+    if (ParseBlockHeader(0, h, {}, HeaderPolicy::Regtest()).ok()) return h;
   }
   return "";
 }
@@ -70,9 +70,10 @@ class FakeChain : public BlockHeaderSource {
     ++lookups;
     auto it = headers_.find(height);
     if (it == headers_.end()) return absl::NotFoundError(absl::StrCat("no block ", height));
-    return ParseBlockHeader(height, it->second);
+    return ParseBlockHeader(height, it->second, {}, HeaderPolicy::Regtest());
   }
   std::string Describe() const override { return "fake chain"; }
+  bool regtest() const override { return true; }
   int lookups = 0;
 
  private:

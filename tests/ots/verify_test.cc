@@ -1,4 +1,4 @@
-// Verification of the real OpenTimestamps vectors (../shared/ots/vectors/MANIFEST.md) and of
+// Verification of the real OpenTimestamps vectors (tests/data/MANIFEST.md) and of
 // malformed input.
 #include "libs/ots/verify.h"
 

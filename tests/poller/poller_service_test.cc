@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/rpc/internal.h"
 #include "services/poller/poll_engine.h"
 #include "tests/poller/test_util.h"
 
@@ -34,6 +35,11 @@ class PollerServiceTest : public ::testing::Test {
     service_ = std::make_unique<PollerServiceImpl>(store_.get(), &bus_, &metrics_, &clock_,
                                                    pool_.get(), opts);
     status_ = std::make_unique<StatusServiceImpl>(store_.get(), pool_.get());
+    // The same service on an internal port, as main() does: Track only, with the token.
+    PollerServiceOptions internal_opts = opts;
+    internal_opts.gate = rpc::RpcGate::Internal(kToken);
+    internal_ = std::make_unique<PollerServiceImpl>(store_.get(), &bus_, &metrics_, &clock_,
+                                                    pool_.get(), internal_opts);
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     b.RegisterService(service_.get());
@@ -41,10 +47,17 @@ class PollerServiceTest : public ::testing::Test {
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port_, 0);
+    grpc::ServerBuilder ib;
+    ib.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &internal_port_);
+    ib.RegisterService(internal_.get());
+    internal_server_ = ib.BuildAndStart();
+    ASSERT_NE(internal_server_, nullptr);
     auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
                                   grpc::InsecureChannelCredentials());
     stub_ = v1::PollerService::NewStub(ch);
     status_stub_ = v1::StatusService::NewStub(ch);
+    internal_stub_ = v1::PollerService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", internal_port_), grpc::InsecureChannelCredentials()));
   }
   void Stop() {
     if (!server_) return;
@@ -52,6 +65,9 @@ class PollerServiceTest : public ::testing::Test {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_->Wait();
     server_.reset();
+    internal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    internal_server_->Wait();
+    internal_server_.reset();
     pool_->Stop();
   }
 
@@ -80,7 +96,8 @@ class PollerServiceTest : public ::testing::Test {
   std::map<std::string, v1::TrackResponse> TrackAll(const std::vector<v1::TrackRequest>& reqs) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
-    auto stream = stub_->Track(&ctx);
+    ctx.AddMetadata(rpc::kInternalTokenHeader, kToken);
+    auto stream = internal_stub_->Track(&ctx);
     for (const auto& r : reqs) EXPECT_TRUE(stream->Write(r));
     stream->WritesDone();
     std::map<std::string, v1::TrackResponse> out;
@@ -102,6 +119,11 @@ class PollerServiceTest : public ::testing::Test {
   std::unique_ptr<StatusServiceImpl> status_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<PollerServiceImpl> internal_;
+  std::unique_ptr<grpc::Server> internal_server_;
+  int internal_port_ = 0;
+  std::unique_ptr<v1::PollerService::Stub> internal_stub_;
+  static constexpr char kToken[] = "internal-token-for-tests";
   std::unique_ptr<v1::PollerService::Stub> stub_;
   std::unique_ptr<v1::StatusService::Stub> status_stub_;
 };
@@ -282,7 +304,8 @@ TEST_F(PollerServiceTest, SnapshotSpansPagesAndCancelledStreamsAreReleased) {
   {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
-    auto stream = stub_->Track(&ctx);
+    ctx.AddMetadata(rpc::kInternalTokenHeader, kToken);
+    auto stream = internal_stub_->Track(&ctx);
     for (int i = 0; i < 50; ++i) {
       stream->Write(TrackReq(absl::StrCat("x", i), Digest(1000 + i), absl::StrCat("id-x", i)));
     }
@@ -291,6 +314,102 @@ TEST_F(PollerServiceTest, SnapshotSpansPagesAndCancelledStreamsAreReleased) {
   }
   for (int i = 0; i < 300 && bus_.watchers() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_EQ(bus_.watchers(), 0u);
+}
+
+// Track carries state between services: an outside caller on the public port is refused, and on
+// the internal port a caller without the internal token (or with another one) is refused. The
+// public read RPCs are not served on the internal port. Before the fix, Track was served to any
+// caller of the public port.
+TEST_F(PollerServiceTest, TrackIsServedOnlyOnTheInternalPortWithTheToken) {
+  auto try_track = [&](v1::PollerService::Stub* stub, const char* token) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    if (token != nullptr) ctx.AddMetadata(rpc::kInternalTokenHeader, token);
+    auto stream = stub->Track(&ctx);
+    stream->Write(TrackReq("outside", Digest(7), "id-7"));
+    stream->WritesDone();
+    v1::TrackResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    return stream->Finish();
+  };
+  grpc::Status st = try_track(stub_.get(), nullptr);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("internal"), std::string::npos) << st.error_message();
+  st = try_track(stub_.get(), kToken);  // the token does not open the public port
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  st = try_track(internal_stub_.get(), nullptr);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  st = try_track(internal_stub_.get(), "not-the-token");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  auto row = store_->Get(Digest(7), "fake");
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(row->has_value()) << "a refused hand-off stored nothing";
+
+  // The read RPCs stay on the public port.
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ctx.AddMetadata(rpc::kInternalTokenHeader, kToken);
+  v1::GetProofRequest req;
+  req.set_digest(Digest(7));
+  v1::GetProofResponse resp;
+  st = internal_stub_->GetProof(&ctx, req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+}
+
+// Even a legitimate peer's hand-off is a report, not a verdict: CONFIRMED for a digest no provider
+// confirmed to the poller is stored as PENDING (before the fix GetProof answered CONFIRMED), and
+// FAILED never downgrades a proof the poller holds (before the fix a pending proof became FAILED).
+// FAILED for a digest the poller has no proof of is still recorded: that is how the submitter
+// reports a digest it could not anchor.
+TEST_F(PollerServiceTest, HandOffCannotConfirmOrDowngradeOnItsOwn) {
+  v1::TrackRequest forged = TrackReq("forged", Digest(300), "id-300");
+  forged.mutable_proof()->set_state(v1::DIGEST_STATE_CONFIRMED);
+  forged.mutable_proof()->set_bitcoin_block_height(800000);
+  forged.mutable_proof()->set_bitcoin_tx(std::string(64, 'a'));
+  auto out = TrackAll({forged, TrackReq("real", Digest(301), "id-301")});
+  EXPECT_EQ(out["forged"].status().code(), 0);
+  EXPECT_EQ(out["real"].status().code(), 0);
+
+  auto get = [&](int d) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::GetProofRequest req;
+    req.set_digest(Digest(d));
+    v1::GetProofResponse resp;
+    grpc::Status st = stub_->GetProof(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.proof();
+  };
+  v1::Proof p = get(300);
+  EXPECT_EQ(p.state(), v1::DIGEST_STATE_PENDING);
+  EXPECT_EQ(p.bitcoin_block_height(), 0);
+  EXPECT_TRUE(p.bitcoin_tx().empty());
+
+  v1::TrackRequest downgrade = TrackReq("downgrade", Digest(301), "id-301");
+  downgrade.mutable_proof()->set_state(v1::DIGEST_STATE_FAILED);
+  downgrade.mutable_proof()->mutable_failure()->set_code(9);
+  v1::TrackRequest confirm_again = forged;
+  confirm_again.set_request_id("confirm-again");
+  out = TrackAll({downgrade, confirm_again});
+  EXPECT_EQ(out["downgrade"].status().code(), 0);  // acknowledged, so the sender stops resending
+  EXPECT_EQ(get(301).state(), v1::DIGEST_STATE_PENDING);
+  EXPECT_EQ(get(300).state(), v1::DIGEST_STATE_PENDING);
+
+  // A proof confirmed by the poller's own lookup stays confirmed whatever a hand-off says.
+  ConfirmInput confirmed;
+  confirmed.block_height = 812345;
+  ASSERT_TRUE(store_->MarkConfirmed(Digest(301), "fake", confirmed, clock_.Now()).ok());
+  v1::TrackRequest late_failed = downgrade;
+  late_failed.set_request_id("late-failed");
+  TrackAll({late_failed});
+  EXPECT_EQ(get(301).state(), v1::DIGEST_STATE_CONFIRMED);
+
+  v1::TrackRequest never_anchored = TrackReq("never", Digest(302), "");
+  never_anchored.mutable_proof()->set_state(v1::DIGEST_STATE_FAILED);
+  never_anchored.mutable_proof()->mutable_failure()->set_code(9);
+  TrackAll({never_anchored});
+  EXPECT_EQ(get(302).state(), v1::DIGEST_STATE_FAILED);
 }
 
 TEST_F(PollerServiceTest, SlowWatcherIsEndedNotBuffered) {

@@ -283,6 +283,120 @@ TEST_P(PollerStoreTest, ClaimChecksGiveEachProofToOneOwner) {
   EXPECT_EQ(later->size(), 2u);
 }
 
+// A candidate read before another replica checked the proof is stale: not claimed, even though
+// the other replica's claim ended (confirming a proof releases its claim).
+TEST_P(PollerStoreTest, ClaimChecksSkipProofsCheckedSinceTheyWereRead) {
+  for (int i = 40; i < 43; ++i) {
+    ASSERT_TRUE(store_->Track({Pending(Digest(i), "id-" + std::to_string(i))}, kT0).ok());
+  }
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto stale = (*other)->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(stale.ok());
+  ASSERT_EQ(stale->size(), 3u);
+  // Meanwhile this replica claims all three, looks 40 up (still pending) and confirms 41.
+  auto mine = store_->ClaimChecks("fake", *stale, "a", kT0, kT0 + absl::Seconds(30));
+  ASSERT_TRUE(mine.ok());
+  ASSERT_EQ(mine->size(), 3u);
+  ASSERT_TRUE(store_->MarkChecked(Digest(40), "fake", kT0 + absl::Seconds(1)).ok());
+  ConfirmInput ci;
+  ci.block_height = 800000;
+  auto confirmed = store_->MarkConfirmed(Digest(41), "fake", ci, kT0 + absl::Seconds(2));
+  ASSERT_TRUE(confirmed.ok());
+  ASSERT_TRUE(confirmed->has_value());
+  // After every claim ended, the stale candidates 40 and 41 are refused, 42 (untouched) is not.
+  auto b = (*other)->ClaimChecks("fake", *stale, "b", kT0 + absl::Seconds(40),
+                                 kT0 + absl::Seconds(70));
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_EQ((*b)[0].digest, Digest(42));
+  // Read again, 40 is a candidate like any other.
+  auto fresh = (*other)->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(fresh.ok());
+  auto again = (*other)->ClaimChecks("fake", *fresh, "b", kT0 + absl::Seconds(40),
+                                     kT0 + absl::Seconds(70));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u);  // 40 and 42 (41 is confirmed)
+}
+
+// Hand-offs of a Merkle root of two leaves (pending) and of its leaf `n`.
+TrackInput Leaf(const std::string& root, int n) {
+  TrackInput in = Pending(Digest(n), "", "fake", "", "leaf" + std::to_string(n));
+  in.proof.merkle_root = root;
+  in.proof.merkle_path = std::string(1, static_cast<char>(n & 0x7f));
+  return in;
+}
+TrackInput Root(const std::string& root) {
+  TrackInput in = Pending(root, "id-root");
+  in.proof.leaf_count = 2;
+  return in;
+}
+
+// A leaf handed off after its root became final is stored final, with the root's fields.
+TEST_P(PollerStoreTest, LeafStoredAfterItsRootIsFinalEndsFinal) {
+  const std::string root = Digest(500);
+  ASSERT_TRUE(store_->Track({Root(root)}, kT0).ok());
+  ConfirmInput ci;
+  ci.block_height = 812345;
+  ci.bitcoin_tx = "tx";
+  auto confirmed = store_->MarkConfirmed(root, "fake", ci, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(confirmed.ok());
+  ASSERT_TRUE(confirmed->has_value());
+  ASSERT_TRUE(store_->PropagateToLeaves(root, "fake", kT0 + absl::Seconds(1)).ok());
+  // Another replica stores the leaf late.
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto tracked = (*other)->Track({Leaf(root, 501)}, kT0 + absl::Seconds(2));
+  ASSERT_TRUE(tracked.ok()) << tracked.status();
+  ASSERT_EQ(tracked->size(), 1u);
+  EXPECT_EQ((*tracked)[0].proof.state, anchord::v1::DIGEST_STATE_CONFIRMED);
+  const ProofRow leaf = MustGet(Digest(501));
+  EXPECT_EQ(leaf.state, anchord::v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_EQ(leaf.block_height, 812345);
+  EXPECT_EQ(leaf.proof_id, "id-root");
+  // The same for a failed root.
+  const std::string failed_root = Digest(600);
+  ASSERT_TRUE(store_->Track({Root(failed_root)}, kT0).ok());
+  auto failed = store_->MarkFailed(failed_root, "fake", 3, "rejected", "bad", "", kT0);
+  ASSERT_TRUE(failed.ok());
+  ASSERT_TRUE(failed->has_value());
+  ASSERT_TRUE((*other)->Track({Leaf(failed_root, 601)}, kT0 + absl::Seconds(2)).ok());
+  EXPECT_EQ(MustGet(Digest(601)).state, anchord::v1::DIGEST_STATE_FAILED);
+}
+
+// The safety net: a leaf left PENDING under a final root (its propagation missed it) is settled
+// by SettleStrandedLeaves, once; leaves of pending roots and of other providers are not touched.
+TEST_P(PollerStoreTest, StrandedLeavesAreSettled) {
+  const std::string root = Digest(700);
+  const std::string pending_root = Digest(710);
+  ASSERT_TRUE(store_->Track({Root(root), Leaf(root, 701), Leaf(root, 702), Root(pending_root),
+                             Leaf(pending_root, 711)},
+                            kT0)
+                  .ok());
+  // The root becomes final without its propagation: the state the race used to leave behind.
+  ConfirmInput ci;
+  ci.block_height = 800001;
+  auto confirmed = store_->MarkConfirmed(root, "fake", ci, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(confirmed.ok());
+  ASSERT_TRUE(confirmed->has_value());
+  ASSERT_EQ(MustGet(Digest(701)).state, anchord::v1::DIGEST_STATE_PENDING);
+
+  auto none = store_->SettleStrandedLeaves("other", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  auto settled = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  std::set<std::string> digests;
+  for (const ProofRow& r : *settled) digests.insert(r.digest);
+  EXPECT_EQ(digests, (std::set<std::string>{Digest(701), Digest(702)}));
+  EXPECT_EQ(MustGet(Digest(701)).state, anchord::v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_EQ(MustGet(Digest(702)).block_height, 800001);
+  EXPECT_EQ(MustGet(Digest(711)).state, anchord::v1::DIGEST_STATE_PENDING);
+  auto again = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(3), 100);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PollerStoreTest, ANCHORD_ALL_BACKENDS);
 
 // Poller replicas on one PostgreSQL database.

@@ -42,7 +42,7 @@ Canned Ots(int status, std::string body, std::vector<std::pair<std::string, std:
   return c;
 }
 
-// One calendar: answers POST /digest like CALENDAR.md §1 (pending on its own URL) and GET
+// One calendar: answers POST /digest like docs/providers/ots.md (pending on its own URL) and GET
 // /timestamp from a table the test fills.
 struct Calendar {
   FakeServer server;

@@ -1,6 +1,6 @@
 // OpenTimestamps bytes for adapter tests, built with libs/ots the way a calendar builds them
-// (CALENDAR.md §1-2): a create answer ending in a pending attestation, an upgrade answer ending in
-// a Bitcoin attestation, and complete detached proofs.
+// (docs/providers/ots.md): a create answer ending in a pending attestation, an upgrade answer
+// ending in a Bitcoin attestation, and complete detached proofs.
 #pragma once
 
 #include <memory>

@@ -4,12 +4,17 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include <grpcpp/impl/codegen/client_unary_call.h>
+
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "libs/rpc/internal.h"
 #include "libs/rpc/security.h"
 #include "libs/rpc/server.h"
+#include "prometheus/registry.h"
 
 namespace anchord::rpc {
 namespace {
@@ -128,6 +133,67 @@ TEST_F(SecurityTest, MisconfigurationIsAClearError) {
   creds = MakeServerCredentials(missing);
   ASSERT_FALSE(creds.ok());
   EXPECT_NE(creds.status().message().find("nope.pem"), absl::string_view::npos);
+}
+
+// Callers can name any method; only the methods the server implements become label values. Before
+// the fix every invented name (5,000 characters here) added its own series.
+TEST(RpcMetricsTest, UnknownMethodsShareOneSeries) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ServerOptions opts;
+  opts.service_name = "metrics-test";
+  opts.health_service_names = {"grpc.health.v1.Health"};
+  auto runner = ServerRunner::Start(opts, {}, registry);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  auto ch = MakeChannel(absl::StrCat("127.0.0.1:", (*runner)->port()));
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = absl::StrCat("/anchord.v1.PollerService/", std::string(5000, 'a' + i));
+    grpc::internal::RpcMethod method(name.c_str(), grpc::internal::RpcMethod::NORMAL_RPC);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status st = grpc::internal::BlockingUnaryCall(ch.get(), method, &ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  {
+    auto stub = grpc::health::v1::Health::NewStub(ch);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    EXPECT_TRUE(stub->Check(&ctx, req, &resp).ok());
+  }
+  (*runner)->Shutdown();  // every PRE_SEND_STATUS has run
+  std::set<std::string> methods;
+  for (const auto& family : registry->Collect()) {
+    if (family.name != "anchord_rpc_duration_seconds") continue;
+    for (const auto& m : family.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == "method") methods.insert(l.value);
+      }
+    }
+  }
+  EXPECT_EQ(methods, (std::set<std::string>{"Health/Check", "unknown"}));
+}
+
+// The internal port's credentials refuse configurations that would admit strangers.
+TEST_F(SecurityTest, InternalPortNeedsATokenOrMutualTlsOffLoopback) {
+  InternalEndpoint open_wide{"0.0.0.0:0", "", ""};
+  auto creds = MakeInternalServerCredentials(TransportSecurity{}, open_wide);
+  ASSERT_FALSE(creds.ok());
+  EXPECT_NE(creds.status().message().find("--internal-listen"), absl::string_view::npos);
+  TransportSecurity tls_only{F("server.pem"), F("server.key"), "", "", ""};
+  creds = MakeInternalServerCredentials(tls_only, InternalEndpoint{"127.0.0.1:0", "", ""});
+  ASSERT_FALSE(creds.ok());
+  EXPECT_NE(creds.status().message().find("--internal-token-file"), absl::string_view::npos);
+  EXPECT_TRUE(MakeInternalServerCredentials(TransportSecurity{},
+                                            InternalEndpoint{"127.0.0.1:0", "", ""})
+                  .ok());
+  EXPECT_TRUE(MakeInternalServerCredentials(TransportSecurity{},
+                                            InternalEndpoint{"0.0.0.0:0", "", F("token")})
+                  .ok());
+  TransportSecurity mtls{F("server.pem"), F("server.key"), F("ca.pem"), "", ""};
+  EXPECT_TRUE(MakeInternalServerCredentials(mtls, InternalEndpoint{"0.0.0.0:0", "", ""}).ok());
 }
 
 }  // namespace

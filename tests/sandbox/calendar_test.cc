@@ -1,5 +1,5 @@
 // The sandbox's OpenTimestamps calendars over real HTTP on 127.0.0.1, checked against
-// ../shared/ots/CALENDAR.md: POST /digest gives a pending Timestamp, GET /timestamp/<commitment>
+// docs/providers/ots.md: POST /digest gives a pending Timestamp, GET /timestamp/<commitment>
 // answers 404 until the commitment is in a fake block, then a Timestamp that, merged into the
 // pending proof, verifies with libs/ots against the sandbox's headers and with the reference
 // library (check_ots.py). Also: every API's confirmations share one fake chain.

@@ -1,5 +1,5 @@
 // The sandbox's ProofLedger v1 API over real HTTP on 127.0.0.1, checked against
-// ../shared/providers/000_683cd234f06dd9f6.txt and ../notes/provider_wire_spec.md. Time is a
+// docs/providers/proofledger.md. Time is a
 // FakeClock, so limits and confirmation never depend on the machine's speed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // The sandbox in-process on 127.0.0.1:0, spoken to with cpp-httplib's client, checked against the
-// proofd.id v1 document (../shared/providers/001_21c66ea2e2faf6be.txt). Rate-limit and storm tests
+// proofd.id v1 document (docs/providers/proofd.md). Rate-limit and storm tests
 // use a FakeClock, so no assertion depends on how fast the machine is.
 #include "services/sandbox/sandbox.h"
 

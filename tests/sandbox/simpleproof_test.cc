@@ -1,5 +1,5 @@
 // The sandbox's SimpleProof API over real HTTP on 127.0.0.1, checked against
-// ../shared/providers/002_7852de3f9fc22605.txt and ../notes/provider_wire_spec.md. Time is a
+// docs/providers/simpleproof.md. Time is a
 // FakeClock; callbacks go to an httplib server the test runs on loopback.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -72,9 +72,22 @@ them (libs/rpc PeerChannelArguments). (dict "root" $ "c" "submitter").
 {{- printf "dns:///%s-peers:%d" (include "anchord.cname" .) (int .root.Values.ports.grpc) -}}
 {{- end -}}
 
+{{/*
+The same over the internal port (Track, Reanchor): the submitter's target for the poller and the
+poller's for the submitter. (dict "root" $ "c" "poller").
+*/}}
+{{- define "anchord.peerInternalTarget" -}}
+{{- printf "dns:///%s-peers:%d" (include "anchord.cname" .) (int .root.Values.ports.internal) -}}
+{{- end -}}
+
 {{/* "true" when the submitter and poller share a PostgreSQL database (database.existingSecret). */}}
 {{- define "anchord.database" -}}
 {{- if .Values.database.existingSecret }}true{{ end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the internal token. */}}
+{{- define "anchord.internalTokenSecret" -}}
+{{- default (printf "%s-internal" (include "anchord.fullname" .)) .Values.internalToken.existingSecret -}}
 {{- end -}}
 
 {{/* The proofd URL (see anchord.providerUrl). */}}
@@ -229,6 +242,11 @@ ports:
   - name: metrics
     containerPort: {{ .root.Values.ports.metrics }}
     protocol: TCP
+{{- if ne .c "hasher" }}
+  - name: internal
+    containerPort: {{ .root.Values.ports.internal }}
+    protocol: TCP
+{{- end }}
 {{- if and (eq .c "poller") .root.Values.poller.webhook.enabled }}
   - name: webhook
     containerPort: {{ .root.Values.poller.webhook.port }}

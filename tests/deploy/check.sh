@@ -108,9 +108,10 @@ for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml" "$WORK/database.yaml"; do
   grep -Eq 'ANCHORD_POLLER_ADDR: "dns:///(.*-)?anchord-poller-peers:50052"' "$f" || die "$f: submitter not pointed at the pollers' internal port (headless Service)"
   grep -q 'ANCHORD_MAX_CONNECTION_AGE_SECONDS: ' "$f" || die "$f: no connection age"
 done
-# Database render: 3 submitters, pollers under an HPA, the URL as a file from the Secret, no PVC,
+# Database render: 3 submitters, pollers under an HPA, the URL as a file from the Secret, no PVC
+# (the one Secret is the chart-made internal token),
 # rolling updates, egress to the database only.
-want_db="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=2 NetworkPolicy=3 PodDisruptionBudget=3 Service=6 ServiceAccount=1 "
+want_db="ConfigMap=3 Deployment=3 HorizontalPodAutoscaler=2 NetworkPolicy=3 PodDisruptionBudget=3 Secret=1 Service=6 ServiceAccount=1 "
 [ "$(kinds "$WORK/database.yaml")" = "$want_db" ] ||
   die "database render: got kinds '$(kinds "$WORK/database.yaml")', want '$want_db'"
 for want in '  replicas: 3' 'name: scale-anchord-poller' 'secretName: anchord-db-app' 'cnpg.io/cluster: anchord-db'; do

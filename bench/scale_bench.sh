@@ -83,8 +83,10 @@ run_config() {  # label backend replicas
   local provider=(--provider proofd --proofd-url "http://127.0.0.1:$sport" --proofd-api-key-file "$WORK/key"
                   --proofd-window-seconds "$WINDOW")
   local pport; pport="$(free_port)"
+  # Track is served on the poller's internal port only (loopback, so no token is needed).
+  local piport; piport="$(free_port)"
   "$POL" --listen "127.0.0.1:$pport" --port-file "$dir/poller.port" --data-dir "$dir/poller" \
-    --poll-interval-seconds 1 "${provider[@]}" "${db_args[@]}" > "$dir/poller.log" 2>&1 &
+    --internal-listen "127.0.0.1:$piport" --poll-interval-seconds 1 "${provider[@]}" "${db_args[@]}" > "$dir/poller.log" 2>&1 &
   PIDS+=($!)
   wait_file "$dir/poller.port" 30
   local targets=()
@@ -92,7 +94,7 @@ run_config() {  # label backend replicas
     local port; port="$(free_port)"
     # SQLite: one replica, its own data dir. PostgreSQL: every replica on the same database.
     "$SUB" --listen "127.0.0.1:$port" --port-file "$dir/submitter$i.port" --data-dir "$dir/submitter$i" \
-      --poller "127.0.0.1:$pport" "${provider[@]}" "${db_args[@]}" > "$dir/submitter$i.log" 2>&1 &
+      --poller "127.0.0.1:$piport" "${provider[@]}" "${db_args[@]}" > "$dir/submitter$i.log" 2>&1 &
     PIDS+=($!)
     wait_file "$dir/submitter$i.port" 30
     targets+=("127.0.0.1:$port")

@@ -107,6 +107,8 @@ for f in "$WORK/defaults.yaml" "$WORK/all-on.yaml" "$WORK/database.yaml"; do
   grep -Eq 'ANCHORD_SUBMITTER_ADDR: "dns:///(.*-)?anchord-submitter-peers:50051"' "$f" || die "$f: hasher not pointed at the submitters' headless Service"
   grep -Eq 'ANCHORD_POLLER_ADDR: "dns:///(.*-)?anchord-poller-peers:50052"' "$f" || die "$f: submitter not pointed at the pollers' internal port (headless Service)"
   grep -q 'ANCHORD_MAX_CONNECTION_AGE_SECONDS: ' "$f" || die "$f: no connection age"
+  # The internal port on the submitter's and poller's ClusterIP and headless Services (4).
+  [ "$(grep -c '^      targetPort: internal$' "$f")" -eq 4 ] || die "$f: the -peers Services lack the internal port"
 done
 # Database render: 3 submitters, pollers under an HPA, the URL as a file from the Secret, no PVC
 # (the one Secret is the chart-made internal token),

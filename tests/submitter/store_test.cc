@@ -252,27 +252,28 @@ TEST_P(StoreTest, RacingMerkleBatchersSealOnce) {
   auto other = Open();
   ASSERT_TRUE(other.ok()) << other.status();
   std::vector<SubmitterStore*> replicas = {store_.get(), other->get()};
+  // Both batchers read the same leaves before either seals (read first, outside the threads: a
+  // thread scheduled late would otherwise find nothing left to batch), then seal at once.
+  std::vector<NewBatch> batches(2);
+  for (int t = 0; t < 2; ++t) {
+    auto leaves = replicas[t]->UnbatchedLeaves("fake", 100);
+    ASSERT_TRUE(leaves.ok()) << leaves.status();
+    ASSERT_EQ(leaves->size(), 20u);
+    NewBatch& b = batches[t];
+    b.provider = "fake";
+    b.root = std::string(32, static_cast<char>(0xA0 + t));  // each batcher its own nonces
+    b.root_file.job = "default";
+    b.root_file.filename = "root";
+    for (const Submission& l : *leaves) {
+      b.leaf_ids.push_back(l.id);
+      b.nonces.push_back(std::string(16, static_cast<char>(t)));
+      b.paths.push_back("p");
+    }
+  }
   std::vector<absl::StatusOr<int64_t>> results(2, absl::UnknownError("not run"));
   std::vector<std::thread> threads;
   for (int t = 0; t < 2; ++t) {
-    threads.emplace_back([&, t] {
-      auto leaves = replicas[t]->UnbatchedLeaves("fake", 100);
-      if (!leaves.ok()) {
-        results[t] = leaves.status();
-        return;
-      }
-      NewBatch b;
-      b.provider = "fake";
-      b.root = std::string(32, static_cast<char>(0xA0 + t));  // each batcher its own nonces
-      b.root_file.job = "default";
-      b.root_file.filename = "root";
-      for (const Submission& l : *leaves) {
-        b.leaf_ids.push_back(l.id);
-        b.nonces.push_back(std::string(16, static_cast<char>(t)));
-        b.paths.push_back("p");
-      }
-      results[t] = replicas[t]->CreateMerkleBatch(b, kNow);
-    });
+    threads.emplace_back([&, t] { results[t] = replicas[t]->CreateMerkleBatch(batches[t], kNow); });
   }
   for (auto& th : threads) th.join();
   int won = 0, aborted = 0;

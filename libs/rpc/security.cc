@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
+#include "libs/rpc/server.h"
 
 namespace anchord::rpc {
 namespace {
@@ -129,6 +130,13 @@ grpc::ChannelArguments PeerChannelArguments() {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  // A ClusterIP Service would pin every long-lived stream to the pod its connection landed on.
+  // With a headless Service (dns:///name:port resolves to every ready pod) or an ipv4:a,b list,
+  // round_robin keeps a connection to every address and gives each new call the next one, so
+  // streams reopened by their deadline, and new callers, spread over the replicas. The default
+  // pick_first would send everything to the first address. Applies when the resolver supplies no
+  // service config of its own (DNS TXT records are not consulted: the default in gRPC 1.51).
+  args.SetServiceConfigJSON(R"({"loadBalancingConfig":[{"round_robin":{}}]})");
   return args;
 }
 

@@ -47,7 +47,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
     const TransportSecurity& security, grpc::ChannelArguments* args);
 
 // A channel to `target` using `security` (TLS, client certificate, bearer token as configured),
-// with the keepalive settings of MakeChannel.
+// with PeerChannelArguments() (keepalive, round_robin over every address the target resolves to).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(
     const std::string& target, const TransportSecurity& security);
 

@@ -10,8 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <climits>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -182,6 +185,14 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    if (options.max_connection_age != absl::InfiniteDuration()) {
+      // GOAWAY after the age; the grace stays unlimited, so a stream in progress is never cut by
+      // this (it ends at its own deadline, and the caller reopens it on another replica).
+      builder.AddChannelArgument(
+          GRPC_ARG_MAX_CONNECTION_AGE_MS,
+          static_cast<int>(std::min<int64_t>(
+              absl::ToInt64Milliseconds(options.max_connection_age), INT32_MAX)));
+    }
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(std::make_unique<LatencyInterceptorFactory>(
         &latency, options.service_name, KnownMethods(options.health_service_names),
@@ -260,9 +271,23 @@ int ServerRunner::metrics_port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
-void ServerRunner::Shutdown() {
+void ServerRunner::SetServing(bool serving) {
+  std::lock_guard<std::mutex> lock(health_mu_);
   if (shut_down_) return;
-  shut_down_ = true;
+  auto* health = server_->GetHealthCheckService();
+  for (const auto& name : options_.health_service_names) health->SetServingStatus(name, serving);
+  health->SetServingStatus("", serving);
+  if (internal_server_) {
+    internal_server_->GetHealthCheckService()->SetServingStatus("", serving);
+  }
+}
+
+void ServerRunner::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
   if (server_) server_->GetHealthCheckService()->Shutdown();
   if (internal_server_) internal_server_->GetHealthCheckService()->Shutdown();
   // Waits for the open calls on both ports (each service has already told its long-lived streams
@@ -335,14 +360,21 @@ int WaitForTerminationSignal() {
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   PeerChannelArguments());
+}
+
+void AddConnectionFlags(CLI::App& app, ServerOptions* options) {
+  app.add_option_function<double>(
+         "--max-connection-age-seconds",
+         [options](double seconds) {
+           options->max_connection_age =
+               seconds > 0 ? absl::Seconds(seconds) : absl::InfiniteDuration();
+         },
+         "close each client connection gracefully after this long (GOAWAY; calls in progress "
+         "finish), so clients re-resolve DNS and spread over new replicas; 0 = never")
+      ->envname("ANCHORD_MAX_CONNECTION_AGE_SECONDS")
+      ->check(CLI::Range(0.0, 30.0 * 86400));
 }
 
 }  // namespace anchord::rpc

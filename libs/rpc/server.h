@@ -8,6 +8,7 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,10 +40,17 @@ struct ServerOptions {
   std::vector<std::string> health_service_names;
   // TLS / mutual TLS / bearer token for the gRPC port; plaintext when empty.
   TransportSecurity security;
+  // A client connection older than this is sent GOAWAY (calls in progress finish; new calls go
+  // over a new connection, for which the client resolves the name again). Infinite: never.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
   // The internal port (libs/rpc/internal.h): opened when listen_address is set and internal
   // services are given to Start. Same TLS settings, never the public token.
   InternalEndpoint internal;
 };
+
+// Adds --max-connection-age-seconds (env ANCHORD_MAX_CONNECTION_AGE_SECONDS) to `app`, setting
+// options->max_connection_age.
+void AddConnectionFlags(CLI::App& app, ServerOptions* options);
 
 class ServerRunner {
  public:
@@ -61,6 +69,9 @@ class ServerRunner {
   int metrics_port() const;
   grpc::Server* server() { return server_.get(); }
 
+  // Reports every health_service_names entry (and the server as a whole) SERVING or NOT_SERVING,
+  // e.g. while the service's database is unreachable. Ignored after Shutdown(). Thread-safe.
+  void SetServing(bool serving);
   // Marks every service NOT_SERVING, waits (up to the grace period) until no call is open on either
   // port, then stops the public and the internal server, cancelling what is still open. Streams
   // that never end by themselves must be ended by their service first (their drains), or they hold
@@ -79,7 +90,8 @@ class ServerRunner {
   std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<struct ActiveCalls> active_;
-  bool shut_down_ = false;
+  std::mutex health_mu_;
+  bool shut_down_ = false;  // guarded by health_mu_ for SetServing
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first
@@ -91,8 +103,7 @@ int WaitForTerminationSignal();
 // Writes `content` to `path` via a temporary file and rename, so readers never see half a file.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
 
-// A channel to a peer service with keepalive set, so a half-open connection to a killed peer is
-// noticed within seconds instead of hours.
+// A plaintext channel to a peer service with PeerChannelArguments().
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
 
 }  // namespace anchord::rpc

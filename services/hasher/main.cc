@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   // presents the same certificate as client that it serves with.
   anchord::rpc::ServerOptions server_options;
   anchord::rpc::AddTransportFlags(app, &server_options.security);
+  anchord::rpc::AddConnectionFlags(app, &server_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -41,7 +41,35 @@ void EventBus::Unsubscribe(const SubscriptionPtr& sub) {
   subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
 }
 
+void EventBus::SetRelay(Relay relay) {
+  std::lock_guard<std::mutex> lock(mu_);
+  relay_ = std::move(relay);
+}
+
 void EventBus::Publish(anchord::v1::WatchResponse event) {
+  Relay relay;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    relay = relay_;
+  }
+  if (relay) relay(event);
+  Deliver(std::move(event));
+}
+
+void EventBus::DropAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const SubscriptionPtr& sub : subs_) {
+    {
+      std::lock_guard<std::mutex> qlock(sub->mu_);
+      if (sub->overflowed_) continue;
+      sub->overflowed_ = true;
+      sub->queue_.clear();
+    }
+    if (sub->notify_) sub->notify_();
+  }
+}
+
+void EventBus::Deliver(anchord::v1::WatchResponse event) {
   auto ev = std::make_shared<const anchord::v1::WatchResponse>(std::move(event));
   std::lock_guard<std::mutex> lock(mu_);
   for (const SubscriptionPtr& sub : subs_) {

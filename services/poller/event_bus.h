@@ -59,13 +59,26 @@ class EventBus {
   SubscriptionPtr Subscribe(WatchFilter filter, size_t capacity, std::function<void()> notify);
   // After it returns, `notify` of the subscription is not running and is never called again.
   void Unsubscribe(const SubscriptionPtr& sub);
-  // Queues the event for every matching subscriber. Thread-safe, never blocks on a watcher.
+  // Queues the event for every matching subscriber, and hands it to the relay (if any). Thread-
+  // safe, never blocks on a watcher.
   void Publish(anchord::v1::WatchResponse event);
+
+  // Replicas: the relay carries every event published here to the other replicas' buses (see
+  // pg_event_relay.h). Must not block. Set before the bus is used.
+  using Relay = std::function<void(const anchord::v1::WatchResponse&)>;
+  void SetRelay(Relay relay);
+  // Queues an event that another replica published (not relayed again).
+  void Deliver(anchord::v1::WatchResponse event);
+  // Ends every current subscription as if it had overflowed: events may have been missed (the
+  // relay lost its connection), so each Watch ends with RESOURCE_EXHAUSTED and the client
+  // re-reads the current state, as after an overflow.
+  void DropAll();
   size_t watchers();
 
  private:
   std::mutex mu_;
   std::vector<SubscriptionPtr> subs_;
+  Relay relay_;
 };
 
 }  // namespace anchord::poller

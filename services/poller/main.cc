@@ -11,6 +11,8 @@
 
 #include "libs/common/clock.h"
 #include "libs/common/log.h"
+#include "libs/ledger/pg_health.h"
+#include "libs/ratelimit/pg_rate_limiter.h"
 #include "libs/providers/factory.h"
 #include "libs/providers/metrics.h"
 #include "libs/rpc/server.h"
@@ -19,6 +21,8 @@
 #include "services/poller/poller_metrics.h"
 #include "services/poller/poller_service.h"
 #include "services/poller/poller_store.h"
+#include "services/poller/pg_event_relay.h"
+#include "services/poller/pg_poller_store.h"
 #include "services/poller/fallback.h"
 #include "services/poller/webhook.h"
 #include "libs/rpc/security.h"
@@ -34,6 +38,7 @@ int main(int argc, char** argv) {
   int max_lookups = 100, workers = 2, watch_queue = 1024;
   anchord::providers::ProviderSettings provider_settings;
   std::string webhook_listen, webhook_port_file, submitter_addr;
+  std::string database_url, database_url_file;
   // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
   // 40 (its 30 creates plus lookups that resolve duplicates), the poller takes 80. The two
   // defaults add up to the documented limit, so a default deployment never exceeds it.
@@ -94,8 +99,15 @@ int main(int argc, char** argv) {
                    "the submitter's INTERNAL host:port (its --internal-listen), asked to re-anchor "
                    "stalled proofs with their fallback provider; empty: stalls are only flagged")
         ->envname("ANCHORD_SUBMITTER_ADDR");
+    app.add_option("--database-url", database_url,
+                   "PostgreSQL URL shared by poller replicas; empty keeps poller.db (SQLite)")
+        ->envname("ANCHORD_DATABASE_URL");
+    app.add_option("--database-url-file", database_url_file,
+                   "file holding the PostgreSQL URL (a mounted Secret)")
+        ->envname("ANCHORD_DATABASE_URL_FILE");
     anchord::providers::AddProviderFlags(app, &provider_settings);
     anchord::rpc::AddTransportFlags(app, &server_options.security);
+    anchord::rpc::AddConnectionFlags(app, &server_options);
     anchord::rpc::AddInternalFlags(app, &server_options.internal);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -106,12 +118,31 @@ int main(int argc, char** argv) {
   }
   anchord::InitLogging("poller", anchord::ParseLogLevel(log_level));
 
-  struct stat st;
-  if (stat(data_dir.c_str(), &st) != 0 && mkdir(data_dir.c_str(), 0700) != 0) {
-    ANCHORD_LOG(Error) << "--data-dir: cannot create " << data_dir;
-    return 2;
+  // With a database URL the proofs (and the lookup budgets) live in PostgreSQL, shared by every
+  // replica; without one, in DATA_DIR/poller.db as before.
+  anchord::ledger::PgOptions pg_options;
+  pg_options.pool_size = workers + 4;  // RPC workers, one engine thread per provider, relay
+  pg_options.application_name = "anchord-poller";
+  auto db_or = anchord::ledger::OpenDatabaseFromFlags(database_url, database_url_file, pg_options);
+  if (!db_or.ok()) {
+    ANCHORD_LOG(Error) << db_or.status();
+    return db_or.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  auto store = anchord::poller::OpenSqlitePollerStore(data_dir + "/poller.db");
+  std::shared_ptr<anchord::ledger::PgDb> db = std::move(*db_or);
+  absl::StatusOr<std::unique_ptr<anchord::poller::PollerStore>> store;
+  if (db != nullptr) {
+    store = anchord::poller::OpenPgPollerStore(db);
+    if (store.ok()) {
+      if (absl::Status mst = anchord::ratelimit::MigratePgRateLimiter(*db); !mst.ok()) store = mst;
+    }
+  } else {
+    struct stat st;
+    if (stat(data_dir.c_str(), &st) != 0 && mkdir(data_dir.c_str(), 0700) != 0) {
+      ANCHORD_LOG(Error) << "--data-dir: cannot create " << data_dir;
+      return 2;
+    }
+    store = anchord::poller::OpenSqlitePollerStore(data_dir + "/poller.db");
+  }
   if (!store.ok()) {
     ANCHORD_LOG(Error) << "poller store: " << store.status();
     return 1;
@@ -120,7 +151,15 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   anchord::poller::PollerMetrics metrics(*registry);
   anchord::providers::ProviderMetrics provider_metrics(*registry);
-  auto providers = anchord::providers::ProviderSet::Create(provider_settings, &provider_metrics);
+  anchord::providers::LimiterFactory limiters;
+  if (db != nullptr) {
+    // The lookup budgets are shared by all poller replicas (one bucket each in the database).
+    limiters = [db](const std::string& name, anchord::ratelimit::RateLimit limit) {
+      return anchord::ratelimit::MakePgRateLimiter(db, "poller:" + name, limit);
+    };
+  }
+  auto providers =
+      anchord::providers::ProviderSet::Create(provider_settings, &provider_metrics, limiters);
   if (!providers.ok()) {
     ANCHORD_LOG(Error) << providers.status();
     return 2;
@@ -133,6 +172,13 @@ int main(int argc, char** argv) {
 
   anchord::Clock* clock = anchord::Clock::Real();
   anchord::poller::EventBus bus;
+  // Replicas: every event published here reaches the other replicas' Watch streams, and theirs
+  // reach ours (pg_event_relay.h).
+  std::unique_ptr<anchord::poller::PgEventRelay> relay;
+  if (db != nullptr) {
+    relay = std::make_unique<anchord::poller::PgEventRelay>(db, &bus, store->get(), clock);
+    relay->Start();
+  }
   anchord::WorkerPool pool(workers, 100000);
   anchord::poller::PollerServiceOptions service_options;
   service_options.watch_queue_capacity = static_cast<size_t>(watch_queue);
@@ -203,11 +249,19 @@ int main(int argc, char** argv) {
   }
   engine.RefreshGauges();
   engine.Start();
+  // NOT_SERVING while the database is unreachable (work waits and resumes when it is back).
+  std::unique_ptr<anchord::ledger::PgHealthWatch> db_health;
+  if (db != nullptr) {
+    anchord::rpc::ServerRunner* runner_ptr = runner->get();
+    db_health = std::make_unique<anchord::ledger::PgHealthWatch>(
+        db, [runner_ptr](bool serving) { runner_ptr->SetServing(serving); });
+  }
 
   int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "signal " << sig << ": draining";
   // Watch streams never end by themselves: end them first so the drain does not wait out the
   // grace period. Then stop the RPCs, wake pacing waits, stop the engine and the workers.
+  db_health.reset();
   if (webhook) webhook->Stop();
   poller_service.EndWatches();
   internal_service.EndWatches();
@@ -215,6 +269,7 @@ int main(int argc, char** argv) {
   (*providers)->Stop();
   engine.Stop();
   pool.Stop();
+  relay.reset();
   ANCHORD_LOG(Info) << "stopped";
   return 0;
 }

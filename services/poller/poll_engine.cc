@@ -202,6 +202,16 @@ RoundStats PollEngine::RunRound(Provider* p) {
     }
   }
 
+  // Leaves left PENDING under a final root (see SettleStrandedLeaves): settled before anything
+  // else, without a provider request.
+  if (auto stranded = store_->SettleStrandedLeaves(name, walk_start, 100); !stranded.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << stranded.status();
+  } else if (!stranded->empty()) {
+    ANCHORD_LOG(Warning) << stranded->size() << " leaves of " << name
+                         << " were pending under a final root; settled";
+    PublishLeafEvents(*bus_, metrics_, *stranded, walk_start);
+  }
+
   // 1 + 2: choose the proofs to look up.
   bool walked = false;
   // Nothing of ours pending: no walk (it would spend a request of the shared budget per round).
@@ -252,6 +262,21 @@ RoundStats PollEngine::RunRound(Provider* p) {
     }
   }
 
+  // Replicas sharing the store split the round: only the proofs this engine claimed are asked
+  // about (with one process, it claims them all).
+  if (!to_check.empty()) {
+    const absl::Time claim_at = clock_->Now();
+    auto claimed = store_->ClaimChecks(name, std::move(to_check), options_.owner, claim_at,
+                                       claim_at + std::max(options_.poll_interval,
+                                                           absl::Seconds(1)));
+    if (!claimed.ok()) {
+      ANCHORD_LOG(Error) << "poller store: " << claimed.status();
+      to_check.clear();
+    } else {
+      to_check = std::move(*claimed);
+    }
+  }
+
   bool go_on = true;
   for (const ProofRow& row : to_check) {
     if (!(go_on = LookupOne(p, row, &stats))) break;
@@ -260,6 +285,12 @@ RoundStats PollEngine::RunRound(Provider* p) {
   // 3: evidence of confirmed proofs (including the ones confirmed just now).
   if (go_on && p->OffersOts()) {
     auto rows = store_->ConfirmedWithoutOts(name, budget);
+    if (rows.ok() && !rows->empty()) {
+      // Replicas split the downloads the same way as the lookups.
+      const absl::Time claim_at = clock_->Now();
+      rows = store_->ClaimChecks(name, std::move(*rows), options_.owner, claim_at,
+                                 claim_at + std::max(options_.poll_interval, absl::Seconds(1)));
+    }
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "poller store: " << rows.status();
     } else {

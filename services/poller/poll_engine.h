@@ -57,6 +57,8 @@ struct PollEngineOptions {
   int list_page_limit = 50;
   int max_list_pages = 200;
   FallbackFn fallback;  // empty: stalls are flagged, nothing is re-anchored
+  // Names this engine's claims on proofs (PollerStore::ClaimChecks).
+  std::string owner = "poller";
 };
 
 struct RoundStats {

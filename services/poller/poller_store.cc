@@ -85,6 +85,8 @@ const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
     {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
     {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
     {"fallback_sent", "INTEGER NOT NULL DEFAULT 0"},
+    {"check_owner", "TEXT NOT NULL DEFAULT ''"},
+    {"check_until", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 constexpr char kColumns[] =
@@ -211,6 +213,28 @@ class SqlitePollerStore final : public PollerStore {
     return Collect(*st);
   }
 
+  absl::StatusOr<std::vector<ProofRow>> ClaimChecks(const std::string& provider,
+                                                    std::vector<ProofRow> candidates,
+                                                    const std::string& owner, absl::Time now,
+                                                    absl::Time until) override {
+    Transaction tx(*db_);
+    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    auto st = db_->Prepare(
+        "UPDATE proofs SET check_owner = ?2, check_until = ?3 WHERE seq = ?1 AND provider = ?5 "
+        "AND (check_until <= ?4 OR check_owner = ?2) AND last_checked_at = ?6");
+    if (!st.ok()) return st.status();
+    std::vector<ProofRow> out;
+    for (ProofRow& row : candidates) {
+      st->Reset();
+      st->Bind(1, row.seq).Bind(2, owner).Bind(3, ToDb(until)).Bind(4, ToDb(now));
+      st->Bind(5, provider).Bind(6, ToDb(row.last_checked_at));
+      POLLER_RETURN_IF_ERROR(st->Run());
+      if (db_->Changes() > 0) out.push_back(std::move(row));
+    }
+    POLLER_RETURN_IF_ERROR(tx.Commit());
+    return out;
+  }
+
   absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                             int limit) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
@@ -285,6 +309,33 @@ class SqlitePollerStore final : public PollerStore {
     if (!changed.ok()) return changed.status();
     POLLER_RETURN_IF_ERROR(tx.Commit());
     return changed;
+  }
+
+  absl::StatusOr<std::vector<ProofRow>> SettleStrandedLeaves(const std::string& provider,
+                                                             absl::Time now,
+                                                             int max_roots) override {
+    std::vector<ProofRow> roots;
+    {
+      std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+      auto st = db_->Prepare(absl::StrCat(
+          "SELECT ", kColumns,
+          " FROM proofs WHERE provider = ?1 AND state <> ?2 AND leaf_count > 0 AND digest IN "
+          "(SELECT merkle_root FROM proofs WHERE provider = ?1 AND state = ?2 AND "
+          "length(merkle_root) > 0) ORDER BY seq LIMIT ?3"));
+      if (!st.ok()) return st.status();
+      st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
+      st->Bind(3, static_cast<int64_t>(max_roots));
+      auto rows = Collect(*st);
+      if (!rows.ok()) return rows.status();
+      roots = std::move(*rows);
+    }
+    std::vector<ProofRow> out;
+    for (const ProofRow& root : roots) {
+      auto changed = PropagateToLeaves(root.digest, provider, now);
+      if (!changed.ok()) return changed.status();
+      for (ProofRow& leaf : *changed) out.push_back(std::move(leaf));
+    }
+    return out;
   }
 
   absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,

@@ -134,6 +134,17 @@ class PollerStore {
   virtual absl::StatusOr<std::vector<ProofRow>> PendingToCheck(const std::string& provider,
                                                                absl::Time tracked_before,
                                                                int limit) = 0;
+  // Replicas sharing one database split a round's lookups: claims those of `candidates` (proofs
+  // of `provider`) that no other owner holds at `now`, for `owner` until `until`, and returns
+  // them in the given order. A proof stays claimed until `until` (a replica that died releases
+  // nothing), so another replica asks about it in a later round, never in the same one. A proof
+  // checked since the candidate was read (its last_checked_at moved: another replica looked it
+  // up, confirmed it or fetched its .ots and then released its claim) is not claimed: the
+  // candidate is stale, however slowly this round ran.
+  virtual absl::StatusOr<std::vector<ProofRow>> ClaimChecks(const std::string& provider,
+                                                            std::vector<ProofRow> candidates,
+                                                            const std::string& owner,
+                                                            absl::Time now, absl::Time until) = 0;
   // CONFIRMED proofs of `provider` without a stored .ots, least recently checked first.
   virtual absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                                     int limit) = 0;
@@ -175,6 +186,12 @@ class PollerStore {
   virtual absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
                                                                   const std::string& provider,
                                                                   absl::Time now) = 0;
+  // The safety net behind PropagateToLeaves: PENDING leaves of `provider` whose root is already
+  // CONFIRMED or FAILED (a leaf stored just as its root became final) get the root's state, for
+  // at most `max_roots` roots. Returns the leaves that changed (for events).
+  virtual absl::StatusOr<std::vector<ProofRow>> SettleStrandedLeaves(const std::string& provider,
+                                                                     absl::Time now,
+                                                                     int max_roots) = 0;
   // PENDING+stalled proofs with a fallback provider whose fallback was not yet acknowledged.
   virtual absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
                                                              int limit) = 0;

@@ -60,7 +60,8 @@ Engine::Engine(SubmitterStore* store, std::vector<providers::Provider*> provider
 Engine::~Engine() { Stop(); }
 
 absl::Status Engine::Init() {
-  // With SQLite the file belongs to this one process, so every lease is a dead process's.
+  // With SQLite the file belongs to this one process, so every lease is a dead process's; a
+  // shared store frees only this replica's own (other replicas' leases are live).
   SUBMITTER_RETURN_IF_ERROR(store_->ReleaseAllLeases());
   SUBMITTER_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store_->ListPauses());
   std::lock_guard<std::mutex> lock(mu_);
@@ -353,8 +354,47 @@ void Engine::WorkerLoop() {
   }
 }
 
+void Engine::RefreshPauses() {
+  // Replicas sharing a database learn each other's quota pauses (and pushed-out probe times, so
+  // one probe goes out, not one per replica) and resumes.
+  absl::StatusOr<std::vector<PauseInfo>> stored = store_->ListPauses();
+  if (!stored.ok()) return;
+  const absl::Time now = clock_->Now();
+  std::map<std::string, bool> gauge;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, PauseInfo> in_store;
+    for (const PauseInfo& p : *stored) in_store[p.provider] = p;
+    for (const auto& [name, p] : in_store) {
+      auto it = pauses_.find(name);
+      if (it == pauses_.end()) {
+        pauses_[name] = p;
+        gauge[name] = true;
+      } else if (p.probe_at > it->second.probe_at) {
+        it->second.probe_at = p.probe_at;
+      }
+    }
+    for (auto it = pauses_.begin(); it != pauses_.end();) {
+      // A pause this process made moments ago may not be stored yet; an older one that is gone
+      // from the store was resumed (ResumeQueue on another replica).
+      if (!in_store.count(it->first) && now - it->second.paused_at > absl::Seconds(30)) {
+        gauge[it->first] = false;
+        it = pauses_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& [name, paused] : gauge) {
+    ANCHORD_LOG(Info) << "provider " << name << " queue "
+                      << (paused ? "paused by another replica" : "resumed by another replica");
+    SetPausedGauge(name, paused);
+  }
+}
+
 void Engine::GaugeLoop() {
   while (!stop_flag_) {
+    RefreshPauses();
     RefreshGauges();
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.gauge_interval),

@@ -68,6 +68,8 @@ class Engine {
   absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider);
   std::optional<PauseInfo> Paused(const std::string& provider);
   void RefreshGauges();
+  // Merges the pauses stored by other replicas (and their resumes) into this engine's view.
+  void RefreshPauses();
 
  private:
   // Prepares the claimed rows (durably), sends them (one request for a batch provider) and

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/clock.h"
 #include "libs/common/log.h"
+#include "libs/ledger/pg_health.h"
+#include "libs/ratelimit/pg_rate_limiter.h"
 #include "libs/providers/factory.h"
 #include "libs/providers/metrics.h"
 #include "libs/ratelimit/rate_limiter.h"
@@ -17,6 +19,7 @@
 #include "services/submitter/handoff.h"
 #include "services/submitter/metrics.h"
 #include "services/submitter/persistent_limiter.h"
+#include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/service.h"
 #include "services/submitter/submitter_store.h"
 
@@ -76,9 +79,22 @@ int Run(int argc, char** argv) {
                  "seal a Merkle batch once its oldest digest waited this long")
       ->envname("ANCHORD_MERKLE_WINDOW_SECONDS")->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  std::string database_url, database_url_file;
+  app.add_option("--database-url", database_url,
+                 "PostgreSQL URL shared by submitter replicas; empty keeps submitter.db (SQLite)")
+      ->envname("ANCHORD_DATABASE_URL");
+  app.add_option("--database-url-file", database_url_file,
+                 "file holding the PostgreSQL URL (a mounted Secret)")
+      ->envname("ANCHORD_DATABASE_URL_FILE");
+  double lease_seconds = 60;
+  app.add_option("--lease-seconds", lease_seconds,
+                 "with a database: how soon another replica takes over the rows of a replica "
+                 "that died (leases are renewed every twelfth of this while a replica lives)")
+      ->envname("ANCHORD_LEASE_SECONDS")->check(CLI::Range(2.0, 3600.0))->capture_default_str();
   anchord::providers::AddProviderFlags(app, &provider_settings);
   // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
   anchord::rpc::AddTransportFlags(app, &server.security);
+  anchord::rpc::AddConnectionFlags(app, &server);
   anchord::rpc::AddInternalFlags(app, &server.internal);
   try {
     app.parse(argc, argv);
@@ -98,10 +114,34 @@ int Run(int argc, char** argv) {
     ANCHORD_LOG(Error) << "--poller channel: " << poller_channel.status();
     return 2;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
-  auto store_or = anchord::submitter::OpenSqliteSubmitterStore(
-      (std::filesystem::path(data_dir) / "submitter.db").string());
+  // With a database URL the store (and the rate budgets) live in PostgreSQL, shared by every
+  // replica; without one, in DATA_DIR/submitter.db as before.
+  anchord::ledger::PgOptions pg_options;
+  pg_options.pool_size = workers + 4;  // workers, intake, hand-off, batcher, limiters
+  pg_options.application_name = "anchord-submitter";
+  auto db_or = anchord::ledger::OpenDatabaseFromFlags(database_url, database_url_file, pg_options);
+  if (!db_or.ok()) {
+    ANCHORD_LOG(Error) << db_or.status();
+    return db_or.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  std::shared_ptr<anchord::ledger::PgDb> db = std::move(*db_or);
+  absl::StatusOr<std::unique_ptr<anchord::submitter::SubmitterStore>> store_or;
+  if (db != nullptr) {
+    anchord::submitter::PgSubmitterOptions store_options;
+    store_options.lease_term = absl::Seconds(lease_seconds);
+    store_options.heartbeat = absl::Seconds(lease_seconds) / 12;
+    store_or = anchord::submitter::OpenPgSubmitterStore(db, store_options);
+    if (store_or.ok()) {
+      if (absl::Status st = anchord::ratelimit::MigratePgRateLimiter(*db); !st.ok()) {
+        store_or = st;
+      }
+    }
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir, ec);
+    store_or = anchord::submitter::OpenSqliteSubmitterStore(
+        (std::filesystem::path(data_dir) / "submitter.db").string());
+  }
   if (!store_or.ok()) {
     ANCHORD_LOG(Error) << store_or.status();
     return 1;
@@ -128,6 +168,13 @@ int Run(int argc, char** argv) {
         return anchord::submitter::MakePersistentLimiter(
             anchord::ratelimit::MakeLocalRateLimiter(name, limit, clock), limit, store_ptr, clock);
       };
+  if (db != nullptr) {
+    // One budget per bucket for all submitter replicas (see libs/ratelimit/pg_rate_limiter.h);
+    // it is persistent by nature, so no wrapper.
+    limiters = [db, clock](const std::string& name, anchord::ratelimit::RateLimit limit) {
+      return anchord::ratelimit::MakePgRateLimiter(db, "submitter:" + name, limit, clock);
+    };
+  }
   auto set_or = anchord::providers::ProviderSet::Create(provider_settings, provider_metrics.get(),
                                                         limiters, clock);
   if (!set_or.ok()) {
@@ -203,6 +250,13 @@ int Run(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<anchord::rpc::ServerRunner> runner = std::move(*runner_or);
+  // NOT_SERVING while the database is unreachable (work waits and resumes when it is back).
+  std::unique_ptr<anchord::ledger::PgHealthWatch> db_health;
+  if (db != nullptr) {
+    anchord::rpc::ServerRunner* runner_ptr = runner.get();
+    db_health = std::make_unique<anchord::ledger::PgHealthWatch>(
+        db, [runner_ptr](bool serving) { runner_ptr->SetServing(serving); });
+  }
 
   int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "signal " << sig << ": draining";
@@ -211,6 +265,7 @@ int Run(int argc, char** argv) {
   // Submit streams never end by themselves: drain them first (items read are still committed
   // and answered) so the server's shutdown does not wait out its grace period.
   core.DrainStreams();
+  db_health.reset();
   runner->Shutdown();
   core.Stop();
   batcher.Stop();

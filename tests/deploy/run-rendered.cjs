@@ -7,8 +7,11 @@
 // For every anchord Deployment: container args + env + the envFrom ConfigMap's data. Only what
 // cannot exist outside a pod is rewritten: listen addresses 0.0.0.0:N -> 127.0.0.1:0, the mounted
 // directories (/var/lib/anchord, /etc/anchord/provider, /etc/anchord/internal, /tmp, the evidence
-// root) -> scratch dirs, with placeholder key (and internal token) files for every one referenced. A --port-file is appended; the program
-// must write it (it is serving) within 20 s, then it gets SIGTERM and must exit 0.
+// root) -> scratch dirs, with placeholder key (and internal token) files for every one referenced.
+// The database URL file (/etc/anchord/database/KEY, database.existingSecret) holds
+// $ANCHORD_RENDERED_DATABASE_URL: a real, throwaway PostgreSQL check.sh starts, so the submitter
+// and the poller really open and migrate it. A --port-file is appended; the program must write it
+// (it is serving) within 20 s, then it gets SIGTERM and must exit 0.
 "use strict";
 const fs = require("fs");
 const os = require("os");
@@ -34,9 +37,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function runOne(name, component, container) {
   const dir = path.join(scratch, name);
   const keys = path.join(dir, "keys");
-  for (const sub of ["data", "keys", "tmp", "evidence"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+  const database = path.join(dir, "database");
+  for (const sub of ["data", "keys", "database", "tmp", "evidence"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   const mounts = (container.volumeMounts || []).map((m) => m.mountPath);
   const target = (m) => m === "/etc/anchord/provider" || m === "/etc/anchord/internal" ? keys
+    : m === "/etc/anchord/database" ? database
     : m === "/var/lib/anchord" ? path.join(dir, "data")
     : m === "/tmp" ? path.join(dir, "tmp") : path.join(dir, "evidence");
   // One pass, longest mount first, whole path components only.
@@ -59,6 +64,12 @@ async function runOne(name, component, container) {
   for (const v of [...Object.values(env), ...args]) {
     for (const m of String(v).matchAll(new RegExp(`${esc(keys)}/([-._a-zA-Z0-9]+)`, "g")))
       fs.writeFileSync(path.join(keys, m[1]), `placeholder-${m[1]}\n`, { mode: 0o600 });
+    for (const m of String(v).matchAll(new RegExp(`${esc(database)}/([-._a-zA-Z0-9]+)`, "g"))) {
+      if (!process.env.ANCHORD_RENDERED_DATABASE_URL) {
+        throw new Error(`${name}: the render uses a database URL file but ANCHORD_RENDERED_DATABASE_URL is not set`);
+      }
+      fs.writeFileSync(path.join(database, m[1]), `${process.env.ANCHORD_RENDERED_DATABASE_URL}\n`, { mode: 0o600 });
+    }
   }
   const portFile = path.join(dir, "port");
   args.push(`--port-file=${portFile}`);

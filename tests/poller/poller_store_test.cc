@@ -4,7 +4,17 @@
 
 #include <set>
 
+#include <atomic>
+#include <thread>
+
+#include "libs/ledger/pg_db.h"
+#include "services/poller/event_bus.h"
+#include "services/poller/pg_event_relay.h"
+#include "services/poller/pg_poller_store.h"
+#include "services/poller/poll_engine.h"
 #include "tests/poller/test_util.h"
+#include "tests/support/backend.h"
+#include "tests/support/pg_server.h"
 
 namespace anchord::poller {
 namespace {
@@ -15,13 +25,30 @@ using testing::TempDir;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
-class PollerStoreTest : public ::testing::Test {
+using ::anchord::testing::Backend;
+
+// Every test runs against SQLite (a file) and PostgreSQL (a real server, a database per test).
+class PollerStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    auto s = OpenSqlitePollerStore(dir_.File("poller.db"));
+    if (GetParam() == Backend::kPostgres) {
+      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
+      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
+      auto url = server->CreateDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      url_ = *url;
+    }
+    auto s = Open();
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
+  }
+  // Another store object over the same data (a restart; another replica on PostgreSQL).
+  absl::StatusOr<std::unique_ptr<PollerStore>> Open() {
+    if (GetParam() == Backend::kSqlite) return OpenSqlitePollerStore(dir_.File("poller.db"));
+    auto db = ledger::PgDb::Open(url_);
+    if (!db.ok()) return db.status();
+    return OpenPgPollerStore(std::shared_ptr<ledger::PgDb>(std::move(*db)));
   }
   ProofRow MustGet(const std::string& digest, const std::string& provider = "fake") {
     auto r = store_->Get(digest, provider);
@@ -30,10 +57,11 @@ class PollerStoreTest : public ::testing::Test {
     return r->has_value() ? **r : ProofRow{};
   }
   TempDir dir_;
+  std::string url_;
   std::unique_ptr<PollerStore> store_;
 };
 
-TEST_F(PollerStoreTest, UpsertIsIdempotent) {
+TEST_P(PollerStoreTest, UpsertIsIdempotent) {
   auto first = store_->Track({Pending(Digest(1), "id-1")}, kT0);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->size(), 1u);
@@ -52,14 +80,14 @@ TEST_F(PollerStoreTest, UpsertIsIdempotent) {
   EXPECT_EQ(all->size(), 1u);
 }
 
-TEST_F(PollerStoreTest, SubmittedIsStoredAsPending) {
+TEST_P(PollerStoreTest, SubmittedIsStoredAsPending) {
   TrackInput in = Pending(Digest(2), "id-2");
   in.proof.state = anchord::v1::DIGEST_STATE_SUBMITTED;
   ASSERT_TRUE(store_->Track({in}, kT0).ok());
   EXPECT_EQ(MustGet(Digest(2)).state, anchord::v1::DIGEST_STATE_PENDING);
 }
 
-TEST_F(PollerStoreTest, StateNeverMovesBackwards) {
+TEST_P(PollerStoreTest, StateNeverMovesBackwards) {
   TrackInput confirmed = Pending(Digest(3), "id-3");
   confirmed.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
   confirmed.proof.block_height = 800000;
@@ -105,7 +133,7 @@ TEST_F(PollerStoreTest, StateNeverMovesBackwards) {
   EXPECT_EQ((*moved)[0].proof.failure_reason, "PLAN_LIMIT");
 }
 
-TEST_F(PollerStoreTest, OtsOnlyForConfirmedAndOnlyOnce) {
+TEST_P(PollerStoreTest, OtsOnlyForConfirmedAndOnlyOnce) {
   ASSERT_TRUE(store_->Track({Pending(Digest(6), "id-6")}, kT0).ok());
   auto early = store_->StoreOts(Digest(6), "fake", "abc", kT0);
   ASSERT_TRUE(early.ok());
@@ -127,7 +155,7 @@ TEST_F(PollerStoreTest, OtsOnlyForConfirmedAndOnlyOnce) {
   EXPECT_FALSE(none->has_value());
 }
 
-TEST_F(PollerStoreTest, PagingHasNoGapsOrDuplicates) {
+TEST_P(PollerStoreTest, PagingHasNoGapsOrDuplicates) {
   std::vector<TrackInput> batch;
   for (int i = 0; i < 130; ++i) batch.push_back(Pending(Digest(i), "id-" + std::to_string(i)));
   ASSERT_TRUE(store_->Track(batch, kT0).ok());
@@ -161,7 +189,7 @@ TEST_F(PollerStoreTest, PagingHasNoGapsOrDuplicates) {
   EXPECT_FALSE(DecodePageToken(EncodePageToken(-5)).ok());
 }
 
-TEST_F(PollerStoreTest, FilesPerJobAndFilters) {
+TEST_P(PollerStoreTest, FilesPerJobAndFilters) {
   ASSERT_TRUE(store_->Track({Pending(Digest(10), "id-10", "fake", "alpha", "a/x.pdf")}, kT0).ok());
   ASSERT_TRUE(store_->Track({Pending(Digest(10), "id-10", "fake", "beta", "b/x.pdf")}, kT0).ok());
   ASSERT_TRUE(store_->Track({Pending(Digest(10), "id-10", "fake", "alpha", "a/x.pdf")}, kT0).ok());
@@ -211,16 +239,272 @@ TEST_F(PollerStoreTest, FilesPerJobAndFilters) {
   ASSERT_EQ(rows->size(), 1u);
 }
 
-TEST_F(PollerStoreTest, SurvivesReopen) {
+TEST_P(PollerStoreTest, SurvivesReopen) {
   ASSERT_TRUE(store_->Track({Pending(Digest(20), "id-20")}, kT0).ok());
   store_.reset();
-  auto s = OpenSqlitePollerStore(dir_.File("poller.db"));
-  ASSERT_TRUE(s.ok());
+  auto s = Open();
+  ASSERT_TRUE(s.ok()) << s.status();
   auto row = (*s)->Get(Digest(20), "");
   ASSERT_TRUE(row.ok());
   ASSERT_TRUE(row->has_value());
   EXPECT_EQ((*row)->proof_id, "id-20");
   EXPECT_EQ((*row)->files.size(), 1u);
+}
+
+
+// Claims split a round's lookups: a proof one owner holds is not given to another until the
+// claim ends; the holder may claim it again.
+TEST_P(PollerStoreTest, ClaimChecksGiveEachProofToOneOwner) {
+  for (int i = 30; i < 34; ++i) {
+    ASSERT_TRUE(store_->Track({Pending(Digest(i), "id-" + std::to_string(i))}, kT0).ok());
+  }
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto candidates = store_->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(candidates.ok());
+  ASSERT_EQ(candidates->size(), 4u);
+  std::vector<ProofRow> first_two(candidates->begin(), candidates->begin() + 2);
+  auto a = store_->ClaimChecks("fake", first_two, "a", kT0, kT0 + absl::Seconds(30));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->size(), 2u);
+  auto b = (*other)->ClaimChecks("fake", *candidates, "b", kT0, kT0 + absl::Seconds(30));
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->size(), 2u);
+  EXPECT_EQ((*b)[0].seq, (*candidates)[2].seq);
+  EXPECT_EQ((*b)[1].seq, (*candidates)[3].seq);
+  auto again = store_->ClaimChecks("fake", first_two, "a", kT0 + absl::Seconds(1),
+                                   kT0 + absl::Seconds(31));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u);
+  // After the claim ends, another owner may take it.
+  auto later = (*other)->ClaimChecks("fake", first_two, "b", kT0 + absl::Seconds(40),
+                                     kT0 + absl::Seconds(70));
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->size(), 2u);
+}
+
+// A candidate read before another replica checked the proof is stale: not claimed, even though
+// the other replica's claim ended (confirming a proof releases its claim).
+TEST_P(PollerStoreTest, ClaimChecksSkipProofsCheckedSinceTheyWereRead) {
+  for (int i = 40; i < 43; ++i) {
+    ASSERT_TRUE(store_->Track({Pending(Digest(i), "id-" + std::to_string(i))}, kT0).ok());
+  }
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto stale = (*other)->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(stale.ok());
+  ASSERT_EQ(stale->size(), 3u);
+  // Meanwhile this replica claims all three, looks 40 up (still pending) and confirms 41.
+  auto mine = store_->ClaimChecks("fake", *stale, "a", kT0, kT0 + absl::Seconds(30));
+  ASSERT_TRUE(mine.ok());
+  ASSERT_EQ(mine->size(), 3u);
+  ASSERT_TRUE(store_->MarkChecked(Digest(40), "fake", kT0 + absl::Seconds(1)).ok());
+  ConfirmInput ci;
+  ci.block_height = 800000;
+  auto confirmed = store_->MarkConfirmed(Digest(41), "fake", ci, kT0 + absl::Seconds(2));
+  ASSERT_TRUE(confirmed.ok());
+  ASSERT_TRUE(confirmed->has_value());
+  // After every claim ended, the stale candidates 40 and 41 are refused, 42 (untouched) is not.
+  auto b = (*other)->ClaimChecks("fake", *stale, "b", kT0 + absl::Seconds(40),
+                                 kT0 + absl::Seconds(70));
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_EQ((*b)[0].digest, Digest(42));
+  // Read again, 40 is a candidate like any other.
+  auto fresh = (*other)->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(fresh.ok());
+  auto again = (*other)->ClaimChecks("fake", *fresh, "b", kT0 + absl::Seconds(40),
+                                     kT0 + absl::Seconds(70));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u);  // 40 and 42 (41 is confirmed)
+}
+
+// Hand-offs of a Merkle root of two leaves (pending) and of its leaf `n`.
+TrackInput Leaf(const std::string& root, int n) {
+  TrackInput in = Pending(Digest(n), "", "fake", "", "leaf" + std::to_string(n));
+  in.proof.merkle_root = root;
+  in.proof.merkle_path = std::string(1, static_cast<char>(n & 0x7f));
+  return in;
+}
+TrackInput Root(const std::string& root) {
+  TrackInput in = Pending(root, "id-root");
+  in.proof.leaf_count = 2;
+  return in;
+}
+
+// A leaf handed off after its root became final is stored final, with the root's fields.
+TEST_P(PollerStoreTest, LeafStoredAfterItsRootIsFinalEndsFinal) {
+  const std::string root = Digest(500);
+  ASSERT_TRUE(store_->Track({Root(root)}, kT0).ok());
+  ConfirmInput ci;
+  ci.block_height = 812345;
+  ci.bitcoin_tx = "tx";
+  auto confirmed = store_->MarkConfirmed(root, "fake", ci, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(confirmed.ok());
+  ASSERT_TRUE(confirmed->has_value());
+  ASSERT_TRUE(store_->PropagateToLeaves(root, "fake", kT0 + absl::Seconds(1)).ok());
+  // Another replica stores the leaf late.
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto tracked = (*other)->Track({Leaf(root, 501)}, kT0 + absl::Seconds(2));
+  ASSERT_TRUE(tracked.ok()) << tracked.status();
+  ASSERT_EQ(tracked->size(), 1u);
+  EXPECT_EQ((*tracked)[0].proof.state, anchord::v1::DIGEST_STATE_CONFIRMED);
+  const ProofRow leaf = MustGet(Digest(501));
+  EXPECT_EQ(leaf.state, anchord::v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_EQ(leaf.block_height, 812345);
+  EXPECT_EQ(leaf.proof_id, "id-root");
+  // The same for a failed root.
+  const std::string failed_root = Digest(600);
+  ASSERT_TRUE(store_->Track({Root(failed_root)}, kT0).ok());
+  auto failed = store_->MarkFailed(failed_root, "fake", 3, "rejected", "bad", "", kT0);
+  ASSERT_TRUE(failed.ok());
+  ASSERT_TRUE(failed->has_value());
+  ASSERT_TRUE((*other)->Track({Leaf(failed_root, 601)}, kT0 + absl::Seconds(2)).ok());
+  EXPECT_EQ(MustGet(Digest(601)).state, anchord::v1::DIGEST_STATE_FAILED);
+}
+
+// The safety net: a leaf left PENDING under a final root (its propagation missed it) is settled
+// by SettleStrandedLeaves, once; leaves of pending roots and of other providers are not touched.
+TEST_P(PollerStoreTest, StrandedLeavesAreSettled) {
+  const std::string root = Digest(700);
+  const std::string pending_root = Digest(710);
+  ASSERT_TRUE(store_->Track({Root(root), Leaf(root, 701), Leaf(root, 702), Root(pending_root),
+                             Leaf(pending_root, 711)},
+                            kT0)
+                  .ok());
+  // The root becomes final without its propagation: the state the race used to leave behind.
+  ConfirmInput ci;
+  ci.block_height = 800001;
+  auto confirmed = store_->MarkConfirmed(root, "fake", ci, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(confirmed.ok());
+  ASSERT_TRUE(confirmed->has_value());
+  ASSERT_EQ(MustGet(Digest(701)).state, anchord::v1::DIGEST_STATE_PENDING);
+
+  auto none = store_->SettleStrandedLeaves("other", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  auto settled = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  std::set<std::string> digests;
+  for (const ProofRow& r : *settled) digests.insert(r.digest);
+  EXPECT_EQ(digests, (std::set<std::string>{Digest(701), Digest(702)}));
+  EXPECT_EQ(MustGet(Digest(701)).state, anchord::v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_EQ(MustGet(Digest(702)).block_height, 800001);
+  EXPECT_EQ(MustGet(Digest(711)).state, anchord::v1::DIGEST_STATE_PENDING);
+  auto again = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(3), 100);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PollerStoreTest, ANCHORD_ALL_BACKENDS);
+
+// Poller replicas on one PostgreSQL database.
+class PgPollerReplicaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
+    ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
+    auto url = server->CreateDatabase();
+    ASSERT_TRUE(url.ok()) << url.status();
+    url_ = *url;
+    for (int i = 0; i < 2; ++i) {
+      auto db = ledger::PgDb::Open(url_);
+      ASSERT_TRUE(db.ok()) << db.status();
+      dbs_[i] = std::shared_ptr<ledger::PgDb>(std::move(*db));
+      auto s = OpenPgPollerStore(dbs_[i]);
+      ASSERT_TRUE(s.ok()) << s.status();
+      stores_[i] = std::move(*s);
+    }
+  }
+  std::string url_;
+  std::shared_ptr<ledger::PgDb> dbs_[2];
+  std::unique_ptr<PollerStore> stores_[2];
+};
+
+// Two engines running their rounds at the same moment ask about each pending proof once.
+TEST_F(PgPollerReplicaTest, NoProofIsLookedUpTwiceInARound) {
+  testing::FakeProvider provider("fake", /*list=*/false);
+  for (int i = 0; i < 40; ++i) {
+    const std::string id = "id-" + std::to_string(i);
+    ASSERT_TRUE(stores_[0]->Track({Pending(Digest(100 + i), id)}, kT0).ok());
+    provider.SetRecord(id, Digest(100 + i), providers::RecordState::kPending);
+  }
+  EventBus buses[2];
+  PollEngineOptions opts;
+  opts.poll_interval = absl::Seconds(60);
+  opts.max_lookups_per_round = 100;
+  FakeClock clock(kT0 + absl::Minutes(1));
+  std::unique_ptr<PollEngine> engines[2];
+  for (int i = 0; i < 2; ++i) {
+    engines[i] = std::make_unique<PollEngine>(stores_[i].get(), &buses[i], nullptr, &clock,
+                                              std::vector<providers::Provider*>{&provider}, opts);
+  }
+  RoundStats stats[2];
+  std::thread t0([&] { stats[0] = engines[0]->RunRound(&provider); });
+  std::thread t1([&] { stats[1] = engines[1]->RunRound(&provider); });
+  t0.join();
+  t1.join();
+  EXPECT_EQ(stats[0].lookups + stats[1].lookups, 40);
+  EXPECT_EQ(provider.total_lookups(), 40);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(provider.lookups("id-" + std::to_string(i)), 1) << i;
+
+  // Confirmed in the next round: each .ots is downloaded by one replica only.
+  for (int i = 0; i < 40; ++i) {
+    provider.SetRecord("id-" + std::to_string(i), Digest(100 + i),
+                       providers::RecordState::kConfirmed, 800000);
+  }
+  clock.Advance(absl::Minutes(2));
+  std::thread t2([&] { stats[0] = engines[0]->RunRound(&provider); });
+  std::thread t3([&] { stats[1] = engines[1]->RunRound(&provider); });
+  t2.join();
+  t3.join();
+  EXPECT_EQ(stats[0].lookups + stats[1].lookups, 40);
+  EXPECT_EQ(stats[0].confirmed + stats[1].confirmed, 40);
+  EXPECT_EQ(provider.total_lookups(), 80);
+  EXPECT_EQ(provider.downloads(), 40);
+}
+
+// Watch on one replica sees the events of proofs another replica stores, small and large.
+TEST_F(PgPollerReplicaTest, EventsReachWatchersOfOtherReplicas) {
+  EventBus bus_a, bus_b;
+  PgEventRelay relay_a(dbs_[0], &bus_a, stores_[0].get());
+  PgEventRelay relay_b(dbs_[1], &bus_b, stores_[1].get());
+  relay_a.Start();
+  relay_b.Start();
+  std::atomic<int> notified{0};
+  auto sub_b = bus_b.Subscribe(WatchFilter{}, 100, [&] { ++notified; });
+  auto sub_a = bus_a.Subscribe(WatchFilter{}, 100, [] {});
+  // A proof with many long file names: its event is too large for one notification and travels
+  // as a reference, read back from the shared store.
+  TrackInput big = Pending(Digest(60), "id-60");
+  for (int i = 0; i < 60; ++i) {
+    big.files.push_back(FileRow{"default", "some/long/directory/name/" + std::string(150, 'x') +
+                                               std::to_string(i), "f" + std::to_string(i), 1, "x"});
+  }
+  auto tracked = stores_[0]->Track({Pending(Digest(61), "id-61"), big}, kT0);
+  ASSERT_TRUE(tracked.ok()) << tracked.status();
+  for (const TrackOutcome& o : *tracked) {
+    PublishEvent(bus_a, nullptr, anchord::v1::PROOF_EVENT_TYPE_TRACKED, o.proof, kT0);
+  }
+  std::vector<EventPtr> got;
+  // Bounded: 10 s for two notifications over loopback.
+  for (int i = 0; i < 200 && got.size() < 2; ++i) {
+    while (EventPtr ev = sub_b->Pop()) got.push_back(ev);
+    if (got.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0]->type(), anchord::v1::PROOF_EVENT_TYPE_TRACKED);
+  EXPECT_EQ(got[0]->proof().digest(), Digest(61));
+  EXPECT_EQ(got[1]->proof().digest(), Digest(60));
+  EXPECT_EQ(got[1]->proof().files_size(), 61);
+  // The publisher's own watchers got each event once (not again through the database).
+  int own = 0;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  while (sub_a->Pop()) ++own;
+  EXPECT_EQ(own, 2);
+  bus_a.Unsubscribe(sub_a);
+  bus_b.Unsubscribe(sub_b);
 }
 
 }  // namespace

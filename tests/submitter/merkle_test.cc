@@ -11,12 +11,16 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/clock.h"
 #include "libs/common/hex.h"
+#include "libs/ledger/pg_db.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/merkle/merkle.h"
 #include "services/submitter/batcher.h"
 #include "services/submitter/engine.h"
+#include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
 #include "tests/submitter/test_util.h"
+#include "tests/support/backend.h"
+#include "tests/support/pg_server.h"
 
 namespace anchord::submitter {
 namespace {
@@ -49,15 +53,35 @@ NewItem PerFile(int n, const std::string& provider = "fake") {
   return it;
 }
 
-class MerkleStoreTest : public ::testing::Test {
+using ::anchord::testing::Backend;
+
+// The store under test: SQLite unless a parameterised suite below asks for PostgreSQL.
+class MerkleFixture : public ::testing::Test {
  protected:
+  virtual Backend backend() const { return Backend::kSqlite; }
   void SetUp() override {
     dir_ = testing::MakeTempDir();
     ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/submitter.db";
-    auto s = OpenSqliteSubmitterStore(path_);
+    if (backend() == Backend::kPostgres) {
+      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
+      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
+      auto url = server->CreateDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      auto db = ledger::PgDb::Open(*url);
+      ASSERT_TRUE(db.ok()) << db.status();
+      pg_ = std::shared_ptr<ledger::PgDb>(std::move(*db));
+    }
+    auto s = OpenStore();
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
+  }
+  // A store over the same data (a restart).
+  absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenStore() {
+    if (backend() == Backend::kSqlite) return OpenSqliteSubmitterStore(path_);
+    PgSubmitterOptions o;
+    o.lease_term = absl::ZeroDuration();  // fixed instants: the caller's leases as given
+    return OpenPgSubmitterStore(pg_, o);
   }
   void TearDown() override {
     store_.reset();
@@ -82,6 +106,18 @@ class MerkleStoreTest : public ::testing::Test {
   }
   // A scalar from a separate connection (what another process would read).
   int64_t Scalar(const std::string& sql) {
+    if (backend() == Backend::kPostgres) {
+      int64_t v = -1;
+      absl::Status st = pg_->Run([&](ledger::PgConn& c) -> absl::Status {
+        auto r = c.Exec(sql);
+        if (!r.ok()) return r.status();
+        if (r->rows() != 1) return absl::NotFoundError("no row");
+        v = r->Int(0, 0);
+        return absl::OkStatus();
+      });
+      EXPECT_TRUE(st.ok()) << st;
+      return v;
+    }
     auto db = ledger::SqliteDb::Open(path_);
     EXPECT_TRUE(db.ok()) << db.status();
     if (!db.ok()) return -1;
@@ -121,10 +157,20 @@ class MerkleStoreTest : public ::testing::Test {
   }
 
   std::string dir_, path_;
+  std::shared_ptr<ledger::PgDb> pg_;
   std::unique_ptr<SubmitterStore> store_;
 };
 
-TEST_F(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
+// The store tests run on SQLite and PostgreSQL.
+class MerkleStoreTest : public MerkleFixture, public ::testing::WithParamInterface<Backend> {
+ protected:
+  Backend backend() const override { return GetParam(); }
+};
+
+// Upgrades of an old SQLite file.
+class MerkleSqliteTest : public MerkleFixture {};
+
+TEST_P(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3), Leaf(4)}, kNow).ok());
   EXPECT_EQ(Row(1).mode, RowMode::kLeaf);
   EXPECT_EQ(Row(3).mode, RowMode::kPerFile);
@@ -155,7 +201,7 @@ TEST_F(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
   EXPECT_EQ(Unbatched().size(), 3u);
 }
 
-TEST_F(MerkleStoreTest, ClaimBatchTakesUpToLimitOldestFirst) {
+TEST_P(MerkleStoreTest, ClaimBatchTakesUpToLimitOldestFirst) {
   std::vector<NewItem> items;
   for (int n = 1; n <= 7; ++n) items.push_back(PerFile(n));
   ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
@@ -177,7 +223,7 @@ TEST_F(MerkleStoreTest, ClaimBatchTakesUpToLimitOldestFirst) {
   EXPECT_EQ(later->size(), 1u);
 }
 
-TEST_F(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
+TEST_P(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
   auto leaves = Unbatched();
   ASSERT_EQ(leaves.size(), 3u);
@@ -212,7 +258,7 @@ TEST_F(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
   EXPECT_EQ((*claimed)[0].digest, b.root);
 }
 
-TEST_F(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
+TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
   auto leaves = Unbatched();
   ASSERT_EQ(leaves.size(), 3u);
@@ -245,7 +291,7 @@ TEST_F(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
   EXPECT_EQ(left[0].digest, D(3));
 }
 
-TEST_F(MerkleStoreTest, MalformedBatchIsRejected) {
+TEST_P(MerkleStoreTest, MalformedBatchIsRejected) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
   NewBatch b = MakeBatch(Unbatched());
   NewBatch no_path = b;
@@ -260,7 +306,7 @@ TEST_F(MerkleStoreTest, MalformedBatchIsRejected) {
   EXPECT_EQ(Unbatched().size(), 2u);
 }
 
-TEST_F(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
+TEST_P(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3)}, kNow).ok());
   // Batch only leaves 1 and 2; an unrelated per-file row must not move.
   NewBatch b = MakeBatch(Unbatched());
@@ -300,7 +346,7 @@ TEST_F(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
   EXPECT_EQ(digests, (std::set<std::string>{D(1), D(2), b.root}));
 }
 
-TEST_F(MerkleStoreTest, RootFailedFailsItsLeavesOnly) {
+TEST_P(MerkleStoreTest, RootFailedFailsItsLeavesOnly) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
   NewBatch b1 = MakeBatch(Unbatched());
   ASSERT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
@@ -328,7 +374,7 @@ TEST_F(MerkleStoreTest, RootFailedFailsItsLeavesOnly) {
   EXPECT_EQ(Row(3).state, SubState::kQueued);
 }
 
-TEST_F(MerkleStoreTest, OldSchemaDatabaseGainsTheNewColumns) {
+TEST_F(MerkleSqliteTest, OldSchemaDatabaseGainsTheNewColumns) {
   store_.reset();
   std::filesystem::remove(path_);
   {
@@ -386,7 +432,7 @@ INSERT INTO submissions (digest, provider, job, filename, size_bytes, state, cre
   EXPECT_NE(Row(1).batch_id, 0);
 }
 
-TEST_F(MerkleStoreTest, ReopenKeepsBatchFields) {
+TEST_P(MerkleStoreTest, ReopenKeepsBatchFields) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
   NewItem fb = PerFile(3);
   fb.fallback_provider = "other";
@@ -394,7 +440,7 @@ TEST_F(MerkleStoreTest, ReopenKeepsBatchFields) {
   NewBatch b = MakeBatch(Unbatched());
   ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
   store_.reset();
-  auto s = OpenSqliteSubmitterStore(path_);
+  auto s = OpenStore();
   ASSERT_TRUE(s.ok()) << s.status();
   store_ = std::move(*s);
   EXPECT_EQ(Row(2).merkle_path, b.paths[1]);
@@ -403,9 +449,11 @@ TEST_F(MerkleStoreTest, ReopenKeepsBatchFields) {
   EXPECT_EQ(Row(3).fallback_provider, "other");
 }
 
+INSTANTIATE_TEST_SUITE_P(Backends, MerkleStoreTest, ANCHORD_ALL_BACKENDS);
+
 // --- Batcher -------------------------------------------------------------------------------------
 
-class BatcherTest : public MerkleStoreTest {
+class BatcherTest : public MerkleFixture {
  protected:
   std::unique_ptr<Batcher> Make(int max_leaves, absl::Duration window, int* sealed_calls = nullptr,
                                 SubmitterStore* store = nullptr) {
@@ -607,10 +655,10 @@ TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
 
 // --- Engine with a batch provider ------------------------------------------------------------------
 
-class BatchEngineTest : public MerkleStoreTest {
+class BatchEngineTest : public MerkleFixture {
  protected:
   void SetUp() override {
-    MerkleStoreTest::SetUp();
+    MerkleFixture::SetUp();
     provider_.SetMaxBatch(25);
     EngineOptions o;
     o.backoff = BackoffPolicy{absl::Seconds(1), absl::Seconds(10), 2.0};
@@ -621,7 +669,7 @@ class BatchEngineTest : public MerkleStoreTest {
   }
   void TearDown() override {
     engine_.reset();
-    MerkleStoreTest::TearDown();
+    MerkleFixture::TearDown();
   }
   absl::Duration linger_ = absl::ZeroDuration();  // most tests send at once
   bool RunOnce() {

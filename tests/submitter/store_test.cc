@@ -1,8 +1,18 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "libs/ledger/pg_db.h"
 #include "services/submitter/persistent_limiter.h"
+#include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
 #include "tests/submitter/test_util.h"
+#include "tests/support/backend.h"
+#include "tests/support/pg_server.h"
 
 namespace anchord::submitter {
 namespace {
@@ -12,29 +22,53 @@ using testing::MakeTempDir;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
 
-class StoreTest : public ::testing::Test {
+using ::anchord::testing::Backend;
+
+// Every test runs against SQLite (a file) and PostgreSQL (a real server, a database per test).
+class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir();
     ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/submitter.db";
+    if (GetParam() == Backend::kPostgres) {
+      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
+      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
+      auto url = server->CreateDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      url_ = *url;
+    }
     Reopen();
   }
   void TearDown() override {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
+  // A new store over the same data (a restart).
   void Reopen() {
     store_.reset();
-    auto s = OpenSqliteSubmitterStore(path_);
+    auto s = Open();
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
-  std::string dir_, path_;
+  // Another store object over the same data: another replica on PostgreSQL.
+  absl::StatusOr<std::unique_ptr<SubmitterStore>> Open(PgSubmitterOptions options = NoHeartbeat()) {
+    if (GetParam() == Backend::kSqlite) return OpenSqliteSubmitterStore(path_);
+    auto db = ledger::PgDb::Open(url_);
+    if (!db.ok()) return db.status();
+    return OpenPgSubmitterStore(std::shared_ptr<ledger::PgDb>(std::move(*db)), options);
+  }
+  // The tests drive time with fixed instants: the caller's leases as given, no heartbeat.
+  static PgSubmitterOptions NoHeartbeat() {
+    PgSubmitterOptions o;
+    o.lease_term = absl::ZeroDuration();
+    return o;
+  }
+  std::string dir_, path_, url_;
   std::unique_ptr<SubmitterStore> store_;
 };
 
-TEST_F(StoreTest, InsertIsIdempotentAndTracksDuplicates) {
+TEST_P(StoreTest, InsertIsIdempotentAndTracksDuplicates) {
   auto r1 = store_->InsertBatch({Item('a', "dir/a.txt")}, kNow);
   ASSERT_TRUE(r1.ok()) << r1.status();
   EXPECT_FALSE((*r1)[0].known_before);
@@ -68,7 +102,7 @@ TEST_F(StoreTest, InsertIsIdempotentAndTracksDuplicates) {
   EXPECT_EQ(store_->GetByDigest(testing::Digest('a'))->size(), 2u);
 }
 
-TEST_F(StoreTest, ClaimTakesOldestReadyRowUnderLease) {
+TEST_P(StoreTest, ClaimTakesOldestReadyRowUnderLease) {
   ASSERT_TRUE(store_->InsertBatch({Item('a', "a"), Item('b', "b")}, kNow).ok());
   auto c1 = store_->Claim("fake", "w1", kNow, kNow + absl::Minutes(1));
   ASSERT_TRUE(c1.ok() && c1->has_value());
@@ -96,7 +130,7 @@ TEST_F(StoreTest, ClaimTakesOldestReadyRowUnderLease) {
   ASSERT_TRUE(c5.ok() && c5->has_value());
 }
 
-TEST_F(StoreTest, RestartRestoresStateGatesAndSends) {
+TEST_P(StoreTest, RestartRestoresStateGatesAndSends) {
   ASSERT_TRUE(store_->InsertBatch({Item('a', "a")}, kNow).ok());
   auto c = store_->Claim("fake", "w", kNow, kNow + absl::Minutes(1));
   ASSERT_TRUE(c.ok() && c->has_value());
@@ -149,7 +183,7 @@ class RecordingLimiter final : public ratelimit::RateLimiter {
   std::string name_;
 };
 
-TEST_F(StoreTest, PersistentLimiterSurvivesRestart) {
+TEST_P(StoreTest, PersistentLimiterSurvivesRestart) {
   FakeClock clock(kNow);
   ratelimit::RateLimit limit{30, absl::Minutes(1), absl::Milliseconds(100)};
   {
@@ -168,6 +202,249 @@ TEST_F(StoreTest, PersistentLimiterSurvivesRestart) {
   EXPECT_EQ(raw->gate, kNow + absl::Seconds(90));
   ASSERT_EQ(raw->recorded.size(), 2u);
   EXPECT_EQ(raw->recorded[0], kNow);
+}
+
+// Replicas (two store objects over the same data) claiming at once never take the same row.
+TEST_P(StoreTest, ConcurrentClaimsNeverShareARow) {
+  std::vector<NewItem> items;
+  for (int i = 0; i < 60; ++i) items.push_back(Item(static_cast<char>(i + 1), "f" + std::to_string(i)));
+  ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  std::vector<SubmitterStore*> replicas = {store_.get(), other->get()};
+  std::mutex mu;
+  std::vector<int64_t> claimed;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      // Bounded: 60 rows, at most 3 per claim; an empty claim ends the thread.
+      for (int i = 0; i < 100; ++i) {
+        auto rows = replicas[t % 2]->ClaimBatch("fake", "w" + std::to_string(t), kNow,
+                                                kNow + absl::Minutes(5), 3);
+        if (!rows.ok()) {
+          ++errors;
+          return;
+        }
+        if (rows->empty()) return;
+        std::lock_guard<std::mutex> lock(mu);
+        for (const Submission& r : *rows) claimed.push_back(r.id);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::set<int64_t> distinct(claimed.begin(), claimed.end());
+  EXPECT_EQ(claimed.size(), 60u);
+  EXPECT_EQ(distinct.size(), 60u);
+}
+
+// Two batchers (replicas) sealing the same leaves: one batch wins, the other is ABORTED and
+// changes nothing.
+TEST_P(StoreTest, RacingMerkleBatchersSealOnce) {
+  std::vector<NewItem> items;
+  for (int i = 0; i < 20; ++i) {
+    NewItem it = Item(static_cast<char>(i + 1), "leaf" + std::to_string(i));
+    it.merkle = true;
+    items.push_back(it);
+  }
+  ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
+  auto other = Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  std::vector<SubmitterStore*> replicas = {store_.get(), other->get()};
+  // Both batchers read the same leaves before either seals (read first, outside the threads: a
+  // thread scheduled late would otherwise find nothing left to batch), then seal at once.
+  std::vector<NewBatch> batches(2);
+  for (int t = 0; t < 2; ++t) {
+    auto leaves = replicas[t]->UnbatchedLeaves("fake", 100);
+    ASSERT_TRUE(leaves.ok()) << leaves.status();
+    ASSERT_EQ(leaves->size(), 20u);
+    NewBatch& b = batches[t];
+    b.provider = "fake";
+    b.root = std::string(32, static_cast<char>(0xA0 + t));  // each batcher its own nonces
+    b.root_file.job = "default";
+    b.root_file.filename = "root";
+    for (const Submission& l : *leaves) {
+      b.leaf_ids.push_back(l.id);
+      b.nonces.push_back(std::string(16, static_cast<char>(t)));
+      b.paths.push_back("p");
+    }
+  }
+  std::vector<absl::StatusOr<int64_t>> results(2, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] { results[t] = replicas[t]->CreateMerkleBatch(batches[t], kNow); });
+  }
+  for (auto& th : threads) th.join();
+  int won = 0, aborted = 0;
+  for (const auto& r : results) {
+    if (r.ok()) ++won;
+    else if (r.status().code() == absl::StatusCode::kAborted) ++aborted;
+    else ADD_FAILURE() << r.status();
+  }
+  EXPECT_EQ(won, 1);
+  EXPECT_EQ(aborted, 1);
+  auto waiting = store_->UnbatchedWaiting("fake");
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->count, 0);
+  // One root row, holding every leaf.
+  auto roots = store_->ClaimBatch("fake", "w", kNow, kNow + absl::Minutes(1), 10);
+  ASSERT_TRUE(roots.ok());
+  ASSERT_EQ(roots->size(), 1u);
+  EXPECT_EQ((*roots)[0].mode, RowMode::kRoot);
+  EXPECT_EQ((*roots)[0].leaf_count, 20);
+}
+
+// Bytes that are not UTF-8 (file names from a foreign file system, provider messages) round-trip
+// exactly.
+TEST_P(StoreTest, ArbitraryBytesRoundTrip) {
+  NewItem it = Item('z', "dir/\xff\xfe name'\x01.txt");
+  it.file.filename = std::string("\xff\x00\x80 odd", 7);
+  ASSERT_TRUE(store_->InsertBatch({it}, kNow).ok());
+  auto c = store_->Claim("fake", "w", kNow, kNow + absl::Minutes(1));
+  ASSERT_TRUE(c.ok() && c->has_value()) << c.status();
+  EXPECT_EQ((*c)->file.filename, it.file.filename);
+  EXPECT_EQ((*c)->file.source_path, it.file.source_path);
+  const std::string body("{\"a\":\"\xc3\x28\"}\x00tail", 15);
+  ASSERT_TRUE(store_->MarkPrepared((*c)->id, "key", body, kNow).ok());
+  ASSERT_TRUE(store_->Reschedule((*c)->id, kNow, true, "E", "bad \xff\xfe message", "", kNow).ok());
+  auto rows = store_->GetByDigest(testing::Digest('z'));
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].body, body);
+  EXPECT_EQ((*rows)[0].error_message, "bad \xff\xfe message");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ANCHORD_ALL_BACKENDS);
+
+// Replica behaviour that only a shared database has.
+class PgReplicaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
+    ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
+    auto url = server->CreateDatabase();
+    ASSERT_TRUE(url.ok()) << url.status();
+    url_ = *url;
+  }
+  std::unique_ptr<SubmitterStore> Replica(PgSubmitterOptions options) {
+    auto db = ledger::PgDb::Open(url_);
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return nullptr;
+    auto s = OpenPgSubmitterStore(std::shared_ptr<ledger::PgDb>(std::move(*db)), options);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  std::string url_;
+};
+
+// A replica that dies after MarkPrepared (between sending the create and recording its answer)
+// stops renewing its lease; once the lease runs out another replica claims the row and gets the
+// stored body and Idempotency-Key to re-send. While the first replica lives, its heartbeat keeps
+// the row away from others, however long its send takes.
+TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
+  PgSubmitterOptions opts;
+  opts.lease_term = absl::Seconds(2);
+  opts.heartbeat = absl::Milliseconds(200);
+  auto a = Replica(opts);
+  auto b = Replica(opts);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->InsertBatch({Item('a', "a.txt")}, absl::Now()).ok());
+  auto claimed = a->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  ASSERT_TRUE(a->MarkPrepared((*claimed)->id, "idem-key-1", "exact body", absl::Now()).ok());
+  // Alive for two lease terms: never claimable by b.
+  for (int i = 0; i < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
+    ASSERT_TRUE(other.ok()) << other.status();
+    ASSERT_FALSE(other->has_value()) << "a live replica's row was taken after " << (i + 1) * 500
+                                     << " ms";
+  }
+  a.reset();  // dies: no release, no more heartbeats
+  std::optional<Submission> taken;
+  // Bounded: the lease ends within 2 s; give it 20.
+  for (int i = 0; i < 200 && !taken; ++i) {
+    auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
+    ASSERT_TRUE(other.ok()) << other.status();
+    if (other->has_value()) taken = **other;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(taken.has_value()) << "the dead replica's lease never expired";
+  EXPECT_EQ(taken->state, SubState::kSubmitting);
+  EXPECT_EQ(taken->idempotency_key, "idem-key-1");
+  EXPECT_EQ(taken->body, "exact body");
+}
+
+// Two replicas handing off at once offer each row once; a row not acknowledged in time is
+// offered again.
+TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
+  PgSubmitterOptions opts;
+  opts.lease_term = absl::ZeroDuration();
+  opts.handoff_lease = absl::Seconds(1);
+  auto a = Replica(opts);
+  auto b = Replica(opts);
+  ASSERT_TRUE(a && b);
+  const absl::Time now = absl::Now();
+  std::vector<NewItem> items;
+  for (int i = 0; i < 10; ++i) items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
+  ASSERT_TRUE(a->InsertBatch(items, now).ok());
+  auto rows = a->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), 10);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 10u);
+  for (const Submission& r : *rows) {
+    ASSERT_TRUE(a->MarkSubmitted(r.id, StoredRecord{}, "req", now).ok());
+  }
+  auto first = a->PendingHandoff(6);
+  auto second = b->PendingHandoff(100);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->size(), 6u);
+  EXPECT_EQ(second->size(), 4u);
+  std::set<int64_t> ids;
+  for (const auto* part : {&*first, &*second}) {
+    for (const Submission& r : *part) ids.insert(r.id);
+  }
+  EXPECT_EQ(ids.size(), 10u);
+  // b acknowledges its rows; a's are not acknowledged and come back after the lease.
+  for (const Submission& r : *second) ASSERT_TRUE(b->MarkHandedOff(r.id, r.change_seq).ok());
+  std::vector<Submission> again;
+  for (int i = 0; i < 50 && again.size() < 6; ++i) {  // bounded: the lease is 1 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto more = b->PendingHandoff(100);
+    ASSERT_TRUE(more.ok());
+    again.insert(again.end(), more->begin(), more->end());
+  }
+  ASSERT_EQ(again.size(), 6u);
+  for (const Submission& r : again) EXPECT_EQ(ids.count(r.id), 1u);
+}
+
+// At start a replica frees only its own leases (Engine::Init calls ReleaseAllLeases): the rows
+// other live replicas hold stay theirs.
+TEST_F(PgReplicaTest, ReleaseAllLeasesKeepsOtherReplicasLeases) {
+  PgSubmitterOptions opts;
+  opts.lease_term = absl::ZeroDuration();
+  auto a = Replica(opts);
+  auto b = Replica(opts);
+  ASSERT_TRUE(a && b);
+  const absl::Time now = absl::Now();
+  ASSERT_TRUE(a->InsertBatch({Item('a', "a"), Item('b', "b")}, now).ok());
+  auto held = a->Claim("fake", "submitter", now, now + absl::Minutes(5));
+  ASSERT_TRUE(held.ok() && held->has_value());
+  auto mine = b->Claim("fake", "submitter", now, now + absl::Minutes(5));
+  ASSERT_TRUE(mine.ok() && mine->has_value());
+  ASSERT_TRUE(b->ReleaseAllLeases().ok());
+  // b's own row is free again; a's is not.
+  auto c = Replica(opts);
+  ASSERT_TRUE(c);
+  auto again = c->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), 10);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].id, (*mine)->id);
+  // ReleaseLease of a row another replica holds changes nothing.
+  ASSERT_TRUE(b->ReleaseLease((*held)->id).ok());
+  auto none = b->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), 10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 }
 
 }  // namespace

@@ -58,14 +58,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* gRPC address of a component inside the cluster. */}}
+{{/* gRPC address of a component inside the cluster (its ClusterIP Service). */}}
 {{- define "anchord.grpcAddr" -}}
 {{- printf "%s:%d" (include "anchord.cname" .) (int .root.Values.ports.grpc) -}}
 {{- end -}}
 
-{{/* host:port of a peer's internal port (submitter, poller). */}}
-{{- define "anchord.internalAddr" -}}
-{{- printf "%s:%d" (include "anchord.cname" .) (int .root.Values.ports.internal) -}}
+{{/*
+The target peers use to reach every replica of a component: its headless Service through gRPC's
+DNS resolver, which returns one address per ready pod; the services' channels use round_robin over
+them (libs/rpc PeerChannelArguments). (dict "root" $ "c" "submitter").
+*/}}
+{{- define "anchord.peerTarget" -}}
+{{- printf "dns:///%s-peers:%d" (include "anchord.cname" .) (int .root.Values.ports.grpc) -}}
+{{- end -}}
+
+{{/*
+The same over the internal port (Track, Reanchor): the submitter's target for the poller and the
+poller's for the submitter. (dict "root" $ "c" "poller").
+*/}}
+{{- define "anchord.peerInternalTarget" -}}
+{{- printf "dns:///%s-peers:%d" (include "anchord.cname" .) (int .root.Values.ports.internal) -}}
+{{- end -}}
+
+{{/* "true" when the submitter and poller share a PostgreSQL database (database.existingSecret). */}}
+{{- define "anchord.database" -}}
+{{- if .Values.database.existingSecret }}true{{ end -}}
 {{- end -}}
 
 {{/* Name of the Secret holding the internal token. */}}
@@ -161,6 +178,14 @@ except proofd's is optional, so the Secret only needs the keys of the providers 
 {{- define "anchord.validate" -}}
 {{- $p := .Values.provider -}}
 {{- $enabled := splitList "," (include "anchord.enabledProviders" .) -}}
+{{- if not (include "anchord.database" .) -}}
+{{- range $c := list "submitter" "poller" -}}
+{{- $v := index $.Values $c -}}
+{{- if or (gt (int $v.replicas) 1) $v.autoscaling.enabled -}}
+{{- fail (printf "%s.replicas > 1 and %s.autoscaling need database.existingSecret: without a database each replica would keep its own SQLite queue" $c $c) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and $p.simpleproof.callbackUrl (not .Values.poller.webhook.enabled) -}}
 {{- fail "provider.simpleproof.callbackUrl is set but poller.webhook.enabled is false: nothing would receive the callbacks" -}}
 {{- end -}}

@@ -1,0 +1,835 @@
+#include "services/submitter/pg_submitter_store.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "libs/common/hex.h"
+#include "libs/common/log.h"
+#include "services/submitter/status_macros.h"
+
+namespace anchord::submitter {
+namespace {
+
+using ledger::PgConn;
+using ledger::PgDb;
+using ledger::PgParams;
+using ledger::PgResult;
+
+// Times as Unix milliseconds, 0 = unset, as in the SQLite store.
+int64_t ToMs(absl::Time t) {
+  if (t == absl::InfinitePast()) return 0;
+  if (t == absl::InfiniteFuture()) return std::numeric_limits<int64_t>::max();
+  return absl::ToUnixMillis(t);
+}
+absl::Time FromMs(int64_t ms) {
+  if (ms == 0) return absl::InfinitePast();
+  if (ms == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
+  return absl::FromUnixMillis(ms);
+}
+SubState StateFromInt(int64_t v) {
+  if (v < 0 || v > 3) return SubState::kFailed;
+  return static_cast<SubState>(v);
+}
+
+// Every string column is BYTEA: file names, paths and provider messages are bytes from outside,
+// not necessarily UTF-8, and must round-trip exactly (as in SQLite). Every string parameter is
+// therefore bound with AddBytes.
+const std::vector<ledger::Migration> kMigrations = {
+    {1, "submissions, refs, batches, pauses, gates, sends", R"sql(
+CREATE TABLE submissions (
+  id BIGSERIAL PRIMARY KEY,
+  digest BYTEA NOT NULL,
+  provider BYTEA NOT NULL,
+  job BYTEA NOT NULL,
+  filename BYTEA NOT NULL,
+  size_bytes BIGINT NOT NULL,
+  mime_type BYTEA NOT NULL DEFAULT '',
+  source_path BYTEA NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  idempotency_key BYTEA NOT NULL DEFAULT '',
+  body BYTEA NOT NULL DEFAULT '',
+  proof_id BYTEA NOT NULL DEFAULT '',
+  record_state INTEGER NOT NULL DEFAULT 0,
+  certificate_url BYTEA NOT NULL DEFAULT '',
+  verify_url BYTEA NOT NULL DEFAULT '',
+  block_height BIGINT NOT NULL DEFAULT 0,
+  bitcoin_tx BYTEA NOT NULL DEFAULT '',
+  provider_created_at BIGINT NOT NULL DEFAULT 0,
+  confirmed_at BIGINT NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at BIGINT NOT NULL DEFAULT 0,
+  error_canonical INTEGER NOT NULL DEFAULT 0,
+  error_code BYTEA NOT NULL DEFAULT '',
+  error_message BYTEA NOT NULL DEFAULT '',
+  error_request_id BYTEA NOT NULL DEFAULT '',
+  request_id BYTEA NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  change_seq BIGINT NOT NULL DEFAULT 1,
+  handed_off_seq BIGINT NOT NULL DEFAULT 0,
+  lease_owner BYTEA NOT NULL DEFAULT '',
+  lease_until BIGINT NOT NULL DEFAULT 0,
+  evidence BYTEA NOT NULL DEFAULT '',
+  mode INTEGER NOT NULL DEFAULT 0,
+  batch_id BIGINT NOT NULL DEFAULT 0,
+  nonce BYTEA NOT NULL DEFAULT '',
+  merkle_path BYTEA NOT NULL DEFAULT '',
+  merkle_root BYTEA NOT NULL DEFAULT '',
+  leaf_count BIGINT NOT NULL DEFAULT 0,
+  fallback_provider BYTEA NOT NULL DEFAULT '',
+  UNIQUE (digest, provider)
+);
+CREATE INDEX submissions_ready ON submissions (provider, state, id);
+CREATE INDEX submissions_handoff ON submissions (id)
+  WHERE state IN (2, 3) AND handed_off_seq < change_seq;
+CREATE INDEX submissions_unbatched ON submissions (provider, mode, batch_id, id);
+CREATE INDEX submissions_batch ON submissions (batch_id) WHERE batch_id <> 0;
+CREATE INDEX submissions_lease ON submissions (lease_owner) WHERE lease_until <> 0;
+CREATE TABLE refs (
+  id BIGSERIAL PRIMARY KEY,
+  digest BYTEA NOT NULL,
+  job BYTEA NOT NULL,
+  source_path BYTEA NOT NULL,
+  filename BYTEA NOT NULL,
+  size_bytes BIGINT NOT NULL,
+  mime_type BYTEA NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE INDEX refs_digest ON refs (digest, id);
+CREATE INDEX refs_job ON refs (job, digest);
+CREATE TABLE gates (name BYTEA PRIMARY KEY, blocked_until BIGINT NOT NULL);
+CREATE TABLE sends (bucket BYTEA NOT NULL, sent_at BIGINT NOT NULL);
+CREATE INDEX sends_bucket ON sends (bucket, sent_at);
+CREATE TABLE batches (
+  id BIGSERIAL PRIMARY KEY,
+  provider BYTEA NOT NULL,
+  root BYTEA NOT NULL,
+  leaf_count BIGINT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE pauses (
+  provider BYTEA PRIMARY KEY,
+  reason BYTEA NOT NULL,
+  paused_at BIGINT NOT NULL,
+  probe_at BIGINT NOT NULL
+);
+)sql"},
+    {2, "hand-off claims", R"sql(
+ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
+)sql"},
+};
+
+constexpr char kCols[] =
+    "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "
+    "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "
+    "bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, error_canonical, "
+    "error_code, error_message, error_request_id, request_id, created_at, updated_at, change_seq, "
+    "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
+    "fallback_provider";
+
+Submission ReadRow(const PgResult& s, int i) {
+  Submission r;
+  r.id = s.Int(i, 0);
+  r.digest = s.Bytes(i, 1);
+  r.provider = s.Bytes(i, 2);
+  r.file.job = s.Bytes(i, 3);
+  r.file.filename = s.Bytes(i, 4);
+  r.file.size_bytes = s.Int(i, 5);
+  r.file.mime_type = s.Bytes(i, 6);
+  r.file.source_path = s.Bytes(i, 7);
+  r.state = StateFromInt(s.Int(i, 8));
+  r.idempotency_key = s.Bytes(i, 9);
+  r.body = s.Bytes(i, 10);
+  r.record.proof_id = s.Bytes(i, 11);
+  r.record.record_state = static_cast<int>(s.Int(i, 12));
+  r.record.certificate_url = s.Bytes(i, 13);
+  r.record.verify_url = s.Bytes(i, 14);
+  r.record.block_height = s.Int(i, 15);
+  r.record.bitcoin_tx = s.Bytes(i, 16);
+  r.record.provider_created_at = FromMs(s.Int(i, 17));
+  r.record.confirmed_at = FromMs(s.Int(i, 18));
+  r.attempts = static_cast<int>(s.Int(i, 19));
+  r.next_attempt_at = FromMs(s.Int(i, 20));
+  r.error_canonical = static_cast<int>(s.Int(i, 21));
+  r.error_code = s.Bytes(i, 22);
+  r.error_message = s.Bytes(i, 23);
+  r.error_request_id = s.Bytes(i, 24);
+  r.request_id = s.Bytes(i, 25);
+  r.created_at = FromMs(s.Int(i, 26));
+  r.updated_at = FromMs(s.Int(i, 27));
+  r.change_seq = s.Int(i, 28);
+  r.handed_off_seq = s.Int(i, 29);
+  r.record.evidence = s.Bytes(i, 30);
+  const int64_t mode = s.Int(i, 31);
+  r.mode = mode == 1 ? RowMode::kLeaf : mode == 2 ? RowMode::kRoot : RowMode::kPerFile;
+  r.batch_id = s.Int(i, 32);
+  r.nonce = s.Bytes(i, 33);
+  r.merkle_path = s.Bytes(i, 34);
+  r.merkle_root = s.Bytes(i, 35);
+  r.leaf_count = s.Int(i, 36);
+  r.fallback_provider = s.Bytes(i, 37);
+  return r;
+}
+
+std::vector<Submission> ReadRows(const PgResult& r) {
+  std::vector<Submission> out;
+  out.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRow(r, i));
+  return out;
+}
+
+FileRef ReadRef(const PgResult& s, int i, int base) {
+  FileRef f;
+  f.job = s.Bytes(i, base);
+  f.source_path = s.Bytes(i, base + 1);
+  f.filename = s.Bytes(i, base + 2);
+  f.size_bytes = s.Int(i, base + 3);
+  f.mime_type = s.Bytes(i, base + 4);
+  return f;
+}
+
+std::string RandomInstanceId() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  uint64_t v = gen();
+  return HexEncode(std::string(reinterpret_cast<const char*>(&v), sizeof(v)));
+}
+
+// A Postgres array literal of ids, bound as text: '{1,2,3}'.
+std::string IdArray(const std::vector<int64_t>& ids) {
+  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
+}
+
+class PgSubmitterStore final : public SubmitterStore {
+ public:
+  PgSubmitterStore(std::shared_ptr<PgDb> db, PgSubmitterOptions options)
+      : db_(std::move(db)), options_(options), instance_("@" + RandomInstanceId()) {
+    if (options_.clock == nullptr) options_.clock = Clock::Real();
+    if (options_.lease_term > absl::ZeroDuration()) {
+      heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+    }
+  }
+  ~PgSubmitterStore() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (heartbeat_.joinable()) heartbeat_.join();
+  }
+
+  absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
+                                                        absl::Time now) override {
+    std::vector<InsertResult> out;
+    const int64_t now_ms = ToMs(now);
+    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      out.clear();
+      out.reserve(items.size());
+      for (const NewItem& item : items) {
+        InsertResult res;
+        SUBMITTER_ASSIGN_OR_RETURN(
+            PgResult first,
+            c.Exec("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                   "WHERE digest = $1 ORDER BY id LIMIT 1",
+                   PgParams().AddBytes(item.digest)));
+        std::optional<FileRef> original;
+        if (first.rows() > 0) original = ReadRef(first, 0, 0);
+        res.known_before = original.has_value();
+        SUBMITTER_ASSIGN_OR_RETURN(
+            PgResult added,
+            c.Exec("INSERT INTO refs (digest, job, source_path, filename, size_bytes, mime_type, "
+                   "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                   PgParams()
+                       .AddBytes(item.digest)
+                       .AddBytes(item.file.job)
+                       .AddBytes(item.file.source_path)
+                       .AddBytes(item.file.filename)
+                       .Add(item.file.size_bytes)
+                       .AddBytes(item.file.mime_type)
+                       .Add(now_ms)));
+        const bool new_ref = added.affected() > 0;
+        if (original.has_value()) {
+          if (original->job != item.file.job || original->source_path != item.file.source_path) {
+            res.duplicate_of = original->source_path;
+          }
+          if (new_ref) {
+            SUBMITTER_RETURN_IF_ERROR(
+                c.Exec("UPDATE submissions SET change_seq = change_seq + 1, updated_at = $2 "
+                       "WHERE digest = $1",
+                       PgParams().AddBytes(item.digest).Add(now_ms))
+                    .status());
+          }
+        }
+        const FileRef& file = original.has_value() ? *original : item.file;
+        for (const std::string& provider : item.providers) {
+          SUBMITTER_RETURN_IF_ERROR(
+              c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
+                     "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
+                     "mode, fallback_provider) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, "
+                     "$9, $10) ON CONFLICT (digest, provider) DO NOTHING",
+                     PgParams()
+                         .AddBytes(item.digest)
+                         .AddBytes(provider)
+                         .AddBytes(file.job)
+                         .AddBytes(file.filename)
+                         .Add(file.size_bytes)
+                         .AddBytes(file.mime_type)
+                         .AddBytes(file.source_path)
+                         .Add(now_ms)
+                         .Add(static_cast<int64_t>(item.merkle ? RowMode::kLeaf
+                                                               : RowMode::kPerFile))
+                         .AddBytes(item.fallback_provider))
+                  .status());
+        }
+        SUBMITTER_ASSIGN_OR_RETURN(
+            PgResult min_state,
+            c.Exec("SELECT MIN(state) FROM submissions WHERE digest = $1",
+                   PgParams().AddBytes(item.digest)));
+        if (min_state.rows() > 0 && !min_state.IsNull(0, 0)) {
+          res.state = StateFromInt(min_state.Int(0, 0));
+        }
+        out.push_back(std::move(res));
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<int64_t> CountBacklog() override {
+    int64_t n = 0;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(PgResult r,
+                                 c.Exec("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
+      n = r.Int(0, 0);
+      return absl::OkStatus();
+    }));
+    return n;
+  }
+
+  absl::StatusOr<std::vector<BacklogCount>> CountByProviderState() override {
+    std::vector<BacklogCount> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Exec("SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state "
+                 "ORDER BY provider, state"));
+      out.clear();
+      for (int i = 0; i < r.rows(); ++i) {
+        out.push_back({r.Bytes(i, 0), StateFromInt(r.Int(i, 1)), r.Int(i, 2)});
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<Submission>> ClaimBatch(const std::string& provider,
+                                                     const std::string& owner, absl::Time now,
+                                                     absl::Time lease_until, int limit) override {
+    if (options_.lease_term > absl::ZeroDuration()) {
+      lease_until = std::min(lease_until, now + options_.lease_term);
+    }
+    const std::string tag = owner + instance_;
+    std::vector<Submission> out;
+    // SKIP LOCKED: replicas claiming at once take different rows instead of queueing on the
+    // same ones; the lease keeps a claimed row away from them after this transaction ends.
+    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Exec(absl::StrCat(
+                     "UPDATE submissions SET lease_owner = $2, lease_until = $3 WHERE id IN ("
+                     "SELECT id FROM submissions WHERE provider = $1 AND state IN (0, 1) AND "
+                     "next_attempt_at <= $4 AND lease_until <= $4 AND mode <> 1 ORDER BY id "
+                     "LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING ",
+                     kCols),
+                 PgParams()
+                     .AddBytes(provider)
+                     .AddBytes(tag)
+                     .Add(ToMs(lease_until))
+                     .Add(ToMs(now))
+                     .Add(static_cast<int64_t>(std::max(1, limit)))));
+      out = ReadRows(r);
+      return absl::OkStatus();
+    }));
+    std::sort(out.begin(), out.end(),
+              [](const Submission& a, const Submission& b) { return a.id < b.id; });
+    if (!out.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const Submission& s : out) held_[s.id] = tag;
+    }
+    return out;
+  }
+
+  absl::Status ReleaseAllLeases() override {
+    // Only this replica's leases: another replica's lease is live until it expires.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_.clear();
+    }
+    return db_->Run([&](PgConn& c) {
+      return c
+          .Exec("UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0 "
+                "AND position($1::bytea in lease_owner) > 0",
+                PgParams().AddBytes(instance_))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) override {
+    std::optional<absl::Time> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = $1 "
+                             "AND state IN (0, 1) AND lease_until = 0",
+                             PgParams().AddBytes(provider)));
+      out.reset();
+      if (r.rows() > 0 && !r.IsNull(0, 0)) out = FromMs(r.Int(0, 0));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status MarkPrepared(int64_t id, const std::string& key, const std::string& body,
+                            absl::Time now) override {
+    return Exec(
+        "UPDATE submissions SET state = 1, idempotency_key = $2, body = $3, updated_at = $4 "
+        "WHERE id = $1",
+        PgParams().Add(id).AddBytes(key).AddBytes(body).Add(ToMs(now)));
+  }
+
+  absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
+                             absl::Time now) override {
+    Forget(id);
+    return db_->Tx([&](PgConn& c) -> absl::Status {
+      // The row itself (with its evidence), then the leaves of a root (without).
+      for (bool leaves : {false, true}) {
+        const std::string where =
+            leaves ? "mode = 1 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 "
+                     "AND mode = 2)"
+                   : "id = $1";
+        PgParams p;
+        p.Add(id)
+            .AddBytes(r.proof_id)
+            .Add(static_cast<int64_t>(r.record_state))
+            .AddBytes(r.certificate_url)
+            .AddBytes(r.verify_url)
+            .Add(r.block_height)
+            .AddBytes(r.bitcoin_tx)
+            .Add(ToMs(r.provider_created_at))
+            .Add(ToMs(r.confirmed_at))
+            .AddBytes(request_id)
+            .Add(ToMs(now));
+        if (!leaves) p.AddBytes(r.evidence);
+        SUBMITTER_RETURN_IF_ERROR(
+            c.Exec(absl::StrCat(
+                       "UPDATE submissions SET state = 2, proof_id = $2, record_state = $3, "
+                       "certificate_url = $4, verify_url = $5, block_height = $6, bitcoin_tx = $7, "
+                       "provider_created_at = $8, confirmed_at = $9, request_id = $10, "
+                       "updated_at = $11, change_seq = change_seq + 1, lease_owner = '', "
+                       "lease_until = 0, error_canonical = 0",
+                       leaves ? "" : ", evidence = $12", " WHERE ", where),
+                   p)
+                .status());
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
+                          const std::string& message, const std::string& request_id,
+                          absl::Time now) override {
+    Forget(id);
+    return Exec(
+        "UPDATE submissions SET next_attempt_at = $2, attempts = attempts + $3, error_code = $4, "
+        "error_message = $5, error_request_id = $6, updated_at = $7, lease_owner = '', "
+        "lease_until = 0 WHERE id = $1",
+        PgParams()
+            .Add(id)
+            .Add(ToMs(next))
+            .Add(static_cast<int64_t>(count_attempt ? 1 : 0))
+            .AddBytes(code)
+            .AddBytes(message)
+            .AddBytes(request_id)
+            .Add(ToMs(now)));
+  }
+
+  absl::Status MarkFailed(int64_t id, int canonical, const std::string& code,
+                          const std::string& message, const std::string& request_id,
+                          absl::Time now) override {
+    Forget(id);
+    return db_->Tx([&](PgConn& c) -> absl::Status {
+      for (bool leaves : {false, true}) {
+        const std::string where =
+            leaves ? "mode = 1 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 "
+                     "AND mode = 2)"
+                   : "id = $1";
+        SUBMITTER_RETURN_IF_ERROR(
+            c.Exec(absl::StrCat("UPDATE submissions SET state = 3, error_canonical = $2, "
+                                "error_code = $3, error_message = $4, error_request_id = $5, "
+                                "updated_at = $6, attempts = attempts + 1, "
+                                "change_seq = change_seq + 1, lease_owner = '', lease_until = 0 "
+                                "WHERE ",
+                                where),
+                   PgParams()
+                       .Add(id)
+                       .Add(static_cast<int64_t>(canonical))
+                       .AddBytes(code)
+                       .AddBytes(message)
+                       .AddBytes(request_id)
+                       .Add(ToMs(now)))
+                .status());
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status ReleaseLease(int64_t id) override {
+    std::string tag;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = held_.find(id);
+      if (it != held_.end()) {
+        tag = it->second;
+        held_.erase(it);
+      }
+    }
+    // A row this replica does not hold (its lease expired and another replica took it) is left
+    // alone. Rows leased before this store object existed are not ours either.
+    if (tag.empty()) return absl::OkStatus();
+    return Exec(
+        "UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE id = $1 AND "
+        "lease_owner = $2",
+        PgParams().Add(id).AddBytes(tag));
+  }
+
+  absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
+    Waiting w;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
+                             "provider = $1 AND mode = 1 AND batch_id = 0 AND state = 0",
+                             PgParams().AddBytes(provider)));
+      w = Waiting();
+      if (r.rows() > 0) {
+        w.count = r.Int(0, 0);
+        if (!r.IsNull(0, 1)) w.oldest = FromMs(r.Int(0, 1));
+      }
+      return absl::OkStatus();
+    }));
+    return w;
+  }
+
+  absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
+                                                          int limit) override {
+    return Query(absl::StrCat("SELECT ", kCols,
+                              " FROM submissions WHERE provider = $1 AND mode = 1 AND batch_id = 0 "
+                              "AND state = 0 ORDER BY id LIMIT $2"),
+                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit)));
+  }
+
+  absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& b, absl::Time now) override {
+    if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() ||
+        b.paths.size() != b.leaf_ids.size() || b.root.size() != 32) {
+      return absl::InvalidArgumentError("merkle batch: leaves, nonces and paths must match");
+    }
+    const int64_t now_ms = ToMs(now);
+    int64_t batch_id = 0;
+    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      // Lock the leaves first, in id order (no deadlock between two batchers): a batcher that
+      // lost the race waits here for the winner's commit, then sees the leaves batched.
+      std::vector<int64_t> ids = b.leaf_ids;
+      std::sort(ids.begin(), ids.end());
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult locked,
+          c.Exec("SELECT id FROM submissions WHERE id = ANY($1::bigint[]) AND mode = 1 AND "
+                 "batch_id = 0 AND state = 0 AND provider = $2 ORDER BY id FOR UPDATE",
+                 PgParams().Add(IdArray(ids)).AddBytes(b.provider)));
+      std::set<int64_t> distinct(ids.begin(), ids.end());
+      if (static_cast<size_t>(locked.rows()) != distinct.size() ||
+          distinct.size() != ids.size()) {
+        return absl::AbortedError("merkle batch: a leaf was batched or changed meanwhile");
+      }
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult added,
+          c.Exec("INSERT INTO batches (provider, root, leaf_count, created_at) "
+                 "VALUES ($1, $2, $3, $4) RETURNING id",
+                 PgParams()
+                     .AddBytes(b.provider)
+                     .AddBytes(b.root)
+                     .Add(static_cast<int64_t>(b.leaf_ids.size()))
+                     .Add(now_ms)));
+      batch_id = added.Int(0, 0);
+      SUBMITTER_RETURN_IF_ERROR(
+          c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
+                 "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
+                 "mode, batch_id, leaf_count) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, "
+                 "$8, 2, $9, $10)",
+                 PgParams()
+                     .AddBytes(b.root)
+                     .AddBytes(b.provider)
+                     .AddBytes(b.root_file.job)
+                     .AddBytes(b.root_file.filename)
+                     .Add(b.root_file.size_bytes)
+                     .AddBytes(b.root_file.mime_type)
+                     .AddBytes(b.root_file.source_path)
+                     .Add(now_ms)
+                     .Add(batch_id)
+                     .Add(static_cast<int64_t>(b.leaf_ids.size())))
+              .status());
+      for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
+        SUBMITTER_ASSIGN_OR_RETURN(
+            PgResult set,
+            c.Exec("UPDATE submissions SET batch_id = $2, nonce = $3, merkle_path = $4, "
+                   "merkle_root = $5, updated_at = $6 WHERE id = $1 AND mode = 1 AND "
+                   "batch_id = 0 AND state = 0 AND provider = $7",
+                   PgParams()
+                       .Add(b.leaf_ids[i])
+                       .Add(batch_id)
+                       .AddBytes(b.nonces[i])
+                       .AddBytes(b.paths[i])
+                       .AddBytes(b.root)
+                       .Add(now_ms)
+                       .AddBytes(b.provider)));
+        if (set.affected() != 1) {
+          return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", b.leaf_ids[i],
+                                                 " was batched or changed meanwhile"));
+        }
+      }
+      return absl::OkStatus();
+    }));
+    return batch_id;
+  }
+
+  absl::Status Pause(const PauseInfo& p) override {
+    return Exec(
+        "INSERT INTO pauses (provider, reason, paused_at, probe_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (provider) DO UPDATE SET reason = $2, probe_at = $4",
+        PgParams().AddBytes(p.provider).AddBytes(p.reason).Add(ToMs(p.paused_at))
+            .Add(ToMs(p.probe_at)));
+  }
+
+  absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider) override {
+    std::vector<std::string> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec("DELETE FROM pauses WHERE $1 = ''::bytea OR provider = $1 "
+                             "RETURNING provider",
+                             PgParams().AddBytes(provider)));
+      out.clear();
+      for (int i = 0; i < r.rows(); ++i) out.push_back(r.Bytes(i, 0));
+      return absl::OkStatus();
+    }));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  absl::StatusOr<std::vector<PauseInfo>> ListPauses() override {
+    std::vector<PauseInfo> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Exec("SELECT provider, reason, paused_at, probe_at FROM pauses ORDER BY provider"));
+      out.clear();
+      for (int i = 0; i < r.rows(); ++i) {
+        out.push_back({r.Bytes(i, 0), r.Bytes(i, 1), FromMs(r.Int(i, 2)), FromMs(r.Int(i, 3))});
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
+    if (options_.handoff_lease <= absl::ZeroDuration()) {
+      return Query(absl::StrCat("SELECT ", kCols,
+                                " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                                "change_seq ORDER BY id LIMIT $1"),
+                   PgParams().Add(static_cast<int64_t>(limit)));
+    }
+    // Replicas split the hand-off: the rows returned are this replica's for handoff_lease (one
+    // that is not acknowledged by then is offered again, to whichever replica asks first).
+    const absl::Time now = options_.clock->Now();
+    std::vector<Submission> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Exec(absl::StrCat("UPDATE submissions SET handoff_until = $2 WHERE id IN (SELECT id "
+                              "FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                              "change_seq AND handoff_until <= $1 ORDER BY id LIMIT $3 FOR UPDATE "
+                              "SKIP LOCKED) RETURNING ",
+                              kCols),
+                 PgParams()
+                     .Add(ToMs(now))
+                     .Add(ToMs(now + options_.handoff_lease))
+                     .Add(static_cast<int64_t>(limit))));
+      out = ReadRows(r);
+      return absl::OkStatus();
+    }));
+    std::sort(out.begin(), out.end(),
+              [](const Submission& a, const Submission& b) { return a.id < b.id; });
+    return out;
+  }
+
+  absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
+    return Exec(
+        "UPDATE submissions SET handed_off_seq = GREATEST(handed_off_seq, $2) WHERE id = $1",
+        PgParams().Add(id).Add(seq));
+  }
+
+  absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) override {
+    return Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = $1 ORDER BY id"),
+                 PgParams().AddBytes(digest));
+  }
+
+  absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
+    std::vector<FileRef> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec("SELECT job, source_path, filename, size_bytes, mime_type "
+                             "FROM refs WHERE digest = $1 ORDER BY id",
+                             PgParams().AddBytes(digest)));
+      out.clear();
+      for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRef(r, i, 0));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) override {
+    std::map<SubState, int64_t> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Exec("SELECT m, COUNT(*) FROM (SELECT MIN(s.state) AS m FROM submissions s WHERE "
+                 "$1 = ''::bytea OR EXISTS (SELECT 1 FROM refs r WHERE r.digest = s.digest AND "
+                 "r.job = $1) GROUP BY s.digest) per_digest GROUP BY m",
+                 PgParams().AddBytes(job)));
+      out.clear();
+      for (int i = 0; i < r.rows(); ++i) out[StateFromInt(r.Int(i, 0))] += r.Int(i, 1);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status SaveGate(const std::string& name, absl::Time until) override {
+    return Exec(
+        "INSERT INTO gates (name, blocked_until) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
+        "SET blocked_until = GREATEST(gates.blocked_until, $2)",
+        PgParams().AddBytes(name).Add(ToMs(until)));
+  }
+
+  absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
+    absl::Time out = absl::InfinitePast();
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(PgResult r,
+                                 c.Exec("SELECT blocked_until FROM gates WHERE name = $1",
+                                        PgParams().AddBytes(name)));
+      out = r.rows() > 0 ? FromMs(r.Int(0, 0)) : absl::InfinitePast();
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status RecordSend(const std::string& bucket, absl::Time when,
+                          absl::Time forget_before) override {
+    return db_->Tx([&](PgConn& c) -> absl::Status {
+      SUBMITTER_RETURN_IF_ERROR(
+          c.Exec("DELETE FROM sends WHERE bucket = $1 AND sent_at < $2",
+                 PgParams().AddBytes(bucket).Add(ToMs(forget_before)))
+              .status());
+      return c.Exec("INSERT INTO sends (bucket, sent_at) VALUES ($1, $2)",
+                    PgParams().AddBytes(bucket).Add(ToMs(when)))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::vector<absl::Time>> RecentSends(const std::string& bucket,
+                                                      absl::Time since) override {
+    std::vector<absl::Time> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec("SELECT sent_at FROM sends WHERE bucket = $1 AND sent_at >= $2 "
+                             "ORDER BY sent_at",
+                             PgParams().AddBytes(bucket).Add(ToMs(since))));
+      out.clear();
+      for (int i = 0; i < r.rows(); ++i) out.push_back(FromMs(r.Int(i, 0)));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+ private:
+  absl::Status Exec(const char* sql, const PgParams& params) {
+    return db_->Run([&](PgConn& c) { return c.Exec(sql, params).status(); });
+  }
+
+  absl::StatusOr<std::vector<Submission>> Query(const std::string& sql, const PgParams& params) {
+    std::vector<Submission> out;
+    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      SUBMITTER_ASSIGN_OR_RETURN(PgResult r, c.Exec(sql, params));
+      out = ReadRows(r);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  void Forget(int64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_.erase(id);
+  }
+
+  // Keeps the leases of the rows this replica holds alive; stops with the store (or the process:
+  // then the leases run out within lease_term and other replicas take the rows).
+  void HeartbeatLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.heartbeat), [&] { return stop_; });
+      if (stop_ || held_.empty()) continue;
+      std::map<std::string, std::vector<int64_t>> by_tag;
+      for (const auto& [id, tag] : held_) by_tag[tag].push_back(id);
+      lock.unlock();
+      const int64_t until = ToMs(options_.clock->Now() + options_.lease_term);
+      for (const auto& [tag, ids] : by_tag) {
+        // One attempt per beat: a beat that fails (database down) is followed by the next.
+        absl::Status st = db_->Run([&](PgConn& c) {
+          return c
+              .Exec("UPDATE submissions SET lease_until = GREATEST(lease_until, $3) WHERE "
+                    "id = ANY($1::bigint[]) AND lease_owner = $2 AND lease_until <> 0",
+                    PgParams().Add(IdArray(ids)).AddBytes(tag).Add(until))
+              .status();
+        });
+        if (!st.ok()) ANCHORD_LOG(Warning) << "submitter store: lease heartbeat: " << st;
+      }
+      lock.lock();
+    }
+  }
+
+  std::shared_ptr<PgDb> db_;
+  PgSubmitterOptions options_;
+  const std::string instance_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<int64_t, std::string> held_;  // claimed row -> lease owner tag, guarded by mu_
+  bool stop_ = false;                    // guarded by mu_
+  std::thread heartbeat_;
+};
+
+}  // namespace
+
+const std::vector<ledger::Migration>& SubmitterMigrations() { return kMigrations; }
+
+absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenPgSubmitterStore(
+    std::shared_ptr<ledger::PgDb> db, PgSubmitterOptions options) {
+  if (db == nullptr) return absl::InvalidArgumentError("database: not open");
+  SUBMITTER_RETURN_IF_ERROR(ledger::Migrate(*db, "submitter", kMigrations).status());
+  return std::unique_ptr<SubmitterStore>(new PgSubmitterStore(std::move(db), options));
+}
+
+}  // namespace anchord::submitter

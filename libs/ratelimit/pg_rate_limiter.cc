@@ -117,7 +117,9 @@ class PgRateLimiter final : public RateLimiter {
                 PgParams().Add(name_).Add(ahead_us))
           .status();
     });
-    if (!st.ok()) ANCHORD_LOG(Warning) << "rate limiter " << name_ << ": gate: " << st;
+    if (!st.ok()) {
+      ANCHORD_LOG(Warning) << "rate limiter " << name_ << ": gate: " << st;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     local_gate_ = std::max(local_gate_, until);
   }
@@ -152,7 +154,9 @@ class PgRateLimiter final : public RateLimiter {
                 PgParams().Add(name_).Add(ago_us))
           .status();
     });
-    if (!st.ok()) ANCHORD_LOG(Warning) << "rate limiter " << name_ << ": record: " << st;
+    if (!st.ok()) {
+      ANCHORD_LOG(Warning) << "rate limiter " << name_ << ": record: " << st;
+    }
   }
 
   void Stop() override { stopped_ = true; }

@@ -246,13 +246,15 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     }
     runner->exposer_->RegisterCollectable(registry);
   }
-  if (!options.port_file.empty()) {
-    absl::Status st = WriteFileAtomically(options.port_file, std::to_string(runner->port_));
-    if (!st.ok()) return st;
-  }
+  // The gRPC port file is the readiness signal callers wait for (anchorctl's local stack reads
+  // every other file once it appears), so it is written last.
   if (!options.metrics_port_file.empty() && runner->exposer_) {
     absl::Status st =
         WriteFileAtomically(options.metrics_port_file, std::to_string(runner->metrics_port()));
+    if (!st.ok()) return st;
+  }
+  if (!options.port_file.empty()) {
+    absl::Status st = WriteFileAtomically(options.port_file, std::to_string(runner->port_));
     if (!st.ok()) return st;
   }
   ANCHORD_LOG(Info) << options.service_name << " listening on port " << runner->port_

@@ -805,7 +805,9 @@ class PgSubmitterStore final : public SubmitterStore {
                     PgParams().Add(IdArray(ids)).AddBytes(tag).Add(until))
               .status();
         });
-        if (!st.ok()) ANCHORD_LOG(Warning) << "submitter store: lease heartbeat: " << st;
+        if (!st.ok()) {
+          ANCHORD_LOG(Warning) << "submitter store: lease heartbeat: " << st;
+        }
       }
       lock.lock();
     }

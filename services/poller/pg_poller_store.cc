@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libs/common/status_macros.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 
@@ -16,12 +17,6 @@ using ledger::PgConn;
 using ledger::PgDb;
 using ledger::PgParams;
 using ledger::PgResult;
-
-#define PG_RETURN_IF_ERROR(expr)  \
-  do {                            \
-    absl::Status _st = (expr);    \
-    if (!_st.ok()) return _st;    \
-  } while (0)
 
 // Times as Unix microseconds, 0 = unset, as in the SQLite store.
 int64_t ToDb(absl::Time t) {
@@ -143,7 +138,7 @@ class PgPollerStore final : public PollerStore {
   absl::StatusOr<std::vector<TrackOutcome>> Track(const std::vector<TrackInput>& inputs,
                                                   absl::Time now) override {
     std::vector<TrackOutcome> out;
-    PG_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       out.clear();
       out.reserve(inputs.size());
       for (const TrackInput& in : inputs) {
@@ -159,7 +154,7 @@ class PgPollerStore final : public PollerStore {
   absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
                                               const std::string& provider) override {
     std::optional<ProofRow> out;
-    PG_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       auto r = GetIn(c, digest, provider);
       if (!r.ok()) return r.status();
       out = std::move(*r);
@@ -235,7 +230,7 @@ class PgPollerStore final : public PollerStore {
     }
     const std::string tag = owner + instance_;
     std::set<int64_t> claimed;
-    PG_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       // SKIP LOCKED: a replica claiming the same candidates at this moment gets the others.
       auto r = c.Exec(
           "UPDATE proofs SET check_owner = $2, check_until = $3 WHERE seq IN (SELECT seq FROM "
@@ -328,7 +323,7 @@ class PgPollerStore final : public PollerStore {
                                                           const std::string& provider,
                                                           absl::Time now) override {
     std::vector<ProofRow> out;
-    PG_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       auto changed = PropagateIn(c, root, provider, now);
       if (!changed.ok()) return changed.status();
       out = std::move(*changed);
@@ -434,7 +429,7 @@ class PgPollerStore final : public PollerStore {
   absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
                                                     const std::string& provider) override {
     std::optional<std::string> out;
-    PG_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       std::string sql = "SELECT ots FROM proofs WHERE digest = $1 AND ots_size > 0";
       PgParams p;
       p.AddBytes(digest);
@@ -454,7 +449,7 @@ class PgPollerStore final : public PollerStore {
 
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
     Summary out;
-    PG_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       std::string sql = "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
       PgParams p;
       if (!job.empty()) {
@@ -478,7 +473,7 @@ class PgPollerStore final : public PollerStore {
 
   absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {
     std::map<std::string, ProviderStats> out;
-    PG_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       auto r = c.Exec(
           "SELECT provider, state, COUNT(*), MIN(CASE WHEN state = $1 THEN pending_since END), "
           "SUM(CASE WHEN state = $1 AND stalled = 1 THEN 1 ELSE 0 END)::bigint "
@@ -511,7 +506,7 @@ class PgPollerStore final : public PollerStore {
   absl::StatusOr<std::vector<ProofRow>> Query(const std::string& sql, const PgParams& params,
                                               bool with_files = true) {
     std::vector<ProofRow> out;
-    PG_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       auto rows = Collect(c, sql, params, with_files);
       if (!rows.ok()) return rows.status();
       out = std::move(*rows);
@@ -577,7 +572,7 @@ class PgPollerStore final : public PollerStore {
                                                  const std::string& provider, const char* sql,
                                                  const PgParams& params) {
     std::optional<ProofRow> out;
-    PG_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       auto r = c.Exec(sql, params);
       if (!r.ok()) return r.status();
       out.reset();
@@ -783,7 +778,7 @@ const std::vector<ledger::Migration>& PollerMigrations() { return kMigrations; }
 absl::StatusOr<std::unique_ptr<PollerStore>> OpenPgPollerStore(std::shared_ptr<ledger::PgDb> db,
                                                                Clock* clock) {
   if (db == nullptr) return absl::InvalidArgumentError("database: not open");
-  PG_RETURN_IF_ERROR(ledger::Migrate(*db, "poller", kMigrations).status());
+  ANCHORD_RETURN_IF_ERROR(ledger::Migrate(*db, "poller", kMigrations).status());
   return std::unique_ptr<PollerStore>(new PgPollerStore(std::move(db), clock));
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libs/common/status_macros.h"
 #include "libs/common/log.h"
 #include "libs/ledger/sqlite_db.h"
 
@@ -16,12 +17,6 @@ namespace {
 using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
-
-#define POLLER_RETURN_IF_ERROR(expr)    \
-  do {                                  \
-    absl::Status _st = (expr);          \
-    if (!_st.ok()) return _st;          \
-  } while (0)
 
 // Times are stored as Unix microseconds; 0 means unset.
 int64_t ToDb(absl::Time t) {
@@ -132,8 +127,8 @@ class SqlitePollerStore final : public PollerStore {
   explicit SqlitePollerStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
   absl::Status Init() {
-    POLLER_RETURN_IF_ERROR(db_->Exec(kSchema));
-    POLLER_RETURN_IF_ERROR(db_->AddMissingColumns("proofs", kAddedColumns));
+    ANCHORD_RETURN_IF_ERROR(db_->Exec(kSchema));
+    ANCHORD_RETURN_IF_ERROR(db_->AddMissingColumns("proofs", kAddedColumns));
     return db_->Exec(
         "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
         "WHERE length(merkle_root) > 0");
@@ -143,7 +138,7 @@ class SqlitePollerStore final : public PollerStore {
   absl::StatusOr<std::vector<TrackOutcome>> Track(const std::vector<TrackInput>& inputs,
                                                   absl::Time now) override {
     Transaction tx(*db_);
-    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     std::vector<TrackOutcome> out;
     out.reserve(inputs.size());
     for (const TrackInput& in : inputs) {
@@ -151,7 +146,7 @@ class SqlitePollerStore final : public PollerStore {
       if (!one.ok()) return one.status();
       out.push_back(std::move(*one));
     }
-    POLLER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
 
@@ -218,7 +213,7 @@ class SqlitePollerStore final : public PollerStore {
                                                     const std::string& owner, absl::Time now,
                                                     absl::Time until) override {
     Transaction tx(*db_);
-    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     auto st = db_->Prepare(
         "UPDATE proofs SET check_owner = ?2, check_until = ?3 WHERE seq = ?1 AND provider = ?5 "
         "AND (check_until <= ?4 OR check_owner = ?2) AND last_checked_at = ?6");
@@ -228,10 +223,10 @@ class SqlitePollerStore final : public PollerStore {
       st->Reset();
       st->Bind(1, row.seq).Bind(2, owner).Bind(3, ToDb(until)).Bind(4, ToDb(now));
       st->Bind(5, provider).Bind(6, ToDb(row.last_checked_at));
-      POLLER_RETURN_IF_ERROR(st->Run());
+      ANCHORD_RETURN_IF_ERROR(st->Run());
       if (db_->Changes() > 0) out.push_back(std::move(row));
     }
-    POLLER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
 
@@ -304,10 +299,10 @@ class SqlitePollerStore final : public PollerStore {
                                                           const std::string& provider,
                                                           absl::Time now) override {
     Transaction tx(*db_);
-    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     auto changed = PropagateLocked(root, provider, now);
     if (!changed.ok()) return changed.status();
-    POLLER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return changed;
   }
 
@@ -505,7 +500,7 @@ class SqlitePollerStore final : public PollerStore {
     upd->Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
     upd->Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
     upd->Bind(16, static_cast<int64_t>(kPending));
-    POLLER_RETURN_IF_ERROR(upd->Run());
+    ANCHORD_RETURN_IF_ERROR(upd->Run());
     if (db_->Changes() == 0) return changed;
     // Return the changed leaves as they are now, with their files (for events).
     auto after = db_->Prepare(absl::StrCat("SELECT ", kColumns,
@@ -573,18 +568,18 @@ class SqlitePollerStore final : public PollerStore {
                                                  const std::string& provider, const char* sql,
                                                  BindFn bind) {
     Transaction tx(*db_);
-    POLLER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     {
       auto st = db_->Prepare(sql);
       if (!st.ok()) return st.status();
       st->BindBlob(1, digest).Bind(2, provider);
       bind(*st);
-      POLLER_RETURN_IF_ERROR(st->Run());
+      ANCHORD_RETURN_IF_ERROR(st->Run());
     }
     if (db_->Changes() == 0) return std::optional<ProofRow>();
     auto row = GetLocked(digest, provider);
     if (!row.ok()) return row.status();
-    POLLER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return row;
   }
 
@@ -626,7 +621,7 @@ class SqlitePollerStore final : public PollerStore {
         st->BindBlob(21, in.evidence);
       }
       st->Bind(22, static_cast<int64_t>(in.evidence.size()));
-      POLLER_RETURN_IF_ERROR(st->Run());
+      ANCHORD_RETURN_IF_ERROR(st->Run());
       out.inserted = true;
       // A leaf whose root the poller already followed to its end takes the root's state now.
       if (!p.merkle_root.empty()) {
@@ -660,7 +655,7 @@ class SqlitePollerStore final : public PollerStore {
         st->Bind(12, state == kFailed ? p.failure_reason : std::string());
         st->Bind(13, p.provider_request_id).Bind(14, ToDb(now));
         st->Bind(15, static_cast<int64_t>(kPending));
-        POLLER_RETURN_IF_ERROR(st->Run());
+        ANCHORD_RETURN_IF_ERROR(st->Run());
         out.state_changed = db_->Changes() > 0;
       } else if (!p.proof_id.empty() && old.proof_id != p.proof_id) {
         // Same (digest, provider), different provider record: keep the first one (the provider
@@ -677,7 +672,7 @@ class SqlitePollerStore final : public PollerStore {
       if (!st.ok()) return st.status();
       st->BindBlob(1, p.digest).Bind(2, f.job.empty() ? std::string("default") : f.job);
       st->Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
-      POLLER_RETURN_IF_ERROR(st->Run());
+      ANCHORD_RETURN_IF_ERROR(st->Run());
     }
     auto after = GetLocked(p.digest, p.provider);
     if (!after.ok()) return after.status();
@@ -700,7 +695,7 @@ absl::StatusOr<std::unique_ptr<PollerStore>> OpenSqlitePollerStore(const std::st
   auto db = SqliteDb::Open(path);
   if (!db.ok()) return db.status();
   auto store = std::make_unique<SqlitePollerStore>(std::move(*db));
-  POLLER_RETURN_IF_ERROR(store->Init());
+  ANCHORD_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<PollerStore>(std::move(store));
 }
 

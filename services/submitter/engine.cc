@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
-#include "services/submitter/status_macros.h"
+#include "libs/common/status_macros.h"
 
 namespace anchord::submitter {
 namespace {
@@ -62,8 +62,8 @@ Engine::~Engine() { Stop(); }
 absl::Status Engine::Init() {
   // With SQLite the file belongs to this one process, so every lease is a dead process's; a
   // shared store frees only this replica's own (other replicas' leases are live).
-  SUBMITTER_RETURN_IF_ERROR(store_->ReleaseAllLeases());
-  SUBMITTER_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store_->ListPauses());
+  ANCHORD_RETURN_IF_ERROR(store_->ReleaseAllLeases());
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store_->ListPauses());
   std::lock_guard<std::mutex> lock(mu_);
   pauses_.clear();
   for (auto& p : pauses) {
@@ -76,7 +76,7 @@ absl::Status Engine::Init() {
 }
 
 absl::Status Engine::Start() {
-  SUBMITTER_RETURN_IF_ERROR(Init());
+  ANCHORD_RETURN_IF_ERROR(Init());
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
     threads_.emplace_back([this] { WorkerLoop(); });
   }
@@ -120,7 +120,7 @@ std::optional<PauseInfo> Engine::Paused(const std::string& provider) {
 }
 
 absl::StatusOr<std::vector<std::string>> Engine::Resume(const std::string& provider) {
-  SUBMITTER_ASSIGN_OR_RETURN(std::vector<std::string> resumed, store_->Resume(provider));
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<std::string> resumed, store_->Resume(provider));
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& name : resumed) pauses_.erase(name);
@@ -155,19 +155,19 @@ absl::StatusOr<bool> Engine::RunOnce(const std::string& only) {
         pause = it->second;
       }
     }
-    if (pause) SUBMITTER_RETURN_IF_ERROR(store_->Pause(*pause));
+    if (pause) ANCHORD_RETURN_IF_ERROR(store_->Pause(*pause));
     // A quota probe sends one row, not a whole batch.
     const int limit = probe ? 1 : std::max(1, provider->max_batch());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         std::vector<Submission> rows,
         store_->ClaimBatch(name, options_.owner, now, now + options_.lease, limit));
     if (rows.empty()) continue;
     if (!probe && static_cast<int>(rows.size()) < limit &&
         rows.front().created_at > now - options_.batch_linger) {
-      for (const Submission& row : rows) SUBMITTER_RETURN_IF_ERROR(store_->ReleaseLease(row.id));
+      for (const Submission& row : rows) ANCHORD_RETURN_IF_ERROR(store_->ReleaseLease(row.id));
       continue;
     }
-    SUBMITTER_RETURN_IF_ERROR(Process(provider, std::move(rows), probe));
+    ANCHORD_RETURN_IF_ERROR(Process(provider, std::move(rows), probe));
     return true;
   }
   return false;
@@ -265,7 +265,7 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
   if (probe && out.kind != OutcomeKind::kQuotaExhausted) {
     ANCHORD_LOG(Info) << "provider " << name << ": quota probe answered "
                       << KindLabel(out.kind) << "; resuming the queue";
-    SUBMITTER_RETURN_IF_ERROR(Resume(name).status());
+    ANCHORD_RETURN_IF_ERROR(Resume(name).status());
   }
 
   switch (out.kind) {
@@ -308,7 +308,7 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
       ANCHORD_LOG(Warning) << "provider " << name << ": quota exhausted (" << out.code
                            << ", request id " << out.request_id << "); queue paused until "
                            << absl::FormatTime(p.probe_at) << " or ResumeQueue";
-      SUBMITTER_RETURN_IF_ERROR(store_->Pause(p));
+      ANCHORD_RETURN_IF_ERROR(store_->Pause(p));
       // Nothing is marked failed: the row keeps its key and body and goes out after the pause.
       return store_->Reschedule(row.id, row.next_attempt_at, false, out.code, out.message,
                                 out.request_id, now);

@@ -13,7 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
-#include "services/submitter/status_macros.h"
+#include "libs/common/status_macros.h"
 
 namespace anchord::submitter {
 namespace {
@@ -231,12 +231,12 @@ class PgSubmitterStore final : public SubmitterStore {
                                                         absl::Time now) override {
     std::vector<InsertResult> out;
     const int64_t now_ms = ToMs(now);
-    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       out.clear();
       out.reserve(items.size());
       for (const NewItem& item : items) {
         InsertResult res;
-        SUBMITTER_ASSIGN_OR_RETURN(
+        ANCHORD_ASSIGN_OR_RETURN(
             PgResult first,
             c.Exec("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
                    "WHERE digest = $1 ORDER BY id LIMIT 1",
@@ -244,7 +244,7 @@ class PgSubmitterStore final : public SubmitterStore {
         std::optional<FileRef> original;
         if (first.rows() > 0) original = ReadRef(first, 0, 0);
         res.known_before = original.has_value();
-        SUBMITTER_ASSIGN_OR_RETURN(
+        ANCHORD_ASSIGN_OR_RETURN(
             PgResult added,
             c.Exec("INSERT INTO refs (digest, job, source_path, filename, size_bytes, mime_type, "
                    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -262,7 +262,7 @@ class PgSubmitterStore final : public SubmitterStore {
             res.duplicate_of = original->source_path;
           }
           if (new_ref) {
-            SUBMITTER_RETURN_IF_ERROR(
+            ANCHORD_RETURN_IF_ERROR(
                 c.Exec("UPDATE submissions SET change_seq = change_seq + 1, updated_at = $2 "
                        "WHERE digest = $1",
                        PgParams().AddBytes(item.digest).Add(now_ms))
@@ -271,7 +271,7 @@ class PgSubmitterStore final : public SubmitterStore {
         }
         const FileRef& file = original.has_value() ? *original : item.file;
         for (const std::string& provider : item.providers) {
-          SUBMITTER_RETURN_IF_ERROR(
+          ANCHORD_RETURN_IF_ERROR(
               c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
                      "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
                      "mode, fallback_provider) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, "
@@ -290,7 +290,7 @@ class PgSubmitterStore final : public SubmitterStore {
                          .AddBytes(item.fallback_provider))
                   .status());
         }
-        SUBMITTER_ASSIGN_OR_RETURN(
+        ANCHORD_ASSIGN_OR_RETURN(
             PgResult min_state,
             c.Exec("SELECT MIN(state) FROM submissions WHERE digest = $1",
                    PgParams().AddBytes(item.digest)));
@@ -306,8 +306,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<int64_t> CountBacklog() override {
     int64_t n = 0;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(PgResult r,
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
                                  c.Exec("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
       n = r.Int(0, 0);
       return absl::OkStatus();
@@ -317,8 +317,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<BacklogCount>> CountByProviderState() override {
     std::vector<BacklogCount> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r,
           c.Exec("SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state "
                  "ORDER BY provider, state"));
@@ -341,8 +341,8 @@ class PgSubmitterStore final : public SubmitterStore {
     std::vector<Submission> out;
     // SKIP LOCKED: replicas claiming at once take different rows instead of queueing on the
     // same ones; the lease keeps a claimed row away from them after this transaction ends.
-    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r,
           c.Exec(absl::StrCat(
                      "UPDATE submissions SET lease_owner = $2, lease_until = $3 WHERE id IN ("
@@ -385,8 +385,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) override {
     std::optional<absl::Time> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = $1 "
                              "AND state IN (0, 1) AND lease_until = 0",
                              PgParams().AddBytes(provider)));
@@ -428,7 +428,7 @@ class PgSubmitterStore final : public SubmitterStore {
             .AddBytes(request_id)
             .Add(ToMs(now));
         if (!leaves) p.AddBytes(r.evidence);
-        SUBMITTER_RETURN_IF_ERROR(
+        ANCHORD_RETURN_IF_ERROR(
             c.Exec(absl::StrCat(
                        "UPDATE submissions SET state = 2, proof_id = $2, record_state = $3, "
                        "certificate_url = $4, verify_url = $5, block_height = $6, bitcoin_tx = $7, "
@@ -471,7 +471,7 @@ class PgSubmitterStore final : public SubmitterStore {
             leaves ? "mode = 1 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 "
                      "AND mode = 2)"
                    : "id = $1";
-        SUBMITTER_RETURN_IF_ERROR(
+        ANCHORD_RETURN_IF_ERROR(
             c.Exec(absl::StrCat("UPDATE submissions SET state = 3, error_canonical = $2, "
                                 "error_code = $3, error_message = $4, error_request_id = $5, "
                                 "updated_at = $6, attempts = attempts + 1, "
@@ -512,8 +512,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
     Waiting w;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
                              "provider = $1 AND mode = 1 AND batch_id = 0 AND state = 0",
                              PgParams().AddBytes(provider)));
@@ -542,12 +542,12 @@ class PgSubmitterStore final : public SubmitterStore {
     }
     const int64_t now_ms = ToMs(now);
     int64_t batch_id = 0;
-    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       // Lock the leaves first, in id order (no deadlock between two batchers): a batcher that
       // lost the race waits here for the winner's commit, then sees the leaves batched.
       std::vector<int64_t> ids = b.leaf_ids;
       std::sort(ids.begin(), ids.end());
-      SUBMITTER_ASSIGN_OR_RETURN(
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult locked,
           c.Exec("SELECT id FROM submissions WHERE id = ANY($1::bigint[]) AND mode = 1 AND "
                  "batch_id = 0 AND state = 0 AND provider = $2 ORDER BY id FOR UPDATE",
@@ -557,7 +557,7 @@ class PgSubmitterStore final : public SubmitterStore {
           distinct.size() != ids.size()) {
         return absl::AbortedError("merkle batch: a leaf was batched or changed meanwhile");
       }
-      SUBMITTER_ASSIGN_OR_RETURN(
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult added,
           c.Exec("INSERT INTO batches (provider, root, leaf_count, created_at) "
                  "VALUES ($1, $2, $3, $4) RETURNING id",
@@ -567,7 +567,7 @@ class PgSubmitterStore final : public SubmitterStore {
                      .Add(static_cast<int64_t>(b.leaf_ids.size()))
                      .Add(now_ms)));
       batch_id = added.Int(0, 0);
-      SUBMITTER_RETURN_IF_ERROR(
+      ANCHORD_RETURN_IF_ERROR(
           c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
                  "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
                  "mode, batch_id, leaf_count) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, "
@@ -585,7 +585,7 @@ class PgSubmitterStore final : public SubmitterStore {
                      .Add(static_cast<int64_t>(b.leaf_ids.size())))
               .status());
       for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
-        SUBMITTER_ASSIGN_OR_RETURN(
+        ANCHORD_ASSIGN_OR_RETURN(
             PgResult set,
             c.Exec("UPDATE submissions SET batch_id = $2, nonce = $3, merkle_path = $4, "
                    "merkle_root = $5, updated_at = $6 WHERE id = $1 AND mode = 1 AND "
@@ -618,8 +618,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider) override {
     std::vector<std::string> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("DELETE FROM pauses WHERE $1 = ''::bytea OR provider = $1 "
                              "RETURNING provider",
                              PgParams().AddBytes(provider)));
@@ -633,8 +633,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<PauseInfo>> ListPauses() override {
     std::vector<PauseInfo> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r,
           c.Exec("SELECT provider, reason, paused_at, probe_at FROM pauses ORDER BY provider"));
       out.clear();
@@ -657,8 +657,8 @@ class PgSubmitterStore final : public SubmitterStore {
     // that is not acknowledged by then is offered again, to whichever replica asks first).
     const absl::Time now = options_.clock->Now();
     std::vector<Submission> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r,
           c.Exec(absl::StrCat("UPDATE submissions SET handoff_until = $2 WHERE id IN (SELECT id "
                               "FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
@@ -690,8 +690,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
     std::vector<FileRef> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("SELECT job, source_path, filename, size_bytes, mime_type "
                              "FROM refs WHERE digest = $1 ORDER BY id",
                              PgParams().AddBytes(digest)));
@@ -704,8 +704,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) override {
     std::map<SubState, int64_t> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r,
           c.Exec("SELECT m, COUNT(*) FROM (SELECT MIN(s.state) AS m FROM submissions s WHERE "
                  "$1 = ''::bytea OR EXISTS (SELECT 1 FROM refs r WHERE r.digest = s.digest AND "
@@ -727,8 +727,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
     absl::Time out = absl::InfinitePast();
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(PgResult r,
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
                                  c.Exec("SELECT blocked_until FROM gates WHERE name = $1",
                                         PgParams().AddBytes(name)));
       out = r.rows() > 0 ? FromMs(r.Int(0, 0)) : absl::InfinitePast();
@@ -740,7 +740,7 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::Status RecordSend(const std::string& bucket, absl::Time when,
                           absl::Time forget_before) override {
     return db_->Tx([&](PgConn& c) -> absl::Status {
-      SUBMITTER_RETURN_IF_ERROR(
+      ANCHORD_RETURN_IF_ERROR(
           c.Exec("DELETE FROM sends WHERE bucket = $1 AND sent_at < $2",
                  PgParams().AddBytes(bucket).Add(ToMs(forget_before)))
               .status());
@@ -753,8 +753,8 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<absl::Time>> RecentSends(const std::string& bucket,
                                                       absl::Time since) override {
     std::vector<absl::Time> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("SELECT sent_at FROM sends WHERE bucket = $1 AND sent_at >= $2 "
                              "ORDER BY sent_at",
                              PgParams().AddBytes(bucket).Add(ToMs(since))));
@@ -772,8 +772,8 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<Submission>> Query(const std::string& sql, const PgParams& params) {
     std::vector<Submission> out;
-    SUBMITTER_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      SUBMITTER_ASSIGN_OR_RETURN(PgResult r, c.Exec(sql, params));
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r, c.Exec(sql, params));
       out = ReadRows(r);
       return absl::OkStatus();
     }));
@@ -830,7 +830,7 @@ const std::vector<ledger::Migration>& SubmitterMigrations() { return kMigrations
 absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenPgSubmitterStore(
     std::shared_ptr<ledger::PgDb> db, PgSubmitterOptions options) {
   if (db == nullptr) return absl::InvalidArgumentError("database: not open");
-  SUBMITTER_RETURN_IF_ERROR(ledger::Migrate(*db, "submitter", kMigrations).status());
+  ANCHORD_RETURN_IF_ERROR(ledger::Migrate(*db, "submitter", kMigrations).status());
   return std::unique_ptr<SubmitterStore>(new PgSubmitterStore(std::move(db), options));
 }
 

@@ -10,7 +10,7 @@
 #include "libs/rpc/internal.h"
 #include "libs/rpc/status.h"
 #include "services/submitter/handoff.h"
-#include "services/submitter/status_macros.h"
+#include "libs/common/status_macros.h"
 
 namespace anchord::submitter {
 
@@ -33,14 +33,14 @@ DigestState ToDigestState(SubState s) {
 }  // namespace
 
 absl::Status ValidateSubmit(const SubmitRequest& req, const ServiceOptions& options, NewItem* out) {
-  SUBMITTER_RETURN_IF_ERROR(ValidateRequestId(req.request_id(), "request_id"));
-  SUBMITTER_RETURN_IF_ERROR(ValidateDigest(req.digest(), "digest"));
+  ANCHORD_RETURN_IF_ERROR(ValidateRequestId(req.request_id(), "request_id"));
+  ANCHORD_RETURN_IF_ERROR(ValidateDigest(req.digest(), "digest"));
   const auto& m = req.metadata();
-  SUBMITTER_RETURN_IF_ERROR(ValidateFilename(m.filename(), "metadata.filename"));
-  SUBMITTER_RETURN_IF_ERROR(ValidateSize(m.size_bytes(), "metadata.size_bytes"));
-  SUBMITTER_RETURN_IF_ERROR(ValidateJob(m.job(), "metadata.job"));
-  SUBMITTER_RETURN_IF_ERROR(ValidateMimeType(m.mime_type(), "metadata.mime_type"));
-  SUBMITTER_RETURN_IF_ERROR(ValidateSourcePath(m.source_path(), "metadata.source_path"));
+  ANCHORD_RETURN_IF_ERROR(ValidateFilename(m.filename(), "metadata.filename"));
+  ANCHORD_RETURN_IF_ERROR(ValidateSize(m.size_bytes(), "metadata.size_bytes"));
+  ANCHORD_RETURN_IF_ERROR(ValidateJob(m.job(), "metadata.job"));
+  ANCHORD_RETURN_IF_ERROR(ValidateMimeType(m.mime_type(), "metadata.mime_type"));
+  ANCHORD_RETURN_IF_ERROR(ValidateSourcePath(m.source_path(), "metadata.source_path"));
   std::vector<std::string> providers;
   for (int i = 0; i < req.providers_size(); ++i) {
     const std::string& p = req.providers(i);

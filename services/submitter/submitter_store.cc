@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/ledger/sqlite_db.h"
-#include "services/submitter/status_macros.h"
+#include "libs/common/status_macros.h"
 
 namespace anchord::submitter {
 
@@ -198,8 +198,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
   explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
   absl::Status Init() {
-    SUBMITTER_RETURN_IF_ERROR(db_->Exec(kSchema));
-    SUBMITTER_RETURN_IF_ERROR(db_->AddMissingColumns("submissions", kAddedColumns));
+    ANCHORD_RETURN_IF_ERROR(db_->Exec(kSchema));
+    ANCHORD_RETURN_IF_ERROR(db_->AddMissingColumns("submissions", kAddedColumns));
     // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
     // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
     // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
@@ -225,26 +225,26 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
                                                         absl::Time now) override {
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement first_ref,
         db_->Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
                      "WHERE digest = ?1 ORDER BY id LIMIT 1"));
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement add_ref,
         db_->Prepare("INSERT OR IGNORE INTO refs (digest, job, source_path, filename, size_bytes, "
                      "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement bump,
         db_->Prepare("UPDATE submissions SET change_seq = change_seq + 1, updated_at = ?2 "
                      "WHERE digest = ?1"));
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement add_sub,
         db_->Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
                      "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
                      "updated_at, mode, fallback_provider) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
-    SUBMITTER_ASSIGN_OR_RETURN(Statement min_state,
+    ANCHORD_ASSIGN_OR_RETURN(Statement min_state,
                                db_->Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
     std::vector<InsertResult> out;
     out.reserve(items.size());
@@ -253,7 +253,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       InsertResult res;
       first_ref.Reset();
       first_ref.BindBlob(1, item.digest);
-      SUBMITTER_ASSIGN_OR_RETURN(bool has_ref, first_ref.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref.Step());
       std::optional<FileRef> original;
       if (has_ref) original = ReadRef(first_ref, 0);
       first_ref.Reset();
@@ -267,7 +267,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
           .Bind(5, item.file.size_bytes)
           .Bind(6, item.file.mime_type)
           .Bind(7, now_ms);
-      SUBMITTER_RETURN_IF_ERROR(add_ref.Run());
+      ANCHORD_RETURN_IF_ERROR(add_ref.Run());
       bool new_ref = db_->Changes() > 0;
       if (original.has_value()) {
         if (original->job != item.file.job || original->source_path != item.file.source_path) {
@@ -277,7 +277,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         if (new_ref) {
           bump.Reset();
           bump.BindBlob(1, item.digest).Bind(2, now_ms);
-          SUBMITTER_RETURN_IF_ERROR(bump.Run());
+          ANCHORD_RETURN_IF_ERROR(bump.Run());
         }
       }
       const FileRef& file = original.has_value() ? *original : item.file;
@@ -294,39 +294,39 @@ class SqliteSubmitterStore final : public SubmitterStore {
             .Bind(8, now_ms)
             .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
             .Bind(10, item.fallback_provider);
-        SUBMITTER_RETURN_IF_ERROR(add_sub.Run());
+        ANCHORD_RETURN_IF_ERROR(add_sub.Run());
         if (db_->Changes() == 0) all_new = false;
       }
       // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
       if (!all_new) {
         min_state.Reset();
         min_state.BindBlob(1, item.digest);
-        SUBMITTER_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
+        ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
         if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
         min_state.Reset();
       }
       out.push_back(std::move(res));
     }
-    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
 
   absl::StatusOr<int64_t> CountBacklog() override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
-    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? s.ColumnInt(0) : 0;
   }
 
   absl::StatusOr<std::vector<BacklogCount>> CountByProviderState() override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
         db_->Prepare("SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state"));
     std::vector<BacklogCount> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back({s.ColumnText(0), StateFromInt(s.ColumnInt(1)), s.ColumnInt(2)});
     }
@@ -337,9 +337,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                                      const std::string& owner, absl::Time now,
                                                      absl::Time lease_until, int limit) override {
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     // BEGIN IMMEDIATE makes select-then-update atomic here; see the schema note for PostgreSQL.
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement pick,
         db_->Prepare("SELECT id FROM submissions WHERE provider = ?1 AND state IN (0, 1) AND "
                      "next_attempt_at <= ?2 AND lease_until <= ?2 AND mode <> 1 ORDER BY id "
@@ -347,43 +347,43 @@ class SqliteSubmitterStore final : public SubmitterStore {
     pick.Bind(1, provider).Bind(2, ToMs(now)).Bind(3, static_cast<int64_t>(std::max(1, limit)));
     std::vector<int64_t> ids;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool found, pick.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool found, pick.Step());
       if (!found) break;
       ids.push_back(pick.ColumnInt(0));
     }
     std::vector<Submission> out;
     if (ids.empty()) return out;
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement lease,
         db_->Prepare("UPDATE submissions SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1"));
     for (int64_t id : ids) {
       lease.Reset();
       lease.Bind(1, id).Bind(2, owner).Bind(3, ToMs(lease_until));
-      SUBMITTER_RETURN_IF_ERROR(lease.Run());
-      SUBMITTER_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(id));
+      ANCHORD_RETURN_IF_ERROR(lease.Run());
+      ANCHORD_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(id));
       if (row) out.push_back(*std::move(row));
     }
-    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
 
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
     // Rows are inserted in time order, so the oldest waiting leaf is the one with the lowest id.
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT COUNT(*) FROM submissions WHERE provider = ?1 AND "
                                   "mode = 1 AND batch_id = 0 AND state = 0"));
     s.Bind(1, provider);
-    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     Waiting w;
     if (row) w.count = s.ColumnInt(0);
     if (w.count == 0) return w;
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement first,
         db_->Prepare("SELECT created_at FROM submissions WHERE provider = ?1 AND mode = 1 AND "
                      "batch_id = 0 AND state = 0 ORDER BY id LIMIT 1"));
     first.Bind(1, provider);
-    SUBMITTER_ASSIGN_OR_RETURN(bool found, first.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool found, first.Step());
     if (found) w.oldest = FromMs(first.ColumnInt(0));
     return w;
   }
@@ -402,17 +402,17 @@ class SqliteSubmitterStore final : public SubmitterStore {
       return absl::InvalidArgumentError("merkle batch: leaves, nonces and paths must match");
     }
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     const int64_t now_ms = ToMs(now);
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement add_batch,
         db_->Prepare("INSERT INTO batches (provider, root, leaf_count, created_at) "
                      "VALUES (?1, ?2, ?3, ?4)"));
     add_batch.Bind(1, b.provider).BindBlob(2, b.root)
         .Bind(3, static_cast<int64_t>(b.leaf_ids.size())).Bind(4, now_ms);
-    SUBMITTER_RETURN_IF_ERROR(add_batch.Run());
+    ANCHORD_RETURN_IF_ERROR(add_batch.Run());
     const int64_t batch_id = db_->LastInsertRowId();
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement add_root,
         db_->Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
                      "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
@@ -428,8 +428,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
         .Bind(8, now_ms)
         .Bind(9, batch_id)
         .Bind(10, static_cast<int64_t>(b.leaf_ids.size()));
-    SUBMITTER_RETURN_IF_ERROR(add_root.Run());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(add_root.Run());
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement set_leaf,
         db_->Prepare("UPDATE submissions SET batch_id = ?2, nonce = ?3, merkle_path = ?4, "
                      "merkle_root = ?5, updated_at = ?6 WHERE id = ?1 AND mode = 1 AND "
@@ -443,14 +443,14 @@ class SqliteSubmitterStore final : public SubmitterStore {
           .BindBlob(5, b.root)
           .Bind(6, now_ms)
           .Bind(7, b.provider);
-      SUBMITTER_RETURN_IF_ERROR(set_leaf.Run());
+      ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
       if (db_->Changes() != 1) {
         // The transaction rolls back when tx goes out of scope without Commit.
         return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", b.leaf_ids[i],
                                                " was batched or changed meanwhile"));
       }
     }
-    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return batch_id;
   }
 
@@ -460,11 +460,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
                                   "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0"));
     s.Bind(1, provider);
-    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row || s.ColumnIsNull(0)) return std::optional<absl::Time>();
     return std::optional<absl::Time>(FromMs(s.ColumnInt(0)));
   }
@@ -480,12 +480,12 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
                              absl::Time now) override {
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     // A leaf takes its root's record (not its evidence: the root row carries that).
     for (const char* where : {"id = ?1", "mode = 1 AND batch_id = (SELECT batch_id FROM "
                                          "submissions WHERE id = ?1 AND mode = 2)"}) {
       const bool leaves = where[0] != 'i';
-      SUBMITTER_ASSIGN_OR_RETURN(
+      ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
           db_->Prepare(absl::StrCat(
               "UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, "
@@ -506,7 +506,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
           .Bind(10, request_id)
           .Bind(11, ToMs(now));
       if (!leaves) s.BindBlob(12, r.evidence);
-      SUBMITTER_RETURN_IF_ERROR(s.Run());
+      ANCHORD_RETURN_IF_ERROR(s.Run());
     }
     return tx.Commit();
   }
@@ -533,11 +533,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
                           const std::string& message, const std::string& request_id,
                           absl::Time now) override {
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     // The leaves of a failed root fail with it, for the same reason.
     for (const char* where : {"id = ?1", "mode = 1 AND batch_id = (SELECT batch_id FROM "
                                          "submissions WHERE id = ?1 AND mode = 2)"}) {
-      SUBMITTER_ASSIGN_OR_RETURN(
+      ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
           db_->Prepare(absl::StrCat(
               "UPDATE submissions SET state = 3, error_canonical = ?2, error_code = ?3, "
@@ -551,7 +551,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
           .Bind(4, message)
           .Bind(5, request_id)
           .Bind(6, ToMs(now));
-      SUBMITTER_RETURN_IF_ERROR(s.Run());
+      ANCHORD_RETURN_IF_ERROR(s.Run());
     }
     return tx.Commit();
   }
@@ -572,32 +572,32 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider) override {
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement sel, db_->Prepare("SELECT provider FROM pauses WHERE ?1 = '' OR provider = ?1 "
                                     "ORDER BY provider"));
     sel.Bind(1, provider);
     std::vector<std::string> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, sel.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, sel.Step());
       if (!row) break;
       out.push_back(sel.ColumnText(0));
     }
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement del, db_->Prepare("DELETE FROM pauses WHERE ?1 = '' OR provider = ?1"));
     del.Bind(1, provider);
-    SUBMITTER_RETURN_IF_ERROR(del.Run());
-    SUBMITTER_RETURN_IF_ERROR(tx.Commit());
+    ANCHORD_RETURN_IF_ERROR(del.Run());
+    ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
 
   absl::StatusOr<std::vector<PauseInfo>> ListPauses() override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT provider, reason, paused_at, probe_at FROM pauses"));
     std::vector<PauseInfo> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back({s.ColumnText(0), s.ColumnText(1), FromMs(s.ColumnInt(2)),
                      FromMs(s.ColumnInt(3))});
@@ -621,14 +621,14 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::Status MarkHandedOffBatch(const std::vector<std::pair<int64_t, int64_t>>& rows) override {
     if (rows.empty()) return absl::OkStatus();
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
         db_->Prepare("UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1"));
     for (const auto& [id, seq] : rows) {
       s.Reset();
       s.Bind(1, id).Bind(2, seq);
-      SUBMITTER_RETURN_IF_ERROR(s.Run());
+      ANCHORD_RETURN_IF_ERROR(s.Run());
     }
     return tx.Commit();
   }
@@ -640,13 +640,13 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT job, source_path, filename, size_bytes, mime_type "
                                   "FROM refs WHERE digest = ?1 ORDER BY id"));
     s.BindBlob(1, digest);
     std::vector<FileRef> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back(ReadRef(s, 0));
     }
@@ -655,14 +655,14 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
         db_->Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 "
                      "FROM refs r WHERE r.digest = s.digest AND r.job = ?1) GROUP BY s.digest"));
     s.Bind(1, job);
     std::map<SubState, int64_t> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       ++out[StateFromInt(s.ColumnInt(0))];
     }
@@ -678,38 +678,38 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(Statement s,
+    ANCHORD_ASSIGN_OR_RETURN(Statement s,
                                db_->Prepare("SELECT blocked_until FROM gates WHERE name = ?1"));
     s.Bind(1, name);
-    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? FromMs(s.ColumnInt(0)) : absl::InfinitePast();
   }
 
   absl::Status RecordSend(const std::string& bucket, absl::Time when,
                           absl::Time forget_before) override {
     Transaction tx(*db_);
-    SUBMITTER_RETURN_IF_ERROR(tx.begin_status());
-    SUBMITTER_ASSIGN_OR_RETURN(Statement del,
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_ASSIGN_OR_RETURN(Statement del,
                                db_->Prepare("DELETE FROM sends WHERE bucket = ?1 AND sent_at < ?2"));
     del.Bind(1, bucket).Bind(2, ToMs(forget_before));
-    SUBMITTER_RETURN_IF_ERROR(del.Run());
-    SUBMITTER_ASSIGN_OR_RETURN(Statement ins,
+    ANCHORD_RETURN_IF_ERROR(del.Run());
+    ANCHORD_ASSIGN_OR_RETURN(Statement ins,
                                db_->Prepare("INSERT INTO sends (bucket, sent_at) VALUES (?1, ?2)"));
     ins.Bind(1, bucket).Bind(2, ToMs(when));
-    SUBMITTER_RETURN_IF_ERROR(ins.Run());
+    ANCHORD_RETURN_IF_ERROR(ins.Run());
     return tx.Commit();
   }
 
   absl::StatusOr<std::vector<absl::Time>> RecentSends(const std::string& bucket,
                                                       absl::Time since) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare("SELECT sent_at FROM sends WHERE bucket = ?1 AND sent_at >= ?2 "
                                   "ORDER BY sent_at"));
     s.Bind(1, bucket).Bind(2, ToMs(since));
     std::vector<absl::Time> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back(FromMs(s.ColumnInt(0)));
     }
@@ -718,10 +718,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
  private:
   absl::StatusOr<std::optional<Submission>> LoadById(int64_t id) {
-    SUBMITTER_ASSIGN_OR_RETURN(
+    ANCHORD_ASSIGN_OR_RETURN(
         Statement s, db_->Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
     s.Bind(1, id);
-    SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return std::optional<Submission>();
     return std::optional<Submission>(ReadRow(s));
   }
@@ -729,7 +729,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   template <typename BindFn>
   absl::Status Update(absl::string_view sql, BindFn bind) {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
+    ANCHORD_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
     bind(s);
     return s.Run();
   }
@@ -737,11 +737,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
   template <typename BindFn>
   absl::StatusOr<std::vector<Submission>> Query(const std::string& sql, BindFn bind) {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    SUBMITTER_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
+    ANCHORD_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
     bind(s);
     std::vector<Submission> out;
     for (;;) {
-      SUBMITTER_ASSIGN_OR_RETURN(bool row, s.Step());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back(ReadRow(s));
     }
@@ -754,9 +754,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenSqliteSubmitterStore(const std::string& path) {
-  SUBMITTER_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path));
+  ANCHORD_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path));
   auto store = std::make_unique<SqliteSubmitterStore>(std::move(db));
-  SUBMITTER_RETURN_IF_ERROR(store->Init());
+  ANCHORD_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<SubmitterStore>(std::move(store));
 }
 

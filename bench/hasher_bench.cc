@@ -1,5 +1,6 @@
 // Drives a running hasher's HashTree (dry run, so no submitter is involved) over a directory and
-// prints files, bytes and wall seconds as one JSON line. Used by bench/hash_throughput.sh; not a test.
+// prints files, bytes and wall seconds as one JSON line. Used by bench/hash_throughput.sh; not a
+// test.
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>

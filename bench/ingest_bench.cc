@@ -33,7 +33,9 @@ std::string Digest(long long seed, long long i) {
   return std::string(reinterpret_cast<const char*>(out), sizeof(out));
 }
 
-std::string Path(long long i) { return "bench/d" + std::to_string(i / 1000) + "/f" + std::to_string(i) + ".bin"; }
+std::string Path(long long i) {
+  return "bench/d" + std::to_string(i / 1000) + "/f" + std::to_string(i) + ".bin";
+}
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -76,7 +78,10 @@ int Submit(const std::string& target, long long count, int streams, int window, 
         size_t got = 0;
         while (got < reqs.size() && stream->Read(&resp)) {
           ++got;
-          if (resp.status().code() == 0) ++acked; else ++failed;
+          if (resp.status().code() == 0)
+            ++acked;
+          else
+            ++failed;
           std::lock_guard<std::mutex> lock(mu);
           --outstanding;
           cv.notify_one();
@@ -98,9 +103,10 @@ int Submit(const std::string& target, long long count, int streams, int window, 
   }
   for (auto& t : threads) t.join();
   const double secs = Now() - start;
-  std::printf("{\"mode\":\"submit\",\"digests\":%lld,\"acked\":%lld,\"failed\":%lld,"
-              "\"streams\":%d,\"window\":%d,\"seconds\":%.3f,\"per_second\":%.0f}\n",
-              count, acked.load(), failed.load(), streams, window, secs, acked.load() / secs);
+  std::printf(
+      "{\"mode\":\"submit\",\"digests\":%lld,\"acked\":%lld,\"failed\":%lld,"
+      "\"streams\":%d,\"window\":%d,\"seconds\":%.3f,\"per_second\":%.0f}\n",
+      count, acked.load(), failed.load(), streams, window, secs, acked.load() / secs);
   return acked.load() == count ? 0 : 1;
 }
 
@@ -117,14 +123,16 @@ int Reference(const std::string& path, long long count, long long seed) {
   exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
   // The row the submitter stores per digest (digest, provider and the file's metadata), keyed by
   // the digest, without the submitter's secondary indexes: the floor for the same rows.
-  exec("CREATE TABLE IF NOT EXISTS rows (digest BLOB PRIMARY KEY, provider TEXT NOT NULL, "
-       "job TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
-       "source_path TEXT NOT NULL, state INTEGER NOT NULL, created_at INTEGER NOT NULL)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS rows (digest BLOB PRIMARY KEY, provider TEXT NOT NULL, "
+      "job TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
+      "source_path TEXT NOT NULL, state INTEGER NOT NULL, created_at INTEGER NOT NULL)");
   std::vector<std::string> digests;
   digests.reserve(count);
   for (long long i = 0; i < count; ++i) digests.push_back(Digest(seed, i));
   sqlite3_stmt* ins = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO rows VALUES (?1, 'proofd', 'ingest-bench', ?2, ?3, ?4, 0, ?5)",
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO rows VALUES (?1, 'proofd', 'ingest-bench', ?2, ?3, ?4, 0, ?5)",
                      -1, &ins, nullptr);
   const double start = Now();
   for (long long i = 0; i < count; ++i) {
@@ -145,8 +153,8 @@ int Reference(const std::string& path, long long count, long long seed) {
   const double secs = Now() - start;
   sqlite3_finalize(ins);
   sqlite3_close(db);
-  std::printf("{\"mode\":\"reference\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f}\n", count,
-              secs, count / secs);
+  std::printf("{\"mode\":\"reference\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f}\n",
+              count, secs, count / secs);
   return 0;
 }
 

@@ -118,10 +118,10 @@ int main(int argc, char** argv) {
       path.clear();
       proof.clear();
       tree->AppendPathBytes(i, &path);
-      auto st = joiner->AppendJoined(
-          absl::string_view(digests).substr(i * anchord::merkle::kDigestSize,
-                                            anchord::merkle::kDigestSize),
-          path, &proof);
+      auto st =
+          joiner->AppendJoined(absl::string_view(digests).substr(i * anchord::merkle::kDigestSize,
+                                                                 anchord::merkle::kDigestSize),
+                               path, &proof);
       if (!st.ok()) return 1;
       total += proof.size();
     }
@@ -144,10 +144,10 @@ int main(int argc, char** argv) {
     path.clear();
     tree->AppendPathBytes(i, &path);
     path_bytes += path.size();
-    auto st = joiner->AppendJoined(
-        absl::string_view(digests).substr(i * anchord::merkle::kDigestSize,
-                                          anchord::merkle::kDigestSize),
-        path, &buf);
+    auto st =
+        joiner->AppendJoined(absl::string_view(digests).substr(i * anchord::merkle::kDigestSize,
+                                                               anchord::merkle::kDigestSize),
+                             path, &buf);
     if (!st.ok()) {
       std::fprintf(stderr, "join %zu: %s\n", i, std::string(st.message()).c_str());
       return 1;
@@ -188,8 +188,7 @@ int main(int argc, char** argv) {
       "\"tree_memory_bytes\":%zu,\"peak_rss_kib_start\":%ld,\"peak_rss_kib_after_build\":%ld,"
       "\"peak_rss_kib\":%ld}\n",
       n, nonce_calls_s, nonce_bulk_s, build_s, hashes, hashes / build_s, join_s, join_write_s,
-      n / join_write_s,
-      static_cast<unsigned long long>(bytes), static_cast<double>(bytes) / n,
+      n / join_write_s, static_cast<unsigned long long>(bytes), static_cast<double>(bytes) / n,
       static_cast<double>(path_bytes) / n, root_ots.size(), tree->height(), tree->MemoryBytes(),
       rss_start, rss_after_build, rss_end);
   return 0;

@@ -41,8 +41,8 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
       const char* why = archive_error_string(a);
-      return absl::InvalidArgumentError(absl::StrCat("zip: entry #", index + 1, ": ",
-                                                     why != nullptr ? why : "unreadable"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("zip: entry #", index + 1, ": ", why != nullptr ? why : "unreadable"));
     }
     if (index >= limits.max_entries) {
       return absl::InvalidArgumentError(
@@ -57,13 +57,15 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
       continue;
     }
     if (archive_entry_symlink(e) != nullptr || type == AE_IFLNK) {
-      return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" is a symbolic link"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("zip: entry \"", shown, "\" is a symbolic link"));
     }
     if (archive_entry_hardlink(e) != nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" is a hard link"));
     }
     if (type != AE_IFREG) {
-      return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" is not a regular file"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("zip: entry \"", shown, "\" is not a regular file"));
     }
     if (auto st = CheckEntryName(name, limits.max_name_bytes); !st.ok()) return st;
     if (!seen.insert(name).second) {
@@ -85,17 +87,18 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
       if (n == 0) break;
       if (n < 0) {
         const char* why = archive_error_string(a);
-        return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\": ",
-                                                       why != nullptr ? why : "unreadable data"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("zip: entry \"", shown, "\": ", why != nullptr ? why : "unreadable data"));
       }
       if (entry.data.size() + static_cast<size_t>(n) > limits.max_entry_bytes) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "zip: entry \"", shown, "\" is larger than the ", limits.max_entry_bytes, " bytes allowed"));
+        return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown,
+                                                       "\" is larger than the ",
+                                                       limits.max_entry_bytes, " bytes allowed"));
       }
       total += static_cast<size_t>(n);
       if (total > limits.max_total_bytes) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "zip: more than ", limits.max_total_bytes, " bytes in all (at entry \"", shown, "\")"));
+        return absl::InvalidArgumentError(absl::StrCat("zip: more than ", limits.max_total_bytes,
+                                                       " bytes in all (at entry \"", shown, "\")"));
       }
       entry.data.append(buf, static_cast<size_t>(n));
     }
@@ -116,38 +119,42 @@ absl::Status CheckEntryName(absl::string_view name, size_t max_name_bytes) {
   const std::string shown = Printable(name);
   if (name.empty()) return absl::InvalidArgumentError("zip: an entry has an empty name");
   if (name.size() > max_name_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" has a name longer than ",
-                                                   max_name_bytes, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "zip: entry \"", shown, "\" has a name longer than ", max_name_bytes, " bytes"));
   }
   if (name[0] == '/' || (name.size() >= 2 && name[1] == ':')) {
-    return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" has an absolute path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("zip: entry \"", shown, "\" has an absolute path"));
   }
   for (char c : name) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("zip: entry \"", shown, "\" has a control character or backslash in its name"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "zip: entry \"", shown, "\" has a control character or backslash in its name"));
     }
   }
   for (absl::string_view part : absl::StrSplit(name, '/')) {
     if (part == "..") {
-      return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" has a \"..\" path component"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("zip: entry \"", shown, "\" has a \"..\" path component"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ZipEntry>> ReadZipFile(const std::string& path, const ZipLimits& limits) {
+absl::StatusOr<std::vector<ZipEntry>> ReadZipFile(const std::string& path,
+                                                  const ZipLimits& limits) {
   ReadPtr a = NewReader();
   if (!a) return absl::InternalError("zip: out of memory");
   if (archive_read_open_filename(a.get(), path.c_str(), 64 * 1024) != ARCHIVE_OK) {
     const char* why = archive_error_string(a.get());
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a readable ZIP (",
-                                                   why != nullptr ? why : "unknown", ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a readable ZIP (", why != nullptr ? why : "unknown", ")"));
   }
   return ReadAll(a.get(), limits);
 }
 
-absl::StatusOr<std::vector<ZipEntry>> ReadZipMemory(absl::string_view bytes, const ZipLimits& limits) {
+absl::StatusOr<std::vector<ZipEntry>> ReadZipMemory(absl::string_view bytes,
+                                                    const ZipLimits& limits) {
   ReadPtr a = NewReader();
   if (!a) return absl::InternalError("zip: out of memory");
   if (archive_read_open_memory(a.get(), bytes.data(), bytes.size()) != ARCHIVE_OK) {
@@ -183,11 +190,10 @@ absl::Status WriteZipFile(const std::string& path, const std::vector<ZipEntry>& 
       archive_entry_set_size(e.get(), static_cast<la_int64_t>(z.data.size()));
       archive_entry_set_mtime(e.get(), absl::ToTimeT(mtime), 0);
       if (archive_write_header(a.get(), e.get()) != ARCHIVE_OK ||
-          (!z.data.empty() &&
-           archive_write_data(a.get(), z.data.data(), z.data.size()) !=
-               static_cast<la_ssize_t>(z.data.size()))) {
-        return absl::InternalError(absl::StrCat("zip: writing \"", z.name, "\": ",
-                                                archive_error_string(a.get())));
+          (!z.data.empty() && archive_write_data(a.get(), z.data.data(), z.data.size()) !=
+                                  static_cast<la_ssize_t>(z.data.size()))) {
+        return absl::InternalError(
+            absl::StrCat("zip: writing \"", z.name, "\": ", archive_error_string(a.get())));
       }
     }
     if (archive_write_close(a.get()) != ARCHIVE_OK) {

@@ -47,8 +47,7 @@ bool Enabled(LogLevel level);
 
 }  // namespace anchord
 
-#define ANCHORD_LOG(level)                                                            \
-  if (!::anchord::log_internal::Enabled(::anchord::LogLevel::k##level)) {             \
-  } else                                                                              \
-    ::anchord::log_internal::LogMessage(::anchord::LogLevel::k##level, __FILE__, __LINE__) \
-        .stream()
+#define ANCHORD_LOG(level)                                                \
+  if (!::anchord::log_internal::Enabled(::anchord::LogLevel::k##level)) { \
+  } else                                                                  \
+    ::anchord::log_internal::LogMessage(::anchord::LogLevel::k##level, __FILE__, __LINE__).stream()

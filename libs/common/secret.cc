@@ -19,8 +19,7 @@ absl::StatusOr<std::string> LoadSecret(absl::string_view what, absl::string_view
   if (!file.empty()) {
     std::ifstream in{std::string(file)};
     if (!in) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(what, ": cannot read key file ", file));
+      return absl::FailedPreconditionError(absl::StrCat(what, ": cannot read key file ", file));
     }
     std::stringstream ss;
     ss << in.rdbuf();

@@ -20,8 +20,8 @@ std::string QuoteCallerText(absl::string_view text) {
 
 absl::Status ValidateDigest(absl::string_view digest, absl::string_view field) {
   if (digest.size() != kDigestBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": a SHA-256 digest must be exactly 32 bytes, got ", digest.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": a SHA-256 digest must be exactly 32 bytes, got ", digest.size()));
   }
   return absl::OkStatus();
 }
@@ -29,8 +29,8 @@ absl::Status ValidateDigest(absl::string_view digest, absl::string_view field) {
 absl::Status ValidateFilename(absl::string_view name, absl::string_view field) {
   if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
   if (name.size() > kMaxFilenameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must be at most ", kMaxFilenameBytes,
-                                                   " bytes, got ", name.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most ", kMaxFilenameBytes, " bytes, got ", name.size()));
   }
   if (name == "." || name == "..") {
     return absl::InvalidArgumentError(absl::StrCat(field, ": \"", name, "\" is not a file name"));
@@ -70,8 +70,8 @@ absl::Status ValidateJob(absl::string_view job, absl::string_view field) {
 absl::Status ValidateRequestId(absl::string_view id, absl::string_view field) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
   if (id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must be at most ", kMaxRequestIdBytes,
-                                                   " bytes, got ", id.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most ", kMaxRequestIdBytes, " bytes, got ", id.size()));
   }
   if (id.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": must not contain NUL"));
@@ -101,9 +101,8 @@ absl::Status ValidateMimeType(absl::string_view mime, absl::string_view field) {
 
 absl::Status ValidateSourcePath(absl::string_view path, absl::string_view field) {
   if (path.size() > kMaxSourcePathBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must be at most ",
-                                                   kMaxSourcePathBytes, " bytes, got ",
-                                                   path.size()));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": must be at most ", kMaxSourcePathBytes,
+                                                   " bytes, got ", path.size()));
   }
   if (path.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": must not contain NUL"));

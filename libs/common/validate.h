@@ -45,6 +45,8 @@ std::string EchoId(absl::string_view id);
 // (absl::CHexEscape), followed by "... (N bytes)" when cut.
 std::string QuoteCallerText(absl::string_view text);
 
-inline absl::string_view JobOrDefault(absl::string_view job) { return job.empty() ? "default" : job; }
+inline absl::string_view JobOrDefault(absl::string_view job) {
+  return job.empty() ? "default" : job;
+}
 
 }  // namespace anchord

@@ -16,7 +16,8 @@ class WorkerPool {
  public:
   // `max_queue` bounds the tasks waiting (not running); the default is unbounded for callers that
   // bound their own work (the hasher's in-flight window).
-  explicit WorkerPool(int threads, size_t max_queue = static_cast<size_t>(-1)) : max_queue_(max_queue) {
+  explicit WorkerPool(int threads, size_t max_queue = static_cast<size_t>(-1))
+      : max_queue_(max_queue) {
     for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Run(); });
   }
   ~WorkerPool() { Stop(); }

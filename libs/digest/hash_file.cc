@@ -67,9 +67,9 @@ absl::StatusOr<FileDigest> HashFile(const std::string& path, const HashFileOptio
     int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ELOOP) {
-        return WithReason(absl::FailedPreconditionError(
-                              absl::StrCat(path, " is a symbolic link; not followed")),
-                          kNotARegularFile);
+        return WithReason(
+            absl::FailedPreconditionError(absl::StrCat(path, " is a symbolic link; not followed")),
+            kNotARegularFile);
       }
       return Unreadable(path, errno);
     }
@@ -77,9 +77,8 @@ absl::StatusOr<FileDigest> HashFile(const std::string& path, const HashFileOptio
     struct stat before;
     if (fstat(fd, &before) != 0) return Unreadable(path, errno);
     if (!S_ISREG(before.st_mode)) {
-      return WithReason(
-          absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file")),
-          kNotARegularFile);
+      return WithReason(absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file")),
+                        kNotARegularFile);
     }
     // O_NONBLOCK is left set: it has no effect on reads of regular files (and clearing it cost
     // two syscalls per file). The read-ahead hint only pays off for files larger than a buffer.
@@ -122,8 +121,7 @@ absl::StatusOr<FileDigest> HashFile(const std::string& path, const HashFileOptio
     if (total == 0) {
       // Providers reject a zero size (FileMetadata.size_bytes must be positive), and the digest
       // of nothing proves nothing; report it per file instead of forwarding it.
-      return WithReason(absl::FailedPreconditionError(absl::StrCat(path, " is empty")),
-                        kEmptyFile);
+      return WithReason(absl::FailedPreconditionError(absl::StrCat(path, " is empty")), kEmptyFile);
     }
     FileDigest out;
     out.digest = sha.Finish();

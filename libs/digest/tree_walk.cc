@@ -42,8 +42,7 @@ WalkEntry ErrorEntry(std::string rel, absl::Status st, absl::string_view reason)
 
 }  // namespace
 
-absl::StatusOr<std::string> NormalizeRelativePath(absl::string_view path,
-                                                  absl::string_view field) {
+absl::StatusOr<std::string> NormalizeRelativePath(absl::string_view path, absl::string_view field) {
   if (path.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": must not contain NUL"));
   }
@@ -144,10 +143,10 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
       if (lstat(abs.c_str(), &lst) != 0) {
         int err = errno;
         // Vanished between readdir and lstat, or a component became unreadable.
-        if (!visit(ErrorEntry(rel,
-                              absl::NotFoundError(absl::StrCat("cannot stat ", rel, ": ",
-                                                               std::strerror(err))),
-                              kFileUnreadable))) {
+        if (!visit(ErrorEntry(
+                rel,
+                absl::NotFoundError(absl::StrCat("cannot stat ", rel, ": ", std::strerror(err))),
+                kFileUnreadable))) {
           return absl::CancelledError("walk stopped");
         }
         continue;
@@ -166,14 +165,14 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
                          kFileUnreadable);
         } else if (!Contains(*target)) {
           e = ErrorEntry(rel,
-                         absl::PermissionDeniedError(absl::StrCat(
-                             rel, ": symbolic link points outside the hasher's root")),
+                         absl::PermissionDeniedError(
+                             absl::StrCat(rel, ": symbolic link points outside the hasher's root")),
                          kPathOutsideRoot);
         } else if (stat(target->c_str(), &st) != 0) {
-          e = ErrorEntry(rel,
-                         absl::NotFoundError(absl::StrCat("cannot stat ", rel, ": ",
-                                                          std::strerror(errno))),
-                         kFileUnreadable);
+          e = ErrorEntry(
+              rel,
+              absl::NotFoundError(absl::StrCat("cannot stat ", rel, ": ", std::strerror(errno))),
+              kFileUnreadable);
         } else if (S_ISDIR(st.st_mode)) {
           e = ErrorEntry(rel,
                          absl::FailedPreconditionError(absl::StrCat(
@@ -181,8 +180,8 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
                          kNotARegularFile);
         } else if (!S_ISREG(st.st_mode)) {
           e = ErrorEntry(rel,
-                         absl::FailedPreconditionError(absl::StrCat(
-                             rel, ": symbolic link to a FIFO, socket or device")),
+                         absl::FailedPreconditionError(
+                             absl::StrCat(rel, ": symbolic link to a FIFO, socket or device")),
                          kNotARegularFile);
         } else {
           e.real_path = *target;

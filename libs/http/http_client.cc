@@ -185,9 +185,8 @@ class CurlClient final : public HttpClient {
     curl_slist_free_all(headers);
 
     if (transfer.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("response from ", HostOf(req.url), " exceeds ",
-                       options_.max_response_bytes, " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "response from ", HostOf(req.url), " exceeds ", options_.max_response_bytes, " bytes"));
     }
     if (rc != CURLE_OK) {
       // The curl error text names the cause (refused, timeout, TLS, ...); it never contains the

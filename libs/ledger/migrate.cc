@@ -16,9 +16,9 @@ constexpr char kVersionTable[] =
     "PRIMARY KEY (component, version))";
 
 absl::StatusOr<int> CurrentVersion(PgConn& c, absl::string_view component) {
-  absl::StatusOr<PgResult> r = c.Exec(
-      "SELECT COALESCE(MAX(version), 0)::bigint FROM schema_version WHERE component = $1",
-      PgParams().Add(component));
+  absl::StatusOr<PgResult> r =
+      c.Exec("SELECT COALESCE(MAX(version), 0)::bigint FROM schema_version WHERE component = $1",
+             PgParams().Add(component));
   if (!r.ok()) return r.status();
   return static_cast<int>(r->Int(0, 0));
 }
@@ -46,12 +46,12 @@ absl::StatusOr<int> Migrate(PgDb& db, absl::string_view component,
     for (const Migration& m : migrations) {
       if (m.version <= *have) continue;
       if (absl::Status s = c.ExecScript(m.sql); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("migration ", component, " ", m.version,
-                                                   " (", m.what, "): ", s.message()));
+        return absl::Status(s.code(), absl::StrCat("migration ", component, " ", m.version, " (",
+                                                   m.what, "): ", s.message()));
       }
-      absl::StatusOr<PgResult> rec = c.Exec(
-          "INSERT INTO schema_version (component, version, what) VALUES ($1, $2, $3)",
-          PgParams().Add(component).Add(m.version).Add(m.what));
+      absl::StatusOr<PgResult> rec =
+          c.Exec("INSERT INTO schema_version (component, version, what) VALUES ($1, $2, $3)",
+                 PgParams().Add(component).Add(m.version).Add(m.what));
       if (!rec.ok()) return rec.status();
       ++applied;
     }

@@ -86,9 +86,7 @@ absl::StatusOr<std::string> RedactDatabaseUrl(absl::string_view url) {
   return p->redacted;
 }
 
-bool IsPgConnectionError(const absl::Status& st) {
-  return st.GetPayload(kConnPayload).has_value();
-}
+bool IsPgConnectionError(const absl::Status& st) { return st.GetPayload(kConnPayload).has_value(); }
 
 // --- PgParams ------------------------------------------------------------------------------------
 
@@ -247,9 +245,8 @@ absl::Status PgConn::ExecScript(absl::string_view sql) {
   const std::string q(sql);
   PGresult* r = PQexec(conn_, q.c_str());
   const ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-  absl::Status st = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
-                        ? absl::OkStatus()
-                        : ErrorStatus(r, "script");
+  absl::Status st =
+      (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) ? absl::OkStatus() : ErrorStatus(r, "script");
   if (r) PQclear(r);
   return st;
 }
@@ -257,8 +254,10 @@ absl::Status PgConn::ExecScript(absl::string_view sql) {
 // --- PgDb ----------------------------------------------------------------------------------------
 
 PgDb::PgDb(std::string conninfo, std::string password, std::string redacted, PgOptions options)
-    : conninfo_(std::move(conninfo)), password_(std::move(password)),
-      redacted_(std::move(redacted)), options_(std::move(options)) {}
+    : conninfo_(std::move(conninfo)),
+      password_(std::move(password)),
+      redacted_(std::move(redacted)),
+      options_(std::move(options)) {}
 
 PgDb::~PgDb() = default;
 
@@ -268,13 +267,12 @@ absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Open(const std::string& url, PgOptio
   RegisterSecret(parsed->password);
   RegisterSecret(url);
   if (options.pool_size < 1) options.pool_size = 1;
-  std::unique_ptr<PgDb> db(
-      new PgDb(url, parsed->password, parsed->redacted, std::move(options)));
+  std::unique_ptr<PgDb> db(new PgDb(url, parsed->password, parsed->redacted, std::move(options)));
   absl::StatusOr<std::unique_ptr<PgConn>> first = db->Connect();
   if (!first.ok()) return first.status();
   if (!(*first)->ok()) {
-    return absl::UnavailableError(absl::StrCat("database ", db->redacted_,
-                                               ": cannot connect: ", (*first)->LastError()));
+    return absl::UnavailableError(
+        absl::StrCat("database ", db->redacted_, ": cannot connect: ", (*first)->LastError()));
   }
   std::lock_guard<std::mutex> lock(db->mu_);
   db->idle_.push_back(std::move(*first));
@@ -285,14 +283,25 @@ absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Open(const std::string& url, PgOptio
 absl::StatusOr<std::unique_ptr<PgConn>> PgDb::Connect() {
   // The URL is expanded as `dbname`; the keywords after it override what it says.
   const std::string timeout = std::to_string(std::max(1, options_.connect_timeout_seconds));
-  const char* keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle",
-                        "keepalives_interval", "keepalives_count", nullptr};
-  const char* values[] = {conninfo_.c_str(), timeout.c_str(), options_.application_name.c_str(),
-                          "10", "5", "3", nullptr};
+  const char* keys[] = {"dbname",
+                        "connect_timeout",
+                        "application_name",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        nullptr};
+  const char* values[] = {conninfo_.c_str(),
+                          timeout.c_str(),
+                          options_.application_name.c_str(),
+                          "10",
+                          "5",
+                          "3",
+                          nullptr};
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (c == nullptr) return absl::ResourceExhaustedError("libpq: out of memory");
   // Server NOTICEs ("relation already exists, skipping") are not errors: keep stderr quiet.
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PgConn>(new PgConn(c, password_));
 }
 

@@ -30,8 +30,10 @@ void PgHealthWatch::Loop() {
     absl::Status st;
     if (conn == nullptr) {
       auto c = db_->Connect();
-      if (c.ok()) conn = std::move(*c);
-      else st = c.status();
+      if (c.ok())
+        conn = std::move(*c);
+      else
+        st = c.status();
     }
     if (conn != nullptr) {
       st = conn->ok() ? absl::OkStatus() : conn->Reset();
@@ -55,10 +57,11 @@ void PgHealthWatch::Loop() {
 }
 
 absl::StatusOr<std::shared_ptr<PgDb>> OpenDatabaseFromFlags(const std::string& url,
-                                                           const std::string& url_file,
-                                                           PgOptions options) {
+                                                            const std::string& url_file,
+                                                            PgOptions options) {
   if (url.empty() && url_file.empty()) return std::shared_ptr<PgDb>();
-  absl::StatusOr<std::string> loaded = LoadSecret(url_file.empty() ? "--database-url" : "--database-url-file", url, url_file);
+  absl::StatusOr<std::string> loaded =
+      LoadSecret(url_file.empty() ? "--database-url" : "--database-url-file", url, url_file);
   if (!loaded.ok()) return loaded.status();
   if (loaded->empty()) {
     return absl::InvalidArgumentError(
@@ -66,7 +69,8 @@ absl::StatusOr<std::shared_ptr<PgDb>> OpenDatabaseFromFlags(const std::string& u
   }
   absl::StatusOr<std::unique_ptr<PgDb>> db = PgDb::Open(*loaded, std::move(options));
   if (!db.ok()) {
-    return absl::Status(db.status().code(), absl::StrCat("--database-url: ", db.status().message()));
+    return absl::Status(db.status().code(),
+                        absl::StrCat("--database-url: ", db.status().message()));
   }
   ANCHORD_LOG(Info) << "database: postgresql " << (*db)->redacted_url();
   return std::shared_ptr<PgDb>(std::move(*db));

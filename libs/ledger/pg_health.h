@@ -40,7 +40,7 @@ class PgHealthWatch {
 // it. nullptr (and OK) when neither is set: the service keeps its SQLite file. Errors name the
 // flag and the redacted URL, never the password.
 absl::StatusOr<std::shared_ptr<PgDb>> OpenDatabaseFromFlags(const std::string& url,
-                                                           const std::string& url_file,
-                                                           PgOptions options);
+                                                            const std::string& url_file,
+                                                            PgOptions options);
 
 }  // namespace anchord::ledger

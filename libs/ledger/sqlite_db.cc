@@ -88,11 +88,11 @@ bool Statement::ColumnIsNull(int col) const {
 }
 
 absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path,
-                                                       Durability durability) {
+                                                         Durability durability) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     if (db) sqlite3_close(db);
@@ -113,8 +113,9 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
   // hand. Neither changes what a commit writes or when it is durable.
   // Checkpoints every 32 MiB of WAL instead of every 4 MiB: a page written by many commits is
   // copied into the database file once per checkpoint, so fewer checkpoints write less.
-  st = out->Exec("PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; "
-                 "PRAGMA wal_autocheckpoint=8192;");
+  st = out->Exec(
+      "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; "
+      "PRAGMA wal_autocheckpoint=8192;");
   if (!st.ok()) return st;
   return out;
 }
@@ -138,7 +139,8 @@ absl::Status SqliteDb::AddMissingColumns(absl::string_view table,
   }
   for (const ColumnDecl& c : columns) {
     if (have.count(c.name)) continue;
-    absl::Status st = Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", c.name, " ", c.decl));
+    absl::Status st =
+        Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", c.name, " ", c.decl));
     if (!st.ok()) return st;
   }
   return absl::OkStatus();

@@ -31,8 +31,7 @@ class SqliteDb;
 // does not compile it again.
 class Statement {
  public:
-  Statement(Statement&& other) noexcept
-      : stmt_(other.stmt_), db_(other.db_), owner_(other.owner_) {
+  Statement(Statement&& other) noexcept : stmt_(other.stmt_), db_(other.db_), owner_(other.owner_) {
     other.stmt_ = nullptr;
   }
   Statement(const Statement&) = delete;
@@ -40,7 +39,7 @@ class Statement {
   ~Statement();
 
   Statement& Bind(int index, int64_t value);
-  Statement& Bind(int index, absl::string_view text);   // bound as TEXT
+  Statement& Bind(int index, absl::string_view text);  // bound as TEXT
   Statement& BindBlob(int index, absl::string_view bytes);
   Statement& BindNull(int index);
 

@@ -19,10 +19,10 @@
 namespace anchord::merkle {
 namespace {
 
-constexpr uint8_t kMajorVersion = 1;  // docs/ots-format.md; the only version there is
+constexpr uint8_t kMajorVersion = 1;      // docs/ots-format.md; the only version there is
 constexpr uint8_t kSiblingLength = 0x20;  // varuint 32
 constexpr uint8_t kNonceLength = 0x10;    // varuint 16
-constexpr size_t kLeafOpsSize = 2 + kNonceSize + 1;   // f0 10 <nonce> 08
+constexpr size_t kLeafOpsSize = 2 + kNonceSize + 1;    // f0 10 <nonce> 08
 constexpr size_t kLevelOpsSize = 2 + kDigestSize + 1;  // f0|f1 20 <sibling> 08
 
 static_assert(kNonceSize < 0x80 && kDigestSize < 0x80, "lengths are written as one varuint byte");
@@ -56,13 +56,13 @@ absl::StatusOr<size_t> WalkPath(absl::string_view p, OnLeaf&& on_leaf, OnLevel&&
   auto byte = [&](size_t i) { return static_cast<uint8_t>(p[i]); };
   // Fails when fewer than `end` bytes exist, i.e. the item ending at `end` is cut off.
   auto truncated = [&](size_t end, absl::string_view what) {
-    return PathError(p.size(), absl::StrCat("truncated ", what, ": ", end - p.size(),
-                                            " more bytes expected"));
+    return PathError(
+        p.size(), absl::StrCat("truncated ", what, ": ", end - p.size(), " more bytes expected"));
   };
   if (p.empty()) return truncated(kLeafOpsSize, "leaf ops (append nonce, sha256)");
   if (byte(0) != ots::kOpAppend) {
-    return PathError(0, absl::StrFormat("a path starts with append(nonce) (0xf0), found 0x%02x",
-                                        byte(0)));
+    return PathError(
+        0, absl::StrFormat("a path starts with append(nonce) (0xf0), found 0x%02x", byte(0)));
   }
   if (p.size() >= 2 && byte(1) != kNonceLength) {
     return PathError(1, absl::StrFormat("nonce length must be %d, found varuint byte 0x%02x",
@@ -88,16 +88,16 @@ absl::StatusOr<size_t> WalkPath(absl::string_view p, OnLeaf&& on_leaf, OnLevel&&
       return PathError(pos, absl::StrCat("more than ", kMaxLevels, " levels"));
     }
     if (pos + 1 < p.size() && byte(pos + 1) != kSiblingLength) {
-      return PathError(pos + 1, absl::StrFormat(
-                                    "sibling length must be %d, found varuint byte 0x%02x",
-                                    kDigestSize, byte(pos + 1)));
+      return PathError(pos + 1,
+                       absl::StrFormat("sibling length must be %d, found varuint byte 0x%02x",
+                                       kDigestSize, byte(pos + 1)));
     }
     const size_t end = pos + kLevelOpsSize;
     if (p.size() < end) return truncated(end, "level (sibling, sha256)");
     if (byte(end - 1) != ots::kOpSha256) {
-      return PathError(end - 1, absl::StrFormat(
-                                    "expected sha256 (0x08) after the sibling, found 0x%02x",
-                                    byte(end - 1)));
+      return PathError(
+          end - 1,
+          absl::StrFormat("expected sha256 (0x08) after the sibling, found 0x%02x", byte(end - 1)));
     }
     on_level(tag == ots::kOpAppend, p.substr(pos + 2, kDigestSize));
     pos = end;
@@ -204,18 +204,17 @@ absl::StatusOr<Tree> Tree::Build(const std::vector<std::string>& digests,
                                  const std::vector<std::string>& nonces) {
   if (digests.empty()) return absl::InvalidArgumentError("merkle: no digests to build a tree of");
   if (digests.size() != nonces.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("merkle: ", digests.size(), " digests but ",
-                                                   nonces.size(), " nonces"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("merkle: ", digests.size(), " digests but ", nonces.size(), " nonces"));
   }
   for (size_t i = 0; i < digests.size(); ++i) {
     if (digests[i].size() != kDigestSize) {
-      return absl::InvalidArgumentError(absl::StrCat("merkle: digest ", i, " is ",
-                                                     digests[i].size(), " bytes, not ",
-                                                     kDigestSize));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "merkle: digest ", i, " is ", digests[i].size(), " bytes, not ", kDigestSize));
     }
     if (nonces[i].size() != kNonceSize) {
-      return absl::InvalidArgumentError(absl::StrCat("merkle: nonce ", i, " is ", nonces[i].size(),
-                                                     " bytes, not ", kNonceSize));
+      return absl::InvalidArgumentError(
+          absl::StrCat("merkle: nonce ", i, " is ", nonces[i].size(), " bytes, not ", kNonceSize));
     }
   }
   Tree t;
@@ -230,23 +229,20 @@ absl::StatusOr<Tree> Tree::Build(const std::vector<std::string>& digests,
 absl::StatusOr<Tree> Tree::BuildFlat(absl::string_view digests, absl::string_view nonces) {
   if (digests.empty()) return absl::InvalidArgumentError("merkle: no digests to build a tree of");
   if (digests.size() % kDigestSize != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("merkle: concatenated digests are ", digests.size(),
-                     " bytes, not a multiple of ", kDigestSize, " (digest ",
-                     digests.size() / kDigestSize, " is short)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "merkle: concatenated digests are ", digests.size(), " bytes, not a multiple of ",
+        kDigestSize, " (digest ", digests.size() / kDigestSize, " is short)"));
   }
   const size_t n = digests.size() / kDigestSize;
   if (nonces.size() != n * kNonceSize) {
-    return absl::InvalidArgumentError(absl::StrCat("merkle: ", n, " digests need ",
-                                                   n * kNonceSize, " bytes of nonces, got ",
-                                                   nonces.size()));
+    return absl::InvalidArgumentError(absl::StrCat("merkle: ", n, " digests need ", n * kNonceSize,
+                                                   " bytes of nonces, got ", nonces.size()));
   }
   Tree t;
   t.size_ = n;
   BuildLevels(
       n, [&](size_t i) { return digests.substr(i * kDigestSize, kDigestSize); },
-      [&](size_t i) { return nonces.substr(i * kNonceSize, kNonceSize); }, &t.nonces_,
-      &t.levels_);
+      [&](size_t i) { return nonces.substr(i * kNonceSize, kNonceSize); }, &t.nonces_, &t.levels_);
   t.root_ = t.levels_.back();
   return t;
 }
@@ -357,9 +353,9 @@ absl::StatusOr<Joiner> Joiner::Parse(absl::string_view root_ots) {
 
 absl::StatusOr<Joiner> Joiner::FromDetached(const ots::DetachedFile& root) {
   if (root.digest.size() != kDigestSize) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "merkle: the root proof's digest is ", root.digest.size(), " bytes, a root is ",
-        kDigestSize));
+    return absl::FailedPreconditionError(absl::StrCat("merkle: the root proof's digest is ",
+                                                      root.digest.size(), " bytes, a root is ",
+                                                      kDigestSize));
   }
   if (root.timestamp == nullptr || root.timestamp->msg() != root.digest) {
     return absl::FailedPreconditionError("merkle: the root proof's tree is not about its digest");
@@ -387,17 +383,16 @@ absl::Status Joiner::AppendJoined(absl::string_view digest, absl::string_view pa
   auto ops = ComputeRoot(digest, path_bytes, root);
   if (!ops.ok()) return ops.status();
   if (absl::string_view(root, kDigestSize) != root_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "merkle: the path leads from digest ", absl::BytesToHexString(digest), " to root ",
-        absl::BytesToHexString(absl::string_view(root, kDigestSize)),
-        " but the root proof is for ", absl::BytesToHexString(root_)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("merkle: the path leads from digest ", absl::BytesToHexString(digest),
+                     " to root ", absl::BytesToHexString(absl::string_view(root, kDigestSize)),
+                     " but the root proof is for ", absl::BytesToHexString(root_)));
   }
   // OTS readers stop at 256 nested ops (docs/ots-format.md); a proof they cannot read is useless.
   if (*ops + root_depth_ >= static_cast<size_t>(ots::kRecursionLimit)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("merkle: path (", *ops, " ops) plus root proof (", root_depth_,
-                     " ops deep) exceeds the ", ots::kRecursionLimit - 1,
-                     " ops an OpenTimestamps reader accepts on one branch"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "merkle: path (", *ops, " ops) plus root proof (", root_depth_, " ops deep) exceeds the ",
+        ots::kRecursionLimit - 1, " ops an OpenTimestamps reader accepts on one branch"));
   }
   // Every node of the path has exactly one branch, so the canonical serialization of the joined
   // tree is the path's op bytes followed by the root tree's, with no fork bytes in between.

@@ -203,8 +203,8 @@ absl::StatusOr<BlockHeader> ParseBlockHeader(int64_t height, absl::string_view r
     auto limit = CompactToTarget(*policy.pow_limit_bits);
     if (!limit.ok()) return fail(absl::StrCat("pow limit: ", limit.status().message()));
     if (*target > *limit) {
-      return fail(absl::StrFormat("difficulty bits 0x%08x is easier than the limit 0x%08x",
-                                  h.bits, *policy.pow_limit_bits));
+      return fail(absl::StrFormat("difficulty bits 0x%08x is easier than the limit 0x%08x", h.bits,
+                                  *policy.pow_limit_bits));
     }
   }
   if (!expected_hash_internal.empty() && expected_hash_internal != h.hash) {
@@ -301,7 +301,8 @@ absl::StatusOr<BlockHeader> LocalHeadersFile::HeaderAt(int64_t height) {
 
 BitcoinCoreRest::BitcoinCoreRest(std::string base_url, std::shared_ptr<http::HttpClient> client,
                                  HeaderPolicy policy)
-    : base_(TrimSlash(std::move(base_url))), client_(OrDefault(std::move(client))),
+    : base_(TrimSlash(std::move(base_url))),
+      client_(OrDefault(std::move(client))),
       policy_(policy) {}
 
 absl::StatusOr<BlockHeader> BitcoinCoreRest::HeaderAt(int64_t height) {
@@ -357,8 +358,8 @@ absl::StatusOr<std::string> BitcoinCoreRpc::Call(absl::string_view method,
   req.timeout = absl::Seconds(15);
   req.headers.emplace_back("Content-Type", "application/json");
   if (!auth_header_.empty()) req.headers.emplace_back("Authorization", auth_header_);
-  req.body = absl::StrCat(R"({"jsonrpc":"1.0","id":"anchord","method":")", method,
-                          R"(","params":)", params_json, "}");
+  req.body = absl::StrCat(R"({"jsonrpc":"1.0","id":"anchord","method":")", method, R"(","params":)",
+                          params_json, "}");
   auto resp = client_->Do(req);
   if (!resp.ok()) return resp.status();
   if (resp->status == 401 || resp->status == 403) {
@@ -412,7 +413,8 @@ absl::StatusOr<BlockHeader> BitcoinCoreRpc::HeaderAt(int64_t height) {
 
 SandboxHeaders::SandboxHeaders(std::string base_url, std::shared_ptr<http::HttpClient> client,
                                HeaderPolicy policy)
-    : base_(TrimSlash(std::move(base_url))), client_(OrDefault(std::move(client))),
+    : base_(TrimSlash(std::move(base_url))),
+      client_(OrDefault(std::move(client))),
       policy_(policy) {}
 
 absl::StatusOr<BlockHeader> SandboxHeaders::HeaderAt(int64_t height) {

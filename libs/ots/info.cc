@@ -87,8 +87,7 @@ struct TextRenderer {
     for (const auto& [op, child] : t.ops()) {
       if (!txid.empty()) absl::StrAppend(out, pad, "# Bitcoin transaction id ", txid, "\n");
       absl::StrAppend(out, pad, fork ? " -> " : "", OpToString(op),
-                      verbose ? absl::StrCat(" == ", ShowMessage(child->msg(), full)) : "",
-                      "\n");
+                      verbose ? absl::StrCat(" == ", ShowMessage(child->msg(), full)) : "", "\n");
       // A single path continues at the same indent, a fork's branches one level deeper.
       Node(*child, fork ? level + 1 : level);
     }
@@ -198,8 +197,8 @@ std::string OpToString(const Op& op) {
 }
 
 std::string RenderInfo(const DetachedFile& proof, bool verbose, bool full) {
-  std::string out = absl::StrCat("File ", proof.file_hash_op.name(), " hash: ",
-                                 HexEncode(proof.digest), "\nTimestamp:\n");
+  std::string out = absl::StrCat("File ", proof.file_hash_op.name(),
+                                 " hash: ", HexEncode(proof.digest), "\nTimestamp:\n");
   if (proof.timestamp) {
     TextRenderer r{verbose, full, &out, {}};
     r.Node(*proof.timestamp, 0);

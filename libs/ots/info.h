@@ -33,15 +33,14 @@
 namespace anchord::ots {
 
 std::string AttestationToString(const Attestation& a);  // "PendingAttestation('https://...')"
-std::string OpToString(const Op& op);                    // "append 0a1b", "sha256"
+std::string OpToString(const Op& op);                   // "append 0a1b", "sha256"
 
 inline constexpr size_t kInfoShortMessage = 32;  // hashes and merkle roots are always whole
 inline constexpr int kInfoMaxIndentLevels = 16;
 
 // Hex of `msg`, or (unless `full`) of its first `limit` / 2 bytes followed by "... (N bytes)" when
 // it is longer than `limit`. For derived messages in any output.
-std::string ShowMessage(absl::string_view msg, bool full = false,
-                        size_t limit = kInfoShortMessage);
+std::string ShowMessage(absl::string_view msg, bool full = false, size_t limit = kInfoShortMessage);
 
 std::string RenderInfo(const DetachedFile& proof, bool verbose = false, bool full = false);
 // The same tree as compact JSON: {"file_hash_op","digest","timestamp":{"msg"?,"msg_length"?,

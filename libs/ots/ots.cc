@@ -11,8 +11,7 @@
 namespace anchord::ots {
 namespace {
 
-constexpr char kMagic[] =
-    "\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94";
+constexpr char kMagic[] = "\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94";
 constexpr size_t kMagicLength = 31;
 constexpr uint8_t kMajorVersion = 1;
 
@@ -80,7 +79,8 @@ void KeccakF(std::array<uint64_t, 25>& s) {
 class Reader {
  public:
   // `base` is added to every reported offset (for readers over a slice of the file).
-  Reader(absl::string_view data, size_t pos, size_t base = 0) : data_(data), pos_(pos), base_(base) {}
+  Reader(absl::string_view data, size_t pos, size_t base = 0)
+      : data_(data), pos_(pos), base_(base) {}
   size_t pos() const { return pos_; }
   bool eof() const { return pos_ >= data_.size(); }
 
@@ -117,7 +117,8 @@ class Reader {
       uint8_t b = 0;
       if (auto st = ReadByte(&b); !st.ok()) return st;
       uint64_t group = b & 0x7f;
-      if (i == 9 && group > 1) return ErrorAt(kReasonVaruintOverflow, start, "varuint exceeds 2^64-1");
+      if (i == 9 && group > 1)
+        return ErrorAt(kReasonVaruintOverflow, start, "varuint exceeds 2^64-1");
       if (i < 10) value |= group << (7 * i);
       if (!(b & 0x80)) break;
       if (i == 9) return ErrorAt(kReasonVaruintOverflow, start, "varuint longer than 10 bytes");
@@ -131,11 +132,11 @@ class Reader {
     if (auto st = ReadVaruint(&len); !st.ok()) return st;
     if (len > max_len) {
       return ErrorAt(kReasonVarbytesLength, start,
-                   absl::StrCat("varbytes max length exceeded; ", len, " > ", max_len));
+                     absl::StrCat("varbytes max length exceeded; ", len, " > ", max_len));
     }
     if (len < min_len) {
       return ErrorAt(kReasonVarbytesLength, start,
-                   absl::StrCat("varbytes min length not met; ", len, " < ", min_len));
+                     absl::StrCat("varbytes min length not met; ", len, " < ", min_len));
     }
     return ReadBytes(static_cast<size_t>(len), out);
   }
@@ -172,8 +173,8 @@ bool IsKnownTag(uint8_t tag) {
 }
 
 bool IsAllowedUriChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '/' || c == ':';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '/' || c == ':';
 }
 
 absl::StatusOr<Attestation> ParseAttestation(Reader& r) {
@@ -242,21 +243,31 @@ size_t Op::digest_length() const {
 
 const char* Op::name() const {
   switch (tag) {
-    case kOpSha1: return "sha1";
-    case kOpRipemd160: return "ripemd160";
-    case kOpSha256: return "sha256";
-    case kOpKeccak256: return "keccak256";
-    case kOpAppend: return "append";
-    case kOpPrepend: return "prepend";
-    case kOpReverse: return "reverse";
-    case kOpHexlify: return "hexlify";
-    default: return "unknown";
+    case kOpSha1:
+      return "sha1";
+    case kOpRipemd160:
+      return "ripemd160";
+    case kOpSha256:
+      return "sha256";
+    case kOpKeccak256:
+      return "keccak256";
+    case kOpAppend:
+      return "append";
+    case kOpPrepend:
+      return "prepend";
+    case kOpReverse:
+      return "reverse";
+    case kOpHexlify:
+      return "hexlify";
+    default:
+      return "unknown";
   }
 }
 
 absl::StatusOr<std::string> Op::Apply(absl::string_view msg) const {
   auto fail = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("ots: ", kReasonMsgValue, ": ", name(), ": ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ots: ", kReasonMsgValue, ": ", name(), ": ", why));
   };
   if (msg.size() > kMaxMsgLength) {
     return fail(absl::StrCat("Message too long; ", msg.size(), " > ", kMaxMsgLength));
@@ -413,7 +424,8 @@ namespace {
 
 absl::StatusOr<std::shared_ptr<Timestamp>> ParseNode(Reader& r, std::string msg, int budget) {
   if (budget < 1) {
-    return r.Error(kReasonRecursionLimit, "Reached timestamp recursion depth limit while deserializing");
+    return r.Error(kReasonRecursionLimit,
+                   "Reached timestamp recursion depth limit while deserializing");
   }
   if (auto st = r.Charge(msg.size()); !st.ok()) return st;
   auto node = std::make_shared<Timestamp>(std::move(msg));
@@ -480,9 +492,9 @@ absl::StatusOr<DetachedFile> ParseDetached(absl::string_view bytes) {
   uint8_t version = 0;
   if (auto st = r.ReadByte(&version); !st.ok()) return st;
   if (version != kMajorVersion) {
-    return Reader::Error(kReasonUnsupportedMajorVersion, version_pos,
-                         absl::StrCat("Version ", version,
-                                      " detached timestamp files are not supported"));
+    return Reader::Error(
+        kReasonUnsupportedMajorVersion, version_pos,
+        absl::StrCat("Version ", version, " detached timestamp files are not supported"));
   }
   size_t op_pos = r.pos();
   uint8_t op_tag = 0;
@@ -565,11 +577,20 @@ std::string Sha256(absl::string_view data) { return EvpDigest(EVP_sha256(), data
 absl::StatusOr<std::string> FileDigest(const Op& op, absl::string_view data) {
   std::string out;
   switch (op.tag) {
-    case kOpSha256: out = Sha256(data); break;
-    case kOpSha1: out = EvpDigest(EVP_sha1(), data); break;
-    case kOpRipemd160: out = EvpDigest(EVP_ripemd160(), data); break;
-    case kOpKeccak256: out = Keccak256(data); break;
-    default: return absl::InvalidArgumentError("ots: file hash op must be a crypto op");
+    case kOpSha256:
+      out = Sha256(data);
+      break;
+    case kOpSha1:
+      out = EvpDigest(EVP_sha1(), data);
+      break;
+    case kOpRipemd160:
+      out = EvpDigest(EVP_ripemd160(), data);
+      break;
+    case kOpKeccak256:
+      out = Keccak256(data);
+      break;
+    default:
+      return absl::InvalidArgumentError("ots: file hash op must be a crypto op");
   }
   if (out.empty()) return absl::InternalError("ots: digest computation failed");
   return out;

@@ -8,7 +8,8 @@
 //    consumed exactly, nothing after the tree. Op results are computed while parsing, so an invalid
 //    path fails the parse. Beyond the reference: at most kMaxTreeNodes nodes and
 //    kMaxTreeMessageBytes of messages in one tree (bounded memory).
-//  - Every parse error is InvalidArgument with a message "ots: <Reason> at byte offset <N>: <detail>"
+//  - Every parse error is InvalidArgument with a message "ots: <Reason> at byte offset <N>:
+//  <detail>"
 //    where <Reason> is one of the stable words below (kReason*), so callers and tests can tell them
 //    apart without parsing prose.
 //  - Writing is canonical (the order the reference writes): attestations sorted by (8-byte tag,

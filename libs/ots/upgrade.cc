@@ -109,9 +109,10 @@ absl::Status MergeCalendarAnswer(DetachedFile* proof, absl::string_view commitme
   size_t pos = 0;
   auto sub = Timestamp::Parse(answer, &pos, std::string(commitment));
   if (!sub.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("calendar answer for ", HexEncode(commitment), " is not a timestamp on that "
-                     "commitment: ", sub.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("calendar answer for ", HexEncode(commitment),
+                                                   " is not a timestamp on that "
+                                                   "commitment: ",
+                                                   sub.status().message()));
   }
   if (pos != answer.size()) {
     return absl::InvalidArgumentError(absl::StrCat("calendar answer: ", answer.size() - pos,
@@ -214,8 +215,8 @@ UpgradeReport Upgrade(DetachedFile* proof, const CalendarFetch& fetch,
       }
       if ((*answer)->size() > kMaxCalendarAnswer) {
         ++rep.errors;
-        rep.messages.push_back(absl::StrCat("calendar ", cal, ": answer larger than ",
-                                            kMaxCalendarAnswer, " bytes"));
+        rep.messages.push_back(
+            absl::StrCat("calendar ", cal, ": answer larger than ", kMaxCalendarAnswer, " bytes"));
         continue;
       }
       if (auto st = MergeCalendarAnswer(proof, p.commitment, **answer); !st.ok()) {
@@ -224,8 +225,8 @@ UpgradeReport Upgrade(DetachedFile* proof, const CalendarFetch& fetch,
         continue;
       }
       ++rep.upgraded;
-      rep.messages.push_back(absl::StrCat("calendar ", cal, ": merged answer for ",
-                                          HexEncode(p.commitment)));
+      rep.messages.push_back(
+          absl::StrCat("calendar ", cal, ": merged answer for ", HexEncode(p.commitment)));
     }
   }
   auto after = SerializeDetached(*proof);

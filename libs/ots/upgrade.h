@@ -65,13 +65,13 @@ struct UpgradeOptions {
 };
 
 struct UpgradeReport {
-  int pending_total = 0;     // pending points found
-  int upgraded = 0;          // answers merged
-  int still_pending = 0;     // 404s
-  int skipped = 0;           // URIs not whitelisted
-  int errors = 0;            // fetch / merge failures
+  int pending_total = 0;  // pending points found
+  int upgraded = 0;       // answers merged
+  int still_pending = 0;  // 404s
+  int skipped = 0;        // URIs not whitelisted
+  int errors = 0;         // fetch / merge failures
   bool changed = false;
-  bool complete = false;     // IsComplete after the pass
+  bool complete = false;              // IsComplete after the pass
   std::vector<std::string> messages;  // one line per event, for the CLI
 };
 

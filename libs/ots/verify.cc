@@ -23,32 +23,46 @@ std::string FormatTime(int64_t t) {
 
 const char* AttestationStatusName(AttestationStatus s) {
   switch (s) {
-    case AttestationStatus::kVerified: return "VERIFIED";
-    case AttestationStatus::kMismatch: return "MISMATCH";
-    case AttestationStatus::kHeaderUnavailable: return "HEADER_UNAVAILABLE";
-    case AttestationStatus::kPending: return "PENDING";
-    case AttestationStatus::kUnsupported: return "UNSUPPORTED";
+    case AttestationStatus::kVerified:
+      return "VERIFIED";
+    case AttestationStatus::kMismatch:
+      return "MISMATCH";
+    case AttestationStatus::kHeaderUnavailable:
+      return "HEADER_UNAVAILABLE";
+    case AttestationStatus::kPending:
+      return "PENDING";
+    case AttestationStatus::kUnsupported:
+      return "UNSUPPORTED";
   }
   return "UNSUPPORTED";
 }
 
 const char* AttestationKindName(Attestation::Kind k) {
   switch (k) {
-    case Attestation::Kind::kBitcoin: return "bitcoin";
-    case Attestation::Kind::kLitecoin: return "litecoin";
-    case Attestation::Kind::kEthereum: return "ethereum";
-    case Attestation::Kind::kPending: return "pending";
-    case Attestation::Kind::kUnknown: return "unknown";
+    case Attestation::Kind::kBitcoin:
+      return "bitcoin";
+    case Attestation::Kind::kLitecoin:
+      return "litecoin";
+    case Attestation::Kind::kEthereum:
+      return "ethereum";
+    case Attestation::Kind::kPending:
+      return "pending";
+    case Attestation::Kind::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }
 
 const char* VerdictName(Verdict v) {
   switch (v) {
-    case Verdict::kVerified: return "VERIFIED";
-    case Verdict::kDigestMismatch: return "DIGEST_MISMATCH";
-    case Verdict::kMismatch: return "MISMATCH";
-    case Verdict::kNotVerifiable: return "NOT_VERIFIABLE";
+    case Verdict::kVerified:
+      return "VERIFIED";
+    case Verdict::kDigestMismatch:
+      return "DIGEST_MISMATCH";
+    case Verdict::kMismatch:
+      return "MISMATCH";
+    case Verdict::kNotVerifiable:
+      return "NOT_VERIFIABLE";
   }
   return "NOT_VERIFIABLE";
 }
@@ -123,10 +137,10 @@ VerifyResult Verify(const DetachedFile& proof, absl::string_view file_digest,
         r.block_hash = h->DisplayHash();
         if (h->merkle_root != commitment) {
           r.status = AttestationStatus::kMismatch;
-          r.detail = absl::StrCat("commitment ", HexEncode(Reversed(commitment)),
-                                  " does not match the merkle root ",
-                                  HexEncode(Reversed(h->merkle_root)), " of Bitcoin block ",
-                                  att.height, " (display order)");
+          r.detail =
+              absl::StrCat("commitment ", HexEncode(Reversed(commitment)),
+                           " does not match the merkle root ", HexEncode(Reversed(h->merkle_root)),
+                           " of Bitcoin block ", att.height, " (display order)");
           break;
         }
         r.status = AttestationStatus::kVerified;
@@ -150,9 +164,9 @@ VerifyResult Verify(const DetachedFile& proof, absl::string_view file_digest,
 
   if (res.digest_checked && !res.digest_matches) {
     res.verdict = Verdict::kDigestMismatch;
-    res.message = absl::StrCat("the proof is for another file: the file's ", res.file_hash_op,
-                               " is ", HexEncode(file_digest), " but the proof timestamps ",
-                               HexEncode(proof.digest));
+    res.message =
+        absl::StrCat("the proof is for another file: the file's ", res.file_hash_op, " is ",
+                     HexEncode(file_digest), " but the proof timestamps ", HexEncode(proof.digest));
   } else if (any_mismatch) {
     // A proof with a wrong Bitcoin attestation is broken even if another one holds.
     res.verdict = Verdict::kMismatch;
@@ -184,9 +198,8 @@ VerifyResult Verify(const DetachedFile& proof, absl::string_view file_digest,
       }
     }
     res.verdict = Verdict::kNotVerifiable;
-    res.message = unavailable != nullptr
-                      ? absl::StrCat("no Bitcoin attestation could be checked: ",
-                                     unavailable->detail)
+    res.message = unavailable != nullptr ? absl::StrCat("no Bitcoin attestation could be checked: ",
+                                                        unavailable->detail)
                   : pending ? "timestamp not complete: pending confirmation; run upgrade"
                             : "no Bitcoin attestation in the proof";
   }
@@ -198,9 +211,15 @@ absl::StatusOr<std::string> HashFileWithOp(const Op& op, const std::string& path
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   const EVP_MD* md = nullptr;
   switch (op.tag) {
-    case kOpSha256: md = EVP_sha256(); break;
-    case kOpSha1: md = EVP_sha1(); break;
-    case kOpRipemd160: md = EVP_ripemd160(); break;
+    case kOpSha256:
+      md = EVP_sha256();
+      break;
+    case kOpSha1:
+      md = EVP_sha1();
+      break;
+    case kOpRipemd160:
+      md = EVP_ripemd160();
+      break;
     case kOpKeccak256: {
       // No streaming keccak in ots.h; evidence hashed this way is rare (the reference never
       // writes it). Whole-file read.

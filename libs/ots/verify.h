@@ -47,17 +47,17 @@ struct AttestationResult {
 };
 
 enum class Verdict {
-  kVerified,           // digest matches, >= 1 Bitcoin attestation VERIFIED, none MISMATCH
-  kDigestMismatch,     // the proof is for another file
-  kMismatch,           // a Bitcoin commitment differs from its block's merkle root
-  kNotVerifiable,      // nothing failed, nothing verified (pending only, header unavailable, ...)
+  kVerified,        // digest matches, >= 1 Bitcoin attestation VERIFIED, none MISMATCH
+  kDigestMismatch,  // the proof is for another file
+  kMismatch,        // a Bitcoin commitment differs from its block's merkle root
+  kNotVerifiable,   // nothing failed, nothing verified (pending only, header unavailable, ...)
 };
 const char* VerdictName(Verdict v);
 
 struct VerifyResult {
-  std::string file_hash_op;   // "sha256", ...
-  std::string proof_digest;   // raw bytes stored in the proof
-  std::string file_digest;    // raw bytes computed from / given for the file; empty if unchecked
+  std::string file_hash_op;  // "sha256", ...
+  std::string proof_digest;  // raw bytes stored in the proof
+  std::string file_digest;   // raw bytes computed from / given for the file; empty if unchecked
   bool digest_checked = false;
   bool digest_matches = false;
   // In tree order (canonical: depth first, attestations before ops).

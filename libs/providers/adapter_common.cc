@@ -102,9 +102,11 @@ std::string NormalizeDigestHex(absl::string_view s) {
 absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes,
                                                 absl::string_view digest_hex) {
   auto digest = HexDecode(digest_hex, "digest");
-  if (!digest.ok() || digest->size() != 32) return absl::InvalidArgumentError("digest: not 32 bytes");
+  if (!digest.ok() || digest->size() != 32)
+    return absl::InvalidArgumentError("digest: not 32 bytes");
   auto file = ots::ParseDetached(bytes);
-  if (!file.ok()) return absl::InvalidArgumentError(absl::StrCat(".ots: ", file.status().message()));
+  if (!file.ok())
+    return absl::InvalidArgumentError(absl::StrCat(".ots: ", file.status().message()));
   if (file->file_hash_op.tag != ots::kOpSha256) {
     return absl::InvalidArgumentError(".ots: file hash op is not sha256");
   }
@@ -161,7 +163,7 @@ std::optional<http::HttpResponse> Wire::Do(const char* endpoint, const http::Htt
     o->kind = OutcomeKind::kRetry;
     o->http_status = 0;
     o->code = resp.status().code() == absl::StatusCode::kResourceExhausted ? "MALFORMED_RESPONSE"
-                                                                          : "NETWORK_ERROR";
+                                                                           : "NETWORK_ERROR";
     o->message = Redact(resp.status().message());
     ANCHORD_LOG(Warning) << provider_ << " " << endpoint << ": " << o->code << ": " << o->message;
     return std::nullopt;

@@ -50,8 +50,8 @@ int64_t LowestBitcoinHeight(const ots::DetachedFile& proof);
 class Wire {
  public:
   // `secret` (may be empty) is scrubbed from every text that passes Redact.
-  Wire(std::string provider, std::string secret, http::HttpClient* http,
-       ProviderMetrics* metrics, Clock* clock);
+  Wire(std::string provider, std::string secret, http::HttpClient* http, ProviderMetrics* metrics,
+       Clock* clock);
 
   const std::string& provider() const { return provider_; }
   Clock* clock() const { return clock_; }

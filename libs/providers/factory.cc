@@ -137,9 +137,9 @@ absl::StatusOr<std::string> ReadSmallFile(const char* flag, const std::string& p
 // FAILED_PRECONDITION naming both forms of an enabled provider's missing key flag.
 absl::Status MissingKey(const std::string& provider, const std::string& flag,
                         const std::string& env) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      provider, " API key missing: set --", flag, "-file (", env, "_FILE) or --", flag, " (", env,
-      ")"));
+  return absl::FailedPreconditionError(absl::StrCat(provider, " API key missing: set --", flag,
+                                                    "-file (", env, "_FILE) or --", flag, " (", env,
+                                                    ")"));
 }
 
 }  // namespace
@@ -260,8 +260,9 @@ void AddProviderFlags(CLI::App& app, ProviderSettings* s) {
   app.add_option("--tsa-ca-file", s->tsa_ca_file,
                  "PEM file of the trust anchors the TSAs' tokens must chain to")
       ->envname("ANCHORD_TSA_CA_FILE");
-  app.add_option("--tsa-auth-file", s->tsa_auth_file,
-                 "File holding \"Basic USER:PASSWORD\" or \"Bearer TOKEN\" for the TSAs (never logged)")
+  app.add_option(
+         "--tsa-auth-file", s->tsa_auth_file,
+         "File holding \"Basic USER:PASSWORD\" or \"Bearer TOKEN\" for the TSAs (never logged)")
       ->envname("ANCHORD_TSA_AUTH_FILE");
   app.add_option("--tsa-limit", s->tsa_limit, "Requests per window to each TSA (0 disables)")
       ->envname("ANCHORD_TSA_LIMIT")
@@ -284,9 +285,9 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
     return std::find(known.begin(), known.end(), n) != known.end();
   };
   if (!settings.default_provider.empty() && !is_known(settings.default_provider)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--provider: unknown provider \"", settings.default_provider,
-                     "\" (known: ", absl::StrJoin(known, ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("--provider: unknown provider \"",
+                                                   settings.default_provider,
+                                                   "\" (known: ", absl::StrJoin(known, ", "), ")"));
   }
   const std::vector<std::string> listed = SplitList(settings.providers);
   for (const std::string& n : listed) {
@@ -309,9 +310,9 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
 
   // The enabled set: the default, the listed, and every provider whose key is configured. A user
   // without any account gets the free calendars.
-  const std::string default_provider =
-      !settings.default_provider.empty() ? settings.default_provider
-                                         : (!proofd_key->empty() ? "proofd" : "ots");
+  const std::string default_provider = !settings.default_provider.empty()
+                                           ? settings.default_provider
+                                           : (!proofd_key->empty() ? "proofd" : "ots");
   std::set<std::string> enabled(listed.begin(), listed.end());
   enabled.insert(default_provider);
   if (!proofd_key->empty()) enabled.insert("proofd");
@@ -348,8 +349,7 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
   http::CurlOptions curl;
   curl.user_agent = absl::StrCat("anchord-", settings.client_name, "/0.1");
   set->http_ = http::MakeCurlClient(curl);
-  auto make = [&](const std::string& name, int limit,
-                  double window_s) -> ratelimit::RateLimiter* {
+  auto make = [&](const std::string& name, int limit, double window_s) -> ratelimit::RateLimiter* {
     auto l = limiters(name, ratelimit::RateLimit{limit, absl::Seconds(window_s)});
     if (l == nullptr) return nullptr;
     ratelimit::RateLimiter* raw = l.get();
@@ -376,8 +376,8 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
     ANCHORD_LOG(Info) << "provider proofd at " << config.base_url << " account "
                       << SecretFingerprint(config.api_key) << " limits create "
                       << settings.proofd_create_limit << "/general "
-                      << settings.proofd_general_limit << " per "
-                      << settings.proofd_window_seconds << "s";
+                      << settings.proofd_general_limit << " per " << settings.proofd_window_seconds
+                      << "s";
   }
   if (enabled.count("proofledger")) {
     ProofLedgerConfig config;
@@ -420,8 +420,7 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
                       << SecretFingerprint(config.api_key) << " limit "
                       << settings.simpleproof_limit << " per "
                       << settings.simpleproof_window_seconds << "s, batches of "
-                      << config.batch_size
-                      << (config.callback_url.empty() ? "" : ", callbacks on");
+                      << config.batch_size << (config.callback_url.empty() ? "" : ", callbacks on");
   }
   if (enabled.count("ots")) {
     OtsCalendarConfig config;
@@ -469,7 +468,8 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
       config.authorization = *std::move(auth);
     }
     config.timeout = absl::Seconds(settings.tsa_timeout_seconds);
-    config.limit = ratelimit::RateLimit{settings.tsa_limit, absl::Seconds(settings.tsa_window_seconds)};
+    config.limit =
+        ratelimit::RateLimit{settings.tsa_limit, absl::Seconds(settings.tsa_window_seconds)};
     TsaDeps deps;
     deps.http = set->http_.get();
     deps.limiters = limiters;
@@ -477,8 +477,8 @@ absl::StatusOr<std::unique_ptr<ProviderSet>> ProviderSet::Create(const ProviderS
     deps.clock = clock;
     ANCHORD_LOG(Info) << "provider tsa: " << absl::StrJoin(config.urls, ", ") << ", "
                       << tsa::CountPemCertificates(config.ca_pem) << " trust anchor(s), limit "
-                      << settings.tsa_limit << " per " << settings.tsa_window_seconds
-                      << "s per TSA" << (config.authorization.empty() ? "" : ", credentials set");
+                      << settings.tsa_limit << " per " << settings.tsa_window_seconds << "s per TSA"
+                      << (config.authorization.empty() ? "" : ", credentials set");
     set->providers_["tsa"] = MakeTsaProvider(config, deps);
   }
   set->default_ = default_provider;

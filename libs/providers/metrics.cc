@@ -23,7 +23,8 @@ ProviderMetrics::ProviderMetrics(prometheus::Registry& registry)
 void ProviderMetrics::CountRequest(const std::string& provider, const std::string& endpoint,
                                    int http_status) {
   requests
-      .Add({{"provider", provider}, {"endpoint", endpoint},
+      .Add({{"provider", provider},
+            {"endpoint", endpoint},
             {"code", http_status > 0 ? std::to_string(http_status) : "error"}})
       .Increment();
   if (http_status == 429) rate_limited.Add({{"provider", provider}}).Increment();

@@ -81,8 +81,7 @@ class OtsCalendarProvider final : public Provider {
     CreateResult result;
     const std::string digest_hex = internal::NormalizeDigestHex(request.digest_hex);
     auto digest = HexDecode(digest_hex);
-    if (digest_hex.empty() || !digest.ok() ||
-        absl::AsciiStrToLower(request.body) != digest_hex) {
+    if (digest_hex.empty() || !digest.ok() || absl::AsciiStrToLower(request.body) != digest_hex) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "INVALID_REQUEST";
       result.outcome.message = "prepared create is incomplete (digest or body); not sent";
@@ -129,8 +128,8 @@ class OtsCalendarProvider final : public Provider {
       }
       ++valid;
     }
-    const int needed = std::max(1, std::min<int>(config_.min_calendars,
-                                                 static_cast<int>(config_.calendars.size())));
+    const int needed = std::max(
+        1, std::min<int>(config_.min_calendars, static_cast<int>(config_.calendars.size())));
     if (valid < needed) {
       // The answers that did arrive are dropped: the calendars will anchor the digest anyway
       // (free), and the retry gets fresh ones.
@@ -139,9 +138,9 @@ class OtsCalendarProvider final : public Provider {
                                 : OutcomeKind::kRetry;
       result.outcome.code = "CALENDAR_QUORUM";
       result.outcome.retry_after = retry_after;
-      result.outcome.message = wire_.Redact(absl::StrCat(
-          valid, " of ", config_.calendars.size(), " calendars answered validly, ", needed,
-          " needed: ", absl::StrJoin(failures, "; ")));
+      result.outcome.message = wire_.Redact(
+          absl::StrCat(valid, " of ", config_.calendars.size(), " calendars answered validly, ",
+                       needed, " needed: ", absl::StrJoin(failures, "; ")));
       ANCHORD_LOG(Warning) << config_.name << " create: " << result.outcome.message;
       return result;
     }
@@ -377,11 +376,12 @@ class OtsCalendarProvider final : public Provider {
     req.body = digest;
     req.timeout = config_.timeout;
     req.headers.emplace_back("Content-Type", "application/octet-stream");
-    std::optional<http::HttpResponse> resp = Send(a->calendar, kDigest, std::move(req), &a->outcome);
+    std::optional<http::HttpResponse> resp =
+        Send(a->calendar, kDigest, std::move(req), &a->outcome);
     if (!resp || a->outcome.kind == OutcomeKind::kRateLimited) return;
     if (resp->status != 200) {
       a->outcome.kind = (resp->status >= 500 || resp->status == 408) ? OutcomeKind::kRetry
-                                                                      : OutcomeKind::kPermanent;
+                                                                     : OutcomeKind::kPermanent;
       a->outcome.code = absl::StrCat("HTTP_", resp->status);
       a->outcome.message = wire_.Redact(internal::Printable(resp->body, 160));
       ANCHORD_LOG(Warning) << config_.name << " digest: calendar " << a->calendar << " HTTP "

@@ -41,9 +41,9 @@ std::vector<std::string> DefaultOtsCalendars();
 struct OtsCalendarConfig {
   std::string name = "ots";
   std::vector<std::string> calendars = DefaultOtsCalendars();  // bare origins, no path
-  int min_calendars = 2;                                      // like `ots stamp -m`
-  absl::Duration timeout = absl::Seconds(5);                  // per create, like `--timeout`
-  absl::Duration lookup_timeout = absl::Seconds(15);          // per GET /timestamp
+  int min_calendars = 2;                                       // like `ots stamp -m`
+  absl::Duration timeout = absl::Seconds(5);                   // per create, like `--timeout`
+  absl::Duration lookup_timeout = absl::Seconds(15);           // per GET /timestamp
   // Pacing per calendar (requests of both kinds). The reference client has none; this keeps a
   // large archive from hammering free public services.
   ratelimit::RateLimit calendar_limit{60, absl::Minutes(1)};

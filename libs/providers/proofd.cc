@@ -31,10 +31,14 @@ enum class Endpoint { kCreate, kGet, kList, kOts };
 
 const char* EndpointLabel(Endpoint e) {
   switch (e) {
-    case Endpoint::kCreate: return "create";
-    case Endpoint::kGet: return "get";
-    case Endpoint::kList: return "list";
-    case Endpoint::kOts: return "ots";
+    case Endpoint::kCreate:
+      return "create";
+    case Endpoint::kGet:
+      return "get";
+    case Endpoint::kList:
+      return "list";
+    case Endpoint::kOts:
+      return "ots";
   }
   return "other";
 }
@@ -303,7 +307,8 @@ class ProofdProvider final : public Provider {
       result.outcome = LocalInvalidId();
       return result;
     }
-    Exchange ex = Send(Endpoint::kGet, "GET", absl::StrCat("/api/v1/timestamps/", proof_id), "", "");
+    Exchange ex =
+        Send(Endpoint::kGet, "GET", absl::StrCat("/api/v1/timestamps/", proof_id), "", "");
     if (ex.outcome.kind != OutcomeKind::kOk) {
       result.outcome = ex.outcome;
       return result;
@@ -344,8 +349,7 @@ class ProofdProvider final : public Provider {
       auto rec = ParseRecord(item, "", "");
       if (!rec.ok()) {
         ANCHORD_LOG(Warning) << config_.name << " list: skipping invalid record ("
-                             << rec.status().message() << ") request_id="
-                             << ex.outcome.request_id;
+                             << rec.status().message() << ") request_id=" << ex.outcome.request_id;
         continue;
       }
       result.records.push_back(*std::move(rec));
@@ -390,7 +394,8 @@ class ProofdProvider final : public Provider {
 
   static absl::StatusOr<Page> ParsePage(const std::string& body) {
     json j = json::parse(body, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("body is not a JSON object");
+    if (j.is_discarded() || !j.is_object())
+      return absl::InvalidArgumentError("body is not a JSON object");
     auto data = j.find("data");
     if (data == j.end() || !data->is_array()) return absl::InvalidArgumentError("data: missing");
     Page page;
@@ -470,9 +475,9 @@ class ProofdProvider final : public Provider {
       return;
     }
     const absl::Time now = deps_.clock->Now();
-    const absl::Time until =
-        reset > 1e9 ? absl::FromUnixMillis(static_cast<int64_t>(reset * 1000))
-                    : now + absl::Milliseconds(static_cast<int64_t>(reset * 1000));
+    const absl::Time until = reset > 1e9
+                                 ? absl::FromUnixMillis(static_cast<int64_t>(reset * 1000))
+                                 : now + absl::Milliseconds(static_cast<int64_t>(reset * 1000));
     // Which bucket the headers describe is not documented (the sandbox reports the tightest one),
     // so an exhausted answer to a create closes both gates: a poll never runs into a 429 because
     // the general bucket was the one at zero.
@@ -518,7 +523,7 @@ class ProofdProvider final : public Provider {
       if (deps_.metrics != nullptr) deps_.metrics->CountRequest(config_.name, EndpointLabel(ep), 0);
       o.kind = OutcomeKind::kRetry;
       o.code = resp.status().code() == absl::StatusCode::kResourceExhausted ? "MALFORMED_RESPONSE"
-                                                                             : "NETWORK_ERROR";
+                                                                            : "NETWORK_ERROR";
       o.message = Redact(resp.status().message());
       ANCHORD_LOG(Warning) << config_.name << " " << EndpointLabel(ep) << ": " << o.code << ": "
                            << o.message;
@@ -541,8 +546,8 @@ class ProofdProvider final : public Provider {
     if (o.request_id.empty()) o.request_id = Redact(Printable(ex.error.request_id, 128));
     o.code = ex.error.code.empty() ? absl::StrCat("HTTP_", resp->status) : ex.error.code;
     o.kind = Classify(resp->status, ex.error.code, ep);
-    o.message = Redact(ex.error.message.empty() ? absl::StrCat("HTTP ", resp->status)
-                                                : ex.error.message);
+    o.message =
+        Redact(ex.error.message.empty() ? absl::StrCat("HTTP ", resp->status) : ex.error.message);
     if (o.kind == OutcomeKind::kRateLimited) {
       const absl::Time now = deps_.clock->Now();
       absl::Time until = now + kDefaultRetryAfter;
@@ -552,9 +557,8 @@ class ProofdProvider final : public Provider {
         if (parsed.ok()) {
           until = std::max(*parsed, now);
         } else {
-          ANCHORD_LOG(Warning) << config_.name << ": unparsable Retry-After \""
-                               << Printable(ra, 64) << "\"; waiting "
-                               << absl::FormatDuration(kDefaultRetryAfter);
+          ANCHORD_LOG(Warning) << config_.name << ": unparsable Retry-After \"" << Printable(ra, 64)
+                               << "\"; waiting " << absl::FormatDuration(kDefaultRetryAfter);
         }
       }
       until = std::min(until, now + kMaxGate);
@@ -573,9 +577,8 @@ class ProofdProvider final : public Provider {
       ANCHORD_LOG(Info) << config_.name << " " << EndpointLabel(ep) << ": HTTP " << o.http_status
                         << " " << o.code << " request_id=" << o.request_id;
     } else {
-      ANCHORD_LOG(Warning) << config_.name << " " << EndpointLabel(ep) << ": HTTP "
-                           << o.http_status << " " << o.code << " ("
-                           << OutcomeKindName(o.kind) << "): " << o.message
+      ANCHORD_LOG(Warning) << config_.name << " " << EndpointLabel(ep) << ": HTTP " << o.http_status
+                           << " " << o.code << " (" << OutcomeKindName(o.kind) << "): " << o.message
                            << " request_id=" << o.request_id;
     }
     return ex;
@@ -596,7 +599,8 @@ class ProofdProvider final : public Provider {
       result.outcome = cause;
       // A rate-limited step keeps its kind so the caller honours retry_after.
       if (cause.kind != OutcomeKind::kRateLimited) result.outcome.kind = OutcomeKind::kRetry;
-      result.outcome.message = Redact(absl::StrCat("resolving duplicate: ", why, ": ", cause.message));
+      result.outcome.message =
+          Redact(absl::StrCat("resolving duplicate: ", why, ": ", cause.message));
       ANCHORD_LOG(Warning) << config_.name << " create: " << result.outcome.message
                            << " request_id=" << cause.request_id;
       return result;
@@ -611,9 +615,9 @@ class ProofdProvider final : public Provider {
           lr.outcome.kind == OutcomeKind::kQuotaExhausted) {
         return retry(lr.outcome, "lookup of the named record failed");
       }
-      ANCHORD_LOG(Warning) << config_.name << " create: 409 named record "
-                           << dup.error.existing_id << " does not hold this hash ("
-                           << lr.outcome.code << "); walking the list";
+      ANCHORD_LOG(Warning) << config_.name << " create: 409 named record " << dup.error.existing_id
+                           << " does not hold this hash (" << lr.outcome.code
+                           << "); walking the list";
     }
 
     std::string cursor;
@@ -632,8 +636,7 @@ class ProofdProvider final : public Provider {
         auto rec = ParseRecord(item, digest, "");
         if (rec.ok()) return duplicate(*std::move(rec));
         ANCHORD_LOG(Warning) << config_.name << " list: record for the hash is invalid ("
-                             << rec.status().message() << ") request_id="
-                             << ex.outcome.request_id;
+                             << rec.status().message() << ") request_id=" << ex.outcome.request_id;
       }
       // A cursor that does not move would loop forever.
       if (page->next_cursor.empty() || page->next_cursor == cursor) break;

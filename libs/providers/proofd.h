@@ -28,10 +28,10 @@ struct ProofdConfig {
 };
 
 struct ProofdDeps {
-  http::HttpClient* http = nullptr;               // not owned
+  http::HttpClient* http = nullptr;                   // not owned
   ratelimit::RateLimiter* create_limiter = nullptr;   // not owned; creates only
   ratelimit::RateLimiter* general_limiter = nullptr;  // not owned; every request
-  ProviderMetrics* metrics = nullptr;             // not owned; may be null
+  ProviderMetrics* metrics = nullptr;                 // not owned; may be null
   Clock* clock = Clock::Real();
 };
 

@@ -424,8 +424,8 @@ class ProofLedgerProvider final : public Provider {
       result.outcome.kind = OutcomeKind::kDuplicate;
       result.outcome.code = "DUPLICATE";
       result.outcome.message = absl::StrCat("hash already anchored as ", rec->duplicate_of);
-      ANCHORD_LOG(Info) << config_.name << " create: HTTP " << base.http_status
-                        << " duplicate_of " << rec->duplicate_of;
+      ANCHORD_LOG(Info) << config_.name << " create: HTTP " << base.http_status << " duplicate_of "
+                        << rec->duplicate_of;
     } else {
       result.outcome.kind = OutcomeKind::kOk;
       result.outcome.code.clear();
@@ -486,8 +486,8 @@ class ProofLedgerProvider final : public Provider {
     ErrorInfo err = ParseErrorBody(resp->body);
     o.kind = Classify(resp->status, verify);
     o.code = err.code.empty() ? absl::StrCat("HTTP_", resp->status) : err.code;
-    o.message = wire_.Redact(err.message.empty() ? absl::StrCat("HTTP ", resp->status)
-                                                 : err.message);
+    o.message =
+        wire_.Redact(err.message.empty() ? absl::StrCat("HTTP ", resp->status) : err.message);
     ex.body = std::move(resp->body);
     if (o.kind == OutcomeKind::kRateLimited) {
       o.retry_after = wire_.CloseGate(*resp, config_.default_retry_after, {limiter});

@@ -48,8 +48,8 @@ struct CallOutcome {
   // Provider error code ("RATE_LIMITED", "INVALID_API_KEY") or one of ours: "NETWORK_ERROR",
   // "MALFORMED_RESPONSE", "HTTP_<status>".
   std::string code;
-  std::string message;     // human-readable; never contains the API key
-  std::string request_id;  // the provider's X-Request-Id, when sent
+  std::string message;                                // human-readable; never contains the API key
+  std::string request_id;                             // the provider's X-Request-Id, when sent
   absl::Duration retry_after = absl::ZeroDuration();  // for kRateLimited / kRetry hints
 
   bool ok() const { return kind == OutcomeKind::kOk || kind == OutcomeKind::kDuplicate; }
@@ -117,8 +117,9 @@ struct LookupResult {
 
 struct ListPendingResult {
   CallOutcome outcome;
-  std::vector<ProviderRecord> records;  // valid records of the page (invalid ones are logged, skipped)
-  std::string next_cursor;              // empty on the last page
+  std::vector<ProviderRecord>
+      records;              // valid records of the page (invalid ones are logged, skipped)
+  std::string next_cursor;  // empty on the last page
 };
 
 struct DownloadResult {

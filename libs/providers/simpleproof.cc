@@ -41,8 +41,8 @@ constexpr const char* kPendingStatuses[] = {"pending_stamp", "pending"};
 
 // What a verification says about one hash.
 struct Verification {
-  ProviderRecord record;   // proof_id = digest, state, verify_url, times
-  std::string ots_url;     // ots_download_url; may be empty
+  ProviderRecord record;  // proof_id = digest, state, verify_url, times
+  std::string ots_url;    // ots_download_url; may be empty
 };
 
 absl::Status OptString(const json& j, const char* key, std::string* out) {
@@ -358,16 +358,16 @@ class SimpleProofProvider final : public Provider {
       }
       c = *parsed;  // the page size stays that of the walk's first page
     }
-    const std::string path =
-        absl::StrCat("/api/proof/document?status=", kPendingStatuses[c.status], "&page=", c.page,
-                     "&limit=", c.limit);
+    const std::string path = absl::StrCat("/api/proof/document?status=", kPendingStatuses[c.status],
+                                          "&page=", c.page, "&limit=", c.limit);
     Exchange ex = Send(kList, "GET", path, "");
     if (ex.outcome.kind != OutcomeKind::kOk) {
       result.outcome = ex.outcome;
       return result;
     }
     json j = json::parse(ex.body, nullptr, false);
-    absl::Status st = j.is_discarded() ? absl::InvalidArgumentError("body is not JSON") : CheckOk(j);
+    absl::Status st =
+        j.is_discarded() ? absl::InvalidArgumentError("body is not JSON") : CheckOk(j);
     const json* docs = nullptr;
     int64_t total_pages = -1;
     if (st.ok()) {
@@ -421,9 +421,9 @@ class SimpleProofProvider final : public Provider {
     }
     // The next page of this status while there is one; then the next status; then the end.
     // An empty page ends a status whatever totalPages says, so a lying count cannot loop.
-    const bool more_here = !docs->empty() && c.page + 1 < config_.max_list_pages &&
-                           (total_pages >= 0 ? c.page + 1 < total_pages
-                                             : static_cast<int>(docs->size()) >= c.limit);
+    const bool more_here =
+        !docs->empty() && c.page + 1 < config_.max_list_pages &&
+        (total_pages >= 0 ? c.page + 1 < total_pages : static_cast<int>(docs->size()) >= c.limit);
     if (more_here) {
       Cursor next = c;
       ++next.page;

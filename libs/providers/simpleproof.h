@@ -35,9 +35,9 @@ inline constexpr int kSimpleProofMaxBatch = 25;
 struct SimpleProofConfig {
   std::string name = "simpleproof";
   std::string base_url = "https://app.simpleproof.com";  // scheme://host[:port], no path
-  std::string api_key;       // the x-access-token; never logged
-  std::string callback_url;  // sent with every create when not empty
-  int batch_size = kSimpleProofMaxBatch;  // 1..25
+  std::string api_key;                                   // the x-access-token; never logged
+  std::string callback_url;                              // sent with every create when not empty
+  int batch_size = kSimpleProofMaxBatch;                 // 1..25
   absl::Duration request_timeout = absl::Seconds(30);
   // Wait after a 429 without a usable Retry-After (the document gives no number).
   absl::Duration default_retry_after = absl::Seconds(60);

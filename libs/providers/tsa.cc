@@ -120,13 +120,13 @@ class TsaProvider final : public Provider {
     result.outcome = last;
     // One TSA refusing the request for good (bad credentials, bad request) is only permanent
     // when it is the only one; otherwise the next round may find another TSA healthy.
-    result.outcome.kind = all_rate_limited ? OutcomeKind::kRateLimited
+    result.outcome.kind = all_rate_limited                          ? OutcomeKind::kRateLimited
                           : (permanent && config_.urls.size() == 1) ? OutcomeKind::kPermanent
                                                                     : OutcomeKind::kRetry;
     result.outcome.retry_after = retry_after;
     result.outcome.message = wire_.Redact(absl::StrJoin(failures, "; "));
-    ANCHORD_LOG(Warning) << config_.name << " create: no TSA gave a valid token: "
-                         << result.outcome.message;
+    ANCHORD_LOG(Warning) << config_.name
+                         << " create: no TSA gave a valid token: " << result.outcome.message;
     return result;
   }
 

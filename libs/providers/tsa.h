@@ -44,7 +44,7 @@ struct TsaConfig {
 
 struct TsaDeps {
   http::HttpClient* http = nullptr;  // not owned
-  CalendarLimiterFactory limiters;    // "tsa.<url>"; null: in-process limiters
+  CalendarLimiterFactory limiters;   // "tsa.<url>"; null: in-process limiters
   ProviderMetrics* metrics = nullptr;
   Clock* clock = Clock::Real();
 };

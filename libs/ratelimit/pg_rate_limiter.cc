@@ -42,8 +42,11 @@ int64_t BucketKey(const std::string& name) {
 class PgRateLimiter final : public RateLimiter {
  public:
   PgRateLimiter(std::shared_ptr<ledger::PgDb> db, std::string name, RateLimit limit, Clock* clock)
-      : db_(std::move(db)), name_(std::move(name)), limit_(limit),
-        span_us_(absl::ToInt64Microseconds(limit.window + limit.margin)), clock_(clock),
+      : db_(std::move(db)),
+        name_(std::move(name)),
+        limit_(limit),
+        span_us_(absl::ToInt64Microseconds(limit.window + limit.margin)),
+        clock_(clock),
         key_(BucketKey(name_)) {}
 
   absl::StatusOr<absl::Duration> Acquire() override {
@@ -57,7 +60,8 @@ class PgRateLimiter final : public RateLimiter {
         wait_us = 0;
         auto lock = c.Exec("SELECT pg_advisory_xact_lock($1)", PgParams().Add(key_));
         if (!lock.ok()) return lock.status();
-        auto now_r = c.Exec(absl::StrCat("SELECT ", kDbNow, ", COALESCE((SELECT blocked_until "
+        auto now_r = c.Exec(absl::StrCat("SELECT ", kDbNow,
+                                         ", COALESCE((SELECT blocked_until "
                                          "FROM rl_gates WHERE bucket = $1), 0)"),
                             PgParams().Add(name_));
         if (!now_r.ok()) return now_r.status();
@@ -99,8 +103,8 @@ class PgRateLimiter final : public RateLimiter {
         return clock_->Now() - start;
       }
       // A little jitter so that replicas woken by the same freed slot do not all query at once.
-      const absl::Duration wait = std::min(absl::Microseconds(wait_us), kSleepSlice) +
-                                  absl::Microseconds(jitter() % 2000);
+      const absl::Duration wait =
+          std::min(absl::Microseconds(wait_us), kSleepSlice) + absl::Microseconds(jitter() % 2000);
       std::this_thread::sleep_for(absl::ToChronoNanoseconds(wait));
     }
   }
@@ -149,9 +153,9 @@ class PgRateLimiter final : public RateLimiter {
     const int64_t ago_us = absl::ToInt64Microseconds(clock_->Now() - when);
     absl::Status st = db_->Run([&](PgConn& c) {
       return c
-          .Exec(absl::StrCat("INSERT INTO rl_sends (bucket, sent_at) VALUES ($1, ", kDbNow,
-                             " - $2)"),
-                PgParams().Add(name_).Add(ago_us))
+          .Exec(
+              absl::StrCat("INSERT INTO rl_sends (bucket, sent_at) VALUES ($1, ", kDbNow, " - $2)"),
+              PgParams().Add(name_).Add(ago_us))
           .status();
     });
     if (!st.ok()) {

@@ -58,8 +58,7 @@ class TokenInterceptor final : public grpc::experimental::Interceptor {
   const std::string* token_;
 };
 
-class TokenInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
+class TokenInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
   explicit TokenInterceptorFactory(std::string token) : token_(std::move(token)) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
@@ -105,8 +104,9 @@ absl::StatusOr<RpcGate> RpcGate::InternalFromFile(const std::string& token_file)
 grpc::Status RpcGate::AdmitPublic(const grpc::ServerContextBase&, absl::string_view method) const {
   if (!internal_) return grpc::Status::OK;
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                      absl::StrCat(method, " is public: call it on the service's public port "
-                                           "(--listen), not the internal one"));
+                      absl::StrCat(method,
+                                   " is public: call it on the service's public port "
+                                   "(--listen), not the internal one"));
 }
 
 grpc::Status RpcGate::AdmitInternal(const grpc::ServerContextBase& ctx,
@@ -114,18 +114,21 @@ grpc::Status RpcGate::AdmitInternal(const grpc::ServerContextBase& ctx,
   if (!internal_) {
     return grpc::Status(
         grpc::StatusCode::PERMISSION_DENIED,
-        absl::StrCat(method, " is internal: served only to peer services on the internal port "
-                             "(--internal-listen)"));
+        absl::StrCat(method,
+                     " is internal: served only to peer services on the internal port "
+                     "(--internal-listen)"));
   }
   if (token_.empty()) return grpc::Status::OK;
   const auto& md = ctx.client_metadata();
   auto it = md.find(kInternalTokenHeader);
-  if (it != md.end() && SameSecret(absl::string_view(it->second.data(), it->second.size()), token_)) {
+  if (it != md.end() &&
+      SameSecret(absl::string_view(it->second.data(), it->second.size()), token_)) {
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                      absl::StrCat(method, ": the internal token (--internal-token-file) is "
-                                           "missing or wrong"));
+                      absl::StrCat(method,
+                                   ": the internal token (--internal-token-file) is "
+                                   "missing or wrong"));
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeInternalServerCredentials(

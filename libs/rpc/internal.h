@@ -74,9 +74,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeInternalServerCrede
 
 // A channel to a peer's internal port: TLS and client certificate as in `security` (not its
 // public token), and the internal token from `token_file` (if any) on every call.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeInternalChannel(const std::string& target,
-                                                                   const TransportSecurity& security,
-                                                                   const std::string& token_file);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeInternalChannel(
+    const std::string& target, const TransportSecurity& security, const std::string& token_file);
 
 // Reactors that end a call at once with `status` (a refused call).
 template <class Req, class Resp>

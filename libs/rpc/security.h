@@ -22,11 +22,11 @@ class App;
 namespace anchord::rpc {
 
 struct TransportSecurity {
-  std::string cert_file;        // PEM certificate chain of this process (server and client side)
-  std::string key_file;         // PEM private key
-  std::string ca_file;          // PEM CA bundle: verifies peers (server: client certs -> mTLS)
-  std::string token_file;       // server: accepted bearer token; client: token to send
-  std::string server_name;      // client: override of the TLS name checked (tests, IP targets)
+  std::string cert_file;    // PEM certificate chain of this process (server and client side)
+  std::string key_file;     // PEM private key
+  std::string ca_file;      // PEM CA bundle: verifies peers (server: client certs -> mTLS)
+  std::string token_file;   // server: accepted bearer token; client: token to send
+  std::string server_name;  // client: override of the TLS name checked (tests, IP targets)
   bool tls_enabled() const { return !cert_file.empty() || !ca_file.empty(); }
 };
 
@@ -48,7 +48,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 
 // A channel to `target` using `security` (TLS, client certificate, bearer token as configured),
 // with PeerChannelArguments() (keepalive, round_robin over every address the target resolves to).
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(
-    const std::string& target, const TransportSecurity& security);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeSecureChannel(const std::string& target,
+                                                                 const TransportSecurity& security);
 
 }  // namespace anchord::rpc

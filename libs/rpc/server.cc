@@ -29,9 +29,7 @@
 #include "libs/common/log.h"
 
 namespace anchord::rpc {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 // Calls that have not sent their status yet, for the drain (see ServerRunner::Shutdown).
 struct ActiveCalls {
@@ -54,8 +52,12 @@ class LatencyInterceptor final : public grpc::experimental::Interceptor {
   LatencyInterceptor(grpc::experimental::ServerRpcInfo* info,
                      prometheus::Family<prometheus::Histogram>* family, std::string service,
                      const std::set<std::string>* known, ActiveCalls* active)
-      : info_(info), family_(family), service_(std::move(service)), known_(known),
-        active_(active), start_(std::chrono::steady_clock::now()) {
+      : info_(info),
+        family_(family),
+        service_(std::move(service)),
+        known_(known),
+        active_(active),
+        start_(std::chrono::steady_clock::now()) {
     active_->Add(1);
   }
   // A call destroyed without a status (never started by the application) stops counting too.
@@ -72,7 +74,8 @@ class LatencyInterceptor final : public grpc::experimental::Interceptor {
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status st = methods->GetSendStatus();
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       // Only methods this server implements become label values: a caller inventing method names
       // (any length, any bytes) would otherwise add series without bound.
       std::string method = "unknown";
@@ -83,10 +86,11 @@ class LatencyInterceptor final : public grpc::experimental::Interceptor {
         if (dot != std::string::npos) method = method.substr(dot + 1);
       }
       family_
-          ->Add({{"service", service_}, {"method", method},
+          ->Add({{"service", service_},
+                 {"method", method},
                  {"code", std::to_string(static_cast<int>(st.error_code()))}},
-                prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1,
-                                                         5, 30, 120, 600})
+                prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
+                                                        30, 120, 600})
           .Observe(secs);
     }
     methods->Proceed();
@@ -107,8 +111,7 @@ class LatencyInterceptorFactory final
  public:
   LatencyInterceptorFactory(prometheus::Family<prometheus::Histogram>* family, std::string service,
                             std::set<std::string> known, ActiveCalls* active)
-      : family_(family), service_(std::move(service)), known_(std::move(known)),
-        active_(active) {}
+      : family_(family), service_(std::move(service)), known_(std::move(known)), active_(active) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     return new LatencyInterceptor(info, family_, service_, &known_, active_);
@@ -190,8 +193,8 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
       // this (it ends at its own deadline, and the caller reopens it on another replica).
       builder.AddChannelArgument(
           GRPC_ARG_MAX_CONNECTION_AGE_MS,
-          static_cast<int>(std::min<int64_t>(
-              absl::ToInt64Milliseconds(options.max_connection_age), INT32_MAX)));
+          static_cast<int>(
+              std::min<int64_t>(absl::ToInt64Milliseconds(options.max_connection_age), INT32_MAX)));
     }
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(std::make_unique<LatencyInterceptorFactory>(
@@ -241,8 +244,8 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     try {
       runner->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_address);
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ",
-                                                 options.metrics_address, ": ", e.what()));
+      return absl::UnavailableError(
+          absl::StrCat("metrics: cannot listen on ", options.metrics_address, ": ", e.what()));
     }
     runner->exposer_->RegisterCollectable(registry);
   }
@@ -261,9 +264,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
                     << (runner->internal_server_
                             ? absl::StrCat(", internal port ", runner->internal_port_)
                             : std::string())
-                    << (runner->exposer_ ? absl::StrCat(", metrics on port ",
-                                                        runner->metrics_port())
-                                         : std::string());
+                    << (runner->exposer_
+                            ? absl::StrCat(", metrics on port ", runner->metrics_port())
+                            : std::string());
   return runner;
 }
 

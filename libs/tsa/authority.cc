@@ -122,9 +122,9 @@ absl::StatusOr<std::unique_ptr<Authority>> Authority::Generate(const AuthorityOp
   impl->ca = MakeCert(o.name + " Root CA", 1, impl->ca_key.get(), nullptr, nullptr,
                       o.now - absl::Hours(1), o.now + absl::Hours(24 * 365 * 10), true, nullptr);
   if (!impl->ca) return absl::InternalError(Err("CA certificate"));
-  impl->tsa = MakeCert(o.name, 2, impl->tsa_key.get(), impl->ca.get(), impl->ca_key.get(),
-                       o.now + o.tsa_not_before, o.now + o.tsa_not_after, false,
-                       "critical,timeStamping");
+  impl->tsa =
+      MakeCert(o.name, 2, impl->tsa_key.get(), impl->ca.get(), impl->ca_key.get(),
+               o.now + o.tsa_not_before, o.now + o.tsa_not_after, false, "critical,timeStamping");
   if (!impl->tsa) return absl::InternalError(Err("TSA certificate"));
   return std::unique_ptr<Authority>(new Authority(std::move(impl)));
 }

@@ -8,7 +8,8 @@ namespace anchord::tsa {
 
 bool IsPathForm(absl::string_view bytes) {
   return bytes.size() >= kPathFormMagicSize &&
-         bytes.substr(0, kPathFormMagicSize) == absl::string_view(kPathFormMagic, kPathFormMagicSize);
+         bytes.substr(0, kPathFormMagicSize) ==
+             absl::string_view(kPathFormMagic, kPathFormMagicSize);
 }
 
 absl::StatusOr<std::string> EncodePathForm(absl::string_view digest, absl::string_view path,
@@ -19,7 +20,8 @@ absl::StatusOr<std::string> EncodePathForm(absl::string_view digest, absl::strin
   }
   if (path.size() > 0xffff) return absl::InvalidArgumentError("tsrm: path too long");
   if (tsr.empty() || tsr.size() > kMaxTsrBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("tsrm: tsr must be 1..", kMaxTsrBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tsrm: tsr must be 1..", kMaxTsrBytes, " bytes"));
   }
   std::string out(kPathFormMagic, kPathFormMagicSize);
   out.append(digest.data(), digest.size());
@@ -27,34 +29,39 @@ absl::StatusOr<std::string> EncodePathForm(absl::string_view digest, absl::strin
   out.push_back(static_cast<char>(path.size() & 0xff));
   out.append(path.data(), path.size());
   const uint32_t n = static_cast<uint32_t>(tsr.size());
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((n >> shift) & 0xff));
   out.append(tsr.data(), tsr.size());
   return out;
 }
 
 absl::StatusOr<PathForm> DecodePathForm(absl::string_view bytes) {
   if (bytes.size() > kMaxPathFormBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tsrm: ", bytes.size(), " bytes, more than the ", kMaxPathFormBytes, " accepted"));
+    return absl::InvalidArgumentError(absl::StrCat("tsrm: ", bytes.size(), " bytes, more than the ",
+                                                   kMaxPathFormBytes, " accepted"));
   }
   if (!IsPathForm(bytes)) {
     return absl::InvalidArgumentError("tsrm: offset 0: not the ANCHORD-TSRM v1 magic");
   }
   size_t pos = kPathFormMagicSize;
   auto need = [&](size_t n) { return bytes.size() - pos >= n; };
-  if (!need(32 + 2)) return absl::InvalidArgumentError(absl::StrCat("tsrm: offset ", pos, ": truncated"));
+  if (!need(32 + 2))
+    return absl::InvalidArgumentError(absl::StrCat("tsrm: offset ", pos, ": truncated"));
   PathForm f;
   f.digest = std::string(bytes.substr(pos, 32));
   pos += 32;
-  const size_t plen = (static_cast<unsigned char>(bytes[pos]) << 8) | static_cast<unsigned char>(bytes[pos + 1]);
+  const size_t plen =
+      (static_cast<unsigned char>(bytes[pos]) << 8) | static_cast<unsigned char>(bytes[pos + 1]);
   pos += 2;
   if (!need(plen + 4)) {
-    return absl::InvalidArgumentError(absl::StrCat("tsrm: offset ", pos, ": path of ", plen, " bytes truncated"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tsrm: offset ", pos, ": path of ", plen, " bytes truncated"));
   }
   f.path = std::string(bytes.substr(pos, plen));
   auto root = merkle::PathRoot(f.digest, f.path);
   if (!root.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("tsrm: offset ", pos, ": path: ", root.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tsrm: offset ", pos, ": path: ", root.status().message()));
   }
   f.root = *std::move(root);
   pos += plen;

@@ -128,8 +128,8 @@ absl::StatusOr<RespPtr> ParseResp(absl::string_view tsr) {
 }
 
 std::string StatusText(const TS_STATUS_INFO* si) {
-  static const char* kStatus[] = {"granted", "grantedWithMods", "rejection", "waiting",
-                                  "revocationWarning", "revocationNotification"};
+  static const char* kStatus[] = {"granted", "grantedWithMods",   "rejection",
+                                  "waiting", "revocationWarning", "revocationNotification"};
   long s = ASN1_INTEGER_get(TS_STATUS_INFO_get0_status(si));
   std::string out = (s >= 0 && s <= 5) ? kStatus[s] : absl::StrCat("status ", s);
   const STACK_OF(ASN1_UTF8STRING)* text = TS_STATUS_INFO_get0_text(si);
@@ -155,7 +155,8 @@ std::string StatusText(const TS_STATUS_INFO* si) {
                {TS_INFO_ADD_INFO_NOT_AVAILABLE, "addInfoNotAvailable"},
                {TS_INFO_SYSTEM_FAILURE, "systemFailure"}};
   for (const auto& f : kFail) {
-    if (fi != nullptr && ASN1_BIT_STRING_get_bit(fi, f.bit)) absl::StrAppend(&out, " [", f.name, "]");
+    if (fi != nullptr && ASN1_BIT_STRING_get_bit(fi, f.bit))
+      absl::StrAppend(&out, " [", f.name, "]");
   }
   return out;
 }
@@ -201,7 +202,8 @@ absl::StatusOr<TokenInfo> InfoOf(TS_RESP* resp) {
   info.policy_oid = Oid(TS_TST_INFO_get_policy_id(tst));
   info.serial_hex = BigEndianHex(TS_TST_INFO_get_serial(tst));
   info.nonce_hex = BigEndianHex(TS_TST_INFO_get_nonce(tst));
-  if (X509* signer = SignerCert(token)) info.signer_subject = NameLine(X509_get_subject_name(signer));
+  if (X509* signer = SignerCert(token))
+    info.signer_subject = NameLine(X509_get_subject_name(signer));
   info.tsa_name = GeneralNameText(TS_TST_INFO_get_tsa(tst));
   if (info.tsa_name.empty()) info.tsa_name = info.signer_subject;
   return info;
@@ -252,16 +254,16 @@ absl::StatusOr<TsaRequest> BuildRequest(absl::string_view digest) {
   if (!req || !mi || !alg || !nonce) return absl::InternalError("tsa: out of memory");
   X509_ALGOR_set0(alg.get(), OBJ_nid2obj(NID_sha256), V_ASN1_NULL, nullptr);
   if (TS_REQ_set_version(req.get(), 1) != 1 || TS_MSG_IMPRINT_set_algo(mi.get(), alg.get()) != 1 ||
-      TS_MSG_IMPRINT_set_msg(mi.get(),
-                             reinterpret_cast<unsigned char*>(const_cast<char*>(digest.data())),
-                             32) != 1 ||
+      TS_MSG_IMPRINT_set_msg(
+          mi.get(), reinterpret_cast<unsigned char*>(const_cast<char*>(digest.data())), 32) != 1 ||
       TS_REQ_set_msg_imprint(req.get(), mi.get()) != 1 ||
       TS_REQ_set_nonce(req.get(), nonce.get()) != 1 || TS_REQ_set_cert_req(req.get(), 1) != 1) {
     return absl::InternalError(absl::StrCat("tsa: building the request: ", OpensslError()));
   }
   unsigned char* der = nullptr;
   int n = i2d_TS_REQ(req.get(), &der);
-  if (n <= 0) return absl::InternalError(absl::StrCat("tsa: encoding the request: ", OpensslError()));
+  if (n <= 0)
+    return absl::InternalError(absl::StrCat("tsa: encoding the request: ", OpensslError()));
   TsaRequest out;
   out.der.assign(reinterpret_cast<char*>(der), n);
   OPENSSL_free(der);
@@ -323,17 +325,16 @@ absl::StatusOr<TokenInfo> Verify(absl::string_view tsr, const Trust& trust,
     return absl::InvalidArgumentError("expected digest: must be 32 bytes");
   }
   if (info->imprint != options.expected_digest) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "tsr: the token's message imprint ", HexEncode(info->imprint),
-        " is not the expected digest ", HexEncode(options.expected_digest),
-        " (a token for other data)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("tsr: the token's message imprint ", HexEncode(info->imprint),
+                     " is not the expected digest ", HexEncode(options.expected_digest),
+                     " (a token for other data)"));
   }
   if (!options.expected_nonce_hex.empty() &&
       info->nonce_hex != absl::AsciiStrToLower(options.expected_nonce_hex)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("tsr: nonce ", info->nonce_hex.empty() ? "(none)" : info->nonce_hex,
-                     " is not the nonce sent (", options.expected_nonce_hex,
-                     "): not an answer to our request"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tsr: nonce ", info->nonce_hex.empty() ? "(none)" : info->nonce_hex,
+        " is not the nonce sent (", options.expected_nonce_hex, "): not an answer to our request"));
   }
   PKCS7* token = TS_RESP_get_token(resp->get());
   X509* signer = SignerCert(token);
@@ -342,9 +343,9 @@ absl::StatusOr<TokenInfo> Verify(absl::string_view tsr, const Trust& trust,
         "tsr: the token does not carry its signer certificate (certReq was set)");
   }
   if (!HasCriticalTimestampingEku(signer)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "tsr: the signer certificate (", info->signer_subject,
-        ") lacks the critical extended key usage timeStamping and nothing else"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("tsr: the signer certificate (", info->signer_subject,
+                     ") lacks the critical extended key usage timeStamping and nothing else"));
   }
   CertStack anchors = ReadPemCerts(trust.ca_pem);
   if (sk_X509_num(anchors.get()) == 0) {
@@ -406,16 +407,14 @@ absl::StatusOr<std::string> TokenCertificatesPem(absl::string_view tsr) {
 }
 
 std::string RenderInfo(const TokenInfo& info) {
-  return absl::StrCat("TSA:            ", info.tsa_name, "\n",
-                      "Time:           ", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", info.gen_time,
-                                                         absl::UTCTimeZone()),
-                      " (genTime ", info.gen_time_text, ")\n",
-                      "Policy OID:     ", info.policy_oid, "\n",
-                      "Serial:         ", info.serial_hex, "\n",
+  return absl::StrCat("TSA:            ", info.tsa_name, "\n", "Time:           ",
+                      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", info.gen_time, absl::UTCTimeZone()),
+                      " (genTime ", info.gen_time_text, ")\n", "Policy OID:     ", info.policy_oid,
+                      "\n", "Serial:         ", info.serial_hex, "\n",
                       "Hash algorithm: ", info.hash_algorithm, "\n",
                       "Imprint:        ", HexEncode(info.imprint), "\n",
-                      "Nonce:          ", info.nonce_hex.empty() ? "(none)" : info.nonce_hex,
-                      "\n", "Signer:         ", info.signer_subject, "\n");
+                      "Nonce:          ", info.nonce_hex.empty() ? "(none)" : info.nonce_hex, "\n",
+                      "Signer:         ", info.signer_subject, "\n");
 }
 
 int CountPemCertificates(absl::string_view pem) {

@@ -79,7 +79,7 @@ struct Trust {
 };
 
 struct VerifyOptions {
-  std::string expected_digest;  // raw 32 bytes the imprint must equal (required)
+  std::string expected_digest;     // raw 32 bytes the imprint must equal (required)
   std::string expected_nonce_hex;  // checked when not empty
   // When not InfinitePast: the time sanity check of step 6 (fresh answers). Archived tokens are
   // verified without it.

@@ -45,11 +45,20 @@ std::string HtmlEscape(absl::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -72,7 +81,9 @@ bool SafeRelativePath(const std::string& p) {
 }
 
 std::string TimeText(absl::Time t) {
-  return t == absl::InfinitePast() ? "" : absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
+  return t == absl::InfinitePast()
+             ? ""
+             : absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
 }
 
 struct BundledProof {
@@ -87,39 +98,48 @@ struct BundledProof {
 std::string VerifyMd(const std::string& job, const std::string& network) {
   return absl::StrCat(
       "# Verifying this evidence bundle (job ", job, ")\n\n",
-      "This archive holds, for every file of the job, its SHA-256 digest (MANIFEST.sha256) and every\n"
+      "This archive holds, for every file of the job, its SHA-256 digest (MANIFEST.sha256) and "
+      "every\n"
       "proof anchord obtained for it (proofs/): OpenTimestamps proofs (.ots) anchored in Bitcoin,\n"
       "RFC 3161 time-stamp tokens (.tsr), and for files anchored as part of a Merkle batch the\n"
-      "Merkle-path form of a token (.tsrm). It also holds what checking them needs, so no network is\n"
-      "required: the Bitcoin block headers the .ots proofs commit to (headers/), the time-stamping\n"
-      "authorities' certificates (tsa/), and a readable report (report.html, report.csv, report.json).\n"
-      "The files themselves are NOT in the bundle: only their digests. Header policy: ", network,
-      " (", network == "mainnet" ? "headers must meet mainnet's proof-of-work limit and "
-                                   "difficulty floor"
-                                 : "regtest-difficulty headers accepted: a test chain, not Bitcoin",
-      ").\n\n",
-      "## 1. Everything at once, with anchorctl\n\n",
+      "Merkle-path form of a token (.tsrm). It also holds what checking them needs, so no network "
+      "is\n"
+      "required: the Bitcoin block headers the .ots proofs commit to (headers/), the "
+      "time-stamping\n"
+      "authorities' certificates (tsa/), and a readable report (report.html, report.csv, "
+      "report.json).\n"
+      "The files themselves are NOT in the bundle: only their digests. Header policy: ",
+      network, " (",
+      network == "mainnet" ? "headers must meet mainnet's proof-of-work limit and "
+                             "difficulty floor"
+                           : "regtest-difficulty headers accepted: a test chain, not Bitcoin",
+      ").\n\n", "## 1. Everything at once, with anchorctl\n\n",
       "    anchorctl verify-bundle BUNDLE.zip --files /path/to/the/original/files\n\n",
-      "Exit 0: every proof verified; 3: a mismatch (the message names the file); 4: some proofs are\n"
+      "Exit 0: every proof verified; 3: a mismatch (the message names the file); 4: some proofs "
+      "are\n"
       "still pending; 2: the bundle is malformed (the message names the entry).\n\n",
       "## 2. The files against the manifest, with coreutils\n\n",
       "    unzip BUNDLE.zip -d bundle\n",
       "    cd /path/to/the/original/files && sha256sum -c /path/to/bundle/MANIFEST.sha256\n\n",
       "## 3. OpenTimestamps proofs, with the reference client\n\n",
       "    ots verify -f FILE bundle/proofs/FILE.<provider>.ots\n\n",
-      "`ots` asks a Bitcoin node for the block header; headers/<height>.hdr holds the 80-byte header\n"
+      "`ots` asks a Bitcoin node for the block header; headers/<height>.hdr holds the 80-byte "
+      "header\n"
       "the proof commits to, and headers/headers.txt the same as `HEIGHT HEX` lines, which\n"
       "`anchorctl verify FILE PROOF --headers file:bundle/headers/headers.txt` reads offline.\n\n",
       "## 4. RFC 3161 tokens, with OpenSSL\n\n",
       "    openssl ts -verify -data FILE -in bundle/proofs/FILE.tsa.tsr \\\n"
       "        -CAfile bundle/tsa/ca.pem -untrusted bundle/tsa/chain.pem\n\n",
-      "A .tsrm proof (Merkle batch) is the file's digest, its Merkle path (OpenTimestamps ops) and the\n"
-      "token over the batch root; `anchorctl verify FILE PROOF.tsrm --tsa-ca-file bundle/tsa/ca.pem`\n"
+      "A .tsrm proof (Merkle batch) is the file's digest, its Merkle path (OpenTimestamps ops) and "
+      "the\n"
+      "token over the batch root; `anchorctl verify FILE PROOF.tsrm --tsa-ca-file "
+      "bundle/tsa/ca.pem`\n"
       "recomputes the root from the file and checks the token. The root tokens are also in\n"
       "tsa/roots/ROOT.tsr for OpenSSL:\n\n",
       "    openssl ts -verify -digest ROOT -in bundle/tsa/roots/ROOT.tsr \\\n"
       "        -CAfile bundle/tsa/ca.pem -untrusted bundle/tsa/chain.pem\n\n",
-      "where ROOT is printed by `anchorctl info PROOF.tsrm` (\"Merkle root\"). The layout of .tsrm is\n"
+      "where ROOT is printed by `anchorctl info PROOF.tsrm` (\"Merkle root\"). The layout of .tsrm "
+      "is\n"
       "described in anchord's docs/tsa.md.\n");
 }
 
@@ -140,8 +160,8 @@ std::string ReportHtml(const std::string& job, const std::vector<ReportRow>& row
       "</title><style>body{font-family:sans-serif;font-size:11pt}table{border-collapse:collapse}"
       "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
       "@media print{tr{page-break-inside:avoid}}</style></head><body>\n",
-      "<h1>Evidence bundle: job ", HtmlEscape(job), "</h1>\n<p>Generated ",
-      TimeText(absl::Now()), " by anchord. ", files.size(), " files, ", proofs.size(),
+      "<h1>Evidence bundle: job ", HtmlEscape(job), "</h1>\n<p>Generated ", TimeText(absl::Now()),
+      " by anchord. ", files.size(), " files, ", proofs.size(),
       " proofs. Header policy: ", HtmlEscape(network), ".</p>\n<h2>Summary</h2>\n<table>\n");
   absl::StrAppend(&h, "<tr><th>First anchoring time</th><td>", TimeText(first), "</td></tr>\n");
   absl::StrAppend(&h, "<tr><th>Last anchoring time</th><td>", TimeText(last), "</td></tr>\n");
@@ -163,11 +183,14 @@ std::string ReportHtml(const std::string& job, const std::vector<ReportRow>& row
   for (const ReportRow& r : rows) {
     absl::StrAppend(&h, "<tr><td>", HtmlEscape(r.path), "</td><td><code>", r.digest_hex,
                     "</code></td><td>", HtmlEscape(r.provider), "</td><td>", HtmlEscape(r.status),
-                    "</td><td>", r.bitcoin_block_height > 0 ? absl::StrCat(r.bitcoin_block_height) : "",
+                    "</td><td>",
+                    r.bitcoin_block_height > 0 ? absl::StrCat(r.bitcoin_block_height) : "",
                     "</td><td>", HtmlEscape(r.verification), "</td></tr>\n");
   }
-  absl::StrAppend(&h, "</table>\n<p>How to check everything offline: see VERIFY.md in this bundle.</p>\n"
-                      "</body></html>\n");
+  absl::StrAppend(
+      &h,
+      "</table>\n<p>How to check everything offline: see VERIFY.md in this bundle.</p>\n"
+      "</body></html>\n");
   return h;
 }
 
@@ -176,7 +199,8 @@ std::string ReportHtml(const std::string& job, const std::vector<ReportRow>& row
 int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
   if (o.output.empty()) return Fail(kExitUsage, "-o/--output: required (the .zip to write)");
   if (!o.network.empty() && o.network != "mainnet" && o.network != "regtest") {
-    return Fail(kExitUsage, absl::StrCat("--network: \"", o.network, "\" is not mainnet or regtest"));
+    return Fail(kExitUsage,
+                absl::StrCat("--network: \"", o.network, "\" is not mainnet or regtest"));
   }
   auto stack = ReadStackFile(g.data_dir);
   std::string header_spec = o.headers;
@@ -198,14 +222,16 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
   if (!tsa_ca_file.empty()) {
     auto ca = ReadSmallFile(tsa_ca_file);
     if (!ca.ok() || tsa::CountPemCertificates(*ca) == 0) {
-      return Fail(kExitUsage, absl::StrCat("--tsa-ca-file: ", tsa_ca_file, ": no readable PEM certificate"));
+      return Fail(kExitUsage,
+                  absl::StrCat("--tsa-ca-file: ", tsa_ca_file, ": no readable PEM certificate"));
     }
     ca_pem = *std::move(ca);
   }
 
   std::unique_ptr<Clients> clients = MakeClients(g);
   for (const char* service : {"hasher", "poller"}) {
-    if (auto s = clients->Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+    if (auto s = clients->Check(service); !s.ok())
+      return Fail(kExitInternal, std::string(s.message()));
   }
   std::vector<ReportRow> rows;
   if (int rc = CollectReportRows(*clients, g, o.job.empty() ? "default" : o.job, &rows);
@@ -239,8 +265,8 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
     if (r.provider.empty()) continue;
     auto key = std::make_pair(r.digest_hex, r.provider);
     if (!verdicts.count(key)) {
-      verdicts[key] = VerifyProofRow(*clients, g, r.digest_hex, r.provider, r.status,
-                                     headers.get(), ca_pem);
+      verdicts[key] =
+          VerifyProofRow(*clients, g, r.digest_hex, r.provider, r.status, headers.get(), ca_pem);
     }
     r.verification = verdicts[key];
     auto digest = HexDecode(r.digest_hex);
@@ -288,8 +314,8 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
         }
       }
       if (auto certs = tsa::TokenCertificatesPem(tsr); certs.ok()) {
-        for (absl::string_view c : absl::StrSplit(*certs, "-----END CERTIFICATE-----\n",
-                                                  absl::SkipWhitespace())) {
+        for (absl::string_view c :
+             absl::StrSplit(*certs, "-----END CERTIFICATE-----\n", absl::SkipWhitespace())) {
           chain_pems.insert(absl::StrCat(c, "-----END CERTIFICATE-----\n"));
         }
       }
@@ -315,8 +341,11 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
   nlohmann::json index = nlohmann::json::array();
   for (const BundledProof& p : proofs) {
     entries.push_back({p.entry, p.bytes});
-    index.push_back({{"entry", p.entry}, {"path", p.path}, {"digest", p.digest_hex},
-                     {"provider", p.provider}, {"format", ProofFormatName(p.format)}});
+    index.push_back({{"entry", p.entry},
+                     {"path", p.path},
+                     {"digest", p.digest_hex},
+                     {"provider", p.provider},
+                     {"format", ProofFormatName(p.format)}});
   }
   if (!ca_pem.empty()) entries.push_back({"tsa/ca.pem", ca_pem});
   if (!chain_pems.empty()) {
@@ -324,22 +353,24 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
     for (const std::string& c : chain_pems) chain += c;
     entries.push_back({"tsa/chain.pem", chain});
   }
-  for (const auto& [root, tsr] : root_tokens) entries.push_back({absl::StrCat("tsa/roots/", root, ".tsr"), tsr});
+  for (const auto& [root, tsr] : root_tokens)
+    entries.push_back({absl::StrCat("tsa/roots/", root, ".tsr"), tsr});
   entries.push_back({"report.csv", ReportToCsv(rows)});
   entries.push_back({"report.json", ReportToJson(rows)});
   const std::string job = o.job.empty() ? "default" : o.job;
-  entries.push_back({"report.html", ReportHtml(job, rows, proofs, blocks, tsas, first, last, network)});
-  nlohmann::json meta{{"format", kFormat},
-                      {"version", kVersion},
-                      {"job", job},
-                      {"created_at", TimeText(absl::Now())},
-                      {"network", network},
-                      {"header_source", header_spec.empty() ? "" : headers->Describe()},
-                      {"header_policy", network == "mainnet"
-                                            ? "pow_limit_bits 0x1d00ffff + difficulty floor"
-                                            : "any difficulty (regtest)"},
-                      {"files", manifest.size()},
-                      {"proofs", index}};
+  entries.push_back(
+      {"report.html", ReportHtml(job, rows, proofs, blocks, tsas, first, last, network)});
+  nlohmann::json meta{
+      {"format", kFormat},
+      {"version", kVersion},
+      {"job", job},
+      {"created_at", TimeText(absl::Now())},
+      {"network", network},
+      {"header_source", header_spec.empty() ? "" : headers->Describe()},
+      {"header_policy", network == "mainnet" ? "pow_limit_bits 0x1d00ffff + difficulty floor"
+                                             : "any difficulty (regtest)"},
+      {"files", manifest.size()},
+      {"proofs", index}};
   entries.push_back({"bundle.json", Dump(meta) + "\n"});
   entries.push_back({"VERIFY.md", VerifyMd(job, network)});
   if (auto st = bundle::WriteZipFile(o.output, entries, absl::Now()); !st.ok()) {
@@ -408,14 +439,16 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     auto digest = HexDecode(line.substr(0, 64));
     const std::string path(line.substr(66));
     if (!digest.ok() || digest->size() != 32) {
-      return malformed(absl::StrCat("MANIFEST.sha256 line ", line_no, ": the digest is not 64 hex"));
+      return malformed(
+          absl::StrCat("MANIFEST.sha256 line ", line_no, ": the digest is not 64 hex"));
     }
     if (!SafeRelativePath(path)) {
       return malformed(absl::StrCat("MANIFEST.sha256 line ", line_no,
                                     ": path is absolute, empty or has a \"..\" component"));
     }
     if (!manifest.emplace(path, *digest).second) {
-      return malformed(absl::StrCat("MANIFEST.sha256 line ", line_no, ": \"", path, "\" listed twice"));
+      return malformed(
+          absl::StrCat("MANIFEST.sha256 line ", line_no, ": \"", path, "\" listed twice"));
     }
   }
   const nlohmann::json meta = nlohmann::json::parse(*meta_text, nullptr, false);
@@ -423,7 +456,8 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
       !meta.contains("proofs") || !meta["proofs"].is_array()) {
     return malformed("entry bundle.json: not an anchord-bundle index");
   }
-  if (!meta.contains("version") || !meta["version"].is_number_integer() || meta["version"] != kVersion) {
+  if (!meta.contains("version") || !meta["version"].is_number_integer() ||
+      meta["version"] != kVersion) {
     return malformed("entry bundle.json: unsupported version");
   }
   const std::string network = meta.value("network", "mainnet");
@@ -440,7 +474,8 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     absl::string_view h = absl::string_view(name).substr(8, name.size() - 12);
     int64_t height = 0;
     if (!absl::SimpleAtoi(h, &height) || height < 0 || data->size() != ots::kBlockHeaderSize) {
-      return malformed(absl::StrCat("entry ", name, ": not a raw 80-byte header named <height>.hdr"));
+      return malformed(
+          absl::StrCat("entry ", name, ": not a raw 80-byte header named <height>.hdr"));
     }
     absl::StrAppend(&headers_text, height, " ", HexEncode(*data), "\n");
   }
@@ -463,11 +498,14 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     const std::string entry = p["entry"].get<std::string>();
     const std::string path = p["path"].get<std::string>();
     const std::string* bytes = get(entry);
-    if (bytes == nullptr) return malformed(absl::StrCat("entry ", entry, " is listed in bundle.json but missing"));
-    if (!indexed.insert(entry).second) return malformed(absl::StrCat("entry ", entry, " is listed twice"));
+    if (bytes == nullptr)
+      return malformed(absl::StrCat("entry ", entry, " is listed in bundle.json but missing"));
+    if (!indexed.insert(entry).second)
+      return malformed(absl::StrCat("entry ", entry, " is listed twice"));
     auto m = manifest.find(path);
     if (m == manifest.end()) {
-      return malformed(absl::StrCat("entry ", entry, ": its file \"", path, "\" is not in MANIFEST.sha256"));
+      return malformed(
+          absl::StrCat("entry ", entry, ": its file \"", path, "\" is not in MANIFEST.sha256"));
     }
     const std::string& digest = m->second;
     const ProofFormat format = DetectProofFormat(*bytes);
@@ -495,10 +533,12 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
         // A complete proof whose header the bundle lacks or that fails the header policy.
         f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", v.message));
       } else {
-        f.pending.push_back(absl::StrCat(path, ": ", entry, ": pending (no Bitcoin attestation yet)"));
+        f.pending.push_back(
+            absl::StrCat(path, ": ", entry, ": pending (no Bitcoin attestation yet)"));
       }
     } else if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
-      if (ca == nullptr) return malformed(absl::StrCat("entry tsa/ca.pem is missing (needed by ", entry, ")"));
+      if (ca == nullptr)
+        return malformed(absl::StrCat("entry tsa/ca.pem is missing (needed by ", entry, ")"));
       TsaCheck c = CheckTsaProof(*bytes, digest, *ca, chain != nullptr ? *chain : "");
       if (c.exit == 0) {
         ++f.verified;
@@ -535,7 +575,8 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
       auto h = HashFile(std::filesystem::path(files_dir) / path);
       ++files_checked;
       if (!h.ok()) {
-        f.mismatches.push_back(absl::StrCat(path, ": the file under --files: ", h.status().message()));
+        f.mismatches.push_back(
+            absl::StrCat(path, ": the file under --files: ", h.status().message()));
       } else if (*h != digest) {
         f.mismatches.push_back(absl::StrCat(path, ": the file's SHA-256 ", HexEncode(*h),
                                             " differs from the manifest's ", HexEncode(digest)));
@@ -546,9 +587,12 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
                  : !f.pending.empty()  ? kBundleExitPending
                                        : kBundleExitVerified;
   if (json) {
-    nlohmann::json j{{"exit", rc},           {"files", manifest.size()},
-                     {"verified_proofs", f.verified}, {"files_checked", files_checked},
-                     {"mismatches", f.mismatches},    {"pending", f.pending},
+    nlohmann::json j{{"exit", rc},
+                     {"files", manifest.size()},
+                     {"verified_proofs", f.verified},
+                     {"files_checked", files_checked},
+                     {"mismatches", f.mismatches},
+                     {"pending", f.pending},
                      {"network", network}};
     out << j.dump() << "\n";
   } else {
@@ -556,9 +600,10 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     for (const std::string& p : f.pending) out << "PENDING  " << p << "\n";
     out << bundle_path << ": " << manifest.size() << " files, " << f.verified
         << " proofs verified, " << f.mismatches.size() << " mismatches, " << f.pending.size()
-        << " pending" << (files_dir.empty() ? "" : absl::StrCat(", ", files_checked, " files hashed"))
+        << " pending"
+        << (files_dir.empty() ? "" : absl::StrCat(", ", files_checked, " files hashed"))
         << " (header policy: " << network << ")\n";
-    out << (rc == 0 ? "Success! Every proof verified.\n"
+    out << (rc == 0                     ? "Success! Every proof verified.\n"
             : rc == kBundleExitMismatch ? "Failed! A proof or file does not match.\n"
                                         : "Incomplete: some proofs are still pending.\n");
   }

@@ -120,10 +120,12 @@ anchord::v1::StatusService::Stub& Clients::status(const std::string& service) {
 absl::Status Clients::Check(const std::string& service) {
   const std::string addr = Address(service);
   if (addr.empty()) {
-    return absl::UnavailableError(absl::StrCat(
-        "no address for the ", service, ": pass --", service, " (or ANCHORD_",
-        service == "hasher" ? "HASHER" : service == "submitter" ? "SUBMITTER" : "POLLER",
-        "_ADDR), or start a stack with `anchorctl local`"));
+    return absl::UnavailableError(absl::StrCat("no address for the ", service, ": pass --", service,
+                                               " (or ANCHORD_",
+                                               service == "hasher"      ? "HASHER"
+                                               : service == "submitter" ? "SUBMITTER"
+                                                                        : "POLLER",
+                                               "_ADDR), or start a stack with `anchorctl local`"));
   }
   if (!channel_error_.ok()) {
     return absl::Status(channel_error_.code(),

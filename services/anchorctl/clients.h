@@ -61,7 +61,7 @@ struct Endpoints {
   std::string hasher;
   std::string submitter;
   std::string poller;
-  std::string root;  // the hasher's root, when known (from stack.json or --hasher-root)
+  std::string root;    // the hasher's root, when known (from stack.json or --hasher-root)
   std::string source;  // where the addresses came from, for messages
 };
 

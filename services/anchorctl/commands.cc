@@ -88,8 +88,8 @@ Endpoints ResolveEndpoints(const GlobalOptions& g) {
 
 std::string DigestOf(const std::string& raw) { return HexEncode(raw); }
 
-StackOptions MakeStackOptions(const GlobalOptions& g, const StackFlags& f, const std::string& run_dir,
-                              const std::string& root) {
+StackOptions MakeStackOptions(const GlobalOptions& g, const StackFlags& f,
+                              const std::string& run_dir, const std::string& root) {
   StackOptions o;
   o.binaries = FindBinaries(f.bin_dir.empty() ? SelfDir() : f.bin_dir, f.sandbox);
   o.run_dir = run_dir;
@@ -147,10 +147,12 @@ void PrintStack(const StackInfo& info, bool json) {
 int RunLocal(const GlobalOptions& g, const LocalOptions& o) {
   auto root = RealDir(o.root, "--root");
   if (!root.ok()) return FailStatus(root.status());
-  if (auto s = CheckNoRunningStack(g.data_dir); !s.ok()) return Fail(kExitUsage, std::string(s.message()));
+  if (auto s = CheckNoRunningStack(g.data_dir); !s.ok())
+    return Fail(kExitUsage, std::string(s.message()));
   const std::string run_dir = (fs::path(g.data_dir) / "run").string();
   auto stack = LocalStack::Start(MakeStackOptions(g, o.stack, run_dir, *root));
-  if (!stack.ok()) return Fail(kExitInternal, absl::StrCat("starting the stack: ", stack.status().message()));
+  if (!stack.ok())
+    return Fail(kExitInternal, absl::StrCat("starting the stack: ", stack.status().message()));
   if (auto s = WriteStackFile(g.data_dir, (*stack)->info()); !s.ok()) {
     return Fail(kExitInternal, std::string(s.message()));
   }
@@ -267,7 +269,8 @@ class ArchiveState {
  private:
   bool Done(int s) const { return s >= target_ || s == DIGEST_STATE_FAILED; }
   void Count(int s, int delta) {
-    if (s == DIGEST_STATE_HASHED || s == DIGEST_STATE_QUEUED || s == DIGEST_STATE_SUBMITTED) counts_.queued += delta;
+    if (s == DIGEST_STATE_HASHED || s == DIGEST_STATE_QUEUED || s == DIGEST_STATE_SUBMITTED)
+      counts_.queued += delta;
     if (s == DIGEST_STATE_PENDING) counts_.pending += delta;
     if (s == DIGEST_STATE_CONFIRMED) counts_.confirmed += delta;
     if (s == DIGEST_STATE_FAILED) counts_.failed += delta;
@@ -391,7 +394,8 @@ class WatchFollower {
       auto reader = clients_->poller().Watch(&ctx, req);
       WatchResponse ev;
       while (reader->Read(&ev)) {
-        if (ev.has_proof()) state_->Raise(ev.proof().digest(), ev.proof().state(), ev.proof().provider());
+        if (ev.has_proof())
+          state_->Raise(ev.proof().digest(), ev.proof().state(), ev.proof().provider());
         Interrupter::Get().Wake();
       }
       grpc::Status st = reader->Finish();
@@ -457,7 +461,8 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
   if (o.local) {
     auto dir = RealDir(o.dir, "DIR");
     if (!dir.ok()) return FailStatus(dir.status());
-    if (auto s = CheckNoRunningStack(g.data_dir); !s.ok()) return Fail(kExitUsage, std::string(s.message()));
+    if (auto s = CheckNoRunningStack(g.data_dir); !s.ok())
+      return Fail(kExitUsage, std::string(s.message()));
     const std::string run_dir =
         (fs::path(g.data_dir) / "run" / absl::StrCat("archive-", getpid())).string();
     StackOptions stack_options = MakeStackOptions(g, o.stack, run_dir, *dir);
@@ -491,15 +496,15 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     endpoints = ResolveEndpoints(g);
     std::error_code exists_ec;
     const bool relative_to_root =
-        fs::path(o.dir).is_relative() &&
-        (endpoints.root.empty() || !fs::exists(o.dir, exists_ec));
+        fs::path(o.dir).is_relative() && (endpoints.root.empty() || !fs::exists(o.dir, exists_ec));
     if (relative_to_root) {
       // A relative DIR that is not a local directory (or any relative DIR while the root is
       // unknown, e.g. a remote hasher) names a directory relative to the hasher's root.
       tree_path = o.dir;
       const fs::path rel(tree_path);
       if (std::any_of(rel.begin(), rel.end(), [](const fs::path& c) { return c == ".."; })) {
-        return Fail(kExitUsage, "DIR: a path relative to the hasher's root must not contain \"..\"");
+        return Fail(kExitUsage,
+                    "DIR: a path relative to the hasher's root must not contain \"..\"");
       }
     } else {
       if (endpoints.root.empty()) {
@@ -510,7 +515,8 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
       auto dir = RealDir(o.dir, "DIR");
       if (!dir.ok()) return FailStatus(dir.status());
       char buf[PATH_MAX];
-      std::string root = realpath(endpoints.root.c_str(), buf) != nullptr ? std::string(buf) : endpoints.root;
+      std::string root =
+          realpath(endpoints.root.c_str(), buf) != nullptr ? std::string(buf) : endpoints.root;
       auto rel = RelativeToRoot(*dir, root);
       if (!rel.ok()) return FailStatus(rel.status());
       tree_path = *rel;
@@ -519,7 +525,8 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
 
   Clients clients(endpoints, UnaryDeadline(g));
   for (const char* service : {"hasher", "poller"}) {
-    if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+    if (auto s = clients.Check(service); !s.ok())
+      return Fail(kExitInternal, std::string(s.message()));
   }
 
   ArchiveState state(o.dry_run ? 0 : *target, o.providers);
@@ -553,7 +560,8 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
         if (r.status().code() == 0) {
           std::cout << DigestOf(r.digest()) << "  " << r.path() << "\n";
         } else {
-          std::cout << "-  " << r.path() << "  " << r.status().reason() << ": " << r.status().message() << "\n";
+          std::cout << "-  " << r.path() << "  " << r.status().reason() << ": "
+                    << r.status().message() << "\n";
         }
       }
       std::cout << std::flush;
@@ -569,16 +577,18 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     while (!state.AllDone()) {
       if (Interrupter::Get().interrupted()) break;
       if (absl::Now() >= deadline) {
-        failure = absl::DeadlineExceededError("--timeout-seconds reached before every digest got there");
+        failure =
+            absl::DeadlineExceededError("--timeout-seconds reached before every digest got there");
         break;
       }
       // Reconcile at once, then every 2 s; Watch events wake the loop in between. Reconciling
       // asks the poller about every open digest, so with a large archive it is a safety net for
       // missed events that runs rarely (every 30 s above 5,000 open digests), not a poll.
       if (absl::Now() >= next_reconcile) {
-        next_reconcile = absl::Now() + (state.Snapshot().distinct - state.Snapshot().wait_done > 5000
-                                            ? absl::Seconds(30)
-                                            : absl::Seconds(2));
+        next_reconcile =
+            absl::Now() + (state.Snapshot().distinct - state.Snapshot().wait_done > 5000
+                               ? absl::Seconds(30)
+                               : absl::Seconds(2));
         if (auto s = Reconcile(clients, state); !s.ok()) {
           ANCHORD_LOG(Warning) << s.message();
         }
@@ -633,21 +643,25 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     j["failed"] = c.failed;
     j["seconds"] = absl::ToDoubleSeconds(absl::Now() - start);
     nlohmann::json pj = nlohmann::json::array();
-    for (const auto& p : problems) pj.push_back({{"path", p.path}, {"reason", p.reason}, {"message", p.message}});
+    for (const auto& p : problems)
+      pj.push_back({{"path", p.path}, {"reason", p.reason}, {"message", p.message}});
     j["problems"] = pj;
     std::cout << Dump(j) << std::endl;
   } else {
     std::cout << "job " << JobOrDefault(o.job) << ": " << outcome << " in "
-              << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(100))) << "\n"
-              << "  files " << c.files_seen << " (hashed " << c.hashed << ", unchanged " << c.unchanged
-              << ", duplicates " << c.duplicates << ", problems " << c.problems << ")\n"
+              << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(100)))
+              << "\n"
+              << "  files " << c.files_seen << " (hashed " << c.hashed << ", unchanged "
+              << c.unchanged << ", duplicates " << c.duplicates << ", problems " << c.problems
+              << ")\n"
               << "  distinct digests " << c.distinct << ": queued " << c.queued << ", pending "
               << c.pending << ", confirmed " << c.confirmed << ", failed " << c.failed << "\n";
     for (size_t i = 0; i < problems.size() && i < 50; ++i) {
       std::cout << "  problem: " << problems[i].path << ": " << problems[i].reason << ": "
                 << problems[i].message << "\n";
     }
-    if (problems.size() > 50) std::cout << "  ... and " << problems.size() - 50 << " more (see `anchorctl report`)\n";
+    if (problems.size() > 50)
+      std::cout << "  ... and " << problems.size() - 50 << " more (see `anchorctl report`)\n";
     std::cout << std::flush;
     if (!failure.ok()) std::cerr << "anchorctl: " << failure.message() << std::endl;
   }
@@ -665,7 +679,8 @@ int RunStatus(const GlobalOptions& g, const std::string& job) {
   std::vector<std::string> paused;
   int64_t files = 0;
   for (const char* service : {"hasher", "submitter", "poller"}) {
-    if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+    if (auto s = clients.Check(service); !s.ok())
+      return Fail(kExitInternal, std::string(s.message()));
     grpc::ClientContext ctx;
     ScopedCancel cancel(&ctx);
     clients.SetDeadline(&ctx);
@@ -678,7 +693,9 @@ int RunStatus(const GlobalOptions& g, const std::string& job) {
     per_service.push_back(counts);
     nlohmann::json sj = nlohmann::json::object();
     for (const auto& [state, n] : counts) sj[StateName(state)] = n;
-    services[service] = {{"digests_by_state", sj}, {"files", resp.files()}, {"paused", resp.paused()},
+    services[service] = {{"digests_by_state", sj},
+                         {"files", resp.files()},
+                         {"paused", resp.paused()},
                          {"paused_reason", resp.paused_reason()}};
     if (std::string(service) == "hasher") files = resp.files();
     if (resp.paused()) paused.push_back(absl::StrCat(service, ": ", resp.paused_reason()));
@@ -687,15 +704,19 @@ int RunStatus(const GlobalOptions& g, const std::string& job) {
   if (g.json) {
     nlohmann::json mj = nlohmann::json::object();
     for (const auto& [state, n] : merged) mj[StateName(state)] = n;
-    nlohmann::json j{{"job", job.empty() ? "" : job}, {"files", files}, {"digests_by_state", mj},
-                     {"services", services}, {"paused", paused}};
+    nlohmann::json j{{"job", job.empty() ? "" : job},
+                     {"files", files},
+                     {"digests_by_state", mj},
+                     {"services", services},
+                     {"paused", paused}};
     std::cout << Dump(j) << std::endl;
     return kExitComplete;
   }
   std::cout << "job " << (job.empty() ? std::string("(all)") : job) << ": " << files << " files\n";
   for (int s = DIGEST_STATE_HASHED; s <= DIGEST_STATE_FAILED; ++s) {
     auto it = merged.find(s);
-    std::cout << "  " << StateName(s) << std::string(11 - std::min<size_t>(10, StateName(s).size()), ' ')
+    std::cout << "  " << StateName(s)
+              << std::string(11 - std::min<size_t>(10, StateName(s).size()), ' ')
               << (it == merged.end() ? 0 : it->second) << "\n";
   }
   if (paused.empty()) {
@@ -734,7 +755,8 @@ absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
     }
   }
   grpc::Status st = reader->Finish();
-  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) return absl::NotFoundError("no .ots yet");
+  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION)
+    return absl::NotFoundError("no .ots yet");
   if (!st.ok()) return clients.RpcError("poller", "DownloadProof", st);
   return data;
 }
@@ -758,9 +780,12 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
       case 0:
         return absl::StrCat("VERIFIED tsa ", c.info ? c.info->gen_time_text : "",
                             c.root_hex.empty() ? "" : " via merkle root");
-      case 1: return "UNCHECKED no --tsa-ca-file";
-      case 3: return absl::StrCat("MISMATCH ", c.message);
-      default: return absl::StrCat("INVALID ", c.message);
+      case 1:
+        return "UNCHECKED no --tsa-ca-file";
+      case 3:
+        return absl::StrCat("MISMATCH ", c.message);
+      default:
+        return absl::StrCat("INVALID ", c.message);
     }
   }
   auto proof = ots::ParseDetached(*data);
@@ -788,16 +813,16 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   return absl::StrCat("UNVERIFIABLE ", v.message);
 }
 
-
 int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
-                       std::vector<ReportRow>* rows_out) {
+                      std::vector<ReportRow>* rows_out) {
   ReportOptions o;
   o.job = job;
   std::vector<ListFilesResponse> files;
   {
     grpc::ClientContext ctx;
     ScopedCancel cancel(&ctx);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::max(UnaryDeadline(g), absl::Minutes(30))));
+    ctx.set_deadline(
+        absl::ToChronoTime(absl::Now() + std::max(UnaryDeadline(g), absl::Minutes(30))));
     ListFilesRequest req;
     req.set_job(o.job);
     auto reader = clients.hasher().ListFiles(&ctx, req);
@@ -810,7 +835,8 @@ int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::strin
   {
     std::unordered_set<std::string> seen;
     for (const auto& f : files) {
-      if (f.digest().size() == kDigestBytes && seen.insert(f.digest()).second) digests.push_back(f.digest());
+      if (f.digest().size() == kDigestBytes && seen.insert(f.digest()).second)
+        digests.push_back(f.digest());
     }
   }
   std::unordered_map<std::string, std::vector<Proof>> proofs;
@@ -908,7 +934,8 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   }
   Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
   for (const char* service : {"hasher", "submitter", "poller"}) {
-    if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+    if (auto s = clients.Check(service); !s.ok())
+      return Fail(kExitInternal, std::string(s.message()));
   }
   std::vector<ReportRow> rows;
   if (int rc = CollectReportRows(clients, g, o.job, &rows); rc != kExitComplete) return rc;
@@ -931,8 +958,8 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
     if (!tsa_ca_file.empty()) {
       auto ca = ReadSmallFile(tsa_ca_file);
       if (!ca.ok() || tsa::CountPemCertificates(*ca) == 0) {
-        return Fail(kExitUsage, absl::StrCat("--tsa-ca-file: ", tsa_ca_file,
-                                             ": no readable PEM certificate"));
+        return Fail(kExitUsage,
+                    absl::StrCat("--tsa-ca-file: ", tsa_ca_file, ": no readable PEM certificate"));
       }
       tsa_ca_pem = *std::move(ca);
     }
@@ -944,8 +971,10 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       auto key = std::make_pair(r.digest_hex, r.provider);
       auto it = verdicts.find(key);
       if (it == verdicts.end()) {
-        it = verdicts.emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
-                                                  headers.get(), tsa_ca_pem)).first;
+        it = verdicts
+                 .emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
+                                              headers.get(), tsa_ca_pem))
+                 .first;
       }
       r.verification = it->second;
       if (absl::StartsWith(r.verification, "MISMATCH") ||
@@ -978,7 +1007,9 @@ namespace {
 nlohmann::json ProofJson(const Proof& p) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& f : p.files()) {
-    files.push_back({{"source_path", f.source_path()}, {"filename", f.filename()}, {"job", f.job()},
+    files.push_back({{"source_path", f.source_path()},
+                     {"filename", f.filename()},
+                     {"job", f.job()},
                      {"size_bytes", f.size_bytes()}});
   }
   nlohmann::json j{{"digest", DigestOf(p.digest())},
@@ -1007,7 +1038,8 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
   std::vector<Proof> proofs;
   std::map<std::string, FileMetadata> files;
   for (const char* service : {"hasher", "submitter", "poller"}) {
-    if (auto s = clients.Check(service); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+    if (auto s = clients.Check(service); !s.ok())
+      return Fail(kExitInternal, std::string(s.message()));
     grpc::ClientContext ctx;
     ScopedCancel cancel(&ctx);
     clients.SetDeadline(&ctx);
@@ -1022,7 +1054,8 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
     if (!st.ok()) return FailStatus(clients.RpcError(service, "Locate", st));
     per_service[service] = StateName(resp.state());
     furthest = std::max<int>(furthest, resp.state());
-    for (const auto& f : resp.files()) files.emplace(f.source_path().empty() ? f.filename() : f.source_path(), f);
+    for (const auto& f : resp.files())
+      files.emplace(f.source_path().empty() ? f.filename() : f.source_path(), f);
   }
   {
     grpc::ClientContext ctx;
@@ -1049,9 +1082,13 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
     nlohmann::json pj = nlohmann::json::array();
     for (const auto& p : proofs) pj.push_back(ProofJson(p));
     nlohmann::json fj = nlohmann::json::array();
-    for (const auto& [path, f] : files) fj.push_back({{"path", path}, {"job", f.job()}, {"size_bytes", f.size_bytes()}});
-    std::cout << Dump({{"digest", HexEncode(*digest)}, {"state", StateName(furthest)},
-                       {"services", per_service}, {"proofs", pj}, {"files", fj}})
+    for (const auto& [path, f] : files)
+      fj.push_back({{"path", path}, {"job", f.job()}, {"size_bytes", f.size_bytes()}});
+    std::cout << Dump({{"digest", HexEncode(*digest)},
+                       {"state", StateName(furthest)},
+                       {"services", per_service},
+                       {"proofs", pj},
+                       {"files", fj}})
               << std::endl;
   } else {
     std::cout << HexEncode(*digest) << ": " << StateName(furthest) << "\n";
@@ -1063,10 +1100,12 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
       if (p.bitcoin_block_height() > 0) std::cout << " block " << p.bitcoin_block_height();
       if (!p.certificate_url().empty()) std::cout << " " << p.certificate_url();
       if (p.ots_available()) std::cout << " (.ots stored)";
-      if (p.state() == DIGEST_STATE_FAILED) std::cout << " " << p.failure().reason() << ": " << p.failure().message();
+      if (p.state() == DIGEST_STATE_FAILED)
+        std::cout << " " << p.failure().reason() << ": " << p.failure().message();
       std::cout << "\n";
     }
-    for (const auto& [path, f] : files) std::cout << "  file " << path << " (job " << JobOrDefault(f.job()) << ")\n";
+    for (const auto& [path, f] : files)
+      std::cout << "  file " << path << " (job " << JobOrDefault(f.job()) << ")\n";
     std::cout << std::flush;
   }
   if (furthest == DIGEST_STATE_FAILED) return kExitFilesFailed;
@@ -1078,7 +1117,8 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
   if (!digest.ok()) return FailStatus(digest.status());
   const std::string out = output.empty() ? absl::StrCat(HexEncode(*digest), ".ots") : output;
   Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
-  if (auto s = clients.Check("poller"); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+  if (auto s = clients.Check("poller"); !s.ok())
+    return Fail(kExitInternal, std::string(s.message()));
   grpc::ClientContext ctx;
   ScopedCancel cancel(&ctx);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::max(UnaryDeadline(g), absl::Seconds(60))));
@@ -1098,20 +1138,24 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
   }
   grpc::Status st = reader->Finish();
   if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-    return Fail(kExitIncomplete, absl::StrCat("no .ots stored yet for ", HexEncode(*digest), ": ", st.error_message()));
+    return Fail(kExitIncomplete, absl::StrCat("no .ots stored yet for ", HexEncode(*digest), ": ",
+                                              st.error_message()));
   }
   if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
-    return Fail(kExitUsage, absl::StrCat("DIGEST: ", HexEncode(*digest), " is not known to the poller"));
+    return Fail(kExitUsage,
+                absl::StrCat("DIGEST: ", HexEncode(*digest), " is not known to the poller"));
   }
   if (!st.ok()) return FailStatus(clients.RpcError("poller", "DownloadProof", st));
   if (data.empty() || (total >= 0 && static_cast<int64_t>(data.size()) != total)) {
-    return Fail(kExitInternal, absl::StrCat("DownloadProof returned ", data.size(), " bytes, announced ", total));
+    return Fail(kExitInternal,
+                absl::StrCat("DownloadProof returned ", data.size(), " bytes, announced ", total));
   }
   if (auto s = rpc::WriteFileAtomically(out, data); !s.ok()) {
     return Fail(kExitInternal, absl::StrCat("-o: ", s.message()));
   }
   if (g.json) {
-    std::cout << Dump({{"digest", HexEncode(*digest)}, {"file", out}, {"size_bytes", data.size()}}) << std::endl;
+    std::cout << Dump({{"digest", HexEncode(*digest)}, {"file", out}, {"size_bytes", data.size()}})
+              << std::endl;
   } else {
     std::cout << "wrote " << out << " (" << data.size() << " bytes)" << std::endl;
   }
@@ -1128,7 +1172,8 @@ int RunWatch(const GlobalOptions& g, const std::string& job, const std::string& 
     digest = *d;
   }
   Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
-  if (auto s = clients.Check("poller"); !s.ok()) return Fail(kExitInternal, std::string(s.message()));
+  if (auto s = clients.Check("poller"); !s.ok())
+    return Fail(kExitInternal, std::string(s.message()));
   grpc::ClientContext ctx;
   ScopedCancel cancel(&ctx);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + kStreamDeadline));
@@ -1153,8 +1198,8 @@ int RunWatch(const GlobalOptions& g, const std::string& job, const std::string& 
       std::cout << absl::FormatTime(absl::RFC3339_sec, when, absl::UTCTimeZone()) << " " << t;
       if (ev.has_proof()) {
         const Proof& p = ev.proof();
-        std::cout << " " << DigestOf(p.digest()) << " " << StateName(p.state()) << " " << p.provider()
-                  << " " << p.proof_id();
+        std::cout << " " << DigestOf(p.digest()) << " " << StateName(p.state()) << " "
+                  << p.provider() << " " << p.proof_id();
         if (!p.files().empty()) std::cout << " " << p.files(0).source_path();
       }
       std::cout << std::endl;

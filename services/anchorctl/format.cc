@@ -54,7 +54,8 @@ absl::StatusOr<std::string> RelativeToRoot(absl::string_view dir, absl::string_v
   if (!d.has_filename() && d != d.root_path()) d = d.parent_path();
   fs::path rel = d.lexically_relative(r);
   if (rel.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("DIR: ", d.string(), " is not under the hasher's root ", r.string()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("DIR: ", d.string(), " is not under the hasher's root ", r.string()));
   }
   if (rel == ".") return std::string(".");
   auto first = rel.begin();
@@ -91,7 +92,8 @@ std::map<int, int64_t> CountsFromSummary(const google::protobuf::Map<std::string
   std::map<int, int64_t> out;
   for (const auto& [key, value] : m) {
     DigestState state;
-    if (anchord::v1::DigestState_Parse(key, &state) && state != anchord::v1::DIGEST_STATE_UNSPECIFIED) {
+    if (anchord::v1::DigestState_Parse(key, &state) &&
+        state != anchord::v1::DIGEST_STATE_UNSPECIFIED) {
       out[static_cast<int>(state)] += value;
     }
   }
@@ -112,11 +114,21 @@ std::string CsvField(absl::string_view s) {
 }
 
 namespace {
-const char* const kColumns[] = {"path",          "digest",         "size_bytes",
-                                "provider",      "proof_id",       "status",
-                                "certificate_url", "verify_url",   "bitcoin_block_height",
-                                "duplicate_of",  "reason",         "error",
-                                "merkle_root",   "stalled",        "verification"};
+const char* const kColumns[] = {"path",
+                                "digest",
+                                "size_bytes",
+                                "provider",
+                                "proof_id",
+                                "status",
+                                "certificate_url",
+                                "verify_url",
+                                "bitcoin_block_height",
+                                "duplicate_of",
+                                "reason",
+                                "error",
+                                "merkle_root",
+                                "stalled",
+                                "verification"};
 
 std::vector<std::string> RowFields(const ReportRow& r) {
   return {r.path,
@@ -205,9 +217,9 @@ std::string ProgressLine(const ProgressCounts& c, absl::Duration elapsed) {
     rate = secs > 0 ? static_cast<double>(c.wait_done) / secs : 0;
     if (rate > 0) remaining = static_cast<double>(c.distinct - c.wait_done) / rate;
   }
-  std::string line = absl::StrFormat(
-      "%s | hashed %d queued %d pending %d confirmed %d failed %d dup %d", head, c.hashed,
-      c.queued, c.pending, c.confirmed, c.failed, c.duplicates);
+  std::string line =
+      absl::StrFormat("%s | hashed %d queued %d pending %d confirmed %d failed %d dup %d", head,
+                      c.hashed, c.queued, c.pending, c.confirmed, c.failed, c.duplicates);
   if (c.problems > 0) absl::StrAppend(&line, " problems ", c.problems);
   absl::StrAppend(&line, absl::StrFormat(" | %.1f %s/s ETA %s", rate,
                                          c.waiting ? "digests" : "files", FormatEta(remaining)));

@@ -55,10 +55,10 @@ struct ReportRow {
   std::string verify_url;
   int64_t bitcoin_block_height = 0;
   std::string duplicate_of;
-  std::string reason;  // machine-readable cause of a failure (FILE_UNREADABLE, ...)
-  std::string error;   // human-readable message of a failure
-  std::string merkle_root;   // hex of the batch root anchored for the file, when batched
-  bool stalled = false;      // pending longer than the poller's stall limit
+  std::string reason;       // machine-readable cause of a failure (FILE_UNREADABLE, ...)
+  std::string error;        // human-readable message of a failure
+  std::string merkle_root;  // hex of the batch root anchored for the file, when batched
+  bool stalled = false;     // pending longer than the poller's stall limit
   // What the downloaded proof shows: "VERIFIED block N", "PENDING", "UNCHECKED ...",
   // "NO_PROOF_YET", "MISMATCH ...", "DIGEST_MISMATCH ...", "INVALID ...", or empty (not checked).
   std::string verification;
@@ -77,18 +77,18 @@ struct ProgressCounts {
   int64_t files_seen = 0;   // results received from HashTree
   int64_t files_total = 0;  // files the walk found so far
   bool walk_complete = false;
-  int64_t hashed = 0;       // files with a digest
+  int64_t hashed = 0;  // files with a digest
   int64_t unchanged = 0;
   int64_t duplicates = 0;
-  int64_t problems = 0;     // files that could not be hashed
-  int64_t distinct = 0;     // distinct digests
-  int64_t queued = 0;       // distinct digests at QUEUED or SUBMITTED
-  int64_t pending = 0;      // distinct digests PENDING at the poller
+  int64_t problems = 0;  // files that could not be hashed
+  int64_t distinct = 0;  // distinct digests
+  int64_t queued = 0;    // distinct digests at QUEUED or SUBMITTED
+  int64_t pending = 0;   // distinct digests PENDING at the poller
   int64_t confirmed = 0;
-  int64_t failed = 0;       // distinct digests FAILED
-  bool waiting = false;     // the hashing stream ended; now waiting for the target state
-  int64_t wait_done = 0;    // digests that reached the target (or failed)
-  std::string paused;       // the submitter's paused reason, when paused
+  int64_t failed = 0;     // distinct digests FAILED
+  bool waiting = false;   // the hashing stream ended; now waiting for the target state
+  int64_t wait_done = 0;  // digests that reached the target (or failed)
+  std::string paused;     // the submitter's paused reason, when paused
 };
 
 // One progress line (no newline). `elapsed` is the time of the current phase (hashing or waiting)

@@ -24,8 +24,10 @@ std::string DefaultDataDir() {
 }
 
 void AddStackFlags(CLI::App* cmd, anchord::anchorctl::StackFlags* f) {
-  cmd->add_flag("--sandbox", f->sandbox, "Also start the proofd sandbox and point the providers at it");
-  cmd->add_option("--bin-dir", f->bin_dir, "Directory of the service binaries (default: next to anchorctl)")
+  cmd->add_flag("--sandbox", f->sandbox,
+                "Also start the proofd sandbox and point the providers at it");
+  cmd->add_option("--bin-dir", f->bin_dir,
+                  "Directory of the service binaries (default: next to anchorctl)")
       ->envname("ANCHORD_BIN_DIR");
   cmd->add_option("--sandbox-window-seconds", f->sandbox_window_seconds,
                   "Sandbox rate-limit window (scales the providers' windows too); 0 = default")
@@ -33,7 +35,8 @@ void AddStackFlags(CLI::App* cmd, anchord::anchorctl::StackFlags* f) {
   cmd->add_option("--sandbox-confirm-after-seconds", f->sandbox_confirm_after_seconds,
                   "Sandbox confirmation delay; 0 = default")
       ->check(CLI::Range(0, 86400));
-  cmd->add_option("--poll-interval-seconds", f->poll_interval_seconds, "Poller interval; 0 = default")
+  cmd->add_option("--poll-interval-seconds", f->poll_interval_seconds,
+                  "Poller interval; 0 = default")
       ->check(CLI::Range(0, 86400));
 }
 
@@ -71,9 +74,11 @@ int main(int argc, char** argv) {
   g.data_dir = DefaultDataDir();
   std::string log_level = "warning";
   app.add_option("--hasher", g.hasher, "Hasher address host:port")->envname("ANCHORD_HASHER_ADDR");
-  app.add_option("--submitter", g.submitter, "Submitter address host:port")->envname("ANCHORD_SUBMITTER_ADDR");
+  app.add_option("--submitter", g.submitter, "Submitter address host:port")
+      ->envname("ANCHORD_SUBMITTER_ADDR");
   app.add_option("--poller", g.poller, "Poller address host:port")->envname("ANCHORD_POLLER_ADDR");
-  app.add_option("--hasher-root", g.hasher_root, "The hasher's --root, to map DIR to a relative path")
+  app.add_option("--hasher-root", g.hasher_root,
+                 "The hasher's --root, to map DIR to a relative path")
       ->envname("ANCHORD_HASHER_ROOT");
   app.add_flag("--json", g.json, "Machine-readable output");
   app.add_option("--data-dir", g.data_dir, "anchorctl state (stack.json, local stack data)")
@@ -82,7 +87,8 @@ int main(int argc, char** argv) {
   app.add_option("--deadline-seconds", g.deadline_seconds, "Deadline of each unary call")
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
-  app.add_option("--log-level", log_level, "debug|info|warning|error")->envname("ANCHORD_LOG_LEVEL");
+  app.add_option("--log-level", log_level, "debug|info|warning|error")
+      ->envname("ANCHORD_LOG_LEVEL");
   // Global --tls-cert/--tls-key/--tls-ca/--auth-token-file/--tls-server-name: how anchorctl
   // reaches a secured stack. A stack started by anchorctl itself (local, archive --local) is
   // plaintext on loopback, so the flags are not applied to it.
@@ -100,13 +106,17 @@ int main(int argc, char** argv) {
   auto* archive_cmd = app.add_subcommand("archive", "Hash a directory and anchor its digests");
   archive_cmd->add_option("DIR", archive.dir, "Directory to archive")->required();
   archive_cmd->add_option("--job", archive.job, "Job name ([A-Za-z0-9._-], default \"default\")");
-  archive_cmd->add_flag("--local", archive.local, "Start a stack for this command only, rooted at DIR");
+  archive_cmd->add_flag("--local", archive.local,
+                        "Start a stack for this command only, rooted at DIR");
   AddStackFlags(archive_cmd, &archive.stack);
-  archive_cmd->add_option("--wait", archive.wait, "none|queued|submitted|confirmed")->capture_default_str();
-  archive_cmd->add_option("--timeout-seconds", archive.timeout_seconds, "Give up after this long (0 = never)");
+  archive_cmd->add_option("--wait", archive.wait, "none|queued|submitted|confirmed")
+      ->capture_default_str();
+  archive_cmd->add_option("--timeout-seconds", archive.timeout_seconds,
+                          "Give up after this long (0 = never)");
   archive_cmd->add_flag("--dry-run", archive.dry_run, "Only compute and print the digests");
-  archive_cmd->add_option("--provider", archive.providers,
-                          "Provider(s) to anchor with (repeat or comma-separate for redundancy)")
+  archive_cmd
+      ->add_option("--provider", archive.providers,
+                   "Provider(s) to anchor with (repeat or comma-separate for redundancy)")
       ->delimiter(',');
   archive_cmd->add_flag("--merkle-batch", archive.merkle,
                         "Anchor Merkle roots of batches of files (one quota unit per batch)");
@@ -126,16 +136,19 @@ int main(int argc, char** argv) {
   report_cmd->add_option("--job", report.job, "Job (default \"default\")");
   report_cmd->add_option("--format", report.format, "csv|json")->capture_default_str();
   report_cmd->add_option("--output,-o", report.output, "Write to FILE instead of stdout");
-  report_cmd->add_option("--headers", report.headers,
-                         "Block header source to check Bitcoin attestations: file:PATH, rest:URL, "
-                         "rpc:URL, sandbox:URL")
+  report_cmd
+      ->add_option("--headers", report.headers,
+                   "Block header source to check Bitcoin attestations: file:PATH, rest:URL, "
+                   "rpc:URL, sandbox:URL")
       ->envname("ANCHORD_HEADERS");
-  report_cmd->add_option("--tsa-ca-file", report.tsa_ca_file,
-                         "PEM trust anchors for RFC 3161 tokens (default: the local sandbox stack's)")
+  report_cmd
+      ->add_option("--tsa-ca-file", report.tsa_ca_file,
+                   "PEM trust anchors for RFC 3161 tokens (default: the local sandbox stack's)")
       ->envname("ANCHORD_TSA_CA_FILE");
-  report_cmd->add_option("--network", report.network,
-                         "Header rules: mainnet (default: proof-of-work limit and difficulty "
-                         "floor) or regtest (test chains, reported as such)")
+  report_cmd
+      ->add_option("--network", report.network,
+                   "Header rules: mainnet (default: proof-of-work limit and difficulty "
+                   "floor) or regtest (test chains, reported as such)")
       ->envname("ANCHORD_NETWORK");
   report_cmd->add_flag("--no-verify", report.no_verify, "Do not download and verify the proofs");
 
@@ -157,35 +170,47 @@ int main(int argc, char** argv) {
 
   // Proofs a court can check: offline verification, a readable tree, upgrade of pending proofs.
   std::string verify_file, verify_proof, verify_headers, verify_tsa_ca;
-  auto* verify_cmd = app.add_subcommand("verify", "Verify FILE against its proof: .ots (offline with a local header source), .tsr or .tsrm (RFC 3161, with --tsa-ca-file)");
+  auto* verify_cmd =
+      app.add_subcommand("verify",
+                         "Verify FILE against its proof: .ots (offline with a local header "
+                         "source), .tsr or .tsrm (RFC 3161, with --tsa-ca-file)");
   verify_cmd->add_option("FILE", verify_file, "The original file")->required();
   verify_cmd->add_option("PROOF", verify_proof, "The proof (default FILE.ots)");
-  verify_cmd->add_option("--headers", verify_headers,
-                         "Bitcoin header source: file:PATH | rest:URL | rpc:URL[,cookie=PATH|,user=U,password=P] | sandbox:URL")
+  verify_cmd
+      ->add_option("--headers", verify_headers,
+                   "Bitcoin header source: file:PATH | rest:URL | "
+                   "rpc:URL[,cookie=PATH|,user=U,password=P] | sandbox:URL")
       ->envname("ANCHORD_OTS_HEADERS");
   std::string verify_network;
-  verify_cmd->add_option("--network", verify_network,
-                         "Header rules: mainnet (default: proof-of-work limit and difficulty "
-                         "floor) or regtest (test chains; the output says so)")
+  verify_cmd
+      ->add_option("--network", verify_network,
+                   "Header rules: mainnet (default: proof-of-work limit and difficulty "
+                   "floor) or regtest (test chains; the output says so)")
       ->envname("ANCHORD_NETWORK");
-  verify_cmd->add_option("--tsa-ca-file", verify_tsa_ca,
-                         "PEM trust anchors for RFC 3161 tokens (.tsr/.tsrm proofs)")
+  verify_cmd
+      ->add_option("--tsa-ca-file", verify_tsa_ca,
+                   "PEM trust anchors for RFC 3161 tokens (.tsr/.tsrm proofs)")
       ->envname("ANCHORD_TSA_CA_FILE");
   anchord::anchorctl::BundleOptions bundle;
-  auto* bundle_cmd = app.add_subcommand("bundle", "Write one ZIP per job that anyone can verify offline");
+  auto* bundle_cmd =
+      app.add_subcommand("bundle", "Write one ZIP per job that anyone can verify offline");
   bundle_cmd->add_option("--job", bundle.job, "Job (default \"default\")");
   bundle_cmd->add_option("--output,-o", bundle.output, "The .zip to write")->required();
-  bundle_cmd->add_option("--headers", bundle.headers,
-                         "Bitcoin header source for the .ots proofs (default: the local sandbox stack's)")
+  bundle_cmd
+      ->add_option("--headers", bundle.headers,
+                   "Bitcoin header source for the .ots proofs (default: the local sandbox stack's)")
       ->envname("ANCHORD_OTS_HEADERS");
   bundle_cmd->add_option("--network", bundle.network,
                          "mainnet|regtest, recorded for verify-bundle's header policy (default: "
                          "regtest for a sandbox: source, else mainnet)");
-  bundle_cmd->add_option("--tsa-ca-file", bundle.tsa_ca_file,
-                         "PEM trust anchors of the TSAs (default: the local sandbox stack's)")
+  bundle_cmd
+      ->add_option("--tsa-ca-file", bundle.tsa_ca_file,
+                   "PEM trust anchors of the TSAs (default: the local sandbox stack's)")
       ->envname("ANCHORD_TSA_CA_FILE");
   std::string vb_bundle, vb_files;
-  auto* vb_cmd = app.add_subcommand("verify-bundle", "Check a bundle offline (exit 0 verified, 3 mismatch, 4 pending, 2 malformed)");
+  auto* vb_cmd = app.add_subcommand(
+      "verify-bundle",
+      "Check a bundle offline (exit 0 verified, 3 mismatch, 4 pending, 2 malformed)");
   vb_cmd->add_option("BUNDLE", vb_bundle, "The .zip written by `anchorctl bundle`")->required();
   vb_cmd->add_option("--files", vb_files, "Also hash every manifest file under this directory");
   std::string info_proof;
@@ -196,10 +221,13 @@ int main(int argc, char** argv) {
                      "Print long derived messages whole (default: first 32 bytes and the length)");
   std::vector<std::string> upgrade_proofs;
   anchord::anchorctl::OtsUpgradeOptions upgrade_opts;
-  auto* upgrade_cmd = app.add_subcommand("upgrade", "Upgrade pending proofs in place from their calendars");
+  auto* upgrade_cmd =
+      app.add_subcommand("upgrade", "Upgrade pending proofs in place from their calendars");
   upgrade_cmd->add_option("PROOF", upgrade_proofs, "The .ots files")->required();
-  upgrade_cmd->add_option("-l,--whitelist", upgrade_opts.whitelist, "Extra calendar URL globs to trust");
-  upgrade_cmd->add_option("-c,--calendar", upgrade_opts.calendars, "Ask these calendars instead of the proof's");
+  upgrade_cmd->add_option("-l,--whitelist", upgrade_opts.whitelist,
+                          "Extra calendar URL globs to trust");
+  upgrade_cmd->add_option("-c,--calendar", upgrade_opts.calendars,
+                          "Ask these calendars instead of the proof's");
 
   try {
     app.parse(argc, argv);
@@ -243,8 +271,8 @@ int main(int argc, char** argv) {
     if (*vb_cmd) {
       return anchord::anchorctl::RunVerifyBundle(vb_bundle, vb_files, g.json, std::cout, std::cerr);
     }
-    if (*info_cmd) return anchord::anchorctl::RunInfo(info_proof, g.json, info_full, std::cout,
-                                                      std::cerr);
+    if (*info_cmd)
+      return anchord::anchorctl::RunInfo(info_proof, g.json, info_full, std::cout, std::cerr);
     if (*upgrade_cmd) {
       return anchord::anchorctl::RunUpgrade(upgrade_proofs, upgrade_opts, std::cout, std::cerr);
     }

@@ -28,7 +28,8 @@ absl::StatusOr<std::string> ReadProofBytes(const std::string& path) {
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return absl::NotFoundError(absl::StrCat(path, ": ", ec.message()));
   if (size > kMaxProofBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", size, " bytes is too large for a proof"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", size, " bytes is too large for a proof"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
@@ -102,10 +103,13 @@ std::string StatusText(const absl::Status& s) { return std::string(s.message());
 
 int VerifyExitCode(const ots::VerifyResult& r) {
   switch (r.verdict) {
-    case ots::Verdict::kVerified: return kOtsExitVerified;
+    case ots::Verdict::kVerified:
+      return kOtsExitVerified;
     case ots::Verdict::kDigestMismatch:
-    case ots::Verdict::kMismatch: return kOtsExitMismatch;
-    case ots::Verdict::kNotVerifiable: return kOtsExitNotVerifiable;
+    case ots::Verdict::kMismatch:
+      return kOtsExitMismatch;
+    case ots::Verdict::kNotVerifiable:
+      return kOtsExitNotVerifiable;
   }
   return kOtsExitNotVerifiable;
 }
@@ -181,9 +185,8 @@ int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
   if (!tsa_ca_file.empty()) {
     auto ca = ReadProofBytes(tsa_ca_file);
     if (!ca.ok() || tsa::CountPemCertificates(*ca) == 0) {
-      err << "error: --tsa-ca-file: " << (ca.ok() ? tsa_ca_file + ": no PEM certificate"
-                                                    : StatusText(ca.status()))
-          << "\n";
+      err << "error: --tsa-ca-file: "
+          << (ca.ok() ? tsa_ca_file + ": no PEM certificate" : StatusText(ca.status())) << "\n";
       return kOtsExitBadInput;
     }
     ca_pem = *std::move(ca);
@@ -213,8 +216,8 @@ int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
     }
     out << j.dump() << "\n";
   } else {
-    out << "Proof " << proof_path << " (RFC 3161" << (c.root_hex.empty() ? "" : ", Merkle-path form")
-        << ") for " << file_path << "\n";
+    out << "Proof " << proof_path << " (RFC 3161"
+        << (c.root_hex.empty() ? "" : ", Merkle-path form") << ") for " << file_path << "\n";
     out << "File sha256 hash: " << HexEncode(*digest) << "\n";
     if (!c.root_hex.empty()) out << "Merkle root:      " << c.root_hex << "\n";
     if (c.info) out << tsa::RenderInfo(*c.info);
@@ -226,8 +229,8 @@ int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
 }  // namespace
 
 int RunVerifyWith(const std::string& file_path, const std::string& proof_path_in,
-                  ots::BlockHeaderSource* headers, bool json, std::ostream& out,
-                  std::ostream& err, const std::string& tsa_ca_file) {
+                  ots::BlockHeaderSource* headers, bool json, std::ostream& out, std::ostream& err,
+                  const std::string& tsa_ca_file) {
   const std::string proof_path = proof_path_in.empty() ? file_path + ".ots" : proof_path_in;
   {
     auto bytes = ReadProofBytes(proof_path);
@@ -301,9 +304,12 @@ int RunInfo(const std::string& proof_path, bool json, bool full, std::ostream& o
         return kOtsExitBadInput;
       }
       if (json) {
-        nlohmann::json j{{"format", ProofFormatName(format)}, {"tsa", info->tsa_name},
-                         {"gen_time", info->gen_time_text}, {"policy_oid", info->policy_oid},
-                         {"serial", info->serial_hex}, {"imprint", HexEncode(info->imprint)},
+        nlohmann::json j{{"format", ProofFormatName(format)},
+                         {"tsa", info->tsa_name},
+                         {"gen_time", info->gen_time_text},
+                         {"policy_oid", info->policy_oid},
+                         {"serial", info->serial_hex},
+                         {"imprint", HexEncode(info->imprint)},
                          {"hash_algorithm", info->hash_algorithm}};
         out << j.dump() << "\n";
       } else {

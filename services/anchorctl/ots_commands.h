@@ -38,8 +38,8 @@ int RunVerify(const std::string& file_path, const std::string& proof_path,
 
 // The same with an already built source (tests, and `report` which reuses one source).
 int RunVerifyWith(const std::string& file_path, const std::string& proof_path,
-                  ots::BlockHeaderSource* headers, bool json, std::ostream& out,
-                  std::ostream& err, const std::string& tsa_ca_file = "");
+                  ots::BlockHeaderSource* headers, bool json, std::ostream& out, std::ostream& err,
+                  const std::string& tsa_ca_file = "");
 
 // `full` prints long derived messages whole (libs/ots/info.h); the output stays linear in the
 // proof's size either way.

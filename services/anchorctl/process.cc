@@ -170,8 +170,8 @@ absl::StatusOr<int> WaitForPortFile(const std::string& port_file, ChildProcess* 
     }
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
-          child != nullptr ? child->name() : std::string("service"), " did not write its port file ",
-          port_file, " within ", absl::FormatDuration(timeout)));
+          child != nullptr ? child->name() : std::string("service"),
+          " did not write its port file ", port_file, " within ", absl::FormatDuration(timeout)));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }

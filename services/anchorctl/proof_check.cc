@@ -22,20 +22,28 @@ ProofFormat DetectProofFormat(absl::string_view bytes) {
 
 const char* ProofFormatName(ProofFormat f) {
   switch (f) {
-    case ProofFormat::kOts: return "ots";
-    case ProofFormat::kTsr: return "tsr";
-    case ProofFormat::kTsrPath: return "tsrm";
-    case ProofFormat::kUnknown: break;
+    case ProofFormat::kOts:
+      return "ots";
+    case ProofFormat::kTsr:
+      return "tsr";
+    case ProofFormat::kTsrPath:
+      return "tsrm";
+    case ProofFormat::kUnknown:
+      break;
   }
   return "unknown";
 }
 
 const char* ProofExtension(ProofFormat f) {
   switch (f) {
-    case ProofFormat::kOts: return ".ots";
-    case ProofFormat::kTsr: return ".tsr";
-    case ProofFormat::kTsrPath: return ".tsrm";
-    case ProofFormat::kUnknown: break;
+    case ProofFormat::kOts:
+      return ".ots";
+    case ProofFormat::kTsr:
+      return ".tsr";
+    case ProofFormat::kTsrPath:
+      return ".tsrm";
+    case ProofFormat::kUnknown:
+      break;
   }
   return ".bin";
 }
@@ -74,17 +82,18 @@ TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const 
   r.info = *info;
   if (info->imprint != covered) {
     r.exit = 3;
-    r.message = r.root_hex.empty()
-                    ? absl::StrCat("the token is for other data (imprint ", HexEncode(info->imprint),
-                                   ", the file's digest is ", HexEncode(digest), ")")
-                    : absl::StrCat("the token is not over the Merkle root ", r.root_hex,
-                                   " the path leads to");
+    r.message = r.root_hex.empty() ? absl::StrCat("the token is for other data (imprint ",
+                                                  HexEncode(info->imprint),
+                                                  ", the file's digest is ", HexEncode(digest), ")")
+                                   : absl::StrCat("the token is not over the Merkle root ",
+                                                  r.root_hex, " the path leads to");
     return r;
   }
   if (ca_pem.empty()) {
     r.exit = 1;
-    r.message = "the token matches the file but its signature was not checked: no trust anchors "
-                "(--tsa-ca-file)";
+    r.message =
+        "the token matches the file but its signature was not checked: no trust anchors "
+        "(--tsa-ca-file)";
     return r;
   }
   tsa::VerifyOptions vo;
@@ -97,10 +106,10 @@ TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const 
   }
   r.exit = 0;
   r.info = *verified;
-  r.message = absl::StrCat("Success! RFC 3161 token of ", verified->tsa_name, " at ",
-                           absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", verified->gen_time,
-                                            absl::UTCTimeZone()),
-                           r.root_hex.empty() ? "" : absl::StrCat(" over Merkle root ", r.root_hex));
+  r.message = absl::StrCat(
+      "Success! RFC 3161 token of ", verified->tsa_name, " at ",
+      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", verified->gen_time, absl::UTCTimeZone()),
+      r.root_hex.empty() ? "" : absl::StrCat(" over Merkle root ", r.root_hex));
   return r;
 }
 

@@ -61,20 +61,25 @@ std::string StackInfo::ToJson() const {
 
 absl::StatusOr<StackInfo> StackInfo::FromJson(const std::string& text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("stack file is not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError("stack file is not a JSON object");
   StackInfo info;
   auto str = [&](const char* key, std::string* out) -> absl::Status {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return absl::OkStatus();
-    if (!it->is_string()) return absl::InvalidArgumentError(absl::StrCat("stack file: ", key, " is not a string"));
+    if (!it->is_string())
+      return absl::InvalidArgumentError(absl::StrCat("stack file: ", key, " is not a string"));
     *out = it->get<std::string>();
     return absl::OkStatus();
   };
-  for (auto [key, out] : {std::pair{"hasher", &info.hasher}, {"submitter", &info.submitter},
-                          {"poller", &info.poller}, {"sandbox_url", &info.sandbox_url},
+  for (auto [key, out] : {std::pair{"hasher", &info.hasher},
+                          {"submitter", &info.submitter},
+                          {"poller", &info.poller},
+                          {"sandbox_url", &info.sandbox_url},
                           {"tsa_ca_file", &info.tsa_ca_file},
                           {"submitter_internal", &info.submitter_internal},
-                          {"poller_internal", &info.poller_internal}, {"webhook", &info.webhook},
+                          {"poller_internal", &info.poller_internal},
+                          {"webhook", &info.webhook},
                           {"root", &info.root}}) {
     if (auto s = str(key, out); !s.ok()) return s;
   }
@@ -306,36 +311,46 @@ std::vector<std::string> LocalStack::ServiceArgs(const std::string& service, int
   const fs::path run(options_.run_dir);
   std::vector<std::string> args;
   if (service == "sandbox") {
-    args = {"--listen", absl::StrCat("127.0.0.1:", port), "--port-file",
-            (run / "sandbox.port").string(), "--calendar-urls-file",
-            (run / "sandbox.calendars").string(), "--tsa-ca-out",
+    args = {"--listen",
+            absl::StrCat("127.0.0.1:", port),
+            "--port-file",
+            (run / "sandbox.port").string(),
+            "--calendar-urls-file",
+            (run / "sandbox.calendars").string(),
+            "--tsa-ca-out",
             (run / "sandbox.tsa-ca.pem").string()};
     if (options_.sandbox_window_seconds > 0) {
       args.insert(args.end(), {"--window-seconds", absl::StrCat(options_.sandbox_window_seconds)});
     }
     if (options_.sandbox_confirm_after_seconds > 0) {
-      args.insert(args.end(), {"--confirm-after-seconds",
-                               absl::StrCat(options_.sandbox_confirm_after_seconds),
-                               // The calendars' "ask again" hint shrinks with the delay (the
-                               // reference server's is 60 s), or upgrades would lag far behind.
-                               "--pending-max-age-seconds",
-                               absl::StrCat(std::min(60, options_.sandbox_confirm_after_seconds))});
+      args.insert(args.end(),
+                  {"--confirm-after-seconds", absl::StrCat(options_.sandbox_confirm_after_seconds),
+                   // The calendars' "ask again" hint shrinks with the delay (the
+                   // reference server's is 60 s), or upgrades would lag far behind.
+                   "--pending-max-age-seconds",
+                   absl::StrCat(std::min(60, options_.sandbox_confirm_after_seconds))});
     }
   } else {
-    args = {"--listen",          absl::StrCat("127.0.0.1:", port),
-            "--port-file",       (run / (service + ".port")).string(),
-            "--metrics-listen",  "127.0.0.1:0",
-            "--metrics-port-file", (run / (service + ".metrics.port")).string(),
-            "--data-dir",        options_.state_dir,
-            "--log-level",       options_.log_level};
+    args = {"--listen",
+            absl::StrCat("127.0.0.1:", port),
+            "--port-file",
+            (run / (service + ".port")).string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--metrics-port-file",
+            (run / (service + ".metrics.port")).string(),
+            "--data-dir",
+            options_.state_dir,
+            "--log-level",
+            options_.log_level};
     if (service == "hasher") {
       args.insert(args.end(), {"--root", options_.root, "--submitter", info_.submitter});
     }
     if (service == "submitter" || service == "poller") {
-      args.insert(args.end(), {"--internal-listen", absl::StrCat("127.0.0.1:", internal_port),
-                               "--internal-port-file",
-                               (run / (service + ".internal.port")).string(),
-                               "--internal-token-file", internal_token_file_});
+      args.insert(args.end(),
+                  {"--internal-listen", absl::StrCat("127.0.0.1:", internal_port),
+                   "--internal-port-file", (run / (service + ".internal.port")).string(),
+                   "--internal-token-file", internal_token_file_});
       std::vector<std::string> provider = ProviderArgs(service);
       args.insert(args.end(), provider.begin(), provider.end());
     }
@@ -426,16 +441,18 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
   stack->info_.owner_pid = getpid();
   std::error_code ec;
   fs::create_directories(options.run_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.run_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", options.run_dir, ": ", ec.message()));
   fs::create_directories(options.state_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.state_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot create ", options.state_dir, ": ", ec.message()));
   if (options.sandbox) {
     auto port = stack->StartService("sandbox", 0);
     if (!port.ok()) return port.status();
     stack->info_.sandbox_url = absl::StrCat("http://127.0.0.1:", *port);
     const fs::path run(options.run_dir);
-    for (const auto& [file, key] :
-         std::vector<std::pair<std::string, std::string>>{
+    for (const auto& [file, key] : std::vector<std::pair<std::string, std::string>>{
              {"sandbox.key", kSandboxApiKey},
              {"sandbox.proofledger.key", kSandboxProofLedgerKey},
              {"sandbox.simpleproof.key", kSandboxSimpleProofToken}}) {
@@ -463,8 +480,8 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
   }
   for (const char* service : {"poller", "submitter", "hasher"}) {
     const bool is_submitter = std::string(service) == "submitter";
-    auto port = stack->StartService(service, 0,
-                                    is_submitter ? std::max(0, submitter_internal_port) : 0);
+    auto port =
+        stack->StartService(service, 0, is_submitter ? std::max(0, submitter_internal_port) : 0);
     if (!port.ok()) return port.status();  // the destructor stops what started
     std::string addr = absl::StrCat("127.0.0.1:", *port);
     if (std::string(service) == "poller") {
@@ -506,8 +523,8 @@ absl::Status LocalStack::CrashAndRestart(const std::string& service) {
   }
   const int same_port = port->second;
   auto internal = internal_ports_.find(service);
-  auto bound = StartService(service, same_port,
-                            internal == internal_ports_.end() ? 0 : internal->second);
+  auto bound =
+      StartService(service, same_port, internal == internal_ports_.end() ? 0 : internal->second);
   // Keep the start order, which Stop() reverses.
   if (!children_.empty() && index < children_.size() - 1) {
     auto restarted = std::move(children_.back());

@@ -22,18 +22,18 @@ inline constexpr char kSandboxSimpleProofToken[] = "sp_sandbox_token";
 
 // Where a stack listens. Written to and read from stack.json.
 struct StackInfo {
-  std::string hasher;       // host:port
-  std::string submitter;    // host:port
-  std::string poller;       // host:port
+  std::string hasher;     // host:port
+  std::string submitter;  // host:port
+  std::string poller;     // host:port
   // The internal ports (peer services only; libs/rpc/internal.h): the submitter hands off to the
   // poller's, the poller asks the submitter's to re-anchor. Callers need the internal token.
   std::string submitter_internal;  // host:port
   std::string poller_internal;     // host:port
   std::string webhook;             // the poller's callback endpoint host:port, when opened
-  std::string sandbox_url;  // http://127.0.0.1:port when a sandbox runs, else empty
+  std::string sandbox_url;         // http://127.0.0.1:port when a sandbox runs, else empty
   std::string tsa_ca_file;  // the sandbox TSA's CA certificate (PEM file) when a sandbox runs
   std::vector<std::string> sandbox_calendars;  // the sandbox's OpenTimestamps calendar URLs
-  std::string root;         // the hasher's --root (absolute)
+  std::string root;                            // the hasher's --root (absolute)
   std::map<std::string, std::string> metrics;  // service -> host:port of /metrics, when known
   std::map<std::string, pid_t> pids;           // service -> pid
   pid_t owner_pid = 0;                         // the anchorctl that started the stack
@@ -97,7 +97,7 @@ class LocalStack {
   StackInfo info_;
   std::map<std::string, int> ports_;
   std::map<std::string, int> internal_ports_;
-  std::string internal_token_file_;  // 0600, shared by the submitter and the poller
+  std::string internal_token_file_;         // 0600, shared by the submitter and the poller
   std::vector<std::string> calendar_urls_;  // the sandbox's OpenTimestamps calendars
   int webhook_port_ = 0;                    // the poller's callback endpoint
   std::vector<std::pair<std::string, std::unique_ptr<ChildProcess>>> children_;

@@ -278,7 +278,10 @@ struct TreeCall {
   };
 
   TreeCall(Shared* s, const v1::HashTreeRequest& r, std::string dir_in)
-      : shared(s), request(r), job(JobOrDefault(r.job())), dir(std::move(dir_in)),
+      : shared(s),
+        request(r),
+        job(JobOrDefault(r.job())),
+        dir(std::move(dir_in)),
         out(s->options.max_inflight, /*hold_back_last=*/true) {}
 
   void Cancel() {
@@ -326,8 +329,8 @@ void TreeError(const std::shared_ptr<TreeCall>& c, const std::string& path, int6
                int64_t mtime_ns, const absl::Status& st) {
   Shared* s = c->shared;
   v1::ItemStatus item = ItemStatusOf(st, "FILE_UNREADABLE");
-  absl::Status rec =
-      s->store->RecordError(c->job, path, size, mtime_ns, item.code(), item.reason(), item.message());
+  absl::Status rec = s->store->RecordError(c->job, path, size, mtime_ns, item.code(), item.reason(),
+                                           item.message());
   if (!rec.ok()) {
     ANCHORD_LOG(Error) << "store: " << rec;
   }
@@ -388,12 +391,11 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
     }
     // Messages name the path relative to the root, never the resolved location.
     absl::Status st(d.status().code(),
-                    absl::StrCat(e.rel_path, ": ", digest::ReasonOf(d.status()) ==
-                                                           digest::kFileChangedWhileHashing
-                                                       ? "changed while it was hashed"
-                                                       : d.status().message()));
-    TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns,
-              Annotate(st, digest::ReasonOf(d.status())));
+                    absl::StrCat(e.rel_path, ": ",
+                                 digest::ReasonOf(d.status()) == digest::kFileChangedWhileHashing
+                                     ? "changed while it was hashed"
+                                     : d.status().message()));
+    TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns, Annotate(st, digest::ReasonOf(d.status())));
     return;
   }
   hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, std::move(d->digest)});
@@ -446,15 +448,13 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
       c->out.Drop();
       continue;
     }
-    const std::optional<FileRow>* row =
-        rows.ok() && i < rows->size() ? &(*rows)[i] : nullptr;
+    const std::optional<FileRow>* row = rows.ok() && i < rows->size() ? &(*rows)[i] : nullptr;
     // Only a digest the hasher read from this file itself may stand in for reading it again: a
     // row recorded from uploaded bytes (HashFiles naming this path) carries whatever the caller
     // sent, with a size and mtime anyone can copy.
     if (row != nullptr && row->has_value() && (*row)->state == FileState::kQueued &&
         (*row)->read_by_hasher && (*row)->size_bytes == e.size_bytes &&
-        (*row)->mtime_ns == e.mtime_ns &&
-        (*row)->digest.size() == kDigestBytes) {
+        (*row)->mtime_ns == e.mtime_ns && (*row)->digest.size() == kDigestBytes) {
       s->metrics->files_unchanged.Increment();
       v1::HashTreeResponse r;
       r.set_path(e.rel_path);
@@ -475,9 +475,9 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
   absl::Status st = s->store->RecordHashedBatch(c->job, hashed, dry_run ? &dups : nullptr);
   if (!st.ok()) {
     for (const HashedRecord& h : hashed) {
-      TreeError(c, h.path, h.size_bytes, h.mtime_ns,
-                Annotate(absl::InternalError(absl::StrCat("store: ", st.message())),
-                         "STORE_ERROR"));
+      TreeError(
+          c, h.path, h.size_bytes, h.mtime_ns,
+          Annotate(absl::InternalError(absl::StrCat("store: ", st.message())), "STORE_ERROR"));
     }
     return;
   }
@@ -499,7 +499,8 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
   }
 }
 
-void RunTree(const std::shared_ptr<TreeCall>& c, grpc::ServerWriteReactor<v1::HashTreeResponse>* reactor) {
+void RunTree(const std::shared_ptr<TreeCall>& c,
+             grpc::ServerWriteReactor<v1::HashTreeResponse>* reactor) {
   Shared* s = c->shared;
   // Files per hash-pool task: window / (2 * workers) (a quarter of it with 2 workers), capped at
   // 64, so that several batches are in flight (every worker busy while the caller drains results)
@@ -669,11 +670,11 @@ void OnFilesAck(FilesCall* c, const v1::SubmitResponse& ack) {
   r.set_size_bytes(item.size_bytes);
   if (ack.status().code() == 0) {
     if (!item.source_path.empty()) {
-      absl::Status st = c->shared->store->MarkQueued(item.job, item.source_path, item.digest,
-                                                     ack.duplicate_of());
+      absl::Status st =
+          c->shared->store->MarkQueued(item.job, item.source_path, item.digest, ack.duplicate_of());
       if (!st.ok()) {
-    ANCHORD_LOG(Error) << "store: " << st;
-  }
+        ANCHORD_LOG(Error) << "store: " << st;
+      }
     }
     r.set_state(ack.state() >= v1::DIGEST_STATE_QUEUED ? ack.state() : v1::DIGEST_STATE_QUEUED);
     r.set_duplicate_of(ack.duplicate_of());
@@ -698,9 +699,9 @@ void FinishFile(FilesCall* c) {
   }
   if (c->received != c->metadata.size_bytes()) {
     FilesResult(c, c->file_id, c->received,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "metadata.size_bytes: announced ", c->metadata.size_bytes(),
-                    " bytes but received ", c->received)),
+                absl::InvalidArgumentError(absl::StrCat("metadata.size_bytes: announced ",
+                                                        c->metadata.size_bytes(),
+                                                        " bytes but received ", c->received)),
                 c->received == 0 ? "EMPTY_FILE" : "SIZE_MISMATCH");
     return;
   }
@@ -710,10 +711,10 @@ void FinishFile(FilesCall* c) {
   // Only files that name their source path are recorded: the store is keyed by path.
   if (!source_path.empty()) {
     absl::Status st = s->store->RecordUploaded(job, source_path, c->received,
-                                             TimestampNs(c->metadata.modified_at()), digest);
+                                               TimestampNs(c->metadata.modified_at()), digest);
     if (!st.ok()) {
-    ANCHORD_LOG(Error) << "store: " << st;
-  }
+      ANCHORD_LOG(Error) << "store: " << st;
+    }
   }
   if (c->dry_run) {
     v1::HashFilesResponse r;
@@ -735,8 +736,7 @@ void FinishFile(FilesCall* c) {
   {
     std::lock_guard<std::mutex> lock(c->items_mu);
     req.set_request_id(absl::StrCat("h", c->next_item++));
-    c->items[req.request_id()] =
-        FilesCall::Item{c->file_id, digest, c->received, job, source_path};
+    c->items[req.request_id()] = FilesCall::Item{c->file_id, digest, c->received, job, source_path};
   }
   req.set_digest(digest);
   *req.mutable_metadata() = c->metadata;
@@ -803,9 +803,9 @@ void ProcessChunk(FilesCall* c, const v1::HashFilesRequest& req) {
     // A new file_id before the previous file's last chunk: the previous file is incomplete.
     // Its result takes its own slot; the new file takes one more, so a misbehaving caller can
     // exceed the window by one file at most.
-    c->file_error = absl::InvalidArgumentError(absl::StrCat(
-        "last: file_id \"", QuoteCallerText(c->file_id),
-        "\" ended without a chunk with last=true"));
+    c->file_error =
+        absl::InvalidArgumentError(absl::StrCat("last: file_id \"", QuoteCallerText(c->file_id),
+                                                "\" ended without a chunk with last=true"));
     FinishFile(c);
   }
   if (!c->in_file) StartFile(c, req);
@@ -817,9 +817,8 @@ void ProcessChunk(FilesCall* c, const v1::HashFilesRequest& req) {
     c->received += static_cast<int64_t>(req.data().size());
     c->shared->metrics->bytes.Increment(static_cast<double>(req.data().size()));
     if (c->received > c->metadata.size_bytes()) {
-      c->file_error = absl::InvalidArgumentError(
-          absl::StrCat("metadata.size_bytes: announced ", c->metadata.size_bytes(),
-                       " bytes but received more"));
+      c->file_error = absl::InvalidArgumentError(absl::StrCat(
+          "metadata.size_bytes: announced ", c->metadata.size_bytes(), " bytes but received more"));
     }
   } else {
     c->received += static_cast<int64_t>(req.data().size());
@@ -895,9 +894,9 @@ void RunFiles(const std::shared_ptr<FilesCall>& c, FilesReactor* reactor) {
   // Until the caller half-closed and the last chunk was processed (or cancelled).
   c->out.WaitTasks([&] { return c->input_done.load(); });
   if (!c->cancelled && c->in_file) {
-    c->file_error = absl::InvalidArgumentError(absl::StrCat(
-        "last: the stream ended before the last chunk of file_id \"",
-        QuoteCallerText(c->file_id), "\""));
+    c->file_error = absl::InvalidArgumentError(
+        absl::StrCat("last: the stream ended before the last chunk of file_id \"",
+                     QuoteCallerText(c->file_id), "\""));
     FinishFile(c.get());
   }
   bool completed = c->out.WaitFinished([] { return true; });
@@ -910,9 +909,9 @@ void RunFiles(const std::shared_ptr<FilesCall>& c, FilesReactor* reactor) {
     if (!completed) session->Cancel();
     session->Stop();
   }
-  reactor->Finish(completed && !c->cancelled ? grpc::Status::OK
-                                             : grpc::Status(grpc::StatusCode::CANCELLED,
-                                                            "HashFiles cancelled"));
+  reactor->Finish(completed && !c->cancelled
+                      ? grpc::Status::OK
+                      : grpc::Status(grpc::StatusCode::CANCELLED, "HashFiles cancelled"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1036,8 +1035,9 @@ grpc::ServerWriteReactor<v1::HashTreeResponse>* HasherServiceImpl::HashTree(
     }
   }
   if (st.ok() && !request->dry_run() && !s->options.submitter) {
-    st = absl::FailedPreconditionError("no submitter configured (start the hasher with "
-                                       "--submitter, or use dry_run)");
+    st = absl::FailedPreconditionError(
+        "no submitter configured (start the hasher with "
+        "--submitter, or use dry_run)");
   }
   if (!st.ok()) return new ErrorWriteReactor<v1::HashTreeResponse>(st);
   if (!ReserveCall(s)) return new ErrorWriteReactor<v1::HashTreeResponse>(TooManyCalls());
@@ -1060,8 +1060,8 @@ grpc::ServerWriteReactor<v1::HashTreeResponse>* HasherServiceImpl::HashTree(
   return reactor;
 }
 
-grpc::ServerBidiReactor<v1::HashFilesRequest, v1::HashFilesResponse>*
-HasherServiceImpl::HashFiles(grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<v1::HashFilesRequest, v1::HashFilesResponse>* HasherServiceImpl::HashFiles(
+    grpc::CallbackServerContext* ctx) {
   Shared* s = shared_.get();
   if (!ReserveCall(s)) {
     return new ErrorBidiReactor<v1::HashFilesRequest, v1::HashFilesResponse>(TooManyCalls());

@@ -58,8 +58,8 @@ class HasherServiceImpl final : public anchord::v1::HasherService::CallbackServi
   // anchord::v1::HasherService
   grpc::ServerWriteReactor<anchord::v1::HashTreeResponse>* HashTree(
       grpc::CallbackServerContext* ctx, const anchord::v1::HashTreeRequest* request) override;
-  grpc::ServerBidiReactor<anchord::v1::HashFilesRequest, anchord::v1::HashFilesResponse>*
-  HashFiles(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<anchord::v1::HashFilesRequest, anchord::v1::HashFilesResponse>* HashFiles(
+      grpc::CallbackServerContext* ctx) override;
   grpc::ServerWriteReactor<anchord::v1::ListFilesResponse>* ListFiles(
       grpc::CallbackServerContext* ctx, const anchord::v1::ListFilesRequest* request) override;
 

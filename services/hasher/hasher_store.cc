@@ -112,8 +112,12 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
       "digest=excluded.digest, state='HASHED', duplicate_of='', error_code=0, error_reason='', "
       "error_message='', updated_at=excluded.updated_at, read_by_hasher=0");
   if (!s.ok()) return s.status();
-  s->Bind(1, job).Bind(2, path).Bind(3, size_bytes).Bind(4, mtime_ns).BindBlob(5, digest).Bind(
-      6, NowMs());
+  s->Bind(1, job)
+      .Bind(2, path)
+      .Bind(3, size_bytes)
+      .Bind(4, mtime_ns)
+      .BindBlob(5, digest)
+      .Bind(6, NowMs());
   return s->Run();
 }
 
@@ -142,8 +146,12 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   int64_t now = NowMs();
   for (const HashedRecord& r : records) {
     ins->Reset();
-    ins->Bind(1, job).Bind(2, r.path).Bind(3, r.size_bytes).Bind(4, r.mtime_ns)
-        .BindBlob(5, r.digest).Bind(6, now);
+    ins->Bind(1, job)
+        .Bind(2, r.path)
+        .Bind(3, r.size_bytes)
+        .Bind(4, r.mtime_ns)
+        .BindBlob(5, r.digest)
+        .Bind(6, now);
     absl::Status st = ins->Run();
     if (!st.ok()) return st;
     if (dup) {
@@ -217,7 +225,8 @@ absl::Status HasherStore::RecordError(absl::string_view job, absl::string_view p
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, NULL, 'ERROR', '', ?, ?, ?, ?) "
       "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-      "digest=NULL, state='ERROR', duplicate_of='', error_code=excluded.error_code, read_by_hasher=0, "
+      "digest=NULL, state='ERROR', duplicate_of='', error_code=excluded.error_code, "
+      "read_by_hasher=0, "
       "error_reason=excluded.error_reason, error_message=excluded.error_message, "
       "updated_at=excluded.updated_at");
   if (!s.ok()) return s.status();
@@ -246,8 +255,8 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job
 absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(absl::string_view digest,
                                                                int limit) {
   std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                     " FROM files WHERE digest=? ORDER BY rowid LIMIT ?"));
+  auto s = db_->Prepare(
+      absl::StrCat("SELECT ", kColumns, " FROM files WHERE digest=? ORDER BY rowid LIMIT ?"));
   if (!s.ok()) return s.status();
   s->BindBlob(1, digest).Bind(2, int64_t{limit});
   std::vector<FileRow> out;

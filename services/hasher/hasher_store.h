@@ -72,13 +72,13 @@ class HasherStore {
   // Upserts the row as HASHED with `digest` computed from bytes a caller uploaded (HashFiles), so
   // read_by_hasher is false. Survives a process crash when this returns OK.
   absl::Status RecordUploaded(absl::string_view job, absl::string_view path, int64_t size_bytes,
-                            int64_t mtime_ns, absl::string_view digest);
+                              int64_t mtime_ns, absl::string_view digest);
   // Upserts rows as HASHED with digests the hasher computed itself from the files under its root
-  // (HashTree): read_by_hasher is true. Several files of `job` in one transaction (one commit instead of one per
-  // file: the per-file commit dominated hashing small files). All or nothing. When `duplicates`
-  // is non-null it receives, per record and in order, FirstPathWithDigest as it was right after
-  // that record was written (the same answer as writing the records one by one and calling
-  // FirstPathWithDigest after each).
+  // (HashTree): read_by_hasher is true. Several files of `job` in one transaction (one commit
+  // instead of one per file: the per-file commit dominated hashing small files). All or nothing.
+  // When `duplicates` is non-null it receives, per record and in order, FirstPathWithDigest as it
+  // was right after that record was written (the same answer as writing the records one by one and
+  // calling FirstPathWithDigest after each).
   absl::Status RecordHashedBatch(absl::string_view job, const std::vector<HashedRecord>& records,
                                  std::vector<std::string>* duplicates);
   // Get for several paths of `job` under one lock and one prepared statement; one entry per path.

@@ -106,8 +106,8 @@ int main(int argc, char** argv) {
   server_options.metrics_address = metrics_listen;
   server_options.metrics_port_file = metrics_port_file;
   server_options.health_service_names = {"anchord.v1.HasherService", "anchord.v1.StatusService"};
-  auto runner = anchord::rpc::ServerRunner::Start(
-      server_options, {hasher->get(), &status_service}, registry);
+  auto runner =
+      anchord::rpc::ServerRunner::Start(server_options, {hasher->get(), &status_service}, registry);
   if (!runner.ok()) {
     ANCHORD_LOG(Error) << runner.status();
     return 1;

@@ -50,7 +50,8 @@ void SubmitSession::Stop() {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::lock_guard<std::mutex> lock(mu_);
-  if (metrics_ && !pending_.empty()) metrics_->inflight.Decrement(static_cast<double>(pending_.size()));
+  if (metrics_ && !pending_.empty())
+    metrics_->inflight.Decrement(static_cast<double>(pending_.size()));
   pending_.clear();
   order_.clear();
 }
@@ -84,8 +85,9 @@ void SubmitSession::Run() {
   bool first = true;
   for (;;) {
     auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.stream_deadline)));
+    ctx->set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.stream_deadline)));
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;

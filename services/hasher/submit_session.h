@@ -75,9 +75,9 @@ class SubmitSession {
     uint64_t seq;
     anchord::v1::SubmitRequest request;
   };
-  std::map<std::string, Pending> pending_;   // by request_id
-  std::map<uint64_t, std::string> order_;     // send order of pending_
-  std::deque<std::string> send_queue_;        // ids still to write on the current stream
+  std::map<std::string, Pending> pending_;  // by request_id
+  std::map<uint64_t, std::string> order_;   // send order of pending_
+  std::deque<std::string> send_queue_;      // ids still to write on the current stream
   uint64_t next_seq_ = 0;
   bool stop_ = false;
   bool stream_broken_ = false;

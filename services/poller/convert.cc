@@ -37,8 +37,10 @@ anchord::v1::Proof ToProto(const ProofRow& r) {
   p.set_verify_url(r.verify_url);
   p.set_bitcoin_block_height(r.block_height);
   p.set_bitcoin_tx(r.bitcoin_tx);
-  if (r.submitted_at != absl::InfinitePast()) SetTimestamp(r.submitted_at, p.mutable_submitted_at());
-  if (r.confirmed_at != absl::InfinitePast()) SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
+  if (r.submitted_at != absl::InfinitePast())
+    SetTimestamp(r.submitted_at, p.mutable_submitted_at());
+  if (r.confirmed_at != absl::InfinitePast())
+    SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
   p.set_ots_available(r.ots_size > 0);
   p.set_ots_size_bytes(r.ots_size);
   if (r.failure_code != 0) {
@@ -90,11 +92,11 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
     case anchord::v1::DIGEST_STATE_FAILED:
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED, got ",
-          anchord::v1::DigestState_Name(p.state()).empty()
-              ? std::to_string(static_cast<int>(p.state()))
-              : anchord::v1::DigestState_Name(p.state())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED, got ",
+                       anchord::v1::DigestState_Name(p.state()).empty()
+                           ? std::to_string(static_cast<int>(p.state()))
+                           : anchord::v1::DigestState_Name(p.state())));
   }
   if (p.state() != anchord::v1::DIGEST_STATE_FAILED && p.proof_id().empty()) {
     return absl::InvalidArgumentError("proof.proof_id: required unless the state is FAILED");
@@ -103,7 +105,8 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   if (st = CheckText(p.certificate_url(), 2048, "proof.certificate_url"); !st.ok()) return st;
   if (st = CheckText(p.verify_url(), 2048, "proof.verify_url"); !st.ok()) return st;
   if (st = CheckText(p.bitcoin_tx(), 128, "proof.bitcoin_tx"); !st.ok()) return st;
-  if (st = CheckText(p.provider_request_id(), 256, "proof.provider_request_id"); !st.ok()) return st;
+  if (st = CheckText(p.provider_request_id(), 256, "proof.provider_request_id"); !st.ok())
+    return st;
   if (st = CheckText(p.failure().message(), 4096, "proof.failure.message"); !st.ok()) return st;
   if (st = CheckText(p.failure().reason(), 63, "proof.failure.reason"); !st.ok()) return st;
   if (p.bitcoin_block_height() < 0) {
@@ -130,7 +133,8 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
       return absl::InvalidArgumentError(absl::StrCat("merkle_path: ", root.status().message()));
     }
     if (*root != p.merkle_root()) {
-      return absl::InvalidArgumentError("merkle_path: does not lead from proof.digest to proof.merkle_root");
+      return absl::InvalidArgumentError(
+          "merkle_path: does not lead from proof.digest to proof.merkle_root");
     }
   } else if (!req.merkle_path().empty()) {
     return absl::InvalidArgumentError("merkle_path: only allowed with proof.merkle_root");

@@ -28,8 +28,8 @@ bool Subscription::overflowed() {
 
 EventBus::SubscriptionPtr EventBus::Subscribe(WatchFilter filter, size_t capacity,
                                               std::function<void()> notify) {
-  SubscriptionPtr sub(new Subscription(std::move(filter), std::max<size_t>(1, capacity),
-                                       std::move(notify)));
+  SubscriptionPtr sub(
+      new Subscription(std::move(filter), std::max<size_t>(1, capacity), std::move(notify)));
   std::lock_guard<std::mutex> lock(mu_);
   subs_.push_back(sub);
   return sub;

@@ -1,6 +1,7 @@
 // Asks the submitter to anchor a stalled proof's digest with the proof's fallback provider
-// (SubmitterService.Reanchor, an internal RPC: `submitter` is a channel to its internal port). The submitter is idempotent on (digest, provider), so asking again
-// after a lost answer changes nothing.
+// (SubmitterService.Reanchor, an internal RPC: `submitter` is a channel to its internal port). The
+// submitter is idempotent on (digest, provider), so asking again after a lost answer changes
+// nothing.
 #pragma once
 
 #include <memory>

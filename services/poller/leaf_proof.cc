@@ -13,7 +13,8 @@ absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const Pro
   const std::string& digest = leaf.digest;
   if (!leaf.is_leaf()) return store->GetOts(digest, leaf.provider);
 
-  absl::StatusOr<std::optional<std::string>> root_ots = store->GetOts(leaf.merkle_root, leaf.provider);
+  absl::StatusOr<std::optional<std::string>> root_ots =
+      store->GetOts(leaf.merkle_root, leaf.provider);
   if (!root_ots.ok()) return root_ots.status();
   if (root_ots->has_value() && tsa::LooksLikeTsr(**root_ots)) {
     // An RFC 3161 token over the root: the file gets the Merkle-path form (libs/tsa/path_form.h).
@@ -38,9 +39,10 @@ absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const Pro
 
 }  // namespace
 
-absl::StatusOr<std::optional<std::string>> LoadProofOts(
-    PollerStore* store, const std::string& digest, const std::string& provider,
-    const std::set<std::string>& without_ots) {
+absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
+                                                        const std::string& digest,
+                                                        const std::string& provider,
+                                                        const std::set<std::string>& without_ots) {
   std::vector<ProofRow> rows;
   if (!provider.empty()) {
     absl::StatusOr<std::optional<ProofRow>> row = store->Get(digest, provider);

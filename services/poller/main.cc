@@ -52,14 +52,11 @@ int main(int argc, char** argv) {
         ->envname("ANCHORD_LISTEN");
     app.add_option("--port-file", port_file, "write the bound gRPC port here")
         ->envname("ANCHORD_PORT_FILE");
-    app.add_option("--metrics-listen", metrics_listen,
-                   "host:port for /metrics; empty disables")
+    app.add_option("--metrics-listen", metrics_listen, "host:port for /metrics; empty disables")
         ->envname("ANCHORD_METRICS_LISTEN");
-    app.add_option("--metrics-port-file", metrics_port_file,
-                   "write the bound metrics port here")
+    app.add_option("--metrics-port-file", metrics_port_file, "write the bound metrics port here")
         ->envname("ANCHORD_METRICS_PORT_FILE");
-    app.add_option("--data-dir", data_dir, "directory of poller.db")
-        ->envname("ANCHORD_DATA_DIR");
+    app.add_option("--data-dir", data_dir, "directory of poller.db")->envname("ANCHORD_DATA_DIR");
     app.add_option("--log-level", log_level, "debug, info, warning or error")
         ->envname("ANCHORD_LOG_LEVEL");
     app.add_option("--poll-interval-seconds", poll_interval_s,
@@ -68,14 +65,12 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.05, 86400.0))
         ->capture_default_str();
     app.add_option("--stall-after-seconds", stall_after_s,
-                   "a proof pending longer than this is reported STALLED "
-                  )
+                   "a proof pending longer than this is reported STALLED ")
         ->envname("ANCHORD_STALL_AFTER_SECONDS")
         ->check(CLI::Range(1.0, 86400.0 * 365))
         ->capture_default_str();
     app.add_option("--max-lookups-per-round", max_lookups,
-                   "provider lookups (and .ots downloads) per round and provider "
-                  )
+                   "provider lookups (and .ots downloads) per round and provider ")
         ->envname("ANCHORD_MAX_LOOKUPS_PER_ROUND")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
@@ -84,8 +79,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 64))
         ->capture_default_str();
     app.add_option("--watch-queue", watch_queue,
-                   "events a Watch stream may lag behind before it is ended "
-                  )
+                   "events a Watch stream may lag behind before it is ended ")
         ->envname("ANCHORD_POLLER_WATCH_QUEUE")
         ->check(CLI::Range(1, 1000000))
         ->capture_default_str();

@@ -6,8 +6,7 @@
 
 namespace anchord::poller {
 namespace {
-constexpr char kMagic[] =
-    "\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94";
+constexpr char kMagic[] = "\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94";
 constexpr size_t kMagicLen = sizeof(kMagic) - 1;  // 31
 static_assert(kMagicLen == 31);
 constexpr size_t kHeaderLen = kMagicLen + 1 + 1 + 32;  // magic, version, op, digest = 65
@@ -50,7 +49,8 @@ absl::Status CheckEvidence(absl::string_view evidence, absl::string_view digest)
     return CheckOtsFile(evidence, digest);
   }
   absl::StatusOr<tsa::TokenInfo> info = tsa::Inspect(evidence);
-  if (!info.ok()) return absl::DataLossError(absl::StrCat(".tsr rejected: ", info.status().message()));
+  if (!info.ok())
+    return absl::DataLossError(absl::StrCat(".tsr rejected: ", info.status().message()));
   if (info->hash_algorithm != "SHA256" || info->imprint != digest) {
     return absl::DataLossError(".tsr is for a different digest");
   }

@@ -32,7 +32,10 @@ std::string RandomOrigin() {
 
 PgEventRelay::PgEventRelay(std::shared_ptr<ledger::PgDb> db, EventBus* bus, PollerStore* store,
                            Clock* clock)
-    : db_(std::move(db)), bus_(bus), store_(store), clock_(clock ? clock : Clock::Real()),
+    : db_(std::move(db)),
+      bus_(bus),
+      store_(store),
+      clock_(clock ? clock : Clock::Real()),
       origin_(RandomOrigin()) {}
 
 PgEventRelay::~PgEventRelay() {

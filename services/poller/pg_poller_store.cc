@@ -132,7 +132,8 @@ std::string RandomInstanceId() {
 class PgPollerStore final : public PollerStore {
  public:
   PgPollerStore(std::shared_ptr<PgDb> db, Clock* clock)
-      : db_(std::move(db)), clock_(clock ? clock : Clock::Real()),
+      : db_(std::move(db)),
+        clock_(clock ? clock : Clock::Real()),
         instance_("@" + RandomInstanceId()) {}
 
   absl::StatusOr<std::vector<TrackOutcome>> Track(const std::vector<TrackInput>& inputs,
@@ -175,8 +176,10 @@ class PgPollerStore final : public PollerStore {
     p.Add(after_seq);
     int n = 1;
     if (!filter.job.empty()) {
-      absl::StrAppend(&sql, " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND "
-                            "f.job = $", ++n, ")");
+      absl::StrAppend(&sql,
+                      " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND "
+                      "f.job = $",
+                      ++n, ")");
       p.AddBytes(filter.job);
     }
     if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED) {
@@ -261,18 +264,24 @@ class PgPollerStore final : public PollerStore {
     return Query(absl::StrCat("SELECT ", kColumns,
                               " FROM proofs WHERE provider = $1 AND state = $2 AND ots_size = 0 "
                               "AND length(merkle_root) = 0 ORDER BY last_checked_at, seq LIMIT $3"),
-                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(kConfirmed))
+                 PgParams()
+                     .AddBytes(provider)
+                     .Add(static_cast<int64_t>(kConfirmed))
                      .Add(static_cast<int64_t>(limit)));
   }
 
   absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
                                                      absl::Time pending_before,
                                                      int limit) override {
-    return Query(absl::StrCat("SELECT ", kColumns,
-                              " FROM proofs WHERE provider = $1 AND state = $2 AND stalled = 0 AND "
-                              "pending_since < $3 AND length(merkle_root) = 0 ORDER BY seq LIMIT $4"),
-                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(kPending))
-                     .Add(ToDb(pending_before)).Add(static_cast<int64_t>(limit)));
+    return Query(
+        absl::StrCat("SELECT ", kColumns,
+                     " FROM proofs WHERE provider = $1 AND state = $2 AND stalled = 0 AND "
+                     "pending_since < $3 AND length(merkle_root) = 0 ORDER BY seq LIMIT $4"),
+        PgParams()
+            .AddBytes(provider)
+            .Add(static_cast<int64_t>(kPending))
+            .Add(ToDb(pending_before))
+            .Add(static_cast<int64_t>(limit)));
   }
 
   absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
@@ -342,7 +351,9 @@ class PgPollerStore final : public PollerStore {
                      " FROM proofs WHERE provider = $1 AND state <> $2 AND leaf_count > 0 AND "
                      "digest IN (SELECT merkle_root FROM proofs WHERE provider = $1 AND "
                      "state = $2 AND length(merkle_root) > 0) ORDER BY seq LIMIT $3"),
-        PgParams().AddBytes(provider).Add(static_cast<int64_t>(kPending))
+        PgParams()
+            .AddBytes(provider)
+            .Add(static_cast<int64_t>(kPending))
             .Add(static_cast<int64_t>(max_roots)));
     if (!roots.ok()) return roots.status();
     std::vector<ProofRow> out;
@@ -360,7 +371,9 @@ class PgPollerStore final : public PollerStore {
                               " FROM proofs WHERE provider = $1 AND state = $2 AND stalled = 1 AND "
                               "fallback_sent = 0 AND fallback_provider <> ''::bytea ORDER BY seq "
                               "LIMIT $3"),
-                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(kPending))
+                 PgParams()
+                     .AddBytes(provider)
+                     .Add(static_cast<int64_t>(kPending))
                      .Add(static_cast<int64_t>(limit)));
   }
 
@@ -413,11 +426,11 @@ class PgPollerStore final : public PollerStore {
   absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
                                                       const std::string& provider,
                                                       absl::Time now) override {
-    return Update(digest, provider,
-                  "UPDATE proofs SET stalled = 1 WHERE digest = $1 AND provider = $2 "
-                  "AND state = $3 AND stalled = 0",
-                  PgParams().AddBytes(digest).AddBytes(provider)
-                      .Add(static_cast<int64_t>(kPending)));
+    return Update(
+        digest, provider,
+        "UPDATE proofs SET stalled = 1 WHERE digest = $1 AND provider = $2 "
+        "AND state = $3 AND stalled = 0",
+        PgParams().AddBytes(digest).AddBytes(provider).Add(static_cast<int64_t>(kPending)));
   }
 
   absl::Status MarkChecked(const std::string& digest, const std::string& provider,
@@ -540,8 +553,8 @@ class PgPollerStore final : public PollerStore {
     if (!f.ok()) return f.status();
     std::map<std::string, std::vector<FileRow>> files;
     for (int i = 0; i < f->rows(); ++i) {
-      files[f->Bytes(i, 0)].push_back(FileRow{f->Bytes(i, 1), f->Bytes(i, 2), f->Bytes(i, 3),
-                                              f->Int(i, 4), f->Bytes(i, 5)});
+      files[f->Bytes(i, 0)].push_back(
+          FileRow{f->Bytes(i, 1), f->Bytes(i, 2), f->Bytes(i, 3), f->Int(i, 4), f->Bytes(i, 5)});
     }
     for (ProofRow& row : out) {
       auto it = files.find(row.digest);
@@ -601,11 +614,11 @@ class PgPollerStore final : public PollerStore {
   absl::StatusOr<std::vector<ProofRow>> PropagateIn(PgConn& c, const std::string& root,
                                                     const std::string& provider, absl::Time now,
                                                     const std::string& leaf = "") {
-    auto locked = Collect(c,
-                          absl::StrCat("SELECT ", kColumns,
-                                       " FROM proofs WHERE digest = $1 AND provider = $2 ",
-                                       leaf.empty() ? "FOR UPDATE" : "FOR SHARE"),
-                          PgParams().AddBytes(root).AddBytes(provider), /*with_files=*/false);
+    auto locked = Collect(
+        c,
+        absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = $1 AND provider = $2 ",
+                     leaf.empty() ? "FOR UPDATE" : "FOR SHARE"),
+        PgParams().AddBytes(root).AddBytes(provider), /*with_files=*/false);
     if (!locked.ok()) return locked.status();
     std::vector<ProofRow> changed;
     if (locked->empty()) return changed;
@@ -663,18 +676,27 @@ class PgPollerStore final : public PollerStore {
     TrackOutcome out;
     absl::Time confirmed_at = p.confirmed_at;
     if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
-    const absl::Time pending_since =
-        p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
+    const absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
     PgParams ins;
-    ins.AddBytes(p.digest).AddBytes(p.provider).AddBytes(p.proof_id)
-        .Add(static_cast<int64_t>(state)).AddBytes(p.certificate_url).AddBytes(p.verify_url)
-        .Add(p.block_height).AddBytes(p.bitcoin_tx).Add(ToDb(p.submitted_at))
+    ins.AddBytes(p.digest)
+        .AddBytes(p.provider)
+        .AddBytes(p.proof_id)
+        .Add(static_cast<int64_t>(state))
+        .AddBytes(p.certificate_url)
+        .AddBytes(p.verify_url)
+        .Add(p.block_height)
+        .AddBytes(p.bitcoin_tx)
+        .Add(ToDb(p.submitted_at))
         .Add(state == kConfirmed ? ToDb(confirmed_at) : int64_t{0})
         .Add(static_cast<int64_t>(state == kFailed ? p.failure_code : 0))
         .AddBytes(state == kFailed ? p.failure_message : std::string())
         .AddBytes(state == kFailed ? p.failure_reason : std::string())
-        .AddBytes(p.provider_request_id).Add(ToDb(now)).Add(ToDb(pending_since))
-        .AddBytes(p.merkle_root).AddBytes(p.merkle_path).Add(p.leaf_count)
+        .AddBytes(p.provider_request_id)
+        .Add(ToDb(now))
+        .Add(ToDb(pending_since))
+        .AddBytes(p.merkle_root)
+        .AddBytes(p.merkle_path)
+        .Add(p.leaf_count)
         .AddBytes(p.fallback_provider);
     if (in.evidence.empty()) {
       ins.AddNull();
@@ -704,7 +726,8 @@ class PgPollerStore final : public PollerStore {
     } else {
       auto existing = GetIn(c, p.digest, p.provider);
       if (!existing.ok()) return existing.status();
-      if (!existing->has_value()) return absl::InternalError("proof vanished inside its transaction");
+      if (!existing->has_value())
+        return absl::InternalError("proof vanished inside its transaction");
       const ProofRow& old = **existing;
       if (old.state == kPending && state != kPending) {
         auto upd = c.Exec(
@@ -724,10 +747,9 @@ class PgPollerStore final : public PollerStore {
                 .AddBytes(p.verify_url)
                 .Add(state == kConfirmed ? p.block_height : 0)
                 .AddBytes(state == kConfirmed ? p.bitcoin_tx : std::string())
-                .Add(state == kConfirmed ? ToDb(p.confirmed_at != absl::InfinitePast()
-                                                    ? p.confirmed_at
-                                                    : now)
-                                         : int64_t{0})
+                .Add(state == kConfirmed
+                         ? ToDb(p.confirmed_at != absl::InfinitePast() ? p.confirmed_at : now)
+                         : int64_t{0})
                 .Add(static_cast<int64_t>(state == kFailed ? p.failure_code : 0))
                 .AddBytes(state == kFailed ? p.failure_message : std::string())
                 .AddBytes(state == kFailed ? p.failure_reason : std::string())

@@ -21,13 +21,20 @@ namespace {
 // does not need to link).
 const char* ResultName(OutcomeKind kind) {
   switch (kind) {
-    case OutcomeKind::kOk: return "ok";
-    case OutcomeKind::kDuplicate: return "ok";
-    case OutcomeKind::kRetry: return "error";
-    case OutcomeKind::kRateLimited: return "rate_limited";
-    case OutcomeKind::kQuotaExhausted: return "quota_exhausted";
-    case OutcomeKind::kPermanent: return "permanent_error";
-    case OutcomeKind::kNotFound: return "not_found";
+    case OutcomeKind::kOk:
+      return "ok";
+    case OutcomeKind::kDuplicate:
+      return "ok";
+    case OutcomeKind::kRetry:
+      return "error";
+    case OutcomeKind::kRateLimited:
+      return "rate_limited";
+    case OutcomeKind::kQuotaExhausted:
+      return "quota_exhausted";
+    case OutcomeKind::kPermanent:
+      return "permanent_error";
+    case OutcomeKind::kNotFound:
+      return "not_found";
   }
   return "error";
 }
@@ -57,7 +64,7 @@ void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<
                                  : anchord::v1::PROOF_EVENT_TYPE_CONFIRMED)
         : leaf.state == anchord::v1::DIGEST_STATE_FAILED ? anchord::v1::PROOF_EVENT_TYPE_FAILED
         : leaf.stalled                                   ? anchord::v1::PROOF_EVENT_TYPE_STALLED
-                                                         : anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED;
+                       : anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED;
     if (type == anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED) continue;
     // A leaf confirmed with its proof already available gets both events, in order.
     if (type == anchord::v1::PROOF_EVENT_TYPE_OTS_STORED && !were_confirmed) {
@@ -107,8 +114,12 @@ bool PollEngine::Hint(const std::string& provider, const std::string& digest_hex
 
 PollEngine::PollEngine(PollerStore* store, EventBus* bus, PollerMetrics* metrics, Clock* clock,
                        std::vector<Provider*> providers, PollEngineOptions options)
-    : store_(store), bus_(bus), metrics_(metrics), clock_(clock),
-      providers_(std::move(providers)), options_(options) {
+    : store_(store),
+      bus_(bus),
+      metrics_(metrics),
+      clock_(clock),
+      providers_(std::move(providers)),
+      options_(options) {
   options_.max_lookups_per_round = std::max(1, options_.max_lookups_per_round);
   options_.list_page_limit = std::clamp(options_.list_page_limit, 1, 1000);
   options_.max_list_pages = std::max(1, options_.max_list_pages);
@@ -146,9 +157,8 @@ void PollEngine::Loop(Provider* p) {
     std::unique_lock<std::mutex> lock(mu_);
     // Real time here (not clock_): the interval paces real requests to a real provider. A
     // callback hint for this provider starts the next round at once.
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval), [&] {
-      return stop_ || (hint_seq_ != seen && !hints_[p->name()].empty());
-    });
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval),
+                 [&] { return stop_ || (hint_seq_ != seen && !hints_[p->name()].empty()); });
     if (stop_) return;
   }
 }
@@ -161,7 +171,8 @@ bool PollEngine::WalkPending(Provider* p, std::vector<std::string>* ids) {
       ANCHORD_LOG(Warning) << "provider " << p->name() << ": listing pending proofs failed ("
                            << r.outcome.code << " " << r.outcome.message << ", request id "
                            << r.outcome.request_id << "); falling back to lookups";
-      if (metrics_) metrics_->CountLookup(p->name(), std::string("list_") + ResultName(r.outcome.kind));
+      if (metrics_)
+        metrics_->CountLookup(p->name(), std::string("list_") + ResultName(r.outcome.kind));
       return false;
     }
     if (metrics_) metrics_->CountLookup(p->name(), "list_ok");
@@ -266,9 +277,9 @@ RoundStats PollEngine::RunRound(Provider* p) {
   // about (with one process, it claims them all).
   if (!to_check.empty()) {
     const absl::Time claim_at = clock_->Now();
-    auto claimed = store_->ClaimChecks(name, std::move(to_check), options_.owner, claim_at,
-                                       claim_at + std::max(options_.poll_interval,
-                                                           absl::Seconds(1)));
+    auto claimed =
+        store_->ClaimChecks(name, std::move(to_check), options_.owner, claim_at,
+                            claim_at + std::max(options_.poll_interval, absl::Seconds(1)));
     if (!claimed.ok()) {
       ANCHORD_LOG(Error) << "poller store: " << claimed.status();
       to_check.clear();
@@ -317,9 +328,8 @@ RoundStats PollEngine::RunRound(Provider* p) {
       }
       if (!marked->has_value()) continue;
       ++stats.stalled;
-      ANCHORD_LOG(Warning) << "proof " << row.proof_id << " (" << HexEncode(row.digest)
-                           << ") with " << name << " pending for longer than "
-                           << options_.stall_after;
+      ANCHORD_LOG(Warning) << "proof " << row.proof_id << " (" << HexEncode(row.digest) << ") with "
+                           << name << " pending for longer than " << options_.stall_after;
       PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_STALLED, **marked, now);
       Propagate(**marked, now);
     }
@@ -371,9 +381,9 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
       ANCHORD_LOG(Warning) << name << " does not know proof " << row.proof_id << " (request id "
                            << r.outcome.request_id << "); still pending";
     } else {
-      ANCHORD_LOG(Warning) << name << " lookup of " << row.proof_id << " failed: "
-                           << r.outcome.code << " " << r.outcome.message << " (request id "
-                           << r.outcome.request_id << ")";
+      ANCHORD_LOG(Warning) << name << " lookup of " << row.proof_id << " failed: " << r.outcome.code
+                           << " " << r.outcome.message << " (request id " << r.outcome.request_id
+                           << ")";
     }
     checked();
     return !StopsRound(r.outcome.kind);
@@ -448,16 +458,16 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
     }
     case providers::RecordState::kFailed: {
       if (metrics_) metrics_->CountLookup(name, "failed");
-      auto updated = store_->MarkFailed(
-          row.digest, row.provider, static_cast<int32_t>(absl::StatusCode::kFailedPrecondition),
-          "the provider reports the timestamp as failed", "PROVIDER_REPORTED_FAILED",
-          r.outcome.request_id, now);
+      auto updated = store_->MarkFailed(row.digest, row.provider,
+                                        static_cast<int32_t>(absl::StatusCode::kFailedPrecondition),
+                                        "the provider reports the timestamp as failed",
+                                        "PROVIDER_REPORTED_FAILED", r.outcome.request_id, now);
       if (!updated.ok()) {
         ANCHORD_LOG(Error) << "poller store: " << updated.status();
       } else if (updated->has_value()) {
         ++stats->failed;
-        ANCHORD_LOG(Warning) << "proof " << row.proof_id << " failed at " << name
-                             << " (request id " << r.outcome.request_id << ")";
+        ANCHORD_LOG(Warning) << "proof " << row.proof_id << " failed at " << name << " (request id "
+                             << r.outcome.request_id << ")";
         PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_FAILED, **updated, now);
         Propagate(**updated, now);
       }
@@ -482,9 +492,9 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountDownload(name, ResultName(r.outcome.kind));
     if (r.outcome.kind != OutcomeKind::kNotFound) {
-      ANCHORD_LOG(Warning) << name << " .ots download of " << row.proof_id << " failed: "
-                           << r.outcome.code << " " << r.outcome.message << " (request id "
-                           << r.outcome.request_id << ")";
+      ANCHORD_LOG(Warning) << name << " .ots download of " << row.proof_id
+                           << " failed: " << r.outcome.code << " " << r.outcome.message
+                           << " (request id " << r.outcome.request_id << ")";
     }
     checked();  // kNotFound: not ready yet, next round asks again
     return !StopsRound(r.outcome.kind);
@@ -534,8 +544,7 @@ void PollEngine::RefreshGauges() {
       std::string state = absl::AsciiStrToLower(
           absl::string_view(anchord::v1::DigestState_Name(s)).substr(strlen("DIGEST_STATE_")));
       auto found = ps.proofs_by_state.find(s);
-      metrics_->backlog
-          .Add({{"service", "poller"}, {"provider", name}, {"state", state}})
+      metrics_->backlog.Add({{"service", "poller"}, {"provider", name}, {"state", state}})
           .Set(found == ps.proofs_by_state.end() ? 0.0 : static_cast<double>(found->second));
     }
     double age = ps.oldest_pending == absl::InfiniteFuture()

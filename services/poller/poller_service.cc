@@ -50,7 +50,8 @@ absl::StatusOr<bool> ApplyHandoffPolicy(PollerStore* store, TrackInput* in) {
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       ANCHORD_LOG(Warning) << "hand-off: FAILED for " << HexEncode(p.digest) << " with "
-                           << QuoteCallerText(p.provider) << " ignored: the poller holds its proof ("
+                           << QuoteCallerText(p.provider)
+                           << " ignored: the poller holds its proof ("
                            << v1::DigestState_Name(static_cast<DigestState>((*existing)->state))
                            << ")";
       return false;
@@ -133,7 +134,6 @@ class TrackReactor final
   }
 
  private:
-
   void MaybeReadLocked() {
     // One read in flight; at most track_max_in_flight requests between read and acknowledgement.
     if (reading_ || reads_done_ || finished_ || draining_) return;
@@ -223,7 +223,7 @@ class TrackReactor final
           if (o.inserted || o.state_changed) {
             type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
                    : o.proof.state == v1::DIGEST_STATE_FAILED  ? v1::PROOF_EVENT_TYPE_FAILED
-                                                                : v1::PROOF_EVENT_TYPE_TRACKED;
+                                                               : v1::PROOF_EVENT_TYPE_TRACKED;
           }
           if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
             PublishEvent(*service_->bus_, service_->metrics_, type, o.proof, now);
@@ -331,7 +331,6 @@ class WatchReactor final
   }
 
  private:
-
   // Bus thread.
   void OnEvent() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -436,7 +435,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
     std::string digest = req.digest(), provider = req.provider();
     // Finish is only ever called from the task or from OnWriteDone, so the reactor outlives the
     // task (OnDone cannot run before Finish).
-    if (!service->pool_->Post([this, service, digest, provider] { Load(service, digest, provider); })) {
+    if (!service->pool_->Post(
+            [this, service, digest, provider] { Load(service, digest, provider); })) {
       Finish(Busy());
     }
   }
@@ -456,13 +456,14 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
     auto proof = service->store_->Get(digest, provider);
     if (!proof.ok()) return Finish(StoreError(proof.status()));
     if (!proof->has_value()) {
-      return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("digest: no proof of ", HexEncode(digest),
-                                              provider.empty() ? "" : " with provider ", provider)));
+      return Finish(
+          grpc::Status(grpc::StatusCode::NOT_FOUND,
+                       absl::StrCat("digest: no proof of ", HexEncode(digest),
+                                    provider.empty() ? "" : " with provider ", provider)));
     }
     // Merkle batch leaves get their joined proof (see leaf_proof.h).
-    auto ots = LoadProofOts(service->store_, digest, provider,
-                            service->options_.providers_without_ots);
+    auto ots =
+        LoadProofOts(service->store_, digest, provider, service->options_.providers_without_ots);
     if (!ots.ok()) return Finish(StoreError(ots.status()));
     if (!ots->has_value() || (*ots)->empty()) {
       return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no .ots stored yet"));
@@ -581,11 +582,11 @@ grpc::ServerUnaryReactor* PollerServiceImpl::GetProof(grpc::CallbackServerContex
     auto row = store_->Get(request->digest(), request->provider());
     if (!row.ok()) return reactor->Finish(StoreError(row.status()));
     if (!row->has_value()) {
-      return reactor->Finish(grpc::Status(
-          grpc::StatusCode::NOT_FOUND,
-          absl::StrCat("digest: no proof of ", HexEncode(request->digest()),
-                       request->provider().empty() ? "" : " with provider ",
-                       QuoteCallerText(request->provider()))));
+      return reactor->Finish(
+          grpc::Status(grpc::StatusCode::NOT_FOUND,
+                       absl::StrCat("digest: no proof of ", HexEncode(request->digest()),
+                                    request->provider().empty() ? "" : " with provider ",
+                                    QuoteCallerText(request->provider()))));
     }
     *response->mutable_proof() = ToProto(**row);
     reactor->Finish(grpc::Status::OK);
@@ -606,12 +607,12 @@ grpc::ServerUnaryReactor* PollerServiceImpl::ListProofs(grpc::CallbackServerCont
     return reactor;
   };
   if (request->page_size() < 0 || request->page_size() > kMaxPageSize) {
-    return invalid(absl::StrCat("page_size: must be 0 to ", kMaxPageSize, ", got ",
-                                request->page_size()));
+    return invalid(
+        absl::StrCat("page_size: must be 0 to ", kMaxPageSize, ", got ", request->page_size()));
   }
   if (request->digests_size() > kMaxDigestFilter) {
-    return invalid(absl::StrCat("digests: at most ", kMaxDigestFilter, ", got ",
-                                request->digests_size()));
+    return invalid(
+        absl::StrCat("digests: at most ", kMaxDigestFilter, ", got ", request->digests_size()));
   }
   if (absl::Status st = ValidateJob(request->job(), "job"); !st.ok()) {
     return invalid(std::string(st.message()));
@@ -635,17 +636,17 @@ grpc::ServerUnaryReactor* PollerServiceImpl::ListProofs(grpc::CallbackServerCont
     after = *decoded;
   }
   int page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
-  bool posted = pool_->Post([this, reactor, response, filter = std::move(filter), after,
-                             page_size] {
-    // One extra row tells whether another page exists.
-    auto rows = store_->List(filter, after, page_size + 1);
-    if (!rows.ok()) return reactor->Finish(StoreError(rows.status()));
-    bool more = static_cast<int>(rows->size()) > page_size;
-    if (more) rows->resize(page_size);
-    for (const ProofRow& r : *rows) *response->add_proofs() = ToProto(r);
-    if (more) response->set_next_page_token(EncodePageToken(rows->back().seq));
-    reactor->Finish(grpc::Status::OK);
-  });
+  bool posted =
+      pool_->Post([this, reactor, response, filter = std::move(filter), after, page_size] {
+        // One extra row tells whether another page exists.
+        auto rows = store_->List(filter, after, page_size + 1);
+        if (!rows.ok()) return reactor->Finish(StoreError(rows.status()));
+        bool more = static_cast<int>(rows->size()) > page_size;
+        if (more) rows->resize(page_size);
+        for (const ProofRow& r : *rows) *response->add_proofs() = ToProto(r);
+        if (more) response->set_next_page_token(EncodePageToken(rows->back().seq));
+        reactor->Finish(grpc::Status::OK);
+      });
   if (!posted) reactor->Finish(Busy());
   return reactor;
 }

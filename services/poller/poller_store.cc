@@ -158,8 +158,8 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                        " FROM proofs WHERE digest = ? ORDER BY seq"));
+    auto st = db_->Prepare(
+        absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = ? ORDER BY seq"));
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest);
     return Collect(*st);
@@ -169,10 +169,11 @@ class SqlitePollerStore final : public PollerStore {
                                              int limit) override {
     std::string sql = absl::StrCat("SELECT ", kColumns, " FROM proofs p WHERE seq > ?");
     if (!filter.job.empty()) {
-      absl::StrAppend(&sql,
-                      " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)");
+      absl::StrAppend(
+          &sql, " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)");
     }
-    if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED) absl::StrAppend(&sql, " AND state = ?");
+    if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED)
+      absl::StrAppend(&sql, " AND state = ?");
     if (!filter.provider.empty()) absl::StrAppend(&sql, " AND provider = ?");
     if (!filter.digests.empty()) {
       std::vector<std::string> marks(filter.digests.size(), "?");
@@ -198,10 +199,10 @@ class SqlitePollerStore final : public PollerStore {
                                                        absl::Time tracked_before,
                                                        int limit) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(absl::StrCat(
-        "SELECT ", kColumns,
-        " FROM proofs WHERE provider = ? AND state = ? AND tracked_at < ? AND length(merkle_root) = 0"
-        " ORDER BY last_checked_at, seq LIMIT ?"));
+    auto st = db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                        " FROM proofs WHERE provider = ? AND state = ? AND "
+                                        "tracked_at < ? AND length(merkle_root) = 0"
+                                        " ORDER BY last_checked_at, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
     st->Bind(3, ToDb(tracked_before)).Bind(4, static_cast<int64_t>(limit));
@@ -274,7 +275,8 @@ class SqlitePollerStore final : public PollerStore {
                     s.Bind(3, static_cast<int64_t>(kConfirmed));
                     s.Bind(4, in.certificate_url).Bind(5, in.verify_url);
                     s.Bind(6, in.block_height).Bind(7, in.bitcoin_tx);
-                    s.Bind(8, ToDb(in.confirmed_at != absl::InfinitePast() ? in.confirmed_at : now));
+                    s.Bind(8,
+                           ToDb(in.confirmed_at != absl::InfinitePast() ? in.confirmed_at : now));
                     s.Bind(9, ToDb(now)).Bind(10, static_cast<int64_t>(kPending));
                     s.BindBlob(11, in.ots);
                   });
@@ -399,8 +401,8 @@ class SqlitePollerStore final : public PollerStore {
   absl::Status MarkChecked(const std::string& digest, const std::string& provider,
                            absl::Time now) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(
-        "UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
+    auto st =
+        db_->Prepare("UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
     if (!st.ok()) return st.status();
     st->Bind(1, ToDb(now)).BindBlob(2, digest).Bind(3, provider);
     return st->Run();
@@ -424,8 +426,7 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
     // The furthest state of each digest (over its providers), counted per state.
-    std::string sql =
-        "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
+    std::string sql = "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
     if (!job.empty()) {
       sql += " WHERE EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)";
     }
@@ -588,7 +589,8 @@ class SqlitePollerStore final : public PollerStore {
     // SUBMITTED means "accepted by the provider, not yet followed": for the poller that is PENDING.
     int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
     if (state != kPending && state != kConfirmed && state != kFailed) {
-      return absl::InvalidArgumentError("proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
+      return absl::InvalidArgumentError(
+          "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
     }
     TrackOutcome out;
     auto existing = GetLocked(p.digest, p.provider);
@@ -660,9 +662,8 @@ class SqlitePollerStore final : public PollerStore {
       } else if (!p.proof_id.empty() && old.proof_id != p.proof_id) {
         // Same (digest, provider), different provider record: keep the first one (the provider
         // deduplicates by digest, so a second id points at the same anchoring).
-        ANCHORD_LOG(Warning) << "hand-off for provider " << p.provider
-                             << " carries proof id " << p.proof_id << ", keeping "
-                             << old.proof_id;
+        ANCHORD_LOG(Warning) << "hand-off for provider " << p.provider << " carries proof id "
+                             << p.proof_id << ", keeping " << old.proof_id;
       }
     }
     for (const FileRow& f : in.files) {
@@ -708,9 +709,8 @@ std::string EncodePageToken(int64_t after_seq) {
 absl::StatusOr<int64_t> DecodePageToken(const std::string& token) {
   std::string raw;
   int64_t seq = 0;
-  if (token.size() > 64 || !absl::WebSafeBase64Unescape(token, &raw) ||
-      raw.rfind("p1:", 0) != 0 || !absl::SimpleAtoi(absl::string_view(raw).substr(3), &seq) ||
-      seq < 0) {
+  if (token.size() > 64 || !absl::WebSafeBase64Unescape(token, &raw) || raw.rfind("p1:", 0) != 0 ||
+      !absl::SimpleAtoi(absl::string_view(raw).substr(3), &seq) || seq < 0) {
     return absl::InvalidArgumentError("page_token: not a token returned by ListProofs");
   }
   return seq;

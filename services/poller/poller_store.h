@@ -39,8 +39,8 @@ struct FileRow {
 };
 
 struct ProofRow {
-  int64_t seq = 0;      // monotonically increasing; the paging key (oldest first)
-  std::string digest;   // 32 raw bytes
+  int64_t seq = 0;     // monotonically increasing; the paging key (oldest first)
+  std::string digest;  // 32 raw bytes
   std::string provider;
   std::string proof_id;
   DigestState state = anchord::v1::DIGEST_STATE_PENDING;
@@ -59,7 +59,7 @@ struct ProofRow {
   absl::Time tracked_at = absl::InfinitePast();       // first hand-off to the poller
   absl::Time last_checked_at = absl::InfinitePast();  // last time the provider was asked
   absl::Time updated_at = absl::InfinitePast();       // last state change
-  std::vector<FileRow> files;  // oldest first (the first file first)
+  std::vector<FileRow> files;                         // oldest first (the first file first)
   // Merkle batching. A leaf (a file digest anchored through a batch root) has merkle_root and
   // merkle_path; it is never asked about itself: it follows its root's proof (same provider).
   // A root has leaf_count > 0.
@@ -86,18 +86,18 @@ struct TrackInput {
 };
 
 struct TrackOutcome {
-  ProofRow proof;         // the row after the hand-off, with its files
-  bool inserted = false;  // the proof was new
+  ProofRow proof;              // the row after the hand-off, with its files
+  bool inserted = false;       // the proof was new
   bool state_changed = false;  // an existing proof moved forward (PENDING -> CONFIRMED/FAILED)
   std::vector<ProofRow> leaves_changed;  // a batch root handed off final moved its leaves
 };
 
 struct ListFilter {
-  std::string job;                   // empty: any
+  std::string job;                                            // empty: any
   DigestState state = anchord::v1::DIGEST_STATE_UNSPECIFIED;  // UNSPECIFIED: any
-  std::vector<std::string> digests;  // empty: any
-  std::string provider;              // empty: any
-  bool with_files = true;            // false leaves ProofRow::files empty (cheaper scans)
+  std::vector<std::string> digests;                           // empty: any
+  std::string provider;                                       // empty: any
+  bool with_files = true;  // false leaves ProofRow::files empty (cheaper scans)
 };
 
 struct ConfirmInput {
@@ -214,7 +214,7 @@ class PollerStore {
   struct ProviderStats {
     std::map<DigestState, int64_t> proofs_by_state;
     absl::Time oldest_pending = absl::InfiniteFuture();  // InfiniteFuture when none pending
-    int64_t stalled = 0;                                  // pending and flagged stalled
+    int64_t stalled = 0;                                 // pending and flagged stalled
   };
   // Per provider, for the backlog gauges.
   virtual absl::StatusOr<std::map<std::string, ProviderStats>> Stats() = 0;

@@ -38,45 +38,48 @@ absl::StatusOr<std::unique_ptr<Webhook>> Webhook::Start(
         absl::StrCat("--webhook-listen: expected host:port, got \"", address, "\""));
   }
   std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   std::unique_ptr<Webhook> w(new Webhook());
   w->server_ = std::make_unique<httplib::Server>();
   w->server_->set_payload_max_length(kMaxBody);
-  w->server_->Post(R"(/callbacks/([a-z0-9_-]{1,32}))", [providers, engine, metrics](
-                                                           const httplib::Request& req,
-                                                           httplib::Response& res) {
-    const std::string name = req.matches[1];
-    auto it = providers.find(name);
-    // The provider label is one of the configured names: a caller inventing names must not
-    // create metric series.
-    const std::string label = it == providers.end() ? std::string("unknown") : name;
-    auto count = [&](const char* result) {
-      if (metrics) metrics->CountLookup(label, absl::StrCat("callback_", result));
-    };
-    if (it == providers.end()) {
-      count("unknown_provider");
-      return Answer(res, 404, absl::StrCat("no provider named \"", QuoteCallerText(name),
-                                           "\" is configured"));
-    }
-    absl::StatusOr<std::string> digest = it->second->ParseCallback(req.body);
-    if (!digest.ok()) {
-      count("malformed");
-      ANCHORD_LOG(Warning) << "callback for " << name << " rejected: " << digest.status();
-      return Answer(res, 400, std::string(digest.status().message()));
-    }
-    if (!engine->Hint(name, *digest)) {
-      count("unknown_digest");
-      ANCHORD_LOG(Warning) << "callback for " << name << " names " << *digest
-                           << ", which is not a pending proof here; ignored";
-      return Answer(res, 404, "no pending proof of this hash");
-    }
-    count("accepted");
-    ANCHORD_LOG(Info) << "callback for " << name << " names " << *digest << "; checking it";
-    return Answer(res, 200, "Notification received; the proof will be checked.");
-  });
+  w->server_->Post(
+      R"(/callbacks/([a-z0-9_-]{1,32}))",
+      [providers, engine, metrics](const httplib::Request& req, httplib::Response& res) {
+        const std::string name = req.matches[1];
+        auto it = providers.find(name);
+        // The provider label is one of the configured names: a caller inventing names must not
+        // create metric series.
+        const std::string label = it == providers.end() ? std::string("unknown") : name;
+        auto count = [&](const char* result) {
+          if (metrics) metrics->CountLookup(label, absl::StrCat("callback_", result));
+        };
+        if (it == providers.end()) {
+          count("unknown_provider");
+          return Answer(
+              res, 404,
+              absl::StrCat("no provider named \"", QuoteCallerText(name), "\" is configured"));
+        }
+        absl::StatusOr<std::string> digest = it->second->ParseCallback(req.body);
+        if (!digest.ok()) {
+          count("malformed");
+          ANCHORD_LOG(Warning) << "callback for " << name << " rejected: " << digest.status();
+          return Answer(res, 400, std::string(digest.status().message()));
+        }
+        if (!engine->Hint(name, *digest)) {
+          count("unknown_digest");
+          ANCHORD_LOG(Warning) << "callback for " << name << " names " << *digest
+                               << ", which is not a pending proof here; ignored";
+          return Answer(res, 404, "no pending proof of this hash");
+        }
+        count("accepted");
+        ANCHORD_LOG(Info) << "callback for " << name << " names " << *digest << "; checking it";
+        return Answer(res, 200, "Notification received; the proof will be checked.");
+      });
   if (port == 0) {
     port = w->server_->bind_to_any_port(host);
-    if (port <= 0) return absl::UnavailableError(absl::StrCat("--webhook-listen: cannot bind ", address));
+    if (port <= 0)
+      return absl::UnavailableError(absl::StrCat("--webhook-listen: cannot bind ", address));
   } else if (!w->server_->bind_to_port(host, port)) {
     return absl::UnavailableError(absl::StrCat("--webhook-listen: cannot bind ", address));
   }
@@ -89,8 +92,8 @@ absl::StatusOr<std::unique_ptr<Webhook>> Webhook::Start(
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (!server->is_running()) {
-    return absl::InternalError(absl::StrCat("--webhook-listen: HTTP server on ", address,
-                                            " did not start"));
+    return absl::InternalError(
+        absl::StrCat("--webhook-listen: HTTP server on ", address, " did not start"));
   }
   return w;
 }

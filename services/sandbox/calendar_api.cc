@@ -52,11 +52,11 @@ absl::Status CalendarApi::Start() {
     // long", beyond it httplib answers 413 without reading them.
     c->svr.set_payload_max_length(1 << 16);
     c->svr.set_tcp_nodelay(true);
-    c->svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                    std::exception_ptr) {
-      res.status = 500;
-      res.set_content("internal error", "text/plain");
-    });
+    c->svr.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+          res.status = 500;
+          res.set_content("internal error", "text/plain");
+        });
     auto route = [this, c](Route r) {
       return [this, c, r](const httplib::Request& req, httplib::Response& res) {
         Handle(*c, req, res, r);
@@ -75,8 +75,8 @@ absl::Status CalendarApi::Start() {
     int port = wanted > 0 ? (c->svr.bind_to_port(opt.host, wanted) ? wanted : -1)
                           : c->svr.bind_to_any_port(opt.host);
     if (port <= 0) {
-      return absl::UnavailableError(absl::StrCat("sandbox: cannot listen on ", opt.host, ":",
-                                                 wanted, " for calendar ", i));
+      return absl::UnavailableError(
+          absl::StrCat("sandbox: cannot listen on ", opt.host, ":", wanted, " for calendar ", i));
     }
     // A bare origin: python clients join relative paths (a path would lose its last segment).
     c->url = absl::StrCat("http://", UrlHost(opt.host), ":", port);
@@ -140,10 +140,10 @@ void CalendarApi::Handle(Calendar& cal, const httplib::Request& req, httplib::Re
   switch (route) {
     case Route::kDigest: {
       const SandboxOptions& opt = core_->opt();
-      const Core::LimitResult limit = core_->CheckLimits(
-          {{absl::StrCat("calendar", cal.index, " ip:", req.remote_addr), opt.calendar_limit,
-            opt.window}},
-          now);
+      const Core::LimitResult limit =
+          core_->CheckLimits({{absl::StrCat("calendar", cal.index, " ip:", req.remote_addr),
+                               opt.calendar_limit, opt.window}},
+                             now);
       if (!limit.ok) {
         core_->NoteRateLimited(ApiId::kCalendar, client, limit.retry_after, adm.drop, now);
         Reply r = Text(429, "Too Many Requests");
@@ -155,8 +155,8 @@ void CalendarApi::Handle(Calendar& cal, const httplib::Request& req, httplib::Re
     case Route::kTimestamp:
       return finish(HandleTimestamp(cal, req));
     case Route::kRoot:
-      return finish(Text(200, absl::StrCat("anchord sandbox OpenTimestamps calendar ", cal.url,
-                                           "\n")));
+      return finish(
+          Text(200, absl::StrCat("anchord sandbox OpenTimestamps calendar ", cal.url, "\n")));
     case Route::kUnknown:
       break;
   }

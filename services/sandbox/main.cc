@@ -49,8 +49,9 @@ absl::StatusOr<std::vector<std::string>> LoadKeys(const char* what,
 int Run(int argc, char** argv) {
   anchord::rpc::BlockTerminationSignals();
 
-  CLI::App app{"anchord-sandbox: local emulator of proofd.id v1, ProofLedger v1, SimpleProof and "
-               "OpenTimestamps calendars, with rate limits and faults"};
+  CLI::App app{
+      "anchord-sandbox: local emulator of proofd.id v1, ProofLedger v1, SimpleProof and "
+      "OpenTimestamps calendars, with rate limits and faults"};
   std::string listen = "127.0.0.1:0";
   std::string port_file;
   std::vector<std::string> api_keys;
@@ -121,7 +122,8 @@ int Run(int argc, char** argv) {
       ->envname("ANCHORD_SANDBOX_LATENCY_MS");
   app.add_option("--storm-seconds", storm_seconds, "429 storm for this long from start")
       ->envname("ANCHORD_SANDBOX_STORM_SECONDS");
-  app.add_option("--seed", seed, "PRNG seed (faults, ids, nonces)")->envname("ANCHORD_SANDBOX_SEED");
+  app.add_option("--seed", seed, "PRNG seed (faults, ids, nonces)")
+      ->envname("ANCHORD_SANDBOX_SEED");
   app.add_option("--public-base-url", public_base_url, "base of certificate_url and verify_url")
       ->envname("ANCHORD_SANDBOX_PUBLIC_BASE_URL");
   app.add_option("--first-block-height", first_block_height, "height of the first fake block")
@@ -149,29 +151,35 @@ int Run(int argc, char** argv) {
   app.add_option("--proofledger-verify-window-seconds", pl_verify_window,
                  "ProofLedger verify window (doc: 3600)")
       ->envname("ANCHORD_SANDBOX_PROOFLEDGER_VERIFY_WINDOW_SECONDS");
-  app.add_option("--proofledger-public-base-url", pl_base_url, "base of ProofLedger certificate_url")
+  app.add_option("--proofledger-public-base-url", pl_base_url,
+                 "base of ProofLedger certificate_url")
       ->envname("ANCHORD_SANDBOX_PROOFLEDGER_PUBLIC_BASE_URL");
   app.add_option("--simpleproof-token", sp_tokens,
                  "accepted SimpleProof x-access-token (repeatable; env: comma-separated; default "
                  "sp_sandbox_token)")
       ->delimiter(',')
       ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_TOKENS");
-  app.add_option("--simpleproof-token-file", sp_token_file, "file holding one more SimpleProof token")
+  app.add_option("--simpleproof-token-file", sp_token_file,
+                 "file holding one more SimpleProof token")
       ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_TOKEN_FILE");
   app.add_option("--simpleproof-limit", sp_limit, "SimpleProof requests per window per token")
       ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_LIMIT");
   app.add_option("--simpleproof-public-base-url", sp_base_url,
                  "base of SimpleProof url / verification_link")
       ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_PUBLIC_BASE_URL");
-  app.add_option("--callback-retries", callback_retries, "SimpleProof callback retries after a non-2xx")
+  app.add_option("--callback-retries", callback_retries,
+                 "SimpleProof callback retries after a non-2xx")
       ->envname("ANCHORD_SANDBOX_CALLBACK_RETRIES");
-  app.add_option("--callback-retry-seconds", callback_retry_seconds, "time between callback attempts")
+  app.add_option("--callback-retry-seconds", callback_retry_seconds,
+                 "time between callback attempts")
       ->envname("ANCHORD_SANDBOX_CALLBACK_RETRY_SECONDS");
-  app.add_option("--callback-timeout-seconds", callback_timeout_seconds, "timeout of one callback attempt")
+  app.add_option("--callback-timeout-seconds", callback_timeout_seconds,
+                 "timeout of one callback attempt")
       ->envname("ANCHORD_SANDBOX_CALLBACK_TIMEOUT_SECONDS");
   app.add_option("--callback-drop-rate", callback_drop_rate, "fraction of callbacks lost entirely")
       ->envname("ANCHORD_SANDBOX_CALLBACK_DROP_RATE");
-  app.add_option("--ots-url-ttl-seconds", ots_url_ttl, "lifetime of SimpleProof ots_download_url (doc: 1800)")
+  app.add_option("--ots-url-ttl-seconds", ots_url_ttl,
+                 "lifetime of SimpleProof ots_download_url (doc: 1800)")
       ->envname("ANCHORD_SANDBOX_OTS_URL_TTL_SECONDS");
   app.add_option("--calendars", calendars, "OpenTimestamps calendars, one port each (0..16)")
       ->envname("ANCHORD_SANDBOX_CALENDARS");
@@ -182,7 +190,8 @@ int Run(int argc, char** argv) {
   app.add_option("--pending-max-age-seconds", pending_max_age,
                  "Cache-Control max-age of a calendar's pending 404 (reference: 60)")
       ->envname("ANCHORD_SANDBOX_PENDING_MAX_AGE_SECONDS");
-  app.add_option("--calendar-limit", calendar_limit, "POST /digest per window per IP, 0 = unlimited")
+  app.add_option("--calendar-limit", calendar_limit,
+                 "POST /digest per window per IP, 0 = unlimited")
       ->envname("ANCHORD_SANDBOX_CALENDAR_LIMIT");
   app.add_option("--calendar-urls-file", calendar_urls_file,
                  "write the calendar URLs here (one per line) once listening")
@@ -265,7 +274,8 @@ int Run(int argc, char** argv) {
   opt.simpleproof_public_base_url = sp_base_url;
   opt.callback_retries = callback_retries;
   opt.callback_retry_interval = FlagSeconds(callback_retry_seconds, 1);
-  opt.callback_timeout = FlagSeconds(callback_timeout_seconds > 0 ? callback_timeout_seconds : -1, 5);
+  opt.callback_timeout =
+      FlagSeconds(callback_timeout_seconds > 0 ? callback_timeout_seconds : -1, 5);
   opt.faults.callback_drop_rate = callback_drop_rate;
   opt.ots_url_ttl = FlagSeconds(ots_url_ttl, 1800);
   opt.calendars = calendars;
@@ -290,22 +300,25 @@ int Run(int argc, char** argv) {
     }
   }
   if (!tsa_ca_out.empty()) {
-    if (auto st = anchord::rpc::WriteFileAtomically(tsa_ca_out, (*sandbox)->tsa_ca_pem()); !st.ok()) {
+    if (auto st = anchord::rpc::WriteFileAtomically(tsa_ca_out, (*sandbox)->tsa_ca_pem());
+        !st.ok()) {
       ANCHORD_LOG(Error) << st;
       return 1;
     }
   }
   const int port = (*sandbox)->port();
   if (!port_file.empty()) {
-    if (auto st = anchord::rpc::WriteFileAtomically(port_file, absl::StrCat(port, "\n")); !st.ok()) {
+    if (auto st = anchord::rpc::WriteFileAtomically(port_file, absl::StrCat(port, "\n"));
+        !st.ok()) {
       ANCHORD_LOG(Error) << st;
       return 1;
     }
   }
   ANCHORD_LOG(Info) << "sandbox: proofd.id, ProofLedger and SimpleProof emulators listening on "
                     << opt.host << ":" << port << " (" << keys.size() << " proofd key(s), window "
-                    << window << " s); " << urls.size() << " calendar(s): "
-                    << absl::StrJoin(urls, " ") << "; RFC 3161 TSA at " << (*sandbox)->tsa_url();
+                    << window << " s); " << urls.size()
+                    << " calendar(s): " << absl::StrJoin(urls, " ") << "; RFC 3161 TSA at "
+                    << (*sandbox)->tsa_url();
   const int sig = anchord::rpc::WaitForTerminationSignal();
   ANCHORD_LOG(Info) << "sandbox: signal " << sig << ", stopping";
   (*sandbox)->Stop();

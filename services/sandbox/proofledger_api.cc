@@ -80,8 +80,8 @@ void ProofLedgerApi::Handle(const httplib::Request& req, httplib::Response& res,
   int latency_ms = 0;
   // The verify endpoint is public: its budget and its clients are per source IP, whatever
   // Authorization is sent. So is any unknown path under it.
-  const bool public_route =
-      route == Route::kVerify || (route == Route::kUnknown && absl::StartsWith(req.path, kVerifyPath));
+  const bool public_route = route == Route::kVerify ||
+                            (route == Route::kUnknown && absl::StartsWith(req.path, kVerifyPath));
   {
     std::lock_guard<std::mutex> lock(core_->mu());
     ++core_->stats().requests_total;
@@ -95,10 +95,10 @@ void ProofLedgerApi::Handle(const httplib::Request& req, httplib::Response& res,
   if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms));
 
   const std::string token = BearerToken(req);
-  const std::string client = ClientKey(public_route || token.empty()
-                                           ? "proofledger ip:" + req.remote_addr
-                                           : "proofledger key:" + token,
-                                       req);
+  const std::string client =
+      ClientKey(public_route || token.empty() ? "proofledger ip:" + req.remote_addr
+                                              : "proofledger key:" + token,
+                req);
   std::unique_lock<std::mutex> lock(core_->mu());
   const absl::Time now = core_->clock()->Now();
   core_->ConfirmDue(now);
@@ -133,7 +133,8 @@ void ProofLedgerApi::Handle(const httplib::Request& req, httplib::Response& res,
               opt.proofledger_verify_window};
   } else {
     // The doc: 401 or 403 "means your key is wrong or on the wrong plan tier".
-    if (token.empty()) return finish(Error(401, "Missing API key: send Authorization: Bearer <key>."));
+    if (token.empty())
+      return finish(Error(401, "Missing API key: send Authorization: Bearer <key>."));
     if (not_entitled_.count(token)) {
       return finish(Error(403, "This API key's plan does not include API access."));
     }

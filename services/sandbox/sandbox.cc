@@ -259,8 +259,7 @@ class Sandbox::Impl : public internal::ChainListener {
   }
 
   // proofd records reaching their fake block (core mutex held).
-  void OnConfirmedLocked(const std::string& id, const internal::Confirmation& c,
-                         bool ok) override;
+  void OnConfirmedLocked(const std::string& id, const internal::Confirmation& c, bool ok) override;
 
  private:
   // ---- helpers (core mutex held) ----
@@ -274,8 +273,8 @@ class Sandbox::Impl : public internal::ChainListener {
       b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);  // version 4
       b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
       std::string h = HexEncode(b);
-      std::string id = absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4),
-                                    "-", h.substr(16, 4), "-", h.substr(20, 12));
+      std::string id = absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4), "-",
+                                    h.substr(16, 4), "-", h.substr(20, 12));
       // 122 random bits: a collision is practically impossible; the cap only bounds the loop.
       if (!records_.count(id) || attempt >= 64) return id;
     }
@@ -357,7 +356,7 @@ class Sandbox::Impl : public internal::ChainListener {
   bool ticker_stop_ = false;
   uint32_t request_counter_ = 0;
   std::set<std::string> api_keys_, not_entitled_;
-  std::map<std::string, Record> records_;                      // id -> record
+  std::map<std::string, Record> records_;                        // id -> record
   std::map<std::string, std::vector<std::string>> account_ids_;  // in created_at order
   std::map<std::string, std::set<std::string>> account_digests_;
   std::map<std::string, int64_t> account_creates_;
@@ -402,8 +401,8 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   auto finish = [&](const Reply& r) {
     if (drop) core_.CountDrop(ApiId::kProofd);
     lock.unlock();
-    ANCHORD_LOG(Debug) << "sandbox: " << req.method << " " << req.path << " -> " << r.status
-                       << " " << rid << (drop ? " (dropped)" : "");
+    ANCHORD_LOG(Debug) << "sandbox: " << req.method << " " << req.path << " -> " << r.status << " "
+                       << rid << (drop ? " (dropped)" : "");
     internal::Send(r, rid, drop, res);
   };
 
@@ -416,20 +415,21 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   if (adm.error) {
     // Half of the injected errors on creates are the upstream OTS step failing (502).
     const bool upstream = route == Route::kCreate && upstream_draw < 0.5;
-    return finish(upstream ? Error("OTS_PROVIDER_ERROR", "OpenTimestamps step failed (injected).", rid)
-                           : Error("INTERNAL_ERROR", "Internal error (injected).", rid));
+    return finish(upstream
+                      ? Error("OTS_PROVIDER_ERROR", "OpenTimestamps step failed (injected).", rid)
+                      : Error("INTERNAL_ERROR", "Internal error (injected).", rid));
   }
 
   if (token.empty()) {
     return finish(Error("AUTHENTICATION_REQUIRED", "No Bearer token was provided.", rid));
   }
   if (not_entitled_.count(token)) {
-    return finish(Error("PLAN_NOT_ENTITLED",
-                        "The account is not on a premium plan with API access.", rid));
+    return finish(
+        Error("PLAN_NOT_ENTITLED", "The account is not on a premium plan with API access.", rid));
   }
   if (!api_keys_.count(token)) {
-    return finish(Error("INVALID_API_KEY", "The key does not match an active premium credential.",
-                        rid));
+    return finish(
+        Error("INVALID_API_KEY", "The key does not match an active premium credential.", rid));
   }
 
   const SandboxOptions& opt = core_.opt();
@@ -470,11 +470,9 @@ void Sandbox::Impl::HandleApi(const httplib::Request& req, httplib::Response& re
   finish(reply);
 }
 
-Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
-                                                 const std::string& account,
-                                                 const std::string& rid,
-                                                 std::unique_lock<std::mutex>& lock,
-                                                 int latency_ms) {
+Reply Sandbox::Impl::HandleCreate(const httplib::Request& req, const std::string& account,
+                                  const std::string& rid, std::unique_lock<std::mutex>& lock,
+                                  int latency_ms) {
   const bool has_key = req.has_header("Idempotency-Key");
   const std::string idem_key = req.get_header_value("Idempotency-Key");
   if (has_key && (idem_key.empty() || idem_key.size() > 200)) {
@@ -504,8 +502,9 @@ Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
   int64_t size_bytes = 0;
   if (size != body.end() && size->is_number_unsigned()) {
     const uint64_t u = size->get<uint64_t>();
-    size_bytes = u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ? 0
-                                                                                : static_cast<int64_t>(u);
+    size_bytes = u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+                     ? 0
+                     : static_cast<int64_t>(u);
   } else if (size != body.end() && size->is_number_integer()) {
     size_bytes = size->get<int64_t>();
   }
@@ -614,9 +613,8 @@ Reply Sandbox::Impl::HandleCreate(const httplib::Request& req,
   return r;
 }
 
-Reply Sandbox::Impl::HandleList(const httplib::Request& req,
-                                               const std::string& account,
-                                               const std::string& rid) {
+Reply Sandbox::Impl::HandleList(const httplib::Request& req, const std::string& account,
+                                const std::string& rid) {
   std::string status = req.has_param("status") ? req.get_param_value("status") : "all";
   if (status != "all" && status != "confirmed" && status != "pending" && status != "failed") {
     return Error("INVALID_STATUS", "status must be all, confirmed, pending or failed.", rid);
@@ -625,8 +623,9 @@ Reply Sandbox::Impl::HandleList(const httplib::Request& req,
   int64_t limit = 20;
   if (req.has_param("limit")) {
     const std::string v = req.get_param_value("limit");
-    const bool digits = !v.empty() && v.size() <= 9 &&
-                        std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const bool digits = !v.empty() && v.size() <= 9 && std::all_of(v.begin(), v.end(), [](char c) {
+      return c >= '0' && c <= '9';
+    });
     if (!digits || !absl::SimpleAtoi(v, &limit) || limit <= 0) {
       return Error("INVALID_LIMIT", "limit must be a positive integer.", rid);
     }
@@ -670,7 +669,7 @@ Reply Sandbox::Impl::HandleList(const httplib::Request& req,
 }
 
 Reply Sandbox::Impl::HandleGet(const std::string& raw_id, const std::string& account,
-                                              const std::string& rid, bool ots) {
+                               const std::string& rid, bool ots) {
   if (!IsUuid(raw_id)) return Error("INVALID_ID", "The timestamp id must be a UUID.", rid);
   const std::string id = absl::AsciiStrToLower(raw_id);
   auto it = records_.find(id);
@@ -689,9 +688,9 @@ Reply Sandbox::Impl::HandleGet(const std::string& raw_id, const std::string& acc
   Reply reply;
   reply.body = r.ots;
   reply.content_type = "application/octet-stream";
-  reply.headers.emplace_back(
-      "Content-Disposition",
-      absl::StrCat("attachment; filename=\"", SafeFilename(r.filename, r.certificate_id), ".ots\""));
+  reply.headers.emplace_back("Content-Disposition",
+                             absl::StrCat("attachment; filename=\"",
+                                          SafeFilename(r.filename, r.certificate_id), ".ots\""));
   return reply;
 }
 
@@ -798,10 +797,12 @@ absl::Status Sandbox::Impl::Start() {
   svr_.set_keep_alive_max_count(1000);
   // Without TCP_NODELAY every small answer waits on Nagle + delayed ACK (~40 ms a request).
   svr_.set_tcp_nodelay(true);
-  svr_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+  svr_.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                std::exception_ptr) {
     res.status = 500;
-    res.set_content(R"({"error":{"code":"INTERNAL_ERROR","message":"unexpected exception","request_id":""}})",
-                    "application/json");
+    res.set_content(
+        R"({"error":{"code":"INTERNAL_ERROR","message":"unexpected exception","request_id":""}})",
+        "application/json");
   });
   auto api = [this](Route route) {
     return [this, route](const httplib::Request& req, httplib::Response& res) {

@@ -96,7 +96,8 @@ struct SandboxOptions {
   // ---- SimpleProof ----
   std::vector<std::string> simpleproof_tokens = {"sp_sandbox_token"};
   int simpleproof_limit = 60;  // requests per `window` per token (undocumented)
-  std::string simpleproof_public_base_url = "https://verify.simpleproof.com";  // url, verification_link
+  std::string simpleproof_public_base_url =
+      "https://verify.simpleproof.com";  // url, verification_link
   // A callback answered with anything but 2xx (or not answered) is retried this many times,
   // `callback_retry_interval` apart; each attempt waits at most `callback_timeout`.
   int callback_retries = 3;
@@ -106,7 +107,7 @@ struct SandboxOptions {
   absl::Duration ots_url_ttl = absl::Seconds(1800);
 
   // ---- OpenTimestamps calendars ----
-  int calendars = 2;               // listeners, one origin each (0 = none, at most 16)
+  int calendars = 2;                // listeners, one origin each (0 = none, at most 16)
   std::vector<int> calendar_ports;  // ports for the first calendars; missing or 0 = a free port
   // Cache-Control max-age of a "pending" 404 (the reference server's 60 s).
   absl::Duration pending_max_age = absl::Seconds(60);
@@ -118,8 +119,8 @@ struct SandboxOptions {
 
 // Counters of one emulated API.
 struct ApiStats {
-  int64_t requests_total = 0;        // requests routed to this API
-  int64_t creates_total = 0;         // records actually created (calendar: commitments)
+  int64_t requests_total = 0;  // requests routed to this API
+  int64_t creates_total = 0;   // records actually created (calendar: commitments)
   std::map<std::string, int64_t> creates_by_digest;  // lowercase hex -> records created
   int64_t max_creates_per_digest = 0;
   int64_t records_total = 0;
@@ -132,7 +133,7 @@ struct ApiStats {
 struct ProofLedgerStats : ApiStats {
   int64_t duplicates_total = 0;  // creates answered with duplicate_of (no record, no quota)
   int64_t verify_requests_total = 0;
-  std::map<std::string, int64_t> verify_requests_by_ip;     // every GET /api/v1/verify
+  std::map<std::string, int64_t> verify_requests_by_ip;      // every GET /api/v1/verify
   std::map<std::string, int64_t> verify_rate_limited_by_ip;  // of those, answered 429
 };
 
@@ -141,8 +142,8 @@ struct SimpleProofStats : ApiStats {
   int64_t resubmitted_total = 0;    // hashes sent again: answered the same, cost nothing
   int64_t verifications_total = 0;  // POST /proof/verification answered 200
   int64_t ots_urls_issued_total = 0;
-  int64_t ots_downloads_total = 0;     // .ots served through a valid URL
-  int64_t ots_urls_expired_total = 0;  // downloads refused (expired or unknown URL)
+  int64_t ots_downloads_total = 0;        // .ots served through a valid URL
+  int64_t ots_urls_expired_total = 0;     // downloads refused (expired or unknown URL)
   int64_t callbacks_sent_total = 0;       // callback POSTs made (every attempt)
   int64_t callbacks_delivered_total = 0;  // callbacks answered 2xx
   int64_t callbacks_failed_total = 0;     // callbacks given up after every retry
@@ -153,9 +154,9 @@ struct SimpleProofStats : ApiStats {
 struct CalendarStats : ApiStats {
   int64_t submissions_total = 0;  // POST /digest answered 200 (== creates_total)
   std::map<std::string, int64_t> submissions_by_calendar;  // calendar URL -> submissions
-  int64_t upgrades_served_total = 0;  // GET /timestamp answered 200 (complete)
-  int64_t pending_answers_total = 0;  // GET /timestamp answered 404 pending
-  int64_t not_found_total = 0;        // GET /timestamp for an unknown commitment
+  int64_t upgrades_served_total = 0;                       // GET /timestamp answered 200 (complete)
+  int64_t pending_answers_total = 0;                       // GET /timestamp answered 404 pending
+  int64_t not_found_total = 0;  // GET /timestamp for an unknown commitment
 };
 
 struct TsaStats : ApiStats {
@@ -166,14 +167,14 @@ struct SandboxStats {
   // Every HTTP request, /_sandbox routes and every API included.
   int64_t requests_total = 0;
   // proofd.id (kept here for source compatibility; also in `proofd`).
-  int64_t creates_total = 0;         // records actually created
-  int64_t replays_total = 0;         // idempotent replays served
+  int64_t creates_total = 0;                         // records actually created
+  int64_t replays_total = 0;                         // idempotent replays served
   std::map<std::string, int64_t> creates_by_digest;  // lowercase hex -> records created
   int64_t max_creates_per_digest = 0;
   // Totals over every API (per API in the structs below).
-  int64_t rate_limited_total = 0;    // 429s served (storms included)
-  int64_t early_requests_total = 0;  // requests before the Retry-After last given to that client
-  int64_t faults_injected_total = 0; // 5xx, dropped responses and storm 429s
+  int64_t rate_limited_total = 0;     // 429s served (storms included)
+  int64_t early_requests_total = 0;   // requests before the Retry-After last given to that client
+  int64_t faults_injected_total = 0;  // 5xx, dropped responses and storm 429s
   // proofd.id again.
   int64_t records_total = 0;
   int64_t confirmed_total = 0;

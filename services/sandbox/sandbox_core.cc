@@ -73,12 +73,11 @@ void Send(const Reply& reply, const std::string& rid, bool drop, httplib::Respon
   // The provider fails after writing half the body; httplib then closes the connection.
   auto body = std::make_shared<std::string>(reply.body);
   const size_t cut = body->size() / 2;
-  res.set_content_provider(
-      body->size(), reply.content_type,
-      [body, cut](size_t offset, size_t, httplib::DataSink& sink) {
-        if (offset < cut) sink.write(body->data() + offset, cut - offset);
-        return false;
-      });
+  res.set_content_provider(body->size(), reply.content_type,
+                           [body, cut](size_t offset, size_t, httplib::DataSink& sink) {
+                             if (offset < cut) sink.write(body->data() + offset, cut - offset);
+                             return false;
+                           });
 }
 
 absl::StatusOr<std::pair<std::shared_ptr<ots::Timestamp>, std::shared_ptr<ots::Timestamp>>>
@@ -123,11 +122,16 @@ std::string BuildHeader(int64_t height, absl::string_view root, absl::Time time)
 
 const char* ApiName(ApiId id) {
   switch (id) {
-    case ApiId::kProofd: return "proofd";
-    case ApiId::kProofLedger: return "proofledger";
-    case ApiId::kSimpleProof: return "simpleproof";
-    case ApiId::kCalendar: return "calendar";
-    case ApiId::kTsa: return "tsa";
+    case ApiId::kProofd:
+      return "proofd";
+    case ApiId::kProofLedger:
+      return "proofledger";
+    case ApiId::kSimpleProof:
+      return "simpleproof";
+    case ApiId::kCalendar:
+      return "calendar";
+    case ApiId::kTsa:
+      return "tsa";
   }
   return "?";
 }
@@ -145,11 +149,16 @@ Core::Core(const SandboxOptions& o)
 
 ApiStats& Core::api_stats(ApiId id) {
   switch (id) {
-    case ApiId::kProofLedger: return stats_.proofledger;
-    case ApiId::kSimpleProof: return stats_.simpleproof;
-    case ApiId::kCalendar: return stats_.calendar;
-    case ApiId::kTsa: return stats_.tsa;
-    case ApiId::kProofd: break;
+    case ApiId::kProofLedger:
+      return stats_.proofledger;
+    case ApiId::kSimpleProof:
+      return stats_.simpleproof;
+    case ApiId::kCalendar:
+      return stats_.calendar;
+    case ApiId::kTsa:
+      return stats_.tsa;
+    case ApiId::kProofd:
+      break;
   }
   return stats_.proofd;
 }
@@ -194,8 +203,7 @@ Admission Core::Admit(ApiId api, const std::string& client, absl::Time now, doub
     // Only the User-Agent part is logged: the identity part may be a key.
     ANCHORD_LOG(Warning) << "sandbox: early " << ApiName(api) << " request from user agent \""
                          << client.substr(client.rfind('\n') + 1) << "\", "
-                         << absl::FormatDuration(early->second - now)
-                         << " before its Retry-After";
+                         << absl::FormatDuration(early->second - now) << " before its Retry-After";
   }
   Admission a;
   a.error = faults_.error_rate > 0 && Draw() < faults_.error_rate;
@@ -250,8 +258,8 @@ Core::LimitResult Core::CheckLimits(const std::vector<Bucket>& buckets, absl::Ti
   return r;
 }
 
-void Core::NoteRateLimited(ApiId api, const std::string& client, int64_t retry_after,
-                           bool dropped, absl::Time now) {
+void Core::NoteRateLimited(ApiId api, const std::string& client, int64_t retry_after, bool dropped,
+                           absl::Time now) {
   ++stats_.rate_limited_total;
   ++api_stats(api).rate_limited_total;
   if (!dropped) earliest_allowed_[client] = now + absl::Seconds(retry_after);

@@ -106,7 +106,7 @@ class Core {
   // ---- everything below: mu() held ----
   SandboxStats& stats() { return stats_; }
   ApiStats& api_stats(ApiId id);
-  double Draw();  // fault PRNG, uniform [0, 1)
+  double Draw();                      // fault PRNG, uniform [0, 1)
   std::string RandomBytes(size_t n);  // id PRNG (ids, nonces, tokens, fake transactions)
   uint64_t RandomU64();
   void SetFaults(const Faults& f, absl::Time now);
@@ -189,7 +189,7 @@ class Core {
   absl::Time storm_until_ = absl::InfinitePast();
   std::map<std::string, SlidingLog> buckets_;
   std::map<std::string, absl::Time> earliest_allowed_;  // client -> end of its last Retry-After
-  std::multimap<absl::Time, Pending> pending_;           // by due time
+  std::multimap<absl::Time, Pending> pending_;          // by due time
   std::map<int64_t, Block> blocks_;
   int64_t next_height_ = 0;
   SandboxStats stats_;

@@ -16,7 +16,7 @@ constexpr size_t kMaxHashesPerRequest = 25;  // the doc's limit
 constexpr int kMaxListLimit = 100;           // the sandbox's cap on `limit` (the doc gives none)
 constexpr size_t kMaxCallbackUrls = 4;       // per document; later distinct URLs replace the oldest
 constexpr size_t kMaxQueuedCallbacks = 10000;
-constexpr size_t kMaxOtsUrls = 100000;       // live download URLs kept; the oldest go first
+constexpr size_t kMaxOtsUrls = 100000;  // live download URLs kept; the oldest go first
 constexpr size_t kMaxUrlLength = 2048;
 
 Reply Fail(int status, absl::string_view msg) {
@@ -105,10 +105,9 @@ void SimpleProofApi::Register(httplib::Server& svr) {
   svr.Get("/api/proof/document", route(Route::kList));
   svr.Post("/proof/verification", route(Route::kVerify));
   svr.Post("/api/proof/file", route(Route::kFile));
-  svr.Get("/_files/simpleproof/([^/]*)", [this](const httplib::Request& req,
-                                                httplib::Response& res) {
-    HandleDownload(req, res);
-  });
+  svr.Get(
+      "/_files/simpleproof/([^/]*)",
+      [this](const httplib::Request& req, httplib::Response& res) { HandleDownload(req, res); });
 }
 
 bool SimpleProofApi::Owns(absl::string_view path) {
@@ -151,8 +150,8 @@ ojson SimpleProofApi::DocumentJson(const Doc& d, absl::Time now) const {
   j["creation_date"] = FormatIso(d.created_at);
   j["document_hash"] = d.hash;
   // The account's folder; a fingerprint, never the token itself.
-  j["prefix"] = absl::StrCat("sandbox/simpleproof-", HexEncode(ots::Sha256(d.account)).substr(0, 13),
-                             "/");
+  j["prefix"] =
+      absl::StrCat("sandbox/simpleproof-", HexEncode(ots::Sha256(d.account)).substr(0, 13), "/");
   j["blockchain"] = d.confirmed ? ojson{{"block_height", d.height}, {"tx", d.tx}} : ojson::object();
   j["document_status"] = status == "confirmed" ? "COMPLETE"
                          : status == "pending" ? "PENDING"
@@ -192,7 +191,8 @@ void SimpleProofApi::Handle(const httplib::Request& req, httplib::Response& res,
   }
   if (adm.error) return finish(Fail(500, "Internal server error. Please try again later."));
 
-  if (token.empty()) return finish(Fail(401, "Unauthorized: the x-access-token header is required."));
+  if (token.empty())
+    return finish(Fail(401, "Unauthorized: the x-access-token header is required."));
   if (!tokens_.count(token)) return finish(Fail(401, "Unauthorized: invalid access token."));
   if (route == Route::kUnknown) return finish(Fail(404, "Not found."));
 
@@ -241,7 +241,8 @@ Reply SimpleProofApi::HandleHashes(const httplib::Request& req, const std::strin
   std::vector<std::string> hex;
   for (const auto& h : *hashes) {
     if (!h.is_string() || !IsSha256Hex(h.get<std::string>())) {
-      return Fail(400, "Each hash must be exactly 64 characters long and in SHA256 hexadecimal format.");
+      return Fail(400,
+                  "Each hash must be exactly 64 characters long and in SHA256 hexadecimal format.");
     }
     hex.push_back(absl::AsciiStrToLower(h.get<std::string>()));
   }
@@ -262,7 +263,8 @@ Reply SimpleProofApi::HandleHashes(const httplib::Request& req, const std::strin
       // answer, or the same hash twice in one batch) is answered the same and costs nothing.
       ++s.resubmitted_total;
       auto doc = docs_.find(known->second);
-      if (doc != docs_.end() && !callback_url.empty()) AddCallbackUrlLocked(doc->second, callback_url);
+      if (doc != docs_.end() && !callback_url.empty())
+        AddCallbackUrlLocked(doc->second, callback_url);
       continue;
     }
     Doc d;
@@ -313,7 +315,8 @@ Reply SimpleProofApi::HandleList(const httplib::Request& req, const std::string&
     for (int64_t id : ids->second) {  // creation order
       auto d = docs_.find(id);
       if (d == docs_.end() || status != StatusAt(d->second, now)) continue;
-      if (total >= first && total < first + limit) documents.push_back(DocumentJson(d->second, now));
+      if (total >= first && total < first + limit)
+        documents.push_back(DocumentJson(d->second, now));
       ++total;
     }
   }
@@ -348,8 +351,8 @@ Reply SimpleProofApi::HandleVerify(const httplib::Request& req, const std::strin
     if (d.confirmed && !d.ots.empty()) {
       // Each answer mints a fresh URL valid for ots_url_ttl, like a pre-signed S3 URL. Expired
       // and surplus URLs are forgotten oldest first (they answer 403 either way).
-      while (!ots_url_order_.empty() && (ots_url_order_.front().first <= now ||
-                                         ots_url_order_.size() >= kMaxOtsUrls)) {
+      while (!ots_url_order_.empty() &&
+             (ots_url_order_.front().first <= now || ots_url_order_.size() >= kMaxOtsUrls)) {
         ots_urls_.erase(ots_url_order_.front().second);
         ots_url_order_.pop_front();
       }
@@ -447,7 +450,8 @@ void SimpleProofApi::OnConfirmedLocked(const std::string& ref, const Confirmatio
   if (ok && root != nullptr) bytes = ots::SerializeDetached({ots::Op::Sha256(), root->msg(), root});
   if (!bytes.ok()) {
     // Cannot happen for 32-byte digests; the document then stays pending.
-    ANCHORD_LOG(Error) << "sandbox: simpleproof proof for document " << id << ": " << bytes.status();
+    ANCHORD_LOG(Error) << "sandbox: simpleproof proof for document " << id << ": "
+                       << bytes.status();
     return;
   }
   d.ots = *std::move(bytes);
@@ -514,8 +518,8 @@ void SimpleProofApi::CallbackLoop() {
   // Real time, not the sandbox Clock: a FakeClock never moves by itself, and delivery is I/O.
   const auto interval = std::chrono::milliseconds(
       std::max<int64_t>(0, absl::ToInt64Milliseconds(opt.callback_retry_interval)));
-  const int64_t timeout_ms = std::clamp<int64_t>(
-      absl::ToInt64Milliseconds(opt.callback_timeout), 1, 600000);
+  const int64_t timeout_ms =
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(opt.callback_timeout), 1, 600000);
   const int max_attempts = 1 + std::clamp(opt.callback_retries, 0, 100);
   std::unique_lock<std::mutex> lock(core_->mu());
   while (!stop_) {

@@ -61,7 +61,7 @@ class SimpleProofApi : public ChainListener {
     std::string account;
     std::string hash;  // lowercase hex
     absl::Time created_at;
-    absl::Time stamped_at;  // pending_stamp -> pending
+    absl::Time stamped_at;                 // pending_stamp -> pending
     std::shared_ptr<ots::Timestamp> root;  // the proof tree until confirmed
     bool confirmed = false;
     int64_t height = 0;
@@ -102,10 +102,10 @@ class SimpleProofApi : public ChainListener {
   int64_t next_id_ = 5200000;
   std::map<int64_t, Doc> docs_;
   std::map<std::pair<std::string, std::string>, int64_t> by_account_hash_;
-  std::map<std::string, std::vector<int64_t>> account_docs_;  // creation order
-  std::map<std::string, OtsUrl> ots_urls_;                    // token -> document
+  std::map<std::string, std::vector<int64_t>> account_docs_;      // creation order
+  std::map<std::string, OtsUrl> ots_urls_;                        // token -> document
   std::deque<std::pair<absl::Time, std::string>> ots_url_order_;  // (expiry, token), issue order
-  std::multimap<SteadyTime, Callback> callbacks_;             // by next attempt
+  std::multimap<SteadyTime, Callback> callbacks_;                 // by next attempt
   uint64_t generation_ = 0;
   bool stop_ = false;
   bool started_ = false;

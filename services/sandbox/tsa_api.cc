@@ -38,9 +38,8 @@ TsaApi::TsaApi(Core* core, std::unique_ptr<tsa::Authority> authority)
     : core_(core), authority_(std::move(authority)) {}
 
 void TsaApi::Register(httplib::Server& svr) {
-  svr.Post(kPath, [this](const httplib::Request& req, httplib::Response& res) {
-    Handle(req, res, true);
-  });
+  svr.Post(kPath,
+           [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res, true); });
   svr.Get(kCaPath, [this](const httplib::Request&, httplib::Response& res) {
     {
       std::lock_guard<std::mutex> lock(core_->mu());

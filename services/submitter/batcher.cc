@@ -23,7 +23,9 @@ Batcher::Batcher(SubmitterStore* store, std::vector<std::string> providers,
 
 Batcher::~Batcher() { Stop(); }
 
-void Batcher::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Batcher::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Batcher::Stop() {
   {
@@ -96,12 +98,13 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
     return true;  // look again: the leaves that remain form the next batch
   }
   if (!id.ok()) return id.status();
-  ANCHORD_LOG(Info) << "merkle batch " << *id << " for " << provider << ": "
-                    << digests.size() << " leaves, root " << HexEncode(batch.root)
+  ANCHORD_LOG(Info) << "merkle batch " << *id << " for " << provider << ": " << digests.size()
+                    << " leaves, root " << HexEncode(batch.root)
                     << (full ? " (full)" : " (window)");
   if (metrics_ != nullptr) {
     metrics_->merkle_batches.Add({{"provider", provider}}).Increment();
-    metrics_->merkle_leaves.Add({{"provider", provider}}).Increment(static_cast<double>(digests.size()));
+    metrics_->merkle_leaves.Add({{"provider", provider}})
+        .Increment(static_cast<double>(digests.size()));
   }
   *committed = true;
   if (on_sealed_) on_sealed_();

@@ -15,13 +15,20 @@ using providers::OutcomeKind;
 // Metric label of an outcome (kept here so the engine does not depend on the adapters' library).
 const char* KindLabel(OutcomeKind k) {
   switch (k) {
-    case OutcomeKind::kOk: return "ok";
-    case OutcomeKind::kDuplicate: return "duplicate";
-    case OutcomeKind::kRetry: return "retry";
-    case OutcomeKind::kRateLimited: return "rate_limited";
-    case OutcomeKind::kQuotaExhausted: return "quota_exhausted";
-    case OutcomeKind::kPermanent: return "permanent";
-    case OutcomeKind::kNotFound: return "not_found";
+    case OutcomeKind::kOk:
+      return "ok";
+    case OutcomeKind::kDuplicate:
+      return "duplicate";
+    case OutcomeKind::kRetry:
+      return "retry";
+    case OutcomeKind::kRateLimited:
+      return "rate_limited";
+    case OutcomeKind::kQuotaExhausted:
+      return "quota_exhausted";
+    case OutcomeKind::kPermanent:
+      return "permanent";
+    case OutcomeKind::kNotFound:
+      return "not_found";
   }
   return "unknown";
 }
@@ -29,10 +36,16 @@ const char* KindLabel(OutcomeKind k) {
 // Canonical code stored with a permanent failure, from the provider's HTTP status.
 absl::StatusCode PermanentCode(int http_status) {
   switch (http_status) {
-    case 400: case 422: return absl::StatusCode::kInvalidArgument;
-    case 401: return absl::StatusCode::kUnauthenticated;
-    case 402: case 403: return absl::StatusCode::kPermissionDenied;
-    default: return absl::StatusCode::kFailedPrecondition;
+    case 400:
+    case 422:
+      return absl::StatusCode::kInvalidArgument;
+    case 401:
+      return absl::StatusCode::kUnauthenticated;
+    case 402:
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    default:
+      return absl::StatusCode::kFailedPrecondition;
   }
 }
 
@@ -54,7 +67,10 @@ StoredRecord ToStored(const providers::ProviderRecord& r) {
 
 Engine::Engine(SubmitterStore* store, std::vector<providers::Provider*> providers,
                SubmitterMetrics* metrics, Clock* clock, EngineOptions options)
-    : store_(store), providers_(std::move(providers)), metrics_(metrics), clock_(clock),
+    : store_(store),
+      providers_(std::move(providers)),
+      metrics_(metrics),
+      clock_(clock),
       options_(std::move(options)) {}
 
 Engine::~Engine() { Stop(); }
@@ -124,7 +140,10 @@ absl::StatusOr<std::vector<std::string>> Engine::Resume(const std::string& provi
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& name : resumed) pauses_.erase(name);
-    if (provider.empty()) pauses_.clear(); else pauses_.erase(provider);
+    if (provider.empty())
+      pauses_.clear();
+    else
+      pauses_.erase(provider);
   }
   for (const auto& name : resumed) {
     ANCHORD_LOG(Info) << "provider " << name << " queue resumed";
@@ -189,18 +208,18 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
       if (!prepared.ok()) {
         ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
                              << " cannot be submitted: " << prepared.status();
-        if (metrics_) metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
-        absl::Status st = store_->MarkFailed(row.id, static_cast<int>(prepared.status().code()),
-                                             "INVALID_ARGUMENT",
-                                             std::string(prepared.status().message()), "",
-                                             clock_->Now());
+        if (metrics_)
+          metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
+        absl::Status st = store_->MarkFailed(
+            row.id, static_cast<int>(prepared.status().code()), "INVALID_ARGUMENT",
+            std::string(prepared.status().message()), "", clock_->Now());
         if (!st.ok() && first_error.ok()) first_error = st;
         continue;
       }
       request = std::move(*prepared);
       // Durable before the first send (see the header).
-      absl::Status st = store_->MarkPrepared(row.id, request.idempotency_key, request.body,
-                                             clock_->Now());
+      absl::Status st =
+          store_->MarkPrepared(row.id, request.idempotency_key, request.body, clock_->Now());
       if (!st.ok()) {
         (void)store_->ReleaseLease(row.id);
         if (first_error.ok()) first_error = st;
@@ -232,8 +251,8 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
     // An adapter bug must not lose rows: keep them all for a later attempt (re-sent with
     // maybe_sent). With a wrong count no answer can be matched to its row, so none is applied: a
     // row must never take another digest's record.
-    ANCHORD_LOG(Error) << name << " answered " << results.size() << " results for "
-                       << ready.size() << " creates; retrying them";
+    ANCHORD_LOG(Error) << name << " answered " << results.size() << " results for " << ready.size()
+                       << " creates; retrying them";
     results.assign(ready.size(), providers::CreateResult{});
     for (auto& r : results) {
       r.outcome.kind = OutcomeKind::kRetry;
@@ -260,11 +279,12 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
     // The send was most likely cancelled by Stop(); the next process re-sends the same request.
     return store_->ReleaseLease(row.id);
   }
-  if (metrics_) metrics_->outcomes.Add({{"provider", name}, {"outcome", KindLabel(out.kind)}}).Increment();
+  if (metrics_)
+    metrics_->outcomes.Add({{"provider", name}, {"outcome", KindLabel(out.kind)}}).Increment();
 
   if (probe && out.kind != OutcomeKind::kQuotaExhausted) {
-    ANCHORD_LOG(Info) << "provider " << name << ": quota probe answered "
-                      << KindLabel(out.kind) << "; resuming the queue";
+    ANCHORD_LOG(Info) << "provider " << name << ": quota probe answered " << KindLabel(out.kind)
+                      << "; resuming the queue";
     ANCHORD_RETURN_IF_ERROR(Resume(name).status());
   }
 
@@ -273,7 +293,8 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
     case OutcomeKind::kDuplicate: {
       if (!result.record.has_value()) {
         // An adapter must return the record; treat its absence as a malformed answer.
-        if (metrics_) metrics_->retries.Add({{"provider", name}, {"reason", "MISSING_RECORD"}}).Increment();
+        if (metrics_)
+          metrics_->retries.Add({{"provider", name}, {"reason", "MISSING_RECORD"}}).Increment();
         return store_->Reschedule(row.id, now + BackoffDelay(options_.backoff, row.attempts), true,
                                   "MISSING_RECORD", "provider answer carried no record",
                                   out.request_id, now);
@@ -286,9 +307,11 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
       absl::Duration wait = out.retry_after > absl::ZeroDuration()
                                 ? out.retry_after
                                 : BackoffDelay(options_.backoff, row.attempts);
-      if (metrics_) metrics_->retries.Add({{"provider", name}, {"reason", "rate_limited"}}).Increment();
-      ANCHORD_LOG(Info) << "digest " << digest_hex << " with " << name << ": rate limited, retry in "
-                        << wait << " (request id " << out.request_id << ")";
+      if (metrics_)
+        metrics_->retries.Add({{"provider", name}, {"reason", "rate_limited"}}).Increment();
+      ANCHORD_LOG(Info) << "digest " << digest_hex << " with " << name
+                        << ": rate limited, retry in " << wait << " (request id " << out.request_id
+                        << ")";
       return store_->Reschedule(row.id, now + wait, false, out.code, out.message, out.request_id,
                                 now);
     }
@@ -314,9 +337,9 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
                                 out.request_id, now);
     }
     case OutcomeKind::kPermanent: {
-      ANCHORD_LOG(Error) << "digest " << digest_hex << " with " << name << " failed for good: "
-                         << out.code << ": " << out.message << " (request id " << out.request_id
-                         << ")";
+      ANCHORD_LOG(Error) << "digest " << digest_hex << " with " << name
+                         << " failed for good: " << out.code << ": " << out.message
+                         << " (request id " << out.request_id << ")";
       return store_->MarkFailed(row.id, static_cast<int>(PermanentCode(out.http_status)),
                                 out.code.empty() ? "PERMANENT" : out.code, out.message,
                                 out.request_id, now);
@@ -412,15 +435,17 @@ void Engine::RefreshGauges() {
   // Every (provider, state) pair is set, zero included, so a drained state reads 0, not stale.
   std::map<std::pair<std::string, SubState>, int64_t> values;
   for (auto* p : providers_) {
-    for (SubState s : {SubState::kQueued, SubState::kSubmitting, SubState::kSubmitted,
-                       SubState::kFailed}) {
+    for (SubState s :
+         {SubState::kQueued, SubState::kSubmitting, SubState::kSubmitted, SubState::kFailed}) {
       values[{p->name(), s}] = 0;
     }
   }
   for (const auto& c : *counts) values[{c.provider, c.state}] = c.count;
   for (const auto& [key, v] : values) {
     metrics_->backlog
-        .Add({{"service", "submitter"}, {"provider", key.first}, {"state", SubStateName(key.second)}})
+        .Add({{"service", "submitter"},
+              {"provider", key.first},
+              {"state", SubStateName(key.second)}})
         .Set(static_cast<double>(v));
   }
 }

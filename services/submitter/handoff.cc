@@ -26,9 +26,12 @@ std::string ReasonOf(const std::string& code) {
   std::string out;
   for (char c : code) {
     if (out.size() >= 63) break;
-    if (c >= 'a' && c <= 'z') out.push_back(static_cast<char>(c - 'a' + 'A'));
-    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_') out.push_back(c);
-    else out.push_back('_');
+    if (c >= 'a' && c <= 'z')
+      out.push_back(static_cast<char>(c - 'a' + 'A'));
+    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')
+      out.push_back(c);
+    else
+      out.push_back('_');
   }
   return out.empty() ? "PROVIDER_ERROR" : out;
 }
@@ -45,10 +48,10 @@ anchord::v1::Proof BuildProof(const Submission& row, const std::vector<FileRef>&
     auto* f = p.mutable_failure();
     f->set_code(row.error_canonical != 0 ? row.error_canonical
                                          : static_cast<int>(absl::StatusCode::kFailedPrecondition));
-    f->set_message(row.error_request_id.empty()
-                       ? row.error_message
-                       : absl::StrCat(row.error_message, " (provider request id ",
-                                      row.error_request_id, ")"));
+    f->set_message(
+        row.error_request_id.empty()
+            ? row.error_message
+            : absl::StrCat(row.error_message, " (provider request id ", row.error_request_id, ")"));
     f->set_reason(ReasonOf(row.error_code));
     p.set_provider_request_id(row.error_request_id);
   } else {
@@ -86,12 +89,16 @@ anchord::v1::Proof BuildProof(const Submission& row, const std::vector<FileRef>&
 
 Handoff::Handoff(SubmitterStore* store, std::shared_ptr<grpc::Channel> channel,
                  SubmitterMetrics* metrics, HandoffOptions options)
-    : store_(store), stub_(anchord::v1::PollerService::NewStub(channel)), metrics_(metrics),
+    : store_(store),
+      stub_(anchord::v1::PollerService::NewStub(channel)),
+      metrics_(metrics),
       options_(options) {}
 
 Handoff::~Handoff() { Stop(); }
 
-void Handoff::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Handoff::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Handoff::Stop() {
   {
@@ -114,8 +121,7 @@ void Handoff::Wake() {
 bool Handoff::WaitFor(absl::Duration d) {
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t seen = wake_seq_;
-  cv_.wait_for(lock, absl::ToChronoMilliseconds(d),
-               [&] { return stopping_ || wake_seq_ != seen; });
+  cv_.wait_for(lock, absl::ToChronoMilliseconds(d), [&] { return stopping_ || wake_seq_ != seen; });
   return stopping_;
 }
 
@@ -135,7 +141,10 @@ void Handoff::Loop() {
       std::lock_guard<std::mutex> lock(mu_);
       active_ = nullptr;
     }
-    if (progressed) failures = 0; else ++failures;
+    if (progressed)
+      failures = 0;
+    else
+      ++failures;
     absl::Duration wait = BackoffDelay(options_.reconnect, failures);
     if (WaitFor(wait)) return;
   }
@@ -146,13 +155,16 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
   // Acknowledgements are read on their own thread while this one writes, so a window of any size
   // never stalls on HTTP/2 flow control, and the rows of a whole window are marked handed off in
   // one transaction (one commit per window, not one per proof).
-  struct Sent { int64_t id; int64_t seq; };
+  struct Sent {
+    int64_t id;
+    int64_t seq;
+  };
   std::mutex amu;
   std::condition_variable acv;
-  std::map<std::string, Sent> unacked;            // guarded by amu
+  std::map<std::string, Sent> unacked;             // guarded by amu
   std::vector<std::pair<int64_t, int64_t>> acked;  // guarded by amu: {id, seq} to mark
-  bool reader_done = false;                       // guarded by amu
-  bool retry_later = false;                       // guarded by amu
+  bool reader_done = false;                        // guarded by amu
+  bool retry_later = false;                        // guarded by amu
   std::thread reader([&] {
     anchord::v1::TrackResponse resp;
     while (stream->Read(&resp)) {
@@ -170,8 +182,7 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
         if (metrics_) metrics_->handoffs.Add({{"result", "rejected"}}).Increment();
       } else if (!mark) {
         ANCHORD_LOG(Warning) << "hand-off: poller answered code " << st.code() << " for "
-                             << HexEncode(resp.digest()) << ": " << st.message()
-                             << "; will resend";
+                             << HexEncode(resp.digest()) << ": " << st.message() << "; will resend";
         retry_later = true;
       } else if (metrics_) {
         metrics_->handoffs.Add({{"result", "ok"}}).Increment();

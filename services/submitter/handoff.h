@@ -60,8 +60,8 @@ class Handoff {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                 // guarded by mu_
-  uint64_t wake_seq_ = 0;                 // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
+  uint64_t wake_seq_ = 0;                  // guarded by mu_
   grpc::ClientContext* active_ = nullptr;  // guarded by mu_; cancelled by Stop()
   std::thread thread_;
 };

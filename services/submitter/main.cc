@@ -46,38 +46,55 @@ int Run(int argc, char** argv) {
   provider_settings.proofd_general_limit = 40;
 
   app.add_option("--listen", server.listen_address, "gRPC listen address host:port")
-      ->envname("ANCHORD_LISTEN")->capture_default_str();
+      ->envname("ANCHORD_LISTEN")
+      ->capture_default_str();
   app.add_option("--port-file", server.port_file, "write the bound gRPC port here")
       ->envname("ANCHORD_PORT_FILE");
-  app.add_option("--metrics-listen", server.metrics_address, "Prometheus /metrics address; empty disables")
+  app.add_option("--metrics-listen", server.metrics_address,
+                 "Prometheus /metrics address; empty disables")
       ->envname("ANCHORD_METRICS_LISTEN");
-  app.add_option("--metrics-port-file", server.metrics_port_file, "write the bound metrics port here")
+  app.add_option("--metrics-port-file", server.metrics_port_file,
+                 "write the bound metrics port here")
       ->envname("ANCHORD_METRICS_PORT_FILE");
   app.add_option("--data-dir", data_dir, "directory of submitter.db")
-      ->envname("ANCHORD_DATA_DIR")->capture_default_str();
+      ->envname("ANCHORD_DATA_DIR")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warning or error")
-      ->envname("ANCHORD_LOG_LEVEL")->capture_default_str();
+      ->envname("ANCHORD_LOG_LEVEL")
+      ->capture_default_str();
   app.add_option("--poller", poller,
                  "the poller's INTERNAL host:port (its --internal-listen; hand-off target)")
       ->envname("ANCHORD_POLLER_ADDR");
   app.add_option("--workers", workers, "concurrent create requests")
-      ->envname("ANCHORD_WORKERS")->check(CLI::Range(1, 64))->capture_default_str();
-  app.add_option("--high-water", high_water, "stop reading Submit streams above this many queued rows")
-      ->envname("ANCHORD_HIGH_WATER")->check(CLI::PositiveNumber)->capture_default_str();
+      ->envname("ANCHORD_WORKERS")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--high-water", high_water,
+                 "stop reading Submit streams above this many queued rows")
+      ->envname("ANCHORD_HIGH_WATER")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--quota-retry-seconds", quota_retry_seconds,
                  "pause after a spent quota before one probe request")
-      ->envname("ANCHORD_QUOTA_RETRY_SECONDS")->check(CLI::PositiveNumber)->capture_default_str();
+      ->envname("ANCHORD_QUOTA_RETRY_SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--track-deadline-seconds", track_deadline_seconds,
                  "deadline of one Track stream to the poller")
-      ->envname("ANCHORD_TRACK_DEADLINE_SECONDS")->check(CLI::PositiveNumber)->capture_default_str();
+      ->envname("ANCHORD_TRACK_DEADLINE_SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   int merkle_max_leaves = 10000;
   double merkle_window_seconds = 5;
   app.add_option("--merkle-max-leaves", merkle_max_leaves,
                  "seal a Merkle batch once this many file digests wait (ANCHOR_MODE_MERKLE_BATCH)")
-      ->envname("ANCHORD_MERKLE_MAX_LEAVES")->check(CLI::Range(1, 1000000))->capture_default_str();
+      ->envname("ANCHORD_MERKLE_MAX_LEAVES")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app.add_option("--merkle-window-seconds", merkle_window_seconds,
                  "seal a Merkle batch once its oldest digest waited this long")
-      ->envname("ANCHORD_MERKLE_WINDOW_SECONDS")->check(CLI::Range(0.0, 86400.0))
+      ->envname("ANCHORD_MERKLE_WINDOW_SECONDS")
+      ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
   std::string database_url, database_url_file;
   app.add_option("--database-url", database_url,
@@ -90,7 +107,9 @@ int Run(int argc, char** argv) {
   app.add_option("--lease-seconds", lease_seconds,
                  "with a database: how soon another replica takes over the rows of a replica "
                  "that died (leases are renewed every twelfth of this while a replica lives)")
-      ->envname("ANCHORD_LEASE_SECONDS")->check(CLI::Range(2.0, 3600.0))->capture_default_str();
+      ->envname("ANCHORD_LEASE_SECONDS")
+      ->check(CLI::Range(2.0, 3600.0))
+      ->capture_default_str();
   anchord::providers::AddProviderFlags(app, &provider_settings);
   // The same TransportSecurity serves the gRPC port and is presented to the poller (mTLS).
   anchord::rpc::AddTransportFlags(app, &server.security);
@@ -216,8 +235,7 @@ int Run(int argc, char** argv) {
 
   anchord::submitter::HandoffOptions handoff_options;
   handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
-  anchord::submitter::Handoff handoff(store.get(), *poller_channel,
-                                      metrics.get(), handoff_options);
+  anchord::submitter::Handoff handoff(store.get(), *poller_channel, metrics.get(), handoff_options);
   handoff.Start();
 
   anchord::submitter::ServiceOptions service_options;
@@ -240,8 +258,8 @@ int Run(int argc, char** argv) {
   anchord::submitter::StatusServiceImpl status_service(&core);
 
   server.health_service_names = {"anchord.v1.SubmitterService", "anchord.v1.StatusService"};
-  auto runner_or = anchord::rpc::ServerRunner::Start(
-      server, {&submitter_service, &status_service}, registry, {&internal_service});
+  auto runner_or = anchord::rpc::ServerRunner::Start(server, {&submitter_service, &status_service},
+                                                     registry, {&internal_service});
   if (!runner_or.ok()) {
     ANCHORD_LOG(Error) << runner_or.status();
     batcher.Stop();

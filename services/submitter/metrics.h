@@ -24,7 +24,8 @@ struct SubmitterMetrics {
   prometheus::Family<prometheus::Gauge>& queue_paused;
   // anchord_submitter_handoffs_total{result}: proofs acknowledged by the poller ("ok", "rejected").
   prometheus::Family<prometheus::Counter>& handoffs;
-  // anchord_submitter_intake_total{result}: Submit items ("stored", "duplicate", "invalid", "error").
+  // anchord_submitter_intake_total{result}: Submit items ("stored", "duplicate", "invalid",
+  // "error").
   prometheus::Family<prometheus::Counter>& intake;
   // anchord_submitter_merkle_batches_total{provider}: Merkle batches sealed (one root each).
   prometheus::Family<prometheus::Counter>& merkle_batches;

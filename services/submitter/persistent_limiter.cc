@@ -9,7 +9,9 @@ class PersistentLimiter final : public ratelimit::RateLimiter {
  public:
   PersistentLimiter(std::unique_ptr<ratelimit::RateLimiter> inner, ratelimit::RateLimit limit,
                     SubmitterStore* store, Clock* clock)
-      : inner_(std::move(inner)), store_(store), clock_(clock),
+      : inner_(std::move(inner)),
+        store_(store),
+        clock_(clock),
         horizon_(limit.window + limit.margin) {
     const std::string& name = inner_->name();
     absl::StatusOr<absl::Time> gate = store_->LoadGate(name);
@@ -20,9 +22,11 @@ class PersistentLimiter final : public ratelimit::RateLimiter {
                         << absl::FormatTime(*gate) << " by a previous run";
       inner_->BlockUntil(*gate);
     }
-    absl::StatusOr<std::vector<absl::Time>> sends = store_->RecentSends(name, clock_->Now() - horizon_);
+    absl::StatusOr<std::vector<absl::Time>> sends =
+        store_->RecentSends(name, clock_->Now() - horizon_);
     if (!sends.ok()) {
-      ANCHORD_LOG(Warning) << "rate limiter " << name << ": cannot restore sends: " << sends.status();
+      ANCHORD_LOG(Warning) << "rate limiter " << name
+                           << ": cannot restore sends: " << sends.status();
     } else {
       for (absl::Time t : *sends) inner_->Record(t);
     }

@@ -272,28 +272,27 @@ class PgSubmitterStore final : public SubmitterStore {
         const FileRef& file = original.has_value() ? *original : item.file;
         for (const std::string& provider : item.providers) {
           ANCHORD_RETURN_IF_ERROR(
-              c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
-                     "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
-                     "mode, fallback_provider) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, "
-                     "$9, $10) ON CONFLICT (digest, provider) DO NOTHING",
-                     PgParams()
-                         .AddBytes(item.digest)
-                         .AddBytes(provider)
-                         .AddBytes(file.job)
-                         .AddBytes(file.filename)
-                         .Add(file.size_bytes)
-                         .AddBytes(file.mime_type)
-                         .AddBytes(file.source_path)
-                         .Add(now_ms)
-                         .Add(static_cast<int64_t>(item.merkle ? RowMode::kLeaf
-                                                               : RowMode::kPerFile))
-                         .AddBytes(item.fallback_provider))
+              c.Exec(
+                   "INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
+                   "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
+                   "mode, fallback_provider) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, "
+                   "$9, $10) ON CONFLICT (digest, provider) DO NOTHING",
+                   PgParams()
+                       .AddBytes(item.digest)
+                       .AddBytes(provider)
+                       .AddBytes(file.job)
+                       .AddBytes(file.filename)
+                       .Add(file.size_bytes)
+                       .AddBytes(file.mime_type)
+                       .AddBytes(file.source_path)
+                       .Add(now_ms)
+                       .Add(static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
+                       .AddBytes(item.fallback_provider))
                   .status());
         }
-        ANCHORD_ASSIGN_OR_RETURN(
-            PgResult min_state,
-            c.Exec("SELECT MIN(state) FROM submissions WHERE digest = $1",
-                   PgParams().AddBytes(item.digest)));
+        ANCHORD_ASSIGN_OR_RETURN(PgResult min_state,
+                                 c.Exec("SELECT MIN(state) FROM submissions WHERE digest = $1",
+                                        PgParams().AddBytes(item.digest)));
         if (min_state.rows() > 0 && !min_state.IsNull(0, 0)) {
           res.state = StateFromInt(min_state.Int(0, 0));
         }
@@ -308,7 +307,7 @@ class PgSubmitterStore final : public SubmitterStore {
     int64_t n = 0;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(PgResult r,
-                                 c.Exec("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
+                               c.Exec("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
       n = r.Int(0, 0);
       return absl::OkStatus();
     }));
@@ -344,18 +343,18 @@ class PgSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(
           PgResult r,
-          c.Exec(absl::StrCat(
-                     "UPDATE submissions SET lease_owner = $2, lease_until = $3 WHERE id IN ("
-                     "SELECT id FROM submissions WHERE provider = $1 AND state IN (0, 1) AND "
-                     "next_attempt_at <= $4 AND lease_until <= $4 AND mode <> 1 ORDER BY id "
-                     "LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING ",
-                     kCols),
-                 PgParams()
-                     .AddBytes(provider)
-                     .AddBytes(tag)
-                     .Add(ToMs(lease_until))
-                     .Add(ToMs(now))
-                     .Add(static_cast<int64_t>(std::max(1, limit)))));
+          c.Exec(
+              absl::StrCat("UPDATE submissions SET lease_owner = $2, lease_until = $3 WHERE id IN ("
+                           "SELECT id FROM submissions WHERE provider = $1 AND state IN (0, 1) AND "
+                           "next_attempt_at <= $4 AND lease_until <= $4 AND mode <> 1 ORDER BY id "
+                           "LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING ",
+                           kCols),
+              PgParams()
+                  .AddBytes(provider)
+                  .AddBytes(tag)
+                  .Add(ToMs(lease_until))
+                  .Add(ToMs(now))
+                  .Add(static_cast<int64_t>(std::max(1, limit)))));
       out = ReadRows(r);
       return absl::OkStatus();
     }));
@@ -376,9 +375,10 @@ class PgSubmitterStore final : public SubmitterStore {
     }
     return db_->Run([&](PgConn& c) {
       return c
-          .Exec("UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0 "
-                "AND position($1::bytea in lease_owner) > 0",
-                PgParams().AddBytes(instance_))
+          .Exec(
+              "UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0 "
+              "AND position($1::bytea in lease_owner) > 0",
+              PgParams().AddBytes(instance_))
           .status();
     });
   }
@@ -513,10 +513,10 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
     Waiting w;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult r, c.Exec("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
-                             "provider = $1 AND mode = 1 AND batch_id = 0 AND state = 0",
-                             PgParams().AddBytes(provider)));
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
+                               c.Exec("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
+                                      "provider = $1 AND mode = 1 AND batch_id = 0 AND state = 0",
+                                      PgParams().AddBytes(provider)));
       w = Waiting();
       if (r.rows() > 0) {
         w.count = r.Int(0, 0);
@@ -553,19 +553,17 @@ class PgSubmitterStore final : public SubmitterStore {
                  "batch_id = 0 AND state = 0 AND provider = $2 ORDER BY id FOR UPDATE",
                  PgParams().Add(IdArray(ids)).AddBytes(b.provider)));
       std::set<int64_t> distinct(ids.begin(), ids.end());
-      if (static_cast<size_t>(locked.rows()) != distinct.size() ||
-          distinct.size() != ids.size()) {
+      if (static_cast<size_t>(locked.rows()) != distinct.size() || distinct.size() != ids.size()) {
         return absl::AbortedError("merkle batch: a leaf was batched or changed meanwhile");
       }
       ANCHORD_ASSIGN_OR_RETURN(
-          PgResult added,
-          c.Exec("INSERT INTO batches (provider, root, leaf_count, created_at) "
-                 "VALUES ($1, $2, $3, $4) RETURNING id",
-                 PgParams()
-                     .AddBytes(b.provider)
-                     .AddBytes(b.root)
-                     .Add(static_cast<int64_t>(b.leaf_ids.size()))
-                     .Add(now_ms)));
+          PgResult added, c.Exec("INSERT INTO batches (provider, root, leaf_count, created_at) "
+                                 "VALUES ($1, $2, $3, $4) RETURNING id",
+                                 PgParams()
+                                     .AddBytes(b.provider)
+                                     .AddBytes(b.root)
+                                     .Add(static_cast<int64_t>(b.leaf_ids.size()))
+                                     .Add(now_ms)));
       batch_id = added.Int(0, 0);
       ANCHORD_RETURN_IF_ERROR(
           c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
@@ -612,17 +610,20 @@ class PgSubmitterStore final : public SubmitterStore {
     return Exec(
         "INSERT INTO pauses (provider, reason, paused_at, probe_at) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (provider) DO UPDATE SET reason = $2, probe_at = $4",
-        PgParams().AddBytes(p.provider).AddBytes(p.reason).Add(ToMs(p.paused_at))
+        PgParams()
+            .AddBytes(p.provider)
+            .AddBytes(p.reason)
+            .Add(ToMs(p.paused_at))
             .Add(ToMs(p.probe_at)));
   }
 
   absl::StatusOr<std::vector<std::string>> Resume(const std::string& provider) override {
     std::vector<std::string> out;
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult r, c.Exec("DELETE FROM pauses WHERE $1 = ''::bytea OR provider = $1 "
-                             "RETURNING provider",
-                             PgParams().AddBytes(provider)));
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
+                               c.Exec("DELETE FROM pauses WHERE $1 = ''::bytea OR provider = $1 "
+                                      "RETURNING provider",
+                                      PgParams().AddBytes(provider)));
       out.clear();
       for (int i = 0; i < r.rows(); ++i) out.push_back(r.Bytes(i, 0));
       return absl::OkStatus();
@@ -691,10 +692,10 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
     std::vector<FileRef> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult r, c.Exec("SELECT job, source_path, filename, size_bytes, mime_type "
-                             "FROM refs WHERE digest = $1 ORDER BY id",
-                             PgParams().AddBytes(digest)));
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
+                               c.Exec("SELECT job, source_path, filename, size_bytes, mime_type "
+                                      "FROM refs WHERE digest = $1 ORDER BY id",
+                                      PgParams().AddBytes(digest)));
       out.clear();
       for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRef(r, i, 0));
       return absl::OkStatus();
@@ -728,9 +729,8 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
     absl::Time out = absl::InfinitePast();
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
-                                 c.Exec("SELECT blocked_until FROM gates WHERE name = $1",
-                                        PgParams().AddBytes(name)));
+      ANCHORD_ASSIGN_OR_RETURN(PgResult r, c.Exec("SELECT blocked_until FROM gates WHERE name = $1",
+                                                  PgParams().AddBytes(name)));
       out = r.rows() > 0 ? FromMs(r.Int(0, 0)) : absl::InfinitePast();
       return absl::OkStatus();
     }));
@@ -740,12 +740,12 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::Status RecordSend(const std::string& bucket, absl::Time when,
                           absl::Time forget_before) override {
     return db_->Tx([&](PgConn& c) -> absl::Status {
-      ANCHORD_RETURN_IF_ERROR(
-          c.Exec("DELETE FROM sends WHERE bucket = $1 AND sent_at < $2",
-                 PgParams().AddBytes(bucket).Add(ToMs(forget_before)))
-              .status());
-      return c.Exec("INSERT INTO sends (bucket, sent_at) VALUES ($1, $2)",
-                    PgParams().AddBytes(bucket).Add(ToMs(when)))
+      ANCHORD_RETURN_IF_ERROR(c.Exec("DELETE FROM sends WHERE bucket = $1 AND sent_at < $2",
+                                     PgParams().AddBytes(bucket).Add(ToMs(forget_before)))
+                                  .status());
+      return c
+          .Exec("INSERT INTO sends (bucket, sent_at) VALUES ($1, $2)",
+                PgParams().AddBytes(bucket).Add(ToMs(when)))
           .status();
     });
   }
@@ -800,9 +800,10 @@ class PgSubmitterStore final : public SubmitterStore {
         // One attempt per beat: a beat that fails (database down) is followed by the next.
         absl::Status st = db_->Run([&](PgConn& c) {
           return c
-              .Exec("UPDATE submissions SET lease_until = GREATEST(lease_until, $3) WHERE "
-                    "id = ANY($1::bigint[]) AND lease_owner = $2 AND lease_until <> 0",
-                    PgParams().Add(IdArray(ids)).AddBytes(tag).Add(until))
+              .Exec(
+                  "UPDATE submissions SET lease_until = GREATEST(lease_until, $3) WHERE "
+                  "id = ANY($1::bigint[]) AND lease_owner = $2 AND lease_until <> 0",
+                  PgParams().Add(IdArray(ids)).AddBytes(tag).Add(until))
               .status();
         });
         if (!st.ok()) {

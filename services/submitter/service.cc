@@ -23,9 +23,12 @@ namespace {
 DigestState ToDigestState(SubState s) {
   switch (s) {
     case SubState::kQueued:
-    case SubState::kSubmitting: return anchord::v1::DIGEST_STATE_QUEUED;
-    case SubState::kSubmitted: return anchord::v1::DIGEST_STATE_SUBMITTED;
-    case SubState::kFailed: return anchord::v1::DIGEST_STATE_FAILED;
+    case SubState::kSubmitting:
+      return anchord::v1::DIGEST_STATE_QUEUED;
+    case SubState::kSubmitted:
+      return anchord::v1::DIGEST_STATE_SUBMITTED;
+    case SubState::kFailed:
+      return anchord::v1::DIGEST_STATE_FAILED;
   }
   return anchord::v1::DIGEST_STATE_UNSPECIFIED;
 }
@@ -47,9 +50,8 @@ absl::Status ValidateSubmit(const SubmitRequest& req, const ServiceOptions& opti
     if (std::find(options.providers.begin(), options.providers.end(), p) ==
         options.providers.end()) {
       // Names are echoed only when short and printable; anything else is described, not echoed.
-      bool printable = p.size() <= 64 && std::all_of(p.begin(), p.end(), [](char c) {
-                         return c >= 0x20 && c < 0x7f;
-                       });
+      bool printable = p.size() <= 64 && std::all_of(p.begin(), p.end(),
+                                                     [](char c) { return c >= 0x20 && c < 0x7f; });
       return absl::InvalidArgumentError(absl::StrCat(
           "providers[", i, "]: unknown provider ", printable ? absl::StrCat("\"", p, "\"") : "name",
           "; configured: ", absl::StrJoin(options.providers, ", ")));
@@ -85,8 +87,9 @@ absl::Status ValidateSubmit(const SubmitRequest& req, const ServiceOptions& opti
     const std::string& f = req.fallback_provider();
     if (std::find(options.providers.begin(), options.providers.end(), f) ==
         options.providers.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fallback_provider: unknown provider; configured: ", absl::StrJoin(options.providers, ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("fallback_provider: unknown provider; configured: ",
+                       absl::StrJoin(options.providers, ", ")));
     }
     if (std::find(out->providers.begin(), out->providers.end(), f) != out->providers.end()) {
       return absl::InvalidArgumentError(
@@ -113,7 +116,9 @@ class SubmitReactor final : public grpc::ServerBidiReactor<SubmitRequest, Submit
   // Called by the core on shutdown: no more reads; every item already read is stored and
   // answered, then the stream ends with UNAVAILABLE and the caller resends what it did not get an
   // answer for to the next submitter.
-  void Drain() { Kick([this] { draining_ = true; }); }
+  void Drain() {
+    Kick([this] { draining_ = true; });
+  }
 
   // grpc::ServerBidiReactor
   void OnReadDone(bool ok) override {
@@ -167,7 +172,9 @@ class SubmitReactor final : public grpc::ServerBidiReactor<SubmitRequest, Submit
     });
   }
 
-  void OnCancel() override { Kick([this] { cancelled_ = true; }); }
+  void OnCancel() override {
+    Kick([this] { cancelled_ = true; });
+  }
 
   void OnDone() override {
     core_->Unregister(this);
@@ -182,7 +189,9 @@ class SubmitReactor final : public grpc::ServerBidiReactor<SubmitRequest, Submit
   }
 
   // Called by the core when the backlog fell under the high-water mark.
-  void Resume() { Kick([] {}); }
+  void Resume() {
+    Kick([] {});
+  }
 
  private:
   void Deliver(SubmitResponse r) {
@@ -225,19 +234,19 @@ class SubmitReactor final : public grpc::ServerBidiReactor<SubmitRequest, Submit
             !writing_ && (queue_.empty() || cancelled_)) {
           finished_ = true;
           do_finish = true;
-          finish_status =
-              cancelled_    ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")
-              : reads_done_ ? grpc::Status::OK
-                            : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                           "submitter shutting down; reconnect");
+          finish_status = cancelled_    ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")
+                          : reads_done_ ? grpc::Status::OK
+                                        : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                       "submitter shutting down; reconnect");
         }
       }
     }
     if (pause) core_->RegisterPaused(this);
     // With more answers queued behind this one, let gRPC coalesce them into fewer frames and
     // system calls; the last one of a run is written without the hint, which flushes.
-    if (do_write) StartWrite(to_write, buffer_hint ? grpc::WriteOptions().set_buffer_hint()
-                                                   : grpc::WriteOptions());
+    if (do_write)
+      StartWrite(to_write,
+                 buffer_hint ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
     if (do_read) StartRead(&req_);
     if (do_finish) Finish(finish_status);
     bool del;
@@ -407,7 +416,7 @@ void SubmitterCore::MonitorLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (monitor_cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.backlog_refresh),
-                       [&] { return stopping_; })) {
+                               [&] { return stopping_; })) {
         return;
       }
     }
@@ -462,8 +471,8 @@ grpc::ServerUnaryReactor* SubmitterServiceImpl::Reanchor(grpc::CallbackServerCon
   in.request_id = as_submit.request_id();
   in.done = [reactor, resp](SubmitResponse r) {
     if (r.status().code() != 0) {
-      reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(r.status().code()),
-                                   r.status().message()));
+      reactor->Finish(
+          grpc::Status(static_cast<grpc::StatusCode>(r.status().code()), r.status().message()));
       return;
     }
     resp->set_state(r.state());
@@ -483,9 +492,9 @@ grpc::ServerUnaryReactor* SubmitterServiceImpl::ResumeQueue(
   const auto& known = core_->options().providers;
   if (!req->provider().empty() &&
       std::find(known.begin(), known.end(), req->provider()) == known.end()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "provider: unknown provider; configured: " +
-                                     absl::StrJoin(known, ", ")));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     "provider: unknown provider; configured: " + absl::StrJoin(known, ", ")));
     return reactor;
   }
   std::string provider = req->provider();
@@ -515,16 +524,19 @@ grpc::ServerUnaryReactor* StatusServiceImpl::Locate(grpc::CallbackServerContext*
   core_->Post([this, reactor, resp, digest] {
     absl::StatusOr<std::vector<Submission>> rows = core_->store()->GetByDigest(digest);
     absl::StatusOr<std::vector<FileRef>> refs =
-        rows.ok() ? core_->store()->Refs(digest) : absl::StatusOr<std::vector<FileRef>>(rows.status());
+        rows.ok() ? core_->store()->Refs(digest)
+                  : absl::StatusOr<std::vector<FileRef>>(rows.status());
     absl::StatusOr<std::vector<PauseInfo>> pauses =
-        refs.ok() ? core_->store()->ListPauses() : absl::StatusOr<std::vector<PauseInfo>>(refs.status());
+        refs.ok() ? core_->store()->ListPauses()
+                  : absl::StatusOr<std::vector<PauseInfo>>(refs.status());
     if (!pauses.ok()) {
       reactor->Finish(rpc::ToGrpcStatus(pauses.status()));
       return;
     }
     if (rows->empty()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   "digest " + HexEncode(digest) + " is not known to the submitter"));
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::NOT_FOUND,
+                       "digest " + HexEncode(digest) + " is not known to the submitter"));
       return;
     }
     resp->set_service("submitter");
@@ -535,8 +547,10 @@ grpc::ServerUnaryReactor* StatusServiceImpl::Locate(grpc::CallbackServerContext*
       least = std::min(least, row.state);
       auto* p = resp->add_proofs();
       *p = BuildProof(row, *refs);
-      if (row.state != SubState::kSubmitted) p->set_state(ToDigestState(row.state));
-      else if (p->state() == anchord::v1::DIGEST_STATE_PENDING) p->set_state(anchord::v1::DIGEST_STATE_SUBMITTED);
+      if (row.state != SubState::kSubmitted)
+        p->set_state(ToDigestState(row.state));
+      else if (p->state() == anchord::v1::DIGEST_STATE_PENDING)
+        p->set_state(anchord::v1::DIGEST_STATE_SUBMITTED);
       if (row.state == SubState::kFailed && failed == nullptr) failed = &row;
       if (row.state == SubState::kQueued || row.state == SubState::kSubmitting) {
         for (const auto& pi : *pauses) {
@@ -556,8 +570,8 @@ grpc::ServerUnaryReactor* StatusServiceImpl::Locate(grpc::CallbackServerContext*
     if (paused != nullptr) {
       absl::Duration until = paused->probe_at - absl::Now();
       *resp->mutable_status() = rpc::ToItemStatus(
-          absl::ResourceExhaustedError(absl::StrCat("queue of provider ", paused->provider,
-                                                    " is paused: ", paused->reason)),
+          absl::ResourceExhaustedError(
+              absl::StrCat("queue of provider ", paused->provider, " is paused: ", paused->reason)),
           "QUEUE_PAUSED", until);
     } else if (failed != nullptr) {
       for (const auto& p : resp->proofs()) {

@@ -96,9 +96,9 @@ class SubmitterCore {
   std::condition_variable work_cv_;
   std::condition_variable monitor_cv_;
   bool stopping_ = false;
-  std::deque<IntakeItem> intake_;             // guarded by mu_
-  std::deque<std::function<void()>> work_;    // guarded by mu_
-  std::set<SubmitReactor*> paused_;           // guarded by paused_mu_
+  std::deque<IntakeItem> intake_;           // guarded by mu_
+  std::deque<std::function<void()>> work_;  // guarded by mu_
+  std::set<SubmitReactor*> paused_;         // guarded by paused_mu_
   std::recursive_mutex paused_mu_;
   std::mutex live_mu_;
   std::set<SubmitReactor*> live_;  // guarded by live_mu_

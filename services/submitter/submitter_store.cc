@@ -13,10 +13,14 @@ namespace anchord::submitter {
 
 const char* SubStateName(SubState s) {
   switch (s) {
-    case SubState::kQueued: return "QUEUED";
-    case SubState::kSubmitting: return "SUBMITTING";
-    case SubState::kSubmitted: return "SUBMITTED";
-    case SubState::kFailed: return "FAILED";
+    case SubState::kQueued:
+      return "QUEUED";
+    case SubState::kSubmitting:
+      return "SUBMITTING";
+    case SubState::kSubmitted:
+      return "SUBMITTED";
+    case SubState::kFailed:
+      return "FAILED";
   }
   return "UNKNOWN";
 }
@@ -129,14 +133,10 @@ constexpr char kCols[] =
 
 // Columns added after the first release: created on old databases at open.
 const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
-    {"evidence", "BLOB NOT NULL DEFAULT ''"},
-    {"mode", "INTEGER NOT NULL DEFAULT 0"},
-    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},
-    {"nonce", "BLOB NOT NULL DEFAULT ''"},
-    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
-    {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
-    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
-    {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+    {"evidence", "BLOB NOT NULL DEFAULT ''"},     {"mode", "INTEGER NOT NULL DEFAULT 0"},
+    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},   {"nonce", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},  {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
+    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"}, {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
 };
 
 Submission ReadRow(const Statement& s) {
@@ -245,7 +245,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
                      "updated_at, mode, fallback_provider) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
     ANCHORD_ASSIGN_OR_RETURN(Statement min_state,
-                               db_->Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
+                             db_->Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
     std::vector<InsertResult> out;
     out.reserve(items.size());
     const int64_t now_ms = ToMs(now);
@@ -408,8 +408,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
         Statement add_batch,
         db_->Prepare("INSERT INTO batches (provider, root, leaf_count, created_at) "
                      "VALUES (?1, ?2, ?3, ?4)"));
-    add_batch.Bind(1, b.provider).BindBlob(2, b.root)
-        .Bind(3, static_cast<int64_t>(b.leaf_ids.size())).Bind(4, now_ms);
+    add_batch.Bind(1, b.provider)
+        .BindBlob(2, b.root)
+        .Bind(3, static_cast<int64_t>(b.leaf_ids.size()))
+        .Bind(4, now_ms);
     ANCHORD_RETURN_IF_ERROR(add_batch.Run());
     const int64_t batch_id = db_->LastInsertRowId();
     ANCHORD_ASSIGN_OR_RETURN(
@@ -455,14 +457,16 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::Status ReleaseAllLeases() override {
-    return db_->Exec("UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0");
+    return db_->Exec(
+        "UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0");
   }
 
   absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
-                                  "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0"));
+        Statement s,
+        db_->Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
+                     "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0"));
     s.Bind(1, provider);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row || s.ColumnIsNull(0)) return std::optional<absl::Time>();
@@ -482,8 +486,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     // A leaf takes its root's record (not its evidence: the root row carries that).
-    for (const char* where : {"id = ?1", "mode = 1 AND batch_id = (SELECT batch_id FROM "
-                                         "submissions WHERE id = ?1 AND mode = 2)"}) {
+    for (const char* where : {"id = ?1",
+                              "mode = 1 AND batch_id = (SELECT batch_id FROM "
+                              "submissions WHERE id = ?1 AND mode = 2)"}) {
       const bool leaves = where[0] != 'i';
       ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
@@ -535,8 +540,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     // The leaves of a failed root fail with it, for the same reason.
-    for (const char* where : {"id = ?1", "mode = 1 AND batch_id = (SELECT batch_id FROM "
-                                         "submissions WHERE id = ?1 AND mode = 2)"}) {
+    for (const char* where : {"id = ?1",
+                              "mode = 1 AND batch_id = (SELECT batch_id FROM "
+                              "submissions WHERE id = ?1 AND mode = 2)"}) {
       ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
           db_->Prepare(absl::StrCat(
@@ -566,7 +572,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
         "INSERT INTO pauses (provider, reason, paused_at, probe_at) VALUES (?1, ?2, ?3, ?4) "
         "ON CONFLICT (provider) DO UPDATE SET reason = ?2, probe_at = ?4",
         [&](Statement& s) {
-          s.Bind(1, p.provider).Bind(2, p.reason).Bind(3, ToMs(p.paused_at)).Bind(4, ToMs(p.probe_at));
+          s.Bind(1, p.provider)
+              .Bind(2, p.reason)
+              .Bind(3, ToMs(p.paused_at))
+              .Bind(4, ToMs(p.probe_at));
         });
   }
 
@@ -583,8 +592,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
       if (!row) break;
       out.push_back(sel.ColumnText(0));
     }
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement del, db_->Prepare("DELETE FROM pauses WHERE ?1 = '' OR provider = ?1"));
+    ANCHORD_ASSIGN_OR_RETURN(Statement del,
+                             db_->Prepare("DELETE FROM pauses WHERE ?1 = '' OR provider = ?1"));
     del.Bind(1, provider);
     ANCHORD_RETURN_IF_ERROR(del.Run());
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
@@ -599,8 +608,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      out.push_back({s.ColumnText(0), s.ColumnText(1), FromMs(s.ColumnInt(2)),
-                     FromMs(s.ColumnInt(3))});
+      out.push_back(
+          {s.ColumnText(0), s.ColumnText(1), FromMs(s.ColumnInt(2)), FromMs(s.ColumnInt(3))});
     }
     return out;
   }
@@ -613,9 +622,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
-    return Update(
-        "UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1",
-        [&](Statement& s) { s.Bind(1, id).Bind(2, seq); });
+    return Update("UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1",
+                  [&](Statement& s) { s.Bind(1, id).Bind(2, seq); });
   }
 
   absl::Status MarkHandedOffBatch(const std::vector<std::pair<int64_t, int64_t>>& rows) override {
@@ -624,7 +632,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        db_->Prepare("UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1"));
+        db_->Prepare(
+            "UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1"));
     for (const auto& [id, seq] : rows) {
       s.Reset();
       s.Bind(1, id).Bind(2, seq);
@@ -679,7 +688,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
     std::lock_guard<std::recursive_mutex> lock(db_->mutex());
     ANCHORD_ASSIGN_OR_RETURN(Statement s,
-                               db_->Prepare("SELECT blocked_until FROM gates WHERE name = ?1"));
+                             db_->Prepare("SELECT blocked_until FROM gates WHERE name = ?1"));
     s.Bind(1, name);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? FromMs(s.ColumnInt(0)) : absl::InfinitePast();
@@ -690,11 +699,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(Statement del,
-                               db_->Prepare("DELETE FROM sends WHERE bucket = ?1 AND sent_at < ?2"));
+                             db_->Prepare("DELETE FROM sends WHERE bucket = ?1 AND sent_at < ?2"));
     del.Bind(1, bucket).Bind(2, ToMs(forget_before));
     ANCHORD_RETURN_IF_ERROR(del.Run());
     ANCHORD_ASSIGN_OR_RETURN(Statement ins,
-                               db_->Prepare("INSERT INTO sends (bucket, sent_at) VALUES (?1, ?2)"));
+                             db_->Prepare("INSERT INTO sends (bucket, sent_at) VALUES (?1, ?2)"));
     ins.Bind(1, bucket).Bind(2, ToMs(when));
     ANCHORD_RETURN_IF_ERROR(ins.Run());
     return tx.Commit();
@@ -719,7 +728,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
  private:
   absl::StatusOr<std::optional<Submission>> LoadById(int64_t id) {
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
+        Statement s,
+        db_->Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
     s.Bind(1, id);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return std::optional<Submission>();

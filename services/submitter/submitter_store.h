@@ -101,7 +101,7 @@ struct NewItem {
 // A sealed Merkle batch, computed by the caller over leaves it read with UnbatchedLeaves.
 struct NewBatch {
   std::string provider;
-  std::string root;  // raw 32 bytes
+  std::string root;   // raw 32 bytes
   FileRef root_file;  // what the provider is told about the root (name, size)
   std::vector<int64_t> leaf_ids;
   std::vector<std::string> nonces;  // per leaf

@@ -25,8 +25,8 @@ using testing::RawEntry;
 std::set<std::string> Listing(const fs::path& dir) {
   std::set<std::string> out;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     out.insert(it->path().string());
   }
   return out;
@@ -48,7 +48,8 @@ TEST(ZipTest, HandBuiltArchiveIsReadBack) {
 TEST(ZipTest, WrittenArchiveIsReadBackAndListedByUnzip) {
   anchord::testing::TempDir dir("zip_rw");
   const std::string path = dir.File("x.zip");
-  std::vector<ZipEntry> in = {{"MANIFEST.sha256", "abc"}, {"proofs/a b.txt.ots", std::string(3000, 'z')}};
+  std::vector<ZipEntry> in = {{"MANIFEST.sha256", "abc"},
+                              {"proofs/a b.txt.ots", std::string(3000, 'z')}};
   ASSERT_TRUE(WriteZipFile(path, in, absl::Now()).ok());
   auto back = ReadZipFile(path);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -83,7 +84,8 @@ TEST(ZipTest, HostileArchivesAreRefusedNamingTheEntry) {
     auto r = ReadZipMemory(BuildZip(h.entries));
     ASSERT_FALSE(r.ok()) << h.what;
     EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << h.what << ": " << r.status();
-    EXPECT_NE(r.status().message().find(h.expect), std::string::npos) << h.what << ": " << r.status();
+    EXPECT_NE(r.status().message().find(h.expect), std::string::npos)
+        << h.what << ": " << r.status();
   }
 }
 
@@ -108,7 +110,8 @@ TEST(ZipTest, LimitsOnCountAndTotalAndEntrySize) {
 }
 
 TEST(ZipTest, TruncationsAndFlipsNeverCrash) {
-  const std::string zip = BuildZip({{"MANIFEST.sha256", "abc  def\n"}, {"proofs/x.ots", std::string(200, 'q')}});
+  const std::string zip =
+      BuildZip({{"MANIFEST.sha256", "abc  def\n"}, {"proofs/x.ots", std::string(200, 'q')}});
   for (size_t n = 0; n < zip.size(); ++n) (void)ReadZipMemory(zip.substr(0, n));
   for (size_t i = 0; i < zip.size(); ++i) {
     std::string f = zip;
@@ -125,7 +128,8 @@ TEST(VerifyBundleHostileTest, MalformedBundlesExitTwoAndWriteNothing) {
   anchord::testing::TempDir dir("vb_hostile");
   fs::create_directories(fs::path(dir.path()) / "inner");
   for (const Hostile& h : HostileArchives()) {
-    const std::string zip = (fs::path(dir.path()) / "inner" / (std::string(h.what) + ".zip")).string();
+    const std::string zip =
+        (fs::path(dir.path()) / "inner" / (std::string(h.what) + ".zip")).string();
     WriteFile(zip, BuildZip(h.entries));
     const auto before = Listing(dir.path());
     std::ostringstream out, err;
@@ -145,16 +149,20 @@ TEST(VerifyBundleHostileTest, MalformedBundlesExitTwoAndWriteNothing) {
       {{{"MANIFEST.sha256", "zz  a\n"}, {"bundle.json", "{}"}}, "MANIFEST.sha256 line 1"},
       {{{"MANIFEST.sha256", std::string(64, 'a') + "  ../x\n"}, {"bundle.json", "{}"}},
        "MANIFEST.sha256 line 1"},
-      {{{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"}, {"bundle.json", "[1]"}}, "bundle.json"},
+      {{{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"}, {"bundle.json", "[1]"}},
+       "bundle.json"},
       {{{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"},
-        {"bundle.json", R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[{"entry":"proofs/x.a.ots","path":"x"}]})"}},
+        {"bundle.json",
+         R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[{"entry":"proofs/x.a.ots","path":"x"}]})"}},
        "proofs/x.a.ots is listed in bundle.json but missing"},
       {{{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"},
-        {"bundle.json", R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"},
+        {"bundle.json",
+         R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"},
         {"proofs/smuggled.ots", "x"}},
        "proofs/smuggled.ots is not listed"},
       {{{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"},
-        {"bundle.json", R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"},
+        {"bundle.json",
+         R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"},
         {"headers/12.hdr", "short"}},
        "headers/12.hdr"},
   };
@@ -169,8 +177,11 @@ TEST(VerifyBundleHostileTest, MalformedBundlesExitTwoAndWriteNothing) {
   }
   // A file in the manifest without any proof: pending (4).
   const std::string pending = dir.File("pending.zip");
-  WriteFile(pending, BuildZip({{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"},
-                               {"bundle.json", R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"}}));
+  WriteFile(
+      pending,
+      BuildZip({{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"},
+                {"bundle.json",
+                 R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"}}));
   std::ostringstream out, err;
   EXPECT_EQ(anchorctl::RunVerifyBundle(pending, "", false, out, err), anchorctl::kBundleExitPending)
       << out.str() << err.str();

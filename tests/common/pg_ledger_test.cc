@@ -41,9 +41,13 @@ TEST_F(PgLedgerTest, BytesAndIntegersRoundTripExactly) {
                   return c.ExecScript("CREATE TABLE t (b BYTEA, n BIGINT, i INTEGER, s TEXT)");
                 }).ok());
   ASSERT_TRUE(db->Tx([&](PgConn& c) {
-                  return c.Exec("INSERT INTO t VALUES ($1, $2, $3, $4)",
-                                PgParams().AddBytes(all_bytes).Add(int64_t{-9007199254740993})
-                                    .Add(-7).Add("caf\xc3\xa9 o'k"))
+                  return c
+                      .Exec("INSERT INTO t VALUES ($1, $2, $3, $4)",
+                            PgParams()
+                                .AddBytes(all_bytes)
+                                .Add(int64_t{-9007199254740993})
+                                .Add(-7)
+                                .Add("caf\xc3\xa9 o'k"))
                       .status();
                 }).ok());
   std::string b, s;
@@ -94,8 +98,9 @@ TEST_F(PgLedgerTest, FailedWorkRollsBack) {
 
 TEST_F(PgLedgerTest, PasswordNeverInErrorsOrRedactedUrl) {
   const std::string secret = "s3cr3t-Pa55word";
-  const std::string url = "postgresql://postgres:" + secret + "@127.0.0.1:" +
-                          std::to_string(server_->port()) + "/no_such_database_here";
+  const std::string url = "postgresql://postgres:" + secret +
+                          "@127.0.0.1:" + std::to_string(server_->port()) +
+                          "/no_such_database_here";
   auto redacted = RedactDatabaseUrl(url);
   ASSERT_TRUE(redacted.ok()) << redacted.status();
   EXPECT_FALSE(absl::StrContains(*redacted, secret)) << *redacted;
@@ -179,8 +184,9 @@ TEST_F(PgLedgerTest, NewerSchemaIsRefusedWithAMessageSayingSo) {
   auto old = Migrate(*db, "test", kTwo);
   ASSERT_FALSE(old.ok());
   EXPECT_EQ(old.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(absl::StrContains(old.status().message(), "version 3, newer than this release "
-                                                        "knows (2)"))
+  EXPECT_TRUE(absl::StrContains(old.status().message(),
+                                "version 3, newer than this release "
+                                "knows (2)"))
       << old.status();
   // Other components are versioned on their own.
   auto other = Migrate(*db, "other", {{1, "x", "CREATE TABLE x (n INT)"}});
@@ -206,17 +212,20 @@ TEST_F(PgLedgerTest, ReconnectsAfterAServerRestart) {
     std::this_thread::sleep_for(std::chrono::seconds(2));
     EXPECT_TRUE((*own)->StartAgain().ok());
   });
-  absl::Status st = (*db)->Tx([](PgConn& c) { return c.Exec("INSERT INTO t VALUES (7)").status(); });
+  absl::Status st =
+      (*db)->Tx([](PgConn& c) { return c.Exec("INSERT INTO t VALUES (7)").status(); });
   restarter.join();
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_TRUE((*db)->Ping().ok());
   int64_t n = 0;
-  ASSERT_TRUE((*db)->Run([&](PgConn& c) -> absl::Status {
-                  auto r = c.Exec("SELECT COUNT(*) FROM t");
-                  if (!r.ok()) return r.status();
-                  n = r->Int(0, 0);
-                  return absl::OkStatus();
-                }).ok());
+  ASSERT_TRUE((*db)
+                  ->Run([&](PgConn& c) -> absl::Status {
+                    auto r = c.Exec("SELECT COUNT(*) FROM t");
+                    if (!r.ok()) return r.status();
+                    n = r->Int(0, 0);
+                    return absl::OkStatus();
+                  })
+                  .ok());
   EXPECT_EQ(n, 1);
 }
 

@@ -298,10 +298,13 @@ TEST(TreeWalkTest, ReportsProblemsPerEntryAndGoesOn) {
 
   // A subdirectory only.
   std::vector<std::string> sub;
-  ASSERT_TRUE(walker->Walk("sub", [&](WalkEntry&& e) {
-                      sub.push_back(e.rel_path);
-                      return true;
-                    }).ok());
+  ASSERT_TRUE(walker
+                  ->Walk("sub",
+                         [&](WalkEntry&& e) {
+                           sub.push_back(e.rel_path);
+                           return true;
+                         })
+                  .ok());
   EXPECT_EQ(sub, (std::vector<std::string>{"sub/b.pdf", "sub/inside_link", "sub/pipe",
                                            "sub/deeper/c.csv"}));
 

@@ -61,7 +61,7 @@ TEST(FormatTest, DigestArgument) {
   EXPECT_EQ(ok->size(), 32u);
   EXPECT_EQ(static_cast<unsigned char>((*ok)[0]), 0xaa);
   for (const std::string& bad : {std::string(63, 'a'), std::string(65, 'a'), std::string(64, 'g'),
-                                std::string(""), std::string(62, 'a') + "\n1"}) {
+                                 std::string(""), std::string(62, 'a') + "\n1"}) {
     auto r = ParseDigestArg(bad, "DIGEST");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
@@ -85,7 +85,8 @@ TEST(FormatTest, MergeKeepsFurthestState) {
   // has 3 pending, 2 confirmed, 1 failed (those 6 are the submitted ones).
   std::map<int, int64_t> hasher{{DIGEST_STATE_QUEUED, 10}};
   std::map<int, int64_t> submitter{{DIGEST_STATE_QUEUED, 4}, {DIGEST_STATE_SUBMITTED, 6}};
-  std::map<int, int64_t> poller{{DIGEST_STATE_PENDING, 3}, {DIGEST_STATE_CONFIRMED, 2}, {DIGEST_STATE_FAILED, 1}};
+  std::map<int, int64_t> poller{
+      {DIGEST_STATE_PENDING, 3}, {DIGEST_STATE_CONFIRMED, 2}, {DIGEST_STATE_FAILED, 1}};
   auto m = MergeStateCounts({hasher, submitter, poller});
   EXPECT_EQ(m[DIGEST_STATE_QUEUED], 4);
   EXPECT_EQ(m[DIGEST_STATE_SUBMITTED], 0);
@@ -267,7 +268,8 @@ TEST(ProcessTest, ChildThatDiesIsReportedWithItsLog) {
   ASSERT_TRUE(child.ok());
   auto port = WaitForPortFile(dir.path() + "/never.port", child->get(), absl::Seconds(10));
   ASSERT_FALSE(port.ok());
-  EXPECT_NE(port.status().message().find("fatal: bad flag"), absl::string_view::npos) << port.status();
+  EXPECT_NE(port.status().message().find("fatal: bad flag"), absl::string_view::npos)
+      << port.status();
   EXPECT_NE(port.status().message().find("dying"), absl::string_view::npos);
 }
 
@@ -348,10 +350,10 @@ TEST(AnchorctlBinaryTest, ArchiveOutsideKnownRootIsUsageError) {
   TempDir home;
   TempDir root;
   TempDir other;
-  auto r = RunAnchorctl({"--deadline-seconds", "1", "--hasher", "127.0.0.1:1", "--submitter",
-                         "127.0.0.1:1", "--poller", "127.0.0.1:1", "--hasher-root", root.path(),
-                         "archive", other.path()},
-                        home.path());
+  auto r = RunAnchorctl(
+      {"--deadline-seconds", "1", "--hasher", "127.0.0.1:1", "--submitter", "127.0.0.1:1",
+       "--poller", "127.0.0.1:1", "--hasher-root", root.path(), "archive", other.path()},
+      home.path());
   EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
   EXPECT_NE(r.output.find("not under the hasher's root"), std::string::npos) << r.output;
 }

@@ -92,9 +92,18 @@ class BundleE2eTest : public ::testing::Test {
     ChildSpec spec;
     spec.name = "anchorctl local";
     spec.binary = ANCHORCTL_BIN;
-    spec.args = {"--data-dir", (tmp_ / "ctl").string(), "local", "--root", root_.string(),
-                 "--sandbox", "--sandbox-window-seconds", "2", "--sandbox-confirm-after-seconds",
-                 "1", "--poll-interval-seconds", "1"};
+    spec.args = {"--data-dir",
+                 (tmp_ / "ctl").string(),
+                 "local",
+                 "--root",
+                 root_.string(),
+                 "--sandbox",
+                 "--sandbox-window-seconds",
+                 "2",
+                 "--sandbox-confirm-after-seconds",
+                 "1",
+                 "--poll-interval-seconds",
+                 "1"};
     spec.log_file = (tmp_ / "local.out").string();
     auto child = ChildProcess::Spawn(spec);
     ASSERT_TRUE(child.ok()) << child.status();
@@ -108,9 +117,9 @@ class BundleE2eTest : public ::testing::Test {
   // (the calendars' .ots become complete a few seconds after the TSA's tokens).
   void ArchiveAndBundle(const std::string& dir, const std::string& job, bool merkle,
                         const fs::path& zip) {
-    std::vector<std::string> args = {"archive", (root_ / dir).string(), "--job", job,
-                                     "--provider", "ots,tsa", "--wait", "confirmed",
-                                     "--timeout-seconds", "90"};
+    std::vector<std::string> args = {
+        "archive",   (root_ / dir).string(), "--job", job, "--provider", "ots,tsa", "--wait",
+        "confirmed", "--timeout-seconds",    "90"};
     if (merkle) args.push_back("--merkle-batch");
     RunResult a = Ctl(args, absl::Seconds(120));
     ASSERT_EQ(a.exit_code, 0) << a.output;
@@ -128,8 +137,8 @@ class BundleE2eTest : public ::testing::Test {
 
   // The bundle opened by both reference unzippers, the files checked by sha256sum, every proof by
   // the reference OpenTimestamps library and OpenSSL. Returns the bsdtar extraction.
-  fs::path CheckWithReferenceTools(const fs::path& zip, const std::map<std::string, std::string>& files,
-                                   bool merkle) {
+  fs::path CheckWithReferenceTools(const fs::path& zip,
+                                   const std::map<std::string, std::string>& files, bool merkle) {
     const fs::path by_unzip = tmp_ / (zip.stem().string() + "_unzip");
     const fs::path by_bsdtar = tmp_ / (zip.stem().string() + "_bsdtar");
     fs::create_directories(by_unzip);
@@ -142,7 +151,8 @@ class BundleE2eTest : public ::testing::Test {
     EXPECT_EQ(manifest, ReadAll(by_unzip / "MANIFEST.sha256"));
     for (const auto& [rel, content] : files) {
       EXPECT_NE(manifest.find(absl::StrCat(Sha256Hex(content), "  ", rel, "\n")), std::string::npos)
-          << rel << "\n" << manifest;
+          << rel << "\n"
+          << manifest;
     }
     for (const char* name : {"report.csv", "report.json", "report.html", "VERIFY.md", "tsa/ca.pem",
                              "tsa/chain.pem", "headers/headers.txt", "bundle.json"}) {
@@ -155,17 +165,18 @@ class BundleE2eTest : public ::testing::Test {
     int ots_checked = 0, tsr_checked = 0;
     for (const auto& [rel, content] : files) {
       const fs::path ots = by_bsdtar / "proofs" / (rel + ".ots.ots");
-      RunResult py = Run("/usr/bin/python3", {CHECK_OTS_HEADERS_PY, ots.string(),
-                                              Sha256Hex(content), (by_bsdtar / "headers").string()});
+      RunResult py =
+          Run("/usr/bin/python3", {CHECK_OTS_HEADERS_PY, ots.string(), Sha256Hex(content),
+                                   (by_bsdtar / "headers").string()});
       EXPECT_EQ(py.exit_code, 0) << rel << ": " << py.output;
       EXPECT_NE(py.output.find("\"verified_heights\": ["), std::string::npos) << py.output;
       ++ots_checked;
       if (!merkle) {
-        RunResult ssl = Run("/usr/bin/openssl",
-                            {"ts", "-verify", "-data", (root_ / rel).string(), "-in",
-                             (by_bsdtar / "proofs" / (rel + ".tsa.tsr")).string(), "-CAfile",
-                             (by_bsdtar / "tsa/ca.pem").string(), "-untrusted",
-                             (by_bsdtar / "tsa/chain.pem").string()});
+        RunResult ssl =
+            Run("/usr/bin/openssl", {"ts", "-verify", "-data", (root_ / rel).string(), "-in",
+                                     (by_bsdtar / "proofs" / (rel + ".tsa.tsr")).string(),
+                                     "-CAfile", (by_bsdtar / "tsa/ca.pem").string(), "-untrusted",
+                                     (by_bsdtar / "tsa/chain.pem").string()});
         EXPECT_EQ(ssl.exit_code, 0) << rel << ": " << ssl.output;
         EXPECT_NE(ssl.output.find("Verification: OK"), std::string::npos) << ssl.output;
         ++tsr_checked;
@@ -199,7 +210,8 @@ class BundleE2eTest : public ::testing::Test {
     WriteFile(extracted / entry, bytes);
     const fs::path zip = tmp_ / "tampered.zip";
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(extracted)) names.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(extracted))
+      names.push_back(e.path().filename().string());
     std::vector<std::string> args = {"-a", "-cf", zip.string(), "-C", extracted.string()};
     args.insert(args.end(), names.begin(), names.end());
     RunResult z = Run("/usr/bin/bsdtar", args);
@@ -240,26 +252,28 @@ TEST_F(BundleE2eTest, PerFileOtsAndTsaBundleVerifiesEverywhereAndTamperingIsName
   const std::string entry = absl::StrCat("proofs/", rel, ".tsa.tsr");
   const size_t size = ReadAll(extracted / entry).size();
   TamperAndExpectMismatch(extracted, entry, size - 3, rel);
-  RunResult ssl = Run("/usr/bin/openssl",
-                      {"ts", "-verify", "-data", (root_ / rel).string(), "-in",
-                       (extracted / entry).string(), "-CAfile",
-                       (extracted / "tsa/ca.pem").string()});
+  RunResult ssl = Run("/usr/bin/openssl", {"ts", "-verify", "-data", (root_ / rel).string(), "-in",
+                                           (extracted / entry).string(), "-CAfile",
+                                           (extracted / "tsa/ca.pem").string()});
   EXPECT_NE(ssl.exit_code, 0) << ssl.output;
   // anchorctl verify on the good token names the TSA, time, policy and serial.
-  RunResult ver = Ctl({"verify", (root_ / std::next(files.begin())->first).string(),
-                       (extracted / "proofs" / (std::next(files.begin())->first + ".tsa.tsr")).string(),
-                       "--tsa-ca-file", (extracted / "tsa/ca.pem").string()});
+  RunResult ver =
+      Ctl({"verify", (root_ / std::next(files.begin())->first).string(),
+           (extracted / "proofs" / (std::next(files.begin())->first + ".tsa.tsr")).string(),
+           "--tsa-ca-file", (extracted / "tsa/ca.pem").string()});
   EXPECT_EQ(ver.exit_code, 0) << ver.output;
   for (const char* what : {"TSA:", "anchord sandbox TSA", "Policy OID:     1.2.3.4.1", "Serial:"}) {
     EXPECT_NE(ver.output.find(what), std::string::npos) << what << "\n" << ver.output;
   }
   // Against another file: mismatch (3); without trust anchors: not verifiable (1).
-  RunResult other = Ctl({"verify", (root_ / rel).string(),
-                         (extracted / "proofs" / (std::next(files.begin())->first + ".tsa.tsr")).string(),
-                         "--tsa-ca-file", (extracted / "tsa/ca.pem").string()});
+  RunResult other =
+      Ctl({"verify", (root_ / rel).string(),
+           (extracted / "proofs" / (std::next(files.begin())->first + ".tsa.tsr")).string(),
+           "--tsa-ca-file", (extracted / "tsa/ca.pem").string()});
   EXPECT_EQ(other.exit_code, 3) << other.output;
-  RunResult no_ca = Ctl({"verify", (root_ / std::next(files.begin())->first).string(),
-                         (extracted / "proofs" / (std::next(files.begin())->first + ".tsa.tsr")).string()});
+  RunResult no_ca =
+      Ctl({"verify", (root_ / std::next(files.begin())->first).string(),
+           (extracted / "proofs" / (std::next(files.begin())->first + ".tsa.tsr")).string()});
   EXPECT_EQ(no_ca.exit_code, 1) << no_ca.output;
 }
 
@@ -273,9 +287,9 @@ TEST_F(BundleE2eTest, MerkleOtsAndTsaBundleVerifiesEverywhereAndTamperingIsNamed
   const fs::path extracted = CheckWithReferenceTools(zip, files, /*merkle=*/true);
   const std::string rel = std::next(files.begin(), 2)->first;
   // anchorctl verify takes the Merkle-path form and names the root.
-  RunResult ver = Ctl({"verify", (root_ / rel).string(),
-                       (extracted / "proofs" / (rel + ".tsa.tsrm")).string(), "--tsa-ca-file",
-                       (extracted / "tsa/ca.pem").string()});
+  RunResult ver =
+      Ctl({"verify", (root_ / rel).string(), (extracted / "proofs" / (rel + ".tsa.tsrm")).string(),
+           "--tsa-ca-file", (extracted / "tsa/ca.pem").string()});
   EXPECT_EQ(ver.exit_code, 0) << ver.output;
   EXPECT_NE(ver.output.find("Merkle root:"), std::string::npos) << ver.output;
   // `info` names the root; the bundle carries that root's token for OpenSSL.

@@ -90,9 +90,10 @@ class ChaosTest : public testing::Test {
   }
 
   std::vector<std::string> CtlAddresses() {
-    return {"--hasher", cluster_->Address("hasher"), "--submitter", cluster_->Target("submitter"),
-            "--poller", cluster_->Target("poller"), "--hasher-root", root_.string(),
-            "--data-dir", (tmp_ / "ctl").string()};
+    return {
+        "--hasher",   cluster_->Address("hasher"), "--submitter",   cluster_->Target("submitter"),
+        "--poller",   cluster_->Target("poller"),  "--hasher-root", root_.string(),
+        "--data-dir", (tmp_ / "ctl").string()};
   }
 
   std::unique_ptr<ChildProcess> SpawnCtl(const std::vector<std::string>& args,
@@ -165,8 +166,8 @@ class ChaosTest : public testing::Test {
       if (rows.is_array()) {
         for (const auto& row : rows) confirmed += row.value("status", "") == "CONFIRMED";
       }
-      std::cerr << "report --no-verify --job " << job << " attempt " << attempt << ": "
-                << confirmed << " of " << (rows.is_array() ? rows.size() : 0) << " CONFIRMED\n";
+      std::cerr << "report --no-verify --job " << job << " attempt " << attempt << ": " << confirmed
+                << " of " << (rows.is_array() ? rows.size() : 0) << " CONFIRMED\n";
       if (rows.is_array() && !rows.empty() && confirmed == static_cast<int>(rows.size())) break;
       std::this_thread::sleep_for(std::chrono::seconds(2));
     }
@@ -191,8 +192,8 @@ class ChaosTest : public testing::Test {
         }
       }
       std::cerr << "report --job " << job << " attempt " << attempt << ": exit "
-                << ExitCode(ctl.get()) << ", " << (rows.is_array() ? rows.size() : 0)
-                << " rows, " << (done ? "all verified" : "not yet all verified") << "\n";
+                << ExitCode(ctl.get()) << ", " << (rows.is_array() ? rows.size() : 0) << " rows, "
+                << (done ? "all verified" : "not yet all verified") << "\n";
       if (done) break;
       std::this_thread::sleep_for(std::chrono::seconds(2));
     }
@@ -229,7 +230,9 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
   }
 
   ClusterOptions o;
-  o.binaries = {{"hasher", HASHER_BIN}, {"submitter", SUBMITTER_BIN}, {"poller", POLLER_BIN},
+  o.binaries = {{"hasher", HASHER_BIN},
+                {"submitter", SUBMITTER_BIN},
+                {"poller", POLLER_BIN},
                 {"sandbox", SANDBOX_BIN}};
   o.dir = (tmp_ / "run").string();
   o.root = root_.string();
@@ -241,8 +244,8 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
   o.poll_interval_seconds = 1;
   const unsigned seed = static_cast<unsigned>(std::random_device{}());
   std::cerr << "chaos seed " << seed << "\n";
-  o.extra_args["sandbox"] = {"--error-rate", "0.2", "--drop-rate", "0.1", "--seed",
-                             absl::StrCat(seed % 100000)};
+  o.extra_args["sandbox"] = {"--error-rate", "0.2",    "--drop-rate",
+                             "0.1",          "--seed", absl::StrCat(seed % 100000)};
   // Batches of at most 5,000 leaves, sealed after 2 s: several roots in flight during the kills.
   o.extra_args["submitter"] = {"--merkle-max-leaves", "5000", "--merkle-window-seconds", "2"};
   auto cluster = Cluster::Start(o);
@@ -254,10 +257,10 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
   archives_.push_back(SpawnCtl({"archive", (root_ / "perfile").string(), "--job", "perfile",
                                 "--wait", "confirmed", "--timeout-seconds", "600"},
                                per_file_out));
-  archives_.push_back(SpawnCtl({"archive", (root_ / "merkle").string(), "--job", "merkle",
-                                "--merkle-batch", "--wait", "confirmed", "--timeout-seconds",
-                                "600"},
-                               merkle_out));
+  archives_.push_back(
+      SpawnCtl({"archive", (root_ / "merkle").string(), "--job", "merkle", "--merkle-batch",
+                "--wait", "confirmed", "--timeout-seconds", "600"},
+               merkle_out));
   ASSERT_TRUE(archives_[0] && archives_[1]);
 
   // The chaos: a random replica SIGKILLed (and restarted on its port) every 1-2 s, the database
@@ -301,9 +304,14 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
     std::cerr << (merkle ? "merkle" : "per-file") << " archive exited " << code << "\n";
     if (code != 0) {
       std::cerr << TailOfFile(out) << "\nrerunning\n";
-      std::vector<std::string> args = {"archive", (root_ / (merkle ? "merkle" : "perfile")).string(),
-                                       "--job", merkle ? "merkle" : "perfile", "--wait",
-                                       "confirmed", "--timeout-seconds", "300"};
+      std::vector<std::string> args = {"archive",
+                                       (root_ / (merkle ? "merkle" : "perfile")).string(),
+                                       "--job",
+                                       merkle ? "merkle" : "perfile",
+                                       "--wait",
+                                       "confirmed",
+                                       "--timeout-seconds",
+                                       "300"};
       if (merkle) args.push_back("--merkle-batch");
       const std::string again_out = out + ".again";
       auto again = SpawnCtl(args, again_out);

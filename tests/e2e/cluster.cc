@@ -126,21 +126,31 @@ std::vector<std::string> Cluster::Args(const Replica& r) const {
   std::vector<std::string> args;
   const std::string w = absl::StrCat(options_.sandbox_window_seconds);
   if (r.service == "sandbox") {
-    args = {"--listen", "127.0.0.1:0", "--port-file", (dir / (name + ".port")).string(),
-            "--window-seconds", w, "--confirm-after-seconds",
+    args = {"--listen",
+            "127.0.0.1:0",
+            "--port-file",
+            (dir / (name + ".port")).string(),
+            "--window-seconds",
+            w,
+            "--confirm-after-seconds",
             absl::StrCat(options_.sandbox_confirm_after_seconds)};
   } else {
-    args = {"--listen", absl::StrCat("127.0.0.1:", r.port),
-            "--port-file", (dir / (name + ".port")).string(),
-            "--metrics-listen", "127.0.0.1:0",
-            "--metrics-port-file", (dir / (name + ".metrics.port")).string(),
-            "--data-dir", (dir / name).string()};
+    args = {"--listen",
+            absl::StrCat("127.0.0.1:", r.port),
+            "--port-file",
+            (dir / (name + ".port")).string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--metrics-port-file",
+            (dir / (name + ".metrics.port")).string(),
+            "--data-dir",
+            (dir / name).string()};
     if (r.service == "hasher") {
       args.insert(args.end(), {"--root", options_.root, "--submitter", Target("submitter")});
     } else {
-      args.insert(args.end(), {"--provider", "proofd", "--proofd-url", sandbox_url(),
-                               "--proofd-api-key-file", (dir / "proofd.key").string(),
-                               "--proofd-window-seconds", w});
+      args.insert(args.end(),
+                  {"--provider", "proofd", "--proofd-url", sandbox_url(), "--proofd-api-key-file",
+                   (dir / "proofd.key").string(), "--proofd-window-seconds", w});
       if (!options_.database_url_file.empty()) {
         args.insert(args.end(), {"--database-url-file", options_.database_url_file});
       }
@@ -151,8 +161,9 @@ std::vector<std::string> Cluster::Args(const Replica& r) const {
     // Track and Reanchor are served on the internal ports only.
     if (r.service == "submitter") args.insert(args.end(), {"--poller", InternalTarget("poller")});
     if (r.service == "poller") {
-      args.insert(args.end(), {"--submitter", InternalTarget("submitter"), "--poll-interval-seconds",
-                               absl::StrCat(options_.poll_interval_seconds)});
+      args.insert(args.end(),
+                  {"--submitter", InternalTarget("submitter"), "--poll-interval-seconds",
+                   absl::StrCat(options_.poll_interval_seconds)});
     }
   }
   auto extra = options_.extra_args.find(r.service);

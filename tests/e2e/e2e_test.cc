@@ -67,7 +67,9 @@ class E2eTest : public testing::Test {
 
   void StartStack() {
     StackOptions o;
-    o.binaries = {{"hasher", HASHER_BIN}, {"submitter", SUBMITTER_BIN}, {"poller", POLLER_BIN},
+    o.binaries = {{"hasher", HASHER_BIN},
+                  {"submitter", SUBMITTER_BIN},
+                  {"poller", POLLER_BIN},
                   {"sandbox", SANDBOX_BIN}};
     o.run_dir = (tmp_ / "run").string();
     o.state_dir = (tmp_ / "state").string();
@@ -91,11 +93,10 @@ class E2eTest : public testing::Test {
       ADD_FAILURE() << "CtlArgs needs a started stack";
       return args;
     }
-    std::vector<std::string> all = {"--hasher",    stack_->info().hasher,
-                                    "--submitter", stack_->info().submitter,
-                                    "--poller",    stack_->info().poller,
-                                    "--hasher-root", root_.string(),
-                                    "--data-dir",  (tmp_ / "ctl").string()};
+    std::vector<std::string> all = {
+        "--hasher",   stack_->info().hasher,  "--submitter",   stack_->info().submitter,
+        "--poller",   stack_->info().poller,  "--hasher-root", root_.string(),
+        "--data-dir", (tmp_ / "ctl").string()};
     all.insert(all.end(), args.begin(), args.end());
     return all;
   }
@@ -235,7 +236,8 @@ class E2eTest : public testing::Test {
 
   // Writes `unique` distinct files under tree/orig and `dups` copies of some of them under
   // tree/copies/...; returns path (relative to the root) -> content.
-  // `count` small distinct files tree/<prefix><i>.txt holding "<text> <i>"; returns path -> content.
+  // `count` small distinct files tree/<prefix><i>.txt holding "<text> <i>"; returns path ->
+  // content.
   std::map<std::string, std::string> FlatFiles(const std::string& prefix, int count,
                                                const std::string& text) {
     std::map<std::string, std::string> files;
@@ -251,7 +253,8 @@ class E2eTest : public testing::Test {
     std::map<std::string, std::string> files;
     for (int i = 0; i < unique; ++i) {
       std::string content = absl::StrCat("evidence ", tag, " #", i, "\n");
-      for (int k = 0; k < i % 13; ++k) absl::StrAppend(&content, "padding line ", k, " of ", i, "\n");
+      for (int k = 0; k < i % 13; ++k)
+        absl::StrAppend(&content, "padding line ", k, " of ", i, "\n");
       const std::string rel = absl::StrCat("tree/orig/d", i % 10, "/file", i, ".txt");
       WriteFile(root_ / rel, content);
       files[rel] = content;
@@ -409,10 +412,10 @@ TEST_F(E2eTest, LocalStackFromAnchorctl) {
     WriteFile(root_ / "tree" / rel, files[rel]);
   }
   const std::vector<std::string> sandbox_flags = {
-      "--sandbox", "--sandbox-window-seconds", "2", "--sandbox-confirm-after-seconds", "1",
-      "--poll-interval-seconds", "1"};
-  std::vector<std::string> args = {"--json", "archive", (root_ / "tree").string(), "--local",
-                                   "--wait", "confirmed", "--timeout-seconds", "40"};
+      "--sandbox", "--sandbox-window-seconds", "2", "--sandbox-confirm-after-seconds",
+      "1",         "--poll-interval-seconds",  "1"};
+  std::vector<std::string> args = {"--json", "archive",   (root_ / "tree").string(), "--local",
+                                   "--wait", "confirmed", "--timeout-seconds",       "40"};
   args.insert(args.end(), sandbox_flags.begin(), sandbox_flags.end());
   RunResult r = RunCtl(args, absl::Seconds(60), /*with_addresses=*/false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -445,9 +448,9 @@ TEST_F(E2eTest, LocalStackFromAnchorctl) {
   ASSERT_TRUE(info.ok()) << info.status();
   // stack.json names every endpoint the stack opened: before the fix the internal ports did not
   // exist and the webhook was not recorded.
-  for (const std::string* endpoint : {&info->hasher, &info->submitter, &info->poller,
-                                      &info->submitter_internal, &info->poller_internal,
-                                      &info->webhook}) {
+  for (const std::string* endpoint :
+       {&info->hasher, &info->submitter, &info->poller, &info->submitter_internal,
+        &info->poller_internal, &info->webhook}) {
     EXPECT_EQ(endpoint->rfind("127.0.0.1:", 0), 0u) << *ReadSmallFile(stack_file.string());
   }
   EXPECT_EQ(info->metrics.size(), 3u) << *ReadSmallFile(stack_file.string());
@@ -536,7 +539,6 @@ TEST_F(E2eTest, FaultsAndSubmitterCrashStillCreateEachDigestOnce) {
   }
 }
 
-
 // Merkle batching through the real services: 60 distinct files in batches of at most 25 cost the
 // provider 3 creates (one per root), and every file still gets its own proof that verifies
 // against the sandbox's block headers, in anchorctl's report and with the reference library.
@@ -610,7 +612,6 @@ TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
   EXPECT_NE(wrong.exit_code, 0) << wrong.output;
 }
 
-
 // One job anchored with all four providers at once through the real services and the sandbox
 // (which speaks every API): every file ends with four CONFIRMED proofs; proofd's, SimpleProof's
 // and the calendars' .ots verify against the sandbox's block headers; ProofLedger's record carries
@@ -620,10 +621,10 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   auto files = FlatFiles("p", 8, "redundantly anchored");
   StartStack();
   ASSERT_TRUE(stack_);
-  RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "multi", "--provider",
-                        "proofd,proofledger,simpleproof,ots", "--wait", "confirmed",
-                        "--timeout-seconds", "60"},
-                       absl::Seconds(90));
+  RunResult r = RunCtl(
+      {"archive", (root_ / "tree").string(), "--job", "multi", "--provider",
+       "proofd,proofledger,simpleproof,ots", "--wait", "confirmed", "--timeout-seconds", "60"},
+      absl::Seconds(90));
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
   const std::vector<std::string> providers = {"proofd", "proofledger", "simpleproof", "ots"};
@@ -687,7 +688,6 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   EXPECT_LE(StatInt(stats["proofledger"], "verify_requests_total"), 120);
 }
 
-
 // A proof that stays pending past the poller's stall limit is flagged (report column) and, since
 // the job named a fallback provider, anchored again there: the poller asks the submitter, which
 // anchors the digest with ProofLedger. The sandbox never confirms here (1 h delay).
@@ -697,10 +697,10 @@ TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
   extra_args_["poller"] = {"--stall-after-seconds", "2"};
   StartStack();
   ASSERT_TRUE(stack_);
-  RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "stall", "--provider",
-                        "proofd", "--fallback-provider", "proofledger", "--wait", "submitted",
-                        "--timeout-seconds", "60"},
-                       absl::Seconds(90));
+  RunResult r = RunCtl(
+      {"archive", (root_ / "tree").string(), "--job", "stall", "--provider", "proofd",
+       "--fallback-provider", "proofledger", "--wait", "submitted", "--timeout-seconds", "60"},
+      absl::Seconds(90));
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
   std::map<std::string, int> stalled, fallback;
@@ -723,7 +723,6 @@ TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
   EXPECT_EQ(StatInt(stats["proofd"], "creates_total"), 4) << stats.dump();
 }
 
-
 // Merkle batches survive a submitter crash mid-run with faults on: every file ends CONFIRMED with
 // a batch root, no root is created twice at the provider, and only roots are created.
 TEST_F(E2eTest, MerkleBatchesSurviveASubmitterCrash) {
@@ -733,10 +732,10 @@ TEST_F(E2eTest, MerkleBatchesSurviveASubmitterCrash) {
   ASSERT_TRUE(SetFaults(R"({"latency_ms":200})"));  // ~30 roots take seconds, not milliseconds
 
   const std::string out = (tmp_ / "archive_batch_bg.out").string();
-  auto bg = ChildProcess::Spawn(CtlSpec({"archive", (root_ / "tree").string(), "--job", "mcrash",
-                                         "--merkle-batch", "--wait", "confirmed",
-                                         "--timeout-seconds", "100"},
-                                        out));
+  auto bg = ChildProcess::Spawn(
+      CtlSpec({"archive", (root_ / "tree").string(), "--job", "mcrash", "--merkle-batch", "--wait",
+               "confirmed", "--timeout-seconds", "100"},
+              out));
   ASSERT_TRUE(bg.ok()) << bg.status();
   background_ = std::move(*bg);
   int64_t created = 0;

@@ -74,9 +74,8 @@ inline std::map<std::string, grpc::Status> CallInternalRpcsFromOutside(
     }
     out[port + " PollerService.Track"] = stream->Finish();
   }
-  for (const auto& [port, target] :
-       {std::pair<std::string, std::string>{"public", info.submitter},
-        {"internal", info.submitter_internal}}) {
+  for (const auto& [port, target] : {std::pair<std::string, std::string>{"public", info.submitter},
+                                     {"internal", info.submitter_internal}}) {
     auto ch = rpc::MakeSecureChannel(target, outside);
     if (!ch.ok()) continue;
     auto stub = anchord::v1::SubmitterService::NewStub(*ch);
@@ -93,7 +92,8 @@ inline std::map<std::string, grpc::Status> CallInternalRpcsFromOutside(
   return out;
 }
 
-inline void ExpectInternalRpcsRefused(const StackInfo& info, const rpc::TransportSecurity& outside) {
+inline void ExpectInternalRpcsRefused(const StackInfo& info,
+                                      const rpc::TransportSecurity& outside) {
   auto calls = CallInternalRpcsFromOutside(info, outside);
   ASSERT_EQ(calls.size(), 4u);
   for (const auto& [name, st] : calls) {

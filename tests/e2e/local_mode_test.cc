@@ -30,15 +30,30 @@ using e2e::WriteFile;
 
 // Every provider variable anchorctl's environment could carry, cleared for each run so that only
 // what a case sets reaches the stack.
-const char* const kProviderEnv[] = {
-    "ANCHORD_PROVIDER", "ANCHORD_PROVIDERS", "ANCHORD_PROOFD_URL", "ANCHORD_PROOFD_API_KEY",
-    "ANCHORD_PROOFD_API_KEY_FILE", "ANCHORD_PROOFD_CREATE_LIMIT", "ANCHORD_PROOFD_GENERAL_LIMIT",
-    "ANCHORD_PROOFD_WINDOW_SECONDS", "ANCHORD_PROOFLEDGER_URL", "ANCHORD_PROOFLEDGER_API_KEY",
-    "ANCHORD_PROOFLEDGER_API_KEY_FILE", "ANCHORD_SIMPLEPROOF_URL", "ANCHORD_SIMPLEPROOF_API_KEY",
-    "ANCHORD_SIMPLEPROOF_API_KEY_FILE", "ANCHORD_OTS_CALENDARS", "ANCHORD_OTS_MIN_CALENDARS",
-    "ANCHORD_SIMPLEPROOF_CALLBACK_URL", "ANCHORD_HASHER_ADDR", "ANCHORD_SUBMITTER_ADDR",
-    "ANCHORD_POLLER_ADDR", "ANCHORD_TLS_CERT", "ANCHORD_TLS_KEY", "ANCHORD_TLS_CA",
-    "ANCHORD_AUTH_TOKEN_FILE"};
+const char* const kProviderEnv[] = {"ANCHORD_PROVIDER",
+                                    "ANCHORD_PROVIDERS",
+                                    "ANCHORD_PROOFD_URL",
+                                    "ANCHORD_PROOFD_API_KEY",
+                                    "ANCHORD_PROOFD_API_KEY_FILE",
+                                    "ANCHORD_PROOFD_CREATE_LIMIT",
+                                    "ANCHORD_PROOFD_GENERAL_LIMIT",
+                                    "ANCHORD_PROOFD_WINDOW_SECONDS",
+                                    "ANCHORD_PROOFLEDGER_URL",
+                                    "ANCHORD_PROOFLEDGER_API_KEY",
+                                    "ANCHORD_PROOFLEDGER_API_KEY_FILE",
+                                    "ANCHORD_SIMPLEPROOF_URL",
+                                    "ANCHORD_SIMPLEPROOF_API_KEY",
+                                    "ANCHORD_SIMPLEPROOF_API_KEY_FILE",
+                                    "ANCHORD_OTS_CALENDARS",
+                                    "ANCHORD_OTS_MIN_CALENDARS",
+                                    "ANCHORD_SIMPLEPROOF_CALLBACK_URL",
+                                    "ANCHORD_HASHER_ADDR",
+                                    "ANCHORD_SUBMITTER_ADDR",
+                                    "ANCHORD_POLLER_ADDR",
+                                    "ANCHORD_TLS_CERT",
+                                    "ANCHORD_TLS_KEY",
+                                    "ANCHORD_TLS_CA",
+                                    "ANCHORD_AUTH_TOKEN_FILE"};
 
 class LocalModeTest : public testing::Test {
  protected:
@@ -52,14 +67,20 @@ class LocalModeTest : public testing::Test {
     ChildSpec spec;
     spec.name = "sandbox";
     spec.binary = SANDBOX_BIN;
-    spec.args = {"--listen", "127.0.0.1:0", "--port-file", (tmp_ / "sandbox.port").string(),
-                 "--calendar-urls-file", (tmp_ / "sandbox.calendars").string(),
-                 "--confirm-after-seconds", "1"};
+    spec.args = {"--listen",
+                 "127.0.0.1:0",
+                 "--port-file",
+                 (tmp_ / "sandbox.port").string(),
+                 "--calendar-urls-file",
+                 (tmp_ / "sandbox.calendars").string(),
+                 "--confirm-after-seconds",
+                 "1"};
     spec.log_file = (tmp_ / "sandbox.log").string();
     auto child = ChildProcess::Spawn(spec);
     ASSERT_TRUE(child.ok()) << child.status();
     sandbox_ = std::move(*child);
-    auto port = WaitForPortFile((tmp_ / "sandbox.port").string(), sandbox_.get(), absl::Seconds(20));
+    auto port =
+        WaitForPortFile((tmp_ / "sandbox.port").string(), sandbox_.get(), absl::Seconds(20));
     ASSERT_TRUE(port.ok()) << port.status();
     url_ = absl::StrCat("http://127.0.0.1:", *port);
     auto cal = ReadSmallFile((tmp_ / "sandbox.calendars").string());
@@ -120,8 +141,8 @@ class LocalModeTest : public testing::Test {
   }
 
   std::vector<std::string> Archive(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"archive", (tmp_ / "tree").string(), "--local", "--wait",
-                                     "submitted", "--timeout-seconds", "60"};
+    std::vector<std::string> args = {"archive",   (tmp_ / "tree").string(), "--local", "--wait",
+                                     "submitted", "--timeout-seconds",      "60"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -169,11 +190,11 @@ TEST_F(LocalModeTest, EnvironmentSettingsReachTheServices) {
 TEST_F(LocalModeTest, ProofLedgerOnlyUser) {
   const std::string key_file = (tmp_ / "pl.key").string();
   WriteFile(key_file, kSandboxProofLedgerKey);
-  RunResult r = RunCtl("proofledger",
-                       Archive({"--provider", "proofledger", "--proofledger-url", url_,
-                                "--proofledger-api-key-file", key_file, "--ots-calendars",
-                                calendars_}),
-                       {});
+  RunResult r =
+      RunCtl("proofledger",
+             Archive({"--provider", "proofledger", "--proofledger-url", url_,
+                      "--proofledger-api-key-file", key_file, "--ots-calendars", calendars_}),
+             {});
   ASSERT_EQ(r.exit_code, 0) << r.output << "\n" << ServiceLog("submitter");
   EXPECT_NE(ServiceLog("submitter").find("provider proofledger at " + url_), std::string::npos)
       << ServiceLog("submitter");

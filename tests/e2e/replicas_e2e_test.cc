@@ -62,9 +62,10 @@ class ReplicasTest : public testing::Test {
     ChildSpec spec;
     spec.name = "anchorctl";
     spec.binary = ANCHORCTL_BIN;
-    spec.args = {"--hasher", cluster_->Target("hasher"), "--submitter",
-                 cluster_->Target("submitter"), "--poller", cluster_->Target("poller"),
-                 "--hasher-root", root_.string(), "--data-dir", (tmp_ / "ctl").string()};
+    spec.args = {
+        "--hasher",   cluster_->Target("hasher"), "--submitter",   cluster_->Target("submitter"),
+        "--poller",   cluster_->Target("poller"), "--hasher-root", root_.string(),
+        "--data-dir", (tmp_ / "ctl").string()};
     spec.args.insert(spec.args.end(), args.begin(), args.end());
     spec.log_file = out;
     RunResult r;
@@ -111,7 +112,9 @@ TEST_F(ReplicasTest, SubmitStreamsSpreadOverSubmitterReplicas) {
     }
   }
   ClusterOptions o;
-  o.binaries = {{"hasher", HASHER_BIN}, {"submitter", SUBMITTER_BIN}, {"poller", POLLER_BIN},
+  o.binaries = {{"hasher", HASHER_BIN},
+                {"submitter", SUBMITTER_BIN},
+                {"poller", POLLER_BIN},
                 {"sandbox", SANDBOX_BIN}};
   o.dir = (tmp_ / "run").string();
   o.root = root_.string();
@@ -120,7 +123,7 @@ TEST_F(ReplicasTest, SubmitStreamsSpreadOverSubmitterReplicas) {
   // Two SQLite submitters do not share a budget: each takes half of the key's.
   // A short connection age: connections are recycled (GOAWAY) under the streams in progress,
   // which must lose nothing.
-  o.extra_args["submitter"] = {"--proofd-create-limit", "15", "--proofd-general-limit", "20",
+  o.extra_args["submitter"] = {"--proofd-create-limit",        "15", "--proofd-general-limit", "20",
                                "--max-connection-age-seconds", "1"};
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
@@ -137,9 +140,9 @@ TEST_F(ReplicasTest, SubmitStreamsSpreadOverSubmitterReplicas) {
 
   int64_t total = 0;
   for (int s = 0; s < 2; ++s) {
-    const double streams = ScrapeSum(cluster_->MetricsAddress("submitter", s),
-                                     "anchord_rpc_duration_seconds_count",
-                                     {{"method", "SubmitterService/Submit"}});
+    const double streams =
+        ScrapeSum(cluster_->MetricsAddress("submitter", s), "anchord_rpc_duration_seconds_count",
+                  {{"method", "SubmitterService/Submit"}});
     EXPECT_GE(streams, 1) << "submitter-" << s << " received no Submit stream";
     const int64_t held = DigestsHeldBy(s);
     EXPECT_GT(held, 0) << "submitter-" << s << " holds no digest";
@@ -153,9 +156,9 @@ TEST_F(ReplicasTest, SubmitStreamsSpreadOverSubmitterReplicas) {
   // And every file is CONFIRMED through the one poller both submitters hand off to.
   for (int j = 0; j < kJobs; ++j) {
     const std::string file = (tmp_ / absl::StrCat("report", j, ".json")).string();
-    RunResult rep = Ctl({"report", "--job", absl::StrCat("job", j), "--format", "json", "-o",
-                         file, "--no-verify"},
-                        absl::Seconds(60));
+    RunResult rep = Ctl(
+        {"report", "--job", absl::StrCat("job", j), "--format", "json", "-o", file, "--no-verify"},
+        absl::Seconds(60));
     ASSERT_EQ(rep.exit_code, 0) << rep.output;
     auto rows = nlohmann::json::parse(TailOfFile(file, 1 << 20), nullptr, false);
     ASSERT_TRUE(rows.is_array());

@@ -43,19 +43,19 @@ class TlsE2eTest : public testing::Test {
     const std::string d = certs_.string();
     // CA; a server certificate for 127.0.0.1/localhost (also the services' client certificate:
     // no extendedKeyUsage, so it is valid for both); a client certificate for anchorctl.
-    const std::string script = absl::StrCat(
-        "set -e; cd ", d, ";",
-        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
-        "-subj /CN=anchord-e2e-ca 2>/dev/null;",
-        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext;",
-        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-        "-subj /CN=localhost 2>/dev/null;",
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out server.pem -days 2 -extfile san.ext 2>/dev/null;",
-        "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
-        "-subj /CN=anchorctl-e2e 2>/dev/null;",
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out client.pem -days 2 2>/dev/null");
+    const std::string script =
+        absl::StrCat("set -e; cd ", d, ";",
+                     "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+                     "-subj /CN=anchord-e2e-ca 2>/dev/null;",
+                     "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext;",
+                     "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+                     "-subj /CN=localhost 2>/dev/null;",
+                     "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                     "-out server.pem -days 2 -extfile san.ext 2>/dev/null;",
+                     "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+                     "-subj /CN=anchorctl-e2e 2>/dev/null;",
+                     "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                     "-out client.pem -days 2 2>/dev/null");
     ASSERT_EQ(std::system(script.c_str()), 0) << "openssl CLI failed";
   }
 
@@ -79,7 +79,9 @@ class TlsE2eTest : public testing::Test {
 
   void StartStack() {
     StackOptions o;
-    o.binaries = {{"hasher", HASHER_BIN}, {"submitter", SUBMITTER_BIN}, {"poller", POLLER_BIN},
+    o.binaries = {{"hasher", HASHER_BIN},
+                  {"submitter", SUBMITTER_BIN},
+                  {"poller", POLLER_BIN},
                   {"sandbox", SANDBOX_BIN}};
     o.run_dir = (tmp_ / "run").string();
     o.state_dir = (tmp_ / "state").string();
@@ -89,8 +91,8 @@ class TlsE2eTest : public testing::Test {
     o.sandbox_confirm_after_seconds = 1;
     o.poll_interval_seconds = 1;
     // Mutual TLS on every gRPC port and every peer channel (the sandbox is HTTP, untouched).
-    const std::vector<std::string> tls = {"--tls-cert", Cert("server.pem"), "--tls-key",
-                                          Cert("server.key"), "--tls-ca", Cert("ca.pem")};
+    const std::vector<std::string> tls = {"--tls-cert",       Cert("server.pem"), "--tls-key",
+                                          Cert("server.key"), "--tls-ca",         Cert("ca.pem")};
     for (const char* s : {"hasher", "submitter", "poller"}) o.extra_args[s] = tls;
     auto stack = LocalStack::Start(o);
     ASSERT_TRUE(stack.ok()) << stack.status();
@@ -105,9 +107,10 @@ class TlsE2eTest : public testing::Test {
     spec.name = "anchorctl";
     spec.binary = ANCHORCTL_BIN;
     spec.log_file = out;
-    spec.args = {"--hasher",      stack_->info().hasher, "--submitter", stack_->info().submitter,
-                 "--poller",      stack_->info().poller, "--hasher-root", root_.string(),
-                 "--data-dir",    (tmp_ / "ctl").string(), "--deadline-seconds", "5"};
+    spec.args = {
+        "--hasher",   stack_->info().hasher,   "--submitter",        stack_->info().submitter,
+        "--poller",   stack_->info().poller,   "--hasher-root",      root_.string(),
+        "--data-dir", (tmp_ / "ctl").string(), "--deadline-seconds", "5"};
     spec.args.insert(spec.args.end(), tls_args.begin(), tls_args.end());
     spec.args.insert(spec.args.end(), args.begin(), args.end());
     // Keep the caller's environment from adding TLS settings the test does not expect.
@@ -132,8 +135,8 @@ class TlsE2eTest : public testing::Test {
   }
 
   std::vector<std::string> MutualTls() {
-    return {"--tls-ca", Cert("ca.pem"), "--tls-cert", Cert("client.pem"), "--tls-key",
-            Cert("client.key")};
+    return {"--tls-ca",         Cert("ca.pem"), "--tls-cert",
+            Cert("client.pem"), "--tls-key",    Cert("client.key")};
   }
 
   fs::path tmp_, root_, certs_;
@@ -155,8 +158,8 @@ TEST_F(TlsE2eTest, MutualTlsArchiveConfirmsAndRefusesCallersWithoutCertificate) 
   ASSERT_EQ(archive.exit_code, 0) << archive.output;
 
   const std::string report_file = (tmp_ / "report.json").string();
-  RunResult report = RunCtl(MutualTls(), {"report", "--job", "tls", "--format", "json",
-                                          "--output", report_file});
+  RunResult report =
+      RunCtl(MutualTls(), {"report", "--job", "tls", "--format", "json", "--output", report_file});
   ASSERT_EQ(report.exit_code, 0) << report.output;
   auto text = ReadSmallFile(report_file, 16 << 20);
   ASSERT_TRUE(text.ok()) << text.status();
@@ -187,8 +190,9 @@ TEST_F(TlsE2eTest, MutualTlsArchiveConfirmsAndRefusesCallersWithoutCertificate) 
   EXPECT_NE(no_cert.output.find("TLS"), std::string::npos) << no_cert.output;
 
   // Plaintext against a TLS port.
-  RunResult plain = RunCtl({}, {"archive", (root_ / "tree").string(), "--job", "plain", "--wait",
-                                "queued", "--timeout-seconds", "10"},
+  RunResult plain = RunCtl({},
+                           {"archive", (root_ / "tree").string(), "--job", "plain", "--wait",
+                            "queued", "--timeout-seconds", "10"},
                            absl::Seconds(30));
   EXPECT_NE(plain.exit_code, 0) << plain.output;
   EXPECT_NE(plain.exit_code, -1) << "anchorctl hung\n" << plain.output;
@@ -227,9 +231,12 @@ TEST_F(TlsE2eTest, UnreadableKeyFileStopsSubmitterWithExit2) {
   spec.name = "submitter";
   spec.binary = SUBMITTER_BIN;
   spec.log_file = log;
-  spec.args = {"--listen", "127.0.0.1:0", "--data-dir", (tmp_ / "badkey").string(),
-               "--poller", "127.0.0.1:1", "--tls-cert", Cert("server.pem"),
-               "--tls-key", (certs_ / "missing.key").string(), "--tls-ca", Cert("ca.pem")};
+  spec.args = {"--listen",   "127.0.0.1:0",
+               "--data-dir", (tmp_ / "badkey").string(),
+               "--poller",   "127.0.0.1:1",
+               "--tls-cert", Cert("server.pem"),
+               "--tls-key",  (certs_ / "missing.key").string(),
+               "--tls-ca",   Cert("ca.pem")};
   auto child = ChildProcess::Spawn(spec);
   ASSERT_TRUE(child.ok()) << child.status();
   ASSERT_TRUE((*child)->WaitExit(absl::Seconds(20))) << TailOfFile(log);

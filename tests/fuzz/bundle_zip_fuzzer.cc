@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_entries = 64;
   limits.max_entry_bytes = 1 << 20;
   limits.max_total_bytes = 4 << 20;
-  auto entries = ReadZipMemory(absl::string_view(reinterpret_cast<const char*>(data), size), limits);
+  auto entries =
+      ReadZipMemory(absl::string_view(reinterpret_cast<const char*>(data), size), limits);
   if (!entries.ok()) {
     if (entries.status().message().empty()) Fail("error without a message");
     return 0;

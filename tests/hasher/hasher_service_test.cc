@@ -58,9 +58,9 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
   std::string reject_digest;         // answer INVALID_ARGUMENT for this digest
   bool never_ack = false;
 
-  grpc::Status Submit(grpc::ServerContext* ctx,
-                      grpc::ServerReaderWriter<v1::SubmitResponse, v1::SubmitRequest>* stream)
-      override {
+  grpc::Status Submit(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::SubmitResponse, v1::SubmitRequest>* stream) override {
     int stream_no;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -301,8 +301,8 @@ TEST_F(HasherServiceTest, DryRunReportsEveryFileAndProblemsPerFile) {
   v1::ListFilesResponse row;
   while (reader->Read(&row)) paths.push_back(row.path());
   ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_EQ(paths, (std::vector<std::string>{"a.txt", "empty.txt", "escape", "sub/b.pdf",
-                                             "sub/pipe"}));
+  EXPECT_EQ(paths,
+            (std::vector<std::string>{"a.txt", "empty.txt", "escape", "sub/b.pdf", "sub/pipe"}));
   EXPECT_DOUBLE_EQ(metrics_->files_hashed.Value(), 2);
   EXPECT_DOUBLE_EQ(metrics_->files_error.Value(), 3);
   EXPECT_DOUBLE_EQ(metrics_->bytes.Value(), 10005);
@@ -362,7 +362,8 @@ TEST_F(HasherServiceTest, ForwardsThenSecondRunIsUnchangedAndModifiedFileIsRehas
     EXPECT_EQ(r.metadata().job(), "case-1");
     EXPECT_EQ(r.metadata().mime_type(), "text/plain");
     EXPECT_EQ(r.providers_size(), 1);
-    EXPECT_EQ(r.metadata().size_bytes(), static_cast<int64_t>(files[r.metadata().source_path()].size()));
+    EXPECT_EQ(r.metadata().size_bytes(),
+              static_cast<int64_t>(files[r.metadata().source_path()].size()));
   }
   for (const auto& [path, content] : files) {
     const auto& r = run.by_path[path];
@@ -629,8 +630,8 @@ TEST_F(HasherServiceTest, HashFilesDryRunForwardAndPerFileErrors) {
   };
   send("1", "a.txt", 6, {"ab", "cd", "ef"}, true);
   send("2", "b.txt", 5, {"hello"}, false);
-  send("3", "c.txt", 99, {"short"}, true);       // size mismatch
-  send("4", "bad/name", 3, {"abc"}, true);       // invalid filename
+  send("3", "c.txt", 99, {"short"}, true);  // size mismatch
+  send("4", "bad/name", 3, {"abc"}, true);  // invalid filename
   stream->WritesDone();
   std::map<std::string, v1::HashFilesResponse> out;
   v1::HashFilesResponse r;

@@ -31,9 +31,9 @@ TEST(RunVerify, ExitCodesFollowTheVerdict) {
   EXPECT_THAT(o2.str(), HasSubstr("MISMATCH"));
 
   std::ostringstream o3, e3;
-  EXPECT_EQ(RunVerify(Vector("bad-stamp.txt"), Vector("hello-world.txt.ots"), Headers(), false, o3,
-                      e3),
-            3);
+  EXPECT_EQ(
+      RunVerify(Vector("bad-stamp.txt"), Vector("hello-world.txt.ots"), Headers(), false, o3, e3),
+      3);
   EXPECT_THAT(o3.str(), HasSubstr("the proof is for another file"));
 
   std::ostringstream o4, e4;
@@ -42,7 +42,8 @@ TEST(RunVerify, ExitCodesFollowTheVerdict) {
 
   std::ostringstream o5, e5;  // no header source: nothing checkable
   EXPECT_EQ(RunVerify(Vector("hello-world.txt"), "", "", false, o5, e5), 1);
-  EXPECT_THAT(o5.str(), HasSubstr("8a1b66ecb7cbd07d8139a7e7d7f2c41aab1f5009b8364aaf61d03ad245e47e00"));
+  EXPECT_THAT(o5.str(),
+              HasSubstr("8a1b66ecb7cbd07d8139a7e7d7f2c41aab1f5009b8364aaf61d03ad245e47e00"));
 }
 
 TEST(RunVerify, Json) {
@@ -61,7 +62,8 @@ TEST(RunVerify, BadInputIsExitTwoWithTheOffset) {
   const std::string good = ReadAll(Vector("hello-world.txt.ots"));
   WriteAll(dir.File("trunc.ots"), good.substr(0, 100));
   std::ostringstream out, err;
-  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), dir.File("trunc.ots"), Headers(), false, out, err), 2);
+  EXPECT_EQ(RunVerify(Vector("hello-world.txt"), dir.File("trunc.ots"), Headers(), false, out, err),
+            2);
   EXPECT_THAT(err.str(), HasSubstr("Truncation at byte offset 69: expected 200 bytes"));
 
   std::ostringstream o2, e2;
@@ -143,8 +145,8 @@ TEST(RunUpgrade, InPlaceWithBackup) {
   const std::string before = ReadAll(Vector("two-calendars.txt.ots"));
   WriteAll(path, before);
   OtsUpgradeOptions opt;
-  opt.fetch = [](const std::string& uri, const std::string& commitment)
-      -> absl::StatusOr<std::optional<std::string>> {
+  opt.fetch = [](const std::string& uri,
+                 const std::string& commitment) -> absl::StatusOr<std::optional<std::string>> {
     if (uri != "https://alice.btc.calendar.opentimestamps.org") return std::optional<std::string>();
     ots::Timestamp t(commitment);
     auto c = t.AddOp(ots::Op::Sha256());
@@ -182,8 +184,10 @@ TEST(RunUpgrade, InPlaceWithBackup) {
   const std::string p3 = dir.File("merkle1.txt.ots");
   WriteAll(p3, ReadAll(Vector("merkle1.txt.ots")));
   OtsUpgradeOptions none;
-  none.fetch = [](const std::string&, const std::string&)
-      -> absl::StatusOr<std::optional<std::string>> { return std::optional<std::string>(); };
+  none.fetch = [](const std::string&,
+                  const std::string&) -> absl::StatusOr<std::optional<std::string>> {
+    return std::optional<std::string>();
+  };
   std::ostringstream o4, e4;
   EXPECT_EQ(RunUpgrade({p3}, none, o4, e4), 1);
   EXPECT_THAT(o4.str(), HasSubstr("not complete"));

@@ -50,7 +50,8 @@ TEST(BlockHeader, RealHeaderPassesAndDecodes) {
   EXPECT_EQ(h->time, 1432827678u);
   EXPECT_EQ(h->bits, 0x181686f5u);
   EXPECT_EQ(h->DisplayHash(), kHash358391);
-  EXPECT_EQ(Hex(h->merkle_root), "007ee445d23ad061af4a36b809501fab1ac4f2d7e7a739817dd0cbb7ec661b8a");
+  EXPECT_EQ(Hex(h->merkle_root),
+            "007ee445d23ad061af4a36b809501fab1ac4f2d7e7a739817dd0cbb7ec661b8a");
 }
 
 TEST(BlockHeader, FlippedByteFailsProofOfWork) {
@@ -210,22 +211,23 @@ TEST(LocalHeadersFile, TextFormat) {
 class FakeBitcoind {
  public:
   FakeBitcoind() {
-    svr_.Get(R"(/rest/blockhashbyheight/(\d+)\.hex)", [this](const httplib::Request& req,
-                                                             httplib::Response& res) {
-      if (req.matches[1] != "358391") {
-        res.status = 404;
-        return;
-      }
-      res.set_content(std::string(kHash358391) + "\n", "text/plain");
-    });
-    svr_.Get(R"(/rest/headers/1/([0-9a-f]+)\.hex)", [this](const httplib::Request& req,
-                                                           httplib::Response& res) {
-      res.set_content(serve_header + "\n", "text/plain");
-    });
+    svr_.Get(R"(/rest/blockhashbyheight/(\d+)\.hex)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               if (req.matches[1] != "358391") {
+                 res.status = 404;
+                 return;
+               }
+               res.set_content(std::string(kHash358391) + "\n", "text/plain");
+             });
+    svr_.Get(R"(/rest/headers/1/([0-9a-f]+)\.hex)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               res.set_content(serve_header + "\n", "text/plain");
+             });
     svr_.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
       last_auth = req.get_header_value("Authorization");
       const auto j = nlohmann::json::parse(req.body, nullptr, false);
-      const std::string method = j.is_object() && j["method"].is_string() ? j["method"].get<std::string>() : "";
+      const std::string method =
+          j.is_object() && j["method"].is_string() ? j["method"].get<std::string>() : "";
       nlohmann::json out;
       out["id"] = "anchord";
       if (method == "getblockhash" && j["params"][0] == 358391) {

@@ -45,20 +45,24 @@ TEST(Info, DifferentBlockchainsLikeTheJavaRendering) {
 
 TEST(Info, HelloWorldShowsTxidAttestationAndRoot) {
   const std::string s = RenderInfo(Load("hello-world.txt.ots"));
-  EXPECT_THAT(s, HasSubstr("File sha256 hash: 03ba204e50d126e4674c005e04d82e84c21366780af1f43bd54a37816b6ab340\n"
-                           "Timestamp:\nripemd160\n"));
+  EXPECT_THAT(
+      s, HasSubstr(
+             "File sha256 hash: 03ba204e50d126e4674c005e04d82e84c21366780af1f43bd54a37816b6ab340\n"
+             "Timestamp:\nripemd160\n"));
   EXPECT_THAT(s, HasSubstr("# Bitcoin transaction id 7e9f0f7d"));
   EXPECT_THAT(s, HasSubstr("verify BitcoinBlockHeaderAttestation(358391)\n"
                            "# Bitcoin block merkle root "
                            "8a1b66ecb7cbd07d8139a7e7d7f2c41aab1f5009b8364aaf61d03ad245e47e00\n"));
   const std::string v = RenderInfo(Load("hello-world.txt.ots"), /*verbose=*/true);
-  EXPECT_THAT(v, HasSubstr(" == 007ee445d23ad061af4a36b809501fab1ac4f2d7e7a739817dd0cbb7ec661b8a\n"));
+  EXPECT_THAT(v,
+              HasSubstr(" == 007ee445d23ad061af4a36b809501fab1ac4f2d7e7a739817dd0cbb7ec661b8a\n"));
 }
 
 TEST(Info, UnknownAttestationAndJson) {
   const std::string s = RenderInfo(Load("unknown-notary.txt.ots"));
   EXPECT_THAT(s, HasSubstr("verify UnknownAttestation(0102030405060708, 7878"));
-  const auto j = nlohmann::json::parse(RenderInfoJson(Load("two-calendars.txt.ots")), nullptr, false);
+  const auto j =
+      nlohmann::json::parse(RenderInfoJson(Load("two-calendars.txt.ots")), nullptr, false);
   ASSERT_FALSE(j.is_discarded());
   EXPECT_EQ(j["file_hash_op"], "sha256");
   EXPECT_EQ(j["digest"], "efaa174f68e59705757460f4f7d204bd2b535cfd194d9d945418732129404ddb");

@@ -114,7 +114,8 @@ TEST(OtsVectors, UnknownAndEthereumAttestationsAreKept) {
 TEST(OtsVectors, InvalidVectorsFailWithTheDocumentedReason) {
   auto bad_version = ParseDetached(ReadFile(VectorsDir() + "/invalid/bad-major-version.ots"));
   ASSERT_FALSE(bad_version.ok());
-  EXPECT_THAT(bad_version.status().message(), HasSubstr("UnsupportedMajorVersion at byte offset 31"));
+  EXPECT_THAT(bad_version.status().message(),
+              HasSubstr("UnsupportedMajorVersion at byte offset 31"));
 
   auto too_long = ParseDetached(ReadFile(VectorsDir() + "/invalid/exceeds-max-msg-length.ots"));
   ASSERT_FALSE(too_long.ok());
@@ -151,7 +152,8 @@ TEST(OtsFormat, MinimalFileAndItsBrokenVariants) {
   EXPECT_THAT(ParseDetached(op42).status().message(), HasSubstr("UnknownOp at byte offset 32"));
 
   EXPECT_THAT(ParseDetached("").status().message(), HasSubstr(kReasonBadMagic));
-  EXPECT_THAT(ParseDetached(minimal.substr(0, 50)).status().message(), HasSubstr(kReasonTruncation));
+  EXPECT_THAT(ParseDetached(minimal.substr(0, 50)).status().message(),
+              HasSubstr(kReasonTruncation));
 }
 
 TEST(OtsFormat, CanonicalOrderOfAttestationsAndOps) {
@@ -171,9 +173,9 @@ TEST(OtsFormat, CanonicalOrderOfAttestationsAndOps) {
   EXPECT_EQ(Hex(out), Hex(expected));
 
   // The reader accepts another order and writes the canonical one back.
-  const std::string shuffled = absl::StrCat("\xff\x08", z, Pend("deeper"), "\xff", z,
-                                            Pend("foobaz"), "\xff", z, Pend("barfoo"), z,
-                                            Pend("foobar"));
+  const std::string shuffled =
+      absl::StrCat("\xff\x08", z, Pend("deeper"), "\xff", z, Pend("foobaz"), "\xff", z,
+                   Pend("barfoo"), z, Pend("foobar"));
   size_t pos = 0;
   auto parsed = Timestamp::Parse(shuffled, &pos, "foo");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -195,7 +197,8 @@ TEST(OtsFormat, MessageLengthLimit) {
 
 TEST(OtsFormat, UnknownAttestationPayloadLimits) {
   const std::string z("\x00", 1);
-  const std::string ok = absl::StrCat(z, "\x01\x02\x03\x04\x05\x06\x07\x08", "\x0c", "Hello World!");
+  const std::string ok =
+      absl::StrCat(z, "\x01\x02\x03\x04\x05\x06\x07\x08", "\x0c", "Hello World!");
   size_t pos = 0;
   auto parsed = Timestamp::Parse(ok, &pos, "m");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -203,8 +206,8 @@ TEST(OtsFormat, UnknownAttestationPayloadLimits) {
   ASSERT_TRUE((*parsed)->Serialize(&out).ok());
   EXPECT_EQ(out, ok);
 
-  const std::string big = absl::StrCat(z, "\x01\x02\x03\x04\x05\x06\x07\x08", "\x81\x40",
-                                       std::string(8193, 'x'));
+  const std::string big =
+      absl::StrCat(z, "\x01\x02\x03\x04\x05\x06\x07\x08", "\x81\x40", std::string(8193, 'x'));
   pos = 0;
   auto rejected = Timestamp::Parse(big, &pos, "m");
   ASSERT_FALSE(rejected.ok());
@@ -213,9 +216,7 @@ TEST(OtsFormat, UnknownAttestationPayloadLimits) {
 
 TEST(OtsFormat, PendingUriLimitsAndCharset) {
   const std::string z("\x00", 1);
-  auto with_uri = [&](const std::string& uri) {
-    return absl::StrCat(z, Pend(uri));
-  };
+  auto with_uri = [&](const std::string& uri) { return absl::StrCat(z, Pend(uri)); };
   size_t pos = 0;
   auto thousand = with_uri(std::string(1000, 'x'));
   EXPECT_EQ(Hex(thousand.substr(9, 4)), "ea07e807");
@@ -260,10 +261,9 @@ TEST(OtsFormat, EmptyAppendArgumentAndBadVaruint) {
   EXPECT_THAT(Timestamp::Parse(std::string("\xf0\x00", 2), &pos, "m").status().message(),
               HasSubstr("varbytes min length not met; 0 < 1"));
   pos = 0;
-  EXPECT_THAT(Timestamp::Parse(absl::StrCat("\xf0", std::string(11, '\xff')), &pos, "m")
-                  .status()
-                  .message(),
-              HasSubstr(kReasonVaruintOverflow));
+  EXPECT_THAT(
+      Timestamp::Parse(absl::StrCat("\xf0", std::string(11, '\xff')), &pos, "m").status().message(),
+      HasSubstr(kReasonVaruintOverflow));
   pos = 0;
   EXPECT_THAT(Timestamp::Parse("\x09", &pos, "m").status().message(),
               HasSubstr("UnknownOp at byte offset 0"));
@@ -293,16 +293,16 @@ TEST(OtsOps, DigestsAndUnaryOps) {
 }
 
 TEST(OtsMerkle, ReferenceTipsAndSharedNodes) {
-  const char* expected[] = {
-      "b413f47d13ee2fe6c845b2ee141af81de858df4ec549a58b7970bb96645bc8d2",
-      "e6aa639123d8aac95d13d365ec3779dade4b49c083a8fed97d7bfc0d89bb6a5e",
-      "7699a4fdd6b8b6908a344f73b8f05c8e1400f7253f544602c442ff5c65504b24",
-      "aaa9609d0c949fee22c1c941a4432f32dc1c2de939e4af25207f0dc62df0dbd8",
-      "ebdb4245f648b7e77b60f4f8a99a6d0529d1d372f98f35478b3284f16da93c06",
-      "ba4603a311279dea32e8958bfb660c86237157bf79e6bfee857803e811d91b8f"};
+  const char* expected[] = {"b413f47d13ee2fe6c845b2ee141af81de858df4ec549a58b7970bb96645bc8d2",
+                            "e6aa639123d8aac95d13d365ec3779dade4b49c083a8fed97d7bfc0d89bb6a5e",
+                            "7699a4fdd6b8b6908a344f73b8f05c8e1400f7253f544602c442ff5c65504b24",
+                            "aaa9609d0c949fee22c1c941a4432f32dc1c2de939e4af25207f0dc62df0dbd8",
+                            "ebdb4245f648b7e77b60f4f8a99a6d0529d1d372f98f35478b3284f16da93c06",
+                            "ba4603a311279dea32e8958bfb660c86237157bf79e6bfee857803e811d91b8f"};
   for (int n = 2; n <= 7; ++n) {
     std::vector<std::shared_ptr<Timestamp>> leaves;
-    for (int i = 0; i < n; ++i) leaves.push_back(std::make_shared<Timestamp>(std::string(1, char(i))));
+    for (int i = 0; i < n; ++i)
+      leaves.push_back(std::make_shared<Timestamp>(std::string(1, char(i))));
     auto tip = MakeMerkleTree(leaves);
     ASSERT_TRUE(tip.ok());
     EXPECT_EQ(Hex((*tip)->msg()), expected[n - 2]) << n;

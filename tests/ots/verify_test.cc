@@ -70,7 +70,8 @@ TEST(Verify, ProofForAnotherFileSaysSo) {
   EXPECT_FALSE(r->verified);
   EXPECT_EQ(r->verdict, Verdict::kDigestMismatch);
   EXPECT_THAT(r->message, HasSubstr("another file"));
-  EXPECT_THAT(r->message, HasSubstr("7e3717bbe020f53cdc6c40154a1a8e55bddc13a28c8bb3c82e9ee64b81b44872"));
+  EXPECT_THAT(r->message,
+              HasSubstr("7e3717bbe020f53cdc6c40154a1a8e55bddc13a28c8bb3c82e9ee64b81b44872"));
 }
 
 TEST(Verify, PendingAndUnsupportedOnlyAreNotVerifiable) {

@@ -74,8 +74,8 @@ TEST(PgPollerFaultTest, DatabaseRestartUnderTwoReplicas) {
   ASSERT_TRUE(WaitFor(
       [&] {
         // Re-published until it arrives: a's listener/sender may still be reconnecting.
-        PublishEvent(bus_a, nullptr, anchord::v1::PROOF_EVENT_TYPE_TRACKED,
-                     tracked->front().proof, kT0);
+        PublishEvent(bus_a, nullptr, anchord::v1::PROOF_EVENT_TYPE_TRACKED, tracked->front().proof,
+                     kT0);
         got = after->Pop();
         return got != nullptr;
       },

@@ -120,10 +120,12 @@ TEST_F(PollEngineTest, ListWalkLooksUpOnlyProofsThatLeftTheList) {
   EXPECT_EQ(events[1].first, v1::PROOF_EVENT_TYPE_CONFIRMED);
   EXPECT_EQ(events[2].first, v1::PROOF_EVENT_TYPE_OTS_STORED);
   EXPECT_EQ(events[3].first, v1::PROOF_EVENT_TYPE_OTS_STORED);
-  EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "confirmed"}}), 2);
+  EXPECT_EQ(
+      Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "confirmed"}}), 2);
   EXPECT_EQ(Counter("anchord_poller_ots_stored_total", {{"provider", "fake"}}), 2);
   EXPECT_EQ(Counter("anchord_backlog_digests",
-                    {{"service", "poller"}, {"provider", "fake"}, {"state", "pending"}}), 3);
+                    {{"service", "poller"}, {"provider", "fake"}, {"state", "pending"}}),
+            3);
 
   // Next round: nothing left the list, so no lookups and no downloads.
   stats = engine->RunRound(&p);
@@ -138,7 +140,7 @@ TEST_F(PollEngineTest, ProofsTrackedAfterTheWalkStartedAreNotLookedUp) {
   engine->RunRound(&p);
   EXPECT_EQ(p.total_lookups(), 0);
   clock_.Advance(absl::Seconds(1));
-  engine->RunRound(&p);  // now it is older than the walk and absent from the list
+  engine->RunRound(&p);            // now it is older than the walk and absent from the list
   EXPECT_EQ(p.lookups(Id(1)), 1);  // unknown to the provider: kNotFound, stays pending
   EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_PENDING);
 }
@@ -199,8 +201,8 @@ TEST_F(PollEngineTest, CorruptOtsIsNeverStored) {
   std::string bad_op = MakeOts(Digest(1));
   bad_op[32] = '\x02';
   std::string truncated = MakeOts(Digest(1)).substr(0, 50);
-  for (const std::string& bad : {bad_magic, other_digest, bad_version, bad_op, truncated,
-                                 std::string()}) {
+  for (const std::string& bad :
+       {bad_magic, other_digest, bad_version, bad_op, truncated, std::string()}) {
     p.SetOts(Id(1), bad);
     engine->RunRound(&p);
     EXPECT_FALSE(Get(1).ots_available());
@@ -208,7 +210,8 @@ TEST_F(PollEngineTest, CorruptOtsIsNeverStored) {
     ASSERT_TRUE(ots.ok());
     EXPECT_FALSE(ots->has_value());
   }
-  EXPECT_GT(Counter("anchord_poller_downloads_total", {{"provider", "fake"}, {"result", "invalid"}}), 0);
+  EXPECT_GT(
+      Counter("anchord_poller_downloads_total", {{"provider", "fake"}, {"result", "invalid"}}), 0);
   p.SetOts(Id(1), MakeOts(Digest(1)));
   engine->RunRound(&p);
   EXPECT_TRUE(Get(1).ots_available());
@@ -225,7 +228,8 @@ TEST_F(PollEngineTest, RecordForAnotherDigestIsRejected) {
   EXPECT_EQ(s.confirmed, 0);
   EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_PENDING);
   EXPECT_TRUE(Events().empty());
-  EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "invalid"}}), 1);
+  EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "invalid"}}),
+            1);
   // Once the provider answers correctly (upper-case hex is accepted), the proof moves on.
   p.SetRecordDigestHex(Id(1), absl::AsciiStrToUpper(HexEncode(Digest(1))));
   engine->RunRound(&p);

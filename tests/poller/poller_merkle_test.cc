@@ -211,8 +211,7 @@ TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
     ProofRow leaf = Get(d);
     EXPECT_EQ(leaf.state, v1::DIGEST_STATE_CONFIRMED) << i;
     EXPECT_EQ(leaf.block_height, kHeight);
-    EXPECT_EQ(leaf.ots_size,
-              static_cast<int64_t>(root_ots.size() + batch_.paths[i].size()));
+    EXPECT_EQ(leaf.ots_size, static_cast<int64_t>(root_ots.size() + batch_.paths[i].size()));
     EXPECT_TRUE(leaf.ots_available());
     // Exactly one CONFIRMED, then one OTS_STORED, for every leaf.
     EXPECT_EQ(per_digest[d], (std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_CONFIRMED,
@@ -292,7 +291,8 @@ TEST_F(PollerMerkleTest, RootConfirmedBeforeItsOtsThenOtsLater) {
 
   std::map<std::string, std::vector<v1::ProofEventType>> first;
   for (const auto& [type, digest] : Events()) first[digest].push_back(type);
-  EXPECT_EQ(first[batch_.digests[0]], std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_CONFIRMED});
+  EXPECT_EQ(first[batch_.digests[0]],
+            std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_CONFIRMED});
 
   const std::string root_ots = RootOts(batch_.root);
   p.SetOts("root-id", root_ots);
@@ -302,7 +302,8 @@ TEST_F(PollerMerkleTest, RootConfirmedBeforeItsOtsThenOtsLater) {
   std::map<std::string, std::vector<v1::ProofEventType>> second;
   for (const auto& [type, digest] : Events()) second[digest].push_back(type);
   // Already confirmed: only the evidence is news.
-  EXPECT_EQ(second[batch_.digests[1]], std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_OTS_STORED});
+  EXPECT_EQ(second[batch_.digests[1]],
+            std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_OTS_STORED});
   EXPECT_EQ(second[batch_.root], std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_OTS_STORED});
 }
 
@@ -560,7 +561,8 @@ TEST_F(PollerMerkleTest, WebhookStopsRightAfterStart) {
   EXPECT_FALSE(Webhook::Start("no-port", {}, engine.get(), nullptr).ok());
 }
 
-// --- Stall fallback ---------------------------------------------------------------------------------
+// --- Stall fallback
+// ---------------------------------------------------------------------------------
 
 TEST_F(PollerMerkleTest, FallbackIsRequestedUntilAcknowledged) {
   TrackInput in = Pending(Digest(300), "id-300");
@@ -623,7 +625,8 @@ TEST_F(PollerMerkleTest, StalledRootStallsLeavesAndTheirFallbacksRun) {
   EXPECT_TRUE(Get(batch_.digests[1]).stalled);
   EXPECT_EQ(called, std::vector<std::string>{batch_.digests[0]});
   int stalled_events = 0;
-  for (const auto& [type, digest] : Events()) stalled_events += type == v1::PROOF_EVENT_TYPE_STALLED;
+  for (const auto& [type, digest] : Events())
+    stalled_events += type == v1::PROOF_EVENT_TYPE_STALLED;
   EXPECT_EQ(stalled_events, 3);
   engine->RunRound(&p);
   EXPECT_EQ(called.size(), 1u);

@@ -52,8 +52,8 @@ class PollerServiceTest : public ::testing::Test {
     ib.RegisterService(internal_.get());
     internal_server_ = ib.BuildAndStart();
     ASSERT_NE(internal_server_, nullptr);
-    auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
-                                  grpc::InsecureChannelCredentials());
+    auto ch =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
     stub_ = v1::PollerService::NewStub(ch);
     status_stub_ = v1::StatusService::NewStub(ch);
     internal_stub_ = v1::PollerService::NewStub(grpc::CreateChannel(
@@ -102,7 +102,8 @@ class PollerServiceTest : public ::testing::Test {
     stream->WritesDone();
     std::map<std::string, v1::TrackResponse> out;
     v1::TrackResponse resp;
-    for (size_t i = 0; i < reqs.size() + 1 && stream->Read(&resp); ++i) out[resp.request_id()] = resp;
+    for (size_t i = 0; i < reqs.size() + 1 && stream->Read(&resp); ++i)
+      out[resp.request_id()] = resp;
     grpc::Status st = stream->Finish();
     EXPECT_TRUE(st.ok()) << st.error_message();
     return out;
@@ -130,7 +131,8 @@ class PollerServiceTest : public ::testing::Test {
 
 TEST_F(PollerServiceTest, TrackAcksAfterDurableStoreAndNamesInvalidFields) {
   std::vector<v1::TrackRequest> reqs;
-  for (int i = 0; i < 20; ++i) reqs.push_back(TrackReq(absl::StrCat("r", i), Digest(i), absl::StrCat("id-", i)));
+  for (int i = 0; i < 20; ++i)
+    reqs.push_back(TrackReq(absl::StrCat("r", i), Digest(i), absl::StrCat("id-", i)));
   v1::TrackRequest bad_digest = TrackReq("bad-digest", "short", "id-x");
   v1::TrackRequest no_id = TrackReq("no-id", Digest(100), "");
   v1::TrackRequest bad_state = TrackReq("bad-state", Digest(101), "id-101");
@@ -552,7 +554,8 @@ TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {
 }
 
 TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
-  ASSERT_TRUE(store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock_.Now()).ok());
+  ASSERT_TRUE(
+      store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock_.Now()).ok());
   ASSERT_TRUE(store_->MarkConfirmed(Digest(1), "fake", {}, clock_.Now()).ok());
   const std::string ots = MakeOts(Digest(1), 200 * 1024 + 17);
   auto stored = store_->StoreOts(Digest(1), "fake", ots, clock_.Now());

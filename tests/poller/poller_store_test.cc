@@ -251,7 +251,6 @@ TEST_P(PollerStoreTest, SurvivesReopen) {
   EXPECT_EQ((*row)->files.size(), 1u);
 }
 
-
 // Claims split a round's lookups: a proof one owner holds is not given to another until the
 // claim ends; the holder may claim it again.
 TEST_P(PollerStoreTest, ClaimChecksGiveEachProofToOneOwner) {
@@ -272,8 +271,8 @@ TEST_P(PollerStoreTest, ClaimChecksGiveEachProofToOneOwner) {
   ASSERT_EQ(b->size(), 2u);
   EXPECT_EQ((*b)[0].seq, (*candidates)[2].seq);
   EXPECT_EQ((*b)[1].seq, (*candidates)[3].seq);
-  auto again = store_->ClaimChecks("fake", first_two, "a", kT0 + absl::Seconds(1),
-                                   kT0 + absl::Seconds(31));
+  auto again =
+      store_->ClaimChecks("fake", first_two, "a", kT0 + absl::Seconds(1), kT0 + absl::Seconds(31));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->size(), 2u);
   // After the claim ends, another owner may take it.
@@ -305,16 +304,16 @@ TEST_P(PollerStoreTest, ClaimChecksSkipProofsCheckedSinceTheyWereRead) {
   ASSERT_TRUE(confirmed.ok());
   ASSERT_TRUE(confirmed->has_value());
   // After every claim ended, the stale candidates 40 and 41 are refused, 42 (untouched) is not.
-  auto b = (*other)->ClaimChecks("fake", *stale, "b", kT0 + absl::Seconds(40),
-                                 kT0 + absl::Seconds(70));
+  auto b =
+      (*other)->ClaimChecks("fake", *stale, "b", kT0 + absl::Seconds(40), kT0 + absl::Seconds(70));
   ASSERT_TRUE(b.ok()) << b.status();
   ASSERT_EQ(b->size(), 1u);
   EXPECT_EQ((*b)[0].digest, Digest(42));
   // Read again, 40 is a candidate like any other.
   auto fresh = (*other)->PendingToCheck("fake", absl::InfiniteFuture(), 10);
   ASSERT_TRUE(fresh.ok());
-  auto again = (*other)->ClaimChecks("fake", *fresh, "b", kT0 + absl::Seconds(40),
-                                     kT0 + absl::Seconds(70));
+  auto again =
+      (*other)->ClaimChecks("fake", *fresh, "b", kT0 + absl::Seconds(40), kT0 + absl::Seconds(70));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->size(), 2u);  // 40 and 42 (41 is confirmed)
 }
@@ -369,9 +368,10 @@ TEST_P(PollerStoreTest, LeafStoredAfterItsRootIsFinalEndsFinal) {
 TEST_P(PollerStoreTest, StrandedLeavesAreSettled) {
   const std::string root = Digest(700);
   const std::string pending_root = Digest(710);
-  ASSERT_TRUE(store_->Track({Root(root), Leaf(root, 701), Leaf(root, 702), Root(pending_root),
-                             Leaf(pending_root, 711)},
-                            kT0)
+  ASSERT_TRUE(store_
+                  ->Track({Root(root), Leaf(root, 701), Leaf(root, 702), Root(pending_root),
+                           Leaf(pending_root, 711)},
+                          kT0)
                   .ok());
   // The root becomes final without its propagation: the state the race used to leave behind.
   ConfirmInput ci;
@@ -479,8 +479,9 @@ TEST_F(PgPollerReplicaTest, EventsReachWatchersOfOtherReplicas) {
   // as a reference, read back from the shared store.
   TrackInput big = Pending(Digest(60), "id-60");
   for (int i = 0; i < 60; ++i) {
-    big.files.push_back(FileRow{"default", "some/long/directory/name/" + std::string(150, 'x') +
-                                               std::to_string(i), "f" + std::to_string(i), 1, "x"});
+    big.files.push_back(
+        FileRow{"default", "some/long/directory/name/" + std::string(150, 'x') + std::to_string(i),
+                "f" + std::to_string(i), 1, "x"});
   }
   auto tracked = stores_[0]->Track({Pending(Digest(61), "id-61"), big}, kT0);
   ASSERT_TRUE(tracked.ok()) << tracked.status();

@@ -45,8 +45,8 @@ TEST(PollerTsaEvidence, PathFormOfALeafLeadsToTheRootToken) {
   auto authority = tsa::Authority::Generate({});
   ASSERT_TRUE(authority.ok());
   std::vector<std::string> digests = {Sha256("a"), Sha256("b"), Sha256("c")};
-  auto tree = merkle::Tree::BuildFlat(digests[0] + digests[1] + digests[2],
-                                      merkle::RandomNonces(3));
+  auto tree =
+      merkle::Tree::BuildFlat(digests[0] + digests[1] + digests[2], merkle::RandomNonces(3));
   ASSERT_TRUE(tree.ok()) << tree.status();
   auto req = tsa::BuildRequest(tree->root());
   ASSERT_TRUE(req.ok());

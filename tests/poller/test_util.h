@@ -79,9 +79,8 @@ inline TrackInput Pending(const std::string& digest, const std::string& proof_id
   in.proof.provider = provider;
   in.proof.proof_id = proof_id;
   in.proof.state = anchord::v1::DIGEST_STATE_PENDING;
-  in.files.push_back(FileRow{job.empty() ? "default" : job,
-                             path.empty() ? proof_id + ".pdf" : path, proof_id + ".pdf", 100,
-                             "application/pdf"});
+  in.files.push_back(FileRow{job.empty() ? "default" : job, path.empty() ? proof_id + ".pdf" : path,
+                             proof_id + ".pdf", 100, "application/pdf"});
   return in;
 }
 
@@ -92,8 +91,8 @@ class FakeProvider final : public providers::Provider {
   explicit FakeProvider(std::string name = "fake", bool list = true)
       : name_(std::move(name)), list_(list) {}
 
-  void SetRecord(const std::string& id, const std::string& digest,
-                 providers::RecordState state, int64_t height = 0) {
+  void SetRecord(const std::string& id, const std::string& digest, providers::RecordState state,
+                 int64_t height = 0) {
     std::lock_guard<std::mutex> lock(mu_);
     providers::ProviderRecord r;
     r.proof_id = id;

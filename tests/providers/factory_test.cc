@@ -178,13 +178,11 @@ TEST(ProviderSet, RejectsBadSettings) {
 }
 
 TEST(ProviderSet, BuildsProofdWithLimitersFromFactory) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("providers_factory_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("providers_factory_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto key_file = dir / "key";
-  {
-    std::ofstream(key_file) << "file-key-abcdef\n";
-  }
+  { std::ofstream(key_file) << "file-key-abcdef\n"; }
   ProviderSettings s;
   s.proofd_api_key_file = key_file.string();
   s.proofd_url = "http://127.0.0.1:1";
@@ -237,22 +235,40 @@ TEST(ProviderFlags, ParseFlagsAndEnvironment) {
   ProviderSettings s;
   CLI::App app;
   AddProviderFlags(app, &s);
-  std::vector<std::string> args = {"--proofd-general-limit", "60", "--proofd-url",
-                                   "http://127.0.0.1:9", "--proofd-create-limit", "3",
-                                   "--proofledger-url", "http://127.0.0.1:8",
-                                   "--proofledger-api-key-file", "/run/pl",
-                                   "--proofledger-create-limit", "4",
-                                   "--proofledger-window-seconds", "30",
-                                   "--proofledger-verify-limit", "100",
-                                   "--simpleproof-url", "http://127.0.0.1:7",
-                                   "--simpleproof-api-key", "tok-123",
-                                   "--simpleproof-limit", "20",
-                                   "--simpleproof-window-seconds", "10",
-                                   "--simpleproof-callback-url", "https://hooks.example/sp",
-                                   "--ots-calendars", "http://127.0.0.1:5,http://127.0.0.1:6",
-                                   "--ots-min-calendars", "1",
-                                   "--ots-timeout-seconds", "2.5",
-                                   "--ots-calendar-limit", "30"};
+  std::vector<std::string> args = {"--proofd-general-limit",
+                                   "60",
+                                   "--proofd-url",
+                                   "http://127.0.0.1:9",
+                                   "--proofd-create-limit",
+                                   "3",
+                                   "--proofledger-url",
+                                   "http://127.0.0.1:8",
+                                   "--proofledger-api-key-file",
+                                   "/run/pl",
+                                   "--proofledger-create-limit",
+                                   "4",
+                                   "--proofledger-window-seconds",
+                                   "30",
+                                   "--proofledger-verify-limit",
+                                   "100",
+                                   "--simpleproof-url",
+                                   "http://127.0.0.1:7",
+                                   "--simpleproof-api-key",
+                                   "tok-123",
+                                   "--simpleproof-limit",
+                                   "20",
+                                   "--simpleproof-window-seconds",
+                                   "10",
+                                   "--simpleproof-callback-url",
+                                   "https://hooks.example/sp",
+                                   "--ots-calendars",
+                                   "http://127.0.0.1:5,http://127.0.0.1:6",
+                                   "--ots-min-calendars",
+                                   "1",
+                                   "--ots-timeout-seconds",
+                                   "2.5",
+                                   "--ots-calendar-limit",
+                                   "30"};
   std::reverse(args.begin(), args.end());  // CLI11 takes the vector reversed
   try {
     app.parse(args);

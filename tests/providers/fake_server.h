@@ -44,8 +44,8 @@ class FakeServer {
 
   FakeServer() {
     auto h = [this](const httplib::Request& req, httplib::Response& res) {
-      Seen seen{req.method, req.path, {req.params.begin(), req.params.end()}, req.headers,
-                req.body};
+      Seen seen{
+          req.method, req.path, {req.params.begin(), req.params.end()}, req.headers, req.body};
       Canned c;
       {
         std::lock_guard<std::mutex> lock(mu_);

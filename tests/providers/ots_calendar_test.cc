@@ -86,9 +86,8 @@ struct Calendar {
 class OtsCalendarTest : public ::testing::Test {
  protected:
   OtsCalendarTest() : http_(http::MakeCurlClient()), metrics_(registry_) {
-    provider_ = Make({cals_[0]->server.url(), cals_[1]->server.url() + "/",
-                      cals_[2]->server.url()},
-                     2);
+    provider_ =
+        Make({cals_[0]->server.url(), cals_[1]->server.url() + "/", cals_[2]->server.url()}, 2);
   }
 
   std::unique_ptr<Provider> Make(std::vector<std::string> calendars, int min,
@@ -136,7 +135,7 @@ class OtsCalendarTest : public ::testing::Test {
   // The servers outlive the client: closing its kept-alive connections first lets them stop at
   // once instead of waiting out their keep-alive timeout.
   std::unique_ptr<Calendar> cals_[3] = {std::make_unique<Calendar>(), std::make_unique<Calendar>(),
-                                       std::make_unique<Calendar>()};
+                                        std::make_unique<Calendar>()};
   Calendar stranger_;  // a loopback calendar the adapter under test is not configured with
   FakeServer slow_;
   std::unique_ptr<http::HttpClient> http_;
@@ -149,10 +148,9 @@ class OtsCalendarTest : public ::testing::Test {
 
 TEST_F(OtsCalendarTest, DefaultsAndPrepare) {
   EXPECT_EQ(DefaultOtsCalendars(),
-            (std::vector<std::string>{"https://a.pool.opentimestamps.org",
-                                      "https://b.pool.opentimestamps.org",
-                                      "https://a.pool.eternitywall.com",
-                                      "https://ots.btc.catallaxy.com"}));
+            (std::vector<std::string>{
+                "https://a.pool.opentimestamps.org", "https://b.pool.opentimestamps.org",
+                "https://a.pool.eternitywall.com", "https://ots.btc.catallaxy.com"}));
   OtsCalendarConfig defaults;
   EXPECT_EQ(defaults.name, "ots");
   EXPECT_EQ(defaults.min_calendars, 2);
@@ -191,9 +189,9 @@ TEST_F(OtsCalendarTest, CreateMergesEveryAnswerIntoOnePendingProof) {
     EXPECT_EQ(seen[0].Header("Accept"), "application/vnd.opentimestamps.v1");
     EXPECT_EQ(seen[0].Header("Authorization"), "");
   }
-  EXPECT_EQ(metrics_.requests.Add({{"provider", "ots"}, {"endpoint", "digest"}, {"code", "200"}})
-                .Value(),
-            3);
+  EXPECT_EQ(
+      metrics_.requests.Add({{"provider", "ots"}, {"endpoint", "digest"}, {"code", "200"}}).Value(),
+      3);
 
   // maybe_sent needs no check: a re-send is just another pending proof.
   PreparedCreate again = Prepared(1);
@@ -286,8 +284,9 @@ TEST_F(OtsCalendarTest, LookupAsksForTheCommitmentAndHonoursCacheControl) {
   }
   EXPECT_EQ(Requests(*cals_[0], "GET"), 1u);
 
-  cals_[0]->Upgrade(commitment, Ots(200, anchord::testing::CalendarUpgradeAnswer(commitment, 900123),
-                                    {{"Cache-Control", "max-age=31536000"}}));
+  cals_[0]->Upgrade(commitment,
+                    Ots(200, anchord::testing::CalendarUpgradeAnswer(commitment, 900123),
+                        {{"Cache-Control", "max-age=31536000"}}));
   clock_.Advance(absl::Seconds(16));
   l = p->Lookup(ref);
   ASSERT_EQ(l.outcome.kind, OutcomeKind::kOk) << l.outcome.message;
@@ -317,10 +316,12 @@ TEST_F(OtsCalendarTest, LowestBitcoinAttestationIsTheBlockHeight) {
   ASSERT_TRUE(file.ok());
   const std::string c0 = cals_[0]->Commitment(Digest(1));
   const std::string c1 = cals_[1]->Commitment(Digest(1));
-  ASSERT_TRUE(ots::MergeCalendarAnswer(&*file, c0, anchord::testing::CalendarUpgradeAnswer(c0, 800)).ok());
-  ASSERT_TRUE(ots::MergeCalendarAnswer(&*file, c1, anchord::testing::CalendarUpgradeAnswer(c1, 700)).ok());
-  LookupResult l = provider_->Lookup({HexEncode(Digest(1)), HexEncode(Digest(1)),
-                                      *ots::SerializeDetached(*file)});
+  ASSERT_TRUE(
+      ots::MergeCalendarAnswer(&*file, c0, anchord::testing::CalendarUpgradeAnswer(c0, 800)).ok());
+  ASSERT_TRUE(
+      ots::MergeCalendarAnswer(&*file, c1, anchord::testing::CalendarUpgradeAnswer(c1, 700)).ok());
+  LookupResult l = provider_->Lookup(
+      {HexEncode(Digest(1)), HexEncode(Digest(1)), *ots::SerializeDetached(*file)});
   ASSERT_EQ(l.outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(l.record->block_height, 700);
 }
@@ -333,7 +334,8 @@ TEST_F(OtsCalendarTest, OnlyWhitelistedCalendarsAreEverContacted) {
   CreateResult c = p->Create(Prepared(1));
   ASSERT_EQ(c.outcome.kind, OutcomeKind::kOk);
   const size_t stranger_before = stranger.server.seen().size();
-  LookupResult l = only_ours->Lookup({c.record->proof_id, c.record->digest_hex, c.record->evidence});
+  LookupResult l =
+      only_ours->Lookup({c.record->proof_id, c.record->digest_hex, c.record->evidence});
   EXPECT_EQ(l.outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(stranger.server.seen().size(), stranger_before);
   EXPECT_EQ(Requests(*cals_[0], "GET"), 1u);
@@ -343,7 +345,8 @@ TEST_F(OtsCalendarTest, OnlyWhitelistedCalendarsAreEverContacted) {
   CreateResult s = strangers_only->Create(Prepared(2));
   ASSERT_EQ(s.outcome.kind, OutcomeKind::kOk);
   const size_t before = stranger.server.seen().size();
-  LookupResult none = only_ours->Lookup({s.record->proof_id, s.record->digest_hex, s.record->evidence});
+  LookupResult none =
+      only_ours->Lookup({s.record->proof_id, s.record->digest_hex, s.record->evidence});
   EXPECT_EQ(none.outcome.kind, OutcomeKind::kNotFound);  // this proof's problem only
   EXPECT_EQ(none.outcome.code, "NO_WHITELISTED_CALENDAR");
   EXPECT_EQ(stranger.server.seen().size(), before);
@@ -360,8 +363,8 @@ TEST_F(OtsCalendarTest, LookupRejectsBadEvidenceAndBadAnswers) {
 
   // Its own client, closed before the calendar shuts down below (no keep-alive wait).
   auto client = http::MakeCurlClient();
-  auto p = Make({cals_[0]->server.url()}, 1, absl::Seconds(5), {60, absl::Minutes(1)},
-                client.get());
+  auto p =
+      Make({cals_[0]->server.url()}, 1, absl::Seconds(5), {60, absl::Minutes(1)}, client.get());
   CreateResult c = p->Create(Prepared(1));
   ASSERT_EQ(c.outcome.kind, OutcomeKind::kOk);
   const ProofRef ref{c.record->proof_id, c.record->digest_hex, c.record->evidence};
@@ -372,9 +375,8 @@ TEST_F(OtsCalendarTest, LookupRejectsBadEvidenceAndBadAnswers) {
   EXPECT_EQ(l.outcome.kind, OutcomeKind::kRetry);
   EXPECT_EQ(l.outcome.code, "MALFORMED_RESPONSE");
   EXPECT_FALSE(l.record.has_value());
-  cals_[0]->Upgrade(commitment,
-                    Ots(200, anchord::testing::CalendarUpgradeAnswer(commitment, 1) +
-                                 std::string(ots::kMaxCalendarAnswer, '\0')));
+  cals_[0]->Upgrade(commitment, Ots(200, anchord::testing::CalendarUpgradeAnswer(commitment, 1) +
+                                             std::string(ots::kMaxCalendarAnswer, '\0')));
   EXPECT_EQ(p->Lookup(ref).outcome.code, "MALFORMED_RESPONSE");
   cals_[0]->Upgrade(commitment, Ots(503, "busy"));
   EXPECT_EQ(p->Lookup(ref).outcome.kind, OutcomeKind::kRetry);

@@ -27,8 +27,7 @@ const char kOtherHash[] = "aaaa081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c
 ProofRef IdRef(const std::string& id) { return ProofRef{id, "", ""}; }
 
 std::string RecordJson(const std::string& id, const std::string& hash,
-                       const std::string& status = "pending",
-                       const std::string& block = "null") {
+                       const std::string& status = "pending", const std::string& block = "null") {
   return absl::StrCat(R"({"id":")", id, R"(","certificate_id":"TS-0K7M6X","sha256_hash":")", hash,
                       R"(","filename":"msa-v3.pdf","file_size_bytes":248331,)",
                       R"("file_type":"application/pdf","status":")", status,
@@ -184,10 +183,10 @@ TEST_F(ProofdTest, CreateSendsDocumentedRequestAndParsesRecord) {
 }
 
 TEST_F(ProofdTest, ConfirmedRecordFields) {
-  std::string body = absl::StrReplaceAll(
-      RecordJson(kId, kHash, "confirmed", "871234"),
-      {{R"("confirmed_at":null)", R"("confirmed_at":"2026-04-13T19:42:11Z")"},
-       {R"("blockchain_tx":null)", R"("blockchain_tx":"ab12")"}});
+  std::string body =
+      absl::StrReplaceAll(RecordJson(kId, kHash, "confirmed", "871234"),
+                          {{R"("confirmed_at":null)", R"("confirmed_at":"2026-04-13T19:42:11Z")"},
+                           {R"("blockchain_tx":null)", R"("blockchain_tx":"ab12")"}});
   server_.Push(Answer(200, body));
   LookupResult r = provider_->Lookup(IdRef(kId));
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.message;
@@ -299,9 +298,9 @@ TEST_F(ProofdTest, RateLimitedCreateClosesBothGatesUntilRetryAfter) {
   CreateResult again = provider_->Create(Prepared());
   EXPECT_EQ(again.outcome.kind, OutcomeKind::kOk);
   EXPECT_GE(clock_.Now(), t0 + absl::Seconds(7));
-  EXPECT_GT(metrics_.rate_limit_wait_seconds.Add({{"provider", "proofd"}, {"bucket", "create"}})
-                .Value(),
-            6.9);
+  EXPECT_GT(
+      metrics_.rate_limit_wait_seconds.Add({{"provider", "proofd"}, {"bucket", "create"}}).Value(),
+      6.9);
 }
 
 TEST_F(ProofdTest, RateLimitedGetClosesOnlyGeneralGate) {
@@ -316,9 +315,8 @@ TEST_F(ProofdTest, RateLimitedGetClosesOnlyGeneralGate) {
 }
 
 TEST_F(ProofdTest, RetryAfterHttpDate) {
-  const std::string date =
-      absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", clock_.Now() + absl::Seconds(42),
-                       absl::UTCTimeZone());
+  const std::string date = absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT",
+                                            clock_.Now() + absl::Seconds(42), absl::UTCTimeZone());
   server_.Push(Answer(429, ErrorJson("RATE_LIMITED"), {{"Retry-After", date}}));
   LookupResult r = provider_->Lookup(IdRef(kId));
   EXPECT_EQ(r.outcome.retry_after, absl::Seconds(42));
@@ -333,8 +331,9 @@ TEST_F(ProofdTest, RateLimitHeadersCloseGateOnSuccess) {
 
   // Epoch form.
   const int64_t epoch = absl::ToUnixSeconds(clock_.Now()) + 45;
-  server_.Push(Answer(201, RecordJson(kId, kHash),
-                      {{"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", std::to_string(epoch)}}));
+  server_.Push(
+      Answer(201, RecordJson(kId, kHash),
+             {{"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", std::to_string(epoch)}}));
   ASSERT_EQ(provider_->Create(Prepared()).outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(create_->blocked_until(), absl::FromUnixSeconds(epoch));
 
@@ -367,9 +366,9 @@ TEST_F(ProofdTest, DuplicateResolvedThroughIdInErrorBody) {
 TEST_F(ProofdTest, DuplicateResolvedByWalkingTheList) {
   const std::string cursor = "2026-04-13T18:42:11.000+00:00";
   server_.Push(Answer(409, ErrorJson("DUPLICATE_TIMESTAMP")));
-  server_.Push(Answer(200, absl::StrCat(R"({"data":[)", RecordJson(kId2, kOtherHash),
-                                        R"(,{"broken":true}],"total_count":3,"next_cursor":")",
-                                        cursor, "\"}")));
+  server_.Push(Answer(
+      200, absl::StrCat(R"({"data":[)", RecordJson(kId2, kOtherHash),
+                        R"(,{"broken":true}],"total_count":3,"next_cursor":")", cursor, "\"}")));
   std::string upper = kHash;
   for (auto& c : upper) c = static_cast<char>(toupper(c));
   server_.Push(Answer(200, absl::StrCat(R"({"data":[)", RecordJson(kId, upper),
@@ -411,7 +410,8 @@ TEST_F(ProofdTest, MalformedAnswersAreRetryNotCrash) {
       "{}",
       deep,
       absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("status":"pending",)", ""}}),
-      absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("status":"pending")", R"("status":"done")"}}),
+      absl::StrReplaceAll(RecordJson(kId, kHash),
+                          {{R"("status":"pending")", R"("status":"done")"}}),
       absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("status":"pending")", R"("status":7)"}}),
       RecordJson("not-a-uuid", kHash),
       RecordJson(kId, kOtherHash),  // not the hash we sent
@@ -422,9 +422,9 @@ TEST_F(ProofdTest, MalformedAnswersAreRetryNotCrash) {
       RecordJson(kId, kHash, "pending", "99999999999999999999"),
       absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("created_at":"2026-04-13T18:42:11.000Z")",
                                                     R"("created_at":"yesterday")"}}),
-      absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("certificate_url":"https)",
-                                                    R"("certificate_url":["https)"},
-                                                   {R"(TS-0K7M6X",)", R"(TS-0K7M6X"],)"}}),
+      absl::StrReplaceAll(RecordJson(kId, kHash),
+                          {{R"("certificate_url":"https)", R"("certificate_url":["https)"},
+                           {R"(TS-0K7M6X",)", R"(TS-0K7M6X"],)"}}),
   };
   for (const auto& body : bodies) {
     SCOPED_TRACE(body.substr(0, 200));
@@ -453,10 +453,10 @@ TEST_F(ProofdTest, LookupNotFoundAndInvalidId) {
 }
 
 TEST_F(ProofdTest, ListPendingPage) {
-  server_.Push(Answer(200, absl::StrCat(R"({"data":[)", RecordJson(kId, kHash), ",",
-                                        RecordJson("bad", kHash), ",",
-                                        RecordJson(kId2, kOtherHash, "confirmed", "5"),
-                                        R"(],"total_count":3,"next_cursor":"2026-04-13T18:42:11.000Z"})")));
+  server_.Push(Answer(
+      200, absl::StrCat(R"({"data":[)", RecordJson(kId, kHash), ",", RecordJson("bad", kHash), ",",
+                        RecordJson(kId2, kOtherHash, "confirmed", "5"),
+                        R"(],"total_count":3,"next_cursor":"2026-04-13T18:42:11.000Z"})")));
   ListPendingResult r = provider_->ListPending("2026-05-01T00:00:00.000Z", 500);
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.message;
   ASSERT_EQ(r.records.size(), 2u);  // the invalid one is skipped
@@ -479,8 +479,9 @@ TEST_F(ProofdTest, ListPendingPage) {
 }
 
 TEST_F(ProofdTest, DownloadProof) {
-  const std::string ots = std::string("\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94", 31) +
-                          std::string("\x01\x08", 2) + std::string(32, '\x11') + "\x00tail";
+  const std::string ots =
+      std::string("\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94", 31) +
+      std::string("\x01\x08", 2) + std::string(32, '\x11') + "\x00tail";
   Canned c = Answer(200, ots);
   c.content_type = "application/octet-stream";
   server_.Push(c);

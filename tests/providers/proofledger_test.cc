@@ -38,8 +38,7 @@ std::string VerifyJson(const std::string& id, const std::string& hash, const std
   return absl::StrCat(R"({"sha256":")", hash, R"(","verified":true,"status":")", status,
                       R"(","proof_id":")", id,
                       R"(","certificate_url":"https://proofledger.io/certificate/)", id,
-                      R"(","bitcoin_block":)", block, R"(,"bitcoin_tx":)", tx,
-                      R"(,"anchored_at":)",
+                      R"(","bitcoin_block":)", block, R"(,"bitcoin_tx":)", tx, R"(,"anchored_at":)",
                       status == "confirmed" ? R"("2026-04-13T19:42:11Z")" : "null", "}");
 }
 
@@ -60,10 +59,10 @@ class ProofLedgerTest : public ::testing::Test {
  protected:
   ProofLedgerTest()
       : http_(http::MakeCurlClient()),
-        create_(ratelimit::MakeLocalRateLimiter("proofledger.create", {30, absl::Minutes(1)},
-                                                &clock_)),
-        verify_(ratelimit::MakeLocalRateLimiter("proofledger.verify", {120, absl::Hours(1)},
-                                                &clock_)),
+        create_(
+            ratelimit::MakeLocalRateLimiter("proofledger.create", {30, absl::Minutes(1)}, &clock_)),
+        verify_(
+            ratelimit::MakeLocalRateLimiter("proofledger.verify", {120, absl::Hours(1)}, &clock_)),
         metrics_(registry_) {
     provider_ = Make(server_.url() + "/");
   }
@@ -165,7 +164,8 @@ TEST_F(ProofLedgerTest, CreateSpeaksTheDocumentedWire) {
 
 TEST_F(ProofLedgerTest, DuplicateOfLinksToTheOriginal) {
   // The sandbox's shape: 200, the original's own fields, plus duplicate_of.
-  server_.Push(Answer(200, RecordJson(kId, kHash, absl::StrCat(R"(,"duplicate_of":")", kId, "\""))));
+  server_.Push(
+      Answer(200, RecordJson(kId, kHash, absl::StrCat(R"(,"duplicate_of":")", kId, "\""))));
   CreateResult r = provider_->Create(Prepared());
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kDuplicate) << r.outcome.message;
   EXPECT_TRUE(r.outcome.ok());
@@ -176,7 +176,8 @@ TEST_F(ProofLedgerTest, DuplicateOfLinksToTheOriginal) {
 
   // Another reasonable shape: an id of this request, duplicate_of the original. The record is the
   // original; fields that may describe the request are not taken.
-  server_.Push(Answer(201, RecordJson(kId2, kHash, absl::StrCat(R"(,"duplicate_of":")", kId, "\""))));
+  server_.Push(
+      Answer(201, RecordJson(kId2, kHash, absl::StrCat(R"(,"duplicate_of":")", kId, "\""))));
   r = provider_->Create(Prepared());
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kDuplicate) << r.outcome.message;
   EXPECT_EQ(r.record->proof_id, kId);
@@ -197,7 +198,8 @@ TEST_F(ProofLedgerTest, DuplicateOfLinksToTheOriginal) {
 TEST_F(ProofLedgerTest, MaybeSentIsSentAsIsAndAnsweredWithDuplicateOf) {
   PreparedCreate p = Prepared();
   p.maybe_sent = true;
-  server_.Push(Answer(200, RecordJson(kId, kHash, absl::StrCat(R"(,"duplicate_of":")", kId, "\""))));
+  server_.Push(
+      Answer(200, RecordJson(kId, kHash, absl::StrCat(R"(,"duplicate_of":")", kId, "\""))));
   CreateResult r = provider_->Create(p);
   EXPECT_EQ(r.outcome.kind, OutcomeKind::kDuplicate);
   auto seen = server_.seen();
@@ -296,7 +298,8 @@ TEST_F(ProofLedgerTest, MalformedAnswersAreRetryNeverARecord) {
       RecordJson("../admin", kHash),
       RecordJson("pl_ok", kOtherHash),  // not the hash sent
       RecordJson("pl_ok", "xyz"),
-      absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("status":"pending")", R"("status":"done")"}}),
+      absl::StrReplaceAll(RecordJson(kId, kHash),
+                          {{R"("status":"pending")", R"("status":"done")"}}),
       absl::StrReplaceAll(RecordJson(kId, kHash), {{R"("status":"pending")", R"("status":3)"}}),
       absl::StrReplaceAll(RecordJson(kId, kHash),
                           {{"https://proofledger.io/certificate/", "javascript:alert(1)//"}}),
@@ -349,8 +352,9 @@ TEST_F(ProofLedgerTest, LookupUsesThePublicVerifyEndpointWithoutTheKey) {
   // Validation: another proof for our hash, another hash, a bad block, a bad tx.
   for (const std::string& body :
        {VerifyJson(kId2, kHash, "pending"), VerifyJson(kId, kOtherHash, "pending"),
-        VerifyJson(kId, kHash, "confirmed", "-1"), VerifyJson(kId, kHash, "confirmed", "1", "\"zz\""),
-        VerifyJson(kId, kHash, "weird"), std::string("{\"verified\":\"yes\"}")}) {
+        VerifyJson(kId, kHash, "confirmed", "-1"),
+        VerifyJson(kId, kHash, "confirmed", "1", "\"zz\""), VerifyJson(kId, kHash, "weird"),
+        std::string("{\"verified\":\"yes\"}")}) {
     SCOPED_TRACE(body);
     server_.Push(Answer(200, body));
     LookupResult bad = provider_->Lookup({kId, kHash, ""});
@@ -367,7 +371,8 @@ TEST_F(ProofLedgerTest, LookupUsesThePublicVerifyEndpointWithoutTheKey) {
 TEST_F(ProofLedgerTest, VerifyBudgetIsCountedAndA429ClosesOnlyItsGate) {
   EXPECT_EQ(provider_->LookupBudgetRemaining(), 120);
   server_.SetHandler([](const Seen&) { return Answer(200, VerifyJson(kId, kHash, "pending")); });
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kOk);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(provider_->LookupBudgetRemaining(), 117);
 
   // The server's own count wins while it is current (the budget is per IP, shared).

@@ -51,8 +51,8 @@ TEST(LocalRateLimiter, GateHonoured) {
 
 TEST(LocalRateLimiter, RecordSeedsTheWindow) {
   FakeClock clock;
-  auto limiter = MakeLocalRateLimiter("t", RateLimit{2, absl::Seconds(10), absl::ZeroDuration()},
-                                      &clock);
+  auto limiter =
+      MakeLocalRateLimiter("t", RateLimit{2, absl::Seconds(10), absl::ZeroDuration()}, &clock);
   const absl::Time t0 = clock.Now();
   limiter->Record(t0 - absl::Seconds(4));
   limiter->Record(t0 - absl::Seconds(8));  // out of order
@@ -100,8 +100,8 @@ TEST(ParseRetryAfter, HttpDates) {
 
 TEST(ParseRetryAfter, Malformed) {
   const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
-  for (const char* bad : {"", "  ", "-1", "1.5", "abc", "99999999999999999999",
-                          "Sun, 06 Nov 1994", "3 seconds"}) {
+  for (const char* bad :
+       {"", "  ", "-1", "1.5", "abc", "99999999999999999999", "Sun, 06 Nov 1994", "3 seconds"}) {
     EXPECT_FALSE(ParseRetryAfter(bad, now).ok()) << bad;
   }
 }

@@ -202,8 +202,8 @@ const Target& Conformance::TargetFor(const std::string& name) {
               },
               [](const sandbox::SandboxStats& s) { return s.proofd; }}},
       {"proofledger",
-       Target{kLedgerKey, "sk_unknown_key_0123456789", kLedgerNoPlan, OutcomeKind::kDuplicate,
-              true, false, "pl_000000000000000000000000",
+       Target{kLedgerKey, "sk_unknown_key_0123456789", kLedgerNoPlan, OutcomeKind::kDuplicate, true,
+              false, "pl_000000000000000000000000",
               [](Conformance& c, const std::string& key) {
                 ProofLedgerConfig config;
                 config.base_url = c.MainUrl();
@@ -233,22 +233,21 @@ const Target& Conformance::TargetFor(const std::string& name) {
                 return MakeSimpleProofProvider(config, deps);
               },
               [](const sandbox::SandboxStats& s) { return sandbox::ApiStats(s.simpleproof); }}},
-      {"ots",
-       Target{"", "", "", OutcomeKind::kOk, false, false, Digest(999),
-              [](Conformance& c, const std::string&) {
-                OtsCalendarConfig config;
-                config.calendars = c.Calendars();
-                config.min_calendars = 2;
-                config.timeout = absl::Seconds(10);
-                OtsCalendarDeps deps;
-                deps.http = c.http();
-                deps.limiters = [&c](const std::string& name, ratelimit::RateLimit l) {
-                  return ratelimit::MakeLocalRateLimiter(name, l, c.clock());
-                };
-                deps.clock = c.clock();
-                return MakeOtsCalendarProvider(config, deps);
-              },
-              [](const sandbox::SandboxStats& s) { return sandbox::ApiStats(s.calendar); }}},
+      {"ots", Target{"", "", "", OutcomeKind::kOk, false, false, Digest(999),
+                     [](Conformance& c, const std::string&) {
+                       OtsCalendarConfig config;
+                       config.calendars = c.Calendars();
+                       config.min_calendars = 2;
+                       config.timeout = absl::Seconds(10);
+                       OtsCalendarDeps deps;
+                       deps.http = c.http();
+                       deps.limiters = [&c](const std::string& name, ratelimit::RateLimit l) {
+                         return ratelimit::MakeLocalRateLimiter(name, l, c.clock());
+                       };
+                       deps.clock = c.clock();
+                       return MakeOtsCalendarProvider(config, deps);
+                     },
+                     [](const sandbox::SandboxStats& s) { return sandbox::ApiStats(s.calendar); }}},
   };
   return targets->at(name);
 }
@@ -377,9 +376,9 @@ TEST_P(Conformance, ServerErrorsAndLostAnswersAreRetried) {
 
 // Behaviours only some APIs have are separate suites instantiated for those APIs alone, so no
 // case is registered (and skipped) where it cannot apply.
-class KeyedConformance : public Conformance {};    // APIs with an account key (not calendars)
-class PlanConformance : public Conformance {};     // APIs with plan tiers (403)
-class QuotaConformance : public Conformance {};    // APIs whose quota the sandbox emulates
+class KeyedConformance : public Conformance {};  // APIs with an account key (not calendars)
+class PlanConformance : public Conformance {};   // APIs with plan tiers (403)
+class QuotaConformance : public Conformance {};  // APIs whose quota the sandbox emulates
 
 TEST_P(KeyedConformance, UnknownKeyIsPermanentAndNeverEchoed) {
   ASSERT_FALSE(target_->bad_key.empty()) << GetParam() << " takes no key";

@@ -180,10 +180,10 @@ TEST_F(SimpleProofTest, A25BatchIsOneRequestAnd26AreSplitByTheCaller) {
   ASSERT_EQ(body["hashes"].size(), 25u);
   EXPECT_EQ(body["hashes"][24], Hex(24));
   EXPECT_EQ(json::parse(seen[1].body)["hashes"].size(), 1u);
-  EXPECT_EQ(metrics_.requests
-                .Add({{"provider", "simpleproof"}, {"endpoint", "create"}, {"code", "200"}})
-                .Value(),
-            2);
+  EXPECT_EQ(
+      metrics_.requests.Add({{"provider", "simpleproof"}, {"endpoint", "create"}, {"code", "200"}})
+          .Value(),
+      2);
 
   // Handed 26 at once anyway, the adapter still never sends more than 25 in one request.
   std::vector<CreateResult> all = provider_->CreateBatch(batch);
@@ -196,8 +196,9 @@ TEST_F(SimpleProofTest, A25BatchIsOneRequestAnd26AreSplitByTheCaller) {
 
   // Without a callback URL none is sent; a configured smaller batch is honoured.
   auto small = Make(10, "");
-  EXPECT_EQ(small->CreateBatch(std::vector<PreparedCreate>(batch.begin(), batch.begin() + 12)).size(),
-            12u);
+  EXPECT_EQ(
+      small->CreateBatch(std::vector<PreparedCreate>(batch.begin(), batch.begin() + 12)).size(),
+      12u);
   seen = server_.seen();
   ASSERT_EQ(seen.size(), 6u);
   EXPECT_FALSE(json::parse(seen[4].body).contains("callback_url"));
@@ -256,7 +257,8 @@ TEST_F(SimpleProofTest, MaybeSentDigestsHeldByTheAccountAreNotSentAgain) {
 }
 
 TEST_F(SimpleProofTest, A429ClosesTheGateAndEndsTheBatch) {
-  server_.Push(Json(429, json{{"ok", false}, {"msg", "Too many requests"}}, {{"Retry-After", "9"}}));
+  server_.Push(
+      Json(429, json{{"ok", false}, {"msg", "Too many requests"}}, {{"Retry-After", "9"}}));
   const absl::Time t0 = clock_.Now();
   std::vector<CreateResult> r =
       provider_->CreateBatch({Prepared(1, true), Prepared(2, true), Prepared(3)});

@@ -24,21 +24,21 @@ class SecurityTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(absl::StrCat(::testing::TempDir(), "/anchord-tls-", getpid()));
     std::string d = *dir_;
-    std::string script = absl::StrCat(
-        "set -e; mkdir -p ", d, "; cd ", d, ";",
-        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
-        "-subj /CN=anchord-test-ca 2>/dev/null;",
-        // server cert for 127.0.0.1 / localhost
-        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext;",
-        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-        "-subj /CN=localhost 2>/dev/null;",
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out server.pem -days 2 -extfile san.ext 2>/dev/null;",
-        "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
-        "-subj /CN=anchord-client 2>/dev/null;",
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out client.pem -days 2 2>/dev/null;",
-        "printf 'tok-abcdef-123456' > token; printf 'wrong-token-999' > badtoken");
+    std::string script =
+        absl::StrCat("set -e; mkdir -p ", d, "; cd ", d, ";",
+                     "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+                     "-subj /CN=anchord-test-ca 2>/dev/null;",
+                     // server cert for 127.0.0.1 / localhost
+                     "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext;",
+                     "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+                     "-subj /CN=localhost 2>/dev/null;",
+                     "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                     "-out server.pem -days 2 -extfile san.ext 2>/dev/null;",
+                     "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+                     "-subj /CN=anchord-client 2>/dev/null;",
+                     "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                     "-out client.pem -days 2 2>/dev/null;",
+                     "printf 'tok-abcdef-123456' > token; printf 'wrong-token-999' > badtoken");
     ASSERT_EQ(std::system(script.c_str()), 0) << "openssl CLI failed";
   }
   static std::string F(const char* name) { return absl::StrCat(*dir_, "/", name); }
@@ -186,9 +186,9 @@ TEST_F(SecurityTest, InternalPortNeedsATokenOrMutualTlsOffLoopback) {
   creds = MakeInternalServerCredentials(tls_only, InternalEndpoint{"127.0.0.1:0", "", ""});
   ASSERT_FALSE(creds.ok());
   EXPECT_NE(creds.status().message().find("--internal-token-file"), absl::string_view::npos);
-  EXPECT_TRUE(MakeInternalServerCredentials(TransportSecurity{},
-                                            InternalEndpoint{"127.0.0.1:0", "", ""})
-                  .ok());
+  EXPECT_TRUE(
+      MakeInternalServerCredentials(TransportSecurity{}, InternalEndpoint{"127.0.0.1:0", "", ""})
+          .ok());
   EXPECT_TRUE(MakeInternalServerCredentials(TransportSecurity{},
                                             InternalEndpoint{"0.0.0.0:0", "", F("token")})
                   .ok());

@@ -172,7 +172,8 @@ TEST_F(CalendarTest, TimestampIsPendingThenCompleteAndVerifies) {
   EXPECT_EQ(done->get_header_value("Cache-Control"), "max-age=31536000");
   EXPECT_LE(done->body.size(), ots::kMaxCalendarAnswer);
   // Upper-case hex names the same commitment.
-  auto upper = Calendar(0)->Get(("/timestamp/" + absl::AsciiStrToUpper(HexEncode(commitment))).c_str());
+  auto upper =
+      Calendar(0)->Get(("/timestamp/" + absl::AsciiStrToUpper(HexEncode(commitment))).c_str());
   ASSERT_TRUE(upper);
   EXPECT_EQ(upper->body, done->body);
 
@@ -207,9 +208,9 @@ TEST_F(CalendarTest, TimestampIsPendingThenCompleteAndVerifies) {
       << json{{std::to_string(height), {{"header_hex", header->body}, {"status", "sandbox"}}}}
              .dump();
   std::string out;
-  const std::string check = absl::StrCat("/usr/bin/python3 ", ANCHORD_CHECK_OTS, " ",
-                                         dir.File("photo.jpg.ots"), " --strict --roots ",
-                                         dir.File("roots.json"));
+  const std::string check =
+      absl::StrCat("/usr/bin/python3 ", ANCHORD_CHECK_OTS, " ", dir.File("photo.jpg.ots"),
+                   " --strict --roots ", dir.File("roots.json"));
   EXPECT_EQ(RunCommand(check, dir.File("out.txt"), &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("\"root_check\": \"match\""));
   EXPECT_THAT(out, HasSubstr("\"reserialized_identical\": true"));
@@ -337,18 +338,24 @@ TEST_F(CalendarTest, GarbageNeverCrashesACalendar) {
     ASSERT_TRUE(t);
     EXPECT_EQ(t->status, 404);
   }
-  auto streamed = cal->Post("/digest", 3, [](size_t, size_t, httplib::DataSink& sink) {
-    sink.write("abc", 3);
-    return true;
-  }, "application/octet-stream");
+  auto streamed = cal->Post(
+      "/digest", 3,
+      [](size_t, size_t, httplib::DataSink& sink) {
+        sink.write("abc", 3);
+        return true;
+      },
+      "application/octet-stream");
   ASSERT_TRUE(streamed);
   EXPECT_EQ(streamed->status, 200);
   // Chunked: no Content-Length, which the reference refuses.
-  auto chunked = cal->Post("/digest", [](size_t offset, httplib::DataSink& sink) {
-    if (offset == 0) sink.write("abc", 3);
-    sink.done();
-    return true;
-  }, "application/octet-stream");
+  auto chunked = cal->Post(
+      "/digest",
+      [](size_t offset, httplib::DataSink& sink) {
+        if (offset == 0) sink.write("abc", 3);
+        sink.done();
+        return true;
+      },
+      "application/octet-stream");
   ASSERT_TRUE(chunked);
   EXPECT_EQ(chunked->status, 400);
   EXPECT_EQ(chunked->body, "invalid Content-Length");
@@ -356,7 +363,7 @@ TEST_F(CalendarTest, GarbageNeverCrashesACalendar) {
   if (huge) {  // 413 from httplib, or the connection is closed
     EXPECT_NE(huge->status, 200);
   }
-  EXPECT_EQ(cal->Get("/")->status, 200);   // still serving
+  EXPECT_EQ(cal->Get("/")->status, 200);  // still serving
 }
 
 TEST_F(CalendarTest, EveryApiConfirmsIntoTheSameFakeChain) {
@@ -364,9 +371,10 @@ TEST_F(CalendarTest, EveryApiConfirmsIntoTheSameFakeChain) {
   Start(opt);
   const std::string h = HashN(700);
   // proofd
-  auto pd = cli_->Post("/api/v1/timestamps", {{"Authorization", "Bearer proofd_live_sandbox"}},
-                       json{{"sha256_hash", h}, {"filename", "a.pdf"}, {"file_size_bytes", 10}}.dump(),
-                       "application/json");
+  auto pd =
+      cli_->Post("/api/v1/timestamps", {{"Authorization", "Bearer proofd_live_sandbox"}},
+                 json{{"sha256_hash", h}, {"filename", "a.pdf"}, {"file_size_bytes", 10}}.dump(),
+                 "application/json");
   ASSERT_TRUE(pd);
   ASSERT_EQ(pd->status, 201) << pd->body;
   // ProofLedger

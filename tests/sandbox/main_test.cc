@@ -25,12 +25,18 @@ TEST(SandboxBinary, WritesCalendarUrlsAndTakesTheNewSettings) {
   const std::string port_file = dir.File("port");
   const std::string urls_file = dir.File("calendars");
   std::vector<std::string> args = {ANCHORD_SANDBOX_BIN,
-                                   "--listen", "127.0.0.1:0",
-                                   "--port-file", port_file,
-                                   "--calendar-urls-file", urls_file,
-                                   "--proofledger-api-key", "sk_from_flag",
-                                   "--pending-max-age-seconds", "7",
-                                   "--log-level", "warning"};
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--port-file",
+                                   port_file,
+                                   "--calendar-urls-file",
+                                   urls_file,
+                                   "--proofledger-api-key",
+                                   "sk_from_flag",
+                                   "--pending-max-age-seconds",
+                                   "7",
+                                   "--log-level",
+                                   "warning"};
   std::vector<std::string> env_strings = {"ANCHORD_SANDBOX_CALENDARS=3",
                                           "ANCHORD_SANDBOX_SIMPLEPROOF_TOKENS=sp_env_a,sp_env_b",
                                           "ANCHORD_SANDBOX_SIMPLEPROOF_LIMIT=2"};
@@ -76,9 +82,9 @@ TEST(SandboxBinary, WritesCalendarUrlsAndTakesTheNewSettings) {
                       json{{"sha256", HashN(1)}, {"filename", "a"}}.dump(), "application/json");
   ASSERT_TRUE(pl);
   EXPECT_EQ(pl->status, 201);
-  auto pl_default = cli->Post("/api/v1/proof", {{"Authorization", "Bearer sk_sandbox"}},
-                              json{{"sha256", HashN(2)}, {"filename", "a"}}.dump(),
-                              "application/json");
+  auto pl_default =
+      cli->Post("/api/v1/proof", {{"Authorization", "Bearer sk_sandbox"}},
+                json{{"sha256", HashN(2)}, {"filename", "a"}}.dump(), "application/json");
   ASSERT_TRUE(pl_default);
   EXPECT_EQ(pl_default->status, 401);  // the flag replaced the default key
   for (const char* token : {"sp_env_a", "sp_env_b"}) {

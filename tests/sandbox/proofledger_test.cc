@@ -115,8 +115,8 @@ TEST_F(ProofLedgerTest, AuthErrors) {
   ASSERT_TRUE(none);
   EXPECT_EQ(none->status, 401);
   EXPECT_NE(ErrorOf(none), "<no error>");
-  auto basic = cli_->Post("/api/v1/proof", {{"Authorization", "Basic c2s6"}}, body,
-                          "application/json");
+  auto basic =
+      cli_->Post("/api/v1/proof", {{"Authorization", "Basic c2s6"}}, body, "application/json");
   ASSERT_TRUE(basic);
   EXPECT_EQ(basic->status, 401);
   auto unknown = Create(body, "sk_nope");

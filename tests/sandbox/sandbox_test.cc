@@ -39,7 +39,9 @@ std::string HashN(int n) { return HexEncode(ots::Sha256(absl::StrCat("file-", n)
 
 std::string Body(const std::string& hash, const std::string& filename = "msa-v3.pdf",
                  int64_t size = 248331) {
-  return json{{"sha256_hash", hash}, {"filename", filename}, {"file_size_bytes", size},
+  return json{{"sha256_hash", hash},
+              {"filename", filename},
+              {"file_size_bytes", size},
               {"file_type", "application/pdf"}}
       .dump();
 }
@@ -145,18 +147,25 @@ TEST_F(SandboxTest, EveryValidationCode) {
       {"[1,2]", "INVALID_JSON"},
       {json{{"sha256_hash", "abc"}, {"filename", "a"}, {"file_size_bytes", 1}}.dump(),
        "INVALID_SHA256_HASH"},
-      {json{{"sha256_hash", std::string(64, 'g')}, {"filename", "a"}, {"file_size_bytes", 1}}.dump(),
+      {json{{"sha256_hash", std::string(64, 'g')}, {"filename", "a"}, {"file_size_bytes", 1}}
+           .dump(),
        "INVALID_SHA256_HASH"},
       {json{{"sha256_hash", 5}, {"filename", "a"}, {"file_size_bytes", 1}}.dump(),
        "INVALID_SHA256_HASH"},
       {json{{"sha256_hash", h}, {"file_size_bytes", 1}}.dump(), "INVALID_FILENAME"},
-      {json{{"sha256_hash", h}, {"filename", ""}, {"file_size_bytes", 1}}.dump(), "INVALID_FILENAME"},
-      {json{{"sha256_hash", h}, {"filename", 7}, {"file_size_bytes", 1}}.dump(), "INVALID_FILENAME"},
+      {json{{"sha256_hash", h}, {"filename", ""}, {"file_size_bytes", 1}}.dump(),
+       "INVALID_FILENAME"},
+      {json{{"sha256_hash", h}, {"filename", 7}, {"file_size_bytes", 1}}.dump(),
+       "INVALID_FILENAME"},
       {json{{"sha256_hash", h}, {"filename", "a"}}.dump(), "INVALID_FILE_SIZE"},
-      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", 0}}.dump(), "INVALID_FILE_SIZE"},
-      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", -3}}.dump(), "INVALID_FILE_SIZE"},
-      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", 1.5}}.dump(), "INVALID_FILE_SIZE"},
-      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", "9"}}.dump(), "INVALID_FILE_SIZE"},
+      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", 0}}.dump(),
+       "INVALID_FILE_SIZE"},
+      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", -3}}.dump(),
+       "INVALID_FILE_SIZE"},
+      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", 1.5}}.dump(),
+       "INVALID_FILE_SIZE"},
+      {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", "9"}}.dump(),
+       "INVALID_FILE_SIZE"},
       {json{{"sha256_hash", h}, {"filename", "a"}, {"file_size_bytes", 9}, {"file_type", 3}}.dump(),
        "INVALID_FILE_TYPE"},
   };
@@ -222,9 +231,11 @@ TEST_F(SandboxTest, CreateReturnsTheDocumentedResourceOwnerScoped) {
   EXPECT_TRUE(r["confirmed_at"].is_null());
   EXPECT_TRUE(r["thumbnail_url"].is_null());
   EXPECT_TRUE(r["branding_snapshot"].is_null());
-  EXPECT_THAT(r["created_at"].get<std::string>(),
-              ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z"));
-  EXPECT_EQ(r["certificate_url"], "https://proofd.id/cert/" + r["certificate_id"].get<std::string>());
+  EXPECT_THAT(
+      r["created_at"].get<std::string>(),
+      ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z"));
+  EXPECT_EQ(r["certificate_url"],
+            "https://proofd.id/cert/" + r["certificate_id"].get<std::string>());
   EXPECT_EQ(r["verify_url"], "https://proofd.id/verify/" + h);
   EXPECT_EQ(r["ots_url"], "/api/v1/timestamps/" + id + "/ots");
 
@@ -567,15 +578,15 @@ TEST_F(SandboxTest, OtsProofsAreAcceptedByTheReferenceLibrary) {
   std::string hash = ots::Sha256(ots::Sha256(*raw));
   EXPECT_LE(static_cast<unsigned char>(hash[31]), 0x7f);  // most significant byte of the LE hash
   const std::string roots = dir + "/roots.json";
-  std::ofstream(roots) << json{{std::to_string(height), {{"header_hex", header->body},
-                                                        {"status", "sandbox"}}}}
+  std::ofstream(roots) << json{{std::to_string(height),
+                                {{"header_hex", header->body}, {"status", "sandbox"}}}}
                               .dump();
   std::string out;
-  EXPECT_EQ(RunCommand(absl::StrCat("/usr/bin/python3 ", ANCHORD_CHECK_OTS, " ", dir,
-                                    "/rec1.ots --strict --digest ", recs[1].second, " --roots ",
-                                    roots),
-                       &out),
-            0)
+  EXPECT_EQ(
+      RunCommand(absl::StrCat("/usr/bin/python3 ", ANCHORD_CHECK_OTS, " ", dir,
+                              "/rec1.ots --strict --digest ", recs[1].second, " --roots ", roots),
+                 &out),
+      0)
       << out;
   EXPECT_THAT(out, HasSubstr("\"root_check\": \"match\""));
   auto missing = cli_->Get("/_sandbox/blocks/1/header");
@@ -734,8 +745,8 @@ TEST_F(SandboxTest, GarbageRequestsNeverCrash) {
   }
   // Invalid UTF-8 in a filename is stored and echoed without breaking the JSON output.
   std::string name = "bad\xff\xfe.pdf";
-  std::string body = R"({"sha256_hash":")" + HashN(90) + R"(","filename":")" + name +
-                     R"(","file_size_bytes":1})";
+  std::string body =
+      R"({"sha256_hash":")" + HashN(90) + R"(","filename":")" + name + R"(","file_size_bytes":1})";
   auto res = Create(body);
   ASSERT_TRUE(res);
   EXPECT_TRUE(res->status == 201 || res->status == 400) << res->status;

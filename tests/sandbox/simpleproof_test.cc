@@ -208,18 +208,17 @@ TEST_F(SimpleProofTest, BadRequestsAre400WithMessages) {
   }
   EXPECT_THAT(MsgOf(PostJson("/api/proof/timestamp/hashes", json{{"hashes", {"abc"}}}.dump())),
               HasSubstr("64 characters"));
-  for (const char* q :
-       {"", "status=pending&page=0", "status=pending&limit=5", "page=0&limit=5",
-        "status=done&page=0&limit=5", "status=pending&page=-1&limit=5",
-        "status=pending&page=x&limit=5", "status=pending&page=0&limit=0",
-        "status=pending&page=0&limit=101", "status=pending&page=0&limit=1.5"}) {
+  for (const char* q : {"", "status=pending&page=0", "status=pending&limit=5", "page=0&limit=5",
+                        "status=done&page=0&limit=5", "status=pending&page=-1&limit=5",
+                        "status=pending&page=x&limit=5", "status=pending&page=0&limit=0",
+                        "status=pending&page=0&limit=101", "status=pending&page=0&limit=1.5"}) {
     auto res = List(q);
     ASSERT_TRUE(res) << q;
     EXPECT_EQ(res->status, 400) << q;
     EXPECT_NE(MsgOf(res), "<no error shape>") << q;
   }
-  for (const std::string& b : {std::string("{}"), std::string("nope"),
-                              json{{"hash", "abc"}}.dump(), json{{"hash", 1}}.dump()}) {
+  for (const std::string& b : {std::string("{}"), std::string("nope"), json{{"hash", "abc"}}.dump(),
+                               json{{"hash", 1}}.dump()}) {
     auto res = PostJson("/proof/verification", b);
     ASSERT_TRUE(res) << b;
     EXPECT_EQ(res->status, 400) << b;
@@ -254,7 +253,7 @@ TEST_F(SimpleProofTest, RateLimitAnswers429WithRetryAfter) {
   EXPECT_EQ(limited->get_header_value("Retry-After"), "5");
   EXPECT_NE(MsgOf(limited), "<no error shape>");
   EXPECT_EQ(Submit({HashN(8)}, "", kToken2)->status, 200);  // per token
-  EXPECT_EQ(Submit({HashN(8)})->status, 429);                // early
+  EXPECT_EQ(Submit({HashN(8)})->status, 429);               // early
   clock_.Advance(absl::Seconds(5));
   EXPECT_EQ(Submit({HashN(8)})->status, 200);
   SandboxStats s = sb_->Stats();
@@ -404,7 +403,8 @@ TEST_F(SimpleProofTest, CallbacksAreRetriedUntilAcknowledged) {
   Start(opt);
   const std::string h = HashN(500);
   ASSERT_EQ(Submit({h}, receiver.url())->status, 200);
-  const int64_t id = Parse(List("status=pending_stamp&page=0&limit=1"))["data"]["documents"][0]["id"];
+  const int64_t id =
+      Parse(List("status=pending_stamp&page=0&limit=1"))["data"]["documents"][0]["id"];
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(receiver.bodies().empty());  // nothing before confirmation
 
@@ -555,7 +555,7 @@ TEST(SandboxApisGarbage, NeverCrash) {
   std::mt19937 rng(11);
   std::vector<std::string> bodies = {
       std::string(200000, '[') + std::string(200000, ']'),  // deep but valid
-      std::string(300000, '{'),                              // deep and unterminated
+      std::string(300000, '{'),                             // deep and unterminated
       R"({"sha256":{"a":[1,2,{"b":null}]},"filename":[],"hashes":{"0":"x"},"hash":[null]})",
       R"({"hashes":[")" + std::string(64, 'a') + R"("],"callback_url":"http://[::1")" + "\"}",
       R"({"hashes":[")" + std::string(64, 'a') + R"("],"callback_url":"http://)" +
@@ -578,14 +578,14 @@ TEST(SandboxApisGarbage, NeverCrash) {
     }
   }
   // Bodies over the 1 MiB cap are refused without being read into a record.
-  auto huge = cli->Post("/api/proof/timestamp/hashes", auth, std::string(2 << 20, 'x'),
-                        "application/json");
+  auto huge =
+      cli->Post("/api/proof/timestamp/hashes", auth, std::string(2 << 20, 'x'), "application/json");
   if (huge) {
     EXPECT_EQ(huge->status, 413);
   }
-  for (const char* path : {"/api/v1/proof", "/api/v1/verify", "/api/proof/document",
-                           "/proof/verification", "/api/proof/timestamp/hashes",
-                           "/_files/simpleproof/x", "/_files/simpleproof/%00.ots"}) {
+  for (const char* path :
+       {"/api/v1/proof", "/api/v1/verify", "/api/proof/document", "/proof/verification",
+        "/api/proof/timestamp/hashes", "/_files/simpleproof/x", "/_files/simpleproof/%00.ots"}) {
     for (const char* method : {"GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"}) {
       httplib::Request req;
       req.method = method;
@@ -596,8 +596,9 @@ TEST(SandboxApisGarbage, NeverCrash) {
       EXPECT_LT(res->status, 500) << method << " " << path;
     }
   }
-  for (const char* q : {"?status=pending&page=999999999&limit=100", "?status=pending&page=0&limit=99999999999",
-                        "?status=%00&page=0&limit=1", "?hash=%zz"}) {
+  for (const char* q :
+       {"?status=pending&page=999999999&limit=100", "?status=pending&page=0&limit=99999999999",
+        "?status=%00&page=0&limit=1", "?hash=%zz"}) {
     auto list = cli->Get((std::string("/api/proof/document") + q).c_str(), auth);
     ASSERT_TRUE(list);
     EXPECT_LT(list->status, 500);
@@ -605,8 +606,8 @@ TEST(SandboxApisGarbage, NeverCrash) {
     ASSERT_TRUE(verify);
     EXPECT_LT(verify->status, 500);
   }
-  auto ok = cli->Post("/api/proof/timestamp/hashes", auth,
-                      json{{"hashes", {HashN(9999)}}}.dump(), "application/json");
+  auto ok = cli->Post("/api/proof/timestamp/hashes", auth, json{{"hashes", {HashN(9999)}}}.dump(),
+                      "application/json");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
 }

@@ -36,8 +36,8 @@ class EngineTest : public ::testing::Test {
     EngineOptions o;
     o.quota_retry = absl::Hours(1);
     o.backoff = BackoffPolicy{absl::Seconds(1), absl::Seconds(10), 2.0};
-    engine_ = std::make_unique<Engine>(store_.get(), std::vector<providers::Provider*>{provider_.get()},
-                                       &metrics_, &clock_, o);
+    engine_ = std::make_unique<Engine>(
+        store_.get(), std::vector<providers::Provider*>{provider_.get()}, &metrics_, &clock_, o);
     ASSERT_TRUE(engine_->Init().ok());
   }
   void Add(char c, const std::string& path = "f.txt") {
@@ -61,7 +61,8 @@ class EngineTest : public ::testing::Test {
         for (const auto& l : m.label) got[l.name] = l.value;
         bool match = true;
         for (const auto& [k, v] : labels) match = match && got[k] == v;
-        if (match) return fam.type == prometheus::MetricType::Gauge ? m.gauge.value : m.counter.value;
+        if (match)
+          return fam.type == prometheus::MetricType::Gauge ? m.gauge.value : m.counter.value;
       }
     }
     return -1;
@@ -85,7 +86,8 @@ TEST_F(EngineTest, OkMarksSubmittedWithRecord) {
   EXPECT_EQ(r.record.certificate_url, "https://example.invalid/cert");
   EXPECT_EQ(r.request_id, "req-ok");
   EXPECT_FALSE(RunOnce());  // nothing left
-  EXPECT_EQ(Counter("anchord_submitter_outcomes_total", {{"provider", "fake"}, {"outcome", "ok"}}), 1);
+  EXPECT_EQ(Counter("anchord_submitter_outcomes_total", {{"provider", "fake"}, {"outcome", "ok"}}),
+            1);
 }
 
 TEST_F(EngineTest, DuplicateMarksSubmitted) {
@@ -116,13 +118,14 @@ TEST_F(EngineTest, RetryBacksOffThenSucceedsWithSameRequest) {
   EXPECT_EQ(sent[0].idempotency_key, sent[1].idempotency_key);
   EXPECT_EQ(sent[0].body, sent[1].body);
   EXPECT_EQ(provider_->prepares(), 1);
-  EXPECT_EQ(Counter("anchord_provider_retries_total", {{"provider", "fake"}, {"reason", "HTTP_503"}}), 1);
+  EXPECT_EQ(
+      Counter("anchord_provider_retries_total", {{"provider", "fake"}, {"reason", "HTTP_503"}}), 1);
 }
 
 TEST_F(EngineTest, RateLimitedWaitsForRetryAfter) {
   Add('a');
-  provider_->Script(
-      FakeProvider::Fail(OutcomeKind::kRateLimited, "RATE_LIMITED", "req-429", 429, absl::Seconds(30)));
+  provider_->Script(FakeProvider::Fail(OutcomeKind::kRateLimited, "RATE_LIMITED", "req-429", 429,
+                                       absl::Seconds(30)));
   EXPECT_TRUE(RunOnce());
   Submission r = Row('a');
   EXPECT_EQ(r.next_attempt_at, kStart + absl::Seconds(30));
@@ -137,8 +140,8 @@ TEST_F(EngineTest, RateLimitedWaitsForRetryAfter) {
 TEST_F(EngineTest, QuotaPausesWithoutFailingAndResumes) {
   Add('a');
   Add('b', "g.txt");
-  provider_->Script(FakeProvider::Fail(OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED",
-                                       "req-q", 429));
+  provider_->Script(
+      FakeProvider::Fail(OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED", "req-q", 429));
   EXPECT_TRUE(RunOnce());
   ASSERT_TRUE(engine_->Paused("fake").has_value());
   EXPECT_EQ(Counter("anchord_submitter_queue_paused", {{"provider", "fake"}}), 1);
@@ -165,8 +168,10 @@ TEST_F(EngineTest, QuotaPausesWithoutFailingAndResumes) {
 TEST_F(EngineTest, QuotaPauseEndsWithOneProbe) {
   Add('a');
   Add('b', "g.txt");
-  provider_->Script(FakeProvider::Fail(OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED", "q1", 429));
-  provider_->Script(FakeProvider::Fail(OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED", "q2", 429));
+  provider_->Script(
+      FakeProvider::Fail(OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED", "q1", 429));
+  provider_->Script(
+      FakeProvider::Fail(OutcomeKind::kQuotaExhausted, "MONTHLY_LIMIT_REACHED", "q2", 429));
   EXPECT_TRUE(RunOnce());
   clock_.Advance(absl::Hours(1));
   EXPECT_TRUE(RunOnce());   // the probe, still exhausted
@@ -224,9 +229,11 @@ TEST_F(EngineTest, RestartResendsSameKeyAndBody) {
   // First process: claims, prepares durably, then dies while the create is in flight.
   auto c = store_->Claim("fake", "dead", clock_.Now(), clock_.Now() + absl::Hours(1));
   ASSERT_TRUE(c.ok() && c->has_value());
-  auto prepared = provider_->PrepareCreate({HexEncode(testing::Digest('a')), "f.txt", 10, "text/plain"});
+  auto prepared =
+      provider_->PrepareCreate({HexEncode(testing::Digest('a')), "f.txt", 10, "text/plain"});
   ASSERT_TRUE(prepared.ok());
-  ASSERT_TRUE(store_->MarkPrepared((*c)->id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());
+  ASSERT_TRUE(
+      store_->MarkPrepared((*c)->id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());
 
   Open();  // the new process: new engine, same file; its Init frees the dead lease
   EXPECT_TRUE(RunOnce());

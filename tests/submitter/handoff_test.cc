@@ -103,10 +103,10 @@ class HandoffTest : public ::testing::Test {
     o.idle_poll = absl::Milliseconds(20);
     o.reconnect = BackoffPolicy{absl::Milliseconds(10), absl::Milliseconds(100), 2.0};
     o.track_deadline = absl::Seconds(60);
-    handoff_ = std::make_unique<Handoff>(
-        store_.get(),
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()),
-        nullptr, o);
+    handoff_ = std::make_unique<Handoff>(store_.get(),
+                                         grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                                             grpc::InsecureChannelCredentials()),
+                                         nullptr, o);
     handoff_->Start();
   }
 
@@ -126,7 +126,9 @@ TEST_F(HandoffTest, HandsOffResendsAfterDropAndResendsNewRefs) {
   ASSERT_TRUE(store_->InsertBatch({testing::Item('f', "f.txt")}, absl::Now()).ok());
   auto row = store_->Claim("fake", "t", absl::Now(), absl::Now() + absl::Minutes(1));
   ASSERT_TRUE(row.ok() && row->has_value());
-  ASSERT_TRUE(store_->MarkFailed((*row)->id, 16, "INVALID_API_KEY", "bad key", "req-401", absl::Now()).ok());
+  ASSERT_TRUE(
+      store_->MarkFailed((*row)->id, 16, "INVALID_API_KEY", "bad key", "req-401", absl::Now())
+          .ok());
   // Not yet submitted: never handed off.
   ASSERT_TRUE(store_->InsertBatch({testing::Item('q', "q.txt")}, absl::Now()).ok());
 

@@ -218,7 +218,8 @@ TEST_P(MerkleStoreTest, ClaimBatchTakesUpToLimitOldestFirst) {
   EXPECT_EQ((*second)[0].digest, D(6));
   EXPECT_EQ((*second)[1].digest, D(7));
   // A limit below 1 still claims one row once leases expired.
-  auto later = store_->ClaimBatch("fake", "w3", kNow + absl::Minutes(2), kNow + absl::Minutes(3), 0);
+  auto later =
+      store_->ClaimBatch("fake", "w3", kNow + absl::Minutes(2), kNow + absl::Minutes(3), 0);
   ASSERT_TRUE(later.ok());
   EXPECT_EQ(later->size(), 1u);
 }
@@ -252,7 +253,8 @@ TEST_P(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
   }
   EXPECT_TRUE(Unbatched().empty());
   // The root is what the engine claims.
-  auto claimed = store_->ClaimBatch("fake", "w", kNow + absl::Seconds(1), kNow + absl::Minutes(1), 10);
+  auto claimed =
+      store_->ClaimBatch("fake", "w", kNow + absl::Seconds(1), kNow + absl::Minutes(1), 10);
   ASSERT_TRUE(claimed.ok());
   ASSERT_EQ(claimed->size(), 1u);
   EXPECT_EQ((*claimed)[0].digest, b.root);
@@ -381,7 +383,8 @@ TEST_F(MerkleSqliteTest, OldSchemaDatabaseGainsTheNewColumns) {
     // The submissions table as the first release created it, with one queued row.
     auto db = ledger::SqliteDb::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)->Exec(R"sql(
+    ASSERT_TRUE((*db)
+                    ->Exec(R"sql(
 CREATE TABLE submissions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL, provider TEXT NOT NULL,
   job TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL,
@@ -402,7 +405,8 @@ CREATE TABLE submissions (
 INSERT INTO submissions (digest, provider, job, filename, size_bytes, state, created_at,
   updated_at) VALUES (x'0101010101010101010101010101010101010101010101010101010101010101',
   'fake', 'default', 'old.txt', 5, 0, 1700000000000, 1700000000000);
-)sql").ok());
+)sql")
+                    .ok());
   }
   for (int open = 0; open < 2; ++open) {  // the second open finds every column already there
     auto s = OpenSqliteSubmitterStore(path_);
@@ -419,7 +423,8 @@ INSERT INTO submissions (digest, provider, job, filename, size_bytes, state, cre
   for (const char* col : {"evidence", "mode", "batch_id", "nonce", "merkle_path", "merkle_root",
                           "leaf_count", "fallback_provider"}) {
     EXPECT_EQ(Scalar(absl::StrCat("SELECT COUNT(*) FROM pragma_table_info('submissions') WHERE "
-                                  "name = '", col, "'")),
+                                  "name = '",
+                                  col, "'")),
               1)
         << col;
   }
@@ -653,7 +658,8 @@ TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
   EXPECT_TRUE(Unbatched().empty());
 }
 
-// --- Engine with a batch provider ------------------------------------------------------------------
+// --- Engine with a batch provider
+// ------------------------------------------------------------------
 
 class BatchEngineTest : public MerkleFixture {
  protected:
@@ -724,7 +730,7 @@ TEST_F(LingeringBatchEngineTest, PartialBatchWaitsForTheLingerFullBatchDoesNot) 
   EXPECT_TRUE(provider_.sent().empty());
   EXPECT_EQ(Row(1).state, SubState::kQueued);  // released, not failed or lost
   AddRows(6, 30);
-  EXPECT_TRUE(RunOnce());  // 25 ready: full
+  EXPECT_TRUE(RunOnce());   // 25 ready: full
   EXPECT_FALSE(RunOnce());  // 5 left, young
   clock_.Advance(absl::Milliseconds(1100));
   EXPECT_TRUE(RunOnce());
@@ -739,9 +745,11 @@ TEST_F(BatchEngineTest, PreparedRowsAreSentWithMaybeSent) {
   ASSERT_EQ(claimed->size(), 4u);
   for (int i : {1, 2}) {
     const Submission& r = (*claimed)[i];
-    auto prepared = provider_.PrepareCreate({HexEncode(r.digest), r.file.filename, 10, "text/plain"});
+    auto prepared =
+        provider_.PrepareCreate({HexEncode(r.digest), r.file.filename, 10, "text/plain"});
     ASSERT_TRUE(prepared.ok());
-    ASSERT_TRUE(store_->MarkPrepared(r.id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());
+    ASSERT_TRUE(
+        store_->MarkPrepared(r.id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());
   }
   for (const Submission& r : *claimed) ASSERT_TRUE(store_->ReleaseLease(r.id).ok());
   const int prepares_before = provider_.prepares();

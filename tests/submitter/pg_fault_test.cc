@@ -84,8 +84,10 @@ TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
                                 grpc::InsecureChannelCredentials());
 
   std::vector<NewItem> first, second;
-  for (int i = 0; i < 20; ++i) first.push_back(Item(static_cast<char>(1 + i), "a" + std::to_string(i)));
-  for (int i = 0; i < 20; ++i) second.push_back(Item(static_cast<char>(40 + i), "b" + std::to_string(i)));
+  for (int i = 0; i < 20; ++i)
+    first.push_back(Item(static_cast<char>(1 + i), "a" + std::to_string(i)));
+  for (int i = 0; i < 20; ++i)
+    second.push_back(Item(static_cast<char>(40 + i), "b" + std::to_string(i)));
   ASSERT_TRUE((*store)->InsertBatch(first, absl::Now()).ok());
   engine.Wake();
   ASSERT_TRUE(WaitFor([&] { return Serving(ch); }, absl::Seconds(10)));
@@ -131,7 +133,6 @@ TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
   EXPECT_FALSE(transitions[1]);
   EXPECT_TRUE(transitions.back());
 }
-
 
 // A quota pause one replica stored holds the other replica's queue too, and a resume on one
 // replica resumes the other.

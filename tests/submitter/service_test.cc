@@ -47,7 +47,8 @@ class ServiceTest : public ::testing::Test {
     b.RegisterService(status_.get());
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                  grpc::InsecureChannelCredentials());
     stub_ = anchord::v1::SubmitterService::NewStub(ch);
     status_stub_ = anchord::v1::StatusService::NewStub(ch);
   }
@@ -146,7 +147,9 @@ TEST_F(ServiceTest, ValidatesStoresDurablyAndAnswersDuplicates) {
 
 TEST_F(ServiceTest, ResumeQueueReportsResumedProviders) {
   Start();
-  ASSERT_TRUE(store_->Pause({"fake", "MONTHLY_LIMIT_REACHED", absl::Now(), absl::Now() + absl::Hours(1)}).ok());
+  ASSERT_TRUE(
+      store_->Pause({"fake", "MONTHLY_LIMIT_REACHED", absl::Now(), absl::Now() + absl::Hours(1)})
+          .ok());
   grpc::ClientContext sctx;
   Deadline(&sctx);
   anchord::v1::SummarizeJobResponse sresp;
@@ -172,7 +175,8 @@ TEST_F(ServiceTest, ResumeQueueReportsResumedProviders) {
 TEST_F(ServiceTest, ReadingResumesWhenBacklogDrains) {
   Start(/*high_water=*/1);
   // Two rows already queued: above the high-water mark, so the stream's first item is not read.
-  ASSERT_TRUE(store_->InsertBatch({testing::Item('x', "x"), testing::Item('y', "y")}, absl::Now()).ok());
+  ASSERT_TRUE(
+      store_->InsertBatch({testing::Item('x', "x"), testing::Item('y', "y")}, absl::Now()).ok());
   grpc::ClientContext ctx;
   Deadline(&ctx);
   auto stream = stub_->Submit(&ctx);
@@ -283,8 +287,8 @@ TEST_F(ServiceTest, DrainEndsOpenStreamsAfterTheirAcks) {
     return d;
   };
   for (int i = 0; i < kSent; ++i) {
-    ASSERT_TRUE(stream->Write(Req("r" + std::to_string(i), digest_of(i), "f.txt",
-                                  "x/f" + std::to_string(i) + ".txt")));
+    ASSERT_TRUE(stream->Write(
+        Req("r" + std::to_string(i), digest_of(i), "f.txt", "x/f" + std::to_string(i) + ".txt")));
   }
   std::map<std::string, SubmitResponse> acked;
   SubmitResponse resp;

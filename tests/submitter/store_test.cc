@@ -117,8 +117,10 @@ TEST_P(StoreTest, ClaimTakesOldestReadyRowUnderLease) {
   EXPECT_FALSE(store_->Claim("other", "w3", kNow, kNow + absl::Minutes(1))->has_value());
 
   // Rescheduled into the future: not ready now, ready later.
-  ASSERT_TRUE(store_->Reschedule((*c1)->id, kNow + absl::Seconds(30), true, "NETWORK_ERROR", "x",
-                                 "rid", kNow).ok());
+  ASSERT_TRUE(
+      store_
+          ->Reschedule((*c1)->id, kNow + absl::Seconds(30), true, "NETWORK_ERROR", "x", "rid", kNow)
+          .ok());
   EXPECT_FALSE(store_->Claim("fake", "w3", kNow, kNow + absl::Minutes(1))->has_value());
   auto c4 = store_->Claim("fake", "w3", kNow + absl::Seconds(30), kNow + absl::Minutes(2));
   ASSERT_TRUE(c4.ok() && c4->has_value());
@@ -140,7 +142,8 @@ TEST_P(StoreTest, RestartRestoresStateGatesAndSends) {
   ASSERT_TRUE(store_->SaveGate("fake.create", kNow + absl::Seconds(40)).ok());
   // An earlier gate does not shorten a later one.
   ASSERT_TRUE(store_->SaveGate("fake.create", kNow + absl::Seconds(10)).ok());
-  ASSERT_TRUE(store_->RecordSend("fake.create", kNow - absl::Minutes(5), kNow - absl::Minutes(10)).ok());
+  ASSERT_TRUE(
+      store_->RecordSend("fake.create", kNow - absl::Minutes(5), kNow - absl::Minutes(10)).ok());
   ASSERT_TRUE(store_->RecordSend("fake.create", kNow, kNow - absl::Minutes(2)).ok());
 
   Reopen();
@@ -207,7 +210,8 @@ TEST_P(StoreTest, PersistentLimiterSurvivesRestart) {
 // Replicas (two store objects over the same data) claiming at once never take the same row.
 TEST_P(StoreTest, ConcurrentClaimsNeverShareARow) {
   std::vector<NewItem> items;
-  for (int i = 0; i < 60; ++i) items.push_back(Item(static_cast<char>(i + 1), "f" + std::to_string(i)));
+  for (int i = 0; i < 60; ++i)
+    items.push_back(Item(static_cast<char>(i + 1), "f" + std::to_string(i)));
   ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
   auto other = Open();
   ASSERT_TRUE(other.ok()) << other.status();
@@ -278,9 +282,12 @@ TEST_P(StoreTest, RacingMerkleBatchersSealOnce) {
   for (auto& th : threads) th.join();
   int won = 0, aborted = 0;
   for (const auto& r : results) {
-    if (r.ok()) ++won;
-    else if (r.status().code() == absl::StatusCode::kAborted) ++aborted;
-    else ADD_FAILURE() << r.status();
+    if (r.ok())
+      ++won;
+    else if (r.status().code() == absl::StatusCode::kAborted)
+      ++aborted;
+    else
+      ADD_FAILURE() << r.status();
   }
   EXPECT_EQ(won, 1);
   EXPECT_EQ(aborted, 1);
@@ -358,8 +365,8 @@ TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
     ASSERT_TRUE(other.ok()) << other.status();
-    ASSERT_FALSE(other->has_value()) << "a live replica's row was taken after " << (i + 1) * 500
-                                     << " ms";
+    ASSERT_FALSE(other->has_value())
+        << "a live replica's row was taken after " << (i + 1) * 500 << " ms";
   }
   a.reset();  // dies: no release, no more heartbeats
   std::optional<Submission> taken;
@@ -367,8 +374,10 @@ TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
   for (int i = 0; i < 200 && !taken; ++i) {
     auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
     ASSERT_TRUE(other.ok()) << other.status();
-    if (other->has_value()) taken = **other;
-    else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (other->has_value())
+      taken = **other;
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(taken.has_value()) << "the dead replica's lease never expired";
   EXPECT_EQ(taken->state, SubState::kSubmitting);
@@ -387,7 +396,8 @@ TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
   ASSERT_TRUE(a && b);
   const absl::Time now = absl::Now();
   std::vector<NewItem> items;
-  for (int i = 0; i < 10; ++i) items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
+  for (int i = 0; i < 10; ++i)
+    items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
   ASSERT_TRUE(a->InsertBatch(items, now).ok());
   auto rows = a->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), 10);
   ASSERT_TRUE(rows.ok());

@@ -13,9 +13,8 @@ inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
   return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
 }
 
-#define ANCHORD_ALL_BACKENDS                                                                 \
-  ::testing::Values(::anchord::testing::Backend::kSqlite,                                   \
-                    ::anchord::testing::Backend::kPostgres),                                \
+#define ANCHORD_ALL_BACKENDS                                                                       \
+  ::testing::Values(::anchord::testing::Backend::kSqlite, ::anchord::testing::Backend::kPostgres), \
       ::anchord::testing::BackendName
 
 }  // namespace anchord::testing

@@ -52,15 +52,15 @@ std::string PgCtlScript() { return std::string(ANCHORD_SOURCE_DIR) + "/tests/sup
 absl::Status PgServer::Script(const std::string& args) const {
   const std::string log = dir_ + ".ctl.log";
   // One initdb per machine and user, copied for every server (pg_ctl.sh PG_TEMPLATE).
-  const std::string tmpl = (std::filesystem::temp_directory_path() /
-                            absl::StrCat("anchord_pg15_template_", getuid()))
-                               .string();
-  const std::string cmd = absl::StrCat("PG_TEMPLATE='", tmpl, "' bash '", PgCtlScript(), "' ",
-                                       args, " >'", log, "' 2>&1");
+  const std::string tmpl =
+      (std::filesystem::temp_directory_path() / absl::StrCat("anchord_pg15_template_", getuid()))
+          .string();
+  const std::string cmd = absl::StrCat("PG_TEMPLATE='", tmpl, "' bash '", PgCtlScript(), "' ", args,
+                                       " >'", log, "' 2>&1");
   int rc = std::system(cmd.c_str());
   if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("pg_ctl.sh ", args, " failed (", rc, "): ",
-                                               Tail(log), Tail(dir_ + "/server.log")));
+    return absl::UnavailableError(absl::StrCat("pg_ctl.sh ", args, " failed (", rc,
+                                               "): ", Tail(log), Tail(dir_ + "/server.log")));
   }
   return absl::OkStatus();
 }
@@ -117,9 +117,8 @@ absl::StatusOr<std::string> PgServer::CreateDatabase() {
   opts.retry_for = absl::Seconds(10);
   absl::StatusOr<std::unique_ptr<ledger::PgDb>> admin = ledger::PgDb::Open(Url(), opts);
   if (!admin.ok()) return admin.status();
-  absl::Status st = (*admin)->Run([&](ledger::PgConn& c) {
-    return c.ExecScript(absl::StrCat("CREATE DATABASE ", name));
-  });
+  absl::Status st = (*admin)->Run(
+      [&](ledger::PgConn& c) { return c.ExecScript(absl::StrCat("CREATE DATABASE ", name)); });
   if (!st.ok()) return st;
   return Url(name);
 }

@@ -116,9 +116,10 @@ TEST_F(TsaTest, OpensslCliAcceptsTheTokenAndRejectsTamperedOnes) {
                   dir.File("log")),
             0)
       << ReadFile(dir.File("log"));
-  EXPECT_EQ(Shell(absl::StrCat(base, " -in ", dir.File("good.tsr"), " -digest ", HexEncode(digest_)),
-                  dir.File("log")),
-            0)
+  EXPECT_EQ(
+      Shell(absl::StrCat(base, " -in ", dir.File("good.tsr"), " -digest ", HexEncode(digest_)),
+            dir.File("log")),
+      0)
       << ReadFile(dir.File("log"));
   // Another file's data: both judges refuse.
   WriteFile(dir.File("other"), "other evidence");
@@ -143,7 +144,8 @@ TEST_F(TsaTest, OpensslCliAcceptsTheTokenAndRejectsTamperedOnes) {
             0);
   auto v = Verify(tsr_, Trust{(*other)->ca_pem(), ""}, Options());
   ASSERT_FALSE(v.ok());
-  EXPECT_NE(v.status().message().find("signature does not verify"), std::string::npos) << v.status();
+  EXPECT_NE(v.status().message().find("signature does not verify"), std::string::npos)
+      << v.status();
 }
 
 TEST_F(TsaTest, WrongImprintIsRefusedNamingIt) {
@@ -240,8 +242,8 @@ TEST_F(TsaTest, HugeAndGarbageInputIsRefusedNamingTheProblem) {
 TEST_F(TsaTest, RejectionIsNotGrantedAndSaysWhy) {
   // A SHA-1 request: the authority only accepts SHA-256, so it answers with a rejection.
   testing::TempDir dir("tsa_rej");
-  ASSERT_EQ(Shell(absl::StrCat("openssl ts -query -sha1 -digest ",
-                               std::string(40, 'a'), " -no_nonce -out ", dir.File("q.tsq")),
+  ASSERT_EQ(Shell(absl::StrCat("openssl ts -query -sha1 -digest ", std::string(40, 'a'),
+                               " -no_nonce -out ", dir.File("q.tsq")),
                   dir.File("log")),
             0)
       << ReadFile(dir.File("log"));
@@ -288,7 +290,8 @@ TEST_F(TsaTest, MerklePathFormCarriesPathAndRootToken) {
   ASSERT_TRUE(wrong_decoded.ok());
   EXPECT_NE(wrong_decoded->root, tree->root());
   // Truncations never crash and never decode.
-  for (size_t n = 0; n < form->size(); ++n) EXPECT_FALSE(DecodePathForm(form->substr(0, n)).ok()) << n;
+  for (size_t n = 0; n < form->size(); ++n)
+    EXPECT_FALSE(DecodePathForm(form->substr(0, n)).ok()) << n;
   EXPECT_FALSE(DecodePathForm(*form + "x").ok());
 }
 

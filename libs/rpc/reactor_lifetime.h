@@ -10,7 +10,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <mutex>
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
 #include <utility>
 
 namespace anchord::rpc {
@@ -20,13 +22,13 @@ template <typename Reactor>
 class ReactorLifetime : public Reactor {
  protected:
   // Takes a reference for a task about to run on another thread. Call with mu_ held.
-  void RefLocked() { ++refs_; }
+  void RefLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++refs_; }
   // Releases a reference (gRPC's in OnDone, or a task's); deletes the reactor on the last one.
   // Call without mu_ held.
-  void Unref() {
+  void Unref() ABSL_LOCKS_EXCLUDED(mu_) {
     bool last;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       last = --refs_ == 0;
     }
     if (last) delete this;
@@ -34,7 +36,7 @@ class ReactorLifetime : public Reactor {
 
   // Finishes the RPC with `status`, after the write in flight if there is one. Later calls are
   // ignored. Call with mu_ held.
-  void FinishLocked(grpc::Status status) {
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
     finished_ = true;
     if (writing_) {
@@ -46,21 +48,21 @@ class ReactorLifetime : public Reactor {
   }
   // From OnWriteDone (with writing_ cleared): sends a Finish that waited for the write. True when
   // it did. Call with mu_ held.
-  bool SendDeferredFinishLocked() {
+  bool SendDeferredFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!finish_deferred_) return false;
     finish_deferred_ = false;
     this->Finish(std::move(deferred_status_));
     return true;
   }
 
-  std::mutex mu_;
-  int refs_ = 1;  // gRPC's reference, released in OnDone
-  bool writing_ = false;
-  bool finished_ = false;
+  absl::Mutex mu_;
+  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // gRPC's reference, released in OnDone
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 
  private:
-  bool finish_deferred_ = false;
-  grpc::Status deferred_status_;
+  bool finish_deferred_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status deferred_status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace anchord::rpc

@@ -76,7 +76,7 @@ class TrackReactor final
   explicit TrackReactor(PollerServiceImpl* service) : service_(service) {
     // Registered before anything can finish the stream, so OnDone always finds it registered.
     service_->AddTrack(this);
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (finished_) return;  // drained at once: the poller is shutting down
     reading_ = true;
     StartRead(&read_buf_);
@@ -86,14 +86,14 @@ class TrackReactor final
   // stored, then ends the stream with UNAVAILABLE so the sender reconnects (to a restarted
   // poller) and resends whatever it did not get an answer for.
   void Drain() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     draining_ = true;
     MaybeFinishLocked();
   }
 
   // grpc::ServerBidiReactor
   void OnReadDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     reading_ = false;
     if (!ok) {
       reads_done_ = true;
@@ -109,7 +109,7 @@ class TrackReactor final
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     writing_ = false;
     --in_flight_;
     if (SendDeferredFinishLocked()) return;
@@ -124,7 +124,7 @@ class TrackReactor final
   }
 
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
@@ -175,7 +175,7 @@ class TrackReactor final
   void Process() {
     std::vector<v1::TrackRequest> batch;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (auto& r : inbox_) batch.push_back(std::move(r));
       inbox_.clear();
     }
@@ -233,7 +233,7 @@ class TrackReactor final
       }
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (auto& r : responses) outbox_.push_back(std::move(r));
       task_scheduled_ = false;
       if (finished_) {
@@ -272,7 +272,7 @@ class WatchReactor final
     if (!req.digest().empty()) st = ValidateDigest(req.digest(), "digest");
     if (st.ok()) st = ValidateJob(req.job(), "job");
     if (!st.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       FinishLocked(rpc::ToGrpcStatus(st));
       return;
     }
@@ -286,7 +286,7 @@ class WatchReactor final
     registered_ = true;  // before AddWatcher: EndWatches may finish us, and OnDone reads it
     if (service_->metrics_) service_->metrics_->watchers.Increment();
     service_->AddWatcher(this);
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     sub_ = std::move(sub);
     // Headers now, so a client sees the stream open before the first event.
     if (!finished_) StartSendInitialMetadata();
@@ -299,14 +299,14 @@ class WatchReactor final
 
   // Called by the service on shutdown.
   void End(grpc::Status st) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     FinishLocked(std::move(st));
   }
 
   // grpc::ServerWriteReactor
   void OnSendInitialMetadataDone(bool ok) override {}
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     writing_ = false;
     current_.reset();
     if (SendDeferredFinishLocked()) return;
@@ -317,7 +317,7 @@ class WatchReactor final
     NextWriteLocked();
   }
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
   void OnDone() override {
@@ -333,7 +333,7 @@ class WatchReactor final
  private:
   // Bus thread.
   void OnEvent() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!sub_) return;  // the constructor has not finished; it writes what is queued
     NextWriteLocked();
   }
@@ -356,14 +356,14 @@ class WatchReactor final
     if (!filter_.digest.empty()) f.digests.push_back(filter_.digest);
     int64_t after;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       after = snapshot_after_;
     }
     const int page = service_->options_.snapshot_page;
     auto rows = service_->store_->List(f, after, page);
     absl::Time now = service_->clock_->Now();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       loading_ = false;
       if (!rows.ok()) {
         FinishLocked(StoreError(rows.status()));

@@ -310,7 +310,8 @@ class FilesReactor final : public internal::OutboxReactor<
     StartRead(&buf_);
   }
 
-  // Written by OnReadDone's caller (gRPC) and by StartRead's callers; one read in flight.
+  // The read buffer. Not under mu_: one read is in flight at a time, and only the thread that
+  // starts a read (with mu_ held) or completes it (OnReadDone) touches the buffer.
   v1::HashFilesRequest buf_;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
 };

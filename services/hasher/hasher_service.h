@@ -1,6 +1,10 @@
 // The hasher's gRPC services: HasherService (HashTree, HashFiles, ListFiles) and StatusService
 // (Locate, SummarizeJob), both callback-API services over one HasherStore.
 //
+// Source files: hash_tree.cc (the HashTree pipeline), hash_files.cc (the HashFiles pipeline),
+// hasher_service.cc (ListFiles, StatusService, the service's lifecycle), call_common.h (what the
+// two pipelines share).
+//
 // Threading: reactors never block. Each HashTree/HashFiles call gets one coordinator thread (the
 // directory walk, waiting for the end of the call, closing its Submit stream); hashing runs on a
 // shared pool of --workers threads; store queries for ListFiles/StatusService run on a separate
@@ -10,18 +14,14 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <atomic>
-#include <functional>
-#include <map>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "anchord/v1/common.grpc.pb.h"
 #include "anchord/v1/hasher.grpc.pb.h"
 #include "libs/digest/tree_walk.h"
+#include "services/hasher/call_registry.h"
 #include "services/hasher/hasher_metrics.h"
 #include "services/hasher/hasher_store.h"
 #include "services/hasher/submit_session.h"
@@ -73,13 +73,8 @@ class HasherServiceImpl final : public anchord::v1::HasherService::CallbackServi
     HasherMetrics* metrics;
     std::unique_ptr<WorkerPool> hash_pool;
     std::unique_ptr<WorkerPool> query_pool;
-    std::mutex mu;
-    std::condition_variable cv;
-    // Admitted HashTree/HashFiles calls whose coordinator thread still runs, with a way to
-    // cancel each.
-    int active_calls = 0;
-    std::map<uint64_t, std::function<void()>> cancel_fns;
-    uint64_t next_call_id = 0;
+    // Admitted HashTree/HashFiles calls whose coordinator thread still runs.
+    CallRegistry calls{kMaxActiveCalls};
   };
   Shared* shared() { return shared_.get(); }
 
@@ -91,7 +86,7 @@ class HasherServiceImpl final : public anchord::v1::HasherService::CallbackServi
 class HasherStatusServiceImpl final : public anchord::v1::StatusService::CallbackService {
  public:
   // Store queries run on `hasher`'s query pool; `hasher` must outlive this service.
-  HasherStatusServiceImpl(HasherServiceImpl::Shared* shared) : shared_(shared) {}
+  explicit HasherStatusServiceImpl(HasherServiceImpl::Shared* shared) : shared_(shared) {}
   grpc::ServerUnaryReactor* Locate(grpc::CallbackServerContext* ctx,
                                    const anchord::v1::LocateRequest* request,
                                    anchord::v1::LocateResponse* response) override;
@@ -102,5 +97,13 @@ class HasherStatusServiceImpl final : public anchord::v1::StatusService::Callbac
  private:
   HasherServiceImpl::Shared* shared_;
 };
+
+// StatusService's methods as plain functions over the store (run on the query pool by
+// rpc::RunUnary). Validation errors name the field; a store failure is "hasher store unavailable".
+// Locate: NOT_FOUND when no file has the digest, else every file with it and the furthest state.
+absl::StatusOr<anchord::v1::LocateResponse> LocateDigest(HasherStore& store,
+                                                         const anchord::v1::LocateRequest& request);
+absl::StatusOr<anchord::v1::SummarizeJobResponse> SummarizeHashJob(
+    HasherStore& store, const anchord::v1::SummarizeJobRequest& request);
 
 }  // namespace anchord::hasher

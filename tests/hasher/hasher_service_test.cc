@@ -28,6 +28,8 @@
 #include "services/hasher/hasher_metrics.h"
 #include "services/hasher/hasher_service.h"
 #include "services/hasher/hasher_store.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::hasher {
 namespace {
@@ -592,9 +594,7 @@ TEST_F(HasherServiceTest, CallerCancellationEndsTheCall) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto reader = stub_->HashTree(&ctx, v1::HashTreeRequest());
   // Wait (bounded) until the hasher has sent the window's worth, then give up as a caller would.
-  for (int i = 0; i < 500 && fake_.received().size() < 2; ++i) {
-    std::this_thread::sleep_for(milliseconds(10));
-  }
+  ASSERT_TRUE(testing::WaitUntil([&] { return fake_.received().size() >= 2; }, absl::Seconds(5)));
   EXPECT_EQ(fake_.received().size(), 2u);  // the window is full: no more is sent
   ctx.TryCancel();
   v1::HashTreeResponse r;
@@ -796,6 +796,67 @@ TEST_F(HasherServiceTest, HashFilesPausesReadingWhenTheWindowIsFull) {
   EXPECT_EQ(out["partial"].status().message().rfind("last:", 0), 0u);
   EXPECT_LE(fake_.max_unacked(), 1);
   EXPECT_EQ(fake_.received().size(), 6u);
+}
+
+// StatusService's plain functions, straight over a real store (no server).
+TEST(HasherStatusFunctionsTest, LocateAndSummarizeOverTheStore) {
+  testing::TempDir dir("hasher_status");
+  auto store = HasherStore::Open(dir.File("hasher.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string d1(32, '\x01');
+  const std::string d2(32, '\x02');
+  ASSERT_TRUE((*store)
+                  ->RecordHashedBatch("job1",
+                                      {HashedRecord{"a/one.txt", 10, 1500000000123456789LL, d1},
+                                       HashedRecord{"b/two.pdf", 20, 7, d2}},
+                                      nullptr)
+                  .ok());
+  ASSERT_TRUE((*store)->MarkQueued("job1", "b/two.pdf", d2, "").ok());
+  ASSERT_TRUE(
+      (*store)->RecordHashedBatch("job2", {HashedRecord{"c/one.txt", 10, 9, d1}}, nullptr).ok());
+
+  v1::LocateRequest locate;
+  locate.set_digest(d1);
+  absl::StatusOr<v1::LocateResponse> found = LocateDigest(**store, locate);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->service(), "hasher");
+  EXPECT_EQ(found->state(), v1::DIGEST_STATE_HASHED);
+  ASSERT_EQ(found->files_size(), 2);
+  std::set<std::string> jobs;
+  for (const v1::FileMetadata& md : found->files()) jobs.insert(md.job());
+  EXPECT_EQ(jobs, (std::set<std::string>{"job1", "job2"}));
+  const v1::FileMetadata& first =
+      found->files(0).job() == "job1" ? found->files(0) : found->files(1);
+  EXPECT_EQ(first.filename(), "one.txt");
+  EXPECT_EQ(first.source_path(), "a/one.txt");
+  EXPECT_EQ(first.size_bytes(), 10);
+  EXPECT_EQ(first.mime_type(), "text/plain");
+  EXPECT_EQ(first.modified_at().seconds(), 1500000000);
+  EXPECT_EQ(first.modified_at().nanos(), 123456789);
+
+  locate.set_digest(d2);
+  found = LocateDigest(**store, locate);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->state(), v1::DIGEST_STATE_QUEUED);
+
+  locate.set_digest(std::string(32, '\x03'));
+  EXPECT_EQ(LocateDigest(**store, locate).status().code(), absl::StatusCode::kNotFound);
+  locate.set_digest("short");
+  absl::Status bad = LocateDigest(**store, locate).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.message().rfind("digest", 0), 0u) << bad;
+
+  v1::SummarizeJobRequest summarize;
+  summarize.set_job("job1");
+  absl::StatusOr<v1::SummarizeJobResponse> sum = SummarizeHashJob(**store, summarize);
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->service(), "hasher");
+  EXPECT_EQ(sum->files(), 2);
+  EXPECT_EQ(sum->digests_by_state().at("DIGEST_STATE_HASHED"), 1);
+  EXPECT_EQ(sum->digests_by_state().at("DIGEST_STATE_QUEUED"), 1);
+  summarize.set_job(std::string(1000, 'j'));
+  EXPECT_EQ(SummarizeHashJob(**store, summarize).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

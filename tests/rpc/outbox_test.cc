@@ -1,0 +1,239 @@
+// rpc::Outbox without a server: a fake writer records what the outbox starts writing, and the test
+// completes the writes itself, so admission, hold-back and cancellation are checked step by step.
+#include "libs/rpc/outbox.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "tests/testing/wait.h"
+
+namespace anchord::rpc {
+namespace {
+
+struct Msg {
+  int id = 0;
+  int stamped = -1;
+};
+
+// Records every write the outbox starts, in order, and stamps each with a counter's value.
+class Writer {
+ public:
+  explicit Writer(Outbox<Msg>* out) {
+    out->stamp = [this](Msg* m) { m->stamped = stamp_value.load(); };
+    out->start_write = [this](Msg* m) {
+      absl::MutexLock lock(&mu_);
+      written_.push_back(*m);
+    };
+    out->on_room = [this] { ++rooms; };
+  }
+  std::vector<Msg> written() {
+    absl::MutexLock lock(&mu_);
+    return written_;
+  }
+  std::vector<int> ids() {
+    std::vector<int> ids;
+    for (const Msg& m : written()) ids.push_back(m.id);
+    return ids;
+  }
+  std::atomic<int> stamp_value{0};
+  std::atomic<int> rooms{0};
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Msg> written_ ABSL_GUARDED_BY(mu_);
+};
+
+constexpr absl::Duration kWait = absl::Seconds(10);
+
+// Admit() on another thread, bounded: false when it did not return in time (the outbox is then
+// cancelled to release the thread) or refused.
+bool AdmitsWithin(Outbox<Msg>& out) {
+  std::atomic<int> admitted{-1};
+  std::thread t([&] { admitted = out.Admit() ? 1 : 0; });
+  bool returned = testing::WaitUntil([&] { return admitted.load() >= 0; }, kWait);
+  if (!returned) out.Cancel();
+  t.join();
+  return returned && admitted.load() == 1;
+}
+
+TEST(OutboxTest, AdmitsUpToTheWindowAndAWrittenResultFreesASlot) {
+  Outbox<Msg> out(2, /*hold_back_last=*/false);
+  Writer w(&out);
+  ASSERT_TRUE(out.Admit());
+  ASSERT_TRUE(out.Admit());
+  EXPECT_FALSE(out.HasRoom());
+  EXPECT_EQ(out.outstanding(), 2);
+
+  std::atomic<bool> third{false};
+  std::thread t([&] { third = out.Admit(); });
+  out.Push(Msg{1});
+  out.Push(Msg{2});
+  // One write at a time: the second result waits for the first write to complete.
+  EXPECT_EQ(w.ids(), std::vector<int>({1}));
+  EXPECT_FALSE(third.load());  // a queued result still holds its slot
+  EXPECT_EQ(out.outstanding(), 2);
+
+  out.OnWriteDone(true);
+  ASSERT_TRUE(testing::WaitUntil([&] { return third.load(); }, kWait));
+  t.join();
+  EXPECT_EQ(w.ids(), std::vector<int>({1, 2}));
+  EXPECT_EQ(w.rooms.load(), 1);
+  EXPECT_EQ(out.outstanding(), 2);  // result 2 (being written) and the third admission
+}
+
+TEST(OutboxTest, WindowBelowOneIsOne) {
+  Outbox<Msg> out(0, false);
+  Writer w(&out);
+  ASSERT_TRUE(out.Admit());
+  EXPECT_FALSE(out.HasRoom());
+}
+
+TEST(OutboxTest, HoldsBackTheNewestResultUntilAnotherFollowsOrItIsReleased) {
+  Outbox<Msg> out(1, /*hold_back_last=*/true);
+  Writer w(&out);
+  ASSERT_TRUE(out.Admit());
+  out.Push(Msg{1});
+  EXPECT_TRUE(w.ids().empty());  // held back
+  // The held result does not count against the window: a window of 1 admits the next item.
+  ASSERT_TRUE(AdmitsWithin(out));
+  w.stamp_value = 7;
+  out.Push(Msg{2});
+  ASSERT_EQ(w.ids(), std::vector<int>({1}));
+  EXPECT_EQ(w.written()[0].stamped, 7);
+  out.OnWriteDone(true);
+  EXPECT_EQ(w.ids(), std::vector<int>({1}));  // 2 is now the held one
+
+  w.stamp_value = 9;  // stamped when it is written, after the release
+  out.ReleaseHeld();
+  ASSERT_EQ(w.ids(), std::vector<int>({1, 2}));
+  EXPECT_EQ(w.written()[1].stamped, 9);
+  out.OnWriteDone(true);
+  EXPECT_EQ(out.outstanding(), 0);
+  EXPECT_TRUE(out.WaitFinished());
+}
+
+TEST(OutboxTest, WaitFinishedWaitsForEveryWriteAndTask) {
+  Outbox<Msg> out(4, false);
+  Writer w(&out);
+  ASSERT_TRUE(out.Admit());
+  out.TaskStarted();
+  std::atomic<bool> finished{false};
+  std::atomic<bool> result{false};
+  std::thread t([&] {
+    result = out.WaitFinished();
+    finished = true;
+  });
+  out.Push(Msg{1});
+  EXPECT_FALSE(finished.load());
+  out.OnWriteDone(true);
+  EXPECT_FALSE(finished.load());  // the task still runs
+  out.TaskDone();
+  ASSERT_TRUE(testing::WaitUntil([&] { return finished.load(); }, kWait));
+  t.join();
+  EXPECT_TRUE(result.load());
+}
+
+TEST(OutboxTest, CancelWakesAdmitAndDiscardsQueuedResultsButNotTheOneBeingWritten) {
+  Outbox<Msg> out(3, false);
+  Writer w(&out);
+  ASSERT_TRUE(out.Admit());
+  ASSERT_TRUE(out.Admit());
+  ASSERT_TRUE(out.Admit());  // item 3: still being worked on when the call is cancelled
+  out.Push(Msg{1});          // being written
+  out.Push(Msg{2});          // queued
+  std::atomic<int> admitted{-1};
+  std::thread t([&] { admitted = out.Admit() ? 1 : 0; });
+  out.Cancel();
+  ASSERT_TRUE(testing::WaitUntil([&] { return admitted.load() >= 0; }, kWait));
+  t.join();
+  EXPECT_EQ(admitted.load(), 0);
+  EXPECT_TRUE(out.cancelled());
+  // Result 1 (its buffer in use until OnWriteDone) and item 3; result 2 was discarded.
+  EXPECT_EQ(out.outstanding(), 2);
+
+  // The result of an admitted item pushed after cancellation is discarded and its slot given back.
+  out.Push(Msg{3});
+  EXPECT_EQ(out.outstanding(), 1);
+
+  std::atomic<bool> finished{false};
+  std::atomic<bool> result{true};
+  std::thread waiter([&] {
+    result = out.WaitFinished();
+    finished = true;
+  });
+  EXPECT_FALSE(finished.load());  // a write is still in flight
+  out.OnWriteDone(true);
+  ASSERT_TRUE(testing::WaitUntil([&] { return finished.load(); }, kWait));
+  waiter.join();
+  EXPECT_FALSE(result.load());
+  EXPECT_EQ(w.ids(), std::vector<int>({1}));  // nothing written after the cancellation
+  EXPECT_EQ(out.outstanding(), 0);
+}
+
+TEST(OutboxTest, AFailedWriteCancelsAndReleasesEverySlot) {
+  Outbox<Msg> out(3, false);
+  Writer w(&out);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(out.Admit());
+    out.Push(Msg{i});
+  }
+  out.OnWriteDone(false);
+  EXPECT_TRUE(out.cancelled());
+  EXPECT_EQ(out.outstanding(), 0);
+  EXPECT_EQ(w.ids(), std::vector<int>({1}));
+  EXPECT_FALSE(out.Admit());
+}
+
+TEST(OutboxTest, DropGivesBackASlotWithoutAResult) {
+  Outbox<Msg> out(1, false);
+  Writer w(&out);
+  ASSERT_TRUE(out.Admit());
+  EXPECT_FALSE(out.HasRoom());
+  out.Drop();
+  EXPECT_TRUE(out.HasRoom());
+  EXPECT_TRUE(out.WaitFinished());
+  EXPECT_TRUE(w.ids().empty());
+}
+
+TEST(OutboxTest, WaitTasksWaitsForTheOutsideConditionAfterNotify) {
+  Outbox<Msg> out(1, false);
+  std::atomic<bool> input_done{false};
+  std::atomic<bool> returned{false};
+  out.TaskStarted();
+  std::thread t([&] {
+    out.WaitTasks([&] { return input_done.load(); });
+    returned = true;
+  });
+  out.TaskDone();
+  EXPECT_FALSE(returned.load());  // the outside condition does not hold yet
+  input_done = true;
+  out.Notify();
+  ASSERT_TRUE(testing::WaitUntil([&] { return returned.load(); }, kWait));
+  t.join();
+}
+
+// Callbacks run without the outbox's lock: a writer that completes the write at once (calling
+// back into the outbox from start_write) must not deadlock, and every result is written in order.
+TEST(OutboxTest, CallbacksMayReenterTheOutbox) {
+  Outbox<Msg> out(8, false);
+  std::vector<int> ids;
+  out.start_write = [&](Msg* m) {
+    ids.push_back(m->id);
+    EXPECT_GE(out.outstanding(), 1);
+  };
+  out.on_room = [&] { EXPECT_FALSE(out.cancelled()); };
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(out.Admit());
+    out.Push(Msg{i});
+  }
+  for (int i = 0; i < 3; ++i) out.OnWriteDone(true);
+  EXPECT_EQ(ids, std::vector<int>({1, 2, 3}));
+  EXPECT_TRUE(out.WaitFinished());
+}
+
+}  // namespace
+}  // namespace anchord::rpc

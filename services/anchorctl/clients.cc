@@ -17,33 +17,31 @@ Interrupter& Interrupter::Get() {
 }
 
 void Interrupter::Trigger() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   interrupted_.store(true);
   for (auto* ctx : contexts_) ctx->TryCancel();
-  cv_.notify_all();
 }
 
 bool Interrupter::SleepFor(absl::Duration d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, absl::ToChronoMilliseconds(d), [&] { return interrupted_.load() || woken_; });
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &Interrupter::InterruptedOrWoken), d);
   woken_ = false;
   return interrupted_.load();
 }
 
 void Interrupter::Wake() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   woken_ = true;
-  cv_.notify_all();
 }
 
 void Interrupter::Register(grpc::ClientContext* ctx) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   contexts_.insert(ctx);
   if (interrupted_.load()) ctx->TryCancel();
 }
 
 void Interrupter::Unregister(grpc::ClientContext* ctx) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   contexts_.erase(ctx);
 }
 

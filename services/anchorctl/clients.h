@@ -5,13 +5,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "anchord/v1/common.grpc.pb.h"
 #include "anchord/v1/hasher.grpc.pb.h"
@@ -27,20 +27,23 @@ class Interrupter {
  public:
   static Interrupter& Get();
   bool interrupted() const { return interrupted_.load(); }
-  void Trigger();
+  void Trigger() ABSL_LOCKS_EXCLUDED(mu_);
   // Sleeps up to `d`; returns true at once when interrupted (or `wake` is set by Wake()).
-  bool SleepFor(absl::Duration d);
+  bool SleepFor(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);
   // Wakes SleepFor callers early without interrupting (new data to show).
-  void Wake();
-  void Register(grpc::ClientContext* ctx);
-  void Unregister(grpc::ClientContext* ctx);
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
+  void Register(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  void Unregister(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  bool InterruptedOrWoken() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return interrupted_.load() || woken_;
+  }
+  // Atomic besides the mutex: interrupted() is read without it on every loop turn.
   std::atomic<bool> interrupted_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool woken_ = false;
-  std::set<grpc::ClientContext*> contexts_;
+  absl::Mutex mu_;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<grpc::ClientContext*> contexts_ ABSL_GUARDED_BY(mu_);
 };
 
 // Registers a context for cancellation on Ctrl-C for its lifetime.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 
@@ -106,36 +107,31 @@ void CalendarApi::ResetLocked() { journal_.clear(); }
 
 void CalendarApi::Handle(Calendar& cal, const httplib::Request& req, httplib::Response& res,
                          Route route) {
-  int latency_ms = 0;
-  {
-    std::lock_guard<std::mutex> lock(core_->mu());
-    ++core_->stats().requests_total;
-    latency_ms = core_->latency_ms();
-  }
-  if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms));
+  Core::SleepLatency(core_->CountRequest());
 
   // No keys: a client is its source IP and User-Agent, per calendar.
   const std::string client =
       ClientKey(absl::StrCat("calendar", cal.index, " ip:", req.remote_addr), req);
-  std::unique_lock<std::mutex> lock(core_->mu());
+  core_->Answer(ApiId::kCalendar, absl::StrCat("calendar ", cal.index, " "), "", req, res,
+                [&](bool* drop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu()) {
+                  return AnswerLocked(cal, req, route, client, drop);
+                });
+}
+
+Reply CalendarApi::AnswerLocked(Calendar& cal, const httplib::Request& req, Route route,
+                                const std::string& client, bool* drop) {
   const absl::Time now = core_->clock()->Now();
   core_->ConfirmDue(now);
   const Admission adm = core_->Admit(ApiId::kCalendar, client, now);
-  auto finish = [&](const Reply& r) {
-    if (adm.drop) core_->CountDrop(ApiId::kCalendar);
-    lock.unlock();
-    ANCHORD_LOG(Debug) << "sandbox: calendar " << cal.index << " " << req.method << " " << req.path
-                       << " -> " << r.status << (adm.drop ? " (dropped)" : "");
-    Send(r, "", adm.drop, res);
-  };
+  *drop = adm.drop;
   // otsd itself never answers 429 or 5xx on purpose; the reverse proxy in front of a public
   // calendar does, in plain text.
   if (adm.storm) {
     Reply r = Text(429, "Too Many Requests");
     r.headers.emplace_back("Retry-After", "1");
-    return finish(r);
+    return r;
   }
-  if (adm.error) return finish(Text(502, "Bad Gateway (injected)"));
+  if (adm.error) return Text(502, "Bad Gateway (injected)");
 
   switch (route) {
     case Route::kDigest: {
@@ -145,22 +141,21 @@ void CalendarApi::Handle(Calendar& cal, const httplib::Request& req, httplib::Re
                                opt.calendar_limit, opt.window}},
                              now);
       if (!limit.ok) {
-        core_->NoteRateLimited(ApiId::kCalendar, client, limit.retry_after, adm.drop, now);
+        core_->NoteRateLimited(ApiId::kCalendar, client, limit.retry_after, *drop, now);
         Reply r = Text(429, "Too Many Requests");
         r.headers.emplace_back("Retry-After", std::to_string(limit.retry_after));
-        return finish(r);
+        return r;
       }
-      return finish(HandleDigest(cal, req, now));
+      return HandleDigest(cal, req, now);
     }
     case Route::kTimestamp:
-      return finish(HandleTimestamp(cal, req));
+      return HandleTimestamp(cal, req);
     case Route::kRoot:
-      return finish(
-          Text(200, absl::StrCat("anchord sandbox OpenTimestamps calendar ", cal.url, "\n")));
+      return Text(200, absl::StrCat("anchord sandbox OpenTimestamps calendar ", cal.url, "\n"));
     case Route::kUnknown:
       break;
   }
-  finish(Text(404, "not found", "max-age=3600"));
+  return Text(404, "not found", "max-age=3600");
 }
 
 Reply CalendarApi::HandleDigest(Calendar& cal, const httplib::Request& req, absl::Time now) {

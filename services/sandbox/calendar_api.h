@@ -19,7 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "services/sandbox/sandbox_core.h"
 
 namespace anchord::sandbox::internal {
@@ -35,9 +37,11 @@ class CalendarApi : public ChainListener {
   void Stop();
   std::vector<std::string> urls() const { return urls_; }
 
-  // Core mutex held.
-  void ResetLocked();
-  void OnConfirmedLocked(const std::string& ref, const Confirmation& c, bool ok) override;
+  // The mutex guarding this API's state: its Core's.
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(core_->mu()) { return core_->mu(); }
+  void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  void OnConfirmedLocked(const std::string& ref, const Confirmation& c, bool ok) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
 
  private:
   struct Calendar {
@@ -53,16 +57,23 @@ class CalendarApi : public ChainListener {
   };
   enum class Route { kDigest, kTimestamp, kRoot, kUnknown };
 
-  void Handle(Calendar& cal, const httplib::Request& req, httplib::Response& res, Route route);
-  Reply HandleDigest(Calendar& cal, const httplib::Request& req, absl::Time now);
-  Reply HandleTimestamp(Calendar& cal, const httplib::Request& req);
+  void Handle(Calendar& cal, const httplib::Request& req, httplib::Response& res, Route route)
+      ABSL_LOCKS_EXCLUDED(core_->mu());
+  // Everything after the latency fault: faults, limits, the route. `*drop`: cut the answer.
+  Reply AnswerLocked(Calendar& cal, const httplib::Request& req, Route route,
+                     const std::string& client, bool* drop)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleDigest(Calendar& cal, const httplib::Request& req, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleTimestamp(Calendar& cal, const httplib::Request& req)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
 
   Core* const core_;
   std::vector<std::unique_ptr<Calendar>> cals_;
   std::vector<std::string> urls_;  // fixed once Start returns
   bool stopped_ = false;
-  // Guarded by the core mutex. Key: one byte of calendar index, then the commitment.
-  std::map<std::string, Entry> journal_;
+  // Key: one byte of calendar index, then the commitment.
+  std::map<std::string, Entry> journal_ ABSL_GUARDED_BY(core_->mu());
 };
 
 }  // namespace anchord::sandbox::internal

@@ -4,7 +4,7 @@
 //   anchord-sandbox --listen 127.0.0.1:0 --port-file /tmp/sandbox.port
 //                   --calendar-urls-file /tmp/sandbox.calendars
 //
-// Every flag can also be set from the environment variable named in its help (ANCHORD_SANDBOX_*).
+// Every flag can also be set from the environment (ANCHORD_SANDBOX_*, see EnvName).
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -13,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
 #include "libs/rpc/server.h"
@@ -44,6 +46,29 @@ absl::StatusOr<std::vector<std::string>> LoadKeys(const char* what,
     keys.push_back(*loaded);
   }
   return keys;
+}
+
+// Every flag can also be set from ANCHORD_SANDBOX_ and its name in upper snake case
+// (--window-seconds: ANCHORD_SANDBOX_WINDOW_SECONDS); a repeatable flag's variable is the plural
+// (--api-key: ANCHORD_SANDBOX_API_KEYS) and holds a comma-separated list.
+std::string EnvName(const std::string& flag, bool plural) {
+  std::string env =
+      absl::StrCat("ANCHORD_SANDBOX_", absl::AsciiStrToUpper(flag.substr(2)), plural ? "S" : "");
+  absl::StrReplaceAll({{"-", "_"}}, &env);
+  return env;
+}
+
+template <typename T>
+CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  return app.add_option(name, value, help)->envname(EnvName(name, /*plural=*/false));
+}
+
+template <typename T>
+CLI::Option* ListFlag(CLI::App& app, const std::string& name, std::vector<T>& values,
+                      const std::string& help) {
+  return app.add_option(name, values, help)
+      ->delimiter(',')
+      ->envname(EnvName(name, /*plural=*/true));
 }
 
 int Run(int argc, char** argv) {
@@ -89,119 +114,65 @@ int Run(int argc, char** argv) {
   std::string tsa_ca_out;
   int tsa_limit = 0;
 
-  app.add_option("--listen", listen, "host:port to serve on (port 0 picks one)")
-      ->envname("ANCHORD_SANDBOX_LISTEN");
-  app.add_option("--port-file", port_file, "write the bound port here once listening")
-      ->envname("ANCHORD_SANDBOX_PORT_FILE");
-  app.add_option("--api-key", api_keys, "accepted API key (repeatable; env: comma-separated)")
-      ->delimiter(',')
-      ->envname("ANCHORD_SANDBOX_API_KEYS");
-  app.add_option("--api-key-file", api_key_file, "file holding one more accepted API key")
-      ->envname("ANCHORD_SANDBOX_API_KEY_FILE");
-  app.add_option("--not-entitled-key", not_entitled,
-                 "key answered 403 PLAN_NOT_ENTITLED (repeatable; env: comma-separated)")
-      ->delimiter(',')
-      ->envname("ANCHORD_SANDBOX_NOT_ENTITLED_KEYS");
-  app.add_option("--monthly-quota", monthly_quota, "creates per account, 0 = unlimited")
-      ->envname("ANCHORD_SANDBOX_MONTHLY_QUOTA");
-  app.add_option("--confirm-after-seconds", confirm_after, "pending -> confirmed delay (every API)")
-      ->envname("ANCHORD_SANDBOX_CONFIRM_AFTER_SECONDS");
-  app.add_option("--window-seconds", window, "rate-limit window (the doc's is 60)")
-      ->envname("ANCHORD_SANDBOX_WINDOW_SECONDS");
-  app.add_option("--general-limit", general_limit, "requests per window per key")
-      ->envname("ANCHORD_SANDBOX_GENERAL_LIMIT");
-  app.add_option("--create-key-limit", create_key_limit, "creates per window per key")
-      ->envname("ANCHORD_SANDBOX_CREATE_KEY_LIMIT");
-  app.add_option("--create-ip-limit", create_ip_limit, "creates per window per source IP")
-      ->envname("ANCHORD_SANDBOX_CREATE_IP_LIMIT");
-  app.add_option("--error-rate", error_rate, "fraction of /api requests answered 500/502")
-      ->envname("ANCHORD_SANDBOX_ERROR_RATE");
-  app.add_option("--drop-rate", drop_rate, "fraction of /api responses cut off mid-body")
-      ->envname("ANCHORD_SANDBOX_DROP_RATE");
-  app.add_option("--latency-ms", latency_ms, "delay added to every /api request")
-      ->envname("ANCHORD_SANDBOX_LATENCY_MS");
-  app.add_option("--storm-seconds", storm_seconds, "429 storm for this long from start")
-      ->envname("ANCHORD_SANDBOX_STORM_SECONDS");
-  app.add_option("--seed", seed, "PRNG seed (faults, ids, nonces)")
-      ->envname("ANCHORD_SANDBOX_SEED");
-  app.add_option("--public-base-url", public_base_url, "base of certificate_url and verify_url")
-      ->envname("ANCHORD_SANDBOX_PUBLIC_BASE_URL");
-  app.add_option("--first-block-height", first_block_height, "height of the first fake block")
-      ->envname("ANCHORD_SANDBOX_FIRST_BLOCK_HEIGHT");
-  app.add_option("--threads", threads, "HTTP worker threads (min 32)")
-      ->envname("ANCHORD_SANDBOX_THREADS");
-  app.add_option("--log-level", log_level, "debug|info|warning|error")
-      ->envname("ANCHORD_SANDBOX_LOG_LEVEL");
-  app.add_option("--proofledger-api-key", pl_keys,
-                 "accepted ProofLedger key (repeatable; env: comma-separated; default sk_sandbox)")
-      ->delimiter(',')
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_API_KEYS");
-  app.add_option("--proofledger-api-key-file", pl_key_file, "file holding one more ProofLedger key")
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_API_KEY_FILE");
-  app.add_option("--proofledger-not-entitled-key", pl_not_entitled,
-                 "ProofLedger key answered 403 (repeatable; env: comma-separated)")
-      ->delimiter(',')
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_NOT_ENTITLED_KEYS");
-  app.add_option("--proofledger-create-limit", pl_create_limit,
-                 "ProofLedger creates per window per key (0 = unlimited)")
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_CREATE_LIMIT");
-  app.add_option("--proofledger-verify-limit", pl_verify_limit,
-                 "ProofLedger verify requests per verify window per IP (doc: 120)")
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_VERIFY_LIMIT");
-  app.add_option("--proofledger-verify-window-seconds", pl_verify_window,
-                 "ProofLedger verify window (doc: 3600)")
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_VERIFY_WINDOW_SECONDS");
-  app.add_option("--proofledger-public-base-url", pl_base_url,
-                 "base of ProofLedger certificate_url")
-      ->envname("ANCHORD_SANDBOX_PROOFLEDGER_PUBLIC_BASE_URL");
-  app.add_option("--simpleproof-token", sp_tokens,
-                 "accepted SimpleProof x-access-token (repeatable; env: comma-separated; default "
-                 "sp_sandbox_token)")
-      ->delimiter(',')
-      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_TOKENS");
-  app.add_option("--simpleproof-token-file", sp_token_file,
-                 "file holding one more SimpleProof token")
-      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_TOKEN_FILE");
-  app.add_option("--simpleproof-limit", sp_limit, "SimpleProof requests per window per token")
-      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_LIMIT");
-  app.add_option("--simpleproof-public-base-url", sp_base_url,
-                 "base of SimpleProof url / verification_link")
-      ->envname("ANCHORD_SANDBOX_SIMPLEPROOF_PUBLIC_BASE_URL");
-  app.add_option("--callback-retries", callback_retries,
-                 "SimpleProof callback retries after a non-2xx")
-      ->envname("ANCHORD_SANDBOX_CALLBACK_RETRIES");
-  app.add_option("--callback-retry-seconds", callback_retry_seconds,
-                 "time between callback attempts")
-      ->envname("ANCHORD_SANDBOX_CALLBACK_RETRY_SECONDS");
-  app.add_option("--callback-timeout-seconds", callback_timeout_seconds,
-                 "timeout of one callback attempt")
-      ->envname("ANCHORD_SANDBOX_CALLBACK_TIMEOUT_SECONDS");
-  app.add_option("--callback-drop-rate", callback_drop_rate, "fraction of callbacks lost entirely")
-      ->envname("ANCHORD_SANDBOX_CALLBACK_DROP_RATE");
-  app.add_option("--ots-url-ttl-seconds", ots_url_ttl,
-                 "lifetime of SimpleProof ots_download_url (doc: 1800)")
-      ->envname("ANCHORD_SANDBOX_OTS_URL_TTL_SECONDS");
-  app.add_option("--calendars", calendars, "OpenTimestamps calendars, one port each (0..16)")
-      ->envname("ANCHORD_SANDBOX_CALENDARS");
-  app.add_option("--calendar-port", calendar_ports,
-                 "port of the next calendar (repeatable; env: comma-separated; 0 = free port)")
-      ->delimiter(',')
-      ->envname("ANCHORD_SANDBOX_CALENDAR_PORTS");
-  app.add_option("--pending-max-age-seconds", pending_max_age,
-                 "Cache-Control max-age of a calendar's pending 404 (reference: 60)")
-      ->envname("ANCHORD_SANDBOX_PENDING_MAX_AGE_SECONDS");
-  app.add_option("--calendar-limit", calendar_limit,
-                 "POST /digest per window per IP, 0 = unlimited")
-      ->envname("ANCHORD_SANDBOX_CALENDAR_LIMIT");
-  app.add_option("--calendar-urls-file", calendar_urls_file,
-                 "write the calendar URLs here (one per line) once listening")
-      ->envname("ANCHORD_SANDBOX_CALENDAR_URLS_FILE");
-  app.add_option("--tsa-ca-out", tsa_ca_out,
-                 "write the test CA certificate of POST /tsa here (PEM) once listening; also "
-                 "served at GET /tsa/ca.pem")
-      ->envname("ANCHORD_SANDBOX_TSA_CA_OUT");
-  app.add_option("--tsa-limit", tsa_limit, "POST /tsa per window per client IP (0 = unlimited)")
-      ->envname("ANCHORD_SANDBOX_TSA_LIMIT")
+  Flag(app, "--listen", listen, "host:port to serve on (port 0 picks one)");
+  Flag(app, "--port-file", port_file, "write the bound port here once listening");
+  ListFlag(app, "--api-key", api_keys, "accepted API key (repeatable; env: comma-separated)");
+  Flag(app, "--api-key-file", api_key_file, "file holding one more accepted API key");
+  ListFlag(app, "--not-entitled-key", not_entitled,
+           "key answered 403 PLAN_NOT_ENTITLED (repeatable; env: comma-separated)");
+  Flag(app, "--monthly-quota", monthly_quota, "creates per account, 0 = unlimited");
+  Flag(app, "--confirm-after-seconds", confirm_after, "pending -> confirmed delay (every API)");
+  Flag(app, "--window-seconds", window, "rate-limit window (the doc's is 60)");
+  Flag(app, "--general-limit", general_limit, "requests per window per key");
+  Flag(app, "--create-key-limit", create_key_limit, "creates per window per key");
+  Flag(app, "--create-ip-limit", create_ip_limit, "creates per window per source IP");
+  Flag(app, "--error-rate", error_rate, "fraction of /api requests answered 500/502");
+  Flag(app, "--drop-rate", drop_rate, "fraction of /api responses cut off mid-body");
+  Flag(app, "--latency-ms", latency_ms, "delay added to every /api request");
+  Flag(app, "--storm-seconds", storm_seconds, "429 storm for this long from start");
+  Flag(app, "--seed", seed, "PRNG seed (faults, ids, nonces)");
+  Flag(app, "--public-base-url", public_base_url, "base of certificate_url and verify_url");
+  Flag(app, "--first-block-height", first_block_height, "height of the first fake block");
+  Flag(app, "--threads", threads, "HTTP worker threads (min 32)");
+  Flag(app, "--log-level", log_level, "debug|info|warning|error");
+  ListFlag(app, "--proofledger-api-key", pl_keys,
+           "accepted ProofLedger key (repeatable; env: comma-separated; default sk_sandbox)");
+  Flag(app, "--proofledger-api-key-file", pl_key_file, "file holding one more ProofLedger key");
+  ListFlag(app, "--proofledger-not-entitled-key", pl_not_entitled,
+           "ProofLedger key answered 403 (repeatable; env: comma-separated)");
+  Flag(app, "--proofledger-create-limit", pl_create_limit,
+       "ProofLedger creates per window per key (0 = unlimited)");
+  Flag(app, "--proofledger-verify-limit", pl_verify_limit,
+       "ProofLedger verify requests per verify window per IP (doc: 120)");
+  Flag(app, "--proofledger-verify-window-seconds", pl_verify_window,
+       "ProofLedger verify window (doc: 3600)");
+  Flag(app, "--proofledger-public-base-url", pl_base_url, "base of ProofLedger certificate_url");
+  ListFlag(app, "--simpleproof-token", sp_tokens,
+           "accepted SimpleProof x-access-token (repeatable; env: comma-separated; default "
+           "sp_sandbox_token)");
+  Flag(app, "--simpleproof-token-file", sp_token_file, "file holding one more SimpleProof token");
+  Flag(app, "--simpleproof-limit", sp_limit, "SimpleProof requests per window per token");
+  Flag(app, "--simpleproof-public-base-url", sp_base_url,
+       "base of SimpleProof url / verification_link");
+  Flag(app, "--callback-retries", callback_retries, "SimpleProof callback retries after a non-2xx");
+  Flag(app, "--callback-retry-seconds", callback_retry_seconds, "time between callback attempts");
+  Flag(app, "--callback-timeout-seconds", callback_timeout_seconds,
+       "timeout of one callback attempt");
+  Flag(app, "--callback-drop-rate", callback_drop_rate, "fraction of callbacks lost entirely");
+  Flag(app, "--ots-url-ttl-seconds", ots_url_ttl,
+       "lifetime of SimpleProof ots_download_url (doc: 1800)");
+  Flag(app, "--calendars", calendars, "OpenTimestamps calendars, one port each (0..16)");
+  ListFlag(app, "--calendar-port", calendar_ports,
+           "port of the next calendar (repeatable; env: comma-separated; 0 = free port)");
+  Flag(app, "--pending-max-age-seconds", pending_max_age,
+       "Cache-Control max-age of a calendar's pending 404 (reference: 60)");
+  Flag(app, "--calendar-limit", calendar_limit, "POST /digest per window per IP, 0 = unlimited");
+  Flag(app, "--calendar-urls-file", calendar_urls_file,
+       "write the calendar URLs here (one per line) once listening");
+  Flag(app, "--tsa-ca-out", tsa_ca_out,
+       "write the test CA certificate of POST /tsa here (PEM) once listening; also "
+       "served at GET /tsa/ca.pem");
+  Flag(app, "--tsa-limit", tsa_limit, "POST /tsa per window per client IP (0 = unlimited)")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -222,19 +193,12 @@ int Run(int argc, char** argv) {
     opt.host = opt.host.substr(1, opt.host.size() - 2);
   }
   // Keys are registered with the log scrubber so they never reach a log line.
-  std::vector<std::string> keys;
-  for (const auto& k : api_keys) {
-    auto loaded = anchord::LoadSecret("sandbox API key", k, "");
-    if (loaded.ok() && !loaded->empty()) keys.push_back(*loaded);
+  auto proofd_keys = LoadKeys("sandbox API key", api_keys, api_key_file);
+  if (!proofd_keys.ok()) {
+    ANCHORD_LOG(Error) << proofd_keys.status();
+    return 2;
   }
-  if (!api_key_file.empty()) {
-    auto loaded = anchord::LoadSecret("sandbox API key", "", api_key_file);
-    if (!loaded.ok()) {
-      ANCHORD_LOG(Error) << loaded.status();
-      return 2;
-    }
-    keys.push_back(*loaded);
-  }
+  std::vector<std::string> keys = *std::move(proofd_keys);
   if (keys.empty()) keys.push_back("proofd_live_sandbox");
   for (const auto& k : not_entitled) anchord::RegisterSecret(k);
   opt.api_keys = keys;

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 
@@ -83,7 +84,7 @@ void ProofLedgerApi::Handle(const httplib::Request& req, httplib::Response& res,
   const bool public_route = route == Route::kVerify ||
                             (route == Route::kUnknown && absl::StartsWith(req.path, kVerifyPath));
   {
-    std::lock_guard<std::mutex> lock(core_->mu());
+    absl::MutexLock lock(&core_->mu());
     ++core_->stats().requests_total;
     latency_ms = core_->latency_ms();
     if (route == Route::kVerify) {
@@ -92,66 +93,68 @@ void ProofLedgerApi::Handle(const httplib::Request& req, httplib::Response& res,
       ++s.verify_requests_by_ip[req.remote_addr];
     }
   }
-  if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms));
+  Core::SleepLatency(latency_ms);
 
   const std::string token = BearerToken(req);
   const std::string client =
       ClientKey(public_route || token.empty() ? "proofledger ip:" + req.remote_addr
                                               : "proofledger key:" + token,
                 req);
-  std::unique_lock<std::mutex> lock(core_->mu());
+  core_->Answer(ApiId::kProofLedger, "proofledger ", "", req, res,
+                [&](bool* drop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu()) {
+                  Reply r = AnswerLocked(req, route, public_route, token, client, drop);
+                  if (r.status == 429 && route == Route::kVerify) {
+                    ++core_->stats().proofledger.verify_rate_limited_by_ip[req.remote_addr];
+                  }
+                  return r;
+                });
+}
+
+Reply ProofLedgerApi::AnswerLocked(const httplib::Request& req, Route route, bool public_route,
+                                   const std::string& token, const std::string& client,
+                                   bool* drop) {
   const absl::Time now = core_->clock()->Now();
   core_->ConfirmDue(now);
   double which_error = 1;
   const Admission adm = core_->Admit(ApiId::kProofLedger, client, now, &which_error);
-  auto finish = [&](const Reply& r) {
-    if (adm.drop) core_->CountDrop(ApiId::kProofLedger);
-    if (r.status == 429 && route == Route::kVerify) {
-      ++core_->stats().proofledger.verify_rate_limited_by_ip[req.remote_addr];
-    }
-    lock.unlock();
-    ANCHORD_LOG(Debug) << "sandbox: proofledger " << req.method << " " << req.path << " -> "
-                       << r.status << (adm.drop ? " (dropped)" : "");
-    Send(r, "", adm.drop, res);
-  };
+  *drop = adm.drop;
 
   if (adm.storm) {
     Reply r = Error(429, "Too many requests (sandbox 429 storm).");
     r.headers.emplace_back("Retry-After", "1");
-    return finish(r);
+    return r;
   }
   if (adm.error) {
-    return finish(which_error < 0.5 ? Error(500, "Internal server error (injected).")
-                                    : Error(503, "Service temporarily unavailable (injected)."));
+    return which_error < 0.5 ? Error(500, "Internal server error (injected).")
+                             : Error(503, "Service temporarily unavailable (injected).");
   }
 
   const SandboxOptions& opt = core_->opt();
   Core::Bucket bucket;
   if (public_route) {
-    if (route == Route::kUnknown) return finish(Error(404, "not found"));
+    if (route == Route::kUnknown) return Error(404, "not found");
     bucket = {"proofledger verify:" + req.remote_addr, opt.proofledger_verify_limit,
               opt.proofledger_verify_window};
   } else {
     // The doc: 401 or 403 "means your key is wrong or on the wrong plan tier".
-    if (token.empty())
-      return finish(Error(401, "Missing API key: send Authorization: Bearer <key>."));
+    if (token.empty()) return Error(401, "Missing API key: send Authorization: Bearer <key>.");
     if (not_entitled_.count(token)) {
-      return finish(Error(403, "This API key's plan does not include API access."));
+      return Error(403, "This API key's plan does not include API access.");
     }
-    if (!keys_.count(token)) return finish(Error(401, "Invalid API key."));
-    if (route == Route::kUnknown) return finish(Error(404, "not found"));
+    if (!keys_.count(token)) return Error(401, "Invalid API key.");
+    if (route == Route::kUnknown) return Error(404, "not found");
     bucket = {"proofledger create:" + token, opt.proofledger_create_limit, opt.window};
   }
   const Core::LimitResult limit = core_->CheckLimits({bucket}, now);
   if (!limit.ok) {
-    core_->NoteRateLimited(ApiId::kProofLedger, client, limit.retry_after, adm.drop, now);
+    core_->NoteRateLimited(ApiId::kProofLedger, client, limit.retry_after, *drop, now);
     Reply r = Error(429, route == Route::kVerify
                              ? "Rate limit exceeded: verification is limited per IP address."
                              : "Rate limit exceeded.");
     r.headers.emplace_back("Retry-After", std::to_string(limit.retry_after));
-    return finish(r);
+    return r;
   }
-  finish(route == Route::kVerify ? HandleVerify(req) : HandleCreate(req, token));
+  return route == Route::kVerify ? HandleVerify(req) : HandleCreate(req, token);
 }
 
 Reply ProofLedgerApi::HandleCreate(const httplib::Request& req, const std::string& account) {

@@ -17,7 +17,9 @@
 #include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/sandbox/sandbox_core.h"
 
@@ -33,9 +35,11 @@ class ProofLedgerApi : public ChainListener {
   static bool Owns(absl::string_view path);
   void HandleUnknown(const httplib::Request& req, httplib::Response& res);
 
-  // Core mutex held.
-  void ResetLocked();
-  void OnConfirmedLocked(const std::string& id, const Confirmation& c, bool ok) override;
+  // The mutex guarding this API's state: its Core's.
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(core_->mu()) { return core_->mu(); }
+  void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  void OnConfirmedLocked(const std::string& id, const Confirmation& c, bool ok) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
 
  private:
   enum class Route { kCreate, kVerify, kUnknown };
@@ -51,17 +55,23 @@ class ProofLedgerApi : public ChainListener {
     absl::Time confirmed_at;
   };
 
-  void Handle(const httplib::Request& req, httplib::Response& res, Route route);
-  Reply HandleCreate(const httplib::Request& req, const std::string& account);
-  Reply HandleVerify(const httplib::Request& req);
-  ojson RecordJson(const Record& r) const;
-  std::string NewId();
+  void Handle(const httplib::Request& req, httplib::Response& res, Route route)
+      ABSL_LOCKS_EXCLUDED(core_->mu());
+  // Everything after the latency fault: faults, auth, limits, the route. `*drop`: cut the answer.
+  Reply AnswerLocked(const httplib::Request& req, Route route, bool public_route,
+                     const std::string& token, const std::string& client, bool* drop)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleCreate(const httplib::Request& req, const std::string& account)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleVerify(const httplib::Request& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  ojson RecordJson(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
 
   Core* const core_;
-  std::set<std::string> keys_, not_entitled_;
-  // Guarded by the core mutex.
-  std::map<std::string, Record> records_;         // id -> record
-  std::map<std::string, std::string> by_digest_;  // lowercase hex -> id of the first record
+  std::set<std::string> keys_, not_entitled_;                           // set once, before serving
+  std::map<std::string, Record> records_ ABSL_GUARDED_BY(core_->mu());  // id -> record
+  // lowercase hex -> id of the first record
+  std::map<std::string, std::string> by_digest_ ABSL_GUARDED_BY(core_->mu());
 };
 
 }  // namespace anchord::sandbox::internal

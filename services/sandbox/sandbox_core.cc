@@ -1,7 +1,9 @@
 #include "services/sandbox/sandbox_core.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -161,6 +163,32 @@ ApiStats& Core::api_stats(ApiId id) {
       break;
   }
   return stats_.proofd;
+}
+
+int Core::CountRequest() {
+  absl::MutexLock lock(&mu_);
+  ++stats_.requests_total;
+  return faults_.latency_ms;
+}
+
+void Core::SleepLatency(int latency_ms) {
+  if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms));
+}
+
+void Core::Answer(ApiId api, absl::string_view label, const std::string& rid,
+                  const httplib::Request& req, httplib::Response& res,
+                  absl::FunctionRef<Reply(bool* drop)> answer) {
+  Reply reply;
+  bool drop = false;
+  {
+    absl::MutexLock lock(&mu_);
+    reply = answer(&drop);
+    if (drop) CountDrop(api);
+  }
+  ANCHORD_LOG(Debug) << "sandbox: " << label << req.method << " " << req.path << " -> "
+                     << reply.status << (rid.empty() ? "" : " ") << rid
+                     << (drop ? " (dropped)" : "");
+  Send(reply, rid, drop, res);
 }
 
 double Core::Draw() { return std::uniform_real_distribution<double>(0.0, 1.0)(fault_rng_); }

@@ -13,15 +13,17 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/common/clock.h"
 #include "libs/ots/ots.h"
@@ -80,7 +82,9 @@ struct Confirmation {
 class ChainListener {
  public:
   virtual ~ChainListener() = default;
-  // Called with Core::mu() held, once per registered leaf, when its block is made. By then the
+  // Called with Core::mu() held, once per registered leaf, when its block is made (implementations
+  // annotate it ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu()): the interface cannot name the mutex of
+  // the Core they share). By then the
   // leaf carries its merkle path up to a Bitcoin attestation at c.height. `ok` false: no proof
   // could be built (cannot happen for 32-byte leaves; the API reports the record as failed).
   virtual void OnConfirmedLocked(const std::string& ref, const Confirmation& c, bool ok) = 0;
@@ -101,18 +105,35 @@ class Core {
 
   const SandboxOptions& opt() const { return opt_; }
   Clock* clock() const { return clock_; }
-  std::mutex& mu() { return mu_; }
+  // The one lock of the sandbox: the APIs' own state is guarded by it too (ABSL_GUARDED_BY(
+  // core_->mu())), so that an API request sees its state, the chain and the counters at once.
+  absl::Mutex& mu() ABSL_LOCK_RETURNED(mu_) { return mu_; }
+
+  // Counts one request (any API, any route) and returns the latency fault to apply, in ms.
+  int CountRequest() ABSL_LOCKS_EXCLUDED(mu_);
+  // Sleeps the latency fault; never with the mutex held.
+  static void SleepLatency(int latency_ms);
+  // The rest of an API request: `answer` runs with the mutex held (it makes the time's blocks,
+  // calls Admit and tells through its argument whether the answer is cut off, a drop that is then
+  // counted against `api`); the answer is logged as "sandbox: <label><method> <path> -> <status>
+  // [rid]" and sent with `rid` (none when empty) after the mutex is released.
+  void Answer(ApiId api, absl::string_view label, const std::string& rid,
+              const httplib::Request& req, httplib::Response& res,
+              absl::FunctionRef<Reply(bool* drop)> answer) ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- everything below: mu() held ----
-  SandboxStats& stats() { return stats_; }
-  ApiStats& api_stats(ApiId id);
-  double Draw();                      // fault PRNG, uniform [0, 1)
-  std::string RandomBytes(size_t n);  // id PRNG (ids, nonces, tokens, fake transactions)
-  uint64_t RandomU64();
-  void SetFaults(const Faults& f, absl::Time now);
-  Faults GetFaults(absl::Time now) const;
-  int latency_ms() const { return faults_.latency_ms; }
-  double callback_drop_rate() const { return faults_.callback_drop_rate; }
+  SandboxStats& stats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stats_; }
+  ApiStats& api_stats(ApiId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  double Draw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // fault PRNG, uniform [0, 1)
+  // id PRNG (ids, nonces, tokens, fake transactions)
+  std::string RandomBytes(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t RandomU64() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetFaults(const Faults& f, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Faults GetFaults(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int latency_ms() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return faults_.latency_ms; }
+  double callback_drop_rate() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return faults_.callback_drop_rate;
+  }
 
   // The start of every API request after the latency fault: counts it against `api`, counts an
   // early request when `client` was told to wait and the time has not passed, and draws the
@@ -124,7 +145,8 @@ class Core {
   // told to wait sends again before the time passed. Each API names its clients (key or token, or
   // source IP for public routes, together with the User-Agent), so two programs sharing a key
   // (anchord's submitter and poller) are judged on the answers each received.
-  Admission Admit(ApiId api, const std::string& client, absl::Time now, double* extra = nullptr);
+  Admission Admit(ApiId api, const std::string& client, absl::Time now, double* extra = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Bucket {
     std::string key;  // unique across APIs (prefix it)
@@ -141,25 +163,26 @@ class Core {
   };
   // Sliding-window logs: at most `limit` requests in any window (the strictest reading of "N per
   // minute"). When every bucket has room a slot is taken in each; a refused request takes none.
-  LimitResult CheckLimits(const std::vector<Bucket>& buckets, absl::Time now);
+  LimitResult CheckLimits(const std::vector<Bucket>& buckets, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A 429 was answered to `client` with `retry_after` seconds: counted; the client must wait
   // unless the answer is cut off (a 429 that never arrives told the client nothing).
   void NoteRateLimited(ApiId api, const std::string& client, int64_t retry_after, bool dropped,
-                       absl::Time now);
-  void CountDrop(ApiId api);
+                       absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountDrop(ApiId api) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ---- the fake chain ----
   // `leaf` (a 32-byte message) goes into the first block made at or after `due`. The leaf node is
   // shared with the API's own tree, which therefore gains the merkle path and attestation.
   void AddPending(absl::Time due, std::shared_ptr<ots::Timestamp> leaf, ChainListener* owner,
-                  std::string ref);
+                  std::string ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes blocks of everything due (at most 1000 leaves a block, so paths stay short). Done on
   // every API request and by a background ticker, so nothing waits for a client to ask.
-  void ConfirmDue(absl::Time now);
+  void ConfirmDue(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The 80-byte header of a fake block (computed on first request), empty when there is none.
-  std::string HeaderAt(int64_t height);
+  std::string HeaderAt(int64_t height) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops pending leaves, blocks, rate-limit logs, waits and counters. Heights keep counting.
-  void Reset();
+  void Reset() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:
   struct Block {
@@ -178,21 +201,22 @@ class Core {
     ChainListener* owner;
     std::string ref;
   };
-  void MakeBlock(std::vector<Pending>& batch, absl::Time now);
+  void MakeBlock(std::vector<Pending>& batch, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SandboxOptions opt_;
   Clock* const clock_;
-  std::mutex mu_;
-  std::mt19937_64 fault_rng_;
-  std::mt19937_64 id_rng_;
-  Faults faults_;
-  absl::Time storm_until_ = absl::InfinitePast();
-  std::map<std::string, SlidingLog> buckets_;
-  std::map<std::string, absl::Time> earliest_allowed_;  // client -> end of its last Retry-After
-  std::multimap<absl::Time, Pending> pending_;          // by due time
-  std::map<int64_t, Block> blocks_;
-  int64_t next_height_ = 0;
-  SandboxStats stats_;
+  absl::Mutex mu_;
+  std::mt19937_64 fault_rng_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 id_rng_ ABSL_GUARDED_BY(mu_);
+  Faults faults_ ABSL_GUARDED_BY(mu_);
+  absl::Time storm_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::map<std::string, SlidingLog> buckets_ ABSL_GUARDED_BY(mu_);
+  // client -> end of its last Retry-After
+  std::map<std::string, absl::Time> earliest_allowed_ ABSL_GUARDED_BY(mu_);
+  std::multimap<absl::Time, Pending> pending_ ABSL_GUARDED_BY(mu_);  // by due time
+  std::map<int64_t, Block> blocks_ ABSL_GUARDED_BY(mu_);
+  int64_t next_height_ ABSL_GUARDED_BY(mu_) = 0;
+  SandboxStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace anchord::sandbox::internal

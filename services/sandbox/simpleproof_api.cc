@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 
@@ -160,68 +161,62 @@ ojson SimpleProofApi::DocumentJson(const Doc& d, absl::Time now) const {
 }
 
 void SimpleProofApi::Handle(const httplib::Request& req, httplib::Response& res, Route route) {
-  int latency_ms = 0;
-  {
-    std::lock_guard<std::mutex> lock(core_->mu());
-    ++core_->stats().requests_total;
-    latency_ms = core_->latency_ms();
-  }
-  if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms));
-
+  Core::SleepLatency(core_->CountRequest());
   const std::string token = req.get_header_value("x-access-token");
   const std::string client = ClientKey(
       token.empty() ? "simpleproof ip:" + req.remote_addr : "simpleproof token:" + token, req);
-  std::unique_lock<std::mutex> lock(core_->mu());
+  core_->Answer(ApiId::kSimpleProof, "simpleproof ", "", req, res,
+                [&](bool* drop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu()) {
+                  return AnswerLocked(req, route, token, client, drop);
+                });
+}
+
+Reply SimpleProofApi::AnswerLocked(const httplib::Request& req, Route route,
+                                   const std::string& token, const std::string& client,
+                                   bool* drop) {
   const absl::Time now = core_->clock()->Now();
   core_->ConfirmDue(now);
   const Admission adm = core_->Admit(ApiId::kSimpleProof, client, now);
-  auto finish = [&](const Reply& r) {
-    if (adm.drop) core_->CountDrop(ApiId::kSimpleProof);
-    lock.unlock();
-    ANCHORD_LOG(Debug) << "sandbox: simpleproof " << req.method << " " << req.path << " -> "
-                       << r.status << (adm.drop ? " (dropped)" : "");
-    Send(r, "", adm.drop, res);
-  };
+  *drop = adm.drop;
   // The doc lists 429 without a body or header; the sandbox answers in the error shape and adds
   // Retry-After (seconds), which a client may use or ignore.
   if (adm.storm) {
     Reply r = Fail(429, "Too many requests, please try again later.");
     r.headers.emplace_back("Retry-After", "1");
-    return finish(r);
+    return r;
   }
-  if (adm.error) return finish(Fail(500, "Internal server error. Please try again later."));
+  if (adm.error) return Fail(500, "Internal server error. Please try again later.");
 
-  if (token.empty())
-    return finish(Fail(401, "Unauthorized: the x-access-token header is required."));
-  if (!tokens_.count(token)) return finish(Fail(401, "Unauthorized: invalid access token."));
-  if (route == Route::kUnknown) return finish(Fail(404, "Not found."));
+  if (token.empty()) return Fail(401, "Unauthorized: the x-access-token header is required.");
+  if (!tokens_.count(token)) return Fail(401, "Unauthorized: invalid access token.");
+  if (route == Route::kUnknown) return Fail(404, "Not found.");
 
   const SandboxOptions& opt = core_->opt();
   const Core::LimitResult limit =
       core_->CheckLimits({{"simpleproof:" + token, opt.simpleproof_limit, opt.window}}, now);
   if (!limit.ok) {
-    core_->NoteRateLimited(ApiId::kSimpleProof, client, limit.retry_after, adm.drop, now);
+    core_->NoteRateLimited(ApiId::kSimpleProof, client, limit.retry_after, *drop, now);
     Reply r = Fail(429, "Too many requests, please try again later.");
     r.headers.emplace_back("Retry-After", std::to_string(limit.retry_after));
-    return finish(r);
+    return r;
   }
   switch (route) {
     case Route::kHashes:
-      return finish(HandleHashes(req, token, now));
+      return HandleHashes(req, token, now);
     case Route::kList:
-      return finish(HandleList(req, token, now));
+      return HandleList(req, token, now);
     case Route::kVerify:
-      return finish(HandleVerify(req, token, now));
+      return HandleVerify(req, token, now);
     case Route::kFile:
       // anchord never sends files (only digests leave the machine); the sandbox does not
       // emulate the multipart upload.
-      return finish(Fail(400,
-                         "File uploads are not supported by the sandbox: send hashes to "
-                         "/api/proof/timestamp/hashes."));
+      return Fail(400,
+                  "File uploads are not supported by the sandbox: send hashes to "
+                  "/api/proof/timestamp/hashes.");
     case Route::kUnknown:
       break;
   }
-  finish(Fail(404, "Not found."));
+  return Fail(404, "Not found.");
 }
 
 Reply SimpleProofApi::HandleHashes(const httplib::Request& req, const std::string& account,
@@ -389,7 +384,7 @@ void SimpleProofApi::HandleDownload(const httplib::Request& req, httplib::Respon
   std::string ots, hash;
   bool expired = false;
   {
-    std::lock_guard<std::mutex> lock(core_->mu());
+    absl::MutexLock lock(&core_->mu());
     ++core_->stats().requests_total;
     SimpleProofStats& s = core_->stats().simpleproof;
     const absl::Time now = core_->clock()->Now();
@@ -489,11 +484,11 @@ void SimpleProofApi::QueueCallbackLocked(const Doc& d, const std::string& url) {
   body["verified_at"] = FormatIso(d.confirmed_at);
   body["verification_link"] = VerificationUrl(d);
   callbacks_.emplace(std::chrono::steady_clock::now(), Callback{generation_, url, Dump(body), 0});
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void SimpleProofApi::StartCallbacks() {
-  std::lock_guard<std::mutex> lock(core_->mu());
+  absl::MutexLock lock(&core_->mu());
   if (started_ || stop_) return;
   started_ = true;
   worker_ = std::thread([this] { CallbackLoop(); });
@@ -501,13 +496,13 @@ void SimpleProofApi::StartCallbacks() {
 
 void SimpleProofApi::StopCallbacks() {
   {
-    std::lock_guard<std::mutex> lock(core_->mu());
+    absl::MutexLock lock(&core_->mu());
     stop_ = true;
     callbacks_.clear();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   {
-    std::lock_guard<std::mutex> lock(active_mu_);
+    absl::MutexLock lock(&active_mu_);
     if (active_ != nullptr) active_->stop();  // aborts the POST in flight
   }
   if (worker_.joinable()) worker_.join();
@@ -521,20 +516,21 @@ void SimpleProofApi::CallbackLoop() {
   const int64_t timeout_ms =
       std::clamp<int64_t>(absl::ToInt64Milliseconds(opt.callback_timeout), 1, 600000);
   const int max_attempts = 1 + std::clamp(opt.callback_retries, 0, 100);
-  std::unique_lock<std::mutex> lock(core_->mu());
+  core_->mu().Lock();
   while (!stop_) {
     if (callbacks_.empty()) {
-      cv_.wait_for(lock, std::chrono::seconds(1));
+      cv_.WaitWithTimeout(&core_->mu(), absl::Seconds(1));
       continue;
     }
     const SteadyTime next = callbacks_.begin()->first;
-    if (std::chrono::steady_clock::now() < next) {
-      cv_.wait_until(lock, next);
+    const SteadyTime now = std::chrono::steady_clock::now();
+    if (now < next) {
+      cv_.WaitWithTimeout(&core_->mu(), absl::FromChrono(next - now));
       continue;
     }
     Callback cb = std::move(callbacks_.begin()->second);
     callbacks_.erase(callbacks_.begin());
-    lock.unlock();
+    core_->mu().Unlock();
 
     int status = -1;
     if (auto url = ParseUrl(cb.url)) {
@@ -544,12 +540,12 @@ void SimpleProofApi::CallbackLoop() {
       cli.set_write_timeout(timeout_ms / 1000, (timeout_ms % 1000) * 1000);
       if (url->scheme == "https") cli.enable_server_certificate_verification(false);
       {
-        std::lock_guard<std::mutex> active(active_mu_);
+        absl::MutexLock active(&active_mu_);
         active_ = &cli;
       }
       bool stopping = false;
       {
-        std::lock_guard<std::mutex> relock(core_->mu());
+        absl::MutexLock relock(&core_->mu());
         stopping = stop_;
       }
       if (!stopping) {
@@ -557,11 +553,11 @@ void SimpleProofApi::CallbackLoop() {
         auto res = cli.Post(url->path.c_str(), headers, cb.body, "application/json");
         if (res) status = res->status;
       }
-      std::lock_guard<std::mutex> active(active_mu_);
+      absl::MutexLock active(&active_mu_);
       active_ = nullptr;
     }
 
-    lock.lock();
+    core_->mu().Lock();
     if (cb.generation != generation_ || stop_) continue;  // reset or stopping meanwhile
     SimpleProofStats& s = core_->stats().simpleproof;
     ++s.callbacks_sent_total;
@@ -576,6 +572,7 @@ void SimpleProofApi::CallbackLoop() {
                         << " attempt(s), last status " << status;
     }
   }
+  core_->mu().Unlock();
 }
 
 }  // namespace anchord::sandbox::internal

@@ -16,17 +16,17 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/sandbox/sandbox_core.h"
 
@@ -47,12 +47,14 @@ class SimpleProofApi : public ChainListener {
 
   // The callback delivery thread. StopCallbacks abandons queued callbacks and aborts one in
   // flight; idempotent.
-  void StartCallbacks();
-  void StopCallbacks();
+  void StartCallbacks() ABSL_LOCKS_EXCLUDED(core_->mu());
+  void StopCallbacks() ABSL_LOCKS_EXCLUDED(core_->mu(), active_mu_);
 
-  // Core mutex held.
-  void ResetLocked();
-  void OnConfirmedLocked(const std::string& ref, const Confirmation& c, bool ok) override;
+  // The mutex guarding this API's state: its Core's.
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(core_->mu()) { return core_->mu(); }
+  void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  void OnConfirmedLocked(const std::string& ref, const Confirmation& c, bool ok) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
 
  private:
   enum class Route { kHashes, kList, kVerify, kFile, kUnknown };
@@ -82,38 +84,51 @@ class SimpleProofApi : public ChainListener {
   };
   using SteadyTime = std::chrono::steady_clock::time_point;
 
-  void Handle(const httplib::Request& req, httplib::Response& res, Route route);
-  Reply HandleHashes(const httplib::Request& req, const std::string& account, absl::Time now);
-  Reply HandleList(const httplib::Request& req, const std::string& account, absl::Time now);
-  Reply HandleVerify(const httplib::Request& req, const std::string& account, absl::Time now);
-  void HandleDownload(const httplib::Request& req, httplib::Response& res);
+  void Handle(const httplib::Request& req, httplib::Response& res, Route route)
+      ABSL_LOCKS_EXCLUDED(core_->mu());
+  // Everything after the latency fault: faults, auth, limits, the route. `*drop`: cut the answer.
+  Reply AnswerLocked(const httplib::Request& req, Route route, const std::string& token,
+                     const std::string& client, bool* drop)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleHashes(const httplib::Request& req, const std::string& account, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleList(const httplib::Request& req, const std::string& account, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  Reply HandleVerify(const httplib::Request& req, const std::string& account, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  void HandleDownload(const httplib::Request& req, httplib::Response& res)
+      ABSL_LOCKS_EXCLUDED(core_->mu());
   const char* StatusAt(const Doc& d, absl::Time now) const;  // "pending_stamp" | "pending" | ...
   ojson DocumentJson(const Doc& d, absl::Time now) const;
   std::string VerificationUrl(const Doc& d) const;
-  void AddCallbackUrlLocked(Doc& d, const std::string& url);
-  void QueueCallbackLocked(const Doc& d, const std::string& url);
-  void CallbackLoop();
+  void AddCallbackUrlLocked(Doc& d, const std::string& url)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  void QueueCallbackLocked(const Doc& d, const std::string& url)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
+  void CallbackLoop() ABSL_LOCKS_EXCLUDED(core_->mu(), active_mu_);
 
   Core* const core_;
   std::set<std::string> tokens_;
   std::string files_origin_;
 
-  // Guarded by the core mutex.
-  int64_t next_id_ = 5200000;
-  std::map<int64_t, Doc> docs_;
-  std::map<std::pair<std::string, std::string>, int64_t> by_account_hash_;
-  std::map<std::string, std::vector<int64_t>> account_docs_;      // creation order
-  std::map<std::string, OtsUrl> ots_urls_;                        // token -> document
-  std::deque<std::pair<absl::Time, std::string>> ots_url_order_;  // (expiry, token), issue order
-  std::multimap<SteadyTime, Callback> callbacks_;                 // by next attempt
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  bool started_ = false;
-  std::condition_variable cv_;
+  int64_t next_id_ ABSL_GUARDED_BY(core_->mu()) = 5200000;
+  std::map<int64_t, Doc> docs_ ABSL_GUARDED_BY(core_->mu());
+  std::map<std::pair<std::string, std::string>, int64_t> by_account_hash_
+      ABSL_GUARDED_BY(core_->mu());
+  std::map<std::string, std::vector<int64_t>> account_docs_
+      ABSL_GUARDED_BY(core_->mu());                                      // creation order
+  std::map<std::string, OtsUrl> ots_urls_ ABSL_GUARDED_BY(core_->mu());  // token -> document
+  // (expiry, token), issue order
+  std::deque<std::pair<absl::Time, std::string>> ots_url_order_ ABSL_GUARDED_BY(core_->mu());
+  std::multimap<SteadyTime, Callback> callbacks_ ABSL_GUARDED_BY(core_->mu());  // by next attempt
+  uint64_t generation_ ABSL_GUARDED_BY(core_->mu()) = 0;
+  bool stop_ ABSL_GUARDED_BY(core_->mu()) = false;
+  bool started_ ABSL_GUARDED_BY(core_->mu()) = false;
+  absl::CondVar cv_;  // a callback queued, or stopping (waited on with core_->mu())
 
   std::thread worker_;
-  std::mutex active_mu_;  // guards active_: the client of the callback in flight
-  httplib::Client* active_ = nullptr;
+  absl::Mutex active_mu_;
+  httplib::Client* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;  // the callback in flight
 };
 
 }  // namespace anchord::sandbox::internal

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/tsa/tsa.h"
@@ -42,7 +43,7 @@ void TsaApi::Register(httplib::Server& svr) {
            [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res, true); });
   svr.Get(kCaPath, [this](const httplib::Request&, httplib::Response& res) {
     {
-      std::lock_guard<std::mutex> lock(core_->mu());
+      absl::MutexLock lock(&core_->mu());
       ++core_->stats().requests_total;
     }
     res.status = 200;
@@ -59,50 +60,45 @@ void TsaApi::HandleUnknown(const httplib::Request& req, httplib::Response& res) 
 }
 
 void TsaApi::Handle(const httplib::Request& req, httplib::Response& res, bool known) {
-  int latency_ms = 0;
-  {
-    std::lock_guard<std::mutex> lock(core_->mu());
-    ++core_->stats().requests_total;
-    latency_ms = core_->latency_ms();
-  }
-  if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms));
+  Core::SleepLatency(core_->CountRequest());
   const std::string client = ClientKey("tsa ip:" + req.remote_addr, req);
-  std::unique_lock<std::mutex> lock(core_->mu());
+  core_->Answer(ApiId::kTsa, "tsa ", "", req, res,
+                [&](bool* drop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu()) {
+                  return AnswerLocked(req, known, client, drop);
+                });
+}
+
+Reply TsaApi::AnswerLocked(const httplib::Request& req, bool known, const std::string& client,
+                           bool* drop) {
   const absl::Time now = core_->clock()->Now();
   core_->ConfirmDue(now);
   double which_error = 1;
   const Admission adm = core_->Admit(ApiId::kTsa, client, now, &which_error);
-  auto finish = [&](const Reply& r) {
-    if (adm.drop) core_->CountDrop(ApiId::kTsa);
-    lock.unlock();
-    ANCHORD_LOG(Debug) << "sandbox: tsa " << req.method << " " << req.path << " -> " << r.status
-                       << (adm.drop ? " (dropped)" : "");
-    Send(r, "", adm.drop, res);
-  };
+  *drop = adm.drop;
   if (adm.storm) {
     Reply r = Text(429, "Too many requests (sandbox 429 storm).");
     r.headers.emplace_back("Retry-After", "1");
-    return finish(r);
+    return r;
   }
   if (adm.error) {
-    return finish(which_error < 0.5 ? Text(500, "Internal server error (injected).")
-                                    : Text(503, "Service temporarily unavailable (injected)."));
+    return which_error < 0.5 ? Text(500, "Internal server error (injected).")
+                             : Text(503, "Service temporarily unavailable (injected).");
   }
-  if (!known) return finish(Text(404, "not found"));
+  if (!known) return Text(404, "not found");
   const Core::LimitResult limit = core_->CheckLimits(
       {{"tsa ip:" + req.remote_addr, core_->opt().tsa_limit, core_->opt().window}}, now);
   if (!limit.ok) {
-    core_->NoteRateLimited(ApiId::kTsa, client, limit.retry_after, adm.drop, now);
+    core_->NoteRateLimited(ApiId::kTsa, client, limit.retry_after, *drop, now);
     Reply r = Text(429, "Rate limit exceeded.");
     r.headers.emplace_back("Retry-After", std::to_string(limit.retry_after));
-    return finish(r);
+    return r;
   }
   const std::string ctype = absl::AsciiStrToLower(req.get_header_value("Content-Type"));
   if (!absl::StartsWith(ctype, "application/timestamp-query")) {
-    return finish(Text(415, "Content-Type must be application/timestamp-query."));
+    return Text(415, "Content-Type must be application/timestamp-query.");
   }
   auto parsed = tsa::ParseRequest(req.body);
-  if (!parsed.ok()) return finish(Text(400, parsed.status().message()));
+  if (!parsed.ok()) return Text(400, parsed.status().message());
   const uint64_t serial = next_serial_++;
   TsaStats& s = core_->stats().tsa;
   // Serials are drawn in order under the lock; signing (a few hundred microseconds) too: the
@@ -110,7 +106,7 @@ void TsaApi::Handle(const httplib::Request& req, httplib::Response& res, bool kn
   auto resp = authority_->Respond(req.body, now, serial);
   if (!resp.ok()) {
     ANCHORD_LOG(Error) << "sandbox: tsa: " << resp.status();
-    return finish(Text(500, "Could not sign."));
+    return Text(500, "Could not sign.");
   }
   ++s.creates_total;
   ++s.records_total;
@@ -122,7 +118,7 @@ void TsaApi::Handle(const httplib::Request& req, httplib::Response& res, bool kn
   r.status = 200;
   r.content_type = "application/timestamp-reply";
   r.body = *std::move(resp);
-  finish(r);
+  return r;
 }
 
 }  // namespace anchord::sandbox::internal

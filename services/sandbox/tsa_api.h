@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "libs/tsa/authority.h"
@@ -38,11 +39,15 @@ class TsaApi {
 
  private:
   TsaApi(Core* core, std::unique_ptr<tsa::Authority> authority);
-  void Handle(const httplib::Request& req, httplib::Response& res, bool known);
+  void Handle(const httplib::Request& req, httplib::Response& res, bool known)
+      ABSL_LOCKS_EXCLUDED(core_->mu());
+  // Everything after the latency fault: faults, limits, signing. `*drop`: cut the answer.
+  Reply AnswerLocked(const httplib::Request& req, bool known, const std::string& client, bool* drop)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu());
 
   Core* const core_;
   std::unique_ptr<tsa::Authority> authority_;
-  uint64_t next_serial_ = 1;  // guarded by the core mutex
+  uint64_t next_serial_ ABSL_GUARDED_BY(core_->mu()) = 1;
 };
 
 }  // namespace anchord::sandbox::internal

@@ -22,10 +22,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "libs/common/clock.h"
 #include "libs/common/hex.h"
 #include "libs/ots/ots.h"
 #include "services/sandbox/sandbox.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::sandbox::testing_util {
 
@@ -59,16 +61,11 @@ inline std::unique_ptr<httplib::Client> ClientFor(int port) {
   return cli;
 }
 
-// Polls `done` every 10 ms for at most `limit`; true when it held.
+// testing::WaitUntil with the bound these tests use: `done` checked every 10 ms for at most
+// `limit`; true when it held.
 inline bool WaitFor(const std::function<bool()>& done,
                     std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (int i = 0; i < 100000; ++i) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
+  return anchord::testing::WaitUntil(done, absl::FromChrono(limit));
 }
 
 inline std::string ReadAll(const std::string& path) {

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "libs/common/hex.h"
 #include "libs/ots/ots.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::sandbox {
 namespace {
@@ -311,10 +312,11 @@ TEST_F(SandboxTest, ConcurrentRetryWithTheSameKeyNeverCreatesTwice) {
     h.emplace("Idempotency-Key", "same");
     first = c.Post("/api/v1/timestamps", h, Body(HashN(9)), "application/json");
   });
-  for (int i = 0; i < 500 && sb_->Stats().requests_total < 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The first create holds its key once proofd has admitted it: admission and the key's
+  // reservation happen under the sandbox's lock, which Stats() takes too and which the create
+  // releases only for its latency (or to answer).
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return sb_->Stats().proofd.requests_total >= 1; },
+                                          absl::Seconds(10)));
   auto second = Create(Body(HashN(9)), "same");
   t.join();
   ASSERT_TRUE(first.has_value() && *first);
@@ -465,11 +467,13 @@ TEST_F(SandboxTest, PendingBecomesConfirmedAfterTheDelay) {
   ASSERT_EQ(res->status, 201);
   const std::string id = Parse(res)["id"];
   json r;
-  for (int i = 0; i < 200; ++i) {  // at most ~10 s
-    r = Parse(Get("/api/v1/timestamps/" + id));
-    if (r.value("status", "") == "confirmed") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  // The background confirmer makes the block on the real clock, without a request asking.
+  EXPECT_TRUE(anchord::testing::WaitUntil(
+      [&] {
+        r = Parse(Get("/api/v1/timestamps/" + id));
+        return r.value("status", "") == "confirmed";
+      },
+      absl::Seconds(10), absl::Milliseconds(50)));
   ASSERT_EQ(r.value("status", ""), "confirmed");
   EXPECT_GE(r["bitcoin_block"].get<int64_t>(), 777000);
   EXPECT_TRUE(IsSha256Hex(r["blockchain_tx"].get<std::string>()));

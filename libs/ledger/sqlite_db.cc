@@ -9,9 +9,7 @@ namespace {
 absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
 }
-}  // namespace
 
-namespace {
 // Bounds the cache: the stores use a few dozen distinct statements; ad-hoc SQL (a filter with a
 // variable number of placeholders) must not grow it without limit.
 constexpr size_t kMaxIdleStatements = 256;
@@ -29,12 +27,21 @@ Statement::~Statement() {
 void SqliteDb::Release(sqlite3_stmt* stmt) {
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  absl::MutexLock lock(&cache_mu_);
   if (idle_.size() >= kMaxIdleStatements) {
     sqlite3_finalize(stmt);
     return;
   }
   idle_.emplace(sqlite3_sql(stmt), stmt);
+}
+
+sqlite3_stmt* SqliteDb::TakeIdle(absl::string_view sql) {
+  absl::MutexLock lock(&cache_mu_);
+  auto cached = idle_.find(std::string(sql));
+  if (cached == idle_.end()) return nullptr;
+  sqlite3_stmt* stmt = cached->second;
+  idle_.erase(cached);
+  return stmt;
 }
 
 Statement& Statement::Bind(int index, int64_t value) {
@@ -100,12 +107,13 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
   }
   sqlite3_busy_timeout(db, 10000);
   std::unique_ptr<SqliteDb> out(new SqliteDb(db));
+  Session session(*out);
   // WAL lets readers (status queries) run beside the writer; FULL makes each commit durable.
-  absl::Status st = out->Exec(durability == Durability::kMachineCrash
-                                  ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                                    "PRAGMA foreign_keys=ON;"
-                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                                    "PRAGMA foreign_keys=ON;");
+  absl::Status st = session.Exec(durability == Durability::kMachineCrash
+                                     ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                                       "PRAGMA foreign_keys=ON;"
+                                     : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                                       "PRAGMA foreign_keys=ON;");
   if (!st.ok()) return st;
   // Digests are random keys, so every insert touches index pages all over the file. With the
   // default 2 MiB page cache each of them was read again through pread once the file outgrew it;
@@ -113,7 +121,7 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
   // hand. Neither changes what a commit writes or when it is durable.
   // Checkpoints every 32 MiB of WAL instead of every 4 MiB: a page written by many commits is
   // copied into the database file once per checkpoint, so fewer checkpoints write less.
-  st = out->Exec(
+  st = session.Exec(
       "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; "
       "PRAGMA wal_autocheckpoint=8192;");
   if (!st.ok()) return st;
@@ -121,23 +129,38 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
 }
 
 SqliteDb::~SqliteDb() {
-  for (auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+  {
+    absl::MutexLock lock(&cache_mu_);
+    for (auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+    idle_.clear();
+  }
   sqlite3_close_v2(db_);
 }
 
-absl::Status SqliteDb::AddMissingColumns(absl::string_view table,
-                                         const std::vector<ColumnDecl>& columns) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
-  absl::StatusOr<Statement> info = Prepare(absl::StrCat("PRAGMA table_info(", table, ")"));
-  if (!info.ok()) return info.status();
+Session::Session(SqliteDb& db) : db_(db) { db.mu_.Lock(); }
+
+Session::~Session() { db_.mu_.Unlock(); }
+
+sqlite3* Session::conn() {
+  // Every Session holds the lock from its construction; this tells the analysis so.
+  db_.mu_.AssertHeld();
+  return db_.db_;
+}
+
+absl::Status Session::AddMissingColumns(absl::string_view table,
+                                        const std::vector<SqliteDb::ColumnDecl>& columns) {
   std::set<std::string> have;
-  for (;;) {
-    absl::StatusOr<bool> row = info->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    have.insert(info->ColumnText(1));
+  {
+    absl::StatusOr<Statement> info = Prepare(absl::StrCat("PRAGMA table_info(", table, ")"));
+    if (!info.ok()) return info.status();
+    for (;;) {
+      absl::StatusOr<bool> row = info->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      have.insert(info->ColumnText(1));
+    }
   }
-  for (const ColumnDecl& c : columns) {
+  for (const SqliteDb::ColumnDecl& c : columns) {
     if (have.count(c.name)) continue;
     absl::Status st =
         Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", c.name, " ", c.decl));
@@ -146,52 +169,47 @@ absl::Status SqliteDb::AddMissingColumns(absl::string_view table,
   return absl::OkStatus();
 }
 
-absl::Status SqliteDb::Exec(absl::string_view sql) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+absl::Status Session::Exec(absl::string_view sql) {
+  sqlite3* c = conn();
   char* err = nullptr;
   std::string s(sql);
-  int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+  int rc = sqlite3_exec(c, s.c_str(), nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errmsg(db_);
+    std::string msg = err ? err : sqlite3_errmsg(c);
     sqlite3_free(err);
     return absl::InternalError(absl::StrCat("sqlite: exec: ", msg));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<Statement> SqliteDb::Prepare(absl::string_view sql) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+absl::StatusOr<Statement> Session::Prepare(absl::string_view sql) {
+  sqlite3* c = conn();
+  if (sqlite3_stmt* cached = db_.TakeIdle(sql)) return Statement(cached, c, &db_);
   const char* tail = nullptr;
-  auto cached = idle_.find(std::string(sql));
-  if (cached != idle_.end()) {
-    sqlite3_stmt* stmt = cached->second;
-    idle_.erase(cached);
-    return Statement(stmt, db_, this);
-  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, &tail);
-  if (rc != SQLITE_OK) return SqliteError(db_, absl::StrCat("prepare \"", sql, "\""));
+  int rc = sqlite3_prepare_v2(c, sql.data(), static_cast<int>(sql.size()), &stmt, &tail);
+  if (rc != SQLITE_OK) return SqliteError(c, absl::StrCat("prepare \"", sql, "\""));
   // Cached under sqlite3_sql(), the text it was compiled from; only a statement whose text is the
   // whole of `sql` can be found again under `sql`.
   const bool whole = stmt != nullptr && tail == sql.data() + sql.size();
-  return Statement(stmt, db_, whole ? this : nullptr);
+  return Statement(stmt, c, whole ? &db_ : nullptr);
 }
 
-int64_t SqliteDb::LastInsertRowId() { return sqlite3_last_insert_rowid(db_); }
-int SqliteDb::Changes() { return sqlite3_changes(db_); }
+int64_t Session::LastInsertRowId() { return sqlite3_last_insert_rowid(conn()); }
+int Session::Changes() { return sqlite3_changes(conn()); }
 
-Transaction::Transaction(SqliteDb& db) : db_(db), lock_(db.mutex()) {
-  begin_ = db_.Exec("BEGIN IMMEDIATE");
+Transaction::Transaction(SqliteDb& db) : Session(db) {
+  begin_ = Exec("BEGIN IMMEDIATE");
   if (!begin_.ok()) done_ = true;
 }
 
 Transaction::~Transaction() {
-  if (!done_) (void)db_.Exec("ROLLBACK");
+  if (!done_) (void)Exec("ROLLBACK");
 }
 
 absl::Status Transaction::Commit() {
   if (done_) return absl::FailedPreconditionError("transaction already finished");
-  absl::Status st = db_.Exec("COMMIT");
+  absl::Status st = Exec("COMMIT");
   done_ = st.ok();
   return st;
 }

@@ -4,27 +4,36 @@
 // mode with synchronous=FULL, so a committed transaction survives a crash of the process or the
 // machine: an acknowledgement sent after Commit() is a promise the store keeps.
 //
-// Thread safety: a SqliteDb serializes all use through its own mutex; take a Transaction (which
-// holds that mutex) for any multi-statement work. Statements must not outlive their SqliteDb.
+// Thread safety: one connection per SqliteDb, used by one thread at a time. The only way to reach
+// the connection is a Session (or a Transaction, which is a Session inside BEGIN IMMEDIATE ...
+// COMMIT/ROLLBACK): it holds the database's lock from construction to destruction, and clang's
+// thread-safety analysis sees it do so. A store method opens one Session or Transaction; a helper
+// that runs inside it takes the Session& as a parameter instead of locking again (the lock is not
+// recursive: a second Session on the same thread deadlocks).
+//
+// Statements come from Session::Prepare. A Statement must be used and destroyed while the Session
+// that prepared it is alive (declare it after the Session in the same scope); it must not outlive
+// its SqliteDb.
 #pragma once
 
 #include <sqlite3.h>
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
-#include "absl/strings/string_view.h"
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace anchord::ledger {
 
 class SqliteDb;
+class Session;
 
 // A prepared statement. Bind parameters are 1-based, as in SQLite. When it goes out of scope it
 // returns (reset, bindings cleared) to its SqliteDb's cache, so the next Prepare of the same SQL
@@ -55,11 +64,11 @@ class Statement {
   bool ColumnIsNull(int col) const;
 
  private:
-  friend class SqliteDb;
+  friend class Session;
   Statement(sqlite3_stmt* stmt, sqlite3* db, SqliteDb* owner)
       : stmt_(stmt), db_(db), owner_(owner) {}
   sqlite3_stmt* stmt_;
-  sqlite3* db_;
+  sqlite3* db_;      // for error messages only
   SqliteDb* owner_;  // the cache it returns to; null: finalized on destruction
 };
 
@@ -73,56 +82,83 @@ enum class Durability {
   kProcessCrash,
 };
 
+// One SQLite connection and its cache of compiled statements. Use it through a Session.
 class SqliteDb {
  public:
   // Opens (creating if needed) the database at `path` (":memory:" for tests) and applies the
   // pragmas above. The parent directory must exist.
   static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(
       const std::string& path, Durability durability = Durability::kMachineCrash);
+  // No Session or Statement of this database may be alive.
   ~SqliteDb();
 
-  // Runs one or more statements that return no rows (schema, pragmas).
-  absl::Status Exec(absl::string_view sql);
-  absl::StatusOr<Statement> Prepare(absl::string_view sql);
-  // Schema upgrades: adds each of `columns` ({name, declaration}) that `table` lacks, so a
-  // database created by an older release opens with the columns the code expects.
+  // A column for Session::AddMissingColumns: {name, declaration}.
   struct ColumnDecl {
     const char* name;
     const char* decl;
   };
-  absl::Status AddMissingColumns(absl::string_view table, const std::vector<ColumnDecl>& columns);
+
+ private:
+  friend class Session;
+  friend class Transaction;
+  friend class Statement;
+  explicit SqliteDb(sqlite3* db) : db_(db) {}
+
+  // Takes back a statement that went out of scope. Finalizes it when the cache is full. Runs with
+  // or without mu_ held (a Statement normally dies inside its Session).
+  void Release(sqlite3_stmt* stmt) ABSL_LOCKS_EXCLUDED(cache_mu_);
+  // Removes and returns an idle compiled statement of exactly `sql`, or null.
+  sqlite3_stmt* TakeIdle(absl::string_view sql) ABSL_LOCKS_EXCLUDED(cache_mu_);
+
+  // Serializes use of the connection; held by a Session for its lifetime.
+  absl::Mutex mu_;
+  sqlite3* const db_ ABSL_GUARDED_BY(mu_);
+  // Guards only the cache, so that a Statement can return to it without the connection's lock.
+  // Taken after mu_ when both are held.
+  absl::Mutex cache_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  // Idle prepared statements by their SQL text. A statement in use is not in the cache, so two
+  // live statements of the same SQL are two compiled statements.
+  std::unordered_multimap<std::string, sqlite3_stmt*> idle_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+// Exclusive use of a SqliteDb's connection: holds its lock from construction to destruction.
+// Statements outside an explicit transaction each run in their own (SQLite's autocommit).
+class ABSL_SCOPED_LOCKABLE Session {
+ public:
+  explicit Session(SqliteDb& db) ABSL_EXCLUSIVE_LOCK_FUNCTION(db.mu_);
+  ~Session() ABSL_UNLOCK_FUNCTION();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Runs one or more statements that return no rows (schema, pragmas).
+  absl::Status Exec(absl::string_view sql);
+  // Compiles `sql` (or takes it from the cache). See the header comment for its lifetime.
+  absl::StatusOr<Statement> Prepare(absl::string_view sql);
+  // Schema upgrades: adds each of `columns` that `table` lacks, so a database created by an older
+  // release opens with the columns the code expects.
+  absl::Status AddMissingColumns(absl::string_view table,
+                                 const std::vector<SqliteDb::ColumnDecl>& columns);
+  // Of the last INSERT, and the rows changed by the last statement, on this connection.
   int64_t LastInsertRowId();
   int Changes();
 
-  // The lock that serializes use of the connection. Transaction takes it; code that runs a single
-  // statement outside a transaction takes it too.
-  std::recursive_mutex& mutex() { return mu_; }
-
  private:
-  friend class Statement;
-  explicit SqliteDb(sqlite3* db) : db_(db) {}
-  // Takes back a statement that went out of scope. Finalizes it when the cache is full.
-  void Release(sqlite3_stmt* stmt);
-  sqlite3* db_;
-  std::recursive_mutex mu_;
-  // Idle prepared statements by their SQL text (guarded by mu_). A statement in use is not in the
-  // cache, so two live statements of the same SQL are two compiled statements.
-  std::unordered_multimap<std::string, sqlite3_stmt*> idle_;
+  // The connection, for a caller that holds the lock (every Session does, by construction).
+  sqlite3* conn();
+  SqliteDb& db_;
 };
 
-// BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit() succeeded. Holds the
-// database's mutex for its lifetime.
-class Transaction {
+// A Session inside BEGIN IMMEDIATE (the write lock is taken at once, so a read-then-write cannot
+// be overtaken by another connection); ROLLBACK on destruction unless Commit() succeeded.
+class ABSL_SCOPED_LOCKABLE Transaction : public Session {
  public:
-  explicit Transaction(SqliteDb& db);
-  ~Transaction();
+  explicit Transaction(SqliteDb& db) ABSL_EXCLUSIVE_LOCK_FUNCTION(db.mu_);
+  ~Transaction() ABSL_UNLOCK_FUNCTION();
   // The status of BEGIN; check before using the transaction.
   const absl::Status& begin_status() const { return begin_; }
   absl::Status Commit();
 
  private:
-  SqliteDb& db_;
-  std::unique_lock<std::recursive_mutex> lock_;
   absl::Status begin_;
   bool done_ = false;
 };

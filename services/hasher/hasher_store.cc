@@ -1,7 +1,5 @@
 #include "services/hasher/hasher_store.h"
 
-#include <mutex>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -56,7 +54,9 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
   // row lost to a power failure only means the file is read again, so no fsync per file.
   auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
   if (!db.ok()) return db.status();
-  absl::Status st = (*db)->Exec(R"sql(
+  {
+    ledger::Session session(**db);
+    absl::Status st = session.Exec(R"sql(
     CREATE TABLE IF NOT EXISTS files (
       job TEXT NOT NULL,
       path TEXT NOT NULL,
@@ -73,25 +73,26 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
     );
     CREATE INDEX IF NOT EXISTS files_by_digest ON files (digest);
   )sql");
-  if (!st.ok()) return st;
-  // Rows written before the column existed count as not read by the hasher: such a file is read
-  // once more, which costs time but never trusts a digest of unknown origin.
-  st = (*db)->AddMissingColumns("files", {{"read_by_hasher", "INTEGER NOT NULL DEFAULT 0"}});
-  if (!st.ok()) return st;
-  // Checkpoints (copying the WAL into the database, with an fsync of each under
-  // synchronous=NORMAL) every 4000 pages instead of SQLite's 1000: hashing small files writes
-  // many random pages of the digest index per commit, and checkpointing them four times as
-  // often cost more than the hashing. The WAL file may reach about 16 MiB on disk; memory is
-  // unaffected.
-  st = (*db)->Exec("PRAGMA wal_autocheckpoint=4000;");
-  if (!st.ok()) return st;
+    if (!st.ok()) return st;
+    // Rows written before the column existed count as not read by the hasher: such a file is read
+    // once more, which costs time but never trusts a digest of unknown origin.
+    st = session.AddMissingColumns("files", {{"read_by_hasher", "INTEGER NOT NULL DEFAULT 0"}});
+    if (!st.ok()) return st;
+    // Checkpoints (copying the WAL into the database, with an fsync of each under
+    // synchronous=NORMAL) every 4000 pages instead of SQLite's 1000: hashing small files writes
+    // many random pages of the digest index per commit, and checkpointing them four times as
+    // often cost more than the hashing. The WAL file may reach about 16 MiB on disk; memory is
+    // unaffected.
+    st = session.Exec("PRAGMA wal_autocheckpoint=4000;");
+    if (!st.ok()) return st;
+  }
   return std::unique_ptr<HasherStore>(new HasherStore(std::move(*db)));
 }
 
 absl::StatusOr<std::optional<FileRow>> HasherStore::Get(absl::string_view job,
                                                         absl::string_view path) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns, " FROM files WHERE job=? AND path=?"));
+  ledger::Session session(*db_);
+  auto s = session.Prepare(absl::StrCat("SELECT ", kColumns, " FROM files WHERE job=? AND path=?"));
   if (!s.ok()) return s.status();
   s->Bind(1, job).Bind(2, path);
   auto row = s->Step();
@@ -103,8 +104,8 @@ absl::StatusOr<std::optional<FileRow>> HasherStore::Get(absl::string_view job,
 absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_view path,
                                          int64_t size_bytes, int64_t mtime_ns,
                                          absl::string_view digest) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(
+  ledger::Session session(*db_);
+  auto s = session.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at, read_by_hasher) "
       "VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?, 0) "
@@ -128,7 +129,7 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto ins = db_->Prepare(
+  auto ins = tx.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at, read_by_hasher) "
       "VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?, 1) "
@@ -138,7 +139,7 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   if (!ins.ok()) return ins.status();
   std::optional<ledger::Statement> dup;
   if (duplicates != nullptr) {
-    auto d = db_->Prepare(
+    auto d = tx.Prepare(
         "SELECT path FROM files WHERE job=? AND digest=? AND path<>? ORDER BY rowid LIMIT 1");
     if (!d.ok()) return d.status();
     dup.emplace(std::move(*d));
@@ -175,7 +176,7 @@ absl::StatusOr<std::vector<std::optional<FileRow>>> HasherStore::GetMany(
   // own, which dominated the lookups). Nothing is written: the destructor rolls back.
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns, " FROM files WHERE job=? AND path=?"));
+  auto s = tx.Prepare(absl::StrCat("SELECT ", kColumns, " FROM files WHERE job=? AND path=?"));
   if (!s.ok()) return s.status();
   out.reserve(paths.size());
   for (const std::string& p : paths) {
@@ -190,8 +191,8 @@ absl::StatusOr<std::vector<std::optional<FileRow>>> HasherStore::GetMany(
 
 absl::Status HasherStore::MarkQueued(absl::string_view job, absl::string_view path,
                                      absl::string_view digest, absl::string_view duplicate_of) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(
+  ledger::Session session(*db_);
+  auto s = session.Prepare(
       "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
       "WHERE job=? AND path=? AND digest=?");
   if (!s.ok()) return s.status();
@@ -203,7 +204,7 @@ absl::Status HasherStore::MarkQueuedBatch(const std::vector<QueuedMark>& marks) 
   if (marks.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto s = db_->Prepare(
+  auto s = tx.Prepare(
       "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
       "WHERE job=? AND path=? AND digest=?");
   if (!s.ok()) return s.status();
@@ -220,8 +221,8 @@ absl::Status HasherStore::MarkQueuedBatch(const std::vector<QueuedMark>& marks) 
 absl::Status HasherStore::RecordError(absl::string_view job, absl::string_view path,
                                       int64_t size_bytes, int64_t mtime_ns, int code,
                                       absl::string_view reason, absl::string_view message) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(
+  ledger::Session session(*db_);
+  auto s = session.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at) VALUES (?, ?, ?, ?, NULL, 'ERROR', '', ?, ?, ?, ?) "
       "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
@@ -237,9 +238,9 @@ absl::Status HasherStore::RecordError(absl::string_view job, absl::string_view p
 
 absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job,
                                                            absl::string_view after, int limit) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                     " FROM files WHERE job=? AND path>? ORDER BY path LIMIT ?"));
+  ledger::Session session(*db_);
+  auto s = session.Prepare(absl::StrCat(
+      "SELECT ", kColumns, " FROM files WHERE job=? AND path>? ORDER BY path LIMIT ?"));
   if (!s.ok()) return s.status();
   s->Bind(1, job).Bind(2, after).Bind(3, int64_t{limit});
   std::vector<FileRow> out;
@@ -254,8 +255,8 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job
 
 absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(absl::string_view digest,
                                                                int limit) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(
+  ledger::Session session(*db_);
+  auto s = session.Prepare(
       absl::StrCat("SELECT ", kColumns, " FROM files WHERE digest=? ORDER BY rowid LIMIT ?"));
   if (!s.ok()) return s.status();
   s->BindBlob(1, digest).Bind(2, int64_t{limit});
@@ -272,8 +273,8 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(absl::string_view
 absl::StatusOr<std::string> HasherStore::FirstPathWithDigest(absl::string_view job,
                                                              absl::string_view digest,
                                                              absl::string_view exclude_path) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-  auto s = db_->Prepare(
+  ledger::Session session(*db_);
+  auto s = session.Prepare(
       "SELECT path FROM files WHERE job=? AND digest=? AND path<>? ORDER BY rowid LIMIT 1");
   if (!s.ok()) return s.status();
   s->Bind(1, job).BindBlob(2, digest).Bind(3, exclude_path);
@@ -283,10 +284,10 @@ absl::StatusOr<std::string> HasherStore::FirstPathWithDigest(absl::string_view j
 }
 
 absl::StatusOr<JobSummary> HasherStore::Summarize(absl::string_view job) {
-  std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+  ledger::Session session(*db_);
   JobSummary out;
   // A digest is counted once, in the furthest state any of its rows reached.
-  auto s = db_->Prepare(
+  auto s = session.Prepare(
       "SELECT st, COUNT(*) FROM (SELECT digest, MAX(CASE state WHEN 'QUEUED' THEN 2 ELSE 1 END) "
       "AS st FROM files WHERE digest IS NOT NULL AND (?1 = '' OR job = ?1) GROUP BY digest) "
       "GROUP BY st");
@@ -299,7 +300,7 @@ absl::StatusOr<JobSummary> HasherStore::Summarize(absl::string_view job) {
     out.digests_by_state[s->ColumnInt(0) == 2 ? "DIGEST_STATE_QUEUED" : "DIGEST_STATE_HASHED"] =
         s->ColumnInt(1);
   }
-  auto c = db_->Prepare("SELECT COUNT(*) FROM files WHERE (?1 = '' OR job = ?1)");
+  auto c = session.Prepare("SELECT COUNT(*) FROM files WHERE (?1 = '' OR job = ?1)");
   if (!c.ok()) return c.status();
   c->Bind(1, job);
   auto row = c->Step();

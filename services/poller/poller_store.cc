@@ -1,6 +1,5 @@
 #include "services/poller/poller_store.h"
 
-#include <mutex>
 #include <set>
 
 #include "absl/strings/escaping.h"
@@ -10,6 +9,7 @@
 #include "libs/common/status_macros.h"
 #include "libs/common/log.h"
 #include "libs/ledger/sqlite_db.h"
+#include "services/poller/poller_store_schema.h"
 
 namespace anchord::poller {
 namespace {
@@ -31,58 +31,6 @@ absl::Time FromDb(int64_t micros) {
 constexpr int kPending = anchord::v1::DIGEST_STATE_PENDING;
 constexpr int kConfirmed = anchord::v1::DIGEST_STATE_CONFIRMED;
 constexpr int kFailed = anchord::v1::DIGEST_STATE_FAILED;
-
-constexpr char kSchema[] = R"sql(
-CREATE TABLE IF NOT EXISTS proofs (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  digest BLOB NOT NULL,
-  provider TEXT NOT NULL,
-  proof_id TEXT NOT NULL DEFAULT '',
-  state INTEGER NOT NULL,
-  certificate_url TEXT NOT NULL DEFAULT '',
-  verify_url TEXT NOT NULL DEFAULT '',
-  block_height INTEGER NOT NULL DEFAULT 0,
-  bitcoin_tx TEXT NOT NULL DEFAULT '',
-  submitted_at INTEGER NOT NULL DEFAULT 0,
-  confirmed_at INTEGER NOT NULL DEFAULT 0,
-  ots BLOB,
-  ots_size INTEGER NOT NULL DEFAULT 0,
-  failure_code INTEGER NOT NULL DEFAULT 0,
-  failure_message TEXT NOT NULL DEFAULT '',
-  failure_reason TEXT NOT NULL DEFAULT '',
-  provider_request_id TEXT NOT NULL DEFAULT '',
-  stalled INTEGER NOT NULL DEFAULT 0,
-  tracked_at INTEGER NOT NULL DEFAULT 0,
-  pending_since INTEGER NOT NULL DEFAULT 0,
-  last_checked_at INTEGER NOT NULL DEFAULT 0,
-  updated_at INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (digest, provider)
-);
-CREATE INDEX IF NOT EXISTS proofs_by_provider_state
-  ON proofs (provider, state, last_checked_at, seq);
-CREATE TABLE IF NOT EXISTS files (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  digest BLOB NOT NULL,
-  job TEXT NOT NULL,
-  source_path TEXT NOT NULL,
-  filename TEXT NOT NULL,
-  size_bytes INTEGER NOT NULL,
-  mime_type TEXT NOT NULL,
-  UNIQUE (digest, job, source_path)
-);
-CREATE INDEX IF NOT EXISTS files_by_job ON files (job, digest);
-)sql";
-
-// Columns added after the first release: created on old databases at open.
-const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
-    {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
-    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
-    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
-    {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
-    {"fallback_sent", "INTEGER NOT NULL DEFAULT 0"},
-    {"check_owner", "TEXT NOT NULL DEFAULT ''"},
-    {"check_until", "INTEGER NOT NULL DEFAULT 0"},
-};
 
 constexpr char kColumns[] =
     "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
@@ -127,11 +75,8 @@ class SqlitePollerStore final : public PollerStore {
   explicit SqlitePollerStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
   absl::Status Init() {
-    ANCHORD_RETURN_IF_ERROR(db_->Exec(kSchema));
-    ANCHORD_RETURN_IF_ERROR(db_->AddMissingColumns("proofs", kAddedColumns));
-    return db_->Exec(
-        "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
-        "WHERE length(merkle_root) > 0");
+    ledger::Session session(*db_);
+    return InitSqlitePollerSchema(session);
   }
 
   // PollerStore
@@ -142,7 +87,7 @@ class SqlitePollerStore final : public PollerStore {
     std::vector<TrackOutcome> out;
     out.reserve(inputs.size());
     for (const TrackInput& in : inputs) {
-      auto one = TrackOne(in, now);
+      auto one = TrackOne(tx, in, now);
       if (!one.ok()) return one.status();
       out.push_back(std::move(*one));
     }
@@ -152,17 +97,17 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
                                               const std::string& provider) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    return GetLocked(digest, provider);
+    ledger::Session session(*db_);
+    return GetRow(session, digest, provider);
   }
 
   absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(
+    ledger::Session session(*db_);
+    auto st = session.Prepare(
         absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = ? ORDER BY seq"));
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest);
-    return Collect(*st);
+    return Collect(session, *st);
   }
 
   absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
@@ -180,8 +125,8 @@ class SqlitePollerStore final : public PollerStore {
       absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");
     }
     absl::StrAppend(&sql, " ORDER BY seq LIMIT ?");
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(sql);
+    ledger::Session session(*db_);
+    auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
     int i = 1;
     st->Bind(i++, after_seq);
@@ -192,21 +137,21 @@ class SqlitePollerStore final : public PollerStore {
     if (!filter.provider.empty()) st->Bind(i++, filter.provider);
     for (const std::string& d : filter.digests) st->BindBlob(i++, d);
     st->Bind(i++, static_cast<int64_t>(limit));
-    return Collect(*st, filter.with_files);
+    return Collect(session, *st, filter.with_files);
   }
 
   absl::StatusOr<std::vector<ProofRow>> PendingToCheck(const std::string& provider,
                                                        absl::Time tracked_before,
                                                        int limit) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                        " FROM proofs WHERE provider = ? AND state = ? AND "
-                                        "tracked_at < ? AND length(merkle_root) = 0"
-                                        " ORDER BY last_checked_at, seq LIMIT ?"));
+    ledger::Session session(*db_);
+    auto st = session.Prepare(absl::StrCat("SELECT ", kColumns,
+                                           " FROM proofs WHERE provider = ? AND state = ? AND "
+                                           "tracked_at < ? AND length(merkle_root) = 0"
+                                           " ORDER BY last_checked_at, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
     st->Bind(3, ToDb(tracked_before)).Bind(4, static_cast<int64_t>(limit));
-    return Collect(*st);
+    return Collect(session, *st);
   }
 
   absl::StatusOr<std::vector<ProofRow>> ClaimChecks(const std::string& provider,
@@ -215,7 +160,7 @@ class SqlitePollerStore final : public PollerStore {
                                                     absl::Time until) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    auto st = db_->Prepare(
+    auto st = tx.Prepare(
         "UPDATE proofs SET check_owner = ?2, check_until = ?3 WHERE seq = ?1 AND provider = ?5 "
         "AND (check_until <= ?4 OR check_owner = ?2) AND last_checked_at = ?6");
     if (!st.ok()) return st.status();
@@ -225,7 +170,7 @@ class SqlitePollerStore final : public PollerStore {
       st->Bind(1, row.seq).Bind(2, owner).Bind(3, ToDb(until)).Bind(4, ToDb(now));
       st->Bind(5, provider).Bind(6, ToDb(row.last_checked_at));
       ANCHORD_RETURN_IF_ERROR(st->Run());
-      if (db_->Changes() > 0) out.push_back(std::move(row));
+      if (tx.Changes() > 0) out.push_back(std::move(row));
     }
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
@@ -233,22 +178,22 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                             int limit) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(absl::StrCat(
+    ledger::Session session(*db_);
+    auto st = session.Prepare(absl::StrCat(
         "SELECT ", kColumns,
         " FROM proofs WHERE provider = ? AND state = ? AND ots_size = 0 AND length(merkle_root) = 0"
         " ORDER BY last_checked_at, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kConfirmed));
     st->Bind(3, static_cast<int64_t>(limit));
-    return Collect(*st);
+    return Collect(session, *st);
   }
 
   absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
                                                      absl::Time pending_before,
                                                      int limit) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(absl::StrCat(
+    ledger::Session session(*db_);
+    auto st = session.Prepare(absl::StrCat(
         "SELECT ", kColumns,
         " FROM proofs WHERE provider = ? AND state = ? AND stalled = 0 AND pending_since < ?"
         " AND length(merkle_root) = 0"
@@ -256,7 +201,7 @@ class SqlitePollerStore final : public PollerStore {
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
     st->Bind(3, ToDb(pending_before)).Bind(4, static_cast<int64_t>(limit));
-    return Collect(*st);
+    return Collect(session, *st);
   }
 
   absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
@@ -302,7 +247,7 @@ class SqlitePollerStore final : public PollerStore {
                                                           absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    auto changed = PropagateLocked(root, provider, now);
+    auto changed = Propagate(tx, root, provider, now);
     if (!changed.ok()) return changed.status();
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return changed;
@@ -313,8 +258,8 @@ class SqlitePollerStore final : public PollerStore {
                                                              int max_roots) override {
     std::vector<ProofRow> roots;
     {
-      std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-      auto st = db_->Prepare(absl::StrCat(
+      ledger::Session session(*db_);
+      auto st = session.Prepare(absl::StrCat(
           "SELECT ", kColumns,
           " FROM proofs WHERE provider = ?1 AND state <> ?2 AND leaf_count > 0 AND digest IN "
           "(SELECT merkle_root FROM proofs WHERE provider = ?1 AND state = ?2 AND "
@@ -322,7 +267,7 @@ class SqlitePollerStore final : public PollerStore {
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
       st->Bind(3, static_cast<int64_t>(max_roots));
-      auto rows = Collect(*st);
+      auto rows = Collect(session, *st);
       if (!rows.ok()) return rows.status();
       roots = std::move(*rows);
     }
@@ -337,20 +282,21 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
                                                      int limit) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(absl::StrCat(
+    ledger::Session session(*db_);
+    auto st = session.Prepare(absl::StrCat(
         "SELECT ", kColumns,
         " FROM proofs WHERE provider = ? AND state = ? AND stalled = 1 AND fallback_sent = 0"
         " AND fallback_provider <> '' ORDER BY seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
     st->Bind(3, static_cast<int64_t>(limit));
-    return Collect(*st);
+    return Collect(session, *st);
   }
 
   absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare("UPDATE proofs SET fallback_sent = 1 WHERE digest = ? AND provider = ?");
+    ledger::Session session(*db_);
+    auto st =
+        session.Prepare("UPDATE proofs SET fallback_sent = 1 WHERE digest = ? AND provider = ?");
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest).Bind(2, provider);
     return st->Run();
@@ -400,9 +346,9 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::Status MarkChecked(const std::string& digest, const std::string& provider,
                            absl::Time now) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     auto st =
-        db_->Prepare("UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
+        session.Prepare("UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
     if (!st.ok()) return st.status();
     st->Bind(1, ToDb(now)).BindBlob(2, digest).Bind(3, provider);
     return st->Run();
@@ -410,11 +356,11 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
                                                     const std::string& provider) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     std::string sql = "SELECT ots FROM proofs WHERE digest = ? AND ots_size > 0";
     if (!provider.empty()) sql += " AND provider = ?";
     sql += " ORDER BY seq LIMIT 1";
-    auto st = db_->Prepare(sql);
+    auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest);
     if (!provider.empty()) st->Bind(2, provider);
@@ -431,8 +377,8 @@ class SqlitePollerStore final : public PollerStore {
       sql += " WHERE EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)";
     }
     sql += " GROUP BY digest) GROUP BY st";
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    auto st = db_->Prepare(sql);
+    ledger::Session session(*db_);
+    auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
     if (!job.empty()) st->Bind(1, job);
     Summary out;
@@ -449,9 +395,9 @@ class SqlitePollerStore final : public PollerStore {
   }
 
   absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     std::map<std::string, ProviderStats> out;
-    auto st = db_->Prepare(
+    auto st = session.Prepare(
         "SELECT provider, state, COUNT(*), MIN(CASE WHEN state = ? THEN pending_since END), "
         "SUM(CASE WHEN state = ? AND stalled = 1 THEN 1 ELSE 0 END) "
         "FROM proofs GROUP BY provider, state");
@@ -476,17 +422,16 @@ class SqlitePollerStore final : public PollerStore {
   }
 
  private:
-  // Caller holds a transaction. Leaves follow their root: state, fields, stalled flag, and an ots
-  // size equal to what JoinProof produces (root .ots + path bytes).
-  absl::StatusOr<std::vector<ProofRow>> PropagateLocked(const std::string& root,
-                                                        const std::string& provider,
-                                                        absl::Time now) {
-    auto root_row = GetLocked(root, provider);
+  // Runs in the caller's transaction. Leaves follow their root: state, fields, stalled flag, and an
+  // ots size equal to what JoinProof produces (root .ots + path bytes).
+  absl::StatusOr<std::vector<ProofRow>> Propagate(ledger::Transaction& tx, const std::string& root,
+                                                  const std::string& provider, absl::Time now) {
+    auto root_row = GetRow(tx, root, provider);
     if (!root_row.ok()) return root_row.status();
     std::vector<ProofRow> changed;
     if (!root_row->has_value()) return changed;
     const ProofRow& r = **root_row;
-    auto upd = db_->Prepare(
+    auto upd = tx.Prepare(
         "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
         "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
         "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
@@ -502,18 +447,19 @@ class SqlitePollerStore final : public PollerStore {
     upd->Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
     upd->Bind(16, static_cast<int64_t>(kPending));
     ANCHORD_RETURN_IF_ERROR(upd->Run());
-    if (db_->Changes() == 0) return changed;
+    if (tx.Changes() == 0) return changed;
     // Return the changed leaves as they are now, with their files (for events).
-    auto after = db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                           " FROM proofs WHERE merkle_root = ? AND provider = ? "
-                                           "AND updated_at = ? ORDER BY seq"));
+    auto after = tx.Prepare(absl::StrCat("SELECT ", kColumns,
+                                         " FROM proofs WHERE merkle_root = ? AND provider = ? "
+                                         "AND updated_at = ? ORDER BY seq"));
     if (!after.ok()) return after.status();
     after->BindBlob(1, root).Bind(2, provider).Bind(3, ToDb(now));
-    return Collect(*after);
+    return Collect(tx, *after);
   }
 
-  absl::StatusOr<std::vector<FileRow>> FilesOf(const std::string& digest) {
-    auto st = db_->Prepare(
+  absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session,
+                                               const std::string& digest) {
+    auto st = session.Prepare(
         "SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE digest = ? "
         "ORDER BY id");
     if (!st.ok()) return st.status();
@@ -529,8 +475,9 @@ class SqlitePollerStore final : public PollerStore {
     return out;
   }
 
-  // Reads every row of `st` and attaches each proof's files. Caller holds the mutex.
-  absl::StatusOr<std::vector<ProofRow>> Collect(Statement& st, bool with_files = true) {
+  // Reads every row of `st` (prepared in `session`) and attaches each proof's files.
+  absl::StatusOr<std::vector<ProofRow>> Collect(ledger::Session& session, Statement& st,
+                                                bool with_files = true) {
     std::vector<ProofRow> out;
     while (true) {
       auto row = st.Step();
@@ -540,23 +487,24 @@ class SqlitePollerStore final : public PollerStore {
     }
     if (!with_files) return out;
     for (ProofRow& r : out) {
-      auto files = FilesOf(r.digest);
+      auto files = FilesOf(session, r.digest);
       if (!files.ok()) return files.status();
       r.files = std::move(*files);
     }
     return out;
   }
 
-  absl::StatusOr<std::optional<ProofRow>> GetLocked(const std::string& digest,
-                                                    const std::string& provider) {
+  absl::StatusOr<std::optional<ProofRow>> GetRow(ledger::Session& session,
+                                                 const std::string& digest,
+                                                 const std::string& provider) {
     std::string sql = absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = ?");
     if (!provider.empty()) sql += " AND provider = ?";
     sql += " ORDER BY seq LIMIT 1";
-    auto st = db_->Prepare(sql);
+    auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest);
     if (!provider.empty()) st->Bind(2, provider);
-    auto rows = Collect(*st);
+    auto rows = Collect(session, *st);
     if (!rows.ok()) return rows.status();
     if (rows->empty()) return std::optional<ProofRow>();
     return std::optional<ProofRow>(std::move(rows->front()));
@@ -571,20 +519,21 @@ class SqlitePollerStore final : public PollerStore {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     {
-      auto st = db_->Prepare(sql);
+      auto st = tx.Prepare(sql);
       if (!st.ok()) return st.status();
       st->BindBlob(1, digest).Bind(2, provider);
       bind(*st);
       ANCHORD_RETURN_IF_ERROR(st->Run());
     }
-    if (db_->Changes() == 0) return std::optional<ProofRow>();
-    auto row = GetLocked(digest, provider);
+    if (tx.Changes() == 0) return std::optional<ProofRow>();
+    auto row = GetRow(tx, digest, provider);
     if (!row.ok()) return row.status();
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return row;
   }
 
-  absl::StatusOr<TrackOutcome> TrackOne(const TrackInput& in, absl::Time now) {
+  absl::StatusOr<TrackOutcome> TrackOne(ledger::Transaction& tx, const TrackInput& in,
+                                        absl::Time now) {
     const ProofRow& p = in.proof;
     // SUBMITTED means "accepted by the provider, not yet followed": for the poller that is PENDING.
     int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
@@ -593,10 +542,10 @@ class SqlitePollerStore final : public PollerStore {
           "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
     }
     TrackOutcome out;
-    auto existing = GetLocked(p.digest, p.provider);
+    auto existing = GetRow(tx, p.digest, p.provider);
     if (!existing.ok()) return existing.status();
     if (!existing->has_value()) {
-      auto st = db_->Prepare(
+      auto st = tx.Prepare(
           "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
           "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
           "failure_reason, provider_request_id, tracked_at, pending_since, updated_at, "
@@ -627,7 +576,7 @@ class SqlitePollerStore final : public PollerStore {
       out.inserted = true;
       // A leaf whose root the poller already followed to its end takes the root's state now.
       if (!p.merkle_root.empty()) {
-        auto moved = PropagateLocked(p.merkle_root, p.provider, now);
+        auto moved = Propagate(tx, p.merkle_root, p.provider, now);
         if (!moved.ok()) return moved.status();
         for (const ProofRow& m : *moved) {
           if (m.digest == p.digest) out.state_changed = m.state != kPending;
@@ -637,7 +586,7 @@ class SqlitePollerStore final : public PollerStore {
       const ProofRow& old = **existing;
       if (old.state == kPending && state != kPending) {
         // Forward move only: a PENDING proof becomes CONFIRMED or FAILED.
-        auto st = db_->Prepare(
+        auto st = tx.Prepare(
             "UPDATE proofs SET state = ?3, proof_id = CASE WHEN proof_id = '' THEN ?4 ELSE "
             "proof_id END, certificate_url = CASE WHEN ?5 = '' THEN certificate_url ELSE ?5 END, "
             "verify_url = CASE WHEN ?6 = '' THEN verify_url ELSE ?6 END, block_height = ?7, "
@@ -658,7 +607,7 @@ class SqlitePollerStore final : public PollerStore {
         st->Bind(13, p.provider_request_id).Bind(14, ToDb(now));
         st->Bind(15, static_cast<int64_t>(kPending));
         ANCHORD_RETURN_IF_ERROR(st->Run());
-        out.state_changed = db_->Changes() > 0;
+        out.state_changed = tx.Changes() > 0;
       } else if (!p.proof_id.empty() && old.proof_id != p.proof_id) {
         // Same (digest, provider), different provider record: keep the first one (the provider
         // deduplicates by digest, so a second id points at the same anchoring).
@@ -667,7 +616,7 @@ class SqlitePollerStore final : public PollerStore {
       }
     }
     for (const FileRow& f : in.files) {
-      auto st = db_->Prepare(
+      auto st = tx.Prepare(
           "INSERT OR IGNORE INTO files (digest, job, source_path, filename, size_bytes, "
           "mime_type) VALUES (?, ?, ?, ?, ?, ?)");
       if (!st.ok()) return st.status();
@@ -675,12 +624,12 @@ class SqlitePollerStore final : public PollerStore {
       st->Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
       ANCHORD_RETURN_IF_ERROR(st->Run());
     }
-    auto after = GetLocked(p.digest, p.provider);
+    auto after = GetRow(tx, p.digest, p.provider);
     if (!after.ok()) return after.status();
     if (!after->has_value()) return absl::InternalError("proof vanished inside its transaction");
     out.proof = std::move(**after);
     if (out.proof.leaf_count > 0 && out.proof.state != kPending) {
-      auto moved = PropagateLocked(p.digest, p.provider, now);
+      auto moved = Propagate(tx, p.digest, p.provider, now);
       if (!moved.ok()) return moved.status();
       out.leaves_changed = std::move(*moved);
     }

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <limits>
-#include <mutex>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/submitter_store_schema.h"
 
 namespace anchord::submitter {
 
@@ -48,81 +48,6 @@ SubState StateFromInt(int64_t v) {
   return static_cast<SubState>(v);
 }
 
-// Schema. Design notes:
-//  - submissions is keyed by (digest, provider); `id` gives the FIFO order.
-//  - lease_owner/lease_until make a claim a row-level lease rather than an in-memory lock, so
-//    several replicas could share one database later (PostgreSQL: UPDATE ... WHERE id = (SELECT id
-//    ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING ...); an expired lease makes the row claimable
-//    again if its worker died.
-//  - change_seq/handed_off_seq: the hand-off sends a row while handed_off_seq < change_seq, so a
-//    change made while a send is in flight is never lost by the ack of the older send.
-constexpr char kSchema[] = R"sql(
-CREATE TABLE IF NOT EXISTS submissions (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  digest BLOB NOT NULL,
-  provider TEXT NOT NULL,
-  job TEXT NOT NULL,
-  filename TEXT NOT NULL,
-  size_bytes INTEGER NOT NULL,
-  mime_type TEXT NOT NULL DEFAULT '',
-  source_path TEXT NOT NULL DEFAULT '',
-  state INTEGER NOT NULL,
-  idempotency_key TEXT NOT NULL DEFAULT '',
-  body BLOB NOT NULL DEFAULT '',
-  proof_id TEXT NOT NULL DEFAULT '',
-  record_state INTEGER NOT NULL DEFAULT 0,
-  certificate_url TEXT NOT NULL DEFAULT '',
-  verify_url TEXT NOT NULL DEFAULT '',
-  block_height INTEGER NOT NULL DEFAULT 0,
-  bitcoin_tx TEXT NOT NULL DEFAULT '',
-  provider_created_at INTEGER NOT NULL DEFAULT 0,
-  confirmed_at INTEGER NOT NULL DEFAULT 0,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at INTEGER NOT NULL DEFAULT 0,
-  error_canonical INTEGER NOT NULL DEFAULT 0,
-  error_code TEXT NOT NULL DEFAULT '',
-  error_message TEXT NOT NULL DEFAULT '',
-  error_request_id TEXT NOT NULL DEFAULT '',
-  request_id TEXT NOT NULL DEFAULT '',
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  change_seq INTEGER NOT NULL DEFAULT 1,
-  handed_off_seq INTEGER NOT NULL DEFAULT 0,
-  lease_owner TEXT NOT NULL DEFAULT '',
-  lease_until INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (digest, provider)
-);
-CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id)
-  WHERE state IN (2, 3) AND handed_off_seq < change_seq;
-CREATE TABLE IF NOT EXISTS refs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  digest BLOB NOT NULL,
-  job TEXT NOT NULL,
-  source_path TEXT NOT NULL,
-  filename TEXT NOT NULL,
-  size_bytes INTEGER NOT NULL,
-  mime_type TEXT NOT NULL DEFAULT '',
-  created_at INTEGER NOT NULL,
-  UNIQUE (digest, job, source_path)
-);
-CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sends (bucket TEXT NOT NULL, sent_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS sends_bucket ON sends (bucket, sent_at);
-CREATE TABLE IF NOT EXISTS batches (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  provider TEXT NOT NULL,
-  root BLOB NOT NULL,
-  leaf_count INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pauses (
-  provider TEXT PRIMARY KEY,
-  reason TEXT NOT NULL,
-  paused_at INTEGER NOT NULL,
-  probe_at INTEGER NOT NULL
-);
-)sql";
-
 constexpr char kCols[] =
     "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "
     "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "
@@ -130,14 +55,6 @@ constexpr char kCols[] =
     "error_code, error_message, error_request_id, request_id, created_at, updated_at, change_seq, "
     "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
     "fallback_provider";
-
-// Columns added after the first release: created on old databases at open.
-const std::vector<SqliteDb::ColumnDecl> kAddedColumns = {
-    {"evidence", "BLOB NOT NULL DEFAULT ''"},     {"mode", "INTEGER NOT NULL DEFAULT 0"},
-    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},   {"nonce", "BLOB NOT NULL DEFAULT ''"},
-    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},  {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
-    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"}, {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
-};
 
 Submission ReadRow(const Statement& s) {
   Submission r;
@@ -198,28 +115,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
   explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
   absl::Status Init() {
-    ANCHORD_RETURN_IF_ERROR(db_->Exec(kSchema));
-    ANCHORD_RETURN_IF_ERROR(db_->AddMissingColumns("submissions", kAddedColumns));
-    // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
-    // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
-    // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
-    // (backlog), by the batcher's look every 200 ms (waiting: the count is read from the index
-    // alone) and by the hand-off for each window of proofs (handoff).
-    // Every index costs each intake a B-tree insert at a random place (digests are random), so
-    // only those a query needs are kept: refs are looked up by digest (and job) through their
-    // UNIQUE (digest, job, source_path) index; the indexes dropped here were made redundant by
-    // it and by the partial ones below.
-    return db_->Exec(
-        "DROP INDEX IF EXISTS submissions_ready; DROP INDEX IF EXISTS refs_digest; "
-        "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "
-        "CREATE INDEX IF NOT EXISTS submissions_waiting ON submissions (provider, id) "
-        "WHERE mode = 1 AND batch_id = 0 AND state = 0; "
-        "CREATE INDEX IF NOT EXISTS submissions_sendable ON submissions (provider, id) "
-        "WHERE state IN (0, 1) AND mode <> 1; "
-        "CREATE INDEX IF NOT EXISTS submissions_backlog ON submissions (state) "
-        "WHERE state IN (0, 1); "
-        "CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id) "
-        "WHERE state IN (2, 3) AND handed_off_seq < change_seq");
+    ledger::Session session(*db_);
+    return InitSqliteSubmitterSchema(session);
   }
 
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
@@ -228,24 +125,24 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(
         Statement first_ref,
-        db_->Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
-                     "WHERE digest = ?1 ORDER BY id LIMIT 1"));
+        tx.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                   "WHERE digest = ?1 ORDER BY id LIMIT 1"));
     ANCHORD_ASSIGN_OR_RETURN(
         Statement add_ref,
-        db_->Prepare("INSERT OR IGNORE INTO refs (digest, job, source_path, filename, size_bytes, "
-                     "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+        tx.Prepare("INSERT OR IGNORE INTO refs (digest, job, source_path, filename, size_bytes, "
+                   "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
     ANCHORD_ASSIGN_OR_RETURN(
         Statement bump,
-        db_->Prepare("UPDATE submissions SET change_seq = change_seq + 1, updated_at = ?2 "
-                     "WHERE digest = ?1"));
+        tx.Prepare("UPDATE submissions SET change_seq = change_seq + 1, updated_at = ?2 "
+                   "WHERE digest = ?1"));
     ANCHORD_ASSIGN_OR_RETURN(
         Statement add_sub,
-        db_->Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
-                     "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
-                     "updated_at, mode, fallback_provider) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
+        tx.Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
+                   "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
+                   "updated_at, mode, fallback_provider) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
     ANCHORD_ASSIGN_OR_RETURN(Statement min_state,
-                             db_->Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
+                             tx.Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
     std::vector<InsertResult> out;
     out.reserve(items.size());
     const int64_t now_ms = ToMs(now);
@@ -268,7 +165,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
           .Bind(6, item.file.mime_type)
           .Bind(7, now_ms);
       ANCHORD_RETURN_IF_ERROR(add_ref.Run());
-      bool new_ref = db_->Changes() > 0;
+      bool new_ref = tx.Changes() > 0;
       if (original.has_value()) {
         if (original->job != item.file.job || original->source_path != item.file.source_path) {
           res.duplicate_of = original->source_path;
@@ -295,7 +192,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
             .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
             .Bind(10, item.fallback_provider);
         ANCHORD_RETURN_IF_ERROR(add_sub.Run());
-        if (db_->Changes() == 0) all_new = false;
+        if (tx.Changes() == 0) all_new = false;
       }
       // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
       if (!all_new) {
@@ -312,18 +209,19 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<int64_t> CountBacklog() override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
+        Statement s, session.Prepare("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? s.ColumnInt(0) : 0;
   }
 
   absl::StatusOr<std::vector<BacklogCount>> CountByProviderState() override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        db_->Prepare("SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state"));
+        session.Prepare(
+            "SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state"));
     std::vector<BacklogCount> out;
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -338,12 +236,13 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                                      absl::Time lease_until, int limit) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    // BEGIN IMMEDIATE makes select-then-update atomic here; see the schema note for PostgreSQL.
+    // BEGIN IMMEDIATE makes select-then-update atomic here; see the schema notes (in
+    // submitter_store_schema.cc) for PostgreSQL.
     ANCHORD_ASSIGN_OR_RETURN(
         Statement pick,
-        db_->Prepare("SELECT id FROM submissions WHERE provider = ?1 AND state IN (0, 1) AND "
-                     "next_attempt_at <= ?2 AND lease_until <= ?2 AND mode <> 1 ORDER BY id "
-                     "LIMIT ?3"));
+        tx.Prepare("SELECT id FROM submissions WHERE provider = ?1 AND state IN (0, 1) AND "
+                   "next_attempt_at <= ?2 AND lease_until <= ?2 AND mode <> 1 ORDER BY id "
+                   "LIMIT ?3"));
     pick.Bind(1, provider).Bind(2, ToMs(now)).Bind(3, static_cast<int64_t>(std::max(1, limit)));
     std::vector<int64_t> ids;
     for (;;) {
@@ -355,12 +254,12 @@ class SqliteSubmitterStore final : public SubmitterStore {
     if (ids.empty()) return out;
     ANCHORD_ASSIGN_OR_RETURN(
         Statement lease,
-        db_->Prepare("UPDATE submissions SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1"));
+        tx.Prepare("UPDATE submissions SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1"));
     for (int64_t id : ids) {
       lease.Reset();
       lease.Bind(1, id).Bind(2, owner).Bind(3, ToMs(lease_until));
       ANCHORD_RETURN_IF_ERROR(lease.Run());
-      ANCHORD_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(id));
+      ANCHORD_ASSIGN_OR_RETURN(std::optional<Submission> row, LoadById(tx, id));
       if (row) out.push_back(*std::move(row));
     }
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
@@ -368,11 +267,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     // Rows are inserted in time order, so the oldest waiting leaf is the one with the lowest id.
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT COUNT(*) FROM submissions WHERE provider = ?1 AND "
-                                  "mode = 1 AND batch_id = 0 AND state = 0"));
+        Statement s, session.Prepare("SELECT COUNT(*) FROM submissions WHERE provider = ?1 AND "
+                                     "mode = 1 AND batch_id = 0 AND state = 0"));
     s.Bind(1, provider);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     Waiting w;
@@ -380,8 +279,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     if (w.count == 0) return w;
     ANCHORD_ASSIGN_OR_RETURN(
         Statement first,
-        db_->Prepare("SELECT created_at FROM submissions WHERE provider = ?1 AND mode = 1 AND "
-                     "batch_id = 0 AND state = 0 ORDER BY id LIMIT 1"));
+        session.Prepare("SELECT created_at FROM submissions WHERE provider = ?1 AND mode = 1 AND "
+                        "batch_id = 0 AND state = 0 ORDER BY id LIMIT 1"));
     first.Bind(1, provider);
     ANCHORD_ASSIGN_OR_RETURN(bool found, first.Step());
     if (found) w.oldest = FromMs(first.ColumnInt(0));
@@ -406,20 +305,20 @@ class SqliteSubmitterStore final : public SubmitterStore {
     const int64_t now_ms = ToMs(now);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement add_batch,
-        db_->Prepare("INSERT INTO batches (provider, root, leaf_count, created_at) "
-                     "VALUES (?1, ?2, ?3, ?4)"));
+        tx.Prepare("INSERT INTO batches (provider, root, leaf_count, created_at) "
+                   "VALUES (?1, ?2, ?3, ?4)"));
     add_batch.Bind(1, b.provider)
         .BindBlob(2, b.root)
         .Bind(3, static_cast<int64_t>(b.leaf_ids.size()))
         .Bind(4, now_ms);
     ANCHORD_RETURN_IF_ERROR(add_batch.Run());
-    const int64_t batch_id = db_->LastInsertRowId();
+    const int64_t batch_id = tx.LastInsertRowId();
     ANCHORD_ASSIGN_OR_RETURN(
         Statement add_root,
-        db_->Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
-                     "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
-                     "mode, batch_id, leaf_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, "
-                     "?8, 2, ?9, ?10)"));
+        tx.Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
+                   "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
+                   "mode, batch_id, leaf_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, "
+                   "?8, 2, ?9, ?10)"));
     add_root.BindBlob(1, b.root)
         .Bind(2, b.provider)
         .Bind(3, b.root_file.job)
@@ -433,9 +332,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(add_root.Run());
     ANCHORD_ASSIGN_OR_RETURN(
         Statement set_leaf,
-        db_->Prepare("UPDATE submissions SET batch_id = ?2, nonce = ?3, merkle_path = ?4, "
-                     "merkle_root = ?5, updated_at = ?6 WHERE id = ?1 AND mode = 1 AND "
-                     "batch_id = 0 AND state = 0 AND provider = ?7"));
+        tx.Prepare("UPDATE submissions SET batch_id = ?2, nonce = ?3, merkle_path = ?4, "
+                   "merkle_root = ?5, updated_at = ?6 WHERE id = ?1 AND mode = 1 AND "
+                   "batch_id = 0 AND state = 0 AND provider = ?7"));
     for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
       set_leaf.Reset();
       set_leaf.Bind(1, b.leaf_ids[i])
@@ -446,7 +345,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
           .Bind(6, now_ms)
           .Bind(7, b.provider);
       ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
-      if (db_->Changes() != 1) {
+      if (tx.Changes() != 1) {
         // The transaction rolls back when tx goes out of scope without Commit.
         return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", b.leaf_ids[i],
                                                " was batched or changed meanwhile"));
@@ -457,16 +356,17 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::Status ReleaseAllLeases() override {
-    return db_->Exec(
+    ledger::Session session(*db_);
+    return session.Exec(
         "UPDATE submissions SET lease_owner = '', lease_until = 0 WHERE lease_until <> 0");
   }
 
   absl::StatusOr<std::optional<absl::Time>> NextAttemptAt(const std::string& provider) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        db_->Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
-                     "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0"));
+        session.Prepare("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = ?1 "
+                        "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0"));
     s.Bind(1, provider);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row || s.ColumnIsNull(0)) return std::optional<absl::Time>();
@@ -492,7 +392,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       const bool leaves = where[0] != 'i';
       ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
-          db_->Prepare(absl::StrCat(
+          tx.Prepare(absl::StrCat(
               "UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, "
               "certificate_url = ?4, verify_url = ?5, block_height = ?6, bitcoin_tx = ?7, "
               "provider_created_at = ?8, confirmed_at = ?9, request_id = ?10, updated_at = ?11, "
@@ -545,7 +445,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
                               "submissions WHERE id = ?1 AND mode = 2)"}) {
       ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
-          db_->Prepare(absl::StrCat(
+          tx.Prepare(absl::StrCat(
               "UPDATE submissions SET state = 3, error_canonical = ?2, error_code = ?3, "
               "error_message = ?4, error_request_id = ?5, updated_at = ?6, "
               "attempts = attempts + 1, change_seq = change_seq + 1, lease_owner = '', "
@@ -583,8 +483,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement sel, db_->Prepare("SELECT provider FROM pauses WHERE ?1 = '' OR provider = ?1 "
-                                    "ORDER BY provider"));
+        Statement sel, tx.Prepare("SELECT provider FROM pauses WHERE ?1 = '' OR provider = ?1 "
+                                  "ORDER BY provider"));
     sel.Bind(1, provider);
     std::vector<std::string> out;
     for (;;) {
@@ -593,7 +493,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       out.push_back(sel.ColumnText(0));
     }
     ANCHORD_ASSIGN_OR_RETURN(Statement del,
-                             db_->Prepare("DELETE FROM pauses WHERE ?1 = '' OR provider = ?1"));
+                             tx.Prepare("DELETE FROM pauses WHERE ?1 = '' OR provider = ?1"));
     del.Bind(1, provider);
     ANCHORD_RETURN_IF_ERROR(del.Run());
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
@@ -601,9 +501,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<PauseInfo>> ListPauses() override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT provider, reason, paused_at, probe_at FROM pauses"));
+        Statement s, session.Prepare("SELECT provider, reason, paused_at, probe_at FROM pauses"));
     std::vector<PauseInfo> out;
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -632,7 +532,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        db_->Prepare(
+        tx.Prepare(
             "UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1"));
     for (const auto& [id, seq] : rows) {
       s.Reset();
@@ -648,10 +548,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT job, source_path, filename, size_bytes, mime_type "
-                                  "FROM refs WHERE digest = ?1 ORDER BY id"));
+        Statement s, session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type "
+                                     "FROM refs WHERE digest = ?1 ORDER BY id"));
     s.BindBlob(1, digest);
     std::vector<FileRef> out;
     for (;;) {
@@ -663,11 +563,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        db_->Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 "
-                     "FROM refs r WHERE r.digest = s.digest AND r.job = ?1) GROUP BY s.digest"));
+        session.Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 "
+                        "FROM refs r WHERE r.digest = s.digest AND r.job = ?1) GROUP BY s.digest"));
     s.Bind(1, job);
     std::map<SubState, int64_t> out;
     for (;;) {
@@ -686,9 +586,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<absl::Time> LoadGate(const std::string& name) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(Statement s,
-                             db_->Prepare("SELECT blocked_until FROM gates WHERE name = ?1"));
+                             session.Prepare("SELECT blocked_until FROM gates WHERE name = ?1"));
     s.Bind(1, name);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? FromMs(s.ColumnInt(0)) : absl::InfinitePast();
@@ -699,11 +599,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(Statement del,
-                             db_->Prepare("DELETE FROM sends WHERE bucket = ?1 AND sent_at < ?2"));
+                             tx.Prepare("DELETE FROM sends WHERE bucket = ?1 AND sent_at < ?2"));
     del.Bind(1, bucket).Bind(2, ToMs(forget_before));
     ANCHORD_RETURN_IF_ERROR(del.Run());
     ANCHORD_ASSIGN_OR_RETURN(Statement ins,
-                             db_->Prepare("INSERT INTO sends (bucket, sent_at) VALUES (?1, ?2)"));
+                             tx.Prepare("INSERT INTO sends (bucket, sent_at) VALUES (?1, ?2)"));
     ins.Bind(1, bucket).Bind(2, ToMs(when));
     ANCHORD_RETURN_IF_ERROR(ins.Run());
     return tx.Commit();
@@ -711,10 +611,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<absl::Time>> RecentSends(const std::string& bucket,
                                                       absl::Time since) override {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
+    ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, db_->Prepare("SELECT sent_at FROM sends WHERE bucket = ?1 AND sent_at >= ?2 "
-                                  "ORDER BY sent_at"));
+        Statement s,
+        session.Prepare("SELECT sent_at FROM sends WHERE bucket = ?1 AND sent_at >= ?2 "
+                        "ORDER BY sent_at"));
     s.Bind(1, bucket).Bind(2, ToMs(since));
     std::vector<absl::Time> out;
     for (;;) {
@@ -726,10 +627,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
  private:
-  absl::StatusOr<std::optional<Submission>> LoadById(int64_t id) {
+  // Runs inside the caller's session (a claim's transaction).
+  absl::StatusOr<std::optional<Submission>> LoadById(ledger::Session& session, int64_t id) {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        db_->Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
+        session.Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
     s.Bind(1, id);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return std::optional<Submission>();
@@ -738,16 +640,16 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   template <typename BindFn>
   absl::Status Update(absl::string_view sql, BindFn bind) {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    ANCHORD_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
+    ledger::Session session(*db_);
+    ANCHORD_ASSIGN_OR_RETURN(Statement s, session.Prepare(sql));
     bind(s);
     return s.Run();
   }
 
   template <typename BindFn>
   absl::StatusOr<std::vector<Submission>> Query(const std::string& sql, BindFn bind) {
-    std::lock_guard<std::recursive_mutex> lock(db_->mutex());
-    ANCHORD_ASSIGN_OR_RETURN(Statement s, db_->Prepare(sql));
+    ledger::Session session(*db_);
+    ANCHORD_ASSIGN_OR_RETURN(Statement s, session.Prepare(sql));
     bind(s);
     std::vector<Submission> out;
     for (;;) {

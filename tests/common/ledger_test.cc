@@ -1,6 +1,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -20,26 +22,31 @@ TEST(SqliteDb, CommittedRowsSurviveReopenAndRollbackDiscards) {
   {
     auto db = SqliteDb::Open(path);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)->Exec("CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB, n INTEGER)").ok());
+    {
+      Session session(**db);
+      ASSERT_TRUE(session.Exec("CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB, n INTEGER)").ok());
+    }
     {
       Transaction tx(**db);
       ASSERT_TRUE(tx.begin_status().ok());
-      auto ins = (*db)->Prepare("INSERT INTO t (k, v, n) VALUES (?, ?, ?)");
+      auto ins = tx.Prepare("INSERT INTO t (k, v, n) VALUES (?, ?, ?)");
       ASSERT_TRUE(ins.ok());
       ins->Bind(1, "a").BindBlob(2, std::string("\x00\x01", 2)).Bind(3, int64_t{42});
       ASSERT_TRUE(ins->Run().ok());
       ASSERT_TRUE(tx.Commit().ok());
+      EXPECT_EQ(tx.Commit().code(), absl::StatusCode::kFailedPrecondition);
     }
     {
       Transaction tx(**db);
-      auto ins = (*db)->Prepare("INSERT INTO t (k, v, n) VALUES ('b', NULL, 1)");
+      auto ins = tx.Prepare("INSERT INTO t (k, v, n) VALUES ('b', NULL, 1)");
       ASSERT_TRUE(ins->Run().ok());
       // No commit: destructor rolls back.
     }
   }
   auto db = SqliteDb::Open(path);
   ASSERT_TRUE(db.ok());
-  auto q = (*db)->Prepare("SELECT k, v, n FROM t ORDER BY k");
+  Session session(**db);
+  auto q = session.Prepare("SELECT k, v, n FROM t ORDER BY k");
   ASSERT_TRUE(q.ok());
   auto row = q->Step();
   ASSERT_TRUE(row.ok() && *row);
@@ -50,7 +57,7 @@ TEST(SqliteDb, CommittedRowsSurviveReopenAndRollbackDiscards) {
   ASSERT_TRUE(row.ok());
   EXPECT_FALSE(*row) << "rolled-back row must not exist";
 
-  auto mode = (*db)->Prepare("PRAGMA journal_mode");
+  auto mode = session.Prepare("PRAGMA journal_mode");
   ASSERT_TRUE(mode->Step().ok());
   EXPECT_EQ(mode->ColumnText(0), "wal");
 }
@@ -59,8 +66,10 @@ TEST(SqliteDb, DurabilityChoosesTheSyncMode) {
   auto full = SqliteDb::Open(TempDb("full"));
   auto normal = SqliteDb::Open(TempDb("normal"), Durability::kProcessCrash);
   ASSERT_TRUE(full.ok() && normal.ok());
-  auto q_full = (*full)->Prepare("PRAGMA synchronous");
-  auto q_normal = (*normal)->Prepare("PRAGMA synchronous");
+  Session full_session(**full);
+  Session normal_session(**normal);
+  auto q_full = full_session.Prepare("PRAGMA synchronous");
+  auto q_normal = normal_session.Prepare("PRAGMA synchronous");
   ASSERT_TRUE(q_full->Step().ok() && q_normal->Step().ok());
   EXPECT_EQ(q_full->ColumnInt(0), 2);    // FULL: fsync on every commit
   EXPECT_EQ(q_normal->ColumnInt(0), 1);  // NORMAL: WAL synced at checkpoints
@@ -69,14 +78,119 @@ TEST(SqliteDb, DurabilityChoosesTheSyncMode) {
 TEST(SqliteDb, ErrorsAreStatusesNotCrashes) {
   auto db = SqliteDb::Open(TempDb("errors"));
   ASSERT_TRUE(db.ok());
-  auto bad = (*db)->Prepare("SELEKT nonsense");
+  Session session(**db);
+  auto bad = session.Prepare("SELEKT nonsense");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("prepare"), absl::string_view::npos);
-  ASSERT_TRUE((*db)->Exec("CREATE TABLE u (k TEXT PRIMARY KEY)").ok());
-  ASSERT_TRUE((*db)->Exec("INSERT INTO u VALUES ('x')").ok());
-  EXPECT_FALSE((*db)->Exec("INSERT INTO u VALUES ('x')").ok());  // constraint violation
+  ASSERT_TRUE(session.Exec("CREATE TABLE u (k TEXT PRIMARY KEY)").ok());
+  ASSERT_TRUE(session.Exec("INSERT INTO u VALUES ('x')").ok());
+  EXPECT_FALSE(session.Exec("INSERT INTO u VALUES ('x')").ok());  // constraint violation
   auto nodir = SqliteDb::Open("/nonexistent-dir-anchord/x.db");
   EXPECT_FALSE(nodir.ok());
+}
+
+// A statement returned to the cache comes back reset: no row, binding or cursor of its last use
+// leaks into the next session that prepares the same SQL.
+TEST(SqliteDb, CachedStatementsComeBackReset) {
+  auto db = SqliteDb::Open(TempDb("cache"));
+  ASSERT_TRUE(db.ok());
+  {
+    Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec("CREATE TABLE c (k INTEGER PRIMARY KEY); "
+                          "INSERT INTO c VALUES (1), (2), (3);")
+                    .ok());
+  }
+  constexpr char kSql[] = "SELECT k FROM c WHERE k >= ?1 ORDER BY k";
+  {
+    Session session(**db);
+    auto q = session.Prepare(kSql);
+    ASSERT_TRUE(q.ok());
+    q->Bind(1, int64_t{3});
+    ASSERT_TRUE(q->Step().value_or(false));
+    EXPECT_EQ(q->ColumnInt(0), 3);
+    // Left mid-cursor, bound to 3.
+  }
+  Session session(**db);
+  auto q = session.Prepare(kSql);
+  ASSERT_TRUE(q.ok());
+  auto row = q->Step();  // unbound: NULL, so no row matches
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(*row);
+  q->Reset();
+  q->Bind(1, int64_t{2});
+  std::vector<int64_t> got;
+  for (;;) {
+    auto r = q->Step();
+    ASSERT_TRUE(r.ok());
+    if (!*r) break;
+    got.push_back(q->ColumnInt(0));
+  }
+  EXPECT_EQ(got, (std::vector<int64_t>{2, 3}));
+}
+
+TEST(SqliteDb, AddMissingColumnsAddsOnlyWhatIsMissing) {
+  auto db = SqliteDb::Open(TempDb("columns"));
+  ASSERT_TRUE(db.ok());
+  Session session(**db);
+  ASSERT_TRUE(session.Exec("CREATE TABLE m (a INTEGER)").ok());
+  const std::vector<SqliteDb::ColumnDecl> cols = {{"a", "INTEGER"},
+                                                  {"b", "TEXT NOT NULL DEFAULT 'x'"}};
+  ASSERT_TRUE(session.AddMissingColumns("m", cols).ok());
+  ASSERT_TRUE(session.AddMissingColumns("m", cols).ok());  // the second run finds both
+  ASSERT_TRUE(session.Exec("INSERT INTO m (a) VALUES (7)").ok());
+  EXPECT_EQ(session.LastInsertRowId(), 1);
+  auto q = session.Prepare("SELECT a, b FROM m");
+  ASSERT_TRUE(q.ok() && q->Step().value_or(false));
+  EXPECT_EQ(q->ColumnInt(0), 7);
+  EXPECT_EQ(q->ColumnText(1), "x");
+}
+
+// Sessions from many threads take turns on the one connection: each read-modify-write in its
+// transaction sees the previous one's commit, so no increment is lost and no BEGIN meets another
+// thread's open transaction.
+TEST(SqliteDb, TransactionsFromManyThreadsTakeTurns) {
+  auto db = SqliteDb::Open(TempDb("threads"));
+  ASSERT_TRUE(db.ok());
+  {
+    Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec("CREATE TABLE n (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); "
+                          "INSERT INTO n VALUES (1, 0);")
+                    .ok());
+  }
+  constexpr int kThreads = 4;
+  constexpr int kEach = 50;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        Transaction tx(**db);
+        if (!tx.begin_status().ok()) {
+          ++failures[t];
+          continue;
+        }
+        auto read = tx.Prepare("SELECT v FROM n WHERE id = 1");
+        if (!read.ok() || !read->Step().value_or(false)) {
+          ++failures[t];
+          continue;
+        }
+        const int64_t v = read->ColumnInt(0);
+        auto write = tx.Prepare("UPDATE n SET v = ?1 WHERE id = 1");
+        if (!write.ok() || !write->Bind(1, v + 1).Run().ok() || tx.Changes() != 1 ||
+            !tx.Commit().ok()) {
+          ++failures[t];
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
+  Session session(**db);
+  auto q = session.Prepare("SELECT v FROM n WHERE id = 1");
+  ASSERT_TRUE(q.ok() && q->Step().value_or(false));
+  EXPECT_EQ(q->ColumnInt(0), kThreads * kEach);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "tests/poller/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::poller {
 namespace {
@@ -490,20 +491,35 @@ TEST_F(PgPollerReplicaTest, EventsReachWatchersOfOtherReplicas) {
   }
   std::vector<EventPtr> got;
   // Bounded: 10 s for two notifications over loopback.
-  for (int i = 0; i < 200 && got.size() < 2; ++i) {
-    while (EventPtr ev = sub_b->Pop()) got.push_back(ev);
-    if (got.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  EXPECT_TRUE(::anchord::testing::WaitUntil(
+      [&] {
+        while (EventPtr ev = sub_b->Pop()) got.push_back(ev);
+        return got.size() >= 2;
+      },
+      absl::Seconds(10)));
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0]->type(), anchord::v1::PROOF_EVENT_TYPE_TRACKED);
   EXPECT_EQ(got[0]->proof().digest(), Digest(61));
   EXPECT_EQ(got[1]->proof().digest(), Digest(60));
   EXPECT_EQ(got[1]->proof().files_size(), 61);
-  // The publisher's own watchers got each event once (not again through the database).
-  int own = 0;
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  while (sub_a->Pop()) ++own;
-  EXPECT_EQ(own, 2);
+  // The publisher's own watchers got each event once (not again through the database). To know
+  // that an echo would have arrived by now, replica b publishes a marker after it received both
+  // events: PostgreSQL delivers notifications in commit order, so when the marker reaches a, a's
+  // listener has already been handed its own two.
+  auto marker = stores_[1]->Track({Pending(Digest(62), "id-62")}, kT0);
+  ASSERT_TRUE(marker.ok()) << marker.status();
+  PublishEvent(bus_b, nullptr, anchord::v1::PROOF_EVENT_TYPE_TRACKED, marker->front().proof, kT0);
+  std::vector<EventPtr> at_a;
+  EXPECT_TRUE(::anchord::testing::WaitUntil(
+      [&] {
+        while (EventPtr ev = sub_a->Pop()) at_a.push_back(ev);
+        return !at_a.empty() && at_a.back()->proof().digest() == Digest(62);
+      },
+      absl::Seconds(10)))
+      << "the marker never reached replica a";
+  ASSERT_EQ(at_a.size(), 3u) << "replica a's watchers got an event twice";
+  EXPECT_EQ(at_a[0]->proof().digest(), Digest(61));
+  EXPECT_EQ(at_a[1]->proof().digest(), Digest(60));
   bus_a.Unsubscribe(sub_a);
   bus_b.Unsubscribe(sub_b);
 }

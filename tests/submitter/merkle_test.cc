@@ -121,7 +121,8 @@ class MerkleFixture : public ::testing::Test {
     auto db = ledger::SqliteDb::Open(path_);
     EXPECT_TRUE(db.ok()) << db.status();
     if (!db.ok()) return -1;
-    auto st = (*db)->Prepare(sql);
+    ledger::Session session(**db);
+    auto st = session.Prepare(sql);
     EXPECT_TRUE(st.ok()) << st.status();
     if (!st.ok()) return -1;
     auto row = st->Step();
@@ -383,8 +384,9 @@ TEST_F(MerkleSqliteTest, OldSchemaDatabaseGainsTheNewColumns) {
     // The submissions table as the first release created it, with one queued row.
     auto db = ledger::SqliteDb::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)
-                    ->Exec(R"sql(
+    ledger::Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec(R"sql(
 CREATE TABLE submissions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL, provider TEXT NOT NULL,
   job TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL,
@@ -475,7 +477,8 @@ class BatcherTest : public MerkleFixture {
     auto db = ledger::SqliteDb::Open(path_);
     EXPECT_TRUE(db.ok());
     if (!db.ok()) return out;
-    auto st = (*db)->Prepare("SELECT digest FROM submissions WHERE mode = 2 ORDER BY id");
+    ledger::Session session(**db);
+    auto st = session.Prepare("SELECT digest FROM submissions WHERE mode = 2 ORDER BY id");
     EXPECT_TRUE(st.ok());
     for (int i = 0; i < 100000; ++i) {
       auto row = st->Step();

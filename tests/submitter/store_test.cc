@@ -13,6 +13,7 @@
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::submitter {
 namespace {
@@ -342,59 +343,90 @@ class PgReplicaTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
   }
+  // Row `id`'s lease end as stored (Unix ms; 0 when free, -1 when unreadable).
+  int64_t LeaseUntilMs(int64_t id) {
+    if (probe_ == nullptr) {
+      auto db = ledger::PgDb::Open(url_);
+      EXPECT_TRUE(db.ok()) << db.status();
+      if (!db.ok()) return -1;
+      probe_ = std::move(*db);
+    }
+    int64_t until = -1;
+    absl::Status st = probe_->Run([&](ledger::PgConn& c) -> absl::Status {
+      auto r =
+          c.Exec("SELECT lease_until FROM submissions WHERE id = $1", ledger::PgParams().Add(id));
+      if (!r.ok()) return r.status();
+      if (r->rows() == 1) until = r->Int(0, 0);
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(st.ok()) << st;
+    return until;
+  }
   std::string url_;
+  std::unique_ptr<ledger::PgDb> probe_;
 };
 
 // A replica that dies after MarkPrepared (between sending the create and recording its answer)
 // stops renewing its lease; once the lease runs out another replica claims the row and gets the
 // stored body and Idempotency-Key to re-send. While the first replica lives, its heartbeat keeps
 // the row away from others, however long its send takes.
+// Time is a fake clock (the store computes lease ends from it); the heartbeat thread still beats
+// every `heartbeat` of real time, so each step waits until a beat has carried the lease past the
+// new time.
 TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
+  FakeClock clock;
   PgSubmitterOptions opts;
   opts.lease_term = absl::Seconds(2);
-  opts.heartbeat = absl::Milliseconds(200);
+  opts.heartbeat = absl::Milliseconds(50);
+  opts.clock = &clock;
   auto a = Replica(opts);
   auto b = Replica(opts);
   ASSERT_TRUE(a && b);
-  ASSERT_TRUE(a->InsertBatch({Item('a', "a.txt")}, absl::Now()).ok());
-  auto claimed = a->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
+  ASSERT_TRUE(a->InsertBatch({Item('a', "a.txt")}, clock.Now()).ok());
+  auto claimed = a->Claim("fake", "submitter", clock.Now(), clock.Now() + absl::Minutes(30));
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
-  ASSERT_TRUE(a->MarkPrepared((*claimed)->id, "idem-key-1", "exact body", absl::Now()).ok());
-  // Alive for two lease terms: never claimable by b.
+  const int64_t id = (*claimed)->id;
+  ASSERT_TRUE(a->MarkPrepared(id, "idem-key-1", "exact body", clock.Now()).ok());
+  // Alive for two lease terms, in quarter terms: never claimable by b.
   for (int i = 0; i < 8; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
+    clock.Advance(absl::Milliseconds(500));
+    const absl::Time now = clock.Now();
+    ASSERT_TRUE(::anchord::testing::WaitUntil(
+        [&] { return LeaseUntilMs(id) >= absl::ToUnixMillis(now + opts.lease_term); },
+        absl::Seconds(10)))
+        << "no heartbeat renewed the lease after " << (i + 1) * 500 << " ms";
+    auto other = b->Claim("fake", "submitter", now, now + absl::Minutes(30));
     ASSERT_TRUE(other.ok()) << other.status();
     ASSERT_FALSE(other->has_value())
         << "a live replica's row was taken after " << (i + 1) * 500 << " ms";
   }
   a.reset();  // dies: no release, no more heartbeats
-  std::optional<Submission> taken;
-  // Bounded: the lease ends within 2 s; give it 20.
-  for (int i = 0; i < 200 && !taken; ++i) {
-    auto other = b->Claim("fake", "submitter", absl::Now(), absl::Now() + absl::Minutes(30));
-    ASSERT_TRUE(other.ok()) << other.status();
-    if (other->has_value())
-      taken = **other;
-    else
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(taken.has_value()) << "the dead replica's lease never expired";
-  EXPECT_EQ(taken->state, SubState::kSubmitting);
-  EXPECT_EQ(taken->idempotency_key, "idem-key-1");
-  EXPECT_EQ(taken->body, "exact body");
+  // The lease of the last beat still holds until its end, and not a moment longer.
+  clock.Advance(opts.lease_term - absl::Milliseconds(1));
+  auto early = b->Claim("fake", "submitter", clock.Now(), clock.Now() + absl::Minutes(30));
+  ASSERT_TRUE(early.ok()) << early.status();
+  ASSERT_FALSE(early->has_value()) << "the dead replica's lease ended before its term";
+  clock.Advance(absl::Milliseconds(1));
+  auto taken = b->Claim("fake", "submitter", clock.Now(), clock.Now() + absl::Minutes(30));
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  ASSERT_TRUE(taken->has_value()) << "the dead replica's lease did not end with its term";
+  EXPECT_EQ((*taken)->state, SubState::kSubmitting);
+  EXPECT_EQ((*taken)->idempotency_key, "idem-key-1");
+  EXPECT_EQ((*taken)->body, "exact body");
 }
 
 // Two replicas handing off at once offer each row once; a row not acknowledged in time is
 // offered again.
 TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
+  FakeClock clock;
   PgSubmitterOptions opts;
   opts.lease_term = absl::ZeroDuration();
   opts.handoff_lease = absl::Seconds(1);
+  opts.clock = &clock;
   auto a = Replica(opts);
   auto b = Replica(opts);
   ASSERT_TRUE(a && b);
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock.Now();
   std::vector<NewItem> items;
   for (int i = 0; i < 10; ++i)
     items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
@@ -417,15 +449,16 @@ TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
   EXPECT_EQ(ids.size(), 10u);
   // b acknowledges its rows; a's are not acknowledged and come back after the lease.
   for (const Submission& r : *second) ASSERT_TRUE(b->MarkHandedOff(r.id, r.change_seq).ok());
-  std::vector<Submission> again;
-  for (int i = 0; i < 50 && again.size() < 6; ++i) {  // bounded: the lease is 1 s
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto more = b->PendingHandoff(100);
-    ASSERT_TRUE(more.ok());
-    again.insert(again.end(), more->begin(), more->end());
-  }
-  ASSERT_EQ(again.size(), 6u);
-  for (const Submission& r : again) EXPECT_EQ(ids.count(r.id), 1u);
+  // Until a's hand-off lease ends, nobody is offered a's rows again.
+  clock.Advance(opts.handoff_lease - absl::Milliseconds(1));
+  auto early = b->PendingHandoff(100);
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_TRUE(early->empty()) << early->size() << " rows offered again while a holds them";
+  clock.Advance(absl::Milliseconds(1));
+  auto again = b->PendingHandoff(100);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 6u);
+  for (const Submission& r : *again) EXPECT_EQ(ids.count(r.id), 1u);
 }
 
 // At start a replica frees only its own leases (Engine::Init calls ReleaseAllLeases): the rows

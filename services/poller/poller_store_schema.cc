@@ -1,0 +1,72 @@
+#include "services/poller/poller_store_schema.h"
+
+#include <vector>
+
+#include "libs/common/status_macros.h"
+
+namespace anchord::poller {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS proofs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  provider TEXT NOT NULL,
+  proof_id TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  certificate_url TEXT NOT NULL DEFAULT '',
+  verify_url TEXT NOT NULL DEFAULT '',
+  block_height INTEGER NOT NULL DEFAULT 0,
+  bitcoin_tx TEXT NOT NULL DEFAULT '',
+  submitted_at INTEGER NOT NULL DEFAULT 0,
+  confirmed_at INTEGER NOT NULL DEFAULT 0,
+  ots BLOB,
+  ots_size INTEGER NOT NULL DEFAULT 0,
+  failure_code INTEGER NOT NULL DEFAULT 0,
+  failure_message TEXT NOT NULL DEFAULT '',
+  failure_reason TEXT NOT NULL DEFAULT '',
+  provider_request_id TEXT NOT NULL DEFAULT '',
+  stalled INTEGER NOT NULL DEFAULT 0,
+  tracked_at INTEGER NOT NULL DEFAULT 0,
+  pending_since INTEGER NOT NULL DEFAULT 0,
+  last_checked_at INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (digest, provider)
+);
+CREATE INDEX IF NOT EXISTS proofs_by_provider_state
+  ON proofs (provider, state, last_checked_at, seq);
+CREATE TABLE IF NOT EXISTS files (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  job TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE INDEX IF NOT EXISTS files_by_job ON files (job, digest);
+)sql";
+
+// Columns added after the first release: created on old databases at open.
+const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
+    {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
+    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
+    {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+    {"fallback_sent", "INTEGER NOT NULL DEFAULT 0"},
+    {"check_owner", "TEXT NOT NULL DEFAULT ''"},
+    {"check_until", "INTEGER NOT NULL DEFAULT 0"},
+};
+
+}  // namespace
+
+absl::Status InitSqlitePollerSchema(ledger::Session& session) {
+  ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
+  ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
+  return session.Exec(
+      "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
+      "WHERE length(merkle_root) > 0");
+}
+
+}  // namespace anchord::poller

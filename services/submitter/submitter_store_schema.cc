@@ -1,0 +1,120 @@
+#include "services/submitter/submitter_store_schema.h"
+
+#include <vector>
+
+#include "libs/common/status_macros.h"
+
+namespace anchord::submitter {
+namespace {
+
+// Schema. Design notes:
+//  - submissions is keyed by (digest, provider); `id` gives the FIFO order.
+//  - lease_owner/lease_until make a claim a row-level lease rather than an in-memory lock, so
+//    several replicas could share one database later (PostgreSQL: UPDATE ... WHERE id = (SELECT id
+//    ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING ...); an expired lease makes the row claimable
+//    again if its worker died.
+//  - change_seq/handed_off_seq: the hand-off sends a row while handed_off_seq < change_seq, so a
+//    change made while a send is in flight is never lost by the ack of the older send.
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS submissions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  provider TEXT NOT NULL,
+  job TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL DEFAULT '',
+  source_path TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  idempotency_key TEXT NOT NULL DEFAULT '',
+  body BLOB NOT NULL DEFAULT '',
+  proof_id TEXT NOT NULL DEFAULT '',
+  record_state INTEGER NOT NULL DEFAULT 0,
+  certificate_url TEXT NOT NULL DEFAULT '',
+  verify_url TEXT NOT NULL DEFAULT '',
+  block_height INTEGER NOT NULL DEFAULT 0,
+  bitcoin_tx TEXT NOT NULL DEFAULT '',
+  provider_created_at INTEGER NOT NULL DEFAULT 0,
+  confirmed_at INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  error_canonical INTEGER NOT NULL DEFAULT 0,
+  error_code TEXT NOT NULL DEFAULT '',
+  error_message TEXT NOT NULL DEFAULT '',
+  error_request_id TEXT NOT NULL DEFAULT '',
+  request_id TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  change_seq INTEGER NOT NULL DEFAULT 1,
+  handed_off_seq INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT NOT NULL DEFAULT '',
+  lease_until INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (digest, provider)
+);
+CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id)
+  WHERE state IN (2, 3) AND handed_off_seq < change_seq;
+CREATE TABLE IF NOT EXISTS refs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  digest BLOB NOT NULL,
+  job TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sends (bucket TEXT NOT NULL, sent_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sends_bucket ON sends (bucket, sent_at);
+CREATE TABLE IF NOT EXISTS batches (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  provider TEXT NOT NULL,
+  root BLOB NOT NULL,
+  leaf_count INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pauses (
+  provider TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  paused_at INTEGER NOT NULL,
+  probe_at INTEGER NOT NULL
+);
+)sql";
+
+// Columns added after the first release: created on old databases at open.
+const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
+    {"evidence", "BLOB NOT NULL DEFAULT ''"},     {"mode", "INTEGER NOT NULL DEFAULT 0"},
+    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},   {"nonce", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},  {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
+    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"}, {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+};
+
+}  // namespace
+
+absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
+  ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
+  ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("submissions", kAddedColumns));
+  // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
+  // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
+  // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
+  // (backlog), by the batcher's look every 200 ms (waiting: the count is read from the index
+  // alone) and by the hand-off for each window of proofs (handoff).
+  // Every index costs each intake a B-tree insert at a random place (digests are random), so
+  // only those a query needs are kept: refs are looked up by digest (and job) through their
+  // UNIQUE (digest, job, source_path) index; the indexes dropped here were made redundant by
+  // it and by the partial ones below.
+  return session.Exec(
+      "DROP INDEX IF EXISTS submissions_ready; DROP INDEX IF EXISTS refs_digest; "
+      "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "
+      "CREATE INDEX IF NOT EXISTS submissions_waiting ON submissions (provider, id) "
+      "WHERE mode = 1 AND batch_id = 0 AND state = 0; "
+      "CREATE INDEX IF NOT EXISTS submissions_sendable ON submissions (provider, id) "
+      "WHERE state IN (0, 1) AND mode <> 1; "
+      "CREATE INDEX IF NOT EXISTS submissions_backlog ON submissions (state) "
+      "WHERE state IN (0, 1); "
+      "CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id) "
+      "WHERE state IN (2, 3) AND handed_off_seq < change_seq");
+}
+
+}  // namespace anchord::submitter

@@ -108,6 +108,9 @@ PgParams& PgParams::AddBytes(absl::string_view bytes) {
   null_.push_back(false);
   return *this;
 }
+PgParams& PgParams::AddIntArray(const std::vector<int64_t>& values) {
+  return Add(absl::StrCat("{", absl::StrJoin(values, ","), "}"));
+}
 PgParams& PgParams::AddNull() {
   values_.emplace_back();
   formats_.push_back(0);
@@ -274,7 +277,7 @@ absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Open(const std::string& url, PgOptio
     return absl::UnavailableError(
         absl::StrCat("database ", db->redacted_, ": cannot connect: ", (*first)->LastError()));
   }
-  std::lock_guard<std::mutex> lock(db->mu_);
+  absl::MutexLock lock(&db->mu_);
   db->idle_.push_back(std::move(*first));
   db->open_ = 1;
   return db;
@@ -306,36 +309,35 @@ absl::StatusOr<std::unique_ptr<PgConn>> PgDb::Connect() {
 }
 
 std::unique_ptr<PgConn> PgDb::Take() {
-  std::unique_lock<std::mutex> lock(mu_);
-  // Bounded by the pool: every taker gives its connection back (Do never keeps one).
-  cv_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
-  if (!idle_.empty()) {
-    std::unique_ptr<PgConn> c = std::move(idle_.back());
-    idle_.pop_back();
-    return c;
+  {
+    absl::MutexLock lock(&mu_);
+    // Bounded by the pool: every taker gives its connection back (Do never keeps one).
+    mu_.Await(absl::Condition(this, &PgDb::CanTake));
+    if (!idle_.empty()) {
+      std::unique_ptr<PgConn> c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+    ++open_;
   }
-  ++open_;
-  lock.unlock();
   absl::StatusOr<std::unique_ptr<PgConn>> c = Connect();
   if (!c.ok()) {
-    lock.lock();
+    absl::MutexLock lock(&mu_);
     --open_;
-    cv_.notify_one();
     return nullptr;
   }
   return std::move(*c);  // possibly not connected: Do resets it
 }
 
+bool PgDb::CanTake() const { return !idle_.empty() || open_ < options_.pool_size; }
+
 void PgDb::Give(std::unique_ptr<PgConn> c) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (c) {
-      idle_.push_back(std::move(c));
-    } else {
-      --open_;
-    }
+  absl::MutexLock lock(&mu_);
+  if (c) {
+    idle_.push_back(std::move(c));
+  } else {
+    --open_;
   }
-  cv_.notify_one();
 }
 
 absl::Status PgDb::Do(const Work& work, bool tx, bool retry) {

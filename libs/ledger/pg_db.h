@@ -17,17 +17,17 @@
 
 #include <libpq-fe.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace anchord::ledger {
@@ -45,6 +45,8 @@ class PgParams {
   PgParams& Add(const std::string& text) { return Add(absl::string_view(text)); }
   PgParams& Add(const char* text) { return Add(absl::string_view(text)); }
   PgParams& AddBytes(absl::string_view bytes);  // bytea, binary-safe
+  // An array literal ('{1,2,3}') sent as text: the statement casts it, `$n::bigint[]`.
+  PgParams& AddIntArray(const std::vector<int64_t>& values);
   PgParams& AddNull();
   size_t size() const { return values_.size(); }
 
@@ -148,17 +150,18 @@ class PgDb {
  private:
   PgDb(std::string conninfo, std::string password, std::string redacted, PgOptions options);
   absl::Status Do(const Work& work, bool tx, bool retry);
-  std::unique_ptr<PgConn> Take();
-  void Give(std::unique_ptr<PgConn> c);
+  std::unique_ptr<PgConn> Take() ABSL_LOCKS_EXCLUDED(mu_);
+  void Give(std::unique_ptr<PgConn> c) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether a taker can go on: an idle connection, or room to open one.
+  bool CanTake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string conninfo_;
   const std::string password_;
   const std::string redacted_;
   const PgOptions options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<PgConn>> idle_;  // guarded by mu_
-  int open_ = 0;                               // connections handed out or idle, guarded by mu_
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<PgConn>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;  // connections handed out or idle
 };
 
 }  // namespace anchord::ledger

@@ -14,19 +14,17 @@ PgHealthWatch::PgHealthWatch(std::shared_ptr<PgDb> db, std::function<void(bool)>
 
 PgHealthWatch::~PgHealthWatch() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
 void PgHealthWatch::Loop() {
   std::unique_ptr<PgConn> conn;
   bool first = true;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    lock.unlock();
+  // Bounded by the destructor: each pass ends in a wait of at most `interval` that stop_ ends.
+  for (;;) {
     absl::Status st;
     if (conn == nullptr) {
       auto c = db_->Connect();
@@ -51,8 +49,9 @@ void PgHealthWatch::Loop() {
       if (on_change_) on_change_(ok);
       first = false;
     }
-    lock.lock();
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(interval_), [&] { return stop_; });
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);
+    if (stop_) return;
   }
 }
 

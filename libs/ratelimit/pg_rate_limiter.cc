@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <mutex>
 #include <random>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/log.h"
 
 namespace anchord::ratelimit {
@@ -124,7 +125,7 @@ class PgRateLimiter final : public RateLimiter {
     if (!st.ok()) {
       ANCHORD_LOG(Warning) << "rate limiter " << name_ << ": gate: " << st;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     local_gate_ = std::max(local_gate_, until);
   }
 
@@ -142,7 +143,7 @@ class PgRateLimiter final : public RateLimiter {
     const absl::Time now = clock_->Now();
     if (!st.ok()) {
       // Unreachable database: the last gate this process knows of.
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       return local_gate_ > now ? local_gate_ : absl::InfinitePast();
     }
     return left_us > 0 ? now + absl::Microseconds(left_us) : absl::InfinitePast();
@@ -174,8 +175,8 @@ class PgRateLimiter final : public RateLimiter {
   Clock* const clock_;
   const int64_t key_;
   std::atomic<bool> stopped_{false};
-  std::mutex mu_;
-  absl::Time local_gate_ = absl::InfinitePast();  // guarded by mu_
+  absl::Mutex mu_;
+  absl::Time local_gate_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "libs/common/log.h"
 #include "libs/ledger/sqlite_db.h"
 #include "services/poller/poller_store_schema.h"
+#include "services/poller/store_rows.h"
 
 namespace anchord::poller {
 namespace {
@@ -18,19 +19,6 @@ using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
 
-// Times are stored as Unix microseconds; 0 means unset.
-int64_t ToDb(absl::Time t) {
-  if (t == absl::InfinitePast()) return 0;
-  if (t == absl::InfiniteFuture()) return INT64_MAX;
-  return absl::ToUnixMicros(t);
-}
-absl::Time FromDb(int64_t micros) {
-  return micros == 0 ? absl::InfinitePast() : absl::FromUnixMicros(micros);
-}
-
-constexpr int kPending = anchord::v1::DIGEST_STATE_PENDING;
-constexpr int kConfirmed = anchord::v1::DIGEST_STATE_CONFIRMED;
-constexpr int kFailed = anchord::v1::DIGEST_STATE_FAILED;
 
 constexpr char kColumns[] =
     "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "

@@ -1,19 +1,16 @@
 #include "services/submitter/pg_submitter_store.h"
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <limits>
-#include <mutex>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/pg_leases.h"
+#include "services/submitter/pg_submitter_schema.h"
+#include "services/submitter/store_rows.h"
 
 namespace anchord::submitter {
 namespace {
@@ -23,180 +20,6 @@ using ledger::PgDb;
 using ledger::PgParams;
 using ledger::PgResult;
 
-// Times as Unix milliseconds, 0 = unset, as in the SQLite store.
-int64_t ToMs(absl::Time t) {
-  if (t == absl::InfinitePast()) return 0;
-  if (t == absl::InfiniteFuture()) return std::numeric_limits<int64_t>::max();
-  return absl::ToUnixMillis(t);
-}
-absl::Time FromMs(int64_t ms) {
-  if (ms == 0) return absl::InfinitePast();
-  if (ms == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
-  return absl::FromUnixMillis(ms);
-}
-SubState StateFromInt(int64_t v) {
-  if (v < 0 || v > 3) return SubState::kFailed;
-  return static_cast<SubState>(v);
-}
-
-// Every string column is BYTEA: file names, paths and provider messages are bytes from outside,
-// not necessarily UTF-8, and must round-trip exactly (as in SQLite). Every string parameter is
-// therefore bound with AddBytes.
-const std::vector<ledger::Migration> kMigrations = {
-    {1, "submissions, refs, batches, pauses, gates, sends", R"sql(
-CREATE TABLE submissions (
-  id BIGSERIAL PRIMARY KEY,
-  digest BYTEA NOT NULL,
-  provider BYTEA NOT NULL,
-  job BYTEA NOT NULL,
-  filename BYTEA NOT NULL,
-  size_bytes BIGINT NOT NULL,
-  mime_type BYTEA NOT NULL DEFAULT '',
-  source_path BYTEA NOT NULL DEFAULT '',
-  state INTEGER NOT NULL,
-  idempotency_key BYTEA NOT NULL DEFAULT '',
-  body BYTEA NOT NULL DEFAULT '',
-  proof_id BYTEA NOT NULL DEFAULT '',
-  record_state INTEGER NOT NULL DEFAULT 0,
-  certificate_url BYTEA NOT NULL DEFAULT '',
-  verify_url BYTEA NOT NULL DEFAULT '',
-  block_height BIGINT NOT NULL DEFAULT 0,
-  bitcoin_tx BYTEA NOT NULL DEFAULT '',
-  provider_created_at BIGINT NOT NULL DEFAULT 0,
-  confirmed_at BIGINT NOT NULL DEFAULT 0,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at BIGINT NOT NULL DEFAULT 0,
-  error_canonical INTEGER NOT NULL DEFAULT 0,
-  error_code BYTEA NOT NULL DEFAULT '',
-  error_message BYTEA NOT NULL DEFAULT '',
-  error_request_id BYTEA NOT NULL DEFAULT '',
-  request_id BYTEA NOT NULL DEFAULT '',
-  created_at BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL,
-  change_seq BIGINT NOT NULL DEFAULT 1,
-  handed_off_seq BIGINT NOT NULL DEFAULT 0,
-  lease_owner BYTEA NOT NULL DEFAULT '',
-  lease_until BIGINT NOT NULL DEFAULT 0,
-  evidence BYTEA NOT NULL DEFAULT '',
-  mode INTEGER NOT NULL DEFAULT 0,
-  batch_id BIGINT NOT NULL DEFAULT 0,
-  nonce BYTEA NOT NULL DEFAULT '',
-  merkle_path BYTEA NOT NULL DEFAULT '',
-  merkle_root BYTEA NOT NULL DEFAULT '',
-  leaf_count BIGINT NOT NULL DEFAULT 0,
-  fallback_provider BYTEA NOT NULL DEFAULT '',
-  UNIQUE (digest, provider)
-);
-CREATE INDEX submissions_ready ON submissions (provider, state, id);
-CREATE INDEX submissions_handoff ON submissions (id)
-  WHERE state IN (2, 3) AND handed_off_seq < change_seq;
-CREATE INDEX submissions_unbatched ON submissions (provider, mode, batch_id, id);
-CREATE INDEX submissions_batch ON submissions (batch_id) WHERE batch_id <> 0;
-CREATE INDEX submissions_lease ON submissions (lease_owner) WHERE lease_until <> 0;
-CREATE TABLE refs (
-  id BIGSERIAL PRIMARY KEY,
-  digest BYTEA NOT NULL,
-  job BYTEA NOT NULL,
-  source_path BYTEA NOT NULL,
-  filename BYTEA NOT NULL,
-  size_bytes BIGINT NOT NULL,
-  mime_type BYTEA NOT NULL DEFAULT '',
-  created_at BIGINT NOT NULL,
-  UNIQUE (digest, job, source_path)
-);
-CREATE INDEX refs_digest ON refs (digest, id);
-CREATE INDEX refs_job ON refs (job, digest);
-CREATE TABLE gates (name BYTEA PRIMARY KEY, blocked_until BIGINT NOT NULL);
-CREATE TABLE sends (bucket BYTEA NOT NULL, sent_at BIGINT NOT NULL);
-CREATE INDEX sends_bucket ON sends (bucket, sent_at);
-CREATE TABLE batches (
-  id BIGSERIAL PRIMARY KEY,
-  provider BYTEA NOT NULL,
-  root BYTEA NOT NULL,
-  leaf_count BIGINT NOT NULL,
-  created_at BIGINT NOT NULL
-);
-CREATE TABLE pauses (
-  provider BYTEA PRIMARY KEY,
-  reason BYTEA NOT NULL,
-  paused_at BIGINT NOT NULL,
-  probe_at BIGINT NOT NULL
-);
-)sql"},
-    {2, "hand-off claims", R"sql(
-ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
-)sql"},
-};
-
-constexpr char kCols[] =
-    "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "
-    "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "
-    "bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, error_canonical, "
-    "error_code, error_message, error_request_id, request_id, created_at, updated_at, change_seq, "
-    "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
-    "fallback_provider";
-
-Submission ReadRow(const PgResult& s, int i) {
-  Submission r;
-  r.id = s.Int(i, 0);
-  r.digest = s.Bytes(i, 1);
-  r.provider = s.Bytes(i, 2);
-  r.file.job = s.Bytes(i, 3);
-  r.file.filename = s.Bytes(i, 4);
-  r.file.size_bytes = s.Int(i, 5);
-  r.file.mime_type = s.Bytes(i, 6);
-  r.file.source_path = s.Bytes(i, 7);
-  r.state = StateFromInt(s.Int(i, 8));
-  r.idempotency_key = s.Bytes(i, 9);
-  r.body = s.Bytes(i, 10);
-  r.record.proof_id = s.Bytes(i, 11);
-  r.record.record_state = static_cast<int>(s.Int(i, 12));
-  r.record.certificate_url = s.Bytes(i, 13);
-  r.record.verify_url = s.Bytes(i, 14);
-  r.record.block_height = s.Int(i, 15);
-  r.record.bitcoin_tx = s.Bytes(i, 16);
-  r.record.provider_created_at = FromMs(s.Int(i, 17));
-  r.record.confirmed_at = FromMs(s.Int(i, 18));
-  r.attempts = static_cast<int>(s.Int(i, 19));
-  r.next_attempt_at = FromMs(s.Int(i, 20));
-  r.error_canonical = static_cast<int>(s.Int(i, 21));
-  r.error_code = s.Bytes(i, 22);
-  r.error_message = s.Bytes(i, 23);
-  r.error_request_id = s.Bytes(i, 24);
-  r.request_id = s.Bytes(i, 25);
-  r.created_at = FromMs(s.Int(i, 26));
-  r.updated_at = FromMs(s.Int(i, 27));
-  r.change_seq = s.Int(i, 28);
-  r.handed_off_seq = s.Int(i, 29);
-  r.record.evidence = s.Bytes(i, 30);
-  const int64_t mode = s.Int(i, 31);
-  r.mode = mode == 1 ? RowMode::kLeaf : mode == 2 ? RowMode::kRoot : RowMode::kPerFile;
-  r.batch_id = s.Int(i, 32);
-  r.nonce = s.Bytes(i, 33);
-  r.merkle_path = s.Bytes(i, 34);
-  r.merkle_root = s.Bytes(i, 35);
-  r.leaf_count = s.Int(i, 36);
-  r.fallback_provider = s.Bytes(i, 37);
-  return r;
-}
-
-std::vector<Submission> ReadRows(const PgResult& r) {
-  std::vector<Submission> out;
-  out.reserve(r.rows());
-  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRow(r, i));
-  return out;
-}
-
-FileRef ReadRef(const PgResult& s, int i, int base) {
-  FileRef f;
-  f.job = s.Bytes(i, base);
-  f.source_path = s.Bytes(i, base + 1);
-  f.filename = s.Bytes(i, base + 2);
-  f.size_bytes = s.Int(i, base + 3);
-  f.mime_type = s.Bytes(i, base + 4);
-  return f;
-}
-
 std::string RandomInstanceId() {
   std::random_device rd;
   std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
@@ -204,28 +27,13 @@ std::string RandomInstanceId() {
   return HexEncode(std::string(reinterpret_cast<const char*>(&v), sizeof(v)));
 }
 
-// A Postgres array literal of ids, bound as text: '{1,2,3}'.
-std::string IdArray(const std::vector<int64_t>& ids) {
-  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
-}
-
 class PgSubmitterStore final : public SubmitterStore {
  public:
   PgSubmitterStore(std::shared_ptr<PgDb> db, PgSubmitterOptions options)
-      : db_(std::move(db)), options_(options), instance_("@" + RandomInstanceId()) {
-    if (options_.clock == nullptr) options_.clock = Clock::Real();
-    if (options_.lease_term > absl::ZeroDuration()) {
-      heartbeat_ = std::thread([this] { HeartbeatLoop(); });
-    }
-  }
-  ~PgSubmitterStore() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (heartbeat_.joinable()) heartbeat_.join();
-  }
+      : db_(std::move(db)),
+        options_(WithClock(options)),
+        instance_("@" + RandomInstanceId()),
+        leases_(db_, options_.lease_term, options_.heartbeat, options_.clock) {}
 
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
                                                         absl::Time now) override {
@@ -237,12 +45,11 @@ class PgSubmitterStore final : public SubmitterStore {
       for (const NewItem& item : items) {
         InsertResult res;
         ANCHORD_ASSIGN_OR_RETURN(
-            PgResult first,
-            c.Exec("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
-                   "WHERE digest = $1 ORDER BY id LIMIT 1",
-                   PgParams().AddBytes(item.digest)));
+            PgResult first, c.Exec(absl::StrCat("SELECT ", kFileRefColumns,
+                                                " FROM refs WHERE digest = $1 ORDER BY id LIMIT 1"),
+                                   PgParams().AddBytes(item.digest)));
         std::optional<FileRef> original;
-        if (first.rows() > 0) original = ReadRef(first, 0, 0);
+        if (first.rows() > 0) original = ReadFileRef(first, 0);
         res.known_before = original.has_value();
         ANCHORD_ASSIGN_OR_RETURN(
             PgResult added,
@@ -348,31 +155,29 @@ class PgSubmitterStore final : public SubmitterStore {
                            "SELECT id FROM submissions WHERE provider = $1 AND state IN (0, 1) AND "
                            "next_attempt_at <= $4 AND lease_until <= $4 AND mode <> 1 ORDER BY id "
                            "LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING ",
-                           kCols),
+                           kSubmissionColumns),
               PgParams()
                   .AddBytes(provider)
                   .AddBytes(tag)
                   .Add(ToMs(lease_until))
                   .Add(ToMs(now))
                   .Add(static_cast<int64_t>(std::max(1, limit)))));
-      out = ReadRows(r);
+      out = ReadSubmissions(r);
       return absl::OkStatus();
     }));
     std::sort(out.begin(), out.end(),
               [](const Submission& a, const Submission& b) { return a.id < b.id; });
     if (!out.empty()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const Submission& s : out) held_[s.id] = tag;
+      std::vector<int64_t> ids;
+      for (const Submission& s : out) ids.push_back(s.id);
+      leases_.Hold(ids, tag);
     }
     return out;
   }
 
   absl::Status ReleaseAllLeases() override {
     // Only this replica's leases: another replica's lease is live until it expires.
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      held_.clear();
-    }
+    leases_.ForgetAll();
     return db_->Run([&](PgConn& c) {
       return c
           .Exec(
@@ -407,7 +212,7 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
                              absl::Time now) override {
-    Forget(id);
+    leases_.Forget(id);
     return db_->Tx([&](PgConn& c) -> absl::Status {
       // The row itself (with its evidence), then the leaves of a root (without).
       for (bool leaves : {false, true}) {
@@ -446,7 +251,7 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
                           const std::string& message, const std::string& request_id,
                           absl::Time now) override {
-    Forget(id);
+    leases_.Forget(id);
     return Exec(
         "UPDATE submissions SET next_attempt_at = $2, attempts = attempts + $3, error_code = $4, "
         "error_message = $5, error_request_id = $6, updated_at = $7, lease_owner = '', "
@@ -464,7 +269,7 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::Status MarkFailed(int64_t id, int canonical, const std::string& code,
                           const std::string& message, const std::string& request_id,
                           absl::Time now) override {
-    Forget(id);
+    leases_.Forget(id);
     return db_->Tx([&](PgConn& c) -> absl::Status {
       for (bool leaves : {false, true}) {
         const std::string where =
@@ -492,15 +297,7 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::Status ReleaseLease(int64_t id) override {
-    std::string tag;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = held_.find(id);
-      if (it != held_.end()) {
-        tag = it->second;
-        held_.erase(it);
-      }
-    }
+    const std::string tag = leases_.Forget(id);
     // A row this replica does not hold (its lease expired and another replica took it) is left
     // alone. Rows leased before this store object existed are not ours either.
     if (tag.empty()) return absl::OkStatus();
@@ -529,7 +326,7 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
                                                           int limit) override {
-    return Query(absl::StrCat("SELECT ", kCols,
+    return Query(absl::StrCat("SELECT ", kSubmissionColumns,
                               " FROM submissions WHERE provider = $1 AND mode = 1 AND batch_id = 0 "
                               "AND state = 0 ORDER BY id LIMIT $2"),
                  PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit)));
@@ -551,7 +348,7 @@ class PgSubmitterStore final : public SubmitterStore {
           PgResult locked,
           c.Exec("SELECT id FROM submissions WHERE id = ANY($1::bigint[]) AND mode = 1 AND "
                  "batch_id = 0 AND state = 0 AND provider = $2 ORDER BY id FOR UPDATE",
-                 PgParams().Add(IdArray(ids)).AddBytes(b.provider)));
+                 PgParams().AddIntArray(ids).AddBytes(b.provider)));
       std::set<int64_t> distinct(ids.begin(), ids.end());
       if (static_cast<size_t>(locked.rows()) != distinct.size() || distinct.size() != ids.size()) {
         return absl::AbortedError("merkle batch: a leaf was batched or changed meanwhile");
@@ -649,7 +446,7 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
     if (options_.handoff_lease <= absl::ZeroDuration()) {
-      return Query(absl::StrCat("SELECT ", kCols,
+      return Query(absl::StrCat("SELECT ", kSubmissionColumns,
                                 " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
                                 "change_seq ORDER BY id LIMIT $1"),
                    PgParams().Add(static_cast<int64_t>(limit)));
@@ -665,12 +462,12 @@ class PgSubmitterStore final : public SubmitterStore {
                               "FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
                               "change_seq AND handoff_until <= $1 ORDER BY id LIMIT $3 FOR UPDATE "
                               "SKIP LOCKED) RETURNING ",
-                              kCols),
+                              kSubmissionColumns),
                  PgParams()
                      .Add(ToMs(now))
                      .Add(ToMs(now + options_.handoff_lease))
                      .Add(static_cast<int64_t>(limit))));
-      out = ReadRows(r);
+      out = ReadSubmissions(r);
       return absl::OkStatus();
     }));
     std::sort(out.begin(), out.end(),
@@ -685,7 +482,8 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) override {
-    return Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = $1 ORDER BY id"),
+    return Query(absl::StrCat("SELECT ", kSubmissionColumns,
+                              " FROM submissions WHERE digest = $1 ORDER BY id"),
                  PgParams().AddBytes(digest));
   }
 
@@ -693,11 +491,11 @@ class PgSubmitterStore final : public SubmitterStore {
     std::vector<FileRef> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(PgResult r,
-                               c.Exec("SELECT job, source_path, filename, size_bytes, mime_type "
-                                      "FROM refs WHERE digest = $1 ORDER BY id",
+                               c.Exec(absl::StrCat("SELECT ", kFileRefColumns,
+                                                   " FROM refs WHERE digest = $1 ORDER BY id"),
                                       PgParams().AddBytes(digest)));
       out.clear();
-      for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRef(r, i, 0));
+      for (int i = 0; i < r.rows(); ++i) out.push_back(ReadFileRef(r, i));
       return absl::OkStatus();
     }));
     return out;
@@ -774,64 +572,29 @@ class PgSubmitterStore final : public SubmitterStore {
     std::vector<Submission> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(PgResult r, c.Exec(sql, params));
-      out = ReadRows(r);
+      out = ReadSubmissions(r);
       return absl::OkStatus();
     }));
     return out;
   }
 
-  void Forget(int64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_.erase(id);
-  }
-
-  // Keeps the leases of the rows this replica holds alive; stops with the store (or the process:
-  // then the leases run out within lease_term and other replicas take the rows).
-  void HeartbeatLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stop_) {
-      cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.heartbeat), [&] { return stop_; });
-      if (stop_ || held_.empty()) continue;
-      std::map<std::string, std::vector<int64_t>> by_tag;
-      for (const auto& [id, tag] : held_) by_tag[tag].push_back(id);
-      lock.unlock();
-      const int64_t until = ToMs(options_.clock->Now() + options_.lease_term);
-      for (const auto& [tag, ids] : by_tag) {
-        // One attempt per beat: a beat that fails (database down) is followed by the next.
-        absl::Status st = db_->Run([&](PgConn& c) {
-          return c
-              .Exec(
-                  "UPDATE submissions SET lease_until = GREATEST(lease_until, $3) WHERE "
-                  "id = ANY($1::bigint[]) AND lease_owner = $2 AND lease_until <> 0",
-                  PgParams().Add(IdArray(ids)).AddBytes(tag).Add(until))
-              .status();
-        });
-        if (!st.ok()) {
-          ANCHORD_LOG(Warning) << "submitter store: lease heartbeat: " << st;
-        }
-      }
-      lock.lock();
-    }
+  static PgSubmitterOptions WithClock(PgSubmitterOptions o) {
+    if (o.clock == nullptr) o.clock = Clock::Real();
+    return o;
   }
 
   std::shared_ptr<PgDb> db_;
   PgSubmitterOptions options_;
   const std::string instance_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<int64_t, std::string> held_;  // claimed row -> lease owner tag, guarded by mu_
-  bool stop_ = false;                    // guarded by mu_
-  std::thread heartbeat_;
+  PgLeases leases_;  // declared last: its heartbeat stops before the rest goes
 };
 
 }  // namespace
 
-const std::vector<ledger::Migration>& SubmitterMigrations() { return kMigrations; }
-
 absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenPgSubmitterStore(
     std::shared_ptr<ledger::PgDb> db, PgSubmitterOptions options) {
   if (db == nullptr) return absl::InvalidArgumentError("database: not open");
-  ANCHORD_RETURN_IF_ERROR(ledger::Migrate(*db, "submitter", kMigrations).status());
+  ANCHORD_RETURN_IF_ERROR(ledger::Migrate(*db, "submitter", SubmitterMigrations()).status());
   return std::unique_ptr<SubmitterStore>(new PgSubmitterStore(std::move(db), options));
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/store_rows.h"
 #include "services/submitter/submitter_store_schema.h"
 
 namespace anchord::submitter {
@@ -31,22 +32,6 @@ using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
 
-// Times are stored as Unix milliseconds; 0 means "unset" (InfinitePast).
-int64_t ToMs(absl::Time t) {
-  if (t == absl::InfinitePast()) return 0;
-  if (t == absl::InfiniteFuture()) return std::numeric_limits<int64_t>::max();
-  return absl::ToUnixMillis(t);
-}
-absl::Time FromMs(int64_t ms) {
-  if (ms == 0) return absl::InfinitePast();
-  if (ms == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
-  return absl::FromUnixMillis(ms);
-}
-
-SubState StateFromInt(int64_t v) {
-  if (v < 0 || v > 3) return SubState::kFailed;
-  return static_cast<SubState>(v);
-}
 
 constexpr char kCols[] =
     "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "

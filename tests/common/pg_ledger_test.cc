@@ -8,6 +8,7 @@
 #include "libs/ledger/migrate.h"
 #include "libs/ledger/pg_db.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::ledger {
 namespace {
@@ -207,14 +208,20 @@ TEST_F(PgLedgerTest, ReconnectsAfterAServerRestart) {
   absl::Status ping = (*db)->Ping();
   EXPECT_EQ(ping.code(), absl::StatusCode::kUnavailable) << ping;
   EXPECT_TRUE(IsPgConnectionError(ping));
-  // Work started while the server is down completes once it is back.
+  // Work started while the server is down completes once it is back: the server starts again
+  // once the work is under way.
+  std::atomic<bool> calling{false}, returned{false}, returned_while_down{true};
   std::thread restarter([&] {
-    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_TRUE(::anchord::testing::WaitUntil([&] { return calling.load(); }, absl::Seconds(10)));
+    returned_while_down = returned.load();
     EXPECT_TRUE((*own)->StartAgain().ok());
   });
+  calling = true;
   absl::Status st =
       (*db)->Tx([](PgConn& c) { return c.Exec("INSERT INTO t VALUES (7)").status(); });
+  returned = true;
   restarter.join();
+  EXPECT_FALSE(returned_while_down) << "work returned while the server was down: " << st;
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_TRUE((*db)->Ping().ok());
   int64_t n = 0;

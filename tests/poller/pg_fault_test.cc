@@ -4,6 +4,8 @@
 // state), and events flow between the replicas again.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <functional>
 #include <thread>
 
 #include "libs/ledger/pg_db.h"
@@ -13,6 +15,7 @@
 #include "services/poller/poll_engine.h"
 #include "tests/poller/test_util.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::poller {
 namespace {
@@ -22,14 +25,9 @@ using testing::Pending;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
-template <typename F>
-bool WaitFor(F cond, absl::Duration limit) {
-  const absl::Time end = absl::Now() + limit;
-  while (absl::Now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return cond();
+// Polls `cond` every 100 ms for at most `limit`.
+bool WaitFor(const std::function<bool()>& cond, absl::Duration limit) {
+  return ::anchord::testing::WaitUntil(cond, limit, absl::Milliseconds(100));
 }
 
 TEST(PgPollerFaultTest, DatabaseRestartUnderTwoReplicas) {
@@ -54,14 +52,20 @@ TEST(PgPollerFaultTest, DatabaseRestartUnderTwoReplicas) {
 
   ASSERT_TRUE(stores[0]->Track({Pending(Digest(1), "id-1")}, kT0).ok());
   ASSERT_TRUE((*server)->Stop().ok());
+  // A hand-off arriving while the database is down is stored once it is back (and only then
+  // acknowledged by the service, which waits for this call). The server comes back once the
+  // call is under way.
+  std::atomic<bool> calling{false}, returned{false}, returned_while_down{true};
   std::thread restarter([&] {
-    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_TRUE(WaitFor([&] { return calling.load(); }, absl::Seconds(10)));
+    returned_while_down = returned.load();
     EXPECT_TRUE((*server)->StartAgain().ok());
   });
-  // A hand-off arriving while the database is down is stored once it is back (and only then
-  // acknowledged by the service, which waits for this call).
+  calling = true;
   auto tracked = stores[1]->Track({Pending(Digest(2), "id-2")}, kT0);
+  returned = true;
   restarter.join();
+  EXPECT_FALSE(returned_while_down) << "Track returned while the database was down";
   ASSERT_TRUE(tracked.ok()) << tracked.status();
 
   // The watcher that was connected through the outage is ended (it may have missed events).

@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <thread>
 
 #include "libs/ledger/pg_db.h"
 #include "libs/ratelimit/pg_rate_limiter.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::ratelimit {
 namespace {
@@ -106,10 +108,13 @@ TEST_F(PgRateLimiterTest, StopCancelsAWaitingAcquire) {
   auto a = Replica("test:stop", RateLimit{1, absl::Seconds(1), absl::Milliseconds(50)});
   ASSERT_NE(a, nullptr);
   a->BlockUntil(absl::Now() + absl::Hours(1));
+  // Stop once the Acquire is under way (behind the hour-long gate it can only end by Stop).
+  std::atomic<bool> acquiring{false};
   std::thread stopper([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_TRUE(::anchord::testing::WaitUntil([&] { return acquiring.load(); }, absl::Seconds(10)));
     a->Stop();
   });
+  acquiring = true;
   auto waited = a->Acquire();  // bounded by the Stop above
   stopper.join();
   EXPECT_EQ(waited.status().code(), absl::StatusCode::kCancelled);

@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 
 #include <set>
+#include <atomic>
+#include <functional>
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -15,6 +17,7 @@
 #include "services/submitter/pg_submitter_store.h"
 #include "tests/submitter/test_util.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::submitter {
 namespace {
@@ -33,15 +36,9 @@ bool Serving(const std::shared_ptr<grpc::Channel>& ch) {
   return st.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
 }
 
-// Polls `cond` every 100 ms for at most `limit`.
-template <typename F>
-bool WaitFor(F cond, absl::Duration limit) {
-  const absl::Time end = absl::Now() + limit;
-  while (absl::Now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return cond();
+// Polls `cond` every 100 ms (each poll may be a gRPC call or a query) for at most `limit`.
+bool WaitFor(const std::function<bool()>& cond, absl::Duration limit) {
+  return ::anchord::testing::WaitUntil(cond, limit, absl::Milliseconds(100));
 }
 
 TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
@@ -97,13 +94,18 @@ TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
   EXPECT_TRUE(WaitFor([&] { return !Serving(ch); }, absl::Seconds(10)))
       << "health stayed SERVING with the database down";
   // Intake while the database is down waits for it (nothing is acknowledged before it is
-  // stored); the server comes back two seconds later.
+  // stored); the server comes back once the intake call is under way.
+  std::atomic<bool> calling{false}, returned{false}, returned_while_down{true};
   std::thread restarter([&] {
-    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_TRUE(WaitFor([&] { return calling.load(); }, absl::Seconds(10)));
+    returned_while_down = returned.load();
     EXPECT_TRUE((*server)->StartAgain().ok());
   });
+  calling = true;
   absl::Status stored = (*store)->InsertBatch(second, absl::Now()).status();
+  returned = true;
   restarter.join();
+  EXPECT_FALSE(returned_while_down) << "intake returned while the database was down: " << stored;
   ASSERT_TRUE(stored.ok()) << stored;
   engine.Wake();
   EXPECT_TRUE(WaitFor([&] { return Serving(ch); }, absl::Seconds(15)))

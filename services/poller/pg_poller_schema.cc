@@ -1,0 +1,156 @@
+#include "services/poller/pg_poller_schema.h"
+
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/poller/pg_poller_store.h"
+#include "services/poller/store_rows.h"
+
+namespace anchord::poller {
+namespace {
+
+// String columns are BYTEA (bytes from outside, exact round trip); string parameters are bound
+// with AddBytes.
+const std::vector<ledger::Migration> kMigrations = {
+    {1, "proofs, files", R"sql(
+CREATE TABLE proofs (
+  seq BIGSERIAL PRIMARY KEY,
+  digest BYTEA NOT NULL,
+  provider BYTEA NOT NULL,
+  proof_id BYTEA NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  certificate_url BYTEA NOT NULL DEFAULT '',
+  verify_url BYTEA NOT NULL DEFAULT '',
+  block_height BIGINT NOT NULL DEFAULT 0,
+  bitcoin_tx BYTEA NOT NULL DEFAULT '',
+  submitted_at BIGINT NOT NULL DEFAULT 0,
+  confirmed_at BIGINT NOT NULL DEFAULT 0,
+  ots BYTEA,
+  ots_size BIGINT NOT NULL DEFAULT 0,
+  failure_code INTEGER NOT NULL DEFAULT 0,
+  failure_message BYTEA NOT NULL DEFAULT '',
+  failure_reason BYTEA NOT NULL DEFAULT '',
+  provider_request_id BYTEA NOT NULL DEFAULT '',
+  stalled INTEGER NOT NULL DEFAULT 0,
+  tracked_at BIGINT NOT NULL DEFAULT 0,
+  pending_since BIGINT NOT NULL DEFAULT 0,
+  last_checked_at BIGINT NOT NULL DEFAULT 0,
+  updated_at BIGINT NOT NULL DEFAULT 0,
+  merkle_root BYTEA NOT NULL DEFAULT '',
+  merkle_path BYTEA NOT NULL DEFAULT '',
+  leaf_count BIGINT NOT NULL DEFAULT 0,
+  fallback_provider BYTEA NOT NULL DEFAULT '',
+  fallback_sent INTEGER NOT NULL DEFAULT 0,
+  check_owner BYTEA NOT NULL DEFAULT '',
+  check_until BIGINT NOT NULL DEFAULT 0,
+  UNIQUE (digest, provider)
+);
+CREATE INDEX proofs_by_provider_state ON proofs (provider, state, last_checked_at, seq);
+CREATE INDEX proofs_by_root ON proofs (merkle_root, provider) WHERE length(merkle_root) > 0;
+CREATE TABLE files (
+  id BIGSERIAL PRIMARY KEY,
+  digest BYTEA NOT NULL,
+  job BYTEA NOT NULL,
+  source_path BYTEA NOT NULL,
+  filename BYTEA NOT NULL,
+  size_bytes BIGINT NOT NULL,
+  mime_type BYTEA NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE INDEX files_by_job ON files (job, digest);
+CREATE INDEX files_by_digest ON files (digest, id);
+)sql"},
+};
+
+}  // namespace
+
+const std::vector<ledger::Migration>& PollerMigrations() { return kMigrations; }
+
+using ledger::PgConn;
+using ledger::PgParams;
+using ledger::PgResult;
+
+ProofRow ReadProof(const PgResult& s, int i) {
+  ProofRow r;
+  r.seq = s.Int(i, 0);
+  r.digest = s.Bytes(i, 1);
+  r.provider = s.Bytes(i, 2);
+  r.proof_id = s.Bytes(i, 3);
+  r.state = DigestStateFromDb(s.Int(i, 4));
+  r.certificate_url = s.Bytes(i, 5);
+  r.verify_url = s.Bytes(i, 6);
+  r.block_height = s.Int(i, 7);
+  r.bitcoin_tx = s.Bytes(i, 8);
+  r.submitted_at = FromDb(s.Int(i, 9));
+  r.confirmed_at = FromDb(s.Int(i, 10));
+  r.ots_size = s.Int(i, 11);
+  r.failure_code = static_cast<int32_t>(s.Int(i, 12));
+  r.failure_message = s.Bytes(i, 13);
+  r.failure_reason = s.Bytes(i, 14);
+  r.provider_request_id = s.Bytes(i, 15);
+  r.stalled = s.Int(i, 16) != 0;
+  r.tracked_at = FromDb(s.Int(i, 17));
+  r.last_checked_at = FromDb(s.Int(i, 18));
+  r.updated_at = FromDb(s.Int(i, 19));
+  r.merkle_root = s.Bytes(i, 20);
+  r.merkle_path = s.Bytes(i, 21);
+  r.leaf_count = s.Int(i, 22);
+  r.fallback_provider = s.Bytes(i, 23);
+  r.fallback_sent = s.Int(i, 24) != 0;
+  return r;
+}
+
+absl::StatusOr<std::vector<ProofRow>> ReadProofs(PgConn& c, const std::string& sql,
+                                                 const PgParams& params, bool with_files) {
+  auto r = c.Exec(sql, params);
+  if (!r.ok()) return r.status();
+  std::vector<ProofRow> out;
+  out.reserve(r->rows());
+  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadProof(*r, i));
+  if (!with_files || out.empty()) return out;
+  // Every row's files in one query.
+  std::vector<std::string> marks;
+  PgParams fp;
+  std::set<std::string> digests;
+  for (const ProofRow& row : out) {
+    if (digests.insert(row.digest).second) {
+      fp.AddBytes(row.digest);
+      marks.push_back(absl::StrCat("$", fp.size()));
+    }
+  }
+  auto f = c.Exec(absl::StrCat("SELECT digest, job, source_path, filename, size_bytes, "
+                               "mime_type FROM files WHERE digest IN (",
+                               absl::StrJoin(marks, ","), ") ORDER BY id"),
+                  fp);
+  if (!f.ok()) return f.status();
+  std::map<std::string, std::vector<FileRow>> files;
+  for (int i = 0; i < f->rows(); ++i) {
+    files[f->Bytes(i, 0)].push_back(
+        FileRow{f->Bytes(i, 1), f->Bytes(i, 2), f->Bytes(i, 3), f->Int(i, 4), f->Bytes(i, 5)});
+  }
+  for (ProofRow& row : out) {
+    auto it = files.find(row.digest);
+    if (it != files.end()) row.files = it->second;
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<ProofRow>> FindProof(PgConn& c, const std::string& digest,
+                                                  const std::string& provider) {
+  std::string sql = absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE digest = $1");
+  PgParams p;
+  p.AddBytes(digest);
+  if (!provider.empty()) {
+    sql += " AND provider = $2";
+    p.AddBytes(provider);
+  }
+  sql += " ORDER BY seq LIMIT 1";
+  auto rows = ReadProofs(c, sql, p);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<ProofRow>();
+  return std::optional<ProofRow>(std::move(rows->front()));
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,38 @@
+// The poller's tables on PostgreSQL: the schema (PollerMigrations, declared in
+// pg_poller_store.h) and the reading of proof rows with their files, so every statement that
+// returns proofs selects the same columns and decodes them one way.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "libs/ledger/pg_db.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller {
+
+// The proofs columns ReadProof expects, in order: "SELECT <this> FROM proofs" or
+// "RETURNING <this>".
+inline constexpr char kProofColumns[] =
+    "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
+    "bitcoin_tx, submitted_at, confirmed_at, ots_size, failure_code, failure_message, "
+    "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at, "
+    "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent";
+
+// Row `i` of a result selected with kProofColumns (without its files).
+ProofRow ReadProof(const ledger::PgResult& r, int i);
+
+// Runs `sql` (selecting kProofColumns) on `c` and decodes its rows, in result order; with
+// `with_files` each row also gets its files (one more query for all of them).
+absl::StatusOr<std::vector<ProofRow>> ReadProofs(ledger::PgConn& c, const std::string& sql,
+                                                 const ledger::PgParams& params,
+                                                 bool with_files = true);
+
+// The proof of `digest` at `provider` (the first one of the digest when `provider` is empty),
+// with its files; nullopt when there is none.
+absl::StatusOr<std::optional<ProofRow>> FindProof(ledger::PgConn& c, const std::string& digest,
+                                                  const std::string& provider);
+
+}  // namespace anchord::poller

@@ -1,0 +1,199 @@
+#include "services/poller/pg_poller_track.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/log.h"
+#include "services/poller/pg_poller_schema.h"
+#include "services/poller/store_rows.h"
+
+namespace anchord::poller {
+
+using ledger::PgConn;
+using ledger::PgParams;
+
+// The root row is read locked, so a leaf hand-off and the root's propagation serialise on it:
+// the propagation takes FOR UPDATE, a leaf being stored FOR SHARE (leaf hand-offs of one root
+// do not block each other). Without the lock a leaf inserted while the propagation ran was
+// invisible to the propagation's UPDATE (uncommitted) and had read the root still PENDING, so
+// it stayed PENDING for good. With it: either the leaf commits first and the propagation's
+// UPDATE (a new statement, READ COMMITTED) sees it, or the propagation commits first and the
+// leaf's locked read returns the root's final row and copies it. The root's own state change
+// commits before its propagation starts, so a root that is final when the lock is granted is
+// read as final. (A leaf whose root row does not exist yet has nothing to lock;
+// SettleStrandedLeaves is the safety net for that and any other gap.)
+absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const std::string& root,
+                                                          const std::string& provider,
+                                                          absl::Time now, const std::string& leaf) {
+  auto locked = ReadProofs(
+      c,
+      absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE digest = $1 AND provider = $2 ",
+                   leaf.empty() ? "FOR UPDATE" : "FOR SHARE"),
+      PgParams().AddBytes(root).AddBytes(provider), /*with_files=*/false);
+  if (!locked.ok()) return locked.status();
+  std::vector<ProofRow> changed;
+  if (locked->empty()) return changed;
+  const ProofRow& r = locked->front();
+  // While storing a leaf of a root still pending, only that leaf takes the root's fields (the
+  // others already did when stored; an UPDATE of every pending leaf per hand-off would be
+  // quadratic in the batch). For the root itself (a new state, or the stalled flag) all.
+  const std::string only_leaf = r.state == kPending ? leaf : std::string();
+  auto upd = c.Exec(
+      absl::StrCat(
+          "UPDATE proofs SET state = $3, proof_id = $4, certificate_url = $5, verify_url = $6, "
+          "block_height = $7, bitcoin_tx = $8, confirmed_at = $9, failure_code = $10, "
+          "failure_message = $11, failure_reason = $12, stalled = $13, "
+          "ots_size = CASE WHEN $14 > 0 THEN $14 + length(merkle_path) ELSE 0 END, "
+          "updated_at = $15 WHERE merkle_root = $1 AND provider = $2 AND "
+          "(state = $16 OR (state = $3 AND ots_size = 0 AND $14 > 0)) AND "
+          "($17 = ''::bytea OR digest = $17) RETURNING ",
+          kProofColumns),
+      PgParams()
+          .AddBytes(root)
+          .AddBytes(provider)
+          .Add(static_cast<int64_t>(r.state))
+          .AddBytes(r.proof_id)
+          .AddBytes(r.certificate_url)
+          .AddBytes(r.verify_url)
+          .Add(r.block_height)
+          .AddBytes(r.bitcoin_tx)
+          .Add(ToDb(r.confirmed_at))
+          .Add(static_cast<int64_t>(r.failure_code))
+          .AddBytes(r.failure_message)
+          .AddBytes(r.failure_reason)
+          .Add(static_cast<int64_t>(r.stalled ? 1 : 0))
+          .Add(r.state == kConfirmed ? r.ots_size : 0)
+          .Add(ToDb(now))
+          .Add(static_cast<int64_t>(kPending))
+          .AddBytes(only_leaf));
+  if (!upd.ok()) return upd.status();
+  if (upd->rows() == 0) return changed;
+  std::vector<int64_t> seqs;
+  for (int i = 0; i < upd->rows(); ++i) seqs.push_back(upd->Int(i, 0));
+  // The changed leaves as they are now, with their files (for events), in seq order.
+  return ReadProofs(c,
+                    absl::StrCat("SELECT ", kProofColumns,
+                                 " FROM proofs WHERE seq = ANY($1::bigint[]) ORDER BY seq"),
+                    PgParams().AddIntArray(seqs));
+}
+
+absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time now) {
+  const ProofRow& p = in.proof;
+  int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
+  if (state != kPending && state != kConfirmed && state != kFailed) {
+    return absl::InvalidArgumentError(
+        "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
+  }
+  TrackOutcome out;
+  absl::Time confirmed_at = p.confirmed_at;
+  if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
+  const absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
+  PgParams ins;
+  ins.AddBytes(p.digest)
+      .AddBytes(p.provider)
+      .AddBytes(p.proof_id)
+      .Add(static_cast<int64_t>(state))
+      .AddBytes(p.certificate_url)
+      .AddBytes(p.verify_url)
+      .Add(p.block_height)
+      .AddBytes(p.bitcoin_tx)
+      .Add(ToDb(p.submitted_at))
+      .Add(state == kConfirmed ? ToDb(confirmed_at) : int64_t{0})
+      .Add(static_cast<int64_t>(state == kFailed ? p.failure_code : 0))
+      .AddBytes(state == kFailed ? p.failure_message : std::string())
+      .AddBytes(state == kFailed ? p.failure_reason : std::string())
+      .AddBytes(p.provider_request_id)
+      .Add(ToDb(now))
+      .Add(ToDb(pending_since))
+      .AddBytes(p.merkle_root)
+      .AddBytes(p.merkle_path)
+      .Add(p.leaf_count)
+      .AddBytes(p.fallback_provider);
+  if (in.evidence.empty()) {
+    ins.AddNull();
+  } else {
+    ins.AddBytes(in.evidence);
+  }
+  ins.Add(static_cast<int64_t>(in.evidence.size()));
+  // Insert-or-nothing: two replicas storing the same hand-off at once both succeed, one inserts.
+  auto inserted = c.Exec(
+      "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
+      "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
+      "failure_reason, provider_request_id, tracked_at, pending_since, updated_at, "
+      "merkle_root, merkle_path, leaf_count, fallback_provider, ots, ots_size) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, "
+      "$17, $18, $19, $20, $21::bytea, $22) ON CONFLICT (digest, provider) DO NOTHING",
+      ins);
+  if (!inserted.ok()) return inserted.status();
+  if (inserted->affected() > 0) {
+    out.inserted = true;
+    if (!p.merkle_root.empty()) {
+      auto moved = PropagateToLeavesIn(c, p.merkle_root, p.provider, now, p.digest);
+      if (!moved.ok()) return moved.status();
+      for (const ProofRow& m : *moved) {
+        if (m.digest == p.digest) out.state_changed = m.state != kPending;
+      }
+    }
+  } else {
+    auto existing = FindProof(c, p.digest, p.provider);
+    if (!existing.ok()) return existing.status();
+    if (!existing->has_value()) return absl::InternalError("proof vanished inside its transaction");
+    const ProofRow& old = **existing;
+    if (old.state == kPending && state != kPending) {
+      auto upd = c.Exec(
+          "UPDATE proofs SET state = $3, proof_id = CASE WHEN proof_id = ''::bytea THEN $4 ELSE "
+          "proof_id END, certificate_url = CASE WHEN $5 = ''::bytea THEN certificate_url ELSE "
+          "$5 END, verify_url = CASE WHEN $6 = ''::bytea THEN verify_url ELSE $6 END, "
+          "block_height = $7, bitcoin_tx = $8, confirmed_at = $9, failure_code = $10, "
+          "failure_message = $11, failure_reason = $12, provider_request_id = CASE WHEN "
+          "provider_request_id = ''::bytea THEN $13 ELSE provider_request_id END, "
+          "updated_at = $14 WHERE digest = $1 AND provider = $2 AND state = $15",
+          PgParams()
+              .AddBytes(p.digest)
+              .AddBytes(p.provider)
+              .Add(static_cast<int64_t>(state))
+              .AddBytes(p.proof_id)
+              .AddBytes(p.certificate_url)
+              .AddBytes(p.verify_url)
+              .Add(state == kConfirmed ? p.block_height : 0)
+              .AddBytes(state == kConfirmed ? p.bitcoin_tx : std::string())
+              .Add(state == kConfirmed
+                       ? ToDb(p.confirmed_at != absl::InfinitePast() ? p.confirmed_at : now)
+                       : int64_t{0})
+              .Add(static_cast<int64_t>(state == kFailed ? p.failure_code : 0))
+              .AddBytes(state == kFailed ? p.failure_message : std::string())
+              .AddBytes(state == kFailed ? p.failure_reason : std::string())
+              .AddBytes(p.provider_request_id)
+              .Add(ToDb(now))
+              .Add(static_cast<int64_t>(kPending)));
+      if (!upd.ok()) return upd.status();
+      out.state_changed = upd->affected() > 0;
+    } else if (!p.proof_id.empty() && old.proof_id != p.proof_id) {
+      ANCHORD_LOG(Warning) << "hand-off for provider " << p.provider << " carries proof id "
+                           << p.proof_id << ", keeping " << old.proof_id;
+    }
+  }
+  for (const FileRow& f : in.files) {
+    auto st = c.Exec(
+        "INSERT INTO files (digest, job, source_path, filename, size_bytes, mime_type) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        PgParams()
+            .AddBytes(p.digest)
+            .AddBytes(f.job.empty() ? std::string("default") : f.job)
+            .AddBytes(f.source_path)
+            .AddBytes(f.filename)
+            .Add(f.size_bytes)
+            .AddBytes(f.mime_type));
+    if (!st.ok()) return st.status();
+  }
+  auto after = FindProof(c, p.digest, p.provider);
+  if (!after.ok()) return after.status();
+  if (!after->has_value()) return absl::InternalError("proof vanished inside its transaction");
+  out.proof = std::move(**after);
+  if (out.proof.leaf_count > 0 && out.proof.state != kPending) {
+    auto moved = PropagateToLeavesIn(c, p.digest, p.provider, now);
+    if (!moved.ok()) return moved.status();
+    out.leaves_changed = std::move(*moved);
+  }
+  return out;
+}
+
+}  // namespace anchord::poller

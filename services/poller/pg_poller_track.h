@@ -1,0 +1,30 @@
+// The poller's two multi-statement writes on PostgreSQL, each run inside the caller's
+// transaction: storing one hand-off (Track), and copying a Merkle root's state to its leaves.
+// Both are safe to re-run after a lost connection (ledger::PgDb re-runs the transaction): the
+// insert is insert-or-nothing and every update is conditional on the row's state.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/ledger/pg_db.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller {
+
+// Stores one hand-off (PollerStore::Track's contract for one input) on `c`. INVALID_ARGUMENT
+// naming proof.state when the state is not one a hand-off may carry.
+absl::StatusOr<TrackOutcome> TrackIn(ledger::PgConn& c, const TrackInput& in, absl::Time now);
+
+// Copies the state of the root proof `root` at `provider` to its PENDING leaves and returns the
+// leaves it changed (with their files, in seq order). `leaf` empty: for the root after its state
+// changed, every pending leaf; otherwise only that leaf, while it is being stored.
+absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(ledger::PgConn& c,
+                                                          const std::string& root,
+                                                          const std::string& provider,
+                                                          absl::Time now,
+                                                          const std::string& leaf = "");
+
+}  // namespace anchord::poller

@@ -1,0 +1,164 @@
+#include "services/submitter/pg_submitter_schema.h"
+
+#include "services/submitter/pg_submitter_store.h"
+#include "services/submitter/store_rows.h"
+
+namespace anchord::submitter {
+namespace {
+
+// Every string column is BYTEA: file names, paths and provider messages are bytes from outside,
+// not necessarily UTF-8, and must round-trip exactly (as in SQLite). Every string parameter is
+// therefore bound with AddBytes.
+const std::vector<ledger::Migration> kMigrations = {
+    {1, "submissions, refs, batches, pauses, gates, sends", R"sql(
+CREATE TABLE submissions (
+  id BIGSERIAL PRIMARY KEY,
+  digest BYTEA NOT NULL,
+  provider BYTEA NOT NULL,
+  job BYTEA NOT NULL,
+  filename BYTEA NOT NULL,
+  size_bytes BIGINT NOT NULL,
+  mime_type BYTEA NOT NULL DEFAULT '',
+  source_path BYTEA NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  idempotency_key BYTEA NOT NULL DEFAULT '',
+  body BYTEA NOT NULL DEFAULT '',
+  proof_id BYTEA NOT NULL DEFAULT '',
+  record_state INTEGER NOT NULL DEFAULT 0,
+  certificate_url BYTEA NOT NULL DEFAULT '',
+  verify_url BYTEA NOT NULL DEFAULT '',
+  block_height BIGINT NOT NULL DEFAULT 0,
+  bitcoin_tx BYTEA NOT NULL DEFAULT '',
+  provider_created_at BIGINT NOT NULL DEFAULT 0,
+  confirmed_at BIGINT NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at BIGINT NOT NULL DEFAULT 0,
+  error_canonical INTEGER NOT NULL DEFAULT 0,
+  error_code BYTEA NOT NULL DEFAULT '',
+  error_message BYTEA NOT NULL DEFAULT '',
+  error_request_id BYTEA NOT NULL DEFAULT '',
+  request_id BYTEA NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  change_seq BIGINT NOT NULL DEFAULT 1,
+  handed_off_seq BIGINT NOT NULL DEFAULT 0,
+  lease_owner BYTEA NOT NULL DEFAULT '',
+  lease_until BIGINT NOT NULL DEFAULT 0,
+  evidence BYTEA NOT NULL DEFAULT '',
+  mode INTEGER NOT NULL DEFAULT 0,
+  batch_id BIGINT NOT NULL DEFAULT 0,
+  nonce BYTEA NOT NULL DEFAULT '',
+  merkle_path BYTEA NOT NULL DEFAULT '',
+  merkle_root BYTEA NOT NULL DEFAULT '',
+  leaf_count BIGINT NOT NULL DEFAULT 0,
+  fallback_provider BYTEA NOT NULL DEFAULT '',
+  UNIQUE (digest, provider)
+);
+CREATE INDEX submissions_ready ON submissions (provider, state, id);
+CREATE INDEX submissions_handoff ON submissions (id)
+  WHERE state IN (2, 3) AND handed_off_seq < change_seq;
+CREATE INDEX submissions_unbatched ON submissions (provider, mode, batch_id, id);
+CREATE INDEX submissions_batch ON submissions (batch_id) WHERE batch_id <> 0;
+CREATE INDEX submissions_lease ON submissions (lease_owner) WHERE lease_until <> 0;
+CREATE TABLE refs (
+  id BIGSERIAL PRIMARY KEY,
+  digest BYTEA NOT NULL,
+  job BYTEA NOT NULL,
+  source_path BYTEA NOT NULL,
+  filename BYTEA NOT NULL,
+  size_bytes BIGINT NOT NULL,
+  mime_type BYTEA NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  UNIQUE (digest, job, source_path)
+);
+CREATE INDEX refs_digest ON refs (digest, id);
+CREATE INDEX refs_job ON refs (job, digest);
+CREATE TABLE gates (name BYTEA PRIMARY KEY, blocked_until BIGINT NOT NULL);
+CREATE TABLE sends (bucket BYTEA NOT NULL, sent_at BIGINT NOT NULL);
+CREATE INDEX sends_bucket ON sends (bucket, sent_at);
+CREATE TABLE batches (
+  id BIGSERIAL PRIMARY KEY,
+  provider BYTEA NOT NULL,
+  root BYTEA NOT NULL,
+  leaf_count BIGINT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE pauses (
+  provider BYTEA PRIMARY KEY,
+  reason BYTEA NOT NULL,
+  paused_at BIGINT NOT NULL,
+  probe_at BIGINT NOT NULL
+);
+)sql"},
+    {2, "hand-off claims", R"sql(
+ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
+)sql"},
+};
+
+}  // namespace
+
+const std::vector<ledger::Migration>& SubmitterMigrations() { return kMigrations; }
+
+using ledger::PgResult;
+
+Submission ReadSubmission(const PgResult& s, int i) {
+  Submission r;
+  r.id = s.Int(i, 0);
+  r.digest = s.Bytes(i, 1);
+  r.provider = s.Bytes(i, 2);
+  r.file.job = s.Bytes(i, 3);
+  r.file.filename = s.Bytes(i, 4);
+  r.file.size_bytes = s.Int(i, 5);
+  r.file.mime_type = s.Bytes(i, 6);
+  r.file.source_path = s.Bytes(i, 7);
+  r.state = StateFromInt(s.Int(i, 8));
+  r.idempotency_key = s.Bytes(i, 9);
+  r.body = s.Bytes(i, 10);
+  r.record.proof_id = s.Bytes(i, 11);
+  r.record.record_state = static_cast<int>(s.Int(i, 12));
+  r.record.certificate_url = s.Bytes(i, 13);
+  r.record.verify_url = s.Bytes(i, 14);
+  r.record.block_height = s.Int(i, 15);
+  r.record.bitcoin_tx = s.Bytes(i, 16);
+  r.record.provider_created_at = FromMs(s.Int(i, 17));
+  r.record.confirmed_at = FromMs(s.Int(i, 18));
+  r.attempts = static_cast<int>(s.Int(i, 19));
+  r.next_attempt_at = FromMs(s.Int(i, 20));
+  r.error_canonical = static_cast<int>(s.Int(i, 21));
+  r.error_code = s.Bytes(i, 22);
+  r.error_message = s.Bytes(i, 23);
+  r.error_request_id = s.Bytes(i, 24);
+  r.request_id = s.Bytes(i, 25);
+  r.created_at = FromMs(s.Int(i, 26));
+  r.updated_at = FromMs(s.Int(i, 27));
+  r.change_seq = s.Int(i, 28);
+  r.handed_off_seq = s.Int(i, 29);
+  r.record.evidence = s.Bytes(i, 30);
+  r.mode = RowModeFromInt(s.Int(i, 31));
+  r.batch_id = s.Int(i, 32);
+  r.nonce = s.Bytes(i, 33);
+  r.merkle_path = s.Bytes(i, 34);
+  r.merkle_root = s.Bytes(i, 35);
+  r.leaf_count = s.Int(i, 36);
+  r.fallback_provider = s.Bytes(i, 37);
+  return r;
+}
+
+std::vector<Submission> ReadSubmissions(const PgResult& r) {
+  std::vector<Submission> out;
+  out.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadSubmission(r, i));
+  return out;
+}
+
+FileRef ReadFileRef(const PgResult& s, int i) {
+  FileRef f;
+  f.job = s.Bytes(i, 0);
+  f.source_path = s.Bytes(i, 1);
+  f.filename = s.Bytes(i, 2);
+  f.size_bytes = s.Int(i, 3);
+  f.mime_type = s.Bytes(i, 4);
+  return f;
+}
+
+}  // namespace anchord::submitter

@@ -3,29 +3,10 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/validate.h"
 #include "libs/merkle/merkle.h"
+#include "libs/rpc/messages.h"
 #include "services/poller/ots_check.h"
 
 namespace anchord::poller {
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  int64_t micros = absl::ToUnixMicros(t);
-  int64_t secs = micros / 1000000;
-  int64_t rem = micros % 1000000;
-  if (rem < 0) {
-    rem += 1000000;
-    --secs;
-  }
-  out->set_seconds(secs);
-  out->set_nanos(static_cast<int32_t>(rem * 1000));
-}
-
-absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
-  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
-  // Clamp to the range google.protobuf.Timestamp allows so hostile values cannot overflow.
-  int64_t secs = std::max<int64_t>(-62135596800, std::min<int64_t>(253402300799, ts.seconds()));
-  int32_t nanos = std::max<int32_t>(0, std::min<int32_t>(999999999, ts.nanos()));
-  return absl::FromUnixSeconds(secs) + absl::Nanoseconds(nanos);
-}
 
 anchord::v1::Proof ToProto(const ProofRow& r) {
   anchord::v1::Proof p;
@@ -38,9 +19,9 @@ anchord::v1::Proof ToProto(const ProofRow& r) {
   p.set_bitcoin_block_height(r.block_height);
   p.set_bitcoin_tx(r.bitcoin_tx);
   if (r.submitted_at != absl::InfinitePast())
-    SetTimestamp(r.submitted_at, p.mutable_submitted_at());
+    rpc::SetTimestamp(r.submitted_at, p.mutable_submitted_at());
   if (r.confirmed_at != absl::InfinitePast())
-    SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
+    rpc::SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
   p.set_ots_available(r.ots_size > 0);
   p.set_ots_size_bytes(r.ots_size);
   if (r.failure_code != 0) {
@@ -48,16 +29,9 @@ anchord::v1::Proof ToProto(const ProofRow& r) {
     p.mutable_failure()->set_message(r.failure_message);
     p.mutable_failure()->set_reason(r.failure_reason);
   }
-  for (const FileRow& f : r.files) {
-    auto* m = p.add_files();
-    m->set_filename(f.filename);
-    m->set_size_bytes(f.size_bytes);
-    m->set_mime_type(f.mime_type);
-    m->set_source_path(f.source_path);
-    m->set_job(f.job);
-  }
+  for (const FileRow& f : r.files) rpc::SetFileMetadata(f, p.add_files());
   p.set_provider_request_id(r.provider_request_id);
-  if (r.updated_at != absl::InfinitePast()) SetTimestamp(r.updated_at, p.mutable_updated_at());
+  if (r.updated_at != absl::InfinitePast()) rpc::SetTimestamp(r.updated_at, p.mutable_updated_at());
   p.set_merkle_root(r.merkle_root);
   p.set_merkle_leaf_count(r.leaf_count);
   p.set_stalled(r.stalled);
@@ -158,8 +132,8 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   r.verify_url = p.verify_url();
   r.block_height = p.bitcoin_block_height();
   r.bitcoin_tx = p.bitcoin_tx();
-  if (p.has_submitted_at()) r.submitted_at = FromTimestamp(p.submitted_at());
-  if (p.has_confirmed_at()) r.confirmed_at = FromTimestamp(p.confirmed_at());
+  if (p.has_submitted_at()) r.submitted_at = rpc::FromTimestamp(p.submitted_at());
+  if (p.has_confirmed_at()) r.confirmed_at = rpc::FromTimestamp(p.confirmed_at());
   if (p.state() == anchord::v1::DIGEST_STATE_FAILED) {
     // A FAILED hand-off always carries a failure: default it when the sender left it empty.
     r.failure_code = p.failure().code() != 0 ? p.failure().code()
@@ -192,7 +166,7 @@ anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const Pro
   anchord::v1::WatchResponse ev;
   ev.set_type(type);
   *ev.mutable_proof() = ToProto(row);
-  SetTimestamp(now, ev.mutable_event_time());
+  rpc::SetTimestamp(now, ev.mutable_event_time());
   return ev;
 }
 

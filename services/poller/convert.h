@@ -8,9 +8,8 @@
 
 namespace anchord::poller {
 
+// The API message of a stored proof (times and files through libs/rpc/messages.h).
 anchord::v1::Proof ToProto(const ProofRow& row);
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
-absl::Time FromTimestamp(const google::protobuf::Timestamp& ts);
 
 // Validates a TrackRequest; INVALID_ARGUMENT whose message starts with the offending field
 // ("proof.digest: ..."). On success returns the store input (SUBMITTED kept; the store maps it).

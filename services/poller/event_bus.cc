@@ -14,7 +14,7 @@ bool WatchFilter::Matches(const anchord::v1::Proof& proof) const {
 }
 
 EventPtr Subscription::Pop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (queue_.empty()) return nullptr;
   EventPtr ev = std::move(queue_.front());
   queue_.pop_front();
@@ -22,34 +22,54 @@ EventPtr Subscription::Pop() {
 }
 
 bool Subscription::overflowed() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return overflowed_;
+}
+
+bool Subscription::Offer(const EventPtr& ev) {
+  absl::MutexLock lock(&mu_);
+  if (overflowed_) return false;
+  if (queue_.size() >= capacity_) {
+    overflowed_ = true;
+    queue_.clear();
+  } else {
+    queue_.push_back(ev);
+  }
+  return true;
+}
+
+bool Subscription::Overflow() {
+  absl::MutexLock lock(&mu_);
+  if (overflowed_) return false;
+  overflowed_ = true;
+  queue_.clear();
+  return true;
 }
 
 EventBus::SubscriptionPtr EventBus::Subscribe(WatchFilter filter, size_t capacity,
                                               std::function<void()> notify) {
   SubscriptionPtr sub(
       new Subscription(std::move(filter), std::max<size_t>(1, capacity), std::move(notify)));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   subs_.push_back(sub);
   return sub;
 }
 
 void EventBus::Unsubscribe(const SubscriptionPtr& sub) {
   // Publish holds mu_ while it notifies, so taking mu_ here waits for a notify in progress.
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   subs_.erase(std::remove(subs_.begin(), subs_.end(), sub), subs_.end());
 }
 
 void EventBus::SetRelay(Relay relay) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   relay_ = std::move(relay);
 }
 
 void EventBus::Publish(anchord::v1::WatchResponse event) {
   Relay relay;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     relay = relay_;
   }
   if (relay) relay(event);
@@ -57,39 +77,23 @@ void EventBus::Publish(anchord::v1::WatchResponse event) {
 }
 
 void EventBus::DropAll() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const SubscriptionPtr& sub : subs_) {
-    {
-      std::lock_guard<std::mutex> qlock(sub->mu_);
-      if (sub->overflowed_) continue;
-      sub->overflowed_ = true;
-      sub->queue_.clear();
-    }
-    if (sub->notify_) sub->notify_();
+    if (sub->Overflow() && sub->notify_) sub->notify_();
   }
 }
 
 void EventBus::Deliver(anchord::v1::WatchResponse event) {
   auto ev = std::make_shared<const anchord::v1::WatchResponse>(std::move(event));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const SubscriptionPtr& sub : subs_) {
     if (!sub->filter_.Matches(ev->proof())) continue;
-    {
-      std::lock_guard<std::mutex> qlock(sub->mu_);
-      if (sub->overflowed_) continue;
-      if (sub->queue_.size() >= sub->capacity_) {
-        sub->overflowed_ = true;
-        sub->queue_.clear();
-      } else {
-        sub->queue_.push_back(ev);
-      }
-    }
-    if (sub->notify_) sub->notify_();
+    if (sub->Offer(ev) && sub->notify_) sub->notify_();
   }
 }
 
 size_t EventBus::watchers() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return subs_.size();
 }
 

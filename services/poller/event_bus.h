@@ -11,10 +11,11 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "anchord/v1/poller.pb.h"
 
 namespace anchord::poller {
@@ -33,52 +34,61 @@ class EventBus;
 class Subscription {
  public:
   // Takes the next queued event; nullptr when none.
-  EventPtr Pop();
+  EventPtr Pop() ABSL_LOCKS_EXCLUDED(mu_);
   // True once the queue overflowed; nothing is queued afterwards.
-  bool overflowed();
+  bool overflowed() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   friend class EventBus;
   Subscription(WatchFilter filter, size_t capacity, std::function<void()> notify)
       : filter_(std::move(filter)), capacity_(capacity), notify_(std::move(notify)) {}
 
+  // Queues `ev`, or marks the subscription overflowed (dropping its queue) when it is full. False
+  // when it had overflowed already: nothing changed, so there is nothing to notify.
+  bool Offer(const EventPtr& ev) ABSL_LOCKS_EXCLUDED(mu_);
+  // Marks the subscription overflowed and drops its queue; false when it was already.
+  bool Overflow() ABSL_LOCKS_EXCLUDED(mu_);
+
   const WatchFilter filter_;
   const size_t capacity_;
   // Called (without any lock of this subscription held) after an event was queued or the queue
   // overflowed. Must not block and must not call EventBus::Unsubscribe.
   const std::function<void()> notify_;
-  std::mutex mu_;
-  std::deque<EventPtr> queue_;
-  bool overflowed_ = false;
+  absl::Mutex mu_;
+  std::deque<EventPtr> queue_ ABSL_GUARDED_BY(mu_);
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class EventBus {
  public:
   using SubscriptionPtr = std::shared_ptr<Subscription>;
 
-  SubscriptionPtr Subscribe(WatchFilter filter, size_t capacity, std::function<void()> notify);
+  SubscriptionPtr Subscribe(WatchFilter filter, size_t capacity, std::function<void()> notify)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // After it returns, `notify` of the subscription is not running and is never called again.
-  void Unsubscribe(const SubscriptionPtr& sub);
+  void Unsubscribe(const SubscriptionPtr& sub) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues the event for every matching subscriber, and hands it to the relay (if any). Thread-
   // safe, never blocks on a watcher.
-  void Publish(anchord::v1::WatchResponse event);
+  void Publish(anchord::v1::WatchResponse event) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Replicas: the relay carries every event published here to the other replicas' buses (see
   // pg_event_relay.h). Must not block. Set before the bus is used.
   using Relay = std::function<void(const anchord::v1::WatchResponse&)>;
-  void SetRelay(Relay relay);
+  void SetRelay(Relay relay) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues an event that another replica published (not relayed again).
-  void Deliver(anchord::v1::WatchResponse event);
+  void Deliver(anchord::v1::WatchResponse event) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends every current subscription as if it had overflowed: events may have been missed (the
   // relay lost its connection), so each Watch ends with RESOURCE_EXHAUSTED and the client
   // re-reads the current state, as after an overflow.
-  void DropAll();
-  size_t watchers();
+  void DropAll() ABSL_LOCKS_EXCLUDED(mu_);
+  size_t watchers() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  std::mutex mu_;
-  std::vector<SubscriptionPtr> subs_;
-  Relay relay_;
+  // Held while subscribers are notified, so Unsubscribe waits for a notify in progress. Order:
+  // EventBus::mu_, then a Subscription's mu_ (never the other way round).
+  absl::Mutex mu_;
+  std::vector<SubscriptionPtr> subs_ ABSL_GUARDED_BY(mu_);
+  Relay relay_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace anchord::poller

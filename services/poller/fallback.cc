@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "anchord/v1/submitter.grpc.pb.h"
+#include "libs/rpc/messages.h"
 
 namespace anchord::poller {
 
@@ -17,13 +18,7 @@ absl::Status RequestFallback(const std::shared_ptr<grpc::Channel>& submitter, co
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   anchord::v1::ReanchorRequest req;
   req.set_digest(row.digest);
-  const FileRow& f = row.files.front();
-  auto* m = req.mutable_metadata();
-  m->set_filename(f.filename);
-  m->set_size_bytes(f.size_bytes);
-  m->set_mime_type(f.mime_type);
-  m->set_source_path(f.source_path);
-  m->set_job(f.job);
+  rpc::SetFileMetadata(row.files.front(), req.mutable_metadata());
   req.set_provider(row.fallback_provider);
   req.set_stalled_provider(row.provider);
   anchord::v1::ReanchorResponse resp;

@@ -41,10 +41,10 @@ PgEventRelay::PgEventRelay(std::shared_ptr<ledger::PgDb> db, EventBus* bus, Poll
 PgEventRelay::~PgEventRelay() {
   bus_->SetRelay(nullptr);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
+    cv_.SignalAll();
   }
-  cv_.notify_all();
   if (sender_.joinable()) sender_.join();
   if (listener_.joinable()) listener_.join();
 }
@@ -55,8 +55,22 @@ void PgEventRelay::Start() {
   listener_ = std::thread([this] { ListenLoop(); });
   // Wait (bounded) until the listener is subscribed, so events published right after Start()
   // by another replica are not missed.
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::seconds(10), [&] { return listening_ || stop_; });
+  absl::MutexLock lock(&mu_);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!listening_ && !stop_) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+}
+
+bool PgEventRelay::Stopping() {
+  absl::MutexLock lock(&mu_);
+  return stop_;
+}
+
+void PgEventRelay::SetListening(bool listening) {
+  absl::MutexLock lock(&mu_);
+  listening_ = listening;
+  cv_.SignalAll();
 }
 
 void PgEventRelay::Enqueue(const anchord::v1::WatchResponse& ev) {
@@ -71,28 +85,27 @@ void PgEventRelay::Enqueue(const anchord::v1::WatchResponse& ev) {
                            absl::Base64Escape(ev.proof().provider()), "|",
                            HexEncode(ev.proof().digest()));
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (outbox_.size() >= kMaxOutbox) {
-      outbox_.pop_front();
-      ANCHORD_LOG(Warning) << "event relay: outbox full, dropping the oldest event";
-    }
-    outbox_.push_back(std::move(payload));
+  absl::MutexLock lock(&mu_);
+  if (outbox_.size() >= kMaxOutbox) {
+    outbox_.pop_front();
+    ANCHORD_LOG(Warning) << "event relay: outbox full, dropping the oldest event";
   }
-  cv_.notify_all();
+  outbox_.push_back(std::move(payload));
+  cv_.SignalAll();
 }
 
 void PgEventRelay::SendLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || !outbox_.empty(); });
-    if (stop_) return;
     std::vector<std::string> batch;
-    while (!outbox_.empty() && batch.size() < 100) {
-      batch.push_back(std::move(outbox_.front()));
-      outbox_.pop_front();
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && outbox_.empty()) cv_.Wait(&mu_);
+      if (stop_) return;
+      while (!outbox_.empty() && batch.size() < 100) {
+        batch.push_back(std::move(outbox_.front()));
+        outbox_.pop_front();
+      }
     }
-    lock.unlock();
     // One transaction per batch: notifications are delivered at commit, in order.
     absl::Status st = db_->Tx([&](ledger::PgConn& c) -> absl::Status {
       for (const std::string& p : batch) {
@@ -105,7 +118,6 @@ void PgEventRelay::SendLoop() {
       ANCHORD_LOG(Warning) << "event relay: " << batch.size() << " events not sent to other "
                            << "replicas: " << st;
     }
-    lock.lock();
   }
 }
 
@@ -121,9 +133,7 @@ bool PgEventRelay::Listen(ledger::PgConn* conn) {
 void PgEventRelay::ListenLoop() {
   std::unique_ptr<ledger::PgConn> conn;
   bool lost = false;  // the connection dropped after it had listened: events may be missed
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    lock.unlock();
+  while (!Stopping()) {
     if (conn == nullptr || !conn->ok()) {
       bool up = false;
       if (conn == nullptr) {
@@ -139,13 +149,13 @@ void PgEventRelay::ListenLoop() {
                                   "events (clients re-read the current state)";
           bus_->DropAll();
         }
-        lock.lock();
-        listening_ = true;
-        cv_.notify_all();
-        lock.unlock();
+        SetListening(true);
       } else {
-        lock.lock();
-        cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_; });
+        // Retry in 500 ms, or stop sooner.
+        absl::MutexLock lock(&mu_);
+        const absl::Time deadline = absl::Now() + absl::Milliseconds(500);
+        while (!stop_ && !cv_.WaitWithDeadline(&mu_, deadline)) {
+        }
         continue;
       }
     }
@@ -157,8 +167,7 @@ void PgEventRelay::ListenLoop() {
         ANCHORD_LOG(Warning) << "event relay: listener connection lost: " << conn->LastError();
         lost = true;
         (void)conn->Reset();
-        lock.lock();
-        listening_ = false;
+        SetListening(false);
         continue;
       }
       while (PGnotify* note = PQnotifies(conn->raw())) {
@@ -167,7 +176,6 @@ void PgEventRelay::ListenLoop() {
         Handle(payload);
       }
     }
-    lock.lock();
   }
 }
 

@@ -15,13 +15,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/clock.h"
 #include "libs/ledger/pg_db.h"
 #include "services/poller/event_bus.h"
@@ -39,14 +39,16 @@ class PgEventRelay {
 
   // Installs the relay on the bus and starts the threads. The listener is subscribed when this
   // returns (or is retrying to connect).
-  void Start();
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Notifications received from other replicas and delivered (for tests and metrics).
   int64_t delivered() const { return delivered_; }
 
  private:
-  void Enqueue(const anchord::v1::WatchResponse& event);
-  void SendLoop();
-  void ListenLoop();
+  void Enqueue(const anchord::v1::WatchResponse& event) ABSL_LOCKS_EXCLUDED(mu_);
+  void SendLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void ListenLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
+  void SetListening(bool listening) ABSL_LOCKS_EXCLUDED(mu_);
   bool Listen(ledger::PgConn* conn);
   void Handle(const std::string& payload);
 
@@ -55,11 +57,11 @@ class PgEventRelay {
   PollerStore* store_;
   Clock* clock_;
   const std::string origin_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> outbox_;  // guarded by mu_
-  bool stop_ = false;               // guarded by mu_
-  bool listening_ = false;          // guarded by mu_
+  absl::Mutex mu_;
+  absl::CondVar cv_;  // signalled on stop_, a new outbox_ entry and a change of listening_
+  std::deque<std::string> outbox_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool listening_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int64_t> delivered_{0};
   std::thread sender_;
   std::thread listener_;

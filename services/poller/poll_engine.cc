@@ -102,13 +102,11 @@ bool PollEngine::Hint(const std::string& provider, const std::string& digest_hex
       (*row)->is_leaf()) {
     return false;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& set = hints_[provider];
-    if (set.size() < 100000) set.insert(*digest);
-    ++hint_seq_;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  auto& set = hints_[provider];
+  if (set.size() < 100000) set.insert(*digest);
+  ++hint_seq_;
+  cv_.SignalAll();
   return true;
 }
 
@@ -135,10 +133,10 @@ void PollEngine::Start() {
 
 void PollEngine::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
+    cv_.SignalAll();
   }
-  cv_.notify_all();
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -149,16 +147,18 @@ void PollEngine::Loop(Provider* p) {
   while (true) {
     uint64_t seen;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stop_) return;
       seen = hint_seq_;
     }
     RunRound(p);
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     // Real time here (not clock_): the interval paces real requests to a real provider. A
     // callback hint for this provider starts the next round at once.
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval),
-                 [&] { return stop_ || (hint_seq_ != seen && !hints_[p->name()].empty()); });
+    const absl::Time deadline = absl::Now() + options_.poll_interval;
+    while (!stop_ && (hint_seq_ == seen || hints_[p->name()].empty())) {
+      if (cv_.WaitWithDeadline(&mu_, deadline)) break;  // the interval is over
+    }
     if (stop_) return;
   }
 }
@@ -199,7 +199,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
   // 0: proofs a callback named: checked first, through the API (a callback is only a hint).
   std::set<std::string> hinted;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     hinted.swap(hints_[name]);
   }
   std::vector<ProofRow> to_check;

@@ -16,16 +16,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/common/clock.h"
 #include "libs/providers/provider.h"
@@ -82,15 +82,15 @@ class PollEngine {
   void Start();
   // Stops the threads after their current provider call returns (call Provider::Stop first so a
   // pacing wait does not hold shutdown up). Idempotent.
-  void Stop();
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // A provider's callback named `digest_hex` (a hint): check that proof at the start of the
   // provider's next round, which starts now. False when the digest is not a PENDING proof of
   // `provider` (an unknown or stale callback changes nothing).
-  bool Hint(const std::string& provider, const std::string& digest_hex);
+  bool Hint(const std::string& provider, const std::string& digest_hex) ABSL_LOCKS_EXCLUDED(mu_);
 
   // One round for `provider`, in the calling thread. Public so tests drive rounds directly.
-  RoundStats RunRound(providers::Provider* provider);
+  RoundStats RunRound(providers::Provider* provider) ABSL_LOCKS_EXCLUDED(mu_);
   // Recomputes the backlog, oldest-pending and stalled gauges from the store.
   void RefreshGauges();
 
@@ -104,7 +104,7 @@ class PollEngine {
   providers::ProofRef RefOf(const ProofRow& row);
   // Carries a batch root's new state to its leaves, with events.
   void Propagate(const ProofRow& root, absl::Time now, bool ots_only = false);
-  void Loop(providers::Provider* p);
+  void Loop(providers::Provider* p) ABSL_LOCKS_EXCLUDED(mu_);
 
   PollerStore* store_;
   EventBus* bus_;
@@ -113,11 +113,12 @@ class PollEngine {
   std::vector<providers::Provider*> providers_;
   PollEngineOptions options_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::map<std::string, std::set<std::string>> hints_;  // provider -> digests (raw), guarded by mu_
-  uint64_t hint_seq_ = 0;                               // guarded by mu_
+  absl::Mutex mu_;
+  absl::CondVar cv_;  // signalled on stop_ and on a new hint
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // provider -> digests (raw) named by callbacks, checked first in the provider's next round.
+  std::map<std::string, std::set<std::string>> hints_ ABSL_GUARDED_BY(mu_);
+  uint64_t hint_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;
 };
 

@@ -1,16 +1,18 @@
 // The poller's gRPC surface: PollerService (Track, Watch, GetProof, ListProofs, DownloadProof)
-// and StatusService (Locate, SummarizeJob), both on the callback API.
+// and StatusService (Locate, SummarizeJob), both on the callback API. This file holds the gates,
+// the registry of open streams and DownloadProof; the streams are in track_reactor.h and
+// watch_reactor.h, the unary methods are plain functions in lookups.h run through rpc::RunUnary.
 //
 // Reactors never block: every store access runs on the WorkerPool, and results come back to the
-// reactor, which writes one message at a time (the next from OnWriteDone). Track keeps at most
-// kTrackMaxInFlight requests of a stream between read and acknowledgement, so a fast sender is
-// slowed by HTTP/2 flow control instead of growing memory.
+// reactor, which writes one message at a time (the next from OnWriteDone).
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <set>
+#include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "anchord/v1/common.grpc.pb.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/common/clock.h"
@@ -53,7 +55,7 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   // Track stream (no more reads; what was read is stored and answered, then UNAVAILABLE), so a
   // graceful drain does not wait for the grace period on streams that never end by themselves.
   // Streams opened later are ended the same way.
-  void EndWatches();
+  void EndWatches() ABSL_LOCKS_EXCLUDED(watchers_mu_, tracks_mu_);
 
   // anchord::v1::PollerService::CallbackService
   grpc::ServerBidiReactor<anchord::v1::TrackRequest, anchord::v1::TrackResponse>* Track(
@@ -73,10 +75,12 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   friend class WatchReactor;
   friend class TrackReactor;
   friend class DownloadReactor;
-  void AddWatcher(WatchReactor* w);
-  void RemoveWatcher(WatchReactor* w);
-  void AddTrack(TrackReactor* t);
-  void RemoveTrack(TrackReactor* t);
+  // Called by the reactors, never with their own lock held (EndWatches takes the reactors'
+  // locks under the service's).
+  void AddWatcher(WatchReactor* w) ABSL_LOCKS_EXCLUDED(watchers_mu_);
+  void RemoveWatcher(WatchReactor* w) ABSL_LOCKS_EXCLUDED(watchers_mu_);
+  void AddTrack(TrackReactor* t) ABSL_LOCKS_EXCLUDED(tracks_mu_);
+  void RemoveTrack(TrackReactor* t) ABSL_LOCKS_EXCLUDED(tracks_mu_);
 
   PollerStore* store_;
   EventBus* bus_;
@@ -85,12 +89,12 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   WorkerPool* pool_;
   PollerServiceOptions options_;
 
-  std::mutex watchers_mu_;
-  std::set<WatchReactor*> watchers_;
-  bool ending_ = false;
-  std::mutex tracks_mu_;
-  std::set<TrackReactor*> tracks_;
-  bool tracks_ending_ = false;
+  absl::Mutex watchers_mu_;
+  std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  bool ending_ ABSL_GUARDED_BY(watchers_mu_) = false;
+  absl::Mutex tracks_mu_;
+  std::set<TrackReactor*> tracks_ ABSL_GUARDED_BY(tracks_mu_);
+  bool tracks_ending_ ABSL_GUARDED_BY(tracks_mu_) = false;
 };
 
 class StatusServiceImpl final : public anchord::v1::StatusService::CallbackService {

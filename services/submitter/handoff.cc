@@ -11,15 +11,10 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/providers/provider.h"
+#include "libs/rpc/messages.h"
 
 namespace anchord::submitter {
 namespace {
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  int64_t ms = absl::ToUnixMillis(t);
-  out->set_seconds(ms / 1000);
-  out->set_nanos(static_cast<int32_t>((ms % 1000) * 1000000));
-}
 
 // ItemStatus.reason is UPPER_SNAKE_CASE, at most 63 characters.
 std::string ReasonOf(const std::string& code) {
@@ -66,24 +61,18 @@ anchord::v1::Proof BuildProof(const Submission& row, const std::vector<FileRef>&
   p.set_bitcoin_block_height(row.record.block_height);
   p.set_bitcoin_tx(row.record.bitcoin_tx);
   if (row.record.provider_created_at != absl::InfinitePast()) {
-    SetTimestamp(row.record.provider_created_at, p.mutable_submitted_at());
+    rpc::SetTimestamp(row.record.provider_created_at, p.mutable_submitted_at());
   } else if (row.state == SubState::kSubmitted && row.updated_at != absl::InfinitePast()) {
-    SetTimestamp(row.updated_at, p.mutable_submitted_at());
+    rpc::SetTimestamp(row.updated_at, p.mutable_submitted_at());
   }
   if (row.record.confirmed_at != absl::InfinitePast()) {
-    SetTimestamp(row.record.confirmed_at, p.mutable_confirmed_at());
+    rpc::SetTimestamp(row.record.confirmed_at, p.mutable_confirmed_at());
   }
-  if (row.updated_at != absl::InfinitePast()) SetTimestamp(row.updated_at, p.mutable_updated_at());
+  if (row.updated_at != absl::InfinitePast())
+    rpc::SetTimestamp(row.updated_at, p.mutable_updated_at());
   if (row.mode == RowMode::kLeaf && !row.merkle_root.empty()) p.set_merkle_root(row.merkle_root);
   if (row.mode == RowMode::kRoot) p.set_merkle_leaf_count(row.leaf_count);
-  for (const FileRef& f : files) {
-    auto* m = p.add_files();
-    m->set_filename(f.filename);
-    m->set_size_bytes(f.size_bytes);
-    m->set_mime_type(f.mime_type);
-    m->set_source_path(f.source_path);
-    m->set_job(f.job);
-  }
+  for (const FileRef& f : files) rpc::SetFileMetadata(f, p.add_files());
   return p;
 }
 

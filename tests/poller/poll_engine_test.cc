@@ -7,6 +7,7 @@
 #include "libs/common/clock.h"
 #include "services/poller/event_bus.h"
 #include "tests/poller/test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::poller {
 namespace {
@@ -332,8 +333,10 @@ TEST_F(PollEngineTest, StartAndStopRunRoundsOnAThread) {
   auto engine = MakeEngine(&p, opts);
   engine->Start();
   // Bounded wait for the background round (no assertion on how long it took).
-  for (int i = 0; i < 500 && !Get(1).ots_available(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  bool stored =
+      anchord::testing::WaitUntil([&] { return Get(1).ots_available(); }, absl::Seconds(5));
   engine->Stop();
+  EXPECT_TRUE(stored);
   EXPECT_TRUE(Get(1).ots_available());
 }
 

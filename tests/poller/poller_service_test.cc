@@ -11,6 +11,7 @@
 #include "libs/rpc/internal.h"
 #include "services/poller/poll_engine.h"
 #include "tests/poller/test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::poller {
 namespace {
@@ -360,8 +361,8 @@ TEST_F(PollerServiceTest, SnapshotSpansPagesAndCancelledStreamsAreReleased) {
     ctx.TryCancel();
     EXPECT_FALSE(stream->Finish().ok());
   }
-  for (int i = 0; i < 300 && bus_.watchers() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_EQ(bus_.watchers(), 0u);
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return bus_.watchers() == 0; }, absl::Seconds(5)))
+      << bus_.watchers() << " watchers left";
 }
 
 // Track carries state between services: an outside caller on the public port is refused, and on
@@ -489,8 +490,8 @@ TEST_F(PollerServiceTest, SlowWatcherIsEndedNotBuffered) {
   EXPECT_EQ(st.error_message(), "watcher fell behind; reconnect with include_current");
   EXPECT_LT(received, kEvents);
   // The stream is gone and unsubscribed (bounded wait for the server's OnDone).
-  for (int i = 0; i < 200 && bus_.watchers() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_EQ(bus_.watchers(), 0u);
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return bus_.watchers() == 0; }, absl::Seconds(5)))
+      << bus_.watchers() << " watchers left";
 }
 
 TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {

@@ -1,0 +1,162 @@
+#include "services/poller/watch_reactor.h"
+
+#include <memory>
+#include <utility>
+
+#include "libs/common/validate.h"
+#include "libs/rpc/messages.h"
+#include "libs/rpc/status.h"
+#include "libs/rpc/unary.h"
+#include "services/poller/convert.h"
+#include "services/poller/poller_service.h"
+
+namespace anchord::poller {
+
+namespace v1 = anchord::v1;
+
+WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& req)
+    : service_(service) {
+  absl::Status st = absl::OkStatus();
+  if (!req.digest().empty()) st = ValidateDigest(req.digest(), "digest");
+  if (st.ok()) st = ValidateJob(req.job(), "job");
+  if (!st.ok()) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(rpc::ToGrpcStatus(st));
+    return;
+  }
+  filter_.job = req.job();
+  filter_.digest = req.digest();
+  // Lock order is bus -> reactor (Publish notifies under the bus lock) and service watchers ->
+  // reactor (EndWatches), so Subscribe and AddWatcher run without mu_ held.
+  auto sub = service_->bus_->Subscribe(filter_, service_->options_.watch_queue_capacity,
+                                       [this] { OnEvent(); });
+  registered_ = true;  // before AddWatcher: EndWatches may finish us, and OnDone reads it
+  if (service_->metrics_) service_->metrics_->watchers.Increment();
+  service_->AddWatcher(this);
+  absl::MutexLock lock(&mu_);
+  snapshot_phase_ = req.include_current();
+  sub_ = std::move(sub);
+  // Headers now, so a client sees the stream open before the first event.
+  if (!finished_) StartSendInitialMetadata();
+  if (snapshot_phase_) {
+    LoadPageLocked();
+  } else {
+    NextWriteLocked();  // events published since Subscribe
+  }
+}
+
+void WatchReactor::End(grpc::Status st) {
+  absl::MutexLock lock(&mu_);
+  FinishLocked(std::move(st));
+}
+
+void WatchReactor::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  writing_ = false;
+  current_.reset();
+  if (SendDeferredFinishLocked()) return;
+  if (!ok) {
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+    return;
+  }
+  NextWriteLocked();
+}
+
+void WatchReactor::OnCancel() {
+  absl::MutexLock lock(&mu_);
+  FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+}
+
+void WatchReactor::OnDone() {
+  if (registered_) {
+    EventBus::SubscriptionPtr sub;
+    {
+      absl::MutexLock lock(&mu_);
+      sub = sub_;
+    }
+    // After Unsubscribe returns no notify runs or will run, so `this` is safe to release.
+    service_->bus_->Unsubscribe(sub);
+    service_->RemoveWatcher(this);
+    if (service_->metrics_) service_->metrics_->watchers.Decrement();
+  }
+  Unref();
+}
+
+void WatchReactor::OnEvent() {
+  absl::MutexLock lock(&mu_);
+  if (!sub_) return;  // the constructor has not finished; it writes what is queued
+  NextWriteLocked();
+}
+
+void WatchReactor::LoadPageLocked() {
+  if (loading_ || finished_) return;
+  loading_ = true;
+  RefLocked();
+  if (!service_->pool_->Post([this] { LoadPage(); })) {
+    loading_ = false;
+    --refs_;
+    FinishLocked(rpc::ToGrpcStatus(rpc::Overloaded("poller")));
+  }
+}
+
+void WatchReactor::LoadPage() {
+  ListFilter f;
+  f.job = filter_.job;
+  if (!filter_.digest.empty()) f.digests.push_back(filter_.digest);
+  int64_t after;
+  {
+    absl::MutexLock lock(&mu_);
+    after = snapshot_after_;
+  }
+  const int page = service_->options_.snapshot_page;
+  auto rows = service_->store_->List(f, after, page);
+  absl::Time now = service_->clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    loading_ = false;
+    if (!rows.ok()) {
+      FinishLocked(rpc::ToGrpcStatus(rpc::StoreUnavailable("poller", rows.status())));
+    } else {
+      for (const ProofRow& r : *rows) {
+        snapshot_.push_back(MakeEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now));
+      }
+      if (!rows->empty()) snapshot_after_ = rows->back().seq;
+      if (static_cast<int>(rows->size()) < page) snapshot_loaded_ = true;
+      NextWriteLocked();
+    }
+  }
+  Unref();
+}
+
+void WatchReactor::NextWriteLocked() {
+  if (finished_) return;
+  if (sub_->overflowed()) {
+    // With a write in flight the status goes out after it.
+    FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "watcher fell behind; reconnect with include_current"));
+    return;
+  }
+  if (writing_) return;
+  if (snapshot_phase_) {
+    if (!snapshot_.empty()) {
+      current_ = std::make_shared<const v1::WatchResponse>(std::move(snapshot_.front()));
+      snapshot_.pop_front();
+    } else if (!snapshot_loaded_) {
+      LoadPageLocked();
+      return;
+    } else {
+      auto done = std::make_shared<v1::WatchResponse>();
+      done->set_type(v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
+      rpc::SetTimestamp(service_->clock_->Now(), done->mutable_event_time());
+      current_ = std::move(done);
+      snapshot_phase_ = false;
+    }
+  } else {
+    current_ = sub_->Pop();
+    if (!current_) return;
+  }
+  writing_ = true;
+  StartWrite(current_.get());
+}
+
+}  // namespace anchord::poller

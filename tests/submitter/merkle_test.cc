@@ -18,6 +18,7 @@
 #include "services/submitter/engine.h"
 #include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
+#include "tests/testing/wait.h"
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
@@ -649,9 +650,7 @@ TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
   Batcher batcher(store_.get(), {"fake"}, nullptr, &clock_, o, [&] { ++calls; });
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, clock_.Now()).ok());
   batcher.Start();
-  for (int i = 0; i < 500 && calls.load() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return calls.load() > 0; }, absl::Seconds(10)));
   batcher.Stop();
   batcher.Stop();  // idempotent
   EXPECT_EQ(calls.load(), 1);

@@ -1,9 +1,7 @@
 #include "services/submitter/handoff.h"
 
 #include <chrono>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <utility>
 #include <vector>
 

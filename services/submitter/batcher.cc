@@ -29,10 +29,9 @@ void Batcher::Start() {
 
 void Batcher::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -117,10 +116,8 @@ void Batcher::Loop() {
     if (!sealed.ok()) {
       ANCHORD_LOG(Error) << "merkle batcher: " << sealed.status();
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.poll), [&] { return stop_; })) {
-      return;
-    }
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.poll)) return;
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
@@ -12,25 +13,9 @@ namespace {
 
 using providers::OutcomeKind;
 
-// Metric label of an outcome (kept here so the engine does not depend on the adapters' library).
-const char* KindLabel(OutcomeKind k) {
-  switch (k) {
-    case OutcomeKind::kOk:
-      return "ok";
-    case OutcomeKind::kDuplicate:
-      return "duplicate";
-    case OutcomeKind::kRetry:
-      return "retry";
-    case OutcomeKind::kRateLimited:
-      return "rate_limited";
-    case OutcomeKind::kQuotaExhausted:
-      return "quota_exhausted";
-    case OutcomeKind::kPermanent:
-      return "permanent";
-    case OutcomeKind::kNotFound:
-      return "not_found";
-  }
-  return "unknown";
+// Metric label of an outcome: its name in lower case ("rate_limited").
+std::string KindLabel(OutcomeKind k) {
+  return absl::AsciiStrToLower(providers::OutcomeKindName(k));
 }
 
 // Canonical code stored with a permanent failure, from the provider's HTTP status.
@@ -80,7 +65,7 @@ absl::Status Engine::Init() {
   // shared store frees only this replica's own (other replicas' leases are live).
   ANCHORD_RETURN_IF_ERROR(store_->ReleaseAllLeases());
   ANCHORD_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store_->ListPauses());
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   pauses_.clear();
   for (auto& p : pauses) {
     ANCHORD_LOG(Warning) << "provider " << p.provider << " queue is paused (" << p.reason
@@ -102,12 +87,11 @@ absl::Status Engine::Start() {
 
 void Engine::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
   }
   stop_flag_ = true;
-  cv_.notify_all();
   for (auto* p : providers_) p->Stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -116,11 +100,8 @@ void Engine::Stop() {
 }
 
 void Engine::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++wake_seq_;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  ++wake_seq_;
 }
 
 void Engine::SetPausedGauge(const std::string& provider, bool paused) {
@@ -129,7 +110,7 @@ void Engine::SetPausedGauge(const std::string& provider, bool paused) {
 }
 
 std::optional<PauseInfo> Engine::Paused(const std::string& provider) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = pauses_.find(provider);
   if (it == pauses_.end()) return std::nullopt;
   return it->second;
@@ -138,7 +119,7 @@ std::optional<PauseInfo> Engine::Paused(const std::string& provider) {
 absl::StatusOr<std::vector<std::string>> Engine::Resume(const std::string& provider) {
   ANCHORD_ASSIGN_OR_RETURN(std::vector<std::string> resumed, store_->Resume(provider));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& name : resumed) pauses_.erase(name);
     if (provider.empty())
       pauses_.clear();
@@ -164,7 +145,7 @@ absl::StatusOr<bool> Engine::RunOnce(const std::string& only) {
     bool probe = false;
     std::optional<PauseInfo> pause;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       auto it = pauses_.find(name);
       if (it != pauses_.end()) {
         if (now < it->second.probe_at) continue;
@@ -322,7 +303,7 @@ absl::Status Engine::Apply(providers::Provider* provider, Submission row,
       p.paused_at = now;
       p.probe_at = now + options_.quota_retry;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         auto it = pauses_.find(name);
         if (it != pauses_.end()) p.paused_at = it->second.paused_at;
         pauses_[name] = p;
@@ -363,7 +344,7 @@ void Engine::WorkerLoop() {
   while (!stop_flag_) {
     uint64_t seen;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       seen = wake_seq_;
     }
     absl::StatusOr<bool> did = RunOnce();
@@ -371,9 +352,10 @@ void Engine::WorkerLoop() {
       ANCHORD_LOG(Error) << "submitter worker: " << did.status();
     }
     if (did.ok() && *did) continue;
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.idle_poll),
-                 [&] { return stopping_ || wake_seq_ != seen; });
+    absl::MutexLock lock(&mu_);
+    auto woken = [this, seen]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || wake_seq_ != seen; };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), options_.idle_poll);
   }
 }
 
@@ -385,7 +367,7 @@ void Engine::RefreshPauses() {
   const absl::Time now = clock_->Now();
   std::map<std::string, bool> gauge;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::map<std::string, PauseInfo> in_store;
     for (const PauseInfo& p : *stored) in_store[p.provider] = p;
     for (const auto& [name, p] : in_store) {
@@ -419,9 +401,8 @@ void Engine::GaugeLoop() {
   while (!stop_flag_) {
     RefreshPauses();
     RefreshGauges();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.gauge_interval),
-                 [&] { return stopping_; });
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.gauge_interval);
   }
 }
 

@@ -7,16 +7,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/common/backoff.h"
 #include "libs/common/clock.h"
@@ -87,11 +87,11 @@ class Engine {
   Clock* clock_;
   EngineOptions options_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, PauseInfo> pauses_;  // guarded by mu_
-  uint64_t wake_seq_ = 0;                    // guarded by mu_
-  bool stopping_ = false;                    // guarded by mu_
+  absl::Mutex mu_;
+  std::map<std::string, PauseInfo> pauses_ ABSL_GUARDED_BY(mu_);
+  // Bumped by Wake(); an idle worker waits for it to move (or for stopping_).
+  uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stop_flag_{false};
   std::atomic<size_t> rotate_{0};
   std::vector<std::thread> threads_;

@@ -1,9 +1,7 @@
 #include "services/submitter/handoff.h"
 
 #include <chrono>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -91,26 +89,24 @@ void Handoff::Start() {
 
 void Handoff::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
     if (active_ != nullptr) active_->TryCancel();
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
 void Handoff::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++wake_seq_;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  ++wake_seq_;
 }
 
 bool Handoff::WaitFor(absl::Duration d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  uint64_t seen = wake_seq_;
-  cv_.wait_for(lock, absl::ToChronoMilliseconds(d), [&] { return stopping_ || wake_seq_ != seen; });
+  absl::MutexLock lock(&mu_);
+  const uint64_t seen = wake_seq_;
+  auto woken = [this, seen]()
+                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || wake_seq_ != seen; };
+  mu_.AwaitWithTimeout(absl::Condition(&woken), d);
   return stopping_;
 }
 
@@ -121,13 +117,13 @@ void Handoff::Loop() {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(options_.track_deadline));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) return;
       active_ = &ctx;
     }
     bool progressed = RunStream(&ctx);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       active_ = nullptr;
     }
     if (progressed)
@@ -139,59 +135,102 @@ void Handoff::Loop() {
   }
 }
 
+namespace {
+
+// The proofs of one Track stream sent and not yet acknowledged, shared by the thread that writes
+// them and the thread that reads the acknowledgements.
+class AckWindow {
+ public:
+  explicit AckWindow(SubmitterMetrics* metrics) : metrics_(metrics) {}
+
+  // Call before the write: the acknowledgement may come at once.
+  void Sent(std::string request_id, int64_t row_id, int64_t seq) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    unacked_[std::move(request_id)] = RowVersion{row_id, seq};
+  }
+
+  // Reader thread: applies one acknowledgement.
+  void Ack(const anchord::v1::TrackResponse& resp) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto it = unacked_.find(resp.request_id());
+    if (it == unacked_.end()) return;  // an ack of an earlier, broken stream: ignore
+    const auto& st = resp.status();
+    bool mark = st.code() == 0;
+    if (!mark && st.code() == static_cast<int>(absl::StatusCode::kInvalidArgument)) {
+      // The poller will never accept this proof; resending cannot help, so it is logged and
+      // counted, not retried forever.
+      ANCHORD_LOG(Error) << "hand-off: poller rejected " << HexEncode(resp.digest()) << ": "
+                         << st.message();
+      mark = true;
+      if (metrics_) metrics_->handoffs.Add({{"result", "rejected"}}).Increment();
+    } else if (!mark) {
+      ANCHORD_LOG(Warning) << "hand-off: poller answered code " << st.code() << " for "
+                           << HexEncode(resp.digest()) << ": " << st.message() << "; will resend";
+      retry_later_ = true;
+    } else if (metrics_) {
+      metrics_->handoffs.Add({{"result", "ok"}}).Increment();
+    }
+    if (mark) acked_.emplace_back(it->second.id, it->second.seq);
+    unacked_.erase(it);
+  }
+
+  // Reader thread: the stream has no more acknowledgements.
+  void ReaderDone() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    reader_done_ = true;
+  }
+
+  // Waits until every proof sent is acknowledged or the reader stopped. False when the stream
+  // must be reopened: a proof went unacknowledged, or the poller asked for one to be resent (the
+  // reconnect backoff comes before sending it again).
+  bool WaitAcked() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return unacked_.empty() || reader_done_;
+    };
+    mu_.Await(absl::Condition(&settled));
+    return unacked_.empty() && !retry_later_;
+  }
+
+  // The {row id, change seq} of the rows acknowledged since the last call, to mark handed off.
+  std::vector<std::pair<int64_t, int64_t>> TakeAcked() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::pair<int64_t, int64_t>> rows;
+    rows.swap(acked_);
+    return rows;
+  }
+
+ private:
+  struct RowVersion {
+    int64_t id;
+    int64_t seq;
+  };
+
+  SubmitterMetrics* const metrics_;
+  absl::Mutex mu_;
+  std::map<std::string, RowVersion> unacked_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<int64_t, int64_t>> acked_ ABSL_GUARDED_BY(mu_);
+  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool retry_later_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
 bool Handoff::RunStream(grpc::ClientContext* ctx) {
   auto stream = stub_->Track(ctx);
   // Acknowledgements are read on their own thread while this one writes, so a window of any size
   // never stalls on HTTP/2 flow control, and the rows of a whole window are marked handed off in
   // one transaction (one commit per window, not one per proof).
-  struct Sent {
-    int64_t id;
-    int64_t seq;
-  };
-  std::mutex amu;
-  std::condition_variable acv;
-  std::map<std::string, Sent> unacked;             // guarded by amu
-  std::vector<std::pair<int64_t, int64_t>> acked;  // guarded by amu: {id, seq} to mark
-  bool reader_done = false;                        // guarded by amu
-  bool retry_later = false;                        // guarded by amu
+  AckWindow window(metrics_);
   std::thread reader([&] {
     anchord::v1::TrackResponse resp;
-    while (stream->Read(&resp)) {
-      std::lock_guard<std::mutex> lock(amu);
-      auto it = unacked.find(resp.request_id());
-      if (it == unacked.end()) continue;  // an ack of an earlier, broken stream: ignore
-      const auto& st = resp.status();
-      bool mark = st.code() == 0;
-      if (!mark && st.code() == static_cast<int>(absl::StatusCode::kInvalidArgument)) {
-        // The poller will never accept this proof; resending cannot help, so it is logged and
-        // counted, not retried forever.
-        ANCHORD_LOG(Error) << "hand-off: poller rejected " << HexEncode(resp.digest()) << ": "
-                           << st.message();
-        mark = true;
-        if (metrics_) metrics_->handoffs.Add({{"result", "rejected"}}).Increment();
-      } else if (!mark) {
-        ANCHORD_LOG(Warning) << "hand-off: poller answered code " << st.code() << " for "
-                             << HexEncode(resp.digest()) << ": " << st.message() << "; will resend";
-        retry_later = true;
-      } else if (metrics_) {
-        metrics_->handoffs.Add({{"result", "ok"}}).Increment();
-      }
-      if (mark) acked.emplace_back(it->second.id, it->second.seq);
-      unacked.erase(it);
-      if (unacked.empty()) acv.notify_all();
-    }
-    std::lock_guard<std::mutex> lock(amu);
-    reader_done = true;
-    acv.notify_all();
+    while (stream->Read(&resp)) window.Ack(resp);
+    window.ReaderDone();
   });
 
   bool progressed = false;
   auto mark_acked = [&] {
-    std::vector<std::pair<int64_t, int64_t>> rows;
-    {
-      std::lock_guard<std::mutex> lock(amu);
-      rows.swap(acked);
-    }
+    std::vector<std::pair<int64_t, int64_t>> rows = window.TakeAcked();
     if (rows.empty()) return;
     absl::Status ms = store_->MarkHandedOffBatch(rows);
     if (!ms.ok()) {
@@ -203,7 +242,7 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
   const auto deadline = ctx->deadline();
   while (!broken) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
     // Reopen a stream close to its deadline rather than have a batch cut off by it.
@@ -232,22 +271,13 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
       req.set_evidence(row.record.evidence);
       if (row.mode == RowMode::kLeaf) req.set_merkle_path(row.merkle_path);
       req.set_fallback_provider(row.fallback_provider);
-      {
-        std::lock_guard<std::mutex> lock(amu);  // before the write: the ack may come at once
-        unacked[id] = Sent{row.id, row.change_seq};
-      }
+      window.Sent(id, row.id, row.change_seq);
       if (!stream->Write(req)) {
         broken = true;
         break;
       }
     }
-    {
-      std::unique_lock<std::mutex> lock(amu);
-      acv.wait(lock, [&] { return unacked.empty() || reader_done; });
-      if (!unacked.empty()) broken = true;
-      // Back off before sending the refused ones again.
-      if (retry_later) broken = true;
-    }
+    if (!window.WaitAcked()) broken = true;
     mark_acked();
   }
   ctx->TryCancel();

@@ -8,11 +8,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/common/backoff.h"
@@ -51,18 +51,17 @@ class Handoff {
   void Loop();
   // Runs one stream until it breaks (false) or the thread stops.
   bool RunStream(grpc::ClientContext* ctx);
-  bool WaitFor(absl::Duration d);  // true when stopping
+  bool WaitFor(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);  // true when stopping
 
   SubmitterStore* store_;
   std::unique_ptr<anchord::v1::PollerService::Stub> stub_;
   SubmitterMetrics* metrics_;
   HandoffOptions options_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                  // guarded by mu_
-  uint64_t wake_seq_ = 0;                  // guarded by mu_
-  grpc::ClientContext* active_ = nullptr;  // guarded by mu_; cancelled by Stop()
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;  // cancelled by Stop()
   std::thread thread_;
 };
 

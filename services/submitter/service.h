@@ -1,23 +1,25 @@
-// The gRPC side of the submitter: SubmitterService (Submit stream, ResumeQueue) and StatusService
-// (Locate, SummarizeJob), all on the callback API. Reactors never block: every store access runs
-// on the intake thread (Submit) or on a small worker pool (unary calls).
+// The gRPC side of the submitter: SubmitterService (Submit stream, ResumeQueue, Reanchor) and
+// StatusService (Locate, SummarizeJob), all on the callback API. Reactors never block: every store
+// access runs on the intake thread (Submit) or on a small worker pool (the unary methods, plain
+// functions in methods.h run by rpc::RunUnary).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "anchord/v1/common.grpc.pb.h"
 #include "anchord/v1/submitter.grpc.pb.h"
+#include "libs/common/worker_pool.h"
 #include "libs/rpc/internal.h"
 #include "services/submitter/engine.h"
 #include "services/submitter/metrics.h"
@@ -47,6 +49,8 @@ class SubmitterCore {
   SubmitterCore(SubmitterStore* store, Engine* engine, SubmitterMetrics* metrics,
                 ServiceOptions options);
   ~SubmitterCore();
+  // Runs the work already posted to the pool, answers every item already enqueued, then joins
+  // the threads. Idempotent.
   void Stop();
 
   // Called after each committed intake batch (e.g. to wake the engine).
@@ -57,21 +61,27 @@ class SubmitterCore {
     std::string request_id;
     std::function<void(anchord::v1::SubmitResponse)> done;  // called on the intake thread
   };
-  void Enqueue(IntakeItem item);
-  // Runs `fn` on the worker pool.
-  void Post(std::function<void()> fn);
+  void Enqueue(IntakeItem item) ABSL_LOCKS_EXCLUDED(mu_);
+  // Enqueues one item and waits for its answer (the item's status says whether it was stored).
+  // Blocks the calling thread for one group commit: call it from the pool, never from a reaction.
+  anchord::v1::SubmitResponse SubmitAndWait(NewItem item, std::string request_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Where the unary methods run (rpc::RunUnary).
+  WorkerPool* pool() { return &pool_; }
 
   bool AboveHighWater() const { return backlog_.load() > options_.high_water; }
-  // A reactor stopped reading because of the high-water mark; it is resumed by the monitor.
-  void RegisterPaused(SubmitReactor* r);
-  void Unregister(SubmitReactor* r);
+  // A reactor stopped reading because of the high-water mark; the monitor calls its Resume once
+  // the backlog is under it. Membership holds a reference on the reactor, released by Resume (or
+  // by the reactor's OnDone when UnregisterPaused returns true).
+  void RegisterPaused(SubmitReactor* r) ABSL_LOCKS_EXCLUDED(paused_mu_);
+  bool UnregisterPaused(SubmitReactor* r) ABSL_LOCKS_EXCLUDED(paused_mu_);
   // Open Submit streams, for DrainStreams. RegisterLive returns true when already draining.
-  bool RegisterLive(SubmitReactor* r);
-  void UnregisterLive(SubmitReactor* r);
+  bool RegisterLive(SubmitReactor* r) ABSL_LOCKS_EXCLUDED(live_mu_);
+  void UnregisterLive(SubmitReactor* r) ABSL_LOCKS_EXCLUDED(live_mu_);
   // For shutdown: every open (and later) Submit stream stops reading, answers each item it read
   // once that item is committed, and then ends with UNAVAILABLE, so the server's drain does not
   // wait out its grace on streams that never end by themselves. Call before ServerRunner::Shutdown.
-  void DrainStreams();
+  void DrainStreams() ABSL_LOCKS_EXCLUDED(live_mu_);
 
   SubmitterStore* store() { return store_; }
   Engine* engine() { return engine_; }
@@ -79,9 +89,8 @@ class SubmitterCore {
   const ServiceOptions& options() const { return options_; }
 
  private:
-  void IntakeLoop();
-  void PoolLoop();
-  void MonitorLoop();
+  void IntakeLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void MonitorLoop() ABSL_LOCKS_EXCLUDED(mu_, paused_mu_);
 
   SubmitterStore* store_;
   Engine* engine_;
@@ -89,20 +98,16 @@ class SubmitterCore {
   ServiceOptions options_;
   std::function<void()> on_stored_;
   std::atomic<int64_t> backlog_{0};
+  WorkerPool pool_{2};
 
-  std::mutex mu_;
-  // One condition per kind of waiter, so that an intake item wakes only the intake thread.
-  std::condition_variable intake_cv_;
-  std::condition_variable work_cv_;
-  std::condition_variable monitor_cv_;
-  bool stopping_ = false;
-  std::deque<IntakeItem> intake_;           // guarded by mu_
-  std::deque<std::function<void()>> work_;  // guarded by mu_
-  std::set<SubmitReactor*> paused_;         // guarded by paused_mu_
-  std::recursive_mutex paused_mu_;
-  std::mutex live_mu_;
-  std::set<SubmitReactor*> live_;  // guarded by live_mu_
-  bool draining_ = false;          // guarded by live_mu_
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<IntakeItem> intake_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex paused_mu_;
+  std::set<SubmitReactor*> paused_ ABSL_GUARDED_BY(paused_mu_);
+  absl::Mutex live_mu_;
+  std::set<SubmitReactor*> live_ ABSL_GUARDED_BY(live_mu_);
+  bool draining_ ABSL_GUARDED_BY(live_mu_) = false;
   std::vector<std::thread> threads_;
 };
 

@@ -4,6 +4,7 @@
 #include "libs/common/hex.h"
 #include "services/submitter/engine.h"
 #include "tests/submitter/test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::submitter {
 namespace {
@@ -252,12 +253,12 @@ TEST_F(EngineTest, WorkersDrainQueueAndStop) {
   o.idle_poll = absl::Milliseconds(20);
   Engine engine(store_.get(), {provider_.get()}, &metrics_, Clock::Real(), o);
   ASSERT_TRUE(engine.Start().ok());
-  for (int i = 0; i < 500; ++i) {
-    auto n = store_->CountBacklog();
-    ASSERT_TRUE(n.ok());
-    if (*n == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  EXPECT_TRUE(anchord::testing::WaitUntil(
+      [&] {
+        auto n = store_->CountBacklog();
+        return n.ok() && *n == 0;
+      },
+      absl::Seconds(30)));
   engine.Stop();
   EXPECT_EQ(*store_->CountBacklog(), 0);
   EXPECT_EQ(provider_->sent().size(), 20u);  // each row sent exactly once

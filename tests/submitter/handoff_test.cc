@@ -2,12 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <map>
-#include <mutex>
-#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "services/submitter/handoff.h"
 #include "tests/submitter/test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::submitter {
 namespace {
@@ -23,7 +23,7 @@ class FakePoller final : public anchord::v1::PollerService::Service {
     while (stream->Read(&req)) {
       bool drop;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         received_.push_back(req);
         drop = drop_at_ > 0 && static_cast<int>(received_.size()) == drop_at_;
         if (drop) drop_at_ = 0;
@@ -33,7 +33,7 @@ class FakePoller final : public anchord::v1::PollerService::Service {
       resp.set_request_id(req.request_id());
       resp.set_digest(req.proof().digest());
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         acked_[req.proof().digest()] = req.proof();
       }
       if (!stream->Write(resp)) break;
@@ -41,23 +41,23 @@ class FakePoller final : public anchord::v1::PollerService::Service {
     return grpc::Status::OK;
   }
   void DropAt(int n) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     drop_at_ = n;
   }
   std::vector<anchord::v1::TrackRequest> received() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return received_;
   }
   std::map<std::string, anchord::v1::Proof> acked() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return acked_;
   }
 
  private:
-  std::mutex mu_;
-  int drop_at_ = 0;
-  std::vector<anchord::v1::TrackRequest> received_;
-  std::map<std::string, anchord::v1::Proof> acked_;
+  absl::Mutex mu_;
+  int drop_at_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<anchord::v1::TrackRequest> received_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, anchord::v1::Proof> acked_ ABSL_GUARDED_BY(mu_);
 };
 
 class HandoffTest : public ::testing::Test {
@@ -91,12 +91,12 @@ class HandoffTest : public ::testing::Test {
   }
   // Waits (bounded) until nothing is left to hand off.
   bool WaitHandedOff() {
-    for (int i = 0; i < 400; ++i) {
-      auto p = store_->PendingHandoff(10);
-      if (p.ok() && p->empty()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    return false;
+    return anchord::testing::WaitUntil(
+        [&] {
+          auto p = store_->PendingHandoff(10);
+          return p.ok() && p->empty();
+        },
+        absl::Seconds(10));
   }
   void StartHandoff() {
     HandoffOptions o;

@@ -12,25 +12,16 @@ namespace {
 
 using providers::OutcomeKind;
 
-// Metric label of an outcome (kept here so the engine does not depend on the adapters' library).
+// Metric label of an outcome.
 const char* KindLabel(OutcomeKind k) {
-  switch (k) {
-    case OutcomeKind::kOk:
-      return "ok";
-    case OutcomeKind::kDuplicate:
-      return "duplicate";
-    case OutcomeKind::kRetry:
-      return "retry";
-    case OutcomeKind::kRateLimited:
-      return "rate_limited";
-    case OutcomeKind::kQuotaExhausted:
-      return "quota_exhausted";
-    case OutcomeKind::kPermanent:
-      return "permanent";
-    case OutcomeKind::kNotFound:
-      return "not_found";
-  }
-  return "unknown";
+  return providers::OutcomeName(k, {.ok = "ok",
+                                    .duplicate = "duplicate",
+                                    .retry = "retry",
+                                    .rate_limited = "rate_limited",
+                                    .quota_exhausted = "quota_exhausted",
+                                    .permanent = "permanent",
+                                    .not_found = "not_found",
+                                    .unknown = "unknown"});
 }
 
 // Canonical code stored with a permanent failure, from the provider's HTTP status.

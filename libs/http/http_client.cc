@@ -3,13 +3,13 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <mutex>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace anchord::http {
 
@@ -96,7 +96,7 @@ class CurlClient final : public HttpClient {
   explicit CurlClient(const CurlOptions& options) : options_(options) { GlobalInitOnce(); }
 
   ~CurlClient() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (CURL* h : idle_) curl_easy_cleanup(h);
   }
 
@@ -113,7 +113,7 @@ class CurlClient final : public HttpClient {
   // call lets the next caller (any thread) reuse the kept-alive connection.
   CURL* Take() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (!idle_.empty()) {
         CURL* h = idle_.back();
         idle_.pop_back();
@@ -123,7 +123,7 @@ class CurlClient final : public HttpClient {
     return curl_easy_init();
   }
   void Give(CURL* h) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (idle_.size() < kMaxIdle) {
       idle_.push_back(h);
       return;
@@ -203,8 +203,8 @@ class CurlClient final : public HttpClient {
 
   static constexpr size_t kMaxIdle = 16;
   const CurlOptions options_;
-  std::mutex mu_;
-  std::vector<CURL*> idle_;
+  absl::Mutex mu_;
+  std::vector<CURL*> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -99,6 +99,37 @@ std::string NormalizeDigestHex(absl::string_view s) {
   return absl::AsciiStrToLower(s);
 }
 
+std::optional<absl::Time> RateLimitReset(absl::string_view value, absl::Time now) {
+  double reset = 0;
+  if (!absl::SimpleAtod(value, &reset) || !(reset >= 0) || reset >= 1e12) return std::nullopt;
+  return reset > 1e9 ? absl::FromUnixMillis(static_cast<int64_t>(reset * 1000))
+                     : now + absl::Milliseconds(static_cast<int64_t>(reset * 1000));
+}
+
+absl::StatusOr<PreparedCreate> PrepareDigestOnly(const CreateInput& input) {
+  if (!IsSha256Hex(input.digest_hex)) {
+    return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
+  }
+  PreparedCreate p;
+  p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
+  p.body = p.digest_hex;
+  return p;
+}
+
+std::optional<DigestOnly> CheckDigestOnly(const PreparedCreate& request, CallOutcome* o) {
+  DigestOnly d;
+  d.hex = NormalizeDigestHex(request.digest_hex);
+  auto raw = HexDecode(d.hex);
+  if (d.hex.empty() || !raw.ok() || absl::AsciiStrToLower(request.body) != d.hex) {
+    o->kind = OutcomeKind::kPermanent;
+    o->code = "INVALID_REQUEST";
+    o->message = "prepared create is incomplete (digest or body); not sent";
+    return std::nullopt;
+  }
+  d.raw = *std::move(raw);
+  return d;
+}
+
 absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes,
                                                 absl::string_view digest_hex) {
   auto digest = HexDecode(digest_hex, "digest");
@@ -207,6 +238,16 @@ absl::Duration Wire::CloseGate(const http::HttpResponse& resp, absl::Duration fa
                            << "\"; waiting " << absl::FormatDuration(fallback);
     }
   }
+  return Gate(now, until, limiters);
+}
+
+absl::Duration Wire::CloseGateUntil(absl::Time until,
+                                    std::initializer_list<ratelimit::RateLimiter*> limiters) const {
+  return Gate(clock_->Now(), until, limiters);
+}
+
+absl::Duration Wire::Gate(absl::Time now, absl::Time until,
+                          std::initializer_list<ratelimit::RateLimiter*> limiters) const {
   if (until > now + kMaxGate) {
     ANCHORD_LOG(Warning) << provider_ << ": provider asked to wait past the "
                          << absl::FormatDuration(kMaxGate) << " cap; capping";
@@ -223,6 +264,28 @@ absl::Duration Wire::RetryHint(const http::HttpResponse& resp) const {
   auto parsed = ratelimit::ParseRetryAfter(resp.Header("retry-after"), now);
   if (!parsed.ok() || *parsed <= now) return absl::ZeroDuration();
   return std::min(*parsed - now, kMaxGate);
+}
+
+PacedHost::PacedHost(std::unique_ptr<ratelimit::RateLimiter> limiter)
+    : limiter_(std::move(limiter)) {}
+
+std::optional<http::HttpResponse> PacedHost::Send(const Wire& wire, const char* bucket,
+                                                  const char* endpoint,
+                                                  const http::HttpRequest& req,
+                                                  absl::Duration default_retry_after,
+                                                  CallOutcome* o) {
+  absl::MutexLock in_flight(&in_flight_);
+  if (!wire.Pace(limiter_.get(), bucket)) {
+    *o = Wire::Cancelled();
+    return std::nullopt;
+  }
+  std::optional<http::HttpResponse> resp = wire.Do(endpoint, req, o);
+  if (resp && resp->status == 429) {
+    o->kind = OutcomeKind::kRateLimited;
+    o->code = "RATE_LIMITED";
+    o->retry_after = wire.CloseGate(*resp, default_retry_after, {limiter_.get()});
+  }
+  return resp;
 }
 
 }  // namespace anchord::providers::internal

@@ -1,16 +1,18 @@
-// Plumbing shared by the ProofLedger, SimpleProof and OpenTimestamps calendar adapters (internal to
-// libs/providers): text that came from a server made safe to log, pacing with wait metrics, one
-// HTTP exchange with its request metric, Retry-After gates. Each adapter keeps its own error
-// classification, because that is where the providers differ. (proofd.cc predates this file and
-// keeps its own copies.)
+// Plumbing shared by the provider adapters (internal to libs/providers): text that came from a
+// server made safe to log, pacing with wait metrics, one HTTP exchange with its request metric,
+// Retry-After gates, one paced destination. Each adapter keeps its own error classification,
+// because that is where the providers differ.
 #pragma once
 
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/common/clock.h"
 #include "libs/http/http_client.h"
@@ -38,6 +40,24 @@ std::string TrimTrailingSlashes(absl::string_view s);
 std::optional<absl::Duration> CacheMaxAge(absl::string_view cache_control);
 // Lowercase hex of a valid SHA-256 hex string (either case); "" when `s` is not one.
 std::string NormalizeDigestHex(absl::string_view s);
+
+// The end of a rate-limit window from an X-RateLimit-Reset value: delta seconds, or a unix epoch
+// for anything above 1e9 (1e9 s of delta would be 31 years); nullopt when absent or malformed.
+std::optional<absl::Time> RateLimitReset(absl::string_view value, absl::Time now);
+
+// For the adapters whose request carries the digest alone (calendars, TSAs, SimpleProof): the
+// prepared create with the lowercase digest hex as its body; INVALID_ARGUMENT naming digest_hex
+// when it is not 64 hex characters.
+absl::StatusOr<PreparedCreate> PrepareDigestOnly(const CreateInput& input);
+
+// The digest of a PrepareDigestOnly create, checked again (the row may have been stored by
+// another version): `hex` lowercase, `raw` its 32 bytes. nullopt with *o set to a kPermanent
+// INVALID_REQUEST (nothing is sent) when the request is incomplete.
+struct DigestOnly {
+  std::string hex;
+  std::string raw;
+};
+std::optional<DigestOnly> CheckDigestOnly(const PreparedCreate& request, CallOutcome* o);
 
 // `bytes` parsed as a detached .ots of `digest_hex` (file hash op sha256, that digest); an error
 // naming what is wrong otherwise. Evidence is never returned without passing this.
@@ -79,15 +99,47 @@ class Wire {
   absl::Duration CloseGate(const http::HttpResponse& resp, absl::Duration fallback,
                            std::initializer_list<ratelimit::RateLimiter*> limiters) const;
 
+  // Closes every non-null limiter until `until`, capped at kMaxGate from now; returns the wait.
+  absl::Duration CloseGateUntil(absl::Time until,
+                                std::initializer_list<ratelimit::RateLimiter*> limiters) const;
+
   // A Retry-After hint on a non-429 answer (503), capped; zero when absent.
   absl::Duration RetryHint(const http::HttpResponse& resp) const;
 
  private:
+  absl::Duration Gate(absl::Time now, absl::Time until,
+                      std::initializer_list<ratelimit::RateLimiter*> limiters) const;
+
   std::string provider_;
   std::string secret_;
   http::HttpClient* http_;
   ProviderMetrics* metrics_;
   Clock* clock_;
+};
+
+// One destination paced by a limiter of its own, with one request to it in flight at a time: a
+// 429 closes its gate before the next request to it leaves, so no request of this process is sent
+// past a Retry-After it was given. Thread-safe.
+class PacedHost {
+ public:
+  explicit PacedHost(std::unique_ptr<ratelimit::RateLimiter> limiter);
+
+  // Waits for the limiter (counted under `bucket`), then sends `req` through `wire` as Wire::Do
+  // does. Stopping: nullopt with *o = Wire::Cancelled(). A 429 closes this host's gate (until
+  // Retry-After, else `default_retry_after`) and returns the answer with o->kind kRateLimited,
+  // o->code RATE_LIMITED and o->retry_after set; the caller words o->message.
+  std::optional<http::HttpResponse> Send(const Wire& wire, const char* bucket, const char* endpoint,
+                                         const http::HttpRequest& req,
+                                         absl::Duration default_retry_after, CallOutcome* o)
+      ABSL_LOCKS_EXCLUDED(in_flight_);
+
+  // Wakes waiters; every later Send returns Cancelled.
+  void Stop() { limiter_->Stop(); }
+
+ private:
+  const std::unique_ptr<ratelimit::RateLimiter> limiter_;
+  // Held for a whole exchange; guards no data, only the order of requests.
+  absl::Mutex in_flight_;
 };
 
 }  // namespace anchord::providers::internal

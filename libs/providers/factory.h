@@ -97,8 +97,7 @@ std::vector<std::string> KnownProviders();
 // Each flag's environment variable is ANCHORD_ + the flag in upper snake case.
 void AddProviderFlags(CLI::App& app, ProviderSettings* s);
 
-using LimiterFactory = std::function<std::unique_ptr<ratelimit::RateLimiter>(
-    const std::string& name, ratelimit::RateLimit)>;
+using LimiterFactory = ratelimit::LimiterFactory;
 
 // Owns the HTTP client, the limiters and the adapters. Thread-safe after Create.
 class ProviderSet {

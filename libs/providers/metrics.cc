@@ -1,24 +1,22 @@
 #include "libs/providers/metrics.h"
 
+#include "libs/common/metric_families.h"
+
 namespace anchord::providers {
 
 ProviderMetrics::ProviderMetrics(prometheus::Registry& registry)
-    : requests(prometheus::BuildCounter()
-                   .Name("anchord_provider_requests_total")
-                   .Help("HTTP requests sent to providers, by endpoint and HTTP status code.")
-                   .Register(registry)),
-      rate_limit_waits(prometheus::BuildCounter()
-                           .Name("anchord_rate_limit_waits_total")
-                           .Help("Requests that waited for client-side pacing or Retry-After.")
-                           .Register(registry)),
-      rate_limit_wait_seconds(prometheus::BuildCounter()
-                                  .Name("anchord_rate_limit_wait_seconds_total")
-                                  .Help("Seconds spent waiting for pacing or Retry-After.")
-                                  .Register(registry)),
-      rate_limited(prometheus::BuildCounter()
-                       .Name("anchord_provider_rate_limited_total")
-                       .Help("429 Too Many Requests answers received from providers.")
-                       .Register(registry)) {}
+    : requests(metrics::CounterFamily(
+          registry, "anchord_provider_requests_total",
+          "HTTP requests sent to providers, by endpoint and HTTP status code.")),
+      rate_limit_waits(
+          metrics::CounterFamily(registry, "anchord_rate_limit_waits_total",
+                                 "Requests that waited for client-side pacing or Retry-After.")),
+      rate_limit_wait_seconds(
+          metrics::CounterFamily(registry, "anchord_rate_limit_wait_seconds_total",
+                                 "Seconds spent waiting for pacing or Retry-After.")),
+      rate_limited(
+          metrics::CounterFamily(registry, "anchord_provider_rate_limited_total",
+                                 "429 Too Many Requests answers received from providers.")) {}
 
 void ProviderMetrics::CountRequest(const std::string& provider, const std::string& endpoint,
                                    int http_status) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -12,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/ots/ots.h"
@@ -21,6 +21,7 @@
 namespace anchord::providers {
 namespace {
 
+using internal::PacedHost;
 using internal::Wire;
 
 constexpr char kDigest[] = "digest";
@@ -30,11 +31,6 @@ constexpr char kAccept[] = "application/vnd.opentimestamps.v1";
 // the calendar domains, and proofs come from outside).
 constexpr size_t kMaxCalendarStates = 64;
 constexpr size_t kMaxNotBeforeEntries = 100000;
-
-struct CalendarState {
-  std::unique_ptr<ratelimit::RateLimiter> limiter;
-  std::mutex in_flight;
-};
 
 // One calendar's answer to a create.
 struct Answer {
@@ -55,38 +51,23 @@ class OtsCalendarProvider final : public Provider {
     for (std::string& c : config_.calendars) c = internal::TrimTrailingSlashes(c);
     whitelist_ = ots::DefaultCalendarWhitelist();
     for (const std::string& c : config_.calendars) whitelist_.push_back(c);
-    if (!deps_.limiters) {
-      Clock* clock = deps_.clock;
-      deps_.limiters = [clock](const std::string& name, ratelimit::RateLimit limit) {
-        return ratelimit::MakeLocalRateLimiter(name, limit, clock);
-      };
-    }
   }
 
   const std::string& name() const override { return config_.name; }
 
+  // The wire body is the raw 32 bytes the digest hex decodes to; kept as hex so the stored row
+  // stays printable. Nothing but the digest is sent.
   absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const override {
-    if (!IsSha256Hex(input.digest_hex)) {
-      return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
-    }
-    PreparedCreate p;
-    p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
-    // The wire body is the raw 32 bytes this hex decodes to; kept as hex so the stored row stays
-    // printable. Nothing but the digest is sent.
-    p.body = p.digest_hex;
-    return p;
+    return internal::PrepareDigestOnly(input);
   }
 
   CreateResult Create(const PreparedCreate& request) override {
     CreateResult result;
-    const std::string digest_hex = internal::NormalizeDigestHex(request.digest_hex);
-    auto digest = HexDecode(digest_hex);
-    if (digest_hex.empty() || !digest.ok() || absl::AsciiStrToLower(request.body) != digest_hex) {
-      result.outcome.kind = OutcomeKind::kPermanent;
-      result.outcome.code = "INVALID_REQUEST";
-      result.outcome.message = "prepared create is incomplete (digest or body); not sent";
-      return result;
-    }
+    std::optional<internal::DigestOnly> checked =
+        internal::CheckDigestOnly(request, &result.outcome);
+    if (!checked) return result;
+    const std::string& digest_hex = checked->hex;
+    const std::string& digest = checked->raw;
     // Every calendar at once, each in its own thread like `ots stamp`, so the quorum is reached
     // within one timeout rather than one per calendar.
     std::vector<Answer> answers(config_.calendars.size());
@@ -94,13 +75,13 @@ class OtsCalendarProvider final : public Provider {
     threads.reserve(answers.size());
     for (size_t i = 0; i < answers.size(); ++i) {
       answers[i].calendar = config_.calendars[i];
-      threads.emplace_back([this, &answers, i, &digest] { Submit(*digest, &answers[i]); });
+      threads.emplace_back([this, &answers, i, &digest] { Submit(digest, &answers[i]); });
     }
     for (std::thread& t : threads) t.join();
 
     ots::DetachedFile file;
     file.file_hash_op = ots::Op::Sha256();
-    file.digest = *digest;
+    file.digest = digest;
     int valid = 0;
     int rate_limited = 0;
     absl::Duration retry_after = absl::ZeroDuration();
@@ -120,7 +101,7 @@ class OtsCalendarProvider final : public Provider {
         ++valid;
         continue;
       }
-      if (auto st = ots::MergeCalendarAnswer(&file, *digest, a.bytes); !st.ok()) {
+      if (auto st = ots::MergeCalendarAnswer(&file, digest, a.bytes); !st.ok()) {
         failures.push_back(absl::StrCat(a.calendar, ": MALFORMED_RESPONSE ", st.message()));
         ANCHORD_LOG(Error) << config_.name << " digest: answer of " << a.calendar
                            << " does not merge: " << st.message();
@@ -262,9 +243,9 @@ class OtsCalendarProvider final : public Provider {
   }
 
   void Stop() override {
-    std::lock_guard<std::mutex> lock(cal_mu_);
+    absl::MutexLock lock(&cal_mu_);
     stopped_ = true;
-    for (auto& [name, st] : cals_) st->limiter->Stop();
+    for (auto& [name, host] : cals_) host->Stop();
   }
 
  private:
@@ -308,35 +289,34 @@ class OtsCalendarProvider final : public Provider {
     return rec;
   }
 
-  CalendarState* StateFor(const std::string& origin) {
-    std::lock_guard<std::mutex> lock(cal_mu_);
+  PacedHost* HostFor(const std::string& origin) ABSL_LOCKS_EXCLUDED(cal_mu_) {
+    absl::MutexLock lock(&cal_mu_);
     std::string key = origin;
     if (!cals_.count(key) && cals_.size() >= kMaxCalendarStates) key = "(other)";
-    auto& st = cals_[key];
-    if (st == nullptr) {
-      st = std::make_unique<CalendarState>();
-      st->limiter = deps_.limiters(absl::StrCat(config_.name, ".", key), config_.calendar_limit);
-      if (st->limiter == nullptr) {
-        st->limiter = ratelimit::MakeLocalRateLimiter(key, config_.calendar_limit, deps_.clock);
-      }
-      if (stopped_) st->limiter->Stop();
+    auto& host = cals_[key];
+    if (host == nullptr) {
+      host = std::make_unique<PacedHost>(
+          ratelimit::MakeLimiter(deps_.limiters, absl::StrCat(config_.name, ".", key),
+                                 config_.calendar_limit, deps_.clock));
+      if (stopped_) host->Stop();
     }
-    return st.get();
+    return host.get();
   }
 
-  absl::Time NotBefore(const std::string& key) {
-    std::lock_guard<std::mutex> lock(nb_mu_);
+  absl::Time NotBefore(const std::string& key) ABSL_LOCKS_EXCLUDED(nb_mu_) {
+    absl::MutexLock lock(&nb_mu_);
     auto it = not_before_.find(key);
     return it == not_before_.end() ? absl::InfinitePast() : it->second;
   }
 
   // The reference server sends max-age=60 with a pending 404 (the sandbox: its configured
   // pending_max_age); a missing or malformed header leaves the pace to the caller's rounds.
-  void SetNotBefore(const std::string& key, const http::HttpResponse& resp) {
+  void SetNotBefore(const std::string& key, const http::HttpResponse& resp)
+      ABSL_LOCKS_EXCLUDED(nb_mu_) {
     auto age = internal::CacheMaxAge(resp.Header("cache-control"));
     if (!age || *age <= absl::ZeroDuration()) return;
     const absl::Time now = deps_.clock->Now();
-    std::lock_guard<std::mutex> lock(nb_mu_);
+    absl::MutexLock lock(&nb_mu_);
     if (not_before_.size() >= kMaxNotBeforeEntries) {
       for (auto it = not_before_.begin(); it != not_before_.end();) {
         it = it->second <= now ? not_before_.erase(it) : std::next(it);
@@ -349,19 +329,11 @@ class OtsCalendarProvider final : public Provider {
   // Sends one request to `origin` under its limiter, one at a time per calendar.
   std::optional<http::HttpResponse> Send(const std::string& origin, const char* endpoint,
                                          http::HttpRequest req, CallOutcome* o) {
-    CalendarState* st = StateFor(origin);
-    std::lock_guard<std::mutex> in_flight(st->in_flight);
-    if (!wire_.Pace(st->limiter.get(), "calendar")) {
-      *o = Wire::Cancelled();
-      return std::nullopt;
-    }
     req.headers.emplace_back("Accept", kAccept);
-    std::optional<http::HttpResponse> resp = wire_.Do(endpoint, req, o);
+    std::optional<http::HttpResponse> resp =
+        HostFor(origin)->Send(wire_, "calendar", endpoint, req, config_.default_retry_after, o);
     if (resp && resp->status == 429) {
-      o->kind = OutcomeKind::kRateLimited;
-      o->code = "RATE_LIMITED";
       o->message = absl::StrCat("calendar ", wire_.Redact(origin), " answered 429");
-      o->retry_after = wire_.CloseGate(*resp, config_.default_retry_after, {st->limiter.get()});
       ANCHORD_LOG(Warning) << config_.name << " " << endpoint << ": " << o->message << "; waiting "
                            << absl::FormatDuration(o->retry_after);
     }
@@ -460,11 +432,13 @@ class OtsCalendarProvider final : public Provider {
   OtsCalendarDeps deps_;
   Wire wire_;
   std::vector<std::string> whitelist_;
-  std::mutex cal_mu_;
-  bool stopped_ = false;
-  std::map<std::string, std::unique_ptr<CalendarState>> cals_;
-  std::mutex nb_mu_;
-  std::map<std::string, absl::Time> not_before_;  // (calendar, commitment) -> not before
+  absl::Mutex cal_mu_;
+  bool stopped_ ABSL_GUARDED_BY(cal_mu_) = false;
+  // By origin; entries are never removed, so a PacedHost* stays valid for the adapter's life.
+  std::map<std::string, std::unique_ptr<PacedHost>> cals_ ABSL_GUARDED_BY(cal_mu_);
+  absl::Mutex nb_mu_;
+  // (calendar, commitment) -> not before
+  std::map<std::string, absl::Time> not_before_ ABSL_GUARDED_BY(nb_mu_);
 };
 
 }  // namespace

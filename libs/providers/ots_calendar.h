@@ -53,8 +53,7 @@ struct OtsCalendarConfig {
   absl::Duration max_not_before = absl::Hours(1);
 };
 
-using CalendarLimiterFactory = std::function<std::unique_ptr<ratelimit::RateLimiter>(
-    const std::string& name, ratelimit::RateLimit)>;
+using CalendarLimiterFactory = ratelimit::LimiterFactory;
 
 struct OtsCalendarDeps {
   http::HttpClient* http = nullptr;  // not owned

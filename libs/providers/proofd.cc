@@ -1,12 +1,11 @@
 #include "libs/providers/proofd.h"
 
-#include <mutex>
-
 #include <openssl/sha.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -15,7 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
@@ -43,9 +42,6 @@ const char* EndpointLabel(Endpoint e) {
   return "other";
 }
 
-// A misbehaving server must not be able to hold every worker behind a gate for days: waits taken
-// from Retry-After / X-RateLimit-Reset are capped (the documented windows are one minute).
-constexpr absl::Duration kMaxGate = absl::Hours(1);
 // Used when a 429 carries no usable Retry-After (the documented limits are per minute).
 constexpr absl::Duration kDefaultRetryAfter = absl::Seconds(60);
 constexpr int kMaxDuplicatePages = 200;
@@ -69,21 +65,16 @@ bool IsUuid(absl::string_view s) {
 
 // Shared with the other adapters (adapter_common.h).
 using internal::CleanCode;
+using internal::ParseIsoTime;
 using internal::PercentEncode;
 using internal::Printable;
+using internal::Wire;
 
 std::string StringField(const json& obj, const char* key) {
   if (!obj.is_object()) return "";
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_string()) return "";
   return it->get<std::string>();
-}
-
-absl::StatusOr<absl::Time> ParseIsoTime(const std::string& s) {
-  absl::Time t;
-  std::string err;
-  if (absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return t;
-  return absl::InvalidArgumentError(err);
 }
 
 // Optional string field: absent or null -> "", string -> value, anything else -> error.
@@ -233,8 +224,10 @@ struct Exchange {
 class ProofdProvider final : public Provider {
  public:
   ProofdProvider(const ProofdConfig& config, const ProofdDeps& deps)
-      : config_(config), deps_(deps) {
-    while (!config_.base_url.empty() && config_.base_url.back() == '/') config_.base_url.pop_back();
+      : config_(config),
+        deps_(deps),
+        wire_(config.name, config.api_key, deps.http, deps.metrics, deps.clock) {
+    config_.base_url = internal::TrimTrailingSlashes(config_.base_url);
     if (deps_.clock == nullptr) deps_.clock = Clock::Real();
   }
 
@@ -409,13 +402,6 @@ class ProofdProvider final : public Provider {
     return page;
   }
 
-  // Removes the key (and any registered secret) from text that came from outside.
-  std::string Redact(absl::string_view text) const {
-    std::string out = Printable(text, 300);
-    if (!config_.api_key.empty()) out = absl::StrReplaceAll(out, {{config_.api_key, "[REDACTED]"}});
-    return ScrubSecrets(out);
-  }
-
   CallOutcome LocalInvalidId() const {
     CallOutcome o;
     o.kind = OutcomeKind::kPermanent;
@@ -425,63 +411,30 @@ class ProofdProvider final : public Provider {
   }
 
   CallOutcome Malformed(Endpoint ep, const CallOutcome& base, absl::string_view why) const {
-    CallOutcome o = base;
-    o.kind = OutcomeKind::kRetry;
-    o.code = "MALFORMED_RESPONSE";
-    o.message = Redact(absl::StrCat("malformed ", EndpointLabel(ep), " answer: ", why));
-    ANCHORD_LOG(Warning) << config_.name << " " << EndpointLabel(ep) << ": HTTP "
-                         << base.http_status << " MALFORMED_RESPONSE: " << o.message
-                         << " request_id=" << o.request_id;
-    return o;
+    return wire_.Malformed(EndpointLabel(ep), base, why);
   }
 
-  // Waits for `limiter`; false when the provider is stopping.
-  bool Pace(ratelimit::RateLimiter* limiter, const char* bucket) {
-    if (limiter == nullptr) return true;
-    auto waited = limiter->Acquire();
-    if (!waited.ok()) return false;
-    if (deps_.metrics != nullptr) {
-      deps_.metrics->CountWait(config_.name, bucket, absl::ToDoubleSeconds(*waited));
-    }
-    return true;
+  // A 429 or an exhausted budget closes the create gate for a create, and always the general
+  // gate (every request counts there).
+  ratelimit::RateLimiter* CreateGate(Endpoint ep) const {
+    return ep == Endpoint::kCreate ? deps_.create_limiter : nullptr;
   }
 
-  // Closes the create gate for a create, and always the general gate (every request counts there).
-  void CloseGate(Endpoint ep, absl::Time until) {
-    const absl::Time cap = deps_.clock->Now() + kMaxGate;
-    if (until > cap) {
-      ANCHORD_LOG(Warning) << config_.name << ": provider asked to wait past the "
-                           << absl::FormatDuration(kMaxGate) << " cap; capping";
-      until = cap;
-    }
-    if (ep == Endpoint::kCreate && deps_.create_limiter != nullptr) {
-      deps_.create_limiter->BlockUntil(until);
-    }
-    if (deps_.general_limiter != nullptr) {
-      deps_.general_limiter->BlockUntil(until);
-    }
-  }
-
-  // X-RateLimit-Remaining: 0 closes the gate until X-RateLimit-Reset, which may be delta seconds
-  // or a unix epoch (any value above 1e9 is read as an epoch: 1e9 s of delta would be 31 years).
+  // X-RateLimit-Remaining: 0 closes the gate until X-RateLimit-Reset.
   void ApplyRateLimitHeaders(Endpoint ep, const http::HttpResponse& resp) {
     int64_t remaining = -1;
     if (!absl::SimpleAtoi(resp.Header("x-ratelimit-remaining"), &remaining) || remaining != 0) {
       return;
     }
-    double reset = 0;
-    if (!absl::SimpleAtod(resp.Header("x-ratelimit-reset"), &reset) || !(reset >= 0) ||
-        reset > 1e12) {
-      return;
-    }
     const absl::Time now = deps_.clock->Now();
-    const absl::Time until = reset > 1e9
-                                 ? absl::FromUnixMillis(static_cast<int64_t>(reset * 1000))
-                                 : now + absl::Milliseconds(static_cast<int64_t>(reset * 1000));
+    const std::optional<absl::Time> until =
+        internal::RateLimitReset(resp.Header("x-ratelimit-reset"), now);
     // Which bucket the headers describe is not documented (the sandbox reports the tightest one),
     // so an exhausted answer to a create closes both gates: a poll never runs into a 429 because
     // the general bucket was the one at zero.
-    if (until > now) CloseGate(ep, until);
+    if (until && *until > now) {
+      wire_.CloseGateUntil(*until, {CreateGate(ep), deps_.general_limiter});
+    }
   }
 
   Exchange Send(Endpoint ep, const std::string& method, const std::string& path,
@@ -490,14 +443,11 @@ class ProofdProvider final : public Provider {
     // so no request of this process is ever sent past a Retry-After it was given (concurrent
     // requests would already be on the wire). The documented limits (at most 2 requests a second
     // per key) leave ample room for sequential loopback-to-provider round trips.
-    std::lock_guard<std::mutex> in_flight(send_mu_);
+    absl::MutexLock in_flight(&send_mu_);
     Exchange ex;
     CallOutcome& o = ex.outcome;
-    if ((ep == Endpoint::kCreate && !Pace(deps_.create_limiter, "create")) ||
-        !Pace(deps_.general_limiter, "general")) {
-      o.kind = OutcomeKind::kRetry;
-      o.code = "CANCELLED";
-      o.message = "provider is stopping";
+    if (!wire_.Pace(CreateGate(ep), "create") || !wire_.Pace(deps_.general_limiter, "general")) {
+      o = Wire::Cancelled();
       return ex;
     }
     http::HttpRequest req;
@@ -512,28 +462,8 @@ class ProofdProvider final : public Provider {
     if (!idempotency_key.empty()) req.headers.emplace_back("Idempotency-Key", idempotency_key);
     req.body = body;
 
-    if (deps_.http == nullptr) {
-      o.kind = OutcomeKind::kRetry;
-      o.code = "NETWORK_ERROR";
-      o.message = "no HTTP client configured";
-      return ex;
-    }
-    absl::StatusOr<http::HttpResponse> resp = deps_.http->Do(req);
-    if (!resp.ok()) {
-      if (deps_.metrics != nullptr) deps_.metrics->CountRequest(config_.name, EndpointLabel(ep), 0);
-      o.kind = OutcomeKind::kRetry;
-      o.code = resp.status().code() == absl::StatusCode::kResourceExhausted ? "MALFORMED_RESPONSE"
-                                                                            : "NETWORK_ERROR";
-      o.message = Redact(resp.status().message());
-      ANCHORD_LOG(Warning) << config_.name << " " << EndpointLabel(ep) << ": " << o.code << ": "
-                           << o.message;
-      return ex;
-    }
-    if (deps_.metrics != nullptr) {
-      deps_.metrics->CountRequest(config_.name, EndpointLabel(ep), resp->status);
-    }
-    o.http_status = resp->status;
-    o.request_id = Redact(Printable(resp->Header("x-request-id"), 128));
+    std::optional<http::HttpResponse> resp = wire_.Do(EndpointLabel(ep), req, &o);
+    if (!resp) return ex;
     ApplyRateLimitHeaders(ep, *resp);
 
     if (resp->status >= 200 && resp->status < 300) {
@@ -543,33 +473,17 @@ class ProofdProvider final : public Provider {
     }
 
     ex.error = ParseErrorBody(resp->body);
-    if (o.request_id.empty()) o.request_id = Redact(Printable(ex.error.request_id, 128));
+    if (o.request_id.empty()) o.request_id = wire_.Redact(Printable(ex.error.request_id, 128));
     o.code = ex.error.code.empty() ? absl::StrCat("HTTP_", resp->status) : ex.error.code;
     o.kind = Classify(resp->status, ex.error.code, ep);
-    o.message =
-        Redact(ex.error.message.empty() ? absl::StrCat("HTTP ", resp->status) : ex.error.message);
+    o.message = wire_.Redact(ex.error.message.empty() ? absl::StrCat("HTTP ", resp->status)
+                                                      : ex.error.message);
     if (o.kind == OutcomeKind::kRateLimited) {
-      const absl::Time now = deps_.clock->Now();
-      absl::Time until = now + kDefaultRetryAfter;
-      const std::string ra = resp->Header("retry-after");
-      if (!ra.empty()) {
-        auto parsed = ratelimit::ParseRetryAfter(ra, now);
-        if (parsed.ok()) {
-          until = std::max(*parsed, now);
-        } else {
-          ANCHORD_LOG(Warning) << config_.name << ": unparsable Retry-After \"" << Printable(ra, 64)
-                               << "\"; waiting " << absl::FormatDuration(kDefaultRetryAfter);
-        }
-      }
-      until = std::min(until, now + kMaxGate);
-      CloseGate(ep, until);
-      o.retry_after = until - now;
+      o.retry_after =
+          wire_.CloseGate(*resp, kDefaultRetryAfter, {CreateGate(ep), deps_.general_limiter});
     } else if (o.kind == OutcomeKind::kRetry) {
       // A hint for IDEMPOTENCY_IN_PROGRESS / 503; the caller's backoff applies otherwise.
-      auto parsed = ratelimit::ParseRetryAfter(resp->Header("retry-after"), deps_.clock->Now());
-      if (parsed.ok() && *parsed > deps_.clock->Now()) {
-        o.retry_after = std::min(*parsed - deps_.clock->Now(), kMaxGate);
-      }
+      o.retry_after = wire_.RetryHint(*resp);
     }
     // Duplicates are expected on replays and not-yet-available proofs are routine.
     const bool routine = o.code == "DUPLICATE_TIMESTAMP" || o.kind == OutcomeKind::kNotFound;
@@ -600,7 +514,7 @@ class ProofdProvider final : public Provider {
       // A rate-limited step keeps its kind so the caller honours retry_after.
       if (cause.kind != OutcomeKind::kRateLimited) result.outcome.kind = OutcomeKind::kRetry;
       result.outcome.message =
-          Redact(absl::StrCat("resolving duplicate: ", why, ": ", cause.message));
+          wire_.Redact(absl::StrCat("resolving duplicate: ", why, ": ", cause.message));
       ANCHORD_LOG(Warning) << config_.name << " create: " << result.outcome.message
                            << " request_id=" << cause.request_id;
       return result;
@@ -649,7 +563,9 @@ class ProofdProvider final : public Provider {
 
   ProofdConfig config_;
   ProofdDeps deps_;
-  std::mutex send_mu_;
+  Wire wire_;
+  // Held for a whole exchange (see Send); guards no data, only the order of requests.
+  absl::Mutex send_mu_;
 };
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
@@ -376,7 +376,7 @@ class ProofLedgerProvider final : public Provider {
 
   int64_t LookupBudgetRemaining() const override {
     if (config_.verify_limit <= 0) return -1;
-    std::lock_guard<std::mutex> lock(budget_mu_);
+    absl::MutexLock lock(&budget_mu_);
     const absl::Time now = deps_.clock->Now();
     if (deps_.verify_limiter != nullptr && deps_.verify_limiter->blocked_until() > now) return 0;
     PruneLocked(now);
@@ -400,8 +400,8 @@ class ProofLedgerProvider final : public Provider {
     std::string body;  // 2xx body, or the error body
   };
 
-  // Forgets verify requests that left the window (budget_mu_ held).
-  void PruneLocked(absl::Time now) const {
+  // Forgets verify requests that left the window.
+  void PruneLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(budget_mu_) {
     while (!verify_sent_.empty() && verify_sent_.front() <= now - config_.verify_window) {
       verify_sent_.pop_front();
     }
@@ -441,14 +441,9 @@ class ProofLedgerProvider final : public Provider {
     if (!absl::SimpleAtoi(resp.Header("x-ratelimit-remaining"), &remaining) || remaining < 0) {
       return;
     }
-    double reset = 0;
-    absl::Time until = now + config_.verify_window;
-    if (absl::SimpleAtod(resp.Header("x-ratelimit-reset"), &reset) && reset >= 0 && reset < 1e12) {
-      // Delta seconds, or a unix epoch for anything above 1e9 (as proofd.cc reads it).
-      until = reset > 1e9 ? absl::FromUnixMillis(static_cast<int64_t>(reset * 1000))
-                          : now + absl::Milliseconds(static_cast<int64_t>(reset * 1000));
-    }
-    std::lock_guard<std::mutex> lock(budget_mu_);
+    const absl::Time until = internal::RateLimitReset(resp.Header("x-ratelimit-reset"), now)
+                                 .value_or(now + config_.verify_window);
+    absl::MutexLock lock(&budget_mu_);
     server_remaining_ = remaining;
     server_remaining_until_ = until;
   }
@@ -460,7 +455,7 @@ class ProofLedgerProvider final : public Provider {
     // leaves, so no request of this process is sent past a Retry-After it was given. Creates and
     // verifies have separate budgets and gates, so a long wait for the hourly verify budget does
     // not hold creates up.
-    std::lock_guard<std::mutex> in_flight(verify ? verify_mu_ : create_mu_);
+    absl::MutexLock in_flight(verify ? &verify_mu_ : &create_mu_);
     Exchange ex;
     CallOutcome& o = ex.outcome;
     if (!wire_.Pace(limiter, endpoint)) {
@@ -471,7 +466,7 @@ class ProofLedgerProvider final : public Provider {
     req.headers.emplace_back("Accept", "application/json");
     const absl::Time sent_at = deps_.clock->Now();
     if (verify && config_.verify_limit > 0) {
-      std::lock_guard<std::mutex> lock(budget_mu_);
+      absl::MutexLock lock(&budget_mu_);
       verify_sent_.push_back(sent_at);
       PruneLocked(sent_at);
     }
@@ -492,7 +487,7 @@ class ProofLedgerProvider final : public Provider {
     if (o.kind == OutcomeKind::kRateLimited) {
       o.retry_after = wire_.CloseGate(*resp, config_.default_retry_after, {limiter});
       if (verify) {
-        std::lock_guard<std::mutex> lock(budget_mu_);
+        absl::MutexLock lock(&budget_mu_);
         server_remaining_ = 0;
         server_remaining_until_ = sent_at + o.retry_after;
       }
@@ -514,12 +509,14 @@ class ProofLedgerProvider final : public Provider {
   ProofLedgerConfig config_;
   ProofLedgerDeps deps_;
   Wire wire_;
-  std::mutex create_mu_;
-  std::mutex verify_mu_;
-  mutable std::mutex budget_mu_;
-  mutable std::deque<absl::Time> verify_sent_;  // verify requests within the window
-  int64_t server_remaining_ = -1;
-  absl::Time server_remaining_until_ = absl::InfinitePast();
+  // Each held for a whole exchange through its gate (see Send); they guard no data.
+  absl::Mutex create_mu_;
+  absl::Mutex verify_mu_;
+  mutable absl::Mutex budget_mu_;
+  // Verify requests within the window.
+  mutable std::deque<absl::Time> verify_sent_ ABSL_GUARDED_BY(budget_mu_);
+  int64_t server_remaining_ ABSL_GUARDED_BY(budget_mu_) = -1;
+  absl::Time server_remaining_until_ ABSL_GUARDED_BY(budget_mu_) = absl::InfinitePast();
 };
 
 }  // namespace

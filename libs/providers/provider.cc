@@ -3,23 +3,14 @@
 namespace anchord::providers {
 
 const char* OutcomeKindName(OutcomeKind kind) {
-  switch (kind) {
-    case OutcomeKind::kOk:
-      return "OK";
-    case OutcomeKind::kDuplicate:
-      return "DUPLICATE";
-    case OutcomeKind::kRetry:
-      return "RETRY";
-    case OutcomeKind::kRateLimited:
-      return "RATE_LIMITED";
-    case OutcomeKind::kQuotaExhausted:
-      return "QUOTA_EXHAUSTED";
-    case OutcomeKind::kPermanent:
-      return "PERMANENT";
-    case OutcomeKind::kNotFound:
-      return "NOT_FOUND";
-  }
-  return "UNKNOWN";
+  return OutcomeName(kind, {.ok = "OK",
+                            .duplicate = "DUPLICATE",
+                            .retry = "RETRY",
+                            .rate_limited = "RATE_LIMITED",
+                            .quota_exhausted = "QUOTA_EXHAUSTED",
+                            .permanent = "PERMANENT",
+                            .not_found = "NOT_FOUND",
+                            .unknown = "UNKNOWN"});
 }
 
 }  // namespace anchord::providers

@@ -39,6 +39,41 @@ enum class OutcomeKind {
   kNotFound,        // Lookup/download: the record or its evidence does not exist (yet).
 };
 
+// One word per OutcomeKind in a caller's vocabulary (log words, metric labels): each caller lists
+// its words, OutcomeName does the matching. Header-only, so callers that do not link the adapters'
+// library (the engines) use it too.
+struct OutcomeNames {
+  const char* ok;
+  const char* duplicate;
+  const char* retry;
+  const char* rate_limited;
+  const char* quota_exhausted;
+  const char* permanent;
+  const char* not_found;
+  const char* unknown;  // a value outside the enum
+};
+
+constexpr const char* OutcomeName(OutcomeKind kind, const OutcomeNames& names) {
+  switch (kind) {
+    case OutcomeKind::kOk:
+      return names.ok;
+    case OutcomeKind::kDuplicate:
+      return names.duplicate;
+    case OutcomeKind::kRetry:
+      return names.retry;
+    case OutcomeKind::kRateLimited:
+      return names.rate_limited;
+    case OutcomeKind::kQuotaExhausted:
+      return names.quota_exhausted;
+    case OutcomeKind::kPermanent:
+      return names.permanent;
+    case OutcomeKind::kNotFound:
+      return names.not_found;
+  }
+  return names.unknown;
+}
+
+// The kind's name in upper snake case ("RATE_LIMITED"), for logs.
 const char* OutcomeKindName(OutcomeKind kind);
 
 // What one call to the provider ended with.

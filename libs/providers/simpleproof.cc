@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <limits>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <utility>
@@ -15,173 +14,32 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
 #include "libs/providers/adapter_common.h"
+#include "libs/providers/simpleproof_answers.h"
 
 namespace anchord::providers {
 namespace {
 
 using json = nlohmann::json;
 using internal::Wire;
+using simpleproof::Cursor;
+using simpleproof::FormatCursor;
+using simpleproof::kListLimitMax;
+using simpleproof::kPendingStatuses;
+using simpleproof::ParseCursor;
+using simpleproof::ParseFiles;
+using simpleproof::ParseVerification;
+using simpleproof::Verification;
 
 constexpr char kCreate[] = "create";
 constexpr char kVerify[] = "verify";
 constexpr char kList[] = "list";
 constexpr char kOts[] = "ots";
-
-constexpr int kListLimitMax = 100;  // the sandbox's cap; the document names none
-constexpr size_t kMaxCallbackBytes = 64 * 1024;
-// The listing statuses that are not yet confirmed, in the order a document moves through them:
-// walking pending_stamp first means a document that moves on during the walk is met again in
-// `pending` rather than missed.
-constexpr const char* kPendingStatuses[] = {"pending_stamp", "pending"};
-
-// What a verification says about one hash.
-struct Verification {
-  ProviderRecord record;  // proof_id = digest, state, verify_url, times
-  std::string ots_url;    // ots_download_url; may be empty
-};
-
-absl::Status OptString(const json& j, const char* key, std::string* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_string()) return absl::InvalidArgumentError(absl::StrCat(key, ": not a string"));
-  *out = it->get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status OptTime(const json& j, const char* key, absl::Time* out) {
-  std::string s;
-  if (auto st = OptString(j, key, &s); !st.ok()) return st;
-  if (s.empty()) return absl::OkStatus();
-  auto t = internal::ParseIsoTime(s);
-  if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": not an ISO-8601 time"));
-  *out = *t;
-  return absl::OkStatus();
-}
-
-absl::Status OptUrl(const json& j, const char* key, std::string* out) {
-  if (auto st = OptString(j, key, out); !st.ok()) return st;
-  if (!out->empty() && !internal::IsHttpUrl(*out)) {
-    return absl::InvalidArgumentError(absl::StrCat(key, ": not an http(s) URL"));
-  }
-  return absl::OkStatus();
-}
-
-// {"ok": true, ...}: `ok` must not be false (absent is tolerated: the payload decides).
-absl::Status CheckOk(const json& j) {
-  if (!j.is_object()) return absl::InvalidArgumentError("body is not a JSON object");
-  auto ok = j.find("ok");
-  if (ok != j.end() && !(ok->is_boolean() && ok->get<bool>())) {
-    return absl::InvalidArgumentError("ok: not true");
-  }
-  return absl::OkStatus();
-}
-
-// One document of a verification answer.
-absl::StatusOr<Verification> ParseVerificationDoc(const json& d, const std::string& digest) {
-  Verification v;
-  ProviderRecord& r = v.record;
-  r.proof_id = digest;
-  r.digest_hex = digest;
-  auto confirmed = d.find("confirmed");
-  if (confirmed != d.end() && !confirmed->is_null()) {
-    if (!confirmed->is_boolean()) return absl::InvalidArgumentError("confirmed: not a boolean");
-    r.state = confirmed->get<bool>() ? RecordState::kConfirmed : RecordState::kPending;
-  }
-  if (auto s = OptTime(d, "confirmed_at", &r.confirmed_at); !s.ok()) return s;
-  if (auto s = OptTime(d, "creation_date", &r.created_at); !s.ok()) return s;
-  if (auto s = OptUrl(d, "url", &r.verify_url); !s.ok()) return s;
-  if (auto s = OptUrl(d, "ots_download_url", &v.ots_url); !s.ok()) return s;
-  return v;
-}
-
-// A verification answer for `digest`: nullopt when the account does not hold it.
-absl::StatusOr<std::optional<Verification>> ParseVerification(const std::string& body,
-                                                              const std::string& digest) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("body is not JSON");
-  if (auto s = CheckOk(j); !s.ok()) return s;
-  auto docs = j.find("documents");
-  if (docs == j.end() || docs->is_null()) {
-    // The sandbox always sends the array; an answer with totalDocuments 0 and no array is fine.
-    auto total = j.find("totalDocuments");
-    if (total != j.end() && total->is_number_integer() && total->get<int64_t>() == 0) {
-      return std::optional<Verification>();
-    }
-    return absl::InvalidArgumentError("documents: missing");
-  }
-  if (!docs->is_array()) return absl::InvalidArgumentError("documents: not an array");
-  if (docs->empty()) return std::optional<Verification>();
-  std::optional<Verification> best;
-  for (const json& d : *docs) {
-    if (!d.is_object()) return absl::InvalidArgumentError("documents: an entry is not an object");
-    std::string hash;
-    if (auto s = OptString(d, "hash", &hash); !s.ok()) return s;
-    if (internal::NormalizeDigestHex(hash) != digest) continue;
-    auto v = ParseVerificationDoc(d, digest);
-    if (!v.ok()) return v.status();
-    // The same hash sent twice may be two documents: a confirmed one wins.
-    if (!best || (best->record.state != RecordState::kConfirmed &&
-                  v->record.state == RecordState::kConfirmed)) {
-      best = *std::move(v);
-    }
-  }
-  if (!best) return absl::InvalidArgumentError("documents: none is for the hash asked");
-  return best;
-}
-
-// The hashes of a create answer's `files` (strings; objects with a hash are accepted too).
-absl::StatusOr<std::set<std::string>> ParseFiles(const std::string& body) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("body is not JSON");
-  if (auto s = CheckOk(j); !s.ok()) return s;
-  auto files = j.find("files");
-  if (files == j.end() || !files->is_array()) return absl::InvalidArgumentError("files: missing");
-  std::set<std::string> out;
-  for (const json& f : *files) {
-    std::string hash;
-    if (f.is_string()) {
-      hash = f.get<std::string>();
-    } else if (f.is_object()) {
-      for (const char* k : {"hash", "document_hash"}) {
-        if (f.contains(k) && f[k].is_string()) hash = f[k].get<std::string>();
-      }
-    }
-    std::string norm = internal::NormalizeDigestHex(hash);
-    if (norm.empty()) return absl::InvalidArgumentError("files: an entry is not a 64-hex hash");
-    out.insert(std::move(norm));
-  }
-  return out;
-}
-
-struct Cursor {
-  int status = 0;  // index into kPendingStatuses
-  int page = 0;
-  int limit = 50;
-};
-
-std::string FormatCursor(const Cursor& c) {
-  return absl::StrCat(kPendingStatuses[c.status], ":", c.page, ":", c.limit);
-}
-
-absl::StatusOr<Cursor> ParseCursor(const std::string& s) {
-  std::vector<std::string> parts = absl::StrSplit(s, ':');
-  Cursor c;
-  if (parts.size() != 3) return absl::InvalidArgumentError("cursor: not status:page:limit");
-  c.status = -1;
-  for (int i = 0; i < 2; ++i) {
-    if (parts[0] == kPendingStatuses[i]) c.status = i;
-  }
-  if (c.status < 0 || !absl::SimpleAtoi(parts[1], &c.page) || c.page < 0 ||
-      !absl::SimpleAtoi(parts[2], &c.limit) || c.limit < 1 || c.limit > kListLimitMax) {
-    return absl::InvalidArgumentError("cursor: not status:page:limit");
-  }
-  return c;
-}
 
 OutcomeKind Classify(int status, const char* endpoint) {
   if (status == 429) return OutcomeKind::kRateLimited;
@@ -208,16 +66,10 @@ class SimpleProofProvider final : public Provider {
   const std::string& name() const override { return config_.name; }
   int max_batch() const override { return config_.batch_size; }
 
+  // The body is this digest's part of the batch body: its entry in `hashes`. Name, size and type
+  // are not sent (the hashes endpoint takes none).
   absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const override {
-    if (!IsSha256Hex(input.digest_hex)) {
-      return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
-    }
-    PreparedCreate p;
-    p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
-    // This digest's part of the batch body: its entry in `hashes`. Name, size and type are not
-    // sent (the hashes endpoint takes none).
-    p.body = p.digest_hex;
-    return p;
+    return internal::PrepareDigestOnly(input);
   }
 
   CreateResult Create(const PreparedCreate& request) override {
@@ -231,13 +83,10 @@ class SimpleProofProvider final : public Provider {
     std::vector<std::string> order;  // digests in input order
     std::set<std::string> check_first;
     for (size_t i = 0; i < requests.size(); ++i) {
-      const std::string digest = internal::NormalizeDigestHex(requests[i].digest_hex);
-      if (digest.empty() || absl::AsciiStrToLower(requests[i].body) != digest) {
-        out[i].outcome.kind = OutcomeKind::kPermanent;
-        out[i].outcome.code = "INVALID_REQUEST";
-        out[i].outcome.message = "prepared create is incomplete (digest or body); not sent";
-        continue;
-      }
+      std::optional<internal::DigestOnly> checked =
+          internal::CheckDigestOnly(requests[i], &out[i].outcome);
+      if (!checked) continue;
+      const std::string& digest = checked->hex;
       auto [it, added] = wanted.try_emplace(digest);
       it->second.push_back(i);
       if (added) order.push_back(digest);
@@ -365,65 +214,21 @@ class SimpleProofProvider final : public Provider {
       result.outcome = ex.outcome;
       return result;
     }
-    json j = json::parse(ex.body, nullptr, false);
-    absl::Status st =
-        j.is_discarded() ? absl::InvalidArgumentError("body is not JSON") : CheckOk(j);
-    const json* docs = nullptr;
-    int64_t total_pages = -1;
-    if (st.ok()) {
-      auto data = j.find("data");
-      if (data == j.end() || !data->is_object()) {
-        st = absl::InvalidArgumentError("data: missing");
-      } else {
-        auto d = data->find("documents");
-        if (d == data->end() || !d->is_array()) {
-          st = absl::InvalidArgumentError("data.documents: missing");
-        } else {
-          docs = &*d;
-        }
-        auto tp = data->find("totalPages");
-        if (tp != data->end() && !tp->is_null()) {
-          if (!tp->is_number_integer() || tp->get<int64_t>() < 0) {
-            st = absl::InvalidArgumentError("data.totalPages: not a count");
-          } else {
-            total_pages = tp->get<int64_t>();
-          }
-        }
-      }
-    }
-    if (!st.ok()) {
-      result.outcome = wire_.Malformed(kList, ex.outcome, st.message());
+    auto page = simpleproof::ParseDocumentPage(ex.body);
+    if (!page.ok()) {
+      result.outcome = wire_.Malformed(kList, ex.outcome, page.status().message());
       return result;
     }
-    for (const json& d : *docs) {
-      std::string hash;
-      std::string doc_status;
-      absl::Time created = absl::InfinitePast();
-      absl::Status ds = d.is_object() ? OptString(d, "document_hash", &hash)
-                                      : absl::InvalidArgumentError("not an object");
-      if (ds.ok()) ds = OptString(d, "document_status", &doc_status);
-      if (ds.ok()) ds = OptTime(d, "creation_date", &created);
-      const std::string norm = internal::NormalizeDigestHex(hash);
-      if (ds.ok() && norm.empty()) ds = absl::InvalidArgumentError("document_hash: not 64 hex");
-      if (!ds.ok()) {
-        ANCHORD_LOG(Warning) << config_.name << " list: skipping invalid document ("
-                             << wire_.Redact(ds.message()) << ")";
-        continue;
-      }
-      // A document that completed while the walk ran is not pending any more.
-      if (absl::EqualsIgnoreCase(doc_status, "COMPLETE")) continue;
-      ProviderRecord r;
-      r.proof_id = norm;
-      r.digest_hex = norm;
-      r.state = RecordState::kPending;
-      r.created_at = created;
-      result.records.push_back(std::move(r));
+    for (const std::string& why : page->invalid) {
+      ANCHORD_LOG(Warning) << config_.name << " list: skipping invalid document ("
+                           << wire_.Redact(why) << ")";
     }
+    result.records = std::move(page->pending);
     // The next page of this status while there is one; then the next status; then the end.
     // An empty page ends a status whatever totalPages says, so a lying count cannot loop.
-    const bool more_here =
-        !docs->empty() && c.page + 1 < config_.max_list_pages &&
-        (total_pages >= 0 ? c.page + 1 < total_pages : static_cast<int>(docs->size()) >= c.limit);
+    const bool more_here = page->documents > 0 && c.page + 1 < config_.max_list_pages &&
+                           (page->total_pages >= 0 ? c.page + 1 < page->total_pages
+                                                   : static_cast<int>(page->documents) >= c.limit);
     if (more_here) {
       Cursor next = c;
       ++next.page;
@@ -464,45 +269,7 @@ class SimpleProofProvider final : public Provider {
   }
 
   absl::StatusOr<std::string> ParseCallback(const std::string& body) const override {
-    if (body.size() > kMaxCallbackBytes) {
-      return absl::InvalidArgumentError("callback: body too large");
-    }
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return absl::InvalidArgumentError("callback: body is not a JSON object");
-    }
-    auto hash = j.find("hash");
-    if (hash == j.end() || !hash->is_string()) {
-      return absl::InvalidArgumentError("callback: hash missing");
-    }
-    std::string norm = internal::NormalizeDigestHex(hash->get<std::string>());
-    if (norm.empty()) return absl::InvalidArgumentError("callback: hash is not 64 hex characters");
-    // The other documented fields, when present, must have their documented types: a body that
-    // gets them wrong is not SimpleProof's callback.
-    auto type_ok = [&](const char* key, bool (json::*is)() const noexcept) {
-      auto it = j.find(key);
-      return it == j.end() || it->is_null() || ((*it).*is)();
-    };
-    if (!type_ok("id", &json::is_number_integer)) {
-      return absl::InvalidArgumentError("callback: id is not an integer");
-    }
-    if (!type_ok("confirmed", &json::is_boolean)) {
-      return absl::InvalidArgumentError("callback: confirmed is not a boolean");
-    }
-    if (!type_ok("blockheight", &json::is_number_integer)) {
-      return absl::InvalidArgumentError("callback: blockheight is not an integer");
-    }
-    for (const char* key : {"name", "verified_at", "verification_link"}) {
-      if (!type_ok(key, &json::is_string)) {
-        return absl::InvalidArgumentError(absl::StrCat("callback: ", key, " is not a string"));
-      }
-    }
-    std::string verified_at;
-    if (!OptString(j, "verified_at", &verified_at).ok() ||
-        (!verified_at.empty() && !internal::ParseIsoTime(verified_at).ok())) {
-      return absl::InvalidArgumentError("callback: verified_at is not an ISO-8601 time");
-    }
-    return norm;
+    return simpleproof::ParseCallback(body);
   }
 
   void Stop() override {
@@ -640,7 +407,7 @@ class SimpleProofProvider final : public Provider {
   Exchange Send(const char* endpoint, const char* method, const std::string& path,
                 std::string body) {
     // One request in flight per adapter: a 429 closes the gate before the next request leaves.
-    std::lock_guard<std::mutex> in_flight(send_mu_);
+    absl::MutexLock in_flight(&send_mu_);
     Exchange ex;
     CallOutcome& o = ex.outcome;
     if (!wire_.Pace(deps_.limiter, "general")) {
@@ -690,7 +457,8 @@ class SimpleProofProvider final : public Provider {
   SimpleProofConfig config_;
   SimpleProofDeps deps_;
   Wire wire_;
-  std::mutex send_mu_;
+  // Held for a whole exchange (see Send); guards no data, only the order of requests.
+  absl::Mutex send_mu_;
 };
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "libs/providers/tsa.h"
 
 #include <map>
-#include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -16,14 +15,10 @@
 namespace anchord::providers {
 namespace {
 
+using internal::PacedHost;
 using internal::Wire;
 
 constexpr char kEndpoint[] = "timestamp";
-
-struct TsaState {
-  std::unique_ptr<ratelimit::RateLimiter> limiter;
-  std::mutex in_flight;
-};
 
 std::string HostOf(const std::string& url) {
   size_t start = url.find("://");
@@ -40,45 +35,26 @@ class TsaProvider final : public Provider {
         wire_(config.name, config.authorization, deps.http, deps.metrics,
               deps.clock != nullptr ? deps.clock : Clock::Real()) {
     if (deps_.clock == nullptr) deps_.clock = Clock::Real();
-    if (!deps_.limiters) {
-      Clock* clock = deps_.clock;
-      deps_.limiters = [clock](const std::string& name, ratelimit::RateLimit limit) {
-        return ratelimit::MakeLocalRateLimiter(name, limit, clock);
-      };
-    }
     for (const std::string& url : config_.urls) {
-      auto st = std::make_unique<TsaState>();
-      st->limiter = deps_.limiters(absl::StrCat(config_.name, ".", url), config_.limit);
-      if (st->limiter == nullptr) {
-        st->limiter = ratelimit::MakeLocalRateLimiter(url, config_.limit, deps_.clock);
-      }
-      states_[url] = std::move(st);
+      hosts_[url] = std::make_unique<PacedHost>(ratelimit::MakeLimiter(
+          deps_.limiters, absl::StrCat(config_.name, ".", url), config_.limit, deps_.clock));
     }
   }
 
   const std::string& name() const override { return config_.name; }
 
+  // The request itself carries a fresh nonce per send, so only the digest is frozen.
   absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const override {
-    if (!IsSha256Hex(input.digest_hex)) {
-      return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
-    }
-    PreparedCreate p;
-    p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
-    // The request itself carries a fresh nonce per send, so only the digest is frozen.
-    p.body = p.digest_hex;
-    return p;
+    return internal::PrepareDigestOnly(input);
   }
 
   CreateResult Create(const PreparedCreate& request) override {
     CreateResult result;
-    const std::string digest_hex = internal::NormalizeDigestHex(request.digest_hex);
-    auto digest = HexDecode(digest_hex);
-    if (digest_hex.empty() || !digest.ok() || absl::AsciiStrToLower(request.body) != digest_hex) {
-      result.outcome.kind = OutcomeKind::kPermanent;
-      result.outcome.code = "INVALID_REQUEST";
-      result.outcome.message = "prepared create is incomplete (digest or body); not sent";
-      return result;
-    }
+    std::optional<internal::DigestOnly> checked =
+        internal::CheckDigestOnly(request, &result.outcome);
+    if (!checked) return result;
+    const std::string& digest_hex = checked->hex;
+    const std::string& digest = checked->raw;
     if (config_.urls.empty()) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "NO_TSA";
@@ -92,7 +68,7 @@ class TsaProvider final : public Provider {
     CallOutcome last;
     for (const std::string& url : config_.urls) {
       CallOutcome o;
-      std::optional<std::string> tsr = Ask(url, *digest, &o);
+      std::optional<std::string> tsr = Ask(url, digest, &o);
       if (tsr) {
         auto info = tsa::Inspect(*tsr);
         ProviderRecord rec;
@@ -163,7 +139,7 @@ class TsaProvider final : public Provider {
   }
 
   void Stop() override {
-    for (auto& [url, st] : states_) st->limiter->Stop();
+    for (auto& [url, host] : hosts_) host->Stop();
   }
 
  private:
@@ -205,12 +181,6 @@ class TsaProvider final : public Provider {
       o->message = std::string(req.status().message());
       return std::nullopt;
     }
-    TsaState* st = states_.at(url).get();
-    std::lock_guard<std::mutex> in_flight(st->in_flight);
-    if (!wire_.Pace(st->limiter.get(), "tsa")) {
-      *o = Wire::Cancelled();
-      return std::nullopt;
-    }
     http::HttpRequest http_req;
     http_req.method = "POST";
     http_req.url = url;
@@ -221,13 +191,11 @@ class TsaProvider final : public Provider {
     if (!config_.authorization.empty()) {
       http_req.headers.emplace_back("Authorization", config_.authorization);
     }
-    std::optional<http::HttpResponse> resp = wire_.Do(kEndpoint, http_req, o);
+    std::optional<http::HttpResponse> resp =
+        hosts_.at(url)->Send(wire_, "tsa", kEndpoint, http_req, config_.default_retry_after, o);
     if (!resp) return std::nullopt;
     if (resp->status == 429) {
-      o->kind = OutcomeKind::kRateLimited;
-      o->code = "RATE_LIMITED";
       o->message = "answered 429";
-      o->retry_after = wire_.CloseGate(*resp, config_.default_retry_after, {st->limiter.get()});
       return std::nullopt;
     }
     if (resp->status != 200) {
@@ -275,7 +243,7 @@ class TsaProvider final : public Provider {
   TsaConfig config_;
   TsaDeps deps_;
   Wire wire_;
-  std::map<std::string, std::unique_ptr<TsaState>> states_;  // fixed after construction
+  std::map<std::string, std::unique_ptr<PacedHost>> hosts_;  // by URL; fixed after construction
 };
 
 }  // namespace

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <deque>
-#include <mutex>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace anchord::ratelimit {
 namespace {
@@ -31,7 +31,7 @@ class LocalRateLimiter final : public RateLimiter {
       absl::Time wake;
       absl::Time now;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         if (stopped_) return absl::CancelledError(absl::StrCat("rate limiter ", name_, " stopped"));
         now = clock_->Now();
         Prune(now);
@@ -52,18 +52,18 @@ class LocalRateLimiter final : public RateLimiter {
   }
 
   void BlockUntil(absl::Time until) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (until > gate_) gate_ = until;
   }
 
   absl::Time blocked_until() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (gate_ <= clock_->Now()) return absl::InfinitePast();
     return gate_;
   }
 
   void Record(absl::Time when) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (limit_.limit <= 0) return;
     // Keep the log sorted: seeded times may arrive out of order.
     auto it = std::upper_bound(log_.begin(), log_.end(), when);
@@ -72,7 +72,7 @@ class LocalRateLimiter final : public RateLimiter {
   }
 
   void Stop() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopped_ = true;
   }
 
@@ -81,7 +81,7 @@ class LocalRateLimiter final : public RateLimiter {
  private:
   // Drops entries that can no longer affect any decision: those outside the window, and any beyond
   // the newest `limit` (only the newest `limit` matter for "fewer than limit in the window").
-  void Prune(absl::Time now) {
+  void Prune(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (!log_.empty() && log_.front() <= now - span_) log_.pop_front();
     while (limit_.limit > 0 && static_cast<int>(log_.size()) > limit_.limit) log_.pop_front();
   }
@@ -90,10 +90,10 @@ class LocalRateLimiter final : public RateLimiter {
   const RateLimit limit_;
   const absl::Duration span_;
   Clock* const clock_;
-  std::mutex mu_;
-  std::deque<absl::Time> log_;  // sorted send times
-  absl::Time gate_ = absl::InfinitePast();
-  bool stopped_ = false;
+  absl::Mutex mu_;
+  std::deque<absl::Time> log_ ABSL_GUARDED_BY(mu_);  // sorted send times
+  absl::Time gate_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -101,6 +101,12 @@ class LocalRateLimiter final : public RateLimiter {
 std::unique_ptr<RateLimiter> MakeLocalRateLimiter(std::string name, RateLimit limit, Clock* clock) {
   if (clock == nullptr) clock = Clock::Real();
   return std::make_unique<LocalRateLimiter>(std::move(name), limit, clock);
+}
+
+std::unique_ptr<RateLimiter> MakeLimiter(const LimiterFactory& factory, const std::string& name,
+                                         RateLimit limit, Clock* clock) {
+  std::unique_ptr<RateLimiter> limiter = factory ? factory(name, limit) : nullptr;
+  return limiter != nullptr ? std::move(limiter) : MakeLocalRateLimiter(name, limit, clock);
 }
 
 absl::StatusOr<absl::Time> ParseRetryAfter(absl::string_view value, absl::Time now) {

@@ -10,6 +10,7 @@
 // not change, only the limiter handed to them.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +49,15 @@ class RateLimiter {
 // In-process sliding-window limiter. Thread-safe. `clock` must outlive it.
 std::unique_ptr<RateLimiter> MakeLocalRateLimiter(std::string name, RateLimit limit,
                                                   Clock* clock = Clock::Real());
+
+// Makes the limiter called `name` (a PostgreSQL-shared one, say); may return null.
+using LimiterFactory =
+    std::function<std::unique_ptr<RateLimiter>(const std::string& name, RateLimit)>;
+
+// `factory`'s limiter for `name`, or an in-process one on `clock` when the factory is null or
+// gives none: an adapter always has a limiter to pace itself with.
+std::unique_ptr<RateLimiter> MakeLimiter(const LimiterFactory& factory, const std::string& name,
+                                         RateLimit limit, Clock* clock);
 
 // Parses a Retry-After value: delta seconds ("3") or an HTTP-date; nullopt-like error when
 // malformed. Returns the time the wait ends, relative to `now`.

@@ -17,26 +17,16 @@ using providers::Provider;
 
 namespace {
 
-// Local names (provider.h's OutcomeKindName lives in the providers library, which the engine
-// does not need to link).
+// Metric label of an outcome.
 const char* ResultName(OutcomeKind kind) {
-  switch (kind) {
-    case OutcomeKind::kOk:
-      return "ok";
-    case OutcomeKind::kDuplicate:
-      return "ok";
-    case OutcomeKind::kRetry:
-      return "error";
-    case OutcomeKind::kRateLimited:
-      return "rate_limited";
-    case OutcomeKind::kQuotaExhausted:
-      return "quota_exhausted";
-    case OutcomeKind::kPermanent:
-      return "permanent_error";
-    case OutcomeKind::kNotFound:
-      return "not_found";
-  }
-  return "error";
+  return providers::OutcomeName(kind, {.ok = "ok",
+                                       .duplicate = "ok",
+                                       .retry = "error",
+                                       .rate_limited = "rate_limited",
+                                       .quota_exhausted = "quota_exhausted",
+                                       .permanent = "permanent_error",
+                                       .not_found = "not_found",
+                                       .unknown = "error"});
 }
 
 // Whether a round should stop after this outcome: the provider will not answer better for the

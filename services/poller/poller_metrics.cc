@@ -1,46 +1,30 @@
 #include "services/poller/poller_metrics.h"
 
 #include "absl/strings/ascii.h"
+#include "libs/common/metric_families.h"
 
 namespace anchord::poller {
 
 PollerMetrics::PollerMetrics(prometheus::Registry& registry)
-    : backlog(prometheus::BuildGauge()
-                  .Name("anchord_backlog_digests")
-                  .Help("Proofs held by the service, by provider and state.")
-                  .Register(registry)),
-      oldest_pending_age(prometheus::BuildGauge()
-                             .Name("anchord_oldest_pending_proof_age_seconds")
-                             .Help("Age of the oldest proof still pending confirmation.")
-                             .Register(registry)),
-      events(prometheus::BuildCounter()
-                 .Name("anchord_poller_events_total")
-                 .Help("Proof events published, by type.")
-                 .Register(registry)),
-      lookups(prometheus::BuildCounter()
-                  .Name("anchord_poller_lookups_total")
-                  .Help("Provider lookups of pending proofs, by result.")
-                  .Register(registry)),
-      downloads(prometheus::BuildCounter()
-                    .Name("anchord_poller_downloads_total")
-                    .Help(".ots download attempts, by result.")
-                    .Register(registry)),
-      ots_stored(prometheus::BuildCounter()
-                     .Name("anchord_poller_ots_stored_total")
-                     .Help(".ots evidence files validated and stored.")
-                     .Register(registry)),
-      stalled(prometheus::BuildGauge()
-                  .Name("anchord_poller_stalled_proofs")
-                  .Help("Proofs pending longer than the stall limit.")
-                  .Register(registry)),
-      lookup_budget(prometheus::BuildGauge()
-                        .Name("anchord_provider_lookup_budget_remaining")
-                        .Help("Status checks left in the provider's current budget window.")
-                        .Register(registry)),
-      watchers(prometheus::BuildGauge()
-                   .Name("anchord_poller_watchers")
-                   .Help("Open Watch streams.")
-                   .Register(registry)
+    : backlog(metrics::GaugeFamily(registry, "anchord_backlog_digests",
+                                   "Proofs held by the service, by provider and state.")),
+      oldest_pending_age(
+          metrics::GaugeFamily(registry, "anchord_oldest_pending_proof_age_seconds",
+                               "Age of the oldest proof still pending confirmation.")),
+      events(metrics::CounterFamily(registry, "anchord_poller_events_total",
+                                    "Proof events published, by type.")),
+      lookups(metrics::CounterFamily(registry, "anchord_poller_lookups_total",
+                                     "Provider lookups of pending proofs, by result.")),
+      downloads(metrics::CounterFamily(registry, "anchord_poller_downloads_total",
+                                       ".ots download attempts, by result.")),
+      ots_stored(metrics::CounterFamily(registry, "anchord_poller_ots_stored_total",
+                                        ".ots evidence files validated and stored.")),
+      stalled(metrics::GaugeFamily(registry, "anchord_poller_stalled_proofs",
+                                   "Proofs pending longer than the stall limit.")),
+      lookup_budget(
+          metrics::GaugeFamily(registry, "anchord_provider_lookup_budget_remaining",
+                               "Status checks left in the provider's current budget window.")),
+      watchers(metrics::GaugeFamily(registry, "anchord_poller_watchers", "Open Watch streams.")
                    .Add({})) {}
 
 void PollerMetrics::CountEvent(anchord::v1::ProofEventType type) {

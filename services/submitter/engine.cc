@@ -13,9 +13,16 @@ namespace {
 
 using providers::OutcomeKind;
 
-// Metric label of an outcome: its name in lower case ("rate_limited").
-std::string KindLabel(OutcomeKind k) {
-  return absl::AsciiStrToLower(providers::OutcomeKindName(k));
+// Metric label of an outcome.
+const char* KindLabel(OutcomeKind k) {
+  return providers::OutcomeName(k, {.ok = "ok",
+                                    .duplicate = "duplicate",
+                                    .retry = "retry",
+                                    .rate_limited = "rate_limited",
+                                    .quota_exhausted = "quota_exhausted",
+                                    .permanent = "permanent",
+                                    .not_found = "not_found",
+                                    .unknown = "unknown"});
 }
 
 // Canonical code stored with a permanent failure, from the provider's HTTP status.

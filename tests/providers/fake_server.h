@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::testing {
 
@@ -70,7 +71,7 @@ class FakeServer {
     svr_.Post(".*", h);
     port_ = svr_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
-    for (int i = 0; i < 500 && !svr_.is_running(); ++i) absl::SleepFor(absl::Milliseconds(10));
+    WaitUntil([this] { return svr_.is_running(); }, absl::Seconds(5));
   }
   ~FakeServer() { Shutdown(); }
 

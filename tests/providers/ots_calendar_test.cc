@@ -13,10 +13,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "libs/common/hex.h"
 #include "libs/ots/ots.h"
 #include "libs/ots/upgrade.h"
 #include "tests/providers/fake_server.h"
+#include "tests/testing/wait.h"
+#include "tests/providers/sleep_watch_clock.h"
 #include "tests/providers/ots_fixtures.h"
 
 namespace anchord::providers {
@@ -242,8 +245,10 @@ TEST_F(OtsCalendarTest, QuorumOfValidAnswers) {
 TEST_F(OtsCalendarTest, ACalendarSlowerThanTheTimeoutDoesNotCount) {
   // A valid answer that comes too late: without the timeout it would make the quorum.
   FakeServer& slow = slow_;
-  slow.SetHandler([&slow](const Seen& s) {
-    absl::SleepFor(absl::Milliseconds(1000));
+  // Answers are held until both creates have returned (bounded, should the test fail first).
+  auto answered = std::make_shared<absl::Notification>();
+  slow.SetHandler([&slow, answered](const Seen& s) {
+    answered->WaitForNotificationWithTimeout(absl::Seconds(10));
     return Ots(200, anchord::testing::CalendarCreateAnswer(s.body, slow.url(), nullptr));
   });
   auto p = Make({cals_[0]->server.url(), slow.url(), cals_[1]->server.url()}, 2,
@@ -257,6 +262,7 @@ TEST_F(OtsCalendarTest, ACalendarSlowerThanTheTimeoutDoesNotCount) {
   CreateResult q = p2->Create(Prepared(2));
   EXPECT_EQ(q.outcome.code, "CALENDAR_QUORUM");
   EXPECT_TRUE(absl::StrContains(q.outcome.message, "1 of 2")) << q.outcome.message;
+  answered->Notify();
 }
 
 TEST_F(OtsCalendarTest, LookupAsksForTheCommitmentAndHonoursCacheControl) {
@@ -421,8 +427,9 @@ TEST_F(OtsCalendarTest, StopCancelsAPacingWait) {
   config.min_calendars = 1;
   OtsCalendarDeps deps;
   deps.http = http_.get();
-  deps.limiters = [&gate](const std::string& name, ratelimit::RateLimit l) {
-    auto lim = ratelimit::MakeLocalRateLimiter(name, l);  // real clock
+  anchord::testing::SleepWatchClock clock;
+  deps.limiters = [&gate, &clock](const std::string& name, ratelimit::RateLimit l) {
+    auto lim = ratelimit::MakeLocalRateLimiter(name, l, &clock);  // real time
     lim->BlockUntil(absl::Now() + absl::Hours(1));
     gate = lim.get();
     return lim;
@@ -431,7 +438,7 @@ TEST_F(OtsCalendarTest, StopCancelsAPacingWait) {
   CreateResult r;
   PreparedCreate prepared = Prepared(1);
   std::thread t([&] { r = p->Create(prepared); });
-  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   p->Stop();
   t.join();
   EXPECT_NE(gate, nullptr);

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "tests/providers/fake_server.h"
+#include "tests/testing/wait.h"
+#include "tests/providers/sleep_watch_clock.h"
 
 namespace anchord::providers {
 namespace {
@@ -501,7 +503,8 @@ TEST_F(ProofdTest, DownloadProof) {
 
 TEST_F(ProofdTest, StopCancelsAPacingWait) {
   // Real-clock limiter whose gate is closed for an hour: Stop must release the waiting call.
-  auto gate = ratelimit::MakeLocalRateLimiter("proofd.general", {120, absl::Minutes(1)});
+  anchord::testing::SleepWatchClock clock;
+  auto gate = ratelimit::MakeLocalRateLimiter("proofd.general", {120, absl::Minutes(1)}, &clock);
   ProofdConfig config;
   config.base_url = server_.url();
   config.api_key = kKey;
@@ -512,7 +515,7 @@ TEST_F(ProofdTest, StopCancelsAPacingWait) {
   gate->BlockUntil(absl::Now() + absl::Hours(1));
   LookupResult r;
   std::thread t([&] { r = provider->Lookup(IdRef(kId)); });
-  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   provider->Stop();
   t.join();
   EXPECT_EQ(r.outcome.kind, OutcomeKind::kRetry);

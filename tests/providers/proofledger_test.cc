@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "tests/providers/fake_server.h"
+#include "tests/testing/wait.h"
+#include "tests/providers/sleep_watch_clock.h"
 
 namespace anchord::providers {
 namespace {
@@ -413,7 +415,9 @@ TEST_F(ProofLedgerTest, VerifyLimiterPacesLookups) {
 }
 
 TEST_F(ProofLedgerTest, AWaitForTheVerifyBudgetDoesNotHoldCreatesUp) {
-  auto verify_gate = ratelimit::MakeLocalRateLimiter("proofledger.verify", {120, absl::Hours(1)});
+  anchord::testing::SleepWatchClock clock;
+  auto verify_gate =
+      ratelimit::MakeLocalRateLimiter("proofledger.verify", {120, absl::Hours(1)}, &clock);
   ProofLedgerConfig config;
   config.base_url = server_.url();
   config.api_key = kKey;
@@ -424,7 +428,7 @@ TEST_F(ProofLedgerTest, AWaitForTheVerifyBudgetDoesNotHoldCreatesUp) {
   verify_gate->BlockUntil(absl::Now() + absl::Hours(1));
   LookupResult waiting;
   std::thread t([&] { waiting = provider->Lookup({kId, kHash, ""}); });
-  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   server_.Push(Answer(201, RecordJson(kId, kHash)));
   CreateResult c = provider->Create(Prepared());  // must not queue behind the lookup
   EXPECT_EQ(c.outcome.kind, OutcomeKind::kOk) << c.outcome.message;
@@ -443,7 +447,8 @@ TEST_F(ProofLedgerTest, NoOtsNoList) {
 }
 
 TEST_F(ProofLedgerTest, StopCancelsAPacingWait) {
-  auto gate = ratelimit::MakeLocalRateLimiter("proofledger.create", {30, absl::Minutes(1)});
+  anchord::testing::SleepWatchClock clock;
+  auto gate = ratelimit::MakeLocalRateLimiter("proofledger.create", {30, absl::Minutes(1)}, &clock);
   ProofLedgerConfig config;
   config.base_url = server_.url();
   config.api_key = kKey;
@@ -455,7 +460,7 @@ TEST_F(ProofLedgerTest, StopCancelsAPacingWait) {
   CreateResult r;
   PreparedCreate p = Prepared();
   std::thread t([&] { r = provider->Create(p); });
-  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   provider->Stop();
   t.join();
   EXPECT_EQ(r.outcome.kind, OutcomeKind::kRetry);

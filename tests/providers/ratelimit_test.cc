@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "libs/common/clock.h"
+#include "tests/testing/wait.h"
+#include "tests/providers/sleep_watch_clock.h"
 
 namespace anchord::ratelimit {
 namespace {
@@ -72,11 +74,12 @@ TEST(LocalRateLimiter, ZeroLimitDisablesPacingButNotGate) {
 
 TEST(LocalRateLimiter, StopCancelsWaiters) {
   // Real clock: the waiter must notice Stop() although its wait is an hour long.
-  auto limiter = MakeLocalRateLimiter("t", RateLimit{1, absl::Hours(1)});
+  anchord::testing::SleepWatchClock clock;
+  auto limiter = MakeLocalRateLimiter("t", RateLimit{1, absl::Hours(1)}, &clock);
   ASSERT_TRUE(limiter->Acquire().ok());
   absl::StatusOr<absl::Duration> second = absl::UnknownError("not run");
   std::thread waiter([&] { second = limiter->Acquire(); });
-  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   limiter->Stop();
   waiter.join();
   EXPECT_EQ(second.status().code(), absl::StatusCode::kCancelled);

@@ -28,6 +28,7 @@
 #include "libs/providers/simpleproof.h"
 #include "services/sandbox/sandbox.h"
 #include "tests/providers/fake_server.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::providers {
 namespace {
@@ -489,12 +490,14 @@ TEST_P(Conformance, ConfirmationAndProofDownload) {
   // sandbox's delivery thread).
   if (provider_->ParseCallback("{}").status().code() != absl::StatusCode::kUnimplemented) {
     std::string body;
-    for (int i = 0; i < 500 && body.empty(); ++i) {
-      for (const auto& s : hooks_.seen()) {
-        if (s.method == "POST") body = s.body;
-      }
-      if (body.empty()) absl::SleepFor(absl::Milliseconds(10));
-    }
+    anchord::testing::WaitUntil(
+        [&] {
+          for (const auto& s : hooks_.seen()) {
+            if (s.method == "POST") body = s.body;
+          }
+          return !body.empty();
+        },
+        absl::Seconds(5));
     ASSERT_FALSE(body.empty()) << "no callback within 5 s";
     auto hash = provider_->ParseCallback(body);
     ASSERT_TRUE(hash.ok()) << hash.status();

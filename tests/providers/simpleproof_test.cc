@@ -14,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
 #include "tests/providers/fake_server.h"
+#include "tests/testing/wait.h"
+#include "tests/providers/sleep_watch_clock.h"
 #include "tests/providers/ots_fixtures.h"
 
 namespace anchord::providers {
@@ -520,7 +522,9 @@ TEST_F(SimpleProofTest, ParseCallback) {
 }
 
 TEST_F(SimpleProofTest, StopCancelsAPacingWait) {
-  auto gate = ratelimit::MakeLocalRateLimiter("simpleproof.general", {30, absl::Minutes(1)});
+  anchord::testing::SleepWatchClock clock;
+  auto gate =
+      ratelimit::MakeLocalRateLimiter("simpleproof.general", {30, absl::Minutes(1)}, &clock);
   SimpleProofConfig config;
   config.base_url = server_.url();
   config.api_key = kToken;
@@ -532,7 +536,7 @@ TEST_F(SimpleProofTest, StopCancelsAPacingWait) {
   std::vector<CreateResult> r;
   std::vector<PreparedCreate> batch = {Prepared(1, true), Prepared(2)};
   std::thread t([&] { r = provider->CreateBatch(batch); });
-  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   provider->Stop();
   t.join();
   ASSERT_EQ(r.size(), 2u);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
+#include "libs/digest/digest.h"
 #include "libs/providers/adapter_common.h"
 #include "libs/tsa/tsa.h"
 
@@ -72,7 +73,7 @@ class TsaProvider final : public Provider {
   CreateResult Create(const PreparedCreate& request) override {
     CreateResult result;
     const std::string digest_hex = internal::NormalizeDigestHex(request.digest_hex);
-    auto digest = HexDecode(digest_hex);
+    auto digest = Digest::FromHex(digest_hex);
     if (digest_hex.empty() || !digest.ok() || absl::AsciiStrToLower(request.body) != digest_hex) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "INVALID_REQUEST";
@@ -196,8 +197,7 @@ class TsaProvider final : public Provider {
   }
 
   // One request to one TSA; the verified .tsr, or nullopt with *o saying why.
-  std::optional<std::string> Ask(const std::string& url, const std::string& digest,
-                                 CallOutcome* o) {
+  std::optional<std::string> Ask(const std::string& url, const Digest& digest, CallOutcome* o) {
     auto req = tsa::BuildRequest(digest);
     if (!req.ok()) {
       o->kind = OutcomeKind::kRetry;

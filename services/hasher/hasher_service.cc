@@ -398,7 +398,7 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
     TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns, Annotate(st, digest::ReasonOf(d.status())));
     return;
   }
-  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, std::move(d->digest)});
+  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, d->digest.raw()});
 }
 
 // Forwards one recorded file to the submitter (its result is pushed when the ack arrives).
@@ -692,7 +692,7 @@ void OnFilesAck(FilesCall* c, const v1::SubmitResponse& ack) {
 void FinishFile(FilesCall* c) {
   Shared* s = c->shared;
   c->in_file = false;
-  std::string digest = c->sha.Finish();
+  std::string digest = c->sha.Finish().raw();
   if (!c->file_error.ok()) {
     FilesResult(c, c->file_id, c->received, c->file_error, "INVALID_FIELD");
     return;

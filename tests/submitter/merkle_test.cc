@@ -40,6 +40,13 @@ std::string D(int n) {
   return d;
 }
 
+// The merkle library's digest type for a stored (raw, 32-byte) digest.
+Digest AsDigest(absl::string_view raw) {
+  absl::StatusOr<Digest> d = Digest::FromBytes(raw);
+  EXPECT_TRUE(d.ok()) << d.status();
+  return d.ok() ? *d : Digest();
+}
+
 NewItem Leaf(int n, const std::string& provider = "fake") {
   NewItem it = Item('x', "leaves/" + std::to_string(n) + ".bin", provider);
   it.digest = D(n);
@@ -132,16 +139,16 @@ class MerkleFixture : public ::testing::Test {
   NewBatch MakeBatch(const std::vector<Submission>& leaves, merkle::Tree* tree_out = nullptr) {
     NewBatch b;
     b.provider = "fake";
-    std::vector<std::string> digests;
+    std::vector<Digest> digests;
     for (const Submission& l : leaves) {
-      digests.push_back(l.digest);
+      digests.push_back(AsDigest(l.digest));
       b.leaf_ids.push_back(l.id);
       b.nonces.push_back(merkle::RandomNonce());
     }
     auto tree = merkle::Tree::Build(digests, b.nonces);
     EXPECT_TRUE(tree.ok()) << tree.status();
     if (!tree.ok()) return b;
-    b.root = tree->root();
+    b.root = tree->root().raw();
     for (size_t i = 0; i < digests.size(); ++i) b.paths.push_back(tree->PathBytes(i));
     b.root_file.job = "default";
     b.root_file.filename = "root.bin";
@@ -247,9 +254,9 @@ TEST_P(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
     EXPECT_EQ(l.merkle_path, b.paths[i]);
     EXPECT_EQ(l.merkle_root, b.root);
     EXPECT_EQ(l.state, SubState::kQueued);
-    auto to_root = merkle::PathRoot(l.digest, l.merkle_path);
+    auto to_root = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(to_root.ok()) << to_root.status();
-    EXPECT_EQ(*to_root, b.root);
+    EXPECT_EQ(to_root->raw(), b.root);
   }
   EXPECT_TRUE(Unbatched().empty());
   // The root is what the engine claims.
@@ -561,13 +568,13 @@ TEST_F(BatcherTest, PathsLeadToTheRootAndNoncesAreFreshAndDistinct) {
     nonces.insert(l.nonce);
     EXPECT_EQ(l.merkle_root, root.digest);
     EXPECT_EQ(l.batch_id, root.batch_id);
-    auto r = merkle::PathRoot(l.digest, l.merkle_path);
+    auto r = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(*r, root.digest) << n;
+    EXPECT_EQ(r->raw(), root.digest) << n;
     // A path applies to its own digest only.
-    auto wrong = merkle::PathRoot(D(1000 + n), l.merkle_path);
+    auto wrong = merkle::PathRoot(AsDigest(D(1000 + n)), l.merkle_path);
     ASSERT_TRUE(wrong.ok());
-    EXPECT_NE(*wrong, root.digest);
+    EXPECT_NE(wrong->raw(), root.digest);
   }
   EXPECT_EQ(nonces.size(), 37u);
 }
@@ -633,9 +640,9 @@ TEST_F(BatcherTest, TwoBatchersRacingNeverShareALeaf) {
     ++count_of_batch[l.batch_id];
     ASSERT_EQ(root_of_batch.count(l.batch_id), 1u);
     EXPECT_EQ(l.merkle_root, root_of_batch[l.batch_id]);
-    auto r = merkle::PathRoot(l.digest, l.merkle_path);
+    auto r = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(r.ok());
-    EXPECT_EQ(*r, l.merkle_root);
+    EXPECT_EQ(r->raw(), l.merkle_root);
   }
   for (const Submission& r : roots) EXPECT_EQ(count_of_batch[r.batch_id], r.leaf_count);
 }

@@ -56,7 +56,7 @@ constexpr int64_t kMinRequestsPerKill = 10;
 // The longest the replicas may do nothing after a kill while an archive still runs.
 constexpr absl::Duration kMaxStall = absl::Seconds(60);
 
-class ChaosTest : public testing::Test {
+class ChaosTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "anchord_chaos_XXXXXX").string();

@@ -36,7 +36,7 @@ using e2e::RunResult;
 using e2e::Sha256Hex;
 using e2e::WriteFile;
 
-class E2eTest : public testing::Test {
+class E2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "anchord_e2e_XXXXXX").string();

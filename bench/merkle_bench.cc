@@ -34,6 +34,12 @@ long PeakRssKib() {
   return ru.ru_maxrss;  // KiB on Linux
 }
 
+// Digest i of the concatenated digests (each 32 bytes, so FromBytes cannot fail).
+anchord::Digest DigestAt(absl::string_view digests, size_t i) {
+  return *anchord::Digest::FromBytes(
+      digests.substr(i * anchord::Digest::kSize, anchord::Digest::kSize));
+}
+
 // A root proof shaped like an upgraded provider/calendar proof: a pending attestation at the root,
 // calendar ops (prepend time, append mac, sha256), a Bitcoin transaction around the commitment
 // (prepend/append tx bytes, sha256d) and a 12-level block Merkle branch to a Bitcoin attestation.
@@ -104,7 +110,7 @@ int main(int argc, char** argv) {
   }
   const long rss_after_build = PeakRssKib();
 
-  const std::string root_ots = MakeRootOts(tree->root());
+  const std::string root_ots = MakeRootOts(tree->root().raw());
   auto joiner = anchord::merkle::Joiner::Parse(root_ots);
   if (!joiner.ok()) return 1;
 
@@ -118,10 +124,7 @@ int main(int argc, char** argv) {
       path.clear();
       proof.clear();
       tree->AppendPathBytes(i, &path);
-      auto st =
-          joiner->AppendJoined(absl::string_view(digests).substr(i * anchord::merkle::kDigestSize,
-                                                                 anchord::merkle::kDigestSize),
-                               path, &proof);
+      auto st = joiner->AppendJoined(DigestAt(digests, i), path, &proof);
       if (!st.ok()) return 1;
       total += proof.size();
     }
@@ -144,10 +147,7 @@ int main(int argc, char** argv) {
     path.clear();
     tree->AppendPathBytes(i, &path);
     path_bytes += path.size();
-    auto st =
-        joiner->AppendJoined(absl::string_view(digests).substr(i * anchord::merkle::kDigestSize,
-                                                               anchord::merkle::kDigestSize),
-                             path, &buf);
+    auto st = joiner->AppendJoined(DigestAt(digests, i), path, &buf);
     if (!st.ok()) {
       std::fprintf(stderr, "join %zu: %s\n", i, std::string(st.message()).c_str());
       return 1;
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "proof 0 does not parse back\n");
       return 1;
     }
-    auto last = joiner->Join(digests.substr((n - 1) * 32, 32), tree->PathBytes(n - 1));
+    auto last = joiner->Join(DigestAt(digests, n - 1), tree->PathBytes(n - 1));
     if (!last.ok() || !anchord::ots::ParseDetached(*last).ok()) return 1;
   }
   if (remove_dir) std::filesystem::remove_all(out_dir);

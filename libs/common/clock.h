@@ -2,9 +2,8 @@
 // deterministic fake instead of real sleeps.
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
-
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -27,31 +26,31 @@ class Clock {
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}
-  absl::Time Now() override {
-    std::lock_guard<std::mutex> lock(mu_);
+  absl::Time Now() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     return now_;
   }
-  void SleepUntil(absl::Time deadline) override {
-    std::lock_guard<std::mutex> lock(mu_);
+  void SleepUntil(absl::Time deadline) override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     if (deadline > now_) {
       slept_ += deadline - now_;
       now_ = deadline;
     }
   }
-  void Advance(absl::Duration d) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Advance(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     now_ += d;
   }
   // Total time spent in SleepUntil.
-  absl::Duration slept() {
-    std::lock_guard<std::mutex> lock(mu_);
+  absl::Duration slept() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     return slept_;
   }
 
  private:
-  std::mutex mu_;
-  absl::Time now_;
-  absl::Duration slept_ = absl::ZeroDuration();
+  absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
+  absl::Duration slept_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
 };
 
 }  // namespace anchord

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <mutex>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -14,9 +15,9 @@ namespace anchord {
 namespace {
 
 struct LogState {
-  std::mutex mu;
-  std::string component = "anchord";
-  std::vector<std::string> secrets;
+  absl::Mutex mu;
+  std::string component ABSL_GUARDED_BY(mu) = "anchord";
+  std::vector<std::string> secrets ABSL_GUARDED_BY(mu);
 };
 
 LogState& State() {
@@ -43,8 +44,9 @@ const char* LevelName(LogLevel l) {
 }  // namespace
 
 void InitLogging(absl::string_view component, LogLevel min_level) {
-  std::lock_guard<std::mutex> lock(State().mu);
-  State().component = std::string(component);
+  LogState& state = State();
+  absl::MutexLock lock(&state.mu);
+  state.component = std::string(component);
   g_min_level.store(static_cast<int>(min_level));
 }
 
@@ -57,17 +59,19 @@ LogLevel ParseLogLevel(absl::string_view s) {
 
 void RegisterSecret(absl::string_view secret) {
   if (secret.size() < 4) return;
-  std::lock_guard<std::mutex> lock(State().mu);
-  for (const auto& s : State().secrets) {
+  LogState& state = State();
+  absl::MutexLock lock(&state.mu);
+  for (const auto& s : state.secrets) {
     if (s == secret) return;
   }
-  State().secrets.emplace_back(secret);
+  state.secrets.emplace_back(secret);
 }
 
 std::string ScrubSecrets(absl::string_view text) {
-  std::lock_guard<std::mutex> lock(State().mu);
+  LogState& state = State();
+  absl::MutexLock lock(&state.mu);
   std::string out(text);
-  for (const auto& s : State().secrets) {
+  for (const auto& s : state.secrets) {
     out = absl::StrReplaceAll(out, {{s, "[REDACTED]"}});
   }
   return out;
@@ -113,8 +117,9 @@ LogMessage::~LogMessage() {
   std::string body = EscapeLogText(ScrubSecrets(stream_.str()));
   std::string component;
   {
-    std::lock_guard<std::mutex> lock(State().mu);
-    component = State().component;
+    LogState& state = State();
+    absl::MutexLock lock(&state.mu);
+    component = state.component;
   }
   std::string line = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
   line += ' ';

@@ -2,13 +2,15 @@
 // must never block. The queue is bounded: Post fails instead of growing without limit.
 #pragma once
 
-#include <condition_variable>
+#include <algorithm>
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace anchord {
 
@@ -25,23 +27,19 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Queues `task`; false when the queue is full or the pool is stopping (the task is dropped).
-  bool Post(std::function<void()> task) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ || queue_.size() >= max_queue_) return false;
-      queue_.push_back(std::move(task));
-    }
-    cv_.notify_one();
+  bool Post(std::function<void()> task) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || queue_.size() >= max_queue_) return false;
+    queue_.push_back(std::move(task));
     return true;
   }
 
   // Runs the tasks already queued, then joins the threads. Idempotent.
-  void Stop() {
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
     for (std::thread& t : threads_) {
       if (t.joinable()) t.join();
     }
@@ -49,12 +47,16 @@ class WorkerPool {
   }
 
  private:
-  void Run() {
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !queue_.empty();
+  }
+
+  void Run() ABSL_LOCKS_EXCLUDED(mu_) {
     while (true) {
       std::function<void()> task;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &WorkerPool::HasWorkOrStopping));
         if (queue_.empty()) return;  // stopping and drained
         task = std::move(queue_.front());
         queue_.pop_front();
@@ -64,10 +66,10 @@ class WorkerPool {
   }
 
   const size_t max_queue_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stopping_ = false;
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Touched only by the constructor and Stop (which the owner calls from one thread).
   std::vector<std::thread> threads_;
 };
 

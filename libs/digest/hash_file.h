@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::digest {
 
@@ -23,7 +24,7 @@ struct HashFileOptions {
 };
 
 struct FileDigest {
-  std::string digest;  // 32 raw bytes
+  Digest digest;
   int64_t size_bytes = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;

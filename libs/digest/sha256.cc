@@ -24,15 +24,16 @@ void Sha256::Update(const void* data, size_t n) {
   if (EVP_DigestUpdate(ctx_, data, n) != 1) std::abort();
 }
 
-std::string Sha256::Finish() {
-  unsigned char out[EVP_MAX_MD_SIZE];
+Digest Sha256::Finish() {
+  Digest::Array out;
   unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_, out, &len) != 1) std::abort();
+  // EVP_sha256 writes exactly 32 bytes (checked: anything else means a broken OpenSSL).
+  if (EVP_DigestFinal_ex(ctx_, out.data(), &len) != 1 || len != Digest::kSize) std::abort();
   Reset();
-  return std::string(reinterpret_cast<const char*>(out), len);
+  return Digest(out);
 }
 
-std::string Sha256::Of(absl::string_view bytes) {
+Digest Sha256::Of(absl::string_view bytes) {
   Sha256 h;
   h.Update(bytes);
   return h.Finish();

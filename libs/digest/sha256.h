@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::digest {
 
@@ -15,7 +16,7 @@ namespace anchord::digest {
 //   Sha256 h;
 //   h.Update("ab");
 //   h.Update("c");
-//   std::string d = h.Finish();  // 32 raw bytes
+//   Digest d = h.Finish();
 class Sha256 {
  public:
   Sha256();
@@ -25,13 +26,13 @@ class Sha256 {
 
   void Update(absl::string_view bytes);
   void Update(const void* data, size_t n);
-  // Returns the 32-byte digest and resets the object for a new message.
-  std::string Finish();
+  // Returns the digest and resets the object for a new message.
+  Digest Finish();
   // Discards everything fed so far.
   void Reset();
 
   // One-shot convenience.
-  static std::string Of(absl::string_view bytes);
+  static Digest Of(absl::string_view bytes);
 
  private:
   EVP_MD_CTX* ctx_;

@@ -39,14 +39,6 @@ absl::Status PathError(size_t offset, absl::string_view detail) {
       absl::StrCat("merkle: malformed path at byte offset ", offset, ": ", detail));
 }
 
-absl::Status CheckDigest(absl::string_view digest) {
-  if (digest.size() != kDigestSize) {
-    return absl::InvalidArgumentError(absl::StrCat("merkle: a digest must be ", kDigestSize,
-                                                   " bytes (SHA-256), got ", digest.size()));
-  }
-  return absl::OkStatus();
-}
-
 // The grammar of the header comment, one step at a time: `on_leaf(nonce)` once, then
 // `on_level(is_append, sibling)` per level, each as soon as its bytes are checked, so an error
 // further on can follow earlier calls (callers that must not act on bad bytes validate first).
@@ -106,9 +98,8 @@ absl::StatusOr<size_t> WalkPath(absl::string_view p, OnLeaf&& on_leaf, OnLevel&&
 }
 
 // Walks and hashes; returns the op count and sets *root.
-absl::StatusOr<size_t> ComputeRoot(absl::string_view digest, absl::string_view path,
+absl::StatusOr<size_t> ComputeRoot(const Digest& digest, absl::string_view path,
                                    char root[kDigestSize]) {
-  if (auto st = CheckDigest(digest); !st.ok()) return st;
   // buf holds the message the next sha256 hashes; the current hash always lands where the next
   // concatenation needs it, so no step copies more than the sibling.
   char buf[2 * kDigestSize];
@@ -116,7 +107,7 @@ absl::StatusOr<size_t> ComputeRoot(absl::string_view digest, absl::string_view p
   auto ops = WalkPath(
       path,
       [&](absl::string_view nonce) {
-        std::memcpy(buf, digest.data(), kDigestSize);
+        std::memcpy(buf, digest.bytes().data(), kDigestSize);
         std::memcpy(buf + kDigestSize, nonce.data(), kNonceSize);
         Sha256Into(buf, kDigestSize + kNonceSize, cur);
       },
@@ -135,12 +126,19 @@ absl::StatusOr<size_t> ComputeRoot(absl::string_view digest, absl::string_view p
   return ops;
 }
 
+// The root: the top level holds exactly one 32-byte hash.
+Digest TopOf(const std::vector<std::string>& levels) {
+  Digest::Array top;
+  std::memcpy(top.data(), levels.back().data(), kDigestSize);
+  return Digest(top);
+}
+
 // Writes the detached-file header for a SHA-256 digest: magic, version, file-hash op, digest.
-void AppendHeader(absl::string_view digest, std::string* out) {
+void AppendHeader(const Digest& digest, std::string* out) {
   out->append(ots::DetachedMagic().data(), ots::DetachedMagic().size());
   out->push_back(static_cast<char>(kMajorVersion));
   out->push_back(static_cast<char>(ots::kOpSha256));
-  out->append(digest.data(), digest.size());
+  out->append(digest.bytes().data(), kDigestSize);
 }
 
 // Most ops on one branch below `node`; a reader counts them against its recursion limit.
@@ -200,7 +198,7 @@ std::string RandomNonces(size_t count) {
   return out;
 }
 
-absl::StatusOr<Tree> Tree::Build(const std::vector<std::string>& digests,
+absl::StatusOr<Tree> Tree::Build(const std::vector<Digest>& digests,
                                  const std::vector<std::string>& nonces) {
   if (digests.empty()) return absl::InvalidArgumentError("merkle: no digests to build a tree of");
   if (digests.size() != nonces.size()) {
@@ -208,10 +206,6 @@ absl::StatusOr<Tree> Tree::Build(const std::vector<std::string>& digests,
         absl::StrCat("merkle: ", digests.size(), " digests but ", nonces.size(), " nonces"));
   }
   for (size_t i = 0; i < digests.size(); ++i) {
-    if (digests[i].size() != kDigestSize) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "merkle: digest ", i, " is ", digests[i].size(), " bytes, not ", kDigestSize));
-    }
     if (nonces[i].size() != kNonceSize) {
       return absl::InvalidArgumentError(
           absl::StrCat("merkle: nonce ", i, " is ", nonces[i].size(), " bytes, not ", kNonceSize));
@@ -220,9 +214,9 @@ absl::StatusOr<Tree> Tree::Build(const std::vector<std::string>& digests,
   Tree t;
   t.size_ = digests.size();
   BuildLevels(
-      t.size_, [&](size_t i) { return absl::string_view(digests[i]); },
+      t.size_, [&](size_t i) { return digests[i].bytes(); },
       [&](size_t i) { return absl::string_view(nonces[i]); }, &t.nonces_, &t.levels_);
-  t.root_ = t.levels_.back();
+  t.root_ = TopOf(t.levels_);
   return t;
 }
 
@@ -243,7 +237,7 @@ absl::StatusOr<Tree> Tree::BuildFlat(absl::string_view digests, absl::string_vie
   BuildLevels(
       n, [&](size_t i) { return digests.substr(i * kDigestSize, kDigestSize); },
       [&](size_t i) { return nonces.substr(i * kNonceSize, kNonceSize); }, &t.nonces_, &t.levels_);
-  t.root_ = t.levels_.back();
+  t.root_ = TopOf(t.levels_);
   return t;
 }
 
@@ -258,7 +252,7 @@ absl::string_view Tree::leaf(size_t i) const {
 }
 
 size_t Tree::MemoryBytes() const {
-  size_t n = nonces_.capacity() + root_.capacity() + levels_.capacity() * sizeof(std::string);
+  size_t n = nonces_.capacity() + sizeof(root_) + levels_.capacity() * sizeof(std::string);
   for (const auto& l : levels_) n += l.capacity();
   return n;
 }
@@ -300,20 +294,19 @@ absl::StatusOr<size_t> ValidatePath(absl::string_view path_bytes) {
       path_bytes, [](absl::string_view) {}, [](bool, absl::string_view) {});
 }
 
-absl::StatusOr<std::string> PathRoot(absl::string_view digest, absl::string_view path_bytes) {
-  char root[kDigestSize];
-  auto ops = ComputeRoot(digest, path_bytes, root);
+absl::StatusOr<Digest> PathRoot(const Digest& digest, absl::string_view path_bytes) {
+  Digest::Array root;
+  auto ops = ComputeRoot(digest, path_bytes, reinterpret_cast<char*>(root.data()));
   if (!ops.ok()) return ops.status();
-  return std::string(root, kDigestSize);
+  return Digest(root);
 }
 
-absl::StatusOr<std::shared_ptr<ots::Timestamp>> ApplyPath(absl::string_view digest,
+absl::StatusOr<std::shared_ptr<ots::Timestamp>> ApplyPath(const Digest& digest,
                                                           absl::string_view path_bytes,
                                                           std::shared_ptr<ots::Timestamp>* tip) {
-  if (auto st = CheckDigest(digest); !st.ok()) return st;
   // Checked completely first, so that no partial chain is built from bad bytes.
   if (auto ops = ValidatePath(path_bytes); !ops.ok()) return ops.status();
-  auto root = std::make_shared<ots::Timestamp>(std::string(digest));
+  auto root = std::make_shared<ots::Timestamp>(digest.raw());
   std::shared_ptr<ots::Timestamp> node = root;
   absl::Status status;
   auto step = [&](const ots::Op& op) {
@@ -352,7 +345,8 @@ absl::StatusOr<Joiner> Joiner::Parse(absl::string_view root_ots) {
 }
 
 absl::StatusOr<Joiner> Joiner::FromDetached(const ots::DetachedFile& root) {
-  if (root.digest.size() != kDigestSize) {
+  absl::StatusOr<Digest> digest = Digest::FromBytes(root.digest);
+  if (!digest.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("merkle: the root proof's digest is ",
                                                       root.digest.size(), " bytes, a root is ",
                                                       kDigestSize));
@@ -361,7 +355,7 @@ absl::StatusOr<Joiner> Joiner::FromDetached(const ots::DetachedFile& root) {
     return absl::FailedPreconditionError("merkle: the root proof's tree is not about its digest");
   }
   Joiner j;
-  j.root_ = root.digest;
+  j.root_ = *digest;
   if (auto st = root.timestamp->Serialize(&j.root_tree_); !st.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("merkle: the root proof cannot be serialized: ", st.message()));
@@ -370,23 +364,22 @@ absl::StatusOr<Joiner> Joiner::FromDetached(const ots::DetachedFile& root) {
   return j;
 }
 
-absl::StatusOr<std::string> Joiner::Join(absl::string_view digest,
-                                         absl::string_view path_bytes) const {
+absl::StatusOr<std::string> Joiner::Join(const Digest& digest, absl::string_view path_bytes) const {
   std::string out;
   if (auto st = AppendJoined(digest, path_bytes, &out); !st.ok()) return st;
   return out;
 }
 
-absl::Status Joiner::AppendJoined(absl::string_view digest, absl::string_view path_bytes,
+absl::Status Joiner::AppendJoined(const Digest& digest, absl::string_view path_bytes,
                                   std::string* out) const {
   char root[kDigestSize];
   auto ops = ComputeRoot(digest, path_bytes, root);
   if (!ops.ok()) return ops.status();
-  if (absl::string_view(root, kDigestSize) != root_) {
+  if (absl::string_view(root, kDigestSize) != root_.bytes()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("merkle: the path leads from digest ", absl::BytesToHexString(digest),
-                     " to root ", absl::BytesToHexString(absl::string_view(root, kDigestSize)),
-                     " but the root proof is for ", absl::BytesToHexString(root_)));
+        absl::StrCat("merkle: the path leads from digest ", digest.hex(), " to root ",
+                     absl::BytesToHexString(absl::string_view(root, kDigestSize)),
+                     " but the root proof is for ", root_.hex()));
   }
   // OTS readers stop at 256 nested ops (docs/ots-format.md); a proof they cannot read is useless.
   if (*ops + root_depth_ >= static_cast<size_t>(ots::kRecursionLimit)) {
@@ -404,14 +397,14 @@ absl::Status Joiner::AppendJoined(absl::string_view digest, absl::string_view pa
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> JoinProof(absl::string_view digest, absl::string_view path_bytes,
+absl::StatusOr<std::string> JoinProof(const Digest& digest, absl::string_view path_bytes,
                                       absl::string_view root_ots) {
   auto joiner = Joiner::Parse(root_ots);
   if (!joiner.ok()) return joiner.status();
   return joiner->Join(digest, path_bytes);
 }
 
-absl::StatusOr<std::string> PathOnlyProof(absl::string_view digest, absl::string_view path_bytes,
+absl::StatusOr<std::string> PathOnlyProof(const Digest& digest, absl::string_view path_bytes,
                                           absl::string_view record) {
   if (record.empty() || record.size() > kMaxRecordSize) {
     return absl::InvalidArgumentError(absl::StrCat("merkle: a record must be 1..", kMaxRecordSize,

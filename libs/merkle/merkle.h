@@ -33,12 +33,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "libs/digest/digest.h"
 #include "libs/ots/ots.h"
 
 namespace anchord::merkle {
 
 constexpr size_t kNonceSize = 16;
-constexpr size_t kDigestSize = 32;  // SHA-256; also the size of every leaf and inner node
+constexpr size_t kDigestSize = Digest::kSize;  // also the size of every leaf and inner node
 // Levels above the leaves a path may have: 2^64 leaves, far more than any batch.
 constexpr size_t kMaxLevels = 64;
 // Ops in a path: append(nonce) + sha256, then sibling + sha256 per level. Well below the 255 ops an
@@ -67,16 +68,16 @@ std::string RandomNonces(size_t count);
 // ots::Timestamp nodes: 1,000,000 leaves take about 80 MB (64 MB of hashes, 16 MB of nonces).
 class Tree {
  public:
-  // digests: raw 32-byte SHA-256 values; nonces: raw kNonceSize-byte values, same count.
-  // INVALID_ARGUMENT naming the index for a wrong size, on a count mismatch or empty input.
-  static absl::StatusOr<Tree> Build(const std::vector<std::string>& digests,
+  // nonces: raw kNonceSize-byte values, one per digest. INVALID_ARGUMENT naming the index for a
+  // nonce of the wrong size, on a count mismatch or empty input.
+  static absl::StatusOr<Tree> Build(const std::vector<Digest>& digests,
                                     const std::vector<std::string>& nonces);
   // Same from concatenated inputs (n * 32 and n * 16 bytes), e.g. RandomNonces(n); avoids a
   // std::string per item for very large batches.
   static absl::StatusOr<Tree> BuildFlat(absl::string_view digests, absl::string_view nonces);
 
   size_t size() const { return size_; }
-  const std::string& root() const { return root_; }  // raw 32 bytes
+  const Digest& root() const { return root_; }
   // Levels above the leaves (0 for a single leaf); every path has at most this many siblings.
   size_t height() const { return levels_.size() - 1; }
   absl::string_view nonce(size_t i) const;  // empty when i >= size()
@@ -95,21 +96,21 @@ class Tree {
   size_t size_ = 0;
   std::string nonces_;               // size_ * kNonceSize
   std::vector<std::string> levels_;  // levels_[0] = leaves ... levels_.back() = root, 32 B each
-  std::string root_;
+  Digest root_;
 };
 
-// Parses path bytes (as PathBytes writes them) applied to `digest` (32 bytes) into a chain of
+// Parses path bytes (as PathBytes writes them) applied to `digest` into a chain of
 // ots::Timestamp nodes; returns the chain's root (message = digest) and sets *tip (when not null)
 // to the node whose message is the Merkle root. The tip has no attestation or op yet: add one
 // before serializing. INVALID_ARGUMENT with the byte offset on malformed bytes (truncated, unknown
 // or misplaced op, wrong argument length, more than kMaxLevels levels, trailing bytes).
-absl::StatusOr<std::shared_ptr<ots::Timestamp>> ApplyPath(absl::string_view digest,
+absl::StatusOr<std::shared_ptr<ots::Timestamp>> ApplyPath(const Digest& digest,
                                                           absl::string_view path_bytes,
                                                           std::shared_ptr<ots::Timestamp>* tip);
 
 // The root a path leads to from `digest` (for validation: a stored path must lead to the batch's
 // root). Same errors as ApplyPath; much cheaper (no Timestamp nodes).
-absl::StatusOr<std::string> PathRoot(absl::string_view digest, absl::string_view path_bytes);
+absl::StatusOr<Digest> PathRoot(const Digest& digest, absl::string_view path_bytes);
 
 // Checks the path's grammar without hashing; returns the number of ops in it.
 absl::StatusOr<size_t> ValidatePath(absl::string_view path_bytes);
@@ -124,37 +125,37 @@ class Joiner {
   // or its digest is not 32 bytes.
   static absl::StatusOr<Joiner> FromDetached(const ots::DetachedFile& root);
 
-  const std::string& root() const { return root_; }
+  const Digest& root() const { return root_; }
 
   // A standalone detached .ots for one file: file-hash op sha256, `digest`, the path up to the
   // root, and at the root the root proof's ops and attestations. Checks that the path leads from
   // `digest` to root(): FAILED_PRECONDITION otherwise (a path of another batch, another file's
-  // digest, a tampered path); INVALID_ARGUMENT for malformed path bytes or a digest that is not
-  // 32 bytes; FAILED_PRECONDITION when path + root proof would exceed the 255 ops OTS readers
-  // accept on one branch. The result is canonical (ots::SerializeDetached reproduces it).
-  absl::StatusOr<std::string> Join(absl::string_view digest, absl::string_view path_bytes) const;
+  // digest, a tampered path); INVALID_ARGUMENT for malformed path bytes; FAILED_PRECONDITION when
+  // path + root proof would exceed the 255 ops OTS readers accept on one branch. The result is
+  // canonical (ots::SerializeDetached reproduces it).
+  absl::StatusOr<std::string> Join(const Digest& digest, absl::string_view path_bytes) const;
   // Same, appended to *out (unchanged on error).
-  absl::Status AppendJoined(absl::string_view digest, absl::string_view path_bytes,
+  absl::Status AppendJoined(const Digest& digest, absl::string_view path_bytes,
                             std::string* out) const;
 
  private:
   Joiner() = default;
-  std::string root_;
+  Digest root_;
   std::string root_tree_;  // canonical serialization of the root proof's timestamp tree
   size_t root_depth_ = 0;  // most ops on any branch of that tree
 };
 
 // One-off form of Joiner::Parse(root_ots)->Join(digest, path_bytes). FAILED_PRECONDITION when
 // root_ots is about another digest than the path's root.
-absl::StatusOr<std::string> JoinProof(absl::string_view digest, absl::string_view path_bytes,
+absl::StatusOr<std::string> JoinProof(const Digest& digest, absl::string_view path_bytes,
                                       absl::string_view root_ots);
 
 // For a provider that gives no .ots of the root (ProofLedger): a detached .ots of the path alone,
 // ending at the root with an unknown attestation tagged kPathRecordTag whose payload is `record`
 // (e.g. the provider's proof id or certificate URL; 1..kMaxRecordSize bytes). The file then still
 // carries its path and where the provider recorded the root. INVALID_ARGUMENT for malformed path
-// bytes, a digest that is not 32 bytes, or an empty or oversized record.
-absl::StatusOr<std::string> PathOnlyProof(absl::string_view digest, absl::string_view path_bytes,
+// bytes or an empty or oversized record.
+absl::StatusOr<std::string> PathOnlyProof(const Digest& digest, absl::string_view path_bytes,
                                           absl::string_view record);
 
 // The record of a PathOnlyProof-style attestation at `tip`, if any (for readers of such proofs).

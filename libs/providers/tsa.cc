@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
+#include "libs/digest/digest.h"
 #include "libs/providers/adapter_common.h"
 #include "libs/tsa/tsa.h"
 
@@ -54,7 +55,15 @@ class TsaProvider final : public Provider {
         internal::CheckDigestOnly(request, &result.outcome);
     if (!checked) return result;
     const std::string& digest_hex = checked->hex;
-    const std::string& digest = checked->raw;
+    // CheckDigestOnly checked the length; the type says so from here on.
+    absl::StatusOr<Digest> digest_or = Digest::FromBytes(checked->raw);
+    if (!digest_or.ok()) {
+      result.outcome.kind = OutcomeKind::kPermanent;
+      result.outcome.code = "INVALID_REQUEST";
+      result.outcome.message = std::string(digest_or.status().message());
+      return result;
+    }
+    const Digest& digest = *digest_or;
     if (config_.urls.empty()) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "NO_TSA";
@@ -172,8 +181,7 @@ class TsaProvider final : public Provider {
   }
 
   // One request to one TSA; the verified .tsr, or nullopt with *o saying why.
-  std::optional<std::string> Ask(const std::string& url, const std::string& digest,
-                                 CallOutcome* o) {
+  std::optional<std::string> Ask(const std::string& url, const Digest& digest, CallOutcome* o) {
     auto req = tsa::BuildRequest(digest);
     if (!req.ok()) {
       o->kind = OutcomeKind::kRetry;

@@ -15,16 +15,15 @@
 #include <chrono>
 #include <climits>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <fstream>
-#include <mutex>
 #include <set>
 #include <thread>
 
 #include <google/protobuf/descriptor.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "libs/common/log.h"
 
@@ -32,15 +31,23 @@ namespace anchord::rpc {
 namespace {}  // namespace
 
 // Calls that have not sent their status yet, for the drain (see ServerRunner::Shutdown).
-struct ActiveCalls {
-  std::mutex mu;
-  std::condition_variable cv;
-  int64_t count = 0;
-  void Add(int64_t n) {
-    std::lock_guard<std::mutex> lock(mu);
-    count += n;
-    if (count == 0) cv.notify_all();
+class ActiveCalls {
+ public:
+  void Add(int64_t n) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    count_ += n;
   }
+  // Waits until no call is open, at most `timeout`.
+  void AwaitNone(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(this, &ActiveCalls::None), timeout);
+  }
+
+ private:
+  bool None() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ <= 0; }
+
+  absl::Mutex mu_;
+  int64_t count_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 namespace {
@@ -277,7 +284,7 @@ int ServerRunner::metrics_port() const {
 }
 
 void ServerRunner::SetServing(bool serving) {
-  std::lock_guard<std::mutex> lock(health_mu_);
+  absl::MutexLock lock(&health_mu_);
   if (shut_down_) return;
   auto* health = server_->GetHealthCheckService();
   for (const auto& name : options_.health_service_names) health->SetServingStatus(name, serving);
@@ -289,7 +296,7 @@ void ServerRunner::SetServing(bool serving) {
 
 void ServerRunner::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(health_mu_);
+    absl::MutexLock lock(&health_mu_);
     if (shut_down_) return;
     shut_down_ = true;
   }
@@ -299,11 +306,7 @@ void ServerRunner::Shutdown() {
   // to end once their items in flight are answered), up to the grace period, then shuts the servers
   // down with an immediate deadline. gRPC's own Shutdown(grace) was measured to wait seconds even
   // with no call open (gRPC 1.51), which every `archive --local` paid at exit.
-  if (active_) {  // null when Start failed before building a server
-    std::unique_lock<std::mutex> lock(active_->mu);
-    active_->cv.wait_for(lock, absl::ToChronoMilliseconds(options_.shutdown_grace),
-                         [&] { return active_->count <= 0; });
-  }
+  if (active_) active_->AwaitNone(options_.shutdown_grace);  // null when Start failed early
   // The public server first (callers stop arriving), then the internal one.
   const auto now = std::chrono::system_clock::now();
   if (server_) {

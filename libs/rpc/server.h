@@ -8,11 +8,12 @@
 #include <prometheus/registry.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/rpc/internal.h"
 #include "libs/rpc/security.h"
@@ -71,13 +72,13 @@ class ServerRunner {
 
   // Reports every health_service_names entry (and the server as a whole) SERVING or NOT_SERVING,
   // e.g. while the service's database is unreachable. Ignored after Shutdown(). Thread-safe.
-  void SetServing(bool serving);
+  void SetServing(bool serving) ABSL_LOCKS_EXCLUDED(health_mu_);
   // Marks every service NOT_SERVING, waits (up to the grace period) until no call is open on either
   // port, then stops the public and the internal server, cancelling what is still open. Streams
   // that never end by themselves must be ended by their service first (their drains), or they hold
   // the shutdown for the whole grace.
   // Idempotent.
-  void Shutdown();
+  void Shutdown() ABSL_LOCKS_EXCLUDED(health_mu_);
 
  private:
   ServerRunner() = default;
@@ -89,9 +90,11 @@ class ServerRunner {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  std::unique_ptr<struct ActiveCalls> active_;
-  std::mutex health_mu_;
-  bool shut_down_ = false;  // guarded by health_mu_ for SetServing
+  std::unique_ptr<class ActiveCalls> active_;
+  absl::Mutex health_mu_;
+  // Set once by Shutdown; SetServing holds health_mu_ across its calls into the health service, so
+  // it never runs into a health service that Shutdown has shut down.
+  bool shut_down_ ABSL_GUARDED_BY(health_mu_) = false;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later. Call first

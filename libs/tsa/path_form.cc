@@ -12,9 +12,8 @@ bool IsPathForm(absl::string_view bytes) {
              absl::string_view(kPathFormMagic, kPathFormMagicSize);
 }
 
-absl::StatusOr<std::string> EncodePathForm(absl::string_view digest, absl::string_view path,
+absl::StatusOr<std::string> EncodePathForm(const Digest& digest, absl::string_view path,
                                            absl::string_view tsr) {
-  if (digest.size() != 32) return absl::InvalidArgumentError("tsrm: digest must be 32 bytes");
   if (auto root = merkle::PathRoot(digest, path); !root.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("tsrm: path: ", root.status().message()));
   }
@@ -24,7 +23,7 @@ absl::StatusOr<std::string> EncodePathForm(absl::string_view digest, absl::strin
         absl::StrCat("tsrm: tsr must be 1..", kMaxTsrBytes, " bytes"));
   }
   std::string out(kPathFormMagic, kPathFormMagicSize);
-  out.append(digest.data(), digest.size());
+  out.append(digest.bytes().data(), digest.bytes().size());
   out.push_back(static_cast<char>(path.size() >> 8));
   out.push_back(static_cast<char>(path.size() & 0xff));
   out.append(path.data(), path.size());
@@ -48,7 +47,7 @@ absl::StatusOr<PathForm> DecodePathForm(absl::string_view bytes) {
   if (!need(32 + 2))
     return absl::InvalidArgumentError(absl::StrCat("tsrm: offset ", pos, ": truncated"));
   PathForm f;
-  f.digest = std::string(bytes.substr(pos, 32));
+  f.digest = *Digest::FromBytes(bytes.substr(pos, 32));  // need() checked the 32 bytes
   pos += 32;
   const size_t plen =
       (static_cast<unsigned char>(bytes[pos]) << 8) | static_cast<unsigned char>(bytes[pos + 1]);

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::tsa {
 
@@ -28,16 +29,16 @@ inline constexpr size_t kPathFormMagicSize = 14;
 inline constexpr size_t kMaxPathFormBytes = 64 * 1024;
 
 struct PathForm {
-  std::string digest;  // raw 32
-  std::string path;    // libs/merkle path bytes
-  std::string tsr;     // DER TimeStampResp over root()
-  std::string root;    // recomputed by DecodePathForm (raw 32)
+  Digest digest;
+  std::string path;  // libs/merkle path bytes
+  std::string tsr;   // DER TimeStampResp over root
+  Digest root;       // recomputed by DecodePathForm
 };
 
 bool IsPathForm(absl::string_view bytes);
 
-// INVALID_ARGUMENT for a digest that is not 32 bytes, a malformed path or an empty/oversized tsr.
-absl::StatusOr<std::string> EncodePathForm(absl::string_view digest, absl::string_view path,
+// INVALID_ARGUMENT for a malformed path or an empty/oversized tsr.
+absl::StatusOr<std::string> EncodePathForm(const Digest& digest, absl::string_view path,
                                            absl::string_view tsr);
 
 // Parses and recomputes the root. INVALID_ARGUMENT naming the byte offset and the problem.

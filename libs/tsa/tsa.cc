@@ -234,11 +234,7 @@ bool HasCriticalTimestampingEku(X509* cert) {
 
 }  // namespace
 
-absl::StatusOr<TsaRequest> BuildRequest(absl::string_view digest) {
-  if (digest.size() != 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("digest: must be 32 bytes (SHA-256), got ", digest.size()));
-  }
+absl::StatusOr<TsaRequest> BuildRequest(const Digest& digest) {
   unsigned char nonce_bytes[kNonceBytes];
   if (RAND_bytes(nonce_bytes, sizeof(nonce_bytes)) != 1) {
     return absl::InternalError("tsa: the CSPRNG failed; no request built");
@@ -254,8 +250,8 @@ absl::StatusOr<TsaRequest> BuildRequest(absl::string_view digest) {
   if (!req || !mi || !alg || !nonce) return absl::InternalError("tsa: out of memory");
   X509_ALGOR_set0(alg.get(), OBJ_nid2obj(NID_sha256), V_ASN1_NULL, nullptr);
   if (TS_REQ_set_version(req.get(), 1) != 1 || TS_MSG_IMPRINT_set_algo(mi.get(), alg.get()) != 1 ||
-      TS_MSG_IMPRINT_set_msg(
-          mi.get(), reinterpret_cast<unsigned char*>(const_cast<char*>(digest.data())), 32) != 1 ||
+      TS_MSG_IMPRINT_set_msg(mi.get(), const_cast<unsigned char*>(digest.array().data()),
+                             Digest::kSize) != 1 ||
       TS_REQ_set_msg_imprint(req.get(), mi.get()) != 1 ||
       TS_REQ_set_nonce(req.get(), nonce.get()) != 1 || TS_REQ_set_cert_req(req.get(), 1) != 1) {
     return absl::InternalError(absl::StrCat("tsa: building the request: ", OpensslError()));
@@ -321,13 +317,13 @@ absl::StatusOr<TokenInfo> Verify(absl::string_view tsr, const Trust& trust,
     return absl::FailedPreconditionError(
         absl::StrCat("tsr: the message imprint is ", info->hash_algorithm, ", not SHA-256"));
   }
-  if (options.expected_digest.size() != 32) {
-    return absl::InvalidArgumentError("expected digest: must be 32 bytes");
+  if (!options.expected_digest.has_value()) {
+    return absl::InvalidArgumentError("expected digest: required");
   }
-  if (info->imprint != options.expected_digest) {
+  if (info->imprint != options.expected_digest->bytes()) {
     return absl::FailedPreconditionError(
         absl::StrCat("tsr: the token's message imprint ", HexEncode(info->imprint),
-                     " is not the expected digest ", HexEncode(options.expected_digest),
+                     " is not the expected digest ", options.expected_digest->hex(),
                      " (a token for other data)"));
   }
   if (!options.expected_nonce_hex.empty() &&

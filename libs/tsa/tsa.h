@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::tsa {
 
@@ -37,10 +39,9 @@ struct TsaRequest {
   std::string nonce_hex;  // the nonce as hex of its big-endian magnitude (leading zeros dropped)
 };
 
-// A TimeStampReq for the raw 32-byte SHA-256 `digest`: version 1, SHA-256 imprint, a fresh random
-// nonce (OpenSSL RAND_bytes), certReq true, no policy. INVALID_ARGUMENT when `digest` is not 32
-// bytes; INTERNAL when the CSPRNG or OpenSSL fails.
-absl::StatusOr<TsaRequest> BuildRequest(absl::string_view digest);
+// A TimeStampReq for `digest`: version 1, SHA-256 imprint, a fresh random nonce (OpenSSL
+// RAND_bytes), certReq true, no policy. INTERNAL when the CSPRNG or OpenSSL fails.
+absl::StatusOr<TsaRequest> BuildRequest(const Digest& digest);
 
 // Parses a DER TimeStampReq (the sandbox's side). Returns the imprint (raw), its algorithm must be
 // SHA-256. INVALID_ARGUMENT naming the problem otherwise.
@@ -79,7 +80,9 @@ struct Trust {
 };
 
 struct VerifyOptions {
-  std::string expected_digest;     // raw 32 bytes the imprint must equal (required)
+  // What the imprint must equal. Required (INVALID_ARGUMENT without it): an unset digest must
+  // never mean "any".
+  std::optional<Digest> expected_digest;
   std::string expected_nonce_hex;  // checked when not empty
   // When not InfinitePast: the time sanity check of step 6 (fresh answers). Archived tokens are
   // verified without it.

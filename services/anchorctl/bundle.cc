@@ -309,7 +309,7 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
       if (p.format == ProofFormat::kTsrPath) {
         auto form = tsa::DecodePathForm(p.bytes);
         if (form.ok()) {
-          root_tokens[HexEncode(form->root)] = form->tsr;
+          root_tokens[form->root.hex()] = form->tsr;
           tsr = form->tsr;
         }
       }
@@ -404,7 +404,7 @@ absl::StatusOr<std::string> HashFile(const std::filesystem::path& p) {
     if (in.gcount() > 0) h.Update(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
   }
   if (in.bad()) return absl::DataLossError("read error");
-  return h.Finish();
+  return h.Finish().raw();
 }
 
 }  // namespace

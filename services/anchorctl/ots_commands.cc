@@ -175,7 +175,7 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
     if (in.gcount() > 0) h.Update(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return h.Finish();
+  return h.Finish().raw();
 }
 
 int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
@@ -294,8 +294,8 @@ int RunInfo(const std::string& proof_path, bool json, bool full, std::ostream& o
           err << "error: " << proof_path << ": " << StatusText(form.status()) << "\n";
           return kOtsExitBadInput;
         }
-        header = absl::StrCat("Merkle-path form: file sha256 ", HexEncode(form->digest),
-                              "\nMerkle root:    ", HexEncode(form->root), "\n");
+        header = absl::StrCat("Merkle-path form: file sha256 ", form->digest.hex(),
+                              "\nMerkle root:    ", form->root.hex(), "\n");
         tsr = form->tsr;
       }
       auto info = tsa::Inspect(tsr);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
+#include "libs/digest/digest.h"
 #include "libs/tsa/path_form.h"
 
 namespace anchord::anchorctl {
@@ -51,25 +52,26 @@ const char* ProofExtension(ProofFormat f) {
 TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const std::string& ca_pem,
                        const std::string& untrusted_pem) {
   TsaCheck r;
-  if (digest.size() != 32) {
+  absl::StatusOr<Digest> file_digest = Digest::FromBytes(digest);
+  if (!file_digest.ok()) {
     r.message = "the file digest is not 32 bytes";
     return r;
   }
   std::string tsr(proof);
-  std::string covered(digest);
+  Digest covered = *file_digest;
   if (tsa::IsPathForm(proof)) {
     auto form = tsa::DecodePathForm(proof);
     if (!form.ok()) {
       r.message = std::string(form.status().message());
       return r;
     }
-    if (form->digest != digest) {
+    if (form->digest != *file_digest) {
       r.exit = 3;
-      r.message = absl::StrCat("the proof is for another file (digest ", HexEncode(form->digest),
+      r.message = absl::StrCat("the proof is for another file (digest ", form->digest.hex(),
                                ", the file's is ", HexEncode(digest), ")");
       return r;
     }
-    r.root_hex = HexEncode(form->root);
+    r.root_hex = form->root.hex();
     tsr = std::move(form->tsr);
     covered = form->root;
   }
@@ -80,7 +82,7 @@ TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const 
     return r;
   }
   r.info = *info;
-  if (info->imprint != covered) {
+  if (info->imprint != covered.bytes()) {
     r.exit = 3;
     r.message = r.root_hex.empty() ? absl::StrCat("the token is for other data (imprint ",
                                                   HexEncode(info->imprint),

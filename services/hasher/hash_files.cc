@@ -128,7 +128,7 @@ void OnFilesAck(FilesCall* c, const v1::SubmitResponse& ack) {
 void FinishFile(FilesCall* c) {
   Shared* s = c->shared;
   c->in_file = false;
-  std::string digest = c->sha.Finish();
+  std::string digest = c->sha.Finish().raw();
   if (!c->file_error.ok()) {
     FilesResult(c, c->file_id, c->received, c->file_error, "INVALID_FIELD");
     return;

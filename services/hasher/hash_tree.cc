@@ -156,7 +156,7 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
               digest::WithReason(st, digest::ReasonOf(d.status())));
     return;
   }
-  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, std::move(d->digest)});
+  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, d->digest.raw()});
 }
 
 // Forwards one recorded file to the submitter (its result is pushed when the ack arrives).

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/validate.h"
+#include "libs/digest/digest.h"
 #include "libs/merkle/merkle.h"
 #include "libs/rpc/messages.h"
 #include "services/poller/ots_check.h"
@@ -56,7 +57,8 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   if (!st.ok()) return st;
   if (!req.has_proof()) return absl::InvalidArgumentError("proof: required");
   const anchord::v1::Proof& p = req.proof();
-  if (st = ValidateDigest(p.digest(), "proof.digest"); !st.ok()) return st;
+  absl::StatusOr<Digest> digest = Digest::FromBytes(p.digest(), "proof.digest");
+  if (!digest.ok()) return digest.status();
   if (p.provider().empty()) return absl::InvalidArgumentError("proof.provider: required");
   if (st = CheckText(p.provider(), 64, "proof.provider"); !st.ok()) return st;
   switch (p.state()) {
@@ -102,11 +104,11 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
       return absl::InvalidArgumentError(
           "merkle_path: required with proof.merkle_root, 1 to 4096 bytes");
     }
-    absl::StatusOr<std::string> root = merkle::PathRoot(p.digest(), req.merkle_path());
+    absl::StatusOr<Digest> root = merkle::PathRoot(*digest, req.merkle_path());
     if (!root.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("merkle_path: ", root.status().message()));
     }
-    if (*root != p.merkle_root()) {
+    if (root->bytes() != p.merkle_root()) {
       return absl::InvalidArgumentError(
           "merkle_path: does not lead from proof.digest to proof.merkle_root");
     }

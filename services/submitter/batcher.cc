@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
+#include "libs/digest/digest.h"
 #include "libs/merkle/merkle.h"
 
 namespace anchord::submitter {
@@ -67,12 +68,14 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
 
   NewBatch batch;
   batch.provider = provider;
-  std::vector<std::string> digests;
+  std::vector<Digest> digests;
   digests.reserve(leaves->size());
   // One CSPRNG call for the whole batch; Build rejects an empty (failed) draw.
   const std::string nonces = merkle::RandomNonces(leaves->size());
   for (size_t i = 0; i < leaves->size(); ++i) {
-    digests.push_back((*leaves)[i].digest);
+    absl::StatusOr<Digest> digest = Digest::FromBytes((*leaves)[i].digest, "leaf digest");
+    if (!digest.ok()) return digest.status();
+    digests.push_back(*digest);
     batch.leaf_ids.push_back((*leaves)[i].id);
     batch.nonces.push_back(nonces.size() == leaves->size() * merkle::kNonceSize
                                ? nonces.substr(i * merkle::kNonceSize, merkle::kNonceSize)
@@ -80,7 +83,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   }
   absl::StatusOr<merkle::Tree> tree = merkle::Tree::Build(digests, batch.nonces);
   if (!tree.ok()) return tree.status();
-  batch.root = tree->root();
+  batch.root = tree->root().raw();
   batch.paths.reserve(digests.size());
   for (size_t i = 0; i < digests.size(); ++i) batch.paths.push_back(tree->PathBytes(i));
   // What the provider is told about the root: a name that says what it is, and the size of the

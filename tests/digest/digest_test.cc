@@ -6,14 +6,18 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
+#include <unordered_map>
 
+#include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
 #include "libs/common/hex.h"
+#include "libs/digest/digest.h"
 #include "libs/digest/hash_file.h"
 #include "libs/digest/mime.h"
 #include "libs/digest/reason.h"
@@ -61,10 +65,75 @@ std::string OneShot(const std::string& data) {
   return std::string(reinterpret_cast<const char*>(out), sizeof(out));
 }
 
+TEST(DigestTest, FromBytesKeepsTheBytesAndRejectsOtherSizes) {
+  std::string raw = OneShot("abc");
+  absl::StatusOr<Digest> d = Digest::FromBytes(raw, "file_digest");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->bytes(), raw);
+  EXPECT_EQ(d->raw(), raw);
+  EXPECT_EQ(d->hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  for (size_t n : {0, 5, 31, 33, 64}) {
+    absl::StatusOr<Digest> bad = Digest::FromBytes(std::string(n, 'x'), "file_digest");
+    ASSERT_FALSE(bad.ok()) << n;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(bad.status().message(),
+              "file_digest: a SHA-256 digest must be exactly 32 bytes, got " + std::to_string(n));
+  }
+  // The default field name is "digest".
+  EXPECT_EQ(Digest::FromBytes("12345").status().message(),
+            "digest: a SHA-256 digest must be exactly 32 bytes, got 5");
+}
+
+TEST(DigestTest, FromHexAcceptsEitherCaseAndNamesTheField) {
+  const std::string lower = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  std::string upper = lower;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  absl::StatusOr<Digest> a = Digest::FromHex(lower, "digest_hex");
+  absl::StatusOr<Digest> b = Digest::FromHex(upper, "digest_hex");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(a->bytes(), OneShot("abc"));
+  EXPECT_EQ(b->hex(), lower);  // always written lowercase
+
+  absl::StatusOr<Digest> short_hex = Digest::FromHex("abcd", "digest_hex");
+  ASSERT_FALSE(short_hex.ok());
+  EXPECT_EQ(short_hex.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(short_hex.status().message(),
+            "digest_hex: a SHA-256 digest must be exactly 64 hex characters, got 4");
+  std::string not_hex = lower;
+  not_hex[10] = 'g';
+  absl::StatusOr<Digest> bad = Digest::FromHex(not_hex, "digest_hex");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(), "digest_hex: non-hex character at offset 10");
+}
+
+TEST(DigestTest, OrdersAndHashesByBytes) {
+  Digest zero;
+  EXPECT_EQ(zero.bytes(), std::string(32, '\0'));
+  Digest abc = Sha256::Of("abc");
+  Digest empty = Sha256::Of("");
+  EXPECT_NE(abc, empty);
+  EXPECT_EQ(abc, *Digest::FromBytes(OneShot("abc")));
+  // Ordered like the raw bytes (memcmp order), so maps keyed by Digest iterate as by bytes.
+  EXPECT_EQ(abc < empty, abc.bytes() < empty.bytes());
+  EXPECT_EQ(zero < abc, true);
+  std::map<Digest, int> ordered{{abc, 1}, {empty, 2}, {zero, 3}};
+  EXPECT_EQ(ordered.begin()->first, zero);
+  absl::flat_hash_set<Digest> set{abc, empty, *Digest::FromBytes(OneShot("abc"))};
+  EXPECT_EQ(set.size(), 2u);
+  EXPECT_TRUE(set.contains(abc));
+  EXPECT_FALSE(set.contains(zero));
+  std::unordered_map<Digest, int> unordered{{abc, 1}};
+  EXPECT_EQ(unordered.count(abc), 1u);
+  EXPECT_EQ(unordered.count(empty), 0u);
+}
+
 TEST(Sha256Test, KnownAnswers) {
-  EXPECT_EQ(HexEncode(Sha256::Of("")),
+  EXPECT_EQ(Sha256::Of("").hex(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(HexEncode(Sha256::Of("abc")),
+  EXPECT_EQ(Sha256::Of("abc").hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
@@ -79,11 +148,10 @@ TEST(Sha256Test, StreamingMatchesOneShotOnOneMiBPattern) {
     pos += n;
     step = step * 3 + 1;
   }
-  EXPECT_EQ(h.Finish(), OneShot(data));
+  EXPECT_EQ(h.Finish().bytes(), OneShot(data));
   // Finish resets: the object hashes a new message.
   h.Update("abc");
-  EXPECT_EQ(HexEncode(h.Finish()),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(h.Finish().hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(HashFileTest, FileLargerThanBuffer) {
@@ -96,7 +164,7 @@ TEST(HashFileTest, FileLargerThanBuffer) {
   std::atomic<int64_t> bytes{0};
   absl::StatusOr<FileDigest> d = HashFile(path, opt, &bytes);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->digest, OneShot(data));
+  EXPECT_EQ(d->digest.bytes(), OneShot(data));
   EXPECT_EQ(d->size_bytes, static_cast<int64_t>(data.size()));
   EXPECT_EQ(d->attempts, 1);
   EXPECT_EQ(bytes.load(), static_cast<int64_t>(data.size()));
@@ -121,7 +189,7 @@ TEST(HashFileTest, ChangeWhileHashingIsRetriedThenReported) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->attempts, 2);
   EXPECT_EQ(calls, 2);
-  EXPECT_EQ(d->digest, OneShot("version 0 appended"));
+  EXPECT_EQ(d->digest.bytes(), OneShot("version 0 appended"));
 
   // Changed on every attempt: gives up after max_attempts.
   int n = 0;
@@ -152,7 +220,7 @@ TEST(HashFileTest, SizesAroundTheBufferAndReusedBuffer) {
     std::atomic<int64_t> bytes{0};
     absl::StatusOr<FileDigest> d = HashFile(path, opt, &bytes);
     ASSERT_TRUE(d.ok()) << n << ": " << d.status();
-    EXPECT_EQ(d->digest, OneShot(data)) << n;
+    EXPECT_EQ(d->digest.bytes(), OneShot(data)) << n;
     EXPECT_EQ(d->size_bytes, static_cast<int64_t>(n));
     EXPECT_EQ(d->attempts, 1);
     EXPECT_EQ(bytes.load(), static_cast<int64_t>(n));
@@ -164,7 +232,7 @@ TEST(HashFileTest, SizesAroundTheBufferAndReusedBuffer) {
   WriteFile(path, data);
   absl::StatusOr<FileDigest> d = HashFile(path, opt);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->digest, OneShot(data));
+  EXPECT_EQ(d->digest.bytes(), OneShot(data));
 
   // Short file, grown right after its only read: detected and read again with the new bytes.
   std::string small = dir.path() + "/grow.txt";
@@ -181,7 +249,7 @@ TEST(HashFileTest, SizesAroundTheBufferAndReusedBuffer) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->attempts, 2);
   EXPECT_EQ(calls, 2);
-  EXPECT_EQ(d->digest, OneShot("abcdef"));
+  EXPECT_EQ(d->digest.bytes(), OneShot("abcdef"));
   EXPECT_EQ(d->size_bytes, 6);
 }
 

@@ -9,14 +9,17 @@
 // the sandbox's block headers.
 //
 // Time is compressed so the run takes about 5 minutes on 2 cores: rate windows of 1 s instead of
-// 60 s, proofs confirmed 1 s after creation, a kill every 1-2 s until kMaxKills (then the archives
-// finish undisturbed), and the report's proofs verified once every file is CONFIRMED. Every loop
-// is bounded in time and count; everything listens on 127.0.0.1.
+// 60 s, proofs confirmed 1 s after creation, a kill as soon as the replicas made progress since the
+// previous one (a digest created or kMinRequestsPerKill provider requests; no progress within
+// kMaxStall while an archive runs fails the test) until kMaxKills (then the archives finish
+// undisturbed), and the report's proofs verified once every file is CONFIRMED. Every loop is
+// bounded in time and count; everything listens on 127.0.0.1.
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -32,6 +35,7 @@
 #include "services/anchorctl/process.h"
 #include "tests/e2e/cluster.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::e2e {
 namespace {
@@ -46,8 +50,13 @@ constexpr int kPerFileFiles = 2000;
 constexpr int kMerkleFiles = 20000;
 constexpr int kMinKills = 20;
 constexpr int kMaxKills = 24;
+// Progress that lets the next kill go: one more digest created, or this many more requests from the
+// replicas (polls, proof downloads) when every create is done.
+constexpr int64_t kMinRequestsPerKill = 10;
+// The longest the replicas may do nothing after a kill while an archive still runs.
+constexpr absl::Duration kMaxStall = absl::Seconds(60);
 
-class ChaosTest : public testing::Test {
+class ChaosTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "anchord_chaos_XXXXXX").string();
@@ -114,31 +123,59 @@ class ChaosTest : public testing::Test {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   }
 
+  // One GET of a sandbox admin route as JSON; null when it failed.
+  nlohmann::json SandboxGetOnce(const std::string& path) {
+    httplib::Client cli("127.0.0.1", cluster_->sandbox_port());
+    cli.set_connection_timeout(5);
+    cli.set_read_timeout(30);
+    ++own_requests_;
+    auto res = cli.Get(path);
+    if (!res || res->status != 200) return nlohmann::json();
+    auto j = nlohmann::json::parse(res->body, nullptr, false);
+    return j.is_discarded() ? nlohmann::json() : j;
+  }
+
+  // The sandbox drops connections too: retried until it answers, at most a minute.
   nlohmann::json SandboxGet(const std::string& path) {
-    for (int attempt = 0; attempt < 20; ++attempt) {  // the sandbox drops connections too
-      httplib::Client cli("127.0.0.1", cluster_->sandbox_port());
-      cli.set_connection_timeout(5);
-      cli.set_read_timeout(30);
-      auto res = cli.Get(path);
-      if (res && res->status == 200) {
-        auto j = nlohmann::json::parse(res->body, nullptr, false);
-        if (!j.is_discarded()) return j;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return nlohmann::json();
+    nlohmann::json j;
+    testing::WaitUntil(
+        [&] {
+          j = SandboxGetOnce(path);
+          return !j.is_null();
+        },
+        absl::Seconds(60), absl::Milliseconds(200));
+    return j;
   }
 
   bool SetFaults(const std::string& body) {
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      httplib::Client cli("127.0.0.1", cluster_->sandbox_port());
-      cli.set_connection_timeout(5);
-      cli.set_read_timeout(5);
-      auto res = cli.Post("/_sandbox/faults", body, "application/json");
-      if (res && res->status == 200) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return testing::WaitUntil(
+        [&] {
+          httplib::Client cli("127.0.0.1", cluster_->sandbox_port());
+          cli.set_connection_timeout(5);
+          cli.set_read_timeout(5);
+          auto res = cli.Post("/_sandbox/faults", body, "application/json");
+          return res && res->status == 200;
+        },
+        absl::Seconds(30), absl::Milliseconds(200));
+  }
+
+  // What the replicas have done so far, from the sandbox's counters: digests created, and
+  // requests to the provider APIs (creates, polls, downloads) without the test's own reads.
+  struct Progress {
+    int64_t creates = 0;
+    int64_t requests = 0;
+    bool MovedSince(const Progress& before) const {
+      return creates > before.creates || requests - before.requests >= kMinRequestsPerKill;
     }
-    return false;
+  };
+  // Unchanged from `last` when the sandbox did not answer.
+  Progress ReadProgress(const Progress& last) {
+    const nlohmann::json stats = SandboxGetOnce("/_sandbox/stats");
+    const int64_t creates = StatInt(stats, "creates_total");
+    const int64_t requests = StatInt(stats, "requests_total");
+    if (creates < 0 || requests < 0) return last;
+    // own_requests_ counts every read, answered or not: the replicas' share is never overstated.
+    return Progress{creates, requests - own_requests_};
   }
 
   static int64_t StatInt(const nlohmann::json& stats, const char* key) {
@@ -147,57 +184,64 @@ class ChaosTest : public testing::Test {
   }
 
   // `report --format json --headers sandbox:URL` rows for `job`. A report that verifies downloads
-  // every file's proof, so it runs once all rows are CONFIRMED (cheap `--no-verify` reports, at
-  // most `tries`, 2 s apart), then at most 3 times until every row is verified too: a root's .ots
-  // may be stored a poll round after its files turned CONFIRMED.
-  nlohmann::json VerifiedReport(const std::string& job, int tries) {
+  // every file's proof, so it runs once all rows are CONFIRMED (cheap `--no-verify` reports, 2 s
+  // apart, for at most `confirm_within`), then at most 3 times until every row is verified too: a
+  // root's .ots may be stored a poll round after its files turned CONFIRMED.
+  nlohmann::json VerifiedReport(const std::string& job, absl::Duration confirm_within) {
     const std::string file = (tmp_ / absl::StrCat("report-", job, ".json")).string();
     nlohmann::json rows;
-    for (int attempt = 0; attempt < tries; ++attempt) {
-      auto ctl = SpawnCtl({"report", "--job", job, "--format", "json", "-o", file, "--no-verify"},
-                          (tmp_ / absl::StrCat("status-", job, "-", attempt, ".out")).string());
-      if (ctl == nullptr) return nlohmann::json();
-      if (!ctl->WaitExit(absl::Seconds(120))) {
-        ADD_FAILURE() << "report --no-verify --job " << job << " did not finish within 120 s";
-        return nlohmann::json();
-      }
-      rows = nlohmann::json::parse(TailOfFile(file, 64 << 20), nullptr, false);
-      int confirmed = 0;
-      if (rows.is_array()) {
-        for (const auto& row : rows) confirmed += row.value("status", "") == "CONFIRMED";
-      }
-      std::cerr << "report --no-verify --job " << job << " attempt " << attempt << ": " << confirmed
-                << " of " << (rows.is_array() ? rows.size() : 0) << " CONFIRMED\n";
-      if (rows.is_array() && !rows.empty() && confirmed == static_cast<int>(rows.size())) break;
-      std::this_thread::sleep_for(std::chrono::seconds(2));
-    }
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      auto ctl = SpawnCtl({"report", "--job", job, "--format", "json", "-o", file, "--headers",
-                           "sandbox:" + cluster_->sandbox_url()},
-                          (tmp_ / absl::StrCat("report-", job, "-", attempt, ".out")).string());
-      if (ctl == nullptr) return nlohmann::json();
-      if (!ctl->WaitExit(absl::Seconds(300))) {
-        ADD_FAILURE() << "report --job " << job << " did not finish within 300 s";
-        return nlohmann::json();
-      }
-      rows = nlohmann::json::parse(TailOfFile(file, 64 << 20), nullptr, false);
-      bool done = rows.is_array() && !rows.empty();
-      if (done) {
-        for (const auto& row : rows) {
-          if (row.value("status", "") != "CONFIRMED" ||
-              row.value("verification", "").rfind("VERIFIED block ", 0) != 0) {
-            done = false;
-            break;
+    bool failed = false;
+    int attempt = 0;
+    testing::WaitUntil(
+        [&] {
+          auto ctl =
+              SpawnCtl({"report", "--job", job, "--format", "json", "-o", file, "--no-verify"},
+                       (tmp_ / absl::StrCat("status-", job, "-", attempt, ".out")).string());
+          if (ctl == nullptr) return failed = true;
+          if (!ctl->WaitExit(absl::Seconds(120))) {
+            ADD_FAILURE() << "report --no-verify --job " << job << " did not finish within 120 s";
+            return failed = true;
           }
-        }
-      }
-      std::cerr << "report --job " << job << " attempt " << attempt << ": exit "
-                << ExitCode(ctl.get()) << ", " << (rows.is_array() ? rows.size() : 0) << " rows, "
-                << (done ? "all verified" : "not yet all verified") << "\n";
-      if (done) break;
-      std::this_thread::sleep_for(std::chrono::seconds(2));
-    }
-    return rows;
+          rows = nlohmann::json::parse(TailOfFile(file, 64 << 20), nullptr, false);
+          int confirmed = 0;
+          if (rows.is_array()) {
+            for (const auto& row : rows) confirmed += row.value("status", "") == "CONFIRMED";
+          }
+          std::cerr << "report --no-verify --job " << job << " attempt " << attempt++ << ": "
+                    << confirmed << " of " << (rows.is_array() ? rows.size() : 0) << " CONFIRMED\n";
+          return rows.is_array() && !rows.empty() && confirmed == static_cast<int>(rows.size());
+        },
+        confirm_within, absl::Seconds(2));
+    if (failed) return nlohmann::json();
+    attempt = 0;
+    testing::WaitUntil(
+        [&] {
+          auto ctl = SpawnCtl({"report", "--job", job, "--format", "json", "-o", file, "--headers",
+                               "sandbox:" + cluster_->sandbox_url()},
+                              (tmp_ / absl::StrCat("report-", job, "-", attempt, ".out")).string());
+          if (ctl == nullptr) return failed = true;
+          if (!ctl->WaitExit(absl::Seconds(300))) {
+            ADD_FAILURE() << "report --job " << job << " did not finish within 300 s";
+            return failed = true;
+          }
+          rows = nlohmann::json::parse(TailOfFile(file, 64 << 20), nullptr, false);
+          bool done = rows.is_array() && !rows.empty();
+          if (done) {
+            for (const auto& row : rows) {
+              if (row.value("status", "") != "CONFIRMED" ||
+                  row.value("verification", "").rfind("VERIFIED block ", 0) != 0) {
+                done = false;
+                break;
+              }
+            }
+          }
+          std::cerr << "report --job " << job << " attempt " << attempt << ": exit "
+                    << ExitCode(ctl.get()) << ", " << (rows.is_array() ? rows.size() : 0)
+                    << " rows, " << (done ? "all verified" : "not yet all verified") << "\n";
+          return done || ++attempt >= 3;  // at most 3 verifying reports
+        },
+        absl::Minutes(16), absl::Seconds(2));
+    return failed ? nlohmann::json() : rows;
   }
 
   fs::path tmp_;
@@ -206,6 +250,7 @@ class ChaosTest : public testing::Test {
   int pg_port_ = 0;
   std::unique_ptr<Cluster> cluster_;
   std::vector<std::unique_ptr<ChildProcess>> archives_;
+  int64_t own_requests_ = 0;  // reads of the sandbox's admin routes by this test
 };
 
 TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
@@ -263,18 +308,35 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
                merkle_out));
   ASSERT_TRUE(archives_[0] && archives_[1]);
 
-  // The chaos: a random replica SIGKILLed (and restarted on its port) every 1-2 s, the database
-  // restarted once on the way, kMaxKills times or until both archives are done (whichever is
-  // first, but at least kMinKills). Bounded by count and time.
+  // The chaos: a random replica SIGKILLed (and restarted on its port) each time the replicas made
+  // progress since the previous kill, the database restarted once on the way, kMaxKills times or
+  // until both archives are done (whichever is first, but at least kMinKills). A kill after which
+  // nothing moves for kMaxStall while an archive runs is a failure. Bounded by count and time.
   std::mt19937 rng(seed);
   int kills = 0;
   bool pg_restarted = false;
   std::map<std::string, int> killed;
   const absl::Time chaos_end = absl::Now() + absl::Minutes(4);
+  Progress last;  // before the first kill: wait for the first work
   for (int round = 0; round < kMaxKills && absl::Now() < chaos_end; ++round) {
     const bool running = archives_[0]->Running() || archives_[1]->Running();
     if (!running && kills >= kMinKills) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1000 + rng() % 1000));
+    if (running) {
+      Progress now = last;
+      const bool moved = testing::WaitUntil(
+          [&] {
+            now = ReadProgress(now);
+            return now.MovedSince(last) || !(archives_[0]->Running() || archives_[1]->Running());
+          },
+          std::min(kMaxStall, std::max(absl::ZeroDuration(), chaos_end - absl::Now())),
+          absl::Milliseconds(250));
+      if (!moved && absl::Now() < chaos_end) {
+        ADD_FAILURE() << "no digest created and fewer than " << kMinRequestsPerKill
+                      << " provider requests within " << kMaxStall << " after " << kills
+                      << " kills (creates " << now.creates << ", requests " << now.requests << ")";
+      }
+      last = now;
+    }
     const int pick = static_cast<int>(rng() % 5);
     const std::string service = pick < 3 ? "submitter" : "poller";
     const int index = pick < 3 ? pick : pick - 3;
@@ -354,7 +416,7 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
 
   // The report (faults off: the verification fetches block headers from the sandbox too).
   ASSERT_TRUE(SetFaults(R"({"error_rate":0,"drop_rate":0})"));
-  nlohmann::json per_file = VerifiedReport("perfile", 10);
+  nlohmann::json per_file = VerifiedReport("perfile", absl::Minutes(3));
   ASSERT_TRUE(per_file.is_array());
   EXPECT_EQ(per_file.size(), static_cast<size_t>(kPerFileFiles));
   std::set<std::string> reported;
@@ -369,7 +431,7 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
   EXPECT_EQ(not_verified, 0);
   EXPECT_EQ(reported, per_file_digests);
 
-  nlohmann::json merkle = VerifiedReport("merkle", 10);
+  nlohmann::json merkle = VerifiedReport("merkle", absl::Minutes(3));
   ASSERT_TRUE(merkle.is_array());
   EXPECT_EQ(merkle.size(), static_cast<size_t>(kMerkleFiles));
   std::set<std::string> merkle_roots;

@@ -26,6 +26,7 @@
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/stack.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::anchorctl {
 namespace {
@@ -35,7 +36,7 @@ using e2e::RunResult;
 using e2e::Sha256Hex;
 using e2e::WriteFile;
 
-class E2eTest : public testing::Test {
+class E2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "anchord_e2e_XXXXXX").string();
@@ -156,30 +157,33 @@ class E2eTest : public testing::Test {
   }
 
   // `report --format json` (with the sandbox's headers unless `verify` is false) until `done`
-  // holds for its rows, at most `tries` times 0.5 s apart; returns the last rows (an array, or
-  // null after a failed run, which is also a test failure).
+  // holds for its rows, for at most `timeout`; returns the last rows (an array, or null after a
+  // failed run, which is also a test failure).
   nlohmann::json ReportUntil(const std::string& job,
                              const std::function<bool(const nlohmann::json&)>& done,
-                             bool verify = true, int tries = 40) {
+                             bool verify = true, absl::Duration timeout = absl::Seconds(40)) {
     const std::string file = (tmp_ / absl::StrCat("report-", job, ".json")).string();
     nlohmann::json rows;
-    for (int attempt = 0; attempt < tries; ++attempt) {
-      std::vector<std::string> args = {"report", "--job", job, "--format", "json", "-o", file};
-      if (verify) {
-        args.insert(args.end(), {"--headers", "sandbox:" + stack_->info().sandbox_url});
-      } else {
-        args.push_back("--no-verify");
-      }
-      RunResult rep = RunCtl(args);
-      if (rep.exit_code != 0) {
-        ADD_FAILURE() << "report exited " << rep.exit_code << ": " << rep.output;
-        return nlohmann::json();
-      }
-      rows = nlohmann::json::parse(TailOfFile(file, 1 << 22), nullptr, false);
-      if (rows.is_array() && done(rows)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    }
-    return rows;
+    bool failed = false;
+    testing::WaitUntil(
+        [&] {
+          std::vector<std::string> args = {"report", "--job", job, "--format", "json", "-o", file};
+          if (verify) {
+            args.insert(args.end(), {"--headers", "sandbox:" + stack_->info().sandbox_url});
+          } else {
+            args.push_back("--no-verify");
+          }
+          RunResult rep = RunCtl(args);
+          if (rep.exit_code != 0) {
+            ADD_FAILURE() << "report exited " << rep.exit_code << ": " << rep.output;
+            failed = true;
+            return true;  // stop waiting
+          }
+          rows = nlohmann::json::parse(TailOfFile(file, 1 << 22), nullptr, false);
+          return rows.is_array() && done(rows);
+        },
+        timeout, absl::Milliseconds(500));
+    return failed ? nlohmann::json() : rows;
   }
 
   static bool AllVerified(const nlohmann::json& rows) {
@@ -206,11 +210,12 @@ class E2eTest : public testing::Test {
   // by the time a response takes, so this is short.
   nlohmann::json StatsWhenCreates(int64_t want) {
     nlohmann::json stats;
-    for (int i = 0; i < 100; ++i) {
-      stats = SandboxStats();
-      if (StatInt(stats, "creates_total") >= want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    testing::WaitUntil(
+        [&] {
+          stats = SandboxStats();
+          return StatInt(stats, "creates_total") >= want;
+        },
+        absl::Seconds(10), absl::Milliseconds(100));
     return stats;
   }
 
@@ -439,10 +444,9 @@ TEST_F(E2eTest, LocalStackFromAnchorctl) {
   auto local = ChildProcess::Spawn(spec);
   ASSERT_TRUE(local.ok()) << local.status();
   background_ = std::move(*local);
-  for (int i = 0; i < 300 && !fs::exists(stack_file); ++i) {
-    ASSERT_TRUE(background_->Running()) << TailOfFile(spec.log_file);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  // Waits for the stack record, or for `local` to exit early (then the record never comes).
+  testing::WaitUntil([&] { return fs::exists(stack_file) || !background_->Running(); },
+                     absl::Seconds(30), absl::Milliseconds(100));
   ASSERT_TRUE(fs::exists(stack_file)) << TailOfFile(spec.log_file);
   auto info = StackInfo::FromJson(*ReadSmallFile(stack_file.string()));
   ASSERT_TRUE(info.ok()) << info.status();
@@ -503,10 +507,12 @@ TEST_F(E2eTest, FaultsAndSubmitterCrashStillCreateEachDigestOnce) {
 
   // Mid-run: once some digests were created, turn faults on and kill the submitter hard.
   int64_t created = 0;
-  for (int i = 0; i < 300 && created < 40; ++i) {
-    created = StatInt(SandboxStats(), "creates_total");
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  testing::WaitUntil(
+      [&] {
+        created = StatInt(SandboxStats(), "creates_total");
+        return created >= 40;
+      },
+      absl::Seconds(30), absl::Milliseconds(100));
   ASSERT_GE(created, 40) << "the run did not start creating";
   ASSERT_LT(created, static_cast<int64_t>(distinct.size())) << "the run ended before the crash";
   ASSERT_TRUE(SetFaults(R"({"error_rate":0.1,"drop_rate":0.05,"storm_seconds":2})"));
@@ -633,26 +639,34 @@ TEST_F(E2eTest, EveryProviderAnchorsTheSameJob) {
   bool all_confirmed = false;
   bool verified_everywhere = false;
   int attempts = 0;
-  for (int attempt = 0; attempt < 60 && !(all_confirmed && verified_everywhere); ++attempt) {
-    if (!all_confirmed) ++attempts;
-    verified_everywhere = true;
-    RunResult rep = RunCtl({"report", "--job", "multi", "--format", "json", "-o", report_file,
-                            "--headers", "sandbox:" + stack_->info().sandbox_url});
-    ASSERT_EQ(rep.exit_code, 0) << rep.output;
-    rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
-    ASSERT_TRUE(rows.is_array());
-    all_confirmed = rows.size() == files.size() * providers.size();
-    for (const auto& row : rows) {
-      if (row.value("status", "") != "CONFIRMED") all_confirmed = false;
-      if (row.value("provider", "") != "proofledger" &&
-          row.value("verification", "").rfind("VERIFIED", 0) != 0) {
-        verified_everywhere = false;
-      }
-    }
-    if (!(all_confirmed && verified_everywhere)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    }
-  }
+  std::string report_error;
+  testing::WaitUntil(
+      [&] {
+        if (!all_confirmed) ++attempts;
+        verified_everywhere = true;
+        RunResult rep = RunCtl({"report", "--job", "multi", "--format", "json", "-o", report_file,
+                                "--headers", "sandbox:" + stack_->info().sandbox_url});
+        if (rep.exit_code != 0) {
+          report_error = absl::StrCat("report exited ", rep.exit_code, ": ", rep.output);
+          return true;  // stop waiting: the assertion below reports it
+        }
+        rows = nlohmann::json::parse(TailOfFile(report_file, 1 << 22), nullptr, false);
+        if (!rows.is_array()) {
+          report_error = "report wrote no JSON array";
+          return true;
+        }
+        all_confirmed = rows.size() == files.size() * providers.size();
+        for (const auto& row : rows) {
+          if (row.value("status", "") != "CONFIRMED") all_confirmed = false;
+          if (row.value("provider", "") != "proofledger" &&
+              row.value("verification", "").rfind("VERIFIED", 0) != 0) {
+            verified_everywhere = false;
+          }
+        }
+        return all_confirmed && verified_everywhere;
+      },
+      absl::Seconds(60), absl::Milliseconds(500));
+  ASSERT_EQ(report_error, "");
   ASSERT_TRUE(all_confirmed) << rows.dump(1);
   // "--wait confirmed" with several providers waits for every one of them.
   EXPECT_EQ(attempts, 1) << "archive returned before every provider confirmed";
@@ -714,7 +728,7 @@ TEST_F(E2eTest, StalledProofIsFlaggedAndAnchoredWithTheFallbackProvider) {
     }
     return stalled.size() == files.size() && fallback.size() == files.size();
   };
-  nlohmann::json rows = ReportUntil("stall", count, /*verify=*/false, /*tries=*/60);
+  nlohmann::json rows = ReportUntil("stall", count, /*verify=*/false, absl::Seconds(60));
   ASSERT_TRUE(rows.is_array());
   EXPECT_EQ(stalled.size(), files.size()) << rows.dump(1);
   EXPECT_EQ(fallback.size(), files.size()) << rows.dump(1);
@@ -739,10 +753,12 @@ TEST_F(E2eTest, MerkleBatchesSurviveASubmitterCrash) {
   ASSERT_TRUE(bg.ok()) << bg.status();
   background_ = std::move(*bg);
   int64_t created = 0;
-  for (int i = 0; i < 300 && created < 5; ++i) {
-    created = StatInt(SandboxStats(), "creates_total");
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  testing::WaitUntil(
+      [&] {
+        created = StatInt(SandboxStats(), "creates_total");
+        return created >= 5;
+      },
+      absl::Seconds(15), absl::Milliseconds(50));
   ASSERT_GE(created, 5) << "the run did not start creating";
   ASSERT_LT(created, 30) << "the run ended before the crash";
   ASSERT_TRUE(SetFaults(R"({"latency_ms":0,"error_rate":0.1,"drop_rate":0.05})"));

@@ -51,8 +51,20 @@ Batch RandomBatch(std::mt19937_64& rng, size_t n) {
   return b;
 }
 
+// The library's digest type from raw test bytes (always 32 here).
+Digest D(absl::string_view raw) {
+  absl::StatusOr<Digest> d = Digest::FromBytes(raw);
+  EXPECT_TRUE(d.ok()) << d.status();
+  return d.ok() ? *d : Digest();
+}
+std::vector<Digest> Ds(const std::vector<std::string>& raw) {
+  std::vector<Digest> out;
+  for (const auto& r : raw) out.push_back(D(r));
+  return out;
+}
+
 Tree MustBuild(const Batch& b) {
-  auto t = Tree::Build(b.digests, b.nonces);
+  auto t = Tree::Build(Ds(b.digests), b.nonces);
   EXPECT_TRUE(t.ok()) << t.status();
   return *std::move(t);
 }
@@ -112,7 +124,7 @@ TEST(MerkleTree, RootAndPathsMatchOtsMakeMerkleTree) {
     const Tree t = MustBuild(b);
     Reference ref = MakeReference(b);
     ASSERT_EQ(t.size(), n);
-    EXPECT_EQ(Hex(t.root()), Hex(ref.tip->msg()));
+    EXPECT_EQ(Hex(t.root().raw()), Hex(ref.tip->msg()));
     // With an attestation on the tip, the reference chain from digest i serializes as the path's
     // op bytes followed by that attestation: PathBytes is byte-for-byte the OTS encoding.
     ref.tip->AddAttestation(ots::Attestation::Bitcoin(7));
@@ -122,9 +134,9 @@ TEST(MerkleTree, RootAndPathsMatchOtsMakeMerkleTree) {
     for (size_t i = 0; i < n; ++i) {
       const std::string path = t.PathBytes(i);
       EXPECT_EQ(Hex(SerializeTree(*ref.roots[i])), Hex(path + suffix)) << "leaf " << i;
-      auto root = PathRoot(b.digests[i], path);
+      auto root = PathRoot(D(b.digests[i]), path);
       ASSERT_TRUE(root.ok()) << root.status();
-      EXPECT_EQ(*root, t.root()) << "leaf " << i;
+      EXPECT_EQ(root->raw(), t.root().raw()) << "leaf " << i;
       EXPECT_EQ(t.leaf(i), ots::Sha256(b.digests[i] + b.nonces[i]));
       EXPECT_EQ(t.nonce(i), b.nonces[i]);
     }
@@ -142,7 +154,7 @@ TEST(MerkleTree, BuildFlatEqualsBuild) {
   auto flat = Tree::BuildFlat(flat_d, flat_n);
   ASSERT_TRUE(flat.ok()) << flat.status();
   const Tree t = MustBuild(b);
-  EXPECT_EQ(flat->root(), t.root());
+  EXPECT_EQ(flat->root().raw(), t.root().raw());
   for (size_t i = 0; i < b.digests.size(); ++i) EXPECT_EQ(flat->PathBytes(i), t.PathBytes(i));
 }
 
@@ -163,24 +175,20 @@ TEST(MerkleTree, RejectsBadInputNamingTheIndex) {
   std::mt19937_64 rng(11);
   Batch b = RandomBatch(rng, 10);
   EXPECT_EQ(Tree::Build({}, {}).status().code(), absl::StatusCode::kInvalidArgument);
-  Batch short_digest = b;
-  short_digest.digests[7].pop_back();
-  auto st = Tree::Build(short_digest.digests, short_digest.nonces).status();
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(st.message(), HasSubstr("digest 7"));
+  // (A digest of the wrong size cannot reach Build: Digest::FromBytes refuses it.)
   Batch long_nonce = b;
   long_nonce.nonces[3] += "x";
-  st = Tree::Build(long_nonce.digests, long_nonce.nonces).status();
+  auto st = Tree::Build(Ds(long_nonce.digests), long_nonce.nonces).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(st.message(), HasSubstr("nonce 3"));
   Batch missing = b;
   missing.nonces.pop_back();
-  EXPECT_EQ(Tree::Build(missing.digests, missing.nonces).status().code(),
+  EXPECT_EQ(Tree::Build(Ds(missing.digests), missing.nonces).status().code(),
             absl::StatusCode::kInvalidArgument);
   // A failed CSPRNG gives an empty nonce, which must not slip into a tree.
   Batch empty_nonce = b;
   empty_nonce.nonces[0].clear();
-  EXPECT_EQ(Tree::Build(empty_nonce.digests, empty_nonce.nonces).status().code(),
+  EXPECT_EQ(Tree::Build(Ds(empty_nonce.digests), empty_nonce.nonces).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Tree::BuildFlat("", "").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Tree::BuildFlat(std::string(33, 'a'), std::string(16, 'n')).status().code(),
@@ -233,7 +241,8 @@ TEST_F(MerkleClientBatch, RootAndLeavesAreTheManifestValues) {
   EXPECT_EQ(Hex(t.leaf(0)), "ae59d2c0d2f5efa97df8f3cca7e85845880c102237f1a6a1b0b4c6a5ab77f494");
   EXPECT_EQ(Hex(t.leaf(1)), "9f42984ccdb96addb79884e714cc6b6b059c68f2ac3a2e07c5198c22d904de14");
   EXPECT_EQ(Hex(t.leaf(2)), "026356e7972f023930ec84c213adedc4050460973935bbd2f4df3d7bd5dec55f");
-  EXPECT_EQ(Hex(t.root()), "c8f78972680bec45199bf6f19472fe1db32ceeed4509c79f345086bf4888d3fa");
+  EXPECT_EQ(Hex(t.root().raw()),
+            "c8f78972680bec45199bf6f19472fe1db32ceeed4509c79f345086bf4888d3fa");
 }
 
 TEST_F(MerkleClientBatch, PathsAreTheClientsBytesAndJoiningReproducesItsProofs) {
@@ -250,19 +259,19 @@ TEST_F(MerkleClientBatch, PathsAreTheClientsBytesAndJoiningReproducesItsProofs) 
   auto file = ots::ParseDetached(proofs_[0]);
   ASSERT_TRUE(file.ok()) << file.status();
   std::shared_ptr<ots::Timestamp> node = file->timestamp;
-  while (node->msg() != t.root()) {
+  while (node->msg() != t.root().raw()) {
     ASSERT_EQ(node->ops().size(), 1u);
     node = node->ops().begin()->second;
   }
-  auto root_ots = ots::SerializeDetached({ots::Op::Sha256(), t.root(), node});
+  auto root_ots = ots::SerializeDetached({ots::Op::Sha256(), t.root().raw(), node});
   ASSERT_TRUE(root_ots.ok());
   auto joiner = Joiner::Parse(*root_ots);
   ASSERT_TRUE(joiner.ok()) << joiner.status();
   for (size_t i = 0; i < 3; ++i) {
-    auto joined = JoinProof(b_.digests[i], t.PathBytes(i), *root_ots);
+    auto joined = JoinProof(D(b_.digests[i]), t.PathBytes(i), *root_ots);
     ASSERT_TRUE(joined.ok()) << joined.status();
     EXPECT_EQ(Hex(*joined), Hex(proofs_[i])) << "merkle" << i + 1;
-    auto again = joiner->Join(b_.digests[i], t.PathBytes(i));
+    auto again = joiner->Join(D(b_.digests[i]), t.PathBytes(i));
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(*again, *joined);
   }
@@ -276,7 +285,7 @@ TEST(MerkleJoin, ParsesCanonicallyAndEqualsMergingWithTheOtsLibrary) {
   const Tree t = MustBuild(b);
   // A root proof with a fork at the root: a pending attestation and a path to Bitcoin.
   ots::DetachedFile root;
-  root.digest = t.root();
+  root.digest = t.root().raw();
   root.timestamp = std::make_shared<ots::Timestamp>(root.digest);
   root.timestamp->AddAttestation(ots::Attestation::Pending("https://example.calendar.test"));
   auto n1 = *root.timestamp->AddOp(ots::Op::Prepend(Unhex("57d982df")));
@@ -285,11 +294,11 @@ TEST(MerkleJoin, ParsesCanonicallyAndEqualsMergingWithTheOtsLibrary) {
   const std::string root_ots = *ots::SerializeDetached(root);
   auto joiner = Joiner::Parse(root_ots);
   ASSERT_TRUE(joiner.ok()) << joiner.status();
-  EXPECT_EQ(joiner->root(), t.root());
+  EXPECT_EQ(joiner->root().raw(), t.root().raw());
 
   for (size_t i = 0; i < b.digests.size(); ++i) {
     SCOPED_TRACE(i);
-    auto joined = joiner->Join(b.digests[i], t.PathBytes(i));
+    auto joined = joiner->Join(D(b.digests[i]), t.PathBytes(i));
     ASSERT_TRUE(joined.ok()) << joined.status();
     auto parsed = ots::ParseDetached(*joined);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -298,9 +307,9 @@ TEST(MerkleJoin, ParsesCanonicallyAndEqualsMergingWithTheOtsLibrary) {
     EXPECT_EQ(*ots::SerializeDetached(*parsed), *joined);  // canonical
     // The same proof built node by node: the path as Timestamps, the root proof merged at the tip.
     std::shared_ptr<ots::Timestamp> tip;
-    auto chain = ApplyPath(b.digests[i], t.PathBytes(i), &tip);
+    auto chain = ApplyPath(D(b.digests[i]), t.PathBytes(i), &tip);
     ASSERT_TRUE(chain.ok()) << chain.status();
-    ASSERT_EQ(tip->msg(), t.root());
+    ASSERT_EQ(tip->msg(), t.root().raw());
     for (const auto& a : root.timestamp->attestations()) tip->AddAttestation(a);
     for (const auto& [op, child] : root.timestamp->ops()) ASSERT_TRUE(tip->SetOp(op, child).ok());
     auto built = ots::SerializeDetached({ots::Op::Sha256(), b.digests[i], *chain});
@@ -315,35 +324,33 @@ TEST(MerkleJoin, RefusesWhatDoesNotLeadToTheRoot) {
   std::mt19937_64 rng(4);
   const Batch b = RandomBatch(rng, 9);
   const Tree t = MustBuild(b);
-  const std::string root_ots = RootOts(t.root());
+  const std::string root_ots = RootOts(t.root().raw());
   // Another file's digest with this path.
-  auto st = JoinProof(b.digests[1], t.PathBytes(0), root_ots).status();
+  auto st = JoinProof(D(b.digests[1]), t.PathBytes(0), root_ots).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(st.message(), HasSubstr(Hex(t.root())));
+  EXPECT_THAT(st.message(), HasSubstr(Hex(t.root().raw())));
   // A tampered sibling / nonce.
   for (size_t at : {size_t{5}, size_t{19 + 2 + 7}, size_t{19 + 35 + 2 + 31}}) {
     std::string path = t.PathBytes(0);
     path[at] ^= 0x01;
-    EXPECT_EQ(JoinProof(b.digests[0], path, root_ots).status().code(),
+    EXPECT_EQ(JoinProof(D(b.digests[0]), path, root_ots).status().code(),
               absl::StatusCode::kFailedPrecondition)
         << at;
   }
   // append <-> prepend swapped.
   std::string swapped = t.PathBytes(0);
   swapped[19] = static_cast<char>(ots::kOpPrepend);
-  EXPECT_EQ(JoinProof(b.digests[0], swapped, root_ots).status().code(),
+  EXPECT_EQ(JoinProof(D(b.digests[0]), swapped, root_ots).status().code(),
             absl::StatusCode::kFailedPrecondition);
   // A root proof about another digest.
-  std::string other_root = t.root();
+  std::string other_root = t.root().raw();
   other_root[0] ^= 0x80;
-  st = JoinProof(b.digests[0], t.PathBytes(0), RootOts(other_root)).status();
+  st = JoinProof(D(b.digests[0]), t.PathBytes(0), RootOts(other_root)).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   // Malformed inputs.
-  EXPECT_EQ(JoinProof(b.digests[0], t.PathBytes(0), "not an ots").status().code(),
+  EXPECT_EQ(JoinProof(D(b.digests[0]), t.PathBytes(0), "not an ots").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(JoinProof(b.digests[0], t.PathBytes(0).substr(0, 30), root_ots).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(JoinProof(b.digests[0].substr(1), t.PathBytes(0), root_ots).status().code(),
+  EXPECT_EQ(JoinProof(D(b.digests[0]), t.PathBytes(0).substr(0, 30), root_ots).status().code(),
             absl::StatusCode::kInvalidArgument);
   // A root proof whose digest is not 32 bytes (sha1 file-hash op) cannot be a root.
   ots::DetachedFile sha1;
@@ -355,7 +362,7 @@ TEST(MerkleJoin, RefusesWhatDoesNotLeadToTheRoot) {
   std::string out = "keep";
   auto joiner = Joiner::Parse(root_ots);
   ASSERT_TRUE(joiner.ok());
-  EXPECT_FALSE(joiner->AppendJoined(b.digests[1], t.PathBytes(0), &out).ok());
+  EXPECT_FALSE(joiner->AppendJoined(D(b.digests[1]), t.PathBytes(0), &out).ok());
   EXPECT_EQ(out, "keep");
 }
 
@@ -365,12 +372,12 @@ TEST(MerkleJoin, StaysWithinTheReadersRecursionLimit) {
   const Tree t = MustBuild(b);
   const std::string path = t.PathBytes(0);  // 2 ops
   // 2 + 253 = 255 ops on the branch: the most an OTS reader accepts.
-  auto ok = JoinProof(b.digests[0], path, RootOts(t.root(), 253));
+  auto ok = JoinProof(D(b.digests[0]), path, RootOts(t.root().raw(), 253));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_TRUE(ots::ParseDetached(*ok).ok());
   // 2 + 254 = 256: the reader would refuse it, so joining does too.
-  const std::string deep = RootOts(t.root(), 254);
-  auto refused = JoinProof(b.digests[0], path, deep);
+  const std::string deep = RootOts(t.root().raw(), 254);
+  auto refused = JoinProof(D(b.digests[0]), path, deep);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("255"));
   // ...and the reader indeed refuses the concatenation.
@@ -391,7 +398,7 @@ TEST(MerklePathOnly, ParsesWithTheRecordAtTheRoot) {
   const Tree t = MustBuild(b);
   const std::string record = "https://proofledger.example/proof/0f3a-77";
   for (size_t i = 0; i < b.digests.size(); ++i) {
-    auto proof = PathOnlyProof(b.digests[i], t.PathBytes(i), record);
+    auto proof = PathOnlyProof(D(b.digests[i]), t.PathBytes(i), record);
     ASSERT_TRUE(proof.ok()) << proof.status();
     auto parsed = ots::ParseDetached(*proof);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -399,27 +406,28 @@ TEST(MerklePathOnly, ParsesWithTheRecordAtTheRoot) {
     EXPECT_EQ(*ots::SerializeDetached(*parsed), *proof);
     auto atts = parsed->timestamp->AllAttestations();
     ASSERT_EQ(atts.size(), 1u);
-    EXPECT_EQ(atts[0].first, t.root());
+    EXPECT_EQ(atts[0].first, t.root().raw());
     EXPECT_EQ(atts[0].second.kind, ots::Attestation::Kind::kUnknown);
     EXPECT_EQ(Hex(atts[0].second.tag), "616e63686f726401");
     EXPECT_EQ(atts[0].second.payload, record);
     std::shared_ptr<ots::Timestamp> tip;
-    ASSERT_TRUE(ApplyPath(b.digests[i], t.PathBytes(i), &tip).ok());
+    ASSERT_TRUE(ApplyPath(D(b.digests[i]), t.PathBytes(i), &tip).ok());
     tip->AddAttestation(atts[0].second);
     auto found = FindPathRecord(*tip);
     ASSERT_TRUE(found.ok());
     EXPECT_EQ(*found, record);
   }
-  ots::Timestamp bare(t.root());
+  ots::Timestamp bare(t.root().raw());
   EXPECT_EQ(FindPathRecord(bare).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(PathOnlyProof(b.digests[0], t.PathBytes(0), std::string(kMaxRecordSize, 'r')).ok());
-  EXPECT_EQ(PathOnlyProof(b.digests[0], t.PathBytes(0), std::string(kMaxRecordSize + 1, 'r'))
+  EXPECT_TRUE(
+      PathOnlyProof(D(b.digests[0]), t.PathBytes(0), std::string(kMaxRecordSize, 'r')).ok());
+  EXPECT_EQ(PathOnlyProof(D(b.digests[0]), t.PathBytes(0), std::string(kMaxRecordSize + 1, 'r'))
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(PathOnlyProof(b.digests[0], t.PathBytes(0), "").status().code(),
+  EXPECT_EQ(PathOnlyProof(D(b.digests[0]), t.PathBytes(0), "").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(PathOnlyProof(b.digests[0], t.PathBytes(0) + "\x08", record).status().code(),
+  EXPECT_EQ(PathOnlyProof(D(b.digests[0]), t.PathBytes(0) + "\x08", record).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -427,7 +435,7 @@ TEST(MerklePathOnly, ParsesWithTheRecordAtTheRoot) {
 
 absl::Status ApplyStatus(absl::string_view digest, absl::string_view path) {
   std::shared_ptr<ots::Timestamp> tip;
-  return ApplyPath(digest, path, &tip).status();
+  return ApplyPath(D(digest), path, &tip).status();
 }
 
 TEST(MerklePath, TruncationsFailExceptAtLevelBoundaries) {
@@ -441,12 +449,12 @@ TEST(MerklePath, TruncationsFailExceptAtLevelBoundaries) {
     const std::string cut = path.substr(0, len);
     const bool boundary = len >= 19 && (len - 19) % 35 == 0;
     const absl::Status st = ApplyStatus(b.digests[13], cut);
-    auto root = PathRoot(b.digests[13], cut);
+    auto root = PathRoot(D(b.digests[13]), cut);
     if (boundary) {
       // A shorter path is well formed; it just ends below the root.
       EXPECT_TRUE(st.ok()) << st;
       ASSERT_TRUE(root.ok());
-      EXPECT_NE(*root, t.root());
+      EXPECT_NE(root->raw(), t.root().raw());
     } else {
       EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
       EXPECT_THAT(st.message(), HasSubstr("byte offset"));
@@ -465,7 +473,7 @@ TEST(MerklePath, RejectsUnknownMisplacedAndOversizedOps) {
     const absl::Status st = ApplyStatus(d, p);
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << Hex(p);
     EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("byte offset ", offset, ":"))) << st;
-    EXPECT_EQ(PathRoot(d, p).status(), st);
+    EXPECT_EQ(PathRoot(D(d), p).status(), st);
     EXPECT_EQ(ValidatePath(p).status(), st);
   };
   std::string p = path;
@@ -503,9 +511,6 @@ TEST(MerklePath, RejectsUnknownMisplacedAndOversizedOps) {
   ASSERT_TRUE(ops.ok());
   EXPECT_EQ(*ops, kMaxPathOps);
   expect_invalid_at(longest + level, longest.size());
-  // The digest must be SHA-256 sized.
-  EXPECT_EQ(ApplyStatus(d.substr(0, 20), path).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(PathRoot(d + "x", path).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // Bounded random robustness run (no libFuzzer needed): random bytes, and mutations of valid paths.
@@ -555,8 +560,8 @@ TEST(MerklePath, RandomInputIsRejectedOrConsistent) {
       }
     }
     std::shared_ptr<ots::Timestamp> tip;
-    auto chain = ApplyPath(d, p, &tip);
-    auto root = PathRoot(d, p);
+    auto chain = ApplyPath(D(d), p, &tip);
+    auto root = PathRoot(D(d), p);
     auto ops = ValidatePath(p);
     if (!chain.ok()) {
       ++rejected;
@@ -568,7 +573,7 @@ TEST(MerklePath, RandomInputIsRejectedOrConsistent) {
     ++parsed;
     ASSERT_TRUE(root.ok());
     ASSERT_TRUE(ops.ok());
-    ASSERT_EQ(tip->msg(), *root);
+    ASSERT_EQ(tip->msg(), root->raw());
     ASSERT_LE(*ops, kMaxPathOps);
     // With an attestation at the tip, the chain serializes to the input bytes + the attestation,
     // and the OTS parser reads that back.

@@ -36,7 +36,7 @@ class MerkleAnchored : public ::testing::Test {
     std::mt19937_64 rng(77);
     std::vector<std::string> nonces;
     for (int i = 0; i < 37; ++i) {
-      digests_.push_back(RandomBytes(rng, kDigestSize));
+      digests_.push_back(*Digest::FromBytes(RandomBytes(rng, kDigestSize)));
       nonces.push_back(RandomNonce());
     }
     auto tree = Tree::Build(digests_, nonces);
@@ -44,7 +44,7 @@ class MerkleAnchored : public ::testing::Test {
     tree_ = std::make_unique<Tree>(*std::move(tree));
 
     ots::DetachedFile root;
-    root.digest = tree_->root();
+    root.digest = tree_->root().raw();
     root.timestamp = std::make_shared<ots::Timestamp>(root.digest);
     root.timestamp->AddAttestation(ots::Attestation::Pending("https://calendar.example.test"));
     auto n = *root.timestamp->AddOp(ots::Op::Prepend(RandomBytes(rng, 41)));
@@ -87,7 +87,7 @@ class MerkleAnchored : public ::testing::Test {
     return WEXITSTATUS(rc);
   }
 
-  std::vector<std::string> digests_;
+  std::vector<Digest> digests_;
   std::unique_ptr<Tree> tree_;
   std::string commitment_, header_, root_ots_;
   FakeChain chain_;
@@ -102,8 +102,8 @@ TEST_F(MerkleAnchored, EveryJoinedProofVerifiesAgainstTheBlock) {
     auto joined = joiner->Join(digests_[i], tree_->PathBytes(i));
     ASSERT_TRUE(joined.ok()) << joined.status();
     const ots::DetachedFile proof = ParseOrDie(*joined);
-    EXPECT_EQ(proof.digest, digests_[i]);
-    const ots::VerifyResult r = ots::Verify(proof, digests_[i], &chain_);
+    EXPECT_EQ(proof.digest, digests_[i].raw());
+    const ots::VerifyResult r = ots::Verify(proof, digests_[i].bytes(), &chain_);
     EXPECT_TRUE(r.verified) << r.message;
     EXPECT_EQ(r.verdict, ots::Verdict::kVerified);
     ASSERT_TRUE(r.earliest.has_value());
@@ -115,7 +115,7 @@ TEST_F(MerkleAnchored, EveryJoinedProofVerifiesAgainstTheBlock) {
 TEST_F(MerkleAnchored, AnotherFilesDigestOrATamperedPathFails) {
   const std::string proof0 = *JoinProof(digests_[0], tree_->PathBytes(0), root_ots_);
   // The proof checked against another file: digest mismatch.
-  const ots::VerifyResult other = ots::Verify(ParseOrDie(proof0), digests_[1], &chain_);
+  const ots::VerifyResult other = ots::Verify(ParseOrDie(proof0), digests_[1].bytes(), &chain_);
   EXPECT_FALSE(other.verified);
   EXPECT_EQ(other.verdict, ots::Verdict::kDigestMismatch);
   // Joining file 1's digest with file 0's path is refused.
@@ -125,7 +125,7 @@ TEST_F(MerkleAnchored, AnotherFilesDigestOrATamperedPathFails) {
   // verifier rejects it: the Bitcoin commitment no longer equals the block's merkle root.
   std::string tampered = proof0;
   tampered[65 + 19 + 2 + 5] ^= 0x01;
-  const ots::VerifyResult bad = ots::Verify(ParseOrDie(tampered), digests_[0], &chain_);
+  const ots::VerifyResult bad = ots::Verify(ParseOrDie(tampered), digests_[0].bytes(), &chain_);
   EXPECT_FALSE(bad.verified);
   EXPECT_EQ(bad.verdict, ots::Verdict::kMismatch);
   std::string path = tree_->PathBytes(0);
@@ -140,7 +140,7 @@ TEST_F(MerkleAnchored, ReferenceLibraryAcceptsJoinedProofs) {
     auto joined = JoinProof(digests_[i], tree_->PathBytes(i), root_ots_);
     ASSERT_TRUE(joined.ok()) << joined.status();
     std::string out;
-    EXPECT_EQ(Check(*joined, digests_[i], &out), 0) << out;
+    EXPECT_EQ(Check(*joined, digests_[i].bytes(), &out), 0) << out;
     EXPECT_THAT(out, HasSubstr(absl::StrCat("\"height\": ", kHeight)));
     EXPECT_THAT(out, HasSubstr("\"root_check\": \"match\""));
     EXPECT_THAT(out, HasSubstr(absl::StrCat("\"block_time\": ", kBlockTime)));
@@ -151,8 +151,9 @@ TEST_F(MerkleAnchored, ReferenceLibraryAcceptsJoinedProofs) {
   std::string tampered = *JoinProof(digests_[0], tree_->PathBytes(0), root_ots_);
   tampered[65 + 19 + 2 + 5] ^= 0x01;
   std::string out;
-  EXPECT_EQ(Check(tampered, digests_[0], &out), 4) << out;
-  EXPECT_EQ(Check(*JoinProof(digests_[0], tree_->PathBytes(0), root_ots_), digests_[1], &out), 2)
+  EXPECT_EQ(Check(tampered, digests_[0].bytes(), &out), 4) << out;
+  EXPECT_EQ(
+      Check(*JoinProof(digests_[0], tree_->PathBytes(0), root_ots_), digests_[1].bytes(), &out), 2)
       << out;
 }
 
@@ -161,13 +162,13 @@ TEST_F(MerkleAnchored, ReferenceLibraryReadsPathOnlyProofs) {
   auto proof = PathOnlyProof(digests_[5], tree_->PathBytes(5), record);
   ASSERT_TRUE(proof.ok()) << proof.status();
   std::string out;
-  EXPECT_EQ(Check(*proof, digests_[5], &out), 0) << out;
+  EXPECT_EQ(Check(*proof, digests_[5].bytes(), &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("\"type\": \"unknown\""));
   EXPECT_THAT(out, HasSubstr("\"tag_hex\": \"616e63686f726401\""));
   EXPECT_THAT(out, HasSubstr(absl::StrCat("\"payload_hex\": \"", Hex(record), "\"")));
-  EXPECT_THAT(out, HasSubstr(absl::StrCat("\"commitment_hex\": \"", Hex(tree_->root()), "\"")));
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("\"commitment_hex\": \"", tree_->root().hex(), "\"")));
   // libs/ots: parses, nothing verifiable, the record is an unsupported attestation.
-  const ots::VerifyResult r = ots::Verify(ParseOrDie(*proof), digests_[5], &chain_);
+  const ots::VerifyResult r = ots::Verify(ParseOrDie(*proof), digests_[5].bytes(), &chain_);
   EXPECT_FALSE(r.verified);
   EXPECT_EQ(r.verdict, ots::Verdict::kNotVerifiable);
   ASSERT_EQ(r.attestations.size(), 1u);

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_format.h"
 #include "tests/ots/ots_test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::ots {
 namespace {
@@ -245,9 +246,7 @@ class FakeBitcoind {
     });
     port_ = svr_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
-    for (int i = 0; i < 200 && !svr_.is_running(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    EXPECT_TRUE(testing::WaitUntil([this] { return svr_.is_running(); }, absl::Seconds(10)));
   }
   ~FakeBitcoind() {
     svr_.stop();

@@ -15,6 +15,7 @@
 #include "services/anchorctl/ots_commands.h"
 #include "services/sandbox/sandbox.h"
 #include "tests/ots/ots_test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::ots {
 namespace {
@@ -48,14 +49,13 @@ TEST(SandboxProof, DownloadedOtsVerifiesAgainstSandboxHeaders) {
   const std::string id = rec["id"].get<std::string>();
 
   std::string ots_bytes;
-  for (int i = 0; i < 100 && ots_bytes.empty(); ++i) {  // at most ~10 s
-    auto r = cli.Get(("/api/v1/timestamps/" + id + "/ots").c_str(), auth);
-    if (r && r->status == 200) {
-      ots_bytes = r->body;
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
+  testing::WaitUntil(
+      [&] {
+        auto r = cli.Get(("/api/v1/timestamps/" + id + "/ots").c_str(), auth);
+        if (r && r->status == 200) ots_bytes = r->body;
+        return !ots_bytes.empty();
+      },
+      absl::Seconds(10), absl::Milliseconds(100));
   ASSERT_FALSE(ots_bytes.empty()) << "the sandbox never confirmed the timestamp";
   WriteAll(file + ".ots", ots_bytes);
 

@@ -12,6 +12,7 @@
 
 #include "libs/ots/verify.h"
 #include "tests/ots/ots_test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::ots {
 namespace {
@@ -264,9 +265,7 @@ TEST(HttpCalendarFetch, TwoHundredFourOhFourAndErrors) {
       if (t.joinable()) t.join();
     }
   } stopper{svr, t};
-  for (int i = 0; i < 200 && !svr.is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  ASSERT_TRUE(testing::WaitUntil([&] { return svr.is_running(); }, absl::Seconds(10)));
   // The fetcher (and its keep-alive curl connection) is destroyed before svr.stop(), which would
   // otherwise wait for the server's keep-alive timeout.
   {

@@ -75,10 +75,12 @@ Batch MakeBatch(int first, int n) {
     b.digests.push_back(Digest(first + i));
     nonces.push_back(merkle::RandomNonce());
   }
-  auto tree = merkle::Tree::Build(b.digests, nonces);
+  std::vector<anchord::Digest> leaves;
+  for (const std::string& d : b.digests) leaves.push_back(*anchord::Digest::FromBytes(d));
+  auto tree = merkle::Tree::Build(leaves, nonces);
   EXPECT_TRUE(tree.ok()) << tree.status();
   if (!tree.ok()) return b;
-  b.root = tree->root();
+  b.root = tree->root().raw();
   for (int i = 0; i < n; ++i) b.paths.push_back(tree->PathBytes(i));
   return b;
 }

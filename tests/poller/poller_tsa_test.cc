@@ -27,7 +27,7 @@ TEST(PollerTsaEvidence, GrantedTokenForTheDigestOnly) {
   auto authority = tsa::Authority::Generate({});
   ASSERT_TRUE(authority.ok());
   const std::string digest = Sha256("a file");
-  auto req = tsa::BuildRequest(digest);
+  auto req = tsa::BuildRequest(*anchord::Digest::FromBytes(digest));
   ASSERT_TRUE(req.ok());
   auto tsr = (*authority)->Respond(req->der, absl::Now(), 1);
   ASSERT_TRUE(tsr.ok());
@@ -53,9 +53,10 @@ TEST(PollerTsaEvidence, PathFormOfALeafLeadsToTheRootToken) {
   auto root_tsr = (*authority)->Respond(req->der, absl::Now(), 2);
   ASSERT_TRUE(root_tsr.ok());
   // The root's evidence is a token over the root: accepted for the root, not for a leaf.
-  EXPECT_TRUE(CheckEvidence(*root_tsr, tree->root()).ok());
+  EXPECT_TRUE(CheckEvidence(*root_tsr, tree->root().raw()).ok());
   EXPECT_FALSE(CheckEvidence(*root_tsr, digests[1]).ok());
-  auto form = tsa::EncodePathForm(digests[1], tree->PathBytes(1), *root_tsr);
+  auto form =
+      tsa::EncodePathForm(*anchord::Digest::FromBytes(digests[1]), tree->PathBytes(1), *root_tsr);
   ASSERT_TRUE(form.ok()) << form.status();
   auto decoded = tsa::DecodePathForm(*form);
   ASSERT_TRUE(decoded.ok());

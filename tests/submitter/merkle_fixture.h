@@ -17,6 +17,7 @@
 #include "services/submitter/submitter_store.h"
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
+#include "libs/digest/digest.h"
 #include "tests/support/pg_server.h"
 
 namespace anchord::submitter {
@@ -30,6 +31,13 @@ inline std::string D(int n) {
   d[1] = static_cast<char>((n >> 8) & 0xff);
   d[2] = '\x01';
   return d;
+}
+
+// The merkle library's digest type for a stored (raw, 32-byte) digest.
+inline ::anchord::Digest AsDigest(absl::string_view raw) {
+  absl::StatusOr<::anchord::Digest> d = ::anchord::Digest::FromBytes(raw);
+  EXPECT_TRUE(d.ok()) << d.status();
+  return d.ok() ? *d : ::anchord::Digest();
 }
 
 inline NewItem Leaf(int n, const std::string& provider = "fake") {

@@ -115,9 +115,9 @@ TEST_P(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
     EXPECT_EQ(l.merkle_path, b.paths[i]);
     EXPECT_EQ(l.merkle_root, b.root);
     EXPECT_EQ(l.state, SubState::kQueued);
-    auto to_root = merkle::PathRoot(l.digest, l.merkle_path);
+    auto to_root = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(to_root.ok()) << to_root.status();
-    EXPECT_EQ(*to_root, b.root);
+    EXPECT_EQ(to_root->raw(), b.root);
   }
   EXPECT_TRUE(Unbatched().empty());
   // The root is what the engine claims.
@@ -431,13 +431,13 @@ TEST_F(BatcherTest, PathsLeadToTheRootAndNoncesAreFreshAndDistinct) {
     nonces.insert(l.nonce);
     EXPECT_EQ(l.merkle_root, root.digest);
     EXPECT_EQ(l.batch_id, root.batch_id);
-    auto r = merkle::PathRoot(l.digest, l.merkle_path);
+    auto r = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(*r, root.digest) << n;
+    EXPECT_EQ(r->raw(), root.digest) << n;
     // A path applies to its own digest only.
-    auto wrong = merkle::PathRoot(D(1000 + n), l.merkle_path);
+    auto wrong = merkle::PathRoot(AsDigest(D(1000 + n)), l.merkle_path);
     ASSERT_TRUE(wrong.ok());
-    EXPECT_NE(*wrong, root.digest);
+    EXPECT_NE(wrong->raw(), root.digest);
   }
   EXPECT_EQ(nonces.size(), 37u);
 }
@@ -503,9 +503,9 @@ TEST_F(BatcherTest, TwoBatchersRacingNeverShareALeaf) {
     ++count_of_batch[l.batch_id];
     ASSERT_EQ(root_of_batch.count(l.batch_id), 1u);
     EXPECT_EQ(l.merkle_root, root_of_batch[l.batch_id]);
-    auto r = merkle::PathRoot(l.digest, l.merkle_path);
+    auto r = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(r.ok());
-    EXPECT_EQ(*r, l.merkle_root);
+    EXPECT_EQ(r->raw(), l.merkle_root);
   }
   for (const Submission& r : roots) EXPECT_EQ(count_of_batch[r.batch_id], r.leaf_count);
 }

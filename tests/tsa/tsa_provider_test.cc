@@ -72,7 +72,7 @@ TEST_F(TsaProviderTest, TokenIsConfirmedAtOnceAndVerifies) {
   EXPECT_EQ(r.record->digest_hex, kDigest);
   EXPECT_NE(r.record->proof_id.find("@127.0.0.1:"), std::string::npos) << r.record->proof_id;
   tsa::VerifyOptions vo;
-  vo.expected_digest = *HexDecode(kDigest);
+  vo.expected_digest = *Digest::FromHex(kDigest);
   auto info = tsa::Verify(r.record->evidence, tsa::Trust{sandbox_->tsa_ca_pem(), ""}, vo);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(r.record->confirmed_at, info->gen_time);

@@ -133,16 +133,16 @@ class MerkleFixture : public ::testing::Test {
   NewBatch MakeBatch(const std::vector<Submission>& leaves, merkle::Tree* tree_out = nullptr) {
     NewBatch b;
     b.provider = "fake";
-    std::vector<std::string> digests;
+    std::vector<::anchord::Digest> digests;
     for (const Submission& l : leaves) {
-      digests.push_back(l.digest);
+      digests.push_back(AsDigest(l.digest));
       b.leaf_ids.push_back(l.id);
       b.nonces.push_back(merkle::RandomNonce());
     }
     auto tree = merkle::Tree::Build(digests, b.nonces);
     EXPECT_TRUE(tree.ok()) << tree.status();
     if (!tree.ok()) return b;
-    b.root = tree->root();
+    b.root = tree->root().raw();
     for (size_t i = 0; i < digests.size(); ++i) b.paths.push_back(tree->PathBytes(i));
     b.root_file.job = "default";
     b.root_file.filename = "root.bin";

@@ -19,7 +19,6 @@ using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
 
-
 constexpr char kColumns[] =
     "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
     "bitcoin_tx, submitted_at, confirmed_at, ots_size, failure_code, failure_message, "

@@ -1,6 +1,7 @@
 #include "services/sandbox/sandbox_core.h"
 
 #include <algorithm>
+#include <iterator>
 #include <chrono>
 #include <limits>
 #include <thread>
@@ -122,20 +123,12 @@ std::string BuildHeader(int64_t height, absl::string_view root, absl::Time time)
   }
 }
 
+// Indexed by ApiId (the order of its declaration).
+constexpr const char* kApiNames[] = {"proofd", "proofledger", "simpleproof", "calendar", "tsa"};
+
 const char* ApiName(ApiId id) {
-  switch (id) {
-    case ApiId::kProofd:
-      return "proofd";
-    case ApiId::kProofLedger:
-      return "proofledger";
-    case ApiId::kSimpleProof:
-      return "simpleproof";
-    case ApiId::kCalendar:
-      return "calendar";
-    case ApiId::kTsa:
-      return "tsa";
-  }
-  return "?";
+  const size_t i = static_cast<size_t>(id);
+  return i < std::size(kApiNames) ? kApiNames[i] : "?";
 }
 
 }  // namespace

@@ -32,7 +32,6 @@ using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
 
-
 constexpr char kCols[] =
     "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "
     "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "

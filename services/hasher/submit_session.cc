@@ -21,7 +21,7 @@ SubmitSession::~SubmitSession() { Stop(); }
 
 void SubmitSession::Send(v1::SubmitRequest request) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stop_) return;
     std::string id = request.request_id();
     uint64_t seq = next_seq_++;
@@ -30,26 +30,23 @@ void SubmitSession::Send(v1::SubmitRequest request) {
     pending_[id] = Pending{seq, std::move(request)};
   }
   if (metrics_) metrics_->inflight.Increment();
-  cv_.notify_all();
 }
 
 void SubmitSession::Cancel() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   stop_ = true;
   if (ctx_ != nullptr) ctx_->TryCancel();
-  cv_.notify_all();
 }
 
 void SubmitSession::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
     // With items still unacknowledged there is nothing to wait for: cancel at once.
     if (!pending_.empty() && ctx_ != nullptr) ctx_->TryCancel();
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (metrics_ && !pending_.empty())
     metrics_->inflight.Decrement(static_cast<double>(pending_.size()));
   pending_.clear();
@@ -57,18 +54,18 @@ void SubmitSession::Stop() {
 }
 
 size_t SubmitSession::unacked() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return pending_.size();
 }
 
 int SubmitSession::reconnects() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return reconnects_;
 }
 
 void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = pending_.find(response.request_id());
     // Unknown ids: a duplicate ack of an item resent after a reconnect, or garbage. Ignored.
     if (it == pending_.end()) return;
@@ -76,7 +73,6 @@ void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
     pending_.erase(it);
   }
   if (metrics_) metrics_->inflight.Decrement();
-  cv_.notify_all();
   on_ack_(response);
 }
 
@@ -89,7 +85,7 @@ void SubmitSession::Run() {
         std::chrono::system_clock::now() +
         std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.stream_deadline)));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stop_) return;
       if (!first) {
         ++reconnects_;
@@ -110,32 +106,43 @@ void SubmitSession::Run() {
         progressed = true;
         HandleResponse(response);
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stream_broken_ = true;
-      cv_.notify_all();
     });
 
     bool half_closed = false;
     bool write_failed = false;
     for (;;) {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || stream_broken_ || !send_queue_.empty(); });
-      if (stream_broken_) break;
-      if (stop_) {
-        if (pending_.empty()) {
+      v1::SubmitRequest copy;
+      bool stopping = false;
+      bool drained = false;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](SubmitSession* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+              return s->stop_ || s->stream_broken_ || !s->send_queue_.empty();
+            },
+            this));
+        if (stream_broken_) break;
+        if (stop_) {
+          stopping = true;
+          drained = pending_.empty();
+        } else {
+          std::string id = std::move(send_queue_.front());
+          send_queue_.pop_front();
+          auto it = pending_.find(id);
+          if (it == pending_.end()) continue;  // acknowledged meanwhile
+          copy = it->second.request;
+        }
+      }
+      if (stopping) {
+        if (drained) {
           // Drained: close our side and let the submitter finish the stream normally.
-          lock.unlock();
           stream->WritesDone();
           half_closed = true;
         }
         break;
       }
-      std::string id = std::move(send_queue_.front());
-      send_queue_.pop_front();
-      auto it = pending_.find(id);
-      if (it == pending_.end()) continue;  // acknowledged meanwhile
-      v1::SubmitRequest copy = it->second.request;
-      lock.unlock();
       // Blocks while the submitter does not read (its queue is full): that is the backpressure.
       if (!stream->Write(copy)) {
         write_failed = true;
@@ -143,21 +150,19 @@ void SubmitSession::Run() {
       }
     }
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       // After a half-close, give the submitter time to finish the stream normally; after a failed
       // write the call is already over and the reader is about to see its real status. Cancel
       // only if that does not happen in time.
       if (half_closed || write_failed) {
-        cv_.wait_for(lock,
-                     std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.close_timeout)),
-                     [&] { return stream_broken_; });
+        mu_.AwaitWithTimeout(absl::Condition(&stream_broken_), options_.close_timeout);
       }
       if (!stream_broken_) ctx->TryCancel();
     }
     reader.join();
     grpc::Status status = stream->Finish();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       ctx_ = nullptr;
       if (stop_) return;
     }
@@ -171,9 +176,8 @@ void SubmitSession::Run() {
     }
     ANCHORD_LOG(Warning) << "submit stream ended (" << status.error_code() << ": "
                          << status.error_message() << "); reopening in " << delay;
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(delay)),
-                 [&] { return stop_; });
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), delay);
     if (stop_) return;
   }
 }

@@ -13,16 +13,16 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "anchord/v1/submitter.grpc.pb.h"
 #include "libs/common/backoff.h"
@@ -69,20 +69,20 @@ class SubmitSession {
   HasherMetrics* metrics_;
   AckFn on_ack_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
+  absl::Mutex mu_;
   struct Pending {
     uint64_t seq;
     anchord::v1::SubmitRequest request;
   };
-  std::map<std::string, Pending> pending_;  // by request_id
-  std::map<uint64_t, std::string> order_;   // send order of pending_
-  std::deque<std::string> send_queue_;      // ids still to write on the current stream
-  uint64_t next_seq_ = 0;
-  bool stop_ = false;
-  bool stream_broken_ = false;
-  int reconnects_ = 0;
-  grpc::ClientContext* ctx_ = nullptr;  // the current stream's, for Cancel()
+  std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);  // by request_id
+  std::map<uint64_t, std::string> order_ ABSL_GUARDED_BY(mu_);   // send order of pending_
+  // ids still to write on the current stream
+  std::deque<std::string> send_queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool stream_broken_ ABSL_GUARDED_BY(mu_) = false;
+  int reconnects_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current stream's, for Cancel()
   std::thread thread_;
 };
 

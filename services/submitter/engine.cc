@@ -163,13 +163,16 @@ absl::StatusOr<bool> Engine::RunOnce(const std::string& only) {
       }
     }
     if (pause) ANCHORD_RETURN_IF_ERROR(store_->Pause(*pause));
-    // A quota probe sends one row, not a whole batch.
-    const int limit = probe ? 1 : std::max(1, provider->max_batch());
+    // A quota probe sends one row, not a whole batch. A provider taking one digest per request
+    // gets a group of rows whose requests are prepared in one commit (see Process).
+    const bool batch_provider = provider->max_batch() > 1;
+    const int limit =
+        probe ? 1 : (batch_provider ? provider->max_batch() : std::max(1, options_.claim_group));
     ANCHORD_ASSIGN_OR_RETURN(
         std::vector<Submission> rows,
         store_->ClaimBatch(name, options_.owner, now, now + options_.lease, limit));
     if (rows.empty()) continue;
-    if (!probe && static_cast<int>(rows.size()) < limit &&
+    if (!probe && batch_provider && static_cast<int>(rows.size()) < limit &&
         rows.front().created_at > now - options_.batch_linger) {
       for (const Submission& row : rows) ANCHORD_RETURN_IF_ERROR(store_->ReleaseLease(row.id));
       continue;
@@ -185,6 +188,8 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
   const std::string& name = provider->name();
   std::vector<Submission> ready;
   std::vector<providers::PreparedCreate> requests;
+  // Rows prepared now (not by an earlier attempt): their requests are committed together below.
+  std::vector<SubmitterStore::PreparedRow> fresh;
   absl::Status first_error;
   for (Submission& row : rows) {
     const std::string digest_hex = HexEncode(row.digest);
@@ -205,14 +210,7 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
         continue;
       }
       request = std::move(*prepared);
-      // Durable before the first send (see the header).
-      absl::Status st =
-          store_->MarkPrepared(row.id, request.idempotency_key, request.body, clock_->Now());
-      if (!st.ok()) {
-        (void)store_->ReleaseLease(row.id);
-        if (first_error.ok()) first_error = st;
-        continue;
-      }
+      fresh.push_back({row.id, request.idempotency_key, request.body});
     } else {
       request.digest_hex = digest_hex;
       request.idempotency_key = row.idempotency_key;
@@ -223,18 +221,76 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
     requests.push_back(std::move(request));
     ready.push_back(std::move(row));
   }
+  // Durable before the first send (see the header): one commit for the whole group.
+  if (absl::Status st = store_->MarkPreparedBatch(fresh, clock_->Now()); !st.ok()) {
+    if (first_error.ok()) first_error = st;
+    // None of them may be sent; the rows prepared earlier still can.
+    std::vector<Submission> kept;
+    std::vector<providers::PreparedCreate> kept_requests;
+    for (size_t i = 0; i < ready.size(); ++i) {
+      if (!requests[i].maybe_sent) {
+        (void)store_->ReleaseLease(ready[i].id);
+        continue;
+      }
+      kept.push_back(std::move(ready[i]));
+      kept_requests.push_back(std::move(requests[i]));
+    }
+    ready = std::move(kept);
+    requests = std::move(kept_requests);
+  }
   if (ready.empty()) return first_error;
+
+  if (provider->max_batch() > 1 && requests.size() > 1) {
+    return SendBatch(provider, std::move(ready), requests, probe, first_error);
+  }
+  // One create per request, in claim order; each send consults the provider's limiters. After an
+  // answer other than a record (429, quota, error) or on Stop the rest are not sent now: their
+  // leases are released and they go out later with the same prepared request.
+  bool halted = false;
+  // Records received, committed together after the group (one commit for the outcomes). Until
+  // then a row stays SUBMITTING with its request: after a crash it is re-sent with the same key
+  // and the provider replays the record, so nothing is handed off before its outcome is durable.
+  std::vector<SubmitterStore::SubmittedRow> submitted;
+  for (size_t i = 0; i < ready.size(); ++i) {
+    if (halted || stop_flag_) {
+      if (absl::Status st = store_->ReleaseLease(ready[i].id); !st.ok() && first_error.ok()) {
+        first_error = st;
+      }
+      continue;
+    }
+    const providers::CreateResult result = provider->Create(requests[i]);
+    const OutcomeKind kind = result.outcome.kind;
+    const bool record =
+        (kind == OutcomeKind::kOk || kind == OutcomeKind::kDuplicate) && result.record.has_value();
+    if (record && !probe) {
+      if (metrics_)
+        metrics_->outcomes.Add({{"provider", name}, {"outcome", KindLabel(kind)}}).Increment();
+      ANCHORD_LOG(Debug) << "digest " << requests[i].digest_hex << " anchored with " << name
+                         << " as " << result.record->proof_id;
+      submitted.push_back({ready[i].id, ToStored(*result.record), result.outcome.request_id});
+      continue;
+    }
+    halted = !record;
+    absl::Status st = Apply(provider, std::move(ready[i]), result, probe && i == 0);
+    if (!st.ok() && first_error.ok()) first_error = st;
+  }
+  if (absl::Status st = store_->MarkSubmittedBatch(submitted, clock_->Now()); !st.ok()) {
+    // Not recorded: the rows keep their requests and are re-sent (the provider replays).
+    for (const auto& row : submitted) (void)store_->ReleaseLease(row.id);
+    if (first_error.ok()) first_error = st;
+  }
+  return first_error;
+}
+
+absl::Status Engine::SendBatch(providers::Provider* provider, std::vector<Submission> ready,
+                               const std::vector<providers::PreparedCreate>& requests, bool probe,
+                               absl::Status first_error) {
+  const std::string& name = provider->name();
   if (stop_flag_) {
     for (const Submission& row : ready) (void)store_->ReleaseLease(row.id);
     return first_error;
   }
-
-  std::vector<providers::CreateResult> results;
-  if (requests.size() == 1) {
-    results.push_back(provider->Create(requests.front()));
-  } else {
-    results = provider->CreateBatch(requests);
-  }
+  std::vector<providers::CreateResult> results = provider->CreateBatch(requests);
   if (results.size() != ready.size()) {
     // An adapter bug must not lose rows: keep them all for a later attempt (re-sent with
     // maybe_sent). With a wrong count no answer can be matched to its row, so none is applied: a
@@ -248,10 +304,8 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
       r.outcome.message = "the provider's batch answer did not match the request";
     }
   }
-  bool resumed = false;
   for (size_t i = 0; i < ready.size(); ++i) {
-    absl::Status st = Apply(provider, std::move(ready[i]), results[i], probe && !resumed);
-    if (probe) resumed = true;
+    absl::Status st = Apply(provider, std::move(ready[i]), results[i], probe && i == 0);
     if (!st.ok() && first_error.ok()) first_error = st;
   }
   return first_error;

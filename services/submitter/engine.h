@@ -1,5 +1,5 @@
 // The submission engine: worker threads that take ready rows from the store and anchor them with
-// their provider, one create at a time per worker, applying the provider's outcome to the row.
+// their provider, one request at a time per worker, applying the provider's outcome to the row.
 //
 // Crash safety: the exact request (idempotency key + body) is committed to the store BEFORE the
 // first send; every later send of the row (retry, or after a restart) re-sends those same bytes,
@@ -41,6 +41,10 @@ struct EngineOptions {
   // waits until its oldest ready row is this old before sending a batch that is not full, so a
   // steady intake fills batches instead of spending the request budget on small ones.
   absl::Duration batch_linger = absl::Seconds(1);
+  // Rows a worker claims at once for a provider taking one digest per request: their requests
+  // are committed in one transaction (one fsync instead of one per row) and then sent one by one,
+  // each paced by the provider's limiters. The service sets it from --claim-group.
+  int claim_group = 1;
 };
 
 class Engine {
@@ -75,6 +79,10 @@ class Engine {
   // Prepares the claimed rows (durably), sends them (one request for a batch provider) and
   // applies each answer to its row.
   absl::Status Process(providers::Provider* provider, std::vector<Submission> rows, bool probe);
+  // One request for all of `ready` (a batch provider), each answer applied to its row.
+  absl::Status SendBatch(providers::Provider* provider, std::vector<Submission> ready,
+                         const std::vector<providers::PreparedCreate>& requests, bool probe,
+                         absl::Status first_error);
   absl::Status Apply(providers::Provider* provider, Submission row,
                      const providers::CreateResult& result, bool probe);
   void WorkerLoop();

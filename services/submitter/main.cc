@@ -36,6 +36,7 @@ int Run(int argc, char** argv) {
   std::string log_level = "info";
   std::string poller;
   int workers = 4;
+  int claim_group = 16;
   int64_t high_water = 100000;
   double quota_retry_seconds = 3600;
   double track_deadline_seconds = 3600;
@@ -68,6 +69,11 @@ int Run(int argc, char** argv) {
   app.add_option("--workers", workers, "concurrent create requests")
       ->envname("ANCHORD_WORKERS")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--claim-group", claim_group,
+                 "rows a worker claims and prepares in one commit (one digest per request)")
+      ->envname("ANCHORD_CLAIM_GROUP")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--high-water", high_water,
                  "stop reading Submit streams above this many queued rows")
@@ -216,6 +222,7 @@ int Run(int argc, char** argv) {
 
   anchord::submitter::EngineOptions engine_options;
   engine_options.workers = workers;
+  engine_options.claim_group = claim_group;
   engine_options.quota_retry = absl::Seconds(quota_retry_seconds);
   anchord::submitter::Engine engine(store.get(), provider_set->All(), metrics.get(), clock,
                                     engine_options);

@@ -1,7 +1,8 @@
 // A RateLimiter wrapper that survives restarts: gate closures (Retry-After) are written to the
 // store and restored at construction, and every admitted request is recorded so that the next
 // process seeds its sliding window with the sends of the previous one. Without this a restart
-// right after a 429 would send at once and earn another 429 (or a ban).
+// right after a 429 would send at once and earn another 429 (or a ban). A disabled bucket
+// (limit <= 0) records no sends (nothing paces on them); its gate closures are still kept.
 #pragma once
 
 #include <memory>

@@ -20,6 +20,10 @@ using ledger::PgDb;
 using ledger::PgParams;
 using ledger::PgResult;
 
+constexpr char kMarkPreparedSql[] =
+    "UPDATE submissions SET state = 1, idempotency_key = $2, body = $3, updated_at = $4 "
+    "WHERE id = $1";
+
 std::string RandomInstanceId() {
   std::random_device rd;
   std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
@@ -204,48 +208,73 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::Status MarkPrepared(int64_t id, const std::string& key, const std::string& body,
                             absl::Time now) override {
-    return Exec(
-        "UPDATE submissions SET state = 1, idempotency_key = $2, body = $3, updated_at = $4 "
-        "WHERE id = $1",
-        PgParams().Add(id).AddBytes(key).AddBytes(body).Add(ToMs(now)));
+    return Exec(kMarkPreparedSql, PgParams().Add(id).AddBytes(key).AddBytes(body).Add(ToMs(now)));
+  }
+
+  absl::Status MarkPreparedBatch(const std::vector<PreparedRow>& rows, absl::Time now) override {
+    if (rows.empty()) return absl::OkStatus();
+    return db_->Tx([&](PgConn& c) -> absl::Status {
+      for (const PreparedRow& r : rows) {
+        ANCHORD_RETURN_IF_ERROR(
+            c.Exec(kMarkPreparedSql,
+                   PgParams().Add(r.id).AddBytes(r.idempotency_key).AddBytes(r.body).Add(ToMs(now)))
+                .status());
+      }
+      return absl::OkStatus();
+    });
   }
 
   absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
                              absl::Time now) override {
     leases_.Forget(id);
+    return db_->Tx([&](PgConn& c) { return SubmitIn(c, id, r, request_id, now); });
+  }
+
+  absl::Status MarkSubmittedBatch(const std::vector<SubmittedRow>& rows, absl::Time now) override {
+    if (rows.empty()) return absl::OkStatus();
+    for (const SubmittedRow& row : rows) leases_.Forget(row.id);
     return db_->Tx([&](PgConn& c) -> absl::Status {
-      // The row itself (with its evidence), then the leaves of a root (without).
-      for (bool leaves : {false, true}) {
-        const std::string where =
-            leaves ? "mode = 1 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 "
-                     "AND mode = 2)"
-                   : "id = $1";
-        PgParams p;
-        p.Add(id)
-            .AddBytes(r.proof_id)
-            .Add(static_cast<int64_t>(r.record_state))
-            .AddBytes(r.certificate_url)
-            .AddBytes(r.verify_url)
-            .Add(r.block_height)
-            .AddBytes(r.bitcoin_tx)
-            .Add(ToMs(r.provider_created_at))
-            .Add(ToMs(r.confirmed_at))
-            .AddBytes(request_id)
-            .Add(ToMs(now));
-        if (!leaves) p.AddBytes(r.evidence);
-        ANCHORD_RETURN_IF_ERROR(
-            c.Exec(absl::StrCat(
-                       "UPDATE submissions SET state = 2, proof_id = $2, record_state = $3, "
-                       "certificate_url = $4, verify_url = $5, block_height = $6, bitcoin_tx = $7, "
-                       "provider_created_at = $8, confirmed_at = $9, request_id = $10, "
-                       "updated_at = $11, change_seq = change_seq + 1, lease_owner = '', "
-                       "lease_until = 0, error_canonical = 0",
-                       leaves ? "" : ", evidence = $12", " WHERE ", where),
-                   p)
-                .status());
+      for (const SubmittedRow& row : rows) {
+        ANCHORD_RETURN_IF_ERROR(SubmitIn(c, row.id, row.record, row.request_id, now));
       }
       return absl::OkStatus();
     });
+  }
+
+  // The updates of MarkSubmitted on `c` (inside its transaction).
+  absl::Status SubmitIn(PgConn& c, int64_t id, const StoredRecord& r, const std::string& request_id,
+                        absl::Time now) {
+    // The row itself (with its evidence), then the leaves of a root (without).
+    for (bool leaves : {false, true}) {
+      const std::string where =
+          leaves ? "mode = 1 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 "
+                   "AND mode = 2)"
+                 : "id = $1";
+      PgParams p;
+      p.Add(id)
+          .AddBytes(r.proof_id)
+          .Add(static_cast<int64_t>(r.record_state))
+          .AddBytes(r.certificate_url)
+          .AddBytes(r.verify_url)
+          .Add(r.block_height)
+          .AddBytes(r.bitcoin_tx)
+          .Add(ToMs(r.provider_created_at))
+          .Add(ToMs(r.confirmed_at))
+          .AddBytes(request_id)
+          .Add(ToMs(now));
+      if (!leaves) p.AddBytes(r.evidence);
+      ANCHORD_RETURN_IF_ERROR(
+          c.Exec(absl::StrCat(
+                     "UPDATE submissions SET state = 2, proof_id = $2, record_state = $3, "
+                     "certificate_url = $4, verify_url = $5, block_height = $6, bitcoin_tx = $7, "
+                     "provider_created_at = $8, confirmed_at = $9, request_id = $10, "
+                     "updated_at = $11, change_seq = change_seq + 1, lease_owner = '', "
+                     "lease_until = 0, error_canonical = 0",
+                     leaves ? "" : ", evidence = $12", " WHERE ", where),
+                 p)
+              .status());
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,

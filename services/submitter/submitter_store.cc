@@ -40,6 +40,10 @@ constexpr char kCols[] =
     "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
     "fallback_provider";
 
+constexpr char kMarkPreparedSql[] =
+    "UPDATE submissions SET state = 1, idempotency_key = ?2, body = ?3, updated_at = ?4 "
+    "WHERE id = ?1";
+
 Submission ReadRow(const Statement& s) {
   Submission r;
   r.id = s.ColumnInt(0);
@@ -359,16 +363,45 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::Status MarkPrepared(int64_t id, const std::string& key, const std::string& body,
                             absl::Time now) override {
-    return Update(
-        "UPDATE submissions SET state = 1, idempotency_key = ?2, body = ?3, updated_at = ?4 "
-        "WHERE id = ?1",
-        [&](Statement& s) { s.Bind(1, id).Bind(2, key).BindBlob(3, body).Bind(4, ToMs(now)); });
+    return Update(kMarkPreparedSql, [&](Statement& s) {
+      s.Bind(1, id).Bind(2, key).BindBlob(3, body).Bind(4, ToMs(now));
+    });
+  }
+
+  absl::Status MarkPreparedBatch(const std::vector<PreparedRow>& rows, absl::Time now) override {
+    if (rows.empty()) return absl::OkStatus();
+    Transaction tx(*db_);
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_ASSIGN_OR_RETURN(Statement s, tx.Prepare(kMarkPreparedSql));
+    for (const PreparedRow& r : rows) {
+      s.Reset();
+      s.Bind(1, r.id).Bind(2, r.idempotency_key).BindBlob(3, r.body).Bind(4, ToMs(now));
+      ANCHORD_RETURN_IF_ERROR(s.Run());
+    }
+    return tx.Commit();
   }
 
   absl::Status MarkSubmitted(int64_t id, const StoredRecord& r, const std::string& request_id,
                              absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    ANCHORD_RETURN_IF_ERROR(SubmitIn(tx, id, r, request_id, now));
+    return tx.Commit();
+  }
+
+  absl::Status MarkSubmittedBatch(const std::vector<SubmittedRow>& rows, absl::Time now) override {
+    if (rows.empty()) return absl::OkStatus();
+    Transaction tx(*db_);
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    for (const SubmittedRow& row : rows) {
+      ANCHORD_RETURN_IF_ERROR(SubmitIn(tx, row.id, row.record, row.request_id, now));
+    }
+    return tx.Commit();
+  }
+
+  // The updates of MarkSubmitted inside `tx`.
+  absl::Status SubmitIn(Transaction& tx, int64_t id, const StoredRecord& r,
+                        const std::string& request_id, absl::Time now) {
     // A leaf takes its root's record (not its evidence: the root row carries that).
     for (const char* where : {"id = ?1",
                               "mode = 1 AND batch_id = (SELECT batch_id FROM "
@@ -397,7 +430,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       if (!leaves) s.BindBlob(12, r.evidence);
       ANCHORD_RETURN_IF_ERROR(s.Run());
     }
-    return tx.Commit();
+    return absl::OkStatus();
   }
 
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,

@@ -166,8 +166,36 @@ class SubmitterStore {
   // QUEUED -> SUBMITTING with the prepared key and body. Must commit before the create is sent.
   virtual absl::Status MarkPrepared(int64_t id, const std::string& idempotency_key,
                                     const std::string& body, absl::Time now) = 0;
+  struct PreparedRow {
+    int64_t id = 0;
+    std::string idempotency_key;
+    std::string body;
+  };
+  // MarkPrepared for many rows in ONE transaction (one commit, one fsync, for a group of creates):
+  // all or none. The default runs MarkPrepared per row; stores override it.
+  virtual absl::Status MarkPreparedBatch(const std::vector<PreparedRow>& rows, absl::Time now) {
+    for (const PreparedRow& r : rows) {
+      absl::Status st = MarkPrepared(r.id, r.idempotency_key, r.body, now);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
   virtual absl::Status MarkSubmitted(int64_t id, const StoredRecord& record,
                                      const std::string& request_id, absl::Time now) = 0;
+  struct SubmittedRow {
+    int64_t id = 0;
+    StoredRecord record;
+    std::string request_id;
+  };
+  // MarkSubmitted for many rows in ONE transaction (one commit for a group of outcomes): all or
+  // none. The default runs MarkSubmitted per row; stores override it.
+  virtual absl::Status MarkSubmittedBatch(const std::vector<SubmittedRow>& rows, absl::Time now) {
+    for (const SubmittedRow& r : rows) {
+      absl::Status st = MarkSubmitted(r.id, r.record, r.request_id, now);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
   // Keeps the row to be sent again at `next_attempt_at` (key and body unchanged), releases the
   // lease, records the last error; `count_attempt` adds one to attempts.
   virtual absl::Status Reschedule(int64_t id, absl::Time next_attempt_at, bool count_attempt,

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <map>
+
 #include "libs/common/hex.h"
 #include "services/submitter/engine.h"
 #include "tests/submitter/test_util.h"
@@ -27,7 +29,7 @@ class EngineTest : public ::testing::Test {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void Open() {
+  void Open(int claim_group = 1) {
     engine_.reset();
     store_.reset();
     auto s = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
@@ -37,6 +39,7 @@ class EngineTest : public ::testing::Test {
     EngineOptions o;
     o.quota_retry = absl::Hours(1);
     o.backoff = BackoffPolicy{absl::Seconds(1), absl::Seconds(10), 2.0};
+    o.claim_group = claim_group;
     engine_ = std::make_unique<Engine>(
         store_.get(), std::vector<providers::Provider*>{provider_.get()}, &metrics_, &clock_, o);
     ASSERT_TRUE(engine_->Init().ok());
@@ -223,6 +226,66 @@ TEST_F(EngineTest, RequestIsDurableBeforeCreate) {
   });
   EXPECT_TRUE(RunOnce());
   EXPECT_TRUE(checked);
+}
+
+// A claim group: every request of the group is durable before the first of them is sent, and
+// each is then sent on its own.
+TEST_F(EngineTest, GroupIsDurableBeforeItsFirstCreate) {
+  Open(4);
+  for (char c = 'a'; c < 'a' + 4; ++c) Add(c, std::string(1, c) + ".txt");
+  int checked = 0;
+  provider_->OnCreate([&](const providers::PreparedCreate&) {
+    if (checked++ > 0) return;
+    auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
+    ASSERT_TRUE(other.ok());
+    for (char c = 'a'; c < 'a' + 4; ++c) {
+      auto rows = (*other)->GetByDigest(testing::Digest(c));
+      ASSERT_TRUE(rows.ok());
+      ASSERT_EQ(rows->size(), 1u);
+      EXPECT_EQ((*rows)[0].state, SubState::kSubmitting) << c;
+      EXPECT_FALSE((*rows)[0].idempotency_key.empty()) << c;
+      EXPECT_FALSE((*rows)[0].body.empty()) << c;
+    }
+  });
+  EXPECT_TRUE(RunOnce());
+  EXPECT_EQ(checked, 4);
+  auto sent = provider_->sent();
+  ASSERT_EQ(sent.size(), 4u);
+  for (const auto& req : sent) EXPECT_FALSE(req.maybe_sent);
+  for (char c = 'a'; c < 'a' + 4; ++c) EXPECT_EQ(Row(c).state, SubState::kSubmitted) << c;
+  EXPECT_FALSE(RunOnce());
+}
+
+// After a 429 the rest of the group is not sent: it stays prepared, unleased, and goes out later
+// with the very request committed for it.
+TEST_F(EngineTest, GroupStopsSendingAfterRateLimit) {
+  Open(3);
+  for (char c = 'a'; c < 'a' + 3; ++c) Add(c, std::string(1, c) + ".txt");
+  provider_->Script(FakeProvider::Fail(OutcomeKind::kRateLimited, "RATE_LIMITED", "req-429", 429,
+                                       absl::Seconds(30)));
+  EXPECT_TRUE(RunOnce());
+  auto sent = provider_->sent();
+  ASSERT_EQ(sent.size(), 1u);
+  std::map<std::string, std::string> keys;
+  for (char c = 'a'; c < 'a' + 3; ++c) {
+    Submission r = Row(c);
+    EXPECT_EQ(r.state, SubState::kSubmitting) << c;
+    keys[HexEncode(r.digest)] = r.idempotency_key;
+  }
+  // The two unsent rows are ready now (no lease, no backoff); the limited one after Retry-After.
+  EXPECT_TRUE(RunOnce());
+  sent = provider_->sent();
+  ASSERT_EQ(sent.size(), 3u);
+  for (size_t i = 1; i < sent.size(); ++i) {
+    EXPECT_NE(sent[i].digest_hex, sent[0].digest_hex);
+    EXPECT_EQ(sent[i].idempotency_key, keys[sent[i].digest_hex]);
+    EXPECT_TRUE(sent[i].maybe_sent);  // prepared by an earlier attempt
+  }
+  EXPECT_EQ(provider_->prepares(), 3);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_TRUE(RunOnce());
+  for (char c = 'a'; c < 'a' + 3; ++c) EXPECT_EQ(Row(c).state, SubState::kSubmitted) << c;
+  EXPECT_FALSE(RunOnce());
 }
 
 TEST_F(EngineTest, RestartResendsSameKeyAndBody) {

@@ -208,6 +208,86 @@ TEST_P(StoreTest, PersistentLimiterSurvivesRestart) {
   EXPECT_EQ(raw->recorded[0], kNow);
 }
 
+// A group of prepared requests commits together; each row gets its own key and body.
+TEST_P(StoreTest, MarkPreparedBatchStoresEveryRequest) {
+  ASSERT_TRUE(store_->InsertBatch({Item('a', "a"), Item('b', "b"), Item('c', "c")}, kNow).ok());
+  auto rows = store_->ClaimBatch("fake", "w", kNow, kNow + absl::Minutes(5), 3);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 3u);
+  std::vector<SubmitterStore::PreparedRow> prepared;
+  for (const Submission& r : *rows) {
+    prepared.push_back({r.id, "key-" + std::to_string(r.id), "body-" + std::to_string(r.id)});
+  }
+  ASSERT_TRUE(store_->MarkPreparedBatch(prepared, kNow + absl::Seconds(1)).ok());
+  ASSERT_TRUE(store_->MarkPreparedBatch({}, kNow).ok());
+  Reopen();
+  for (char c : {'a', 'b', 'c'}) {
+    auto got = store_->GetByDigest(testing::Digest(c));
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), 1u);
+    const Submission& r = (*got)[0];
+    EXPECT_EQ(r.state, SubState::kSubmitting);
+    EXPECT_EQ(r.idempotency_key, "key-" + std::to_string(r.id));
+    EXPECT_EQ(r.body, "body-" + std::to_string(r.id));
+    EXPECT_EQ(r.updated_at, kNow + absl::Seconds(1));
+  }
+}
+
+// A group of outcomes commits together: each row gets its own record and becomes visible to the
+// hand-off.
+TEST_P(StoreTest, MarkSubmittedBatchStoresEveryRecord) {
+  ASSERT_TRUE(store_->InsertBatch({Item('a', "a"), Item('b', "b")}, kNow).ok());
+  auto rows = store_->ClaimBatch("fake", "w", kNow, kNow + absl::Minutes(5), 2);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  std::vector<SubmitterStore::SubmittedRow> done;
+  for (const Submission& r : *rows) {
+    StoredRecord rec;
+    rec.proof_id = "proof-" + std::to_string(r.id);
+    rec.certificate_url = "https://example.invalid/" + std::to_string(r.id);
+    done.push_back({r.id, rec, "req-" + std::to_string(r.id)});
+  }
+  ASSERT_TRUE(store_->MarkSubmittedBatch(done, kNow).ok());
+  ASSERT_TRUE(store_->MarkSubmittedBatch({}, kNow).ok());
+  Reopen();
+  for (char c : {'a', 'b'}) {
+    auto got = store_->GetByDigest(testing::Digest(c));
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), 1u);
+    const Submission& r = (*got)[0];
+    EXPECT_EQ(r.state, SubState::kSubmitted);
+    EXPECT_EQ(r.record.proof_id, "proof-" + std::to_string(r.id));
+    EXPECT_EQ(r.record.certificate_url, "https://example.invalid/" + std::to_string(r.id));
+    EXPECT_EQ(r.request_id, "req-" + std::to_string(r.id));
+  }
+  auto pending = store_->PendingHandoff(10);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->size(), 2u);
+}
+
+// With the bucket disabled nothing paces on past sends, so none is written (one commit saved per
+// request); a gate closure is still kept across the restart.
+TEST_P(StoreTest, PersistentLimiterWithoutLimitRecordsNoSends) {
+  FakeClock clock(kNow);
+  ratelimit::RateLimit off{0, absl::Minutes(1), absl::Milliseconds(100)};
+  {
+    auto lim = MakePersistentLimiter(std::make_unique<RecordingLimiter>("p.create"), off,
+                                     store_.get(), &clock);
+    ASSERT_TRUE(lim->Acquire().ok());
+    ASSERT_TRUE(lim->Acquire().ok());
+    lim->BlockUntil(kNow + absl::Seconds(90));
+  }
+  auto sends = store_->RecentSends("p.create", kNow - absl::Minutes(2));
+  ASSERT_TRUE(sends.ok()) << sends.status();
+  EXPECT_TRUE(sends->empty());
+  Reopen();
+  auto inner = std::make_unique<RecordingLimiter>("p.create");
+  RecordingLimiter* raw = inner.get();
+  auto lim = MakePersistentLimiter(std::move(inner), off, store_.get(), &clock);
+  EXPECT_EQ(raw->gate, kNow + absl::Seconds(90));
+  EXPECT_TRUE(raw->recorded.empty());
+}
+
 // Replicas (two store objects over the same data) claiming at once never take the same row.
 TEST_P(StoreTest, ConcurrentClaimsNeverShareARow) {
   std::vector<NewItem> items;

@@ -27,13 +27,7 @@ namespace v1 = anchord::v1;
 using internal::ItemStatusOf;
 using Shared = HasherServiceImpl::Shared;
 
-// A batch is cut at kMaxBatchFiles files or kBatchBytes bytes, whichever comes first. Each batch
-// is one store transaction, and with small files the commit (WAL pages of the random-keyed digest
-// index, shared by more files in a larger batch) costs more than the hashing: 256 files per commit
-// wrote about a third of the pages per file that 64 did. Memory is bounded by the call's window,
-// not by the batch (a batch holds at most a quarter of the window).
-constexpr int64_t kBatchBytes = 4 << 20;
-constexpr int kMaxBatchFiles = 256;
+constexpr int64_t kBatchBytes = 1 << 20;
 constexpr size_t kMarkBatch = 64;
 
 // Acknowledged files whose QUEUED mark is not yet written. Written in batches (one commit per
@@ -285,11 +279,11 @@ class TreeReactor final
 void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
   Shared* s = c->shared;
   // Files per hash-pool task: window / (2 * workers) (a quarter of it with 2 workers), capped at
-  // kMaxBatchFiles, so that several batches are in flight (every worker busy while the caller
-  // drains results) and a batch waiting for its slots holds at most half the window: the other half
-  // is released as the results of earlier batches are written.
-  const size_t batch_size = static_cast<size_t>(std::clamp(
-      s->options.max_inflight / (2 * std::max(1, s->options.workers)), 1, kMaxBatchFiles));
+  // 64, so that several batches are in flight (every worker busy while the caller drains results)
+  // and a batch waiting for its slots holds at most half the window: the other half is released
+  // as the results of earlier batches are written.
+  const size_t batch_size = static_cast<size_t>(
+      std::clamp(s->options.max_inflight / (2 * std::max(1, s->options.workers)), 1, 64));
   // Walk entries collected but not yet admitted. They are admitted together just before the
   // batch is posted: admitting them one by one as they were found would, with a full window,
   // post a batch per freed slot (batches of one, the per-file hand-offs again) or wait on slots
@@ -329,7 +323,7 @@ void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
       [&](digest::WalkEntry&& e) {
         batch_bytes += e.size_bytes > 0 ? e.size_bytes : 0;
         batch.push_back(std::move(e));
-        // Large files go out in small batches (alone past 4 MiB) so that the workers hash them
+        // Large files go out in small batches (alone past 1 MiB) so that the workers hash them
         // in parallel; batching only pays for small files.
         if (batch.size() >= batch_size || batch_bytes >= kBatchBytes) {
           batch_bytes = 0;

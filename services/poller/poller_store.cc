@@ -107,6 +107,7 @@ class SqlitePollerStore final : public PollerStore {
     if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED)
       absl::StrAppend(&sql, " AND state = ?");
     if (!filter.provider.empty()) absl::StrAppend(&sql, " AND provider = ?");
+    if (!filter.with_leaves) absl::StrAppend(&sql, " AND length(merkle_root) = 0");
     if (!filter.digests.empty()) {
       std::vector<std::string> marks(filter.digests.size(), "?");
       absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");

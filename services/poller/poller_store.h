@@ -97,7 +97,8 @@ struct ListFilter {
   DigestState state = anchord::v1::DIGEST_STATE_UNSPECIFIED;  // UNSPECIFIED: any
   std::vector<std::string> digests;                           // empty: any
   std::string provider;                                       // empty: any
-  bool with_files = true;  // false leaves ProofRow::files empty (cheaper scans)
+  bool with_files = true;   // false leaves ProofRow::files empty (cheaper scans)
+  bool with_leaves = true;  // false: Merkle batch leaves are not listed (they follow their root)
 };
 
 struct ConfirmInput {

@@ -149,7 +149,8 @@ class PollerStore {
   // CONFIRMED proofs of `provider` without a stored .ots, least recently checked first.
   virtual absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                                     int limit) = 0;
-  // PENDING, not yet stalled proofs of `provider` pending since before `pending_before`.
+  // PENDING, not yet stalled proofs of `provider` pending since before `pending_before`, longest
+  // pending first.
   virtual absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
                                                              absl::Time pending_before,
                                                              int limit) = 0;

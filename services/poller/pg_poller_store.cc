@@ -89,6 +89,7 @@ class PgPollerStore final : public PollerStore {
       absl::StrAppend(&sql, " AND provider = $", ++n);
       p.AddBytes(filter.provider);
     }
+    if (!filter.with_leaves) absl::StrAppend(&sql, " AND length(merkle_root) = 0");
     if (!filter.digests.empty()) {
       std::vector<std::string> marks;
       for (const std::string& d : filter.digests) {

@@ -111,6 +111,7 @@ PollEngine::PollEngine(PollerStore* store, EventBus* bus, PollerMetrics* metrics
   options_.max_lookups_per_round = std::max(1, options_.max_lookups_per_round);
   options_.list_page_limit = std::clamp(options_.list_page_limit, 1, 1000);
   options_.max_list_pages = std::max(1, options_.max_list_pages);
+  options_.max_scan_rows = std::max(1, options_.max_scan_rows);
 }
 
 PollEngine::~PollEngine() { Stop(); }
@@ -228,26 +229,48 @@ RoundStats PollEngine::RunRound(Provider* p) {
       ListFilter filter;
       filter.provider = name;
       filter.state = anchord::v1::DIGEST_STATE_PENDING;
-      filter.with_files = false;  // a scan of every pending proof: ids are enough
-      int64_t after = 0;
-      // Bounded: each page advances `after`; stops at the end or once the budget is filled.
-      for (int pages = 0; pages < 100000 && static_cast<int>(to_check.size()) < budget; ++pages) {
-        auto rows = store_->List(filter, after, 500);
+      filter.with_files = false;   // ids are enough
+      filter.with_leaves = false;  // leaves follow their root
+      int64_t after;
+      {
+        absl::MutexLock lock(&mu_);
+        after = scan_after_[name];
+      }
+      // Bounded by max_scan_rows: with a large backlog still pending at the provider, a scan to
+      // the end of the table every round would read the whole backlog each time.
+      constexpr int kPage = 500;
+      const int64_t start_after = after;
+      bool wrapped = false, done = false;
+      for (int scanned = 0; !done && scanned < options_.max_scan_rows &&
+                            static_cast<int>(to_check.size()) < budget;) {
+        auto rows = store_->List(filter, after, std::min(kPage, options_.max_scan_rows - scanned));
         if (!rows.ok()) {
           ANCHORD_LOG(Error) << "poller store: " << rows.status();
           break;
         }
-        if (rows->empty()) break;
-        after = rows->back().seq;
+        if (rows->empty()) {
+          // The end of the table: start again from the oldest, once per round.
+          if (after == 0 || wrapped) break;
+          wrapped = true;
+          after = 0;
+          continue;
+        }
         for (ProofRow& row : *rows) {
+          if (wrapped && row.seq > start_after) {  // back where this round started
+            done = true;
+            break;
+          }
+          ++scanned;
+          after = row.seq;
           // A proof handed off after the walk started may simply not be listed yet.
           if (row.tracked_at >= walk_start) continue;
-          if (row.is_leaf() || queued.count(row.digest)) continue;  // leaves follow their root
-          if (still_pending.count(row.proof_id)) continue;
+          if (queued.count(row.digest) || still_pending.count(row.proof_id)) continue;
           to_check.push_back(std::move(row));
           if (static_cast<int>(to_check.size()) >= budget) break;
         }
       }
+      absl::MutexLock lock(&mu_);
+      scan_after_[name] = after;
     }
   }
   stats.walked = walked;

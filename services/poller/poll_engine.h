@@ -4,9 +4,10 @@
 // One thread per provider runs a round every poll_interval:
 //  1. With list support, walk the provider's pending list (bounded pages) to learn which proof ids
 //     are still pending; only our PENDING proofs handed off before the walk started and absent
-//     from that list are looked up (one list page covers 50 proofs, so this spends far fewer
-//     requests of the shared per-key budget than a lookup per proof). When the walk fails or does
-//     not finish within its page bound, fall back to (2).
+//     from that list are looked up, found by comparing at most max_scan_rows stored proofs with
+//     the list per round (from where the last round stopped) (one list page covers 50 proofs, so
+//     this spends far fewer requests of the shared per-key budget than a lookup per proof). When
+//     the walk fails or does not finish within its page bound, fall back to (2).
 //  2. Without list support, look up PENDING proofs least recently checked first.
 //     Either way at most max_lookups_per_round lookups per round.
 //  3. Download the .ots of CONFIRMED proofs that have none (again every round until it comes).
@@ -56,6 +57,10 @@ struct PollEngineOptions {
   int max_lookups_per_round = 100;
   int list_page_limit = 50;
   int max_list_pages = 200;
+  // Store rows a walk round compares with the provider's list, at most (in pages of 500). The
+  // comparison resumes where the last round stopped and wraps at the end, so a round's store work
+  // does not grow with the backlog and every pending proof is reached in turn.
+  int max_scan_rows = 2000;
   FallbackFn fallback;  // empty: stalls are flagged, nothing is re-anchored
   // Names this engine's claims on proofs (PollerStore::ClaimChecks).
   std::string owner = "poller";
@@ -119,6 +124,8 @@ class PollEngine {
   // provider -> digests (raw) named by callbacks, checked first in the provider's next round.
   std::map<std::string, std::set<std::string>> hints_ ABSL_GUARDED_BY(mu_);
   uint64_t hint_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // provider -> seq after which the next walk round's store scan starts.
+  std::map<std::string, int64_t> scan_after_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 

@@ -107,6 +107,7 @@ class SqlitePollerStore final : public PollerStore {
     if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED)
       absl::StrAppend(&sql, " AND state = ?");
     if (!filter.provider.empty()) absl::StrAppend(&sql, " AND provider = ?");
+    if (!filter.with_leaves) absl::StrAppend(&sql, " AND length(merkle_root) = 0");
     if (!filter.digests.empty()) {
       std::vector<std::string> marks(filter.digests.size(), "?");
       absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");
@@ -184,7 +185,7 @@ class SqlitePollerStore final : public PollerStore {
         "SELECT ", kColumns,
         " FROM proofs WHERE provider = ? AND state = ? AND stalled = 0 AND pending_since < ?"
         " AND length(merkle_root) = 0"
-        " ORDER BY seq LIMIT ?"));
+        " ORDER BY pending_since, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
     st->Bind(3, ToDb(pending_before)).Bind(4, static_cast<int64_t>(limit));
@@ -249,8 +250,8 @@ class SqlitePollerStore final : public PollerStore {
       auto st = session.Prepare(absl::StrCat(
           "SELECT ", kColumns,
           " FROM proofs WHERE provider = ?1 AND state <> ?2 AND leaf_count > 0 AND digest IN "
-          "(SELECT merkle_root FROM proofs WHERE provider = ?1 AND state = ?2 AND "
-          "length(merkle_root) > 0) ORDER BY seq LIMIT ?3"));
+          "(SELECT merkle_root FROM proofs INDEXED BY proofs_pending_leaves WHERE provider = ?1 "
+          "AND state = 4 AND length(merkle_root) > 0) ORDER BY seq LIMIT ?3"));
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
       st->Bind(3, static_cast<int64_t>(max_roots));

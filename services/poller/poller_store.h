@@ -97,7 +97,8 @@ struct ListFilter {
   DigestState state = anchord::v1::DIGEST_STATE_UNSPECIFIED;  // UNSPECIFIED: any
   std::vector<std::string> digests;                           // empty: any
   std::string provider;                                       // empty: any
-  bool with_files = true;  // false leaves ProofRow::files empty (cheaper scans)
+  bool with_files = true;   // false leaves ProofRow::files empty (cheaper scans)
+  bool with_leaves = true;  // false: Merkle batch leaves are not listed (they follow their root)
 };
 
 struct ConfirmInput {
@@ -148,7 +149,8 @@ class PollerStore {
   // CONFIRMED proofs of `provider` without a stored .ots, least recently checked first.
   virtual absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                                     int limit) = 0;
-  // PENDING, not yet stalled proofs of `provider` pending since before `pending_before`.
+  // PENDING, not yet stalled proofs of `provider` pending since before `pending_before`, longest
+  // pending first.
   virtual absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
                                                              absl::Time pending_before,
                                                              int limit) = 0;

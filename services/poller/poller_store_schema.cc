@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "anchord/v1/common.pb.h"
 #include "libs/common/status_macros.h"
 
 namespace anchord::poller {
@@ -64,9 +65,20 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
 absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
+  // Indexes that keep a polling round's reads independent of the backlog (bench/RESULTS.md,
+  // "Large backlogs"): the walk's scan of non-leaf proofs by seq, the stall check by age (and
+  // the gauges' counts from the index alone), and the pending leaves' roots (the literal 4 is
+  // DIGEST_STATE_PENDING: a partial index condition cannot take a bound parameter).
+  static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
   return session.Exec(
       "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
-      "WHERE length(merkle_root) > 0");
+      "WHERE length(merkle_root) > 0;"
+      "CREATE INDEX IF NOT EXISTS proofs_roots_by_seq ON proofs (provider, state, seq) "
+      "WHERE length(merkle_root) = 0;"
+      "CREATE INDEX IF NOT EXISTS proofs_stall_order ON proofs "
+      "(provider, state, stalled, pending_since);"
+      "CREATE INDEX IF NOT EXISTS proofs_pending_leaves ON proofs (provider, merkle_root) "
+      "WHERE state = 4 AND length(merkle_root) > 0;");
 }
 
 }  // namespace anchord::poller

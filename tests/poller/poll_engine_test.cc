@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "libs/common/clock.h"
+#include "services/poller/counting_store.h"
 #include "services/poller/event_bus.h"
 #include "tests/poller/test_util.h"
 #include "tests/testing/wait.h"
@@ -144,6 +145,45 @@ TEST_F(PollEngineTest, ProofsTrackedAfterTheWalkStartedAreNotLookedUp) {
   engine->RunRound(&p);            // now it is older than the walk and absent from the list
   EXPECT_EQ(p.lookups(Id(1)), 1);  // unknown to the provider: kNotFound, stays pending
   EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_PENDING);
+}
+
+// With a large backlog still pending at the provider, a walk round compares at most
+// max_scan_rows stored proofs with the list (never the whole table), and the next round goes on
+// from there, so a proof deep in the backlog that left the list is still found.
+TEST_F(PollEngineTest, WalkRoundReadsABoundedSliceOfTheBacklog) {
+  constexpr int kProofs = 3000;
+  constexpr int kScan = 600;
+  FakeProvider p("fake", /*list=*/true);
+  std::vector<TrackInput> batch;
+  for (int n = 1; n <= kProofs; ++n) {
+    batch.push_back(Pending(Digest(n), Id(n), "fake"));
+    p.SetRecord(Id(n), Digest(n), RecordState::kPending);
+  }
+  ASSERT_TRUE(store_->Track(batch, clock_.Now()).ok());
+  // Near the end of the table, it was confirmed at the provider: it leaves the pending list.
+  p.SetRecord(Id(2900), Digest(2900), RecordState::kConfirmed, 812345);
+  clock_.Advance(absl::Seconds(1));
+
+  CountingStore counting(store_.get());
+  PollEngineOptions opts;
+  opts.list_page_limit = 1000;
+  opts.max_scan_rows = kScan;
+  PollEngine engine(&counting, &bus_, &metrics_, &clock_, {&p}, opts);
+  int rounds = 0;
+  // kProofs / kScan rounds reach every stored proof once; one more for slack.
+  while (rounds < kProofs / kScan + 1 && p.lookups(Id(2900)) == 0) {
+    counting.ResetCounts();
+    RoundStats stats = engine.RunRound(&p);
+    ++rounds;
+    ASSERT_TRUE(stats.walked);
+    auto counts = counting.Snapshot();
+    EXPECT_LE(counts["List"].rows, kScan) << "round " << rounds;
+    EXPECT_LE(counts["List"].calls, kScan / 500 + 2) << "round " << rounds;
+  }
+  EXPECT_EQ(p.lookups(Id(2900)), 1);
+  EXPECT_EQ(p.total_lookups(), 1);  // every other proof is still on the list
+  EXPECT_GE(rounds, 2);             // it was not within the first round's slice
+  EXPECT_EQ(Get(2900).state, v1::DIGEST_STATE_CONFIRMED);
 }
 
 TEST_F(PollEngineTest, NoPendingProofsMeansNoListRequests) {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Large poller backlogs (issue 11 goal 5): peak RSS and per-round database work of the poller
+# over N PENDING proofs.
+#
+#   bash bench/backlog_bench.sh [BUILD_DIR]       (prints a Markdown table)
+#   env: SIZES ("10000 100000 1000000"), LEAVES (0: per-file proofs; K: Merkle leaves, K per
+#        root), ROUNDS (3), LOOKUPS (100, max lookups per round)
+#
+# Per size: backlog_bench fills a fresh poller.db through the store's API (20,000 proofs per
+# transaction); then backlog_bench runs ROUNDS rounds in its own process with every store call
+# counted (calls, rows returned, time), against anchord-sandbox's proofd API (limits off; it knows
+# none of the proofs, so its pending list is empty and every lookup is a 404: the store work is
+# the whole round's work); then a real anchord-poller runs on the same database with a 1 s poll
+# interval until it has walked ROUNDS+1 times (metric anchord_poller_lookups_total list_ok), and
+# its VmHWM / RssAnon / RssFile are read from /proc. Loopback only; every wait is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD="$(cd "${1:-build}" && pwd)"
+SIZES="${SIZES:-10000 100000 1000000}"
+LEAVES="${LEAVES:-0}"
+ROUNDS="${ROUNDS:-3}"
+LOOKUPS="${LOOKUPS:-100}"
+POL="$BUILD/services/poller/anchord-poller"
+SBX="$BUILD/services/sandbox/anchord-sandbox"
+BENCH="$BUILD/bench/backlog_bench"
+for b in "$POL" "$SBX" "$BENCH"; do
+  [ -x "$b" ] || { echo "backlog_bench: $b is not built" >&2; exit 2; }
+done
+WORK="$(mktemp -d /tmp/anchord-backlog-bench.XXXXXX)"
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  PIDS=()
+}
+cleanup() { stop_all; rm -rf "$WORK"; }
+trap cleanup EXIT
+wait_file() {  # file seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do [ -s "$1" ] && return 0; sleep 0.1; done
+  echo "backlog_bench: $1 did not appear within $2 s" >&2; return 1
+}
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+printf 'proofd_live_sandbox' > "$WORK/key"; chmod 600 "$WORK/key"
+
+"$SBX" --listen 127.0.0.1:0 --port-file "$WORK/sandbox.port" --general-limit 0 \
+  --create-key-limit 0 --create-ip-limit 0 --log-level warning > "$WORK/sandbox.log" 2>&1 &
+SBX_PID=$!
+wait_file "$WORK/sandbox.port" 20
+URL="http://127.0.0.1:$(cat "$WORK/sandbox.port")"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+echo "| N pending | leaves/root | db MiB | round ms (in-process, rounds 1..$ROUNDS) | store calls/round | store rows/round | slowest store calls (round $ROUNDS) | poller VmHWM MiB | RssAnon MiB | RssFile MiB | poller rounds |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for n in $SIZES; do
+  dir="$WORK/n$n"; mkdir -p "$dir"
+  "$BENCH" fill "$dir/poller.db" "$n" "$LEAVES" >&2
+  out="$("$BENCH" rounds "$dir/poller.db" "$URL" "$ROUNDS" "$LOOKUPS")"
+  echo "$out" >&2
+  ms="$(echo "$out" | awk '/^round/ { for (i = 1; i <= NF; i++) if ($i ~ /^ms=/) { sub("ms=", "", $i); printf "%s%s", sep, $i; sep = " / " } }')"
+  last="$(echo "$out" | grep '^round' | tail -1)"
+  calls="$(echo "$last" | tr ' ' '\n' | sed -n 's/^store_calls=//p')"
+  rows="$(echo "$last" | tr ' ' '\n' | sed -n 's/^store_rows=//p')"
+  slow="$(echo "$last" | tr ' ' '\n' | grep -E '^[A-Za-z]+=[0-9]+x/' | tr '\n' ' ')"
+  dbmb="$(du -m "$dir/poller.db" | cut -f1)"
+  # The real poller on the same database.
+  "$POL" --listen 127.0.0.1:0 --port-file "$dir/poller.port" --metrics-listen 127.0.0.1:0 \
+    --metrics-port-file "$dir/metrics.port" --data-dir "$dir" --poll-interval-seconds 1 \
+    --providers proofd --proofd-url "$URL" --proofd-api-key-file "$WORK/key" \
+    --proofd-general-limit 100000 --max-lookups-per-round "$LOOKUPS" --log-level error \
+    > "$dir/poller.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  wait_file "$dir/metrics.port" 120
+  mport="$(cat "$dir/metrics.port")"
+  walks=0
+  for _ in $(seq 1 1200); do  # at most 120 s
+    walks="$(curl -s "http://127.0.0.1:$mport/metrics" |
+      awk '/^anchord_poller_lookups_total/ && /result="list_ok"/ { s += $2 } END { print s + 0 }')"
+    [ "${walks%.*}" -ge $(( ROUNDS + 1 )) ] && break
+    sleep 0.1
+  done
+  hwm="$(status_kb "$pid" VmHWM)"; anon="$(status_kb "$pid" RssAnon)"; file="$(status_kb "$pid" RssFile)"
+  stop_all
+  echo "| $n | $LEAVES | $dbmb | $ms | $calls | $rows | $slow | $(( hwm / 1024 )) | $(( anon / 1024 )) | $(( file / 1024 )) | ${walks%.*} |"
+  rm -rf "$dir"
+done
+kill "$SBX_PID" 2>/dev/null || true; wait "$SBX_PID" 2>/dev/null || true
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

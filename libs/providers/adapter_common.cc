@@ -288,4 +288,12 @@ std::optional<http::HttpResponse> PacedHost::Send(const Wire& wire, const char* 
   return resp;
 }
 
+ListPendingResult NoPendingList(const char* why) {
+  ListPendingResult r;
+  r.outcome.kind = OutcomeKind::kPermanent;
+  r.outcome.code = "UNSUPPORTED";
+  r.outcome.message = why;
+  return r;
+}
+
 }  // namespace anchord::providers::internal

@@ -59,6 +59,10 @@ struct DigestOnly {
 };
 std::optional<DigestOnly> CheckDigestOnly(const PreparedCreate& request, CallOutcome* o);
 
+// The answer of a provider that keeps no list of pending proofs (SupportsListPending() is false):
+// a permanent UNSUPPORTED outcome carrying `why`.
+ListPendingResult NoPendingList(const char* why);
+
 // `bytes` parsed as a detached .ots of `digest_hex` (file hash op sha256, that digest); an error
 // naming what is wrong otherwise. Evidence is never returned without passing this.
 absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes,

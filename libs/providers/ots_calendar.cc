@@ -220,11 +220,7 @@ class OtsCalendarProvider final : public Provider {
   bool SupportsListPending() const override { return false; }
 
   ListPendingResult ListPending(const std::string&, int) override {
-    ListPendingResult r;
-    r.outcome.kind = OutcomeKind::kPermanent;
-    r.outcome.code = "UNSUPPORTED";
-    r.outcome.message = "calendars have no list of pending proofs";
-    return r;
+    return internal::NoPendingList("calendars have no list of pending proofs");
   }
 
   DownloadResult DownloadProof(const ProofRef& ref) override {

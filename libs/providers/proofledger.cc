@@ -357,11 +357,7 @@ class ProofLedgerProvider final : public Provider {
   bool SupportsListPending() const override { return false; }
 
   ListPendingResult ListPending(const std::string&, int) override {
-    ListPendingResult r;
-    r.outcome.kind = OutcomeKind::kPermanent;
-    r.outcome.code = "UNSUPPORTED";
-    r.outcome.message = "ProofLedger has no list of pending records";
-    return r;
+    return internal::NoPendingList("ProofLedger has no list of pending records");
   }
 
   bool OffersOts() const override { return false; }

@@ -132,11 +132,7 @@ class TsaProvider final : public Provider {
   bool SupportsListPending() const override { return false; }
 
   ListPendingResult ListPending(const std::string&, int) override {
-    ListPendingResult r;
-    r.outcome.kind = OutcomeKind::kPermanent;
-    r.outcome.code = "UNSUPPORTED";
-    r.outcome.message = "a TSA keeps no list: its tokens are final when issued";
-    return r;
+    return internal::NoPendingList("a TSA keeps no list: its tokens are final when issued");
   }
 
   DownloadResult DownloadProof(const ProofRef& ref) override {

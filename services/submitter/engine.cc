@@ -7,6 +7,7 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::submitter {
 namespace {
@@ -188,23 +189,38 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
   absl::Status first_error;
   for (Submission& row : rows) {
     const std::string digest_hex = HexEncode(row.digest);
-    providers::PreparedCreate request;
-    if (row.body.empty()) {
-      providers::CreateInput input{digest_hex, row.file.filename, row.file.size_bytes,
-                                   row.file.mime_type};
-      absl::StatusOr<providers::PreparedCreate> prepared = provider->PrepareCreate(input);
-      if (!prepared.ok()) {
-        ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
-                             << " cannot be submitted: " << prepared.status();
-        if (metrics_)
-          metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
-        absl::Status st = store_->MarkFailed(
-            row.id, static_cast<int>(prepared.status().code()), "INVALID_ARGUMENT",
-            std::string(prepared.status().message()), "", clock_->Now());
-        if (!st.ok() && first_error.ok()) first_error = st;
-        continue;
+    const bool fresh = row.body.empty();
+    auto prepare = [&]() -> absl::StatusOr<providers::PreparedCreate> {
+      // The store holds what the caller validated; a row that is not 32 bytes fails like bad
+      // input rather than reaching the provider.
+      absl::StatusOr<Digest> digest = Digest::FromBytes(row.digest, "digest");
+      if (!digest.ok()) return digest.status();
+      if (fresh) {
+        return provider->PrepareCreate(
+            {*digest, row.file.filename, row.file.size_bytes, row.file.mime_type});
       }
-      request = std::move(*prepared);
+      providers::PreparedCreate earlier;
+      earlier.digest = *digest;
+      earlier.idempotency_key = row.idempotency_key;
+      earlier.body = row.body;
+      // Prepared earlier: this request may have reached the provider before a crash or error.
+      earlier.maybe_sent = true;
+      return earlier;
+    };
+    absl::StatusOr<providers::PreparedCreate> prepared = prepare();
+    if (!prepared.ok()) {
+      ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
+                           << " cannot be submitted: " << prepared.status();
+      if (metrics_)
+        metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
+      absl::Status st =
+          store_->MarkFailed(row.id, static_cast<int>(prepared.status().code()), "INVALID_ARGUMENT",
+                             std::string(prepared.status().message()), "", clock_->Now());
+      if (!st.ok() && first_error.ok()) first_error = st;
+      continue;
+    }
+    providers::PreparedCreate request = *std::move(prepared);
+    if (fresh) {
       // Durable before the first send (see the header).
       absl::Status st =
           store_->MarkPrepared(row.id, request.idempotency_key, request.body, clock_->Now());
@@ -213,12 +229,6 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
         if (first_error.ok()) first_error = st;
         continue;
       }
-    } else {
-      request.digest_hex = digest_hex;
-      request.idempotency_key = row.idempotency_key;
-      request.body = row.body;
-      // Prepared earlier: this request may have reached the provider before a crash or error.
-      request.maybe_sent = true;
     }
     requests.push_back(std::move(request));
     ready.push_back(std::move(row));

@@ -230,8 +230,8 @@ TEST_F(EngineTest, RestartResendsSameKeyAndBody) {
   // First process: claims, prepares durably, then dies while the create is in flight.
   auto c = store_->Claim("fake", "dead", clock_.Now(), clock_.Now() + absl::Hours(1));
   ASSERT_TRUE(c.ok() && c->has_value());
-  auto prepared =
-      provider_->PrepareCreate({HexEncode(testing::Digest('a')), "f.txt", 10, "text/plain"});
+  auto prepared = provider_->PrepareCreate(
+      {*anchord::Digest::FromBytes(testing::Digest('a')), "f.txt", 10, "text/plain"});
   ASSERT_TRUE(prepared.ok());
   ASSERT_TRUE(
       store_->MarkPrepared((*c)->id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());

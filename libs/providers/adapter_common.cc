@@ -107,41 +107,33 @@ std::optional<absl::Time> RateLimitReset(absl::string_view value, absl::Time now
 }
 
 absl::StatusOr<PreparedCreate> PrepareDigestOnly(const CreateInput& input) {
-  if (!IsSha256Hex(input.digest_hex)) {
-    return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
-  }
   PreparedCreate p;
-  p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
-  p.body = p.digest_hex;
+  p.digest = input.digest;
+  p.body = p.digest.hex();
   return p;
 }
 
 std::optional<DigestOnly> CheckDigestOnly(const PreparedCreate& request, CallOutcome* o) {
   DigestOnly d;
-  d.hex = NormalizeDigestHex(request.digest_hex);
-  auto raw = HexDecode(d.hex);
-  if (d.hex.empty() || !raw.ok() || absl::AsciiStrToLower(request.body) != d.hex) {
+  d.hex = request.digest.hex();
+  if (absl::AsciiStrToLower(request.body) != d.hex) {
     o->kind = OutcomeKind::kPermanent;
     o->code = "INVALID_REQUEST";
     o->message = "prepared create is incomplete (digest or body); not sent";
     return std::nullopt;
   }
-  d.raw = *std::move(raw);
+  d.raw = request.digest.raw();
   return d;
 }
 
-absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes,
-                                                absl::string_view digest_hex) {
-  auto digest = HexDecode(digest_hex, "digest");
-  if (!digest.ok() || digest->size() != 32)
-    return absl::InvalidArgumentError("digest: not 32 bytes");
+absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes, const Digest& digest) {
   auto file = ots::ParseDetached(bytes);
   if (!file.ok())
     return absl::InvalidArgumentError(absl::StrCat(".ots: ", file.status().message()));
   if (file->file_hash_op.tag != ots::kOpSha256) {
     return absl::InvalidArgumentError(".ots: file hash op is not sha256");
   }
-  if (file->digest != *digest) {
+  if (file->digest != digest.bytes()) {
     return absl::InvalidArgumentError(".ots: digest is not the digest of this proof");
   }
   return file;

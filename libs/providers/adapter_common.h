@@ -46,13 +46,13 @@ std::string NormalizeDigestHex(absl::string_view s);
 std::optional<absl::Time> RateLimitReset(absl::string_view value, absl::Time now);
 
 // For the adapters whose request carries the digest alone (calendars, TSAs, SimpleProof): the
-// prepared create with the lowercase digest hex as its body; INVALID_ARGUMENT naming digest_hex
-// when it is not 64 hex characters.
+// prepared create with the lowercase digest hex as its body. Never an error today; the StatusOr
+// keeps the shape of Provider::PrepareCreate.
 absl::StatusOr<PreparedCreate> PrepareDigestOnly(const CreateInput& input);
 
-// The digest of a PrepareDigestOnly create, checked again (the row may have been stored by
-// another version): `hex` lowercase, `raw` its 32 bytes. nullopt with *o set to a kPermanent
-// INVALID_REQUEST (nothing is sent) when the request is incomplete.
+// The digest of a PrepareDigestOnly create, checked against its body (the row may have been
+// stored by another version): `hex` lowercase, `raw` its 32 bytes. nullopt with *o set to a
+// kPermanent INVALID_REQUEST (nothing is sent) when the body is not the digest's hex.
 struct DigestOnly {
   std::string hex;
   std::string raw;
@@ -63,10 +63,9 @@ std::optional<DigestOnly> CheckDigestOnly(const PreparedCreate& request, CallOut
 // a permanent UNSUPPORTED outcome carrying `why`.
 ListPendingResult NoPendingList(const char* why);
 
-// `bytes` parsed as a detached .ots of `digest_hex` (file hash op sha256, that digest); an error
+// `bytes` parsed as a detached .ots of `digest` (file hash op sha256, that digest); an error
 // naming what is wrong otherwise. Evidence is never returned without passing this.
-absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes,
-                                                absl::string_view digest_hex);
+absl::StatusOr<ots::DetachedFile> ParseEvidence(absl::string_view bytes, const Digest& digest);
 // The lowest Bitcoin block height attested anywhere in `proof`; 0 when none.
 int64_t LowestBitcoinHeight(const ots::DetachedFile& proof);
 

@@ -55,8 +55,8 @@ class OtsCalendarProvider final : public Provider {
 
   const std::string& name() const override { return config_.name; }
 
-  // The wire body is the raw 32 bytes the digest hex decodes to; kept as hex so the stored row
-  // stays printable. Nothing but the digest is sent.
+  // The wire body is the digest's raw 32 bytes; the stored body is its hex, so the row stays
+  // printable. Nothing but the digest is sent.
   absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const override {
     return internal::PrepareDigestOnly(input);
   }
@@ -66,7 +66,6 @@ class OtsCalendarProvider final : public Provider {
     std::optional<internal::DigestOnly> checked =
         internal::CheckDigestOnly(request, &result.outcome);
     if (!checked) return result;
-    const std::string& digest_hex = checked->hex;
     const std::string& digest = checked->raw;
     // Every calendar at once, each in its own thread like `ots stamp`, so the quorum is reached
     // within one timeout rather than one per calendar.
@@ -130,7 +129,7 @@ class OtsCalendarProvider final : public Provider {
       result.outcome = wire_.Malformed(kDigest, {}, bytes.status().message());
       return result;
     }
-    auto check = internal::ParseEvidence(*bytes, digest_hex);
+    auto check = internal::ParseEvidence(*bytes, request.digest);
     if (!check.ok()) {
       result.outcome = wire_.Malformed(kDigest, {}, check.status().message());
       return result;
@@ -142,8 +141,8 @@ class OtsCalendarProvider final : public Provider {
     result.outcome.kind = OutcomeKind::kOk;
     result.outcome.http_status = 200;
     ProviderRecord rec;
-    rec.proof_id = digest_hex;
-    rec.digest_hex = digest_hex;
+    rec.proof_id = checked->hex;
+    rec.digest = request.digest;
     rec.state = RecordState::kPending;
     rec.created_at = deps_.clock->Now();
     rec.evidence = *std::move(bytes);
@@ -156,10 +155,9 @@ class OtsCalendarProvider final : public Provider {
     auto parsed = ParseRef(ref, &result.outcome);
     if (!parsed) return result;
     ots::DetachedFile& file = *parsed;
-    const std::string digest_hex = internal::NormalizeDigestHex(ref.digest_hex);
     if (ots::IsComplete(file)) {
       result.outcome.kind = OutcomeKind::kOk;
-      result.record = Record(digest_hex, file, ref.evidence);
+      result.record = Record(ref.digest, file, ref.evidence);
       return result;
     }
     const std::vector<ots::PendingPoint> points = ots::PendingAttestations(file);
@@ -206,14 +204,14 @@ class OtsCalendarProvider final : public Provider {
     std::string evidence = ref.evidence;
     if (merged > 0) {
       auto bytes = ots::SerializeDetached(file);
-      if (!bytes.ok() || !internal::ParseEvidence(*bytes, digest_hex).ok()) {
+      if (!bytes.ok() || !internal::ParseEvidence(*bytes, ref.digest).ok()) {
         result.outcome = wire_.Malformed(kTimestamp, {}, "the merged proof does not serialize");
         return result;
       }
       evidence = *std::move(bytes);
     }
     result.outcome.kind = OutcomeKind::kOk;
-    result.record = Record(digest_hex, file, merged > 0 ? evidence : std::string());
+    result.record = Record(ref.digest, file, merged > 0 ? evidence : std::string());
     return result;
   }
 
@@ -247,13 +245,6 @@ class OtsCalendarProvider final : public Provider {
  private:
   // The proof the caller holds, validated; nullopt with *o set when there is none to work with.
   std::optional<ots::DetachedFile> ParseRef(const ProofRef& ref, CallOutcome* o) const {
-    const std::string digest_hex = internal::NormalizeDigestHex(ref.digest_hex);
-    if (digest_hex.empty()) {
-      o->kind = OutcomeKind::kPermanent;
-      o->code = "INVALID_DIGEST";
-      o->message = "digest is not 64 hex characters";
-      return std::nullopt;
-    }
     // A proof without usable evidence is this proof's problem, not the account's: kNotFound
     // (its evidence does not exist) keeps it pending until it is reported stalled, where
     // kPermanent would make the poller end its round for every other proof too.
@@ -264,7 +255,7 @@ class OtsCalendarProvider final : public Provider {
       o->message = "no pending .ots stored for this proof: the calendars cannot be asked";
       return std::nullopt;
     }
-    auto file = internal::ParseEvidence(ref.evidence, digest_hex);
+    auto file = internal::ParseEvidence(ref.evidence, ref.digest);
     if (!file.ok()) {
       o->kind = OutcomeKind::kNotFound;
       o->code = "INVALID_EVIDENCE";
@@ -274,11 +265,11 @@ class OtsCalendarProvider final : public Provider {
     return *std::move(file);
   }
 
-  ProviderRecord Record(const std::string& digest_hex, const ots::DetachedFile& file,
+  ProviderRecord Record(const Digest& digest, const ots::DetachedFile& file,
                         std::string evidence) const {
     ProviderRecord rec;
-    rec.proof_id = digest_hex;
-    rec.digest_hex = digest_hex;
+    rec.proof_id = digest.hex();
+    rec.digest = digest;
     rec.block_height = internal::LowestBitcoinHeight(file);
     rec.state = ots::IsComplete(file) ? RecordState::kConfirmed : RecordState::kPending;
     rec.evidence = std::move(evidence);

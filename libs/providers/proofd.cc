@@ -86,9 +86,9 @@ absl::Status OptionalString(const json& obj, const char* key, std::string* out) 
   return absl::OkStatus();
 }
 
-// Validates one timestamp resource before anything in it is trusted. `expected_hash` /
-// `expected_id` (lowercase / any case, may be empty) must match when given.
-absl::StatusOr<ProviderRecord> ParseRecord(const json& j, absl::string_view expected_hash,
+// Validates one timestamp resource before anything in it is trusted. `expected_digest` (may be
+// null) and `expected_id` (any case, may be empty) must match when given.
+absl::StatusOr<ProviderRecord> ParseRecord(const json& j, const Digest* expected_digest,
                                            absl::string_view expected_id) {
   if (!j.is_object()) return absl::InvalidArgumentError("record: not a JSON object");
   ProviderRecord r;
@@ -103,9 +103,10 @@ absl::StatusOr<ProviderRecord> ParseRecord(const json& j, absl::string_view expe
   if (hash == j.end() || !hash->is_string()) {
     return absl::InvalidArgumentError("sha256_hash: missing");
   }
-  r.digest_hex = absl::AsciiStrToLower(hash->get<std::string>());
-  if (!IsSha256Hex(r.digest_hex)) return absl::InvalidArgumentError("sha256_hash: not 64 hex");
-  if (!expected_hash.empty() && r.digest_hex != expected_hash) {
+  absl::StatusOr<Digest> digest = Digest::FromHex(hash->get<std::string>(), "sha256_hash");
+  if (!digest.ok()) return digest.status();
+  r.digest = *digest;
+  if (expected_digest != nullptr && r.digest != *expected_digest) {
     return absl::InvalidArgumentError("sha256_hash: differs from the hash sent");
   }
   auto status = j.find("status");
@@ -234,18 +235,15 @@ class ProofdProvider final : public Provider {
   const std::string& name() const override { return config_.name; }
 
   absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const override {
-    if (!IsSha256Hex(input.digest_hex)) {
-      return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
-    }
     if (auto s = ValidateFilename(input.filename, "filename"); !s.ok()) return s;
     if (auto s = ValidateSize(input.size_bytes, "size_bytes"); !s.ok()) return s;
     if (auto s = ValidateMimeType(input.mime_type, "mime_type"); !s.ok()) return s;
     PreparedCreate p;
-    p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
+    p.digest = input.digest;
     // ordered_json keeps the documented key order, and dump() has no whitespace: the same input
     // always gives the same bytes, hence the same idempotency key.
     nlohmann::ordered_json body;
-    body["sha256_hash"] = p.digest_hex;
+    body["sha256_hash"] = p.digest.hex();
     body["filename"] = input.filename;
     body["file_size_bytes"] = input.size_bytes;
     if (!input.mime_type.empty()) body["file_type"] = input.mime_type;
@@ -260,8 +258,8 @@ class ProofdProvider final : public Provider {
 
   CreateResult Create(const PreparedCreate& request) override {
     CreateResult result;
-    const std::string digest = absl::AsciiStrToLower(request.digest_hex);
-    if (!IsSha256Hex(digest) || request.body.empty() || request.idempotency_key.empty() ||
+    const Digest& digest = request.digest;
+    if (request.body.empty() || request.idempotency_key.empty() ||
         request.idempotency_key.size() > 200) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "INVALID_REQUEST";
@@ -276,7 +274,7 @@ class ProofdProvider final : public Provider {
         result.outcome = Malformed(Endpoint::kCreate, ex.outcome, "body is not JSON");
         return result;
       }
-      auto rec = ParseRecord(j, digest, "");
+      auto rec = ParseRecord(j, &digest, "");
       if (!rec.ok()) {
         result.outcome = Malformed(Endpoint::kCreate, ex.outcome, rec.status().message());
         return result;
@@ -311,7 +309,7 @@ class ProofdProvider final : public Provider {
       result.outcome = Malformed(Endpoint::kGet, ex.outcome, "body is not JSON");
       return result;
     }
-    auto rec = ParseRecord(j, "", proof_id);
+    auto rec = ParseRecord(j, nullptr, proof_id);
     if (!rec.ok()) {
       result.outcome = Malformed(Endpoint::kGet, ex.outcome, rec.status().message());
       return result;
@@ -339,7 +337,7 @@ class ProofdProvider final : public Provider {
       return result;
     }
     for (const json& item : page->data) {
-      auto rec = ParseRecord(item, "", "");
+      auto rec = ParseRecord(item, nullptr, "");
       if (!rec.ok()) {
         ANCHORD_LOG(Warning) << config_.name << " list: skipping invalid record ("
                              << rec.status().message() << ") request_id=" << ex.outcome.request_id;
@@ -500,7 +498,7 @@ class ProofdProvider final : public Provider {
 
   // 409 DUPLICATE_TIMESTAMP: the account already holds this hash. The original record is found
   // by the id the error names (if any), else by walking the account's list newest first.
-  CreateResult ResolveDuplicate(const std::string& digest, const Exchange& dup) {
+  CreateResult ResolveDuplicate(const Digest& digest, const Exchange& dup) {
     CreateResult result;
     auto duplicate = [&](ProviderRecord rec) {
       result.outcome = dup.outcome;
@@ -522,7 +520,7 @@ class ProofdProvider final : public Provider {
 
     if (!dup.error.existing_id.empty()) {
       LookupResult lr = LookupById(dup.error.existing_id);
-      if (lr.outcome.kind == OutcomeKind::kOk && lr.record && lr.record->digest_hex == digest) {
+      if (lr.outcome.kind == OutcomeKind::kOk && lr.record && lr.record->digest == digest) {
         return duplicate(*lr.record);
       }
       if (lr.outcome.kind == OutcomeKind::kRetry || lr.outcome.kind == OutcomeKind::kRateLimited ||
@@ -546,8 +544,8 @@ class ProofdProvider final : public Provider {
                      "list page malformed");
       }
       for (const json& item : page->data) {
-        if (!absl::EqualsIgnoreCase(StringField(item, "sha256_hash"), digest)) continue;
-        auto rec = ParseRecord(item, digest, "");
+        if (!absl::EqualsIgnoreCase(StringField(item, "sha256_hash"), digest.hex())) continue;
+        auto rec = ParseRecord(item, &digest, "");
         if (rec.ok()) return duplicate(*std::move(rec));
         ANCHORD_LOG(Warning) << config_.name << " list: record for the hash is invalid ("
                              << rec.status().message() << ") request_id=" << ex.outcome.request_id;

@@ -71,15 +71,16 @@ absl::Status ParseState(const std::string& s, RecordState* state) {
 
 // The fields both answers may carry: the hash (must be the one asked about), certificate_url,
 // bitcoin_block, bitcoin_tx, times.
-absl::Status ParseCommon(const json& j, const std::string& digest, ProviderRecord* r) {
+absl::Status ParseCommon(const json& j, const Digest& digest, ProviderRecord* r) {
   std::string hash;
   if (auto s = OptStringAny(j, {"sha256", "hash", "sha256_hash"}, &hash); !s.ok()) return s;
   if (!hash.empty()) {
-    const std::string norm = internal::NormalizeDigestHex(hash);
-    if (norm.empty()) return absl::InvalidArgumentError("sha256: not 64 hex characters");
-    if (norm != digest) return absl::InvalidArgumentError("sha256: differs from the hash asked");
+    absl::StatusOr<Digest> answered = Digest::FromHex(hash, "sha256");
+    if (!answered.ok()) return answered.status();
+    if (*answered != digest)
+      return absl::InvalidArgumentError("sha256: differs from the hash asked");
   }
-  r->digest_hex = digest;
+  r->digest = digest;
   if (auto s = OptString(j, "certificate_url", &r->certificate_url); !s.ok()) return s;
   if (!r->certificate_url.empty() && !internal::IsHttpUrl(r->certificate_url)) {
     return absl::InvalidArgumentError("certificate_url: not an http(s) URL");
@@ -124,7 +125,7 @@ absl::Status ParseCommon(const json& j, const std::string& digest, ProviderRecor
 }
 
 // A create answer (201 new, or 200 duplicate) validated against the digest sent.
-absl::StatusOr<ProviderRecord> ParseCreateAnswer(const json& j, const std::string& digest) {
+absl::StatusOr<ProviderRecord> ParseCreateAnswer(const json& j, const Digest& digest) {
   if (!j.is_object()) return absl::InvalidArgumentError("body is not a JSON object");
   ProviderRecord r;
   std::string dup;
@@ -164,7 +165,7 @@ absl::StatusOr<ProviderRecord> ParseCreateAnswer(const json& j, const std::strin
 }
 
 // A verify answer validated against the digest asked about and the proof we hold.
-absl::StatusOr<ProviderRecord> ParseVerifyAnswer(const json& j, const std::string& digest,
+absl::StatusOr<ProviderRecord> ParseVerifyAnswer(const json& j, const Digest& digest,
                                                  const std::string& expected_id) {
   if (!j.is_object()) return absl::InvalidArgumentError("body is not a JSON object");
   ProviderRecord r;
@@ -258,15 +259,12 @@ class ProofLedgerProvider final : public Provider {
   const std::string& name() const override { return config_.name; }
 
   absl::StatusOr<PreparedCreate> PrepareCreate(const CreateInput& input) const override {
-    if (!IsSha256Hex(input.digest_hex)) {
-      return absl::InvalidArgumentError("digest_hex: must be 64 hex characters");
-    }
     if (auto s = ValidateFilename(input.filename, "filename"); !s.ok()) return s;
     PreparedCreate p;
-    p.digest_hex = absl::AsciiStrToLower(input.digest_hex);
+    p.digest = input.digest;
     // The document's payload, in its order; dump() is deterministic.
     nlohmann::ordered_json body;
-    body["sha256"] = p.digest_hex;
+    body["sha256"] = p.digest.hex();
     body["filename"] = input.filename;
     try {
       p.body = body.dump();
@@ -278,10 +276,10 @@ class ProofLedgerProvider final : public Provider {
 
   CreateResult Create(const PreparedCreate& request) override {
     CreateResult result;
-    const std::string digest = internal::NormalizeDigestHex(request.digest_hex);
+    const Digest& digest = request.digest;
     json sent = json::parse(request.body, nullptr, false);
-    if (digest.empty() || sent.is_discarded() || !sent.is_object() || !sent.contains("sha256") ||
-        sent["sha256"] != digest) {
+    if (sent.is_discarded() || !sent.is_object() || !sent.contains("sha256") ||
+        sent["sha256"] != digest.hex()) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "INVALID_REQUEST";
       result.outcome.message = "prepared create is incomplete (digest or body); not sent";
@@ -316,13 +314,7 @@ class ProofLedgerProvider final : public Provider {
 
   LookupResult Lookup(const ProofRef& ref) override {
     LookupResult result;
-    const std::string digest = internal::NormalizeDigestHex(ref.digest_hex);
-    if (digest.empty()) {
-      result.outcome.kind = OutcomeKind::kPermanent;
-      result.outcome.code = "INVALID_DIGEST";
-      result.outcome.message = "digest is not 64 hex characters; not sent";
-      return result;
-    }
+    const Digest& digest = ref.digest;
     if (!ref.proof_id.empty() && !IsProofLedgerId(ref.proof_id)) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "INVALID_ID";
@@ -331,7 +323,7 @@ class ProofLedgerProvider final : public Provider {
     }
     http::HttpRequest req;
     req.method = "GET";
-    req.url = absl::StrCat(config_.base_url, "/api/v1/verify?hash=", digest);
+    req.url = PublicVerifyUrl(digest);
     // The verify endpoint is public: no Authorization header, so the key never travels there.
     Exchange ex = Send(kVerify, std::move(req));
     if (ex.outcome.kind != OutcomeKind::kOk) {
@@ -403,11 +395,11 @@ class ProofLedgerProvider final : public Provider {
     }
   }
 
-  std::string PublicVerifyUrl(const std::string& digest) const {
-    return absl::StrCat(config_.base_url, "/api/v1/verify?hash=", digest);
+  std::string PublicVerifyUrl(const Digest& digest) const {
+    return absl::StrCat(config_.base_url, "/api/v1/verify?hash=", digest.hex());
   }
 
-  CreateResult FromAnswer(const json& j, const std::string& digest, const CallOutcome& base) {
+  CreateResult FromAnswer(const json& j, const Digest& digest, const CallOutcome& base) {
     CreateResult result;
     auto rec = ParseCreateAnswer(j, digest);
     if (!rec.ok()) {

@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::providers {
 
@@ -94,8 +95,8 @@ enum class RecordState { kPending, kConfirmed, kFailed };
 
 // A provider's record of one anchored digest, validated by the adapter before it is returned.
 struct ProviderRecord {
-  std::string proof_id;    // provider's id (proofd: UUID)
-  std::string digest_hex;  // lowercase hex of the SHA-256 the record anchors
+  std::string proof_id;  // provider's id (proofd: UUID)
+  Digest digest;         // the SHA-256 the record anchors (parsed from the provider's answer)
   RecordState state = RecordState::kPending;
   std::string certificate_url;
   std::string verify_url;
@@ -107,21 +108,22 @@ struct ProviderRecord {
   // (ProofLedger duplicate_of); empty otherwise.
   std::string duplicate_of;
   // .ots bytes that came with the answer (calendars: the pending proof from a create, the
-  // upgraded proof from a lookup). Validated by the adapter: a detached .ots of digest_hex. The
+  // upgraded proof from a lookup). Validated by the adapter: a detached .ots of `digest`. The
   // caller must store them durably before acting on the record: a calendar cannot resend them.
   std::string evidence;
 };
 
 // What a caller holds of one proof: enough for any provider to find it again.
 struct ProofRef {
-  std::string proof_id;    // the provider's id (may equal the digest for digest-keyed providers)
-  std::string digest_hex;  // lowercase hex of the anchored digest
-  std::string evidence;    // the .ots stored so far (calendars: the pending proof); may be empty
+  std::string
+      proof_id;   // the provider's id (may equal the digest's hex for digest-keyed providers)
+  Digest digest;  // the anchored digest
+  std::string evidence;  // the .ots stored so far (calendars: the pending proof); may be empty
 };
 
 // The input of a create: what is known of the file. Only the digest and metadata leave the machine.
 struct CreateInput {
-  std::string digest_hex;  // 64 lowercase hex chars
+  Digest digest;
   std::string filename;
   int64_t size_bytes = 0;
   std::string mime_type;  // optional
@@ -131,7 +133,7 @@ struct CreateInput {
 // after a crash sends the same bytes with the same idempotency key and the provider replays its
 // original answer instead of spending a second quota unit.
 struct PreparedCreate {
-  std::string digest_hex;
+  Digest digest;
   std::string idempotency_key;  // empty for providers without one
   std::string body;  // exact request body (batch providers: this digest's part of the request)
   // Set by the caller when this request may have reached the provider before (a retry, or a row
@@ -196,10 +198,10 @@ class Provider {
   // Downloads the .ots evidence of a record. kNotFound while the provider has none yet.
   virtual DownloadResult DownloadProof(const ProofRef& ref) = 0;
   // Providers that notify a webhook (SimpleProof callback_url): parses a callback body and
-  // returns the digest (lowercase hex) it names. A callback is only a hint: the caller confirms
-  // it through Lookup before changing anything. INVALID_ARGUMENT for a malformed body;
-  // UNIMPLEMENTED for providers without callbacks.
-  virtual absl::StatusOr<std::string> ParseCallback(const std::string& body) const {
+  // returns the digest it names. A callback is only a hint: the caller confirms it through Lookup
+  // before changing anything. INVALID_ARGUMENT for a malformed body; UNIMPLEMENTED for providers
+  // without callbacks.
+  virtual absl::StatusOr<Digest> ParseCallback(const std::string& body) const {
     (void)body;
     return absl::UnimplementedError(name() + " does not send callbacks");
   }

@@ -79,24 +79,24 @@ class SimpleProofProvider final : public Provider {
   std::vector<CreateResult> CreateBatch(const std::vector<PreparedCreate>& requests) override {
     std::vector<CreateResult> out(requests.size());
     // Digest -> the inputs naming it (a digest twice in one batch is sent once).
-    std::map<std::string, std::vector<size_t>> wanted;
-    std::vector<std::string> order;  // digests in input order
-    std::set<std::string> check_first;
+    std::map<Digest, std::vector<size_t>> wanted;
+    std::vector<Digest> order;  // digests in input order
+    std::set<Digest> check_first;
     for (size_t i = 0; i < requests.size(); ++i) {
       std::optional<internal::DigestOnly> checked =
           internal::CheckDigestOnly(requests[i], &out[i].outcome);
       if (!checked) continue;
-      const std::string& digest = checked->hex;
+      const Digest& digest = requests[i].digest;
       auto [it, added] = wanted.try_emplace(digest);
       it->second.push_back(i);
       if (added) order.push_back(digest);
       if (requests[i].maybe_sent) check_first.insert(digest);
     }
-    auto settle = [&](const std::string& digest, const CreateResult& r) {
+    auto settle = [&](const Digest& digest, const CreateResult& r) {
       for (size_t i : wanted[digest]) out[i] = r;
     };
     std::optional<CallOutcome> stop;  // set once a 429 (or Stop) ends the batch early
-    auto stopped = [&](const std::string& digest) {
+    auto stopped = [&](const Digest& digest) {
       CreateResult r;
       r.outcome = *stop;
       settle(digest, r);
@@ -104,8 +104,8 @@ class SimpleProofProvider final : public Provider {
 
     // Requests that may have arrived before: SimpleProof charges per hash and has no idempotency
     // key, so ask whether the account already holds each before spending a unit on it again.
-    std::vector<std::string> to_send;
-    for (const std::string& digest : order) {
+    std::vector<Digest> to_send;
+    for (const Digest& digest : order) {
       if (stop) {
         stopped(digest);
         continue;
@@ -138,16 +138,16 @@ class SimpleProofProvider final : public Provider {
       r.outcome.kind = OutcomeKind::kOk;
       r.outcome.message = "the account already holds this hash (an earlier send arrived); not sent";
       r.record = (*held)->record;
-      ANCHORD_LOG(Info) << config_.name << " create: " << digest
+      ANCHORD_LOG(Info) << config_.name << " create: " << digest.hex()
                         << " already held by the account; not sent again";
       settle(digest, r);
     }
 
     for (size_t start = 0; start < to_send.size(); start += config_.batch_size) {
       const size_t end = std::min(to_send.size(), start + config_.batch_size);
-      std::vector<std::string> chunk(to_send.begin() + start, to_send.begin() + end);
+      std::vector<Digest> chunk(to_send.begin() + start, to_send.begin() + end);
       if (stop) {
-        for (const std::string& d : chunk) stopped(d);
+        for (const Digest& d : chunk) stopped(d);
         continue;
       }
       SendChunk(chunk, settle, &stop);
@@ -157,11 +157,7 @@ class SimpleProofProvider final : public Provider {
 
   LookupResult Lookup(const ProofRef& ref) override {
     LookupResult result;
-    const std::string digest = internal::NormalizeDigestHex(ref.digest_hex);
-    if (digest.empty()) {
-      result.outcome = LocalInvalid("INVALID_DIGEST", "digest is not 64 hex characters; not sent");
-      return result;
-    }
+    const Digest& digest = ref.digest;
     Exchange ex;
     auto v = Verify(digest, &ex);
     if (!v.ok()) {
@@ -245,11 +241,7 @@ class SimpleProofProvider final : public Provider {
 
   DownloadResult DownloadProof(const ProofRef& ref) override {
     DownloadResult result;
-    const std::string digest = internal::NormalizeDigestHex(ref.digest_hex);
-    if (digest.empty()) {
-      result.outcome = LocalInvalid("INVALID_DIGEST", "digest is not 64 hex characters; not sent");
-      return result;
-    }
+    const Digest& digest = ref.digest;
     // A download URL lives 1800 s: every download starts from a fresh verification.
     Exchange ex;
     auto v = Verify(digest, &ex);
@@ -268,7 +260,7 @@ class SimpleProofProvider final : public Provider {
     return FetchOts((*v)->ots_url, digest, ex.outcome);
   }
 
-  absl::StatusOr<std::string> ParseCallback(const std::string& body) const override {
+  absl::StatusOr<Digest> ParseCallback(const std::string& body) const override {
     return simpleproof::ParseCallback(body);
   }
 
@@ -292,9 +284,9 @@ class SimpleProofProvider final : public Provider {
 
   // POST /proof/verification for one digest: nullopt when the account does not hold it. Errors
   // leave their outcome in *ex (a malformed answer is logged and kRetry).
-  absl::StatusOr<std::optional<Verification>> Verify(const std::string& digest, Exchange* ex) {
+  absl::StatusOr<std::optional<Verification>> Verify(const Digest& digest, Exchange* ex) {
     nlohmann::ordered_json body;
-    body["hash"] = digest;
+    body["hash"] = digest.hex();
     *ex = Send(kVerify, "POST", "/proof/verification", body.dump());
     if (ex->outcome.kind != OutcomeKind::kOk) {
       return absl::UnavailableError(ex->outcome.code);
@@ -308,11 +300,14 @@ class SimpleProofProvider final : public Provider {
   }
 
   template <typename Settle>
-  void SendChunk(const std::vector<std::string>& chunk, Settle& settle,
+  void SendChunk(const std::vector<Digest>& chunk, Settle& settle,
                  std::optional<CallOutcome>* stop) {
+    std::vector<std::string> hashes;
+    hashes.reserve(chunk.size());
+    for (const Digest& d : chunk) hashes.push_back(d.hex());
     nlohmann::ordered_json body;
     if (!config_.callback_url.empty()) body["callback_url"] = config_.callback_url;
-    body["hashes"] = chunk;
+    body["hashes"] = hashes;
     Exchange ex = Send(kCreate, "POST", "/api/proof/timestamp/hashes", body.dump());
     if (ex.outcome.kind != OutcomeKind::kOk) {
       if (ex.outcome.kind == OutcomeKind::kRateLimited || ex.outcome.code == "CANCELLED") {
@@ -320,39 +315,39 @@ class SimpleProofProvider final : public Provider {
       }
       CreateResult r;
       r.outcome = ex.outcome;
-      for (const std::string& d : chunk) settle(d, r);
+      for (const Digest& d : chunk) settle(d, r);
       return;
     }
     auto files = ParseFiles(ex.body);
     if (!files.ok()) {
       CreateResult r;
       r.outcome = wire_.Malformed(kCreate, ex.outcome, files.status().message());
-      for (const std::string& d : chunk) settle(d, r);
+      for (const Digest& d : chunk) settle(d, r);
       return;
     }
-    std::set<std::string> sent(chunk.begin(), chunk.end());
+    std::set<std::string> sent(hashes.begin(), hashes.end());
     for (const std::string& f : *files) {
       if (!sent.count(f)) {
         ANCHORD_LOG(Error) << config_.name << " create: answer lists a hash that was not sent ("
                            << f << "); ignored";
       }
     }
-    for (const std::string& d : chunk) {
+    for (const Digest& d : chunk) {
       CreateResult r;
       r.outcome = ex.outcome;
-      if (files->count(d)) {
+      if (files->count(d.hex())) {
         // The answer carries no document id: the digest is the proof id (verification, listing
         // and callbacks all name documents by hash).
         ProviderRecord rec;
-        rec.proof_id = d;
-        rec.digest_hex = d;
+        rec.proof_id = d.hex();
+        rec.digest = d;
         rec.state = RecordState::kPending;
         r.record = std::move(rec);
       } else {
         r.outcome.kind = OutcomeKind::kRetry;
         r.outcome.code = "MISSING_FROM_ANSWER";
         r.outcome.message = "the answer's files do not list this hash";
-        ANCHORD_LOG(Warning) << config_.name << " create: " << d
+        ANCHORD_LOG(Warning) << config_.name << " create: " << d.hex()
                              << " missing from the answer's files; will retry";
       }
       settle(d, r);
@@ -361,8 +356,7 @@ class SimpleProofProvider final : public Provider {
 
   // Downloads and validates the .ots behind a verification's download URL. The URL is a
   // pre-signed storage URL on another host: the access token is not sent there.
-  DownloadResult FetchOts(const std::string& url, const std::string& digest,
-                          const CallOutcome& base) {
+  DownloadResult FetchOts(const std::string& url, const Digest& digest, const CallOutcome& base) {
     DownloadResult result;
     if (url.empty()) {
       result.outcome = wire_.Malformed(kVerify, base, "confirmed without an ots_download_url");

@@ -53,11 +53,11 @@ absl::Status CheckOk(const json& j) {
 }
 
 // One document of a verification answer.
-absl::StatusOr<Verification> ParseVerificationDoc(const json& d, const std::string& digest) {
+absl::StatusOr<Verification> ParseVerificationDoc(const json& d, const Digest& digest) {
   Verification v;
   ProviderRecord& r = v.record;
-  r.proof_id = digest;
-  r.digest_hex = digest;
+  r.proof_id = digest.hex();
+  r.digest = digest;
   auto confirmed = d.find("confirmed");
   if (confirmed != d.end() && !confirmed->is_null()) {
     if (!confirmed->is_boolean()) return absl::InvalidArgumentError("confirmed: not a boolean");
@@ -73,7 +73,7 @@ absl::StatusOr<Verification> ParseVerificationDoc(const json& d, const std::stri
 }  // namespace
 
 absl::StatusOr<std::optional<Verification>> ParseVerification(const std::string& body,
-                                                              const std::string& digest) {
+                                                              const Digest& digest) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) return absl::InvalidArgumentError("body is not JSON");
   if (auto s = CheckOk(j); !s.ok()) return s;
@@ -93,7 +93,7 @@ absl::StatusOr<std::optional<Verification>> ParseVerification(const std::string&
     if (!d.is_object()) return absl::InvalidArgumentError("documents: an entry is not an object");
     std::string hash;
     if (auto s = OptString(d, "hash", &hash); !s.ok()) return s;
-    if (internal::NormalizeDigestHex(hash) != digest) continue;
+    if (internal::NormalizeDigestHex(hash) != digest.hex()) continue;
     auto v = ParseVerificationDoc(d, digest);
     if (!v.ok()) return v.status();
     // The same hash sent twice may be two documents: a confirmed one wins.
@@ -178,8 +178,8 @@ absl::StatusOr<DocumentPage> ParseDocumentPage(const std::string& body) {
                                     : absl::InvalidArgumentError("not an object");
     if (ds.ok()) ds = OptString(d, "document_status", &doc_status);
     if (ds.ok()) ds = OptTime(d, "creation_date", &created);
-    const std::string norm = internal::NormalizeDigestHex(hash);
-    if (ds.ok() && norm.empty()) ds = absl::InvalidArgumentError("document_hash: not 64 hex");
+    absl::StatusOr<Digest> digest = Digest::FromHex(hash, "document_hash");
+    if (ds.ok() && !digest.ok()) ds = digest.status();
     if (!ds.ok()) {
       page.invalid.emplace_back(ds.message());
       continue;
@@ -187,8 +187,8 @@ absl::StatusOr<DocumentPage> ParseDocumentPage(const std::string& body) {
     // A document that completed while the walk ran is not pending any more.
     if (absl::EqualsIgnoreCase(doc_status, "COMPLETE")) continue;
     ProviderRecord r;
-    r.proof_id = norm;
-    r.digest_hex = norm;
+    r.proof_id = digest->hex();
+    r.digest = *digest;
     r.state = RecordState::kPending;
     r.created_at = created;
     page.pending.push_back(std::move(r));
@@ -196,7 +196,7 @@ absl::StatusOr<DocumentPage> ParseDocumentPage(const std::string& body) {
   return page;
 }
 
-absl::StatusOr<std::string> ParseCallback(const std::string& body) {
+absl::StatusOr<Digest> ParseCallback(const std::string& body) {
   if (body.size() > kMaxCallbackBytes) {
     return absl::InvalidArgumentError("callback: body too large");
   }
@@ -208,8 +208,8 @@ absl::StatusOr<std::string> ParseCallback(const std::string& body) {
   if (hash == j.end() || !hash->is_string()) {
     return absl::InvalidArgumentError("callback: hash missing");
   }
-  std::string norm = internal::NormalizeDigestHex(hash->get<std::string>());
-  if (norm.empty()) return absl::InvalidArgumentError("callback: hash is not 64 hex characters");
+  absl::StatusOr<Digest> digest = Digest::FromHex(hash->get<std::string>(), "callback: hash");
+  if (!digest.ok()) return absl::InvalidArgumentError("callback: hash is not 64 hex characters");
   // The other documented fields, when present, must have their documented types: a body that
   // gets them wrong is not SimpleProof's callback.
   auto type_ok = [&](const char* key, bool (json::*is)() const noexcept) {
@@ -235,7 +235,7 @@ absl::StatusOr<std::string> ParseCallback(const std::string& body) {
       (!verified_at.empty() && !internal::ParseIsoTime(verified_at).ok())) {
     return absl::InvalidArgumentError("callback: verified_at is not an ISO-8601 time");
   }
-  return norm;
+  return *digest;
 }
 
 }  // namespace anchord::providers::simpleproof

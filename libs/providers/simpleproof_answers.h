@@ -28,9 +28,9 @@ struct Verification {
   std::string ots_url;    // ots_download_url; may be empty
 };
 
-// A verification answer for `digest` (lowercase hex): nullopt when the account does not hold it.
+// A verification answer for `digest`: nullopt when the account does not hold it.
 absl::StatusOr<std::optional<Verification>> ParseVerification(const std::string& body,
-                                                              const std::string& digest);
+                                                              const Digest& digest);
 
 // The hashes (lowercase) of a create answer's `files` (strings; objects with a hash are accepted
 // too).
@@ -55,8 +55,8 @@ std::string FormatCursor(const Cursor& c);
 // INVALID_ARGUMENT "cursor: not status:page:limit" for anything FormatCursor does not make.
 absl::StatusOr<Cursor> ParseCursor(const std::string& s);
 
-// The hash (lowercase) a callback body names, once the body has the documented shape;
-// INVALID_ARGUMENT "callback: ..." naming what is wrong otherwise.
-absl::StatusOr<std::string> ParseCallback(const std::string& body);
+// The digest a callback body names, once the body has the documented shape; INVALID_ARGUMENT
+// "callback: ..." naming what is wrong otherwise.
+absl::StatusOr<Digest> ParseCallback(const std::string& body);
 
 }  // namespace anchord::providers::simpleproof

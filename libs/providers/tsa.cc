@@ -54,16 +54,7 @@ class TsaProvider final : public Provider {
     std::optional<internal::DigestOnly> checked =
         internal::CheckDigestOnly(request, &result.outcome);
     if (!checked) return result;
-    const std::string& digest_hex = checked->hex;
-    // CheckDigestOnly checked the length; the type says so from here on.
-    absl::StatusOr<Digest> digest_or = Digest::FromBytes(checked->raw);
-    if (!digest_or.ok()) {
-      result.outcome.kind = OutcomeKind::kPermanent;
-      result.outcome.code = "INVALID_REQUEST";
-      result.outcome.message = std::string(digest_or.status().message());
-      return result;
-    }
-    const Digest& digest = *digest_or;
+    const Digest& digest = request.digest;
     if (config_.urls.empty()) {
       result.outcome.kind = OutcomeKind::kPermanent;
       result.outcome.code = "NO_TSA";
@@ -82,7 +73,7 @@ class TsaProvider final : public Provider {
         auto info = tsa::Inspect(*tsr);
         ProviderRecord rec;
         rec.proof_id = absl::StrCat(info.ok() ? info->serial_hex : "0", "@", HostOf(url));
-        rec.digest_hex = digest_hex;
+        rec.digest = digest;
         rec.state = RecordState::kConfirmed;
         rec.created_at = deps_.clock->Now();
         rec.confirmed_at = info.ok() ? info->gen_time : rec.created_at;
@@ -120,7 +111,7 @@ class TsaProvider final : public Provider {
     if (!CheckRef(ref, &result.outcome)) return result;
     ProviderRecord rec;
     rec.proof_id = ref.proof_id;
-    rec.digest_hex = internal::NormalizeDigestHex(ref.digest_hex);
+    rec.digest = ref.digest;
     rec.state = RecordState::kConfirmed;
     auto info = tsa::Inspect(ref.evidence);
     if (info.ok()) rec.confirmed_at = info->gen_time;
@@ -151,14 +142,6 @@ class TsaProvider final : public Provider {
   // The stored token must be a granted .tsr for this digest; kNotFound otherwise (the token is
   // this proof's evidence: without it there is nothing to serve, and no TSA can resend it).
   bool CheckRef(const ProofRef& ref, CallOutcome* o) const {
-    const std::string digest_hex = internal::NormalizeDigestHex(ref.digest_hex);
-    auto digest = HexDecode(digest_hex);
-    if (digest_hex.empty() || !digest.ok()) {
-      o->kind = OutcomeKind::kPermanent;
-      o->code = "INVALID_DIGEST";
-      o->message = "digest is not 64 hex characters";
-      return false;
-    }
     if (ref.evidence.empty()) {
       o->kind = OutcomeKind::kNotFound;
       o->code = "MISSING_EVIDENCE";
@@ -166,7 +149,7 @@ class TsaProvider final : public Provider {
       return false;
     }
     auto info = tsa::Inspect(ref.evidence);
-    if (!info.ok() || info->imprint != *digest) {
+    if (!info.ok() || info->imprint != ref.digest.bytes()) {
       o->kind = OutcomeKind::kNotFound;
       o->code = "INVALID_EVIDENCE";
       o->message = info.ok() ? "the stored token is for another digest"

@@ -64,8 +64,10 @@ void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<
   }
 }
 
-providers::ProofRef PollEngine::RefOf(const ProofRow& row) {
-  providers::ProofRef ref{row.proof_id, HexEncode(row.digest), ""};
+absl::StatusOr<providers::ProofRef> PollEngine::RefOf(const ProofRow& row) {
+  absl::StatusOr<Digest> digest = Digest::FromBytes(row.digest, "digest");
+  if (!digest.ok()) return digest.status();
+  providers::ProofRef ref{row.proof_id, *digest, ""};
   if (row.ots_size > 0) {
     // Calendars need the pending proof to find their commitments.
     auto ots = store_->GetOts(row.digest, row.provider);
@@ -84,17 +86,15 @@ void PollEngine::Propagate(const ProofRow& root, absl::Time now, bool ots_only) 
   PublishLeafEvents(*bus_, metrics_, *leaves, now, ots_only);
 }
 
-bool PollEngine::Hint(const std::string& provider, const std::string& digest_hex) {
-  auto digest = HexDecode(digest_hex);
-  if (!digest.ok() || digest->size() != 32) return false;
-  auto row = store_->Get(*digest, provider);
+bool PollEngine::Hint(const std::string& provider, const Digest& digest) {
+  auto row = store_->Get(digest.raw(), provider);
   if (!row.ok() || !row->has_value() || (*row)->state != anchord::v1::DIGEST_STATE_PENDING ||
       (*row)->is_leaf()) {
     return false;
   }
   absl::MutexLock lock(&mu_);
   auto& set = hints_[provider];
-  if (set.size() < 100000) set.insert(*digest);
+  if (set.size() < 100000) set.insert(digest.raw());
   ++hint_seq_;
   cv_.SignalAll();
   return true;
@@ -380,7 +380,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
 bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) {
   const std::string& name = p->name();
   ++stats->lookups;
-  providers::LookupResult r = p->Lookup(RefOf(row));
+  absl::StatusOr<providers::ProofRef> ref = RefOf(row);
   absl::Time now = clock_->Now();
   auto checked = [&] {
     absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
@@ -388,6 +388,14 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
       ANCHORD_LOG(Error) << "poller store: " << st;
     }
   };
+  if (!ref.ok()) {
+    if (metrics_) metrics_->CountLookup(name, "invalid");
+    ANCHORD_LOG(Error) << "proof " << row.proof_id << " with " << name
+                       << " is not looked up: " << ref.status();
+    checked();
+    return true;
+  }
+  providers::LookupResult r = p->Lookup(*ref);
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountLookup(name, ResultName(r.outcome.kind));
     if (r.outcome.kind == OutcomeKind::kNotFound) {
@@ -409,12 +417,11 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
   }
   const providers::ProviderRecord& rec = *r.record;
   // Never trust a record for another digest or another id: keep the proof pending.
-  if (absl::AsciiStrToLower(rec.digest_hex) != HexEncode(row.digest) ||
-      (!rec.proof_id.empty() && rec.proof_id != row.proof_id)) {
+  if (rec.digest.bytes() != row.digest || (!rec.proof_id.empty() && rec.proof_id != row.proof_id)) {
     if (metrics_) metrics_->CountLookup(name, "invalid");
     ANCHORD_LOG(Error) << name << " answered the lookup of " << row.proof_id << " ("
                        << HexEncode(row.digest) << ") with record " << rec.proof_id << " for "
-                       << rec.digest_hex << " (request id " << r.outcome.request_id
+                       << rec.digest.hex() << " (request id " << r.outcome.request_id
                        << "); ignoring it";
     checked();
     return true;
@@ -494,7 +501,7 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
   const std::string& name = p->name();
   if (row.proof_id.empty()) return true;
   ++stats->downloads;
-  providers::DownloadResult r = p->DownloadProof(RefOf(row));
+  absl::StatusOr<providers::ProofRef> ref = RefOf(row);
   absl::Time now = clock_->Now();
   auto checked = [&] {
     absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
@@ -502,6 +509,14 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
       ANCHORD_LOG(Error) << "poller store: " << st;
     }
   };
+  if (!ref.ok()) {
+    if (metrics_) metrics_->CountDownload(name, "invalid");
+    ANCHORD_LOG(Error) << "proof " << row.proof_id << " with " << name
+                       << " is not downloaded: " << ref.status();
+    checked();
+    return true;
+  }
+  providers::DownloadResult r = p->DownloadProof(*ref);
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountDownload(name, ResultName(r.outcome.kind));
     if (r.outcome.kind != OutcomeKind::kNotFound) {

@@ -92,7 +92,7 @@ class PollEngine {
   // A provider's callback named `digest_hex` (a hint): check that proof at the start of the
   // provider's next round, which starts now. False when the digest is not a PENDING proof of
   // `provider` (an unknown or stale callback changes nothing).
-  bool Hint(const std::string& provider, const std::string& digest_hex) ABSL_LOCKS_EXCLUDED(mu_);
+  bool Hint(const std::string& provider, const Digest& digest) ABSL_LOCKS_EXCLUDED(mu_);
 
   // One round for `provider`, in the calling thread. Public so tests drive rounds directly.
   RoundStats RunRound(providers::Provider* provider) ABSL_LOCKS_EXCLUDED(mu_);
@@ -105,8 +105,9 @@ class PollEngine {
   // Returns false when the round should stop (rate limited, quota, permanent provider error).
   bool LookupOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
   bool DownloadOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
-  // The provider's handle on a proof, with its stored evidence.
-  providers::ProofRef RefOf(const ProofRow& row);
+  // The provider's handle on a proof, with its stored evidence. INVALID_ARGUMENT when the row's
+  // digest is not 32 bytes (nothing is sent for it then).
+  absl::StatusOr<providers::ProofRef> RefOf(const ProofRow& row);
   // Carries a batch root's new state to its leaves, with events.
   void Propagate(const ProofRow& root, absl::Time now, bool ots_only = false);
   void Loop(providers::Provider* p) ABSL_LOCKS_EXCLUDED(mu_);

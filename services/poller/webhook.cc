@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Webhook>> Webhook::Start(
               res, 404,
               absl::StrCat("no provider named \"", QuoteCallerText(name), "\" is configured"));
         }
-        absl::StatusOr<std::string> digest = it->second->ParseCallback(req.body);
+        absl::StatusOr<Digest> digest = it->second->ParseCallback(req.body);
         if (!digest.ok()) {
           count("malformed");
           ANCHORD_LOG(Warning) << "callback for " << name << " rejected: " << digest.status();
@@ -68,12 +68,13 @@ absl::StatusOr<std::unique_ptr<Webhook>> Webhook::Start(
         }
         if (!engine->Hint(name, *digest)) {
           count("unknown_digest");
-          ANCHORD_LOG(Warning) << "callback for " << name << " names " << *digest
+          ANCHORD_LOG(Warning) << "callback for " << name << " names " << digest->hex()
                                << ", which is not a pending proof here; ignored";
           return Answer(res, 404, "no pending proof of this hash");
         }
         count("accepted");
-        ANCHORD_LOG(Info) << "callback for " << name << " names " << *digest << "; checking it";
+        ANCHORD_LOG(Info) << "callback for " << name << " names " << digest->hex()
+                          << "; checking it";
         return Answer(res, 200, "Notification received; the proof will be checked.");
       });
   if (port == 0) {

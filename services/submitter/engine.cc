@@ -7,6 +7,7 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::submitter {
 namespace {
@@ -189,40 +190,47 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
   std::vector<Submission> ready;
   std::vector<providers::PreparedCreate> requests;
   // Rows prepared now (not by an earlier attempt): their requests are committed together below.
-  std::vector<SubmitterStore::PreparedRow> fresh;
+  std::vector<SubmitterStore::PreparedRow> fresh_rows;
   absl::Status first_error;
   for (Submission& row : rows) {
     const std::string digest_hex = HexEncode(row.digest);
-    providers::PreparedCreate request;
-    if (row.body.empty()) {
-      providers::CreateInput input{digest_hex, row.file.filename, row.file.size_bytes,
-                                   row.file.mime_type};
-      absl::StatusOr<providers::PreparedCreate> prepared = provider->PrepareCreate(input);
-      if (!prepared.ok()) {
-        ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
-                             << " cannot be submitted: " << prepared.status();
-        if (metrics_)
-          metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
-        absl::Status st = store_->MarkFailed(
-            row.id, static_cast<int>(prepared.status().code()), "INVALID_ARGUMENT",
-            std::string(prepared.status().message()), "", clock_->Now());
-        if (!st.ok() && first_error.ok()) first_error = st;
-        continue;
+    const bool fresh = row.body.empty();
+    auto prepare = [&]() -> absl::StatusOr<providers::PreparedCreate> {
+      // The store holds what the caller validated; a row that is not 32 bytes fails like bad
+      // input rather than reaching the provider.
+      absl::StatusOr<Digest> digest = Digest::FromBytes(row.digest, "digest");
+      if (!digest.ok()) return digest.status();
+      if (fresh) {
+        return provider->PrepareCreate(
+            {*digest, row.file.filename, row.file.size_bytes, row.file.mime_type});
       }
-      request = std::move(*prepared);
-      fresh.push_back({row.id, request.idempotency_key, request.body});
-    } else {
-      request.digest_hex = digest_hex;
-      request.idempotency_key = row.idempotency_key;
-      request.body = row.body;
+      providers::PreparedCreate earlier;
+      earlier.digest = *digest;
+      earlier.idempotency_key = row.idempotency_key;
+      earlier.body = row.body;
       // Prepared earlier: this request may have reached the provider before a crash or error.
-      request.maybe_sent = true;
+      earlier.maybe_sent = true;
+      return earlier;
+    };
+    absl::StatusOr<providers::PreparedCreate> prepared = prepare();
+    if (!prepared.ok()) {
+      ANCHORD_LOG(Warning) << "digest " << digest_hex << " with " << name
+                           << " cannot be submitted: " << prepared.status();
+      if (metrics_)
+        metrics_->outcomes.Add({{"provider", name}, {"outcome", "invalid_argument"}}).Increment();
+      absl::Status st =
+          store_->MarkFailed(row.id, static_cast<int>(prepared.status().code()), "INVALID_ARGUMENT",
+                             std::string(prepared.status().message()), "", clock_->Now());
+      if (!st.ok() && first_error.ok()) first_error = st;
+      continue;
     }
+    providers::PreparedCreate request = *std::move(prepared);
+    if (fresh) fresh_rows.push_back({row.id, request.idempotency_key, request.body});
     requests.push_back(std::move(request));
     ready.push_back(std::move(row));
   }
   // Durable before the first send (see the header): one commit for the whole group.
-  if (absl::Status st = store_->MarkPreparedBatch(fresh, clock_->Now()); !st.ok()) {
+  if (absl::Status st = store_->MarkPreparedBatch(fresh_rows, clock_->Now()); !st.ok()) {
     if (first_error.ok()) first_error = st;
     // None of them may be sent; the rows prepared earlier still can.
     std::vector<Submission> kept;
@@ -265,7 +273,7 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
     if (record && !probe) {
       if (metrics_)
         metrics_->outcomes.Add({{"provider", name}, {"outcome", KindLabel(kind)}}).Increment();
-      ANCHORD_LOG(Debug) << "digest " << requests[i].digest_hex << " anchored with " << name
+      ANCHORD_LOG(Debug) << "digest " << requests[i].digest.hex() << " anchored with " << name
                          << " as " << result.record->proof_id;
       submitted.push_back({ready[i].id, ToStored(*result.record), result.outcome.request_id});
       continue;

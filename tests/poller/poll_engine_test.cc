@@ -262,7 +262,7 @@ TEST_F(PollEngineTest, RecordForAnotherDigestIsRejected) {
   FakeProvider p("fake", /*list=*/false);
   Track(1);
   p.SetRecord(Id(1), Digest(1), RecordState::kConfirmed, 5);
-  p.SetRecordDigestHex(Id(1), HexEncode(Digest(2)));
+  p.SetRecordDigest(Id(1), *anchord::Digest::FromBytes(Digest(2)));
   auto engine = MakeEngine(&p);
   RoundStats s = engine->RunRound(&p);
   EXPECT_EQ(s.lookups, 1);
@@ -271,8 +271,8 @@ TEST_F(PollEngineTest, RecordForAnotherDigestIsRejected) {
   EXPECT_TRUE(Events().empty());
   EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "invalid"}}),
             1);
-  // Once the provider answers correctly (upper-case hex is accepted), the proof moves on.
-  p.SetRecordDigestHex(Id(1), absl::AsciiStrToUpper(HexEncode(Digest(1))));
+  // Once the provider answers correctly, the proof moves on.
+  p.SetRecordDigest(Id(1), *anchord::Digest::FromBytes(Digest(1)));
   engine->RunRound(&p);
   EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_CONFIRMED);
 }

@@ -499,9 +499,9 @@ TEST_F(PollerMerkleTest, WebhookHintsPendingProofsAndRejectsTheRest) {
   for (int n = 1; n <= 3; ++n) {
     p.SetRecord(absl::StrCat("id-", n), Digest(200 + n), RecordState::kPending);
   }
-  p.SetCallbackParser([](const std::string& body) -> absl::StatusOr<std::string> {
+  p.SetCallbackParser([](const std::string& body) -> absl::StatusOr<anchord::Digest> {
     if (!absl::StartsWith(body, "hash=")) return absl::InvalidArgumentError("body: no hash");
-    return body.substr(5);
+    return anchord::Digest::FromHex(body.substr(5), "hash");
   });
   PollEngineOptions opts;
   opts.max_lookups_per_round = 1;  // one lookup per round: the order is visible
@@ -533,7 +533,7 @@ TEST_F(PollerMerkleTest, WebhookHintsPendingProofsAndRejectsTheRest) {
   EXPECT_EQ(post("/callbacks/fake", "garbage"), 400);
   EXPECT_EQ(post("/callbacks/fake", "hash=" + HexEncode(Digest(999))), 404);  // unknown digest
   EXPECT_EQ(post("/callbacks/fake", "hash=" + HexEncode(Digest(210))), 404);  // not pending
-  EXPECT_EQ(post("/callbacks/fake", "hash=zz"), 404);
+  EXPECT_EQ(post("/callbacks/fake", "hash=zz"), 400);  // the parser names the malformed hash
   EXPECT_EQ(snapshot(), before);
   EXPECT_EQ(p.total_lookups(), 0);
 

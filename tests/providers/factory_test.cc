@@ -217,7 +217,8 @@ TEST(ProviderSet, BuildsProofdWithLimitersFromFactory) {
   EXPECT_EQ(made[1].second.limit, 11);
 
   // The key from the file drives the idempotency key.
-  auto p = (*set)->Default()->PrepareCreate({std::string(64, 'a'), "a.bin", 3, ""});
+  auto p =
+      (*set)->Default()->PrepareCreate({*Digest::FromHex(std::string(64, 'a')), "a.bin", 3, ""});
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->idempotency_key, ProofdIdempotencyKey("file-key-abcdef", p->body));
 

@@ -35,6 +35,8 @@ std::string Digest(int i) {
   d[31] = static_cast<char>(i * 7 + 1);
   return d;
 }
+// Digest(i) as the type the interface takes.
+anchord::Digest D(int i) { return *anchord::Digest::FromBytes(Digest(i)); }
 
 Canned Ots(int status, std::string body, std::vector<std::pair<std::string, std::string>> h = {}) {
   Canned c;
@@ -117,7 +119,7 @@ class OtsCalendarTest : public ::testing::Test {
   }
 
   PreparedCreate Prepared(int i) {
-    auto p = provider_->PrepareCreate({HexEncode(Digest(i)), "f.pdf", 10, ""});
+    auto p = provider_->PrepareCreate({D(i), "f.pdf", 10, ""});
     EXPECT_TRUE(p.ok()) << p.status();
     return *p;
   }
@@ -158,11 +160,11 @@ TEST_F(OtsCalendarTest, DefaultsAndPrepare) {
   EXPECT_EQ(defaults.name, "ots");
   EXPECT_EQ(defaults.min_calendars, 2);
   EXPECT_EQ(provider_->name(), "ots");
-  auto p = provider_->PrepareCreate({absl::AsciiStrToUpper(HexEncode(Digest(1))), "", 0, ""});
+  auto p = provider_->PrepareCreate({D(1), "", 0, ""});
   ASSERT_TRUE(p.ok()) << p.status();  // nothing but the digest is needed
-  EXPECT_EQ(p->digest_hex, HexEncode(Digest(1)));
+  EXPECT_EQ(p->digest, D(1));
+  EXPECT_EQ(p->body, HexEncode(Digest(1)));
   EXPECT_TRUE(p->idempotency_key.empty());
-  EXPECT_FALSE(provider_->PrepareCreate({"xyz", "", 0, ""}).ok());
   EXPECT_FALSE(provider_->SupportsListPending());
   EXPECT_TRUE(provider_->OffersOts());
   EXPECT_EQ(provider_->max_batch(), 1);
@@ -173,7 +175,7 @@ TEST_F(OtsCalendarTest, CreateMergesEveryAnswerIntoOnePendingProof) {
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.code << " " << r.outcome.message;
   ASSERT_TRUE(r.record.has_value());
   EXPECT_EQ(r.record->proof_id, HexEncode(Digest(1)));
-  EXPECT_EQ(r.record->digest_hex, HexEncode(Digest(1)));
+  EXPECT_EQ(r.record->digest, D(1));
   EXPECT_EQ(r.record->state, RecordState::kPending);
   auto file = ots::ParseDetached(r.record->evidence);
   ASSERT_TRUE(file.ok()) << file.status();
@@ -269,7 +271,7 @@ TEST_F(OtsCalendarTest, LookupAsksForTheCommitmentAndHonoursCacheControl) {
   auto p = Make({cals_[0]->server.url()}, 1);
   CreateResult c = p->Create(Prepared(1));
   ASSERT_EQ(c.outcome.kind, OutcomeKind::kOk) << c.outcome.message;
-  const ProofRef ref{c.record->proof_id, c.record->digest_hex, c.record->evidence};
+  const ProofRef ref{c.record->proof_id, c.record->digest, c.record->evidence};
   const std::string commitment = cals_[0]->Commitment(Digest(1));
   ASSERT_EQ(commitment.size(), 44u);
 
@@ -305,7 +307,7 @@ TEST_F(OtsCalendarTest, LookupAsksForTheCommitmentAndHonoursCacheControl) {
   EXPECT_TRUE(ots::IsComplete(*merged));
 
   // A complete proof needs no calendar; download returns it as is.
-  const ProofRef done{ref.proof_id, ref.digest_hex, l.record->evidence};
+  const ProofRef done{ref.proof_id, ref.digest, l.record->evidence};
   LookupResult again = p->Lookup(done);
   EXPECT_EQ(again.record->state, RecordState::kConfirmed);
   EXPECT_EQ(Requests(*cals_[0], "GET"), 2u);
@@ -326,8 +328,7 @@ TEST_F(OtsCalendarTest, LowestBitcoinAttestationIsTheBlockHeight) {
       ots::MergeCalendarAnswer(&*file, c0, anchord::testing::CalendarUpgradeAnswer(c0, 800)).ok());
   ASSERT_TRUE(
       ots::MergeCalendarAnswer(&*file, c1, anchord::testing::CalendarUpgradeAnswer(c1, 700)).ok());
-  LookupResult l = provider_->Lookup(
-      {HexEncode(Digest(1)), HexEncode(Digest(1)), *ots::SerializeDetached(*file)});
+  LookupResult l = provider_->Lookup({HexEncode(Digest(1)), D(1), *ots::SerializeDetached(*file)});
   ASSERT_EQ(l.outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(l.record->block_height, 700);
 }
@@ -340,8 +341,7 @@ TEST_F(OtsCalendarTest, OnlyWhitelistedCalendarsAreEverContacted) {
   CreateResult c = p->Create(Prepared(1));
   ASSERT_EQ(c.outcome.kind, OutcomeKind::kOk);
   const size_t stranger_before = stranger.server.seen().size();
-  LookupResult l =
-      only_ours->Lookup({c.record->proof_id, c.record->digest_hex, c.record->evidence});
+  LookupResult l = only_ours->Lookup({c.record->proof_id, c.record->digest, c.record->evidence});
   EXPECT_EQ(l.outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(stranger.server.seen().size(), stranger_before);
   EXPECT_EQ(Requests(*cals_[0], "GET"), 1u);
@@ -351,8 +351,7 @@ TEST_F(OtsCalendarTest, OnlyWhitelistedCalendarsAreEverContacted) {
   CreateResult s = strangers_only->Create(Prepared(2));
   ASSERT_EQ(s.outcome.kind, OutcomeKind::kOk);
   const size_t before = stranger.server.seen().size();
-  LookupResult none =
-      only_ours->Lookup({s.record->proof_id, s.record->digest_hex, s.record->evidence});
+  LookupResult none = only_ours->Lookup({s.record->proof_id, s.record->digest, s.record->evidence});
   EXPECT_EQ(none.outcome.kind, OutcomeKind::kNotFound);  // this proof's problem only
   EXPECT_EQ(none.outcome.code, "NO_WHITELISTED_CALENDAR");
   EXPECT_EQ(stranger.server.seen().size(), before);
@@ -360,12 +359,13 @@ TEST_F(OtsCalendarTest, OnlyWhitelistedCalendarsAreEverContacted) {
 
 TEST_F(OtsCalendarTest, LookupRejectsBadEvidenceAndBadAnswers) {
   const std::string hex = HexEncode(Digest(1));
-  EXPECT_EQ(provider_->Lookup({hex, hex, ""}).outcome.code, "MISSING_EVIDENCE");
-  EXPECT_EQ(provider_->Lookup({hex, hex, "garbage"}).outcome.code, "INVALID_EVIDENCE");
+  const anchord::Digest d1 = D(1);
+  EXPECT_EQ(provider_->Lookup({hex, d1, ""}).outcome.code, "MISSING_EVIDENCE");
+  EXPECT_EQ(provider_->Lookup({hex, d1, "garbage"}).outcome.code, "INVALID_EVIDENCE");
   const std::string other = anchord::testing::CompleteOts(Digest(2), 5);
-  EXPECT_EQ(provider_->Lookup({hex, hex, other}).outcome.code, "INVALID_EVIDENCE");
-  EXPECT_EQ(provider_->Lookup({hex, hex, other}).outcome.kind, OutcomeKind::kNotFound);
-  EXPECT_EQ(provider_->DownloadProof({hex, hex, other}).outcome.code, "INVALID_EVIDENCE");
+  EXPECT_EQ(provider_->Lookup({hex, d1, other}).outcome.code, "INVALID_EVIDENCE");
+  EXPECT_EQ(provider_->Lookup({hex, d1, other}).outcome.kind, OutcomeKind::kNotFound);
+  EXPECT_EQ(provider_->DownloadProof({hex, d1, other}).outcome.code, "INVALID_EVIDENCE");
 
   // Its own client, closed before the calendar shuts down below (no keep-alive wait).
   auto client = http::MakeCurlClient();
@@ -373,7 +373,7 @@ TEST_F(OtsCalendarTest, LookupRejectsBadEvidenceAndBadAnswers) {
       Make({cals_[0]->server.url()}, 1, absl::Seconds(5), {60, absl::Minutes(1)}, client.get());
   CreateResult c = p->Create(Prepared(1));
   ASSERT_EQ(c.outcome.kind, OutcomeKind::kOk);
-  const ProofRef ref{c.record->proof_id, c.record->digest_hex, c.record->evidence};
+  const ProofRef ref{c.record->proof_id, c.record->digest, c.record->evidence};
   const std::string commitment = cals_[0]->Commitment(Digest(1));
   // A 200 that is not a timestamp on the commitment is never merged.
   cals_[0]->Upgrade(commitment, Ots(200, "\xff\xff garbage"));

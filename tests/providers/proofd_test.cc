@@ -24,9 +24,10 @@ const char kHash[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0
 const char kId[] = "7b4d95f8-91cb-4e1c-b7d6-1eb9f0de4e8d";
 const char kId2[] = "0e3a1f4c-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 const char kOtherHash[] = "aaaa081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00aaaa";
+const Digest kDigest = *Digest::FromHex(kHash);
 
 // proofd finds a record by its id alone.
-ProofRef IdRef(const std::string& id) { return ProofRef{id, "", ""}; }
+ProofRef IdRef(const std::string& id) { return ProofRef{id, Digest(), ""}; }
 
 std::string RecordJson(const std::string& id, const std::string& hash,
                        const std::string& status = "pending", const std::string& block = "null") {
@@ -78,7 +79,8 @@ class ProofdTest : public ::testing::Test {
   }
 
   PreparedCreate Prepared(const std::string& hash = kHash) {
-    auto p = provider_->PrepareCreate({hash, "msa-v3.pdf", 248331, "application/pdf"});
+    auto p =
+        provider_->PrepareCreate({*Digest::FromHex(hash), "msa-v3.pdf", 248331, "application/pdf"});
     EXPECT_TRUE(p.ok()) << p.status();
     return *p;
   }
@@ -119,37 +121,37 @@ TEST(ProofdIdempotencyKey, Deterministic) {
 TEST_F(ProofdTest, PrepareCreateBuildsExactBody) {
   std::string upper = kHash;
   for (auto& c : upper) c = static_cast<char>(toupper(c));
-  auto p = provider_->PrepareCreate({upper, "msa-v3.pdf", 248331, "application/pdf"});
+  auto p =
+      provider_->PrepareCreate({*Digest::FromHex(upper), "msa-v3.pdf", 248331, "application/pdf"});
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->digest_hex, kHash);
+  EXPECT_EQ(p->digest, kDigest);
   EXPECT_EQ(p->body, absl::StrCat(R"({"sha256_hash":")", kHash,
                                   R"(","filename":"msa-v3.pdf","file_size_bytes":248331,)",
                                   R"("file_type":"application/pdf"})"));
   EXPECT_EQ(p->idempotency_key, ProofdIdempotencyKey(kKey, p->body));
-  auto again = provider_->PrepareCreate({kHash, "msa-v3.pdf", 248331, "application/pdf"});
+  auto again = provider_->PrepareCreate({kDigest, "msa-v3.pdf", 248331, "application/pdf"});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->idempotency_key, p->idempotency_key);
 
-  auto no_mime = provider_->PrepareCreate({kHash, "a \"q\".txt", 1, ""});
+  auto no_mime = provider_->PrepareCreate({kDigest, "a \"q\".txt", 1, ""});
   ASSERT_TRUE(no_mime.ok()) << no_mime.status();
   EXPECT_EQ(no_mime->body, absl::StrCat(R"({"sha256_hash":")", kHash,
                                         R"(","filename":"a \"q\".txt","file_size_bytes":1})"));
 }
 
 TEST_F(ProofdTest, PrepareCreateValidationNamesTheField) {
+  // The digest is a Digest by type: malformed hex is refused where it is parsed (digest_test).
   struct Case {
     CreateInput in;
     const char* field;
   };
   const Case cases[] = {
-      {{"abc", "a.pdf", 1, ""}, "digest_hex"},
-      {{std::string(64, 'g'), "a.pdf", 1, ""}, "digest_hex"},
-      {{kHash, "", 1, ""}, "filename"},
-      {{kHash, "dir/a.pdf", 1, ""}, "filename"},
-      {{kHash, "bad\xff\xfe.pdf", 1, ""}, "filename"},
-      {{kHash, "a.pdf", 0, ""}, "size_bytes"},
-      {{kHash, "a.pdf", -5, ""}, "size_bytes"},
-      {{kHash, "a.pdf", 1, "pdf"}, "mime_type"},
+      {{kDigest, "", 1, ""}, "filename"},
+      {{kDigest, "dir/a.pdf", 1, ""}, "filename"},
+      {{kDigest, "bad\xff\xfe.pdf", 1, ""}, "filename"},
+      {{kDigest, "a.pdf", 0, ""}, "size_bytes"},
+      {{kDigest, "a.pdf", -5, ""}, "size_bytes"},
+      {{kDigest, "a.pdf", 1, "pdf"}, "mime_type"},
   };
   for (const auto& c : cases) {
     auto p = provider_->PrepareCreate(c.in);
@@ -168,7 +170,7 @@ TEST_F(ProofdTest, CreateSendsDocumentedRequestAndParsesRecord) {
   EXPECT_EQ(r.outcome.request_id, "req_hdr");
   ASSERT_TRUE(r.record.has_value());
   EXPECT_EQ(r.record->proof_id, kId);
-  EXPECT_EQ(r.record->digest_hex, kHash);
+  EXPECT_EQ(r.record->digest.hex(), kHash);
   EXPECT_EQ(r.record->state, RecordState::kPending);
   EXPECT_EQ(r.record->certificate_url, "https://proofd.id/cert/TS-0K7M6X");
   EXPECT_EQ(r.record->created_at, absl::FromUnixSeconds(1776105731));
@@ -378,7 +380,7 @@ TEST_F(ProofdTest, DuplicateResolvedByWalkingTheList) {
   CreateResult r = provider_->Create(Prepared());
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kDuplicate) << r.outcome.message;
   EXPECT_EQ(r.record->proof_id, kId);
-  EXPECT_EQ(r.record->digest_hex, kHash);
+  EXPECT_EQ(r.record->digest.hex(), kHash);
   auto seen = server_.seen();
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_EQ(seen[1].path, "/api/v1/timestamps");

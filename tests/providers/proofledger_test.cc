@@ -23,6 +23,7 @@ using anchord::testing::Seen;
 
 const char kKey[] = "sk_live_TESTKEY_0123456789abcdef0123456789";
 const char kHash[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const Digest kDigest = *Digest::FromHex(kHash);
 const char kOtherHash[] = "aaaa081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00aaaa";
 const char kId[] = "pl_0123456789abcdef01234567";
 const char kId2[] = "pl_fedcba9876543210fedcba98";
@@ -84,7 +85,8 @@ class ProofLedgerTest : public ::testing::Test {
   }
 
   PreparedCreate Prepared(const std::string& hash = kHash) {
-    auto p = provider_->PrepareCreate({hash, "claim.pdf", 1234, "application/pdf"});
+    auto p =
+        provider_->PrepareCreate({*Digest::FromHex(hash), "claim.pdf", 1234, "application/pdf"});
     EXPECT_TRUE(p.ok()) << p.status();
     return *p;
   }
@@ -114,18 +116,17 @@ class ProofLedgerTest : public ::testing::Test {
 TEST_F(ProofLedgerTest, PrepareCreateBuildsTheDocumentedBody) {
   std::string upper = kHash;
   for (auto& c : upper) c = static_cast<char>(toupper(c));
-  auto p = provider_->PrepareCreate({upper, "claim \"1\".pdf", 5, ""});
+  auto p = provider_->PrepareCreate({*Digest::FromHex(upper), "claim \"1\".pdf", 5, ""});
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->digest_hex, kHash);
+  EXPECT_EQ(p->digest, kDigest);
   EXPECT_EQ(p->body, absl::StrCat(R"({"sha256":")", kHash, R"(","filename":"claim \"1\".pdf"})"));
   EXPECT_TRUE(p->idempotency_key.empty());
   EXPECT_FALSE(p->maybe_sent);
 
   for (const auto& [in, field] : std::vector<std::pair<CreateInput, std::string>>{
-           {{"abc", "a.pdf", 1, ""}, "digest_hex"},
-           {{kHash, "", 1, ""}, "filename"},
-           {{kHash, "a/b.pdf", 1, ""}, "filename"},
-           {{kHash, "bad\xff.pdf", 1, ""}, "filename"}}) {
+           {{kDigest, "", 1, ""}, "filename"},
+           {{kDigest, "a/b.pdf", 1, ""}, "filename"},
+           {{kDigest, "bad\xff.pdf", 1, ""}, "filename"}}) {
     auto bad = provider_->PrepareCreate(in);
     ASSERT_FALSE(bad.ok()) << field;
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
@@ -146,7 +147,7 @@ TEST_F(ProofLedgerTest, CreateSpeaksTheDocumentedWire) {
   EXPECT_EQ(r.outcome.request_id, "req_1");
   ASSERT_TRUE(r.record.has_value());
   EXPECT_EQ(r.record->proof_id, kId);
-  EXPECT_EQ(r.record->digest_hex, kHash);
+  EXPECT_EQ(r.record->digest.hex(), kHash);
   EXPECT_EQ(r.record->state, RecordState::kPending);
   EXPECT_EQ(r.record->certificate_url, absl::StrCat("https://proofledger.io/certificate/", kId));
   EXPECT_TRUE(r.record->duplicate_of.empty());
@@ -253,7 +254,7 @@ TEST_F(ProofLedgerTest, ServerEchoingTheKeyNeverLeaks) {
   CreateResult c = provider_->Create(Prepared());
   ExpectNoKey(c.outcome);
   EXPECT_TRUE(absl::StrContains(c.outcome.message, "[REDACTED]")) << c.outcome.message;
-  ExpectNoKey(provider_->Lookup({kId, kHash, ""}).outcome);
+  ExpectNoKey(provider_->Lookup({kId, kDigest, ""}).outcome);
 }
 
 TEST_F(ProofLedgerTest, NetworkFailureIsRetry) {
@@ -263,7 +264,7 @@ TEST_F(ProofLedgerTest, NetworkFailureIsRetry) {
   EXPECT_EQ(r.outcome.code, "NETWORK_ERROR");
   EXPECT_EQ(r.outcome.http_status, 0);
   ExpectNoKey(r.outcome);
-  EXPECT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.code, "NETWORK_ERROR");
+  EXPECT_EQ(provider_->Lookup({kId, kDigest, ""}).outcome.code, "NETWORK_ERROR");
   EXPECT_EQ(Requests("create", "error"), 1);
 }
 
@@ -321,7 +322,7 @@ TEST_F(ProofLedgerTest, MalformedAnswersAreRetryNeverARecord) {
 
 TEST_F(ProofLedgerTest, LookupUsesThePublicVerifyEndpointWithoutTheKey) {
   server_.Push(Answer(200, VerifyJson(kId, kHash, "pending")));
-  LookupResult r = provider_->Lookup({kId, kHash, ""});
+  LookupResult r = provider_->Lookup({kId, kDigest, ""});
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.message;
   EXPECT_EQ(r.record->state, RecordState::kPending);
   EXPECT_EQ(r.record->proof_id, kId);
@@ -337,7 +338,7 @@ TEST_F(ProofLedgerTest, LookupUsesThePublicVerifyEndpointWithoutTheKey) {
 
   const std::string tx(64, 'b');
   server_.Push(Answer(200, VerifyJson(kId, kHash, "confirmed", "871234", "\"" + tx + "\"")));
-  r = provider_->Lookup({kId, kHash, ""});
+  r = provider_->Lookup({kId, kDigest, ""});
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.message;
   EXPECT_EQ(r.record->state, RecordState::kConfirmed);
   EXPECT_EQ(r.record->block_height, 871234);
@@ -346,9 +347,9 @@ TEST_F(ProofLedgerTest, LookupUsesThePublicVerifyEndpointWithoutTheKey) {
   EXPECT_TRUE(r.record->evidence.empty());
 
   server_.Push(Answer(404, Err("not found")));
-  EXPECT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kNotFound);
+  EXPECT_EQ(provider_->Lookup({kId, kDigest, ""}).outcome.kind, OutcomeKind::kNotFound);
   server_.Push(Answer(500, Err("boom")));
-  EXPECT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kRetry);
+  EXPECT_EQ(provider_->Lookup({kId, kDigest, ""}).outcome.kind, OutcomeKind::kRetry);
   EXPECT_EQ(Requests("verify", "200"), 2);
 
   // Validation: another proof for our hash, another hash, a bad block, a bad tx.
@@ -359,14 +360,13 @@ TEST_F(ProofLedgerTest, LookupUsesThePublicVerifyEndpointWithoutTheKey) {
         std::string("{\"verified\":\"yes\"}")}) {
     SCOPED_TRACE(body);
     server_.Push(Answer(200, body));
-    LookupResult bad = provider_->Lookup({kId, kHash, ""});
+    LookupResult bad = provider_->Lookup({kId, kDigest, ""});
     EXPECT_EQ(bad.outcome.code, "MALFORMED_RESPONSE");
     EXPECT_FALSE(bad.record.has_value());
   }
-  // A bad digest or id is never sent.
+  // A bad id is never sent (a bad digest cannot be a Digest).
   const size_t before = server_.seen().size();
-  EXPECT_EQ(provider_->Lookup({kId, "xyz", ""}).outcome.kind, OutcomeKind::kPermanent);
-  EXPECT_EQ(provider_->Lookup({"../x", kHash, ""}).outcome.kind, OutcomeKind::kPermanent);
+  EXPECT_EQ(provider_->Lookup({"../x", kDigest, ""}).outcome.kind, OutcomeKind::kPermanent);
   EXPECT_EQ(server_.seen().size(), before);
 }
 
@@ -374,18 +374,18 @@ TEST_F(ProofLedgerTest, VerifyBudgetIsCountedAndA429ClosesOnlyItsGate) {
   EXPECT_EQ(provider_->LookupBudgetRemaining(), 120);
   server_.SetHandler([](const Seen&) { return Answer(200, VerifyJson(kId, kHash, "pending")); });
   for (int i = 0; i < 3; ++i)
-    ASSERT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kOk);
+    ASSERT_EQ(provider_->Lookup({kId, kDigest, ""}).outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(provider_->LookupBudgetRemaining(), 117);
 
   // The server's own count wins while it is current (the budget is per IP, shared).
   server_.Push(Answer(200, VerifyJson(kId, kHash, "pending"),
                       {{"X-RateLimit-Remaining", "5"}, {"X-RateLimit-Reset", "600"}}));
-  ASSERT_EQ(provider_->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kOk);
+  ASSERT_EQ(provider_->Lookup({kId, kDigest, ""}).outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(provider_->LookupBudgetRemaining(), 5);
 
   server_.Push(Answer(429, Err("too many"), {{"Retry-After", "900"}}));
   const absl::Time t0 = clock_.Now();
-  LookupResult r = provider_->Lookup({kId, kHash, ""});
+  LookupResult r = provider_->Lookup({kId, kDigest, ""});
   EXPECT_EQ(r.outcome.kind, OutcomeKind::kRateLimited);
   EXPECT_EQ(r.outcome.retry_after, absl::Seconds(900));
   EXPECT_EQ(verify_->blocked_until(), t0 + absl::Seconds(900));
@@ -410,7 +410,8 @@ TEST_F(ProofLedgerTest, VerifyLimiterPacesLookups) {
   auto p = MakeProofLedgerProvider(config, deps);
   server_.SetHandler([](const Seen&) { return Answer(200, VerifyJson(kId, kHash, "pending")); });
   const absl::Time t0 = clock_.Now();
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(p->Lookup({kId, kHash, ""}).outcome.kind, OutcomeKind::kOk);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(p->Lookup({kId, kDigest, ""}).outcome.kind, OutcomeKind::kOk);
   EXPECT_GE(clock_.Now(), t0 + absl::Hours(1));  // the third waited out the window
 }
 
@@ -427,7 +428,7 @@ TEST_F(ProofLedgerTest, AWaitForTheVerifyBudgetDoesNotHoldCreatesUp) {
   auto provider = MakeProofLedgerProvider(config, deps);
   verify_gate->BlockUntil(absl::Now() + absl::Hours(1));
   LookupResult waiting;
-  std::thread t([&] { waiting = provider->Lookup({kId, kHash, ""}); });
+  std::thread t([&] { waiting = provider->Lookup({kId, kDigest, ""}); });
   EXPECT_TRUE(anchord::testing::WaitUntil([&] { return clock.sleeps() > 0; }, absl::Seconds(10)));
   server_.Push(Answer(201, RecordJson(kId, kHash)));
   CreateResult c = provider->Create(Prepared());  // must not queue behind the lookup
@@ -439,7 +440,7 @@ TEST_F(ProofLedgerTest, AWaitForTheVerifyBudgetDoesNotHoldCreatesUp) {
 }
 
 TEST_F(ProofLedgerTest, NoOtsNoList) {
-  DownloadResult d = provider_->DownloadProof({kId, kHash, ""});
+  DownloadResult d = provider_->DownloadProof({kId, kDigest, ""});
   EXPECT_EQ(d.outcome.kind, OutcomeKind::kNotFound);
   EXPECT_TRUE(d.ots.empty());
   EXPECT_EQ(provider_->ListPending("", 10).outcome.kind, OutcomeKind::kPermanent);

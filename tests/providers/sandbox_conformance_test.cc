@@ -46,6 +46,8 @@ std::string Digest(int i) {
   d[31] = static_cast<char>(i * 7 + 1);
   return HexEncode(d);
 }
+// Digest(i) as the type the interface takes.
+anchord::Digest D(int i) { return *anchord::Digest::FromHex(Digest(i)); }
 
 class Conformance;
 
@@ -123,12 +125,12 @@ class Conformance : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<Provider> Make(const std::string& key) { return target_->make(*this, key); }
 
   PreparedCreate Prepare(int i, const std::string& filename = "evidence.pdf") {
-    auto p = provider_->PrepareCreate({Digest(i), filename, 1000 + i, "application/pdf"});
+    auto p = provider_->PrepareCreate({D(i), filename, 1000 + i, "application/pdf"});
     EXPECT_TRUE(p.ok()) << p.status();
     return p.ok() ? *p : PreparedCreate{};
   }
 
-  static ProofRef Ref(const ProviderRecord& r) { return {r.proof_id, r.digest_hex, r.evidence}; }
+  static ProofRef Ref(const ProviderRecord& r) { return {r.proof_id, r.digest, r.evidence}; }
 
   sandbox::ApiStats Api() { return target_->stats(sandbox_->Stats()); }
   // Records the provider created for a digest.
@@ -259,18 +261,18 @@ TEST_P(Conformance, CreateThenLookupPending) {
   CreateResult c = provider_->Create(p);
   ASSERT_EQ(c.outcome.kind, OutcomeKind::kOk) << c.outcome.code << ": " << c.outcome.message;
   ASSERT_TRUE(c.record.has_value());
-  EXPECT_EQ(c.record->digest_hex, p.digest_hex);
+  EXPECT_EQ(c.record->digest, p.digest);
   EXPECT_EQ(c.record->state, RecordState::kPending);
   EXPECT_FALSE(c.record->proof_id.empty());
   if (!c.record->evidence.empty()) {  // calendars: the pending proof, to be stored at once
     auto f = ots::ParseDetached(c.record->evidence);
     ASSERT_TRUE(f.ok()) << f.status();
-    EXPECT_EQ(HexEncode(f->digest), p.digest_hex);
+    EXPECT_EQ(HexEncode(f->digest), p.digest.hex());
     EXPECT_FALSE(ots::IsComplete(*f));
     EXPECT_GE(ots::PendingAttestations(*f).size(), 2u);
   }
   if (target_->one_record_per_digest) {
-    EXPECT_EQ(Records(Api(), p.digest_hex), 1);
+    EXPECT_EQ(Records(Api(), p.digest.hex()), 1);
   }
 
   LookupResult l = provider_->Lookup(Ref(*c.record));
@@ -278,7 +280,7 @@ TEST_P(Conformance, CreateThenLookupPending) {
   ASSERT_TRUE(l.record.has_value());
   EXPECT_EQ(l.record->state, RecordState::kPending);
   EXPECT_EQ(l.record->proof_id, c.record->proof_id);
-  EXPECT_EQ(l.record->digest_hex, p.digest_hex);
+  EXPECT_EQ(l.record->digest, p.digest);
   if (provider_->LookupBudgetRemaining() >= 0) {
     EXPECT_EQ(provider_->LookupBudgetRemaining(), 119);  // ProofLedger: one verify spent
   }
@@ -289,10 +291,10 @@ TEST_P(Conformance, CreateThenLookupPending) {
 TEST_P(Conformance, UnknownProofIsNotFound) {
   StartSandbox();
   ASSERT_EQ(provider_->Create(Prepare(1)).outcome.kind, OutcomeKind::kOk);
-  LookupResult l = provider_->Lookup({target_->unknown_id, Digest(999), ""});
+  LookupResult l = provider_->Lookup({target_->unknown_id, D(999), ""});
   EXPECT_EQ(l.outcome.kind, OutcomeKind::kNotFound) << l.outcome.code << " " << l.outcome.message;
   EXPECT_FALSE(l.record.has_value());
-  DownloadResult d = provider_->DownloadProof({target_->unknown_id, Digest(999), ""});
+  DownloadResult d = provider_->DownloadProof({target_->unknown_id, D(999), ""});
   EXPECT_EQ(d.outcome.kind, OutcomeKind::kNotFound) << d.outcome.code;
   EXPECT_TRUE(d.ots.empty());
 }
@@ -311,7 +313,7 @@ TEST_P(Conformance, DuplicateResolvesToTheOriginalWithinTheLimits) {
   ASSERT_EQ(dup.outcome.kind, target_->duplicate_kind)
       << OutcomeKindName(dup.outcome.kind) << " " << dup.outcome.message;
   ASSERT_TRUE(dup.record.has_value());
-  EXPECT_EQ(dup.record->digest_hex, Digest(100));
+  EXPECT_EQ(dup.record->digest, D(100));
   EXPECT_EQ(dup.record->proof_id, original.record->proof_id);
   if (dup.outcome.kind == OutcomeKind::kDuplicate && GetParam() == "proofledger") {
     EXPECT_EQ(dup.record->duplicate_of, original.record->proof_id);
@@ -422,11 +424,11 @@ TEST_P(Conformance, CrashAndReplaySpendsNothingTwice) {
   CreateResult replay = provider_->Create(p);
   ASSERT_TRUE(replay.outcome.ok()) << replay.outcome.code << " " << replay.outcome.message;
   ASSERT_TRUE(replay.record.has_value());
-  EXPECT_EQ(replay.record->digest_hex, p.digest_hex);
+  EXPECT_EQ(replay.record->digest, p.digest);
   const sandbox::SandboxStats stats = sandbox_->Stats();
   const sandbox::ApiStats api = target_->stats(stats);
   if (target_->one_record_per_digest) {
-    EXPECT_EQ(Records(api, p.digest_hex), 1);
+    EXPECT_EQ(Records(api, p.digest.hex()), 1);
     EXPECT_EQ(api.max_creates_per_digest, 1);
   }
   // SimpleProof charges per hash sent: the replay asked first and did not send it again.
@@ -451,7 +453,7 @@ TEST_P(Conformance, ConfirmationAndProofDownload) {
   ASSERT_TRUE(l.record.has_value());
   EXPECT_EQ(l.record->state, RecordState::kConfirmed);
   EXPECT_GT(l.record->block_height, 0);
-  EXPECT_EQ(l.record->digest_hex, p.digest_hex);
+  EXPECT_EQ(l.record->digest, p.digest);
   if (provider_->SupportsListPending()) {
     EXPECT_EQ(PendingIds().count(ref.proof_id), 0u);
   }
@@ -466,7 +468,7 @@ TEST_P(Conformance, ConfirmationAndProofDownload) {
   // The proof is real: it verifies against the sandbox's chain, at the height reported.
   auto file = ots::ParseDetached(d.ots);
   ASSERT_TRUE(file.ok()) << file.status();
-  auto digest = HexDecode(p.digest_hex);
+  auto digest = HexDecode(p.digest.hex());
   ASSERT_TRUE(digest.ok());
   auto headers = ots::MakeHeaderSource("sandbox:" + MainUrl());
   ASSERT_TRUE(headers.ok()) << headers.status();
@@ -501,7 +503,7 @@ TEST_P(Conformance, ConfirmationAndProofDownload) {
     ASSERT_FALSE(body.empty()) << "no callback within 5 s";
     auto hash = provider_->ParseCallback(body);
     ASSERT_TRUE(hash.ok()) << hash.status();
-    EXPECT_EQ(*hash, p.digest_hex);
+    EXPECT_EQ(*hash, p.digest);
   }
 }
 
@@ -527,7 +529,7 @@ TEST_P(Conformance, BatchesSplitByTheCaller) {
   std::set<std::string> ids;
   for (size_t i = 0; i < results.size(); ++i) {
     ASSERT_EQ(results[i].outcome.kind, OutcomeKind::kOk) << i << " " << results[i].outcome.message;
-    EXPECT_EQ(results[i].record->digest_hex, all[i].digest_hex);
+    EXPECT_EQ(results[i].record->digest, all[i].digest);
     ids.insert(results[i].record->proof_id);
   }
   EXPECT_EQ(ids.size(), all.size());

@@ -64,7 +64,7 @@ TEST_F(BatchEngineTest, ThirtyRowsGoOutAsTwentyFiveThenFive) {
   auto sent = provider_.sent();
   ASSERT_EQ(sent.size(), 30u);
   for (int n = 1; n <= 30; ++n) {
-    EXPECT_EQ(sent[n - 1].digest_hex, HexEncode(D(n)));  // oldest first
+    EXPECT_EQ(sent[n - 1].digest.hex(), HexEncode(D(n)));  // oldest first
     EXPECT_FALSE(sent[n - 1].maybe_sent);
     Submission r = Row(n);
     EXPECT_EQ(r.state, SubState::kSubmitted) << n;
@@ -104,8 +104,8 @@ TEST_F(BatchEngineTest, PreparedRowsAreSentWithMaybeSent) {
   ASSERT_EQ(claimed->size(), 4u);
   for (int i : {1, 2}) {
     const Submission& r = (*claimed)[i];
-    auto prepared =
-        provider_.PrepareCreate({HexEncode(r.digest), r.file.filename, 10, "text/plain"});
+    auto prepared = provider_.PrepareCreate(
+        {*anchord::Digest::FromBytes(r.digest), r.file.filename, 10, "text/plain"});
     ASSERT_TRUE(prepared.ok());
     ASSERT_TRUE(
         store_->MarkPrepared(r.id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());
@@ -118,7 +118,7 @@ TEST_F(BatchEngineTest, PreparedRowsAreSentWithMaybeSent) {
   auto sent = provider_.sent();
   ASSERT_EQ(sent.size(), 4u);
   std::map<std::string, bool> maybe;
-  for (const auto& s : sent) maybe[s.digest_hex] = s.maybe_sent;
+  for (const auto& s : sent) maybe[s.digest.hex()] = s.maybe_sent;
   EXPECT_FALSE(maybe[HexEncode(D(1))]);
   EXPECT_TRUE(maybe[HexEncode(D(2))]);
   EXPECT_TRUE(maybe[HexEncode(D(3))]);
@@ -195,7 +195,7 @@ TEST_F(BatchEngineTest, SealedRootIsSentAndItsLeavesFollow) {
   auto sent = provider_.sent();
   ASSERT_EQ(sent.size(), 1u);
   const std::string root = Row(1).merkle_root;
-  EXPECT_EQ(sent[0].digest_hex, HexEncode(root));
+  EXPECT_EQ(sent[0].digest.hex(), HexEncode(root));
   for (int n = 1; n <= 3; ++n) {
     EXPECT_EQ(Row(n).state, SubState::kSubmitted);
     EXPECT_EQ(Row(n).record.proof_id, "proof-" + HexEncode(root).substr(0, 8));

@@ -277,8 +277,8 @@ TEST_F(EngineTest, GroupStopsSendingAfterRateLimit) {
   sent = provider_->sent();
   ASSERT_EQ(sent.size(), 3u);
   for (size_t i = 1; i < sent.size(); ++i) {
-    EXPECT_NE(sent[i].digest_hex, sent[0].digest_hex);
-    EXPECT_EQ(sent[i].idempotency_key, keys[sent[i].digest_hex]);
+    EXPECT_NE(sent[i].digest.hex(), sent[0].digest.hex());
+    EXPECT_EQ(sent[i].idempotency_key, keys[sent[i].digest.hex()]);
     EXPECT_TRUE(sent[i].maybe_sent);  // prepared by an earlier attempt
   }
   EXPECT_EQ(provider_->prepares(), 3);
@@ -293,8 +293,8 @@ TEST_F(EngineTest, RestartResendsSameKeyAndBody) {
   // First process: claims, prepares durably, then dies while the create is in flight.
   auto c = store_->Claim("fake", "dead", clock_.Now(), clock_.Now() + absl::Hours(1));
   ASSERT_TRUE(c.ok() && c->has_value());
-  auto prepared =
-      provider_->PrepareCreate({HexEncode(testing::Digest('a')), "f.txt", 10, "text/plain"});
+  auto prepared = provider_->PrepareCreate(
+      {*anchord::Digest::FromBytes(testing::Digest('a')), "f.txt", 10, "text/plain"});
   ASSERT_TRUE(prepared.ok());
   ASSERT_TRUE(
       store_->MarkPrepared((*c)->id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());

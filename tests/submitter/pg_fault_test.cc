@@ -120,7 +120,7 @@ TEST(PgFaultTest, DatabaseRestartUnderARunningEngine) {
 
   // Every digest sent exactly once; every row SUBMITTED.
   std::multiset<std::string> digests;
-  for (const auto& r : provider.sent()) digests.insert(r.digest_hex);
+  for (const auto& r : provider.sent()) digests.insert(r.digest.hex());
   std::set<std::string> distinct(digests.begin(), digests.end());
   EXPECT_EQ(digests.size(), 40u);
   EXPECT_EQ(distinct.size(), 40u);

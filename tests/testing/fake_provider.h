@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "gtest/gtest.h"
 #include "libs/common/hex.h"
 #include "libs/providers/provider.h"
 
@@ -93,22 +94,25 @@ class FakeProvider final : public providers::Provider {
 
   // ---- Poll side ----
 
+  // `digest` is the raw 32 bytes a poller row holds; any other size is a test's mistake.
   void SetRecord(const std::string& id, const std::string& digest, providers::RecordState state,
                  int64_t height = 0) {
+    absl::StatusOr<Digest> parsed = Digest::FromBytes(digest);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
     absl::MutexLock lock(&mu_);
     providers::ProviderRecord r;
     r.proof_id = id;
-    r.digest_hex = HexEncode(digest);
+    r.digest = *parsed;
     r.state = state;
     r.block_height = height;
     r.bitcoin_tx = state == providers::RecordState::kConfirmed ? "ab12" : "";
     r.certificate_url = "https://example.invalid/c/" + id;
     records_[id] = r;
   }
-  // Makes Lookup of `id` return a record claiming `digest_hex` (a misbehaving provider).
-  void SetRecordDigestHex(const std::string& id, const std::string& digest_hex) {
+  // Makes Lookup of `id` return a record claiming `digest` (a misbehaving provider).
+  void SetRecordDigest(const std::string& id, const Digest& digest) {
     absl::MutexLock lock(&mu_);
-    records_[id].digest_hex = digest_hex;
+    records_[id].digest = digest;
   }
   // Evidence the next lookups of `id` answer with (a calendar's upgraded .ots).
   void SetRecordEvidence(const std::string& id, const std::string& evidence) {
@@ -116,7 +120,7 @@ class FakeProvider final : public providers::Provider {
     records_[id].evidence = evidence;
   }
   // What ParseCallback answers for a body (default: UNIMPLEMENTED, like most providers).
-  void SetCallbackParser(std::function<absl::StatusOr<std::string>(const std::string&)> f) {
+  void SetCallbackParser(std::function<absl::StatusOr<Digest>(const std::string&)> f) {
     absl::MutexLock lock(&mu_);
     parse_callback_ = std::move(f);
   }
@@ -169,9 +173,10 @@ class FakeProvider final : public providers::Provider {
       return absl::InvalidArgumentError("filename: refused by provider rules");
     }
     providers::PreparedCreate p;
-    p.digest_hex = in.digest_hex;
-    p.body = "{\"hash\":\"" + in.digest_hex + "\",\"filename\":\"" + in.filename + "\"}";
-    p.idempotency_key = "key-" + in.digest_hex.substr(0, 16);
+    const std::string hex = in.digest.hex();
+    p.digest = in.digest;
+    p.body = "{\"hash\":\"" + hex + "\",\"filename\":\"" + in.filename + "\"}";
+    p.idempotency_key = "key-" + hex.substr(0, 16);
     return p;
   }
 
@@ -191,7 +196,7 @@ class FakeProvider final : public providers::Provider {
     }
     if (hook) hook(req);
     if (r.outcome.ok() && r.record.has_value() && r.record->proof_id.empty()) {
-      r.record->proof_id = "proof-" + req.digest_hex.substr(0, 8);
+      r.record->proof_id = "proof-" + req.digest.hex().substr(0, 8);
     }
     return r;
   }
@@ -271,8 +276,8 @@ class FakeProvider final : public providers::Provider {
     return r;
   }
 
-  absl::StatusOr<std::string> ParseCallback(const std::string& body) const override {
-    std::function<absl::StatusOr<std::string>(const std::string&)> f;
+  absl::StatusOr<Digest> ParseCallback(const std::string& body) const override {
+    std::function<absl::StatusOr<Digest>(const std::string&)> f;
     {
       absl::MutexLock lock(&mu_);
       f = parse_callback_;
@@ -296,8 +301,7 @@ class FakeProvider final : public providers::Provider {
   std::vector<providers::PreparedCreate> sent_ ABSL_GUARDED_BY(mu_);
   std::function<void(const providers::PreparedCreate&)> on_create_ ABSL_GUARDED_BY(mu_);
   // Poll side.
-  std::function<absl::StatusOr<std::string>(const std::string&)> parse_callback_
-      ABSL_GUARDED_BY(mu_);
+  std::function<absl::StatusOr<Digest>(const std::string&)> parse_callback_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> lookup_order_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> last_ref_evidence_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, providers::ProviderRecord> records_ ABSL_GUARDED_BY(mu_);

@@ -23,6 +23,7 @@ namespace anchord::providers {
 namespace {
 
 constexpr char kDigest[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const Digest kD = *Digest::FromHex(kDigest);
 
 class TsaProviderTest : public ::testing::Test {
  protected:
@@ -52,7 +53,7 @@ class TsaProviderTest : public ::testing::Test {
   }
 
   CreateResult CreateOnce(Provider* p) {
-    auto prepared = p->PrepareCreate({kDigest, "a.txt", 3, "text/plain"});
+    auto prepared = p->PrepareCreate({kD, "a.txt", 3, "text/plain"});
     EXPECT_TRUE(prepared.ok()) << prepared.status();
     return p->Create(*prepared);
   }
@@ -69,7 +70,7 @@ TEST_F(TsaProviderTest, TokenIsConfirmedAtOnceAndVerifies) {
   ASSERT_EQ(r.outcome.kind, OutcomeKind::kOk) << r.outcome.code << " " << r.outcome.message;
   ASSERT_TRUE(r.record.has_value());
   EXPECT_EQ(r.record->state, RecordState::kConfirmed);
-  EXPECT_EQ(r.record->digest_hex, kDigest);
+  EXPECT_EQ(r.record->digest.hex(), kDigest);
   EXPECT_NE(r.record->proof_id.find("@127.0.0.1:"), std::string::npos) << r.record->proof_id;
   tsa::VerifyOptions vo;
   vo.expected_digest = *Digest::FromHex(kDigest);
@@ -77,16 +78,16 @@ TEST_F(TsaProviderTest, TokenIsConfirmedAtOnceAndVerifies) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(r.record->confirmed_at, info->gen_time);
   // Lookup and download serve the stored token; a token for another digest is not served.
-  ProofRef ref{r.record->proof_id, kDigest, r.record->evidence};
+  ProofRef ref{r.record->proof_id, kD, r.record->evidence};
   LookupResult l = p->Lookup(ref);
   ASSERT_EQ(l.outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(l.record->state, RecordState::kConfirmed);
   DownloadResult dl = p->DownloadProof(ref);
   ASSERT_EQ(dl.outcome.kind, OutcomeKind::kOk);
   EXPECT_EQ(dl.ots, r.record->evidence);
-  ProofRef other{"x", std::string(64, 'a'), r.record->evidence};
+  ProofRef other{"x", *Digest::FromHex(std::string(64, 'a')), r.record->evidence};
   EXPECT_EQ(p->DownloadProof(other).outcome.kind, OutcomeKind::kNotFound);
-  EXPECT_EQ(p->DownloadProof({"x", kDigest, ""}).outcome.kind, OutcomeKind::kNotFound);
+  EXPECT_EQ(p->DownloadProof({"x", kD, ""}).outcome.kind, OutcomeKind::kNotFound);
   EXPECT_EQ(sandbox_->Stats().tsa.tokens_total, 1);
 }
 
@@ -137,7 +138,7 @@ TEST(TsaProviderLimitTest, SandboxLimitAnswers429WithRetryAfterAndTheGateHolds) 
   TsaDeps d;
   d.http = http.get();
   auto p = MakeTsaProvider(c, d);
-  auto prepared = p->PrepareCreate({kDigest, "a", 1, ""});
+  auto prepared = p->PrepareCreate({kD, "a", 1, ""});
   ASSERT_TRUE(prepared.ok());
   EXPECT_EQ(p->Create(*prepared).outcome.kind, OutcomeKind::kOk);
   CreateResult second = p->Create(*prepared);
@@ -218,7 +219,7 @@ TEST_F(TsaProviderTest, FactoryNeedsUrlAndTrustAnchors) {
   Provider* p = (*set)->Default();
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->name(), "tsa");
-  auto prepared = p->PrepareCreate({kDigest, "a", 1, ""});
+  auto prepared = p->PrepareCreate({kD, "a", 1, ""});
   ASSERT_TRUE(prepared.ok());
   EXPECT_EQ(p->Create(*prepared).outcome.kind, OutcomeKind::kOk);
 }

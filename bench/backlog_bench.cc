@@ -50,7 +50,7 @@ std::string MakeDigest(uint64_t kind, uint64_t n) {
 // proofd's ids are UUIDs (the adapter sends nothing else); unknown to the sandbox, so a lookup is
 // an ordinary 404 and the round goes on.
 std::string ProofId(uint64_t kind, uint64_t n) {
-  char buf[40];
+  char buf[48];
   std::snprintf(buf, sizeof buf, "%08llx-0000-4000-8000-%012llx",
                 static_cast<unsigned long long>(kind), static_cast<unsigned long long>(n));
   return buf;

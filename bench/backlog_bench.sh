@@ -4,7 +4,8 @@
 #
 #   bash bench/backlog_bench.sh [BUILD_DIR]       (prints a Markdown table)
 #   env: SIZES ("10000 100000 1000000"), LEAVES (0: per-file proofs; K: Merkle leaves, K per
-#        root), ROUNDS (3), LOOKUPS (100, max lookups per round)
+#        root), ROUNDS (3), LOOKUPS (100, max lookups per round), REF_MMAP_MIB (1024: the
+#        reference poller run's --sqlite-mmap-mib, the mmap every store had before; 0 skips it)
 #
 # Per size: backlog_bench fills a fresh poller.db through the store's API (20,000 proofs per
 # transaction); then backlog_bench runs ROUNDS rounds in its own process with every store call
@@ -12,7 +13,8 @@
 # none of the proofs, so its pending list is empty and every lookup is a 404: the store work is
 # the whole round's work); then a real anchord-poller runs on the same database with a 1 s poll
 # interval until it has walked ROUNDS+1 times (metric anchord_poller_lookups_total list_ok), and
-# its VmHWM / RssAnon / RssFile are read from /proc. Loopback only; every wait is bounded.
+# its VmHWM / RssAnon / RssFile are read from /proc; then again with --sqlite-mmap-mib
+# REF_MMAP_MIB as the reference. Loopback only; every wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="$(cd "${1:-build}" && pwd)"
@@ -20,6 +22,7 @@ SIZES="${SIZES:-10000 100000 1000000}"
 LEAVES="${LEAVES:-0}"
 ROUNDS="${ROUNDS:-3}"
 LOOKUPS="${LOOKUPS:-100}"
+REF_MMAP_MIB="${REF_MMAP_MIB:-1024}"
 POL="$BUILD/services/poller/anchord-poller"
 SBX="$BUILD/services/sandbox/anchord-sandbox"
 BENCH="$BUILD/bench/backlog_bench"
@@ -44,6 +47,33 @@ wait_file() {  # file seconds
   echo "backlog_bench: $1 did not appear within $2 s" >&2; return 1
 }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# run_poller DIR EXTRA_FLAGS: a real anchord-poller on DIR/poller.db until it has walked ROUNDS+1
+# times (at most 120 s); sets hwm_mb, anon_mb, file_mb (from /proc at the end) and walks.
+run_poller() {
+  local dir="$1" extra="$2" pid mport
+  rm -f "$dir/poller.port" "$dir/metrics.port"
+  # shellcheck disable=SC2086  # extra holds whole flags
+  "$POL" --listen 127.0.0.1:0 --port-file "$dir/poller.port" --metrics-listen 127.0.0.1:0 \
+    --metrics-port-file "$dir/metrics.port" --data-dir "$dir" --poll-interval-seconds 1 \
+    --providers proofd --proofd-url "$URL" --proofd-api-key-file "$WORK/key" \
+    --proofd-general-limit 100000 --max-lookups-per-round "$LOOKUPS" --log-level error $extra \
+    > "$dir/poller.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  wait_file "$dir/metrics.port" 120
+  mport="$(cat "$dir/metrics.port")"
+  walks=0
+  for _ in $(seq 1 1200); do  # at most 120 s
+    walks="$(curl -s "http://127.0.0.1:$mport/metrics" |
+      awk '/^anchord_poller_lookups_total/ && /result="list_ok"/ { s += $2 } END { print s + 0 }')"
+    walks="${walks%.*}"
+    [ "$walks" -ge $(( ROUNDS + 1 )) ] && break
+    sleep 0.1
+  done
+  hwm_mb=$(( $(status_kb "$pid" VmHWM) / 1024 ))
+  anon_mb=$(( $(status_kb "$pid" RssAnon) / 1024 ))
+  file_mb=$(( $(status_kb "$pid" RssFile) / 1024 ))
+  stop_all
+}
 printf 'proofd_live_sandbox' > "$WORK/key"; chmod 600 "$WORK/key"
 
 "$SBX" --listen 127.0.0.1:0 --port-file "$WORK/sandbox.port" --general-limit 0 \
@@ -53,7 +83,7 @@ wait_file "$WORK/sandbox.port" 20
 URL="http://127.0.0.1:$(cat "$WORK/sandbox.port")"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-echo "| N pending | leaves/root | db MiB | round ms (in-process, rounds 1..$ROUNDS) | store calls/round | store rows/round | slowest store calls (round $ROUNDS) | poller VmHWM MiB | RssAnon MiB | RssFile MiB | poller rounds |"
+echo "| N pending | leaves/root | db MiB | round ms (in-process, rounds 1..$ROUNDS) | store calls/round | store rows/round | slowest store calls (round $ROUNDS) | poller VmHWM / RssAnon / RssFile MiB | same, --sqlite-mmap-mib $REF_MMAP_MIB (reference) | poller rounds | load (1 min) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
   dir="$WORK/n$n"; mkdir -p "$dir"
@@ -66,25 +96,16 @@ for n in $SIZES; do
   rows="$(echo "$last" | tr ' ' '\n' | sed -n 's/^store_rows=//p')"
   slow="$(echo "$last" | tr ' ' '\n' | grep -E '^[A-Za-z]+=[0-9]+x/' | tr '\n' ' ')"
   dbmb="$(du -m "$dir/poller.db" | cut -f1)"
-  # The real poller on the same database.
-  "$POL" --listen 127.0.0.1:0 --port-file "$dir/poller.port" --metrics-listen 127.0.0.1:0 \
-    --metrics-port-file "$dir/metrics.port" --data-dir "$dir" --poll-interval-seconds 1 \
-    --providers proofd --proofd-url "$URL" --proofd-api-key-file "$WORK/key" \
-    --proofd-general-limit 100000 --max-lookups-per-round "$LOOKUPS" --log-level error \
-    > "$dir/poller.log" 2>&1 &
-  pid=$!; PIDS+=("$pid")
-  wait_file "$dir/metrics.port" 120
-  mport="$(cat "$dir/metrics.port")"
-  walks=0
-  for _ in $(seq 1 1200); do  # at most 120 s
-    walks="$(curl -s "http://127.0.0.1:$mport/metrics" |
-      awk '/^anchord_poller_lookups_total/ && /result="list_ok"/ { s += $2 } END { print s + 0 }')"
-    [ "${walks%.*}" -ge $(( ROUNDS + 1 )) ] && break
-    sleep 0.1
-  done
-  hwm="$(status_kb "$pid" VmHWM)"; anon="$(status_kb "$pid" RssAnon)"; file="$(status_kb "$pid" RssFile)"
-  stop_all
-  echo "| $n | $LEAVES | $dbmb | $ms | $calls | $rows | $slow | $(( hwm / 1024 )) | $(( anon / 1024 )) | $(( file / 1024 )) | ${walks%.*} |"
+  # The real poller on the same database: with its default SQLite settings, then (the
+  # reference) with the 1 GiB mmap every store had before.
+  run_poller "$dir" ""; def="$hwm_mb / $anon_mb / $file_mb"; def_walks="$walks"
+  if [ "$REF_MMAP_MIB" -gt 0 ]; then
+    run_poller "$dir" "--sqlite-mmap-mib $REF_MMAP_MIB"; ref="$hwm_mb / $anon_mb / $file_mb"
+  else
+    ref="-"
+  fi
+  load="$(cut -d' ' -f1 /proc/loadavg)"
+  echo "| $n | $LEAVES | $dbmb | $ms | $calls | $rows | $slow | $def | $ref | $def_walks | $load |"
   rm -rf "$dir"
 done
 kill "$SBX_PID" 2>/dev/null || true; wait "$SBX_PID" 2>/dev/null || true

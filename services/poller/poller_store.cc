@@ -9,6 +9,7 @@
 #include "libs/common/status_macros.h"
 #include "libs/common/log.h"
 #include "libs/ledger/sqlite_db.h"
+#include "services/poller/poller_store_counts.h"
 #include "services/poller/poller_store_schema.h"
 #include "services/poller/store_rows.h"
 
@@ -61,9 +62,14 @@ class SqlitePollerStore final : public PollerStore {
  public:
   explicit SqlitePollerStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
-  absl::Status Init() {
-    ledger::Session session(*db_);
-    return InitSqlitePollerSchema(session);
+  absl::Status Init(const SqlitePollerStoreOptions& options) {
+    {
+      ledger::Session session(*db_);
+      ANCHORD_RETURN_IF_ERROR(ApplySqlitePollerTuning(session, options));
+      ANCHORD_RETURN_IF_ERROR(InitSqlitePollerSchema(session));
+    }
+    Transaction tx(*db_);
+    return InitProofCounts(tx);
   }
 
   // PollerStore
@@ -384,29 +390,7 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {
     ledger::Session session(*db_);
-    std::map<std::string, ProviderStats> out;
-    auto st = session.Prepare(
-        "SELECT provider, state, COUNT(*), MIN(CASE WHEN state = ? THEN pending_since END), "
-        "SUM(CASE WHEN state = ? AND stalled = 1 THEN 1 ELSE 0 END) "
-        "FROM proofs GROUP BY provider, state");
-    if (!st.ok()) return st.status();
-    st->Bind(1, static_cast<int64_t>(kPending)).Bind(2, static_cast<int64_t>(kPending));
-    while (true) {
-      auto row = st->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      ProviderStats& ps = out[st->ColumnText(0)];
-      int state = static_cast<int>(st->ColumnInt(1));
-      if (anchord::v1::DigestState_IsValid(state)) {
-        ps.proofs_by_state[static_cast<DigestState>(state)] = st->ColumnInt(2);
-      }
-      if (state == kPending && !st->ColumnIsNull(3)) {
-        ps.oldest_pending = FromDb(st->ColumnInt(3));
-        if (ps.oldest_pending == absl::InfinitePast()) ps.oldest_pending = absl::InfiniteFuture();
-      }
-      ps.stalled += st->ColumnInt(4);
-    }
-    return out;
+    return ReadProviderStats(session);
   }
 
  private:
@@ -629,11 +613,12 @@ class SqlitePollerStore final : public PollerStore {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PollerStore>> OpenSqlitePollerStore(const std::string& path) {
+absl::StatusOr<std::unique_ptr<PollerStore>> OpenSqlitePollerStore(
+    const std::string& path, const SqlitePollerStoreOptions& options) {
   auto db = SqliteDb::Open(path);
   if (!db.ok()) return db.status();
   auto store = std::make_unique<SqlitePollerStore>(std::move(*db));
-  ANCHORD_RETURN_IF_ERROR(store->Init());
+  ANCHORD_RETURN_IF_ERROR(store->Init(options));
   return std::unique_ptr<PollerStore>(std::move(store));
 }
 

@@ -1,0 +1,133 @@
+#include "services/poller/poller_store_counts.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/status_macros.h"
+#include "services/poller/store_rows.h"
+
+namespace anchord::poller {
+namespace {
+
+// The triggers keep one count per (provider, state, stalled). An UPDATE that changes none of the
+// three leaves the counts alone (the WHEN clause), so the frequent MarkChecked and ClaimChecks
+// updates cost nothing here.
+constexpr char kCountsSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS proof_counts (
+  provider TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  stalled INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (provider, state, stalled)
+) WITHOUT ROWID;
+CREATE TRIGGER proof_counts_insert AFTER INSERT ON proofs BEGIN
+  INSERT INTO proof_counts (provider, state, stalled, n)
+    VALUES (NEW.provider, NEW.state, NEW.stalled, 1)
+    ON CONFLICT (provider, state, stalled) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER proof_counts_delete AFTER DELETE ON proofs BEGIN
+  UPDATE proof_counts SET n = n - 1
+    WHERE provider = OLD.provider AND state = OLD.state AND stalled = OLD.stalled;
+END;
+CREATE TRIGGER proof_counts_update AFTER UPDATE OF provider, state, stalled ON proofs
+  WHEN OLD.provider IS NOT NEW.provider OR OLD.state IS NOT NEW.state
+    OR OLD.stalled IS NOT NEW.stalled
+BEGIN
+  UPDATE proof_counts SET n = n - 1
+    WHERE provider = OLD.provider AND state = OLD.state AND stalled = OLD.stalled;
+  INSERT INTO proof_counts (provider, state, stalled, n)
+    VALUES (NEW.provider, NEW.state, NEW.stalled, 1)
+    ON CONFLICT (provider, state, stalled) DO UPDATE SET n = n + 1;
+END;
+)sql";
+
+absl::StatusOr<bool> HasCountTriggers(ledger::Session& session) {
+  auto st = session.Prepare(
+      "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN "
+      "('proof_counts_insert', 'proof_counts_delete', 'proof_counts_update')");
+  if (!st.ok()) return st.status();
+  auto row = st->Step();
+  if (!row.ok()) return row.status();
+  return *row && st->ColumnInt(0) == 3;
+}
+
+}  // namespace
+
+absl::Status InitProofCounts(ledger::Transaction& tx) {
+  ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+  auto present = HasCountTriggers(tx);
+  if (!present.ok()) return present.status();
+  if (*present) return absl::OkStatus();
+  // A database from before the counts (or one whose triggers were dropped): start again from a
+  // full count, once. This is the only scan of the table, at the first open after the upgrade.
+  ANCHORD_RETURN_IF_ERROR(
+      tx.Exec("DROP TRIGGER IF EXISTS proof_counts_insert;"
+              "DROP TRIGGER IF EXISTS proof_counts_delete;"
+              "DROP TRIGGER IF EXISTS proof_counts_update;"
+              "DROP TABLE IF EXISTS proof_counts;"));
+  ANCHORD_RETURN_IF_ERROR(tx.Exec(kCountsSchema));
+  ANCHORD_RETURN_IF_ERROR(
+      tx.Exec("INSERT INTO proof_counts (provider, state, stalled, n) "
+              "SELECT provider, state, stalled, COUNT(*) FROM proofs "
+              "GROUP BY provider, state, stalled;"));
+  return tx.Commit();
+}
+
+absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderStats(
+    ledger::Session& session) {
+  std::map<std::string, PollerStore::ProviderStats> out;
+  // (provider, stalled) pairs that hold pending proofs: each gets one seek for its oldest.
+  std::vector<std::pair<std::string, int64_t>> pending_groups;
+  {
+    auto st =
+        session.Prepare("SELECT provider, state, stalled, n FROM proof_counts WHERE n > 0");
+    if (!st.ok()) return st.status();
+    while (true) {
+      auto row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      PollerStore::ProviderStats& ps = out[st->ColumnText(0)];
+      const int state = static_cast<int>(st->ColumnInt(1));
+      const int64_t stalled = st->ColumnInt(2);
+      const int64_t n = st->ColumnInt(3);
+      if (anchord::v1::DigestState_IsValid(state)) {
+        ps.proofs_by_state[static_cast<DigestState>(state)] += n;
+      }
+      if (state == kPending) {
+        if (stalled == 1) ps.stalled += n;
+        pending_groups.emplace_back(st->ColumnText(0), stalled);
+      }
+    }
+  }
+  auto oldest = session.Prepare(kOldestPendingQuery);
+  if (!oldest.ok()) return oldest.status();
+  for (const auto& [provider, stalled] : pending_groups) {
+    oldest->Reset();
+    oldest->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending)).Bind(3, stalled);
+    auto row = oldest->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) continue;
+    // Unset (InfinitePast) wins the minimum as it did in one GROUP BY, and then means "none".
+    absl::Time t = FromDb(oldest->ColumnInt(0));
+    PollerStore::ProviderStats& ps = out[provider];
+    if (t < ps.oldest_pending) ps.oldest_pending = t;
+  }
+  for (auto& [provider, ps] : out) {
+    if (ps.oldest_pending == absl::InfinitePast()) ps.oldest_pending = absl::InfiniteFuture();
+  }
+  return out;
+}
+
+absl::Status ApplySqlitePollerTuning(ledger::Session& session,
+                                     const SqlitePollerStoreOptions& options) {
+  if (options.mmap_bytes < 0) {
+    return absl::InvalidArgumentError("sqlite mmap_bytes: must be 0 (no mapping) or more");
+  }
+  if (options.cache_kib <= 0) {
+    return absl::InvalidArgumentError("sqlite cache_kib: must be more than 0");
+  }
+  return session.Exec(absl::StrCat("PRAGMA mmap_size=", options.mmap_bytes,
+                                   "; PRAGMA cache_size=-", options.cache_kib, ";"));
+}
+
+}  // namespace anchord::poller

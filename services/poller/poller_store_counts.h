@@ -1,0 +1,43 @@
+// The SQLite poller store's backlog gauges without reading the backlog.
+//
+// A metrics scrape used to count proofs with a GROUP BY over the whole `proofs` table: O(N) rows
+// read, and at 1,000,000 pending proofs most of the database file paged into the poller's memory
+// (bench/RESULTS.md, "Large backlogs"). Instead, a small table `proof_counts` holds one row per
+// (provider, state, stalled) with the number of proofs in it, kept by triggers on `proofs` inside
+// the transaction that inserts, moves or deletes a proof, so it can never disagree with the
+// table after a commit, a rollback or a crash. Reading the gauges is then O(providers x states)
+// rows plus one index seek per provider for the oldest pending proof.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "libs/ledger/sqlite_db.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller {
+
+// Creates `proof_counts` and its triggers when they are missing, and then (a database written by
+// an older release) fills it from one count of `proofs`, in the same transaction as the triggers,
+// so no proof stored meanwhile is missed or counted twice. Idempotent; runs at every open.
+absl::Status InitProofCounts(ledger::Transaction& tx);
+
+// PollerStore::Stats from `proof_counts`: per provider, proofs by state, pending+stalled proofs,
+// and the oldest pending proof's pending_since (a seek on proofs_stall_order per provider).
+absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderStats(
+    ledger::Session& session);
+
+// The oldest pending proof of (?1 provider, ?2 state, ?3 stalled): one seek on
+// proofs_stall_order, never a scan (tests check its EXPLAIN QUERY PLAN).
+inline constexpr char kOldestPendingQuery[] =
+    "SELECT pending_since FROM proofs INDEXED BY proofs_stall_order "
+    "WHERE provider = ?1 AND state = ?2 AND stalled = ?3 ORDER BY pending_since LIMIT 1";
+
+// The SQLite connection settings that bound the memory the database adds to the poller.
+// Rejects negative sizes with an error naming the option.
+absl::Status ApplySqlitePollerTuning(ledger::Session& session,
+                                     const SqlitePollerStoreOptions& options);
+
+}  // namespace anchord::poller

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "libs/common/clock.h"
+#include "libs/ledger/sqlite_db.h"
 #include "libs/providers/factory.h"
 #include "services/poller/counting_store.h"
 #include "services/poller/event_bus.h"
@@ -124,6 +125,60 @@ std::string ProcStatus(const char* key) {
   return "?";
 }
 
+int64_t ProcStatusKb(const char* key) {
+  int64_t kb = 0;
+  std::string v = ProcStatus(key);
+  return absl::SimpleAtoi(v.substr(0, v.find(' ')), &kb) ? kb : -1;
+}
+
+// The backlog gauges read now (Stats from the kept counts) against the reference, the query they
+// ran before (one GROUP BY over every proof) on a connection of its own with the ledger's 1 GiB
+// mmap: each one's time, rows read back and the file pages it added to this process.
+int GaugeReference(const std::string& db, CountingStore& counting) {
+  int64_t file_before = ProcStatusKb("RssFile");
+  counting.ResetCounts();
+  auto stats = counting.Stats();
+  if (!stats.ok()) {
+    std::fprintf(stderr, "stats: %s\n", stats.status().ToString().c_str());
+    return 1;
+  }
+  const CountingStore::Count now = counting.Total();
+  const int64_t file_now = ProcStatusKb("RssFile");
+  auto raw = anchord::ledger::SqliteDb::Open(db);
+  if (!raw.ok()) {
+    std::fprintf(stderr, "open: %s\n", raw.status().ToString().c_str());
+    return 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  int64_t groups = 0;
+  {
+    anchord::ledger::Session session(**raw);
+    auto st = session.Prepare(
+        "SELECT provider, state, COUNT(*), MIN(CASE WHEN state = 4 THEN pending_since END), "
+        "SUM(CASE WHEN state = 4 AND stalled = 1 THEN 1 ELSE 0 END) "
+        "FROM proofs GROUP BY provider, state");
+    if (!st.ok()) {
+      std::fprintf(stderr, "prepare: %s\n", st.status().ToString().c_str());
+      return 1;
+    }
+    while (true) {
+      auto row = st->Step();
+      if (!row.ok() || !*row) break;
+      ++groups;
+    }
+  }
+  const double ref_ms =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() * 1000;
+  const int64_t file_ref = ProcStatusKb("RssFile");
+  std::printf(
+      "gauges now: Stats ms=%.2f rows=%lld rss_file_added_kb=%lld | reference GROUP BY (1 GiB "
+      "mmap): ms=%.1f groups=%lld rss_file_added_kb=%lld\n",
+      now.seconds * 1000, static_cast<long long>(now.rows),
+      static_cast<long long>(file_now - file_before), ref_ms, static_cast<long long>(groups),
+      static_cast<long long>(file_ref - file_now));
+  return 0;
+}
+
 int Rounds(const std::string& db, const std::string& url, int rounds, int max_lookups) {
   auto store = anchord::poller::OpenSqlitePollerStore(db);
   if (!store.ok()) {
@@ -176,7 +231,7 @@ int Rounds(const std::string& db, const std::string& url, int rounds, int max_lo
   }
   std::printf("inprocess VmHWM=%s RssAnon=%s RssFile=%s\n", ProcStatus("VmHWM").c_str(),
               ProcStatus("RssAnon").c_str(), ProcStatus("RssFile").c_str());
-  return 0;
+  return GaugeReference(db, counting);
 }
 
 }  // namespace

@@ -83,8 +83,8 @@ wait_file "$WORK/sandbox.port" 20
 URL="http://127.0.0.1:$(cat "$WORK/sandbox.port")"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-echo "| N pending | leaves/root | db MiB | round ms (in-process, rounds 1..$ROUNDS) | store calls/round | store rows/round | slowest store calls (round $ROUNDS) | poller VmHWM / RssAnon / RssFile MiB | same, --sqlite-mmap-mib $REF_MMAP_MIB (reference) | poller rounds | load (1 min) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| N pending | leaves/root | db MiB | round ms (in-process, rounds 1..$ROUNDS) | store calls/round | store rows/round | slowest store calls (round $ROUNDS) | gauges: Stats now / GROUP BY before (time, file pages mapped) | poller VmHWM / RssAnon / RssFile MiB | same, --sqlite-mmap-mib $REF_MMAP_MIB (reference) | poller rounds | load (1 min) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
   dir="$WORK/n$n"; mkdir -p "$dir"
   "$BENCH" fill "$dir/poller.db" "$n" "$LEAVES" >&2
@@ -96,6 +96,7 @@ for n in $SIZES; do
   rows="$(echo "$last" | tr ' ' '\n' | sed -n 's/^store_rows=//p')"
   slow="$(echo "$last" | tr ' ' '\n' | grep -E '^[A-Za-z]+=[0-9]+x/' | tr '\n' ' ')"
   dbmb="$(du -m "$dir/poller.db" | cut -f1)"
+  gauges="$(echo "$out" | grep '^gauges' | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(ms|rss_file_added_kb)=/) { split($i, kv, "="); v[++n] = kv[2] } } END { printf "%s ms, +%d MiB / %s ms, +%d MiB", v[1], v[2] / 1024, v[3], v[4] / 1024 }')"
   # The real poller on the same database: with its default SQLite settings, then (the
   # reference) with the 1 GiB mmap every store had before.
   run_poller "$dir" ""; def="$hwm_mb / $anon_mb / $file_mb"; def_walks="$walks"
@@ -105,7 +106,7 @@ for n in $SIZES; do
     ref="-"
   fi
   load="$(cut -d' ' -f1 /proc/loadavg)"
-  echo "| $n | $LEAVES | $dbmb | $ms | $calls | $rows | $slow | $def | $ref | $def_walks | $load |"
+  echo "| $n | $LEAVES | $dbmb | $ms | $calls | $rows | $slow | $gauges | $def | $ref | $def_walks | $load |"
   rm -rf "$dir"
 done
 kill "$SBX_PID" 2>/dev/null || true; wait "$SBX_PID" 2>/dev/null || true

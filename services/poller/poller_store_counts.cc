@@ -79,8 +79,7 @@ absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderSt
   // (provider, stalled) pairs that hold pending proofs: each gets one seek for its oldest.
   std::vector<std::pair<std::string, int64_t>> pending_groups;
   {
-    auto st =
-        session.Prepare("SELECT provider, state, stalled, n FROM proof_counts WHERE n > 0");
+    auto st = session.Prepare("SELECT provider, state, stalled, n FROM proof_counts WHERE n > 0");
     if (!st.ok()) return st.status();
     while (true) {
       auto row = st->Step();
@@ -126,8 +125,8 @@ absl::Status ApplySqlitePollerTuning(ledger::Session& session,
   if (options.cache_kib <= 0) {
     return absl::InvalidArgumentError("sqlite cache_kib: must be more than 0");
   }
-  return session.Exec(absl::StrCat("PRAGMA mmap_size=", options.mmap_bytes,
-                                   "; PRAGMA cache_size=-", options.cache_kib, ";"));
+  return session.Exec(absl::StrCat("PRAGMA mmap_size=", options.mmap_bytes, "; PRAGMA cache_size=-",
+                                   options.cache_kib, ";"));
 }
 
 }  // namespace anchord::poller

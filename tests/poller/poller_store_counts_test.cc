@@ -21,10 +21,10 @@
 namespace anchord::poller {
 namespace {
 
+using ::anchord::testing::Backend;
 using testing::Digest;
 using testing::Pending;
 using testing::TempDir;
-using ::anchord::testing::Backend;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 

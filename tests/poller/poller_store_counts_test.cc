@@ -245,6 +245,7 @@ TEST(PollerStoreTuningTest, OptionsAreAppliedAndChecked) {
   };
   EXPECT_EQ(read("PRAGMA mmap_size"), int64_t{8} << 20);
   EXPECT_EQ(read("PRAGMA cache_size"), -2048);
+  EXPECT_EQ(read("PRAGMA temp_store"), 2);  // MEMORY: the triggers' statement journals
 
   options.mmap_bytes = -1;
   absl::Status bad = ApplySqlitePollerTuning(session, options);

@@ -59,7 +59,7 @@ std::string ProofId(uint64_t kind, uint64_t n) {
 
 TrackInput Pending(const std::string& digest, const std::string& id) {
   TrackInput in;
-  in.proof.digest = digest;
+  in.proof.digest = *anchord::Digest::FromBytes(digest);  // 32 bytes by construction
   in.proof.provider = "proofd";
   in.proof.proof_id = id;
   in.proof.state = anchord::v1::DIGEST_STATE_PENDING;

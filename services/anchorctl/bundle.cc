@@ -428,7 +428,7 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
   const std::string* meta_text = get("bundle.json");
   if (meta_text == nullptr) return malformed("entry bundle.json is missing");
   // The manifest: "<64 hex>  <path>" per line.
-  std::map<std::string, std::string> manifest;  // path -> raw digest
+  std::map<std::string, Digest> manifest;
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(*manifest_text, '\n')) {
     ++line_no;
@@ -436,9 +436,9 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     if (line.size() < 67 || line.substr(64, 2) != "  ") {
       return malformed(absl::StrCat("MANIFEST.sha256 line ", line_no, ": not \"DIGEST  PATH\""));
     }
-    auto digest = HexDecode(line.substr(0, 64));
+    absl::StatusOr<Digest> digest = Digest::FromHex(line.substr(0, 64));
     const std::string path(line.substr(66));
-    if (!digest.ok() || digest->size() != 32) {
+    if (!digest.ok()) {
       return malformed(
           absl::StrCat("MANIFEST.sha256 line ", line_no, ": the digest is not 64 hex"));
     }
@@ -507,7 +507,7 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
       return malformed(
           absl::StrCat("entry ", entry, ": its file \"", path, "\" is not in MANIFEST.sha256"));
     }
-    const std::string& digest = m->second;
+    const Digest& digest = m->second;
     const ProofFormat format = DetectProofFormat(*bytes);
     if (format == ProofFormat::kOts) {
       auto parsed = ots::ParseDetached(*bytes);
@@ -515,7 +515,7 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
         f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", parsed.status().message()));
         continue;
       }
-      ots::VerifyResult v = ots::Verify(*parsed, digest, headers.get());
+      ots::VerifyResult v = ots::Verify(*parsed, digest.bytes(), headers.get());
       if (v.verdict == ots::Verdict::kVerified) {
         ++f.verified;
         proven.insert(path);
@@ -577,9 +577,9 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
       if (!h.ok()) {
         f.mismatches.push_back(
             absl::StrCat(path, ": the file under --files: ", h.status().message()));
-      } else if (*h != digest) {
+      } else if (*h != digest.bytes()) {
         f.mismatches.push_back(absl::StrCat(path, ": the file's SHA-256 ", HexEncode(*h),
-                                            " differs from the manifest's ", HexEncode(digest)));
+                                            " differs from the manifest's ", digest.hex()));
       }
     }
   }

@@ -34,12 +34,12 @@ absl::StatusOr<int> ParseWaitTarget(absl::string_view wait) {
       absl::StrCat("--wait: \"", wait, "\" is not one of none, queued, submitted, confirmed"));
 }
 
-absl::StatusOr<std::string> ParseDigestArg(absl::string_view hex, absl::string_view arg) {
+absl::StatusOr<Digest> ParseDigestArg(absl::string_view hex, absl::string_view arg) {
   if (!IsSha256Hex(hex)) {
     return absl::InvalidArgumentError(absl::StrCat(
         arg, ": expected a SHA-256 digest as 64 hex characters, got ", hex.size(), " characters"));
   }
-  return HexDecode(hex, arg);
+  return Digest::FromHex(hex, arg);
 }
 
 absl::StatusOr<std::string> RelativeToRoot(absl::string_view dir, absl::string_view root) {

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anchord/v1/common.pb.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::anchorctl {
 
@@ -27,8 +28,8 @@ std::string StateName(int state);
 // must reach: 0 (none), QUEUED, PENDING (submitted = the provider accepted it), CONFIRMED.
 absl::StatusOr<int> ParseWaitTarget(absl::string_view wait);
 
-// A 64-hex digest argument to its 32 raw bytes; InvalidArgument naming `arg`.
-absl::StatusOr<std::string> ParseDigestArg(absl::string_view hex, absl::string_view arg = "DIGEST");
+// A 64-hex digest argument; InvalidArgument naming `arg`.
+absl::StatusOr<Digest> ParseDigestArg(absl::string_view hex, absl::string_view arg = "DIGEST");
 
 // The path to send in HashTreeRequest.path for directory `dir` when the hasher's root is `root`
 // (both already made absolute and canonical by the caller): "." for the root itself, else the

@@ -165,7 +165,7 @@ std::string VerifyResultJson(const ots::VerifyResult& r) {
 
 namespace {
 
-absl::StatusOr<std::string> FileSha256(const std::string& path) {
+absl::StatusOr<Digest> FileSha256(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   digest::Sha256 h;
@@ -175,7 +175,7 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
     if (in.gcount() > 0) h.Update(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return h.Finish().raw();
+  return h.Finish();
 }
 
 int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
@@ -206,7 +206,7 @@ int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
     j["verified"] = c.exit == 0;
     j["format"] = ProofFormatName(DetectProofFormat(bytes));
     j["message"] = c.message;
-    j["file_digest"] = HexEncode(*digest);
+    j["file_digest"] = digest->hex();
     if (!c.root_hex.empty()) j["merkle_root"] = c.root_hex;
     if (c.info) {
       j["tsa"] = c.info->tsa_name;
@@ -218,7 +218,7 @@ int RunVerifyTsa(const std::string& file_path, const std::string& proof_path,
   } else {
     out << "Proof " << proof_path << " (RFC 3161"
         << (c.root_hex.empty() ? "" : ", Merkle-path form") << ") for " << file_path << "\n";
-    out << "File sha256 hash: " << HexEncode(*digest) << "\n";
+    out << "File sha256 hash: " << digest->hex() << "\n";
     if (!c.root_hex.empty()) out << "Merkle root:      " << c.root_hex << "\n";
     if (c.info) out << tsa::RenderInfo(*c.info);
     out << (c.exit == 0 ? "" : "Failed! ") << c.message << "\n";

@@ -49,26 +49,21 @@ const char* ProofExtension(ProofFormat f) {
   return ".bin";
 }
 
-TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const std::string& ca_pem,
+TsaCheck CheckTsaProof(absl::string_view proof, const Digest& digest, const std::string& ca_pem,
                        const std::string& untrusted_pem) {
   TsaCheck r;
-  absl::StatusOr<Digest> file_digest = Digest::FromBytes(digest);
-  if (!file_digest.ok()) {
-    r.message = "the file digest is not 32 bytes";
-    return r;
-  }
   std::string tsr(proof);
-  Digest covered = *file_digest;
+  Digest covered = digest;
   if (tsa::IsPathForm(proof)) {
     auto form = tsa::DecodePathForm(proof);
     if (!form.ok()) {
       r.message = std::string(form.status().message());
       return r;
     }
-    if (form->digest != *file_digest) {
+    if (form->digest != digest) {
       r.exit = 3;
       r.message = absl::StrCat("the proof is for another file (digest ", form->digest.hex(),
-                               ", the file's is ", HexEncode(digest), ")");
+                               ", the file's is ", digest.hex(), ")");
       return r;
     }
     r.root_hex = form->root.hex();
@@ -86,7 +81,7 @@ TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const 
     r.exit = 3;
     r.message = r.root_hex.empty() ? absl::StrCat("the token is for other data (imprint ",
                                                   HexEncode(info->imprint),
-                                                  ", the file's digest is ", HexEncode(digest), ")")
+                                                  ", the file's digest is ", digest.hex(), ")")
                                    : absl::StrCat("the token is not over the Merkle root ",
                                                   r.root_hex, " the path leads to");
     return r;

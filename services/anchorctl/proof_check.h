@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "libs/digest/digest.h"
 #include "libs/tsa/tsa.h"
 
 namespace anchord::anchorctl {
@@ -28,9 +29,9 @@ struct TsaCheck {
   std::string root_hex;                // Merkle-path form: the recomputed root
 };
 
-// Checks a .tsr or .tsrm against the file's raw 32-byte SHA-256 `digest`, trusting `ca_pem`
+// Checks a .tsr or .tsrm against the file's SHA-256 `digest`, trusting `ca_pem`
 // (empty: the token is parsed and matched but its signature cannot be checked: exit 1).
-TsaCheck CheckTsaProof(absl::string_view proof, absl::string_view digest, const std::string& ca_pem,
+TsaCheck CheckTsaProof(absl::string_view proof, const Digest& digest, const std::string& ca_pem,
                        const std::string& untrusted_pem = "");
 
 }  // namespace anchord::anchorctl

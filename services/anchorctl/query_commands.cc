@@ -130,7 +130,7 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
     ScopedCancel cancel(&ctx);
     clients.SetDeadline(&ctx);
     LocateRequest req;
-    req.set_digest(*digest);
+    req.set_digest(digest->raw());
     LocateResponse resp;
     grpc::Status st = clients.status(service).Locate(&ctx, req, &resp);
     if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
@@ -148,7 +148,7 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
     ScopedCancel cancel(&ctx);
     clients.SetDeadline(&ctx);
     GetProofRequest req;
-    req.set_digest(*digest);
+    req.set_digest(digest->raw());
     GetProofResponse resp;
     grpc::Status st = clients.poller().GetProof(&ctx, req, &resp);
     if (st.ok()) {
@@ -170,14 +170,14 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
     nlohmann::json fj = nlohmann::json::array();
     for (const auto& [path, f] : files)
       fj.push_back({{"path", path}, {"job", f.job()}, {"size_bytes", f.size_bytes()}});
-    std::cout << Dump({{"digest", HexEncode(*digest)},
+    std::cout << Dump({{"digest", digest->hex()},
                        {"state", StateName(furthest)},
                        {"services", per_service},
                        {"proofs", pj},
                        {"files", fj}})
               << std::endl;
   } else {
-    std::cout << HexEncode(*digest) << ": " << StateName(furthest) << "\n";
+    std::cout << digest->hex() << ": " << StateName(furthest) << "\n";
     for (auto it = per_service.begin(); it != per_service.end(); ++it) {
       std::cout << "  " << it.key() << ": " << it.value().get<std::string>() << "\n";
     }
@@ -201,7 +201,7 @@ int RunGet(const GlobalOptions& g, const std::string& digest_hex) {
 int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std::string& output) {
   auto digest = ParseDigestArg(digest_hex);
   if (!digest.ok()) return FailStatus(digest.status());
-  const std::string out = output.empty() ? absl::StrCat(HexEncode(*digest), ".ots") : output;
+  const std::string out = output.empty() ? absl::StrCat(digest->hex(), ".ots") : output;
   Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
   if (auto s = clients.Check("poller"); !s.ok())
     return Fail(kExitInternal, std::string(s.message()));
@@ -209,7 +209,7 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
   ScopedCancel cancel(&ctx);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::max(UnaryDeadline(g), absl::Seconds(60))));
   DownloadProofRequest req;
-  req.set_digest(*digest);
+  req.set_digest(digest->raw());
   auto reader = clients.poller().DownloadProof(&ctx, req);
   DownloadProofResponse chunk;
   std::string data;
@@ -224,12 +224,11 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
   }
   grpc::Status st = reader->Finish();
   if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-    return Fail(kExitIncomplete, absl::StrCat("no .ots stored yet for ", HexEncode(*digest), ": ",
-                                              st.error_message()));
+    return Fail(kExitIncomplete,
+                absl::StrCat("no .ots stored yet for ", digest->hex(), ": ", st.error_message()));
   }
   if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
-    return Fail(kExitUsage,
-                absl::StrCat("DIGEST: ", HexEncode(*digest), " is not known to the poller"));
+    return Fail(kExitUsage, absl::StrCat("DIGEST: ", digest->hex(), " is not known to the poller"));
   }
   if (!st.ok()) return FailStatus(clients.RpcError("poller", "DownloadProof", st));
   if (data.empty() || (total >= 0 && static_cast<int64_t>(data.size()) != total)) {
@@ -240,7 +239,7 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
     return Fail(kExitInternal, absl::StrCat("-o: ", s.message()));
   }
   if (g.json) {
-    std::cout << Dump({{"digest", HexEncode(*digest)}, {"file", out}, {"size_bytes", data.size()}})
+    std::cout << Dump({{"digest", digest->hex()}, {"file", out}, {"size_bytes", data.size()}})
               << std::endl;
   } else {
     std::cout << "wrote " << out << " (" << data.size() << " bytes)" << std::endl;
@@ -255,7 +254,7 @@ int RunWatch(const GlobalOptions& g, const std::string& job, const std::string& 
   if (!digest_hex.empty()) {
     auto d = ParseDigestArg(digest_hex, "--digest");
     if (!d.ok()) return FailStatus(d.status());
-    digest = *d;
+    digest = d->raw();
   }
   Clients clients(ResolveEndpoints(g), UnaryDeadline(g));
   if (auto s = clients.Check("poller"); !s.ok())

@@ -67,9 +67,9 @@ absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
 std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::string& digest_hex,
                            const std::string& provider, const std::string& status,
                            ots::BlockHeaderSource* headers, const std::string& tsa_ca_pem) {
-  auto digest = HexDecode(digest_hex);
+  absl::StatusOr<Digest> digest = Digest::FromHex(digest_hex);
   if (!digest.ok()) return "INVALID digest";
-  auto data = FetchOts(clients, g, *digest, provider);
+  auto data = FetchOts(clients, g, digest->raw(), provider);
   if (absl::IsNotFound(data.status())) {
     // A confirmed proof without an .ots: the provider gives none (ProofLedger); its
     // certificate_url is the evidence.
@@ -93,7 +93,7 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   }
   auto proof = ots::ParseDetached(*data);
   if (!proof.ok()) return absl::StrCat("INVALID ", proof.status().message());
-  ots::VerifyResult v = ots::Verify(*proof, *digest, headers);
+  ots::VerifyResult v = ots::Verify(*proof, digest->bytes(), headers);
   switch (v.verdict) {
     case ots::Verdict::kVerified:
       // Under regtest rules the block is a test chain's: the column must not pass for Bitcoin.

@@ -60,7 +60,7 @@ struct FilesCall {
   // A file sent to the submitter and not yet acknowledged.
   struct Item {
     std::string file_id;
-    std::string digest;
+    Digest digest;
     int64_t size_bytes;
     std::string job;
     std::string source_path;
@@ -110,7 +110,7 @@ void OnFilesAck(FilesCall* c, const v1::SubmitResponse& ack) {
   if (!item) return;
   v1::HashFilesResponse r;
   r.set_file_id(item->file_id);
-  r.set_digest(item->digest);
+  r.set_digest(item->digest.raw());
   r.set_size_bytes(item->size_bytes);
   if (ack.status().code() == 0 && !item->source_path.empty()) {
     absl::Status st = c->shared->store->MarkQueued(item->job, item->source_path, item->digest,
@@ -128,7 +128,7 @@ void OnFilesAck(FilesCall* c, const v1::SubmitResponse& ack) {
 void FinishFile(FilesCall* c) {
   Shared* s = c->shared;
   c->in_file = false;
-  std::string digest = c->sha.Finish().raw();
+  const Digest digest = c->sha.Finish();
   if (!c->file_error.ok()) {
     FilesResult(c, c->file_id, c->received, c->file_error, "INVALID_FIELD");
     return;
@@ -155,7 +155,7 @@ void FinishFile(FilesCall* c) {
   if (c->dry_run) {
     v1::HashFilesResponse r;
     r.set_file_id(c->file_id);
-    r.set_digest(digest);
+    r.set_digest(digest.raw());
     r.set_size_bytes(c->received);
     r.set_state(v1::DIGEST_STATE_HASHED);
     *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
@@ -180,7 +180,7 @@ void FinishFile(FilesCall* c) {
   v1::SubmitRequest req;
   req.set_request_id(
       c->sent.Add(FilesCall::Item{c->file_id, digest, c->received, job, source_path}));
-  req.set_digest(digest);
+  req.set_digest(digest.raw());
   *req.mutable_metadata() = c->metadata;
   req.mutable_metadata()->set_job(job);
   for (const std::string& p : c->providers) req.add_providers(p);

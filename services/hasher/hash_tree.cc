@@ -58,7 +58,7 @@ struct TreeCall {
   // A file sent to the submitter and not yet acknowledged.
   struct Item {
     std::string path;
-    std::string digest;
+    Digest digest;
     int64_t size_bytes;
   };
 
@@ -120,7 +120,7 @@ void OnTreeAck(TreeCall* c, const v1::SubmitResponse& ack) {
   if (!item) return;
   v1::HashTreeResponse r;
   r.set_path(item->path);
-  r.set_digest(item->digest);
+  r.set_digest(item->digest.raw());
   r.set_size_bytes(item->size_bytes);
   if (ack.status().code() == 0) {
     c->marks.Add(QueuedMark{c->job, item->path, item->digest, ack.duplicate_of()});
@@ -156,14 +156,14 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
               digest::WithReason(st, digest::ReasonOf(d.status())));
     return;
   }
-  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, d->digest.raw()});
+  hashed->push_back(HashedRecord{e.rel_path, d->size_bytes, d->mtime_ns, d->digest});
 }
 
 // Forwards one recorded file to the submitter (its result is pushed when the ack arrives).
 void ForwardTreeFile(const std::shared_ptr<TreeCall>& c, const HashedRecord& h) {
   v1::SubmitRequest req;
   req.set_request_id(c->sent.Add(TreeCall::Item{h.path, h.digest, h.size_bytes}));
-  req.set_digest(h.digest);
+  req.set_digest(h.digest.raw());
   v1::FileMetadata* md = req.mutable_metadata();
   md->set_filename(internal::Basename(h.path));
   md->set_size_bytes(h.size_bytes);
@@ -186,12 +186,12 @@ std::optional<v1::HashTreeResponse> UnchangedResult(const digest::WalkEntry& e,
   if (row == nullptr || !row->has_value()) return std::nullopt;
   const FileRow& f = **row;
   if (f.state != FileState::kQueued || !f.read_by_hasher || f.size_bytes != e.size_bytes ||
-      f.mtime_ns != e.mtime_ns || f.digest.size() != kDigestBytes) {
+      f.mtime_ns != e.mtime_ns || !f.digest.has_value()) {
     return std::nullopt;
   }
   v1::HashTreeResponse r;
   r.set_path(e.rel_path);
-  r.set_digest(f.digest);
+  r.set_digest(f.digest->raw());
   r.set_size_bytes(e.size_bytes);
   r.set_state(v1::DIGEST_STATE_QUEUED);
   r.set_unchanged(true);
@@ -253,7 +253,7 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     }
     v1::HashTreeResponse r;
     r.set_path(std::move(h.path));
-    r.set_digest(std::move(h.digest));
+    r.set_digest(h.digest.raw());
     r.set_size_bytes(h.size_bytes);
     r.set_state(v1::DIGEST_STATE_HASHED);
     if (i < dups.size()) r.set_duplicate_of(dups[i]);

@@ -27,7 +27,7 @@ constexpr int kListPageRows = 256;
 v1::ListFilesResponse ToListResponse(const FileRow& row) {
   v1::ListFilesResponse r;
   r.set_path(row.path);
-  r.set_digest(row.digest);
+  if (row.digest.has_value()) r.set_digest(row.digest->raw());
   r.set_size_bytes(row.size_bytes);
   if (row.state == FileState::kQueued) {
     r.set_state(v1::DIGEST_STATE_QUEUED);
@@ -150,9 +150,9 @@ grpc::ServerWriteReactor<v1::ListFilesResponse>* HasherServiceImpl::ListFiles(
 
 absl::StatusOr<v1::LocateResponse> LocateDigest(HasherStore& store,
                                                 const v1::LocateRequest& request) {
-  absl::Status st = ValidateDigest(request.digest(), "digest");
-  if (!st.ok()) return st;
-  auto rows = store.FindByDigest(request.digest());
+  absl::StatusOr<Digest> digest = Digest::FromBytes(request.digest(), "digest");
+  if (!digest.ok()) return digest.status();
+  auto rows = store.FindByDigest(*digest);
   if (!rows.ok()) return rpc::StoreUnavailable("hasher", rows.status());
   if (rows->empty()) return absl::NotFoundError("digest: unknown to the hasher");
   v1::LocateResponse response;

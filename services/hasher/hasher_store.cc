@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "libs/common/status_macros.h"
+#include "libs/digest/stored_digest.h"
 
 namespace anchord::hasher {
 namespace {
@@ -18,13 +20,16 @@ constexpr const char* kColumns =
     "job, path, size, mtime_ns, digest, state, duplicate_of, error_code, error_reason, "
     "error_message, updated_at, read_by_hasher";
 
-FileRow ReadRow(const ledger::Statement& s) {
+// DATA_LOSS when a row's digest is neither NULL (an ERROR row) nor 32 bytes.
+absl::StatusOr<FileRow> ReadRow(const ledger::Statement& s) {
   FileRow r;
   r.job = s.ColumnText(0);
   r.path = s.ColumnText(1);
   r.size_bytes = s.ColumnInt(2);
   r.mtime_ns = s.ColumnInt(3);
-  r.digest = s.ColumnText(4);
+  if (!s.ColumnIsNull(4)) {
+    ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(4), "files.digest"));
+  }
   r.state = ParseState(s.ColumnText(5));
   r.duplicate_of = s.ColumnText(6);
   r.error_code = static_cast<int>(s.ColumnInt(7));
@@ -98,12 +103,13 @@ absl::StatusOr<std::optional<FileRow>> HasherStore::Get(absl::string_view job,
   auto row = s->Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::optional<FileRow>();
-  return std::optional<FileRow>(ReadRow(*s));
+  ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(*s));
+  return std::optional<FileRow>(std::move(r));
 }
 
 absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_view path,
                                          int64_t size_bytes, int64_t mtime_ns,
-                                         absl::string_view digest) {
+                                         const Digest& digest) {
   ledger::Session session(*db_);
   auto s = session.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
@@ -117,7 +123,7 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
       .Bind(2, path)
       .Bind(3, size_bytes)
       .Bind(4, mtime_ns)
-      .BindBlob(5, digest)
+      .BindBlob(5, digest.bytes())
       .Bind(6, NowMs());
   return s->Run();
 }
@@ -151,13 +157,13 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
         .Bind(2, r.path)
         .Bind(3, r.size_bytes)
         .Bind(4, r.mtime_ns)
-        .BindBlob(5, r.digest)
+        .BindBlob(5, r.digest.bytes())
         .Bind(6, now);
     absl::Status st = ins->Run();
     if (!st.ok()) return st;
     if (dup) {
       dup->Reset();
-      dup->Bind(1, job).BindBlob(2, r.digest).Bind(3, r.path);
+      dup->Bind(1, job).BindBlob(2, r.digest.bytes()).Bind(3, r.path);
       auto row = dup->Step();
       if (!row.ok()) return row.status();
       duplicates->push_back(*row ? dup->ColumnText(0) : std::string());
@@ -184,19 +190,24 @@ absl::StatusOr<std::vector<std::optional<FileRow>>> HasherStore::GetMany(
     s->Bind(1, job).Bind(2, p);
     auto row = s->Step();
     if (!row.ok()) return row.status();
-    out.push_back(*row ? std::optional<FileRow>(ReadRow(*s)) : std::nullopt);
+    if (!*row) {
+      out.push_back(std::nullopt);
+      continue;
+    }
+    ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(*s));
+    out.push_back(std::move(r));
   }
   return out;
 }
 
 absl::Status HasherStore::MarkQueued(absl::string_view job, absl::string_view path,
-                                     absl::string_view digest, absl::string_view duplicate_of) {
+                                     const Digest& digest, absl::string_view duplicate_of) {
   ledger::Session session(*db_);
   auto s = session.Prepare(
       "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
       "WHERE job=? AND path=? AND digest=?");
   if (!s.ok()) return s.status();
-  s->Bind(1, duplicate_of).Bind(2, NowMs()).Bind(3, job).Bind(4, path).BindBlob(5, digest);
+  s->Bind(1, duplicate_of).Bind(2, NowMs()).Bind(3, job).Bind(4, path).BindBlob(5, digest.bytes());
   return s->Run();
 }
 
@@ -211,7 +222,11 @@ absl::Status HasherStore::MarkQueuedBatch(const std::vector<QueuedMark>& marks) 
   int64_t now = NowMs();
   for (const QueuedMark& m : marks) {
     s->Reset();
-    s->Bind(1, m.duplicate_of).Bind(2, now).Bind(3, m.job).Bind(4, m.path).BindBlob(5, m.digest);
+    s->Bind(1, m.duplicate_of)
+        .Bind(2, now)
+        .Bind(3, m.job)
+        .Bind(4, m.path)
+        .BindBlob(5, m.digest.bytes());
     absl::Status st = s->Run();
     if (!st.ok()) return st;
   }
@@ -248,36 +263,37 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job
     auto row = s->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    out.push_back(ReadRow(*s));
+    ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(*s));
+    out.push_back(std::move(r));
   }
   return out;
 }
 
-absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(absl::string_view digest,
-                                                               int limit) {
+absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(const Digest& digest, int limit) {
   ledger::Session session(*db_);
   auto s = session.Prepare(
       absl::StrCat("SELECT ", kColumns, " FROM files WHERE digest=? ORDER BY rowid LIMIT ?"));
   if (!s.ok()) return s.status();
-  s->BindBlob(1, digest).Bind(2, int64_t{limit});
+  s->BindBlob(1, digest.bytes()).Bind(2, int64_t{limit});
   std::vector<FileRow> out;
   for (;;) {
     auto row = s->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    out.push_back(ReadRow(*s));
+    ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(*s));
+    out.push_back(std::move(r));
   }
   return out;
 }
 
 absl::StatusOr<std::string> HasherStore::FirstPathWithDigest(absl::string_view job,
-                                                             absl::string_view digest,
+                                                             const Digest& digest,
                                                              absl::string_view exclude_path) {
   ledger::Session session(*db_);
   auto s = session.Prepare(
       "SELECT path FROM files WHERE job=? AND digest=? AND path<>? ORDER BY rowid LIMIT 1");
   if (!s.ok()) return s.status();
-  s->Bind(1, job).BindBlob(2, digest).Bind(3, exclude_path);
+  s->Bind(1, job).BindBlob(2, digest.bytes()).Bind(3, exclude_path);
   auto row = s->Step();
   if (!row.ok()) return row.status();
   return *row ? s->ColumnText(0) : std::string();

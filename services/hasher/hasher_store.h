@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "libs/digest/digest.h"
 #include "libs/ledger/sqlite_db.h"
 
 namespace anchord::hasher {
@@ -28,7 +29,7 @@ struct FileRow {
   std::string path;
   int64_t size_bytes = 0;
   int64_t mtime_ns = 0;
-  std::string digest;  // 32 bytes; empty for ERROR
+  std::optional<Digest> digest;  // nullopt for ERROR
   FileState state = FileState::kHashed;
   std::string duplicate_of;
   int error_code = 0;
@@ -52,14 +53,14 @@ struct HashedRecord {
   std::string path;
   int64_t size_bytes = 0;
   int64_t mtime_ns = 0;
-  std::string digest;
+  Digest digest;
 };
 
 // One acknowledged file, for MarkQueuedBatch.
 struct QueuedMark {
   std::string job;
   std::string path;
-  std::string digest;
+  Digest digest;
   std::string duplicate_of;
 };
 
@@ -72,7 +73,7 @@ class HasherStore {
   // Upserts the row as HASHED with `digest` computed from bytes a caller uploaded (HashFiles), so
   // read_by_hasher is false. Survives a process crash when this returns OK.
   absl::Status RecordUploaded(absl::string_view job, absl::string_view path, int64_t size_bytes,
-                              int64_t mtime_ns, absl::string_view digest);
+                              int64_t mtime_ns, const Digest& digest);
   // Upserts rows as HASHED with digests the hasher computed itself from the files under its root
   // (HashTree): read_by_hasher is true. Several files of `job` in one transaction (one commit
   // instead of one per file: the per-file commit dominated hashing small files). All or nothing.
@@ -85,7 +86,7 @@ class HasherStore {
   absl::StatusOr<std::vector<std::optional<FileRow>>> GetMany(
       absl::string_view job, const std::vector<std::string>& paths);
   // Moves the row to QUEUED when it still carries `digest` (a newer hash of the file wins).
-  absl::Status MarkQueued(absl::string_view job, absl::string_view path, absl::string_view digest,
+  absl::Status MarkQueued(absl::string_view job, absl::string_view path, const Digest& digest,
                           absl::string_view duplicate_of);
   // MarkQueued for several rows in one transaction. All or nothing.
   absl::Status MarkQueuedBatch(const std::vector<QueuedMark>& marks);
@@ -97,9 +98,9 @@ class HasherStore {
   absl::StatusOr<std::vector<FileRow>> ListPage(absl::string_view job, absl::string_view after,
                                                 int limit);
   // Every row (any job) carrying `digest`, oldest first; at most `limit`.
-  absl::StatusOr<std::vector<FileRow>> FindByDigest(absl::string_view digest, int limit = 100);
+  absl::StatusOr<std::vector<FileRow>> FindByDigest(const Digest& digest, int limit = 100);
   // The first path of `job` (other than `exclude_path`) that carries `digest`; "" when none.
-  absl::StatusOr<std::string> FirstPathWithDigest(absl::string_view job, absl::string_view digest,
+  absl::StatusOr<std::string> FirstPathWithDigest(absl::string_view job, const Digest& digest,
                                                   absl::string_view exclude_path);
   // Counts for one job, or for every job when `job` is empty.
   absl::StatusOr<JobSummary> Summarize(absl::string_view job);

@@ -11,7 +11,7 @@ namespace anchord::poller {
 
 anchord::v1::Proof ToProto(const ProofRow& r) {
   anchord::v1::Proof p;
-  p.set_digest(r.digest);
+  p.set_digest(r.digest.raw());
   p.set_provider(r.provider);
   p.set_proof_id(r.proof_id);
   p.set_state(r.state);
@@ -119,14 +119,14 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
     if (req.evidence().size() > 65536) {
       return absl::InvalidArgumentError("evidence: at most 65536 bytes");
     }
-    if (st = CheckEvidence(req.evidence(), p.digest()); !st.ok()) {
+    if (st = CheckEvidence(req.evidence(), *digest); !st.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("evidence: ", st.message()));
     }
   }
 
   TrackInput in;
   ProofRow& r = in.proof;
-  r.digest = p.digest();
+  r.digest = *digest;
   r.provider = p.provider();
   r.proof_id = p.proof_id();
   r.state = p.state();

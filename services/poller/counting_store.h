@@ -81,11 +81,11 @@ class CountingStore final : public PollerStore {
                                                   absl::Time now) override {
     return Timed("Track", [&] { return inner_->Track(inputs, now); });
   }
-  absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> Get(const Digest& digest,
                                               const std::string& provider) override {
     return Timed("Get", [&] { return inner_->Get(digest, provider); });
   }
-  absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) override {
+  absl::StatusOr<std::vector<ProofRow>> GetAll(const Digest& digest) override {
     return Timed("GetAll", [&] { return inner_->GetAll(digest); });
   }
   absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
@@ -117,40 +117,37 @@ class CountingStore final : public PollerStore {
     return Timed("NewlyStalled",
                  [&] { return inner_->NewlyStalled(provider, pending_before, limit); });
   }
-  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const Digest& digest,
                                                         const std::string& provider,
                                                         const ConfirmInput& in,
                                                         absl::Time now) override {
     return Timed("MarkConfirmed", [&] { return inner_->MarkConfirmed(digest, provider, in, now); });
   }
-  absl::StatusOr<std::optional<ProofRow>> MarkFailed(const std::string& digest,
-                                                     const std::string& provider, int32_t code,
-                                                     const std::string& message,
-                                                     const std::string& reason,
-                                                     const std::string& request_id,
-                                                     absl::Time now) override {
+  absl::StatusOr<std::optional<ProofRow>> MarkFailed(
+      const Digest& digest, const std::string& provider, int32_t code, const std::string& message,
+      const std::string& reason, const std::string& request_id, absl::Time now) override {
     return Timed("MarkFailed", [&] {
       return inner_->MarkFailed(digest, provider, code, message, reason, request_id, now);
     });
   }
-  absl::StatusOr<std::optional<ProofRow>> StoreOts(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> StoreOts(const Digest& digest,
                                                    const std::string& provider,
                                                    const std::string& ots,
                                                    absl::Time now) override {
     return Timed("StoreOts", [&] { return inner_->StoreOts(digest, provider, ots, now); });
   }
-  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const Digest& digest,
                                                       const std::string& provider,
                                                       absl::Time now) override {
     return Timed("MarkStalled", [&] { return inner_->MarkStalled(digest, provider, now); });
   }
-  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const Digest& digest,
                                                      const std::string& provider,
                                                      const std::string& ots,
                                                      absl::Time now) override {
     return Timed("ReplaceOts", [&] { return inner_->ReplaceOts(digest, provider, ots, now); });
   }
-  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
+  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const Digest& root,
                                                           const std::string& provider,
                                                           absl::Time now) override {
     return Timed("PropagateToLeaves",
@@ -166,14 +163,14 @@ class CountingStore final : public PollerStore {
                                                      int limit) override {
     return Timed("FallbacksDue", [&] { return inner_->FallbacksDue(provider, limit); });
   }
-  absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) override {
+  absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) override {
     return Timed("MarkFallbackSent", [&] { return inner_->MarkFallbackSent(digest, provider); });
   }
-  absl::Status MarkChecked(const std::string& digest, const std::string& provider,
+  absl::Status MarkChecked(const Digest& digest, const std::string& provider,
                            absl::Time now) override {
     return Timed("MarkChecked", [&] { return inner_->MarkChecked(digest, provider, now); });
   }
-  absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
+  absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                     const std::string& provider) override {
     return Timed("GetOts", [&] { return inner_->GetOts(digest, provider); });
   }

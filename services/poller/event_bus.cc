@@ -5,7 +5,7 @@
 namespace anchord::poller {
 
 bool WatchFilter::Matches(const anchord::v1::Proof& proof) const {
-  if (!digest.empty() && proof.digest() != digest) return false;
+  if (digest.has_value() && proof.digest() != digest->bytes()) return false;
   if (job.empty()) return true;
   for (const auto& f : proof.files()) {
     if (f.job() == job) return true;

@@ -11,20 +11,22 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "anchord/v1/poller.pb.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::poller {
 
 using EventPtr = std::shared_ptr<const anchord::v1::WatchResponse>;
 
 struct WatchFilter {
-  std::string job;     // empty: any
-  std::string digest;  // empty: any
+  std::string job;               // empty: any
+  std::optional<Digest> digest;  // nullopt: any
 
   bool Matches(const anchord::v1::Proof& proof) const;
 };

@@ -17,7 +17,7 @@ absl::Status RequestFallback(const std::shared_ptr<grpc::Channel>& submitter, co
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   anchord::v1::ReanchorRequest req;
-  req.set_digest(row.digest);
+  req.set_digest(row.digest.raw());
   rpc::SetFileMetadata(row.files.front(), req.mutable_metadata());
   req.set_provider(row.fallback_provider);
   req.set_stalled_provider(row.provider);

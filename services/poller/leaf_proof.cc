@@ -1,6 +1,7 @@
 #include "services/poller/leaf_proof.h"
 
 #include "libs/digest/digest.h"
+#include "libs/digest/stored_digest.h"
 #include "libs/merkle/merkle.h"
 #include "libs/tsa/path_form.h"
 #include "libs/tsa/tsa.h"
@@ -11,24 +12,22 @@ namespace {
 
 absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const ProofRow& leaf,
                                                    const std::set<std::string>& without_ots) {
-  const std::string& digest = leaf.digest;
-  if (!leaf.is_leaf()) return store->GetOts(digest, leaf.provider);
+  if (!leaf.is_leaf()) return store->GetOts(leaf.digest, leaf.provider);
 
-  absl::StatusOr<Digest> file_digest = Digest::FromBytes(leaf.digest);
-  if (!file_digest.ok()) return file_digest.status();
-  absl::StatusOr<std::optional<std::string>> root_ots =
-      store->GetOts(leaf.merkle_root, leaf.provider);
+  absl::StatusOr<Digest> root = DigestFromColumn(leaf.merkle_root, "proofs.merkle_root");
+  if (!root.ok()) return root.status();
+  absl::StatusOr<std::optional<std::string>> root_ots = store->GetOts(*root, leaf.provider);
   if (!root_ots.ok()) return root_ots.status();
   if (root_ots->has_value() && tsa::LooksLikeTsr(**root_ots)) {
     // An RFC 3161 token over the root: the file gets the Merkle-path form (libs/tsa/path_form.h).
     absl::StatusOr<std::string> form =
-        tsa::EncodePathForm(*file_digest, leaf.merkle_path, **root_ots);
+        tsa::EncodePathForm(leaf.digest, leaf.merkle_path, **root_ots);
     if (!form.ok()) return form.status();
     return std::optional<std::string>(*std::move(form));
   }
   if (root_ots->has_value()) {
     absl::StatusOr<std::string> joined =
-        merkle::JoinProof(*file_digest, leaf.merkle_path, **root_ots);
+        merkle::JoinProof(leaf.digest, leaf.merkle_path, **root_ots);
     if (!joined.ok()) return joined.status();
     return std::optional<std::string>(*std::move(joined));
   }
@@ -38,15 +37,14 @@ absl::StatusOr<std::optional<std::string>> LoadOne(PollerStore* store, const Pro
   const std::string& record = !leaf.certificate_url.empty() ? leaf.certificate_url : leaf.proof_id;
   if (record.empty()) return std::optional<std::string>();
   absl::StatusOr<std::string> path_only =
-      merkle::PathOnlyProof(*file_digest, leaf.merkle_path, record);
+      merkle::PathOnlyProof(leaf.digest, leaf.merkle_path, record);
   if (!path_only.ok()) return path_only.status();
   return std::optional<std::string>(*std::move(path_only));
 }
 
 }  // namespace
 
-absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store,
-                                                        const std::string& digest,
+absl::StatusOr<std::optional<std::string>> LoadProofOts(PollerStore* store, const Digest& digest,
                                                         const std::string& provider,
                                                         const std::set<std::string>& without_ots) {
   std::vector<ProofRow> rows;

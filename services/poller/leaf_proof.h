@@ -18,7 +18,7 @@ namespace anchord::poller {
 // (the oldest proof of the digest). `without_ots` names the providers that never give an .ots:
 // only their leaves get a path-only proof; the others wait for the root's .ots.
 absl::StatusOr<std::optional<std::string>> LoadProofOts(
-    PollerStore* store, const std::string& digest, const std::string& provider,
+    PollerStore* store, const Digest& digest, const std::string& provider,
     const std::set<std::string>& without_ots = {});
 
 }  // namespace anchord::poller

@@ -28,11 +28,12 @@ absl::Status StoreUnavailable(const absl::Status& st) {
 
 absl::StatusOr<v1::GetProofResponse> GetProof(PollerStore& store,
                                               const v1::GetProofRequest& request) {
-  if (absl::Status st = ValidateDigest(request.digest(), "digest"); !st.ok()) return st;
-  auto row = store.Get(request.digest(), request.provider());
+  absl::StatusOr<Digest> digest = Digest::FromBytes(request.digest(), "digest");
+  if (!digest.ok()) return digest.status();
+  auto row = store.Get(*digest, request.provider());
   if (!row.ok()) return StoreUnavailable(row.status());
   if (!row->has_value()) {
-    return absl::NotFoundError(absl::StrCat("digest: no proof of ", HexEncode(request.digest()),
+    return absl::NotFoundError(absl::StrCat("digest: no proof of ", digest->hex(),
                                             request.provider().empty() ? "" : " with provider ",
                                             QuoteCallerText(request.provider())));
   }
@@ -62,9 +63,10 @@ absl::StatusOr<v1::ListProofsResponse> ListProofs(PollerStore& store,
   }
   filter.state = static_cast<DigestState>(state);
   for (int i = 0; i < request.digests_size(); ++i) {
-    absl::Status st = ValidateDigest(request.digests(i), absl::StrCat("digests[", i, "]"));
-    if (!st.ok()) return absl::InvalidArgumentError(st.message());
-    filter.digests.push_back(request.digests(i));
+    absl::StatusOr<Digest> d =
+        Digest::FromBytes(request.digests(i), absl::StrCat("digests[", i, "]"));
+    if (!d.ok()) return absl::InvalidArgumentError(d.status().message());
+    filter.digests.push_back(*d);
   }
   int64_t after = 0;
   if (!request.page_token().empty()) {
@@ -85,12 +87,12 @@ absl::StatusOr<v1::ListProofsResponse> ListProofs(PollerStore& store,
 }
 
 absl::StatusOr<v1::LocateResponse> Locate(PollerStore& store, const v1::LocateRequest& request) {
-  if (absl::Status st = ValidateDigest(request.digest(), "digest"); !st.ok()) return st;
-  auto rows = store.GetAll(request.digest());
+  absl::StatusOr<Digest> digest = Digest::FromBytes(request.digest(), "digest");
+  if (!digest.ok()) return digest.status();
+  auto rows = store.GetAll(*digest);
   if (!rows.ok()) return StoreUnavailable(rows.status());
   if (rows->empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("digest: the poller knows nothing of ", HexEncode(request.digest())));
+    return absl::NotFoundError(absl::StrCat("digest: the poller knows nothing of ", digest->hex()));
   }
   v1::LocateResponse response;
   response.set_service("poller");

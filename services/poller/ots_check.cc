@@ -12,8 +12,7 @@ static_assert(kMagicLen == 31);
 constexpr size_t kHeaderLen = kMagicLen + 1 + 1 + 32;  // magic, version, op, digest = 65
 }  // namespace
 
-absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest) {
-  if (digest.size() != 32) return absl::InvalidArgumentError("digest: must be 32 bytes");
+absl::Status CheckOtsFile(absl::string_view ots, const Digest& digest) {
   if (ots.size() > kMaxOtsBytes) {
     return absl::DataLossError(absl::StrCat(".ots too large: ", ots.size(), " bytes"));
   }
@@ -30,7 +29,7 @@ absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest) {
   if (static_cast<unsigned char>(ots[kMagicLen + 1]) != 0x08) {
     return absl::DataLossError(".ots file-hash op is not sha256 (0x08)");
   }
-  if (ots.substr(kMagicLen + 2, 32) != digest) {
+  if (ots.substr(kMagicLen + 2, 32) != digest.bytes()) {
     return absl::DataLossError(".ots is for a different digest");
   }
   // The whole proof must parse (every op, attestation and limit of libs/ots), so nothing stored
@@ -42,8 +41,7 @@ absl::Status CheckOtsFile(absl::string_view ots, absl::string_view digest) {
   return absl::OkStatus();
 }
 
-absl::Status CheckEvidence(absl::string_view evidence, absl::string_view digest) {
-  if (digest.size() != 32) return absl::InvalidArgumentError("digest: must be 32 bytes");
+absl::Status CheckEvidence(absl::string_view evidence, const Digest& digest) {
   if (evidence.substr(0, kMagicLen) == absl::string_view(kMagic, kMagicLen) ||
       !tsa::LooksLikeTsr(evidence)) {
     return CheckOtsFile(evidence, digest);
@@ -51,7 +49,7 @@ absl::Status CheckEvidence(absl::string_view evidence, absl::string_view digest)
   absl::StatusOr<tsa::TokenInfo> info = tsa::Inspect(evidence);
   if (!info.ok())
     return absl::DataLossError(absl::StrCat(".tsr rejected: ", info.status().message()));
-  if (info->hash_algorithm != "SHA256" || info->imprint != digest) {
+  if (info->hash_algorithm != "SHA256" || info->imprint != digest.bytes()) {
     return absl::DataLossError(".tsr is for a different digest");
   }
   return absl::OkStatus();

@@ -189,7 +189,7 @@ void PgEventRelay::Handle(const std::string& payload) {
   } else if (parts[0] == "r" && parts.size() == 5) {
     int type = 0;
     std::string provider;
-    auto digest = HexDecode(parts[4]);
+    absl::StatusOr<Digest> digest = Digest::FromHex(parts[4]);
     if (!absl::SimpleAtoi(parts[2], &type) || !anchord::v1::ProofEventType_IsValid(type) ||
         !absl::Base64Unescape(parts[3], &provider) || !digest.ok()) {
       return;

@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libs/common/status_macros.h"
 #include "services/poller/pg_poller_store.h"
+#include "libs/digest/stored_digest.h"
 #include "services/poller/store_rows.h"
 
 namespace anchord::poller {
@@ -72,10 +74,10 @@ using ledger::PgConn;
 using ledger::PgParams;
 using ledger::PgResult;
 
-ProofRow ReadProof(const PgResult& s, int i) {
+absl::StatusOr<ProofRow> ReadProof(const PgResult& s, int i) {
   ProofRow r;
   r.seq = s.Int(i, 0);
-  r.digest = s.Bytes(i, 1);
+  ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.Bytes(i, 1), "proofs.digest"));
   r.provider = s.Bytes(i, 2);
   r.proof_id = s.Bytes(i, 3);
   r.state = DigestStateFromDb(s.Int(i, 4));
@@ -108,15 +110,18 @@ absl::StatusOr<std::vector<ProofRow>> ReadProofs(PgConn& c, const std::string& s
   if (!r.ok()) return r.status();
   std::vector<ProofRow> out;
   out.reserve(r->rows());
-  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadProof(*r, i));
+  for (int i = 0; i < r->rows(); ++i) {
+    ANCHORD_ASSIGN_OR_RETURN(ProofRow row, ReadProof(*r, i));
+    out.push_back(std::move(row));
+  }
   if (!with_files || out.empty()) return out;
   // Every row's files in one query.
   std::vector<std::string> marks;
   PgParams fp;
-  std::set<std::string> digests;
+  std::set<Digest> digests;
   for (const ProofRow& row : out) {
     if (digests.insert(row.digest).second) {
-      fp.AddBytes(row.digest);
+      fp.AddBytes(row.digest.bytes());
       marks.push_back(absl::StrCat("$", fp.size()));
     }
   }
@@ -131,17 +136,17 @@ absl::StatusOr<std::vector<ProofRow>> ReadProofs(PgConn& c, const std::string& s
         FileRow{f->Bytes(i, 1), f->Bytes(i, 2), f->Bytes(i, 3), f->Int(i, 4), f->Bytes(i, 5)});
   }
   for (ProofRow& row : out) {
-    auto it = files.find(row.digest);
+    auto it = files.find(row.digest.raw());
     if (it != files.end()) row.files = it->second;
   }
   return out;
 }
 
-absl::StatusOr<std::optional<ProofRow>> FindProof(PgConn& c, const std::string& digest,
+absl::StatusOr<std::optional<ProofRow>> FindProof(PgConn& c, const Digest& digest,
                                                   const std::string& provider) {
   std::string sql = absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE digest = $1");
   PgParams p;
-  p.AddBytes(digest);
+  p.AddBytes(digest.bytes());
   if (!provider.empty()) {
     sql += " AND provider = $2";
     p.AddBytes(provider);

@@ -21,8 +21,9 @@ inline constexpr char kProofColumns[] =
     "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at, "
     "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent";
 
-// Row `i` of a result selected with kProofColumns (without its files).
-ProofRow ReadProof(const ledger::PgResult& r, int i);
+// Row `i` of a result selected with kProofColumns (without its files). DATA_LOSS when its digest
+// is not 32 bytes.
+absl::StatusOr<ProofRow> ReadProof(const ledger::PgResult& r, int i);
 
 // Runs `sql` (selecting kProofColumns) on `c` and decodes its rows, in result order; with
 // `with_files` each row also gets its files (one more query for all of them).
@@ -32,7 +33,7 @@ absl::StatusOr<std::vector<ProofRow>> ReadProofs(ledger::PgConn& c, const std::s
 
 // The proof of `digest` at `provider` (the first one of the digest when `provider` is empty),
 // with its files; nullopt when there is none.
-absl::StatusOr<std::optional<ProofRow>> FindProof(ledger::PgConn& c, const std::string& digest,
+absl::StatusOr<std::optional<ProofRow>> FindProof(ledger::PgConn& c, const Digest& digest,
                                                   const std::string& provider);
 
 }  // namespace anchord::poller

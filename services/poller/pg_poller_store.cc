@@ -50,7 +50,7 @@ class PgPollerStore final : public PollerStore {
     return out;
   }
 
-  absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> Get(const Digest& digest,
                                               const std::string& provider) override {
     std::optional<ProofRow> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
@@ -62,10 +62,10 @@ class PgPollerStore final : public PollerStore {
     return out;
   }
 
-  absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) override {
+  absl::StatusOr<std::vector<ProofRow>> GetAll(const Digest& digest) override {
     return Query(
         absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE digest = $1 ORDER BY seq"),
-        PgParams().AddBytes(digest));
+        PgParams().AddBytes(digest.bytes()));
   }
 
   absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
@@ -92,9 +92,9 @@ class PgPollerStore final : public PollerStore {
     if (!filter.with_leaves) absl::StrAppend(&sql, " AND length(merkle_root) = 0");
     if (!filter.digests.empty()) {
       std::vector<std::string> marks;
-      for (const std::string& d : filter.digests) {
+      for (const Digest& d : filter.digests) {
         marks.push_back(absl::StrCat("$", ++n));
-        p.AddBytes(d);
+        p.AddBytes(d.bytes());
       }
       absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");
     }
@@ -184,7 +184,7 @@ class PgPollerStore final : public PollerStore {
             .Add(static_cast<int64_t>(limit)));
   }
 
-  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const Digest& digest,
                                                         const std::string& provider,
                                                         const ConfirmInput& in,
                                                         absl::Time now) override {
@@ -197,7 +197,7 @@ class PgPollerStore final : public PollerStore {
                   "ots_size = CASE WHEN length($11::bytea) > 0 THEN length($11::bytea) "
                   "ELSE ots_size END WHERE digest = $1 AND provider = $2 AND state = $10",
                   PgParams()
-                      .AddBytes(digest)
+                      .AddBytes(digest.bytes())
                       .AddBytes(provider)
                       .Add(static_cast<int64_t>(kConfirmed))
                       .AddBytes(in.certificate_url)
@@ -210,7 +210,7 @@ class PgPollerStore final : public PollerStore {
                       .AddBytes(in.ots));
   }
 
-  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const Digest& digest,
                                                      const std::string& provider,
                                                      const std::string& ots,
                                                      absl::Time now) override {
@@ -219,7 +219,7 @@ class PgPollerStore final : public PollerStore {
                   "UPDATE proofs SET ots = $3, ots_size = $4, last_checked_at = $5, "
                   "updated_at = $5 WHERE digest = $1 AND provider = $2 AND state IN ($6, $7)",
                   PgParams()
-                      .AddBytes(digest)
+                      .AddBytes(digest.bytes())
                       .AddBytes(provider)
                       .AddBytes(ots)
                       .Add(static_cast<int64_t>(ots.size()))
@@ -228,7 +228,7 @@ class PgPollerStore final : public PollerStore {
                       .Add(static_cast<int64_t>(kConfirmed)));
   }
 
-  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
+  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const Digest& root,
                                                           const std::string& provider,
                                                           absl::Time now) override {
     std::vector<ProofRow> out;
@@ -277,24 +277,21 @@ class PgPollerStore final : public PollerStore {
                      .Add(static_cast<int64_t>(limit)));
   }
 
-  absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) override {
+  absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) override {
     return Exec("UPDATE proofs SET fallback_sent = 1 WHERE digest = $1 AND provider = $2",
-                PgParams().AddBytes(digest).AddBytes(provider));
+                PgParams().AddBytes(digest.bytes()).AddBytes(provider));
   }
 
-  absl::StatusOr<std::optional<ProofRow>> MarkFailed(const std::string& digest,
-                                                     const std::string& provider, int32_t code,
-                                                     const std::string& message,
-                                                     const std::string& reason,
-                                                     const std::string& request_id,
-                                                     absl::Time now) override {
+  absl::StatusOr<std::optional<ProofRow>> MarkFailed(
+      const Digest& digest, const std::string& provider, int32_t code, const std::string& message,
+      const std::string& reason, const std::string& request_id, absl::Time now) override {
     return Update(digest, provider,
                   "UPDATE proofs SET state = $3, failure_code = $4, failure_message = $5, "
                   "failure_reason = $6, provider_request_id = CASE WHEN $7 = ''::bytea THEN "
                   "provider_request_id ELSE $7 END, last_checked_at = $8, updated_at = $8, "
                   "check_until = 0 WHERE digest = $1 AND provider = $2 AND state = $9",
                   PgParams()
-                      .AddBytes(digest)
+                      .AddBytes(digest.bytes())
                       .AddBytes(provider)
                       .Add(static_cast<int64_t>(kFailed))
                       .Add(static_cast<int64_t>(code))
@@ -305,7 +302,7 @@ class PgPollerStore final : public PollerStore {
                       .Add(static_cast<int64_t>(kPending)));
   }
 
-  absl::StatusOr<std::optional<ProofRow>> StoreOts(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> StoreOts(const Digest& digest,
                                                    const std::string& provider,
                                                    const std::string& ots,
                                                    absl::Time now) override {
@@ -315,7 +312,7 @@ class PgPollerStore final : public PollerStore {
                   "updated_at = $5 WHERE digest = $1 AND provider = $2 AND state = $6 "
                   "AND ots_size = 0",
                   PgParams()
-                      .AddBytes(digest)
+                      .AddBytes(digest.bytes())
                       .AddBytes(provider)
                       .AddBytes(ots)
                       .Add(static_cast<int64_t>(ots.size()))
@@ -323,29 +320,29 @@ class PgPollerStore final : public PollerStore {
                       .Add(static_cast<int64_t>(kConfirmed)));
   }
 
-  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const Digest& digest,
                                                       const std::string& provider,
                                                       absl::Time now) override {
     return Update(
         digest, provider,
         "UPDATE proofs SET stalled = 1 WHERE digest = $1 AND provider = $2 "
         "AND state = $3 AND stalled = 0",
-        PgParams().AddBytes(digest).AddBytes(provider).Add(static_cast<int64_t>(kPending)));
+        PgParams().AddBytes(digest.bytes()).AddBytes(provider).Add(static_cast<int64_t>(kPending)));
   }
 
-  absl::Status MarkChecked(const std::string& digest, const std::string& provider,
+  absl::Status MarkChecked(const Digest& digest, const std::string& provider,
                            absl::Time now) override {
     return Exec("UPDATE proofs SET last_checked_at = $1 WHERE digest = $2 AND provider = $3",
-                PgParams().Add(ToDb(now)).AddBytes(digest).AddBytes(provider));
+                PgParams().Add(ToDb(now)).AddBytes(digest.bytes()).AddBytes(provider));
   }
 
-  absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
+  absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                     const std::string& provider) override {
     std::optional<std::string> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       std::string sql = "SELECT ots FROM proofs WHERE digest = $1 AND ots_size > 0";
       PgParams p;
-      p.AddBytes(digest);
+      p.AddBytes(digest.bytes());
       if (!provider.empty()) {
         sql += " AND provider = $2";
         p.AddBytes(provider);
@@ -430,9 +427,8 @@ class PgPollerStore final : public PollerStore {
 
   // A conditional single-row UPDATE ($1 = digest, $2 = provider) and the row after it, in one
   // transaction; nullopt when the condition did not hold.
-  absl::StatusOr<std::optional<ProofRow>> Update(const std::string& digest,
-                                                 const std::string& provider, const char* sql,
-                                                 const PgParams& params) {
+  absl::StatusOr<std::optional<ProofRow>> Update(const Digest& digest, const std::string& provider,
+                                                 const char* sql, const PgParams& params) {
     std::optional<ProofRow> out;
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       auto r = c.Exec(sql, params);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
+#include "libs/common/status_macros.h"
 #include "services/poller/pg_poller_schema.h"
 #include "services/poller/store_rows.h"
 
@@ -20,14 +21,14 @@ using ledger::PgParams;
 // commits before its propagation starts, so a root that is final when the lock is granted is
 // read as final. (A leaf whose root row does not exist yet has nothing to lock;
 // SettleStrandedLeaves is the safety net for that and any other gap.)
-absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const std::string& root,
+absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Digest& root,
                                                           const std::string& provider,
                                                           absl::Time now, const std::string& leaf) {
   auto locked = ReadProofs(
       c,
       absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE digest = $1 AND provider = $2 ",
                    leaf.empty() ? "FOR UPDATE" : "FOR SHARE"),
-      PgParams().AddBytes(root).AddBytes(provider), /*with_files=*/false);
+      PgParams().AddBytes(root.bytes()).AddBytes(provider), /*with_files=*/false);
   if (!locked.ok()) return locked.status();
   std::vector<ProofRow> changed;
   if (locked->empty()) return changed;
@@ -47,7 +48,7 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const std::
           "($17 = ''::bytea OR digest = $17) RETURNING ",
           kProofColumns),
       PgParams()
-          .AddBytes(root)
+          .AddBytes(root.bytes())
           .AddBytes(provider)
           .Add(static_cast<int64_t>(r.state))
           .AddBytes(r.proof_id)
@@ -87,7 +88,7 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
   if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
   const absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
   PgParams ins;
-  ins.AddBytes(p.digest)
+  ins.AddBytes(p.digest.bytes())
       .AddBytes(p.provider)
       .AddBytes(p.proof_id)
       .Add(static_cast<int64_t>(state))
@@ -126,7 +127,9 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
   if (inserted->affected() > 0) {
     out.inserted = true;
     if (!p.merkle_root.empty()) {
-      auto moved = PropagateToLeavesIn(c, p.merkle_root, p.provider, now, p.digest);
+      ANCHORD_ASSIGN_OR_RETURN(const Digest root,
+                               Digest::FromBytes(p.merkle_root, "proof.merkle_root"));
+      auto moved = PropagateToLeavesIn(c, root, p.provider, now, p.digest.raw());
       if (!moved.ok()) return moved.status();
       for (const ProofRow& m : *moved) {
         if (m.digest == p.digest) out.state_changed = m.state != kPending;
@@ -147,7 +150,7 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
           "provider_request_id = ''::bytea THEN $13 ELSE provider_request_id END, "
           "updated_at = $14 WHERE digest = $1 AND provider = $2 AND state = $15",
           PgParams()
-              .AddBytes(p.digest)
+              .AddBytes(p.digest.bytes())
               .AddBytes(p.provider)
               .Add(static_cast<int64_t>(state))
               .AddBytes(p.proof_id)
@@ -176,7 +179,7 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
         "INSERT INTO files (digest, job, source_path, filename, size_bytes, mime_type) "
         "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         PgParams()
-            .AddBytes(p.digest)
+            .AddBytes(p.digest.bytes())
             .AddBytes(f.job.empty() ? std::string("default") : f.job)
             .AddBytes(f.source_path)
             .AddBytes(f.filename)

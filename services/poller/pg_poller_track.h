@@ -20,9 +20,8 @@ absl::StatusOr<TrackOutcome> TrackIn(ledger::PgConn& c, const TrackInput& in, ab
 
 // Copies the state of the root proof `root` at `provider` to its PENDING leaves and returns the
 // leaves it changed (with their files, in seq order). `leaf` empty: for the root after its state
-// changed, every pending leaf; otherwise only that leaf, while it is being stored.
-absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(ledger::PgConn& c,
-                                                          const std::string& root,
+// changed, every pending leaf; otherwise only that leaf (its raw digest), while it is being stored.
+absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(ledger::PgConn& c, const Digest& root,
                                                           const std::string& provider,
                                                           absl::Time now,
                                                           const std::string& leaf = "");

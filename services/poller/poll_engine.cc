@@ -5,7 +5,6 @@
 #include <unordered_set>
 
 #include "absl/strings/ascii.h"
-#include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "services/poller/convert.h"
 #include "services/poller/ots_check.h"
@@ -64,10 +63,8 @@ void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<
   }
 }
 
-absl::StatusOr<providers::ProofRef> PollEngine::RefOf(const ProofRow& row) {
-  absl::StatusOr<Digest> digest = Digest::FromBytes(row.digest, "digest");
-  if (!digest.ok()) return digest.status();
-  providers::ProofRef ref{row.proof_id, *digest, ""};
+providers::ProofRef PollEngine::RefOf(const ProofRow& row) {
+  providers::ProofRef ref{row.proof_id, row.digest, ""};
   if (row.ots_size > 0) {
     // Calendars need the pending proof to find their commitments.
     auto ots = store_->GetOts(row.digest, row.provider);
@@ -87,14 +84,14 @@ void PollEngine::Propagate(const ProofRow& root, absl::Time now, bool ots_only) 
 }
 
 bool PollEngine::Hint(const std::string& provider, const Digest& digest) {
-  auto row = store_->Get(digest.raw(), provider);
+  auto row = store_->Get(digest, provider);
   if (!row.ok() || !row->has_value() || (*row)->state != anchord::v1::DIGEST_STATE_PENDING ||
       (*row)->is_leaf()) {
     return false;
   }
   absl::MutexLock lock(&mu_);
   auto& set = hints_[provider];
-  if (set.size() < 100000) set.insert(digest.raw());
+  if (set.size() < 100000) set.insert(digest);
   ++hint_seq_;
   cv_.SignalAll();
   return true;
@@ -188,14 +185,14 @@ RoundStats PollEngine::RunRound(Provider* p) {
   const int budget = options_.max_lookups_per_round;
 
   // 0: proofs a callback named: checked first, through the API (a callback is only a hint).
-  std::set<std::string> hinted;
+  std::set<Digest> hinted;
   {
     absl::MutexLock lock(&mu_);
     hinted.swap(hints_[name]);
   }
   std::vector<ProofRow> to_check;
-  std::set<std::string> queued;
-  for (const std::string& digest : hinted) {
+  std::set<Digest> queued;
+  for (const Digest& digest : hinted) {
     if (static_cast<int>(to_check.size()) >= budget) break;
     auto row = store_->Get(digest, name);
     if (row.ok() && row->has_value() && (*row)->state == anchord::v1::DIGEST_STATE_PENDING) {
@@ -341,7 +338,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
       }
       if (!marked->has_value()) continue;
       ++stats.stalled;
-      ANCHORD_LOG(Warning) << "proof " << row.proof_id << " (" << HexEncode(row.digest) << ") with "
+      ANCHORD_LOG(Warning) << "proof " << row.proof_id << " (" << row.digest.hex() << ") with "
                            << name << " pending for longer than " << options_.stall_after;
       PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_STALLED, **marked, now);
       Propagate(**marked, now);
@@ -357,12 +354,12 @@ RoundStats PollEngine::RunRound(Provider* p) {
       for (const ProofRow& row : *due) {
         absl::Status sent = options_.fallback(row);
         if (!sent.ok()) {
-          ANCHORD_LOG(Warning) << "fallback of " << HexEncode(row.digest) << " to "
+          ANCHORD_LOG(Warning) << "fallback of " << row.digest.hex() << " to "
                                << row.fallback_provider << " failed: " << sent
                                << "; retrying next round";
           break;
         }
-        ANCHORD_LOG(Info) << "stalled proof of " << HexEncode(row.digest) << " with " << name
+        ANCHORD_LOG(Info) << "stalled proof of " << row.digest.hex() << " with " << name
                           << ": anchoring with fallback provider " << row.fallback_provider;
         if (metrics_) metrics_->CountLookup(name, "fallback");
         absl::Status st = store_->MarkFallbackSent(row.digest, row.provider);
@@ -380,7 +377,7 @@ RoundStats PollEngine::RunRound(Provider* p) {
 bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) {
   const std::string& name = p->name();
   ++stats->lookups;
-  absl::StatusOr<providers::ProofRef> ref = RefOf(row);
+  providers::LookupResult r = p->Lookup(RefOf(row));
   absl::Time now = clock_->Now();
   auto checked = [&] {
     absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
@@ -388,14 +385,6 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
       ANCHORD_LOG(Error) << "poller store: " << st;
     }
   };
-  if (!ref.ok()) {
-    if (metrics_) metrics_->CountLookup(name, "invalid");
-    ANCHORD_LOG(Error) << "proof " << row.proof_id << " with " << name
-                       << " is not looked up: " << ref.status();
-    checked();
-    return true;
-  }
-  providers::LookupResult r = p->Lookup(*ref);
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountLookup(name, ResultName(r.outcome.kind));
     if (r.outcome.kind == OutcomeKind::kNotFound) {
@@ -417,10 +406,10 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
   }
   const providers::ProviderRecord& rec = *r.record;
   // Never trust a record for another digest or another id: keep the proof pending.
-  if (rec.digest.bytes() != row.digest || (!rec.proof_id.empty() && rec.proof_id != row.proof_id)) {
+  if (rec.digest != row.digest || (!rec.proof_id.empty() && rec.proof_id != row.proof_id)) {
     if (metrics_) metrics_->CountLookup(name, "invalid");
     ANCHORD_LOG(Error) << name << " answered the lookup of " << row.proof_id << " ("
-                       << HexEncode(row.digest) << ") with record " << rec.proof_id << " for "
+                       << row.digest.hex() << ") with record " << rec.proof_id << " for "
                        << rec.digest.hex() << " (request id " << r.outcome.request_id
                        << "); ignoring it";
     checked();
@@ -436,7 +425,7 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
     } else {
       if (metrics_) metrics_->CountDownload(name, "invalid");
       ANCHORD_LOG(Error) << name << " .ots with the lookup of " << row.proof_id << " ("
-                         << HexEncode(row.digest) << ") rejected: " << valid.message();
+                         << row.digest.hex() << ") rejected: " << valid.message();
     }
   }
   switch (rec.state) {
@@ -464,7 +453,7 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
         ANCHORD_LOG(Error) << "poller store: " << updated.status();
       } else if (updated->has_value()) {
         ++stats->confirmed;
-        ANCHORD_LOG(Info) << "proof " << row.proof_id << " (" << HexEncode(row.digest)
+        ANCHORD_LOG(Info) << "proof " << row.proof_id << " (" << row.digest.hex()
                           << ") confirmed in block " << in.block_height;
         PublishEvent(*bus_, metrics_, anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, **updated, now);
         if (!evidence.empty()) {
@@ -501,7 +490,7 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
   const std::string& name = p->name();
   if (row.proof_id.empty()) return true;
   ++stats->downloads;
-  absl::StatusOr<providers::ProofRef> ref = RefOf(row);
+  providers::DownloadResult r = p->DownloadProof(RefOf(row));
   absl::Time now = clock_->Now();
   auto checked = [&] {
     absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
@@ -509,14 +498,6 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
       ANCHORD_LOG(Error) << "poller store: " << st;
     }
   };
-  if (!ref.ok()) {
-    if (metrics_) metrics_->CountDownload(name, "invalid");
-    ANCHORD_LOG(Error) << "proof " << row.proof_id << " with " << name
-                       << " is not downloaded: " << ref.status();
-    checked();
-    return true;
-  }
-  providers::DownloadResult r = p->DownloadProof(*ref);
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountDownload(name, ResultName(r.outcome.kind));
     if (r.outcome.kind != OutcomeKind::kNotFound) {
@@ -530,7 +511,7 @@ bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats
   absl::Status valid = CheckEvidence(r.ots, row.digest);
   if (!valid.ok()) {
     if (metrics_) metrics_->CountDownload(name, "invalid");
-    ANCHORD_LOG(Error) << name << " .ots of " << row.proof_id << " (" << HexEncode(row.digest)
+    ANCHORD_LOG(Error) << name << " .ots of " << row.proof_id << " (" << row.digest.hex()
                        << ") rejected: " << valid.message() << " (request id "
                        << r.outcome.request_id << "); will retry";
     checked();

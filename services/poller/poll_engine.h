@@ -105,9 +105,8 @@ class PollEngine {
   // Returns false when the round should stop (rate limited, quota, permanent provider error).
   bool LookupOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
   bool DownloadOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
-  // The provider's handle on a proof, with its stored evidence. INVALID_ARGUMENT when the row's
-  // digest is not 32 bytes (nothing is sent for it then).
-  absl::StatusOr<providers::ProofRef> RefOf(const ProofRow& row);
+  // The provider's handle on a proof, with its stored evidence.
+  providers::ProofRef RefOf(const ProofRow& row);
   // Carries a batch root's new state to its leaves, with events.
   void Propagate(const ProofRow& root, absl::Time now, bool ots_only = false);
   void Loop(providers::Provider* p) ABSL_LOCKS_EXCLUDED(mu_);
@@ -123,7 +122,7 @@ class PollEngine {
   absl::CondVar cv_;  // signalled on stop_ and on a new hint
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   // provider -> digests (raw) named by callbacks, checked first in the provider's next round.
-  std::map<std::string, std::set<std::string>> hints_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<Digest>> hints_ ABSL_GUARDED_BY(mu_);
   uint64_t hint_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // provider -> seq after which the next walk round's store scan starts.
   std::map<std::string, int64_t> scan_after_ ABSL_GUARDED_BY(mu_);

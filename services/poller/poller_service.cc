@@ -34,12 +34,13 @@ grpc::Status StoreError(const absl::Status& st) {
 class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofResponse> {
  public:
   DownloadReactor(PollerServiceImpl* service, const v1::DownloadProofRequest& req) {
-    absl::Status st = ValidateDigest(req.digest(), "digest");
-    if (!st.ok()) {
-      Finish(rpc::ToGrpcStatus(st));
+    absl::StatusOr<Digest> parsed = Digest::FromBytes(req.digest(), "digest");
+    if (!parsed.ok()) {
+      Finish(rpc::ToGrpcStatus(parsed.status()));
       return;
     }
-    std::string digest = req.digest(), provider = req.provider();
+    Digest digest = *parsed;
+    std::string provider = req.provider();
     // Finish is only ever called from the task or from OnWriteDone, so the reactor outlives the
     // task (OnDone cannot run before Finish).
     if (!service->pool_->Post(
@@ -59,13 +60,13 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
   void OnDone() override { delete this; }
 
  private:
-  void Load(PollerServiceImpl* service, const std::string& digest, const std::string& provider) {
+  void Load(PollerServiceImpl* service, const Digest& digest, const std::string& provider) {
     auto proof = service->store_->Get(digest, provider);
     if (!proof.ok()) return Finish(StoreError(proof.status()));
     if (!proof->has_value()) {
       return Finish(
           grpc::Status(grpc::StatusCode::NOT_FOUND,
-                       absl::StrCat("digest: no proof of ", HexEncode(digest),
+                       absl::StrCat("digest: no proof of ", digest.hex(),
                                     provider.empty() ? "" : " with provider ", provider)));
     }
     // Merkle batch leaves get their joined proof (see leaf_proof.h).

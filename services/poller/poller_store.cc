@@ -11,6 +11,7 @@
 #include "libs/ledger/sqlite_db.h"
 #include "services/poller/poller_store_counts.h"
 #include "services/poller/poller_store_schema.h"
+#include "libs/digest/stored_digest.h"
 #include "services/poller/store_rows.h"
 
 namespace anchord::poller {
@@ -26,10 +27,10 @@ constexpr char kColumns[] =
     "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at, "
     "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent";
 
-ProofRow ReadRow(const Statement& s) {
+absl::StatusOr<ProofRow> ReadRow(const Statement& s) {
   ProofRow r;
   r.seq = s.ColumnInt(0);
-  r.digest = s.ColumnText(1);
+  ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "proofs.digest"));
   r.provider = s.ColumnText(2);
   r.proof_id = s.ColumnText(3);
   int state = static_cast<int>(s.ColumnInt(4));
@@ -88,18 +89,18 @@ class SqlitePollerStore final : public PollerStore {
     return out;
   }
 
-  absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> Get(const Digest& digest,
                                               const std::string& provider) override {
     ledger::Session session(*db_);
     return GetRow(session, digest, provider);
   }
 
-  absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) override {
+  absl::StatusOr<std::vector<ProofRow>> GetAll(const Digest& digest) override {
     ledger::Session session(*db_);
     auto st = session.Prepare(
         absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = ? ORDER BY seq"));
     if (!st.ok()) return st.status();
-    st->BindBlob(1, digest);
+    st->BindBlob(1, digest.bytes());
     return Collect(session, *st);
   }
 
@@ -129,7 +130,7 @@ class SqlitePollerStore final : public PollerStore {
       st->Bind(i++, static_cast<int64_t>(filter.state));
     }
     if (!filter.provider.empty()) st->Bind(i++, filter.provider);
-    for (const std::string& d : filter.digests) st->BindBlob(i++, d);
+    for (const Digest& d : filter.digests) st->BindBlob(i++, d.bytes());
     st->Bind(i++, static_cast<int64_t>(limit));
     return Collect(session, *st, filter.with_files);
   }
@@ -198,7 +199,7 @@ class SqlitePollerStore final : public PollerStore {
     return Collect(session, *st);
   }
 
-  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const Digest& digest,
                                                         const std::string& provider,
                                                         const ConfirmInput& in,
                                                         absl::Time now) override {
@@ -221,7 +222,7 @@ class SqlitePollerStore final : public PollerStore {
                   });
   }
 
-  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const Digest& digest,
                                                      const std::string& provider,
                                                      const std::string& ots,
                                                      absl::Time now) override {
@@ -236,7 +237,7 @@ class SqlitePollerStore final : public PollerStore {
                   });
   }
 
-  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
+  absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const Digest& root,
                                                           const std::string& provider,
                                                           absl::Time now) override {
     Transaction tx(*db_);
@@ -287,21 +288,18 @@ class SqlitePollerStore final : public PollerStore {
     return Collect(session, *st);
   }
 
-  absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) override {
+  absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) override {
     ledger::Session session(*db_);
     auto st =
         session.Prepare("UPDATE proofs SET fallback_sent = 1 WHERE digest = ? AND provider = ?");
     if (!st.ok()) return st.status();
-    st->BindBlob(1, digest).Bind(2, provider);
+    st->BindBlob(1, digest.bytes()).Bind(2, provider);
     return st->Run();
   }
 
-  absl::StatusOr<std::optional<ProofRow>> MarkFailed(const std::string& digest,
-                                                     const std::string& provider, int32_t code,
-                                                     const std::string& message,
-                                                     const std::string& reason,
-                                                     const std::string& request_id,
-                                                     absl::Time now) override {
+  absl::StatusOr<std::optional<ProofRow>> MarkFailed(
+      const Digest& digest, const std::string& provider, int32_t code, const std::string& message,
+      const std::string& reason, const std::string& request_id, absl::Time now) override {
     return Update(digest, provider,
                   "UPDATE proofs SET state = ?3, failure_code = ?4, failure_message = ?5, "
                   "failure_reason = ?6, provider_request_id = CASE WHEN ?7 = '' THEN "
@@ -314,7 +312,7 @@ class SqlitePollerStore final : public PollerStore {
                   });
   }
 
-  absl::StatusOr<std::optional<ProofRow>> StoreOts(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> StoreOts(const Digest& digest,
                                                    const std::string& provider,
                                                    const std::string& ots,
                                                    absl::Time now) override {
@@ -329,7 +327,7 @@ class SqlitePollerStore final : public PollerStore {
                   });
   }
 
-  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> MarkStalled(const Digest& digest,
                                                       const std::string& provider,
                                                       absl::Time now) override {
     return Update(digest, provider,
@@ -338,17 +336,17 @@ class SqlitePollerStore final : public PollerStore {
                   [&](Statement& s) { s.Bind(3, static_cast<int64_t>(kPending)); });
   }
 
-  absl::Status MarkChecked(const std::string& digest, const std::string& provider,
+  absl::Status MarkChecked(const Digest& digest, const std::string& provider,
                            absl::Time now) override {
     ledger::Session session(*db_);
     auto st =
         session.Prepare("UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
     if (!st.ok()) return st.status();
-    st->Bind(1, ToDb(now)).BindBlob(2, digest).Bind(3, provider);
+    st->Bind(1, ToDb(now)).BindBlob(2, digest.bytes()).Bind(3, provider);
     return st->Run();
   }
 
-  absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
+  absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                     const std::string& provider) override {
     ledger::Session session(*db_);
     std::string sql = "SELECT ots FROM proofs WHERE digest = ? AND ots_size > 0";
@@ -356,7 +354,7 @@ class SqlitePollerStore final : public PollerStore {
     sql += " ORDER BY seq LIMIT 1";
     auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
-    st->BindBlob(1, digest);
+    st->BindBlob(1, digest.bytes());
     if (!provider.empty()) st->Bind(2, provider);
     auto row = st->Step();
     if (!row.ok()) return row.status();
@@ -396,7 +394,7 @@ class SqlitePollerStore final : public PollerStore {
  private:
   // Runs in the caller's transaction. Leaves follow their root: state, fields, stalled flag, and an
   // ots size equal to what JoinProof produces (root .ots + path bytes).
-  absl::StatusOr<std::vector<ProofRow>> Propagate(ledger::Transaction& tx, const std::string& root,
+  absl::StatusOr<std::vector<ProofRow>> Propagate(ledger::Transaction& tx, const Digest& root,
                                                   const std::string& provider, absl::Time now) {
     auto root_row = GetRow(tx, root, provider);
     if (!root_row.ok()) return root_row.status();
@@ -411,7 +409,7 @@ class SqlitePollerStore final : public PollerStore {
         "updated_at = ?15 WHERE merkle_root = ?1 AND provider = ?2 AND "
         "(state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0))");
     if (!upd.ok()) return upd.status();
-    upd->BindBlob(1, root).Bind(2, provider).Bind(3, static_cast<int64_t>(r.state));
+    upd->BindBlob(1, root.bytes()).Bind(2, provider).Bind(3, static_cast<int64_t>(r.state));
     upd->Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
     upd->Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
     upd->Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
@@ -425,17 +423,16 @@ class SqlitePollerStore final : public PollerStore {
                                          " FROM proofs WHERE merkle_root = ? AND provider = ? "
                                          "AND updated_at = ? ORDER BY seq"));
     if (!after.ok()) return after.status();
-    after->BindBlob(1, root).Bind(2, provider).Bind(3, ToDb(now));
+    after->BindBlob(1, root.bytes()).Bind(2, provider).Bind(3, ToDb(now));
     return Collect(tx, *after);
   }
 
-  absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session,
-                                               const std::string& digest) {
+  absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest) {
     auto st = session.Prepare(
         "SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE digest = ? "
         "ORDER BY id");
     if (!st.ok()) return st.status();
-    st->BindBlob(1, digest);
+    st->BindBlob(1, digest.bytes());
     std::vector<FileRow> out;
     while (true) {
       auto row = st->Step();
@@ -455,7 +452,8 @@ class SqlitePollerStore final : public PollerStore {
       auto row = st.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      out.push_back(ReadRow(st));
+      ANCHORD_ASSIGN_OR_RETURN(ProofRow r, ReadRow(st));
+      out.push_back(std::move(r));
     }
     if (!with_files) return out;
     for (ProofRow& r : out) {
@@ -466,15 +464,14 @@ class SqlitePollerStore final : public PollerStore {
     return out;
   }
 
-  absl::StatusOr<std::optional<ProofRow>> GetRow(ledger::Session& session,
-                                                 const std::string& digest,
+  absl::StatusOr<std::optional<ProofRow>> GetRow(ledger::Session& session, const Digest& digest,
                                                  const std::string& provider) {
     std::string sql = absl::StrCat("SELECT ", kColumns, " FROM proofs WHERE digest = ?");
     if (!provider.empty()) sql += " AND provider = ?";
     sql += " ORDER BY seq LIMIT 1";
     auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
-    st->BindBlob(1, digest);
+    st->BindBlob(1, digest.bytes());
     if (!provider.empty()) st->Bind(2, provider);
     auto rows = Collect(session, *st);
     if (!rows.ok()) return rows.status();
@@ -485,15 +482,14 @@ class SqlitePollerStore final : public PollerStore {
   // Runs a conditional single-row UPDATE (?1 = digest, ?2 = provider) in a transaction and
   // returns the row after it, or nullopt when the condition did not hold.
   template <typename BindFn>
-  absl::StatusOr<std::optional<ProofRow>> Update(const std::string& digest,
-                                                 const std::string& provider, const char* sql,
-                                                 BindFn bind) {
+  absl::StatusOr<std::optional<ProofRow>> Update(const Digest& digest, const std::string& provider,
+                                                 const char* sql, BindFn bind) {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     {
       auto st = tx.Prepare(sql);
       if (!st.ok()) return st.status();
-      st->BindBlob(1, digest).Bind(2, provider);
+      st->BindBlob(1, digest.bytes()).Bind(2, provider);
       bind(*st);
       ANCHORD_RETURN_IF_ERROR(st->Run());
     }
@@ -528,7 +524,7 @@ class SqlitePollerStore final : public PollerStore {
       absl::Time confirmed_at = p.confirmed_at;
       if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
       absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
-      st->BindBlob(1, p.digest).Bind(2, p.provider).Bind(3, p.proof_id);
+      st->BindBlob(1, p.digest.bytes()).Bind(2, p.provider).Bind(3, p.proof_id);
       st->Bind(4, static_cast<int64_t>(state)).Bind(5, p.certificate_url).Bind(6, p.verify_url);
       st->Bind(7, p.block_height).Bind(8, p.bitcoin_tx).Bind(9, ToDb(p.submitted_at));
       st->Bind(10, state == kConfirmed ? ToDb(confirmed_at) : 0);
@@ -548,7 +544,9 @@ class SqlitePollerStore final : public PollerStore {
       out.inserted = true;
       // A leaf whose root the poller already followed to its end takes the root's state now.
       if (!p.merkle_root.empty()) {
-        auto moved = Propagate(tx, p.merkle_root, p.provider, now);
+        ANCHORD_ASSIGN_OR_RETURN(const Digest root,
+                                 Digest::FromBytes(p.merkle_root, "proof.merkle_root"));
+        auto moved = Propagate(tx, root, p.provider, now);
         if (!moved.ok()) return moved.status();
         for (const ProofRow& m : *moved) {
           if (m.digest == p.digest) out.state_changed = m.state != kPending;
@@ -568,7 +566,7 @@ class SqlitePollerStore final : public PollerStore {
             "WHERE digest = ?1 AND provider = ?2 AND state = ?15");
         if (!st.ok()) return st.status();
         absl::Time confirmed_at = p.confirmed_at != absl::InfinitePast() ? p.confirmed_at : now;
-        st->BindBlob(1, p.digest).Bind(2, p.provider).Bind(3, static_cast<int64_t>(state));
+        st->BindBlob(1, p.digest.bytes()).Bind(2, p.provider).Bind(3, static_cast<int64_t>(state));
         st->Bind(4, p.proof_id).Bind(5, p.certificate_url).Bind(6, p.verify_url);
         st->Bind(7, state == kConfirmed ? p.block_height : 0);
         st->Bind(8, state == kConfirmed ? p.bitcoin_tx : std::string());
@@ -592,7 +590,7 @@ class SqlitePollerStore final : public PollerStore {
           "INSERT OR IGNORE INTO files (digest, job, source_path, filename, size_bytes, "
           "mime_type) VALUES (?, ?, ?, ?, ?, ?)");
       if (!st.ok()) return st.status();
-      st->BindBlob(1, p.digest).Bind(2, f.job.empty() ? std::string("default") : f.job);
+      st->BindBlob(1, p.digest.bytes()).Bind(2, f.job.empty() ? std::string("default") : f.job);
       st->Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
       ANCHORD_RETURN_IF_ERROR(st->Run());
     }

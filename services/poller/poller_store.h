@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "anchord/v1/common.pb.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::poller {
 
@@ -39,8 +40,8 @@ struct FileRow {
 };
 
 struct ProofRow {
-  int64_t seq = 0;     // monotonically increasing; the paging key (oldest first)
-  std::string digest;  // 32 raw bytes
+  int64_t seq = 0;  // monotonically increasing; the paging key (oldest first)
+  Digest digest;
   std::string provider;
   std::string proof_id;
   DigestState state = anchord::v1::DIGEST_STATE_PENDING;
@@ -95,7 +96,7 @@ struct TrackOutcome {
 struct ListFilter {
   std::string job;                                            // empty: any
   DigestState state = anchord::v1::DIGEST_STATE_UNSPECIFIED;  // UNSPECIFIED: any
-  std::vector<std::string> digests;                           // empty: any
+  std::vector<Digest> digests;                                // empty: any
   std::string provider;                                       // empty: any
   bool with_files = true;   // false leaves ProofRow::files empty (cheaper scans)
   bool with_leaves = true;  // false: Merkle batch leaves are not listed (they follow their root)
@@ -121,10 +122,10 @@ class PollerStore {
 
   // The proof of `digest` with `provider`, or with any provider (the oldest) when `provider` is
   // empty. nullopt when unknown.
-  virtual absl::StatusOr<std::optional<ProofRow>> Get(const std::string& digest,
+  virtual absl::StatusOr<std::optional<ProofRow>> Get(const Digest& digest,
                                                       const std::string& provider) = 0;
   // Every proof of `digest`, oldest first.
-  virtual absl::StatusOr<std::vector<ProofRow>> GetAll(const std::string& digest) = 0;
+  virtual absl::StatusOr<std::vector<ProofRow>> GetAll(const Digest& digest) = 0;
 
   // Proofs matching `filter` with seq > after_seq, by seq ascending, at most `limit`.
   virtual absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
@@ -156,28 +157,27 @@ class PollerStore {
                                                              int limit) = 0;
 
   // PENDING -> CONFIRMED. nullopt (and no change) unless the proof exists and is PENDING.
-  virtual absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const std::string& digest,
+  virtual absl::StatusOr<std::optional<ProofRow>> MarkConfirmed(const Digest& digest,
                                                                 const std::string& provider,
                                                                 const ConfirmInput& in,
                                                                 absl::Time now) = 0;
   // PENDING -> FAILED with the failure status. nullopt (and no change) unless PENDING.
   virtual absl::StatusOr<std::optional<ProofRow>> MarkFailed(
-      const std::string& digest, const std::string& provider, int32_t code,
-      const std::string& message, const std::string& reason, const std::string& request_id,
-      absl::Time now) = 0;
+      const Digest& digest, const std::string& provider, int32_t code, const std::string& message,
+      const std::string& reason, const std::string& request_id, absl::Time now) = 0;
   // Stores the .ots of a CONFIRMED proof that has none yet. nullopt (no change) otherwise. The
   // caller validates the bytes first.
-  virtual absl::StatusOr<std::optional<ProofRow>> StoreOts(const std::string& digest,
+  virtual absl::StatusOr<std::optional<ProofRow>> StoreOts(const Digest& digest,
                                                            const std::string& provider,
                                                            const std::string& ots,
                                                            absl::Time now) = 0;
   // Sets the stalled flag of a PENDING proof; nullopt when it was already set or not pending.
-  virtual absl::StatusOr<std::optional<ProofRow>> MarkStalled(const std::string& digest,
+  virtual absl::StatusOr<std::optional<ProofRow>> MarkStalled(const Digest& digest,
                                                               const std::string& provider,
                                                               absl::Time now) = 0;
   // Replaces the stored evidence of a PENDING or CONFIRMED proof (a calendar upgrade). nullopt
   // when the proof is unknown or FAILED. The caller validates the bytes first.
-  virtual absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const std::string& digest,
+  virtual absl::StatusOr<std::optional<ProofRow>> ReplaceOts(const Digest& digest,
                                                              const std::string& provider,
                                                              const std::string& ots,
                                                              absl::Time now) = 0;
@@ -185,7 +185,7 @@ class PollerStore {
   // FAILED with the root's fields, and the stalled flag), and the root's .ots size to its
   // leaves (a leaf's joined proof is exactly root .ots + path bytes long). Returns the leaves
   // whose state or ots availability changed (for events), at most `limit`.
-  virtual absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const std::string& root,
+  virtual absl::StatusOr<std::vector<ProofRow>> PropagateToLeaves(const Digest& root,
                                                                   const std::string& provider,
                                                                   absl::Time now) = 0;
   // The safety net behind PropagateToLeaves: PENDING leaves of `provider` whose root is already
@@ -197,13 +197,13 @@ class PollerStore {
   // PENDING+stalled proofs with a fallback provider whose fallback was not yet acknowledged.
   virtual absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
                                                              int limit) = 0;
-  virtual absl::Status MarkFallbackSent(const std::string& digest, const std::string& provider) = 0;
+  virtual absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) = 0;
   // Records that the provider was asked about the proof (round-robin order of checks).
-  virtual absl::Status MarkChecked(const std::string& digest, const std::string& provider,
+  virtual absl::Status MarkChecked(const Digest& digest, const std::string& provider,
                                    absl::Time now) = 0;
 
   // The stored .ots bytes; nullopt when none (or the proof is unknown).
-  virtual absl::StatusOr<std::optional<std::string>> GetOts(const std::string& digest,
+  virtual absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                             const std::string& provider) = 0;
 
   struct Summary {

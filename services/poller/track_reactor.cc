@@ -38,7 +38,7 @@ absl::StatusOr<bool> ApplyHandoffPolicy(PollerStore* store, TrackInput* in) {
     auto existing = store->Get(p.digest, p.provider);
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
-      ANCHORD_LOG(Warning) << "hand-off: FAILED for " << HexEncode(p.digest) << " with "
+      ANCHORD_LOG(Warning) << "hand-off: FAILED for " << p.digest.hex() << " with "
                            << QuoteCallerText(p.provider)
                            << " ignored: the poller holds its proof ("
                            << v1::DigestState_Name(static_cast<DigestState>((*existing)->state))

@@ -17,7 +17,12 @@ namespace v1 = anchord::v1;
 WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& req)
     : service_(service) {
   absl::Status st = absl::OkStatus();
-  if (!req.digest().empty()) st = ValidateDigest(req.digest(), "digest");
+  std::optional<Digest> digest;
+  if (!req.digest().empty()) {
+    absl::StatusOr<Digest> d = Digest::FromBytes(req.digest(), "digest");
+    if (d.ok()) digest = *d;
+    st = d.status();
+  }
   if (st.ok()) st = ValidateJob(req.job(), "job");
   if (!st.ok()) {
     absl::MutexLock lock(&mu_);
@@ -25,7 +30,7 @@ WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& r
     return;
   }
   filter_.job = req.job();
-  filter_.digest = req.digest();
+  filter_.digest = digest;
   // Lock order is bus -> reactor (Publish notifies under the bus lock) and service watchers ->
   // reactor (EndWatches), so Subscribe and AddWatcher run without mu_ held.
   auto sub = service_->bus_->Subscribe(filter_, service_->options_.watch_queue_capacity,
@@ -102,7 +107,7 @@ void WatchReactor::LoadPageLocked() {
 void WatchReactor::LoadPage() {
   ListFilter f;
   f.job = filter_.job;
-  if (!filter_.digest.empty()) f.digests.push_back(filter_.digest);
+  if (filter_.digest.has_value()) f.digests.push_back(*filter_.digest);
   int64_t after;
   {
     absl::MutexLock lock(&mu_);

@@ -73,9 +73,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   // One CSPRNG call for the whole batch; Build rejects an empty (failed) draw.
   const std::string nonces = merkle::RandomNonces(leaves->size());
   for (size_t i = 0; i < leaves->size(); ++i) {
-    absl::StatusOr<Digest> digest = Digest::FromBytes((*leaves)[i].digest, "leaf digest");
-    if (!digest.ok()) return digest.status();
-    digests.push_back(*digest);
+    digests.push_back((*leaves)[i].digest);
     batch.leaf_ids.push_back((*leaves)[i].id);
     batch.nonces.push_back(nonces.size() == leaves->size() * merkle::kNonceSize
                                ? nonces.substr(i * merkle::kNonceSize, merkle::kNonceSize)

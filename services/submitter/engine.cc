@@ -4,7 +4,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/digest.h"
@@ -193,19 +192,15 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
   std::vector<SubmitterStore::PreparedRow> fresh_rows;
   absl::Status first_error;
   for (Submission& row : rows) {
-    const std::string digest_hex = HexEncode(row.digest);
+    const std::string digest_hex = row.digest.hex();
     const bool fresh = row.body.empty();
     auto prepare = [&]() -> absl::StatusOr<providers::PreparedCreate> {
-      // The store holds what the caller validated; a row that is not 32 bytes fails like bad
-      // input rather than reaching the provider.
-      absl::StatusOr<Digest> digest = Digest::FromBytes(row.digest, "digest");
-      if (!digest.ok()) return digest.status();
       if (fresh) {
         return provider->PrepareCreate(
-            {*digest, row.file.filename, row.file.size_bytes, row.file.mime_type});
+            {row.digest, row.file.filename, row.file.size_bytes, row.file.mime_type});
       }
       providers::PreparedCreate earlier;
-      earlier.digest = *digest;
+      earlier.digest = row.digest;
       earlier.idempotency_key = row.idempotency_key;
       earlier.body = row.body;
       // Prepared earlier: this request may have reached the provider before a crash or error.
@@ -322,7 +317,7 @@ absl::Status Engine::SendBatch(providers::Provider* provider, std::vector<Submis
 absl::Status Engine::Apply(providers::Provider* provider, Submission row,
                            const providers::CreateResult& result, bool probe) {
   const std::string& name = provider->name();
-  const std::string digest_hex = HexEncode(row.digest);
+  const std::string digest_hex = row.digest.hex();
   const providers::CallOutcome& out = result.outcome;
   const absl::Time now = clock_->Now();
   if (stop_flag_ && out.kind == OutcomeKind::kRetry) {

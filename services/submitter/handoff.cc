@@ -33,7 +33,7 @@ std::string ReasonOf(const std::string& code) {
 
 anchord::v1::Proof BuildProof(const Submission& row, const std::vector<FileRef>& files) {
   anchord::v1::Proof p;
-  p.set_digest(row.digest);
+  p.set_digest(row.digest.raw());
   p.set_provider(row.provider);
   p.set_proof_id(row.record.proof_id);
   if (row.state == SubState::kFailed) {

@@ -32,14 +32,13 @@ DigestState ToDigestState(SubState s) {
 absl::StatusOr<anchord::v1::LocateResponse> LocateDigest(SubmitterStore& store,
                                                          const anchord::v1::LocateRequest& req,
                                                          absl::Time now) {
-  ANCHORD_RETURN_IF_ERROR(ValidateDigest(req.digest(), "digest"));
-  const std::string& digest = req.digest();
+  ANCHORD_ASSIGN_OR_RETURN(const Digest digest, Digest::FromBytes(req.digest(), "digest"));
   ANCHORD_ASSIGN_OR_RETURN(std::vector<Submission> rows, store.GetByDigest(digest));
   ANCHORD_ASSIGN_OR_RETURN(std::vector<FileRef> refs, store.Refs(digest));
   ANCHORD_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store.ListPauses());
   if (rows.empty()) {
     return absl::NotFoundError(
-        absl::StrCat("digest ", HexEncode(digest), " is not known to the submitter"));
+        absl::StrCat("digest ", digest.hex(), " is not known to the submitter"));
   }
   anchord::v1::LocateResponse resp;
   resp.set_service("submitter");
@@ -132,7 +131,7 @@ absl::StatusOr<anchord::v1::ReanchorResponse> Reanchor(SubmitterCore& core,
   as_submit.add_providers(req.provider());
   NewItem item;
   ANCHORD_RETURN_IF_ERROR(ValidateSubmit(as_submit, core.options(), &item));
-  ANCHORD_LOG(Info) << "re-anchoring " << HexEncode(req.digest()) << " with " << req.provider()
+  ANCHORD_LOG(Info) << "re-anchoring " << item.digest.hex() << " with " << req.provider()
                     << " (stalled with " << QuoteCallerText(req.stalled_provider()) << ")";
   anchord::v1::SubmitResponse stored = core.SubmitAndWait(std::move(item), as_submit.request_id());
   if (stored.status().code() != 0) {

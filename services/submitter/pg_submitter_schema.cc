@@ -1,6 +1,8 @@
 #include "services/submitter/pg_submitter_schema.h"
 
+#include "libs/common/status_macros.h"
 #include "services/submitter/pg_submitter_store.h"
+#include "libs/digest/stored_digest.h"
 #include "services/submitter/store_rows.h"
 
 namespace anchord::submitter {
@@ -101,10 +103,10 @@ const std::vector<ledger::Migration>& SubmitterMigrations() { return kMigrations
 
 using ledger::PgResult;
 
-Submission ReadSubmission(const PgResult& s, int i) {
+absl::StatusOr<Submission> ReadSubmission(const PgResult& s, int i) {
   Submission r;
   r.id = s.Int(i, 0);
-  r.digest = s.Bytes(i, 1);
+  ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.Bytes(i, 1), "submissions.digest"));
   r.provider = s.Bytes(i, 2);
   r.file.job = s.Bytes(i, 3);
   r.file.filename = s.Bytes(i, 4);
@@ -144,10 +146,13 @@ Submission ReadSubmission(const PgResult& s, int i) {
   return r;
 }
 
-std::vector<Submission> ReadSubmissions(const PgResult& r) {
+absl::StatusOr<std::vector<Submission>> ReadSubmissions(const PgResult& r) {
   std::vector<Submission> out;
   out.reserve(r.rows());
-  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadSubmission(r, i));
+  for (int i = 0; i < r.rows(); ++i) {
+    ANCHORD_ASSIGN_OR_RETURN(Submission row, ReadSubmission(r, i));
+    out.push_back(std::move(row));
+  }
   return out;
 }
 

@@ -21,10 +21,10 @@ inline constexpr char kSubmissionColumns[] =
     "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
     "fallback_provider";
 
-// Row `i` of a result selected with kSubmissionColumns.
-Submission ReadSubmission(const ledger::PgResult& r, int i);
-// Every row of such a result, in result order.
-std::vector<Submission> ReadSubmissions(const ledger::PgResult& r);
+// Row `i` of a result selected with kSubmissionColumns. DATA_LOSS when its digest is not 32 bytes.
+absl::StatusOr<Submission> ReadSubmission(const ledger::PgResult& r, int i);
+// Every row of such a result, in result order (the first row's error when one cannot be read).
+absl::StatusOr<std::vector<Submission>> ReadSubmissions(const ledger::PgResult& r);
 
 // The columns ReadFileRef expects, in order (table refs).
 inline constexpr char kFileRefColumns[] = "job, source_path, filename, size_bytes, mime_type";

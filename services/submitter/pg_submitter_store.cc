@@ -51,7 +51,7 @@ class PgSubmitterStore final : public SubmitterStore {
         ANCHORD_ASSIGN_OR_RETURN(
             PgResult first, c.Exec(absl::StrCat("SELECT ", kFileRefColumns,
                                                 " FROM refs WHERE digest = $1 ORDER BY id LIMIT 1"),
-                                   PgParams().AddBytes(item.digest)));
+                                   PgParams().AddBytes(item.digest.bytes())));
         std::optional<FileRef> original;
         if (first.rows() > 0) original = ReadFileRef(first, 0);
         res.known_before = original.has_value();
@@ -60,7 +60,7 @@ class PgSubmitterStore final : public SubmitterStore {
             c.Exec("INSERT INTO refs (digest, job, source_path, filename, size_bytes, mime_type, "
                    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                    PgParams()
-                       .AddBytes(item.digest)
+                       .AddBytes(item.digest.bytes())
                        .AddBytes(item.file.job)
                        .AddBytes(item.file.source_path)
                        .AddBytes(item.file.filename)
@@ -76,7 +76,7 @@ class PgSubmitterStore final : public SubmitterStore {
             ANCHORD_RETURN_IF_ERROR(
                 c.Exec("UPDATE submissions SET change_seq = change_seq + 1, updated_at = $2 "
                        "WHERE digest = $1",
-                       PgParams().AddBytes(item.digest).Add(now_ms))
+                       PgParams().AddBytes(item.digest.bytes()).Add(now_ms))
                     .status());
           }
         }
@@ -89,7 +89,7 @@ class PgSubmitterStore final : public SubmitterStore {
                    "mode, fallback_provider) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, "
                    "$9, $10) ON CONFLICT (digest, provider) DO NOTHING",
                    PgParams()
-                       .AddBytes(item.digest)
+                       .AddBytes(item.digest.bytes())
                        .AddBytes(provider)
                        .AddBytes(file.job)
                        .AddBytes(file.filename)
@@ -103,7 +103,7 @@ class PgSubmitterStore final : public SubmitterStore {
         }
         ANCHORD_ASSIGN_OR_RETURN(PgResult min_state,
                                  c.Exec("SELECT MIN(state) FROM submissions WHERE digest = $1",
-                                        PgParams().AddBytes(item.digest)));
+                                        PgParams().AddBytes(item.digest.bytes())));
         if (min_state.rows() > 0 && !min_state.IsNull(0, 0)) {
           res.state = StateFromInt(min_state.Int(0, 0));
         }
@@ -166,7 +166,7 @@ class PgSubmitterStore final : public SubmitterStore {
                   .Add(ToMs(lease_until))
                   .Add(ToMs(now))
                   .Add(static_cast<int64_t>(std::max(1, limit)))));
-      out = ReadSubmissions(r);
+      ANCHORD_ASSIGN_OR_RETURN(out, ReadSubmissions(r));
       return absl::OkStatus();
     }));
     std::sort(out.begin(), out.end(),
@@ -496,7 +496,7 @@ class PgSubmitterStore final : public SubmitterStore {
                      .Add(ToMs(now))
                      .Add(ToMs(now + options_.handoff_lease))
                      .Add(static_cast<int64_t>(limit))));
-      out = ReadSubmissions(r);
+      ANCHORD_ASSIGN_OR_RETURN(out, ReadSubmissions(r));
       return absl::OkStatus();
     }));
     std::sort(out.begin(), out.end(),
@@ -510,19 +510,19 @@ class PgSubmitterStore final : public SubmitterStore {
         PgParams().Add(id).Add(seq));
   }
 
-  absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) override {
+  absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
     return Query(absl::StrCat("SELECT ", kSubmissionColumns,
                               " FROM submissions WHERE digest = $1 ORDER BY id"),
-                 PgParams().AddBytes(digest));
+                 PgParams().AddBytes(digest.bytes()));
   }
 
-  absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
+  absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) override {
     std::vector<FileRef> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(PgResult r,
                                c.Exec(absl::StrCat("SELECT ", kFileRefColumns,
                                                    " FROM refs WHERE digest = $1 ORDER BY id"),
-                                      PgParams().AddBytes(digest)));
+                                      PgParams().AddBytes(digest.bytes())));
       out.clear();
       for (int i = 0; i < r.rows(); ++i) out.push_back(ReadFileRef(r, i));
       return absl::OkStatus();
@@ -601,7 +601,7 @@ class PgSubmitterStore final : public SubmitterStore {
     std::vector<Submission> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(PgResult r, c.Exec(sql, params));
-      out = ReadSubmissions(r);
+      ANCHORD_ASSIGN_OR_RETURN(out, ReadSubmissions(r));
       return absl::OkStatus();
     }));
     return out;

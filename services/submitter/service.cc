@@ -23,7 +23,7 @@ using anchord::v1::SubmitResponse;
 
 absl::Status ValidateSubmit(const SubmitRequest& req, const ServiceOptions& options, NewItem* out) {
   ANCHORD_RETURN_IF_ERROR(ValidateRequestId(req.request_id(), "request_id"));
-  ANCHORD_RETURN_IF_ERROR(ValidateDigest(req.digest(), "digest"));
+  ANCHORD_ASSIGN_OR_RETURN(out->digest, Digest::FromBytes(req.digest(), "digest"));
   const auto& m = req.metadata();
   ANCHORD_RETURN_IF_ERROR(ValidateFilename(m.filename(), "metadata.filename"));
   ANCHORD_RETURN_IF_ERROR(ValidateSize(m.size_bytes(), "metadata.size_bytes"));
@@ -50,7 +50,6 @@ absl::Status ValidateSubmit(const SubmitRequest& req, const ServiceOptions& opti
     }
     providers.push_back(options.default_provider);
   }
-  out->digest = req.digest();
   out->file.job = std::string(JobOrDefault(m.job()));
   out->file.source_path = m.source_path();
   out->file.filename = m.filename();
@@ -358,7 +357,7 @@ void SubmitterCore::IntakeLoop() {
     for (size_t i = 0; i < batch.size(); ++i) {
       SubmitResponse resp;
       resp.set_request_id(batch[i].request_id);
-      resp.set_digest(items[i].digest);
+      resp.set_digest(items[i].digest.raw());
       if (!results.ok()) {
         *resp.mutable_status() = rpc::ToItemStatus(
             absl::UnavailableError(absl::StrCat("store: ", results.status().message())),

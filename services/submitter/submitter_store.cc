@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/common/status_macros.h"
+#include "libs/digest/stored_digest.h"
 #include "services/submitter/store_rows.h"
 #include "services/submitter/submitter_store_schema.h"
 
@@ -44,10 +45,10 @@ constexpr char kMarkPreparedSql[] =
     "UPDATE submissions SET state = 1, idempotency_key = ?2, body = ?3, updated_at = ?4 "
     "WHERE id = ?1";
 
-Submission ReadRow(const Statement& s) {
+absl::StatusOr<Submission> ReadRow(const Statement& s) {
   Submission r;
   r.id = s.ColumnInt(0);
-  r.digest = s.ColumnText(1);
+  ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
   r.provider = s.ColumnText(2);
   r.file.job = s.ColumnText(3);
   r.file.filename = s.ColumnText(4);
@@ -137,7 +138,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     for (const NewItem& item : items) {
       InsertResult res;
       first_ref.Reset();
-      first_ref.BindBlob(1, item.digest);
+      first_ref.BindBlob(1, item.digest.bytes());
       ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref.Step());
       std::optional<FileRef> original;
       if (has_ref) original = ReadRef(first_ref, 0);
@@ -145,7 +146,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       res.known_before = original.has_value();
 
       add_ref.Reset();
-      add_ref.BindBlob(1, item.digest)
+      add_ref.BindBlob(1, item.digest.bytes())
           .Bind(2, item.file.job)
           .Bind(3, item.file.source_path)
           .Bind(4, item.file.filename)
@@ -161,7 +162,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         // A new file with a known digest: the poller must hear of it (re-hand-off).
         if (new_ref) {
           bump.Reset();
-          bump.BindBlob(1, item.digest).Bind(2, now_ms);
+          bump.BindBlob(1, item.digest.bytes()).Bind(2, now_ms);
           ANCHORD_RETURN_IF_ERROR(bump.Run());
         }
       }
@@ -169,7 +170,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       bool all_new = true;
       for (const std::string& provider : item.providers) {
         add_sub.Reset();
-        add_sub.BindBlob(1, item.digest)
+        add_sub.BindBlob(1, item.digest.bytes())
             .Bind(2, provider)
             .Bind(3, file.job)
             .Bind(4, file.filename)
@@ -185,7 +186,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
       if (!all_new) {
         min_state.Reset();
-        min_state.BindBlob(1, item.digest);
+        min_state.BindBlob(1, item.digest.bytes());
         ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
         if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
         min_state.Reset();
@@ -559,17 +560,17 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return tx.Commit();
   }
 
-  absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) override {
+  absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
     return Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = ?1 ORDER BY id"),
-                 [&](Statement& s) { s.BindBlob(1, digest); });
+                 [&](Statement& s) { s.BindBlob(1, digest.bytes()); });
   }
 
-  absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) override {
+  absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) override {
     ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s, session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type "
                                      "FROM refs WHERE digest = ?1 ORDER BY id"));
-    s.BindBlob(1, digest);
+    s.BindBlob(1, digest.bytes());
     std::vector<FileRef> out;
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -652,7 +653,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     s.Bind(1, id);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return std::optional<Submission>();
-    return std::optional<Submission>(ReadRow(s));
+    ANCHORD_ASSIGN_OR_RETURN(Submission r, ReadRow(s));
+    return std::optional<Submission>(std::move(r));
   }
 
   template <typename BindFn>
@@ -672,7 +674,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      out.push_back(ReadRow(s));
+      ANCHORD_ASSIGN_OR_RETURN(Submission r, ReadRow(s));
+      out.push_back(std::move(r));
     }
     return out;
   }

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::submitter {
 
@@ -55,7 +56,7 @@ struct StoredRecord {
 
 struct Submission {
   int64_t id = 0;
-  std::string digest;  // raw 32 bytes
+  Digest digest;
   std::string provider;
   FileRef file;  // the original file
   SubState state = SubState::kQueued;
@@ -91,7 +92,7 @@ struct Submission {
 
 // One digest to store.
 struct NewItem {
-  std::string digest;  // raw 32 bytes, validated by the caller
+  Digest digest;
   FileRef file;
   std::vector<std::string> providers;  // non-empty, known names
   bool merkle = false;                 // queue as a Merkle batch leaf (kLeaf)
@@ -245,8 +246,8 @@ class SubmitterStore {
   }
 
   // --- Reads ------------------------------------------------------------------------------------
-  virtual absl::StatusOr<std::vector<Submission>> GetByDigest(const std::string& digest) = 0;
-  virtual absl::StatusOr<std::vector<FileRef>> Refs(const std::string& digest) = 0;
+  virtual absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) = 0;
+  virtual absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) = 0;
   // Per distinct digest (with a file in `job`, or all when empty), its least advanced state.
   virtual absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) = 0;
 

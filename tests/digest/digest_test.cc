@@ -22,6 +22,7 @@
 #include "libs/digest/mime.h"
 #include "libs/digest/reason.h"
 #include "libs/digest/sha256.h"
+#include "libs/digest/stored_digest.h"
 #include "libs/digest/tree_walk.h"
 
 namespace anchord::digest {
@@ -82,6 +83,18 @@ TEST(DigestTest, FromBytesKeepsTheBytesAndRejectsOtherSizes) {
   // The default field name is "digest".
   EXPECT_EQ(Digest::FromBytes("12345").status().message(),
             "digest: a SHA-256 digest must be exactly 32 bytes, got 5");
+}
+
+TEST(DigestTest, DigestFromColumnIsDataLossNamingTheColumn) {
+  std::string raw = OneShot("abc");
+  absl::StatusOr<Digest> d = DigestFromColumn(raw, "proofs.digest");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->raw(), raw);
+  absl::StatusOr<Digest> bad = DigestFromColumn(std::string(31, 'x'), "proofs.digest");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(bad.status().message(),
+            "proofs.digest: a SHA-256 digest must be exactly 32 bytes, got 31");
 }
 
 TEST(DigestTest, FromHexAcceptsEitherCaseAndNamesTheField) {

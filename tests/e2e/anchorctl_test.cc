@@ -58,8 +58,8 @@ TEST(FormatTest, DigestArgument) {
   const std::string hex(64, 'a');
   auto ok = ParseDigestArg(hex);
   ASSERT_TRUE(ok.ok());
-  EXPECT_EQ(ok->size(), 32u);
-  EXPECT_EQ(static_cast<unsigned char>((*ok)[0]), 0xaa);
+  EXPECT_EQ(ok->hex(), hex);
+  EXPECT_EQ(ok->array()[0], 0xaa);
   for (const std::string& bad : {std::string(63, 'a'), std::string(65, 'a'), std::string(64, 'g'),
                                  std::string(""), std::string(62, 'a') + "\n1"}) {
     auto r = ParseDigestArg(bad, "DIGEST");

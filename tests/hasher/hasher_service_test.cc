@@ -803,8 +803,8 @@ TEST(HasherStatusFunctionsTest, LocateAndSummarizeOverTheStore) {
   testing::TempDir dir("hasher_status");
   auto store = HasherStore::Open(dir.File("hasher.db"));
   ASSERT_TRUE(store.ok()) << store.status();
-  const std::string d1(32, '\x01');
-  const std::string d2(32, '\x02');
+  const Digest d1 = *Digest::FromBytes(std::string(32, '\x01'));
+  const Digest d2 = *Digest::FromBytes(std::string(32, '\x02'));
   ASSERT_TRUE((*store)
                   ->RecordHashedBatch("job1",
                                       {HashedRecord{"a/one.txt", 10, 1500000000123456789LL, d1},
@@ -816,7 +816,7 @@ TEST(HasherStatusFunctionsTest, LocateAndSummarizeOverTheStore) {
       (*store)->RecordHashedBatch("job2", {HashedRecord{"c/one.txt", 10, 9, d1}}, nullptr).ok());
 
   v1::LocateRequest locate;
-  locate.set_digest(d1);
+  locate.set_digest(d1.raw());
   absl::StatusOr<v1::LocateResponse> found = LocateDigest(**store, locate);
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->service(), "hasher");
@@ -834,7 +834,7 @@ TEST(HasherStatusFunctionsTest, LocateAndSummarizeOverTheStore) {
   EXPECT_EQ(first.modified_at().seconds(), 1500000000);
   EXPECT_EQ(first.modified_at().nanos(), 123456789);
 
-  locate.set_digest(d2);
+  locate.set_digest(d2.raw());
   found = LocateDigest(**store, locate);
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->state(), v1::DIGEST_STATE_QUEUED);
@@ -857,6 +857,34 @@ TEST(HasherStatusFunctionsTest, LocateAndSummarizeOverTheStore) {
   summarize.set_job(std::string(1000, 'j'));
   EXPECT_EQ(SummarizeHashJob(**store, summarize).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A row whose digest blob is not 32 bytes (a damaged database) is a store error naming the column,
+// never a crash; an ERROR row (digest NULL) reads as no digest.
+TEST(HasherStatusFunctionsTest, ADigestBlobOfAnotherSizeIsAStoreErrorNamingTheColumn) {
+  testing::TempDir dir("hasher_bad_digest");
+  auto store = HasherStore::Open(dir.File("hasher.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  const Digest d = *Digest::FromBytes(std::string(32, '\x07'));
+  ASSERT_TRUE((*store)->RecordHashedBatch("job", {HashedRecord{"a.txt", 1, 1, d}}, nullptr).ok());
+  ASSERT_TRUE((*store)->RecordError("job", "b.txt", 1, 1, 5, "FILE_UNREADABLE", "gone").ok());
+  auto error_row = (*store)->Get("job", "b.txt");
+  ASSERT_TRUE(error_row.ok() && error_row->has_value()) << error_row.status();
+  EXPECT_FALSE((*error_row)->digest.has_value());
+  {
+    auto db = ledger::SqliteDb::Open(dir.File("hasher.db"));
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    auto st =
+        session.Prepare("UPDATE files SET digest = substr(digest, 1, 31) WHERE path = 'a.txt'");
+    ASSERT_TRUE(st.ok()) << st.status();
+    ASSERT_TRUE(st->Run().ok());
+  }
+  auto got = (*store)->Get("job", "a.txt");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(got.status().message(),
+            "files.digest: a SHA-256 digest must be exactly 32 bytes, got 31");
 }
 
 }  // namespace

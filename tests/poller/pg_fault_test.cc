@@ -84,7 +84,7 @@ TEST(PgPollerFaultTest, DatabaseRestartUnderTwoReplicas) {
         return got != nullptr;
       },
       absl::Seconds(30)));
-  EXPECT_EQ(got->proof().digest(), Digest(2));
+  EXPECT_EQ(got->proof().digest(), testing::DigestBytes(2));
   bus_b.Unsubscribe(after);
 
   // Nothing stored was lost, whichever replica stored it.

@@ -262,7 +262,7 @@ TEST_F(PollEngineTest, RecordForAnotherDigestIsRejected) {
   FakeProvider p("fake", /*list=*/false);
   Track(1);
   p.SetRecord(Id(1), Digest(1), RecordState::kConfirmed, 5);
-  p.SetRecordDigest(Id(1), *anchord::Digest::FromBytes(Digest(2)));
+  p.SetRecordDigest(Id(1), Digest(2));
   auto engine = MakeEngine(&p);
   RoundStats s = engine->RunRound(&p);
   EXPECT_EQ(s.lookups, 1);
@@ -272,7 +272,7 @@ TEST_F(PollEngineTest, RecordForAnotherDigestIsRejected) {
   EXPECT_EQ(Counter("anchord_poller_lookups_total", {{"provider", "fake"}, {"result", "invalid"}}),
             1);
   // Once the provider answers correctly, the proof moves on.
-  p.SetRecordDigest(Id(1), *anchord::Digest::FromBytes(Digest(1)));
+  p.SetRecordDigest(Id(1), Digest(1));
   engine->RunRound(&p);
   EXPECT_EQ(Get(1).state, v1::DIGEST_STATE_CONFIRMED);
 }
@@ -282,8 +282,8 @@ TEST_F(PollEngineTest, FailedAtProviderBecomesFailed) {
   Track(1);
   p.SetRecord(Id(1), Digest(1), RecordState::kFailed);
   // Engine events carry the proof's files, so watchers filtering by job see them.
-  auto job_sub = bus_.Subscribe(WatchFilter{"default", ""}, 10, nullptr);
-  auto other_job_sub = bus_.Subscribe(WatchFilter{"other", ""}, 10, nullptr);
+  auto job_sub = bus_.Subscribe(WatchFilter{"default", std::nullopt}, 10, nullptr);
+  auto other_job_sub = bus_.Subscribe(WatchFilter{"other", std::nullopt}, 10, nullptr);
   auto engine = MakeEngine(&p);
   RoundStats s = engine->RunRound(&p);
   EventPtr job_ev = job_sub->Pop();

@@ -48,21 +48,20 @@ TEST_F(PollerLookupsTest, GetProofValidatesFindsAndReportsUnknownDigests) {
   ASSERT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StartsWith(bad.status().message(), "digest:")) << bad.status();
 
-  req.set_digest(Digest(1));
+  req.set_digest(testing::DigestBytes(1));
   auto found = GetProof(*store_, req);
   ASSERT_TRUE(found.ok()) << found.status();
-  EXPECT_EQ(found->proof().digest(), Digest(1));
+  EXPECT_EQ(found->proof().digest(), testing::DigestBytes(1));
   EXPECT_EQ(found->proof().proof_id(), "id-1");
   EXPECT_EQ(found->proof().state(), v1::DIGEST_STATE_PENDING);
   ASSERT_EQ(found->proof().files_size(), 1);
   EXPECT_EQ(found->proof().files(0).job(), "j");
 
-  req.set_digest(Digest(2));
+  req.set_digest(testing::DigestBytes(2));
   req.set_provider("other");
   auto missing = GetProof(*store_, req);
   ASSERT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(absl::StrContains(missing.status().message(), HexEncode(Digest(2))))
-      << missing.status();
+  EXPECT_TRUE(absl::StrContains(missing.status().message(), Digest(2).hex())) << missing.status();
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "with provider")) << missing.status();
 }
 
@@ -82,7 +81,7 @@ TEST_F(PollerLookupsTest, ListProofsNamesTheBadFieldAndPagesWithoutGaps) {
   req.set_page_size(-1);
   EXPECT_TRUE(absl::StartsWith(field_of(req), "page_size:"));
   req.Clear();
-  req.add_digests(Digest(1));
+  req.add_digests(testing::DigestBytes(1));
   req.add_digests("x");
   EXPECT_TRUE(absl::StartsWith(field_of(req), "digests[1]:"));
   req.Clear();
@@ -118,7 +117,7 @@ TEST_F(PollerLookupsTest, LocateReportsEveryProofAndTheFailure) {
   ASSERT_TRUE(failed.ok() && failed->has_value());
 
   v1::LocateRequest req;
-  req.set_digest(Digest(1));
+  req.set_digest(testing::DigestBytes(1));
   auto located = Locate(*store_, req);
   ASSERT_TRUE(located.ok()) << located.status();
   EXPECT_EQ(located->service(), "poller");
@@ -129,11 +128,10 @@ TEST_F(PollerLookupsTest, LocateReportsEveryProofAndTheFailure) {
   // The digest's files (one per proof here, as each hand-off named another file).
   EXPECT_EQ(located->files_size(), 2);
 
-  req.set_digest(Digest(7));
+  req.set_digest(testing::DigestBytes(7));
   auto unknown = Locate(*store_, req);
   ASSERT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(unknown.status().message(),
-            "digest: the poller knows nothing of " + HexEncode(Digest(7)));
+  EXPECT_EQ(unknown.status().message(), "digest: the poller knows nothing of " + Digest(7).hex());
 
   req.set_digest("");
   EXPECT_EQ(Locate(*store_, req).status().code(), absl::StatusCode::kInvalidArgument);

@@ -72,7 +72,7 @@ Batch MakeBatch(int first, int n) {
   Batch b;
   std::vector<std::string> nonces;
   for (int i = 0; i < n; ++i) {
-    b.digests.push_back(Digest(first + i));
+    b.digests.push_back(testing::DigestBytes(first + i));
     nonces.push_back(merkle::RandomNonce());
   }
   std::vector<anchord::Digest> leaves;
@@ -112,7 +112,8 @@ class PollerMerkleTest : public ::testing::Test {
     in.proof.leaf_count = kLeaves;
     return in;
   }
-  ProofRow Get(const std::string& digest) {
+  ProofRow Get(const std::string& digest) { return Get(*anchord::Digest::FromBytes(digest)); }
+  ProofRow Get(const anchord::Digest& digest) {
     auto r = store_->Get(digest, "fake");
     EXPECT_TRUE(r.ok() && r->has_value());
     return r.ok() && r->has_value() ? **r : ProofRow{};
@@ -132,7 +133,7 @@ class PollerMerkleTest : public ::testing::Test {
     EXPECT_TRUE(rows.ok());
     std::set<std::string> out;
     if (rows.ok()) {
-      for (const ProofRow& r : *rows) out.insert(r.digest);
+      for (const ProofRow& r : *rows) out.insert(r.digest.raw());
     }
     return out;
   }
@@ -163,11 +164,11 @@ TEST_F(PollerMerkleTest, LeavesAreNeverCheckedOrStalledThemselves) {
   auto to_check = store_->PendingToCheck("fake", absl::InfiniteFuture(), 100);
   ASSERT_TRUE(to_check.ok());
   ASSERT_EQ(to_check->size(), 1u);
-  EXPECT_EQ((*to_check)[0].digest, batch_.root);
+  EXPECT_EQ((*to_check)[0].digest.raw(), batch_.root);
   auto stalled = store_->NewlyStalled("fake", clock_.Now() + absl::Hours(100), 100);
   ASSERT_TRUE(stalled.ok());
   ASSERT_EQ(stalled->size(), 1u);
-  EXPECT_EQ((*stalled)[0].digest, batch_.root);
+  EXPECT_EQ((*stalled)[0].digest.raw(), batch_.root);
 
   // A provider without a list: one lookup per round, and only of the root.
   FakeProvider p("fake", /*list=*/false);
@@ -222,7 +223,7 @@ TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
 
     // The downloadable proof of the leaf: a standalone .ots of the leaf's digest whose path
     // ends at the root with the root's Bitcoin attestation.
-    auto ots_bytes = LoadProofOts(store_.get(), d, "fake");
+    auto ots_bytes = LoadProofOts(store_.get(), *anchord::Digest::FromBytes(d), "fake");
     ASSERT_TRUE(ots_bytes.ok()) << ots_bytes.status();
     ASSERT_TRUE(ots_bytes->has_value());
     EXPECT_EQ(static_cast<int64_t>((*ots_bytes)->size()), leaf.ots_size);
@@ -231,7 +232,7 @@ TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
     EXPECT_EQ(parsed->digest, d);
     ASSERT_NE(parsed->timestamp, nullptr);
     EXPECT_TRUE(HasBitcoinAt(*parsed->timestamp, batch_.root, kHeight));
-    auto any_provider = LoadProofOts(store_.get(), d, "");
+    auto any_provider = LoadProofOts(store_.get(), *anchord::Digest::FromBytes(d), "");
     ASSERT_TRUE(any_provider.ok());
     ASSERT_TRUE(any_provider->has_value());
     EXPECT_EQ(**any_provider, **ots_bytes);
@@ -239,7 +240,7 @@ TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
   EXPECT_EQ(per_digest[batch_.root],
             (std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_CONFIRMED,
                                              v1::PROOF_EVENT_TYPE_OTS_STORED}));
-  auto root_dl = LoadProofOts(store_.get(), batch_.root, "fake");
+  auto root_dl = LoadProofOts(store_.get(), *anchord::Digest::FromBytes(batch_.root), "fake");
   ASSERT_TRUE(root_dl.ok() && root_dl->has_value());
   EXPECT_EQ(**root_dl, root_ots);
 
@@ -254,7 +255,8 @@ TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
   EXPECT_EQ((*late)[0].proof.block_height, kHeight);
   EXPECT_EQ((*late)[0].proof.ots_size,
             static_cast<int64_t>(root_ots.size() + batch_.paths[kLeaves - 1].size()));
-  auto late_ots = LoadProofOts(store_.get(), batch_.digests[kLeaves - 1], "fake");
+  auto late_ots =
+      LoadProofOts(store_.get(), *anchord::Digest::FromBytes(batch_.digests[kLeaves - 1]), "fake");
   ASSERT_TRUE(late_ots.ok() && late_ots->has_value());
   auto late_parsed = ots::ParseDetached(**late_ots);
   ASSERT_TRUE(late_parsed.ok()) << late_parsed.status();
@@ -277,12 +279,13 @@ TEST_F(PollerMerkleTest, RootConfirmedBeforeItsOtsThenOtsLater) {
   EXPECT_EQ(Get(batch_.digests[0]).ots_size, 0);
   // The provider gives .ots files: until the root's arrives, the leaf has nothing to offer
   // (a path-only proof would be a worse proof than the one about to come).
-  auto waiting = LoadProofOts(store_.get(), batch_.digests[0], "fake");
+  auto waiting = LoadProofOts(store_.get(), *anchord::Digest::FromBytes(batch_.digests[0]), "fake");
   ASSERT_TRUE(waiting.ok());
   EXPECT_FALSE(waiting->has_value());
   // For a provider that never gives one (ProofLedger), a confirmed leaf gets its path and the
   // provider's record of the root.
-  auto none = LoadProofOts(store_.get(), batch_.digests[0], "fake", {"fake"});
+  auto none =
+      LoadProofOts(store_.get(), *anchord::Digest::FromBytes(batch_.digests[0]), "fake", {"fake"});
   ASSERT_TRUE(none.ok());
   ASSERT_TRUE(none->has_value());
   auto path_only = ots::ParseDetached(**none);
@@ -405,7 +408,7 @@ TEST_F(PollerMerkleTest, ValidateTrackRequestChecksPathRootAndEvidence) {
 // --- Evidence -----------------------------------------------------------------------------------
 
 TEST_F(PollerMerkleTest, EvidenceIsStoredWhilePendingAndUpgradedByLookups) {
-  const std::string d = Digest(50);
+  const anchord::Digest d = Digest(50);
   const std::string pending_ots = MakeOts(d, 40);
   TrackInput in = Pending(d, "cal-1");
   in.evidence = pending_ots;
@@ -450,7 +453,7 @@ TEST_F(PollerMerkleTest, EvidenceIsStoredWhilePendingAndUpgradedByLookups) {
 }
 
 TEST_F(PollerMerkleTest, ConfirmationCarryingEvidenceStoresIt) {
-  const std::string d = Digest(60);
+  const anchord::Digest d = Digest(60);
   TrackInput in = Pending(d, "cal-2");
   in.evidence = MakeOts(d, 40);
   TrackAll({in});
@@ -474,7 +477,7 @@ TEST_F(PollerMerkleTest, ConfirmationCarryingEvidenceStoresIt) {
 }
 
 TEST_F(PollerMerkleTest, ReplaceOtsOnlyForPendingOrConfirmed) {
-  const std::string d = Digest(70);
+  const anchord::Digest d = Digest(70);
   auto none = store_->ReplaceOts(d, "fake", MakeOts(d), clock_.Now());
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
@@ -515,7 +518,7 @@ TEST_F(PollerMerkleTest, WebhookHintsPendingProofsAndRejectsTheRest) {
     EXPECT_TRUE(rows.ok());
     std::vector<std::tuple<std::string, int, int64_t, int64_t>> out;
     for (const ProofRow& r : *rows) {
-      out.emplace_back(r.digest, r.state, absl::ToUnixMillis(r.last_checked_at),
+      out.emplace_back(r.digest.raw(), r.state, absl::ToUnixMillis(r.last_checked_at),
                        absl::ToUnixMillis(r.updated_at));
     }
     return out;
@@ -529,10 +532,10 @@ TEST_F(PollerMerkleTest, WebhookHintsPendingProofsAndRejectsTheRest) {
     EXPECT_TRUE(res) << path;
     return res ? res->status : -1;
   };
-  EXPECT_EQ(post("/callbacks/nobody", "hash=" + HexEncode(Digest(203))), 404);
+  EXPECT_EQ(post("/callbacks/nobody", "hash=" + Digest(203).hex()), 404);
   EXPECT_EQ(post("/callbacks/fake", "garbage"), 400);
-  EXPECT_EQ(post("/callbacks/fake", "hash=" + HexEncode(Digest(999))), 404);  // unknown digest
-  EXPECT_EQ(post("/callbacks/fake", "hash=" + HexEncode(Digest(210))), 404);  // not pending
+  EXPECT_EQ(post("/callbacks/fake", "hash=" + Digest(999).hex()), 404);  // unknown digest
+  EXPECT_EQ(post("/callbacks/fake", "hash=" + Digest(210).hex()), 404);  // not pending
   EXPECT_EQ(post("/callbacks/fake", "hash=zz"), 400);  // the parser names the malformed hash
   EXPECT_EQ(snapshot(), before);
   EXPECT_EQ(p.total_lookups(), 0);
@@ -541,7 +544,7 @@ TEST_F(PollerMerkleTest, WebhookHintsPendingProofsAndRejectsTheRest) {
   clock_.Advance(absl::Seconds(1));
   engine->RunRound(&p);
   EXPECT_EQ(p.lookup_order(), std::vector<std::string>{"id-1"});
-  EXPECT_EQ(post("/callbacks/fake", "hash=" + HexEncode(Digest(203))), 200);
+  EXPECT_EQ(post("/callbacks/fake", "hash=" + Digest(203).hex()), 200);
   engine->RunRound(&p);
   EXPECT_EQ(p.lookup_order(), (std::vector<std::string>{"id-1", "id-3"}));
   // The hint is used once.
@@ -593,12 +596,12 @@ TEST_F(PollerMerkleTest, FallbackIsRequestedUntilAcknowledged) {
   EXPECT_EQ(calls[0].fallback_provider, "other");
   ASSERT_FALSE(calls[0].files.empty());  // what the submitter needs to anchor it again
   EXPECT_EQ(calls[0].files[0].filename, "id-300.pdf");
-  EXPECT_FALSE(Get(Digest(300)).fallback_sent);
+  EXPECT_FALSE(Get(testing::DigestBytes(300)).fallback_sent);
 
   engine->RunRound(&p);  // it failed: asked again
   ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[1].digest, Digest(300));
-  EXPECT_TRUE(Get(Digest(300)).fallback_sent);
+  EXPECT_TRUE(Get(testing::DigestBytes(300)).fallback_sent);
 
   engine->RunRound(&p);  // acknowledged: never again
   engine->RunRound(&p);
@@ -615,7 +618,7 @@ TEST_F(PollerMerkleTest, StalledRootStallsLeavesAndTheirFallbacksRun) {
   PollEngineOptions opts;
   opts.stall_after = absl::Hours(1);
   opts.fallback = [&](const ProofRow& row) {
-    called.push_back(row.digest);
+    called.push_back(row.digest.raw());
     return absl::OkStatus();
   };
   auto engine = MakeEngine(&p, opts);

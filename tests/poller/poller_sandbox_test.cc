@@ -41,8 +41,7 @@ TEST(PollerSandboxTest, ConfirmsAndStoresRealOts) {
   // Three proofs created for real at the sandbox and handed to the poller.
   std::vector<std::string> ids;
   for (int n = 1; n <= 3; ++n) {
-    auto prepared =
-        p->PrepareCreate({*anchord::Digest::FromBytes(Digest(n)), "f.pdf", 10, "application/pdf"});
+    auto prepared = p->PrepareCreate({Digest(n), "f.pdf", 10, "application/pdf"});
     ASSERT_TRUE(prepared.ok()) << prepared.status();
     providers::CreateResult created = p->Create(*prepared);
     ASSERT_TRUE(created.outcome.ok()) << created.outcome.code << " " << created.outcome.message;

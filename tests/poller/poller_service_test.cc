@@ -76,6 +76,10 @@ class PollerServiceTest : public ::testing::Test {
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
   }
 
+  static v1::TrackRequest TrackReq(const std::string& rid, const anchord::Digest& digest,
+                                   const std::string& proof_id, const std::string& job = "") {
+    return TrackReq(rid, digest.raw(), proof_id, job);
+  }
   static v1::TrackRequest TrackReq(const std::string& rid, const std::string& digest,
                                    const std::string& proof_id, const std::string& job = "") {
     v1::TrackRequest r;
@@ -157,7 +161,7 @@ TEST_F(PollerServiceTest, TrackAcksAfterDurableStoreAndNamesInvalidFields) {
   for (int i = 0; i < 20; ++i) {
     const auto& r = out[absl::StrCat("r", i)];
     EXPECT_EQ(r.status().code(), 0) << r.status().message();
-    EXPECT_EQ(r.digest(), Digest(i));
+    EXPECT_EQ(r.digest(), testing::DigestBytes(i));
     auto row = (*other)->Get(Digest(i), "fake");
     ASSERT_TRUE(row.ok() && row->has_value()) << i;
     EXPECT_EQ((*row)->state, v1::DIGEST_STATE_PENDING);
@@ -221,7 +225,7 @@ TEST_F(PollerServiceTest, TrackStreamsDrainOnShutdownAfterTheirAcks) {
   EXPECT_LE(acked.size(), static_cast<size_t>(kSent));
   for (const auto& [id, r] : acked) {
     ASSERT_EQ(r.status().code(), 0) << id;
-    auto row = store_->Get(r.digest(), "fake");
+    auto row = store_->Get(*::anchord::Digest::FromBytes(r.digest()), "fake");
     ASSERT_TRUE(row.ok()) << row.status();
     EXPECT_TRUE(row->has_value()) << id << " was answered but is not stored";
   }
@@ -253,10 +257,10 @@ TEST_F(PollerServiceTest, WatchSendsSnapshotThenLiveEventsInOrder) {
   v1::WatchResponse ev;
   ASSERT_TRUE(reader->Read(&ev));
   EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT);
-  EXPECT_EQ(ev.proof().digest(), Digest(1));
+  EXPECT_EQ(ev.proof().digest(), testing::DigestBytes(1));
   ASSERT_TRUE(reader->Read(&ev));
   EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT);
-  EXPECT_EQ(ev.proof().digest(), Digest(2));
+  EXPECT_EQ(ev.proof().digest(), testing::DigestBytes(2));
   ASSERT_TRUE(reader->Read(&ev));
   EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
   EXPECT_FALSE(ev.has_proof());
@@ -269,11 +273,11 @@ TEST_F(PollerServiceTest, WatchSendsSnapshotThenLiveEventsInOrder) {
 
   ASSERT_TRUE(reader->Read(&ev));
   EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_TRACKED);
-  EXPECT_EQ(ev.proof().digest(), Digest(5));
+  EXPECT_EQ(ev.proof().digest(), testing::DigestBytes(5));
   EXPECT_EQ(ev.proof().state(), v1::DIGEST_STATE_PENDING);
   ASSERT_TRUE(reader->Read(&ev));
   EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_CONFIRMED);
-  EXPECT_EQ(ev.proof().digest(), Digest(1));
+  EXPECT_EQ(ev.proof().digest(), testing::DigestBytes(1));
   EXPECT_EQ(ev.proof().state(), v1::DIGEST_STATE_CONFIRMED);
 
   ctx.TryCancel();
@@ -287,12 +291,12 @@ TEST_F(PollerServiceTest, WatchByDigestAndInvalidDigest) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     v1::WatchRequest req;
-    req.set_digest(Digest(2));
+    req.set_digest(testing::DigestBytes(2));
     req.set_include_current(true);
     auto reader = stub_->Watch(&ctx, req);
     v1::WatchResponse ev;
     ASSERT_TRUE(reader->Read(&ev));
-    EXPECT_EQ(ev.proof().digest(), Digest(2));
+    EXPECT_EQ(ev.proof().digest(), testing::DigestBytes(2));
     ASSERT_TRUE(reader->Read(&ev));
     EXPECT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
     ctx.TryCancel();
@@ -329,7 +333,8 @@ TEST_F(PollerServiceTest, SnapshotSpansPagesAndCancelledStreamsAreReleased) {
         break;
       }
       ASSERT_EQ(ev.type(), v1::PROOF_EVENT_TYPE_SNAPSHOT);
-      EXPECT_EQ(ev.proof().digest(), Digest(snapshots));  // oldest first, across pages
+      EXPECT_EQ(ev.proof().digest(),
+                testing::DigestBytes(snapshots));  // oldest first, across pages
       ++snapshots;
     }
     EXPECT_TRUE(done);
@@ -400,7 +405,7 @@ TEST_F(PollerServiceTest, TrackIsServedOnlyOnTheInternalPortWithTheToken) {
   SetDeadline(&ctx);
   ctx.AddMetadata(rpc::kInternalTokenHeader, kToken);
   v1::GetProofRequest req;
-  req.set_digest(Digest(7));
+  req.set_digest(testing::DigestBytes(7));
   v1::GetProofResponse resp;
   st = internal_stub_->GetProof(&ctx, req, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
@@ -424,7 +429,7 @@ TEST_F(PollerServiceTest, HandOffCannotConfirmOrDowngradeOnItsOwn) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     v1::GetProofRequest req;
-    req.set_digest(Digest(d));
+    req.set_digest(testing::DigestBytes(d));
     v1::GetProofResponse resp;
     grpc::Status st = stub_->GetProof(&ctx, req, &resp);
     EXPECT_TRUE(st.ok()) << st.error_message();
@@ -519,7 +524,7 @@ TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {
   EXPECT_EQ(pages, 2);  // 100 + 100 + 50
   ASSERT_EQ(seen.size(), 250u);
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 250u);
-  for (int i = 0; i < 250; ++i) EXPECT_EQ(seen[i], Digest(i));
+  for (int i = 0; i < 250; ++i) EXPECT_EQ(seen[i], testing::DigestBytes(i));
 
   auto call = [&](const v1::ListProofsRequest& req, v1::ListProofsResponse* resp) {
     grpc::ClientContext ctx;
@@ -538,19 +543,19 @@ TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StartsWith(st.error_message(), "page_token:")) << st.error_message();
   req.clear_page_token();
-  req.add_digests(Digest(7));
+  req.add_digests(testing::DigestBytes(7));
   req.add_digests("xx");
   st = call(req, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StartsWith(st.error_message(), "digests[1]:")) << st.error_message();
   req.clear_digests();
-  req.add_digests(Digest(7));
-  req.add_digests(Digest(9));
+  req.add_digests(testing::DigestBytes(7));
+  req.add_digests(testing::DigestBytes(9));
   resp.Clear();
   st = call(req, &resp);
   ASSERT_TRUE(st.ok());
   ASSERT_EQ(resp.proofs_size(), 2);  // default page size 100
-  EXPECT_EQ(resp.proofs(0).digest(), Digest(7));
+  EXPECT_EQ(resp.proofs(0).digest(), testing::DigestBytes(7));
   EXPECT_TRUE(resp.next_page_token().empty());
 }
 
@@ -565,7 +570,7 @@ TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   v1::DownloadProofRequest req;
-  req.set_digest(Digest(1));
+  req.set_digest(testing::DigestBytes(1));
   auto reader = stub_->DownloadProof(&ctx, req);
   std::string got;
   int chunks = 0;
@@ -591,10 +596,10 @@ TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
     }
     return rd->Finish();
   };
-  grpc::Status st = status_of(Digest(2));
+  grpc::Status st = status_of(testing::DigestBytes(2));
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(st.error_message(), "no .ots stored yet");
-  EXPECT_EQ(status_of(Digest(3)).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(status_of(testing::DigestBytes(3)).error_code(), grpc::StatusCode::NOT_FOUND);
   st = status_of("x");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StartsWith(st.error_message(), "digest:"));
@@ -607,7 +612,7 @@ TEST_F(PollerServiceTest, GetProofLocateAndSummarize) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     v1::GetProofRequest req;
-    req.set_digest(Digest(2));
+    req.set_digest(testing::DigestBytes(2));
     v1::GetProofResponse resp;
     ASSERT_TRUE(stub_->GetProof(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.proof().proof_id(), "id-2");
@@ -619,7 +624,7 @@ TEST_F(PollerServiceTest, GetProofLocateAndSummarize) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     v1::GetProofRequest req;
-    req.set_digest(Digest(9));
+    req.set_digest(testing::DigestBytes(9));
     v1::GetProofResponse resp;
     EXPECT_EQ(stub_->GetProof(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
   }
@@ -637,7 +642,7 @@ TEST_F(PollerServiceTest, GetProofLocateAndSummarize) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     v1::LocateRequest req;
-    req.set_digest(Digest(1));
+    req.set_digest(testing::DigestBytes(1));
     v1::LocateResponse resp;
     ASSERT_TRUE(status_stub_->Locate(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.service(), "poller");

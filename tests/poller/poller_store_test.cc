@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "libs/ledger/pg_db.h"
+#include "libs/ledger/sqlite_db.h"
 #include "services/poller/event_bus.h"
 #include "services/poller/pg_event_relay.h"
 #include "services/poller/pg_poller_store.h"
@@ -51,7 +52,7 @@ class PollerStoreTest : public ::testing::TestWithParam<Backend> {
     if (!db.ok()) return db.status();
     return OpenPgPollerStore(std::shared_ptr<ledger::PgDb>(std::move(*db)));
   }
-  ProofRow MustGet(const std::string& digest, const std::string& provider = "fake") {
+  ProofRow MustGet(const anchord::Digest& digest, const std::string& provider = "fake") {
     auto r = store_->Get(digest, provider);
     EXPECT_TRUE(r.ok()) << r.status();
     EXPECT_TRUE(r->has_value());
@@ -160,7 +161,7 @@ TEST_P(PollerStoreTest, PagingHasNoGapsOrDuplicates) {
   std::vector<TrackInput> batch;
   for (int i = 0; i < 130; ++i) batch.push_back(Pending(Digest(i), "id-" + std::to_string(i)));
   ASSERT_TRUE(store_->Track(batch, kT0).ok());
-  std::vector<std::string> seen;
+  std::vector<anchord::Digest> seen;
   int64_t after = 0;
   for (int page = 0; page < 100; ++page) {
     auto rows = store_->List({}, after, 7);
@@ -178,7 +179,7 @@ TEST_P(PollerStoreTest, PagingHasNoGapsOrDuplicates) {
     }
   }
   ASSERT_EQ(seen.size(), 131u);
-  std::set<std::string> unique(seen.begin(), seen.end());
+  std::set<anchord::Digest> unique(seen.begin(), seen.end());
   EXPECT_EQ(unique.size(), 131u);
   for (int i = 0; i < 130; ++i) EXPECT_EQ(seen[i], Digest(i));  // oldest first
   EXPECT_EQ(seen.back(), Digest(500));
@@ -320,13 +321,13 @@ TEST_P(PollerStoreTest, ClaimChecksSkipProofsCheckedSinceTheyWereRead) {
 }
 
 // Hand-offs of a Merkle root of two leaves (pending) and of its leaf `n`.
-TrackInput Leaf(const std::string& root, int n) {
+TrackInput Leaf(const anchord::Digest& root, int n) {
   TrackInput in = Pending(Digest(n), "", "fake", "", "leaf" + std::to_string(n));
-  in.proof.merkle_root = root;
+  in.proof.merkle_root = root.raw();
   in.proof.merkle_path = std::string(1, static_cast<char>(n & 0x7f));
   return in;
 }
-TrackInput Root(const std::string& root) {
+TrackInput Root(const anchord::Digest& root) {
   TrackInput in = Pending(root, "id-root");
   in.proof.leaf_count = 2;
   return in;
@@ -334,7 +335,7 @@ TrackInput Root(const std::string& root) {
 
 // A leaf handed off after its root became final is stored final, with the root's fields.
 TEST_P(PollerStoreTest, LeafStoredAfterItsRootIsFinalEndsFinal) {
-  const std::string root = Digest(500);
+  const anchord::Digest root = Digest(500);
   ASSERT_TRUE(store_->Track({Root(root)}, kT0).ok());
   ConfirmInput ci;
   ci.block_height = 812345;
@@ -355,7 +356,7 @@ TEST_P(PollerStoreTest, LeafStoredAfterItsRootIsFinalEndsFinal) {
   EXPECT_EQ(leaf.block_height, 812345);
   EXPECT_EQ(leaf.proof_id, "id-root");
   // The same for a failed root.
-  const std::string failed_root = Digest(600);
+  const anchord::Digest failed_root = Digest(600);
   ASSERT_TRUE(store_->Track({Root(failed_root)}, kT0).ok());
   auto failed = store_->MarkFailed(failed_root, "fake", 3, "rejected", "bad", "", kT0);
   ASSERT_TRUE(failed.ok());
@@ -367,8 +368,8 @@ TEST_P(PollerStoreTest, LeafStoredAfterItsRootIsFinalEndsFinal) {
 // The safety net: a leaf left PENDING under a final root (its propagation missed it) is settled
 // by SettleStrandedLeaves, once; leaves of pending roots and of other providers are not touched.
 TEST_P(PollerStoreTest, StrandedLeavesAreSettled) {
-  const std::string root = Digest(700);
-  const std::string pending_root = Digest(710);
+  const anchord::Digest root = Digest(700);
+  const anchord::Digest pending_root = Digest(710);
   ASSERT_TRUE(store_
                   ->Track({Root(root), Leaf(root, 701), Leaf(root, 702), Root(pending_root),
                            Leaf(pending_root, 711)},
@@ -387,15 +388,41 @@ TEST_P(PollerStoreTest, StrandedLeavesAreSettled) {
   EXPECT_TRUE(none->empty());
   auto settled = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(2), 100);
   ASSERT_TRUE(settled.ok()) << settled.status();
-  std::set<std::string> digests;
+  std::set<anchord::Digest> digests;
   for (const ProofRow& r : *settled) digests.insert(r.digest);
-  EXPECT_EQ(digests, (std::set<std::string>{Digest(701), Digest(702)}));
+  EXPECT_EQ(digests, (std::set<anchord::Digest>{Digest(701), Digest(702)}));
   EXPECT_EQ(MustGet(Digest(701)).state, anchord::v1::DIGEST_STATE_CONFIRMED);
   EXPECT_EQ(MustGet(Digest(702)).block_height, 800001);
   EXPECT_EQ(MustGet(Digest(711)).state, anchord::v1::DIGEST_STATE_PENDING);
   auto again = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(3), 100);
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->empty());
+}
+
+// A row whose digest blob is not 32 bytes (a damaged database) is a store error naming the column,
+// never a crash or a Digest made of the wrong bytes.
+TEST_P(PollerStoreTest, ADigestBlobOfAnotherSizeIsAStoreErrorNamingTheColumn) {
+  ASSERT_TRUE(store_->Track({Pending(Digest(80), "id-80")}, kT0).ok());
+  if (GetParam() == Backend::kSqlite) {
+    auto db = ledger::SqliteDb::Open(dir_.File("poller.db"));
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    auto st = session.Prepare("UPDATE proofs SET digest = substr(digest, 1, 31)");
+    ASSERT_TRUE(st.ok()) << st.status();
+    ASSERT_TRUE(st->Run().ok());
+  } else {
+    auto db = ledger::PgDb::Open(url_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    absl::Status st = (*db)->Run([](ledger::PgConn& c) {
+      return c.Exec("UPDATE proofs SET digest = substring(digest from 1 for 31)").status();
+    });
+    ASSERT_TRUE(st.ok()) << st;
+  }
+  auto rows = store_->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_FALSE(rows.ok());
+  EXPECT_EQ(rows.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(rows.status().message(),
+            "proofs.digest: a SHA-256 digest must be exactly 32 bytes, got 31");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PollerStoreTest, ANCHORD_ALL_BACKENDS);
@@ -499,8 +526,8 @@ TEST_F(PgPollerReplicaTest, EventsReachWatchersOfOtherReplicas) {
       absl::Seconds(10)));
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0]->type(), anchord::v1::PROOF_EVENT_TYPE_TRACKED);
-  EXPECT_EQ(got[0]->proof().digest(), Digest(61));
-  EXPECT_EQ(got[1]->proof().digest(), Digest(60));
+  EXPECT_EQ(got[0]->proof().digest(), testing::DigestBytes(61));
+  EXPECT_EQ(got[1]->proof().digest(), testing::DigestBytes(60));
   EXPECT_EQ(got[1]->proof().files_size(), 61);
   // The publisher's own watchers got each event once (not again through the database). To know
   // that an echo would have arrived by now, replica b publishes a marker after it received both
@@ -513,13 +540,13 @@ TEST_F(PgPollerReplicaTest, EventsReachWatchersOfOtherReplicas) {
   EXPECT_TRUE(::anchord::testing::WaitUntil(
       [&] {
         while (EventPtr ev = sub_a->Pop()) at_a.push_back(ev);
-        return !at_a.empty() && at_a.back()->proof().digest() == Digest(62);
+        return !at_a.empty() && at_a.back()->proof().digest() == testing::DigestBytes(62);
       },
       absl::Seconds(10)))
       << "the marker never reached replica a";
   ASSERT_EQ(at_a.size(), 3u) << "replica a's watchers got an event twice";
-  EXPECT_EQ(at_a[0]->proof().digest(), Digest(61));
-  EXPECT_EQ(at_a[1]->proof().digest(), Digest(60));
+  EXPECT_EQ(at_a[0]->proof().digest(), testing::DigestBytes(61));
+  EXPECT_EQ(at_a[1]->proof().digest(), testing::DigestBytes(60));
   bus_a.Unsubscribe(sub_a);
   bus_b.Unsubscribe(sub_b);
 }

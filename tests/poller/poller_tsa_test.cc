@@ -27,18 +27,19 @@ TEST(PollerTsaEvidence, GrantedTokenForTheDigestOnly) {
   auto authority = tsa::Authority::Generate({});
   ASSERT_TRUE(authority.ok());
   const std::string digest = Sha256("a file");
-  auto req = tsa::BuildRequest(*anchord::Digest::FromBytes(digest));
+  const anchord::Digest file = *anchord::Digest::FromBytes(digest);
+  auto req = tsa::BuildRequest(file);
   ASSERT_TRUE(req.ok());
   auto tsr = (*authority)->Respond(req->der, absl::Now(), 1);
   ASSERT_TRUE(tsr.ok());
-  EXPECT_TRUE(CheckEvidence(*tsr, digest).ok());
-  absl::Status other = CheckEvidence(*tsr, Sha256("another file"));
+  EXPECT_TRUE(CheckEvidence(*tsr, file).ok());
+  absl::Status other = CheckEvidence(*tsr, *anchord::Digest::FromBytes(Sha256("another file")));
   EXPECT_TRUE(absl::IsDataLoss(other)) << other;
   EXPECT_NE(other.message().find("different digest"), std::string::npos) << other;
-  EXPECT_FALSE(CheckEvidence(tsr->substr(0, tsr->size() / 2), digest).ok());
-  EXPECT_FALSE(CheckEvidence(std::string("\x30\x03garbage"), digest).ok());
-  EXPECT_FALSE(CheckEvidence(std::string(70000, '\x30'), digest).ok());
-  EXPECT_FALSE(CheckEvidence("", digest).ok());
+  EXPECT_FALSE(CheckEvidence(tsr->substr(0, tsr->size() / 2), file).ok());
+  EXPECT_FALSE(CheckEvidence(std::string("\x30\x03garbage"), file).ok());
+  EXPECT_FALSE(CheckEvidence(std::string(70000, '\x30'), file).ok());
+  EXPECT_FALSE(CheckEvidence("", file).ok());
 }
 
 TEST(PollerTsaEvidence, PathFormOfALeafLeadsToTheRootToken) {
@@ -53,8 +54,8 @@ TEST(PollerTsaEvidence, PathFormOfALeafLeadsToTheRootToken) {
   auto root_tsr = (*authority)->Respond(req->der, absl::Now(), 2);
   ASSERT_TRUE(root_tsr.ok());
   // The root's evidence is a token over the root: accepted for the root, not for a leaf.
-  EXPECT_TRUE(CheckEvidence(*root_tsr, tree->root().raw()).ok());
-  EXPECT_FALSE(CheckEvidence(*root_tsr, digests[1]).ok());
+  EXPECT_TRUE(CheckEvidence(*root_tsr, tree->root()).ok());
+  EXPECT_FALSE(CheckEvidence(*root_tsr, *anchord::Digest::FromBytes(digests[1])).ok());
   auto form =
       tsa::EncodePathForm(*anchord::Digest::FromBytes(digests[1]), tree->PathBytes(1), *root_tsr);
   ASSERT_TRUE(form.ok()) << form.status();

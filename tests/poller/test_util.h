@@ -24,14 +24,16 @@ namespace anchord::poller::testing {
 
 using ::anchord::testing::TempDir;
 
-// A distinct 32-byte digest for each n.
-inline std::string Digest(int n) {
+// A distinct 32-byte digest for each n, as raw bytes (proto fields, .ots bytes).
+inline std::string DigestBytes(int n) {
   std::string d(32, '\0');
   for (int i = 0; i < 32; ++i) d[i] = static_cast<char>((n * 31 + i * 7 + (n >> 8)) & 0xff);
   d[0] = static_cast<char>(n & 0xff);
   d[1] = static_cast<char>((n >> 8) & 0xff);
   return d;
 }
+// The same digest as the type the store takes.
+inline ::anchord::Digest Digest(int n) { return *::anchord::Digest::FromBytes(DigestBytes(n)); }
 
 inline std::string OtsMagic() {
   return std::string("\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94", 31);
@@ -71,8 +73,11 @@ inline std::string MakeOts(const std::string& digest, size_t tail_bytes = 40) {
   out += payload;
   return out;
 }
+inline std::string MakeOts(const ::anchord::Digest& digest, size_t tail_bytes = 40) {
+  return MakeOts(digest.raw(), tail_bytes);
+}
 
-inline TrackInput Pending(const std::string& digest, const std::string& proof_id,
+inline TrackInput Pending(const ::anchord::Digest& digest, const std::string& proof_id,
                           const std::string& provider = "fake", const std::string& job = "",
                           const std::string& path = "") {
   TrackInput in;
@@ -83,6 +88,13 @@ inline TrackInput Pending(const std::string& digest, const std::string& proof_id
   in.files.push_back(FileRow{job.empty() ? "default" : job, path.empty() ? proof_id + ".pdf" : path,
                              proof_id + ".pdf", 100, "application/pdf"});
   return in;
+}
+
+// Pending for a digest given as raw bytes (32 of them).
+inline TrackInput Pending(const std::string& digest, const std::string& proof_id,
+                          const std::string& provider = "fake", const std::string& job = "",
+                          const std::string& path = "") {
+  return Pending(*::anchord::Digest::FromBytes(digest), proof_id, provider, job, path);
 }
 
 // Scripted provider: records keyed by proof id; the pending list is every record whose state is

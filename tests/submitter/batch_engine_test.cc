@@ -104,8 +104,7 @@ TEST_F(BatchEngineTest, PreparedRowsAreSentWithMaybeSent) {
   ASSERT_EQ(claimed->size(), 4u);
   for (int i : {1, 2}) {
     const Submission& r = (*claimed)[i];
-    auto prepared = provider_.PrepareCreate(
-        {*anchord::Digest::FromBytes(r.digest), r.file.filename, 10, "text/plain"});
+    auto prepared = provider_.PrepareCreate({r.digest, r.file.filename, 10, "text/plain"});
     ASSERT_TRUE(prepared.ok());
     ASSERT_TRUE(
         store_->MarkPrepared(r.id, prepared->idempotency_key, prepared->body, clock_.Now()).ok());

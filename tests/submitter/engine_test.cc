@@ -48,7 +48,7 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(store_->InsertBatch({Item(c, path)}, clock_.Now()).ok());
   }
   Submission Row(char c) {
-    auto rows = store_->GetByDigest(testing::Digest(c));
+    auto rows = store_->GetByDigest(testing::DigestOf(c));
     EXPECT_TRUE(rows.ok() && rows->size() == 1);
     return rows.ok() && !rows->empty() ? (*rows)[0] : Submission{};
   }
@@ -216,7 +216,7 @@ TEST_F(EngineTest, RequestIsDurableBeforeCreate) {
     // Read the row through a second connection: what a restarted process would see.
     auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
     ASSERT_TRUE(other.ok());
-    auto rows = (*other)->GetByDigest(testing::Digest('a'));
+    auto rows = (*other)->GetByDigest(testing::DigestOf('a'));
     ASSERT_TRUE(rows.ok());
     ASSERT_EQ(rows->size(), 1u);
     EXPECT_EQ((*rows)[0].state, SubState::kSubmitting);
@@ -239,7 +239,7 @@ TEST_F(EngineTest, GroupIsDurableBeforeItsFirstCreate) {
     auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
     ASSERT_TRUE(other.ok());
     for (char c = 'a'; c < 'a' + 4; ++c) {
-      auto rows = (*other)->GetByDigest(testing::Digest(c));
+      auto rows = (*other)->GetByDigest(testing::DigestOf(c));
       ASSERT_TRUE(rows.ok());
       ASSERT_EQ(rows->size(), 1u);
       EXPECT_EQ((*rows)[0].state, SubState::kSubmitting) << c;
@@ -270,7 +270,7 @@ TEST_F(EngineTest, GroupStopsSendingAfterRateLimit) {
   for (char c = 'a'; c < 'a' + 3; ++c) {
     Submission r = Row(c);
     EXPECT_EQ(r.state, SubState::kSubmitting) << c;
-    keys[HexEncode(r.digest)] = r.idempotency_key;
+    keys[r.digest.hex()] = r.idempotency_key;
   }
   // The two unsent rows are ready now (no lease, no backoff); the limited one after Retry-After.
   EXPECT_TRUE(RunOnce());

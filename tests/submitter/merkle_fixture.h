@@ -39,17 +39,18 @@ inline ::anchord::Digest AsDigest(absl::string_view raw) {
   EXPECT_TRUE(d.ok()) << d.status();
   return d.ok() ? *d : ::anchord::Digest();
 }
+inline ::anchord::Digest AsDigest(const ::anchord::Digest& d) { return d; }
 
 inline NewItem Leaf(int n, const std::string& provider = "fake") {
   NewItem it = testing::Item('x', "leaves/" + std::to_string(n) + ".bin", provider);
-  it.digest = D(n);
+  it.digest = AsDigest(D(n));
   it.merkle = true;
   return it;
 }
 
 inline NewItem PerFile(int n, const std::string& provider = "fake") {
   NewItem it = testing::Item('x', "files/" + std::to_string(n) + ".bin", provider);
-  it.digest = D(n);
+  it.digest = AsDigest(D(n));
   return it;
 }
 
@@ -89,7 +90,7 @@ class MerkleFixture : public ::testing::Test {
   }
 
   Submission Row(int n, const std::string& provider = "fake") {
-    auto rows = store_->GetByDigest(D(n));
+    auto rows = store_->GetByDigest(AsDigest(D(n)));
     EXPECT_TRUE(rows.ok()) << rows.status();
     if (rows.ok()) {
       for (const Submission& r : *rows) {
@@ -100,7 +101,7 @@ class MerkleFixture : public ::testing::Test {
     return Submission{};
   }
   Submission RowOf(const std::string& digest) {
-    auto rows = store_->GetByDigest(digest);
+    auto rows = store_->GetByDigest(AsDigest(digest));
     EXPECT_TRUE(rows.ok() && rows->size() == 1);
     return rows.ok() && !rows->empty() ? (*rows)[0] : Submission{};
   }

@@ -49,7 +49,7 @@ TEST_P(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
   auto claimed = store_->ClaimBatch("fake", "w", kNow + absl::Hours(1), kNow + absl::Hours(2), 100);
   ASSERT_TRUE(claimed.ok()) << claimed.status();
   ASSERT_EQ(claimed->size(), 1u);
-  EXPECT_EQ((*claimed)[0].digest, D(3));
+  EXPECT_EQ((*claimed)[0].digest.raw(), D(3));
   // (within the lease of row 3)
   auto again = store_->ClaimBatch("fake", "w2", kNow + absl::Hours(1) + absl::Minutes(1),
                                   kNow + absl::Hours(4), 100);
@@ -58,12 +58,12 @@ TEST_P(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
 
   auto all = Unbatched();
   ASSERT_EQ(all.size(), 3u);
-  EXPECT_EQ(all[0].digest, D(1));
-  EXPECT_EQ(all[1].digest, D(2));
-  EXPECT_EQ(all[2].digest, D(4));
+  EXPECT_EQ(all[0].digest.raw(), D(1));
+  EXPECT_EQ(all[1].digest.raw(), D(2));
+  EXPECT_EQ(all[2].digest.raw(), D(4));
   auto two = Unbatched(2);
   ASSERT_EQ(two.size(), 2u);
-  EXPECT_EQ(two[1].digest, D(2));
+  EXPECT_EQ(two[1].digest.raw(), D(2));
   // Another provider's leaves are not listed.
   ASSERT_TRUE(store_->InsertBatch({Leaf(5, "other")}, kNow).ok());
   EXPECT_EQ(Unbatched().size(), 3u);
@@ -77,14 +77,14 @@ TEST_P(MerkleStoreTest, ClaimBatchTakesUpToLimitOldestFirst) {
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->size(), 5u);
   for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ((*first)[i].digest, D(i + 1));
+    EXPECT_EQ((*first)[i].digest.raw(), D(i + 1));
   }
   // The leased rows are not claimed again; the rest are.
   auto second = store_->ClaimBatch("fake", "w2", kNow, kNow + absl::Minutes(1), 5);
   ASSERT_TRUE(second.ok());
   ASSERT_EQ(second->size(), 2u);
-  EXPECT_EQ((*second)[0].digest, D(6));
-  EXPECT_EQ((*second)[1].digest, D(7));
+  EXPECT_EQ((*second)[0].digest.raw(), D(6));
+  EXPECT_EQ((*second)[1].digest.raw(), D(7));
   // A limit below 1 still claims one row once leases expired.
   auto later =
       store_->ClaimBatch("fake", "w3", kNow + absl::Minutes(2), kNow + absl::Minutes(3), 0);
@@ -125,7 +125,7 @@ TEST_P(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
       store_->ClaimBatch("fake", "w", kNow + absl::Seconds(1), kNow + absl::Minutes(1), 10);
   ASSERT_TRUE(claimed.ok());
   ASSERT_EQ(claimed->size(), 1u);
-  EXPECT_EQ((*claimed)[0].digest, b.root);
+  EXPECT_EQ((*claimed)[0].digest.raw(), b.root);
 }
 
 TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
@@ -143,7 +143,7 @@ TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
   EXPECT_TRUE(absl::IsAborted(id.status())) << id.status();
   EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 2"), 1);
   EXPECT_EQ(Scalar("SELECT COUNT(*) FROM batches"), 1);
-  auto second_root = store_->GetByDigest(second.root);
+  auto second_root = store_->GetByDigest(AsDigest(second.root));
   ASSERT_TRUE(second_root.ok());
   EXPECT_TRUE(second_root->empty());
   Submission leaf3 = Row(3);
@@ -158,7 +158,7 @@ TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
   // Leaf 3 is still available for the next batch.
   auto left = Unbatched();
   ASSERT_EQ(left.size(), 1u);
-  EXPECT_EQ(left[0].digest, D(3));
+  EXPECT_EQ(left[0].digest.raw(), D(3));
 }
 
 TEST_P(MerkleStoreTest, MalformedBatchIsRejected) {
@@ -212,7 +212,7 @@ TEST_P(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
   auto handoff = store_->PendingHandoff(100);
   ASSERT_TRUE(handoff.ok());
   std::set<std::string> digests;
-  for (const Submission& s : *handoff) digests.insert(s.digest);
+  for (const Submission& s : *handoff) digests.insert(s.digest.raw());
   EXPECT_EQ(digests, (std::set<std::string>{D(1), D(2), b.root}));
 }
 
@@ -281,7 +281,7 @@ INSERT INTO submissions (digest, provider, job, filename, size_bytes, state, cre
     auto s = OpenSqliteSubmitterStore(path_);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
-    auto old = store_->GetByDigest(std::string(32, '\x01'));
+    auto old = store_->GetByDigest(AsDigest(std::string(32, '\x01')));
     ASSERT_TRUE(old.ok()) << old.status();
     ASSERT_EQ(old->size(), 1u);
     EXPECT_EQ((*old)[0].mode, RowMode::kPerFile);
@@ -429,15 +429,15 @@ TEST_F(BatcherTest, PathsLeadToTheRootAndNoncesAreFreshAndDistinct) {
     Submission l = Row(n);
     EXPECT_EQ(l.nonce.size(), merkle::kNonceSize);
     nonces.insert(l.nonce);
-    EXPECT_EQ(l.merkle_root, root.digest);
+    EXPECT_EQ(l.merkle_root, root.digest.raw());
     EXPECT_EQ(l.batch_id, root.batch_id);
     auto r = merkle::PathRoot(AsDigest(l.digest), l.merkle_path);
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->raw(), root.digest) << n;
+    EXPECT_EQ(*r, root.digest) << n;
     // A path applies to its own digest only.
     auto wrong = merkle::PathRoot(AsDigest(D(1000 + n)), l.merkle_path);
     ASSERT_TRUE(wrong.ok());
-    EXPECT_NE(wrong->raw(), root.digest);
+    EXPECT_NE(*wrong, root.digest);
   }
   EXPECT_EQ(nonces.size(), 37u);
 }
@@ -492,7 +492,7 @@ TEST_F(BatcherTest, TwoBatchersRacingNeverShareALeaf) {
   std::map<int64_t, std::string> root_of_batch;
   int64_t leaves_in_roots = 0;
   for (const Submission& r : roots) {
-    EXPECT_TRUE(root_of_batch.emplace(r.batch_id, r.digest).second);
+    EXPECT_TRUE(root_of_batch.emplace(r.batch_id, r.digest.raw()).second);
     leaves_in_roots += r.leaf_count;
   }
   EXPECT_EQ(leaves_in_roots, kLeaves);

@@ -146,13 +146,13 @@ TEST_F(MethodsTest, ReanchorValidatesAndQueuesTheDigestWithTheNewProvider) {
   auto unknown = Reanchor(core, req);
   ASSERT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(unknown.status().message().find("providers[0]"), std::string::npos) << unknown.status();
-  EXPECT_TRUE(store_->GetByDigest(testing::Digest('r'))->empty());
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('r'))->empty());
 
   req.set_provider("other");
   auto queued = Reanchor(core, req);
   ASSERT_TRUE(queued.ok()) << queued.status();
   EXPECT_EQ(queued->state(), anchord::v1::DIGEST_STATE_QUEUED);
-  auto rows = store_->GetByDigest(testing::Digest('r'));
+  auto rows = store_->GetByDigest(testing::DigestOf('r'));
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].provider, "other");

@@ -96,7 +96,7 @@ TEST_F(ServiceTest, ValidatesStoresDurablyAndAnswersDuplicates) {
       // Acked means durable: a fresh connection to the file finds the row.
       auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
       ASSERT_TRUE(other.ok());
-      auto rows = (*other)->GetByDigest(resp.digest());
+      auto rows = (*other)->GetByDigest(*::anchord::Digest::FromBytes(resp.digest()));
       ASSERT_TRUE(rows.ok());
       EXPECT_EQ(rows->size(), 1u) << resp.request_id();
     }
@@ -114,8 +114,8 @@ TEST_F(ServiceTest, ValidatesStoresDurablyAndAnswersDuplicates) {
   EXPECT_EQ(got["dup"].status().code(), 0);
   EXPECT_EQ(got["dup"].duplicate_of(), "x/a.txt");
   // Nothing stored for invalid items.
-  EXPECT_TRUE(store_->GetByDigest(testing::Digest('b'))->empty());
-  EXPECT_TRUE(store_->GetByDigest(testing::Digest('d'))->empty());
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('b'))->empty());
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('d'))->empty());
 
   // Locate and SummarizeJob see the stored state.
   grpc::ClientContext lctx;
@@ -227,16 +227,17 @@ TEST_F(ServiceTest, AnchorModeAndFallbackProviderAreValidated) {
       << got["bad-fallback"].status().message();
   EXPECT_EQ(got["same-fallback"].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(got["same-fallback"].status().message().rfind("fallback_provider", 0), 0u);
-  for (char c : {'m', 'n', 'o'}) EXPECT_TRUE(store_->GetByDigest(testing::Digest(c))->empty()) << c;
+  for (char c : {'m', 'n', 'o'})
+    EXPECT_TRUE(store_->GetByDigest(testing::DigestOf(c))->empty()) << c;
 
   EXPECT_EQ(got["merkle"].status().code(), 0) << got["merkle"].status().message();
-  auto leaf = store_->GetByDigest(testing::Digest('p'));
+  auto leaf = store_->GetByDigest(testing::DigestOf('p'));
   ASSERT_TRUE(leaf.ok());
   ASSERT_EQ(leaf->size(), 1u);
   EXPECT_EQ((*leaf)[0].mode, RowMode::kLeaf);
   EXPECT_EQ((*leaf)[0].fallback_provider, "other");
   EXPECT_EQ(got["per-file"].status().code(), 0);
-  auto per_file = store_->GetByDigest(testing::Digest('q'));
+  auto per_file = store_->GetByDigest(testing::DigestOf('q'));
   ASSERT_TRUE(per_file.ok());
   ASSERT_EQ(per_file->size(), 1u);
   EXPECT_EQ((*per_file)[0].mode, RowMode::kPerFile);
@@ -304,7 +305,7 @@ TEST_F(ServiceTest, DrainEndsOpenStreamsAfterTheirAcks) {
   ASSERT_TRUE(other.ok());
   for (const auto& [id, r] : acked) {
     ASSERT_EQ(r.status().code(), 0) << id;
-    auto rows = (*other)->GetByDigest(r.digest());
+    auto rows = (*other)->GetByDigest(*::anchord::Digest::FromBytes(r.digest()));
     ASSERT_TRUE(rows.ok());
     EXPECT_EQ(rows->size(), 1u) << id << " was acknowledged but is not stored";
   }
@@ -317,7 +318,7 @@ TEST_F(ServiceTest, DrainEndsOpenStreamsAfterTheirAcks) {
     EXPECT_NE(resp.request_id(), "late") << "a stream opened after the drain must read nothing";
   }
   EXPECT_EQ(late->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_TRUE(store_->GetByDigest(digest_of(kSent + 1))->empty());
+  EXPECT_TRUE(store_->GetByDigest(*::anchord::Digest::FromBytes(digest_of(kSent + 1)))->empty());
 }
 
 }  // namespace

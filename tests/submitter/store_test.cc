@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "libs/ledger/pg_db.h"
+#include "libs/ledger/sqlite_db.h"
 #include "services/submitter/persistent_limiter.h"
 #include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
@@ -84,11 +85,11 @@ TEST_P(StoreTest, InsertIsIdempotentAndTracksDuplicates) {
   // The original sent again is not its own duplicate.
   EXPECT_EQ((*r2)[1].duplicate_of, "");
 
-  auto rows = store_->GetByDigest(testing::Digest('a'));
+  auto rows = store_->GetByDigest(testing::DigestOf('a'));
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].file.source_path, "dir/a.txt");
-  auto refs = store_->Refs(testing::Digest('a'));
+  auto refs = store_->Refs(testing::DigestOf('a'));
   ASSERT_TRUE(refs.ok());
   ASSERT_EQ(refs->size(), 2u);
   EXPECT_EQ((*refs)[0].source_path, "dir/a.txt");
@@ -100,17 +101,17 @@ TEST_P(StoreTest, InsertIsIdempotentAndTracksDuplicates) {
   // A second provider for a known digest adds a row for it.
   auto r3 = store_->InsertBatch({Item('a', "dir/a.txt", "other")}, kNow);
   ASSERT_TRUE(r3.ok());
-  EXPECT_EQ(store_->GetByDigest(testing::Digest('a'))->size(), 2u);
+  EXPECT_EQ(store_->GetByDigest(testing::DigestOf('a'))->size(), 2u);
 }
 
 TEST_P(StoreTest, ClaimTakesOldestReadyRowUnderLease) {
   ASSERT_TRUE(store_->InsertBatch({Item('a', "a"), Item('b', "b")}, kNow).ok());
   auto c1 = store_->Claim("fake", "w1", kNow, kNow + absl::Minutes(1));
   ASSERT_TRUE(c1.ok() && c1->has_value());
-  EXPECT_EQ((*c1)->digest, testing::Digest('a'));
+  EXPECT_EQ((*c1)->digest, testing::DigestOf('a'));
   auto c2 = store_->Claim("fake", "w2", kNow, kNow + absl::Minutes(1));
   ASSERT_TRUE(c2.ok() && c2->has_value());
-  EXPECT_EQ((*c2)->digest, testing::Digest('b'));
+  EXPECT_EQ((*c2)->digest, testing::DigestOf('b'));
   auto c3 = store_->Claim("fake", "w3", kNow, kNow + absl::Minutes(1));
   ASSERT_TRUE(c3.ok());
   EXPECT_FALSE(c3->has_value());
@@ -148,7 +149,7 @@ TEST_P(StoreTest, RestartRestoresStateGatesAndSends) {
   ASSERT_TRUE(store_->RecordSend("fake.create", kNow, kNow - absl::Minutes(2)).ok());
 
   Reopen();
-  auto rows = store_->GetByDigest(testing::Digest('a'));
+  auto rows = store_->GetByDigest(testing::DigestOf('a'));
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].state, SubState::kSubmitting);
@@ -222,7 +223,7 @@ TEST_P(StoreTest, MarkPreparedBatchStoresEveryRequest) {
   ASSERT_TRUE(store_->MarkPreparedBatch({}, kNow).ok());
   Reopen();
   for (char c : {'a', 'b', 'c'}) {
-    auto got = store_->GetByDigest(testing::Digest(c));
+    auto got = store_->GetByDigest(testing::DigestOf(c));
     ASSERT_TRUE(got.ok()) << got.status();
     ASSERT_EQ(got->size(), 1u);
     const Submission& r = (*got)[0];
@@ -251,7 +252,7 @@ TEST_P(StoreTest, MarkSubmittedBatchStoresEveryRecord) {
   ASSERT_TRUE(store_->MarkSubmittedBatch({}, kNow).ok());
   Reopen();
   for (char c : {'a', 'b'}) {
-    auto got = store_->GetByDigest(testing::Digest(c));
+    auto got = store_->GetByDigest(testing::DigestOf(c));
     ASSERT_TRUE(got.ok()) << got.status();
     ASSERT_EQ(got->size(), 1u);
     const Submission& r = (*got)[0];
@@ -396,11 +397,37 @@ TEST_P(StoreTest, ArbitraryBytesRoundTrip) {
   const std::string body("{\"a\":\"\xc3\x28\"}\x00tail", 15);
   ASSERT_TRUE(store_->MarkPrepared((*c)->id, "key", body, kNow).ok());
   ASSERT_TRUE(store_->Reschedule((*c)->id, kNow, true, "E", "bad \xff\xfe message", "", kNow).ok());
-  auto rows = store_->GetByDigest(testing::Digest('z'));
+  auto rows = store_->GetByDigest(testing::DigestOf('z'));
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].body, body);
   EXPECT_EQ((*rows)[0].error_message, "bad \xff\xfe message");
+}
+
+// A row whose digest blob is not 32 bytes (a damaged database) is a store error naming the column,
+// never a crash or a Digest made of the wrong bytes.
+TEST_P(StoreTest, ADigestBlobOfAnotherSizeIsAStoreErrorNamingTheColumn) {
+  ASSERT_TRUE(store_->InsertBatch({Item('a', "x/a.txt")}, kNow).ok());
+  if (GetParam() == Backend::kSqlite) {
+    auto db = ledger::SqliteDb::Open(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    auto st = session.Prepare("UPDATE submissions SET digest = substr(digest, 1, 31)");
+    ASSERT_TRUE(st.ok()) << st.status();
+    ASSERT_TRUE(st->Run().ok());
+  } else {
+    auto db = ledger::PgDb::Open(url_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    absl::Status st = (*db)->Run([](ledger::PgConn& c) {
+      return c.Exec("UPDATE submissions SET digest = substring(digest from 1 for 31)").status();
+    });
+    ASSERT_TRUE(st.ok()) << st;
+  }
+  auto claimed = store_->ClaimBatch("fake", "w", kNow, kNow + absl::Minutes(1), 10);
+  ASSERT_FALSE(claimed.ok());
+  EXPECT_EQ(claimed.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(claimed.status().message(),
+            "submissions.digest: a SHA-256 digest must be exactly 32 bytes, got 31");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ANCHORD_ALL_BACKENDS);

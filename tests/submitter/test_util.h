@@ -24,11 +24,17 @@ inline std::string MakeTempDir() {
 }
 
 inline std::string Digest(char c) { return std::string(32, c); }
+// Digest(c) as the type the store takes.
+inline ::anchord::Digest DigestOf(char c) {
+  ::anchord::Digest::Array a;
+  a.fill(static_cast<uint8_t>(c));
+  return ::anchord::Digest(a);
+}
 
 inline NewItem Item(char c, const std::string& path, const std::string& provider = "fake",
                     const std::string& job = "default") {
   NewItem it;
-  it.digest = Digest(c);
+  it.digest = DigestOf(c);
   it.file.job = job;
   it.file.source_path = path;
   it.file.filename = std::filesystem::path(path).filename().string();

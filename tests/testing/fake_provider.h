@@ -109,6 +109,10 @@ class FakeProvider final : public providers::Provider {
     r.certificate_url = "https://example.invalid/c/" + id;
     records_[id] = r;
   }
+  void SetRecord(const std::string& id, const Digest& digest, providers::RecordState state,
+                 int64_t height = 0) {
+    SetRecord(id, digest.raw(), state, height);
+  }
   // Makes Lookup of `id` return a record claiming `digest` (a misbehaving provider).
   void SetRecordDigest(const std::string& id, const Digest& digest) {
     absl::MutexLock lock(&mu_);

@@ -36,7 +36,7 @@ TrackInput Root(int n, const std::string& provider = "fake") {
 
 TrackInput Leaf(int root, int n, const std::string& provider = "fake") {
   TrackInput in = Pending(Digest(n), "", provider);
-  in.proof.merkle_root = Digest(root);
+  in.proof.merkle_root = Digest(root).raw();
   in.proof.merkle_path = std::string(1, '\x01');
   return in;
 }

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 BUILD="$(cd "${1:-build}" && pwd)"
 INGEST="${INGEST:-200000}"
 STREAMS="${STREAMS:-2}"
-WINDOW="${WINDOW:-1024}"
+WINDOW="${WINDOW:-4096}"
 PER_MESSAGE="${PER_MESSAGE:-256}"
 BENCH_BIN="$(cd "${BENCH_BIN:-$BUILD/bench}" && pwd)"
 WORK="$(mktemp -d /tmp/anchord-ingest-bench.XXXXXX)"
@@ -97,7 +97,7 @@ R1=$(field "$REF1" per_second)
 R2=$(field "$REF2" per_second)
 HZ=$(getconf CLK_TCK)
 /usr/bin/python3 - "$RATE" "$R1" "$R2" "$SUBMIT" "$CPU_TICKS" "$HZ" "$INGEST" "$WORK/sched0" \
-  "$WORK/sched1" "$T0" "$T1" <<PY
+  "$WORK/sched1" "$T0" "$T1" "$REF1" "$REF2" <<PY
 import json, sys
 rate, r1, r2 = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 sub = json.loads(sys.argv[4]); cpu = int(sys.argv[5]) / int(sys.argv[6]); n = int(sys.argv[7])
@@ -109,7 +109,10 @@ print(f"| Submit ingest ({sub['streams']} streams, window {sub['window']}, "
       f"**{rate:,.0f} digests/s** ({sub['failed']} failed, {sub['seconds']:.2f} s) |")
 print(f"| raw SQLite, 1,000-row transactions, before / after | {r1:,.0f} / {r2:,.0f} rows/s |")
 print(f"| ratio to the mean reference | {rate / ref:.2f}x |")
-print(f"| submitter CPU (user+sys) per digest | {cpu / n * 1e6:.1f} us |")
+refs = [json.loads(sys.argv[12]), json.loads(sys.argv[13])]
+ref_cpu = sum(r.get("cpu_seconds", 0) for r in refs) / sum(r["rows"] for r in refs)
+print(f"| CPU per digest: the submitter (user+sys, all threads) / raw SQLite per row | "
+      f"{cpu / n * 1e6:.1f} us / {ref_cpu * 1e6:.1f} us |")
 import os, re
 st = "$WORK/strace.txt"
 if os.path.exists(st):
@@ -133,7 +136,8 @@ for tid, (comm, run, wait) in s1.items():
     rows.append(((run - r0) / 1e9, (wait - w0) / 1e9, tid, comm))
 rows.sort(reverse=True)
 for run, wait, tid, comm in rows[:3]:
-    print(f"| thread {tid} ({comm}) over the {wall:.2f} s | running {run:.2f} s ({run / wall:.0%}), "
+    print(f"| thread {tid} ({comm}) over the {wall:.2f} s | running {run:.2f} s ({run / wall:.0%}; "
+          f"{run / n * 1e6:.1f} us per digest), "
           f"waiting for a core {wait:.2f} s ({wait / wall:.0%}), blocked or idle "
           f"{max(0.0, wall - run - wait):.2f} s |")
 PY

@@ -31,8 +31,10 @@ struct ServiceOptions {
   // Reading stops while QUEUED+SUBMITTING rows exceed this.
   int64_t high_water = 100000;
   // Items of one stream accepted but not yet answered; reading stops while it is reached. Large
-  // enough that a stream keeps the intake busy while the previous group commit is on disk.
-  int max_outstanding_per_stream = 1024;
+  // enough that a stream keeps the intake busy while the previous group commit is on disk: with
+  // two streams, more than one max_batch is outstanding, so the next commit's items arrive while
+  // the current one is written instead of after its answers.
+  int max_outstanding_per_stream = 4096;
   // Items per intake transaction (group commit across every open stream).
   int max_batch = 4096;
   absl::Duration backlog_refresh = absl::Milliseconds(200);

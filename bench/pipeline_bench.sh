@@ -168,7 +168,7 @@ start_submitter() {  # data_dir -> sets SUB_PID, SUB_ADDR
   SUB_ADDR="127.0.0.1:$(cat "$1/port")"
 }
 start_submitter "$WORK/ingest"
-INGEST_JSON=$("$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" "$INGEST" "$STREAMS" 1024 7 "$PER_MESSAGE")
+INGEST_JSON=$("$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" "$INGEST" "$STREAMS" 4096 7 "$PER_MESSAGE")
 SYNC_LINE=""
 if [ "${STRACE:-0}" = 1 ] && command -v strace > /dev/null; then
   mkdir -p "$WORK/ingest2"
@@ -176,7 +176,7 @@ if [ "${STRACE:-0}" = 1 ] && command -v strace > /dev/null; then
   strace -f -c -e trace=fsync,fdatasync,write,pwrite64,writev,sendmsg -o "$WORK/strace.txt" -p "$SUB_PID" &
   ST=$!
   sleep 0.5
-  "$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" 20000 "$STREAMS" 1024 8 "$PER_MESSAGE" > /dev/null
+  "$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" 20000 "$STREAMS" 4096 8 "$PER_MESSAGE" > /dev/null
   kill -INT "$ST"; wait "$ST" 2>/dev/null || true
   SYNC_LINE="$(grep -E 'fdatasync|fsync' "$WORK/strace.txt" | awk '{print $4" "$NF}' | tr '\n' ' ')"
 fi

@@ -10,7 +10,8 @@
 #    bytes the services wrote (write_bytes of /proc/PID/io). Reference: a dry run of the same files
 #    through the same hasher (hash + record only), and `openssl dgst -sha256` over them.
 # 2. Durable ingest: INGEST (default 200,000) precomputed digests streamed over Submit to a
-#    submitter (STREAMS streams, acknowledged after commit, synchronous=FULL). Reference: the same
+#    submitter (STREAMS streams, PER_MESSAGE digests per SubmitRequest (default 256, the batch
+#    form; 1 is the single form), acknowledged after commit, synchronous=FULL). Reference: the same
 #    rows inserted into raw SQLite in 1,000-row transactions (WAL, synchronous=FULL). With
 #    STRACE=1 a second, smaller ingest runs under `strace -c -f` for the commit (fdatasync) count.
 # 3. Prompt exit: `archive --local --sandbox --dry-run` over EXIT_FILES (default 1,000) files,
@@ -21,6 +22,7 @@ BUILD="$(cd "${1:-build}" && pwd)"
 FILES="${FILES:-100000}"
 INGEST="${INGEST:-200000}"
 STREAMS="${STREAMS:-2}"
+PER_MESSAGE="${PER_MESSAGE:-256}"
 EXIT_FILES="${EXIT_FILES:-1000}"
 WORK="$(mktemp -d /tmp/anchord-pipeline-bench.XXXXXX)"
 # The bench clients (hasher_bench, ingest_bench) may come from another build than the services,
@@ -166,7 +168,7 @@ start_submitter() {  # data_dir -> sets SUB_PID, SUB_ADDR
   SUB_ADDR="127.0.0.1:$(cat "$1/port")"
 }
 start_submitter "$WORK/ingest"
-INGEST_JSON=$("$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" "$INGEST" "$STREAMS" 1024 7)
+INGEST_JSON=$("$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" "$INGEST" "$STREAMS" 4096 7 "$PER_MESSAGE")
 SYNC_LINE=""
 if [ "${STRACE:-0}" = 1 ] && command -v strace > /dev/null; then
   mkdir -p "$WORK/ingest2"
@@ -174,7 +176,7 @@ if [ "${STRACE:-0}" = 1 ] && command -v strace > /dev/null; then
   strace -f -c -e trace=fsync,fdatasync,write,pwrite64,writev,sendmsg -o "$WORK/strace.txt" -p "$SUB_PID" &
   ST=$!
   sleep 0.5
-  "$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" 20000 "$STREAMS" 1024 8 > /dev/null
+  "$BENCH_BIN/ingest_bench" submit "$SUB_ADDR" 20000 "$STREAMS" 4096 8 "$PER_MESSAGE" > /dev/null
   kill -INT "$ST"; wait "$ST" 2>/dev/null || true
   SYNC_LINE="$(grep -E 'fdatasync|fsync' "$WORK/strace.txt" | awk '{print $4" "$NF}' | tr '\n' ' ')"
 fi
@@ -214,7 +216,7 @@ print(f"| Merkle mode, {files:,} files of 1-4 KiB, archive start to every leaf S
 print(f"| disk writes of the stack during the Merkle run | {writes / 2**20:,.0f} MiB "
       f"({writes / files / 1024:.1f} KiB per file) | files: {tree_bytes / 2**20:,.0f} MiB | "
       f"{writes / tree_bytes:.2f}x the files | <= 4 KiB per file |")
-print(f"| durable ingest over Submit ({ingest['streams']} streams, {ingest['digests']:,} digests, "
+print(f"| durable ingest over Submit ({ingest['streams']} streams, {ingest.get('per_message', 1)} per message, {ingest['digests']:,} digests, "
       f"acked after commit, synchronous=FULL) | {ingest['per_second']:,.0f} digests/s "
       f"({ingest['failed']} failed) | raw SQLite, 1,000-row transactions: "
       f"{ref['per_second']:,.0f} rows/s | {ingest['per_second'] / ref['per_second']:.2f}x | "

@@ -31,8 +31,10 @@ struct ServiceOptions {
   // Reading stops while QUEUED+SUBMITTING rows exceed this.
   int64_t high_water = 100000;
   // Items of one stream accepted but not yet answered; reading stops while it is reached. Large
-  // enough that a stream keeps the intake busy while the previous group commit is on disk.
-  int max_outstanding_per_stream = 1024;
+  // enough that a stream keeps the intake busy while the previous group commit is on disk: with
+  // two streams, more than one max_batch is outstanding, so the next commit's items arrive while
+  // the current one is written instead of after its answers.
+  int max_outstanding_per_stream = 4096;
   // Items per intake transaction (group commit across every open stream).
   int max_batch = 4096;
   absl::Duration backlog_refresh = absl::Milliseconds(200);
@@ -62,6 +64,9 @@ class SubmitterCore {
     std::function<void(anchord::v1::SubmitResponse)> done;  // called on the intake thread
   };
   void Enqueue(IntakeItem item) ABSL_LOCKS_EXCLUDED(mu_);
+  // Enqueues several items at once (a batch-form request), in order, so that they usually share
+  // one group commit.
+  void EnqueueMany(std::vector<IntakeItem> items) ABSL_LOCKS_EXCLUDED(mu_);
   // Enqueues one item and waits for its answer (the item's status says whether it was stored).
   // Blocks the calling thread for one group commit: call it from the pool, never from a reaction.
   anchord::v1::SubmitResponse SubmitAndWait(NewItem item, std::string request_id)
@@ -152,5 +157,17 @@ class StatusServiceImpl final : public anchord::v1::StatusService::CallbackServi
 // Validates one request; the error names the field. On success fills `out`.
 absl::Status ValidateSubmit(const anchord::v1::SubmitRequest& req, const ServiceOptions& options,
                             NewItem* out);
+
+// Items one batch-form SubmitRequest may carry (SubmitRequest.items).
+inline constexpr int kMaxSubmitItems = 4096;
+
+// The rules of the batch form as a whole: at most kMaxSubmitItems items, and the single-form
+// fields empty. The error names the field; such a message is refused whole.
+absl::Status ValidateBatchForm(const anchord::v1::SubmitRequest& req);
+
+// Validates items[index] of a batch-form request like a single-form request (and its own `items`
+// must be empty); the error names the item by its index, e.g. "items[7].digest: ...".
+absl::Status ValidateSubmitItem(const anchord::v1::SubmitRequest& item, int index,
+                                const ServiceOptions& options, NewItem* out);
 
 }  // namespace anchord::submitter

@@ -9,6 +9,7 @@
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
 #include "services/submitter/store_rows.h"
+#include "services/submitter/submitter_store_intake.h"
 #include "services/submitter/submitter_store_schema.h"
 
 namespace anchord::submitter {
@@ -89,16 +90,6 @@ absl::StatusOr<Submission> ReadRow(const Statement& s) {
   return r;
 }
 
-FileRef ReadRef(const Statement& s, int base) {
-  FileRef f;
-  f.job = s.ColumnText(base);
-  f.source_path = s.ColumnText(base + 1);
-  f.filename = s.ColumnText(base + 2);
-  f.size_bytes = s.ColumnInt(base + 3);
-  f.mime_type = s.ColumnText(base + 4);
-  return f;
-}
-
 class SqliteSubmitterStore final : public SubmitterStore {
  public:
   explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
@@ -112,87 +103,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                                         absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement first_ref,
-        tx.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
-                   "WHERE digest = ?1 ORDER BY id LIMIT 1"));
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement add_ref,
-        tx.Prepare("INSERT OR IGNORE INTO refs (digest, job, source_path, filename, size_bytes, "
-                   "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement bump,
-        tx.Prepare("UPDATE submissions SET change_seq = change_seq + 1, updated_at = ?2 "
-                   "WHERE digest = ?1"));
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement add_sub,
-        tx.Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
-                   "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
-                   "updated_at, mode, fallback_provider) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
-    ANCHORD_ASSIGN_OR_RETURN(Statement min_state,
-                             tx.Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
-    std::vector<InsertResult> out;
-    out.reserve(items.size());
-    const int64_t now_ms = ToMs(now);
-    for (const NewItem& item : items) {
-      InsertResult res;
-      first_ref.Reset();
-      first_ref.BindBlob(1, item.digest.bytes());
-      ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref.Step());
-      std::optional<FileRef> original;
-      if (has_ref) original = ReadRef(first_ref, 0);
-      first_ref.Reset();
-      res.known_before = original.has_value();
-
-      add_ref.Reset();
-      add_ref.BindBlob(1, item.digest.bytes())
-          .Bind(2, item.file.job)
-          .Bind(3, item.file.source_path)
-          .Bind(4, item.file.filename)
-          .Bind(5, item.file.size_bytes)
-          .Bind(6, item.file.mime_type)
-          .Bind(7, now_ms);
-      ANCHORD_RETURN_IF_ERROR(add_ref.Run());
-      bool new_ref = tx.Changes() > 0;
-      if (original.has_value()) {
-        if (original->job != item.file.job || original->source_path != item.file.source_path) {
-          res.duplicate_of = original->source_path;
-        }
-        // A new file with a known digest: the poller must hear of it (re-hand-off).
-        if (new_ref) {
-          bump.Reset();
-          bump.BindBlob(1, item.digest.bytes()).Bind(2, now_ms);
-          ANCHORD_RETURN_IF_ERROR(bump.Run());
-        }
-      }
-      const FileRef& file = original.has_value() ? *original : item.file;
-      bool all_new = true;
-      for (const std::string& provider : item.providers) {
-        add_sub.Reset();
-        add_sub.BindBlob(1, item.digest.bytes())
-            .Bind(2, provider)
-            .Bind(3, file.job)
-            .Bind(4, file.filename)
-            .Bind(5, file.size_bytes)
-            .Bind(6, file.mime_type)
-            .Bind(7, file.source_path)
-            .Bind(8, now_ms)
-            .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
-            .Bind(10, item.fallback_provider);
-        ANCHORD_RETURN_IF_ERROR(add_sub.Run());
-        if (tx.Changes() == 0) all_new = false;
-      }
-      // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
-      if (!all_new) {
-        min_state.Reset();
-        min_state.BindBlob(1, item.digest.bytes());
-        ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
-        if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
-        min_state.Reset();
-      }
-      out.push_back(std::move(res));
-    }
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<InsertResult> out, InsertIntakeItems(tx, items, now));
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
@@ -568,8 +479,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) override {
     ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type "
-                                     "FROM refs WHERE digest = ?1 ORDER BY id"));
+        Statement s,
+        session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                        "WHERE sub_id = (SELECT MIN(id) FROM submissions WHERE digest = ?1) "
+                        "ORDER BY id"));
     s.BindBlob(1, digest.bytes());
     std::vector<FileRef> out;
     for (;;) {
@@ -584,8 +497,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 "
-                        "FROM refs r WHERE r.digest = s.digest AND r.job = ?1) GROUP BY s.digest"));
+        session.Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR s.digest IN "
+                        "(SELECT f.digest FROM refs r JOIN submissions f ON f.id = r.sub_id "
+                        "WHERE r.job = ?1) GROUP BY s.digest"));
     s.Bind(1, job);
     std::map<SubState, int64_t> out;
     for (;;) {

@@ -1,7 +1,10 @@
 #include "services/submitter/submitter_store_schema.h"
 
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "libs/common/status_macros.h"
 
 namespace anchord::submitter {
@@ -13,6 +16,7 @@ namespace {
 //    several replicas could share one database later (PostgreSQL: UPDATE ... WHERE id = (SELECT id
 //    ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING ...); an expired lease makes the row claimable
 //    again if its worker died.
+//  - refs (kRefsColumns) holds every file of a digest, the first one being the original.
 //  - change_seq/handed_off_seq: the hand-off sends a row while handed_off_seq < change_seq, so a
 //    change made while a send is in flight is never lost by the ack of the older send.
 constexpr char kSchema[] = R"sql(
@@ -53,17 +57,6 @@ CREATE TABLE IF NOT EXISTS submissions (
 );
 CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id)
   WHERE state IN (2, 3) AND handed_off_seq < change_seq;
-CREATE TABLE IF NOT EXISTS refs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  digest BLOB NOT NULL,
-  job TEXT NOT NULL,
-  source_path TEXT NOT NULL,
-  filename TEXT NOT NULL,
-  size_bytes INTEGER NOT NULL,
-  mime_type TEXT NOT NULL DEFAULT '',
-  created_at INTEGER NOT NULL,
-  UNIQUE (digest, job, source_path)
-);
 CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sends (bucket TEXT NOT NULL, sent_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sends_bucket ON sends (bucket, sent_at);
@@ -82,6 +75,56 @@ CREATE TABLE IF NOT EXISTS pauses (
 );
 )sql";
 
+// The files of each digest. A ref names its digest by `sub_id`, the lowest submissions.id of the
+// digest (fixed once the digest's first row is stored: rows are never deleted), not by the digest
+// itself: a new digest's ref then lands at the end of the table and of its UNIQUE index, where a
+// digest key would be a B-tree insert at a random place (digests are random), the largest part
+// of an intake's cost after the submissions row and its (digest, provider) index. The id gives
+// the order of the files (the first is the original); no row is ever deleted, so no rowid is
+// reused and AUTOINCREMENT (a sqlite_sequence write per insert) is not needed.
+constexpr char kRefsColumns[] = R"sql( (
+  id INTEGER PRIMARY KEY,
+  sub_id INTEGER NOT NULL,
+  job TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  mime_type TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (sub_id, job, source_path)
+)
+)sql";
+
+std::string RefsTable(absl::string_view name) {
+  return absl::StrCat("CREATE TABLE IF NOT EXISTS ", name, kRefsColumns);
+}
+
+// Databases made before refs were keyed by sub_id have refs keyed by digest: the table is rebuilt
+// in the new form in one transaction (a ref whose digest has no submissions row is unreachable
+// and not carried over).
+absl::Status UpgradeRefs(ledger::Session& session) {
+  bool by_digest = false;
+  {
+    ANCHORD_ASSIGN_OR_RETURN(ledger::Statement info, session.Prepare("PRAGMA table_info(refs)"));
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, info.Step());
+      if (!row) break;
+      if (info.ColumnText(1) == "digest") by_digest = true;
+    }
+  }
+  if (!by_digest) return session.Exec(RefsTable("refs"));
+  ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN IMMEDIATE"));
+  absl::Status st = session.Exec(absl::StrCat(
+      "DROP TABLE IF EXISTS refs_by_sub; ", RefsTable("refs_by_sub"),
+      "; INSERT INTO refs_by_sub (id, sub_id, job, source_path, filename, size_bytes, mime_type, "
+      "created_at) SELECT r.id, f.sub_id, r.job, r.source_path, r.filename, r.size_bytes, "
+      "r.mime_type, r.created_at FROM refs r JOIN (SELECT digest, MIN(id) AS sub_id FROM "
+      "submissions GROUP BY digest) f ON f.digest = r.digest ORDER BY r.id; DROP TABLE refs; "
+      "ALTER TABLE refs_by_sub RENAME TO refs; COMMIT"));
+  if (!st.ok()) session.Exec("ROLLBACK").IgnoreError();
+  return st;
+}
+
 // Columns added after the first release: created on old databases at open.
 const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     {"evidence", "BLOB NOT NULL DEFAULT ''"},     {"mode", "INTEGER NOT NULL DEFAULT 0"},
@@ -94,6 +137,7 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
 
 absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
+  ANCHORD_RETURN_IF_ERROR(UpgradeRefs(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("submissions", kAddedColumns));
   // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
   // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
@@ -101,9 +145,9 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   // (backlog), by the batcher's look every 200 ms (waiting: the count is read from the index
   // alone) and by the hand-off for each window of proofs (handoff).
   // Every index costs each intake a B-tree insert at a random place (digests are random), so
-  // only those a query needs are kept: refs are looked up by digest (and job) through their
-  // UNIQUE (digest, job, source_path) index; the indexes dropped here were made redundant by
-  // it and by the partial ones below.
+  // only those a query needs are kept: refs are found through their UNIQUE (sub_id, job,
+  // source_path) index; the indexes dropped here were made redundant by it and by the partial
+  // ones below.
   return session.Exec(
       "DROP INDEX IF EXISTS submissions_ready; DROP INDEX IF EXISTS refs_digest; "
       "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "

@@ -271,6 +271,136 @@ TEST(ValidateSubmitTest, NamesTheField) {
   EXPECT_EQ(ok_item.fallback_provider, "other");
 }
 
+// The batch form (SubmitRequest.items): one message, one response holding every item's answer in
+// the items' order, sent only once each stored item is durable; an invalid item is refused alone,
+// named by its index, and stores nothing; a duplicate inside the message resolves to the original.
+// The single form keeps working on the same stream.
+TEST_F(ServiceTest, BatchFormAnswersEveryItemAfterItsCommit) {
+  Start();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub_->Submit(&ctx);
+  SubmitRequest batch;
+  *batch.add_items() = Req("ok-1", testing::Digest('a'), "a.txt", "x/a.txt");
+  *batch.add_items() = Req("bad-digest", "abc", "b.txt", "x/b.txt");
+  *batch.add_items() = Req("ok-2", testing::Digest('c'), "c.txt", "x/c.txt");
+  *batch.add_items() = Req("dup", testing::Digest('a'), "copy.txt", "y/copy.txt");
+  *batch.add_items() = Req("bad-provider", testing::Digest('d'), "d.txt", "x/d.txt");
+  batch.mutable_items(4)->add_providers("nope");
+  *batch.add_items() = Req("bad-name", testing::Digest('e'), "", "x/e.txt");
+  ASSERT_TRUE(stream->Write(batch));
+  ASSERT_TRUE(stream->Write(Req("single", testing::Digest('f'), "f.txt", "x/f.txt")));
+  ASSERT_TRUE(stream->WritesDone());
+  std::vector<SubmitResponse> got;
+  SubmitResponse resp;
+  while (stream->Read(&resp)) got.push_back(resp);
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(got.size(), 2u);
+  const SubmitResponse& b = got[0].items_size() > 0 ? got[0] : got[1];
+  const SubmitResponse& single = got[0].items_size() > 0 ? got[1] : got[0];
+  EXPECT_EQ(single.request_id(), "single");
+  EXPECT_EQ(single.status().code(), 0);
+  EXPECT_TRUE(b.request_id().empty());
+  ASSERT_EQ(b.items_size(), 6);
+  const std::vector<std::string> ids = {"ok-1", "bad-digest",   "ok-2",
+                                        "dup",  "bad-provider", "bad-name"};
+  for (int i = 0; i < b.items_size(); ++i) EXPECT_EQ(b.items(i).request_id(), ids[i]) << i;
+  EXPECT_EQ(b.items(0).status().code(), 0);
+  EXPECT_EQ(b.items(0).state(), anchord::v1::DIGEST_STATE_QUEUED);
+  EXPECT_EQ(b.items(0).digest(), testing::Digest('a'));
+  EXPECT_EQ(b.items(1).status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(b.items(1).status().message().rfind("items[1].digest", 0), 0u)
+      << b.items(1).status().message();
+  EXPECT_EQ(b.items(2).status().code(), 0);
+  EXPECT_EQ(b.items(3).status().code(), 0);
+  EXPECT_EQ(b.items(3).duplicate_of(), "x/a.txt");
+  EXPECT_EQ(b.items(4).status().message().rfind("items[4].providers[0]", 0), 0u)
+      << b.items(4).status().message();
+  EXPECT_EQ(b.items(5).status().message().rfind("items[5].metadata.filename", 0), 0u)
+      << b.items(5).status().message();
+
+  // Answered means durable: a fresh connection to the file finds every item answered OK.
+  auto other = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
+  ASSERT_TRUE(other.ok());
+  for (char c : {'a', 'c', 'f'}) {
+    auto rows = (*other)->GetByDigest(testing::DigestOf(c));
+    ASSERT_TRUE(rows.ok());
+    EXPECT_EQ(rows->size(), 1u) << c;
+  }
+  auto refs = (*other)->Refs(testing::DigestOf('a'));
+  ASSERT_TRUE(refs.ok());
+  ASSERT_EQ(refs->size(), 2u);
+  EXPECT_EQ((*refs)[0].source_path, "x/a.txt");
+  EXPECT_EQ((*refs)[1].source_path, "y/copy.txt");
+  // Nothing stored for the invalid items.
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('d'))->empty());
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('e'))->empty());
+}
+
+// A message breaking the rules of the batch form is refused whole, naming the field, and the
+// stream goes on.
+TEST_F(ServiceTest, BatchFormBreakingItsRulesIsRefusedWhole) {
+  Start();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub_->Submit(&ctx);
+  SubmitRequest mixed;  // both forms at once
+  mixed.set_request_id("mixed");
+  *mixed.add_items() = Req("m1", testing::Digest('a'), "a.txt", "x/a.txt");
+  ASSERT_TRUE(stream->Write(mixed));
+  SubmitRequest too_many;
+  for (int i = 0; i <= kMaxSubmitItems; ++i) {
+    std::string d(32, 'q');
+    d[0] = static_cast<char>(i & 0xff);
+    d[1] = static_cast<char>(i >> 8);
+    *too_many.add_items() = Req("t" + std::to_string(i), d, "t.txt", "x/t.txt");
+  }
+  ASSERT_TRUE(stream->Write(too_many));
+  ASSERT_TRUE(stream->Write(Req("after", testing::Digest('z'), "z.txt", "x/z.txt")));
+  ASSERT_TRUE(stream->WritesDone());
+  std::vector<SubmitResponse> got;
+  SubmitResponse resp;
+  while (stream->Read(&resp)) got.push_back(resp);
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got[0].status().message().rfind("request_id:", 0), 0u) << got[0].status().message();
+  EXPECT_EQ(got[0].items_size(), 0);
+  EXPECT_EQ(got[1].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got[1].status().message().rfind("items: at most 4096", 0), 0u)
+      << got[1].status().message();
+  EXPECT_EQ(got[2].request_id(), "after");
+  EXPECT_EQ(got[2].status().code(), 0);
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('a'))->empty());
+  std::string first(32, 'q');
+  first[0] = first[1] = 0;
+  EXPECT_TRUE(store_->GetByDigest(*anchord::Digest::FromBytes(first))->empty());
+}
+
+TEST(ValidateSubmitTest, BatchItemsAreNamedByTheirIndex) {
+  ServiceOptions o;
+  o.providers = {"fake"};
+  o.default_provider = "fake";
+  SubmitRequest item = Req("r1", testing::Digest('a'), "a.txt", "x/a.txt");
+  NewItem out;
+  ASSERT_TRUE(ValidateSubmitItem(item, 7, o, &out).ok());
+  EXPECT_EQ(out.digest, testing::DigestOf('a'));
+  *item.add_items() = Req("r2", testing::Digest('b'), "b.txt", "x/b.txt");
+  absl::Status st = ValidateSubmitItem(item, 7, o, &out);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("items[7].items:", 0), 0u) << st.message();
+  item.clear_items();
+  item.set_digest("short");
+  st = ValidateSubmitItem(item, 12, o, &out);
+  EXPECT_EQ(st.message().rfind("items[12].digest", 0), 0u) << st.message();
+
+  SubmitRequest batch;
+  EXPECT_TRUE(ValidateBatchForm(batch).ok());
+  batch.mutable_metadata()->set_filename("x");
+  st = ValidateBatchForm(batch);
+  EXPECT_EQ(st.message().rfind("metadata:", 0), 0u) << st.message();
+}
+
 // Shutdown: DrainStreams (what main() runs on SIGTERM before the server's own shutdown) makes an
 // open Submit stream stop reading, commit and answer what it read, and end with UNAVAILABLE, so the
 // caller reconnects and resends the rest instead of the server waiting out its grace period. Every

@@ -432,6 +432,76 @@ TEST_P(StoreTest, ADigestBlobOfAnotherSizeIsAStoreErrorNamingTheColumn) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ANCHORD_ALL_BACKENDS);
 
+// A database from before refs were keyed by their digest's first submissions row (refs.sub_id)
+// is rebuilt at open: every file keeps its order and its digest, a duplicate sent afterwards
+// still resolves to the original file, and a second open changes nothing.
+TEST(SqliteStoreUpgradeTest, RefsKeyedByDigestAreCarriedOver) {
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  const std::string path = dir + "/submitter.db";
+  {
+    auto store = OpenSqliteSubmitterStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->InsertBatch({Item('a', "dir/a.txt"), Item('b', "dir/b.txt")}, kNow).ok());
+  }
+  {
+    // The old table, with the old rows: two files of 'a' (the second a duplicate), one of 'b'
+    // and one of a digest with no submissions row (unreachable, not carried over).
+    auto db = ledger::SqliteDb::Open(path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    const std::string a(32, 'a'), b(32, 'b');
+    ASSERT_TRUE(session
+                    .Exec("DROP TABLE refs; CREATE TABLE refs (id INTEGER PRIMARY KEY "
+                          "AUTOINCREMENT, digest BLOB NOT NULL, job TEXT NOT NULL, source_path "
+                          "TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
+                          "mime_type TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, "
+                          "UNIQUE (digest, job, source_path)); "
+                          "INSERT INTO refs (digest, job, source_path, filename, size_bytes, "
+                          "created_at) VALUES "
+                          "(CAST(printf('%.32c', 'a') AS BLOB), 'default', 'dir/a.txt', 'a.txt', "
+                          "10, 1), "
+                          "(CAST(printf('%.32c', 'b') AS BLOB), 'default', 'dir/b.txt', 'b.txt', "
+                          "10, 2), "
+                          "(CAST(printf('%.32c', 'a') AS BLOB), 'other', 'dup/a2.txt', 'a2.txt', "
+                          "10, 3), "
+                          "(CAST(printf('%.32c', 'z') AS BLOB), 'default', 'gone.txt', 'gone.txt', "
+                          "10, 4)")
+                    .ok());
+  }
+  for (int open = 0; open < 2; ++open) {
+    auto store = OpenSqliteSubmitterStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto refs = (*store)->Refs(testing::DigestOf('a'));
+    ASSERT_TRUE(refs.ok()) << refs.status();
+    ASSERT_EQ(refs->size(), 2u) << open;
+    EXPECT_EQ((*refs)[0].source_path, "dir/a.txt");
+    EXPECT_EQ((*refs)[1].source_path, "dup/a2.txt");
+    EXPECT_EQ((*refs)[1].job, "other");
+    auto b_refs = (*store)->Refs(testing::DigestOf('b'));
+    ASSERT_TRUE(b_refs.ok());
+    ASSERT_EQ(b_refs->size(), 1u);
+    EXPECT_EQ((*b_refs)[0].filename, "b.txt");
+    EXPECT_TRUE((*store)->Refs(testing::DigestOf('z'))->empty());
+    auto jobs = (*store)->SummarizeJob("other");
+    ASSERT_TRUE(jobs.ok());
+    EXPECT_EQ(jobs->at(SubState::kQueued), 1);
+  }
+  auto store = OpenSqliteSubmitterStore(path);
+  ASSERT_TRUE(store.ok());
+  // A file sent again is not stored twice; a new file of a known digest is its duplicate.
+  auto again = (*store)->InsertBatch(
+      {Item('a', "dup/a2.txt", "fake", "other"), Item('a', "new/a3.txt")}, kNow);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)[0].known_before);
+  EXPECT_EQ((*again)[0].duplicate_of, "dir/a.txt");
+  EXPECT_EQ((*again)[1].duplicate_of, "dir/a.txt");
+  EXPECT_EQ((*store)->Refs(testing::DigestOf('a'))->size(), 3u);
+  EXPECT_EQ((*store)->GetByDigest(testing::DigestOf('a'))->size(), 1u);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 // Replica behaviour that only a shared database has.
 class PgReplicaTest : public ::testing::Test {
  protected:

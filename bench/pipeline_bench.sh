@@ -145,6 +145,7 @@ while time.time() - t0 < 600:
         counts[name] = sum(float(m) for m in re.findall(pat + r' ([0-9.e+]+)', texts[svc]))
     if base is None:
         base = counts  # the dry run before counted too
+        open(os.path.join(run, "sampler.ready"), "w").close()  # archive starts after this
     t = time.time() - t0
     for name in counts:
         c = counts[name] - base[name]
@@ -168,16 +169,17 @@ if [ "${PERF:-0}" = 1 ] && [ -n "${KEEP_LOGS:-}" ] && command -v perf > /dev/nul
     PERFS+=($!)
   done
 fi
-sleep 0.3  # the sampler's baseline
+# The sampler's baseline first (python starts slowly on a loaded machine).
+for _ in $(seq 1 200); do [ -e "$WORK/state/run/sampler.ready" ] && break; sleep 0.05; done
 t0=$(now)
 "$CTL" --data-dir "$WORK/state" archive "$WORK/root/tree" --job pipeline --merkle-batch \
   --wait submitted --timeout-seconds 1200 > "$WORK/archive.out" 2>&1 || echo "archive exit $?" >&2
 t1=$(now)
 MERKLE_S=$(elapsed "$t0" "$t1")
-wait "$SAMPLER" || true
-for p in "${PERFS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 W1=$(service_writes "$WORK/state/run/stack.json")
 U1=$(service_usage "$WORK/state/run/stack.json")
+wait "$SAMPLER" || true
+for p in "${PERFS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 # KEEP_LOGS=DIR keeps the services' logs of the Merkle run (batch seals, creates, hand-off errors).
 if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS"; cp "$WORK/state/run/"*.log "$KEEP_LOGS/" || true; fi
 LOAD_MID="$(load)"
@@ -230,7 +232,7 @@ LOAD_END="$(load)"
 
 /usr/bin/python3 - "$FILES" "$TREE_BYTES" "$OPENSSL_S" "$DRY_S" "$MERKLE_S" "$W0" "$W1" \
   "$WORK/timeline.json" "$REF_JSON" "$INGEST_JSON" "$EXIT_FILES" "$EXIT_S" "$LOAD_START" "$LOAD_MID" \
-  "$LOAD_END" "$SYNC_LINE" "$U0" "$U1" <<'PY' | tee bench/results/pipeline.md
+  "$LOAD_END" "$SYNC_LINE" "$U0" "$U1" <<'PY' | tee "${OUT:-bench/results/pipeline.md}"
 import json, sys
 (files, tree_bytes, openssl_s, dry_s, merkle_s, w0, w1, timeline, ref, ingest, exit_files, exit_s,
  load0, load1, load2, sync, u0, u1) = sys.argv[1:19]

@@ -90,19 +90,23 @@ absl::Status LeafDetails::Fill(std::vector<Submission>* rows, const Source& sour
   // Root rows read once per batch and call.
   std::map<int64_t, std::optional<Submission>> roots;
   for (Submission& row : *rows) {
-    if (row.mode != RowMode::kLeaf || row.batch_id == 0 || !row.merkle_path.empty()) continue;
-    absl::StatusOr<std::shared_ptr<const SealedBatch>> batch = Tree(row.batch_id, source);
-    if (!batch.ok()) return batch.status();
-    if (*batch == nullptr) continue;  // sealed by an older release: nothing to derive
-    std::optional<size_t> i = (*batch)->IndexOf(row.digest);
-    if (!i.has_value()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("merkle batch ", row.batch_id, " does not hold leaf row ", row.id));
+    if (row.mode != RowMode::kLeaf || row.batch_id == 0) continue;
+    // A leaf sealed by an older release carries its path (and maybe a copy of the record).
+    if (row.merkle_path.empty()) {
+      absl::StatusOr<std::shared_ptr<const SealedBatch>> batch = Tree(row.batch_id, source);
+      if (!batch.ok()) return batch.status();
+      if (*batch != nullptr) {
+        std::optional<size_t> i = (*batch)->IndexOf(row.digest);
+        if (!i.has_value()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("merkle batch ", row.batch_id, " does not hold leaf row ", row.id));
+        }
+        const merkle::Tree& tree = (*batch)->tree();
+        row.nonce = std::string(tree.nonce(*i));
+        row.merkle_path = tree.PathBytes(*i);
+        row.merkle_root = tree.root().raw();
+      }
     }
-    const merkle::Tree& tree = (*batch)->tree();
-    row.nonce = std::string(tree.nonce(*i));
-    row.merkle_path = tree.PathBytes(*i);
-    row.merkle_root = tree.root().raw();
     if (row.state != SubState::kSubmitted || !row.record.proof_id.empty() ||
         !row.request_id.empty()) {
       continue;

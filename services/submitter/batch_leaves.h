@@ -73,9 +73,10 @@ class LeafDetails {
     std::function<absl::StatusOr<std::optional<Submission>>(int64_t batch_id)> root;
   };
 
-  // For every leaf row of a sealed batch without a stored path: sets nonce, merkle_path and
-  // merkle_root; for one SUBMITTED without a stored record, the root's record (not its evidence)
-  // and request id, as the root's acceptance gave them. Other rows are left as they are.
+  // For every leaf row of a sealed batch: without a stored path, sets nonce, merkle_path and
+  // merkle_root; SUBMITTED without a stored record (also a leaf sealed by an older release whose
+  // root was accepted by this one), the root's record (not its evidence) and request id, as the
+  // root's acceptance gave them. Other rows are left as they are.
   absl::Status Fill(std::vector<Submission>* rows, const Source& source) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:

@@ -420,6 +420,18 @@ TEST_F(MerkleSqliteTest, LeavesSealedByAnOlderReleaseReadAsStored) {
     EXPECT_EQ(l.nonce, b.nonces[i]);
     EXPECT_EQ(l.merkle_root, b.root);
   }
+  // Its root accepted by this release: the leaves hand off with the root's record, as before.
+  StoredRecord rec;
+  rec.proof_id = "root-proof";
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  auto pending = store_->PendingHandoff(10);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ((*pending)[i].merkle_path, b.paths[i]);
+    EXPECT_EQ((*pending)[i].record.proof_id, "root-proof");
+    EXPECT_EQ((*pending)[i].request_id, "req-root");
+  }
 }
 
 // --- Batcher -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline in one run, each figure next to its reference measured in the same run:
 #
-#   bash bench/pipeline_bench.sh [BUILD_DIR]        (writes bench/results/pipeline.md)
+#   bash bench/pipeline_bench.sh [BUILD_DIR]        (writes bench/results/pipeline.md, or $OUT)
 #
 # 1. Merkle mode end to end: FILES (default 100,000) files of 1-4 KiB, `archive --merkle-batch
 #    --wait submitted` through a local stack (real hasher, submitter, poller, the sandbox), with a
@@ -71,6 +71,26 @@ print(total)
 PY
 }
 
+service_usage() {  # stack.json -> {service: [write_bytes, cpu seconds (user + system)]} as JSON
+  /usr/bin/python3 - "$1" <<'PY'
+import json, os, sys
+pids = json.load(open(sys.argv[1]))["pids"]
+tick = os.sysconf("SC_CLK_TCK")
+out = {}
+for name, pid in pids.items():
+    try:
+        wb = 0
+        for line in open(f"/proc/{pid}/io"):
+            if line.startswith("write_bytes:"):
+                wb = int(line.split()[1])
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        out[name] = [wb, (int(fields[11]) + int(fields[12])) / tick]
+    except OSError:
+        pass
+print(json.dumps(out))
+PY
+}
+
 echo "load before: $(load)" >&2
 LOAD_START="$(load)"
 
@@ -97,6 +117,7 @@ DRY_JSON=$("$BENCH_BIN/hasher_bench" "$HASHER" tree)
 DRY_S=$(echo "$DRY_JSON" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
 
 W0=$(service_writes "$WORK/state/run/stack.json")
+U0=$(service_usage "$WORK/state/run/stack.json")
 /usr/bin/python3 - "$WORK/state/run" "$FILES" > "$WORK/timeline.json" <<'PY' &
 # Samples every service's /metrics every 100 ms and records when each stage's count first reached
 # 50% and 100% of the files, until every stage is complete (or 600 s).
@@ -126,6 +147,7 @@ while time.time() - t0 < 600:
         counts[name] = sum(float(m) for m in re.findall(pat + r' ([0-9.e+]+)', texts[svc]))
     if base is None:
         base = counts  # the dry run before counted too
+        open(os.path.join(run, "sampler.ready"), "w").close()  # archive starts after this
     t = time.time() - t0
     for name in counts:
         c = counts[name] - base[name]
@@ -138,14 +160,30 @@ while time.time() - t0 < 600:
 print(json.dumps({name: {str(k): v for k, v in m.items()} for name, m in marks.items()}))
 PY
 SAMPLER=$!
-sleep 0.3  # the sampler's baseline
+# PERF=1 (with KEEP_LOGS): a CPU profile of the submitter and the poller during the Merkle run.
+PERFS=()
+if [ "${PERF:-0}" = 1 ] && [ -n "${KEEP_LOGS:-}" ] && command -v perf > /dev/null; then
+  mkdir -p "$KEEP_LOGS"
+  for svc in submitter poller; do
+    pid=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pids"][sys.argv[2]])' \
+      "$WORK/state/run/stack.json" "$svc")
+    perf record -F 199 -g -o "$KEEP_LOGS/$svc.perf" -p "$pid" > /dev/null 2>&1 &
+    PERFS+=($!)
+  done
+fi
+# The sampler's baseline first (python starts slowly on a loaded machine).
+for _ in $(seq 1 200); do [ -e "$WORK/state/run/sampler.ready" ] && break; sleep 0.05; done
 t0=$(now)
 "$CTL" --data-dir "$WORK/state" archive "$WORK/root/tree" --job pipeline --merkle-batch \
   --wait submitted --timeout-seconds 1200 > "$WORK/archive.out" 2>&1 || echo "archive exit $?" >&2
 t1=$(now)
 MERKLE_S=$(elapsed "$t0" "$t1")
-wait "$SAMPLER" || true
 W1=$(service_writes "$WORK/state/run/stack.json")
+U1=$(service_usage "$WORK/state/run/stack.json")
+wait "$SAMPLER" || true
+for p in "${PERFS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+# KEEP_LOGS=DIR keeps the services' logs of the Merkle run (batch seals, creates, hand-off errors).
+if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS"; cp "$WORK/state/run/"*.log "$KEEP_LOGS/" || true; fi
 LOAD_MID="$(load)"
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 PIDS=()
@@ -196,10 +234,10 @@ LOAD_END="$(load)"
 
 /usr/bin/python3 - "$FILES" "$TREE_BYTES" "$OPENSSL_S" "$DRY_S" "$MERKLE_S" "$W0" "$W1" \
   "$WORK/timeline.json" "$REF_JSON" "$INGEST_JSON" "$EXIT_FILES" "$EXIT_S" "$LOAD_START" "$LOAD_MID" \
-  "$LOAD_END" "$SYNC_LINE" <<'PY' | tee bench/results/pipeline.md
+  "$LOAD_END" "$SYNC_LINE" "$U0" "$U1" <<'PY' | tee "${OUT:-bench/results/pipeline.md}"
 import json, sys
 (files, tree_bytes, openssl_s, dry_s, merkle_s, w0, w1, timeline, ref, ingest, exit_files, exit_s,
- load0, load1, load2, sync) = sys.argv[1:17]
+ load0, load1, load2, sync, u0, u1) = sys.argv[1:19]
 files, tree_bytes = int(files), int(tree_bytes)
 openssl_s, dry_s, merkle_s, exit_s = map(float, (openssl_s, dry_s, merkle_s, exit_s))
 writes = int(w1) - int(w0)
@@ -234,6 +272,17 @@ for name, m in tl.items():
     rate = f"{files / 2 / (full - half):,.0f}" if half is not None and full is not None and full > half else "-"
     fmt = lambda v: f"{v:.1f}" if v is not None else "not reached"
     print(f"| {name} | {fmt(half)} | {fmt(full)} | {rate} |")
+u0, u1 = json.loads(u0), json.loads(u1)
+print()
+print("Merkle run, per service (from /proc/PID/io and /proc/PID/stat, between the start and the end "
+      "of `archive`):")
+print()
+print("| service | disk writes per file | CPU seconds |")
+print("|---|---|---|")
+for name in sorted(u1):
+    if name in u0:
+        print(f"| {name} | {(u1[name][0] - u0[name][0]) / files / 1024:.2f} KiB | "
+              f"{u1[name][1] - u0[name][1]:.1f} |")
 if sync:
     print()
     print(f"strace -c of a 20,000-digest ingest (calls, syscall): {sync}")

@@ -32,8 +32,8 @@ struct PollerServiceOptions {
   std::set<std::string> providers_without_ots;
   // Track requests of one stream read but not yet acknowledged. Requests read while a batch is
   // being stored form the next batch (one transaction), so this is also the largest group commit:
-  // the submitter hands off Merkle leaves in windows of 1,024.
-  int track_max_in_flight = 1024;
+  // the submitter hands off Merkle leaves in windows of 4,096.
+  int track_max_in_flight = 4096;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
   // Which port this instance serves: the public one (Track refused) or the internal one (only

@@ -82,8 +82,6 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   absl::StatusOr<merkle::Tree> tree = merkle::Tree::Build(digests, batch.nonces);
   if (!tree.ok()) return tree.status();
   batch.root = tree->root().raw();
-  batch.paths.reserve(digests.size());
-  for (size_t i = 0; i < digests.size(); ++i) batch.paths.push_back(tree->PathBytes(i));
   // What the provider is told about the root: a name that says what it is, and the size of the
   // leaf list it commits to. The job is the first leaf's, for logs only (roots have no file refs).
   const std::string short_root = HexEncode(batch.root).substr(0, 16);

@@ -4,10 +4,11 @@
 //
 // A batch is sealed when `max_leaves` leaves wait, or when the oldest has waited `window`. Sealing
 // draws a fresh random nonce per leaf (a file's proof then reveals nothing about its neighbours),
-// builds the tree (libs/merkle) and commits the root row and every leaf's nonce and path in ONE
-// transaction: a crash before the commit leaves the leaves unbatched (sealed again later, with new
-// nonces, nothing was sent), a crash after it leaves a root row that the engine sends with the
-// usual idempotency, so no file is lost and no root is anchored twice.
+// builds the tree (libs/merkle) and commits the batch (its leaves in tree order and their nonces,
+// from which each leaf's path is derived when it is read), the root row and every leaf's batch id
+// in ONE transaction: a crash before the commit leaves the leaves unbatched (sealed again later,
+// with new nonces, nothing was sent), a crash after it leaves a root row that the engine sends with
+// the usual idempotency, so no file is lost and no root is anchored twice.
 #pragma once
 
 #include <functional>

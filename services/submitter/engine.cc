@@ -281,6 +281,8 @@ absl::Status Engine::Process(providers::Provider* provider, std::vector<Submissi
     // Not recorded: the rows keep their requests and are re-sent (the provider replays).
     for (const auto& row : submitted) (void)store_->ReleaseLease(row.id);
     if (first_error.ok()) first_error = st;
+  } else if (!submitted.empty() && options_.on_recorded) {
+    options_.on_recorded();
   }
   return first_error;
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -45,6 +46,9 @@ struct EngineOptions {
   // are committed in one transaction (one fsync instead of one per row) and then sent one by one,
   // each paced by the provider's limiters. The service sets it from --claim-group.
   int claim_group = 1;
+  // Called after outcomes were recorded (SUBMITTED or FAILED rows the poller must hear of): the
+  // hand-off's Wake, so a root's leaves leave at once rather than at its next idle poll.
+  std::function<void()> on_recorded;
 };
 
 class Engine {

@@ -257,17 +257,22 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
       if (WaitFor(options_.idle_poll)) break;
       continue;
     }
+    std::vector<Digest> digests;
+    digests.reserve(rows->size());
+    for (const Submission& row : *rows) digests.push_back(row.digest);
+    absl::StatusOr<std::vector<std::vector<FileRef>>> files = store_->RefsOfEach(digests);
+    if (!files.ok()) {
+      ANCHORD_LOG(Error) << "hand-off: " << files.status();
+      if (WaitFor(options_.idle_poll)) break;
+      continue;
+    }
     anchord::v1::TrackRequest req;
-    for (const Submission& row : *rows) {
-      absl::StatusOr<std::vector<FileRef>> files = store_->Refs(row.digest);
-      if (!files.ok()) {
-        ANCHORD_LOG(Error) << "hand-off: " << files.status();
-        continue;
-      }
+    for (size_t i = 0; i < rows->size(); ++i) {
+      const Submission& row = (*rows)[i];
       req.Clear();
       std::string id = absl::StrCat("s", row.id, "-", row.change_seq);
       req.set_request_id(id);
-      *req.mutable_proof() = BuildProof(row, *files);
+      *req.mutable_proof() = BuildProof(row, (*files)[i]);
       req.set_evidence(row.record.evidence);
       if (row.mode == RowMode::kLeaf) req.set_merkle_path(row.merkle_path);
       req.set_fallback_provider(row.fallback_provider);

@@ -25,8 +25,10 @@ struct HandoffOptions {
   // Deadline of one Track stream; the stream is reopened when it expires.
   absl::Duration track_deadline = absl::Hours(1);
   // Proofs in flight (sent, not yet acknowledged) at most; they are marked handed off in one
-  // transaction. A Merkle batch hands off up to 10,000 leaves at once.
-  int batch = 1024;
+  // transaction. A Merkle batch hands off up to 10,000 leaves at once. The poller reads as many
+  // ahead (PollerServiceOptions::track_max_in_flight), so its commits grow with the window and
+  // each random-key index page it rewrites is shared by more leaves.
+  int batch = 4096;
   absl::Duration idle_poll = absl::Milliseconds(500);
   BackoffPolicy reconnect{absl::Milliseconds(100), absl::Seconds(10), 2.0};
 };

@@ -220,7 +220,13 @@ int Run(int argc, char** argv) {
     metrics->merkle_leaves.Add({{"provider", p->name()}});
   }
 
+  // Before the engine, which wakes it when outcomes are recorded (and so must not outlive it).
+  anchord::submitter::HandoffOptions handoff_options;
+  handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
+  anchord::submitter::Handoff handoff(store.get(), *poller_channel, metrics.get(), handoff_options);
+
   anchord::submitter::EngineOptions engine_options;
+  engine_options.on_recorded = [&handoff] { handoff.Wake(); };
   engine_options.workers = workers;
   engine_options.claim_group = claim_group;
   engine_options.quota_retry = absl::Seconds(quota_retry_seconds);
@@ -240,9 +246,6 @@ int Run(int argc, char** argv) {
                                       batcher_options, [&engine] { engine.Wake(); });
   batcher.Start();
 
-  anchord::submitter::HandoffOptions handoff_options;
-  handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
-  anchord::submitter::Handoff handoff(store.get(), *poller_channel, metrics.get(), handoff_options);
   handoff.Start();
 
   anchord::submitter::ServiceOptions service_options;

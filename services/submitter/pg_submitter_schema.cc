@@ -95,6 +95,11 @@ CREATE TABLE pauses (
     {2, "hand-off claims", R"sql(
 ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    // A batch's leaves in tree order (batch_leaves.h); empty for batches sealed before, whose
+    // leaf rows hold their own paths.
+    {3, "merkle batch leaves", R"sql(
+ALTER TABLE batches ADD COLUMN leaves BYTEA NOT NULL DEFAULT '';
+)sql"},
 };
 
 }  // namespace

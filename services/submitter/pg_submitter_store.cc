@@ -8,6 +8,8 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/batch_leaves.h"
+#include "services/submitter/pg_batches.h"
 #include "services/submitter/pg_leases.h"
 #include "services/submitter/pg_submitter_schema.h"
 #include "services/submitter/store_rows.h"
@@ -244,37 +246,27 @@ class PgSubmitterStore final : public SubmitterStore {
   // The updates of MarkSubmitted on `c` (inside its transaction).
   absl::Status SubmitIn(PgConn& c, int64_t id, const StoredRecord& r, const std::string& request_id,
                         absl::Time now) {
-    // The row itself (with its evidence), then the leaves of a root (without).
-    for (bool leaves : {false, true}) {
-      const std::string where =
-          leaves ? "mode = 1 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 "
-                   "AND mode = 2)"
-                 : "id = $1";
-      PgParams p;
-      p.Add(id)
-          .AddBytes(r.proof_id)
-          .Add(static_cast<int64_t>(r.record_state))
-          .AddBytes(r.certificate_url)
-          .AddBytes(r.verify_url)
-          .Add(r.block_height)
-          .AddBytes(r.bitcoin_tx)
-          .Add(ToMs(r.provider_created_at))
-          .Add(ToMs(r.confirmed_at))
-          .AddBytes(request_id)
-          .Add(ToMs(now));
-      if (!leaves) p.AddBytes(r.evidence);
-      ANCHORD_RETURN_IF_ERROR(
-          c.Exec(absl::StrCat(
-                     "UPDATE submissions SET state = 2, proof_id = $2, record_state = $3, "
-                     "certificate_url = $4, verify_url = $5, block_height = $6, bitcoin_tx = $7, "
-                     "provider_created_at = $8, confirmed_at = $9, request_id = $10, "
-                     "updated_at = $11, change_seq = change_seq + 1, lease_owner = '', "
-                     "lease_until = 0, error_canonical = 0",
-                     leaves ? "" : ", evidence = $12", " WHERE ", where),
-                 p)
-              .status());
-    }
-    return absl::OkStatus();
+    ANCHORD_RETURN_IF_ERROR(
+        c.Exec("UPDATE submissions SET state = 2, proof_id = $2, record_state = $3, "
+               "certificate_url = $4, verify_url = $5, block_height = $6, bitcoin_tx = $7, "
+               "provider_created_at = $8, confirmed_at = $9, request_id = $10, "
+               "updated_at = $11, change_seq = change_seq + 1, lease_owner = '', "
+               "lease_until = 0, error_canonical = 0, evidence = $12 WHERE id = $1",
+               PgParams()
+                   .Add(id)
+                   .AddBytes(r.proof_id)
+                   .Add(static_cast<int64_t>(r.record_state))
+                   .AddBytes(r.certificate_url)
+                   .AddBytes(r.verify_url)
+                   .Add(r.block_height)
+                   .AddBytes(r.bitcoin_tx)
+                   .Add(ToMs(r.provider_created_at))
+                   .Add(ToMs(r.confirmed_at))
+                   .AddBytes(request_id)
+                   .Add(ToMs(now))
+                   .AddBytes(r.evidence))
+            .status());
+    return SubmitPgLeaves(c, id, ToMs(now));
   }
 
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
@@ -362,71 +354,9 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& b, absl::Time now) override {
-    if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() ||
-        b.paths.size() != b.leaf_ids.size() || b.root.size() != 32) {
-      return absl::InvalidArgumentError("merkle batch: leaves, nonces and paths must match");
-    }
-    const int64_t now_ms = ToMs(now);
     int64_t batch_id = 0;
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      // Lock the leaves first, in id order (no deadlock between two batchers): a batcher that
-      // lost the race waits here for the winner's commit, then sees the leaves batched.
-      std::vector<int64_t> ids = b.leaf_ids;
-      std::sort(ids.begin(), ids.end());
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult locked,
-          c.Exec("SELECT id FROM submissions WHERE id = ANY($1::bigint[]) AND mode = 1 AND "
-                 "batch_id = 0 AND state = 0 AND provider = $2 ORDER BY id FOR UPDATE",
-                 PgParams().AddIntArray(ids).AddBytes(b.provider)));
-      std::set<int64_t> distinct(ids.begin(), ids.end());
-      if (static_cast<size_t>(locked.rows()) != distinct.size() || distinct.size() != ids.size()) {
-        return absl::AbortedError("merkle batch: a leaf was batched or changed meanwhile");
-      }
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult added, c.Exec("INSERT INTO batches (provider, root, leaf_count, created_at) "
-                                 "VALUES ($1, $2, $3, $4) RETURNING id",
-                                 PgParams()
-                                     .AddBytes(b.provider)
-                                     .AddBytes(b.root)
-                                     .Add(static_cast<int64_t>(b.leaf_ids.size()))
-                                     .Add(now_ms)));
-      batch_id = added.Int(0, 0);
-      ANCHORD_RETURN_IF_ERROR(
-          c.Exec("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
-                 "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
-                 "mode, batch_id, leaf_count) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, "
-                 "$8, 2, $9, $10)",
-                 PgParams()
-                     .AddBytes(b.root)
-                     .AddBytes(b.provider)
-                     .AddBytes(b.root_file.job)
-                     .AddBytes(b.root_file.filename)
-                     .Add(b.root_file.size_bytes)
-                     .AddBytes(b.root_file.mime_type)
-                     .AddBytes(b.root_file.source_path)
-                     .Add(now_ms)
-                     .Add(batch_id)
-                     .Add(static_cast<int64_t>(b.leaf_ids.size())))
-              .status());
-      for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
-        ANCHORD_ASSIGN_OR_RETURN(
-            PgResult set,
-            c.Exec("UPDATE submissions SET batch_id = $2, nonce = $3, merkle_path = $4, "
-                   "merkle_root = $5, updated_at = $6 WHERE id = $1 AND mode = 1 AND "
-                   "batch_id = 0 AND state = 0 AND provider = $7",
-                   PgParams()
-                       .Add(b.leaf_ids[i])
-                       .Add(batch_id)
-                       .AddBytes(b.nonces[i])
-                       .AddBytes(b.paths[i])
-                       .AddBytes(b.root)
-                       .Add(now_ms)
-                       .AddBytes(b.provider)));
-        if (set.affected() != 1) {
-          return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", b.leaf_ids[i],
-                                                 " was batched or changed meanwhile"));
-        }
-      }
+      ANCHORD_ASSIGN_OR_RETURN(batch_id, SealPgBatch(c, b, ToMs(now)));
       return absl::OkStatus();
     }));
     return batch_id;
@@ -475,10 +405,10 @@ class PgSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
     if (options_.handoff_lease <= absl::ZeroDuration()) {
-      return Query(absl::StrCat("SELECT ", kSubmissionColumns,
-                                " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
-                                "change_seq ORDER BY id LIMIT $1"),
-                   PgParams().Add(static_cast<int64_t>(limit)));
+      return WithLeafDetails(Query(absl::StrCat("SELECT ", kSubmissionColumns,
+                                                " FROM submissions WHERE state IN (2, 3) AND "
+                                                "handed_off_seq < change_seq ORDER BY id LIMIT $1"),
+                                   PgParams().Add(static_cast<int64_t>(limit))));
     }
     // Replicas split the hand-off: the rows returned are this replica's for handoff_lease (one
     // that is not acknowledged by then is offered again, to whichever replica asks first).
@@ -501,7 +431,7 @@ class PgSubmitterStore final : public SubmitterStore {
     }));
     std::sort(out.begin(), out.end(),
               [](const Submission& a, const Submission& b) { return a.id < b.id; });
-    return out;
+    return WithLeafDetails(std::move(out));
   }
 
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
@@ -511,9 +441,9 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
-    return Query(absl::StrCat("SELECT ", kSubmissionColumns,
-                              " FROM submissions WHERE digest = $1 ORDER BY id"),
-                 PgParams().AddBytes(digest.bytes()));
+    return WithLeafDetails(Query(absl::StrCat("SELECT ", kSubmissionColumns,
+                                              " FROM submissions WHERE digest = $1 ORDER BY id"),
+                                 PgParams().AddBytes(digest.bytes())));
   }
 
   absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) override {
@@ -593,6 +523,31 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
  private:
+  // Leaf rows as they read in full (batch_leaves.h).
+  absl::StatusOr<std::vector<Submission>> WithLeafDetails(
+      absl::StatusOr<std::vector<Submission>> rows) {
+    if (!rows.ok()) return rows;
+    LeafDetails::Source source;
+    source.batch = [this](int64_t batch_id) -> absl::StatusOr<StoredBatch> {
+      StoredBatch out;
+      ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+        ANCHORD_ASSIGN_OR_RETURN(out, ReadPgBatch(c, batch_id));
+        return absl::OkStatus();
+      }));
+      return out;
+    };
+    source.root = [this](int64_t batch_id) -> absl::StatusOr<std::optional<Submission>> {
+      ANCHORD_ASSIGN_OR_RETURN(std::vector<Submission> root,
+                               Query(absl::StrCat("SELECT ", kSubmissionColumns,
+                                                  " FROM submissions WHERE ", kPgBatchRootWhere),
+                                     PgParams().Add(batch_id)));
+      if (root.empty()) return std::optional<Submission>();
+      return std::optional<Submission>(std::move(root.front()));
+    };
+    ANCHORD_RETURN_IF_ERROR(leaf_details_.Fill(&*rows, source));
+    return rows;
+  }
+
   absl::Status Exec(const char* sql, const PgParams& params) {
     return db_->Run([&](PgConn& c) { return c.Exec(sql, params).status(); });
   }
@@ -615,6 +570,7 @@ class PgSubmitterStore final : public SubmitterStore {
   std::shared_ptr<PgDb> db_;
   PgSubmitterOptions options_;
   const std::string instance_;
+  LeafDetails leaf_details_;
   PgLeases leases_;  // declared last: its heartbeat stops before the rest goes
 };
 

@@ -8,6 +8,8 @@
 #include "libs/ledger/sqlite_db.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
+#include "services/submitter/batch_leaves.h"
+#include "services/submitter/sqlite_batches.h"
 #include "services/submitter/store_rows.h"
 #include "services/submitter/submitter_store_intake.h"
 #include "services/submitter/submitter_store_schema.h"
@@ -196,61 +198,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& b, absl::Time now) override {
-    if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() ||
-        b.paths.size() != b.leaf_ids.size() || b.root.size() != 32) {
-      return absl::InvalidArgumentError("merkle batch: leaves, nonces and paths must match");
-    }
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    const int64_t now_ms = ToMs(now);
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement add_batch,
-        tx.Prepare("INSERT INTO batches (provider, root, leaf_count, created_at) "
-                   "VALUES (?1, ?2, ?3, ?4)"));
-    add_batch.Bind(1, b.provider)
-        .BindBlob(2, b.root)
-        .Bind(3, static_cast<int64_t>(b.leaf_ids.size()))
-        .Bind(4, now_ms);
-    ANCHORD_RETURN_IF_ERROR(add_batch.Run());
-    const int64_t batch_id = tx.LastInsertRowId();
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement add_root,
-        tx.Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
-                   "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
-                   "mode, batch_id, leaf_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, "
-                   "?8, 2, ?9, ?10)"));
-    add_root.BindBlob(1, b.root)
-        .Bind(2, b.provider)
-        .Bind(3, b.root_file.job)
-        .Bind(4, b.root_file.filename)
-        .Bind(5, b.root_file.size_bytes)
-        .Bind(6, b.root_file.mime_type)
-        .Bind(7, b.root_file.source_path)
-        .Bind(8, now_ms)
-        .Bind(9, batch_id)
-        .Bind(10, static_cast<int64_t>(b.leaf_ids.size()));
-    ANCHORD_RETURN_IF_ERROR(add_root.Run());
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement set_leaf,
-        tx.Prepare("UPDATE submissions SET batch_id = ?2, nonce = ?3, merkle_path = ?4, "
-                   "merkle_root = ?5, updated_at = ?6 WHERE id = ?1 AND mode = 1 AND "
-                   "batch_id = 0 AND state = 0 AND provider = ?7"));
-    for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
-      set_leaf.Reset();
-      set_leaf.Bind(1, b.leaf_ids[i])
-          .Bind(2, batch_id)
-          .BindBlob(3, b.nonces[i])
-          .BindBlob(4, b.paths[i])
-          .BindBlob(5, b.root)
-          .Bind(6, now_ms)
-          .Bind(7, b.provider);
-      ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
-      if (tx.Changes() != 1) {
-        // The transaction rolls back when tx goes out of scope without Commit.
-        return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", b.leaf_ids[i],
-                                               " was batched or changed meanwhile"));
-      }
-    }
+    ANCHORD_ASSIGN_OR_RETURN(int64_t batch_id, SealSqliteBatch(tx, b, ToMs(now)));
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return batch_id;
   }
@@ -314,35 +264,27 @@ class SqliteSubmitterStore final : public SubmitterStore {
   // The updates of MarkSubmitted inside `tx`.
   absl::Status SubmitIn(Transaction& tx, int64_t id, const StoredRecord& r,
                         const std::string& request_id, absl::Time now) {
-    // A leaf takes its root's record (not its evidence: the root row carries that).
-    for (const char* where : {"id = ?1",
-                              "mode = 1 AND batch_id = (SELECT batch_id FROM "
-                              "submissions WHERE id = ?1 AND mode = 2)"}) {
-      const bool leaves = where[0] != 'i';
-      ANCHORD_ASSIGN_OR_RETURN(
-          Statement s,
-          tx.Prepare(absl::StrCat(
-              "UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, "
-              "certificate_url = ?4, verify_url = ?5, block_height = ?6, bitcoin_tx = ?7, "
-              "provider_created_at = ?8, confirmed_at = ?9, request_id = ?10, updated_at = ?11, "
-              "change_seq = change_seq + 1, lease_owner = '', lease_until = 0, "
-              "error_canonical = 0",
-              leaves ? "" : ", evidence = ?12", " WHERE ", where)));
-      s.Bind(1, id)
-          .Bind(2, r.proof_id)
-          .Bind(3, static_cast<int64_t>(r.record_state))
-          .Bind(4, r.certificate_url)
-          .Bind(5, r.verify_url)
-          .Bind(6, r.block_height)
-          .Bind(7, r.bitcoin_tx)
-          .Bind(8, ToMs(r.provider_created_at))
-          .Bind(9, ToMs(r.confirmed_at))
-          .Bind(10, request_id)
-          .Bind(11, ToMs(now));
-      if (!leaves) s.BindBlob(12, r.evidence);
-      ANCHORD_RETURN_IF_ERROR(s.Run());
-    }
-    return absl::OkStatus();
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement s,
+        tx.Prepare("UPDATE submissions SET state = 2, proof_id = ?2, record_state = ?3, "
+                   "certificate_url = ?4, verify_url = ?5, block_height = ?6, bitcoin_tx = ?7, "
+                   "provider_created_at = ?8, confirmed_at = ?9, request_id = ?10, "
+                   "updated_at = ?11, change_seq = change_seq + 1, lease_owner = '', "
+                   "lease_until = 0, error_canonical = 0, evidence = ?12 WHERE id = ?1"));
+    s.Bind(1, id)
+        .Bind(2, r.proof_id)
+        .Bind(3, static_cast<int64_t>(r.record_state))
+        .Bind(4, r.certificate_url)
+        .Bind(5, r.verify_url)
+        .Bind(6, r.block_height)
+        .Bind(7, r.bitcoin_tx)
+        .Bind(8, ToMs(r.provider_created_at))
+        .Bind(9, ToMs(r.confirmed_at))
+        .Bind(10, request_id)
+        .Bind(11, ToMs(now))
+        .BindBlob(12, r.evidence);
+    ANCHORD_RETURN_IF_ERROR(s.Run());
+    return SubmitSqliteLeaves(tx, id, ToMs(now));
   }
 
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
@@ -370,8 +312,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     // The leaves of a failed root fail with it, for the same reason.
     for (const char* where : {"id = ?1",
-                              "mode = 1 AND batch_id = (SELECT batch_id FROM "
-                              "submissions WHERE id = ?1 AND mode = 2)"}) {
+                              "mode = 1 AND batch_id <> 0 AND batch_id = (SELECT batch_id "
+                              "FROM submissions WHERE id = ?1 AND mode = 2)"}) {
       ANCHORD_ASSIGN_OR_RETURN(
           Statement s,
           tx.Prepare(absl::StrCat(
@@ -444,10 +386,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
-    return Query(absl::StrCat("SELECT ", kCols,
-                              " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
-                              "change_seq ORDER BY id LIMIT ?1"),
-                 [&](Statement& s) { s.Bind(1, static_cast<int64_t>(limit)); });
+    return WithLeafDetails(
+        Query(absl::StrCat("SELECT ", kCols,
+                           " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                           "change_seq ORDER BY id LIMIT ?1"),
+              [&](Statement& s) { s.Bind(1, static_cast<int64_t>(limit)); }));
   }
 
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
@@ -472,24 +415,36 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
-    return Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = ?1 ORDER BY id"),
-                 [&](Statement& s) { s.BindBlob(1, digest.bytes()); });
+    return WithLeafDetails(
+        Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = ?1 ORDER BY id"),
+              [&](Statement& s) { s.BindBlob(1, digest.bytes()); }));
   }
 
   absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) override {
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<std::vector<FileRef>> refs, RefsOfEach({digest}));
+    return std::move(refs.front());
+  }
+
+  absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfEach(
+      const std::vector<Digest>& digests) override {
     ledger::Session session(*db_);
+    // Files hang off their digest's first submissions row (see submitter_store_intake.cc).
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
         session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
                         "WHERE sub_id = (SELECT MIN(id) FROM submissions WHERE digest = ?1) "
                         "ORDER BY id"));
-    s.BindBlob(1, digest.bytes());
-    std::vector<FileRef> out;
-    for (;;) {
-      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      out.push_back(ReadRef(s, 0));
+    std::vector<std::vector<FileRef>> out(digests.size());
+    for (size_t i = 0; i < digests.size(); ++i) {
+      s.Reset();
+      s.BindBlob(1, digests[i].bytes());
+      for (;;) {
+        ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        out[i].push_back(ReadRef(s, 0));
+      }
     }
+    s.Reset();
     return out;
   }
 
@@ -559,6 +514,27 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
  private:
+  // Leaf rows as they read in full (batch_leaves.h).
+  absl::StatusOr<std::vector<Submission>> WithLeafDetails(
+      absl::StatusOr<std::vector<Submission>> rows) {
+    if (!rows.ok()) return rows;
+    LeafDetails::Source source;
+    source.batch = [this](int64_t batch_id) {
+      ledger::Session session(*db_);
+      return ReadSqliteBatch(session, batch_id);
+    };
+    source.root = [this](int64_t batch_id) -> absl::StatusOr<std::optional<Submission>> {
+      ANCHORD_ASSIGN_OR_RETURN(
+          std::vector<Submission> root,
+          Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE ", kSqliteBatchRootWhere),
+                [&](Statement& s) { s.Bind(1, batch_id); }));
+      if (root.empty()) return std::optional<Submission>();
+      return std::optional<Submission>(std::move(root.front()));
+    };
+    ANCHORD_RETURN_IF_ERROR(leaf_details_.Fill(&*rows, source));
+    return rows;
+  }
+
   // Runs inside the caller's session (a claim's transaction).
   absl::StatusOr<std::optional<Submission>> LoadById(ledger::Session& session, int64_t id) {
     ANCHORD_ASSIGN_OR_RETURN(
@@ -595,6 +571,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   std::unique_ptr<SqliteDb> db_;
+  LeafDetails leaf_details_;
 };
 
 }  // namespace

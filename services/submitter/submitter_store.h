@@ -81,6 +81,8 @@ struct Submission {
   bool handed_off() const { return handed_off_seq >= change_seq; }
   // Merkle batching: the row's mode, its batch (0 while unbatched), and for a leaf its nonce, its
   // path to the root (libs/merkle PathBytes) and the root; for a root, how many leaves it anchors.
+  // A leaf's nonce, path, root and (once SUBMITTED) record are stored once in its batch and filled
+  // in by GetByDigest and PendingHandoff (batch_leaves.h); other reads leave them empty.
   RowMode mode = RowMode::kPerFile;
   int64_t batch_id = 0;
   std::string nonce;
@@ -99,14 +101,15 @@ struct NewItem {
   std::string fallback_provider;
 };
 
-// A sealed Merkle batch, computed by the caller over leaves it read with UnbatchedLeaves.
+// A sealed Merkle batch, computed by the caller over leaves it read with UnbatchedLeaves. The
+// leaves are in the tree's order; each leaf's path is derived from that order and the nonces when
+// a leaf row is read (batch_leaves.h), not stored per leaf.
 struct NewBatch {
   std::string provider;
   std::string root;   // raw 32 bytes
   FileRef root_file;  // what the provider is told about the root (name, size)
   std::vector<int64_t> leaf_ids;
   std::vector<std::string> nonces;  // per leaf
-  std::vector<std::string> paths;   // per leaf
 };
 
 struct InsertResult {
@@ -218,7 +221,8 @@ class SubmitterStore {
   // Leaves of `provider` not yet in a batch, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
                                                                   int limit) = 0;
-  // In ONE transaction: the root row (QUEUED, kRoot) and every leaf's batch, nonce, path and root.
+  // In ONE transaction: the batch row (its leaves in tree order with their nonces), the root row
+  // (QUEUED, kRoot) and every leaf's batch id.
   // ABORTED (and no change) when a leaf was batched or changed meanwhile (another batcher won).
   // Returns the batch id. Later, MarkSubmitted/MarkFailed of the root carry its record or failure
   // to every leaf of the batch in the same transaction, so no leaf is ever left behind its root.
@@ -248,6 +252,19 @@ class SubmitterStore {
   // --- Reads ------------------------------------------------------------------------------------
   virtual absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) = 0;
   virtual absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) = 0;
+  // Refs of each digest, in order (a hand-off window). The default runs Refs per digest; a store
+  // may read them all in one session.
+  virtual absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfEach(
+      const std::vector<Digest>& digests) {
+    std::vector<std::vector<FileRef>> out;
+    out.reserve(digests.size());
+    for (const Digest& d : digests) {
+      absl::StatusOr<std::vector<FileRef>> refs = Refs(d);
+      if (!refs.ok()) return refs.status();
+      out.push_back(*std::move(refs));
+    }
+    return out;
+  }
   // Per distinct digest (with a file in `job`, or all when empty), its least advanced state.
   virtual absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) = 0;
 

@@ -139,6 +139,10 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
   ANCHORD_RETURN_IF_ERROR(UpgradeRefs(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("submissions", kAddedColumns));
+  // A batch's leaves in tree order (batch_leaves.h); empty for batches sealed before it existed,
+  // whose leaf rows hold their own paths.
+  ANCHORD_RETURN_IF_ERROR(
+      session.AddMissingColumns("batches", {{"leaves", "BLOB NOT NULL DEFAULT ''"}}));
   // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
   // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
   // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
@@ -158,7 +162,10 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
       "CREATE INDEX IF NOT EXISTS submissions_backlog ON submissions (state) "
       "WHERE state IN (0, 1); "
       "CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id) "
-      "WHERE state IN (2, 3) AND handed_off_seq < change_seq");
+      "WHERE state IN (2, 3) AND handed_off_seq < change_seq; "
+      // A root's acceptance or failure reaches its leaves through this (not a table scan).
+      "CREATE INDEX IF NOT EXISTS submissions_batch_leaves ON submissions (batch_id) "
+      "WHERE mode = 1 AND batch_id <> 0");
 }
 
 }  // namespace anchord::submitter

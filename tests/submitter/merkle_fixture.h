@@ -54,6 +54,12 @@ inline NewItem PerFile(int n, const std::string& provider = "fake") {
   return it;
 }
 
+// A batch as the Batcher makes it, with each leaf's path as the tree gives it: the store keeps
+// only the batch's leaf order, and what it reads back for a leaf must equal these paths.
+struct TestBatch : NewBatch {
+  std::vector<std::string> paths;  // per leaf
+};
+
 // The store under test: SQLite unless a parameterised suite below asks for PostgreSQL.
 class MerkleFixture : public ::testing::Test {
  protected:
@@ -130,9 +136,23 @@ class MerkleFixture : public ::testing::Test {
     EXPECT_TRUE(row.ok() && *row);
     return row.ok() && *row ? st->ColumnInt(0) : -1;
   }
+  // Runs one statement from a separate connection (what an older release or a damaged disk left).
+  void ExecSql(const std::string& sql) {
+    if (backend() == ::anchord::testing::Backend::kPostgres) {
+      absl::Status st =
+          pg_->Run([&](ledger::PgConn& c) -> absl::Status { return c.Exec(sql).status(); });
+      EXPECT_TRUE(st.ok()) << st;
+      return;
+    }
+    auto db = ledger::SqliteDb::Open(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    absl::Status st = session.Exec(sql);
+    EXPECT_TRUE(st.ok()) << st;
+  }
   // A batch over `leaves` computed like the Batcher does.
-  NewBatch MakeBatch(const std::vector<Submission>& leaves, merkle::Tree* tree_out = nullptr) {
-    NewBatch b;
+  TestBatch MakeBatch(const std::vector<Submission>& leaves, merkle::Tree* tree_out = nullptr) {
+    TestBatch b;
     b.provider = "fake";
     std::vector<::anchord::Digest> digests;
     for (const Submission& l : leaves) {

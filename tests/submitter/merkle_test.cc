@@ -96,7 +96,7 @@ TEST_P(MerkleStoreTest, CreateMerkleBatchCommitsRootAndEveryLeaf) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
   auto leaves = Unbatched();
   ASSERT_EQ(leaves.size(), 3u);
-  NewBatch b = MakeBatch(leaves);
+  TestBatch b = MakeBatch(leaves);
   auto id = store_->CreateMerkleBatch(b, kNow + absl::Seconds(1));
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_GT(*id, 0);
@@ -133,12 +133,12 @@ TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
   auto leaves = Unbatched();
   ASSERT_EQ(leaves.size(), 3u);
   // Another batcher read the same leaves and sealed the first two.
-  NewBatch first = MakeBatch({leaves[0], leaves[1]});
+  TestBatch first = MakeBatch({leaves[0], leaves[1]});
   ASSERT_TRUE(store_->CreateMerkleBatch(first, kNow).ok());
   const Submission leaf3_before = Row(3);
 
   // This one covers leaf 3 (free) and leaf 2 (already batched): nothing of it may be committed.
-  NewBatch second = MakeBatch({leaves[2], leaves[1]});
+  TestBatch second = MakeBatch({leaves[2], leaves[1]});
   auto id = store_->CreateMerkleBatch(second, kNow + absl::Seconds(1));
   EXPECT_TRUE(absl::IsAborted(id.status())) << id.status();
   EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 2"), 1);
@@ -163,10 +163,10 @@ TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
 
 TEST_P(MerkleStoreTest, MalformedBatchIsRejected) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
-  NewBatch b = MakeBatch(Unbatched());
-  NewBatch no_path = b;
-  no_path.paths.pop_back();
-  EXPECT_EQ(store_->CreateMerkleBatch(no_path, kNow).status().code(),
+  TestBatch b = MakeBatch(Unbatched());
+  NewBatch no_nonce = b;
+  no_nonce.nonces.pop_back();
+  EXPECT_EQ(store_->CreateMerkleBatch(no_nonce, kNow).status().code(),
             absl::StatusCode::kInvalidArgument);
   NewBatch short_root = b;
   short_root.root.resize(31);
@@ -179,7 +179,7 @@ TEST_P(MerkleStoreTest, MalformedBatchIsRejected) {
 TEST_P(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3)}, kNow).ok());
   // Batch only leaves 1 and 2; an unrelated per-file row must not move.
-  NewBatch b = MakeBatch(Unbatched());
+  TestBatch b = MakeBatch(Unbatched());
   ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
   const int64_t seq_before = Row(1).change_seq;
   auto handoff_before = store_->PendingHandoff(100);
@@ -218,10 +218,10 @@ TEST_P(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
 
 TEST_P(MerkleStoreTest, RootFailedFailsItsLeavesOnly) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
-  NewBatch b1 = MakeBatch(Unbatched());
+  TestBatch b1 = MakeBatch(Unbatched());
   ASSERT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
   ASSERT_TRUE(store_->InsertBatch({Leaf(3)}, kNow).ok());
-  NewBatch b2 = MakeBatch(Unbatched());
+  TestBatch b2 = MakeBatch(Unbatched());
   ASSERT_TRUE(store_->CreateMerkleBatch(b2, kNow).ok());
 
   Submission root1 = RowOf(b1.root);
@@ -311,7 +311,7 @@ TEST_P(MerkleStoreTest, ReopenKeepsBatchFields) {
   NewItem fb = PerFile(3);
   fb.fallback_provider = "other";
   ASSERT_TRUE(store_->InsertBatch({fb}, kNow).ok());
-  NewBatch b = MakeBatch(Unbatched());
+  TestBatch b = MakeBatch(Unbatched());
   ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
   store_.reset();
   auto s = OpenStore();
@@ -323,7 +323,116 @@ TEST_P(MerkleStoreTest, ReopenKeepsBatchFields) {
   EXPECT_EQ(Row(3).fallback_provider, "other");
 }
 
+// A leaf row keeps no nonce, path or record of its own: the batch row holds the leaves in tree
+// order once, and what a reader gets for a leaf is derived from it, byte for byte what the tree
+// gave at seal time, also after a restart between the seal and the hand-off.
+TEST_P(MerkleStoreTest, LeafPathsComeFromTheBatchOrderAcrossRestarts) {
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 5; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
+  TestBatch b = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 1 AND (length(merkle_path) > 0 "
+                   "OR length(nonce) > 0 OR length(merkle_root) > 0)"),
+            0);
+  EXPECT_EQ(Scalar("SELECT length(leaves) FROM batches"), 5 * (32 + 16));
+
+  // A crash after the seal, before the root is sent: a new process finds everything.
+  store_.reset();
+  auto reopened = OpenStore();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  StoredRecord rec;
+  rec.proof_id = "root-proof";
+  rec.verify_url = "https://example.invalid/verify/root";
+  rec.evidence = "root-evidence";
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 1 AND length(proof_id) > 0"), 0);
+
+  // And a crash after the root's record, before the hand-off.
+  store_.reset();
+  reopened = OpenStore();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  auto pending = store_->PendingHandoff(100);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 6u);  // 5 leaves, then the root
+  for (int i = 0; i < 5; ++i) {
+    const Submission& l = (*pending)[i];
+    ASSERT_EQ(l.digest, AsDigest(D(i + 1)));
+    EXPECT_EQ(l.state, SubState::kSubmitted);
+    EXPECT_EQ(l.nonce, b.nonces[i]);
+    EXPECT_EQ(l.merkle_path, b.paths[i]) << i;
+    EXPECT_EQ(l.merkle_root, b.root);
+    EXPECT_EQ(l.record.proof_id, "root-proof");
+    EXPECT_EQ(l.record.verify_url, "https://example.invalid/verify/root");
+    EXPECT_EQ(l.request_id, "req-root");
+    EXPECT_TRUE(l.record.evidence.empty());
+    auto to_root = merkle::PathRoot(l.digest, l.merkle_path);
+    ASSERT_TRUE(to_root.ok()) << to_root.status();
+    EXPECT_EQ(to_root->raw(), b.root);
+  }
+  EXPECT_EQ((*pending)[5].digest.raw(), b.root);
+  EXPECT_EQ((*pending)[5].record.evidence, "root-evidence");
+}
+
+// Stored leaves that do not lead to the batch's root are never used for a proof.
+TEST_P(MerkleStoreTest, DamagedBatchLeavesAreRefused) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  TestBatch b = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  // The two leaves swapped: same bytes, another tree.
+  const std::string swapped = absl::StrCat(HexEncode(D(2)), HexEncode(D(1)), HexEncode(b.nonces[1]),
+                                           HexEncode(b.nonces[0]));
+  ExecSql(backend() == ::anchord::testing::Backend::kPostgres
+              ? absl::StrCat("UPDATE batches SET leaves = '\\x", swapped, "'")
+              : absl::StrCat("UPDATE batches SET leaves = x'", swapped, "'"));
+  store_.reset();  // no tree cached from before
+  auto reopened = OpenStore();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  auto rows = store_->GetByDigest(AsDigest(D(1)));
+  EXPECT_EQ(rows.status().code(), absl::StatusCode::kFailedPrecondition) << rows.status();
+  EXPECT_NE(rows.status().message().find("root"), absl::string_view::npos) << rows.status();
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, MerkleStoreTest, ANCHORD_ALL_BACKENDS);
+
+// A batch sealed by an older release kept each leaf's nonce, path and root in the leaf row and no
+// leaves in the batch row: such rows read as stored.
+TEST_F(MerkleSqliteTest, LeavesSealedByAnOlderReleaseReadAsStored) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  TestBatch b = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  ExecSql("UPDATE batches SET leaves = x''");
+  for (int i = 0; i < 2; ++i) {
+    ExecSql(absl::StrCat("UPDATE submissions SET nonce = x'", HexEncode(b.nonces[i]),
+                         "', merkle_path = x'", HexEncode(b.paths[i]), "', merkle_root = x'",
+                         HexEncode(b.root), "' WHERE digest = x'", HexEncode(D(i + 1)), "'"));
+  }
+  store_.reset();
+  auto reopened = OpenStore();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  for (int i = 0; i < 2; ++i) {
+    Submission l = Row(i + 1);
+    EXPECT_EQ(l.merkle_path, b.paths[i]);
+    EXPECT_EQ(l.nonce, b.nonces[i]);
+    EXPECT_EQ(l.merkle_root, b.root);
+  }
+  // Its root accepted by this release: the leaves hand off with the root's record, as before.
+  StoredRecord rec;
+  rec.proof_id = "root-proof";
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  auto pending = store_->PendingHandoff(10);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ((*pending)[i].merkle_path, b.paths[i]);
+    EXPECT_EQ((*pending)[i].record.proof_id, "root-proof");
+    EXPECT_EQ((*pending)[i].request_id, "req-root");
+  }
+}
 
 // --- Batcher -------------------------------------------------------------------------------------
 

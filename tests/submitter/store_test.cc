@@ -353,7 +353,6 @@ TEST_P(StoreTest, RacingMerkleBatchersSealOnce) {
     for (const Submission& l : *leaves) {
       b.leaf_ids.push_back(l.id);
       b.nonces.push_back(std::string(16, static_cast<char>(t)));
-      b.paths.push_back("p");
     }
   }
   std::vector<absl::StatusOr<int64_t>> results(2, absl::UnknownError("not run"));

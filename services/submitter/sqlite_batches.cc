@@ -1,0 +1,105 @@
+#include "services/submitter/sqlite_batches.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/status_macros.h"
+
+namespace anchord::submitter {
+
+using ledger::Statement;
+
+absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch& b,
+                                        int64_t now_ms) {
+  if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() || b.root.size() != 32) {
+    return absl::InvalidArgumentError("merkle batch: one nonce per leaf and a 32-byte root");
+  }
+  // Every leaf still waits (else another batcher won: ABORTED); their digests, in the batch's
+  // order, are the batch row's leaves.
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement get_leaf,
+      tx.Prepare("SELECT digest FROM submissions WHERE id = ?1 AND mode = 1 AND batch_id = 0 "
+                 "AND state = 0 AND provider = ?2"));
+  std::vector<std::string> digests;
+  digests.reserve(b.leaf_ids.size());
+  for (int64_t leaf_id : b.leaf_ids) {
+    get_leaf.Reset();
+    get_leaf.Bind(1, leaf_id).Bind(2, b.provider);
+    ANCHORD_ASSIGN_OR_RETURN(bool found, get_leaf.Step());
+    if (!found) {
+      return absl::AbortedError(
+          absl::StrCat("merkle batch: leaf row ", leaf_id, " was batched or changed meanwhile"));
+    }
+    digests.push_back(get_leaf.ColumnText(0));
+  }
+  get_leaf.Reset();
+  ANCHORD_ASSIGN_OR_RETURN(std::string leaves, EncodeBatchLeaves(digests, b.nonces));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement add_batch,
+      tx.Prepare("INSERT INTO batches (provider, root, leaf_count, created_at, leaves) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)"));
+  add_batch.Bind(1, b.provider)
+      .BindBlob(2, b.root)
+      .Bind(3, static_cast<int64_t>(b.leaf_ids.size()))
+      .Bind(4, now_ms)
+      .BindBlob(5, leaves);
+  ANCHORD_RETURN_IF_ERROR(add_batch.Run());
+  const int64_t batch_id = tx.LastInsertRowId();
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement add_root,
+      tx.Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
+                 "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
+                 "mode, batch_id, leaf_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, "
+                 "?8, 2, ?9, ?10)"));
+  add_root.BindBlob(1, b.root)
+      .Bind(2, b.provider)
+      .Bind(3, b.root_file.job)
+      .Bind(4, b.root_file.filename)
+      .Bind(5, b.root_file.size_bytes)
+      .Bind(6, b.root_file.mime_type)
+      .Bind(7, b.root_file.source_path)
+      .Bind(8, now_ms)
+      .Bind(9, batch_id)
+      .Bind(10, static_cast<int64_t>(b.leaf_ids.size()));
+  ANCHORD_RETURN_IF_ERROR(add_root.Run());
+  // A leaf row takes only its batch id: nonce, path and root are the batch row's.
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement set_leaf,
+      tx.Prepare("UPDATE submissions SET batch_id = ?2, updated_at = ?3 WHERE id = ?1 AND "
+                 "batch_id = 0"));
+  for (int64_t leaf_id : b.leaf_ids) {
+    set_leaf.Reset();
+    set_leaf.Bind(1, leaf_id).Bind(2, batch_id).Bind(3, now_ms);
+    ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
+    if (tx.Changes() != 1) {
+      return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id, " given twice"));
+    }
+  }
+  return batch_id;
+}
+
+absl::StatusOr<StoredBatch> ReadSqliteBatch(ledger::Session& session, int64_t batch_id) {
+  ANCHORD_ASSIGN_OR_RETURN(Statement s,
+                           session.Prepare("SELECT leaves, root FROM batches WHERE id = ?1"));
+  s.Bind(1, batch_id);
+  ANCHORD_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("merkle batch ", batch_id, " is missing"));
+  StoredBatch out{s.ColumnText(0), s.ColumnText(1)};
+  s.Reset();
+  return out;
+}
+
+absl::Status SubmitSqliteLeaves(ledger::Transaction& tx, int64_t root_id, int64_t now_ms) {
+  // Each leaf row changes by a few bytes rather than gaining a copy of the root's record, which
+  // readers take from the root (batch_leaves.h). Found through submissions_batch_leaves.
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement s,
+      tx.Prepare("UPDATE submissions SET state = 2, updated_at = ?2, change_seq = change_seq + 1, "
+                 "error_canonical = 0 WHERE batch_id = (SELECT batch_id FROM submissions WHERE "
+                 "id = ?1 AND mode = 2) AND batch_id <> 0 AND mode = 1"));
+  s.Bind(1, root_id).Bind(2, now_ms);
+  return s.Run();
+}
+
+}  // namespace anchord::submitter

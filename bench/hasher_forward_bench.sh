@@ -17,6 +17,8 @@ FILES="${FILES:-20000}"
 RUNS="${RUNS:-3}"
 MODE="${MODE:-merkle}"
 DATA="${BENCH_DIR:-/tmp/anchord-bench}/forward"
+# The bench client may come from another build than the services (to measure an older hasher).
+BENCH_BIN="$(cd "${BENCH_BIN:-$BUILD/bench}" && pwd)"
 WORK="$(mktemp -d /tmp/anchord-forward-bench.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -67,9 +69,9 @@ for run in $(seq 1 "$RUNS"); do
   load=$(cut -d' ' -f1 /proc/loadavg)
 
   h0=$(cpu "$HAS")
-  dry=$("$BUILD/bench/hasher_bench" "$ADDR" tree dry dry)
+  dry=$("$BENCH_BIN/hasher_bench" "$ADDR" tree dry dry)
   h1=$(cpu "$HAS"); s1=$(cpu "$SUB")
-  fwd=$("$BUILD/bench/hasher_bench" "$ADDR" tree "$MODE" forward)
+  fwd=$("$BENCH_BIN/hasher_bench" "$ADDR" tree "$MODE" forward)
   h2=$(cpu "$HAS"); s2=$(cpu "$SUB")
   kill "$HAS" "$SUB"; wait "$HAS" "$SUB" 2>/dev/null || true
   PIDS=()
@@ -85,7 +87,7 @@ printf '%s\n' "${ROWS[@]}" | /usr/bin/python3 -c '
 import sys, statistics
 files, mode = int(sys.argv[1]), sys.argv[2]
 rows = [l.split() for l in sys.stdin if l.strip()]
-print(f"## Hasher forwarding ({mode}), {files:,} files of 1-4 KiB, {len(rows)} runs")
+print(f"## Hasher forwarding ({mode}), {files:,} files of 1-4 KiB, {len(rows)} runs, services from {sys.argv[3]}")
 print()
 print("| run | dry run | forwarding | forwarding / dry run | hasher CPU s per 1,000 files (dry / forwarding) | submitter CPU s per 1,000 files | load (1 min) |")
 print("|---|---|---|---|---|---|---|")
@@ -99,4 +101,4 @@ for run, d, f, hd, hf, sf, load in rows:
 print()
 print(f"Median: dry run {statistics.median(dr):,.0f} files/s, forwarding {statistics.median(fr):,.0f} files/s "
       f"({statistics.median(fr) / statistics.median(dr):.2f}x).")
-' "$FILES" "$MODE" | tee bench/results/hasher_forward.md
+' "$FILES" "$MODE" "$BUILD" | tee bench/results/hasher_forward.md

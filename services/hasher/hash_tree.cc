@@ -298,7 +298,7 @@ void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
   // 256, so that several batches are in flight (every worker busy while the caller drains results)
   // and a batch waiting for its slots holds at most half the window: the other half is released
   // as the results of earlier batches are written. (256 instead of 64: an A/B of 20,000 small
-  // files measured fewer, larger store transactions about 1.2x faster, bench/RESULTS.md.)
+  // files measured fewer, larger store transactions 1.29x faster, bench/RESULTS.md.)
   const size_t batch_size = static_cast<size_t>(
       std::clamp(s->options.max_inflight / (2 * std::max(1, s->options.workers)), 1, 256));
   // Walk entries collected but not yet admitted. They are admitted together just before the

@@ -6,6 +6,9 @@
 #
 #   bash bench/hash_throughput.sh [BUILD_DIR]      (writes bench/results/hash_throughput.md)
 #
+# RUNS rounds (default 5) with openssl and the hasher back to back in each; the table has one row
+# per round and the medians of the ratios (the machine is shared, so single runs are noisy).
+#
 # Every tool reads the same files from a warm page cache, so the figures compare hashing and I/O
 # paths, not the disk. Data lives under $BENCH_DIR (default /tmp/anchord-bench) and is reused.
 set -euo pipefail
@@ -49,78 +52,104 @@ find "$DATA/small" -type f -print0 | xargs -0 cat > /dev/null
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc; }
-
-t0=$(now); openssl dgst -sha256 "$DATA/big/1GiB.bin" > /dev/null; t1=$(now)
-openssl_big=$(elapsed "$t0" "$t1")
-t0=$(now); sha256sum "$DATA/big/1GiB.bin" > /dev/null; t1=$(now)
-sha256sum_big=$(elapsed "$t0" "$t1")
-t0=$(now); find "$DATA/small" -type f -print0 | xargs -0 -n 1000 openssl dgst -sha256 > /dev/null; t1=$(now)
-openssl_small=$(elapsed "$t0" "$t1")
-t0=$(now); find "$DATA/small" -type f -print0 | xargs -0 -n 1000 sha256sum > /dev/null; t1=$(now)
-sha256sum_small=$(elapsed "$t0" "$t1")
-t0=$(now); openssl dgst -sha256 "$DATA/two/a/a.bin" > /dev/null; t1=$(now)
-openssl_one=$(elapsed "$t0" "$t1")
-t0=$(now)
-openssl dgst -sha256 "$DATA/two/a/a.bin" > /dev/null &
-op1=$!
-openssl dgst -sha256 "$DATA/two/b/b.bin" > /dev/null &
-op2=$!
-wait "$op1" "$op2"
-t1=$(now)
-openssl_two=$(elapsed "$t0" "$t1")
+field() { echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"; }
 
 RUN=$(mktemp -d)
-"$BUILD/services/hasher/anchord-hasher" --root "$DATA" --listen 127.0.0.1:0 --port-file "$RUN/port" \
-  --data-dir "$RUN" --workers 2 --log-level warning &
-HPID=$!
-trap 'kill $HPID 2>/dev/null || true; rm -rf "$RUN"' EXIT
-for _ in $(seq 1 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done
-ADDR="127.0.0.1:$(cat "$RUN/port")"
+HPID=""
+trap '[ -n "$HPID" ] && kill $HPID 2>/dev/null; rm -rf "$RUN"' EXIT
+# A fresh hasher with an empty hasher.db per round: every round records new rows, as the first
+# hashing of a tree does (re-recording rows that exist costs more, and would differ per round).
+start_hasher() {
+  if [ -n "$HPID" ]; then kill "$HPID"; wait "$HPID" 2>/dev/null || true; fi
+  rm -rf "$RUN/data"; mkdir -p "$RUN/data"; rm -f "$RUN/port"
+  "$BUILD/services/hasher/anchord-hasher" --root "$DATA" --listen 127.0.0.1:0 --port-file "$RUN/port" \
+    --data-dir "$RUN/data" --workers 2 --log-level warning &
+  HPID=$!
+  for _ in $(seq 1 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done
+  ADDR="127.0.0.1:$(cat "$RUN/port")"
+}
+hasher() { field "$("$BUILD/bench/hasher_bench" "$ADDR" "$1")" seconds; }
 
-big_json=$("$BUILD/bench/hasher_bench" "$ADDR" big)
-small_json=$("$BUILD/bench/hasher_bench" "$ADDR" small)
-one_json=$("$BUILD/bench/hasher_bench" "$ADDR" two/a)
-two_json=$("$BUILD/bench/hasher_bench" "$ADDR" two)
-# Two concurrent calls, one file each: wall time from the start of both to the end of the last.
-t0=$(now)
-"$BUILD/bench/hasher_bench" "$ADDR" two/a > "$RUN/ca.json" &
-hb1=$!
-"$BUILD/bench/hasher_bench" "$ADDR" two/b > "$RUN/cb.json" &
-hb2=$!
-wait "$hb1" "$hb2"
-t1=$(now)
-conc_wall=$(elapsed "$t0" "$t1")
+# sha256sum (coreutils' generic SHA-256) once: a slow second reference, not repeated.
+t0=$(now); sha256sum "$DATA/big/1GiB.bin" > /dev/null; t1=$(now)
+sha256sum_big=$(elapsed "$t0" "$t1")
+t0=$(now); find "$DATA/small" -type f -print0 | xargs -0 -n 1000 sha256sum > /dev/null; t1=$(now)
+sha256sum_small=$(elapsed "$t0" "$t1")
+
+# RUNS rounds; in each, every workload runs through openssl and then the hasher back to back, so
+# both see about the same load. One line per round: small_openssl small_hasher big_openssl
+# big_hasher one_openssl one_hasher two_openssl two_hasher concurrent_hasher load.
+: > "$RUN/rounds"
+for _ in $(seq 1 "${RUNS:-5}"); do
+  start_hasher
+  t0=$(now); find "$DATA/small" -type f -print0 | xargs -0 -n 1000 openssl dgst -sha256 > /dev/null; t1=$(now)
+  small_o=$(elapsed "$t0" "$t1")
+  small_h=$(hasher small)
+  t0=$(now); openssl dgst -sha256 "$DATA/big/1GiB.bin" > /dev/null; t1=$(now)
+  big_o=$(elapsed "$t0" "$t1")
+  big_h=$(hasher big)
+  t0=$(now); openssl dgst -sha256 "$DATA/two/a/a.bin" > /dev/null; t1=$(now)
+  one_o=$(elapsed "$t0" "$t1")
+  one_h=$(hasher two/a)
+  t0=$(now)
+  openssl dgst -sha256 "$DATA/two/a/a.bin" > /dev/null &
+  op1=$!
+  openssl dgst -sha256 "$DATA/two/b/b.bin" > /dev/null &
+  op2=$!
+  wait "$op1" "$op2"
+  t1=$(now)
+  two_o=$(elapsed "$t0" "$t1")
+  two_json=$("$BUILD/bench/hasher_bench" "$ADDR" two)
+  if [ "$(field "$two_json" files)" != 2 ]; then echo "two-file call: $two_json" >&2; exit 1; fi
+  two_h=$(field "$two_json" seconds)
+  # Two concurrent calls, one file each: wall time from the start of both to the end of the last.
+  t0=$(now)
+  "$BUILD/bench/hasher_bench" "$ADDR" two/a > /dev/null &
+  hb1=$!
+  "$BUILD/bench/hasher_bench" "$ADDR" two/b > /dev/null &
+  hb2=$!
+  wait "$hb1" "$hb2"
+  t1=$(now)
+  conc_h=$(elapsed "$t0" "$t1")
+  echo "$small_o $small_h $big_o $big_h $one_o $one_h $two_o $two_h $conc_h $(cut -d' ' -f1 /proc/loadavg)" >> "$RUN/rounds"
+done
+small_count=$(find "$DATA/small" -type f | wc -l)
 huge_json=$("$BUILD/bench/hasher_bench" "$ADDR" huge)
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$HPID/status")
 
-field() { echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"; }
-hasher_big=$(field "$big_json" seconds)
-hasher_small=$(field "$small_json" seconds)
-small_count=$(field "$small_json" files)
-hasher_one=$(field "$one_json" seconds)
-hasher_two=$(field "$two_json" seconds)
-two_files=$(field "$two_json" files)
-if [ "$two_files" != 2 ]; then echo "two-file call hashed $two_files files" >&2; exit 1; fi
-mib_s() { echo "scale=0; 1024 / $1" | bc; }
-mib_s2() { echo "scale=0; 2048 / $1" | bc; }
-files_s() { echo "scale=0; $small_count / $1" | bc; }
-ratio() { echo "scale=2; $2 / $1" | bc; }
-
-{
-  echo "| workload | anchord hasher | openssl dgst -sha256 | sha256sum | hasher / openssl | hasher / sha256sum |"
-  echo "|---|---|---|---|---|---|"
-  echo "| 1 GiB file | ${hasher_big} s ($(mib_s "$hasher_big") MiB/s) | ${openssl_big} s ($(mib_s "$openssl_big") MiB/s) | ${sha256sum_big} s ($(mib_s "$sha256sum_big") MiB/s) | $(ratio "$hasher_big" "$openssl_big")x speed | $(ratio "$hasher_big" "$sha256sum_big")x speed |"
-  echo "| ${small_count} small files (1-16 KiB) | ${hasher_small} s ($(files_s "$hasher_small") files/s) | ${openssl_small} s ($(files_s "$openssl_small") files/s) | ${sha256sum_small} s ($(files_s "$sha256sum_small") files/s) | $(ratio "$hasher_small" "$openssl_small")x speed | $(ratio "$hasher_small" "$sha256sum_small")x speed |"
-  echo
-  echo "| two 1 GiB files | anchord hasher | openssl dgst -sha256 | hasher / openssl |"
-  echo "|---|---|---|---|"
-  echo "| one file alone | ${hasher_one} s ($(mib_s "$hasher_one") MiB/s) | ${openssl_one} s ($(mib_s "$openssl_one") MiB/s) | $(ratio "$hasher_one" "$openssl_one")x speed |"
-  echo "| both in one HashTree call / 2 processes | ${hasher_two} s ($(mib_s2 "$hasher_two") MiB/s, $(ratio "$hasher_two" "$(echo "2 * $hasher_one" | bc)")x the single-file rate) | ${openssl_two} s ($(mib_s2 "$openssl_two") MiB/s, $(ratio "$openssl_two" "$(echo "2 * $openssl_one" | bc)")x its single-file rate) | $(ratio "$hasher_two" "$openssl_two")x speed |"
-  echo "| both, two concurrent HashTree calls | ${conc_wall} s ($(mib_s2 "$conc_wall") MiB/s, $(ratio "$conc_wall" "$(echo "2 * $hasher_one" | bc)")x the single-file rate) | | $(ratio "$conc_wall" "$openssl_two")x speed |"
-  echo
-  echo "Load average (1/5/15 min) at the start: ${load_start}; at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo
-  echo "Peak RSS of the hasher process (VmHWM) after hashing the 4 GiB file and everything above: $((rss_kib / 1024)) MiB."
-  echo
-  echo "Raw: big=${big_json} small=${small_json} huge=${huge_json} one=${one_json} two=${two_json} concurrent=$(cat "$RUN/ca.json") $(cat "$RUN/cb.json"); machine: $(nproc) cores, $(uname -m)."
-} | tee bench/results/hash_throughput.md
+/usr/bin/python3 - "$RUN/rounds" "$small_count" "$sha256sum_big" "$sha256sum_small" "$load_start" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$((rss_kib / 1024))" "$huge_json" "$(nproc)" "$(uname -m)" <<'PY' | tee bench/results/hash_throughput.md
+import statistics, sys
+rounds_file, n, s_big, s_small, load0, load1, rss, huge, cores, arch = sys.argv[1:11]
+n, s_big, s_small = int(n), float(s_big), float(s_small)
+rows = [list(map(float, l.split())) for l in open(rounds_file) if l.strip()]
+med = lambda xs: statistics.median(xs)
+print(f"{len(rows)} rounds; in each, `openssl dgst -sha256` (small files: `xargs -n 1000`) and then the "
+      "hasher (`HashTree` dry run, 2 workers) on the same files from a warm page cache. Ratios are "
+      "openssl's time / the hasher's (> 1: the hasher is faster); each row one round.")
+print()
+print("| round | small files: openssl / hasher | ratio | 1 GiB: openssl / hasher | ratio | "
+      "two 1 GiB, one call: hasher | x single-file rate | two 1 GiB in 2 openssl processes | x its single rate | "
+      "two concurrent calls | x single | load (1 min) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+r_small, r_big, r_two, r_two_o, r_conc = [], [], [], [], []
+for i, (so, sh, bo, bh, oo, oh, to, th, ch, load) in enumerate(rows, 1):
+    r_small.append(so / sh); r_big.append(bo / bh)
+    r_two.append(2 * oh / th); r_two_o.append(2 * oo / to); r_conc.append(2 * oh / ch)
+    print(f"| {i} | {so:.3f} s / {sh:.3f} s ({n / sh:,.0f} files/s) | {so / sh:.2f}x | "
+          f"{bo:.3f} s / {bh:.3f} s ({1024 / bh:,.0f} MiB/s) | {bo / bh:.2f}x | {th:.3f} s "
+          f"(single {oh:.3f} s) | {2 * oh / th:.2f}x | {to:.3f} s (single {oo:.3f} s) | {2 * oo / to:.2f}x | "
+          f"{ch:.3f} s | {2 * oh / ch:.2f}x | {load:.2f} |")
+print()
+print(f"**Medians over {len(rows)} rounds:** {n:,} small files (1-16 KiB) {med(r_small):.2f}x `openssl dgst` "
+      f"(goal >= 1.0x); one 1 GiB file {med(r_big):.2f}x (goal >= 0.95x); two 1 GiB files in one call "
+      f"{med(r_two):.2f}x the single-file rate (goal >= 1.8x; `openssl` in two processes: {med(r_two_o):.2f}x); "
+      f"two concurrent calls {med(r_conc):.2f}x.")
+print()
+print(f"`sha256sum` once: 1 GiB {s_big:.3f} s; small files {s_small:.3f} s ({n / s_small:,.0f} files/s).")
+print()
+print(f"Load average (1/5/15 min) at the start: {load0}; at the end: {load1}. Machine: {cores} cores, {arch}.")
+print()
+print(f"Peak RSS of the hasher process (VmHWM) after the last round and the 4 GiB file: {rss} MiB "
+      f"(4 GiB sparse file: {huge}).")
+PY

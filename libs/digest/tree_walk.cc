@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -114,6 +115,9 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
     std::string dir_abs = Join(root_, dir_rel);
     if (dir_rel.empty()) dir_abs = root_;
     std::vector<std::string> names;
+    // Kept open while the entries are examined: each is stat'ed relative to it (a lookup of one
+    // name instead of the whole path from /, per file).
+    std::unique_ptr<DIR, decltype(&closedir)> dir(nullptr, &closedir);
     {
       DIR* d = opendir(dir_abs.c_str());
       if (d == nullptr) {
@@ -131,7 +135,7 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
         if (n == "." || n == "..") continue;
         names.emplace_back(n);
       }
-      closedir(d);
+      dir.reset(d);
     }
     std::sort(names.begin(), names.end());
     std::vector<std::string> subdirs;
@@ -140,7 +144,7 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
       std::string rel = Join(dir_rel, name);
       std::string abs = Join(dir_abs, name);
       struct stat lst;
-      if (lstat(abs.c_str(), &lst) != 0) {
+      if (fstatat(dirfd(dir.get()), name.c_str(), &lst, AT_SYMLINK_NOFOLLOW) != 0) {
         int err = errno;
         // Vanished between readdir and lstat, or a component became unreadable.
         if (!visit(ErrorEntry(

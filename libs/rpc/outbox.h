@@ -10,6 +10,13 @@
 // start_write, on_room) are never invoked with the outbox's lock held, so they may call back into
 // the outbox and take the reactor's own lock (lock order: the reactor's lock, then the outbox's).
 //
+// Writes are corked: start_write is told whether another result will be written as soon as this
+// one completes (`more`), so the reactor can pass gRPC's buffer hint and a burst of results goes
+// out in a few large socket writes instead of one per result. gRPC completes a buffered write at
+// once while less than its write buffer (64 KiB) is held, so the next write starts right away; the
+// last result of a burst is written without the hint, which sends everything held. A result is
+// therefore never held back by the cork when nothing follows it.
+//
 // The outbox also counts the call's tasks running on other threads (TaskStarted/TaskDone), so the
 // thread that ends the call can wait until nothing touches the call any more (WaitFinished).
 #pragma once
@@ -37,10 +44,11 @@ class Outbox {
 
   // Set before the first Push and not changed afterwards. `stamp` (optional) fills fields into
   // the response just before it is written; `start_write` starts the write (the reactor's
-  // StartWrite; the response stays alive and unchanged until OnWriteDone). `on_room` (optional)
-  // runs after a slot was released by a completed write.
+  // StartWrite; the response stays alive and unchanged until OnWriteDone), with `more` true when
+  // another result is queued to be written right after it (see the header comment). `on_room`
+  // (optional) runs after a slot was released by a completed write.
   std::function<void(Resp*)> stamp;
-  std::function<void(Resp*)> start_write;
+  std::function<void(Resp*, bool more)> start_write;
   std::function<void()> on_room;
 
   // Blocks until a slot is free and takes it. False (no slot taken) when cancelled.
@@ -69,7 +77,7 @@ class Outbox {
   // Queues the result of an admitted item (its slot is released once it was written). After
   // cancellation the result is discarded and its slot released at once.
   void Push(Resp r) ABSL_LOCKS_EXCLUDED(mu_) {
-    Resp* write = nullptr;
+    PendingWrite write;
     {
       absl::MutexLock lock(&mu_);
       if (cancelled_) {
@@ -79,22 +87,22 @@ class Outbox {
       queue_.push_back(std::move(r));
       if (!writing_ && CanWriteFrontLocked()) write = BeginWriteLocked();
     }
-    if (write != nullptr) Write(write);
+    Write(write);
   }
   // Ends hold-back mode and writes what was held.
   void ReleaseHeld() ABSL_LOCKS_EXCLUDED(mu_) {
-    Resp* write = nullptr;
+    PendingWrite write;
     {
       absl::MutexLock lock(&mu_);
       hold_back_ = false;
       if (!writing_ && !queue_.empty() && !cancelled_) write = BeginWriteLocked();
     }
-    if (write != nullptr) Write(write);
+    Write(write);
   }
   // From the reactor's OnWriteDone. `ok` false means the caller is gone: the outbox cancels
   // itself, nothing more is written.
   void OnWriteDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_) {
-    Resp* write = nullptr;
+    PendingWrite write;
     {
       absl::MutexLock lock(&mu_);
       if (!queue_.empty()) {
@@ -109,7 +117,7 @@ class Outbox {
       writing_ = false;
       if (!queue_.empty() && !cancelled_ && CanWriteFrontLocked()) write = BeginWriteLocked();
     }
-    if (write != nullptr) Write(write);
+    Write(write);
     if (on_room) on_room();
   }
   // Discards the queued results (not the one being written: its buffer is in use until
@@ -175,16 +183,22 @@ class Outbox {
   bool CanWriteFrontLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !hold_back_ || queue_.size() >= 2;
   }
+  struct PendingWrite {
+    Resp* r = nullptr;
+    bool more = false;
+  };
   // Marks the front as being written and returns it; the caller writes it after unlocking. The
   // front stays put until OnWriteDone (a deque keeps its address across push_back/pop_back, and
-  // Cancel keeps it while writing_).
-  Resp* BeginWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Cancel keeps it while writing_). `more`: the result behind the front will be writable when
+  // the front's write completes (with hold-back, only if a third one holds the held place).
+  PendingWrite BeginWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writing_ = true;
-    return &queue_.front();
+    return PendingWrite{&queue_.front(), queue_.size() >= (hold_back_ ? 3u : 2u)};
   }
-  void Write(Resp* r) ABSL_LOCKS_EXCLUDED(mu_) {
-    if (stamp) stamp(r);
-    start_write(r);
+  void Write(const PendingWrite& w) ABSL_LOCKS_EXCLUDED(mu_) {
+    if (w.r == nullptr) return;
+    if (stamp) stamp(w.r);
+    start_write(w.r, w.more);
   }
 
   const int window_;

@@ -77,7 +77,7 @@ class OutboxReactor : public rpc::ReactorLifetime<Reactor> {
       absl::MutexLock lock(&this->mu_);
       this->RefLocked();
     }
-    call_->out.start_write = [this](Resp* r) { StartWriteFromOutbox(r); };
+    call_->out.start_write = [this](Resp* r, bool more) { StartWriteFromOutbox(r, more); };
   }
 
   // From the coordinator thread, once: finishes the call with `status` and drops the
@@ -105,12 +105,14 @@ class OutboxReactor : public rpc::ReactorLifetime<Reactor> {
   std::shared_ptr<Call> call_;
 
  private:
-  void StartWriteFromOutbox(Resp* r) {
+  // `more`: another result follows at once, so gRPC may hold this one (buffer hint) and send
+  // both in one socket write; the last of a burst goes without the hint and flushes.
+  void StartWriteFromOutbox(Resp* r, bool more) {
     {
       absl::MutexLock lock(&this->mu_);
       if (!this->finished_) {
         this->writing_ = true;
-        this->StartWrite(r);
+        this->StartWrite(r, more ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
         return;
       }
     }

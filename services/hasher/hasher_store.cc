@@ -40,6 +40,27 @@ absl::StatusOr<FileRow> ReadRow(const ledger::Statement& s) {
   return r;
 }
 
+// MarkQueuedBatch's updates, inside the caller's transaction.
+absl::Status MarkQueuedIn(ledger::Transaction& tx, const std::vector<QueuedMark>& marks) {
+  if (marks.empty()) return absl::OkStatus();
+  auto s = tx.Prepare(
+      "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
+      "WHERE job=? AND path=? AND digest=?");
+  if (!s.ok()) return s.status();
+  int64_t now = NowMs();
+  for (const QueuedMark& m : marks) {
+    s->Reset();
+    s->Bind(1, m.duplicate_of)
+        .Bind(2, now)
+        .Bind(3, m.job)
+        .Bind(4, m.path)
+        .BindBlob(5, m.digest.bytes());
+    absl::Status st = s->Run();
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::string_view FileStateName(FileState s) {
@@ -130,11 +151,13 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
 
 absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
                                             const std::vector<HashedRecord>& records,
-                                            std::vector<std::string>* duplicates) {
+                                            std::vector<std::string>* duplicates,
+                                            const std::vector<QueuedMark>& marks) {
   if (duplicates != nullptr) duplicates->clear();
-  if (records.empty()) return absl::OkStatus();
+  if (records.empty()) return MarkQueuedBatch(marks);
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
+  if (absl::Status st = MarkQueuedIn(tx, marks); !st.ok()) return st;
   auto ins = tx.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at, read_by_hasher) "
@@ -215,21 +238,7 @@ absl::Status HasherStore::MarkQueuedBatch(const std::vector<QueuedMark>& marks) 
   if (marks.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto s = tx.Prepare(
-      "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
-      "WHERE job=? AND path=? AND digest=?");
-  if (!s.ok()) return s.status();
-  int64_t now = NowMs();
-  for (const QueuedMark& m : marks) {
-    s->Reset();
-    s->Bind(1, m.duplicate_of)
-        .Bind(2, now)
-        .Bind(3, m.job)
-        .Bind(4, m.path)
-        .BindBlob(5, m.digest.bytes());
-    absl::Status st = s->Run();
-    if (!st.ok()) return st;
-  }
+  if (absl::Status st = MarkQueuedIn(tx, marks); !st.ok()) return st;
   return tx.Commit();
 }
 

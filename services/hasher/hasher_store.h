@@ -79,9 +79,11 @@ class HasherStore {
   // instead of one per file: the per-file commit dominated hashing small files). All or nothing.
   // When `duplicates` is non-null it receives, per record and in order, FirstPathWithDigest as it
   // was right after that record was written (the same answer as writing the records one by one and
-  // calling FirstPathWithDigest after each).
+  // calling FirstPathWithDigest after each). `marks` (MarkQueuedBatch) are written first, in the
+  // same transaction.
   absl::Status RecordHashedBatch(absl::string_view job, const std::vector<HashedRecord>& records,
-                                 std::vector<std::string>* duplicates);
+                                 std::vector<std::string>* duplicates,
+                                 const std::vector<QueuedMark>& marks = {});
   // Get for several paths of `job` under one lock and one prepared statement; one entry per path.
   absl::StatusOr<std::vector<std::optional<FileRow>>> GetMany(
       absl::string_view job, const std::vector<std::string>& paths);

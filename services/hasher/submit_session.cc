@@ -8,6 +8,11 @@ namespace anchord::hasher {
 
 namespace v1 = anchord::v1;
 
+namespace {
+// Requests written per burst at most (about 200 bytes each).
+constexpr size_t kMaxBurst = 1024;
+}  // namespace
+
 SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessionOptions options,
                              HasherMetrics* metrics, AckFn on_ack)
     : stub_(v1::SubmitterService::NewStub(channel)),
@@ -19,17 +24,31 @@ SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessi
 
 SubmitSession::~SubmitSession() { Stop(); }
 
+void SubmitSession::QueueLocked(v1::SubmitRequest request) {
+  std::string id = request.request_id();
+  uint64_t seq = next_seq_++;
+  order_[seq] = id;
+  send_queue_.push_back(id);
+  pending_[id] = Pending{seq, std::make_shared<const v1::SubmitRequest>(std::move(request))};
+}
+
 void SubmitSession::Send(v1::SubmitRequest request) {
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return;
-    std::string id = request.request_id();
-    uint64_t seq = next_seq_++;
-    order_[seq] = id;
-    send_queue_.push_back(id);
-    pending_[id] = Pending{seq, std::move(request)};
+    QueueLocked(std::move(request));
   }
   if (metrics_) metrics_->inflight.Increment();
+}
+
+void SubmitSession::Send(std::vector<v1::SubmitRequest> requests) {
+  if (requests.empty()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    for (v1::SubmitRequest& r : requests) QueueLocked(std::move(r));
+  }
+  if (metrics_) metrics_->inflight.Increment(static_cast<double>(requests.size()));
 }
 
 void SubmitSession::Cancel() {
@@ -112,10 +131,11 @@ void SubmitSession::Run() {
 
     bool half_closed = false;
     bool write_failed = false;
-    for (;;) {
-      v1::SubmitRequest copy;
+    std::vector<std::shared_ptr<const v1::SubmitRequest>> burst;
+    while (!write_failed) {
       bool stopping = false;
       bool drained = false;
+      burst.clear();
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
@@ -128,11 +148,13 @@ void SubmitSession::Run() {
           stopping = true;
           drained = pending_.empty();
         } else {
-          std::string id = std::move(send_queue_.front());
-          send_queue_.pop_front();
-          auto it = pending_.find(id);
-          if (it == pending_.end()) continue;  // acknowledged meanwhile
-          copy = it->second.request;
+          // Everything queued goes out as one burst (bounded, so the lock is not held long).
+          while (!send_queue_.empty() && burst.size() < kMaxBurst) {
+            auto it = pending_.find(send_queue_.front());
+            send_queue_.pop_front();
+            if (it == pending_.end()) continue;  // acknowledged meanwhile
+            burst.push_back(it->second.request);
+          }
         }
       }
       if (stopping) {
@@ -143,10 +165,17 @@ void SubmitSession::Run() {
         }
         break;
       }
-      // Blocks while the submitter does not read (its queue is full): that is the backpressure.
-      if (!stream->Write(copy)) {
-        write_failed = true;
-        break;
+      // Every write of the burst but its last carries gRPC's buffer hint: gRPC then completes it
+      // at once and sends the burst in a few socket writes instead of one per digest; the last
+      // write flushes. Blocks while the submitter does not read (its queue is full): that is the
+      // backpressure.
+      for (size_t i = 0; i < burst.size(); ++i) {
+        grpc::WriteOptions options;
+        if (i + 1 < burst.size()) options.set_buffer_hint();
+        if (!stream->Write(*burst[i], options)) {
+          write_failed = true;
+          break;
+        }
       }
     }
     {

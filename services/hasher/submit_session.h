@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -51,6 +52,8 @@ class SubmitSession {
 
   // Queues `request` for sending; never blocks. request_id must be unique within the session.
   void Send(anchord::v1::SubmitRequest request);
+  // Send for several requests, queued together (one lock and one wake-up of the writer).
+  void Send(std::vector<anchord::v1::SubmitRequest> requests);
   // Non-blocking: cancels the stream and stops reconnecting. Safe to call from a reactor.
   void Cancel();
   // Closes the stream (half-close when every item was acknowledged, cancel otherwise) and joins
@@ -72,8 +75,10 @@ class SubmitSession {
   absl::Mutex mu_;
   struct Pending {
     uint64_t seq;
-    anchord::v1::SubmitRequest request;
+    // Shared with the writer while it writes it (no copy of the message per write).
+    std::shared_ptr<const anchord::v1::SubmitRequest> request;
   };
+  void QueueLocked(anchord::v1::SubmitRequest request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);  // by request_id
   std::map<uint64_t, std::string> order_ ABSL_GUARDED_BY(mu_);   // send order of pending_
   // ids still to write on the current stream

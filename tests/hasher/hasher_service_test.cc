@@ -534,6 +534,60 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
   }
 }
 
+// A large window: the hashing batches hand their digests to the Submit stream together, which
+// writes them in corked bursts, and acknowledged files are marked QUEUED inside later hashing
+// transactions. Every file still gets exactly one result, every digest reaches the submitter,
+// every row is QUEUED once the call finished; and when the stream drops in the middle of a burst,
+// the unacknowledged rest is sent again on the next stream and nothing is lost.
+TEST_F(HasherServiceTest, BurstsOfDigestsAreAllAcknowledgedAndRecorded) {
+  StartFake();
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 1500; ++i) {
+    std::string rel = "b/" + std::to_string(i / 100) + "/" + std::to_string(i) + ".bin";
+    files[rel] = "burst file " + std::to_string(i);
+    WriteFile(root_ + "/" + rel, files[rel]);
+  }
+  for (int drop_after : {700, -1}) {  // the fake drops only its first stream
+    SCOPED_TRACE("drop_first_stream_after " + std::to_string(drop_after));
+    StopHasher();
+    fake_.drop_first_stream_after = drop_after;
+    StartHasher(/*with_submitter=*/true, /*max_inflight=*/1024);
+    const size_t received_before = fake_.received().size();
+    v1::HashTreeRequest req;
+    req.set_job("burst" + std::to_string(drop_after));
+    req.set_anchor_mode(v1::ANCHOR_MODE_MERKLE_BATCH);
+    TreeRun run = RunTree(req);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.all.size(), files.size());
+    ASSERT_EQ(run.by_path.size(), files.size());
+    std::vector<v1::SubmitRequest> received = fake_.received();
+    std::set<std::string> sent_digests;
+    for (size_t i = received_before; i < received.size(); ++i) {
+      EXPECT_EQ(received[i].anchor_mode(), v1::ANCHOR_MODE_MERKLE_BATCH);
+      sent_digests.insert(received[i].digest());
+    }
+    if (drop_after < 0) EXPECT_EQ(received.size() - received_before, files.size());
+    for (const auto& [path, content] : files) {
+      const v1::HashTreeResponse& r = run.by_path[path];
+      EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << path;
+      EXPECT_EQ(r.digest(), Sha(content)) << path;
+      EXPECT_EQ(sent_digests.count(Sha(content)), 1u) << path;
+    }
+    std::string after;
+    size_t queued = 0;
+    for (int page = 0; page < 100; ++page) {
+      auto rows = store_->ListPage(req.job(), after, 500);
+      ASSERT_TRUE(rows.ok()) << rows.status();
+      if (rows->empty()) break;
+      for (const FileRow& row : *rows) queued += row.state == FileState::kQueued ? 1 : 0;
+      after = rows->back().path;
+    }
+    EXPECT_EQ(queued, files.size());
+    EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+  }
+  EXPECT_GE(fake_.streams(), 3);  // one stream per call, and the dropped one reopened
+}
+
 TEST_F(HasherServiceTest, SlowSubmitterNeverHasMoreThanMaxInflightUnacked) {
   StartFake();
   fake_.ack_delay = milliseconds(15);

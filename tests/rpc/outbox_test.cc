@@ -17,6 +17,7 @@ namespace {
 struct Msg {
   int id = 0;
   int stamped = -1;
+  bool more = false;  // as start_write was told
 };
 
 // Records every write the outbox starts, in order, and stamps each with a counter's value.
@@ -24,9 +25,10 @@ class Writer {
  public:
   explicit Writer(Outbox<Msg>* out) {
     out->stamp = [this](Msg* m) { m->stamped = stamp_value.load(); };
-    out->start_write = [this](Msg* m) {
+    out->start_write = [this](Msg* m, bool more) {
       absl::MutexLock lock(&mu_);
       written_.push_back(*m);
+      written_.back().more = more;
     };
     out->on_room = [this] { ++rooms; };
   }
@@ -114,6 +116,45 @@ TEST(OutboxTest, HoldsBackTheNewestResultUntilAnotherFollowsOrItIsReleased) {
   out.OnWriteDone(true);
   EXPECT_EQ(out.outstanding(), 0);
   EXPECT_TRUE(out.WaitFinished());
+}
+
+// A burst of queued results is written corked (`more`) except its last, so gRPC may hold them and
+// send them together, and the last write always flushes; a result with nothing queued behind it
+// is never corked. With hold-back, the held result does not count as "following".
+TEST(OutboxTest, CorksEveryWriteOfABurstButTheLast) {
+  Outbox<Msg> out(8, false);
+  Writer w(&out);
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(out.Admit());
+  out.Push(Msg{1});  // alone: written at once, not corked
+  out.Push(Msg{2});
+  out.Push(Msg{3});
+  out.Push(Msg{4});
+  for (int i = 0; i < 4; ++i) out.OnWriteDone(true);
+  std::vector<Msg> written = w.written();
+  ASSERT_EQ(w.ids(), std::vector<int>({1, 2, 3, 4}));
+  EXPECT_FALSE(written[0].more);
+  EXPECT_TRUE(written[1].more);
+  EXPECT_TRUE(written[2].more);
+  EXPECT_FALSE(written[3].more);  // the last of the burst flushes
+  EXPECT_TRUE(out.WaitFinished());
+
+  Outbox<Msg> held(8, /*hold_back_last=*/true);
+  Writer hw(&held);
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(held.Admit());
+  // 1 is written when 2 arrives; 2 is then the held one, so 1 is not corked.
+  for (int i = 1; i <= 4; ++i) held.Push(Msg{i});
+  held.OnWriteDone(true);
+  held.OnWriteDone(true);
+  ASSERT_EQ(hw.ids(), std::vector<int>({1, 2, 3}));
+  EXPECT_FALSE(hw.written()[0].more);
+  EXPECT_TRUE(hw.written()[1].more);   // 3 follows at once; 4 is held
+  EXPECT_FALSE(hw.written()[2].more);  // only the held 4 behind it: flush
+  held.OnWriteDone(true);
+  held.ReleaseHeld();
+  ASSERT_EQ(hw.ids(), std::vector<int>({1, 2, 3, 4}));
+  EXPECT_FALSE(hw.written()[3].more);
+  held.OnWriteDone(true);
+  EXPECT_TRUE(held.WaitFinished());
 }
 
 TEST(OutboxTest, WaitFinishedWaitsForEveryWriteAndTask) {
@@ -221,7 +262,7 @@ TEST(OutboxTest, WaitTasksWaitsForTheOutsideConditionAfterNotify) {
 TEST(OutboxTest, CallbacksMayReenterTheOutbox) {
   Outbox<Msg> out(8, false);
   std::vector<int> ids;
-  out.start_write = [&](Msg* m) {
+  out.start_write = [&](Msg* m, bool) {
     ids.push_back(m->id);
     EXPECT_GE(out.outstanding(), 1);
   };

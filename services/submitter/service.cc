@@ -90,9 +90,13 @@ absl::Status ValidateBatchForm(const SubmitRequest& req) {
     return absl::InvalidArgumentError(
         absl::StrCat("items: at most ", kMaxSubmitItems, " per message, got ", req.items_size()));
   }
+  // The batch's own id is optional: echoed in its response, so a caller with several batches
+  // outstanding can tell which one a refusal of the whole message answers.
+  if (!req.request_id().empty()) {
+    ANCHORD_RETURN_IF_ERROR(ValidateRequestId(req.request_id(), "request_id"));
+  }
   // A message cannot be both forms: which digest would its single-form fields be?
-  const char* set = !req.request_id().empty()          ? "request_id"
-                    : !req.digest().empty()            ? "digest"
+  const char* set = !req.digest().empty()              ? "digest"
                     : req.has_metadata()               ? "metadata"
                     : req.providers_size() > 0         ? "providers"
                     : req.anchor_mode() != 0           ? "anchor_mode"
@@ -242,11 +246,13 @@ class SubmitReactor final
     if (absl::Status st = ValidateBatchForm(req_); !st.ok()) {
       CountInvalid(1);
       SubmitResponse resp;
+      resp.set_request_id(EchoId(req_.request_id()));
       *resp.mutable_status() = rpc::ToItemStatus(st, "INVALID_ARGUMENT");
       PushLocked(std::move(resp), 1);
       return;
     }
     auto answer = std::make_shared<BatchAnswer>();
+    answer->response.set_request_id(req_.request_id());
     answer->response.mutable_items()->Reserve(n);
     std::vector<SubmitterCore::IntakeItem> in;
     in.reserve(n);

@@ -281,6 +281,7 @@ TEST_F(ServiceTest, BatchFormAnswersEveryItemAfterItsCommit) {
   Deadline(&ctx);
   auto stream = stub_->Submit(&ctx);
   SubmitRequest batch;
+  batch.set_request_id("batch-1");  // optional for a batch; echoed
   *batch.add_items() = Req("ok-1", testing::Digest('a'), "a.txt", "x/a.txt");
   *batch.add_items() = Req("bad-digest", "abc", "b.txt", "x/b.txt");
   *batch.add_items() = Req("ok-2", testing::Digest('c'), "c.txt", "x/c.txt");
@@ -300,7 +301,7 @@ TEST_F(ServiceTest, BatchFormAnswersEveryItemAfterItsCommit) {
   const SubmitResponse& single = got[0].items_size() > 0 ? got[1] : got[0];
   EXPECT_EQ(single.request_id(), "single");
   EXPECT_EQ(single.status().code(), 0);
-  EXPECT_TRUE(b.request_id().empty());
+  EXPECT_EQ(b.request_id(), "batch-1");
   ASSERT_EQ(b.items_size(), 6);
   const std::vector<std::string> ids = {"ok-1", "bad-digest",   "ok-2",
                                         "dup",  "bad-provider", "bad-name"};
@@ -346,9 +347,11 @@ TEST_F(ServiceTest, BatchFormBreakingItsRulesIsRefusedWhole) {
   auto stream = stub_->Submit(&ctx);
   SubmitRequest mixed;  // both forms at once
   mixed.set_request_id("mixed");
+  mixed.set_digest(testing::Digest('b'));
   *mixed.add_items() = Req("m1", testing::Digest('a'), "a.txt", "x/a.txt");
   ASSERT_TRUE(stream->Write(mixed));
   SubmitRequest too_many;
+  too_many.set_request_id("too-many");
   for (int i = 0; i <= kMaxSubmitItems; ++i) {
     std::string d(32, 'q');
     d[0] = static_cast<char>(i & 0xff);
@@ -364,9 +367,12 @@ TEST_F(ServiceTest, BatchFormBreakingItsRulesIsRefusedWhole) {
   ASSERT_TRUE(stream->Finish().ok());
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(got[0].status().message().rfind("request_id:", 0), 0u) << got[0].status().message();
+  EXPECT_EQ(got[0].request_id(), "mixed");
+  EXPECT_EQ(got[0].status().message().rfind("digest: must be empty", 0), 0u)
+      << got[0].status().message();
   EXPECT_EQ(got[0].items_size(), 0);
   EXPECT_EQ(got[1].status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got[1].request_id(), "too-many");
   EXPECT_EQ(got[1].status().message().rfind("items: at most 4096", 0), 0u)
       << got[1].status().message();
   EXPECT_EQ(got[2].request_id(), "after");
@@ -399,6 +405,14 @@ TEST(ValidateSubmitTest, BatchItemsAreNamedByTheirIndex) {
   batch.mutable_metadata()->set_filename("x");
   st = ValidateBatchForm(batch);
   EXPECT_EQ(st.message().rfind("metadata:", 0), 0u) << st.message();
+  // The batch's own id is optional but held to an item's rules.
+  batch.clear_metadata();
+  batch.set_request_id("b-1");
+  EXPECT_TRUE(ValidateBatchForm(batch).ok());
+  batch.set_request_id(std::string(129, 'r'));
+  st = ValidateBatchForm(batch);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("request_id", 0), 0u) << st.message();
 }
 
 // Shutdown: DrainStreams (what main() runs on SIGTERM before the server's own shutdown) makes an

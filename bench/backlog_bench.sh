@@ -26,26 +26,13 @@ REF_MMAP_MIB="${REF_MMAP_MIB:-1024}"
 POL="$BUILD/services/poller/anchord-poller"
 SBX="$BUILD/services/sandbox/anchord-sandbox"
 BENCH="$BUILD/bench/backlog_bench"
-for b in "$POL" "$SBX" "$BENCH"; do
-  [ -x "$b" ] || { echo "backlog_bench: $b is not built" >&2; exit 2; }
-done
+source bench/lib.sh
+BENCH_NAME=backlog_bench
+require_built "$POL" "$SBX" "$BENCH"
 WORK="$(mktemp -d /tmp/anchord-backlog-bench.XXXXXX)"
 PIDS=()
-stop_all() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  PIDS=()
-}
 cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
-wait_file() {  # file seconds
-  for _ in $(seq 1 $(( $2 * 10 ))); do [ -s "$1" ] && return 0; sleep 0.1; done
-  echo "backlog_bench: $1 did not appear within $2 s" >&2; return 1
-}
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # run_poller DIR EXTRA_FLAGS: a real anchord-poller on DIR/poller.db until it has walked ROUNDS+1
 # times (at most 120 s); sets hwm_mb, anon_mb, file_mb (from /proc at the end) and walks.

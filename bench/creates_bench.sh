@@ -26,27 +26,13 @@ SUB="${SUBMITTER:-$BUILD/services/submitter/anchord-submitter}"
 POL="$BUILD/services/poller/anchord-poller"
 SBX="$BUILD/services/sandbox/anchord-sandbox"
 BENCH="$BUILD/bench/submit_bench"
-for b in "$SUB" "$POL" "$SBX" "$BENCH"; do
-  [ -x "$b" ] || { echo "creates_bench: $b is not built" >&2; exit 2; }
-done
+source bench/lib.sh
+BENCH_NAME=creates_bench
+require_built "$SUB" "$POL" "$SBX" "$BENCH"
 WORK="$(mktemp -d /tmp/anchord-creates-bench.XXXXXX)"
 PIDS=()
-stop_all() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  PIDS=()
-}
 cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_file() {  # file seconds
-  for _ in $(seq 1 $(( $2 * 10 ))); do [ -s "$1" ] && return 0; sleep 0.1; done
-  echo "creates_bench: $1 did not appear within $2 s" >&2; return 1
-}
 printf 'proofd_live_sandbox' > "$WORK/key"; chmod 600 "$WORK/key"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -100,6 +100,16 @@ ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
     {3, "merkle batch leaves", R"sql(
 ALTER TABLE batches ADD COLUMN leaves BYTEA NOT NULL DEFAULT '';
 )sql"},
+    // The intake inserts a batch's rows set-based (pg_intake.h): which transaction stores a
+    // digest first is settled by the unique index on its one first ref. Existing digests get
+    // their lowest ref marked. refs_digest goes: lookups by digest use the UNIQUE (digest, job,
+    // source_path) index, and one index fewer is written per ref.
+    {4, "refs: one first ref per digest", R"sql(
+ALTER TABLE refs ADD COLUMN is_first BOOLEAN NOT NULL DEFAULT false;
+UPDATE refs SET is_first = true WHERE id IN (SELECT MIN(id) FROM refs GROUP BY digest);
+CREATE UNIQUE INDEX refs_first ON refs (digest) WHERE is_first;
+DROP INDEX refs_digest;
+)sql"},
 };
 
 }  // namespace

@@ -110,6 +110,18 @@ UPDATE refs SET is_first = true WHERE id IN (SELECT MIN(id) FROM refs GROUP BY d
 CREATE UNIQUE INDEX refs_first ON refs (digest) WHERE is_first;
 DROP INDEX refs_digest;
 )sql"},
+    // The SQLite store's partial indexes (submitter_store_schema.cc): each holds only the rows a
+    // frequent query looks for, so the query costs what it finds, not the table. Without them
+    // every worker's claim (and its wake-up time) went through all waiting Merkle leaves after
+    // each intake commit, competing with the intake for the server.
+    {5, "partial indexes for claims, backlog and waiting leaves", R"sql(
+CREATE INDEX submissions_sendable ON submissions (provider, id) WHERE state IN (0, 1) AND mode <> 1;
+CREATE INDEX submissions_waiting ON submissions (provider, id)
+  WHERE mode = 1 AND batch_id = 0 AND state = 0;
+CREATE INDEX submissions_backlog ON submissions (state) WHERE state IN (0, 1);
+DROP INDEX submissions_ready;
+DROP INDEX submissions_unbatched;
+)sql"},
 };
 
 }  // namespace

@@ -135,7 +135,7 @@ class PgSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = $1 "
-                             "AND state IN (0, 1) AND lease_until = 0",
+                             "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0",
                              PgParams().AddBytes(provider)));
       out.reset();
       if (r.rows() > 0 && !r.IsNull(0, 0)) out = FromMs(r.Int(0, 0));

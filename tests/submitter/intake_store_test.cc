@@ -296,6 +296,27 @@ TEST_P(IntakeStoreTest, OverlappingBatchesFromTwoStoresAtOnce) {
   }
 }
 
+// Stored Merkle leaves wait for a batch: they are never ready to send, so a worker neither claims
+// them nor wakes for them (NextAttemptAt), however many there are.
+TEST_P(IntakeStoreTest, LeavesAreNeverReadyToSend) {
+  NewItem leaf = Item('l', "leaf.txt");
+  leaf.merkle = true;
+  Insert({leaf});
+  auto next = store_->NextAttemptAt("fake");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_FALSE(next->has_value());
+  auto claimed = store_->ClaimBatch("fake", "w", kNow, kNow + absl::Minutes(1), 10);
+  ASSERT_TRUE(claimed.ok());
+  EXPECT_TRUE(claimed->empty());
+  Insert({Item('f', "file.txt")});
+  next = store_->NextAttemptAt("fake");
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ(**next, kNow);
+  auto waiting = store_->UnbatchedWaiting("fake");
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->count, 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, IntakeStoreTest, ANCHORD_ALL_BACKENDS);
 
 // A PostgreSQL database from before refs had a first ref (schema version 3) is upgraded at open:

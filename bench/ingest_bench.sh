@@ -71,7 +71,9 @@ else
 fi
 
 LOAD_START="$(load)"
+REF_T0="$(pg_ticks)"
 REF1=$(reference 1)
+REF_T1="$(pg_ticks)"
 
 # No poller and no reachable provider are needed: Merkle leaves wait for a batch, and the batch
 # limits are set so that none is sealed during the measurement.
@@ -115,7 +117,9 @@ PG_T1="$(pg_ticks)"
 WAL1="$(wal_lsn)"
 kill "$SUB_PID"; wait "$SUB_PID" 2> /dev/null || true
 PIDS=()
+REF_T2="$(pg_ticks)"
 REF2=$(reference 2)
+REF_T3="$(pg_ticks)"
 LOAD_END="$(load)"
 
 if [ -n "$OUT_DIR" ]; then
@@ -136,7 +140,8 @@ R1=$(field "$REF1" per_second)
 R2=$(field "$REF2" per_second)
 HZ=$(getconf CLK_TCK)
 /usr/bin/python3 - "$RATE" "$R1" "$R2" "$SUBMIT" "$CPU_TICKS" "$HZ" "$INGEST" "$WORK/sched0" \
-  "$WORK/sched1" "$T0" "$T1" "$REF1" "$REF2" "$BACKEND" "$PG_T0" "$PG_T1" "$WAL0" "$WAL1" <<PY
+  "$WORK/sched1" "$T0" "$T1" "$REF1" "$REF2" "$BACKEND" "$PG_T0" "$PG_T1" "$WAL0" "$WAL1" \
+  "$(( REF_T1 - REF_T0 + REF_T3 - REF_T2 ))" <<PY
 import json, sys
 rate, r1, r2 = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 sub = json.loads(sys.argv[4]); cpu = int(sys.argv[5]) / int(sys.argv[6]); n = int(sys.argv[7])
@@ -157,8 +162,10 @@ print(f"| CPU per digest: the submitter (user+sys, all threads) / {raw} client p
 if pg:
     server = (int(sys.argv[16]) - int(sys.argv[15])) / int(sys.argv[6])
     wal = int(float(sys.argv[18])) - int(float(sys.argv[17]))
-    print(f"| PostgreSQL server during the ingest: CPU per digest / WAL per digest | "
-          f"{server / n * 1e6:.1f} us / {wal / n:,.0f} bytes |")
+    ref_server = int(sys.argv[19]) / int(sys.argv[6]) / (2 * n)
+    print(f"| PostgreSQL server CPU per digest: the submitter's / the raw client's per row | "
+          f"{server / n * 1e6:.1f} us / {ref_server * 1e6:.1f} us ({server / n / ref_server:.1f}x) |")
+    print(f"| WAL written by the submitter's store per digest | {wal / n:,.0f} bytes |")
 import os, re
 st = "$WORK/strace.txt"
 if os.path.exists(st):

@@ -113,7 +113,9 @@ DROP INDEX refs_digest;
     // The SQLite store's partial indexes (submitter_store_schema.cc): each holds only the rows a
     // frequent query looks for, so the query costs what it finds, not the table. Without them
     // every worker's claim (and its wake-up time) went through all waiting Merkle leaves after
-    // each intake commit, competing with the intake for the server.
+    // each intake commit, competing with the intake for the server. The indexes they replace
+    // go, and so does refs_job: a job's refs are found per digest through UNIQUE (digest, job,
+    // source_path), and every index costs each intake a B-tree insert.
     {5, "partial indexes for claims, backlog and waiting leaves", R"sql(
 CREATE INDEX submissions_sendable ON submissions (provider, id) WHERE state IN (0, 1) AND mode <> 1;
 CREATE INDEX submissions_waiting ON submissions (provider, id)
@@ -121,6 +123,7 @@ CREATE INDEX submissions_waiting ON submissions (provider, id)
 CREATE INDEX submissions_backlog ON submissions (state) WHERE state IN (0, 1);
 DROP INDEX submissions_ready;
 DROP INDEX submissions_unbatched;
+DROP INDEX refs_job;
 )sql"},
 };
 

@@ -1,5 +1,6 @@
 #include "services/submitter/pg_intake.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <unordered_map>

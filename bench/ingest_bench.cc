@@ -10,11 +10,16 @@
 // into one request's `items` (the batch form), answered by one response once all are durable.
 // WINDOW counts digests either way.
 //   ingest_bench reference DB_PATH COUNT [SEED]
+//   ingest_bench reference-pg URL COUNT [SEED]
+// reference-pg is the same reference on PostgreSQL (the server's own durability settings): a raw
+// libpq client sending each 1,000 rows as one multi-row INSERT (one statement, one transaction).
 #include <grpcpp/grpcpp.h>
+#include <libpq-fe.h>
 #include <openssl/sha.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -210,6 +215,64 @@ int Reference(const std::string& path, long long count, long long seed) {
   return 0;
 }
 
+int ReferencePg(const std::string& url, long long count, long long seed) {
+  PGconn* c = PQconnectdb(url.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::fprintf(stderr, "postgresql: %s\n", PQerrorMessage(c));
+    return 1;
+  }
+  auto ok = [&](PGresult* r) {
+    const ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      std::fprintf(stderr, "postgresql: %s\n", PQresultErrorMessage(r));
+      std::exit(1);
+    }
+    PQclear(r);
+  };
+  // The SQLite reference's table, keyed by the digest, without secondary indexes.
+  ok(PQexec(c,
+            "CREATE TABLE IF NOT EXISTS rows (digest BYTEA PRIMARY KEY, provider BYTEA NOT NULL, "
+            "job BYTEA NOT NULL, filename BYTEA NOT NULL, size_bytes BIGINT NOT NULL, "
+            "source_path BYTEA NOT NULL, state INTEGER NOT NULL, created_at BIGINT NOT NULL)"));
+  std::vector<std::string> digests;
+  digests.reserve(count);
+  for (long long i = 0; i < count; ++i) digests.push_back(Digest(seed, i));
+  const double start = Now(), cpu_start = CpuSeconds();
+  for (long long first = 0; first < count; first += 1000) {
+    const long long n = std::min<long long>(1000, count - first);
+    std::string sql = "INSERT INTO rows VALUES ";
+    std::vector<std::string> text;  // every parameter's bytes, 5 per row
+    for (long long k = 0; k < n; ++k) {
+      const long long i = first + k;
+      const std::string p = "$" + std::to_string(5 * k + 1);
+      sql += (k ? ", (" : "(") + p + ", 'proofd', 'ingest-bench', $" + std::to_string(5 * k + 2) +
+             ", $" + std::to_string(5 * k + 3) + ", $" + std::to_string(5 * k + 4) + ", 0, $" +
+             std::to_string(5 * k + 5) + ")";
+      text.push_back(digests[i]);
+      text.push_back("f" + std::to_string(i) + ".bin");
+      text.push_back(std::to_string(1024 + i % 3072));
+      text.push_back(Path(i));
+      text.push_back(std::to_string(1700000000000LL + i));
+    }
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+    for (size_t j = 0; j < text.size(); ++j) {
+      values.push_back(text[j].data());
+      lengths.push_back(static_cast<int>(text[j].size()));
+      formats.push_back(j % 5 == 0 ? 1 : 0);  // the digest in binary, the rest as text
+    }
+    ok(PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                    lengths.data(), formats.data(), 0));
+  }
+  const double secs = Now() - start, cpu = CpuSeconds() - cpu_start;
+  PQfinish(c);
+  std::printf(
+      "{\"mode\":\"reference-pg\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f,"
+      "\"cpu_seconds\":%.3f}\n",
+      count, secs, count / secs, cpu);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -221,9 +284,13 @@ int main(int argc, char** argv) {
   if (argc >= 4 && std::string(argv[1]) == "reference") {
     return Reference(argv[2], std::atoll(argv[3]), argc > 4 ? std::atoll(argv[4]) : 1);
   }
+  if (argc >= 4 && std::string(argv[1]) == "reference-pg") {
+    return ReferencePg(argv[2], std::atoll(argv[3]), argc > 4 ? std::atoll(argv[4]) : 1);
+  }
   std::fprintf(
       stderr,
       "usage: ingest_bench submit HOST:PORT COUNT [STREAMS] [WINDOW] [SEED] [PER_MESSAGE]\n"
-      "       ingest_bench reference DB_PATH COUNT [SEED]\n");
+      "       ingest_bench reference DB_PATH COUNT [SEED]\n"
+      "       ingest_bench reference-pg URL COUNT [SEED]\n");
   return 2;
 }

@@ -24,6 +24,13 @@ constexpr Oid kBoolOid = 16;
 constexpr Oid kInt8Oid = 20;
 constexpr Oid kInt2Oid = 21;
 constexpr Oid kInt4Oid = 23;
+constexpr Oid kByteaOid = 17;
+constexpr Oid kByteaArrayOid = 1001;
+
+void AppendInt32(std::string& out, uint32_t v) {
+  const uint32_t be = htonl(v);
+  out.append(reinterpret_cast<const char*>(&be), sizeof(be));
+}
 
 std::string Scrub(absl::string_view text, const std::string& password) {
   std::string out(text);
@@ -93,18 +100,46 @@ bool IsPgConnectionError(const absl::Status& st) { return st.GetPayload(kConnPay
 PgParams& PgParams::Add(int64_t v) {
   values_.push_back(std::to_string(v));
   formats_.push_back(0);
+  types_.push_back(0);
   null_.push_back(false);
   return *this;
 }
 PgParams& PgParams::Add(absl::string_view text) {
   values_.emplace_back(text);
   formats_.push_back(0);
+  types_.push_back(0);
   null_.push_back(false);
   return *this;
 }
 PgParams& PgParams::AddBytes(absl::string_view bytes) {
   values_.emplace_back(bytes);
   formats_.push_back(1);
+  types_.push_back(0);
+  null_.push_back(false);
+  return *this;
+}
+PgParams& PgParams::AddBytesArray(const std::vector<std::string>& values) {
+  // The binary array format (array_recv): dimensions, a has-NULLs flag, the element type, per
+  // dimension its length and lower bound, then each element as a length and its bytes. An empty
+  // array has no dimensions.
+  std::string out;
+  size_t total = 20;
+  for (const std::string& v : values) total += 4 + v.size();
+  out.reserve(total);
+  AppendInt32(out, values.empty() ? 0 : 1);
+  AppendInt32(out, 0);
+  AppendInt32(out, kByteaOid);
+  if (!values.empty()) {
+    AppendInt32(out, static_cast<uint32_t>(values.size()));
+    AppendInt32(out, 1);
+  }
+  for (const std::string& v : values) {
+    AppendInt32(out, static_cast<uint32_t>(v.size()));
+    out.append(v);
+  }
+  values_.push_back(std::move(out));
+  formats_.push_back(1);
+  types_.push_back(kByteaArrayOid);
   null_.push_back(false);
   return *this;
 }
@@ -114,6 +149,7 @@ PgParams& PgParams::AddIntArray(const std::vector<int64_t>& values) {
 PgParams& PgParams::AddNull() {
   values_.emplace_back();
   formats_.push_back(0);
+  types_.push_back(0);
   null_.push_back(true);
   return *this;
 }
@@ -227,8 +263,9 @@ absl::StatusOr<PgResult> PgConn::Exec(absl::string_view sql, const PgParams& par
     lengths[i] = static_cast<int>(params.values_[i].size());
   }
   const std::string q(sql);
-  PGresult* r = PQexecParams(conn_, q.c_str(), n, nullptr, n ? values.data() : nullptr,
-                             n ? lengths.data() : nullptr, n ? params.formats_.data() : nullptr,
+  PGresult* r = PQexecParams(conn_, q.c_str(), n, n ? params.types_.data() : nullptr,
+                             n ? values.data() : nullptr, n ? lengths.data() : nullptr,
+                             n ? params.formats_.data() : nullptr,
                              /*resultFormat=*/1);
   const ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {

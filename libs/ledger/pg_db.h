@@ -47,6 +47,10 @@ class PgParams {
   PgParams& AddBytes(absl::string_view bytes);  // bytea, binary-safe
   // An array literal ('{1,2,3}') sent as text: the statement casts it, `$n::bigint[]`.
   PgParams& AddIntArray(const std::vector<int64_t>& values);
+  // A bytea[] (one dimension, no NULLs) in binary form, so every element round-trips exactly
+  // whatever its bytes; the statement names it `$n::bytea[]`, typically in `unnest(...)` to bind
+  // a whole batch of rows as one parameter.
+  PgParams& AddBytesArray(const std::vector<std::string>& values);
   PgParams& AddNull();
   size_t size() const { return values_.size(); }
 
@@ -54,6 +58,7 @@ class PgParams {
   friend class PgConn;
   std::vector<std::string> values_;
   std::vector<int> formats_;
+  std::vector<Oid> types_;  // 0: the server infers the type from the statement
   std::vector<bool> null_;
 };
 

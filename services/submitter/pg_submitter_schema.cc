@@ -100,6 +100,31 @@ ALTER TABLE submissions ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
     {3, "merkle batch leaves", R"sql(
 ALTER TABLE batches ADD COLUMN leaves BYTEA NOT NULL DEFAULT '';
 )sql"},
+    // The intake inserts a batch's rows set-based (pg_intake.h): which transaction stores a
+    // digest first is settled by the unique index on its one first ref. Existing digests get
+    // their lowest ref marked. refs_digest goes: lookups by digest use the UNIQUE (digest, job,
+    // source_path) index, and one index fewer is written per ref.
+    {4, "refs: one first ref per digest", R"sql(
+ALTER TABLE refs ADD COLUMN is_first BOOLEAN NOT NULL DEFAULT false;
+UPDATE refs SET is_first = true WHERE id IN (SELECT MIN(id) FROM refs GROUP BY digest);
+CREATE UNIQUE INDEX refs_first ON refs (digest) WHERE is_first;
+DROP INDEX refs_digest;
+)sql"},
+    // The SQLite store's partial indexes (submitter_store_schema.cc): each holds only the rows a
+    // frequent query looks for, so the query costs what it finds, not the table. Without them
+    // every worker's claim (and its wake-up time) went through all waiting Merkle leaves after
+    // each intake commit, competing with the intake for the server. The indexes they replace
+    // go, and so does refs_job: a job's refs are found per digest through UNIQUE (digest, job,
+    // source_path), and every index costs each intake a B-tree insert.
+    {5, "partial indexes for claims, backlog and waiting leaves", R"sql(
+CREATE INDEX submissions_sendable ON submissions (provider, id) WHERE state IN (0, 1) AND mode <> 1;
+CREATE INDEX submissions_waiting ON submissions (provider, id)
+  WHERE mode = 1 AND batch_id = 0 AND state = 0;
+CREATE INDEX submissions_backlog ON submissions (state) WHERE state IN (0, 1);
+DROP INDEX submissions_ready;
+DROP INDEX submissions_unbatched;
+DROP INDEX refs_job;
+)sql"},
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "libs/common/status_macros.h"
 #include "services/submitter/batch_leaves.h"
 #include "services/submitter/pg_batches.h"
+#include "services/submitter/pg_intake.h"
 #include "services/submitter/pg_leases.h"
 #include "services/submitter/pg_submitter_schema.h"
 #include "services/submitter/store_rows.h"
@@ -44,73 +45,8 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
                                                         absl::Time now) override {
     std::vector<InsertResult> out;
-    const int64_t now_ms = ToMs(now);
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      out.clear();
-      out.reserve(items.size());
-      for (const NewItem& item : items) {
-        InsertResult res;
-        ANCHORD_ASSIGN_OR_RETURN(
-            PgResult first, c.Exec(absl::StrCat("SELECT ", kFileRefColumns,
-                                                " FROM refs WHERE digest = $1 ORDER BY id LIMIT 1"),
-                                   PgParams().AddBytes(item.digest.bytes())));
-        std::optional<FileRef> original;
-        if (first.rows() > 0) original = ReadFileRef(first, 0);
-        res.known_before = original.has_value();
-        ANCHORD_ASSIGN_OR_RETURN(
-            PgResult added,
-            c.Exec("INSERT INTO refs (digest, job, source_path, filename, size_bytes, mime_type, "
-                   "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                   PgParams()
-                       .AddBytes(item.digest.bytes())
-                       .AddBytes(item.file.job)
-                       .AddBytes(item.file.source_path)
-                       .AddBytes(item.file.filename)
-                       .Add(item.file.size_bytes)
-                       .AddBytes(item.file.mime_type)
-                       .Add(now_ms)));
-        const bool new_ref = added.affected() > 0;
-        if (original.has_value()) {
-          if (original->job != item.file.job || original->source_path != item.file.source_path) {
-            res.duplicate_of = original->source_path;
-          }
-          if (new_ref) {
-            ANCHORD_RETURN_IF_ERROR(
-                c.Exec("UPDATE submissions SET change_seq = change_seq + 1, updated_at = $2 "
-                       "WHERE digest = $1",
-                       PgParams().AddBytes(item.digest.bytes()).Add(now_ms))
-                    .status());
-          }
-        }
-        const FileRef& file = original.has_value() ? *original : item.file;
-        for (const std::string& provider : item.providers) {
-          ANCHORD_RETURN_IF_ERROR(
-              c.Exec(
-                   "INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
-                   "mime_type, source_path, state, next_attempt_at, created_at, updated_at, "
-                   "mode, fallback_provider) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, "
-                   "$9, $10) ON CONFLICT (digest, provider) DO NOTHING",
-                   PgParams()
-                       .AddBytes(item.digest.bytes())
-                       .AddBytes(provider)
-                       .AddBytes(file.job)
-                       .AddBytes(file.filename)
-                       .Add(file.size_bytes)
-                       .AddBytes(file.mime_type)
-                       .AddBytes(file.source_path)
-                       .Add(now_ms)
-                       .Add(static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
-                       .AddBytes(item.fallback_provider))
-                  .status());
-        }
-        ANCHORD_ASSIGN_OR_RETURN(PgResult min_state,
-                                 c.Exec("SELECT MIN(state) FROM submissions WHERE digest = $1",
-                                        PgParams().AddBytes(item.digest.bytes())));
-        if (min_state.rows() > 0 && !min_state.IsNull(0, 0)) {
-          res.state = StateFromInt(min_state.Int(0, 0));
-        }
-        out.push_back(std::move(res));
-      }
+      ANCHORD_ASSIGN_OR_RETURN(out, InsertPgIntakeItems(c, items, now));
       return absl::OkStatus();
     }));
     return out;
@@ -199,7 +135,7 @@ class PgSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
       ANCHORD_ASSIGN_OR_RETURN(
           PgResult r, c.Exec("SELECT MIN(next_attempt_at) FROM submissions WHERE provider = $1 "
-                             "AND state IN (0, 1) AND lease_until = 0",
+                             "AND state IN (0, 1) AND mode <> 1 AND lease_until = 0",
                              PgParams().AddBytes(provider)));
       out.reset();
       if (r.rows() > 0 && !r.IsNull(0, 0)) out = FromMs(r.Int(0, 0));

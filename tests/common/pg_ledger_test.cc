@@ -73,6 +73,47 @@ TEST_F(PgLedgerTest, BytesAndIntegersRoundTripExactly) {
   EXPECT_TRUE(null_seen);
 }
 
+// A bytea[] parameter carries any bytes per element (NUL, every byte value, empty), keeps the
+// order, and binds many rows at once through unnest; an empty array is an empty array.
+TEST_F(PgLedgerTest, BytesArraysRoundTripExactlyAndInOrder) {
+  auto db = Open();
+  ASSERT_NE(db, nullptr);
+  std::string all_bytes;
+  for (int i = 0; i < 256; ++i) all_bytes.push_back(static_cast<char>(i));
+  const std::vector<std::string> values = {all_bytes, "", std::string("a\0b", 3), "{\"x\",}\\",
+                                           std::string(70000, 'z')};
+  ASSERT_TRUE(db->Run([](PgConn& c) {
+                  return c.ExecScript("CREATE TABLE t (pos BIGINT, b BYTEA, n BIGINT)");
+                }).ok());
+  ASSERT_TRUE(db->Tx([&](PgConn& c) {
+                  return c
+                      .Exec(
+                          "INSERT INTO t SELECT pos, b, n FROM unnest($1::bytea[], $2::bigint[]) "
+                          "WITH ORDINALITY AS u(b, n, pos)",
+                          PgParams().AddBytesArray(values).AddIntArray({10, 11, 12, 13, 14}))
+                      .status();
+                }).ok());
+  std::vector<std::string> got;
+  std::vector<int64_t> numbers;
+  int64_t empty_length = -1;
+  ASSERT_TRUE(db->Run([&](PgConn& c) -> absl::Status {
+                  auto r = c.Exec("SELECT b, n FROM t ORDER BY pos");
+                  if (!r.ok()) return r.status();
+                  for (int i = 0; i < r->rows(); ++i) {
+                    got.push_back(r->Bytes(i, 0));
+                    numbers.push_back(r->Int(i, 1));
+                  }
+                  auto e = c.Exec("SELECT cardinality($1::bytea[])::bigint",
+                                  PgParams().AddBytesArray({}));
+                  if (!e.ok()) return e.status();
+                  empty_length = e->Int(0, 0);
+                  return absl::OkStatus();
+                }).ok());
+  EXPECT_EQ(got, values);
+  EXPECT_EQ(numbers, (std::vector<int64_t>{10, 11, 12, 13, 14}));
+  EXPECT_EQ(empty_length, 0);
+}
+
 TEST_F(PgLedgerTest, FailedWorkRollsBack) {
   auto db = Open();
   ASSERT_NE(db, nullptr);

@@ -10,9 +10,11 @@
 #
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres` user (runuser) and
 # DIR is handed to that user. The socket lives in DIR, never in /var/run. fsync is off: the data
-# only has to survive a restart of the server, not of the machine. Binaries come from
-# PG_BINDIR (default /usr/lib/postgresql/15/bin, Debian's `postgresql` package). With PG_TEMPLATE
-# set, a new DIR is a copy of an initdb made once in that directory.
+# only has to survive a restart of the server, not of the machine (PG_DURABLE=1 turns fsync,
+# synchronous_commit and full_page_writes on, and shared_buffers at PostgreSQL's default of
+# 128MB, for benchmarks that claim durability). Binaries come from PG_BINDIR (default
+# /usr/lib/postgresql/15/bin, Debian's `postgresql` package). With PG_TEMPLATE set, a new DIR is
+# a copy of an initdb made once in that directory.
 set -euo pipefail
 
 BIN="${PG_BINDIR:-/usr/lib/postgresql/15/bin}"
@@ -68,10 +70,14 @@ start() {
         --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
   fi
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [ "${PG_DURABLE:-0}" = 1 ]; then
+    durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c shared_buffers=128MB"
+  fi
   # -w waits until the server accepts connections (bounded by -t seconds).
   as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o \
-    "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off \
-     -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB" \
+    "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 \
+     -c shared_buffers=32MB $durability" \
     start >/dev/null || { tail -n 20 "$dir/server.log" >&2; exit 1; }
 }
 

@@ -10,7 +10,8 @@
 # samples the poller's /metrics every 50 ms for the moment its TRACKED count reached FILES
 # ("store 100%"), and reads the poller's CPU seconds (/proc/PID/stat) before and after archive.
 # Printed per run and as medians per build: archive wall, store 100%, the gap between them,
-# poller CPU seconds, and the load average.
+# poller CPU seconds, and the load average. CTL_ARGS adds global options to anchorctl (e.g.
+# "--log-level debug"); KEEP_LOGS=DIR keeps each run's archive output and poller log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_NAME=archive_wait_bench
@@ -88,11 +89,17 @@ PY
   c0=$(cpu_of "$poller")
   touch "$run/archive.start"
   t0=$(date +%s.%N)
-  "$ctl" --data-dir "$state" archive "$WORK/root/tree" --job bench --merkle-batch --wait submitted \
+  # shellcheck disable=SC2086  # CTL_ARGS: extra global options, e.g. "--log-level debug"
+  "$ctl" --data-dir "$state" ${CTL_ARGS:-} archive "$WORK/root/tree" --job bench --merkle-batch --wait submitted \
     --timeout-seconds 600 > "$WORK/archive.out" 2>&1 || echo "archive exit $?" >&2
   t1=$(date +%s.%N)
   c1=$(cpu_of "$poller")
   wait "$sampler" || true
+  if [ -n "${KEEP_LOGS:-}" ]; then
+    mkdir -p "$KEEP_LOGS"
+    cp "$WORK/archive.out" "$KEEP_LOGS/archive-$(basename "$state").out"
+    cp "$run/poller.log" "$KEEP_LOGS/poller-$(basename "$state").log" 2>/dev/null || true
+  fi
   stop_all
   /usr/bin/python3 - "$label" "$t0" "$t1" "$c0" "$c1" "$WORK/store.json" <<'PY'
 import json, sys

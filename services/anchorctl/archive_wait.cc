@@ -62,7 +62,8 @@ void WatchFollower::Loop() {
     if (attempt == 0) {
       absl::MutexLock lock(&mu_);
       first_open_ = true;
-      abandoned = late_;
+      // Opened after the run started submitting: events may have been missed.
+      abandoned = late_ && !req.include_current();
     }
     WatchResponse ev;
     while (!abandoned && reader->Read(&ev)) {

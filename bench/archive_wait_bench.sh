@@ -14,7 +14,7 @@
 # "--log-level debug"); KEEP_LOGS=DIR keeps each run's archive output and poller log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH_NAME=archive_wait_bench
+BENCH_NAME=archive_wait_bench  # read by bench/lib.sh
 source bench/lib.sh
 [ $# -ge 1 ] || { echo "usage: $0 BIN_A [BIN_B ...]" >&2; exit 2; }
 FILES="${FILES:-20000}"
@@ -115,7 +115,7 @@ PY
 }
 
 RESULTS="$WORK/results.jsonl"
-for pair in $(seq 1 "$PAIRS"); do
+for _ in $(seq 1 "$PAIRS"); do
   i=0
   for b in "$@"; do
     i=$((i + 1))

@@ -26,6 +26,8 @@
 #include "libs/common/validate.h"
 #include "libs/rpc/server.h"
 #include "libs/rpc/status.h"
+#include "services/anchorctl/archive_state.h"
+#include "services/anchorctl/archive_wait.h"
 #include "services/anchorctl/clients.h"
 #include "services/anchorctl/command_common.h"
 #include "services/anchorctl/format.h"
@@ -37,121 +39,6 @@ namespace fs = std::filesystem;
 using namespace anchord::v1;
 
 namespace {
-
-struct Problem {
-  std::string path, reason, message;
-};
-
-// Shared state of one archive run: the furthest known state of each distinct digest and the
-// counters shown by the progress line.
-class ArchiveState {
- public:
-  // With several providers (redundancy), a digest counts as far as its LEAST advanced requested
-  // provider: "--wait confirmed" then means confirmed with every one of them.
-  explicit ArchiveState(int target, std::vector<std::string> providers = {})
-      : target_(target), providers_(std::move(providers)) {}
-
-  void OnHashResult(const HashTreeResponse& r) {
-    absl::MutexLock lock(&mu_);
-    counts_.files_seen++;
-    counts_.files_total = std::max(counts_.files_total, r.files_total());
-    counts_.walk_complete = r.walk_complete();
-    if (r.status().code() != 0 || r.digest().size() != kDigestBytes) {
-      counts_.problems++;
-      if (problems_.size() < 10000) {
-        problems_.push_back({r.path(), r.status().reason(), r.status().message()});
-      }
-      return;
-    }
-    counts_.hashed++;
-    if (r.unchanged()) counts_.unchanged++;
-    if (!r.duplicate_of().empty()) counts_.duplicates++;
-    RaiseLocked(r.digest(), std::max<int>(r.state(), DIGEST_STATE_HASHED), /*add=*/true);
-  }
-
-  // Raises a known digest's state (states only move forward) from one provider's proof.
-  // Unknown digests are ignored.
-  void Raise(const std::string& digest, int state, const std::string& provider) {
-    absl::MutexLock lock(&mu_);
-    if (providers_.size() <= 1) {
-      RaiseLocked(digest, state, /*add=*/false);
-      return;
-    }
-    if (std::find(providers_.begin(), providers_.end(), provider) == providers_.end()) return;
-    if (states_.find(digest) == states_.end()) return;
-    int& mine = per_provider_[digest][provider];
-    mine = std::max(mine, state);
-    const auto& seen = per_provider_[digest];
-    if (seen.size() < providers_.size()) return;  // a provider has not accepted it yet
-    int least = DIGEST_STATE_FAILED;
-    for (const auto& [p, st] : seen) least = std::min(least, st);
-    RaiseLocked(digest, least, /*add=*/false);
-  }
-
-  std::vector<std::string> NotDone() {
-    absl::MutexLock lock(&mu_);
-    std::vector<std::string> out;
-    for (const auto& [d, s] : states_) {
-      if (!Done(s)) out.push_back(d);
-    }
-    return out;
-  }
-  bool AllDone() {
-    absl::MutexLock lock(&mu_);
-    return counts_.wait_done == counts_.distinct;
-  }
-  void SetWaiting() {
-    absl::MutexLock lock(&mu_);
-    counts_.waiting = true;
-  }
-  void SetPaused(const std::string& reason) {
-    absl::MutexLock lock(&mu_);
-    counts_.paused = reason;
-  }
-  ProgressCounts Snapshot() {
-    absl::MutexLock lock(&mu_);
-    return counts_;
-  }
-  std::vector<Problem> problems() {
-    absl::MutexLock lock(&mu_);
-    return problems_;
-  }
-  int target() const { return target_; }
-
- private:
-  bool Done(int s) const { return s >= target_ || s == DIGEST_STATE_FAILED; }
-  void Count(int s, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (s == DIGEST_STATE_HASHED || s == DIGEST_STATE_QUEUED || s == DIGEST_STATE_SUBMITTED)
-      counts_.queued += delta;
-    if (s == DIGEST_STATE_PENDING) counts_.pending += delta;
-    if (s == DIGEST_STATE_CONFIRMED) counts_.confirmed += delta;
-    if (s == DIGEST_STATE_FAILED) counts_.failed += delta;
-    if (Done(s)) counts_.wait_done += delta;
-  }
-  void RaiseLocked(const std::string& digest, int state, bool add)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = states_.find(digest);
-    if (it == states_.end()) {
-      if (!add) return;
-      states_.emplace(digest, state);
-      counts_.distinct++;
-      Count(state, +1);
-      return;
-    }
-    if (state <= it->second) return;
-    Count(it->second, -1);
-    it->second = state;
-    Count(state, +1);
-  }
-
-  const int target_;
-  const std::vector<std::string> providers_;
-  absl::Mutex mu_;
-  std::unordered_map<std::string, int> states_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, std::map<std::string, int>> per_provider_ ABSL_GUARDED_BY(mu_);
-  ProgressCounts counts_ ABSL_GUARDED_BY(mu_);
-  std::vector<Problem> problems_ ABSL_GUARDED_BY(mu_);
-};
 
 // Redraws the progress line in place on a terminal, or logs a plain line every few seconds.
 class ProgressPrinter {
@@ -212,88 +99,6 @@ class ProgressPrinter {
   absl::Time phase_start_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
-
-// Follows PollerService.Watch for the job and raises digest states as events come, reopening the
-// stream (with a pause) when the poller restarts, until Stop().
-class WatchFollower {
- public:
-  WatchFollower(Clients* clients, ArchiveState* state, std::string job, absl::Time deadline)
-      : clients_(clients), state_(state), job_(std::move(job)), deadline_(deadline) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~WatchFollower() { Stop(); }
-  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-      if (ctx_ != nullptr) ctx_->TryCancel();
-    }
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
-    for (int attempt = 0; attempt < 100000; ++attempt) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(deadline_));
-      {
-        absl::MutexLock lock(&mu_);
-        if (stop_) return;
-        ctx_ = &ctx;
-      }
-      WatchRequest req;
-      req.set_job(job_);
-      req.set_include_current(true);
-      auto reader = clients_->poller().Watch(&ctx, req);
-      WatchResponse ev;
-      while (reader->Read(&ev)) {
-        if (ev.has_proof())
-          state_->Raise(ev.proof().digest(), ev.proof().state(), ev.proof().provider());
-        Interrupter::Get().Wake();
-      }
-      grpc::Status st = reader->Finish();
-      absl::MutexLock lock(&mu_);
-      ctx_ = nullptr;
-      if (stop_ || absl::Now() >= deadline_) return;
-      if (!st.ok()) {
-        ANCHORD_LOG(Debug) << "Watch ended: " << st.error_message();
-      }
-      // The periodic reconciliation keeps the counts right meanwhile; retry the stream calmly.
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1));
-    }
-  }
-  Clients* clients_;
-  ArchiveState* state_;
-  std::string job_;
-  absl::Time deadline_;
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread thread_;
-};
-
-// Asks the poller for the digests not yet done, in batches of 500 (ListProofs' filter), so that
-// digests anchored earlier in another job, which the job's Watch does not show, are seen too.
-absl::Status Reconcile(Clients& clients, ArchiveState& state) {
-  std::vector<std::string> open = state.NotDone();
-  for (size_t i = 0; i < open.size() && !Interrupter::Get().interrupted(); i += 500) {
-    ListProofsRequest req;
-    for (size_t k = i; k < std::min(open.size(), i + 500); ++k) req.add_digests(open[k]);
-    req.set_page_size(1000);
-    for (int page = 0; page < 1000; ++page) {
-      grpc::ClientContext ctx;
-      ScopedCancel cancel(&ctx);
-      clients.SetDeadline(&ctx);
-      ListProofsResponse resp;
-      grpc::Status st = clients.poller().ListProofs(&ctx, req, &resp);
-      if (!st.ok()) return clients.RpcError("poller", "ListProofs", st);
-      for (const auto& p : resp.proofs()) state.Raise(p.digest(), p.state(), p.provider());
-      if (resp.next_page_token().empty()) break;
-      req.set_page_token(resp.next_page_token());
-    }
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -383,6 +188,16 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
 
   ArchiveState state(o.dry_run ? 0 : *target, o.providers);
   ProgressPrinter progress(&state, /*quiet=*/false);
+  // With --wait past QUEUED, the job's Watch is opened before anything is submitted: it then sees
+  // every event of the run's new digests as it happens, with no snapshot to read afterwards.
+  const bool wait = !o.dry_run && *target > DIGEST_STATE_QUEUED;
+  std::unique_ptr<WatchFollower> follower;
+  if (wait) {
+    follower = std::make_unique<WatchFollower>(&clients, &state, o.job, deadline);
+    if (!follower->WaitOpen(absl::Seconds(5))) {
+      ANCHORD_LOG(Debug) << "the poller's Watch did not open in 5 s; it will start with a snapshot";
+    }
+  }
 
   // Phase 1: hash the tree. Results come once the submitter holds each digest durably.
   absl::Status failure;
@@ -406,6 +221,7 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     }
     grpc::Status st = reader->Finish();
     if (!st.ok()) failure = clients.RpcError("hasher", "HashTree", st);
+    state.EndHashing();
     if (o.dry_run) {
       progress.Stop();
       for (const auto& r : dry) {
@@ -421,11 +237,11 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
   }
 
   // Phase 2: wait until every distinct digest reached the target state at the poller.
-  if (failure.ok() && !o.dry_run && *target > DIGEST_STATE_QUEUED && !state.AllDone()) {
+  if (failure.ok() && wait && !state.AllDone()) {
     state.SetWaiting();
     progress.NewPhase();
-    WatchFollower follower(&clients, &state, o.job, deadline);
-    absl::Time next_reconcile = absl::InfinitePast();
+    absl::Time next_check = absl::InfinitePast();
+    absl::Time next_full = absl::Now() + absl::Seconds(30);
     while (!state.AllDone()) {
       if (Interrupter::Get().interrupted()) break;
       if (absl::Now() >= deadline) {
@@ -433,15 +249,16 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
             absl::DeadlineExceededError("--timeout-seconds reached before every digest got there");
         break;
       }
-      // Reconcile at once, then every 2 s; Watch events wake the loop in between. Reconciling
-      // asks the poller about every open digest, so with a large archive it is a safety net for
-      // missed events that runs rarely (every 30 s above 5,000 open digests), not a poll.
-      if (absl::Now() >= next_reconcile) {
-        next_reconcile =
-            absl::Now() + (state.Snapshot().distinct - state.Snapshot().wait_done > 5000
-                               ? absl::Seconds(30)
-                               : absl::Seconds(2));
-        if (auto s = Reconcile(clients, state); !s.ok()) {
+      // The Watch shows the job's own proofs. Reconciling asks ListProofs, at once and every 2 s,
+      // about the digests the submitter knew before this run (another job's proofs, which the
+      // job's Watch may not show), and about every open digest (a safety net for the Watch) every
+      // 30 s, or every 2 s once they fit in one call.
+      if (absl::Now() >= next_check) {
+        next_check = absl::Now() + absl::Seconds(2);
+        const ProgressCounts c = state.Snapshot();
+        const bool full = absl::Now() >= next_full || c.distinct - c.wait_done <= 500;
+        if (full) next_full = absl::Now() + absl::Seconds(30);
+        if (auto s = Reconcile(clients, state, /*only_known_before=*/!full); !s.ok()) {
           ANCHORD_LOG(Warning) << s.message();
         }
         grpc::ClientContext ctx;
@@ -458,8 +275,8 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
       }
       Interrupter::Get().SleepFor(absl::Milliseconds(250));
     }
-    follower.Stop();
   }
+  follower.reset();
   if (Interrupter::Get().interrupted()) failure = absl::CancelledError("interrupted");
   progress.Stop();
   stack.reset();  // --local: stop the services before the summary is printed

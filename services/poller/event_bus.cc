@@ -21,6 +21,17 @@ EventPtr Subscription::Pop() {
   return ev;
 }
 
+bool Subscription::PopSome(size_t max_events, size_t max_bytes, std::vector<EventPtr>* out) {
+  absl::MutexLock lock(&mu_);
+  size_t bytes = 0;
+  for (size_t i = 0; i < max_events && bytes < max_bytes && !queue_.empty(); ++i) {
+    bytes += queue_.front()->ByteSizeLong();
+    out->push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return !queue_.empty();
+}
+
 bool Subscription::overflowed() {
   absl::MutexLock lock(&mu_);
   return overflowed_;

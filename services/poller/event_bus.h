@@ -37,6 +37,11 @@ class Subscription {
  public:
   // Takes the next queued event; nullptr when none.
   EventPtr Pop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes queued events, oldest first, appending them to `out`: at least one when any is queued,
+  // then more while fewer than `max_events` were taken and their serialized size is below
+  // `max_bytes`. Returns true when more remain queued (the caller can write again at once).
+  bool PopSome(size_t max_events, size_t max_bytes, std::vector<EventPtr>* out)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // True once the queue overflowed; nothing is queued afterwards.
   bool overflowed() ABSL_LOCKS_EXCLUDED(mu_);
 

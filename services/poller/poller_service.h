@@ -25,8 +25,10 @@
 namespace anchord::poller {
 
 struct PollerServiceOptions {
-  // Events a Watch stream may have queued before it is ended with RESOURCE_EXHAUSTED.
-  size_t watch_queue_capacity = 1024;
+  // Events a Watch stream may have queued before it is ended with RESOURCE_EXHAUSTED. One store
+  // of Track publishes up to track_max_in_flight events at once, faster than any stream can write
+  // them: the queue holds two such bursts, so a watcher that keeps up is not ended by one.
+  size_t watch_queue_capacity = 8192;
   // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
   // offered a path-only proof once confirmed (see leaf_proof.h).
   std::set<std::string> providers_without_ots;

@@ -31,6 +31,7 @@ WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& r
   }
   filter_.job = req.job();
   filter_.digest = digest;
+  batch_ = req.batch();
   // Lock order is bus -> reactor (Publish notifies under the bus lock) and service watchers ->
   // reactor (EndWatches), so Subscribe and AddWatcher run without mu_ held.
   auto sub = service_->bus_->Subscribe(filter_, service_->options_.watch_queue_capacity,
@@ -142,10 +143,10 @@ void WatchReactor::NextWriteLocked() {
     return;
   }
   if (writing_) return;
+  bool more = false;
   if (snapshot_phase_) {
     if (!snapshot_.empty()) {
-      current_ = std::make_shared<const v1::WatchResponse>(std::move(snapshot_.front()));
-      snapshot_.pop_front();
+      more = NextSnapshotLocked();
     } else if (!snapshot_loaded_) {
       LoadPageLocked();
       return;
@@ -157,11 +158,49 @@ void WatchReactor::NextWriteLocked() {
       snapshot_phase_ = false;
     }
   } else {
-    current_ = sub_->Pop();
+    more = NextLiveLocked();
     if (!current_) return;
   }
   writing_ = true;
-  StartWrite(current_.get());
+  grpc::WriteOptions options;
+  if (more) options.set_buffer_hint();
+  StartWrite(current_.get(), options);
+}
+
+bool WatchReactor::NextSnapshotLocked() {
+  if (!batch_) {
+    current_ = std::make_shared<const v1::WatchResponse>(std::move(snapshot_.front()));
+    snapshot_.pop_front();
+  } else {
+    auto msg = std::make_shared<v1::WatchResponse>();
+    size_t bytes = 0;
+    for (size_t i = 0; i < kMaxBatchEvents && bytes < kMaxBatchBytes && !snapshot_.empty(); ++i) {
+      bytes += snapshot_.front().ByteSizeLong();
+      *msg->add_events() = std::move(snapshot_.front());
+      snapshot_.pop_front();
+    }
+    current_ = std::move(msg);
+  }
+  // SNAPSHOT_DONE follows at once when the last page is in.
+  return !snapshot_.empty() || snapshot_loaded_;
+}
+
+bool WatchReactor::NextLiveLocked() {
+  popped_.clear();
+  const bool more = sub_->PopSome(batch_ ? kMaxBatchEvents : 1, kMaxBatchBytes, &popped_);
+  if (popped_.empty()) {
+    current_.reset();
+  } else if (popped_.size() == 1) {
+    current_ = std::move(popped_.front());
+  } else {
+    // The queued events are shared with the other watchers, so the batch holds copies.
+    auto msg = std::make_shared<v1::WatchResponse>();
+    msg->mutable_events()->Reserve(static_cast<int>(popped_.size()));
+    for (const EventPtr& ev : popped_) *msg->add_events() = *ev;
+    current_ = std::move(msg);
+  }
+  popped_.clear();
+  return more;
 }
 
 }  // namespace anchord::poller

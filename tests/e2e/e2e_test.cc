@@ -794,5 +794,47 @@ TEST_F(E2eTest, MerkleBatchesSurviveASubmitterCrash) {
   EXPECT_EQ(StatInt(stats, "creates_total"), static_cast<int64_t>(roots.size())) << stats.dump();
 }
 
+// archive --wait follows the job's Watch, opened before hashing; when the poller restarts
+// mid-wait, the stream is reopened (starting with a snapshot of the job's proofs) and archive
+// completes on its own, every file confirmed.
+TEST_F(E2eTest, ArchiveWaitFollowsThePollerAcrossARestart) {
+  auto files = MakeTree(60, 5, "w");
+  confirm_after_seconds_ = 4;  // the confirmations come after the restart
+  StartStack();
+  ASSERT_TRUE(stack_->info().metrics.count("poller")) << "no poller /metrics address";
+  auto watchers = [&]() -> int {
+    httplib::Client cli("http://" + stack_->info().metrics.at("poller"));
+    cli.set_connection_timeout(2);
+    cli.set_read_timeout(2);
+    auto res = cli.Get("/metrics");
+    if (!res || res->status != 200) return -1;
+    const std::string key = "\nanchord_poller_watchers ";
+    const size_t at = res->body.find(key);
+    return at == std::string::npos ? -1 : std::atoi(res->body.c_str() + at + key.size());
+  };
+
+  const std::string out = (tmp_ / "archive_restart.out").string();
+  auto bg = ChildProcess::Spawn(CtlSpec({"archive", (root_ / "tree").string(), "--job", "restart",
+                                         "--wait", "confirmed", "--timeout-seconds", "100"},
+                                        out));
+  ASSERT_TRUE(bg.ok()) << bg.status();
+  background_ = std::move(*bg);
+  // Restart the poller once the run's Watch is open and some digests were created.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return watchers() >= 1 && StatInt(SandboxStats(), "creates_total") >= 10; },
+      absl::Seconds(30), absl::Milliseconds(50)))
+      << TailOfFile(out);
+  ASSERT_TRUE(stack_->CrashAndRestart("poller").ok());
+  // The archive's follower comes back to the new poller by itself.
+  EXPECT_TRUE(testing::WaitUntil([&] { return watchers() >= 1 || !background_->Running(); },
+                                 absl::Seconds(30), absl::Milliseconds(100)))
+      << "no Watch stream reopened; " << TailOfFile(out);
+
+  ASSERT_TRUE(background_->WaitExit(absl::Seconds(110))) << TailOfFile(out);
+  const int st = background_->raw_wait_status();
+  ASSERT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0) << TailOfFile(out);
+  ExpectAllConfirmed(Report("restart"), files);
+}
+
 }  // namespace
 }  // namespace anchord::anchorctl

@@ -499,6 +499,88 @@ TEST_F(PollerServiceTest, SlowWatcherIsEndedNotBuffered) {
       << bus_.watchers() << " watchers left";
 }
 
+// With batch set, one Watch response carries several events: the snapshot page by page, then
+// live events as they queue up, all in order, none lost; a batched response has no event fields
+// of its own.
+TEST_F(PollerServiceTest, BatchedWatchCarriesSeveralEventsPerResponse) {
+  std::vector<TrackInput> batch;
+  for (int i = 0; i < 450; ++i) batch.push_back(Pending(Digest(i), absl::StrCat("id-", i)));
+  ASSERT_TRUE(store_->Track(batch, clock_.Now()).ok());
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::WatchRequest req;
+  req.set_include_current(true);
+  req.set_batch(true);
+  auto reader = stub_->Watch(&ctx, req);
+  std::vector<v1::WatchResponse> events;
+  int responses = 0;
+  int most = 0;
+  auto read_until = [&](size_t n) {
+    v1::WatchResponse resp;
+    while (events.size() < n && responses < 5000 && reader->Read(&resp)) {
+      ++responses;
+      if (resp.events_size() == 0) {
+        events.push_back(resp);
+        most = std::max(most, 1);
+        continue;
+      }
+      EXPECT_FALSE(resp.has_proof());
+      EXPECT_EQ(resp.type(), v1::PROOF_EVENT_TYPE_UNSPECIFIED);
+      most = std::max(most, resp.events_size());
+      for (const auto& e : resp.events()) {
+        EXPECT_EQ(e.events_size(), 0);
+        events.push_back(e);
+      }
+    }
+  };
+  read_until(451);
+  ASSERT_EQ(events.size(), 451u);
+  for (int i = 0; i < 450; ++i) {
+    ASSERT_EQ(events[i].type(), v1::PROOF_EVENT_TYPE_SNAPSHOT) << i;
+    EXPECT_EQ(events[i].proof().digest(), testing::DigestBytes(i)) << i;
+  }
+  EXPECT_EQ(events[450].type(), v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
+  EXPECT_GT(most, 1);
+  EXPECT_LT(responses, 451);
+
+  ProofRow row;
+  row.provider = "fake";
+  row.proof_id = "live";
+  for (int i = 0; i < 600; ++i) {
+    row.digest = Digest(1000 + i);
+    PublishEvent(bus_, &metrics_, v1::PROOF_EVENT_TYPE_TRACKED, row, clock_.Now());
+  }
+  read_until(1051);
+  ASSERT_EQ(events.size(), 1051u);
+  for (int i = 0; i < 600; ++i) {
+    EXPECT_EQ(events[451 + i].type(), v1::PROOF_EVENT_TYPE_TRACKED);
+    EXPECT_EQ(events[451 + i].proof().digest(), testing::DigestBytes(1000 + i)) << i;
+  }
+  ctx.TryCancel();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST(SubscriptionTest, PopSomeTakesOldestFirstWithinItsBounds) {
+  EventBus bus;
+  auto sub = bus.Subscribe(WatchFilter{}, 100, nullptr);
+  for (int i = 0; i < 5; ++i) {
+    v1::WatchResponse ev;
+    ev.set_type(v1::PROOF_EVENT_TYPE_TRACKED);
+    ev.mutable_proof()->set_digest(testing::DigestBytes(i));
+    bus.Publish(ev);
+  }
+  std::vector<EventPtr> out;
+  EXPECT_TRUE(sub->PopSome(2, 1 << 20, &out));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(sub->PopSome(10, 1, &out));  // a byte bound below one event still takes one
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_FALSE(sub->PopSome(10, 1 << 20, &out));
+  ASSERT_EQ(out.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(out[i]->proof().digest(), testing::DigestBytes(i)) << i;
+  EXPECT_FALSE(sub->PopSome(10, 1 << 20, &out));
+  EXPECT_EQ(out.size(), 5u);
+}
+
 TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {
   std::vector<TrackInput> batch;
   for (int i = 0; i < 250; ++i) batch.push_back(Pending(Digest(i), absl::StrCat("id-", i)));

@@ -1,0 +1,78 @@
+// The state of one `anchorctl archive` run: the furthest known state of each distinct digest, the
+// counters of the progress line, and the files that could not be hashed.
+//
+// Results come from two sources that are not ordered with each other: the hasher's results (which
+// introduce each digest of the run) and the poller's events (which raise a digest's state). The
+// Watch is opened before hashing starts, so an event may arrive before the hash result of its
+// digest; such early states are kept and applied when the result comes (until EndHashing(), after
+// which a digest without a result is not part of the run).
+#pragma once
+
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "anchord/v1/hasher.pb.h"
+#include "services/anchorctl/format.h"
+
+namespace anchord::anchorctl {
+
+struct Problem {
+  std::string path, reason, message;
+};
+
+// Thread-safe.
+class ArchiveState {
+ public:
+  // `target`: the --wait state (a digest is done at it, or FAILED). With several providers
+  // (redundancy), a digest counts as far as its LEAST advanced requested provider: "--wait
+  // confirmed" then means confirmed with every one of them.
+  explicit ArchiveState(int target, std::vector<std::string> providers = {})
+      : target_(target), providers_(std::move(providers)) {}
+
+  void OnHashResult(const anchord::v1::HashTreeResponse& r) ABSL_LOCKS_EXCLUDED(mu_);
+  // Raises a digest's state (states only move forward) from one provider's proof. A digest with
+  // no hash result yet is remembered until its result comes or EndHashing() is called.
+  void Raise(const std::string& digest, int state, const std::string& provider)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Every hash result is in: early states of digests that got none are dropped.
+  void EndHashing() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The digests not done yet. With `only_known_before`, only those the run may not see in its own
+  // job's Watch: the submitter knew them before this run (a state past QUEUED, a duplicate, an
+  // unchanged file), so their proofs may carry another job's files only.
+  std::vector<std::string> NotDone(bool only_known_before = false) ABSL_LOCKS_EXCLUDED(mu_);
+  bool AllDone() ABSL_LOCKS_EXCLUDED(mu_);
+  void SetWaiting() ABSL_LOCKS_EXCLUDED(mu_);
+  void SetPaused(const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
+  ProgressCounts Snapshot() ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<Problem> problems() ABSL_LOCKS_EXCLUDED(mu_);
+  int target() const { return target_; }
+
+ private:
+  bool Done(int s) const { return s >= target_ || s == anchord::v1::DIGEST_STATE_FAILED; }
+  void Count(int s, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RaiseLocked(const std::string& digest, int state, bool add)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Raise() for a digest of the run.
+  void RaiseKnownLocked(const std::string& digest, int state, const std::string& provider)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const int target_;
+  const std::vector<std::string> providers_;
+  absl::Mutex mu_;
+  std::unordered_map<std::string, int> states_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::map<std::string, int>> per_provider_ ABSL_GUARDED_BY(mu_);
+  // Digests -> provider -> state, for events that came before the digest's hash result.
+  std::unordered_map<std::string, std::map<std::string, int>> early_ ABSL_GUARDED_BY(mu_);
+  bool hashing_ ABSL_GUARDED_BY(mu_) = true;
+  std::unordered_set<std::string> known_before_ ABSL_GUARDED_BY(mu_);
+  ProgressCounts counts_ ABSL_GUARDED_BY(mu_);
+  std::vector<Problem> problems_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace anchord::anchorctl

@@ -40,27 +40,6 @@ absl::StatusOr<FileRow> ReadRow(const ledger::Statement& s) {
   return r;
 }
 
-// MarkQueuedBatch's updates, inside the caller's transaction.
-absl::Status MarkQueuedIn(ledger::Transaction& tx, const std::vector<QueuedMark>& marks) {
-  if (marks.empty()) return absl::OkStatus();
-  auto s = tx.Prepare(
-      "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
-      "WHERE job=? AND path=? AND digest=?");
-  if (!s.ok()) return s.status();
-  int64_t now = NowMs();
-  for (const QueuedMark& m : marks) {
-    s->Reset();
-    s->Bind(1, m.duplicate_of)
-        .Bind(2, now)
-        .Bind(3, m.job)
-        .Bind(4, m.path)
-        .BindBlob(5, m.digest.bytes());
-    absl::Status st = s->Run();
-    if (!st.ok()) return st;
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::string_view FileStateName(FileState s) {
@@ -151,13 +130,11 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
 
 absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
                                             const std::vector<HashedRecord>& records,
-                                            std::vector<std::string>* duplicates,
-                                            const std::vector<QueuedMark>& marks) {
+                                            std::vector<std::string>* duplicates) {
   if (duplicates != nullptr) duplicates->clear();
-  if (records.empty()) return MarkQueuedBatch(marks);
+  if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  if (absl::Status st = MarkQueuedIn(tx, marks); !st.ok()) return st;
   auto ins = tx.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at, read_by_hasher) "
@@ -234,11 +211,34 @@ absl::Status HasherStore::MarkQueued(absl::string_view job, absl::string_view pa
   return s->Run();
 }
 
-absl::Status HasherStore::MarkQueuedBatch(const std::vector<QueuedMark>& marks) {
-  if (marks.empty()) return absl::OkStatus();
+absl::Status HasherStore::RecordForwarded(absl::string_view job,
+                                          const std::vector<ForwardedRecord>& records) {
+  if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  if (absl::Status st = MarkQueuedIn(tx, marks); !st.ok()) return st;
+  auto ins = tx.Prepare(
+      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
+      "error_reason, error_message, updated_at, read_by_hasher) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', '', ?, 1) "
+      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+      "digest=excluded.digest, state=excluded.state, duplicate_of=excluded.duplicate_of, "
+      "error_code=0, error_reason='', error_message='', updated_at=excluded.updated_at, "
+      "read_by_hasher=1");
+  if (!ins.ok()) return ins.status();
+  int64_t now = NowMs();
+  for (const ForwardedRecord& r : records) {
+    ins->Reset();
+    ins->Bind(1, job)
+        .Bind(2, r.path)
+        .Bind(3, r.size_bytes)
+        .Bind(4, r.mtime_ns)
+        .BindBlob(5, r.digest.bytes())
+        .Bind(6, FileStateName(r.queued ? FileState::kQueued : FileState::kHashed))
+        .Bind(7, r.duplicate_of)
+        .Bind(8, now);
+    absl::Status st = ins->Run();
+    if (!st.ok()) return st;
+  }
   return tx.Commit();
 }
 

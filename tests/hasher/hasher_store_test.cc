@@ -1,0 +1,138 @@
+// HasherStore's write of forwarded files (RecordForwarded) and the GroupWriter that batches those
+// writes, over a real SQLite file.
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "services/hasher/group_writer.h"
+#include "services/hasher/hasher_store.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
+
+namespace anchord::hasher {
+namespace {
+
+Digest D(char c) { return *Digest::FromBytes(std::string(32, c)); }
+
+// An accepted file becomes QUEUED with the acknowledgement's duplicate_of, a refused one HASHED;
+// both count as read by the hasher (so a later run may skip them when unchanged), and the write
+// replaces whatever the path had: an uploaded row, an ERROR row, an older digest.
+TEST(HasherStoreTest, RecordForwardedWritesTheAnsweredStateOnceOverAnyEarlierRow) {
+  testing::TempDir dir("hasher_store");
+  auto store = HasherStore::Open(dir.File("hasher.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  HasherStore& s = **store;
+  ASSERT_TRUE(s.RecordUploaded("j", "up.txt", 5, 6, D('\x09')).ok());
+  ASSERT_TRUE(s.RecordError("j", "err.txt", 1, 2, 5, "FILE_UNREADABLE", "gone").ok());
+  ASSERT_TRUE(s.RecordForwarded("j", {ForwardedRecord{"old.txt", 3, 4, D('\x08'), true, ""}}).ok());
+
+  ASSERT_TRUE(s.RecordForwarded("j", {ForwardedRecord{"up.txt", 50, 60, D('\x01'), true, ""},
+                                      ForwardedRecord{"err.txt", 10, 20, D('\x02'), false, ""},
+                                      ForwardedRecord{"old.txt", 30, 40, D('\x03'), true, "a.txt"},
+                                      ForwardedRecord{"new.txt", 7, 8, D('\x04'), true, ""}})
+                  .ok());
+
+  struct Want {
+    std::string path;
+    int64_t size, mtime;
+    Digest digest;
+    FileState state;
+    std::string duplicate_of;
+  };
+  for (const Want& w :
+       std::vector<Want>{{"up.txt", 50, 60, D('\x01'), FileState::kQueued, ""},
+                         {"err.txt", 10, 20, D('\x02'), FileState::kHashed, ""},
+                         {"old.txt", 30, 40, D('\x03'), FileState::kQueued, "a.txt"},
+                         {"new.txt", 7, 8, D('\x04'), FileState::kQueued, ""}}) {
+    SCOPED_TRACE(w.path);
+    auto row = s.Get("j", w.path);
+    ASSERT_TRUE(row.ok() && row->has_value()) << row.status();
+    const FileRow& r = **row;
+    EXPECT_EQ(r.size_bytes, w.size);
+    EXPECT_EQ(r.mtime_ns, w.mtime);
+    ASSERT_TRUE(r.digest.has_value());
+    EXPECT_EQ(*r.digest, w.digest);
+    EXPECT_EQ(r.state, w.state);
+    EXPECT_EQ(r.duplicate_of, w.duplicate_of);
+    EXPECT_TRUE(r.read_by_hasher);
+    EXPECT_EQ(r.error_code, 0);
+    EXPECT_EQ(r.error_reason, "");
+  }
+  // The digest lookups see the new digests and no longer the replaced ones.
+  auto by_digest = s.FindByDigest(D('\x03'));
+  ASSERT_TRUE(by_digest.ok()) << by_digest.status();
+  ASSERT_EQ(by_digest->size(), 1u);
+  EXPECT_EQ((*by_digest)[0].path, "old.txt");
+  by_digest = s.FindByDigest(D('\x08'));
+  ASSERT_TRUE(by_digest.ok());
+  EXPECT_TRUE(by_digest->empty());
+  auto sum = s.Summarize("j");
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->files, 4);
+  EXPECT_EQ(sum->digests_by_state["DIGEST_STATE_QUEUED"], 3);
+  EXPECT_EQ(sum->digests_by_state["DIGEST_STATE_HASHED"], 1);
+  // Nothing to write is not an error, and writes nothing.
+  EXPECT_TRUE(s.RecordForwarded("j", {}).ok());
+}
+
+// Everything added is written exactly once and in order; what arrives while a write runs is
+// written by the next one, all of it together; Finish writes what is still queued.
+TEST(HasherGroupWriterTest, WritesEverythingQueuedTogetherAndDrainsOnFinish) {
+  absl::Mutex mu;
+  std::vector<std::vector<int>> writes;
+  absl::Notification first_write_started, release_first_write;
+  GroupWriter<int> writer([&](std::vector<int>& batch) {
+    {
+      absl::MutexLock lock(&mu);
+      writes.push_back(batch);
+    }
+    if (!first_write_started.HasBeenNotified()) {
+      first_write_started.Notify();
+      // Bounded: the test releases it right after queueing the next items.
+      release_first_write.WaitForNotificationWithTimeout(absl::Seconds(10));
+    }
+  });
+  writer.Add(0);
+  ASSERT_TRUE(first_write_started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  for (int i = 1; i <= 300; ++i) writer.Add(i);
+  release_first_write.Notify();
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return writes.size() == 2;
+      },
+      absl::Seconds(10)));
+  writer.Add(301);
+  writer.Add(302);
+  writer.Finish();
+  writer.Add(999);  // after Finish: never written
+  writer.Finish();  // idempotent
+
+  absl::MutexLock lock(&mu);
+  ASSERT_GE(writes.size(), 3u);
+  EXPECT_EQ(writes[0], std::vector<int>{0});
+  ASSERT_EQ(writes[1].size(), 300u);  // the 300 that arrived during the first write, in one
+  std::vector<int> all;
+  for (const auto& w : writes) all.insert(all.end(), w.begin(), w.end());
+  std::vector<int> expected;
+  for (int i = 0; i <= 302; ++i) expected.push_back(i);
+  EXPECT_EQ(all, expected);
+  EXPECT_EQ(writer.writes(), static_cast<int>(writes.size()));
+}
+
+// Finish on a writer that never got anything returns (no thread left waiting).
+TEST(HasherGroupWriterTest, FinishWithNothingQueuedReturns) {
+  int calls = 0;
+  {
+    GroupWriter<std::string> writer([&](std::vector<std::string>&) { ++calls; });
+    writer.Finish();
+  }
+  EXPECT_EQ(calls, 0);
+}
+
+}  // namespace
+}  // namespace anchord::hasher

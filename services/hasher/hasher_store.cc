@@ -10,6 +10,9 @@ namespace {
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
+// Page size of a new hasher.db (see HasherStore::Open).
+constexpr int kPageBytes = 1024;
+
 FileState ParseState(absl::string_view s) {
   if (s == "QUEUED") return FileState::kQueued;
   if (s == "ERROR") return FileState::kError;
@@ -61,6 +64,25 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
   if (!db.ok()) return db.status();
   {
     ledger::Session session(**db);
+    // 1 KiB pages instead of 4 KiB for a new database: each row puts its digest, a random key,
+    // into files_by_digest, so a commit dirties about one index page per row and the WAL gets a
+    // whole page for each. Smaller pages write less per row (an A/B in bench/RESULTS.md, issue 11
+    // goal 4 session 4). A database in WAL mode keeps its page size, so a new (empty) one is
+    // converted once, before the schema exists; an existing database keeps the size it has.
+    bool fresh = false;
+    {
+      auto exists = session.Prepare("SELECT 1 FROM sqlite_master WHERE name='files'");
+      if (!exists.ok()) return exists.status();
+      auto found = exists->Step();
+      if (!found.ok()) return found.status();
+      fresh = !*found;
+    }
+    if (fresh) {
+      absl::Status st =
+          session.Exec(absl::StrCat("PRAGMA journal_mode=DELETE; PRAGMA page_size=", kPageBytes,
+                                    "; VACUUM; PRAGMA journal_mode=WAL;"));
+      if (!st.ok()) return st;
+    }
     absl::Status st = session.Exec(R"sql(
     CREATE TABLE IF NOT EXISTS files (
       job TEXT NOT NULL,
@@ -84,11 +106,10 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
     st = session.AddMissingColumns("files", {{"read_by_hasher", "INTEGER NOT NULL DEFAULT 0"}});
     if (!st.ok()) return st;
     // Checkpoints (copying the WAL into the database, with an fsync of each under
-    // synchronous=NORMAL) every 4000 pages instead of SQLite's 1000: hashing small files writes
-    // many random pages of the digest index per commit, and checkpointing them four times as
-    // often cost more than the hashing. The WAL file may reach about 16 MiB on disk; memory is
-    // unaffected.
-    st = session.Exec("PRAGMA wal_autocheckpoint=4000;");
+    // synchronous=NORMAL) every 16 MiB of WAL: hashing small files writes many random pages of
+    // the digest index per commit, and a page written by several commits between two checkpoints
+    // is copied once. The WAL file may reach about 16 MiB on disk; memory is unaffected.
+    st = session.Exec(absl::StrCat("PRAGMA wal_autocheckpoint=", (16 << 20) / kPageBytes, ";"));
     if (!st.ok()) return st;
   }
   return std::unique_ptr<HasherStore>(new HasherStore(std::move(*db)));

@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "libs/ledger/sqlite_db.h"
 #include "services/hasher/group_writer.h"
 #include "services/hasher/hasher_store.h"
 #include "tests/testing/temp_dir.h"
@@ -77,6 +78,51 @@ TEST(HasherStoreTest, RecordForwardedWritesTheAnsweredStateOnceOverAnyEarlierRow
   EXPECT_EQ(sum->digests_by_state["DIGEST_STATE_HASHED"], 1);
   // Nothing to write is not an error, and writes nothing.
   EXPECT_TRUE(s.RecordForwarded("j", {}).ok());
+}
+
+int64_t PageSize(const std::string& path) {
+  auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
+  if (!db.ok()) return -1;
+  ledger::Session session(**db);
+  auto s = session.Prepare("PRAGMA page_size");
+  if (!s.ok()) return -1;
+  auto row = s->Step();
+  return row.ok() && *row ? s->ColumnInt(0) : -1;
+}
+
+// A new hasher.db gets small pages (less written per random index entry); a database that already
+// exists keeps its page size and its rows (converting it would rewrite the whole file).
+TEST(HasherStoreTest, NewDatabaseGetsSmallPagesAndAnExistingOneIsKeptAsItIs) {
+  testing::TempDir dir("hasher_pages");
+  const std::string path = dir.File("hasher.db");
+  {
+    auto store = HasherStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(
+        (*store)->RecordForwarded("j", {ForwardedRecord{"a", 1, 2, D('\x05'), true, ""}}).ok());
+  }
+  EXPECT_EQ(PageSize(path), 1024);
+  {
+    // An older database: 4 KiB pages, with its rows.
+    auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec("PRAGMA journal_mode=DELETE; PRAGMA page_size=4096; VACUUM; "
+                          "PRAGMA journal_mode=WAL;")
+                    .ok());
+  }
+  ASSERT_EQ(PageSize(path), 4096);
+  auto store = HasherStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(PageSize(path), 4096);
+  auto row = (*store)->Get("j", "a");
+  ASSERT_TRUE(row.ok() && row->has_value()) << row.status();
+  EXPECT_EQ((*row)->state, FileState::kQueued);
+  EXPECT_EQ(*(*row)->digest, D('\x05'));
+  ASSERT_TRUE(
+      (*store)->RecordForwarded("j", {ForwardedRecord{"b", 1, 2, D('\x06'), false, ""}}).ok());
+  EXPECT_EQ(PageSize(path), 4096);
 }
 
 // Everything added is written exactly once and in order; what arrives while a write runs is

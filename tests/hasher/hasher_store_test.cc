@@ -125,6 +125,72 @@ TEST(HasherStoreTest, NewDatabaseGetsSmallPagesAndAnExistingOneIsKeptAsItIs) {
   EXPECT_EQ(PageSize(path), 4096);
 }
 
+std::vector<std::string> Indexes(const std::string& path) {
+  std::vector<std::string> out;
+  auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
+  if (!db.ok()) return out;
+  ledger::Session session(**db);
+  auto s = session.Prepare(
+      "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='files' AND sql IS NOT NULL "
+      "ORDER BY name");
+  if (!s.ok()) return out;
+  for (int i = 0; i < 100; ++i) {
+    auto row = s->Step();
+    if (!row.ok() || !*row) break;
+    out.push_back(s->ColumnText(0));
+  }
+  return out;
+}
+
+// The digest index keys on 8 bytes of the digest: digests sharing those 8 bytes are still told
+// apart (lookups and the duplicate check compare the whole digest), and a database with the
+// former full-width index gets the new one in its place, its rows found as before.
+TEST(HasherStoreTest, DigestLookupsCompareTheWholeDigestAndAnOldIndexIsReplaced) {
+  testing::TempDir dir("hasher_prefix");
+  const std::string path = dir.File("hasher.db");
+  const Digest a = *Digest::FromBytes(std::string(8, '\x11') + std::string(24, '\x01'));
+  const Digest b = *Digest::FromBytes(std::string(8, '\x11') + std::string(24, '\x02'));
+  {
+    auto store = HasherStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    std::vector<std::string> dups;
+    ASSERT_TRUE((*store)
+                    ->RecordHashedBatch("j",
+                                        {HashedRecord{"a1", 1, 1, a}, HashedRecord{"b1", 1, 1, b},
+                                         HashedRecord{"a2", 1, 1, a}},
+                                        &dups)
+                    .ok());
+    EXPECT_EQ(dups, (std::vector<std::string>{"", "", "a1"}));
+    auto found = (*store)->FindByDigest(b);
+    ASSERT_TRUE(found.ok()) << found.status();
+    ASSERT_EQ(found->size(), 1u);
+    EXPECT_EQ((*found)[0].path, "b1");
+    auto first = (*store)->FirstPathWithDigest("j", b, "b1");
+    ASSERT_TRUE(first.ok());
+    EXPECT_EQ(*first, "");
+  }
+  EXPECT_EQ(Indexes(path), std::vector<std::string>{"files_by_digest_prefix"});
+  {
+    // As a hasher.db from before this index was.
+    auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec("DROP INDEX files_by_digest_prefix; "
+                          "CREATE INDEX files_by_digest ON files (digest);")
+                    .ok());
+  }
+  ASSERT_EQ(Indexes(path), std::vector<std::string>{"files_by_digest"});
+  auto store = HasherStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(Indexes(path), std::vector<std::string>{"files_by_digest_prefix"});
+  auto found = (*store)->FindByDigest(a);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 2u);
+  EXPECT_EQ((*found)[0].path, "a1");  // oldest first
+  EXPECT_EQ((*found)[1].path, "a2");
+}
+
 // Everything added is written exactly once and in order; what arrives while a write runs is
 // written by the next one, all of it together; Finish writes what is still queued.
 TEST(HasherGroupWriterTest, WritesEverythingQueuedTogetherAndDrainsOnFinish) {

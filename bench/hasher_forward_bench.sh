@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The hasher's forwarding path (hash, record in hasher.db, send to the submitter over Submit, wait
-# for its acknowledgement, mark the row QUEUED, answer the caller) next to a dry run of the same
+# The hasher's forwarding path (hash, send to the submitter over Submit, wait for its
+# acknowledgement, record the row in hasher.db, answer the caller) next to a dry run of the same
 # files through the same hasher (hash and record only), RUNS times, each run on fresh data
 # directories so that no file counts as unchanged:
 #

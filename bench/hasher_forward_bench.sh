@@ -21,7 +21,6 @@ MODE="${MODE:-merkle}"
 DATA="${BENCH_DIR:-/tmp/anchord-bench}/forward"
 # The bench client may come from another build than the services (to measure an older hasher).
 BENCH_BIN="$(cd "${BENCH_BIN:-$BUILD/bench}" && pwd)"
-HASHER_BIN="${HASHER_BIN:-$BUILD/services/hasher/anchord-hasher}"
 WORK="$(mktemp -d /tmp/anchord-forward-bench.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -31,6 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p bench/results "$DATA"
+HASHER_BIN="${HASHER_BIN:-$BUILD/services/hasher/anchord-hasher}"
 
 if [ "$(find "$DATA/tree" -type f 2>/dev/null | wc -l)" -ne "$FILES" ]; then
   rm -rf "$DATA/tree"

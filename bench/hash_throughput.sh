@@ -9,6 +9,8 @@
 # RUNS rounds (default 5) with openssl and the hasher back to back in each; the table has one row
 # per round and the medians of the ratios (the machine is shared, so single runs are noisy).
 #
+# HASHER_BIN (default: the build's) runs another hasher binary with the same client (paired A/B).
+#
 # Every tool reads the same files from a warm page cache, so the figures compare hashing and I/O
 # paths, not the disk. Data lives under $BENCH_DIR (default /tmp/anchord-bench) and is reused.
 set -euo pipefail
@@ -62,7 +64,7 @@ trap '[ -n "$HPID" ] && kill $HPID 2>/dev/null; rm -rf "$RUN"' EXIT
 start_hasher() {
   if [ -n "$HPID" ]; then kill "$HPID"; wait "$HPID" 2>/dev/null || true; fi
   rm -rf "$RUN/data"; mkdir -p "$RUN/data"; rm -f "$RUN/port"
-  "$BUILD/services/hasher/anchord-hasher" --root "$DATA" --listen 127.0.0.1:0 --port-file "$RUN/port" \
+  "${HASHER_BIN:-$BUILD/services/hasher/anchord-hasher}" --root "$DATA" --listen 127.0.0.1:0 --port-file "$RUN/port" \
     --data-dir "$RUN/data" --workers 2 --log-level warning &
   HPID=$!
   for _ in $(seq 1 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done

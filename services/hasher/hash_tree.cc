@@ -1,6 +1,7 @@
 // HashTree: walks a directory under the root on the call's coordinator thread, hashes the files in
-// batches on the hash pool, forwards each digest to the submitter and writes a file's result once
-// the submitter acknowledged it (or at once for a dry run, an unchanged file or an error).
+// batches on the hash pool, forwards each digest to the submitter, and records a forwarded file
+// and reports its result once the submitter acknowledged it (a dry run records a batch before
+// reporting it; an unchanged file or an error is reported at once).
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "libs/rpc/outbox.h"
 #include "libs/rpc/status.h"
 #include "services/hasher/call_common.h"
+#include "services/hasher/group_writer.h"
 #include "services/hasher/hasher_service.h"
 
 namespace anchord::hasher {
@@ -32,40 +34,18 @@ using Shared = HasherServiceImpl::Shared;
 // the next large file goes to the other worker.
 constexpr int64_t kBatchBytes = 4 << 20;
 constexpr int64_t kLargeFileBytes = 1 << 20;
-// Marks written by the thread reading acks once this many wait (normally the hashing batches
-// take them first, see HashTreeBatch; this bounds them once hashing is done).
-constexpr size_t kMarkBatch = 512;
-
-// Acknowledged files whose QUEUED mark is not yet written. Written in batches: with the next
-// hashing batch's transaction, or once kMarkBatch wait, and always before the call finishes, so a
-// later call or ListFiles sees them. A mark lost to a crash only means the file is sent again next
-// time (the submitter is idempotent on the digest).
-class PendingMarks {
- public:
-  void Add(QueuedMark mark) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    marks_.push_back(std::move(mark));
-  }
-  // The marks to write now: all of them, or (with `only_if_full`) none until kMarkBatch wait.
-  std::vector<QueuedMark> Take(bool only_if_full) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    std::vector<QueuedMark> marks;
-    if (only_if_full && marks_.size() < kMarkBatch) return marks;
-    marks.swap(marks_);
-    return marks;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<QueuedMark> marks_ ABSL_GUARDED_BY(mu_);
-};
-
 struct TreeCall {
   // A file sent to the submitter and not yet acknowledged.
   struct Item {
     std::string path;
     Digest digest;
     int64_t size_bytes;
+    int64_t mtime_ns;
+  };
+  // A file the submitter answered for, waiting for the recorder.
+  struct Acked {
+    Item item;
+    v1::SubmitResponse ack;
   };
 
   TreeCall(Shared* s, const v1::HashTreeRequest& r, std::string dir_in)
@@ -89,23 +69,17 @@ struct TreeCall {
   std::atomic<bool> cancelled{false};
   std::atomic<int64_t> files_total{0};
   std::atomic<bool> walk_complete{false};
-  std::unique_ptr<SubmitSession> session;  // null for a dry run; set before any thread starts
   rpc::AckTable<Item> sent{"f"};
-  PendingMarks marks;
+  // Set before any thread starts; the writers are declared after what their threads touch, so
+  // they are joined before those are destroyed. A dry run records hashed files (dry_recorder),
+  // a forwarding call the files the submitter answered for (recorder, with the session).
+  std::unique_ptr<GroupWriter<HashedRecord>> dry_recorder;
+  std::unique_ptr<GroupWriter<Acked>> recorder;
+  std::unique_ptr<SubmitSession> session;
 };
 
-void FlushMarks(TreeCall* c, bool only_if_full) {
-  std::vector<QueuedMark> marks = c->marks.Take(only_if_full);
-  if (marks.empty()) return;
-  absl::Status st = c->shared->store->MarkQueuedBatch(marks);
-  if (!st.ok()) {
-    // The submitter has them; only our bookkeeping failed. The next run re-sends (idempotent).
-    ANCHORD_LOG(Error) << "store: " << st;
-  }
-}
-
-void TreeError(const std::shared_ptr<TreeCall>& c, const std::string& path, int64_t size,
-               int64_t mtime_ns, const absl::Status& st) {
+void TreeError(TreeCall* c, const std::string& path, int64_t size, int64_t mtime_ns,
+               const absl::Status& st) {
   Shared* s = c->shared;
   v1::ItemStatus item = ItemStatusOf(st, "FILE_UNREADABLE");
   absl::Status rec = s->store->RecordError(c->job, path, size, mtime_ns, item.code(), item.reason(),
@@ -121,19 +95,39 @@ void TreeError(const std::shared_ptr<TreeCall>& c, const std::string& path, int6
   c->out.Push(std::move(r));
 }
 
+// On the session's reader thread: hands the answered file to the recorder, which does the store
+// work (the reader goes straight back to reading acknowledgements).
 void OnTreeAck(TreeCall* c, const v1::SubmitResponse& ack) {
   std::optional<TreeCall::Item> item = c->sent.Take(ack.request_id());
   if (!item) return;
-  v1::HashTreeResponse r;
-  r.set_path(item->path);
-  r.set_digest(item->digest.raw());
-  r.set_size_bytes(item->size_bytes);
-  if (ack.status().code() == 0) {
-    c->marks.Add(QueuedMark{c->job, item->path, item->digest, ack.duplicate_of()});
-    FlushMarks(c, /*only_if_full=*/true);
+  c->recorder->Add(TreeCall::Acked{std::move(*item), ack});
+}
+
+// The recorder's write: every file answered since the last write, in one transaction, then their
+// results. The row is written once, with what the acknowledgement says (QUEUED, or HASHED when the
+// submitter refused the file), instead of HASHED before sending and QUEUED after.
+void RecordAcked(TreeCall* c, std::vector<TreeCall::Acked>& acked) {
+  std::vector<ForwardedRecord> rows;
+  rows.reserve(acked.size());
+  for (const TreeCall::Acked& a : acked) {
+    rows.push_back(ForwardedRecord{a.item.path, a.item.size_bytes, a.item.mtime_ns, a.item.digest,
+                                   a.ack.status().code() == 0, a.ack.duplicate_of()});
   }
-  internal::SetAckOutcome(ack, &r);
-  c->out.Push(std::move(r));
+  absl::Status st = c->shared->store->RecordForwarded(c->job, rows);
+  if (!st.ok()) {
+    // The submitter holds these files durably (it acknowledges after its commit), which is what
+    // the results report; only the hasher's cache of them failed: the next run reads and sends
+    // them again (the submitter is idempotent on the digest).
+    ANCHORD_LOG(Error) << "store: " << st;
+  }
+  for (TreeCall::Acked& a : acked) {
+    v1::HashTreeResponse r;
+    r.set_path(std::move(a.item.path));
+    r.set_digest(a.item.digest.raw());
+    r.set_size_bytes(a.item.size_bytes);
+    internal::SetAckOutcome(a.ack, &r);
+    c->out.Push(std::move(r));
+  }
 }
 
 // Hashes one file; on success appends it to `hashed` (recorded and forwarded by the caller once
@@ -158,7 +152,7 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
                                  digest::ReasonOf(d.status()) == digest::kFileChangedWhileHashing
                                      ? "changed while it was hashed"
                                      : d.status().message()));
-    TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns,
+    TreeError(c.get(), e.rel_path, e.size_bytes, e.mtime_ns,
               digest::WithReason(st, digest::ReasonOf(d.status())));
     return;
   }
@@ -168,7 +162,7 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
 // The Submit request forwarding one recorded file (its result is pushed when the ack arrives).
 v1::SubmitRequest ForwardRequest(const std::shared_ptr<TreeCall>& c, const HashedRecord& h) {
   v1::SubmitRequest req;
-  req.set_request_id(c->sent.Add(TreeCall::Item{h.path, h.digest, h.size_bytes}));
+  req.set_request_id(c->sent.Add(TreeCall::Item{h.path, h.digest, h.size_bytes, h.mtime_ns}));
   req.set_digest(h.digest.raw());
   v1::FileMetadata* md = req.mutable_metadata();
   md->set_filename(internal::Basename(h.path));
@@ -210,8 +204,9 @@ std::optional<v1::HashTreeResponse> UnchangedResult(const digest::WalkEntry& e,
 //
 // Why batches: with one task per file, small files spent most of their time in hand-offs (a pool
 // wake-up, a store lookup, a commit and a duplicate query per file, each taking the store lock).
-// A batch costs one wake-up, one lookup pass and one transaction for all its files. The order
-// per file is unchanged: the HASHED row is committed before the digest is forwarded.
+// A batch costs one wake-up, one lookup pass and (dry run) one transaction for all its files.
+// Forwarded files are not written here: their row is written once, when the submitter answered
+// (RecordAcked).
 void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkEntry>& batch) {
   Shared* s = c->shared;
   if (c->cancelled) {
@@ -239,16 +234,25 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     HashTreeFile(c, e, &hashed);
   }
   if (hashed.empty()) return;
-  const bool dry_run = c->request.dry_run();
-  std::vector<std::string> dups;
-  // The QUEUED marks of files acknowledged since the last batch ride in this batch's transaction:
-  // one commit for both instead of a second transaction on the thread reading the acks.
-  std::vector<QueuedMark> marks = c->marks.Take(/*only_if_full=*/false);
-  absl::Status st = s->store->RecordHashedBatch(c->job, hashed, dry_run ? &dups : nullptr, marks);
-  if (!st.ok() && !marks.empty()) {
-    // Only our bookkeeping of acknowledged files failed with them; they are sent again next time.
-    ANCHORD_LOG(Error) << "store: " << st;
+  if (!c->request.dry_run()) {
+    s->metrics->files_hashed.Increment(static_cast<double>(hashed.size()));
+    std::vector<v1::SubmitRequest> requests;
+    requests.reserve(hashed.size());
+    for (const HashedRecord& h : hashed) requests.push_back(ForwardRequest(c, h));
+    c->session->Send(std::move(requests));
+    return;
   }
+  // Recorded (and reported) by the call's writer, together with whatever other batches finished
+  // meanwhile: this worker goes on hashing instead of waiting for the commit.
+  c->dry_recorder->AddAll(std::move(hashed));
+}
+
+// The dry run's write: every file hashed since the last write, in one transaction, then their
+// results (a result with a digest is reported only once its row is committed).
+void RecordDry(TreeCall* c, std::vector<HashedRecord>& hashed) {
+  Shared* s = c->shared;
+  std::vector<std::string> dups;
+  absl::Status st = s->store->RecordHashedBatch(c->job, hashed, &dups);
   if (!st.ok()) {
     for (const HashedRecord& h : hashed) {
       TreeError(c, h.path, h.size_bytes, h.mtime_ns,
@@ -258,13 +262,6 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     return;
   }
   s->metrics->files_hashed.Increment(static_cast<double>(hashed.size()));
-  if (!dry_run) {
-    std::vector<v1::SubmitRequest> requests;
-    requests.reserve(hashed.size());
-    for (const HashedRecord& h : hashed) requests.push_back(ForwardRequest(c, h));
-    c->session->Send(std::move(requests));
-    return;
-  }
   for (size_t i = 0; i < hashed.size(); ++i) {
     HashedRecord& h = hashed[i];
     v1::HashTreeResponse r;
@@ -320,7 +317,7 @@ void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
       }
       ++c->files_total;
       if (!e.status.ok()) {
-        TreeError(c, e.rel_path, e.size_bytes, e.mtime_ns, e.status);
+        TreeError(c.get(), e.rel_path, e.size_bytes, e.mtime_ns, e.status);
         continue;
       }
       admitted.push_back(std::move(e));
@@ -364,7 +361,10 @@ void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
     if (!completed) c->session->Cancel();
     c->session->Stop();
   }
-  FlushMarks(c.get(), /*only_if_full=*/false);  // no ack arrives after Stop()
+  // No ack arrives after Stop(); what was answered is recorded (and, unless cancelled, was
+  // already reported: WaitFinished waits for every result) before the call completes.
+  if (c->recorder) c->recorder->Finish();
+  if (c->dry_recorder) c->dry_recorder->Finish();
   reactor->Complete(rpc::ToGrpcStatus(final_status));
 }
 
@@ -390,8 +390,13 @@ grpc::ServerWriteReactor<v1::HashTreeResponse>* HasherServiceImpl::HashTree(
   if (!s->calls.Reserve()) return new ErrorReactor(internal::TooManyCalls(kMaxActiveCalls));
 
   auto call = std::make_shared<TreeCall>(s, *request, *dir);
-  if (!request->dry_run()) {
-    TreeCall* raw = call.get();
+  TreeCall* raw = call.get();
+  if (request->dry_run()) {
+    call->dry_recorder = std::make_unique<GroupWriter<HashedRecord>>(
+        [raw](std::vector<HashedRecord>& hashed) { RecordDry(raw, hashed); });
+  } else {
+    call->recorder = std::make_unique<GroupWriter<TreeCall::Acked>>(
+        [raw](std::vector<TreeCall::Acked>& acked) { RecordAcked(raw, acked); });
     call->session = std::make_unique<SubmitSession>(
         s->options.submitter, s->options.submit, s->metrics,
         [raw](const v1::SubmitResponse& ack) { OnTreeAck(raw, ack); });

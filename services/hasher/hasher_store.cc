@@ -10,6 +10,16 @@ namespace {
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
+// FirstPathWithDigest (bound: job, digest, excluded path). INDEXED BY: without statistics the
+// planner could as well pick the primary key for job=?, a scan of the whole job per query.
+constexpr const char* kFirstPathWithDigest =
+    "SELECT path FROM files INDEXED BY files_by_digest_prefix "
+    "WHERE substr(digest, 1, 8) = substr(?2, 1, 8) AND digest = ?2 AND job = ?1 AND path <> ?3 "
+    "ORDER BY rowid LIMIT 1";
+
+// Page size of a new hasher.db (see HasherStore::Open).
+constexpr int kPageBytes = 1024;
+
 FileState ParseState(absl::string_view s) {
   if (s == "QUEUED") return FileState::kQueued;
   if (s == "ERROR") return FileState::kError;
@@ -40,27 +50,6 @@ absl::StatusOr<FileRow> ReadRow(const ledger::Statement& s) {
   return r;
 }
 
-// MarkQueuedBatch's updates, inside the caller's transaction.
-absl::Status MarkQueuedIn(ledger::Transaction& tx, const std::vector<QueuedMark>& marks) {
-  if (marks.empty()) return absl::OkStatus();
-  auto s = tx.Prepare(
-      "UPDATE files SET state='QUEUED', duplicate_of=?, updated_at=? "
-      "WHERE job=? AND path=? AND digest=?");
-  if (!s.ok()) return s.status();
-  int64_t now = NowMs();
-  for (const QueuedMark& m : marks) {
-    s->Reset();
-    s->Bind(1, m.duplicate_of)
-        .Bind(2, now)
-        .Bind(3, m.job)
-        .Bind(4, m.path)
-        .BindBlob(5, m.digest.bytes());
-    absl::Status st = s->Run();
-    if (!st.ok()) return st;
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::string_view FileStateName(FileState s) {
@@ -82,6 +71,25 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
   if (!db.ok()) return db.status();
   {
     ledger::Session session(**db);
+    // 1 KiB pages instead of 4 KiB for a new database: each row puts its digest, a random key,
+    // into files_by_digest, so a commit dirties about one index page per row and the WAL gets a
+    // whole page for each. Smaller pages write less per row (an A/B in bench/RESULTS.md, issue 11
+    // goal 4 session 4). A database in WAL mode keeps its page size, so a new (empty) one is
+    // converted once, before the schema exists; an existing database keeps the size it has.
+    bool fresh = false;
+    {
+      auto exists = session.Prepare("SELECT 1 FROM sqlite_master WHERE name='files'");
+      if (!exists.ok()) return exists.status();
+      auto found = exists->Step();
+      if (!found.ok()) return found.status();
+      fresh = !*found;
+    }
+    if (fresh) {
+      absl::Status st =
+          session.Exec(absl::StrCat("PRAGMA journal_mode=DELETE; PRAGMA page_size=", kPageBytes,
+                                    "; VACUUM; PRAGMA journal_mode=WAL;"));
+      if (!st.ok()) return st;
+    }
     absl::Status st = session.Exec(R"sql(
     CREATE TABLE IF NOT EXISTS files (
       job TEXT NOT NULL,
@@ -97,7 +105,17 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
       updated_at INTEGER NOT NULL,
       PRIMARY KEY (job, path)
     );
-    CREATE INDEX IF NOT EXISTS files_by_digest ON files (digest);
+  )sql");
+    if (!st.ok()) return st;
+    // The digest index keys on the digest's first 8 bytes, not all 32: a row's entry is about a
+    // third of the size, so the index has a third of the pages and a commit of random keys dirties
+    // fewer of them (leaves and the interior pages above them). The queries compare the whole
+    // digest after the index lookup, so rows sharing a prefix (chance, or files made to collide on
+    // 64 bits) cost a few more comparisons, never a wrong answer. A database from before drops the
+    // full-width index once (and builds this one).
+    st = session.Exec(R"sql(
+    DROP INDEX IF EXISTS files_by_digest;
+    CREATE INDEX IF NOT EXISTS files_by_digest_prefix ON files (substr(digest, 1, 8));
   )sql");
     if (!st.ok()) return st;
     // Rows written before the column existed count as not read by the hasher: such a file is read
@@ -105,11 +123,10 @@ absl::StatusOr<std::unique_ptr<HasherStore>> HasherStore::Open(const std::string
     st = session.AddMissingColumns("files", {{"read_by_hasher", "INTEGER NOT NULL DEFAULT 0"}});
     if (!st.ok()) return st;
     // Checkpoints (copying the WAL into the database, with an fsync of each under
-    // synchronous=NORMAL) every 4000 pages instead of SQLite's 1000: hashing small files writes
-    // many random pages of the digest index per commit, and checkpointing them four times as
-    // often cost more than the hashing. The WAL file may reach about 16 MiB on disk; memory is
-    // unaffected.
-    st = session.Exec("PRAGMA wal_autocheckpoint=4000;");
+    // synchronous=NORMAL) every 16 MiB of WAL: hashing small files writes many random pages of
+    // the digest index per commit, and a page written by several commits between two checkpoints
+    // is copied once. The WAL file may reach about 16 MiB on disk; memory is unaffected.
+    st = session.Exec(absl::StrCat("PRAGMA wal_autocheckpoint=", (16 << 20) / kPageBytes, ";"));
     if (!st.ok()) return st;
   }
   return std::unique_ptr<HasherStore>(new HasherStore(std::move(*db)));
@@ -151,13 +168,11 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
 
 absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
                                             const std::vector<HashedRecord>& records,
-                                            std::vector<std::string>* duplicates,
-                                            const std::vector<QueuedMark>& marks) {
+                                            std::vector<std::string>* duplicates) {
   if (duplicates != nullptr) duplicates->clear();
-  if (records.empty()) return MarkQueuedBatch(marks);
+  if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  if (absl::Status st = MarkQueuedIn(tx, marks); !st.ok()) return st;
   auto ins = tx.Prepare(
       "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
       "error_reason, error_message, updated_at, read_by_hasher) "
@@ -168,8 +183,7 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   if (!ins.ok()) return ins.status();
   std::optional<ledger::Statement> dup;
   if (duplicates != nullptr) {
-    auto d = tx.Prepare(
-        "SELECT path FROM files WHERE job=? AND digest=? AND path<>? ORDER BY rowid LIMIT 1");
+    auto d = tx.Prepare(kFirstPathWithDigest);
     if (!d.ok()) return d.status();
     dup.emplace(std::move(*d));
   }
@@ -234,11 +248,34 @@ absl::Status HasherStore::MarkQueued(absl::string_view job, absl::string_view pa
   return s->Run();
 }
 
-absl::Status HasherStore::MarkQueuedBatch(const std::vector<QueuedMark>& marks) {
-  if (marks.empty()) return absl::OkStatus();
+absl::Status HasherStore::RecordForwarded(absl::string_view job,
+                                          const std::vector<ForwardedRecord>& records) {
+  if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  if (absl::Status st = MarkQueuedIn(tx, marks); !st.ok()) return st;
+  auto ins = tx.Prepare(
+      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
+      "error_reason, error_message, updated_at, read_by_hasher) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', '', ?, 1) "
+      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+      "digest=excluded.digest, state=excluded.state, duplicate_of=excluded.duplicate_of, "
+      "error_code=0, error_reason='', error_message='', updated_at=excluded.updated_at, "
+      "read_by_hasher=1");
+  if (!ins.ok()) return ins.status();
+  int64_t now = NowMs();
+  for (const ForwardedRecord& r : records) {
+    ins->Reset();
+    ins->Bind(1, job)
+        .Bind(2, r.path)
+        .Bind(3, r.size_bytes)
+        .Bind(4, r.mtime_ns)
+        .BindBlob(5, r.digest.bytes())
+        .Bind(6, FileStateName(r.queued ? FileState::kQueued : FileState::kHashed))
+        .Bind(7, r.duplicate_of)
+        .Bind(8, now);
+    absl::Status st = ins->Run();
+    if (!st.ok()) return st;
+  }
   return tx.Commit();
 }
 
@@ -280,8 +317,9 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job
 
 absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(const Digest& digest, int limit) {
   ledger::Session session(*db_);
-  auto s = session.Prepare(
-      absl::StrCat("SELECT ", kColumns, " FROM files WHERE digest=? ORDER BY rowid LIMIT ?"));
+  auto s = session.Prepare(absl::StrCat(
+      "SELECT ", kColumns, " FROM files INDEXED BY files_by_digest_prefix ",
+      "WHERE substr(digest, 1, 8) = substr(?1, 1, 8) AND digest = ?1 ", "ORDER BY rowid LIMIT ?2"));
   if (!s.ok()) return s.status();
   s->BindBlob(1, digest.bytes()).Bind(2, int64_t{limit});
   std::vector<FileRow> out;
@@ -299,8 +337,7 @@ absl::StatusOr<std::string> HasherStore::FirstPathWithDigest(absl::string_view j
                                                              const Digest& digest,
                                                              absl::string_view exclude_path) {
   ledger::Session session(*db_);
-  auto s = session.Prepare(
-      "SELECT path FROM files WHERE job=? AND digest=? AND path<>? ORDER BY rowid LIMIT 1");
+  auto s = session.Prepare(kFirstPathWithDigest);
   if (!s.ok()) return s.status();
   s->Bind(1, job).BindBlob(2, digest.bytes()).Bind(3, exclude_path);
   auto row = s->Step();

@@ -56,12 +56,14 @@ struct HashedRecord {
   Digest digest;
 };
 
-// One acknowledged file, for MarkQueuedBatch.
-struct QueuedMark {
-  std::string job;
+// One file the hasher read, forwarded and had answered by the submitter, for RecordForwarded.
+struct ForwardedRecord {
   std::string path;
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
   Digest digest;
-  std::string duplicate_of;
+  bool queued = false;       // the submitter accepted it (QUEUED), else it refused it (HASHED)
+  std::string duplicate_of;  // from the submitter's acknowledgement
 };
 
 class HasherStore {
@@ -79,19 +81,22 @@ class HasherStore {
   // instead of one per file: the per-file commit dominated hashing small files). All or nothing.
   // When `duplicates` is non-null it receives, per record and in order, FirstPathWithDigest as it
   // was right after that record was written (the same answer as writing the records one by one and
-  // calling FirstPathWithDigest after each). `marks` (MarkQueuedBatch) are written first, in the
-  // same transaction.
+  // calling FirstPathWithDigest after each).
   absl::Status RecordHashedBatch(absl::string_view job, const std::vector<HashedRecord>& records,
-                                 std::vector<std::string>* duplicates,
-                                 const std::vector<QueuedMark>& marks = {});
+                                 std::vector<std::string>* duplicates);
+  // Upserts the rows of files the hasher read itself (read_by_hasher true) once the submitter
+  // answered for them: QUEUED with the acknowledgement's duplicate_of, or HASHED when it refused
+  // the file. One transaction, all or nothing. This is the only write of a forwarded file's row
+  // (it is not recorded before it is sent: a file in flight keeps whatever row it had, and a crash
+  // before this commit only means the file is read and sent again next time; the submitter is
+  // idempotent on the digest).
+  absl::Status RecordForwarded(absl::string_view job, const std::vector<ForwardedRecord>& records);
   // Get for several paths of `job` under one lock and one prepared statement; one entry per path.
   absl::StatusOr<std::vector<std::optional<FileRow>>> GetMany(
       absl::string_view job, const std::vector<std::string>& paths);
   // Moves the row to QUEUED when it still carries `digest` (a newer hash of the file wins).
   absl::Status MarkQueued(absl::string_view job, absl::string_view path, const Digest& digest,
                           absl::string_view duplicate_of);
-  // MarkQueued for several rows in one transaction. All or nothing.
-  absl::Status MarkQueuedBatch(const std::vector<QueuedMark>& marks);
   // Upserts the row as ERROR.
   absl::Status RecordError(absl::string_view job, absl::string_view path, int64_t size_bytes,
                            int64_t mtime_ns, int code, absl::string_view reason,

@@ -660,6 +660,71 @@ TEST_F(HasherServiceTest, CallerCancellationEndsTheCall) {
   EXPECT_EQ(fake_.received().size(), 2u);
 }
 
+// A forwarded file's row is written once, when the submitter has answered for it. While it is in
+// flight the store keeps what it had (here the QUEUED row of the file's previous content); if the
+// hasher goes away before the answer (the call cancelled, the service stopped), the next run finds
+// that older row, reads the file again and sends it again, and only then records the new digest.
+TEST_F(HasherServiceTest, FileInFlightKeepsItsOldRowUntilAnsweredAndIsSentAgainAfterARestart) {
+  StartFake();
+  auto files = MakeFiles(12);
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/4);
+  v1::HashTreeRequest req;
+  req.set_job("inflight");
+  ASSERT_TRUE(RunTree(req).status.ok());
+  const std::string changed = "f/0/7.txt";
+  auto before = store_->Get("inflight", changed);
+  ASSERT_TRUE(before.ok() && before->has_value()) << before.status();
+  ASSERT_EQ((*before)->state, FileState::kQueued);
+  ASSERT_EQ((*before)->digest->raw(), Sha(files[changed]));
+  const std::string content = "changed content, another length";
+  WriteFile(root_ + "/" + changed, content);
+  StopHasher();
+
+  fake_.never_ack = true;
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/4);
+  const size_t sent_before = fake_.received().size();
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto reader = stub_->HashTree(&ctx, req);
+    ASSERT_TRUE(testing::WaitUntil([&] { return fake_.received().size() > sent_before; },
+                                   absl::Seconds(10)));
+    EXPECT_EQ(fake_.received().back().digest(), Sha(content));
+    // Sent, not answered: the row still describes the previous content.
+    auto in_flight = store_->Get("inflight", changed);
+    ASSERT_TRUE(in_flight.ok() && in_flight->has_value()) << in_flight.status();
+    EXPECT_EQ((*in_flight)->digest->raw(), Sha(files[changed]));
+    EXPECT_EQ((*in_flight)->size_bytes, static_cast<int64_t>(files[changed].size()));
+    ctx.TryCancel();
+    v1::HashTreeResponse r;
+    for (int i = 0; i < 1000 && reader->Read(&r); ++i) {
+      EXPECT_NE(r.path(), changed);  // no result for a file never answered
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  StopHasher();
+  ASSERT_EQ(fake_.received().size(), sent_before + 1);
+
+  fake_.never_ack = false;
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/4);
+  TreeRun run = RunTree(req);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.all.size(), files.size());
+  for (const auto& r : run.all) {
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << r.path();
+    EXPECT_EQ(r.unchanged(), r.path() != changed) << r.path();
+  }
+  EXPECT_EQ(run.by_path[changed].digest(), Sha(content));
+  ASSERT_EQ(fake_.received().size(), sent_before + 2);  // sent again, and nothing else
+  EXPECT_EQ(fake_.received().back().digest(), Sha(content));
+  auto after = store_->Get("inflight", changed);
+  ASSERT_TRUE(after.ok() && after->has_value()) << after.status();
+  EXPECT_EQ((*after)->state, FileState::kQueued);
+  EXPECT_EQ((*after)->digest->raw(), Sha(content));
+  EXPECT_EQ((*after)->size_bytes, static_cast<int64_t>(content.size()));
+  EXPECT_TRUE((*after)->read_by_hasher);
+}
+
 TEST_F(HasherServiceTest, HashFilesDryRunForwardAndPerFileErrors) {
   StartFake();
   StartHasher(/*with_submitter=*/true);

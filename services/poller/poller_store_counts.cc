@@ -121,6 +121,12 @@ absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderSt
 // statement journal (to undo the trigger's writes if the statement fails), and SQLite keeps
 // statement journals in temporary files by default: measured, that halved the rate of storing
 // hand-offs. In memory the journal holds only the pages one statement touches.
+// wal_autocheckpoint=32768 (128 MiB of WAL, against 32 MiB for every store in libs/ledger): a
+// Merkle batch's hand-off rewrites most pages of the random-key indexes (the digests') in each of
+// its commits, and a checkpoint copies each page it finds into the database file once however
+// many commits wrote it, so fewer checkpoints write less: measured with bench/track_bench.sh at
+// 100,000 leaves, 4.96 -> 4.25 KiB written per leaf. Durability is unchanged (a commit is
+// durable in the WAL); the WAL file grows to that size on disk before it is reused.
 absl::Status ApplySqlitePollerTuning(ledger::Session& session,
                                      const SqlitePollerStoreOptions& options) {
   if (options.mmap_bytes < 0) {
@@ -130,7 +136,8 @@ absl::Status ApplySqlitePollerTuning(ledger::Session& session,
     return absl::InvalidArgumentError("sqlite cache_kib: must be more than 0");
   }
   return session.Exec(absl::StrCat("PRAGMA mmap_size=", options.mmap_bytes, "; PRAGMA cache_size=-",
-                                   options.cache_kib, "; PRAGMA temp_store=MEMORY;"));
+                                   options.cache_kib,
+                                   "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=32768;"));
 }
 
 }  // namespace anchord::poller

@@ -34,8 +34,6 @@ CREATE TABLE IF NOT EXISTS proofs (
   updated_at INTEGER NOT NULL DEFAULT 0,
   UNIQUE (digest, provider)
 );
-CREATE INDEX IF NOT EXISTS proofs_by_provider_state
-  ON proofs (provider, state, last_checked_at, seq);
 CREATE TABLE IF NOT EXISTS files (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   digest BLOB NOT NULL,
@@ -46,7 +44,6 @@ CREATE TABLE IF NOT EXISTS files (
   mime_type TEXT NOT NULL,
   UNIQUE (digest, job, source_path)
 );
-CREATE INDEX IF NOT EXISTS files_by_job ON files (job, digest);
 )sql";
 
 // Columns added after the first release: created on old databases at open.
@@ -69,8 +66,20 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   // "Large backlogs"): the walk's scan of non-leaf proofs by seq, the stall check by age (and
   // the gauges' counts from the index alone), and the pending leaves' roots (the literal 4 is
   // DIGEST_STATE_PENDING: a partial index condition cannot take a bound parameter).
+  //
+  // Every index entry is written by every hand-off, and a batch hands off thousands of leaves
+  // (bench/RESULTS.md, "the poller's Track path"), so an index holds leaves only where a query
+  // that reads leaves needs it. The check order (PendingToCheck, ConfirmedWithoutOts: never
+  // leaves) is partial; it replaces proofs_by_provider_state, which held every proof. The files'
+  // job lookups (`f.digest = ? AND f.job = ?`) are served by their UNIQUE (digest, job, ...)
+  // index as well as by the former files_by_job (job, digest), one random-key entry per file
+  // less. Databases of an older release lose the two indexes at their first open here.
   static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
   return session.Exec(
+      "DROP INDEX IF EXISTS proofs_by_provider_state;"
+      "DROP INDEX IF EXISTS files_by_job;"
+      "CREATE INDEX IF NOT EXISTS proofs_check_order ON proofs "
+      "(provider, state, last_checked_at, seq) WHERE length(merkle_root) = 0;"
       "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
       "WHERE length(merkle_root) > 0;"
       "CREATE INDEX IF NOT EXISTS proofs_roots_by_seq ON proofs (provider, state, seq) "

@@ -245,7 +245,8 @@ TEST(PollerStoreTuningTest, OptionsAreAppliedAndChecked) {
   };
   EXPECT_EQ(read("PRAGMA mmap_size"), int64_t{8} << 20);
   EXPECT_EQ(read("PRAGMA cache_size"), -2048);
-  EXPECT_EQ(read("PRAGMA temp_store"), 2);  // MEMORY: the triggers' statement journals
+  EXPECT_EQ(read("PRAGMA temp_store"), 2);              // MEMORY: the triggers' statement journals
+  EXPECT_EQ(read("PRAGMA wal_autocheckpoint"), 32768);  // 128 MiB of WAL between checkpoints
 
   options.mmap_bytes = -1;
   absl::Status bad = ApplySqlitePollerTuning(session, options);

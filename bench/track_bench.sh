@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The poller's Track (hand-off) path, A/B paired: N Merkle leaves (and their roots) streamed by
+# track_bench to a fresh anchord-poller of build A, then of build B, alternately, PAIRS times; for
+# each run the poller's CPU seconds (user + system, /proc/PID/stat) and bytes written
+# (write_bytes, /proc/PID/io) while it stored them, per leaf. Medians over the pairs.
+#
+#   bash bench/track_bench.sh BUILD_A [BUILD_B]     (env: N=100000 PAIRS=3 WINDOW=4096
+#                                                   PER_ROOT=10000; writes $OUT if set)
+#
+# Track is served on the poller's internal port (no token configured). The bench client comes from BUILD_B (or BUILD_A alone), so an older poller is measured with
+# today's client. The machine's load average is printed with every run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+BENCH_NAME=track_bench
+A="$(cd "$1" && pwd)"
+B="$(cd "${2:-$1}" && pwd)"
+N="${N:-100000}"
+PAIRS="${PAIRS:-3}"
+WINDOW="${WINDOW:-4096}"
+PER_ROOT="${PER_ROOT:-10000}"
+CLIENT="$B/bench/track_bench"
+require_built "$A/services/poller/anchord-poller" "$B/services/poller/anchord-poller" "$CLIENT"
+WORK="$(mktemp -d /tmp/anchord-track-bench.XXXXXX)"
+PIDS=()
+cleanup() { stop_all; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+usage() {  # pid -> "write_bytes cpu_seconds"
+  local wb cpu
+  wb=$(awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io")
+  cpu=$(awk -v tick="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " ");
+        printf "%.2f", (f[12] + f[13]) / tick }' "/proc/$1/stat")
+  echo "$wb $cpu"
+}
+
+run_one() {  # build label -> one result line
+  local build="$1" label="$2" dir pid before after json
+  dir="$WORK/$label.$RANDOM"; mkdir -p "$dir"
+  "$build/services/poller/anchord-poller" --listen 127.0.0.1:0 --port-file "$dir/public.port" \
+    --internal-listen 127.0.0.1:0 --internal-port-file "$dir/port" \
+    --metrics-listen 127.0.0.1:0 --metrics-port-file "$dir/metrics.port" --data-dir "$dir" \
+    --poll-interval-seconds 3600 --providers ots --ots-calendars http://127.0.0.1:9 --ots-min-calendars 1 \
+    --log-level warning > "$dir/poller.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  wait_file "$dir/port" 60
+  before=$(usage "$pid")
+  json=$("$CLIENT" "127.0.0.1:$(cat "$dir/port")" "$N" "$WINDOW" "$PER_ROOT")
+  after=$(usage "$pid")
+  stop_all
+  /usr/bin/python3 - "$label" "$N" "$before" "$after" "$json" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
+import json, sys
+label, n, before, after, js, load = sys.argv[1:7]
+n = int(n)
+wb0, cpu0 = before.split(); wb1, cpu1 = after.split()
+j = json.loads(js)
+cpu = float(cpu1) - float(cpu0)
+print(f"{label} cpu_s={cpu:.2f} us_per_leaf={cpu / n * 1e6:.1f} "
+      f"kib_per_leaf={(int(wb1) - int(wb0)) / n / 1024:.2f} wall_s={j['seconds']:.2f} "
+      f"acked={j['acked']} failed={j['failed']} load={load}")
+PY
+  rm -rf "$dir"
+}
+
+echo "track_bench: N=$N window=$WINDOW leaves/root=$PER_ROOT, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+{
+  for i in $(seq 1 "$PAIRS"); do
+    run_one "$A" A
+    run_one "$B" B
+  done
+} | tee "$WORK/lines"
+/usr/bin/python3 - "$WORK/lines" <<'PY' | tee -a "${OUT:-/dev/null}"
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    vals = dict(p.split("=") for p in parts[1:])
+    runs.setdefault(parts[0], []).append(vals)
+for label, rs in sorted(runs.items()):
+    med = lambda k: statistics.median(float(r[k]) for r in rs)
+    print(f"{label}: median of {len(rs)}: cpu {med('cpu_s'):.2f} s ({med('us_per_leaf'):.1f} us/leaf), "
+          f"disk {med('kib_per_leaf'):.2f} KiB/leaf, wall {med('wall_s'):.2f} s, load {med('load'):.2f}")
+PY

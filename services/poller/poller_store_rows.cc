@@ -1,0 +1,125 @@
+#include "services/poller/poller_store_rows.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/status_macros.h"
+#include "libs/digest/stored_digest.h"
+#include "services/poller/store_rows.h"
+
+namespace anchord::poller {
+
+using ledger::Statement;
+
+absl::StatusOr<ProofRow> ReadProofRow(const Statement& s) {
+  ProofRow r;
+  r.seq = s.ColumnInt(0);
+  ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "proofs.digest"));
+  r.provider = s.ColumnText(2);
+  r.proof_id = s.ColumnText(3);
+  r.state = DigestStateFromDb(s.ColumnInt(4));
+  r.certificate_url = s.ColumnText(5);
+  r.verify_url = s.ColumnText(6);
+  r.block_height = s.ColumnInt(7);
+  r.bitcoin_tx = s.ColumnText(8);
+  r.submitted_at = FromDb(s.ColumnInt(9));
+  r.confirmed_at = FromDb(s.ColumnInt(10));
+  r.ots_size = s.ColumnInt(11);
+  r.failure_code = static_cast<int32_t>(s.ColumnInt(12));
+  r.failure_message = s.ColumnText(13);
+  r.failure_reason = s.ColumnText(14);
+  r.provider_request_id = s.ColumnText(15);
+  r.stalled = s.ColumnInt(16) != 0;
+  r.tracked_at = FromDb(s.ColumnInt(17));
+  r.last_checked_at = FromDb(s.ColumnInt(18));
+  r.updated_at = FromDb(s.ColumnInt(19));
+  r.merkle_root = s.ColumnText(20);
+  r.merkle_path = s.ColumnText(21);
+  r.leaf_count = s.ColumnInt(22);
+  r.fallback_provider = s.ColumnText(23);
+  r.fallback_sent = s.ColumnInt(24) != 0;
+  return r;
+}
+
+absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement st,
+      session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE "
+                      "digest = ? ORDER BY id"));
+  st.BindBlob(1, digest.bytes());
+  std::vector<FileRow> out;
+  while (true) {
+    ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(FileRow{st.ColumnText(0), st.ColumnText(1), st.ColumnText(2), st.ColumnInt(3),
+                          st.ColumnText(4)});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, Statement& st,
+                                                    bool with_files) {
+  std::vector<ProofRow> out;
+  while (true) {
+    ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ANCHORD_ASSIGN_OR_RETURN(ProofRow r, ReadProofRow(st));
+    out.push_back(std::move(r));
+  }
+  if (!with_files) return out;
+  for (ProofRow& r : out) {
+    ANCHORD_ASSIGN_OR_RETURN(r.files, FilesOf(session, r.digest));
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<ProofRow>> GetProofRow(ledger::Session& session, const Digest& digest,
+                                                    const std::string& provider, bool with_files) {
+  std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs WHERE digest = ?");
+  if (!provider.empty()) sql += " AND provider = ?";
+  sql += " ORDER BY seq LIMIT 1";
+  ANCHORD_ASSIGN_OR_RETURN(Statement st, session.Prepare(sql));
+  st.BindBlob(1, digest.bytes());
+  if (!provider.empty()) st.Bind(2, provider);
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> rows, CollectProofs(session, st, with_files));
+  if (rows.empty()) return std::optional<ProofRow>();
+  return std::optional<ProofRow>(std::move(rows.front()));
+}
+
+int64_t LeafOtsSize(const ProofRow& root, size_t path_bytes) {
+  if (root.state != kConfirmed || root.ots_size <= 0) return 0;
+  return root.ots_size + static_cast<int64_t>(path_bytes);
+}
+
+absl::StatusOr<std::vector<ProofRow>> PropagateRootToLeaves(ledger::Transaction& tx,
+                                                            const ProofRow& r, absl::Time now) {
+  std::vector<ProofRow> changed;
+  {
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement upd,
+        tx.Prepare(
+            "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
+            "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
+            "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
+            "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) ELSE 0 END, "
+            "updated_at = ?15 WHERE merkle_root = ?1 AND provider = ?2 AND "
+            "(state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0))"));
+    upd.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, static_cast<int64_t>(r.state));
+    upd.Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
+    upd.Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
+    upd.Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
+    upd.Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
+    upd.Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
+    upd.Bind(16, static_cast<int64_t>(kPending));
+    ANCHORD_RETURN_IF_ERROR(upd.Run());
+  }
+  if (tx.Changes() == 0) return changed;
+  // Return the changed leaves as they are now, with their files (for events).
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement after,
+      tx.Prepare(absl::StrCat("SELECT ", kSqliteProofColumns,
+                              " FROM proofs WHERE merkle_root = ? AND provider = ? "
+                              "AND updated_at = ? ORDER BY seq")));
+  after.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, ToDb(now));
+  return CollectProofs(tx, after);
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,53 @@
+// Reading proof rows of the SQLite poller store, and copying a Merkle root's state to its leaves:
+// shared by the store's queries (poller_store.cc) and its hand-off path (poller_store_track.cc).
+// Every function runs in the caller's Session or Transaction.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/digest/digest.h"
+#include "libs/ledger/sqlite_db.h"
+#include "services/poller/poller_store.h"
+
+namespace anchord::poller {
+
+// The columns ReadProofRow decodes, in its order.
+inline constexpr char kSqliteProofColumns[] =
+    "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
+    "bitcoin_tx, submitted_at, confirmed_at, ots_size, failure_code, failure_message, "
+    "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at, "
+    "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent";
+
+// The current row of `s` (selected with kSqliteProofColumns), without its files. DATA_LOSS when
+// the stored digest is not 32 bytes.
+absl::StatusOr<ProofRow> ReadProofRow(const ledger::Statement& s);
+
+// The files of `digest`, oldest first.
+absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest);
+
+// Reads every row of `st` (prepared in `session`) and, with `with_files`, each proof's files.
+absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, ledger::Statement& st,
+                                                    bool with_files = true);
+
+// The proof of `digest` with `provider` (with any provider, the oldest, when `provider` is empty),
+// or nullopt.
+absl::StatusOr<std::optional<ProofRow>> GetProofRow(ledger::Session& session, const Digest& digest,
+                                                    const std::string& provider,
+                                                    bool with_files = true);
+
+// Copies the state of the root proof `root` (as stored) to its leaves with the root's provider:
+// PENDING leaves take the root's state and fields, stalled flag, and an ots size equal to what
+// JoinProof produces (root .ots + path bytes); leaves already in the root's CONFIRMED state
+// without .ots take its size. Returns the leaves it changed, as they are now, with their files.
+absl::StatusOr<std::vector<ProofRow>> PropagateRootToLeaves(ledger::Transaction& tx,
+                                                            const ProofRow& root, absl::Time now);
+
+// The .ots size a leaf with `path_bytes` of path bytes has under `root`: JoinProof's size when the
+// root is CONFIRMED with its .ots, else 0 (as PropagateRootToLeaves stores it).
+int64_t LeafOtsSize(const ProofRow& root, size_t path_bytes);
+
+}  // namespace anchord::poller

@@ -1,0 +1,276 @@
+#include "services/poller/poller_store_track.h"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "libs/common/log.h"
+#include "libs/common/status_macros.h"
+#include "services/poller/poller_store_rows.h"
+#include "services/poller/store_rows.h"
+
+namespace anchord::poller {
+namespace {
+
+using ledger::Statement;
+using ledger::Transaction;
+
+// A time as it reads back from the store (microseconds; unset stays unset).
+absl::Time Stored(absl::Time t) { return FromDb(ToDb(t)); }
+
+// The row a new proof is stored as, seq and files aside, exactly as ReadProofRow would read it.
+ProofRow NewRowOf(const TrackInput& in, int state, absl::Time now) {
+  const ProofRow& p = in.proof;
+  ProofRow r;
+  r.digest = p.digest;
+  r.provider = p.provider;
+  r.proof_id = p.proof_id;
+  r.state = static_cast<DigestState>(state);
+  r.certificate_url = p.certificate_url;
+  r.verify_url = p.verify_url;
+  r.block_height = p.block_height;
+  r.bitcoin_tx = p.bitcoin_tx;
+  r.submitted_at = Stored(p.submitted_at);
+  if (state == kConfirmed) {
+    r.confirmed_at = Stored(p.confirmed_at == absl::InfinitePast() ? now : p.confirmed_at);
+  }
+  r.ots_size = static_cast<int64_t>(in.evidence.size());
+  if (state == kFailed) {
+    r.failure_code = p.failure_code;
+    r.failure_message = p.failure_message;
+    r.failure_reason = p.failure_reason;
+  }
+  r.provider_request_id = p.provider_request_id;
+  r.tracked_at = Stored(now);
+  r.updated_at = Stored(now);
+  r.merkle_root = p.merkle_root;
+  r.merkle_path = p.merkle_path;
+  r.leaf_count = p.leaf_count;
+  r.fallback_provider = p.fallback_provider;
+  return r;
+}
+
+// What PropagateRootToLeaves gives a PENDING leaf of `root`.
+void TakeRootFields(const ProofRow& root, ProofRow* leaf) {
+  leaf->state = root.state;
+  leaf->proof_id = root.proof_id;
+  leaf->certificate_url = root.certificate_url;
+  leaf->verify_url = root.verify_url;
+  leaf->block_height = root.block_height;
+  leaf->bitcoin_tx = root.bitcoin_tx;
+  leaf->confirmed_at = root.confirmed_at;
+  leaf->failure_code = root.failure_code;
+  leaf->failure_message = root.failure_message;
+  leaf->failure_reason = root.failure_reason;
+  leaf->stalled = root.stalled;
+  leaf->ots_size = LeafOtsSize(root, leaf->merkle_path.size());
+}
+
+// One Track call: its statements are compiled once, and each root its leaves name is read once.
+class Tracker {
+ public:
+  Tracker(Transaction& tx, absl::Time now) : tx_(tx), now_(now) {}
+
+  absl::StatusOr<TrackOutcome> One(const TrackInput& in) {
+    const ProofRow& p = in.proof;
+    // SUBMITTED means "accepted by the provider, not yet followed": for the poller that is PENDING.
+    const int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
+    if (state != kPending && state != kConfirmed && state != kFailed) {
+      return absl::InvalidArgumentError(
+          "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
+    }
+    ProofRow row = NewRowOf(in, state, now_);
+    Root* root = nullptr;
+    bool took_root = false;
+    if (!p.merkle_root.empty()) {
+      ANCHORD_ASSIGN_OR_RETURN(const Digest root_digest,
+                               Digest::FromBytes(p.merkle_root, "proof.merkle_root"));
+      ANCHORD_ASSIGN_OR_RETURN(root, RootOf(root_digest, p.provider));
+      // A pending leaf takes the root's fields at insert when nothing else would change: the root
+      // is pending (it gives them to the new leaf only) or its leaves were already brought up to
+      // its state in this transaction.
+      if (root->row.has_value() && state == kPending &&
+          (root->row->state == kPending || root->leaves_synced)) {
+        TakeRootFields(*root->row, &row);
+        took_root = true;
+      }
+    }
+    ANCHORD_ASSIGN_OR_RETURN(const bool inserted, Insert(in, row));
+    TrackOutcome out;
+    bool reread = !inserted;
+    if (inserted) {
+      out.inserted = true;
+      row.seq = tx_.LastInsertRowId();
+      if (took_root) {
+        out.state_changed = row.state != kPending;
+      } else if (root != nullptr && root->row.has_value() && root->row->state != kPending) {
+        // The first leaf of a root that has reached its end in this batch: bring every leaf
+        // still behind it (this one included) up to its state, once.
+        ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> moved,
+                                 PropagateRootToLeaves(tx_, *root->row, now_));
+        root->leaves_synced = true;
+        for (const ProofRow& m : moved) {
+          if (m.digest == p.digest) {
+            out.state_changed = m.state != kPending;
+            reread = true;
+          }
+        }
+      }
+    } else {
+      ANCHORD_ASSIGN_OR_RETURN(out.state_changed, UpdateExisting(in, state));
+    }
+    ANCHORD_RETURN_IF_ERROR(AddFiles(in));
+    if (reread) {
+      ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> after,
+                               GetProofRow(tx_, p.digest, p.provider));
+      if (!after.has_value()) return absl::InternalError("proof vanished inside its transaction");
+      out.proof = std::move(*after);
+    } else {
+      ANCHORD_ASSIGN_OR_RETURN(row.files, FilesOf(tx_, p.digest));
+      out.proof = std::move(row);
+    }
+    // This proof may be a root read earlier in the batch: read it again when a leaf needs it.
+    roots_.erase({std::string(p.digest.bytes()), p.provider});
+    if (out.proof.leaf_count > 0 && out.proof.state != kPending) {
+      ANCHORD_ASSIGN_OR_RETURN(out.leaves_changed, PropagateRootToLeaves(tx_, out.proof, now_));
+    }
+    return out;
+  }
+
+ private:
+  struct Root {
+    std::optional<ProofRow> row;  // without files
+    bool leaves_synced = false;   // PropagateRootToLeaves ran for it in this transaction
+  };
+
+  absl::StatusOr<Root*> RootOf(const Digest& digest, const std::string& provider) {
+    auto key = std::make_pair(std::string(digest.bytes()), provider);
+    auto it = roots_.find(key);
+    if (it != roots_.end()) return &it->second;
+    ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> row,
+                             GetProofRow(tx_, digest, provider, /*with_files=*/false));
+    return &roots_.emplace(std::move(key), Root{std::move(row), false}).first->second;
+  }
+
+  // Inserts `row` unless (digest, provider) is already held; true when it inserted.
+  absl::StatusOr<bool> Insert(const TrackInput& in, const ProofRow& row) {
+    if (!insert_.has_value()) {
+      ANCHORD_ASSIGN_OR_RETURN(
+          Statement st,
+          tx_.Prepare(
+              "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
+              "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, "
+              "failure_message, failure_reason, provider_request_id, tracked_at, pending_since, "
+              "updated_at, merkle_root, merkle_path, leaf_count, fallback_provider, ots, "
+              "ots_size, stalled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+              "?13, ?14, ?15, ?16, ?15, ?17, ?18, ?19, ?20, ?21, ?22, ?23) "
+              "ON CONFLICT (digest, provider) DO NOTHING"));
+      insert_.emplace(std::move(st));
+    }
+    const ProofRow& p = in.proof;
+    const absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now_;
+    Statement& st = *insert_;
+    st.Reset();
+    st.BindBlob(1, row.digest.bytes()).Bind(2, row.provider).Bind(3, row.proof_id);
+    st.Bind(4, static_cast<int64_t>(row.state)).Bind(5, row.certificate_url);
+    st.Bind(6, row.verify_url).Bind(7, row.block_height).Bind(8, row.bitcoin_tx);
+    st.Bind(9, ToDb(row.submitted_at)).Bind(10, ToDb(row.confirmed_at));
+    st.Bind(11, static_cast<int64_t>(row.failure_code)).Bind(12, row.failure_message);
+    st.Bind(13, row.failure_reason).Bind(14, row.provider_request_id);
+    st.Bind(15, ToDb(now_)).Bind(16, ToDb(pending_since));
+    st.BindBlob(17, row.merkle_root).BindBlob(18, row.merkle_path).Bind(19, row.leaf_count);
+    st.Bind(20, row.fallback_provider);
+    if (in.evidence.empty()) {
+      st.BindNull(21);
+    } else {
+      st.BindBlob(21, in.evidence);
+    }
+    st.Bind(22, row.ots_size).Bind(23, static_cast<int64_t>(row.stalled ? 1 : 0));
+    ANCHORD_RETURN_IF_ERROR(st.Run());
+    return tx_.Changes() > 0;
+  }
+
+  // A hand-off of a proof already held: only a forward move (a PENDING proof becomes CONFIRMED
+  // or FAILED) changes it. True when it moved.
+  absl::StatusOr<bool> UpdateExisting(const TrackInput& in, int state) {
+    const ProofRow& p = in.proof;
+    ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> old,
+                             GetProofRow(tx_, p.digest, p.provider, /*with_files=*/false));
+    if (!old.has_value()) return absl::InternalError("proof vanished inside its transaction");
+    if (old->state == kPending && state != kPending) {
+      ANCHORD_ASSIGN_OR_RETURN(
+          Statement st,
+          tx_.Prepare(
+              "UPDATE proofs SET state = ?3, proof_id = CASE WHEN proof_id = '' THEN ?4 ELSE "
+              "proof_id END, certificate_url = CASE WHEN ?5 = '' THEN certificate_url ELSE ?5 "
+              "END, verify_url = CASE WHEN ?6 = '' THEN verify_url ELSE ?6 END, block_height = "
+              "?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, failure_message = "
+              "?11, failure_reason = ?12, provider_request_id = CASE WHEN provider_request_id = "
+              "'' THEN ?13 ELSE provider_request_id END, updated_at = ?14 "
+              "WHERE digest = ?1 AND provider = ?2 AND state = ?15"));
+      absl::Time confirmed_at = p.confirmed_at != absl::InfinitePast() ? p.confirmed_at : now_;
+      st.BindBlob(1, p.digest.bytes()).Bind(2, p.provider).Bind(3, static_cast<int64_t>(state));
+      st.Bind(4, p.proof_id).Bind(5, p.certificate_url).Bind(6, p.verify_url);
+      st.Bind(7, state == kConfirmed ? p.block_height : 0);
+      st.Bind(8, state == kConfirmed ? p.bitcoin_tx : std::string());
+      st.Bind(9, state == kConfirmed ? ToDb(confirmed_at) : 0);
+      st.Bind(10, static_cast<int64_t>(state == kFailed ? p.failure_code : 0));
+      st.Bind(11, state == kFailed ? p.failure_message : std::string());
+      st.Bind(12, state == kFailed ? p.failure_reason : std::string());
+      st.Bind(13, p.provider_request_id).Bind(14, ToDb(now_));
+      st.Bind(15, static_cast<int64_t>(kPending));
+      ANCHORD_RETURN_IF_ERROR(st.Run());
+      return tx_.Changes() > 0;
+    }
+    if (!p.proof_id.empty() && old->proof_id != p.proof_id) {
+      // Same (digest, provider), different provider record: keep the first one (the provider
+      // deduplicates by digest, so a second id points at the same anchoring).
+      ANCHORD_LOG(Warning) << "hand-off for provider " << p.provider << " carries proof id "
+                           << p.proof_id << ", keeping " << old->proof_id;
+    }
+    return false;
+  }
+
+  absl::Status AddFiles(const TrackInput& in) {
+    if (in.files.empty()) return absl::OkStatus();
+    if (!add_file_.has_value()) {
+      ANCHORD_ASSIGN_OR_RETURN(
+          Statement st, tx_.Prepare("INSERT OR IGNORE INTO files (digest, job, source_path, "
+                                    "filename, size_bytes, mime_type) VALUES (?, ?, ?, ?, ?, ?)"));
+      add_file_.emplace(std::move(st));
+    }
+    for (const FileRow& f : in.files) {
+      Statement& st = *add_file_;
+      st.Reset();
+      st.BindBlob(1, in.proof.digest.bytes());
+      st.Bind(2, f.job.empty() ? absl::string_view("default") : absl::string_view(f.job));
+      st.Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
+      ANCHORD_RETURN_IF_ERROR(st.Run());
+    }
+    return absl::OkStatus();
+  }
+
+  Transaction& tx_;
+  const absl::Time now_;
+  std::optional<Statement> insert_;
+  std::optional<Statement> add_file_;
+  std::map<std::pair<std::string, std::string>, Root> roots_;  // by (root digest, provider)
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<TrackOutcome>> TrackInSqlite(Transaction& tx,
+                                                        const std::vector<TrackInput>& inputs,
+                                                        absl::Time now) {
+  Tracker tracker(tx, now);
+  std::vector<TrackOutcome> out;
+  out.reserve(inputs.size());
+  for (const TrackInput& in : inputs) {
+    ANCHORD_ASSIGN_OR_RETURN(TrackOutcome one, tracker.One(in));
+    out.push_back(std::move(one));
+  }
+  return out;
+}
+
+}  // namespace anchord::poller

@@ -1,0 +1,352 @@
+// The SQLite poller store's hand-off path (poller_store_track.cc): a new proof's outcome is built
+// from what was inserted, a leaf takes its root's state at insert, and the indexes an older
+// release created are replaced at open without changing what the queries return.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "libs/ledger/sqlite_db.h"
+#include "services/poller/poller_store.h"
+#include "tests/poller/test_util.h"
+
+namespace anchord::poller {
+namespace {
+
+using testing::Digest;
+using testing::Pending;
+using testing::TempDir;
+namespace v1 = anchord::v1;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+// Every field of two rows, files included, so a difference names the field.
+void ExpectSameRow(const ProofRow& a, const ProofRow& b, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_EQ(a.seq, b.seq);
+  EXPECT_EQ(a.digest, b.digest);
+  EXPECT_EQ(a.provider, b.provider);
+  EXPECT_EQ(a.proof_id, b.proof_id);
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_EQ(a.certificate_url, b.certificate_url);
+  EXPECT_EQ(a.verify_url, b.verify_url);
+  EXPECT_EQ(a.block_height, b.block_height);
+  EXPECT_EQ(a.bitcoin_tx, b.bitcoin_tx);
+  EXPECT_EQ(a.submitted_at, b.submitted_at);
+  EXPECT_EQ(a.confirmed_at, b.confirmed_at);
+  EXPECT_EQ(a.ots_size, b.ots_size);
+  EXPECT_EQ(a.failure_code, b.failure_code);
+  EXPECT_EQ(a.failure_message, b.failure_message);
+  EXPECT_EQ(a.failure_reason, b.failure_reason);
+  EXPECT_EQ(a.provider_request_id, b.provider_request_id);
+  EXPECT_EQ(a.stalled, b.stalled);
+  EXPECT_EQ(a.tracked_at, b.tracked_at);
+  EXPECT_EQ(a.last_checked_at, b.last_checked_at);
+  EXPECT_EQ(a.updated_at, b.updated_at);
+  EXPECT_EQ(a.merkle_root, b.merkle_root);
+  EXPECT_EQ(a.merkle_path, b.merkle_path);
+  EXPECT_EQ(a.leaf_count, b.leaf_count);
+  EXPECT_EQ(a.fallback_provider, b.fallback_provider);
+  EXPECT_EQ(a.fallback_sent, b.fallback_sent);
+  ASSERT_EQ(a.files.size(), b.files.size());
+  for (size_t i = 0; i < a.files.size(); ++i) {
+    EXPECT_EQ(a.files[i].job, b.files[i].job);
+    EXPECT_EQ(a.files[i].source_path, b.files[i].source_path);
+    EXPECT_EQ(a.files[i].filename, b.files[i].filename);
+    EXPECT_EQ(a.files[i].size_bytes, b.files[i].size_bytes);
+    EXPECT_EQ(a.files[i].mime_type, b.files[i].mime_type);
+  }
+}
+
+TrackInput Leaf(int n, const anchord::Digest& root) {
+  TrackInput in = Pending(Digest(n), "batch-1", "fake", "job-a", "d/f" + std::to_string(n));
+  in.proof.merkle_root = std::string(root.bytes());
+  in.proof.merkle_path = std::string(40 + n, static_cast<char>(n));  // the store keeps it as is
+  return in;
+}
+
+TrackInput Root(const anchord::Digest& root, int64_t leaves) {
+  TrackInput in = Pending(root, "batch-1");
+  in.files.clear();
+  in.proof.leaf_count = leaves;
+  return in;
+}
+
+class PollerStoreTrackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = OpenSqlitePollerStore(path());
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  std::string path() const { return dir_.File("poller.db"); }
+  ProofRow MustGet(const anchord::Digest& digest, const std::string& provider = "fake") {
+    auto r = store_->Get(digest, provider);
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r.ok() && r->has_value());
+    return r.ok() && r->has_value() ? **r : ProofRow{};
+  }
+  // Tracks `inputs` and checks that every outcome's proof is the row as stored afterwards.
+  std::vector<TrackOutcome> TrackAndCompare(const std::vector<TrackInput>& inputs, absl::Time now) {
+    auto out = store_->Track(inputs, now);
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return {};
+    EXPECT_EQ(out->size(), inputs.size());
+    for (size_t i = 0; i < out->size(); ++i) {
+      const ProofRow& got = (*out)[i].proof;
+      // A later input of the same batch may have changed the row since (files of the same
+      // digest, a root moving its leaves): compare only the last outcome of each digest.
+      bool later = false;
+      for (size_t j = i + 1; j < inputs.size(); ++j) {
+        later |= inputs[j].proof.digest == got.digest;
+        later |= inputs[j].proof.leaf_count > 0 &&
+                 std::string(inputs[j].proof.digest.bytes()) == got.merkle_root;
+      }
+      if (!later)
+        ExpectSameRow(got, MustGet(got.digest, got.provider), "input " + std::to_string(i));
+    }
+    return *out;
+  }
+  int64_t CountRows(const std::string& sql) {
+    auto db = ledger::SqliteDb::Open(path());
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return -1;
+    ledger::Session session(**db);
+    auto st = session.Prepare(sql);
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (!st.ok()) return -1;
+    auto row = st->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return row.ok() && *row ? st->ColumnInt(0) : -1;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<PollerStore> store_;
+};
+
+// The outcome of a new proof, built from the input rather than read back, is exactly the stored
+// row: every field and state a hand-off may carry, times with sub-microsecond parts, evidence,
+// several files, and a digest whose files another provider's proof already brought.
+TEST_F(PollerStoreTrackTest, NewProofOutcomeIsTheStoredRow) {
+  const absl::Time now = kT0 + absl::Nanoseconds(123'456'789);
+  TrackInput submitted = Pending(Digest(1), "id-1");
+  submitted.proof.state = v1::DIGEST_STATE_SUBMITTED;
+  submitted.proof.submitted_at = kT0 - absl::Nanoseconds(1'234'567);
+  submitted.proof.certificate_url = "https://cert";
+  submitted.proof.provider_request_id = "req-1";
+  submitted.proof.fallback_provider = "other";
+  submitted.evidence = testing::MakeOts(Digest(1));
+  submitted.files.push_back(FileRow{"", "second/path", "b.pdf", 7, ""});  // job "default"
+  TrackInput confirmed = Pending(Digest(2), "id-2");
+  confirmed.proof.state = v1::DIGEST_STATE_CONFIRMED;  // no confirmed_at: now
+  confirmed.proof.block_height = 800000;
+  confirmed.proof.bitcoin_tx = "tx";
+  confirmed.proof.failure_message = "ignored unless FAILED";
+  TrackInput failed = Pending(Digest(3), "");
+  failed.proof.state = v1::DIGEST_STATE_FAILED;
+  failed.proof.failure_code = 9;
+  failed.proof.failure_message = "refused";
+  failed.proof.failure_reason = "PLAN_LIMIT";
+  failed.proof.block_height = 5;  // stored as given
+  TrackInput root = Root(Digest(4), 3);
+  TrackInput leaf = Leaf(5, Digest(99));  // its root is not held
+  TrackInput other_provider = Pending(Digest(1), "id-1b", "second", "job-b", "elsewhere");
+  auto out = TrackAndCompare({submitted, confirmed, failed, root, leaf}, now);
+  // The same digest with another provider: its outcome carries the first one's files too.
+  auto second = TrackAndCompare({other_provider}, now + absl::Seconds(1));
+  ASSERT_EQ(second.size(), 1u);
+  out.push_back(second[0]);
+  ASSERT_EQ(out.size(), 6u);
+  for (const TrackOutcome& o : out) {
+    EXPECT_TRUE(o.inserted);
+    EXPECT_FALSE(o.state_changed);
+    EXPECT_TRUE(o.leaves_changed.empty());
+  }
+  EXPECT_EQ(out[0].proof.state, v1::DIGEST_STATE_PENDING);
+  EXPECT_EQ(out[0].proof.ots_size, static_cast<int64_t>(submitted.evidence.size()));
+  EXPECT_EQ(out[1].proof.confirmed_at, absl::FromUnixMicros(absl::ToUnixMicros(now)));
+  EXPECT_EQ(out[5].proof.files.size(), 3u);  // the first provider's two files and its own
+}
+
+// A hand-off repeated, in the same batch and in a later one, answers with the stored row and
+// stores one proof and one file.
+TEST_F(PollerStoreTrackTest, DuplicateHandOffStoresOnce) {
+  const TrackInput leaf = Leaf(1, Digest(50));
+  auto first = TrackAndCompare({leaf, leaf}, kT0);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_TRUE(first[0].inserted);
+  EXPECT_FALSE(first[1].inserted);
+  EXPECT_FALSE(first[1].state_changed);
+  auto again = TrackAndCompare({leaf}, kT0 + absl::Seconds(3));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_FALSE(again[0].inserted);
+  EXPECT_EQ(again[0].proof.seq, first[0].proof.seq);
+  EXPECT_EQ(again[0].proof.tracked_at, kT0);  // the repeat changed nothing
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs"), 1);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 1);
+  auto stats = store_->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ((*stats)["fake"].proofs_by_state[v1::DIGEST_STATE_PENDING], 1);
+}
+
+// Leaves handed off after their root was confirmed take its state at insert, and a leaf left
+// behind the root (the root moved without its propagation) is brought up with them.
+TEST_F(PollerStoreTrackTest, LeafOfConfirmedRootTakesItsStateAtInsert) {
+  const anchord::Digest root = Digest(100);
+  ASSERT_TRUE(store_->Track({Root(root, 4), Leaf(1, root)}, kT0).ok());
+  ConfirmInput ci;
+  ci.block_height = 812345;
+  ci.bitcoin_tx = "beef";
+  ci.certificate_url = "https://cert/root";
+  ci.ots = testing::MakeOts(root);
+  auto confirmed = store_->MarkConfirmed(root, "fake", ci, kT0 + absl::Seconds(10));
+  ASSERT_TRUE(confirmed.ok() && confirmed->has_value()) << confirmed.status();
+  ASSERT_EQ(MustGet(Digest(1)).state, v1::DIGEST_STATE_PENDING);  // not propagated yet
+
+  const absl::Time now = kT0 + absl::Seconds(20);
+  auto out = TrackAndCompare({Leaf(2, root), Leaf(3, root), Leaf(4, root)}, now);
+  ASSERT_EQ(out.size(), 3u);
+  const int64_t root_ots = static_cast<int64_t>(ci.ots.size());
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    const ProofRow& p = out[i].proof;
+    EXPECT_TRUE(out[i].inserted);
+    EXPECT_TRUE(out[i].state_changed);
+    EXPECT_EQ(p.state, v1::DIGEST_STATE_CONFIRMED);
+    EXPECT_EQ(p.block_height, 812345);
+    EXPECT_EQ(p.bitcoin_tx, "beef");
+    EXPECT_EQ(p.certificate_url, "https://cert/root");
+    EXPECT_EQ(p.confirmed_at, kT0 + absl::Seconds(10));
+    EXPECT_EQ(p.ots_size, root_ots + static_cast<int64_t>(p.merkle_path.size()));
+    EXPECT_EQ(p.updated_at, now);
+  }
+  ProofRow behind = MustGet(Digest(1));
+  EXPECT_EQ(behind.state, v1::DIGEST_STATE_CONFIRMED);
+  EXPECT_EQ(behind.ots_size, root_ots + static_cast<int64_t>(behind.merkle_path.size()));
+  auto stats = store_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["fake"].proofs_by_state[v1::DIGEST_STATE_CONFIRMED], 5);
+  EXPECT_EQ((*stats)["fake"].proofs_by_state[v1::DIGEST_STATE_PENDING], 0);
+}
+
+// A root handed off final in the same batch as its leaves: leaves before it are moved by it
+// (leaves_changed), leaves after it take its state at insert.
+TEST_F(PollerStoreTrackTest, RootFinalInTheSameBatch) {
+  const anchord::Digest root = Digest(200);
+  TrackInput final_root = Root(root, 3);
+  final_root.proof.state = v1::DIGEST_STATE_FAILED;
+  final_root.proof.failure_code = 9;
+  final_root.proof.failure_message = "refused";
+  auto out = TrackAndCompare({Leaf(1, root), final_root, Leaf(2, root)}, kT0);
+  ASSERT_EQ(out.size(), 3u);
+  ASSERT_EQ(out[1].leaves_changed.size(), 1u);
+  EXPECT_EQ(out[1].leaves_changed[0].digest, Digest(1));
+  EXPECT_EQ(out[1].leaves_changed[0].state, v1::DIGEST_STATE_FAILED);
+  EXPECT_EQ(out[2].proof.state, v1::DIGEST_STATE_FAILED);
+  EXPECT_EQ(out[2].proof.failure_message, "refused");
+  EXPECT_TRUE(out[2].state_changed);
+  EXPECT_EQ(MustGet(Digest(1)).state, v1::DIGEST_STATE_FAILED);
+}
+
+// A leaf of a root still pending takes the root's fields (its stalled flag too); the root's other
+// leaves are left as they are.
+TEST_F(PollerStoreTrackTest, LeafOfPendingRootTakesItsFields) {
+  const anchord::Digest root = Digest(300);
+  ASSERT_TRUE(store_->Track({Root(root, 3), Leaf(1, root)}, kT0).ok());
+  auto stalled = store_->MarkStalled(root, "fake", kT0 + absl::Seconds(5));
+  ASSERT_TRUE(stalled.ok() && stalled->has_value());
+  auto out = TrackAndCompare({Leaf(2, root)}, kT0 + absl::Seconds(9));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].inserted);
+  EXPECT_FALSE(out[0].state_changed);
+  EXPECT_EQ(out[0].proof.state, v1::DIGEST_STATE_PENDING);
+  EXPECT_TRUE(out[0].proof.stalled);
+  EXPECT_EQ(out[0].proof.ots_size, 0);
+  ProofRow sibling = MustGet(Digest(1));
+  EXPECT_FALSE(sibling.stalled);
+  EXPECT_EQ(sibling.updated_at, kT0);
+}
+
+// A database whose indexes an older release created: at open the two indexes that held every
+// leaf are replaced (the check order, now partial) or dropped (files by job), and the queries that
+// used them return the same rows.
+TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
+  const anchord::Digest root = Digest(400);
+  std::vector<TrackInput> batch = {Root(root, 2), Leaf(1, root), Leaf(2, root)};
+  for (int n = 10; n < 16; ++n) {
+    batch.push_back(Pending(Digest(n), "id-" + std::to_string(n), "fake", n % 2 ? "odd" : "even"));
+  }
+  ASSERT_TRUE(store_->Track(batch, kT0).ok());
+  ASSERT_TRUE(store_->MarkChecked(Digest(12), "fake", kT0 + absl::Seconds(1)).ok());
+  ConfirmInput ci;
+  ci.block_height = 7;
+  ASSERT_TRUE(store_->MarkConfirmed(Digest(13), "fake", ci, kT0 + absl::Seconds(2)).ok());
+  struct Seen {
+    std::vector<int64_t> pending, confirmed_without_ots, odd, leaves_excluded;
+    int64_t odd_digests = 0;
+  };
+  auto seqs = [](const absl::StatusOr<std::vector<ProofRow>>& rows) {
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    std::vector<int64_t> out;
+    if (rows.ok()) {
+      for (const ProofRow& r : *rows) out.push_back(r.seq);
+    }
+    return out;
+  };
+  auto look = [&](PollerStore& s) {
+    Seen seen;
+    seen.pending = seqs(s.PendingToCheck("fake", kT0 + absl::Seconds(1), 100));
+    seen.confirmed_without_ots = seqs(s.ConfirmedWithoutOts("fake", 100));
+    ListFilter odd;
+    odd.job = "odd";
+    seen.odd = seqs(s.List(odd, 0, 100));
+    ListFilter no_leaves;
+    no_leaves.state = v1::DIGEST_STATE_PENDING;
+    no_leaves.provider = "fake";
+    no_leaves.with_leaves = false;
+    seen.leaves_excluded = seqs(s.List(no_leaves, 0, 100));
+    auto summary = s.Summarize("odd");
+    EXPECT_TRUE(summary.ok());
+    seen.odd_digests = summary.ok() ? summary->digests : -1;
+    return seen;
+  };
+  const Seen now_seen = look(*store_);
+  EXPECT_EQ(now_seen.pending.size(), 6u);  // the root and 5 of the 6, not the leaves
+  EXPECT_EQ(now_seen.confirmed_without_ots.size(), 1u);
+  EXPECT_EQ(now_seen.odd.size(), 3u);
+  EXPECT_EQ(now_seen.odd_digests, 3);
+  store_.reset();
+  {  // What an older release left: both indexes over every proof and file, no check order.
+    auto db = ledger::SqliteDb::Open(path());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec("DROP INDEX proofs_check_order;"
+                          "CREATE INDEX proofs_by_provider_state ON proofs "
+                          "(provider, state, last_checked_at, seq);"
+                          "CREATE INDEX files_by_job ON files (job, digest);")
+                    .ok());
+  }
+  const std::string indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ";
+  ASSERT_EQ(CountRows(indexes + "'proofs_by_provider_state'"), 1);
+  auto reopened = OpenSqlitePollerStore(path());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  EXPECT_EQ(CountRows(indexes + "'proofs_by_provider_state'"), 0);
+  EXPECT_EQ(CountRows(indexes + "'files_by_job'"), 0);
+  EXPECT_EQ(CountRows(indexes + "'proofs_check_order'"), 1);
+  // The new index holds no leaf.
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs INDEXED BY proofs_check_order WHERE provider "
+                      "= 'fake' AND length(merkle_root) = 0"),
+            7);
+  const Seen after = look(*store_);
+  EXPECT_EQ(after.pending, now_seen.pending);
+  EXPECT_EQ(after.confirmed_without_ots, now_seen.confirmed_without_ots);
+  EXPECT_EQ(after.odd, now_seen.odd);
+  EXPECT_EQ(after.leaves_excluded, now_seen.leaves_excluded);
+  EXPECT_EQ(after.odd_digests, now_seen.odd_digests);
+}
+
+}  // namespace
+}  // namespace anchord::poller

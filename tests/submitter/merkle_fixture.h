@@ -72,9 +72,7 @@ class MerkleFixture : public ::testing::Test {
     ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/submitter.db";
     if (backend() == ::anchord::testing::Backend::kPostgres) {
-      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-      auto url = server->CreateDatabase();
+      auto url = ::anchord::testing::CreateSharedDatabase();
       ASSERT_TRUE(url.ok()) << url.status();
       auto db = ledger::PgDb::Open(*url);
       ASSERT_TRUE(db.ok()) << db.status();

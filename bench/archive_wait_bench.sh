@@ -32,21 +32,8 @@ ctl_of() {  # BIN -> path of anchorctl
 }
 for b in "$@"; do require_built "$(ctl_of "$b")"; done
 
-/usr/bin/python3 - "$WORK/root/tree" "$FILES" <<'PY'
-import os, sys, random
-root, n = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(13)
-for i in range(n):
-    d = os.path.join(root, f"d{i // 500:03d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
-        f.write(b"wait" + os.urandom(rnd.randint(1024, 4096)))
-PY
-find "$WORK/root/tree" -type f -print0 | xargs -0 cat > /dev/null
-
-cpu_of() {  # pid -> user+system CPU seconds
-  /usr/bin/python3 -c 'import os,sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK"))' "$1"
-}
+make_tree "$WORK/root/tree" "$FILES" wait
+warm_cache "$WORK/root/tree"
 
 run_one() {  # label BIN -> one result line (JSON)
   local label="$1" ctl state run poller t0 t1 c0 c1
@@ -86,14 +73,14 @@ print(json.dumps({"store100": done}))
 PY
   local sampler=$!
   for _ in $(seq 1 400); do [ -e "$run/sampler.ready" ] && break; sleep 0.05; done
-  c0=$(cpu_of "$poller")
+  c0=$(cpu_seconds "$poller")
   touch "$run/archive.start"
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086  # CTL_ARGS: extra global options, e.g. "--log-level debug"
   "$ctl" --data-dir "$state" ${CTL_ARGS:-} archive "$WORK/root/tree" --job bench --merkle-batch --wait submitted \
     --timeout-seconds 600 > "$WORK/archive.out" 2>&1 || echo "archive exit $?" >&2
   t1=$(date +%s.%N)
-  c1=$(cpu_of "$poller")
+  c1=$(cpu_seconds "$poller")
   wait "$sampler" || true
   if [ -n "${KEEP_LOGS:-}" ]; then
     mkdir -p "$KEEP_LOGS"

@@ -9,6 +9,8 @@
 # mode needs FILES/30 windows at best; batching needs one create per 10,000 files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_NAME=batching_bench  # read by bench/lib.sh
+source bench/lib.sh
 BUILD="$(cd "${1:-build}" && pwd)"
 FILES="${FILES:-2000}"
 # Per-file mode is bounded by the create limit (FILES/30 windows at best), so it may run on fewer
@@ -19,24 +21,12 @@ WORK="$(mktemp -d /tmp/anchord-batch-bench.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p bench/results
 
-make_tree() {  # dir tag count; distinct content per mode, so the two runs never share a digest
-  /usr/bin/python3 - "$1" "$3" "$2" <<'PY'
-import os, sys, random
-root, n, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-rnd = random.Random(11)
-for i in range(n):
-    d = os.path.join(root, f"d{i // 500:03d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
-        f.write(tag.encode() + os.urandom(rnd.randint(1024, 4096)))
-PY
-}
-
 run_mode() {  # mode -> prints "seconds creates requests rate_limited"
   local mode="$1" dir="$WORK/$1"
   local count="$FILES"
   [ "$mode" = perfile ] && count="$PERFILE_FILES"
-  make_tree "$dir/tree" "$mode" "$count"
+  # Distinct content per mode (the tag), so the two runs never share a digest.
+  make_tree "$dir/tree" "$count" "$mode" 1024 4096 11
   local extra=()
   [ "$mode" = batch ] && extra=(--merkle-batch)
   "$CTL" --data-dir "$dir/state" local --sandbox --root "$dir/tree" --bin-dir "$BUILD/services/anchorctl" \

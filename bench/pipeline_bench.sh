@@ -18,6 +18,8 @@
 #    wall time against the hashing inside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_NAME=pipeline_bench  # read by bench/lib.sh
+source bench/lib.sh
 BUILD="$(cd "${1:-build}" && pwd)"
 FILES="${FILES:-100000}"
 INGEST="${INGEST:-200000}"
@@ -41,19 +43,6 @@ mkdir -p bench/results
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-
-make_tree() {  # dir count min max tag
-  /usr/bin/python3 - "$@" <<'PY'
-import os, sys, random
-root, n, lo, hi, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-rnd = random.Random(13)
-for i in range(n):
-    d = os.path.join(root, f"d{i // 500:03d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
-        f.write(tag.encode() + os.urandom(rnd.randint(lo, hi)))
-PY
-}
 
 service_writes() {  # stack.json -> total write_bytes of the stack's processes
   /usr/bin/python3 - "$1" <<'PY'
@@ -97,8 +86,8 @@ LOAD_START="$(load)"
 # ---------------------------------------------------------------------------------------------
 # 1. Merkle mode end to end
 echo "making $FILES files..." >&2
-make_tree "$WORK/root/tree" "$FILES" 1024 4096 pipeline
-find "$WORK/root/tree" -type f -print0 | xargs -0 cat > /dev/null  # warm the page cache
+make_tree "$WORK/root/tree" "$FILES" pipeline
+warm_cache "$WORK/root/tree"
 TREE_BYTES=$(du -sb "$WORK/root/tree" | cut -f1)
 
 t0=$(now); find "$WORK/root/tree" -type f -print0 | xargs -0 -n 1000 openssl dgst -sha256 > /dev/null; t1=$(now)
@@ -224,7 +213,7 @@ PIDS=()
 
 # ---------------------------------------------------------------------------------------------
 # 3. Prompt exit
-make_tree "$WORK/exit/tree" "$EXIT_FILES" 1024 4096 exit
+make_tree "$WORK/exit/tree" "$EXIT_FILES" exit
 t0=$(now)
 "$CTL" --json --data-dir "$WORK/exit/state" archive "$WORK/exit/tree" --local --sandbox --dry-run \
   > "$WORK/exit.out" 2>&1 || echo "dry-run exit $?" >&2

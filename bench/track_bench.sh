@@ -27,11 +27,7 @@ cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 usage() {  # pid -> "write_bytes cpu_seconds"
-  local wb cpu
-  wb=$(awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io")
-  cpu=$(awk -v tick="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " ");
-        printf "%.2f", (f[12] + f[13]) / tick }' "/proc/$1/stat")
-  echo "$wb $cpu"
+  echo "$(write_bytes "$1") $(cpu_seconds "$1")"
 }
 
 run_one() {  # build label -> one result line

@@ -1,11 +1,10 @@
 #include "services/anchorctl/archive_wait.h"
 
-#include <algorithm>
 #include <utility>
-#include <vector>
 
 #include "absl/time/clock.h"
 #include "libs/common/log.h"
+#include "services/anchorctl/command_common.h"
 
 namespace anchord::anchorctl {
 
@@ -91,24 +90,8 @@ void WatchFollower::Loop() {
 }
 
 absl::Status Reconcile(Clients& clients, ArchiveState& state, bool only_known_before) {
-  std::vector<std::string> open = state.NotDone(only_known_before);
-  for (size_t i = 0; i < open.size() && !Interrupter::Get().interrupted(); i += 500) {
-    ListProofsRequest req;
-    for (size_t k = i; k < std::min(open.size(), i + 500); ++k) req.add_digests(open[k]);
-    req.set_page_size(1000);
-    for (int page = 0; page < 1000; ++page) {
-      grpc::ClientContext ctx;
-      ScopedCancel cancel(&ctx);
-      clients.SetDeadline(&ctx);
-      ListProofsResponse resp;
-      grpc::Status st = clients.poller().ListProofs(&ctx, req, &resp);
-      if (!st.ok()) return clients.RpcError("poller", "ListProofs", st);
-      for (const auto& p : resp.proofs()) state.Raise(p.digest(), p.state(), p.provider());
-      if (resp.next_page_token().empty()) break;
-      req.set_page_token(resp.next_page_token());
-    }
-  }
-  return absl::OkStatus();
+  return ForEachProof(clients, state.NotDone(only_known_before), OnInterrupt::kStop,
+                      [&](const Proof& p) { state.Raise(p.digest(), p.state(), p.provider()); });
 }
 
 }  // namespace anchord::anchorctl

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
@@ -53,6 +54,34 @@ Endpoints ResolveEndpoints(const GlobalOptions& g) {
     e.source = absl::StrCat("flags/environment; ", stack.status().message());
   }
   return e;
+}
+
+absl::Status ForEachProof(Clients& clients, const std::vector<std::string>& digests,
+                          OnInterrupt on_interrupt,
+                          absl::FunctionRef<void(const anchord::v1::Proof&)> on_proof) {
+  // Within the poller's limits on one ListProofs request (digests, page size).
+  constexpr size_t kDigestsPerCall = 500;
+  constexpr int kPageSize = 1000;
+  for (size_t i = 0; i < digests.size(); i += kDigestsPerCall) {
+    if (on_interrupt == OnInterrupt::kStop && Interrupter::Get().interrupted()) break;
+    anchord::v1::ListProofsRequest req;
+    for (size_t k = i; k < std::min(digests.size(), i + kDigestsPerCall); ++k) {
+      req.add_digests(digests[k]);
+    }
+    req.set_page_size(kPageSize);
+    for (int page = 0; page < 1000; ++page) {
+      grpc::ClientContext ctx;
+      ScopedCancel cancel(&ctx);
+      clients.SetDeadline(&ctx);
+      anchord::v1::ListProofsResponse resp;
+      grpc::Status st = clients.poller().ListProofs(&ctx, req, &resp);
+      if (!st.ok()) return clients.RpcError("poller", "ListProofs", st);
+      for (const auto& p : resp.proofs()) on_proof(p);
+      if (resp.next_page_token().empty()) break;
+      req.set_page_token(resp.next_page_token());
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string DigestOf(const std::string& raw) { return HexEncode(raw); }

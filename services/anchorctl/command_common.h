@@ -1,12 +1,14 @@
 // What the anchorctl commands (archive, report, the queries, local) share: how a failure becomes
-// an exit code and a message, where the stack's endpoints come from, and how a local stack is
-// set up. Internal to services/anchorctl.
+// an exit code and a message, where the stack's endpoints come from, how the poller's proofs of
+// many digests are listed, and how a local stack is set up. Internal to services/anchorctl.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -37,6 +39,18 @@ Endpoints ResolveEndpoints(const GlobalOptions& g);
 
 // A raw digest as the CLI shows it (lowercase hex).
 std::string DigestOf(const std::string& raw);
+
+// What a Ctrl-C does to ForEachProof: kFail returns the cancelled call's error (the caller cannot
+// go on with part of the proofs); kStop ends the walk between calls with OK (the caller keeps what
+// it has seen).
+enum class OnInterrupt { kFail, kStop };
+
+// Hands `on_proof` every proof the poller holds for `digests` (any number, unique or not):
+// ListProofs with 500 digests a call, each call paged 1,000 proofs at a time (at most 1,000
+// pages). Unary deadline per page; the first failed page's error names the poller and its address.
+absl::Status ForEachProof(Clients& clients, const std::vector<std::string>& digests,
+                          OnInterrupt on_interrupt,
+                          absl::FunctionRef<void(const anchord::v1::Proof&)> on_proof);
 
 // The options of a local stack run from `run_dir` over `root`, its state under --data-dir.
 StackOptions MakeStackOptions(const GlobalOptions& g, const StackFlags& f,

@@ -143,21 +143,10 @@ int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::strin
     }
   }
   std::unordered_map<std::string, std::vector<Proof>> proofs;
-  for (size_t i = 0; i < digests.size(); i += 500) {
-    ListProofsRequest req;
-    for (size_t k = i; k < std::min(digests.size(), i + 500); ++k) req.add_digests(digests[k]);
-    req.set_page_size(1000);
-    for (int page = 0; page < 1000; ++page) {
-      grpc::ClientContext ctx;
-      ScopedCancel cancel(&ctx);
-      clients.SetDeadline(&ctx);
-      ListProofsResponse resp;
-      grpc::Status st = clients.poller().ListProofs(&ctx, req, &resp);
-      if (!st.ok()) return FailStatus(clients.RpcError("poller", "ListProofs", st));
-      for (const auto& p : resp.proofs()) proofs[p.digest()].push_back(p);
-      if (resp.next_page_token().empty()) break;
-      req.set_page_token(resp.next_page_token());
-    }
+  if (absl::Status s = ForEachProof(clients, digests, OnInterrupt::kFail,
+                                    [&](const Proof& p) { proofs[p.digest()].push_back(p); });
+      !s.ok()) {
+    return FailStatus(s);
   }
   // Digests the poller does not have yet: ask the submitter where they are.
   std::unordered_map<std::string, LocateResponse> located;

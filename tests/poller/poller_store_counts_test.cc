@@ -17,6 +17,7 @@
 #include "tests/poller/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/sqlite.h"
 
 namespace anchord::poller {
 namespace {
@@ -186,17 +187,12 @@ TEST_F(PollerStoreCountsTest, OlderDatabaseIsCountedAtOpen) {
   ASSERT_TRUE(store_->Track(batch, kT0).ok());
   ASSERT_TRUE(store_->MarkConfirmed(Digest(0), "fake", {}, kT0).ok());
   store_.reset();
-  {
-    auto db = ledger::SqliteDb::Open(path());
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    ASSERT_TRUE(session
-                    .Exec("DROP TRIGGER proof_counts_insert; DROP TRIGGER proof_counts_delete; "
-                          "DROP TRIGGER proof_counts_update; DROP TABLE proof_counts;"
-                          "UPDATE proofs SET state = (SELECT state FROM proofs WHERE seq = 1) "
-                          "WHERE seq = 2;")
-                    .ok());
-  }
+  absl::Status older = ::anchord::testing::SqliteExec(
+      path(),
+      "DROP TRIGGER proof_counts_insert; DROP TRIGGER proof_counts_delete; "
+      "DROP TRIGGER proof_counts_update; DROP TABLE proof_counts;"
+      "UPDATE proofs SET state = (SELECT state FROM proofs WHERE seq = 1) WHERE seq = 2;");
+  ASSERT_TRUE(older.ok()) << older;
   auto s = OpenSqlitePollerStore(path());
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 10}, {{"fake", kConf, 0}, 2}}));

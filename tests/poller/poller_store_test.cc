@@ -30,27 +30,14 @@ const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 using ::anchord::testing::Backend;
 
 // Every test runs against SQLite (a file) and PostgreSQL (a real server, a database per test).
-class PollerStoreTest : public ::testing::TestWithParam<Backend> {
+class PollerStoreTest : public ::anchord::testing::BackendStoreTest<PollerStore> {
  protected:
-  void SetUp() override {
-    ASSERT_FALSE(dir_.path().empty());
-    if (GetParam() == Backend::kPostgres) {
-      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-      auto url = server->CreateDatabase();
-      ASSERT_TRUE(url.ok()) << url.status();
-      url_ = *url;
-    }
-    auto s = Open();
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = std::move(*s);
-  }
   // Another store object over the same data (a restart; another replica on PostgreSQL).
-  absl::StatusOr<std::unique_ptr<PollerStore>> Open() {
+  absl::StatusOr<std::unique_ptr<PollerStore>> Open() override {
     if (GetParam() == Backend::kSqlite) return OpenSqlitePollerStore(dir_.File("poller.db"));
-    auto db = ledger::PgDb::Open(url_);
+    auto db = OpenPg();
     if (!db.ok()) return db.status();
-    return OpenPgPollerStore(std::shared_ptr<ledger::PgDb>(std::move(*db)));
+    return OpenPgPollerStore(*db);
   }
   ProofRow MustGet(const anchord::Digest& digest, const std::string& provider = "fake") {
     auto r = store_->Get(digest, provider);
@@ -58,9 +45,6 @@ class PollerStoreTest : public ::testing::TestWithParam<Backend> {
     EXPECT_TRUE(r->has_value());
     return r->has_value() ? **r : ProofRow{};
   }
-  TempDir dir_;
-  std::string url_;
-  std::unique_ptr<PollerStore> store_;
 };
 
 TEST_P(PollerStoreTest, UpsertIsIdempotent) {
@@ -431,9 +415,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, PollerStoreTest, ANCHORD_ALL_BACKENDS);
 class PgPollerReplicaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-    ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-    auto url = server->CreateDatabase();
+    auto url = ::anchord::testing::CreateSharedDatabase();
     ASSERT_TRUE(url.ok()) << url.status();
     url_ = *url;
     for (int i = 0; i < 2; ++i) {

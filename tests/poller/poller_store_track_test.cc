@@ -10,6 +10,7 @@
 #include "libs/ledger/sqlite_db.h"
 #include "services/poller/poller_store.h"
 #include "tests/poller/test_util.h"
+#include "tests/testing/sqlite.h"
 
 namespace anchord::poller {
 namespace {
@@ -109,16 +110,7 @@ class PollerStoreTrackTest : public ::testing::Test {
     return *out;
   }
   int64_t CountRows(const std::string& sql) {
-    auto db = ledger::SqliteDb::Open(path());
-    EXPECT_TRUE(db.ok()) << db.status();
-    if (!db.ok()) return -1;
-    ledger::Session session(**db);
-    auto st = session.Prepare(sql);
-    EXPECT_TRUE(st.ok()) << st.status();
-    if (!st.ok()) return -1;
-    auto row = st->Step();
-    EXPECT_TRUE(row.ok() && *row);
-    return row.ok() && *row ? st->ColumnInt(0) : -1;
+    return ::anchord::testing::SqliteScalar(path(), sql);
   }
 
   TempDir dir_;
@@ -317,17 +309,13 @@ TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   EXPECT_EQ(now_seen.odd.size(), 3u);
   EXPECT_EQ(now_seen.odd_digests, 3);
   store_.reset();
-  {  // What an older release left: both indexes over every proof and file, no check order.
-    auto db = ledger::SqliteDb::Open(path());
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    ASSERT_TRUE(session
-                    .Exec("DROP INDEX proofs_check_order;"
-                          "CREATE INDEX proofs_by_provider_state ON proofs "
-                          "(provider, state, last_checked_at, seq);"
-                          "CREATE INDEX files_by_job ON files (job, digest);")
-                    .ok());
-  }
+  // What an older release left: both indexes over every proof and file, no check order.
+  absl::Status older = ::anchord::testing::SqliteExec(
+      path(),
+      "DROP INDEX proofs_check_order;"
+      "CREATE INDEX proofs_by_provider_state ON proofs (provider, state, last_checked_at, seq);"
+      "CREATE INDEX files_by_job ON files (job, digest);");
+  ASSERT_TRUE(older.ok()) << older;
   const std::string indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ";
   ASSERT_EQ(CountRows(indexes + "'proofs_by_provider_state'"), 1);
   auto reopened = OpenSqlitePollerStore(path());

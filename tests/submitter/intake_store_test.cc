@@ -4,7 +4,6 @@
 // on PostgreSQL) insert overlapping batches at once.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <latch>
 #include <map>
 #include <thread>
@@ -41,34 +40,16 @@ NewItem ItemOf(const Digest& d, const std::string& path, std::vector<std::string
   return it;
 }
 
-class IntakeStoreTest : public ::testing::TestWithParam<Backend> {
+class IntakeStoreTest : public ::anchord::testing::BackendStoreTest<SubmitterStore> {
  protected:
-  void SetUp() override {
-    dir_ = testing::MakeTempDir();
-    ASSERT_FALSE(dir_.empty());
-    if (GetParam() == Backend::kPostgres) {
-      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-      auto url = server->CreateDatabase();
-      ASSERT_TRUE(url.ok()) << url.status();
-      url_ = *url;
-    }
-    auto s = Open();
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = std::move(*s);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   // A store over the test's data; a second one is another replica on PostgreSQL.
-  absl::StatusOr<std::unique_ptr<SubmitterStore>> Open() {
-    if (GetParam() == Backend::kSqlite) return OpenSqliteSubmitterStore(dir_ + "/submitter.db");
-    auto db = ledger::PgDb::Open(url_);
+  absl::StatusOr<std::unique_ptr<SubmitterStore>> Open() override {
+    if (GetParam() == Backend::kSqlite) return OpenSqliteSubmitterStore(dir_.File("submitter.db"));
+    auto db = OpenPg();
     if (!db.ok()) return db.status();
     PgSubmitterOptions o;
     o.lease_term = absl::ZeroDuration();
-    return OpenPgSubmitterStore(std::shared_ptr<ledger::PgDb>(std::move(*db)), o);
+    return OpenPgSubmitterStore(*db, o);
   }
   std::vector<InsertResult> Insert(const std::vector<NewItem>& items) {
     auto r = store_->InsertBatch(items, kNow);
@@ -95,8 +76,6 @@ class IntakeStoreTest : public ::testing::TestWithParam<Backend> {
     }
     return out;
   }
-  std::string dir_, url_;
-  std::unique_ptr<SubmitterStore> store_;
 };
 
 // Items repeating a digest of the same batch behave as if sent one after the other: the first is
@@ -322,9 +301,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, IntakeStoreTest, ANCHORD_ALL_BACKENDS);
 // A PostgreSQL database from before refs had a first ref (schema version 3) is upgraded at open:
 // each digest's lowest ref becomes its original, so a file sent afterwards answers as before.
 TEST(PgIntakeUpgradeTest, OldRefsKeepTheirOriginal) {
-  ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-  ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-  auto url = server->CreateDatabase();
+  auto url = ::anchord::testing::CreateSharedDatabase();
   ASSERT_TRUE(url.ok()) << url.status();
   auto db = ledger::PgDb::Open(*url);
   ASSERT_TRUE(db.ok()) << db.status();

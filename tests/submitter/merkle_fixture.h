@@ -19,6 +19,7 @@
 #include "tests/support/backend.h"
 #include "libs/digest/digest.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/sqlite.h"
 
 namespace anchord::submitter {
 
@@ -71,9 +72,7 @@ class MerkleFixture : public ::testing::Test {
     ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/submitter.db";
     if (backend() == ::anchord::testing::Backend::kPostgres) {
-      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-      auto url = server->CreateDatabase();
+      auto url = ::anchord::testing::CreateSharedDatabase();
       ASSERT_TRUE(url.ok()) << url.status();
       auto db = ledger::PgDb::Open(*url);
       ASSERT_TRUE(db.ok()) << db.status();
@@ -125,16 +124,7 @@ class MerkleFixture : public ::testing::Test {
       EXPECT_TRUE(st.ok()) << st;
       return v;
     }
-    auto db = ledger::SqliteDb::Open(path_);
-    EXPECT_TRUE(db.ok()) << db.status();
-    if (!db.ok()) return -1;
-    ledger::Session session(**db);
-    auto st = session.Prepare(sql);
-    EXPECT_TRUE(st.ok()) << st.status();
-    if (!st.ok()) return -1;
-    auto row = st->Step();
-    EXPECT_TRUE(row.ok() && *row);
-    return row.ok() && *row ? st->ColumnInt(0) : -1;
+    return ::anchord::testing::SqliteScalar(path_, sql);
   }
   // Runs one statement from a separate connection (what an older release or a damaged disk left).
   void ExecSql(const std::string& sql) {
@@ -144,10 +134,7 @@ class MerkleFixture : public ::testing::Test {
       EXPECT_TRUE(st.ok()) << st;
       return;
     }
-    auto db = ledger::SqliteDb::Open(path_);
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    absl::Status st = session.Exec(sql);
+    absl::Status st = ::anchord::testing::SqliteExec(path_, sql);
     EXPECT_TRUE(st.ok()) << st;
   }
   // A batch over `leaves` computed like the Batcher does.

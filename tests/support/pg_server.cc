@@ -123,6 +123,14 @@ absl::StatusOr<std::string> PgServer::CreateDatabase() {
   return Url(name);
 }
 
+absl::StatusOr<std::string> CreateSharedDatabase() {
+  PgServer* server = PgServer::Shared();
+  if (server == nullptr) {
+    return absl::UnavailableError("PostgreSQL must be installed (Debian package postgresql)");
+  }
+  return server->CreateDatabase();
+}
+
 absl::Status PgServer::Stop() { return Script(absl::StrCat("stop '", dir_, "'")); }
 absl::Status PgServer::StartAgain() { return Script(absl::StrCat("start '", dir_, "' ", port_)); }
 absl::Status PgServer::Restart() {

@@ -47,6 +47,10 @@ class PgServer {
   int next_db_ = 0;
 };
 
+// A new empty database on the process's shared server (PgServer::Shared()); returns its URL.
+// UNAVAILABLE naming the Debian package when the server cannot start.
+absl::StatusOr<std::string> CreateSharedDatabase();
+
 // The path of tests/support/pg_ctl.sh in the source tree.
 std::string PgCtlScript();
 

@@ -224,11 +224,10 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   }
   int64_t now = NowMs();
   for (const HashedRecord& r : records) {
-    absl::Status st = UpsertDigestRow(*ins, job,
-                                      DigestRow{r.path, r.size_bytes, r.mtime_ns, r.digest,
-                                                FileState::kHashed, "", /*read_by_hasher=*/true},
-                                      now);
-    if (!st.ok()) return st;
+    // Asked before the record is written, which gives the same answer as after it (the query
+    // excludes the record's own path, the only row the upsert touches) and is cheaper: a new
+    // digest finds no index entry at all, where after the write it finds its own row and reads it
+    // from the table to skip it.
     if (dup) {
       dup->Reset();
       dup->Bind(1, job).BindBlob(2, r.digest.bytes()).Bind(3, r.path);
@@ -236,6 +235,11 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
       if (!row.ok()) return row.status();
       duplicates->push_back(*row ? dup->ColumnText(0) : std::string());
     }
+    absl::Status st = UpsertDigestRow(*ins, job,
+                                      DigestRow{r.path, r.size_bytes, r.mtime_ns, r.digest,
+                                                FileState::kHashed, "", /*read_by_hasher=*/true},
+                                      now);
+    if (!st.ok()) return st;
   }
   absl::Status st = tx.Commit();
   if (!st.ok() && duplicates != nullptr) duplicates->clear();

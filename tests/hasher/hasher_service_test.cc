@@ -226,9 +226,12 @@ class HasherServiceTest : public ::testing::Test {
   struct TreeRun {
     grpc::Status status;
     std::map<std::string, v1::HashTreeResponse> by_path;
-    std::vector<v1::HashTreeResponse> all;
+    std::vector<v1::HashTreeResponse> all;  // one per result, in the order received
+    size_t messages = 0;
   };
 
+  // With req.batch_results, every message must carry its results in `results` and nothing of its
+  // own but files_total and walk_complete, which are copied into each result here.
   TreeRun RunTree(const v1::HashTreeRequest& req) {
     TreeRun run;
     grpc::ClientContext ctx;
@@ -236,8 +239,23 @@ class HasherServiceTest : public ::testing::Test {
     auto reader = stub_->HashTree(&ctx, req);
     v1::HashTreeResponse r;
     for (int i = 0; i < 100000 && reader->Read(&r); ++i) {
-      run.all.push_back(r);
-      run.by_path[r.path()] = r;
+      ++run.messages;
+      if (!req.batch_results()) {
+        EXPECT_EQ(r.results_size(), 0);
+        run.all.push_back(r);
+        run.by_path[r.path()] = r;
+        continue;
+      }
+      EXPECT_GT(r.results_size(), 0);
+      EXPECT_TRUE(r.path().empty() && r.digest().empty() && !r.has_status()) << r.path();
+      for (v1::HashTreeResponse one : r.results()) {
+        EXPECT_EQ(one.files_total(), 0);
+        EXPECT_EQ(one.results_size(), 0);
+        one.set_files_total(r.files_total());
+        one.set_walk_complete(r.walk_complete());
+        run.by_path[one.path()] = one;
+        run.all.push_back(std::move(one));
+      }
     }
     run.status = reader->Finish();
     return run;
@@ -461,15 +479,20 @@ TEST_F(HasherServiceTest, ForwardsThenSecondRunIsUnchangedAndModifiedFileIsRehas
 // transaction per batch, QUEUED marks written in batches): still exactly one result per file, the
 // duplicate reported in dry run, every row QUEUED as soon as the call has finished, and the
 // second run skips every file. Windows of 1 and 7 exercise batches of one and odd batch sizes
-// against a full window (a batch must never wait on slots it holds itself).
+// against a full window (a batch must never wait on slots it holds itself). Each window twice: one
+// result per message, and with batch_results (the same results packed, every message carrying only
+// `results`; with a window of 256 far fewer messages than files).
 TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTheEnd) {
   StartFake();
   auto files = MakeFiles(203);
   WriteFile(root_ + "/dup/copy.txt", files["f/0/5.txt"]);
   files["dup/copy.txt"] = files["f/0/5.txt"];
   WriteFile(root_ + "/dup/empty.txt", "");
-  for (int window : {1, 7, 256}) {
-    SCOPED_TRACE("max_inflight " + std::to_string(window));
+  for (int run_no = 0; run_no < 6; ++run_no) {
+    const int window = std::vector<int>{1, 7, 256}[run_no % 3];
+    // The same calls with one result per message and with results packed (batch_results).
+    const bool batch = run_no >= 3;
+    SCOPED_TRACE("max_inflight " + std::to_string(window) + (batch ? ", batch_results" : ""));
     StopHasher();
     std::error_code ec;
     fs::remove(base_ + "/data/hasher.db", ec);
@@ -480,9 +503,13 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     v1::HashTreeRequest dry;
     dry.set_job("dry");
     dry.set_dry_run(true);
+    dry.set_batch_results(batch);
     TreeRun run = RunTree(dry);
     ASSERT_TRUE(run.status.ok()) << run.status.error_message();
     ASSERT_EQ(run.all.size(), files.size() + 1);  // one per file, the empty one included
+    // Packed: with a window of 256, the files hashed together share messages.
+    if (!batch) EXPECT_EQ(run.messages, run.all.size());
+    if (batch && window == 256) EXPECT_LT(run.messages * 4, run.all.size());
     ASSERT_EQ(run.by_path.size(), files.size() + 1);
     EXPECT_TRUE(run.all.back().walk_complete());
     EXPECT_EQ(run.all.back().files_total(), static_cast<int64_t>(files.size() + 1));
@@ -501,7 +528,8 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     EXPECT_EQ(run.by_path["f/0/6.txt"].duplicate_of(), "");
 
     v1::HashTreeRequest fwd;
-    fwd.set_job("fwd");
+    fwd.set_job(batch ? "fwd-batch" : "fwd");
+    fwd.set_batch_results(batch);
     run = RunTree(fwd);
     ASSERT_TRUE(run.status.ok()) << run.status.error_message();
     ASSERT_EQ(run.all.size(), files.size() + 1);
@@ -513,7 +541,7 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     std::string after;
     size_t queued = 0;
     for (int page = 0; page < 100; ++page) {
-      auto rows = store_->ListPage("fwd", after, 64);
+      auto rows = store_->ListPage(fwd.job(), after, 64);
       ASSERT_TRUE(rows.ok()) << rows.status();
       if (rows->empty()) break;
       for (const FileRow& row : *rows) {
@@ -529,6 +557,8 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     size_t unchanged = 0;
     for (const auto& r : run.all) unchanged += r.unchanged() ? 1 : 0;
     EXPECT_EQ(unchanged, files.size());
+    EXPECT_EQ(run.by_path.size(), files.size() + 1);
+    if (batch && window == 256) EXPECT_LT(run.messages * 4, run.all.size());
     EXPECT_EQ(fake_.received().size(), sent);
     EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
   }

@@ -169,7 +169,16 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
   opt.buffer_bytes = s->options.hash_buffer_bytes;
   opt.cancelled = &c->cancelled;
   std::atomic<int64_t> bytes{0};
-  absl::StatusOr<digest::FileDigest> d = digest::HashFile(e.real_path, opt, &bytes);
+  // Opened relative to the directory the walk still holds (when it does), and read on the walk's
+  // stat of the file instead of another one.
+  digest::FileRef file;
+  file.path = e.real_path;
+  if (e.dir) {
+    file.dir_fd = e.dir->fd();
+    file.name = e.name;
+  }
+  file.expected = digest::ExpectedStat{e.size_bytes, e.mtime_ns, e.ctime_ns, e.inode, e.device};
+  absl::StatusOr<digest::FileDigest> d = digest::HashFile(file, opt, &bytes);
   s->metrics->bytes.Increment(static_cast<double>(bytes.load()));
   if (!d.ok()) {
     if (c->cancelled) {

@@ -328,6 +328,57 @@ TEST_F(HasherServiceTest, DryRunReportsEveryFileAndProblemsPerFile) {
   EXPECT_DOUBLE_EQ(metrics_->bytes.Value(), 10005);
 }
 
+// Files are opened relative to the directories the walk holds open, at most
+// TreeWalker::kMaxOpenDirs of them: a chain 120 directories deep and 100 sibling directories of one
+// file each (more directories than that limit in flight with a window of 256) still give every
+// file its digest, in both result forms; a symlink to a file inside the root is hashed as its
+// target, one to a file outside is refused, and the service holds no directory open afterwards.
+TEST_F(HasherServiceTest, DeepAndWideTreesHashEveryFileWithinTheOpenDirectoryLimit) {
+  std::map<std::string, std::string> files;
+  std::string deep;
+  for (int i = 0; i < 120; ++i) {
+    deep += (i == 0 ? "" : "/") + std::string("d");
+    files[deep + "/f.txt"] = "deep " + std::to_string(i);
+  }
+  for (int i = 0; i < 100; ++i) {
+    files["wide/w" + std::to_string(i) + "/f.txt"] = "wide " + std::to_string(i);
+  }
+  for (const auto& [rel, content] : files) WriteFile(root_ + "/" + rel, content);
+  ASSERT_EQ(symlink("../d/f.txt", (root_ + "/wide/inside").c_str()), 0);
+  WriteFile(base_ + "/outside.txt", "outside");
+  ASSERT_EQ(symlink((base_ + "/outside.txt").c_str(), (root_ + "/wide/outside").c_str()), 0);
+  StartHasher(/*with_submitter=*/false);
+  // Descriptors of this process open on something under the root (named by its resolved path).
+  ASSERT_EQ(fs::canonical(root_).string(), root_);
+  auto open_under_root = [this] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+      std::string target = fs::read_symlink(e.path(), ec).string();
+      if (!ec && target.rfind(root_, 0) == 0) ++n;
+    }
+    return n;
+  };
+  for (bool batch : {false, true}) {
+    SCOPED_TRACE(batch ? "batch_results" : "one result per message");
+    v1::HashTreeRequest req;
+    req.set_dry_run(true);
+    req.set_job(batch ? "b" : "s");
+    req.set_batch_results(batch);
+    TreeRun run = RunTree(req);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.all.size(), files.size() + 2);
+    for (const auto& [rel, content] : files) {
+      const auto& r = run.by_path[rel];
+      EXPECT_EQ(r.status().code(), 0) << rel << ": " << r.status().message();
+      EXPECT_EQ(r.digest(), Sha(content)) << rel;
+    }
+    EXPECT_EQ(run.by_path["wide/inside"].digest(), Sha("deep 0"));
+    EXPECT_EQ(run.by_path["wide/outside"].status().reason(), "PATH_OUTSIDE_ROOT");
+    EXPECT_EQ(open_under_root(), 0);
+  }
+}
+
 TEST_F(HasherServiceTest, InvalidArgumentsNameTheField) {
   StartHasher(/*with_submitter=*/false);
   v1::HashTreeRequest req;

@@ -59,6 +59,7 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
   int drop_first_stream_after = -1;  // end the first stream with UNAVAILABLE after N requests
   std::string reject_digest;         // answer INVALID_ARGUMENT for this digest
   bool never_ack = false;
+  bool reject_batches = false;  // refuse every batch-form message as a whole
 
   grpc::Status Submit(
       grpc::ServerContext* ctx,
@@ -84,21 +85,34 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
         queue.pop_front();
         lock.unlock();
         std::this_thread::sleep_until(at);
+        // A batch-form message gets one response with an answer per item, in order.
         v1::SubmitResponse resp;
         resp.set_request_id(req.request_id());
-        resp.set_digest(req.digest());
-        if (req.digest() == reject_digest) {
+        const int items = req.items_size();
+        for (int i = 0; i < (items == 0 ? 1 : items); ++i) {
+          const v1::SubmitRequest& one = items == 0 ? req : req.items(i);
+          v1::SubmitResponse* answer = items == 0 ? &resp : resp.add_items();
+          answer->set_request_id(one.request_id());
+          answer->set_digest(one.digest());
+          if (one.digest() == reject_digest || (reject_batches && items > 0)) {
+            answer->mutable_status()->set_code(3);
+            answer->mutable_status()->set_message("metadata.filename: rejected by the fake");
+            answer->mutable_status()->set_reason("INVALID_FIELD");
+          } else {
+            answer->set_state(v1::DIGEST_STATE_QUEUED);
+            std::lock_guard<std::mutex> l(mu_);
+            acked_.insert(one.digest());
+          }
+        }
+        if (reject_batches && items > 0) {
+          // As the submitter refuses a message that breaks the rules of the batch form: whole.
+          resp.clear_items();
           resp.mutable_status()->set_code(3);
-          resp.mutable_status()->set_message("metadata.filename: rejected by the fake");
-          resp.mutable_status()->set_reason("INVALID_FIELD");
-        } else {
-          resp.set_state(v1::DIGEST_STATE_QUEUED);
-          std::lock_guard<std::mutex> l(mu_);
-          acked_.insert(req.digest());
+          resp.mutable_status()->set_message("items: refused by the fake");
         }
         {
           std::lock_guard<std::mutex> l(qmu);
-          --unacked;
+          unacked -= std::max(1, items);
         }
         if (!stream->Write(resp)) return;
       }
@@ -107,20 +121,24 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
     int n = 0;
     grpc::Status result = grpc::Status::OK;
     while (stream->Read(&req)) {
-      ++n;
+      const int items = std::max(1, req.items_size());
+      const int before = n;
+      n += items;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        received_.push_back(req);
+        if (req.items_size() == 0) received_.push_back(req);
+        for (const v1::SubmitRequest& item : req.items()) received_.push_back(item);
+        ++messages_;
       }
       {
         std::lock_guard<std::mutex> lock(qmu);
-        ++unacked;
+        unacked += items;
         std::lock_guard<std::mutex> l(mu_);
         max_unacked_ = std::max(max_unacked_, unacked);
         if (!never_ack) queue.emplace_back(std::chrono::steady_clock::now() + ack_delay, req);
       }
       qcv.notify_all();
-      if (stream_no == 0 && n == drop_first_stream_after) {
+      if (stream_no == 0 && before < drop_first_stream_after && n >= drop_first_stream_after) {
         result = grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake submitter restarting");
         break;
       }
@@ -148,12 +166,17 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return streams_;
   }
+  int messages() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return messages_;
+  }
 
  private:
   std::mutex mu_;
   std::vector<v1::SubmitRequest> received_;
   std::set<std::string> acked_;
   int streams_ = 0;
+  int messages_ = 0;
   int max_unacked_ = 0;
 };
 
@@ -634,6 +657,7 @@ TEST_F(HasherServiceTest, BurstsOfDigestsAreAllAcknowledgedAndRecorded) {
     fake_.drop_first_stream_after = drop_after;
     StartHasher(/*with_submitter=*/true, /*max_inflight=*/1024);
     const size_t received_before = fake_.received().size();
+    const int messages_before = fake_.messages();
     v1::HashTreeRequest req;
     req.set_job("burst" + std::to_string(drop_after));
     req.set_anchor_mode(v1::ANCHOR_MODE_MERKLE_BATCH);
@@ -648,6 +672,9 @@ TEST_F(HasherServiceTest, BurstsOfDigestsAreAllAcknowledgedAndRecorded) {
       sent_digests.insert(received[i].digest());
     }
     if (drop_after < 0) EXPECT_EQ(received.size() - received_before, files.size());
+    // Bursts go in the batch form: far fewer messages than digests.
+    EXPECT_LT(static_cast<size_t>(fake_.messages() - messages_before) * 4,
+              received.size() - received_before);
     for (const auto& [path, content] : files) {
       const v1::HashTreeResponse& r = run.by_path[path];
       EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << path;
@@ -718,6 +745,42 @@ TEST_F(HasherServiceTest, SubmitterRejectionIsReportedInTheFileResult) {
   EXPECT_EQ(run.by_path["bad.txt"].status().code(), 3);
   EXPECT_EQ(run.by_path["bad.txt"].state(), v1::DIGEST_STATE_HASHED);
   EXPECT_EQ(run.by_path["bad.txt"].status().message().rfind("metadata.filename", 0), 0u);
+}
+
+// A batch-form message refused as a whole (no answer per item) answers each of its items with
+// that refusal: every file gets its result, HASHED with the submitter's status, none is recorded
+// as QUEUED, and the call ends.
+TEST_F(HasherServiceTest, ARefusalOfAWholeBatchAnswersEachOfItsFiles) {
+  StartFake();
+  auto files = MakeFiles(300);
+  fake_.reject_batches = true;
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/1024);
+  v1::HashTreeRequest req;
+  req.set_job("refused");
+  req.set_batch_results(true);
+  TreeRun run = RunTree(req);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.by_path.size(), files.size());
+  ASSERT_LT(static_cast<size_t>(fake_.messages()), files.size());  // batches were sent
+  size_t refused = 0;
+  for (const auto& [path, content] : files) {
+    const v1::HashTreeResponse& r = run.by_path[path];
+    EXPECT_EQ(r.digest(), Sha(content)) << path;
+    if (r.status().code() == 0) {
+      EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << path;  // sent alone, in the single form
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_HASHED) << path;
+    EXPECT_EQ(r.status().code(), 3) << path;
+    EXPECT_EQ(r.status().message(), "items: refused by the fake") << path;
+    EXPECT_EQ(r.status().reason(), "SUBMIT_REJECTED") << path;
+  }
+  EXPECT_GT(refused, files.size() / 2);
+  EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+  auto row = store_->Get("refused", files.begin()->first);
+  ASSERT_TRUE(row.ok()) << row.status();
+  if (row->has_value()) EXPECT_NE((*row)->state, FileState::kQueued);
 }
 
 TEST_F(HasherServiceTest, CallerCancellationEndsTheCall) {

@@ -74,6 +74,10 @@ struct TreeCall {
   std::atomic<int64_t> files_total{0};
   std::atomic<bool> walk_complete{false};
   rpc::AckTable<Item> sent{"f"};
+  // False when the job had no row when the call started: no file can be skipped as unchanged, so
+  // the per-batch lookups are left out (a row another call writes meanwhile only means a file is
+  // read and sent again, which the submitter takes idempotently).
+  bool lookups = true;
   // Set before any thread starts; the writers are declared after what their threads touch, so
   // they are joined before those are destroyed. A dry run records hashed files (dry_recorder),
   // a forwarding call the files the submitter answered for (recorder, with the session).
@@ -252,10 +256,14 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     for (size_t i = 0; i < batch.size(); ++i) c->out.Drop();
     return;
   }
-  std::vector<std::string> paths;
-  paths.reserve(batch.size());
-  for (const auto& e : batch) paths.push_back(e.rel_path);
-  auto rows = s->store->GetMany(c->job, paths);
+  absl::StatusOr<std::vector<std::optional<FileRow>>> rows =
+      std::vector<std::optional<FileRow>>(batch.size());
+  if (c->lookups) {
+    std::vector<std::string> paths;
+    paths.reserve(batch.size());
+    for (const auto& e : batch) paths.push_back(e.rel_path);
+    rows = s->store->GetMany(c->job, paths);
+  }
   std::vector<HashedRecord> hashed;
   hashed.reserve(batch.size());
   std::vector<v1::HashTreeResponse> unchanged;
@@ -334,6 +342,9 @@ class TreeReactor final
 // The coordinator thread: the walk, then waiting for every result to be written.
 void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
   Shared* s = c->shared;
+  // Before any batch is posted (they read it).
+  absl::StatusOr<bool> has_rows = s->store->JobHasRows(c->job);
+  c->lookups = !has_rows.ok() || *has_rows;
   // Files per hash-pool task: window / (2 * workers) (a quarter of it with 2 workers), capped at
   // 256, so that several batches are in flight (every worker busy while the caller drains results)
   // and a batch waiting for its slots holds at most half the window: the other half is released

@@ -246,6 +246,14 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   return st;
 }
 
+absl::StatusOr<bool> HasherStore::JobHasRows(absl::string_view job) {
+  ledger::Session session(*db_);
+  auto s = session.Prepare("SELECT 1 FROM files WHERE job=? LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, job);
+  return s->Step();
+}
+
 absl::StatusOr<std::vector<std::optional<FileRow>>> HasherStore::GetMany(
     absl::string_view job, const std::vector<std::string>& paths) {
   std::vector<std::optional<FileRow>> out;

@@ -229,6 +229,26 @@ TEST(HasherStoreTest, BatchDuplicatesMatchAskingAfterEachRecord) {
   EXPECT_EQ(dups, want);
 }
 
+// JobHasRows sees a job's rows of any kind, and only that job's.
+TEST(HasherStoreTest, JobHasRowsSeesAnyRowOfThatJobOnly) {
+  testing::TempDir dir("hasher_job_rows");
+  auto store = HasherStore::Open(dir.File("hasher.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  HasherStore& s = **store;
+  auto has = [&](const char* job) {
+    absl::StatusOr<bool> r = s.JobHasRows(job);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && *r;
+  };
+  EXPECT_FALSE(has("a"));
+  ASSERT_TRUE(s.RecordError("a", "x", 1, 1, 5, "FILE_UNREADABLE", "gone").ok());
+  EXPECT_TRUE(has("a"));
+  EXPECT_FALSE(has("b"));
+  EXPECT_FALSE(has(""));
+  ASSERT_TRUE(s.RecordHashedBatch("b", {HashedRecord{"p", 1, 1, D('b')}}, nullptr).ok());
+  EXPECT_TRUE(has("b"));
+}
+
 // Everything added is written exactly once and in order; what arrives while a write runs is
 // written by the next one, all of it together; Finish writes what is still queued.
 TEST(HasherGroupWriterTest, WritesEverythingQueuedTogetherAndDrainsOnFinish) {

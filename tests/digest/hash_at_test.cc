@@ -17,34 +17,18 @@
 #include "libs/digest/hash_file.h"
 #include "libs/digest/reason.h"
 #include "libs/digest/tree_walk.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anchord::digest {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "hash_at_test.XXXXXX").string();
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  ASSERT_TRUE(out.good());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+  ASSERT_EQ(fs::file_size(path), content.size()) << path;
 }
 
 std::string Sha(const std::string& data) {
@@ -94,7 +78,7 @@ class HashFileAtTest : public ::testing::Test {
   void TearDown() override { close(fd_); }
   std::string P(const std::string& name) { return dir_.path() + "/" + name; }
 
-  TempDir dir_;
+  TempDir dir_{"hash_at_test"};
   int fd_ = -1;
   HashFileOptions opt_;
   int reads_ = 0;  // reads that reached the "after" fstat
@@ -236,7 +220,7 @@ TEST_F(HashFileAtTest, AChangeDuringTheReadIsRetriedThenReported) {
 // get none), with the whole lstat; it holds at most kMaxOpenDirs directories for entries still in
 // use (later ones go by path) and every one is closed once its entries are gone.
 TEST(TreeWalkOpenDirTest, RegularFilesComeWithTheirDirectoryWithinALimit) {
-  TempDir dir;
+  TempDir dir("hash_at_walk");
   const std::string& r = dir.path();
   const int dirs = TreeWalker::kMaxOpenDirs + 10;
   std::map<std::string, std::string> content;

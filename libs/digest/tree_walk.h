@@ -71,8 +71,10 @@ struct WalkEntry {
 
 class TreeWalker {
  public:
-  // Directories one Walk holds open at most for the entries still in use (see WalkEntry::dir).
-  static constexpr int kMaxOpenDirs = 64;
+  // Directories one Walk holds open at most for the entries still in use (see WalkEntry::dir):
+  // with the hasher's 16 concurrent calls at most 256 descriptors, well under a default limit of
+  // 1,024, while a window of small files spans only a few directories of any size.
+  static constexpr int kMaxOpenDirs = 16;
 
   // `root` must be an existing directory; it is resolved with realpath once.
   static absl::StatusOr<TreeWalker> Create(const std::string& root);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,27 @@ struct FileDigest {
   int attempts = 0;  // 1 when the first read was stable
 };
 
+// What a stat of a file said just before it is hashed (e.g. the directory walk's).
+struct ExpectedStat {
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint64_t inode = 0;
+  uint64_t device = 0;
+};
+
+// A file to hash: `path` (absolute, resolved; named in messages), or `name` relative to the open
+// directory `dir_fd` when that is >= 0 (opened and checked with openat/fstatat: one name to look
+// up instead of every component of the path). With `expected`, the first read stands on it instead
+// of an fstat of its own: the bytes count when the fstat after the read shows that same file
+// (inode, device, size, mtime, ctime) and a regular one; anything else is read again the usual way.
+struct FileRef {
+  std::string path;
+  int dir_fd = -1;
+  std::string name;
+  std::optional<ExpectedStat> expected;
+};
+
 // Hashes the regular file at `path`. The file is opened with O_NONBLOCK|O_NOFOLLOW, so a FIFO
 // never blocks the caller and a symlink is never followed (callers resolve symlinks themselves and
 // check confinement first). Errors carry a reason (see reason.h):
@@ -40,6 +62,9 @@ struct FileDigest {
 //   FILE_CHANGED_WHILE_HASHING (ABORTED) once max_attempts reads all saw the file change.
 // Bytes hashed are added to *bytes_read when it is non-null (including retried attempts).
 absl::StatusOr<FileDigest> HashFile(const std::string& path, const HashFileOptions& options = {},
+                                    std::atomic<int64_t>* bytes_read = nullptr);
+// HashFile for a FileRef: the same rules, results and errors.
+absl::StatusOr<FileDigest> HashFile(const FileRef& file, const HashFileOptions& options = {},
                                     std::atomic<int64_t>* bytes_read = nullptr);
 
 }  // namespace anchord::digest

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -34,6 +35,14 @@ std::string Join(absl::string_view a, absl::string_view b) {
   return absl::StrCat(a, "/", b);
 }
 
+void SetStat(const struct stat& st, WalkEntry* e) {
+  e->size_bytes = st.st_size;
+  e->mtime_ns = Ns(st.st_mtim);
+  e->ctime_ns = Ns(st.st_ctim);
+  e->inode = static_cast<uint64_t>(st.st_ino);
+  e->device = static_cast<uint64_t>(st.st_dev);
+}
+
 WalkEntry ErrorEntry(std::string rel, absl::Status st, absl::string_view reason) {
   WalkEntry e;
   e.rel_path = std::move(rel);
@@ -42,6 +51,11 @@ WalkEntry ErrorEntry(std::string rel, absl::Status st, absl::string_view reason)
 }
 
 }  // namespace
+
+OpenDir::~OpenDir() {
+  close(fd_);
+  if (open_count_) --*open_count_;
+}
 
 absl::StatusOr<std::string> NormalizeRelativePath(absl::string_view path, absl::string_view field) {
   if (path.find('\0') != absl::string_view::npos) {
@@ -109,6 +123,8 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
   // Depth-first with an explicit stack of directories still to list; memory is one directory
   // listing at a time plus the pending directory names.
   std::vector<std::string> stack{*start};
+  // Directories held open for entries still in use (each OpenDir gives its count back).
+  auto open_dirs = std::make_shared<std::atomic<int>>(0);
   while (!stack.empty()) {
     std::string dir_rel = std::move(stack.back());
     stack.pop_back();
@@ -138,6 +154,16 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
       dir.reset(d);
     }
     std::sort(names.begin(), names.end());
+    // Shared by this directory's regular files, when the walk may hold one more open (a copy of
+    // the listing's fd: the listing itself is closed when the walk moves on).
+    std::shared_ptr<const OpenDir> held;
+    if (open_dirs->load() < kMaxOpenDirs) {
+      int fd = fcntl(dirfd(dir.get()), F_DUPFD_CLOEXEC, 0);
+      if (fd >= 0) {
+        ++*open_dirs;
+        held = std::make_shared<const OpenDir>(fd, open_dirs);
+      }
+    }
     std::vector<std::string> subdirs;
     for (const std::string& name : names) {
       if (cancelled != nullptr && cancelled->load()) return absl::CancelledError("walk cancelled");
@@ -189,13 +215,15 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
                          kNotARegularFile);
         } else {
           e.real_path = *target;
-          e.size_bytes = st.st_size;
-          e.mtime_ns = Ns(st.st_mtim);
+          SetStat(st, &e);
         }
       } else if (S_ISREG(lst.st_mode)) {
         e.real_path = abs;
-        e.size_bytes = lst.st_size;
-        e.mtime_ns = Ns(lst.st_mtim);
+        SetStat(lst, &e);
+        if (held) {
+          e.dir = held;
+          e.name = name;
+        }
       } else {
         e = ErrorEntry(rel,
                        absl::FailedPreconditionError(

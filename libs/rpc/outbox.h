@@ -17,6 +17,10 @@
 // last result of a burst is written without the hint, which sends everything held. A result is
 // therefore never held back by the cork when nothing follows it.
 //
+// A message may answer several admitted items at once (Push with `items`): it releases all their
+// slots when it was written, so a caller that packs many results into one message keeps the same
+// window, counted in items, with fewer writes.
+//
 // The outbox also counts the call's tasks running on other threads (TaskStarted/TaskDone), so the
 // thread that ends the call can wait until nothing touches the call any more (WaitFinished).
 #pragma once
@@ -74,17 +78,17 @@ class Outbox {
     absl::MutexLock lock(&mu_);
     --outstanding_;
   }
-  // Queues the result of an admitted item (its slot is released once it was written). After
-  // cancellation the result is discarded and its slot released at once.
-  void Push(Resp r) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Queues the result of `items` admitted items (their slots are released once it was written).
+  // After cancellation the result is discarded and the slots released at once.
+  void Push(Resp r, int items = 1) ABSL_LOCKS_EXCLUDED(mu_) {
     PendingWrite write;
     {
       absl::MutexLock lock(&mu_);
       if (cancelled_) {
-        --outstanding_;
+        outstanding_ -= items;
         return;
       }
-      queue_.push_back(std::move(r));
+      queue_.push_back(Entry{std::move(r), items});
       if (!writing_ && CanWriteFrontLocked()) write = BeginWriteLocked();
     }
     Write(write);
@@ -106,12 +110,12 @@ class Outbox {
     {
       absl::MutexLock lock(&mu_);
       if (!queue_.empty()) {
+        outstanding_ -= queue_.front().items;
         queue_.pop_front();
-        --outstanding_;
       }
       if (!ok) {
         cancelled_ = true;
-        outstanding_ -= static_cast<int>(queue_.size());
+        for (const Entry& e : queue_) outstanding_ -= e.items;
         queue_.clear();
       }
       writing_ = false;
@@ -127,8 +131,8 @@ class Outbox {
     cancelled_ = true;
     const size_t keep = writing_ ? 1 : 0;
     while (queue_.size() > keep) {
+      outstanding_ -= queue_.back().items;
       queue_.pop_back();
-      --outstanding_;
     }
   }
   bool cancelled() ABSL_LOCKS_EXCLUDED(mu_) {
@@ -175,10 +179,10 @@ class Outbox {
     if (cancelled_) return tasks_ == 0 && !writing_;
     return outstanding_ == 0 && tasks_ == 0;
   }
-  // 1 when the newest result is held back (queued, not being written).
+  // The items of the newest result when it is held back (queued, not being written), else 0.
   int HeldLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!hold_back_ || queue_.empty()) return 0;
-    return writing_ && queue_.size() == 1 ? 0 : 1;
+    return writing_ && queue_.size() == 1 ? 0 : queue_.back().items;
   }
   bool CanWriteFrontLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !hold_back_ || queue_.size() >= 2;
@@ -193,7 +197,7 @@ class Outbox {
   // the front's write completes (with hold-back, only if a third one holds the held place).
   PendingWrite BeginWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writing_ = true;
-    return PendingWrite{&queue_.front(), queue_.size() >= (hold_back_ ? 3u : 2u)};
+    return PendingWrite{&queue_.front().r, queue_.size() >= (hold_back_ ? 3u : 2u)};
   }
   void Write(const PendingWrite& w) ABSL_LOCKS_EXCLUDED(mu_) {
     if (w.r == nullptr) return;
@@ -201,9 +205,15 @@ class Outbox {
     start_write(w.r, w.more);
   }
 
+  // A queued result and the number of admitted items it answers.
+  struct Entry {
+    Resp r;
+    int items;
+  };
+
   const int window_;
   absl::Mutex mu_;
-  std::deque<Resp> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

@@ -212,12 +212,19 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     for (const auto& p : o.providers) req.add_providers(p);
     if (o.merkle) req.set_anchor_mode(anchord::v1::ANCHOR_MODE_MERKLE_BATCH);
     req.set_fallback_provider(o.fallback_provider);
+    req.set_batch_results(true);  // many results per message: far fewer messages per small file
     auto reader = clients.hasher().HashTree(&ctx, req);
     HashTreeResponse resp;
     std::vector<HashTreeResponse> dry;
     while (reader->Read(&resp)) {
-      state.OnHashResult(resp);
-      if (o.dry_run && dry.size() < 1000000) dry.push_back(resp);
+      // A hasher from before batch_results answers one result per message.
+      if (resp.results_size() == 0) *resp.add_results() = HashTreeResponse(resp);
+      for (HashTreeResponse& r : *resp.mutable_results()) {
+        r.set_files_total(resp.files_total());
+        r.set_walk_complete(resp.walk_complete());
+        state.OnHashResult(r);
+        if (o.dry_run && dry.size() < 1000000) dry.push_back(std::move(r));
+      }
     }
     grpc::Status st = reader->Finish();
     if (!st.ok()) failure = clients.RpcError("hasher", "HashTree", st);

@@ -34,6 +34,10 @@ using Shared = HasherServiceImpl::Shared;
 // the next large file goes to the other worker.
 constexpr int64_t kBatchBytes = 4 << 20;
 constexpr int64_t kLargeFileBytes = 1 << 20;
+// With batch_results, one message carries at most this many results, and stops growing past
+// kPackBytes (an estimate from the paths), well under gRPC's default 4 MiB receive limit.
+constexpr int kPackResults = 1024;
+constexpr size_t kPackBytes = 1 << 20;
 struct TreeCall {
   // A file sent to the submitter and not yet acknowledged.
   struct Item {
@@ -70,6 +74,10 @@ struct TreeCall {
   std::atomic<int64_t> files_total{0};
   std::atomic<bool> walk_complete{false};
   rpc::AckTable<Item> sent{"f"};
+  // False when the job had no row when the call started: no file can be skipped as unchanged, so
+  // the per-batch lookups are left out (a row another call writes meanwhile only means a file is
+  // read and sent again, which the submitter takes idempotently).
+  bool lookups = true;
   // Set before any thread starts; the writers are declared after what their threads touch, so
   // they are joined before those are destroyed. A dry run records hashed files (dry_recorder),
   // a forwarding call the files the submitter answered for (recorder, with the session).
@@ -77,6 +85,28 @@ struct TreeCall {
   std::unique_ptr<GroupWriter<Acked>> recorder;
   std::unique_ptr<SubmitSession> session;
 };
+
+// Hands results (one admitted file each) to the outbox: one message per result, or with
+// batch_results as few messages as the packing limits allow. Empties `results`.
+void Emit(TreeCall* c, std::vector<v1::HashTreeResponse>& results) {
+  if (!c->request.batch_results()) {
+    for (v1::HashTreeResponse& r : results) c->out.Push(std::move(r));
+    results.clear();
+    return;
+  }
+  size_t i = 0;
+  while (i < results.size()) {
+    v1::HashTreeResponse packed;
+    size_t bytes = 0;
+    int n = 0;
+    for (; i < results.size() && n < kPackResults && bytes < kPackBytes; ++i, ++n) {
+      bytes += results[i].path().size() + results[i].duplicate_of().size() + 96;
+      *packed.add_results() = std::move(results[i]);
+    }
+    c->out.Push(std::move(packed), n);
+  }
+  results.clear();
+}
 
 void TreeError(TreeCall* c, const std::string& path, int64_t size, int64_t mtime_ns,
                const absl::Status& st) {
@@ -92,7 +122,9 @@ void TreeError(TreeCall* c, const std::string& path, int64_t size, int64_t mtime
   r.set_path(path);
   r.set_size_bytes(size);
   *r.mutable_status() = std::move(item);
-  c->out.Push(std::move(r));
+  std::vector<v1::HashTreeResponse> one;
+  one.push_back(std::move(r));
+  Emit(c, one);
 }
 
 // On the session's reader thread: hands the answered file to the recorder, which does the store
@@ -120,14 +152,16 @@ void RecordAcked(TreeCall* c, std::vector<TreeCall::Acked>& acked) {
     // them again (the submitter is idempotent on the digest).
     ANCHORD_LOG(Error) << "store: " << st;
   }
+  std::vector<v1::HashTreeResponse> results;
+  results.reserve(acked.size());
   for (TreeCall::Acked& a : acked) {
-    v1::HashTreeResponse r;
+    v1::HashTreeResponse& r = results.emplace_back();
     r.set_path(std::move(a.item.path));
     r.set_digest(a.item.digest.raw());
     r.set_size_bytes(a.item.size_bytes);
     internal::SetAckOutcome(a.ack, &r);
-    c->out.Push(std::move(r));
   }
+  Emit(c, results);
 }
 
 // Hashes one file; on success appends it to `hashed` (recorded and forwarded by the caller once
@@ -139,7 +173,16 @@ void HashTreeFile(const std::shared_ptr<TreeCall>& c, const digest::WalkEntry& e
   opt.buffer_bytes = s->options.hash_buffer_bytes;
   opt.cancelled = &c->cancelled;
   std::atomic<int64_t> bytes{0};
-  absl::StatusOr<digest::FileDigest> d = digest::HashFile(e.real_path, opt, &bytes);
+  // Opened relative to the directory the walk still holds (when it does), and read on the walk's
+  // stat of the file instead of another one.
+  digest::FileRef file;
+  file.path = e.real_path;
+  if (e.dir) {
+    file.dir_fd = e.dir->fd();
+    file.name = e.name;
+  }
+  file.expected = digest::ExpectedStat{e.size_bytes, e.mtime_ns, e.ctime_ns, e.inode, e.device};
+  absl::StatusOr<digest::FileDigest> d = digest::HashFile(file, opt, &bytes);
   s->metrics->bytes.Increment(static_cast<double>(bytes.load()));
   if (!d.ok()) {
     if (c->cancelled) {
@@ -213,12 +256,17 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     for (size_t i = 0; i < batch.size(); ++i) c->out.Drop();
     return;
   }
-  std::vector<std::string> paths;
-  paths.reserve(batch.size());
-  for (const auto& e : batch) paths.push_back(e.rel_path);
-  auto rows = s->store->GetMany(c->job, paths);
+  absl::StatusOr<std::vector<std::optional<FileRow>>> rows =
+      std::vector<std::optional<FileRow>>(batch.size());
+  if (c->lookups) {
+    std::vector<std::string> paths;
+    paths.reserve(batch.size());
+    for (const auto& e : batch) paths.push_back(e.rel_path);
+    rows = s->store->GetMany(c->job, paths);
+  }
   std::vector<HashedRecord> hashed;
   hashed.reserve(batch.size());
+  std::vector<v1::HashTreeResponse> unchanged;
   for (size_t i = 0; i < batch.size(); ++i) {
     const digest::WalkEntry& e = batch[i];
     if (c->cancelled) {
@@ -228,11 +276,12 @@ void HashTreeBatch(const std::shared_ptr<TreeCall>& c, std::vector<digest::WalkE
     const std::optional<FileRow>* row = rows.ok() && i < rows->size() ? &(*rows)[i] : nullptr;
     if (std::optional<v1::HashTreeResponse> r = UnchangedResult(e, row)) {
       s->metrics->files_unchanged.Increment();
-      c->out.Push(std::move(*r));
+      unchanged.push_back(std::move(*r));
       continue;
     }
     HashTreeFile(c, e, &hashed);
   }
+  Emit(c.get(), unchanged);
   if (hashed.empty()) return;
   if (!c->request.dry_run()) {
     s->metrics->files_hashed.Increment(static_cast<double>(hashed.size()));
@@ -262,17 +311,19 @@ void RecordDry(TreeCall* c, std::vector<HashedRecord>& hashed) {
     return;
   }
   s->metrics->files_hashed.Increment(static_cast<double>(hashed.size()));
+  std::vector<v1::HashTreeResponse> results;
+  results.reserve(hashed.size());
   for (size_t i = 0; i < hashed.size(); ++i) {
     HashedRecord& h = hashed[i];
-    v1::HashTreeResponse r;
+    v1::HashTreeResponse& r = results.emplace_back();
     r.set_path(std::move(h.path));
     r.set_digest(h.digest.raw());
     r.set_size_bytes(h.size_bytes);
     r.set_state(v1::DIGEST_STATE_HASHED);
     if (i < dups.size()) r.set_duplicate_of(dups[i]);
     *r.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
-    c->out.Push(std::move(r));
   }
+  Emit(c, results);
 }
 
 class TreeReactor final
@@ -291,6 +342,9 @@ class TreeReactor final
 // The coordinator thread: the walk, then waiting for every result to be written.
 void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
   Shared* s = c->shared;
+  // Before any batch is posted (they read it).
+  absl::StatusOr<bool> has_rows = s->store->JobHasRows(c->job);
+  c->lookups = !has_rows.ok() || *has_rows;
   // Files per hash-pool task: window / (2 * workers) (a quarter of it with 2 workers), capped at
   // 256, so that several batches are in flight (every worker busy while the caller drains results)
   // and a batch waiting for its slots holds at most half the window: the other half is released

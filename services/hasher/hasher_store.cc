@@ -50,6 +50,56 @@ absl::StatusOr<FileRow> ReadRow(const ledger::Statement& s) {
   return r;
 }
 
+// Upserts a row that carries a digest: ?1 job, ?2 path, ?3 size, ?4 mtime_ns, ?5 digest, ?6 state,
+// ?7 duplicate_of, ?8 updated_at, ?9 read_by_hasher. Clears any error a previous run recorded.
+constexpr const char* kUpsertDigestRow =
+    "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
+    "error_reason, error_message, updated_at, read_by_hasher) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', '', ?8, ?9) "
+    "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+    "digest=excluded.digest, state=excluded.state, duplicate_of=excluded.duplicate_of, "
+    "error_code=0, error_reason='', error_message='', updated_at=excluded.updated_at, "
+    "read_by_hasher=excluded.read_by_hasher";
+
+// One row of a digest upsert (kUpsertDigestRow), run on the prepared `ins`.
+struct DigestRow {
+  absl::string_view path;
+  int64_t size_bytes;
+  int64_t mtime_ns;
+  const Digest& digest;
+  FileState state;
+  absl::string_view duplicate_of;
+  bool read_by_hasher;
+};
+
+absl::Status UpsertDigestRow(ledger::Statement& ins, absl::string_view job, const DigestRow& r,
+                             int64_t now_ms) {
+  ins.Reset();
+  ins.Bind(1, job)
+      .Bind(2, r.path)
+      .Bind(3, r.size_bytes)
+      .Bind(4, r.mtime_ns)
+      .BindBlob(5, r.digest.bytes())
+      .Bind(6, FileStateName(r.state))
+      .Bind(7, r.duplicate_of)
+      .Bind(8, now_ms)
+      .Bind(9, int64_t{r.read_by_hasher ? 1 : 0});
+  return ins.Run();
+}
+
+// Every row `s` returns (a query selecting kColumns).
+absl::StatusOr<std::vector<FileRow>> CollectRows(ledger::Statement& s) {
+  std::vector<FileRow> out;
+  for (;;) {
+    auto row = s.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(s));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::string_view FileStateName(FileState s) {
@@ -149,21 +199,12 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
                                          int64_t size_bytes, int64_t mtime_ns,
                                          const Digest& digest) {
   ledger::Session session(*db_);
-  auto s = session.Prepare(
-      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
-      "error_reason, error_message, updated_at, read_by_hasher) "
-      "VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?, 0) "
-      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-      "digest=excluded.digest, state='HASHED', duplicate_of='', error_code=0, error_reason='', "
-      "error_message='', updated_at=excluded.updated_at, read_by_hasher=0");
-  if (!s.ok()) return s.status();
-  s->Bind(1, job)
-      .Bind(2, path)
-      .Bind(3, size_bytes)
-      .Bind(4, mtime_ns)
-      .BindBlob(5, digest.bytes())
-      .Bind(6, NowMs());
-  return s->Run();
+  auto ins = session.Prepare(kUpsertDigestRow);
+  if (!ins.ok()) return ins.status();
+  return UpsertDigestRow(*ins, job,
+                         DigestRow{path, size_bytes, mtime_ns, digest, FileState::kHashed, "",
+                                   /*read_by_hasher=*/false},
+                         NowMs());
 }
 
 absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
@@ -173,13 +214,7 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto ins = tx.Prepare(
-      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
-      "error_reason, error_message, updated_at, read_by_hasher) "
-      "VALUES (?, ?, ?, ?, ?, 'HASHED', '', 0, '', '', ?, 1) "
-      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-      "digest=excluded.digest, state='HASHED', duplicate_of='', error_code=0, error_reason='', "
-      "error_message='', updated_at=excluded.updated_at, read_by_hasher=1");
+  auto ins = tx.Prepare(kUpsertDigestRow);
   if (!ins.ok()) return ins.status();
   std::optional<ledger::Statement> dup;
   if (duplicates != nullptr) {
@@ -189,15 +224,10 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   }
   int64_t now = NowMs();
   for (const HashedRecord& r : records) {
-    ins->Reset();
-    ins->Bind(1, job)
-        .Bind(2, r.path)
-        .Bind(3, r.size_bytes)
-        .Bind(4, r.mtime_ns)
-        .BindBlob(5, r.digest.bytes())
-        .Bind(6, now);
-    absl::Status st = ins->Run();
-    if (!st.ok()) return st;
+    // Asked before the record is written, which gives the same answer as after it (the query
+    // excludes the record's own path, the only row the upsert touches) and is cheaper: a new
+    // digest finds no index entry at all, where after the write it finds its own row and reads it
+    // from the table to skip it.
     if (dup) {
       dup->Reset();
       dup->Bind(1, job).BindBlob(2, r.digest.bytes()).Bind(3, r.path);
@@ -205,10 +235,23 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
       if (!row.ok()) return row.status();
       duplicates->push_back(*row ? dup->ColumnText(0) : std::string());
     }
+    absl::Status st = UpsertDigestRow(*ins, job,
+                                      DigestRow{r.path, r.size_bytes, r.mtime_ns, r.digest,
+                                                FileState::kHashed, "", /*read_by_hasher=*/true},
+                                      now);
+    if (!st.ok()) return st;
   }
   absl::Status st = tx.Commit();
   if (!st.ok() && duplicates != nullptr) duplicates->clear();
   return st;
+}
+
+absl::StatusOr<bool> HasherStore::JobHasRows(absl::string_view job) {
+  ledger::Session session(*db_);
+  auto s = session.Prepare("SELECT 1 FROM files WHERE job=? LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, job);
+  return s->Step();
 }
 
 absl::StatusOr<std::vector<std::optional<FileRow>>> HasherStore::GetMany(
@@ -253,27 +296,16 @@ absl::Status HasherStore::RecordForwarded(absl::string_view job,
   if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto ins = tx.Prepare(
-      "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
-      "error_reason, error_message, updated_at, read_by_hasher) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', '', ?, 1) "
-      "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-      "digest=excluded.digest, state=excluded.state, duplicate_of=excluded.duplicate_of, "
-      "error_code=0, error_reason='', error_message='', updated_at=excluded.updated_at, "
-      "read_by_hasher=1");
+  auto ins = tx.Prepare(kUpsertDigestRow);
   if (!ins.ok()) return ins.status();
   int64_t now = NowMs();
   for (const ForwardedRecord& r : records) {
-    ins->Reset();
-    ins->Bind(1, job)
-        .Bind(2, r.path)
-        .Bind(3, r.size_bytes)
-        .Bind(4, r.mtime_ns)
-        .BindBlob(5, r.digest.bytes())
-        .Bind(6, FileStateName(r.queued ? FileState::kQueued : FileState::kHashed))
-        .Bind(7, r.duplicate_of)
-        .Bind(8, now);
-    absl::Status st = ins->Run();
+    absl::Status st = UpsertDigestRow(
+        *ins, job,
+        DigestRow{r.path, r.size_bytes, r.mtime_ns, r.digest,
+                  r.queued ? FileState::kQueued : FileState::kHashed, r.duplicate_of,
+                  /*read_by_hasher=*/true},
+        now);
     if (!st.ok()) return st;
   }
   return tx.Commit();
@@ -304,15 +336,7 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::ListPage(absl::string_view job
       "SELECT ", kColumns, " FROM files WHERE job=? AND path>? ORDER BY path LIMIT ?"));
   if (!s.ok()) return s.status();
   s->Bind(1, job).Bind(2, after).Bind(3, int64_t{limit});
-  std::vector<FileRow> out;
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(*s));
-    out.push_back(std::move(r));
-  }
-  return out;
+  return CollectRows(*s);
 }
 
 absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(const Digest& digest, int limit) {
@@ -322,15 +346,7 @@ absl::StatusOr<std::vector<FileRow>> HasherStore::FindByDigest(const Digest& dig
       "WHERE substr(digest, 1, 8) = substr(?1, 1, 8) AND digest = ?1 ", "ORDER BY rowid LIMIT ?2"));
   if (!s.ok()) return s.status();
   s->BindBlob(1, digest.bytes()).Bind(2, int64_t{limit});
-  std::vector<FileRow> out;
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    ANCHORD_ASSIGN_OR_RETURN(FileRow r, ReadRow(*s));
-    out.push_back(std::move(r));
-  }
-  return out;
+  return CollectRows(*s);
 }
 
 absl::StatusOr<std::string> HasherStore::FirstPathWithDigest(absl::string_view job,

@@ -91,6 +91,8 @@ class HasherStore {
   // before this commit only means the file is read and sent again next time; the submitter is
   // idempotent on the digest).
   absl::Status RecordForwarded(absl::string_view job, const std::vector<ForwardedRecord>& records);
+  // True when `job` has at least one row (any state).
+  absl::StatusOr<bool> JobHasRows(absl::string_view job);
   // Get for several paths of `job` under one lock and one prepared statement; one entry per path.
   absl::StatusOr<std::vector<std::optional<FileRow>>> GetMany(
       absl::string_view job, const std::vector<std::string>& paths);

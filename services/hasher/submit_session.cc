@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
 
 namespace anchord::hasher {
@@ -83,6 +84,33 @@ int SubmitSession::reconnects() {
 }
 
 void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
+  std::vector<std::string> refused;
+  {
+    absl::MutexLock lock(&mu_);
+    auto b = batches_.find(response.request_id());
+    if (b != batches_.end()) {
+      if (response.items_size() == 0) refused = std::move(b->second);
+      batches_.erase(b);
+    }
+  }
+  if (response.items_size() > 0) {
+    for (const v1::SubmitResponse& item : response.items()) HandleItem(item);
+    return;
+  }
+  if (refused.empty()) {
+    HandleItem(response);
+    return;
+  }
+  // The submitter refused the whole message: each of its items gets that answer.
+  for (const std::string& id : refused) {
+    v1::SubmitResponse item;
+    item.set_request_id(id);
+    *item.mutable_status() = response.status();
+    HandleItem(item);
+  }
+}
+
+void SubmitSession::HandleItem(const v1::SubmitResponse& response) {
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(response.request_id());
@@ -115,6 +143,7 @@ void SubmitSession::Run() {
       stream_broken_ = false;
       // Everything not yet acknowledged goes out again on the new stream, oldest first.
       send_queue_.clear();
+      batches_.clear();
       for (const auto& [seq, id] : order_) send_queue_.push_back(id);
     }
     auto stream = stub_->Submit(ctx.get());
@@ -132,6 +161,7 @@ void SubmitSession::Run() {
     bool half_closed = false;
     bool write_failed = false;
     std::vector<std::shared_ptr<const v1::SubmitRequest>> burst;
+    v1::SubmitRequest batch;
     while (!write_failed) {
       bool stopping = false;
       bool drained = false;
@@ -155,6 +185,13 @@ void SubmitSession::Run() {
             if (it == pending_.end()) continue;  // acknowledged meanwhile
             burst.push_back(it->second.request);
           }
+          if (burst.size() > 1) {
+            batch.Clear();
+            batch.set_request_id(absl::StrCat("batch-", next_batch_++));
+            std::vector<std::string>& ids = batches_[batch.request_id()];
+            ids.reserve(burst.size());
+            for (const auto& r : burst) ids.push_back(r->request_id());
+          }
         }
       }
       if (stopping) {
@@ -165,17 +202,15 @@ void SubmitSession::Run() {
         }
         break;
       }
-      // Every write of the burst but its last carries gRPC's buffer hint: gRPC then completes it
-      // at once and sends the burst in a few socket writes instead of one per digest; the last
-      // write flushes. Blocks while the submitter does not read (its queue is full): that is the
-      // backpressure.
-      for (size_t i = 0; i < burst.size(); ++i) {
-        grpc::WriteOptions options;
-        if (i + 1 < burst.size()) options.set_buffer_hint();
-        if (!stream->Write(*burst[i], options)) {
-          write_failed = true;
-          break;
-        }
+      // A burst of several items is one message in the batch form (at most kMaxBurst items,
+      // under the submitter's limit of 4,096). Blocks while the submitter does not read (its
+      // queue is full): that is the backpressure.
+      if (burst.size() == 1) {
+        write_failed = !stream->Write(*burst[0]);
+      } else if (burst.size() > 1) {
+        batch.mutable_items()->Reserve(static_cast<int>(burst.size()));
+        for (const auto& r : burst) *batch.add_items() = *r;
+        write_failed = !stream->Write(batch);
       }
     }
     {

@@ -1,5 +1,9 @@
 // One SubmitterService.Submit stream per hashing call, kept alive across submitter restarts.
 //
+// Several items queued together go out as one message in the batch form (SubmitRequest.items),
+// answered by one SubmitResponse with an answer per item: far fewer messages per digest on both
+// sides. Each item is still acknowledged (and resent) on its own.
+//
 // Items handed to Send() stay "unacknowledged" until the submitter's SubmitResponse for their
 // request_id arrives. When the stream breaks (submitter killed, network, deadline reached) the
 // session reopens it with jittered backoff and resends every unacknowledged item, so the hand-off
@@ -66,6 +70,7 @@ class SubmitSession {
  private:
   void Run();
   void HandleResponse(const anchord::v1::SubmitResponse& response);
+  void HandleItem(const anchord::v1::SubmitResponse& response);
 
   std::unique_ptr<anchord::v1::SubmitterService::Stub> stub_;
   SubmitSessionOptions options_;
@@ -84,6 +89,10 @@ class SubmitSession {
   // ids still to write on the current stream
   std::deque<std::string> send_queue_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // The item ids of each batch-form message on the current stream not yet answered, by the
+  // message's request_id: a refusal of a whole message answers each of its items.
+  std::map<std::string, std::vector<std::string>> batches_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_batch_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_broken_ ABSL_GUARDED_BY(mu_) = false;
   int reconnects_ ABSL_GUARDED_BY(mu_) = 0;

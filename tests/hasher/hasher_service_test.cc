@@ -59,6 +59,7 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
   int drop_first_stream_after = -1;  // end the first stream with UNAVAILABLE after N requests
   std::string reject_digest;         // answer INVALID_ARGUMENT for this digest
   bool never_ack = false;
+  bool reject_batches = false;  // refuse every batch-form message as a whole
 
   grpc::Status Submit(
       grpc::ServerContext* ctx,
@@ -84,21 +85,34 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
         queue.pop_front();
         lock.unlock();
         std::this_thread::sleep_until(at);
+        // A batch-form message gets one response with an answer per item, in order.
         v1::SubmitResponse resp;
         resp.set_request_id(req.request_id());
-        resp.set_digest(req.digest());
-        if (req.digest() == reject_digest) {
+        const int items = req.items_size();
+        for (int i = 0; i < (items == 0 ? 1 : items); ++i) {
+          const v1::SubmitRequest& one = items == 0 ? req : req.items(i);
+          v1::SubmitResponse* answer = items == 0 ? &resp : resp.add_items();
+          answer->set_request_id(one.request_id());
+          answer->set_digest(one.digest());
+          if (one.digest() == reject_digest || (reject_batches && items > 0)) {
+            answer->mutable_status()->set_code(3);
+            answer->mutable_status()->set_message("metadata.filename: rejected by the fake");
+            answer->mutable_status()->set_reason("INVALID_FIELD");
+          } else {
+            answer->set_state(v1::DIGEST_STATE_QUEUED);
+            std::lock_guard<std::mutex> l(mu_);
+            acked_.insert(one.digest());
+          }
+        }
+        if (reject_batches && items > 0) {
+          // As the submitter refuses a message that breaks the rules of the batch form: whole.
+          resp.clear_items();
           resp.mutable_status()->set_code(3);
-          resp.mutable_status()->set_message("metadata.filename: rejected by the fake");
-          resp.mutable_status()->set_reason("INVALID_FIELD");
-        } else {
-          resp.set_state(v1::DIGEST_STATE_QUEUED);
-          std::lock_guard<std::mutex> l(mu_);
-          acked_.insert(req.digest());
+          resp.mutable_status()->set_message("items: refused by the fake");
         }
         {
           std::lock_guard<std::mutex> l(qmu);
-          --unacked;
+          unacked -= std::max(1, items);
         }
         if (!stream->Write(resp)) return;
       }
@@ -107,20 +121,24 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
     int n = 0;
     grpc::Status result = grpc::Status::OK;
     while (stream->Read(&req)) {
-      ++n;
+      const int items = std::max(1, req.items_size());
+      const int before = n;
+      n += items;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        received_.push_back(req);
+        if (req.items_size() == 0) received_.push_back(req);
+        for (const v1::SubmitRequest& item : req.items()) received_.push_back(item);
+        ++messages_;
       }
       {
         std::lock_guard<std::mutex> lock(qmu);
-        ++unacked;
+        unacked += items;
         std::lock_guard<std::mutex> l(mu_);
         max_unacked_ = std::max(max_unacked_, unacked);
         if (!never_ack) queue.emplace_back(std::chrono::steady_clock::now() + ack_delay, req);
       }
       qcv.notify_all();
-      if (stream_no == 0 && n == drop_first_stream_after) {
+      if (stream_no == 0 && before < drop_first_stream_after && n >= drop_first_stream_after) {
         result = grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake submitter restarting");
         break;
       }
@@ -148,12 +166,17 @@ class FakeSubmitter final : public v1::SubmitterService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return streams_;
   }
+  int messages() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return messages_;
+  }
 
  private:
   std::mutex mu_;
   std::vector<v1::SubmitRequest> received_;
   std::set<std::string> acked_;
   int streams_ = 0;
+  int messages_ = 0;
   int max_unacked_ = 0;
 };
 
@@ -226,9 +249,12 @@ class HasherServiceTest : public ::testing::Test {
   struct TreeRun {
     grpc::Status status;
     std::map<std::string, v1::HashTreeResponse> by_path;
-    std::vector<v1::HashTreeResponse> all;
+    std::vector<v1::HashTreeResponse> all;  // one per result, in the order received
+    size_t messages = 0;
   };
 
+  // With req.batch_results, every message must carry its results in `results` and nothing of its
+  // own but files_total and walk_complete, which are copied into each result here.
   TreeRun RunTree(const v1::HashTreeRequest& req) {
     TreeRun run;
     grpc::ClientContext ctx;
@@ -236,8 +262,23 @@ class HasherServiceTest : public ::testing::Test {
     auto reader = stub_->HashTree(&ctx, req);
     v1::HashTreeResponse r;
     for (int i = 0; i < 100000 && reader->Read(&r); ++i) {
-      run.all.push_back(r);
-      run.by_path[r.path()] = r;
+      ++run.messages;
+      if (!req.batch_results()) {
+        EXPECT_EQ(r.results_size(), 0);
+        run.all.push_back(r);
+        run.by_path[r.path()] = r;
+        continue;
+      }
+      EXPECT_GT(r.results_size(), 0);
+      EXPECT_TRUE(r.path().empty() && r.digest().empty() && !r.has_status()) << r.path();
+      for (v1::HashTreeResponse one : r.results()) {
+        EXPECT_EQ(one.files_total(), 0);
+        EXPECT_EQ(one.results_size(), 0);
+        one.set_files_total(r.files_total());
+        one.set_walk_complete(r.walk_complete());
+        run.by_path[one.path()] = one;
+        run.all.push_back(std::move(one));
+      }
     }
     run.status = reader->Finish();
     return run;
@@ -308,6 +349,57 @@ TEST_F(HasherServiceTest, DryRunReportsEveryFileAndProblemsPerFile) {
   EXPECT_DOUBLE_EQ(metrics_->files_hashed.Value(), 2);
   EXPECT_DOUBLE_EQ(metrics_->files_error.Value(), 3);
   EXPECT_DOUBLE_EQ(metrics_->bytes.Value(), 10005);
+}
+
+// Files are opened relative to the directories the walk holds open, at most
+// TreeWalker::kMaxOpenDirs of them: a chain 120 directories deep and 100 sibling directories of one
+// file each (more directories than that limit in flight with a window of 256) still give every
+// file its digest, in both result forms; a symlink to a file inside the root is hashed as its
+// target, one to a file outside is refused, and the service holds no directory open afterwards.
+TEST_F(HasherServiceTest, DeepAndWideTreesHashEveryFileWithinTheOpenDirectoryLimit) {
+  std::map<std::string, std::string> files;
+  std::string deep;
+  for (int i = 0; i < 120; ++i) {
+    deep += (i == 0 ? "" : "/") + std::string("d");
+    files[deep + "/f.txt"] = "deep " + std::to_string(i);
+  }
+  for (int i = 0; i < 100; ++i) {
+    files["wide/w" + std::to_string(i) + "/f.txt"] = "wide " + std::to_string(i);
+  }
+  for (const auto& [rel, content] : files) WriteFile(root_ + "/" + rel, content);
+  ASSERT_EQ(symlink("../d/f.txt", (root_ + "/wide/inside").c_str()), 0);
+  WriteFile(base_ + "/outside.txt", "outside");
+  ASSERT_EQ(symlink((base_ + "/outside.txt").c_str(), (root_ + "/wide/outside").c_str()), 0);
+  StartHasher(/*with_submitter=*/false);
+  // Descriptors of this process open on something under the root (named by its resolved path).
+  ASSERT_EQ(fs::canonical(root_).string(), root_);
+  auto open_under_root = [this] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+      std::string target = fs::read_symlink(e.path(), ec).string();
+      if (!ec && target.rfind(root_, 0) == 0) ++n;
+    }
+    return n;
+  };
+  for (bool batch : {false, true}) {
+    SCOPED_TRACE(batch ? "batch_results" : "one result per message");
+    v1::HashTreeRequest req;
+    req.set_dry_run(true);
+    req.set_job(batch ? "b" : "s");
+    req.set_batch_results(batch);
+    TreeRun run = RunTree(req);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.all.size(), files.size() + 2);
+    for (const auto& [rel, content] : files) {
+      const auto& r = run.by_path[rel];
+      EXPECT_EQ(r.status().code(), 0) << rel << ": " << r.status().message();
+      EXPECT_EQ(r.digest(), Sha(content)) << rel;
+    }
+    EXPECT_EQ(run.by_path["wide/inside"].digest(), Sha("deep 0"));
+    EXPECT_EQ(run.by_path["wide/outside"].status().reason(), "PATH_OUTSIDE_ROOT");
+    EXPECT_EQ(open_under_root(), 0);
+  }
 }
 
 TEST_F(HasherServiceTest, InvalidArgumentsNameTheField) {
@@ -461,15 +553,20 @@ TEST_F(HasherServiceTest, ForwardsThenSecondRunIsUnchangedAndModifiedFileIsRehas
 // transaction per batch, QUEUED marks written in batches): still exactly one result per file, the
 // duplicate reported in dry run, every row QUEUED as soon as the call has finished, and the
 // second run skips every file. Windows of 1 and 7 exercise batches of one and odd batch sizes
-// against a full window (a batch must never wait on slots it holds itself).
+// against a full window (a batch must never wait on slots it holds itself). Each window twice: one
+// result per message, and with batch_results (the same results packed, every message carrying only
+// `results`; with a window of 256 far fewer messages than files).
 TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTheEnd) {
   StartFake();
   auto files = MakeFiles(203);
   WriteFile(root_ + "/dup/copy.txt", files["f/0/5.txt"]);
   files["dup/copy.txt"] = files["f/0/5.txt"];
   WriteFile(root_ + "/dup/empty.txt", "");
-  for (int window : {1, 7, 256}) {
-    SCOPED_TRACE("max_inflight " + std::to_string(window));
+  for (int run_no = 0; run_no < 6; ++run_no) {
+    const int window = std::vector<int>{1, 7, 256}[run_no % 3];
+    // The same calls with one result per message and with results packed (batch_results).
+    const bool batch = run_no >= 3;
+    SCOPED_TRACE("max_inflight " + std::to_string(window) + (batch ? ", batch_results" : ""));
     StopHasher();
     std::error_code ec;
     fs::remove(base_ + "/data/hasher.db", ec);
@@ -480,9 +577,13 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     v1::HashTreeRequest dry;
     dry.set_job("dry");
     dry.set_dry_run(true);
+    dry.set_batch_results(batch);
     TreeRun run = RunTree(dry);
     ASSERT_TRUE(run.status.ok()) << run.status.error_message();
     ASSERT_EQ(run.all.size(), files.size() + 1);  // one per file, the empty one included
+    // Packed: with a window of 256, the files hashed together share messages.
+    if (!batch) EXPECT_EQ(run.messages, run.all.size());
+    if (batch && window == 256) EXPECT_LT(run.messages * 4, run.all.size());
     ASSERT_EQ(run.by_path.size(), files.size() + 1);
     EXPECT_TRUE(run.all.back().walk_complete());
     EXPECT_EQ(run.all.back().files_total(), static_cast<int64_t>(files.size() + 1));
@@ -501,7 +602,8 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     EXPECT_EQ(run.by_path["f/0/6.txt"].duplicate_of(), "");
 
     v1::HashTreeRequest fwd;
-    fwd.set_job("fwd");
+    fwd.set_job(batch ? "fwd-batch" : "fwd");
+    fwd.set_batch_results(batch);
     run = RunTree(fwd);
     ASSERT_TRUE(run.status.ok()) << run.status.error_message();
     ASSERT_EQ(run.all.size(), files.size() + 1);
@@ -513,7 +615,7 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     std::string after;
     size_t queued = 0;
     for (int page = 0; page < 100; ++page) {
-      auto rows = store_->ListPage("fwd", after, 64);
+      auto rows = store_->ListPage(fwd.job(), after, 64);
       ASSERT_TRUE(rows.ok()) << rows.status();
       if (rows->empty()) break;
       for (const FileRow& row : *rows) {
@@ -529,6 +631,8 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     size_t unchanged = 0;
     for (const auto& r : run.all) unchanged += r.unchanged() ? 1 : 0;
     EXPECT_EQ(unchanged, files.size());
+    EXPECT_EQ(run.by_path.size(), files.size() + 1);
+    if (batch && window == 256) EXPECT_LT(run.messages * 4, run.all.size());
     EXPECT_EQ(fake_.received().size(), sent);
     EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
   }
@@ -553,6 +657,7 @@ TEST_F(HasherServiceTest, BurstsOfDigestsAreAllAcknowledgedAndRecorded) {
     fake_.drop_first_stream_after = drop_after;
     StartHasher(/*with_submitter=*/true, /*max_inflight=*/1024);
     const size_t received_before = fake_.received().size();
+    const int messages_before = fake_.messages();
     v1::HashTreeRequest req;
     req.set_job("burst" + std::to_string(drop_after));
     req.set_anchor_mode(v1::ANCHOR_MODE_MERKLE_BATCH);
@@ -567,6 +672,9 @@ TEST_F(HasherServiceTest, BurstsOfDigestsAreAllAcknowledgedAndRecorded) {
       sent_digests.insert(received[i].digest());
     }
     if (drop_after < 0) EXPECT_EQ(received.size() - received_before, files.size());
+    // Bursts go in the batch form: far fewer messages than digests.
+    EXPECT_LT(static_cast<size_t>(fake_.messages() - messages_before) * 4,
+              received.size() - received_before);
     for (const auto& [path, content] : files) {
       const v1::HashTreeResponse& r = run.by_path[path];
       EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << path;
@@ -637,6 +745,42 @@ TEST_F(HasherServiceTest, SubmitterRejectionIsReportedInTheFileResult) {
   EXPECT_EQ(run.by_path["bad.txt"].status().code(), 3);
   EXPECT_EQ(run.by_path["bad.txt"].state(), v1::DIGEST_STATE_HASHED);
   EXPECT_EQ(run.by_path["bad.txt"].status().message().rfind("metadata.filename", 0), 0u);
+}
+
+// A batch-form message refused as a whole (no answer per item) answers each of its items with
+// that refusal: every file gets its result, HASHED with the submitter's status, none is recorded
+// as QUEUED, and the call ends.
+TEST_F(HasherServiceTest, ARefusalOfAWholeBatchAnswersEachOfItsFiles) {
+  StartFake();
+  auto files = MakeFiles(300);
+  fake_.reject_batches = true;
+  StartHasher(/*with_submitter=*/true, /*max_inflight=*/1024);
+  v1::HashTreeRequest req;
+  req.set_job("refused");
+  req.set_batch_results(true);
+  TreeRun run = RunTree(req);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.by_path.size(), files.size());
+  ASSERT_LT(static_cast<size_t>(fake_.messages()), files.size());  // batches were sent
+  size_t refused = 0;
+  for (const auto& [path, content] : files) {
+    const v1::HashTreeResponse& r = run.by_path[path];
+    EXPECT_EQ(r.digest(), Sha(content)) << path;
+    if (r.status().code() == 0) {
+      EXPECT_EQ(r.state(), v1::DIGEST_STATE_QUEUED) << path;  // sent alone, in the single form
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(r.state(), v1::DIGEST_STATE_HASHED) << path;
+    EXPECT_EQ(r.status().code(), 3) << path;
+    EXPECT_EQ(r.status().message(), "items: refused by the fake") << path;
+    EXPECT_EQ(r.status().reason(), "SUBMIT_REJECTED") << path;
+  }
+  EXPECT_GT(refused, files.size() / 2);
+  EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
+  auto row = store_->Get("refused", files.begin()->first);
+  ASSERT_TRUE(row.ok()) << row.status();
+  if (row->has_value()) EXPECT_NE((*row)->state, FileState::kQueued);
 }
 
 TEST_F(HasherServiceTest, CallerCancellationEndsTheCall) {

@@ -191,6 +191,64 @@ TEST(HasherStoreTest, DigestLookupsCompareTheWholeDigestAndAnOldIndexIsReplaced)
   EXPECT_EQ((*found)[1].path, "a2");
 }
 
+// RecordHashedBatch's duplicates are what FirstPathWithDigest answers right after each record is
+// written, record by record: within the batch, against earlier rows, when a path is recorded again
+// with the same or another digest (an upsert keeps the row's place in rowid order), and never
+// across jobs.
+TEST(HasherStoreTest, BatchDuplicatesMatchAskingAfterEachRecord) {
+  testing::TempDir dir("hasher_dups");
+  auto batched = HasherStore::Open(dir.File("batched.db"));
+  auto single = HasherStore::Open(dir.File("single.db"));
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  ASSERT_TRUE(single.ok()) << single.status();
+  const std::vector<HashedRecord> earlier = {
+      {"p1", 1, 1, D('a')}, {"p2", 1, 1, D('a')}, {"q1", 1, 1, D('b')}};
+  ASSERT_TRUE((*batched)->RecordHashedBatch("j", earlier, nullptr).ok());
+  ASSERT_TRUE((*batched)->RecordHashedBatch("other", {{"x", 1, 1, D('c')}}, nullptr).ok());
+  ASSERT_TRUE((*single)->RecordHashedBatch("j", earlier, nullptr).ok());
+  ASSERT_TRUE((*single)->RecordHashedBatch("other", {{"x", 1, 1, D('c')}}, nullptr).ok());
+  const std::vector<HashedRecord> batch = {
+      {"p1", 2, 2, D('a')},  // again, same digest: p2 is the other one
+      {"p3", 2, 2, D('a')},  // p1 kept its place, so it comes first
+      {"q1", 2, 2, D('a')},  // a path moving to a digest others carry
+      {"r1", 2, 2, D('b')},  // a digest whose only row just moved away
+      {"r2", 2, 2, D('b')},  // ... and now has a first path again
+      {"x", 2, 2, D('c')},   // another job's digest is not a duplicate
+      {"r2", 3, 3, D('b')},  // the same path twice in one batch
+  };
+  std::vector<std::string> dups;
+  ASSERT_TRUE((*batched)->RecordHashedBatch("j", batch, &dups).ok());
+  std::vector<std::string> want;
+  for (const HashedRecord& r : batch) {
+    ASSERT_TRUE((*single)->RecordHashedBatch("j", {r}, nullptr).ok());
+    auto first = (*single)->FirstPathWithDigest("j", r.digest, r.path);
+    ASSERT_TRUE(first.ok()) << first.status();
+    want.push_back(*first);
+  }
+  EXPECT_EQ(want, (std::vector<std::string>{"p2", "p1", "p1", "", "r1", "", "r1"}));
+  EXPECT_EQ(dups, want);
+}
+
+// JobHasRows sees a job's rows of any kind, and only that job's.
+TEST(HasherStoreTest, JobHasRowsSeesAnyRowOfThatJobOnly) {
+  testing::TempDir dir("hasher_job_rows");
+  auto store = HasherStore::Open(dir.File("hasher.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  HasherStore& s = **store;
+  auto has = [&](const char* job) {
+    absl::StatusOr<bool> r = s.JobHasRows(job);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && *r;
+  };
+  EXPECT_FALSE(has("a"));
+  ASSERT_TRUE(s.RecordError("a", "x", 1, 1, 5, "FILE_UNREADABLE", "gone").ok());
+  EXPECT_TRUE(has("a"));
+  EXPECT_FALSE(has("b"));
+  EXPECT_FALSE(has(""));
+  ASSERT_TRUE(s.RecordHashedBatch("b", {HashedRecord{"p", 1, 1, D('b')}}, nullptr).ok());
+  EXPECT_TRUE(has("b"));
+}
+
 // Everything added is written exactly once and in order; what arrives while a write runs is
 // written by the next one, all of it together; Finish writes what is still queued.
 TEST(HasherGroupWriterTest, WritesEverythingQueuedTogetherAndDrainsOnFinish) {

@@ -87,6 +87,46 @@ TEST(OutboxTest, AdmitsUpToTheWindowAndAWrittenResultFreesASlot) {
   EXPECT_EQ(out.outstanding(), 2);  // result 2 (being written) and the third admission
 }
 
+// A result answering several items holds all their slots until it was written, then frees them
+// together; a cancellation or a broken write frees the slots of every discarded result.
+TEST(OutboxTest, AResultForSeveralItemsFreesAllTheirSlotsOnceWritten) {
+  Outbox<Msg> out(4, /*hold_back_last=*/false);
+  Writer w(&out);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(out.Admit());
+  out.Push(Msg{1}, 3);
+  EXPECT_EQ(w.ids(), std::vector<int>({1}));
+  EXPECT_EQ(out.outstanding(), 4);
+  EXPECT_FALSE(out.HasRoom());
+  out.OnWriteDone(true);
+  EXPECT_EQ(out.outstanding(), 1);
+  EXPECT_TRUE(out.HasRoom());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(out.Admit());
+  out.Push(Msg{2}, 2);  // written at once
+  out.Push(Msg{3}, 2);  // queued behind it
+  EXPECT_EQ(out.outstanding(), 4);
+  out.OnWriteDone(false);  // the caller is gone: 2 is done, 3 is discarded
+  EXPECT_EQ(out.outstanding(), 0);
+  EXPECT_FALSE(out.WaitFinished());
+
+  Outbox<Msg> cancelled(8, /*hold_back_last=*/true);
+  Writer cw(&cancelled);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(cancelled.Admit());
+  cancelled.Push(Msg{1}, 2);
+  // Held back, and a held result does not count against the window, whatever it answers.
+  EXPECT_EQ(cancelled.outstanding(), 6);
+  EXPECT_TRUE(AdmitsWithin(cancelled));
+  EXPECT_TRUE(AdmitsWithin(cancelled));
+  cancelled.Push(Msg{2}, 3);  // 1 is written, 2 held
+  ASSERT_EQ(cw.ids(), std::vector<int>({1}));
+  cancelled.Cancel();  // discards the held 2, keeps 1 (being written)
+  EXPECT_EQ(cancelled.outstanding(), 5);
+  cancelled.Push(Msg{3}, 3);  // after the cancellation: discarded, its slots freed
+  EXPECT_EQ(cancelled.outstanding(), 2);
+  cancelled.OnWriteDone(true);
+  EXPECT_EQ(cancelled.outstanding(), 0);
+  EXPECT_EQ(cw.ids(), std::vector<int>({1}));
+}
+
 TEST(OutboxTest, WindowBelowOneIsOne) {
   Outbox<Msg> out(0, false);
   Writer w(&out);

@@ -10,6 +10,7 @@
 #include "libs/digest/stored_digest.h"
 #include "services/submitter/batch_leaves.h"
 #include "services/submitter/sqlite_batches.h"
+#include "services/submitter/sqlite_summary.h"
 #include "services/submitter/store_rows.h"
 #include "services/submitter/submitter_store_intake.h"
 #include "services/submitter/submitter_store_schema.h"
@@ -449,20 +450,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) override {
+    // The session holds the store's one connection, so no write lands between its reads.
     ledger::Session session(*db_);
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement s,
-        session.Prepare("SELECT MIN(s.state) FROM submissions s WHERE ?1 = '' OR s.digest IN "
-                        "(SELECT f.digest FROM refs r JOIN submissions f ON f.id = r.sub_id "
-                        "WHERE r.job = ?1) GROUP BY s.digest"));
-    s.Bind(1, job);
-    std::map<SubState, int64_t> out;
-    for (;;) {
-      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      ++out[StateFromInt(s.ColumnInt(0))];
-    }
-    return out;
+    return SummarizeSqliteJob(session, job);
   }
 
   absl::Status SaveGate(const std::string& name, absl::Time until) override {

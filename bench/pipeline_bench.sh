@@ -31,6 +31,9 @@ WORK="$(mktemp -d /tmp/anchord-pipeline-bench.XXXXXX)"
 # to measure an older build of the services with today's clients: BENCH_BIN.
 BENCH_BIN="$(cd "${BENCH_BIN:-$BUILD/bench}" && pwd)"
 CTL="$BUILD/services/anchorctl/anchorctl"
+# SUBMITTER_BIN=path runs another submitter binary (an A/B pair against an older build) in both
+# the Merkle run and the ingest run; the other services come from BUILD.
+SUBMITTER="$(realpath "${SUBMITTER_BIN:-$BUILD/services/submitter/anchord-submitter}")"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -93,7 +96,10 @@ TREE_BYTES=$(du -sb "$WORK/root/tree" | cut -f1)
 t0=$(now); find "$WORK/root/tree" -type f -print0 | xargs -0 -n 1000 openssl dgst -sha256 > /dev/null; t1=$(now)
 OPENSSL_S=$(elapsed "$t0" "$t1")
 
-"$CTL" --data-dir "$WORK/state" local --sandbox --root "$WORK/root" --bin-dir "$BUILD/services/anchorctl" \
+mkdir -p "$WORK/bin"
+for s in hasher poller sandbox; do ln -s "$BUILD/services/$s/anchord-$s" "$WORK/bin/anchord-$s"; done
+ln -s "$SUBMITTER" "$WORK/bin/anchord-submitter"
+"$CTL" --data-dir "$WORK/state" local --sandbox --root "$WORK/root" --bin-dir "$WORK/bin" \
   --sandbox-confirm-after-seconds 3600 --poll-interval-seconds 3600 > "$WORK/local.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [ -s "$WORK/state/run/stack.json" ] && break; sleep 0.1; done
@@ -185,7 +191,7 @@ mkdir -p "$WORK/ingest"
 start_submitter() {  # data_dir -> sets SUB_PID, SUB_ADDR
   # No poller and no reachable provider are needed: Merkle leaves wait for a batch, and the batch
   # limits are set so that none is sealed during the measurement.
-  "$BUILD/services/submitter/anchord-submitter" --listen 127.0.0.1:0 --port-file "$1/port" \
+  "$SUBMITTER" --listen 127.0.0.1:0 --port-file "$1/port" \
     --data-dir "$1" --poller 127.0.0.1:9 --provider ots --ots-calendars http://127.0.0.1:9 --ots-min-calendars 1 \
     --merkle-max-leaves 1000000 --merkle-window-seconds 86400 --high-water 100000000 \
     --log-level warning > "$1/log" 2>&1 &

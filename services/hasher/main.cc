@@ -8,12 +8,14 @@
 #include <string>
 
 #include "libs/common/log.h"
+#include "libs/common/mutex_mode.h"
 #include "libs/rpc/server.h"
 #include "services/hasher/hasher_metrics.h"
 #include "services/hasher/hasher_service.h"
 #include "services/hasher/hasher_store.h"
 
 int main(int argc, char** argv) {
+  anchord::DisableMutexDeadlockDetection();  // before any thread starts
   anchord::rpc::BlockTerminationSignals();
 
   CLI::App app{"anchord-hasher: SHA-256 of evidence files, forwarded to the submitter"};

@@ -11,6 +11,7 @@
 
 #include "libs/common/clock.h"
 #include "libs/common/log.h"
+#include "libs/common/mutex_mode.h"
 #include "libs/ledger/pg_health.h"
 #include "libs/ratelimit/pg_rate_limiter.h"
 #include "libs/providers/factory.h"
@@ -29,6 +30,7 @@
 #include "libs/common/worker_pool.h"
 
 int main(int argc, char** argv) {
+  anchord::DisableMutexDeadlockDetection();  // before any thread starts
   anchord::rpc::BlockTerminationSignals();
 
   CLI::App app{"anchord-poller: follows proofs until confirmed and keeps their .ots evidence"};

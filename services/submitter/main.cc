@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/clock.h"
 #include "libs/common/log.h"
+#include "libs/common/mutex_mode.h"
 #include "libs/ledger/pg_health.h"
 #include "libs/ratelimit/pg_rate_limiter.h"
 #include "libs/providers/factory.h"
@@ -307,6 +308,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  anchord::DisableMutexDeadlockDetection();  // before any thread starts
   try {
     return Run(argc, argv);
   } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "services/submitter/sqlite_batches.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -15,37 +16,50 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
   if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() || b.root.size() != 32) {
     return absl::InvalidArgumentError("merkle batch: one nonce per leaf and a 32-byte root");
   }
-  // Every leaf still waits (else another batcher won: ABORTED); their digests, in the batch's
-  // order, are the batch row's leaves.
+  // Every leaf still waits (else another batcher won: ABORTED) and takes the batch's id in the
+  // same statement; their digests, in the batch's order, are the batch row's leaves. The batch
+  // row is written after its leaves, so the leaves are marked with the id it will get: the
+  // transaction holds the write lock, and the next id is the one after the highest ever given
+  // (AUTOINCREMENT's rule). One statement per leaf instead of a check and then an update.
   ANCHORD_ASSIGN_OR_RETURN(
-      Statement get_leaf,
-      tx.Prepare("SELECT digest FROM submissions WHERE id = ?1 AND mode = 1 AND batch_id = 0 "
-                 "AND state = 0 AND provider = ?2"));
+      Statement next_id,
+      tx.Prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = "
+                 "'batches'), 0), COALESCE((SELECT MAX(id) FROM batches), 0)) + 1"));
+  ANCHORD_ASSIGN_OR_RETURN(bool have_id, next_id.Step());
+  if (!have_id) return absl::InternalError("merkle batch: no next batch id");
+  const int64_t batch_id = std::max<int64_t>(next_id.ColumnInt(0), 1);
+  next_id.Reset();
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement set_leaf,
+      tx.Prepare("UPDATE submissions SET batch_id = ?3, updated_at = ?4 WHERE id = ?1 AND "
+                 "mode = 1 AND batch_id = 0 AND state = 0 AND provider = ?2 RETURNING digest"));
   std::vector<std::string> digests;
   digests.reserve(b.leaf_ids.size());
   for (int64_t leaf_id : b.leaf_ids) {
-    get_leaf.Reset();
-    get_leaf.Bind(1, leaf_id).Bind(2, b.provider);
-    ANCHORD_ASSIGN_OR_RETURN(bool found, get_leaf.Step());
+    set_leaf.Reset();
+    set_leaf.Bind(1, leaf_id).Bind(2, b.provider).Bind(3, batch_id).Bind(4, now_ms);
+    ANCHORD_ASSIGN_OR_RETURN(bool found, set_leaf.Step());
     if (!found) {
-      return absl::AbortedError(
-          absl::StrCat("merkle batch: leaf row ", leaf_id, " was batched or changed meanwhile"));
+      return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id,
+                                             " was batched, changed or given twice meanwhile"));
     }
-    digests.push_back(get_leaf.ColumnText(0));
+    digests.push_back(set_leaf.ColumnText(0));
+    ANCHORD_ASSIGN_OR_RETURN(bool more, set_leaf.Step());  // runs the statement to its end
+    if (more) return absl::InternalError("merkle batch: a leaf id matched two rows");
   }
-  get_leaf.Reset();
+  set_leaf.Reset();
   ANCHORD_ASSIGN_OR_RETURN(std::string leaves, EncodeBatchLeaves(digests, b.nonces));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement add_batch,
-      tx.Prepare("INSERT INTO batches (provider, root, leaf_count, created_at, leaves) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5)"));
+      tx.Prepare("INSERT INTO batches (id, provider, root, leaf_count, created_at, leaves) "
+                 "VALUES (?6, ?1, ?2, ?3, ?4, ?5)"));
   add_batch.Bind(1, b.provider)
       .BindBlob(2, b.root)
       .Bind(3, static_cast<int64_t>(b.leaf_ids.size()))
       .Bind(4, now_ms)
-      .BindBlob(5, leaves);
+      .BindBlob(5, leaves)
+      .Bind(6, batch_id);
   ANCHORD_RETURN_IF_ERROR(add_batch.Run());
-  const int64_t batch_id = tx.LastInsertRowId();
   ANCHORD_ASSIGN_OR_RETURN(
       Statement add_root,
       tx.Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
@@ -63,19 +77,6 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
       .Bind(9, batch_id)
       .Bind(10, static_cast<int64_t>(b.leaf_ids.size()));
   ANCHORD_RETURN_IF_ERROR(add_root.Run());
-  // A leaf row takes only its batch id: nonce, path and root are the batch row's.
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement set_leaf,
-      tx.Prepare("UPDATE submissions SET batch_id = ?2, updated_at = ?3 WHERE id = ?1 AND "
-                 "batch_id = 0"));
-  for (int64_t leaf_id : b.leaf_ids) {
-    set_leaf.Reset();
-    set_leaf.Bind(1, leaf_id).Bind(2, batch_id).Bind(3, now_ms);
-    ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
-    if (tx.Changes() != 1) {
-      return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id, " given twice"));
-    }
-  }
   return batch_id;
 }
 

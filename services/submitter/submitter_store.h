@@ -218,7 +218,9 @@ class SubmitterStore {
     absl::Time oldest = absl::InfinitePast();
   };
   virtual absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) = 0;
-  // Leaves of `provider` not yet in a batch, oldest first, at most `limit`.
+  // Leaves of `provider` not yet in a batch, oldest first, at most `limit`. What sealing needs is
+  // filled in (id, digest, provider, file.job, state, mode, created_at, change_seq); a store may
+  // leave the other fields empty (read the row with GetByDigest for all of it).
   virtual absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
                                                                   int limit) = 0;
   // In ONE transaction: the batch row (its leaves in tree order with their nonces), the root row

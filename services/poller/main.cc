@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0", port_file, metrics_listen, metrics_port_file;
   std::string data_dir = ".", log_level = "info";
   double poll_interval_s = 30, stall_after_s = 86400;
-  int max_lookups = 100, workers = 2, watch_queue = 8192;
+  int max_lookups = 100, workers = 2, watch_queue = 32768;
   anchord::providers::ProviderSettings provider_settings;
   std::string webhook_listen, webhook_port_file, submitter_addr;
   std::string database_url, database_url_file;

@@ -27,15 +27,19 @@ namespace anchord::poller {
 struct PollerServiceOptions {
   // Events a Watch stream may have queued before it is ended with RESOURCE_EXHAUSTED. One store
   // of Track publishes up to track_max_in_flight events at once, faster than any stream can write
-  // them: the queue holds two such bursts, so a watcher that keeps up is not ended by one.
-  size_t watch_queue_capacity = 8192;
+  // them: the queue (32,768) holds two such bursts, so a watcher that keeps up is not ended by one.
+  size_t watch_queue_capacity = 32768;
   // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
   // offered a path-only proof once confirmed (see leaf_proof.h).
   std::set<std::string> providers_without_ots;
   // Track requests of one stream read but not yet acknowledged. Requests read while a batch is
   // being stored form the next batch (one transaction), so this is also the largest group commit:
-  // the submitter hands off Merkle leaves in windows of 4,096.
-  int track_max_in_flight = 4096;
+  // the submitter hands off Merkle leaves in windows of 16,384 (HandoffOptions::batch). Each
+  // commit rewrites most pages of the random-key indexes (digests) whatever its size, so larger
+  // commits share each page among more leaves: bench/track_bench.sh at 100,000 leaves wrote
+  // 4.3 KiB per leaf with 4,096 and 2.7 with 16,384 (bench/RESULTS.md, "Issue 11, session 5").
+  // The cost is memory while a window is stored: ~16,384 requests of < 1 KiB each per stream.
+  int track_max_in_flight = 16384;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
   // Which port this instance serves: the public one (Track refused) or the internal one (only

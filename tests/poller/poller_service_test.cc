@@ -560,6 +560,15 @@ TEST_F(PollerServiceTest, BatchedWatchCarriesSeveralEventsPerResponse) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
+// The defaults go together: a Track window holds a whole Merkle batch (10,000 leaves and its
+// root, so the batch is stored in one transaction), and a Watch queue holds two windows' worth of
+// events, so a watcher that keeps up is not ended by one store's burst.
+TEST(PollerServiceOptionsTest, DefaultWindowHoldsABatchAndWatchQueueTwoWindows) {
+  PollerServiceOptions o;
+  EXPECT_GE(o.track_max_in_flight, 10001);
+  EXPECT_GE(o.watch_queue_capacity, 2 * static_cast<size_t>(o.track_max_in_flight));
+}
+
 TEST(SubscriptionTest, PopSomeTakesOldestFirstWithinItsBounds) {
   EventBus bus;
   auto sub = bus.Subscribe(WatchFilter{}, 100, nullptr);

@@ -3,7 +3,6 @@
 // row per provider, duplicate files in another job, Merkle leaves and their root, a restart.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,7 +20,6 @@ namespace {
 using ::anchord::testing::Backend;
 using testing::DigestOf;
 using testing::Item;
-using testing::MakeTempDir;
 using Counts = std::map<SubState, int64_t>;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
@@ -30,36 +28,20 @@ constexpr SubState kSending = SubState::kSubmitting;
 constexpr SubState kDone = SubState::kSubmitted;
 constexpr SubState kFailed = SubState::kFailed;
 
-class SummaryStoreTest : public ::testing::TestWithParam<Backend> {
+class SummaryStoreTest : public ::anchord::testing::BackendStoreTest<SubmitterStore> {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir();
-    ASSERT_FALSE(dir_.empty());
-    if (GetParam() == Backend::kPostgres) {
-      ::anchord::testing::PgServer* server = ::anchord::testing::PgServer::Shared();
-      ASSERT_NE(server, nullptr) << "PostgreSQL must be installed (Debian package postgresql)";
-      auto url = server->CreateDatabase();
-      ASSERT_TRUE(url.ok()) << url.status();
-      url_ = *url;
-    }
-    Reopen();
+  absl::StatusOr<std::unique_ptr<SubmitterStore>> Open() override {
+    if (GetParam() == Backend::kSqlite) return OpenSqliteSubmitterStore(dir_.File("submitter.db"));
+    auto db = OpenPg();
+    if (!db.ok()) return db.status();
+    PgSubmitterOptions o;
+    o.lease_term = absl::ZeroDuration();
+    return OpenPgSubmitterStore(*db, o);
   }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  // A new store over the same data (a restart).
   void Reopen() {
     store_.reset();
-    absl::StatusOr<std::unique_ptr<SubmitterStore>> s;
-    if (GetParam() == Backend::kSqlite) {
-      s = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
-    } else {
-      auto db = ledger::PgDb::Open(url_);
-      ASSERT_TRUE(db.ok()) << db.status();
-      PgSubmitterOptions o;
-      o.lease_term = absl::ZeroDuration();
-      s = OpenPgSubmitterStore(std::shared_ptr<ledger::PgDb>(std::move(*db)), o);
-    }
+    auto s = Open();
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
@@ -90,8 +72,6 @@ class SummaryStoreTest : public ::testing::TestWithParam<Backend> {
     EXPECT_EQ(Summary("b"), b);
     EXPECT_EQ(Summary("nobody"), Counts{});
   }
-  std::string dir_, url_;
-  std::unique_ptr<SubmitterStore> store_;
 };
 
 TEST_P(SummaryStoreTest, CountsEachDigestOnceAtItsLeastAdvancedState) {

@@ -20,6 +20,11 @@
 namespace anchord::digest {
 namespace {
 
+// closedir as a unique_ptr deleter (a function pointer type would drop its attributes).
+struct DirCloser {
+  void operator()(DIR* d) const { closedir(d); }
+};
+
 int64_t Ns(const struct timespec& ts) {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
@@ -133,7 +138,7 @@ absl::Status TreeWalker::Walk(absl::string_view rel_dir,
     std::vector<std::string> names;
     // Kept open while the entries are examined: each is stat'ed relative to it (a lookup of one
     // name instead of the whole path from /, per file).
-    std::unique_ptr<DIR, decltype(&closedir)> dir(nullptr, &closedir);
+    std::unique_ptr<DIR, DirCloser> dir;
     {
       DIR* d = opendir(dir_abs.c_str());
       if (d == nullptr) {

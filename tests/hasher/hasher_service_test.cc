@@ -582,8 +582,12 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     ASSERT_TRUE(run.status.ok()) << run.status.error_message();
     ASSERT_EQ(run.all.size(), files.size() + 1);  // one per file, the empty one included
     // Packed: with a window of 256, the files hashed together share messages.
-    if (!batch) EXPECT_EQ(run.messages, run.all.size());
-    if (batch && window == 256) EXPECT_LT(run.messages * 4, run.all.size());
+    if (!batch) {
+      EXPECT_EQ(run.messages, run.all.size());
+    }
+    if (batch && window == 256) {
+      EXPECT_LT(run.messages * 4, run.all.size());
+    }
     ASSERT_EQ(run.by_path.size(), files.size() + 1);
     EXPECT_TRUE(run.all.back().walk_complete());
     EXPECT_EQ(run.all.back().files_total(), static_cast<int64_t>(files.size() + 1));
@@ -632,7 +636,9 @@ TEST_F(HasherServiceTest, ManyFilesInBatchesOneResultEachAndMarksWrittenBeforeTh
     for (const auto& r : run.all) unchanged += r.unchanged() ? 1 : 0;
     EXPECT_EQ(unchanged, files.size());
     EXPECT_EQ(run.by_path.size(), files.size() + 1);
-    if (batch && window == 256) EXPECT_LT(run.messages * 4, run.all.size());
+    if (batch && window == 256) {
+      EXPECT_LT(run.messages * 4, run.all.size());
+    }
     EXPECT_EQ(fake_.received().size(), sent);
     EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
   }
@@ -671,7 +677,9 @@ TEST_F(HasherServiceTest, BurstsOfDigestsAreAllAcknowledgedAndRecorded) {
       EXPECT_EQ(received[i].anchor_mode(), v1::ANCHOR_MODE_MERKLE_BATCH);
       sent_digests.insert(received[i].digest());
     }
-    if (drop_after < 0) EXPECT_EQ(received.size() - received_before, files.size());
+    if (drop_after < 0) {
+      EXPECT_EQ(received.size() - received_before, files.size());
+    }
     // Bursts go in the batch form: far fewer messages than digests.
     EXPECT_LT(static_cast<size_t>(fake_.messages() - messages_before) * 4,
               received.size() - received_before);
@@ -780,7 +788,9 @@ TEST_F(HasherServiceTest, ARefusalOfAWholeBatchAnswersEachOfItsFiles) {
   EXPECT_DOUBLE_EQ(metrics_->inflight.Value(), 0);
   auto row = store_->Get("refused", files.begin()->first);
   ASSERT_TRUE(row.ok()) << row.status();
-  if (row->has_value()) EXPECT_NE((*row)->state, FileState::kQueued);
+  if (row->has_value()) {
+    EXPECT_NE((*row)->state, FileState::kQueued);
+  }
 }
 
 TEST_F(HasherServiceTest, CallerCancellationEndsTheCall) {

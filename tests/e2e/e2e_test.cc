@@ -799,7 +799,7 @@ TEST_F(E2eTest, MerkleBatchesSurviveASubmitterCrash) {
 // completes on its own, every file confirmed.
 TEST_F(E2eTest, ArchiveWaitFollowsThePollerAcrossARestart) {
   auto files = MakeTree(60, 5, "w");
-  confirm_after_seconds_ = 4;  // the confirmations come after the restart
+  confirm_after_seconds_ = 8;  // the confirmations come well after the restart
   StartStack();
   ASSERT_TRUE(stack_->info().metrics.count("poller")) << "no poller /metrics address";
   auto watchers = [&]() -> int {
@@ -825,10 +825,18 @@ TEST_F(E2eTest, ArchiveWaitFollowsThePollerAcrossARestart) {
       absl::Seconds(30), absl::Milliseconds(50)))
       << TailOfFile(out);
   ASSERT_TRUE(stack_->CrashAndRestart("poller").ok());
-  // The archive's follower comes back to the new poller by itself.
-  EXPECT_TRUE(testing::WaitUntil([&] { return watchers() >= 1 || !background_->Running(); },
-                                 absl::Seconds(30), absl::Milliseconds(100)))
-      << "no Watch stream reopened; " << TailOfFile(out);
+  // The archive's follower comes back to the new poller by itself while the run still waits (the
+  // confirmations are seconds away): the run ending alone (its periodic reconciliation with
+  // ListProofs would finish it without any stream) does not count.
+  bool reopened_while_waiting = false;
+  testing::WaitUntil(
+      [&] {
+        if (!background_->Running()) return true;
+        reopened_while_waiting = watchers() >= 1 && background_->Running();
+        return reopened_while_waiting;
+      },
+      absl::Seconds(30), absl::Milliseconds(100));
+  EXPECT_TRUE(reopened_while_waiting) << "no Watch stream reopened; " << TailOfFile(out);
 
   ASSERT_TRUE(background_->WaitExit(absl::Seconds(110))) << TailOfFile(out);
   const int st = background_->raw_wait_status();

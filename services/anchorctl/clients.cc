@@ -150,10 +150,12 @@ absl::Status Clients::Check(const std::string& service) {
 absl::Status Clients::RpcError(const std::string& service, const std::string& method,
                                const grpc::Status& status) const {
   absl::Status s = rpc::FromGrpcStatus(status);
-  std::string what = status.error_code() == grpc::StatusCode::UNAVAILABLE
-                         ? absl::StrCat("lost the ", Describe(service))
-                         : Describe(service);
-  return absl::Status(s.code(), absl::StrCat(method, " on the ", what, ": ", s.message()));
+  // "ListProofs: lost the poller at ADDR: ..." when the connection went away, "ListProofs on the
+  // poller at ADDR: ..." when the service answered with an error.
+  std::string where = status.error_code() == grpc::StatusCode::UNAVAILABLE
+                          ? absl::StrCat(": lost the ", Describe(service))
+                          : absl::StrCat(" on the ", Describe(service));
+  return absl::Status(s.code(), absl::StrCat(method, where, ": ", s.message()));
 }
 
 }  // namespace anchord::anchorctl

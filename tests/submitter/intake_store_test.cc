@@ -12,6 +12,7 @@
 #include "libs/ledger/pg_db.h"
 #include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
+#include "tests/submitter/backend_store.h"
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
@@ -40,17 +41,8 @@ NewItem ItemOf(const Digest& d, const std::string& path, std::vector<std::string
   return it;
 }
 
-class IntakeStoreTest : public ::anchord::testing::BackendStoreTest<SubmitterStore> {
+class IntakeStoreTest : public testing::SubmitterBackendTest {
  protected:
-  // A store over the test's data; a second one is another replica on PostgreSQL.
-  absl::StatusOr<std::unique_ptr<SubmitterStore>> Open() override {
-    if (GetParam() == Backend::kSqlite) return OpenSqliteSubmitterStore(dir_.File("submitter.db"));
-    auto db = OpenPg();
-    if (!db.ok()) return db.status();
-    PgSubmitterOptions o;
-    o.lease_term = absl::ZeroDuration();
-    return OpenPgSubmitterStore(*db, o);
-  }
   std::vector<InsertResult> Insert(const std::vector<NewItem>& items) {
     auto r = store_->InsertBatch(items, kNow);
     EXPECT_TRUE(r.ok()) << r.status();

@@ -10,6 +10,7 @@
 #include "libs/ledger/pg_db.h"
 #include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
+#include "tests/submitter/backend_store.h"
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
@@ -28,23 +29,8 @@ constexpr SubState kSending = SubState::kSubmitting;
 constexpr SubState kDone = SubState::kSubmitted;
 constexpr SubState kFailed = SubState::kFailed;
 
-class SummaryStoreTest : public ::anchord::testing::BackendStoreTest<SubmitterStore> {
+class SummaryStoreTest : public testing::SubmitterBackendTest {
  protected:
-  absl::StatusOr<std::unique_ptr<SubmitterStore>> Open() override {
-    if (GetParam() == Backend::kSqlite) return OpenSqliteSubmitterStore(dir_.File("submitter.db"));
-    auto db = OpenPg();
-    if (!db.ok()) return db.status();
-    PgSubmitterOptions o;
-    o.lease_term = absl::ZeroDuration();
-    return OpenPgSubmitterStore(*db, o);
-  }
-  // A new store over the same data (a restart).
-  void Reopen() {
-    store_.reset();
-    auto s = Open();
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = std::move(*s);
-  }
   Counts Summary(const std::string& job) {
     auto c = store_->SummarizeJob(job);
     EXPECT_TRUE(c.ok()) << c.status();

@@ -56,6 +56,14 @@ double CpuSeconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// One line of JSON for a reference run (raw inserts of `rows` rows), read by bench/ingest_bench.sh.
+void PrintReference(const char* mode, long long rows, double secs, double cpu) {
+  std::printf(
+      "{\"mode\":\"%s\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f,"
+      "\"cpu_seconds\":%.3f}\n",
+      mode, rows, secs, rows / secs, cpu);
+}
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -208,10 +216,7 @@ int Reference(const std::string& path, long long count, long long seed) {
   const double secs = Now() - start, cpu = CpuSeconds() - cpu_start;
   sqlite3_finalize(ins);
   sqlite3_close(db);
-  std::printf(
-      "{\"mode\":\"reference\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f,"
-      "\"cpu_seconds\":%.3f}\n",
-      count, secs, count / secs, cpu);
+  PrintReference("reference", count, secs, cpu);
   return 0;
 }
 
@@ -266,10 +271,7 @@ int ReferencePg(const std::string& url, long long count, long long seed) {
   }
   const double secs = Now() - start, cpu = CpuSeconds() - cpu_start;
   PQfinish(c);
-  std::printf(
-      "{\"mode\":\"reference-pg\",\"rows\":%lld,\"seconds\":%.3f,\"per_second\":%.0f,"
-      "\"cpu_seconds\":%.3f}\n",
-      count, secs, count / secs, cpu);
+  PrintReference("reference-pg", count, secs, cpu);
   return 0;
 }
 

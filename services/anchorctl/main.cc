@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "libs/common/build_info.h"
 #include "libs/common/log.h"
 #include "libs/rpc/server.h"
 #include "services/anchorctl/clients.h"
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   anchord::rpc::BlockTerminationSignals();
 
   CLI::App app{"anchorctl: anchor SHA-256 digests of evidence files with anchord"};
+  app.set_version_flag("--version", anchord::BuildInfo());
   app.require_subcommand(1);
   GlobalOptions g;
   g.data_dir = DefaultDataDir();

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "libs/common/build_info.h"
 #include "libs/common/clock.h"
 #include "libs/common/log.h"
 #include "libs/common/mutex_mode.h"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   anchord::rpc::BlockTerminationSignals();
 
   CLI::App app{"anchord-poller: follows proofs until confirmed and keeps their .ots evidence"};
+  app.set_version_flag("--version", anchord::BuildInfo());
   std::string listen = "127.0.0.1:0", port_file, metrics_listen, metrics_port_file;
   std::string data_dir = ".", log_level = "info";
   double poll_interval_s = 30, stall_after_s = 86400;

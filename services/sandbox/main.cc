@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "libs/common/build_info.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
 #include "libs/rpc/server.h"
@@ -77,6 +78,7 @@ int Run(int argc, char** argv) {
   CLI::App app{
       "anchord-sandbox: local emulator of proofd.id v1, ProofLedger v1, SimpleProof and "
       "OpenTimestamps calendars, with rate limits and faults"};
+  app.set_version_flag("--version", anchord::BuildInfo());
   std::string listen = "127.0.0.1:0";
   std::string port_file;
   std::vector<std::string> api_keys;

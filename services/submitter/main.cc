@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/build_info.h"
 #include "libs/common/clock.h"
 #include "libs/common/log.h"
 #include "libs/common/mutex_mode.h"
@@ -30,6 +31,7 @@ int Run(int argc, char** argv) {
   anchord::rpc::BlockTerminationSignals();
 
   CLI::App app{"anchord submitter: durable queue anchoring digests with providers"};
+  app.set_version_flag("--version", anchord::BuildInfo());
   anchord::rpc::ServerOptions server;
   server.service_name = "submitter";
   server.internal.listen_address = "127.0.0.1:0";

@@ -1,0 +1,26 @@
+#include "libs/common/build_info.h"
+
+#include <cstddef>
+
+#include "absl/strings/str_cat.h"
+
+// Defined only when jemalloc is linked in (CMake option ANCHORD_JEMALLOC); weak, so a binary
+// without it still links and the pointer is null.
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
+
+namespace anchord {
+
+std::string BuildInfo() {
+  std::string allocator = "system malloc";
+  if (mallctl != nullptr) {
+    const char* version = nullptr;
+    size_t len = sizeof(version);
+    if (mallctl("version", &version, &len, nullptr, 0) == 0 && version != nullptr) {
+      allocator = absl::StrCat("jemalloc ", version);
+    }
+  }
+  return absl::StrCat("anchord ", ANCHORD_VERSION, " (allocator: ", allocator, ")");
+}
+
+}  // namespace anchord

@@ -119,11 +119,13 @@ absl::StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path
   // default 2 MiB page cache each of them was read again through pread once the file outgrew it;
   // a 64 MiB cache (grown only as pages are used) and reads through a memory map keep them at
   // hand. Neither changes what a commit writes or when it is durable.
-  // Checkpoints every 32 MiB of WAL instead of every 4 MiB: a page written by many commits is
-  // copied into the database file once per checkpoint, so fewer checkpoints write less.
+  // Checkpoints every 32,768 pages of WAL (128 MiB with 4 KiB pages) instead of SQLite's 1,000:
+  // a page written by many commits is copied into the database file once per checkpoint, so
+  // fewer checkpoints write less (8,192 -> 32,768: the submitter 3.1 -> 2.8 KiB per file of a
+  // Merkle run). The price: a WAL of up to that size on disk, read back at open after a crash.
   st = session.Exec(
       "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; "
-      "PRAGMA wal_autocheckpoint=8192;");
+      "PRAGMA wal_autocheckpoint=32768;");
   if (!st.ok()) return st;
   return out;
 }

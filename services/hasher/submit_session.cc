@@ -208,9 +208,16 @@ void SubmitSession::Run() {
       if (burst.size() == 1) {
         write_failed = !stream->Write(*burst[0]);
       } else if (burst.size() > 1) {
-        batch.mutable_items()->Reserve(static_cast<int>(burst.size()));
-        for (const auto& r : burst) *batch.add_items() = *r;
+        // The requests are lent to the message instead of copied into it, and taken back after
+        // the write: they stay pending_'s (kept alive by `burst`), to be sent again after a
+        // reconnect. Only this thread reads them while they are lent.
+        auto* items = batch.mutable_items();
+        items->Reserve(static_cast<int>(burst.size()));
+        for (const auto& r : burst) {
+          items->UnsafeArenaAddAllocated(const_cast<v1::SubmitRequest*>(r.get()));
+        }
         write_failed = !stream->Write(batch);
+        items->UnsafeArenaExtractSubrange(0, items->size(), nullptr);
       }
     }
     {

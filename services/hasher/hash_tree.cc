@@ -43,10 +43,11 @@ constexpr size_t kPackBytes = 1 << 20;
 // first of them arrived (and at the end of the call). Each row puts a random key into the digest
 // index, and a commit of c rows into an index of P pages rewrites about min(c, P) of its pages:
 // commits of 256 rows (a commit per hashing batch's answers) rewrote about a page per row, while
-// commits of thousands share most pages (an A/B in bench/results/s6-hasher.md). Bounded so that
-// the rows waiting stay a few MiB.
-constexpr size_t kRecordRows = 16384;
-constexpr absl::Duration kRecordDelay = absl::Seconds(2);
+// commits of tens of thousands share most pages (an A/B in bench/results/s6-hasher.md: 16,384
+// rows or 2 s wrote 0.7 KiB per file, 65,536 or 5 s 0.4 KiB). Bounded so that the rows waiting
+// stay under about 8 MiB, whatever the size of the tree.
+constexpr size_t kRecordRows = 32768;
+constexpr absl::Duration kRecordDelay = absl::Seconds(4);
 struct TreeCall {
   // A file sent to the submitter and not yet acknowledged.
   struct Item {

@@ -3,9 +3,10 @@
 // items per write grows with the rate they arrive at, and an item never waits for others to arrive:
 // the writer starts as soon as it has anything and nothing is being written.
 //
-// Why: the hasher records an acknowledged file (and only then reports it to its caller). One SQLite
-// transaction per acknowledgement, or per small burst of them, dirtied about one page of the random
-// digest index per row and commit; fewer, larger commits write each such page once for many rows.
+// Why: the hasher records hashed files in SQLite (a dry run reports a file only after its row is
+// committed). One transaction per file, or per small burst of them, dirtied about one page of the
+// random digest index per row and commit; fewer, larger commits write each such page once for many
+// rows. The same writer reports forwarded files as the submitter answers them.
 //
 // With Options{min_items, max_delay} the writer instead waits for at least min_items queued, or
 // for max_delay after it saw the first of them, before it writes: for writes nobody waits on

@@ -45,7 +45,7 @@ constexpr size_t kPackBytes = 1 << 20;
 // commits of 256 rows (a commit per hashing batch's answers) rewrote about a page per row, while
 // commits of tens of thousands share most pages (an A/B in bench/results/s6-hasher.md: 16,384
 // rows or 2 s wrote 0.7 KiB per file, 65,536 or 5 s 0.4 KiB). Bounded so that the rows waiting
-// stay under about 8 MiB, whatever the size of the tree.
+// stay a fixed cost whatever the size of the tree (about 12 MB more peak RSS than commits of 256).
 constexpr size_t kRecordRows = 32768;
 constexpr absl::Duration kRecordDelay = absl::Seconds(4);
 struct TreeCall {

@@ -218,12 +218,15 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     std::vector<HashTreeResponse> dry;
     while (reader->Read(&resp)) {
       // A hasher from before batch_results answers one result per message.
-      if (resp.results_size() == 0) *resp.add_results() = HashTreeResponse(resp);
+      if (resp.results_size() == 0) {
+        state.OnHashResult(resp);
+        if (o.dry_run && dry.size() < 1000000) dry.push_back(std::move(resp));
+        continue;
+      }
+      state.OnHashResults(resp);
+      if (!o.dry_run) continue;
       for (HashTreeResponse& r : *resp.mutable_results()) {
-        r.set_files_total(resp.files_total());
-        r.set_walk_complete(resp.walk_complete());
-        state.OnHashResult(r);
-        if (o.dry_run && dry.size() < 1000000) dry.push_back(std::move(r));
+        if (dry.size() < 1000000) dry.push_back(std::move(r));
       }
     }
     grpc::Status st = reader->Finish();

@@ -9,12 +9,31 @@ namespace anchord::anchorctl {
 
 using namespace anchord::v1;
 
+bool ArchiveState::ToKey(absl::string_view digest, Key* key) {
+  if (digest.size() != kDigestBytes) return false;
+  std::memcpy(key->data(), digest.data(), kDigestBytes);
+  return true;
+}
+
 void ArchiveState::OnHashResult(const HashTreeResponse& r) {
   absl::MutexLock lock(&mu_);
+  OnHashResultLocked(r, r.files_total(), r.walk_complete());
+}
+
+void ArchiveState::OnHashResults(const HashTreeResponse& message) {
+  absl::MutexLock lock(&mu_);
+  for (const HashTreeResponse& r : message.results()) {
+    OnHashResultLocked(r, message.files_total(), message.walk_complete());
+  }
+}
+
+void ArchiveState::OnHashResultLocked(const HashTreeResponse& r, int64_t files_total,
+                                      bool walk_complete) {
   counts_.files_seen++;
-  counts_.files_total = std::max(counts_.files_total, r.files_total());
-  counts_.walk_complete = r.walk_complete();
-  if (r.status().code() != 0 || r.digest().size() != kDigestBytes) {
+  counts_.files_total = std::max(counts_.files_total, files_total);
+  counts_.walk_complete = walk_complete;
+  Key key;
+  if (r.status().code() != 0 || !ToKey(r.digest(), &key)) {
     counts_.problems++;
     if (problems_.size() < 10000) {
       problems_.push_back({r.path(), r.status().reason(), r.status().message()});
@@ -25,26 +44,46 @@ void ArchiveState::OnHashResult(const HashTreeResponse& r) {
   if (r.unchanged()) counts_.unchanged++;
   if (!r.duplicate_of().empty()) counts_.duplicates++;
   if (r.unchanged() || !r.duplicate_of().empty() || r.state() > DIGEST_STATE_QUEUED) {
-    known_before_.insert(r.digest());
+    known_before_.insert(key);
   }
-  RaiseLocked(r.digest(), std::max<int>(r.state(), DIGEST_STATE_HASHED), /*add=*/true);
-  auto early = early_.find(r.digest());
+  RaiseLocked(key, std::max<int>(r.state(), DIGEST_STATE_HASHED), /*add=*/true);
+  if (early_.empty()) return;
+  auto early = early_.find(key);
   if (early == early_.end()) return;
   std::map<std::string, int> seen = std::move(early->second);
   early_.erase(early);
-  for (const auto& [provider, state] : seen) RaiseKnownLocked(r.digest(), state, provider);
+  for (const auto& [provider, state] : seen) RaiseKnownLocked(key, state, provider);
 }
 
-void ArchiveState::Raise(const std::string& digest, int state, const std::string& provider) {
+void ArchiveState::Raise(absl::string_view digest, int state, absl::string_view provider) {
   absl::MutexLock lock(&mu_);
-  if (states_.find(digest) == states_.end()) {
+  RaiseUnknownLocked(digest, state, provider);
+}
+
+void ArchiveState::RaiseAll(const WatchResponse& message) {
+  absl::MutexLock lock(&mu_);
+  for (const WatchResponse& e : message.events()) {
+    if (e.has_proof())
+      RaiseUnknownLocked(e.proof().digest(), e.proof().state(), e.proof().provider());
+  }
+  if (message.has_proof()) {
+    RaiseUnknownLocked(message.proof().digest(), message.proof().state(),
+                       message.proof().provider());
+  }
+}
+
+void ArchiveState::RaiseUnknownLocked(absl::string_view digest, int state,
+                                      absl::string_view provider) {
+  Key key;
+  if (!ToKey(digest, &key)) return;
+  if (states_.find(key) == states_.end()) {
     if (hashing_) {
-      int& s = early_[digest][provider];
+      int& s = early_[key][std::string(provider)];
       s = std::max(s, state);
     }
     return;
   }
-  RaiseKnownLocked(digest, state, provider);
+  RaiseKnownLocked(key, state, provider);
 }
 
 void ArchiveState::EndHashing() {
@@ -53,16 +92,15 @@ void ArchiveState::EndHashing() {
   early_.clear();
 }
 
-void ArchiveState::RaiseKnownLocked(const std::string& digest, int state,
-                                    const std::string& provider) {
+void ArchiveState::RaiseKnownLocked(const Key& digest, int state, absl::string_view provider) {
   if (providers_.size() <= 1) {
     RaiseLocked(digest, state, /*add=*/false);
     return;
   }
   if (std::find(providers_.begin(), providers_.end(), provider) == providers_.end()) return;
-  int& mine = per_provider_[digest][provider];
+  std::map<std::string, int>& seen = per_provider_[digest];
+  int& mine = seen[std::string(provider)];
   mine = std::max(mine, state);
-  const auto& seen = per_provider_[digest];
   if (seen.size() < providers_.size()) return;  // a provider has not accepted it yet
   int least = DIGEST_STATE_FAILED;
   for (const auto& [p, st] : seen) least = std::min(least, st);
@@ -73,14 +111,14 @@ std::vector<std::string> ArchiveState::NotDone(bool only_known_before) {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> out;
   if (only_known_before) {
-    for (const std::string& d : known_before_) {
+    for (const Key& d : known_before_) {
       auto it = states_.find(d);
-      if (it != states_.end() && !Done(it->second)) out.push_back(d);
+      if (it != states_.end() && !Done(it->second)) out.emplace_back(d.data(), d.size());
     }
     return out;
   }
   for (const auto& [d, s] : states_) {
-    if (!Done(s)) out.push_back(d);
+    if (!Done(s)) out.emplace_back(d.data(), d.size());
   }
   return out;
 }
@@ -119,7 +157,7 @@ void ArchiveState::Count(int s, int delta) {
   if (Done(s)) counts_.wait_done += delta;
 }
 
-void ArchiveState::RaiseLocked(const std::string& digest, int state, bool add) {
+void ArchiveState::RaiseLocked(const Key& digest, int state, bool add) {
   auto it = states_.find(digest);
   if (it == states_.end()) {
     if (!add) return;

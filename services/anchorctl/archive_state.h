@@ -8,6 +8,8 @@
 // which a digest without a result is not part of the run).
 #pragma once
 
+#include <array>
+#include <cstring>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -15,8 +17,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "anchord/v1/hasher.pb.h"
+#include "anchord/v1/poller.pb.h"
+#include "libs/common/validate.h"
 #include "services/anchorctl/format.h"
 
 namespace anchord::anchorctl {
@@ -34,11 +39,19 @@ class ArchiveState {
   explicit ArchiveState(int target, std::vector<std::string> providers = {})
       : target_(target), providers_(std::move(providers)) {}
 
+  // One result in the single-result form (its own files_total and walk_complete apply).
   void OnHashResult(const anchord::v1::HashTreeResponse& r) ABSL_LOCKS_EXCLUDED(mu_);
+  // Every result a batch_results message carries (the message's files_total and walk_complete
+  // apply to them), under one lock.
+  void OnHashResults(const anchord::v1::HashTreeResponse& message) ABSL_LOCKS_EXCLUDED(mu_);
   // Raises a digest's state (states only move forward) from one provider's proof. A digest with
-  // no hash result yet is remembered until its result comes or EndHashing() is called.
-  void Raise(const std::string& digest, int state, const std::string& provider)
+  // no hash result yet is remembered until its result comes or EndHashing() is called. A digest
+  // that is not 32 bytes is no digest of the run: ignored.
+  void Raise(absl::string_view digest, int state, absl::string_view provider)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Raise() for every proof a Watch message carries (its events, or its own proof), under one
+  // lock.
+  void RaiseAll(const anchord::v1::WatchResponse& message) ABSL_LOCKS_EXCLUDED(mu_);
   // Every hash result is in: early states of digests that got none are dropped.
   void EndHashing() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -54,23 +67,39 @@ class ArchiveState {
   int target() const { return target_; }
 
  private:
+  // A digest as a map key: its bytes in place (no allocation per digest, as a std::string of 32
+  // bytes needs), hashed by its first 8 bytes (SHA-256 output is uniform).
+  using Key = std::array<char, kDigestBytes>;
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      size_t h;
+      std::memcpy(&h, k.data(), sizeof h);
+      return h;
+    }
+  };
+  // False when `digest` is not 32 bytes.
+  static bool ToKey(absl::string_view digest, Key* key);
+
   bool Done(int s) const { return s >= target_ || s == anchord::v1::DIGEST_STATE_FAILED; }
   void Count(int s, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RaiseLocked(const std::string& digest, int state, bool add)
+  void OnHashResultLocked(const anchord::v1::HashTreeResponse& r, int64_t files_total,
+                          bool walk_complete) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RaiseUnknownLocked(absl::string_view digest, int state, absl::string_view provider)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RaiseLocked(const Key& digest, int state, bool add) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Raise() for a digest of the run.
-  void RaiseKnownLocked(const std::string& digest, int state, const std::string& provider)
+  void RaiseKnownLocked(const Key& digest, int state, absl::string_view provider)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int target_;
   const std::vector<std::string> providers_;
   absl::Mutex mu_;
-  std::unordered_map<std::string, int> states_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, std::map<std::string, int>> per_provider_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<Key, int, KeyHash> states_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<Key, std::map<std::string, int>, KeyHash> per_provider_ ABSL_GUARDED_BY(mu_);
   // Digests -> provider -> state, for events that came before the digest's hash result.
-  std::unordered_map<std::string, std::map<std::string, int>> early_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<Key, std::map<std::string, int>, KeyHash> early_ ABSL_GUARDED_BY(mu_);
   bool hashing_ ABSL_GUARDED_BY(mu_) = true;
-  std::unordered_set<std::string> known_before_ ABSL_GUARDED_BY(mu_);
+  std::unordered_set<Key, KeyHash> known_before_ ABSL_GUARDED_BY(mu_);
   ProgressCounts counts_ ABSL_GUARDED_BY(mu_);
   std::vector<Problem> problems_ ABSL_GUARDED_BY(mu_);
 };

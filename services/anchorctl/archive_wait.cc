@@ -66,13 +66,7 @@ void WatchFollower::Loop() {
     }
     WatchResponse ev;
     while (!abandoned && reader->Read(&ev)) {
-      for (const WatchResponse& e : ev.events()) {
-        if (e.has_proof())
-          state_->Raise(e.proof().digest(), e.proof().state(), e.proof().provider());
-      }
-      if (ev.has_proof()) {
-        state_->Raise(ev.proof().digest(), ev.proof().state(), ev.proof().provider());
-      }
+      state_->RaiseAll(ev);
       Interrupter::Get().Wake();
     }
     if (abandoned) ctx.TryCancel();

@@ -1,7 +1,7 @@
 // HashTree: walks a directory under the root on the call's coordinator thread, hashes the files in
-// batches on the hash pool, forwards each digest to the submitter, and records a forwarded file
-// and reports its result once the submitter acknowledged it (a dry run records a batch before
-// reporting it; an unchanged file or an error is reported at once).
+// batches on the hash pool, forwards each digest to the submitter, and reports a forwarded file's
+// result once the submitter acknowledged it, recording its row in larger groups behind (a dry run
+// records a batch before reporting it; an unchanged file or an error is reported at once).
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "libs/common/log.h"
 #include "libs/common/validate.h"
 #include "libs/digest/hash_file.h"
@@ -38,6 +39,15 @@ constexpr int64_t kLargeFileBytes = 1 << 20;
 // kPackBytes (an estimate from the paths), well under gRPC's default 4 MiB receive limit.
 constexpr int kPackResults = 1024;
 constexpr size_t kPackBytes = 1 << 20;
+// The rows of answered files are committed when this many are waiting, or this long after the
+// first of them arrived (and at the end of the call). Each row puts a random key into the digest
+// index, and a commit of c rows into an index of P pages rewrites about min(c, P) of its pages:
+// commits of 256 rows (a commit per hashing batch's answers) rewrote about a page per row, while
+// commits of tens of thousands share most pages (an A/B in bench/results/s6-hasher.md: 16,384
+// rows or 2 s wrote 0.7 KiB per file, 65,536 or 5 s 0.4 KiB). Bounded so that the rows waiting
+// stay a fixed cost whatever the size of the tree (about 12 MB more peak RSS than commits of 256).
+constexpr size_t kRecordRows = 32768;
+constexpr absl::Duration kRecordDelay = absl::Seconds(4);
 struct TreeCall {
   // A file sent to the submitter and not yet acknowledged.
   struct Item {
@@ -79,10 +89,12 @@ struct TreeCall {
   // read and sent again, which the submitter takes idempotently).
   bool lookups = true;
   // Set before any thread starts; the writers are declared after what their threads touch, so
-  // they are joined before those are destroyed. A dry run records hashed files (dry_recorder),
-  // a forwarding call the files the submitter answered for (recorder, with the session).
+  // they are joined before those are destroyed. A dry run records hashed files (dry_recorder).
+  // A forwarding call reports the files the submitter answered for (reporter, fed by the session)
+  // and records them (recorder, fed by the reporter).
   std::unique_ptr<GroupWriter<HashedRecord>> dry_recorder;
-  std::unique_ptr<GroupWriter<Acked>> recorder;
+  std::unique_ptr<GroupWriter<ForwardedRecord>> recorder;
+  std::unique_ptr<GroupWriter<Acked>> reporter;
   std::unique_ptr<SubmitSession> session;
 };
 
@@ -127,41 +139,50 @@ void TreeError(TreeCall* c, const std::string& path, int64_t size, int64_t mtime
   Emit(c, one);
 }
 
-// On the session's reader thread: hands the answered file to the recorder, which does the store
-// work (the reader goes straight back to reading acknowledgements).
+// On the session's reader thread: hands the answered file to the reporter (the reader goes
+// straight back to reading acknowledgements).
 void OnTreeAck(TreeCall* c, const v1::SubmitResponse& ack) {
   std::optional<TreeCall::Item> item = c->sent.Take(ack.request_id());
   if (!item) return;
-  c->recorder->Add(TreeCall::Acked{std::move(*item), ack});
+  c->reporter->Add(TreeCall::Acked{std::move(*item), ack});
 }
 
-// The recorder's write: every file answered since the last write, in one transaction, then their
-// results. The row is written once, with what the acknowledgement says (QUEUED, or HASHED when the
-// submitter refused the file), instead of HASHED before sending and QUEUED after.
-void RecordAcked(TreeCall* c, std::vector<TreeCall::Acked>& acked) {
+// The reporter's write: the results of every file answered since the last write, then their rows
+// to the recorder. A result does not wait for the row: what it reports is that the submitter
+// holds the digest durably (it acknowledges after its commit). The row is only the hasher's cache
+// (it lets the next run skip the unchanged file), and one lost to a crash before its commit means
+// the file is read and sent again next run (the submitter is idempotent on the digest). The call
+// ends only after every row is written (RunTree), so the rows are there once the caller saw the
+// end of the stream.
+void ReportAcked(TreeCall* c, std::vector<TreeCall::Acked>& acked) {
   std::vector<ForwardedRecord> rows;
   rows.reserve(acked.size());
-  for (const TreeCall::Acked& a : acked) {
-    rows.push_back(ForwardedRecord{a.item.path, a.item.size_bytes, a.item.mtime_ns, a.item.digest,
-                                   a.ack.status().code() == 0, a.ack.duplicate_of()});
-  }
-  absl::Status st = c->shared->store->RecordForwarded(c->job, rows);
-  if (!st.ok()) {
-    // The submitter holds these files durably (it acknowledges after its commit), which is what
-    // the results report; only the hasher's cache of them failed: the next run reads and sends
-    // them again (the submitter is idempotent on the digest).
-    ANCHORD_LOG(Error) << "store: " << st;
-  }
   std::vector<v1::HashTreeResponse> results;
   results.reserve(acked.size());
   for (TreeCall::Acked& a : acked) {
     v1::HashTreeResponse& r = results.emplace_back();
-    r.set_path(std::move(a.item.path));
+    r.set_path(a.item.path);
     r.set_digest(a.item.digest.raw());
     r.set_size_bytes(a.item.size_bytes);
     internal::SetAckOutcome(a.ack, &r);
+    rows.push_back(ForwardedRecord{std::move(a.item.path), a.item.size_bytes, a.item.mtime_ns,
+                                   a.item.digest, a.ack.status().code() == 0,
+                                   std::move(*a.ack.mutable_duplicate_of())});
   }
   Emit(c, results);
+  c->recorder->AddAll(std::move(rows));
+}
+
+// The recorder's write: the rows of every file reported since the last write, in one transaction.
+// The row is written once, with what the acknowledgement said (QUEUED, or HASHED when the
+// submitter refused the file), instead of HASHED before sending and QUEUED after.
+void RecordForwardedRows(TreeCall* c, std::vector<ForwardedRecord>& rows) {
+  absl::Status st = c->shared->store->RecordForwarded(c->job, rows);
+  if (!st.ok()) {
+    // The submitter holds these files durably, which is what the results reported; only the
+    // hasher's cache of them failed: the next run reads and sends them again.
+    ANCHORD_LOG(Error) << "store: " << st;
+  }
 }
 
 // Hashes one file; on success appends it to `hashed` (recorded and forwarded by the caller once
@@ -415,8 +436,9 @@ void RunTree(const std::shared_ptr<TreeCall>& c, TreeReactor* reactor) {
     if (!completed) c->session->Cancel();
     c->session->Stop();
   }
-  // No ack arrives after Stop(); what was answered is recorded (and, unless cancelled, was
-  // already reported: WaitFinished waits for every result) before the call completes.
+  // No ack arrives after Stop(); what was answered is reported (unless cancelled it already was:
+  // WaitFinished waits for every result) and recorded before the call completes.
+  if (c->reporter) c->reporter->Finish();
   if (c->recorder) c->recorder->Finish();
   if (c->dry_recorder) c->dry_recorder->Finish();
   reactor->Complete(rpc::ToGrpcStatus(final_status));
@@ -449,8 +471,11 @@ grpc::ServerWriteReactor<v1::HashTreeResponse>* HasherServiceImpl::HashTree(
     call->dry_recorder = std::make_unique<GroupWriter<HashedRecord>>(
         [raw](std::vector<HashedRecord>& hashed) { RecordDry(raw, hashed); });
   } else {
-    call->recorder = std::make_unique<GroupWriter<TreeCall::Acked>>(
-        [raw](std::vector<TreeCall::Acked>& acked) { RecordAcked(raw, acked); });
+    call->recorder = std::make_unique<GroupWriter<ForwardedRecord>>(
+        [raw](std::vector<ForwardedRecord>& rows) { RecordForwardedRows(raw, rows); },
+        GroupWriter<ForwardedRecord>::Options{kRecordRows, kRecordDelay});
+    call->reporter = std::make_unique<GroupWriter<TreeCall::Acked>>(
+        [raw](std::vector<TreeCall::Acked>& acked) { ReportAcked(raw, acked); });
     call->session = std::make_unique<SubmitSession>(
         s->options.submitter, s->options.submit, s->metrics,
         [raw](const v1::SubmitResponse& ack) { OnTreeAck(raw, ack); });

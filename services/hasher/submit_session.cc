@@ -1,5 +1,6 @@
 #include "services/hasher/submit_session.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -26,11 +27,11 @@ SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessi
 SubmitSession::~SubmitSession() { Stop(); }
 
 void SubmitSession::QueueLocked(v1::SubmitRequest request) {
-  std::string id = request.request_id();
-  uint64_t seq = next_seq_++;
-  order_[seq] = id;
-  send_queue_.push_back(id);
-  pending_[id] = Pending{seq, std::make_shared<const v1::SubmitRequest>(std::move(request))};
+  auto shared = std::make_shared<const v1::SubmitRequest>(std::move(request));
+  send_queue_.push_back(shared);
+  // The key is read before `shared` is moved (the request it names lives on in the entry).
+  const std::string& id = shared->request_id();
+  pending_.insert_or_assign(id, Pending{next_seq_++, std::move(shared)});
 }
 
 void SubmitSession::Send(v1::SubmitRequest request) {
@@ -70,7 +71,7 @@ void SubmitSession::Stop() {
   if (metrics_ && !pending_.empty())
     metrics_->inflight.Decrement(static_cast<double>(pending_.size()));
   pending_.clear();
-  order_.clear();
+  send_queue_.clear();
 }
 
 size_t SubmitSession::unacked() {
@@ -84,7 +85,7 @@ int SubmitSession::reconnects() {
 }
 
 void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
-  std::vector<std::string> refused;
+  std::vector<RequestPtr> refused;
   {
     absl::MutexLock lock(&mu_);
     auto b = batches_.find(response.request_id());
@@ -102,9 +103,9 @@ void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
     return;
   }
   // The submitter refused the whole message: each of its items gets that answer.
-  for (const std::string& id : refused) {
+  for (const RequestPtr& r : refused) {
     v1::SubmitResponse item;
-    item.set_request_id(id);
+    item.set_request_id(r->request_id());
     *item.mutable_status() = response.status();
     HandleItem(item);
   }
@@ -116,7 +117,6 @@ void SubmitSession::HandleItem(const v1::SubmitResponse& response) {
     auto it = pending_.find(response.request_id());
     // Unknown ids: a duplicate ack of an item resent after a reconnect, or garbage. Ignored.
     if (it == pending_.end()) return;
-    order_.erase(it->second.seq);
     pending_.erase(it);
   }
   if (metrics_) metrics_->inflight.Decrement();
@@ -144,7 +144,12 @@ void SubmitSession::Run() {
       // Everything not yet acknowledged goes out again on the new stream, oldest first.
       send_queue_.clear();
       batches_.clear();
-      for (const auto& [seq, id] : order_) send_queue_.push_back(id);
+      std::vector<const Pending*> order;
+      order.reserve(pending_.size());
+      for (const auto& [id, p] : pending_) order.push_back(&p);
+      std::sort(order.begin(), order.end(),
+                [](const Pending* a, const Pending* b) { return a->seq < b->seq; });
+      for (const Pending* p : order) send_queue_.push_back(p->request);
     }
     auto stream = stub_->Submit(ctx.get());
     std::atomic<bool> progressed{false};
@@ -180,17 +185,15 @@ void SubmitSession::Run() {
         } else {
           // Everything queued goes out as one burst (bounded, so the lock is not held long).
           while (!send_queue_.empty() && burst.size() < kMaxBurst) {
-            auto it = pending_.find(send_queue_.front());
+            RequestPtr r = std::move(send_queue_.front());
             send_queue_.pop_front();
-            if (it == pending_.end()) continue;  // acknowledged meanwhile
-            burst.push_back(it->second.request);
+            if (!pending_.contains(r->request_id())) continue;  // acknowledged meanwhile
+            burst.push_back(std::move(r));
           }
           if (burst.size() > 1) {
             batch.Clear();
             batch.set_request_id(absl::StrCat("batch-", next_batch_++));
-            std::vector<std::string>& ids = batches_[batch.request_id()];
-            ids.reserve(burst.size());
-            for (const auto& r : burst) ids.push_back(r->request_id());
+            batches_[batch.request_id()] = burst;
           }
         }
       }
@@ -208,9 +211,16 @@ void SubmitSession::Run() {
       if (burst.size() == 1) {
         write_failed = !stream->Write(*burst[0]);
       } else if (burst.size() > 1) {
-        batch.mutable_items()->Reserve(static_cast<int>(burst.size()));
-        for (const auto& r : burst) *batch.add_items() = *r;
+        // The requests are lent to the message instead of copied into it, and taken back after
+        // the write: they stay pending_'s (kept alive by `burst`), to be sent again after a
+        // reconnect. Only this thread reads them while they are lent.
+        auto* items = batch.mutable_items();
+        items->Reserve(static_cast<int>(burst.size()));
+        for (const auto& r : burst) {
+          items->UnsafeArenaAddAllocated(const_cast<v1::SubmitRequest*>(r.get()));
+        }
         write_failed = !stream->Write(batch);
+        items->UnsafeArenaExtractSubrange(0, items->size(), nullptr);
       }
     }
     {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "anchord/v1/submitter.grpc.pb.h"
@@ -78,20 +79,22 @@ class SubmitSession {
   AckFn on_ack_;
 
   absl::Mutex mu_;
+  // Shared with the writer while it writes it (no copy of the message per write).
+  using RequestPtr = std::shared_ptr<const anchord::v1::SubmitRequest>;
   struct Pending {
-    uint64_t seq;
-    // Shared with the writer while it writes it (no copy of the message per write).
-    std::shared_ptr<const anchord::v1::SubmitRequest> request;
+    uint64_t seq;  // send order: a new stream resends in this order
+    RequestPtr request;
   };
   void QueueLocked(anchord::v1::SubmitRequest request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);  // by request_id
-  std::map<uint64_t, std::string> order_ ABSL_GUARDED_BY(mu_);   // send order of pending_
-  // ids still to write on the current stream
-  std::deque<std::string> send_queue_ ABSL_GUARDED_BY(mu_);
+  // By request_id. A hash map: an item is added, found and erased once each (no per-item tree
+  // node and ordered string compares); the order, needed only to resend, is in `seq`.
+  absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  // Requests still to write on the current stream (skipped when answered meanwhile).
+  std::deque<RequestPtr> send_queue_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  // The item ids of each batch-form message on the current stream not yet answered, by the
+  // The items of each batch-form message on the current stream not yet answered, by the
   // message's request_id: a refusal of a whole message answers each of its items.
-  std::map<std::string, std::vector<std::string>> batches_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<RequestPtr>> batches_ ABSL_GUARDED_BY(mu_);
   uint64_t next_batch_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_broken_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,6 +6,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "libs/ledger/sqlite_db.h"
@@ -292,6 +293,61 @@ TEST(HasherGroupWriterTest, WritesEverythingQueuedTogetherAndDrainsOnFinish) {
   for (int i = 0; i <= 302; ++i) expected.push_back(i);
   EXPECT_EQ(all, expected);
   EXPECT_EQ(writer.writes(), static_cast<int>(writes.size()));
+}
+
+// With min_items, the writer waits for that many items before it writes (here the max_delay is
+// far longer than the test), and Finish writes what is queued even when it is fewer.
+TEST(HasherGroupWriterTest, WaitsForMinItemsAndFinishWritesFewer) {
+  absl::Mutex mu;
+  std::vector<std::vector<int>> writes;
+  GroupWriter<int> writer(
+      [&](std::vector<int>& batch) {
+        absl::MutexLock lock(&mu);
+        writes.push_back(batch);
+      },
+      GroupWriter<int>::Options{5, absl::Hours(1)});
+  // Spread out: a writer that did not wait would write the first items on their own.
+  for (int i = 0; i < 5; ++i) {
+    writer.Add(i);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return !writes.empty();
+      },
+      absl::Seconds(10)));
+  writer.Add(5);
+  writer.Add(6);
+  writer.Finish();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(writes[0], (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(writes[1], (std::vector<int>{5, 6}));
+}
+
+// Fewer than min_items are written once max_delay passed, without waiting for Finish.
+TEST(HasherGroupWriterTest, WritesFewerThanMinItemsAfterMaxDelay) {
+  absl::Mutex mu;
+  std::vector<std::vector<int>> writes;
+  GroupWriter<int> writer(
+      [&](std::vector<int>& batch) {
+        absl::MutexLock lock(&mu);
+        writes.push_back(batch);
+      },
+      GroupWriter<int>::Options{1000, absl::Milliseconds(50)});
+  writer.Add(7);
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return !writes.empty();
+      },
+      absl::Seconds(10)));
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(writes[0], std::vector<int>{7});
+  }
+  writer.Finish();
 }
 
 // Finish on a writer that never got anything returns (no thread left waiting).

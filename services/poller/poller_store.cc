@@ -64,8 +64,7 @@ class SqlitePollerStore final : public PollerStore {
                                              int limit) override {
     std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs p WHERE seq > ?");
     if (!filter.job.empty()) {
-      absl::StrAppend(
-          &sql, " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)");
+      absl::StrAppend(&sql, " AND ", kSqliteHasJobFile);
     }
     if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED)
       absl::StrAppend(&sql, " AND state = ?");
@@ -326,7 +325,7 @@ class SqlitePollerStore final : public PollerStore {
     // The furthest state of each digest (over its providers), counted per state.
     std::string sql = "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
     if (!job.empty()) {
-      sql += " WHERE EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)";
+      absl::StrAppend(&sql, " WHERE ", kSqliteHasJobFile);
     }
     sql += " GROUP BY digest) GROUP BY st";
     ledger::Session session(*db_);

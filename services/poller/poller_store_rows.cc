@@ -39,12 +39,12 @@ absl::StatusOr<ProofRow> ReadProofRow(const Statement& s) {
   return r;
 }
 
-absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest) {
+absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_t proof_seq) {
   ANCHORD_ASSIGN_OR_RETURN(
       Statement st,
       session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE "
-                      "digest = ? ORDER BY id"));
-  st.BindBlob(1, digest.bytes());
+                      "proof_seq = ? ORDER BY id"));
+  st.Bind(1, proof_seq);
   std::vector<FileRow> out;
   while (true) {
     ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -53,6 +53,21 @@ absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Dig
                           st.ColumnText(4)});
   }
   return out;
+}
+
+absl::StatusOr<int64_t> FilesSeqOf(ledger::Session& session, const Digest& digest) {
+  ANCHORD_ASSIGN_OR_RETURN(Statement st,
+                           session.Prepare("SELECT MIN(seq) FROM proofs WHERE digest = ?"));
+  st.BindBlob(1, digest.bytes());
+  ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row || st.ColumnIsNull(0)) return int64_t{0};
+  return st.ColumnInt(0);
+}
+
+absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest) {
+  ANCHORD_ASSIGN_OR_RETURN(const int64_t seq, FilesSeqOf(session, digest));
+  if (seq == 0) return std::vector<FileRow>();
+  return FilesOfSeq(session, seq);
 }
 
 absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, Statement& st,

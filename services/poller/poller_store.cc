@@ -216,8 +216,9 @@ class SqlitePollerStore final : public PollerStore {
       auto st = session.Prepare(absl::StrCat(
           "SELECT ", kSqliteProofColumns,
           " FROM proofs WHERE provider = ?1 AND state <> ?2 AND leaf_count > 0 AND digest IN "
-          "(SELECT merkle_root FROM proofs INDEXED BY proofs_pending_leaves WHERE provider = ?1 "
-          "AND state = 4 AND length(merkle_root) > 0) ORDER BY seq LIMIT ?3"));
+          "(SELECT merkle_root FROM proofs INDEXED BY proofs_open_leaves WHERE provider = ?1 "
+          "AND state = 4 AND ",
+          kSqliteOpenLeaf, ") ORDER BY seq LIMIT ?3"));
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
       st->Bind(3, static_cast<int64_t>(max_roots));

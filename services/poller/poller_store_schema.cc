@@ -7,6 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "anchord/v1/common.pb.h"
 #include "libs/common/status_macros.h"
+#include "services/poller/poller_store_rows.h"
 
 namespace anchord::poller {
 namespace {
@@ -107,8 +108,8 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
   // Indexes that keep a polling round's reads independent of the backlog (bench/RESULTS.md,
   // "Large backlogs"): the walk's scan of non-leaf proofs by seq, the stall check by age (and
-  // the gauges' counts from the index alone), and the pending leaves' roots (the literal 4 is
-  // DIGEST_STATE_PENDING: a partial index condition cannot take a bound parameter).
+  // the gauges' counts from the index alone), and a root's leaves that may still change (its
+  // literals are states: a partial index condition cannot take a bound parameter).
   //
   // Every index entry is written by every hand-off, and a batch hands off thousands of leaves
   // (bench/RESULTS.md, "the poller's Track path"), so an index holds leaves only where a query
@@ -117,20 +118,28 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   // job lookups (`f.proof_seq = ? AND f.job = ?`) are served by their UNIQUE (proof_seq, job,
   // ...) index as well as by the former files_by_job (job, digest), one random-key entry per file
   // less. Databases of an older release lose the two indexes at their first open here.
+  //
+  // One index serves both queries that look for a root's leaves (PropagateRootToLeaves by root,
+  // SettleStrandedLeaves by provider): proofs_open_leaves holds a leaf only while it may still
+  // change. It replaces proofs_by_root, which no query used (its condition was not stated by
+  // them, so a root's propagation scanned the provider's proofs), and proofs_pending_leaves,
+  // which could not serve the propagation of a root's late .ots to its CONFIRMED leaves.
   static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
-  return session.Exec(
+  static_assert(anchord::v1::DIGEST_STATE_CONFIRMED == 5);
+  return session.Exec(absl::StrCat(
       "DROP INDEX IF EXISTS proofs_by_provider_state;"
       "DROP INDEX IF EXISTS files_by_job;"
       "CREATE INDEX IF NOT EXISTS proofs_check_order ON proofs "
       "(provider, state, last_checked_at, seq) WHERE length(merkle_root) = 0;"
-      "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
-      "WHERE length(merkle_root) > 0;"
       "CREATE INDEX IF NOT EXISTS proofs_roots_by_seq ON proofs (provider, state, seq) "
       "WHERE length(merkle_root) = 0;"
       "CREATE INDEX IF NOT EXISTS proofs_stall_order ON proofs "
       "(provider, state, stalled, pending_since);"
-      "CREATE INDEX IF NOT EXISTS proofs_pending_leaves ON proofs (provider, merkle_root) "
-      "WHERE state = 4 AND length(merkle_root) > 0;");
+      "DROP INDEX IF EXISTS proofs_by_root;"
+      "DROP INDEX IF EXISTS proofs_pending_leaves;",
+      "CREATE INDEX IF NOT EXISTS proofs_open_leaves ON proofs (provider, merkle_root, state) "
+      "WHERE ",
+      kSqliteOpenLeaf, ";"));
 }
 
 }  // namespace anchord::poller

@@ -272,8 +272,9 @@ const std::string kFilesByDigest =
     "DROP TABLE files; ALTER TABLE files_old RENAME TO files;";
 
 // A database whose indexes an older release created: at open the two indexes that held every
-// leaf are replaced (the check order, now partial) or dropped (files by job), and the queries that
-// used them return the same rows.
+// leaf are replaced (the check order, now partial) or dropped (files by job), the two indexes of
+// a root's leaves become one (proofs_open_leaves), and the queries that used them return the same
+// rows.
 TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   const anchord::Digest root = Digest(400);
   std::vector<TrackInput> batch = {Root(root, 2), Leaf(1, root), Leaf(2, root)};
@@ -325,7 +326,11 @@ TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   absl::Status older = ::anchord::testing::SqliteExec(
       path(),
       "DROP INDEX proofs_check_order;"
-      "CREATE INDEX proofs_by_provider_state ON proofs (provider, state, last_checked_at, seq);" +
+      "CREATE INDEX proofs_by_provider_state ON proofs (provider, state, last_checked_at, seq);"
+      "DROP INDEX proofs_open_leaves;"
+      "CREATE INDEX proofs_by_root ON proofs (merkle_root, provider) WHERE length(merkle_root) > 0;"
+      "CREATE INDEX proofs_pending_leaves ON proofs (provider, merkle_root) "
+      "WHERE state = 4 AND length(merkle_root) > 0;" +
           kFilesByDigest + "CREATE INDEX files_by_job ON files (job, digest);");
   ASSERT_TRUE(older.ok()) << older;
   const std::string indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ";
@@ -336,6 +341,9 @@ TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   EXPECT_EQ(CountRows(indexes + "'proofs_by_provider_state'"), 0);
   EXPECT_EQ(CountRows(indexes + "'files_by_job'"), 0);
   EXPECT_EQ(CountRows(indexes + "'proofs_check_order'"), 1);
+  EXPECT_EQ(CountRows(indexes + "'proofs_by_root'"), 0);
+  EXPECT_EQ(CountRows(indexes + "'proofs_pending_leaves'"), 0);
+  EXPECT_EQ(CountRows(indexes + "'proofs_open_leaves'"), 1);
   // The new index holds no leaf.
   EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs INDEXED BY proofs_check_order WHERE provider "
                       "= 'fake' AND length(merkle_root) = 0"),

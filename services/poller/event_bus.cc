@@ -103,6 +103,11 @@ void EventBus::Deliver(anchord::v1::WatchResponse event) {
   }
 }
 
+bool EventBus::listened() {
+  absl::MutexLock lock(&mu_);
+  return !subs_.empty() || relay_ != nullptr;
+}
+
 size_t EventBus::watchers() {
   absl::MutexLock lock(&mu_);
   return subs_.size();

@@ -89,6 +89,10 @@ class EventBus {
   // re-reads the current state, as after an overflow.
   void DropAll() ABSL_LOCKS_EXCLUDED(mu_);
   size_t watchers() ABSL_LOCKS_EXCLUDED(mu_);
+  // False while nothing would receive a published event (no subscriber, no relay): a publisher
+  // may then skip building it. A subscriber that arrives just after is no worse off than one
+  // arriving just after the publication (it reads the current state once subscribed).
+  bool listened() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // Held while subscribers are notified, so Unsubscribe waits for a notify in progress. Order:

@@ -64,8 +64,7 @@ class SqlitePollerStore final : public PollerStore {
                                              int limit) override {
     std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs p WHERE seq > ?");
     if (!filter.job.empty()) {
-      absl::StrAppend(
-          &sql, " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)");
+      absl::StrAppend(&sql, " AND ", kSqliteHasJobFile);
     }
     if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED)
       absl::StrAppend(&sql, " AND state = ?");
@@ -217,8 +216,9 @@ class SqlitePollerStore final : public PollerStore {
       auto st = session.Prepare(absl::StrCat(
           "SELECT ", kSqliteProofColumns,
           " FROM proofs WHERE provider = ?1 AND state <> ?2 AND leaf_count > 0 AND digest IN "
-          "(SELECT merkle_root FROM proofs INDEXED BY proofs_pending_leaves WHERE provider = ?1 "
-          "AND state = 4 AND length(merkle_root) > 0) ORDER BY seq LIMIT ?3"));
+          "(SELECT merkle_root FROM proofs INDEXED BY proofs_open_leaves WHERE provider = ?1 "
+          "AND state = 4 AND ",
+          kSqliteOpenLeaf, ") ORDER BY seq LIMIT ?3"));
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
       st->Bind(3, static_cast<int64_t>(max_roots));
@@ -326,7 +326,7 @@ class SqlitePollerStore final : public PollerStore {
     // The furthest state of each digest (over its providers), counted per state.
     std::string sql = "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
     if (!job.empty()) {
-      sql += " WHERE EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND f.job = ?)";
+      absl::StrAppend(&sql, " WHERE ", kSqliteHasJobFile);
     }
     sql += " GROUP BY digest) GROUP BY st";
     ledger::Session session(*db_);

@@ -1,5 +1,7 @@
 #include "services/poller/poller_store_rows.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
@@ -39,12 +41,12 @@ absl::StatusOr<ProofRow> ReadProofRow(const Statement& s) {
   return r;
 }
 
-absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest) {
+absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_t proof_seq) {
   ANCHORD_ASSIGN_OR_RETURN(
       Statement st,
       session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE "
-                      "digest = ? ORDER BY id"));
-  st.BindBlob(1, digest.bytes());
+                      "proof_seq = ? ORDER BY id"));
+  st.Bind(1, proof_seq);
   std::vector<FileRow> out;
   while (true) {
     ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -53,6 +55,21 @@ absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Dig
                           st.ColumnText(4)});
   }
   return out;
+}
+
+absl::StatusOr<int64_t> FilesSeqOf(ledger::Session& session, const Digest& digest) {
+  ANCHORD_ASSIGN_OR_RETURN(Statement st,
+                           session.Prepare("SELECT MIN(seq) FROM proofs WHERE digest = ?"));
+  st.BindBlob(1, digest.bytes());
+  ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row || st.ColumnIsNull(0)) return int64_t{0};
+  return st.ColumnInt(0);
+}
+
+absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest) {
+  ANCHORD_ASSIGN_OR_RETURN(const int64_t seq, FilesSeqOf(session, digest));
+  if (seq == 0) return std::vector<FileRow>();
+  return FilesOfSeq(session, seq);
 }
 
 absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, Statement& st,
@@ -91,35 +108,34 @@ int64_t LeafOtsSize(const ProofRow& root, size_t path_bytes) {
 
 absl::StatusOr<std::vector<ProofRow>> PropagateRootToLeaves(ledger::Transaction& tx,
                                                             const ProofRow& r, absl::Time now) {
-  std::vector<ProofRow> changed;
-  {
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement upd,
-        tx.Prepare(
-            "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
-            "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
-            "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
-            "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) ELSE 0 END, "
-            "updated_at = ?15 WHERE merkle_root = ?1 AND provider = ?2 AND "
-            "(state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0))"));
-    upd.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, static_cast<int64_t>(r.state));
-    upd.Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
-    upd.Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
-    upd.Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
-    upd.Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
-    upd.Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
-    upd.Bind(16, static_cast<int64_t>(kPending));
-    ANCHORD_RETURN_IF_ERROR(upd.Run());
-  }
-  if (tx.Changes() == 0) return changed;
-  // Return the changed leaves as they are now, with their files (for events).
+  // The leaves it may change are all in proofs_open_leaves: the condition `kSqliteOpenLeaf` names
+  // that index's own (SQLite uses a partial index only for a query that states its condition), so
+  // a root's leaves are found by one index seek rather than a scan of the provider's proofs. The
+  // changed rows are returned by the UPDATE itself: read back later, a leaf moved to CONFIRMED with
+  // its .ots would no longer be in the index.
   ANCHORD_ASSIGN_OR_RETURN(
-      Statement after,
-      tx.Prepare(absl::StrCat("SELECT ", kSqliteProofColumns,
-                              " FROM proofs WHERE merkle_root = ? AND provider = ? "
-                              "AND updated_at = ? ORDER BY seq")));
-  after.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, ToDb(now));
-  return CollectProofs(tx, after);
+      Statement upd,
+      tx.Prepare(absl::StrCat(
+          "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
+          "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
+          "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
+          "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) ELSE 0 END, "
+          "updated_at = ?15 WHERE provider = ?2 AND merkle_root = ?1 AND ",
+          kSqliteOpenLeaf,
+          " AND (state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0)) RETURNING ",
+          kSqliteProofColumns)));
+  upd.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, static_cast<int64_t>(r.state));
+  upd.Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
+  upd.Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
+  upd.Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
+  upd.Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
+  upd.Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
+  upd.Bind(16, static_cast<int64_t>(kPending));
+  // With their files (for events), in seq order (RETURNING gives no order).
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> changed, CollectProofs(tx, upd));
+  std::sort(changed.begin(), changed.end(),
+            [](const ProofRow& a, const ProofRow& b) { return a.seq < b.seq; });
+  return changed;
 }
 
 }  // namespace anchord::poller

@@ -29,6 +29,25 @@ absl::StatusOr<ProofRow> ReadProofRow(const ledger::Statement& s);
 // The files of `digest`, oldest first.
 absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest);
 
+// The seq the files of `digest` are stored under (files.proof_seq): the lowest seq of its proofs;
+// 0 when it has none.
+absl::StatusOr<int64_t> FilesSeqOf(ledger::Session& session, const Digest& digest);
+
+// The files stored under `proof_seq` (see FilesSeqOf), oldest first.
+absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_t proof_seq);
+
+// The condition of the partial index proofs_open_leaves (poller_store_schema.cc): a Merkle leaf
+// still PENDING, or CONFIRMED without its .ots size (it waits for its root's .ots). A query uses
+// the index only when it states this condition word for word; the literals are
+// DIGEST_STATE_PENDING and DIGEST_STATE_CONFIRMED (an index condition cannot take parameters).
+inline constexpr char kSqliteOpenLeaf[] =
+    "length(merkle_root) > 0 AND (state = 4 OR (state = 5 AND ots_size = 0))";
+
+// The SQL condition "the proof `p` has a file of job ?" (one parameter).
+inline constexpr char kSqliteHasJobFile[] =
+    "EXISTS (SELECT 1 FROM files f WHERE f.proof_seq = (SELECT MIN(q.seq) FROM proofs q WHERE "
+    "q.digest = p.digest) AND f.job = ?)";
+
 // Reads every row of `st` (prepared in `session`) and, with `with_files`, each proof's files.
 absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, ledger::Statement& st,
                                                     bool with_files = true);

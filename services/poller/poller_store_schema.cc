@@ -1,9 +1,13 @@
 #include "services/poller/poller_store_schema.h"
 
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "anchord/v1/common.pb.h"
 #include "libs/common/status_macros.h"
+#include "services/poller/poller_store_rows.h"
 
 namespace anchord::poller {
 namespace {
@@ -34,17 +38,56 @@ CREATE TABLE IF NOT EXISTS proofs (
   updated_at INTEGER NOT NULL DEFAULT 0,
   UNIQUE (digest, provider)
 );
-CREATE TABLE IF NOT EXISTS files (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  digest BLOB NOT NULL,
+)sql";
+
+// The files of each digest. A file names its digest by `proof_seq`, the lowest proofs.seq of the
+// digest (fixed once the digest's first proof is stored: proofs are never deleted), not by the
+// digest itself: a new digest's file then lands at the end of the table and of its UNIQUE index,
+// where a digest key was a B-tree insert at a random place (digests are random), one of the two
+// largest parts of a hand-off's disk writes (bench/results/s6-poller.md). The id gives the order
+// of the files (the first is the original); no file is ever deleted, so no id is reused and
+// AUTOINCREMENT (a sqlite_sequence write per insert) is not needed.
+constexpr char kFilesColumns[] = R"sql( (
+  id INTEGER PRIMARY KEY,
+  proof_seq INTEGER NOT NULL,
   job TEXT NOT NULL,
   source_path TEXT NOT NULL,
   filename TEXT NOT NULL,
   size_bytes INTEGER NOT NULL,
   mime_type TEXT NOT NULL,
-  UNIQUE (digest, job, source_path)
-);
+  UNIQUE (proof_seq, job, source_path)
+)
 )sql";
+
+std::string FilesTable(absl::string_view name) {
+  return absl::StrCat("CREATE TABLE IF NOT EXISTS ", name, kFilesColumns);
+}
+
+// Databases made before files were keyed by proof_seq have files keyed by digest: the table is
+// rebuilt in the new form in one transaction (a file whose digest has no proof is unreachable and
+// not carried over; the hand-off stores a proof before its files, so there is none).
+absl::Status UpgradeFiles(ledger::Session& session) {
+  bool by_digest = false;
+  {
+    ANCHORD_ASSIGN_OR_RETURN(ledger::Statement info, session.Prepare("PRAGMA table_info(files)"));
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, info.Step());
+      if (!row) break;
+      if (info.ColumnText(1) == "digest") by_digest = true;
+    }
+  }
+  if (!by_digest) return session.Exec(FilesTable("files"));
+  ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN IMMEDIATE"));
+  absl::Status st = session.Exec(absl::StrCat(
+      "DROP TABLE IF EXISTS files_by_seq; ", FilesTable("files_by_seq"),
+      "; INSERT INTO files_by_seq (id, proof_seq, job, source_path, filename, size_bytes, "
+      "mime_type) SELECT f.id, o.seq, f.job, f.source_path, f.filename, f.size_bytes, f.mime_type "
+      "FROM files f JOIN (SELECT digest, MIN(seq) AS seq FROM proofs GROUP BY digest) o "
+      "ON o.digest = f.digest ORDER BY f.id; DROP TABLE files; "
+      "ALTER TABLE files_by_seq RENAME TO files; COMMIT"));
+  if (!st.ok()) session.Exec("ROLLBACK").IgnoreError();
+  return st;
+}
 
 // Columns added after the first release: created on old databases at open.
 const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
@@ -61,33 +104,42 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
 
 absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
+  ANCHORD_RETURN_IF_ERROR(UpgradeFiles(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
   // Indexes that keep a polling round's reads independent of the backlog (bench/RESULTS.md,
   // "Large backlogs"): the walk's scan of non-leaf proofs by seq, the stall check by age (and
-  // the gauges' counts from the index alone), and the pending leaves' roots (the literal 4 is
-  // DIGEST_STATE_PENDING: a partial index condition cannot take a bound parameter).
+  // the gauges' counts from the index alone), and a root's leaves that may still change (its
+  // literals are states: a partial index condition cannot take a bound parameter).
   //
   // Every index entry is written by every hand-off, and a batch hands off thousands of leaves
   // (bench/RESULTS.md, "the poller's Track path"), so an index holds leaves only where a query
   // that reads leaves needs it. The check order (PendingToCheck, ConfirmedWithoutOts: never
   // leaves) is partial; it replaces proofs_by_provider_state, which held every proof. The files'
-  // job lookups (`f.digest = ? AND f.job = ?`) are served by their UNIQUE (digest, job, ...)
-  // index as well as by the former files_by_job (job, digest), one random-key entry per file
+  // job lookups (`f.proof_seq = ? AND f.job = ?`) are served by their UNIQUE (proof_seq, job,
+  // ...) index as well as by the former files_by_job (job, digest), one random-key entry per file
   // less. Databases of an older release lose the two indexes at their first open here.
+  //
+  // One index serves both queries that look for a root's leaves (PropagateRootToLeaves by root,
+  // SettleStrandedLeaves by provider): proofs_open_leaves holds a leaf only while it may still
+  // change. It replaces proofs_by_root, which no query used (its condition was not stated by
+  // them, so a root's propagation scanned the provider's proofs), and proofs_pending_leaves,
+  // which could not serve the propagation of a root's late .ots to its CONFIRMED leaves.
   static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
-  return session.Exec(
+  static_assert(anchord::v1::DIGEST_STATE_CONFIRMED == 5);
+  return session.Exec(absl::StrCat(
       "DROP INDEX IF EXISTS proofs_by_provider_state;"
       "DROP INDEX IF EXISTS files_by_job;"
       "CREATE INDEX IF NOT EXISTS proofs_check_order ON proofs "
       "(provider, state, last_checked_at, seq) WHERE length(merkle_root) = 0;"
-      "CREATE INDEX IF NOT EXISTS proofs_by_root ON proofs (merkle_root, provider) "
-      "WHERE length(merkle_root) > 0;"
       "CREATE INDEX IF NOT EXISTS proofs_roots_by_seq ON proofs (provider, state, seq) "
       "WHERE length(merkle_root) = 0;"
       "CREATE INDEX IF NOT EXISTS proofs_stall_order ON proofs "
       "(provider, state, stalled, pending_since);"
-      "CREATE INDEX IF NOT EXISTS proofs_pending_leaves ON proofs (provider, merkle_root) "
-      "WHERE state = 4 AND length(merkle_root) > 0;");
+      "DROP INDEX IF EXISTS proofs_by_root;"
+      "DROP INDEX IF EXISTS proofs_pending_leaves;",
+      "CREATE INDEX IF NOT EXISTS proofs_open_leaves ON proofs (provider, merkle_root, state) "
+      "WHERE ",
+      kSqliteOpenLeaf, ";"));
 }
 
 }  // namespace anchord::poller

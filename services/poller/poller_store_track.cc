@@ -51,6 +51,13 @@ ProofRow NewRowOf(const TrackInput& in, int state, absl::Time now) {
   return r;
 }
 
+// `f` as the store keeps it: a file without a job belongs to "default".
+FileRow WithJob(const FileRow& f) {
+  FileRow out = f;
+  if (out.job.empty()) out.job = "default";
+  return out;
+}
+
 // What PropagateRootToLeaves gives a PENDING leaf of `root`.
 void TakeRootFields(const ProofRow& root, ProofRow* leaf) {
   leaf->state = root.state;
@@ -120,14 +127,23 @@ class Tracker {
     } else {
       ANCHORD_ASSIGN_OR_RETURN(out.state_changed, UpdateExisting(in, state));
     }
-    ANCHORD_RETURN_IF_ERROR(AddFiles(in));
+    // The digest's files are stored under its first proof's seq (poller_store_schema.cc).
+    int64_t files_seq = 0;
+    if (!in.files.empty() || !reread) {
+      ANCHORD_ASSIGN_OR_RETURN(files_seq, FilesSeqOf(tx_, p.digest));
+    }
+    ANCHORD_RETURN_IF_ERROR(AddFiles(in, files_seq));
     if (reread) {
       ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> after,
                                GetProofRow(tx_, p.digest, p.provider));
       if (!after.has_value()) return absl::InternalError("proof vanished inside its transaction");
       out.proof = std::move(*after);
+    } else if (files_seq == row.seq && in.files.size() <= 1) {
+      // A new digest with at most one file: its files are the input's (no duplicate to drop).
+      for (const FileRow& f : in.files) row.files.push_back(WithJob(f));
+      out.proof = std::move(row);
     } else {
-      ANCHORD_ASSIGN_OR_RETURN(row.files, FilesOf(tx_, p.digest));
+      ANCHORD_ASSIGN_OR_RETURN(row.files, FilesOfSeq(tx_, files_seq));
       out.proof = std::move(row);
     }
     // This proof may be a root read earlier in the batch: read it again when a leaf needs it.
@@ -232,18 +248,19 @@ class Tracker {
     return false;
   }
 
-  absl::Status AddFiles(const TrackInput& in) {
+  absl::Status AddFiles(const TrackInput& in, int64_t files_seq) {
     if (in.files.empty()) return absl::OkStatus();
+    if (files_seq <= 0) return absl::InternalError("proof vanished inside its transaction");
     if (!add_file_.has_value()) {
       ANCHORD_ASSIGN_OR_RETURN(
-          Statement st, tx_.Prepare("INSERT OR IGNORE INTO files (digest, job, source_path, "
+          Statement st, tx_.Prepare("INSERT OR IGNORE INTO files (proof_seq, job, source_path, "
                                     "filename, size_bytes, mime_type) VALUES (?, ?, ?, ?, ?, ?)"));
       add_file_.emplace(std::move(st));
     }
     for (const FileRow& f : in.files) {
       Statement& st = *add_file_;
       st.Reset();
-      st.BindBlob(1, in.proof.digest.bytes());
+      st.Bind(1, files_seq);
       st.Bind(2, f.job.empty() ? absl::string_view("default") : absl::string_view(f.job));
       st.Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
       ANCHORD_RETURN_IF_ERROR(st.Run());

@@ -380,5 +380,33 @@ TEST_F(PollEngineTest, StartAndStopRunRoundsOnAThread) {
   EXPECT_TRUE(Get(1).ots_available());
 }
 
+// An event is built only for a bus someone listens to: a subscriber, or the replicas' relay
+// (which gets every event even while this replica has no watcher).
+TEST(PublishEventTest, ReachesTheRelayWithoutSubscribersAndIsSkippedForNobody) {
+  EventBus bus;
+  ProofRow row;
+  row.digest = Digest(7);
+  row.provider = "fake";
+  row.state = v1::DIGEST_STATE_PENDING;
+  EXPECT_FALSE(bus.listened());
+  PublishEvent(bus, nullptr, v1::PROOF_EVENT_TYPE_TRACKED, row, absl::UnixEpoch());
+  std::vector<std::string> relayed;
+  bus.SetRelay([&](const v1::WatchResponse& ev) { relayed.push_back(ev.proof().digest()); });
+  EXPECT_TRUE(bus.listened());
+  PublishEvent(bus, nullptr, v1::PROOF_EVENT_TYPE_TRACKED, row, absl::UnixEpoch());
+  ASSERT_EQ(relayed.size(), 1u);
+  EXPECT_EQ(relayed[0], std::string(Digest(7).bytes()));
+  bus.SetRelay(nullptr);
+  EXPECT_FALSE(bus.listened());
+  auto sub = bus.Subscribe({}, 10, nullptr);
+  EXPECT_TRUE(bus.listened());
+  PublishEvent(bus, nullptr, v1::PROOF_EVENT_TYPE_TRACKED, row, absl::UnixEpoch());
+  EventPtr ev = sub->Pop();
+  ASSERT_NE(ev, nullptr);
+  EXPECT_EQ(ev->type(), v1::PROOF_EVENT_TYPE_TRACKED);
+  bus.Unsubscribe(sub);
+  EXPECT_FALSE(bus.listened());
+}
+
 }  // namespace
 }  // namespace anchord::poller

@@ -260,9 +260,21 @@ TEST_F(PollerStoreTrackTest, LeafOfPendingRootTakesItsFields) {
   EXPECT_EQ(sibling.updated_at, kT0);
 }
 
+// Turns the files of a database of today's schema back into the form of a release that keyed them
+// by digest (files of the same digest under its several proofs all carry that digest).
+const std::string kFilesByDigest =
+    "CREATE TABLE files_old (id INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL, job TEXT "
+    "NOT NULL, source_path TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
+    "mime_type TEXT NOT NULL, UNIQUE (digest, job, source_path));"
+    "INSERT INTO files_old (id, digest, job, source_path, filename, size_bytes, mime_type) "
+    "SELECT f.id, p.digest, f.job, f.source_path, f.filename, f.size_bytes, f.mime_type FROM files "
+    "f JOIN proofs p ON p.seq = f.proof_seq ORDER BY f.id;"
+    "DROP TABLE files; ALTER TABLE files_old RENAME TO files;";
+
 // A database whose indexes an older release created: at open the two indexes that held every
-// leaf are replaced (the check order, now partial) or dropped (files by job), and the queries that
-// used them return the same rows.
+// leaf are replaced (the check order, now partial) or dropped (files by job), the two indexes of
+// a root's leaves become one (proofs_open_leaves), and the queries that used them return the same
+// rows.
 TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   const anchord::Digest root = Digest(400);
   std::vector<TrackInput> batch = {Root(root, 2), Leaf(1, root), Leaf(2, root)};
@@ -309,12 +321,17 @@ TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   EXPECT_EQ(now_seen.odd.size(), 3u);
   EXPECT_EQ(now_seen.odd_digests, 3);
   store_.reset();
-  // What an older release left: both indexes over every proof and file, no check order.
+  // What an older release left: both indexes over every proof and file, no check order, files
+  // keyed by digest.
   absl::Status older = ::anchord::testing::SqliteExec(
       path(),
       "DROP INDEX proofs_check_order;"
       "CREATE INDEX proofs_by_provider_state ON proofs (provider, state, last_checked_at, seq);"
-      "CREATE INDEX files_by_job ON files (job, digest);");
+      "DROP INDEX proofs_open_leaves;"
+      "CREATE INDEX proofs_by_root ON proofs (merkle_root, provider) WHERE length(merkle_root) > 0;"
+      "CREATE INDEX proofs_pending_leaves ON proofs (provider, merkle_root) "
+      "WHERE state = 4 AND length(merkle_root) > 0;" +
+          kFilesByDigest + "CREATE INDEX files_by_job ON files (job, digest);");
   ASSERT_TRUE(older.ok()) << older;
   const std::string indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ";
   ASSERT_EQ(CountRows(indexes + "'proofs_by_provider_state'"), 1);
@@ -324,6 +341,9 @@ TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   EXPECT_EQ(CountRows(indexes + "'proofs_by_provider_state'"), 0);
   EXPECT_EQ(CountRows(indexes + "'files_by_job'"), 0);
   EXPECT_EQ(CountRows(indexes + "'proofs_check_order'"), 1);
+  EXPECT_EQ(CountRows(indexes + "'proofs_by_root'"), 0);
+  EXPECT_EQ(CountRows(indexes + "'proofs_pending_leaves'"), 0);
+  EXPECT_EQ(CountRows(indexes + "'proofs_open_leaves'"), 1);
   // The new index holds no leaf.
   EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs INDEXED BY proofs_check_order WHERE provider "
                       "= 'fake' AND length(merkle_root) = 0"),
@@ -334,6 +354,113 @@ TEST_F(PollerStoreTrackTest, OlderIndexesAreReplacedAtOpen) {
   EXPECT_EQ(after.odd, now_seen.odd);
   EXPECT_EQ(after.leaves_excluded, now_seen.leaves_excluded);
   EXPECT_EQ(after.odd_digests, now_seen.odd_digests);
+}
+
+// A database whose files are keyed by digest (an older release): at open they are rebuilt keyed
+// by their digest's first proof, and every reader of files (a proof's files, lookups and counts by
+// job) returns what it returned before; a file whose digest has no proof is not carried over, and
+// hand-offs after the upgrade add files under the same key.
+TEST_F(PollerStoreTrackTest, FilesKeyedByDigestAreUpgradedAtOpen) {
+  const anchord::Digest root = Digest(500);
+  TrackInput two_files = Pending(Digest(1), "id-1", "fake", "a", "one/first");
+  two_files.files.push_back(FileRow{"a", "one/second", "s.pdf", 9, "text/plain"});
+  std::vector<TrackInput> batch = {two_files, Pending(Digest(2), "id-2", "fake", "a"),
+                                   Root(root, 2), Leaf(11, root), Leaf(12, root)};
+  ASSERT_TRUE(store_->Track(batch, kT0).ok());
+  // Digest 1 again with another provider and another job: the digest's files grow.
+  ASSERT_TRUE(
+      store_->Track({Pending(Digest(1), "id-1b", "second", "b", "two/x")}, kT0 + absl::Seconds(1))
+          .ok());
+  struct Seen {
+    std::vector<std::vector<std::string>> files;  // per proof of List({}), its files' paths
+    std::vector<int64_t> by_a, by_b, by_job_a;
+    int64_t digests_a = 0, digests_b = 0;
+  };
+  auto look = [&](PollerStore& s) {
+    Seen seen;
+    auto seqs = [](const absl::StatusOr<std::vector<ProofRow>>& rows) {
+      EXPECT_TRUE(rows.ok()) << rows.status();
+      std::vector<int64_t> out;
+      for (const ProofRow& r : rows.ok() ? *rows : std::vector<ProofRow>{}) out.push_back(r.seq);
+      return out;
+    };
+    auto all = s.List(ListFilter{}, 0, 100);
+    EXPECT_TRUE(all.ok()) << all.status();
+    for (const ProofRow& r : all.ok() ? *all : std::vector<ProofRow>{}) {
+      std::vector<std::string> paths;
+      for (const FileRow& f : r.files) paths.push_back(f.job + ":" + f.source_path);
+      seen.files.push_back(paths);
+    }
+    ListFilter a;
+    a.job = "a";
+    seen.by_a = seqs(s.List(a, 0, 100));
+    ListFilter b;
+    b.job = "b";
+    seen.by_b = seqs(s.List(b, 0, 100));
+    ListFilter job_a;
+    job_a.job = "job-a";  // the leaves'
+    seen.by_job_a = seqs(s.List(job_a, 0, 100));
+    auto sa = s.Summarize("a");
+    auto sb = s.Summarize("b");
+    EXPECT_TRUE(sa.ok() && sb.ok());
+    seen.digests_a = sa.ok() ? sa->digests : -1;
+    seen.digests_b = sb.ok() ? sb->digests : -1;
+    return seen;
+  };
+  const Seen before = look(*store_);
+  ASSERT_EQ(before.files.size(), 6u);
+  EXPECT_EQ(before.files[0], (std::vector<std::string>{"a:one/first", "a:one/second", "b:two/x"}));
+  EXPECT_EQ(before.files[5], before.files[0]);  // digest 1's proof with "second"
+  EXPECT_EQ(before.by_b.size(), 2u);            // both proofs of digest 1
+  EXPECT_EQ(before.by_a.size(), 3u);
+  EXPECT_EQ(before.by_job_a.size(), 2u);
+  EXPECT_EQ(before.digests_a, 2);
+  EXPECT_EQ(before.digests_b, 1);
+  const int64_t files = CountRows("SELECT COUNT(*) FROM files");
+  ASSERT_EQ(files, 6);
+  store_.reset();
+
+  absl::Status older = ::anchord::testing::SqliteExec(
+      path(), kFilesByDigest +
+                  "CREATE INDEX files_by_job ON files (job, digest);"
+                  "INSERT INTO files (digest, job, source_path, filename, size_bytes, mime_type) "
+                  "VALUES (zeroblob(32), 'b', 'orphan', 'o.pdf', 1, '');");
+  ASSERT_TRUE(older.ok()) << older;
+  const std::string digest_column =
+      "SELECT COUNT(*) FROM pragma_table_info('files') WHERE name = 'digest'";
+  ASSERT_EQ(CountRows(digest_column), 1);
+  auto reopened = OpenSqlitePollerStore(path());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  EXPECT_EQ(CountRows(digest_column), 0);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), files);  // the orphan is gone
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM sqlite_master WHERE name = 'files_by_job'"), 0);
+  const Seen after = look(*store_);
+  EXPECT_EQ(after.files, before.files);
+  EXPECT_EQ(after.by_a, before.by_a);
+  EXPECT_EQ(after.by_b, before.by_b);
+  EXPECT_EQ(after.by_job_a, before.by_job_a);
+  EXPECT_EQ(after.digests_a, before.digests_a);
+  EXPECT_EQ(after.digests_b, before.digests_b);
+
+  // After the upgrade: a third provider's file joins digest 1's, a repeated file is stored once,
+  // and a new digest's file is found by its job.
+  auto more = TrackAndCompare({Pending(Digest(1), "id-1c", "third", "c", "three/y"),
+                               Pending(Digest(1), "id-1", "fake", "a", "one/first"),
+                               Pending(Digest(3), "id-3", "fake", "c")},
+                              kT0 + absl::Seconds(2));
+  ASSERT_EQ(more.size(), 3u);
+  EXPECT_EQ(more[0].proof.files.size(), 4u);
+  EXPECT_EQ(more[2].proof.files.size(), 1u);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), files + 2);
+  ListFilter c;
+  c.job = "c";
+  auto by_c = store_->List(c, 0, 100);
+  ASSERT_TRUE(by_c.ok()) << by_c.status();
+  ASSERT_EQ(by_c->size(), 4u);  // digest 1's three proofs and digest 3's
+  auto sc = store_->Summarize("c");
+  ASSERT_TRUE(sc.ok());
+  EXPECT_EQ(sc->digests, 2);
 }
 
 }  // namespace

@@ -490,6 +490,19 @@ class SqliteSubmitterStore final : public SubmitterStore {
         Statement by_digest,
         session.Prepare("SELECT id, job, source_path, filename, size_bytes, mime_type FROM refs "
                         "WHERE sub_id = (SELECT MIN(id) FROM submissions WHERE digest = ?1)"));
+    // One read transaction for the window: each statement on its own would begin and end one,
+    // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
+    ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
+    absl::StatusOr<std::vector<std::vector<FileRef>>> out = ReadRefsOfRows(by_row, by_digest, rows);
+    by_row.Reset();
+    by_digest.Reset();
+    absl::Status end = session.Exec(out.ok() ? "COMMIT" : "ROLLBACK");
+    if (out.ok() && !end.ok()) return end;
+    return out;
+  }
+
+  static absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
+      Statement& by_row, Statement& by_digest, const std::vector<Submission>& rows) {
     std::vector<std::vector<FileRef>> out(rows.size());
     std::vector<std::pair<int64_t, FileRef>> found;
     auto read = [&found](Statement& s) -> absl::Status {

@@ -115,6 +115,8 @@ absl::Status LeafDetails::Fill(std::vector<Submission>* rows, const Source& sour
     if (it == roots.end()) {
       absl::StatusOr<std::optional<Submission>> root = source.root(row.batch_id);
       if (!root.ok()) return root.status();
+      // Leaves keep their own evidence: the root's (a calendar answer) is not copied into each.
+      if (root->has_value()) (*root)->record.evidence.clear();
       it = roots.emplace(row.batch_id, *std::move(root)).first;
     }
     if (!it->second.has_value() || it->second->state != SubState::kSubmitted) continue;

@@ -75,6 +75,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   for (size_t i = 0; i < leaves->size(); ++i) {
     digests.push_back((*leaves)[i].digest);
     batch.leaf_ids.push_back((*leaves)[i].id);
+    batch.leaf_digests.push_back((*leaves)[i].digest);
     batch.nonces.push_back(nonces.size() == leaves->size() * merkle::kNonceSize
                                ? nonces.substr(i * merkle::kNonceSize, merkle::kNonceSize)
                                : std::string());

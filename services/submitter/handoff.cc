@@ -257,10 +257,7 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
       if (WaitFor(options_.idle_poll)) break;
       continue;
     }
-    std::vector<Digest> digests;
-    digests.reserve(rows->size());
-    for (const Submission& row : *rows) digests.push_back(row.digest);
-    absl::StatusOr<std::vector<std::vector<FileRef>>> files = store_->RefsOfEach(digests);
+    absl::StatusOr<std::vector<std::vector<FileRef>>> files = store_->RefsOfRows(*rows);
     if (!files.ok()) {
       ANCHORD_LOG(Error) << "hand-off: " << files.status();
       if (WaitFor(options_.idle_poll)) break;

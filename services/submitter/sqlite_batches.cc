@@ -29,20 +29,34 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
   if (!have_id) return absl::InternalError("merkle batch: no next batch id");
   const int64_t batch_id = std::max<int64_t>(next_id.ColumnInt(0), 1);
   next_id.Reset();
+  // With the caller's digests the statement needs no RETURNING, which SQLite runs by collecting
+  // the rows in a temporary table before the first is returned: a cost per leaf.
+  const bool given = b.leaf_digests.size() == b.leaf_ids.size();
   ANCHORD_ASSIGN_OR_RETURN(
       Statement set_leaf,
-      tx.Prepare("UPDATE submissions SET batch_id = ?3, updated_at = ?4 WHERE id = ?1 AND "
-                 "mode = 1 AND batch_id = 0 AND state = 0 AND provider = ?2 RETURNING digest"));
+      tx.Prepare(absl::StrCat(
+          "UPDATE submissions SET batch_id = ?3, updated_at = ?4 WHERE id = ?1 AND mode = 1 AND "
+          "batch_id = 0 AND state = 0 AND provider = ?2",
+          given ? " AND digest = ?5" : " RETURNING digest")));
   std::vector<std::string> digests;
   digests.reserve(b.leaf_ids.size());
-  for (int64_t leaf_id : b.leaf_ids) {
+  auto lost = [](int64_t leaf_id) {
+    return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id,
+                                           " was batched, changed or given twice meanwhile"));
+  };
+  for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
+    const int64_t leaf_id = b.leaf_ids[i];
     set_leaf.Reset();
     set_leaf.Bind(1, leaf_id).Bind(2, b.provider).Bind(3, batch_id).Bind(4, now_ms);
-    ANCHORD_ASSIGN_OR_RETURN(bool found, set_leaf.Step());
-    if (!found) {
-      return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id,
-                                             " was batched, changed or given twice meanwhile"));
+    if (given) {
+      set_leaf.BindBlob(5, b.leaf_digests[i].bytes());
+      ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
+      if (tx.Changes() != 1) return lost(leaf_id);
+      digests.push_back(b.leaf_digests[i].raw());
+      continue;
     }
+    ANCHORD_ASSIGN_OR_RETURN(bool found, set_leaf.Step());
+    if (!found) return lost(leaf_id);
     digests.push_back(set_leaf.ColumnText(0));
     ANCHORD_ASSIGN_OR_RETURN(bool more, set_leaf.Step());  // runs the statement to its end
     if (more) return absl::InternalError("merkle batch: a leaf id matched two rows");

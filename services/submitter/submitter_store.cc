@@ -423,11 +423,14 @@ class SqliteSubmitterStore final : public SubmitterStore {
     if (rows.empty()) return absl::OkStatus();
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    // In id order (acknowledgements arrive in any order), so neighbouring rows share their pages'
+    // lookups; a row already marked as of `seq` is not rewritten.
+    std::vector<std::pair<int64_t, int64_t>> sorted = rows;
+    std::sort(sorted.begin(), sorted.end());
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s,
-        tx.Prepare(
-            "UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1"));
-    for (const auto& [id, seq] : rows) {
+        Statement s, tx.Prepare("UPDATE submissions SET handed_off_seq = ?2 WHERE id = ?1 AND "
+                                "handed_off_seq < ?2"));
+    for (const auto& [id, seq] : sorted) {
       s.Reset();
       s.Bind(1, id).Bind(2, seq);
       ANCHORD_RETURN_IF_ERROR(s.Run());
@@ -466,6 +469,68 @@ class SqliteSubmitterStore final : public SubmitterStore {
       }
     }
     s.Reset();
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfRows(
+      const std::vector<Submission>& rows) override {
+    ledger::Session session(*db_);
+    // A digest's refs name its lowest submissions id (sub_id), which is nearly always the row
+    // being handed off: looked up by that id, a window reads neighbouring entries of the refs
+    // index, where a lookup by digest first descends the (digest, provider) index at a random
+    // place per row. No ref names a row that is not its digest's lowest, so finding none by the
+    // row's id means the digest's refs (if any) hang off another row: then the digest decides.
+    // The refs come back in index order and are put in id order (the original first) here, which
+    // spares the statement a sorter per row.
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement by_row,
+        session.Prepare("SELECT id, job, source_path, filename, size_bytes, mime_type FROM refs "
+                        "WHERE sub_id = ?1"));
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement by_digest,
+        session.Prepare("SELECT id, job, source_path, filename, size_bytes, mime_type FROM refs "
+                        "WHERE sub_id = (SELECT MIN(id) FROM submissions WHERE digest = ?1)"));
+    // One read transaction for the window: each statement on its own would begin and end one,
+    // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
+    ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
+    absl::StatusOr<std::vector<std::vector<FileRef>>> out = ReadRefsOfRows(by_row, by_digest, rows);
+    by_row.Reset();
+    by_digest.Reset();
+    absl::Status end = session.Exec(out.ok() ? "COMMIT" : "ROLLBACK");
+    if (out.ok() && !end.ok()) return end;
+    return out;
+  }
+
+  static absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
+      Statement& by_row, Statement& by_digest, const std::vector<Submission>& rows) {
+    std::vector<std::vector<FileRef>> out(rows.size());
+    std::vector<std::pair<int64_t, FileRef>> found;
+    auto read = [&found](Statement& s) -> absl::Status {
+      found.clear();
+      for (;;) {
+        ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        found.emplace_back(s.ColumnInt(0), ReadRef(s, 1));
+      }
+      s.Reset();
+      return absl::OkStatus();
+    };
+    for (size_t i = 0; i < rows.size(); ++i) {
+      by_row.Reset();
+      by_row.Bind(1, rows[i].id);
+      ANCHORD_RETURN_IF_ERROR(read(by_row));
+      if (found.empty()) {
+        by_digest.Reset();
+        by_digest.BindBlob(1, rows[i].digest.bytes());
+        ANCHORD_RETURN_IF_ERROR(read(by_digest));
+      }
+      if (found.size() > 1) {
+        std::sort(found.begin(), found.end(),
+                  [](const auto& a, const auto& b) { return a.first < b.first; });
+      }
+      out[i].reserve(found.size());
+      for (auto& [id, ref] : found) out[i].push_back(std::move(ref));
+    }
     return out;
   }
 

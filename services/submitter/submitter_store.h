@@ -110,6 +110,9 @@ struct NewBatch {
   FileRef root_file;  // what the provider is told about the root (name, size)
   std::vector<int64_t> leaf_ids;
   std::vector<std::string> nonces;  // per leaf
+  // Optional, per leaf: the digest read with its id (a row's digest never changes), which spares
+  // a store reading it back while it marks the leaf; empty to have the store read them.
+  std::vector<Digest> leaf_digests;
 };
 
 struct InsertResult {
@@ -266,6 +269,15 @@ class SubmitterStore {
       out.push_back(*std::move(refs));
     }
     return out;
+  }
+  // Refs of each row's digest, in order (a hand-off window of PendingHandoff rows). The default
+  // asks RefsOfEach; a store may find them through the row (its id) instead of its digest.
+  virtual absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfRows(
+      const std::vector<Submission>& rows) {
+    std::vector<Digest> digests;
+    digests.reserve(rows.size());
+    for (const Submission& row : rows) digests.push_back(row.digest);
+    return RefsOfEach(digests);
   }
   // Per distinct digest (with a file in `job`, or all when empty), its least advanced state.
   virtual absl::StatusOr<std::map<SubState, int64_t>> SummarizeJob(const std::string& job) = 0;

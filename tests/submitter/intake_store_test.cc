@@ -196,6 +196,35 @@ TEST_P(IntakeStoreTest, SeveralProvidersPerItem) {
   EXPECT_EQ(b["fake"].change_seq, 1);
 }
 
+// The hand-off's RefsOfRows gives each row its digest's files in their order (the original
+// first), whether the row is the digest's first (its files hang off it) or a later provider's.
+TEST_P(IntakeStoreTest, RefsOfRowsFollowEachRowsDigest) {
+  // Later files sort before the original by path, so an answer in index order would be wrong.
+  Insert({ItemOf(DigestOf('a'), "z.txt", {"fake", "other"}),
+          ItemOf(DigestOf('b'), "b.txt", {"fake"})});
+  Insert({ItemOf(DigestOf('a'), "m.txt", {"fake"}), ItemOf(DigestOf('c'), "c.txt", {"third"})});
+  Insert({ItemOf(DigestOf('a'), "c.txt", {"other"})});
+  std::vector<Submission> rows;
+  for (char c : {'c', 'a', 'b'}) {
+    auto got = store_->GetByDigest(DigestOf(c));
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (Submission& s : *got) rows.push_back(std::move(s));
+  }
+  ASSERT_EQ(rows.size(), 4u);
+  auto refs = store_->RefsOfRows(rows);
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  ASSERT_EQ(refs->size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::vector<std::string> paths;
+    for (const FileRef& f : (*refs)[i]) paths.push_back(f.job + ":" + f.source_path);
+    EXPECT_EQ(paths, RefPaths(rows[i].digest)) << rows[i].provider;
+  }
+  std::vector<std::string> a_paths;
+  for (const FileRef& f : (*refs)[1]) a_paths.push_back(f.source_path);
+  EXPECT_EQ(a_paths, (std::vector<std::string>{"z.txt", "m.txt", "c.txt"}));
+  EXPECT_EQ((*refs)[2].size(), 3u);  // digest a's second row (other) finds the same files
+}
+
 // Two stores (replicas sharing the database on PostgreSQL) insert overlapping batches at the
 // same moment, round after round. Each shared digest is stored once: exactly one of the two
 // answers says new, the other says known with the winner's file as the original, and every row

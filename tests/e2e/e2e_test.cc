@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "libs/common/hex.h"
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/stack.h"
@@ -515,7 +516,17 @@ TEST_F(E2eTest, FaultsAndSubmitterCrashStillCreateEachDigestOnce) {
       absl::Seconds(30), absl::Milliseconds(100));
   ASSERT_GE(created, 40) << "the run did not start creating";
   ASSERT_LT(created, static_cast<int64_t>(distinct.size())) << "the run ended before the crash";
+  const int64_t limited_before = StatInt(SandboxStats(), "rate_limited_total");
   ASSERT_TRUE(SetFaults(R"({"error_rate":0.1,"drop_rate":0.05,"storm_seconds":2})"));
+  // The kill waits for the storm's first 429 and then a second: a 429 whose Retry-After the
+  // submitter read but had not stored when SIGKILL came (its gate is committed behind the
+  // intake's group commit, which holds the writer for tens of ms) is unknown to the next process,
+  // which then sends one early request. No process can store what it never finished receiving;
+  // what this test checks is that a stored gate outlives the crash. Bounded: 10 s, then the kill
+  // goes ahead anyway.
+  testing::WaitUntil([&] { return StatInt(SandboxStats(), "rate_limited_total") > limited_before; },
+                     absl::Seconds(10), absl::Milliseconds(20));
+  absl::SleepFor(absl::Seconds(1));
   ASSERT_TRUE(stack_->CrashAndRestart("submitter").ok());
 
   ASSERT_TRUE(background_->WaitExit(absl::Seconds(110))) << TailOfFile(out);

@@ -149,21 +149,34 @@ sqlite3* Session::conn() {
   return db_.db_;
 }
 
+absl::StatusOr<std::set<std::string>> Session::ColumnsOf(absl::string_view table) {
+  std::set<std::string> have;
+  absl::StatusOr<Statement> info = Prepare(absl::StrCat("PRAGMA table_info(", table, ")"));
+  if (!info.ok()) return info.status();
+  for (;;) {
+    absl::StatusOr<bool> row = info->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    have.insert(info->ColumnText(1));
+  }
+  return have;
+}
+
+absl::Status Session::ExecInTransaction(absl::string_view sql) {
+  absl::Status st = Exec("BEGIN IMMEDIATE");
+  if (!st.ok()) return st;
+  st = Exec(sql);
+  if (st.ok()) st = Exec("COMMIT");
+  if (!st.ok()) Exec("ROLLBACK").IgnoreError();
+  return st;
+}
+
 absl::Status Session::AddMissingColumns(absl::string_view table,
                                         const std::vector<SqliteDb::ColumnDecl>& columns) {
-  std::set<std::string> have;
-  {
-    absl::StatusOr<Statement> info = Prepare(absl::StrCat("PRAGMA table_info(", table, ")"));
-    if (!info.ok()) return info.status();
-    for (;;) {
-      absl::StatusOr<bool> row = info->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      have.insert(info->ColumnText(1));
-    }
-  }
+  absl::StatusOr<std::set<std::string>> have = ColumnsOf(table);
+  if (!have.ok()) return have.status();
   for (const SqliteDb::ColumnDecl& c : columns) {
-    if (have.count(c.name)) continue;
+    if (have->count(c.name)) continue;
     absl::Status st =
         Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", c.name, " ", c.decl));
     if (!st.ok()) return st;

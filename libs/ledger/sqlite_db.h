@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -138,6 +139,11 @@ class ABSL_SCOPED_LOCKABLE Session {
   // release opens with the columns the code expects.
   absl::Status AddMissingColumns(absl::string_view table,
                                  const std::vector<SqliteDb::ColumnDecl>& columns);
+  // The names of `table`'s columns (empty when there is no such table).
+  absl::StatusOr<std::set<std::string>> ColumnsOf(absl::string_view table);
+  // Schema upgrades that rebuild a table: runs `sql` in one BEGIN IMMEDIATE ... COMMIT, rolled
+  // back when any statement fails, so a database is either upgraded or left as it was.
+  absl::Status ExecInTransaction(absl::string_view sql);
   // Of the last INSERT, and the rows changed by the last statement, on this connection.
   int64_t LastInsertRowId();
   int Changes();

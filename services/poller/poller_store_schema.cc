@@ -1,5 +1,6 @@
 #include "services/poller/poller_store_schema.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,26 +68,15 @@ std::string FilesTable(absl::string_view name) {
 // rebuilt in the new form in one transaction (a file whose digest has no proof is unreachable and
 // not carried over; the hand-off stores a proof before its files, so there is none).
 absl::Status UpgradeFiles(ledger::Session& session) {
-  bool by_digest = false;
-  {
-    ANCHORD_ASSIGN_OR_RETURN(ledger::Statement info, session.Prepare("PRAGMA table_info(files)"));
-    for (;;) {
-      ANCHORD_ASSIGN_OR_RETURN(bool row, info.Step());
-      if (!row) break;
-      if (info.ColumnText(1) == "digest") by_digest = true;
-    }
-  }
-  if (!by_digest) return session.Exec(FilesTable("files"));
-  ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN IMMEDIATE"));
-  absl::Status st = session.Exec(absl::StrCat(
+  ANCHORD_ASSIGN_OR_RETURN(std::set<std::string> columns, session.ColumnsOf("files"));
+  if (!columns.count("digest")) return session.Exec(FilesTable("files"));
+  return session.ExecInTransaction(absl::StrCat(
       "DROP TABLE IF EXISTS files_by_seq; ", FilesTable("files_by_seq"),
       "; INSERT INTO files_by_seq (id, proof_seq, job, source_path, filename, size_bytes, "
       "mime_type) SELECT f.id, o.seq, f.job, f.source_path, f.filename, f.size_bytes, f.mime_type "
       "FROM files f JOIN (SELECT digest, MIN(seq) AS seq FROM proofs GROUP BY digest) o "
       "ON o.digest = f.digest ORDER BY f.id; DROP TABLE files; "
-      "ALTER TABLE files_by_seq RENAME TO files; COMMIT"));
-  if (!st.ok()) session.Exec("ROLLBACK").IgnoreError();
-  return st;
+      "ALTER TABLE files_by_seq RENAME TO files"));
 }
 
 // Columns added after the first release: created on old databases at open.

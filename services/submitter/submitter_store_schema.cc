@@ -1,5 +1,6 @@
 #include "services/submitter/submitter_store_schema.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -103,26 +104,15 @@ std::string RefsTable(absl::string_view name) {
 // in the new form in one transaction (a ref whose digest has no submissions row is unreachable
 // and not carried over).
 absl::Status UpgradeRefs(ledger::Session& session) {
-  bool by_digest = false;
-  {
-    ANCHORD_ASSIGN_OR_RETURN(ledger::Statement info, session.Prepare("PRAGMA table_info(refs)"));
-    for (;;) {
-      ANCHORD_ASSIGN_OR_RETURN(bool row, info.Step());
-      if (!row) break;
-      if (info.ColumnText(1) == "digest") by_digest = true;
-    }
-  }
-  if (!by_digest) return session.Exec(RefsTable("refs"));
-  ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN IMMEDIATE"));
-  absl::Status st = session.Exec(absl::StrCat(
+  ANCHORD_ASSIGN_OR_RETURN(std::set<std::string> columns, session.ColumnsOf("refs"));
+  if (!columns.count("digest")) return session.Exec(RefsTable("refs"));
+  return session.ExecInTransaction(absl::StrCat(
       "DROP TABLE IF EXISTS refs_by_sub; ", RefsTable("refs_by_sub"),
       "; INSERT INTO refs_by_sub (id, sub_id, job, source_path, filename, size_bytes, mime_type, "
       "created_at) SELECT r.id, f.sub_id, r.job, r.source_path, r.filename, r.size_bytes, "
       "r.mime_type, r.created_at FROM refs r JOIN (SELECT digest, MIN(id) AS sub_id FROM "
       "submissions GROUP BY digest) f ON f.digest = r.digest ORDER BY r.id; DROP TABLE refs; "
-      "ALTER TABLE refs_by_sub RENAME TO refs; COMMIT"));
-  if (!st.ok()) session.Exec("ROLLBACK").IgnoreError();
-  return st;
+      "ALTER TABLE refs_by_sub RENAME TO refs"));
 }
 
 // Columns added after the first release: created on old databases at open.

@@ -1,6 +1,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -144,6 +146,29 @@ TEST(SqliteDb, AddMissingColumnsAddsOnlyWhatIsMissing) {
   ASSERT_TRUE(q.ok() && q->Step().value_or(false));
   EXPECT_EQ(q->ColumnInt(0), 7);
   EXPECT_EQ(q->ColumnText(1), "x");
+}
+
+// A table rebuild either happens whole or not at all: a failing statement in the middle rolls
+// back the ones before it, and the connection is usable afterwards (no transaction left open).
+TEST(SqliteDb, ExecInTransactionIsAllOrNothing) {
+  auto db = SqliteDb::Open(TempDb("rebuild"));
+  ASSERT_TRUE(db.ok());
+  Session session(**db);
+  ASSERT_TRUE(session.Exec("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)").ok());
+  absl::Status failed = session.ExecInTransaction(
+      "DROP TABLE t; CREATE TABLE t (b TEXT); INSERT INTO nowhere VALUES (1)");
+  EXPECT_FALSE(failed.ok());
+  auto columns = session.ColumnsOf("t");
+  ASSERT_TRUE(columns.ok()) << columns.status();
+  EXPECT_EQ(*columns, (std::set<std::string>{"a"}));
+  ASSERT_TRUE(session.ExecInTransaction("ALTER TABLE t RENAME TO u").ok());
+  auto renamed = session.ColumnsOf("u");
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_EQ(*renamed, (std::set<std::string>{"a"}));
+  auto gone = session.ColumnsOf("t");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->empty());
+  EXPECT_TRUE(session.Exec("BEGIN IMMEDIATE; COMMIT").ok());  // nothing was left open
 }
 
 // Sessions from many threads take turns on the one connection: each read-modify-write in its

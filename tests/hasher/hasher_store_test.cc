@@ -295,32 +295,49 @@ TEST(HasherGroupWriterTest, WritesEverythingQueuedTogetherAndDrainsOnFinish) {
   EXPECT_EQ(writer.writes(), static_cast<int>(writes.size()));
 }
 
+// The batches a GroupWriter<int> wrote, in order, for the tests of its Options.
+class WriteLog {
+ public:
+  GroupWriter<int>::WriteFn Fn() {
+    return [this](std::vector<int>& batch) {
+      absl::MutexLock lock(&mu_);
+      writes_.push_back(batch);
+    };
+  }
+  // Waits (at most 10 s) for the first write.
+  bool WaitForFirst() {
+    return testing::WaitUntil(
+        [&] {
+          absl::MutexLock lock(&mu_);
+          return !writes_.empty();
+        },
+        absl::Seconds(10));
+  }
+  std::vector<std::vector<int>> writes() {
+    absl::MutexLock lock(&mu_);
+    return writes_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::vector<int>> writes_ ABSL_GUARDED_BY(mu_);
+};
+
 // With min_items, the writer waits for that many items before it writes (here the max_delay is
 // far longer than the test), and Finish writes what is queued even when it is fewer.
 TEST(HasherGroupWriterTest, WaitsForMinItemsAndFinishWritesFewer) {
-  absl::Mutex mu;
-  std::vector<std::vector<int>> writes;
-  GroupWriter<int> writer(
-      [&](std::vector<int>& batch) {
-        absl::MutexLock lock(&mu);
-        writes.push_back(batch);
-      },
-      GroupWriter<int>::Options{5, absl::Hours(1)});
+  WriteLog log;
+  GroupWriter<int> writer(log.Fn(), GroupWriter<int>::Options{5, absl::Hours(1)});
   // Spread out: a writer that did not wait would write the first items on their own.
   for (int i = 0; i < 5; ++i) {
     writer.Add(i);
     absl::SleepFor(absl::Milliseconds(20));
   }
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        absl::MutexLock lock(&mu);
-        return !writes.empty();
-      },
-      absl::Seconds(10)));
+  ASSERT_TRUE(log.WaitForFirst());
   writer.Add(5);
   writer.Add(6);
   writer.Finish();
-  absl::MutexLock lock(&mu);
+  const std::vector<std::vector<int>> writes = log.writes();
   ASSERT_EQ(writes.size(), 2u);
   EXPECT_EQ(writes[0], (std::vector<int>{0, 1, 2, 3, 4}));
   EXPECT_EQ(writes[1], (std::vector<int>{5, 6}));
@@ -328,25 +345,11 @@ TEST(HasherGroupWriterTest, WaitsForMinItemsAndFinishWritesFewer) {
 
 // Fewer than min_items are written once max_delay passed, without waiting for Finish.
 TEST(HasherGroupWriterTest, WritesFewerThanMinItemsAfterMaxDelay) {
-  absl::Mutex mu;
-  std::vector<std::vector<int>> writes;
-  GroupWriter<int> writer(
-      [&](std::vector<int>& batch) {
-        absl::MutexLock lock(&mu);
-        writes.push_back(batch);
-      },
-      GroupWriter<int>::Options{1000, absl::Milliseconds(50)});
+  WriteLog log;
+  GroupWriter<int> writer(log.Fn(), GroupWriter<int>::Options{1000, absl::Milliseconds(50)});
   writer.Add(7);
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        absl::MutexLock lock(&mu);
-        return !writes.empty();
-      },
-      absl::Seconds(10)));
-  {
-    absl::MutexLock lock(&mu);
-    EXPECT_EQ(writes[0], std::vector<int>{7});
-  }
+  ASSERT_TRUE(log.WaitForFirst());
+  EXPECT_EQ(log.writes()[0], std::vector<int>{7});
   writer.Finish();
 }
 

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "anchord/v1/common.pb.h"
 #include "libs/digest/digest.h"
+#include "libs/merkle/sealed_batch.h"
 
 namespace anchord::poller {
 
@@ -66,6 +67,10 @@ struct ProofRow {
   // A root has leaf_count > 0.
   std::string merkle_root;
   std::string merkle_path;
+  // A leaf handed off in the batch form (PollerService.TrackBatch): its position in the tree
+  // stored once for its root, from which its path is derived (merkle_path is then empty). -1 for
+  // a leaf stored with its own merkle_path, and for every proof that is not a leaf.
+  int64_t leaf_index = -1;
   int64_t leaf_count = 0;
   std::string fallback_provider;  // anchor the digest there too when the proof stalls
   bool fallback_sent = false;     // the submitter acknowledged the fallback request
@@ -84,6 +89,11 @@ struct TrackInput {
   ProofRow proof;  // merkle_root, merkle_path, leaf_count and fallback_provider are stored
   std::vector<FileRow> files;
   std::string evidence;  // .ots from the create (calendars); validated by the caller
+  // The batch form (PollerService.TrackBatch): the batch's leaves, decoded and checked against
+  // the root by the caller, shared by the root's input and every leaf input of one request. On
+  // the root's input (proof.leaf_count > 0) the store keeps them once per root; a leaf input
+  // (proof.leaf_index >= 0, merkle_path may be empty) is stored with its index instead of a path.
+  std::shared_ptr<const merkle::SealedBatch> batch;
 };
 
 struct TrackOutcome {

@@ -7,60 +7,6 @@
 
 namespace anchord::submitter {
 
-absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>& digests,
-                                              const std::vector<std::string>& nonces) {
-  if (digests.empty() || digests.size() != nonces.size()) {
-    return absl::InvalidArgumentError("merkle batch: one nonce per leaf digest is needed");
-  }
-  std::string out;
-  out.reserve(digests.size() * (merkle::kDigestSize + merkle::kNonceSize));
-  for (size_t i = 0; i < digests.size(); ++i) {
-    if (digests[i].size() != merkle::kDigestSize) {
-      return absl::InvalidArgumentError(absl::StrCat("merkle batch: leaf ", i, " digest size"));
-    }
-    out += digests[i];
-  }
-  for (size_t i = 0; i < nonces.size(); ++i) {
-    if (nonces[i].size() != merkle::kNonceSize) {
-      return absl::InvalidArgumentError(absl::StrCat("merkle batch: leaf ", i, " nonce size"));
-    }
-    out += nonces[i];
-  }
-  return out;
-}
-
-absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Decode(const std::string& leaves,
-                                                                       const std::string& root) {
-  constexpr size_t kPerLeaf = merkle::kDigestSize + merkle::kNonceSize;
-  if (leaves.empty() || leaves.size() % kPerLeaf != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("merkle batch: stored leaves of ", leaves.size(), " bytes are malformed"));
-  }
-  const size_t n = leaves.size() / kPerLeaf;
-  const absl::string_view all(leaves);
-  absl::StatusOr<merkle::Tree> tree = merkle::Tree::BuildFlat(
-      all.substr(0, n * merkle::kDigestSize), all.substr(n * merkle::kDigestSize));
-  if (!tree.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("merkle batch: stored leaves: ", tree.status().message()));
-  }
-  if (tree->root().raw() != root) {
-    return absl::FailedPreconditionError("merkle batch: stored leaves do not lead to its root");
-  }
-  std::shared_ptr<SealedBatch> batch(new SealedBatch(*std::move(tree)));
-  batch->index_.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    batch->index_.emplace(std::string(all.substr(i * merkle::kDigestSize, merkle::kDigestSize)), i);
-  }
-  return std::shared_ptr<const SealedBatch>(std::move(batch));
-}
-
-std::optional<size_t> SealedBatch::IndexOf(const std::string& digest) const {
-  auto it = index_.find(digest);
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
-}
-
 absl::StatusOr<std::shared_ptr<const SealedBatch>> LeafDetails::Tree(int64_t batch_id,
                                                                      const Source& source) {
   {

@@ -27,32 +27,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/merkle/merkle.h"
+#include "libs/merkle/sealed_batch.h"
 #include "services/submitter/submitter_store.h"
 
 namespace anchord::submitter {
 
-// The stored form of a batch's leaves: digests (32 bytes each) then nonces (16 bytes each), in
-// tree order. INVALID_ARGUMENT on a count mismatch or a digest or nonce of the wrong size.
-absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>& digests,
-                                              const std::vector<std::string>& nonces);
-
-// One sealed batch's tree, rebuilt from its stored leaves. Immutable; safe to share.
-class SealedBatch {
- public:
-  // FAILED_PRECONDITION when `leaves` is malformed or does not lead to `root` (the stored root):
-  // a batch row that does not match its root is never used to build a proof.
-  static absl::StatusOr<std::shared_ptr<const SealedBatch>> Decode(const std::string& leaves,
-                                                                   const std::string& root);
-
-  // The leaf's position in the tree; nullopt when `digest` is not a leaf of this batch.
-  std::optional<size_t> IndexOf(const std::string& digest) const;
-  const merkle::Tree& tree() const { return tree_; }
-
- private:
-  explicit SealedBatch(merkle::Tree tree) : tree_(std::move(tree)) {}
-  merkle::Tree tree_;
-  absl::flat_hash_map<std::string, size_t> index_;  // digest -> position
-};
+using merkle::EncodeBatchLeaves;
+using merkle::SealedBatch;
 
 // What a store reads for one batch: its stored leaves (empty for a batch sealed by an older
 // release, whose leaf rows carry their own paths) and root.

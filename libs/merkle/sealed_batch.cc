@@ -1,0 +1,67 @@
+#include "libs/merkle/sealed_batch.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace anchord::merkle {
+
+absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>& digests,
+                                              const std::vector<std::string>& nonces) {
+  if (digests.empty() || digests.size() != nonces.size()) {
+    return absl::InvalidArgumentError("merkle batch: one nonce per leaf digest is needed");
+  }
+  std::string out;
+  out.reserve(digests.size() * (kDigestSize + kNonceSize));
+  for (size_t i = 0; i < digests.size(); ++i) {
+    if (digests[i].size() != kDigestSize) {
+      return absl::InvalidArgumentError(absl::StrCat("merkle batch: leaf ", i, " digest size"));
+    }
+    out += digests[i];
+  }
+  for (size_t i = 0; i < nonces.size(); ++i) {
+    if (nonces[i].size() != kNonceSize) {
+      return absl::InvalidArgumentError(absl::StrCat("merkle batch: leaf ", i, " nonce size"));
+    }
+    out += nonces[i];
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Decode(const std::string& leaves,
+                                                                       const std::string& root) {
+  constexpr size_t kPerLeaf = kDigestSize + kNonceSize;
+  if (leaves.empty() || leaves.size() % kPerLeaf != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("merkle batch: stored leaves of ", leaves.size(), " bytes are malformed"));
+  }
+  const size_t n = leaves.size() / kPerLeaf;
+  const absl::string_view all(leaves);
+  absl::StatusOr<Tree> tree =
+      Tree::BuildFlat(all.substr(0, n * kDigestSize), all.substr(n * kDigestSize));
+  if (!tree.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("merkle batch: stored leaves: ", tree.status().message()));
+  }
+  if (tree->root().raw() != root) {
+    return absl::FailedPreconditionError("merkle batch: stored leaves do not lead to its root");
+  }
+  std::shared_ptr<SealedBatch> batch(new SealedBatch(*std::move(tree), leaves));
+  batch->index_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    batch->index_.emplace(std::string(all.substr(i * kDigestSize, kDigestSize)), i);
+  }
+  return std::shared_ptr<const SealedBatch>(std::move(batch));
+}
+
+std::optional<size_t> SealedBatch::IndexOf(const std::string& digest) const {
+  auto it = index_.find(digest);
+  if (it == index_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::string_view SealedBatch::digest(size_t i) const {
+  if (i >= size()) return {};
+  return absl::string_view(encoded_).substr(i * kDigestSize, kDigestSize);
+}
+
+}  // namespace anchord::merkle

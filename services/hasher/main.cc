@@ -24,12 +24,13 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0", port_file, metrics_listen, metrics_port_file;
   std::string data_dir = ".", log_level = "info", root, submitter;
   // The window matches the submitter's per-stream window (ServiceOptions::max_outstanding_per_
-  // stream): the submitter's group commit then holds up to 4,096 digests, and each page of its
-  // (digest, provider) index (random keys) rewritten by a commit is shared by more of them. From
-  // 1,024 to 4,096: the submitter wrote 5.1 -> 2.8 KiB and the hasher 2.5 -> 1.8 KiB per file of
-  // a 100,000-file Merkle run (bench/RESULTS.md); 256 had measured 25% slower end to end than
-  // 1,024.
-  int workers = 2, max_inflight = 4096, submit_deadline_s = 3600;
+  // stream): the submitter's group commit then holds up to that many digests, and each page of
+  // its (digest, provider) index (random keys) rewritten by a commit is shared by more of them: a
+  // commit of a few thousand rows dirties nearly every page of that index, so its cost per file
+  // falls with the commit's size. 1,024 -> 4,096: the submitter wrote 5.1 -> 2.8 KiB per file of
+  // a 100,000-file Merkle run; 4,096 -> 16,384: 2.65 -> 1.41 KiB (bench/RESULTS.md). 256 had
+  // measured 25% slower end to end than 1,024.
+  int workers = 2, max_inflight = 16384, submit_deadline_s = 3600;
   app.add_option("--listen", listen, "gRPC host:port (port 0 picks one)")
       ->envname("ANCHORD_LISTEN");
   app.add_option("--port-file", port_file, "write the bound gRPC port here")

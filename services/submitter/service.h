@@ -33,10 +33,15 @@ struct ServiceOptions {
   // Items of one stream accepted but not yet answered; reading stops while it is reached. Large
   // enough that a stream keeps the intake busy while the previous group commit is on disk: with
   // two streams, more than one max_batch is outstanding, so the next commit's items arrive while
-  // the current one is written instead of after its answers.
-  int max_outstanding_per_stream = 4096;
-  // Items per intake transaction (group commit across every open stream).
-  int max_batch = 4096;
+  // the current one is written instead of after its answers. The hasher's window per call
+  // (--max-inflight) is the same.
+  int max_outstanding_per_stream = 16384;
+  // Items per intake transaction (group commit across every open stream). Each commit rewrites
+  // the pages of the (digest, provider) index it touches (random keys: a few thousand rows touch
+  // nearly all of them), so the index's disk writes per item fall with the group's size: 4,096
+  // -> 16,384 took the submitter from 2.65 to 1.41 KiB written per file of a 100,000-file Merkle
+  // run (bench/RESULTS.md). The items wait in memory either way (a few hundred bytes each).
+  int max_batch = 16384;
   absl::Duration backlog_refresh = absl::Milliseconds(200);
   std::vector<std::string> providers;  // known names
   std::string default_provider;

@@ -13,10 +13,11 @@
 
 namespace anchord::submitter {
 
-// The WHERE clause finding the root row of batch ?1 (through the unique (digest, provider) index).
+// The WHERE clause finding the root row of batch ?1 in kDigestIndex (submitter_store_schema.h).
 inline constexpr char kSqliteBatchRootWhere[] =
-    "digest = (SELECT root FROM batches WHERE id = ?1) AND provider = (SELECT provider FROM "
-    "batches WHERE id = ?1) AND mode = 2 AND batch_id = ?1";
+    "substr(digest, 1, 8) = substr((SELECT root FROM batches WHERE id = ?1), 1, 8) AND digest = "
+    "(SELECT root FROM batches WHERE id = ?1) AND provider = (SELECT provider FROM batches WHERE "
+    "id = ?1) AND mode = 2 AND batch_id = ?1";
 
 // CreateMerkleBatch's writes: the batch row with its leaves, the root row, each leaf's batch id.
 // ABORTED when a leaf is no longer waiting (the caller's transaction must then roll back).

@@ -439,9 +439,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
-    return WithLeafDetails(
-        Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE digest = ?1 ORDER BY id"),
-              [&](Statement& s) { s.BindBlob(1, digest.bytes()); }));
+    return WithLeafDetails(Query(absl::StrCat("SELECT ", kCols, " FROM ", kDigestIndex, " WHERE ",
+                                              DigestIs(1), " ORDER BY id"),
+                                 [&](Statement& s) { s.BindBlob(1, digest.bytes()); }));
   }
 
   absl::StatusOr<std::vector<FileRef>> Refs(const Digest& digest) override {
@@ -455,9 +455,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
     // Files hang off their digest's first submissions row (see submitter_store_intake.cc).
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
-                        "WHERE sub_id = (SELECT MIN(id) FROM submissions WHERE digest = ?1) "
-                        "ORDER BY id"));
+        session.Prepare(absl::StrCat(
+            "SELECT job, source_path, filename, size_bytes, mime_type FROM refs WHERE sub_id = "
+            "(SELECT MIN(id) FROM ",
+            kDigestIndex, " WHERE ", DigestIs(1), ") ORDER BY id")));
     std::vector<std::vector<FileRef>> out(digests.size());
     for (size_t i = 0; i < digests.size(); ++i) {
       s.Reset();
@@ -477,7 +478,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ledger::Session session(*db_);
     // A digest's refs name its lowest submissions id (sub_id), which is nearly always the row
     // being handed off: looked up by that id, a window reads neighbouring entries of the refs
-    // index, where a lookup by digest first descends the (digest, provider) index at a random
+    // index, where a lookup by digest first descends the digest index at a random
     // place per row. No ref names a row that is not its digest's lowest, so finding none by the
     // row's id means the digest's refs (if any) hang off another row: then the digest decides.
     // The refs come back in index order and are put in id order (the original first) here, which
@@ -488,8 +489,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
                         "WHERE sub_id = ?1"));
     ANCHORD_ASSIGN_OR_RETURN(
         Statement by_digest,
-        session.Prepare("SELECT id, job, source_path, filename, size_bytes, mime_type FROM refs "
-                        "WHERE sub_id = (SELECT MIN(id) FROM submissions WHERE digest = ?1)"));
+        session.Prepare(absl::StrCat(
+            "SELECT id, job, source_path, filename, size_bytes, mime_type FROM refs WHERE sub_id = "
+            "(SELECT MIN(id) FROM ",
+            kDigestIndex, " WHERE ", DigestIs(1), ")")));
     // One read transaction for the window: each statement on its own would begin and end one,
     // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
     ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
@@ -599,10 +602,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
       return ReadSqliteBatch(session, batch_id);
     };
     source.root = [this](int64_t batch_id) -> absl::StatusOr<std::optional<Submission>> {
-      ANCHORD_ASSIGN_OR_RETURN(
-          std::vector<Submission> root,
-          Query(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE ", kSqliteBatchRootWhere),
-                [&](Statement& s) { s.Bind(1, batch_id); }));
+      ANCHORD_ASSIGN_OR_RETURN(std::vector<Submission> root,
+                               Query(absl::StrCat("SELECT ", kCols, " FROM ", kDigestIndex,
+                                                  " WHERE ", kSqliteBatchRootWhere),
+                                     [&](Statement& s) { s.Bind(1, batch_id); }));
       if (root.empty()) return std::optional<Submission>();
       return std::optional<Submission>(std::move(root.front()));
     };

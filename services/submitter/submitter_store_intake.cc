@@ -3,7 +3,9 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/submitter_store_schema.h"
 #include "services/submitter/store_rows.h"
 
 namespace anchord::submitter {
@@ -23,10 +25,11 @@ FileRef ReadRef(const Statement& s, int base) {
 absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction& tx,
                                                             const std::vector<NewItem>& items,
                                                             absl::Time now) {
-  // A digest is found by its submissions rows (the UNIQUE (digest, provider) index); its files
+  // A digest is found by its submissions rows (the digest index); its files
   // hang off the lowest of their ids (refs.sub_id, see the schema).
-  ANCHORD_ASSIGN_OR_RETURN(Statement first_id,
-                           tx.Prepare("SELECT MIN(id) FROM submissions WHERE digest = ?1"));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement first_id,
+      tx.Prepare(absl::StrCat("SELECT MIN(id) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement first_ref,
       tx.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
@@ -37,16 +40,23 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
                  "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement bump,
-      tx.Prepare("UPDATE submissions SET change_seq = change_seq + 1, updated_at = ?2 "
-                 "WHERE digest = ?1"));
+      tx.Prepare(absl::StrCat("UPDATE ", kDigestIndex,
+                              " SET change_seq = change_seq + 1, updated_at = ?2 WHERE ",
+                              DigestIs(1))));
+  // (digest, provider) is the key: a row is added unless the pair has one. No UNIQUE index
+  // enforces it (the schema says why): this transaction holds the database's write lock, so
+  // nothing can add the pair between the look and the insert.
   ANCHORD_ASSIGN_OR_RETURN(
       Statement add_sub,
-      tx.Prepare("INSERT OR IGNORE INTO submissions (digest, provider, job, filename, "
-                 "size_bytes, mime_type, source_path, state, next_attempt_at, created_at, "
-                 "updated_at, mode, fallback_provider) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)"));
-  ANCHORD_ASSIGN_OR_RETURN(Statement min_state,
-                           tx.Prepare("SELECT MIN(state) FROM submissions WHERE digest = ?1"));
+      tx.Prepare(absl::StrCat(
+          "INSERT INTO submissions (digest, provider, job, filename, size_bytes, mime_type, "
+          "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) "
+          "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10 WHERE NOT EXISTS (SELECT 1 "
+          "FROM ",
+          kDigestIndex, " WHERE ", DigestIs(1), " AND provider = ?2)")));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement min_state,
+      tx.Prepare(absl::StrCat("SELECT MIN(state) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
   // The lowest submissions id of a digest, 0 when it has none yet.
   auto lowest_id = [&](const Digest& digest) -> absl::StatusOr<int64_t> {
     first_id.Reset();

@@ -12,7 +12,9 @@ namespace anchord::submitter {
 namespace {
 
 // Schema. Design notes:
-//  - submissions is keyed by (digest, provider); `id` gives the FIFO order.
+//  - submissions is keyed by (digest, provider); `id` gives the FIFO order. The key is enforced
+//    by the intake (one writer: it looks the digest up in the transaction that inserts it), not
+//    by a UNIQUE index: see kDigestIndex.
 //  - lease_owner/lease_until make a claim a row-level lease rather than an in-memory lock, so
 //    several replicas could share one database later (PostgreSQL: UPDATE ... WHERE id = (SELECT id
 //    ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING ...); an expired lease makes the row claimable
@@ -53,8 +55,7 @@ CREATE TABLE IF NOT EXISTS submissions (
   change_seq INTEGER NOT NULL DEFAULT 1,
   handed_off_seq INTEGER NOT NULL DEFAULT 0,
   lease_owner TEXT NOT NULL DEFAULT '',
-  lease_until INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (digest, provider)
+  lease_until INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id)
   WHERE state IN (2, 3) AND handed_off_seq < change_seq;
@@ -80,7 +81,7 @@ CREATE TABLE IF NOT EXISTS pauses (
 // digest (fixed once the digest's first row is stored: rows are never deleted), not by the digest
 // itself: a new digest's ref then lands at the end of the table and of its UNIQUE index, where a
 // digest key would be a B-tree insert at a random place (digests are random), the largest part
-// of an intake's cost after the submissions row and its (digest, provider) index. The id gives
+// of an intake's cost after the submissions row and its digest index. The id gives
 // the order of the files (the first is the original); no row is ever deleted, so no rowid is
 // reused and AUTOINCREMENT (a sqlite_sequence write per insert) is not needed.
 constexpr char kRefsColumns[] = R"sql( (
@@ -115,6 +116,35 @@ absl::Status UpgradeRefs(ledger::Session& session) {
       "ALTER TABLE refs_by_sub RENAME TO refs"));
 }
 
+// Databases made before the digest-prefix index have UNIQUE (digest, provider): the table is
+// rebuilt without it in one transaction, from its own stored CREATE statement (which holds every
+// column added since), rows and ids unchanged; its indexes are created again by the caller.
+absl::Status DropDigestUnique(ledger::Session& session) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      ledger::Statement s,
+      session.Prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = "
+                      "'submissions'"));
+  ANCHORD_ASSIGN_OR_RETURN(bool found, s.Step());
+  const std::string sql = found ? s.ColumnText(0) : std::string();
+  s.Reset();
+  const std::string kUnique = "UNIQUE (digest, provider)";
+  const size_t at = sql.find(kUnique);
+  if (at == std::string::npos) return absl::OkStatus();
+  const size_t comma = sql.rfind(',', at);
+  const size_t open = sql.find('(');
+  if (comma == std::string::npos || open == std::string::npos || open > comma) {
+    return absl::FailedPreconditionError(
+        "submissions: cannot read the table's stored definition to drop its old UNIQUE index");
+  }
+  const std::string rebuilt =
+      absl::StrCat("CREATE TABLE submissions_rebuilt ", sql.substr(open, comma - open),
+                   sql.substr(at + kUnique.size()));
+  return session.ExecInTransaction(absl::StrCat(
+      "DROP TABLE IF EXISTS submissions_rebuilt; ", rebuilt,
+      "; INSERT INTO submissions_rebuilt SELECT * FROM submissions ORDER BY id; "
+      "DROP TABLE submissions; ALTER TABLE submissions_rebuilt RENAME TO submissions"));
+}
+
 // Columns added after the first release: created on old databases at open.
 const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     {"evidence", "BLOB NOT NULL DEFAULT ''"},     {"mode", "INTEGER NOT NULL DEFAULT 0"},
@@ -125,10 +155,16 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
 
 }  // namespace
 
+std::string DigestIs(int param, absl::string_view alias) {
+  return absl::StrCat("substr(", alias, "digest, 1, 8) = substr(?", param, ", 1, 8) AND ", alias,
+                      "digest = ?", param);
+}
+
 absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
   ANCHORD_RETURN_IF_ERROR(UpgradeRefs(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("submissions", kAddedColumns));
+  ANCHORD_RETURN_IF_ERROR(DropDigestUnique(session));
   // A batch's leaves in tree order (batch_leaves.h); empty for batches sealed before it existed,
   // whose leaf rows hold their own paths.
   ANCHORD_RETURN_IF_ERROR(
@@ -138,6 +174,10 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
   // (backlog), by the batcher's look every 200 ms (waiting: the count is read from the index
   // alone) and by the hand-off for each window of proofs (handoff).
+  // The digest lookup (kDigestIndex) is by the digest's first 8 bytes: a random key either way,
+  // and every intake commit rewrites the index pages its rows land on, nearly all of them for a
+  // commit of thousands; an 8-byte key (and a rowid) makes the index a third of the size of
+  // (digest, provider) and each commit writes a third as much (bench/RESULTS.md, session 7).
   // Every index costs each intake a B-tree insert at a random place (digests are random), so
   // only those a query needs are kept: refs are found through their UNIQUE (sub_id, job,
   // source_path) index; the indexes dropped here were made redundant by it and by the partial
@@ -145,6 +185,7 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   return session.Exec(
       "DROP INDEX IF EXISTS submissions_ready; DROP INDEX IF EXISTS refs_digest; "
       "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "
+      "CREATE INDEX IF NOT EXISTS submissions_by_digest ON submissions (substr(digest, 1, 8)); "
       "CREATE INDEX IF NOT EXISTS submissions_waiting ON submissions (provider, id) "
       "WHERE mode = 1 AND batch_id = 0 AND state = 0; "
       "CREATE INDEX IF NOT EXISTS submissions_sendable ON submissions (provider, id) "

@@ -2,7 +2,10 @@
 // that bring a database written by an older release up to them.
 #pragma once
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "libs/ledger/sqlite_db.h"
 
 namespace anchord::submitter {
@@ -10,5 +13,12 @@ namespace anchord::submitter {
 // Creates what is missing (tables, added columns, indexes) and drops indexes older releases made
 // that no query needs any more. Idempotent: the store runs it at every open.
 absl::Status InitSqliteSubmitterSchema(ledger::Session& session);
+
+// A digest's submissions rows are found through submissions_by_digest, an index of the digest's
+// first 8 bytes (the schema says why): a query names the index (the planner, without statistics,
+// could pick another) and states its expression. kDigestIndex goes after FROM; DigestIs(n) is
+// the condition for the digest bound as ?n, on `alias` (e.g. "s.") when given.
+inline constexpr char kDigestIndex[] = "submissions INDEXED BY submissions_by_digest";
+std::string DigestIs(int param, absl::string_view alias = "");
 
 }  // namespace anchord::submitter

@@ -501,6 +501,91 @@ TEST(SqliteStoreUpgradeTest, RefsKeyedByDigestAreCarriedOver) {
   std::filesystem::remove_all(dir);
 }
 
+// A database from before the digest-prefix index (submissions with UNIQUE (digest, provider)) is
+// rebuilt at open without it: rows keep their ids and columns, the digest index serves every
+// lookup, a digest sent again is still not stored twice, and a second open changes nothing.
+TEST(SqliteStoreUpgradeTest, DigestUniqueIndexIsReplacedByThePrefixIndex) {
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  const std::string path = dir + "/submitter.db";
+  std::vector<int64_t> ids;
+  {
+    auto store = OpenSqliteSubmitterStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)
+                    ->InsertBatch({Item('a', "dir/a.txt"), Item('b', "dir/b.txt"),
+                                   Item('a', "dir/a.txt", "other")},
+                                  kNow)
+                    .ok());
+    for (char c : {'a', 'b'}) {
+      auto rows = (*store)->GetByDigest(testing::DigestOf(c));
+      ASSERT_TRUE(rows.ok()) << rows.status();
+      for (const Submission& r : *rows) ids.push_back(r.id);
+    }
+  }
+  ASSERT_EQ(ids.size(), 3u);
+  auto schema_of = [&](const std::string& name) {
+    auto db = ledger::SqliteDb::Open(path);
+    EXPECT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    auto s = session.Prepare("SELECT sql FROM sqlite_master WHERE name = ?1");
+    EXPECT_TRUE(s.ok()) << s.status();
+    s->Bind(1, name);
+    auto found = s->Step();
+    return found.ok() && *found ? s->ColumnText(0) : std::string();
+  };
+  {
+    // The table as an older release made it: the same columns with the UNIQUE constraint.
+    std::string sql = schema_of("submissions");
+    ASSERT_EQ(sql.find("UNIQUE"), std::string::npos) << sql;
+    const size_t close = sql.rfind(')');
+    ASSERT_NE(close, std::string::npos);
+    std::string old = sql.substr(0, close) + ",\n  UNIQUE (digest, provider)\n)";
+    old.replace(old.find("submissions"), strlen("submissions"), "submissions_old");
+    auto db = ledger::SqliteDb::Open(path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    ASSERT_TRUE(session
+                    .ExecInTransaction(old +
+                                       "; INSERT INTO submissions_old SELECT * FROM submissions; "
+                                       "DROP TABLE submissions; ALTER TABLE submissions_old "
+                                       "RENAME TO submissions")
+                    .ok());
+    ASSERT_NE(schema_of("submissions").find("UNIQUE (digest, provider)"), std::string::npos);
+    ASSERT_TRUE(schema_of("submissions_by_digest").empty());
+  }
+  for (int open = 0; open < 2; ++open) {
+    auto store = OpenSqliteSubmitterStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(schema_of("submissions").find("UNIQUE"), std::string::npos) << open;
+    EXPECT_FALSE(schema_of("submissions_by_digest").empty()) << open;
+    EXPECT_FALSE(schema_of("submissions_handoff").empty()) << open;
+    std::vector<int64_t> after;
+    for (char c : {'a', 'b'}) {
+      auto rows = (*store)->GetByDigest(testing::DigestOf(c));
+      ASSERT_TRUE(rows.ok()) << rows.status();
+      for (const Submission& r : *rows) after.push_back(r.id);
+    }
+    EXPECT_EQ(after, ids) << open;
+    // Sent again, with each provider: nothing new. A new provider for 'b': one new row.
+    auto again = (*store)->InsertBatch(
+        {Item('a', "dir/a.txt"), Item('a', "dir/a.txt", "other"), Item('b', "dir/b.txt")}, kNow);
+    ASSERT_TRUE(again.ok()) << again.status();
+    for (const InsertResult& r : *again) EXPECT_TRUE(r.known_before);
+    EXPECT_EQ((*store)->GetByDigest(testing::DigestOf('a'))->size(), 2u);
+    EXPECT_EQ((*store)->GetByDigest(testing::DigestOf('b'))->size(), 1u);
+  }
+  auto store = OpenSqliteSubmitterStore(path);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->InsertBatch({Item('b', "dir/b.txt", "other")}, kNow).ok());
+  auto b_rows = (*store)->GetByDigest(testing::DigestOf('b'));
+  ASSERT_TRUE(b_rows.ok());
+  ASSERT_EQ(b_rows->size(), 2u);
+  EXPECT_GT((*b_rows)[1].id, ids.back());
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 // Replica behaviour that only a shared database has.
 class PgReplicaTest : public ::testing::Test {
  protected:

@@ -85,8 +85,9 @@ int main(int argc, char** argv) {
   const int64_t per_call = IntFlag(argc, argv, "per_call", 4096);
   if ((mode != "path" && mode != "batch") || dir.empty() || leaves <= 0 || per_root <= 0 ||
       per_call <= 0) {
-    std::fprintf(stderr, "usage: pstore_write_bench --mode=path|batch --dir=DIR [--leaves=N] "
-                         "[--per_root=N] [--per_call=N]\n");
+    std::fprintf(stderr,
+                 "usage: pstore_write_bench --mode=path|batch --dir=DIR [--leaves=N] "
+                 "[--per_root=N] [--per_call=N]\n");
     return 2;
   }
   const bool batch_form = mode == "batch";

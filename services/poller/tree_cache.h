@@ -31,7 +31,7 @@ class TreeCache {
   // leads to `root`: FAILED_PRECONDITION otherwise, and nothing is cached). nullptr when `load`
   // finds nothing stored.
   absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> Get(const Digest& root,
-                                                                  const Loader& load)
+                                                                 const Loader& load)
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:

@@ -76,7 +76,8 @@ TrackInput RootInput(const Sealed& s, const std::string& provider, bool batch) {
 // Leaf i's hand-off. The batch form carries its path too (as TrackBatch's expansion does today):
 // the store must not keep it.
 TrackInput LeafInput(const Sealed& s, int first, int i, const std::string& provider, bool batch) {
-  TrackInput in = Pending(DigestBytes(first + i), "root-id", provider, "job", absl::StrCat("f/", i));
+  TrackInput in =
+      Pending(DigestBytes(first + i), "root-id", provider, "job", absl::StrCat("f/", i));
   in.proof.merkle_root = s.root.raw();
   in.proof.merkle_path = s.paths[i];
   if (batch) {

@@ -1,7 +1,8 @@
 // The decoded Merkle trees of the last few roots read, shared by both poller stores'
 // PollerStore::TreeOf. A batch's leaves are read one after another (their .ots downloads, the
 // events of a root's confirmation), and rebuilding a 10,000-leaf tree for each would cost more
-// than reading it: a handful of trees (about 1 MiB each at 10,000 leaves) serves them all.
+// than reading it: a handful of trees (a few MB each at 10,000 leaves: the digests, nonces, the
+// tree's inner hashes and a digest index) serves them all.
 #pragma once
 
 #include <cstddef>

@@ -174,6 +174,9 @@ class CountingStore final : public PollerStore {
                                                     const std::string& provider) override {
     return Timed("GetOts", [&] { return inner_->GetOts(digest, provider); });
   }
+  absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> TreeOf(const Digest& root) override {
+    return Timed("TreeOf", [&] { return inner_->TreeOf(root); });
+  }
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
     return Timed("Summarize", [&] { return inner_->Summarize(job); });
   }

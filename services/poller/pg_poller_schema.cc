@@ -64,6 +64,18 @@ CREATE TABLE files (
 CREATE INDEX files_by_job ON files (job, digest);
 CREATE INDEX files_by_digest ON files (digest, id);
 )sql"},
+    // The batch form of Merkle leaves (as on SQLite, poller_store_schema.cc): each root's tree
+    // once, keyed by the root digest (a tree belongs to the root whatever its providers, and
+    // is checked to lead to it when written and read); a leaf keeps its position in it and the
+    // length of the path derived from it, so the .ots size propagation stays in SQL.
+    {2, "merkle_trees, proofs.leaf_index, proofs.path_size", R"sql(
+CREATE TABLE merkle_trees (
+  root BYTEA PRIMARY KEY,
+  leaves BYTEA NOT NULL
+);
+ALTER TABLE proofs ADD COLUMN leaf_index BIGINT NOT NULL DEFAULT -1,
+  ADD COLUMN path_size BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 }  // namespace
@@ -101,6 +113,7 @@ absl::StatusOr<ProofRow> ReadProof(const PgResult& s, int i) {
   r.leaf_count = s.Int(i, 22);
   r.fallback_provider = s.Bytes(i, 23);
   r.fallback_sent = s.Int(i, 24) != 0;
+  r.leaf_index = s.Int(i, 25);
   return r;
 }
 

@@ -12,6 +12,7 @@
 #include "services/poller/pg_poller_schema.h"
 #include "services/poller/pg_poller_track.h"
 #include "services/poller/store_rows.h"
+#include "services/poller/tree_cache.h"
 
 namespace anchord::poller {
 namespace {
@@ -40,8 +41,9 @@ class PgPollerStore final : public PollerStore {
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
       out.clear();
       out.reserve(inputs.size());
+      std::set<std::string> trees_stored;  // per attempt: a re-run transaction writes them again
       for (const TrackInput& in : inputs) {
-        auto one = TrackIn(c, in, now);
+        auto one = TrackIn(c, in, now, &trees_stored);
         if (!one.ok()) return one.status();
         out.push_back(std::move(*one));
       }
@@ -357,6 +359,21 @@ class PgPollerStore final : public PollerStore {
     return out;
   }
 
+  absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> TreeOf(const Digest& root) override {
+    return trees_.Get(root, [&]() -> absl::StatusOr<std::optional<std::string>> {
+      std::optional<std::string> out;
+      ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+        auto r = c.Exec("SELECT leaves FROM merkle_trees WHERE root = $1",
+                        PgParams().AddBytes(root.bytes()));
+        if (!r.ok()) return r.status();
+        out.reset();
+        if (r->rows() > 0) out = r->Bytes(0, 0);
+        return absl::OkStatus();
+      }));
+      return out;
+    });
+  }
+
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
     Summary out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
@@ -446,6 +463,7 @@ class PgPollerStore final : public PollerStore {
   std::shared_ptr<PgDb> db_;
   Clock* clock_;
   const std::string instance_;
+  TreeCache trees_;
 };
 
 }  // namespace

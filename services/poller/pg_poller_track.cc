@@ -42,7 +42,7 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
           "UPDATE proofs SET state = $3, proof_id = $4, certificate_url = $5, verify_url = $6, "
           "block_height = $7, bitcoin_tx = $8, confirmed_at = $9, failure_code = $10, "
           "failure_message = $11, failure_reason = $12, stalled = $13, "
-          "ots_size = CASE WHEN $14 > 0 THEN $14 + length(merkle_path) ELSE 0 END, "
+          "ots_size = CASE WHEN $14 > 0 THEN $14 + length(merkle_path) + path_size ELSE 0 END, "
           "updated_at = $15 WHERE merkle_root = $1 AND provider = $2 AND "
           "(state = $16 OR (state = $3 AND ots_size = 0 AND $14 > 0)) AND "
           "($17 = ''::bytea OR digest = $17) RETURNING ",
@@ -76,12 +76,20 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
                     PgParams().AddIntArray(seqs));
 }
 
-absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time now) {
+absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time now,
+                                     std::set<std::string>* trees_stored) {
   const ProofRow& p = in.proof;
   int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
   if (state != kPending && state != kConfirmed && state != kFailed) {
     return absl::InvalidArgumentError(
         "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
+  }
+  ANCHORD_ASSIGN_OR_RETURN(const BatchForm form, BatchFormOf(in));
+  if (!form.tree_root.empty() && trees_stored->insert(form.tree_root).second) {
+    auto tree = c.Exec(
+        "INSERT INTO merkle_trees (root, leaves) VALUES ($1, $2) ON CONFLICT (root) DO NOTHING",
+        PgParams().AddBytes(form.tree_root).AddBytes(in.batch->encoded()));
+    if (!tree.ok()) return tree.status();
   }
   TrackOutcome out;
   absl::Time confirmed_at = p.confirmed_at;
@@ -105,7 +113,8 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
       .Add(ToDb(now))
       .Add(ToDb(pending_since))
       .AddBytes(p.merkle_root)
-      .AddBytes(p.merkle_path)
+      // A batch-form leaf's path is derived from its root's tree when needed (leaf_proof.h).
+      .AddBytes(form.leaf_index < 0 ? p.merkle_path : std::string())
       .Add(p.leaf_count)
       .AddBytes(p.fallback_provider);
   if (in.evidence.empty()) {
@@ -113,15 +122,16 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
   } else {
     ins.AddBytes(in.evidence);
   }
-  ins.Add(static_cast<int64_t>(in.evidence.size()));
+  ins.Add(static_cast<int64_t>(in.evidence.size())).Add(form.leaf_index).Add(form.path_size);
   // Insert-or-nothing: two replicas storing the same hand-off at once both succeed, one inserts.
   auto inserted = c.Exec(
       "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
       "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
       "failure_reason, provider_request_id, tracked_at, pending_since, updated_at, "
-      "merkle_root, merkle_path, leaf_count, fallback_provider, ots, ots_size) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, "
-      "$17, $18, $19, $20, $21::bytea, $22) ON CONFLICT (digest, provider) DO NOTHING",
+      "merkle_root, merkle_path, leaf_count, fallback_provider, ots, ots_size, leaf_index, "
+      "path_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+      "$15, $17, $18, $19, $20, $21::bytea, $22, $23, $24) ON CONFLICT (digest, provider) DO "
+      "NOTHING",
       ins);
   if (!inserted.ok()) return inserted.status();
   if (inserted->affected() > 0) {

@@ -4,6 +4,7 @@
 // insert is insert-or-nothing and every update is conditional on the row's state.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,11 @@
 namespace anchord::poller {
 
 // Stores one hand-off (PollerStore::Track's contract for one input) on `c`. INVALID_ARGUMENT
-// naming proof.state when the state is not one a hand-off may carry.
-absl::StatusOr<TrackOutcome> TrackIn(ledger::PgConn& c, const TrackInput& in, absl::Time now);
+// naming the field when the state is not one a hand-off may carry or the batch does not match
+// (BatchFormOf). `trees_stored` holds the raw roots whose tree this transaction already stored,
+// so the leaves of one root write it once.
+absl::StatusOr<TrackOutcome> TrackIn(ledger::PgConn& c, const TrackInput& in, absl::Time now,
+                                     std::set<std::string>* trees_stored);
 
 // Copies the state of the root proof `root` at `provider` to its PENDING leaves and returns the
 // leaves it changed (with their files, in seq order). `leaf` empty: for the root after its state

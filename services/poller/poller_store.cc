@@ -13,6 +13,7 @@
 #include "services/poller/poller_store_schema.h"
 #include "services/poller/poller_store_track.h"
 #include "services/poller/store_rows.h"
+#include "services/poller/tree_cache.h"
 
 namespace anchord::poller {
 namespace {
@@ -322,6 +323,18 @@ class SqlitePollerStore final : public PollerStore {
     return std::optional<std::string>(st->ColumnText(0));
   }
 
+  absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> TreeOf(const Digest& root) override {
+    return trees_.Get(root, [&]() -> absl::StatusOr<std::optional<std::string>> {
+      ledger::Session session(*db_);
+      ANCHORD_ASSIGN_OR_RETURN(Statement st,
+                               session.Prepare("SELECT leaves FROM merkle_trees WHERE root = ?"));
+      st.BindBlob(1, root.bytes());
+      ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) return std::optional<std::string>();
+      return std::optional<std::string>(st.ColumnText(0));
+    });
+  }
+
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
     // The furthest state of each digest (over its providers), counted per state.
     std::string sql = "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
@@ -374,6 +387,7 @@ class SqlitePollerStore final : public PollerStore {
   }
 
   std::unique_ptr<SqliteDb> db_;
+  TreeCache trees_;
 };
 
 }  // namespace

@@ -216,6 +216,12 @@ class PollerStore {
   virtual absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                             const std::string& provider) = 0;
 
+  // The tree stored for the Merkle root `root` by a batch-form hand-off (TrackInput::batch), from
+  // which its leaves' paths are derived; nullptr when none is stored. FAILED_PRECONDITION when
+  // the stored tree does not lead to `root` (it is never used then). Decoded trees of the last
+  // few roots are kept in memory.
+  virtual absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> TreeOf(const Digest& root) = 0;
+
   struct Summary {
     std::map<DigestState, int64_t> digests_by_state;  // distinct digests, furthest state each
     int64_t digests = 0;

@@ -38,6 +38,7 @@ absl::StatusOr<ProofRow> ReadProofRow(const Statement& s) {
   r.leaf_count = s.ColumnInt(22);
   r.fallback_provider = s.ColumnText(23);
   r.fallback_sent = s.ColumnInt(24) != 0;
+  r.leaf_index = s.ColumnInt(25);
   return r;
 }
 
@@ -119,7 +120,7 @@ absl::StatusOr<std::vector<ProofRow>> PropagateRootToLeaves(ledger::Transaction&
           "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
           "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
           "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
-          "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) ELSE 0 END, "
+          "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) + path_size ELSE 0 END, "
           "updated_at = ?15 WHERE provider = ?2 AND merkle_root = ?1 AND ",
           kSqliteOpenLeaf,
           " AND (state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0)) RETURNING ",

@@ -20,7 +20,7 @@ inline constexpr char kSqliteProofColumns[] =
     "seq, digest, provider, proof_id, state, certificate_url, verify_url, block_height, "
     "bitcoin_tx, submitted_at, confirmed_at, ots_size, failure_code, failure_message, "
     "failure_reason, provider_request_id, stalled, tracked_at, last_checked_at, updated_at, "
-    "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent";
+    "merkle_root, merkle_path, leaf_count, fallback_provider, fallback_sent, leaf_index";
 
 // The current row of `s` (selected with kSqliteProofColumns), without its files. DATA_LOSS when
 // the stored digest is not 32 bytes.

@@ -41,6 +41,21 @@ CREATE TABLE IF NOT EXISTS proofs (
 );
 )sql";
 
+// The tree of each Merkle root handed off in the batch form (SealedBatch::encoded(): 48 bytes a
+// leaf), written once per root; its leaves' rows carry leaf_index instead of a path (about half
+// of a path-form leaf row). Keyed by the root digest rather than by the root proof's seq: the
+// tree is the root's, whatever provider anchors it (a root with two providers has one tree), a
+// reader holds the leaf's merkle_root and not the root row's seq, and a root names its tree's
+// content (the batch's nonces make roots unique, and a tree is checked to lead to its root when
+// written and when read), so a second copy is never needed. One index entry per root (thousands
+// of leaves) is a negligible write.
+constexpr char kTreesTable[] = R"sql(
+CREATE TABLE IF NOT EXISTS merkle_trees (
+  root BLOB PRIMARY KEY,
+  leaves BLOB NOT NULL
+);
+)sql";
+
 // The files of each digest. A file names its digest by `proof_seq`, the lowest proofs.seq of the
 // digest (fixed once the digest's first proof is stored: proofs are never deleted), not by the
 // digest itself: a new digest's file then lands at the end of the table and of its UNIQUE index,
@@ -88,12 +103,18 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     {"fallback_sent", "INTEGER NOT NULL DEFAULT 0"},
     {"check_owner", "TEXT NOT NULL DEFAULT ''"},
     {"check_until", "INTEGER NOT NULL DEFAULT 0"},
+    // A batch-form leaf's position in its root's tree (merkle_trees), -1 otherwise, and the
+    // length of the path derived from it (its merkle_path is empty): a leaf's .ots size is its
+    // root's + length(merkle_path) + path_size, in SQL, without the tree.
+    {"leaf_index", "INTEGER NOT NULL DEFAULT -1"},
+    {"path_size", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 }  // namespace
 
 absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
+  ANCHORD_RETURN_IF_ERROR(session.Exec(kTreesTable));
   ANCHORD_RETURN_IF_ERROR(UpgradeFiles(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
   // Indexes that keep a polling round's reads independent of the backlog (bench/RESULTS.md,

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -20,7 +21,7 @@ using ledger::Transaction;
 absl::Time Stored(absl::Time t) { return FromDb(ToDb(t)); }
 
 // The row a new proof is stored as, seq and files aside, exactly as ReadProofRow would read it.
-ProofRow NewRowOf(const TrackInput& in, int state, absl::Time now) {
+ProofRow NewRowOf(const TrackInput& in, const BatchForm& form, int state, absl::Time now) {
   const ProofRow& p = in.proof;
   ProofRow r;
   r.digest = p.digest;
@@ -45,7 +46,9 @@ ProofRow NewRowOf(const TrackInput& in, int state, absl::Time now) {
   r.tracked_at = Stored(now);
   r.updated_at = Stored(now);
   r.merkle_root = p.merkle_root;
-  r.merkle_path = p.merkle_path;
+  // A batch-form leaf's path is derived from its root's tree when needed (leaf_proof.h).
+  if (form.leaf_index < 0) r.merkle_path = p.merkle_path;
+  r.leaf_index = form.leaf_index;
   r.leaf_count = p.leaf_count;
   r.fallback_provider = p.fallback_provider;
   return r;
@@ -58,8 +61,9 @@ FileRow WithJob(const FileRow& f) {
   return out;
 }
 
-// What PropagateRootToLeaves gives a PENDING leaf of `root`.
-void TakeRootFields(const ProofRow& root, ProofRow* leaf) {
+// What PropagateRootToLeaves gives a PENDING leaf of `root` (`path_size`: its derived path's
+// length when it is stored in the batch form).
+void TakeRootFields(const ProofRow& root, int64_t path_size, ProofRow* leaf) {
   leaf->state = root.state;
   leaf->proof_id = root.proof_id;
   leaf->certificate_url = root.certificate_url;
@@ -71,7 +75,7 @@ void TakeRootFields(const ProofRow& root, ProofRow* leaf) {
   leaf->failure_message = root.failure_message;
   leaf->failure_reason = root.failure_reason;
   leaf->stalled = root.stalled;
-  leaf->ots_size = LeafOtsSize(root, leaf->merkle_path.size());
+  leaf->ots_size = LeafOtsSize(root, leaf->merkle_path.size() + static_cast<size_t>(path_size));
 }
 
 // One Track call: its statements are compiled once, and each root its leaves name is read once.
@@ -87,7 +91,9 @@ class Tracker {
       return absl::InvalidArgumentError(
           "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
     }
-    ProofRow row = NewRowOf(in, state, now_);
+    ANCHORD_ASSIGN_OR_RETURN(const BatchForm form, BatchFormOf(in));
+    ANCHORD_RETURN_IF_ERROR(StoreTree(form, in));
+    ProofRow row = NewRowOf(in, form, state, now_);
     Root* root = nullptr;
     bool took_root = false;
     if (!p.merkle_root.empty()) {
@@ -99,11 +105,11 @@ class Tracker {
       // its state in this transaction.
       if (root->row.has_value() && state == kPending &&
           (root->row->state == kPending || root->leaves_synced)) {
-        TakeRootFields(*root->row, &row);
+        TakeRootFields(*root->row, form.path_size, &row);
         took_root = true;
       }
     }
-    ANCHORD_ASSIGN_OR_RETURN(const bool inserted, Insert(in, row));
+    ANCHORD_ASSIGN_OR_RETURN(const bool inserted, Insert(in, row, form.path_size));
     TrackOutcome out;
     bool reread = !inserted;
     if (inserted) {
@@ -169,8 +175,26 @@ class Tracker {
     return &roots_.emplace(std::move(key), Root{std::move(row), false}).first->second;
   }
 
+  // Stores the batch's tree for its root unless held (once per root and Track call: the leaves
+  // of one root share it).
+  absl::Status StoreTree(const BatchForm& form, const TrackInput& in) {
+    if (form.tree_root.empty() || !trees_stored_.insert(form.tree_root).second) {
+      return absl::OkStatus();
+    }
+    if (!insert_tree_.has_value()) {
+      ANCHORD_ASSIGN_OR_RETURN(Statement st,
+                               tx_.Prepare("INSERT INTO merkle_trees (root, leaves) VALUES (?, ?) "
+                                           "ON CONFLICT (root) DO NOTHING"));
+      insert_tree_.emplace(std::move(st));
+    }
+    Statement& st = *insert_tree_;
+    st.Reset();
+    st.BindBlob(1, form.tree_root).BindBlob(2, in.batch->encoded());
+    return st.Run();
+  }
+
   // Inserts `row` unless (digest, provider) is already held; true when it inserted.
-  absl::StatusOr<bool> Insert(const TrackInput& in, const ProofRow& row) {
+  absl::StatusOr<bool> Insert(const TrackInput& in, const ProofRow& row, int64_t path_size) {
     if (!insert_.has_value()) {
       ANCHORD_ASSIGN_OR_RETURN(
           Statement st,
@@ -179,8 +203,9 @@ class Tracker {
               "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, "
               "failure_message, failure_reason, provider_request_id, tracked_at, pending_since, "
               "updated_at, merkle_root, merkle_path, leaf_count, fallback_provider, ots, "
-              "ots_size, stalled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-              "?13, ?14, ?15, ?16, ?15, ?17, ?18, ?19, ?20, ?21, ?22, ?23) "
+              "ots_size, stalled, leaf_index, path_size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+              "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?15, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
+              "?24, ?25) "
               "ON CONFLICT (digest, provider) DO NOTHING"));
       insert_.emplace(std::move(st));
     }
@@ -203,6 +228,7 @@ class Tracker {
       st.BindBlob(21, in.evidence);
     }
     st.Bind(22, row.ots_size).Bind(23, static_cast<int64_t>(row.stalled ? 1 : 0));
+    st.Bind(24, row.leaf_index).Bind(25, path_size);
     ANCHORD_RETURN_IF_ERROR(st.Run());
     return tx_.Changes() > 0;
   }
@@ -272,6 +298,8 @@ class Tracker {
   const absl::Time now_;
   std::optional<Statement> insert_;
   std::optional<Statement> add_file_;
+  std::optional<Statement> insert_tree_;
+  std::set<std::string> trees_stored_;  // raw roots whose tree this call stored (or found)
   std::map<std::pair<std::string, std::string>, Root> roots_;  // by (root digest, provider)
 };
 

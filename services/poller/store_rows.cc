@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "absl/strings/str_cat.h"
+
 namespace anchord::poller {
 
 int64_t ToDb(absl::Time t) {
@@ -18,6 +20,37 @@ DigestState DigestStateFromDb(int64_t v) {
   const int state = static_cast<int>(v);
   return anchord::v1::DigestState_IsValid(state) ? static_cast<DigestState>(state)
                                                  : anchord::v1::DIGEST_STATE_PENDING;
+}
+
+absl::StatusOr<BatchForm> BatchFormOf(const TrackInput& in) {
+  BatchForm out;
+  if (in.batch == nullptr) return out;
+  const ProofRow& p = in.proof;
+  const merkle::SealedBatch& batch = *in.batch;
+  if (p.leaf_count > 0) {
+    if (batch.tree().root() != p.digest) {
+      return absl::InvalidArgumentError("batch: does not lead to proof.digest (the root)");
+    }
+    out.tree_root = p.digest.raw();
+    return out;
+  }
+  if (p.merkle_root.empty() || p.leaf_index < 0) return out;
+  if (batch.tree().root().bytes() != p.merkle_root) {
+    return absl::InvalidArgumentError("batch: does not lead to proof.merkle_root");
+  }
+  if (static_cast<uint64_t>(p.leaf_index) >= batch.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "proof.leaf_index: ", p.leaf_index, " is beyond the batch's ", batch.size(), " leaves"));
+  }
+  const size_t i = static_cast<size_t>(p.leaf_index);
+  if (batch.digest(i) != p.digest.bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("proof.leaf_index: leaf ", i, " of the batch is not proof.digest"));
+  }
+  out.leaf_index = p.leaf_index;
+  out.path_size = static_cast<int64_t>(batch.tree().PathBytes(i).size());
+  out.tree_root = p.merkle_root;
+  return out;
 }
 
 }  // namespace anchord::poller

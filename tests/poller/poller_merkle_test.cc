@@ -14,6 +14,7 @@
 #include "libs/common/clock.h"
 #include "libs/common/hex.h"
 #include "libs/merkle/merkle.h"
+#include "libs/merkle/sealed_batch.h"
 #include "libs/ots/ots.h"
 #include "services/poller/convert.h"
 #include "services/poller/event_bus.h"
@@ -66,6 +67,7 @@ struct Batch {
   std::vector<std::string> digests;
   std::vector<std::string> paths;
   std::string root;
+  std::shared_ptr<const merkle::SealedBatch> sealed;  // for the batch form (TrackInput::batch)
 };
 
 Batch MakeBatch(int first, int n) {
@@ -82,6 +84,12 @@ Batch MakeBatch(int first, int n) {
   if (!tree.ok()) return b;
   b.root = tree->root().raw();
   for (int i = 0; i < n; ++i) b.paths.push_back(tree->PathBytes(i));
+  auto encoded = merkle::EncodeBatchLeaves(b.digests, nonces);
+  EXPECT_TRUE(encoded.ok()) << encoded.status();
+  if (!encoded.ok()) return b;
+  auto sealed = merkle::SealedBatch::Decode(*encoded, b.root);
+  EXPECT_TRUE(sealed.ok()) << sealed.status();
+  if (sealed.ok()) b.sealed = *sealed;
   return b;
 }
 
@@ -105,11 +113,16 @@ class PollerMerkleTest : public ::testing::Test {
     TrackInput in = Pending(batch_.digests[i], "root-id", "fake", "job", absl::StrCat("f/", i));
     in.proof.merkle_root = batch_.root;
     in.proof.merkle_path = batch_.paths[i];
+    if (batch_form_) {
+      in.batch = batch_.sealed;
+      in.proof.leaf_index = i;
+    }
     return in;
   }
   TrackInput RootInput() {
     TrackInput in = Pending(batch_.root, "root-id", "fake", "job", "merkle-batch/root");
     in.proof.leaf_count = kLeaves;
+    if (batch_form_) in.batch = batch_.sealed;
     return in;
   }
   ProofRow Get(const std::string& digest) { return Get(*anchord::Digest::FromBytes(digest)); }
@@ -150,6 +163,17 @@ class PollerMerkleTest : public ::testing::Test {
   prometheus::Registry registry_;
   PollerMetrics metrics_{registry_};
   Batch batch_;
+  bool batch_form_ = false;  // leaves handed off in the batch form (no path stored)
+};
+
+// The confirmation paths, with leaves handed off with their paths or in the batch form (their
+// paths derived from the root's stored tree): the same states, events, sizes and proofs.
+class PollerMerkleFormTest : public PollerMerkleTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    PollerMerkleTest::SetUp();
+    batch_form_ = GetParam();
+  }
 };
 
 TEST_F(PollerMerkleTest, LeavesAreNeverCheckedOrStalledThemselves) {
@@ -184,7 +208,7 @@ TEST_F(PollerMerkleTest, LeavesAreNeverCheckedOrStalledThemselves) {
   EXPECT_EQ(l.lookup_order(), std::vector<std::string>{"root-id"});
 }
 
-TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
+TEST_P(PollerMerkleFormTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
   std::vector<TrackInput> in;
   for (int i = 0; i < kLeaves - 1; ++i) in.push_back(LeafInput(i));
   in.push_back(RootInput());
@@ -268,7 +292,7 @@ TEST_F(PollerMerkleTest, ConfirmedRootConfirmsEveryLeafWithAJoinedProof) {
   EXPECT_EQ(p.downloads(), 1);
 }
 
-TEST_F(PollerMerkleTest, RootConfirmedBeforeItsOtsThenOtsLater) {
+TEST_P(PollerMerkleFormTest, RootConfirmedBeforeItsOtsThenOtsLater) {
   TrackAll({LeafInput(0), LeafInput(1), RootInput()});
   FakeProvider p("fake", false);
   p.SetRecord("root-id", batch_.root, RecordState::kConfirmed, kHeight);
@@ -311,6 +335,11 @@ TEST_F(PollerMerkleTest, RootConfirmedBeforeItsOtsThenOtsLater) {
             std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_OTS_STORED});
   EXPECT_EQ(second[batch_.root], std::vector<v1::ProofEventType>{v1::PROOF_EVENT_TYPE_OTS_STORED});
 }
+
+INSTANTIATE_TEST_SUITE_P(Forms, PollerMerkleFormTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "BatchForm" : "PathForm";
+                         });
 
 TEST_F(PollerMerkleTest, FailedRootFailsLeaves) {
   TrackAll({LeafInput(0), LeafInput(1), RootInput()});

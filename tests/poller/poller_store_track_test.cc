@@ -50,6 +50,7 @@ void ExpectSameRow(const ProofRow& a, const ProofRow& b, const std::string& what
   EXPECT_EQ(a.leaf_count, b.leaf_count);
   EXPECT_EQ(a.fallback_provider, b.fallback_provider);
   EXPECT_EQ(a.fallback_sent, b.fallback_sent);
+  EXPECT_EQ(a.leaf_index, b.leaf_index);
   ASSERT_EQ(a.files.size(), b.files.size());
   for (size_t i = 0; i < a.files.size(); ++i) {
     EXPECT_EQ(a.files[i].job, b.files[i].job);

@@ -17,6 +17,7 @@
 #include "libs/rpc/internal.h"
 #include "libs/rpc/messages.h"
 #include "services/poller/convert.h"
+#include "services/poller/event_bus.h"
 #include "services/poller/poller_service.h"
 #include "tests/poller/test_util.h"
 
@@ -223,6 +224,7 @@ class Poller {
   }
 
   PollerStore* store() { return store_.get(); }
+  EventBus* bus() { return &bus_; }
   PollerServiceImpl* internal() { return internal_.get(); }
   v1::PollerService::Stub* public_stub() { return public_stub_.get(); }
   v1::PollerService::Stub* internal_stub() { return internal_stub_.get(); }
@@ -535,6 +537,61 @@ TEST_F(TrackBatchTest, ServedOnlyOnTheInternalPortWithTheToken) {
   st = try_batch(poller.internal_stub(), "not-the-token");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
   EXPECT_EQ(CountProofs(poller.store()), 0u) << "a refused hand-off stored nothing";
+}
+
+// A request weighs its root and leaves against track_max_in_flight: one larger than the limit is
+// still read (alone) and answered, and every stored proof is announced to watchers.
+TEST_F(TrackBatchTest, RequestsHeavierThanTheInFlightLimitAreServedAndAnnounced) {
+  PollerServiceOptions opts;
+  opts.track_max_in_flight = 2;
+  Poller poller(dir_.File("poller.db"), opts);
+  auto sub = poller.bus()->Subscribe({}, 1000, nullptr);
+  auto out = poller.TrackBatch({BatchReq(batch_, "a", Range(0, 5)),
+                                BatchReq(batch_, "b", Range(5, kLeaves)),
+                                BatchReq(batch_, "c", Range(0, kLeaves))});
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto& [id, r] : out) EXPECT_EQ(r.status().code(), 0) << id;
+  EXPECT_EQ(CountProofs(poller.store()), static_cast<size_t>(kLeaves + 1));
+  std::map<std::string, int> tracked;
+  for (int i = 0; i < 1000; ++i) {
+    EventPtr ev = sub->Pop();
+    if (!ev) break;
+    EXPECT_EQ(ev->type(), v1::PROOF_EVENT_TYPE_TRACKED);
+    ++tracked[ev->proof().digest()];
+  }
+  EXPECT_EQ(tracked.size(), static_cast<size_t>(kLeaves + 1));
+  for (const auto& [digest, n] : tracked) EXPECT_EQ(n, 1) << "one event per new proof";
+}
+
+// Track's trust rules apply to every proof of the request: CONFIRMED is stored as PENDING, and
+// FAILED is taken only for the root or leaves the poller holds no proof of.
+TEST_F(TrackBatchTest, HandOffPolicyAppliesToEveryLeaf) {
+  Poller poller(dir_.File("poller.db"));
+  v1::TrackBatchRequest confirmed = BatchReq(batch_, "confirmed", {0, 1});
+  confirmed.mutable_track()->mutable_proof()->set_state(v1::DIGEST_STATE_CONFIRMED);
+  confirmed.mutable_track()->mutable_proof()->set_bitcoin_block_height(5);
+  auto out = poller.TrackBatch({confirmed});
+  EXPECT_EQ(out["confirmed"].status().code(), 0) << out["confirmed"].status().message();
+  for (int i : {0, 1}) {
+    auto row = poller.store()->Get(testing::Digest(1000 + i), "fake");
+    ASSERT_TRUE(row.ok() && row->has_value()) << i;
+    EXPECT_EQ((*row)->state, v1::DIGEST_STATE_PENDING) << i;
+    EXPECT_EQ((*row)->block_height, 0) << i;
+  }
+
+  v1::TrackBatchRequest failed = BatchReq(batch_, "failed", {1, 2});
+  failed.mutable_track()->mutable_proof()->set_state(v1::DIGEST_STATE_FAILED);
+  failed.mutable_track()->mutable_proof()->mutable_failure()->set_reason("PLAN_LIMIT");
+  out = poller.TrackBatch({failed});
+  EXPECT_EQ(out["failed"].status().code(), 0) << out["failed"].status().message();
+  auto state_of = [&](const std::string& digest) {
+    auto row = poller.store()->Get(*anchord::Digest::FromBytes(digest), "fake");
+    EXPECT_TRUE(row.ok() && row->has_value());
+    return row.ok() && row->has_value() ? (*row)->state : v1::DIGEST_STATE_UNSPECIFIED;
+  };
+  EXPECT_EQ(state_of(batch_.root), v1::DIGEST_STATE_PENDING) << "FAILED downgraded the root";
+  EXPECT_EQ(state_of(batch_.digests[1]), v1::DIGEST_STATE_PENDING) << "FAILED downgraded a leaf";
+  EXPECT_EQ(state_of(batch_.digests[2]), v1::DIGEST_STATE_FAILED);
 }
 
 // Shutdown drains a TrackBatch stream as it drains Track: what was read is stored and answered,

@@ -1,13 +1,15 @@
-// The poller's Track (hand-off) path alone: streams N Merkle leaves, and after each batch's leaves
-// its root, to a running anchord-poller the way the submitter's hand-off does (a window of WINDOW
-// requests written on one stream, then every acknowledgement awaited before the next window), and
-// prints one JSON object. bench/track_bench.sh runs it against a fresh poller and reads the
-// poller's CPU time and disk writes from /proc around it.
+// The poller's hand-off path alone: streams N Merkle leaves and their roots to a running
+// anchord-poller the way the submitter's hand-off does (a window of about WINDOW leaves written
+// on one stream, then every acknowledgement awaited before the next window), and prints one JSON
+// object. bench/track_bench.sh runs it against a fresh poller and reads the poller's CPU time and
+// disk writes from /proc around it.
 //
-//   track_bench ADDR N [WINDOW] [LEAVES_PER_ROOT] [SEED]
+//   track_bench ADDR N [WINDOW] [LEAVES_PER_ROOT] [SEED] [leaf|batch] [LEAVES_PER_REQUEST]
 //
-// Each leaf carries one file (job "bench", a path like d012/f006001.bin) and a real Merkle path to
-// its root (libs/merkle), so the poller's checks run as they do for the submitter's leaves.
+// Two forms of the same leaves: "leaf" (the default) sends Track requests, one per leaf with its
+// real Merkle path (libs/merkle) and after each batch's leaves its root; "batch" sends TrackBatch
+// requests, each the root with the whole tree and up to LEAVES_PER_REQUEST (4096) leaves as
+// index + files. Each leaf carries one file (job "bench", a path like d012/f006001.bin).
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -35,9 +37,14 @@ std::string RandomBytes(std::mt19937_64& rng, size_t n) {
   return out;
 }
 
-// One batch: its leaves' requests, then the root's.
-std::vector<v1::TrackRequest> MakeBatch(std::mt19937_64& rng, size_t first, size_t count,
-                                        int64_t now_s) {
+// One sealed batch: its leaves' digests, nonces and tree, as the submitter holds them.
+struct Sealed {
+  std::vector<anchord::Digest> digests;
+  std::string nonces;  // count * kNonceSize
+  anchord::merkle::Tree tree;
+};
+
+Sealed Seal(std::mt19937_64& rng, size_t count) {
   std::vector<anchord::Digest> digests;
   for (size_t i = 0; i < count; ++i) {
     digests.push_back(*anchord::Digest::FromBytes(RandomBytes(rng, anchord::Digest::kSize)));
@@ -53,83 +60,100 @@ std::vector<v1::TrackRequest> MakeBatch(std::mt19937_64& rng, size_t first, size
     std::fprintf(stderr, "track_bench: %s\n", tree.status().ToString().c_str());
     std::exit(1);
   }
-  const std::string proof_id = absl::StrCat("bench-", first);
+  return Sealed{std::move(digests), std::move(nonces), *std::move(tree)};
+}
+
+void FillProof(v1::Proof* p, const std::string& digest, size_t first, int64_t now_s) {
+  p->set_digest(digest);
+  p->set_provider("ots");
+  p->set_proof_id(absl::StrCat("bench-", first));
+  p->set_state(v1::DIGEST_STATE_PENDING);
+  p->mutable_submitted_at()->set_seconds(now_s);
+  p->mutable_updated_at()->set_seconds(now_s);
+}
+
+void FillFile(v1::FileMetadata* f, size_t n) {
+  f->set_filename(absl::StrFormat("f%06d.bin", n));
+  f->set_source_path(absl::StrFormat("d%03d/f%06d.bin", n / 500, n));
+  f->set_size_bytes(1024 + static_cast<int64_t>(n % 3072));
+  f->set_job("bench");
+}
+
+v1::TrackRequest RootRequest(const Sealed& b, size_t first, int64_t now_s) {
+  v1::TrackRequest root;
+  root.set_request_id(absl::StrCat("r", first));
+  FillProof(root.mutable_proof(), std::string(b.tree.root().bytes()), first, now_s);
+  root.mutable_proof()->set_merkle_leaf_count(static_cast<int64_t>(b.digests.size()));
+  return root;
+}
+
+// The per-leaf form (Track): one request per leaf with its path, then the root's.
+std::vector<v1::TrackRequest> PerLeafRequests(const Sealed& b, size_t first, int64_t now_s) {
   std::vector<v1::TrackRequest> out;
-  auto fill = [&](v1::TrackRequest& r, const std::string& digest) {
-    v1::Proof* p = r.mutable_proof();
-    p->set_digest(digest);
-    p->set_provider("ots");
-    p->set_proof_id(proof_id);
-    p->set_state(v1::DIGEST_STATE_PENDING);
-    p->mutable_submitted_at()->set_seconds(now_s);
-    p->mutable_updated_at()->set_seconds(now_s);
-  };
-  for (size_t i = 0; i < count; ++i) {
+  for (size_t i = 0; i < b.digests.size(); ++i) {
     v1::TrackRequest r;
     const size_t n = first + i;
     r.set_request_id(absl::StrCat("l", n));
-    fill(r, std::string(digests[i].bytes()));
-    r.mutable_proof()->set_merkle_root(std::string(tree->root().bytes()));
-    r.set_merkle_path(tree->PathBytes(i));
-    v1::FileMetadata* f = r.mutable_proof()->add_files();
-    f->set_filename(absl::StrFormat("f%06d.bin", n));
-    f->set_source_path(absl::StrFormat("d%03d/f%06d.bin", n / 500, n));
-    f->set_size_bytes(1024 + static_cast<int64_t>(n % 3072));
-    f->set_job("bench");
+    FillProof(r.mutable_proof(), std::string(b.digests[i].bytes()), first, now_s);
+    r.mutable_proof()->set_merkle_root(std::string(b.tree.root().bytes()));
+    r.set_merkle_path(b.tree.PathBytes(i));
+    FillFile(r.mutable_proof()->add_files(), n);
     out.push_back(std::move(r));
   }
-  v1::TrackRequest root;
-  root.set_request_id(absl::StrCat("r", first));
-  fill(root, std::string(tree->root().bytes()));
-  root.mutable_proof()->set_merkle_leaf_count(static_cast<int64_t>(count));
-  out.push_back(std::move(root));
+  out.push_back(RootRequest(b, first, now_s));
   return out;
 }
 
-}  // namespace
+// The batch form (TrackBatch): the root with the whole tree and up to `per_request` leaves.
+std::vector<v1::TrackBatchRequest> BatchRequests(const Sealed& b, size_t first, int64_t now_s,
+                                                 size_t per_request) {
+  std::string encoded;
+  for (const anchord::Digest& d : b.digests) encoded += std::string(d.bytes());
+  encoded += b.nonces;
+  std::vector<v1::TrackBatchRequest> out;
+  for (size_t from = 0; from < b.digests.size(); from += per_request) {
+    v1::TrackBatchRequest r;
+    *r.mutable_track() = RootRequest(b, first, now_s);
+    r.mutable_track()->set_request_id(absl::StrCat("r", first, "-", from));
+    r.set_merkle_tree(encoded);
+    for (size_t i = from; i < std::min(b.digests.size(), from + per_request); ++i) {
+      v1::MerkleLeaf* leaf = r.add_leaves();
+      leaf->set_index(static_cast<uint32_t>(i));
+      FillFile(leaf->add_files(), first + i);
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
 
-int main(int argc, char** argv) {
-  if (argc < 3) {
-    std::fprintf(stderr, "usage: track_bench ADDR N [WINDOW] [LEAVES_PER_ROOT] [SEED]\n");
-    return 2;
-  }
-  const std::string addr = argv[1];
-  const size_t n = std::strtoull(argv[2], nullptr, 10);
-  const size_t window = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 4096;
-  const size_t per_root = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 10000;
-  std::mt19937_64 rng(argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 7);
-  if (n == 0 || window == 0 || per_root == 0) {
-    std::fprintf(stderr, "track_bench: N, WINDOW and LEAVES_PER_ROOT must be positive\n");
-    return 2;
-  }
-  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-  std::vector<v1::TrackRequest> all;
-  for (size_t first = 0; first < n; first += per_root) {
-    auto batch = MakeBatch(rng, first, std::min(per_root, n - first), now_s);
-    for (auto& r : batch) all.push_back(std::move(r));
-  }
+size_t LeavesOf(const v1::TrackRequest&) { return 1; }
+size_t LeavesOf(const v1::TrackBatchRequest& r) { return static_cast<size_t>(r.leaves_size()); }
 
-  auto stub =
-      v1::PollerService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(20));
-  auto stream = stub->Track(&ctx);
+struct Result {
+  size_t acked = 0;
+  size_t failed = 0;
+  double seconds = 0;
+  bool ok = false;
+};
+
+// Writes `all` on `stream` in windows of about `window` leaves, awaiting every acknowledgement
+// of a window before the next (as the submitter's hand-off does).
+template <typename Req, typename Stream>
+Result Send(Stream* stream, const std::vector<Req>& all, size_t window) {
   absl::Mutex mu;
-  size_t acked = 0, failed = 0;
+  Result res;
   bool reader_done = false;
   std::thread reader([&] {
     v1::TrackResponse resp;
     while (stream->Read(&resp)) {
       absl::MutexLock lock(&mu);
-      ++acked;
+      ++res.acked;
       if (resp.status().code() != 0) {
-        if (failed == 0) {
+        if (res.failed == 0) {
           std::fprintf(stderr, "track_bench: %s: code %d %s\n", resp.request_id().c_str(),
                        resp.status().code(), resp.status().message().c_str());
         }
-        ++failed;
+        ++res.failed;
       }
     }
     absl::MutexLock lock(&mu);
@@ -139,8 +163,8 @@ int main(int argc, char** argv) {
   size_t sent = 0;
   bool broken = false;
   while (sent < all.size() && !broken) {
-    const size_t end = std::min(all.size(), sent + window);
-    for (; sent < end; ++sent) {
+    for (size_t leaves = 0; sent < all.size() && leaves < window; ++sent) {
+      leaves += LeavesOf(all[sent]);
       if (!stream->Write(all[sent])) {
         broken = true;
         break;
@@ -148,19 +172,76 @@ int main(int argc, char** argv) {
     }
     absl::MutexLock lock(&mu);
     const size_t target = sent;
-    auto settled = [&]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return acked >= target || reader_done; };
+    auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return res.acked >= target || reader_done;
+    };
     mu.Await(absl::Condition(&settled));
-    if (reader_done && acked < target) broken = true;
+    if (reader_done && res.acked < target) broken = true;
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   stream->WritesDone();
   reader.join();
   grpc::Status st = stream->Finish();
+  res.ok = st.ok() && !broken && res.failed == 0 && res.acked == all.size();
+  return res;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr,
+                 "usage: track_bench ADDR N [WINDOW] [LEAVES_PER_ROOT] [SEED] [leaf|batch] "
+                 "[LEAVES_PER_REQUEST]\n");
+    return 2;
+  }
+  const std::string addr = argv[1];
+  const size_t n = std::strtoull(argv[2], nullptr, 10);
+  const size_t window = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 4096;
+  const size_t per_root = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 10000;
+  std::mt19937_64 rng(argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 7);
+  const std::string form = argc > 6 ? argv[6] : "leaf";
+  const size_t per_request = argc > 7 ? std::strtoull(argv[7], nullptr, 10) : 4096;
+  if (n == 0 || window == 0 || per_root == 0 || per_request == 0 ||
+      (form != "leaf" && form != "batch")) {
+    std::fprintf(stderr,
+                 "track_bench: N, WINDOW, LEAVES_PER_ROOT and LEAVES_PER_REQUEST must be "
+                 "positive, the form leaf or batch\n");
+    return 2;
+  }
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  std::vector<v1::TrackRequest> per_leaf;
+  std::vector<v1::TrackBatchRequest> batched;
+  for (size_t first = 0; first < n; first += per_root) {
+    const Sealed b = Seal(rng, std::min(per_root, n - first));
+    if (form == "leaf") {
+      for (auto& r : PerLeafRequests(b, first, now_s)) per_leaf.push_back(std::move(r));
+    } else {
+      for (auto& r : BatchRequests(b, first, now_s, per_request)) batched.push_back(std::move(r));
+    }
+  }
+
+  auto stub =
+      v1::PollerService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(20));
+  Result res;
+  size_t requests;
+  if (form == "leaf") {
+    auto stream = stub->Track(&ctx);
+    res = Send(stream.get(), per_leaf, window);
+    requests = per_leaf.size();
+  } else {
+    auto stream = stub->TrackBatch(&ctx);
+    res = Send(stream.get(), batched, window);
+    requests = batched.size();
+  }
   std::printf(
-      "{\"requests\":%zu,\"leaves\":%zu,\"acked\":%zu,\"failed\":%zu,\"seconds\":%.3f,"
-      "\"per_second\":%.0f,\"stream_ok\":%s}\n",
-      all.size(), n, acked, failed, seconds, static_cast<double>(acked) / seconds,
-      st.ok() && !broken ? "true" : "false");
-  return failed == 0 && acked == all.size() ? 0 : 1;
+      "{\"form\":\"%s\",\"requests\":%zu,\"leaves\":%zu,\"acked\":%zu,\"failed\":%zu,"
+      "\"seconds\":%.3f,\"per_second\":%.0f,\"stream_ok\":%s}\n",
+      form.c_str(), requests, n, res.acked, res.failed, res.seconds,
+      static_cast<double>(n) / res.seconds, res.ok ? "true" : "false");
+  return res.ok ? 0 : 1;
 }

@@ -5,7 +5,12 @@
 # (write_bytes, /proc/PID/io) while it stored them, per leaf. Medians over the pairs.
 #
 #   bash bench/track_bench.sh BUILD_A [BUILD_B]     (env: N=100000 PAIRS=3 WINDOW=4096
-#                                                   PER_ROOT=10000; writes $OUT if set)
+#                                                   PER_ROOT=10000 FORM=leaf PER_REQUEST=4096;
+#                                                   writes $OUT if set)
+#
+# FORM=batch hands the same leaves off over TrackBatch (the root with its tree and up to
+# PER_REQUEST leaves per request) instead of one Track request per leaf; FORM_A / FORM_B set it per
+# side, e.g. FORM_A=leaf FORM_B=batch with one build compares the two forms in the same minutes.
 #
 # Track is served on the poller's internal port (no token configured). The bench client comes from BUILD_B (or BUILD_A alone), so an older poller is measured with
 # today's client. The machine's load average is printed with every run.
@@ -19,6 +24,10 @@ N="${N:-100000}"
 PAIRS="${PAIRS:-3}"
 WINDOW="${WINDOW:-4096}"
 PER_ROOT="${PER_ROOT:-10000}"
+FORM="${FORM:-leaf}"
+FORM_A="${FORM_A:-$FORM}"
+FORM_B="${FORM_B:-$FORM}"
+PER_REQUEST="${PER_REQUEST:-4096}"
 CLIENT="$B/bench/track_bench"
 require_built "$A/services/poller/anchord-poller" "$B/services/poller/anchord-poller" "$CLIENT"
 WORK="$(mktemp -d /tmp/anchord-track-bench.XXXXXX)"
@@ -30,8 +39,8 @@ usage() {  # pid -> "write_bytes cpu_seconds"
   echo "$(write_bytes "$1") $(cpu_seconds "$1")"
 }
 
-run_one() {  # build label -> one result line
-  local build="$1" label="$2" dir pid before after json
+run_one() {  # build label form -> one result line
+  local build="$1" label="$2" form="$3" dir pid before after json
   dir="$WORK/$label.$RANDOM"; mkdir -p "$dir"
   "$build/services/poller/anchord-poller" --listen 127.0.0.1:0 --port-file "$dir/public.port" \
     --internal-listen 127.0.0.1:0 --internal-port-file "$dir/port" \
@@ -41,7 +50,7 @@ run_one() {  # build label -> one result line
   pid=$!; PIDS+=("$pid")
   wait_file "$dir/port" 60
   before=$(usage "$pid")
-  json=$("$CLIENT" "127.0.0.1:$(cat "$dir/port")" "$N" "$WINDOW" "$PER_ROOT")
+  json=$("$CLIENT" "127.0.0.1:$(cat "$dir/port")" "$N" "$WINDOW" "$PER_ROOT" 7 "$form" "$PER_REQUEST")
   after=$(usage "$pid")
   stop_all
   /usr/bin/python3 - "$label" "$N" "$before" "$after" "$json" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
@@ -58,11 +67,11 @@ PY
   rm -rf "$dir"
 }
 
-echo "track_bench: N=$N window=$WINDOW leaves/root=$PER_ROOT, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "track_bench: N=$N window=$WINDOW leaves/root=$PER_ROOT forms A=$FORM_A B=$FORM_B (batch: $PER_REQUEST leaves/request), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 {
   for i in $(seq 1 "$PAIRS"); do
-    run_one "$A" A
-    run_one "$B" B
+    run_one "$A" A "$FORM_A"
+    run_one "$B" B "$FORM_B"
   done
 } | tee "$WORK/lines"
 /usr/bin/python3 - "$WORK/lines" <<'PY' | tee -a "${OUT:-/dev/null}"

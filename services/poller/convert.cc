@@ -1,5 +1,9 @@
 #include "services/poller/convert.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "libs/common/validate.h"
 #include "libs/digest/digest.h"
@@ -47,6 +51,48 @@ absl::Status CheckText(const std::string& value, size_t max, absl::string_view f
   }
   if (value.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": must not contain NUL"));
+  }
+  return absl::OkStatus();
+}
+
+// Validates the files of a hand-off (`field` names the list) and appends them to *out.
+absl::Status ConvertFiles(
+    const google::protobuf::RepeatedPtrField<anchord::v1::FileMetadata>& files,
+    absl::string_view field, std::vector<FileRow>* out) {
+  if (files.size() > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 1000 files per hand-off"));
+  }
+  out->reserve(out->size() + files.size());
+  for (int i = 0; i < files.size(); ++i) {
+    const auto& f = files[i];
+    std::string prefix = absl::StrCat(field, "[", i, "].");
+    absl::Status st;
+    if (st = ValidateFilename(f.filename(), prefix + "filename"); !st.ok()) return st;
+    if (st = ValidateSize(f.size_bytes(), prefix + "size_bytes"); !st.ok()) return st;
+    if (st = ValidateMimeType(f.mime_type(), prefix + "mime_type"); !st.ok()) return st;
+    if (st = ValidateSourcePath(f.source_path(), prefix + "source_path"); !st.ok()) return st;
+    if (st = ValidateJob(f.job(), prefix + "job"); !st.ok()) return st;
+    out->push_back(FileRow{std::string(JobOrDefault(f.job())), f.source_path(), f.filename(),
+                           f.size_bytes(), f.mime_type()});
+  }
+  return absl::OkStatus();
+}
+
+// The root of a TrackBatchRequest carrying a tree or leaves: a batch root, not a leaf.
+absl::Status CheckBatchRoot(const anchord::v1::Proof& p) {
+  if (p.merkle_leaf_count() <= 0) {
+    return absl::InvalidArgumentError(
+        "track.proof.merkle_leaf_count: must be > 0 with merkle_tree or leaves (a batch root)");
+  }
+  if (p.merkle_leaf_count() > kMaxBatchLeaves) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("track.proof.merkle_leaf_count: at most ", kMaxBatchLeaves,
+                     " with merkle_tree (larger batches are handed off over Track), got ",
+                     p.merkle_leaf_count()));
+  }
+  if (!p.merkle_root().empty()) {
+    return absl::InvalidArgumentError(
+        "track.proof.merkle_root: must be empty with merkle_tree or leaves (a batch root)");
   }
   return absl::OkStatus();
 }
@@ -149,18 +195,99 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   r.leaf_count = p.merkle_leaf_count();
   r.fallback_provider = req.fallback_provider();
   in.evidence = req.evidence();
-  for (int i = 0; i < p.files_size(); ++i) {
-    const auto& f = p.files(i);
-    std::string prefix = absl::StrCat("proof.files[", i, "].");
-    if (st = ValidateFilename(f.filename(), prefix + "filename"); !st.ok()) return st;
-    if (st = ValidateSize(f.size_bytes(), prefix + "size_bytes"); !st.ok()) return st;
-    if (st = ValidateMimeType(f.mime_type(), prefix + "mime_type"); !st.ok()) return st;
-    if (st = ValidateSourcePath(f.source_path(), prefix + "source_path"); !st.ok()) return st;
-    if (st = ValidateJob(f.job(), prefix + "job"); !st.ok()) return st;
-    in.files.push_back(FileRow{std::string(JobOrDefault(f.job())), f.source_path(), f.filename(),
-                               f.size_bytes(), f.mime_type()});
-  }
+  if (st = ConvertFiles(p.files(), "proof.files", &in.files); !st.ok()) return st;
   return in;
+}
+
+absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> BatchTreeCache::Decode(
+    const std::string& encoded, const std::string& root) {
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& b : recent_) {
+      if (b->tree().root().raw() == root && b->encoded() == encoded) return b;
+    }
+  }
+  // Decoded outside the lock, so other streams' requests do not wait for this tree (two streams
+  // may then both decode one tree: same result).
+  auto batch = merkle::SealedBatch::Decode(encoded, root);
+  if (!batch.ok()) return batch.status();
+  absl::MutexLock lock(&mu_);
+  recent_.push_front(*batch);
+  while (recent_.size() > capacity_) recent_.pop_back();
+  return *batch;
+}
+
+absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
+    const anchord::v1::TrackBatchRequest& req, BatchTreeCache* trees) {
+  absl::StatusOr<TrackInput> root = ValidateTrackRequest(req.track());
+  if (!root.ok()) {
+    return absl::Status(root.status().code(), absl::StrCat("track.", root.status().message()));
+  }
+  std::vector<TrackInput> out;
+  if (req.leaves().empty() && req.merkle_tree().empty()) {
+    out.push_back(*std::move(root));
+    return out;
+  }
+  const anchord::v1::Proof& p = req.track().proof();
+  if (absl::Status st = CheckBatchRoot(p); !st.ok()) return st;
+  const size_t n = static_cast<size_t>(p.merkle_leaf_count());
+  constexpr size_t kPerLeaf = merkle::kDigestSize + merkle::kNonceSize;
+  if (req.merkle_tree().size() != kPerLeaf * n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "merkle_tree: must be ", kPerLeaf, " bytes per leaf (track.proof.merkle_leaf_count ", n,
+        ": ", kPerLeaf * n, " bytes), got ", req.merkle_tree().size()));
+  }
+  if (req.leaves_size() > kMaxBatchLeaves) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("leaves: at most ", kMaxBatchLeaves, " per request, got ", req.leaves_size()));
+  }
+  // Everything but the tree first: rebuilding it is the costly check.
+  std::vector<std::vector<FileRow>> files(req.leaves_size());
+  std::vector<int> first_at(n, -1);
+  for (int i = 0; i < req.leaves_size(); ++i) {
+    const anchord::v1::MerkleLeaf& leaf = req.leaves(i);
+    if (leaf.index() >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("leaves[", i, "].index: ", leaf.index(),
+                                                     " is not below track.proof.merkle_leaf_count ",
+                                                     n));
+    }
+    if (first_at[leaf.index()] >= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("leaves[", i, "].index: ", leaf.index(),
+                                                     " is listed twice (also leaves[",
+                                                     first_at[leaf.index()], "])"));
+    }
+    first_at[leaf.index()] = i;
+    absl::Status st = ConvertFiles(leaf.files(), absl::StrCat("leaves[", i, "].files"), &files[i]);
+    if (!st.ok()) return st;
+  }
+  auto batch = trees->Decode(req.merkle_tree(), p.digest());
+  if (!batch.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "merkle_tree: does not lead to track.proof.digest (", batch.status().message(), ")"));
+  }
+
+  root->batch = *batch;
+  out.reserve(1 + req.leaves_size());
+  out.push_back(*std::move(root));
+  const ProofRow& r = out.front().proof;
+  for (int i = 0; i < req.leaves_size(); ++i) {
+    const uint32_t index = req.leaves(i).index();
+    TrackInput in;
+    // The root's provider record (proof id, state, URLs, block, times, failure, fallback), as a
+    // Track request of the leaf carries it.
+    in.proof = r;
+    in.proof.digest = *Digest::FromBytes((*batch)->digest(index));
+    in.proof.merkle_root = r.digest.raw();
+    in.proof.leaf_count = 0;
+    in.proof.leaf_index = index;
+    // TODO(s7-merge): drop this line: today's stores keep each leaf's path; with s7-pstore they
+    // derive it from the root's tree when leaf_index >= 0.
+    in.proof.merkle_path = (*batch)->tree().PathBytes(index);
+    in.files = std::move(files[i]);
+    in.batch = *batch;
+    out.push_back(std::move(in));
+  }
+  return out;
 }
 
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,

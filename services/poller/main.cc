@@ -194,7 +194,8 @@ int main(int argc, char** argv) {
   }
   anchord::poller::PollerServiceImpl poller_service(store->get(), &bus, &metrics, clock, &pool,
                                                     service_options);
-  // The same service on the internal port, where only Track is served (to peers with the token).
+  // The same service on the internal port, where only Track and TrackBatch are served (to peers
+  // with the token).
   auto internal_gate = anchord::rpc::RpcGate::InternalFromFile(server_options.internal.token_file);
   if (!internal_gate.ok()) {
     ANCHORD_LOG(Error) << internal_gate.status();

@@ -132,10 +132,10 @@ void PollerServiceImpl::EndWatches() {
   absl::MutexLock lock(&tracks_mu_);
   tracks_ending_ = true;
   // Same rule: a Track stream removes itself under tracks_mu_ in OnDone.
-  for (TrackReactor* t : tracks_) t->Drain();
+  for (HandoffStream* t : tracks_) t->Drain();
 }
 
-void PollerServiceImpl::AddTrack(TrackReactor* t) {
+void PollerServiceImpl::AddTrack(HandoffStream* t) {
   bool ending;
   {
     absl::MutexLock lock(&tracks_mu_);
@@ -145,7 +145,7 @@ void PollerServiceImpl::AddTrack(TrackReactor* t) {
   if (ending) t->Drain();
 }
 
-void PollerServiceImpl::RemoveTrack(TrackReactor* t) {
+void PollerServiceImpl::RemoveTrack(HandoffStream* t) {
   absl::MutexLock lock(&tracks_mu_);
   tracks_.erase(t);
 }
@@ -155,7 +155,15 @@ grpc::ServerBidiReactor<v1::TrackRequest, v1::TrackResponse>* PollerServiceImpl:
   if (grpc::Status st = options_.gate.AdmitInternal(*ctx, "PollerService.Track"); !st.ok()) {
     return new rpc::RefusedBidiReactor<v1::TrackRequest, v1::TrackResponse>(st);
   }
-  return new TrackReactor(this);
+  return new TrackReactor<v1::TrackRequest>(this);
+}
+
+grpc::ServerBidiReactor<v1::TrackBatchRequest, v1::TrackResponse>* PollerServiceImpl::TrackBatch(
+    grpc::CallbackServerContext* ctx) {
+  if (grpc::Status st = options_.gate.AdmitInternal(*ctx, "PollerService.TrackBatch"); !st.ok()) {
+    return new rpc::RefusedBidiReactor<v1::TrackBatchRequest, v1::TrackResponse>(st);
+  }
+  return new TrackReactor<v1::TrackBatchRequest>(this);
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* PollerServiceImpl::Watch(

@@ -1,4 +1,5 @@
-// The poller's gRPC surface: PollerService (Track, Watch, GetProof, ListProofs, DownloadProof)
+// The poller's gRPC surface: PollerService (Track, TrackBatch, Watch, GetProof, ListProofs,
+// DownloadProof)
 // and StatusService (Locate, SummarizeJob), both on the callback API. This file holds the gates,
 // the registry of open streams and DownloadProof; the streams are in track_reactor.h and
 // watch_reactor.h, the unary methods are plain functions in lookups.h run through rpc::RunUnary.
@@ -17,6 +18,7 @@
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/common/clock.h"
 #include "libs/rpc/internal.h"
+#include "services/poller/convert.h"
 #include "services/poller/event_bus.h"
 #include "services/poller/poller_metrics.h"
 #include "services/poller/poller_store.h"
@@ -32,8 +34,10 @@ struct PollerServiceOptions {
   // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
   // offered a path-only proof once confirmed (see leaf_proof.h).
   std::set<std::string> providers_without_ots;
-  // Track requests of one stream read but not yet acknowledged. Requests read while a batch is
-  // being stored form the next batch (one transaction), so this is also the largest group commit:
+  // Proofs of one stream read but not yet acknowledged: a Track request counts one, a TrackBatch
+  // request its root and leaves (one request more may be read while below the limit). Requests
+  // read while a batch is being stored form the next batch (one transaction), so this is also the
+  // largest group commit:
   // the submitter hands off Merkle leaves in windows of 16,384 (HandoffOptions::batch). Each
   // commit rewrites most pages of the random-key indexes (digests) whatever its size, so larger
   // commits share each page among more leaves: bench/track_bench.sh at 100,000 leaves wrote
@@ -42,12 +46,15 @@ struct PollerServiceOptions {
   int track_max_in_flight = 16384;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
-  // Which port this instance serves: the public one (Track refused) or the internal one (only
-  // Track, for callers with the internal token). main() registers one instance on each.
+  // Which port this instance serves: the public one (Track and TrackBatch refused) or the
+  // internal one (only those two, for callers with the internal token). main() registers one
+  // instance on each.
   rpc::RpcGate gate = rpc::RpcGate::Public();
 };
 
 class WatchReactor;
+class HandoffStream;
+template <typename Request>
 class TrackReactor;
 
 class PollerServiceImpl final : public anchord::v1::PollerService::CallbackService {
@@ -58,13 +65,15 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   ~PollerServiceImpl() override;
 
   // Ends every open Watch stream with UNAVAILABLE ("server shutting down"), and drains every
-  // Track stream (no more reads; what was read is stored and answered, then UNAVAILABLE), so a
-  // graceful drain does not wait for the grace period on streams that never end by themselves.
-  // Streams opened later are ended the same way.
+  // Track and TrackBatch stream (no more reads; what was read is stored and answered, then
+  // UNAVAILABLE), so a graceful drain does not wait for the grace period on streams that never end
+  // by themselves. Streams opened later are ended the same way.
   void EndWatches() ABSL_LOCKS_EXCLUDED(watchers_mu_, tracks_mu_);
 
   // anchord::v1::PollerService::CallbackService
   grpc::ServerBidiReactor<anchord::v1::TrackRequest, anchord::v1::TrackResponse>* Track(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<anchord::v1::TrackBatchRequest, anchord::v1::TrackResponse>* TrackBatch(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerWriteReactor<anchord::v1::WatchResponse>* Watch(
       grpc::CallbackServerContext* ctx, const anchord::v1::WatchRequest* request) override;
@@ -79,14 +88,15 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
 
  private:
   friend class WatchReactor;
+  template <typename Request>
   friend class TrackReactor;
   friend class DownloadReactor;
   // Called by the reactors, never with their own lock held (EndWatches takes the reactors'
   // locks under the service's).
   void AddWatcher(WatchReactor* w) ABSL_LOCKS_EXCLUDED(watchers_mu_);
   void RemoveWatcher(WatchReactor* w) ABSL_LOCKS_EXCLUDED(watchers_mu_);
-  void AddTrack(TrackReactor* t) ABSL_LOCKS_EXCLUDED(tracks_mu_);
-  void RemoveTrack(TrackReactor* t) ABSL_LOCKS_EXCLUDED(tracks_mu_);
+  void AddTrack(HandoffStream* t) ABSL_LOCKS_EXCLUDED(tracks_mu_);
+  void RemoveTrack(HandoffStream* t) ABSL_LOCKS_EXCLUDED(tracks_mu_);
 
   PollerStore* store_;
   EventBus* bus_;
@@ -94,12 +104,13 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
   Clock* clock_;
   WorkerPool* pool_;
   PollerServiceOptions options_;
+  BatchTreeCache batch_trees_;  // TrackBatch's trees, shared by every stream
 
   absl::Mutex watchers_mu_;
   std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
   bool ending_ ABSL_GUARDED_BY(watchers_mu_) = false;
   absl::Mutex tracks_mu_;
-  std::set<TrackReactor*> tracks_ ABSL_GUARDED_BY(tracks_mu_);
+  std::set<HandoffStream*> tracks_ ABSL_GUARDED_BY(tracks_mu_);
   bool tracks_ending_ ABSL_GUARDED_BY(tracks_mu_) = false;
 };
 

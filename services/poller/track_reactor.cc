@@ -67,24 +67,46 @@ v1::ItemStatus StoreUnavailableItem(const absl::Status& st) {
                            "STORE_UNAVAILABLE", absl::Seconds(1));
 }
 
+// How each RPC's request becomes store inputs, and what it weighs against track_max_in_flight.
+const v1::TrackRequest& TrackOf(const v1::TrackRequest& req) { return req; }
+const v1::TrackRequest& TrackOf(const v1::TrackBatchRequest& req) { return req.track(); }
+
+int Cost(const v1::TrackRequest&) { return 1; }
+int Cost(const v1::TrackBatchRequest& req) { return 1 + req.leaves_size(); }
+
+absl::StatusOr<std::vector<TrackInput>> Expand(BatchTreeCache*, const v1::TrackRequest& req) {
+  auto in = ValidateTrackRequest(req);
+  if (!in.ok()) return in.status();
+  std::vector<TrackInput> out;
+  out.push_back(*std::move(in));
+  return out;
+}
+absl::StatusOr<std::vector<TrackInput>> Expand(BatchTreeCache* trees,
+                                               const v1::TrackBatchRequest& req) {
+  return ExpandTrackBatchRequest(req, trees);
+}
+
 }  // namespace
 
-TrackReactor::TrackReactor(PollerServiceImpl* service) : service_(service) {
+template <typename Request>
+TrackReactor<Request>::TrackReactor(PollerServiceImpl* service) : service_(service) {
   // Registered before anything can finish the stream, so OnDone always finds it registered.
   service_->AddTrack(this);
   absl::MutexLock lock(&mu_);
   if (finished_) return;  // drained at once: the poller is shutting down
   reading_ = true;
-  StartRead(&read_buf_);
+  this->StartRead(&read_buf_);
 }
 
-void TrackReactor::Drain() {
+template <typename Request>
+void TrackReactor<Request>::Drain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
   MaybeFinishLocked();
 }
 
-void TrackReactor::OnReadDone(bool ok) {
+template <typename Request>
+void TrackReactor<Request>::OnReadDone(bool ok) {
   absl::MutexLock lock(&mu_);
   reading_ = false;
   if (!ok) {
@@ -93,21 +115,23 @@ void TrackReactor::OnReadDone(bool ok) {
     return;
   }
   if (finished_) return;  // read after a drain finished the stream: never answered, so resent
-  ++in_flight_;
+  in_flight_ += Cost(read_buf_);
   inbox_.push_back(std::move(read_buf_));
   read_buf_.Clear();
   ScheduleLocked();
   MaybeReadLocked();
 }
 
-void TrackReactor::OnWriteDone(bool ok) {
+template <typename Request>
+void TrackReactor<Request>::OnWriteDone(bool ok) {
   absl::MutexLock lock(&mu_);
   writing_ = false;
-  --in_flight_;
-  if (SendDeferredFinishLocked()) return;
+  in_flight_ -= write_cost_;
+  write_cost_ = 0;
+  if (this->SendDeferredFinishLocked()) return;
   if (!ok) {
     // The client is gone; stop here (the stored proofs stay stored).
-    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+    this->FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
     return;
   }
   MaybeWriteLocked();
@@ -115,55 +139,65 @@ void TrackReactor::OnWriteDone(bool ok) {
   MaybeFinishLocked();
 }
 
-void TrackReactor::OnCancel() {
+template <typename Request>
+void TrackReactor<Request>::OnCancel() {
   absl::MutexLock lock(&mu_);
-  FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  this->FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
 }
 
-void TrackReactor::OnDone() {
+template <typename Request>
+void TrackReactor<Request>::OnDone() {
   service_->RemoveTrack(this);
-  Unref();
+  this->Unref();
 }
 
-void TrackReactor::MaybeReadLocked() {
-  // One read in flight; at most track_max_in_flight requests between read and acknowledgement.
+template <typename Request>
+void TrackReactor<Request>::MaybeReadLocked() {
+  // One read in flight; at most track_max_in_flight proofs between read and acknowledgement (one
+  // request more when the last one read was large).
   if (reading_ || reads_done_ || finished_ || draining_) return;
   if (in_flight_ >= service_->options_.track_max_in_flight) return;
   reading_ = true;
-  StartRead(&read_buf_);
+  this->StartRead(&read_buf_);
 }
 
-void TrackReactor::MaybeWriteLocked() {
+template <typename Request>
+void TrackReactor<Request>::MaybeWriteLocked() {
   if (writing_ || finished_ || outbox_.empty()) return;
   writing_ = true;
-  write_buf_ = std::move(outbox_.front());
+  write_buf_ = std::move(outbox_.front().first);
+  write_cost_ = outbox_.front().second;
   outbox_.pop_front();
-  StartWrite(&write_buf_);
+  this->StartWrite(&write_buf_);
 }
 
-void TrackReactor::MaybeFinishLocked() {
+template <typename Request>
+void TrackReactor<Request>::MaybeFinishLocked() {
   if (in_flight_ != 0 || writing_ || task_scheduled_) return;
   if (reads_done_) {
-    FinishLocked(grpc::Status::OK);
+    this->FinishLocked(grpc::Status::OK);
   } else if (draining_) {
     // A read may still be outstanding: gRPC completes it (not ok) once the status is sent.
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "poller shutting down; reconnect"));
+    this->FinishLocked(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "poller shutting down; reconnect"));
   }
 }
 
-void TrackReactor::ScheduleLocked() {
+template <typename Request>
+void TrackReactor<Request>::ScheduleLocked() {
   if (task_scheduled_ || inbox_.empty() || finished_) return;
   task_scheduled_ = true;
-  RefLocked();
+  this->RefLocked();
   if (!service_->pool_->Post([this] { Process(); })) {
     task_scheduled_ = false;
     --refs_;  // OnDone has not run yet (Finish was not called), so refs_ stays > 0
-    FinishLocked(rpc::ToGrpcStatus(rpc::Overloaded("poller")));
+    this->FinishLocked(rpc::ToGrpcStatus(rpc::Overloaded("poller")));
   }
 }
 
-void TrackReactor::Process() {
-  std::vector<v1::TrackRequest> batch;
+template <typename Request>
+void TrackReactor<Request>::Process() {
+  std::vector<Request> batch;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time give_up = absl::Now() + kGatherMax;
@@ -179,14 +213,14 @@ void TrackReactor::Process() {
     for (auto& r : inbox_) batch.push_back(std::move(r));
     inbox_.clear();
   }
-  std::vector<v1::TrackResponse> responses = StoreBatch(batch);
+  std::vector<Answer> answers = StoreBatch(batch);
   {
     absl::MutexLock lock(&mu_);
-    for (auto& r : responses) outbox_.push_back(std::move(r));
+    for (auto& a : answers) outbox_.push_back(std::move(a));
     task_scheduled_ = false;
     if (finished_) {
       // Cancelled meanwhile: nothing more will be written, release the counts.
-      in_flight_ -= static_cast<int>(outbox_.size());
+      for (const Answer& a : outbox_) in_flight_ -= a.second;
       outbox_.clear();
     }
     ScheduleLocked();
@@ -194,47 +228,60 @@ void TrackReactor::Process() {
     MaybeReadLocked();
     MaybeFinishLocked();
   }
-  Unref();
+  this->Unref();
 }
 
-std::vector<v1::TrackResponse> TrackReactor::StoreBatch(
-    const std::vector<v1::TrackRequest>& batch) {
-  std::vector<v1::TrackResponse> responses(batch.size());
+template <typename Request>
+std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::StoreBatch(
+    const std::vector<Request>& batch) {
+  std::vector<Answer> answers(batch.size());
+  // Every request's inputs go to one store call; owner[k] is the request of inputs[k].
   std::vector<TrackInput> inputs;
-  std::vector<size_t> input_index;
-  inputs.reserve(batch.size());
-  input_index.reserve(batch.size());
+  std::vector<size_t> owner;
+  std::vector<bool> stores(batch.size(), false);
   for (size_t i = 0; i < batch.size(); ++i) {
-    responses[i].set_request_id(EchoId(batch[i].request_id()));
-    responses[i].set_digest(batch[i].proof().digest());
-    auto in = ValidateTrackRequest(batch[i]);
-    if (!in.ok()) {
-      *responses[i].mutable_status() = rpc::ToItemStatus(in.status(), "INVALID_FIELD");
+    v1::TrackResponse& resp = answers[i].first;
+    answers[i].second = Cost(batch[i]);
+    resp.set_request_id(EchoId(TrackOf(batch[i]).request_id()));
+    resp.set_digest(TrackOf(batch[i]).proof().digest());
+    auto expanded = Expand(&service_->batch_trees_, batch[i]);
+    if (!expanded.ok()) {
+      *resp.mutable_status() = rpc::ToItemStatus(expanded.status(), "INVALID_FIELD");
       continue;
     }
-    auto store_it = ApplyHandoffPolicy(service_->store_, &*in);
-    if (!store_it.ok()) {
-      *responses[i].mutable_status() = StoreUnavailableItem(store_it.status());
+    const size_t first = inputs.size();
+    absl::Status policy;
+    for (TrackInput& in : *expanded) {
+      auto store_it = ApplyHandoffPolicy(service_->store_, &in);
+      if (!store_it.ok()) {
+        policy = store_it.status();
+        break;
+      }
+      if (!*store_it) continue;
+      inputs.push_back(std::move(in));
+      owner.push_back(i);
+    }
+    if (!policy.ok()) {
+      // Nothing of the request is stored: it is answered as a whole.
+      inputs.resize(first);
+      owner.resize(first);
+      *resp.mutable_status() = StoreUnavailableItem(policy);
       continue;
     }
-    if (!*store_it) {
-      *responses[i].mutable_status() = rpc::ToItemStatus(absl::OkStatus());
-      continue;
-    }
-    inputs.push_back(std::move(*in));
-    input_index.push_back(i);
+    *resp.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
+    stores[i] = inputs.size() > first;
   }
-  if (inputs.empty()) return responses;
+  if (inputs.empty()) return answers;
   absl::Time now = service_->clock_->Now();
   auto outcomes = service_->store_->Track(inputs, now);
   if (!outcomes.ok()) {
     v1::ItemStatus unavailable = StoreUnavailableItem(outcomes.status());
-    for (size_t i : input_index) *responses[i].mutable_status() = unavailable;
-    return responses;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (stores[i]) *answers[i].first.mutable_status() = unavailable;
+    }
+    return answers;
   }
-  for (size_t k = 0; k < outcomes->size(); ++k) {
-    const TrackOutcome& o = (*outcomes)[k];
-    *responses[input_index[k]].mutable_status() = rpc::ToItemStatus(absl::OkStatus());
+  for (const TrackOutcome& o : *outcomes) {
     v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
     if (o.inserted || o.state_changed) {
       type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
@@ -246,7 +293,10 @@ std::vector<v1::TrackResponse> TrackReactor::StoreBatch(
     }
     PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
   }
-  return responses;
+  return answers;
 }
+
+template class TrackReactor<v1::TrackRequest>;
+template class TrackReactor<v1::TrackBatchRequest>;
 
 }  // namespace anchord::poller

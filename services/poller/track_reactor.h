@@ -1,13 +1,15 @@
-// PollerService.Track, the submitter's hand-off stream (bidi, internal port only). Requests are
-// batched per stream and stored on the worker pool, one transaction per batch; each response is
-// written after the commit that made its proof durable, so an acknowledged proof is never lost.
-// At most PollerServiceOptions::track_max_in_flight requests of a stream are between read and
+// PollerService.Track and TrackBatch, the submitter's hand-off streams (bidi, internal port only).
+// Requests are batched per stream and stored on the worker pool, one transaction per batch; each
+// response is written after the commit that made its proofs durable, so an acknowledged proof is
+// never lost. At most PollerServiceOptions::track_max_in_flight proofs of a stream (a Track
+// request is one, a TrackBatch request its root and leaves) are between read and
 // acknowledgement: a fast sender is slowed by HTTP/2 flow control instead of growing memory.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <deque>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -18,17 +20,33 @@ namespace anchord::poller {
 
 class PollerServiceImpl;
 
+// What the service keeps of an open hand-off stream, to end it on shutdown.
+class HandoffStream {
+ public:
+  virtual ~HandoffStream() = default;
+  // Reads nothing more, answers what was read once it is stored, then ends the stream with
+  // UNAVAILABLE so the sender reconnects (to a restarted poller) and resends whatever it did not
+  // get an answer for.
+  virtual void Drain() = 0;
+};
+
+// `Request` is anchord::v1::TrackRequest or anchord::v1::TrackBatchRequest (instantiated in the
+// .cc); the two differ only in how a request becomes store inputs.
+template <typename Request>
 class TrackReactor final
-    : public rpc::ReactorLifetime<
-          grpc::ServerBidiReactor<anchord::v1::TrackRequest, anchord::v1::TrackResponse>> {
+    : public HandoffStream,
+      public rpc::ReactorLifetime<grpc::ServerBidiReactor<Request, anchord::v1::TrackResponse>> {
+  using Base = rpc::ReactorLifetime<grpc::ServerBidiReactor<Request, anchord::v1::TrackResponse>>;
+  using Base::finished_;
+  using Base::mu_;
+  using Base::refs_;
+  using Base::writing_;
+
  public:
   // Registers itself with `service` (which must outlive the stream) and starts reading.
   explicit TrackReactor(PollerServiceImpl* service);
 
-  // Called by the service on shutdown: reads nothing more, answers what was read once it is
-  // stored, then ends the stream with UNAVAILABLE so the sender reconnects (to a restarted
-  // poller) and resends whatever it did not get an answer for.
-  void Drain() ABSL_LOCKS_EXCLUDED(mu_);
+  void Drain() override ABSL_LOCKS_EXCLUDED(mu_);
 
   // grpc::ServerBidiReactor
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
@@ -37,22 +55,25 @@ class TrackReactor final
   void OnDone() override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // A response and the proofs it acknowledges (what it releases of track_max_in_flight).
+  using Answer = std::pair<anchord::v1::TrackResponse, int>;
+
   void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Worker thread: validates, stores and answers the requests read so far.
   void Process() ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<anchord::v1::TrackResponse> StoreBatch(
-      const std::vector<anchord::v1::TrackRequest>& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<Answer> StoreBatch(const std::vector<Request>& batch) ABSL_LOCKS_EXCLUDED(mu_);
 
   PollerServiceImpl* const service_;
   // Owned by the read in flight (one at a time), so not under mu_ while gRPC fills it.
-  anchord::v1::TrackRequest read_buf_;
+  Request read_buf_;
   anchord::v1::TrackResponse write_buf_ ABSL_GUARDED_BY(mu_);
-  std::deque<anchord::v1::TrackRequest> inbox_ ABSL_GUARDED_BY(mu_);
-  std::deque<anchord::v1::TrackResponse> outbox_ ABSL_GUARDED_BY(mu_);
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int write_cost_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Request> inbox_ ABSL_GUARDED_BY(mu_);
+  std::deque<Answer> outbox_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // proofs read and not yet acknowledged
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool task_scheduled_ ABSL_GUARDED_BY(mu_) = false;

@@ -22,8 +22,9 @@ namespace v1 = anchord::v1;
 // every request and acknowledges it.
 class TrackOnlyPoller : public v1::PollerService::Service {
  public:
-  grpc::Status Track(grpc::ServerContext* ctx,
-                     grpc::ServerReaderWriter<v1::TrackResponse, v1::TrackRequest>* stream) override {
+  grpc::Status Track(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::TrackResponse, v1::TrackRequest>* stream) override {
     v1::TrackRequest req;
     while (stream->Read(&req)) {
       {

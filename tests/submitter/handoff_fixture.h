@@ -36,8 +36,7 @@ class HandoffFixture : public MerkleFixture {
 
   // Leaves D(first) .. D(first + count - 1), sealed in one batch whose root is then SUBMITTED.
   // `evidence` is the root's .ots from the create (the real poller checks it: none there).
-  AcceptedBatch SealAndAccept(int first, int count,
-                              const std::string& evidence = "root-evidence") {
+  AcceptedBatch SealAndAccept(int first, int count, const std::string& evidence = "root-evidence") {
     AcceptedBatch out;
     std::vector<NewItem> items;
     for (int n = first; n < first + count; ++n) {

@@ -94,20 +94,19 @@ class HandoffPollerTest : public HandoffFixture {
       const poller::ProofRow* p = by_digest[D(n)];
       // The poller keeps the leaf's index (its path derived from the root's tree) or, with a
       // store that keeps paths, the path the tree gives: either way byte-identical proofs.
-      bool placed = p != nullptr && (p->leaf_index >= 0
-                                         ? p->leaf_index == static_cast<int64_t>(i)
-                                         : p->merkle_path == batch.batch.paths[i]);
-      bool ok = placed && p->merkle_root == batch.batch.root && p->provider == "fake" && p->proof_id == root->proof_id && p->files.size() == 1 &&
+      bool placed = p != nullptr && (p->leaf_index >= 0 ? p->leaf_index == static_cast<int64_t>(i)
+                                                        : p->merkle_path == batch.batch.paths[i]);
+      bool ok = placed && p->merkle_root == batch.batch.root && p->provider == "fake" &&
+                p->proof_id == root->proof_id && p->files.size() == 1 &&
                 p->files[0].source_path == absl::StrCat("leaves/", n, ".bin");
       if (!ok) {
         ++wrong;
         ADD_FAILURE() << "leaf " << i << " (D(" << n << ")) stored as: "
-                      << (p == nullptr ? std::string("nothing")
-                                       : absl::StrCat("root match ",
-                                                      p->merkle_root == batch.batch.root,
-                                                      ", leaf_index ", p->leaf_index, ", path ",
-                                                      p->merkle_path.size(), " B, files ",
-                                                      p->files.size()));
+                      << (p == nullptr
+                              ? std::string("nothing")
+                              : absl::StrCat("root match ", p->merkle_root == batch.batch.root,
+                                             ", leaf_index ", p->leaf_index, ", path ",
+                                             p->merkle_path.size(), " B, files ", p->files.size()));
       }
     }
     for (int n = per_file_first; n < per_file_first + per_file_count; ++n) {
@@ -125,7 +124,8 @@ class HandoffPollerTest : public HandoffFixture {
   }
 
   absl::Mutex calls_mu_;
-  std::shared_ptr<std::map<std::string, int>> calls_ = std::make_shared<std::map<std::string, int>>();
+  std::shared_ptr<std::map<std::string, int>> calls_ =
+      std::make_shared<std::map<std::string, int>>();
   FakeClock clock_;
   poller::EventBus bus_;
   std::unique_ptr<poller::PollerStore> poller_store_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "libs/common/status_macros.h"
 
 namespace anchord::submitter {
 
@@ -30,6 +31,13 @@ absl::StatusOr<std::shared_ptr<const SealedBatch>> LeafDetails::Tree(int64_t bat
   cache_.emplace_front(batch_id, *batch);
   if (cache_.size() > kCached) cache_.pop_back();
   return batch;
+}
+
+absl::StatusOr<HandoffBatch> LeafDetails::ForHandoff(int64_t batch_id, const Source& source) {
+  HandoffBatch out;
+  ANCHORD_ASSIGN_OR_RETURN(out.leaves, Tree(batch_id, source));
+  ANCHORD_ASSIGN_OR_RETURN(out.root, source.root(batch_id));
+  return out;
 }
 
 absl::Status LeafDetails::Fill(std::vector<Submission>* rows, const Source& source) {

@@ -60,6 +60,11 @@ class LeafDetails {
   // root's acceptance gave them. Other rows are left as they are.
   absl::Status Fill(std::vector<Submission>* rows, const Source& source) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // SubmitterStore::BatchForHandoff: the batch's decoded leaves (from the same few cached trees
+  // Fill just used for the window) and its root row as stored.
+  absl::StatusOr<HandoffBatch> ForHandoff(int64_t batch_id, const Source& source)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   absl::StatusOr<std::shared_ptr<const SealedBatch>> Tree(int64_t batch_id, const Source& source)
       ABSL_LOCKS_EXCLUDED(mu_);

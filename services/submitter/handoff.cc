@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/providers/provider.h"
 #include "libs/rpc/messages.h"
+#include "services/submitter/handoff_window.h"
 
 namespace anchord::submitter {
 namespace {
@@ -121,12 +123,21 @@ void Handoff::Loop() {
       if (stopping_) return;
       active_ = &ctx;
     }
-    bool progressed = RunStream(&ctx);
+    const bool batch_form = options_.track_batch && absl::Now() >= track_batch_after_;
+    StreamEnd end = RunStream(&ctx, batch_form);
     {
       absl::MutexLock lock(&mu_);
       active_ = nullptr;
     }
-    if (progressed)
+    if (end == StreamEnd::kUnimplemented && batch_form) {
+      // An older poller: nothing was stored or marked, so the same rows go at once over Track.
+      ANCHORD_LOG(Warning) << "hand-off: the poller does not serve TrackBatch; handing off over "
+                              "Track, TrackBatch is tried again in "
+                           << options_.track_batch_retry;
+      track_batch_after_ = absl::Now() + options_.track_batch_retry;
+      continue;
+    }
+    if (end == StreamEnd::kProgressed)
       failures = 0;
     else
       ++failures;
@@ -137,16 +148,17 @@ void Handoff::Loop() {
 
 namespace {
 
-// The proofs of one Track stream sent and not yet acknowledged, shared by the thread that writes
+// The requests of one stream sent and not yet acknowledged, shared by the thread that writes
 // them and the thread that reads the acknowledgements.
 class AckWindow {
  public:
   explicit AckWindow(SubmitterMetrics* metrics) : metrics_(metrics) {}
 
-  // Call before the write: the acknowledgement may come at once.
-  void Sent(std::string request_id, int64_t row_id, int64_t seq) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Call before the write: the acknowledgement may come at once. `rows` ({id, change seq}) are
+  // what the request's acknowledgement marks handed off (a batch-form request carries many).
+  void Sent(const HandoffRequest& r) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    unacked_[std::move(request_id)] = RowVersion{row_id, seq};
+    unacked_[r.request.track().request_id()] = Request{r.rows, r.leaf_group};
   }
 
   // Reader thread: applies one acknowledgement.
@@ -155,22 +167,35 @@ class AckWindow {
     auto it = unacked_.find(resp.request_id());
     if (it == unacked_.end()) return;  // an ack of an earlier, broken stream: ignore
     const auto& st = resp.status();
+    const std::vector<std::pair<int64_t, int64_t>>& rows = it->second.rows;
     bool mark = st.code() == 0;
-    if (!mark && st.code() == static_cast<int>(absl::StatusCode::kInvalidArgument)) {
+    if (!mark && st.code() == static_cast<int>(absl::StatusCode::kInvalidArgument) &&
+        it->second.leaf_group) {
+      // One bad field (the root's evidence, say) refuses the whole request; leaf by leaf, the
+      // leaves may well be accepted, as they were before the batch form: not marked, they go
+      // again one by one.
+      ANCHORD_LOG(Error) << "hand-off: poller rejected the batch-form request of root "
+                         << HexEncode(resp.digest()) << ": " << st.message()
+                         << "; its rows go one by one";
+      for (const auto& [id, seq] : rows) one_by_one_.push_back(id);
+    } else if (!mark && st.code() == static_cast<int>(absl::StatusCode::kInvalidArgument)) {
       // The poller will never accept this proof; resending cannot help, so it is logged and
       // counted, not retried forever.
       ANCHORD_LOG(Error) << "hand-off: poller rejected " << HexEncode(resp.digest()) << ": "
                          << st.message();
       mark = true;
-      if (metrics_) metrics_->handoffs.Add({{"result", "rejected"}}).Increment();
+      if (metrics_) {
+        metrics_->handoffs.Add({{"result", "rejected"}})
+            .Increment(static_cast<double>(rows.size()));
+      }
     } else if (!mark) {
       ANCHORD_LOG(Warning) << "hand-off: poller answered code " << st.code() << " for "
                            << HexEncode(resp.digest()) << ": " << st.message() << "; will resend";
       retry_later_ = true;
     } else if (metrics_) {
-      metrics_->handoffs.Add({{"result", "ok"}}).Increment();
+      metrics_->handoffs.Add({{"result", "ok"}}).Increment(static_cast<double>(rows.size()));
     }
-    if (mark) acked_.emplace_back(it->second.id, it->second.seq);
+    if (mark) acked_.insert(acked_.end(), rows.begin(), rows.end());
     unacked_.erase(it);
   }
 
@@ -178,6 +203,12 @@ class AckWindow {
   void ReaderDone() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     reader_done_ = true;
+  }
+
+  // Whether the poller ended the stream (an idle writer notices it here, not at its next write).
+  bool reader_done() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return reader_done_;
   }
 
   // Waits until every proof sent is acknowledged or the reader stopped. False when the stream
@@ -200,15 +231,24 @@ class AckWindow {
     return rows;
   }
 
+  // The ids of rows whose batch-form request was refused, to be sent one by one from now on.
+  std::vector<int64_t> TakeOneByOne() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    std::vector<int64_t> ids;
+    ids.swap(one_by_one_);
+    return ids;
+  }
+
  private:
-  struct RowVersion {
-    int64_t id;
-    int64_t seq;
+  struct Request {
+    std::vector<std::pair<int64_t, int64_t>> rows;
+    bool leaf_group = false;
   };
 
   SubmitterMetrics* const metrics_;
   absl::Mutex mu_;
-  std::map<std::string, RowVersion> unacked_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Request> unacked_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> one_by_one_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int64_t, int64_t>> acked_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   bool retry_later_ ABSL_GUARDED_BY(mu_) = false;
@@ -216,15 +256,24 @@ class AckWindow {
 
 }  // namespace
 
-bool Handoff::RunStream(grpc::ClientContext* ctx) {
-  auto stream = stub_->Track(ctx);
+Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form) {
+  // Both methods answer with TrackResponse; a Track stream is sent each request's `track`.
+  std::unique_ptr<grpc::ClientReaderWriter<anchord::v1::TrackRequest, anchord::v1::TrackResponse>>
+      track;
+  std::unique_ptr<
+      grpc::ClientReaderWriter<anchord::v1::TrackBatchRequest, anchord::v1::TrackResponse>>
+      batch;
+  if (batch_form)
+    batch = stub_->TrackBatch(ctx);
+  else
+    track = stub_->Track(ctx);
   // Acknowledgements are read on their own thread while this one writes, so a window of any size
   // never stalls on HTTP/2 flow control, and the rows of a whole window are marked handed off in
   // one transaction (one commit per window, not one per proof).
   AckWindow window(metrics_);
   std::thread reader([&] {
     anchord::v1::TrackResponse resp;
-    while (stream->Read(&resp)) window.Ack(resp);
+    while (batch_form ? batch->Read(&resp) : track->Read(&resp)) window.Ack(resp);
     window.ReaderDone();
   });
 
@@ -238,6 +287,15 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
     }
     progressed = true;
   };
+  auto write = [&](const HandoffRequest& r) {
+    window.Sent(r);
+    return batch_form ? batch->Write(r.request) : track->Write(r.request.track());
+  };
+  HandoffWindowOptions window_options;
+  window_options.batch_form = batch_form;
+  window_options.max_leaves_per_request = options_.max_leaves_per_request;
+  window_options.max_request_bytes = options_.max_request_bytes;
+  window_options.one_by_one = &one_by_one_;
   bool broken = false;
   const auto deadline = ctx->deadline();
   while (!broken) {
@@ -247,6 +305,7 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
     }
     // Reopen a stream close to its deadline rather than have a batch cut off by it.
     if (std::chrono::system_clock::now() + std::chrono::seconds(5) > deadline) break;
+    if (window.reader_done()) break;  // the poller ended the stream (or refused the method)
     absl::StatusOr<std::vector<Submission>> rows = store_->PendingHandoff(options_.batch);
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "hand-off: " << rows.status();
@@ -263,33 +322,22 @@ bool Handoff::RunStream(grpc::ClientContext* ctx) {
       if (WaitFor(options_.idle_poll)) break;
       continue;
     }
-    anchord::v1::TrackRequest req;
-    for (size_t i = 0; i < rows->size(); ++i) {
-      const Submission& row = (*rows)[i];
-      req.Clear();
-      std::string id = absl::StrCat("s", row.id, "-", row.change_seq);
-      req.set_request_id(id);
-      *req.mutable_proof() = BuildProof(row, (*files)[i]);
-      req.set_evidence(row.record.evidence);
-      if (row.mode == RowMode::kLeaf) req.set_merkle_path(row.merkle_path);
-      req.set_fallback_provider(row.fallback_provider);
-      window.Sent(id, row.id, row.change_seq);
-      if (!stream->Write(req)) {
-        broken = true;
-        break;
-      }
-    }
+    if (!SendHandoffWindow(store_, *rows, *files, window_options, write)) broken = true;
     if (!window.WaitAcked()) broken = true;
+    for (int64_t id : window.TakeOneByOne()) one_by_one_.insert(id);
     mark_acked();
   }
-  ctx->TryCancel();
+  // A stream the poller ended keeps its status (UNIMPLEMENTED from an older poller): cancel only
+  // one still open.
+  if (!window.reader_done()) ctx->TryCancel();
   reader.join();
   mark_acked();  // acknowledgements that arrived while the stream was ending
-  grpc::Status st = stream->Finish();
+  grpc::Status st = batch_form ? batch->Finish() : track->Finish();
+  if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED) return StreamEnd::kUnimplemented;
   if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
     ANCHORD_LOG(Warning) << "hand-off stream to the poller ended: " << st.error_message();
   }
-  return progressed;
+  return progressed ? StreamEnd::kProgressed : StreamEnd::kNoProgress;
 }
 
 }  // namespace anchord::submitter

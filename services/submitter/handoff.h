@@ -1,7 +1,12 @@
 // The hand-off to the poller: streams SUBMITTED and FAILED rows the poller has not acknowledged
-// over PollerService.Track, marks them handed off on the poller's OK, and reconnects (with jittered
-// backoff) when the stream breaks; unacknowledged rows are simply sent again, which is safe because
-// the poller is idempotent on (digest, provider).
+// over PollerService.TrackBatch (a Merkle batch's leaves in the batch form, handoff_window.h),
+// marks them handed off on the poller's OK, and reconnects (with jittered backoff) when the stream
+// breaks; unacknowledged rows are simply sent again, which is safe because the poller is
+// idempotent on (digest, provider).
+//
+// A poller of an older release answers TrackBatch with UNIMPLEMENTED: the hand-off then streams
+// every row over PollerService.Track (the per-row form, as before) and tries TrackBatch again
+// after track_batch_retry, so a poller upgraded meanwhile gets the batch form without a restart.
 //
 // Runs on its own thread with the sync client API (allowed for a dedicated client thread).
 #pragma once
@@ -12,6 +17,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "anchord/v1/poller.grpc.pb.h"
@@ -32,6 +38,14 @@ struct HandoffOptions {
   int batch = 16384;
   absl::Duration idle_poll = absl::Milliseconds(500);
   BackoffPolicy reconnect{absl::Milliseconds(100), absl::Seconds(10), 2.0};
+  // Hand off over TrackBatch (false: always over Track, the per-row form).
+  bool track_batch = true;
+  // After a poller answered TrackBatch with UNIMPLEMENTED, how long Track is used before
+  // TrackBatch is tried again (one cheap failed call each time).
+  absl::Duration track_batch_retry = absl::Minutes(10);
+  // Size of one TrackBatch request of a batch's leaves (handoff_window.h).
+  int max_leaves_per_request = 4096;
+  size_t max_request_bytes = size_t{4} << 20;
 };
 
 // Builds the Proof the poller is sent for a row and its files.
@@ -52,8 +66,10 @@ class Handoff {
 
  private:
   void Loop();
-  // Runs one stream until it breaks (false) or the thread stops.
-  bool RunStream(grpc::ClientContext* ctx);
+  enum class StreamEnd { kProgressed, kNoProgress, kUnimplemented };
+  // Runs one stream (TrackBatch when batch_form, else Track) until it breaks or the thread stops.
+  // kUnimplemented: the poller does not serve the method.
+  StreamEnd RunStream(grpc::ClientContext* ctx, bool batch_form);
   bool WaitFor(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);  // true when stopping
 
   SubmitterStore* store_;
@@ -66,6 +82,11 @@ class Handoff {
   uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;  // cancelled by Stop()
   std::thread thread_;
+  // The hand-off thread's own: TrackBatch is not tried before this (a poller without it).
+  absl::Time track_batch_after_ = absl::InfinitePast();
+  // Rows whose batch-form request the poller refused (INVALID_ARGUMENT): sent one by one, so
+  // each is judged on its own. Only grows on such refusals (a few ids per refused request).
+  absl::flat_hash_set<int64_t> one_by_one_;
 };
 
 }  // namespace anchord::submitter

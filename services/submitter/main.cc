@@ -93,6 +93,12 @@ int Run(int argc, char** argv) {
       ->envname("ANCHORD_TRACK_DEADLINE_SECONDS")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  bool track_batch = true;
+  app.add_option("--handoff-track-batch", track_batch,
+                 "hand Merkle leaves off in the batch form (PollerService.TrackBatch); an older "
+                 "poller without it is handed rows one by one over Track either way")
+      ->envname("ANCHORD_HANDOFF_TRACK_BATCH")
+      ->capture_default_str();
   int merkle_max_leaves = 10000;
   double merkle_window_seconds = 5;
   app.add_option("--merkle-max-leaves", merkle_max_leaves,
@@ -226,6 +232,7 @@ int Run(int argc, char** argv) {
   // Before the engine, which wakes it when outcomes are recorded (and so must not outlive it).
   anchord::submitter::HandoffOptions handoff_options;
   handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
+  handoff_options.track_batch = track_batch;
   anchord::submitter::Handoff handoff(store.get(), *poller_channel, metrics.get(), handoff_options);
 
   anchord::submitter::EngineOptions engine_options;

@@ -376,6 +376,10 @@ class PgSubmitterStore final : public SubmitterStore {
         PgParams().Add(id).Add(seq));
   }
 
+  absl::StatusOr<HandoffBatch> BatchForHandoff(int64_t batch_id) override {
+    return leaf_details_.ForHandoff(batch_id, LeafSource());
+  }
+
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
     return WithLeafDetails(Query(absl::StrCat("SELECT ", kSubmissionColumns,
                                               " FROM submissions WHERE digest = $1 ORDER BY id"),
@@ -463,6 +467,12 @@ class PgSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<Submission>> WithLeafDetails(
       absl::StatusOr<std::vector<Submission>> rows) {
     if (!rows.ok()) return rows;
+    ANCHORD_RETURN_IF_ERROR(leaf_details_.Fill(&*rows, LeafSource()));
+    return rows;
+  }
+
+  // Where LeafDetails reads a batch row and its root row.
+  LeafDetails::Source LeafSource() {
     LeafDetails::Source source;
     source.batch = [this](int64_t batch_id) -> absl::StatusOr<StoredBatch> {
       StoredBatch out;
@@ -480,8 +490,7 @@ class PgSubmitterStore final : public SubmitterStore {
       if (root.empty()) return std::optional<Submission>();
       return std::optional<Submission>(std::move(root.front()));
     };
-    ANCHORD_RETURN_IF_ERROR(leaf_details_.Fill(&*rows, source));
-    return rows;
+    return source;
   }
 
   absl::Status Exec(const char* sql, const PgParams& params) {

@@ -438,6 +438,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return tx.Commit();
   }
 
+  absl::StatusOr<HandoffBatch> BatchForHandoff(int64_t batch_id) override {
+    return leaf_details_.ForHandoff(batch_id, LeafSource());
+  }
+
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
     return WithLeafDetails(Query(absl::StrCat("SELECT ", kCols, " FROM ", kDigestIndex, " WHERE ",
                                               DigestIs(1), " ORDER BY id"),
@@ -596,6 +600,12 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<Submission>> WithLeafDetails(
       absl::StatusOr<std::vector<Submission>> rows) {
     if (!rows.ok()) return rows;
+    ANCHORD_RETURN_IF_ERROR(leaf_details_.Fill(&*rows, LeafSource()));
+    return rows;
+  }
+
+  // Where LeafDetails reads a batch row and its root row.
+  LeafDetails::Source LeafSource() {
     LeafDetails::Source source;
     source.batch = [this](int64_t batch_id) {
       ledger::Session session(*db_);
@@ -609,8 +619,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       if (root.empty()) return std::optional<Submission>();
       return std::optional<Submission>(std::move(root.front()));
     };
-    ANCHORD_RETURN_IF_ERROR(leaf_details_.Fill(&*rows, source));
-    return rows;
+    return source;
   }
 
   // Runs inside the caller's session (a claim's transaction).

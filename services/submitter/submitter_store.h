@@ -19,6 +19,10 @@
 #include "absl/time/time.h"
 #include "libs/digest/digest.h"
 
+namespace anchord::merkle {
+class SealedBatch;
+}  // namespace anchord::merkle
+
 namespace anchord::submitter {
 
 // The life of one submission row. Numeric values are stored in the database: do not renumber.
@@ -134,6 +138,16 @@ struct BacklogCount {
   std::string provider;
   SubState state;
   int64_t count = 0;
+};
+
+// What the hand-off needs to send a sealed batch's leaves in the batch form
+// (PollerService.TrackBatch): the batch's stored leaves and its root row.
+struct HandoffBatch {
+  // The stored leaves, decoded and checked against the batch's root; null for a batch sealed by
+  // an older release (its leaf rows carry their own paths).
+  std::shared_ptr<const merkle::SealedBatch> leaves;
+  // The root row as PendingHandoff reads it (with its evidence); nullopt when there is none.
+  std::optional<Submission> root;
 };
 
 class SubmitterStore {
@@ -252,6 +266,13 @@ class SubmitterStore {
       if (!st.ok()) return st;
     }
     return absl::OkStatus();
+  }
+
+  // The batch of leaf rows PendingHandoff returned (NOT_FOUND when there is no such batch). The
+  // default is UNIMPLEMENTED: the hand-off then sends each leaf with its own path.
+  virtual absl::StatusOr<HandoffBatch> BatchForHandoff(int64_t batch_id) {
+    (void)batch_id;
+    return absl::UnimplementedError("BatchForHandoff: not supported by this store");
   }
 
   // --- Reads ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include "libs/ledger/pg_db.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/merkle/merkle.h"
+#include "libs/merkle/sealed_batch.h"
 #include "services/submitter/batcher.h"
 #include "services/submitter/engine.h"
 #include "services/submitter/pg_submitter_store.h"
@@ -396,6 +397,48 @@ TEST_P(MerkleStoreTest, DamagedBatchLeavesAreRefused) {
   EXPECT_NE(rows.status().message().find("root"), absl::string_view::npos) << rows.status();
 }
 
+// What the hand-off sends a batch's leaves with (the batch form): the stored leaves as stored,
+// decoded, and the root row with its evidence; also after a restart (no tree cached).
+TEST_P(MerkleStoreTest, BatchForHandoffGivesStoredLeavesAndRootRow) {
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 5; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
+  std::vector<Submission> leaves = Unbatched();
+  TestBatch b = MakeBatch(leaves);
+  auto id = store_->CreateMerkleBatch(b, kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  StoredRecord rec;
+  rec.proof_id = "root-proof";
+  rec.evidence = "root-evidence";
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  std::vector<std::string> digests;
+  for (const Submission& l : leaves) digests.push_back(l.digest.raw());
+  auto encoded = merkle::EncodeBatchLeaves(digests, b.nonces);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+
+  for (int pass = 0; pass < 2; ++pass) {
+    auto got = store_->BatchForHandoff(*id);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_NE(got->leaves, nullptr);
+    EXPECT_EQ(got->leaves->encoded(), *encoded);
+    EXPECT_EQ(got->leaves->size(), 5u);
+    EXPECT_EQ(got->leaves->IndexOf(D(4)), std::optional<size_t>(3));
+    EXPECT_EQ(got->leaves->tree().root().raw(), b.root);
+    ASSERT_TRUE(got->root.has_value());
+    EXPECT_EQ(got->root->digest.raw(), b.root);
+    EXPECT_EQ(got->root->mode, RowMode::kRoot);
+    EXPECT_EQ(got->root->state, SubState::kSubmitted);
+    EXPECT_EQ(got->root->record.proof_id, "root-proof");
+    EXPECT_EQ(got->root->record.evidence, "root-evidence");
+    EXPECT_EQ(got->root->leaf_count, 5);
+    store_.reset();
+    auto reopened = OpenStore();
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    store_ = std::move(*reopened);
+  }
+  EXPECT_EQ(store_->BatchForHandoff(*id + 1000).status().code(), absl::StatusCode::kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, MerkleStoreTest, ANCHORD_ALL_BACKENDS);
 
 // A batch sealed by an older release kept each leaf's nonce, path and root in the leaf row and no
@@ -432,6 +475,12 @@ TEST_F(MerkleSqliteTest, LeavesSealedByAnOlderReleaseReadAsStored) {
     EXPECT_EQ((*pending)[i].record.proof_id, "root-proof");
     EXPECT_EQ((*pending)[i].request_id, "req-root");
   }
+  // The hand-off cannot send these in the batch form: no stored leaves.
+  auto batch = store_->BatchForHandoff(RowOf(b.root).batch_id);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(batch->leaves, nullptr);
+  ASSERT_TRUE(batch->root.has_value());
+  EXPECT_EQ(batch->root->digest.raw(), b.root);
 }
 
 // --- Batcher -------------------------------------------------------------------------------------

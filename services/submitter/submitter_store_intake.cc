@@ -45,15 +45,17 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
                               DigestIs(1))));
   // (digest, provider) is the key: a row is added unless the pair has one. No UNIQUE index
   // enforces it (the schema says why): this transaction holds the database's write lock, so
-  // nothing can add the pair between the look and the insert.
+  // nothing can add the pair between the look and the insert. A digest with no row at all (the
+  // lowest-id lookup below found none: nearly every digest) needs no look for its first row.
+  constexpr char kInsert[] =
+      "INSERT INTO submissions (digest, provider, job, filename, size_bytes, mime_type, "
+      "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) "
+      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10";
+  ANCHORD_ASSIGN_OR_RETURN(Statement add_new, tx.Prepare(kInsert));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement add_sub,
-      tx.Prepare(absl::StrCat(
-          "INSERT INTO submissions (digest, provider, job, filename, size_bytes, mime_type, "
-          "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) "
-          "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10 WHERE NOT EXISTS (SELECT 1 "
-          "FROM ",
-          kDigestIndex, " WHERE ", DigestIs(1), " AND provider = ?2)")));
+      tx.Prepare(absl::StrCat(kInsert, " WHERE NOT EXISTS (SELECT 1 FROM ", kDigestIndex, " WHERE ",
+                              DigestIs(1), " AND provider = ?2)")));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement min_state,
       tx.Prepare(absl::StrCat("SELECT MIN(state) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
@@ -84,8 +86,9 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
     const FileRef& file = original.has_value() ? *original : item.file;
     bool all_new = true;
     for (const std::string& provider : item.providers) {
-      add_sub.Reset();
-      add_sub.BindBlob(1, item.digest.bytes())
+      Statement& add = sub_id == 0 ? add_new : add_sub;
+      add.Reset();
+      add.BindBlob(1, item.digest.bytes())
           .Bind(2, provider)
           .Bind(3, file.job)
           .Bind(4, file.filename)
@@ -95,7 +98,7 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
           .Bind(8, now_ms)
           .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
           .Bind(10, item.fallback_provider);
-      ANCHORD_RETURN_IF_ERROR(add_sub.Run());
+      ANCHORD_RETURN_IF_ERROR(add.Run());
       if (tx.Changes() == 0) {
         all_new = false;
       } else if (sub_id == 0) {

@@ -54,8 +54,9 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> GetAll(const Digest& digest) override {
     ledger::Session session(*db_);
-    auto st = session.Prepare(
-        absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs WHERE digest = ? ORDER BY seq"));
+    auto st =
+        session.Prepare(absl::StrCat("SELECT ", kSqliteProofColumns, " FROM ", kProofsByDigest,
+                                     " WHERE ", DigestIs(1), " ORDER BY seq"));
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest.bytes());
     return CollectProofs(session, *st);
@@ -63,7 +64,12 @@ class SqlitePollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
                                              int limit) override {
-    std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs p WHERE seq > ?");
+    // With digests, the rows are found through proofs_by_digest (kProofsByDigest): one seek per
+    // digest's 8-byte prefix (a prefix shared by another digest is dropped by `digest IN`), where
+    // the seq order would scan the table.
+    std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs AS p",
+                                   filter.digests.empty() ? "" : " INDEXED BY proofs_by_digest",
+                                   " WHERE seq > ?");
     if (!filter.job.empty()) {
       absl::StrAppend(&sql, " AND ", kSqliteHasJobFile);
     }
@@ -73,7 +79,9 @@ class SqlitePollerStore final : public PollerStore {
     if (!filter.with_leaves) absl::StrAppend(&sql, " AND length(merkle_root) = 0");
     if (!filter.digests.empty()) {
       std::vector<std::string> marks(filter.digests.size(), "?");
-      absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");
+      std::vector<std::string> prefixes(filter.digests.size(), "substr(?, 1, 8)");
+      absl::StrAppend(&sql, " AND substr(digest, 1, 8) IN (", absl::StrJoin(prefixes, ","),
+                      ") AND digest IN (", absl::StrJoin(marks, ","), ")");
     }
     absl::StrAppend(&sql, " ORDER BY seq LIMIT ?");
     ledger::Session session(*db_);
@@ -86,7 +94,9 @@ class SqlitePollerStore final : public PollerStore {
       st->Bind(i++, static_cast<int64_t>(filter.state));
     }
     if (!filter.provider.empty()) st->Bind(i++, filter.provider);
-    for (const Digest& d : filter.digests) st->BindBlob(i++, d.bytes());
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const Digest& d : filter.digests) st->BindBlob(i++, d.bytes());
+    }
     st->Bind(i++, static_cast<int64_t>(limit));
     return CollectProofs(session, *st, filter.with_files);
   }
@@ -160,14 +170,13 @@ class SqlitePollerStore final : public PollerStore {
                                                         const ConfirmInput& in,
                                                         absl::Time now) override {
     return Update(digest, provider,
-                  "UPDATE proofs SET state = ?3, certificate_url = CASE WHEN ?4 = '' THEN "
+                  "SET state = ?3, certificate_url = CASE WHEN ?4 = '' THEN "
                   "certificate_url ELSE ?4 END, verify_url = CASE WHEN ?5 = '' THEN verify_url "
                   "ELSE ?5 END, block_height = ?6, bitcoin_tx = ?7, confirmed_at = ?8, "
                   "last_checked_at = ?9, updated_at = ?9, "
                   "ots = CASE WHEN length(?11) > 0 THEN ?11 ELSE ots END, "
-                  "ots_size = CASE WHEN length(?11) > 0 THEN length(?11) ELSE ots_size END "
-                  "WHERE digest = ?1 AND provider = ?2 AND state = ?10",
-                  [&](Statement& s) {
+                  "ots_size = CASE WHEN length(?11) > 0 THEN length(?11) ELSE ots_size END",
+                  "provider = ?2 AND state = ?10", [&](Statement& s) {
                     s.Bind(3, static_cast<int64_t>(kConfirmed));
                     s.Bind(4, in.certificate_url).Bind(5, in.verify_url);
                     s.Bind(6, in.block_height).Bind(7, in.bitcoin_tx);
@@ -184,9 +193,9 @@ class SqlitePollerStore final : public PollerStore {
                                                      absl::Time now) override {
     if (ots.empty()) return absl::InvalidArgumentError("ots: must not be empty");
     return Update(digest, provider,
-                  "UPDATE proofs SET ots = ?3, ots_size = ?4, last_checked_at = ?5, "
-                  "updated_at = ?5 WHERE digest = ?1 AND provider = ?2 AND state IN (?6, ?7)",
-                  [&](Statement& s) {
+                  "SET ots = ?3, ots_size = ?4, last_checked_at = ?5, "
+                  "updated_at = ?5",
+                  "provider = ?2 AND state IN (?6, ?7)", [&](Statement& s) {
                     s.BindBlob(3, ots).Bind(4, static_cast<int64_t>(ots.size()));
                     s.Bind(5, ToDb(now)).Bind(6, static_cast<int64_t>(kPending));
                     s.Bind(7, static_cast<int64_t>(kConfirmed));
@@ -214,12 +223,15 @@ class SqlitePollerStore final : public PollerStore {
     std::vector<ProofRow> roots;
     {
       ledger::Session session(*db_);
+      // The roots are found through proofs_by_digest by their prefixes (the CTE, named twice,
+      // is computed once).
       auto st = session.Prepare(absl::StrCat(
-          "SELECT ", kSqliteProofColumns,
-          " FROM proofs WHERE provider = ?1 AND state <> ?2 AND leaf_count > 0 AND digest IN "
-          "(SELECT merkle_root FROM proofs INDEXED BY proofs_open_leaves WHERE provider = ?1 "
-          "AND state = 4 AND ",
-          kSqliteOpenLeaf, ") ORDER BY seq LIMIT ?3"));
+          "WITH open_roots (root) AS (SELECT merkle_root FROM proofs INDEXED BY "
+          "proofs_open_leaves WHERE provider = ?1 AND state = 4 AND ",
+          kSqliteOpenLeaf, ") SELECT ", kSqliteProofColumns, " FROM ", kProofsByDigest,
+          " WHERE substr(digest, 1, 8) IN (SELECT substr(root, 1, 8) FROM open_roots) AND "
+          "digest IN (SELECT root FROM open_roots) AND provider = ?1 AND state <> ?2 AND "
+          "leaf_count > 0 ORDER BY seq LIMIT ?3"));
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
       st->Bind(3, static_cast<int64_t>(max_roots));
@@ -252,7 +264,8 @@ class SqlitePollerStore final : public PollerStore {
   absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) override {
     ledger::Session session(*db_);
     auto st =
-        session.Prepare("UPDATE proofs SET fallback_sent = 1 WHERE digest = ? AND provider = ?");
+        session.Prepare(absl::StrCat("UPDATE ", kProofsByDigest, " SET fallback_sent = 1 WHERE ",
+                                     DigestIs(1), " AND provider = ?2"));
     if (!st.ok()) return st.status();
     st->BindBlob(1, digest.bytes()).Bind(2, provider);
     return st->Run();
@@ -262,11 +275,10 @@ class SqlitePollerStore final : public PollerStore {
       const Digest& digest, const std::string& provider, int32_t code, const std::string& message,
       const std::string& reason, const std::string& request_id, absl::Time now) override {
     return Update(digest, provider,
-                  "UPDATE proofs SET state = ?3, failure_code = ?4, failure_message = ?5, "
+                  "SET state = ?3, failure_code = ?4, failure_message = ?5, "
                   "failure_reason = ?6, provider_request_id = CASE WHEN ?7 = '' THEN "
-                  "provider_request_id ELSE ?7 END, last_checked_at = ?8, updated_at = ?8 "
-                  "WHERE digest = ?1 AND provider = ?2 AND state = ?9",
-                  [&](Statement& s) {
+                  "provider_request_id ELSE ?7 END, last_checked_at = ?8, updated_at = ?8",
+                  "provider = ?2 AND state = ?9", [&](Statement& s) {
                     s.Bind(3, static_cast<int64_t>(kFailed)).Bind(4, static_cast<int64_t>(code));
                     s.Bind(5, message).Bind(6, reason).Bind(7, request_id);
                     s.Bind(8, ToDb(now)).Bind(9, static_cast<int64_t>(kPending));
@@ -279,8 +291,9 @@ class SqlitePollerStore final : public PollerStore {
                                                    absl::Time now) override {
     if (ots.empty()) return absl::InvalidArgumentError("ots: must not be empty");
     return Update(digest, provider,
-                  "UPDATE proofs SET ots = ?3, ots_size = ?4, last_checked_at = ?5, "
-                  "updated_at = ?5 WHERE digest = ?1 AND provider = ?2 AND state = ?6 "
+                  "SET ots = ?3, ots_size = ?4, last_checked_at = ?5, "
+                  "updated_at = ?5",
+                  "provider = ?2 AND state = ?6 "
                   "AND ots_size = 0",
                   [&](Statement& s) {
                     s.BindBlob(3, ots).Bind(4, static_cast<int64_t>(ots.size()));
@@ -291,8 +304,8 @@ class SqlitePollerStore final : public PollerStore {
   absl::StatusOr<std::optional<ProofRow>> MarkStalled(const Digest& digest,
                                                       const std::string& provider,
                                                       absl::Time now) override {
-    return Update(digest, provider,
-                  "UPDATE proofs SET stalled = 1 WHERE digest = ?1 AND provider = ?2 "
+    return Update(digest, provider, "SET stalled = 1",
+                  "provider = ?2 "
                   "AND state = ?3 AND stalled = 0",
                   [&](Statement& s) { s.Bind(3, static_cast<int64_t>(kPending)); });
   }
@@ -301,17 +314,19 @@ class SqlitePollerStore final : public PollerStore {
                            absl::Time now) override {
     ledger::Session session(*db_);
     auto st =
-        session.Prepare("UPDATE proofs SET last_checked_at = ? WHERE digest = ? AND provider = ?");
+        session.Prepare(absl::StrCat("UPDATE ", kProofsByDigest, " SET last_checked_at = ?3 WHERE ",
+                                     DigestIs(1), " AND provider = ?2"));
     if (!st.ok()) return st.status();
-    st->Bind(1, ToDb(now)).BindBlob(2, digest.bytes()).Bind(3, provider);
+    st->BindBlob(1, digest.bytes()).Bind(2, provider).Bind(3, ToDb(now));
     return st->Run();
   }
 
   absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                     const std::string& provider) override {
     ledger::Session session(*db_);
-    std::string sql = "SELECT ots FROM proofs WHERE digest = ? AND ots_size > 0";
-    if (!provider.empty()) sql += " AND provider = ?";
+    std::string sql = absl::StrCat("SELECT ots FROM ", kProofsByDigest, " WHERE ", DigestIs(1),
+                                   " AND ots_size > 0");
+    if (!provider.empty()) sql += " AND provider = ?2";
     sql += " ORDER BY seq LIMIT 1";
     auto st = session.Prepare(sql);
     if (!st.ok()) return st.status();
@@ -336,27 +351,8 @@ class SqlitePollerStore final : public PollerStore {
   }
 
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
-    // The furthest state of each digest (over its providers), counted per state.
-    std::string sql = "SELECT st, COUNT(*) FROM (SELECT digest, MAX(state) AS st FROM proofs p";
-    if (!job.empty()) {
-      absl::StrAppend(&sql, " WHERE ", kSqliteHasJobFile);
-    }
-    sql += " GROUP BY digest) GROUP BY st";
     ledger::Session session(*db_);
-    auto st = session.Prepare(sql);
-    if (!st.ok()) return st.status();
-    if (!job.empty()) st->Bind(1, job);
-    Summary out;
-    while (true) {
-      auto row = st->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      int state = static_cast<int>(st->ColumnInt(0));
-      if (!anchord::v1::DigestState_IsValid(state)) continue;
-      out.digests_by_state[static_cast<DigestState>(state)] += st->ColumnInt(1);
-      out.digests += st->ColumnInt(1);
-    }
-    return out;
+    return SummarizeSqlite(session, job);
   }
 
   absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {
@@ -365,15 +361,19 @@ class SqlitePollerStore final : public PollerStore {
   }
 
  private:
-  // Runs a conditional single-row UPDATE (?1 = digest, ?2 = provider) in a transaction and
-  // returns the row after it, or nullopt when the condition did not hold.
+  // Runs a conditional single-row UPDATE of the proof (?1 = digest, ?2 = provider) in a
+  // transaction and returns the row after it, or nullopt when the condition did not hold. `set`
+  // is the statement's SET clause, `where` its condition besides the digest's (added here, found
+  // through proofs_by_digest).
   template <typename BindFn>
   absl::StatusOr<std::optional<ProofRow>> Update(const Digest& digest, const std::string& provider,
-                                                 const char* sql, BindFn bind) {
+                                                 absl::string_view set, absl::string_view where,
+                                                 BindFn bind) {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     {
-      auto st = tx.Prepare(sql);
+      auto st = tx.Prepare(absl::StrCat("UPDATE ", kProofsByDigest, " ", set, " WHERE ",
+                                        DigestIs(1), " AND ", where));
       if (!st.ok()) return st.status();
       st->BindBlob(1, digest.bytes()).Bind(2, provider);
       bind(*st);

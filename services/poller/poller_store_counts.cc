@@ -1,9 +1,11 @@
 #include "services/poller/poller_store_counts.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "services/poller/poller_store_rows.h"
 #include "services/poller/store_rows.h"
 
 namespace anchord::poller {
@@ -51,7 +53,79 @@ absl::StatusOr<bool> HasCountTriggers(ledger::Session& session) {
   return *row && st->ColumnInt(0) == 3;
 }
 
+// Summarize's counts, in the caller's read transaction. Rows per state (every digest counted as
+// if it had one row), then corrected for the digests with several rows (a root or a fallback with
+// two providers: few), which count once at their furthest state. Grouping by digest instead sorts
+// the whole table (proofs_by_digest holds 8-byte prefixes, not digests): rows per state come from
+// proof_counts without a job and from one pass over the table with one; the several-row digests
+// from one pass over proofs_by_digest alone (its multi-row prefixes), then a seek per prefix.
+absl::StatusOr<PollerStore::Summary> SummarizeIn(ledger::Session& session, const std::string& job) {
+  std::map<int64_t, int64_t> rows_by_state;
+  {
+    ANCHORD_ASSIGN_OR_RETURN(
+        ledger::Statement st,
+        session.Prepare(job.empty() ? std::string("SELECT state, SUM(n) FROM proof_counts "
+                                                  "GROUP BY state")
+                                    : absl::StrCat("SELECT state, COUNT(*) FROM proofs AS p WHERE ",
+                                                   kSqliteHasJobFile, " GROUP BY state")));
+    if (!job.empty()) st.Bind(1, job);
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      rows_by_state[st.ColumnInt(0)] += st.ColumnInt(1);
+    }
+  }
+  ANCHORD_ASSIGN_OR_RETURN(
+      ledger::Statement prefixes,
+      session.Prepare("SELECT substr(digest, 1, 8) FROM proofs INDEXED BY proofs_by_digest "
+                      "GROUP BY substr(digest, 1, 8) HAVING COUNT(*) > 1"));
+  // A prefix's rows (of the job's digests), two digests sharing a prefix told apart by digest.
+  ANCHORD_ASSIGN_OR_RETURN(
+      ledger::Statement rows,
+      session.Prepare(absl::StrCat(
+          "SELECT p.digest, p.state FROM proofs AS p INDEXED BY proofs_by_digest WHERE "
+          "substr(p.digest, 1, 8) = ?1",
+          job.empty() ? "" : absl::StrCat(" AND ", kSqliteHasJobFile))));
+  for (;;) {
+    ANCHORD_ASSIGN_OR_RETURN(bool row, prefixes.Step());
+    if (!row) break;
+    rows.Reset();
+    rows.BindBlob(1, prefixes.ColumnText(0));
+    if (!job.empty()) rows.Bind(2, job);
+    std::map<std::string, std::vector<int64_t>> states_of;
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool r, rows.Step());
+      if (!r) break;
+      states_of[rows.ColumnText(0)].push_back(rows.ColumnInt(1));
+    }
+    for (const auto& [digest, states] : states_of) {
+      if (states.size() < 2) continue;
+      for (int64_t state : states) --rows_by_state[state];
+      ++rows_by_state[*std::max_element(states.begin(), states.end())];
+    }
+  }
+  rows.Reset();
+  PollerStore::Summary out;
+  for (const auto& [state, n] : rows_by_state) {
+    if (n <= 0 || !anchord::v1::DigestState_IsValid(static_cast<int>(state))) continue;
+    out.digests_by_state[static_cast<DigestState>(state)] += n;
+    out.digests += n;
+  }
+  return out;
+}
+
 }  // namespace
+
+absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Session& session,
+                                                     const std::string& job) {
+  // One read transaction: the counts and the several-row digests are read from one snapshot.
+  ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
+  absl::StatusOr<PollerStore::Summary> out = SummarizeIn(session, job);
+  const absl::Status end = session.Exec(out.ok() ? "COMMIT" : "ROLLBACK");
+  if (!out.ok()) return out.status();
+  ANCHORD_RETURN_IF_ERROR(end);
+  return out;
+}
 
 absl::Status InitProofCounts(ledger::Transaction& tx) {
   ANCHORD_RETURN_IF_ERROR(tx.begin_status());

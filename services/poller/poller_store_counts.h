@@ -29,6 +29,11 @@ absl::Status InitProofCounts(ledger::Transaction& tx);
 absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderStats(
     ledger::Session& session);
 
+// PollerStore::Summarize: the digests with a file of `job` (all when empty), each counted once at
+// its furthest state over its providers; in one read transaction.
+absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Session& session,
+                                                     const std::string& job);
+
 // The oldest pending proof of (?1 provider, ?2 state, ?3 stalled): one seek on
 // proofs_stall_order, never a scan (tests check its EXPLAIN QUERY PLAN).
 inline constexpr char kOldestPendingQuery[] =

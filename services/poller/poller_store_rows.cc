@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
+#include "services/poller/poller_store_schema.h"
 #include "services/poller/store_rows.h"
 
 namespace anchord::poller {
@@ -60,7 +61,8 @@ absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_
 
 absl::StatusOr<int64_t> FilesSeqOf(ledger::Session& session, const Digest& digest) {
   ANCHORD_ASSIGN_OR_RETURN(Statement st,
-                           session.Prepare("SELECT MIN(seq) FROM proofs WHERE digest = ?"));
+                           session.Prepare(absl::StrCat("SELECT MIN(seq) FROM ", kProofsByDigest,
+                                                        " WHERE ", DigestIs(1))));
   st.BindBlob(1, digest.bytes());
   ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row || st.ColumnIsNull(0)) return int64_t{0};
@@ -91,8 +93,9 @@ absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, St
 
 absl::StatusOr<std::optional<ProofRow>> GetProofRow(ledger::Session& session, const Digest& digest,
                                                     const std::string& provider, bool with_files) {
-  std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM proofs WHERE digest = ?");
-  if (!provider.empty()) sql += " AND provider = ?";
+  std::string sql = absl::StrCat("SELECT ", kSqliteProofColumns, " FROM ", kProofsByDigest,
+                                 " WHERE ", DigestIs(1));
+  if (!provider.empty()) sql += " AND provider = ?2";
   sql += " ORDER BY seq LIMIT 1";
   ANCHORD_ASSIGN_OR_RETURN(Statement st, session.Prepare(sql));
   st.BindBlob(1, digest.bytes());

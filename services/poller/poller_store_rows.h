@@ -43,9 +43,11 @@ absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_
 inline constexpr char kSqliteOpenLeaf[] =
     "length(merkle_root) > 0 AND (state = 4 OR (state = 5 AND ots_size = 0))";
 
-// The SQL condition "the proof `p` has a file of job ?" (one parameter).
+// The SQL condition "the proof `p` has a file of job ?" (one parameter). p's digest is found
+// through proofs_by_digest (kProofsByDigest, poller_store_schema.h).
 inline constexpr char kSqliteHasJobFile[] =
-    "EXISTS (SELECT 1 FROM files f WHERE f.proof_seq = (SELECT MIN(q.seq) FROM proofs q WHERE "
+    "EXISTS (SELECT 1 FROM files f WHERE f.proof_seq = (SELECT MIN(q.seq) FROM proofs AS q "
+    "INDEXED BY proofs_by_digest WHERE substr(q.digest, 1, 8) = substr(p.digest, 1, 8) AND "
     "q.digest = p.digest) AND f.job = ?)";
 
 // Reads every row of `st` (prepared in `session`) and, with `with_files`, each proof's files.

@@ -13,6 +13,9 @@
 namespace anchord::poller {
 namespace {
 
+// proofs is keyed by (digest, provider). The key is enforced by Track (one writer: it looks the
+// pair up in the transaction that inserts it, poller_store_track.cc), not by a UNIQUE index: see
+// proofs_by_digest in InitSqlitePollerSchema.
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS proofs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -36,8 +39,7 @@ CREATE TABLE IF NOT EXISTS proofs (
   tracked_at INTEGER NOT NULL DEFAULT 0,
   pending_since INTEGER NOT NULL DEFAULT 0,
   last_checked_at INTEGER NOT NULL DEFAULT 0,
-  updated_at INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (digest, provider)
+  updated_at INTEGER NOT NULL DEFAULT 0
 );
 )sql";
 
@@ -94,6 +96,40 @@ absl::Status UpgradeFiles(ledger::Session& session) {
       "ALTER TABLE files_by_seq RENAME TO files"));
 }
 
+// Databases made before the digest-prefix index have UNIQUE (digest, provider): the table is
+// rebuilt without it in one transaction, from its own stored CREATE statement (which holds every
+// column added since), rows and seqs unchanged, and its AUTOINCREMENT counter carried over (a seq
+// is never given twice). Its indexes are created again by the caller; its proof_counts triggers go
+// with the old table and are re-created, with a fresh count, by InitProofCounts
+// (poller_store_counts.cc), which the store runs after the schema.
+absl::Status DropDigestUnique(ledger::Session& session) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      ledger::Statement s,
+      session.Prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'proofs'"));
+  ANCHORD_ASSIGN_OR_RETURN(bool found, s.Step());
+  const std::string sql = found ? s.ColumnText(0) : std::string();
+  s.Reset();
+  const std::string kUnique = "UNIQUE (digest, provider)";
+  const size_t at = sql.find(kUnique);
+  if (at == std::string::npos) return absl::OkStatus();
+  const size_t comma = sql.rfind(',', at);
+  const size_t open = sql.find('(');
+  if (comma == std::string::npos || open == std::string::npos || open > comma) {
+    return absl::FailedPreconditionError(
+        "proofs: cannot read the table's stored definition to drop its old UNIQUE index");
+  }
+  const std::string rebuilt =
+      absl::StrCat("CREATE TABLE proofs_rebuilt ", sql.substr(open, comma - open),
+                   sql.substr(at + kUnique.size()));
+  return session.ExecInTransaction(absl::StrCat(
+      "DROP TABLE IF EXISTS proofs_rebuilt; ", rebuilt,
+      "; INSERT INTO proofs_rebuilt SELECT * FROM proofs ORDER BY seq; "
+      "DELETE FROM sqlite_sequence WHERE name = 'proofs_rebuilt'; "
+      "INSERT INTO sqlite_sequence (name, seq) SELECT 'proofs_rebuilt', seq FROM sqlite_sequence "
+      "WHERE name = 'proofs'; "
+      "DROP TABLE proofs; ALTER TABLE proofs_rebuilt RENAME TO proofs"));
+}
+
 // Columns added after the first release: created on old databases at open.
 const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
@@ -112,11 +148,19 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
 
 }  // namespace
 
+std::string DigestIs(int param, absl::string_view alias) {
+  return absl::StrCat("substr(", alias, "digest, 1, 8) = substr(?", param, ", 1, 8) AND ", alias,
+                      "digest = ?", param);
+}
+
 absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(session.Exec(kSchema));
   ANCHORD_RETURN_IF_ERROR(session.Exec(kTreesTable));
+  // Before DropDigestUnique: a files table keyed by digest is from a release older than the
+  // prefix index, so its GROUP BY digest still reads the UNIQUE (digest, provider) index in order.
   ANCHORD_RETURN_IF_ERROR(UpgradeFiles(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
+  ANCHORD_RETURN_IF_ERROR(DropDigestUnique(session));
   // Indexes that keep a polling round's reads independent of the backlog (bench/RESULTS.md,
   // "Large backlogs"): the walk's scan of non-leaf proofs by seq, the stall check by age (and
   // the gauges' counts from the index alone), and a root's leaves that may still change (its
@@ -135,10 +179,16 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   // change. It replaces proofs_by_root, which no query used (its condition was not stated by
   // them, so a root's propagation scanned the provider's proofs), and proofs_pending_leaves,
   // which could not serve the propagation of a root's late .ots to its CONFIRMED leaves.
+  //
+  // A digest's proofs are found by its first 8 bytes (proofs_by_digest, kProofsByDigest): a random
+  // key either way, and every Track transaction of thousands of leaves rewrites nearly every leaf
+  // page of such an index; 8-byte keys (and a rowid) make it about a third of the pages of
+  // UNIQUE (digest, provider), which it replaces (bench/results/s7-pindex.md).
   static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
   static_assert(anchord::v1::DIGEST_STATE_CONFIRMED == 5);
   return session.Exec(absl::StrCat(
       "DROP INDEX IF EXISTS proofs_by_provider_state;"
+      "CREATE INDEX IF NOT EXISTS proofs_by_digest ON proofs (substr(digest, 1, 8));"
       "DROP INDEX IF EXISTS files_by_job;"
       "CREATE INDEX IF NOT EXISTS proofs_check_order ON proofs "
       "(provider, state, last_checked_at, seq) WHERE length(merkle_root) = 0;"

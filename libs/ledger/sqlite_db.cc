@@ -171,6 +171,41 @@ absl::Status Session::ExecInTransaction(absl::string_view sql) {
   return st;
 }
 
+absl::Status Session::DropTableClause(absl::string_view table, absl::string_view clause) {
+  std::string sql;
+  {
+    absl::StatusOr<Statement> s =
+        Prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    if (!s.ok()) return s.status();
+    s->Bind(1, table);
+    absl::StatusOr<bool> found = s->Step();
+    if (!found.ok()) return found.status();
+    if (*found) sql = s->ColumnText(0);
+  }
+  const size_t at = sql.find(std::string(clause));
+  if (at == std::string::npos) return absl::OkStatus();
+  // The clause is a table constraint: it follows the column list's last comma.
+  const size_t comma = sql.rfind(',', at);
+  const size_t open = sql.find('(');
+  if (comma == std::string::npos || open == std::string::npos || open > comma) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(table, ": cannot read the table's stored definition to drop ", clause));
+  }
+  const std::string rebuilt = absl::StrCat(table, "_rebuilt");
+  return ExecInTransaction(absl::StrCat(
+      "DROP TABLE IF EXISTS ", rebuilt, "; CREATE TABLE ", rebuilt, " ",
+      sql.substr(open, comma - open), sql.substr(at + clause.size()), "; INSERT INTO ", rebuilt,
+      " SELECT * FROM ", table, " ORDER BY rowid; ",
+      // sqlite_sequence exists only in a database with an AUTOINCREMENT table; this one has one
+      // when its counter is to be carried, else both statements change nothing.
+      sql.find("AUTOINCREMENT") == std::string::npos
+          ? std::string()
+          : absl::StrCat("DELETE FROM sqlite_sequence WHERE name = '", rebuilt,
+                         "'; INSERT INTO sqlite_sequence (name, seq) SELECT '", rebuilt,
+                         "', seq FROM sqlite_sequence WHERE name = '", table, "'; "),
+      "DROP TABLE ", table, "; ALTER TABLE ", rebuilt, " RENAME TO ", table));
+}
+
 absl::Status Session::AddMissingColumns(absl::string_view table,
                                         const std::vector<SqliteDb::ColumnDecl>& columns) {
   absl::StatusOr<std::set<std::string>> have = ColumnsOf(table);

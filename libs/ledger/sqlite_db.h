@@ -144,6 +144,12 @@ class ABSL_SCOPED_LOCKABLE Session {
   // Schema upgrades that rebuild a table: runs `sql` in one BEGIN IMMEDIATE ... COMMIT, rolled
   // back when any statement fails, so a database is either upgraded or left as it was.
   absl::Status ExecInTransaction(absl::string_view sql);
+  // Schema upgrades that drop a table constraint (e.g. "UNIQUE (digest, provider)", written as its
+  // CREATE statement has it): rebuilds `table` from its own stored CREATE statement (which holds
+  // every column added since) without `clause`, in one transaction: rows and rowids unchanged, an
+  // AUTOINCREMENT counter carried over. The table's indexes and triggers go with the old table:
+  // the caller creates them again. Nothing is done when the statement does not hold `clause`.
+  absl::Status DropTableClause(absl::string_view table, absl::string_view clause);
   // Of the last INSERT, and the rows changed by the last statement, on this connection.
   int64_t LastInsertRowId();
   int Changes();

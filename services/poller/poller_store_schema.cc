@@ -97,37 +97,12 @@ absl::Status UpgradeFiles(ledger::Session& session) {
 }
 
 // Databases made before the digest-prefix index have UNIQUE (digest, provider): the table is
-// rebuilt without it in one transaction, from its own stored CREATE statement (which holds every
-// column added since), rows and seqs unchanged, and its AUTOINCREMENT counter carried over (a seq
-// is never given twice). Its indexes are created again by the caller; its proof_counts triggers go
-// with the old table and are re-created, with a fresh count, by InitProofCounts
-// (poller_store_counts.cc), which the store runs after the schema.
+// rebuilt without it (ledger::Session::DropTableClause: rows, seqs and the AUTOINCREMENT counter
+// unchanged, so a seq is never given twice). Its indexes are created again by the caller; its
+// proof_counts triggers go with the old table and are re-created, with a fresh count, by
+// InitProofCounts (poller_store_counts.cc), which the store runs after the schema.
 absl::Status DropDigestUnique(ledger::Session& session) {
-  ANCHORD_ASSIGN_OR_RETURN(
-      ledger::Statement s,
-      session.Prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'proofs'"));
-  ANCHORD_ASSIGN_OR_RETURN(bool found, s.Step());
-  const std::string sql = found ? s.ColumnText(0) : std::string();
-  s.Reset();
-  const std::string kUnique = "UNIQUE (digest, provider)";
-  const size_t at = sql.find(kUnique);
-  if (at == std::string::npos) return absl::OkStatus();
-  const size_t comma = sql.rfind(',', at);
-  const size_t open = sql.find('(');
-  if (comma == std::string::npos || open == std::string::npos || open > comma) {
-    return absl::FailedPreconditionError(
-        "proofs: cannot read the table's stored definition to drop its old UNIQUE index");
-  }
-  const std::string rebuilt =
-      absl::StrCat("CREATE TABLE proofs_rebuilt ", sql.substr(open, comma - open),
-                   sql.substr(at + kUnique.size()));
-  return session.ExecInTransaction(absl::StrCat(
-      "DROP TABLE IF EXISTS proofs_rebuilt; ", rebuilt,
-      "; INSERT INTO proofs_rebuilt SELECT * FROM proofs ORDER BY seq; "
-      "DELETE FROM sqlite_sequence WHERE name = 'proofs_rebuilt'; "
-      "INSERT INTO sqlite_sequence (name, seq) SELECT 'proofs_rebuilt', seq FROM sqlite_sequence "
-      "WHERE name = 'proofs'; "
-      "DROP TABLE proofs; ALTER TABLE proofs_rebuilt RENAME TO proofs"));
+  return session.DropTableClause("proofs", "UNIQUE (digest, provider)");
 }
 
 // Columns added after the first release: created on old databases at open.

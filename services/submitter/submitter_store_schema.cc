@@ -117,32 +117,10 @@ absl::Status UpgradeRefs(ledger::Session& session) {
 }
 
 // Databases made before the digest-prefix index have UNIQUE (digest, provider): the table is
-// rebuilt without it in one transaction, from its own stored CREATE statement (which holds every
-// column added since), rows and ids unchanged; its indexes are created again by the caller.
+// rebuilt without it (ledger::Session::DropTableClause: rows, ids and the AUTOINCREMENT counter
+// unchanged); its indexes are created again by the caller.
 absl::Status DropDigestUnique(ledger::Session& session) {
-  ANCHORD_ASSIGN_OR_RETURN(
-      ledger::Statement s,
-      session.Prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = "
-                      "'submissions'"));
-  ANCHORD_ASSIGN_OR_RETURN(bool found, s.Step());
-  const std::string sql = found ? s.ColumnText(0) : std::string();
-  s.Reset();
-  const std::string kUnique = "UNIQUE (digest, provider)";
-  const size_t at = sql.find(kUnique);
-  if (at == std::string::npos) return absl::OkStatus();
-  const size_t comma = sql.rfind(',', at);
-  const size_t open = sql.find('(');
-  if (comma == std::string::npos || open == std::string::npos || open > comma) {
-    return absl::FailedPreconditionError(
-        "submissions: cannot read the table's stored definition to drop its old UNIQUE index");
-  }
-  const std::string rebuilt =
-      absl::StrCat("CREATE TABLE submissions_rebuilt ", sql.substr(open, comma - open),
-                   sql.substr(at + kUnique.size()));
-  return session.ExecInTransaction(absl::StrCat(
-      "DROP TABLE IF EXISTS submissions_rebuilt; ", rebuilt,
-      "; INSERT INTO submissions_rebuilt SELECT * FROM submissions ORDER BY id; "
-      "DROP TABLE submissions; ALTER TABLE submissions_rebuilt RENAME TO submissions"));
+  return session.DropTableClause("submissions", "UNIQUE (digest, provider)");
 }
 
 // Columns added after the first release: created on old databases at open.

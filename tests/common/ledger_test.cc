@@ -171,6 +171,39 @@ TEST(SqliteDb, ExecInTransactionIsAllOrNothing) {
   EXPECT_TRUE(session.Exec("BEGIN IMMEDIATE; COMMIT").ok());  // nothing was left open
 }
 
+// A table constraint is dropped by rebuilding the table from its stored statement: every row and
+// rowid stays, columns added later stay, the AUTOINCREMENT counter is carried (a deleted top id is
+// not given again), the constraint no longer holds, and a second call changes nothing.
+TEST(SqliteDb, DropTableClauseRebuildsWithoutTheConstraint) {
+  auto db = SqliteDb::Open(TempDb("drop-clause"));
+  ASSERT_TRUE(db.ok());
+  Session session(**db);
+  ASSERT_TRUE(
+      session
+          .Exec("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL,\n"
+                "  UNIQUE (k)\n); ALTER TABLE t ADD COLUMN extra INTEGER NOT NULL DEFAULT 7; "
+                "INSERT INTO t (k) VALUES ('a'), ('b'), ('c'); DELETE FROM t WHERE k = 'c'")
+          .ok());
+  EXPECT_FALSE(session.Exec("INSERT INTO t (k) VALUES ('a')").ok());  // the constraint holds
+  for (int call = 0; call < 2; ++call) {
+    ASSERT_TRUE(session.DropTableClause("t", "UNIQUE (k)").ok()) << call;
+    auto columns = session.ColumnsOf("t");
+    ASSERT_TRUE(columns.ok());
+    EXPECT_EQ(*columns, (std::set<std::string>{"id", "k", "extra"})) << call;
+    auto rows = session.Prepare("SELECT group_concat(id || k || extra, ',') FROM t ORDER BY id");
+    ASSERT_TRUE(rows.ok());
+    ASSERT_TRUE(rows->Step().value_or(false));
+    EXPECT_EQ(rows->ColumnText(0), "1a7,2b7") << call;
+  }
+  ASSERT_TRUE(session.Exec("INSERT INTO t (k) VALUES ('a')").ok());  // no longer unique
+  EXPECT_EQ(session.LastInsertRowId(), 4);                           // 3 was given before
+  auto gone = session.ColumnsOf("t_rebuilt");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->empty());
+  // A statement without the clause is left alone.
+  EXPECT_TRUE(session.DropTableClause("t", "UNIQUE (nothing)").ok());
+}
+
 // Sessions from many threads take turns on the one connection: each read-modify-write in its
 // transaction sees the previous one's commit, so no increment is lost and no BEGIN meets another
 // thread's open transaction.

@@ -5,7 +5,6 @@
 // rows, seqs, files and proof_counts triggers.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -154,33 +153,17 @@ TEST_F(PollerStoreIndexTest, DigestUniqueIndexIsReplacedByThePrefixIndex) {
   before->pop_back();
   store_.reset();
 
-  auto sql_of = [&](const std::string& name) {
-    auto db = ledger::SqliteDb::Open(path_);
-    EXPECT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    auto s = session.Prepare("SELECT sql FROM sqlite_master WHERE name = ?1");
-    EXPECT_TRUE(s.ok()) << s.status();
-    s->Bind(1, name);
-    auto found = s->Step();
-    return found.ok() && *found ? s->ColumnText(0) : std::string();
-  };
+  auto sql_of = [&](const std::string& name) { return anchord::testing::StoredSql(path_, name); };
   const char* kTriggers[] = {"proof_counts_insert", "proof_counts_delete", "proof_counts_update"};
   {
     // The table as an older release made it (the same columns with the UNIQUE constraint), with
     // its triggers, and the last proof deleted.
-    std::string sql = sql_of("proofs");
-    ASSERT_EQ(sql.find("UNIQUE"), std::string::npos) << sql;
-    const size_t close = sql.rfind(')');
-    ASSERT_NE(close, std::string::npos);
-    std::string old = sql.substr(0, close) + ",\n  UNIQUE (digest, provider)\n)";
-    old.replace(old.find("proofs"), strlen("proofs"), "proofs_old");
+    ASSERT_EQ(sql_of("proofs").find("UNIQUE"), std::string::npos);
     std::string triggers;
     for (const char* t : kTriggers) triggers += sql_of(t) + ";";
-    ASSERT_TRUE(SqliteExec(path_, "BEGIN; " + old +
-                                      "; INSERT INTO proofs_old SELECT * FROM proofs; DROP TABLE "
-                                      "proofs; ALTER TABLE proofs_old RENAME TO proofs; " +
-                                      triggers + "DELETE FROM proofs WHERE seq = " +
-                                      std::to_string(gone_seq) + "; COMMIT")
+    ASSERT_TRUE(anchord::testing::AddTableClause(
+                    path_, "proofs", "UNIQUE (digest, provider)",
+                    triggers + "DELETE FROM proofs WHERE seq = " + std::to_string(gone_seq))
                     .ok());
     ASSERT_NE(sql_of("proofs").find("UNIQUE (digest, provider)"), std::string::npos);
     ASSERT_TRUE(sql_of("proofs_by_digest").empty());

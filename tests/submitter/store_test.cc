@@ -14,6 +14,7 @@
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
+#include "tests/testing/sqlite.h"
 #include "tests/testing/wait.h"
 
 namespace anchord::submitter {
@@ -524,33 +525,12 @@ TEST(SqliteStoreUpgradeTest, DigestUniqueIndexIsReplacedByThePrefixIndex) {
     }
   }
   ASSERT_EQ(ids.size(), 3u);
-  auto schema_of = [&](const std::string& name) {
-    auto db = ledger::SqliteDb::Open(path);
-    EXPECT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    auto s = session.Prepare("SELECT sql FROM sqlite_master WHERE name = ?1");
-    EXPECT_TRUE(s.ok()) << s.status();
-    s->Bind(1, name);
-    auto found = s->Step();
-    return found.ok() && *found ? s->ColumnText(0) : std::string();
-  };
+  auto schema_of = [&](const std::string& name) { return anchord::testing::StoredSql(path, name); };
   {
     // The table as an older release made it: the same columns with the UNIQUE constraint.
-    std::string sql = schema_of("submissions");
-    ASSERT_EQ(sql.find("UNIQUE"), std::string::npos) << sql;
-    const size_t close = sql.rfind(')');
-    ASSERT_NE(close, std::string::npos);
-    std::string old = sql.substr(0, close) + ",\n  UNIQUE (digest, provider)\n)";
-    old.replace(old.find("submissions"), strlen("submissions"), "submissions_old");
-    auto db = ledger::SqliteDb::Open(path);
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    ASSERT_TRUE(session
-                    .ExecInTransaction(old +
-                                       "; INSERT INTO submissions_old SELECT * FROM submissions; "
-                                       "DROP TABLE submissions; ALTER TABLE submissions_old "
-                                       "RENAME TO submissions")
-                    .ok());
+    ASSERT_EQ(schema_of("submissions").find("UNIQUE"), std::string::npos);
+    ASSERT_TRUE(
+        anchord::testing::AddTableClause(path, "submissions", "UNIQUE (digest, provider)").ok());
     ASSERT_NE(schema_of("submissions").find("UNIQUE (digest, provider)"), std::string::npos);
     ASSERT_TRUE(schema_of("submissions_by_digest").empty());
   }

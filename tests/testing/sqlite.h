@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "libs/ledger/sqlite_db.h"
 
 namespace anchord::testing {
@@ -33,6 +34,37 @@ inline absl::Status SqliteExec(const std::string& path, const std::string& sql) 
   if (!db.ok()) return db.status();
   ledger::Session session(**db);
   return session.Exec(sql);
+}
+
+// The stored CREATE statement of table, index or trigger `name` in the database at `path`; empty
+// when there is none.
+inline std::string StoredSql(const std::string& path, const std::string& name) {
+  auto db = ledger::SqliteDb::Open(path);
+  if (!db.ok()) return "";
+  ledger::Session session(**db);
+  auto s = session.Prepare("SELECT sql FROM sqlite_master WHERE name = ?1");
+  if (!s.ok()) return "";
+  s->Bind(1, name);
+  auto found = s->Step();
+  return found.ok() && *found ? s->ColumnText(0) : std::string();
+}
+
+// Rebuilds `table` with `clause` (e.g. "UNIQUE (digest, provider)") added as its last table
+// constraint, rows unchanged, then runs `then` (more statements, may be empty), all in one
+// transaction. The table's indexes and triggers go with the old table.
+inline absl::Status AddTableClause(const std::string& path, const std::string& table,
+                                   const std::string& clause, const std::string& then = "") {
+  const std::string sql = StoredSql(path, table);
+  const size_t close = sql.rfind(')');
+  if (close == std::string::npos) return absl::NotFoundError(absl::StrCat("no table ", table));
+  std::string old = absl::StrCat(sql.substr(0, close), ",\n  ", clause, "\n)");
+  old.replace(old.find(table), table.size(), table + "_old");
+  auto db = ledger::SqliteDb::Open(path);
+  if (!db.ok()) return db.status();
+  ledger::Session session(**db);
+  return session.ExecInTransaction(absl::StrCat(old, "; INSERT INTO ", table, "_old SELECT * FROM ",
+                                                table, "; DROP TABLE ", table, "; ALTER TABLE ",
+                                                table, "_old RENAME TO ", table, "; ", then));
 }
 
 }  // namespace anchord::testing

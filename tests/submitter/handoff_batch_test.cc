@@ -100,6 +100,45 @@ class BatchPoller final : public TrackOnlyPoller {
   std::vector<v1::TrackBatchRequest> batches_ ABSL_GUARDED_BY(mu_);
 };
 
+// A poller that answers nothing until it has read more than `hold` requests of a stream, then
+// everything: a sender that waited for each window's answers before sending the next one would
+// never get an answer from it.
+class LateAckPoller final : public v1::PollerService::Service {
+ public:
+  static constexpr int kHold = 50;
+  grpc::Status TrackBatch(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::TrackResponse, v1::TrackBatchRequest>* stream) override {
+    v1::TrackBatchRequest req;
+    std::vector<v1::TrackResponse> held;
+    int read = 0;
+    while (stream->Read(&req)) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++sent_[req.track().proof().digest()];
+      }
+      v1::TrackResponse resp;
+      resp.set_request_id(req.track().request_id());
+      resp.set_digest(req.track().proof().digest());
+      held.push_back(std::move(resp));
+      if (++read <= kHold) continue;
+      for (const v1::TrackResponse& r : held) {
+        if (!stream->Write(r)) return grpc::Status::OK;
+      }
+      held.clear();
+    }
+    return grpc::Status::OK;
+  }
+  std::map<std::string, int> sent() {
+    absl::MutexLock lock(&mu_);
+    return sent_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, int> sent_ ABSL_GUARDED_BY(mu_);
+};
+
 template <class Poller>
 class HandoffBatchTest : public HandoffFixture {
  protected:
@@ -123,6 +162,7 @@ class HandoffBatchTest : public HandoffFixture {
 };
 
 using BatchFormTest = HandoffBatchTest<BatchPoller>;
+using WindowOverlapTest = HandoffBatchTest<LateAckPoller>;
 using TrackFallbackTest = HandoffBatchTest<TrackOnlyPoller>;
 
 // The leaves' (index -> times sent) over every TrackBatch request of `batch`, checking what each
@@ -312,6 +352,26 @@ TEST_F(TrackFallbackTest, OlderPollerGetsEveryRowOverTrack) {
   reqs = poller_.tracked();
   ASSERT_EQ(reqs.size(), 304u);
   EXPECT_EQ(reqs.back().proof().digest(), D(60010));
+}
+
+// The next window is read and sent while the previous one waits for its answers (two windows in
+// flight), and no row in flight is sent again meanwhile: 120 rows in windows of 50 reach a poller
+// that answers only once it has read more than 50, each row exactly once.
+TEST_F(WindowOverlapTest, NextWindowGoesWhileThePreviousAwaitsItsAnswers) {
+  SubmittedPerFile(70001, 120);
+  HandoffOptions o = FastOptions();
+  o.batch = LateAckPoller::kHold;
+  StartHandoff(port_, o);
+  ASSERT_TRUE(::anchord::testing::WaitUntil(
+      [&] {
+        auto p = store_->PendingHandoff(1);
+        return p.ok() && p->empty();
+      },
+      absl::Seconds(30)))
+      << "rows still pending: " << Pending();
+  std::map<std::string, int> sent = poller_.sent();
+  EXPECT_EQ(sent.size(), 120u);
+  for (const auto& [digest, times] : sent) EXPECT_EQ(times, 1);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // The hand-off to the poller: streams SUBMITTED and FAILED rows the poller has not acknowledged
 // over PollerService.TrackBatch (a Merkle batch's leaves in the batch form, handoff_window.h),
-// marks them handed off on the poller's OK, and reconnects (with jittered backoff) when the stream
-// breaks; unacknowledged rows are simply sent again, which is safe because the poller is
-// idempotent on (digest, provider).
+// marks them handed off on the poller's OK (two windows of rows in flight), and reconnects (with
+// jittered backoff) when the stream breaks; unacknowledged rows are simply sent again, which is
+// safe because the poller is idempotent on (digest, provider).
 //
 // A poller of an older release answers TrackBatch with UNIMPLEMENTED: the hand-off then streams
 // every row over PollerService.Track (the per-row form, as before) and tries TrackBatch again
@@ -30,8 +30,9 @@ namespace anchord::submitter {
 struct HandoffOptions {
   // Deadline of one Track stream; the stream is reopened when it expires.
   absl::Duration track_deadline = absl::Hours(1);
-  // Proofs in flight (sent, not yet acknowledged) at most; they are marked handed off in one
-  // transaction. A Merkle batch hands off up to 10,000 leaves at once, so a window holds a whole
+  // Rows of one window: read, sent, and marked handed off in one transaction once acknowledged.
+  // Two windows are in flight at most: the next is read and sent while the previous one awaits
+  // its answers. A Merkle batch hands off up to 10,000 leaves at once, so a window holds a whole
   // batch and more. The poller reads as many ahead (PollerServiceOptions::track_max_in_flight),
   // so its commits grow with the window and each random-key index page it rewrites is shared by
   // more leaves (4.3 -> 2.7 KiB written per leaf from 4,096 to 16,384, bench/RESULTS.md).

@@ -263,6 +263,18 @@ std::string Tree::PathBytes(size_t i) const {
   return out;
 }
 
+size_t Tree::PathSize(size_t i) const {
+  if (i >= size_) return 0;
+  size_t levels = 0;
+  size_t idx = i;
+  for (size_t l = 0; l + 1 < levels_.size(); ++l) {
+    // A level adds ops unless the node is the odd last item, carried up unchanged.
+    if (idx % 2 == 1 || idx + 1 < levels_[l].size() / kDigestSize) ++levels;
+    idx /= 2;
+  }
+  return kLeafOpsSize + levels * kLevelOpsSize;
+}
+
 void Tree::AppendPathBytes(size_t i, std::string* out) const {
   if (i >= size_) return;
   out->reserve(out->size() + kLeafOpsSize + height() * kLevelOpsSize);

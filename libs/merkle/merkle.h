@@ -90,6 +90,9 @@ class Tree {
   std::string PathBytes(size_t i) const;
   // Same, appended to *out (lets a caller reuse one buffer for a million paths).
   void AppendPathBytes(size_t i, std::string* out) const;
+  // PathBytes(i).size() without building the path (0 when i >= size()): a store that keeps a
+  // leaf's place in the tree instead of its path records the size per leaf.
+  size_t PathSize(size_t i) const;
 
  private:
   Tree() = default;

@@ -48,7 +48,7 @@ absl::StatusOr<BatchForm> BatchFormOf(const TrackInput& in) {
         absl::StrCat("proof.leaf_index: leaf ", i, " of the batch is not proof.digest"));
   }
   out.leaf_index = p.leaf_index;
-  out.path_size = static_cast<int64_t>(batch.tree().PathBytes(i).size());
+  out.path_size = static_cast<int64_t>(batch.tree().PathSize(i));
   out.tree_root = p.merkle_root;
   return out;
 }

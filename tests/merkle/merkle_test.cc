@@ -171,6 +171,16 @@ TEST(MerkleTree, PathSizeIsCompact) {
   EXPECT_EQ(odd.PathBytes(0).size(), 19u + 35u * 3u);
 }
 
+// PathSize is the size of the path PathBytes builds, for every leaf of trees with odd levels.
+TEST(MerkleTree, PathSizeIsThePathsSizeWithoutBuildingIt) {
+  std::mt19937_64 rng(10);
+  for (size_t n : {size_t{1}, size_t{2}, size_t{5}, size_t{13}, size_t{100}, size_t{1025}}) {
+    const Tree t = MustBuild(RandomBatch(rng, n));
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(t.PathSize(i), t.PathBytes(i).size()) << n << " " << i;
+    EXPECT_EQ(t.PathSize(n), 0u);
+  }
+}
+
 TEST(MerkleTree, RejectsBadInputNamingTheIndex) {
   std::mt19937_64 rng(11);
   Batch b = RandomBatch(rng, 10);

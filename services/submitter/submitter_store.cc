@@ -45,6 +45,13 @@ constexpr char kCols[] =
     "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
     "fallback_provider";
 
+// FROM and WHERE of a query for the refs of the digest bound as ?1: a digest's files hang off its
+// first submissions row (refs.sub_id, see submitter_store_intake.cc).
+std::string RefsOfDigest() {
+  return absl::StrCat("FROM refs WHERE sub_id = (SELECT MIN(id) FROM ", kDigestIndex, " WHERE ",
+                      DigestIs(1), ")");
+}
+
 constexpr char kMarkPreparedSql[] =
     "UPDATE submissions SET state = 1, idempotency_key = ?2, body = ?3, updated_at = ?4 "
     "WHERE id = ?1";
@@ -459,10 +466,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     // Files hang off their digest's first submissions row (see submitter_store_intake.cc).
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare(absl::StrCat(
-            "SELECT job, source_path, filename, size_bytes, mime_type FROM refs WHERE sub_id = "
-            "(SELECT MIN(id) FROM ",
-            kDigestIndex, " WHERE ", DigestIs(1), ") ORDER BY id")));
+        session.Prepare(absl::StrCat("SELECT job, source_path, filename, size_bytes, mime_type ",
+                                     RefsOfDigest(), " ORDER BY id")));
     std::vector<std::vector<FileRef>> out(digests.size());
     for (size_t i = 0; i < digests.size(); ++i) {
       s.Reset();
@@ -494,9 +499,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement by_digest,
         session.Prepare(absl::StrCat(
-            "SELECT id, job, source_path, filename, size_bytes, mime_type FROM refs WHERE sub_id = "
-            "(SELECT MIN(id) FROM ",
-            kDigestIndex, " WHERE ", DigestIs(1), ")")));
+            "SELECT id, job, source_path, filename, size_bytes, mime_type ", RefsOfDigest())));
     // One read transaction for the window: each statement on its own would begin and end one,
     // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
     ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));

@@ -195,7 +195,7 @@ if [ "${PERF:-0}" = 1 ] && [ -n "${KEEP_LOGS:-}" ] && command -v perf > /dev/nul
   for svc in submitter poller; do
     pid=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pids"][sys.argv[2]])' \
       "$WORK/state/run/stack.json" "$svc")
-    perf record -F 199 -g -o "$KEEP_LOGS/$svc.perf" -p "$pid" > /dev/null 2>&1 &
+    perf record -F "${PERF_FREQ:-199}" ${PERF_CALLGRAPH:--g} -o "$KEEP_LOGS/$svc.perf" -p "$pid" > /dev/null 2>&1 &
     PERFS+=($!)
   done
 fi

@@ -18,10 +18,12 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -41,7 +43,8 @@ class Session;
 // does not compile it again.
 class Statement {
  public:
-  Statement(Statement&& other) noexcept : stmt_(other.stmt_), db_(other.db_), owner_(other.owner_) {
+  Statement(Statement&& other) noexcept
+      : stmt_(other.stmt_), db_(other.db_), owner_(other.owner_), cache_(other.cache_) {
     other.stmt_ = nullptr;
   }
   Statement(const Statement&) = delete;
@@ -66,11 +69,12 @@ class Statement {
 
  private:
   friend class Session;
-  Statement(sqlite3_stmt* stmt, sqlite3* db, SqliteDb* owner)
-      : stmt_(stmt), db_(db), owner_(owner) {}
+  Statement(sqlite3_stmt* stmt, sqlite3* db, SqliteDb* owner, bool cache)
+      : stmt_(stmt), db_(db), owner_(owner), cache_(cache) {}
   sqlite3_stmt* stmt_;
   sqlite3* db_;      // for error messages only
-  SqliteDb* owner_;  // the cache it returns to; null: finalized on destruction
+  SqliteDb* owner_;  // the database it returns to on destruction
+  bool cache_;       // false: finalized on destruction instead of cached
 };
 
 enum class Durability {
@@ -105,14 +109,25 @@ class SqliteDb {
   friend class Statement;
   explicit SqliteDb(sqlite3* db) : db_(db) {}
 
-  // Takes back a statement that went out of scope. Finalizes it when the cache is full. Runs with
-  // or without mu_ held (a Statement normally dies inside its Session).
-  void Release(sqlite3_stmt* stmt) ABSL_LOCKS_EXCLUDED(cache_mu_);
+  // Takes back a statement that went out of scope: resets it (under mu_, taken here unless this
+  // thread's Session holds it) and caches it, or finalizes it when the cache is full.
+  // A statement that is not to be cached is finalized (under mu_ the same way).
+  void Release(sqlite3_stmt* stmt, bool cache)
+      ABSL_LOCKS_EXCLUDED(cache_mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Resets and caches, or finalizes when the cache is full; the caller holds mu_.
+  void ResetAndCache(sqlite3_stmt* stmt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_)
+      ABSL_LOCKS_EXCLUDED(cache_mu_);
   // Removes and returns an idle compiled statement of exactly `sql`, or null.
   sqlite3_stmt* TakeIdle(absl::string_view sql) ABSL_LOCKS_EXCLUDED(cache_mu_);
 
-  // Serializes use of the connection; held by a Session for its lifetime.
+  // Serializes use of the connection; held by a Session for its lifetime. The connection is opened
+  // without SQLite's own per-call mutex (SQLITE_OPEN_NOMUTEX): this lock is the only one, so every
+  // use of the connection and of its statements must hold it.
   absl::Mutex mu_;
+  // The thread whose Session holds mu_ (a default id when none does), so that a Statement released
+  // by that thread resets under the lock it already holds and one released by another thread
+  // (after its Session ended) takes the lock first.
+  std::atomic<std::thread::id> holder_{};
   sqlite3* const db_ ABSL_GUARDED_BY(mu_);
   // Guards only the cache, so that a Statement can return to it without the connection's lock.
   // Taken after mu_ when both are held.

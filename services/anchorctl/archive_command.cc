@@ -276,6 +276,7 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
         clients.SetDeadline(&ctx);
         SummarizeJobRequest sreq;
         sreq.set_job(o.job);
+        sreq.set_paused_only(true);  // the counts come from the Watch and the reconciliation
         SummarizeJobResponse sresp;
         if (clients.status("submitter").SummarizeJob(&ctx, sreq, &sresp).ok()) {
           state.SetPaused(sresp.paused() ? (sresp.paused_reason().empty() ? std::string("paused")

@@ -176,10 +176,11 @@ absl::StatusOr<v1::SummarizeJobResponse> SummarizeHashJob(HasherStore& store,
                                                           const v1::SummarizeJobRequest& request) {
   absl::Status st = ValidateJob(request.job(), "job");
   if (!st.ok()) return st;
-  auto sum = store.Summarize(request.job());
-  if (!sum.ok()) return rpc::StoreUnavailable("hasher", sum.status());
   v1::SummarizeJobResponse response;
   response.set_service("hasher");
+  if (request.paused_only()) return response;  // the hasher never pauses
+  auto sum = store.Summarize(request.job());
+  if (!sum.ok()) return rpc::StoreUnavailable("hasher", sum.status());
   for (const auto& [k, v] : sum->digests_by_state) (*response.mutable_digests_by_state())[k] = v;
   response.set_files(sum->files);
   return response;

@@ -85,17 +85,19 @@ absl::StatusOr<anchord::v1::LocateResponse> LocateDigest(SubmitterStore& store,
 absl::StatusOr<anchord::v1::SummarizeJobResponse> SummarizeJob(
     SubmitterStore& store, const anchord::v1::SummarizeJobRequest& req) {
   ANCHORD_RETURN_IF_ERROR(ValidateJob(req.job(), "job"));
-  ANCHORD_ASSIGN_OR_RETURN(auto counts, store.SummarizeJob(req.job()));
-  ANCHORD_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store.ListPauses());
   anchord::v1::SummarizeJobResponse resp;
   resp.set_service("submitter");
-  int64_t total = 0;
-  auto* map = resp.mutable_digests_by_state();
-  for (const auto& [state, n] : counts) {
-    (*map)[anchord::v1::DigestState_Name(ToDigestState(state))] += n;
-    total += n;
+  if (!req.paused_only()) {
+    ANCHORD_ASSIGN_OR_RETURN(auto counts, store.SummarizeJob(req.job()));
+    int64_t total = 0;
+    auto* map = resp.mutable_digests_by_state();
+    for (const auto& [state, n] : counts) {
+      (*map)[anchord::v1::DigestState_Name(ToDigestState(state))] += n;
+      total += n;
+    }
+    resp.set_files(total);
   }
-  resp.set_files(total);
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<PauseInfo> pauses, store.ListPauses());
   if (!pauses.empty()) {
     resp.set_paused(true);
     std::vector<std::string> reasons;

@@ -1127,6 +1127,12 @@ TEST(HasherStatusFunctionsTest, LocateAndSummarizeOverTheStore) {
   EXPECT_EQ(sum->files(), 2);
   EXPECT_EQ(sum->digests_by_state().at("DIGEST_STATE_HASHED"), 1);
   EXPECT_EQ(sum->digests_by_state().at("DIGEST_STATE_QUEUED"), 1);
+  summarize.set_paused_only(true);  // the hasher never pauses: nothing is counted
+  sum = SummarizeHashJob(**store, summarize);
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->files(), 0);
+  EXPECT_TRUE(sum->digests_by_state().empty());
+  EXPECT_FALSE(sum->paused());
   summarize.set_job(std::string(1000, 'j'));
   EXPECT_EQ(SummarizeHashJob(**store, summarize).status().code(),
             absl::StatusCode::kInvalidArgument);

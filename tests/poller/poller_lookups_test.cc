@@ -151,6 +151,14 @@ TEST_F(PollerLookupsTest, SummarizeJobCountsByStateAndValidatesTheJob) {
   EXPECT_EQ(summary->digests_by_state().at("DIGEST_STATE_PENDING"), 1);
   EXPECT_EQ(summary->digests_by_state().at("DIGEST_STATE_CONFIRMED"), 1);
 
+  req.set_paused_only(true);  // the poller never pauses: nothing is counted
+  summary = SummarizeJob(*store_, req);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->service(), "poller");
+  EXPECT_EQ(summary->files(), 0);
+  EXPECT_TRUE(summary->digests_by_state().empty());
+  EXPECT_FALSE(summary->paused());
+
   req.set_job("j/..");
   auto bad = SummarizeJob(*store_, req);
   ASSERT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);

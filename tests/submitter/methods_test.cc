@@ -105,6 +105,23 @@ TEST_F(MethodsTest, SummarizeJobCountsByStateAndNamesPauses) {
   EXPECT_EQ(sum->digests_by_state().at("DIGEST_STATE_SUBMITTED"), 1);
   EXPECT_TRUE(sum->paused());
   EXPECT_EQ(sum->paused_reason(), "fake: QUOTA: spent");
+
+  // paused_only: the pause without the counts (archive --wait asks it every 2 s).
+  req.set_paused_only(true);
+  auto pause = SummarizeJob(*store_, req);
+  ASSERT_TRUE(pause.ok()) << pause.status();
+  EXPECT_EQ(pause->service(), "submitter");
+  EXPECT_EQ(pause->files(), 0);
+  EXPECT_TRUE(pause->digests_by_state().empty());
+  EXPECT_TRUE(pause->paused());
+  EXPECT_EQ(pause->paused_reason(), "fake: QUOTA: spent");
+  ASSERT_TRUE(store_->Resume("fake").ok());
+  pause = SummarizeJob(*store_, req);
+  ASSERT_TRUE(pause.ok()) << pause.status();
+  EXPECT_FALSE(pause->paused());
+  EXPECT_EQ(pause->paused_reason(), "");
+  req.set_job("no spaces");
+  EXPECT_EQ(SummarizeJob(*store_, req).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(MethodsTest, ResumeQueueRefusesAnUnknownProviderAndResumesTheStore) {

@@ -192,7 +192,7 @@ SAMPLER=$!
 PERFS=()
 if [ "${PERF:-0}" = 1 ] && [ -n "${KEEP_LOGS:-}" ] && command -v perf > /dev/null; then
   mkdir -p "$KEEP_LOGS"
-  for svc in submitter poller; do
+  for svc in ${PERF_SERVICES:-submitter poller}; do
     pid=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pids"][sys.argv[2]])' \
       "$WORK/state/run/stack.json" "$svc")
     perf record -F "${PERF_FREQ:-199}" ${PERF_CALLGRAPH:--g} -o "$KEEP_LOGS/$svc.perf" -p "$pid" > /dev/null 2>&1 &

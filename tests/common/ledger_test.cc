@@ -1,6 +1,9 @@
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -207,6 +210,46 @@ TEST(SqliteDb, DropTableClauseRebuildsWithoutTheConstraint) {
 // Sessions from many threads take turns on the one connection: each read-modify-write in its
 // transaction sees the previous one's commit, so no increment is lost and no BEGIN meets another
 // thread's open transaction.
+// The connection has no mutex of SQLite's own (SQLITE_OPEN_NOMUTEX): a Statement destroyed after
+// its Session ended must wait for the connection's lock before it resets, not touch the
+// connection beside another thread's Session.
+TEST(SqliteDb, AStatementThatOutlivesItsSessionWaitsForTheConnection) {
+  auto db = SqliteDb::Open(TempDb("outlive"));
+  ASSERT_TRUE(db.ok());
+  constexpr char kSql[] = "SELECT k FROM o ORDER BY k";
+  std::optional<Statement> kept;
+  {
+    Session session(**db);
+    ASSERT_TRUE(
+        session.Exec("CREATE TABLE o (k INTEGER PRIMARY KEY); INSERT INTO o VALUES (7);").ok());
+    auto q = session.Prepare(kSql);
+    ASSERT_TRUE(q.ok());
+    ASSERT_TRUE(q->Step().value_or(false));  // left mid-cursor
+    kept.emplace(std::move(*q));
+  }
+  std::atomic<bool> released{false};
+  std::thread other;
+  {
+    Session held(**db);
+    other = std::thread([&] {
+      kept.reset();
+      released = true;
+    });
+    // Bounded: the release must still be waiting for `held` after this.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(released.load()) << "the statement was reset while another Session held the "
+                                     "connection";
+  }
+  other.join();
+  EXPECT_TRUE(released.load());
+  // It came back to the cache reset: the same SQL reads from the first row again.
+  Session session(**db);
+  auto q = session.Prepare(kSql);
+  ASSERT_TRUE(q.ok());
+  ASSERT_TRUE(q->Step().value_or(false));
+  EXPECT_EQ(q->ColumnInt(0), 7);
+}
+
 TEST(SqliteDb, TransactionsFromManyThreadsTakeTurns) {
   auto db = SqliteDb::Open(TempDb("threads"));
   ASSERT_TRUE(db.ok());

@@ -239,6 +239,12 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
   std::vector<TrackInput> inputs;
   std::vector<size_t> owner;
   std::vector<bool> stores(batch.size(), false);
+  // A request's cost is the number of inputs it expands to at most: no TrackInput (a large
+  // struct) is moved by the vector's growth.
+  size_t most = 0;
+  for (const Request& r : batch) most += static_cast<size_t>(Cost(r));
+  inputs.reserve(most);
+  owner.reserve(most);
   for (size_t i = 0; i < batch.size(); ++i) {
     v1::TrackResponse& resp = answers[i].first;
     answers[i].second = Cost(batch[i]);

@@ -1,6 +1,7 @@
 #include "services/poller/convert.h"
 
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -13,33 +14,74 @@
 
 namespace anchord::poller {
 
+namespace {
+
+// `x`, a member of a row passed as `Row&&`: to copy from when the row is an lvalue, to move from
+// when it is an rvalue.
+template <typename Row, typename T>
+decltype(auto) Take(T& x) {
+  if constexpr (std::is_lvalue_reference_v<Row>) {
+    return static_cast<const T&>(x);
+  } else {
+    return std::move(x);
+  }
+}
+
+// ToProto's fields from `r`: copied from a row given as an lvalue, moved out of one given as an
+// rvalue (an event built from a store outcome nobody reads afterwards).
+template <typename Row>
+void FillProto(Row&& r, anchord::v1::Proof* p) {
+  p->set_digest(r.digest.raw());
+  p->set_provider(Take<Row>(r.provider));
+  p->set_proof_id(Take<Row>(r.proof_id));
+  p->set_state(r.state);
+  p->set_certificate_url(Take<Row>(r.certificate_url));
+  p->set_verify_url(Take<Row>(r.verify_url));
+  p->set_bitcoin_block_height(r.block_height);
+  p->set_bitcoin_tx(Take<Row>(r.bitcoin_tx));
+  if (r.submitted_at != absl::InfinitePast())
+    rpc::SetTimestamp(r.submitted_at, p->mutable_submitted_at());
+  if (r.confirmed_at != absl::InfinitePast())
+    rpc::SetTimestamp(r.confirmed_at, p->mutable_confirmed_at());
+  p->set_ots_available(r.ots_size > 0);
+  p->set_ots_size_bytes(r.ots_size);
+  if (r.failure_code != 0) {
+    p->mutable_failure()->set_code(r.failure_code);
+    p->mutable_failure()->set_message(Take<Row>(r.failure_message));
+    p->mutable_failure()->set_reason(Take<Row>(r.failure_reason));
+  }
+  p->mutable_files()->Reserve(static_cast<int>(r.files.size()));
+  for (auto& f : r.files) {
+    anchord::v1::FileMetadata* out = p->add_files();
+    out->set_filename(Take<Row>(f.filename));
+    out->set_size_bytes(f.size_bytes);
+    out->set_mime_type(Take<Row>(f.mime_type));
+    out->set_source_path(Take<Row>(f.source_path));
+    out->set_job(Take<Row>(f.job));
+  }
+  p->set_provider_request_id(Take<Row>(r.provider_request_id));
+  if (r.updated_at != absl::InfinitePast()) {
+    rpc::SetTimestamp(r.updated_at, p->mutable_updated_at());
+  }
+  p->set_merkle_root(Take<Row>(r.merkle_root));
+  p->set_merkle_leaf_count(r.leaf_count);
+  p->set_stalled(r.stalled);
+}
+
+template <typename Row>
+anchord::v1::WatchResponse EventOf(anchord::v1::ProofEventType type, Row&& row, absl::Time now) {
+  anchord::v1::WatchResponse ev;
+  ev.set_type(type);
+  FillProto(std::forward<Row>(row), ev.mutable_proof());
+  rpc::SetTimestamp(now, ev.mutable_event_time());
+  return ev;
+}
+
+}  // namespace
+
 anchord::v1::Proof ToProto(const ProofRow& r) {
   anchord::v1::Proof p;
-  p.set_digest(r.digest.raw());
-  p.set_provider(r.provider);
-  p.set_proof_id(r.proof_id);
-  p.set_state(r.state);
-  p.set_certificate_url(r.certificate_url);
-  p.set_verify_url(r.verify_url);
-  p.set_bitcoin_block_height(r.block_height);
-  p.set_bitcoin_tx(r.bitcoin_tx);
-  if (r.submitted_at != absl::InfinitePast())
-    rpc::SetTimestamp(r.submitted_at, p.mutable_submitted_at());
-  if (r.confirmed_at != absl::InfinitePast())
-    rpc::SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
-  p.set_ots_available(r.ots_size > 0);
-  p.set_ots_size_bytes(r.ots_size);
-  if (r.failure_code != 0) {
-    p.mutable_failure()->set_code(r.failure_code);
-    p.mutable_failure()->set_message(r.failure_message);
-    p.mutable_failure()->set_reason(r.failure_reason);
-  }
-  for (const FileRow& f : r.files) rpc::SetFileMetadata(f, p.add_files());
-  p.set_provider_request_id(r.provider_request_id);
-  if (r.updated_at != absl::InfinitePast()) rpc::SetTimestamp(r.updated_at, p.mutable_updated_at());
-  p.set_merkle_root(r.merkle_root);
-  p.set_merkle_leaf_count(r.leaf_count);
-  p.set_stalled(r.stalled);
+  FillProto(r, &p);
   return p;
 }
 
@@ -290,11 +332,12 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
 
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,
                                      absl::Time now) {
-  anchord::v1::WatchResponse ev;
-  ev.set_type(type);
-  *ev.mutable_proof() = ToProto(row);
-  rpc::SetTimestamp(now, ev.mutable_event_time());
-  return ev;
+  return EventOf(type, row, now);
+}
+
+anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, ProofRow&& row,
+                                     absl::Time now) {
+  return EventOf(type, std::move(row), now);
 }
 
 }  // namespace anchord::poller

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/validate.h"
 #include "libs/digest/digest.h"
@@ -97,23 +98,43 @@ absl::Status CheckText(const std::string& value, size_t max, absl::string_view f
   return absl::OkStatus();
 }
 
-// Validates the files of a hand-off (`field` names the list) and appends them to *out.
+// Checks `value` with `validate`, naming the field `prefix` + `name` in its error. The full name
+// is built only for an error (a Merkle batch validates thousands of files per request).
+template <typename Value>
+absl::Status CheckFileField(absl::Status (*validate)(Value, absl::string_view), Value value,
+                            absl::string_view name, absl::FunctionRef<std::string()> prefix) {
+  if (validate(value, name).ok()) return absl::OkStatus();
+  return validate(value, absl::StrCat(prefix(), name));
+}
+
+// Validates the files of a hand-off (`field` names the list, `field_prefix` goes before it in an
+// error) and appends them to *out.
 absl::Status ConvertFiles(
     const google::protobuf::RepeatedPtrField<anchord::v1::FileMetadata>& files,
-    absl::string_view field, std::vector<FileRow>* out) {
+    absl::FunctionRef<std::string()> field, std::vector<FileRow>* out) {
   if (files.size() > 1000) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 1000 files per hand-off"));
+    return absl::InvalidArgumentError(absl::StrCat(field(), ": at most 1000 files per hand-off"));
   }
   out->reserve(out->size() + files.size());
   for (int i = 0; i < files.size(); ++i) {
     const auto& f = files[i];
-    std::string prefix = absl::StrCat(field, "[", i, "].");
+    auto prefix = [&] { return absl::StrCat(field(), "[", i, "]."); };
     absl::Status st;
-    if (st = ValidateFilename(f.filename(), prefix + "filename"); !st.ok()) return st;
-    if (st = ValidateSize(f.size_bytes(), prefix + "size_bytes"); !st.ok()) return st;
-    if (st = ValidateMimeType(f.mime_type(), prefix + "mime_type"); !st.ok()) return st;
-    if (st = ValidateSourcePath(f.source_path(), prefix + "source_path"); !st.ok()) return st;
-    if (st = ValidateJob(f.job(), prefix + "job"); !st.ok()) return st;
+    if (st = CheckFileField(ValidateFilename, absl::string_view(f.filename()), "filename", prefix);
+        !st.ok())
+      return st;
+    if (st = CheckFileField(ValidateSize, f.size_bytes(), "size_bytes", prefix); !st.ok())
+      return st;
+    if (st =
+            CheckFileField(ValidateMimeType, absl::string_view(f.mime_type()), "mime_type", prefix);
+        !st.ok())
+      return st;
+    if (st = CheckFileField(ValidateSourcePath, absl::string_view(f.source_path()), "source_path",
+                            prefix);
+        !st.ok())
+      return st;
+    if (st = CheckFileField(ValidateJob, absl::string_view(f.job()), "job", prefix); !st.ok())
+      return st;
     out->push_back(FileRow{std::string(JobOrDefault(f.job())), f.source_path(), f.filename(),
                            f.size_bytes(), f.mime_type()});
   }
@@ -237,7 +258,10 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   r.leaf_count = p.merkle_leaf_count();
   r.fallback_provider = req.fallback_provider();
   in.evidence = req.evidence();
-  if (st = ConvertFiles(p.files(), "proof.files", &in.files); !st.ok()) return st;
+  if (st = ConvertFiles(
+          p.files(), [] { return std::string("proof.files"); }, &in.files);
+      !st.ok())
+    return st;
   return in;
 }
 
@@ -299,7 +323,8 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
                                                      first_at[leaf.index()], "])"));
     }
     first_at[leaf.index()] = i;
-    absl::Status st = ConvertFiles(leaf.files(), absl::StrCat("leaves[", i, "].files"), &files[i]);
+    absl::Status st = ConvertFiles(
+        leaf.files(), [i] { return absl::StrCat("leaves[", i, "].files"); }, &files[i]);
     if (!st.ok()) return st;
   }
   auto batch = trees->Decode(req.merkle_tree(), p.digest());

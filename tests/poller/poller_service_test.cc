@@ -11,6 +11,7 @@
 #include "libs/rpc/internal.h"
 #include "services/poller/convert.h"
 #include "services/poller/poll_engine.h"
+#include "services/poller/poller_metrics.h"
 #include "tests/poller/test_util.h"
 #include "tests/testing/wait.h"
 
@@ -615,6 +616,33 @@ TEST(SubscriptionTest, TakeEventCopiesWhileSharedAndTakesFromTheLastHolder) {
   v1::WatchResponse got_b;
   TakeEvent(std::move(second), &got_b);
   EXPECT_EQ(got_b.SerializeAsString(), sent.SerializeAsString());
+}
+
+// Events are counted by type, the same counter each time (looked up once, then kept), and two
+// metrics objects on two registries keep their counts apart.
+TEST(PollerMetricsTest, EventsAreCountedByType) {
+  prometheus::Registry registry;
+  prometheus::Registry other_registry;
+  PollerMetrics metrics(registry);
+  PollerMetrics other(other_registry);
+  for (int i = 0; i < 3; ++i) metrics.CountEvent(v1::PROOF_EVENT_TYPE_TRACKED);
+  metrics.CountEvent(v1::PROOF_EVENT_TYPE_OTS_STORED);
+  other.CountEvent(v1::PROOF_EVENT_TYPE_TRACKED);
+  auto value = [](prometheus::Registry& r, const std::string& type) {
+    for (const auto& fam : r.Collect()) {
+      if (fam.name != "anchord_poller_events_total") continue;
+      for (const auto& m : fam.metric) {
+        for (const auto& l : m.label) {
+          if (l.name == "type" && l.value == type) return m.counter.value;
+        }
+      }
+    }
+    return -1.0;
+  };
+  EXPECT_EQ(value(registry, "tracked"), 3);
+  EXPECT_EQ(value(registry, "ots_stored"), 1);
+  EXPECT_EQ(value(registry, "confirmed"), -1);  // never counted, never created
+  EXPECT_EQ(value(other_registry, "tracked"), 1);
 }
 
 // An event built from a row given up (a store outcome) is the one built from a copy of it, with

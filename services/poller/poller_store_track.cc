@@ -156,7 +156,9 @@ class Tracker {
       out.proof = std::move(row);
     }
     // This proof may be a root read earlier in the batch: read it again when a leaf needs it.
-    roots_.erase({std::string(p.digest.bytes()), p.provider});
+    if (auto it = roots_.find(RootView{p.digest.bytes(), p.provider}); it != roots_.end()) {
+      roots_.erase(it);
+    }
     if (out.proof.leaf_count > 0 && out.proof.state != kPending) {
       ANCHORD_ASSIGN_OR_RETURN(out.leaves_changed, PropagateRootToLeaves(tx_, out.proof, now_));
     }
@@ -169,13 +171,29 @@ class Tracker {
     bool leaves_synced = false;   // PropagateRootToLeaves ran for it in this transaction
   };
 
+  // roots_' key, (raw digest, provider), and its view: every input looks its own pair up (it may
+  // be a root read earlier), without building a key.
+  using RootKey = std::pair<std::string, std::string>;
+  using RootView = std::pair<absl::string_view, absl::string_view>;
+  struct RootLess {
+    using is_transparent = void;
+    static RootView View(const RootKey& k) { return {k.first, k.second}; }
+    static RootView View(const RootView& k) { return k; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) < View(b);
+    }
+  };
+
   absl::StatusOr<Root*> RootOf(const Digest& digest, const std::string& provider) {
-    auto key = std::make_pair(std::string(digest.bytes()), provider);
-    auto it = roots_.find(key);
+    auto it = roots_.find(RootView{digest.bytes(), provider});
     if (it != roots_.end()) return &it->second;
     ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> row,
                              GetProofRow(tx_, digest, provider, /*with_files=*/false));
-    return &roots_.emplace(std::move(key), Root{std::move(row), false}).first->second;
+    return &roots_
+                .emplace(RootKey(std::string(digest.bytes()), provider),
+                         Root{std::move(row), false})
+                .first->second;
   }
 
   // Stores the batch's tree for its root unless held (once per root and Track call: the leaves
@@ -332,8 +350,8 @@ class Tracker {
   std::optional<Statement> insert_;
   std::optional<Statement> add_file_;
   std::optional<Statement> insert_tree_;
-  std::set<std::string> trees_stored_;  // raw roots whose tree this call stored (or found)
-  std::map<std::pair<std::string, std::string>, Root> roots_;  // by (root digest, provider)
+  std::set<std::string> trees_stored_;       // raw roots whose tree this call stored (or found)
+  std::map<RootKey, Root, RootLess> roots_;  // by (root digest, provider)
 };
 
 }  // namespace

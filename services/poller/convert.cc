@@ -1,9 +1,11 @@
 #include "services/poller/convert.h"
 
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/validate.h"
 #include "libs/digest/digest.h"
@@ -13,33 +15,74 @@
 
 namespace anchord::poller {
 
+namespace {
+
+// `x`, a member of a row passed as `Row&&`: to copy from when the row is an lvalue, to move from
+// when it is an rvalue.
+template <typename Row, typename T>
+decltype(auto) Take(T& x) {
+  if constexpr (std::is_lvalue_reference_v<Row>) {
+    return static_cast<const T&>(x);
+  } else {
+    return std::move(x);
+  }
+}
+
+// ToProto's fields from `r`: copied from a row given as an lvalue, moved out of one given as an
+// rvalue (an event built from a store outcome nobody reads afterwards).
+template <typename Row>
+void FillProto(Row&& r, anchord::v1::Proof* p) {
+  p->set_digest(r.digest.raw());
+  p->set_provider(Take<Row>(r.provider));
+  p->set_proof_id(Take<Row>(r.proof_id));
+  p->set_state(r.state);
+  p->set_certificate_url(Take<Row>(r.certificate_url));
+  p->set_verify_url(Take<Row>(r.verify_url));
+  p->set_bitcoin_block_height(r.block_height);
+  p->set_bitcoin_tx(Take<Row>(r.bitcoin_tx));
+  if (r.submitted_at != absl::InfinitePast())
+    rpc::SetTimestamp(r.submitted_at, p->mutable_submitted_at());
+  if (r.confirmed_at != absl::InfinitePast())
+    rpc::SetTimestamp(r.confirmed_at, p->mutable_confirmed_at());
+  p->set_ots_available(r.ots_size > 0);
+  p->set_ots_size_bytes(r.ots_size);
+  if (r.failure_code != 0) {
+    p->mutable_failure()->set_code(r.failure_code);
+    p->mutable_failure()->set_message(Take<Row>(r.failure_message));
+    p->mutable_failure()->set_reason(Take<Row>(r.failure_reason));
+  }
+  p->mutable_files()->Reserve(static_cast<int>(r.files.size()));
+  for (auto& f : r.files) {
+    anchord::v1::FileMetadata* out = p->add_files();
+    out->set_filename(Take<Row>(f.filename));
+    out->set_size_bytes(f.size_bytes);
+    out->set_mime_type(Take<Row>(f.mime_type));
+    out->set_source_path(Take<Row>(f.source_path));
+    out->set_job(Take<Row>(f.job));
+  }
+  p->set_provider_request_id(Take<Row>(r.provider_request_id));
+  if (r.updated_at != absl::InfinitePast()) {
+    rpc::SetTimestamp(r.updated_at, p->mutable_updated_at());
+  }
+  p->set_merkle_root(Take<Row>(r.merkle_root));
+  p->set_merkle_leaf_count(r.leaf_count);
+  p->set_stalled(r.stalled);
+}
+
+template <typename Row>
+anchord::v1::WatchResponse EventOf(anchord::v1::ProofEventType type, Row&& row, absl::Time now) {
+  anchord::v1::WatchResponse ev;
+  ev.set_type(type);
+  FillProto(std::forward<Row>(row), ev.mutable_proof());
+  rpc::SetTimestamp(now, ev.mutable_event_time());
+  return ev;
+}
+
+}  // namespace
+
 anchord::v1::Proof ToProto(const ProofRow& r) {
   anchord::v1::Proof p;
-  p.set_digest(r.digest.raw());
-  p.set_provider(r.provider);
-  p.set_proof_id(r.proof_id);
-  p.set_state(r.state);
-  p.set_certificate_url(r.certificate_url);
-  p.set_verify_url(r.verify_url);
-  p.set_bitcoin_block_height(r.block_height);
-  p.set_bitcoin_tx(r.bitcoin_tx);
-  if (r.submitted_at != absl::InfinitePast())
-    rpc::SetTimestamp(r.submitted_at, p.mutable_submitted_at());
-  if (r.confirmed_at != absl::InfinitePast())
-    rpc::SetTimestamp(r.confirmed_at, p.mutable_confirmed_at());
-  p.set_ots_available(r.ots_size > 0);
-  p.set_ots_size_bytes(r.ots_size);
-  if (r.failure_code != 0) {
-    p.mutable_failure()->set_code(r.failure_code);
-    p.mutable_failure()->set_message(r.failure_message);
-    p.mutable_failure()->set_reason(r.failure_reason);
-  }
-  for (const FileRow& f : r.files) rpc::SetFileMetadata(f, p.add_files());
-  p.set_provider_request_id(r.provider_request_id);
-  if (r.updated_at != absl::InfinitePast()) rpc::SetTimestamp(r.updated_at, p.mutable_updated_at());
-  p.set_merkle_root(r.merkle_root);
-  p.set_merkle_leaf_count(r.leaf_count);
-  p.set_stalled(r.stalled);
+  FillProto(r, &p);
   return p;
 }
 
@@ -55,23 +98,43 @@ absl::Status CheckText(const std::string& value, size_t max, absl::string_view f
   return absl::OkStatus();
 }
 
-// Validates the files of a hand-off (`field` names the list) and appends them to *out.
+// Checks `value` with `validate`, naming the field `prefix` + `name` in its error. The full name
+// is built only for an error (a Merkle batch validates thousands of files per request).
+template <typename Value>
+absl::Status CheckFileField(absl::Status (*validate)(Value, absl::string_view), Value value,
+                            absl::string_view name, absl::FunctionRef<std::string()> prefix) {
+  if (validate(value, name).ok()) return absl::OkStatus();
+  return validate(value, absl::StrCat(prefix(), name));
+}
+
+// Validates the files of a hand-off (`field` names the list, `field_prefix` goes before it in an
+// error) and appends them to *out.
 absl::Status ConvertFiles(
     const google::protobuf::RepeatedPtrField<anchord::v1::FileMetadata>& files,
-    absl::string_view field, std::vector<FileRow>* out) {
+    absl::FunctionRef<std::string()> field, std::vector<FileRow>* out) {
   if (files.size() > 1000) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 1000 files per hand-off"));
+    return absl::InvalidArgumentError(absl::StrCat(field(), ": at most 1000 files per hand-off"));
   }
   out->reserve(out->size() + files.size());
   for (int i = 0; i < files.size(); ++i) {
     const auto& f = files[i];
-    std::string prefix = absl::StrCat(field, "[", i, "].");
+    auto prefix = [&] { return absl::StrCat(field(), "[", i, "]."); };
     absl::Status st;
-    if (st = ValidateFilename(f.filename(), prefix + "filename"); !st.ok()) return st;
-    if (st = ValidateSize(f.size_bytes(), prefix + "size_bytes"); !st.ok()) return st;
-    if (st = ValidateMimeType(f.mime_type(), prefix + "mime_type"); !st.ok()) return st;
-    if (st = ValidateSourcePath(f.source_path(), prefix + "source_path"); !st.ok()) return st;
-    if (st = ValidateJob(f.job(), prefix + "job"); !st.ok()) return st;
+    if (st = CheckFileField(ValidateFilename, absl::string_view(f.filename()), "filename", prefix);
+        !st.ok())
+      return st;
+    if (st = CheckFileField(ValidateSize, f.size_bytes(), "size_bytes", prefix); !st.ok())
+      return st;
+    if (st =
+            CheckFileField(ValidateMimeType, absl::string_view(f.mime_type()), "mime_type", prefix);
+        !st.ok())
+      return st;
+    if (st = CheckFileField(ValidateSourcePath, absl::string_view(f.source_path()), "source_path",
+                            prefix);
+        !st.ok())
+      return st;
+    if (st = CheckFileField(ValidateJob, absl::string_view(f.job()), "job", prefix); !st.ok())
+      return st;
     out->push_back(FileRow{std::string(JobOrDefault(f.job())), f.source_path(), f.filename(),
                            f.size_bytes(), f.mime_type()});
   }
@@ -195,7 +258,10 @@ absl::StatusOr<TrackInput> ValidateTrackRequest(const anchord::v1::TrackRequest&
   r.leaf_count = p.merkle_leaf_count();
   r.fallback_provider = req.fallback_provider();
   in.evidence = req.evidence();
-  if (st = ConvertFiles(p.files(), "proof.files", &in.files); !st.ok()) return st;
+  if (st = ConvertFiles(
+          p.files(), [] { return std::string("proof.files"); }, &in.files);
+      !st.ok())
+    return st;
   return in;
 }
 
@@ -257,7 +323,8 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
                                                      first_at[leaf.index()], "])"));
     }
     first_at[leaf.index()] = i;
-    absl::Status st = ConvertFiles(leaf.files(), absl::StrCat("leaves[", i, "].files"), &files[i]);
+    absl::Status st = ConvertFiles(
+        leaf.files(), [i] { return absl::StrCat("leaves[", i, "].files"); }, &files[i]);
     if (!st.ok()) return st;
   }
   auto batch = trees->Decode(req.merkle_tree(), p.digest());
@@ -290,11 +357,12 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
 
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,
                                      absl::Time now) {
-  anchord::v1::WatchResponse ev;
-  ev.set_type(type);
-  *ev.mutable_proof() = ToProto(row);
-  rpc::SetTimestamp(now, ev.mutable_event_time());
-  return ev;
+  return EventOf(type, row, now);
+}
+
+anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, ProofRow&& row,
+                                     absl::Time now) {
+  return EventOf(type, std::move(row), now);
 }
 
 }  // namespace anchord::poller

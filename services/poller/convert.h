@@ -56,5 +56,8 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
 // The event message for `row`.
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,
                                      absl::Time now);
+// The same, taking the row's strings and files (left empty) instead of copying them.
+anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, ProofRow&& row,
+                                     absl::Time now);
 
 }  // namespace anchord::poller

@@ -32,6 +32,16 @@ bool Subscription::PopSome(size_t max_events, size_t max_bytes, std::vector<Even
   return !queue_.empty();
 }
 
+void TakeEvent(EventPtr ev, anchord::v1::WatchResponse* out) {
+  // use_count() is exact when it is 1 and `ev` is one of the references: no other holder is left
+  // to make another.
+  if (ev.use_count() == 1) {
+    out->Swap(const_cast<anchord::v1::WatchResponse*>(ev.get()));
+  } else {
+    *out = *ev;
+  }
+}
+
 bool Subscription::overflowed() {
   absl::MutexLock lock(&mu_);
   return overflowed_;
@@ -95,7 +105,8 @@ void EventBus::DropAll() {
 }
 
 void EventBus::Deliver(anchord::v1::WatchResponse event) {
-  auto ev = std::make_shared<const anchord::v1::WatchResponse>(std::move(event));
+  // Not a const object, only shared as one: the last holder may take its contents (TakeEvent).
+  EventPtr ev = std::make_shared<anchord::v1::WatchResponse>(std::move(event));
   absl::MutexLock lock(&mu_);
   for (const SubscriptionPtr& sub : subs_) {
     if (!sub->filter_.Matches(ev->proof())) continue;

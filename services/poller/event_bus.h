@@ -22,7 +22,12 @@
 
 namespace anchord::poller {
 
+// Events are created by EventBus::Deliver and shared, read-only, between the watchers' queues.
 using EventPtr = std::shared_ptr<const anchord::v1::WatchResponse>;
+
+// Sets *out to the event `ev` holds: its contents taken when `ev` is its last reference (a watcher
+// alone in wanting it), else a copy. Only for events from EventBus::Deliver.
+void TakeEvent(EventPtr ev, anchord::v1::WatchResponse* out);
 
 struct WatchFilter {
   std::string job;               // empty: any

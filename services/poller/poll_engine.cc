@@ -46,6 +46,13 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
   bus.Publish(MakeEvent(type, row, now));
 }
 
+void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
+                  ProofRow&& row, absl::Time now) {
+  if (metrics) metrics->CountEvent(type);
+  if (!bus.listened()) return;
+  bus.Publish(MakeEvent(type, std::move(row), now));
+}
+
 void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
                        absl::Time now, bool were_confirmed) {
   for (const ProofRow& leaf : leaves) {

@@ -39,6 +39,9 @@ namespace anchord::poller {
 // Publishes `type` for `row` on the bus and counts it. `metrics` may be null.
 void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
                   const ProofRow& row, absl::Time now);
+// The same, taking the row's strings and files when the event is built (a row not read after).
+void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
+                  ProofRow&& row, absl::Time now);
 
 // Publishes what happened to Merkle batch leaves that followed their root: CONFIRMED, FAILED,
 // STALLED or OTS_STORED (a confirmed leaf whose joined proof became available).

@@ -28,12 +28,22 @@ PollerMetrics::PollerMetrics(prometheus::Registry& registry)
                    .Add({})) {}
 
 void PollerMetrics::CountEvent(anchord::v1::ProofEventType type) {
+  const bool cached = type >= 0 && type < anchord::v1::ProofEventType_ARRAYSIZE;
+  if (cached) {
+    if (prometheus::Counter* c = event_counters_[type].load(std::memory_order_acquire)) {
+      c->Increment();
+      return;
+    }
+  }
   std::string name = anchord::v1::ProofEventType_Name(type);
   constexpr absl::string_view kPrefix = "PROOF_EVENT_TYPE_";
   if (absl::string_view(name).substr(0, kPrefix.size()) == kPrefix) {
     name = name.substr(kPrefix.size());
   }
-  events.Add({{"type", absl::AsciiStrToLower(name)}}).Increment();
+  prometheus::Counter& counter = events.Add({{"type", absl::AsciiStrToLower(name)}});
+  // Two threads may both look it up: they find the same counter.
+  if (cached) event_counters_[type].store(&counter, std::memory_order_release);
+  counter.Increment();
 }
 
 void PollerMetrics::CountLookup(const std::string& provider, const std::string& result) {

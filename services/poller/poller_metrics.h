@@ -6,6 +6,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <array>
+#include <atomic>
 #include <string>
 
 #include "anchord/v1/poller.pb.h"
@@ -38,6 +40,13 @@ struct PollerMetrics {
   void CountEvent(anchord::v1::ProofEventType type);
   void CountLookup(const std::string& provider, const std::string& result);
   void CountDownload(const std::string& provider, const std::string& result);
+
+ private:
+  // events' counter of each type once looked up (a Track batch counts an event per leaf, and a
+  // family's lookup builds and compares its label map). A family's counters stay where they are
+  // until removed, and these never are.
+  std::array<std::atomic<prometheus::Counter*>, anchord::v1::ProofEventType_ARRAYSIZE>
+      event_counters_{};
 };
 
 }  // namespace anchord::poller

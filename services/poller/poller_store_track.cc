@@ -111,7 +111,8 @@ class Tracker {
         took_root = true;
       }
     }
-    ANCHORD_ASSIGN_OR_RETURN(const bool inserted, Insert(in, row, form.path_size));
+    ANCHORD_ASSIGN_OR_RETURN(const Held held, Insert(in, row, form.path_size));
+    const bool inserted = held.inserted;
     TrackOutcome out;
     bool reread = !inserted;
     if (inserted) {
@@ -135,11 +136,11 @@ class Tracker {
     } else {
       ANCHORD_ASSIGN_OR_RETURN(out.state_changed, UpdateExisting(in, state));
     }
-    // The digest's files are stored under its first proof's seq (poller_store_schema.cc).
-    int64_t files_seq = 0;
-    if (!in.files.empty() || !reread) {
-      ANCHORD_ASSIGN_OR_RETURN(files_seq, FilesSeqOf(tx_, p.digest));
-    }
+    // The digest's files are stored under its first proof's seq (poller_store_schema.cc): the
+    // lowest seq the look before the insert saw, or the new row's when the digest had none (no
+    // statement here removes a proof or changes a seq).
+    int64_t files_seq = held.first_seq;
+    if (inserted && (files_seq == 0 || row.seq < files_seq)) files_seq = row.seq;
     ANCHORD_RETURN_IF_ERROR(AddFiles(in, files_seq));
     if (reread) {
       ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> after,
@@ -155,7 +156,9 @@ class Tracker {
       out.proof = std::move(row);
     }
     // This proof may be a root read earlier in the batch: read it again when a leaf needs it.
-    roots_.erase({std::string(p.digest.bytes()), p.provider});
+    if (auto it = roots_.find(RootView{p.digest.bytes(), p.provider}); it != roots_.end()) {
+      roots_.erase(it);
+    }
     if (out.proof.leaf_count > 0 && out.proof.state != kPending) {
       ANCHORD_ASSIGN_OR_RETURN(out.leaves_changed, PropagateRootToLeaves(tx_, out.proof, now_));
     }
@@ -168,13 +171,29 @@ class Tracker {
     bool leaves_synced = false;   // PropagateRootToLeaves ran for it in this transaction
   };
 
+  // roots_' key, (raw digest, provider), and its view: every input looks its own pair up (it may
+  // be a root read earlier), without building a key.
+  using RootKey = std::pair<std::string, std::string>;
+  using RootView = std::pair<absl::string_view, absl::string_view>;
+  struct RootLess {
+    using is_transparent = void;
+    static RootView View(const RootKey& k) { return {k.first, k.second}; }
+    static RootView View(const RootView& k) { return k; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) < View(b);
+    }
+  };
+
   absl::StatusOr<Root*> RootOf(const Digest& digest, const std::string& provider) {
-    auto key = std::make_pair(std::string(digest.bytes()), provider);
-    auto it = roots_.find(key);
+    auto it = roots_.find(RootView{digest.bytes(), provider});
     if (it != roots_.end()) return &it->second;
     ANCHORD_ASSIGN_OR_RETURN(std::optional<ProofRow> row,
                              GetProofRow(tx_, digest, provider, /*with_files=*/false));
-    return &roots_.emplace(std::move(key), Root{std::move(row), false}).first->second;
+    return &roots_
+                .emplace(RootKey(std::string(digest.bytes()), provider),
+                         Root{std::move(row), false})
+                .first->second;
   }
 
   // Stores the batch's tree for its root unless held (once per root and Track call: the leaves
@@ -195,17 +214,23 @@ class Tracker {
     return st.Run();
   }
 
-  // Inserts `row` unless (digest, provider) is already held; true when it inserted.
+  struct Held {
+    bool inserted = false;  // (digest, provider) was not held: `row` is now
+    int64_t first_seq = 0;  // the digest's lowest seq before the insert; 0 when it had none
+  };
+
+  // Inserts `row` unless (digest, provider) is already held.
   // (digest, provider) is the key, and no UNIQUE index enforces it (the schema says why): the
   // look and the insert run in this Track's write transaction, which holds the database's write
   // lock (SQLite has one writer), so nothing can add the pair in between. Two statements: an
   // INSERT ... SELECT reading its own table fills a temporary table at every run (measured: +30%
-  // CPU per proof in backlog_bench fill).
-  absl::StatusOr<bool> Insert(const TrackInput& in, const ProofRow& row, int64_t path_size) {
+  // CPU per proof in backlog_bench fill). The look reads every proof of the digest anyway, so it
+  // also answers the digest's lowest seq (where its files go) instead of a second seek.
+  absl::StatusOr<Held> Insert(const TrackInput& in, const ProofRow& row, int64_t path_size) {
     if (!insert_.has_value()) {
-      ANCHORD_ASSIGN_OR_RETURN(
-          Statement held, tx_.Prepare(absl::StrCat("SELECT 1 FROM ", kProofsByDigest, " WHERE ",
-                                                   DigestIs(1), " AND provider = ?2")));
+      ANCHORD_ASSIGN_OR_RETURN(Statement held,
+                               tx_.Prepare(absl::StrCat("SELECT MIN(seq), MAX(provider = ?2) FROM ",
+                                                        kProofsByDigest, " WHERE ", DigestIs(1))));
       held_.emplace(std::move(held));
       ANCHORD_ASSIGN_OR_RETURN(
           Statement st,
@@ -221,9 +246,15 @@ class Tracker {
     }
     held_->Reset();
     held_->BindBlob(1, row.digest.bytes()).Bind(2, row.provider);
-    ANCHORD_ASSIGN_OR_RETURN(const bool held, held_->Step());
+    ANCHORD_ASSIGN_OR_RETURN(const bool has_row, held_->Step());
+    Held out;
+    bool held = false;
+    if (has_row && !held_->ColumnIsNull(0)) {
+      out.first_seq = held_->ColumnInt(0);
+      held = held_->ColumnInt(1) != 0;
+    }
     held_->Reset();
-    if (held) return false;
+    if (held) return out;
     const ProofRow& p = in.proof;
     const absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now_;
     Statement& st = *insert_;
@@ -245,7 +276,8 @@ class Tracker {
     st.Bind(22, row.ots_size).Bind(23, static_cast<int64_t>(row.stalled ? 1 : 0));
     st.Bind(24, row.leaf_index).Bind(25, path_size);
     ANCHORD_RETURN_IF_ERROR(st.Run());
-    return tx_.Changes() > 0;
+    out.inserted = tx_.Changes() > 0;
+    return out;
   }
 
   // A hand-off of a proof already held: only a forward move (a PENDING proof becomes CONFIRMED
@@ -313,12 +345,13 @@ class Tracker {
 
   Transaction& tx_;
   const absl::Time now_;
-  std::optional<Statement> held_;  // (digest, provider) has a row
+  // The digest's lowest seq, and whether (digest, provider) has a row.
+  std::optional<Statement> held_;
   std::optional<Statement> insert_;
   std::optional<Statement> add_file_;
   std::optional<Statement> insert_tree_;
-  std::set<std::string> trees_stored_;  // raw roots whose tree this call stored (or found)
-  std::map<std::pair<std::string, std::string>, Root> roots_;  // by (root digest, provider)
+  std::set<std::string> trees_stored_;       // raw roots whose tree this call stored (or found)
+  std::map<RootKey, Root, RootLess> roots_;  // by (root digest, provider)
 };
 
 }  // namespace

@@ -239,6 +239,12 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
   std::vector<TrackInput> inputs;
   std::vector<size_t> owner;
   std::vector<bool> stores(batch.size(), false);
+  // A request's cost is the number of inputs it expands to at most: no TrackInput (a large
+  // struct) is moved by the vector's growth.
+  size_t most = 0;
+  for (const Request& r : batch) most += static_cast<size_t>(Cost(r));
+  inputs.reserve(most);
+  owner.reserve(most);
   for (size_t i = 0; i < batch.size(); ++i) {
     v1::TrackResponse& resp = answers[i].first;
     answers[i].second = Cost(batch[i]);
@@ -281,7 +287,8 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     }
     return answers;
   }
-  for (const TrackOutcome& o : *outcomes) {
+  // The outcomes are not read after their events are built: the events take their strings.
+  for (TrackOutcome& o : *outcomes) {
     v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
     if (o.inserted || o.state_changed) {
       type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
@@ -289,7 +296,7 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
                                                          : v1::PROOF_EVENT_TYPE_TRACKED;
     }
     if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
-      PublishEvent(*service_->bus_, service_->metrics_, type, o.proof, now);
+      PublishEvent(*service_->bus_, service_->metrics_, type, std::move(o.proof), now);
     }
     PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
   }

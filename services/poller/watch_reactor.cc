@@ -193,10 +193,11 @@ bool WatchReactor::NextLiveLocked() {
   } else if (popped_.size() == 1) {
     current_ = std::move(popped_.front());
   } else {
-    // The queued events are shared with the other watchers, so the batch holds copies.
+    // The queued events may be shared with other watchers: the batch takes those no other
+    // holds, and copies the rest.
     auto msg = std::make_shared<v1::WatchResponse>();
     msg->mutable_events()->Reserve(static_cast<int>(popped_.size()));
-    for (const EventPtr& ev : popped_) *msg->add_events() = *ev;
+    for (EventPtr& ev : popped_) TakeEvent(std::move(ev), msg->add_events());
     current_ = std::move(msg);
   }
   popped_.clear();

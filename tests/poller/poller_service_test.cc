@@ -9,7 +9,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/rpc/internal.h"
+#include "services/poller/convert.h"
 #include "services/poller/poll_engine.h"
+#include "services/poller/poller_metrics.h"
 #include "tests/poller/test_util.h"
 #include "tests/testing/wait.h"
 
@@ -588,6 +590,95 @@ TEST(SubscriptionTest, PopSomeTakesOldestFirstWithinItsBounds) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(out[i]->proof().digest(), testing::DigestBytes(i)) << i;
   EXPECT_FALSE(sub->PopSome(10, 1 << 20, &out));
   EXPECT_EQ(out.size(), 5u);
+}
+
+// A batched watcher takes an event's contents only when no other watcher still holds it: the
+// first of two watchers gets a copy and leaves the other's intact, the last one takes it.
+TEST(SubscriptionTest, TakeEventCopiesWhileSharedAndTakesFromTheLastHolder) {
+  EventBus bus;
+  auto a = bus.Subscribe(WatchFilter{}, 10, nullptr);
+  auto b = bus.Subscribe(WatchFilter{}, 10, nullptr);
+  v1::WatchResponse sent;
+  sent.set_type(v1::PROOF_EVENT_TYPE_TRACKED);
+  sent.mutable_proof()->set_digest(testing::DigestBytes(3));
+  sent.mutable_proof()->set_certificate_url("https://cert.example/a-long-enough-url");
+  sent.mutable_proof()->add_files()->set_filename("f.pdf");
+  bus.Publish(sent);
+  EventPtr first = a->Pop();
+  ASSERT_NE(first, nullptr);
+  const v1::WatchResponse* shared = first.get();
+  v1::WatchResponse got_a;
+  TakeEvent(std::move(first), &got_a);
+  EXPECT_EQ(got_a.SerializeAsString(), sent.SerializeAsString());
+  EventPtr second = b->Pop();
+  ASSERT_EQ(second.get(), shared);
+  EXPECT_EQ(second->SerializeAsString(), sent.SerializeAsString());  // untouched by a's take
+  v1::WatchResponse got_b;
+  TakeEvent(std::move(second), &got_b);
+  EXPECT_EQ(got_b.SerializeAsString(), sent.SerializeAsString());
+}
+
+// Events are counted by type, the same counter each time (looked up once, then kept), and two
+// metrics objects on two registries keep their counts apart.
+TEST(PollerMetricsTest, EventsAreCountedByType) {
+  prometheus::Registry registry;
+  prometheus::Registry other_registry;
+  PollerMetrics metrics(registry);
+  PollerMetrics other(other_registry);
+  for (int i = 0; i < 3; ++i) metrics.CountEvent(v1::PROOF_EVENT_TYPE_TRACKED);
+  metrics.CountEvent(v1::PROOF_EVENT_TYPE_OTS_STORED);
+  other.CountEvent(v1::PROOF_EVENT_TYPE_TRACKED);
+  auto value = [](prometheus::Registry& r, const std::string& type) {
+    for (const auto& fam : r.Collect()) {
+      if (fam.name != "anchord_poller_events_total") continue;
+      for (const auto& m : fam.metric) {
+        for (const auto& l : m.label) {
+          if (l.name == "type" && l.value == type) return m.counter.value;
+        }
+      }
+    }
+    return -1.0;
+  };
+  EXPECT_EQ(value(registry, "tracked"), 3);
+  EXPECT_EQ(value(registry, "ots_stored"), 1);
+  EXPECT_EQ(value(registry, "confirmed"), -1);  // never counted, never created
+  EXPECT_EQ(value(other_registry, "tracked"), 1);
+}
+
+// An event built from a row given up (a store outcome) is the one built from a copy of it, with
+// every field and file set.
+TEST(MakeEventTest, MovedRowGivesTheSameEvent) {
+  ProofRow row;
+  row.seq = 7;
+  row.digest = Digest(5);
+  row.provider = "a-provider-name-longer-than-sso";
+  row.proof_id = "proof-id-longer-than-the-small-string";
+  row.state = v1::DIGEST_STATE_FAILED;
+  row.certificate_url = "https://cert.example/certificates/12345";
+  row.verify_url = "https://verify.example/verify/abcdef";
+  row.block_height = 812345;
+  row.bitcoin_tx = "a-bitcoin-transaction-id-longer-than-sso";
+  row.submitted_at = absl::FromUnixSeconds(1'700'000'000);
+  row.confirmed_at = absl::FromUnixSeconds(1'700'000'100);
+  row.ots_size = 321;
+  row.failure_code = 9;
+  row.failure_message = "a failure message longer than sso";
+  row.failure_reason = "A_REASON_LONGER_THAN_SSO";
+  row.provider_request_id = "request-id-longer-than-the-sso";
+  row.stalled = true;
+  row.updated_at = absl::FromUnixSeconds(1'700'000'200);
+  row.merkle_root = std::string(32, 'r');
+  row.leaf_count = 3;
+  row.files.push_back(FileRow{"job-a", "dir/one/long/source/path", "one-long-name.pdf", 10, "x/y"});
+  row.files.push_back(FileRow{"job-b", "dir/two/long/source/path", "two-long-name.pdf", 20, "a/b"});
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'300);
+  const v1::WatchResponse copied = MakeEvent(v1::PROOF_EVENT_TYPE_FAILED, row, now);
+  ProofRow given = row;
+  const v1::WatchResponse moved = MakeEvent(v1::PROOF_EVENT_TYPE_FAILED, std::move(given), now);
+  EXPECT_EQ(moved.SerializeAsString(), copied.SerializeAsString());
+  EXPECT_EQ(copied.proof().files_size(), 2);
+  EXPECT_EQ(copied.proof().failure().reason(), row.failure_reason);
+  EXPECT_EQ(copied.proof().provider_request_id(), row.provider_request_id);
 }
 
 TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {

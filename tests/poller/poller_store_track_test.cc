@@ -162,6 +162,48 @@ TEST_F(PollerStoreTrackTest, NewProofOutcomeIsTheStoredRow) {
   EXPECT_EQ(out[5].proof.files.size(), 3u);  // the first provider's two files and its own
 }
 
+// A digest's files are kept under its first proof, whichever provider's hand-off brings them and
+// in whichever order: a second provider in the same batch, a repeat bringing another file, and a
+// digest sharing the first one's 8-byte prefix (the index the look uses) keeps its own files.
+TEST_F(PollerStoreTrackTest, FilesGoUnderTheDigestsFirstProof) {
+  std::string twin_bytes(Digest(7).bytes());
+  twin_bytes[31] = static_cast<char>(twin_bytes[31] ^ 0x5a);
+  const anchord::Digest twin = *anchord::Digest::FromBytes(twin_bytes);
+  const TrackInput first = Pending(Digest(7), "id-a", "fake", "job-a", "a/one");
+  const TrackInput second = Pending(Digest(7), "id-b", "second", "job-b", "b/two");
+  const TrackInput other = Pending(twin, "id-t", "second", "job-t", "t/three");
+  TrackInput repeat = Pending(Digest(7), "id-a", "fake", "job-c", "c/four");
+  auto out = TrackAndCompare({other, first, second, repeat}, kT0);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_TRUE(out[0].inserted);
+  EXPECT_TRUE(out[1].inserted);
+  EXPECT_TRUE(out[2].inserted);
+  EXPECT_FALSE(out[3].inserted);
+  const std::vector<std::string> want = {"a/one", "b/two", "c/four"};
+  for (const std::string& provider : {"fake", "second"}) {
+    SCOPED_TRACE(provider);
+    const ProofRow row = MustGet(Digest(7), provider);
+    std::vector<std::string> got;
+    for (const FileRow& f : row.files) got.push_back(f.source_path);
+    EXPECT_EQ(got, want);
+  }
+  const ProofRow t = MustGet(twin, "second");
+  ASSERT_EQ(t.files.size(), 1u);
+  EXPECT_EQ(t.files[0].source_path, "t/three");
+  EXPECT_EQ(out[0].proof.files.size(), 1u);
+  // Every file sits under the lowest seq of its digest.
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files WHERE proof_seq NOT IN (SELECT MIN(seq) FROM "
+                      "proofs GROUP BY digest)"),
+            0);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 4);
+  // A third provider later: the digest's three files, none added twice.
+  auto third = TrackAndCompare({Pending(Digest(7), "id-c", "third", "job-a", "a/one")}, kT0);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_TRUE(third[0].inserted);
+  EXPECT_EQ(third[0].proof.files.size(), 3u);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 4);
+}
+
 // A hand-off repeated, in the same batch and in a later one, answers with the stored row and
 // stores one proof and one file.
 TEST_F(PollerStoreTrackTest, DuplicateHandOffStoresOnce) {

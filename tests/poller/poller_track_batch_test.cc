@@ -417,6 +417,16 @@ TEST_F(TrackBatchTest, InvalidRequestsNameTheirFieldAndStoreNothing) {
   r = BatchReq(batch_, "", {0, 1, 2, 3});
   r.mutable_leaves(3)->mutable_files(0)->set_filename("a/b");
   add("bad-file", "leaves[3].files[0].filename", r);
+  r = BatchReq(batch_, "", {0, 1, 2});
+  *r.mutable_leaves(2)->add_files() = LeafFile(7);
+  r.mutable_leaves(2)->mutable_files(1)->set_size_bytes(-1);
+  add("bad-size", "leaves[2].files[1].size_bytes", r);
+  r = BatchReq(batch_, "", {0, 1});
+  r.mutable_leaves(1)->mutable_files(0)->set_job("no spaces");
+  add("bad-job", "leaves[1].files[0].job", r);
+  r = BatchReq(batch_, "", {0});
+  r.mutable_track()->mutable_proof()->add_files()->set_filename("a/b");
+  add("bad-root-file", "track.proof.files[0].filename", r);
   r = BatchReq(batch_, "", {0});
   for (int i = 0; i < 1001; ++i) *r.mutable_leaves(0)->add_files() = LeafFile(i);
   add("many-files", "leaves[0].files", r);

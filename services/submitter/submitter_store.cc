@@ -31,6 +31,20 @@ const char* SubStateName(SubState s) {
   return "UNKNOWN";
 }
 
+absl::StatusOr<std::vector<Submission>> SubmitterStore::PendingHandoffExcept(
+    int limit, const std::set<int64_t>& skip) {
+  const int extra = static_cast<int>(std::min<size_t>(skip.size(), std::max(limit, 0)));
+  absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(limit + extra);
+  if (!rows.ok()) return rows;
+  if (!skip.empty()) {
+    rows->erase(std::remove_if(rows->begin(), rows->end(),
+                               [&](const Submission& r) { return skip.count(r.id) > 0; }),
+                rows->end());
+  }
+  if (rows->size() > static_cast<size_t>(std::max(limit, 0))) rows->resize(std::max(limit, 0));
+  return rows;
+}
+
 namespace {
 
 using ledger::SqliteDb;
@@ -209,10 +223,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
                         "LIMIT ?2"));
     s.Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
     std::vector<Submission> out;
+    out.reserve(static_cast<size_t>(std::clamp(limit, 0, 1 << 16)));
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      Submission r;
+      Submission& r = out.emplace_back();
       r.id = s.ColumnInt(0);
       ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
       r.provider = provider;
@@ -220,7 +235,6 @@ class SqliteSubmitterStore final : public SubmitterStore {
       r.created_at = FromMs(s.ColumnInt(3));
       r.change_seq = s.ColumnInt(4);
       r.mode = RowMode::kLeaf;
-      out.push_back(std::move(r));
     }
     return out;
   }
@@ -421,6 +435,54 @@ class SqliteSubmitterStore final : public SubmitterStore {
               [&](Statement& s) { s.Bind(1, static_cast<int64_t>(limit)); }));
   }
 
+  absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(
+      int limit, const std::set<int64_t>& skip) override {
+    // The session (the store's connection) ends before Fill, which opens its own.
+    return WithLeafDetails(ReadPendingForBatchForm(limit, skip));
+  }
+
+  absl::StatusOr<std::vector<Submission>> ReadPendingForBatchForm(int limit,
+                                                                  const std::set<int64_t>& skip) {
+    ledger::Session session(*db_);
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement s,
+        session.Prepare(absl::StrCat("SELECT ", kCols,
+                                     " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                                     "change_seq ORDER BY id LIMIT ?1")));
+    // Every skipped row may come first: asking for as many more finds `limit` others if there are.
+    s.Bind(1, static_cast<int64_t>(limit) + static_cast<int64_t>(skip.size()));
+    std::vector<Submission> out;
+    out.reserve(static_cast<size_t>(std::max(limit, 0)));
+    while (out.size() < static_cast<size_t>(std::max(limit, 0))) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      const int64_t id = s.ColumnInt(0);
+      if (skip.count(id) > 0) continue;
+      // A SUBMITTED leaf of a batch sealed by this release (no path of its own): the batch form
+      // needs only its digest and files, so none of the rest is decoded or derived. Read whole,
+      // it would also be given its path and a copy of the root's record (LeafDetails::Fill).
+      if (s.ColumnInt(31) == static_cast<int64_t>(RowMode::kLeaf) && s.ColumnInt(32) != 0 &&
+          s.ColumnInt(8) == static_cast<int64_t>(SubState::kSubmitted) &&
+          s.ColumnText(34).empty()) {
+        Submission& r = out.emplace_back();
+        r.id = id;
+        ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
+        r.provider = s.ColumnText(2);
+        r.state = SubState::kSubmitted;
+        r.mode = RowMode::kLeaf;
+        r.batch_id = s.ColumnInt(32);
+        r.change_seq = s.ColumnInt(28);
+        r.handed_off_seq = s.ColumnInt(29);
+        r.thin = true;
+        continue;
+      }
+      ANCHORD_ASSIGN_OR_RETURN(Submission r, ReadRow(s));
+      out.push_back(std::move(r));
+    }
+    s.Reset();
+    return out;
+  }
+
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
     return Update("UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1",
                   [&](Statement& s) { s.Bind(1, id).Bind(2, seq); });
@@ -434,13 +496,24 @@ class SqliteSubmitterStore final : public SubmitterStore {
     // lookups; a row already marked as of `seq` is not rewritten.
     std::vector<std::pair<int64_t, int64_t>> sorted = rows;
     std::sort(sorted.begin(), sorted.end());
+    // A run of consecutive ids acknowledged as of the same seq (a batch's leaves were taken in
+    // with consecutive ids, and become SUBMITTED together) is marked by one statement over the
+    // id range: every id of the range is one of the rows, so the range holds no other row. One
+    // statement per row was most of the mark's CPU.
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, tx.Prepare("UPDATE submissions SET handed_off_seq = ?2 WHERE id = ?1 AND "
-                                "handed_off_seq < ?2"));
-    for (const auto& [id, seq] : sorted) {
+        Statement s, tx.Prepare("UPDATE submissions SET handed_off_seq = ?3 WHERE id BETWEEN ?1 "
+                                "AND ?2 AND handed_off_seq < ?3"));
+    for (size_t i = 0; i < sorted.size();) {
+      const auto [first, seq] = sorted[i];
+      size_t j = i + 1;
+      while (j < sorted.size() && sorted[j].first == sorted[j - 1].first + 1 &&
+             sorted[j].second == seq) {
+        ++j;
+      }
       s.Reset();
-      s.Bind(1, id).Bind(2, seq);
+      s.Bind(1, first).Bind(2, sorted[j - 1].first).Bind(3, seq);
       ANCHORD_RETURN_IF_ERROR(s.Run());
+      i = j;
     }
     return tx.Commit();
   }

@@ -17,8 +17,8 @@ constexpr char kWaitingRange[] =
     "provider = ?1 AND mode = 1 AND batch_id = 0 AND state = 0 AND id BETWEEN ?2 AND ?3";
 
 // When the leaves are every waiting leaf of the provider from the first to the last, in id order
-// (as the batcher gives them: the oldest waiting), one UPDATE gives them all the batch id, instead
-// of a statement per leaf (a third of sealing's CPU). True when done; false, with nothing
+// (as the batcher gives them: the oldest waiting), one UPDATE gives them all the batch id instead
+// of a statement per leaf (bench/results/s8-submitter.md). True when done; false, with nothing
 // changed, when they are not such a range (the caller then marks them one by one).
 absl::StatusOr<bool> SealWaitingRange(ledger::Transaction& tx, const NewBatch& b, int64_t batch_id,
                                       int64_t now_ms) {

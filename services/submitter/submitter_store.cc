@@ -503,8 +503,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     std::sort(sorted.begin(), sorted.end());
     // A run of consecutive ids acknowledged as of the same seq (a batch's leaves were taken in
     // with consecutive ids, and become SUBMITTED together) is marked by one statement over the
-    // id range: every id of the range is one of the rows, so the range holds no other row. One
-    // statement per row was most of the mark's CPU.
+    // id range: every id of the range is one of the rows, so the range holds no other row
+    // (a statement per row cost the mark ~40% more CPU, bench/results/s8-submitter.md).
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s, tx.Prepare("UPDATE submissions SET handed_off_seq = ?3 WHERE id BETWEEN ?1 "
                                 "AND ?2 AND handed_off_seq < ?3"));

@@ -222,7 +222,7 @@ TEST_P(LeanRowsTest, MarkHandedOffBatchMarksExactlyTheRowsAsOfTheirSeq) {
   for (int i = 1; i < 6; ++i) ASSERT_EQ(p[i].id, p[i - 1].id + 1);  // the leaves, consecutive
   // Leaves 0, 1, 2, 4 and the root as of their version, leaf 5 as of an older one, leaf 3 not.
   std::vector<std::pair<int64_t, int64_t>> acks = {
-      {p[4].id, p[4].change_seq}, {p[0].id, p[0].change_seq}, {p[2].id, p[2].change_seq},
+      {p[4].id, p[4].change_seq}, {p[0].id, p[0].change_seq},     {p[2].id, p[2].change_seq},
       {p[1].id, p[1].change_seq}, {p[5].id, p[5].change_seq - 1}, {p[6].id, p[6].change_seq},
       {p[0].id, p[0].change_seq}};
   ASSERT_TRUE(store_->MarkHandedOffBatch(acks).ok());

@@ -578,19 +578,57 @@ class SqliteSubmitterStore final : public SubmitterStore {
         Statement by_digest,
         session.Prepare(absl::StrCat(
             "SELECT id, job, source_path, filename, size_bytes, mime_type ", RefsOfDigest())));
+    // A window of rows with nearly consecutive ids (a batch's leaves) reads the refs of all of
+    // them in one pass over the index, not one statement per row.
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement by_range,
+        session.Prepare("SELECT sub_id, id, job, source_path, filename, size_bytes, mime_type "
+                        "FROM refs WHERE sub_id BETWEEN ?1 AND ?2 ORDER BY sub_id"));
     // One read transaction for the window: each statement on its own would begin and end one,
     // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
     ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
-    absl::StatusOr<std::vector<std::vector<FileRef>>> out = ReadRefsOfRows(by_row, by_digest, rows);
+    absl::StatusOr<std::vector<std::vector<FileRef>>> out =
+        ReadRefsOfRows(by_row, by_range, by_digest, rows);
     by_row.Reset();
+    by_range.Reset();
     by_digest.Reset();
     absl::Status end = session.Exec(out.ok() ? "COMMIT" : "ROLLBACK");
     if (out.ok() && !end.ok()) return end;
     return out;
   }
 
+  // Whether the rows' ids ascend and fill at least half of their range: the refs of the range
+  // are then read in one pass, few of them for rows outside the window.
+  static bool DenseWindow(const std::vector<Submission>& rows) {
+    if (rows.size() < 2) return false;
+    for (size_t i = 1; i < rows.size(); ++i) {
+      if (rows[i].id <= rows[i - 1].id) return false;
+    }
+    return rows.back().id - rows.front().id < 2 * static_cast<int64_t>(rows.size());
+  }
+
+  // The refs whose sub_id is a row's id, per row (found by id, not digest).
+  static absl::StatusOr<std::vector<std::vector<std::pair<int64_t, FileRef>>>> RefsByRange(
+      Statement& by_range, const std::vector<Submission>& rows) {
+    std::vector<std::vector<std::pair<int64_t, FileRef>>> out(rows.size());
+    by_range.Reset();
+    by_range.Bind(1, rows.front().id).Bind(2, rows.back().id);
+    size_t i = 0;
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, by_range.Step());
+      if (!row) break;
+      const int64_t sub_id = by_range.ColumnInt(0);
+      while (i < rows.size() && rows[i].id < sub_id) ++i;
+      if (i == rows.size()) break;
+      if (rows[i].id == sub_id) out[i].emplace_back(by_range.ColumnInt(1), ReadRef(by_range, 2));
+    }
+    by_range.Reset();
+    return out;
+  }
+
   static absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
-      Statement& by_row, Statement& by_digest, const std::vector<Submission>& rows) {
+      Statement& by_row, Statement& by_range, Statement& by_digest,
+      const std::vector<Submission>& rows) {
     std::vector<std::vector<FileRef>> out(rows.size());
     std::vector<std::pair<int64_t, FileRef>> found;
     auto read = [&found](Statement& s) -> absl::Status {
@@ -603,10 +641,18 @@ class SqliteSubmitterStore final : public SubmitterStore {
       s.Reset();
       return absl::OkStatus();
     };
+    std::vector<std::vector<std::pair<int64_t, FileRef>>> ranged;
+    if (DenseWindow(rows)) {
+      ANCHORD_ASSIGN_OR_RETURN(ranged, RefsByRange(by_range, rows));
+    }
     for (size_t i = 0; i < rows.size(); ++i) {
-      by_row.Reset();
-      by_row.Bind(1, rows[i].id);
-      ANCHORD_RETURN_IF_ERROR(read(by_row));
+      if (!ranged.empty()) {
+        found.swap(ranged[i]);
+      } else {
+        by_row.Reset();
+        by_row.Bind(1, rows[i].id);
+        ANCHORD_RETURN_IF_ERROR(read(by_row));
+      }
       if (found.empty()) {
         by_digest.Reset();
         by_digest.BindBlob(1, rows[i].digest.bytes());

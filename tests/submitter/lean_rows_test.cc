@@ -3,6 +3,7 @@
 // waiting leaves in one statement. Both must give what the per-row forms give.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -238,6 +239,66 @@ TEST_P(LeanRowsTest, MarkHandedOffBatchMarksExactlyTheRowsAsOfTheirSeq) {
   ASSERT_TRUE(store_->MarkHandedOffBatch({{p[0].id, 0}, {p[1].id, 0}}).ok());
   EXPECT_TRUE(Row(1).handed_off());
   EXPECT_TRUE(Row(2).handed_off());
+}
+
+// A window of rows with nearly consecutive ids (read in one pass on SQLite) gets each row's
+// digest's files in their order, as a read per digest does: the original first, later files of
+// the digest, a later provider's row (its files hang off the digest's first row), and rows whose
+// neighbours are not in the window.
+TEST_P(LeanRowsTest, RefsOfADenseWindowAreEachDigestsFiles) {
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 40; ++n) {
+    NewItem it = PerFile(n);
+    if (n % 7 == 0) it.providers.push_back("other");
+    items.push_back(it);
+  }
+  ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
+  std::vector<NewItem> more;
+  for (int n = 3; n <= 40; n += 5) {
+    NewItem it = PerFile(n);
+    it.file.source_path = absl::StrCat("a-copy/", n, ".bin");  // sorts before the original
+    more.push_back(it);
+  }
+  ASSERT_TRUE(store_->InsertBatch(more, kNow).ok());
+  std::vector<Submission> all;
+  for (int n = 1; n <= 40; ++n) {
+    auto rows = store_->GetByDigest(AsDigest(D(n)));
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    for (Submission& r : *rows) all.push_back(std::move(r));
+  }
+  std::sort(all.begin(), all.end(),
+            [](const Submission& a, const Submission& b) { return a.id < b.id; });
+  ASSERT_EQ(all.size(), 45u);
+  // The whole table, then every other row but one (still dense), then a few far apart.
+  std::vector<std::vector<Submission>> windows = {all, {}, {all[0], all[20], all[44]}};
+  for (size_t i = 0; i < all.size(); i += 2) windows[1].push_back(all[i]);
+  windows[1].push_back(all[1]);
+  std::sort(windows[1].begin(), windows[1].end(),
+            [](const Submission& a, const Submission& b) { return a.id < b.id; });
+  for (const std::vector<Submission>& window : windows) {
+    auto got = store_->RefsOfRows(window);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), window.size());
+    std::vector<Digest> digests;
+    for (const Submission& r : window) digests.push_back(r.digest);
+    auto want = store_->RefsOfEach(digests);
+    ASSERT_TRUE(want.ok()) << want.status();
+    for (size_t i = 0; i < window.size(); ++i) {
+      std::vector<std::string> g, w;
+      for (const FileRef& f : (*got)[i])
+        g.push_back(f.job + ":" + f.source_path + ":" + f.filename);
+      for (const FileRef& f : (*want)[i])
+        w.push_back(f.job + ":" + f.source_path + ":" + f.filename);
+      EXPECT_EQ(g, w) << window[i].id;
+      EXPECT_FALSE(g.empty()) << window[i].id;
+    }
+  }
+  // A digest with a second file lists the original first.
+  auto refs = store_->RefsOfRows({all[2], all[3]});
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  ASSERT_EQ((*refs)[0].size(), 2u);
+  EXPECT_EQ((*refs)[0][0].source_path, all[2].file.source_path);
+  EXPECT_EQ((*refs)[0][1].source_path, "a-copy/3.bin");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LeanRowsTest, ANCHORD_ALL_BACKENDS);

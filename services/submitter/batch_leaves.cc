@@ -44,7 +44,8 @@ absl::Status LeafDetails::Fill(std::vector<Submission>* rows, const Source& sour
   // Root rows read once per batch and call.
   std::map<int64_t, std::optional<Submission>> roots;
   for (Submission& row : *rows) {
-    if (row.mode != RowMode::kLeaf || row.batch_id == 0) continue;
+    // A thin row (SubmitterStore::PendingHandoffForBatchForm) is read for the batch form only.
+    if (row.mode != RowMode::kLeaf || row.batch_id == 0 || row.thin) continue;
     // A leaf sealed by an older release carries its path (and maybe a copy of the record).
     if (row.merkle_path.empty()) {
       absl::StatusOr<std::shared_ptr<const SealedBatch>> batch = Tree(row.batch_id, source);

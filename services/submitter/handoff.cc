@@ -339,19 +339,14 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     // side idle while the other committed (bench/RESULTS.md, session 7). The rows still in flight
     // are pending too (not yet marked): they are read and left out, not sent twice.
     const std::set<int64_t> in_flight = window.InFlight();
-    absl::StatusOr<std::vector<Submission>> rows = store_->PendingHandoff(
-        options_.batch + static_cast<int>(std::min<size_t>(in_flight.size(), options_.batch)));
+    absl::StatusOr<std::vector<Submission>> rows =
+        batch_form ? store_->PendingHandoffForBatchForm(options_.batch, in_flight)
+                   : store_->PendingHandoffExcept(options_.batch, in_flight);
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "hand-off: " << rows.status();
       if (WaitFor(options_.idle_poll)) break;
       continue;
     }
-    if (!in_flight.empty()) {
-      rows->erase(std::remove_if(rows->begin(), rows->end(),
-                                 [&](const Submission& r) { return in_flight.count(r.id) > 0; }),
-                  rows->end());
-    }
-    if (rows->size() > static_cast<size_t>(options_.batch)) rows->resize(options_.batch);
     if (rows->empty()) {
       if (!in_flight.empty()) {
         // Nothing new: settle the window in flight before looking again.

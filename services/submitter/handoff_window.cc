@@ -25,8 +25,8 @@ struct LeafGroup {
 bool UsableForBatchForm(SubmitterStore* store, int64_t batch_id, LeafGroup* group) {
   absl::StatusOr<HandoffBatch> b = store->BatchForHandoff(batch_id);
   if (!b.ok()) {
-    // PendingHandoff just derived these leaves' paths from the same batch, so this is a store
-    // without the read (UNIMPLEMENTED) or a transient error: the paths still work.
+    // A store without the read (UNIMPLEMENTED) or a transient error: the leaves go with their
+    // paths (a thin leaf is read whole first).
     if (!absl::IsUnimplemented(b.status())) {
       ANCHORD_LOG(Warning) << "hand-off: batch " << batch_id << ": " << b.status()
                            << "; its leaves go one by one";
@@ -46,6 +46,17 @@ bool UsableForBatchForm(SubmitterStore* store, int64_t batch_id, LeafGroup* grou
   group->root_files = std::move(files->front());
   group->batch = *std::move(b);
   return true;
+}
+
+// A thin row (SubmitterStore::PendingHandoffForBatchForm) read whole, as PendingHandoff gives it,
+// to be sent the per-row way.
+absl::StatusOr<Submission> ReadWhole(SubmitterStore* store, const Submission& thin) {
+  absl::StatusOr<std::vector<Submission>> rows = store->GetByDigest(thin.digest);
+  if (!rows.ok()) return rows.status();
+  for (Submission& row : *rows) {
+    if (row.id == thin.id) return std::move(row);
+  }
+  return absl::NotFoundError(absl::StrCat("no row ", thin.id, " of its digest"));
 }
 
 // Sends one group's leaves in as many requests as the size limits ask for.
@@ -149,10 +160,22 @@ bool SendHandoffWindow(SubmitterStore* store, const std::vector<Submission>& row
   HandoffRequest out;
   for (size_t i = 0; i < rows.size(); ++i) {
     if (grouped[i]) continue;
+    const Submission* row = &rows[i];
+    absl::StatusOr<Submission> whole;
+    if (row->thin) {
+      whole = ReadWhole(store, *row);
+      if (!whole.ok()) {
+        // Not sent and not marked: the row is read again with the next window, after the
+        // stream's reconnect backoff.
+        ANCHORD_LOG(Warning) << "hand-off: leaf row " << row->id << ": " << whole.status();
+        return false;
+      }
+      row = &*whole;
+    }
     out.request.Clear();
-    out.rows.assign(1, {rows[i].id, rows[i].change_seq});
+    out.rows.assign(1, {row->id, row->change_seq});
     out.leaf_group = false;
-    BuildTrackRequest(rows[i], files[i], out.request.mutable_track());
+    BuildTrackRequest(*row, files[i], out.request.mutable_track());
     if (!send(out)) return false;
   }
   for (const auto& [batch_id, group] : groups) {

@@ -13,7 +13,9 @@
 // the contract allows) when the batch form cannot carry them: a batch sealed by an older release
 // (no stored leaves), a batch of more than 65,536 leaves, a FAILED leaf (it carries its own
 // failure), and a leaf whose root row is not SUBMITTED (which should not happen: leaves become
-// SUBMITTED in the root's transaction; sending it as before is always correct).
+// SUBMITTED in the root's transaction; sending it as before is always correct). The window's rows
+// come from SubmitterStore::PendingHandoffForBatchForm in the batch form: a thin leaf that goes the
+// per-row way is read whole first.
 #pragma once
 
 #include <cstddef>

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,6 +95,8 @@ struct Submission {
   std::string merkle_root;
   int64_t leaf_count = 0;
   std::string fallback_provider;  // anchor here too if the proof stalls (poller's decision)
+  // Read by PendingHandoffForBatchForm without what the batch form does not send (see there).
+  bool thin = false;
 };
 
 // One digest to store.
@@ -256,6 +259,20 @@ class SubmitterStore {
   // --- Hand-off ---------------------------------------------------------------------------------
   // SUBMITTED and FAILED rows whose latest change was not acknowledged by the poller, oldest first.
   virtual absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) = 0;
+  // PendingHandoff(limit + min(skip.size(), limit)) without the rows in `skip` (a hand-off's
+  // rows in flight), at most `limit`.
+  absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit,
+                                                               const std::set<int64_t>& skip);
+  // PendingHandoffExcept for the batch-form hand-off (handoff_window.h), which sends of a sealed
+  // batch's SUBMITTED leaf only its digest's place in the tree and its files: a store may return
+  // such a leaf `thin`, with only id, digest, provider, state, mode, batch_id, change_seq and
+  // handed_off_seq, sparing the read of its other columns and the derivation of its path and
+  // record (most of the hand-off's CPU per leaf). A thin row that must go the per-row way after
+  // all is read again whole (GetByDigest). The default returns whole rows.
+  virtual absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(
+      int limit, const std::set<int64_t>& skip) {
+    return PendingHandoffExcept(limit, skip);
+  }
   // Records that the poller acknowledged the row as of `seq` (a later change stays pending).
   virtual absl::Status MarkHandedOff(int64_t id, int64_t seq) = 0;
   // MarkHandedOff for many rows ({id, seq}) in ONE transaction (one commit for a whole window of

@@ -53,6 +53,14 @@ class LeanRowsTest : public MerkleFixture, public ::testing::WithParamInterface<
     return b;
   }
 
+  // Batch `b`'s root SUBMITTED, as the engine marks it once the provider accepted it.
+  void SubmitRoot(const TestBatch& b, const std::string& evidence = "") {
+    StoredRecord rec;
+    rec.proof_id = "root-proof";
+    rec.evidence = evidence;
+    ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  }
+
   // Per-file row D(n), SUBMITTED.
   void SubmittedPerFile(int n) {
     ASSERT_TRUE(store_->InsertBatch({PerFile(n)}, kNow).ok());
@@ -69,10 +77,7 @@ class LeanRowsTest : public MerkleFixture, public ::testing::WithParamInterface<
 // with its identity, version and batch, a whole one as PendingHandoff gives it.
 TEST_P(LeanRowsTest, BatchFormReadGivesPendingHandoffsRowsWithLeavesThin) {
   TestBatch accepted = Seal(1, 4);
-  StoredRecord rec;
-  rec.proof_id = "root-proof";
-  rec.evidence = "root-evidence";
-  ASSERT_TRUE(store_->MarkSubmitted(RowOf(accepted.root).id, rec, "req-root", kNow).ok());
+  SubmitRoot(accepted, "root-evidence");
   SubmittedPerFile(100);
   TestBatch failed = Seal(10, 2);
   ASSERT_TRUE(store_->MarkFailed(RowOf(failed.root).id, 7, "PLAN_LIMIT", "no", "", kNow).ok());
@@ -121,10 +126,7 @@ TEST_P(LeanRowsTest, BatchFormReadGivesPendingHandoffsRowsWithLeavesThin) {
 
 // Rows in flight are left out, and `limit` others still come when there are.
 TEST_P(LeanRowsTest, BatchFormReadSkipsTheGivenRowsAndKeepsTheLimit) {
-  TestBatch b = Seal(1, 6);
-  StoredRecord rec;
-  rec.proof_id = "root-proof";
-  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  SubmitRoot(Seal(1, 6));
   auto whole = store_->PendingHandoff(100);
   ASSERT_TRUE(whole.ok()) << whole.status();
   ASSERT_EQ(whole->size(), 7u);
@@ -212,10 +214,7 @@ TEST_P(LeanRowsTest, BatchOverATakenOrMislabelledLeafIsAbortedAndChangesNothing)
 // Acknowledgements of consecutive rows are marked together; a row between them that was not
 // acknowledged, and one acknowledged as of an older version, stay pending.
 TEST_P(LeanRowsTest, MarkHandedOffBatchMarksExactlyTheRowsAsOfTheirSeq) {
-  TestBatch b = Seal(1, 6);
-  StoredRecord rec;
-  rec.proof_id = "root-proof";
-  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  SubmitRoot(Seal(1, 6));
   auto pending = store_->PendingHandoff(100);
   ASSERT_TRUE(pending.ok()) << pending.status();
   ASSERT_EQ(pending->size(), 7u);

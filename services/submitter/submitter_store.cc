@@ -114,6 +114,27 @@ absl::StatusOr<Submission> ReadRow(const Statement& s) {
   return r;
 }
 
+// A row of kCols read thin (Submission::thin) when it is a SUBMITTED leaf of a batch sealed by
+// this release (no path of its own): the batch-form hand-off needs only its identity, version and
+// batch, so none of the rest is decoded, and its path and a copy of the root's record are not
+// derived (LeafDetails::Fill). Nothing is read into `r` for any other row (false).
+absl::StatusOr<bool> ReadThinLeaf(const Statement& s, Submission* r) {
+  if (s.ColumnInt(31) != static_cast<int64_t>(RowMode::kLeaf) || s.ColumnInt(32) == 0 ||
+      StateFromInt(s.ColumnInt(8)) != SubState::kSubmitted || !s.ColumnText(34).empty()) {
+    return false;
+  }
+  r->id = s.ColumnInt(0);
+  ANCHORD_ASSIGN_OR_RETURN(r->digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
+  r->provider = s.ColumnText(2);
+  r->state = SubState::kSubmitted;
+  r->mode = RowMode::kLeaf;
+  r->batch_id = s.ColumnInt(32);
+  r->change_seq = s.ColumnInt(28);
+  r->handed_off_seq = s.ColumnInt(29);
+  r->thin = true;
+  return true;
+}
+
 class SqliteSubmitterStore final : public SubmitterStore {
  public:
   explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
@@ -461,28 +482,12 @@ class SqliteSubmitterStore final : public SubmitterStore {
     while (out.size() < static_cast<size_t>(std::max(limit, 0))) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      const int64_t id = s.ColumnInt(0);
-      if (skip.count(id) > 0) continue;
-      // A SUBMITTED leaf of a batch sealed by this release (no path of its own): the batch form
-      // needs only its digest and files, so none of the rest is decoded or derived. Read whole,
-      // it would also be given its path and a copy of the root's record (LeafDetails::Fill).
-      if (s.ColumnInt(31) == static_cast<int64_t>(RowMode::kLeaf) && s.ColumnInt(32) != 0 &&
-          s.ColumnInt(8) == static_cast<int64_t>(SubState::kSubmitted) &&
-          s.ColumnText(34).empty()) {
-        Submission& r = out.emplace_back();
-        r.id = id;
-        ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
-        r.provider = s.ColumnText(2);
-        r.state = SubState::kSubmitted;
-        r.mode = RowMode::kLeaf;
-        r.batch_id = s.ColumnInt(32);
-        r.change_seq = s.ColumnInt(28);
-        r.handed_off_seq = s.ColumnInt(29);
-        r.thin = true;
-        continue;
+      if (skip.count(s.ColumnInt(0)) > 0) continue;
+      Submission& r = out.emplace_back();  // built in place: most rows are thin leaves
+      ANCHORD_ASSIGN_OR_RETURN(const bool thin, ReadThinLeaf(s, &r));
+      if (!thin) {
+        ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
       }
-      ANCHORD_ASSIGN_OR_RETURN(Submission r, ReadRow(s));
-      out.push_back(std::move(r));
     }
     s.Reset();
     return out;

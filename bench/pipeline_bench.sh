@@ -146,9 +146,10 @@ DRY_S=$(echo "$DRY_JSON" | /usr/bin/python3 -c 'import json,sys; print(json.load
 
 W0=$(service_writes "$WORK/state/run/stack.json")
 U0=$(service_usage "$WORK/state/run/stack.json")
-/usr/bin/python3 - "$WORK/state/run" "$FILES" > "$WORK/timeline.json" <<'PY' &
+/usr/bin/python3 - "$WORK/state/run" "$FILES" "${TIMELINE:-}" > "$WORK/timeline.json" <<'PY' &
 # Samples every service's /metrics every 100 ms and records when each stage's count first reached
-# 50% and 100% of the files, until every stage is complete (or 600 s).
+# 50% and 100% of the files, until every stage is complete (or 600 s). TIMELINE=FILE keeps every
+# sample there (one JSON line each: seconds, then each stage's count).
 import json, os, re, sys, time, urllib.request
 run, n = sys.argv[1], int(sys.argv[2])
 ports = {s: open(os.path.join(run, f"{s}.metrics.port")).read().strip()
@@ -163,6 +164,7 @@ stages = [
 t0 = time.time()
 marks = {name: {} for name, _, _ in stages}
 base = None
+raw = open(sys.argv[3], "w") if len(sys.argv) > 3 and sys.argv[3] else None  # every sample
 while time.time() - t0 < 600:
     texts = {}
     for s, p in ports.items():
@@ -177,6 +179,8 @@ while time.time() - t0 < 600:
         base = counts  # the dry run before counted too
         open(os.path.join(run, "sampler.ready"), "w").close()  # archive starts after this
     t = time.time() - t0
+    if raw is not None:
+        raw.write(json.dumps({"t": round(t, 3), **{k: counts[k] - base[k] for k in counts}}) + "\n")
     for name in counts:
         c = counts[name] - base[name]
         for frac in (0.5, 1.0):

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "services/poller/poller_store_counts.h"
 #include "services/poller/poller_store_rows.h"
 #include "services/poller/poller_store_schema.h"
 #include "services/poller/store_rows.h"
@@ -165,6 +166,9 @@ class Tracker {
     return out;
   }
 
+  // Proofs this call inserted, for proof_counts.
+  const InsertedCounts& inserted() const { return inserted_; }
+
  private:
   struct Root {
     std::optional<ProofRow> row;  // without files
@@ -277,6 +281,9 @@ class Tracker {
     st.Bind(24, row.leaf_index).Bind(25, path_size);
     ANCHORD_RETURN_IF_ERROR(st.Run());
     out.inserted = tx_.Changes() > 0;
+    if (out.inserted) {
+      ++inserted_[{row.provider, static_cast<int64_t>(row.state), row.stalled ? 1 : 0}];
+    }
     return out;
   }
 
@@ -352,6 +359,7 @@ class Tracker {
   std::optional<Statement> insert_tree_;
   std::set<std::string> trees_stored_;       // raw roots whose tree this call stored (or found)
   std::map<RootKey, Root, RootLess> roots_;  // by (root digest, provider)
+  InsertedCounts inserted_;                  // for proof_counts, added at the end of the call
 };
 
 }  // namespace
@@ -366,6 +374,7 @@ absl::StatusOr<std::vector<TrackOutcome>> TrackInSqlite(Transaction& tx,
     ANCHORD_ASSIGN_OR_RETURN(TrackOutcome one, tracker.One(in));
     out.push_back(std::move(one));
   }
+  ANCHORD_RETURN_IF_ERROR(AddInsertedCounts(tx, tracker.inserted()));
   return out;
 }
 

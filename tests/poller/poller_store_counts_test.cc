@@ -189,7 +189,7 @@ TEST_F(PollerStoreCountsTest, OlderDatabaseIsCountedAtOpen) {
   store_.reset();
   absl::Status older = ::anchord::testing::SqliteExec(
       path(),
-      "DROP TRIGGER proof_counts_insert; DROP TRIGGER proof_counts_delete; "
+      "DROP TRIGGER proof_counts_delete; "
       "DROP TRIGGER proof_counts_update; DROP TABLE proof_counts;"
       "UPDATE proofs SET state = (SELECT state FROM proofs WHERE seq = 1) WHERE seq = 2;");
   ASSERT_TRUE(older.ok()) << older;
@@ -199,6 +199,36 @@ TEST_F(PollerStoreCountsTest, OlderDatabaseIsCountedAtOpen) {
   ExpectCountsMatch("after the upgrade");
   ASSERT_TRUE((*s)->Track({Pending(Digest(50), "id-50")}, kT0).ok());
   ExpectCountsMatch("after an insert on the upgraded database");
+}
+
+// A database of the release that counted inserts with a trigger: the trigger is dropped at open
+// and its counts are kept as they are (no count of the table: a count made off on purpose below
+// stays off), and inserts are counted from then on.
+TEST_F(PollerStoreCountsTest, InsertTriggerOfTheReleaseBeforeIsDroppedAndItsCountsKept) {
+  ASSERT_TRUE(store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, kT0).ok());
+  store_.reset();
+  auto triggers = [&] {
+    return ::anchord::testing::SqliteScalar(path(), "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'");
+  };
+  ASSERT_EQ(triggers(), 2);
+  absl::Status older = ::anchord::testing::SqliteExec(
+      path(),
+      "CREATE TRIGGER proof_counts_insert AFTER INSERT ON proofs BEGIN "
+      "INSERT INTO proof_counts (provider, state, stalled, n) "
+      "VALUES (NEW.provider, NEW.state, NEW.stalled, 1) "
+      "ON CONFLICT (provider, state, stalled) DO UPDATE SET n = n + 1; END;"
+      "UPDATE proof_counts SET n = n + 100;");
+  ASSERT_TRUE(older.ok()) << older;
+  ASSERT_EQ(triggers(), 3);
+  auto s = OpenSqlitePollerStore(path());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(triggers(), 2);
+  EXPECT_TRUE(::anchord::testing::StoredSql(path(), "proof_counts_insert").empty());
+  EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 102}}));
+  // Counted once each, by the store alone: a trigger left behind would count twice.
+  ASSERT_TRUE((*s)->Track({Pending(Digest(3), "id-3"), Pending(Digest(4), "id-4", "other")}, kT0)
+                  .ok());
+  EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 103}, {{"other", kPend, 0}, 1}}));
 }
 
 // The oldest pending proof is found by a seek, not by reading every pending proof.

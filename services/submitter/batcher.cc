@@ -110,14 +110,28 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   return true;
 }
 
+void Batcher::NoteLeaves(int64_t n) {
+  absl::MutexLock lock(&mu_);
+  noted_ += n;
+  if (noted_ >= options_.max_leaves) full_ = true;
+}
+
 void Batcher::Loop() {
   for (;;) {
+    {
+      // Leaves noted from here on may not be in this pass's count: they count toward the next.
+      absl::MutexLock lock(&mu_);
+      noted_ = 0;
+      full_ = false;
+    }
     absl::StatusOr<int> sealed = SealDue();
     if (!sealed.ok()) {
       ANCHORD_LOG(Error) << "merkle batcher: " << sealed.status();
     }
     absl::MutexLock lock(&mu_);
-    if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.poll)) return;
+    auto stop_or_full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || full_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop_or_full), options_.poll);
+    if (stop_) return;
   }
 }
 

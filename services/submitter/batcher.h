@@ -11,6 +11,7 @@
 // the usual idempotency, so no file is lost and no root is anchored twice.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <thread>
@@ -43,6 +44,12 @@ class Batcher {
   void Start();
   void Stop();  // idempotent
 
+  // Tells the loop that `n` leaves were stored. Once the leaves told of since its last pass reach
+  // max_leaves, a batch may be full: the loop looks at once instead of at its next poll (a full
+  // batch waited up to `poll` for its seal, and the hand-off behind it with it). A hint only: the
+  // loop still counts the waiting leaves in the store before it seals.
+  void NoteLeaves(int64_t n) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Seals every batch that is due now for `provider` (all providers when empty); returns how
   // many batches were sealed. For tests and for the loop.
   absl::StatusOr<int> SealDue(const std::string& provider = "");
@@ -62,6 +69,8 @@ class Batcher {
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t noted_ ABSL_GUARDED_BY(mu_) = 0;  // leaves told of by NoteLeaves since the last pass
+  bool full_ ABSL_GUARDED_BY(mu_) = false;  // noted_ reached max_leaves: look now
   std::thread thread_;
 };
 

@@ -13,6 +13,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -47,6 +48,9 @@ struct HandoffOptions {
   // Size of one TrackBatch request of a batch's leaves (handoff_window.h).
   int max_leaves_per_request = 4096;
   size_t max_request_bytes = size_t{4} << 20;
+  // Tests only: runs when a read found nothing to hand off, before the wait for a Wake (to put a
+  // Wake exactly between the two).
+  std::function<void()> on_nothing_to_send;
 };
 
 // Builds the Proof the poller is sent for a row and its files.
@@ -71,7 +75,11 @@ class Handoff {
   // Runs one stream (TrackBatch when batch_form, else Track) until it breaks or the thread stops.
   // kUnimplemented: the poller does not serve the method.
   StreamEnd RunStream(grpc::ClientContext* ctx, bool batch_form);
-  bool WaitFor(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);  // true when stopping
+  // Waits `d` or until a Wake after the one `seen` counted (WakeSeq); true when stopping. The
+  // count is taken before the store is read: a Wake between the read and the wait (the engine
+  // recorded a row the read just missed) then ends the wait at once instead of being lost.
+  bool WaitFor(absl::Duration d, uint64_t seen) ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t WakeSeq() ABSL_LOCKS_EXCLUDED(mu_);
 
   SubmitterStore* store_;
   std::unique_ptr<anchord::v1::PollerService::Stub> stub_;

@@ -263,7 +263,10 @@ int Run(int argc, char** argv) {
   for (auto* p : provider_set->All()) service_options.providers.push_back(p->name());
   service_options.default_provider = provider_set->Default()->name();
   anchord::submitter::SubmitterCore core(store.get(), &engine, metrics.get(), service_options);
-  core.set_on_stored([&engine] { engine.Wake(); });
+  core.set_on_stored([&engine, &batcher](int64_t merkle_leaves) {
+    engine.Wake();
+    if (merkle_leaves > 0) batcher.NoteLeaves(merkle_leaves);
+  });
   anchord::submitter::SubmitterServiceImpl submitter_service(&core);
   // The same service on the internal port, where only Reanchor is served (to the poller).
   auto internal_gate = anchord::rpc::RpcGate::InternalFromFile(server.internal.token_file);

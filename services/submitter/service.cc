@@ -477,7 +477,7 @@ void SubmitterCore::IntakeLoop() {
     for (auto& b : batch) items.push_back(std::move(b.item));
     // One transaction for the whole batch: one fsync for many items.
     absl::StatusOr<std::vector<InsertResult>> results = store_->InsertBatch(items, absl::Now());
-    int64_t added = 0, stored = 0, duplicates = 0;
+    int64_t added = 0, stored = 0, duplicates = 0, leaves = 0;
     std::vector<SubmitResponse> answers(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       SubmitResponse& resp = answers[i];
@@ -492,7 +492,10 @@ void SubmitterCore::IntakeLoop() {
         resp.set_state(ToDigestState(r.state));
         resp.set_duplicate_of(r.duplicate_of);
         *resp.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
-        if (!r.known_before) added += static_cast<int64_t>(items[i].providers.size());
+        if (!r.known_before) {
+          added += static_cast<int64_t>(items[i].providers.size());
+          if (items[i].merkle) leaves += static_cast<int64_t>(items[i].providers.size());
+        }
         ++(r.known_before ? duplicates : stored);
       }
     }
@@ -510,7 +513,7 @@ void SubmitterCore::IntakeLoop() {
     }
     for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(answers[i]));
     backlog_ += added;
-    if (on_stored_) on_stored_();
+    if (on_stored_) on_stored_(leaves);
   }
 }
 

@@ -60,8 +60,9 @@ class SubmitterCore {
   // the threads. Idempotent.
   void Stop();
 
-  // Called after each committed intake batch (e.g. to wake the engine).
-  void set_on_stored(std::function<void()> f) { on_stored_ = std::move(f); }
+  // Called after each committed intake batch (e.g. to wake the engine), with the number of Merkle
+  // leaf rows it added (for the batcher).
+  void set_on_stored(std::function<void(int64_t merkle_leaves)> f) { on_stored_ = std::move(f); }
 
   struct IntakeItem {
     NewItem item;
@@ -106,7 +107,7 @@ class SubmitterCore {
   Engine* engine_;
   SubmitterMetrics* metrics_;
   ServiceOptions options_;
-  std::function<void()> on_stored_;
+  std::function<void(int64_t)> on_stored_;
   std::atomic<int64_t> backlog_{0};
   WorkerPool pool_{2};
 

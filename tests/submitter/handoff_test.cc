@@ -1,3 +1,5 @@
+#include <atomic>
+#include <functional>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -98,11 +100,12 @@ class HandoffTest : public ::testing::Test {
         },
         absl::Seconds(10));
   }
-  void StartHandoff() {
+  void StartHandoff(std::function<void(HandoffOptions&)> edit = nullptr) {
     HandoffOptions o;
     o.idle_poll = absl::Milliseconds(20);
     o.reconnect = BackoffPolicy{absl::Milliseconds(10), absl::Milliseconds(100), 2.0};
     o.track_deadline = absl::Seconds(60);
+    if (edit) edit(o);
     handoff_ = std::make_unique<Handoff>(store_.get(),
                                          grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
                                                              grpc::InsecureChannelCredentials()),
@@ -117,6 +120,25 @@ class HandoffTest : public ::testing::Test {
   std::unique_ptr<SubmitterStore> store_;
   std::unique_ptr<Handoff> handoff_;
 };
+
+// A row recorded (and the hand-off woken) just after a read found nothing is sent at once: the
+// Wake is not lost in the gap before the wait, which lasts an hour here.
+TEST_F(HandoffTest, AWakeBetweenAnEmptyReadAndTheWaitIsNotLost) {
+  std::atomic<int> empty_reads{0};
+  StartHandoff([&](HandoffOptions& o) {
+    o.idle_poll = absl::Hours(1);
+    o.on_nothing_to_send = [&] {
+      if (empty_reads++ == 0) {
+        Submitted('a', "a.txt");
+        handoff_->Wake();
+      }
+    };
+  });
+  ASSERT_TRUE(anchord::testing::WaitUntil([&] { return empty_reads.load() > 0; },
+                                          absl::Seconds(10)));
+  EXPECT_TRUE(WaitHandedOff());
+  EXPECT_EQ(poller_.acked().size(), 1u);
+}
 
 TEST_F(HandoffTest, HandsOffResendsAfterDropAndResendsNewRefs) {
   Submitted('a', "a.txt");

@@ -684,5 +684,27 @@ TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
   EXPECT_TRUE(Unbatched().empty());
 }
 
+// Leaves noted by the intake wake the loop once they could fill a batch: with a poll of an hour,
+// only the note can bring the second seal.
+TEST_F(BatcherTest, NotedLeavesThatCouldFillABatchWakeTheLoop) {
+  BatcherOptions o;
+  o.max_leaves = 3;
+  o.window = absl::Hours(1);
+  o.poll = absl::Hours(1);
+  std::atomic<int> calls{0};
+  Batcher batcher(store_.get(), {"fake"}, nullptr, &clock_, o, [&] { ++calls; });
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, clock_.Now()).ok());
+  batcher.Start();  // its first pass seals these
+  ASSERT_TRUE(anchord::testing::WaitUntil([&] { return calls.load() == 1; }, absl::Seconds(10)));
+  ASSERT_TRUE(store_->InsertBatch({Leaf(4), Leaf(5)}, clock_.Now()).ok());
+  batcher.NoteLeaves(2);  // not enough for a batch: no pass
+  ASSERT_TRUE(store_->InsertBatch({Leaf(6)}, clock_.Now()).ok());
+  batcher.NoteLeaves(1);
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return calls.load() == 2; }, absl::Seconds(10)));
+  batcher.Stop();
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_TRUE(Unbatched().empty());
+}
+
 }  // namespace
 }  // namespace anchord::submitter

@@ -56,12 +56,13 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
       "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) ";
   ANCHORD_ASSIGN_OR_RETURN(
       Statement add_new,
-      tx.Prepare(absl::StrCat(kColumns, "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)")));
+      tx.Prepare(
+          absl::StrCat(kColumns, "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)")));
   ANCHORD_ASSIGN_OR_RETURN(
-      Statement add_sub,
-      tx.Prepare(absl::StrCat(kColumns, "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10 ",
-                              "WHERE NOT EXISTS (SELECT 1 FROM ", kDigestIndex, " WHERE ",
-                              DigestIs(1), " AND provider = ?2)")));
+      Statement add_sub, tx.Prepare(absl::StrCat(
+                             kColumns, "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10 ",
+                             "WHERE NOT EXISTS (SELECT 1 FROM ", kDigestIndex, " WHERE ",
+                             DigestIs(1), " AND provider = ?2)")));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement min_state,
       tx.Prepare(absl::StrCat("SELECT MIN(state) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));

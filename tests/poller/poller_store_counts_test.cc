@@ -208,7 +208,8 @@ TEST_F(PollerStoreCountsTest, InsertTriggerOfTheReleaseBeforeIsDroppedAndItsCoun
   ASSERT_TRUE(store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, kT0).ok());
   store_.reset();
   auto triggers = [&] {
-    return ::anchord::testing::SqliteScalar(path(), "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'");
+    return ::anchord::testing::SqliteScalar(
+        path(), "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'");
   };
   ASSERT_EQ(triggers(), 2);
   absl::Status older = ::anchord::testing::SqliteExec(
@@ -226,8 +227,8 @@ TEST_F(PollerStoreCountsTest, InsertTriggerOfTheReleaseBeforeIsDroppedAndItsCoun
   EXPECT_TRUE(::anchord::testing::StoredSql(path(), "proof_counts_insert").empty());
   EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 102}}));
   // Counted once each, by the store alone: a trigger left behind would count twice.
-  ASSERT_TRUE((*s)->Track({Pending(Digest(3), "id-3"), Pending(Digest(4), "id-4", "other")}, kT0)
-                  .ok());
+  ASSERT_TRUE(
+      (*s)->Track({Pending(Digest(3), "id-3"), Pending(Digest(4), "id-4", "other")}, kT0).ok());
   EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 103}, {{"other", kPend, 0}, 1}}));
 }
 

@@ -134,8 +134,8 @@ TEST_F(HandoffTest, AWakeBetweenAnEmptyReadAndTheWaitIsNotLost) {
       }
     };
   });
-  ASSERT_TRUE(anchord::testing::WaitUntil([&] { return empty_reads.load() > 0; },
-                                          absl::Seconds(10)));
+  ASSERT_TRUE(
+      anchord::testing::WaitUntil([&] { return empty_reads.load() > 0; }, absl::Seconds(10)));
   EXPECT_TRUE(WaitHandedOff());
   EXPECT_EQ(poller_.acked().size(), 1u);
 }

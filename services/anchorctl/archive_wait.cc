@@ -45,6 +45,7 @@ void WatchFollower::Loop() {
     WatchRequest req;
     req.set_job(job_);
     req.set_batch(true);
+    req.set_brief(true);  // only digest, provider and state are read (ArchiveState::RaiseAll)
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;

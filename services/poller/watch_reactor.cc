@@ -14,6 +14,23 @@ namespace anchord::poller {
 
 namespace v1 = anchord::v1;
 
+namespace {
+
+// `ev` as a brief watcher gets it (WatchRequest.brief): its type and time, and of its proof only
+// digest, provider, state and stalled.
+void Brief(const v1::WatchResponse& ev, v1::WatchResponse* out) {
+  out->set_type(ev.type());
+  if (ev.has_event_time()) *out->mutable_event_time() = ev.event_time();
+  if (!ev.has_proof()) return;
+  v1::Proof* p = out->mutable_proof();
+  p->set_digest(ev.proof().digest());
+  p->set_provider(ev.proof().provider());
+  p->set_state(ev.proof().state());
+  p->set_stalled(ev.proof().stalled());
+}
+
+}  // namespace
+
 WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& req)
     : service_(service) {
   absl::Status st = absl::OkStatus();
@@ -32,6 +49,7 @@ WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& r
   filter_.job = req.job();
   filter_.digest = digest;
   batch_ = req.batch();
+  brief_ = req.brief();
   // Lock order is bus -> reactor (Publish notifies under the bus lock) and service watchers ->
   // reactor (EndWatches), so Subscribe and AddWatcher run without mu_ held.
   auto sub = service_->bus_->Subscribe(filter_, service_->options_.watch_queue_capacity,
@@ -124,7 +142,12 @@ void WatchReactor::LoadPage() {
       FinishLocked(rpc::ToGrpcStatus(rpc::StoreUnavailable("poller", rows.status())));
     } else {
       for (const ProofRow& r : *rows) {
-        snapshot_.push_back(MakeEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now));
+        if (brief_) {
+          // Built whole first (MakeEvent is the one place that says how a row reads as a proof).
+          Brief(MakeEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now), &snapshot_.emplace_back());
+        } else {
+          snapshot_.push_back(MakeEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now));
+        }
       }
       if (!rows->empty()) snapshot_after_ = rows->back().seq;
       if (static_cast<int>(rows->size()) < page) snapshot_loaded_ = true;
@@ -190,6 +213,16 @@ bool WatchReactor::NextLiveLocked() {
   const bool more = sub_->PopSome(batch_ ? kMaxBatchEvents : 1, kMaxBatchBytes, &popped_);
   if (popped_.empty()) {
     current_.reset();
+  } else if (brief_) {
+    // The queued events may be shared with other watchers: each is read, never taken.
+    auto msg = std::make_shared<v1::WatchResponse>();
+    if (popped_.size() == 1) {
+      Brief(*popped_.front(), msg.get());
+    } else {
+      msg->mutable_events()->Reserve(static_cast<int>(popped_.size()));
+      for (const EventPtr& ev : popped_) Brief(*ev, msg->add_events());
+    }
+    current_ = std::move(msg);
   } else if (popped_.size() == 1) {
     current_ = std::move(popped_.front());
   } else {

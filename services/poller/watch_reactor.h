@@ -61,6 +61,7 @@ class WatchReactor final
   // Set in the constructor before any other thread sees the reactor, read-only afterwards.
   WatchFilter filter_;
   bool batch_ = false;
+  bool brief_ = false;  // WatchRequest.brief: events trimmed by Brief()
   bool registered_ = false;
   EventBus::SubscriptionPtr sub_ ABSL_GUARDED_BY(mu_);
   bool snapshot_phase_ ABSL_GUARDED_BY(mu_) = false;

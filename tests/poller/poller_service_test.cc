@@ -562,6 +562,75 @@ TEST_F(PollerServiceTest, BatchedWatchCarriesSeveralEventsPerResponse) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
+// A brief watcher gets each event's type and time and, of its proof, digest, provider, state and
+// stalled only, in the snapshot and live, one by one and batched, while a full watcher of the
+// same events still gets them whole (the events are shared on the bus).
+TEST_F(PollerServiceTest, BriefWatchCarriesOnlyWhichProofMovedWhere) {
+  TrackAll({TrackReq("a", Digest(1), "id-1", "jobA")});
+  auto open = [&](grpc::ClientContext* ctx, bool brief, bool batch) {
+    SetDeadline(ctx);
+    v1::WatchRequest req;
+    req.set_job("jobA");
+    req.set_include_current(true);
+    req.set_brief(brief);
+    req.set_batch(batch);
+    return stub_->Watch(ctx, req);
+  };
+  grpc::ClientContext brief_ctx, batch_ctx, full_ctx;
+  auto brief = open(&brief_ctx, true, false);
+  auto brief_batch = open(&batch_ctx, true, true);
+  auto full = open(&full_ctx, false, false);
+  // Reads events (unpacking batches) until `n`, bounded.
+  auto read = [](auto& reader, size_t n) {
+    std::vector<v1::WatchResponse> out;
+    v1::WatchResponse resp;
+    for (int i = 0; i < 100 && out.size() < n && reader->Read(&resp); ++i) {
+      if (resp.events_size() == 0) {
+        out.push_back(resp);
+      } else {
+        for (const auto& e : resp.events()) out.push_back(e);
+      }
+    }
+    return out;
+  };
+  auto expect_brief = [](const v1::WatchResponse& ev, int digest, v1::ProofEventType type) {
+    EXPECT_EQ(ev.type(), type);
+    EXPECT_TRUE(ev.has_event_time());
+    EXPECT_EQ(ev.proof().digest(), testing::DigestBytes(digest));
+    EXPECT_EQ(ev.proof().provider(), "fake");
+    EXPECT_EQ(ev.proof().state(), v1::DIGEST_STATE_PENDING);
+    EXPECT_TRUE(ev.proof().proof_id().empty());
+    EXPECT_EQ(ev.proof().files_size(), 0);
+    EXPECT_FALSE(ev.proof().has_updated_at());
+  };
+  for (auto* reader : {&brief, &brief_batch}) {
+    auto snap = read(*reader, 2);
+    ASSERT_EQ(snap.size(), 2u);
+    expect_brief(snap[0], 1, v1::PROOF_EVENT_TYPE_SNAPSHOT);
+    EXPECT_EQ(snap[1].type(), v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE);
+  }
+  ASSERT_EQ(read(full, 2).size(), 2u);
+  TrackAll({TrackReq("b", Digest(2), "id-2", "jobA"), TrackReq("c", Digest(3), "id-3", "jobA")});
+  for (auto* reader : {&brief, &brief_batch}) {
+    auto live = read(*reader, 2);
+    ASSERT_EQ(live.size(), 2u);
+    expect_brief(live[0], 2, v1::PROOF_EVENT_TYPE_TRACKED);
+    expect_brief(live[1], 3, v1::PROOF_EVENT_TYPE_TRACKED);
+  }
+  auto live = read(full, 2);
+  ASSERT_EQ(live.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(live[i].proof().proof_id(), absl::StrCat("id-", i + 2));
+    EXPECT_TRUE(live[i].proof().has_updated_at());
+    ASSERT_EQ(live[i].proof().files_size(), 1) << i;
+    EXPECT_EQ(live[i].proof().files(0).job(), "jobA");
+  }
+  for (auto* ctx : {&brief_ctx, &batch_ctx, &full_ctx}) ctx->TryCancel();
+  EXPECT_EQ(brief->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(brief_batch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(full->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
 // The defaults go together: a Track window holds a whole Merkle batch (10,000 leaves and its
 // root, so the batch is stored in one transaction), and a Watch queue holds two windows' worth of
 // events, so a watcher that keeps up is not ended by one store's burst.

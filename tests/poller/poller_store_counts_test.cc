@@ -1,6 +1,7 @@
 // The backlog gauges of the poller store: Stats on both backends, and for SQLite the per-state
-// counts kept by triggers (equal to a COUNT(*) by state after every kind of change, a rollback,
-// a process exit and an upgrade), the plan of the oldest-pending seek and the memory options.
+// counts kept by Track (inserts) and triggers (moves, deletes), equal to a COUNT(*) by state after
+// every kind of change, a rollback, a process exit and an upgrade; the plan of the oldest-pending
+// seek and the memory options.
 #include "services/poller/poller_store_counts.h"
 
 #include <gtest/gtest.h>

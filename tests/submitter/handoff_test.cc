@@ -125,17 +125,18 @@ class HandoffTest : public ::testing::Test {
 // Wake is not lost in the gap before the wait, which lasts an hour here.
 TEST_F(HandoffTest, AWakeBetweenAnEmptyReadAndTheWaitIsNotLost) {
   std::atomic<int> empty_reads{0};
+  std::atomic<bool> woken{false};  // set once the row is stored and the Wake sent
   StartHandoff([&](HandoffOptions& o) {
     o.idle_poll = absl::Hours(1);
     o.on_nothing_to_send = [&] {
       if (empty_reads++ == 0) {
         Submitted('a', "a.txt");
         handoff_->Wake();
+        woken = true;
       }
     };
   });
-  ASSERT_TRUE(
-      anchord::testing::WaitUntil([&] { return empty_reads.load() > 0; }, absl::Seconds(10)));
+  ASSERT_TRUE(anchord::testing::WaitUntil([&] { return woken.load(); }, absl::Seconds(10)));
   EXPECT_TRUE(WaitHandedOff());
   EXPECT_EQ(poller_.acked().size(), 1u);
 }

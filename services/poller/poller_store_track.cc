@@ -282,9 +282,28 @@ class Tracker {
     ANCHORD_RETURN_IF_ERROR(st.Run());
     out.inserted = tx_.Changes() > 0;
     if (out.inserted) {
-      ++inserted_[{row.provider, static_cast<int64_t>(row.state), row.stalled ? 1 : 0}];
+      auto [it, first] = inserted_.try_emplace(
+          {row.provider, static_cast<int64_t>(row.state), row.stalled ? 1 : 0}, 0);
+      ++it->second;
+      // The count row must exist before anything in this transaction moves the new proof: the
+      // triggers take a moved proof off its old count with an UPDATE, which finds no row to
+      // change when the count was never there (this call's inserts are added at its end).
+      if (first) ANCHORD_RETURN_IF_ERROR(EnsureCountRow(it->first));
     }
     return out;
+  }
+
+  absl::Status EnsureCountRow(const InsertedCounts::key_type& key) {
+    if (!ensure_count_.has_value()) {
+      ANCHORD_ASSIGN_OR_RETURN(Statement st,
+                               tx_.Prepare("INSERT INTO proof_counts (provider, state, stalled, n) "
+                                           "VALUES (?1, ?2, ?3, 0) ON CONFLICT DO NOTHING"));
+      ensure_count_.emplace(std::move(st));
+    }
+    Statement& st = *ensure_count_;
+    st.Reset();
+    st.Bind(1, std::get<0>(key)).Bind(2, std::get<1>(key)).Bind(3, std::get<2>(key));
+    return st.Run();
   }
 
   // A hand-off of a proof already held: only a forward move (a PENDING proof becomes CONFIRMED
@@ -357,6 +376,7 @@ class Tracker {
   std::optional<Statement> insert_;
   std::optional<Statement> add_file_;
   std::optional<Statement> insert_tree_;
+  std::optional<Statement> ensure_count_;
   std::set<std::string> trees_stored_;       // raw roots whose tree this call stored (or found)
   std::map<RootKey, Root, RootLess> roots_;  // by (root digest, provider)
   InsertedCounts inserted_;                  // for proof_counts, added at the end of the call

@@ -145,6 +145,17 @@ TEST_F(PollerStoreCountsTest, CountsFollowEveryChange) {
   EXPECT_EQ((*stats)["other"].stalled, 1);
 }
 
+// A proof inserted and moved forward in the same Track call (two hand-offs of it in one batch) on
+// a fresh database, where its first state had no count yet, is counted once, at its last state.
+TEST_F(PollerStoreCountsTest, AProofInsertedAndMovedInOneTrackCallIsCountedOnce) {
+  TrackInput done = Pending(Digest(1), "id-1");
+  done.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
+  auto r = store_->Track({Pending(Digest(1), "id-1"), done, Pending(Digest(2), "id-2")}, kT0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectCountsMatch("after an insert and a move in one call");
+  EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 1}, {{"fake", kConf, 0}, 1}}));
+}
+
 // A batch that fails halfway rolls back its proofs and their counts together.
 TEST_F(PollerStoreCountsTest, RolledBackBatchLeavesCountsAlone) {
   ASSERT_TRUE(store_->Track({Pending(Digest(1), "id-1")}, kT0).ok());

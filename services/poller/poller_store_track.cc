@@ -206,16 +206,23 @@ class Tracker {
     if (form.tree_root.empty() || !trees_stored_.insert(form.tree_root).second) {
       return absl::OkStatus();
     }
-    if (!insert_tree_.has_value()) {
-      ANCHORD_ASSIGN_OR_RETURN(Statement st,
-                               tx_.Prepare("INSERT INTO merkle_trees (root, leaves) VALUES (?, ?) "
-                                           "ON CONFLICT (root) DO NOTHING"));
-      insert_tree_.emplace(std::move(st));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st,
+                             Reused(insert_tree_,
+                                    "INSERT INTO merkle_trees (root, leaves) VALUES (?, ?) "
+                                    "ON CONFLICT (root) DO NOTHING"));
+    st->BindBlob(1, form.tree_root).BindBlob(2, in.batch->encoded());
+    return st->Run();
+  }
+
+  // The statement kept in `slot`, compiled at its first use in this Track call, reset for new
+  // bindings.
+  absl::StatusOr<Statement*> Reused(std::optional<Statement>& slot, absl::string_view sql) {
+    if (!slot.has_value()) {
+      ANCHORD_ASSIGN_OR_RETURN(Statement st, tx_.Prepare(sql));
+      slot.emplace(std::move(st));
     }
-    Statement& st = *insert_tree_;
-    st.Reset();
-    st.BindBlob(1, form.tree_root).BindBlob(2, in.batch->encoded());
-    return st.Run();
+    slot->Reset();
+    return &*slot;
   }
 
   struct Held {
@@ -294,16 +301,12 @@ class Tracker {
   }
 
   absl::Status EnsureCountRow(const InsertedCounts::key_type& key) {
-    if (!ensure_count_.has_value()) {
-      ANCHORD_ASSIGN_OR_RETURN(Statement st,
-                               tx_.Prepare("INSERT INTO proof_counts (provider, state, stalled, n) "
-                                           "VALUES (?1, ?2, ?3, 0) ON CONFLICT DO NOTHING"));
-      ensure_count_.emplace(std::move(st));
-    }
-    Statement& st = *ensure_count_;
-    st.Reset();
-    st.Bind(1, std::get<0>(key)).Bind(2, std::get<1>(key)).Bind(3, std::get<2>(key));
-    return st.Run();
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st,
+                             Reused(ensure_count_,
+                                    "INSERT INTO proof_counts (provider, state, stalled, n) "
+                                    "VALUES (?1, ?2, ?3, 0) ON CONFLICT DO NOTHING"));
+    st->Bind(1, std::get<0>(key)).Bind(2, std::get<1>(key)).Bind(3, std::get<2>(key));
+    return st->Run();
   }
 
   // A hand-off of a proof already held: only a forward move (a PENDING proof becomes CONFIRMED

@@ -497,6 +497,16 @@ class BatcherTest : public MerkleFixture {
                                        if (sealed_calls) ++*sealed_calls;
                                      });
   }
+  // A batcher for the loop's tests: batches of 3, a window that never runs out, a look every
+  // `poll`; `calls` counts the seals.
+  std::unique_ptr<Batcher> MakeLooping(absl::Duration poll, std::atomic<int>* calls) {
+    BatcherOptions o;
+    o.max_leaves = 3;
+    o.window = absl::Hours(1);
+    o.poll = poll;
+    return std::make_unique<Batcher>(store_.get(), std::vector<std::string>{"fake"}, nullptr,
+                                     &clock_, o, [calls] { ++*calls; });
+  }
   std::vector<Submission> Roots() {
     std::vector<Submission> out;
     auto db = ledger::SqliteDb::Open(path_);
@@ -669,12 +679,9 @@ TEST_F(BatcherTest, TwoBatchersRacingNeverShareALeaf) {
 }
 
 TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
-  BatcherOptions o;
-  o.max_leaves = 3;
-  o.window = absl::Hours(1);
-  o.poll = absl::Milliseconds(10);
   std::atomic<int> calls{0};
-  Batcher batcher(store_.get(), {"fake"}, nullptr, &clock_, o, [&] { ++calls; });
+  std::unique_ptr<Batcher> looping = MakeLooping(absl::Milliseconds(10), &calls);
+  Batcher& batcher = *looping;
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, clock_.Now()).ok());
   batcher.Start();
   EXPECT_TRUE(anchord::testing::WaitUntil([&] { return calls.load() > 0; }, absl::Seconds(10)));
@@ -687,12 +694,9 @@ TEST_F(BatcherTest, StartAndStopSealOnTheThread) {
 // Leaves noted by the intake wake the loop once they could fill a batch: with a poll of an hour,
 // only the note can bring the second seal.
 TEST_F(BatcherTest, NotedLeavesThatCouldFillABatchWakeTheLoop) {
-  BatcherOptions o;
-  o.max_leaves = 3;
-  o.window = absl::Hours(1);
-  o.poll = absl::Hours(1);
   std::atomic<int> calls{0};
-  Batcher batcher(store_.get(), {"fake"}, nullptr, &clock_, o, [&] { ++calls; });
+  std::unique_ptr<Batcher> looping = MakeLooping(absl::Hours(1), &calls);
+  Batcher& batcher = *looping;
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, clock_.Now()).ok());
   batcher.Start();  // its first pass seals these
   ASSERT_TRUE(anchord::testing::WaitUntil([&] { return calls.load() == 1; }, absl::Seconds(10)));

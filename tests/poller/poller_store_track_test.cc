@@ -225,6 +225,53 @@ TEST_F(PollerStoreTrackTest, DuplicateHandOffStoresOnce) {
   EXPECT_EQ((*stats)["fake"].proofs_by_state[v1::DIGEST_STATE_PENDING], 1);
 }
 
+// New proofs are written several to a statement (poller_store_track.cc): a call of more than
+// one such statement's worth keeps every outcome equal to its stored row, seqs in input order,
+// a digest repeated or brought by a second provider within the call stored under its first
+// proof, and an input the queue does not take (evidence) written in its place between them.
+TEST_F(PollerStoreTrackTest, ProofsWrittenTogetherKeepTheirOrderSeqsAndFiles) {
+  const anchord::Digest root = Digest(1000);
+  std::vector<TrackInput> inputs = {Root(root, 60)};
+  for (int n = 1; n <= 60; ++n) inputs.push_back(Leaf(n, root));
+  TrackInput repeat = Leaf(3, root);
+  repeat.files[0].source_path = "d/f3-copy";
+  inputs.insert(inputs.begin() + 21, repeat);
+  TrackInput other = Pending(Digest(5), "id-5", "second", "job-b", "b/five");
+  inputs.insert(inputs.begin() + 31, other);
+  TrackInput with_ots = Pending(Digest(2000), "id-ots", "fake", "job-a", "o/ots");
+  with_ots.evidence = testing::MakeOts(Digest(2000));
+  inputs.insert(inputs.begin() + 41, with_ots);
+  auto out = TrackAndCompare(inputs, kT0);
+  ASSERT_EQ(out.size(), inputs.size());
+  int64_t last_seq = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(out[i].inserted, i != 21);
+    if (!out[i].inserted) continue;
+    EXPECT_GT(out[i].proof.seq, last_seq);
+    last_seq = out[i].proof.seq;
+  }
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs"), 63);
+  EXPECT_EQ(CountRows("SELECT MAX(seq) FROM proofs"), last_seq);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 63);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files WHERE proof_seq NOT IN (SELECT MIN(seq) FROM "
+                      "proofs GROUP BY digest)"),
+            0);
+  std::vector<std::string> three;
+  for (const FileRow& f : MustGet(Digest(3)).files) three.push_back(f.source_path);
+  EXPECT_EQ(three, (std::vector<std::string>{"d/f3", "d/f3-copy"}));
+  EXPECT_EQ(MustGet(Digest(5), "second").files.size(), 2u);
+  EXPECT_EQ(MustGet(Digest(2000)).ots_size, static_cast<int64_t>(with_ots.evidence.size()));
+  auto stats = store_->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ((*stats)["fake"].proofs_by_state[v1::DIGEST_STATE_PENDING], 62);
+  EXPECT_EQ((*stats)["second"].proofs_by_state[v1::DIGEST_STATE_PENDING], 1);
+  // The next call's proofs follow every seq given so far.
+  auto next = TrackAndCompare({Pending(Digest(3000), "id-n")}, kT0 + absl::Seconds(1));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].proof.seq, last_seq + 1);
+}
+
 // Leaves handed off after their root was confirmed take its state at insert, and a leaf left
 // behind the root (the root moved without its propagation) is brought up with them.
 TEST_F(PollerStoreTrackTest, LeafOfConfirmedRootTakesItsStateAtInsert) {

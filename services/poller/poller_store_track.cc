@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/ledger/sqlite_rows.h"
 #include "services/poller/poller_store_counts.h"
 #include "services/poller/poller_store_rows.h"
 #include "services/poller/poller_store_schema.h"
@@ -94,16 +95,6 @@ constexpr char kInsertFile[] =
     "INSERT OR IGNORE INTO files (proof_seq, job, source_path, filename, size_bytes, mime_type) "
     "VALUES ";
 constexpr int kFileParams = 6;
-
-// `rows` rows of `params` parameters, for after VALUES.
-std::string ValuesOf(int params, size_t rows) {
-  std::string one = "(?";
-  for (int i = 1; i < params; ++i) one += ", ?";
-  one += ")";
-  std::string out;
-  for (size_t r = 0; r < rows; ++r) absl::StrAppend(&out, r == 0 ? "" : ", ", one);
-  return out;
-}
 
 // One Track call: its statements are compiled once, and each root its leaves name is read once.
 class Tracker {
@@ -257,15 +248,8 @@ class Tracker {
     return st->Run();
   }
 
-  // The statement kept in `slot`, compiled at its first use in this Track call, reset for new
-  // bindings.
   absl::StatusOr<Statement*> Reused(std::optional<Statement>& slot, absl::string_view sql) {
-    if (!slot.has_value()) {
-      ANCHORD_ASSIGN_OR_RETURN(Statement st, tx_.Prepare(sql));
-      slot.emplace(std::move(st));
-    }
-    slot->Reset();
-    return &*slot;
+    return ledger::Reuse(tx_, slot, sql);
   }
 
   struct Held {
@@ -301,8 +285,9 @@ class Tracker {
                               Held look) {
     if (look.held) return look;
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st, Reused(insert_, absl::StrCat("INSERT INTO proofs (", kInsertColumns,
-                                                     ") VALUES ", ValuesOf(kInsertParams, 1))));
+        Statement * st,
+        Reused(insert_, absl::StrCat("INSERT INTO proofs (", kInsertColumns, ") VALUES ",
+                                     ledger::Placeholders(kInsertParams, 1))));
     BindInsert(*st, 0, row, in, PendingSince(in), path_size);
     st->BindNull(kInsertParams);  // seq: the next one
     ANCHORD_RETURN_IF_ERROR(st->Run());
@@ -394,15 +379,15 @@ class Tracker {
   absl::Status Flush() {
     if (queue_.empty()) return absl::OkStatus();
     const std::string proofs = absl::StrCat("INSERT INTO proofs (", kInsertColumns, ") VALUES ");
-    ANCHORD_RETURN_IF_ERROR(
-        WriteRows(queue_.size(), kInsertParams, proofs, insert_many_, insert_,
-                  [this](Statement& st, int base, size_t i) { BindQueued(st, base, i); }));
+    ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
+        tx_, queue_.size(), kInsertParams, proofs, kQueueRows, insert_many_, insert_,
+        [this](Statement& st, int base, size_t i) { BindQueued(st, base, i); }));
     std::vector<const Queued*> filed;
     for (const Queued& q : queue_) {
       if (!q.out->proof.files.empty()) filed.push_back(&q);
     }
-    ANCHORD_RETURN_IF_ERROR(WriteRows(
-        filed.size(), kFileParams, kInsertFile, files_many_, add_file_,
+    ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
+        tx_, filed.size(), kFileParams, kInsertFile, kQueueRows, files_many_, add_file_,
         [&filed](Statement& st, int base, size_t i) {
           const ProofRow& row = filed[i]->out->proof;
           const FileRow& f = row.files.front();  // job already "default" when empty (WithJob)
@@ -411,34 +396,6 @@ class Tracker {
         }));
     queue_.clear();
     queued_digests_.clear();
-    return absl::OkStatus();
-  }
-
-  // Runs `insert` (a statement up to VALUES) for `count` rows of `params` parameters each,
-  // kQueueRows rows to a statement (`many`) and the rest one by one (`one`); bind(st, base, i)
-  // binds row i at parameters base+1 .. base+params.
-  template <typename Bind>
-  absl::Status WriteRows(size_t count, int params, absl::string_view insert,
-                         std::optional<Statement>& many, std::optional<Statement>& one,
-                         const Bind& bind) {
-    size_t i = 0;
-    if (count >= kQueueRows) {
-      ANCHORD_ASSIGN_OR_RETURN(Statement * st,
-                               Reused(many, absl::StrCat(insert, ValuesOf(params, kQueueRows))));
-      for (; i + kQueueRows <= count; i += kQueueRows) {
-        st->Reset();
-        for (size_t k = 0; k < kQueueRows; ++k) bind(*st, static_cast<int>(k) * params, i + k);
-        ANCHORD_RETURN_IF_ERROR(st->Run());
-      }
-    }
-    if (i == count) return absl::OkStatus();
-    ANCHORD_ASSIGN_OR_RETURN(Statement * st,
-                             Reused(one, absl::StrCat(insert, ValuesOf(params, 1))));
-    for (; i < count; ++i) {
-      st->Reset();
-      bind(*st, 0, i);
-      ANCHORD_RETURN_IF_ERROR(st->Run());
-    }
     return absl::OkStatus();
   }
 
@@ -504,7 +461,8 @@ class Tracker {
     if (in.files.empty()) return absl::OkStatus();
     if (files_seq <= 0) return absl::InternalError("proof vanished inside its transaction");
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st, Reused(add_file_, absl::StrCat(kInsertFile, ValuesOf(kFileParams, 1))));
+        Statement * st,
+        Reused(add_file_, absl::StrCat(kInsertFile, ledger::Placeholders(kFileParams, 1))));
     for (const FileRow& f : in.files) {
       st->Reset();
       st->Bind(1, files_seq);

@@ -1,10 +1,15 @@
 #include "services/submitter/submitter_store_intake.h"
 
+#include <functional>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "libs/ledger/sqlite_rows.h"
 #include "services/submitter/submitter_store_schema.h"
 #include "services/submitter/store_rows.h"
 
@@ -22,129 +27,251 @@ FileRef ReadRef(const Statement& s, int base) {
   return f;
 }
 
-absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction& tx,
-                                                            const std::vector<NewItem>& items,
-                                                            absl::Time now) {
-  // A digest is found by its submissions rows (the digest index); its files
-  // hang off the lowest of their ids (refs.sub_id, see the schema).
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement first_id,
-      tx.Prepare(absl::StrCat("SELECT MIN(id) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement first_ref,
-      tx.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
-                 "WHERE sub_id = ?1 ORDER BY id LIMIT 1"));
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement add_ref,
-      tx.Prepare("INSERT OR IGNORE INTO refs (sub_id, job, source_path, filename, size_bytes, "
-                 "mime_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement bump,
-      tx.Prepare(absl::StrCat("UPDATE ", kDigestIndex,
-                              " SET change_seq = change_seq + 1, updated_at = ?2 WHERE ",
-                              DigestIs(1))));
-  // (digest, provider) is the key: a row is added unless the pair has one. No UNIQUE index
-  // enforces it (the schema says why): this transaction holds the database's write lock, so
-  // nothing can add the pair between the look and the insert. A digest with no row at all (the
-  // lowest-id lookup below found none: nearly every digest) needs no look for its first row.
-  // The first row of a new digest is a plain INSERT ... VALUES: SQLite gives an INSERT ... SELECT
-  // a statement journal (it may write several rows), a copy of every page the insert touches,
-  // which cost 1.7 us of CPU per row (measured with the same indexes). Only the rarer row of a
-  // known digest needs the SELECT, for its WHERE NOT EXISTS.
-  constexpr char kColumns[] =
-      "INSERT INTO submissions (digest, provider, job, filename, size_bytes, mime_type, "
-      "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) ";
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement add_new,
-      tx.Prepare(
-          absl::StrCat(kColumns, "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10)")));
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement add_sub, tx.Prepare(absl::StrCat(
-                             kColumns, "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?8, ?9, ?10 ",
-                             "WHERE NOT EXISTS (SELECT 1 FROM ", kDigestIndex, " WHERE ",
-                             DigestIs(1), " AND provider = ?2)")));
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement min_state,
-      tx.Prepare(absl::StrCat("SELECT MIN(state) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
-  // The lowest submissions id of a digest, 0 when it has none yet.
-  auto lowest_id = [&](const Digest& digest) -> absl::StatusOr<int64_t> {
-    first_id.Reset();
-    first_id.BindBlob(1, digest.bytes());
-    ANCHORD_ASSIGN_OR_RETURN(bool row, first_id.Step());
-    const int64_t id = row && !first_id.ColumnIsNull(0) ? first_id.ColumnInt(0) : 0;
-    first_id.Reset();
-    return id;
+namespace {
+
+// The columns of a new submissions row, its id first (bound: a queued row's id is chosen before
+// it is written, for its ref), and of a refs row.
+constexpr char kInsertSubmission[] =
+    "INSERT INTO submissions (id, digest, provider, job, filename, size_bytes, mime_type, "
+    "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) "
+    "VALUES ";
+constexpr int kSubmissionParams = 14;
+constexpr char kInsertRef[] =
+    "INSERT OR IGNORE INTO refs (sub_id, job, source_path, filename, size_bytes, mime_type, "
+    "created_at) VALUES ";
+constexpr int kRefParams = 7;
+// Rows to an INSERT statement (ledger::InsertRows).
+constexpr size_t kRowsPerStatement = 16;
+
+bool DistinctProviders(const std::vector<std::string>& providers) {
+  for (size_t i = 0; i < providers.size(); ++i) {
+    for (size_t j = i + 1; j < providers.size(); ++j) {
+      if (providers[i] == providers[j]) return false;
+    }
+  }
+  return true;
+}
+
+// One InsertIntakeItems call. A new digest (nearly every item) needs nothing read back: its rows
+// get their ids here and are queued, then written with the others, kRowsPerStatement to an
+// INSERT (ledger/sqlite_rows.h), before anything reads or writes a row the queue could touch.
+class Intake {
+ public:
+  Intake(ledger::Transaction& tx, absl::Time now) : tx_(tx), now_ms_(ToMs(now)) {}
+
+  absl::StatusOr<InsertResult> One(const NewItem& item) {
+    // A digest queued earlier in this call is written before it is looked up again.
+    if (queued_digests_.count(item.digest.bytes())) ANCHORD_RETURN_IF_ERROR(Flush());
+    ANCHORD_ASSIGN_OR_RETURN(int64_t sub_id, LowestId(item.digest));
+    if (sub_id == 0 && !item.providers.empty() && DistinctProviders(item.providers)) {
+      if (next_id_ == 0) {
+        ANCHORD_ASSIGN_OR_RETURN(next_id_, NextId());
+      }
+      queue_.push_back(Queued{&item, next_id_});
+      next_id_ += static_cast<int64_t>(item.providers.size());
+      queued_digests_.insert(std::string(item.digest.bytes()));
+      return InsertResult{};  // a new digest: QUEUED, not known before
+    }
+    ANCHORD_RETURN_IF_ERROR(Flush());
+    return Known(item, sub_id);
+  }
+
+  // Writes what is still queued.
+  absl::Status Flush() {
+    if (queue_.empty()) return absl::OkStatus();
+    // Row r of the submissions insert: queue_[rows[r].first], provider rows[r].second.
+    std::vector<std::pair<size_t, size_t>> rows;
+    for (size_t q = 0; q < queue_.size(); ++q) {
+      for (size_t k = 0; k < queue_[q].item->providers.size(); ++k) rows.emplace_back(q, k);
+    }
+    ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
+        tx_, rows.size(), kSubmissionParams, kInsertSubmission, kRowsPerStatement, add_many_,
+        add_one_, [&](Statement& st, int base, size_t r) {
+          const Queued& q = queue_[rows[r].first];
+          BindSubmission(st, base, *q.item, q.item->file, q.item->providers[rows[r].second]);
+          st.Bind(base + 1, q.first_id + static_cast<int64_t>(rows[r].second));
+        }));
+    ANCHORD_RETURN_IF_ERROR(
+        ledger::InsertRows(tx_, queue_.size(), kRefParams, kInsertRef, kRowsPerStatement,
+                           refs_many_, ref_one_, [&](Statement& st, int base, size_t q) {
+                             BindRef(st, base, queue_[q].first_id, queue_[q].item->file);
+                           }));
+    queue_.clear();
+    queued_digests_.clear();
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Queued {
+    const NewItem* item;
+    int64_t first_id;  // of its first provider's row; the others follow
   };
-  std::vector<InsertResult> out;
-  out.reserve(items.size());
-  const int64_t now_ms = ToMs(now);
-  for (const NewItem& item : items) {
+
+  // Binds a submissions row at base + 2 .. base + kSubmissionParams (its id, base + 1, is the
+  // caller's): `file` is the digest's original.
+  void BindSubmission(Statement& st, int base, const NewItem& item, const FileRef& file,
+                      const std::string& provider) {
+    st.BindBlob(base + 2, item.digest.bytes()).Bind(base + 3, provider);
+    st.Bind(base + 4, file.job).Bind(base + 5, file.filename).Bind(base + 6, file.size_bytes);
+    st.Bind(base + 7, file.mime_type).Bind(base + 8, file.source_path);
+    st.Bind(base + 9, int64_t{0}).Bind(base + 10, now_ms_).Bind(base + 11, now_ms_);
+    st.Bind(base + 12, now_ms_);
+    st.Bind(base + 13, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile));
+    st.Bind(base + 14, item.fallback_provider);
+  }
+
+  void BindRef(Statement& st, int base, int64_t sub_id, const FileRef& file) {
+    st.Bind(base + 1, sub_id).Bind(base + 2, file.job).Bind(base + 3, file.source_path);
+    st.Bind(base + 4, file.filename).Bind(base + 5, file.size_bytes);
+    st.Bind(base + 6, file.mime_type).Bind(base + 7, now_ms_);
+  }
+
+  // The lowest submissions id of a digest, 0 when it has none yet. A digest is found by its
+  // submissions rows (the digest index); its files hang off the lowest of their ids (refs.sub_id,
+  // see the schema).
+  absl::StatusOr<int64_t> LowestId(const Digest& digest) {
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * st,
+        ledger::Reuse(tx_, first_id_,
+                      absl::StrCat("SELECT MIN(id) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
+    st->BindBlob(1, digest.bytes());
+    ANCHORD_ASSIGN_OR_RETURN(bool row, st->Step());
+    const int64_t id = row && !st->ColumnIsNull(0) ? st->ColumnInt(0) : 0;
+    st->Reset();
+    return id;
+  }
+
+  // The id the store would give the next row: above every id it holds or ever gave
+  // (AUTOINCREMENT's counter).
+  absl::StatusOr<int64_t> NextId() {
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * st,
+        ledger::Reuse(tx_, next_id_stmt_,
+                      "SELECT MAX(IFNULL((SELECT MAX(id) FROM submissions), 0), IFNULL((SELECT "
+                      "seq FROM sqlite_sequence WHERE name = 'submissions'), 0))"));
+    ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
+    const int64_t last = has_row ? st->ColumnInt(0) : 0;
+    st->Reset();
+    return last + 1;
+  }
+
+  // An item whose digest has rows (sub_id, its lowest id), or a new digest the queue does not
+  // take. (digest, provider) is the key: a row is added unless the pair has one. No UNIQUE
+  // index enforces it (the schema says why): this transaction holds the database's write lock,
+  // so nothing can add the pair between the look and the insert. A new digest's first row is a
+  // plain INSERT ... VALUES: SQLite gives an INSERT ... SELECT a statement journal (it may write
+  // several rows), a copy of every page the insert touches, which cost 1.7 us of CPU per row
+  // (measured with the same indexes). Only the row of a known digest needs the SELECT, for its
+  // WHERE NOT EXISTS.
+  absl::StatusOr<InsertResult> Known(const NewItem& item, int64_t sub_id) {
+    next_id_ = 0;  // the store chooses the ids here: read the next one again before queueing
     InsertResult res;
-    ANCHORD_ASSIGN_OR_RETURN(int64_t sub_id, lowest_id(item.digest));
     std::optional<FileRef> original;
     if (sub_id != 0) {
-      first_ref.Reset();
-      first_ref.Bind(1, sub_id);
-      ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref.Step());
-      if (has_ref) original = ReadRef(first_ref, 0);
-      first_ref.Reset();
+      ANCHORD_ASSIGN_OR_RETURN(
+          Statement * first_ref,
+          ledger::Reuse(tx_, first_ref_,
+                        "SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                        "WHERE sub_id = ?1 ORDER BY id LIMIT 1"));
+      first_ref->Bind(1, sub_id);
+      ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref->Step());
+      if (has_ref) original = ReadRef(*first_ref, 0);
+      first_ref->Reset();
     }
     res.known_before = original.has_value();
     const FileRef& file = original.has_value() ? *original : item.file;
     bool all_new = true;
     for (const std::string& provider : item.providers) {
-      Statement& add = sub_id == 0 ? add_new : add_sub;
-      add.Reset();
-      add.BindBlob(1, item.digest.bytes())
-          .Bind(2, provider)
-          .Bind(3, file.job)
-          .Bind(4, file.filename)
-          .Bind(5, file.size_bytes)
-          .Bind(6, file.mime_type)
-          .Bind(7, file.source_path)
-          .Bind(8, now_ms)
-          .Bind(9, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile))
-          .Bind(10, item.fallback_provider);
-      ANCHORD_RETURN_IF_ERROR(add.Run());
-      if (tx.Changes() == 0) {
+      Statement* add = nullptr;
+      if (sub_id == 0) {
+        ANCHORD_ASSIGN_OR_RETURN(
+            add, ledger::Reuse(
+                     tx_, add_one_,
+                     absl::StrCat(kInsertSubmission, ledger::Placeholders(kSubmissionParams, 1))));
+        add->BindNull(1);  // id: the store's choice
+      } else {
+        ANCHORD_ASSIGN_OR_RETURN(
+            add, ledger::Reuse(
+                     tx_, add_known_,
+                     absl::StrCat("INSERT INTO submissions (id, digest, provider, job, filename, "
+                                  "size_bytes, mime_type, source_path, state, next_attempt_at, "
+                                  "created_at, updated_at, mode, fallback_provider) SELECT ",
+                                  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 "
+                                  "WHERE NOT EXISTS (SELECT 1 FROM ",
+                                  kDigestIndex, " WHERE ", DigestIs(2), " AND provider = ?3)")));
+        add->BindNull(1);
+      }
+      BindSubmission(*add, 0, item, file, provider);
+      ANCHORD_RETURN_IF_ERROR(add->Run());
+      if (tx_.Changes() == 0) {
         all_new = false;
       } else if (sub_id == 0) {
-        sub_id = tx.LastInsertRowId();  // a new digest: its first row is the lowest
+        sub_id = tx_.LastInsertRowId();  // a new digest: its first row is the lowest
       }
     }
     if (sub_id == 0) return absl::InternalError("intake: a digest without a submissions row");
 
-    add_ref.Reset();
-    add_ref.Bind(1, sub_id)
-        .Bind(2, item.file.job)
-        .Bind(3, item.file.source_path)
-        .Bind(4, item.file.filename)
-        .Bind(5, item.file.size_bytes)
-        .Bind(6, item.file.mime_type)
-        .Bind(7, now_ms);
-    ANCHORD_RETURN_IF_ERROR(add_ref.Run());
-    const bool new_ref = tx.Changes() > 0;
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * add_ref,
+        ledger::Reuse(tx_, ref_one_,
+                      absl::StrCat(kInsertRef, ledger::Placeholders(kRefParams, 1))));
+    BindRef(*add_ref, 0, sub_id, item.file);
+    ANCHORD_RETURN_IF_ERROR(add_ref->Run());
+    const bool new_ref = tx_.Changes() > 0;
     if (original.has_value()) {
       if (original->job != item.file.job || original->source_path != item.file.source_path) {
         res.duplicate_of = original->source_path;
       }
       // A new file with a known digest: the poller must hear of it (re-hand-off).
       if (new_ref) {
-        bump.Reset();
-        bump.BindBlob(1, item.digest.bytes()).Bind(2, now_ms);
-        ANCHORD_RETURN_IF_ERROR(bump.Run());
+        ANCHORD_ASSIGN_OR_RETURN(
+            Statement * bump,
+            ledger::Reuse(tx_, bump_,
+                          absl::StrCat("UPDATE ", kDigestIndex,
+                                       " SET change_seq = change_seq + 1, updated_at = ?2 WHERE ",
+                                       DigestIs(1))));
+        bump->BindBlob(1, item.digest.bytes()).Bind(2, now_ms_);
+        ANCHORD_RETURN_IF_ERROR(bump->Run());
       }
     }
     // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
     if (!all_new) {
-      min_state.Reset();
-      min_state.BindBlob(1, item.digest.bytes());
-      ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state.Step());
-      if (has_row && !min_state.ColumnIsNull(0)) res.state = StateFromInt(min_state.ColumnInt(0));
-      min_state.Reset();
+      ANCHORD_ASSIGN_OR_RETURN(Statement * min_state,
+                               ledger::Reuse(tx_, min_state_,
+                                             absl::StrCat("SELECT MIN(state) FROM ", kDigestIndex,
+                                                          " WHERE ", DigestIs(1))));
+      min_state->BindBlob(1, item.digest.bytes());
+      ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state->Step());
+      if (has_row && !min_state->ColumnIsNull(0)) {
+        res.state = StateFromInt(min_state->ColumnInt(0));
+      }
+      min_state->Reset();
     }
+    return res;
+  }
+
+  ledger::Transaction& tx_;
+  const int64_t now_ms_;
+  std::optional<Statement> first_id_, first_ref_, add_one_, add_many_, add_known_, ref_one_,
+      refs_many_, bump_, min_state_, next_id_stmt_;
+  std::vector<Queued> queue_;
+  std::set<std::string, std::less<>> queued_digests_;  // raw digests in queue_
+  int64_t next_id_ = 0;                                // 0: read it (NextId) before queueing
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction& tx,
+                                                            const std::vector<NewItem>& items,
+                                                            absl::Time now) {
+  Intake intake(tx, now);
+  std::vector<InsertResult> out;
+  out.reserve(items.size());
+  for (const NewItem& item : items) {
+    ANCHORD_ASSIGN_OR_RETURN(InsertResult res, intake.One(item));
     out.push_back(std::move(res));
   }
+  ANCHORD_RETURN_IF_ERROR(intake.Flush());
   return out;
 }
 

@@ -196,6 +196,53 @@ TEST_P(IntakeStoreTest, SeveralProvidersPerItem) {
   EXPECT_EQ(b["fake"].change_seq, 1);
 }
 
+// A batch of many new digests (SQLite writes them several rows to a statement): rows in the
+// order of the items (ids ascending), every digest's rows and files where a batch of a few puts
+// them, repeats within the batch answered as known, and the next batch's rows after all of them.
+TEST_P(IntakeStoreTest, ManyNewDigestsInOneBatch) {
+  std::vector<NewItem> items;
+  for (uint32_t i = 0; i < 50; ++i) {
+    std::vector<std::string> providers = {"fake"};
+    if (i % 7 == 0) providers.push_back("other");
+    items.push_back(ItemOf(DigestNo(i), "f" + std::to_string(i), providers));
+  }
+  items.insert(items.begin() + 20, ItemOf(DigestNo(3), "f3-copy", {"fake"}));
+  items.insert(items.begin() + 40, ItemOf(DigestNo(25), "f25", {"fake"}));
+  auto r = Insert(items);
+  ASSERT_EQ(r.size(), 52u);
+  for (size_t k = 0; k < r.size(); ++k) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(r[k].known_before, k == 20 || k == 40);
+    EXPECT_EQ(r[k].duplicate_of, k == 20 ? "f3" : "");
+    EXPECT_EQ(r[k].state, SubState::kQueued);
+  }
+  int64_t last_id = 0;
+  int64_t rows = 0;
+  for (uint32_t i = 0; i < 50; ++i) {
+    SCOPED_TRACE(i);
+    auto by_provider = RowsByProvider(DigestNo(i));
+    ASSERT_EQ(by_provider.size(), i % 7 == 0 ? 2u : 1u);
+    const Submission& fake = by_provider["fake"];
+    EXPECT_GT(fake.id, last_id);
+    last_id = fake.id;
+    EXPECT_EQ(fake.file.source_path, "f" + std::to_string(i));
+    EXPECT_EQ(fake.change_seq, i == 3 ? 2 : 1);  // f3-copy is a new file of digest 3
+    if (i % 7 == 0) {
+      EXPECT_EQ(by_provider["other"].id, fake.id + 1);
+      last_id = by_provider["other"].id;
+    }
+    rows += static_cast<int64_t>(by_provider.size());
+    std::vector<std::string> want = {"default:f" + std::to_string(i)};
+    if (i == 3) want.push_back("default:f3-copy");
+    EXPECT_EQ(RefPaths(DigestNo(i)), want);
+  }
+  auto backlog = store_->CountBacklog();
+  ASSERT_TRUE(backlog.ok());
+  EXPECT_EQ(*backlog, rows);
+  Insert({ItemOf(DigestNo(1000), "later", {"fake"})});
+  EXPECT_GT(RowsByProvider(DigestNo(1000))["fake"].id, last_id);
+}
+
 // The hand-off's RefsOfRows gives each row its digest's files in their order (the original
 // first), whether the row is the digest's first (its files hang off it) or a later provider's.
 TEST_P(IntakeStoreTest, RefsOfRowsFollowEachRowsDigest) {

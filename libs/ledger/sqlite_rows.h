@@ -24,18 +24,20 @@ std::string Placeholders(int params, size_t rows);
 absl::StatusOr<Statement*> Reuse(Session& session, std::optional<Statement>& slot,
                                  absl::string_view sql);
 
-// Runs `insert` (an INSERT up to and including VALUES) for `count` rows of `params` parameters
-// each: `per_statement` rows to a statement (kept in `many`), the rest one by one (kept in
-// `one`). bind(statement, base, i) binds row i at parameters base + 1 .. base + params.
+// Runs `insert` (an INSERT up to and including VALUES, then the rows' placeholders, then `tail`,
+// e.g. an ON CONFLICT clause) for `count` rows of `params` parameters each: `per_statement` rows
+// to a statement (kept in `many`), the rest one by one (kept in `one`). bind(statement, base, i)
+// binds row i at parameters base + 1 .. base + params.
 template <typename Bind>
 absl::Status InsertRows(Session& session, size_t count, int params, absl::string_view insert,
                         size_t per_statement, std::optional<Statement>& many,
-                        std::optional<Statement>& one, const Bind& bind) {
+                        std::optional<Statement>& one, const Bind& bind,
+                        absl::string_view tail = {}) {
   size_t i = 0;
   if (per_statement > 1 && count >= per_statement) {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement * st,
-        Reuse(session, many, absl::StrCat(insert, Placeholders(params, per_statement))));
+        Reuse(session, many, absl::StrCat(insert, Placeholders(params, per_statement), tail)));
     for (; i + per_statement <= count; i += per_statement) {
       st->Reset();
       for (size_t k = 0; k < per_statement; ++k) bind(*st, static_cast<int>(k) * params, i + k);
@@ -43,8 +45,8 @@ absl::Status InsertRows(Session& session, size_t count, int params, absl::string
     }
   }
   if (i == count) return absl::OkStatus();
-  ANCHORD_ASSIGN_OR_RETURN(Statement * st,
-                           Reuse(session, one, absl::StrCat(insert, Placeholders(params, 1))));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement * st, Reuse(session, one, absl::StrCat(insert, Placeholders(params, 1), tail)));
   for (; i < count; ++i) {
     st->Reset();
     bind(*st, 0, i);

@@ -1,9 +1,15 @@
 #include "services/hasher/hasher_store.h"
 
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
+#include "libs/ledger/sqlite_rows.h"
 
 namespace anchord::hasher {
 namespace {
@@ -50,18 +56,22 @@ absl::StatusOr<FileRow> ReadRow(const ledger::Statement& s) {
   return r;
 }
 
-// Upserts a row that carries a digest: ?1 job, ?2 path, ?3 size, ?4 mtime_ns, ?5 digest, ?6 state,
-// ?7 duplicate_of, ?8 updated_at, ?9 read_by_hasher. Clears any error a previous run recorded.
-constexpr const char* kUpsertDigestRow =
+// Upserts rows that carry a digest, 12 parameters a row: job, path, size, mtime_ns, digest, state,
+// duplicate_of, error_code (0), error_reason (''), error_message (''), updated_at, read_by_hasher.
+// Clears any error a previous run recorded. Followed by ledger::Placeholders(kDigestRowParams, n).
+constexpr const char* kUpsertDigestRows =
     "INSERT INTO files (job, path, size, mtime_ns, digest, state, duplicate_of, error_code, "
-    "error_reason, error_message, updated_at, read_by_hasher) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', '', ?8, ?9) "
-    "ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+    "error_reason, error_message, updated_at, read_by_hasher) VALUES ";
+constexpr const char* kUpsertDigestRowsConflict =
+    " ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
     "digest=excluded.digest, state=excluded.state, duplicate_of=excluded.duplicate_of, "
     "error_code=0, error_reason='', error_message='', updated_at=excluded.updated_at, "
     "read_by_hasher=excluded.read_by_hasher";
+constexpr int kDigestRowParams = 12;
+// Rows to an upsert statement when a batch is written (ledger/sqlite_rows.h).
+constexpr size_t kRowsPerStatement = 16;
 
-// One row of a digest upsert (kUpsertDigestRow), run on the prepared `ins`.
+// One row of a digest upsert (kUpsertDigestRows).
 struct DigestRow {
   absl::string_view path;
   int64_t size_bytes;
@@ -72,19 +82,33 @@ struct DigestRow {
   bool read_by_hasher;
 };
 
-absl::Status UpsertDigestRow(ledger::Statement& ins, absl::string_view job, const DigestRow& r,
-                             int64_t now_ms) {
-  ins.Reset();
-  ins.Bind(1, job)
-      .Bind(2, r.path)
-      .Bind(3, r.size_bytes)
-      .Bind(4, r.mtime_ns)
-      .BindBlob(5, r.digest.bytes())
-      .Bind(6, FileStateName(r.state))
-      .Bind(7, r.duplicate_of)
-      .Bind(8, now_ms)
-      .Bind(9, int64_t{r.read_by_hasher ? 1 : 0});
-  return ins.Run();
+void BindDigestRow(ledger::Statement& ins, int base, absl::string_view job, const DigestRow& r,
+                   int64_t now_ms) {
+  ins.Bind(base + 1, job)
+      .Bind(base + 2, r.path)
+      .Bind(base + 3, r.size_bytes)
+      .Bind(base + 4, r.mtime_ns)
+      .BindBlob(base + 5, r.digest.bytes())
+      .Bind(base + 6, FileStateName(r.state))
+      .Bind(base + 7, r.duplicate_of)
+      .Bind(base + 8, int64_t{0})
+      .Bind(base + 9, "")  // a null view would bind NULL
+      .Bind(base + 10, "")
+      .Bind(base + 11, now_ms)
+      .Bind(base + 12, int64_t{r.read_by_hasher ? 1 : 0});
+}
+
+// Upserts row(i) for i in [0, count) in `session`, kRowsPerStatement rows to a statement.
+template <typename RowOf>
+absl::Status UpsertDigestRows(ledger::Session& session, absl::string_view job, size_t count,
+                              int64_t now_ms, const RowOf& row) {
+  std::optional<ledger::Statement> many, one;
+  return ledger::InsertRows(
+      session, count, kDigestRowParams, kUpsertDigestRows, kRowsPerStatement, many, one,
+      [&](ledger::Statement& st, int base, size_t i) {
+        BindDigestRow(st, base, job, row(i), now_ms);
+      },
+      kUpsertDigestRowsConflict);
 }
 
 // Every row `s` returns (a query selecting kColumns).
@@ -199,12 +223,14 @@ absl::Status HasherStore::RecordUploaded(absl::string_view job, absl::string_vie
                                          int64_t size_bytes, int64_t mtime_ns,
                                          const Digest& digest) {
   ledger::Session session(*db_);
-  auto ins = session.Prepare(kUpsertDigestRow);
-  if (!ins.ok()) return ins.status();
-  return UpsertDigestRow(*ins, job,
-                         DigestRow{path, size_bytes, mtime_ns, digest, FileState::kHashed, "",
-                                   /*read_by_hasher=*/false},
-                         NowMs());
+  const DigestRow row{path,
+                      size_bytes,
+                      mtime_ns,
+                      digest,
+                      FileState::kHashed,
+                      "",
+                      /*read_by_hasher=*/false};
+  return UpsertDigestRows(session, job, 1, NowMs(), [&](size_t) { return row; });
 }
 
 absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
@@ -214,33 +240,60 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto ins = tx.Prepare(kUpsertDigestRow);
-  if (!ins.ok()) return ins.status();
   std::optional<ledger::Statement> dup;
   if (duplicates != nullptr) {
     auto d = tx.Prepare(kFirstPathWithDigest);
     if (!d.ok()) return d.status();
     dup.emplace(std::move(*d));
   }
-  int64_t now = NowMs();
-  for (const HashedRecord& r : records) {
-    // Asked before the record is written, which gives the same answer as after it (the query
-    // excludes the record's own path, the only row the upsert touches) and is cheaper: a new
-    // digest finds no index entry at all, where after the write it finds its own row and reads it
-    // from the table to skip it.
-    if (dup) {
-      dup->Reset();
-      dup->Bind(1, job).BindBlob(2, r.digest.bytes()).Bind(3, r.path);
-      auto row = dup->Step();
-      if (!row.ok()) return row.status();
-      duplicates->push_back(*row ? dup->ColumnText(0) : std::string());
+  const int64_t now = NowMs();
+  auto row_of = [&](size_t i) {
+    const HashedRecord& r = records[i];
+    return DigestRow{r.path,
+                     r.size_bytes,
+                     r.mtime_ns,
+                     r.digest,
+                     FileState::kHashed,
+                     "",
+                     /*read_by_hasher=*/true};
+  };
+  // Records are written several to a statement, those not yet written being [from, i). The
+  // duplicate of a record is asked before it is written, which gives the same answer as after
+  // (the query excludes the record's own path, the only row the upsert touches) and is cheaper: a
+  // new digest finds no index entry at all. Only the records not yet written can make the answer
+  // differ from the one-by-one writes: one of the same digest (written first, so that it is
+  // found), or one whose path is the row found (it may change that row's digest: written first,
+  // and asked again).
+  size_t from = 0;
+  std::set<std::string, std::less<>> unwritten_digests, unwritten_paths;
+  auto write = [&](size_t to) {
+    absl::Status st =
+        UpsertDigestRows(tx, job, to - from, now, [&](size_t k) { return row_of(from + k); });
+    from = to;
+    unwritten_digests.clear();
+    unwritten_paths.clear();
+    return st;
+  };
+  auto first_path = [&](const HashedRecord& r) -> absl::StatusOr<std::optional<std::string>> {
+    dup->Reset();
+    dup->Bind(1, job).BindBlob(2, r.digest.bytes()).Bind(3, r.path);
+    ANCHORD_ASSIGN_OR_RETURN(const bool found, dup->Step());
+    if (!found) return std::optional<std::string>();
+    return std::optional<std::string>(dup->ColumnText(0));
+  };
+  for (size_t i = 0; i < records.size() && dup; ++i) {
+    const HashedRecord& r = records[i];
+    if (unwritten_digests.count(r.digest.bytes())) ANCHORD_RETURN_IF_ERROR(write(i));
+    ANCHORD_ASSIGN_OR_RETURN(std::optional<std::string> path, first_path(r));
+    if (path.has_value() && unwritten_paths.count(*path)) {
+      ANCHORD_RETURN_IF_ERROR(write(i));
+      ANCHORD_ASSIGN_OR_RETURN(path, first_path(r));
     }
-    absl::Status st = UpsertDigestRow(*ins, job,
-                                      DigestRow{r.path, r.size_bytes, r.mtime_ns, r.digest,
-                                                FileState::kHashed, "", /*read_by_hasher=*/true},
-                                      now);
-    if (!st.ok()) return st;
+    duplicates->push_back(path.value_or(std::string()));
+    unwritten_digests.insert(std::string(r.digest.bytes()));
+    unwritten_paths.insert(r.path);
   }
+  if (absl::Status st = write(records.size()); !st.ok()) return st;
   absl::Status st = tx.Commit();
   if (!st.ok() && duplicates != nullptr) duplicates->clear();
   return st;
@@ -296,18 +349,16 @@ absl::Status HasherStore::RecordForwarded(absl::string_view job,
   if (records.empty()) return absl::OkStatus();
   ledger::Transaction tx(*db_);
   if (!tx.begin_status().ok()) return tx.begin_status();
-  auto ins = tx.Prepare(kUpsertDigestRow);
-  if (!ins.ok()) return ins.status();
-  int64_t now = NowMs();
-  for (const ForwardedRecord& r : records) {
-    absl::Status st = UpsertDigestRow(
-        *ins, job,
-        DigestRow{r.path, r.size_bytes, r.mtime_ns, r.digest,
-                  r.queued ? FileState::kQueued : FileState::kHashed, r.duplicate_of,
-                  /*read_by_hasher=*/true},
-        now);
-    if (!st.ok()) return st;
-  }
+  ANCHORD_RETURN_IF_ERROR(UpsertDigestRows(tx, job, records.size(), NowMs(), [&](size_t i) {
+    const ForwardedRecord& r = records[i];
+    return DigestRow{r.path,
+                     r.size_bytes,
+                     r.mtime_ns,
+                     r.digest,
+                     r.queued ? FileState::kQueued : FileState::kHashed,
+                     r.duplicate_of,
+                     /*read_by_hasher=*/true};
+  }));
   return tx.Commit();
 }
 

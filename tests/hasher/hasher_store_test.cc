@@ -208,7 +208,17 @@ TEST(HasherStoreTest, BatchDuplicatesMatchAskingAfterEachRecord) {
   ASSERT_TRUE((*batched)->RecordHashedBatch("other", {{"x", 1, 1, D('c')}}, nullptr).ok());
   ASSERT_TRUE((*single)->RecordHashedBatch("j", earlier, nullptr).ok());
   ASSERT_TRUE((*single)->RecordHashedBatch("other", {{"x", 1, 1, D('c')}}, nullptr).ok());
-  const std::vector<HashedRecord> batch = {
+  // Forty files of their own digests first (and each twice): the batch is written several
+  // records to a statement, and the cases below fall between and across those statements.
+  std::vector<HashedRecord> batch;
+  for (int i = 0; i < 40; ++i) {
+    std::string bytes(32, 'f');
+    bytes[0] = static_cast<char>(i);
+    const HashedRecord filler{"f" + std::to_string(i), 1, 1, *Digest::FromBytes(bytes)};
+    batch.push_back(filler);
+    if (i % 10 == 9) batch.push_back(HashedRecord{filler.path + "-copy", 1, 1, filler.digest});
+  }
+  const std::vector<HashedRecord> cases = {
       {"p1", 2, 2, D('a')},  // again, same digest: p2 is the other one
       {"p3", 2, 2, D('a')},  // p1 kept its place, so it comes first
       {"q1", 2, 2, D('a')},  // a path moving to a digest others carry
@@ -217,6 +227,7 @@ TEST(HasherStoreTest, BatchDuplicatesMatchAskingAfterEachRecord) {
       {"x", 2, 2, D('c')},   // another job's digest is not a duplicate
       {"r2", 3, 3, D('b')},  // the same path twice in one batch
   };
+  batch.insert(batch.end(), cases.begin(), cases.end());
   std::vector<std::string> dups;
   ASSERT_TRUE((*batched)->RecordHashedBatch("j", batch, &dups).ok());
   std::vector<std::string> want;
@@ -226,7 +237,10 @@ TEST(HasherStoreTest, BatchDuplicatesMatchAskingAfterEachRecord) {
     ASSERT_TRUE(first.ok()) << first.status();
     want.push_back(*first);
   }
-  EXPECT_EQ(want, (std::vector<std::string>{"p2", "p1", "p1", "", "r1", "", "r1"}));
+  ASSERT_EQ(want.size(), 51u);
+  EXPECT_EQ(std::vector<std::string>(want.begin() + 44, want.end()),
+            (std::vector<std::string>{"p2", "p1", "p1", "", "r1", "", "r1"}));
+  EXPECT_EQ(want[10], "f9");  // the first copy names its original
   EXPECT_EQ(dups, want);
 }
 

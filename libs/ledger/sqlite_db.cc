@@ -67,12 +67,25 @@ Statement& Statement::Bind(int index, int64_t value) {
   sqlite3_bind_int64(stmt_, index, value);
   return *this;
 }
+namespace {
+// SQLite binds NULL for a null data pointer: an empty view may have one.
+const char* NonNull(absl::string_view v) { return v.data() != nullptr ? v.data() : ""; }
+}  // namespace
+
 Statement& Statement::Bind(int index, absl::string_view text) {
-  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(stmt_, index, NonNull(text), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   return *this;
 }
 Statement& Statement::BindBlob(int index, absl::string_view bytes) {
-  sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_blob(stmt_, index, NonNull(bytes), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Statement& Statement::BindView(int index, absl::string_view text) {
+  sqlite3_bind_text(stmt_, index, NonNull(text), static_cast<int>(text.size()), SQLITE_STATIC);
+  return *this;
+}
+Statement& Statement::BindBlobView(int index, absl::string_view bytes) {
+  sqlite3_bind_blob(stmt_, index, NonNull(bytes), static_cast<int>(bytes.size()), SQLITE_STATIC);
   return *this;
 }
 Statement& Statement::BindNull(int index) {

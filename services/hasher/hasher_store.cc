@@ -82,18 +82,19 @@ struct DigestRow {
   bool read_by_hasher;
 };
 
+// Bound without copies: the row's bytes and `job` stay put until the statement has run.
 void BindDigestRow(ledger::Statement& ins, int base, absl::string_view job, const DigestRow& r,
                    int64_t now_ms) {
-  ins.Bind(base + 1, job)
-      .Bind(base + 2, r.path)
+  ins.BindView(base + 1, job)
+      .BindView(base + 2, r.path)
       .Bind(base + 3, r.size_bytes)
       .Bind(base + 4, r.mtime_ns)
-      .BindBlob(base + 5, r.digest.bytes())
-      .Bind(base + 6, FileStateName(r.state))
-      .Bind(base + 7, r.duplicate_of)
+      .BindBlobView(base + 5, r.digest.bytes())
+      .BindView(base + 6, FileStateName(r.state))
+      .BindView(base + 7, r.duplicate_of)
       .Bind(base + 8, int64_t{0})
-      .Bind(base + 9, "")  // a null view would bind NULL
-      .Bind(base + 10, "")
+      .BindView(base + 9, "")
+      .BindView(base + 10, "")
       .Bind(base + 11, now_ms)
       .Bind(base + 12, int64_t{r.read_by_hasher ? 1 : 0});
 }

@@ -302,24 +302,25 @@ class Tracker {
   }
 
   // Binds one row of the proofs insert at parameters base+1 .. base+kInsertParams (the last one,
-  // seq, is left to the caller).
+  // seq, is left to the caller), without copies: `row` and `in` stay put until it has run.
   void BindInsert(Statement& st, int base, const ProofRow& row, const TrackInput& in,
                   absl::Time pending_since, int64_t path_size) {
-    st.BindBlob(base + 1, row.digest.bytes()).Bind(base + 2, row.provider);
-    st.Bind(base + 3, row.proof_id).Bind(base + 4, static_cast<int64_t>(row.state));
-    st.Bind(base + 5, row.certificate_url).Bind(base + 6, row.verify_url);
-    st.Bind(base + 7, row.block_height).Bind(base + 8, row.bitcoin_tx);
+    st.BindBlobView(base + 1, row.digest.bytes()).BindView(base + 2, row.provider);
+    st.BindView(base + 3, row.proof_id).Bind(base + 4, static_cast<int64_t>(row.state));
+    st.BindView(base + 5, row.certificate_url).BindView(base + 6, row.verify_url);
+    st.Bind(base + 7, row.block_height).BindView(base + 8, row.bitcoin_tx);
     st.Bind(base + 9, ToDb(row.submitted_at)).Bind(base + 10, ToDb(row.confirmed_at));
-    st.Bind(base + 11, static_cast<int64_t>(row.failure_code)).Bind(base + 12, row.failure_message);
-    st.Bind(base + 13, row.failure_reason).Bind(base + 14, row.provider_request_id);
+    st.Bind(base + 11, static_cast<int64_t>(row.failure_code))
+        .BindView(base + 12, row.failure_message);
+    st.BindView(base + 13, row.failure_reason).BindView(base + 14, row.provider_request_id);
     st.Bind(base + 15, ToDb(now_)).Bind(base + 16, ToDb(pending_since));
     st.Bind(base + 17, ToDb(now_));
-    st.BindBlob(base + 18, row.merkle_root).BindBlob(base + 19, row.merkle_path);
-    st.Bind(base + 20, row.leaf_count).Bind(base + 21, row.fallback_provider);
+    st.BindBlobView(base + 18, row.merkle_root).BindBlobView(base + 19, row.merkle_path);
+    st.Bind(base + 20, row.leaf_count).BindView(base + 21, row.fallback_provider);
     if (in.evidence.empty()) {
       st.BindNull(base + 22);
     } else {
-      st.BindBlob(base + 22, in.evidence);
+      st.BindBlobView(base + 22, in.evidence);
     }
     st.Bind(base + 23, row.ots_size).Bind(base + 24, static_cast<int64_t>(row.stalled ? 1 : 0));
     st.Bind(base + 25, row.leaf_index).Bind(base + 26, path_size);
@@ -391,8 +392,9 @@ class Tracker {
         [&filed](Statement& st, int base, size_t i) {
           const ProofRow& row = filed[i]->out->proof;
           const FileRow& f = row.files.front();  // job already "default" when empty (WithJob)
-          st.Bind(base + 1, row.seq).Bind(base + 2, f.job).Bind(base + 3, f.source_path);
-          st.Bind(base + 4, f.filename).Bind(base + 5, f.size_bytes).Bind(base + 6, f.mime_type);
+          st.Bind(base + 1, row.seq).BindView(base + 2, f.job).BindView(base + 3, f.source_path);
+          st.BindView(base + 4, f.filename).Bind(base + 5, f.size_bytes);
+          st.BindView(base + 6, f.mime_type);
         }));
     queue_.clear();
     queued_digests_.clear();

@@ -111,19 +111,20 @@ class Intake {
   // caller's): `file` is the digest's original.
   void BindSubmission(Statement& st, int base, const NewItem& item, const FileRef& file,
                       const std::string& provider) {
-    st.BindBlob(base + 2, item.digest.bytes()).Bind(base + 3, provider);
-    st.Bind(base + 4, file.job).Bind(base + 5, file.filename).Bind(base + 6, file.size_bytes);
-    st.Bind(base + 7, file.mime_type).Bind(base + 8, file.source_path);
+    st.BindBlobView(base + 2, item.digest.bytes()).BindView(base + 3, provider);
+    st.BindView(base + 4, file.job).BindView(base + 5, file.filename);
+    st.Bind(base + 6, file.size_bytes);
+    st.BindView(base + 7, file.mime_type).BindView(base + 8, file.source_path);
     st.Bind(base + 9, int64_t{0}).Bind(base + 10, now_ms_).Bind(base + 11, now_ms_);
     st.Bind(base + 12, now_ms_);
     st.Bind(base + 13, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile));
-    st.Bind(base + 14, item.fallback_provider);
+    st.BindView(base + 14, item.fallback_provider);
   }
 
   void BindRef(Statement& st, int base, int64_t sub_id, const FileRef& file) {
-    st.Bind(base + 1, sub_id).Bind(base + 2, file.job).Bind(base + 3, file.source_path);
-    st.Bind(base + 4, file.filename).Bind(base + 5, file.size_bytes);
-    st.Bind(base + 6, file.mime_type).Bind(base + 7, now_ms_);
+    st.Bind(base + 1, sub_id).BindView(base + 2, file.job).BindView(base + 3, file.source_path);
+    st.BindView(base + 4, file.filename).Bind(base + 5, file.size_bytes);
+    st.BindView(base + 6, file.mime_type).Bind(base + 7, now_ms_);
   }
 
   // The lowest submissions id of a digest, 0 when it has none yet. A digest is found by its

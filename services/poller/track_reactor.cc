@@ -107,37 +107,17 @@ void TrackReactor<Request>::Drain() {
 
 template <typename Request>
 void TrackReactor<Request>::OnReadDone(bool ok) {
-  Read read;
-  int cost = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!ok) {
-      reading_ = false;
-      reads_done_ = true;
-      MaybeFinishLocked();
-      return;
-    }
-    if (finished_) {  // read after a drain finished the stream: never answered, so resent
-      reading_ = false;
-      return;
-    }
-    cost = Cost(read_buf_);
-    in_flight_ += cost;  // keeps the stream open until the request is answered
-    read.request = std::move(read_buf_);
-    read_buf_.Clear();
-  }
-  // Validated and expanded here, outside the lock, on the thread that read it: the store's one
-  // thread (Process) bounds how fast hand-offs are stored, so it is left only the store's work.
-  // reading_ stays set until the request is queued, so the next read starts after it and
-  // requests are stored in the order they came.
-  read.inputs = Expand(&service_->batch_trees_, read.request);
   absl::MutexLock lock(&mu_);
   reading_ = false;
-  if (finished_) {
-    in_flight_ -= cost;
+  if (!ok) {
+    reads_done_ = true;
+    MaybeFinishLocked();
     return;
   }
-  inbox_.push_back(std::move(read));
+  if (finished_) return;  // read after a drain finished the stream: never answered, so resent
+  in_flight_ += Cost(read_buf_);
+  inbox_.push_back(std::move(read_buf_));
+  read_buf_.Clear();
   ScheduleLocked();
   MaybeReadLocked();
 }
@@ -217,8 +197,7 @@ void TrackReactor<Request>::ScheduleLocked() {
 
 template <typename Request>
 void TrackReactor<Request>::Process() {
-  std::vector<Read> batch;
-  uint64_t ticket = 0;
+  std::vector<Request> batch;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time give_up = absl::Now() + kGatherMax;
@@ -233,10 +212,8 @@ void TrackReactor<Request>::Process() {
     batch.reserve(inbox_.size());
     for (auto& r : inbox_) batch.push_back(std::move(r));
     inbox_.clear();
-    ticket = next_ticket_++;
   }
-  Stored stored;
-  std::vector<Answer> answers = StoreBatch(batch, &stored);
+  std::vector<Answer> answers = StoreBatch(batch);
   {
     absl::MutexLock lock(&mu_);
     for (auto& a : answers) outbox_.push_back(std::move(a));
@@ -251,40 +228,12 @@ void TrackReactor<Request>::Process() {
     MaybeReadLocked();
     MaybeFinishLocked();
   }
-  // The answers are on their way and the next requests may be storing meanwhile (on another
-  // worker): the events are built off the store's path.
-  Publish(std::move(stored), ticket);
   this->Unref();
 }
 
 template <typename Request>
-void TrackReactor<Request>::Publish(Stored stored, uint64_t ticket) {
-  {
-    absl::MutexLock lock(&mu_);
-    auto turn = [this, ticket]()
-                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return published_ == ticket; };
-    mu_.Await(absl::Condition(&turn));
-  }
-  // The outcomes are not read after their events are built: the events take their strings.
-  for (TrackOutcome& o : stored.outcomes) {
-    v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
-    if (o.inserted || o.state_changed) {
-      type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
-             : o.proof.state == v1::DIGEST_STATE_FAILED  ? v1::PROOF_EVENT_TYPE_FAILED
-                                                         : v1::PROOF_EVENT_TYPE_TRACKED;
-    }
-    if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
-      PublishEvent(*service_->bus_, service_->metrics_, type, std::move(o.proof), stored.now);
-    }
-    PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, stored.now);
-  }
-  absl::MutexLock lock(&mu_);
-  ++published_;
-}
-
-template <typename Request>
 std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::StoreBatch(
-    std::vector<Read>& batch, Stored* stored) {
+    const std::vector<Request>& batch) {
   std::vector<Answer> answers(batch.size());
   // Every request's inputs go to one store call; owner[k] is the request of inputs[k].
   std::vector<TrackInput> inputs;
@@ -293,21 +242,22 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
   // A request's cost is the number of inputs it expands to at most: no TrackInput (a large
   // struct) is moved by the vector's growth.
   size_t most = 0;
-  for (const Read& r : batch) most += static_cast<size_t>(Cost(r.request));
+  for (const Request& r : batch) most += static_cast<size_t>(Cost(r));
   inputs.reserve(most);
   owner.reserve(most);
   for (size_t i = 0; i < batch.size(); ++i) {
     v1::TrackResponse& resp = answers[i].first;
-    answers[i].second = Cost(batch[i].request);
-    resp.set_request_id(EchoId(TrackOf(batch[i].request).request_id()));
-    resp.set_digest(TrackOf(batch[i].request).proof().digest());
-    if (!batch[i].inputs.ok()) {
-      *resp.mutable_status() = rpc::ToItemStatus(batch[i].inputs.status(), "INVALID_FIELD");
+    answers[i].second = Cost(batch[i]);
+    resp.set_request_id(EchoId(TrackOf(batch[i]).request_id()));
+    resp.set_digest(TrackOf(batch[i]).proof().digest());
+    auto expanded = Expand(&service_->batch_trees_, batch[i]);
+    if (!expanded.ok()) {
+      *resp.mutable_status() = rpc::ToItemStatus(expanded.status(), "INVALID_FIELD");
       continue;
     }
     const size_t first = inputs.size();
     absl::Status policy;
-    for (TrackInput& in : *batch[i].inputs) {
+    for (TrackInput& in : *expanded) {
       auto store_it = ApplyHandoffPolicy(service_->store_, &in);
       if (!store_it.ok()) {
         policy = store_it.status();
@@ -328,8 +278,8 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     stores[i] = inputs.size() > first;
   }
   if (inputs.empty()) return answers;
-  stored->now = service_->clock_->Now();
-  auto outcomes = service_->store_->Track(inputs, stored->now);
+  absl::Time now = service_->clock_->Now();
+  auto outcomes = service_->store_->Track(inputs, now);
   if (!outcomes.ok()) {
     v1::ItemStatus unavailable = StoreUnavailableItem(outcomes.status());
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -337,7 +287,19 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     }
     return answers;
   }
-  stored->outcomes = *std::move(outcomes);
+  // The outcomes are not read after their events are built: the events take their strings.
+  for (TrackOutcome& o : *outcomes) {
+    v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
+    if (o.inserted || o.state_changed) {
+      type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
+             : o.proof.state == v1::DIGEST_STATE_FAILED  ? v1::PROOF_EVENT_TYPE_FAILED
+                                                         : v1::PROOF_EVENT_TYPE_TRACKED;
+    }
+    if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
+      PublishEvent(*service_->bus_, service_->metrics_, type, std::move(o.proof), now);
+    }
+    PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
+  }
   return answers;
 }
 

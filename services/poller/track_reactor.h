@@ -8,17 +8,13 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <cstdint>
 #include <deque>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/rpc/reactor_lifetime.h"
-#include "services/poller/poller_store.h"
 
 namespace anchord::poller {
 
@@ -66,31 +62,16 @@ class TrackReactor final
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A request read, with its store inputs (or why it has none), made on the thread that read it.
-  struct Read {
-    Request request;
-    absl::StatusOr<std::vector<TrackInput>> inputs;
-  };
-  // What one Process stored, for its events.
-  struct Stored {
-    std::vector<TrackOutcome> outcomes;
-    absl::Time now;
-  };
-  // Worker thread: stores and answers the requests read so far, then publishes their events.
+  // Worker thread: validates, stores and answers the requests read so far.
   void Process() ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<Answer> StoreBatch(std::vector<Read>& batch, Stored* stored) ABSL_LOCKS_EXCLUDED(mu_);
-  // Publishes the events of `stored` once the Process holding the ticket before `ticket` has
-  // published its own, so that events leave in the order their proofs were stored.
-  void Publish(Stored stored, uint64_t ticket) ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<Answer> StoreBatch(const std::vector<Request>& batch) ABSL_LOCKS_EXCLUDED(mu_);
 
   PollerServiceImpl* const service_;
   // Owned by the read in flight (one at a time), so not under mu_ while gRPC fills it.
   Request read_buf_;
   anchord::v1::TrackResponse write_buf_ ABSL_GUARDED_BY(mu_);
   int write_cost_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<Read> inbox_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 0;  // of the next Process
-  uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;    // tickets whose events are out
+  std::deque<Request> inbox_ ABSL_GUARDED_BY(mu_);
   std::deque<Answer> outbox_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // proofs read and not yet acknowledged
   bool reading_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,8 +1,6 @@
 #include "services/hasher/hasher_store.h"
 
-#include <functional>
 #include <optional>
-#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -266,13 +264,16 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   // found), or one whose path is the row found (it may change that row's digest: written first,
   // and asked again).
   size_t from = 0;
-  std::set<std::string, std::less<>> unwritten_digests, unwritten_paths;
+  auto unwritten = [&](size_t i, auto same) {
+    for (size_t k = from; k < i; ++k) {
+      if (same(records[k])) return true;
+    }
+    return false;
+  };
   auto write = [&](size_t to) {
     absl::Status st =
         UpsertDigestRows(tx, job, to - from, now, [&](size_t k) { return row_of(from + k); });
     from = to;
-    unwritten_digests.clear();
-    unwritten_paths.clear();
     return st;
   };
   auto first_path = [&](const HashedRecord& r) -> absl::StatusOr<std::optional<std::string>> {
@@ -284,15 +285,17 @@ absl::Status HasherStore::RecordHashedBatch(absl::string_view job,
   };
   for (size_t i = 0; i < records.size() && dup; ++i) {
     const HashedRecord& r = records[i];
-    if (unwritten_digests.count(r.digest.bytes())) ANCHORD_RETURN_IF_ERROR(write(i));
+    if (unwritten(i, [&](const HashedRecord& u) { return u.digest == r.digest; })) {
+      ANCHORD_RETURN_IF_ERROR(write(i));
+    }
     ANCHORD_ASSIGN_OR_RETURN(std::optional<std::string> path, first_path(r));
-    if (path.has_value() && unwritten_paths.count(*path)) {
+    if (path.has_value() && unwritten(i, [&](const HashedRecord& u) { return u.path == *path; })) {
       ANCHORD_RETURN_IF_ERROR(write(i));
       ANCHORD_ASSIGN_OR_RETURN(path, first_path(r));
     }
     duplicates->push_back(path.value_or(std::string()));
-    unwritten_digests.insert(std::string(r.digest.bytes()));
-    unwritten_paths.insert(r.path);
+    // Written once a statement's worth waits: the looks above stay this short.
+    if (i + 1 - from >= kRowsPerStatement) ANCHORD_RETURN_IF_ERROR(write(i + 1));
   }
   if (absl::Status st = write(records.size()); !st.ok()) return st;
   absl::Status st = tx.Commit();

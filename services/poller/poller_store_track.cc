@@ -131,7 +131,7 @@ class Tracker {
       }
     }
     // A digest queued earlier in this call is written before it is looked up again.
-    if (queued_digests_.count(p.digest.bytes())) ANCHORD_RETURN_IF_ERROR(Flush());
+    if (Queued(p.digest)) ANCHORD_RETURN_IF_ERROR(Flush());
     ANCHORD_ASSIGN_OR_RETURN(const Held look, Look(row));
     // The common hand-off (a digest the store has never seen, with at most one file, no .ots,
     // nothing in this call to move with it) is queued and written with others in one statement:
@@ -352,14 +352,23 @@ class Tracker {
     out->state_changed = took_root && row.state != kPending;
     for (const FileRow& f : in.files) row.files.push_back(WithJob(f));
     out->proof = std::move(row);
-    queued_digests_.insert(std::string(in.proof.digest.bytes()));
-    queue_.push_back(Queued{&in, out, path_size});
+    queue_.push_back(QueuedProof{&in, out, path_size});
     // This proof may be a root read earlier in the batch: read it again when a leaf needs it.
     if (auto it = roots_.find(RootView{in.proof.digest.bytes(), in.proof.provider});
         it != roots_.end()) {
       roots_.erase(it);
     }
-    return absl::OkStatus();
+    // Written once a statement's worth is queued: the queue (and the look for a queued digest)
+    // stays this small.
+    return queue_.size() >= kQueueRows ? Flush() : absl::OkStatus();
+  }
+
+  // Whether a proof of `digest` is queued.
+  bool Queued(const Digest& digest) const {
+    for (const QueuedProof& q : queue_) {
+      if (q.in->proof.digest == digest) return true;
+    }
+    return false;
   }
 
   // The seq the store would give the next proof: above every seq it holds or ever gave
@@ -383,8 +392,8 @@ class Tracker {
     ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
         tx_, queue_.size(), kInsertParams, proofs, kQueueRows, insert_many_, insert_,
         [this](Statement& st, int base, size_t i) { BindQueued(st, base, i); }));
-    std::vector<const Queued*> filed;
-    for (const Queued& q : queue_) {
+    std::vector<const QueuedProof*> filed;
+    for (const QueuedProof& q : queue_) {
       if (!q.out->proof.files.empty()) filed.push_back(&q);
     }
     ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
@@ -397,12 +406,11 @@ class Tracker {
           st.BindView(base + 6, f.mime_type);
         }));
     queue_.clear();
-    queued_digests_.clear();
     return absl::OkStatus();
   }
 
   void BindQueued(Statement& st, int base, size_t i) {
-    const Queued& q = queue_[i];
+    const QueuedProof& q = queue_[i];
     BindInsert(st, base, q.out->proof, *q.in, PendingSince(*q.in), q.path_size);
     st.Bind(base + kInsertParams, q.out->proof.seq);
   }
@@ -476,7 +484,7 @@ class Tracker {
   }
 
   // A queued proof: its input, and its outcome (holding the row to write).
-  struct Queued {
+  struct QueuedProof {
     const TrackInput* in;
     TrackOutcome* out;
     int64_t path_size;
@@ -490,9 +498,8 @@ class Tracker {
   std::optional<Statement> insert_;       // one row, seq bound (NULL: the store's choice)
   std::optional<Statement> insert_many_;  // kQueueRows rows, seqs bound
   std::optional<Statement> next_seq_stmt_;
-  std::vector<Queued> queue_;
-  std::set<std::string, std::less<>> queued_digests_;  // raw digests in queue_
-  int64_t next_seq_ = 0;                               // 0: read it (NextSeq) before queueing
+  std::vector<QueuedProof> queue_;  // kQueueRows at most
+  int64_t next_seq_ = 0;            // 0: read it (NextSeq) before queueing
   std::optional<Statement> add_file_;
   std::optional<Statement> files_many_;  // kQueueRows files
   std::optional<Statement> insert_tree_;

@@ -1,8 +1,6 @@
 #include "services/submitter/submitter_store_intake.h"
 
-#include <functional>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -61,15 +59,17 @@ class Intake {
 
   absl::StatusOr<InsertResult> One(const NewItem& item) {
     // A digest queued earlier in this call is written before it is looked up again.
-    if (queued_digests_.count(item.digest.bytes())) ANCHORD_RETURN_IF_ERROR(Flush());
+    if (Queued(item.digest)) ANCHORD_RETURN_IF_ERROR(Flush());
     ANCHORD_ASSIGN_OR_RETURN(int64_t sub_id, LowestId(item.digest));
     if (sub_id == 0 && !item.providers.empty() && DistinctProviders(item.providers)) {
       if (next_id_ == 0) {
         ANCHORD_ASSIGN_OR_RETURN(next_id_, NextId());
       }
-      queue_.push_back(Queued{&item, next_id_});
+      queue_.push_back(QueuedItem{&item, next_id_});
       next_id_ += static_cast<int64_t>(item.providers.size());
-      queued_digests_.insert(std::string(item.digest.bytes()));
+      // Written once a statement's worth is queued: the queue (and the look for a queued
+      // digest) stays this small.
+      if (queue_.size() >= kRowsPerStatement) ANCHORD_RETURN_IF_ERROR(Flush());
       return InsertResult{};  // a new digest: QUEUED, not known before
     }
     ANCHORD_RETURN_IF_ERROR(Flush());
@@ -87,7 +87,7 @@ class Intake {
     ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
         tx_, rows.size(), kSubmissionParams, kInsertSubmission, kRowsPerStatement, add_many_,
         add_one_, [&](Statement& st, int base, size_t r) {
-          const Queued& q = queue_[rows[r].first];
+          const QueuedItem& q = queue_[rows[r].first];
           BindSubmission(st, base, *q.item, q.item->file, q.item->providers[rows[r].second]);
           st.Bind(base + 1, q.first_id + static_cast<int64_t>(rows[r].second));
         }));
@@ -97,15 +97,21 @@ class Intake {
                              BindRef(st, base, queue_[q].first_id, queue_[q].item->file);
                            }));
     queue_.clear();
-    queued_digests_.clear();
     return absl::OkStatus();
   }
 
  private:
-  struct Queued {
+  struct QueuedItem {
     const NewItem* item;
     int64_t first_id;  // of its first provider's row; the others follow
   };
+
+  bool Queued(const Digest& digest) const {
+    for (const QueuedItem& q : queue_) {
+      if (q.item->digest == digest) return true;
+    }
+    return false;
+  }
 
   // Binds a submissions row at base + 2 .. base + kSubmissionParams (its id, base + 1, is the
   // caller's): `file` is the digest's original.
@@ -255,9 +261,8 @@ class Intake {
   const int64_t now_ms_;
   std::optional<Statement> first_id_, first_ref_, add_one_, add_many_, add_known_, ref_one_,
       refs_many_, bump_, min_state_, next_id_stmt_;
-  std::vector<Queued> queue_;
-  std::set<std::string, std::less<>> queued_digests_;  // raw digests in queue_
-  int64_t next_id_ = 0;                                // 0: read it (NextId) before queueing
+  std::vector<QueuedItem> queue_;  // kRowsPerStatement at most
+  int64_t next_id_ = 0;            // 0: read it (NextId) before queueing
 };
 
 }  // namespace

@@ -339,8 +339,7 @@ class Tracker {
   }
 
   // A new proof whose outcome needs no read: given the next seq, counted, answered, and written
-  // by Flush with the others queued (one statement per kQueueRows proofs, measured 25% less CPU
-  // per proof than a statement each: bench/results/track-s10.md).
+  // by Flush with the others queued, kQueueRows to a statement (ledger/sqlite_rows.h).
   absl::Status Queue(const TrackInput& in, ProofRow row, bool took_root, int64_t path_size,
                      TrackOutcome* out) {
     if (next_seq_ == 0) {

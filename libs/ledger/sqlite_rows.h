@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,12 @@ std::string Placeholders(int params, size_t rows);
 // The statement kept in `slot`, compiled at its first use in `session`, reset for new bindings.
 absl::StatusOr<Statement*> Reuse(Session& session, std::optional<Statement>& slot,
                                  absl::string_view sql);
+
+// The rowid SQLite would give the next row of `table`, an AUTOINCREMENT table whose INTEGER
+// PRIMARY KEY is `key`: above every key it holds or ever gave (its sqlite_sequence counter). A
+// writer that chooses the keys of the rows it queues asks once, in its write transaction.
+absl::StatusOr<int64_t> NextAutoincrementKey(Session& session, std::optional<Statement>& slot,
+                                             absl::string_view table, absl::string_view key);
 
 // Runs `insert` (an INSERT up to and including VALUES, then the rows' placeholders, then `tail`,
 // e.g. an ON CONFLICT clause) for `count` rows of `params` parameters each: `per_statement` rows

@@ -343,7 +343,8 @@ class Tracker {
   absl::Status Queue(const TrackInput& in, ProofRow row, bool took_root, int64_t path_size,
                      TrackOutcome* out) {
     if (next_seq_ == 0) {
-      ANCHORD_ASSIGN_OR_RETURN(next_seq_, NextSeq());
+      ANCHORD_ASSIGN_OR_RETURN(next_seq_,
+                               ledger::NextAutoincrementKey(tx_, next_seq_stmt_, "proofs", "seq"));
     }
     row.seq = next_seq_++;
     ANCHORD_RETURN_IF_ERROR(CountInsert(row));
@@ -368,20 +369,6 @@ class Tracker {
       if (q.in->proof.digest == digest) return true;
     }
     return false;
-  }
-
-  // The seq the store would give the next proof: above every seq it holds or ever gave
-  // (AUTOINCREMENT's counter).
-  absl::StatusOr<int64_t> NextSeq() {
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st,
-        Reused(next_seq_stmt_,
-               "SELECT MAX(IFNULL((SELECT MAX(seq) FROM proofs), 0), IFNULL((SELECT seq FROM "
-               "sqlite_sequence WHERE name = 'proofs'), 0))"));
-    ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
-    const int64_t last = has_row ? st->ColumnInt(0) : 0;
-    st->Reset();
-    return last + 1;
   }
 
   // Writes the queued proofs, then their files (a queued proof has one at most).
@@ -498,7 +485,7 @@ class Tracker {
   std::optional<Statement> insert_many_;  // kQueueRows rows, seqs bound
   std::optional<Statement> next_seq_stmt_;
   std::vector<QueuedProof> queue_;  // kQueueRows at most
-  int64_t next_seq_ = 0;            // 0: read it (NextSeq) before queueing
+  int64_t next_seq_ = 0;            // 0: read it (NextAutoincrementKey) before queueing
   std::optional<Statement> add_file_;
   std::optional<Statement> files_many_;  // kQueueRows files
   std::optional<Statement> insert_tree_;

@@ -63,7 +63,8 @@ class Intake {
     ANCHORD_ASSIGN_OR_RETURN(int64_t sub_id, LowestId(item.digest));
     if (sub_id == 0 && !item.providers.empty() && DistinctProviders(item.providers)) {
       if (next_id_ == 0) {
-        ANCHORD_ASSIGN_OR_RETURN(next_id_, NextId());
+        ANCHORD_ASSIGN_OR_RETURN(
+            next_id_, ledger::NextAutoincrementKey(tx_, next_id_stmt_, "submissions", "id"));
       }
       queue_.push_back(QueuedItem{&item, next_id_});
       next_id_ += static_cast<int64_t>(item.providers.size());
@@ -146,20 +147,6 @@ class Intake {
     const int64_t id = row && !st->ColumnIsNull(0) ? st->ColumnInt(0) : 0;
     st->Reset();
     return id;
-  }
-
-  // The id the store would give the next row: above every id it holds or ever gave
-  // (AUTOINCREMENT's counter).
-  absl::StatusOr<int64_t> NextId() {
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st,
-        ledger::Reuse(tx_, next_id_stmt_,
-                      "SELECT MAX(IFNULL((SELECT MAX(id) FROM submissions), 0), IFNULL((SELECT "
-                      "seq FROM sqlite_sequence WHERE name = 'submissions'), 0))"));
-    ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
-    const int64_t last = has_row ? st->ColumnInt(0) : 0;
-    st->Reset();
-    return last + 1;
   }
 
   // An item whose digest has rows (sub_id, its lowest id), or a new digest the queue does not
@@ -262,7 +249,7 @@ class Intake {
   std::optional<Statement> first_id_, first_ref_, add_one_, add_many_, add_known_, ref_one_,
       refs_many_, bump_, min_state_, next_id_stmt_;
   std::vector<QueuedItem> queue_;  // kRowsPerStatement at most
-  int64_t next_id_ = 0;            // 0: read it (NextId) before queueing
+  int64_t next_id_ = 0;            // 0: read it (NextAutoincrementKey) before queueing
 };
 
 }  // namespace

@@ -82,13 +82,14 @@ void TakeRootFields(const ProofRow& root, int64_t path_size, ProofRow* leaf) {
   leaf->ots_size = LeafOtsSize(root, leaf->merkle_path.size() + static_cast<size_t>(path_size));
 }
 
-// The columns of a proofs insert, seq last (bound: a queued proof's seq is known before it is
+// A proofs insert up to VALUES, seq last (bound: a queued proof's seq is known before it is
 // written).
-constexpr char kInsertColumns[] =
-    "digest, provider, proof_id, state, certificate_url, verify_url, block_height, bitcoin_tx, "
-    "submitted_at, confirmed_at, failure_code, failure_message, failure_reason, "
-    "provider_request_id, tracked_at, pending_since, updated_at, merkle_root, merkle_path, "
-    "leaf_count, fallback_provider, ots, ots_size, stalled, leaf_index, path_size, seq";
+constexpr char kInsertProof[] =
+    "INSERT INTO proofs (digest, provider, proof_id, state, certificate_url, verify_url, "
+    "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
+    "failure_reason, provider_request_id, tracked_at, pending_since, updated_at, merkle_root, "
+    "merkle_path, leaf_count, fallback_provider, ots, ots_size, stalled, leaf_index, path_size, "
+    "seq) VALUES ";
 constexpr int kInsertParams = 27;
 // A file of a proof (INSERT OR IGNORE: a file already held under the proof is kept as it is).
 constexpr char kInsertFile[] =
@@ -286,8 +287,7 @@ class Tracker {
     if (look.held) return look;
     ANCHORD_ASSIGN_OR_RETURN(
         Statement * st,
-        Reused(insert_, absl::StrCat("INSERT INTO proofs (", kInsertColumns, ") VALUES ",
-                                     ledger::Placeholders(kInsertParams, 1))));
+        Reused(insert_, absl::StrCat(kInsertProof, ledger::Placeholders(kInsertParams, 1))));
     BindInsert(*st, 0, row, in, PendingSince(in), path_size);
     st->BindNull(kInsertParams);  // seq: the next one
     ANCHORD_RETURN_IF_ERROR(st->Run());
@@ -374,9 +374,8 @@ class Tracker {
   // Writes the queued proofs, then their files (a queued proof has one at most).
   absl::Status Flush() {
     if (queue_.empty()) return absl::OkStatus();
-    const std::string proofs = absl::StrCat("INSERT INTO proofs (", kInsertColumns, ") VALUES ");
     ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
-        tx_, queue_.size(), kInsertParams, proofs, kQueueRows, insert_many_, insert_,
+        tx_, queue_.size(), kInsertParams, kInsertProof, kQueueRows, insert_many_, insert_,
         [this](Statement& st, int base, size_t i) { BindQueued(st, base, i); }));
     std::vector<const QueuedProof*> filed;
     for (const QueuedProof& q : queue_) {

@@ -63,7 +63,7 @@ print(total)
 PY
 }
 
-service_usage() {  # stack.json -> {service: [write_bytes, cpu seconds (user + system)]} as JSON
+service_usage() {  # stack.json -> {service: [write_bytes, cpu seconds (user + system), minor faults]}
   /usr/bin/python3 - "$1" <<'PY'
 import json, os, sys
 pids = json.load(open(sys.argv[1]))["pids"]
@@ -76,7 +76,7 @@ for name, pid in pids.items():
             if line.startswith("write_bytes:"):
                 wb = int(line.split()[1])
         fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        out[name] = [wb, (int(fields[11]) + int(fields[12])) / tick]
+        out[name] = [wb, (int(fields[11]) + int(fields[12])) / tick, int(fields[7])]
     except OSError:
         pass
 print(json.dumps(out))
@@ -317,18 +317,19 @@ print()
 print("Merkle run, per service (from /proc/PID/io and /proc/PID/stat, between the start and the end "
       "of `archive`):")
 print()
-print("| service | disk writes per file (in the window + checkpoint owed) | CPU seconds |")
-print("|---|---|---|")
+print("| service | disk writes per file (in the window + checkpoint owed) | CPU seconds | page faults per file |")
+print("|---|---|---|---|")
 cpu_sum = float(ctl_cpu)
 for name in sorted(u1):
     if name in u0:
         cpu_sum += u1[name][1] - u0[name][1]
         window, due = u1[name][0] - u0[name][0], owed.get(name, 0)
         print(f"| {name} | {(window + due) / files / 1024:.2f} KiB ({window / files / 1024:.2f} + "
-              f"{due / files / 1024:.2f}) | {u1[name][1] - u0[name][1]:.1f} |")
-print(f"| anchorctl (archive --wait) | - | {float(ctl_cpu):.1f} |")
+              f"{due / files / 1024:.2f}) | {u1[name][1] - u0[name][1]:.1f} | "
+              f"{(u1[name][2] - u0[name][2]) / files:.2f} |")
+print(f"| anchorctl (archive --wait) | - | {float(ctl_cpu):.1f} | - |")
 print(f"| all | {writes / files / 1024:.2f} KiB | {cpu_sum:.1f} ({cpu_sum / merkle_s:.2f} of "
-      f"{cores} cores) |")
+      f"{cores} cores) | |")
 # A floor for the Merkle run on this machine, from references measured in this run: the dry
 # run's CPU (hashing and the hasher's record row: the hasher's CPU) plus, for each file, the two
 # other durable rows the pipeline must write (submitter intake, poller proof) at raw SQLite's CPU

@@ -18,6 +18,12 @@ std::string BuildInfo() {
     size_t len = sizeof(version);
     if (mallctl("version", &version, &len, nullptr, 0) == 0 && version != nullptr) {
       allocator = absl::StrCat("jemalloc ", version);
+      // The option of jemalloc_conf.cc, as the allocator took it.
+      size_t oversize = 0;
+      len = sizeof(oversize);
+      if (mallctl("opt.oversize_threshold", &oversize, &len, nullptr, 0) == 0) {
+        absl::StrAppend(&allocator, ", oversize_threshold ", oversize);
+      }
     }
   }
   return absl::StrCat("anchord ", ANCHORD_VERSION, " (allocator: ", allocator, ")");

@@ -60,7 +60,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   if (!waiting.ok()) return waiting.status();
   if (waiting->count == 0) return false;
   if (waiting->count < options_.max_leaves && waiting->oldest > now - options_.window) return false;
-  absl::StatusOr<std::vector<Submission>> leaves =
+  absl::StatusOr<std::vector<WaitingLeaf>> leaves =
       store_->UnbatchedLeaves(provider, options_.max_leaves);
   if (!leaves.ok()) return leaves.status();
   if (leaves->empty()) return false;
@@ -86,7 +86,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   // What the provider is told about the root: a name that says what it is, and the size of the
   // leaf list it commits to. The job is the first leaf's, for logs only (roots have no file refs).
   const std::string short_root = HexEncode(batch.root).substr(0, 16);
-  batch.root_file.job = leaves->front().file.job;
+  batch.root_file.job = leaves->front().job;
   batch.root_file.filename = absl::StrCat("anchord-merkle-root-", short_root, ".bin");
   batch.root_file.source_path = absl::StrCat("merkle-batch/", short_root);
   batch.root_file.size_bytes = static_cast<int64_t>(digests.size()) * 32;

@@ -8,6 +8,7 @@
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/digest/stored_digest.h"
 #include "services/submitter/batch_leaves.h"
 #include "services/submitter/pg_batches.h"
 #include "services/submitter/pg_intake.h"
@@ -281,12 +282,25 @@ class PgSubmitterStore final : public SubmitterStore {
     return w;
   }
 
-  absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
-                                                          int limit) override {
-    return Query(absl::StrCat("SELECT ", kSubmissionColumns,
-                              " FROM submissions WHERE provider = $1 AND mode = 1 AND batch_id = 0 "
-                              "AND state = 0 ORDER BY id LIMIT $2"),
-                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit)));
+  absl::StatusOr<std::vector<WaitingLeaf>> UnbatchedLeaves(const std::string& provider,
+                                                           int limit) override {
+    std::vector<WaitingLeaf> out;
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec("SELECT id, digest, job FROM submissions WHERE provider = $1 AND "
+                             "mode = 1 AND batch_id = 0 AND state = 0 ORDER BY id LIMIT $2",
+                             PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit))));
+      out.clear();  // Run may call again after a lost connection
+      out.reserve(static_cast<size_t>(r.rows()));
+      for (int i = 0; i < r.rows(); ++i) {
+        WaitingLeaf& l = out.emplace_back();
+        l.id = r.Int(i, 0);
+        ANCHORD_ASSIGN_OR_RETURN(l.digest, DigestFromColumn(r.Bytes(i, 1), "submissions.digest"));
+        l.job = r.Bytes(i, 2);
+      }
+      return absl::OkStatus();
+    }));
+    return out;
   }
 
   absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& b, absl::Time now) override {

@@ -237,30 +237,25 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return w;
   }
 
-  absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
-                                                          int limit) override {
+  absl::StatusOr<std::vector<WaitingLeaf>> UnbatchedLeaves(const std::string& provider,
+                                                           int limit) override {
     // Only what sealing needs (the batcher reads up to max_leaves rows every batch): decoding
     // every column of every leaf was a tenth of the submitter's CPU in Merkle mode.
     ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare("SELECT id, digest, job, created_at, change_seq FROM submissions WHERE "
-                        "provider = ?1 AND mode = 1 AND batch_id = 0 AND state = 0 ORDER BY id "
-                        "LIMIT ?2"));
+        session.Prepare("SELECT id, digest, job FROM submissions WHERE provider = ?1 AND mode = 1 "
+                        "AND batch_id = 0 AND state = 0 ORDER BY id LIMIT ?2"));
     s.Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
-    std::vector<Submission> out;
+    std::vector<WaitingLeaf> out;
     out.reserve(static_cast<size_t>(std::clamp(limit, 0, 1 << 16)));
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      Submission& r = out.emplace_back();
+      WaitingLeaf& r = out.emplace_back();
       r.id = s.ColumnInt(0);
       ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
-      r.provider = provider;
-      r.file.job = s.ColumnText(2);
-      r.created_at = FromMs(s.ColumnInt(3));
-      r.change_seq = s.ColumnInt(4);
-      r.mode = RowMode::kLeaf;
+      r.job = s.ColumnText(2);
     }
     return out;
   }

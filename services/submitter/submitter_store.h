@@ -99,6 +99,15 @@ struct Submission {
   bool thin = false;
 };
 
+// A leaf waiting for a batch, as UnbatchedLeaves reads it: only what sealing needs. (A whole
+// Submission is near a kilobyte; the batcher reads up to max_leaves of these several times a
+// second.)
+struct WaitingLeaf {
+  int64_t id = 0;
+  Digest digest;
+  std::string job;
+};
+
 // One digest to store.
 struct NewItem {
   Digest digest;
@@ -238,11 +247,10 @@ class SubmitterStore {
     absl::Time oldest = absl::InfinitePast();
   };
   virtual absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) = 0;
-  // Leaves of `provider` not yet in a batch, oldest first, at most `limit`. What sealing needs is
-  // filled in (id, digest, provider, file.job, state, mode, created_at, change_seq); a store may
-  // leave the other fields empty (read the row with GetByDigest for all of it).
-  virtual absl::StatusOr<std::vector<Submission>> UnbatchedLeaves(const std::string& provider,
-                                                                  int limit) = 0;
+  // Leaves of `provider` not yet in a batch, oldest first, at most `limit` (read a row with
+  // GetByDigest for all of it).
+  virtual absl::StatusOr<std::vector<WaitingLeaf>> UnbatchedLeaves(const std::string& provider,
+                                                                   int limit) = 0;
   // In ONE transaction: the batch row (its leaves in tree order with their nonces), the root row
   // (QUEUED, kRoot) and every leaf's batch id.
   // ABORTED (and no change) when a leaf was batched or changed meanwhile (another batcher won).

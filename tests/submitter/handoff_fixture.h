@@ -44,14 +44,14 @@ class HandoffFixture : public MerkleFixture {
       out.leaf_numbers.push_back(n);
     }
     EXPECT_TRUE(store_->InsertBatch(items, kNow).ok());
-    std::vector<Submission> leaves = Unbatched(count + 1);
+    std::vector<WaitingLeaf> leaves = Unbatched(count + 1);
     EXPECT_EQ(leaves.size(), static_cast<size_t>(count));
     out.batch = MakeBatch(leaves);
     absl::StatusOr<int64_t> id = store_->CreateMerkleBatch(out.batch, kNow);
     EXPECT_TRUE(id.ok()) << id.status();
     out.id = id.ok() ? *id : 0;
     std::vector<std::string> digests;
-    for (const Submission& l : leaves) digests.push_back(l.digest.raw());
+    for (const WaitingLeaf& l : leaves) digests.push_back(l.digest.raw());
     absl::StatusOr<std::string> encoded = merkle::EncodeBatchLeaves(digests, out.batch.nonces);
     EXPECT_TRUE(encoded.ok()) << encoded.status();
     if (encoded.ok()) out.encoded = *encoded;

@@ -36,9 +36,9 @@ class LeanRowsTest : public MerkleFixture, public ::testing::WithParamInterface<
   }
 
   // A batch over the waiting leaves as the Batcher makes it: with each leaf's digest.
-  TestBatch BatchWithDigests(const std::vector<Submission>& leaves) {
+  TestBatch BatchWithDigests(const std::vector<WaitingLeaf>& leaves) {
     TestBatch b = MakeBatch(leaves);
-    for (const Submission& l : leaves) b.leaf_digests.push_back(l.digest);
+    for (const WaitingLeaf& l : leaves) b.leaf_digests.push_back(l.digest);
     return b;
   }
 
@@ -167,7 +167,7 @@ TEST_P(LeanRowsTest, BatchOverAllWaitingLeavesSealsEveryLeaf) {
 TEST_P(LeanRowsTest, BatchOverAGapLeavesTheSkippedLeafWaiting) {
   ASSERT_TRUE(
       store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3, "other"), Leaf(4), Leaf(5)}, kNow).ok());
-  std::vector<Submission> waiting = Unbatched();
+  std::vector<WaitingLeaf> waiting = Unbatched();
   ASSERT_EQ(waiting.size(), 4u);  // D(1), D(2), D(4), D(5) of "fake"
   TestBatch b = BatchWithDigests({waiting[0], waiting[2], waiting[3]});
   auto id = store_->CreateMerkleBatch(b, kNow);
@@ -178,7 +178,7 @@ TEST_P(LeanRowsTest, BatchOverAGapLeavesTheSkippedLeafWaiting) {
   EXPECT_EQ(Row(4).batch_id, *id);
   EXPECT_EQ(Row(5).batch_id, *id);
   EXPECT_EQ(Row(5).merkle_path, b.paths[2]);
-  std::vector<Submission> left = Unbatched();
+  std::vector<WaitingLeaf> left = Unbatched();
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].digest.raw(), D(2));
   auto other = store_->UnbatchedLeaves("other", 10);
@@ -190,7 +190,7 @@ TEST_P(LeanRowsTest, BatchOverAGapLeavesTheSkippedLeafWaiting) {
 // nothing of the batch is written.
 TEST_P(LeanRowsTest, BatchOverATakenOrMislabelledLeafIsAbortedAndChangesNothing) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
-  std::vector<Submission> waiting = Unbatched();
+  std::vector<WaitingLeaf> waiting = Unbatched();
   ASSERT_EQ(waiting.size(), 3u);
   if (GetParam() == Backend::kSqlite) {
     // SQLite takes the digests given with the ids and checks them (PostgreSQL reads its own).

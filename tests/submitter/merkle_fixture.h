@@ -138,11 +138,11 @@ class MerkleFixture : public ::testing::Test {
     EXPECT_TRUE(st.ok()) << st;
   }
   // A batch over `leaves` computed like the Batcher does.
-  TestBatch MakeBatch(const std::vector<Submission>& leaves, merkle::Tree* tree_out = nullptr) {
+  TestBatch MakeBatch(const std::vector<WaitingLeaf>& leaves, merkle::Tree* tree_out = nullptr) {
     TestBatch b;
     b.provider = "fake";
     std::vector<::anchord::Digest> digests;
-    for (const Submission& l : leaves) {
+    for (const WaitingLeaf& l : leaves) {
       digests.push_back(AsDigest(l.digest));
       b.leaf_ids.push_back(l.id);
       b.nonces.push_back(merkle::RandomNonce());
@@ -159,10 +159,10 @@ class MerkleFixture : public ::testing::Test {
     if (tree_out != nullptr) *tree_out = *std::move(tree);
     return b;
   }
-  std::vector<Submission> Unbatched(int limit = 1000) {
+  std::vector<WaitingLeaf> Unbatched(int limit = 1000) {
     auto l = store_->UnbatchedLeaves("fake", limit);
     EXPECT_TRUE(l.ok()) << l.status();
-    return l.ok() ? *l : std::vector<Submission>{};
+    return l.ok() ? *l : std::vector<WaitingLeaf>{};
   }
 
   std::string dir_, path_;

@@ -403,7 +403,7 @@ TEST_P(MerkleStoreTest, BatchForHandoffGivesStoredLeavesAndRootRow) {
   std::vector<NewItem> items;
   for (int n = 1; n <= 5; ++n) items.push_back(Leaf(n));
   ASSERT_TRUE(store_->InsertBatch(items, kNow).ok());
-  std::vector<Submission> leaves = Unbatched();
+  std::vector<WaitingLeaf> leaves = Unbatched();
   TestBatch b = MakeBatch(leaves);
   auto id = store_->CreateMerkleBatch(b, kNow);
   ASSERT_TRUE(id.ok()) << id.status();
@@ -412,7 +412,7 @@ TEST_P(MerkleStoreTest, BatchForHandoffGivesStoredLeavesAndRootRow) {
   rec.evidence = "root-evidence";
   ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
   std::vector<std::string> digests;
-  for (const Submission& l : leaves) digests.push_back(l.digest.raw());
+  for (const WaitingLeaf& l : leaves) digests.push_back(l.digest.raw());
   auto encoded = merkle::EncodeBatchLeaves(digests, b.nonces);
   ASSERT_TRUE(encoded.ok()) << encoded.status();
 

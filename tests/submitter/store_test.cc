@@ -351,7 +351,7 @@ TEST_P(StoreTest, RacingMerkleBatchersSealOnce) {
     b.root = std::string(32, static_cast<char>(0xA0 + t));  // each batcher its own nonces
     b.root_file.job = "default";
     b.root_file.filename = "root";
-    for (const Submission& l : *leaves) {
+    for (const WaitingLeaf& l : *leaves) {
       b.leaf_ids.push_back(l.id);
       b.nonces.push_back(std::string(16, static_cast<char>(t)));
     }

@@ -7,6 +7,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/status_macros.h"
 #include "libs/common/validate.h"
 #include "libs/digest/digest.h"
 #include "libs/merkle/merkle.h"
@@ -285,14 +286,20 @@ absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> BatchTreeCache::Decod
 
 absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
     const anchord::v1::TrackBatchRequest& req, BatchTreeCache* trees) {
+  std::vector<TrackInput> out;
+  ANCHORD_RETURN_IF_ERROR(AppendTrackBatchInputs(req, trees, &out));
+  return out;
+}
+
+absl::Status AppendTrackBatchInputs(const anchord::v1::TrackBatchRequest& req,
+                                    BatchTreeCache* trees, std::vector<TrackInput>* out) {
   absl::StatusOr<TrackInput> root = ValidateTrackRequest(req.track());
   if (!root.ok()) {
     return absl::Status(root.status().code(), absl::StrCat("track.", root.status().message()));
   }
-  std::vector<TrackInput> out;
   if (req.leaves().empty() && req.merkle_tree().empty()) {
-    out.push_back(*std::move(root));
-    return out;
+    out->push_back(*std::move(root));
+    return absl::OkStatus();
   }
   const anchord::v1::Proof& p = req.track().proof();
   if (absl::Status st = CheckBatchRoot(p); !st.ok()) return st;
@@ -334,12 +341,14 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
   }
 
   root->batch = *batch;
-  out.reserve(1 + req.leaves_size());
-  out.push_back(*std::move(root));
-  const ProofRow& r = out.front().proof;
+  // Everything is checked: from here on nothing fails, so nothing appended has to be taken back.
+  out->reserve(out->size() + 1 + static_cast<size_t>(req.leaves_size()));
+  const size_t root_at = out->size();
+  out->push_back(*std::move(root));
   for (int i = 0; i < req.leaves_size(); ++i) {
     const uint32_t index = req.leaves(i).index();
-    TrackInput in;
+    const ProofRow& r = (*out)[root_at].proof;  // the reserve above keeps it in place
+    TrackInput& in = out->emplace_back();
     // The root's provider record (proof id, state, URLs, block, times, failure, fallback), as a
     // Track request of the leaf carries it.
     in.proof = r;
@@ -350,9 +359,8 @@ absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
     // No merkle_path: the store keeps the tree once for the root and derives the path from it.
     in.files = std::move(files[i]);
     in.batch = *batch;
-    out.push_back(std::move(in));
   }
-  return out;
+  return absl::OkStatus();
 }
 
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,

@@ -52,6 +52,10 @@ inline constexpr int kMaxBatchLeaves = 65536;
 // TrackInput::batch set when merkle_tree is), then one per leaf, with the root's provider record.
 absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
     const anchord::v1::TrackBatchRequest& req, BatchTreeCache* trees);
+// The same, appended to *out (the Track call's inputs, built in place rather than moved there:
+// a TrackInput is a large struct, and a window holds thousands). On error nothing is appended.
+absl::Status AppendTrackBatchInputs(const anchord::v1::TrackBatchRequest& req,
+                                    BatchTreeCache* trees, std::vector<TrackInput>* out);
 
 // The event message for `row`.
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const ProofRow& row,

@@ -74,16 +74,17 @@ const v1::TrackRequest& TrackOf(const v1::TrackBatchRequest& req) { return req.t
 int Cost(const v1::TrackRequest&) { return 1; }
 int Cost(const v1::TrackBatchRequest& req) { return 1 + req.leaves_size(); }
 
-absl::StatusOr<std::vector<TrackInput>> Expand(BatchTreeCache*, const v1::TrackRequest& req) {
+// Appends the request's inputs to *out; on error, nothing.
+absl::Status AppendInputs(BatchTreeCache*, const v1::TrackRequest& req,
+                          std::vector<TrackInput>* out) {
   auto in = ValidateTrackRequest(req);
   if (!in.ok()) return in.status();
-  std::vector<TrackInput> out;
-  out.push_back(*std::move(in));
-  return out;
+  out->push_back(*std::move(in));
+  return absl::OkStatus();
 }
-absl::StatusOr<std::vector<TrackInput>> Expand(BatchTreeCache* trees,
-                                               const v1::TrackBatchRequest& req) {
-  return ExpandTrackBatchRequest(req, trees);
+absl::Status AppendInputs(BatchTreeCache* trees, const v1::TrackBatchRequest& req,
+                          std::vector<TrackInput>* out) {
+  return AppendTrackBatchInputs(req, trees, out);
 }
 
 }  // namespace
@@ -250,30 +251,33 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     answers[i].second = Cost(batch[i]);
     resp.set_request_id(EchoId(TrackOf(batch[i]).request_id()));
     resp.set_digest(TrackOf(batch[i]).proof().digest());
-    auto expanded = Expand(&service_->batch_trees_, batch[i]);
+    const size_t first = inputs.size();
+    absl::Status expanded = AppendInputs(&service_->batch_trees_, batch[i], &inputs);
     if (!expanded.ok()) {
-      *resp.mutable_status() = rpc::ToItemStatus(expanded.status(), "INVALID_FIELD");
+      *resp.mutable_status() = rpc::ToItemStatus(expanded, "INVALID_FIELD");
       continue;
     }
-    const size_t first = inputs.size();
+    // The policy over the request's inputs where they are; those it drops are closed up.
     absl::Status policy;
-    for (TrackInput& in : *expanded) {
-      auto store_it = ApplyHandoffPolicy(service_->store_, &in);
+    size_t kept = first;
+    for (size_t k = first; k < inputs.size(); ++k) {
+      auto store_it = ApplyHandoffPolicy(service_->store_, &inputs[k]);
       if (!store_it.ok()) {
         policy = store_it.status();
         break;
       }
       if (!*store_it) continue;
-      inputs.push_back(std::move(in));
-      owner.push_back(i);
+      if (kept != k) inputs[kept] = std::move(inputs[k]);
+      ++kept;
     }
     if (!policy.ok()) {
       // Nothing of the request is stored: it is answered as a whole.
       inputs.resize(first);
-      owner.resize(first);
       *resp.mutable_status() = StoreUnavailableItem(policy);
       continue;
     }
+    inputs.resize(kept);
+    owner.resize(kept, i);
     *resp.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
     stores[i] = inputs.size() > first;
   }

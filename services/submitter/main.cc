@@ -42,6 +42,7 @@ int Run(int argc, char** argv) {
   int claim_group = 16;
   int64_t high_water = 100000;
   double quota_retry_seconds = 3600;
+  double retry_max_seconds = 600;
   double track_deadline_seconds = 3600;
   anchord::providers::ProviderSettings provider_settings;
   // The submitter's share of the per-key general budget (120/min for proofd): its 30 creates
@@ -86,6 +87,13 @@ int Run(int argc, char** argv) {
   app.add_option("--quota-retry-seconds", quota_retry_seconds,
                  "pause after a spent quota before one probe request")
       ->envname("ANCHORD_QUOTA_RETRY_SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--retry-max-seconds", retry_max_seconds,
+                 "longest wait before retrying a create that failed with a retryable error (the "
+                 "wait doubles from 1 s per attempt, jittered, up to this; a provider's "
+                 "Retry-After may ask for longer)")
+      ->envname("ANCHORD_RETRY_MAX_SECONDS")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--track-deadline-seconds", track_deadline_seconds,
@@ -240,6 +248,7 @@ int Run(int argc, char** argv) {
   engine_options.workers = workers;
   engine_options.claim_group = claim_group;
   engine_options.quota_retry = absl::Seconds(quota_retry_seconds);
+  engine_options.backoff.max = absl::Seconds(retry_max_seconds);
   anchord::submitter::Engine engine(store.get(), provider_set->All(), metrics.get(), clock,
                                     engine_options);
   if (absl::Status st = engine.Start(); !st.ok()) {

@@ -292,7 +292,12 @@ TEST_F(ChaosTest, ReplicasSurviveKillsFaultsAndADatabaseRestart) {
   o.extra_args["sandbox"] = {"--error-rate", "0.2",    "--drop-rate",
                              "0.1",          "--seed", absl::StrCat(seed % 100000)};
   // Batches of at most 5,000 leaves, sealed after 2 s: several roots in flight during the kills.
-  o.extra_args["submitter"] = {"--merkle-max-leaves", "5000", "--merkle-window-seconds", "2"};
+  // Retries at most 15 s apart: with 28% of requests failing, one of 2,000 digests failing eight
+  // times in a row is likely enough (~8% of runs) that the default cap (10 minutes, the wait
+  // doubling from 1 s) let a run take 560 s instead of 190 and could outlast the archive's
+  // timeout.
+  o.extra_args["submitter"] = {"--merkle-max-leaves", "5000", "--merkle-window-seconds", "2",
+                               "--retry-max-seconds", "15"};
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   cluster_ = std::move(*cluster);

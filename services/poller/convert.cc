@@ -7,7 +7,6 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
-#include "libs/common/status_macros.h"
 #include "libs/common/validate.h"
 #include "libs/digest/digest.h"
 #include "libs/merkle/merkle.h"
@@ -282,13 +281,6 @@ absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> BatchTreeCache::Decod
   recent_.push_front(*batch);
   while (recent_.size() > capacity_) recent_.pop_back();
   return *batch;
-}
-
-absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
-    const anchord::v1::TrackBatchRequest& req, BatchTreeCache* trees) {
-  std::vector<TrackInput> out;
-  ANCHORD_RETURN_IF_ERROR(AppendTrackBatchInputs(req, trees, &out));
-  return out;
 }
 
 absl::Status AppendTrackBatchInputs(const anchord::v1::TrackBatchRequest& req,

@@ -48,12 +48,10 @@ inline constexpr int kMaxBatchLeaves = 65536;
 
 // Validates a TrackBatchRequest (INVALID_ARGUMENT naming the field as in the request:
 // "track.proof.digest: ...", "merkle_tree: ...", "leaves[3].index: ...") and expands it into the
-// store inputs of one Track call: first the root's, as ValidateTrackRequest makes it (with
-// TrackInput::batch set when merkle_tree is), then one per leaf, with the root's provider record.
-absl::StatusOr<std::vector<TrackInput>> ExpandTrackBatchRequest(
-    const anchord::v1::TrackBatchRequest& req, BatchTreeCache* trees);
-// The same, appended to *out (the Track call's inputs, built in place rather than moved there:
-// a TrackInput is a large struct, and a window holds thousands). On error nothing is appended.
+// store inputs of one Track call, appended to *out: first the root's, as ValidateTrackRequest
+// makes it (with TrackInput::batch set when merkle_tree is), then one per leaf, with the root's
+// provider record. Appended where the call reads them rather than moved there: a TrackInput is a
+// large struct, and a window holds thousands. On error nothing is appended.
 absl::Status AppendTrackBatchInputs(const anchord::v1::TrackBatchRequest& req,
                                     BatchTreeCache* trees, std::vector<TrackInput>* out);
 

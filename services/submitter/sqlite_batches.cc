@@ -1,11 +1,12 @@
 #include "services/submitter/sqlite_batches.h"
 
-#include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "libs/ledger/sqlite_rows.h"
 
 namespace anchord::submitter {
 
@@ -80,14 +81,9 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
   // row is written after its leaves, so the leaves are marked with the id it will get: the
   // transaction holds the write lock, and the next id is the one after the highest ever given
   // (AUTOINCREMENT's rule). One statement per leaf instead of a check and then an update.
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement next_id,
-      tx.Prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = "
-                 "'batches'), 0), COALESCE((SELECT MAX(id) FROM batches), 0)) + 1"));
-  ANCHORD_ASSIGN_OR_RETURN(bool have_id, next_id.Step());
-  if (!have_id) return absl::InternalError("merkle batch: no next batch id");
-  const int64_t batch_id = std::max<int64_t>(next_id.ColumnInt(0), 1);
-  next_id.Reset();
+  std::optional<Statement> next_id;
+  ANCHORD_ASSIGN_OR_RETURN(const int64_t batch_id,
+                           ledger::NextAutoincrementKey(tx, next_id, "batches", "id"));
   ANCHORD_ASSIGN_OR_RETURN(bool as_range, SealWaitingRange(tx, b, batch_id, now_ms));
   if (as_range) {
     std::vector<std::string> digests;

@@ -477,9 +477,17 @@ TEST_F(TrackBatchTest, InvalidRequestsNameTheirFieldAndStoreNothing) {
 // The expansion itself: the root's input carries the decoded tree, each leaf its index (the
 // stores keep the tree once per root and a leaf's index instead of its path), and a tree split
 // over requests is decoded once.
+// The inputs of one request alone.
+absl::StatusOr<std::vector<TrackInput>> Expand(const v1::TrackBatchRequest& req,
+                                               BatchTreeCache* trees) {
+  std::vector<TrackInput> out;
+  if (absl::Status st = AppendTrackBatchInputs(req, trees, &out); !st.ok()) return st;
+  return out;
+}
+
 TEST_F(TrackBatchTest, ExpansionSetsLeafIndexAndSharesOneDecodedTree) {
   BatchTreeCache trees;
-  auto first = ExpandTrackBatchRequest(BatchReq(batch_, "x", {4, 2}), &trees);
+  auto first = Expand(BatchReq(batch_, "x", {4, 2}), &trees);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->size(), 3u);
   const TrackInput& root = (*first)[0];
@@ -505,24 +513,24 @@ TEST_F(TrackBatchTest, ExpansionSetsLeafIndexAndSharesOneDecodedTree) {
     ASSERT_EQ(leaf.files.size(), 1u);
     EXPECT_EQ(leaf.files[0].filename, absl::StrCat("leaf-", i, ".pdf"));
   }
-  auto second = ExpandTrackBatchRequest(BatchReq(batch_, "y", {7}), &trees);
+  auto second = Expand(BatchReq(batch_, "y", {7}), &trees);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ((*second)[0].batch, root.batch) << "the second request decoded the tree again";
 
   // A tree without leaves: the root alone, with its tree (for the root's own hand-off).
   v1::TrackBatchRequest tree_only = BatchReq(batch_, "z", {});
-  auto alone = ExpandTrackBatchRequest(tree_only, &trees);
+  auto alone = Expand(tree_only, &trees);
   ASSERT_TRUE(alone.ok()) << alone.status();
   ASSERT_EQ(alone->size(), 1u);
   EXPECT_NE((*alone)[0].batch, nullptr);
   tree_only.mutable_merkle_tree()->back() ^= 1;
-  auto bad = ExpandTrackBatchRequest(tree_only, &trees);
+  auto bad = Expand(tree_only, &trees);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StartsWith(bad.status().message(), "merkle_tree:")) << bad.status();
   // No tree and no leaves: exactly Track's input.
   v1::TrackBatchRequest plain;
   *plain.mutable_track() = RootTrack(batch_, "p", kLeaves);
-  auto as_track = ExpandTrackBatchRequest(plain, &trees);
+  auto as_track = Expand(plain, &trees);
   ASSERT_TRUE(as_track.ok()) << as_track.status();
   ASSERT_EQ(as_track->size(), 1u);
   EXPECT_EQ((*as_track)[0].batch, nullptr);

@@ -148,8 +148,10 @@ W0=$(service_writes "$WORK/state/run/stack.json")
 U0=$(service_usage "$WORK/state/run/stack.json")
 /usr/bin/python3 - "$WORK/state/run" "$FILES" "${TIMELINE:-}" > "$WORK/timeline.json" <<'PY' &
 # Samples every service's /metrics every 100 ms and records when each stage's count first reached
-# 50% and 100% of the files, until every stage is complete (or 600 s). TIMELINE=FILE keeps every
-# sample there (one JSON line each: seconds, then each stage's count).
+# 50% and 100% of the files, until every stage is complete (or 600 s); with each sample, each
+# service's CPU seconds so far (/proc/PID/stat), from which the cores each one kept busy over
+# time are printed. TIMELINE=FILE keeps every sample there (one JSON line each: seconds, each
+# stage's count, each service's CPU seconds).
 import json, os, re, sys, time, urllib.request
 run, n = sys.argv[1], int(sys.argv[2])
 ports = {s: open(os.path.join(run, f"{s}.metrics.port")).read().strip()
@@ -161,8 +163,19 @@ stages = [
     ("hand-off", "submitter", r'anchord_submitter_handoffs_total\{result="ok"\}'),
     ("poller store", "poller", r'anchord_poller_events_total\{type="tracked"\}'),
 ]
+pids = json.load(open(os.path.join(run, "stack.json")))["pids"]
+def cpu_seconds():
+    out = {}
+    for s in ports:
+        try:
+            f = open(f"/proc/{pids[s]}/stat").read().rsplit(")", 1)[1].split()
+            out[s] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, KeyError, IndexError, ValueError):
+            out[s] = None
+    return out
 t0 = time.time()
 marks = {name: {} for name, _, _ in stages}
+samples = []  # [seconds, {stage: count}, {service: CPU seconds}]
 base = None
 raw = open(sys.argv[3], "w") if len(sys.argv) > 3 and sys.argv[3] else None  # every sample
 while time.time() - t0 < 600:
@@ -179,8 +192,11 @@ while time.time() - t0 < 600:
         base = counts  # the dry run before counted too
         open(os.path.join(run, "sampler.ready"), "w").close()  # archive starts after this
     t = time.time() - t0
+    cpu = cpu_seconds()
+    samples.append([round(t, 3), {k: counts[k] - base[k] for k in counts}, cpu])
     if raw is not None:
-        raw.write(json.dumps({"t": round(t, 3), **{k: counts[k] - base[k] for k in counts}}) + "\n")
+        raw.write(json.dumps({"t": round(t, 3), **{k: counts[k] - base[k] for k in counts},
+                              "cpu": cpu}) + "\n")
     for name in counts:
         c = counts[name] - base[name]
         for frac in (0.5, 1.0):
@@ -189,7 +205,8 @@ while time.time() - t0 < 600:
     if all(1.0 in m for m in marks.values()):
         break
     time.sleep(0.1)
-print(json.dumps({name: {str(k): v for k, v in m.items()} for name, m in marks.items()}))
+print(json.dumps({"marks": {name: {str(k): v for k, v in m.items()} for name, m in marks.items()},
+                  "samples": samples}))
 PY
 SAMPLER=$!
 # PERF=1 (with KEEP_LOGS): a CPU profile of the submitter and the poller during the Merkle run.
@@ -199,7 +216,9 @@ if [ "${PERF:-0}" = 1 ] && [ -n "${KEEP_LOGS:-}" ] && command -v perf > /dev/nul
   for svc in ${PERF_SERVICES:-submitter poller}; do
     pid=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pids"][sys.argv[2]])' \
       "$WORK/state/run/stack.json" "$svc")
-    perf record -F "${PERF_FREQ:-199}" ${PERF_CALLGRAPH:--g} -o "$KEEP_LOGS/$svc.perf" -p "$pid" > /dev/null 2>&1 &
+    # PERF_EVENT=page-faults (say): every such event instead of CPU samples.
+    if [ -n "${PERF_EVENT:-}" ]; then rate=(-e "$PERF_EVENT" -c 1); else rate=(-F "${PERF_FREQ:-199}"); fi
+    perf record "${rate[@]}" ${PERF_CALLGRAPH:--g} -o "$KEEP_LOGS/$svc.perf" -p "$pid" > /dev/null 2>&1 &
     PERFS+=($!)
   done
 fi
@@ -281,7 +300,8 @@ owed = json.loads(owed)
 # What the services wrote in the window plus the checkpoints their WALs still owe (see
 # checkpoint_owed): the goal's figure.
 writes = int(w1) - int(w0) + sum(owed.values())
-tl = json.load(open(timeline))
+tl_all = json.load(open(timeline))
+tl, samples = tl_all["marks"], tl_all["samples"]
 ref, ingest = json.loads(ref), json.loads(ingest)
 print(f"## Pipeline (`bench/pipeline_bench.sh`), load average {load0} / {load1} / {load2} (start / after the Merkle run / end)")
 print()
@@ -312,6 +332,32 @@ for name, m in tl.items():
     rate = f"{files / 2 / (full - half):,.0f}" if half is not None and full is not None and full > half else "-"
     fmt = lambda v: f"{v:.1f}" if v is not None else "not reached"
     print(f"| {name} | {fmt(half)} | {fmt(full)} | {rate} |")
+# Where the cores went over the run: each service's CPU between samples about 0.5 s apart, with
+# how far the first and the last stage had got. A stage that runs alone at one core after the
+# others finished is the pipeline's serial tail.
+if samples:
+    print()
+    print("Merkle run, cores each service kept busy over time (CPU seconds per second, from "
+          "/proc/PID/stat at the samples; anchorctl not included):")
+    print()
+    first, last = next(iter(tl)), list(tl)[-1]
+    print(f"| seconds | {first} | {last} | hasher | submitter | poller | sum |")
+    print("|---|---|---|---|---|---|---|")
+    prev = samples[0]
+    for cur in samples[1:]:
+        if cur[0] - prev[0] < 0.45 and cur is not samples[-1]:
+            continue
+        dt = cur[0] - prev[0]
+        busy = {}
+        for svc in ("hasher", "submitter", "poller"):
+            a, b = prev[2].get(svc), cur[2].get(svc)
+            busy[svc] = (b - a) / dt if a is not None and b is not None and dt > 0 else None
+        cell = lambda v: f"{v:.2f}" if v is not None else "-"
+        total = sum(v for v in busy.values() if v is not None)
+        print(f"| {prev[0]:.1f}-{cur[0]:.1f} | {cur[1].get(first, 0):,.0f} | {cur[1].get(last, 0):,.0f} | "
+              f"{cell(busy['hasher'])} | {cell(busy['submitter'])} | {cell(busy['poller'])} | "
+              f"{total:.2f} |")
+        prev = cur
 u0, u1 = json.loads(u0), json.loads(u1)
 print()
 print("Merkle run, per service (from /proc/PID/io and /proc/PID/stat, between the start and the end "

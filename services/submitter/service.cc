@@ -467,6 +467,8 @@ void SubmitterCore::IntakeLoop() {
       mu_.Await(absl::Condition(&ready));
       // On stop the queue is still drained: every accepted item gets its answer.
       if (intake_.empty()) return;
+      // Reserved: an item is large, and growing the vector would move every item taken so far.
+      batch.reserve(std::min(intake_.size(), static_cast<size_t>(std::max(options_.max_batch, 1))));
       while (!intake_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
         batch.push_back(std::move(intake_.front()));
         intake_.pop_front();

@@ -180,7 +180,7 @@ TEST_F(PollerStoreTrackTest, FilesGoUnderTheDigestsFirstProof) {
   EXPECT_TRUE(out[2].inserted);
   EXPECT_FALSE(out[3].inserted);
   const std::vector<std::string> want = {"a/one", "b/two", "c/four"};
-  for (const std::string& provider : {"fake", "second"}) {
+  for (const char* provider : {"fake", "second"}) {
     SCOPED_TRACE(provider);
     const ProofRow row = MustGet(Digest(7), provider);
     std::vector<std::string> got;

@@ -1,9 +1,6 @@
 #include "services/anchorctl/stack.h"
 
 #include <signal.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "libs/common/hex.h"
+#include "libs/common/loopback_port.h"
 #include "libs/providers/factory.h"
 #include "libs/rpc/server.h"
 
@@ -166,29 +164,6 @@ absl::StatusOr<StackInfo> ReadStackFile(const std::string& data_dir) {
   }
   return info;
 }
-
-namespace {
-
-// A free loopback port, found by binding port 0 and closing again. Another process could take it
-// in between; for a local stack that is unlikely, and the service then fails to start loudly.
-int ReserveLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-}  // namespace
 
 std::vector<std::string> ProviderFlagNames() {
   CLI::App app;
@@ -474,7 +449,7 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
   stack->info_.sandbox_calendars = stack->calendar_urls_;
   // The poller asks the submitter's internal port to re-anchor stalled proofs (fallback
   // provider), but starts before it: that port is reserved first and given to both.
-  const int submitter_internal_port = ReserveLoopbackPort();
+  const int submitter_internal_port = anchord::ReserveLoopbackPort();
   if (submitter_internal_port > 0) {
     stack->info_.submitter_internal = absl::StrCat("127.0.0.1:", submitter_internal_port);
   }

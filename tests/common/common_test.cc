@@ -1,3 +1,5 @@
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include "libs/common/clock.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
+#include "libs/common/loopback_port.h"
 #include "libs/common/secret.h"
 #include "libs/common/validate.h"
 
@@ -137,6 +140,30 @@ TEST(EchoTest, IdsAndQuotesAreBounded) {
   EXPECT_EQ(EchoId(huge), std::string(64, 'h'));
   EXPECT_EQ(QuoteCallerText("short\n"), "short\\n");
   EXPECT_EQ(QuoteCallerText(huge), std::string(64, 'h') + "... (5242880 bytes)");
+}
+
+// The reserved ports lie below the kernel's ephemeral range (where outgoing connections take
+// theirs) and can be bound by the process they are meant for.
+TEST(LoopbackPortTest, BelowTheEphemeralRangeAndBindable) {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768, high = 60999;
+  range >> low >> high;
+  for (int i = 0; i < 20; ++i) {
+    const int port = ReserveLoopbackPort();
+    ASSERT_GT(port, 0);
+    if (low - 1 - 16384 >= 1024) {
+      EXPECT_GE(port, 16384);
+      EXPECT_LT(port, low);
+    }
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << "port " << port;
+    close(fd);
+  }
 }
 
 }  // namespace

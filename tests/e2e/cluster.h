@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "libs/common/loopback_port.h"
 #include "services/anchorctl/process.h"
 
 namespace anchord::e2e {
@@ -83,9 +84,6 @@ class Cluster {
   int sandbox_port_ = 0;
   std::vector<std::unique_ptr<Replica>> replicas_;  // in start order
 };
-
-// A free loopback port (bound and released at once), -1 when none is left.
-int ReserveLoopbackPort();
 
 // Runs `binary args...` to completion, at most `timeout_seconds`; its output goes to `log_file`.
 // OK when it exited 0; otherwise an error quoting the end of the log.

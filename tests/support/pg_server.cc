@@ -1,8 +1,6 @@
 #include "tests/support/pg_server.h"
 
-#include <netinet/in.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,28 +12,11 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/loopback_port.h"
 #include "libs/ledger/pg_db.h"
 
 namespace anchord::testing {
 namespace {
-
-// A port the kernel just handed out on loopback: free now, very likely free a moment later.
-int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  int port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string Tail(const std::string& path) {
   std::ifstream in(path);
@@ -71,8 +52,8 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::Start() {
   absl::Status last;
   // A port can be taken between choosing and binding it: a few tries, each with a new port.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    const int port = FreeLoopbackPort();
-    if (port == 0) return absl::UnavailableError("no free loopback port");
+    const int port = ReserveLoopbackPort();
+    if (port <= 0) return absl::UnavailableError("no free loopback port");
     std::unique_ptr<PgServer> s(new PgServer(tmpl, port));
     last = s->Script(absl::StrCat("start '", tmpl, "' ", port));
     if (last.ok()) return s;

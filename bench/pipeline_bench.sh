@@ -65,9 +65,10 @@ PY
 
 service_usage() {  # stack.json -> {service: [write_bytes, cpu seconds (user + system), minor faults]}
   /usr/bin/python3 - "$1" <<'PY'
-import json, os, sys
+import json, sys
+sys.path.insert(0, "bench")
+from proc_stat import cpu_and_faults
 pids = json.load(open(sys.argv[1]))["pids"]
-tick = os.sysconf("SC_CLK_TCK")
 out = {}
 for name, pid in pids.items():
     try:
@@ -75,8 +76,8 @@ for name, pid in pids.items():
         for line in open(f"/proc/{pid}/io"):
             if line.startswith("write_bytes:"):
                 wb = int(line.split()[1])
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        out[name] = [wb, (int(fields[11]) + int(fields[12])) / tick, int(fields[7])]
+        cpu, faults = cpu_and_faults(pid)
+        out[name] = [wb, cpu, faults]
     except OSError:
         pass
 print(json.dumps(out))
@@ -153,6 +154,8 @@ U0=$(service_usage "$WORK/state/run/stack.json")
 # time are printed. TIMELINE=FILE keeps every sample there (one JSON line each: seconds, each
 # stage's count, each service's CPU seconds).
 import json, os, re, sys, time, urllib.request
+sys.path.insert(0, "bench")
+from proc_stat import cpu_and_faults
 run, n = sys.argv[1], int(sys.argv[2])
 ports = {s: open(os.path.join(run, f"{s}.metrics.port")).read().strip()
          for s in ("hasher", "submitter", "poller")}
@@ -168,8 +171,7 @@ def cpu_seconds():
     out = {}
     for s in ports:
         try:
-            f = open(f"/proc/{pids[s]}/stat").read().rsplit(")", 1)[1].split()
-            out[s] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+            out[s] = cpu_and_faults(pids[s])[0]
         except (OSError, KeyError, IndexError, ValueError):
             out[s] = None
     return out

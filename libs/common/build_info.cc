@@ -18,11 +18,16 @@ std::string BuildInfo() {
     size_t len = sizeof(version);
     if (mallctl("version", &version, &len, nullptr, 0) == 0 && version != nullptr) {
       allocator = absl::StrCat("jemalloc ", version);
-      // The option of jemalloc_conf.cc, as the allocator took it.
+      // The options of jemalloc_conf.cc, as the allocator took them.
       size_t oversize = 0;
       len = sizeof(oversize);
       if (mallctl("opt.oversize_threshold", &oversize, &len, nullptr, 0) == 0) {
         absl::StrAppend(&allocator, ", oversize_threshold ", oversize);
+      }
+      const char* thp = nullptr;
+      len = sizeof(thp);
+      if (mallctl("opt.thp", &thp, &len, nullptr, 0) == 0 && thp != nullptr) {
+        absl::StrAppend(&allocator, ", thp ", thp);
       }
     }
   }

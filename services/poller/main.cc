@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   std::string webhook_listen, webhook_port_file, submitter_addr;
   std::string database_url, database_url_file;
   int64_t sqlite_options_mmap_mib = anchord::poller::SqlitePollerStoreOptions().mmap_bytes >> 20;
+  int64_t sqlite_cache_mib = anchord::poller::SqlitePollerStoreOptions().cache_kib >> 10;
   // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
   // 40 (its 30 creates plus lookups that resolve duplicates), the poller takes 80. The two
   // defaults add up to the documented limit, so a default deployment never exceeds it.
@@ -104,6 +105,12 @@ int main(int argc, char** argv) {
         ->envname("ANCHORD_SQLITE_MMAP_MIB")
         ->check(CLI::Range(0, 1 << 20))
         ->capture_default_str();
+    app.add_option("--sqlite-cache-mib", sqlite_cache_mib,
+                   "MiB of SQLite page cache for poller.db (pages beyond it are read through the "
+                   "mapping or the kernel's page cache)")
+        ->envname("ANCHORD_SQLITE_CACHE_MIB")
+        ->check(CLI::Range(1, 1 << 16))
+        ->capture_default_str();
     app.add_option("--database-url", database_url,
                    "PostgreSQL URL shared by poller replicas; empty keeps poller.db (SQLite)")
         ->envname("ANCHORD_DATABASE_URL");
@@ -148,6 +155,7 @@ int main(int argc, char** argv) {
     }
     anchord::poller::SqlitePollerStoreOptions sqlite_options;
     sqlite_options.mmap_bytes = sqlite_options_mmap_mib << 20;
+    sqlite_options.cache_kib = sqlite_cache_mib << 10;
     store = anchord::poller::OpenSqlitePollerStore(data_dir + "/poller.db", sqlite_options);
   }
   if (!store.ok()) {

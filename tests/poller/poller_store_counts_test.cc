@@ -270,7 +270,8 @@ TEST(PollerStoreTuningTest, OptionsAreAppliedAndChecked) {
   ASSERT_TRUE(db.ok()) << db.status();
   ledger::Session session(**db);
   SqlitePollerStoreOptions options;
-  EXPECT_EQ(options.mmap_bytes, int64_t{64} << 20);  // the documented default
+  EXPECT_EQ(options.mmap_bytes, int64_t{64} << 20);  // the documented defaults
+  EXPECT_EQ(options.cache_kib, 16384);
   options.mmap_bytes = int64_t{8} << 20;
   options.cache_kib = 2048;
   ASSERT_TRUE(ApplySqlitePollerTuning(session, options).ok());

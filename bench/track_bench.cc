@@ -5,16 +5,23 @@
 // disk writes from /proc around it.
 //
 //   track_bench ADDR N [WINDOW] [LEAVES_PER_ROOT] [SEED] [leaf|batch] [LEAVES_PER_REQUEST]
+//               [WATCH_ADDR]
 //
 // Two forms of the same leaves: "leaf" (the default) sends Track requests, one per leaf with its
 // real Merkle path (libs/merkle) and after each batch's leaves its root; "batch" sends TrackBatch
 // requests, each the root with the whole tree and up to LEAVES_PER_REQUEST (4096) leaves as
 // index + files. Each leaf carries one file (job "bench", a path like d012/f006001.bin).
+//
+// With WATCH_ADDR (the poller's public address) a Watch of job "bench" (batch, brief: what
+// `anchorctl archive --wait` opens) is open during the run, so the poller builds and sends an event
+// per proof as it does under an archive; the run then also waits (at most 120 s) until every
+// leaf's event arrived, and reports when.
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -23,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/merkle/merkle.h"
 
@@ -186,13 +194,81 @@ Result Send(Stream* stream, const std::vector<Req>& all, size_t window) {
   return res;
 }
 
+// Reads a Watch until `want` events of kind TRACKED arrived or the stream ends.
+class Watcher {
+ public:
+  Watcher(const std::string& addr, size_t want) : want_(want) {
+    stub_ =
+        v1::PollerService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(20));
+    v1::WatchRequest req;
+    req.set_job("bench");
+    req.set_batch(true);
+    req.set_brief(true);
+    req.set_include_current(true);  // its SNAPSHOT_DONE says the stream is following
+    reader_ = stub_->Watch(&ctx_, req);
+    thread_ = std::thread([this] { Loop(); });
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return following_ || ended_; };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(10));
+  }
+  ~Watcher() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  // Waits until every wanted event arrived, at most `limit`; returns when (or -1).
+  double WaitAll(Clock::time_point start, std::chrono::seconds limit) {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return seen_ >= want_ || ended_; };
+    mu_.AwaitWithTimeout(absl::Condition(&done), absl::FromChrono(limit));
+    if (seen_ < want_) return -1;
+    return std::chrono::duration<double>(last_ - start).count();
+  }
+  size_t seen() {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+
+ private:
+  void Loop() {
+    v1::WatchResponse resp;
+    while (reader_->Read(&resp)) {
+      size_t n = 0;
+      bool done = false;
+      auto count = [&n, &done](const v1::WatchResponse& e) {
+        if (e.type() == v1::PROOF_EVENT_TYPE_TRACKED) ++n;
+        if (e.type() == v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE) done = true;
+      };
+      if (resp.events_size() == 0) count(resp);
+      for (const v1::WatchResponse& e : resp.events()) count(e);
+      absl::MutexLock lock(&mu_);
+      following_ = following_ || done;
+      seen_ += n;
+      last_ = Clock::now();
+    }
+    absl::MutexLock lock(&mu_);
+    ended_ = true;
+  }
+
+  const size_t want_;
+  std::unique_ptr<v1::PollerService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchResponse>> reader_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  size_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool following_ ABSL_GUARDED_BY(mu_) = false;
+  Clock::time_point last_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: track_bench ADDR N [WINDOW] [LEAVES_PER_ROOT] [SEED] [leaf|batch] "
-                 "[LEAVES_PER_REQUEST]\n");
+                 "[LEAVES_PER_REQUEST] [WATCH_ADDR]\n");
     return 2;
   }
   const std::string addr = argv[1];
@@ -202,6 +278,7 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 7);
   const std::string form = argc > 6 ? argv[6] : "leaf";
   const size_t per_request = argc > 7 ? std::strtoull(argv[7], nullptr, 10) : 4096;
+  const std::string watch_addr = argc > 8 ? argv[8] : "";
   if (n == 0 || window == 0 || per_root == 0 || per_request == 0 ||
       (form != "leaf" && form != "batch")) {
     std::fprintf(stderr,
@@ -227,6 +304,10 @@ int main(int argc, char** argv) {
       v1::PollerService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(20));
+  // Every leaf is new, so each gives one TRACKED event (its root gives one more, not counted).
+  std::unique_ptr<Watcher> watcher;
+  if (!watch_addr.empty()) watcher = std::make_unique<Watcher>(watch_addr, n);
+  const Clock::time_point start = Clock::now();
   Result res;
   size_t requests;
   if (form == "leaf") {
@@ -238,10 +319,18 @@ int main(int argc, char** argv) {
     res = Send(stream.get(), batched, window);
     requests = batched.size();
   }
+  double events_seconds = 0;
+  size_t events = 0;
+  if (watcher) {
+    events_seconds = watcher->WaitAll(start, std::chrono::seconds(120));
+    events = watcher->seen();
+    if (events_seconds < 0) res.ok = false;
+  }
   std::printf(
       "{\"form\":\"%s\",\"requests\":%zu,\"leaves\":%zu,\"acked\":%zu,\"failed\":%zu,"
-      "\"seconds\":%.3f,\"per_second\":%.0f,\"stream_ok\":%s}\n",
+      "\"seconds\":%.3f,\"per_second\":%.0f,\"events\":%zu,\"events_seconds\":%.3f,"
+      "\"stream_ok\":%s}\n",
       form.c_str(), requests, n, res.acked, res.failed, res.seconds,
-      static_cast<double>(n) / res.seconds, res.ok ? "true" : "false");
+      static_cast<double>(n) / res.seconds, events, events_seconds, res.ok ? "true" : "false");
   return res.ok ? 0 : 1;
 }

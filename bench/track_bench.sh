@@ -8,6 +8,10 @@
 #                                                   PER_ROOT=10000 FORM=leaf PER_REQUEST=4096;
 #                                                   writes $OUT if set)
 #
+# WATCH=1 keeps a Watch of the bench's job open on the poller's public port during each run (batch,
+# brief: what `anchorctl archive --wait` opens), so the poller also builds and sends an event per
+# proof; the wall time is then until the last leaf's event arrived.
+#
 # FORM=batch hands the same leaves off over TrackBatch (the root with its tree and up to
 # PER_REQUEST leaves per request) instead of one Track request per leaf; FORM_A / FORM_B set it per
 # side, e.g. FORM_A=leaf FORM_B=batch with one build compares the two forms in the same minutes.
@@ -50,7 +54,9 @@ run_one() {  # build label form -> one result line
   pid=$!; PIDS+=("$pid")
   wait_file "$dir/port" 60
   before=$(usage "$pid")
-  json=$("$CLIENT" "127.0.0.1:$(cat "$dir/port")" "$N" "$WINDOW" "$PER_ROOT" 7 "$form" "$PER_REQUEST")
+  local watch=()
+  if [ "${WATCH:-0}" = 1 ]; then wait_file "$dir/public.port" 60; watch=("127.0.0.1:$(cat "$dir/public.port")"); fi
+  json=$("$CLIENT" "127.0.0.1:$(cat "$dir/port")" "$N" "$WINDOW" "$PER_ROOT" 7 "$form" "$PER_REQUEST" "${watch[@]}")
   after=$(usage "$pid")
   stop_all
   /usr/bin/python3 - "$label" "$N" "$before" "$after" "$json" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
@@ -61,7 +67,7 @@ wb0, cpu0 = before.split(); wb1, cpu1 = after.split()
 j = json.loads(js)
 cpu = float(cpu1) - float(cpu0)
 print(f"{label} cpu_s={cpu:.2f} us_per_leaf={cpu / n * 1e6:.1f} "
-      f"kib_per_leaf={(int(wb1) - int(wb0)) / n / 1024:.2f} wall_s={j['seconds']:.2f} "
+      f"kib_per_leaf={(int(wb1) - int(wb0)) / n / 1024:.2f} wall_s={max(j['seconds'], j['events_seconds']):.2f} "
       f"acked={j['acked']} failed={j['failed']} load={load}")
 PY
   rm -rf "$dir"

@@ -365,4 +365,17 @@ anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, ProofRow&
   return EventOf(type, std::move(row), now);
 }
 
+anchord::v1::WatchResponse BriefEvent(anchord::v1::ProofEventType type, const ProofRow& row,
+                                      absl::Time now) {
+  anchord::v1::WatchResponse ev;
+  ev.set_type(type);
+  anchord::v1::Proof* p = ev.mutable_proof();
+  p->set_digest(row.digest.raw());
+  p->set_provider(row.provider);
+  p->set_state(row.state);
+  p->set_stalled(row.stalled);
+  rpc::SetTimestamp(now, ev.mutable_event_time());
+  return ev;
+}
+
 }  // namespace anchord::poller

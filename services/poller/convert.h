@@ -61,5 +61,9 @@ anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, const Pro
 // The same, taking the row's strings and files (left empty) instead of copying them.
 anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, ProofRow&& row,
                                      absl::Time now);
+// The brief form of MakeEvent's event (WatchRequest.brief): its type and time, and of the proof
+// only digest, provider, state and stalled.
+anchord::v1::WatchResponse BriefEvent(anchord::v1::ProofEventType type, const ProofRow& row,
+                                      absl::Time now);
 
 }  // namespace anchord::poller

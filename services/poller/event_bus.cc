@@ -1,6 +1,11 @@
 #include "services/poller/event_bus.h"
 
 #include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/container/inlined_vector.h"
+#include "services/poller/convert.h"
 
 namespace anchord::poller {
 
@@ -9,6 +14,15 @@ bool WatchFilter::Matches(const anchord::v1::Proof& proof) const {
   if (job.empty()) return true;
   for (const auto& f : proof.files()) {
     if (f.job() == job) return true;
+  }
+  return false;
+}
+
+bool WatchFilter::Matches(const ProofRow& row) const {
+  if (digest.has_value() && row.digest != *digest) return false;
+  if (job.empty()) return true;
+  for (const FileRow& f : row.files) {
+    if (f.job == job) return true;
   }
   return false;
 }
@@ -68,9 +82,9 @@ bool Subscription::Overflow() {
 }
 
 EventBus::SubscriptionPtr EventBus::Subscribe(WatchFilter filter, size_t capacity,
-                                              std::function<void()> notify) {
+                                              std::function<void()> notify, EventForm form) {
   SubscriptionPtr sub(
-      new Subscription(std::move(filter), std::max<size_t>(1, capacity), std::move(notify)));
+      new Subscription(std::move(filter), form, std::max<size_t>(1, capacity), std::move(notify)));
   absl::MutexLock lock(&mu_);
   subs_.push_back(sub);
   return sub;
@@ -95,6 +109,48 @@ void EventBus::Publish(anchord::v1::WatchResponse event) {
   }
   if (relay) relay(event);
   Deliver(std::move(event));
+}
+
+void EventBus::Publish(anchord::v1::ProofEventType type, const ProofRow& row, absl::Time now) {
+  PublishRow(type, row, now);
+}
+
+void EventBus::Publish(anchord::v1::ProofEventType type, ProofRow&& row, absl::Time now) {
+  PublishRow(type, std::move(row), now);
+}
+
+template <typename Row>
+void EventBus::PublishRow(anchord::v1::ProofEventType type, Row&& row, absl::Time now) {
+  bool relayed;
+  {
+    absl::MutexLock lock(&mu_);
+    relayed = relay_ != nullptr;
+  }
+  // The relay carries whole events (the other replicas' watchers read what they read of them).
+  if (relayed) {
+    Publish(MakeEvent(type, std::forward<Row>(row), now));
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  // Matched before anything is built: the whole event may take the row's strings and files.
+  absl::InlinedVector<Subscription*, 4> to;
+  bool whole = false, brief = false;
+  for (const SubscriptionPtr& sub : subs_) {
+    if (!sub->filter_.Matches(row)) continue;
+    to.push_back(sub.get());
+    (sub->form_ == EventForm::kBrief ? brief : whole) = true;
+  }
+  if (to.empty()) return;
+  EventPtr brief_event, whole_event;
+  if (brief) brief_event = std::make_shared<anchord::v1::WatchResponse>(BriefEvent(type, row, now));
+  if (whole) {
+    whole_event =
+        std::make_shared<anchord::v1::WatchResponse>(MakeEvent(type, std::forward<Row>(row), now));
+  }
+  for (Subscription* sub : to) {
+    const EventPtr& ev = sub->form_ == EventForm::kBrief ? brief_event : whole_event;
+    if (sub->Offer(ev) && sub->notify_) sub->notify_();
+  }
 }
 
 void EventBus::DropAll() {

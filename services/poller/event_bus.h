@@ -17,8 +17,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "anchord/v1/poller.pb.h"
 #include "libs/digest/digest.h"
+#include "services/poller/poller_store.h"
 
 namespace anchord::poller {
 
@@ -34,7 +36,12 @@ struct WatchFilter {
   std::optional<Digest> digest;  // nullopt: any
 
   bool Matches(const anchord::v1::Proof& proof) const;
+  bool Matches(const ProofRow& row) const;
 };
+
+// What a subscriber reads of each event. kBrief (WatchRequest.brief): the type, the time, and of
+// the proof only digest, provider, state and stalled (BriefEvent in convert.h).
+enum class EventForm { kWhole, kBrief };
 
 class EventBus;
 
@@ -52,8 +59,8 @@ class Subscription {
 
  private:
   friend class EventBus;
-  Subscription(WatchFilter filter, size_t capacity, std::function<void()> notify)
-      : filter_(std::move(filter)), capacity_(capacity), notify_(std::move(notify)) {}
+  Subscription(WatchFilter filter, EventForm form, size_t capacity, std::function<void()> notify)
+      : filter_(std::move(filter)), form_(form), capacity_(capacity), notify_(std::move(notify)) {}
 
   // Queues `ev`, or marks the subscription overflowed (dropping its queue) when it is full. False
   // when it had overflowed already: nothing changed, so there is nothing to notify.
@@ -62,6 +69,10 @@ class Subscription {
   bool Overflow() ABSL_LOCKS_EXCLUDED(mu_);
 
   const WatchFilter filter_;
+  // An event of a row (EventBus::Publish with a ProofRow) reaches a kBrief subscriber in its brief
+  // form; an event published whole (Publish, Deliver) reaches it whole, and the reader takes what
+  // it reads of it.
+  const EventForm form_;
   const size_t capacity_;
   // Called (without any lock of this subscription held) after an event was queued or the queue
   // overflowed. Must not block and must not call EventBus::Unsubscribe.
@@ -75,13 +86,23 @@ class EventBus {
  public:
   using SubscriptionPtr = std::shared_ptr<Subscription>;
 
-  SubscriptionPtr Subscribe(WatchFilter filter, size_t capacity, std::function<void()> notify)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  SubscriptionPtr Subscribe(WatchFilter filter, size_t capacity, std::function<void()> notify,
+                            EventForm form = EventForm::kWhole) ABSL_LOCKS_EXCLUDED(mu_);
   // After it returns, `notify` of the subscription is not running and is never called again.
   void Unsubscribe(const SubscriptionPtr& sub) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues the event for every matching subscriber, and hands it to the relay (if any). Thread-
   // safe, never blocks on a watcher.
   void Publish(anchord::v1::WatchResponse event) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for an event of `row` (type, time, the row as MakeEvent makes it a proof), built
+  // only in the forms its subscribers read: a Merkle batch's hand-off publishes one per leaf, and
+  // a brief watcher (`anchorctl archive --wait`) reads a few fields of a proof whose whole form
+  // (its files, the root's record) is several times larger to build, queue and free. With a
+  // relay the whole event is built and goes the way of Publish.
+  void Publish(anchord::v1::ProofEventType type, const ProofRow& row, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The same, taking the row's strings into the whole event instead of copying them.
+  void Publish(anchord::v1::ProofEventType type, ProofRow&& row, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Replicas: the relay carries every event published here to the other replicas' buses (see
   // pg_event_relay.h). Must not block. Set before the bus is used.
@@ -102,6 +123,10 @@ class EventBus {
  private:
   // Held while subscribers are notified, so Unsubscribe waits for a notify in progress. Order:
   // EventBus::mu_, then a Subscription's mu_ (never the other way round).
+  template <typename Row>
+  void PublishRow(anchord::v1::ProofEventType type, Row&& row, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   absl::Mutex mu_;
   std::vector<SubscriptionPtr> subs_ ABSL_GUARDED_BY(mu_);
   Relay relay_ ABSL_GUARDED_BY(mu_);

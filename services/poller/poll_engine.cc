@@ -43,14 +43,14 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
   if (metrics) metrics->CountEvent(type);
   // An event carries the whole proof (a leaf's path, its files): not built for nobody.
   if (!bus.listened()) return;
-  bus.Publish(MakeEvent(type, row, now));
+  bus.Publish(type, row, now);
 }
 
 void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
                   ProofRow&& row, absl::Time now) {
   if (metrics) metrics->CountEvent(type);
   if (!bus.listened()) return;
-  bus.Publish(MakeEvent(type, std::move(row), now));
+  bus.Publish(type, std::move(row), now);
 }
 
 void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,

@@ -52,8 +52,9 @@ WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& r
   brief_ = req.brief();
   // Lock order is bus -> reactor (Publish notifies under the bus lock) and service watchers ->
   // reactor (EndWatches), so Subscribe and AddWatcher run without mu_ held.
-  auto sub = service_->bus_->Subscribe(filter_, service_->options_.watch_queue_capacity,
-                                       [this] { OnEvent(); });
+  auto sub = service_->bus_->Subscribe(
+      filter_, service_->options_.watch_queue_capacity, [this] { OnEvent(); },
+      brief_ ? EventForm::kBrief : EventForm::kWhole);
   registered_ = true;  // before AddWatcher: EndWatches may finish us, and OnDone reads it
   if (service_->metrics_) service_->metrics_->watchers.Increment();
   service_->AddWatcher(this);
@@ -143,8 +144,7 @@ void WatchReactor::LoadPage() {
     } else {
       for (const ProofRow& r : *rows) {
         if (brief_) {
-          // Built whole first (MakeEvent is the one place that says how a row reads as a proof).
-          Brief(MakeEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now), &snapshot_.emplace_back());
+          snapshot_.push_back(BriefEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now));
         } else {
           snapshot_.push_back(MakeEvent(v1::PROOF_EVENT_TYPE_SNAPSHOT, r, now));
         }

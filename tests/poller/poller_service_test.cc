@@ -687,6 +687,72 @@ TEST(SubscriptionTest, TakeEventCopiesWhileSharedAndTakesFromTheLastHolder) {
   EXPECT_EQ(got_b.SerializeAsString(), sent.SerializeAsString());
 }
 
+// An event of a row is built in the forms its subscribers read: a brief subscriber gets only the
+// proof's digest, provider, state and stalled; a whole one the proof as MakeEvent makes it (files,
+// provider record) from the same Publish; the job filter is matched on the row's files.
+TEST(EventBusTest, RowEventsReachEachSubscriberInItsForm) {
+  EventBus bus;
+  auto brief = bus.Subscribe(WatchFilter{"jobA", std::nullopt}, 10, nullptr, EventForm::kBrief);
+  auto whole = bus.Subscribe(WatchFilter{"jobA", std::nullopt}, 10, nullptr, EventForm::kWhole);
+  auto other = bus.Subscribe(WatchFilter{"jobB", std::nullopt}, 10, nullptr, EventForm::kBrief);
+  ProofRow row;
+  row.digest = Digest(9);
+  row.provider = "ots";
+  row.proof_id = "a-proof-id-longer-than-sso";
+  row.state = v1::DIGEST_STATE_PENDING;
+  row.stalled = true;
+  row.certificate_url = "https://cert.example/a-long-enough-url";
+  FileRow f;
+  f.job = "jobA";
+  f.filename = "f.pdf";
+  f.source_path = "dir/f.pdf";
+  row.files.push_back(f);
+  const v1::WatchResponse expected_whole =
+      MakeEvent(v1::PROOF_EVENT_TYPE_TRACKED, row, absl::UnixEpoch());
+  bus.Publish(v1::PROOF_EVENT_TYPE_TRACKED, std::move(row), absl::UnixEpoch());
+
+  EventPtr b = brief->Pop();
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->type(), v1::PROOF_EVENT_TYPE_TRACKED);
+  EXPECT_TRUE(b->has_event_time());
+  EXPECT_EQ(b->proof().digest(), std::string(Digest(9).bytes()));
+  EXPECT_EQ(b->proof().provider(), "ots");
+  EXPECT_EQ(b->proof().state(), v1::DIGEST_STATE_PENDING);
+  EXPECT_TRUE(b->proof().stalled());
+  EXPECT_EQ(b->proof().files_size(), 0);
+  EXPECT_TRUE(b->proof().proof_id().empty());
+  EXPECT_TRUE(b->proof().certificate_url().empty());
+
+  EventPtr w = whole->Pop();
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->SerializeAsString(), expected_whole.SerializeAsString());
+  EXPECT_EQ(w->proof().files_size(), 1);
+  EXPECT_EQ(w->proof().proof_id(), "a-proof-id-longer-than-sso");
+
+  EXPECT_EQ(other->Pop(), nullptr);  // another job's watcher
+  EXPECT_EQ(brief->Pop(), nullptr);
+  EXPECT_EQ(whole->Pop(), nullptr);
+}
+
+// With the replicas' relay every subscriber gets the whole event the relay carries.
+TEST(EventBusTest, RowEventsGoWholeThroughTheRelay) {
+  EventBus bus;
+  std::vector<v1::WatchResponse> relayed;
+  bus.SetRelay([&](const v1::WatchResponse& ev) { relayed.push_back(ev); });
+  auto brief = bus.Subscribe(WatchFilter{}, 10, nullptr, EventForm::kBrief);
+  ProofRow row;
+  row.digest = Digest(4);
+  row.provider = "ots";
+  row.proof_id = "p";
+  row.state = v1::DIGEST_STATE_PENDING;
+  bus.Publish(v1::PROOF_EVENT_TYPE_TRACKED, row, absl::UnixEpoch());
+  ASSERT_EQ(relayed.size(), 1u);
+  EXPECT_EQ(relayed[0].proof().proof_id(), "p");
+  EventPtr got = brief->Pop();
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->SerializeAsString(), relayed[0].SerializeAsString());
+}
+
 // Events are counted by type, the same counter each time (looked up once, then kept), and two
 // metrics objects on two registries keep their counts apart.
 TEST(PollerMetricsTest, EventsAreCountedByType) {

@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
   anchord::providers::ProviderSettings provider_settings;
   std::string webhook_listen, webhook_port_file, submitter_addr;
   std::string database_url, database_url_file;
-  int64_t sqlite_options_mmap_mib = anchord::poller::SqlitePollerStoreOptions().mmap_bytes >> 20;
-  int64_t sqlite_cache_mib = anchord::poller::SqlitePollerStoreOptions().cache_kib >> 10;
+  const anchord::poller::SqlitePollerStoreOptions sqlite_defaults;
+  int64_t sqlite_mmap_mib = sqlite_defaults.mmap_bytes >> 20;
+  int64_t sqlite_cache_mib = sqlite_defaults.cache_kib >> 10;
   // The poller's share of the per-key general budget (120/min for proofd): the submitter keeps
   // 40 (its 30 creates plus lookups that resolve duplicates), the poller takes 80. The two
   // defaults add up to the documented limit, so a default deployment never exceeds it.
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
                    "the submitter's INTERNAL host:port (its --internal-listen), asked to re-anchor "
                    "stalled proofs with their fallback provider; empty: stalls are only flagged")
         ->envname("ANCHORD_SUBMITTER_ADDR");
-    app.add_option("--sqlite-mmap-mib", sqlite_options_mmap_mib,
+    app.add_option("--sqlite-mmap-mib", sqlite_mmap_mib,
                    "MiB of poller.db SQLite may map into memory (bounds the poller's resident "
                    "memory with a large backlog; 0 reads through SQLite's page cache only)")
         ->envname("ANCHORD_SQLITE_MMAP_MIB")
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     anchord::poller::SqlitePollerStoreOptions sqlite_options;
-    sqlite_options.mmap_bytes = sqlite_options_mmap_mib << 20;
+    sqlite_options.mmap_bytes = sqlite_mmap_mib << 20;
     sqlite_options.cache_kib = sqlite_cache_mib << 10;
     store = anchord::poller::OpenSqlitePollerStore(data_dir + "/poller.db", sqlite_options);
   }

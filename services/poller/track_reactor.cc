@@ -214,15 +214,7 @@ void TrackReactor<Request>::Process() {
     for (auto& r : inbox_) batch.push_back(std::move(r));
     inbox_.clear();
   }
-  std::vector<TrackOutcome> outcomes;
-  absl::Time now;
-  std::vector<Answer> answers = StoreBatch(batch, &outcomes, &now);
-  // The answers go out before the events are built and published (a tenth of the poller's CPU
-  // per leaf), and the stream's next requests are stored meanwhile on another worker: the store,
-  // one writer, is what bounds a hand-off, and it no longer waits for the events. publish_mu_ is
-  // taken before the next task can be scheduled, so a stream's events keep the order of its
-  // commits.
-  absl::MutexLock publishing(&publish_mu_);
+  std::vector<Answer> answers = StoreBatch(batch);
   {
     absl::MutexLock lock(&mu_);
     for (auto& a : answers) outbox_.push_back(std::move(a));
@@ -237,25 +229,12 @@ void TrackReactor<Request>::Process() {
     MaybeReadLocked();
     MaybeFinishLocked();
   }
-  // The outcomes are not read after their events are built: the events take their strings.
-  for (TrackOutcome& o : outcomes) {
-    v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
-    if (o.inserted || o.state_changed) {
-      type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
-             : o.proof.state == v1::DIGEST_STATE_FAILED  ? v1::PROOF_EVENT_TYPE_FAILED
-                                                         : v1::PROOF_EVENT_TYPE_TRACKED;
-    }
-    if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
-      PublishEvent(*service_->bus_, service_->metrics_, type, std::move(o.proof), now);
-    }
-    PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
-  }
   this->Unref();
 }
 
 template <typename Request>
 std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::StoreBatch(
-    const std::vector<Request>& batch, std::vector<TrackOutcome>* stored, absl::Time* now) {
+    const std::vector<Request>& batch) {
   std::vector<Answer> answers(batch.size());
   // Every request's inputs go to one store call; owner[k] is the request of inputs[k].
   std::vector<TrackInput> inputs;
@@ -303,8 +282,8 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     stores[i] = inputs.size() > first;
   }
   if (inputs.empty()) return answers;
-  *now = service_->clock_->Now();
-  auto outcomes = service_->store_->Track(inputs, *now);
+  absl::Time now = service_->clock_->Now();
+  auto outcomes = service_->store_->Track(inputs, now);
   if (!outcomes.ok()) {
     v1::ItemStatus unavailable = StoreUnavailableItem(outcomes.status());
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -312,7 +291,19 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     }
     return answers;
   }
-  *stored = *std::move(outcomes);
+  // The outcomes are not read after their events are built: the events take their strings.
+  for (TrackOutcome& o : *outcomes) {
+    v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
+    if (o.inserted || o.state_changed) {
+      type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
+             : o.proof.state == v1::DIGEST_STATE_FAILED  ? v1::PROOF_EVENT_TYPE_FAILED
+                                                         : v1::PROOF_EVENT_TYPE_TRACKED;
+    }
+    if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
+      PublishEvent(*service_->bus_, service_->metrics_, type, std::move(o.proof), now);
+    }
+    PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
+  }
   return answers;
 }
 

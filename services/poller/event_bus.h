@@ -121,12 +121,12 @@ class EventBus {
   bool listened() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  // Held while subscribers are notified, so Unsubscribe waits for a notify in progress. Order:
-  // EventBus::mu_, then a Subscription's mu_ (never the other way round).
   template <typename Row>
   void PublishRow(anchord::v1::ProofEventType type, Row&& row, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Held while subscribers are notified, so Unsubscribe waits for a notify in progress. Order:
+  // EventBus::mu_, then a Subscription's mu_ (never the other way round).
   absl::Mutex mu_;
   std::vector<SubscriptionPtr> subs_ ABSL_GUARDED_BY(mu_);
   Relay relay_ ABSL_GUARDED_BY(mu_);

@@ -214,17 +214,27 @@ void TrackReactor<Request>::Process() {
     for (auto& r : inbox_) batch.push_back(std::move(r));
     inbox_.clear();
   }
-  std::vector<Answer> answers = StoreBatch(batch);
+  std::vector<TrackOutcome> outcomes;
+  absl::Time now;
+  std::vector<Answer> answers = StoreBatch(batch, &outcomes, &now);
+  // The stream's next batch may be stored while this one's events are published; the answers go
+  // out only after them, so a caller never holds an acknowledgement whose event is not queued.
+  // publish_mu_ is taken before the next task can be scheduled: events keep the commits' order.
+  absl::MutexLock publishing(&publish_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    task_scheduled_ = false;
+    ScheduleLocked();
+  }
+  PublishOutcomes(&outcomes, now);
   {
     absl::MutexLock lock(&mu_);
     for (auto& a : answers) outbox_.push_back(std::move(a));
-    task_scheduled_ = false;
     if (finished_) {
       // Cancelled meanwhile: nothing more will be written, release the counts.
       for (const Answer& a : outbox_) in_flight_ -= a.second;
       outbox_.clear();
     }
-    ScheduleLocked();
     MaybeWriteLocked();
     MaybeReadLocked();
     MaybeFinishLocked();
@@ -234,7 +244,7 @@ void TrackReactor<Request>::Process() {
 
 template <typename Request>
 std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::StoreBatch(
-    const std::vector<Request>& batch) {
+    const std::vector<Request>& batch, std::vector<TrackOutcome>* stored, absl::Time* now) {
   std::vector<Answer> answers(batch.size());
   // Every request's inputs go to one store call; owner[k] is the request of inputs[k].
   std::vector<TrackInput> inputs;
@@ -282,8 +292,8 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     stores[i] = inputs.size() > first;
   }
   if (inputs.empty()) return answers;
-  absl::Time now = service_->clock_->Now();
-  auto outcomes = service_->store_->Track(inputs, now);
+  *now = service_->clock_->Now();
+  auto outcomes = service_->store_->Track(inputs, *now);
   if (!outcomes.ok()) {
     v1::ItemStatus unavailable = StoreUnavailableItem(outcomes.status());
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -291,6 +301,12 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     }
     return answers;
   }
+  *stored = *std::move(outcomes);
+  return answers;
+}
+
+template <typename Request>
+void TrackReactor<Request>::PublishOutcomes(std::vector<TrackOutcome>* outcomes, absl::Time now) {
   // The outcomes are not read after their events are built: the events take their strings.
   for (TrackOutcome& o : *outcomes) {
     v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
@@ -304,7 +320,6 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
     }
     PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
   }
-  return answers;
 }
 
 template class TrackReactor<v1::TrackRequest>;

@@ -13,8 +13,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "libs/rpc/reactor_lifetime.h"
+#include "services/poller/poller_store.h"
 
 namespace anchord::poller {
 
@@ -64,9 +67,16 @@ class TrackReactor final
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Worker thread: validates, stores and answers the requests read so far.
   void Process() ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<Answer> StoreBatch(const std::vector<Request>& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // Validates and stores `batch`: its answers, and the store's outcomes in *stored.
+  std::vector<Answer> StoreBatch(const std::vector<Request>& batch,
+                                 std::vector<TrackOutcome>* stored, absl::Time* now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void PublishOutcomes(std::vector<TrackOutcome>* outcomes, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   PollerServiceImpl* const service_;
+  // Held by a task from before it schedules the next one until its answers are queued.
+  absl::Mutex publish_mu_;
   // Owned by the read in flight (one at a time), so not under mu_ while gRPC fills it.
   Request read_buf_;
   anchord::v1::TrackResponse write_buf_ ABSL_GUARDED_BY(mu_);

@@ -96,8 +96,9 @@ class EventBus {
   // The same for an event of `row` (type, time, the row as MakeEvent makes it a proof), built
   // only in the forms its subscribers read: a Merkle batch's hand-off publishes one per leaf, and
   // a brief watcher (`anchorctl archive --wait`) reads a few fields of a proof whose whole form
-  // (its files, the root's record) is several times larger to build, queue and free. With a
-  // relay the whole event is built and goes the way of Publish.
+  // (its files, the root's record) is several times larger to build, queue and free. Nothing is
+  // built when no subscriber matches and there is no relay; with a relay the whole event is built
+  // and goes the way of Publish.
   void Publish(anchord::v1::ProofEventType type, const ProofRow& row, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The same, taking the row's strings into the whole event instead of copying them.

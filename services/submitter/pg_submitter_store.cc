@@ -385,8 +385,11 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
+    // A row acknowledged as of its latest change gives its hand-off lease back: a later change
+    // (a new file of its digest) is then offered at once, not when the lease runs out.
     return Exec(
-        "UPDATE submissions SET handed_off_seq = GREATEST(handed_off_seq, $2) WHERE id = $1",
+        "UPDATE submissions SET handed_off_seq = GREATEST(handed_off_seq, $2), handoff_until = "
+        "CASE WHEN $2 >= change_seq THEN 0 ELSE handoff_until END WHERE id = $1",
         PgParams().Add(id).Add(seq));
   }
 

@@ -177,16 +177,50 @@ absl::StatusOr<StoredBatch> ReadSqliteBatch(ledger::Session& session, int64_t ba
   return out;
 }
 
-absl::Status SubmitSqliteLeaves(ledger::Transaction& tx, int64_t root_id, int64_t now_ms) {
-  // Each leaf row changes by a few bytes rather than gaining a copy of the root's record, which
-  // readers take from the root (batch_leaves.h). Found through submissions_batch_leaves.
+absl::Status DecideSqliteLeaves(ledger::Transaction& tx, int64_t root_id, SubState verdict) {
+  // One row per batch instead of one per leaf (submitter_store_schema.h, EffectiveState). A
+  // SUBMITTED batch's leaves are owed to the poller from the first (handoff_next).
   ANCHORD_ASSIGN_OR_RETURN(
       Statement s,
-      tx.Prepare("UPDATE submissions SET state = 2, updated_at = ?2, change_seq = change_seq + 1, "
-                 "error_canonical = 0 WHERE batch_id = (SELECT batch_id FROM submissions WHERE "
-                 "id = ?1 AND mode = 2) AND batch_id <> 0 AND mode = 1"));
-  s.Bind(1, root_id).Bind(2, now_ms);
+      tx.Prepare("UPDATE batches SET leaves_state = ?2, handoff_next = CASE WHEN ?2 = 2 THEN 0 "
+                 "ELSE -1 END WHERE id = (SELECT batch_id FROM submissions WHERE id = ?1 AND "
+                 "mode = 2)"));
+  s.Bind(1, root_id).Bind(2, static_cast<int64_t>(verdict));
   return s.Run();
+}
+
+absl::StatusOr<std::vector<OwedBatch>> SqliteBatchesOwed(ledger::Session& session) {
+  ANCHORD_ASSIGN_OR_RETURN(Statement s,
+                           session.Prepare("SELECT id, handoff_next FROM batches INDEXED BY "
+                                           "batches_handoff WHERE handoff_next >= 0 ORDER BY id"));
+  std::vector<OwedBatch> out;
+  for (;;) {
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back({s.ColumnInt(0), s.ColumnInt(1)});
+  }
+  return out;
+}
+
+absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx) {
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(tx));
+  if (owed.empty()) return absl::OkStatus();
+  ANCHORD_ASSIGN_OR_RETURN(Statement first,
+                           tx.Prepare(absl::StrCat("SELECT id ", kSqliteOwedLeaves, " LIMIT 1")));
+  ANCHORD_ASSIGN_OR_RETURN(Statement set,
+                           tx.Prepare("UPDATE batches SET handoff_next = ?2 WHERE id = ?1"));
+  for (const OwedBatch& b : owed) {
+    first.Reset();
+    first.Bind(1, b.batch_id).Bind(2, b.next_leaf_id);
+    ANCHORD_ASSIGN_OR_RETURN(bool found, first.Step());
+    const int64_t next = found ? first.ColumnInt(0) : -1;
+    if (next == b.next_leaf_id) continue;
+    set.Reset();
+    set.Bind(1, b.batch_id).Bind(2, next);
+    ANCHORD_RETURN_IF_ERROR(set.Run());
+  }
+  first.Reset();
+  return absl::OkStatus();
 }
 
 }  // namespace anchord::submitter

@@ -1,9 +1,10 @@
 // The SQLite store's Merkle batch rows (batch_leaves.h): sealing a batch, reading its stored
-// leaves, and a root's acceptance reaching its leaf rows. Each runs in the caller's session or
+// leaves, and a root's verdict reaching its leaves. Each runs in the caller's session or
 // transaction.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,7 +25,24 @@ inline constexpr char kSqliteBatchRootWhere[] =
 absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch& b, int64_t now_ms);
 // The batch row; NOT_FOUND when there is none.
 absl::StatusOr<StoredBatch> ReadSqliteBatch(ledger::Session& session, int64_t batch_id);
-// The leaves of root row `root_id` (none when it is not a root) become SUBMITTED.
-absl::Status SubmitSqliteLeaves(ledger::Transaction& tx, int64_t root_id, int64_t now_ms);
+// The leaves of root row `root_id` (none when it is not a root) take `verdict` (SUBMITTED or
+// FAILED) through their batch row; a leaf row stored QUEUED reads as it (EffectiveState).
+absl::Status DecideSqliteLeaves(ledger::Transaction& tx, int64_t root_id, SubState verdict);
+
+// A SUBMITTED batch some of whose leaves may still be owed to the poller: those from leaf row id
+// `next_leaf_id` on whose handed_off_seq is below their change_seq.
+struct OwedBatch {
+  int64_t batch_id = 0;
+  int64_t next_leaf_id = 0;
+};
+absl::StatusOr<std::vector<OwedBatch>> SqliteBatchesOwed(ledger::Session& session);
+// FROM, WHERE and ORDER BY of the leaves of OwedBatch {?1, ?2} still owed, oldest first (a leaf
+// row written SUBMITTED on its own is owed through the hand-off index instead).
+inline constexpr char kSqliteOwedLeaves[] =
+    "FROM submissions INDEXED BY submissions_batch_leaves WHERE batch_id = ?1 AND mode = 1 AND "
+    "batch_id <> 0 AND id >= ?2 AND state = 0 AND handed_off_seq < change_seq ORDER BY id";
+// After acknowledgements were marked: moves each owed batch's next_leaf_id to its first leaf
+// still owed, and ends the batch's hand-off when there is none.
+absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx);
 
 }  // namespace anchord::submitter

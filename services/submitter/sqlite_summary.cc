@@ -28,9 +28,10 @@ absl::StatusOr<std::map<SubState, int64_t>> SummarizeSqliteJob(ledger::Session& 
   {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare("SELECT state, COUNT(*) FROM submissions s WHERE ?1 = '' OR EXISTS "
-                        "(SELECT 1 FROM refs r WHERE r.sub_id = s.id AND r.job = ?1) "
-                        "GROUP BY state"));
+        session.Prepare(absl::StrCat(
+            "SELECT ", EffectiveState("s."),
+            " AS st, COUNT(*) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 FROM refs r "
+            "WHERE r.sub_id = s.id AND r.job = ?1) GROUP BY st")));
     s.Bind(1, job);
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -69,7 +70,8 @@ absl::StatusOr<std::map<SubState, int64_t>> SummarizeSqliteJob(ledger::Session& 
   if (!multi.empty()) {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement rows,
-        session.Prepare(absl::StrCat("SELECT s.state, ?2 = '' OR EXISTS (SELECT 1 FROM refs r "
+        session.Prepare(absl::StrCat("SELECT ", EffectiveState("s."),
+                                     ", ?2 = '' OR EXISTS (SELECT 1 FROM refs r "
                                      "WHERE r.sub_id = s.id AND r.job = ?2) FROM submissions AS s "
                                      "INDEXED BY submissions_by_digest WHERE ",
                                      DigestIs(1, "s."))));

@@ -1,6 +1,7 @@
 #include "services/submitter/submitter_store.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <set>
 
@@ -51,13 +52,23 @@ using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
 
-constexpr char kCols[] =
-    "id, digest, provider, job, filename, size_bytes, mime_type, source_path, state, "
-    "idempotency_key, body, proof_id, record_state, certificate_url, verify_url, block_height, "
-    "bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, error_canonical, "
-    "error_code, error_message, error_request_id, request_id, created_at, updated_at, change_seq, "
-    "handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
-    "fallback_provider";
+// The columns ReadRow reads, for a query FROM submissions (not aliased), with `state` as the
+// expression of the row's state.
+std::string ColsWith(absl::string_view state) {
+  return absl::StrCat(
+      "id, digest, provider, job, filename, size_bytes, mime_type, source_path, ", state,
+      ", idempotency_key, body, proof_id, record_state, certificate_url, verify_url, "
+      "block_height, bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, "
+      "error_canonical, error_code, error_message, error_request_id, request_id, created_at, "
+      "updated_at, change_seq, handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, "
+      "merkle_root, leaf_count, fallback_provider");
+}
+
+// Every row as readers see it: a sealed leaf's state is its batch's (EffectiveState).
+const std::string& Cols() {
+  static const std::string* const cols = new std::string(ColsWith(EffectiveState("submissions.")));
+  return *cols;
+}
 
 // FROM and WHERE of a query for the refs of the digest bound as ?1: a digest's files hang off its
 // first submissions row (refs.sub_id, see submitter_store_intake.cc).
@@ -114,7 +125,7 @@ absl::StatusOr<Submission> ReadRow(const Statement& s) {
   return r;
 }
 
-// A row of kCols read thin (Submission::thin) when it is a SUBMITTED leaf of a batch sealed by
+// A row of Cols() read thin (Submission::thin) when it is a SUBMITTED leaf of a batch sealed by
 // this release (no path of its own): the batch-form hand-off needs only its identity, version and
 // batch, so none of the rest is decoded, and its path and a copy of the root's record are not
 // derived (LeafDetails::Fill). Nothing is read into `r` for any other row (false).
@@ -160,8 +171,12 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<int64_t> CountBacklog() override {
     ledger::Session session(*db_);
+    // Rows of their own state, then the leaves of every batch whose root is undecided.
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, session.Prepare("SELECT COUNT(*) FROM submissions WHERE state IN (0, 1)"));
+        Statement s,
+        session.Prepare("SELECT (SELECT COUNT(*) FROM submissions WHERE state IN (0, 1) AND "
+                        "(mode <> 1 OR batch_id = 0)) + (SELECT COALESCE(SUM(leaf_count), 0) "
+                        "FROM batches WHERE leaves_state = 0)"));
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? s.ColumnInt(0) : 0;
   }
@@ -170,8 +185,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare(
-            "SELECT provider, state, COUNT(*) FROM submissions GROUP BY provider, state"));
+        session.Prepare(absl::StrCat("SELECT provider, ", EffectiveState("submissions."),
+                                     " AS st, COUNT(*) FROM submissions GROUP BY provider, st")));
     std::vector<BacklogCount> out;
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -347,7 +362,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         .Bind(11, ToMs(now))
         .BindBlob(12, r.evidence);
     ANCHORD_RETURN_IF_ERROR(s.Run());
-    return SubmitSqliteLeaves(tx, id, ToMs(now));
+    return DecideSqliteLeaves(tx, id, SubState::kSubmitted);
   }
 
   absl::Status Reschedule(int64_t id, absl::Time next, bool count_attempt, const std::string& code,
@@ -373,7 +388,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
                           absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    // The leaves of a failed root fail with it, for the same reason.
+    // The leaves of a failed root fail with it, for the same reason: each leaf row carries the
+    // failure (rare), and the batch row says it for the counts (EffectiveState).
+    ANCHORD_RETURN_IF_ERROR(DecideSqliteLeaves(tx, id, SubState::kFailed));
     for (const char* where : {"id = ?1",
                               "mode = 1 AND batch_id <> 0 AND batch_id = (SELECT batch_id "
                               "FROM submissions WHERE id = ?1 AND mode = 2)"}) {
@@ -449,48 +466,86 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
-    return WithLeafDetails(
-        Query(absl::StrCat("SELECT ", kCols,
-                           " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
-                           "change_seq ORDER BY id LIMIT ?1"),
-              [&](Statement& s) { s.Bind(1, static_cast<int64_t>(limit)); }));
+    return WithLeafDetails(ReadPending(limit, {}, /*thin=*/false));
   }
 
   absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(
       int limit, const std::set<int64_t>& skip) override {
     // The session (the store's connection) ends before Fill, which opens its own.
-    return WithLeafDetails(ReadPendingForBatchForm(limit, skip));
+    return WithLeafDetails(ReadPending(limit, skip, /*thin=*/true));
   }
 
-  absl::StatusOr<std::vector<Submission>> ReadPendingForBatchForm(int limit,
-                                                                  const std::set<int64_t>& skip) {
+  // The rows owed to the poller, oldest first, without those in `skip`: the rows of the
+  // hand-off index (written SUBMITTED or FAILED) and the leaves of SUBMITTED batches not yet
+  // acknowledged (sqlite_batches.h, OwedBatch), which read as SUBMITTED. `thin`: a leaf is read
+  // thin where it can be (PendingHandoffForBatchForm).
+  absl::StatusOr<std::vector<Submission>> ReadPending(int limit, const std::set<int64_t>& skip,
+                                                      bool thin) {
+    const size_t want = static_cast<size_t>(std::max(limit, 0));
     ledger::Session session(*db_);
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement s,
-        session.Prepare(absl::StrCat("SELECT ", kCols,
-                                     " FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
-                                     "change_seq ORDER BY id LIMIT ?1")));
-    // Every skipped row may come first: asking for as many more finds `limit` others if there are.
-    s.Bind(1, static_cast<int64_t>(limit) + static_cast<int64_t>(skip.size()));
-    std::vector<Submission> out;
-    out.reserve(static_cast<size_t>(std::max(limit, 0)));
-    while (out.size() < static_cast<size_t>(std::max(limit, 0))) {
-      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      if (skip.count(s.ColumnInt(0)) > 0) continue;
-      Submission& r = out.emplace_back();  // built in place: most rows are thin leaves
-      ANCHORD_ASSIGN_OR_RETURN(const bool thin, ReadThinLeaf(s, &r));
-      if (!thin) {
-        ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
+    // Reads rows of `s` into `out` until it holds `want` or `s` ends. Every skipped row may come
+    // first: a statement asks for as many more (its ?limit_param) to find `want` others if there
+    // are.
+    auto read = [&](Statement& s, std::vector<Submission>* out) -> absl::Status {
+      while (out->size() < want) {
+        ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        if (skip.count(s.ColumnInt(0)) > 0) continue;
+        Submission& r = out->emplace_back();  // built in place: most rows are thin leaves
+        bool is_thin = false;
+        if (thin) {
+          ANCHORD_ASSIGN_OR_RETURN(is_thin, ReadThinLeaf(s, &r));
+        }
+        if (!is_thin) {
+          ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
+        }
+      }
+      s.Reset();
+      return absl::OkStatus();
+    };
+    std::vector<Submission> own;
+    own.reserve(want);
+    {
+      ANCHORD_ASSIGN_OR_RETURN(
+          Statement s,
+          session.Prepare(absl::StrCat("SELECT ", Cols(),
+                                       " FROM submissions WHERE state IN (2, 3) AND "
+                                       "handed_off_seq < change_seq ORDER BY id LIMIT ?1")));
+      s.Bind(1, static_cast<int64_t>(want + skip.size()));
+      ANCHORD_RETURN_IF_ERROR(read(s, &own));
+    }
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(session));
+    if (owed.empty()) return own;
+    std::vector<Submission> leaves;
+    {
+      ANCHORD_ASSIGN_OR_RETURN(Statement s,
+                               session.Prepare(absl::StrCat("SELECT ", ColsWith("2"), " ",
+                                                            kSqliteOwedLeaves, " LIMIT ?3")));
+      for (const OwedBatch& b : owed) {
+        if (leaves.size() >= want) break;
+        s.Bind(1, b.batch_id)
+            .Bind(2, b.next_leaf_id)
+            .Bind(3, static_cast<int64_t>(want - leaves.size() + skip.size()));
+        ANCHORD_RETURN_IF_ERROR(read(s, &leaves));
       }
     }
-    s.Reset();
+    // Oldest first over both. Each batch's leaves are in id order, and so are the batches'
+    // (a batch takes its provider's oldest waiting leaves) unless several providers batch.
+    auto by_id = [](const Submission& a, const Submission& b) { return a.id < b.id; };
+    if (!std::is_sorted(leaves.begin(), leaves.end(), by_id)) {
+      std::sort(leaves.begin(), leaves.end(), by_id);
+    }
+    std::vector<Submission> out;
+    out.reserve(std::min(want, own.size() + leaves.size()));
+    std::merge(std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()),
+               std::make_move_iterator(leaves.begin()), std::make_move_iterator(leaves.end()),
+               std::back_inserter(out), by_id);
+    if (out.size() > want) out.resize(want);
     return out;
   }
 
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
-    return Update("UPDATE submissions SET handed_off_seq = MAX(handed_off_seq, ?2) WHERE id = ?1",
-                  [&](Statement& s) { s.Bind(1, id).Bind(2, seq); });
+    return MarkHandedOffBatch({{id, seq}});
   }
 
   absl::Status MarkHandedOffBatch(const std::vector<std::pair<int64_t, int64_t>>& rows) override {
@@ -520,6 +575,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       ANCHORD_RETURN_IF_ERROR(s.Run());
       i = j;
     }
+    ANCHORD_RETURN_IF_ERROR(AdvanceSqliteLeafHandoffs(tx));
     return tx.Commit();
   }
 
@@ -528,7 +584,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
-    return WithLeafDetails(Query(absl::StrCat("SELECT ", kCols, " FROM ", kDigestIndex, " WHERE ",
+    return WithLeafDetails(Query(absl::StrCat("SELECT ", Cols(), " FROM ", kDigestIndex, " WHERE ",
                                               DigestIs(1), " ORDER BY id"),
                                  [&](Statement& s) { s.BindBlob(1, digest.bytes()); }));
   }
@@ -740,7 +796,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     };
     source.root = [this](int64_t batch_id) -> absl::StatusOr<std::optional<Submission>> {
       ANCHORD_ASSIGN_OR_RETURN(std::vector<Submission> root,
-                               Query(absl::StrCat("SELECT ", kCols, " FROM ", kDigestIndex,
+                               Query(absl::StrCat("SELECT ", Cols(), " FROM ", kDigestIndex,
                                                   " WHERE ", kSqliteBatchRootWhere),
                                      [&](Statement& s) { s.Bind(1, batch_id); }));
       if (root.empty()) return std::optional<Submission>();
@@ -753,7 +809,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::optional<Submission>> LoadById(ledger::Session& session, int64_t id) {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare(absl::StrCat("SELECT ", kCols, " FROM submissions WHERE id = ?1")));
+        session.Prepare(absl::StrCat("SELECT ", Cols(), " FROM submissions WHERE id = ?1")));
     s.Bind(1, id);
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return std::optional<Submission>();

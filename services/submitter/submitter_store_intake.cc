@@ -216,13 +216,16 @@ class Intake {
       if (original->job != item.file.job || original->source_path != item.file.source_path) {
         res.duplicate_of = original->source_path;
       }
-      // A new file with a known digest: the poller must hear of it (re-hand-off).
+      // A new file with a known digest: the poller must hear of it (re-hand-off). A sealed
+      // leaf whose state was its batch's is written with it, so that it is handed off again on
+      // its own (through the hand-off index).
       if (new_ref) {
         ANCHORD_ASSIGN_OR_RETURN(
             Statement * bump,
             ledger::Reuse(tx_, bump_,
                           absl::StrCat("UPDATE ", kDigestIndex,
-                                       " SET change_seq = change_seq + 1, updated_at = ?2 WHERE ",
+                                       " SET state = ", EffectiveState("submissions."),
+                                       ", change_seq = change_seq + 1, updated_at = ?2 WHERE ",
                                        DigestIs(1))));
         bump->BindBlob(1, item.digest.bytes()).Bind(2, now_ms_);
         ANCHORD_RETURN_IF_ERROR(bump->Run());
@@ -230,10 +233,11 @@ class Intake {
     }
     // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
     if (!all_new) {
-      ANCHORD_ASSIGN_OR_RETURN(Statement * min_state,
-                               ledger::Reuse(tx_, min_state_,
-                                             absl::StrCat("SELECT MIN(state) FROM ", kDigestIndex,
-                                                          " WHERE ", DigestIs(1))));
+      ANCHORD_ASSIGN_OR_RETURN(
+          Statement * min_state,
+          ledger::Reuse(tx_, min_state_,
+                        absl::StrCat("SELECT MIN(", EffectiveState("submissions."), ") FROM ",
+                                     kDigestIndex, " WHERE ", DigestIs(1))));
       min_state->BindBlob(1, item.digest.bytes());
       ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state->Step());
       if (has_row && !min_state->ColumnIsNull(0)) {

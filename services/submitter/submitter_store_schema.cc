@@ -131,7 +131,29 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     {"leaf_count", "INTEGER NOT NULL DEFAULT 0"}, {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
 };
 
+// The batch's verdict on its leaves (EffectiveState) and where the hand-off of its SUBMITTED
+// leaves stands (handoff_next: the lowest leaf row id that may still be owed to the poller, -1
+// when none is). On a database of an older release, whose leaf rows were written with their
+// root's verdict, the batches already decided take their root's state once, so that their leaves
+// are not counted as QUEUED through the batch (CountBacklog).
+absl::Status AddLeavesState(ledger::Session& session) {
+  ANCHORD_ASSIGN_OR_RETURN(std::set<std::string> columns, session.ColumnsOf("batches"));
+  if (columns.count("leaves_state") > 0) return absl::OkStatus();
+  return session.ExecInTransaction(
+      "ALTER TABLE batches ADD COLUMN leaves_state INTEGER NOT NULL DEFAULT 0; "
+      "ALTER TABLE batches ADD COLUMN handoff_next INTEGER NOT NULL DEFAULT -1; "
+      "UPDATE batches SET leaves_state = r.state FROM (SELECT batch_id, state FROM submissions "
+      "WHERE mode = 2 AND batch_id <> 0 AND state IN (2, 3)) AS r WHERE r.batch_id = batches.id");
+}
+
 }  // namespace
+
+std::string EffectiveState(absl::string_view alias) {
+  return absl::StrCat("(CASE WHEN ", alias, "state = 0 AND ", alias, "mode = 1 AND ", alias,
+                      "batch_id <> 0 THEN COALESCE((SELECT lb.leaves_state FROM batches lb WHERE "
+                      "lb.id = ",
+                      alias, "batch_id), 0) ELSE ", alias, "state END)");
+}
 
 std::string DigestIs(int param, absl::string_view alias) {
   return absl::StrCat("substr(", alias, "digest, 1, 8) = substr(?", param, ", 1, 8) AND ", alias,
@@ -147,6 +169,7 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   // whose leaf rows hold their own paths.
   ANCHORD_RETURN_IF_ERROR(
       session.AddMissingColumns("batches", {{"leaves", "BLOB NOT NULL DEFAULT ''"}}));
+  ANCHORD_RETURN_IF_ERROR(AddLeavesState(session));
   // Partial indexes hold only the rows a frequent query looks for, so that query costs what it
   // finds, not the table: without them a table of waiting Merkle leaves was scanned by every
   // worker's claim after every intake commit (sendable), by the backpressure check every 200 ms
@@ -163,18 +186,21 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
   return session.Exec(
       "DROP INDEX IF EXISTS submissions_ready; DROP INDEX IF EXISTS refs_digest; "
       "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "
+      "DROP INDEX IF EXISTS submissions_backlog; "
       "CREATE INDEX IF NOT EXISTS submissions_by_digest ON submissions (substr(digest, 1, 8)); "
       "CREATE INDEX IF NOT EXISTS submissions_waiting ON submissions (provider, id) "
       "WHERE mode = 1 AND batch_id = 0 AND state = 0; "
       "CREATE INDEX IF NOT EXISTS submissions_sendable ON submissions (provider, id) "
       "WHERE state IN (0, 1) AND mode <> 1; "
-      "CREATE INDEX IF NOT EXISTS submissions_backlog ON submissions (state) "
-      "WHERE state IN (0, 1); "
+      // A sealed leaf's QUEUED is its batch's (leaves_state): it is counted through the batch.
+      "CREATE INDEX IF NOT EXISTS submissions_backlog_rows ON submissions (state) "
+      "WHERE state IN (0, 1) AND (mode <> 1 OR batch_id = 0); "
       "CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id) "
       "WHERE state IN (2, 3) AND handed_off_seq < change_seq; "
       // A root's acceptance or failure reaches its leaves through this (not a table scan).
       "CREATE INDEX IF NOT EXISTS submissions_batch_leaves ON submissions (batch_id) "
-      "WHERE mode = 1 AND batch_id <> 0");
+      "WHERE mode = 1 AND batch_id <> 0; "
+      "CREATE INDEX IF NOT EXISTS batches_handoff ON batches (id) WHERE handoff_next >= 0");
 }
 
 }  // namespace anchord::submitter

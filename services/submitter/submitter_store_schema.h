@@ -21,4 +21,13 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session);
 inline constexpr char kDigestIndex[] = "submissions INDEXED BY submissions_by_digest";
 std::string DigestIs(int param, absl::string_view alias = "");
 
+// A row's state as readers see it, as an SQL expression over the row (`alias` e.g. "s." or
+// "submissions."). A sealed Merkle leaf's row is written at intake and at sealing, not again when
+// its root is accepted or refused: its batch row's leaves_state carries that verdict for all of
+// them (SUBMITTED, or FAILED, whose leaf rows are also written: a failure is rare and each leaf
+// carries it), which saved a row write and two index writes per leaf (bench/RESULTS.md, session
+// 15). So a leaf row stored QUEUED (0) in a batch reads as its batch's leaves_state. A leaf that
+// must be handed off again on its own (a new file of its digest) is written SUBMITTED then.
+std::string EffectiveState(absl::string_view alias);
+
 }  // namespace anchord::submitter

@@ -205,7 +205,8 @@ TEST_P(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
     EXPECT_EQ(l.record.certificate_url, "https://example.invalid/root");
     EXPECT_EQ(l.request_id, "req-root");
     EXPECT_TRUE(l.record.evidence.empty());
-    EXPECT_GT(l.change_seq, seq_before);
+    // Owed to the poller (a SQLite leaf keeps its version: its state is its batch's).
+    EXPECT_GE(l.change_seq, seq_before);
     EXPECT_FALSE(l.handed_off());
     EXPECT_EQ(l.merkle_root, b.root);  // untouched
   }
@@ -305,6 +306,93 @@ INSERT INTO submissions (digest, provider, job, filename, size_bytes, state, cre
   ASSERT_TRUE(store_->InsertBatch({Leaf(1)}, kNow).ok());
   ASSERT_TRUE(store_->CreateMerkleBatch(MakeBatch(Unbatched()), kNow).ok());
   EXPECT_NE(Row(1).batch_id, 0);
+}
+
+// What every reader of a store sees of a sealed batch's leaves, in each state of its root: the
+// backlog, the counts per state (the gauges), the job summary, the state a new file of a leaf's
+// digest reports, and the hand-off, which owes each leaf once, and a leaf again only when its
+// digest gains a file. (SQLite does not write a leaf row when its root is decided: the batch row
+// carries the verdict, submitter_store_schema.h.)
+class LeafReaders {
+ public:
+  explicit LeafReaders(SubmitterStore* store) : store_(store) {}
+  int64_t Backlog() {
+    auto n = store_->CountBacklog();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : -1;
+  }
+  std::map<SubState, int64_t> Counts() {
+    std::map<SubState, int64_t> out;
+    auto counts = store_->CountByProviderState();
+    EXPECT_TRUE(counts.ok()) << counts.status();
+    if (counts.ok()) {
+      for (const BacklogCount& c : *counts) out[c.state] += c.count;
+    }
+    return out;
+  }
+  std::map<SubState, int64_t> Summary() {
+    auto sum = store_->SummarizeJob("");
+    EXPECT_TRUE(sum.ok()) << sum.status();
+    return sum.ok() ? *sum : std::map<SubState, int64_t>{};
+  }
+  // The digests owed to the poller; marks them handed off as of their versions.
+  std::multiset<std::string> HandOff() {
+    auto rows = store_->PendingHandoff(1000);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    std::multiset<std::string> out;
+    std::vector<std::pair<int64_t, int64_t>> acks;
+    if (rows.ok()) {
+      for (const Submission& r : *rows) {
+        out.insert(r.digest.raw());
+        acks.emplace_back(r.id, r.change_seq);
+        EXPECT_TRUE(r.state == SubState::kSubmitted || r.state == SubState::kFailed) << r.id;
+      }
+    }
+    EXPECT_TRUE(store_->MarkHandedOffBatch(acks).ok());
+    return out;
+  }
+
+ private:
+  SubmitterStore* store_;
+};
+
+// A database of the release before the batch row carried its leaves' verdict: a SUBMITTED
+// root's leaf rows were written SUBMITTED (and handed off), a QUEUED root's left QUEUED. Opened by
+// this release, neither batch's leaves are counted twice or owed to the poller again.
+TEST_F(MerkleSqliteTest, BatchesOfTheReleaseBeforeTakeTheirRootsVerdictOnce) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  TestBatch b1 = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
+  ASSERT_TRUE(store_->InsertBatch({Leaf(3)}, kNow).ok());
+  TestBatch b2 = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b2, kNow).ok());
+  const int64_t batch1 = Row(1).batch_id;
+  ASSERT_NE(batch1, 0);
+  store_.reset();
+  // What the release before left: the root of batch 1 and its leaves SUBMITTED and handed off,
+  // and no verdict columns on the batch rows.
+  ExecSql(absl::StrCat(
+      "UPDATE submissions SET state = 2, change_seq = 2, handed_off_seq = 2 WHERE batch_id = ",
+      batch1,
+      "; DROP INDEX batches_handoff; ALTER TABLE batches DROP COLUMN leaves_state; "
+      "ALTER TABLE batches DROP COLUMN handoff_next"));
+  ASSERT_EQ(Scalar("SELECT COUNT(*) FROM pragma_table_info('batches') WHERE name = "
+                   "'leaves_state'"),
+            0);
+  auto s = OpenSqliteSubmitterStore(path_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  store_ = std::move(*s);
+  EXPECT_EQ(Scalar(absl::StrCat("SELECT leaves_state FROM batches WHERE id = ", batch1)), 2);
+  LeafReaders read(store_.get());
+  EXPECT_EQ(read.Backlog(), 2);  // batch 2: its leaf and its root
+  const std::map<SubState, int64_t> counts = {{SubState::kQueued, 2}, {SubState::kSubmitted, 3}};
+  EXPECT_EQ(read.Counts(), counts);
+  EXPECT_TRUE(read.HandOff().empty());
+  // Batch 2's root accepted by this release: its leaf is owed once, read as SUBMITTED.
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b2.root).id, StoredRecord{}, "r", kNow).ok());
+  EXPECT_EQ(read.Backlog(), 0);
+  EXPECT_EQ(read.HandOff(), (std::multiset<std::string>{D(3), b2.root}));
+  EXPECT_TRUE(read.HandOff().empty());
 }
 
 TEST_P(MerkleStoreTest, ReopenKeepsBatchFields) {
@@ -437,6 +525,56 @@ TEST_P(MerkleStoreTest, BatchForHandoffGivesStoredLeavesAndRootRow) {
     store_ = std::move(*reopened);
   }
   EXPECT_EQ(store_->BatchForHandoff(*id + 1000).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(MerkleStoreTest, EveryReaderSeesALeafInItsRootsState) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3), PerFile(4)}, kNow).ok());
+  LeafReaders read(store_.get());
+  EXPECT_EQ(read.Backlog(), 4);
+  TestBatch b = MakeBatch(Unbatched());
+  ASSERT_EQ(b.leaf_ids.size(), 3u);
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  EXPECT_EQ(read.Backlog(), 5);  // three leaves, their root, the per-file row
+  EXPECT_EQ(read.Counts(), (std::map<SubState, int64_t>{{SubState::kQueued, 5}}));
+  EXPECT_EQ(read.Summary(), (std::map<SubState, int64_t>{{SubState::kQueued, 5}}));
+  EXPECT_TRUE(read.HandOff().empty());
+
+  StoredRecord rec;
+  rec.proof_id = "root-proof";
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, rec, "req-root", kNow).ok());
+  const std::map<SubState, int64_t> after = {{SubState::kQueued, 1}, {SubState::kSubmitted, 4}};
+  EXPECT_EQ(read.Backlog(), 1);
+  EXPECT_EQ(read.Counts(), after);
+  EXPECT_EQ(read.Summary(), after);
+  EXPECT_EQ(read.HandOff(), (std::multiset<std::string>{D(1), D(2), D(3), b.root}));
+  EXPECT_TRUE(read.HandOff().empty());  // acknowledged: owed no more
+
+  // A new file of leaf 2's digest: reported SUBMITTED, and only that leaf is owed again.
+  NewItem again = Leaf(2);
+  again.file.source_path = "elsewhere/2.bin";
+  auto res = store_->InsertBatch({again}, kNow + absl::Seconds(1));
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ((*res)[0].state, SubState::kSubmitted);
+  EXPECT_EQ(Row(2).state, SubState::kSubmitted);
+  EXPECT_EQ(Row(2).record.proof_id, "root-proof");
+  EXPECT_EQ(read.HandOff(), (std::multiset<std::string>{D(2)}));
+  EXPECT_TRUE(read.HandOff().empty());
+  EXPECT_EQ(read.Counts(), after);
+  EXPECT_EQ(read.Backlog(), 1);
+}
+
+TEST_P(MerkleStoreTest, EveryReaderSeesTheLeavesOfAFailedRootFailed) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3)}, kNow).ok());
+  TestBatch b = MakeBatch(Unbatched());
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, kNow).ok());
+  ASSERT_TRUE(store_->MarkFailed(RowOf(b.root).id, 7, "PLAN_LIMIT", "no plan", "r", kNow).ok());
+  LeafReaders read(store_.get());
+  const std::map<SubState, int64_t> after = {{SubState::kQueued, 1}, {SubState::kFailed, 3}};
+  EXPECT_EQ(read.Backlog(), 1);
+  EXPECT_EQ(read.Counts(), after);
+  EXPECT_EQ(read.Summary(), after);
+  EXPECT_EQ(read.HandOff(), (std::multiset<std::string>{D(1), D(2), b.root}));
+  EXPECT_TRUE(read.HandOff().empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MerkleStoreTest, ANCHORD_ALL_BACKENDS);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
 #include "libs/ledger/sqlite_rows.h"
+#include "services/submitter/store_rows.h"
 
 namespace anchord::submitter {
 
@@ -221,6 +222,33 @@ absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx) {
   }
   first.Reset();
   return absl::OkStatus();
+}
+
+absl::StatusOr<absl::flat_hash_map<int64_t, SubState>> SqliteBatchVerdicts(
+    ledger::Session& session) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement s, session.Prepare("SELECT id, leaves_state FROM batches WHERE leaves_state <> 0"));
+  absl::flat_hash_map<int64_t, SubState> out;
+  for (;;) {
+    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out[s.ColumnInt(0)] = StateFromInt(s.ColumnInt(1));
+  }
+  return out;
+}
+
+std::string SqliteCountedBatch(absl::string_view alias) {
+  return absl::StrCat("CASE WHEN ", alias, "state = 0 AND ", alias, "mode = 1 THEN ", alias,
+                      "batch_id ELSE 0 END");
+}
+
+SubState SqliteCountedState(const absl::flat_hash_map<int64_t, SubState>& verdicts,
+                            int64_t stored_state, int64_t batch) {
+  if (batch != 0) {
+    auto it = verdicts.find(batch);
+    if (it != verdicts.end()) return it->second;
+  }
+  return StateFromInt(stored_state);
 }
 
 }  // namespace anchord::submitter

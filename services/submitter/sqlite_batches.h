@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "libs/ledger/sqlite_db.h"
 #include "services/submitter/batch_leaves.h"
 #include "services/submitter/submitter_store.h"
@@ -28,6 +30,20 @@ absl::StatusOr<StoredBatch> ReadSqliteBatch(ledger::Session& session, int64_t ba
 // The leaves of root row `root_id` (none when it is not a root) take `verdict` (SUBMITTED or
 // FAILED) through their batch row; a leaf row stored QUEUED reads as it (EffectiveState).
 absl::Status DecideSqliteLeaves(ledger::Transaction& tx, int64_t root_id, SubState verdict);
+
+// The batches whose root was decided (SUBMITTED or FAILED), by id: what a leaf row stored
+// QUEUED in one of them reads as (EffectiveState), for a reader that counts leaf rows by batch
+// instead of asking for each row.
+absl::StatusOr<absl::flat_hash_map<int64_t, SubState>> SqliteBatchVerdicts(
+    ledger::Session& session);
+// For a query counting rows by state: an SQL expression over the row (`alias` e.g. "s."), the
+// batch whose verdict the row's state is (a leaf row stored QUEUED), else 0. Counting by
+// (state, this) and reading the batches through SqliteBatchVerdicts costs a full count what it
+// cost before: EffectiveState per row is a batch lookup per leaf.
+std::string SqliteCountedBatch(absl::string_view alias);
+// The state of rows counted with `stored_state` and SqliteCountedBatch `batch`.
+SubState SqliteCountedState(const absl::flat_hash_map<int64_t, SubState>& verdicts,
+                            int64_t stored_state, int64_t batch);
 
 // A SUBMITTED batch some of whose leaves may still be owed to the poller: those from leaf row id
 // `next_leaf_id` on whose handed_off_seq is below their change_seq.

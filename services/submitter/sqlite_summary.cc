@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/sqlite_batches.h"
 #include "services/submitter/submitter_store_schema.h"
 #include "services/submitter/store_rows.h"
 
@@ -24,19 +25,21 @@ using ledger::Statement;
 // row that a ref of the job names", found through the refs (sub_id, job, source_path) index.
 absl::StatusOr<std::map<SubState, int64_t>> SummarizeSqliteJob(ledger::Session& session,
                                                                const std::string& job) {
-  std::map<int64_t, int64_t> by_state;  // stored state -> rows counted
+  std::map<int64_t, int64_t> by_state;  // state -> rows counted
   {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
         session.Prepare(absl::StrCat(
-            "SELECT ", EffectiveState("s."),
-            " AS st, COUNT(*) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 FROM refs r "
-            "WHERE r.sub_id = s.id AND r.job = ?1) GROUP BY st")));
+            "SELECT s.state, ", SqliteCountedBatch("s."),
+            " AS b, COUNT(*) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 FROM refs r "
+            "WHERE r.sub_id = s.id AND r.job = ?1) GROUP BY s.state, b")));
     s.Bind(1, job);
+    ANCHORD_ASSIGN_OR_RETURN(auto verdicts, SqliteBatchVerdicts(session));
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      by_state[s.ColumnInt(0)] += s.ColumnInt(1);
+      by_state[static_cast<int64_t>(
+          SqliteCountedState(verdicts, s.ColumnInt(0), s.ColumnInt(1)))] += s.ColumnInt(2);
     }
   }
   std::vector<std::string> multi;  // digests with more than one row

@@ -1,8 +1,8 @@
 #include "services/submitter/submitter_store.h"
 
 #include <algorithm>
-#include <iterator>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -185,14 +185,19 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ledger::Session session(*db_);
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare(absl::StrCat("SELECT provider, ", EffectiveState("submissions."),
-                                     " AS st, COUNT(*) FROM submissions GROUP BY provider, st")));
-    std::vector<BacklogCount> out;
+        session.Prepare(absl::StrCat("SELECT provider, state, ", SqliteCountedBatch(""),
+                                     " AS b, COUNT(*) FROM submissions GROUP BY provider, state, "
+                                     "b")));
+    ANCHORD_ASSIGN_OR_RETURN(auto verdicts, SqliteBatchVerdicts(session));
+    std::map<std::pair<std::string, SubState>, int64_t> counts;
     for (;;) {
       ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      out.push_back({s.ColumnText(0), StateFromInt(s.ColumnInt(1)), s.ColumnInt(2)});
+      counts[{s.ColumnText(0), SqliteCountedState(verdicts, s.ColumnInt(1), s.ColumnInt(2))}] +=
+          s.ColumnInt(3);
     }
+    std::vector<BacklogCount> out;
+    for (const auto& [key, n] : counts) out.push_back({key.first, key.second, n});
     return out;
   }
 
@@ -482,16 +487,46 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<Submission>> ReadPending(int limit, const std::set<int64_t>& skip,
                                                       bool thin) {
     const size_t want = static_cast<size_t>(std::max(limit, 0));
+    // Every skipped row may come first: each statement asks for as many more to find `want`
+    // others if there are.
+    const int64_t ask = static_cast<int64_t>(want + skip.size());
     ledger::Session session(*db_);
-    // Reads rows of `s` into `out` until it holds `want` or `s` ends. Every skipped row may come
-    // first: a statement asks for as many more (its ?limit_param) to find `want` others if there
-    // are.
-    auto read = [&](Statement& s, std::vector<Submission>* out) -> absl::Status {
-      while (out->size() < want) {
-        ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-        if (!row) break;
-        if (skip.count(s.ColumnInt(0)) > 0) continue;
-        Submission& r = out->emplace_back();  // built in place: most rows are thin leaves
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement own,
+        session.Prepare(absl::StrCat("SELECT ", Cols(),
+                                     " FROM submissions WHERE state IN (2, 3) AND "
+                                     "handed_off_seq < change_seq ORDER BY id LIMIT ?1")));
+    own.Bind(1, ask);
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(session));
+    ANCHORD_ASSIGN_OR_RETURN(Statement leaf,
+                             session.Prepare(absl::StrCat("SELECT ", ColsWith("2"), " ",
+                                                          kSqliteOwedLeaves, " LIMIT ?3")));
+    // The two are merged as they are stepped, each row decoded once, in place: the leaves of
+    // the owed batches one batch after the other.
+    size_t next_batch = 0;
+    auto step_leaf = [&]() -> absl::StatusOr<bool> {
+      for (;;) {
+        if (next_batch > 0) {
+          ANCHORD_ASSIGN_OR_RETURN(bool row, leaf.Step());
+          if (row) return true;
+        }
+        if (next_batch == owed.size()) return false;
+        leaf.Reset();
+        leaf.Bind(1, owed[next_batch].batch_id).Bind(2, owed[next_batch].next_leaf_id).Bind(3, ask);
+        ++next_batch;
+        ANCHORD_ASSIGN_OR_RETURN(bool row, leaf.Step());
+        if (row) return true;
+      }
+    };
+    ANCHORD_ASSIGN_OR_RETURN(bool has_own, own.Step());
+    ANCHORD_ASSIGN_OR_RETURN(bool has_leaf, step_leaf());
+    std::vector<Submission> out;
+    out.reserve(want);
+    while (out.size() < want && (has_own || has_leaf)) {
+      const bool from_own = has_own && (!has_leaf || own.ColumnInt(0) < leaf.ColumnInt(0));
+      Statement& s = from_own ? own : leaf;
+      if (skip.count(s.ColumnInt(0)) == 0) {
+        Submission& r = out.emplace_back();  // built in place: most rows are thin leaves
         bool is_thin = false;
         if (thin) {
           ANCHORD_ASSIGN_OR_RETURN(is_thin, ReadThinLeaf(s, &r));
@@ -500,47 +535,20 @@ class SqliteSubmitterStore final : public SubmitterStore {
           ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
         }
       }
-      s.Reset();
-      return absl::OkStatus();
-    };
-    std::vector<Submission> own;
-    own.reserve(want);
-    {
-      ANCHORD_ASSIGN_OR_RETURN(
-          Statement s,
-          session.Prepare(absl::StrCat("SELECT ", Cols(),
-                                       " FROM submissions WHERE state IN (2, 3) AND "
-                                       "handed_off_seq < change_seq ORDER BY id LIMIT ?1")));
-      s.Bind(1, static_cast<int64_t>(want + skip.size()));
-      ANCHORD_RETURN_IF_ERROR(read(s, &own));
-    }
-    ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(session));
-    if (owed.empty()) return own;
-    std::vector<Submission> leaves;
-    {
-      ANCHORD_ASSIGN_OR_RETURN(Statement s,
-                               session.Prepare(absl::StrCat("SELECT ", ColsWith("2"), " ",
-                                                            kSqliteOwedLeaves, " LIMIT ?3")));
-      for (const OwedBatch& b : owed) {
-        if (leaves.size() >= want) break;
-        s.Bind(1, b.batch_id)
-            .Bind(2, b.next_leaf_id)
-            .Bind(3, static_cast<int64_t>(want - leaves.size() + skip.size()));
-        ANCHORD_RETURN_IF_ERROR(read(s, &leaves));
+      if (from_own) {
+        ANCHORD_ASSIGN_OR_RETURN(has_own, own.Step());
+      } else {
+        ANCHORD_ASSIGN_OR_RETURN(has_leaf, step_leaf());
       }
     }
-    // Oldest first over both. Each batch's leaves are in id order, and so are the batches'
-    // (a batch takes its provider's oldest waiting leaves) unless several providers batch.
+    own.Reset();
+    leaf.Reset();
+    // Oldest first. The batches' leaves are in id order (a batch takes its provider's oldest
+    // waiting leaves) unless several providers batch.
     auto by_id = [](const Submission& a, const Submission& b) { return a.id < b.id; };
-    if (!std::is_sorted(leaves.begin(), leaves.end(), by_id)) {
-      std::sort(leaves.begin(), leaves.end(), by_id);
+    if (!std::is_sorted(out.begin(), out.end(), by_id)) {
+      std::sort(out.begin(), out.end(), by_id);
     }
-    std::vector<Submission> out;
-    out.reserve(std::min(want, own.size() + leaves.size()));
-    std::merge(std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()),
-               std::make_move_iterator(leaves.begin()), std::make_move_iterator(leaves.end()),
-               std::back_inserter(out), by_id);
-    if (out.size() > want) out.resize(want);
     return out;
   }
 

@@ -203,24 +203,37 @@ absl::StatusOr<std::vector<OwedBatch>> SqliteBatchesOwed(ledger::Session& sessio
   return out;
 }
 
-absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx) {
+absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx, absl::btree_set<int64_t>* acked) {
+  if (acked->empty()) return absl::OkStatus();
   ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(tx));
   if (owed.empty()) return absl::OkStatus();
-  ANCHORD_ASSIGN_OR_RETURN(Statement first,
-                           tx.Prepare(absl::StrCat("SELECT id ", kSqliteOwedLeaves, " LIMIT 1")));
+  // Every leaf of the batch from next_leaf_id on: one written SUBMITTED on its own after it was
+  // read out as owed (a new file of its digest) is passed over, its acknowledgement dropped.
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement leaves,
+      tx.Prepare("SELECT id, state FROM submissions INDEXED BY submissions_batch_leaves WHERE "
+                 "batch_id = ?1 AND mode = 1 AND batch_id <> 0 AND id >= ?2 ORDER BY id"));
   ANCHORD_ASSIGN_OR_RETURN(Statement set,
                            tx.Prepare("UPDATE batches SET handoff_next = ?2 WHERE id = ?1"));
   for (const OwedBatch& b : owed) {
-    first.Reset();
-    first.Bind(1, b.batch_id).Bind(2, b.next_leaf_id);
-    ANCHORD_ASSIGN_OR_RETURN(bool found, first.Step());
-    const int64_t next = found ? first.ColumnInt(0) : -1;
+    leaves.Reset();
+    leaves.Bind(1, b.batch_id).Bind(2, b.next_leaf_id);
+    int64_t next = -1;
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, leaves.Step());
+      if (!row) break;
+      const int64_t id = leaves.ColumnInt(0);
+      if (acked->erase(id) == 0 && leaves.ColumnInt(1) == 0) {
+        next = id;
+        break;
+      }
+    }
     if (next == b.next_leaf_id) continue;
     set.Reset();
     set.Bind(1, b.batch_id).Bind(2, next);
     ANCHORD_RETURN_IF_ERROR(set.Run());
   }
-  first.Reset();
+  leaves.Reset();
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -46,7 +47,7 @@ SubState SqliteCountedState(const absl::flat_hash_map<int64_t, SubState>& verdic
                             int64_t stored_state, int64_t batch);
 
 // A SUBMITTED batch some of whose leaves may still be owed to the poller: those from leaf row id
-// `next_leaf_id` on whose handed_off_seq is below their change_seq.
+// `next_leaf_id` on (a leaf is not written when it is handed off: its batch row is).
 struct OwedBatch {
   int64_t batch_id = 0;
   int64_t next_leaf_id = 0;
@@ -56,9 +57,9 @@ absl::StatusOr<std::vector<OwedBatch>> SqliteBatchesOwed(ledger::Session& sessio
 // row written SUBMITTED on its own is owed through the hand-off index instead).
 inline constexpr char kSqliteOwedLeaves[] =
     "FROM submissions INDEXED BY submissions_batch_leaves WHERE batch_id = ?1 AND mode = 1 AND "
-    "batch_id <> 0 AND id >= ?2 AND state = 0 AND handed_off_seq < change_seq ORDER BY id";
-// After acknowledgements were marked: moves each owed batch's next_leaf_id to its first leaf
-// still owed, and ends the batch's hand-off when there is none.
-absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx);
+    "batch_id <> 0 AND id >= ?2 AND state = 0 ORDER BY id";
+// After acknowledgements: moves each owed batch's next_leaf_id past its leaves in `acked` (taken
+// out of it) to its first leaf not acknowledged, and ends the batch's hand-off when there is none.
+absl::Status AdvanceSqliteLeafHandoffs(ledger::Transaction& tx, absl::btree_set<int64_t>* acked);
 
 }  // namespace anchord::submitter

@@ -5,7 +5,11 @@
 #include <map>
 #include <set>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
@@ -52,21 +56,29 @@ using ledger::SqliteDb;
 using ledger::Statement;
 using ledger::Transaction;
 
-// The columns ReadRow reads, for a query FROM submissions (not aliased), with `state` as the
-// expression of the row's state.
-std::string ColsWith(absl::string_view state) {
+// The columns ReadRow reads, for a query FROM submissions (not aliased), with `state` and
+// `handed_off_seq` as the expressions of the row's.
+std::string ColsWith(absl::string_view state, absl::string_view handed_off_seq) {
   return absl::StrCat(
       "id, digest, provider, job, filename, size_bytes, mime_type, source_path, ", state,
       ", idempotency_key, body, proof_id, record_state, certificate_url, verify_url, "
       "block_height, bitcoin_tx, provider_created_at, confirmed_at, attempts, next_attempt_at, "
       "error_canonical, error_code, error_message, error_request_id, request_id, created_at, "
-      "updated_at, change_seq, handed_off_seq, evidence, mode, batch_id, nonce, merkle_path, "
-      "merkle_root, leaf_count, fallback_provider");
+      "updated_at, change_seq, ",
+      handed_off_seq,
+      ", evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
+      "fallback_provider");
 }
 
-// Every row as readers see it: a sealed leaf's state is its batch's (EffectiveState).
+// Every row as readers see it: a sealed leaf's state is its batch's (EffectiveState), and a leaf
+// of a SUBMITTED batch is handed off once its batch's hand-off is past it (sqlite_batches.h).
 const std::string& Cols() {
-  static const std::string* const cols = new std::string(ColsWith(EffectiveState("submissions.")));
+  static const std::string* const cols = new std::string(ColsWith(
+      EffectiveState("submissions."),
+      "(CASE WHEN state = 0 AND mode = 1 AND batch_id <> 0 AND COALESCE((SELECT "
+      "lb.leaves_state = 2 AND (lb.handoff_next < 0 OR lb.handoff_next > submissions.id) FROM "
+      "batches lb WHERE lb.id = submissions.batch_id), 0) THEN change_seq ELSE handed_off_seq "
+      "END)"));
   return *cols;
 }
 
@@ -498,9 +510,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                      "handed_off_seq < change_seq ORDER BY id LIMIT ?1")));
     own.Bind(1, ask);
     ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(session));
-    ANCHORD_ASSIGN_OR_RETURN(Statement leaf,
-                             session.Prepare(absl::StrCat("SELECT ", ColsWith("2"), " ",
-                                                          kSqliteOwedLeaves, " LIMIT ?3")));
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement leaf, session.Prepare(absl::StrCat("SELECT ", ColsWith("2", "handed_off_seq"),
+                                                     " ", kSqliteOwedLeaves, " LIMIT ?3")));
     // The two are merged as they are stepped, each row decoded once, in place: the leaves of
     // the owed batches one batch after the other.
     size_t next_batch = 0;
@@ -522,10 +534,15 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_ASSIGN_OR_RETURN(bool has_leaf, step_leaf());
     std::vector<Submission> out;
     out.reserve(want);
+    absl::MutexLock lock(&handoff_mu_);
     while (out.size() < want && (has_own || has_leaf)) {
       const bool from_own = has_own && (!has_leaf || own.ColumnInt(0) < leaf.ColumnInt(0));
       Statement& s = from_own ? own : leaf;
-      if (skip.count(s.ColumnInt(0)) == 0) {
+      const int64_t id = s.ColumnInt(0);
+      // A leaf acknowledged beyond its batch's handoff_next is owed no more.
+      const bool owed = from_own || !acked_ahead_.contains(id);
+      if (owed && skip.count(id) == 0) {
+        if (!from_own) owed_out_[id] = s.ColumnInt(28);  // change_seq
         Submission& r = out.emplace_back();  // built in place: most rows are thin leaves
         bool is_thin = false;
         if (thin) {
@@ -560,9 +577,22 @@ class SqliteSubmitterStore final : public SubmitterStore {
     if (rows.empty()) return absl::OkStatus();
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    absl::MutexLock lock(&handoff_mu_);
+    // A SUBMITTED batch's leaf read out as owed is not written: its batch's handoff_next moves
+    // past it (AdvanceSqliteLeafHandoffs) once every leaf before it is acknowledged too.
     // In id order (acknowledgements arrive in any order), so neighbouring rows share their pages'
     // lookups; a row already marked as of `seq` is not rewritten.
-    std::vector<std::pair<int64_t, int64_t>> sorted = rows;
+    std::vector<std::pair<int64_t, int64_t>> sorted;
+    sorted.reserve(rows.size());
+    for (const auto& row : rows) {
+      auto out = owed_out_.find(row.first);
+      if (out != owed_out_.end() && row.second >= out->second) {
+        owed_out_.erase(out);
+        acked_ahead_.insert(row.first);
+      } else {
+        sorted.push_back(row);  // (an acknowledgement of an older version changes nothing)
+      }
+    }
     std::sort(sorted.begin(), sorted.end());
     // A run of consecutive ids acknowledged as of the same seq (a batch's leaves were taken in
     // with consecutive ids, and become SUBMITTED together) is marked by one statement over the
@@ -583,7 +613,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
       ANCHORD_RETURN_IF_ERROR(s.Run());
       i = j;
     }
-    ANCHORD_RETURN_IF_ERROR(AdvanceSqliteLeafHandoffs(tx));
+    ANCHORD_RETURN_IF_ERROR(AdvanceSqliteLeafHandoffs(tx, &acked_ahead_));
     return tx.Commit();
   }
 
@@ -850,6 +880,14 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   std::unique_ptr<SqliteDb> db_;
   LeafDetails leaf_details_;
+  // Where the hand-off of SUBMITTED batches' leaves stands between two moves of a batch's
+  // handoff_next (kept per batch, not per leaf row): the leaves ReadPending gave out as owed (and
+  // as of which version), and
+  // those acknowledged while a leaf before them was not yet. Lost at a restart, which resends
+  // the leaves from handoff_next on (the poller stores nothing twice). Taken inside a session.
+  absl::Mutex handoff_mu_;
+  absl::flat_hash_map<int64_t, int64_t> owed_out_ ABSL_GUARDED_BY(handoff_mu_);  // id -> version
+  absl::btree_set<int64_t> acked_ahead_ ABSL_GUARDED_BY(handoff_mu_);
 };
 
 }  // namespace

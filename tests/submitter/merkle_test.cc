@@ -395,6 +395,69 @@ TEST_F(MerkleSqliteTest, BatchesOfTheReleaseBeforeTakeTheirRootsVerdictOnce) {
   EXPECT_TRUE(read.HandOff().empty());
 }
 
+// On SQLite a sealed leaf's row is written at intake and at sealing only: its root's acceptance
+// and its hand-off move its batch row. Acknowledgements out of order leave the batch's
+// handoff_next at the first leaf not acknowledged; a restart resends from there (and only that).
+TEST_F(MerkleSqliteTest, LeafRowsAreNotWrittenWhenDecidedOrHandedOff) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3), Leaf(4), Leaf(5)}, kNow).ok());
+  TestBatch b = MakeBatch(Unbatched());
+  const absl::Time sealed = kNow + absl::Seconds(1);
+  ASSERT_TRUE(store_->CreateMerkleBatch(b, sealed).ok());
+  const int64_t batch = Row(1).batch_id;
+  const std::string as_sealed =
+      absl::StrCat("SELECT COUNT(*) FROM submissions WHERE mode = 1 AND batch_id = ", batch,
+                   " AND state = 0 AND change_seq = 1 AND handed_off_seq = 0 AND updated_at = ",
+                   absl::ToUnixMillis(sealed));
+  ASSERT_EQ(Scalar(as_sealed), 5);
+  ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, StoredRecord{}, "r", sealed).ok());
+  const std::string next = absl::StrCat("SELECT handoff_next FROM batches WHERE id = ", batch);
+  EXPECT_EQ(Scalar(next), 0);
+
+  auto pending = store_->PendingHandoff(100);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 6u);  // five leaves, then the root
+  std::vector<int64_t> leaf(5);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ((*pending)[i].digest.raw(), D(i + 1));
+    EXPECT_EQ((*pending)[i].state, SubState::kSubmitted);
+    leaf[i] = (*pending)[i].id;
+  }
+  const int64_t root_id = (*pending)[5].id;
+  auto ack = [&](std::vector<int> leaves, bool root) {
+    std::vector<std::pair<int64_t, int64_t>> rows;
+    for (int i : leaves) rows.emplace_back(leaf[i], 1);
+    if (root) rows.emplace_back(root_id, RowOf(b.root).change_seq);
+    ASSERT_TRUE(store_->MarkHandedOffBatch(rows).ok());
+  };
+  auto owed = [&]() {
+    std::vector<int64_t> ids;
+    auto rows = store_->PendingHandoff(100);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (rows.ok()) {
+      for (const Submission& r : *rows) ids.push_back(r.id);
+    }
+    return ids;
+  };
+  // Leaves 1, 2 and 4 and the root acknowledged: leaf 3 stops the batch there.
+  ack({3, 0, 1}, true);
+  EXPECT_EQ(Scalar(next), leaf[2]);
+  EXPECT_EQ(owed(), (std::vector<int64_t>{leaf[2], leaf[4]}));
+  EXPECT_TRUE(Row(2).handed_off());
+  EXPECT_FALSE(Row(3).handed_off());
+
+  // A restart knows only handoff_next: leaf 4 is owed again (the poller stores nothing twice).
+  store_.reset();
+  auto reopened = OpenSqliteSubmitterStore(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  EXPECT_EQ(owed(), (std::vector<int64_t>{leaf[2], leaf[3], leaf[4]}));
+  ack({4, 2, 3}, false);
+  EXPECT_TRUE(owed().empty());
+  EXPECT_EQ(Scalar(next), -1);
+  EXPECT_TRUE(Row(5).handed_off());
+  EXPECT_EQ(Scalar(as_sealed), 5);  // no leaf row was written after its batch was sealed
+}
+
 TEST_P(MerkleStoreTest, ReopenKeepsBatchFields) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
   NewItem fb = PerFile(3);

@@ -180,12 +180,14 @@ absl::StatusOr<StoredBatch> ReadSqliteBatch(ledger::Session& session, int64_t ba
 
 absl::Status DecideSqliteLeaves(ledger::Transaction& tx, int64_t root_id, SubState verdict) {
   // One row per batch instead of one per leaf (submitter_store_schema.h, EffectiveState). A
-  // SUBMITTED batch's leaves are owed to the poller from the first (handoff_next).
+  // SUBMITTED batch's leaves are owed to the poller from its first leaf (handoff_next).
   ANCHORD_ASSIGN_OR_RETURN(
       Statement s,
-      tx.Prepare("UPDATE batches SET leaves_state = ?2, handoff_next = CASE WHEN ?2 = 2 THEN 0 "
-                 "ELSE -1 END WHERE id = (SELECT batch_id FROM submissions WHERE id = ?1 AND "
-                 "mode = 2)"));
+      tx.Prepare("UPDATE batches SET leaves_state = ?2, handoff_next = CASE WHEN ?2 = 2 THEN "
+                 "COALESCE((SELECT MIN(l.id) FROM submissions l INDEXED BY "
+                 "submissions_batch_leaves WHERE l.batch_id = batches.id AND l.mode = 1 AND "
+                 "l.batch_id <> 0), -1) ELSE -1 END WHERE id = (SELECT batch_id FROM submissions "
+                 "WHERE id = ?1 AND mode = 2)"));
   s.Bind(1, root_id).Bind(2, static_cast<int64_t>(verdict));
   return s.Run();
 }

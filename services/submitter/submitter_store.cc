@@ -513,6 +513,15 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement leaf, session.Prepare(absl::StrCat("SELECT ", ColsWith("2", "handed_off_seq"),
                                                      " ", kSqliteOwedLeaves, " LIMIT ?3")));
+    absl::MutexLock lock(&handoff_mu_);
+    // A batch's leaves are read from the first that is neither in flight nor acknowledged ahead
+    // (as far as that is known without reading: its leaves have consecutive ids when it was
+    // sealed as a range), not again over the windows in flight.
+    for (OwedBatch& b : owed) {
+      while (skip.count(b.next_leaf_id) > 0 || acked_ahead_.contains(b.next_leaf_id)) {
+        ++b.next_leaf_id;
+      }
+    }
     // The two are merged as they are stepped, each row decoded once, in place: the leaves of
     // the owed batches one batch after the other.
     size_t next_batch = 0;
@@ -534,7 +543,6 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_ASSIGN_OR_RETURN(bool has_leaf, step_leaf());
     std::vector<Submission> out;
     out.reserve(want);
-    absl::MutexLock lock(&handoff_mu_);
     while (out.size() < want && (has_own || has_leaf)) {
       const bool from_own = has_own && (!has_leaf || own.ColumnInt(0) < leaf.ColumnInt(0));
       Statement& s = from_own ? own : leaf;

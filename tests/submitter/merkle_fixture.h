@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "libs/ledger/pg_db.h"
@@ -163,6 +164,16 @@ class MerkleFixture : public ::testing::Test {
     auto l = store_->UnbatchedLeaves("fake", limit);
     EXPECT_TRUE(l.ok()) << l.status();
     return l.ok() ? *l : std::vector<WaitingLeaf>{};
+  }
+  // Two sealed batches, both QUEUED: leaves 1 and 2, then leaf 3.
+  std::pair<TestBatch, TestBatch> TwoBatches() {
+    EXPECT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+    TestBatch b1 = MakeBatch(Unbatched());
+    EXPECT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
+    EXPECT_TRUE(store_->InsertBatch({Leaf(3)}, kNow).ok());
+    TestBatch b2 = MakeBatch(Unbatched());
+    EXPECT_TRUE(store_->CreateMerkleBatch(b2, kNow).ok());
+    return {b1, b2};
   }
 
   std::string dir_, path_;

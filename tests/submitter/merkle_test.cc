@@ -219,12 +219,7 @@ TEST_P(MerkleStoreTest, RootSubmittedCarriesRecordToLeavesButNotEvidence) {
 }
 
 TEST_P(MerkleStoreTest, RootFailedFailsItsLeavesOnly) {
-  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
-  TestBatch b1 = MakeBatch(Unbatched());
-  ASSERT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
-  ASSERT_TRUE(store_->InsertBatch({Leaf(3)}, kNow).ok());
-  TestBatch b2 = MakeBatch(Unbatched());
-  ASSERT_TRUE(store_->CreateMerkleBatch(b2, kNow).ok());
+  const auto [b1, b2] = TwoBatches();
 
   Submission root1 = RowOf(b1.root);
   ASSERT_TRUE(store_->MarkFailed(root1.id, 7, "PLAN_LIMIT", "no plan", "req-f", kNow).ok());
@@ -360,12 +355,7 @@ class LeafReaders {
 // root's leaf rows were written SUBMITTED (and handed off), a QUEUED root's left QUEUED. Opened by
 // this release, neither batch's leaves are counted twice or owed to the poller again.
 TEST_F(MerkleSqliteTest, BatchesOfTheReleaseBeforeTakeTheirRootsVerdictOnce) {
-  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
-  TestBatch b1 = MakeBatch(Unbatched());
-  ASSERT_TRUE(store_->CreateMerkleBatch(b1, kNow).ok());
-  ASSERT_TRUE(store_->InsertBatch({Leaf(3)}, kNow).ok());
-  TestBatch b2 = MakeBatch(Unbatched());
-  ASSERT_TRUE(store_->CreateMerkleBatch(b2, kNow).ok());
+  const auto [b1, b2] = TwoBatches();
   const int64_t batch1 = Row(1).batch_id;
   ASSERT_NE(batch1, 0);
   store_.reset();

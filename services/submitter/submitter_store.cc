@@ -890,9 +890,9 @@ class SqliteSubmitterStore final : public SubmitterStore {
   LeafDetails leaf_details_;
   // Where the hand-off of SUBMITTED batches' leaves stands between two moves of a batch's
   // handoff_next (kept per batch, not per leaf row): the leaves ReadPending gave out as owed (and
-  // as of which version), and
-  // those acknowledged while a leaf before them was not yet. Lost at a restart, which resends
-  // the leaves from handoff_next on (the poller stores nothing twice). Taken inside a session.
+  // as of which version), and those acknowledged while a leaf before them was not yet. Lost at a
+  // restart, which resends the leaves from handoff_next on (the poller stores nothing twice).
+  // Taken inside a session.
   absl::Mutex handoff_mu_;
   absl::flat_hash_map<int64_t, int64_t> owed_out_ ABSL_GUARDED_BY(handoff_mu_);  // id -> version
   absl::btree_set<int64_t> acked_ahead_ ABSL_GUARDED_BY(handoff_mu_);

@@ -23,10 +23,11 @@ std::string DigestIs(int param, absl::string_view alias = "");
 
 // A row's state as readers see it, as an SQL expression over the row (`alias` e.g. "s." or
 // "submissions."). A sealed Merkle leaf's row is written at intake and at sealing, not again when
-// its root is accepted or refused: its batch row's leaves_state carries that verdict for all of
-// them (SUBMITTED, or FAILED, whose leaf rows are also written: a failure is rare and each leaf
-// carries it), which saved a row write and two index writes per leaf (bench/RESULTS.md, session
-// 15). So a leaf row stored QUEUED (0) in a batch reads as its batch's leaves_state. A leaf that
+// its root is accepted or when the poller acknowledges it: its batch row carries the verdict for
+// all of them (leaves_state: SUBMITTED, or FAILED, whose leaf rows are also written, as a failure
+// is rare and each leaf carries it) and how far their hand-off has come (handoff_next). That
+// saves two row writes and four index writes per leaf (bench/RESULTS.md, "Issue 11, session
+// 15"). So a leaf row stored QUEUED (0) in a batch reads as its batch's leaves_state. A leaf that
 // must be handed off again on its own (a new file of its digest) is written SUBMITTED then.
 std::string EffectiveState(absl::string_view alias);
 

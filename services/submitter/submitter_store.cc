@@ -548,9 +548,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
       Statement& s = from_own ? own : leaf;
       const int64_t id = s.ColumnInt(0);
       // A leaf acknowledged beyond its batch's handoff_next is owed no more.
-      const bool owed = from_own || !acked_ahead_.contains(id);
-      if (owed && skip.count(id) == 0) {
-        if (!from_own) owed_out_[id] = s.ColumnInt(28);  // change_seq
+      const bool still_owed = from_own || !acked_ahead_.contains(id);
+      if (still_owed && skip.count(id) == 0) {
         Submission& r = out.emplace_back();  // built in place: most rows are thin leaves
         bool is_thin = false;
         if (thin) {
@@ -559,6 +558,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         if (!is_thin) {
           ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
         }
+        if (!from_own) owed_out_[id] = r.change_seq;
       }
       if (from_own) {
         ANCHORD_ASSIGN_OR_RETURN(has_own, own.Step());

@@ -463,10 +463,21 @@ void Engine::RefreshPauses() {
   }
 }
 
+absl::Duration GaugeRefreshDelay(absl::Duration interval, absl::Duration took, double max_duty) {
+  if (!(max_duty > 0) || max_duty >= 1) return interval;
+  return std::max(interval, took / max_duty);
+}
+
 void Engine::GaugeLoop() {
+  absl::Time gauges_due = absl::InfinitePast();
   while (!stop_flag_) {
     RefreshPauses();
-    RefreshGauges();
+    const absl::Time start = absl::Now();
+    if (start >= gauges_due) {
+      RefreshGauges();
+      gauges_due = start + GaugeRefreshDelay(options_.gauge_interval, absl::Now() - start,
+                                             options_.gauge_max_duty);
+    }
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.gauge_interval);
   }

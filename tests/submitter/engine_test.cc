@@ -81,6 +81,16 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
 };
 
+TEST(GaugeRefreshDelayTest, ALongCountRefreshesTheGaugesLessOften) {
+  // A count that takes little leaves the interval as it is.
+  EXPECT_EQ(GaugeRefreshDelay(absl::Seconds(5), absl::Milliseconds(50), 0.02), absl::Seconds(5));
+  // One of 0.5 s (a store of about a million rows) is at most 2% of the time: every 25 s.
+  EXPECT_EQ(GaugeRefreshDelay(absl::Seconds(5), absl::Milliseconds(500), 0.02), absl::Seconds(25));
+  // A share of 0 or at least 1 means no bound.
+  EXPECT_EQ(GaugeRefreshDelay(absl::Seconds(5), absl::Seconds(3), 0), absl::Seconds(5));
+  EXPECT_EQ(GaugeRefreshDelay(absl::Seconds(5), absl::Seconds(3), 1.0), absl::Seconds(5));
+}
+
 TEST_F(EngineTest, OkMarksSubmittedWithRecord) {
   Add('a');
   EXPECT_TRUE(RunOnce());

@@ -36,6 +36,8 @@ struct File {
   // A WAL: the database file of the same connection; a database file: its open WAL. Both are
   // used by that connection's thread only; they are linked and unlinked under g_mu.
   File* peer;
+  // A database file: its key in Databases() (the name SQLite gave xOpen); null when not there.
+  const char* registered;
 };
 
 sqlite3_vfs* g_root = nullptr;
@@ -69,14 +71,8 @@ void Unlink(File* f) {
   absl::MutexLock lock(&g_mu);
   if (f->peer != nullptr) f->peer->peer = nullptr;
   f->peer = nullptr;
-  if (!f->wal) {
-    for (auto it = Databases().begin(); it != Databases().end(); ++it) {
-      if (it->second == f) {
-        Databases().erase(it);
-        break;
-      }
-    }
-  }
+  if (f->registered != nullptr) Databases().erase(f->registered);
+  f->registered = nullptr;
 }
 
 int Close(sqlite3_file* file) {
@@ -260,6 +256,7 @@ int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int
   f->start = 0;
   f->failed = SQLITE_OK;
   f->peer = nullptr;
+  f->registered = nullptr;
   int rc = g_root->xOpen(g_root, name, f->real, flags, out_flags);
   if (f->real->pMethods == nullptr) return rc;
   // From here on xClose is called, even when the open failed.
@@ -274,6 +271,7 @@ int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int
     }
   } else if ((flags & SQLITE_OPEN_MAIN_DB) != 0 && name != nullptr) {
     Databases()[name] = f;
+    f->registered = name;
   }
   return SQLITE_OK;
 }

@@ -11,11 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/status_macros.h"
 #include "libs/ledger/sqlite_db.h"
 #include "libs/ledger/sqlite_wal_vfs.h"
 
@@ -37,9 +39,12 @@ std::string Value(int64_t row, int64_t version, size_t bytes = 300) {
   return v;
 }
 
-absl::Status CreateTable(SqliteDb& db) {
-  Session session(db);
-  return session.Exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)");
+// A new database at `path` with the table the tests write, t (k, v).
+absl::StatusOr<std::unique_ptr<SqliteDb>> OpenWithTable(const std::string& path) {
+  ANCHORD_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path));
+  Session session(*db);
+  ANCHORD_RETURN_IF_ERROR(session.Exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)"));
+  return db;
 }
 
 absl::Status Upsert(SqliteDb& db, int64_t from, int64_t to, int64_t version) {
@@ -231,9 +236,8 @@ TEST_F(DirectFiles, AWalsBytesReachTheFileBeforeAnythingCouldLookAtThem) {
 
 TEST(WalCoalescingVfs, ACommitsFramesGoOutInFewWritesAndReadBackExactly) {
   const std::string path = TempDb("walvfs-few");
-  auto db = SqliteDb::Open(path);
+  auto db = OpenWithTable(path);
   ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(CreateTable(**db).ok());
   const WalWriteTotals before = WalCoalescingTotals();
   ASSERT_TRUE(Upsert(**db, 0, 2000, 1).ok());
   const WalWriteTotals after = WalCoalescingTotals();
@@ -250,9 +254,8 @@ TEST(WalCoalescingVfs, ACommitsFramesGoOutInFewWritesAndReadBackExactly) {
 
 TEST(WalCoalescingVfs, AnotherConnectionSeesEveryCommitAsSoonAsItReturns) {
   const std::string path = TempDb("walvfs-each");
-  auto db = SqliteDb::Open(path);
+  auto db = OpenWithTable(path);
   ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(CreateTable(**db).ok());
   PlainReader reader(path);
   for (int64_t i = 0; i < 120; ++i) {
     // Small and large commits alternately: some fit the buffer, some flush it on the way.
@@ -294,9 +297,8 @@ absl::Status ScatteredUpdates(SqliteDb& db, bool commit) {
 // recompute their checksums: reads and writes that are not appends.
 TEST(WalCoalescingVfs, SpilledRewrittenAndRolledBackPagesReadBackExactly) {
   const std::string path = TempDb("walvfs-spill");
-  auto db = SqliteDb::Open(path);
+  auto db = OpenWithTable(path);
   ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(CreateTable(**db).ok());
   {
     Session session(**db);
     ASSERT_TRUE(session.Exec("PRAGMA cache_size=10").ok());
@@ -325,9 +327,8 @@ TEST(WalCoalescingVfs, SpilledRewrittenAndRolledBackPagesReadBackExactly) {
 TEST(WalCoalescingVfs, CheckpointsAndARestartedWalKeepEveryRow) {
   const std::string path = TempDb("walvfs-ckpt");
   {
-    auto db = SqliteDb::Open(path);
+    auto db = OpenWithTable(path);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE(CreateTable(**db).ok());
     {
       Session session(**db);
       ASSERT_TRUE(session.Exec("PRAGMA wal_autocheckpoint=40").ok());
@@ -355,9 +356,8 @@ TEST(WalCoalescingVfs, CheckpointsAndARestartedWalKeepEveryRow) {
 TEST(WalCoalescingVfs, AKilledProcessKeepsEveryCommitThatReturned) {
   const std::string path = TempDb("walvfs-kill");
   {
-    auto db = SqliteDb::Open(path);
+    auto db = OpenWithTable(path);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE(CreateTable(**db).ok());
   }
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);

@@ -29,6 +29,11 @@ std::string BuildInfo() {
       if (mallctl("opt.thp", &thp, &len, nullptr, 0) == 0 && thp != nullptr) {
         absl::StrAppend(&allocator, ", thp ", thp);
       }
+      unsigned arenas = 0;
+      len = sizeof(arenas);
+      if (mallctl("opt.narenas", &arenas, &len, nullptr, 0) == 0) {
+        absl::StrAppend(&allocator, ", narenas ", arenas);
+      }
     }
   }
   return absl::StrCat("anchord ", ANCHORD_VERSION, " (allocator: ", allocator, ")");

@@ -183,12 +183,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   absl::StatusOr<int64_t> CountBacklog() override {
     ledger::Session session(*db_);
-    // Rows of their own state, then the leaves of every batch whose root is undecided.
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement s,
-        session.Prepare("SELECT (SELECT COUNT(*) FROM submissions WHERE state IN (0, 1) AND "
-                        "(mode <> 1 OR batch_id = 0)) + (SELECT COALESCE(SUM(leaf_count), 0) "
-                        "FROM batches WHERE leaves_state = 0)"));
+    ANCHORD_ASSIGN_OR_RETURN(Statement s, session.Prepare(kSqliteBacklogQuery));
     ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
     return row ? s.ColumnInt(0) : 0;
   }

@@ -11,6 +11,7 @@
 #include "services/submitter/persistent_limiter.h"
 #include "services/submitter/pg_submitter_store.h"
 #include "services/submitter/submitter_store.h"
+#include "services/submitter/submitter_store_schema.h"
 #include "tests/submitter/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
@@ -562,6 +563,63 @@ TEST(SqliteStoreUpgradeTest, DigestUniqueIndexIsReplacedByThePrefixIndex) {
   ASSERT_TRUE(b_rows.ok());
   ASSERT_EQ(b_rows->size(), 2u);
   EXPECT_GT((*b_rows)[1].id, ids.back());
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The backlog (read every 200 ms for backpressure) is counted from three indexes, none of which a
+// Merkle leaf enters once it is sealed; the index an older release kept for it, which also held
+// every waiting leaf, is dropped at open.
+TEST(SqliteStoreUpgradeTest, BacklogIsCountedFromIndexesAndTheOldIndexIsDropped) {
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  const std::string path = dir + "/submitter.db";
+  auto schema_of = [&](const std::string& name) { return anchord::testing::StoredSql(path, name); };
+  {
+    auto store = OpenSqliteSubmitterStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->InsertBatch({Item('a', "dir/a.txt")}, kNow).ok());
+  }
+  {
+    // The index as an older release made it.
+    auto db = ledger::SqliteDb::Open(path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    ASSERT_TRUE(session
+                    .Exec("CREATE INDEX submissions_backlog_rows ON submissions (state) WHERE "
+                          "state IN (0, 1) AND (mode <> 1 OR batch_id = 0)")
+                    .ok());
+  }
+  ASSERT_FALSE(schema_of("submissions_backlog_rows").empty());
+  auto store = OpenSqliteSubmitterStore(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE(schema_of("submissions_backlog_rows").empty());
+  EXPECT_FALSE(schema_of("submissions_backlog_files").empty());
+  auto backlog = (*store)->CountBacklog();
+  ASSERT_TRUE(backlog.ok()) << backlog.status();
+  EXPECT_EQ(*backlog, 1);
+
+  std::string plan;
+  {
+    auto db = ledger::SqliteDb::Open(path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ledger::Session session(**db);
+    auto st = session.Prepare(std::string("EXPLAIN QUERY PLAN ") + kSqliteBacklogQuery);
+    ASSERT_TRUE(st.ok()) << st.status();
+    for (;;) {
+      auto row = st->Step();
+      ASSERT_TRUE(row.ok()) << row.status();
+      if (!*row) break;
+      plan += st->ColumnText(3) + "\n";
+    }
+  }
+  EXPECT_NE(plan.find("SEARCH submissions USING INDEX submissions_backlog_files (state=?)"),
+            std::string::npos)
+      << plan;
+  EXPECT_NE(plan.find("SCAN submissions USING INDEX submissions_waiting"), std::string::npos)
+      << plan;
+  // No subquery reads the table itself.
+  EXPECT_EQ(plan.find("SCAN submissions\n"), std::string::npos) << plan;
   store->reset();
   std::filesystem::remove_all(dir);
 }

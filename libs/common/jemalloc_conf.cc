@@ -20,29 +20,29 @@
 // The price is resident memory rounded up to huge pages: the poller over 1,000,000 pending proofs
 // peaked at 54 MiB instead of 38 (bench/backlog_bench.sh).
 //
-// narenas:1 (the submitter, the poller and anchorctl: anchord_use_jemalloc(... ONE_ARENA) in
-// CMake) gives
-// every thread the one arena instead of jemalloc's 4 per CPU, assigned to threads in turn. Their
-// stores' work moves between threads (a pool worker per Track call, the intake, the seal and the
-// hand-off in the submitter), and each arena kept its own high-water mark of the same per-call
-// vectors: the poller's peak resident memory over a 100,000-leaf hand-off was 172-199 MiB, and
-// with one arena 130-132 (bench/track_bench.sh). On the machines measured, memory a process
+// narenas:1 (the submitter, the poller and anchorctl: anchord_use_jemalloc(... ONE_ARENA) in CMake)
+// gives every thread the one arena instead of jemalloc's 4 per CPU, assigned to threads in turn.
+// The services' store work moves between threads (a pool worker per Track call; the intake, the
+// seal and the hand-off in the submitter), and each arena kept its own high-water mark of the same
+// per-call vectors: the poller's peak resident memory over a 100,000-leaf hand-off was 172-199 MiB,
+// and with one arena 130-132 (bench/track_bench.sh). On the machines measured, memory a process
 // touches for the first time costs 1.5-2 ms of CPU per MiB (the hypervisor backs it on first
 // touch), so the poller spent 9.2 instead of 9.9 us of CPU per leaf (medians of 3 pairs). Each
 // thread's cache (tcache) still serves the small allocations without the arena's lock; those
-// services run a few busy threads, so the one lock is rarely contended. On a node with many
-// cores the default would also give each of their threads an arena of its own. anchorctl's
-// streams (the hashes, the Watch events) are read on gRPC's threads: over the same run its peak
-// RSS was 41-42 MiB instead of 57-60 and its CPU 0.23-0.27 s instead of 0.27-0.30 (3 pairs).
-// The hasher's peak fell too (92-94 against 118-123 MiB) but it keeps the default: its CPU did
-// not differ beyond the noise, and its hashing benchmarks were not run with one arena.
+// services run a few busy threads, so the one lock is rarely contended. On a node with many cores
+// the default would also give each of their threads an arena of its own. anchorctl's streams (the
+// hashes, the Watch events) are read on gRPC's threads: over the same run its peak RSS was 41-42
+// MiB instead of 57-60 and its CPU 0.23-0.27 s instead of 0.27-0.30 (3 pairs). The hasher's peak
+// fell too (92-94 against 118-123 MiB) but it keeps the default: its CPU did not differ beyond the
+// noise, and its hashing benchmarks were not run with one arena.
 //
 // MALLOC_CONF in the environment still overrides all of this.
 extern "C" {
-// NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for.
 #ifdef ANCHORD_JEMALLOC_ONE_ARENA
+// NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for.
 const char* malloc_conf = "oversize_threshold:0,thp:always,metadata_thp:always,narenas:1";
 #else
+// NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for.
 const char* malloc_conf = "oversize_threshold:0,thp:always,metadata_thp:always";
 #endif
 }

@@ -567,9 +567,10 @@ TEST(SqliteStoreUpgradeTest, DigestUniqueIndexIsReplacedByThePrefixIndex) {
   std::filesystem::remove_all(dir);
 }
 
-// The backlog (read every 200 ms for backpressure) is counted from three indexes, none of which a
-// Merkle leaf enters once it is sealed; the index an older release kept for it, which also held
-// every waiting leaf, is dropped at open.
+// The backlog (read every 200 ms for backpressure) is counted from indexes alone: the rows sent
+// on their own from an index of theirs, the waiting leaves from the batcher's, the sealed ones
+// through their batches. The index an older release kept for it, which every leaf entered at
+// intake and left at its seal, is dropped at open.
 TEST(SqliteStoreUpgradeTest, BacklogIsCountedFromIndexesAndTheOldIndexIsDropped) {
   const std::string dir = MakeTempDir();
   ASSERT_FALSE(dir.empty());

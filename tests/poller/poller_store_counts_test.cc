@@ -246,18 +246,7 @@ TEST_F(PollerStoreCountsTest, InsertTriggerOfTheReleaseBeforeIsDroppedAndItsCoun
 
 // The oldest pending proof is found by a seek, not by reading every pending proof.
 TEST_F(PollerStoreCountsTest, OldestPendingIsAnIndexSeek) {
-  auto db = ledger::SqliteDb::Open(path());
-  ASSERT_TRUE(db.ok()) << db.status();
-  ledger::Session session(**db);
-  auto st = session.Prepare(std::string("EXPLAIN QUERY PLAN ") + kOldestPendingQuery);
-  ASSERT_TRUE(st.ok()) << st.status();
-  std::string plan;
-  while (true) {
-    auto row = st->Step();
-    ASSERT_TRUE(row.ok()) << row.status();
-    if (!*row) break;
-    plan += st->ColumnText(3) + "\n";
-  }
+  const std::string plan = anchord::testing::SqliteQueryPlan(path(), kOldestPendingQuery);
   EXPECT_NE(plan.find("SEARCH proofs USING COVERING INDEX proofs_stall_order"), std::string::npos)
       << plan;
   EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;

@@ -581,16 +581,12 @@ TEST(SqliteStoreUpgradeTest, BacklogIsCountedFromIndexesAndTheOldIndexIsDropped)
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_TRUE((*store)->InsertBatch({Item('a', "dir/a.txt")}, kNow).ok());
   }
-  {
-    // The index as an older release made it.
-    auto db = ledger::SqliteDb::Open(path);
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    ASSERT_TRUE(session
-                    .Exec("CREATE INDEX submissions_backlog_rows ON submissions (state) WHERE "
-                          "state IN (0, 1) AND (mode <> 1 OR batch_id = 0)")
-                    .ok());
-  }
+  // The index as an older release made it.
+  ASSERT_TRUE(anchord::testing::SqliteExec(path,
+                                           "CREATE INDEX submissions_backlog_rows ON submissions "
+                                           "(state) WHERE state IN (0, 1) AND (mode <> 1 OR "
+                                           "batch_id = 0)")
+                  .ok());
   ASSERT_FALSE(schema_of("submissions_backlog_rows").empty());
   auto store = OpenSqliteSubmitterStore(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -600,20 +596,7 @@ TEST(SqliteStoreUpgradeTest, BacklogIsCountedFromIndexesAndTheOldIndexIsDropped)
   ASSERT_TRUE(backlog.ok()) << backlog.status();
   EXPECT_EQ(*backlog, 1);
 
-  std::string plan;
-  {
-    auto db = ledger::SqliteDb::Open(path);
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    auto st = session.Prepare(std::string("EXPLAIN QUERY PLAN ") + kSqliteBacklogQuery);
-    ASSERT_TRUE(st.ok()) << st.status();
-    for (;;) {
-      auto row = st->Step();
-      ASSERT_TRUE(row.ok()) << row.status();
-      if (!*row) break;
-      plan += st->ColumnText(3) + "\n";
-    }
-  }
+  const std::string plan = anchord::testing::SqliteQueryPlan(path, kSqliteBacklogQuery);
   EXPECT_NE(plan.find("SEARCH submissions USING INDEX submissions_backlog_files (state=?)"),
             std::string::npos)
       << plan;

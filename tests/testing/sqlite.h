@@ -28,6 +28,26 @@ inline int64_t SqliteScalar(const std::string& path, const std::string& sql) {
   return row.ok() && *row ? st->ColumnInt(0) : -1;
 }
 
+// SQLite's query plan of `sql` (its EXPLAIN QUERY PLAN details, one line each, e.g. "SEARCH t
+// USING INDEX i (a=?)"); empty, with a test failure naming the trouble, when it cannot be read.
+inline std::string SqliteQueryPlan(const std::string& path, const std::string& sql) {
+  auto db = ledger::SqliteDb::Open(path);
+  EXPECT_TRUE(db.ok()) << db.status();
+  if (!db.ok()) return "";
+  ledger::Session session(**db);
+  auto st = session.Prepare("EXPLAIN QUERY PLAN " + sql);
+  EXPECT_TRUE(st.ok()) << st.status();
+  if (!st.ok()) return "";
+  std::string plan;
+  for (;;) {
+    auto row = st->Step();
+    EXPECT_TRUE(row.ok()) << row.status();
+    if (!row.ok() || !*row) break;
+    plan += st->ColumnText(3) + "\n";
+  }
+  return plan;
+}
+
 // Runs `sql` (one or several statements) and returns its status.
 inline absl::Status SqliteExec(const std::string& path, const std::string& sql) {
   auto db = ledger::SqliteDb::Open(path);

@@ -12,6 +12,10 @@
 # brief: what `anchorctl archive --wait` opens), so the poller also builds and sends an event per
 # proof; the wall time is then until the last leaf's event arrived.
 #
+# RECORD=provider gives each root a provider's record of proofd.id's shapes (a UUID, certificate
+# and verify URLs, a request id: about 200 bytes that each of its leaves repeats, as in
+# bench/pipeline_bench.sh's runs); unset, a root carries a short proof id only.
+#
 # FORM=batch hands the same leaves off over TrackBatch (the root with its tree and up to
 # PER_REQUEST leaves per request) instead of one Track request per leaf; FORM_A / FORM_B set it per
 # side, e.g. FORM_A=leaf FORM_B=batch with one build compares the two forms in the same minutes.

@@ -76,9 +76,13 @@ Sealed Seal(std::mt19937_64& rng, size_t count) {
 // sandbox's proofd.id answers with (a UUID, a certificate URL, a verify URL with the hash, a
 // request id: about 200 bytes that every leaf of the root repeats), as in bench/pipeline_bench.sh.
 // Unset: a short proof id only.
+// Read once: FillProof runs for every request built.
 bool ProviderRecord() {
-  const char* v = std::getenv("RECORD");
-  return v != nullptr && std::string(v) == "provider";
+  static const bool on = [] {
+    const char* v = std::getenv("RECORD");
+    return v != nullptr && std::string(v) == "provider";
+  }();
+  return on;
 }
 
 void FillProof(v1::Proof* p, const std::string& digest, size_t first, int64_t now_s) {
@@ -87,8 +91,8 @@ void FillProof(v1::Proof* p, const std::string& digest, size_t first, int64_t no
   if (ProviderRecord()) {
     p->set_proof_id(absl::StrFormat("%08x-1705-49cb-8f31-%012x", first, first));
     p->set_certificate_url(absl::StrFormat("https://proofd.id/cert/TS-%06d", first));
-    p->set_verify_url(absl::StrCat("https://proofd.id/verify/",
-                                   absl::BytesToHexString(p->digest().substr(0, 32))));
+    p->set_verify_url(
+        absl::StrCat("https://proofd.id/verify/", absl::BytesToHexString(p->digest())));
     p->set_provider_request_id(absl::StrFormat("req_%016x", first));
   } else {
     p->set_proof_id(absl::StrCat("bench-", first));

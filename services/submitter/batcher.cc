@@ -20,6 +20,7 @@ Batcher::Batcher(SubmitterStore* store, std::vector<std::string> providers,
       options_(options),
       on_sealed_(std::move(on_sealed)) {
   if (options_.max_leaves < 1) options_.max_leaves = 1;
+  store_->SetLeavesPerBatch(options_.max_leaves);
 }
 
 Batcher::~Batcher() { Stop(); }

@@ -1,11 +1,13 @@
 #include "services/submitter/sqlite_batches.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "libs/digest/stored_digest.h"
 #include "libs/ledger/sqlite_rows.h"
 #include "services/submitter/store_rows.h"
 
@@ -15,6 +17,8 @@ using ledger::Statement;
 
 namespace {
 
+// Leaves of provider ?1 stored with batch id 0 (by an older release) and not yet sealed.
+constexpr char kUnbatchedOfProvider[] = "provider = ?1 AND mode = 1 AND batch_id = 0 AND state = 0";
 constexpr char kWaitingRange[] =
     "provider = ?1 AND mode = 1 AND batch_id = 0 AND state = 0 AND id BETWEEN ?2 AND ?3";
 
@@ -69,6 +73,225 @@ absl::StatusOr<bool> SealWaitingRange(ledger::Transaction& tx, const NewBatch& b
 absl::StatusOr<int64_t> AddBatchAndRoot(ledger::Transaction& tx, const NewBatch& b,
                                         int64_t batch_id, const std::vector<std::string>& digests,
                                         int64_t now_ms);
+// The root row of batch `batch_id` (QUEUED, kRoot).
+absl::Status AddRoot(ledger::Transaction& tx, const NewBatch& b, int64_t batch_id, int64_t now_ms);
+
+}  // namespace
+
+std::string SqliteOpenBatch(absl::string_view alias) {
+  return absl::StrCat("length(", alias, "root) = 0");
+}
+
+absl::StatusOr<int64_t> OpenLeafBatches::Take(const std::string& provider) {
+  auto it = current_.find(provider);
+  if (it == current_.end()) {
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * find,
+        ledger::Reuse(tx_, find_,
+                      "SELECT id, leaf_count FROM batches INDEXED BY batches_open WHERE "
+                      "provider = ?1 AND length(root) = 0 ORDER BY id DESC LIMIT 1"));
+    find->Bind(1, provider);
+    ANCHORD_ASSIGN_OR_RETURN(bool row, find->Step());
+    Open o;
+    if (row) {
+      o.id = find->ColumnInt(0);
+      o.count = o.stored = find->ColumnInt(1);
+    }
+    find->Reset();
+    it = current_.emplace(provider, o).first;
+  }
+  // A full batch (or none) is followed by a new one, never filled again: the batcher seals the
+  // oldest open batch first, and a batch of more than max_leaves would not be sealed as it is.
+  if (it->second.id == 0 || it->second.count >= max_leaves_) {
+    if (it->second.id != 0) filled_.push_back(it->second);
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * open,
+        ledger::Reuse(tx_, open_,
+                      "INSERT INTO batches (provider, root, leaf_count, created_at, leaves) "
+                      "VALUES (?1, X'', 0, ?2, X'')"));
+    open->Bind(1, provider).Bind(2, now_ms_);
+    ANCHORD_RETURN_IF_ERROR(open->Run());
+    it->second = Open{tx_.LastInsertRowId(), 0, 0};
+  }
+  ++it->second.count;
+  return it->second.id;
+}
+
+void OpenLeafBatches::PutBack(int64_t batch_id) {
+  for (auto& [provider, o] : current_) {
+    if (o.id == batch_id) {
+      --o.count;
+      return;
+    }
+  }
+  for (Open& o : filled_) {
+    if (o.id == batch_id) {
+      --o.count;
+      return;
+    }
+  }
+}
+
+absl::Status OpenLeafBatches::Finish() {
+  std::vector<Open> all = filled_;
+  for (const auto& [provider, o] : current_) all.push_back(o);
+  for (const Open& o : all) {
+    if (o.count == o.stored) continue;
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement set,
+        tx_.Prepare("UPDATE batches SET leaf_count = leaf_count + ?2 WHERE id = ?1"));
+    set.Bind(1, o.id).Bind(2, o.count - o.stored);
+    ANCHORD_RETURN_IF_ERROR(set.Run());
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The oldest open batch of ?1 holding any leaf.
+constexpr char kOldestOpenBatch[] =
+    "FROM batches INDEXED BY batches_open WHERE provider = ?1 AND length(root) = 0 AND "
+    "leaf_count > 0 ORDER BY id LIMIT 1";
+
+}  // namespace
+
+absl::StatusOr<SubmitterStore::Waiting> SqliteUnbatchedWaiting(ledger::Session& session,
+                                                               const std::string& provider) {
+  // Leaves stored with batch id 0 by an older release: rows are inserted in time order, so the
+  // oldest is the one with the lowest id.
+  ANCHORD_ASSIGN_OR_RETURN(Statement s,
+                           session.Prepare(absl::StrCat("SELECT COUNT(*) FROM submissions WHERE ",
+                                                        kUnbatchedOfProvider)));
+  s.Bind(1, provider);
+  ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+  SubmitterStore::Waiting w;
+  if (row) w.count = s.ColumnInt(0);
+  s.Reset();
+  if (w.count > 0) {
+    ANCHORD_ASSIGN_OR_RETURN(Statement first, session.Prepare(absl::StrCat(
+                                                  "SELECT created_at FROM submissions WHERE ",
+                                                  kUnbatchedOfProvider, " ORDER BY id LIMIT 1")));
+    first.Bind(1, provider);
+    ANCHORD_ASSIGN_OR_RETURN(bool found, first.Step());
+    if (found) w.oldest = FromMs(first.ColumnInt(0));
+    return w;
+  }
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement open,
+      session.Prepare(absl::StrCat("SELECT leaf_count, created_at ", kOldestOpenBatch)));
+  open.Bind(1, provider);
+  ANCHORD_ASSIGN_OR_RETURN(bool found, open.Step());
+  if (found) {
+    w.count = open.ColumnInt(0);
+    w.oldest = FromMs(open.ColumnInt(1));
+  }
+  return w;
+}
+
+absl::StatusOr<std::vector<WaitingLeaf>> SqliteUnbatchedLeaves(ledger::Session& session,
+                                                               const std::string& provider,
+                                                               int limit) {
+  // Only what sealing needs (the batcher reads up to max_leaves rows every batch): decoding
+  // every column of every leaf was a tenth of the submitter's CPU in Merkle mode.
+  std::vector<WaitingLeaf> out;
+  out.reserve(static_cast<size_t>(std::clamp(limit, 0, 1 << 16)));
+  auto read = [&](Statement& s) -> absl::Status {
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      WaitingLeaf& r = out.emplace_back();
+      r.id = s.ColumnInt(0);
+      ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
+      r.job = s.ColumnText(2);
+    }
+    s.Reset();
+    return absl::OkStatus();
+  };
+  ANCHORD_ASSIGN_OR_RETURN(Statement legacy, session.Prepare(absl::StrCat(
+                                                 "SELECT id, digest, job FROM submissions WHERE ",
+                                                 kUnbatchedOfProvider, " ORDER BY id LIMIT ?2")));
+  legacy.Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
+  ANCHORD_RETURN_IF_ERROR(read(legacy));
+  if (!out.empty()) return out;
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement s,
+      session.Prepare(absl::StrCat(
+          "SELECT id, digest, job FROM submissions INDEXED BY submissions_batch_leaves WHERE "
+          "batch_id = (SELECT id ",
+          kOldestOpenBatch,
+          ") AND mode = 1 AND batch_id <> 0 AND state = 0 ORDER BY id LIMIT ?2")));
+  s.Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
+  ANCHORD_RETURN_IF_ERROR(read(s));
+  return out;
+}
+
+namespace {
+
+// The open batch whose leaves (in id order) are exactly `b`'s, each still waiting (with the digest
+// given, if given), or 0 when they are not; `digests` gets theirs. A batch with leaves after
+// `b`'s (stored after the batcher read the leaves, or beyond its limit) is not: its leaves are
+// then marked one by one, and the later ones stay in the open batch, which is the oldest and
+// sealed next.
+absl::StatusOr<int64_t> FirstLeavesOfOpenBatch(ledger::Transaction& tx, const NewBatch& b,
+                                               std::vector<std::string>* digests) {
+  const size_t n = b.leaf_ids.size();
+  const bool given = b.leaf_digests.size() == n;
+  for (size_t i = 1; i < n; ++i) {
+    if (b.leaf_ids[i] <= b.leaf_ids[i - 1]) return 0;
+  }
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement of_first,
+      tx.Prepare(absl::StrCat("SELECT s.batch_id FROM submissions s JOIN batches ob ON ob.id = "
+                              "s.batch_id WHERE s.id = ?1 AND s.mode = 1 AND s.state = 0 AND "
+                              "s.provider = ?2 AND ob.provider = ?2 AND ",
+                              SqliteOpenBatch("ob."))));
+  of_first.Bind(1, b.leaf_ids.front()).Bind(2, b.provider);
+  ANCHORD_ASSIGN_OR_RETURN(bool found, of_first.Step());
+  if (!found) return 0;
+  const int64_t batch_id = of_first.ColumnInt(0);
+  of_first.Reset();
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement look,
+      tx.Prepare("SELECT id, digest FROM submissions INDEXED BY submissions_batch_leaves WHERE "
+                 "batch_id = ?1 AND mode = 1 AND batch_id <> 0 AND state = 0 ORDER BY id"));
+  look.Bind(1, batch_id);
+  size_t seen = 0;
+  digests->clear();
+  digests->reserve(n);
+  for (;;) {
+    ANCHORD_ASSIGN_OR_RETURN(bool row, look.Step());
+    if (!row) break;
+    if (seen == n) return 0;
+    if (look.ColumnInt(0) != b.leaf_ids[seen] ||
+        (given && look.ColumnText(1) != b.leaf_digests[seen].bytes())) {
+      return 0;
+    }
+    digests->push_back(look.ColumnText(1));
+    ++seen;
+  }
+  return seen == n ? batch_id : 0;
+}
+
+// Seals open batch `batch_id` whose first leaves are `b`'s: its row takes the root, the leaves
+// and their count, and the time of the seal; its root row is added.
+absl::StatusOr<int64_t> SealOpenBatch(ledger::Transaction& tx, const NewBatch& b, int64_t batch_id,
+                                      const std::vector<std::string>& digests, int64_t now_ms) {
+  ANCHORD_ASSIGN_OR_RETURN(std::string leaves, EncodeBatchLeaves(digests, b.nonces));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement seal, tx.Prepare("UPDATE batches SET root = ?2, leaf_count = ?3, created_at = ?4, "
+                                 "leaves = ?5 WHERE id = ?1 AND length(root) = 0"));
+  seal.Bind(1, batch_id)
+      .BindBlob(2, b.root)
+      .Bind(3, static_cast<int64_t>(b.leaf_ids.size()))
+      .Bind(4, now_ms)
+      .BindBlob(5, leaves);
+  ANCHORD_RETURN_IF_ERROR(seal.Run());
+  if (tx.Changes() != 1) {
+    return absl::InternalError(absl::StrCat("merkle batch ", batch_id, " was sealed twice"));
+  }
+  ANCHORD_RETURN_IF_ERROR(AddRoot(tx, b, batch_id, now_ms));
+  return batch_id;
+}
 
 }  // namespace
 
@@ -77,54 +300,71 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
   if (b.leaf_ids.empty() || b.nonces.size() != b.leaf_ids.size() || b.root.size() != 32) {
     return absl::InvalidArgumentError("merkle batch: one nonce per leaf and a 32-byte root");
   }
-  // Every leaf still waits (else another batcher won: ABORTED) and takes the batch's id in the
-  // same statement; their digests, in the batch's order, are the batch row's leaves. The batch
-  // row is written after its leaves, so the leaves are marked with the id it will get: the
-  // transaction holds the write lock, and the next id is the one after the highest ever given
-  // (AUTOINCREMENT's rule). One statement per leaf instead of a check and then an update.
+  // The batcher's usual batch: the leaves of their provider's oldest open batch. No leaf row is
+  // written.
+  std::vector<std::string> digests;
+  ANCHORD_ASSIGN_OR_RETURN(const int64_t open_id, FirstLeavesOfOpenBatch(tx, b, &digests));
+  if (open_id != 0) return SealOpenBatch(tx, b, open_id, digests, now_ms);
+  // Otherwise a batch row is added, and its leaves are marked with its id: leaves stored with
+  // batch id 0 by an older release, or a batch of other leaves than the first ones of an open
+  // batch. The batch row is written after its leaves, so the leaves are marked with the id it
+  // will get: the transaction holds the write lock, and the next id is the one after the highest
+  // ever given (AUTOINCREMENT's rule).
   std::optional<Statement> next_id;
   ANCHORD_ASSIGN_OR_RETURN(const int64_t batch_id,
                            ledger::NextAutoincrementKey(tx, next_id, "batches", "id"));
   ANCHORD_ASSIGN_OR_RETURN(bool as_range, SealWaitingRange(tx, b, batch_id, now_ms));
+  digests.clear();
   if (as_range) {
-    std::vector<std::string> digests;
     digests.reserve(b.leaf_digests.size());
     for (const Digest& d : b.leaf_digests) digests.push_back(d.raw());
     return AddBatchAndRoot(tx, b, batch_id, digests, now_ms);
   }
-  // With the caller's digests the statement needs no RETURNING, which SQLite runs by collecting
-  // the rows in a temporary table before the first is returned: a cost per leaf.
+  // One leaf at a time: each must still wait (with batch id 0 or in an open batch of its
+  // provider, whose count then loses it), else another batcher won: ABORTED.
   const bool given = b.leaf_digests.size() == b.leaf_ids.size();
   ANCHORD_ASSIGN_OR_RETURN(
-      Statement set_leaf,
+      Statement look_leaf,
       tx.Prepare(absl::StrCat(
-          "UPDATE submissions SET batch_id = ?3, updated_at = ?4 WHERE id = ?1 AND mode = 1 AND "
-          "batch_id = 0 AND state = 0 AND provider = ?2",
-          given ? " AND digest = ?5" : " RETURNING digest")));
-  std::vector<std::string> digests;
+          "SELECT s.batch_id, s.digest FROM submissions s LEFT JOIN batches ob ON ob.id = "
+          "s.batch_id WHERE s.id = ?1 AND s.mode = 1 AND s.state = 0 AND s.provider = ?2 AND "
+          "(s.batch_id = 0 OR (ob.provider = ?2 AND ",
+          SqliteOpenBatch("ob."), "))")));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement set_leaf,
+      tx.Prepare("UPDATE submissions SET batch_id = ?2, updated_at = ?3 WHERE id = ?1"));
   digests.reserve(b.leaf_ids.size());
-  auto lost = [](int64_t leaf_id) {
-    return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id,
-                                           " was batched, changed or given twice meanwhile"));
-  };
+  absl::flat_hash_map<int64_t, int64_t> left_open;  // open batch -> leaves taken out of it
   for (size_t i = 0; i < b.leaf_ids.size(); ++i) {
     const int64_t leaf_id = b.leaf_ids[i];
-    set_leaf.Reset();
-    set_leaf.Bind(1, leaf_id).Bind(2, b.provider).Bind(3, batch_id).Bind(4, now_ms);
-    if (given) {
-      set_leaf.BindBlob(5, b.leaf_digests[i].bytes());
-      ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
-      if (tx.Changes() != 1) return lost(leaf_id);
-      digests.push_back(b.leaf_digests[i].raw());
-      continue;
+    look_leaf.Reset();
+    look_leaf.Bind(1, leaf_id).Bind(2, b.provider);
+    ANCHORD_ASSIGN_OR_RETURN(bool found, look_leaf.Step());
+    if (!found || (given && look_leaf.ColumnText(1) != b.leaf_digests[i].bytes())) {
+      return absl::AbortedError(absl::StrCat("merkle batch: leaf row ", leaf_id,
+                                             " was batched, changed or given twice meanwhile"));
     }
-    ANCHORD_ASSIGN_OR_RETURN(bool found, set_leaf.Step());
-    if (!found) return lost(leaf_id);
-    digests.push_back(set_leaf.ColumnText(0));
-    ANCHORD_ASSIGN_OR_RETURN(bool more, set_leaf.Step());  // runs the statement to its end
-    if (more) return absl::InternalError("merkle batch: a leaf id matched two rows");
+    if (look_leaf.ColumnInt(0) != 0) ++left_open[look_leaf.ColumnInt(0)];
+    digests.push_back(look_leaf.ColumnText(1));
+    set_leaf.Reset();
+    set_leaf.Bind(1, leaf_id).Bind(2, batch_id).Bind(3, now_ms);
+    ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
   }
-  set_leaf.Reset();
+  look_leaf.Reset();
+  // An open batch left empty goes: the batcher would otherwise see it as the oldest one.
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement fewer, tx.Prepare("UPDATE batches SET leaf_count = leaf_count - ?2 WHERE id = ?1"));
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement drop,
+      tx.Prepare("DELETE FROM batches WHERE id = ?1 AND length(root) = 0 AND leaf_count = 0"));
+  for (const auto& [open, n] : left_open) {
+    fewer.Reset();
+    fewer.Bind(1, open).Bind(2, n);
+    ANCHORD_RETURN_IF_ERROR(fewer.Run());
+    drop.Reset();
+    drop.Bind(1, open);
+    ANCHORD_RETURN_IF_ERROR(drop.Run());
+  }
   return AddBatchAndRoot(tx, b, batch_id, digests, now_ms);
 }
 
@@ -145,6 +385,11 @@ absl::StatusOr<int64_t> AddBatchAndRoot(ledger::Transaction& tx, const NewBatch&
       .BindBlob(5, leaves)
       .Bind(6, batch_id);
   ANCHORD_RETURN_IF_ERROR(add_batch.Run());
+  ANCHORD_RETURN_IF_ERROR(AddRoot(tx, b, batch_id, now_ms));
+  return batch_id;
+}
+
+absl::Status AddRoot(ledger::Transaction& tx, const NewBatch& b, int64_t batch_id, int64_t now_ms) {
   ANCHORD_ASSIGN_OR_RETURN(
       Statement add_root,
       tx.Prepare("INSERT INTO submissions (digest, provider, job, filename, size_bytes, "
@@ -161,8 +406,7 @@ absl::StatusOr<int64_t> AddBatchAndRoot(ledger::Transaction& tx, const NewBatch&
       .Bind(8, now_ms)
       .Bind(9, batch_id)
       .Bind(10, static_cast<int64_t>(b.leaf_ids.size()));
-  ANCHORD_RETURN_IF_ERROR(add_root.Run());
-  return batch_id;
+  return add_root.Run();
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/container/btree_set.h"
@@ -23,8 +25,56 @@ inline constexpr char kSqliteBatchRootWhere[] =
     "(SELECT root FROM batches WHERE id = ?1) AND provider = (SELECT provider FROM batches WHERE "
     "id = ?1) AND mode = 2 AND batch_id = ?1";
 
-// CreateMerkleBatch's writes: the batch row with its leaves, the root row, each leaf's batch id.
-// ABORTED when a leaf is no longer waiting (the caller's transaction must then roll back).
+// Open batches. A Merkle leaf is stored into its provider's open batch: a batches row whose root
+// is still empty (X''), which counts its leaves (leaf_count) from when it was opened (created_at).
+// Sealing the batch then writes the batch row and the root row only. A leaf stored waiting with
+// batch id 0 (batch_id = 0, the submissions_waiting index) and marked with its batch at the seal
+// cost each leaf a second write of its whole row, the largest part of sealing
+// (bench/RESULTS.md, "Issue 11, session 19"); such leaves, from databases of older releases, are
+// still sealed that way, before any open batch of their provider.
+//
+// The intake's side, for the duration of one transaction: the open batch a new leaf goes into.
+// A batch holds at most `max_leaves` (the batcher's --merkle-max-leaves): a full one stays open
+// for the batcher, and the next leaf opens another.
+class OpenLeafBatches {
+ public:
+  OpenLeafBatches(ledger::Transaction& tx, int64_t max_leaves, int64_t now_ms)
+      : tx_(tx), max_leaves_(max_leaves < 1 ? 1 : max_leaves), now_ms_(now_ms) {}
+  // The batch of a new leaf of `provider`. Counted at once: PutBack when it is not stored.
+  absl::StatusOr<int64_t> Take(const std::string& provider);
+  void PutBack(int64_t batch_id);
+  // Writes the leaf count of every batch taken from. Call before the commit.
+  absl::Status Finish();
+
+ private:
+  struct Open {
+    int64_t id = 0;
+    int64_t count = 0;
+    int64_t stored = 0;  // leaf_count as read
+  };
+  ledger::Transaction& tx_;
+  const int64_t max_leaves_;
+  const int64_t now_ms_;
+  absl::flat_hash_map<std::string, Open> current_;  // by provider
+  std::vector<Open> filled_;                        // taken from and full
+  std::optional<ledger::Statement> find_, open_;
+};
+
+// The predicate on a batches row `alias` (e.g. "b.") of an open batch.
+std::string SqliteOpenBatch(absl::string_view alias);
+
+// The batcher's reads (SubmitterStore::UnbatchedWaiting, UnbatchedLeaves): the leaves of the
+// oldest waiting batch of `provider` (those of an older release's batch id 0 first, then its
+// oldest open batch that holds any).
+absl::StatusOr<SubmitterStore::Waiting> SqliteUnbatchedWaiting(ledger::Session& session,
+                                                               const std::string& provider);
+absl::StatusOr<std::vector<WaitingLeaf>> SqliteUnbatchedLeaves(ledger::Session& session,
+                                                               const std::string& provider,
+                                                               int limit);
+
+// CreateMerkleBatch's writes: the batch row with its leaves, the root row, and (unless the leaves
+// are those of one open batch) each leaf's batch id. ABORTED when a leaf is no longer waiting
+// (the caller's transaction must then roll back).
 absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch& b, int64_t now_ms);
 // The batch row; NOT_FOUND when there is none.
 absl::StatusOr<StoredBatch> ReadSqliteBatch(ledger::Session& session, int64_t batch_id);

@@ -1,6 +1,7 @@
 #include "services/submitter/submitter_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <map>
 #include <set>
@@ -176,7 +177,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                                         absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    ANCHORD_ASSIGN_OR_RETURN(std::vector<InsertResult> out, InsertIntakeItems(tx, items, now));
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<InsertResult> out,
+                             InsertIntakeItems(tx, items, now, leaves_per_batch_.load()));
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
     return out;
   }
@@ -243,48 +245,17 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return out;
   }
 
+  void SetLeavesPerBatch(int64_t n) override { leaves_per_batch_ = n < 1 ? 1 : n; }
+
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
     ledger::Session session(*db_);
-    // Rows are inserted in time order, so the oldest waiting leaf is the one with the lowest id.
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement s, session.Prepare("SELECT COUNT(*) FROM submissions WHERE provider = ?1 AND "
-                                     "mode = 1 AND batch_id = 0 AND state = 0"));
-    s.Bind(1, provider);
-    ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-    Waiting w;
-    if (row) w.count = s.ColumnInt(0);
-    if (w.count == 0) return w;
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement first,
-        session.Prepare("SELECT created_at FROM submissions WHERE provider = ?1 AND mode = 1 AND "
-                        "batch_id = 0 AND state = 0 ORDER BY id LIMIT 1"));
-    first.Bind(1, provider);
-    ANCHORD_ASSIGN_OR_RETURN(bool found, first.Step());
-    if (found) w.oldest = FromMs(first.ColumnInt(0));
-    return w;
+    return SqliteUnbatchedWaiting(session, provider);
   }
 
   absl::StatusOr<std::vector<WaitingLeaf>> UnbatchedLeaves(const std::string& provider,
                                                            int limit) override {
-    // Only what sealing needs (the batcher reads up to max_leaves rows every batch): decoding
-    // every column of every leaf was a tenth of the submitter's CPU in Merkle mode.
     ledger::Session session(*db_);
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement s,
-        session.Prepare("SELECT id, digest, job FROM submissions WHERE provider = ?1 AND mode = 1 "
-                        "AND batch_id = 0 AND state = 0 ORDER BY id LIMIT ?2"));
-    s.Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
-    std::vector<WaitingLeaf> out;
-    out.reserve(static_cast<size_t>(std::clamp(limit, 0, 1 << 16)));
-    for (;;) {
-      ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      WaitingLeaf& r = out.emplace_back();
-      r.id = s.ColumnInt(0);
-      ANCHORD_ASSIGN_OR_RETURN(r.digest, DigestFromColumn(s.ColumnText(1), "submissions.digest"));
-      r.job = s.ColumnText(2);
-    }
-    return out;
+    return SqliteUnbatchedLeaves(session, provider, limit);
   }
 
   absl::StatusOr<int64_t> CreateMerkleBatch(const NewBatch& b, absl::Time now) override {
@@ -882,6 +853,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   std::unique_ptr<SqliteDb> db_;
+  std::atomic<int64_t> leaves_per_batch_{kDefaultLeavesPerBatch};
   LeafDetails leaf_details_;
   // Where the hand-off of SUBMITTED batches' leaves stands between two moves of a batch's
   // handoff_next (kept per batch, not per leaf row): the leaves ReadPending gave out as owed (and

@@ -247,6 +247,11 @@ class SubmitterStore {
     absl::Time oldest = absl::InfinitePast();
   };
   virtual absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) = 0;
+  // The most leaves a batch takes (the batcher's max_leaves; the Batcher sets it). A store that
+  // gathers leaves into batches as they are stored (SQLite: sqlite_batches.h) fills each batch
+  // up to it; the others read it nowhere.
+  static constexpr int64_t kDefaultLeavesPerBatch = 10000;
+  virtual void SetLeavesPerBatch(int64_t n) { (void)n; }
   // Leaves of `provider` not yet in a batch, oldest first, at most `limit` (read a row with
   // GetByDigest for all of it).
   virtual absl::StatusOr<std::vector<WaitingLeaf>> UnbatchedLeaves(const std::string& provider,

@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "absl/container/inlined_vector.h"
 #include "libs/ledger/sqlite_rows.h"
+#include "services/submitter/sqlite_batches.h"
 #include "services/submitter/submitter_store_schema.h"
 #include "services/submitter/store_rows.h"
 
@@ -31,9 +33,9 @@ namespace {
 // it is written, for its ref), and of a refs row.
 constexpr char kInsertSubmission[] =
     "INSERT INTO submissions (id, digest, provider, job, filename, size_bytes, mime_type, "
-    "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider) "
-    "VALUES ";
-constexpr int kSubmissionParams = 14;
+    "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider, "
+    "batch_id) VALUES ";
+constexpr int kSubmissionParams = 15;
 constexpr char kInsertRef[] =
     "INSERT OR IGNORE INTO refs (sub_id, job, source_path, filename, size_bytes, mime_type, "
     "created_at) VALUES ";
@@ -55,7 +57,8 @@ bool DistinctProviders(const std::vector<std::string>& providers) {
 // INSERT (ledger/sqlite_rows.h), before anything reads or writes a row the queue could touch.
 class Intake {
  public:
-  Intake(ledger::Transaction& tx, absl::Time now) : tx_(tx), now_ms_(ToMs(now)) {}
+  Intake(ledger::Transaction& tx, absl::Time now, int64_t leaves_per_batch)
+      : tx_(tx), now_ms_(ToMs(now)), batches_(tx, leaves_per_batch, now_ms_) {}
 
   absl::StatusOr<InsertResult> One(const NewItem& item) {
     // A digest queued earlier in this call is written before it is looked up again.
@@ -66,8 +69,14 @@ class Intake {
         ANCHORD_ASSIGN_OR_RETURN(
             next_id_, ledger::NextAutoincrementKey(tx_, next_id_stmt_, "submissions", "id"));
       }
-      queue_.push_back(QueuedItem{&item, next_id_});
+      QueuedItem& q = queue_.emplace_back(QueuedItem{&item, next_id_, {}});
       next_id_ += static_cast<int64_t>(item.providers.size());
+      if (item.merkle) {
+        for (const std::string& provider : item.providers) {
+          ANCHORD_ASSIGN_OR_RETURN(int64_t batch, batches_.Take(provider));
+          q.batches.push_back(batch);
+        }
+      }
       // Written once a statement's worth is queued: the queue (and the look for a queued
       // digest) stays this small.
       if (queue_.size() >= kRowsPerStatement) ANCHORD_RETURN_IF_ERROR(Flush());
@@ -89,7 +98,8 @@ class Intake {
         tx_, rows.size(), kSubmissionParams, kInsertSubmission, kRowsPerStatement, add_many_,
         add_one_, [&](Statement& st, int base, size_t r) {
           const QueuedItem& q = queue_[rows[r].first];
-          BindSubmission(st, base, *q.item, q.item->file, q.item->providers[rows[r].second]);
+          BindSubmission(st, base, *q.item, q.item->file, q.item->providers[rows[r].second],
+                         q.batches.empty() ? 0 : q.batches[rows[r].second]);
           st.Bind(base + 1, q.first_id + static_cast<int64_t>(rows[r].second));
         }));
     ANCHORD_RETURN_IF_ERROR(
@@ -101,10 +111,14 @@ class Intake {
     return absl::OkStatus();
   }
 
+  // After the last Flush: the open batches' counts.
+  absl::Status Finish() { return batches_.Finish(); }
+
  private:
   struct QueuedItem {
     const NewItem* item;
-    int64_t first_id;  // of its first provider's row; the others follow
+    int64_t first_id;                         // of its first provider's row; the others follow
+    absl::InlinedVector<int64_t, 1> batches;  // a leaf's open batch, per provider
   };
 
   bool Queued(const Digest& digest) const {
@@ -115,9 +129,9 @@ class Intake {
   }
 
   // Binds a submissions row at base + 2 .. base + kSubmissionParams (its id, base + 1, is the
-  // caller's): `file` is the digest's original.
+  // caller's): `file` is the digest's original, `batch` a leaf's open batch (0 for other rows).
   void BindSubmission(Statement& st, int base, const NewItem& item, const FileRef& file,
-                      const std::string& provider) {
+                      const std::string& provider, int64_t batch) {
     st.BindBlobView(base + 2, item.digest.bytes()).BindView(base + 3, provider);
     st.BindView(base + 4, file.job).BindView(base + 5, file.filename);
     st.Bind(base + 6, file.size_bytes);
@@ -126,6 +140,7 @@ class Intake {
     st.Bind(base + 12, now_ms_);
     st.Bind(base + 13, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile));
     st.BindView(base + 14, item.fallback_provider);
+    st.Bind(base + 15, batch);
   }
 
   void BindRef(Statement& st, int base, int64_t sub_id, const FileRef& file) {
@@ -189,15 +204,21 @@ class Intake {
                      tx_, add_known_,
                      absl::StrCat("INSERT INTO submissions (id, digest, provider, job, filename, "
                                   "size_bytes, mime_type, source_path, state, next_attempt_at, "
-                                  "created_at, updated_at, mode, fallback_provider) SELECT ",
-                                  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 "
+                                  "created_at, updated_at, mode, fallback_provider, batch_id) "
+                                  "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                                  "?14, ?15 "
                                   "WHERE NOT EXISTS (SELECT 1 FROM ",
                                   kDigestIndex, " WHERE ", DigestIs(2), " AND provider = ?3)")));
         add->BindNull(1);
       }
-      BindSubmission(*add, 0, item, file, provider);
+      int64_t batch = 0;
+      if (item.merkle) {
+        ANCHORD_ASSIGN_OR_RETURN(batch, batches_.Take(provider));
+      }
+      BindSubmission(*add, 0, item, file, provider, batch);
       ANCHORD_RETURN_IF_ERROR(add->Run());
       if (tx_.Changes() == 0) {
+        if (batch != 0) batches_.PutBack(batch);
         all_new = false;
       } else if (sub_id == 0) {
         sub_id = tx_.LastInsertRowId();  // a new digest: its first row is the lowest
@@ -250,6 +271,7 @@ class Intake {
 
   ledger::Transaction& tx_;
   const int64_t now_ms_;
+  OpenLeafBatches batches_;
   std::optional<Statement> first_id_, first_ref_, add_one_, add_many_, add_known_, ref_one_,
       refs_many_, bump_, min_state_, next_id_stmt_;
   std::vector<QueuedItem> queue_;  // kRowsPerStatement at most
@@ -260,8 +282,9 @@ class Intake {
 
 absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction& tx,
                                                             const std::vector<NewItem>& items,
-                                                            absl::Time now) {
-  Intake intake(tx, now);
+                                                            absl::Time now,
+                                                            int64_t leaves_per_batch) {
+  Intake intake(tx, now, leaves_per_batch);
   std::vector<InsertResult> out;
   out.reserve(items.size());
   for (const NewItem& item : items) {
@@ -269,6 +292,7 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
     out.push_back(std::move(res));
   }
   ANCHORD_RETURN_IF_ERROR(intake.Flush());
+  ANCHORD_RETURN_IF_ERROR(intake.Finish());
   return out;
 }
 

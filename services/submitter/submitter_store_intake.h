@@ -2,6 +2,7 @@
 // group commit of Submit items writes, and how a digest already known is found.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,10 +16,12 @@ namespace anchord::submitter {
 // submissions row per provider the digest does not have yet and a refs row for its file unless
 // that file is already stored. Results are in the order of `items`. An item whose digest is known
 // resolves to the digest's first file (duplicate_of) and its state; items repeated within
-// `items` behave as if sent one after the other.
+// `items` behave as if sent one after the other. A Merkle leaf goes into its provider's open
+// batch (sqlite_batches.h, OpenLeafBatches), of at most `leaves_per_batch` leaves.
 absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction& tx,
                                                             const std::vector<NewItem>& items,
-                                                            absl::Time now);
+                                                            absl::Time now,
+                                                            int64_t leaves_per_batch);
 
 // A FileRef from the five columns job, source_path, filename, size_bytes, mime_type of a refs
 // row, starting at column `base`.

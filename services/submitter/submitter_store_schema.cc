@@ -203,7 +203,9 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
       // A root's acceptance or failure reaches its leaves through this (not a table scan).
       "CREATE INDEX IF NOT EXISTS submissions_batch_leaves ON submissions (batch_id) "
       "WHERE mode = 1 AND batch_id <> 0; "
-      "CREATE INDEX IF NOT EXISTS batches_handoff ON batches (id) WHERE handoff_next >= 0");
+      "CREATE INDEX IF NOT EXISTS batches_handoff ON batches (id) WHERE handoff_next >= 0; "
+      // The open batches (sqlite_batches.h), where the intake puts each new leaf.
+      "CREATE INDEX IF NOT EXISTS batches_open ON batches (provider, id) WHERE length(root) = 0");
 }
 
 }  // namespace anchord::submitter

@@ -112,6 +112,13 @@ class MerkleFixture : public ::testing::Test {
     return rows.ok() && !rows->empty() ? (*rows)[0] : Submission{};
   }
   // A scalar from a separate connection (what another process would read).
+  // Whether a leaf row is in a sealed batch. SQLite stores a leaf in its provider's open batch
+  // (a batch row whose root is still empty) until the seal; PostgreSQL with batch id 0.
+  bool Sealed(const Submission& r) {
+    return r.batch_id != 0 &&
+           Scalar(absl::StrCat("SELECT COUNT(*) FROM batches WHERE id = ", r.batch_id,
+                               " AND length(root) > 0")) == 1;
+  }
   int64_t Scalar(const std::string& sql) {
     if (backend() == ::anchord::testing::Backend::kPostgres) {
       int64_t v = -1;

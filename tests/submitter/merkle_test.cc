@@ -43,7 +43,7 @@ TEST_P(MerkleStoreTest, LeavesAreNeverClaimedAndListOldestFirst) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), PerFile(3), Leaf(4)}, kNow).ok());
   EXPECT_EQ(Row(1).mode, RowMode::kLeaf);
   EXPECT_EQ(Row(3).mode, RowMode::kPerFile);
-  EXPECT_EQ(Row(1).batch_id, 0);
+  EXPECT_FALSE(Sealed(Row(1)));
   EXPECT_EQ(Row(1).state, SubState::kQueued);
 
   // Only the per-file row can be claimed, however large the limit and however late.
@@ -143,12 +143,12 @@ TEST_P(MerkleStoreTest, SecondBatchOverABatchedLeafIsAbortedAndChangesNothing) {
   auto id = store_->CreateMerkleBatch(second, kNow + absl::Seconds(1));
   EXPECT_TRUE(absl::IsAborted(id.status())) << id.status();
   EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 2"), 1);
-  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM batches"), 1);
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM batches WHERE length(root) > 0"), 1);
   auto second_root = store_->GetByDigest(AsDigest(second.root));
   ASSERT_TRUE(second_root.ok());
   EXPECT_TRUE(second_root->empty());
   Submission leaf3 = Row(3);
-  EXPECT_EQ(leaf3.batch_id, 0);
+  EXPECT_FALSE(Sealed(leaf3));
   EXPECT_TRUE(leaf3.nonce.empty());
   EXPECT_TRUE(leaf3.merkle_path.empty());
   EXPECT_TRUE(leaf3.merkle_root.empty());
@@ -385,19 +385,24 @@ TEST_F(MerkleSqliteTest, BatchesOfTheReleaseBeforeTakeTheirRootsVerdictOnce) {
   EXPECT_TRUE(read.HandOff().empty());
 }
 
-// On SQLite a sealed leaf's row is written at intake and at sealing only: its root's acceptance
-// and its hand-off move its batch row. Acknowledgements out of order leave the batch's
-// handoff_next at the first leaf not acknowledged; a restart resends from there (and only that).
+// On SQLite a sealed leaf's row is written at intake only, into its open batch: the seal, its
+// root's acceptance and its hand-off move its batch row. Acknowledgements out of order leave the
+// batch's handoff_next at the first leaf not acknowledged; a restart resends from there (and only
+// that).
 TEST_F(MerkleSqliteTest, LeafRowsAreNotWrittenWhenDecidedOrHandedOff) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3), Leaf(4), Leaf(5)}, kNow).ok());
+  const int64_t batch = Row(1).batch_id;
+  ASSERT_NE(batch, 0);
+  EXPECT_FALSE(Sealed(Row(1)));
   TestBatch b = MakeBatch(Unbatched());
   const absl::Time sealed = kNow + absl::Seconds(1);
   ASSERT_TRUE(store_->CreateMerkleBatch(b, sealed).ok());
-  const int64_t batch = Row(1).batch_id;
+  EXPECT_EQ(RowOf(b.root).batch_id, batch);
+  EXPECT_TRUE(Sealed(Row(1)));
   const std::string as_sealed =
       absl::StrCat("SELECT COUNT(*) FROM submissions WHERE mode = 1 AND batch_id = ", batch,
                    " AND state = 0 AND change_seq = 1 AND handed_off_seq = 0 AND updated_at = ",
-                   absl::ToUnixMillis(sealed));
+                   absl::ToUnixMillis(kNow));
   ASSERT_EQ(Scalar(as_sealed), 5);
   ASSERT_TRUE(store_->MarkSubmitted(RowOf(b.root).id, StoredRecord{}, "r", sealed).ok());
   const std::string next = absl::StrCat("SELECT handoff_next FROM batches WHERE id = ", batch);
@@ -477,7 +482,7 @@ TEST_P(MerkleStoreTest, LeafPathsComeFromTheBatchOrderAcrossRestarts) {
   EXPECT_EQ(Scalar("SELECT COUNT(*) FROM submissions WHERE mode = 1 AND (length(merkle_path) > 0 "
                    "OR length(nonce) > 0 OR length(merkle_root) > 0)"),
             0);
-  EXPECT_EQ(Scalar("SELECT length(leaves) FROM batches"), 5 * (32 + 16));
+  EXPECT_EQ(Scalar("SELECT length(leaves) FROM batches WHERE length(root) > 0"), 5 * (32 + 16));
 
   // A crash after the seal, before the root is sent: a new process finds everything.
   store_.reset();
@@ -674,6 +679,89 @@ TEST_F(MerkleSqliteTest, LeavesSealedByAnOlderReleaseReadAsStored) {
   EXPECT_EQ(batch->root->digest.raw(), b.root);
 }
 
+// A leaf goes into its provider's open batch as it is stored; sealing the batch writes no leaf
+// row. Leaves stored after the batcher read the batch's are not in its tree: the seal then marks
+// the leaves it takes one by one, and the later ones stay in the open batch (its count follows),
+// sealed next. The backlog counts every leaf once throughout.
+TEST_F(MerkleSqliteTest, LeavesStoredAfterTheBatcherReadStayInTheOpenBatch) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, kNow).ok());
+  const int64_t open = Row(1).batch_id;
+  ASSERT_NE(open, 0);
+  EXPECT_EQ(Row(2).batch_id, open);
+  std::vector<WaitingLeaf> read = Unbatched();
+  ASSERT_EQ(read.size(), 2u);
+  ASSERT_TRUE(store_->InsertBatch({Leaf(3)}, kNow + absl::Seconds(1)).ok());
+  EXPECT_EQ(Row(3).batch_id, open);
+  EXPECT_EQ(Scalar(absl::StrCat("SELECT leaf_count FROM batches WHERE id = ", open)), 3);
+  EXPECT_EQ(*store_->CountBacklog(), 3);
+
+  TestBatch first = MakeBatch(read);
+  auto id = store_->CreateMerkleBatch(first, kNow + absl::Seconds(2));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_NE(*id, open);
+  EXPECT_TRUE(Sealed(Row(1)));
+  EXPECT_TRUE(Sealed(Row(2)));
+  EXPECT_EQ(Row(1).batch_id, *id);
+  EXPECT_FALSE(Sealed(Row(3)));
+  EXPECT_EQ(Row(3).batch_id, open);
+  EXPECT_EQ(Scalar(absl::StrCat("SELECT leaf_count FROM batches WHERE id = ", open)), 1);
+  auto waiting = store_->UnbatchedWaiting("fake");
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->count, 1);
+  EXPECT_EQ(waiting->oldest, kNow);               // the open batch's age: when its first leaf came
+  EXPECT_EQ(*store_->CountBacklog(), 1 + 2 + 1);  // the root, its leaves, the one waiting
+
+  std::vector<WaitingLeaf> rest = Unbatched();
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].digest.raw(), D(3));
+  const absl::Time stored3 = Row(3).updated_at;
+  auto second = store_->CreateMerkleBatch(MakeBatch(rest), kNow + absl::Seconds(3));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, open);  // the open batch itself, sealed: its leaf row is not written
+  EXPECT_TRUE(Sealed(Row(3)));
+  EXPECT_EQ(Row(3).updated_at, stored3);
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM batches WHERE length(root) = 0"), 0);
+  EXPECT_EQ(*store_->CountBacklog(), 2 + 3);
+  EXPECT_TRUE(Unbatched().empty());
+}
+
+// A database of an older release holds waiting leaves with batch id 0 and no open batch: they are
+// sealed first (marked with their batch as before), then the leaves stored since in open batches.
+TEST_F(MerkleSqliteTest, WaitingLeavesOfAnOlderReleaseAreSealedFirst) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1)}, kNow).ok());
+  ExecSql("UPDATE submissions SET batch_id = 0");
+  ExecSql("DELETE FROM batches");
+  store_.reset();
+  auto reopened = OpenStore();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  ASSERT_TRUE(store_->InsertBatch({Leaf(2), Leaf(3)}, kNow + absl::Seconds(1)).ok());
+  EXPECT_EQ(Row(1).batch_id, 0);
+  EXPECT_NE(Row(2).batch_id, 0);
+  EXPECT_EQ(*store_->CountBacklog(), 3);
+
+  auto waiting = store_->UnbatchedWaiting("fake");
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->count, 1);
+  std::vector<WaitingLeaf> old = Unbatched();
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_EQ(old[0].digest.raw(), D(1));
+  auto first = store_->CreateMerkleBatch(MakeBatch(old), kNow + absl::Seconds(2));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(Row(1).batch_id, *first);
+  EXPECT_TRUE(Sealed(Row(1)));
+
+  std::vector<WaitingLeaf> open = Unbatched();
+  ASSERT_EQ(open.size(), 2u);
+  auto second = store_->CreateMerkleBatch(MakeBatch(open), kNow + absl::Seconds(3));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(Row(2).batch_id, *second);
+  EXPECT_EQ(Row(3).batch_id, *second);
+  EXPECT_TRUE(Sealed(Row(3)));
+  EXPECT_TRUE(Unbatched().empty());
+  EXPECT_EQ(*store_->CountBacklog(), 2 + 3);
+}
+
 // --- Batcher -------------------------------------------------------------------------------------
 
 class BatcherTest : public MerkleFixture {
@@ -730,8 +818,8 @@ TEST_F(BatcherTest, SealsWhenFullNotBeforeTheWindowThenAfterIt) {
   EXPECT_EQ(calls, 1);
   ASSERT_EQ(Roots().size(), 1u);
   EXPECT_EQ(Roots()[0].leaf_count, 4);
-  for (int n = 1; n <= 4; ++n) EXPECT_NE(Row(n).batch_id, 0) << n;
-  EXPECT_EQ(Row(5).batch_id, 0);
+  for (int n = 1; n <= 4; ++n) EXPECT_TRUE(Sealed(Row(n))) << n;
+  EXPECT_FALSE(Sealed(Row(5)));
 
   clock_.Advance(absl::Seconds(4));
   sealed = batcher->SealDue();
@@ -801,6 +889,24 @@ TEST_F(BatcherTest, PathsLeadToTheRootAndNoncesAreFreshAndDistinct) {
   EXPECT_EQ(nonces.size(), 37u);
 }
 
+// One intake commit of more leaves than a batch takes fills open batches of max_leaves each (the
+// store has the batcher's limit), so each full one is sealed as it is.
+TEST_F(BatcherTest, OneCommitFillsOpenBatchesOfMaxLeavesEach) {
+  auto batcher = Make(4, absl::Hours(1));
+  std::vector<NewItem> items;
+  for (int n = 1; n <= 10; ++n) items.push_back(Leaf(n));
+  ASSERT_TRUE(store_->InsertBatch(items, clock_.Now()).ok());
+  EXPECT_EQ(Scalar("SELECT COUNT(*) FROM batches WHERE length(root) = 0"), 3);
+  EXPECT_EQ(Scalar("SELECT MAX(leaf_count) FROM batches"), 4);
+  EXPECT_EQ(Scalar("SELECT SUM(leaf_count) FROM batches"), 10);
+  EXPECT_EQ(*batcher->SealDue(), 2);
+  ASSERT_EQ(Roots().size(), 2u);
+  EXPECT_EQ(Roots()[0].batch_id, Row(1).batch_id);
+  EXPECT_EQ(Roots()[1].batch_id, Row(5).batch_id);
+  EXPECT_FALSE(Sealed(Row(9)));
+  EXPECT_EQ(Unbatched().size(), 2u);
+}
+
 TEST_F(BatcherTest, ManyFullBatchesAndOnlyTheGivenProvider) {
   auto batcher = Make(10, absl::Hours(1));
   std::vector<NewItem> items;
@@ -810,7 +916,7 @@ TEST_F(BatcherTest, ManyFullBatchesAndOnlyTheGivenProvider) {
   EXPECT_EQ(*batcher->SealDue("nobody"), 0);
   EXPECT_EQ(*batcher->SealDue(), 3);  // 3 full, 5 wait
   EXPECT_EQ(Unbatched().size(), 5u);
-  EXPECT_EQ(Row(99, "other").batch_id, 0);  // not a provider of this batcher
+  EXPECT_FALSE(Sealed(Row(99, "other")));  // not a provider of this batcher
 }
 
 TEST_F(BatcherTest, TwoBatchersRacingNeverShareALeaf) {

@@ -37,6 +37,8 @@ class Batcher {
  public:
   // `store`, `metrics` (may be null) and `clock` must outlive the batcher. `on_sealed` is called
   // after a batch was committed (the engine's Wake).
+  // Tells `store` how many leaves a batch takes (SubmitterStore::SetLeavesPerBatch): construct the
+  // batcher before the intake stores leaves.
   Batcher(SubmitterStore* store, std::vector<std::string> providers, SubmitterMetrics* metrics,
           Clock* clock, BatcherOptions options, std::function<void()> on_sealed);
   ~Batcher();

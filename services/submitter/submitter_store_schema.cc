@@ -188,19 +188,23 @@ absl::Status InitSqliteSubmitterSchema(ledger::Session& session) {
       "DROP INDEX IF EXISTS refs_job; DROP INDEX IF EXISTS submissions_unbatched; "
       "DROP INDEX IF EXISTS submissions_backlog; DROP INDEX IF EXISTS submissions_backlog_rows; "
       "CREATE INDEX IF NOT EXISTS submissions_by_digest ON submissions (substr(digest, 1, 8)); "
+      // Leaves stored with batch id 0 by an older release, until they are sealed (a leaf of
+      // this release is stored into an open batch: submissions_batch_leaves).
       "CREATE INDEX IF NOT EXISTS submissions_waiting ON submissions (provider, id) "
       "WHERE mode = 1 AND batch_id = 0 AND state = 0; "
       "CREATE INDEX IF NOT EXISTS submissions_sendable ON submissions (provider, id) "
       "WHERE state IN (0, 1) AND mode <> 1; "
-      // The backlog of rows sent on their own (kSqliteBacklogQuery). Waiting leaves are counted
-      // through submissions_waiting and sealed ones through their batch, so a leaf enters no
-      // backlog index: submissions_backlog_rows, which also held the waiting leaves, cost each
-      // leaf an index insert at intake and a delete at its seal.
+      // The backlog of rows sent on their own (kSqliteBacklogQuery). Leaves are counted through
+      // their batch (open or sealed), so a leaf enters no backlog index: submissions_backlog_rows,
+      // which also held the waiting leaves, cost each leaf an index insert at intake and a delete
+      // at its seal.
       "CREATE INDEX IF NOT EXISTS submissions_backlog_files ON submissions (state) "
       "WHERE state IN (0, 1) AND mode <> 1; "
       "CREATE INDEX IF NOT EXISTS submissions_handoff ON submissions (id) "
       "WHERE state IN (2, 3) AND handed_off_seq < change_seq; "
-      // A root's acceptance or failure reaches its leaves through this (not a table scan).
+      // A batch's leaves, from their intake into an open batch on: the batcher reads an open
+      // batch's leaves, and a root's acceptance or failure reaches its leaves, through this (not
+      // a table scan).
       "CREATE INDEX IF NOT EXISTS submissions_batch_leaves ON submissions (batch_id) "
       "WHERE mode = 1 AND batch_id <> 0; "
       "CREATE INDEX IF NOT EXISTS batches_handoff ON batches (id) WHERE handoff_next >= 0; "

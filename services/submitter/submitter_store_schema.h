@@ -22,18 +22,20 @@ inline constexpr char kDigestIndex[] = "submissions INDEXED BY submissions_by_di
 std::string DigestIs(int param, absl::string_view alias = "");
 
 // The backlog (rows QUEUED or SUBMITTING as readers see them): rows sent on their own
-// (submissions_backlog_files), leaves waiting for a batch (submissions_waiting; a leaf is never
-// SUBMITTING: only rows sent on their own are prepared) and the leaves of every batch whose root
-// is undecided. Each part is counted from an index alone, its terms those of the index's WHERE
-// (a term the index does not state would be checked in each row).
+// (submissions_backlog_files), leaves an older release stored with batch id 0 and not yet sealed
+// (submissions_waiting; a leaf is never SUBMITTING: only rows sent on their own are prepared) and
+// the leaves of every batch whose root is undecided, open batches included (their leaf_count).
+// Each part is counted from an index or the batch rows alone, its terms those of the index's
+// WHERE (a term the index does not state would be checked in each row).
 inline constexpr char kSqliteBacklogQuery[] =
     "SELECT (SELECT COUNT(*) FROM submissions WHERE state IN (0, 1) AND mode <> 1) + "
     "(SELECT COUNT(*) FROM submissions WHERE mode = 1 AND batch_id = 0 AND state = 0) + "
     "(SELECT COALESCE(SUM(leaf_count), 0) FROM batches WHERE leaves_state = 0)";
 
 // A row's state as readers see it, as an SQL expression over the row (`alias` e.g. "s." or
-// "submissions."). A sealed Merkle leaf's row is written at intake and at sealing, not again when
-// its root is accepted or when the poller acknowledges it: its batch row carries the verdict for
+// "submissions."). A Merkle leaf's row is written at intake, into its open batch
+// (sqlite_batches.h), not again when the batch is sealed, when its root is accepted or when the
+// poller acknowledges it: its batch row carries the verdict for
 // all of them (leaves_state: SUBMITTED, or FAILED, whose leaf rows are also written, as a failure
 // is rare and each leaf carries it) and how far their hand-off has come (handoff_next). That
 // saves two row writes and four index writes per leaf (bench/RESULTS.md, "Issue 11, session

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/base/thread_annotations.h"
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/ledger/sqlite_db.h"
+#include "libs/ledger/sqlite_rows.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
 #include "services/submitter/batch_leaves.h"
@@ -136,6 +138,17 @@ absl::StatusOr<Submission> ReadRow(const Statement& s) {
   r.leaf_count = s.ColumnInt(36);
   r.fallback_provider = s.ColumnText(37);
   return r;
+}
+
+// ColsWith("2", "handed_off_seq") as ReadThinLeaf reads it, each column at its place, the ones it
+// does not read given as constants: SQLite decodes every column a query selects, and the
+// batch-form hand-off reads thousands of leaves a window.
+const std::string& ThinLeafCols() {
+  static const std::string* const cols = new std::string(
+      "id, digest, provider, '', '', 0, '', '', 2, '', '', '', 0, '', '', 0, '', 0, 0, 0, 0, 0, "
+      "'', '', '', '', 0, 0, change_seq, handed_off_seq, '', mode, batch_id, '', merkle_path, '', "
+      "0, ''");
+  return *cols;
 }
 
 // A row of Cols() read thin (Submission::thin) when it is a SUBMITTED leaf of a batch sealed by
@@ -476,9 +489,13 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                      "handed_off_seq < change_seq ORDER BY id LIMIT ?1")));
     own.Bind(1, ask);
     ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(session));
+    // Thin, a leaf is read with ThinLeafCols, and again whole in the rare case it cannot be thin
+    // (sealed by an older release: it holds its own path).
+    const std::string whole_leaf = ColsWith("2", "handed_off_seq");
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement leaf, session.Prepare(absl::StrCat("SELECT ", ColsWith("2", "handed_off_seq"),
+        Statement leaf, session.Prepare(absl::StrCat("SELECT ", thin ? ThinLeafCols() : whole_leaf,
                                                      " ", kSqliteOwedLeaves, " LIMIT ?3")));
+    std::optional<Statement> whole_by_id;
     absl::MutexLock lock(&handoff_mu_);
     // A batch's leaves are read from the first that is neither in flight nor acknowledged ahead
     // (as far as that is known without reading: its leaves have consecutive ids when it was
@@ -521,7 +538,19 @@ class SqliteSubmitterStore final : public SubmitterStore {
         if (thin) {
           ANCHORD_ASSIGN_OR_RETURN(is_thin, ReadThinLeaf(s, &r));
         }
-        if (!is_thin) {
+        if (!is_thin && thin && !from_own) {
+          ANCHORD_ASSIGN_OR_RETURN(Statement * whole,
+                                   ledger::Reuse(session, whole_by_id,
+                                                 absl::StrCat("SELECT ", whole_leaf,
+                                                              " FROM submissions WHERE id = ?1")));
+          whole->Bind(1, id);
+          ANCHORD_ASSIGN_OR_RETURN(bool found, whole->Step());
+          if (!found) return absl::InternalError(absl::StrCat("leaf row ", id, " vanished"));
+          absl::StatusOr<Submission> row = ReadRow(*whole);
+          whole->Reset();
+          if (!row.ok()) return row.status();
+          r = *std::move(row);
+        } else if (!is_thin) {
           ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
         }
         if (!from_own) owed_out_[id] = r.change_seq;

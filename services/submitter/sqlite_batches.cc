@@ -148,10 +148,12 @@ absl::Status OpenLeafBatches::Finish() {
 
 namespace {
 
-// The oldest open batch of ?1 holding any leaf.
+// The oldest open batch of ?1 holding any leaf: found by its leaves, not by its count, so that an
+// open batch left without leaves can never hold up the ones after it.
 constexpr char kOldestOpenBatch[] =
-    "FROM batches INDEXED BY batches_open WHERE provider = ?1 AND length(root) = 0 AND "
-    "leaf_count > 0 ORDER BY id LIMIT 1";
+    "FROM batches INDEXED BY batches_open WHERE provider = ?1 AND length(root) = 0 AND EXISTS "
+    "(SELECT 1 FROM submissions INDEXED BY submissions_batch_leaves WHERE batch_id = batches.id "
+    "AND mode = 1 AND batch_id <> 0) ORDER BY id LIMIT 1";
 
 }  // namespace
 
@@ -351,12 +353,14 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
     ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
   }
   look_leaf.Reset();
-  // An open batch left empty goes: the batcher would otherwise see it as the oldest one.
+  // An open batch left without leaves goes.
   ANCHORD_ASSIGN_OR_RETURN(
       Statement fewer, tx.Prepare("UPDATE batches SET leaf_count = leaf_count - ?2 WHERE id = ?1"));
   ANCHORD_ASSIGN_OR_RETURN(
       Statement drop,
-      tx.Prepare("DELETE FROM batches WHERE id = ?1 AND length(root) = 0 AND leaf_count = 0"));
+      tx.Prepare("DELETE FROM batches WHERE id = ?1 AND length(root) = 0 AND NOT EXISTS (SELECT "
+                 "1 FROM submissions INDEXED BY submissions_batch_leaves WHERE batch_id = ?1 AND "
+                 "mode = 1 AND batch_id <> 0)"));
   for (const auto& [open, n] : left_open) {
     fewer.Reset();
     fewer.Bind(1, open).Bind(2, n);

@@ -907,6 +907,25 @@ TEST_F(BatcherTest, OneCommitFillsOpenBatchesOfMaxLeavesEach) {
   EXPECT_EQ(Unbatched().size(), 2u);
 }
 
+// An open batch without leaves (its count says otherwise) never holds up the batches after it:
+// the batcher finds the oldest open batch by its leaves.
+TEST_F(BatcherTest, AnOpenBatchWithoutLeavesHoldsNothingUp) {
+  auto batcher = Make(4, absl::Seconds(5));
+  ExecSql(
+      "INSERT INTO batches (provider, root, leaf_count, created_at, leaves) VALUES ('fake', "
+      "x'', 4, 0, x'')");
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2)}, clock_.Now()).ok());
+  EXPECT_GT(Row(1).batch_id, 1);  // not the empty one: it is full
+  auto waiting = store_->UnbatchedWaiting("fake");
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->count, 2);
+  EXPECT_EQ(Unbatched().size(), 2u);
+  clock_.Advance(absl::Seconds(6));
+  EXPECT_EQ(*batcher->SealDue(), 1);
+  EXPECT_TRUE(Sealed(Row(1)));
+  EXPECT_TRUE(Sealed(Row(2)));
+}
+
 TEST_F(BatcherTest, ManyFullBatchesAndOnlyTheGivenProvider) {
   auto batcher = Make(10, absl::Hours(1));
   std::vector<NewItem> items;

@@ -133,16 +133,17 @@ void OpenLeafBatches::PutBack(int64_t batch_id) {
 }
 
 absl::Status OpenLeafBatches::Finish() {
-  std::vector<Open> all = filled_;
-  for (const auto& [provider, o] : current_) all.push_back(o);
-  for (const Open& o : all) {
-    if (o.count == o.stored) continue;
+  std::optional<Statement> set;
+  auto write = [&](const Open& o) -> absl::Status {
+    if (o.count == o.stored) return absl::OkStatus();
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement set,
-        tx_.Prepare("UPDATE batches SET leaf_count = leaf_count + ?2 WHERE id = ?1"));
-    set.Bind(1, o.id).Bind(2, o.count - o.stored);
-    ANCHORD_RETURN_IF_ERROR(set.Run());
-  }
+        Statement * st,
+        ledger::Reuse(tx_, set, "UPDATE batches SET leaf_count = leaf_count + ?2 WHERE id = ?1"));
+    st->Bind(1, o.id).Bind(2, o.count - o.stored);
+    return st->Run();
+  };
+  for (const Open& o : filled_) ANCHORD_RETURN_IF_ERROR(write(o));
+  for (const auto& [provider, o] : current_) ANCHORD_RETURN_IF_ERROR(write(o));
   return absl::OkStatus();
 }
 
@@ -353,6 +354,7 @@ absl::StatusOr<int64_t> SealSqliteBatch(ledger::Transaction& tx, const NewBatch&
     ANCHORD_RETURN_IF_ERROR(set_leaf.Run());
   }
   look_leaf.Reset();
+  if (left_open.empty()) return AddBatchAndRoot(tx, b, batch_id, digests, now_ms);
   // An open batch left without leaves goes.
   ANCHORD_ASSIGN_OR_RETURN(
       Statement fewer, tx.Prepare("UPDATE batches SET leaf_count = leaf_count - ?2 WHERE id = ?1"));

@@ -156,8 +156,8 @@ class SqlitePollerStore final : public PollerStore {
     ledger::Session session(*db_);
     auto st = session.Prepare(absl::StrCat(
         "SELECT ", kSqliteProofColumns,
-        " FROM proofs WHERE provider = ? AND state = ? AND stalled = 0 AND pending_since < ?"
-        " AND length(merkle_root) = 0"
+        " FROM proofs INDEXED BY proofs_stall_roots WHERE provider = ? AND state = ? AND "
+        "stalled = 0 AND pending_since < ? AND length(merkle_root) = 0"
         " ORDER BY pending_since, seq LIMIT ?"));
     if (!st.ok()) return st.status();
     st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
@@ -251,13 +251,12 @@ class SqlitePollerStore final : public PollerStore {
   absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
                                                      int limit) override {
     ledger::Session session(*db_);
-    auto st = session.Prepare(absl::StrCat(
-        "SELECT ", kSqliteProofColumns,
-        " FROM proofs WHERE provider = ? AND state = ? AND stalled = 1 AND fallback_sent = 0"
-        " AND fallback_provider <> '' ORDER BY seq LIMIT ?"));
+    auto st = session.Prepare(
+        absl::StrCat("SELECT ", kSqliteProofColumns,
+                     " FROM proofs INDEXED BY proofs_fallback_due WHERE provider = ? AND ",
+                     kSqliteFallbackDue, " ORDER BY seq LIMIT ?"));
     if (!st.ok()) return st.status();
-    st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
-    st->Bind(3, static_cast<int64_t>(limit));
+    st->Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
     return CollectProofs(session, *st);
   }
 

@@ -36,7 +36,7 @@ using InsertedCounts = std::map<std::tuple<std::string, int64_t, int64_t>, int64
 absl::Status AddInsertedCounts(ledger::Transaction& tx, const InsertedCounts& inserted);
 
 // PollerStore::Stats from `proof_counts`: per provider, proofs by state, pending+stalled proofs,
-// and the oldest pending proof's pending_since (a seek on proofs_stall_order per provider).
+// and the oldest pending proof's pending_since (a seek on proofs_stall_roots per provider).
 absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderStats(
     ledger::Session& session);
 
@@ -46,10 +46,14 @@ absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Session& session,
                                                      const std::string& job);
 
 // The oldest pending proof of (?1 provider, ?2 state, ?3 stalled): one seek on
-// proofs_stall_order, never a scan (tests check its EXPLAIN QUERY PLAN).
+// proofs_stall_roots, never a scan (tests check its EXPLAIN QUERY PLAN). Merkle leaves are not
+// read: a leaf is pending since its root's submission and is stalled with its root (the root's
+// state and stall reach its leaves, PropagateRootToLeaves), so the oldest pending root is as old
+// as the oldest of its leaves, and the index holds no leaf (poller_store_schema.cc says why).
 inline constexpr char kOldestPendingQuery[] =
-    "SELECT pending_since FROM proofs INDEXED BY proofs_stall_order "
-    "WHERE provider = ?1 AND state = ?2 AND stalled = ?3 ORDER BY pending_since LIMIT 1";
+    "SELECT pending_since FROM proofs INDEXED BY proofs_stall_roots "
+    "WHERE provider = ?1 AND state = ?2 AND stalled = ?3 AND length(merkle_root) = 0 "
+    "ORDER BY pending_since LIMIT 1";
 
 // The SQLite connection settings that bound the memory the database adds to the poller.
 // Rejects negative sizes with an error naming the option.

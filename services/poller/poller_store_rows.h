@@ -43,6 +43,13 @@ absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_
 inline constexpr char kSqliteOpenLeaf[] =
     "length(merkle_root) > 0 AND (state = 4 OR (state = 5 AND ots_size = 0))";
 
+// The condition of the partial index proofs_fallback_due (poller_store_schema.cc): a PENDING
+// proof, stalled, whose job asked for a fallback provider that was not yet asked (leaves included:
+// each is anchored again on its own). Stated word for word by the query that reads the index; 4 is
+// DIGEST_STATE_PENDING.
+inline constexpr char kSqliteFallbackDue[] =
+    "state = 4 AND stalled = 1 AND fallback_sent = 0 AND fallback_provider <> ''";
+
 // The SQL condition "the proof `p` has a file of job ?" (one parameter). p's digest is found
 // through proofs_by_digest (kProofsByDigest, poller_store_schema.h).
 inline constexpr char kSqliteHasJobFile[] =

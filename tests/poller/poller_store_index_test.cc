@@ -178,7 +178,11 @@ TEST_F(PollerStoreIndexTest, DigestUniqueIndexIsReplacedByThePrefixIndex) {
     ASSERT_TRUE(store.ok()) << store.status();
     EXPECT_EQ(sql_of("proofs").find("UNIQUE"), std::string::npos) << open;
     EXPECT_FALSE(sql_of("proofs_by_digest").empty()) << open;
-    EXPECT_FALSE(sql_of("proofs_stall_order").empty()) << open;
+    // Roots and single proofs only: a Merkle leaf stalls with its root.
+    EXPECT_NE(sql_of("proofs_stall_roots").find("WHERE length(merkle_root) = 0"), std::string::npos)
+        << open;
+    EXPECT_TRUE(sql_of("proofs_stall_order").empty()) << open;
+    EXPECT_FALSE(sql_of("proofs_fallback_due").empty()) << open;
     EXPECT_FALSE(sql_of("proofs_open_leaves").empty()) << open;
     for (const char* t : kTriggers) EXPECT_FALSE(sql_of(t).empty()) << t;
     EXPECT_TRUE(sql_of("proof_counts_insert").empty());

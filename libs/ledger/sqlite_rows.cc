@@ -24,12 +24,12 @@ absl::StatusOr<Statement*> Reuse(Session& session, std::optional<Statement>& slo
 
 absl::StatusOr<int64_t> NextAutoincrementKey(Session& session, std::optional<Statement>& slot,
                                              absl::string_view table, absl::string_view key) {
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement * st,
-      Reuse(session, slot,
-            absl::StrCat("SELECT MAX(IFNULL((SELECT MAX(", key, ") FROM ", table,
-                         "), 0), IFNULL((SELECT seq FROM sqlite_sequence WHERE name = '", table,
-                         "'), 0))")));
+  ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reuse(session, slot, [&] {
+                             return absl::StrCat(
+                                 "SELECT MAX(IFNULL((SELECT MAX(", key, ") FROM ", table,
+                                 "), 0), IFNULL((SELECT seq FROM sqlite_sequence WHERE name = '",
+                                 table, "'), 0))");
+                           }));
   ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
   const int64_t last = has_row ? st->ColumnInt(0) : 0;
   st->Reset();

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,6 +26,21 @@ std::string Placeholders(int params, size_t rows);
 // The statement kept in `slot`, compiled at its first use in `session`, reset for new bindings.
 absl::StatusOr<Statement*> Reuse(Session& session, std::optional<Statement>& slot,
                                  absl::string_view sql);
+
+// The same for SQL that is put together (absl::StrCat, Placeholders): make_sql() runs at the first
+// use only. A statement reused for every row of a hot path (a digest's look-up, a queue's INSERT)
+// then does not build its text again each time: the poller's look-up per leaf spent 1,000
+// instructions on it (callgrind, bench/RESULTS.md issue 11 session 20).
+template <typename MakeSql, typename = std::enable_if_t<std::is_invocable_v<const MakeSql&>>>
+absl::StatusOr<Statement*> Reuse(Session& session, std::optional<Statement>& slot,
+                                 const MakeSql& make_sql) {
+  if (slot.has_value()) {
+    slot->Reset();
+    return &*slot;
+  }
+  const std::string sql = make_sql();
+  return Reuse(session, slot, absl::string_view(sql));
+}
 
 // The rowid SQLite would give the next row of `table`, an AUTOINCREMENT table whose INTEGER
 // PRIMARY KEY is `key`: above every key it holds or ever gave (its sqlite_sequence counter). A
@@ -43,9 +59,10 @@ absl::Status InsertRows(Session& session, size_t count, int params, absl::string
                         absl::string_view tail = {}) {
   size_t i = 0;
   if (per_statement > 1 && count >= per_statement) {
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st,
-        Reuse(session, many, absl::StrCat(insert, Placeholders(params, per_statement), tail)));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reuse(session, many, [&] {
+                               return absl::StrCat(insert, Placeholders(params, per_statement),
+                                                   tail);
+                             }));
     for (; i + per_statement <= count; i += per_statement) {
       st->Reset();
       for (size_t k = 0; k < per_statement; ++k) bind(*st, static_cast<int>(k) * params, i + k);
@@ -53,8 +70,9 @@ absl::Status InsertRows(Session& session, size_t count, int params, absl::string
     }
   }
   if (i == count) return absl::OkStatus();
-  ANCHORD_ASSIGN_OR_RETURN(
-      Statement * st, Reuse(session, one, absl::StrCat(insert, Placeholders(params, 1), tail)));
+  ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reuse(session, one, [&] {
+                             return absl::StrCat(insert, Placeholders(params, 1), tail);
+                           }));
   for (; i < count; ++i) {
     st->Reset();
     bind(*st, 0, i);

@@ -249,7 +249,8 @@ class Tracker {
     return st->Run();
   }
 
-  absl::StatusOr<Statement*> Reused(std::optional<Statement>& slot, absl::string_view sql) {
+  template <typename Sql>
+  absl::StatusOr<Statement*> Reused(std::optional<Statement>& slot, const Sql& sql) {
     return ledger::Reuse(tx_, slot, sql);
   }
 
@@ -267,9 +268,10 @@ class Tracker {
   // CPU per proof in backlog_bench fill). The look reads every proof of the digest anyway, so it
   // also answers the digest's lowest seq (where its files go) instead of a second seek.
   absl::StatusOr<Held> Look(const ProofRow& row) {
-    ANCHORD_ASSIGN_OR_RETURN(Statement * st,
-                             Reused(held_, absl::StrCat("SELECT MIN(seq), MAX(provider = ?2) FROM ",
-                                                        kProofsByDigest, " WHERE ", DigestIs(1))));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reused(held_, [] {
+                               return absl::StrCat("SELECT MIN(seq), MAX(provider = ?2) FROM ",
+                                                   kProofsByDigest, " WHERE ", DigestIs(1));
+                             }));
     st->BindBlob(1, row.digest.bytes()).Bind(2, row.provider);
     ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
     Held out;
@@ -285,9 +287,10 @@ class Tracker {
   absl::StatusOr<Held> Insert(const TrackInput& in, const ProofRow& row, int64_t path_size,
                               Held look) {
     if (look.held) return look;
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st,
-        Reused(insert_, absl::StrCat(kInsertProof, ledger::Placeholders(kInsertParams, 1))));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reused(insert_, [] {
+                               return absl::StrCat(kInsertProof,
+                                                   ledger::Placeholders(kInsertParams, 1));
+                             }));
     BindInsert(*st, 0, row, in, PendingSince(in), path_size);
     st->BindNull(kInsertParams);  // seq: the next one
     ANCHORD_RETURN_IF_ERROR(st->Run());
@@ -455,9 +458,10 @@ class Tracker {
   absl::Status AddFiles(const TrackInput& in, int64_t files_seq) {
     if (in.files.empty()) return absl::OkStatus();
     if (files_seq <= 0) return absl::InternalError("proof vanished inside its transaction");
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st,
-        Reused(add_file_, absl::StrCat(kInsertFile, ledger::Placeholders(kFileParams, 1))));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reused(add_file_, [] {
+                               return absl::StrCat(kInsertFile,
+                                                   ledger::Placeholders(kFileParams, 1));
+                             }));
     for (const FileRow& f : in.files) {
       st->Reset();
       st->Bind(1, files_seq);

@@ -153,10 +153,10 @@ class Intake {
   // submissions rows (the digest index); its files hang off the lowest of their ids (refs.sub_id,
   // see the schema).
   absl::StatusOr<int64_t> LowestId(const Digest& digest) {
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * st,
-        ledger::Reuse(tx_, first_id_,
-                      absl::StrCat("SELECT MIN(id) FROM ", kDigestIndex, " WHERE ", DigestIs(1))));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, ledger::Reuse(tx_, first_id_, [&] {
+                               return absl::StrCat("SELECT MIN(id) FROM ", kDigestIndex, " WHERE ",
+                                                   DigestIs(1));
+                             }));
     st->BindBlob(1, digest.bytes());
     ANCHORD_ASSIGN_OR_RETURN(bool row, st->Step());
     const int64_t id = row && !st->ColumnIsNull(0) ? st->ColumnInt(0) : 0;
@@ -193,22 +193,23 @@ class Intake {
     for (const std::string& provider : item.providers) {
       Statement* add = nullptr;
       if (sub_id == 0) {
-        ANCHORD_ASSIGN_OR_RETURN(
-            add, ledger::Reuse(
-                     tx_, add_one_,
-                     absl::StrCat(kInsertSubmission, ledger::Placeholders(kSubmissionParams, 1))));
+        ANCHORD_ASSIGN_OR_RETURN(add, ledger::Reuse(tx_, add_one_, [&] {
+                                   return absl::StrCat(kInsertSubmission,
+                                                       ledger::Placeholders(kSubmissionParams, 1));
+                                 }));
         add->BindNull(1);  // id: the store's choice
       } else {
         ANCHORD_ASSIGN_OR_RETURN(
-            add, ledger::Reuse(
-                     tx_, add_known_,
-                     absl::StrCat("INSERT INTO submissions (id, digest, provider, job, filename, "
-                                  "size_bytes, mime_type, source_path, state, next_attempt_at, "
-                                  "created_at, updated_at, mode, fallback_provider, batch_id) "
-                                  "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                                  "?14, ?15 "
-                                  "WHERE NOT EXISTS (SELECT 1 FROM ",
-                                  kDigestIndex, " WHERE ", DigestIs(2), " AND provider = ?3)")));
+            add, ledger::Reuse(tx_, add_known_, [&] {
+              return absl::StrCat(
+                  "INSERT INTO submissions (id, digest, provider, job, filename, "
+                  "size_bytes, mime_type, source_path, state, next_attempt_at, "
+                  "created_at, updated_at, mode, fallback_provider, batch_id) "
+                  "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                  "?14, ?15 "
+                  "WHERE NOT EXISTS (SELECT 1 FROM ",
+                  kDigestIndex, " WHERE ", DigestIs(2), " AND provider = ?3)");
+            }));
         add->BindNull(1);
       }
       int64_t batch = 0;
@@ -226,10 +227,9 @@ class Intake {
     }
     if (sub_id == 0) return absl::InternalError("intake: a digest without a submissions row");
 
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * add_ref,
-        ledger::Reuse(tx_, ref_one_,
-                      absl::StrCat(kInsertRef, ledger::Placeholders(kRefParams, 1))));
+    ANCHORD_ASSIGN_OR_RETURN(Statement * add_ref, ledger::Reuse(tx_, ref_one_, [&] {
+                               return absl::StrCat(kInsertRef, ledger::Placeholders(kRefParams, 1));
+                             }));
     BindRef(*add_ref, 0, sub_id, item.file);
     ANCHORD_RETURN_IF_ERROR(add_ref->Run());
     const bool new_ref = tx_.Changes() > 0;
@@ -242,23 +242,22 @@ class Intake {
       // its own (through the hand-off index).
       if (new_ref) {
         ANCHORD_ASSIGN_OR_RETURN(
-            Statement * bump,
-            ledger::Reuse(tx_, bump_,
-                          absl::StrCat("UPDATE ", kDigestIndex,
-                                       " SET state = ", EffectiveState("submissions."),
-                                       ", change_seq = change_seq + 1, updated_at = ?2 WHERE ",
-                                       DigestIs(1))));
+            Statement * bump, ledger::Reuse(tx_, bump_, [&] {
+              return absl::StrCat(
+                  "UPDATE ", kDigestIndex, " SET state = ", EffectiveState("submissions."),
+                  ", change_seq = change_seq + 1, updated_at = ?2 WHERE ", DigestIs(1));
+            }));
         bump->BindBlob(1, item.digest.bytes()).Bind(2, now_ms_);
         ANCHORD_RETURN_IF_ERROR(bump->Run());
       }
     }
     // A row just inserted is QUEUED, the least advanced state there is: no need to ask.
     if (!all_new) {
-      ANCHORD_ASSIGN_OR_RETURN(
-          Statement * min_state,
-          ledger::Reuse(tx_, min_state_,
-                        absl::StrCat("SELECT MIN(", EffectiveState("submissions."), ") FROM ",
-                                     kDigestIndex, " WHERE ", DigestIs(1))));
+      ANCHORD_ASSIGN_OR_RETURN(Statement * min_state, ledger::Reuse(tx_, min_state_, [&] {
+                                 return absl::StrCat("SELECT MIN(", EffectiveState("submissions."),
+                                                     ") FROM ", kDigestIndex, " WHERE ",
+                                                     DigestIs(1));
+                               }));
       min_state->BindBlob(1, item.digest.bytes());
       ANCHORD_ASSIGN_OR_RETURN(bool has_row, min_state->Step());
       if (has_row && !min_state->ColumnIsNull(0)) {

@@ -1,11 +1,13 @@
 #include "services/poller/poller_store_track.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
@@ -102,6 +104,51 @@ class Tracker {
  public:
   Tracker(Transaction& tx, absl::Time now) : tx_(tx), now_(now) {}
 
+  // Reads, before the call writes anything, every proof of the inputs' digests: kLookAhead
+  // digests to a statement (one seek each) instead of a statement per input, whose run, reset and
+  // bindings cost more than its seek (1.4 of the 14 us of CPU a hand-off spends per leaf,
+  // bench/RESULTS.md issue 11 session 20). The answers hold for a digest until an input of it is
+  // stored: only an input's own digest gains a row in a Track call (Queue, Insert); nothing else
+  // in it adds a proof. LookUp falls back to Look from then on.
+  absl::Status Prefetch(const std::vector<TrackInput>& inputs) {
+    std::vector<absl::string_view> digests;
+    digests.reserve(inputs.size());
+    for (const TrackInput& in : inputs) {
+      const absl::string_view d = in.proof.digest.bytes();
+      if (ahead_.try_emplace(d).second) digests.push_back(d);
+    }
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reused(look_ahead_, [] {
+                               std::string sql;
+                               for (int i = 1; i <= kLookAhead; ++i) {
+                                 absl::StrAppend(&sql, i == 1 ? "" : " UNION ALL ", "SELECT ", i,
+                                                 ", seq, provider FROM ", kProofsByDigest,
+                                                 " WHERE ", DigestIs(i));
+                               }
+                               return sql;
+                             }));
+    for (size_t first = 0; first < digests.size(); first += kLookAhead) {
+      st->Reset();
+      for (int i = 0; i < kLookAhead; ++i) {
+        // The last statement's spare places repeat its last digest (found twice, counted once).
+        const size_t k = std::min(first + static_cast<size_t>(i), digests.size() - 1);
+        st->BindBlobView(i + 1, digests[k]);
+      }
+      for (;;) {
+        ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
+        if (!has_row) break;
+        const size_t k =
+            std::min(first + static_cast<size_t>(st->ColumnInt(0)) - 1, digests.size() - 1);
+        if (first + static_cast<size_t>(st->ColumnInt(0)) - 1 != k) continue;  // a repeat
+        Ahead& a = ahead_[digests[k]];
+        const int64_t seq = st->ColumnInt(1);
+        a.first_seq = a.first_seq == 0 ? seq : std::min(a.first_seq, seq);
+        a.providers.push_back(st->ColumnText(2));
+      }
+    }
+    st->Reset();
+    return absl::OkStatus();
+  }
+
   // Stores `in`; its outcome goes to *out, an element of the caller's vector that stays where it
   // is until Finish (a queued proof is written from it).
   absl::Status One(const TrackInput& in, TrackOutcome* out_ptr) {
@@ -133,7 +180,7 @@ class Tracker {
     }
     // A digest queued earlier in this call is written before it is looked up again.
     if (Queued(p.digest)) ANCHORD_RETURN_IF_ERROR(Flush());
-    ANCHORD_ASSIGN_OR_RETURN(const Held look, Look(row));
+    ANCHORD_ASSIGN_OR_RETURN(const Held look, LookUp(row));
     // The common hand-off (a digest the store has never seen, with at most one file, no .ots,
     // nothing in this call to move with it) is queued and written with others in one statement:
     // its outcome is the row as built, so nothing needs to read it back before the call ends.
@@ -259,6 +306,19 @@ class Tracker {
     bool inserted = false;  // (digest, provider) was not held: `row` is now (Insert)
     int64_t first_seq = 0;  // the digest's lowest seq before the insert; 0 when it had none
   };
+
+  // Look's answer, from Prefetch's reads while they hold (see Prefetch).
+  absl::StatusOr<Held> LookUp(const ProofRow& row) {
+    auto it = ahead_.find(row.digest.bytes());
+    if (it == ahead_.end() || it->second.stored) return Look(row);
+    it->second.stored = true;  // an input of the digest is being stored: look in the table next
+    Held out;
+    out.first_seq = it->second.first_seq;
+    for (const std::string& provider : it->second.providers) {
+      if (provider == row.provider) out.held = true;
+    }
+    return out;
+  }
 
   // Whether (digest, provider) is held, and the digest's lowest seq.
   // (digest, provider) is the key, and no UNIQUE index enforces it (the schema says why): the
@@ -479,11 +539,22 @@ class Tracker {
     int64_t path_size;
   };
   static constexpr size_t kQueueRows = 16;
+  static constexpr int kLookAhead = 16;  // digests to a Prefetch statement
+
+  // A digest's proofs as Prefetch read them; `stored` once an input of the digest was looked up.
+  struct Ahead {
+    int64_t first_seq = 0;  // 0: none
+    std::vector<std::string> providers;
+    bool stored = false;
+  };
 
   Transaction& tx_;
   const absl::Time now_;
   // The digest's lowest seq, and whether (digest, provider) has a row.
   std::optional<Statement> held_;
+  std::optional<Statement> look_ahead_;  // kLookAhead digests' proofs (Prefetch)
+  // By raw digest (views into the call's inputs, which outlive the Tracker).
+  absl::flat_hash_map<absl::string_view, Ahead> ahead_;
   std::optional<Statement> insert_;       // one row, seq bound (NULL: the store's choice)
   std::optional<Statement> insert_many_;  // kQueueRows rows, seqs bound
   std::optional<Statement> next_seq_stmt_;
@@ -504,6 +575,7 @@ absl::StatusOr<std::vector<TrackOutcome>> TrackInSqlite(Transaction& tx,
                                                         const std::vector<TrackInput>& inputs,
                                                         absl::Time now) {
   Tracker tracker(tx, now);
+  ANCHORD_RETURN_IF_ERROR(tracker.Prefetch(inputs));
   // Reserved once: a queued proof is written from its outcome here, which must not move.
   std::vector<TrackOutcome> out(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {

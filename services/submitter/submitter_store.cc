@@ -539,10 +539,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
           ANCHORD_ASSIGN_OR_RETURN(is_thin, ReadThinLeaf(s, &r));
         }
         if (!is_thin && thin && !from_own) {
-          ANCHORD_ASSIGN_OR_RETURN(Statement * whole,
-                                   ledger::Reuse(session, whole_by_id,
-                                                 [&] { return absl::StrCat("SELECT ", whole_leaf,
-                                                              " FROM submissions WHERE id = ?1"); }));
+          ANCHORD_ASSIGN_OR_RETURN(Statement * whole, ledger::Reuse(session, whole_by_id, [&] {
+                                     return absl::StrCat("SELECT ", whole_leaf,
+                                                         " FROM submissions WHERE id = ?1");
+                                   }));
           whole->Bind(1, id);
           ANCHORD_ASSIGN_OR_RETURN(bool found, whole->Step());
           if (!found) return absl::InternalError(absl::StrCat("leaf row ", id, " vanished"));

@@ -272,6 +272,44 @@ TEST_F(PollerStoreTrackTest, ProofsWrittenTogetherKeepTheirOrderSeqsAndFiles) {
   EXPECT_EQ(next[0].proof.seq, last_seq + 1);
 }
 
+// The proofs a call's digests already have are read kLookAhead digests to a statement before the
+// call writes (Tracker::Prefetch): digests stored by an earlier call, in every statement of the
+// look-ahead (the last one partly filled), with the same or another provider, and one repeated in
+// the call, are all found as one look per input would find them.
+TEST_F(PollerStoreTrackTest, DigestsStoredBeforeTheCallAreFoundAcrossLookAheads) {
+  const std::set<int> before = {2, 17, 33, 40};
+  std::vector<TrackInput> first;
+  for (int n : before) first.push_back(Pending(Digest(n), "old-" + std::to_string(n)));
+  first.push_back(Pending(Digest(17), "old-17s", "second"));
+  ASSERT_EQ(TrackAndCompare(first, kT0).size(), 5u);
+  const int64_t first_seq_33 = MustGet(Digest(33)).seq;
+
+  std::vector<TrackInput> inputs;
+  for (int n = 1; n <= 41; ++n) inputs.push_back(Pending(Digest(n), "new-" + std::to_string(n)));
+  inputs.push_back(Pending(Digest(33), "new-33s", "second", "", "second/33"));
+  inputs.push_back(Pending(Digest(40), "new-40b", "fake", "", "again/40"));
+  auto out = TrackAndCompare(inputs, kT0 + absl::Seconds(1));
+  ASSERT_EQ(out.size(), inputs.size());
+  for (int n = 1; n <= 41; ++n) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(out[n - 1].inserted, before.count(n) == 0);
+    // A proof held before keeps its provider record.
+    if (before.count(n)) EXPECT_EQ(MustGet(Digest(n)).proof_id, "old-" + std::to_string(n));
+  }
+  EXPECT_TRUE(out[41].inserted);  // (33, second): a new provider for a known digest
+  EXPECT_FALSE(out[42].inserted);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs"), 5 + 37 + 1);
+  // The new provider's files are the digest's, under its first proof.
+  std::vector<std::string> paths;
+  for (const FileRow& f : MustGet(Digest(33), "second").files) paths.push_back(f.source_path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"old-33.pdf", "new-33.pdf", "second/33"}));
+  EXPECT_EQ(
+      CountRows("SELECT COUNT(*) FROM files WHERE proof_seq = " + std::to_string(first_seq_33)), 3);
+  paths.clear();
+  for (const FileRow& f : MustGet(Digest(40)).files) paths.push_back(f.source_path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"old-40.pdf", "new-40.pdf", "again/40"}));
+}
+
 // Leaves handed off after their root was confirmed take its state at insert, and a leaf left
 // behind the root (the root moved without its propagation) is brought up with them.
 TEST_F(PollerStoreTrackTest, LeafOfConfirmedRootTakesItsStateAtInsert) {

@@ -1,10 +1,12 @@
 #include "services/submitter/submitter_store_intake.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
 #include "absl/container/inlined_vector.h"
@@ -63,7 +65,7 @@ class Intake {
   absl::StatusOr<InsertResult> One(const NewItem& item) {
     // A digest queued earlier in this call is written before it is looked up again.
     if (Queued(item.digest)) ANCHORD_RETURN_IF_ERROR(Flush());
-    ANCHORD_ASSIGN_OR_RETURN(int64_t sub_id, LowestId(item.digest));
+    ANCHORD_ASSIGN_OR_RETURN(int64_t sub_id, LowestIdOf(item.digest));
     if (sub_id == 0 && !item.providers.empty() && DistinctProviders(item.providers)) {
       if (next_id_ == 0) {
         ANCHORD_ASSIGN_OR_RETURN(
@@ -84,6 +86,45 @@ class Intake {
     }
     ANCHORD_RETURN_IF_ERROR(Flush());
     return Known(item, sub_id);
+  }
+
+  // Reads, before the call writes anything, the lowest id of every item's digest: kLookAhead
+  // digests to a statement (one seek each) instead of a statement per item, whose run, reset and
+  // binding cost more than its seek. The answer holds for a digest until an item of it is taken:
+  // only an item's own digest gains rows in a call (the queue, Known). LowestIdOf falls back to
+  // LowestId from then on.
+  absl::Status Prefetch(const std::vector<NewItem>& items) {
+    std::vector<absl::string_view> digests;
+    digests.reserve(items.size());
+    for (const NewItem& item : items) {
+      const absl::string_view d = item.digest.bytes();
+      if (ahead_.try_emplace(d).second) digests.push_back(d);
+    }
+    ANCHORD_ASSIGN_OR_RETURN(Statement * st, ledger::Reuse(tx_, look_ahead_, [] {
+                               std::string sql;
+                               for (int i = 1; i <= kLookAhead; ++i) {
+                                 absl::StrAppend(&sql, i == 1 ? "" : " UNION ALL ", "SELECT ", i,
+                                                 ", MIN(id) FROM ", kDigestIndex, " WHERE ",
+                                                 DigestIs(i));
+                               }
+                               return sql;
+                             }));
+    for (size_t first = 0; first < digests.size(); first += kLookAhead) {
+      st->Reset();
+      for (int i = 0; i < kLookAhead; ++i) {
+        // The last statement's spare places repeat its last digest.
+        st->BindBlobView(i + 1,
+                         digests[std::min(first + static_cast<size_t>(i), digests.size() - 1)]);
+      }
+      for (;;) {
+        ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
+        if (!has_row) break;
+        const size_t k = first + static_cast<size_t>(st->ColumnInt(0)) - 1;
+        if (k < digests.size() && !st->ColumnIsNull(1)) ahead_[digests[k]].id = st->ColumnInt(1);
+      }
+    }
+    st->Reset();
+    return absl::OkStatus();
   }
 
   // Writes what is still queued.
@@ -147,6 +188,14 @@ class Intake {
     st.Bind(base + 1, sub_id).BindView(base + 2, file.job).BindView(base + 3, file.source_path);
     st.BindView(base + 4, file.filename).Bind(base + 5, file.size_bytes);
     st.BindView(base + 6, file.mime_type).Bind(base + 7, now_ms_);
+  }
+
+  // LowestId's answer, from Prefetch's read while it holds (see Prefetch).
+  absl::StatusOr<int64_t> LowestIdOf(const Digest& digest) {
+    auto it = ahead_.find(digest.bytes());
+    if (it == ahead_.end() || it->second.taken) return LowestId(digest);
+    it->second.taken = true;  // an item of the digest is taken: its rows may change from here
+    return it->second.id;
   }
 
   // The lowest submissions id of a digest, 0 when it has none yet. A digest is found by its
@@ -274,7 +323,16 @@ class Intake {
   std::optional<Statement> first_id_, first_ref_, add_one_, add_many_, add_known_, ref_one_,
       refs_many_, bump_, min_state_, next_id_stmt_;
   std::vector<QueuedItem> queue_;  // kRowsPerStatement at most
-  int64_t next_id_ = 0;            // 0: read it (NextAutoincrementKey) before queueing
+  // A digest's lowest id as Prefetch read it (0: none); `taken` once an item of it was taken.
+  struct Ahead {
+    int64_t id = 0;
+    bool taken = false;
+  };
+  static constexpr int kLookAhead = 16;  // digests to a Prefetch statement
+  std::optional<Statement> look_ahead_;
+  // By raw digest (views into the call's items, which outlive the Intake).
+  absl::flat_hash_map<absl::string_view, Ahead> ahead_;
+  int64_t next_id_ = 0;  // 0: read it (NextAutoincrementKey) before queueing
 };
 
 }  // namespace
@@ -284,6 +342,7 @@ absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction&
                                                             absl::Time now,
                                                             int64_t leaves_per_batch) {
   Intake intake(tx, now, leaves_per_batch);
+  ANCHORD_RETURN_IF_ERROR(intake.Prefetch(items));
   std::vector<InsertResult> out;
   out.reserve(items.size());
   for (const NewItem& item : items) {

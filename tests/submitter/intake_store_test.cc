@@ -6,6 +6,7 @@
 
 #include <latch>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "libs/ledger/migrate.h"
@@ -241,6 +242,33 @@ TEST_P(IntakeStoreTest, ManyNewDigestsInOneBatch) {
   EXPECT_EQ(*backlog, rows);
   Insert({ItemOf(DigestNo(1000), "later", {"fake"})});
   EXPECT_GT(RowsByProvider(DigestNo(1000))["fake"].id, last_id);
+}
+
+// Digests an earlier batch stored are known wherever they fall in a batch of many (the SQLite
+// intake reads their ids 16 digests to a statement before it writes: the first, a middle and the
+// last, partly filled, statement here), and a digest new to the store stays new.
+TEST_P(IntakeStoreTest, DigestsOfEarlierBatchesAreKnownAnywhereInALargeBatch) {
+  const std::set<uint32_t> before = {0, 15, 16, 31, 40};
+  std::vector<NewItem> first;
+  for (uint32_t n : before)
+    first.push_back(ItemOf(DigestNo(n), "first" + std::to_string(n), {"fake"}));
+  ASSERT_EQ(Insert(first).size(), before.size());
+  std::vector<NewItem> items;
+  for (uint32_t n = 0; n < 45; ++n)
+    items.push_back(ItemOf(DigestNo(n), "p" + std::to_string(n), {"fake"}));
+  auto r = Insert(items);
+  ASSERT_EQ(r.size(), 45u);
+  for (uint32_t n = 0; n < 45; ++n) {
+    SCOPED_TRACE(n);
+    const bool known = before.count(n) > 0;
+    EXPECT_EQ(r[n].known_before, known);
+    EXPECT_EQ(r[n].duplicate_of, known ? "first" + std::to_string(n) : "");
+    ASSERT_EQ(RowsByProvider(DigestNo(n)).size(), 1u);
+    std::vector<std::string> want;
+    if (known) want.push_back("default:first" + std::to_string(n));
+    want.push_back("default:p" + std::to_string(n));
+    EXPECT_EQ(RefPaths(DigestNo(n)), want);
+  }
 }
 
 // The hand-off's RefsOfRows gives each row its digest's files in their order (the original

@@ -7,9 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -40,6 +42,46 @@ absl::StatusOr<Statement*> Reuse(Session& session, std::optional<Statement>& slo
   }
   const std::string sql = make_sql();
   return Reuse(session, slot, absl::string_view(sql));
+}
+
+// Reads for every key of `keys` what `branch(i)` selects for the key bound as ?i, `per_statement`
+// keys to a statement (the branches joined by UNION ALL, kept in `slot`), and calls
+// on_row(k, statement) for each row of keys[k]. A branch's first column must be the literal i:
+// "SELECT <i>, ... WHERE ... = ?<i>". For a writer that looks up each of a batch's keys before it
+// writes: one statement per key costs its run, reset and bindings besides its seek, more than
+// the seek itself (the poller's Track, bench/RESULTS.md issue 11 session 20).
+template <typename Branch, typename OnRow>
+absl::Status LookAhead(Session& session, std::optional<Statement>& slot,
+                       const std::vector<absl::string_view>& keys, int per_statement,
+                       const Branch& branch, const OnRow& on_row) {
+  if (keys.empty()) return absl::OkStatus();
+  ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reuse(session, slot, [&] {
+                             std::string sql;
+                             for (int i = 1; i <= per_statement; ++i) {
+                               absl::StrAppend(&sql, i == 1 ? "" : " UNION ALL ", branch(i));
+                             }
+                             return sql;
+                           }));
+  const size_t n = static_cast<size_t>(per_statement);
+  for (size_t first = 0; first < keys.size(); first += n) {
+    st->Reset();
+    // The last statement's spare places repeat its last key; their rows are skipped.
+    for (size_t i = 0; i < n; ++i) {
+      st->BindBlobView(static_cast<int>(i) + 1, keys[std::min(first + i, keys.size() - 1)]);
+    }
+    for (;;) {
+      ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
+      if (!has_row) break;
+      const int64_t place = st->ColumnInt(0);
+      if (place < 1 || place > per_statement) {
+        return absl::InternalError("look-ahead: a row without its place");
+      }
+      const size_t k = first + static_cast<size_t>(place) - 1;
+      if (k < keys.size()) on_row(k, *st);
+    }
+  }
+  st->Reset();
+  return absl::OkStatus();
 }
 
 // The rowid SQLite would give the next row of `table`, an AUTOINCREMENT table whose INTEGER

@@ -117,36 +117,18 @@ class Tracker {
       const absl::string_view d = in.proof.digest.bytes();
       if (ahead_.try_emplace(d).second) digests.push_back(d);
     }
-    ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reused(look_ahead_, [] {
-                               std::string sql;
-                               for (int i = 1; i <= kLookAhead; ++i) {
-                                 absl::StrAppend(&sql, i == 1 ? "" : " UNION ALL ", "SELECT ", i,
-                                                 ", seq, provider FROM ", kProofsByDigest,
-                                                 " WHERE ", DigestIs(i));
-                               }
-                               return sql;
-                             }));
-    for (size_t first = 0; first < digests.size(); first += kLookAhead) {
-      st->Reset();
-      for (int i = 0; i < kLookAhead; ++i) {
-        // The last statement's spare places repeat its last digest (found twice, counted once).
-        const size_t k = std::min(first + static_cast<size_t>(i), digests.size() - 1);
-        st->BindBlobView(i + 1, digests[k]);
-      }
-      for (;;) {
-        ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
-        if (!has_row) break;
-        const size_t k =
-            std::min(first + static_cast<size_t>(st->ColumnInt(0)) - 1, digests.size() - 1);
-        if (first + static_cast<size_t>(st->ColumnInt(0)) - 1 != k) continue;  // a repeat
-        Ahead& a = ahead_[digests[k]];
-        const int64_t seq = st->ColumnInt(1);
-        a.first_seq = a.first_seq == 0 ? seq : std::min(a.first_seq, seq);
-        a.providers.push_back(st->ColumnText(2));
-      }
-    }
-    st->Reset();
-    return absl::OkStatus();
+    return ledger::LookAhead(
+        tx_, look_ahead_, digests, kLookAhead,
+        [](int i) {
+          return absl::StrCat("SELECT ", i, ", seq, provider FROM ", kProofsByDigest, " WHERE ",
+                              DigestIs(i));
+        },
+        [this, &digests](size_t k, const Statement& st) {
+          Ahead& a = ahead_[digests[k]];
+          const int64_t seq = st.ColumnInt(1);
+          a.first_seq = a.first_seq == 0 ? seq : std::min(a.first_seq, seq);
+          a.providers.push_back(st.ColumnText(2));
+        });
   }
 
   // Stores `in`; its outcome goes to *out, an element of the caller's vector that stays where it

@@ -100,31 +100,15 @@ class Intake {
       const absl::string_view d = item.digest.bytes();
       if (ahead_.try_emplace(d).second) digests.push_back(d);
     }
-    ANCHORD_ASSIGN_OR_RETURN(Statement * st, ledger::Reuse(tx_, look_ahead_, [] {
-                               std::string sql;
-                               for (int i = 1; i <= kLookAhead; ++i) {
-                                 absl::StrAppend(&sql, i == 1 ? "" : " UNION ALL ", "SELECT ", i,
-                                                 ", MIN(id) FROM ", kDigestIndex, " WHERE ",
-                                                 DigestIs(i));
-                               }
-                               return sql;
-                             }));
-    for (size_t first = 0; first < digests.size(); first += kLookAhead) {
-      st->Reset();
-      for (int i = 0; i < kLookAhead; ++i) {
-        // The last statement's spare places repeat its last digest.
-        st->BindBlobView(i + 1,
-                         digests[std::min(first + static_cast<size_t>(i), digests.size() - 1)]);
-      }
-      for (;;) {
-        ANCHORD_ASSIGN_OR_RETURN(const bool has_row, st->Step());
-        if (!has_row) break;
-        const size_t k = first + static_cast<size_t>(st->ColumnInt(0)) - 1;
-        if (k < digests.size() && !st->ColumnIsNull(1)) ahead_[digests[k]].id = st->ColumnInt(1);
-      }
-    }
-    st->Reset();
-    return absl::OkStatus();
+    return ledger::LookAhead(
+        tx_, look_ahead_, digests, kLookAhead,
+        [](int i) {
+          return absl::StrCat("SELECT ", i, ", MIN(id) FROM ", kDigestIndex, " WHERE ",
+                              DigestIs(i));
+        },
+        [this, &digests](size_t k, const Statement& st) {
+          if (!st.ColumnIsNull(1)) ahead_[digests[k]].id = st.ColumnInt(1);
+        });
   }
 
   // Writes what is still queued.

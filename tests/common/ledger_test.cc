@@ -1,8 +1,10 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/ledger/sqlite_db.h"
+#include "libs/ledger/sqlite_rows.h"
 
 namespace anchord::ledger {
 namespace {
@@ -132,6 +135,50 @@ TEST(SqliteDb, CachedStatementsComeBackReset) {
     got.push_back(q->ColumnInt(0));
   }
   EXPECT_EQ(got, (std::vector<int64_t>{2, 3}));
+}
+
+// LookAhead gives every key its rows (none, one or several) and no row to a key it was not asked
+// for: keys filling several statements, the last one partly (its spare places repeat the last
+// key), and the statement reused by a second call.
+TEST(SqliteRows, LookAheadGivesEachKeyItsRowsOnly) {
+  std::string path = TempDb("lookahead");
+  auto db = SqliteDb::Open(path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  Session session(**db);
+  ASSERT_TRUE(session
+                  .Exec("CREATE TABLE t (k BLOB NOT NULL, v INTEGER NOT NULL);"
+                        "CREATE INDEX t_k ON t (k)")
+                  .ok());
+  // Key "k<n>" has n % 3 rows (v = 100 n + j).
+  std::vector<std::string> owned;
+  for (int n = 0; n < 37; ++n) owned.push_back(absl::StrCat("k", n));
+  for (int n = 0; n < 37; ++n) {
+    for (int j = 0; j < n % 3; ++j) {
+      ASSERT_TRUE(
+          session.Exec(absl::StrCat("INSERT INTO t VALUES ('", owned[n], "', ", 100 * n + j, ")"))
+              .ok());
+    }
+  }
+  std::optional<Statement> slot;
+  for (size_t count : {size_t{37}, size_t{5}, size_t{0}}) {
+    SCOPED_TRACE(count);
+    std::vector<absl::string_view> keys(owned.begin(), owned.begin() + count);
+    std::map<size_t, std::vector<int64_t>> got;
+    absl::Status st = LookAhead(
+        session, slot, keys, 8,
+        [](int i) {
+          return absl::StrCat("SELECT ", i, ", v FROM t WHERE k = CAST(?", i, " AS TEXT)");
+        },
+        [&](size_t k, const Statement& row) { got[k].push_back(row.ColumnInt(1)); });
+    ASSERT_TRUE(st.ok()) << st;
+    std::map<size_t, std::vector<int64_t>> want;
+    for (size_t n = 0; n < count; ++n) {
+      for (int j = 0; j < static_cast<int>(n) % 3; ++j)
+        want[n].push_back(100 * static_cast<int64_t>(n) + j);
+    }
+    for (auto& [k, v] : got) std::sort(v.begin(), v.end());
+    EXPECT_EQ(got, want);
+  }
 }
 
 TEST(SqliteDb, AddMissingColumnsAddsOnlyWhatIsMissing) {

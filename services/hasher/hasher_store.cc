@@ -65,6 +65,18 @@ constexpr const char* kUpsertDigestRowsConflict =
     "digest=excluded.digest, state=excluded.state, duplicate_of=excluded.duplicate_of, "
     "error_code=0, error_reason='', error_message='', updated_at=excluded.updated_at, "
     "read_by_hasher=excluded.read_by_hasher";
+// The same for a row whose digest is unchanged, which is then not set (the WHERE leaves a row
+// whose digest changed as it is, for kUpsertDigestRowsConflict): SQLite moves the index entries of
+// every column a DO UPDATE sets, so setting a digest to itself deleted and re-inserted the row's
+// files_by_digest_prefix entry, two B-tree writes at a random place for nothing. A file hashed
+// again with the same bytes (a dry run, then the archive; a file not acknowledged last time) cost
+// SQLite 4.95 us of CPU a row that way, 3.16 without the digest (bench/RESULTS.md, issue 11
+// session 20).
+constexpr const char* kUpsertSameDigestConflict =
+    " ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+    "state=excluded.state, duplicate_of=excluded.duplicate_of, error_code=0, error_reason='', "
+    "error_message='', updated_at=excluded.updated_at, read_by_hasher=excluded.read_by_hasher "
+    "WHERE files.digest IS excluded.digest";
 constexpr int kDigestRowParams = 12;
 // Rows to an upsert statement when a batch is written (ledger/sqlite_rows.h).
 constexpr size_t kRowsPerStatement = 16;
@@ -97,17 +109,39 @@ void BindDigestRow(ledger::Statement& ins, int base, absl::string_view job, cons
       .Bind(base + 12, int64_t{r.read_by_hasher ? 1 : 0});
 }
 
-// Upserts row(i) for i in [0, count) in `session`, kRowsPerStatement rows to a statement.
+// Upserts row(i) for i in [0, count) in `session`, kRowsPerStatement rows to a statement. Each
+// statement first leaves every digest as it is (kUpsertSameDigestConflict); when it did not write
+// all of its rows (a path whose digest changed), it runs again with kUpsertDigestRowsConflict.
 template <typename RowOf>
 absl::Status UpsertDigestRows(ledger::Session& session, absl::string_view job, size_t count,
                               int64_t now_ms, const RowOf& row) {
-  std::optional<ledger::Statement> many, one;
-  return ledger::InsertRows(
-      session, count, kDigestRowParams, kUpsertDigestRows, kRowsPerStatement, many, one,
-      [&](ledger::Statement& st, int base, size_t i) {
-        BindDigestRow(st, base, job, row(i), now_ms);
-      },
-      kUpsertDigestRowsConflict);
+  std::optional<ledger::Statement> same_many, same_one, full_many, full_one;
+  // Writes rows [first, first + n) with one statement; true when it wrote each of them.
+  auto run = [&](size_t first, size_t n, std::optional<ledger::Statement>& slot,
+                 const char* conflict) -> absl::StatusOr<bool> {
+    ANCHORD_ASSIGN_OR_RETURN(ledger::Statement * st, ledger::Reuse(session, slot, [&] {
+                               return absl::StrCat(kUpsertDigestRows,
+                                                   ledger::Placeholders(kDigestRowParams, n),
+                                                   conflict);
+                             }));
+    for (size_t k = 0; k < n; ++k) {
+      BindDigestRow(*st, static_cast<int>(k) * kDigestRowParams, job, row(first + k), now_ms);
+    }
+    ANCHORD_RETURN_IF_ERROR(st->Run());
+    return static_cast<size_t>(session.Changes()) == n;
+  };
+  for (size_t first = 0; first < count;) {
+    const bool many = count - first >= kRowsPerStatement;
+    const size_t n = many ? kRowsPerStatement : 1;
+    ANCHORD_ASSIGN_OR_RETURN(const bool all,
+                             run(first, n, many ? same_many : same_one, kUpsertSameDigestConflict));
+    if (!all) {
+      ANCHORD_RETURN_IF_ERROR(
+          run(first, n, many ? full_many : full_one, kUpsertDigestRowsConflict).status());
+    }
+    first += n;
+  }
+  return absl::OkStatus();
 }
 
 // Every row `s` returns (a query selecting kColumns).

@@ -81,6 +81,49 @@ TEST(HasherStoreTest, RecordForwardedWritesTheAnsweredStateOnceOverAnyEarlierRow
   EXPECT_TRUE(s.RecordForwarded("j", {}).ok());
 }
 
+// Files written again (40 of them: two statements of 16 and 8 one by one) keep the digest index
+// right whether their digest is unchanged (its entry is left alone) or changed (the statement is
+// written again with the digest): every path is found by its new digest, none by a replaced one,
+// and the other columns take the new values either way.
+TEST(HasherStoreTest, WrittenAgainWithTheSameOrAnotherDigest) {
+  testing::TempDir dir("hasher_store");
+  auto store = HasherStore::Open(dir.File("hasher.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  HasherStore& s = **store;
+  auto digest_of = [](int n, int version) {
+    std::string bytes(32, static_cast<char>(n));
+    bytes[31] = static_cast<char>(version);
+    return *Digest::FromBytes(bytes);
+  };
+  std::vector<ForwardedRecord> first, again;
+  for (int n = 0; n < 40; ++n) {
+    const std::string path = "f" + std::to_string(n);
+    first.push_back(ForwardedRecord{path, 1, 1, digest_of(n, 0), false, ""});
+    // Every third file changed its bytes; the others are hashed again unchanged.
+    again.push_back(ForwardedRecord{path, 2, 3, digest_of(n, n % 3 == 0 ? 1 : 0), true, ""});
+  }
+  ASSERT_TRUE(s.RecordForwarded("j", first).ok());
+  ASSERT_TRUE(s.RecordForwarded("j", again).ok());
+  for (int n = 0; n < 40; ++n) {
+    SCOPED_TRACE(n);
+    auto row = s.Get("j", "f" + std::to_string(n));
+    ASSERT_TRUE(row.ok() && row->has_value()) << row.status();
+    EXPECT_EQ((*row)->digest, digest_of(n, n % 3 == 0 ? 1 : 0));
+    EXPECT_EQ((*row)->state, FileState::kQueued);
+    EXPECT_EQ((*row)->size_bytes, 2);
+    EXPECT_EQ((*row)->mtime_ns, 3);
+    auto found = s.FindByDigest(digest_of(n, n % 3 == 0 ? 1 : 0));
+    ASSERT_TRUE(found.ok()) << found.status();
+    ASSERT_EQ(found->size(), 1u);
+    EXPECT_EQ((*found)[0].path, "f" + std::to_string(n));
+    if (n % 3 == 0) {
+      auto old = s.FindByDigest(digest_of(n, 0));
+      ASSERT_TRUE(old.ok()) << old.status();
+      EXPECT_TRUE(old->empty());
+    }
+  }
+}
+
 int64_t PageSize(const std::string& path) {
   auto db = ledger::SqliteDb::Open(path, ledger::Durability::kProcessCrash);
   if (!db.ok()) return -1;

@@ -5,9 +5,9 @@
 // backlog-s10.md); more rows to a statement measured no better.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <optional>
 #include <string>
 #include <type_traits>

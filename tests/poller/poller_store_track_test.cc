@@ -294,7 +294,9 @@ TEST_F(PollerStoreTrackTest, DigestsStoredBeforeTheCallAreFoundAcrossLookAheads)
     SCOPED_TRACE(n);
     EXPECT_EQ(out[n - 1].inserted, before.count(n) == 0);
     // A proof held before keeps its provider record.
-    if (before.count(n)) EXPECT_EQ(MustGet(Digest(n)).proof_id, "old-" + std::to_string(n));
+    if (before.count(n)) {
+      EXPECT_EQ(MustGet(Digest(n)).proof_id, "old-" + std::to_string(n));
+    }
   }
   EXPECT_TRUE(out[41].inserted);  // (33, second): a new provider for a known digest
   EXPECT_FALSE(out[42].inserted);

@@ -24,24 +24,24 @@ CHUNK = 10000
 
 
 def fresh(path, schema_from):
+    """A new database at `path` with the schema (and page size) of the database `schema_from`."""
     for suffix in ("", "-wal", "-shm"):
         try:
             os.remove(path + suffix)
         except FileNotFoundError:
             pass
     db = sqlite3.connect(path, isolation_level=None)
+    # The page size first: a database in WAL mode keeps the one it has (the hasher's is 1 KiB).
+    page = schema_from.execute("PRAGMA page_size").fetchone()[0]
+    db.execute(f"PRAGMA page_size={page}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    if schema_from is not None:
-        page = schema_from.execute("PRAGMA page_size").fetchone()[0]
-        db.execute(f"PRAGMA page_size={page}")
-        db.execute("VACUUM")
-        # Tables first, then indexes and triggers (they name the tables).
-        rows = schema_from.execute(
-            "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid").fetchall()
-        for _, sql in rows:
-            db.execute(sql)
+    # Tables first, then indexes and triggers (they name the tables).
+    rows = schema_from.execute(
+        "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid").fetchall()
+    for _, sql in rows:
+        db.execute(sql)
     return db
 
 

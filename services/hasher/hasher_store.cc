@@ -70,8 +70,8 @@ constexpr const char* kUpsertDigestRowsConflict =
 // every column a DO UPDATE sets, so setting a digest to itself deleted and re-inserted the row's
 // files_by_digest_prefix entry, two B-tree writes at a random place for nothing. A file hashed
 // again with the same bytes (a dry run, then the archive; a file not acknowledged last time) cost
-// SQLite 4.95 us of CPU a row that way, 3.16 without the digest (bench/RESULTS.md, issue 11
-// session 20).
+// SQLite 9.33 us of CPU a row that way, 3.30 without the digest (1 KiB pages, bench/RESULTS.md,
+// issue 11 session 20).
 constexpr const char* kUpsertSameDigestConflict =
     " ON CONFLICT (job, path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
     "state=excluded.state, duplicate_of=excluded.duplicate_of, error_code=0, error_reason='', "

@@ -390,7 +390,15 @@ TEST_F(E2eTest, FaultFreeArchiveConfirmsEveryFileOnce) {
   EXPECT_EQ(get.exit_code, 0) << get.output;
   EXPECT_NE(get.output.find("CONFIRMED"), std::string::npos) << get.output;
   const std::string ots = (tmp_ / "proof.ots").string();
-  RunResult dl = RunCtl({"download", hex, "-o", ots});
+  // A proof is CONFIRMED one step before its .ots is downloaded (the same polling round, or the
+  // next one when a provider's limit ended this one early): until then `download` says so.
+  RunResult dl;
+  testing::WaitUntil(
+      [&] {
+        dl = RunCtl({"download", hex, "-o", ots});
+        return dl.output.find("no .ots stored yet") == std::string::npos;
+      },
+      absl::Seconds(30), absl::Milliseconds(200));
   ASSERT_EQ(dl.exit_code, 0) << dl.output;
   ChildSpec check;
   check.name = "check_ots";

@@ -12,10 +12,11 @@
 // requests, each the root with the whole tree and up to LEAVES_PER_REQUEST (4096) leaves as
 // index + files. Each leaf carries one file (job "bench", a path like d012/f006001.bin).
 //
-// With WATCH_ADDR (the poller's public address) a Watch of job "bench" (batch, brief: what
-// `anchorctl archive --wait` opens) is open during the run, so the poller builds and sends an event
-// per proof as it does under an archive; the run then also waits (at most 120 s) until every
-// leaf's event arrived, and reports when.
+// With WATCH_ADDR (the poller's public address) a Watch of job "bench" (batch, brief, grouped:
+// what `anchorctl archive --wait` opens; WATCH_GROUPED=0 leaves grouped unset) is open during the
+// run, so the poller builds and sends the events of every proof as it does under an archive; the
+// run then also waits (at most 120 s) until every leaf's event arrived, and reports when. A
+// poller older than grouped events ignores the flag and sends an event per proof.
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -227,6 +228,8 @@ class Watcher {
     req.set_job("bench");
     req.set_batch(true);
     req.set_brief(true);
+    const char* grouped = std::getenv("WATCH_GROUPED");
+    req.set_grouped(grouped == nullptr || std::string(grouped) != "0");
     req.set_include_current(true);  // its SNAPSHOT_DONE says the stream is following
     reader_ = stub_->Watch(&ctx_, req);
     thread_ = std::thread([this] { Loop(); });
@@ -258,7 +261,9 @@ class Watcher {
       size_t n = 0;
       bool done = false;
       auto count = [&n, &done](const v1::WatchResponse& e) {
-        if (e.type() == v1::PROOF_EVENT_TYPE_TRACKED) ++n;
+        // A grouped event is one event of each of its digests.
+        if (e.type() == v1::PROOF_EVENT_TYPE_TRACKED)
+          n += e.digests().empty() ? 1 : e.digests().size() / 32;
         if (e.type() == v1::PROOF_EVENT_TYPE_SNAPSHOT_DONE) done = true;
       };
       if (resp.events_size() == 0) count(resp);

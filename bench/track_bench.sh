@@ -9,8 +9,9 @@
 #                                                   writes $OUT if set)
 #
 # WATCH=1 keeps a Watch of the bench's job open on the poller's public port during each run (batch,
-# brief: what `anchorctl archive --wait` opens), so the poller also builds and sends an event per
-# proof; the wall time is then until the last leaf's event arrived.
+# brief, grouped: what `anchorctl archive --wait` opens; WATCH_GROUPED=0 without grouped), so the
+# poller also builds and sends the events of every proof; the wall time is then until the last
+# leaf's event arrived.
 #
 # RECORD=provider gives each root a provider's record of proofd.id's shapes (a UUID, certificate
 # and verify URLs, a request id: about 200 bytes that each of its leaves repeats, as in

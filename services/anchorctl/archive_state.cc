@@ -62,13 +62,22 @@ void ArchiveState::Raise(absl::string_view digest, int state, absl::string_view 
 
 void ArchiveState::RaiseAll(const WatchResponse& message) {
   absl::MutexLock lock(&mu_);
-  for (const WatchResponse& e : message.events()) {
-    if (e.has_proof())
-      RaiseUnknownLocked(e.proof().digest(), e.proof().state(), e.proof().provider());
+  for (const WatchResponse& e : message.events()) RaiseEventLocked(e);
+  RaiseEventLocked(message);
+}
+
+void ArchiveState::RaiseEventLocked(const WatchResponse& e) {
+  if (!e.has_proof()) return;
+  const Proof& p = e.proof();
+  if (e.digests().empty()) {
+    RaiseUnknownLocked(p.digest(), p.state(), p.provider());
+    return;
   }
-  if (message.has_proof()) {
-    RaiseUnknownLocked(message.proof().digest(), message.proof().state(),
-                       message.proof().provider());
+  // A grouped event (WatchRequest.grouped): 32 bytes a digest. A trailing part that is not a
+  // whole digest is not one (ToKey would refuse it as well).
+  const absl::string_view all = e.digests();
+  for (size_t at = 0; at + kDigestBytes <= all.size(); at += kDigestBytes) {
+    RaiseUnknownLocked(all.substr(at, kDigestBytes), p.state(), p.provider());
   }
 }
 

@@ -87,6 +87,8 @@ class ArchiveState {
                           bool walk_complete) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RaiseUnknownLocked(absl::string_view digest, int state, absl::string_view provider)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One event of a Watch response (its proof's, or a grouped event's every digest).
+  void RaiseEventLocked(const anchord::v1::WatchResponse& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RaiseLocked(const Key& digest, int state, bool add) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Raise() for a digest of the run.
   void RaiseKnownLocked(const Key& digest, int state, absl::string_view provider)

@@ -45,7 +45,9 @@ void WatchFollower::Loop() {
     WatchRequest req;
     req.set_job(job_);
     req.set_batch(true);
-    req.set_brief(true);  // only digest, provider and state are read (ArchiveState::RaiseAll)
+    // Only digest, provider and state are read (ArchiveState::RaiseAll), and a batch's leaves may
+    // come as one event.
+    req.set_grouped(true);
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;

@@ -378,4 +378,17 @@ anchord::v1::WatchResponse BriefEvent(anchord::v1::ProofEventType type, const Pr
   return ev;
 }
 
+anchord::v1::WatchResponse GroupEvent(anchord::v1::ProofEventType type, const ProofRow& shared,
+                                      std::string digests, absl::Time now) {
+  anchord::v1::WatchResponse ev;
+  ev.set_type(type);
+  anchord::v1::Proof* p = ev.mutable_proof();
+  p->set_provider(shared.provider);
+  p->set_state(shared.state);
+  p->set_stalled(shared.stalled);
+  ev.set_digests(std::move(digests));
+  rpc::SetTimestamp(now, ev.mutable_event_time());
+  return ev;
+}
+
 }  // namespace anchord::poller

@@ -65,5 +65,10 @@ anchord::v1::WatchResponse MakeEvent(anchord::v1::ProofEventType type, ProofRow&
 // only digest, provider, state and stalled.
 anchord::v1::WatchResponse BriefEvent(anchord::v1::ProofEventType type, const ProofRow& row,
                                       absl::Time now);
+// The grouped form (WatchRequest.grouped) of the brief events of several proofs: `digests` their
+// 32-byte digests one after the other, `shared` one of them (its provider, state and stalled are
+// all of theirs).
+anchord::v1::WatchResponse GroupEvent(anchord::v1::ProofEventType type, const ProofRow& shared,
+                                      std::string digests, absl::Time now);
 
 }  // namespace anchord::poller

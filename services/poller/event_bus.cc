@@ -4,7 +4,9 @@
 #include <memory>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
 #include "services/poller/convert.h"
 
 namespace anchord::poller {
@@ -138,7 +140,7 @@ void EventBus::PublishRow(anchord::v1::ProofEventType type, Row&& row, absl::Tim
   for (const SubscriptionPtr& sub : subs_) {
     if (!sub->filter_.Matches(row)) continue;
     to.push_back(sub.get());
-    (sub->form_ == EventForm::kBrief ? brief : whole) = true;
+    (sub->form_ == EventForm::kWhole ? whole : brief) = true;
   }
   if (to.empty()) return;
   EventPtr brief_event, whole_event;
@@ -148,8 +150,108 @@ void EventBus::PublishRow(anchord::v1::ProofEventType type, Row&& row, absl::Tim
         std::make_shared<anchord::v1::WatchResponse>(MakeEvent(type, std::forward<Row>(row), now));
   }
   for (Subscription* sub : to) {
-    const EventPtr& ev = sub->form_ == EventForm::kBrief ? brief_event : whole_event;
+    const EventPtr& ev = sub->form_ == EventForm::kWhole ? whole_event : brief_event;
     if (sub->Offer(ev) && sub->notify_) sub->notify_();
+  }
+}
+
+namespace {
+
+// What the events of a group share.
+struct GroupKey {
+  int type;
+  absl::string_view provider;
+  int state;
+  bool stalled;
+
+  bool operator==(const GroupKey& o) const {
+    return type == o.type && provider == o.provider && state == o.state && stalled == o.stalled;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const GroupKey& k) {
+    return H::combine(std::move(h), k.type, k.provider, k.state, k.stalled);
+  }
+};
+
+// Group indexes of `events` (EventBus::PublishAll); *first gets an event of each group.
+std::vector<uint32_t> GroupsOf(const std::vector<RowEvent>& events, std::vector<size_t>* first) {
+  std::vector<uint32_t> group_of(events.size());
+  absl::flat_hash_map<GroupKey, uint32_t> latest;            // a kind's latest group
+  absl::flat_hash_map<absl::string_view, uint32_t> last_of;  // a proof's latest group
+  for (size_t i = 0; i < events.size(); ++i) {
+    const ProofRow& r = *events[i].row;
+    const uint32_t next = static_cast<uint32_t>(first->size());
+    auto [kind, new_kind] =
+        latest.try_emplace(GroupKey{events[i].type, r.provider, r.state, r.stalled}, next);
+    auto [proof, new_proof] = last_of.try_emplace(r.digest.bytes(), next);
+    // An earlier event of this proof in this kind's latest group or after it: a group after both.
+    if (!new_kind && !new_proof && proof->second >= kind->second) kind->second = next;
+    if (kind->second == next) first->push_back(i);
+    group_of[i] = proof->second = kind->second;
+  }
+  return group_of;
+}
+
+}  // namespace
+
+void EventBus::PublishAll(const std::vector<RowEvent>& events, absl::Time now) {
+  if (events.empty()) return;
+  bool relayed;
+  {
+    absl::MutexLock lock(&mu_);
+    relayed = relay_ != nullptr;
+  }
+  if (relayed) {  // whole events, one by one, as the relay carries them
+    for (const RowEvent& e : events) PublishRow(e.type, *e.row, now);
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  bool grouped = false;
+  for (const SubscriptionPtr& sub : subs_) grouped |= sub->form_ == EventForm::kGrouped;
+  std::vector<size_t> first;
+  std::vector<uint32_t> group_of;
+  if (grouped) group_of = GroupsOf(events, &first);
+  // Built on first need, each shared by the subscribers of its form.
+  std::vector<EventPtr> brief, whole;
+  for (const SubscriptionPtr& sub : subs_) {
+    bool offered = false;
+    auto offer = [&](EventPtr ev) { offered = sub->Offer(ev) || offered; };
+    if (sub->form_ == EventForm::kGrouped) {
+      std::vector<std::string> digests(first.size());
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (sub->filter_.Matches(*events[i].row)) {
+          absl::StrAppend(&digests[group_of[i]], events[i].row->digest.bytes());
+        }
+      }
+      constexpr size_t kMaxBytes = kMaxGroupDigests * Digest::kSize;
+      for (size_t g = 0; g < first.size(); ++g) {
+        const RowEvent& shared = events[first[g]];
+        const std::string& all = digests[g];
+        if (all.size() == Digest::kSize) {  // one proof: its brief event
+          offer(std::make_shared<anchord::v1::WatchResponse>(
+              BriefEvent(shared.type, *shared.row, now)));
+          continue;
+        }
+        for (size_t at = 0; at < all.size(); at += kMaxBytes) {
+          offer(std::make_shared<anchord::v1::WatchResponse>(
+              GroupEvent(shared.type, *shared.row, all.substr(at, kMaxBytes), now)));
+        }
+      }
+    } else {
+      std::vector<EventPtr>& built = sub->form_ == EventForm::kBrief ? brief : whole;
+      built.resize(events.size());
+      for (size_t i = 0; i < events.size(); ++i) {
+        const RowEvent& e = events[i];
+        if (!sub->filter_.Matches(*e.row)) continue;
+        if (!built[i]) {
+          built[i] = std::make_shared<anchord::v1::WatchResponse>(
+              sub->form_ == EventForm::kBrief ? BriefEvent(e.type, *e.row, now)
+                                              : MakeEvent(e.type, *e.row, now));
+        }
+        offer(built[i]);
+      }
+    }
+    if (offered && sub->notify_) sub->notify_();
   }
 }
 

@@ -40,8 +40,16 @@ struct WatchFilter {
 };
 
 // What a subscriber reads of each event. kBrief (WatchRequest.brief): the type, the time, and of
-// the proof only digest, provider, state and stalled (BriefEvent in convert.h).
-enum class EventForm { kWhole, kBrief };
+// the proof only digest, provider, state and stalled (BriefEvent in convert.h). kGrouped
+// (WatchRequest.grouped): the same, and the events of one EventBus::PublishAll call that share
+// type, provider, state and stalled come as one event with their digests (GroupEvent).
+enum class EventForm { kWhole, kBrief, kGrouped };
+
+// One event of a row, for EventBus::PublishAll. The row outlives the call.
+struct RowEvent {
+  anchord::v1::ProofEventType type;
+  const ProofRow* row;
+};
 
 class EventBus;
 
@@ -104,6 +112,16 @@ class EventBus {
   // The same, taking the row's strings into the whole event instead of copying them.
   void Publish(anchord::v1::ProofEventType type, ProofRow&& row, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The events of one store transaction (a Track call's outcomes, a root's leaves), in the order
+  // they happened, all at `now`. kWhole and kBrief subscribers get them one by one, as from
+  // Publish; a kGrouped subscriber gets them grouped (EventForm), at most kMaxGroupDigests to an
+  // event, so that one proof's events keep their order: an event joins its kind's latest group
+  // only when every earlier event of its proof is in an earlier group, else it starts a new one.
+  void PublishAll(const std::vector<RowEvent>& events, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // 32 bytes each: a grouped event of 8,192 digests is 256 KiB, well under the 1 MiB a Watch
+  // response carries (WatchReactor::kMaxBatchBytes).
+  static constexpr size_t kMaxGroupDigests = 8192;
 
   // Replicas: the relay carries every event published here to the other replicas' buses (see
   // pg_event_relay.h). Must not block. Set before the bus is used.

@@ -50,8 +50,16 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
   bus.Publish(type, std::move(row), now);
 }
 
-void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
-                       absl::Time now, bool were_confirmed) {
+void PublishEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<RowEvent>& events,
+                   absl::Time now) {
+  if (metrics) {
+    for (const RowEvent& e : events) metrics->CountEvent(e.type);
+  }
+  bus.PublishAll(events, now);
+}
+
+void AppendLeafEvents(const std::vector<ProofRow>& leaves, bool were_confirmed,
+                      std::vector<RowEvent>* out) {
   for (const ProofRow& leaf : leaves) {
     anchord::v1::ProofEventType type =
         leaf.state == anchord::v1::DIGEST_STATE_CONFIRMED
@@ -63,10 +71,17 @@ void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<
     if (type == anchord::v1::PROOF_EVENT_TYPE_UNSPECIFIED) continue;
     // A leaf confirmed with its proof already available gets both events, in order.
     if (type == anchord::v1::PROOF_EVENT_TYPE_OTS_STORED && !were_confirmed) {
-      PublishEvent(bus, metrics, anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, leaf, now);
+      out->push_back({anchord::v1::PROOF_EVENT_TYPE_CONFIRMED, &leaf});
     }
-    PublishEvent(bus, metrics, type, leaf, now);
+    out->push_back({type, &leaf});
   }
+}
+
+void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
+                       absl::Time now, bool were_confirmed) {
+  std::vector<RowEvent> events;
+  AppendLeafEvents(leaves, were_confirmed, &events);
+  PublishEvents(bus, metrics, events, now);
 }
 
 providers::ProofRef PollEngine::RefOf(const ProofRow& row) {

@@ -43,10 +43,17 @@ void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEvent
 void PublishEvent(EventBus& bus, PollerMetrics* metrics, anchord::v1::ProofEventType type,
                   ProofRow&& row, absl::Time now);
 
-// Publishes what happened to Merkle batch leaves that followed their root: CONFIRMED, FAILED,
+// Publishes the events of one store transaction together (EventBus::PublishAll) and counts them.
+void PublishEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<RowEvent>& events,
+                   absl::Time now);
+
+// Appends what happened to Merkle batch leaves that followed their root: CONFIRMED, FAILED,
 // STALLED or OTS_STORED (a confirmed leaf whose joined proof became available).
 // `were_confirmed`: the leaves were CONFIRMED already (their CONFIRMED event was published), so
 // a leaf whose proof became available gets OTS_STORED only.
+void AppendLeafEvents(const std::vector<ProofRow>& leaves, bool were_confirmed,
+                      std::vector<RowEvent>* out);
+// AppendLeafEvents' events, published with PublishEvents.
 void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<ProofRow>& leaves,
                        absl::Time now, bool were_confirmed = false);
 

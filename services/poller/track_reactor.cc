@@ -307,19 +307,20 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
 
 template <typename Request>
 void TrackReactor<Request>::PublishOutcomes(std::vector<TrackOutcome>* outcomes, absl::Time now) {
-  // The outcomes are not read after their events are built: the events take their strings.
-  for (TrackOutcome& o : *outcomes) {
+  // One call for the whole transaction: a grouped watcher gets a batch's leaves as one event.
+  std::vector<RowEvent> events;
+  events.reserve(outcomes->size());
+  for (const TrackOutcome& o : *outcomes) {
     v1::ProofEventType type = v1::PROOF_EVENT_TYPE_UNSPECIFIED;
     if (o.inserted || o.state_changed) {
       type = o.proof.state == v1::DIGEST_STATE_CONFIRMED ? v1::PROOF_EVENT_TYPE_CONFIRMED
              : o.proof.state == v1::DIGEST_STATE_FAILED  ? v1::PROOF_EVENT_TYPE_FAILED
                                                          : v1::PROOF_EVENT_TYPE_TRACKED;
     }
-    if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) {
-      PublishEvent(*service_->bus_, service_->metrics_, type, std::move(o.proof), now);
-    }
-    PublishLeafEvents(*service_->bus_, service_->metrics_, o.leaves_changed, now);
+    if (type != v1::PROOF_EVENT_TYPE_UNSPECIFIED) events.push_back({type, &o.proof});
+    AppendLeafEvents(o.leaves_changed, /*were_confirmed=*/false, &events);
   }
+  PublishEvents(*service_->bus_, service_->metrics_, events, now);
 }
 
 template class TrackReactor<v1::TrackRequest>;

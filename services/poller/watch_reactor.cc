@@ -21,6 +21,7 @@ namespace {
 void Brief(const v1::WatchResponse& ev, v1::WatchResponse* out) {
   out->set_type(ev.type());
   if (ev.has_event_time()) *out->mutable_event_time() = ev.event_time();
+  if (!ev.digests().empty()) out->set_digests(ev.digests());  // a grouped event (GroupEvent)
   if (!ev.has_proof()) return;
   v1::Proof* p = out->mutable_proof();
   p->set_digest(ev.proof().digest());
@@ -49,12 +50,14 @@ WatchReactor::WatchReactor(PollerServiceImpl* service, const v1::WatchRequest& r
   filter_.job = req.job();
   filter_.digest = digest;
   batch_ = req.batch();
-  brief_ = req.brief();
+  brief_ = req.brief() || req.grouped();
   // Lock order is bus -> reactor (Publish notifies under the bus lock) and service watchers ->
   // reactor (EndWatches), so Subscribe and AddWatcher run without mu_ held.
   auto sub = service_->bus_->Subscribe(
       filter_, service_->options_.watch_queue_capacity, [this] { OnEvent(); },
-      brief_ ? EventForm::kBrief : EventForm::kWhole);
+      req.grouped() ? EventForm::kGrouped
+      : brief_      ? EventForm::kBrief
+                    : EventForm::kWhole);
   registered_ = true;  // before AddWatcher: EndWatches may finish us, and OnDone reads it
   if (service_->metrics_) service_->metrics_->watchers.Increment();
   service_->AddWatcher(this);

@@ -73,6 +73,34 @@ TEST(ArchiveStateTest, EarlyStatesOfSeveralProvidersCountAsTheLeastAdvanced) {
   EXPECT_EQ(state.Snapshot().confirmed, 1);
 }
 
+// A grouped Watch event (WatchRequest.grouped) stands for one event of each of its digests; a
+// trailing part shorter than a digest is none.
+TEST(ArchiveStateTest, AGroupedEventRaisesEachOfItsDigests) {
+  ArchiveState state(v1::DIGEST_STATE_SUBMITTED);
+  for (char c : {'a', 'b', 'c'}) state.OnHashResult(Hashed(std::string(1, c) + ".txt", D(c)));
+  v1::WatchResponse batch;
+  v1::WatchResponse* group = batch.add_events();
+  group->set_type(v1::PROOF_EVENT_TYPE_TRACKED);
+  group->mutable_proof()->set_provider("ots");
+  group->mutable_proof()->set_state(v1::DIGEST_STATE_PENDING);
+  group->set_digests(D('a') + D('c') + std::string(31, 'b'));
+  state.RaiseAll(batch);
+  ProgressCounts c = state.Snapshot();
+  EXPECT_EQ(c.pending, 2);
+  EXPECT_EQ(c.wait_done, 2);
+  EXPECT_FALSE(state.AllDone());
+  ASSERT_EQ(state.NotDone().size(), 1u);
+
+  v1::WatchResponse single;  // one proof's event, its digest in the proof
+  single.set_type(v1::PROOF_EVENT_TYPE_TRACKED);
+  single.mutable_proof()->set_digest(D('b'));
+  single.mutable_proof()->set_provider("ots");
+  single.mutable_proof()->set_state(v1::DIGEST_STATE_PENDING);
+  state.RaiseAll(single);
+  EXPECT_EQ(state.Snapshot().pending, 3);
+  EXPECT_TRUE(state.AllDone());
+}
+
 TEST(ArchiveStateTest, DigestsKnownBeforeTheRunAreListedApart) {
   ArchiveState state(v1::DIGEST_STATE_SUBMITTED);
   state.OnHashResult(Hashed("new.txt", D('n')));

@@ -734,6 +734,130 @@ TEST(EventBusTest, RowEventsReachEachSubscriberInItsForm) {
   EXPECT_EQ(whole->Pop(), nullptr);
 }
 
+// A row of `job` for PublishAll tests.
+ProofRow GroupRow(int digest, const std::string& job,
+                  v1::DigestState state = v1::DIGEST_STATE_PENDING) {
+  ProofRow row;
+  row.digest = Digest(digest);
+  row.provider = "ots";
+  row.proof_id = absl::StrCat("id-", digest);
+  row.state = state;
+  FileRow f;
+  f.job = job;
+  f.filename = "f.pdf";
+  f.source_path = absl::StrCat("dir/", digest, ".pdf");
+  row.files.push_back(f);
+  return row;
+}
+
+// Every queued event of `sub`, oldest first (bounded).
+std::vector<EventPtr> PopAll(const EventBus::SubscriptionPtr& sub) {
+  std::vector<EventPtr> out;
+  for (int i = 0; i < 100000; ++i) {
+    EventPtr ev = sub->Pop();
+    if (ev == nullptr) break;
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+std::string Digests(std::initializer_list<int> ids) {
+  std::string out;
+  for (int id : ids) out += std::string(Digest(id).bytes());
+  return out;
+}
+
+// One transaction's events: a grouped subscriber gets those of one kind (type, provider, state,
+// stalled) as one event with their digests, in order and only of its job; a brief and a whole
+// subscriber get them one by one, as Publish gives them.
+TEST(EventBusTest, PublishAllGroupsAKindsEventsForAGroupedSubscriber) {
+  EventBus bus;
+  auto grouped = bus.Subscribe(WatchFilter{"jobA", std::nullopt}, 10, nullptr, EventForm::kGrouped);
+  auto brief = bus.Subscribe(WatchFilter{"jobA", std::nullopt}, 10, nullptr, EventForm::kBrief);
+  auto whole = bus.Subscribe(WatchFilter{"jobA", std::nullopt}, 10, nullptr, EventForm::kWhole);
+  std::vector<ProofRow> rows = {GroupRow(1, "jobA"), GroupRow(2, "jobA"), GroupRow(3, "jobB"),
+                                GroupRow(4, "jobA"), GroupRow(5, "jobA")};
+  rows[4].stalled = true;  // another kind
+  std::vector<RowEvent> events;
+  for (const ProofRow& r : rows) events.push_back({v1::PROOF_EVENT_TYPE_TRACKED, &r});
+  bus.PublishAll(events, absl::FromUnixSeconds(1700000000));
+
+  auto got = PopAll(grouped);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0]->type(), v1::PROOF_EVENT_TYPE_TRACKED);
+  EXPECT_EQ(got[0]->event_time().seconds(), 1700000000);
+  EXPECT_EQ(got[0]->digests(), Digests({1, 2, 4}));
+  EXPECT_TRUE(got[0]->proof().digest().empty());
+  EXPECT_EQ(got[0]->proof().provider(), "ots");
+  EXPECT_EQ(got[0]->proof().state(), v1::DIGEST_STATE_PENDING);
+  EXPECT_FALSE(got[0]->proof().stalled());
+  EXPECT_TRUE(got[0]->proof().proof_id().empty());
+  EXPECT_EQ(got[0]->proof().files_size(), 0);
+  // A kind of one proof: its brief event, the digest in the proof.
+  EXPECT_TRUE(got[1]->digests().empty());
+  EXPECT_EQ(got[1]->proof().digest(), std::string(Digest(5).bytes()));
+  EXPECT_TRUE(got[1]->proof().stalled());
+
+  for (const auto& sub : {brief, whole}) {
+    auto one_by_one = PopAll(sub);
+    ASSERT_EQ(one_by_one.size(), 4u);
+    int i = 0;
+    for (int id : {1, 2, 4, 5}) {
+      EXPECT_EQ(one_by_one[i]->proof().digest(), std::string(Digest(id).bytes()));
+      EXPECT_TRUE(one_by_one[i++]->digests().empty());
+    }
+  }
+  EXPECT_EQ(PopAll(whole).size(), 0u);
+}
+
+// A proof's events keep their order across groups: a leaf confirmed with its proof available
+// gets CONFIRMED, then OTS_STORED, and an OTS_STORED of another proof before them does not pull
+// its OTS_STORED ahead of its CONFIRMED.
+TEST(EventBusTest, PublishAllKeepsEachProofsEventsInOrder) {
+  EventBus bus;
+  auto grouped = bus.Subscribe(WatchFilter{}, 10, nullptr, EventForm::kGrouped);
+  std::vector<ProofRow> rows = {GroupRow(10, "j", v1::DIGEST_STATE_CONFIRMED),
+                                GroupRow(11, "j", v1::DIGEST_STATE_CONFIRMED),
+                                GroupRow(12, "j", v1::DIGEST_STATE_CONFIRMED)};
+  const auto kConfirmed = v1::PROOF_EVENT_TYPE_CONFIRMED;
+  const auto kOts = v1::PROOF_EVENT_TYPE_OTS_STORED;
+  bus.PublishAll({{kOts, &rows[0]},
+                  {kConfirmed, &rows[1]},
+                  {kOts, &rows[1]},
+                  {kConfirmed, &rows[2]},
+                  {kOts, &rows[2]}},
+                 absl::UnixEpoch());
+  auto got = PopAll(grouped);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0]->type(), kOts);
+  EXPECT_EQ(got[0]->proof().digest(), std::string(Digest(10).bytes()));
+  EXPECT_EQ(got[1]->type(), kConfirmed);
+  EXPECT_EQ(got[1]->digests(), Digests({11, 12}));
+  EXPECT_EQ(got[2]->type(), kOts);
+  EXPECT_EQ(got[2]->digests(), Digests({11, 12}));
+}
+
+// A group larger than kMaxGroupDigests is split, in order, so a Watch response stays bounded.
+TEST(EventBusTest, PublishAllSplitsALargeGroup) {
+  EventBus bus;
+  auto grouped = bus.Subscribe(WatchFilter{}, 10, nullptr, EventForm::kGrouped);
+  const int n = static_cast<int>(EventBus::kMaxGroupDigests) + 2;
+  std::vector<ProofRow> rows;
+  rows.reserve(n);
+  std::string all;
+  for (int i = 0; i < n; ++i) {
+    rows.push_back(GroupRow(100 + i, "j"));
+    all += std::string(rows.back().digest.bytes());
+  }
+  std::vector<RowEvent> events;
+  for (const ProofRow& r : rows) events.push_back({v1::PROOF_EVENT_TYPE_TRACKED, &r});
+  bus.PublishAll(events, absl::UnixEpoch());
+  auto got = PopAll(grouped);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0]->digests().size(), EventBus::kMaxGroupDigests * Digest::kSize);
+  EXPECT_EQ(got[0]->digests() + got[1]->digests(), all);
+}
+
 // With the replicas' relay every subscriber gets the whole event the relay carries.
 TEST(EventBusTest, RowEventsGoWholeThroughTheRelay) {
   EventBus bus;

@@ -359,6 +359,64 @@ TEST_F(TrackBatchTest, StoresRootAndLeavesAsTrackPerLeafDoes) {
 
 // A sender splits a batch's leaves over several requests, each with the whole tree: together they
 // store what one request stores, and the leaves left out of every request are not stored.
+// A grouped watcher (what `anchorctl archive --wait` opens) gets a batch's leaves as one event
+// with their digests; a brief one gets an event per leaf.
+TEST_F(TrackBatchTest, GroupedWatchGetsABatchsLeavesAsOneEvent) {
+  Poller poller(dir_.File("grouped.db"));
+  auto open = [&](grpc::ClientContext* ctx, bool grouped) {
+    Poller::SetDeadline(ctx);
+    v1::WatchRequest req;
+    req.set_job("jobL");
+    req.set_batch(true);
+    req.set_brief(true);
+    req.set_grouped(grouped);
+    auto reader = poller.public_stub()->Watch(ctx, req);
+    reader->WaitForInitialMetadata();  // subscribed: nothing published from here is missed
+    return reader;
+  };
+  grpc::ClientContext grouped_ctx, brief_ctx;
+  auto grouped = open(&grouped_ctx, true);
+  auto brief = open(&brief_ctx, false);
+  auto out = poller.TrackBatch({BatchReq(batch_, "b1", Range(0, kLeaves))});
+  ASSERT_EQ(out["b1"].status().code(), 0) << out["b1"].status().message();
+
+  // Reads events (unpacking batches) until `n` digests came, bounded.
+  auto read = [](auto& reader, size_t n) {
+    std::vector<v1::WatchResponse> events;
+    size_t digests = 0;
+    v1::WatchResponse resp;
+    for (int i = 0; i < 100 && digests < n && reader->Read(&resp); ++i) {
+      std::vector<v1::WatchResponse> got(resp.events().begin(), resp.events().end());
+      if (got.empty()) got.push_back(resp);
+      for (const auto& e : got) {
+        digests += e.digests().empty() ? 1 : e.digests().size() / 32;
+        events.push_back(e);
+      }
+    }
+    return events;
+  };
+  std::string all;
+  for (const std::string& d : batch_.digests) all += d;
+  auto g = read(grouped, kLeaves);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].type(), v1::PROOF_EVENT_TYPE_TRACKED);
+  EXPECT_EQ(g[0].digests(), all);
+  EXPECT_TRUE(g[0].proof().digest().empty());
+  EXPECT_EQ(g[0].proof().provider(), "fake");
+  EXPECT_EQ(g[0].proof().state(), v1::DIGEST_STATE_PENDING);
+
+  auto b = read(brief, kLeaves);
+  ASSERT_EQ(b.size(), static_cast<size_t>(kLeaves));
+  std::string one_by_one;
+  for (const auto& e : b) {
+    EXPECT_TRUE(e.digests().empty());
+    one_by_one += e.proof().digest();
+  }
+  EXPECT_EQ(one_by_one, all);
+  grouped_ctx.TryCancel();
+  brief_ctx.TryCancel();
+}
+
 TEST_F(TrackBatchTest, BatchSplitOverThreeRequests) {
   Poller poller(dir_.File("poller.db"));
   auto out = poller.TrackBatch({BatchReq(batch_, "p1", {0, 1, 2}),

@@ -41,8 +41,11 @@ class SqlitePollerStore final : public PollerStore {
                                                   absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
-    ANCHORD_ASSIGN_OR_RETURN(std::vector<TrackOutcome> out, TrackInSqlite(tx, inputs, now));
+    absl::MutexLock lock(&known_mu_);
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<TrackOutcome> out,
+                             TrackInSqlite(tx, inputs, now, &known_));
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
+    known_.Committed();
     return out;
   }
 
@@ -386,6 +389,13 @@ class SqlitePollerStore final : public PollerStore {
   }
 
   std::unique_ptr<SqliteDb> db_;
+  // The prefixes of the digests proofs holds, for Track (ledger/prefix_filter.h): a batch's new
+  // leaves are not looked up one by one. Up to kKnownPrefixRows proofs (about 20 bytes each; the
+  // filter turns itself off above that and every digest is looked up).
+  static constexpr int64_t kKnownPrefixRows = 2'000'000;
+  absl::Mutex known_mu_;  // taken inside a transaction (after the connection's lock)
+  ledger::PrefixFilter known_ ABSL_GUARDED_BY(known_mu_){"proofs", "seq", "digest",
+                                                         kKnownPrefixRows};
   TreeCache trees_;
 };
 

@@ -102,7 +102,8 @@ constexpr int kFileParams = 6;
 // One Track call: its statements are compiled once, and each root its leaves name is read once.
 class Tracker {
  public:
-  Tracker(Transaction& tx, absl::Time now) : tx_(tx), now_(now) {}
+  Tracker(Transaction& tx, absl::Time now, ledger::PrefixFilter* known)
+      : tx_(tx), now_(now), known_(known) {}
 
   // Reads, before the call writes anything, every proof of the inputs' digests: kLookAhead
   // digests to a statement (one seek each) instead of a statement per input, whose run, reset and
@@ -110,12 +111,19 @@ class Tracker {
   // bench/RESULTS.md issue 11 session 20). The answers hold for a digest until an input of it is
   // stored: only an input's own digest gains a row in a Track call (Queue, Insert); nothing else
   // in it adds a proof. LookUp falls back to Look from then on.
+  //
+  // A digest the store's prefix filter (`known_`) says proofs cannot hold is not read: its answer
+  // is "none" (a new digest: nearly every leaf of a batch). Every input's digest is added to the
+  // filter here, before anything is written.
   absl::Status Prefetch(const std::vector<TrackInput>& inputs) {
+    if (known_ != nullptr) ANCHORD_RETURN_IF_ERROR(known_->Sync(tx_));
     std::vector<absl::string_view> digests;
     digests.reserve(inputs.size());
     for (const TrackInput& in : inputs) {
       const absl::string_view d = in.proof.digest.bytes();
-      if (ahead_.try_emplace(d).second) digests.push_back(d);
+      if (!ahead_.try_emplace(d).second) continue;
+      if (known_ == nullptr || known_->MayHold(d)) digests.push_back(d);
+      if (known_ != nullptr) known_->Add(d);
     }
     return ledger::LookAhead(
         tx_, look_ahead_, digests, kLookAhead,
@@ -229,7 +237,8 @@ class Tracker {
   // Writes what is still queued; then adds this call's inserts to proof_counts.
   absl::Status Finish() {
     ANCHORD_RETURN_IF_ERROR(Flush());
-    return AddInsertedCounts(tx_, inserted_);
+    ANCHORD_RETURN_IF_ERROR(AddInsertedCounts(tx_, inserted_));
+    return known_ == nullptr ? absl::OkStatus() : known_->Settle(tx_, rows_added_);
   }
 
  private:
@@ -376,6 +385,7 @@ class Tracker {
     auto [it, first] = inserted_.try_emplace(
         {row.provider, static_cast<int64_t>(row.state), row.stalled ? 1 : 0}, 0);
     ++it->second;
+    ++rows_added_;
     // The count row must exist before anything in this transaction moves the new proof: the
     // triggers take a moved proof off its old count with an UPDATE, which finds no row to
     // change when the count was never there (this call's inserts are added at its end).
@@ -532,6 +542,8 @@ class Tracker {
 
   Transaction& tx_;
   const absl::Time now_;
+  ledger::PrefixFilter* const known_;  // optional
+  int64_t rows_added_ = 0;             // proofs inserted by this call
   // The digest's lowest seq, and whether (digest, provider) has a row.
   std::optional<Statement> held_;
   std::optional<Statement> look_ahead_;  // kLookAhead digests' proofs (Prefetch)
@@ -555,8 +567,9 @@ class Tracker {
 
 absl::StatusOr<std::vector<TrackOutcome>> TrackInSqlite(Transaction& tx,
                                                         const std::vector<TrackInput>& inputs,
-                                                        absl::Time now) {
-  Tracker tracker(tx, now);
+                                                        absl::Time now,
+                                                        ledger::PrefixFilter* known) {
+  Tracker tracker(tx, now, known);
   ANCHORD_RETURN_IF_ERROR(tracker.Prefetch(inputs));
   // Reserved once: a queued proof is written from its outcome here, which must not move.
   std::vector<TrackOutcome> out(inputs.size());

@@ -12,15 +12,19 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/ledger/prefix_filter.h"
 #include "libs/ledger/sqlite_db.h"
 #include "services/poller/poller_store.h"
 
 namespace anchord::poller {
 
 // PollerStore::Track's contract for `inputs`, run in `tx` (the caller commits). INVALID_ARGUMENT
-// naming proof.state when an input's state is not one a hand-off may carry.
+// naming proof.state when an input's state is not one a hand-off may carry. `known` (optional):
+// the prefixes of the digests proofs holds (kept across calls by the store, which calls its
+// Committed after the commit): a digest it cannot hold is not looked up.
 absl::StatusOr<std::vector<TrackOutcome>> TrackInSqlite(ledger::Transaction& tx,
                                                         const std::vector<TrackInput>& inputs,
-                                                        absl::Time now);
+                                                        absl::Time now,
+                                                        ledger::PrefixFilter* known = nullptr);
 
 }  // namespace anchord::poller

@@ -190,9 +190,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
                                                         absl::Time now) override {
     Transaction tx(*db_);
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
+    absl::MutexLock lock(&known_mu_);
     ANCHORD_ASSIGN_OR_RETURN(std::vector<InsertResult> out,
-                             InsertIntakeItems(tx, items, now, leaves_per_batch_.load()));
+                             InsertIntakeItems(tx, items, now, leaves_per_batch_.load(), &known_));
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
+    known_.Committed();
     return out;
   }
 
@@ -882,6 +884,13 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   std::unique_ptr<SqliteDb> db_;
+  // The prefixes of the digests submissions holds, for the intake (ledger/prefix_filter.h): new
+  // digests, nearly every item, are not looked up one by one. Up to kKnownPrefixRows rows (about
+  // 20 bytes each; the filter turns itself off above that and every digest is looked up).
+  static constexpr int64_t kKnownPrefixRows = 2'000'000;
+  absl::Mutex known_mu_;  // taken inside a transaction (after the connection's lock)
+  ledger::PrefixFilter known_ ABSL_GUARDED_BY(known_mu_){"submissions", "id", "digest",
+                                                         kKnownPrefixRows};
   std::atomic<int64_t> leaves_per_batch_{kDefaultLeavesPerBatch};
   LeafDetails leaf_details_;
   // Where the hand-off of SUBMITTED batches' leaves stands between two moves of a batch's

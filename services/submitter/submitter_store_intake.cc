@@ -59,8 +59,9 @@ bool DistinctProviders(const std::vector<std::string>& providers) {
 // INSERT (ledger/sqlite_rows.h), before anything reads or writes a row the queue could touch.
 class Intake {
  public:
-  Intake(ledger::Transaction& tx, absl::Time now, int64_t leaves_per_batch)
-      : tx_(tx), now_ms_(ToMs(now)), batches_(tx, leaves_per_batch, now_ms_) {}
+  Intake(ledger::Transaction& tx, absl::Time now, int64_t leaves_per_batch,
+         ledger::PrefixFilter* known)
+      : tx_(tx), now_ms_(ToMs(now)), batches_(tx, leaves_per_batch, now_ms_), known_(known) {}
 
   absl::StatusOr<InsertResult> One(const NewItem& item) {
     // A digest queued earlier in this call is written before it is looked up again.
@@ -93,12 +94,19 @@ class Intake {
   // binding cost more than its seek. The answer holds for a digest until an item of it is taken:
   // only an item's own digest gains rows in a call (the queue, Known). LowestIdOf falls back to
   // LowestId from then on.
+  //
+  // A digest the store's prefix filter (`known_`) says submissions cannot hold is not read: its
+  // answer is "none" (a new digest: nearly every item). Every item's digest is added to the
+  // filter here, before anything is written.
   absl::Status Prefetch(const std::vector<NewItem>& items) {
+    if (known_ != nullptr) ANCHORD_RETURN_IF_ERROR(known_->Sync(tx_));
     std::vector<absl::string_view> digests;
     digests.reserve(items.size());
     for (const NewItem& item : items) {
       const absl::string_view d = item.digest.bytes();
-      if (ahead_.try_emplace(d).second) digests.push_back(d);
+      if (!ahead_.try_emplace(d).second) continue;
+      if (known_ == nullptr || known_->MayHold(d)) digests.push_back(d);
+      if (known_ != nullptr) known_->Add(d);
     }
     return ledger::LookAhead(
         tx_, look_ahead_, digests, kLookAhead,
@@ -127,6 +135,7 @@ class Intake {
                          q.batches.empty() ? 0 : q.batches[rows[r].second]);
           st.Bind(base + 1, q.first_id + static_cast<int64_t>(rows[r].second));
         }));
+    rows_added_ += static_cast<int64_t>(rows.size());
     ANCHORD_RETURN_IF_ERROR(
         ledger::InsertRows(tx_, queue_.size(), kRefParams, kInsertRef, kRowsPerStatement,
                            refs_many_, ref_one_, [&](Statement& st, int base, size_t q) {
@@ -136,8 +145,11 @@ class Intake {
     return absl::OkStatus();
   }
 
-  // After the last Flush: the open batches' counts.
-  absl::Status Finish() { return batches_.Finish(); }
+  // After the last Flush: the open batches' counts, and the rows added for the prefix filter.
+  absl::Status Finish() {
+    ANCHORD_RETURN_IF_ERROR(batches_.Finish());
+    return known_ == nullptr ? absl::OkStatus() : known_->Settle(tx_, rows_added_);
+  }
 
  private:
   struct QueuedItem {
@@ -254,8 +266,9 @@ class Intake {
       if (tx_.Changes() == 0) {
         if (batch != 0) batches_.PutBack(batch);
         all_new = false;
-      } else if (sub_id == 0) {
-        sub_id = tx_.LastInsertRowId();  // a new digest: its first row is the lowest
+      } else {
+        ++rows_added_;
+        if (sub_id == 0) sub_id = tx_.LastInsertRowId();  // a new digest: its first row is lowest
       }
     }
     if (sub_id == 0) return absl::InternalError("intake: a digest without a submissions row");
@@ -316,7 +329,9 @@ class Intake {
   std::optional<Statement> look_ahead_;
   // By raw digest (views into the call's items, which outlive the Intake).
   absl::flat_hash_map<absl::string_view, Ahead> ahead_;
-  int64_t next_id_ = 0;  // 0: read it (NextAutoincrementKey) before queueing
+  int64_t next_id_ = 0;                // 0: read it (NextAutoincrementKey) before queueing
+  ledger::PrefixFilter* const known_;  // optional
+  int64_t rows_added_ = 0;             // submissions rows this call inserted
 };
 
 }  // namespace
@@ -324,8 +339,9 @@ class Intake {
 absl::StatusOr<std::vector<InsertResult>> InsertIntakeItems(ledger::Transaction& tx,
                                                             const std::vector<NewItem>& items,
                                                             absl::Time now,
-                                                            int64_t leaves_per_batch) {
-  Intake intake(tx, now, leaves_per_batch);
+                                                            int64_t leaves_per_batch,
+                                                            ledger::PrefixFilter* known) {
+  Intake intake(tx, now, leaves_per_batch, known);
   ANCHORD_RETURN_IF_ERROR(intake.Prefetch(items));
   std::vector<InsertResult> out;
   out.reserve(items.size());

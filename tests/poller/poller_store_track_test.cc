@@ -312,6 +312,28 @@ TEST_F(PollerStoreTrackTest, DigestsStoredBeforeTheCallAreFoundAcrossLookAheads)
   EXPECT_EQ(paths, (std::vector<std::string>{"old-40.pdf", "new-40.pdf", "again/40"}));
 }
 
+// The store keeps the prefixes of the digests it holds, so that a batch's new leaves are not looked
+// up (ledger/prefix_filter.h). A proof written by another connection to the same file (another
+// process) after the filter was made is still found: handed off again, it is not stored twice.
+TEST_F(PollerStoreTrackTest, AProofWrittenByAnotherConnectionIsFoundNotStoredTwice) {
+  ASSERT_EQ(TrackAndCompare({Pending(Digest(1), "p-1")}, kT0).size(), 1u);  // the filter is made
+  const std::string hex2(Digest(2).hex());
+  ASSERT_TRUE(::anchord::testing::SqliteExec(
+                  path(), "INSERT INTO proofs (digest, provider, proof_id, state) VALUES (X'" +
+                              hex2 + "', 'fake', 'written-elsewhere', 4)")
+                  .ok());
+  auto out = TrackAndCompare(
+      {Pending(Digest(2), "p-2"), Pending(Digest(3), "p-3"), Pending(Digest(1), "p-1-again")},
+      kT0 + absl::Seconds(1));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_FALSE(out[0].inserted);
+  EXPECT_TRUE(out[1].inserted);
+  EXPECT_FALSE(out[2].inserted);
+  EXPECT_EQ(MustGet(Digest(2)).proof_id, "written-elsewhere");
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs WHERE digest = X'" + hex2 + "'"), 1);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs"), 3);
+}
+
 // Leaves handed off after their root was confirmed take its state at insert, and a leaf left
 // behind the root (the root moved without its propagation) is brought up with them.
 TEST_F(PollerStoreTrackTest, LeafOfConfirmedRootTakesItsStateAtInsert) {

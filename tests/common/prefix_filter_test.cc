@@ -3,24 +3,15 @@
 // filter only ever saves look-ups of digests the table does not hold.
 #include "libs/ledger/prefix_filter.h"
 
-#include <unistd.h>
-
-#include <filesystem>
 #include <memory>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/ledger/sqlite_db.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anchord::ledger {
 namespace {
-
-std::string TempDb(const char* name) {
-  std::string path = absl::StrCat(::testing::TempDir(), "/", name, "-", getpid(), ".db");
-  std::filesystem::remove(path);
-  return path;
-}
 
 // A 32-byte digest made from `n` (distinct 8-byte prefixes for distinct n).
 std::string D(int n) {
@@ -33,7 +24,8 @@ std::string D(int n) {
 class PrefixFilterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = TempDb("prefix-filter");
+    ASSERT_FALSE(dir_.path().empty());
+    path_ = dir_.File("prefix-filter.db");
     auto db = SqliteDb::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
@@ -87,6 +79,7 @@ class PrefixFilterTest : public ::testing::Test {
     return out;
   }
 
+  anchord::testing::TempDir dir_;
   std::string path_;
   std::unique_ptr<SqliteDb> db_;
 };

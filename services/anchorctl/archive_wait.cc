@@ -46,7 +46,9 @@ void WatchFollower::Loop() {
     req.set_job(job_);
     req.set_batch(true);
     // Only digest, provider and state are read (ArchiveState::RaiseAll), and a batch's leaves may
-    // come as one event.
+    // come as one event. (brief as well: a poller older than grouped events still sends brief
+    // ones.)
+    req.set_brief(true);
     req.set_grouped(true);
     {
       absl::MutexLock lock(&mu_);

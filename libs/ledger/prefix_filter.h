@@ -12,7 +12,8 @@
 // (another path of this process, or another process on the same file). Rows are never taken out
 // of the set: one that holds a prefix no row has any more (a deleted row, a rolled-back write)
 // only costs a look-up. A table larger than `max_rows` turns the set off (every digest "may" be
-// held), so its memory stays bounded (about 20 bytes a row).
+// held), so its memory stays bounded (10-20 bytes a row: an 8-byte slot and a control byte of
+// a hash set at most 7/8 full, whose capacity doubles).
 //
 // Not thread-safe: use it under the lock of the connection whose transactions it follows.
 #pragma once

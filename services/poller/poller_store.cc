@@ -390,7 +390,7 @@ class SqlitePollerStore final : public PollerStore {
 
   std::unique_ptr<SqliteDb> db_;
   // The prefixes of the digests proofs holds, for Track (ledger/prefix_filter.h): a batch's new
-  // leaves are not looked up one by one. Up to kKnownPrefixRows proofs (about 20 bytes each; the
+  // leaves are not looked up one by one. Up to kKnownPrefixRows proofs (10-20 bytes each; the
   // filter turns itself off above that and every digest is looked up).
   static constexpr int64_t kKnownPrefixRows = 2'000'000;
   absl::Mutex known_mu_;  // taken inside a transaction (after the connection's lock)

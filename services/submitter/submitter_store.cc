@@ -885,8 +885,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   std::unique_ptr<SqliteDb> db_;
   // The prefixes of the digests submissions holds, for the intake (ledger/prefix_filter.h): new
-  // digests, nearly every item, are not looked up one by one. Up to kKnownPrefixRows rows (about
-  // 20 bytes each; the filter turns itself off above that and every digest is looked up).
+  // digests, nearly every item, are not looked up one by one. Up to kKnownPrefixRows rows
+  // (10-20 bytes each; the filter turns itself off above that and every digest is looked up).
   static constexpr int64_t kKnownPrefixRows = 2'000'000;
   absl::Mutex known_mu_;  // taken inside a transaction (after the connection's lock)
   ledger::PrefixFilter known_ ABSL_GUARDED_BY(known_mu_){"submissions", "id", "digest",

@@ -116,8 +116,8 @@ class EventBus {
   // The events of one store transaction (a Track call's outcomes, a root's leaves), in the order
   // they happened, all at `now`. kWhole and kBrief subscribers get them one by one, as from
   // Publish; a kGrouped subscriber gets them grouped (EventForm), at most kMaxGroupDigests to an
-  // event, so that one proof's events keep their order: an event joins its kind's latest group
-  // only when every earlier event of its proof is in an earlier group, else it starts a new one.
+  // event. One proof's events keep their order: an event joins its kind's latest group only when
+  // every earlier event of its proof is in an earlier group; otherwise it starts a new group.
   void PublishAll(const std::vector<RowEvent>& events, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   // 32 bytes each: a grouped event of 8,192 digests is 256 KiB, well under the 1 MiB a Watch
   // response carries (WatchReactor::kMaxBatchBytes).

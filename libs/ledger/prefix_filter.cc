@@ -87,4 +87,17 @@ void PrefixFilter::Committed() {
   settled_ = -1;
 }
 
+absl::Status KeepThoseItMayHold(Transaction& tx, PrefixFilter* known,
+                                std::vector<absl::string_view>* digests) {
+  if (known == nullptr) return absl::OkStatus();
+  ANCHORD_RETURN_IF_ERROR(known->Sync(tx));
+  size_t kept = 0;
+  for (absl::string_view d : *digests) {
+    if (known->MayHold(d)) (*digests)[kept++] = d;
+    known->Add(d);
+  }
+  digests->resize(kept);
+  return absl::OkStatus();
+}
+
 }  // namespace anchord::ledger

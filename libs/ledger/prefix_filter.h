@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -67,5 +68,11 @@ class PrefixFilter {
   int64_t settled_ = -1;  // Settle's next seen_, -1 when none
   absl::flat_hash_set<uint64_t> prefixes_;
 };
+
+// A writer's use of a filter (optional: null keeps every digest), in one call before its
+// look-ups: Syncs it in `tx`, Adds every digest of *digests, and keeps in *digests only those the
+// table may hold, the ones still to look up (in their order).
+absl::Status KeepThoseItMayHold(Transaction& tx, PrefixFilter* known,
+                                std::vector<absl::string_view>* digests);
 
 }  // namespace anchord::ledger

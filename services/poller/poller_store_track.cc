@@ -116,15 +116,13 @@ class Tracker {
   // is "none" (a new digest: nearly every leaf of a batch). Every input's digest is added to the
   // filter here, before anything is written.
   absl::Status Prefetch(const std::vector<TrackInput>& inputs) {
-    if (known_ != nullptr) ANCHORD_RETURN_IF_ERROR(known_->Sync(tx_));
     std::vector<absl::string_view> digests;
     digests.reserve(inputs.size());
     for (const TrackInput& in : inputs) {
       const absl::string_view d = in.proof.digest.bytes();
-      if (!ahead_.try_emplace(d).second) continue;
-      if (known_ == nullptr || known_->MayHold(d)) digests.push_back(d);
-      if (known_ != nullptr) known_->Add(d);
+      if (ahead_.try_emplace(d).second) digests.push_back(d);
     }
+    ANCHORD_RETURN_IF_ERROR(ledger::KeepThoseItMayHold(tx_, known_, &digests));
     return ledger::LookAhead(
         tx_, look_ahead_, digests, kLookAhead,
         [](int i) {

@@ -99,15 +99,13 @@ class Intake {
   // answer is "none" (a new digest: nearly every item). Every item's digest is added to the
   // filter here, before anything is written.
   absl::Status Prefetch(const std::vector<NewItem>& items) {
-    if (known_ != nullptr) ANCHORD_RETURN_IF_ERROR(known_->Sync(tx_));
     std::vector<absl::string_view> digests;
     digests.reserve(items.size());
     for (const NewItem& item : items) {
       const absl::string_view d = item.digest.bytes();
-      if (!ahead_.try_emplace(d).second) continue;
-      if (known_ == nullptr || known_->MayHold(d)) digests.push_back(d);
-      if (known_ != nullptr) known_->Add(d);
+      if (ahead_.try_emplace(d).second) digests.push_back(d);
     }
+    ANCHORD_RETURN_IF_ERROR(ledger::KeepThoseItMayHold(tx_, known_, &digests));
     return ledger::LookAhead(
         tx_, look_ahead_, digests, kLookAhead,
         [](int i) {

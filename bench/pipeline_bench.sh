@@ -224,6 +224,12 @@ if [ "${PERF:-0}" = 1 ] && [ -n "${KEEP_LOGS:-}" ] && command -v perf > /dev/nul
     PERFS+=($!)
   done
 fi
+# SCHED=FILE: each service's threads' time on a core and waiting for one, every 50 ms through the
+# Merkle run (bench/sched_sample.py; its summary is added to the results).
+if [ -n "${SCHED:-}" ]; then
+  /usr/bin/python3 bench/sched_sample.py sample "$WORK/state/run/stack.json" "$SCHED" 600 &
+  SCHED_PID=$!
+fi
 # The sampler's baseline first (python starts slowly on a loaded machine).
 for _ in $(seq 1 200); do [ -e "$WORK/state/run/sampler.ready" ] && break; sleep 0.05; done
 t0=$(now)
@@ -243,6 +249,7 @@ for p in "${PERFS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/
 # KEEP_LOGS=DIR keeps the services' logs of the Merkle run (batch seals, creates, hand-off errors).
 if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS"; cp "$WORK/state/run/"*.log "$KEEP_LOGS/" || true; fi
 LOAD_MID="$(load)"
+if [ -n "${SCHED:-}" ]; then kill "$SCHED_PID" 2>/dev/null || true; wait "$SCHED_PID" 2>/dev/null || true; fi
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 PIDS=()
 
@@ -399,3 +406,10 @@ if sync:
     print()
     print(f"strace -c of a 20,000-digest ingest (calls, syscall): {sync}")
 PY
+if [ -n "${SCHED:-}" ]; then
+  { echo
+    echo "Merkle run, each service's threads on a core / runnable and waiting for one (cores; SCHED, bench/sched_sample.py):"
+    echo
+    /usr/bin/python3 bench/sched_sample.py summary "$SCHED" 0.5
+  } | tee -a "${OUT:-bench/results/pipeline.md}"
+fi

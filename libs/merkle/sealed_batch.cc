@@ -45,15 +45,15 @@ absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Decode(const std
   if (tree->root().raw() != root) {
     return absl::FailedPreconditionError("merkle batch: stored leaves do not lead to its root");
   }
-  std::shared_ptr<SealedBatch> batch(new SealedBatch(*std::move(tree), leaves));
-  batch->index_.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    batch->index_.emplace(std::string(all.substr(i * kDigestSize, kDigestSize)), i);
-  }
-  return std::shared_ptr<const SealedBatch>(std::move(batch));
+  return std::shared_ptr<const SealedBatch>(new SealedBatch(*std::move(tree), leaves));
 }
 
-std::optional<size_t> SealedBatch::IndexOf(const std::string& digest) const {
+std::optional<size_t> SealedBatch::IndexOf(absl::string_view digest) const {
+  absl::call_once(index_once_, [this] {
+    const size_t n = size();
+    index_.reserve(n);
+    for (size_t i = 0; i < n; ++i) index_.emplace(this->digest(i), i);
+  });
   auto it = index_.find(digest);
   if (it == index_.end()) return std::nullopt;
   return it->second;

@@ -15,8 +15,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/call_once.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "libs/merkle/merkle.h"
 
 namespace anchord::merkle {
@@ -34,8 +36,13 @@ class SealedBatch {
   static absl::StatusOr<std::shared_ptr<const SealedBatch>> Decode(const std::string& leaves,
                                                                    const std::string& root);
 
-  // The leaf's position in the tree; nullopt when `digest` is not a leaf of this batch.
-  std::optional<size_t> IndexOf(const std::string& digest) const;
+  SealedBatch(const SealedBatch&) = delete;  // index_ points into encoded_
+  SealedBatch& operator=(const SealedBatch&) = delete;
+
+  // The leaf's position in the tree; nullopt when `digest` is not a leaf of this batch. The first
+  // call builds the index (the submitter's hand-off asks for every leaf; the poller, which only
+  // reads leaves by position, never pays for it).
+  std::optional<size_t> IndexOf(absl::string_view digest) const;
   // The file digest of leaf i (32 bytes); empty when i >= size().
   absl::string_view digest(size_t i) const;
   size_t size() const { return tree_.size(); }
@@ -47,8 +54,10 @@ class SealedBatch {
   SealedBatch(Tree tree, std::string encoded)
       : tree_(std::move(tree)), encoded_(std::move(encoded)) {}
   Tree tree_;
-  std::string encoded_;
-  absl::flat_hash_map<std::string, size_t> index_;  // digest -> position
+  const std::string encoded_;
+  // digest -> position; the keys are views into encoded_, which never changes or moves.
+  mutable absl::once_flag index_once_;
+  mutable absl::flat_hash_map<absl::string_view, size_t> index_;
 };
 
 }  // namespace anchord::merkle

@@ -51,7 +51,7 @@ absl::Status LeafDetails::Fill(std::vector<Submission>* rows, const Source& sour
       absl::StatusOr<std::shared_ptr<const SealedBatch>> batch = Tree(row.batch_id, source);
       if (!batch.ok()) return batch.status();
       if (*batch != nullptr) {
-        std::optional<size_t> i = (*batch)->IndexOf(row.digest.raw());
+        std::optional<size_t> i = (*batch)->IndexOf(row.digest.bytes());
         if (!i.has_value()) {
           return absl::FailedPreconditionError(
               absl::StrCat("merkle batch ", row.batch_id, " does not hold leaf row ", row.id));

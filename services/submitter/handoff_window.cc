@@ -137,7 +137,7 @@ bool SendHandoffWindow(SubmitterStore* store, const std::vector<Submission>& row
       }
       if (!u->second) continue;
       LeafGroup& g = groups[row.batch_id];
-      std::optional<size_t> index = g.batch.leaves->IndexOf(row.digest.raw());
+      std::optional<size_t> index = g.batch.leaves->IndexOf(row.digest.bytes());
       if (!index.has_value()) continue;  // not this batch's leaf: its path says what it is
       g.leaves.emplace_back(i, static_cast<uint32_t>(*index));
       grouped[i] = true;

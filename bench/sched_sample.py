@@ -8,10 +8,9 @@
 every service in STACK_JSON (anchorctl's run/stack.json) every 50 ms until the services exit or
 SECONDS (default 300) pass, one JSON line per sample. `summary` prints, per slice of the run
 (default 0.5 s, from START_SECONDS after the first sample on: the start of the run to look at),
-each service's cores spent running and waiting: a
-service that waits about as long as it runs is short of cores, one that does neither has no work.
-Used for bench/RESULTS.md, "Issue 11, session 22" (run beside bench/pipeline_bench.sh, pointed at
-its stack once it exists).
+each service's cores spent running and waiting: a service that waits about as long as it runs is
+short of cores, one that does neither has no work. `SCHED=FILE bash bench/pipeline_bench.sh` runs
+it through the Merkle run (bench/RESULTS.md, "Issue 11, session 22").
 """
 import collections
 import glob

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "libs/common/status_macros.h"
 #include "services/submitter/sqlite_batches.h"
 #include "services/submitter/submitter_store_schema.h"
@@ -21,18 +22,31 @@ using ledger::Statement;
 // Here almost every digest has one row (one provider), so rows are counted by state in table
 // order, each row being its own digest; the few digests with several rows (found from the
 // digest index alone) are then corrected to count once, at their least advanced state.
-// A file's ref names its digest's first row (sub_id), so "a digest with a file in the job" is "a
-// row that a ref of the job names", found through the refs (sub_id, job, source_path) index.
+// "A digest with a file in the job" is "a row whose own file is in the job (the digest's
+// original: every row of the digest carries it) or that a ref of the job names" (a ref names its
+// digest's first row, sub_id), found through the refs (sub_id, job, source_path) index; the rows
+// of an older release keep every file in refs, and a row whose own file is its only one has none
+// there (FilesKept, submitter_store_schema.h). Every row of a digest with several rows may match:
+// the second query below counts such a digest once whichever of its rows the first counted.
+constexpr char kInJob[] =
+    "(s.files_kept <> 0 AND s.job = ?J) OR (s.files_kept <> 1 AND EXISTS (SELECT 1 FROM refs r "
+    "WHERE r.sub_id = s.id AND r.job = ?J))";
+
+static_assert(static_cast<int64_t>(FilesKept::kAllInRefs) == 0 &&
+              static_cast<int64_t>(FilesKept::kOwnOnly) == 1);
+
+std::string InJob(int param) {
+  return absl::StrReplaceAll(kInJob, {{"?J", absl::StrCat("?", param)}});
+}
 absl::StatusOr<std::map<SubState, int64_t>> SummarizeSqliteJob(ledger::Session& session,
                                                                const std::string& job) {
   std::map<int64_t, int64_t> by_state;  // state -> rows counted
   {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement s,
-        session.Prepare(absl::StrCat(
-            "SELECT s.state, ", SqliteCountedBatch("s."),
-            " AS b, COUNT(*) FROM submissions s WHERE ?1 = '' OR EXISTS (SELECT 1 FROM refs r "
-            "WHERE r.sub_id = s.id AND r.job = ?1) GROUP BY s.state, b")));
+        session.Prepare(absl::StrCat("SELECT s.state, ", SqliteCountedBatch("s."),
+                                     " AS b, COUNT(*) FROM submissions s WHERE ?1 = '' OR ",
+                                     InJob(1), " GROUP BY s.state, b")));
     s.Bind(1, job);
     ANCHORD_ASSIGN_OR_RETURN(auto verdicts, SqliteBatchVerdicts(session));
     for (;;) {
@@ -73,9 +87,8 @@ absl::StatusOr<std::map<SubState, int64_t>> SummarizeSqliteJob(ledger::Session& 
   if (!multi.empty()) {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement rows,
-        session.Prepare(absl::StrCat("SELECT ", EffectiveState("s."),
-                                     ", ?2 = '' OR EXISTS (SELECT 1 FROM refs r "
-                                     "WHERE r.sub_id = s.id AND r.job = ?2) FROM submissions AS s "
+        session.Prepare(absl::StrCat("SELECT ", EffectiveState("s."), ", ?2 = '' OR ", InJob(2),
+                                     " FROM submissions AS s "
                                      "INDEXED BY submissions_by_digest WHERE ",
                                      DigestIs(1, "s."))));
     for (const std::string& digest : multi) {

@@ -70,7 +70,7 @@ std::string ColsWith(absl::string_view state, absl::string_view handed_off_seq) 
       "updated_at, change_seq, ",
       handed_off_seq,
       ", evidence, mode, batch_id, nonce, merkle_path, merkle_root, leaf_count, "
-      "fallback_provider");
+      "fallback_provider, files_kept");
 }
 
 // Every row as readers see it: a sealed leaf's state is its batch's (EffectiveState), and a leaf
@@ -90,6 +90,20 @@ const std::string& Cols() {
 std::string RefsOfDigest() {
   return absl::StrCat("FROM refs WHERE sub_id = (SELECT MIN(id) FROM ", kDigestIndex, " WHERE ",
                       DigestIs(1), ")");
+}
+
+// A digest's files: `own` (its rows' own file) first unless they are all in refs, then `in_refs`
+// (what refs holds for it, in id order) without a file equal to `own` (a row of this release
+// keeps none there; the check costs nothing where refs holds nothing).
+std::vector<FileRef> FilesOf(int64_t files_kept, const FileRef& own, std::vector<FileRef> in_refs) {
+  if (files_kept == static_cast<int64_t>(FilesKept::kAllInRefs)) return in_refs;
+  std::vector<FileRef> out;
+  out.reserve(1 + in_refs.size());
+  out.push_back(own);
+  for (FileRef& f : in_refs) {
+    if (f.job != own.job || f.source_path != own.source_path) out.push_back(std::move(f));
+  }
+  return out;
 }
 
 constexpr char kMarkPreparedSql[] =
@@ -137,6 +151,7 @@ absl::StatusOr<Submission> ReadRow(const Statement& s) {
   r.merkle_root = s.ColumnText(35);
   r.leaf_count = s.ColumnInt(36);
   r.fallback_provider = s.ColumnText(37);
+  r.files_kept = s.ColumnInt(38);
   return r;
 }
 
@@ -145,16 +160,17 @@ absl::StatusOr<Submission> ReadRow(const Statement& s) {
 // batch-form hand-off reads thousands of leaves a window.
 const std::string& ThinLeafCols() {
   static const std::string* const cols = new std::string(
-      "id, digest, provider, '', '', 0, '', '', 2, '', '', '', 0, '', '', 0, '', 0, 0, 0, 0, 0, "
-      "'', '', '', '', 0, 0, change_seq, handed_off_seq, '', mode, batch_id, '', merkle_path, '', "
-      "0, ''");
+      "id, digest, provider, job, filename, size_bytes, mime_type, source_path, 2, '', '', '', 0, "
+      "'', '', 0, '', 0, 0, 0, 0, 0, '', '', '', '', 0, 0, change_seq, handed_off_seq, '', mode, "
+      "batch_id, '', merkle_path, '', 0, '', files_kept");
   return *cols;
 }
 
 // A row of Cols() read thin (Submission::thin) when it is a SUBMITTED leaf of a batch sealed by
-// this release (no path of its own): the batch-form hand-off needs only its identity, version and
-// batch, so none of the rest is decoded, and its path and a copy of the root's record are not
-// derived (LeafDetails::Fill). Nothing is read into `r` for any other row (false).
+// this release (no path of its own): the batch-form hand-off needs only its identity, version,
+// batch and files (its own, which RefsOfRows gives without a read when they are all it has), so
+// none of the rest is decoded, and its path and a copy of the root's record are not derived
+// (LeafDetails::Fill). Nothing is read into `r` for any other row (false).
 absl::StatusOr<bool> ReadThinLeaf(const Statement& s, Submission* r) {
   if (s.ColumnInt(31) != static_cast<int64_t>(RowMode::kLeaf) || s.ColumnInt(32) == 0 ||
       StateFromInt(s.ColumnInt(8)) != SubState::kSubmitted || !s.ColumnText(34).empty()) {
@@ -168,6 +184,14 @@ absl::StatusOr<bool> ReadThinLeaf(const Statement& s, Submission* r) {
   r->batch_id = s.ColumnInt(32);
   r->change_seq = s.ColumnInt(28);
   r->handed_off_seq = s.ColumnInt(29);
+  r->files_kept = s.ColumnInt(38);
+  if (r->files_kept != static_cast<int64_t>(FilesKept::kAllInRefs)) {
+    r->file.job = s.ColumnText(3);
+    r->file.filename = s.ColumnText(4);
+    r->file.size_bytes = s.ColumnInt(5);
+    r->file.mime_type = s.ColumnText(6);
+    r->file.source_path = s.ColumnText(7);
+  }
   r->thin = true;
   return true;
 }
@@ -640,27 +664,66 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfEach(
       const std::vector<Digest>& digests) override {
     ledger::Session session(*db_);
-    // Files hang off their digest's first submissions row (see submitter_store_intake.cc).
+    // A digest's first file is in its rows' own columns (read from its first row), the others in
+    // refs under that row's id (FilesKept, submitter_store_schema.h).
+    ANCHORD_ASSIGN_OR_RETURN(Statement first,
+                             session.Prepare(absl::StrCat(
+                                 "SELECT id, files_kept, job, source_path, filename, "
+                                 "size_bytes, mime_type FROM ",
+                                 kDigestIndex, " WHERE ", DigestIs(1), " ORDER BY id LIMIT 1")));
     ANCHORD_ASSIGN_OR_RETURN(
-        Statement s,
-        session.Prepare(absl::StrCat("SELECT job, source_path, filename, size_bytes, mime_type ",
-                                     RefsOfDigest(), " ORDER BY id")));
+        Statement refs,
+        session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                        "WHERE sub_id = ?1 ORDER BY id"));
     std::vector<std::vector<FileRef>> out(digests.size());
     for (size_t i = 0; i < digests.size(); ++i) {
-      s.Reset();
-      s.BindBlob(1, digests[i].bytes());
-      for (;;) {
-        ANCHORD_ASSIGN_OR_RETURN(bool row, s.Step());
-        if (!row) break;
-        out[i].push_back(ReadRef(s, 0));
+      first.Reset();
+      first.BindBlob(1, digests[i].bytes());
+      ANCHORD_ASSIGN_OR_RETURN(bool has_row, first.Step());
+      if (!has_row) continue;
+      const int64_t sub_id = first.ColumnInt(0);
+      const int64_t kept = first.ColumnInt(1);
+      const FileRef own = ReadRef(first, 2);
+      std::vector<FileRef> in_refs;
+      if (kept != static_cast<int64_t>(FilesKept::kOwnOnly)) {
+        refs.Reset();
+        refs.Bind(1, sub_id);
+        for (;;) {
+          ANCHORD_ASSIGN_OR_RETURN(bool row, refs.Step());
+          if (!row) break;
+          in_refs.push_back(ReadRef(refs, 0));
+        }
       }
+      out[i] = FilesOf(kept, own, std::move(in_refs));
     }
-    s.Reset();
+    first.Reset();
+    refs.Reset();
     return out;
   }
 
   absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfRows(
       const std::vector<Submission>& rows) override {
+    // A row whose own file is its digest's only one needs no read: nearly every leaf of a batch.
+    std::vector<Submission> to_read;
+    std::vector<size_t> read_at;  // to_read[k] is rows[read_at[k]]
+    std::vector<std::vector<FileRef>> out(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].files_kept == static_cast<int64_t>(FilesKept::kOwnOnly)) {
+        out[i].push_back(rows[i].file);
+      } else {
+        to_read.push_back(rows[i]);
+        read_at.push_back(i);
+      }
+    }
+    if (to_read.empty()) return out;
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<std::vector<FileRef>> read, ReadRefsOfRows(to_read));
+    for (size_t k = 0; k < read.size(); ++k) out[read_at[k]] = std::move(read[k]);
+    return out;
+  }
+
+  // RefsOfRows for rows whose files are (also) in refs.
+  absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
+      const std::vector<Submission>& rows) {
     ledger::Session session(*db_);
     // A digest's refs name its lowest submissions id (sub_id), which is nearly always the row
     // being handed off: looked up by that id, a window reads neighbouring entries of the refs
@@ -687,7 +750,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
     ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
     absl::StatusOr<std::vector<std::vector<FileRef>>> out =
-        ReadRefsOfRows(by_row, by_range, by_digest, rows);
+        ReadRefsOfRowsIn(by_row, by_range, by_digest, rows);
     by_row.Reset();
     by_range.Reset();
     by_digest.Reset();
@@ -725,7 +788,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return out;
   }
 
-  static absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
+  static absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRowsIn(
       Statement& by_row, Statement& by_range, Statement& by_digest,
       const std::vector<Submission>& rows) {
     std::vector<std::vector<FileRef>> out(rows.size());
@@ -761,8 +824,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
         std::sort(found.begin(), found.end(),
                   [](const auto& a, const auto& b) { return a.first < b.first; });
       }
-      out[i].reserve(found.size());
-      for (auto& [id, ref] : found) out[i].push_back(std::move(ref));
+      std::vector<FileRef> in_refs;
+      in_refs.reserve(found.size());
+      for (auto& [id, ref] : found) in_refs.push_back(std::move(ref));
+      out[i] = FilesOf(rows[i].files_kept, rows[i].file, std::move(in_refs));
     }
     return out;
   }

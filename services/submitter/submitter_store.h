@@ -97,6 +97,9 @@ struct Submission {
   std::string fallback_provider;  // anchor here too if the proof stalls (poller's decision)
   // Read by PendingHandoffForBatchForm without what the batch form does not send (see there).
   bool thin = false;
+  // SQLite: where the row's digest keeps its files (FilesKept, submitter_store_schema.h); other
+  // stores leave it 0.
+  int64_t files_kept = 0;
 };
 
 // A leaf waiting for a batch, as UnbatchedLeaves reads it: only what sealing needs. (A whole

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -32,12 +33,12 @@ FileRef ReadRef(const Statement& s, int base) {
 namespace {
 
 // The columns of a new submissions row, its id first (bound: a queued row's id is chosen before
-// it is written, for its ref), and of a refs row.
+// it is written, as the first id of its digest's rows), and of a refs row.
 constexpr char kInsertSubmission[] =
     "INSERT INTO submissions (id, digest, provider, job, filename, size_bytes, mime_type, "
     "source_path, state, next_attempt_at, created_at, updated_at, mode, fallback_provider, "
-    "batch_id) VALUES ";
-constexpr int kSubmissionParams = 15;
+    "batch_id, files_kept) VALUES ";
+constexpr int kSubmissionParams = 16;
 constexpr char kInsertRef[] =
     "INSERT OR IGNORE INTO refs (sub_id, job, source_path, filename, size_bytes, mime_type, "
     "created_at) VALUES ";
@@ -57,6 +58,7 @@ bool DistinctProviders(const std::vector<std::string>& providers) {
 // One InsertIntakeItems call. A new digest (nearly every item) needs nothing read back: its rows
 // get their ids here and are queued, then written with the others, kRowsPerStatement to an
 // INSERT (ledger/sqlite_rows.h), before anything reads or writes a row the queue could touch.
+// Its file is its rows' own (FilesKept::kOwnOnly): no refs row is written for it.
 class Intake {
  public:
   Intake(ledger::Transaction& tx, absl::Time now, int64_t leaves_per_batch,
@@ -130,15 +132,10 @@ class Intake {
         add_one_, [&](Statement& st, int base, size_t r) {
           const QueuedItem& q = queue_[rows[r].first];
           BindSubmission(st, base, *q.item, q.item->file, q.item->providers[rows[r].second],
-                         q.batches.empty() ? 0 : q.batches[rows[r].second]);
+                         q.batches.empty() ? 0 : q.batches[rows[r].second], FilesKept::kOwnOnly);
           st.Bind(base + 1, q.first_id + static_cast<int64_t>(rows[r].second));
         }));
     rows_added_ += static_cast<int64_t>(rows.size());
-    ANCHORD_RETURN_IF_ERROR(
-        ledger::InsertRows(tx_, queue_.size(), kRefParams, kInsertRef, kRowsPerStatement,
-                           refs_many_, ref_one_, [&](Statement& st, int base, size_t q) {
-                             BindRef(st, base, queue_[q].first_id, queue_[q].item->file);
-                           }));
     queue_.clear();
     return absl::OkStatus();
   }
@@ -164,9 +161,10 @@ class Intake {
   }
 
   // Binds a submissions row at base + 2 .. base + kSubmissionParams (its id, base + 1, is the
-  // caller's): `file` is the digest's original, `batch` a leaf's open batch (0 for other rows).
+  // caller's): `file` is the digest's original, `batch` a leaf's open batch (0 for other rows),
+  // `kept` where the digest's files are.
   void BindSubmission(Statement& st, int base, const NewItem& item, const FileRef& file,
-                      const std::string& provider, int64_t batch) {
+                      const std::string& provider, int64_t batch, FilesKept kept) {
     st.BindBlobView(base + 2, item.digest.bytes()).BindView(base + 3, provider);
     st.BindView(base + 4, file.job).BindView(base + 5, file.filename);
     st.Bind(base + 6, file.size_bytes);
@@ -175,7 +173,7 @@ class Intake {
     st.Bind(base + 12, now_ms_);
     st.Bind(base + 13, static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile));
     st.BindView(base + 14, item.fallback_provider);
-    st.Bind(base + 15, batch);
+    st.Bind(base + 15, batch).Bind(base + 16, static_cast<int64_t>(kept));
   }
 
   void BindRef(Statement& st, int base, int64_t sub_id, const FileRef& file) {
@@ -219,16 +217,9 @@ class Intake {
     next_id_ = 0;  // the store chooses the ids here: read the next one again before queueing
     InsertResult res;
     std::optional<FileRef> original;
+    FilesKept kept = FilesKept::kOwnOnly;  // a new digest's
     if (sub_id != 0) {
-      ANCHORD_ASSIGN_OR_RETURN(
-          Statement * first_ref,
-          ledger::Reuse(tx_, first_ref_,
-                        "SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
-                        "WHERE sub_id = ?1 ORDER BY id LIMIT 1"));
-      first_ref->Bind(1, sub_id);
-      ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref->Step());
-      if (has_ref) original = ReadRef(*first_ref, 0);
-      first_ref->Reset();
+      ANCHORD_ASSIGN_OR_RETURN(std::tie(kept, original), OriginalOf(sub_id));
     }
     res.known_before = original.has_value();
     const FileRef& file = original.has_value() ? *original : item.file;
@@ -247,9 +238,9 @@ class Intake {
               return absl::StrCat(
                   "INSERT INTO submissions (id, digest, provider, job, filename, "
                   "size_bytes, mime_type, source_path, state, next_attempt_at, "
-                  "created_at, updated_at, mode, fallback_provider, batch_id) "
+                  "created_at, updated_at, mode, fallback_provider, batch_id, files_kept) "
                   "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                  "?14, ?15 "
+                  "?14, ?15, ?16 "
                   "WHERE NOT EXISTS (SELECT 1 FROM ",
                   kDigestIndex, " WHERE ", DigestIs(2), " AND provider = ?3)");
             }));
@@ -259,7 +250,7 @@ class Intake {
       if (item.merkle) {
         ANCHORD_ASSIGN_OR_RETURN(batch, batches_.Take(provider));
       }
-      BindSubmission(*add, 0, item, file, provider, batch);
+      BindSubmission(*add, 0, item, file, provider, batch, kept);
       ANCHORD_RETURN_IF_ERROR(add->Run());
       if (tx_.Changes() == 0) {
         if (batch != 0) batches_.PutBack(batch);
@@ -271,25 +262,32 @@ class Intake {
     }
     if (sub_id == 0) return absl::InternalError("intake: a digest without a submissions row");
 
-    ANCHORD_ASSIGN_OR_RETURN(Statement * add_ref, ledger::Reuse(tx_, ref_one_, [&] {
-                               return absl::StrCat(kInsertRef, ledger::Placeholders(kRefParams, 1));
-                             }));
-    BindRef(*add_ref, 0, sub_id, item.file);
-    ANCHORD_RETURN_IF_ERROR(add_ref->Run());
-    const bool new_ref = tx_.Changes() > 0;
+    // A file goes to refs when the digest keeps every file there (a digest of an older release),
+    // or when it is not the original (which its rows hold); a new digest's file is its rows'.
+    bool new_ref = false;
+    if (kept == FilesKept::kAllInRefs ||
+        (original.has_value() && !SameFile(*original, item.file))) {
+      ANCHORD_ASSIGN_OR_RETURN(Statement * add_ref, ledger::Reuse(tx_, ref_one_, [&] {
+                                 return absl::StrCat(kInsertRef,
+                                                     ledger::Placeholders(kRefParams, 1));
+                               }));
+      BindRef(*add_ref, 0, sub_id, item.file);
+      ANCHORD_RETURN_IF_ERROR(add_ref->Run());
+      new_ref = tx_.Changes() > 0;
+    }
     if (original.has_value()) {
-      if (original->job != item.file.job || original->source_path != item.file.source_path) {
-        res.duplicate_of = original->source_path;
-      }
+      if (!SameFile(*original, item.file)) res.duplicate_of = original->source_path;
       // A new file with a known digest: the poller must hear of it (re-hand-off). A sealed
       // leaf whose state was its batch's is written with it, so that it is handed off again on
-      // its own (through the hand-off index).
+      // its own (through the hand-off index). Its rows now have files in refs.
       if (new_ref) {
         ANCHORD_ASSIGN_OR_RETURN(
             Statement * bump, ledger::Reuse(tx_, bump_, [&] {
               return absl::StrCat(
                   "UPDATE ", kDigestIndex, " SET state = ", EffectiveState("submissions."),
-                  ", change_seq = change_seq + 1, updated_at = ?2 WHERE ", DigestIs(1));
+                  ", change_seq = change_seq + 1, updated_at = ?2, files_kept = CASE files_kept "
+                  "WHEN 0 THEN 0 ELSE 2 END WHERE ",
+                  DigestIs(1));
             }));
         bump->BindBlob(1, item.digest.bytes()).Bind(2, now_ms_);
         ANCHORD_RETURN_IF_ERROR(bump->Run());
@@ -312,11 +310,46 @@ class Intake {
     return res;
   }
 
+  static bool SameFile(const FileRef& a, const FileRef& b) {
+    return a.job == b.job && a.source_path == b.source_path;  // refs' key, beside the digest
+  }
+
+  // Where the digest whose lowest id is `sub_id` keeps its files, and its original file (none
+  // only for a digest of an older release that has no file at all).
+  absl::StatusOr<std::pair<FilesKept, std::optional<FileRef>>> OriginalOf(int64_t sub_id) {
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * first_row,
+        ledger::Reuse(tx_, first_row_,
+                      "SELECT files_kept, job, source_path, filename, size_bytes, mime_type "
+                      "FROM submissions WHERE id = ?1"));
+    first_row->Bind(1, sub_id);
+    ANCHORD_ASSIGN_OR_RETURN(bool has_row, first_row->Step());
+    if (!has_row) {
+      first_row->Reset();
+      return absl::InternalError(absl::StrCat("intake: submissions row ", sub_id, " vanished"));
+    }
+    std::pair<FilesKept, std::optional<FileRef>> out;
+    out.first = static_cast<FilesKept>(first_row->ColumnInt(0));
+    if (out.first != FilesKept::kAllInRefs) out.second = ReadRef(*first_row, 1);
+    first_row->Reset();
+    if (out.first != FilesKept::kAllInRefs) return out;
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement * first_ref,
+        ledger::Reuse(tx_, first_ref_,
+                      "SELECT job, source_path, filename, size_bytes, mime_type FROM refs "
+                      "WHERE sub_id = ?1 ORDER BY id LIMIT 1"));
+    first_ref->Bind(1, sub_id);
+    ANCHORD_ASSIGN_OR_RETURN(bool has_ref, first_ref->Step());
+    if (has_ref) out.second = ReadRef(*first_ref, 0);
+    first_ref->Reset();
+    return out;
+  }
+
   ledger::Transaction& tx_;
   const int64_t now_ms_;
   OpenLeafBatches batches_;
-  std::optional<Statement> first_id_, first_ref_, add_one_, add_many_, add_known_, ref_one_,
-      refs_many_, bump_, min_state_, next_id_stmt_;
+  std::optional<Statement> first_id_, first_row_, first_ref_, add_one_, add_many_, add_known_,
+      ref_one_, bump_, min_state_, next_id_stmt_;
   std::vector<QueuedItem> queue_;  // kRowsPerStatement at most
   // A digest's lowest id as Prefetch read it (0: none); `taken` once an item of it was taken.
   struct Ahead {

@@ -19,7 +19,9 @@ namespace {
 //    several replicas could share one database later (PostgreSQL: UPDATE ... WHERE id = (SELECT id
 //    ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING ...); an expired lease makes the row claimable
 //    again if its worker died.
-//  - refs (kRefsColumns) holds every file of a digest, the first one being the original.
+//  - a digest's first file (the original) is in its rows' own columns (job .. source_path), its
+//    other files in refs (kRefsColumns); rows of an older release have all of them in refs
+//    (FilesKept, submitter_store_schema.h).
 //  - change_seq/handed_off_seq: the hand-off sends a row while handed_off_seq < change_seq, so a
 //    change made while a send is in flight is never lost by the ack of the older send.
 constexpr char kSchema[] = R"sql(
@@ -125,10 +127,18 @@ absl::Status DropDigestUnique(ledger::Session& session) {
 
 // Columns added after the first release: created on old databases at open.
 const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
-    {"evidence", "BLOB NOT NULL DEFAULT ''"},     {"mode", "INTEGER NOT NULL DEFAULT 0"},
-    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},   {"nonce", "BLOB NOT NULL DEFAULT ''"},
-    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},  {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
-    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"}, {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+    {"evidence", "BLOB NOT NULL DEFAULT ''"},
+    {"mode", "INTEGER NOT NULL DEFAULT 0"},
+    {"batch_id", "INTEGER NOT NULL DEFAULT 0"},
+    {"nonce", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_path", "BLOB NOT NULL DEFAULT ''"},
+    {"merkle_root", "BLOB NOT NULL DEFAULT ''"},
+    {"leaf_count", "INTEGER NOT NULL DEFAULT 0"},
+    {"fallback_provider", "TEXT NOT NULL DEFAULT ''"},
+    // Where the row's digest keeps its files (FilesKept, submitter_store_schema.h). The default
+    // is what every row of an older release is, and what a row no intake writes (a root) reads
+    // as: every file in refs.
+    {"files_kept", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 // The batch's verdict on its leaves (EffectiveState) and where the hand-off of its SUBMITTED

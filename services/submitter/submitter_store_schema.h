@@ -2,6 +2,7 @@
 // that bring a database written by an older release up to them.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -31,6 +32,22 @@ inline constexpr char kSqliteBacklogQuery[] =
     "SELECT (SELECT COUNT(*) FROM submissions WHERE state IN (0, 1) AND mode <> 1) + "
     "(SELECT COUNT(*) FROM submissions WHERE mode = 1 AND batch_id = 0 AND state = 0) + "
     "(SELECT COALESCE(SUM(leaf_count), 0) FROM batches WHERE leaves_state = 0)";
+
+// Where a digest keeps its files, in each of its submissions rows (files_kept). Every row of a
+// digest carries the digest's first file (the original) in its own columns (job, filename,
+// size_bytes, mime_type, source_path), and all rows of a digest carry the same value. A file in a
+// refs row costs a row and a UNIQUE index entry at intake and a read at each hand-off
+// (bench/RESULTS.md, "Issue 11, session 23"); nearly every digest has one file, so only the
+// files after the first are written there (under the digest's lowest id, refs.sub_id).
+enum class FilesKept : int64_t {
+  // Every file of the digest is in refs, the original first: rows of an older release, and rows
+  // that carry no file (a batch's root: it has none).
+  kAllInRefs = 0,
+  // The row's own file is the digest's only one.
+  kOwnOnly = 1,
+  // The row's own file is the first; the others are in refs, which holds none equal to it.
+  kOwnAndRefs = 2,
+};
 
 // A row's state as readers see it, as an SQL expression over the row (`alias` e.g. "s." or
 // "submissions."). A Merkle leaf's row is written at intake, into its open batch

@@ -122,6 +122,26 @@ TEST_P(LeanRowsTest, BatchFormReadGivesPendingHandoffsRowsWithLeavesThin) {
   }
   // SQLite leaves the accepted batch's leaves thin (not the failed ones); PostgreSQL reads whole.
   EXPECT_EQ(thin, GetParam() == Backend::kSqlite ? 4 : 0);
+  // A thin leaf carries what its files are read from: the hand-off sends the same files.
+  auto lean_files = store_->RefsOfRows(*lean);
+  auto whole_files = store_->RefsOfRows(*whole);
+  ASSERT_TRUE(lean_files.ok()) << lean_files.status();
+  ASSERT_TRUE(whole_files.ok()) << whole_files.status();
+  ASSERT_EQ(lean_files->size(), whole_files->size());
+  for (size_t i = 0; i < lean_files->size(); ++i) {
+    std::vector<std::string> l, w;
+    for (const FileRef& f : (*lean_files)[i]) {
+      l.push_back(absl::StrCat(f.job, ":", f.source_path, ":", f.filename, ":", f.size_bytes, ":",
+                               f.mime_type));
+    }
+    for (const FileRef& f : (*whole_files)[i]) {
+      w.push_back(absl::StrCat(f.job, ":", f.source_path, ":", f.filename, ":", f.size_bytes, ":",
+                               f.mime_type));
+    }
+    EXPECT_EQ(l, w) << (*lean)[i].id;
+    // Every row but a root has its file.
+    EXPECT_EQ(w.size(), (*whole)[i].mode == RowMode::kRoot ? 0u : 1u) << (*whole)[i].id;
+  }
 }
 
 // Rows in flight are left out, and `limit` others still come when there are.

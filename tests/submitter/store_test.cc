@@ -447,13 +447,16 @@ TEST(SqliteStoreUpgradeTest, RefsKeyedByDigestAreCarriedOver) {
   }
   {
     // The old table, with the old rows: two files of 'a' (the second a duplicate), one of 'b'
-    // and one of a digest with no submissions row (unreachable, not carried over).
+    // and one of a digest with no submissions row (unreachable, not carried over). The
+    // submissions rows as that release wrote them: no files_kept column (its default, 0, when
+    // added), every file in refs.
     auto db = ledger::SqliteDb::Open(path);
     ASSERT_TRUE(db.ok()) << db.status();
     ledger::Session session(**db);
     const std::string a(32, 'a'), b(32, 'b');
     ASSERT_TRUE(session
-                    .Exec("DROP TABLE refs; CREATE TABLE refs (id INTEGER PRIMARY KEY "
+                    .Exec("UPDATE submissions SET files_kept = 0; "
+                          "DROP TABLE refs; CREATE TABLE refs (id INTEGER PRIMARY KEY "
                           "AUTOINCREMENT, digest BLOB NOT NULL, job TEXT NOT NULL, source_path "
                           "TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
                           "mime_type TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, "

@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "libs/ledger/sqlite_db.h"
 #include "services/submitter/submitter_store.h"
 #include "services/submitter/submitter_store_schema.h"
 #include "tests/submitter/test_util.h"
+#include "tests/testing/sqlite.h"
 
 namespace anchord::submitter {
 namespace {
@@ -41,24 +41,10 @@ class FilesKeptTest : public ::testing::Test {
     store_ = std::move(*s);
   }
 
-  // One integer from the database file, through a connection of its own.
-  int64_t Int(const std::string& sql) {
-    auto db = ledger::SqliteDb::Open(path_);
-    EXPECT_TRUE(db.ok()) << db.status();
-    if (!db.ok()) return -1;
-    ledger::Session session(**db);
-    auto st = session.Prepare(sql);
-    EXPECT_TRUE(st.ok()) << st.status();
-    if (!st.ok()) return -1;
-    auto row = st->Step();
-    EXPECT_TRUE(row.ok() && *row) << sql;
-    return row.ok() && *row ? st->ColumnInt(0) : -1;
-  }
+  int64_t Int(const std::string& sql) { return ::anchord::testing::SqliteScalar(path_, sql); }
   void Exec(const std::string& sql) {
-    auto db = ledger::SqliteDb::Open(path_);
-    ASSERT_TRUE(db.ok()) << db.status();
-    ledger::Session session(**db);
-    ASSERT_TRUE(session.Exec(sql).ok()) << sql;
+    absl::Status done = ::anchord::testing::SqliteExec(path_, sql);
+    ASSERT_TRUE(done.ok()) << done;
   }
 
   // The files the store gives for digest `c`, as job:source_path, by each reader.

@@ -44,17 +44,34 @@ absl::StatusOr<ProofRow> ReadProofRow(const Statement& s) {
 }
 
 absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_t proof_seq) {
+  std::vector<FileRow> out;
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement own,
+      session.Prepare("SELECT files_kept, file_job, file_source_path, file_name, file_size, "
+                      "file_mime_type FROM proofs WHERE seq = ?"));
+  own.Bind(1, proof_seq);
+  ANCHORD_ASSIGN_OR_RETURN(bool has_own, own.Step());
+  const int64_t kept = has_own ? own.ColumnInt(0) : 0;
+  if (kept != static_cast<int64_t>(FilesKept::kAllInFiles)) {
+    out.push_back(FileRow{own.ColumnText(1), own.ColumnText(2), own.ColumnText(3), own.ColumnInt(4),
+                          own.ColumnText(5)});
+  }
+  if (kept == static_cast<int64_t>(FilesKept::kOwnOnly)) return out;
   ANCHORD_ASSIGN_OR_RETURN(
       Statement st,
       session.Prepare("SELECT job, source_path, filename, size_bytes, mime_type FROM files WHERE "
                       "proof_seq = ? ORDER BY id"));
   st.Bind(1, proof_seq);
-  std::vector<FileRow> out;
   while (true) {
     ANCHORD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back(FileRow{st.ColumnText(0), st.ColumnText(1), st.ColumnText(2), st.ColumnInt(3),
-                          st.ColumnText(4)});
+    FileRow f{st.ColumnText(0), st.ColumnText(1), st.ColumnText(2), st.ColumnInt(3),
+              st.ColumnText(4)};
+    // A row of this release keeps none equal to its own file in files; the check is free.
+    if (!out.empty() && f.job == out.front().job && f.source_path == out.front().source_path) {
+      continue;
+    }
+    out.push_back(std::move(f));
   }
   return out;
 }

@@ -3,6 +3,7 @@
 // Every function runs in the caller's Session or Transaction.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,15 @@ inline constexpr char kSqliteProofColumns[] =
 // the stored digest is not 32 bytes.
 absl::StatusOr<ProofRow> ReadProofRow(const ledger::Statement& s);
 
+// Where a digest's files are, in its first proof's row (files_kept; the other rows of the digest
+// hold 0 and no file). A files row costs a row and a UNIQUE index entry at each hand-off of a new
+// digest, nearly every one with a single file (bench/RESULTS.md, "Issue 11, session 23").
+enum class FilesKept : int64_t {
+  kAllInFiles = 0,   // every file in files (an older release's rows; a proof with no file)
+  kOwnOnly = 1,      // the row's file columns hold the digest's only file
+  kOwnAndFiles = 2,  // the row's file is the first; the others are in files, none equal to it
+};
+
 // The files of `digest`, oldest first.
 absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Digest& digest);
 
@@ -33,7 +43,7 @@ absl::StatusOr<std::vector<FileRow>> FilesOf(ledger::Session& session, const Dig
 // 0 when it has none.
 absl::StatusOr<int64_t> FilesSeqOf(ledger::Session& session, const Digest& digest);
 
-// The files stored under `proof_seq` (see FilesSeqOf), oldest first.
+// The files of the digest whose first proof is `proof_seq` (see FilesSeqOf), oldest first.
 absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_t proof_seq);
 
 // The condition of the partial index proofs_open_leaves (poller_store_schema.cc): a Merkle leaf
@@ -50,12 +60,15 @@ inline constexpr char kSqliteOpenLeaf[] =
 inline constexpr char kSqliteFallbackDue[] =
     "state = 4 AND stalled = 1 AND fallback_sent = 0 AND fallback_provider <> ''";
 
-// The SQL condition "the proof `p` has a file of job ?" (one parameter). p's digest is found
-// through proofs_by_digest (kProofsByDigest, poller_store_schema.h).
+// The SQL condition "the proof `p` has a file of job ?" (one parameter): the job of its digest's
+// first proof's own file, or of a file under it in files. p's digest is found through
+// proofs_by_digest (kProofsByDigest, poller_store_schema.h).
 inline constexpr char kSqliteHasJobFile[] =
-    "EXISTS (SELECT 1 FROM files f WHERE f.proof_seq = (SELECT MIN(q.seq) FROM proofs AS q "
+    "? IN (SELECT o.file_job FROM proofs AS o WHERE o.seq = (SELECT MIN(q.seq) FROM proofs AS q "
     "INDEXED BY proofs_by_digest WHERE substr(q.digest, 1, 8) = substr(p.digest, 1, 8) AND "
-    "q.digest = p.digest) AND f.job = ?)";
+    "q.digest = p.digest) AND o.files_kept <> 0 UNION ALL SELECT f.job FROM files f WHERE "
+    "f.proof_seq = (SELECT MIN(q.seq) FROM proofs AS q INDEXED BY proofs_by_digest WHERE "
+    "substr(q.digest, 1, 8) = substr(p.digest, 1, 8) AND q.digest = p.digest))";
 
 // Reads every row of `st` (prepared in `session`) and, with `with_files`, each proof's files.
 absl::StatusOr<std::vector<ProofRow>> CollectProofs(ledger::Session& session, ledger::Statement& st,

@@ -119,6 +119,16 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     // root's + length(merkle_path) + path_size, in SQL, without the tree.
     {"leaf_index", "INTEGER NOT NULL DEFAULT -1"},
     {"path_size", "INTEGER NOT NULL DEFAULT 0"},
+    // A digest's first file, in its first proof's row (the one files.proof_seq names), and where
+    // the digest's files are (FilesKept, poller_store_rows.h): a new digest's file costs no files
+    // row and no entry of its UNIQUE index. The default is every file in files, as an older
+    // release wrote them.
+    {"files_kept", "INTEGER NOT NULL DEFAULT 0"},
+    {"file_job", "TEXT NOT NULL DEFAULT ''"},
+    {"file_source_path", "TEXT NOT NULL DEFAULT ''"},
+    {"file_name", "TEXT NOT NULL DEFAULT ''"},
+    {"file_size", "INTEGER NOT NULL DEFAULT 0"},
+    {"file_mime_type", "TEXT NOT NULL DEFAULT ''"},
 };
 
 }  // namespace

@@ -91,8 +91,8 @@ constexpr char kInsertProof[] =
     "block_height, bitcoin_tx, submitted_at, confirmed_at, failure_code, failure_message, "
     "failure_reason, provider_request_id, tracked_at, pending_since, updated_at, merkle_root, "
     "merkle_path, leaf_count, fallback_provider, ots, ots_size, stalled, leaf_index, path_size, "
-    "seq) VALUES ";
-constexpr int kInsertParams = 27;
+    "files_kept, file_job, file_source_path, file_name, file_size, file_mime_type, seq) VALUES ";
+constexpr int kInsertParams = 33;
 // A file of a proof (INSERT OR IGNORE: a file already held under the proof is kept as it is).
 constexpr char kInsertFile[] =
     "INSERT OR IGNORE INTO files (proof_seq, job, source_path, filename, size_bytes, mime_type) "
@@ -340,7 +340,8 @@ class Tracker {
                                return absl::StrCat(kInsertProof,
                                                    ledger::Placeholders(kInsertParams, 1));
                              }));
-    BindInsert(*st, 0, row, in, PendingSince(in), path_size);
+    // Its files, if any, go to files (AddFiles): only a queued proof keeps its file in its row.
+    BindInsert(*st, 0, row, in, PendingSince(in), path_size, nullptr);
     st->BindNull(kInsertParams);  // seq: the next one
     ANCHORD_RETURN_IF_ERROR(st->Run());
     look.inserted = tx_.Changes() > 0;
@@ -354,9 +355,10 @@ class Tracker {
   }
 
   // Binds one row of the proofs insert at parameters base+1 .. base+kInsertParams (the last one,
-  // seq, is left to the caller), without copies: `row` and `in` stay put until it has run.
+  // seq, is left to the caller), without copies: `row`, `in` and `own` stay put until it has run.
+  // `own`: the digest's only file, kept in the row (FilesKept::kOwnOnly), or none.
   void BindInsert(Statement& st, int base, const ProofRow& row, const TrackInput& in,
-                  absl::Time pending_since, int64_t path_size) {
+                  absl::Time pending_since, int64_t path_size, const FileRow* own) {
     st.BindBlobView(base + 1, row.digest.bytes()).BindView(base + 2, row.provider);
     st.BindView(base + 3, row.proof_id).Bind(base + 4, static_cast<int64_t>(row.state));
     st.BindView(base + 5, row.certificate_url).BindView(base + 6, row.verify_url);
@@ -376,6 +378,16 @@ class Tracker {
     }
     st.Bind(base + 23, row.ots_size).Bind(base + 24, static_cast<int64_t>(row.stalled ? 1 : 0));
     st.Bind(base + 25, row.leaf_index).Bind(base + 26, path_size);
+    if (own == nullptr) {
+      st.Bind(base + 27, static_cast<int64_t>(FilesKept::kAllInFiles));
+      st.BindView(base + 28, "").BindView(base + 29, "").BindView(base + 30, "");
+      st.Bind(base + 31, int64_t{0}).BindView(base + 32, "");
+    } else {
+      st.Bind(base + 27, static_cast<int64_t>(FilesKept::kOwnOnly));
+      st.BindView(base + 28, own->job).BindView(base + 29, own->source_path);
+      st.BindView(base + 30, own->filename).Bind(base + 31, own->size_bytes);
+      st.BindView(base + 32, own->mime_type);
+    }
   }
 
   // Counts a new proof for proof_counts.
@@ -424,32 +436,22 @@ class Tracker {
     return false;
   }
 
-  // Writes the queued proofs, then their files (a queued proof has one at most).
+  // Writes the queued proofs. A queued proof is its digest's first and has one file at most,
+  // kept in its own row (its job already "default" when empty: WithJob).
   absl::Status Flush() {
     if (queue_.empty()) return absl::OkStatus();
     ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
         tx_, queue_.size(), kInsertParams, kInsertProof, kQueueRows, insert_many_, insert_,
         [this](Statement& st, int base, size_t i) { BindQueued(st, base, i); }));
-    std::vector<const QueuedProof*> filed;
-    for (const QueuedProof& q : queue_) {
-      if (!q.out->proof.files.empty()) filed.push_back(&q);
-    }
-    ANCHORD_RETURN_IF_ERROR(ledger::InsertRows(
-        tx_, filed.size(), kFileParams, kInsertFile, kQueueRows, files_many_, add_file_,
-        [&filed](Statement& st, int base, size_t i) {
-          const ProofRow& row = filed[i]->out->proof;
-          const FileRow& f = row.files.front();  // job already "default" when empty (WithJob)
-          st.Bind(base + 1, row.seq).BindView(base + 2, f.job).BindView(base + 3, f.source_path);
-          st.BindView(base + 4, f.filename).Bind(base + 5, f.size_bytes);
-          st.BindView(base + 6, f.mime_type);
-        }));
     queue_.clear();
     return absl::OkStatus();
   }
 
   void BindQueued(Statement& st, int base, size_t i) {
     const QueuedProof& q = queue_[i];
-    BindInsert(st, base, q.out->proof, *q.in, PendingSince(*q.in), q.path_size);
+    const std::vector<FileRow>& files = q.out->proof.files;
+    BindInsert(st, base, q.out->proof, *q.in, PendingSince(*q.in), q.path_size,
+               files.empty() ? nullptr : &files.front());
     st.Bind(base + kInsertParams, q.out->proof.seq);
   }
 
@@ -505,19 +507,51 @@ class Tracker {
     return false;
   }
 
+  // Stores the input's files under the digest's first proof (`files_seq`): in files, but for
+  // one equal to the file that proof keeps in its own row (FilesKept), which then says that its
+  // digest has more.
   absl::Status AddFiles(const TrackInput& in, int64_t files_seq) {
     if (in.files.empty()) return absl::OkStatus();
     if (files_seq <= 0) return absl::InternalError("proof vanished inside its transaction");
+    ANCHORD_ASSIGN_OR_RETURN(Statement * first,
+                             Reused(first_file_,
+                                    "SELECT files_kept, file_job, file_source_path FROM proofs "
+                                    "WHERE seq = ?1"));
+    first->Bind(1, files_seq);
+    ANCHORD_ASSIGN_OR_RETURN(bool has_first, first->Step());
+    if (!has_first) {
+      first->Reset();
+      return absl::InternalError("proof vanished inside its transaction");
+    }
+    int64_t kept = first->ColumnInt(0);
+    const std::string own_job = first->ColumnText(1);
+    const std::string own_path = first->ColumnText(2);
+    first->Reset();
     ANCHORD_ASSIGN_OR_RETURN(Statement * st, Reused(add_file_, [] {
                                return absl::StrCat(kInsertFile,
                                                    ledger::Placeholders(kFileParams, 1));
                              }));
     for (const FileRow& f : in.files) {
+      const absl::string_view job =
+          f.job.empty() ? absl::string_view("default") : absl::string_view(f.job);
+      if (kept != static_cast<int64_t>(FilesKept::kAllInFiles) && job == own_job &&
+          f.source_path == own_path) {
+        continue;
+      }
       st->Reset();
       st->Bind(1, files_seq);
-      st->Bind(2, f.job.empty() ? absl::string_view("default") : absl::string_view(f.job));
+      st->Bind(2, job);
       st->Bind(3, f.source_path).Bind(4, f.filename).Bind(5, f.size_bytes).Bind(6, f.mime_type);
       ANCHORD_RETURN_IF_ERROR(st->Run());
+      if (tx_.Changes() > 0 && kept == static_cast<int64_t>(FilesKept::kOwnOnly)) {
+        ANCHORD_ASSIGN_OR_RETURN(
+            Statement * more,
+            Reused(more_files_, "UPDATE proofs SET files_kept = 2 WHERE seq = ?1"));
+        static_assert(static_cast<int64_t>(FilesKept::kOwnAndFiles) == 2);
+        more->Bind(1, files_seq);
+        ANCHORD_RETURN_IF_ERROR(more->Run());
+        kept = static_cast<int64_t>(FilesKept::kOwnAndFiles);
+      }
     }
     return absl::OkStatus();
   }
@@ -553,7 +587,8 @@ class Tracker {
   std::vector<QueuedProof> queue_;  // kQueueRows at most
   int64_t next_seq_ = 0;            // 0: read it (NextAutoincrementKey) before queueing
   std::optional<Statement> add_file_;
-  std::optional<Statement> files_many_;  // kQueueRows files
+  std::optional<Statement> first_file_;  // the file a digest's first proof keeps (AddFiles)
+  std::optional<Statement> more_files_;
   std::optional<Statement> insert_tree_;
   std::optional<Statement> ensure_count_;
   std::set<std::string> trees_stored_;       // raw roots whose tree this call stored (or found)

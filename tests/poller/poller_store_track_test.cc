@@ -113,6 +113,21 @@ class PollerStoreTrackTest : public ::testing::Test {
   int64_t CountRows(const std::string& sql) {
     return ::anchord::testing::SqliteScalar(path(), sql);
   }
+  // The files the store holds: a digest's first, in its first proof's row when it keeps it there
+  // (files_kept), and the rows of files.
+  int64_t StoredFiles(const std::string& where_seq = "") {
+    const std::string seq = where_seq.empty() ? "" : " AND seq = " + where_seq;
+    const std::string proof_seq = where_seq.empty() ? "" : " WHERE proof_seq = " + where_seq;
+    return CountRows("SELECT (SELECT COUNT(*) FROM files" + proof_seq +
+                     ") + (SELECT COUNT(*) FROM proofs WHERE files_kept <> 0" + seq + ")");
+  }
+  // Files (in files or in a proof's row) not under their digest's first proof: none, ever.
+  int64_t FilesAwayFromFirstProof() {
+    return CountRows(
+        "SELECT (SELECT COUNT(*) FROM files WHERE proof_seq NOT IN (SELECT MIN(seq) FROM proofs "
+        "GROUP BY digest)) + (SELECT COUNT(*) FROM proofs WHERE files_kept <> 0 AND seq NOT IN "
+        "(SELECT MIN(seq) FROM proofs GROUP BY digest))");
+  }
 
   TempDir dir_;
   std::unique_ptr<PollerStore> store_;
@@ -191,17 +206,19 @@ TEST_F(PollerStoreTrackTest, FilesGoUnderTheDigestsFirstProof) {
   ASSERT_EQ(t.files.size(), 1u);
   EXPECT_EQ(t.files[0].source_path, "t/three");
   EXPECT_EQ(out[0].proof.files.size(), 1u);
-  // Every file sits under the lowest seq of its digest.
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files WHERE proof_seq NOT IN (SELECT MIN(seq) FROM "
-                      "proofs GROUP BY digest)"),
-            0);
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 4);
+  // Every file sits under the lowest seq of its digest: each digest's first in that proof's row,
+  // the later ones of digest 7 in files.
+  EXPECT_EQ(FilesAwayFromFirstProof(), 0);
+  EXPECT_EQ(StoredFiles(), 4);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 2);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs WHERE files_kept = 2"), 1);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs WHERE files_kept = 1"), 1);
   // A third provider later: the digest's three files, none added twice.
   auto third = TrackAndCompare({Pending(Digest(7), "id-c", "third", "job-a", "a/one")}, kT0);
   ASSERT_EQ(third.size(), 1u);
   EXPECT_TRUE(third[0].inserted);
   EXPECT_EQ(third[0].proof.files.size(), 3u);
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 4);
+  EXPECT_EQ(StoredFiles(), 4);
 }
 
 // A hand-off repeated, in the same batch and in a later one, answers with the stored row and
@@ -219,7 +236,9 @@ TEST_F(PollerStoreTrackTest, DuplicateHandOffStoresOnce) {
   EXPECT_EQ(again[0].proof.seq, first[0].proof.seq);
   EXPECT_EQ(again[0].proof.tracked_at, kT0);  // the repeat changed nothing
   EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs"), 1);
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 1);
+  EXPECT_EQ(StoredFiles(), 1);
+  // A new digest's only file is kept in its proof's row: no files row.
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 0);
   auto stats = store_->Stats();
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ((*stats)["fake"].proofs_by_state[v1::DIGEST_STATE_PENDING], 1);
@@ -253,10 +272,8 @@ TEST_F(PollerStoreTrackTest, ProofsWrittenTogetherKeepTheirOrderSeqsAndFiles) {
   }
   EXPECT_EQ(CountRows("SELECT COUNT(*) FROM proofs"), 63);
   EXPECT_EQ(CountRows("SELECT MAX(seq) FROM proofs"), last_seq);
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), 63);
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files WHERE proof_seq NOT IN (SELECT MIN(seq) FROM "
-                      "proofs GROUP BY digest)"),
-            0);
+  EXPECT_EQ(StoredFiles(), 63);
+  EXPECT_EQ(FilesAwayFromFirstProof(), 0);
   std::vector<std::string> three;
   for (const FileRow& f : MustGet(Digest(3)).files) three.push_back(f.source_path);
   EXPECT_EQ(three, (std::vector<std::string>{"d/f3", "d/f3-copy"}));
@@ -305,8 +322,7 @@ TEST_F(PollerStoreTrackTest, DigestsStoredBeforeTheCallAreFoundAcrossLookAheads)
   std::vector<std::string> paths;
   for (const FileRow& f : MustGet(Digest(33), "second").files) paths.push_back(f.source_path);
   EXPECT_EQ(paths, (std::vector<std::string>{"old-33.pdf", "new-33.pdf", "second/33"}));
-  EXPECT_EQ(
-      CountRows("SELECT COUNT(*) FROM files WHERE proof_seq = " + std::to_string(first_seq_33)), 3);
+  EXPECT_EQ(StoredFiles(std::to_string(first_seq_33)), 3);
   paths.clear();
   for (const FileRow& f : MustGet(Digest(40)).files) paths.push_back(f.source_path);
   EXPECT_EQ(paths, (std::vector<std::string>{"old-40.pdf", "new-40.pdf", "again/40"}));
@@ -413,14 +429,21 @@ TEST_F(PollerStoreTrackTest, LeafOfPendingRootTakesItsFields) {
 }
 
 // Turns the files of a database of today's schema back into the form of a release that keyed them
-// by digest (files of the same digest under its several proofs all carry that digest).
+// by digest (files of the same digest under its several proofs all carry that digest) and kept
+// every file in files (a digest's first file, which today's proofs row may hold, goes first).
 const std::string kFilesByDigest =
     "CREATE TABLE files_old (id INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL, job TEXT "
     "NOT NULL, source_path TEXT NOT NULL, filename TEXT NOT NULL, size_bytes INTEGER NOT NULL, "
     "mime_type TEXT NOT NULL, UNIQUE (digest, job, source_path));"
-    "INSERT INTO files_old (id, digest, job, source_path, filename, size_bytes, mime_type) "
-    "SELECT f.id, p.digest, f.job, f.source_path, f.filename, f.size_bytes, f.mime_type FROM files "
-    "f JOIN proofs p ON p.seq = f.proof_seq ORDER BY f.id;"
+    "INSERT INTO files_old (digest, job, source_path, filename, size_bytes, mime_type) "
+    "SELECT digest, job, source_path, filename, size_bytes, mime_type FROM ("
+    "SELECT p.seq AS s, 0 AS k, p.digest, p.file_job AS job, p.file_source_path AS source_path, "
+    "p.file_name AS filename, p.file_size AS size_bytes, p.file_mime_type AS mime_type FROM proofs "
+    "p WHERE p.files_kept <> 0 UNION ALL SELECT f.proof_seq, f.id, p.digest, f.job, f.source_path, "
+    "f.filename, f.size_bytes, f.mime_type FROM files f JOIN proofs p ON p.seq = f.proof_seq) "
+    "ORDER BY s, k;"
+    "UPDATE proofs SET files_kept = 0, file_job = '', file_source_path = '', file_name = '', "
+    "file_size = 0, file_mime_type = '';"
     "DROP TABLE files; ALTER TABLE files_old RENAME TO files;";
 
 // A database whose indexes an older release created: at open the two indexes that held every
@@ -568,7 +591,7 @@ TEST_F(PollerStoreTrackTest, FilesKeyedByDigestAreUpgradedAtOpen) {
   EXPECT_EQ(before.by_job_a.size(), 2u);
   EXPECT_EQ(before.digests_a, 2);
   EXPECT_EQ(before.digests_b, 1);
-  const int64_t files = CountRows("SELECT COUNT(*) FROM files");
+  const int64_t files = StoredFiles();
   ASSERT_EQ(files, 6);
   store_.reset();
 
@@ -604,7 +627,9 @@ TEST_F(PollerStoreTrackTest, FilesKeyedByDigestAreUpgradedAtOpen) {
   ASSERT_EQ(more.size(), 3u);
   EXPECT_EQ(more[0].proof.files.size(), 4u);
   EXPECT_EQ(more[2].proof.files.size(), 1u);
-  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), files + 2);
+  // Digest 1 (an older release's) keeps its new file in files, the new digest 3 in its row.
+  EXPECT_EQ(StoredFiles(), files + 2);
+  EXPECT_EQ(CountRows("SELECT COUNT(*) FROM files"), files + 1);
   ListFilter c;
   c.job = "c";
   auto by_c = store_->List(c, 0, 100);

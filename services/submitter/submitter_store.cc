@@ -704,18 +704,22 @@ class SqliteSubmitterStore final : public SubmitterStore {
   absl::StatusOr<std::vector<std::vector<FileRef>>> RefsOfRows(
       const std::vector<Submission>& rows) override {
     // A row whose own file is its digest's only one needs no read: nearly every leaf of a batch.
-    std::vector<Submission> to_read;
-    std::vector<size_t> read_at;  // to_read[k] is rows[read_at[k]]
+    std::vector<size_t> read_at;  // the rows whose files are (also) in refs
     std::vector<std::vector<FileRef>> out(rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
       if (rows[i].files_kept == static_cast<int64_t>(FilesKept::kOwnOnly)) {
         out[i].push_back(rows[i].file);
       } else {
-        to_read.push_back(rows[i]);
         read_at.push_back(i);
       }
     }
-    if (to_read.empty()) return out;
+    if (read_at.empty()) return out;
+    // A window of an older release's rows is read as it is; a mixed one (a root, a digest with
+    // later files) through a copy of the few rows that need it.
+    if (read_at.size() == rows.size()) return ReadRefsOfRows(rows);
+    std::vector<Submission> to_read;
+    to_read.reserve(read_at.size());
+    for (size_t i : read_at) to_read.push_back(rows[i]);
     ANCHORD_ASSIGN_OR_RETURN(std::vector<std::vector<FileRef>> read, ReadRefsOfRows(to_read));
     for (size_t k = 0; k < read.size(); ++k) out[read_at[k]] = std::move(read[k]);
     return out;

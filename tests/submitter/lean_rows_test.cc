@@ -128,17 +128,17 @@ TEST_P(LeanRowsTest, BatchFormReadGivesPendingHandoffsRowsWithLeavesThin) {
   ASSERT_TRUE(lean_files.ok()) << lean_files.status();
   ASSERT_TRUE(whole_files.ok()) << whole_files.status();
   ASSERT_EQ(lean_files->size(), whole_files->size());
+  auto described = [](const std::vector<FileRef>& files) {
+    std::vector<std::string> out;
+    for (const FileRef& f : files) {
+      out.push_back(absl::StrCat(f.job, ":", f.source_path, ":", f.filename, ":", f.size_bytes, ":",
+                                 f.mime_type));
+    }
+    return out;
+  };
   for (size_t i = 0; i < lean_files->size(); ++i) {
-    std::vector<std::string> l, w;
-    for (const FileRef& f : (*lean_files)[i]) {
-      l.push_back(absl::StrCat(f.job, ":", f.source_path, ":", f.filename, ":", f.size_bytes, ":",
-                               f.mime_type));
-    }
-    for (const FileRef& f : (*whole_files)[i]) {
-      w.push_back(absl::StrCat(f.job, ":", f.source_path, ":", f.filename, ":", f.size_bytes, ":",
-                               f.mime_type));
-    }
-    EXPECT_EQ(l, w) << (*lean)[i].id;
+    const std::vector<std::string> w = described((*whole_files)[i]);
+    EXPECT_EQ(described((*lean_files)[i]), w) << (*lean)[i].id;
     // Every row but a root has its file.
     EXPECT_EQ(w.size(), (*whole)[i].mode == RowMode::kRoot ? 0u : 1u) << (*whole)[i].id;
   }

@@ -226,15 +226,20 @@ class SqlitePollerStore final : public PollerStore {
     std::vector<ProofRow> roots;
     {
       ledger::Session session(*db_);
-      // The roots are found through proofs_by_digest by their prefixes (the CTE, named twice,
-      // is computed once).
+      // Final roots with a PENDING leaf of their own path (proofs_open_leaves; the roots are
+      // found through proofs_by_digest by their prefixes, the CTE, named twice, computed once),
+      // and roots whose batch-form leaves may lag (proofs_leaves_behind: no index holds those
+      // leaves).
       auto st = session.Prepare(absl::StrCat(
           "WITH open_roots (root) AS (SELECT merkle_root FROM proofs INDEXED BY "
           "proofs_open_leaves WHERE provider = ?1 AND state = 4 AND ",
           kSqliteOpenLeaf, ") SELECT ", kSqliteProofColumns, " FROM ", kProofsByDigest,
           " WHERE substr(digest, 1, 8) IN (SELECT substr(root, 1, 8) FROM open_roots) AND "
           "digest IN (SELECT root FROM open_roots) AND provider = ?1 AND state <> ?2 AND "
-          "leaf_count > 0 ORDER BY seq LIMIT ?3"));
+          "leaf_count > 0 UNION SELECT ",
+          kSqliteProofColumns,
+          " FROM proofs INDEXED BY proofs_leaves_behind WHERE provider = ?1 AND ",
+          kSqliteLeavesBehind, " ORDER BY seq LIMIT ?3"));
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(kPending));
       st->Bind(3, static_cast<int64_t>(max_roots));

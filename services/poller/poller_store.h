@@ -200,7 +200,9 @@ class PollerStore {
                                                                   absl::Time now) = 0;
   // The safety net behind PropagateToLeaves: PENDING leaves of `provider` whose root is already
   // CONFIRMED or FAILED (a leaf stored just as its root became final) get the root's state, for
-  // at most `max_roots` roots. Returns the leaves that changed (for events).
+  // at most `max_roots` roots; on SQLite also the leaves of a root whose propagation was cut off
+  // after it changed (leaves_behind, poller_store_rows.h). Returns the leaves that changed (for
+  // events).
   virtual absl::StatusOr<std::vector<ProofRow>> SettleStrandedLeaves(const std::string& provider,
                                                                      absl::Time now,
                                                                      int max_roots) = 0;

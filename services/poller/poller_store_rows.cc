@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/stored_digest.h"
+#include "libs/merkle/merkle.h"
 #include "services/poller/poller_store_schema.h"
 #include "services/poller/store_rows.h"
 
@@ -129,33 +130,74 @@ int64_t LeafOtsSize(const ProofRow& root, size_t path_bytes) {
 
 absl::StatusOr<std::vector<ProofRow>> PropagateRootToLeaves(ledger::Transaction& tx,
                                                             const ProofRow& r, absl::Time now) {
-  // The leaves it may change are all in proofs_open_leaves: the condition `kSqliteOpenLeaf` names
-  // that index's own (SQLite uses a partial index only for a query that states its condition), so
-  // a root's leaves are found by one index seek rather than a scan of the provider's proofs. The
-  // changed rows are returned by the UPDATE itself: read back later, a leaf moved to CONFIRMED with
-  // its .ots would no longer be in the index.
+  // One SET for both kinds of leaf; a leaf changes only when it is PENDING, or in the root's
+  // CONFIRMED state without the .ots the root now has. The changed rows are returned by each
+  // UPDATE itself: read back later, a leaf moved to CONFIRMED with its .ots would no longer match.
+  const std::string set = absl::StrCat(
+      "SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
+      "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
+      "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
+      "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) + path_size ELSE 0 END, "
+      "updated_at = ?15 WHERE provider = ?2 AND merkle_root = ?1 AND ");
+  const std::string changes =
+      absl::StrCat(" AND (state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0)) RETURNING ",
+                   kSqliteProofColumns);
+  auto bind = [&](Statement& upd) {
+    upd.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, static_cast<int64_t>(r.state));
+    upd.Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
+    upd.Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
+    upd.Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
+    upd.Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
+    upd.Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
+    upd.Bind(16, static_cast<int64_t>(kPending));
+  };
+  // Leaves with their own path: all in proofs_open_leaves, whose condition `kSqliteOpenLeaf` is
+  // stated word for word (SQLite uses a partial index only for a query that states its
+  // condition), so they are found by one index seek rather than a scan of the provider's proofs.
   ANCHORD_ASSIGN_OR_RETURN(
-      Statement upd,
-      tx.Prepare(absl::StrCat(
-          "UPDATE proofs SET state = ?3, proof_id = ?4, certificate_url = ?5, verify_url = ?6, "
-          "block_height = ?7, bitcoin_tx = ?8, confirmed_at = ?9, failure_code = ?10, "
-          "failure_message = ?11, failure_reason = ?12, stalled = ?13, "
-          "ots_size = CASE WHEN ?14 > 0 THEN ?14 + length(merkle_path) + path_size ELSE 0 END, "
-          "updated_at = ?15 WHERE provider = ?2 AND merkle_root = ?1 AND ",
-          kSqliteOpenLeaf,
-          " AND (state = ?16 OR (state = ?3 AND ots_size = 0 AND ?14 > 0)) RETURNING ",
-          kSqliteProofColumns)));
-  upd.BindBlob(1, r.digest.bytes()).Bind(2, r.provider).Bind(3, static_cast<int64_t>(r.state));
-  upd.Bind(4, r.proof_id).Bind(5, r.certificate_url).Bind(6, r.verify_url);
-  upd.Bind(7, r.block_height).Bind(8, r.bitcoin_tx).Bind(9, ToDb(r.confirmed_at));
-  upd.Bind(10, static_cast<int64_t>(r.failure_code)).Bind(11, r.failure_message);
-  upd.Bind(12, r.failure_reason).Bind(13, static_cast<int64_t>(r.stalled ? 1 : 0));
-  upd.Bind(14, r.state == kConfirmed ? r.ots_size : 0).Bind(15, ToDb(now));
-  upd.Bind(16, static_cast<int64_t>(kPending));
-  // With their files (for events), in seq order (RETURNING gives no order).
-  ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> changed, CollectProofs(tx, upd));
+      Statement by_path, tx.Prepare(absl::StrCat("UPDATE proofs ", set, kSqliteOpenLeaf, changes)));
+  bind(by_path);
+  // With their files (for events).
+  ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> changed, CollectProofs(tx, by_path));
+  // Leaves of the batch form: the root's tree (merkle_trees: every leaf digest, 32 bytes each,
+  // then the nonces) lists them, and each is found through proofs_by_digest: a seek per leaf of
+  // the tree when the root changes (a few times in its life) instead of an index entry written
+  // for each leaf at its hand-off. The tree is read once and bound whole: a query reading it from
+  // its table for each leaf costs about 2.5 times as much (about 21 against 8-9 us per leaf with
+  // 10,000 leaves). A root without a tree has no batch-form leaf.
+  ANCHORD_ASSIGN_OR_RETURN(Statement tree,
+                           tx.Prepare("SELECT leaves FROM merkle_trees WHERE root = ?1"));
+  tree.BindBlob(1, r.digest.bytes());
+  ANCHORD_ASSIGN_OR_RETURN(const bool has_tree, tree.Step());
+  if (has_tree) {
+    const std::string leaves = tree.ColumnText(0);
+    tree.Reset();
+    constexpr size_t kPerLeaf = merkle::kDigestSize + merkle::kNonceSize;
+    ANCHORD_ASSIGN_OR_RETURN(
+        Statement by_tree,
+        tx.Prepare(absl::StrCat(
+            "WITH RECURSIVE k (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?18), "
+            "leaf (prefix) AS (SELECT substr(?17, i * ",
+            merkle::kDigestSize, " + 1, 8) FROM k) UPDATE ", kProofsByDigest, " ", set,
+            "substr(digest, 1, 8) IN (SELECT prefix FROM leaf) AND length(merkle_root) > 0 AND "
+            "leaf_index >= 0 AND (state = 4 OR (state = 5 AND ots_size = 0))",
+            changes)));
+    bind(by_tree);
+    by_tree.BindBlobView(17, leaves).Bind(18, static_cast<int64_t>(leaves.size() / kPerLeaf));
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> from_tree, CollectProofs(tx, by_tree));
+    for (ProofRow& leaf : from_tree) changed.push_back(std::move(leaf));
+  } else {
+    tree.Reset();
+  }
+  // In seq order (RETURNING gives no order).
   std::sort(changed.begin(), changed.end(),
             [](const ProofRow& a, const ProofRow& b) { return a.seq < b.seq; });
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement caught_up,
+      tx.Prepare(absl::StrCat("UPDATE ", kProofsByDigest, " SET leaves_behind = 0 WHERE ",
+                              DigestIs(1), " AND provider = ?2 AND ", kSqliteLeavesBehind)));
+  caught_up.BindBlob(1, r.digest.bytes()).Bind(2, r.provider);
+  ANCHORD_RETURN_IF_ERROR(caught_up.Run());
   return changed;
 }
 

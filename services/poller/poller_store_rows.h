@@ -47,11 +47,21 @@ absl::StatusOr<int64_t> FilesSeqOf(ledger::Session& session, const Digest& diges
 absl::StatusOr<std::vector<FileRow>> FilesOfSeq(ledger::Session& session, int64_t proof_seq);
 
 // The condition of the partial index proofs_open_leaves (poller_store_schema.cc): a Merkle leaf
-// still PENDING, or CONFIRMED without its .ots size (it waits for its root's .ots). A query uses
-// the index only when it states this condition word for word; the literals are
-// DIGEST_STATE_PENDING and DIGEST_STATE_CONFIRMED (an index condition cannot take parameters).
+// handed off with its own path, still PENDING, or CONFIRMED without its .ots size (it waits for
+// its root's .ots). A query uses the index only when it states this condition word for word; the
+// literals are DIGEST_STATE_PENDING and DIGEST_STATE_CONFIRMED (an index condition cannot take
+// parameters). A leaf of the batch form (leaf_index >= 0) is not in it: its root's tree
+// (merkle_trees) lists it, and its root's leaves_behind says when it may lag (see
+// PropagateRootToLeaves), so thousands of leaves per hand-off write no entry here.
 inline constexpr char kSqliteOpenLeaf[] =
-    "length(merkle_root) > 0 AND (state = 4 OR (state = 5 AND ots_size = 0))";
+    "length(merkle_root) > 0 AND leaf_index < 0 AND (state = 4 OR (state = 5 AND ots_size = 0))";
+
+// The condition of the partial index proofs_leaves_behind (poller_store_schema.cc): a root whose
+// state, .ots or stall changed since its batch-form leaves were last brought up to it (the
+// trigger proofs_leaves_behind sets it in the transaction of the change, PropagateRootToLeaves
+// clears it in the one that moves the leaves). Nearly always empty: the poll engine propagates
+// right after the change; it holds a root only when that was cut off (a crash in between).
+inline constexpr char kSqliteLeavesBehind[] = "leaves_behind = 1";
 
 // The condition of the partial index proofs_fallback_due (poller_store_schema.cc): a PENDING
 // proof, stalled, whose job asked for a fallback provider that was not yet asked (leaves included:
@@ -83,7 +93,8 @@ absl::StatusOr<std::optional<ProofRow>> GetProofRow(ledger::Session& session, co
 // Copies the state of the root proof `root` (as stored) to its leaves with the root's provider:
 // PENDING leaves take the root's state and fields, stalled flag, and an ots size equal to what
 // JoinProof produces (root .ots + path bytes); leaves already in the root's CONFIRMED state
-// without .ots take its size. Returns the leaves it changed, as they are now, with their files.
+// without .ots take its size. The root's leaves_behind is cleared. Returns the leaves it changed,
+// as they are now, with their files.
 absl::StatusOr<std::vector<ProofRow>> PropagateRootToLeaves(ledger::Transaction& tx,
                                                             const ProofRow& root, absl::Time now);
 

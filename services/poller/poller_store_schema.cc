@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "anchord/v1/common.pb.h"
@@ -129,7 +130,43 @@ const std::vector<ledger::SqliteDb::ColumnDecl> kAddedColumns = {
     {"file_name", "TEXT NOT NULL DEFAULT ''"},
     {"file_size", "INTEGER NOT NULL DEFAULT 0"},
     {"file_mime_type", "TEXT NOT NULL DEFAULT ''"},
+    // A root whose batch-form leaves may lag behind it (kSqliteLeavesBehind, poller_store_rows.h).
+    {"leaves_behind", "INTEGER NOT NULL DEFAULT 0"},
 };
+
+// Sets a root's leaves_behind in the transaction that changes what its leaves take from it
+// (PropagateRootToLeaves clears it): SettleStrandedLeaves then finds a root whose propagation was
+// cut off without an index over its leaves. A trigger, so that no statement that moves a root
+// can forget it.
+constexpr char kLeavesBehindTrigger[] = R"sql(
+CREATE TRIGGER IF NOT EXISTS proofs_mark_leaves_behind AFTER UPDATE OF state, ots_size, stalled
+  ON proofs
+  WHEN NEW.leaf_count > 0 AND (OLD.state IS NOT NEW.state OR OLD.ots_size IS NOT NEW.ots_size
+    OR OLD.stalled IS NOT NEW.stalled)
+BEGIN
+  UPDATE proofs SET leaves_behind = 1 WHERE seq = NEW.seq;
+END;
+)sql";
+
+// Databases of an older release have proofs_open_leaves over every leaf, those of the batch form
+// included: it is made again without them, and every root whose leaves could have been left
+// behind by a propagation cut off before (final or stalled) is marked, so that
+// SettleStrandedLeaves, which no longer finds batch-form leaves through that index, looks at it
+// once.
+absl::Status UpgradeOpenLeaves(ledger::Session& session) {
+  ANCHORD_ASSIGN_OR_RETURN(ledger::Statement st,
+                           session.Prepare("SELECT sql FROM sqlite_master WHERE type = 'index' "
+                                           "AND name = 'proofs_open_leaves'"));
+  ANCHORD_ASSIGN_OR_RETURN(const bool exists, st.Step());
+  const bool current = exists && absl::StrContains(st.ColumnText(0), "leaf_index < 0");
+  st.Reset();
+  if (current) return absl::OkStatus();
+  // Without the index at all: a new database (nothing to mark) or one older than the index.
+  static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
+  return session.ExecInTransaction(
+      "DROP INDEX IF EXISTS proofs_open_leaves; "
+      "UPDATE proofs SET leaves_behind = 1 WHERE leaf_count > 0 AND (state <> 4 OR stalled = 1)");
+}
 
 }  // namespace
 
@@ -146,6 +183,9 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
   ANCHORD_RETURN_IF_ERROR(UpgradeFiles(session));
   ANCHORD_RETURN_IF_ERROR(session.AddMissingColumns("proofs", kAddedColumns));
   ANCHORD_RETURN_IF_ERROR(DropDigestUnique(session));
+  // After DropDigestUnique: a rebuilt table has lost its triggers.
+  ANCHORD_RETURN_IF_ERROR(UpgradeOpenLeaves(session));
+  ANCHORD_RETURN_IF_ERROR(session.Exec(kLeavesBehindTrigger));
   // Indexes that keep a polling round's reads independent of the backlog (bench/RESULTS.md,
   // "Large backlogs"): the walk's scan of non-leaf proofs by seq, the stall check by age (and
   // the gauges' counts from the index alone), and a root's leaves that may still change (its
@@ -195,7 +235,10 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
       "DROP INDEX IF EXISTS proofs_pending_leaves;",
       "CREATE INDEX IF NOT EXISTS proofs_open_leaves ON proofs (provider, merkle_root, state) "
       "WHERE ",
-      kSqliteOpenLeaf, ";"));
+      kSqliteOpenLeaf,
+      ";"
+      "CREATE INDEX IF NOT EXISTS proofs_leaves_behind ON proofs (provider, seq) WHERE ",
+      kSqliteLeavesBehind, ";"));
 }
 
 }  // namespace anchord::poller

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "services/poller/leaf_proof.h"
 #include "services/poller/pg_poller_store.h"
 #include "services/poller/poller_store.h"
+#include "services/poller/poller_store_rows.h"
 #include "tests/poller/test_util.h"
 #include "tests/support/backend.h"
 #include "tests/support/pg_server.h"
@@ -85,6 +87,13 @@ TrackInput LeafInput(const Sealed& s, int first, int i, const std::string& provi
     in.proof.leaf_index = i;
   }
   return in;
+}
+
+// The proof of (digest, provider) in `store`; an empty row (and a failure) when it is missing.
+ProofRow MustGetFrom(PollerStore& store, const std::string& digest, const std::string& provider) {
+  auto r = store.Get(*anchord::Digest::FromBytes(digest), provider);
+  EXPECT_TRUE(r.ok() && r->has_value()) << (r.ok() ? "missing" : r.status().ToString());
+  return r.ok() && r->has_value() ? **r : ProofRow{};
 }
 
 class PollerBatchStoreTest : public ::anchord::testing::BackendStoreTest<PollerStore> {
@@ -186,6 +195,59 @@ TEST_P(PollerBatchStoreTest, LeavesAreStoredWithoutPathAndTheTreeOnce) {
   auto none = store_->TreeOf(testing::Digest(1));
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_EQ(*none, nullptr);
+}
+
+// A root's batch-form leaves follow it through its tree: a propagation reaches every leaf of the
+// tree that was handed off (and nothing else), and one cut off after the root became final (a
+// crash between the two) is made good by SettleStrandedLeaves, once.
+TEST_P(PollerBatchStoreTest, BatchFormLeavesFollowTheirRootAndAreSettledWhenLeftBehind) {
+  const Sealed s = MakeSealed(kFirst, kLeaves);
+  const Sealed other = MakeSealed(kFirst + 50, 3);
+  ASSERT_NE(s.batch, nullptr);
+  ASSERT_NE(other.batch, nullptr);
+  // Every leaf of s but the last; all of `other` (pending throughout).
+  std::vector<TrackInput> in = {RootInput(s, "fake", true), RootInput(other, "fake", true)};
+  for (int i = 0; i + 1 < kLeaves; ++i) in.push_back(LeafInput(s, kFirst, i, "fake", true));
+  for (int i = 0; i < 3; ++i) in.push_back(LeafInput(other, kFirst + 50, i, "fake", true));
+  ASSERT_TRUE(store_->Track(in, kT0).ok());
+
+  ConfirmInput ci;
+  ci.block_height = 800002;
+  auto confirmed = store_->MarkConfirmed(s.root, "fake", ci, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(confirmed.ok()) << confirmed.status();
+  ASSERT_TRUE(confirmed->has_value());
+  ASSERT_EQ(MustGet(DigestBytes(kFirst), "fake").state, v1::DIGEST_STATE_PENDING);
+
+  auto none = store_->SettleStrandedLeaves("another", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  auto settled = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  std::set<std::string> digests;
+  for (const ProofRow& r : *settled) {
+    digests.insert(r.digest.raw());
+    EXPECT_EQ(r.state, v1::DIGEST_STATE_CONFIRMED);
+    EXPECT_EQ(r.block_height, 800002);
+    EXPECT_EQ(r.files.size(), 1u);  // with their files, for the events
+  }
+  std::set<std::string> expected;
+  for (int i = 0; i + 1 < kLeaves; ++i) expected.insert(DigestBytes(kFirst + i));
+  EXPECT_EQ(digests, expected);
+  for (int i = 0; i + 1 < kLeaves; ++i) {
+    EXPECT_EQ(MustGet(DigestBytes(kFirst + i), "fake").state, v1::DIGEST_STATE_CONFIRMED) << i;
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(MustGet(DigestBytes(kFirst + 50 + i), "fake").state, v1::DIGEST_STATE_PENDING) << i;
+  }
+  auto again = store_->SettleStrandedLeaves("fake", kT0 + absl::Seconds(3), 100);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->empty());
+
+  // The last leaf handed off late takes the final root's state at once.
+  auto late =
+      store_->Track({LeafInput(s, kFirst, kLeaves - 1, "fake", true)}, kT0 + absl::Seconds(4));
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(MustGet(DigestBytes(kFirst + kLeaves - 1), "fake").state, v1::DIGEST_STATE_CONFIRMED);
 }
 
 // The same leaves stored both ways (the path form under one provider, the batch form under
@@ -392,6 +454,14 @@ void ExpectUpgradedStoreWorks(PollerStore* store, const Sealed& old, const Seale
   EXPECT_EQ(**ots, *joined);
 }
 
+// Turns a SQLite poller database back into what a release before leaves_behind left: its
+// trigger, index and column gone, proofs_open_leaves over the leaves of both forms.
+const std::string kBeforeLeavesBehind =
+    "DROP TRIGGER proofs_mark_leaves_behind; DROP INDEX proofs_leaves_behind; "
+    "ALTER TABLE proofs DROP COLUMN leaves_behind; DROP INDEX proofs_open_leaves; "
+    "CREATE INDEX proofs_open_leaves ON proofs (provider, merkle_root, state) WHERE "
+    "length(merkle_root) > 0 AND (state = 4 OR (state = 5 AND ots_size = 0)); ";
+
 TEST(PollerBatchStoreUpgradeTest, SqliteDatabaseWithoutTreesIsUpgradedAtOpen) {
   testing::TempDir dir;
   const std::string path = dir.File("poller.db");
@@ -404,11 +474,12 @@ TEST(PollerBatchStoreUpgradeTest, SqliteDatabaseWithoutTreesIsUpgradedAtOpen) {
     for (int i = 0; i < kLeaves; ++i) in.push_back(LeafInput(old, kFirst, i, "fake", false));
     ASSERT_TRUE((*store)->Track(in, kT0).ok());
   }
-  // What the older release left: no tree table, no leaf_index or path_size column.
-  ASSERT_TRUE(::anchord::testing::SqliteExec(path,
-                                             "DROP TABLE merkle_trees; "
-                                             "ALTER TABLE proofs DROP COLUMN leaf_index; "
-                                             "ALTER TABLE proofs DROP COLUMN path_size")
+  // What the older release left: no tree table, no leaf_index or path_size column (nor what
+  // came after them: leaves_behind, and proofs_open_leaves over every leaf).
+  ASSERT_TRUE(::anchord::testing::SqliteExec(path, kBeforeLeavesBehind +
+                                                       "DROP TABLE merkle_trees; "
+                                                       "ALTER TABLE proofs DROP COLUMN leaf_index; "
+                                                       "ALTER TABLE proofs DROP COLUMN path_size")
                   .ok());
   ASSERT_EQ(::anchord::testing::SqliteScalar(
                 path, "SELECT COUNT(*) FROM pragma_table_info('proofs') WHERE name = 'leaf_index'"),
@@ -417,6 +488,130 @@ TEST(PollerBatchStoreUpgradeTest, SqliteDatabaseWithoutTreesIsUpgradedAtOpen) {
   ASSERT_TRUE(store.ok()) << store.status();
   ExpectUpgradedStoreWorks(store->get(), old, fresh);
   EXPECT_EQ(::anchord::testing::SqliteScalar(path, "SELECT COUNT(*) FROM merkle_trees"), 1);
+}
+
+// SQLite: no index entry per batch-form leaf. proofs_open_leaves holds the path-form leaves only,
+// a root's change marks it (leaves_behind) until its leaves are brought up to it, and a stall cut
+// off before its propagation reaches the leaves through SettleStrandedLeaves.
+TEST(PollerBatchStoreSqliteTest, BatchFormLeavesHaveNoOpenLeafEntryAndTheirRootSaysWhenTheyLag) {
+  testing::TempDir dir;
+  const std::string path = dir.File("poller.db");
+  const Sealed s = MakeSealed(kFirst, kLeaves);
+  ASSERT_NE(s.batch, nullptr);
+  auto store = OpenSqlitePollerStore(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<TrackInput> in = {RootInput(s, "paths", false), RootInput(s, "batch", true)};
+  for (int i = 0; i < kLeaves; ++i) {
+    in.push_back(LeafInput(s, kFirst, i, "paths", false));
+    in.push_back(LeafInput(s, kFirst, i, "batch", true));
+  }
+  ASSERT_TRUE((*store)->Track(in, kT0).ok());
+  auto open_leaves = [&](const std::string& provider) {
+    return ::anchord::testing::SqliteScalar(
+        path, absl::StrCat("SELECT COUNT(*) FROM proofs INDEXED BY proofs_open_leaves WHERE "
+                           "provider = '",
+                           provider, "' AND ", kSqliteOpenLeaf));
+  };
+  EXPECT_EQ(open_leaves("paths"), kLeaves);
+  EXPECT_EQ(open_leaves("batch"), 0);
+  auto behind = [&](const std::string& provider) {
+    return ::anchord::testing::SqliteScalar(
+        path, absl::StrCat("SELECT leaves_behind FROM proofs WHERE provider = '", provider,
+                           "' AND leaf_count > 0"));
+  };
+  EXPECT_EQ(behind("batch"), 0);
+
+  // A stall of the batch root, its propagation cut off: the root says its leaves lag.
+  auto stalled = (*store)->MarkStalled(s.root, "batch", kT0 + absl::Seconds(1));
+  ASSERT_TRUE(stalled.ok()) << stalled.status();
+  ASSERT_TRUE(stalled->has_value());
+  EXPECT_EQ(behind("batch"), 1);
+  EXPECT_FALSE(MustGetFrom(**store, DigestBytes(kFirst), "batch").stalled);
+  auto settled = (*store)->SettleStrandedLeaves("batch", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  EXPECT_EQ(settled->size(), static_cast<size_t>(kLeaves));
+  for (int i = 0; i < kLeaves; ++i) {
+    const ProofRow leaf = MustGetFrom(**store, DigestBytes(kFirst + i), "batch");
+    EXPECT_TRUE(leaf.stalled) << i;
+    EXPECT_EQ(leaf.state, v1::DIGEST_STATE_PENDING) << i;
+  }
+  EXPECT_EQ(behind("batch"), 0);
+
+  // Confirmed with its .ots and propagated at once, as the poll engine does: nothing lags, and
+  // both forms reach the same state and .ots size.
+  ConfirmInput ci;
+  ci.block_height = 812345;
+  ci.ots = MakeOts(s.root.raw());
+  for (const std::string provider : {"paths", "batch"}) {
+    auto r = (*store)->MarkConfirmed(s.root, provider, ci, kT0 + absl::Seconds(3));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->has_value());
+    EXPECT_EQ(behind(provider), 1) << provider;
+    auto moved = (*store)->PropagateToLeaves(s.root, provider, kT0 + absl::Seconds(3));
+    ASSERT_TRUE(moved.ok()) << moved.status();
+    EXPECT_EQ(moved->size(), static_cast<size_t>(kLeaves)) << provider;
+    EXPECT_EQ(behind(provider), 0) << provider;
+  }
+  for (int i = 0; i < kLeaves; ++i) {
+    const ProofRow a = MustGetFrom(**store, DigestBytes(kFirst + i), "paths");
+    const ProofRow b = MustGetFrom(**store, DigestBytes(kFirst + i), "batch");
+    EXPECT_EQ(b.state, v1::DIGEST_STATE_CONFIRMED) << i;
+    EXPECT_GT(b.ots_size, 0) << i;
+    EXPECT_EQ(a.ots_size, b.ots_size) << i;
+  }
+  auto nothing = (*store)->SettleStrandedLeaves("batch", kT0 + absl::Seconds(4), 100);
+  ASSERT_TRUE(nothing.ok()) << nothing.status();
+  EXPECT_TRUE(nothing->empty());
+}
+
+// A database of the release before: proofs_open_leaves over the leaves of both forms, no
+// leaves_behind. At open the index is made again without batch-form leaves, and a final root
+// whose batch-form leaf its propagation left PENDING is settled.
+TEST(PollerBatchStoreSqliteTest, OpenLeavesIndexOfTheReleaseBeforeIsRebuiltAndItsRootsSettled) {
+  testing::TempDir dir;
+  const std::string path = dir.File("poller.db");
+  const Sealed s = MakeSealed(kFirst, kLeaves);
+  ASSERT_NE(s.batch, nullptr);
+  {
+    auto store = OpenSqlitePollerStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    std::vector<TrackInput> in = {RootInput(s, "fake", true)};
+    for (int i = 0; i < kLeaves; ++i) in.push_back(LeafInput(s, kFirst, i, "fake", true));
+    ASSERT_TRUE((*store)->Track(in, kT0).ok());
+  }
+  ASSERT_TRUE(::anchord::testing::SqliteExec(path, kBeforeLeavesBehind).ok());
+  // The root confirmed by that release, its propagation cut off.
+  ASSERT_TRUE(::anchord::testing::SqliteExec(
+                  path, "UPDATE proofs SET state = 5, block_height = 7 WHERE leaf_count > 0")
+                  .ok());
+  ASSERT_EQ(::anchord::testing::SqliteScalar(
+                path,
+                "SELECT COUNT(*) FROM proofs INDEXED BY proofs_open_leaves WHERE "
+                "provider = 'fake' AND length(merkle_root) > 0 AND (state = 4 OR (state = "
+                "5 AND ots_size = 0))"),
+            kLeaves);
+  auto store = OpenSqlitePollerStore(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(::anchord::testing::SqliteScalar(
+                path, absl::StrCat("SELECT COUNT(*) FROM proofs INDEXED BY proofs_open_leaves "
+                                   "WHERE provider = 'fake' AND ",
+                                   kSqliteOpenLeaf)),
+            0);
+  auto settled = (*store)->SettleStrandedLeaves("fake", kT0 + absl::Seconds(2), 100);
+  ASSERT_TRUE(settled.ok()) << settled.status();
+  EXPECT_EQ(settled->size(), static_cast<size_t>(kLeaves));
+  for (int i = 0; i < kLeaves; ++i) {
+    const ProofRow leaf = MustGetFrom(**store, DigestBytes(kFirst + i), "fake");
+    EXPECT_EQ(leaf.state, v1::DIGEST_STATE_CONFIRMED) << i;
+    EXPECT_EQ(leaf.block_height, 7) << i;
+  }
+  // Reopened, the index is current: nothing is marked again.
+  store->reset();
+  auto reopened = OpenSqlitePollerStore(path);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto again = (*reopened)->SettleStrandedLeaves("fake", kT0 + absl::Seconds(3), 100);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->empty());
 }
 
 TEST(PollerBatchStoreUpgradeTest, PostgresDatabaseAtSchemaOneIsUpgradedAtOpen) {

@@ -221,7 +221,8 @@ TEST_F(PollerStoreCountsTest, InsertTriggerOfTheReleaseBeforeIsDroppedAndItsCoun
   store_.reset();
   auto triggers = [&] {
     return ::anchord::testing::SqliteScalar(
-        path(), "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'");
+        path(),
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'proof_counts%'");
   };
   ASSERT_EQ(triggers(), 2);
   absl::Status older = ::anchord::testing::SqliteExec(

@@ -222,13 +222,14 @@ RoundStats PollEngine::RunRound(Provider* p) {
     }
   }
 
-  // Leaves left PENDING under a final root (see SettleStrandedLeaves): settled before anything
-  // else, without a provider request.
+  // Leaves left behind their root (PENDING under a final root, or a root's change whose
+  // propagation was cut off: see SettleStrandedLeaves): settled before anything else, without a
+  // provider request.
   if (auto stranded = store_->SettleStrandedLeaves(name, walk_start, 100); !stranded.ok()) {
     ANCHORD_LOG(Error) << "poller store: " << stranded.status();
   } else if (!stranded->empty()) {
     ANCHORD_LOG(Warning) << stranded->size() << " leaves of " << name
-                         << " were pending under a final root; settled";
+                         << " were behind their root (a propagation was cut off); settled";
     PublishLeafEvents(*bus_, metrics_, *stranded, walk_start);
   }
 

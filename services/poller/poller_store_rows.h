@@ -58,7 +58,7 @@ inline constexpr char kSqliteOpenLeaf[] =
 
 // The condition of the partial index proofs_leaves_behind (poller_store_schema.cc): a root whose
 // state, .ots or stall changed since its batch-form leaves were last brought up to it (the
-// trigger proofs_leaves_behind sets it in the transaction of the change, PropagateRootToLeaves
+// trigger proofs_mark_leaves_behind sets it in the transaction of the change, PropagateRootToLeaves
 // clears it in the one that moves the leaves). Nearly always empty: the poll engine propagates
 // right after the change; it holds a root only when that was cut off (a crash in between).
 inline constexpr char kSqliteLeavesBehind[] = "leaves_behind = 1";

@@ -216,17 +216,20 @@ absl::Status Session::ExecInTransaction(absl::string_view sql) {
   return st;
 }
 
+absl::StatusOr<std::string> Session::StoredSqlOf(absl::string_view type, absl::string_view name) {
+  absl::StatusOr<Statement> s =
+      Prepare("SELECT sql FROM sqlite_master WHERE type = ?1 AND name = ?2");
+  if (!s.ok()) return s.status();
+  s->Bind(1, type).Bind(2, name);
+  absl::StatusOr<bool> found = s->Step();
+  if (!found.ok()) return found.status();
+  return *found ? s->ColumnText(0) : std::string();
+}
+
 absl::Status Session::DropTableClause(absl::string_view table, absl::string_view clause) {
-  std::string sql;
-  {
-    absl::StatusOr<Statement> s =
-        Prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");
-    if (!s.ok()) return s.status();
-    s->Bind(1, table);
-    absl::StatusOr<bool> found = s->Step();
-    if (!found.ok()) return found.status();
-    if (*found) sql = s->ColumnText(0);
-  }
+  absl::StatusOr<std::string> stored = StoredSqlOf("table", table);
+  if (!stored.ok()) return stored.status();
+  const std::string& sql = *stored;
   const size_t at = sql.find(std::string(clause));
   if (at == std::string::npos) return absl::OkStatus();
   // The clause is a table constraint: it follows the column list's last comma.

@@ -163,6 +163,9 @@ class ABSL_SCOPED_LOCKABLE Session {
                                  const std::vector<SqliteDb::ColumnDecl>& columns);
   // The names of `table`'s columns (empty when there is no such table).
   absl::StatusOr<std::set<std::string>> ColumnsOf(absl::string_view table);
+  // The CREATE statement SQLite stored for the `type` ("table", "index", "trigger") named `name`;
+  // empty when there is none. Upgrades read it to tell an older release's definition.
+  absl::StatusOr<std::string> StoredSqlOf(absl::string_view type, absl::string_view name);
   // Schema upgrades that rebuild a table: runs `sql` in one BEGIN IMMEDIATE ... COMMIT, rolled
   // back when any statement fails, so a database is either upgraded or left as it was.
   absl::Status ExecInTransaction(absl::string_view sql);

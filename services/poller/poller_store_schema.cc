@@ -154,13 +154,9 @@ END;
 // SettleStrandedLeaves, which no longer finds batch-form leaves through that index, looks at it
 // once.
 absl::Status UpgradeOpenLeaves(ledger::Session& session) {
-  ANCHORD_ASSIGN_OR_RETURN(ledger::Statement st,
-                           session.Prepare("SELECT sql FROM sqlite_master WHERE type = 'index' "
-                                           "AND name = 'proofs_open_leaves'"));
-  ANCHORD_ASSIGN_OR_RETURN(const bool exists, st.Step());
-  const bool current = exists && absl::StrContains(st.ColumnText(0), "leaf_index < 0");
-  st.Reset();
-  if (current) return absl::OkStatus();
+  ANCHORD_ASSIGN_OR_RETURN(const std::string sql,
+                           session.StoredSqlOf("index", "proofs_open_leaves"));
+  if (absl::StrContains(sql, "leaf_index < 0")) return absl::OkStatus();
   // Without the index at all: a new database (nothing to mark) or one older than the index.
   static_assert(anchord::v1::DIGEST_STATE_PENDING == 4);
   return session.ExecInTransaction(

@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -85,6 +86,16 @@ TrackInput LeafInput(const Sealed& s, int first, int i, const std::string& provi
   if (batch) {
     in.batch = s.batch;
     in.proof.leaf_index = i;
+  }
+  return in;
+}
+
+// The root's hand-off and every leaf's (leaf i's digest is first + i), in one form.
+std::vector<TrackInput> BatchInputs(const Sealed& s, int first, const std::string& provider,
+                                    bool batch) {
+  std::vector<TrackInput> in = {RootInput(s, provider, batch)};
+  for (size_t i = 0; i < s.paths.size(); ++i) {
+    in.push_back(LeafInput(s, first, static_cast<int>(i), provider, batch));
   }
   return in;
 }
@@ -354,9 +365,7 @@ TEST_P(PollerBatchStoreTest, TreeNotHoldingTheLeafIsRefusedAtRead) {
   const Sealed s = MakeSealed(kFirst, kLeaves);
   const Sealed other = MakeSealed(kFirst, kLeaves);
   ASSERT_NE(s.batch, nullptr);
-  std::vector<TrackInput> in = {RootInput(s, "fake", true)};
-  for (int i = 0; i < kLeaves; ++i) in.push_back(LeafInput(s, kFirst, i, "fake", true));
-  ASSERT_TRUE(store_->Track(in, kT0).ok());
+  ASSERT_TRUE(store_->Track(BatchInputs(s, kFirst, "fake", true), kT0).ok());
   ConfirmRoot(s, "fake", MakeOts(s.root));
   auto good = LoadProofOts(store_.get(), testing::Digest(kFirst + 1), "fake");
   ASSERT_TRUE(good.ok()) << good.status();
@@ -433,11 +442,7 @@ void ExpectUpgradedStoreWorks(PollerStore* store, const Sealed& old, const Seale
     EXPECT_EQ(**ots, *joined);
     EXPECT_EQ((*row)->ots_size, static_cast<int64_t>(joined->size()));
   }
-  std::vector<TrackInput> in = {RootInput(fresh, "fake", true)};
-  for (size_t i = 0; i < fresh.paths.size(); ++i) {
-    in.push_back(LeafInput(fresh, kFirst + 20, static_cast<int>(i), "fake", true));
-  }
-  ASSERT_TRUE(store->Track(in, kT0).ok());
+  ASSERT_TRUE(store->Track(BatchInputs(fresh, kFirst + 20, "fake", true), kT0).ok());
   auto row = store->Get(testing::Digest(kFirst + 21), "fake");
   ASSERT_TRUE(row.ok() && row->has_value());
   EXPECT_EQ((*row)->leaf_index, 1);
@@ -470,9 +475,7 @@ TEST(PollerBatchStoreUpgradeTest, SqliteDatabaseWithoutTreesIsUpgradedAtOpen) {
   {
     auto store = OpenSqlitePollerStore(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    std::vector<TrackInput> in = {RootInput(old, "fake", false)};
-    for (int i = 0; i < kLeaves; ++i) in.push_back(LeafInput(old, kFirst, i, "fake", false));
-    ASSERT_TRUE((*store)->Track(in, kT0).ok());
+    ASSERT_TRUE((*store)->Track(BatchInputs(old, kFirst, "fake", false), kT0).ok());
   }
   // What the older release left: no tree table, no leaf_index or path_size column (nor what
   // came after them: leaves_behind, and proofs_open_leaves over every leaf).
@@ -500,11 +503,8 @@ TEST(PollerBatchStoreSqliteTest, BatchFormLeavesHaveNoOpenLeafEntryAndTheirRootS
   ASSERT_NE(s.batch, nullptr);
   auto store = OpenSqlitePollerStore(path);
   ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<TrackInput> in = {RootInput(s, "paths", false), RootInput(s, "batch", true)};
-  for (int i = 0; i < kLeaves; ++i) {
-    in.push_back(LeafInput(s, kFirst, i, "paths", false));
-    in.push_back(LeafInput(s, kFirst, i, "batch", true));
-  }
+  std::vector<TrackInput> in = BatchInputs(s, kFirst, "paths", false);
+  for (TrackInput& b : BatchInputs(s, kFirst, "batch", true)) in.push_back(std::move(b));
   ASSERT_TRUE((*store)->Track(in, kT0).ok());
   auto open_leaves = [&](const std::string& provider) {
     return ::anchord::testing::SqliteScalar(
@@ -575,9 +575,7 @@ TEST(PollerBatchStoreSqliteTest, OpenLeavesIndexOfTheReleaseBeforeIsRebuiltAndIt
   {
     auto store = OpenSqlitePollerStore(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    std::vector<TrackInput> in = {RootInput(s, "fake", true)};
-    for (int i = 0; i < kLeaves; ++i) in.push_back(LeafInput(s, kFirst, i, "fake", true));
-    ASSERT_TRUE((*store)->Track(in, kT0).ok());
+    ASSERT_TRUE((*store)->Track(BatchInputs(s, kFirst, "fake", true), kT0).ok());
   }
   ASSERT_TRUE(::anchord::testing::SqliteExec(path, kBeforeLeavesBehind).ok());
   // The root confirmed by that release, its propagation cut off.

@@ -155,7 +155,7 @@ U0=$(service_usage "$WORK/state/run/stack.json")
 # stage's count, each service's CPU seconds).
 import json, os, re, sys, time, urllib.request
 sys.path.insert(0, "bench")
-from proc_stat import cpu_and_faults
+from proc_stat import cpu_and_faults, threads_of
 run, n = sys.argv[1], int(sys.argv[2])
 ports = {s: open(os.path.join(run, f"{s}.metrics.port")).read().strip()
          for s in ("hasher", "submitter", "poller")}
@@ -167,11 +167,18 @@ stages = [
     ("poller store", "poller", r'anchord_poller_events_total\{type="tracked"\}'),
 ]
 pids = json.load(open(os.path.join(run, "stack.json")))["pids"]
+# Each thread's CPU as first and last seen: {(service, thread id): [name, first, last]}; a thread
+# born after the first sample starts from 0. A thread that ends is kept as last seen (up to one
+# sample short), so the threads of a call (the hasher's, for one) are counted too.
+threads = {}
 def cpu_seconds():
     out = {}
     for s in ports:
         try:
             out[s] = cpu_and_faults(pids[s])[0]
+            for tid, (name, cpu) in threads_of(pids[s]).items():
+                seen = threads.setdefault((s, tid), [name, 0.0 if samples else cpu, cpu])
+                seen[0], seen[2] = name, cpu
         except (OSError, KeyError, IndexError, ValueError):
             out[s] = None
     return out
@@ -207,8 +214,12 @@ while time.time() - t0 < 600:
     if all(1.0 in m for m in marks.values()):
         break
     time.sleep(0.1)
+by_name = {}
+for (s, _), (name, first, last) in threads.items():
+    by_name.setdefault(s, {})
+    by_name[s][name] = by_name[s].get(name, 0) + last - first
 print(json.dumps({"marks": {name: {str(k): v for k, v in m.items()} for name, m in marks.items()},
-                  "samples": samples}))
+                  "samples": samples, "threads": by_name}))
 PY
 SAMPLER=$!
 # PERF=1 (with KEEP_LOGS): a CPU profile of the submitter and the poller during the Merkle run.
@@ -317,7 +328,7 @@ print()
 print("| figure | anchord | reference (same run) | ratio | goal |")
 print("|---|---|---|---|---|")
 print(f"| Merkle mode, {files:,} files of 1-4 KiB, archive start to every leaf SUBMITTED | "
-      f"{merkle_s:.1f} s ({files / merkle_s:,.0f} files/s) | dry run {dry_s:.2f} s "
+      f"{merkle_s:.2f} s ({files / merkle_s:,.0f} files/s) | dry run {dry_s:.2f} s "
       f"({files / dry_s:,.0f} files/s); openssl dgst {openssl_s:.2f} s ({files / openssl_s:,.0f} files/s) | "
       f"{dry_s / merkle_s:.2f}x dry run | <= 10 s, >= 0.5x dry run |")
 print(f"| disk writes of the stack during the Merkle run, with the checkpoints still owed | "
@@ -380,11 +391,24 @@ for name in sorted(u1):
         cpu_sum += u1[name][1] - u0[name][1]
         window, due = u1[name][0] - u0[name][0], owed.get(name, 0)
         print(f"| {name} | {(window + due) / files / 1024:.2f} KiB ({window / files / 1024:.2f} + "
-              f"{due / files / 1024:.2f}) | {u1[name][1] - u0[name][1]:.1f} | "
+              f"{due / files / 1024:.2f}) | {u1[name][1] - u0[name][1]:.2f} | "
               f"{(u1[name][2] - u0[name][2]) / files:.2f} |")
-print(f"| anchorctl (archive --wait) | - | {float(ctl_cpu):.1f} | - |")
-print(f"| all | {writes / files / 1024:.2f} KiB | {cpu_sum:.1f} ({cpu_sum / merkle_s:.2f} of "
+print(f"| anchorctl (archive --wait) | - | {float(ctl_cpu):.2f} | - |")
+print(f"| all | {writes / files / 1024:.2f} KiB | {cpu_sum:.2f} ({cpu_sum / merkle_s:.2f} of "
       f"{cores} cores) | |")
+# Each stage's own CPU: the services name their threads (libs/common/thread_name.h), so the
+# submitter's intake, batcher and hand-off, say, are told apart.
+thread_cpu = tl_all.get("threads", {})
+if thread_cpu:
+    print()
+    print("Merkle run, CPU seconds per thread name (/proc/PID/task/*/stat at the samples; "
+          "0.01 s and more):")
+    print()
+    print("| service | threads (CPU s) |")
+    print("|---|---|")
+    for name in sorted(thread_cpu):
+        shown = sorted(((v, t) for t, v in thread_cpu[name].items() if v >= 0.01), reverse=True)
+        print(f"| {name} | " + ", ".join(f"{t} {v:.2f}" for v, t in shown) + " |")
 # A floor for the Merkle run on this machine, from references measured in this run: the dry
 # run's CPU (hashing and the hasher's record row: the hasher's CPU) plus, for each file, the two
 # other durable rows the pipeline must write (submitter intake, poller proof) at raw SQLite's CPU

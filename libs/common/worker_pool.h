@@ -6,21 +6,30 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "libs/common/thread_name.h"
 
 namespace anchord {
 
 class WorkerPool {
  public:
   // `max_queue` bounds the tasks waiting (not running); the default is unbounded for callers that
-  // bound their own work (the hasher's in-flight window).
-  explicit WorkerPool(int threads, size_t max_queue = static_cast<size_t>(-1))
+  // bound their own work (the hasher's in-flight window). Each thread is named `name`
+  // (thread_name.h).
+  explicit WorkerPool(int threads, size_t max_queue = static_cast<size_t>(-1),
+                      std::string name = "pool")
       : max_queue_(max_queue) {
-    for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Run(); });
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      threads_.emplace_back([this, name] {
+        NameThisThread(name);
+        Run();
+      });
+    }
   }
   ~WorkerPool() { Stop(); }
   WorkerPool(const WorkerPool&) = delete;

@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include "libs/common/thread_name.h"
+
 namespace anchord::hasher {
 
 bool CallRegistry::Reserve() {
@@ -21,6 +23,7 @@ void CallRegistry::Start(std::function<void()> cancel, std::function<void()> bod
     cancel_fns_[id] = std::move(cancel);
   }
   std::thread([this, id, body = std::move(body)]() mutable {
+    NameThisThread("call");  // a HashTree call's walk, a HashFiles call's reads
     body();
     body = nullptr;  // drop the call's state before the service may be destroyed
     absl::MutexLock lock(&mu_);

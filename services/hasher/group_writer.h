@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "libs/common/thread_name.h"
 
 namespace anchord::hasher {
 
@@ -39,12 +40,17 @@ class GroupWriter {
     size_t min_items = 1;
     // ...or this long after the writer found the first of them queued, whichever comes first.
     absl::Duration max_delay = absl::ZeroDuration();
+    // The writer thread's name (libs/common/thread_name.h).
+    const char* thread_name = "writer";
   };
 
   // Starts the writer thread.
   explicit GroupWriter(WriteFn write) : GroupWriter(std::move(write), Options()) {}
   GroupWriter(WriteFn write, Options options) : write_(std::move(write)), options_(options) {
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      NameThisThread(options_.thread_name);
+      Run();
+    });
   }
   GroupWriter(const GroupWriter&) = delete;
   GroupWriter& operator=(const GroupWriter&) = delete;

@@ -469,13 +469,15 @@ grpc::ServerWriteReactor<v1::HashTreeResponse>* HasherServiceImpl::HashTree(
   TreeCall* raw = call.get();
   if (request->dry_run()) {
     call->dry_recorder = std::make_unique<GroupWriter<HashedRecord>>(
-        [raw](std::vector<HashedRecord>& hashed) { RecordDry(raw, hashed); });
+        [raw](std::vector<HashedRecord>& hashed) { RecordDry(raw, hashed); },
+        GroupWriter<HashedRecord>::Options{1, absl::ZeroDuration(), "record"});
   } else {
     call->recorder = std::make_unique<GroupWriter<ForwardedRecord>>(
         [raw](std::vector<ForwardedRecord>& rows) { RecordForwardedRows(raw, rows); },
-        GroupWriter<ForwardedRecord>::Options{kRecordRows, kRecordDelay});
+        GroupWriter<ForwardedRecord>::Options{kRecordRows, kRecordDelay, "record"});
     call->reporter = std::make_unique<GroupWriter<TreeCall::Acked>>(
-        [raw](std::vector<TreeCall::Acked>& acked) { ReportAcked(raw, acked); });
+        [raw](std::vector<TreeCall::Acked>& acked) { ReportAcked(raw, acked); },
+        GroupWriter<TreeCall::Acked>::Options{1, absl::ZeroDuration(), "report"});
     call->session = std::make_unique<SubmitSession>(
         s->options.submitter, s->options.submit, s->metrics,
         [raw](const v1::SubmitResponse& ack) { OnTreeAck(raw, ack); });

@@ -124,8 +124,9 @@ absl::StatusOr<std::unique_ptr<HasherServiceImpl>> HasherServiceImpl::Create(
     return absl::InvalidArgumentError("max_inflight: must be at least 1");
   }
   auto shared = std::make_unique<Shared>(std::move(options), std::move(*walker), store, metrics);
-  shared->hash_pool = std::make_unique<WorkerPool>(shared->options.workers);
-  shared->query_pool = std::make_unique<WorkerPool>(1);
+  shared->hash_pool =
+      std::make_unique<WorkerPool>(shared->options.workers, static_cast<size_t>(-1), "hash");
+  shared->query_pool = std::make_unique<WorkerPool>(1, static_cast<size_t>(-1), "query");
   return std::unique_ptr<HasherServiceImpl>(new HasherServiceImpl(std::move(shared)));
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/log.h"
 
 namespace anchord::hasher {
@@ -21,7 +22,10 @@ SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessi
       options_(options),
       metrics_(metrics),
       on_ack_(std::move(on_ack)) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("submit");
+    Run();
+  });
 }
 
 SubmitSession::~SubmitSession() { Stop(); }
@@ -154,6 +158,7 @@ void SubmitSession::Run() {
     auto stream = stub_->Submit(ctx.get());
     std::atomic<bool> progressed{false};
     std::thread reader([&] {
+      NameThisThread("submit-acks");
       v1::SubmitResponse response;
       while (stream->Read(&response)) {
         progressed = true;

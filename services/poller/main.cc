@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     relay = std::make_unique<anchord::poller::PgEventRelay>(db, &bus, store->get(), clock);
     relay->Start();
   }
-  anchord::WorkerPool pool(workers, 100000);
+  anchord::WorkerPool pool(workers, 100000, "store-pool");
   anchord::poller::PollerServiceOptions service_options;
   service_options.watch_queue_capacity = static_cast<size_t>(watch_queue);
   for (auto* p : (*providers)->All()) {

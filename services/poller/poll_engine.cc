@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "absl/strings/ascii.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/log.h"
 #include "services/poller/convert.h"
 #include "services/poller/ots_check.h"
@@ -136,7 +137,10 @@ PollEngine::~PollEngine() { Stop(); }
 
 void PollEngine::Start() {
   for (Provider* p : providers_) {
-    threads_.emplace_back([this, p] { Loop(p); });
+    threads_.emplace_back([this, p] {
+      NameThisThread("poll");
+      Loop(p);
+    });
   }
 }
 

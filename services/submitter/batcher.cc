@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/digest/digest.h"
@@ -26,7 +27,10 @@ Batcher::Batcher(SubmitterStore* store, std::vector<std::string> providers,
 Batcher::~Batcher() { Stop(); }
 
 void Batcher::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("batcher");
+    Loop();
+  });
 }
 
 void Batcher::Stop() {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
 #include "libs/digest/digest.h"
@@ -86,9 +87,15 @@ absl::Status Engine::Init() {
 absl::Status Engine::Start() {
   ANCHORD_RETURN_IF_ERROR(Init());
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    threads_.emplace_back([this] { WorkerLoop(); });
+    threads_.emplace_back([this] {
+      NameThisThread("engine");
+      WorkerLoop();
+    });
   }
-  threads_.emplace_back([this] { GaugeLoop(); });
+  threads_.emplace_back([this] {
+    NameThisThread("gauges");
+    GaugeLoop();
+  });
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
 #include "libs/providers/provider.h"
@@ -88,7 +89,10 @@ Handoff::Handoff(SubmitterStore* store, std::shared_ptr<grpc::Channel> channel,
 Handoff::~Handoff() { Stop(); }
 
 void Handoff::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("handoff");
+    Loop();
+  });
 }
 
 void Handoff::Stop() {
@@ -304,6 +308,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
   // one transaction (one commit per window, not one per proof).
   AckWindow window(metrics_);
   std::thread reader([&] {
+    NameThisThread("handoff-acks");
     anchord::v1::TrackResponse resp;
     while (batch_form ? batch->Read(&resp) : track->Read(&resp)) window.Ack(resp);
     window.ReaderDone();

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/validate.h"
@@ -372,8 +373,14 @@ SubmitterCore::SubmitterCore(SubmitterStore* store, Engine* engine, SubmitterMet
     : store_(store), engine_(engine), metrics_(metrics), options_(std::move(options)) {
   absl::StatusOr<int64_t> n = store_->CountBacklog();
   if (n.ok()) backlog_ = *n;
-  threads_.emplace_back([this] { IntakeLoop(); });
-  threads_.emplace_back([this] { MonitorLoop(); });
+  threads_.emplace_back([this] {
+    NameThisThread("intake");
+    IntakeLoop();
+  });
+  threads_.emplace_back([this] {
+    NameThisThread("monitor");
+    MonitorLoop();
+  });
 }
 
 SubmitterCore::~SubmitterCore() { Stop(); }

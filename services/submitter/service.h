@@ -109,7 +109,7 @@ class SubmitterCore {
   ServiceOptions options_;
   std::function<void(int64_t)> on_stored_;
   std::atomic<int64_t> backlog_{0};
-  WorkerPool pool_{2};
+  WorkerPool pool_{2, static_cast<size_t>(-1), "rpc-pool"};
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -14,7 +16,9 @@
 #include "libs/common/log.h"
 #include "libs/common/loopback_port.h"
 #include "libs/common/secret.h"
+#include "libs/common/thread_name.h"
 #include "libs/common/validate.h"
+#include "libs/common/worker_pool.h"
 
 namespace anchord {
 namespace {
@@ -164,6 +168,50 @@ TEST(LoopbackPortTest, BelowTheEphemeralRangeAndBindable) {
     EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << "port " << port;
     close(fd);
   }
+}
+
+}  // namespace
+}  // namespace anchord
+
+namespace anchord {
+namespace {
+
+// The calling thread's name as the kernel holds it (/proc/self/task/TID/comm, without the newline).
+std::string OwnThreadName() {
+  std::ifstream in(absl::StrCat("/proc/self/task/", gettid(), "/comm"));
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+TEST(ThreadNameTest, NamesTheCallingThreadCutToFifteenBytes) {
+  std::string short_name, long_name;
+  std::thread t([&] {
+    NameThisThread("handoff");
+    short_name = OwnThreadName();
+    NameThisThread("a-thread-name-longer-than-fifteen");
+    long_name = OwnThreadName();
+  });
+  t.join();
+  EXPECT_EQ(short_name, "handoff");
+  EXPECT_EQ(long_name, "a-thread-name-l");
+  EXPECT_NE(OwnThreadName(), "handoff");  // only the thread that asked
+}
+
+TEST(ThreadNameTest, WorkerPoolThreadsCarryThePoolsName) {
+  absl::Mutex mu;
+  std::vector<std::string> names;
+  {
+    WorkerPool pool(2, 16, "store-pool");
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(pool.Post([&] {
+        absl::MutexLock lock(&mu);
+        names.push_back(OwnThreadName());
+      }));
+    }
+  }  // the pool runs what is queued before its threads end
+  ASSERT_EQ(names.size(), 4u);
+  for (const std::string& n : names) EXPECT_EQ(n, "store-pool");
 }
 
 }  // namespace

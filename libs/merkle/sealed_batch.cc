@@ -48,6 +48,18 @@ absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Decode(const std
   return std::shared_ptr<const SealedBatch>(new SealedBatch(*std::move(tree), leaves));
 }
 
+absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Build(
+    const std::vector<std::string>& digests, const std::vector<std::string>& nonces) {
+  absl::StatusOr<std::string> leaves = EncodeBatchLeaves(digests, nonces);
+  if (!leaves.ok()) return leaves.status();
+  const absl::string_view all(*leaves);
+  const size_t n = digests.size();
+  absl::StatusOr<Tree> tree =
+      Tree::BuildFlat(all.substr(0, n * kDigestSize), all.substr(n * kDigestSize));
+  if (!tree.ok()) return tree.status();
+  return std::shared_ptr<const SealedBatch>(new SealedBatch(*std::move(tree), *std::move(leaves)));
+}
+
 std::optional<size_t> SealedBatch::IndexOf(absl::string_view digest) const {
   absl::call_once(index_once_, [this] {
     const size_t n = size();

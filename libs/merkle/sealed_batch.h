@@ -35,6 +35,12 @@ class SealedBatch {
   // that does not match its root is never used to build a proof.
   static absl::StatusOr<std::shared_ptr<const SealedBatch>> Decode(const std::string& leaves,
                                                                    const std::string& root);
+  // A new batch of `digests` (32 bytes each) and `nonces` (16 bytes each, one per digest), as the
+  // batcher seals it: the tree it builds is the one Decode would rebuild from the stored form, so
+  // the process that sealed a batch can keep it instead of rebuilding it. INVALID_ARGUMENT as
+  // EncodeBatchLeaves.
+  static absl::StatusOr<std::shared_ptr<const SealedBatch>> Build(
+      const std::vector<std::string>& digests, const std::vector<std::string>& nonces);
 
   SealedBatch(const SealedBatch&) = delete;  // index_ points into encoded_
   SealedBatch& operator=(const SealedBatch&) = delete;

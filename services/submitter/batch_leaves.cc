@@ -27,10 +27,25 @@ absl::StatusOr<std::shared_ptr<const SealedBatch>> LeafDetails::Tree(int64_t bat
     return absl::Status(batch.status().code(),
                         absl::StrCat("batch ", batch_id, ": ", batch.status().message()));
   }
-  absl::MutexLock lock(&mu_);
-  cache_.emplace_front(batch_id, *batch);
-  if (cache_.size() > kCached) cache_.pop_back();
+  Keep(batch_id, *batch);
   return batch;
+}
+
+void LeafDetails::Keep(int64_t batch_id, std::shared_ptr<const SealedBatch> batch) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, cached] : cache_) {
+    if (id == batch_id) return;
+  }
+  cache_.emplace_front(batch_id, std::move(batch));
+  if (cache_.size() > kCached) cache_.pop_back();
+}
+
+void LeafDetails::Sealed(int64_t batch_id, const NewBatch& b) {
+  if (b.sealed == nullptr || b.sealed->size() != b.leaf_ids.size() ||
+      b.sealed->tree().root().raw() != b.root) {
+    return;
+  }
+  Keep(batch_id, b.sealed);
 }
 
 absl::StatusOr<HandoffBatch> LeafDetails::ForHandoff(int64_t batch_id, const Source& source) {

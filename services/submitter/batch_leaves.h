@@ -65,9 +65,14 @@ class LeafDetails {
   absl::StatusOr<HandoffBatch> ForHandoff(int64_t batch_id, const Source& source)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // After the commit of batch `batch_id` sealed from `b`: keeps b.sealed as the batch's tree when
+  // it is the batch's (its root and leaf count), so the batch's first hand-off window finds it.
+  void Sealed(int64_t batch_id, const NewBatch& b) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   absl::StatusOr<std::shared_ptr<const SealedBatch>> Tree(int64_t batch_id, const Source& source)
       ABSL_LOCKS_EXCLUDED(mu_);
+  void Keep(int64_t batch_id, std::shared_ptr<const SealedBatch> batch) ABSL_LOCKS_EXCLUDED(mu_);
 
   static constexpr size_t kCached = 4;
   absl::Mutex mu_;

@@ -8,6 +8,7 @@
 #include "libs/common/log.h"
 #include "libs/digest/digest.h"
 #include "libs/merkle/merkle.h"
+#include "libs/merkle/sealed_batch.h"
 
 namespace anchord::submitter {
 
@@ -85,9 +86,14 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
                                ? nonces.substr(i * merkle::kNonceSize, merkle::kNonceSize)
                                : std::string());
   }
-  absl::StatusOr<merkle::Tree> tree = merkle::Tree::Build(digests, batch.nonces);
-  if (!tree.ok()) return tree.status();
-  batch.root = tree->root().raw();
+  std::vector<std::string> raw;
+  raw.reserve(digests.size());
+  for (const Digest& d : digests) raw.push_back(d.raw());
+  absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> sealed =
+      merkle::SealedBatch::Build(raw, batch.nonces);
+  if (!sealed.ok()) return sealed.status();
+  batch.root = (*sealed)->tree().root().raw();
+  batch.sealed = *std::move(sealed);
   // What the provider is told about the root: a name that says what it is, and the size of the
   // leaf list it commits to. The job is the first leaf's, for logs only (roots have no file refs).
   const std::string short_root = HexEncode(batch.root).substr(0, 16);

@@ -168,7 +168,6 @@ class AckWindow {
   // what the request's acknowledgement marks handed off (a batch-form request carries many).
   void Sent(const HandoffRequest& r) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    for (const auto& [id, seq] : r.rows) in_flight_.insert(id);
     unacked_rows_ += r.rows.size();
     unacked_[r.request.track().request_id()] = Request{r.rows, r.leaf_group};
   }
@@ -248,19 +247,11 @@ class AckWindow {
     return unacked_rows_ <= rows && !retry_later_;
   }
 
-  // The ids of the rows sent and not yet taken back by TakeAcked or TakeOneByOne: a row stays
-  // pending in the store until the writer marks it, so it stays in flight until then too.
-  std::set<int64_t> InFlight() ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    return in_flight_;
-  }
-
   // The {row id, change seq} of the rows acknowledged since the last call, to mark handed off.
   std::vector<std::pair<int64_t, int64_t>> TakeAcked() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     std::vector<std::pair<int64_t, int64_t>> rows;
     rows.swap(acked_);
-    for (const auto& [id, seq] : rows) in_flight_.erase(id);
     return rows;
   }
 
@@ -269,7 +260,6 @@ class AckWindow {
     absl::MutexLock lock(&mu_);
     std::vector<int64_t> ids;
     ids.swap(one_by_one_);
-    for (int64_t id : ids) in_flight_.erase(id);
     return ids;
   }
 
@@ -282,8 +272,7 @@ class AckWindow {
   SubmitterMetrics* const metrics_;
   absl::Mutex mu_;
   std::map<std::string, Request> unacked_ ABSL_GUARDED_BY(mu_);
-  size_t unacked_rows_ ABSL_GUARDED_BY(mu_) = 0;      // rows of the requests in unacked_
-  std::set<int64_t> in_flight_ ABSL_GUARDED_BY(mu_);  // their ids
+  size_t unacked_rows_ ABSL_GUARDED_BY(mu_) = 0;  // rows of the requests in unacked_
   std::vector<int64_t> one_by_one_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int64_t, int64_t>> acked_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
@@ -315,8 +304,19 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
   });
 
   bool progressed = false;
+  // The ids of the rows sent and not yet taken back from the window (acknowledged or to go one by
+  // one): a row stays pending in the store until this thread marks it, so it stays in flight until
+  // then too. Only this thread (the writer) reads or changes it.
+  RowIds in_flight;
+  auto take_one_by_one = [&] {
+    for (int64_t id : window.TakeOneByOne()) {
+      in_flight.erase(id);
+      one_by_one_.insert(id);
+    }
+  };
   auto mark_acked = [&] {
     std::vector<std::pair<int64_t, int64_t>> rows = window.TakeAcked();
+    for (const auto& [id, seq] : rows) in_flight.erase(id);
     if (rows.empty()) return;
     absl::Status ms = store_->MarkHandedOffBatch(rows);
     if (!ms.ok()) {
@@ -325,6 +325,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     progressed = true;
   };
   auto write = [&](const HandoffRequest& r) {
+    for (const auto& [id, seq] : r.rows) in_flight.insert(in_flight.end(), id);
     window.Sent(r);
     return batch_form ? batch->Write(r.request) : track->Write(r.request.track());
   };
@@ -347,7 +348,6 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     // one, whose acknowledgements are then marked in one commit; one window at a time left each
     // side idle while the other committed (bench/RESULTS.md, session 7). The rows still in flight
     // are pending too (not yet marked): they are read and left out, not sent twice.
-    const std::set<int64_t> in_flight = window.InFlight();
     const uint64_t seen = WakeSeq();  // before the read: a Wake after it is not lost
     absl::StatusOr<std::vector<Submission>> rows =
         batch_form ? store_->PendingHandoffForBatchForm(options_.batch, in_flight)
@@ -361,7 +361,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
       if (!in_flight.empty()) {
         // Nothing new: settle the window in flight before looking again.
         if (!window.WaitAcked()) broken = true;
-        for (int64_t id : window.TakeOneByOne()) one_by_one_.insert(id);
+        take_one_by_one();
         mark_acked();
         continue;
       }
@@ -377,7 +377,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     }
     if (!SendHandoffWindow(store_, *rows, *files, window_options, write)) broken = true;
     if (!window.WaitAtMost(rows->size())) broken = true;
-    for (int64_t id : window.TakeOneByOne()) one_by_one_.insert(id);
+    take_one_by_one();
     mark_acked();
   }
   // A stream the poller ended keeps its status (UNIMPLEMENTED from an older poller): cancel only

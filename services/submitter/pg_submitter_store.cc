@@ -309,6 +309,7 @@ class PgSubmitterStore final : public SubmitterStore {
       ANCHORD_ASSIGN_OR_RETURN(batch_id, SealPgBatch(c, b, ToMs(now)));
       return absl::OkStatus();
     }));
+    leaf_details_.Sealed(batch_id, b);
     return batch_id;
   }
 

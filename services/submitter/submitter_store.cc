@@ -39,8 +39,8 @@ const char* SubStateName(SubState s) {
   return "UNKNOWN";
 }
 
-absl::StatusOr<std::vector<Submission>> SubmitterStore::PendingHandoffExcept(
-    int limit, const std::set<int64_t>& skip) {
+absl::StatusOr<std::vector<Submission>> SubmitterStore::PendingHandoffExcept(int limit,
+                                                                             const RowIds& skip) {
   const int extra = static_cast<int>(std::min<size_t>(skip.size(), std::max(limit, 0)));
   absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(limit + extra);
   if (!rows.ok()) return rows;
@@ -302,6 +302,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     ANCHORD_ASSIGN_OR_RETURN(int64_t batch_id, SealSqliteBatch(tx, b, ToMs(now)));
     ANCHORD_RETURN_IF_ERROR(tx.Commit());
+    leaf_details_.Sealed(batch_id, b);
     return batch_id;
   }
 
@@ -491,8 +492,8 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return WithLeafDetails(ReadPending(limit, {}, /*thin=*/false));
   }
 
-  absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(
-      int limit, const std::set<int64_t>& skip) override {
+  absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(int limit,
+                                                                     const RowIds& skip) override {
     // The session (the store's connection) ends before Fill, which opens its own.
     return WithLeafDetails(ReadPending(limit, skip, /*thin=*/true));
   }
@@ -501,8 +502,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   // hand-off index (written SUBMITTED or FAILED) and the leaves of SUBMITTED batches not yet
   // acknowledged (sqlite_batches.h, OwedBatch), which read as SUBMITTED. `thin`: a leaf is read
   // thin where it can be (PendingHandoffForBatchForm).
-  absl::StatusOr<std::vector<Submission>> ReadPending(int limit, const std::set<int64_t>& skip,
-                                                      bool thin) {
+  absl::StatusOr<std::vector<Submission>> ReadPending(int limit, const RowIds& skip, bool thin) {
     const size_t want = static_cast<size_t>(std::max(limit, 0));
     // Every skipped row may come first: each statement asks for as many more to find `want`
     // others if there are.

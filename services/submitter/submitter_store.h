@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -58,6 +59,11 @@ struct StoredRecord {
   absl::Time confirmed_at = absl::InfinitePast();
   std::string evidence;  // the .ots the provider answered the create with (calendars)
 };
+
+// Row ids, e.g. a hand-off's rows in flight (tens of thousands, mostly consecutive): a B-tree
+// holds many to a node, where std::set allocated a node per id for every one sent, looked up and
+// taken back (about a sixth of the hand-off's CPU, bench/RESULTS.md session 25).
+using RowIds = absl::btree_set<int64_t>;
 
 struct Submission {
   int64_t id = 0;
@@ -132,6 +138,10 @@ struct NewBatch {
   // Optional, per leaf: the digest read with its id (a row's digest never changes), which spares
   // a store reading it back while it marks the leaf; empty to have the store read them.
   std::vector<Digest> leaf_digests;
+  // Optional: the batch as the batcher built it from leaf_digests and nonces (root == its root).
+  // A store keeps it for the hand-off once the batch is committed, which then does not rebuild
+  // the tree from the stored leaves (a tenth of the hand-off's CPU, bench/RESULTS.md session 25).
+  std::shared_ptr<const merkle::SealedBatch> sealed;
 };
 
 struct InsertResult {
@@ -277,16 +287,15 @@ class SubmitterStore {
   virtual absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) = 0;
   // PendingHandoff(limit + min(skip.size(), limit)) without the rows in `skip` (a hand-off's
   // rows in flight), at most `limit`.
-  absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit,
-                                                               const std::set<int64_t>& skip);
+  absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit, const RowIds& skip);
   // PendingHandoffExcept for the batch-form hand-off (handoff_window.h), which sends of a sealed
   // batch's SUBMITTED leaf only its digest's place in the tree and its files: a store may return
   // such a leaf `thin`, with only id, digest, provider, state, mode, batch_id, change_seq and
   // handed_off_seq, sparing the read of its other columns and the derivation of its path and
   // record (most of the hand-off's CPU per leaf). A thin row that must go the per-row way after
   // all is read again whole (GetByDigest). The default returns whole rows.
-  virtual absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(
-      int limit, const std::set<int64_t>& skip) {
+  virtual absl::StatusOr<std::vector<Submission>> PendingHandoffForBatchForm(int limit,
+                                                                             const RowIds& skip) {
     return PendingHandoffExcept(limit, skip);
   }
   // Records that the poller acknowledged the row as of `seq` (a later change stays pending).

@@ -60,6 +60,33 @@ TEST(SealedBatch, DecodesToTheBatchersTreeWithEveryLeafInOrder) {
   }
 }
 
+// The batcher's own batch (SealedBatch::Build) is the one its stored form decodes to, so the
+// process that sealed it may hand it off without decoding.
+TEST(SealedBatch, BuiltIsWhatItsStoredFormDecodesTo) {
+  for (size_t n : {1u, 3u, 64u}) {
+    Leaves l = Make(n);
+    Tree tree = Built(l);
+    auto built = SealedBatch::Build(l.digests, l.nonces);
+    ASSERT_TRUE(built.ok()) << built.status();
+    const SealedBatch& b = **built;
+    EXPECT_EQ(b.tree().root().raw(), tree.root().raw());
+    EXPECT_EQ(b.encoded(), *EncodeBatchLeaves(l.digests, l.nonces));
+    auto decoded = SealedBatch::Decode(b.encoded(), tree.root().raw());
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    ASSERT_EQ(b.size(), n);
+    for (size_t i = 0; i < n; ++i) {
+      EXPECT_EQ(b.IndexOf(l.digests[i]), i);
+      EXPECT_EQ(b.tree().PathBytes(i), (*decoded)->tree().PathBytes(i)) << "leaf " << i;
+    }
+  }
+  Leaves bad = Make(2);
+  bad.nonces[1].pop_back();
+  auto st = SealedBatch::Build(bad.digests, bad.nonces).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("leaf 1"), absl::string_view::npos) << st;
+  EXPECT_FALSE(SealedBatch::Build({}, {}).ok());
+}
+
 TEST(SealedBatch, RefusesLeavesThatDoNotLeadToTheRoot) {
   Leaves l = Make(5);
   Tree tree = Built(l);

@@ -150,7 +150,7 @@ TEST_P(LeanRowsTest, BatchFormReadSkipsTheGivenRowsAndKeepsTheLimit) {
   auto whole = store_->PendingHandoff(100);
   ASSERT_TRUE(whole.ok()) << whole.status();
   ASSERT_EQ(whole->size(), 7u);
-  const std::set<int64_t> skip = {(*whole)[0].id, (*whole)[1].id, (*whole)[3].id};
+  const RowIds skip = {(*whole)[0].id, (*whole)[1].id, (*whole)[3].id};
   auto lean = store_->PendingHandoffForBatchForm(3, skip);
   ASSERT_TRUE(lean.ok()) << lean.status();
   ASSERT_EQ(lean->size(), 3u);

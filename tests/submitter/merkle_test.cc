@@ -585,6 +585,38 @@ TEST_P(MerkleStoreTest, BatchForHandoffGivesStoredLeavesAndRootRow) {
   EXPECT_EQ(store_->BatchForHandoff(*id + 1000).status().code(), absl::StatusCode::kNotFound);
 }
 
+// The batch the batcher built (NewBatch::sealed) is what the hand-off gets for it after the
+// commit, not a tree rebuilt from the stored leaves; one that is not the batch's is not kept.
+TEST_P(MerkleStoreTest, BatchForHandoffKeepsTheSealersOwnTree) {
+  ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
+  std::vector<WaitingLeaf> leaves = Unbatched();
+  TestBatch b = MakeBatch(leaves);
+  std::vector<std::string> digests;
+  for (const WaitingLeaf& l : leaves) digests.push_back(l.digest.raw());
+  auto sealed = merkle::SealedBatch::Build(digests, b.nonces);
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  ASSERT_EQ((*sealed)->tree().root().raw(), b.root);
+  b.sealed = *sealed;
+  auto id = store_->CreateMerkleBatch(b, kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto got = store_->BatchForHandoff(*id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->leaves.get(), sealed->get());
+
+  // Another batch's tree (of as many leaves) given with this one: the stored leaves are decoded.
+  ASSERT_TRUE(store_->InsertBatch({Leaf(4), Leaf(5), Leaf(6)}, kNow).ok());
+  TestBatch other = MakeBatch(Unbatched());
+  other.sealed = *sealed;
+  auto other_id = store_->CreateMerkleBatch(other, kNow);
+  ASSERT_TRUE(other_id.ok()) << other_id.status();
+  auto other_got = store_->BatchForHandoff(*other_id);
+  ASSERT_TRUE(other_got.ok()) << other_got.status();
+  ASSERT_NE(other_got->leaves, nullptr);
+  EXPECT_NE(other_got->leaves.get(), sealed->get());
+  EXPECT_EQ(other_got->leaves->tree().root().raw(), other.root);
+  EXPECT_EQ(other_got->leaves->size(), 3u);
+}
+
 TEST_P(MerkleStoreTest, EveryReaderSeesALeafInItsRootsState) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3), PerFile(4)}, kNow).ok());
   LeafReaders read(store_.get());

@@ -140,9 +140,17 @@ HASHER="127.0.0.1:$(cat "$WORK/state/run/hasher.port")"
 # The dry run hashes and records every file (hasher.db) and streams the results back: the rate
 # the Merkle run is held to (at least half of it). Its rows do not make the Merkle run skip files
 # (only files the submitter acknowledged count as unchanged).
+# Each thread name's CPU through the dry run as well (bench/proc_stat.py), to set beside the
+# Merkle run's.
+/usr/bin/python3 bench/proc_stat.py threads "$WORK/state/run/stack.json" "$WORK/dry.done" \
+  > "$WORK/dry_threads.json" &
+DRY_THREADS_PID=$!
+sleep 0.2  # its first sample, the baseline, before the run
 DU0=$(service_usage "$WORK/state/run/stack.json")
 DRY_JSON=$("$BENCH_BIN/hasher_bench" "$HASHER" tree)
 DU1=$(service_usage "$WORK/state/run/stack.json")
+touch "$WORK/dry.done"
+wait "$DRY_THREADS_PID" || true
 DRY_S=$(echo "$DRY_JSON" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
 
 W0=$(service_writes "$WORK/state/run/stack.json")
@@ -155,7 +163,7 @@ U0=$(service_usage "$WORK/state/run/stack.json")
 # stage's count, each service's CPU seconds).
 import json, os, re, sys, time, urllib.request
 sys.path.insert(0, "bench")
-from proc_stat import cpu_and_faults, threads_of
+from proc_stat import ThreadTracker, cpu_and_faults
 run, n = sys.argv[1], int(sys.argv[2])
 ports = {s: open(os.path.join(run, f"{s}.metrics.port")).read().strip()
          for s in ("hasher", "submitter", "poller")}
@@ -167,20 +175,15 @@ stages = [
     ("poller store", "poller", r'anchord_poller_events_total\{type="tracked"\}'),
 ]
 pids = json.load(open(os.path.join(run, "stack.json")))["pids"]
-# Each thread's CPU as first and last seen: {(service, thread id): [name, first, last]}; a thread
-# born after the first sample starts from 0. A thread that ends is kept as last seen (up to one
-# sample short), so the threads of a call (the hasher's, for one) are counted too.
-threads = {}
+threads = ThreadTracker()  # each thread name's CPU through the run
 def cpu_seconds():
     out = {}
     for s in ports:
         try:
             out[s] = cpu_and_faults(pids[s])[0]
-            for tid, (name, cpu) in threads_of(pids[s]).items():
-                seen = threads.setdefault((s, tid), [name, 0.0 if samples else cpu, cpu])
-                seen[0], seen[2] = name, cpu
         except (OSError, KeyError, IndexError, ValueError):
             out[s] = None
+    threads.sample({s: pids[s] for s in ports if s in pids})
     return out
 t0 = time.time()
 marks = {name: {} for name, _, _ in stages}
@@ -214,12 +217,8 @@ while time.time() - t0 < 600:
     if all(1.0 in m for m in marks.values()):
         break
     time.sleep(0.1)
-by_name = {}
-for (s, _), (name, first, last) in threads.items():
-    by_name.setdefault(s, {})
-    by_name[s][name] = by_name[s].get(name, 0) + last - first
 print(json.dumps({"marks": {name: {str(k): v for k, v in m.items()} for name, m in marks.items()},
-                  "samples": samples, "threads": by_name}))
+                  "samples": samples, "threads": threads.by_name()}))
 PY
 SAMPLER=$!
 # PERF=1 (with KEEP_LOGS): a CPU profile of the submitter and the poller during the Merkle run.
@@ -310,10 +309,11 @@ LOAD_END="$(load)"
 
 /usr/bin/python3 - "$FILES" "$TREE_BYTES" "$OPENSSL_S" "$DRY_S" "$MERKLE_S" "$W0" "$W1" \
   "$WORK/timeline.json" "$REF_JSON" "$INGEST_JSON" "$EXIT_FILES" "$EXIT_S" "$LOAD_START" "$LOAD_MID" \
-  "$LOAD_END" "$SYNC_LINE" "$U0" "$U1" "$DU0" "$DU1" "$CTL_CPU" "$(nproc)" "$OWED" <<'PY' | tee "${OUT:-bench/results/pipeline.md}"
+  "$LOAD_END" "$SYNC_LINE" "$U0" "$U1" "$DU0" "$DU1" "$CTL_CPU" "$(nproc)" "$OWED" \
+  "$WORK/dry_threads.json" <<'PY' | tee "${OUT:-bench/results/pipeline.md}"
 import json, sys
 (files, tree_bytes, openssl_s, dry_s, merkle_s, w0, w1, timeline, ref, ingest, exit_files, exit_s,
- load0, load1, load2, sync, u0, u1, du0, du1, ctl_cpu, cores, owed) = sys.argv[1:24]
+ load0, load1, load2, sync, u0, u1, du0, du1, ctl_cpu, cores, owed, dry_threads_file) = sys.argv[1:25]
 files, tree_bytes = int(files), int(tree_bytes)
 openssl_s, dry_s, merkle_s, exit_s = map(float, (openssl_s, dry_s, merkle_s, exit_s))
 owed = json.loads(owed)
@@ -398,17 +398,23 @@ print(f"| all | {writes / files / 1024:.2f} KiB | {cpu_sum:.2f} ({cpu_sum / merk
       f"{cores} cores) | |")
 # Each stage's own CPU: the services name their threads (libs/common/thread_name.h), so the
 # submitter's intake, batcher and hand-off, say, are told apart.
+try:
+    dry_threads = json.load(open(dry_threads_file))
+except (OSError, ValueError):
+    dry_threads = {}
 thread_cpu = tl_all.get("threads", {})
 if thread_cpu:
     print()
-    print("Merkle run, CPU seconds per thread name (/proc/PID/task/*/stat at the samples; "
-          "0.01 s and more):")
+    print("CPU seconds per thread name (/proc/PID/task/*/stat sampled through each run; 0.01 s "
+          "and more):")
     print()
-    print("| service | threads (CPU s) |")
-    print("|---|---|")
-    for name in sorted(thread_cpu):
-        shown = sorted(((v, t) for t, v in thread_cpu[name].items() if v >= 0.01), reverse=True)
-        print(f"| {name} | " + ", ".join(f"{t} {v:.2f}" for v, t in shown) + " |")
+    print("| service | Merkle run | dry run |")
+    print("|---|---|---|")
+    def cell(by_thread):
+        shown = sorted(((v, t) for t, v in by_thread.items() if v >= 0.01), reverse=True)
+        return ", ".join(f"{t} {v:.2f}" for v, t in shown) or "-"
+    for name in sorted(set(thread_cpu) | set(dry_threads)):
+        print(f"| {name} | {cell(thread_cpu.get(name, {}))} | {cell(dry_threads.get(name, {}))} |")
 # A floor for the Merkle run on this machine, from references measured in this run: the dry
 # run's CPU (hashing and the hasher's record row: the hasher's CPU) plus, for each file, the two
 # other durable rows the pipeline must write (submitter intake, poller proof) at raw SQLite's CPU

@@ -30,18 +30,51 @@ def threads_of(pid):
     return out
 
 
-def thread_cpu(pid):
-    """{thread name: CPU seconds} of `pid`'s live threads, summed over threads of one name (the
-    services name theirs: libs/common/thread_name.h). A thread that ended is in cpu_and_faults's
-    total but no longer here."""
-    out = {}
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/stat") as f:
-                text = f.read()
-        except OSError:
-            continue  # the thread ended meanwhile
-        name = text[text.index("(") + 1:text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / _TICK
-    return out
+class ThreadTracker:
+    """Each thread's CPU between the first sample and the last one it was seen in, summed by
+    thread name per service (the services name their threads: libs/common/thread_name.h). A
+    thread born after the first sample starts from 0; one that ends counts as last seen (up to one
+    sample short), so a call's threads (the hasher's) are counted too."""
+
+    def __init__(self):
+        self._seen = {}  # (service, thread id) -> [name, first, last]
+        self._sampled = False
+
+    def sample(self, pids):
+        for service, pid in pids.items():
+            try:
+                live = threads_of(pid)
+            except OSError:
+                continue  # the service is gone
+            for tid, (name, cpu) in live.items():
+                seen = self._seen.setdefault((service, tid),
+                                             [name, cpu if not self._sampled else 0.0, cpu])
+                seen[0], seen[2] = name, cpu
+        self._sampled = True
+
+    def by_name(self):
+        out = {}
+        for (service, _), (name, first, last) in self._seen.items():
+            out.setdefault(service, {})
+            out[service][name] = out[service].get(name, 0) + last - first
+        return out
+
+
+if __name__ == "__main__":
+    # python3 bench/proc_stat.py threads STACK_JSON STOP_FILE: samples the stack's threads every
+    # 50 ms until STOP_FILE exists (or 600 s), then prints ThreadTracker.by_name() as JSON.
+    import json
+    import sys
+    import time
+    _, mode, stack_json, stop_file = sys.argv
+    assert mode == "threads", "usage: proc_stat.py threads STACK_JSON STOP_FILE"
+    pids = json.load(open(stack_json))["pids"]
+    tracker = ThreadTracker()
+    t_end = time.time() + 600
+    while time.time() < t_end:
+        tracker.sample(pids)
+        if os.path.exists(stop_file):
+            tracker.sample(pids)
+            break
+        time.sleep(0.05)
+    print(json.dumps(tracker.by_name()))

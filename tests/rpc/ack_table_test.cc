@@ -45,9 +45,29 @@ TEST(AckTableTest, UnknownAndRepeatedAcksFindNothing) {
   EXPECT_FALSE(t.Take("f7").has_value());
   EXPECT_FALSE(t.Take("").has_value());
   EXPECT_FALSE(t.Take("h0").has_value());  // another table's prefix
+  // Only the exact form Add gave: no other spelling of the same counter, nothing around it.
+  for (const char* other : {"f00", "f+0", "f-0", " f0", "f0 ", "f0x", "F0", "f", "0",
+                            "f99999999999999999999999", "f18446744073709551616"}) {
+    EXPECT_FALSE(t.Take(other).has_value()) << other;
+  }
   EXPECT_EQ(t.size(), 1u);
   ASSERT_TRUE(t.Take(id).has_value());
   EXPECT_FALSE(t.Take(id).has_value());  // a duplicate answer counts once
+}
+
+TEST(AckTableTest, LargeCountersRoundTrip) {
+  AckTable<Item> t("f");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(t.Add(Item{"p", i}));
+  EXPECT_EQ(ids[10], "f10");
+  EXPECT_FALSE(t.Take("f010").has_value());
+  std::optional<Item> ten = t.Take("f10");
+  ASSERT_TRUE(ten.has_value());
+  EXPECT_EQ(ten->size, 10);
+  std::optional<Item> one = t.Take("f1");
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->size, 1);
+  EXPECT_EQ(t.size(), 10u);
 }
 
 TEST(AckTableTest, ConcurrentSendersGetDistinctIds) {

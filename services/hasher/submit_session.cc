@@ -4,8 +4,8 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "libs/common/thread_name.h"
 #include "libs/common/log.h"
+#include "libs/common/thread_name.h"
 
 namespace anchord::hasher {
 

@@ -5,8 +5,8 @@
 #include <unordered_set>
 
 #include "absl/strings/ascii.h"
-#include "libs/common/thread_name.h"
 #include "libs/common/log.h"
+#include "libs/common/thread_name.h"
 #include "services/poller/convert.h"
 #include "services/poller/ots_check.h"
 

@@ -3,9 +3,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "libs/common/thread_name.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
+#include "libs/common/thread_name.h"
 #include "libs/digest/digest.h"
 #include "libs/merkle/merkle.h"
 #include "libs/merkle/sealed_batch.h"

@@ -9,9 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "libs/common/thread_name.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
+#include "libs/common/thread_name.h"
 #include "libs/providers/provider.h"
 #include "libs/rpc/messages.h"
 #include "services/submitter/handoff_window.h"

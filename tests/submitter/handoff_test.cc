@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/mutex.h"
 #include "anchord/v1/poller.grpc.pb.h"
 #include "services/submitter/handoff.h"
@@ -136,6 +137,9 @@ TEST_F(HandoffTest, AWakeBetweenAnEmptyReadAndTheWaitIsNotLost) {
       }
     };
   });
+  // Stopped before this test's locals go, not in TearDown: the hand-off calls on_nothing_to_send
+  // again once the row is acknowledged, and that callback uses them (a crash seen once in CI).
+  absl::Cleanup stop = [this] { handoff_->Stop(); };
   ASSERT_TRUE(anchord::testing::WaitUntil([&] { return woken.load(); }, absl::Seconds(10)));
   EXPECT_TRUE(WaitHandedOff());
   EXPECT_EQ(poller_.acked().size(), 1u);

@@ -25,10 +25,7 @@ class WorkerPool {
                       std::string name = "pool")
       : max_queue_(max_queue) {
     for (int i = 0; i < std::max(1, threads); ++i) {
-      threads_.emplace_back([this, name] {
-        NameThisThread(name);
-        Run();
-      });
+      threads_.push_back(StartNamedThread(name, [this] { Run(); }));
     }
   }
   ~WorkerPool() { Stop(); }

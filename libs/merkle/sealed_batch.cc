@@ -4,8 +4,15 @@
 #include "absl/strings/string_view.h"
 
 namespace anchord::merkle {
+namespace {
 
-absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>& digests,
+absl::string_view Bytes(const std::string& raw) { return raw; }
+absl::string_view Bytes(const Digest& d) { return d.bytes(); }
+
+}  // namespace
+
+template <typename D>
+absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<D>& digests,
                                               const std::vector<std::string>& nonces) {
   if (digests.empty() || digests.size() != nonces.size()) {
     return absl::InvalidArgumentError("merkle batch: one nonce per leaf digest is needed");
@@ -13,10 +20,11 @@ absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>& di
   std::string out;
   out.reserve(digests.size() * (kDigestSize + kNonceSize));
   for (size_t i = 0; i < digests.size(); ++i) {
-    if (digests[i].size() != kDigestSize) {
+    const absl::string_view digest = Bytes(digests[i]);
+    if (digest.size() != kDigestSize) {
       return absl::InvalidArgumentError(absl::StrCat("merkle batch: leaf ", i, " digest size"));
     }
-    out += digests[i];
+    out.append(digest.data(), digest.size());
   }
   for (size_t i = 0; i < nonces.size(); ++i) {
     if (nonces[i].size() != kNonceSize) {
@@ -48,8 +56,14 @@ absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Decode(const std
   return std::shared_ptr<const SealedBatch>(new SealedBatch(*std::move(tree), leaves));
 }
 
+template absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>&,
+                                                       const std::vector<std::string>&);
+template absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<Digest>&,
+                                                       const std::vector<std::string>&);
+
+template <typename D>
 absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Build(
-    const std::vector<std::string>& digests, const std::vector<std::string>& nonces) {
+    const std::vector<D>& digests, const std::vector<std::string>& nonces) {
   absl::StatusOr<std::string> leaves = EncodeBatchLeaves(digests, nonces);
   if (!leaves.ok()) return leaves.status();
   const absl::string_view all(*leaves);
@@ -59,6 +73,11 @@ absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Build(
   if (!tree.ok()) return tree.status();
   return std::shared_ptr<const SealedBatch>(new SealedBatch(*std::move(tree), *std::move(leaves)));
 }
+
+template absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Build(
+    const std::vector<std::string>&, const std::vector<std::string>&);
+template absl::StatusOr<std::shared_ptr<const SealedBatch>> SealedBatch::Build(
+    const std::vector<Digest>&, const std::vector<std::string>&);
 
 std::optional<size_t> SealedBatch::IndexOf(absl::string_view digest) const {
   absl::call_once(index_once_, [this] {

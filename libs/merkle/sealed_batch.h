@@ -24,8 +24,10 @@
 namespace anchord::merkle {
 
 // The stored form of a batch's leaves. INVALID_ARGUMENT on a count mismatch or a digest or nonce
-// of the wrong size.
-absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<std::string>& digests,
+// of the wrong size. A leaf's digest as raw bytes (a store's column) or as a Digest (the
+// batcher's own leaves, 32 bytes by type): the two instantiations in sealed_batch.cc.
+template <typename D>
+absl::StatusOr<std::string> EncodeBatchLeaves(const std::vector<D>& digests,
                                               const std::vector<std::string>& nonces);
 
 // One sealed batch's tree, rebuilt from its stored leaves. Immutable; safe to share.
@@ -39,8 +41,10 @@ class SealedBatch {
   // batcher seals it: the tree it builds is the one Decode would rebuild from the stored form, so
   // the process that sealed a batch can keep it instead of rebuilding it. INVALID_ARGUMENT as
   // EncodeBatchLeaves.
+  // Digests as std::string or Digest (EncodeBatchLeaves).
+  template <typename D>
   static absl::StatusOr<std::shared_ptr<const SealedBatch>> Build(
-      const std::vector<std::string>& digests, const std::vector<std::string>& nonces);
+      const std::vector<D>& digests, const std::vector<std::string>& nonces);
 
   SealedBatch(const SealedBatch&) = delete;  // index_ points into encoded_
   SealedBatch& operator=(const SealedBatch&) = delete;

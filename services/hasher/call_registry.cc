@@ -22,8 +22,8 @@ void CallRegistry::Start(std::function<void()> cancel, std::function<void()> bod
     id = next_id_++;
     cancel_fns_[id] = std::move(cancel);
   }
-  std::thread([this, id, body = std::move(body)]() mutable {
-    NameThisThread("call");  // a HashTree call's walk, a HashFiles call's reads
+  // "call": a HashTree call's walk, a HashFiles call's reads.
+  StartNamedThread("call", [this, id, body = std::move(body)]() mutable {
     body();
     body = nullptr;  // drop the call's state before the service may be destroyed
     absl::MutexLock lock(&mu_);

@@ -47,10 +47,7 @@ class GroupWriter {
   // Starts the writer thread.
   explicit GroupWriter(WriteFn write) : GroupWriter(std::move(write), Options()) {}
   GroupWriter(WriteFn write, Options options) : write_(std::move(write)), options_(options) {
-    thread_ = std::thread([this] {
-      NameThisThread(options_.thread_name);
-      Run();
-    });
+    thread_ = StartNamedThread(options_.thread_name, [this] { Run(); });
   }
   GroupWriter(const GroupWriter&) = delete;
   GroupWriter& operator=(const GroupWriter&) = delete;

@@ -22,10 +22,7 @@ SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessi
       options_(options),
       metrics_(metrics),
       on_ack_(std::move(on_ack)) {
-  thread_ = std::thread([this] {
-    NameThisThread("submit");
-    Run();
-  });
+  thread_ = StartNamedThread("submit", [this] { Run(); });
 }
 
 SubmitSession::~SubmitSession() { Stop(); }
@@ -157,8 +154,7 @@ void SubmitSession::Run() {
     }
     auto stream = stub_->Submit(ctx.get());
     std::atomic<bool> progressed{false};
-    std::thread reader([&] {
-      NameThisThread("submit-acks");
+    std::thread reader = StartNamedThread("submit-acks", [&] {
       v1::SubmitResponse response;
       while (stream->Read(&response)) {
         progressed = true;

@@ -137,10 +137,7 @@ PollEngine::~PollEngine() { Stop(); }
 
 void PollEngine::Start() {
   for (Provider* p : providers_) {
-    threads_.emplace_back([this, p] {
-      NameThisThread("poll");
-      Loop(p);
-    });
+    threads_.push_back(StartNamedThread("poll", [this, p] { Loop(p); }));
   }
 }
 

@@ -28,10 +28,7 @@ Batcher::Batcher(SubmitterStore* store, std::vector<std::string> providers,
 Batcher::~Batcher() { Stop(); }
 
 void Batcher::Start() {
-  thread_ = std::thread([this] {
-    NameThisThread("batcher");
-    Loop();
-  });
+  thread_ = StartNamedThread("batcher", [this] { Loop(); });
 }
 
 void Batcher::Stop() {
@@ -74,23 +71,20 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
 
   NewBatch batch;
   batch.provider = provider;
-  std::vector<Digest> digests;
-  digests.reserve(leaves->size());
+  batch.leaf_ids.reserve(leaves->size());
+  batch.leaf_digests.reserve(leaves->size());
+  batch.nonces.reserve(leaves->size());
   // One CSPRNG call for the whole batch; Build rejects an empty (failed) draw.
   const std::string nonces = merkle::RandomNonces(leaves->size());
   for (size_t i = 0; i < leaves->size(); ++i) {
-    digests.push_back((*leaves)[i].digest);
     batch.leaf_ids.push_back((*leaves)[i].id);
     batch.leaf_digests.push_back((*leaves)[i].digest);
     batch.nonces.push_back(nonces.size() == leaves->size() * merkle::kNonceSize
                                ? nonces.substr(i * merkle::kNonceSize, merkle::kNonceSize)
                                : std::string());
   }
-  std::vector<std::string> raw;
-  raw.reserve(digests.size());
-  for (const Digest& d : digests) raw.push_back(d.raw());
   absl::StatusOr<std::shared_ptr<const merkle::SealedBatch>> sealed =
-      merkle::SealedBatch::Build(raw, batch.nonces);
+      merkle::SealedBatch::Build(batch.leaf_digests, batch.nonces);
   if (!sealed.ok()) return sealed.status();
   batch.root = (*sealed)->tree().root().raw();
   batch.sealed = *std::move(sealed);
@@ -100,7 +94,7 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
   batch.root_file.job = leaves->front().job;
   batch.root_file.filename = absl::StrCat("anchord-merkle-root-", short_root, ".bin");
   batch.root_file.source_path = absl::StrCat("merkle-batch/", short_root);
-  batch.root_file.size_bytes = static_cast<int64_t>(digests.size()) * 32;
+  batch.root_file.size_bytes = static_cast<int64_t>(batch.leaf_digests.size()) * 32;
   batch.root_file.mime_type = "application/octet-stream";
   absl::StatusOr<int64_t> id = store_->CreateMerkleBatch(batch, now);
   if (absl::IsAborted(id.status())) {
@@ -108,13 +102,13 @@ absl::StatusOr<bool> Batcher::SealOne(const std::string& provider, absl::Time no
     return true;  // look again: the leaves that remain form the next batch
   }
   if (!id.ok()) return id.status();
-  ANCHORD_LOG(Info) << "merkle batch " << *id << " for " << provider << ": " << digests.size()
-                    << " leaves, root " << HexEncode(batch.root)
+  ANCHORD_LOG(Info) << "merkle batch " << *id << " for " << provider << ": "
+                    << batch.leaf_digests.size() << " leaves, root " << HexEncode(batch.root)
                     << (full ? " (full)" : " (window)");
   if (metrics_ != nullptr) {
     metrics_->merkle_batches.Add({{"provider", provider}}).Increment();
     metrics_->merkle_leaves.Add({{"provider", provider}})
-        .Increment(static_cast<double>(digests.size()));
+        .Increment(static_cast<double>(batch.leaf_digests.size()));
   }
   *committed = true;
   if (on_sealed_) on_sealed_();

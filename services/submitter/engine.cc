@@ -87,15 +87,9 @@ absl::Status Engine::Init() {
 absl::Status Engine::Start() {
   ANCHORD_RETURN_IF_ERROR(Init());
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    threads_.emplace_back([this] {
-      NameThisThread("engine");
-      WorkerLoop();
-    });
+    threads_.push_back(StartNamedThread("engine", [this] { WorkerLoop(); }));
   }
-  threads_.emplace_back([this] {
-    NameThisThread("gauges");
-    GaugeLoop();
-  });
+  threads_.push_back(StartNamedThread("gauges", [this] { GaugeLoop(); }));
   return absl::OkStatus();
 }
 

@@ -89,10 +89,7 @@ Handoff::Handoff(SubmitterStore* store, std::shared_ptr<grpc::Channel> channel,
 Handoff::~Handoff() { Stop(); }
 
 void Handoff::Start() {
-  thread_ = std::thread([this] {
-    NameThisThread("handoff");
-    Loop();
-  });
+  thread_ = StartNamedThread("handoff", [this] { Loop(); });
 }
 
 void Handoff::Stop() {
@@ -296,8 +293,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
   // never stalls on HTTP/2 flow control, and the rows of a whole window are marked handed off in
   // one transaction (one commit per window, not one per proof).
   AckWindow window(metrics_);
-  std::thread reader([&] {
-    NameThisThread("handoff-acks");
+  std::thread reader = StartNamedThread("handoff-acks", [&] {
     anchord::v1::TrackResponse resp;
     while (batch_form ? batch->Read(&resp) : track->Read(&resp)) window.Ack(resp);
     window.ReaderDone();

@@ -373,14 +373,8 @@ SubmitterCore::SubmitterCore(SubmitterStore* store, Engine* engine, SubmitterMet
     : store_(store), engine_(engine), metrics_(metrics), options_(std::move(options)) {
   absl::StatusOr<int64_t> n = store_->CountBacklog();
   if (n.ok()) backlog_ = *n;
-  threads_.emplace_back([this] {
-    NameThisThread("intake");
-    IntakeLoop();
-  });
-  threads_.emplace_back([this] {
-    NameThisThread("monitor");
-    MonitorLoop();
-  });
+  threads_.push_back(StartNamedThread("intake", [this] { IntakeLoop(); }));
+  threads_.push_back(StartNamedThread("monitor", [this] { MonitorLoop(); }));
 }
 
 SubmitterCore::~SubmitterCore() { Stop(); }

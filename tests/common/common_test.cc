@@ -198,6 +198,15 @@ TEST(ThreadNameTest, NamesTheCallingThreadCutToFifteenBytes) {
   EXPECT_NE(OwnThreadName(), "handoff");  // only the thread that asked
 }
 
+TEST(ThreadNameTest, StartNamedThreadRunsItsBodyUnderTheName) {
+  std::string seen;
+  std::string name = "batcher";
+  std::thread t = StartNamedThread(name, [&seen] { seen = OwnThreadName(); });
+  name = "changed";  // the thread keeps its own copy of the name
+  t.join();
+  EXPECT_EQ(seen, "batcher");
+}
+
 TEST(ThreadNameTest, WorkerPoolThreadsCarryThePoolsName) {
   absl::Mutex mu;
   std::vector<std::string> names;

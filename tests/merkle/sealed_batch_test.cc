@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "libs/digest/digest.h"
+
 namespace anchord::merkle {
 namespace {
 
@@ -71,6 +73,12 @@ TEST(SealedBatch, BuiltIsWhatItsStoredFormDecodesTo) {
     const SealedBatch& b = **built;
     EXPECT_EQ(b.tree().root().raw(), tree.root().raw());
     EXPECT_EQ(b.encoded(), *EncodeBatchLeaves(l.digests, l.nonces));
+    std::vector<Digest> typed;  // the batcher's form of the same leaves
+    for (const std::string& d : l.digests) typed.push_back(*Digest::FromBytes(d));
+    auto from_typed = SealedBatch::Build(typed, l.nonces);
+    ASSERT_TRUE(from_typed.ok()) << from_typed.status();
+    EXPECT_EQ((*from_typed)->encoded(), b.encoded());
+    EXPECT_EQ((*from_typed)->tree().root().raw(), tree.root().raw());
     auto decoded = SealedBatch::Decode(b.encoded(), tree.root().raw());
     ASSERT_TRUE(decoded.ok()) << decoded.status();
     ASSERT_EQ(b.size(), n);
@@ -84,7 +92,7 @@ TEST(SealedBatch, BuiltIsWhatItsStoredFormDecodesTo) {
   auto st = SealedBatch::Build(bad.digests, bad.nonces).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("leaf 1"), absl::string_view::npos) << st;
-  EXPECT_FALSE(SealedBatch::Build({}, {}).ok());
+  EXPECT_FALSE(SealedBatch::Build(std::vector<std::string>{}, {}).ok());
 }
 
 TEST(SealedBatch, RefusesLeavesThatDoNotLeadToTheRoot) {
@@ -110,7 +118,7 @@ TEST(SealedBatch, RefusesLeavesThatDoNotLeadToTheRoot) {
 
 TEST(SealedBatch, EncodeRefusesMismatchedOrMissizedInputsNamingTheLeaf) {
   Leaves l = Make(3);
-  EXPECT_FALSE(EncodeBatchLeaves({}, {}).ok());
+  EXPECT_FALSE(EncodeBatchLeaves(std::vector<std::string>{}, {}).ok());
   EXPECT_FALSE(EncodeBatchLeaves(l.digests, {l.nonces[0]}).ok());
   Leaves bad = l;
   bad.digests[2].pop_back();

@@ -591,8 +591,8 @@ TEST_P(MerkleStoreTest, BatchForHandoffKeepsTheSealersOwnTree) {
   ASSERT_TRUE(store_->InsertBatch({Leaf(1), Leaf(2), Leaf(3)}, kNow).ok());
   std::vector<WaitingLeaf> leaves = Unbatched();
   TestBatch b = MakeBatch(leaves);
-  std::vector<std::string> digests;
-  for (const WaitingLeaf& l : leaves) digests.push_back(l.digest.raw());
+  std::vector<Digest> digests;
+  for (const WaitingLeaf& l : leaves) digests.push_back(l.digest);
   auto sealed = merkle::SealedBatch::Build(digests, b.nonces);
   ASSERT_TRUE(sealed.ok()) << sealed.status();
   ASSERT_EQ((*sealed)->tree().root().raw(), b.root);

@@ -2,14 +2,15 @@
 """Where a local stack's threads spend a run: on a core, or runnable and waiting for one.
 
     python3 bench/sched_sample.py sample STACK_JSON OUT.jsonl [SECONDS]
-    python3 bench/sched_sample.py summary OUT.jsonl [SLICE_SECONDS] [START_SECONDS]
+    python3 bench/sched_sample.py summary OUT.jsonl [SLICE_SECONDS] [START_SECONDS] [threads]
 
 `sample` reads /proc/PID/task/*/schedstat (time on a core, time waiting on a run queue, in ns) of
 every service in STACK_JSON (anchorctl's run/stack.json) every 50 ms until the services exit or
 SECONDS (default 300) pass, one JSON line per sample. `summary` prints, per slice of the run
 (default 0.5 s, from START_SECONDS after the first sample on: the start of the run to look at),
 each service's cores spent running and waiting: a service that waits about as long as it runs is
-short of cores, one that does neither has no work. `SCHED=FILE bash bench/pipeline_bench.sh` runs
+short of cores, one that does neither has no work. With `threads`, each service's thread names
+(libs/common/thread_name.h) apart. `SCHED=FILE bash bench/pipeline_bench.sh` runs
 it through the Merkle run (bench/RESULTS.md, "Issue 11, session 22").
 """
 import collections
@@ -30,16 +31,18 @@ def sample(stack_json, out_path, seconds):
                 for task in glob.glob(f"/proc/{pid}/task/*"):
                     try:
                         run, wait, _ = open(task + "/schedstat").read().split()
+                        comm = open(task + "/comm").read().strip()
                     except (OSError, ValueError):
                         continue  # the thread ended meanwhile
-                    rec[f"{name}/{os.path.basename(task)}"] = [int(run), int(wait)]
+                    # service/thread name/tid: `summary ... threads` groups by the first two.
+                    rec[f"{name}/{comm}/{os.path.basename(task)}"] = [int(run), int(wait)]
             if len(rec) == 1:
                 break  # every service is gone
             out.write(json.dumps(rec) + "\n")
             time.sleep(0.05)
 
 
-def summary(path, width, start):
+def summary(path, width, start, by_thread=False):
     recs = [json.loads(line) for line in open(path)]
     if len(recs) < 2:
         sys.exit("summary: fewer than two samples")
@@ -53,7 +56,9 @@ def summary(path, width, start):
             if key == "t" or key not in a:
                 continue  # a thread seen once has no interval
             run, wait = value
-            service = key.split("/", 1)[0]
+            parts = key.split("/")
+            # by_thread: "service/thread name" (older samples, keyed service/tid, have no name).
+            service = "/".join(parts[:2]) if by_thread and len(parts) == 3 else parts[0]
             slices[n][service][0] += run - a[key][0]
             slices[n][service][1] += wait - a[key][1]
     services = sorted({s for per in slices.values() for s in per})
@@ -72,6 +77,7 @@ if __name__ == "__main__":
         sample(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 300)
     elif len(sys.argv) >= 3 and sys.argv[1] == "summary":
         summary(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.5,
-                float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)
+                float(sys.argv[4]) if len(sys.argv) > 4 else 0.0,
+                len(sys.argv) > 5 and sys.argv[5] == "threads")
     else:
         sys.exit(__doc__)

@@ -111,6 +111,38 @@ uint64_t Handoff::WakeSeq() {
   return wake_seq_;
 }
 
+bool Handoff::BehindLocked() const { return absl::Now() - behind_at_ < options_.behind_for; }
+
+bool Handoff::Behind() {
+  absl::MutexLock lock(&mu_);
+  return BehindLocked();
+}
+
+void Handoff::NoteRead(size_t waiting, bool answered) {
+  // A read returns at most one window (batch) of rows: a larger threshold means a full window.
+  const size_t threshold = static_cast<size_t>(std::min(options_.behind_rows, options_.batch));
+  const bool behind = answered && options_.behind_rows > 0 && waiting >= threshold;
+  absl::MutexLock lock(&mu_);
+  behind_at_ = behind ? absl::Now() : absl::InfinitePast();
+}
+
+void Handoff::WaitWhileBehind() {
+  const absl::Time start = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!BehindLocked()) return;
+    // A condition on the clock is not looked at again as time passes, only when mu_ is released;
+    // the timeout bounds the wait either way.
+    auto caught_up = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || !BehindLocked();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&caught_up), options_.behind_yield);
+  }
+  if (metrics_) {
+    metrics_->intake_yield.Add({}).Increment(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+}
+
 bool Handoff::WaitFor(absl::Duration d, uint64_t seen) {
   absl::MutexLock lock(&mu_);
   auto woken = [this, seen]()
@@ -350,9 +382,12 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
                    : store_->PendingHandoffExcept(options_.batch, in_flight);
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "hand-off: " << rows.status();
+      NoteRead(0, false);
       if (WaitFor(options_.idle_poll, seen)) break;
       continue;
     }
+    NoteRead(rows->size(), progressed);
+    if (options_.on_read) options_.on_read(rows->size());
     if (rows->empty()) {
       if (!in_flight.empty()) {
         // Nothing new: settle the window in flight before looking again.
@@ -378,6 +413,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
   }
   // A stream the poller ended keeps its status (UNIMPLEMENTED from an older poller): cancel only
   // one still open.
+  NoteRead(0, false);  // a broken stream holds no intake back
   if (!window.reader_done()) ctx->TryCancel();
   reader.join();
   mark_acked();  // acknowledgements that arrived while the stream was ending

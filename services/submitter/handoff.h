@@ -48,9 +48,26 @@ struct HandoffOptions {
   // Size of one TrackBatch request of a batch's leaves (handoff_window.h).
   int max_leaves_per_request = 4096;
   size_t max_request_bytes = size_t{4} << 20;
+  // Backpressure. A hand-off that falls behind the intake (on one machine: the intake, the hasher
+  // and the poller share the cores, and each of the hand-off's round trips waits its turn for
+  // one) leaves the poller a backlog to store alone after the files are hashed, on one core. So
+  // while a read of a stream the poller is answering finds at least `behind_rows` rows waiting
+  // beyond those in flight, the hand-off is behind, and the intake waits for it, up to
+  // `behind_yield` before each group commit (WaitWhileBehind): the Submit callers' windows fill
+  // and their hashing yields the cores to the hand-off and the poller. Measured in
+  // bench/RESULTS.md (issue 11, session 26). The default is one Merkle batch of the default size
+  // (--merkle-max-leaves). 0: never behind.
+  int behind_rows = 10000;
+  absl::Duration behind_yield = absl::Milliseconds(50);
+  // A hand-off behind is believed this long after the read that found it so: one stuck waiting
+  // for the poller's answers (a poller that stopped answering) stops holding the intake back.
+  absl::Duration behind_for = absl::Seconds(1);
   // Tests only: runs when a read found nothing to hand off, before the wait for a Wake (to put a
   // Wake exactly between the two).
   std::function<void()> on_nothing_to_send;
+  // Tests only: runs after each read of a stream, with the rows it found beyond those in flight
+  // (after Behind() took the read into account).
+  std::function<void(size_t waiting)> on_read;
 };
 
 // Builds the Proof the poller is sent for a row and its files.
@@ -68,6 +85,11 @@ class Handoff {
   void Stop();
   // Rows became ready: look now rather than at the next poll.
   void Wake();
+  // Whether the hand-off is behind the intake (HandoffOptions::behind_rows).
+  bool Behind() ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits while Behind(), at most HandoffOptions::behind_yield (the intake, before each group
+  // commit; SubmitterCore's ServiceOptions::before_group).
+  void WaitWhileBehind() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void Loop();
@@ -80,6 +102,10 @@ class Handoff {
   // recorded a row the read just missed) then ends the wait at once instead of being lost.
   bool WaitFor(absl::Duration d, uint64_t seen) ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t WakeSeq() ABSL_LOCKS_EXCLUDED(mu_);
+  // After each read of a stream: `waiting` rows were found beyond those in flight; `answered`:
+  // the poller has acknowledged a request on this stream.
+  void NoteRead(size_t waiting, bool answered) ABSL_LOCKS_EXCLUDED(mu_);
+  bool BehindLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   SubmitterStore* store_;
   std::unique_ptr<anchord::v1::PollerService::Stub> stub_;
@@ -90,6 +116,8 @@ class Handoff {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;  // cancelled by Stop()
+  // When a read last found the hand-off behind; InfinitePast: it is not.
+  absl::Time behind_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread thread_;
   // The hand-off thread's own: TrackBatch is not tried before this (a poller without it).
   absl::Time track_batch_after_ = absl::InfinitePast();

@@ -107,6 +107,13 @@ int Run(int argc, char** argv) {
                  "poller without it is handed rows one by one over Track either way")
       ->envname("ANCHORD_HANDOFF_TRACK_BATCH")
       ->capture_default_str();
+  int handoff_behind_rows = 10000;
+  app.add_option("--handoff-behind-rows", handoff_behind_rows,
+                 "the intake waits (up to 50 ms a group commit) while at least this many rows "
+                 "wait for the hand-off to the poller beyond those in flight; 0: never")
+      ->envname("ANCHORD_HANDOFF_BEHIND_ROWS")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   int merkle_max_leaves = 10000;
   double merkle_window_seconds = 5;
   app.add_option("--merkle-max-leaves", merkle_max_leaves,
@@ -241,6 +248,7 @@ int Run(int argc, char** argv) {
   anchord::submitter::HandoffOptions handoff_options;
   handoff_options.track_deadline = absl::Seconds(track_deadline_seconds);
   handoff_options.track_batch = track_batch;
+  handoff_options.behind_rows = handoff_behind_rows;
   anchord::submitter::Handoff handoff(store.get(), *poller_channel, metrics.get(), handoff_options);
 
   anchord::submitter::EngineOptions engine_options;
@@ -271,6 +279,7 @@ int Run(int argc, char** argv) {
   service_options.high_water = high_water;
   for (auto* p : provider_set->All()) service_options.providers.push_back(p->name());
   service_options.default_provider = provider_set->Default()->name();
+  service_options.before_group = [&handoff] { handoff.WaitWhileBehind(); };
   anchord::submitter::SubmitterCore core(store.get(), &engine, metrics.get(), service_options);
   core.set_on_stored([&engine, &batcher](int64_t merkle_leaves) {
     engine.Wake();

@@ -23,6 +23,9 @@ SubmitterMetrics::SubmitterMetrics(prometheus::Registry& registry)
           metrics::CounterFamily(registry, "anchord_submitter_merkle_batches_total",
                                  "Merkle batches sealed; each is anchored as one root.")),
       merkle_leaves(metrics::CounterFamily(registry, "anchord_submitter_merkle_leaves_total",
-                                           "File digests put into sealed Merkle batches.")) {}
+                                           "File digests put into sealed Merkle batches.")),
+      intake_yield(metrics::CounterFamily(
+          registry, "anchord_submitter_intake_yield_seconds_total",
+          "Seconds the intake waited for the hand-off to the poller to catch up.")) {}
 
 }  // namespace anchord::submitter

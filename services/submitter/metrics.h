@@ -31,6 +31,9 @@ struct SubmitterMetrics {
   prometheus::Family<prometheus::Counter>& merkle_batches;
   // anchord_submitter_merkle_leaves_total{provider}: file digests put into sealed batches.
   prometheus::Family<prometheus::Counter>& merkle_leaves;
+  // anchord_submitter_intake_yield_seconds_total: time the intake waited for the hand-off to
+  // catch up before a group commit (HandoffOptions::behind_rows).
+  prometheus::Family<prometheus::Counter>& intake_yield;
 };
 
 }  // namespace anchord::submitter

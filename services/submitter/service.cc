@@ -461,6 +461,18 @@ void SubmitterCore::DrainStreams() {
 void SubmitterCore::IntakeLoop() {
   for (;;) {
     std::vector<IntakeItem> batch;
+    if (options_.before_group) {
+      // Only when something is queued (or the core stops): an idle intake waits for items, not
+      // for the hand-off.
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || !intake_.empty();
+        };
+        mu_.Await(absl::Condition(&ready));
+      }
+      options_.before_group();
+    }
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]()

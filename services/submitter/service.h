@@ -43,6 +43,10 @@ struct ServiceOptions {
   // run (bench/RESULTS.md). The items wait in memory either way (a few hundred bytes each).
   int max_batch = 16384;
   absl::Duration backlog_refresh = absl::Milliseconds(200);
+  // Called on the intake thread before it takes each group of items (may wait): the hand-off's
+  // backpressure (Handoff::WaitWhileBehind). Items wait in memory meanwhile, unanswered; each
+  // stream's window (max_outstanding_per_stream) bounds them.
+  std::function<void()> before_group;
   std::vector<std::string> providers;  // known names
   std::string default_provider;
 };

@@ -32,6 +32,7 @@ class FakePoller final : public anchord::v1::PollerService::Service {
         if (drop) drop_at_ = 0;
       }
       if (drop) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "dropped by the test");
+      if (!MayAnswer(ctx)) return grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled");
       anchord::v1::TrackResponse resp;
       resp.set_request_id(req.request_id());
       resp.set_digest(req.proof().digest());
@@ -42,6 +43,15 @@ class FakePoller final : public anchord::v1::PollerService::Service {
       if (!stream->Write(resp)) break;
     }
     return grpc::Status::OK;
+  }
+  // Answers `n` requests in all, then holds every later one unanswered until Release().
+  void HoldAfter(int n) {
+    absl::MutexLock lock(&mu_);
+    hold_after_ = n;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    hold_after_ = -1;
   }
   void DropAt(int n) {
     absl::MutexLock lock(&mu_);
@@ -57,7 +67,24 @@ class FakePoller final : public anchord::v1::PollerService::Service {
   }
 
  private:
+  // Waits while held (bounded: the test's hand-off is stopped within seconds); false when the
+  // stream was cancelled meanwhile.
+  bool MayAnswer(grpc::ServerContext* ctx) {
+    absl::MutexLock lock(&mu_);
+    auto may = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return hold_after_ < 0 || answered_ < hold_after_;
+    };
+    for (int i = 0; i < 6000 && !may(); ++i) {
+      if (ctx->IsCancelled()) return false;
+      mu_.AwaitWithTimeout(absl::Condition(&may), absl::Milliseconds(10));
+    }
+    ++answered_;
+    return true;
+  }
+
   absl::Mutex mu_;
+  int hold_after_ ABSL_GUARDED_BY(mu_) = -1;
+  int answered_ ABSL_GUARDED_BY(mu_) = 0;
   int drop_at_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<anchord::v1::TrackRequest> received_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, anchord::v1::Proof> acked_ ABSL_GUARDED_BY(mu_);
@@ -143,6 +170,73 @@ TEST_F(HandoffTest, AWakeBetweenAnEmptyReadAndTheWaitIsNotLost) {
   ASSERT_TRUE(anchord::testing::WaitUntil([&] { return woken.load(); }, absl::Seconds(10)));
   EXPECT_TRUE(WaitHandedOff());
   EXPECT_EQ(poller_.acked().size(), 1u);
+}
+
+// Backpressure: six rows, windows of two, two windows in flight, and a poller that answers the
+// first two requests only. The hand-off's third read (rows e and f) comes while the second window
+// is unanswered: it is behind (two rows waiting beyond those in flight, with the poller
+// answering), the intake's wait ends at its bound, and once the poller answers everything it is
+// not behind any more.
+class HandoffBehindTest : public HandoffTest {
+ protected:
+  // Starts the hand-off with `edit` on top of the setup above, and waits (bounded) for its third
+  // read of two rows.
+  bool StartAndWaitForTheThirdRead(std::function<void(HandoffOptions&)> edit) {
+    for (char c : std::string("abcdef")) Submitted(c, std::string(1, c) + ".txt");
+    poller_.HoldAfter(2);
+    StartHandoff([&](HandoffOptions& o) {
+      o.batch = 2;
+      o.track_batch = false;  // the fake serves Track only: no first stream answered UNIMPLEMENTED
+      o.on_read = [this](size_t waiting) {
+        if (waiting == 2) ++reads_of_two_;
+      };
+      edit(o);
+    });
+    return anchord::testing::WaitUntil([&] { return reads_of_two_.load() >= 3; },
+                                       absl::Seconds(10));
+  }
+  std::atomic<int> reads_of_two_{0};
+};
+
+TEST_F(HandoffBehindTest, BehindWhileRowsWaitBeyondTheWindowsInFlight) {
+  ASSERT_TRUE(StartAndWaitForTheThirdRead([](HandoffOptions& o) {
+    o.behind_rows = 2;
+    o.behind_yield = absl::Milliseconds(20);
+    o.behind_for = absl::Minutes(10);
+  }));
+  EXPECT_TRUE(handoff_->Behind());
+  handoff_->WaitWhileBehind();  // returns at behind_yield: the poller still holds
+  EXPECT_TRUE(handoff_->Behind());
+  EXPECT_EQ(poller_.acked().size(), 2u);
+  poller_.Release();
+  ASSERT_TRUE(WaitHandedOff());
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return !handoff_->Behind(); }, absl::Seconds(10)));
+  EXPECT_EQ(poller_.acked().size(), 6u);
+}
+
+// behind_rows 0: the same hand-off is never behind.
+TEST_F(HandoffBehindTest, NeverBehindWithoutAThreshold) {
+  ASSERT_TRUE(StartAndWaitForTheThirdRead([](HandoffOptions& o) {
+    o.behind_rows = 0;
+    o.behind_for = absl::Minutes(10);
+  }));
+  EXPECT_FALSE(handoff_->Behind());
+  poller_.Release();
+  EXPECT_TRUE(WaitHandedOff());
+}
+
+// A hand-off stuck waiting for a poller that stopped answering stops holding the intake back once
+// behind_for has passed since the read that found it behind.
+TEST_F(HandoffBehindTest, AHandoffStuckOnThePollerStopsHoldingTheIntake) {
+  ASSERT_TRUE(StartAndWaitForTheThirdRead([](HandoffOptions& o) {
+    o.behind_rows = 2;
+    o.behind_for = absl::Seconds(3);
+  }));
+  EXPECT_TRUE(handoff_->Behind());
+  EXPECT_TRUE(anchord::testing::WaitUntil([&] { return !handoff_->Behind(); }, absl::Seconds(10)));
+  EXPECT_EQ(poller_.acked().size(), 2u);  // still held: the poller answered nothing more
+  poller_.Release();
+  EXPECT_TRUE(WaitHandedOff());
 }
 
 TEST_F(HandoffTest, HandsOffResendsAfterDropAndResendsNewRefs) {

@@ -1,10 +1,13 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 
+#include "absl/synchronization/notification.h"
 #include "services/submitter/service.h"
 #include "tests/submitter/test_util.h"
+#include "tests/testing/wait.h"
 
 namespace anchord::submitter {
 namespace {
@@ -26,7 +29,7 @@ SubmitRequest Req(const std::string& id, const std::string& digest, const std::s
 
 class ServiceTest : public ::testing::Test {
  protected:
-  void Start(int64_t high_water = 100000) {
+  void Start(int64_t high_water = 100000, std::function<void()> before_group = nullptr) {
     dir_ = testing::MakeTempDir();
     ASSERT_FALSE(dir_.empty());
     auto s = OpenSqliteSubmitterStore(dir_ + "/submitter.db");
@@ -37,6 +40,7 @@ class ServiceTest : public ::testing::Test {
     o.default_provider = "fake";
     o.high_water = high_water;
     o.backlog_refresh = absl::Milliseconds(50);
+    o.before_group = std::move(before_group);
     core_ = std::make_unique<SubmitterCore>(store_.get(), nullptr, nullptr, o);
     submitter_ = std::make_unique<SubmitterServiceImpl>(core_.get());
     status_ = std::make_unique<StatusServiceImpl>(core_.get());
@@ -71,6 +75,35 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<anchord::v1::SubmitterService::Stub> stub_;
   std::unique_ptr<anchord::v1::StatusService::Stub> status_stub_;
 };
+
+// The intake runs before_group (the hand-off's backpressure) before it takes a group: while that
+// waits, an item queued is neither stored nor answered; once it returns, the item is both.
+TEST_F(ServiceTest, TheIntakeWaitsForBeforeGroupBeforeItStores) {
+  absl::Notification release;
+  std::atomic<int> calls{0};
+  Start(100000, [&] {
+    ++calls;
+    release.WaitForNotificationWithTimeout(absl::Seconds(10));
+  });
+  absl::Notification answered;
+  SubmitResponse got;
+  SubmitterCore::IntakeItem in;
+  in.item = testing::Item('a', "a.txt");
+  in.request_id = "r1";
+  in.done = [&](SubmitResponse r) {
+    got = std::move(r);
+    answered.Notify();
+  };
+  core_->Enqueue(std::move(in));
+  ASSERT_TRUE(anchord::testing::WaitUntil([&] { return calls.load() >= 1; }, absl::Seconds(10)));
+  EXPECT_FALSE(answered.HasBeenNotified());
+  EXPECT_TRUE(store_->GetByDigest(testing::DigestOf('a'))->empty());
+  release.Notify();
+  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(got.status().code(), 0);
+  EXPECT_EQ(store_->GetByDigest(testing::DigestOf('a'))->size(), 1u);
+  core_.reset();  // before `release` and `calls` go: the intake may call before_group again
+}
 
 TEST_F(ServiceTest, ValidatesStoresDurablyAndAnswersDuplicates) {
   Start();

@@ -84,7 +84,10 @@ Handoff::Handoff(SubmitterStore* store, std::shared_ptr<grpc::Channel> channel,
     : store_(store),
       stub_(anchord::v1::PollerService::NewStub(channel)),
       metrics_(metrics),
-      options_(options) {}
+      options_(options) {
+  // Exported at 0 from the start, so a dashboard's rate() has a series before the first wait.
+  if (metrics_) metrics_->intake_yield.Add({});
+}
 
 Handoff::~Handoff() { Stop(); }
 

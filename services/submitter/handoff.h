@@ -110,6 +110,7 @@ class Handoff {
   SubmitterStore* store_;
   std::unique_ptr<anchord::v1::PollerService::Stub> stub_;
   SubmitterMetrics* metrics_;
+  prometheus::Counter* intake_yield_ = nullptr;  // metrics_->intake_yield's series
   HandoffOptions options_;
 
   absl::Mutex mu_;

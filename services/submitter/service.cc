@@ -466,18 +466,13 @@ void SubmitterCore::IntakeLoop() {
       // for the hand-off.
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stopping_ || !intake_.empty();
-        };
-        mu_.Await(absl::Condition(&ready));
+        mu_.Await(absl::Condition(this, &SubmitterCore::IntakeReadyLocked));
       }
       options_.before_group();
     }
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !intake_.empty(); };
-      mu_.Await(absl::Condition(&ready));
+      mu_.Await(absl::Condition(this, &SubmitterCore::IntakeReadyLocked));
       // On stop the queue is still drained: every accepted item gets its answer.
       if (intake_.empty()) return;
       // Reserved: an item is large, and growing the vector would move every item taken so far.

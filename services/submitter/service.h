@@ -105,6 +105,10 @@ class SubmitterCore {
 
  private:
   void IntakeLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // The intake has items to take, or the core stops.
+  bool IntakeReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !intake_.empty();
+  }
   void MonitorLoop() ABSL_LOCKS_EXCLUDED(mu_, paused_mu_);
 
   SubmitterStore* store_;

@@ -312,4 +312,11 @@ absl::Status Transaction::Commit() {
   return st;
 }
 
+Snapshot::Snapshot(SqliteDb& db) : Session(db) { begin_ = Exec("BEGIN DEFERRED"); }
+
+Snapshot::~Snapshot() {
+  // A read transaction has nothing to keep: COMMIT ends it (ROLLBACK would as well).
+  if (begin_.ok()) (void)Exec("COMMIT");
+}
+
 }  // namespace anchord::ledger

@@ -113,6 +113,7 @@ class SqliteDb {
  private:
   friend class Session;
   friend class Transaction;
+  friend class Snapshot;
   friend class Statement;
   explicit SqliteDb(sqlite3* db) : db_(db) {}
 
@@ -198,6 +199,21 @@ class ABSL_SCOPED_LOCKABLE Transaction : public Session {
  private:
   absl::Status begin_;
   bool done_ = false;
+};
+
+// A Session inside a read transaction (BEGIN DEFERRED ... COMMIT): every read in it sees the
+// same committed state, the one of its first read, whatever other connections commit meanwhile.
+// For a reader connection beside the writer's (WAL: it never waits for a writer, nor a writer
+// for it); nothing in it may write.
+class ABSL_SCOPED_LOCKABLE Snapshot : public Session {
+ public:
+  explicit Snapshot(SqliteDb& db) ABSL_EXCLUSIVE_LOCK_FUNCTION(db.mu_);
+  ~Snapshot() ABSL_UNLOCK_FUNCTION();
+  // The status of BEGIN; check before using the snapshot.
+  const absl::Status& begin_status() const { return begin_; }
+
+ private:
+  absl::Status begin_;
 };
 
 }  // namespace anchord::ledger

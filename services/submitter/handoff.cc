@@ -255,13 +255,13 @@ class AckWindow {
     return reader_done_;
   }
 
-  // Waits until every proof sent is acknowledged or the reader stopped. False when the stream
-  // must be reopened: a proof went unacknowledged, or the poller asked for one to be resent (the
-  // reconnect backoff comes before sending it again).
+  // Waits until every proof sent is acknowledged and every acknowledgement marked (or the reader
+  // stopped). False when the stream must be reopened: a proof went unacknowledged, or the poller
+  // asked for one to be resent (the reconnect backoff comes before sending it again).
   bool WaitAcked() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return unacked_.empty() || reader_done_;
+      return (unacked_.empty() || reader_done_) && acked_.empty() && !marking_;
     };
     mu_.Await(absl::Condition(&settled));
     return unacked_.empty() && !retry_later_;
@@ -279,12 +279,46 @@ class AckWindow {
     return unacked_rows_ <= rows && !retry_later_;
   }
 
-  // The {row id, change seq} of the rows acknowledged since the last call, to mark handed off.
-  std::vector<std::pair<int64_t, int64_t>> TakeAcked() ABSL_LOCKS_EXCLUDED(mu_) {
+  // The marker thread: waits for rows acknowledged since its last call ({row id, change seq}) to
+  // mark handed off; empty once the window is closed and nothing is left to mark. Until Marked,
+  // the writer waiting in WaitAcked counts them as not yet settled.
+  std::vector<std::pair<int64_t, int64_t>> NextToMark() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
+    marking_ = false;
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !acked_.empty() || closed_; };
+    mu_.Await(absl::Condition(&ready));
     std::vector<std::pair<int64_t, int64_t>> rows;
     rows.swap(acked_);
+    marking_ = !rows.empty();
     return rows;
+  }
+
+  // The marker thread: `rows` were marked handed off (or the mark failed: they are pending still,
+  // and read again like any other row once the writer takes them out of its rows in flight).
+  void Marked(const std::vector<std::pair<int64_t, int64_t>>& rows) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, seq] : rows) marked_.push_back(id);
+    marked_any_ = true;
+  }
+
+  // The writer: the ids of rows marked since its last call, no longer in flight.
+  std::vector<int64_t> TakeMarked() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    std::vector<int64_t> ids;
+    ids.swap(marked_);
+    return ids;
+  }
+
+  // Whether any acknowledgement of this stream was marked (the stream progressed).
+  bool marked_any() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return marked_any_;
+  }
+
+  // No more acknowledgements will come: the marker marks what is left and stops.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
   }
 
   // The ids of rows whose batch-form request was refused, to be sent one by one from now on.
@@ -306,7 +340,11 @@ class AckWindow {
   std::map<std::string, Request> unacked_ ABSL_GUARDED_BY(mu_);
   size_t unacked_rows_ ABSL_GUARDED_BY(mu_) = 0;  // rows of the requests in unacked_
   std::vector<int64_t> one_by_one_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<int64_t, int64_t>> acked_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<int64_t, int64_t>> acked_ ABSL_GUARDED_BY(mu_);  // to be marked
+  bool marking_ ABSL_GUARDED_BY(mu_) = false;         // the marker holds rows it is marking
+  std::vector<int64_t> marked_ ABSL_GUARDED_BY(mu_);  // marked, not yet taken by the writer
+  bool marked_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   bool retry_later_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -334,26 +372,33 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     window.ReaderDone();
   });
 
-  bool progressed = false;
-  // The ids of the rows sent and not yet taken back from the window (acknowledged or to go one by
-  // one): a row stays pending in the store until this thread marks it, so it stays in flight until
-  // then too. Only this thread (the writer) reads or changes it.
+  // Acknowledged rows are marked handed off on a thread of their own, so the writer reads and
+  // sends the next window meanwhile: on one connection, a mark's commit waits its turn behind the
+  // intake's and the batcher's, and the poller had nothing to store while the writer waited for
+  // it (bench/RESULTS.md, issue 11 session 27). One commit holds every acknowledgement that
+  // arrived while the previous one ran.
+  std::thread marker = StartNamedThread("handoff-mark", [&] {
+    for (;;) {
+      std::vector<std::pair<int64_t, int64_t>> rows = window.NextToMark();
+      if (rows.empty()) return;
+      if (options_.before_mark) options_.before_mark();
+      if (absl::Status ms = store_->MarkHandedOffBatch(rows); !ms.ok()) {
+        ANCHORD_LOG(Error) << "hand-off: " << ms;  // resent later: the poller is idempotent
+      }
+      window.Marked(rows);
+    }
+  });
+
+  // The ids of the rows sent and not yet taken back from the window (marked, or to go one by
+  // one): a row stays pending in the store until the marker marks it, so it stays in flight until
+  // then too, and no read sends it again. Only this thread (the writer) reads or changes it.
   RowIds in_flight;
-  auto take_one_by_one = [&] {
+  auto take_settled = [&] {
     for (int64_t id : window.TakeOneByOne()) {
       in_flight.erase(id);
       one_by_one_.insert(id);
     }
-  };
-  auto mark_acked = [&] {
-    std::vector<std::pair<int64_t, int64_t>> rows = window.TakeAcked();
-    for (const auto& [id, seq] : rows) in_flight.erase(id);
-    if (rows.empty()) return;
-    absl::Status ms = store_->MarkHandedOffBatch(rows);
-    if (!ms.ok()) {
-      ANCHORD_LOG(Error) << "hand-off: " << ms;  // resent later: the poller is idempotent
-    }
-    progressed = true;
+    for (int64_t id : window.TakeMarked()) in_flight.erase(id);
   };
   auto write = [&](const HandoffRequest& r) {
     for (const auto& [id, seq] : r.rows) in_flight.insert(in_flight.end(), id);
@@ -376,9 +421,9 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     if (std::chrono::system_clock::now() + std::chrono::seconds(5) > deadline) break;
     if (window.reader_done()) break;  // the poller ended the stream (or refused the method)
     // Two windows at a time: the next one is read and sent while the poller stores the previous
-    // one, whose acknowledgements are then marked in one commit; one window at a time left each
-    // side idle while the other committed (bench/RESULTS.md, session 7). The rows still in flight
-    // are pending too (not yet marked): they are read and left out, not sent twice.
+    // one; one window at a time left each side idle while the other committed (bench/RESULTS.md,
+    // session 7). The rows still in flight are pending too (not yet marked): they are left out,
+    // not sent twice.
     const uint64_t seen = WakeSeq();  // before the read: a Wake after it is not lost
     absl::StatusOr<std::vector<Submission>> rows =
         batch_form ? store_->PendingHandoffForBatchForm(options_.batch, in_flight)
@@ -389,14 +434,13 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
       if (WaitFor(options_.idle_poll, seen)) break;
       continue;
     }
-    NoteRead(rows->size(), progressed);
+    NoteRead(rows->size(), window.marked_any());
     if (options_.on_read) options_.on_read(rows->size());
     if (rows->empty()) {
       if (!in_flight.empty()) {
         // Nothing new: settle the window in flight before looking again.
         if (!window.WaitAcked()) broken = true;
-        take_one_by_one();
-        mark_acked();
+        take_settled();
         continue;
       }
       if (options_.on_nothing_to_send) options_.on_nothing_to_send();
@@ -411,21 +455,21 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
     }
     if (!SendHandoffWindow(store_, *rows, *files, window_options, write)) broken = true;
     if (!window.WaitAtMost(rows->size())) broken = true;
-    take_one_by_one();
-    mark_acked();
+    take_settled();
   }
   // A stream the poller ended keeps its status (UNIMPLEMENTED from an older poller): cancel only
   // one still open.
   NoteRead(0, false);  // a broken stream holds no intake back
   if (!window.reader_done()) ctx->TryCancel();
   reader.join();
-  mark_acked();  // acknowledgements that arrived while the stream was ending
+  window.Close();  // the marker marks the acknowledgements that arrived while the stream ended
+  marker.join();
   grpc::Status st = batch_form ? batch->Finish() : track->Finish();
   if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED) return StreamEnd::kUnimplemented;
   if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
     ANCHORD_LOG(Warning) << "hand-off stream to the poller ended: " << st.error_message();
   }
-  return progressed ? StreamEnd::kProgressed : StreamEnd::kNoProgress;
+  return window.marked_any() ? StreamEnd::kProgressed : StreamEnd::kNoProgress;
 }
 
 }  // namespace anchord::submitter

@@ -1,6 +1,7 @@
 // The hand-off to the poller: streams SUBMITTED and FAILED rows the poller has not acknowledged
 // over PollerService.TrackBatch (a Merkle batch's leaves in the batch form, handoff_window.h),
-// marks them handed off on the poller's OK (two windows of rows in flight), and reconnects (with
+// two windows of rows in flight, marks them handed off on the poller's OK (on a thread of its own,
+// so the next window is read and sent while a mark commits), and reconnects (with
 // jittered backoff) when the stream breaks; unacknowledged rows are simply sent again, which is
 // safe because the poller is idempotent on (digest, provider).
 //
@@ -31,12 +32,12 @@ namespace anchord::submitter {
 struct HandoffOptions {
   // Deadline of one Track stream; the stream is reopened when it expires.
   absl::Duration track_deadline = absl::Hours(1);
-  // Rows of one window: read, sent, and marked handed off in one transaction once acknowledged.
-  // Two windows are in flight at most: the next is read and sent while the previous one awaits
-  // its answers. A Merkle batch hands off up to 10,000 leaves at once, so a window holds a whole
-  // batch and more. The poller reads as many ahead (PollerServiceOptions::track_max_in_flight),
-  // so its commits grow with the window and each random-key index page it rewrites is shared by
-  // more leaves (4.3 -> 2.7 KiB written per leaf from 4,096 to 16,384, bench/RESULTS.md).
+  // Rows of one window, read and sent together. Two windows are in flight at most: the next is read
+  // and sent while the previous one awaits its answers. A Merkle batch hands off up to 10,000
+  // leaves at once, so a window holds a whole batch and more. The poller reads as many ahead
+  // (PollerServiceOptions::track_max_in_flight), so its commits grow with the window and each
+  // random-key index page it rewrites is shared by more leaves (4.3 -> 2.7 KiB written per leaf
+  // from 4,096 to 16,384, bench/RESULTS.md).
   int batch = 16384;
   absl::Duration idle_poll = absl::Milliseconds(500);
   BackoffPolicy reconnect{absl::Milliseconds(100), absl::Seconds(10), 2.0};
@@ -68,6 +69,8 @@ struct HandoffOptions {
   // Tests only: runs after each read of a stream, with the rows it found beyond those in flight
   // (after Behind() took the read into account).
   std::function<void(size_t waiting)> on_read;
+  // Tests only: runs on the marker thread before each mark of acknowledged rows.
+  std::function<void()> before_mark;
 };
 
 // Builds the Proof the poller is sent for a row and its files.

@@ -41,8 +41,9 @@ const char* SubStateName(SubState s) {
 
 absl::StatusOr<std::vector<Submission>> SubmitterStore::PendingHandoffExcept(int limit,
                                                                              const RowIds& skip) {
-  const int extra = static_cast<int>(std::min<size_t>(skip.size(), std::max(limit, 0)));
-  absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(limit + extra);
+  // Every skipped row may come first (rows in flight are a few windows at most).
+  const int extra = static_cast<int>(std::min<size_t>(skip.size(), 1 << 20));
+  absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(std::max(limit, 0) + extra);
   if (!rows.ok()) return rows;
   if (!skip.empty()) {
     rows->erase(std::remove_if(rows->begin(), rows->end(),
@@ -200,14 +201,20 @@ class SqliteSubmitterStore final : public SubmitterStore {
  public:
   explicit SqliteSubmitterStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
-  absl::Status Init() {
-    ledger::Session session(*db_);
-    // A statement over many rows (a batch's leaves sealed, a run of acknowledgements marked)
-    // keeps the pages it changes in a statement journal until it ends; past 64 KiB SQLite spills
-    // it to a temporary file, disk writes of nothing durable. In memory it stays (a few MiB for
-    // the largest batch), as do the sorters of the summary's queries.
-    ANCHORD_RETURN_IF_ERROR(session.Exec("PRAGMA temp_store = MEMORY"));
-    return InitSqliteSubmitterSchema(session);
+  // `path`: the database's file, opened again for the reader connection once the schema is there.
+  absl::Status Init(const std::string& path) {
+    {
+      ledger::Session session(*db_);
+      // A statement over many rows (a batch's leaves sealed, a run of acknowledgements marked)
+      // keeps the pages it changes in a statement journal until it ends; past 64 KiB SQLite
+      // spills it to a temporary file, disk writes of nothing durable. In memory it stays (a few
+      // MiB for the largest batch), as do the sorters of the summary's queries.
+      ANCHORD_RETURN_IF_ERROR(session.Exec("PRAGMA temp_store = MEMORY"));
+      ANCHORD_RETURN_IF_ERROR(InitSqliteSubmitterSchema(session));
+    }
+    ANCHORD_ASSIGN_OR_RETURN(reader_, SqliteDb::Open(path));
+    ledger::Session session(*reader_);
+    return session.Exec("PRAGMA temp_store = MEMORY");
   }
 
   absl::StatusOr<std::vector<InsertResult>> InsertBatch(const std::vector<NewItem>& items,
@@ -507,14 +514,27 @@ class SqliteSubmitterStore final : public SubmitterStore {
     // Every skipped row may come first: each statement asks for as many more to find `want`
     // others if there are.
     const int64_t ask = static_cast<int64_t>(want + skip.size());
-    ledger::Session session(*db_);
+    // On the reader connection, so the hand-off's read never waits for the intake's or the
+    // batcher's commit (bench/RESULTS.md, issue 11 session 27), in one snapshot. What the marks
+    // keep in memory (acked_ahead_) is taken as of the snapshot: the snapshot begins (its first
+    // read, SqliteBatchesOwed) under handoff_mu_, which every mark holds until it has committed,
+    // so the copy and the rows read agree. A mark committed after that changes only rows in
+    // `skip`: the hand-off takes a row out of its rows in flight after the row's mark.
+    ledger::Snapshot session(*reader_);
+    ANCHORD_RETURN_IF_ERROR(session.begin_status());
+    absl::btree_set<int64_t> acked_ahead;
+    std::vector<OwedBatch> owed;
+    {
+      absl::MutexLock lock(&handoff_mu_);
+      ANCHORD_ASSIGN_OR_RETURN(owed, SqliteBatchesOwed(session));
+      acked_ahead = acked_ahead_;
+    }
     ANCHORD_ASSIGN_OR_RETURN(
         Statement own,
         session.Prepare(absl::StrCat("SELECT ", Cols(),
                                      " FROM submissions WHERE state IN (2, 3) AND "
                                      "handed_off_seq < change_seq ORDER BY id LIMIT ?1")));
     own.Bind(1, ask);
-    ANCHORD_ASSIGN_OR_RETURN(std::vector<OwedBatch> owed, SqliteBatchesOwed(session));
     // Thin, a leaf is read with ThinLeafCols, and again whole in the rare case it cannot be thin
     // (sealed by an older release: it holds its own path).
     const std::string whole_leaf = ColsWith("2", "handed_off_seq");
@@ -522,12 +542,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
         Statement leaf, session.Prepare(absl::StrCat("SELECT ", thin ? ThinLeafCols() : whole_leaf,
                                                      " ", kSqliteOwedLeaves, " LIMIT ?3")));
     std::optional<Statement> whole_by_id;
-    absl::MutexLock lock(&handoff_mu_);
     // A batch's leaves are read from the first that is neither in flight nor acknowledged ahead
     // (as far as that is known without reading: its leaves have consecutive ids when it was
     // sealed as a range), not again over the windows in flight.
     for (OwedBatch& b : owed) {
-      while (skip.count(b.next_leaf_id) > 0 || acked_ahead_.contains(b.next_leaf_id)) {
+      while (skip.count(b.next_leaf_id) > 0 || acked_ahead.contains(b.next_leaf_id)) {
         ++b.next_leaf_id;
       }
     }
@@ -552,12 +571,13 @@ class SqliteSubmitterStore final : public SubmitterStore {
     ANCHORD_ASSIGN_OR_RETURN(bool has_leaf, step_leaf());
     std::vector<Submission> out;
     out.reserve(want);
+    std::vector<std::pair<int64_t, int64_t>> owed_out;  // {leaf id, version} for owed_out_
     while (out.size() < want && (has_own || has_leaf)) {
       const bool from_own = has_own && (!has_leaf || own.ColumnInt(0) < leaf.ColumnInt(0));
       Statement& s = from_own ? own : leaf;
       const int64_t id = s.ColumnInt(0);
       // A leaf acknowledged beyond its batch's handoff_next is owed no more.
-      const bool still_owed = from_own || !acked_ahead_.contains(id);
+      const bool still_owed = from_own || !acked_ahead.contains(id);
       if (still_owed && skip.count(id) == 0) {
         Submission& r = out.emplace_back();  // built in place: most rows are thin leaves
         bool is_thin = false;
@@ -579,7 +599,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         } else if (!is_thin) {
           ANCHORD_ASSIGN_OR_RETURN(r, ReadRow(s));
         }
-        if (!from_own) owed_out_[id] = r.change_seq;
+        if (!from_own) owed_out.emplace_back(id, r.change_seq);
       }
       if (from_own) {
         ANCHORD_ASSIGN_OR_RETURN(has_own, own.Step());
@@ -589,6 +609,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
     }
     own.Reset();
     leaf.Reset();
+    {
+      // No mark can have seen these leaves yet: they are not sent before this read returns.
+      absl::MutexLock lock(&handoff_mu_);
+      for (const auto& [id, version] : owed_out) owed_out_[id] = version;
+    }
     // Oldest first. The batches' leaves are in id order (a batch takes its provider's oldest
     // waiting leaves) unless several providers batch.
     auto by_id = [](const Submission& a, const Submission& b) { return a.id < b.id; };
@@ -728,7 +753,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
   // RefsOfRows for rows whose files are (also) in refs.
   absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
       const std::vector<Submission>& rows) {
-    ledger::Session session(*db_);
+    ledger::Session session(*reader_);  // committed refs are never changed, only added
     // A digest's refs name its lowest submissions id (sub_id), which is nearly always the row
     // being handed off: looked up by that id, a window reads neighbouring entries of the refs
     // index, where a lookup by digest first descends the digest index at a random
@@ -899,16 +924,18 @@ class SqliteSubmitterStore final : public SubmitterStore {
     return rows;
   }
 
-  // Where LeafDetails reads a batch row and its root row.
+  // Where LeafDetails reads a batch row and its root row: on the reader connection (every caller
+  // reads after its own session ended, so it sees what it committed).
   LeafDetails::Source LeafSource() {
     LeafDetails::Source source;
     source.batch = [this](int64_t batch_id) {
-      ledger::Session session(*db_);
+      ledger::Session session(*reader_);
       return ReadSqliteBatch(session, batch_id);
     };
     source.root = [this](int64_t batch_id) -> absl::StatusOr<std::optional<Submission>> {
       ANCHORD_ASSIGN_OR_RETURN(std::vector<Submission> root,
-                               Query(absl::StrCat("SELECT ", Cols(), " FROM ", kDigestIndex,
+                               Query(*reader_,
+                                     absl::StrCat("SELECT ", Cols(), " FROM ", kDigestIndex,
                                                   " WHERE ", kSqliteBatchRootWhere),
                                      [&](Statement& s) { s.Bind(1, batch_id); }));
       if (root.empty()) return std::optional<Submission>();
@@ -939,7 +966,12 @@ class SqliteSubmitterStore final : public SubmitterStore {
 
   template <typename BindFn>
   absl::StatusOr<std::vector<Submission>> Query(const std::string& sql, BindFn bind) {
-    ledger::Session session(*db_);
+    return Query(*db_, sql, bind);
+  }
+
+  template <typename BindFn>
+  absl::StatusOr<std::vector<Submission>> Query(SqliteDb& db, const std::string& sql, BindFn bind) {
+    ledger::Session session(db);
     ANCHORD_ASSIGN_OR_RETURN(Statement s, session.Prepare(sql));
     bind(s);
     std::vector<Submission> out;
@@ -953,6 +985,10 @@ class SqliteSubmitterStore final : public SubmitterStore {
   }
 
   std::unique_ptr<SqliteDb> db_;
+  // A second connection to the same file for the hand-off's reads (ReadPending, the refs and the
+  // batches of its windows): in WAL mode a reader neither waits for the writer's transactions (the
+  // intake's and the batcher's, each ending in an fsync) nor holds them up.
+  std::unique_ptr<SqliteDb> reader_;
   // The prefixes of the digests submissions holds, for the intake (ledger/prefix_filter.h): new
   // digests, nearly every item, are not looked up one by one. Up to kKnownPrefixRows rows
   // (10-20 bytes each; the filter turns itself off above that and every digest is looked up).
@@ -977,7 +1013,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
 absl::StatusOr<std::unique_ptr<SubmitterStore>> OpenSqliteSubmitterStore(const std::string& path) {
   ANCHORD_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path));
   auto store = std::make_unique<SqliteSubmitterStore>(std::move(db));
-  ANCHORD_RETURN_IF_ERROR(store->Init());
+  ANCHORD_RETURN_IF_ERROR(store->Init(path));
   return std::unique_ptr<SubmitterStore>(std::move(store));
 }
 

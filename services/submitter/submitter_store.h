@@ -285,8 +285,8 @@ class SubmitterStore {
   // --- Hand-off ---------------------------------------------------------------------------------
   // SUBMITTED and FAILED rows whose latest change was not acknowledged by the poller, oldest first.
   virtual absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) = 0;
-  // PendingHandoff(limit + min(skip.size(), limit)) without the rows in `skip` (a hand-off's
-  // rows in flight), at most `limit`.
+  // PendingHandoff(limit + skip.size()) without the rows in `skip` (a hand-off's rows in
+  // flight), at most `limit`.
   absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit, const RowIds& skip);
   // PendingHandoffExcept for the batch-form hand-off (handoff_window.h), which sends of a sealed
   // batch's SUBMITTED leaf only its digest's place in the tree and its files: a store may return

@@ -70,6 +70,42 @@ TEST(SqliteDb, CommittedRowsSurviveReopenAndRollbackDiscards) {
   EXPECT_EQ(mode->ColumnText(0), "wal");
 }
 
+// A reader connection's snapshot sees one committed state: the writer on another connection
+// commits while it is open (without waiting for it), and the snapshot's reads still see the state
+// of its first read; the next snapshot sees the commit.
+TEST(SqliteDb, ASnapshotSeesOneStateAndNeverHoldsTheWriterUp) {
+  std::string path = TempDb("snapshot");
+  auto writer = SqliteDb::Open(path);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  {
+    Session session(**writer);
+    ASSERT_TRUE(session.Exec("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1)").ok());
+  }
+  auto reader = SqliteDb::Open(path);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto count = [](Session& s) -> int64_t {
+    auto q = s.Prepare("SELECT count(*) FROM t");
+    if (!q.ok() || !q->Step().ok()) return -1;
+    return q->ColumnInt(0);
+  };
+  {
+    Snapshot snap(**reader);
+    ASSERT_TRUE(snap.begin_status().ok()) << snap.begin_status();
+    EXPECT_EQ(count(snap), 1);
+    {
+      Transaction tx(**writer);
+      ASSERT_TRUE(tx.begin_status().ok()) << tx.begin_status();
+      auto ins = tx.Prepare("INSERT INTO t VALUES (2)");
+      ASSERT_TRUE(ins.ok() && ins->Run().ok());
+      ASSERT_TRUE(tx.Commit().ok());
+    }
+    EXPECT_EQ(count(snap), 1) << "a snapshot's reads all see the state of its first read";
+  }
+  Snapshot next(**reader);
+  ASSERT_TRUE(next.begin_status().ok());
+  EXPECT_EQ(count(next), 2);
+}
+
 TEST(SqliteDb, DurabilityChoosesTheSyncMode) {
   auto full = SqliteDb::Open(TempDb("full"));
   auto normal = SqliteDb::Open(TempDb("normal"), Durability::kProcessCrash);

@@ -172,6 +172,44 @@ TEST_F(HandoffTest, AWakeBetweenAnEmptyReadAndTheWaitIsNotLost) {
   EXPECT_EQ(poller_.acked().size(), 1u);
 }
 
+// Acknowledged rows are marked on their own thread: with the first mark held (a commit that waits
+// its turn behind the intake's, say), the hand-off still reads and sends every window, and no row
+// goes twice; once the mark goes through, everything is marked.
+TEST_F(HandoffTest, AHeldMarkDoesNotHoldTheNextWindowsBack) {
+  for (char c : std::string("abcdef")) Submitted(c, std::string(1, c) + ".txt");
+  absl::Mutex mu;
+  bool release = false;
+  std::atomic<int> marks{0};
+  StartHandoff([&](HandoffOptions& o) {
+    o.batch = 2;
+    o.track_batch = false;  // the fake serves Track only
+    o.before_mark = [&] {
+      if (marks++ > 0) return;
+      absl::MutexLock lock(&mu);
+      auto released = [&] { return release; };
+      // Bounded: the test releases it within seconds.
+      mu.AwaitWithTimeout(absl::Condition(&released), absl::Seconds(20));
+    };
+  });
+  absl::Cleanup stop = [&] {
+    {
+      absl::MutexLock lock(&mu);
+      release = true;
+    }
+    handoff_->Stop();
+  };
+  EXPECT_TRUE(
+      anchord::testing::WaitUntil([&] { return poller_.acked().size() == 6; }, absl::Seconds(10)));
+  EXPECT_EQ(marks.load(), 1) << "the first mark is still held";
+  EXPECT_EQ(poller_.received().size(), 6u) << "no row was sent twice";
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  EXPECT_TRUE(WaitHandedOff());
+  EXPECT_EQ(poller_.received().size(), 6u);
+}
+
 // Backpressure: six rows, windows of two, two windows in flight, and a poller that answers the
 // first two requests only. The hand-off's third read (rows e and f) comes while the second window
 // is unanswered: it is behind (two rows waiting beyond those in flight, with the poller

@@ -238,7 +238,10 @@ class AckWindow {
     } else if (metrics_) {
       metrics_->handoffs.Add({{"result", "ok"}}).Increment(static_cast<double>(rows.size()));
     }
-    if (mark) acked_.insert(acked_.end(), rows.begin(), rows.end());
+    if (mark) {
+      acked_.insert(acked_.end(), rows.begin(), rows.end());
+      answered_ = true;
+    }
     unacked_rows_ -= rows.size();
     unacked_.erase(it);
   }
@@ -298,7 +301,6 @@ class AckWindow {
   void Marked(const std::vector<std::pair<int64_t, int64_t>>& rows) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, seq] : rows) marked_.push_back(id);
-    marked_any_ = true;
   }
 
   // The writer: the ids of rows marked since its last call, no longer in flight.
@@ -309,10 +311,11 @@ class AckWindow {
     return ids;
   }
 
-  // Whether any acknowledgement of this stream was marked (the stream progressed).
-  bool marked_any() ABSL_LOCKS_EXCLUDED(mu_) {
+  // Whether the poller acknowledged rows on this stream (the stream progressed), whether or not
+  // the marker has marked them yet.
+  bool answered() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    return marked_any_;
+    return answered_;
   }
 
   // No more acknowledgements will come: the marker marks what is left and stops.
@@ -343,7 +346,7 @@ class AckWindow {
   std::vector<std::pair<int64_t, int64_t>> acked_ ABSL_GUARDED_BY(mu_);  // to be marked
   bool marking_ ABSL_GUARDED_BY(mu_) = false;         // the marker holds rows it is marking
   std::vector<int64_t> marked_ ABSL_GUARDED_BY(mu_);  // marked, not yet taken by the writer
-  bool marked_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool answered_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   bool retry_later_ ABSL_GUARDED_BY(mu_) = false;
@@ -434,7 +437,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
       if (WaitFor(options_.idle_poll, seen)) break;
       continue;
     }
-    NoteRead(rows->size(), window.marked_any());
+    NoteRead(rows->size(), window.answered());
     if (options_.on_read) options_.on_read(rows->size());
     if (rows->empty()) {
       if (!in_flight.empty()) {
@@ -469,7 +472,7 @@ Handoff::StreamEnd Handoff::RunStream(grpc::ClientContext* ctx, bool batch_form)
   if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
     ANCHORD_LOG(Warning) << "hand-off stream to the poller ended: " << st.error_message();
   }
-  return window.marked_any() ? StreamEnd::kProgressed : StreamEnd::kNoProgress;
+  return window.answered() ? StreamEnd::kProgressed : StreamEnd::kNoProgress;
 }
 
 }  // namespace anchord::submitter

@@ -358,8 +358,9 @@ class SqlitePollerStore final : public PollerStore {
   }
 
   absl::StatusOr<Summary> Summarize(const std::string& job) override {
-    ledger::Session session(*db_);
-    return SummarizeSqlite(session, job);
+    // One read transaction: the counts and the several-row digests are read from one snapshot.
+    ledger::Snapshot snapshot(*db_);
+    return SummarizeSqlite(snapshot, job);
   }
 
   absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {

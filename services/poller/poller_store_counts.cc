@@ -121,15 +121,10 @@ absl::StatusOr<PollerStore::Summary> SummarizeIn(ledger::Session& session, const
 
 }  // namespace
 
-absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Session& session,
+absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Snapshot& snapshot,
                                                      const std::string& job) {
-  // One read transaction: the counts and the several-row digests are read from one snapshot.
-  ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
-  absl::StatusOr<PollerStore::Summary> out = SummarizeIn(session, job);
-  const absl::Status end = session.Exec(out.ok() ? "COMMIT" : "ROLLBACK");
-  if (!out.ok()) return out.status();
-  ANCHORD_RETURN_IF_ERROR(end);
-  return out;
+  ANCHORD_RETURN_IF_ERROR(snapshot.begin_status());
+  return SummarizeIn(snapshot, job);
 }
 
 absl::Status InitProofCounts(ledger::Transaction& tx) {

@@ -41,8 +41,8 @@ absl::StatusOr<std::map<std::string, PollerStore::ProviderStats>> ReadProviderSt
     ledger::Session& session);
 
 // PollerStore::Summarize: the digests with a file of `job` (all when empty), each counted once at
-// its furthest state over its providers; in one read transaction.
-absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Session& session,
+// its furthest state over its providers, read in `snapshot` (one read transaction).
+absl::StatusOr<PollerStore::Summary> SummarizeSqlite(ledger::Snapshot& snapshot,
                                                      const std::string& job);
 
 // The oldest pending proof of (?1 provider, ?2 state, ?3 stalled): one seek on

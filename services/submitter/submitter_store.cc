@@ -753,7 +753,11 @@ class SqliteSubmitterStore final : public SubmitterStore {
   // RefsOfRows for rows whose files are (also) in refs.
   absl::StatusOr<std::vector<std::vector<FileRef>>> ReadRefsOfRows(
       const std::vector<Submission>& rows) {
-    ledger::Session session(*reader_);  // committed refs are never changed, only added
+    // One read transaction for the window: each statement on its own would begin and end one,
+    // taking and releasing the WAL's read lock (fcntl calls) once or twice per row. On the
+    // reader connection: committed refs are never changed, only added.
+    ledger::Snapshot session(*reader_);
+    ANCHORD_RETURN_IF_ERROR(session.begin_status());
     // A digest's refs name its lowest submissions id (sub_id), which is nearly always the row
     // being handed off: looked up by that id, a window reads neighbouring entries of the refs
     // index, where a lookup by digest first descends the digest index at a random
@@ -775,17 +779,7 @@ class SqliteSubmitterStore final : public SubmitterStore {
         Statement by_range,
         session.Prepare("SELECT sub_id, id, job, source_path, filename, size_bytes, mime_type "
                         "FROM refs WHERE sub_id BETWEEN ?1 AND ?2 ORDER BY sub_id"));
-    // One read transaction for the window: each statement on its own would begin and end one,
-    // taking and releasing the WAL's read lock (fcntl calls) once or twice per row.
-    ANCHORD_RETURN_IF_ERROR(session.Exec("BEGIN"));
-    absl::StatusOr<std::vector<std::vector<FileRef>>> out =
-        ReadRefsOfRowsIn(by_row, by_range, by_digest, rows);
-    by_row.Reset();
-    by_range.Reset();
-    by_digest.Reset();
-    absl::Status end = session.Exec(out.ok() ? "COMMIT" : "ROLLBACK");
-    if (out.ok() && !end.ok()) return end;
-    return out;
+    return ReadRefsOfRowsIn(by_row, by_range, by_digest, rows);
   }
 
   // Whether the rows' ids ascend and fill at least half of their range: the refs of the range

@@ -63,11 +63,11 @@ print(total)
 PY
 }
 
-service_usage() {  # stack.json -> {service: [write_bytes, cpu seconds (user + system), minor faults]}
+service_usage() {  # stack.json -> {service: [write_bytes, CPU seconds (user + system), minor faults, peak RSS bytes]}
   /usr/bin/python3 - "$1" <<'PY'
 import json, sys
 sys.path.insert(0, "bench")
-from proc_stat import cpu_and_faults
+from proc_stat import cpu_and_faults, peak_rss
 pids = json.load(open(sys.argv[1]))["pids"]
 out = {}
 for name, pid in pids.items():
@@ -77,7 +77,7 @@ for name, pid in pids.items():
             if line.startswith("write_bytes:"):
                 wb = int(line.split()[1])
         cpu, faults = cpu_and_faults(pid)
-        out[name] = [wb, cpu, faults]
+        out[name] = [wb, cpu, faults, peak_rss(pid)]
     except OSError:
         pass
 print(json.dumps(out))
@@ -383,8 +383,11 @@ print()
 print("Merkle run, per service (from /proc/PID/io and /proc/PID/stat, between the start and the end "
       "of `archive`):")
 print()
-print("| service | disk writes per file (in the window + checkpoint owed) | CPU seconds | page faults per file |")
-print("|---|---|---|---|")
+# Peak RSS: memory a process touches for the first time is zeroed by the kernel, at 1.5-2 ms of
+# CPU per MiB on the machines measured (bench/RESULTS.md, issue 11 session 28), so a fresh
+# service's high-water mark is CPU spent in the run.
+print("| service | disk writes per file (in the window + checkpoint owed) | CPU seconds | page faults per file | peak RSS before -> after (MiB) |")
+print("|---|---|---|---|---|")
 cpu_sum = float(ctl_cpu)
 for name in sorted(u1):
     if name in u0:
@@ -392,10 +395,10 @@ for name in sorted(u1):
         window, due = u1[name][0] - u0[name][0], owed.get(name, 0)
         print(f"| {name} | {(window + due) / files / 1024:.2f} KiB ({window / files / 1024:.2f} + "
               f"{due / files / 1024:.2f}) | {u1[name][1] - u0[name][1]:.2f} | "
-              f"{(u1[name][2] - u0[name][2]) / files:.2f} |")
-print(f"| anchorctl (archive --wait) | - | {float(ctl_cpu):.2f} | - |")
+              f"{(u1[name][2] - u0[name][2]) / files:.2f} | {u0[name][3] / 2**20:.0f} -> {u1[name][3] / 2**20:.0f} |")
+print(f"| anchorctl (archive --wait) | - | {float(ctl_cpu):.2f} | - | - |")
 print(f"| all | {writes / files / 1024:.2f} KiB | {cpu_sum:.2f} ({cpu_sum / merkle_s:.2f} of "
-      f"{cores} cores) | |")
+      f"{cores} cores) | | |")
 # Each stage's own CPU: the services name their threads (libs/common/thread_name.h), so the
 # submitter's intake, batcher and hand-off, say, are told apart.
 try:

@@ -15,6 +15,18 @@ def cpu_and_faults(pid):
     return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[7])
 
 
+def peak_rss(pid):
+    """`pid`'s peak resident memory so far (VmHWM), in bytes; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def threads_of(pid):
     """{thread id: (name, CPU seconds)} of `pid`'s live threads."""
     out = {}

@@ -10,15 +10,18 @@
 // returned after the usual decay (10 s), so the peak RSS is what the program holds at once, as
 // before.
 //
-// thp:always (and metadata_thp:always) asks the kernel for transparent huge pages for jemalloc's
-// extents (madvise; it changes nothing where /sys/kernel/mm/transparent_hugepage/enabled is
-// "never"). A fresh service's memory grows by tens of MiB in its first large run (the SQLite page
-// caches, the per-call vectors), and each 4 KiB page of it was one fault: 0.5 per file in the
-// poller, 0.3 in the submitter (bench/pipeline_bench.sh). With 2 MiB pages they fell to 0.05,
-// and the poller's Track path took 8.8 instead of 10.8 us of CPU per leaf (bench/track_bench.sh,
-// 100,000 leaves, medians of 5 pairs).
-// The price is resident memory rounded up to huge pages: the poller over 1,000,000 pending proofs
-// peaked at 54 MiB instead of 38 (bench/backlog_bench.sh).
+// thp:default leaves transparent huge pages to the kernel's setting (with "madvise", the common
+// default, jemalloc's memory gets none). Sessions 13 to 27 ran with thp:always, which made a fresh
+// service's growth one fault per 2 MiB instead of per 4 KiB page and measured faster then. On the
+// virtual machines measured since (bench/RESULTS.md, issue 11 session 28) the host takes back
+// guest memory that is free in large blocks (free page reporting), and a huge page is nearly
+// always carved from such a block: the first touch of each costs the host's fault, 2.1-2.6 ms of
+// CPU per MiB against 0.4-0.9 for 4 KiB pages. The kernel's zeroing of huge pages was 22-25% of
+// the submitter's and the poller's CPU in a 100,000-file Merkle run; with thp:default the run took
+// 1.74-1.92 s and 3.2-3.4 CPU s against 2.00-2.16 s and 3.6-3.9 CPU s (4 pairs alternately), the
+// poller's Track path alone (bench/track_bench.sh) and the hasher's small files
+// (bench/hash_throughput.sh) the same within their variation either way. Where huge pages pay
+// (a host that does not take memory back), MALLOC_CONF=thp:always turns them on again.
 //
 // narenas:1 (the submitter, the poller and anchorctl: anchord_use_jemalloc(... ONE_ARENA) in CMake)
 // gives every thread the one arena instead of jemalloc's 4 per CPU, assigned to threads in turn.
@@ -40,9 +43,9 @@
 extern "C" {
 #ifdef ANCHORD_JEMALLOC_ONE_ARENA
 // NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for.
-const char* malloc_conf = "oversize_threshold:0,thp:always,metadata_thp:always,narenas:1";
+const char* malloc_conf = "oversize_threshold:0,thp:default,narenas:1";
 #else
 // NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for.
-const char* malloc_conf = "oversize_threshold:0,thp:always,metadata_thp:always";
+const char* malloc_conf = "oversize_threshold:0,thp:default";
 #endif
 }

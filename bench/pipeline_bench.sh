@@ -383,9 +383,10 @@ print()
 print("Merkle run, per service (from /proc/PID/io and /proc/PID/stat, between the start and the end "
       "of `archive`):")
 print()
-# Peak RSS: memory a process touches for the first time is zeroed by the kernel, at 1.5-2 ms of
-# CPU per MiB on the machines measured (bench/RESULTS.md, issue 11 session 28), so a fresh
-# service's high-water mark is CPU spent in the run.
+# Peak RSS: memory a process touches for the first time is a fault (on the virtual machines
+# measured, one the host serves too): 0.4-0.9 ms of CPU per MiB in 4 KiB pages, 2.1-2.6 in huge
+# pages (bench/RESULTS.md, issue 11 session 28), so a fresh service's high-water mark is CPU
+# spent in the run.
 print("| service | disk writes per file (in the window + checkpoint owed) | CPU seconds | page faults per file | peak RSS before -> after (MiB) |")
 print("|---|---|---|---|---|")
 cpu_sum = float(ctl_cpu)

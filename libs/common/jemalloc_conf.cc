@@ -10,18 +10,19 @@
 // returned after the usual decay (10 s), so the peak RSS is what the program holds at once, as
 // before.
 //
-// thp:default leaves transparent huge pages to the kernel's setting (with "madvise", the common
-// default, jemalloc's memory gets none). Sessions 13 to 27 ran with thp:always, which made a fresh
-// service's growth one fault per 2 MiB instead of per 4 KiB page and measured faster then. On the
-// virtual machines measured since (bench/RESULTS.md, issue 11 session 28) the host takes back
-// guest memory that is free in large blocks (free page reporting), and a huge page is nearly
-// always carved from such a block: the first touch of each costs the host's fault, 2.1-2.6 ms of
-// CPU per MiB against 0.4-0.9 for 4 KiB pages. The kernel's zeroing of huge pages was 22-25% of
-// the submitter's and the poller's CPU in a 100,000-file Merkle run; with thp:default the run took
-// 1.74-1.92 s and 3.2-3.4 CPU s against 2.00-2.16 s and 3.6-3.9 CPU s (4 pairs alternately), the
-// poller's Track path alone (bench/track_bench.sh) and the hasher's small files
-// (bench/hash_throughput.sh) the same within their variation either way. Where huge pages pay
-// (a host that does not take memory back), MALLOC_CONF=thp:always turns them on again.
+// thp:default leaves transparent huge pages to the kernel's setting (with "madvise", as on the
+// machines measured, jemalloc's memory gets none; with "always", the kernel's choice). Sessions 13
+// to 27 ran with thp:always, which made a fresh service's growth one fault per 2 MiB instead of per
+// 4 KiB page and measured faster then. On the virtual machines measured since (bench/RESULTS.md,
+// issue 11 session 28) the host takes back guest memory that is free in large blocks (free page
+// reporting), and a huge page is nearly always carved from such a block: the first touch of each
+// costs the host's fault, 2.1-2.6 ms of CPU per MiB against 0.4-0.9 for 4 KiB pages. The kernel's
+// zeroing of huge pages was 22-25% of the submitter's and the poller's CPU in a 100,000-file Merkle
+// run; with thp:default the run took 1.74-1.92 s and 3.2-3.4 CPU s against 2.00-2.16 s and 3.6-3.9
+// CPU s (4 pairs alternately), the poller's Track path alone (bench/track_bench.sh) and the
+// hasher's small files (bench/hash_throughput.sh) the same within their variation either way. Where
+// huge pages pay (a host that does not take memory back), MALLOC_CONF=thp:always turns them on
+// again.
 //
 // narenas:1 (the submitter, the poller and anchorctl: anchord_use_jemalloc(... ONE_ARENA) in CMake)
 // gives every thread the one arena instead of jemalloc's 4 per CPU, assigned to threads in turn.
@@ -29,8 +30,9 @@
 // seal and the hand-off in the submitter), and each arena kept its own high-water mark of the same
 // per-call vectors: the poller's peak resident memory over a 100,000-leaf hand-off was 172-199 MiB,
 // and with one arena 130-132 (bench/track_bench.sh). On the machines measured, memory a process
-// touches for the first time costs 1.5-2 ms of CPU per MiB (the hypervisor backs it on first
-// touch), so the poller spent 9.2 instead of 9.9 us of CPU per leaf (medians of 3 pairs). Each
+// touches for the first time costs 1.5-2 ms of CPU per MiB in huge pages (the host backs it on
+// first touch; 0.4-0.9 in 4 KiB pages), so the poller spent 9.2 instead of 9.9 us of CPU per leaf
+// (medians of 3 pairs, with thp:always). Each
 // thread's cache (tcache) still serves the small allocations without the arena's lock; those
 // services run a few busy threads, so the one lock is rarely contended. On a node with many cores
 // the default would also give each of their threads an arena of its own. anchorctl's streams (the

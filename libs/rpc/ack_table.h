@@ -4,6 +4,7 @@
 //   rpc::AckTable<Item> sent("f");               // request ids "f0", "f1", ...
 //   req.set_request_id(sent.Add(Item{...}));     // before sending
 //   std::optional<Item> item = sent.Take(ack.request_id());  // on the acknowledgement
+//   sent.TakeAll(ids, [](size_t k, Item item) {...});          // on a message of them
 //
 // An acknowledgement whose id is unknown (never sent, or already taken: a duplicate answer after a
 // resend) yields nullopt and is ignored by the caller: only the first answer per item counts.
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -55,6 +57,25 @@ class AckTable {
     std::optional<Item> item(std::move(it->second));
     items_.erase(it);
     return item;
+  }
+  // Take for several ids under one lock (an acknowledgement message answers many items): calls
+  // found(k, item) for each ids[k] that names an item, in order, after the lock is released.
+  template <typename Ids, typename Found>
+  void TakeAll(const Ids& ids, Found found) ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::pair<size_t, Item>> taken;
+    taken.reserve(ids.size());
+    {
+      absl::MutexLock lock(&mu_);
+      for (size_t k = 0; k < ids.size(); ++k) {
+        const std::optional<uint64_t> n = CounterOf(ids[k]);
+        if (!n.has_value()) continue;
+        auto it = items_.find(*n);
+        if (it == items_.end()) continue;
+        taken.emplace_back(k, std::move(it->second));
+        items_.erase(it);
+      }
+    }
+    for (auto& [k, item] : taken) found(k, std::move(item));
   }
   // Items sent and not yet acknowledged.
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_) {

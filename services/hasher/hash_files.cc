@@ -169,9 +169,11 @@ void FinishFile(FilesCall* c) {
     return;
   }
   SubmitSession* session = c->session.GetOrCreate([c, s] {
-    return std::make_unique<SubmitSession>(
-        s->options.submitter, s->options.submit, s->metrics,
-        [c](const v1::SubmitResponse& ack) { OnFilesAck(c, ack); });
+    return std::make_unique<SubmitSession>(s->options.submitter, s->options.submit, s->metrics,
+                                           [c](std::vector<v1::SubmitResponse*>& acks) {
+                                             for (const v1::SubmitResponse* ack : acks)
+                                               OnFilesAck(c, *ack);
+                                           });
   });
   if (session == nullptr) {  // cancelled
     c->out.Drop();

@@ -27,8 +27,7 @@ SubmitSession::SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessi
 
 SubmitSession::~SubmitSession() { Stop(); }
 
-void SubmitSession::QueueLocked(v1::SubmitRequest request) {
-  auto shared = std::make_shared<const v1::SubmitRequest>(std::move(request));
+void SubmitSession::QueueLocked(RequestPtr shared) {
   send_queue_.push_back(shared);
   // The key is read before `shared` is moved (the request it names lives on in the entry).
   const std::string& id = shared->request_id();
@@ -39,17 +38,17 @@ void SubmitSession::Send(v1::SubmitRequest request) {
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return;
-    QueueLocked(std::move(request));
+    QueueLocked(std::make_shared<const v1::SubmitRequest>(std::move(request)));
   }
   if (metrics_) metrics_->inflight.Increment();
 }
 
-void SubmitSession::Send(std::vector<v1::SubmitRequest> requests) {
+void SubmitSession::Send(std::vector<RequestPtr> requests) {
   if (requests.empty()) return;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return;
-    for (v1::SubmitRequest& r : requests) QueueLocked(std::move(r));
+    for (RequestPtr& r : requests) QueueLocked(std::move(r));
   }
   if (metrics_) metrics_->inflight.Increment(static_cast<double>(requests.size()));
 }
@@ -85,7 +84,7 @@ int SubmitSession::reconnects() {
   return reconnects_;
 }
 
-void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
+void SubmitSession::HandleResponse(v1::SubmitResponse& response) {
   std::vector<RequestPtr> refused;
   {
     absl::MutexLock lock(&mu_);
@@ -95,33 +94,45 @@ void SubmitSession::HandleResponse(const v1::SubmitResponse& response) {
       batches_.erase(b);
     }
   }
+  std::vector<v1::SubmitResponse*> answers;
   if (response.items_size() > 0) {
-    for (const v1::SubmitResponse& item : response.items()) HandleItem(item);
+    answers.reserve(static_cast<size_t>(response.items_size()));
+    for (v1::SubmitResponse& item : *response.mutable_items()) answers.push_back(&item);
+    HandleItems(answers);
     return;
   }
   if (refused.empty()) {
-    HandleItem(response);
+    answers.push_back(&response);
+    HandleItems(answers);
     return;
   }
   // The submitter refused the whole message: each of its items gets that answer.
-  for (const RequestPtr& r : refused) {
-    v1::SubmitResponse item;
-    item.set_request_id(r->request_id());
-    *item.mutable_status() = response.status();
-    HandleItem(item);
+  std::vector<v1::SubmitResponse> items(refused.size());
+  answers.reserve(refused.size());
+  for (size_t i = 0; i < refused.size(); ++i) {
+    items[i].set_request_id(refused[i]->request_id());
+    *items[i].mutable_status() = response.status();
+    answers.push_back(&items[i]);
   }
+  HandleItems(answers);
 }
 
-void SubmitSession::HandleItem(const v1::SubmitResponse& response) {
+void SubmitSession::HandleItems(std::vector<v1::SubmitResponse*>& answers) {
+  size_t kept = 0;
   {
     absl::MutexLock lock(&mu_);
-    auto it = pending_.find(response.request_id());
-    // Unknown ids: a duplicate ack of an item resent after a reconnect, or garbage. Ignored.
-    if (it == pending_.end()) return;
-    pending_.erase(it);
+    for (v1::SubmitResponse* a : answers) {
+      auto it = pending_.find(a->request_id());
+      // Unknown ids: a duplicate ack of an item resent after a reconnect, or garbage. Ignored.
+      if (it == pending_.end()) continue;
+      pending_.erase(it);
+      answers[kept++] = a;
+    }
   }
-  if (metrics_) metrics_->inflight.Decrement();
-  on_ack_(response);
+  answers.resize(kept);
+  if (answers.empty()) return;
+  if (metrics_) metrics_->inflight.Decrement(static_cast<double>(answers.size()));
+  on_ack_(answers);
 }
 
 void SubmitSession::Run() {

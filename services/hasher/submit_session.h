@@ -46,9 +46,12 @@ struct SubmitSessionOptions {
 
 class SubmitSession {
  public:
-  // Called once per request_id, with the first response that carries it, from the session's
-  // reader thread. May block briefly (it writes to the store).
-  using AckFn = std::function<void(const anchord::v1::SubmitResponse&)>;
+  // Called from the session's reader thread with the responses to request_ids not answered
+  // before (each request_id once, with the first response that carries it), in the order they
+  // arrived: all the answers of one batch-form message in one call, so that the callee takes
+  // its locks once per message rather than once per item. The callee may move from them. May
+  // block briefly (it writes to the store).
+  using AckFn = std::function<void(std::vector<anchord::v1::SubmitResponse*>& acks)>;
 
   SubmitSession(std::shared_ptr<grpc::Channel> channel, SubmitSessionOptions options,
                 HasherMetrics* metrics, AckFn on_ack);
@@ -57,8 +60,11 @@ class SubmitSession {
 
   // Queues `request` for sending; never blocks. request_id must be unique within the session.
   void Send(anchord::v1::SubmitRequest request);
-  // Send for several requests, queued together (one lock and one wake-up of the writer).
-  void Send(std::vector<anchord::v1::SubmitRequest> requests);
+  // Send for several requests, queued together (one lock and one wake-up of the writer), built
+  // where the session keeps them (no copy or move of the messages); they must not be changed
+  // afterwards.
+  using RequestPtr = std::shared_ptr<const anchord::v1::SubmitRequest>;
+  void Send(std::vector<RequestPtr> requests);
   // Non-blocking: cancels the stream and stops reconnecting. Safe to call from a reactor.
   void Cancel();
   // Closes the stream (half-close when every item was acknowledged, cancel otherwise) and joins
@@ -70,8 +76,9 @@ class SubmitSession {
 
  private:
   void Run();
-  void HandleResponse(const anchord::v1::SubmitResponse& response);
-  void HandleItem(const anchord::v1::SubmitResponse& response);
+  void HandleResponse(anchord::v1::SubmitResponse& response);
+  // Hands the answers among `answers` that are still pending to on_ack_ (one lock for all).
+  void HandleItems(std::vector<anchord::v1::SubmitResponse*>& answers);
 
   std::unique_ptr<anchord::v1::SubmitterService::Stub> stub_;
   SubmitSessionOptions options_;
@@ -79,13 +86,12 @@ class SubmitSession {
   AckFn on_ack_;
 
   absl::Mutex mu_;
-  // Shared with the writer while it writes it (no copy of the message per write).
-  using RequestPtr = std::shared_ptr<const anchord::v1::SubmitRequest>;
+  // A RequestPtr is shared with the writer while it writes it (no copy of the message per write).
   struct Pending {
     uint64_t seq;  // send order: a new stream resends in this order
     RequestPtr request;
   };
-  void QueueLocked(anchord::v1::SubmitRequest request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void QueueLocked(RequestPtr request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // By request_id. A hash map: an item is added, found and erased once each (no per-item tree
   // node and ordered string compares); the order, needed only to resend, is in `seq`.
   absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);

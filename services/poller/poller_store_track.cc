@@ -118,6 +118,8 @@ class Tracker {
   absl::Status Prefetch(const std::vector<TrackInput>& inputs) {
     std::vector<absl::string_view> digests;
     digests.reserve(inputs.size());
+    // Sized once: a call holds thousands of digests, and growing the table rehashes them all.
+    ahead_.reserve(ahead_.size() + inputs.size());
     for (const TrackInput& in : inputs) {
       const absl::string_view d = in.proof.digest.bytes();
       if (ahead_.try_emplace(d).second) digests.push_back(d);

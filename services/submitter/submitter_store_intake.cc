@@ -103,6 +103,8 @@ class Intake {
   absl::Status Prefetch(const std::vector<NewItem>& items) {
     std::vector<absl::string_view> digests;
     digests.reserve(items.size());
+    // Sized once: a call holds thousands of digests, and growing the table rehashes them all.
+    ahead_.reserve(ahead_.size() + items.size());
     for (const NewItem& item : items) {
       const absl::string_view d = item.digest.bytes();
       if (ahead_.try_emplace(d).second) digests.push_back(d);

@@ -55,6 +55,22 @@ TEST(AckTableTest, UnknownAndRepeatedAcksFindNothing) {
   EXPECT_FALSE(t.Take(id).has_value());  // a duplicate answer counts once
 }
 
+// An acknowledgement message answers many items: TakeAll finds each named item once, by its
+// position among the ids, and skips unknown, malformed and repeated ids (also within one call).
+TEST(AckTableTest, TakeAllFindsEachSentItemOnce) {
+  AckTable<Item> t("f");
+  std::vector<std::string> sent;
+  for (int i = 0; i < 4; ++i) sent.push_back(t.Add(Item{"p" + std::to_string(i), i}));
+  ASSERT_TRUE(t.Take(sent[1]).has_value());  // answered earlier
+  const std::vector<std::string> ids = {sent[3], "f99", sent[1], "f03", sent[0], sent[3], "h2"};
+  std::vector<std::pair<size_t, int>> found;
+  t.TakeAll(ids, [&](size_t k, Item item) { found.emplace_back(k, item.size); });
+  const std::vector<std::pair<size_t, int>> want = {{0, 3}, {4, 0}};
+  EXPECT_EQ(found, want);
+  EXPECT_EQ(t.size(), 1u);  // sent[2], never answered
+  ASSERT_TRUE(t.Take(sent[2]).has_value());
+}
+
 TEST(AckTableTest, LargeCountersRoundTrip) {
   AckTable<Item> t("f");
   std::vector<std::string> ids;

@@ -3,7 +3,11 @@
 // call counted (CountingStore), against a proofd sandbox over loopback. Run by backlog_bench.sh,
 // which also runs a real anchord-poller on the same database for its peak RSS.
 //
-//   backlog_bench fill DB N LEAVES_PER_ROOT   (0: N per-file proofs; K: N leaves under N/K roots)
+//   backlog_bench fill DB N LEAVES_PER_ROOT   (0: N per-file proofs; K: N leaves under N/K roots,
+//                                             each with its own path, as Track stores a leaf handed
+//                                             off alone; -K: the same in the batch form, as
+//                                             TrackBatch stores them: the root's tree once, each
+//                                             leaf its position in it)
 //   backlog_bench rounds DB PROOFD_URL ROUNDS [MAX_LOOKUPS]
 #include <algorithm>
 #include <chrono>
@@ -19,6 +23,8 @@
 #include "absl/time/clock.h"
 #include "libs/common/clock.h"
 #include "libs/ledger/sqlite_db.h"
+#include "libs/merkle/merkle.h"
+#include "libs/merkle/sealed_batch.h"
 #include "libs/providers/factory.h"
 #include "services/poller/counting_store.h"
 #include "services/poller/event_bus.h"
@@ -66,6 +72,51 @@ TrackInput Pending(const std::string& digest, const std::string& id) {
   return in;
 }
 
+// N leaves in the batch form, K to a root: each root handed off with its tree and its leaves
+// (positions in the tree), as TrackBatch hands them to the store, one root per Track call.
+int FillBatchForm(anchord::poller::PollerStore& store, int64_t n, int64_t k, absl::Time tracked,
+                  std::chrono::steady_clock::time_point start) {
+  int64_t roots = 0;
+  for (int64_t first = 0; first < n; first += k, ++roots) {
+    const int64_t size = std::min(k, n - first);
+    std::vector<std::string> digests, nonces;
+    for (int64_t i = 0; i < size; ++i) {
+      digests.push_back(MakeDigest(2, static_cast<uint64_t>(first + i)));
+      nonces.push_back(anchord::merkle::RandomNonce());
+    }
+    auto batch = anchord::merkle::SealedBatch::Build(digests, nonces);
+    if (!batch.ok()) {
+      std::fprintf(stderr, "batch: %s\n", batch.status().ToString().c_str());
+      return 1;
+    }
+    std::vector<TrackInput> in;
+    in.reserve(static_cast<size_t>(size) + 1);
+    TrackInput root =
+        Pending((*batch)->tree().root().raw(), ProofId(3, static_cast<uint64_t>(roots)));
+    root.proof.leaf_count = size;
+    root.batch = *batch;
+    in.push_back(std::move(root));
+    for (int64_t i = 0; i < size; ++i) {
+      TrackInput leaf = Pending(digests[static_cast<size_t>(i)], "");
+      leaf.proof.merkle_root = (*batch)->tree().root().raw();
+      leaf.proof.leaf_index = i;
+      leaf.batch = *batch;
+      in.push_back(std::move(leaf));
+    }
+    auto r = store.Track(in, tracked);
+    if (!r.ok()) {
+      std::fprintf(stderr, "track: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+  }
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("fill n=%lld roots=%lld (batch form) seconds=%.1f rows_per_s=%.0f\n",
+              static_cast<long long>(n), static_cast<long long>(roots), secs,
+              static_cast<double>(n + roots) / secs);
+  return 0;
+}
+
 int Fill(const std::string& db, int64_t n, int64_t leaves_per_root) {
   auto store = anchord::poller::OpenSqlitePollerStore(db);
   if (!store.ok()) {
@@ -87,6 +138,7 @@ int Fill(const std::string& db, int64_t n, int64_t leaves_per_root) {
     batch.clear();
     return true;
   };
+  if (leaves_per_root < 0) return FillBatchForm(**store, n, -leaves_per_root, tracked, start);
   for (int64_t i = 0; i < n; ++i) {
     if (leaves_per_root <= 0) {
       batch.push_back(Pending(MakeDigest(1, i), ProofId(1, i)));
@@ -240,7 +292,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> a(argv + 1, argv + argc);
   int64_t n = 0, k = 0;
   if (a.size() == 4 && a[0] == "fill" && absl::SimpleAtoi(a[2], &n) && absl::SimpleAtoi(a[3], &k) &&
-      n > 0 && k >= 0) {
+      n > 0) {
     return Fill(a[1], n, k);
   }
   int rounds = 0, lookups = 100;

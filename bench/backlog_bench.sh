@@ -4,8 +4,9 @@
 #
 #   bash bench/backlog_bench.sh [BUILD_DIR]       (prints a Markdown table)
 #   env: SIZES ("10000 100000 1000000"), LEAVES (0: per-file proofs; K: Merkle leaves, K per
-#        root), ROUNDS (3), LOOKUPS (100, max lookups per round), REF_MMAP_MIB (1024: the
-#        reference poller run's --sqlite-mmap-mib, the mmap every store had before; 0 skips it)
+#        root, each with its own path; -K: the same in the batch form), ROUNDS (3), LOOKUPS (100,
+#        max lookups per round), REF_MMAP_MIB (1024: the reference poller run's
+#        --sqlite-mmap-mib, the mmap every store had before; 0 skips it)
 #
 # Per size: backlog_bench fills a fresh poller.db through the store's API (20,000 proofs per
 # transaction); then backlog_bench runs ROUNDS rounds in its own process with every store call

@@ -292,7 +292,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> a(argv + 1, argv + argc);
   int64_t n = 0, k = 0;
   if (a.size() == 4 && a[0] == "fill" && absl::SimpleAtoi(a[2], &n) && absl::SimpleAtoi(a[3], &k) &&
-      n > 0) {
+      n > 0 && k >= -65536) {  // a batch holds 65,536 leaves at most (TrackBatch)
     return Fill(a[1], n, k);
   }
   int rounds = 0, lookups = 100;

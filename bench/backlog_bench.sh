@@ -32,7 +32,14 @@ BENCH_NAME=backlog_bench
 require_built "$POL" "$SBX" "$BENCH"
 WORK="$(mktemp -d /tmp/anchord-backlog-bench.XXXXXX)"
 PIDS=()
-cleanup() { stop_all; rm -rf "$WORK"; }
+SBX_PID=""
+# The sandbox serves every size (it is not in PIDS, which each size's poller run stops), so it is
+# stopped here too: a run cut short must not leave it behind.
+cleanup() {
+  stop_all
+  if [ -n "$SBX_PID" ]; then kill "$SBX_PID" 2>/dev/null || true; wait "$SBX_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # run_poller DIR EXTRA_FLAGS: a real anchord-poller on DIR/poller.db until it has walked ROUNDS+1

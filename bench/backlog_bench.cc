@@ -89,16 +89,16 @@ int FillBatchForm(anchord::poller::PollerStore& store, int64_t n, int64_t k, abs
       std::fprintf(stderr, "batch: %s\n", batch.status().ToString().c_str());
       return 1;
     }
+    const std::string root_digest((*batch)->tree().root().raw());
     std::vector<TrackInput> in;
     in.reserve(static_cast<size_t>(size) + 1);
-    TrackInput root =
-        Pending((*batch)->tree().root().raw(), ProofId(3, static_cast<uint64_t>(roots)));
+    TrackInput root = Pending(root_digest, ProofId(3, static_cast<uint64_t>(roots)));
     root.proof.leaf_count = size;
     root.batch = *batch;
     in.push_back(std::move(root));
     for (int64_t i = 0; i < size; ++i) {
       TrackInput leaf = Pending(digests[static_cast<size_t>(i)], "");
-      leaf.proof.merkle_root = (*batch)->tree().root().raw();
+      leaf.proof.merkle_root = root_digest;
       leaf.proof.leaf_index = i;
       leaf.batch = *batch;
       in.push_back(std::move(leaf));

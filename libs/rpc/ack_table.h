@@ -49,14 +49,8 @@ class AckTable {
   }
   // Removes and returns the item sent under `request_id`; nullopt when there is none.
   std::optional<Item> Take(absl::string_view request_id) ABSL_LOCKS_EXCLUDED(mu_) {
-    const std::optional<uint64_t> n = CounterOf(request_id);
-    if (!n.has_value()) return std::nullopt;
     absl::MutexLock lock(&mu_);
-    auto it = items_.find(*n);
-    if (it == items_.end()) return std::nullopt;
-    std::optional<Item> item(std::move(it->second));
-    items_.erase(it);
-    return item;
+    return TakeLocked(request_id);
   }
   // Take for several ids under one lock (an acknowledgement message answers many items): calls
   // found(k, item) for each ids[k] that names an item, in order, after the lock is released.
@@ -67,12 +61,7 @@ class AckTable {
     {
       absl::MutexLock lock(&mu_);
       for (size_t k = 0; k < ids.size(); ++k) {
-        const std::optional<uint64_t> n = CounterOf(ids[k]);
-        if (!n.has_value()) continue;
-        auto it = items_.find(*n);
-        if (it == items_.end()) continue;
-        taken.emplace_back(k, std::move(it->second));
-        items_.erase(it);
+        if (std::optional<Item> item = TakeLocked(ids[k])) taken.emplace_back(k, *std::move(item));
       }
     }
     for (auto& [k, item] : taken) found(k, std::move(item));
@@ -96,6 +85,16 @@ class AckTable {
     uint64_t n = 0;
     if (!absl::SimpleAtoi(digits, &n)) return std::nullopt;
     return n;
+  }
+
+  std::optional<Item> TakeLocked(absl::string_view request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::optional<uint64_t> n = CounterOf(request_id);
+    if (!n.has_value()) return std::nullopt;
+    auto it = items_.find(*n);
+    if (it == items_.end()) return std::nullopt;
+    std::optional<Item> item(std::move(it->second));
+    items_.erase(it);
+    return item;
   }
 
   const std::string prefix_;

@@ -76,6 +76,99 @@ CREATE TABLE merkle_trees (
 ALTER TABLE proofs ADD COLUMN leaf_index BIGINT NOT NULL DEFAULT -1,
   ADD COLUMN path_size BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    // A polling round's work bounded by what it reads, not by the backlog (issue 11 goal 5;
+    // bench/RESULTS.md, "Large backlogs"), as on SQLite (poller_store_schema.cc says why each
+    // index holds what it holds):
+    // - partial indexes that hold no Merkle leaf for the queries that never read leaves (the
+    //   check order, the walk by seq, the stall check and the oldest pending proof), and two
+    //   that hold only what a round looks for (confirmed proofs without their .ots, proofs
+    //   waiting for their fallback); proofs_by_provider_state held every proof, so each of
+    //   those queries skipped over every pending leaf (or every confirmed proof);
+    // - proofs_open_leaves: leaves of their own path that may still change, for the bounded walk
+    //   of SettleStrandedLeaves; leaves_behind (set by a trigger in the transaction that moves a
+    //   root, cleared by its propagation) for roots whose batch-form leaves may lag;
+    // - proof_counts: the backlog gauges without a GROUP BY over every proof. Statement triggers
+    //   append each statement's net change per (provider, state, stalled) to
+    //   proof_count_changes, an append-only log (no row two writers both update, so replicas'
+    //   transactions never wait on a counter), which PgPollerStore::Stats folds into
+    //   proof_counts. Triggers rather than the store's own code, so that no writer (an older
+    //   release's replica still running during an upgrade, an operator's UPDATE) is missed; the
+    //   count of the rows already there is taken in this transaction, after CREATE TRIGGER took
+    //   its lock that waits for every writer in flight, so no row is missed or counted twice.
+    {3, "bounded polling rounds: partial indexes, leaves_behind, proof_counts", R"sql(
+DROP INDEX proofs_by_provider_state;
+CREATE INDEX proofs_check_order ON proofs (provider, state, last_checked_at, seq)
+  WHERE length(merkle_root) = 0;
+CREATE INDEX proofs_roots_by_seq ON proofs (provider, state, seq) WHERE length(merkle_root) = 0;
+CREATE INDEX proofs_stall_roots ON proofs (provider, state, stalled, pending_since)
+  WHERE length(merkle_root) = 0;
+CREATE INDEX proofs_ots_due ON proofs (provider, last_checked_at, seq)
+  WHERE state = 5 AND ots_size = 0 AND length(merkle_root) = 0;
+CREATE INDEX proofs_fallback_due ON proofs (provider, seq)
+  WHERE state = 4 AND stalled = 1 AND fallback_sent = 0 AND fallback_provider <> ''::bytea;
+CREATE INDEX proofs_open_leaves ON proofs (provider, merkle_root, state)
+  WHERE length(merkle_root) > 0 AND leaf_index < 0 AND (state = 4 OR (state = 5 AND ots_size = 0));
+
+ALTER TABLE proofs ADD COLUMN leaves_behind INTEGER NOT NULL DEFAULT 0;
+CREATE FUNCTION proofs_mark_leaves_behind() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.leaves_behind := 1;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER proofs_mark_leaves_behind BEFORE UPDATE OF state, ots_size, stalled ON proofs
+  FOR EACH ROW WHEN (NEW.leaf_count > 0 AND (OLD.state IS DISTINCT FROM NEW.state
+    OR OLD.ots_size IS DISTINCT FROM NEW.ots_size OR OLD.stalled IS DISTINCT FROM NEW.stalled))
+  EXECUTE FUNCTION proofs_mark_leaves_behind();
+CREATE INDEX proofs_leaves_behind ON proofs (provider, seq) WHERE leaves_behind = 1;
+-- Roots a propagation cut off before this release may have left behind: looked at once.
+UPDATE proofs SET leaves_behind = 1 WHERE leaf_count > 0 AND (state <> 4 OR stalled = 1);
+
+CREATE TABLE proof_counts (
+  provider BYTEA NOT NULL,
+  state INTEGER NOT NULL,
+  stalled INTEGER NOT NULL,
+  n BIGINT NOT NULL,
+  PRIMARY KEY (provider, state, stalled)
+);
+CREATE TABLE proof_count_changes (
+  id BIGSERIAL PRIMARY KEY,
+  provider BYTEA NOT NULL,
+  state INTEGER NOT NULL,
+  stalled INTEGER NOT NULL,
+  n BIGINT NOT NULL
+);
+CREATE FUNCTION proofs_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO proof_count_changes (provider, state, stalled, n)
+    SELECT provider, state, stalled, COUNT(*) FROM new_rows GROUP BY provider, state, stalled;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION proofs_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- The same rows before and after: their net change per key (none for most updates).
+  INSERT INTO proof_count_changes (provider, state, stalled, n)
+    SELECT provider, state, stalled, SUM(n) FROM (
+      SELECT provider, state, stalled, -1 AS n FROM old_rows
+      UNION ALL SELECT provider, state, stalled, 1 FROM new_rows) c
+    GROUP BY provider, state, stalled HAVING SUM(n) <> 0;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION proofs_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO proof_count_changes (provider, state, stalled, n)
+    SELECT provider, state, stalled, -COUNT(*) FROM old_rows GROUP BY provider, state, stalled;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER proofs_count_insert AFTER INSERT ON proofs REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION proofs_count_inserted();
+CREATE TRIGGER proofs_count_update AFTER UPDATE ON proofs
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION proofs_count_updated();
+CREATE TRIGGER proofs_count_delete AFTER DELETE ON proofs REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION proofs_count_deleted();
+INSERT INTO proof_counts (provider, state, stalled, n)
+  SELECT provider, state, stalled, COUNT(*) FROM proofs GROUP BY provider, state, stalled;
+)sql"},
 };
 
 }  // namespace

@@ -1,11 +1,13 @@
 #include "services/poller/pg_poller_store.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
@@ -163,13 +165,10 @@ class PgPollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                             int limit) override {
-    return Query(absl::StrCat("SELECT ", kProofColumns,
-                              " FROM proofs WHERE provider = $1 AND state = $2 AND ots_size = 0 "
-                              "AND length(merkle_root) = 0 ORDER BY last_checked_at, seq LIMIT $3"),
-                 PgParams()
-                     .AddBytes(provider)
-                     .Add(static_cast<int64_t>(kConfirmed))
-                     .Add(static_cast<int64_t>(limit)));
+    static_assert(kConfirmed == 5);  // kPgOtsDue's literal
+    return Query(absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE provider = $1 AND ",
+                              kPgOtsDue, " ORDER BY last_checked_at, seq LIMIT $2"),
+                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit)));
   }
 
   absl::StatusOr<std::vector<ProofRow>> NewlyStalled(const std::string& provider,
@@ -178,7 +177,8 @@ class PgPollerStore final : public PollerStore {
     return Query(
         absl::StrCat("SELECT ", kProofColumns,
                      " FROM proofs WHERE provider = $1 AND state = $2 AND stalled = 0 AND "
-                     "pending_since < $3 AND length(merkle_root) = 0 ORDER BY seq LIMIT $4"),
+                     "pending_since < $3 AND length(merkle_root) = 0 ORDER BY pending_since, seq "
+                     "LIMIT $4"),
         PgParams()
             .AddBytes(provider)
             .Add(static_cast<int64_t>(kPending))
@@ -243,40 +243,31 @@ class PgPollerStore final : public PollerStore {
     return out;
   }
 
+  // Roots whose leaves a propagation missed: final roots with a pending leaf of its own path
+  // (RootsWithOpenLeaves, a bounded walk) and roots marked leaves_behind (a propagation cut off
+  // after the root moved; nearly always none). As on SQLite: each call reads at most
+  // kRootsPerWalk roots of proofs_open_leaves, never every pending leaf (a join over them cost
+  // 130-200 ms a round at 1,000,000 pending leaves, bench/RESULTS.md issue 11 session 30).
   absl::StatusOr<std::vector<ProofRow>> SettleStrandedLeaves(const std::string& provider,
                                                              absl::Time now,
                                                              int max_roots) override {
-    // Driven by the pending leaves (the provider/state index), so it costs little when none is
-    // pending.
-    auto roots = Query(
-        absl::StrCat("SELECT ", kProofColumns,
-                     " FROM proofs WHERE provider = $1 AND state <> $2 AND leaf_count > 0 AND "
-                     "digest IN (SELECT merkle_root FROM proofs WHERE provider = $1 AND "
-                     "state = $2 AND length(merkle_root) > 0) ORDER BY seq LIMIT $3"),
-        PgParams()
-            .AddBytes(provider)
-            .Add(static_cast<int64_t>(kPending))
-            .Add(static_cast<int64_t>(max_roots)));
-    if (!roots.ok()) return roots.status();
-    std::vector<ProofRow> out;
-    for (const ProofRow& root : *roots) {
-      auto changed = PropagateToLeaves(root.digest, provider, now);
-      if (!changed.ok()) return changed.status();
-      for (ProofRow& leaf : *changed) out.push_back(std::move(leaf));
-    }
-    return out;
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<ProofRow> roots, RootsWithOpenLeaves(provider));
+    ANCHORD_ASSIGN_OR_RETURN(
+        std::vector<ProofRow> behind,
+        Query(absl::StrCat("SELECT ", kProofColumns,
+                           " FROM proofs WHERE provider = $1 AND leaves_behind = 1 ORDER BY seq "
+                           "LIMIT $2"),
+              PgParams().AddBytes(provider).Add(static_cast<int64_t>(max_roots)),
+              /*with_files=*/false));
+    return SettleRoots(*this, std::move(roots), std::move(behind), provider, now, max_roots);
   }
 
   absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,
                                                      int limit) override {
-    return Query(absl::StrCat("SELECT ", kProofColumns,
-                              " FROM proofs WHERE provider = $1 AND state = $2 AND stalled = 1 AND "
-                              "fallback_sent = 0 AND fallback_provider <> ''::bytea ORDER BY seq "
-                              "LIMIT $3"),
-                 PgParams()
-                     .AddBytes(provider)
-                     .Add(static_cast<int64_t>(kPending))
-                     .Add(static_cast<int64_t>(limit)));
+    static_assert(kPending == 4);  // kPgFallbackDue's literal
+    return Query(absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE provider = $1 AND ",
+                              kPgFallbackDue, " ORDER BY seq LIMIT $2"),
+                 PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit)));
   }
 
   absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) override {
@@ -398,27 +389,50 @@ class PgPollerStore final : public PollerStore {
     return out;
   }
 
+  // From proof_counts (pg_poller_schema.cc, migration 3): the changes logged since the last fold
+  // are folded in first (at most kFoldRows a call; SKIP LOCKED: replicas folding at once take
+  // different changes), then the counts and the changes not folded yet are summed, and each
+  // provider's oldest pending proof is a seek on proofs_stall_roots per value of `stalled`. The
+  // work grows with the writes since the last call, never with the backlog.
   absl::StatusOr<std::map<std::string, ProviderStats>> Stats() override {
     std::map<std::string, ProviderStats> out;
-    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      // In key order, so two folds lock the count rows they both update in the same order.
+      auto fold = c.Exec(
+          "WITH moved AS (DELETE FROM proof_count_changes WHERE id IN (SELECT id FROM "
+          "proof_count_changes ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING provider, "
+          "state, stalled, n) INSERT INTO proof_counts (provider, state, stalled, n) SELECT "
+          "provider, state, stalled, SUM(n) FROM moved GROUP BY provider, state, stalled ORDER BY "
+          "provider, state, stalled ON CONFLICT (provider, state, stalled) DO UPDATE SET n = "
+          "proof_counts.n + EXCLUDED.n",
+          PgParams().Add(kFoldRows));
+      if (!fold.ok()) return fold.status();
+      // One statement, one snapshot: a fold another replica commits meanwhile is seen whole
+      // (its changes gone and its counts updated) or not at all.
       auto r = c.Exec(
-          "SELECT provider, state, COUNT(*), MIN(CASE WHEN state = $1 THEN pending_since END), "
-          "SUM(CASE WHEN state = $1 AND stalled = 1 THEN 1 ELSE 0 END)::bigint "
-          "FROM proofs GROUP BY provider, state",
+          "SELECT provider, state, stalled, SUM(n)::bigint, CASE WHEN state = $1 THEN (SELECT "
+          "pending_since FROM proofs p WHERE p.provider = c.provider AND p.state = $1 AND "
+          "p.stalled = c.stalled AND length(p.merkle_root) = 0 ORDER BY pending_since LIMIT 1) "
+          "END FROM (SELECT provider, state, stalled, n FROM proof_counts UNION ALL SELECT "
+          "provider, state, stalled, n FROM proof_count_changes) c GROUP BY provider, state, "
+          "stalled HAVING SUM(n) > 0",
           PgParams().Add(static_cast<int64_t>(kPending)));
       if (!r.ok()) return r.status();
       out.clear();
       for (int i = 0; i < r->rows(); ++i) {
         ProviderStats& ps = out[r->Bytes(i, 0)];
-        int state = static_cast<int>(r->Int(i, 1));
+        const int state = static_cast<int>(r->Int(i, 1));
+        const int64_t n = r->Int(i, 3);
         if (anchord::v1::DigestState_IsValid(state)) {
-          ps.proofs_by_state[static_cast<DigestState>(state)] = r->Int(i, 2);
+          ps.proofs_by_state[static_cast<DigestState>(state)] += n;
         }
-        if (state == kPending && !r->IsNull(i, 3)) {
-          ps.oldest_pending = FromDb(r->Int(i, 3));
-          if (ps.oldest_pending == absl::InfinitePast()) ps.oldest_pending = absl::InfiniteFuture();
-        }
-        ps.stalled += r->Int(i, 4);
+        if (state != kPending) continue;
+        if (r->Int(i, 2) == 1) ps.stalled += n;
+        // Unset (InfinitePast) wins the minimum, and then means "none", as on SQLite.
+        if (!r->IsNull(i, 4)) ps.oldest_pending = std::min(ps.oldest_pending, FromDb(r->Int(i, 4)));
+      }
+      for (auto& [provider, ps] : out) {
+        if (ps.oldest_pending == absl::InfinitePast()) ps.oldest_pending = absl::InfiniteFuture();
       }
       return absl::OkStatus();
     }));
@@ -459,6 +473,64 @@ class PgPollerStore final : public PollerStore {
     }));
     return out;
   }
+
+  // Final roots (not PENDING) with a PENDING leaf of their own path: such a leaf was stored while
+  // its root, not yet committed, was being stored final by another replica (nothing to lock
+  // then, pg_poller_track.cc). proofs_open_leaves is walked from root to root (a recursive
+  // query, one seek per root, never over a root's leaves), at most kRootsPerWalk roots a call,
+  // resumed after the last one at the next call and from the start once the walk reached the
+  // end: a stranded leaf is found within (roots with open leaves) / kRootsPerWalk calls.
+  absl::StatusOr<std::vector<ProofRow>> RootsWithOpenLeaves(const std::string& provider) {
+    std::string cursor;
+    {
+      absl::MutexLock lock(&walk_mu_);
+      cursor = open_leaves_walk_[provider];
+    }
+    std::vector<std::string> walked;
+    std::vector<ProofRow> out;
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      static_assert(kPending == 4);  // kPgOpenLeaf's literal
+      auto w = c.Exec(
+          absl::StrCat("WITH RECURSIVE walk(root, n) AS (SELECT (SELECT merkle_root FROM proofs "
+                       "WHERE provider = $1 AND merkle_root > $2 AND ",
+                       kPgOpenLeaf,
+                       " ORDER BY merkle_root LIMIT 1), 1 UNION ALL SELECT (SELECT merkle_root "
+                       "FROM proofs WHERE provider = $1 AND merkle_root > walk.root AND ",
+                       kPgOpenLeaf,
+                       " ORDER BY merkle_root LIMIT 1), n + 1 FROM walk WHERE root IS NOT NULL "
+                       "AND n < $3) SELECT root FROM walk WHERE root IS NOT NULL ORDER BY n"),
+          PgParams().AddBytes(provider).AddBytes(cursor).Add(kRootsPerWalk));
+      if (!w.ok()) return w.status();
+      walked.clear();
+      for (int i = 0; i < w->rows(); ++i) walked.push_back(w->Bytes(i, 0));
+      if (walked.empty()) return absl::OkStatus();
+      auto rows = ReadProofs(
+          c,
+          absl::StrCat("SELECT ", kProofColumns,
+                       " FROM proofs r WHERE provider = $1 AND digest = ANY($2::bytea[]) AND "
+                       "state <> 4 AND leaf_count > 0 AND EXISTS (SELECT 1 FROM proofs WHERE "
+                       "provider = r.provider AND merkle_root = r.digest AND state = 4 AND ",
+                       kPgOpenLeaf, ") ORDER BY seq"),
+          PgParams().AddBytes(provider).AddBytesArray(walked), /*with_files=*/false);
+      if (!rows.ok()) return rows.status();
+      out = std::move(*rows);
+      return absl::OkStatus();
+    }));
+    absl::MutexLock lock(&walk_mu_);
+    // Fewer roots than asked for: the walk reached the end and starts again next time.
+    open_leaves_walk_[provider] =
+        static_cast<int64_t>(walked.size()) < kRootsPerWalk ? std::string() : walked.back();
+    return out;
+  }
+
+  static constexpr int64_t kRootsPerWalk = 256;
+  absl::Mutex walk_mu_;
+  // Per provider, the root the walk of proofs_open_leaves stopped after ("": from the start).
+  std::map<std::string, std::string> open_leaves_walk_ ABSL_GUARDED_BY(walk_mu_);
+
+  // Changes folded into proof_counts per Stats call at most: a call's work stays bounded however
+  // long the counts went unread.
+  static constexpr int64_t kFoldRows = 100'000;
 
   std::shared_ptr<PgDb> db_;
   Clock* clock_;

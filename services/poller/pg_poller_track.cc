@@ -43,7 +43,8 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
           "block_height = $7, bitcoin_tx = $8, confirmed_at = $9, failure_code = $10, "
           "failure_message = $11, failure_reason = $12, stalled = $13, "
           "ots_size = CASE WHEN $14 > 0 THEN $14 + length(merkle_path) + path_size ELSE 0 END, "
-          "updated_at = $15 WHERE merkle_root = $1 AND provider = $2 AND "
+          "updated_at = $15 WHERE merkle_root = $1 AND length(merkle_root) > 0 AND "
+          "provider = $2 AND "
           "(state = $16 OR (state = $3 AND ots_size = 0 AND $14 > 0)) AND "
           "($17 = ''::bytea OR digest = $17) RETURNING ",
           kProofColumns),
@@ -66,6 +67,12 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
           .Add(static_cast<int64_t>(kPending))
           .AddBytes(only_leaf));
   if (!upd.ok()) return upd.status();
+  if (only_leaf.empty() && r.leaf_count > 0) {
+    // Every leaf is up to the root now: its leaves_behind mark (set when it moved) is done.
+    auto done = c.Exec("UPDATE proofs SET leaves_behind = 0 WHERE seq = $1 AND leaves_behind = 1",
+                       PgParams().Add(r.seq));
+    if (!done.ok()) return done.status();
+  }
   if (upd->rows() == 0) return changed;
   std::vector<int64_t> seqs;
   for (int i = 0; i < upd->rows(); ++i) seqs.push_back(upd->Int(i, 0));

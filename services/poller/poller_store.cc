@@ -225,8 +225,8 @@ class SqlitePollerStore final : public PollerStore {
   absl::StatusOr<std::vector<ProofRow>> SettleStrandedLeaves(const std::string& provider,
                                                              absl::Time now,
                                                              int max_roots) override {
-    std::vector<ProofRow> roots;
-    {
+    std::vector<ProofRow> roots, behind;
+    {  // the session ends before the propagations' transactions
       ledger::Session session(*db_);
       ANCHORD_ASSIGN_OR_RETURN(roots, RootsWithOpenLeaves(session, provider));
       // Roots whose batch-form leaves may lag (proofs_leaves_behind: no index holds those
@@ -237,26 +237,9 @@ class SqlitePollerStore final : public PollerStore {
                                              kSqliteLeavesBehind, " ORDER BY seq LIMIT ?2"));
       if (!st.ok()) return st.status();
       st->Bind(1, provider).Bind(2, static_cast<int64_t>(max_roots));
-      auto behind = CollectProofs(session, *st);
-      if (!behind.ok()) return behind.status();
-      for (ProofRow& r : *behind) {
-        const bool seen = std::any_of(roots.begin(), roots.end(),
-                                      [&](const ProofRow& o) { return o.seq == r.seq; });
-        if (!seen) roots.push_back(std::move(r));
-      }
+      ANCHORD_ASSIGN_OR_RETURN(behind, CollectProofs(session, *st));
     }
-    std::sort(roots.begin(), roots.end(),
-              [](const ProofRow& a, const ProofRow& b) { return a.seq < b.seq; });
-    if (roots.size() > static_cast<size_t>(std::max(max_roots, 0))) {
-      roots.resize(static_cast<size_t>(std::max(max_roots, 0)));
-    }
-    std::vector<ProofRow> out;
-    for (const ProofRow& root : roots) {
-      auto changed = PropagateToLeaves(root.digest, provider, now);
-      if (!changed.ok()) return changed.status();
-      for (ProofRow& leaf : *changed) out.push_back(std::move(leaf));
-    }
-    return out;
+    return SettleRoots(*this, std::move(roots), std::move(behind), provider, now, max_roots);
   }
 
   absl::StatusOr<std::vector<ProofRow>> FallbacksDue(const std::string& provider,

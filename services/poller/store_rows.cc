@@ -1,5 +1,6 @@
 #include "services/poller/store_rows.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -50,6 +51,29 @@ absl::StatusOr<BatchForm> BatchFormOf(const TrackInput& in) {
   out.leaf_index = p.leaf_index;
   out.path_size = static_cast<int64_t>(batch.tree().PathSize(i));
   out.tree_root = p.merkle_root;
+  return out;
+}
+
+absl::StatusOr<std::vector<ProofRow>> SettleRoots(PollerStore& store, std::vector<ProofRow> found,
+                                                  std::vector<ProofRow> behind,
+                                                  const std::string& provider, absl::Time now,
+                                                  int max_roots) {
+  for (ProofRow& r : behind) {
+    const bool seen =
+        std::any_of(found.begin(), found.end(), [&](const ProofRow& o) { return o.seq == r.seq; });
+    if (!seen) found.push_back(std::move(r));
+  }
+  std::sort(found.begin(), found.end(),
+            [](const ProofRow& a, const ProofRow& b) { return a.seq < b.seq; });
+  if (found.size() > static_cast<size_t>(std::max(max_roots, 0))) {
+    found.resize(static_cast<size_t>(std::max(max_roots, 0)));
+  }
+  std::vector<ProofRow> out;
+  for (const ProofRow& root : found) {
+    auto changed = store.PropagateToLeaves(root.digest, provider, now);
+    if (!changed.ok()) return changed.status();
+    for (ProofRow& leaf : *changed) out.push_back(std::move(leaf));
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -41,5 +42,13 @@ struct BatchForm {
 // leaf_index is not the position of proof.digest: no row may point at a tree that does not
 // hold it.
 absl::StatusOr<BatchForm> BatchFormOf(const TrackInput& in);
+
+// The last step of SettleStrandedLeaves on both stores: the roots its walk found and those marked
+// leaves_behind, each once, in seq order, at most `max_roots` of them, propagated to their leaves
+// one by one (store.PropagateToLeaves); the leaves that changed.
+absl::StatusOr<std::vector<ProofRow>> SettleRoots(PollerStore& store, std::vector<ProofRow> found,
+                                                  std::vector<ProofRow> behind,
+                                                  const std::string& provider, absl::Time now,
+                                                  int max_roots);
 
 }  // namespace anchord::poller

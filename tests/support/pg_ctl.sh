@@ -74,10 +74,12 @@ start() {
   if [ "${PG_DURABLE:-0}" = 1 ]; then
     durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c shared_buffers=128MB"
   fi
-  # -w waits until the server accepts connections (bounded by -t seconds).
+  # -w waits until the server accepts connections (bounded by -t seconds). pg_stat_statements:
+  # tests read how many buffers a store's statements touch (a polling round's work must not
+  # grow with the backlog); it costs a hash of each statement.
   as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o \
     "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 \
-     -c shared_buffers=32MB $durability" \
+     -c shared_buffers=32MB -c shared_preload_libraries=pg_stat_statements $durability" \
     start >/dev/null || { tail -n 20 "$dir/server.log" >&2; exit 1; }
 }
 

@@ -221,20 +221,17 @@ absl::StatusOr<std::vector<ProofRow>> ReadProofs(PgConn& c, const std::string& s
     out.push_back(std::move(row));
   }
   if (!with_files || out.empty()) return out;
-  // Every row's files in one query.
-  std::vector<std::string> marks;
-  PgParams fp;
-  std::set<Digest> digests;
+  // Every row's files in one query (one array parameter: a batch's rows outnumber the 65,535
+  // parameters a statement may have).
+  std::vector<std::string> digests;
+  std::set<Digest> seen;
   for (const ProofRow& row : out) {
-    if (digests.insert(row.digest).second) {
-      fp.AddBytes(row.digest.bytes());
-      marks.push_back(absl::StrCat("$", fp.size()));
-    }
+    if (seen.insert(row.digest).second) digests.emplace_back(row.digest.raw());
   }
-  auto f = c.Exec(absl::StrCat("SELECT digest, job, source_path, filename, size_bytes, "
-                               "mime_type FROM files WHERE digest IN (",
-                               absl::StrJoin(marks, ","), ") ORDER BY id"),
-                  fp);
+  auto f = c.Exec(
+      "SELECT digest, job, source_path, filename, size_bytes, mime_type FROM files WHERE digest = "
+      "ANY($1::bytea[]) ORDER BY id",
+      PgParams().AddBytesArray(digests));
   if (!f.ok()) return f.status();
   std::map<std::string, std::vector<FileRow>> files;
   for (int i = 0; i < f->rows(); ++i) {

@@ -23,20 +23,22 @@ using ledger::PgParams;
 // SettleStrandedLeaves is the safety net for that and any other gap.)
 absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Digest& root,
                                                           const std::string& provider,
-                                                          absl::Time now, const std::string& leaf) {
+                                                          absl::Time now,
+                                                          const std::vector<std::string>& leaves) {
   auto locked = ReadProofs(
       c,
       absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE digest = $1 AND provider = $2 ",
-                   leaf.empty() ? "FOR UPDATE" : "FOR SHARE"),
+                   leaves.empty() ? "FOR UPDATE" : "FOR SHARE"),
       PgParams().AddBytes(root.bytes()).AddBytes(provider), /*with_files=*/false);
   if (!locked.ok()) return locked.status();
   std::vector<ProofRow> changed;
   if (locked->empty()) return changed;
   const ProofRow& r = locked->front();
-  // While storing a leaf of a root still pending, only that leaf takes the root's fields (the
+  // While storing leaves of a root still pending, only those leaves take the root's fields (the
   // others already did when stored; an UPDATE of every pending leaf per hand-off would be
   // quadratic in the batch). For the root itself (a new state, or the stalled flag) all.
-  const std::string only_leaf = r.state == kPending ? leaf : std::string();
+  static const std::vector<std::string> kAll;
+  const std::vector<std::string>& only = r.state == kPending ? leaves : kAll;
   auto upd = c.Exec(
       absl::StrCat(
           "UPDATE proofs SET state = $3, proof_id = $4, certificate_url = $5, verify_url = $6, "
@@ -46,7 +48,7 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
           "updated_at = $15 WHERE merkle_root = $1 AND length(merkle_root) > 0 AND "
           "provider = $2 AND "
           "(state = $16 OR (state = $3 AND ots_size = 0 AND $14 > 0)) AND "
-          "($17 = ''::bytea OR digest = $17) RETURNING ",
+          "(cardinality($17::bytea[]) = 0 OR digest = ANY($17::bytea[])) RETURNING ",
           kProofColumns),
       PgParams()
           .AddBytes(root.bytes())
@@ -65,9 +67,9 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
           .Add(r.state == kConfirmed ? r.ots_size : 0)
           .Add(ToDb(now))
           .Add(static_cast<int64_t>(kPending))
-          .AddBytes(only_leaf));
+          .AddBytesArray(only));
   if (!upd.ok()) return upd.status();
-  if (only_leaf.empty() && r.leaf_count > 0) {
+  if (only.empty() && r.leaf_count > 0) {
     // Every leaf is up to the root now: its leaves_behind mark (set when it moved) is done.
     auto done = c.Exec("UPDATE proofs SET leaves_behind = 0 WHERE seq = $1 AND leaves_behind = 1",
                        PgParams().Add(r.seq));
@@ -83,14 +85,39 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(PgConn& c, const Diges
                     PgParams().AddIntArray(seqs));
 }
 
-absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time now,
-                                     std::set<std::string>* trees_stored) {
-  const ProofRow& p = in.proof;
-  int state = p.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : p.state;
+absl::StatusOr<int> StoredStateOf(const TrackInput& in) {
+  const int state =
+      in.proof.state == anchord::v1::DIGEST_STATE_SUBMITTED ? kPending : in.proof.state;
   if (state != kPending && state != kConfirmed && state != kFailed) {
     return absl::InvalidArgumentError(
         "proof.state: must be SUBMITTED, PENDING, CONFIRMED or FAILED");
   }
+  return state;
+}
+
+NewRow NewRowOf(const TrackInput& in, const BatchForm& form, int state, absl::Time now) {
+  const ProofRow& p = in.proof;
+  NewRow r;
+  r.state = state;
+  r.submitted_at = ToDb(p.submitted_at);
+  absl::Time confirmed_at = p.confirmed_at;
+  if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
+  r.confirmed_at = state == kConfirmed ? ToDb(confirmed_at) : int64_t{0};
+  r.pending_since = ToDb(p.submitted_at != absl::InfinitePast() ? p.submitted_at : now);
+  if (state == kFailed) {
+    r.failure_code = p.failure_code;
+    r.failure_message = p.failure_message;
+    r.failure_reason = p.failure_reason;
+  }
+  // A batch-form leaf's path is derived from its root's tree when needed (leaf_proof.h).
+  if (form.leaf_index < 0) r.merkle_path = p.merkle_path;
+  return r;
+}
+
+absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time now,
+                                     std::set<std::string>* trees_stored) {
+  const ProofRow& p = in.proof;
+  ANCHORD_ASSIGN_OR_RETURN(const int state, StoredStateOf(in));
   ANCHORD_ASSIGN_OR_RETURN(const BatchForm form, BatchFormOf(in));
   if (!form.tree_root.empty() && trees_stored->insert(form.tree_root).second) {
     auto tree = c.Exec(
@@ -99,29 +126,26 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
     if (!tree.ok()) return tree.status();
   }
   TrackOutcome out;
-  absl::Time confirmed_at = p.confirmed_at;
-  if (state == kConfirmed && confirmed_at == absl::InfinitePast()) confirmed_at = now;
-  const absl::Time pending_since = p.submitted_at != absl::InfinitePast() ? p.submitted_at : now;
+  const NewRow row = NewRowOf(in, form, state, now);
   PgParams ins;
   ins.AddBytes(p.digest.bytes())
       .AddBytes(p.provider)
       .AddBytes(p.proof_id)
-      .Add(static_cast<int64_t>(state))
+      .Add(row.state)
       .AddBytes(p.certificate_url)
       .AddBytes(p.verify_url)
       .Add(p.block_height)
       .AddBytes(p.bitcoin_tx)
-      .Add(ToDb(p.submitted_at))
-      .Add(state == kConfirmed ? ToDb(confirmed_at) : int64_t{0})
-      .Add(static_cast<int64_t>(state == kFailed ? p.failure_code : 0))
-      .AddBytes(state == kFailed ? p.failure_message : std::string())
-      .AddBytes(state == kFailed ? p.failure_reason : std::string())
+      .Add(row.submitted_at)
+      .Add(row.confirmed_at)
+      .Add(row.failure_code)
+      .AddBytes(row.failure_message)
+      .AddBytes(row.failure_reason)
       .AddBytes(p.provider_request_id)
       .Add(ToDb(now))
-      .Add(ToDb(pending_since))
+      .Add(row.pending_since)
       .AddBytes(p.merkle_root)
-      // A batch-form leaf's path is derived from its root's tree when needed (leaf_proof.h).
-      .AddBytes(form.leaf_index < 0 ? p.merkle_path : std::string())
+      .AddBytes(row.merkle_path)
       .Add(p.leaf_count)
       .AddBytes(p.fallback_provider);
   if (in.evidence.empty()) {
@@ -146,7 +170,7 @@ absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time
     if (!p.merkle_root.empty()) {
       ANCHORD_ASSIGN_OR_RETURN(const Digest root,
                                Digest::FromBytes(p.merkle_root, "proof.merkle_root"));
-      auto moved = PropagateToLeavesIn(c, root, p.provider, now, p.digest.raw());
+      auto moved = PropagateToLeavesIn(c, root, p.provider, now, {std::string(p.digest.raw())});
       if (!moved.ok()) return moved.status();
       for (const ProofRow& m : *moved) {
         if (m.digest == p.digest) out.state_changed = m.state != kPending;

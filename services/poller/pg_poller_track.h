@@ -4,6 +4,7 @@
 // insert is insert-or-nothing and every update is conditional on the row's state.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -12,8 +13,26 @@
 #include "absl/time/time.h"
 #include "libs/ledger/pg_db.h"
 #include "services/poller/poller_store.h"
+#include "services/poller/store_rows.h"
 
 namespace anchord::poller {
+
+// The stored state of a hand-off (SUBMITTED is stored PENDING); INVALID_ARGUMENT naming the
+// field for a state a hand-off may not carry.
+absl::StatusOr<int> StoredStateOf(const TrackInput& in);
+
+// The values of a new proof row that are not the input's fields as they are (both Track paths
+// insert the same row).
+struct NewRow {
+  int64_t state = 0;
+  int64_t submitted_at = 0;
+  int64_t confirmed_at = 0;
+  int64_t pending_since = 0;
+  int64_t failure_code = 0;
+  std::string failure_message, failure_reason;
+  std::string merkle_path;  // empty for a batch-form leaf
+};
+NewRow NewRowOf(const TrackInput& in, const BatchForm& form, int state, absl::Time now);
 
 // Stores one hand-off (PollerStore::Track's contract for one input) on `c`. INVALID_ARGUMENT
 // naming the field when the state is not one a hand-off may carry or the batch does not match
@@ -23,11 +42,20 @@ absl::StatusOr<TrackOutcome> TrackIn(ledger::PgConn& c, const TrackInput& in, ab
                                      std::set<std::string>* trees_stored);
 
 // Copies the state of the root proof `root` at `provider` to its PENDING leaves and returns the
-// leaves it changed (with their files, in seq order). `leaf` empty: for the root after its state
-// changed, every pending leaf; otherwise only that leaf (its raw digest), while it is being stored.
-absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(ledger::PgConn& c, const Digest& root,
-                                                          const std::string& provider,
-                                                          absl::Time now,
-                                                          const std::string& leaf = "");
+// leaves it changed (with their files, in seq order). `leaves` empty: for the root after its
+// state changed, every pending leaf; otherwise (leaves being stored, their raw digests) only those
+// while the root is PENDING, and every pending leaf once it is final.
+absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(
+    ledger::PgConn& c, const Digest& root, const std::string& provider, absl::Time now,
+    const std::vector<std::string>& leaves = {});
+
+// Stores a whole Track call of proofs that are all new in a few set-based statements (one INSERT
+// of every row, one of every file, one propagation per root, one read of the rows), with the
+// outcomes TrackIn would give them one by one. nullopt, with nothing written, when the call is
+// not of that kind (an input already stored, a digest twice, a leaf before its final root): the
+// caller stores it with TrackIn. Errors as TrackIn's.
+absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
+    ledger::PgConn& c, const std::vector<TrackInput>& inputs, absl::Time now,
+    std::set<std::string>* trees_stored);
 
 }  // namespace anchord::poller

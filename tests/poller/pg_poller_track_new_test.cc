@@ -1,0 +1,233 @@
+// The PostgreSQL store's set-based Track path (TrackNewIn) against its row-at-a-time path
+// (TrackIn): the same calls on two databases prepared alike give the same outcomes and the same
+// rows, for calls of new proofs (the set-based path) and for calls it hands back.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "libs/ledger/pg_db.h"
+#include "services/poller/pg_poller_store.h"
+#include "services/poller/pg_poller_track.h"
+#include "services/poller/poller_store.h"
+#include "tests/poller/test_util.h"
+#include "tests/support/pg_server.h"
+
+namespace anchord::poller {
+namespace {
+
+using testing::Digest;
+using testing::Pending;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+TrackInput Root(int n, int leaves, anchord::v1::DigestState state) {
+  TrackInput in = Pending(Digest(n), "id-" + std::to_string(n));
+  in.proof.leaf_count = leaves;
+  in.proof.state = state;
+  if (state == anchord::v1::DIGEST_STATE_CONFIRMED) {
+    in.proof.block_height = 812345;
+    in.proof.bitcoin_tx = "tx-" + std::to_string(n);
+  }
+  return in;
+}
+
+TrackInput Leaf(int root, int n) {
+  TrackInput in = Pending(Digest(n), "", "fake", "job-" + std::to_string(n));
+  in.proof.merkle_root = Digest(root).raw();
+  in.proof.merkle_path = std::string(1, '\x01');
+  return in;
+}
+
+// What a caller sees of a proof row (seq and times aside: each database numbers its own).
+using Seen = std::tuple<std::string, std::string, int, bool, std::string, int64_t, std::string,
+                        std::string, int64_t, size_t>;
+Seen SeenOf(const ProofRow& r) {
+  return {std::string(r.digest.raw()),
+          r.provider,
+          r.state,
+          r.stalled,
+          r.proof_id,
+          r.block_height,
+          r.bitcoin_tx,
+          r.merkle_root,
+          r.ots_size,
+          r.files.size()};
+}
+
+struct Outcome {
+  Seen proof;
+  bool inserted, state_changed;
+  std::vector<Seen> leaves_changed;
+  bool operator==(const Outcome& o) const {
+    return proof == o.proof && inserted == o.inserted && state_changed == o.state_changed &&
+           leaves_changed == o.leaves_changed;
+  }
+};
+std::vector<Outcome> Outcomes(const std::vector<TrackOutcome>& in) {
+  std::vector<Outcome> out;
+  for (const TrackOutcome& o : in) {
+    Outcome x{SeenOf(o.proof), o.inserted, o.state_changed, {}};
+    for (const ProofRow& l : o.leaves_changed) x.leaves_changed.push_back(SeenOf(l));
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+class PgTrackNewTest : public ::testing::Test {
+ protected:
+  // A database with a store over it.
+  struct Db {
+    std::shared_ptr<ledger::PgDb> pg;
+    std::unique_ptr<PollerStore> store;
+  };
+  Db Open() {
+    Db d;
+    auto url = ::anchord::testing::CreateSharedDatabase();
+    EXPECT_TRUE(url.ok()) << url.status();
+    if (!url.ok()) return d;
+    auto pg = ledger::PgDb::Open(*url);
+    EXPECT_TRUE(pg.ok()) << pg.status();
+    if (!pg.ok()) return d;
+    d.pg = std::move(*pg);
+    auto store = OpenPgPollerStore(d.pg);
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (store.ok()) d.store = std::move(*store);
+    return d;
+  }
+  // `inputs` stored one at a time with TrackIn, in one transaction, as the store did before.
+  static absl::StatusOr<std::vector<TrackOutcome>> OneByOne(Db& d,
+                                                            const std::vector<TrackInput>& inputs) {
+    std::vector<TrackOutcome> out;
+    absl::Status st = d.pg->Tx([&](ledger::PgConn& c) -> absl::Status {
+      out.clear();
+      std::set<std::string> trees;
+      for (const TrackInput& in : inputs) {
+        auto one = TrackIn(c, in, kT0 + absl::Minutes(1), &trees);
+        if (!one.ok()) return one.status();
+        out.push_back(std::move(*one));
+      }
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+  static std::vector<Seen> AllRows(Db& d) {
+    ListFilter all;
+    auto rows = d.store->List(all, 0, 1000);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    std::vector<Seen> out;
+    if (rows.ok()) {
+      for (const ProofRow& r : *rows) out.push_back(SeenOf(r));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  // The same setup on both databases, then `call`: by the store on `a`, one by one on `b`.
+  // `set_based`: whether TrackNewIn takes the call (checked on a third database prepared alike).
+  void ExpectSame(const std::vector<TrackInput>& setup, const std::vector<TrackInput>& call,
+                  bool set_based) {
+    Db a = Open(), b = Open(), c = Open();
+    ASSERT_TRUE(a.store && b.store && c.store);
+    for (Db* d : {&a, &b, &c}) {
+      ASSERT_TRUE(d->store->Track(setup, kT0).ok());
+      // A pending root stalled, a confirmed root whose leaf was left behind.
+      ASSERT_TRUE(d->store->MarkStalled(Digest(100), "fake", kT0).ok());
+      ASSERT_TRUE(d->store->PropagateToLeaves(Digest(100), "fake", kT0).ok());
+      ConfirmInput ci;
+      ci.block_height = 800000;
+      ASSERT_TRUE(d->store->MarkConfirmed(Digest(200), "fake", ci, kT0).ok());
+    }
+    absl::Status taken = c.pg->Tx([&](ledger::PgConn& conn) -> absl::Status {
+      std::set<std::string> trees;
+      auto r = TrackNewIn(conn, call, kT0 + absl::Minutes(1), &trees);
+      if (!r.ok()) return r.status();
+      EXPECT_EQ(r->has_value(), set_based);
+      return absl::OkStatus();
+    });
+    ASSERT_TRUE(taken.ok()) << taken;
+    auto by_store = a.store->Track(call, kT0 + absl::Minutes(1));
+    ASSERT_TRUE(by_store.ok()) << by_store.status();
+    auto one_by_one = OneByOne(b, call);
+    ASSERT_TRUE(one_by_one.ok()) << one_by_one.status();
+    const std::vector<Outcome> got = Outcomes(*by_store), want = Outcomes(*one_by_one);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(got[i] == want[i]) << "input " << i;
+    EXPECT_EQ(AllRows(a), AllRows(b));
+  }
+
+  // Root 100 pending (two leaves), root 200 pending (one leaf), a proof of a single file.
+  std::vector<TrackInput> Prepared() {
+    return {Root(100, 3, anchord::v1::DIGEST_STATE_PENDING),
+            Leaf(100, 101),
+            Leaf(100, 102),
+            Root(200, 2, anchord::v1::DIGEST_STATE_PENDING),
+            Leaf(200, 201),
+            Pending(Digest(1), "id-1")};
+  }
+};
+
+// Every kind of new proof in one call: a root handed off final with its leaves after it, a leaf
+// of a stalled pending root, a leaf of a final root, single files pending, confirmed and failed.
+TEST_F(PgTrackNewTest, ACallOfNewProofsGivesWhatOneByOneGives) {
+  TrackInput failed = Pending(Digest(4), "id-4");
+  failed.proof.state = anchord::v1::DIGEST_STATE_FAILED;
+  failed.proof.failure_code = 3;
+  failed.proof.failure_message = "rejected";
+  TrackInput confirmed = Pending(Digest(3), "id-3");
+  confirmed.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
+  confirmed.proof.block_height = 812000;
+  ExpectSame(Prepared(),
+             {Root(300, 2, anchord::v1::DIGEST_STATE_CONFIRMED), Leaf(300, 301), Leaf(300, 302),
+              Leaf(100, 103), Leaf(200, 202), Pending(Digest(2), "id-2"), confirmed, failed},
+             /*set_based=*/true);
+}
+
+// A root handed off final after an earlier call stored some of its leaves: they are its
+// leaves_changed; the leaves of this call move on their own.
+TEST_F(PgTrackNewTest, AFinalRootMovesTheLeavesStoredBeforeIt) {
+  std::vector<TrackInput> setup = Prepared();
+  setup.push_back(Leaf(400, 401));
+  setup.push_back(Leaf(400, 402));
+  ExpectSame(setup, {Root(400, 3, anchord::v1::DIGEST_STATE_CONFIRMED), Leaf(400, 403)},
+             /*set_based=*/true);
+}
+
+// Leaves of their own path handed off before their root, which arrives PENDING in the same
+// call: they take nothing from it (it was not stored yet when they were), leaves after it do.
+TEST_F(PgTrackNewTest, LeavesBeforeAPendingRootTakeNothingFromIt) {
+  ExpectSame(Prepared(),
+             {Leaf(600, 601), Leaf(600, 602), Root(600, 3, anchord::v1::DIGEST_STATE_PENDING),
+              Leaf(600, 603)},
+             /*set_based=*/true);
+}
+
+// Calls the set-based path hands back: a proof stored already, a digest twice, a leaf before its
+// final root; their outcomes and rows are still TrackIn's.
+TEST_F(PgTrackNewTest, CallsItDoesNotTakeAreStoredOneByOne) {
+  TrackInput again = Pending(Digest(1), "id-1");
+  again.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
+  ExpectSame(Prepared(), {Pending(Digest(5), "id-5"), again}, false);
+  ExpectSame(Prepared(), {Pending(Digest(5), "id-5"), Pending(Digest(5), "id-5")}, false);
+  ExpectSame(Prepared(), {Leaf(500, 501), Root(500, 1, anchord::v1::DIGEST_STATE_CONFIRMED)},
+             false);
+}
+
+// An invalid input fails the call and stores nothing of it.
+TEST_F(PgTrackNewTest, AnInvalidInputFailsTheWholeCall) {
+  Db a = Open();
+  ASSERT_TRUE(a.store);
+  TrackInput bad = Pending(Digest(7), "id-7");
+  bad.proof.state = anchord::v1::DIGEST_STATE_UNSPECIFIED;
+  auto r = a.store->Track({Pending(Digest(6), "id-6"), bad}, kT0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("proof.state"), std::string::npos) << r.status();
+  EXPECT_TRUE(AllRows(a).empty());
+}
+
+}  // namespace
+}  // namespace anchord::poller

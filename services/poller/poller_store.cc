@@ -145,13 +145,13 @@ class SqlitePollerStore final : public PollerStore {
   absl::StatusOr<std::vector<ProofRow>> ConfirmedWithoutOts(const std::string& provider,
                                                             int limit) override {
     ledger::Session session(*db_);
-    auto st = session.Prepare(absl::StrCat(
-        "SELECT ", kSqliteProofColumns,
-        " FROM proofs WHERE provider = ? AND state = ? AND ots_size = 0 AND length(merkle_root) = 0"
-        " ORDER BY last_checked_at, seq LIMIT ?"));
+    static_assert(kConfirmed == 5);  // kSqliteOtsDue's literal
+    auto st = session.Prepare(
+        absl::StrCat("SELECT ", kSqliteProofColumns,
+                     " FROM proofs INDEXED BY proofs_ots_due WHERE provider = ? AND ",
+                     kSqliteOtsDue, " ORDER BY last_checked_at, seq LIMIT ?"));
     if (!st.ok()) return st.status();
-    st->Bind(1, provider).Bind(2, static_cast<int64_t>(kConfirmed));
-    st->Bind(3, static_cast<int64_t>(limit));
+    st->Bind(1, provider).Bind(2, static_cast<int64_t>(limit));
     return CollectProofs(session, *st);
   }
 

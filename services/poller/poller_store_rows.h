@@ -70,6 +70,11 @@ inline constexpr char kSqliteLeavesBehind[] = "leaves_behind = 1";
 inline constexpr char kSqliteFallbackDue[] =
     "state = 4 AND stalled = 1 AND fallback_sent = 0 AND fallback_provider <> ''";
 
+// The condition of the partial index proofs_ots_due (poller_store_schema.cc): a confirmed proof
+// of its own (not a leaf) whose .ots is still to fetch. Stated word for word by
+// ConfirmedWithoutOts; 5 is DIGEST_STATE_CONFIRMED.
+inline constexpr char kSqliteOtsDue[] = "state = 5 AND ots_size = 0 AND length(merkle_root) = 0";
+
 // The SQL condition "the proof `p` has a file of job ?" (one parameter): the job of its digest's
 // first proof's own file, or of a file under it in files. p's digest is found through
 // proofs_by_digest (kProofsByDigest, poller_store_schema.h).

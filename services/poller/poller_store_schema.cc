@@ -227,6 +227,12 @@ absl::Status InitSqlitePollerSchema(ledger::Session& session) {
       "CREATE INDEX IF NOT EXISTS proofs_fallback_due ON proofs (provider, seq) WHERE ",
       kSqliteFallbackDue,
       ";"
+      // ConfirmedWithoutOts through proofs_check_order stepped over every confirmed proof that
+      // has its .ots, each round: an archive whose proofs are all confirmed is the end state.
+      // This index holds only those still to fetch (none, nearly always).
+      "CREATE INDEX IF NOT EXISTS proofs_ots_due ON proofs (provider, last_checked_at, seq) WHERE ",
+      kSqliteOtsDue,
+      ";"
       "DROP INDEX IF EXISTS proofs_by_root;"
       "DROP INDEX IF EXISTS proofs_pending_leaves;",
       "CREATE INDEX IF NOT EXISTS proofs_open_leaves ON proofs (provider, merkle_root, state) "

@@ -21,6 +21,10 @@
 # PER_REQUEST leaves per request) instead of one Track request per leaf; FORM_A / FORM_B set it per
 # side, e.g. FORM_A=leaf FORM_B=batch with one build compares the two forms in the same minutes.
 #
+# PG=1 runs each poller on PostgreSQL: a server started here (tests/support/pg_ctl.sh, durable
+# settings; PG_BINDIR names its binaries), a fresh database per run. Most of the work is then the
+# server's, which the poller's CPU does not show: compare the wall times.
+#
 # Track is served on the poller's internal port (no token configured). The bench client comes from BUILD_B (or BUILD_A alone), so an older poller is measured with
 # today's client. The machine's load average is printed with every run.
 set -euo pipefail
@@ -41,8 +45,19 @@ CLIENT="$B/bench/track_bench"
 require_built "$A/services/poller/anchord-poller" "$B/services/poller/anchord-poller" "$CLIENT"
 WORK="$(mktemp -d /tmp/anchord-track-bench.XXXXXX)"
 PIDS=()
-cleanup() { stop_all; rm -rf "$WORK"; }
+PGDIR=""
+cleanup() {
+  stop_all
+  if [ -n "$PGDIR" ]; then bash tests/support/pg_ctl.sh stop "$PGDIR" >/dev/null 2>&1 || true; rm -rf "$PGDIR"; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+if [ "${PG:-0}" = 1 ]; then
+  # Its own directory: WORK is private to this user, and the server runs as postgres under root.
+  PGDIR="$(mktemp -d /tmp/anchord-track-pg.XXXXXX)"
+  PGPORT="$(free_port)"
+  PG_DURABLE=1 bash tests/support/pg_ctl.sh start "$PGDIR" "$PGPORT" >&2
+fi
 
 usage() {  # pid -> "write_bytes cpu_seconds"
   echo "$(write_bytes "$1") $(cpu_seconds "$1")"
@@ -51,13 +66,20 @@ usage() {  # pid -> "write_bytes cpu_seconds"
 run_one() {  # build label form -> one result line
   local build="$1" label="$2" form="$3" dir pid before after json
   dir="$WORK/$label.$RANDOM"; mkdir -p "$dir"
-  "$build/services/poller/anchord-poller" --listen 127.0.0.1:0 --port-file "$dir/public.port" \
+  local db=()
+  if [ -n "$PGDIR" ]; then
+    local name="track_${label,,}_$RANDOM"  # lower case: psql folds an unquoted name
+    "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres \
+      -c "CREATE DATABASE $name" >/dev/null
+    db=(--database-url "postgresql://postgres@127.0.0.1:$PGPORT/$name")
+  fi
+  "$build/services/poller/anchord-poller" "${db[@]}" --listen 127.0.0.1:0 --port-file "$dir/public.port" \
     --internal-listen 127.0.0.1:0 --internal-port-file "$dir/port" \
     --metrics-listen 127.0.0.1:0 --metrics-port-file "$dir/metrics.port" --data-dir "$dir" \
     --poll-interval-seconds 3600 --providers ots --ots-calendars http://127.0.0.1:9 --ots-min-calendars 1 \
     --log-level warning > "$dir/poller.log" 2>&1 &
   pid=$!; PIDS+=("$pid")
-  wait_file "$dir/port" 60
+  wait_file "$dir/port" 60 || { cat "$dir/poller.log" >&2; exit 1; }
   before=$(usage "$pid")
   local watch=()
   if [ "${WATCH:-0}" = 1 ]; then wait_file "$dir/public.port" 60; watch=("127.0.0.1:$(cat "$dir/public.port")"); fi

@@ -49,11 +49,12 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(
     ledger::PgConn& c, const Digest& root, const std::string& provider, absl::Time now,
     const std::vector<std::string>& leaves = {});
 
-// Stores a whole Track call of proofs that are all new in a few set-based statements (one INSERT
-// of every row, one of every file, one propagation per root, one read of the rows), with the
-// outcomes TrackIn would give them one by one. nullopt, with nothing written, when the call is
-// not of that kind (an input already stored, a digest twice, a leaf before its final root): the
-// caller stores it with TrackIn. Errors as TrackIn's.
+// Stores a whole Track call of new proofs in a few set-based statements (one INSERT of every
+// row, one of every file, one propagation per root, one read of the rows), with the outcomes
+// TrackIn would give them one by one; inputs stored already may lead the call (TrackIn stores
+// them first). nullopt, with no proof written, when the call is not of that kind (a stored input
+// after a new one, a digest twice, a leaf before its final root): the caller stores it with
+// TrackIn. Errors as TrackIn's.
 absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
     ledger::PgConn& c, const std::vector<TrackInput>& inputs, absl::Time now,
     std::set<std::string>* trees_stored);

@@ -27,18 +27,19 @@ namespace {
 
 using Key = std::pair<std::string, std::string>;  // (raw digest, provider)
 
-// Whether the call is of the kind TrackNewIn stores, judged from the inputs alone (`states`:
-// their stored states): each digest once, and no leaf before its root unless that root is
-// PENDING (then the leaf takes nothing from it, one by one as here).
-bool OfTheNewKind(const std::vector<TrackInput>& inputs, const std::vector<NewRow>& rows,
-                  std::map<Key, size_t>* index_of) {
+// Whether inputs[first..] are of the kind TrackNewIn stores, judged from the inputs alone (`rows`:
+// their stored states): each digest of the call once, and no leaf before its root unless that
+// root is PENDING (then the leaf takes nothing from it, one by one as here). Fills `index_of`
+// with those inputs by key.
+bool OfTheNewKind(const std::vector<TrackInput>& inputs, size_t first,
+                  const std::vector<NewRow>& rows, std::map<Key, size_t>* index_of) {
   std::set<std::string> digests;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const ProofRow& p = inputs[i].proof;
     if (!digests.insert(std::string(p.digest.raw())).second) return false;
-    (*index_of)[{std::string(p.digest.raw()), p.provider}] = i;
+    if (i >= first) (*index_of)[{std::string(p.digest.raw()), p.provider}] = i;
   }
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  for (size_t i = first; i < inputs.size(); ++i) {
     const ProofRow& p = inputs[i].proof;
     if (p.merkle_root.empty()) continue;
     auto root = index_of->find({p.merkle_root, p.provider});
@@ -47,6 +48,26 @@ bool OfTheNewKind(const std::vector<TrackInput>& inputs, const std::vector<NewRo
     }
   }
   return true;
+}
+
+// How many inputs lead the call stored already (TrackBatch repeats a batch's root in each of its
+// requests); nullopt when a stored one follows a new one.
+absl::StatusOr<std::optional<size_t>> StoredPrefix(PgConn& c,
+                                                   const std::vector<TrackInput>& inputs) {
+  std::vector<std::string> digests, providers;
+  for (const TrackInput& in : inputs) {
+    digests.emplace_back(in.proof.digest.raw());
+    providers.push_back(in.proof.provider);
+  }
+  auto stored = c.Exec(
+      "SELECT o FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS u(d, p, o) WHERE EXISTS "
+      "(SELECT 1 FROM proofs WHERE digest = u.d AND provider = u.p) ORDER BY o",
+      PgParams().AddBytesArray(digests).AddBytesArray(providers));
+  if (!stored.ok()) return stored.status();
+  for (int i = 0; i < stored->rows(); ++i) {
+    if (stored->Int(i, 0) != static_cast<int64_t>(i) + 1) return std::optional<size_t>();
+  }
+  return std::optional<size_t>(static_cast<size_t>(stored->rows()));
 }
 
 }  // namespace
@@ -66,8 +87,13 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
     rows.push_back(NewRowOf(in, form, state, now));
     forms.push_back(std::move(form));
   }
-  std::map<Key, size_t> index_of;  // every input by its key
-  if (inputs.empty() || !OfTheNewKind(inputs, rows, &index_of)) return Result();
+  if (inputs.empty()) return Result();
+  // Inputs stored already may lead the call: TrackIn stores them first (below), as it would.
+  ANCHORD_ASSIGN_OR_RETURN(const std::optional<size_t> stored_prefix, StoredPrefix(c, inputs));
+  if (!stored_prefix.has_value()) return Result();
+  const size_t first = *stored_prefix;
+  std::map<Key, size_t> index_of;  // every new input by its key
+  if (first == inputs.size() || !OfTheNewKind(inputs, first, rows, &index_of)) return Result();
 
   // The trees first, outside the savepoint: TrackIn, if it takes the call over, finds them stored
   // (it writes a tree only once per transaction, trees_stored).
@@ -81,6 +107,10 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
     }
   }
   ANCHORD_RETURN_IF_ERROR(c.Exec("SAVEPOINT track_new").status());
+  std::vector<TrackOutcome> out(inputs.size());
+  for (size_t i = 0; i < first; ++i) {
+    ANCHORD_ASSIGN_OR_RETURN(out[i], TrackIn(c, inputs[i], now, trees_stored));
+  }
   // One column array per proofs column, in input order.
   std::vector<std::string> digest, provider, proof_id, cert, verify, tx, fmsg, freason, request,
       root, path, fallback, ots;
@@ -88,7 +118,7 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
       leaf_index, path_size;
   std::vector<std::string> f_digest, f_job, f_source, f_name, f_mime;
   std::vector<int64_t> f_size;
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  for (size_t i = first; i < inputs.size(); ++i) {
     const TrackInput& in = inputs[i];
     const ProofRow& p = in.proof;
     const NewRow& r = rows[i];
@@ -164,14 +194,15 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
           .AddIntArray(path_size)
           .Add(ToDb(now)));
   if (!inserted.ok()) return inserted.status();
-  if (inserted->rows() != static_cast<int>(inputs.size())) {
-    // Some proof was stored already: nothing of this call stays, TrackIn takes it from the start.
+  if (inserted->rows() != static_cast<int>(inputs.size() - first)) {
+    // Some proof was stored meanwhile (by another replica): nothing of this call stays (the
+    // leading inputs' TrackIn included), TrackIn takes it from the start.
     ANCHORD_RETURN_IF_ERROR(c.Exec("ROLLBACK TO SAVEPOINT track_new").status());
     ANCHORD_RETURN_IF_ERROR(c.Exec("RELEASE SAVEPOINT track_new").status());
     return Result();
   }
   std::vector<int64_t> seqs;
-  seqs.reserve(inputs.size());
+  seqs.reserve(inputs.size() - first);
   for (int i = 0; i < inserted->rows(); ++i) seqs.push_back(inserted->Int(i, 0));
   if (!f_digest.empty()) {
     ANCHORD_RETURN_IF_ERROR(
@@ -190,12 +221,11 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
   }
   ANCHORD_RETURN_IF_ERROR(c.Exec("RELEASE SAVEPOINT track_new").status());
 
-  std::vector<TrackOutcome> out(inputs.size());
-  for (TrackOutcome& o : out) o.inserted = true;
+  for (size_t i = first; i < inputs.size(); ++i) out[i].inserted = true;
   // Roots handed off final first, as TrackIn stores a root before the leaves that follow it: the
   // leaves it moves are its leaves_changed, except the leaves of this call, which TrackIn would
   // have stored after it and moved one by one (their own state_changed).
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  for (size_t i = first; i < inputs.size(); ++i) {
     if (inputs[i].proof.leaf_count <= 0 || rows[i].state == kPending) continue;
     ANCHORD_ASSIGN_OR_RETURN(
         std::vector<ProofRow> moved,
@@ -213,7 +243,7 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
   // propagation for it would give them. A leaf before its root in the call found no root then
   // (and the root, PENDING, moved nothing): it takes nothing.
   std::map<Key, std::vector<std::string>> leaves_of;
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  for (size_t i = first; i < inputs.size(); ++i) {
     const ProofRow& p = inputs[i].proof;
     if (p.merkle_root.empty()) continue;
     const Key root{p.merkle_root, p.provider};
@@ -240,7 +270,7 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
       ReadProofs(
           c, absl::StrCat("SELECT ", kProofColumns, " FROM proofs WHERE seq = ANY($1::bigint[])"),
           PgParams().AddIntArray(seqs)));
-  if (stored.size() != inputs.size()) {
+  if (stored.size() != inputs.size() - first) {
     return absl::InternalError("proofs vanished inside their transaction");
   }
   for (ProofRow& row : stored) {

@@ -206,8 +206,18 @@ TEST_F(PgTrackNewTest, LeavesBeforeAPendingRootTakeNothingFromIt) {
              /*set_based=*/true);
 }
 
-// Calls the set-based path hands back: a proof stored already, a digest twice, a leaf before its
-// final root; their outcomes and rows are still TrackIn's.
+// TrackBatch repeats a batch's root in each request: the stored root leads the call, TrackIn
+// stores it, the new leaves after it go set by set.
+TEST_F(PgTrackNewTest, AStoredRootLeadingTheCallIsStoredFirst) {
+  TrackInput root = Root(100, 3, anchord::v1::DIGEST_STATE_PENDING);
+  ExpectSame(Prepared(), {root, Leaf(100, 103), Leaf(100, 104)}, /*set_based=*/true);
+  // Handed off again final: it moves its stored leaves first, then the new ones follow it.
+  root.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
+  ExpectSame(Prepared(), {root, Leaf(100, 103)}, /*set_based=*/true);
+}
+
+// Calls the set-based path hands back: a stored proof after a new one, a digest twice, a leaf
+// before its final root; their outcomes and rows are still TrackIn's.
 TEST_F(PgTrackNewTest, CallsItDoesNotTakeAreStoredOneByOne) {
   TrackInput again = Pending(Digest(1), "id-1");
   again.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;

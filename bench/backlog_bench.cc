@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,18 +98,36 @@ int PrintFill(int64_t n, int64_t roots, const char* form,
   return 0;
 }
 
-// The sealed batch of leaves first .. first+size-1 (their digests in `digests`), with fresh
-// nonces; the error printed.
-absl::StatusOr<std::shared_ptr<const anchord::merkle::SealedBatch>> LeafBatch(
-    int64_t first, int64_t size, std::vector<std::string>* digests) {
-  std::vector<std::string> nonces;
+// The Track inputs of batch number `index` (leaves first .. first+size-1, fresh nonces): its root
+// with the tree, then its leaves in the batch form, as TrackBatch hands them to the store; the
+// error printed.
+absl::StatusOr<std::vector<TrackInput>> BatchFormInputs(int64_t first, int64_t size,
+                                                        int64_t index) {
+  std::vector<std::string> digests, nonces;
   for (int64_t i = 0; i < size; ++i) {
-    digests->push_back(MakeDigest(2, static_cast<uint64_t>(first + i)));
+    digests.push_back(MakeDigest(2, static_cast<uint64_t>(first + i)));
     nonces.push_back(anchord::merkle::RandomNonce());
   }
-  auto batch = anchord::merkle::SealedBatch::Build(*digests, nonces);
-  if (!batch.ok()) std::fprintf(stderr, "batch: %s\n", batch.status().ToString().c_str());
-  return batch;
+  auto batch = anchord::merkle::SealedBatch::Build(digests, nonces);
+  if (!batch.ok()) {
+    std::fprintf(stderr, "batch: %s\n", batch.status().ToString().c_str());
+    return batch.status();
+  }
+  const std::string root_digest((*batch)->tree().root().raw());
+  std::vector<TrackInput> in;
+  in.reserve(static_cast<size_t>(size) + 1);
+  TrackInput root = Pending(root_digest, ProofId(3, static_cast<uint64_t>(index)));
+  root.proof.leaf_count = size;
+  root.batch = *batch;
+  in.push_back(std::move(root));
+  for (int64_t i = 0; i < size; ++i) {
+    TrackInput leaf = Pending(digests[static_cast<size_t>(i)], "");
+    leaf.proof.merkle_root = root_digest;
+    leaf.proof.leaf_index = i;
+    leaf.batch = *batch;
+    in.push_back(std::move(leaf));
+  }
+  return in;
 }
 
 // N leaves in the batch form, K to a root: each root handed off with its tree and its leaves
@@ -117,25 +136,9 @@ int FillBatchForm(anchord::poller::PollerStore& store, int64_t n, int64_t k, abs
                   std::chrono::steady_clock::time_point start) {
   int64_t roots = 0;
   for (int64_t first = 0; first < n; first += k, ++roots) {
-    const int64_t size = std::min(k, n - first);
-    std::vector<std::string> digests;
-    auto batch = LeafBatch(first, size, &digests);
-    if (!batch.ok()) return 1;
-    const std::string root_digest((*batch)->tree().root().raw());
-    std::vector<TrackInput> in;
-    in.reserve(static_cast<size_t>(size) + 1);
-    TrackInput root = Pending(root_digest, ProofId(3, static_cast<uint64_t>(roots)));
-    root.proof.leaf_count = size;
-    root.batch = *batch;
-    in.push_back(std::move(root));
-    for (int64_t i = 0; i < size; ++i) {
-      TrackInput leaf = Pending(digests[static_cast<size_t>(i)], "");
-      leaf.proof.merkle_root = root_digest;
-      leaf.proof.leaf_index = i;
-      leaf.batch = *batch;
-      in.push_back(std::move(leaf));
-    }
-    auto r = store.Track(in, tracked);
+    auto in = BatchFormInputs(first, std::min(k, n - first), roots);
+    if (!in.ok()) return 1;
+    auto r = store.Track(*in, tracked);
     if (!r.ok()) {
       std::fprintf(stderr, "track: %s\n", r.status().ToString().c_str());
       return 1;
@@ -228,11 +231,18 @@ int FillPg(const std::string& url, int64_t n, int64_t leaves_per_root) {
   const auto start = std::chrono::steady_clock::now();
   PgFill fill(db, absl::Now() - absl::Hours(1));
   int64_t roots = 0;
+  std::set<std::string> trees;  // roots whose tree is stored
   auto add = [&](const TrackInput& in) -> bool {
     auto form = anchord::poller::BatchFormOf(in);
     if (!form.ok()) {
       std::fprintf(stderr, "batch form: %s\n", form.status().ToString().c_str());
       return false;
+    }
+    if (!form->tree_root.empty() && trees.insert(form->tree_root).second) {  // once a root
+      if (absl::Status st = fill.AddTree(form->tree_root, in.batch->encoded()); !st.ok()) {
+        std::fprintf(stderr, "tree: %s\n", st.ToString().c_str());
+        return false;
+      }
     }
     fill.Add(in, *form);
     if (fill.size() < 20000) return true;
@@ -243,24 +253,10 @@ int FillPg(const std::string& url, int64_t n, int64_t leaves_per_root) {
   if (leaves_per_root < 0) {
     const int64_t k = -leaves_per_root;
     for (int64_t first = 0; first < n; first += k, ++roots) {
-      const int64_t size = std::min(k, n - first);
-      std::vector<std::string> digests;
-      auto batch = LeafBatch(first, size, &digests);
-      if (!batch.ok()) return 1;
-      const std::string root_digest((*batch)->tree().root().raw());
-      if (absl::Status st = fill.AddTree(root_digest, (*batch)->encoded()); !st.ok()) {
-        std::fprintf(stderr, "tree: %s\n", st.ToString().c_str());
-        return 1;
-      }
-      TrackInput root = Pending(root_digest, ProofId(3, static_cast<uint64_t>(roots)));
-      root.proof.leaf_count = size;
-      if (!add(root)) return 1;
-      for (int64_t i = 0; i < size; ++i) {
-        TrackInput leaf = Pending(digests[static_cast<size_t>(i)], "");
-        leaf.proof.merkle_root = root_digest;
-        leaf.proof.leaf_index = i;
-        leaf.batch = *batch;
-        if (!add(leaf)) return 1;
+      auto in = BatchFormInputs(first, std::min(k, n - first), roots);
+      if (!in.ok()) return 1;
+      for (const TrackInput& one : *in) {
+        if (!add(one)) return 1;
       }
     }
   } else {

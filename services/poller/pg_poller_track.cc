@@ -114,17 +114,23 @@ NewRow NewRowOf(const TrackInput& in, const BatchForm& form, int state, absl::Ti
   return r;
 }
 
+absl::Status StoreTreeOnce(PgConn& c, const TrackInput& in, const BatchForm& form,
+                           std::set<std::string>* trees_stored) {
+  if (form.tree_root.empty() || !trees_stored->insert(form.tree_root).second) {
+    return absl::OkStatus();
+  }
+  return c
+      .Exec("INSERT INTO merkle_trees (root, leaves) VALUES ($1, $2) ON CONFLICT (root) DO NOTHING",
+            PgParams().AddBytes(form.tree_root).AddBytes(in.batch->encoded()))
+      .status();
+}
+
 absl::StatusOr<TrackOutcome> TrackIn(PgConn& c, const TrackInput& in, absl::Time now,
                                      std::set<std::string>* trees_stored) {
   const ProofRow& p = in.proof;
   ANCHORD_ASSIGN_OR_RETURN(const int state, StoredStateOf(in));
   ANCHORD_ASSIGN_OR_RETURN(const BatchForm form, BatchFormOf(in));
-  if (!form.tree_root.empty() && trees_stored->insert(form.tree_root).second) {
-    auto tree = c.Exec(
-        "INSERT INTO merkle_trees (root, leaves) VALUES ($1, $2) ON CONFLICT (root) DO NOTHING",
-        PgParams().AddBytes(form.tree_root).AddBytes(in.batch->encoded()));
-    if (!tree.ok()) return tree.status();
-  }
+  ANCHORD_RETURN_IF_ERROR(StoreTreeOnce(c, in, form, trees_stored));
   TrackOutcome out;
   const NewRow row = NewRowOf(in, form, state, now);
   PgParams ins;

@@ -34,6 +34,11 @@ struct NewRow {
 };
 NewRow NewRowOf(const TrackInput& in, const BatchForm& form, int state, absl::Time now);
 
+// Stores the tree of `in`'s batch (form.tree_root) unless this transaction did (`trees_stored`,
+// the raw roots it stored) or there is none; insert-or-nothing.
+absl::Status StoreTreeOnce(ledger::PgConn& c, const TrackInput& in, const BatchForm& form,
+                           std::set<std::string>* trees_stored);
+
 // Stores one hand-off (PollerStore::Track's contract for one input) on `c`. INVALID_ARGUMENT
 // naming the field when the state is not one a hand-off may carry or the batch does not match
 // (BatchFormOf). `trees_stored` holds the raw roots whose tree this transaction already stored,

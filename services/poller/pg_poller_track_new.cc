@@ -98,13 +98,7 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
   // The trees first, outside the savepoint: TrackIn, if it takes the call over, finds them stored
   // (it writes a tree only once per transaction, trees_stored).
   for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!forms[i].tree_root.empty() && trees_stored->insert(forms[i].tree_root).second) {
-      ANCHORD_RETURN_IF_ERROR(
-          c.Exec("INSERT INTO merkle_trees (root, leaves) VALUES ($1, $2) ON CONFLICT (root) DO "
-                 "NOTHING",
-                 PgParams().AddBytes(forms[i].tree_root).AddBytes(inputs[i].batch->encoded()))
-              .status());
-    }
+    ANCHORD_RETURN_IF_ERROR(StoreTreeOnce(c, inputs[i], forms[i], trees_stored));
   }
   ANCHORD_RETURN_IF_ERROR(c.Exec("SAVEPOINT track_new").status());
   std::vector<TrackOutcome> out(inputs.size());

@@ -24,6 +24,7 @@ namespace anchord::poller {
 namespace {
 
 using testing::Digest;
+using testing::PathLeaf;
 using testing::Pending;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
@@ -36,13 +37,6 @@ using Counts = std::map<std::tuple<std::string, int64_t, int64_t>, int64_t>;
 TrackInput Root(int n, int leaves, const std::string& provider = "fake") {
   TrackInput in = Pending(Digest(n), "id-" + std::to_string(n), provider);
   in.proof.leaf_count = leaves;
-  return in;
-}
-
-TrackInput Leaf(int root, int n, const std::string& provider = "fake") {
-  TrackInput in = Pending(Digest(n), "", provider);
-  in.proof.merkle_root = Digest(root).raw();
-  in.proof.merkle_path = std::string(1, '\x01');
   return in;
 }
 
@@ -148,8 +142,8 @@ TEST_F(PgPollerBacklogTest, CountsFollowEveryChange) {
     batch.push_back(Pending(Digest(i), "id-" + std::to_string(i), "other"));
   }
   batch.push_back(Root(100, 2));
-  batch.push_back(Leaf(100, 101));
-  batch.push_back(Leaf(100, 102));
+  batch.push_back(PathLeaf(100, 101));
+  batch.push_back(PathLeaf(100, 102));
   ASSERT_TRUE(store.Track(batch, kT0).ok());
   ExpectCountsMatch(store, "after inserts");
   EXPECT_EQ(TableCounts(), (Counts{{{"fake", kPend, 0}, 23}, {{"other", kPend, 0}, 5}}));
@@ -283,7 +277,7 @@ TEST_F(PgPollerBacklogTest, ARootMovedWithoutItsLeavesIsMarkedUntilPropagated) {
   auto s = OpenStore();
   ASSERT_TRUE(s.ok()) << s.status();
   PollerStore& store = **s;
-  ASSERT_TRUE(store.Track({Root(100, 2), Leaf(100, 101), Leaf(100, 102)}, kT0).ok());
+  ASSERT_TRUE(store.Track({Root(100, 2), PathLeaf(100, 101), PathLeaf(100, 102)}, kT0).ok());
   auto marked = [&] { return Scalar("SELECT COUNT(*) FROM proofs WHERE leaves_behind = 1"); };
   EXPECT_EQ(marked(), 0);
   ASSERT_TRUE(store.MarkStalled(Digest(100), "fake", kT0).ok());
@@ -312,7 +306,7 @@ TEST_F(PgPollerBacklogTest, StrandedLeavesAreFoundByABoundedWalkOfTheirRoots) {
   int last_i = -1;
   for (int i = 0; i < 300; ++i) {
     in.push_back(Root(1000 + i, 1));
-    in.push_back(Leaf(1000 + i, 5000 + i));
+    in.push_back(PathLeaf(1000 + i, 5000 + i));
     if (Digest(1000 + i).raw() > last) last = Digest(1000 + i).raw(), last_i = i;
   }
   ASSERT_TRUE(store.Track(in, kT0).ok());
@@ -360,7 +354,7 @@ TEST_F(PgPollerBacklogTest, ARoundsStatementsDoNotReadTheBacklog) {
     small.push_back(std::move(p));
   }
   small.push_back(Root(900, 1));
-  small.push_back(Leaf(900, 901));
+  small.push_back(PathLeaf(900, 901));
   ASSERT_TRUE(store.Track(small, kT0).ok());
   ASSERT_TRUE(store.MarkConfirmed(Digest(0), "fake", {}, kT0).ok());
   ASSERT_TRUE(store.MarkStalled(Digest(1), "fake", kT0).ok());

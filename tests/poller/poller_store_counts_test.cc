@@ -25,6 +25,7 @@ namespace {
 
 using ::anchord::testing::Backend;
 using testing::Digest;
+using testing::PathLeaf;
 using testing::Pending;
 using testing::TempDir;
 
@@ -33,13 +34,6 @@ const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 TrackInput Root(int n, const std::string& provider = "fake") {
   TrackInput in = Pending(Digest(n), "id-" + std::to_string(n), provider);
   in.proof.leaf_count = 2;
-  return in;
-}
-
-TrackInput Leaf(int root, int n, const std::string& provider = "fake") {
-  TrackInput in = Pending(Digest(n), "", provider);
-  in.proof.merkle_root = Digest(root).raw();
-  in.proof.merkle_path = std::string(1, '\x01');
   return in;
 }
 
@@ -103,8 +97,8 @@ TEST_F(PollerStoreCountsTest, CountsFollowEveryChange) {
     batch.push_back(Pending(Digest(i), "id-" + std::to_string(i), "other"));
   }
   batch.push_back(Root(100));
-  batch.push_back(Leaf(100, 101));
-  batch.push_back(Leaf(100, 102));
+  batch.push_back(PathLeaf(100, 101));
+  batch.push_back(PathLeaf(100, 102));
   ASSERT_TRUE(store_->Track(batch, kT0).ok());
   ExpectCountsMatch("after inserts");
   EXPECT_EQ(KeptCounts(path()), (Counts{{{"fake", kPend, 0}, 23}, {{"other", kPend, 0}, 5}}));

@@ -97,6 +97,14 @@ inline TrackInput Pending(const std::string& digest, const std::string& proof_id
   return Pending(*::anchord::Digest::FromBytes(digest), proof_id, provider, job, path);
 }
 
+// A Merkle leaf of its own path (one byte) under the root Digest(root), pending.
+inline TrackInput PathLeaf(int root, int n, const std::string& provider = "fake") {
+  TrackInput in = Pending(Digest(n), "", provider);
+  in.proof.merkle_root = Digest(root).raw();
+  in.proof.merkle_path = std::string(1, '\x01');
+  return in;
+}
+
 // Scripted provider: records keyed by proof id; the pending list is every record whose state is
 // kPending (by id order), paged by an index cursor.
 using ::anchord::testing::FakeProvider;

@@ -166,9 +166,8 @@ class CountingStore final : public PollerStore {
   absl::Status MarkFallbackSent(const Digest& digest, const std::string& provider) override {
     return Timed("MarkFallbackSent", [&] { return inner_->MarkFallbackSent(digest, provider); });
   }
-  absl::Status MarkChecked(const Digest& digest, const std::string& provider,
-                           absl::Time now) override {
-    return Timed("MarkChecked", [&] { return inner_->MarkChecked(digest, provider, now); });
+  absl::Status MarkCheckedAll(const std::vector<CheckedProof>& checked) override {
+    return Timed("MarkChecked", [&] { return inner_->MarkCheckedAll(checked); });
   }
   absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,
                                                     const std::string& provider) override {

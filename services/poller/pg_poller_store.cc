@@ -4,7 +4,9 @@
 #include <map>
 #include <random>
 #include <set>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -330,10 +332,29 @@ class PgPollerStore final : public PollerStore {
         PgParams().AddBytes(digest.bytes()).AddBytes(provider).Add(static_cast<int64_t>(kPending)));
   }
 
-  absl::Status MarkChecked(const Digest& digest, const std::string& provider,
-                           absl::Time now) override {
-    return Exec("UPDATE proofs SET last_checked_at = $1 WHERE digest = $2 AND provider = $3",
-                PgParams().Add(ToDb(now)).AddBytes(digest.bytes()).AddBytes(provider));
+  absl::Status MarkCheckedAll(const std::vector<CheckedProof>& checked) override {
+    if (checked.empty()) return absl::OkStatus();
+    // One statement: one commit, and one run of the count triggers (a statement-level trigger
+    // fires for every UPDATE, whatever columns it sets). A proof marked twice keeps its latest
+    // mark: an UPDATE ... FROM whose row matches two source rows takes either.
+    std::vector<std::string> digests, providers;
+    std::vector<int64_t> at;
+    absl::flat_hash_map<std::pair<std::string, std::string>, size_t> index;
+    for (const CheckedProof& c : checked) {
+      auto [it, added] = index.try_emplace(
+          std::make_pair(std::string(c.digest.bytes()), c.provider), digests.size());
+      if (!added) {
+        at[it->second] = std::max(at[it->second], ToDb(c.at));
+        continue;
+      }
+      digests.emplace_back(c.digest.bytes());
+      providers.push_back(c.provider);
+      at.push_back(ToDb(c.at));
+    }
+    return Exec(
+        "UPDATE proofs p SET last_checked_at = u.at FROM unnest($1::bytea[], $2::bytea[], "
+        "$3::bigint[]) AS u(d, pr, at) WHERE p.digest = u.d AND p.provider = u.pr",
+        PgParams().AddBytesArray(digests).AddBytesArray(providers).AddIntArray(at));
   }
 
   absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,

@@ -322,8 +322,11 @@ RoundStats PollEngine::RunRound(Provider* p) {
   }
 
   bool go_on = true;
-  for (const ProofRow& row : to_check) {
-    if (!(go_on = LookupOne(p, row, &stats))) break;
+  {
+    CheckMarks marks(store_);
+    for (const ProofRow& row : to_check) {
+      if (!(go_on = LookupOne(p, row, &stats, &marks))) break;
+    }
   }
 
   // 3: evidence of confirmed proofs (including the ones confirmed just now).
@@ -338,8 +341,9 @@ RoundStats PollEngine::RunRound(Provider* p) {
     if (!rows.ok()) {
       ANCHORD_LOG(Error) << "poller store: " << rows.status();
     } else {
+      CheckMarks marks(store_);
       for (const ProofRow& row : *rows) {
-        if (!DownloadOne(p, row, &stats)) break;
+        if (!DownloadOne(p, row, &stats, &marks)) break;
       }
     }
   }
@@ -397,17 +401,26 @@ RoundStats PollEngine::RunRound(Provider* p) {
   return stats;
 }
 
-bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) {
+void CheckMarks::Add(const ProofRow& row, absl::Time at) {
+  held_.push_back({row.digest, row.provider, at});
+  if (held_.size() >= kGroup || at - held_.front().at >= kHold) Flush();
+}
+
+void CheckMarks::Flush() {
+  if (held_.empty()) return;
+  absl::Status st = store_->MarkCheckedAll(held_);
+  if (!st.ok()) {
+    ANCHORD_LOG(Error) << "poller store: " << st;
+  }
+  held_.clear();
+}
+
+bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats, CheckMarks* marks) {
   const std::string& name = p->name();
   ++stats->lookups;
   providers::LookupResult r = p->Lookup(RefOf(row));
   absl::Time now = clock_->Now();
-  auto checked = [&] {
-    absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
-    if (!st.ok()) {
-      ANCHORD_LOG(Error) << "poller store: " << st;
-    }
-  };
+  auto checked = [&] { marks->Add(row, now); };
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountLookup(name, ResultName(r.outcome.kind));
     if (r.outcome.kind == OutcomeKind::kNotFound) {
@@ -509,18 +522,14 @@ bool PollEngine::LookupOne(Provider* p, const ProofRow& row, RoundStats* stats) 
   return true;
 }
 
-bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats) {
+bool PollEngine::DownloadOne(Provider* p, const ProofRow& row, RoundStats* stats,
+                             CheckMarks* marks) {
   const std::string& name = p->name();
   if (row.proof_id.empty()) return true;
   ++stats->downloads;
   providers::DownloadResult r = p->DownloadProof(RefOf(row));
   absl::Time now = clock_->Now();
-  auto checked = [&] {
-    absl::Status st = store_->MarkChecked(row.digest, row.provider, now);
-    if (!st.ok()) {
-      ANCHORD_LOG(Error) << "poller store: " << st;
-    }
-  };
+  auto checked = [&] { marks->Add(row, now); };
   if (!r.outcome.ok()) {
     if (metrics_) metrics_->CountDownload(name, ResultName(r.outcome.kind));
     if (r.outcome.kind != OutcomeKind::kNotFound) {

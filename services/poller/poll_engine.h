@@ -61,6 +61,29 @@ void PublishLeafEvents(EventBus& bus, PollerMetrics* metrics, const std::vector<
 // submitter stored the request durably; the poller then never asks again for that proof.
 using FallbackFn = std::function<absl::Status(const ProofRow& stalled)>;
 
+// A round's marks of the proofs it asked about (PollerStore::MarkCheckedAll), stored a group at a
+// time instead of a commit each: when kGroup are held, when the oldest held is kHold older than
+// the newest (a slow provider's marks are not held long: a claim lasts at least a second), and on
+// destruction, which ends each of a round's phases, so none is held past its phase. A mark a crash
+// loses only means that proof is asked about again. Not thread-safe (one round's).
+class CheckMarks {
+ public:
+  static constexpr size_t kGroup = 128;
+  static constexpr absl::Duration kHold = absl::Milliseconds(250);
+
+  explicit CheckMarks(PollerStore* store) : store_(store) {}
+  ~CheckMarks() { Flush(); }
+  CheckMarks(const CheckMarks&) = delete;
+  CheckMarks& operator=(const CheckMarks&) = delete;
+
+  void Add(const ProofRow& row, absl::Time at);
+  void Flush();
+
+ private:
+  PollerStore* const store_;
+  std::vector<PollerStore::CheckedProof> held_;
+};
+
 struct PollEngineOptions {
   absl::Duration poll_interval = absl::Seconds(30);
   absl::Duration stall_after = absl::Hours(24);
@@ -113,8 +136,9 @@ class PollEngine {
   // Walks the pending list; false when it failed or did not finish within max_list_pages.
   bool WalkPending(providers::Provider* p, std::vector<std::string>* ids);
   // Returns false when the round should stop (rate limited, quota, permanent provider error).
-  bool LookupOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
-  bool DownloadOne(providers::Provider* p, const ProofRow& row, RoundStats* stats);
+  bool LookupOne(providers::Provider* p, const ProofRow& row, RoundStats* stats, CheckMarks* marks);
+  bool DownloadOne(providers::Provider* p, const ProofRow& row, RoundStats* stats,
+                   CheckMarks* marks);
   // The provider's handle on a proof, with its stored evidence.
   providers::ProofRef RefOf(const ProofRow& row);
   // Carries a batch root's new state to its leaves, with events.

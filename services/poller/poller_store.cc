@@ -303,15 +303,20 @@ class SqlitePollerStore final : public PollerStore {
                   [&](Statement& s) { s.Bind(3, static_cast<int64_t>(kPending)); });
   }
 
-  absl::Status MarkChecked(const Digest& digest, const std::string& provider,
-                           absl::Time now) override {
-    ledger::Session session(*db_);
+  absl::Status MarkCheckedAll(const std::vector<CheckedProof>& checked) override {
+    if (checked.empty()) return absl::OkStatus();
+    Transaction tx(*db_);
+    ANCHORD_RETURN_IF_ERROR(tx.begin_status());
     auto st =
-        session.Prepare(absl::StrCat("UPDATE ", kProofsByDigest, " SET last_checked_at = ?3 WHERE ",
-                                     DigestIs(1), " AND provider = ?2"));
+        tx.Prepare(absl::StrCat("UPDATE ", kProofsByDigest, " SET last_checked_at = ?3 WHERE ",
+                                DigestIs(1), " AND provider = ?2"));
     if (!st.ok()) return st.status();
-    st->BindBlob(1, digest.bytes()).Bind(2, provider).Bind(3, ToDb(now));
-    return st->Run();
+    for (const CheckedProof& c : checked) {
+      st->Reset();
+      st->BindBlob(1, c.digest.bytes()).Bind(2, c.provider).Bind(3, ToDb(c.at));
+      ANCHORD_RETURN_IF_ERROR(st->Run());
+    }
+    return tx.Commit();
   }
 
   absl::StatusOr<std::optional<std::string>> GetOts(const Digest& digest,

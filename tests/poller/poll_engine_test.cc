@@ -186,6 +186,64 @@ TEST_F(PollEngineTest, WalkRoundReadsABoundedSliceOfTheBacklog) {
   EXPECT_EQ(Get(2900).state, v1::DIGEST_STATE_CONFIRMED);
 }
 
+// A round's marks of the proofs it asked about go to the store a group at a time: 300 lookups
+// are three calls (128, 128, 44), and every proof carries the time of its lookup.
+TEST_F(PollEngineTest, ARoundMarksItsChecksAGroupAtATime) {
+  FakeProvider p("fake", /*list=*/false);
+  std::vector<TrackInput> batch;
+  for (int n = 3000; n < 3300; ++n) {
+    batch.push_back(Pending(Digest(n), Id(n)));
+    p.SetRecord(Id(n), Digest(n), RecordState::kPending);
+  }
+  ASSERT_TRUE(store_->Track(batch, clock_.Now()).ok());
+  clock_.Advance(absl::Seconds(1));
+  CountingStore counting(store_.get());
+  PollEngineOptions opts;
+  opts.max_lookups_per_round = 300;
+  PollEngine engine(&counting, &bus_, &metrics_, &clock_, {&p}, opts);
+  RoundStats stats = engine.RunRound(&p);
+  EXPECT_EQ(stats.lookups, 300);
+  EXPECT_EQ(p.total_lookups(), 300);
+  EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 3);
+  for (int n = 3000; n < 3300; n += 37) {
+    EXPECT_EQ(Get(n).last_checked_at, clock_.Now()) << n;
+  }
+  // The next round asks about the least recently checked first: none was left unmarked.
+  auto next = store_->PendingToCheck("fake", absl::InfiniteFuture(), 1);
+  ASSERT_TRUE(next.ok());
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ((*next)[0].last_checked_at, clock_.Now());
+}
+
+// Marks are held until kGroup of them, until the oldest is kHold older than the newest, or until
+// the group ends; none is lost.
+TEST_F(PollEngineTest, CheckMarksFlushOnSizeAgeAndEnd) {
+  for (int n = 4000; n < 4200; ++n) Track(n);
+  CountingStore counting(store_.get());
+  const absl::Time t0 = clock_.Now() + absl::Seconds(1);
+  {
+    CheckMarks marks(&counting);
+    for (int n = 4000; n < 4000 + static_cast<int>(CheckMarks::kGroup) - 1; ++n) {
+      marks.Add(Get(n), t0);
+    }
+    EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 0);
+    marks.Add(Get(4127), t0);  // the kGroup-th
+    EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 1);
+    EXPECT_EQ(Get(4127).last_checked_at, t0);
+    marks.Add(Get(4128), t0 + absl::Milliseconds(10));
+    marks.Add(Get(4129), t0 + CheckMarks::kHold);  // not yet kHold after the oldest
+    EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 1);
+    marks.Add(Get(4130), t0 + absl::Milliseconds(10) + CheckMarks::kHold);
+    EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 2);
+    EXPECT_EQ(Get(4129).last_checked_at, t0 + CheckMarks::kHold);
+    marks.Add(Get(4131), t0 + absl::Seconds(2));
+    EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 2);
+  }
+  EXPECT_EQ(counting.Snapshot()["MarkChecked"].calls, 3);
+  EXPECT_EQ(Get(4131).last_checked_at, t0 + absl::Seconds(2));
+  EXPECT_EQ(Get(4132).last_checked_at, absl::InfinitePast());
+}
+
 TEST_F(PollEngineTest, NoPendingProofsMeansNoListRequests) {
   FakeProvider p("fake", true);
   auto engine = MakeEngine(&p);

@@ -304,6 +304,35 @@ TEST_P(PollerStoreTest, ClaimChecksSkipProofsCheckedSinceTheyWereRead) {
   EXPECT_EQ(again->size(), 2u);  // 40 and 42 (41 is confirmed)
 }
 
+// A round's marks in one call: each stored proof gets its own time, a proof marked twice its
+// later one, a digest not stored is skipped; the check order follows.
+TEST_P(PollerStoreTest, MarkCheckedAllSetsEachProofsTime) {
+  for (int i = 50; i < 53; ++i) {
+    ASSERT_TRUE(store_->Track({Pending(Digest(i), "id-" + std::to_string(i))}, kT0).ok());
+  }
+  const absl::Time t1 = kT0 + absl::Seconds(1), t3 = kT0 + absl::Seconds(3);
+  const absl::Time t5 = kT0 + absl::Seconds(5);
+  ASSERT_TRUE(store_
+                  ->MarkCheckedAll({{Digest(50), "fake", t3},
+                                    {Digest(99), "fake", t1},
+                                    {Digest(51), "fake", t1},
+                                    {Digest(50), "fake", t5},
+                                    {Digest(52), "other", t5}})
+                  .ok());
+  auto rows = store_->PendingToCheck("fake", absl::InfiniteFuture(), 10);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 3u);
+  // Never checked (52 of "fake": the mark named another provider), then 51, then 50.
+  EXPECT_EQ((*rows)[0].digest, Digest(52));
+  EXPECT_EQ((*rows)[1].digest, Digest(51));
+  EXPECT_EQ((*rows)[1].last_checked_at, t1);
+  EXPECT_EQ((*rows)[2].digest, Digest(50));
+  EXPECT_EQ((*rows)[2].last_checked_at, t5);
+  EXPECT_LT((*rows)[0].last_checked_at, t1);
+  EXPECT_FALSE(store_->Get(Digest(99), "fake")->has_value());
+  EXPECT_TRUE(store_->MarkCheckedAll({}).ok());
+}
+
 // Hand-offs of a Merkle root of two leaves (pending) and of its leaf `n`.
 TrackInput Leaf(const anchord::Digest& root, int n) {
   TrackInput in = Pending(Digest(n), "", "fake", "", "leaf" + std::to_string(n));

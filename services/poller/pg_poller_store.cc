@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/hex.h"
@@ -46,15 +47,22 @@ class PgPollerStore final : public PollerStore {
       out.clear();
       out.reserve(inputs.size());
       std::set<std::string> trees_stored;  // per attempt: a re-run transaction writes them again
-      // Nearly every call is of new proofs only (a hand-off is stored once): a few statements.
-      auto all_new = TrackNewIn(c, inputs, now, &trees_stored);
-      if (!all_new.ok()) return all_new.status();
-      if (all_new->has_value()) {
-        out = std::move(**all_new);
-        return absl::OkStatus();
+      // Nearly every call is of new proofs only (a hand-off is stored once), or a few runs of
+      // them, each led by its batch's root: a few statements per part. The parts are bounded, so
+      // a call that alternates stored and new proofs costs at most kMaxParts set-based tries
+      // before the rest is stored one by one, as every call was before.
+      constexpr int kMaxParts = 16;
+      const absl::Span<const TrackInput> all(inputs);
+      size_t done = 0;
+      for (int part = 0; part < kMaxParts && done < all.size(); ++part) {
+        auto stored = TrackNewIn(c, all.subspan(done), now, &trees_stored);
+        if (!stored.ok()) return stored.status();
+        if (!stored->has_value()) break;
+        done += (*stored)->size();
+        for (TrackOutcome& o : **stored) out.push_back(std::move(o));
       }
-      for (const TrackInput& in : inputs) {
-        auto one = TrackIn(c, in, now, &trees_stored);
+      for (size_t i = done; i < all.size(); ++i) {
+        auto one = TrackIn(c, all[i], now, &trees_stored);
         if (!one.ok()) return one.status();
         out.push_back(std::move(*one));
       }

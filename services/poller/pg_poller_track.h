@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "libs/ledger/pg_db.h"
 #include "services/poller/poller_store.h"
 #include "services/poller/store_rows.h"
@@ -54,14 +55,17 @@ absl::StatusOr<std::vector<ProofRow>> PropagateToLeavesIn(
     ledger::PgConn& c, const Digest& root, const std::string& provider, absl::Time now,
     const std::vector<std::string>& leaves = {});
 
-// Stores a whole Track call of new proofs in a few set-based statements (one INSERT of every
+// Stores the first part of a Track call in a few set-based statements (one INSERT of every new
 // row, one of every file, one propagation per root, one read of the rows), with the outcomes
-// TrackIn would give them one by one; inputs stored already may lead the call (TrackIn stores
-// them first). nullopt, with no proof written, when the call is not of that kind (a stored input
-// after a new one, a digest twice, a leaf before its final root): the caller stores it with
-// TrackIn. Errors as TrackIn's.
+// TrackIn would give its inputs one by one, and returns them: one per input of the part, at least
+// one. The part is the inputs stored already that lead the call (TrackIn stores them first), then
+// new ones up to the first input that is stored after a new one or repeats a digest of the part;
+// the caller passes the rest of the call again. nullopt, with no proof written, when the part is
+// not of that kind (a leaf before its final root, a proof stored meanwhile by another replica): the
+// caller stores the rest with TrackIn. Every input of `inputs` is checked first (INVALID_ARGUMENT
+// as TrackIn's).
 absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
-    ledger::PgConn& c, const std::vector<TrackInput>& inputs, absl::Time now,
+    ledger::PgConn& c, absl::Span<const TrackInput> inputs, absl::Time now,
     std::set<std::string>* trees_stored);
 
 }  // namespace anchord::poller

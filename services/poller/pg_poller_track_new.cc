@@ -2,9 +2,10 @@
 // row at a time, about seven round trips per proof (insert, the root's locked read, the leaf's
 // update, the rows read back with their files); a batch of 10,000 Merkle leaves took about 25 s
 // (bench/RESULTS.md, issue 11 session 30). Here the call costs a few statements whatever its
-// size, and each outcome is the one TrackIn gives: the restrictions below (every proof new, each
-// digest once, a leaf before its root in the call only when that root is PENDING) are what make
-// the two agree, and any call outside them goes to TrackIn.
+// size, and each outcome is the one TrackIn gives: the restrictions below (stored proofs only
+// leading the part, each digest once, a leaf before its root in the part only when that root is
+// PENDING) are what make the two agree; a call is stored part by part, and a part outside them
+// goes to TrackIn.
 #include <map>
 #include <optional>
 #include <set>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "libs/common/status_macros.h"
 #include "services/poller/pg_poller_schema.h"
 #include "services/poller/pg_poller_track.h"
@@ -31,7 +33,7 @@ using Key = std::pair<std::string, std::string>;  // (raw digest, provider)
 // their stored states): each digest of the call once, and no leaf before its root unless that
 // root is PENDING (then the leaf takes nothing from it, one by one as here). Fills `index_of`
 // with those inputs by key.
-bool OfTheNewKind(const std::vector<TrackInput>& inputs, size_t first,
+bool OfTheNewKind(absl::Span<const TrackInput> inputs, size_t first,
                   const std::vector<NewRow>& rows, std::map<Key, size_t>* index_of) {
   std::set<std::string> digests;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -50,10 +52,8 @@ bool OfTheNewKind(const std::vector<TrackInput>& inputs, size_t first,
   return true;
 }
 
-// How many inputs lead the call stored already (TrackBatch repeats a batch's root in each of its
-// requests); nullopt when a stored one follows a new one.
-absl::StatusOr<std::optional<size_t>> StoredPrefix(PgConn& c,
-                                                   const std::vector<TrackInput>& inputs) {
+// Which inputs are stored already, in input order.
+absl::StatusOr<std::vector<bool>> StoredNow(PgConn& c, absl::Span<const TrackInput> inputs) {
   std::vector<std::string> digests, providers;
   for (const TrackInput& in : inputs) {
     digests.emplace_back(in.proof.digest.raw());
@@ -61,19 +61,41 @@ absl::StatusOr<std::optional<size_t>> StoredPrefix(PgConn& c,
   }
   auto stored = c.Exec(
       "SELECT o FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS u(d, p, o) WHERE EXISTS "
-      "(SELECT 1 FROM proofs WHERE digest = u.d AND provider = u.p) ORDER BY o",
+      "(SELECT 1 FROM proofs WHERE digest = u.d AND provider = u.p)",
       PgParams().AddBytesArray(digests).AddBytesArray(providers));
   if (!stored.ok()) return stored.status();
+  std::vector<bool> out(inputs.size(), false);
   for (int i = 0; i < stored->rows(); ++i) {
-    if (stored->Int(i, 0) != static_cast<int64_t>(i) + 1) return std::optional<size_t>();
+    const int64_t o = stored->Int(i, 0);
+    if (o < 1 || o > static_cast<int64_t>(inputs.size())) {
+      return absl::InternalError("an ordinal out of the call");
+    }
+    out[static_cast<size_t>(o - 1)] = true;
   }
-  return std::optional<size_t>(static_cast<size_t>(stored->rows()));
+  return out;
+}
+
+// The part of the call TrackNewIn stores: inputs stored already (leading it), then new ones, up
+// to the first input that is stored after a new one or repeats a digest of the part (the next
+// call takes it: then it is stored, and leads). TrackBatch repeats a batch's root in each of its
+// requests, so a call of several requests of one batch is such parts one after the other.
+size_t PartEnd(absl::Span<const TrackInput> inputs, const std::vector<bool>& stored) {
+  std::set<std::string> digests;
+  bool any_new = false;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if ((stored[i] && any_new) ||
+        !digests.insert(std::string(inputs[i].proof.digest.raw())).second) {
+      return i;
+    }
+    any_new = any_new || !stored[i];
+  }
+  return inputs.size();
 }
 
 }  // namespace
 
 absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
-    PgConn& c, const std::vector<TrackInput>& inputs, absl::Time now,
+    PgConn& c, absl::Span<const TrackInput> inputs, absl::Time now,
     std::set<std::string>* trees_stored) {
   using Result = std::optional<std::vector<TrackOutcome>>;
   // Checked first, in input order, so an invalid input fails the call as it fails TrackIn.
@@ -88,12 +110,23 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
     forms.push_back(std::move(form));
   }
   if (inputs.empty()) return Result();
-  // Inputs stored already may lead the call: TrackIn stores them first (below), as it would.
-  ANCHORD_ASSIGN_OR_RETURN(const std::optional<size_t> stored_prefix, StoredPrefix(c, inputs));
-  if (!stored_prefix.has_value()) return Result();
-  const size_t first = *stored_prefix;
+  ANCHORD_ASSIGN_OR_RETURN(const std::vector<bool> stored_now, StoredNow(c, inputs));
+  const size_t end = PartEnd(inputs, stored_now);
+  inputs = inputs.subspan(0, end);
+  rows.resize(end);
+  forms.resize(end);
+  // Inputs stored already may lead the part: TrackIn stores them first (below), as it would.
+  size_t first = 0;
+  while (first < end && stored_now[first]) ++first;
+  if (first == end) {
+    std::vector<TrackOutcome> out;
+    for (const TrackInput& in : inputs) {
+      ANCHORD_ASSIGN_OR_RETURN(out.emplace_back(), TrackIn(c, in, now, trees_stored));
+    }
+    return Result(std::move(out));
+  }
   std::map<Key, size_t> index_of;  // every new input by its key
-  if (first == inputs.size() || !OfTheNewKind(inputs, first, rows, &index_of)) return Result();
+  if (!OfTheNewKind(inputs, first, rows, &index_of)) return Result();
 
   // The trees first, outside the savepoint: TrackIn, if it takes the call over, finds them stored
   // (it writes a tree only once per transaction, trees_stored).
@@ -189,8 +222,8 @@ absl::StatusOr<std::optional<std::vector<TrackOutcome>>> TrackNewIn(
           .Add(ToDb(now)));
   if (!inserted.ok()) return inserted.status();
   if (inserted->rows() != static_cast<int>(inputs.size() - first)) {
-    // Some proof was stored meanwhile (by another replica): nothing of this call stays (the
-    // leading inputs' TrackIn included), TrackIn takes it from the start.
+    // Some proof was stored meanwhile (by another replica): nothing of this part stays (the
+    // leading inputs' TrackIn included), TrackIn takes the call from the part's start.
     ANCHORD_RETURN_IF_ERROR(c.Exec("ROLLBACK TO SAVEPOINT track_new").status());
     ANCHORD_RETURN_IF_ERROR(c.Exec("RELEASE SAVEPOINT track_new").status());
     return Result();

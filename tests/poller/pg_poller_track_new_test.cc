@@ -128,9 +128,10 @@ class PgTrackNewTest : public ::testing::Test {
     return out;
   }
   // The same setup on both databases, then `call`: by the store on `a`, one by one on `b`.
-  // `set_based`: whether TrackNewIn takes the call (checked on a third database prepared alike).
+  // `first_part`: how many inputs TrackNewIn takes in its first part, 0 when it hands the call
+  // back (checked on a third database prepared alike).
   void ExpectSame(const std::vector<TrackInput>& setup, const std::vector<TrackInput>& call,
-                  bool set_based) {
+                  size_t first_part) {
     Db a = Open(), b = Open(), c = Open();
     ASSERT_TRUE(a.store && b.store && c.store);
     for (Db* d : {&a, &b, &c}) {
@@ -146,7 +147,7 @@ class PgTrackNewTest : public ::testing::Test {
       std::set<std::string> trees;
       auto r = TrackNewIn(conn, call, kT0 + absl::Minutes(1), &trees);
       if (!r.ok()) return r.status();
-      EXPECT_EQ(r->has_value(), set_based);
+      EXPECT_EQ(r->has_value() ? (*r)->size() : 0, first_part);
       return absl::OkStatus();
     });
     ASSERT_TRUE(taken.ok()) << taken;
@@ -184,7 +185,7 @@ TEST_F(PgTrackNewTest, ACallOfNewProofsGivesWhatOneByOneGives) {
   ExpectSame(Prepared(),
              {Root(300, 2, anchord::v1::DIGEST_STATE_CONFIRMED), Leaf(300, 301), Leaf(300, 302),
               Leaf(100, 103), Leaf(200, 202), Pending(Digest(2), "id-2"), confirmed, failed},
-             /*set_based=*/true);
+             /*first_part=*/8);
 }
 
 // A root handed off final after an earlier call stored some of its leaves: they are its
@@ -194,7 +195,7 @@ TEST_F(PgTrackNewTest, AFinalRootMovesTheLeavesStoredBeforeIt) {
   setup.push_back(Leaf(400, 401));
   setup.push_back(Leaf(400, 402));
   ExpectSame(setup, {Root(400, 3, anchord::v1::DIGEST_STATE_CONFIRMED), Leaf(400, 403)},
-             /*set_based=*/true);
+             /*first_part=*/2);
 }
 
 // Leaves of their own path handed off before their root, which arrives PENDING in the same
@@ -203,28 +204,56 @@ TEST_F(PgTrackNewTest, LeavesBeforeAPendingRootTakeNothingFromIt) {
   ExpectSame(Prepared(),
              {Leaf(600, 601), Leaf(600, 602), Root(600, 3, anchord::v1::DIGEST_STATE_PENDING),
               Leaf(600, 603)},
-             /*set_based=*/true);
+             /*first_part=*/4);
 }
 
 // TrackBatch repeats a batch's root in each request: the stored root leads the call, TrackIn
 // stores it, the new leaves after it go set by set.
 TEST_F(PgTrackNewTest, AStoredRootLeadingTheCallIsStoredFirst) {
   TrackInput root = Root(100, 3, anchord::v1::DIGEST_STATE_PENDING);
-  ExpectSame(Prepared(), {root, Leaf(100, 103), Leaf(100, 104)}, /*set_based=*/true);
+  ExpectSame(Prepared(), {root, Leaf(100, 103), Leaf(100, 104)}, /*first_part=*/3);
   // Handed off again final: it moves its stored leaves first, then the new ones follow it.
   root.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
-  ExpectSame(Prepared(), {root, Leaf(100, 103)}, /*set_based=*/true);
+  ExpectSame(Prepared(), {root, Leaf(100, 103)}, /*first_part=*/2);
 }
 
-// Calls the set-based path hands back: a stored proof after a new one, a digest twice, a leaf
-// before its final root; their outcomes and rows are still TrackIn's.
-TEST_F(PgTrackNewTest, CallsItDoesNotTakeAreStoredOneByOne) {
+// A stored proof after a new one, or a digest a second time, starts the call's next part; a leaf
+// before its final root sends the call to TrackIn. Outcomes and rows are TrackIn's either way.
+TEST_F(PgTrackNewTest, CallsAreStoredPartByPartOrOneByOne) {
   TrackInput again = Pending(Digest(1), "id-1");
   again.proof.state = anchord::v1::DIGEST_STATE_CONFIRMED;
-  ExpectSame(Prepared(), {Pending(Digest(5), "id-5"), again}, false);
-  ExpectSame(Prepared(), {Pending(Digest(5), "id-5"), Pending(Digest(5), "id-5")}, false);
-  ExpectSame(Prepared(), {Leaf(500, 501), Root(500, 1, anchord::v1::DIGEST_STATE_CONFIRMED)},
-             false);
+  ExpectSame(Prepared(), {Pending(Digest(5), "id-5"), again}, 1);
+  ExpectSame(Prepared(), {Pending(Digest(5), "id-5"), Pending(Digest(5), "id-5")}, 1);
+  ExpectSame(Prepared(), {Leaf(500, 501), Root(500, 1, anchord::v1::DIGEST_STATE_CONFIRMED)}, 0);
+}
+
+// A call of several TrackBatch requests of one batch repeats the batch's root before each
+// request's leaves, stored already or new in the call: a part per request.
+TEST_F(PgTrackNewTest, RequestsOfOneBatchInOneCallArePartsOfIt) {
+  const TrackInput stored_root = Root(100, 5, anchord::v1::DIGEST_STATE_PENDING);
+  ExpectSame(Prepared(), {stored_root, Leaf(100, 103), Leaf(100, 104), stored_root, Leaf(100, 105)},
+             3);
+  const TrackInput new_root = Root(700, 4, anchord::v1::DIGEST_STATE_PENDING);
+  ExpectSame(Prepared(),
+             {new_root, Leaf(700, 701), Leaf(700, 702), new_root, Leaf(700, 703), new_root,
+              Leaf(700, 704)},
+             3);
+  // Handed off final: the root moves its stored leaves once, each later part's leaves follow it.
+  TrackInput final_root = Root(100, 5, anchord::v1::DIGEST_STATE_CONFIRMED);
+  ExpectSame(Prepared(), {final_root, Leaf(100, 103), final_root, Leaf(100, 104)}, 2);
+}
+
+// A call that alternates new and stored proofs: parts of two, then (past the bound on parts) the
+// rest one by one, with the outcomes and rows of one by one.
+TEST_F(PgTrackNewTest, AnAlternatingCallIsStoredAsOneByOneStoresIt) {
+  std::vector<TrackInput> setup = Prepared();
+  std::vector<TrackInput> call;
+  for (int i = 0; i < 40; ++i) {
+    setup.push_back(Pending(Digest(1000 + i), "id-s" + std::to_string(i)));
+    call.push_back(Pending(Digest(2000 + i), "id-n" + std::to_string(i)));
+    call.push_back(Pending(Digest(1000 + i), "id-s" + std::to_string(i)));
+  }
+  ExpectSame(setup, call, 1);
 }
 
 // An invalid input fails the call and stores nothing of it.

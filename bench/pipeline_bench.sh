@@ -16,6 +16,11 @@
 #    STRACE=1 a second, smaller ingest runs under `strace -c -f` for the commit (fdatasync) count.
 # 3. Prompt exit: `archive --local --sandbox --dry-run` over EXIT_FILES (default 1,000) files,
 #    wall time against the hashing inside it.
+# BACKEND=postgresql: the Merkle run's submitter and poller keep their stores on a PostgreSQL 15
+# server started here (tests/support/pg_ctl.sh, durable settings; PG_BINDIR names its binaries),
+# one database for both as a deployment has it (ANCHORD_DATABASE_URL_FILE, which both read). The
+# server's CPU through the Merkle run is reported beside the stack's; its disk writes are not in
+# the stack's figure. The dry run, the ingest and the exit parts are as on SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_NAME=pipeline_bench  # read by bench/lib.sh
@@ -34,11 +39,14 @@ CTL="$BUILD/services/anchorctl/anchorctl"
 # SUBMITTER_BIN=path runs another submitter binary (an A/B pair against an older build) in both
 # the Merkle run and the ingest run; the other services come from BUILD.
 SUBMITTER="$(realpath "${SUBMITTER_BIN:-$BUILD/services/submitter/anchord-submitter}")"
+BACKEND="${BACKEND:-sqlite}"
+PGDIR=""
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ -n "$PGDIR" ]; then bash tests/support/pg_ctl.sh stop "$PGDIR" > /dev/null 2>&1 || true; fi
+  rm -rf "$WORK" ${PGDIR:+"$PGDIR"}
 }
 trap cleanup EXIT
 mkdir -p bench/results
@@ -131,8 +139,49 @@ OPENSSL_S=$(elapsed "$t0" "$t1")
 mkdir -p "$WORK/bin"
 for s in hasher poller sandbox; do ln -s "$BUILD/services/$s/anchord-$s" "$WORK/bin/anchord-$s"; done
 ln -s "$SUBMITTER" "$WORK/bin/anchord-submitter"
-"$CTL" --data-dir "$WORK/state" local --sandbox --root "$WORK/root" --bin-dir "$WORK/bin" \
-  --sandbox-confirm-after-seconds 3600 --poll-interval-seconds 3600 > "$WORK/local.log" 2>&1 &
+LOCAL_ENV=()
+PG_PID=""
+case "$BACKEND" in
+  sqlite) ;;
+  postgresql)
+    PGBIN="${PG_BINDIR:-/usr/lib/postgresql/15/bin}"
+    PGDIR="$(mktemp -d /tmp/anchord-pipeline-pg.XXXXXX)"
+    PGPORT="$(free_port)"
+    PG_DURABLE=1 bash tests/support/pg_ctl.sh start "$PGDIR" "$PGPORT" >&2
+    PG_PID="$(head -1 "$PGDIR/data/postmaster.pid")"
+    "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'CREATE DATABASE pipeline' > /dev/null
+    (umask 077; printf 'postgresql://postgres@127.0.0.1:%s/pipeline\n' "$PGPORT" > "$WORK/database.url")
+    LOCAL_ENV=(env ANCHORD_DATABASE_URL_FILE="$WORK/database.url")
+    ;;
+  *) echo "$BENCH_NAME: BACKEND must be sqlite or postgresql, not '$BACKEND'" >&2; exit 2 ;;
+esac
+# The server's CPU seconds so far: the postmaster's own and its reaped children's, and its live
+# children's (backends, the WAL writer, the checkpointer).
+pg_cpu() {
+  [ -n "$PG_PID" ] || { echo 0; return; }
+  /usr/bin/python3 - "$PG_PID" <<'PY'
+import os, sys
+root = sys.argv[1]
+hz = os.sysconf("SC_CLK_TCK")
+def fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+ticks = sum(int(x) for x in fields(root)[11:15])  # utime stime cutime cstime
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or pid == root:
+        continue
+    try:
+        f = fields(pid)
+    except OSError:
+        continue
+    if f[1] == root:  # ppid
+        ticks += int(f[11]) + int(f[12])
+print(ticks / hz)
+PY
+}
+"${LOCAL_ENV[@]}" "$CTL" --data-dir "$WORK/state" local --sandbox --root "$WORK/root" \
+  --bin-dir "$WORK/bin" --sandbox-confirm-after-seconds 3600 --poll-interval-seconds 3600 \
+  > "$WORK/local.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [ -s "$WORK/state/run/stack.json" ] && break; sleep 0.1; done
 HASHER="127.0.0.1:$(cat "$WORK/state/run/hasher.port")"
@@ -155,6 +204,7 @@ DRY_S=$(echo "$DRY_JSON" | /usr/bin/python3 -c 'import json,sys; print(json.load
 
 W0=$(service_writes "$WORK/state/run/stack.json")
 U0=$(service_usage "$WORK/state/run/stack.json")
+PG_CPU0=$(pg_cpu)
 /usr/bin/python3 - "$WORK/state/run" "$FILES" "${TIMELINE:-}" > "$WORK/timeline.json" <<'PY' &
 # Samples every service's /metrics every 100 ms and records when each stage's count first reached
 # 50% and 100% of the files, until every stage is complete (or 600 s); with each sample, each
@@ -253,6 +303,23 @@ CTL_CPU=$(tail -1 "$WORK/archive.time" | awk '{ printf "%.2f", $1 + $2 }')
 MERKLE_S=$(elapsed "$t0" "$t1")
 W1=$(service_writes "$WORK/state/run/stack.json")
 U1=$(service_usage "$WORK/state/run/stack.json")
+PG_CPU1=$(pg_cpu)
+PG_LINE=""
+if [ "$BACKEND" = postgresql ]; then
+  PG_MB="$("$PGBIN/psql" -qtA -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
+    "SELECT pg_database_size('pipeline') / 1048576" pipeline)"
+  # PG_STATEMENTS=N: the N statements the server spent most time on through the run (from
+  # pg_stat_statements, which tests/support/pg_ctl.sh loads), to stderr.
+  if [ -n "${PG_STATEMENTS:-}" ]; then
+    "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d pipeline \
+      -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c \
+      "SELECT calls, round(total_exec_time) AS ms, rows, shared_blks_hit + shared_blks_read AS blks,
+              left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT ${PG_STATEMENTS}" >&2 || true
+  fi
+  PG_LINE="The submitter's and the poller's stores on PostgreSQL (\`BACKEND=postgresql\`, durable settings): the server spent $(printf "%.2f" "$(echo "$PG_CPU1 - $PG_CPU0" | bc)") CPU s during the Merkle run (not in the stack's figures below); the database is $PG_MB MiB after it."
+fi
+export PG_LINE
 OWED=$(checkpoint_owed "$WORK/state/state")
 wait "$SAMPLER" || true
 for p in "${PERFS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -325,6 +392,10 @@ tl, samples = tl_all["marks"], tl_all["samples"]
 ref, ingest = json.loads(ref), json.loads(ingest)
 print(f"## Pipeline (`bench/pipeline_bench.sh`), load average {load0} / {load1} / {load2} (start / after the Merkle run / end)")
 print()
+import os
+if os.environ.get("PG_LINE"):
+    print(os.environ["PG_LINE"])
+    print()
 print("| figure | anchord | reference (same run) | ratio | goal |")
 print("|---|---|---|---|---|")
 print(f"| Merkle mode, {files:,} files of 1-4 KiB, archive start to every leaf SUBMITTED | "

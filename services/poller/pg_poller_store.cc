@@ -91,33 +91,47 @@ class PgPollerStore final : public PollerStore {
 
   absl::StatusOr<std::vector<ProofRow>> List(const ListFilter& filter, int64_t after_seq,
                                              int limit) override {
-    std::string sql = absl::StrCat("SELECT ", kProofColumns, " FROM proofs p WHERE seq > $1");
+    // A list of digests (a caller asking about its own, 500 to a call) is looked up by digest
+    // first, every condition tested on those rows alone, and only they are sorted: planned as one
+    // query next to `ORDER BY seq LIMIT`, and with statistics that lag a bulk hand-off, the
+    // planner walked the table in seq order or hashed every file of the job (100,000 blocks a
+    // call at 100,000 proofs; bench/RESULTS.md, issue 11 session 31). The materialized CTE and the
+    // job test as a subquery per row (which cannot become a join) keep that order.
+    const bool by_digest = !filter.digests.empty();
+    // The seq bound is the outer query's when the CTE has the digests (inside, it joined a bitmap
+    // of the whole primary key from $1 on to the digests' rows).
+    std::string where = by_digest ? " WHERE true" : " WHERE seq > $1";
     PgParams p;
     p.Add(after_seq);
     int n = 1;
     if (!filter.job.empty()) {
-      absl::StrAppend(&sql,
-                      " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest AND "
-                      "f.job = $",
-                      ++n, ")");
+      absl::StrAppend(&where,
+                      by_digest ? " AND (SELECT true FROM files f WHERE f.digest = p.digest AND "
+                                  "f.job = $"
+                                : " AND EXISTS (SELECT 1 FROM files f WHERE f.digest = p.digest "
+                                  "AND f.job = $",
+                      ++n, by_digest ? " LIMIT 1)" : ")");
       p.AddBytes(filter.job);
     }
     if (filter.state != anchord::v1::DIGEST_STATE_UNSPECIFIED) {
-      absl::StrAppend(&sql, " AND state = $", ++n);
+      absl::StrAppend(&where, " AND state = $", ++n);
       p.Add(static_cast<int64_t>(filter.state));
     }
     if (!filter.provider.empty()) {
-      absl::StrAppend(&sql, " AND provider = $", ++n);
+      absl::StrAppend(&where, " AND provider = $", ++n);
       p.AddBytes(filter.provider);
     }
-    if (!filter.with_leaves) absl::StrAppend(&sql, " AND length(merkle_root) = 0");
-    if (!filter.digests.empty()) {
-      std::vector<std::string> marks;
-      for (const Digest& d : filter.digests) {
-        marks.push_back(absl::StrCat("$", ++n));
-        p.AddBytes(d.bytes());
-      }
-      absl::StrAppend(&sql, " AND digest IN (", absl::StrJoin(marks, ","), ")");
+    if (!filter.with_leaves) absl::StrAppend(&where, " AND length(merkle_root) = 0");
+    std::string sql;
+    if (by_digest) {
+      std::vector<std::string> raw;
+      for (const Digest& d : filter.digests) raw.emplace_back(d.bytes());
+      absl::StrAppend(&where, " AND digest = ANY($", ++n, "::bytea[])");
+      p.AddBytesArray(raw);
+      sql = absl::StrCat("WITH wanted AS MATERIALIZED (SELECT ", kProofColumns, " FROM proofs p",
+                         where, ") SELECT ", kProofColumns, " FROM wanted WHERE seq > $1");
+    } else {
+      sql = absl::StrCat("SELECT ", kProofColumns, " FROM proofs p", where);
     }
     absl::StrAppend(&sql, " ORDER BY seq LIMIT $", ++n);
     p.Add(static_cast<int64_t>(limit));

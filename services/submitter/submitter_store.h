@@ -286,8 +286,10 @@ class SubmitterStore {
   // SUBMITTED and FAILED rows whose latest change was not acknowledged by the poller, oldest first.
   virtual absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) = 0;
   // PendingHandoff(limit + skip.size()) without the rows in `skip` (a hand-off's rows in
-  // flight), at most `limit`.
-  absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit, const RowIds& skip);
+  // flight), at most `limit`. A store whose PendingHandoff claims what it returns overrides it:
+  // rows read beyond `limit` would stay claimed, unsent, until their claim ran out.
+  virtual absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit,
+                                                                       const RowIds& skip);
   // PendingHandoffExcept for the batch-form hand-off (handoff_window.h), which sends of a sealed
   // batch's SUBMITTED leaf only its digest's place in the tree and its files: a store may return
   // such a leaf `thin`, with only id, digest, provider, state, mode, batch_id, change_seq and

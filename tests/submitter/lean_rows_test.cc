@@ -310,8 +310,21 @@ TEST_P(LeanRowsTest, RefsOfADenseWindowAreEachDigestsFiles) {
         w.push_back(f.job + ":" + f.source_path + ":" + f.filename);
       EXPECT_EQ(g, w) << window[i].id;
       EXPECT_FALSE(g.empty()) << window[i].id;
+      // And as a read of that one digest gives them (a digest twice in a window included).
+      auto one = store_->Refs(window[i].digest);
+      ASSERT_TRUE(one.ok()) << one.status();
+      std::vector<std::string> o;
+      for (const FileRef& f : *one) o.push_back(f.job + ":" + f.source_path + ":" + f.filename);
+      EXPECT_EQ(w, o) << window[i].id;
     }
   }
+  // A window naming one digest twice and one no store holds.
+  auto twice = store_->RefsOfEach({all[2].digest, AsDigest(D(999)), all[2].digest});
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  ASSERT_EQ(twice->size(), 3u);
+  EXPECT_EQ((*twice)[0].size(), 2u);
+  EXPECT_TRUE((*twice)[1].empty());
+  EXPECT_EQ((*twice)[2].size(), 2u);
   // A digest with a second file lists the original first.
   auto refs = store_->RefsOfRows({all[2], all[3]});
   ASSERT_TRUE(refs.ok()) << refs.status();

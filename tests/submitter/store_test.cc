@@ -629,6 +629,28 @@ class PgReplicaTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
   }
+  // Replicas without row leases on the engine's claims, hand-off leases of `lease`.
+  static PgSubmitterOptions HandoffOnly(FakeClock* clock, absl::Duration lease) {
+    PgSubmitterOptions opts;
+    opts.lease_term = absl::ZeroDuration();
+    opts.handoff_lease = lease;
+    opts.clock = clock;
+    return opts;
+  }
+  // `n` new digests stored by `store` and sent to the provider (SUBMITTED: owed to the poller).
+  static void StoreSubmitted(SubmitterStore* store, int n, absl::Time now) {
+    std::vector<NewItem> items;
+    for (int i = 0; i < n; ++i) {
+      items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
+    }
+    ASSERT_TRUE(store->InsertBatch(items, now).ok());
+    auto rows = store->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), n);
+    ASSERT_TRUE(rows.ok());
+    ASSERT_EQ(rows->size(), static_cast<size_t>(n));
+    for (const Submission& r : *rows) {
+      ASSERT_TRUE(store->MarkSubmitted(r.id, StoredRecord{}, "req", now).ok());
+    }
+  }
   // Row `id`'s lease end as stored (Unix ms; 0 when free, -1 when unreadable).
   int64_t LeaseUntilMs(int64_t id) {
     if (probe_ == nullptr) {
@@ -705,24 +727,11 @@ TEST_F(PgReplicaTest, DeadReplicasRowIsResentWithTheStoredRequest) {
 // offered again.
 TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
   FakeClock clock;
-  PgSubmitterOptions opts;
-  opts.lease_term = absl::ZeroDuration();
-  opts.handoff_lease = absl::Seconds(1);
-  opts.clock = &clock;
+  const PgSubmitterOptions opts = HandoffOnly(&clock, absl::Seconds(1));
   auto a = Replica(opts);
   auto b = Replica(opts);
   ASSERT_TRUE(a && b);
-  const absl::Time now = clock.Now();
-  std::vector<NewItem> items;
-  for (int i = 0; i < 10; ++i)
-    items.push_back(Item(static_cast<char>(1 + i), "f" + std::to_string(i)));
-  ASSERT_TRUE(a->InsertBatch(items, now).ok());
-  auto rows = a->ClaimBatch("fake", "submitter", now, now + absl::Minutes(5), 10);
-  ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 10u);
-  for (const Submission& r : *rows) {
-    ASSERT_TRUE(a->MarkSubmitted(r.id, StoredRecord{}, "req", now).ok());
-  }
+  StoreSubmitted(a.get(), 10, clock.Now());
   auto first = a->PendingHandoff(6);
   auto second = b->PendingHandoff(100);
   ASSERT_TRUE(first.ok() && second.ok());
@@ -745,6 +754,31 @@ TEST_F(PgReplicaTest, ReplicasSplitTheHandoff) {
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_EQ(again->size(), 6u);
   for (const Submission& r : *again) EXPECT_EQ(ids.count(r.id), 1u);
+}
+
+// A hand-off asking for its next window with rows in flight claims only the rows it returns:
+// asking for more to make up for the rows in flight (which its lease already hides) left the
+// extra rows claimed and unsent until their lease ran out, and nobody handed them off meanwhile.
+TEST_F(PgReplicaTest, AHandoffWindowClaimsOnlyTheRowsItReturns) {
+  FakeClock clock;
+  const PgSubmitterOptions opts = HandoffOnly(&clock, absl::Seconds(30));
+  auto a = Replica(opts);
+  auto b = Replica(opts);
+  ASSERT_TRUE(a && b);
+  StoreSubmitted(a.get(), 12, clock.Now());
+  auto first = a->PendingHandoffExcept(3, {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 3u);
+  RowIds in_flight;
+  for (const Submission& r : *first) in_flight.insert(r.id);
+  auto next = a->PendingHandoffExcept(3, in_flight);
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_EQ(next->size(), 3u);
+  for (const Submission& r : *next) EXPECT_EQ(in_flight.count(r.id), 0u);
+  // The other six are free for any replica now, not in 30 s.
+  auto others = b->PendingHandoff(100);
+  ASSERT_TRUE(others.ok()) << others.status();
+  EXPECT_EQ(others->size(), 6u);
 }
 
 // At start a replica frees only its own leases (Engine::Init calls ReleaseAllLeases): the rows

@@ -29,17 +29,15 @@ namespace {
 
 using Key = std::pair<std::string, std::string>;  // (raw digest, provider)
 
-// Whether inputs[first..] are of the kind TrackNewIn stores, judged from the inputs alone (`rows`:
-// their stored states): each digest of the call once, and no leaf before its root unless that
-// root is PENDING (then the leaf takes nothing from it, one by one as here). Fills `index_of`
-// with those inputs by key.
+// Whether inputs[first..] of a part (PartEnd: each digest in it once) are of the kind TrackNewIn
+// stores, judged from the inputs alone (`rows`: their stored states): no leaf before its root
+// unless that root is PENDING (then the leaf takes nothing from it, one by one as here). Fills
+// `index_of` with those inputs by key.
 bool OfTheNewKind(absl::Span<const TrackInput> inputs, size_t first,
                   const std::vector<NewRow>& rows, std::map<Key, size_t>* index_of) {
-  std::set<std::string> digests;
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  for (size_t i = first; i < inputs.size(); ++i) {
     const ProofRow& p = inputs[i].proof;
-    if (!digests.insert(std::string(p.digest.raw())).second) return false;
-    if (i >= first) (*index_of)[{std::string(p.digest.raw()), p.provider}] = i;
+    (*index_of)[{std::string(p.digest.raw()), p.provider}] = i;
   }
   for (size_t i = first; i < inputs.size(); ++i) {
     const ProofRow& p = inputs[i].proof;

@@ -397,10 +397,7 @@ class PgSubmitterStore final : public SubmitterStore {
       return SubmitterStore::PendingHandoffExcept(limit, skip);
     }
     absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(std::max(limit, 0));
-    if (!rows.ok() || skip.empty()) return rows;
-    rows->erase(std::remove_if(rows->begin(), rows->end(),
-                               [&](const Submission& r) { return skip.count(r.id) > 0; }),
-                rows->end());
+    if (rows.ok()) DropSkipped(&*rows, skip);
     return rows;
   }
 

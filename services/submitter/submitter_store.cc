@@ -45,13 +45,16 @@ absl::StatusOr<std::vector<Submission>> SubmitterStore::PendingHandoffExcept(int
   const int extra = static_cast<int>(std::min<size_t>(skip.size(), 1 << 20));
   absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(std::max(limit, 0) + extra);
   if (!rows.ok()) return rows;
-  if (!skip.empty()) {
-    rows->erase(std::remove_if(rows->begin(), rows->end(),
-                               [&](const Submission& r) { return skip.count(r.id) > 0; }),
-                rows->end());
-  }
+  DropSkipped(&*rows, skip);
   if (rows->size() > static_cast<size_t>(std::max(limit, 0))) rows->resize(std::max(limit, 0));
   return rows;
+}
+
+void SubmitterStore::DropSkipped(std::vector<Submission>* rows, const RowIds& skip) {
+  if (skip.empty()) return;
+  rows->erase(std::remove_if(rows->begin(), rows->end(),
+                             [&](const Submission& r) { return skip.count(r.id) > 0; }),
+              rows->end());
 }
 
 namespace {

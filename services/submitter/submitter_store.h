@@ -290,6 +290,8 @@ class SubmitterStore {
   // rows read beyond `limit` would stay claimed, unsent, until their claim ran out.
   virtual absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit,
                                                                        const RowIds& skip);
+  // Takes the rows in `skip` out of `rows`, keeping the order of the others.
+  static void DropSkipped(std::vector<Submission>* rows, const RowIds& skip);
   // PendingHandoffExcept for the batch-form hand-off (handoff_window.h), which sends of a sealed
   // batch's SUBMITTED leaf only its digest's place in the tree and its files: a store may return
   // such a leaf `thin`, with only id, digest, provider, state, mode, batch_id, change_seq and

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/status_macros.h"
+#include "services/submitter/pg_owed_leaves.h"
 
 namespace anchord::submitter {
 
@@ -87,14 +88,16 @@ absl::StatusOr<StoredBatch> ReadPgBatch(ledger::PgConn& c, int64_t batch_id) {
 
 absl::Status SubmitPgLeaves(ledger::PgConn& c, int64_t root_id, int64_t now_ms) {
   // Each leaf row changes by a few bytes rather than gaining a copy of the root's record, which
-  // readers take from the root (batch_leaves.h).
-  return c
-      .Exec(
-          "UPDATE submissions SET state = 2, updated_at = $2, change_seq = change_seq + 1, "
-          "error_canonical = 0 WHERE mode = 1 AND batch_id <> 0 AND batch_id = (SELECT batch_id "
-          "FROM submissions WHERE id = $1 AND mode = 2)",
-          PgParams().Add(root_id).Add(now_ms))
-      .status();
+  // readers take from the root (batch_leaves.h). It is written handed off as of this change (SET
+  // reads the old change_seq): the batch row owes its leaves to the poller instead
+  // (pg_owed_leaves.h), and the leaf takes no entry in the rows' hand-off index.
+  ANCHORD_RETURN_IF_ERROR(
+      c.Exec("UPDATE submissions SET state = 2, updated_at = $2, change_seq = change_seq + 1, "
+             "handed_off_seq = change_seq + 1, error_canonical = 0 WHERE mode = 1 AND batch_id "
+             "<> 0 AND batch_id = (SELECT batch_id FROM submissions WHERE id = $1 AND mode = 2)",
+             PgParams().Add(root_id).Add(now_ms))
+          .status());
+  return PgOwedLeaves::OweLeavesOfRootIn(c, root_id);
 }
 
 }  // namespace anchord::submitter

@@ -24,7 +24,8 @@ inline constexpr char kPgBatchRootWhere[] =
 absl::StatusOr<int64_t> SealPgBatch(ledger::PgConn& c, const NewBatch& b, int64_t now_ms);
 // The batch row; NOT_FOUND when there is none.
 absl::StatusOr<StoredBatch> ReadPgBatch(ledger::PgConn& c, int64_t batch_id);
-// The leaves of root row `root_id` (none when it is not a root) become SUBMITTED.
+// The leaves of root row `root_id` (none when it is not a root) become SUBMITTED, owed to the
+// poller through their batch row (pg_owed_leaves.h).
 absl::Status SubmitPgLeaves(ledger::PgConn& c, int64_t root_id, int64_t now_ms);
 
 }  // namespace anchord::submitter

@@ -125,6 +125,19 @@ DROP INDEX submissions_ready;
 DROP INDEX submissions_unbatched;
 DROP INDEX refs_job;
 )sql"},
+    // A SUBMITTED batch's leaves are handed off through their batch row (pg_owed_leaves.h):
+    // handoff_next is the lowest leaf id the poller may still be owed (-1: none; batches of
+    // older releases, whose leaves are owed as rows), handoff_owner and handoff_until the claim
+    // of the replica handing them off. The leaves are read in id order per batch, which the new
+    // index gives (the old one, by batch alone, left every read a sort of the batch).
+    {6, "merkle leaves handed off per batch", R"sql(
+ALTER TABLE batches ADD COLUMN handoff_next BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE batches ADD COLUMN handoff_owner BYTEA NOT NULL DEFAULT '';
+ALTER TABLE batches ADD COLUMN handoff_until BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX batches_owed ON batches (id) WHERE handoff_next >= 0;
+CREATE INDEX submissions_batch_leaves ON submissions (batch_id, id) WHERE batch_id <> 0;
+DROP INDEX submissions_batch;
+)sql"},
 };
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "services/submitter/pg_submitter_store.h"
 
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
 #include "libs/common/log.h"
@@ -13,6 +15,7 @@
 #include "services/submitter/pg_batches.h"
 #include "services/submitter/pg_intake.h"
 #include "services/submitter/pg_leases.h"
+#include "services/submitter/pg_owed_leaves.h"
 #include "services/submitter/pg_submitter_schema.h"
 #include "services/submitter/store_rows.h"
 
@@ -355,68 +358,93 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> PendingHandoff(int limit) override {
-    if (options_.handoff_lease <= absl::ZeroDuration()) {
-      return WithLeafDetails(Query(absl::StrCat("SELECT ", kSubmissionColumns,
-                                                " FROM submissions WHERE state IN (2, 3) AND "
-                                                "handed_off_seq < change_seq ORDER BY id LIMIT $1"),
-                                   PgParams().Add(static_cast<int64_t>(limit))));
-    }
-    // Replicas split the hand-off: the rows returned are this replica's for handoff_lease (one
-    // that is not acknowledged by then is offered again, to whichever replica asks first).
+    return PendingHandoffExcept(limit, {});
+  }
+
+  // The rows owed as rows (roots, per-file rows, FAILED leaves, a leaf changed after its root's
+  // acceptance), then the leaves of owed batches (pg_owed_leaves.h), oldest first, none in
+  // `skip`. With a lease only the rows returned are claimed: asking for limit + skip.size() rows
+  // and dropping the extra, as the default does, claimed rows nobody sent, and the hand-off
+  // stalled until their lease ran out (25 s with 30 s leases in bench/pipeline_bench.sh
+  // BACKEND=postgresql, issue 11 session 31). A row in `skip` still comes back when its lease
+  // ran out while it was in flight: it is dropped here, and its acknowledgement marks it.
+  absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit,
+                                                               const RowIds& skip) override {
+    const size_t want = static_cast<size_t>(std::max(limit, 0));
     const absl::Time now = options_.clock->Now();
-    std::vector<Submission> out;
-    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult r,
-          c.Exec(absl::StrCat("UPDATE submissions SET handoff_until = $2 WHERE id IN (SELECT id "
-                              "FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
-                              "change_seq AND handoff_until <= $1 ORDER BY id LIMIT $3 FOR UPDATE "
-                              "SKIP LOCKED) RETURNING ",
-                              kSubmissionColumns),
-                 PgParams()
-                     .Add(ToMs(now))
-                     .Add(ToMs(now + options_.handoff_lease))
-                     .Add(static_cast<int64_t>(limit))));
-      ANCHORD_ASSIGN_OR_RETURN(out, ReadSubmissions(r));
+    // The owed batches' claims commit at once, each statement on its own, rather than hold the
+    // batch rows locked while the rest is read: the marks of the window before move the same
+    // rows, and waited up to 1.4 s a run for the reads (issue 11, session 32).
+    PgOwedLeaves::Read read;
+    ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(read, owed_.ReadIn(c, want, skip, now));
       return absl::OkStatus();
     }));
+    // Rows past a full window of leaves would only be cut again.
+    const int64_t below = read.leaves.size() >= want && !read.leaves.empty()
+                              ? read.leaves.back().second.id
+                              : std::numeric_limits<int64_t>::max();
+    std::vector<Submission> rows;
+    size_t rows_kept = 0, leaves_kept = 0;
+    ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
+      ANCHORD_ASSIGN_OR_RETURN(rows, PendingRowsIn(c, want, skip, now, below));
+      DropSkipped(&rows, skip);
+      // The oldest `want` of both: a prefix of each.
+      rows_kept = leaves_kept = 0;
+      while (rows_kept + leaves_kept < want &&
+             (rows_kept < rows.size() || leaves_kept < read.leaves.size())) {
+        const bool row_first =
+            leaves_kept == read.leaves.size() ||
+            (rows_kept < rows.size() && rows[rows_kept].id < read.leaves[leaves_kept].second.id);
+        row_first ? ++rows_kept : ++leaves_kept;
+      }
+      if (rows_kept < rows.size() && options_.handoff_lease > absl::ZeroDuration()) {
+        // Claimed in this transaction and not returned: free again at its commit.
+        std::vector<int64_t> cut;
+        for (size_t i = rows_kept; i < rows.size(); ++i) cut.push_back(rows[i].id);
+        ANCHORD_RETURN_IF_ERROR(c.Exec("UPDATE submissions SET handoff_until = 0 WHERE id = "
+                                       "ANY($1::bigint[])",
+                                       PgParams().AddIntArray(cut))
+                                    .status());
+      }
+      return absl::OkStatus();
+    }));
+    rows.resize(rows_kept);
+    read.leaves.resize(leaves_kept);
+    if (!rows.empty() && !read.leaves.empty()) {
+      // A leaf changed after its root's acceptance is owed as a row as well: it goes once, as
+      // a row (its batch's hand-off steps over it as over a row in flight).
+      absl::flat_hash_set<int64_t> as_row;
+      for (const Submission& r : rows) as_row.insert(r.id);
+      read.leaves.erase(std::remove_if(read.leaves.begin(), read.leaves.end(),
+                                       [&](const auto& l) { return as_row.contains(l.second.id); }),
+                        read.leaves.end());
+    }
+    owed_.ReturnedAsRows(rows);
+    owed_.Returned(read);
+    std::vector<Submission> out = std::move(rows);
+    for (auto& [batch_id, row] : read.leaves) out.push_back(std::move(row));
     std::sort(out.begin(), out.end(),
               [](const Submission& a, const Submission& b) { return a.id < b.id; });
     return WithLeafDetails(std::move(out));
   }
 
-  // With a lease, PendingHandoff never returns the rows this replica has in flight (their
-  // lease runs): asking for limit + skip.size() rows and dropping the extra ones, as the default
-  // does, claimed rows nobody sent, and the hand-off stalled until their lease ran out (25 s
-  // with 30 s leases in bench/pipeline_bench.sh BACKEND=postgresql, issue 11 session 31). A row
-  // in `skip` still comes back when its lease ran out while it was in flight: it is dropped
-  // here, and its acknowledgement marks it.
-  absl::StatusOr<std::vector<Submission>> PendingHandoffExcept(int limit,
-                                                               const RowIds& skip) override {
-    if (options_.handoff_lease <= absl::ZeroDuration()) {
-      return SubmitterStore::PendingHandoffExcept(limit, skip);
-    }
-    absl::StatusOr<std::vector<Submission>> rows = PendingHandoff(std::max(limit, 0));
-    if (rows.ok()) DropSkipped(&*rows, skip);
-    return rows;
-  }
-
   absl::Status MarkHandedOff(int64_t id, int64_t seq) override {
-    // A row acknowledged as of its latest change gives its hand-off lease back: a later change
-    // (a new file of its digest) is then offered at once, not when the lease runs out.
-    return Exec(
-        "UPDATE submissions SET handed_off_seq = GREATEST(handed_off_seq, $2), handoff_until = "
-        "CASE WHEN $2 >= change_seq THEN 0 ELSE handoff_until END WHERE id = $1",
-        PgParams().Add(id).Add(seq));
+    return MarkHandedOffBatch({{id, seq}});
   }
 
-  // One statement for a window of acknowledgements (the default is an UPDATE and a commit per
-  // row: 70,000 round trips for 100,000 Merkle leaves). A row acknowledged twice in the window
-  // keeps the later version (an UPDATE ... FROM joins each row to one source row only).
+  // One transaction for a window of acknowledgements: the leaves returned as a batch's move
+  // their batch's handoff_next (pg_owed_leaves.h), the other rows are marked in one statement (a
+  // statement per row was 70,000 round trips for 100,000 Merkle leaves). A row acknowledged
+  // twice in the window keeps the later version (an UPDATE ... FROM joins each row to one source
+  // row only). A row acknowledged as of its latest change gives its hand-off lease back: a later
+  // change (a new file of its digest) is then offered at once, not when the lease runs out.
   absl::Status MarkHandedOffBatch(const std::vector<std::pair<int64_t, int64_t>>& rows) override {
     if (rows.empty()) return absl::OkStatus();
+    std::vector<std::pair<int64_t, int64_t>> as_rows = rows;
+    const PgOwedLeaves::Advances advances = owed_.Acknowledged(&as_rows);
     std::map<int64_t, int64_t> latest;
-    for (const auto& [id, seq] : rows) {
+    for (const auto& [id, seq] : as_rows) {
       auto [it, added] = latest.try_emplace(id, seq);
       if (!added) it->second = std::max(it->second, seq);
     }
@@ -427,11 +455,17 @@ class PgSubmitterStore final : public SubmitterStore {
       ids.push_back(id);
       seqs.push_back(seq);
     }
-    return Exec(
-        "UPDATE submissions s SET handed_off_seq = GREATEST(s.handed_off_seq, u.seq), "
-        "handoff_until = CASE WHEN u.seq >= s.change_seq THEN 0 ELSE s.handoff_until END FROM "
-        "unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE s.id = u.id",
-        PgParams().AddIntArray(ids).AddIntArray(seqs));
+    return db_->Tx([&](PgConn& c) -> absl::Status {
+      if (!ids.empty()) {
+        ANCHORD_RETURN_IF_ERROR(
+            c.Exec("UPDATE submissions s SET handed_off_seq = GREATEST(s.handed_off_seq, u.seq), "
+                   "handoff_until = CASE WHEN u.seq >= s.change_seq THEN 0 ELSE s.handoff_until "
+                   "END FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE s.id = u.id",
+                   PgParams().AddIntArray(ids).AddIntArray(seqs))
+                .status());
+      }
+      return PgOwedLeaves::WriteIn(c, advances);
+    });
   }
 
   absl::StatusOr<HandoffBatch> BatchForHandoff(int64_t batch_id) override {
@@ -439,7 +473,7 @@ class PgSubmitterStore final : public SubmitterStore {
   }
 
   absl::StatusOr<std::vector<Submission>> GetByDigest(const Digest& digest) override {
-    return WithLeafDetails(Query(absl::StrCat("SELECT ", kSubmissionColumns,
+    return WithLeafDetails(Query(absl::StrCat("SELECT ", PgOwedLeaves::ColumnsAsOwed(),
                                               " FROM submissions WHERE digest = $1 ORDER BY id"),
                                  PgParams().AddBytes(digest.bytes())));
   }
@@ -577,6 +611,39 @@ class PgSubmitterStore final : public SubmitterStore {
     return source;
   }
 
+  // On `c`, in its transaction: up to `want` rows owed as rows, with ids below `below`, not in
+  // `skip` (more when rows in `skip` whose lease ran out come back: the caller drops them). With a
+  // lease, each is claimed for it, so replicas hand different rows to the pollers; without, every
+  // such row is returned.
+  absl::StatusOr<std::vector<Submission>> PendingRowsIn(PgConn& c, size_t want, const RowIds& skip,
+                                                        absl::Time now, int64_t below) {
+    if (options_.handoff_lease <= absl::ZeroDuration()) {
+      ANCHORD_ASSIGN_OR_RETURN(
+          PgResult r, c.Exec(absl::StrCat("SELECT ", kSubmissionColumns,
+                                          " FROM submissions WHERE state IN (2, 3) AND "
+                                          "handed_off_seq < change_seq AND id < $2 ORDER BY id "
+                                          "LIMIT $1"),
+                             PgParams().Add(static_cast<int64_t>(want + skip.size())).Add(below)));
+      return ReadSubmissions(r);
+    }
+    ANCHORD_ASSIGN_OR_RETURN(
+        PgResult r,
+        c.Exec(absl::StrCat("UPDATE submissions SET handoff_until = $2 WHERE id IN (SELECT id "
+                            "FROM submissions WHERE state IN (2, 3) AND handed_off_seq < "
+                            "change_seq AND handoff_until <= $1 AND id < $4 ORDER BY id LIMIT $3 "
+                            "FOR UPDATE SKIP LOCKED) RETURNING ",
+                            kSubmissionColumns),
+               PgParams()
+                   .Add(ToMs(now))
+                   .Add(ToMs(now + options_.handoff_lease))
+                   .Add(static_cast<int64_t>(want))
+                   .Add(below)));
+    ANCHORD_ASSIGN_OR_RETURN(std::vector<Submission> out, ReadSubmissions(r));
+    std::sort(out.begin(), out.end(),
+              [](const Submission& a, const Submission& b) { return a.id < b.id; });
+    return out;
+  }
+
   absl::Status Exec(const char* sql, const PgParams& params) {
     return db_->Run([&](PgConn& c) { return c.Exec(sql, params).status(); });
   }
@@ -600,6 +667,7 @@ class PgSubmitterStore final : public SubmitterStore {
   PgSubmitterOptions options_;
   const std::string instance_;
   LeafDetails leaf_details_;
+  PgOwedLeaves owed_{instance_, options_.handoff_lease};
   PgLeases leases_;  // declared last: its heartbeat stops before the rest goes
 };
 

@@ -528,12 +528,19 @@ void SubmitterCore::IntakeLoop() {
 }
 
 void SubmitterCore::MonitorLoop() {
+  absl::Duration wait = options_.backlog_refresh;
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.backlog_refresh)) return;
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait)) return;
     }
+    // The count costs what the backlog holds (on PostgreSQL 20-30 ms of the server's CPU for a
+    // backlog of 100,000, every 200 ms 1.2-2.0 of its 12-16 CPU s in a Merkle run, issue 11
+    // session 32): the next one waits at least 20 times as long as this one took, so counting
+    // never takes more than about 5% of a core. Between counts the intake adds what it stores.
+    const absl::Time started = absl::Now();
     absl::StatusOr<int64_t> n = store_->CountBacklog();
+    wait = std::max(options_.backlog_refresh, 20 * (absl::Now() - started));
     if (n.ok()) backlog_ = *n;
     if (AboveHighWater()) continue;
     // Resumed outside paused_mu_: a resumed reactor may pause (and register) again. The set's

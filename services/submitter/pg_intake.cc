@@ -71,10 +71,11 @@ constexpr char kInsertOtherRefsTail[] =
 // (each of which would have bumped it, as in the SQLite intake).
 constexpr char kInsertSubmissions[] =
     "INSERT INTO submissions (digest, provider, job, filename, size_bytes, mime_type, source_path, "
-    "state, next_attempt_at, created_at, updated_at, mode, fallback_provider, change_seq) "
-    "SELECT d, pr, j, f, s, m, p, 0, $11, $11, $11, mo, fb, cs FROM unnest($1::bytea[], "
-    "$2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bytea[], "
-    "$8::integer[], $9::bytea[], $10::bigint[]) AS u(d, pr, j, f, s, m, p, mo, fb, cs) "
+    "state, next_attempt_at, created_at, updated_at, mode, fallback_provider, change_seq, "
+    "batch_id) SELECT d, pr, j, f, s, m, p, 0, $11, $11, $11, mo, fb, cs, bi FROM "
+    "unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], "
+    "$7::bytea[], $8::integer[], $9::bytea[], $10::bigint[], $12::bigint[]) AS u(d, pr, j, f, s, "
+    "m, p, mo, fb, cs, bi) "
     "ORDER BY d, pr ON CONFLICT (digest, provider) DO NOTHING RETURNING id, digest, provider";
 
 // Rows of known digests that this transaction did not insert ($4): bumped by the batch's new files
@@ -94,7 +95,7 @@ std::string RefKey(absl::string_view digest, absl::string_view job, absl::string
 
 absl::StatusOr<std::vector<InsertResult>> InsertPgIntakeItems(PgConn& c,
                                                               const std::vector<NewItem>& items,
-                                                              absl::Time now) {
+                                                              absl::Time now, PgOpenBatches* open) {
   const int64_t now_ms = ToMs(now);
   const size_t n = items.size();
   std::vector<InsertResult> out(n);
@@ -204,7 +205,7 @@ absl::StatusOr<std::vector<InsertResult>> InsertPgIntakeItems(PgConn& c,
   std::unordered_map<std::string, size_t> row_of;  // digest + provider -> candidate
   std::vector<size_t> row_item;
   std::vector<std::string> r_digest, r_provider, r_job, r_filename, r_mime, r_path, r_fallback;
-  std::vector<int64_t> r_size, r_mode, r_seq;
+  std::vector<int64_t> r_size, r_mode, r_seq, r_batch;
   std::vector<bool> all_new(n, true);
   for (size_t i = 0; i < n; ++i) {
     const NewItem& item = items[i];
@@ -225,6 +226,11 @@ absl::StatusOr<std::vector<InsertResult>> InsertPgIntakeItems(PgConn& c,
       r_mode.push_back(static_cast<int64_t>(item.merkle ? RowMode::kLeaf : RowMode::kPerFile));
       r_fallback.push_back(item.fallback_provider);
       r_seq.push_back(1 + later_bumps[i]);
+      int64_t batch_id = 0;
+      if (item.merkle && open != nullptr) {
+        ANCHORD_ASSIGN_OR_RETURN(batch_id, open->Take(provider));
+      }
+      r_batch.push_back(batch_id);
     }
   }
   std::vector<bool> inserted(row_item.size(), false);
@@ -241,13 +247,21 @@ absl::StatusOr<std::vector<InsertResult>> InsertPgIntakeItems(PgConn& c,
                                                                         .AddIntArray(r_mode)
                                                                         .AddBytesArray(r_fallback)
                                                                         .AddIntArray(r_seq)
-                                                                        .Add(now_ms)));
+                                                                        .Add(now_ms)
+                                                                        .AddIntArray(r_batch)));
     for (int row = 0; row < r.rows(); ++row) {
       auto it = row_of.find(absl::StrCat(r.Bytes(row, 1), r.Bytes(row, 2)));
       if (it == row_of.end()) return absl::InternalError("intake: a stored row not asked for");
       inserted[it->second] = true;
       row_id[it->second] = r.Int(row, 0);
     }
+  }
+  if (open != nullptr) {
+    // A leaf row that was not stored (its digest and provider have a row) does not count.
+    for (size_t k = 0; k < row_item.size(); ++k) {
+      if (!inserted[k] && r_batch[k] != 0) open->PutBack(r_batch[k]);
+    }
+    ANCHORD_RETURN_IF_ERROR(open->Finish());
   }
   // The first item of each digest that got a row of its own (n when none did).
   std::vector<size_t> first_own(nd, n);

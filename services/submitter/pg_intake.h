@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/ledger/pg_db.h"
+#include "services/submitter/pg_batches.h"
 #include "services/submitter/submitter_store.h"
 
 namespace anchord::submitter {
@@ -27,9 +28,13 @@ namespace anchord::submitter {
 // Stores `items` inside the caller's open transaction on `c` (the caller commits); results in the
 // order of `items`. At most four statements: first refs, the other refs with the originals of the
 // digests already known, submissions rows, then (only when a known digest is involved) the
-// change_seq bump and the states of known digests.
+// change_seq bump and the states of known digests; with Merkle leaves, one or two more per
+// provider (its open batch found or opened) and one for the batches' counts.
+// A Merkle leaf's row goes into an open batch of `open` (pg_batches.h; its Finish is called
+// here); null: stored with batch id 0, waiting, as an older release stored it.
 absl::StatusOr<std::vector<InsertResult>> InsertPgIntakeItems(ledger::PgConn& c,
                                                               const std::vector<NewItem>& items,
-                                                              absl::Time now);
+                                                              absl::Time now,
+                                                              PgOpenBatches* open = nullptr);
 
 }  // namespace anchord::submitter

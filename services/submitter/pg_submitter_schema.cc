@@ -138,6 +138,12 @@ CREATE INDEX batches_owed ON batches (id) WHERE handoff_next >= 0;
 CREATE INDEX submissions_batch_leaves ON submissions (batch_id, id) WHERE batch_id <> 0;
 DROP INDEX submissions_batch;
 )sql"},
+    // Open batches (pg_batches.h, PgOpenBatches): a leaf is stored into its replica's open batch
+    // of its provider, found through batches_open; the batcher seals the oldest.
+    {7, "open merkle batches", R"sql(
+ALTER TABLE batches ADD COLUMN opener BYTEA NOT NULL DEFAULT '';
+CREATE INDEX batches_open ON batches (provider, opener, id) WHERE length(root) = 0;
+)sql"},
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "services/submitter/pg_submitter_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <random>
 #include <set>
@@ -50,7 +51,8 @@ class PgSubmitterStore final : public SubmitterStore {
                                                         absl::Time now) override {
     std::vector<InsertResult> out;
     ANCHORD_RETURN_IF_ERROR(db_->Tx([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(out, InsertPgIntakeItems(c, items, now));
+      PgOpenBatches open(c, instance_, leaves_per_batch_.load(), ToMs(now));
+      ANCHORD_ASSIGN_OR_RETURN(out, InsertPgIntakeItems(c, items, now, &open));
       return absl::OkStatus();
     }));
     return out;
@@ -268,18 +270,12 @@ class PgSubmitterStore final : public SubmitterStore {
         PgParams().Add(id).AddBytes(tag));
   }
 
+  void SetLeavesPerBatch(int64_t n) override { leaves_per_batch_ = n < 1 ? 1 : n; }
+
   absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) override {
     Waiting w;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(PgResult r,
-                               c.Exec("SELECT COUNT(*), MIN(created_at) FROM submissions WHERE "
-                                      "provider = $1 AND mode = 1 AND batch_id = 0 AND state = 0",
-                                      PgParams().AddBytes(provider)));
-      w = Waiting();
-      if (r.rows() > 0) {
-        w.count = r.Int(0, 0);
-        if (!r.IsNull(0, 1)) w.oldest = FromMs(r.Int(0, 1));
-      }
+      ANCHORD_ASSIGN_OR_RETURN(w, PgUnbatchedWaiting(c, provider));
       return absl::OkStatus();
     }));
     return w;
@@ -289,18 +285,7 @@ class PgSubmitterStore final : public SubmitterStore {
                                                            int limit) override {
     std::vector<WaitingLeaf> out;
     ANCHORD_RETURN_IF_ERROR(db_->Run([&](PgConn& c) -> absl::Status {
-      ANCHORD_ASSIGN_OR_RETURN(
-          PgResult r, c.Exec("SELECT id, digest, job FROM submissions WHERE provider = $1 AND "
-                             "mode = 1 AND batch_id = 0 AND state = 0 ORDER BY id LIMIT $2",
-                             PgParams().AddBytes(provider).Add(static_cast<int64_t>(limit))));
-      out.clear();  // Run may call again after a lost connection
-      out.reserve(static_cast<size_t>(r.rows()));
-      for (int i = 0; i < r.rows(); ++i) {
-        WaitingLeaf& l = out.emplace_back();
-        l.id = r.Int(i, 0);
-        ANCHORD_ASSIGN_OR_RETURN(l.digest, DigestFromColumn(r.Bytes(i, 1), "submissions.digest"));
-        l.job = r.Bytes(i, 2);
-      }
+      ANCHORD_ASSIGN_OR_RETURN(out, PgUnbatchedLeaves(c, provider, limit));
       return absl::OkStatus();
     }));
     return out;
@@ -668,6 +653,7 @@ class PgSubmitterStore final : public SubmitterStore {
   const std::string instance_;
   LeafDetails leaf_details_;
   PgOwedLeaves owed_{instance_, options_.handoff_lease};
+  std::atomic<int64_t> leaves_per_batch_{kDefaultLeavesPerBatch};
   PgLeases leases_;  // declared last: its heartbeat stops before the rest goes
 };
 

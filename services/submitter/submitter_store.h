@@ -260,9 +260,9 @@ class SubmitterStore {
     absl::Time oldest = absl::InfinitePast();
   };
   virtual absl::StatusOr<Waiting> UnbatchedWaiting(const std::string& provider) = 0;
-  // The most leaves a batch takes (the batcher's max_leaves; the Batcher sets it). A store that
-  // gathers leaves into batches as they are stored (SQLite: sqlite_batches.h) fills each batch
-  // up to it; the others read it nowhere.
+  // The most leaves a batch takes (the batcher's max_leaves; the Batcher sets it). The stores
+  // gather leaves into open batches as they store them (sqlite_batches.h, pg_batches.h) and fill
+  // each batch up to it.
   static constexpr int64_t kDefaultLeavesPerBatch = 10000;
   virtual void SetLeavesPerBatch(int64_t n) { (void)n; }
   // Leaves of `provider` not yet in a batch, oldest first, at most `limit` (read a row with

@@ -134,6 +134,35 @@ class MerkleFixture : public ::testing::Test {
     }
     return ::anchord::testing::SqliteScalar(path_, sql);
   }
+  // The first column of every row of `sql`, as bytes, from a separate connection.
+  std::vector<std::string> Column(const std::string& sql) {
+    std::vector<std::string> out;
+    if (backend() == ::anchord::testing::Backend::kPostgres) {
+      absl::Status st = pg_->Run([&](ledger::PgConn& c) -> absl::Status {
+        auto r = c.Exec(sql);
+        if (!r.ok()) return r.status();
+        out.clear();
+        for (int i = 0; i < r->rows(); ++i) out.push_back(r->Bytes(i, 0));
+        return absl::OkStatus();
+      });
+      EXPECT_TRUE(st.ok()) << st;
+      return out;
+    }
+    auto db = ledger::SqliteDb::Open(path_);
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return out;
+    ledger::Session session(**db);
+    auto st = session.Prepare(sql);
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (!st.ok()) return out;
+    for (;;) {
+      auto row = st->Step();
+      EXPECT_TRUE(row.ok()) << row.status();
+      if (!row.ok() || !*row) break;
+      out.push_back(st->ColumnText(0));
+    }
+    return out;
+  }
   // Runs one statement from a separate connection (what an older release or a damaged disk left).
   void ExecSql(const std::string& sql) {
     if (backend() == ::anchord::testing::Backend::kPostgres) {

@@ -309,12 +309,15 @@ if [ "$BACKEND" = postgresql ]; then
   PG_MB="$("$PGBIN/psql" -qtA -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
     "SELECT pg_database_size('pipeline') / 1048576" pipeline)"
   # PG_STATEMENTS=N: the N statements the server spent most time on through the run (from
-  # pg_stat_statements, which tests/support/pg_ctl.sh loads), to stderr.
+  # pg_stat_statements, which tests/support/pg_ctl.sh loads), to stderr; a long column list shows as
+  # "...".
   if [ -n "${PG_STATEMENTS:-}" ]; then
     "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d pipeline \
       -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c \
       "SELECT calls, round(total_exec_time) AS ms, rows, shared_blks_hit + shared_blks_read AS blks,
-              left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+              left(regexp_replace(regexp_replace(query, '\\s+', ' ', 'g'),
+                                  '(SELECT|RETURNING) ([a-z_.]+, ){6,}[a-z_.]+', '\\1 ...', 'g'),
+                   160) AS query
          FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT ${PG_STATEMENTS}" >&2 || true
   fi
   PG_LINE="The submitter's and the poller's stores on PostgreSQL (\`BACKEND=postgresql\`, durable settings): the server spent $(printf "%.2f" "$(echo "$PG_CPU1 - $PG_CPU0" | bc)") CPU s during the Merkle run (not in the stack's figures below); the database is $PG_MB MiB after it."

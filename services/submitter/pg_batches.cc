@@ -16,58 +16,33 @@ namespace anchord::submitter {
 using ledger::PgParams;
 using ledger::PgResult;
 
-absl::StatusOr<int64_t> PgOpenBatches::Take(const std::string& provider) {
-  auto it = current_.find(provider);
-  if (it == current_.end()) {
-    ANCHORD_ASSIGN_OR_RETURN(
-        PgResult r, c_.Exec("SELECT id, leaf_count FROM batches WHERE provider = $1 AND opener = "
-                            "$2 AND length(root) = 0 ORDER BY id DESC LIMIT 1 FOR UPDATE",
-                            PgParams().AddBytes(provider).AddBytes(opener_)));
-    Open o;
-    if (r.rows() > 0) {
-      o.id = r.Int(0, 0);
-      o.count = o.stored = r.Int(0, 1);
-    }
-    it = current_.emplace(provider, o).first;
+absl::StatusOr<OpenBatchTally::Open> PgOpenBatches::FindOpen(const std::string& provider) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      PgResult r, c_.Exec("SELECT id, leaf_count FROM batches WHERE provider = $1 AND opener = $2 "
+                          "AND length(root) = 0 ORDER BY id DESC LIMIT 1 FOR UPDATE",
+                          PgParams().AddBytes(provider).AddBytes(opener_)));
+  Open o;
+  if (r.rows() > 0) {
+    o.id = r.Int(0, 0);
+    o.count = o.stored = r.Int(0, 1);
   }
-  // A full batch (or none) is followed by a new one, never filled again: the batcher seals the
-  // oldest open batch first, and a batch of more than max_leaves would not be sealed as it is.
-  if (it->second.id == 0 || it->second.count >= max_leaves_) {
-    if (it->second.id != 0) filled_.push_back(it->second);
-    ANCHORD_ASSIGN_OR_RETURN(
-        PgResult r, c_.Exec("INSERT INTO batches (provider, root, leaf_count, created_at, leaves, "
-                            "opener) VALUES ($1, ''::bytea, 0, $2, ''::bytea, $3) RETURNING id",
-                            PgParams().AddBytes(provider).Add(now_ms_).AddBytes(opener_)));
-    it->second = Open{r.Int(0, 0), 0, 0};
-  }
-  ++it->second.count;
-  return it->second.id;
+  return o;
 }
 
-void PgOpenBatches::PutBack(int64_t batch_id) {
-  for (auto& [provider, o] : current_) {
-    if (o.id == batch_id) {
-      --o.count;
-      return;
-    }
-  }
-  for (Open& o : filled_) {
-    if (o.id == batch_id) {
-      --o.count;
-      return;
-    }
-  }
+absl::StatusOr<int64_t> PgOpenBatches::OpenNew(const std::string& provider) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      PgResult r, c_.Exec("INSERT INTO batches (provider, root, leaf_count, created_at, leaves, "
+                          "opener) VALUES ($1, ''::bytea, 0, $2, ''::bytea, $3) RETURNING id",
+                          PgParams().AddBytes(provider).Add(now_ms_).AddBytes(opener_)));
+  return r.Int(0, 0);
 }
 
 absl::Status PgOpenBatches::Finish() {
   std::vector<int64_t> ids, added;
-  auto note = [&](const Open& o) {
-    if (o.count == o.stored) return;
-    ids.push_back(o.id);
-    added.push_back(o.count - o.stored);
-  };
-  for (const Open& o : filled_) note(o);
-  for (const auto& [provider, o] : current_) note(o);
+  for (const auto& [id, n] : Added()) {
+    ids.push_back(id);
+    added.push_back(n);
+  }
   if (ids.empty()) return absl::OkStatus();
   return c_
       .Exec(

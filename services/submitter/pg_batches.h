@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "libs/ledger/pg_db.h"
 #include "services/submitter/batch_leaves.h"
+#include "services/submitter/open_batches.h"
 #include "services/submitter/submitter_store.h"
 
 namespace anchord::submitter {
@@ -31,35 +32,23 @@ inline constexpr char kPgBatchRootWhere[] =
 // each other's batch row; any replica's batcher seals the oldest open batch of a provider, a dead
 // replica's too. Leaves stored with batch id 0 (by an older release) are sealed as before.
 //
-// The intake's side, for the duration of one transaction: the open batch a new leaf goes into.
-// A batch holds at most `max_leaves` (the batcher's --merkle-max-leaves): a full one stays open
-// for the batcher, and the next leaf opens another. The first Take of a provider locks its open
-// batch row until the commit (a seal of it waits, then finds the leaves the intake added).
-class PgOpenBatches {
+// The intake's side, for the duration of one transaction: the open batch a new leaf goes into
+// (open_batches.h). The first Take of a provider locks its open batch row until the commit (a
+// seal of it waits, then finds the leaves the intake added).
+class PgOpenBatches final : public OpenBatchTally {
  public:
   PgOpenBatches(ledger::PgConn& c, std::string opener, int64_t max_leaves, int64_t now_ms)
-      : c_(c),
-        opener_(std::move(opener)),
-        max_leaves_(max_leaves < 1 ? 1 : max_leaves),
-        now_ms_(now_ms) {}
-  // The batch of a new leaf of `provider`. Counted at once: PutBack when it is not stored.
-  absl::StatusOr<int64_t> Take(const std::string& provider);
-  void PutBack(int64_t batch_id);
+      : OpenBatchTally(max_leaves), c_(c), opener_(std::move(opener)), now_ms_(now_ms) {}
   // Writes the leaf count of every batch taken from. Call before the commit.
   absl::Status Finish();
 
  private:
-  struct Open {
-    int64_t id = 0;
-    int64_t count = 0;
-    int64_t stored = 0;  // leaf_count as read
-  };
+  absl::StatusOr<Open> FindOpen(const std::string& provider) override;
+  absl::StatusOr<int64_t> OpenNew(const std::string& provider) override;
+
   ledger::PgConn& c_;
   const std::string opener_;
-  const int64_t max_leaves_;
   const int64_t now_ms_;
-  std::map<std::string, Open> current_;  // by provider
-  std::vector<Open> filled_;             // taken from and full
 };
 
 // The batcher's reads (SubmitterStore::UnbatchedWaiting, UnbatchedLeaves): the leaves of the

@@ -68,9 +68,20 @@ absl::StatusOr<PgOwedLeaves::Read> PgOwedLeaves::ReadIn(ledger::PgConn& c, size_
         return o != mine->out.end() && o->second;
       };
       const int64_t next = std::max(stored_next, mine != nullptr ? mine->next : int64_t{0});
-      // Over the rows in flight and acknowledged at the start (a batch's leaves mostly have
-      // consecutive ids), so a batch in flight is not read again only to be stepped over.
+      // Past the leaves in flight and acknowledged, so that a batch in flight is not read again
+      // only to be stepped over: from the first leaf returned before that is neither (sent on a
+      // stream that broke), else from the end of those returned, then over the ids in flight.
       int64_t start = next;
+      if (mine != nullptr && mine->read_end > next) {
+        start = mine->read_end;
+        for (auto it = mine->out.lower_bound(next);
+             it != mine->out.end() && it->first < mine->read_end; ++it) {
+          if (!it->second && skip.count(it->first) == 0) {
+            start = it->first;
+            break;
+          }
+        }
+      }
       while (skip.count(start) > 0 || acked(start)) ++start;
       // As many as are wanted, and as many more as may be stepped over.
       int64_t ask = static_cast<int64_t>(left);
@@ -128,7 +139,9 @@ void PgOwedLeaves::Returned(const Read& read) {
     b.next = std::max(b.next, next);
   }
   for (const auto& [batch_id, row] : read.leaves) {
-    batches_[batch_id].out.try_emplace(row.id, false);
+    Batch& b = batches_[batch_id];
+    b.out.try_emplace(row.id, false);
+    b.read_end = std::max(b.read_end, row.id + 1);
     out_[row.id] = {batch_id, row.change_seq};
   }
   // A batch this replica no longer holds (another took it over after a lapse) and owes nothing

@@ -89,6 +89,10 @@ class PgOwedLeaves {
   struct Batch {
     int64_t next = 0;
     absl::btree_map<int64_t, bool> out;  // leaf id -> acknowledged
+    // Past the last leaf returned: a read starts here when every leaf returned before it is
+    // acknowledged or in flight (leaf ids have gaps: root rows and other providers' rows take ids
+    // among them, so stepping over the rows in flight one id at a time stops at the first gap).
+    int64_t read_end = 0;
   };
 
   const std::string owner_;

@@ -82,68 +82,42 @@ std::string SqliteOpenBatch(absl::string_view alias) {
   return absl::StrCat("length(", alias, "root) = 0");
 }
 
-absl::StatusOr<int64_t> OpenLeafBatches::Take(const std::string& provider) {
-  auto it = current_.find(provider);
-  if (it == current_.end()) {
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * find,
-        ledger::Reuse(tx_, find_,
-                      "SELECT id, leaf_count FROM batches INDEXED BY batches_open WHERE "
-                      "provider = ?1 AND length(root) = 0 ORDER BY id DESC LIMIT 1"));
-    find->Bind(1, provider);
-    ANCHORD_ASSIGN_OR_RETURN(bool row, find->Step());
-    Open o;
-    if (row) {
-      o.id = find->ColumnInt(0);
-      o.count = o.stored = find->ColumnInt(1);
-    }
-    find->Reset();
-    it = current_.emplace(provider, o).first;
+absl::StatusOr<OpenBatchTally::Open> OpenLeafBatches::FindOpen(const std::string& provider) {
+  ANCHORD_ASSIGN_OR_RETURN(
+      Statement * find,
+      ledger::Reuse(tx_, find_,
+                    "SELECT id, leaf_count FROM batches INDEXED BY batches_open WHERE "
+                    "provider = ?1 AND length(root) = 0 ORDER BY id DESC LIMIT 1"));
+  find->Bind(1, provider);
+  ANCHORD_ASSIGN_OR_RETURN(bool row, find->Step());
+  Open o;
+  if (row) {
+    o.id = find->ColumnInt(0);
+    o.count = o.stored = find->ColumnInt(1);
   }
-  // A full batch (or none) is followed by a new one, never filled again: the batcher seals the
-  // oldest open batch first, and a batch of more than max_leaves would not be sealed as it is.
-  if (it->second.id == 0 || it->second.count >= max_leaves_) {
-    if (it->second.id != 0) filled_.push_back(it->second);
-    ANCHORD_ASSIGN_OR_RETURN(
-        Statement * open,
-        ledger::Reuse(tx_, open_,
-                      "INSERT INTO batches (provider, root, leaf_count, created_at, leaves) "
-                      "VALUES (?1, X'', 0, ?2, X'')"));
-    open->Bind(1, provider).Bind(2, now_ms_);
-    ANCHORD_RETURN_IF_ERROR(open->Run());
-    it->second = Open{tx_.LastInsertRowId(), 0, 0};
-  }
-  ++it->second.count;
-  return it->second.id;
+  find->Reset();
+  return o;
 }
 
-void OpenLeafBatches::PutBack(int64_t batch_id) {
-  for (auto& [provider, o] : current_) {
-    if (o.id == batch_id) {
-      --o.count;
-      return;
-    }
-  }
-  for (Open& o : filled_) {
-    if (o.id == batch_id) {
-      --o.count;
-      return;
-    }
-  }
+absl::StatusOr<int64_t> OpenLeafBatches::OpenNew(const std::string& provider) {
+  ANCHORD_ASSIGN_OR_RETURN(Statement * open,
+                           ledger::Reuse(tx_, open_,
+                                         "INSERT INTO batches (provider, root, leaf_count, "
+                                         "created_at, leaves) VALUES (?1, X'', 0, ?2, X'')"));
+  open->Bind(1, provider).Bind(2, now_ms_);
+  ANCHORD_RETURN_IF_ERROR(open->Run());
+  return tx_.LastInsertRowId();
 }
 
 absl::Status OpenLeafBatches::Finish() {
   std::optional<Statement> set;
-  auto write = [&](const Open& o) -> absl::Status {
-    if (o.count == o.stored) return absl::OkStatus();
+  for (const auto& [id, added] : Added()) {
     ANCHORD_ASSIGN_OR_RETURN(
         Statement * st,
         ledger::Reuse(tx_, set, "UPDATE batches SET leaf_count = leaf_count + ?2 WHERE id = ?1"));
-    st->Bind(1, o.id).Bind(2, o.count - o.stored);
-    return st->Run();
-  };
-  for (const Open& o : filled_) ANCHORD_RETURN_IF_ERROR(write(o));
-  for (const auto& [provider, o] : current_) ANCHORD_RETURN_IF_ERROR(write(o));
+    st->Bind(1, id).Bind(2, added);
+    ANCHORD_RETURN_IF_ERROR(st->Run());
+  }
   return absl::OkStatus();
 }
 

@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "libs/ledger/sqlite_db.h"
 #include "services/submitter/batch_leaves.h"
+#include "services/submitter/open_batches.h"
 #include "services/submitter/submitter_store.h"
 
 namespace anchord::submitter {
@@ -33,30 +34,21 @@ inline constexpr char kSqliteBatchRootWhere[] =
 // (bench/RESULTS.md, "Issue 11, session 19"); such leaves, from databases of older releases, are
 // still sealed that way, before any open batch of their provider.
 //
-// The intake's side, for the duration of one transaction: the open batch a new leaf goes into.
-// A batch holds at most `max_leaves` (the batcher's --merkle-max-leaves): a full one stays open
-// for the batcher, and the next leaf opens another.
-class OpenLeafBatches {
+// The intake's side, for the duration of one transaction: the open batch a new leaf goes into
+// (open_batches.h).
+class OpenLeafBatches final : public OpenBatchTally {
  public:
   OpenLeafBatches(ledger::Transaction& tx, int64_t max_leaves, int64_t now_ms)
-      : tx_(tx), max_leaves_(max_leaves < 1 ? 1 : max_leaves), now_ms_(now_ms) {}
-  // The batch of a new leaf of `provider`. Counted at once: PutBack when it is not stored.
-  absl::StatusOr<int64_t> Take(const std::string& provider);
-  void PutBack(int64_t batch_id);
+      : OpenBatchTally(max_leaves), tx_(tx), now_ms_(now_ms) {}
   // Writes the leaf count of every batch taken from. Call before the commit.
   absl::Status Finish();
 
  private:
-  struct Open {
-    int64_t id = 0;
-    int64_t count = 0;
-    int64_t stored = 0;  // leaf_count as read
-  };
+  absl::StatusOr<Open> FindOpen(const std::string& provider) override;
+  absl::StatusOr<int64_t> OpenNew(const std::string& provider) override;
+
   ledger::Transaction& tx_;
-  const int64_t max_leaves_;
   const int64_t now_ms_;
-  absl::flat_hash_map<std::string, Open> current_;  // by provider
-  std::vector<Open> filled_;                        // taken from and full
   std::optional<ledger::Statement> find_, open_;
 };
 

@@ -210,6 +210,54 @@ TEST_F(PgOwedLeavesTest, ANewStreamGetsTheLeavesTheBrokenOneLeftUnacknowledged) 
   EXPECT_EQ(HandoffNext(b), (*w2)[1].id + 1);
 }
 
+// Leaves whose ids are not consecutive (other rows took ids between them) are read a window at a
+// time past those in flight, and a new stream gets again exactly those not acknowledged.
+TEST_F(PgOwedLeavesTest, LeavesWithOtherRowsBetweenThemGoOnceAWindow) {
+  FakeClock clock;
+  auto a = Replica(&clock, absl::Seconds(30));
+  ASSERT_NE(a, nullptr);
+  for (int n = 1; n <= 6; ++n) {
+    ASSERT_TRUE(a->InsertBatch({Leaf(n)}, kNow).ok());
+    ASSERT_TRUE(a->InsertBatch({PerFile(100 + n)}, kNow).ok());
+  }
+  TestBatch b = MakeBatch(Unbatched());
+  ASSERT_EQ(b.leaf_ids.size(), 6u);
+  ASSERT_TRUE(a->CreateMerkleBatch(b, kNow).ok());
+  ASSERT_TRUE(a->MarkSubmitted(RowOf(b.root).id, StoredRecord{}, "req", kNow).ok());
+  for (size_t i = 1; i < b.leaf_ids.size(); ++i) {
+    ASSERT_GT(b.leaf_ids[i], b.leaf_ids[i - 1] + 1);  // a per-file row between each two
+  }
+  RowIds in_flight;
+  std::vector<int64_t> sent;
+  for (int window = 0; window < 3; ++window) {
+    auto rows = a->PendingHandoffExcept(2, in_flight);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 2u) << "window " << window;
+    for (const Submission& r : *rows) {
+      EXPECT_EQ(in_flight.count(r.id), 0u) << r.id;
+      in_flight.insert(r.id);
+      sent.push_back(r.id);
+    }
+  }
+  // Six leaves, in order, then the root.
+  EXPECT_EQ(std::vector<int64_t>(sent.begin(), sent.end()), b.leaf_ids);
+  auto root = a->PendingHandoffExcept(2, in_flight);
+  ASSERT_TRUE(root.ok()) << root.status();
+  ASSERT_EQ(root->size(), 1u);
+  EXPECT_EQ((*root)[0].mode, RowMode::kRoot);
+  // The second window acknowledged, then the stream breaks.
+  auto second = a->GetByDigest(AsDigest(D(3)));
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(a->MarkHandedOffBatch({{b.leaf_ids[2], (*second)[0].change_seq},
+                                     {b.leaf_ids[3], (*second)[0].change_seq}})
+                  .ok());
+  // (The root is a row: its claim holds until its lease runs out.)
+  auto again = a->PendingHandoffExcept(10, {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(Ids(*again),
+            (std::vector<int64_t>{b.leaf_ids[0], b.leaf_ids[1], b.leaf_ids[4], b.leaf_ids[5]}));
+}
+
 // A leaf that changes after its root's acceptance (a new file of its digest) goes once, as a
 // row; the batch's hand-off still ends.
 TEST_F(PgOwedLeavesTest, ALeafChangedAfterItsRootsAcceptanceGoesOnceAsARow) {

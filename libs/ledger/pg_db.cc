@@ -146,6 +146,16 @@ PgParams& PgParams::AddBytesArray(const std::vector<std::string>& values) {
 PgParams& PgParams::AddIntArray(const std::vector<int64_t>& values) {
   return Add(absl::StrCat("{", absl::StrJoin(values, ","), "}"));
 }
+PgParams& PgParams::AddIntArrayPairs(const std::vector<std::pair<int64_t, int64_t>>& pairs) {
+  std::vector<int64_t> firsts, seconds;
+  firsts.reserve(pairs.size());
+  seconds.reserve(pairs.size());
+  for (const auto& [first, second] : pairs) {
+    firsts.push_back(first);
+    seconds.push_back(second);
+  }
+  return AddIntArray(firsts).AddIntArray(seconds);
+}
 PgParams& PgParams::AddNull() {
   values_.emplace_back();
   formats_.push_back(0);

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -47,6 +48,9 @@ class PgParams {
   PgParams& AddBytes(absl::string_view bytes);  // bytea, binary-safe
   // An array literal ('{1,2,3}') sent as text: the statement casts it, `$n::bigint[]`.
   PgParams& AddIntArray(const std::vector<int64_t>& values);
+  // Two such arrays: every pair's first, then every pair's second (rows of two columns for
+  // `unnest($n::bigint[], $m::bigint[])`).
+  PgParams& AddIntArrayPairs(const std::vector<std::pair<int64_t, int64_t>>& pairs);
   // A bytea[] (one dimension, no NULLs) in binary form, so every element round-trips exactly
   // whatever its bytes; the statement names it `$n::bytea[]`, typically in `unnest(...)` to bind
   // a whole batch of rows as one parameter.

@@ -38,17 +38,13 @@ absl::StatusOr<int64_t> PgOpenBatches::OpenNew(const std::string& provider) {
 }
 
 absl::Status PgOpenBatches::Finish() {
-  std::vector<int64_t> ids, added;
-  for (const auto& [id, n] : Added()) {
-    ids.push_back(id);
-    added.push_back(n);
-  }
-  if (ids.empty()) return absl::OkStatus();
+  const std::vector<std::pair<int64_t, int64_t>> added = Added();
+  if (added.empty()) return absl::OkStatus();
   return c_
       .Exec(
           "UPDATE batches b SET leaf_count = b.leaf_count + u.n FROM unnest($1::bigint[], "
           "$2::bigint[]) AS u(id, n) WHERE b.id = u.id",
-          PgParams().AddIntArray(ids).AddIntArray(added))
+          PgParams().AddIntArrayPairs(added))
       .status();
 }
 

@@ -203,17 +203,12 @@ PgOwedLeaves::Advances PgOwedLeaves::Acknowledged(std::vector<std::pair<int64_t,
 
 absl::Status PgOwedLeaves::WriteIn(ledger::PgConn& c, const Advances& advances) {
   if (advances.empty()) return absl::OkStatus();
-  std::vector<int64_t> ids, nexts;
-  for (const auto& [id, next] : advances) {
-    ids.push_back(id);
-    nexts.push_back(next);
-  }
   return c
       .Exec(
           "UPDATE batches b SET handoff_next = GREATEST(b.handoff_next, u.n) FROM "
           "unnest($1::bigint[], $2::bigint[]) AS u(id, n) WHERE b.id = u.id AND b.handoff_next >= "
           "0",
-          PgParams().AddIntArray(ids).AddIntArray(nexts))
+          PgParams().AddIntArrayPairs(advances))
       .status();
 }
 
@@ -226,13 +221,15 @@ absl::Status PgOwedLeaves::OweLeavesOfRootIn(ledger::PgConn& c, int64_t root_id)
       .status();
 }
 
-std::string PgOwedLeaves::ColumnsAsOwed() {
-  return absl::StrReplaceAll(
+const std::string& PgOwedLeaves::ColumnsAsOwed() {
+  // Built once: GetByDigest serves every status query.
+  static const std::string* const kColumns = new std::string(absl::StrReplaceAll(
       kSubmissionColumns,
       {{" handed_off_seq,",
         " CASE WHEN mode = 1 AND state = 2 AND id >= COALESCE((SELECT ob.handoff_next FROM "
         "batches ob WHERE ob.id = submissions.batch_id AND ob.handoff_next >= 0), id + 1) THEN "
-        "LEAST(handed_off_seq, change_seq - 1) ELSE handed_off_seq END,"}});
+        "LEAST(handed_off_seq, change_seq - 1) ELSE handed_off_seq END,"}}));
+  return *kColumns;
 }
 
 }  // namespace anchord::submitter

@@ -77,7 +77,7 @@ class PgOwedLeaves {
 
   // kSubmissionColumns (pg_submitter_schema.h) with a leaf its batch still owes the poller read
   // as not handed off (handed_off_seq behind change_seq), as the rows owed as rows read.
-  static std::string ColumnsAsOwed();
+  static const std::string& ColumnsAsOwed();
 
  private:
   // This replica's view of a batch it read leaves of: handoff_next as it last read or wrote it,

@@ -433,20 +433,14 @@ class PgSubmitterStore final : public SubmitterStore {
       auto [it, added] = latest.try_emplace(id, seq);
       if (!added) it->second = std::max(it->second, seq);
     }
-    std::vector<int64_t> ids, seqs;
-    ids.reserve(latest.size());
-    seqs.reserve(latest.size());
-    for (const auto& [id, seq] : latest) {
-      ids.push_back(id);
-      seqs.push_back(seq);
-    }
+    const std::vector<std::pair<int64_t, int64_t>> marks(latest.begin(), latest.end());
     return db_->Tx([&](PgConn& c) -> absl::Status {
-      if (!ids.empty()) {
+      if (!marks.empty()) {
         ANCHORD_RETURN_IF_ERROR(
             c.Exec("UPDATE submissions s SET handed_off_seq = GREATEST(s.handed_off_seq, u.seq), "
                    "handoff_until = CASE WHEN u.seq >= s.change_seq THEN 0 ELSE s.handoff_until "
                    "END FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE s.id = u.id",
-                   PgParams().AddIntArray(ids).AddIntArray(seqs))
+                   PgParams().AddIntArrayPairs(marks))
                 .status());
       }
       return PgOwedLeaves::WriteIn(c, advances);

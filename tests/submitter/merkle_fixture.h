@@ -148,20 +148,7 @@ class MerkleFixture : public ::testing::Test {
       EXPECT_TRUE(st.ok()) << st;
       return out;
     }
-    auto db = ledger::SqliteDb::Open(path_);
-    EXPECT_TRUE(db.ok()) << db.status();
-    if (!db.ok()) return out;
-    ledger::Session session(**db);
-    auto st = session.Prepare(sql);
-    EXPECT_TRUE(st.ok()) << st.status();
-    if (!st.ok()) return out;
-    for (;;) {
-      auto row = st->Step();
-      EXPECT_TRUE(row.ok()) << row.status();
-      if (!row.ok() || !*row) break;
-      out.push_back(st->ColumnText(0));
-    }
-    return out;
+    return ::anchord::testing::SqliteColumn(path_, sql);
   }
   // Runs one statement from a separate connection (what an older release or a damaged disk left).
   void ExecSql(const std::string& sql) {

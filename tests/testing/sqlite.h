@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,25 @@ inline int64_t SqliteScalar(const std::string& path, const std::string& sql) {
   auto row = st->Step();
   EXPECT_TRUE(row.ok() && *row) << (row.ok() ? "no row: " + sql : row.status().ToString());
   return row.ok() && *row ? st->ColumnInt(0) : -1;
+}
+
+// The first column of every row of `sql`, as bytes (a test failure names the trouble).
+inline std::vector<std::string> SqliteColumn(const std::string& path, const std::string& sql) {
+  std::vector<std::string> out;
+  auto db = ledger::SqliteDb::Open(path);
+  EXPECT_TRUE(db.ok()) << db.status();
+  if (!db.ok()) return out;
+  ledger::Session session(**db);
+  auto st = session.Prepare(sql);
+  EXPECT_TRUE(st.ok()) << st.status();
+  if (!st.ok()) return out;
+  for (;;) {
+    auto row = st->Step();
+    EXPECT_TRUE(row.ok()) << row.status();
+    if (!row.ok() || !*row) break;
+    out.push_back(st->ColumnText(0));
+  }
+  return out;
 }
 
 // SQLite's query plan of `sql` (its EXPLAIN QUERY PLAN details, one line each, e.g. "SEARCH t

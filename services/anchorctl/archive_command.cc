@@ -30,6 +30,7 @@
 #include "services/anchorctl/archive_wait.h"
 #include "services/anchorctl/clients.h"
 #include "services/anchorctl/command_common.h"
+#include "services/anchorctl/dry_run_lines.h"
 #include "services/anchorctl/format.h"
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/stack.h"
@@ -40,11 +41,12 @@ using namespace anchord::v1;
 
 namespace {
 
-// Redraws the progress line in place on a terminal, or logs a plain line every few seconds.
+// Redraws the progress line in place on a terminal, or logs a plain line every few seconds. Text
+// for stdout (a dry run's lines) goes through WriteOut, so that the two never cut into each other.
 class ProgressPrinter {
  public:
   ProgressPrinter(ArchiveState* state, bool quiet)
-      : state_(state), tty_(isatty(2) == 1), quiet_(quiet) {
+      : state_(state), tty_(isatty(2) == 1), same_terminal_(tty_ && isatty(1) == 1), quiet_(quiet) {
     {
       absl::MutexLock lock(&mu_);
       phase_start_ = absl::Now();
@@ -52,6 +54,18 @@ class ProgressPrinter {
     if (!quiet_) thread_ = std::thread([this] { Loop(); });
   }
   ~ProgressPrinter() { Stop(); }
+  // Writes `text` (whole lines) to stdout. On a terminal that also shows the progress line, the
+  // line is cleared first (the next redraw puts it back under the text); elsewhere the progress
+  // lines and the text are written one after the other, each whole, even into one file (2>&1).
+  void WriteOut(absl::string_view text) ABSL_LOCKS_EXCLUDED(out_mu_) {
+    absl::MutexLock lock(&out_mu_);
+    if (same_terminal_ && drawn_) {
+      std::cerr << "\r\033[K" << std::flush;
+      drawn_ = false;
+    }
+    std::cout.write(text.data(), static_cast<std::streamsize>(text.size()));
+    std::cout.flush();
+  }
   void NewPhase() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     phase_start_ = absl::Now();
@@ -74,8 +88,10 @@ class ProgressPrinter {
       start = phase_start_;
     }
     std::string line = ProgressLine(state_->Snapshot(), absl::Now() - start);
+    absl::MutexLock lock(&out_mu_);
     if (tty_) {
       std::cerr << "\r\033[K" << line << (final ? "\n" : "") << std::flush;
+      drawn_ = !final;
     } else {
       std::cerr << "anchorctl: " << line << std::endl;
     }
@@ -93,7 +109,11 @@ class ProgressPrinter {
   }
   ArchiveState* state_;
   const bool tty_;
+  const bool same_terminal_;  // stdout is a terminal as well as stderr
   const bool quiet_;
+  // Held while either stream is written.
+  absl::Mutex out_mu_;
+  bool drawn_ ABSL_GUARDED_BY(out_mu_) = false;  // the progress line is on the terminal now
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time phase_start_ ABSL_GUARDED_BY(mu_);
@@ -215,35 +235,30 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
     req.set_batch_results(true);  // many results per message: far fewer messages per small file
     auto reader = clients.hasher().HashTree(&ctx, req);
     HashTreeResponse resp;
-    std::vector<HashTreeResponse> dry;
+    // A dry run's lines are written as each message arrives (dry_run_lines.h): the command's
+    // memory stays flat whatever the number of files (it once kept every result until the end, and
+    // printed none past the first 1,000,000), and a reader of the output sees it as it comes.
+    std::string lines;
     while (reader->Read(&resp)) {
       // A hasher from before batch_results answers one result per message.
       if (resp.results_size() == 0) {
         state.OnHashResult(resp);
-        if (o.dry_run && dry.size() < 1000000) dry.push_back(std::move(resp));
-        continue;
+        if (o.dry_run) AppendDryRunLine(resp, &lines);
+      } else {
+        state.OnHashResults(resp);
+        if (o.dry_run) {
+          for (const HashTreeResponse& r : resp.results()) AppendDryRunLine(r, &lines);
+        }
       }
-      state.OnHashResults(resp);
-      if (!o.dry_run) continue;
-      for (HashTreeResponse& r : *resp.mutable_results()) {
-        if (dry.size() < 1000000) dry.push_back(std::move(r));
+      if (!lines.empty()) {
+        progress.WriteOut(lines);
+        lines.clear();
       }
     }
     grpc::Status st = reader->Finish();
     if (!st.ok()) failure = clients.RpcError("hasher", "HashTree", st);
     state.EndHashing();
-    if (o.dry_run) {
-      progress.Stop();
-      for (const auto& r : dry) {
-        if (r.status().code() == 0) {
-          std::cout << DigestOf(r.digest()) << "  " << r.path() << "\n";
-        } else {
-          std::cout << "-  " << r.path() << "  " << r.status().reason() << ": "
-                    << r.status().message() << "\n";
-        }
-      }
-      std::cout << std::flush;
-    }
+    if (o.dry_run) progress.Stop();
   }
 
   // Phase 2: wait until every distinct digest reached the target state at the poller.

@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   archive_cmd->add_option("--timeout-seconds", archive.timeout_seconds,
                           "Give up after this long (0 = never)");
-  archive_cmd->add_flag("--dry-run", archive.dry_run, "Only compute and print the digests");
+  archive_cmd->add_flag("--dry-run", archive.dry_run,
+                        "Only compute and print the digests (sha256sum format, as they come)");
   archive_cmd
       ->add_option("--provider", archive.providers,
                    "Provider(s) to anchor with (repeat or comma-separate for redundancy)")

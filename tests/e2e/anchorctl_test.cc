@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "services/anchorctl/dry_run_lines.h"
 #include "services/anchorctl/format.h"
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/stack.h"
@@ -35,6 +37,53 @@ class TempDir {
  private:
   std::string path_;
 };
+
+anchord::v1::HashTreeResponse Hashed(const std::string& path, char byte) {
+  anchord::v1::HashTreeResponse r;
+  r.set_path(path);
+  r.set_digest(std::string(32, byte));
+  return r;
+}
+
+anchord::v1::HashTreeResponse Unreadable(const std::string& path, const std::string& message) {
+  anchord::v1::HashTreeResponse r;
+  r.set_path(path);
+  r.mutable_status()->set_code(7);
+  r.mutable_status()->set_reason("FILE_UNREADABLE");
+  r.mutable_status()->set_message(message);
+  return r;
+}
+
+std::string LineOf(const anchord::v1::HashTreeResponse& r) {
+  std::string out;
+  AppendDryRunLine(r, &out);
+  return out;
+}
+
+TEST(DryRunLinesTest, AHashedFileIsASha256sumLine) {
+  EXPECT_EQ(LineOf(Hashed("tree/a b.txt", '\x01')),
+            "0101010101010101010101010101010101010101010101010101010101010101  tree/a b.txt\n");
+}
+
+TEST(DryRunLinesTest, AFileThatWasNotHashedSaysWhy) {
+  EXPECT_EQ(LineOf(Unreadable("tree/locked.txt", "tree/locked.txt: Permission denied")),
+            "-  tree/locked.txt  FILE_UNREADABLE: tree/locked.txt: Permission denied\n");
+}
+
+// A name chosen by whoever can write to the tree must not put a line of its own in the output: as
+// GNU sha256sum does, such a line starts with a backslash and the name is escaped.
+TEST(DryRunLinesTest, NewlinesBackslashesAndCarriageReturnsAreEscaped) {
+  const std::string forged =
+      "x\n0000000000000000000000000000000000000000000000000000000000000000  tree/forged.txt";
+  const std::string line = LineOf(Hashed(forged, '\xff'));
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
+  EXPECT_EQ(line, "\\" + std::string(64, 'f') +
+                      "  x\\n0000000000000000000000000000000000000000000000000000000000000000  "
+                      "tree/forged.txt\n");
+  EXPECT_EQ(LineOf(Hashed("a\\b\rc", '\0')), "\\" + std::string(64, '0') + "  a\\\\b\\rc\n");
+  EXPECT_EQ(LineOf(Unreadable("tree/plain.txt", "first\nsecond")),
+            "\\-  tree/plain.txt  FILE_UNREADABLE: first\\nsecond\n");
+}
 
 TEST(FormatTest, StateNames) {
   EXPECT_EQ(StateName(anchord::v1::DIGEST_STATE_CONFIRMED), "CONFIRMED");

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -22,6 +23,10 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "libs/common/hex.h"
 #include "services/anchorctl/process.h"
@@ -314,6 +319,64 @@ class E2eTest : public ::testing::Test {
   std::unique_ptr<LocalStack> stack_;
   std::unique_ptr<ChildProcess> background_;
 };
+
+// A dry run prints every file's digest in sha256sum's format, and `sha256sum -c` run from the
+// hasher's root accepts the whole output: the line of a name holding a newline or a backslash is
+// escaped (a name cannot forge a line), a file that could not be hashed says why, and every line
+// is there (the command once kept the results to print them at the end, at most 1,000,000).
+TEST_F(E2eTest, DryRunPrintsEachFilesDigestAndSha256sumChecksThem) {
+  std::map<std::string, std::string> files;  // path under the root -> content
+  for (int i = 0; i < 1500; ++i) {
+    files[absl::StrCat("tree/d", i % 7, "/f", i, ".txt")] = absl::StrCat("dry run ", i, "\n");
+  }
+  files["tree/two\nlines.txt"] = "a name with a newline";
+  files["tree/back\\slash.txt"] = "a name with a backslash";
+  files["tree/forged\n" + std::string(64, '0') + "  tree/d0/f0.txt"] = "a name that forges a line";
+  for (const auto& [rel, content] : files) WriteFile(root_ / rel, content);
+  fs::create_directories(root_ / "tree/bad");
+  ASSERT_EQ(mkfifo((root_ / "tree/bad/fifo").c_str(), 0600), 0);
+  StartStack();
+
+  RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "dry", "--dry-run"});
+  ASSERT_EQ(r.exit_code, 4) << r.output;  // a file could not be hashed: the fifo
+
+  // The dry run's lines, from the output that also holds the progress and the summary.
+  std::string sums;
+  std::map<std::string, std::string> digests;  // path as printed -> digest
+  std::vector<std::string> problems;
+  for (absl::string_view line : absl::StrSplit(r.output, '\n', absl::SkipEmpty())) {
+    absl::string_view body = line;
+    const bool escaped = absl::ConsumePrefix(&body, "\\");
+    if (absl::StartsWith(body, "-  ")) {
+      problems.emplace_back(line);
+      continue;
+    }
+    if (body.size() < 66 || body.substr(64, 2) != "  " ||
+        body.find_first_not_of("0123456789abcdef") != 64) {
+      continue;
+    }
+    std::string path(body.substr(66));
+    if (escaped) {
+      path = absl::StrReplaceAll(path, {{"\\\\", "\x01"}, {"\\n", "\n"}});
+      std::replace(path.begin(), path.end(), '\x01', '\\');
+    }
+    EXPECT_TRUE(digests.emplace(path, std::string(body.substr(0, 64))).second) << path;
+    absl::StrAppend(&sums, line, "\n");
+  }
+  EXPECT_EQ(digests.size(), files.size()) << r.output.substr(0, 2000);
+  for (const auto& [rel, content] : files) {
+    EXPECT_EQ(digests[rel], e2e::Sha256Hex(content)) << rel;
+  }
+  ASSERT_EQ(problems.size(), 1u) << r.output.substr(0, 2000);
+  EXPECT_TRUE(absl::StartsWith(problems[0], "-  tree/bad/fifo  ")) << problems[0];
+
+  // GNU sha256sum reads the same lines back, escapes included.
+  WriteFile(tmp_ / "dry.sha256", sums);
+  const std::string check = absl::StrCat("cd '", root_.string(), "' && sha256sum --quiet -c '",
+                                         (tmp_ / "dry.sha256").string(), "' > '",
+                                         (tmp_ / "check.out").string(), "' 2>&1");
+  EXPECT_EQ(std::system(check.c_str()), 0) << TailOfFile((tmp_ / "check.out").string(), 4096);
+}
 
 TEST_F(E2eTest, FaultFreeArchiveConfirmsEveryFileOnce) {
   // 440 distinct files + 50 copies in other directories + one file changed between two runs

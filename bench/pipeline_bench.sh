@@ -179,29 +179,48 @@ for pid in os.listdir("/proc"):
 print(ticks / hz)
 PY
 }
-"${LOCAL_ENV[@]}" "$CTL" --data-dir "$WORK/state" local --sandbox --root "$WORK/root" \
-  --bin-dir "$WORK/bin" --sandbox-confirm-after-seconds 3600 --poll-interval-seconds 3600 \
-  > "$WORK/local.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 200); do [ -s "$WORK/state/run/stack.json" ] && break; sleep 0.1; done
-HASHER="127.0.0.1:$(cat "$WORK/state/run/hasher.port")"
+# Each run has a stack of its own, started fresh: both begin with empty databases and services
+# that have not run yet. (Until session 33 the Merkle run followed the dry run on its stack: its
+# hasher.db held the dry run's 100,000 rows, and a second dry run of the same files on one stack
+# takes 0.92 s against the first's 0.70, while its hasher had its heap grown already. The two
+# about cancelled: 0.40-0.41x either way; bench/RESULTS.md, issue 11 session 33.)
+start_stack() {  # data_dir [env...] -> its anchorctl in STACK_PID, its hasher's address in HASHER
+  local dir="$1"
+  shift
+  "$@" "$CTL" --data-dir "$dir" local --sandbox --root "$WORK/root" \
+    --bin-dir "$WORK/bin" --sandbox-confirm-after-seconds 3600 --poll-interval-seconds 3600 \
+    > "$dir.local.log" 2>&1 &
+  STACK_PID=$!
+  PIDS+=($STACK_PID)
+  for _ in $(seq 1 200); do [ -s "$dir/run/stack.json" ] && break; sleep 0.1; done
+  HASHER="127.0.0.1:$(cat "$dir/run/hasher.port")"
+}
+stop_stack() {  # the stack of start_stack: SIGTERM to its anchorctl, which stops the services
+  kill "$STACK_PID" 2>/dev/null || true
+  wait "$STACK_PID" 2>/dev/null || true
+  local left=()
+  for p in "${PIDS[@]}"; do [ "$p" != "$STACK_PID" ] && left+=("$p"); done
+  PIDS=(${left[@]+"${left[@]}"})
+}
 
 # The dry run hashes and records every file (hasher.db) and streams the results back: the rate
-# the Merkle run is held to (at least half of it). Its rows do not make the Merkle run skip files
-# (only files the submitter acknowledged count as unchanged).
+# the Merkle run is held to (at least half of it).
 # Each thread name's CPU through the dry run as well (bench/proc_stat.py), to set beside the
-# Merkle run's.
-/usr/bin/python3 bench/proc_stat.py threads "$WORK/state/run/stack.json" "$WORK/dry.done" \
+# Merkle run's. (The dry run uses only the hasher, whose store is SQLite with either BACKEND.)
+start_stack "$WORK/dry" env
+/usr/bin/python3 bench/proc_stat.py threads "$WORK/dry/run/stack.json" "$WORK/dry.done" \
   > "$WORK/dry_threads.json" &
 DRY_THREADS_PID=$!
 sleep 0.2  # its first sample, the baseline, before the run
-DU0=$(service_usage "$WORK/state/run/stack.json")
+DU0=$(service_usage "$WORK/dry/run/stack.json")
 DRY_JSON=$("$BENCH_BIN/hasher_bench" "$HASHER" tree)
-DU1=$(service_usage "$WORK/state/run/stack.json")
+DU1=$(service_usage "$WORK/dry/run/stack.json")
 touch "$WORK/dry.done"
 wait "$DRY_THREADS_PID" || true
 DRY_S=$(echo "$DRY_JSON" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
+stop_stack
 
+start_stack "$WORK/state" "${LOCAL_ENV[@]}"
 W0=$(service_writes "$WORK/state/run/stack.json")
 U0=$(service_usage "$WORK/state/run/stack.json")
 PG_CPU0=$(pg_cpu)
@@ -330,8 +349,7 @@ for p in "${PERFS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/
 if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS"; cp "$WORK/state/run/"*.log "$KEEP_LOGS/" || true; fi
 LOAD_MID="$(load)"
 if [ -n "${SCHED:-}" ]; then kill "$SCHED_PID" 2>/dev/null || true; wait "$SCHED_PID" 2>/dev/null || true; fi
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
-PIDS=()
+stop_stack
 
 # ---------------------------------------------------------------------------------------------
 # 2. Durable ingest

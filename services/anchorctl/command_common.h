@@ -3,6 +3,8 @@
 // many digests are listed, and how a local stack is set up. Internal to services/anchorctl.
 #pragma once
 
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,30 @@ inline constexpr absl::Duration kStreamDeadline = absl::Hours(24 * 30);
 
 // Pretty-printed JSON; invalid UTF-8 (a file name) is replaced, never thrown on.
 std::string Dump(const nlohmann::json& j);
+
+// Where a command's text goes: stdout (path "" or "-"), or a file that appears whole. The file is
+// written under a temporary name beside it and renamed by Commit: a command that fails or is
+// interrupted part of the way leaves whatever was at the path as it was.
+class OutputFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<OutputFile>> Open(const std::string& path);
+  ~OutputFile();  // removes the temporary file unless committed
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  absl::Status Write(absl::string_view text);
+  // Flushes; a file is synced and renamed into place.
+  absl::Status Commit();
+  bool is_stdout() const { return path_.empty(); }
+
+ private:
+  OutputFile(std::string path, std::string tmp, FILE* file)
+      : path_(std::move(path)), tmp_(std::move(tmp)), file_(file) {}
+  const std::string path_;  // empty: stdout
+  const std::string tmp_;
+  FILE* file_;
+  bool committed_ = false;
+};
 
 // Prints "anchorctl: <message>" to stderr and returns `code`.
 int Fail(int code, const std::string& message);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -72,8 +73,14 @@ struct ReportOptions {
 class Clients;
 struct ReportRow;
 
-// What `report` lists (one row per file and proof), without verification. Returns kExitComplete
-// (0) or the exit code of an error already printed.
+// What `report` lists (one row per file and proof), without verification, a page of the job's
+// files at a time (ListFiles order): on_page gets each page's rows and returns kExitComplete to go
+// on. Returns kExitComplete (0) or the exit code of an error already printed (or on_page's).
+inline constexpr size_t kReportPageFiles = 1000;
+int ForEachReportPage(Clients& clients, const GlobalOptions& g, const std::string& job,
+                      size_t page_files,
+                      const std::function<int(std::vector<ReportRow>& rows)>& on_page);
+// Every row of ForEachReportPage at once (the evidence bundle's report).
 int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
                       std::vector<ReportRow>* rows);
 // The proof bytes the poller serves for (raw digest, provider): .ots, .tsr or .tsrm. NOT_FOUND

@@ -149,7 +149,10 @@ std::vector<std::string> RowFields(const ReportRow& r) {
 }
 }  // namespace
 
-std::string ReportToCsv(const std::vector<ReportRow>& rows) {
+std::string ReportWriter::Start() {
+  if (started_) return "";
+  started_ = true;
+  if (format_ == Format::kJson) return "";  // "[" comes with the first row, or "[]" at the end
   std::string out;
   bool first = true;
   for (const char* c : kColumns) {
@@ -158,20 +161,21 @@ std::string ReportToCsv(const std::vector<ReportRow>& rows) {
     first = false;
   }
   out += '\n';
-  for (const auto& row : rows) {
-    auto fields = RowFields(row);
-    for (size_t i = 0; i < fields.size(); ++i) {
-      if (i > 0) out += ',';
-      out += CsvField(fields[i]);
-    }
-    out += '\n';
-  }
   return out;
 }
 
-std::string ReportToJson(const std::vector<ReportRow>& rows) {
-  nlohmann::json arr = nlohmann::json::array();
+std::string ReportWriter::Rows(const std::vector<ReportRow>& rows) {
+  std::string out = Start();
   for (const auto& r : rows) {
+    if (format_ == Format::kCsv) {
+      auto fields = RowFields(r);
+      for (size_t i = 0; i < fields.size(); ++i) {
+        if (i > 0) out += ',';
+        out += CsvField(fields[i]);
+      }
+      out += '\n';
+      continue;
+    }
     nlohmann::json j;
     j["path"] = r.path;
     j["digest"] = r.digest_hex;
@@ -188,9 +192,39 @@ std::string ReportToJson(const std::vector<ReportRow>& rows) {
     j["merkle_root"] = r.merkle_root;
     j["stalled"] = r.stalled;
     j["verification"] = r.verification;
-    arr.push_back(std::move(j));
+    // As an element of an array dumped with an indent of 2: each line of the object two spaces
+    // further in (a JSON string holds no raw newline, so the lines are the object's own).
+    out += any_row_ ? ",\n" : "[\n";
+    any_row_ = true;
+    const std::string obj = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    size_t at = 0;
+    while (at < obj.size()) {
+      size_t nl = obj.find('\n', at);
+      if (nl == std::string::npos) nl = obj.size();
+      out.append("  ").append(obj, at, nl - at);
+      if (nl < obj.size()) out += '\n';
+      at = nl + 1;
+    }
   }
-  return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return out;
+}
+
+std::string ReportWriter::End() {
+  std::string out = Start();
+  if (format_ == Format::kJson) out += any_row_ ? "\n]\n" : "[]\n";
+  return out;
+}
+
+std::string ReportToCsv(const std::vector<ReportRow>& rows) {
+  ReportWriter w(ReportWriter::Format::kCsv);
+  std::string out = w.Rows(rows);  // before End(): the operands of + have no set order
+  return out + w.End();
+}
+
+std::string ReportToJson(const std::vector<ReportRow>& rows) {
+  ReportWriter w(ReportWriter::Format::kJson);
+  std::string out = w.Rows(rows);  // before End(): the operands of + have no set order
+  return out + w.End();
 }
 
 namespace {

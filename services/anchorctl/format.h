@@ -67,6 +67,23 @@ struct ReportRow {
 
 // RFC 4180 field quoting: quoted when it holds a comma, quote, CR, LF or leading/trailing space.
 std::string CsvField(absl::string_view s);
+// A report written a few rows at a time, byte for byte as ReportToCsv or ReportToJson writes all
+// of them at once: `report` holds one page of rows, never the whole job's.
+class ReportWriter {
+ public:
+  enum class Format { kCsv, kJson };
+  explicit ReportWriter(Format format) : format_(format) {}
+  // The text of the next rows (after the CSV header or the JSON array's opening before the first).
+  std::string Rows(const std::vector<ReportRow>& rows);
+  // The text that ends the report (the header alone, or "[]", when there was no row).
+  std::string End();
+
+ private:
+  std::string Start();
+  const Format format_;
+  bool started_ = false;
+  bool any_row_ = false;
+};
 // Header line plus one line per row, CRLF-free ("\n" line ends), every field quoted as needed.
 std::string ReportToCsv(const std::vector<ReportRow>& rows);
 // A JSON array of objects with the same keys as the CSV header. Invalid UTF-8 in paths is replaced

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <unordered_map>
@@ -116,24 +117,12 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   return absl::StrCat("UNVERIFIABLE ", v.message);
 }
 
-int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
-                      std::vector<ReportRow>* rows_out) {
-  ReportOptions o;
-  o.job = job;
-  std::vector<ListFilesResponse> files;
-  {
-    grpc::ClientContext ctx;
-    ScopedCancel cancel(&ctx);
-    ctx.set_deadline(
-        absl::ToChronoTime(absl::Now() + std::max(UnaryDeadline(g), absl::Minutes(30))));
-    ListFilesRequest req;
-    req.set_job(o.job);
-    auto reader = clients.hasher().ListFiles(&ctx, req);
-    ListFilesResponse f;
-    while (reader->Read(&f)) files.push_back(f);
-    grpc::Status st = reader->Finish();
-    if (!st.ok()) return FailStatus(clients.RpcError("hasher", "ListFiles", st));
-  }
+namespace {
+
+// The report rows of `files` (a page of the job's files, in ListFiles order): each file with each
+// of its digest's proofs at the poller, or where the submitter has it when the poller has none.
+int RowsOfFiles(Clients& clients, const std::vector<ListFilesResponse>& files,
+                std::vector<ReportRow>* rows_out) {
   std::vector<std::string> digests;
   {
     std::unordered_set<std::string> seen;
@@ -219,6 +208,52 @@ int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::strin
   return kExitComplete;
 }
 
+}  // namespace
+
+int ForEachReportPage(Clients& clients, const GlobalOptions& g, const std::string& job,
+                      size_t page_files,
+                      const std::function<int(std::vector<ReportRow>& rows)>& on_page) {
+  grpc::ClientContext ctx;
+  ScopedCancel cancel(&ctx);
+  // The stream stays open while each page is looked up and handed on (a report that verifies
+  // every proof of a large job takes a while); the hasher reads its rows a page at a time, so an
+  // open stream holds nothing of its database.
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kStreamDeadline));
+  ListFilesRequest req;
+  req.set_job(job);
+  auto reader = clients.hasher().ListFiles(&ctx, req);
+  std::vector<ListFilesResponse> files;
+  files.reserve(page_files);
+  auto flush = [&]() -> int {
+    std::vector<ReportRow> rows;
+    int rc = RowsOfFiles(clients, files, &rows);
+    files.clear();
+    if (rc == kExitComplete) rc = on_page(rows);
+    return rc;
+  };
+  ListFilesResponse f;
+  while (reader->Read(&f)) {
+    files.push_back(std::move(f));
+    if (files.size() < std::max<size_t>(page_files, 1)) continue;
+    if (int rc = flush(); rc != kExitComplete) {
+      ctx.TryCancel();
+      (void)reader->Finish();
+      return rc;
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return FailStatus(clients.RpcError("hasher", "ListFiles", st));
+  return files.empty() ? kExitComplete : flush();
+}
+
+int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
+                      std::vector<ReportRow>* rows_out) {
+  return ForEachReportPage(clients, g, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+    for (ReportRow& r : rows) rows_out->push_back(std::move(r));
+    return kExitComplete;
+  });
+}
+
 int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   if (auto s = ValidateJob(o.job, "--job"); !s.ok()) return FailStatus(s);
   if (o.format != "csv" && o.format != "json") {
@@ -229,11 +264,9 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
     if (auto s = clients.Check(service); !s.ok())
       return Fail(kExitInternal, std::string(s.message()));
   }
-  std::vector<ReportRow> rows;
-  if (int rc = CollectReportRows(clients, g, o.job, &rows); rc != kExitComplete) return rc;
-  bool any_mismatch = false;
+  std::unique_ptr<ots::BlockHeaderSource> headers;
+  std::string tsa_ca_pem;
   if (!o.no_verify) {
-    std::unique_ptr<ots::BlockHeaderSource> headers;
     if (!o.headers.empty()) {
       auto net = ots::ParseNetwork(o.network);
       if (!net.ok()) return Fail(kExitUsage, std::string(net.status().message()));
@@ -241,7 +274,6 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       if (!made.ok()) return Fail(kExitUsage, absl::StrCat("--headers: ", made.status().message()));
       headers = std::move(*made);
     }
-    std::string tsa_ca_pem;
     std::string tsa_ca_file = o.tsa_ca_file;
     if (tsa_ca_file.empty()) {
       // A stack started by anchorctl with the sandbox records its TSA's test CA.
@@ -255,34 +287,55 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       }
       tsa_ca_pem = *std::move(ca);
     }
-    // One download per (digest, provider); duplicates share the verdict.
-    std::map<std::pair<std::string, std::string>, std::string> verdicts;
-    for (ReportRow& r : rows) {
-      if (r.provider.empty() || r.digest_hex.size() != 64) continue;
-      if (Interrupter::Get().interrupted()) break;
-      auto key = std::make_pair(r.digest_hex, r.provider);
-      auto it = verdicts.find(key);
-      if (it == verdicts.end()) {
-        it = verdicts
-                 .emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
-                                              headers.get(), tsa_ca_pem))
-                 .first;
-      }
-      r.verification = it->second;
-      if (absl::StartsWith(r.verification, "MISMATCH") ||
-          absl::StartsWith(r.verification, "DIGEST_MISMATCH") ||
-          absl::StartsWith(r.verification, "INVALID")) {
-        any_mismatch = true;
-      }
-    }
   }
-  std::string text = o.format == "json" ? ReportToJson(rows) : ReportToCsv(rows);
-  if (o.output.empty() || o.output == "-") {
-    std::cout << text << std::flush;
-  } else if (auto s = rpc::WriteFileAtomically(o.output, text); !s.ok()) {
+  auto out = OutputFile::Open(o.output);
+  if (!out.ok()) return Fail(kExitInternal, absl::StrCat("--output: ", out.status().message()));
+  // Rows are written a page of files at a time (the command once held the whole job, its rows
+  // and the whole text: 287 MiB for 100,000 files as CSV, 463 MiB as JSON).
+  ReportWriter writer(o.format == "json" ? ReportWriter::Format::kJson
+                                         : ReportWriter::Format::kCsv);
+  bool any_mismatch = false;
+  int64_t written = 0;
+  // One download per (digest, provider); duplicates share the verdict. Bounded: past the bound a
+  // duplicate far from its first file is verified again.
+  std::map<std::pair<std::string, std::string>, std::string> verdicts;
+  constexpr size_t kMaxVerdicts = 100000;
+  int rc =
+      ForEachReportPage(clients, g, o.job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+        for (ReportRow& r : rows) {
+          if (o.no_verify || r.provider.empty() || r.digest_hex.size() != 64) continue;
+          if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
+          auto key = std::make_pair(r.digest_hex, r.provider);
+          auto it = verdicts.find(key);
+          if (it == verdicts.end()) {
+            if (verdicts.size() >= kMaxVerdicts) verdicts.clear();
+            it = verdicts
+                     .emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
+                                                  headers.get(), tsa_ca_pem))
+                     .first;
+          }
+          r.verification = it->second;
+          if (absl::StartsWith(r.verification, "MISMATCH") ||
+              absl::StartsWith(r.verification, "DIGEST_MISMATCH") ||
+              absl::StartsWith(r.verification, "INVALID")) {
+            any_mismatch = true;
+          }
+        }
+        if (absl::Status s = (*out)->Write(writer.Rows(rows)); !s.ok()) {
+          return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));
+        }
+        written += static_cast<int64_t>(rows.size());
+        return kExitComplete;
+      });
+  if (rc != kExitComplete) return rc;  // a file output is left as it was
+  if (absl::Status s = (*out)->Write(writer.End()); !s.ok()) {
     return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));
-  } else {
-    std::cerr << "anchorctl: wrote " << rows.size() << " rows to " << o.output << std::endl;
+  }
+  if (absl::Status s = (*out)->Commit(); !s.ok()) {
+    return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));
+  }
+  if (!(*out)->is_stdout()) {
+    std::cerr << "anchorctl: wrote " << written << " rows to " << o.output << std::endl;
   }
   if (any_mismatch) {
     std::cerr << "anchorctl: at least one proof does not verify (see the verification column)"

@@ -8,10 +8,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
+#include "services/anchorctl/command_common.h"
 #include "services/anchorctl/dry_run_lines.h"
 #include "services/anchorctl/format.h"
 #include "services/anchorctl/process.h"
@@ -198,6 +201,85 @@ TEST(FormatTest, ReportCsvAndJson) {
   EXPECT_EQ(j[1]["reason"], "FILE_UNREADABLE");
   EXPECT_EQ(j[0]["verification"], "VERIFIED block 800000");
   EXPECT_EQ(j[0]["stalled"], false);
+}
+
+// `report` writes a page of rows at a time: the text must be what one write of every row gives,
+// and the JSON exactly what nlohmann dumps for the whole array (as the command wrote before).
+TEST(FormatTest, AReportWrittenInPagesIsTheReportWrittenAtOnce) {
+  std::vector<ReportRow> rows;
+  for (int i = 0; i < 5; ++i) {
+    ReportRow r;
+    r.path = absl::StrCat("tree/f", i, i == 3 ? ", \"quoted\"\nline" : "", ".txt");
+    r.digest_hex = std::string(64, static_cast<char>('a' + i));
+    r.size_bytes = 100 + i;
+    r.provider = i % 2 == 0 ? "proofd" : "";
+    r.status = i == 4 ? "FAILED" : "PENDING";
+    r.stalled = i == 2;
+    r.verification = i == 1 ? std::string("bad\xff utf8") : "";
+    rows.push_back(r);
+  }
+  // nlohmann's own dump of the whole array, as the command wrote it before it wrote in pages.
+  const std::string json = ReportToJson(rows);
+  const nlohmann::json parsed = nlohmann::json::parse(json, nullptr, false);
+  ASSERT_TRUE(parsed.is_array());
+  ASSERT_EQ(parsed.size(), rows.size());
+  EXPECT_EQ(json, parsed.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  EXPECT_EQ(ReportToJson({}), "[]\n");
+  EXPECT_EQ(ReportToCsv({}).find('\n'), ReportToCsv({}).size() - 1);  // the header alone
+
+  for (auto format : {ReportWriter::Format::kCsv, ReportWriter::Format::kJson}) {
+    const std::string whole =
+        format == ReportWriter::Format::kCsv ? ReportToCsv(rows) : ReportToJson(rows);
+    ReportWriter w(format);
+    std::string paged = w.Rows({rows[0], rows[1]});
+    paged += w.Rows({});
+    paged += w.Rows({rows[2]});
+    paged += w.Rows({rows[3], rows[4]});
+    paged += w.End();
+    EXPECT_EQ(paged, whole);
+    ReportWriter none(format);
+    std::string empty = none.Rows({});
+    empty += none.End();
+    EXPECT_EQ(empty, format == ReportWriter::Format::kCsv ? ReportToCsv({}) : ReportToJson({}));
+  }
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// A report written page by page must not leave half a file where a whole one was: the text goes
+// to a temporary file that only Commit renames into place.
+TEST(OutputFileTest, AFileAppearsWholeOrNotAtAll) {
+  TempDir dir;
+  const std::string path = dir.path() + "/report.csv";
+  { std::ofstream(path) << "the older report\n"; }
+  {
+    auto out = OutputFile::Open(path);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_TRUE((*out)->Write("half of a new ").ok());
+    EXPECT_EQ(ReadAll(path), "the older report\n");
+  }  // never committed: a failed or interrupted command
+  EXPECT_EQ(ReadAll(path), "the older report\n");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
+
+  auto out = OutputFile::Open(path);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_FALSE((*out)->is_stdout());
+  ASSERT_TRUE((*out)->Write("the new ").ok());
+  ASSERT_TRUE((*out)->Write("report\n").ok());
+  ASSERT_TRUE((*out)->Commit().ok());
+  EXPECT_EQ(ReadAll(path), "the new report\n");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
+
+  auto bad = OutputFile::Open(dir.path() + "/no/such/dir/report.csv");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("no/such/dir/report.csv"), std::string::npos)
+      << bad.status();
+  auto std_out = OutputFile::Open("-");
+  ASSERT_TRUE(std_out.ok());
+  EXPECT_TRUE((*std_out)->is_stdout());
 }
 
 TEST(FormatTest, ProgressLineShowsCountsRateAndEta) {

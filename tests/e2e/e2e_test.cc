@@ -630,6 +630,86 @@ TEST_F(E2eTest, FaultsAndSubmitterCrashStillCreateEachDigestOnce) {
 // Merkle batching through the real services: 60 distinct files in batches of at most 25 cost the
 // provider 3 creates (one per root), and every file still gets its own proof that verifies
 // against the sandbox's block headers, in anchorctl's report and with the reference library.
+// A report of more files than one page (ForEachReportPage, kReportPageFiles): every file once,
+// with its digest and its proof, duplicates naming their original, in CSV and in JSON, both
+// written page by page into a file that appears whole; and verified, duplicates sharing a verdict.
+TEST_F(E2eTest, AReportOfSeveralPagesHasEveryFileOnce) {
+  auto files = MakeTree(2300, 200, "paged");
+  extra_args_["submitter"] = {"--merkle-max-leaves", "1000", "--merkle-window-seconds", "1"};
+  StartStack();
+  ASSERT_TRUE(stack_);
+  RunResult r = RunCtl({"archive", (root_ / "tree").string(), "--job", "paged", "--merkle-batch",
+                        "--wait", "submitted", "--timeout-seconds", "90"},
+                       absl::Seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string json_file = (tmp_ / "paged.json").string();
+  const std::string csv_file = (tmp_ / "paged.csv").string();
+  WriteFile(csv_file, "an older report\n");
+  ASSERT_EQ(RunCtl({"report", "--job", "paged", "--no-verify", "--format", "json", "-o", json_file})
+                .exit_code,
+            0);
+  ASSERT_EQ(RunCtl({"report", "--job", "paged", "--no-verify", "-o", csv_file}).exit_code, 0);
+  std::ifstream in(json_file);
+  nlohmann::json rows = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(rows.is_array());
+  ASSERT_EQ(rows.size(), files.size());
+  std::map<std::string, nlohmann::json> by_path;
+  for (const auto& row : rows) {
+    const std::string path = row.value("path", "");
+    ASSERT_TRUE(files.count(path)) << path;
+    EXPECT_TRUE(by_path.emplace(path, row).second) << "twice: " << path;
+    EXPECT_EQ(row.value("digest", ""), Sha256Hex(files[path])) << path;
+    EXPECT_EQ(row.value("provider", ""), "proofd") << path;
+    EXPECT_EQ(row.value("merkle_root", "").size(), 64u) << path;
+  }
+  // Each group of identical files: one original, which the others name.
+  std::map<std::string, std::vector<std::string>> by_digest;
+  for (const auto& [path, content] : files) by_digest[Sha256Hex(content)].push_back(path);
+  size_t groups = 0;
+  for (const auto& [digest, paths] : by_digest) {
+    if (paths.size() < 2) continue;
+    ++groups;
+    std::set<std::string> named, originals;
+    for (const std::string& p : paths) {
+      const std::string of = by_path[p].value("duplicate_of", "");
+      (of.empty() ? originals : named).insert(of.empty() ? p : of);
+    }
+    EXPECT_EQ(originals.size(), 1u) << digest;
+    EXPECT_EQ(named, originals) << digest;
+  }
+  EXPECT_GT(groups, 100u);
+  // The CSV: its header and a line per row (no field here holds a newline), the older file gone.
+  std::ifstream csv(csv_file);
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line.rfind("path,digest,size_bytes,", 0), 0u) << line;
+  size_t lines = 0;
+  while (std::getline(csv, line)) {
+    ++lines;
+    EXPECT_TRUE(files.count(line.substr(0, line.find(',')))) << line;
+  }
+  EXPECT_EQ(lines, files.size());
+  EXPECT_FALSE(fs::exists(csv_file + ".tmp." + std::to_string(getpid())));
+
+  // Verified: one verdict per digest, shared by its duplicates.
+  RunResult verified = RunCtl({"report", "--job", "paged", "--format", "json", "--headers",
+                               "sandbox:" + stack_->info().sandbox_url, "-o", json_file},
+                              absl::Seconds(120));
+  ASSERT_EQ(verified.exit_code, 0) << verified.output;
+  std::ifstream in2(json_file);
+  rows = nlohmann::json::parse(in2, nullptr, false);
+  ASSERT_TRUE(rows.is_array());
+  ASSERT_EQ(rows.size(), files.size());
+  std::map<std::string, std::string> verdict_of_digest;
+  for (const auto& row : rows) {
+    const std::string v = row.value("verification", "");
+    EXPECT_FALSE(v.empty()) << row.dump();
+    auto [it, first] = verdict_of_digest.emplace(row.value("digest", ""), v);
+    EXPECT_EQ(it->second, v) << row.dump();
+  }
+}
+
 TEST_F(E2eTest, MerkleBatchingAnchorsRootsAndEveryFileProofVerifies) {
   std::map<std::string, std::string> files;
   for (int i = 0; i < 60; ++i) {

@@ -277,15 +277,18 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
       // The Watch shows the job's own proofs. Reconciling asks ListProofs, at once and every 2 s,
       // about the digests the submitter knew before this run (another job's proofs, which the
       // job's Watch may not show), and about every open digest (a safety net for the Watch) every
-      // 30 s, or every 2 s once they fit in one call.
+      // 30 s, or every 2 s once they fit in one call; never sooner than 20 times as long as the
+      // last pass took (NextReconcile).
       if (absl::Now() >= next_check) {
-        next_check = absl::Now() + absl::Seconds(2);
+        const absl::Time began = absl::Now();
         const ProgressCounts c = state.Snapshot();
-        const bool full = absl::Now() >= next_full || c.distinct - c.wait_done <= 500;
-        if (full) next_full = absl::Now() + absl::Seconds(30);
+        const bool full = began >= next_full || c.distinct - c.wait_done <= 500;
         if (auto s = Reconcile(clients, state, /*only_known_before=*/!full); !s.ok()) {
           ANCHORD_LOG(Warning) << s.message();
         }
+        const absl::Time ended = absl::Now();
+        next_check = NextReconcile(began, ended, absl::Seconds(2));
+        if (full) next_full = NextReconcile(began, ended, absl::Seconds(30));
         grpc::ClientContext ctx;
         ScopedCancel cancel(&ctx);
         clients.SetDeadline(&ctx);

@@ -1,5 +1,6 @@
 #include "services/anchorctl/archive_wait.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -91,6 +92,10 @@ void WatchFollower::Loop() {
 absl::Status Reconcile(Clients& clients, ArchiveState& state, bool only_known_before) {
   return ForEachProof(clients, state.NotDone(only_known_before), OnInterrupt::kStop,
                       [&](const Proof& p) { state.Raise(p.digest(), p.state(), p.provider()); });
+}
+
+absl::Time NextReconcile(absl::Time started, absl::Time ended, absl::Duration period) {
+  return std::max(started + period, ended + 20 * (ended - started));
 }
 
 }  // namespace anchord::anchorctl

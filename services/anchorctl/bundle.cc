@@ -234,7 +234,7 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
       return Fail(kExitInternal, std::string(s.message()));
   }
   std::vector<ReportRow> rows;
-  if (int rc = CollectReportRows(*clients, g, o.job.empty() ? "default" : o.job, &rows);
+  if (int rc = CollectReportRows(*clients, o.job.empty() ? "default" : o.job, &rows);
       rc != kExitComplete) {
     return rc;
   }

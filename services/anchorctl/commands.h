@@ -77,12 +77,10 @@ struct ReportRow;
 // files at a time (ListFiles order): on_page gets each page's rows and returns kExitComplete to go
 // on. Returns kExitComplete (0) or the exit code of an error already printed (or on_page's).
 inline constexpr size_t kReportPageFiles = 1000;
-int ForEachReportPage(Clients& clients, const GlobalOptions& g, const std::string& job,
-                      size_t page_files,
+int ForEachReportPage(Clients& clients, const std::string& job, size_t page_files,
                       const std::function<int(std::vector<ReportRow>& rows)>& on_page);
 // Every row of ForEachReportPage at once (the evidence bundle's report).
-int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
-                      std::vector<ReportRow>* rows);
+int CollectReportRows(Clients& clients, const std::string& job, std::vector<ReportRow>* rows);
 // The proof bytes the poller serves for (raw digest, provider): .ots, .tsr or .tsrm. NOT_FOUND
 // while there is none.
 absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,

@@ -210,8 +210,7 @@ int RowsOfFiles(Clients& clients, const std::vector<ListFilesResponse>& files,
 
 }  // namespace
 
-int ForEachReportPage(Clients& clients, const GlobalOptions& g, const std::string& job,
-                      size_t page_files,
+int ForEachReportPage(Clients& clients, const std::string& job, size_t page_files,
                       const std::function<int(std::vector<ReportRow>& rows)>& on_page) {
   grpc::ClientContext ctx;
   ScopedCancel cancel(&ctx);
@@ -246,9 +245,8 @@ int ForEachReportPage(Clients& clients, const GlobalOptions& g, const std::strin
   return files.empty() ? kExitComplete : flush();
 }
 
-int CollectReportRows(Clients& clients, const GlobalOptions& g, const std::string& job,
-                      std::vector<ReportRow>* rows_out) {
-  return ForEachReportPage(clients, g, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+int CollectReportRows(Clients& clients, const std::string& job, std::vector<ReportRow>* rows_out) {
+  return ForEachReportPage(clients, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
     for (ReportRow& r : rows) rows_out->push_back(std::move(r));
     return kExitComplete;
   });
@@ -300,33 +298,32 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   // duplicate far from its first file is verified again.
   std::map<std::pair<std::string, std::string>, std::string> verdicts;
   constexpr size_t kMaxVerdicts = 100000;
-  int rc =
-      ForEachReportPage(clients, g, o.job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
-        for (ReportRow& r : rows) {
-          if (o.no_verify || r.provider.empty() || r.digest_hex.size() != 64) continue;
-          if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
-          auto key = std::make_pair(r.digest_hex, r.provider);
-          auto it = verdicts.find(key);
-          if (it == verdicts.end()) {
-            if (verdicts.size() >= kMaxVerdicts) verdicts.clear();
-            it = verdicts
-                     .emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
-                                                  headers.get(), tsa_ca_pem))
-                     .first;
-          }
-          r.verification = it->second;
-          if (absl::StartsWith(r.verification, "MISMATCH") ||
-              absl::StartsWith(r.verification, "DIGEST_MISMATCH") ||
-              absl::StartsWith(r.verification, "INVALID")) {
-            any_mismatch = true;
-          }
-        }
-        if (absl::Status s = (*out)->Write(writer.Rows(rows)); !s.ok()) {
-          return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));
-        }
-        written += static_cast<int64_t>(rows.size());
-        return kExitComplete;
-      });
+  int rc = ForEachReportPage(clients, o.job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+    for (ReportRow& r : rows) {
+      if (o.no_verify || r.provider.empty() || r.digest_hex.size() != 64) continue;
+      if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
+      auto key = std::make_pair(r.digest_hex, r.provider);
+      auto it = verdicts.find(key);
+      if (it == verdicts.end()) {
+        if (verdicts.size() >= kMaxVerdicts) verdicts.clear();
+        it = verdicts
+                 .emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
+                                              headers.get(), tsa_ca_pem))
+                 .first;
+      }
+      r.verification = it->second;
+      if (absl::StartsWith(r.verification, "MISMATCH") ||
+          absl::StartsWith(r.verification, "DIGEST_MISMATCH") ||
+          absl::StartsWith(r.verification, "INVALID")) {
+        any_mismatch = true;
+      }
+    }
+    if (absl::Status s = (*out)->Write(writer.Rows(rows)); !s.ok()) {
+      return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));
+    }
+    written += static_cast<int64_t>(rows.size());
+    return kExitComplete;
+  });
   if (rc != kExitComplete) return rc;  // a file output is left as it was
   if (absl::Status s = (*out)->Write(writer.End()); !s.ok()) {
     return Fail(kExitInternal, absl::StrCat("--output: ", s.message()));

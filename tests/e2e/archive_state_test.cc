@@ -1,6 +1,7 @@
 // anchorctl archive's bookkeeping of digest states: events from the poller's Watch (opened before
 // hashing) may come before the digest's hash result and must still count.
 #include "services/anchorctl/archive_state.h"
+#include "services/anchorctl/archive_wait.h"
 
 #include <gtest/gtest.h>
 
@@ -135,6 +136,18 @@ TEST(ArchiveStateTest, ProblemsAreCountedNotWaitedFor) {
   ASSERT_EQ(state.problems().size(), 1u);
   EXPECT_EQ(state.problems()[0].reason, "FILE_UNREADABLE");
   EXPECT_TRUE(state.AllDone());
+}
+
+// A reconciliation asks the poller about every open digest: one that took long (a large job)
+// waits 20 times as long before the next, a quick one (the last few hundred digests) only its
+// period.
+TEST(ReconcilePacingTest, TheNextPassWaitsTwentyTimesAsLongAsTheLastOneTook) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000000);
+  EXPECT_EQ(NextReconcile(t0, t0 + absl::Milliseconds(5), absl::Seconds(2)), t0 + absl::Seconds(2));
+  EXPECT_EQ(NextReconcile(t0, t0 + absl::Milliseconds(100), absl::Seconds(2)),
+            t0 + absl::Milliseconds(100) + absl::Seconds(2));
+  EXPECT_EQ(NextReconcile(t0, t0 + absl::Seconds(1), absl::Seconds(30)), t0 + absl::Seconds(30));
+  EXPECT_EQ(NextReconcile(t0, t0 + absl::Seconds(10), absl::Seconds(30)), t0 + absl::Seconds(210));
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -15,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
+#include "libs/common/status_macros.h"
 #include "services/anchorctl/format.h"
 
 namespace anchord::anchorctl {
@@ -25,50 +25,24 @@ std::string Dump(const nlohmann::json& j) {
 }
 
 absl::StatusOr<std::unique_ptr<OutputFile>> OutputFile::Open(const std::string& path) {
-  if (path.empty() || path == "-") {
-    return std::unique_ptr<OutputFile>(new OutputFile("", "", stdout));
-  }
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot write ", tmp, ": ", std::error_code(errno, std::generic_category()).message()));
-  }
-  return std::unique_ptr<OutputFile>(new OutputFile(path, std::move(tmp), f));
-}
-
-OutputFile::~OutputFile() {
-  if (is_stdout() || committed_) return;
-  std::fclose(file_);
-  std::remove(tmp_.c_str());
+  if (path.empty() || path == "-") return std::unique_ptr<OutputFile>(new OutputFile(nullptr));
+  ANCHORD_ASSIGN_OR_RETURN(std::unique_ptr<rpc::AtomicFileWriter> file,
+                           rpc::AtomicFileWriter::Open(path));
+  return std::unique_ptr<OutputFile>(new OutputFile(std::move(file)));
 }
 
 absl::Status OutputFile::Write(absl::string_view text) {
-  if (text.empty()) return absl::OkStatus();
-  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot write ", is_stdout() ? std::string("stdout") : tmp_, ": ",
-                     std::error_code(errno, std::generic_category()).message()));
+  if (file_ != nullptr) return file_->Write(text);
+  if (!text.empty() && std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot write stdout: ", std::error_code(errno, std::generic_category()).message()));
   }
   return absl::OkStatus();
 }
 
 absl::Status OutputFile::Commit() {
-  if (is_stdout()) {
-    if (std::fflush(file_) != 0) return absl::UnavailableError("cannot write stdout");
-    return absl::OkStatus();
-  }
-  const bool written = std::fflush(file_) == 0 && fsync(fileno(file_)) == 0;
-  const bool closed = std::fclose(file_) == 0;
-  committed_ = true;  // closed: the destructor must not close it again
-  if (!written || !closed) {
-    std::remove(tmp_.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot write ", tmp_));
-  }
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    std::remove(tmp_.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp_, " to ", path_));
-  }
+  if (file_ != nullptr) return file_->Commit(/*sync=*/true);
+  if (std::fflush(stdout) != 0) return absl::UnavailableError("cannot write stdout");
   return absl::OkStatus();
 }
 

@@ -3,7 +3,6 @@
 // many digests are listed, and how a local stack is set up. Internal to services/anchorctl.
 #pragma once
 
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "libs/rpc/server.h"
 #include "services/anchorctl/clients.h"
 #include "services/anchorctl/commands.h"
 #include "services/anchorctl/stack.h"
@@ -28,28 +28,21 @@ inline constexpr absl::Duration kStreamDeadline = absl::Hours(24 * 30);
 // Pretty-printed JSON; invalid UTF-8 (a file name) is replaced, never thrown on.
 std::string Dump(const nlohmann::json& j);
 
-// Where a command's text goes: stdout (path "" or "-"), or a file that appears whole. The file is
-// written under a temporary name beside it and renamed by Commit: a command that fails or is
+// Where a command's text goes: stdout (path "" or "-"), or a file that appears whole
+// (rpc::AtomicFileWriter, synced before it is renamed into place): a command that fails or is
 // interrupted part of the way leaves whatever was at the path as it was.
 class OutputFile {
  public:
   static absl::StatusOr<std::unique_ptr<OutputFile>> Open(const std::string& path);
-  ~OutputFile();  // removes the temporary file unless committed
-  OutputFile(const OutputFile&) = delete;
-  OutputFile& operator=(const OutputFile&) = delete;
 
   absl::Status Write(absl::string_view text);
-  // Flushes; a file is synced and renamed into place.
+  // Flushes stdout, or commits the file.
   absl::Status Commit();
-  bool is_stdout() const { return path_.empty(); }
+  bool is_stdout() const { return file_ == nullptr; }
 
  private:
-  OutputFile(std::string path, std::string tmp, FILE* file)
-      : path_(std::move(path)), tmp_(std::move(tmp)), file_(file) {}
-  const std::string path_;  // empty: stdout
-  const std::string tmp_;
-  FILE* file_;
-  bool committed_ = false;
+  explicit OutputFile(std::unique_ptr<rpc::AtomicFileWriter> file) : file_(std::move(file)) {}
+  std::unique_ptr<rpc::AtomicFileWriter> file_;  // null: stdout
 };
 
 // Prints "anchorctl: <message>" to stderr and returns `code`.

@@ -42,19 +42,9 @@ using Counts = std::map<std::tuple<std::string, int64_t, int64_t>, int64_t>;
 // Reads `sql` (provider, state, stalled, count) over a second connection to the file.
 Counts ReadCounts(const std::string& path, const std::string& sql) {
   Counts out;
-  auto db = ledger::SqliteDb::Open(path);
-  EXPECT_TRUE(db.ok()) << db.status();
-  if (!db.ok()) return out;
-  ledger::Session session(**db);
-  auto st = session.Prepare(sql);
-  EXPECT_TRUE(st.ok()) << st.status();
-  if (!st.ok()) return out;
-  while (true) {
-    auto row = st->Step();
-    EXPECT_TRUE(row.ok()) << row.status();
-    if (!row.ok() || !*row) break;
-    out[{st->ColumnText(0), st->ColumnInt(1), st->ColumnInt(2)}] = st->ColumnInt(3);
-  }
+  anchord::testing::ForEachSqliteRow(path, sql, [&](const ledger::Statement& st) {
+    out[{st.ColumnText(0), st.ColumnInt(1), st.ColumnInt(2)}] = st.ColumnInt(3);
+  });
   return out;
 }
 

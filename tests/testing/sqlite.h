@@ -29,42 +29,38 @@ inline int64_t SqliteScalar(const std::string& path, const std::string& sql) {
   return row.ok() && *row ? st->ColumnInt(0) : -1;
 }
 
-// The first column of every row of `sql`, as bytes (a test failure names the trouble).
-inline std::vector<std::string> SqliteColumn(const std::string& path, const std::string& sql) {
-  std::vector<std::string> out;
+// Hands each row of `sql` to `on_row` (a test failure names any trouble).
+template <typename OnRow>
+void ForEachSqliteRow(const std::string& path, const std::string& sql, const OnRow& on_row) {
   auto db = ledger::SqliteDb::Open(path);
   EXPECT_TRUE(db.ok()) << db.status();
-  if (!db.ok()) return out;
+  if (!db.ok()) return;
   ledger::Session session(**db);
   auto st = session.Prepare(sql);
   EXPECT_TRUE(st.ok()) << st.status();
-  if (!st.ok()) return out;
+  if (!st.ok()) return;
   for (;;) {
     auto row = st->Step();
     EXPECT_TRUE(row.ok()) << row.status();
     if (!row.ok() || !*row) break;
-    out.push_back(st->ColumnText(0));
+    on_row(static_cast<const ledger::Statement&>(*st));
   }
+}
+
+// The first column of every row of `sql`, as bytes.
+inline std::vector<std::string> SqliteColumn(const std::string& path, const std::string& sql) {
+  std::vector<std::string> out;
+  ForEachSqliteRow(path, sql,
+                   [&](const ledger::Statement& st) { out.push_back(st.ColumnText(0)); });
   return out;
 }
 
 // SQLite's query plan of `sql` (its EXPLAIN QUERY PLAN details, one line each, e.g. "SEARCH t
 // USING INDEX i (a=?)"); empty, with a test failure naming the trouble, when it cannot be read.
 inline std::string SqliteQueryPlan(const std::string& path, const std::string& sql) {
-  auto db = ledger::SqliteDb::Open(path);
-  EXPECT_TRUE(db.ok()) << db.status();
-  if (!db.ok()) return "";
-  ledger::Session session(**db);
-  auto st = session.Prepare("EXPLAIN QUERY PLAN " + sql);
-  EXPECT_TRUE(st.ok()) << st.status();
-  if (!st.ok()) return "";
   std::string plan;
-  for (;;) {
-    auto row = st->Step();
-    EXPECT_TRUE(row.ok()) << row.status();
-    if (!row.ok() || !*row) break;
-    plan += st->ColumnText(3) + "\n";
-  }
+  ForEachSqliteRow(path, "EXPLAIN QUERY PLAN " + sql,
+                   [&](const ledger::Statement& st) { plan += st.ColumnText(3) + "\n"; });
   return plan;
 }
 

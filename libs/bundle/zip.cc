@@ -2,12 +2,22 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <memory>
-#include <set>
+#include <string_view>
+#include <utility>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -31,9 +41,9 @@ std::string Printable(absl::string_view s) {
   return out;
 }
 
-absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limits) {
-  std::vector<ZipEntry> out;
-  std::set<std::string> seen;
+absl::Status Walk(archive* a, const ZipLimits& limits, const WantEntry& want,
+                  const OnEntry& on_entry) {
+  NameSet seen;
   size_t total = 0;
   archive_entry* e = nullptr;
   for (size_t index = 0;; ++index) {
@@ -68,7 +78,7 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
           absl::StrCat("zip: entry \"", shown, "\" is not a regular file"));
     }
     if (auto st = CheckEntryName(name, limits.max_name_bytes); !st.ok()) return st;
-    if (!seen.insert(name).second) {
+    if (!seen.Insert(name)) {
       return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown, "\" appears twice"));
     }
     if (archive_entry_size_is_set(e)) {
@@ -79,8 +89,9 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
                                                        limits.max_entry_bytes, " allowed"));
       }
     }
-    ZipEntry entry;
-    entry.name = name;
+    // An entry nobody wants is not inflated (libarchive seeks past it where it can).
+    if (!want(name)) continue;
+    std::string data;
     char buf[64 * 1024];
     while (true) {
       la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
@@ -90,7 +101,7 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
         return absl::InvalidArgumentError(
             absl::StrCat("zip: entry \"", shown, "\": ", why != nullptr ? why : "unreadable data"));
       }
-      if (entry.data.size() + static_cast<size_t>(n) > limits.max_entry_bytes) {
+      if (data.size() + static_cast<size_t>(n) > limits.max_entry_bytes) {
         return absl::InvalidArgumentError(absl::StrCat("zip: entry \"", shown,
                                                        "\" is larger than the ",
                                                        limits.max_entry_bytes, " bytes allowed"));
@@ -100,11 +111,32 @@ absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limit
         return absl::InvalidArgumentError(absl::StrCat("zip: more than ", limits.max_total_bytes,
                                                        " bytes in all (at entry \"", shown, "\")"));
       }
-      entry.data.append(buf, static_cast<size_t>(n));
+      data.append(buf, static_cast<size_t>(n));
     }
-    out.push_back(std::move(entry));
+    if (auto st = on_entry(name, std::move(data)); !st.ok()) return st;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ZipEntry>> ReadAll(archive* a, const ZipLimits& limits) {
+  std::vector<ZipEntry> out;
+  absl::Status st = Walk(
+      a, limits, [](const std::string&) { return true; },
+      [&](const std::string& name, std::string data) {
+        out.push_back({name, std::move(data)});
+        return absl::OkStatus();
+      });
+  if (!st.ok()) return st;
   return out;
+}
+
+absl::Status OpenFile(archive* a, const std::string& path) {
+  if (archive_read_open_filename(a, path.c_str(), 64 * 1024) != ARCHIVE_OK) {
+    const char* why = archive_error_string(a);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a readable ZIP (", why != nullptr ? why : "unknown", ")"));
+  }
+  return absl::OkStatus();
 }
 
 ReadPtr NewReader() {
@@ -114,6 +146,15 @@ ReadPtr NewReader() {
 }
 
 }  // namespace
+
+absl::uint128 NameSet::Fingerprint(absl::string_view name) {
+  return absl::MakeUint128(absl::HashOf(name), std::hash<std::string_view>{}(
+                                                   std::string_view(name.data(), name.size())));
+}
+
+bool NameSet::Insert(absl::string_view name) { return seen_.insert(Fingerprint(name)).second; }
+
+bool NameSet::Contains(absl::string_view name) const { return seen_.contains(Fingerprint(name)); }
 
 absl::Status CheckEntryName(absl::string_view name, size_t max_name_bytes) {
   const std::string shown = Printable(name);
@@ -141,15 +182,19 @@ absl::Status CheckEntryName(absl::string_view name, size_t max_name_bytes) {
   return absl::OkStatus();
 }
 
+absl::Status ForEachZipEntry(const std::string& path, const ZipLimits& limits,
+                             const WantEntry& want, const OnEntry& on_entry) {
+  ReadPtr a = NewReader();
+  if (!a) return absl::InternalError("zip: out of memory");
+  if (auto st = OpenFile(a.get(), path); !st.ok()) return st;
+  return Walk(a.get(), limits, want, on_entry);
+}
+
 absl::StatusOr<std::vector<ZipEntry>> ReadZipFile(const std::string& path,
                                                   const ZipLimits& limits) {
   ReadPtr a = NewReader();
   if (!a) return absl::InternalError("zip: out of memory");
-  if (archive_read_open_filename(a.get(), path.c_str(), 64 * 1024) != ARCHIVE_OK) {
-    const char* why = archive_error_string(a.get());
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a readable ZIP (", why != nullptr ? why : "unknown", ")"));
-  }
+  if (auto st = OpenFile(a.get(), path); !st.ok()) return st;
   return ReadAll(a.get(), limits);
 }
 
@@ -165,46 +210,133 @@ absl::StatusOr<std::vector<ZipEntry>> ReadZipMemory(absl::string_view bytes,
   return ReadAll(a.get(), limits);
 }
 
-absl::Status WriteZipFile(const std::string& path, const std::vector<ZipEntry>& entries,
-                          absl::Time mtime) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::unique_ptr<archive, WriteFree> a(archive_write_new());
-    if (!a) return absl::InternalError("zip: out of memory");
-    archive_write_set_format_zip(a.get());
-    archive_write_set_options(a.get(), "zip:compression=deflate");
-    if (archive_write_open_filename(a.get(), tmp.c_str()) != ARCHIVE_OK) {
-      return absl::InternalError(absl::StrCat(tmp, ": ", archive_error_string(a.get())));
-    }
-    std::set<std::string> seen;
-    for (const ZipEntry& z : entries) {
-      if (auto st = CheckEntryName(z.name); !st.ok()) return st;
-      if (!seen.insert(z.name).second) {
-        return absl::InternalError(absl::StrCat("zip: entry \"", z.name, "\" written twice"));
-      }
-      std::unique_ptr<archive_entry, void (*)(archive_entry*)> e(archive_entry_new(),
-                                                                 archive_entry_free);
-      archive_entry_set_pathname(e.get(), z.name.c_str());
-      archive_entry_set_filetype(e.get(), AE_IFREG);
-      archive_entry_set_perm(e.get(), 0644);
-      archive_entry_set_size(e.get(), static_cast<la_int64_t>(z.data.size()));
-      archive_entry_set_mtime(e.get(), absl::ToTimeT(mtime), 0);
-      if (archive_write_header(a.get(), e.get()) != ARCHIVE_OK ||
-          (!z.data.empty() && archive_write_data(a.get(), z.data.data(), z.data.size()) !=
-                                  static_cast<la_ssize_t>(z.data.size()))) {
-        return absl::InternalError(
-            absl::StrCat("zip: writing \"", z.name, "\": ", archive_error_string(a.get())));
-      }
-    }
-    if (archive_write_close(a.get()) != ARCHIVE_OK) {
-      return absl::InternalError(absl::StrCat(tmp, ": ", archive_error_string(a.get())));
-    }
+struct ZipWriter::State {
+  std::unique_ptr<archive, WriteFree> a;
+  int fd = -1;
+  NameSet names;
+};
+
+ZipWriter::ZipWriter(std::string path, absl::Time mtime)
+    : path_(std::move(path)), mtime_(mtime), state_(std::make_unique<State>()) {}
+
+ZipWriter::~ZipWriter() {
+  state_->a.reset();
+  if (state_->fd >= 0) ::close(state_->fd);
+  if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+size_t ZipWriter::entries() const { return state_->names.size(); }
+
+absl::StatusOr<std::unique_ptr<ZipWriter>> ZipWriter::Create(const std::string& path,
+                                                             absl::Time mtime) {
+  std::unique_ptr<ZipWriter> w(new ZipWriter(path, mtime));
+  // A unique temporary name beside the target: two bundles written to one path at once do not
+  // write into each other's file, and the rename stays within one file system.
+  std::string tmpl = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(tmpl.data());
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat(path, ": cannot create a temporary file beside it: ", std::strerror(errno)));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  ::fchmod(fd, 0644);
+  w->tmp_ = tmpl;
+  w->state_->fd = fd;
+  w->state_->a.reset(archive_write_new());
+  archive* a = w->state_->a.get();
+  if (a == nullptr) return absl::InternalError("zip: out of memory");
+  archive_write_set_format_zip(a);
+  archive_write_set_options(a, "zip:compression=deflate");
+  // libarchive pads its output to blocks of 10 KiB unless told not to; a ZIP needs no padding.
+  archive_write_set_bytes_in_last_block(a, 1);
+  if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+    return absl::InternalError(absl::StrCat(w->tmp_, ": ", archive_error_string(a)));
+  }
+  return w;
+}
+
+absl::Status ZipWriter::Begin(const std::string& name, uint64_t size) {
+  if (committed_ || !state_->a) return absl::FailedPreconditionError("zip: writer is closed");
+  if (auto st = CheckEntryName(name); !st.ok()) return st;
+  if (!state_->names.Insert(name)) {
+    return absl::InternalError(absl::StrCat("zip: entry \"", name, "\" written twice"));
+  }
+  std::unique_ptr<archive_entry, void (*)(archive_entry*)> e(archive_entry_new(),
+                                                             archive_entry_free);
+  archive_entry_set_pathname(e.get(), name.c_str());
+  archive_entry_set_filetype(e.get(), AE_IFREG);
+  archive_entry_set_perm(e.get(), 0644);
+  archive_entry_set_size(e.get(), static_cast<la_int64_t>(size));
+  archive_entry_set_mtime(e.get(), absl::ToTimeT(mtime_), 0);
+  if (archive_write_header(state_->a.get(), e.get()) != ARCHIVE_OK) {
+    return absl::InternalError(
+        absl::StrCat("zip: writing \"", name, "\": ", archive_error_string(state_->a.get())));
   }
   return absl::OkStatus();
+}
+
+absl::Status ZipWriter::Write(const std::string& name, absl::string_view data) {
+  if (data.empty()) return absl::OkStatus();
+  if (archive_write_data(state_->a.get(), data.data(), data.size()) !=
+      static_cast<la_ssize_t>(data.size())) {
+    return absl::InternalError(
+        absl::StrCat("zip: writing \"", name, "\": ", archive_error_string(state_->a.get())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZipWriter::Add(const std::string& name, absl::string_view data) {
+  if (auto st = Begin(name, data.size()); !st.ok()) return st;
+  return Write(name, data);
+}
+
+absl::Status ZipWriter::AddFromFd(const std::string& name, int fd, uint64_t size) {
+  if (auto st = Begin(name, size); !st.ok()) return st;
+  char buf[64 * 1024];
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n =
+        ::pread(fd, buf, static_cast<size_t>(std::min<uint64_t>(sizeof(buf), size - done)),
+                static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InternalError(absl::StrCat("zip: reading the spool of \"", name,
+                                              "\": ", n < 0 ? std::strerror(errno) : "short"));
+    }
+    if (auto st = Write(name, absl::string_view(buf, static_cast<size_t>(n))); !st.ok()) return st;
+    done += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZipWriter::Commit() {
+  if (committed_ || !state_->a) return absl::FailedPreconditionError("zip: writer is closed");
+  const bool closed = archive_write_close(state_->a.get()) == ARCHIVE_OK;
+  const std::string why = closed ? "" : archive_error_string(state_->a.get());
+  state_->a.reset();
+  if (!closed) return absl::InternalError(absl::StrCat(tmp_, ": ", why));
+  const bool synced = ::fsync(state_->fd) == 0;
+  const int sync_errno = errno;
+  ::close(state_->fd);
+  state_->fd = -1;
+  if (!synced) {
+    return absl::InternalError(absl::StrCat(tmp_, ": fsync: ", std::strerror(sync_errno)));
+  }
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(errno)));
+  }
+  committed_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status WriteZipFile(const std::string& path, const std::vector<ZipEntry>& entries,
+                          absl::Time mtime) {
+  auto w = ZipWriter::Create(path, mtime);
+  if (!w.ok()) return w.status();
+  for (const ZipEntry& z : entries) {
+    if (auto st = (*w)->Add(z.name, z.data); !st.ok()) return st;
+  }
+  return (*w)->Commit();
 }
 
 }  // namespace anchord::bundle

@@ -8,6 +8,17 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -86,14 +97,128 @@ std::string TimeText(absl::Time t) {
              : absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
 }
 
-struct BundledProof {
-  std::string entry;
-  std::string path;
-  std::string digest_hex;
-  std::string provider;
-  ProofFormat format = ProofFormat::kUnknown;
-  std::string bytes;
+// A temporary file for an entry too large to hold in memory (the manifest, the index, the
+// reports), made beside the bundle and unlinked at once: whatever happens to the process,
+// nothing is left behind, and a bundle of a million files costs disk, not memory.
+class Spool {
+ public:
+  static absl::StatusOr<std::unique_ptr<Spool>> Create(const std::string& near) {
+    const std::filesystem::path dir = std::filesystem::path(near).parent_path();
+    std::string tmpl =
+        ((dir.empty() ? std::filesystem::path(".") : dir) / ".anchorctl-spool-XXXXXX").string();
+    const int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) {
+      return absl::InternalError(
+          absl::StrCat(tmpl, ": cannot create a temporary file: ", std::strerror(errno)));
+    }
+    ::unlink(tmpl.c_str());
+    return std::unique_ptr<Spool>(new Spool(fd));
+  }
+  ~Spool() { ::close(fd_); }
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  void Append(absl::string_view s) {
+    buffer_.append(s.data(), s.size());
+    if (buffer_.size() >= (1u << 18)) Flush();
+  }
+  // Everything appended is in the file (a write error is kept and reported by status()).
+  void Flush() {
+    size_t done = 0;
+    while (done < buffer_.size() && error_.ok()) {
+      const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        error_ = absl::InternalError(absl::StrCat("temporary file: ", std::strerror(errno)));
+      if (n > 0) done += static_cast<size_t>(n);
+    }
+    size_ += done;
+    buffer_.clear();
+  }
+  // Appends the whole of `other`.
+  void AppendSpool(Spool& other) {
+    other.Flush();
+    char buf[64 * 1024];
+    for (uint64_t off = 0; off < other.size_ && error_.ok();) {
+      const ssize_t n = ::pread(other.fd_, buf, sizeof(buf), static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error_ = absl::InternalError("temporary file: short read");
+        break;
+      }
+      Append(absl::string_view(buf, static_cast<size_t>(n)));
+      off += static_cast<uint64_t>(n);
+    }
+    if (!other.error_.ok()) error_ = other.error_;
+  }
+  // Flushes, then adds the file's bytes to the bundle as `name`.
+  absl::Status AddTo(bundle::ZipWriter& zip, const std::string& name) {
+    Flush();
+    if (!error_.ok()) return error_;
+    return zip.AddFromFd(name, fd_, size_);
+  }
+
+ private:
+  explicit Spool(int fd) : fd_(fd) {}
+  const int fd_;
+  std::string buffer_;
+  uint64_t size_ = 0;
+  absl::Status error_;
 };
+
+// What report.html says above its table, counted as the pages go by.
+struct HtmlSummary {
+  std::map<std::string, int64_t> by_state, by_provider;
+  int64_t files = 0;
+  int64_t proofs = 0;
+  std::set<int64_t> blocks;
+  std::set<std::string> tsas;
+  absl::Time first = absl::InfinitePast(), last = absl::InfinitePast();
+};
+
+std::string HtmlRows(const std::vector<ReportRow>& rows) {
+  std::string h;
+  for (const ReportRow& r : rows) {
+    absl::StrAppend(&h, "<tr><td>", HtmlEscape(r.path), "</td><td><code>", r.digest_hex,
+                    "</code></td><td>", HtmlEscape(r.provider), "</td><td>", HtmlEscape(r.status),
+                    "</td><td>",
+                    r.bitcoin_block_height > 0 ? absl::StrCat(r.bitcoin_block_height) : "",
+                    "</td><td>", HtmlEscape(r.verification), "</td></tr>\n");
+  }
+  return h;
+}
+
+std::string HtmlHead(const std::string& job, const HtmlSummary& sum, const std::string& network) {
+  std::string h = absl::StrCat(
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Evidence bundle: ",
+      HtmlEscape(job),
+      "</title><style>body{font-family:sans-serif;font-size:11pt}table{border-collapse:collapse}"
+      "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
+      "@media print{tr{page-break-inside:avoid}}</style></head><body>\n",
+      "<h1>Evidence bundle: job ", HtmlEscape(job), "</h1>\n<p>Generated ", TimeText(absl::Now()),
+      " by anchord. ", sum.files, " files, ", sum.proofs,
+      " proofs. Header policy: ", HtmlEscape(network), ".</p>\n<h2>Summary</h2>\n<table>\n");
+  absl::StrAppend(&h, "<tr><th>First anchoring time</th><td>", TimeText(sum.first), "</td></tr>\n");
+  absl::StrAppend(&h, "<tr><th>Last anchoring time</th><td>", TimeText(sum.last), "</td></tr>\n");
+  for (const auto& [state, n] : sum.by_state) {
+    absl::StrAppend(&h, "<tr><th>State ", HtmlEscape(state), "</th><td>", n, "</td></tr>\n");
+  }
+  for (const auto& [p, n] : sum.by_provider) {
+    absl::StrAppend(&h, "<tr><th>Provider ", HtmlEscape(p), "</th><td>", n, "</td></tr>\n");
+  }
+  absl::StrAppend(&h, "<tr><th>Bitcoin blocks</th><td>", absl::StrJoin(sum.blocks, ", "),
+                  "</td></tr>\n<tr><th>Time-stamping authorities</th><td>");
+  std::vector<std::string> tsa_list;
+  for (const std::string& t : sum.tsas) tsa_list.push_back(HtmlEscape(t));
+  absl::StrAppend(&h, absl::StrJoin(tsa_list, "<br>"), "</td></tr>\n</table>\n<h2>Files</h2>\n",
+                  "<table>\n<tr><th>Path</th><th>SHA-256</th><th>Provider</th><th>State</th>"
+                  "<th>Block</th><th>Verification</th></tr>\n");
+  return h;
+}
+
+constexpr char kHtmlTail[] =
+    "</table>\n<p>How to check everything offline: see VERIFY.md in this bundle.</p>\n"
+    "</body></html>\n";
 
 std::string VerifyMd(const std::string& job, const std::string& network) {
   return absl::StrCat(
@@ -143,57 +268,6 @@ std::string VerifyMd(const std::string& job, const std::string& network) {
       "described in anchord's docs/tsa.md.\n");
 }
 
-std::string ReportHtml(const std::string& job, const std::vector<ReportRow>& rows,
-                       const std::vector<BundledProof>& proofs, const std::set<int64_t>& blocks,
-                       const std::set<std::string>& tsas, absl::Time first, absl::Time last,
-                       const std::string& network) {
-  std::map<std::string, int> by_state, by_provider;
-  std::set<std::string> files;
-  for (const ReportRow& r : rows) {
-    ++by_state[r.status];
-    if (!r.provider.empty()) ++by_provider[r.provider];
-    files.insert(r.path);
-  }
-  std::string h = absl::StrCat(
-      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Evidence bundle: ",
-      HtmlEscape(job),
-      "</title><style>body{font-family:sans-serif;font-size:11pt}table{border-collapse:collapse}"
-      "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
-      "@media print{tr{page-break-inside:avoid}}</style></head><body>\n",
-      "<h1>Evidence bundle: job ", HtmlEscape(job), "</h1>\n<p>Generated ", TimeText(absl::Now()),
-      " by anchord. ", files.size(), " files, ", proofs.size(),
-      " proofs. Header policy: ", HtmlEscape(network), ".</p>\n<h2>Summary</h2>\n<table>\n");
-  absl::StrAppend(&h, "<tr><th>First anchoring time</th><td>", TimeText(first), "</td></tr>\n");
-  absl::StrAppend(&h, "<tr><th>Last anchoring time</th><td>", TimeText(last), "</td></tr>\n");
-  for (const auto& [state, n] : by_state) {
-    absl::StrAppend(&h, "<tr><th>State ", HtmlEscape(state), "</th><td>", n, "</td></tr>\n");
-  }
-  for (const auto& [p, n] : by_provider) {
-    absl::StrAppend(&h, "<tr><th>Provider ", HtmlEscape(p), "</th><td>", n, "</td></tr>\n");
-  }
-  std::vector<std::string> block_list;
-  for (int64_t b : blocks) block_list.push_back(absl::StrCat(b));
-  absl::StrAppend(&h, "<tr><th>Bitcoin blocks</th><td>", absl::StrJoin(block_list, ", "),
-                  "</td></tr>\n<tr><th>Time-stamping authorities</th><td>");
-  std::vector<std::string> tsa_list;
-  for (const std::string& t : tsas) tsa_list.push_back(HtmlEscape(t));
-  absl::StrAppend(&h, absl::StrJoin(tsa_list, "<br>"), "</td></tr>\n</table>\n<h2>Files</h2>\n",
-                  "<table>\n<tr><th>Path</th><th>SHA-256</th><th>Provider</th><th>State</th>"
-                  "<th>Block</th><th>Verification</th></tr>\n");
-  for (const ReportRow& r : rows) {
-    absl::StrAppend(&h, "<tr><td>", HtmlEscape(r.path), "</td><td><code>", r.digest_hex,
-                    "</code></td><td>", HtmlEscape(r.provider), "</td><td>", HtmlEscape(r.status),
-                    "</td><td>",
-                    r.bitcoin_block_height > 0 ? absl::StrCat(r.bitcoin_block_height) : "",
-                    "</td><td>", HtmlEscape(r.verification), "</td></tr>\n");
-  }
-  absl::StrAppend(
-      &h,
-      "</table>\n<p>How to check everything offline: see VERIFY.md in this bundle.</p>\n"
-      "</body></html>\n");
-  return h;
-}
-
 }  // namespace
 
 int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
@@ -233,63 +307,52 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
     if (auto s = clients->Check(service); !s.ok())
       return Fail(kExitInternal, std::string(s.message()));
   }
-  std::vector<ReportRow> rows;
-  if (int rc = CollectReportRows(*clients, o.job.empty() ? "default" : o.job, &rows);
-      rc != kExitComplete) {
-    return rc;
-  }
+  const std::string job = o.job.empty() ? "default" : o.job;
 
-  std::vector<bundle::ZipEntry> entries;
-  std::vector<BundledProof> proofs;
-  std::map<std::string, std::string> manifest;  // path -> digest hex
+  // The bundle is written as the job's pages arrive: each proof goes into the ZIP as it is
+  // fetched, and what must come whole (the manifest, bundle.json's index, the reports) goes to
+  // temporary files first. Memory stays at one page of files, whatever the size of the job.
+  const absl::Time now = absl::Now();
+  auto zip = bundle::ZipWriter::Create(o.output, now);
+  if (!zip.ok()) return Fail(kExitInternal, absl::StrCat("--output: ", zip.status().message()));
+  std::unique_ptr<Spool> manifest, index, csv, json, html_rows;
+  for (std::unique_ptr<Spool>* spool : {&manifest, &index, &csv, &json, &html_rows}) {
+    auto made = Spool::Create(o.output);
+    if (!made.ok()) return Fail(kExitInternal, absl::StrCat("--output: ", made.status().message()));
+    *spool = *std::move(made);
+  }
+  ReportWriter csv_writer(ReportWriter::Format::kCsv), json_writer(ReportWriter::Format::kJson);
+  HtmlSummary summary;
+  bundle::NameSet in_manifest;  // paths already in the manifest
+  int64_t manifest_files = 0;
   std::map<int64_t, std::string> header_bytes;
-  std::set<std::string> chain_pems, tsas;
+  std::set<std::string> chain_pems;
   std::map<std::string, std::string> root_tokens;  // root hex -> tsr
-  absl::Time first = absl::InfinitePast(), last = absl::InfinitePast();
   auto note_time = [&](absl::Time t) {
     if (t == absl::InfinitePast()) return;
-    if (first == absl::InfinitePast() || t < first) first = t;
-    if (last == absl::InfinitePast() || t > last) last = t;
+    if (summary.first == absl::InfinitePast() || t < summary.first) summary.first = t;
+    if (summary.last == absl::InfinitePast() || t > summary.last) summary.last = t;
   };
   int skipped = 0;
+  std::string last_path;
+  // One verification per (digest, provider); duplicates share the verdict. Bounded as report's.
   std::map<std::pair<std::string, std::string>, std::string> verdicts;
-  for (ReportRow& r : rows) {
-    if (r.digest_hex.size() != 64 || r.status == "FAILED") continue;
-    if (!SafeRelativePath(r.path)) {
-      std::cerr << "anchorctl: bundle: skipping \"" << r.path
-                << "\": its path cannot be a manifest line" << std::endl;
-      ++skipped;
-      continue;
-    }
-    manifest.emplace(r.path, r.digest_hex);
-    if (r.provider.empty()) continue;
-    auto key = std::make_pair(r.digest_hex, r.provider);
-    if (!verdicts.count(key)) {
-      verdicts[key] =
-          VerifyProofRow(*clients, g, r.digest_hex, r.provider, r.status, headers.get(), ca_pem);
-    }
-    r.verification = verdicts[key];
-    auto digest = HexDecode(r.digest_hex);
-    if (!digest.ok()) continue;
-    auto bytes = FetchOts(*clients, g, *digest, r.provider);
-    if (!bytes.ok()) continue;  // nothing yet (pending), or the provider gives none
-    BundledProof p;
-    p.path = r.path;
-    p.digest_hex = r.digest_hex;
-    p.provider = r.provider;
-    p.format = DetectProofFormat(*bytes);
-    p.entry = absl::StrCat("proofs/", r.path, ".", r.provider, ProofExtension(p.format));
-    p.bytes = *std::move(bytes);
-    if (auto st = bundle::CheckEntryName(p.entry); !st.ok()) {
+  constexpr size_t kMaxVerdicts = 100000;
+  absl::Status zip_error;
+  auto add_proof = [&](const ReportRow& r, const std::string& digest, std::string bytes) {
+    const ProofFormat format = DetectProofFormat(bytes);
+    const std::string entry =
+        absl::StrCat("proofs/", r.path, ".", r.provider, ProofExtension(format));
+    if (auto st = bundle::CheckEntryName(entry); !st.ok()) {
       std::cerr << "anchorctl: bundle: skipping a proof of \"" << r.path << "\": " << st.message()
                 << std::endl;
       ++skipped;
-      continue;
+      return;
     }
-    if (p.format == ProofFormat::kOts) {
-      auto parsed = ots::ParseDetached(p.bytes);
+    if (format == ProofFormat::kOts) {
+      auto parsed = ots::ParseDetached(bytes);
       if (parsed.ok()) {
-        ots::VerifyResult v = ots::Verify(*parsed, *digest, headers.get());
+        ots::VerifyResult v = ots::Verify(*parsed, digest, headers.get());
         for (const auto& a : v.attestations) {
           if (a.attestation.kind != ots::Attestation::Kind::kBitcoin) continue;
           const int64_t h = a.attestation.height;
@@ -304,82 +367,142 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
           note_time(absl::FromUnixSeconds(header->time));
         }
       }
-    } else if (p.format == ProofFormat::kTsr || p.format == ProofFormat::kTsrPath) {
-      std::string tsr = p.bytes;
-      if (p.format == ProofFormat::kTsrPath) {
-        auto form = tsa::DecodePathForm(p.bytes);
+    } else if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
+      std::string tsr = bytes;
+      bool seen = false;  // a Merkle root's token, read already for another of its leaves
+      if (format == ProofFormat::kTsrPath) {
+        auto form = tsa::DecodePathForm(bytes);
         if (form.ok()) {
-          root_tokens[form->root.hex()] = form->tsr;
+          seen = !root_tokens.emplace(form->root.hex(), form->tsr).second;
           tsr = form->tsr;
         }
       }
-      if (auto certs = tsa::TokenCertificatesPem(tsr); certs.ok()) {
-        for (absl::string_view c :
-             absl::StrSplit(*certs, "-----END CERTIFICATE-----\n", absl::SkipWhitespace())) {
-          chain_pems.insert(absl::StrCat(c, "-----END CERTIFICATE-----\n"));
+      if (!seen) {
+        if (auto certs = tsa::TokenCertificatesPem(tsr); certs.ok()) {
+          for (absl::string_view c :
+               absl::StrSplit(*certs, "-----END CERTIFICATE-----\n", absl::SkipWhitespace())) {
+            chain_pems.insert(absl::StrCat(c, "-----END CERTIFICATE-----\n"));
+          }
+        }
+        if (auto info = tsa::Inspect(tsr); info.ok()) {
+          summary.tsas.insert(info->tsa_name);
+          note_time(info->gen_time);
         }
       }
-      if (auto info = tsa::Inspect(tsr); info.ok()) {
-        tsas.insert(info->tsa_name);
-        note_time(info->gen_time);
-      }
     }
-    proofs.push_back(std::move(p));
-  }
+    if (auto st = (*zip)->Add(entry, bytes); !st.ok()) {
+      zip_error = st;
+      return;
+    }
+    index->Append(
+        absl::StrCat(summary.proofs == 0 ? "\n    " : ",\n    ",
+                     nlohmann::json{{"entry", entry},
+                                    {"path", r.path},
+                                    {"digest", r.digest_hex},
+                                    {"provider", r.provider},
+                                    {"format", ProofFormatName(format)}}
+                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    ++summary.proofs;
+  };
+  int rc = ForEachReportPage(*clients, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+    for (ReportRow& r : rows) {
+      if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
+      ++summary.by_state[r.status];
+      if (!r.provider.empty()) ++summary.by_provider[r.provider];
+      if (r.path != last_path) ++summary.files;
+      last_path = r.path;
+      if (r.digest_hex.size() != 64 || r.status == "FAILED") continue;
+      if (!SafeRelativePath(r.path)) {
+        std::cerr << "anchorctl: bundle: skipping \"" << r.path
+                  << "\": its path cannot be a manifest line" << std::endl;
+        ++skipped;
+        continue;
+      }
+      if (in_manifest.Insert(r.path)) {
+        manifest->Append(absl::StrCat(r.digest_hex, "  ", r.path, "\n"));
+        ++manifest_files;
+      }
+      if (r.provider.empty()) continue;
+      auto digest = Digest::FromHex(r.digest_hex);
+      if (!digest.ok()) continue;
+      // One download serves the verification column and the bundle's copy of the proof.
+      auto bytes = FetchOts(*clients, g, digest->raw(), r.provider);
+      auto key = std::make_pair(r.digest_hex, r.provider);
+      auto it = verdicts.find(key);
+      if (it == verdicts.end()) {
+        if (verdicts.size() >= kMaxVerdicts) verdicts.clear();
+        it = verdicts.emplace(key, VerifyProofData(bytes, *digest, r.status, headers.get(), ca_pem))
+                 .first;
+      }
+      r.verification = it->second;
+      if (!bytes.ok()) continue;  // nothing yet (pending), or the provider gives none
+      add_proof(r, digest->raw(), *std::move(bytes));
+      if (!zip_error.ok())
+        return Fail(kExitInternal, absl::StrCat("--output: ", zip_error.message()));
+    }
+    csv->Append(csv_writer.Rows(rows));
+    json->Append(json_writer.Rows(rows));
+    html_rows->Append(HtmlRows(rows));
+    return kExitComplete;
+  });
+  if (rc != kExitComplete) return rc;
+  csv->Append(csv_writer.End());
+  json->Append(json_writer.End());
 
-  std::set<int64_t> blocks;
   std::string headers_txt = "# HEIGHT HEADER_HEX (raw 80-byte Bitcoin block headers)\n";
+  std::vector<std::pair<std::string, std::string>> small;  // entries written whole
   for (const auto& [h, raw] : header_bytes) {
-    blocks.insert(h);
-    entries.push_back({absl::StrCat("headers/", h, ".hdr"), raw});
+    summary.blocks.insert(h);
+    small.emplace_back(absl::StrCat("headers/", h, ".hdr"), raw);
     absl::StrAppend(&headers_txt, h, " ", HexEncode(raw), "\n");
   }
-  entries.push_back({"headers/headers.txt", headers_txt});
-  std::string manifest_text;
-  for (const auto& [path, hex] : manifest) absl::StrAppend(&manifest_text, hex, "  ", path, "\n");
-  entries.push_back({"MANIFEST.sha256", manifest_text});
-  nlohmann::json index = nlohmann::json::array();
-  for (const BundledProof& p : proofs) {
-    entries.push_back({p.entry, p.bytes});
-    index.push_back({{"entry", p.entry},
-                     {"path", p.path},
-                     {"digest", p.digest_hex},
-                     {"provider", p.provider},
-                     {"format", ProofFormatName(p.format)}});
+  small.emplace_back("headers/headers.txt", headers_txt);
+  if (!ca_pem.empty()) small.emplace_back("tsa/ca.pem", ca_pem);
+  if (!chain_pems.empty()) small.emplace_back("tsa/chain.pem", absl::StrJoin(chain_pems, ""));
+  for (const auto& [root, tsr] : root_tokens) {
+    small.emplace_back(absl::StrCat("tsa/roots/", root, ".tsr"), tsr);
   }
-  if (!ca_pem.empty()) entries.push_back({"tsa/ca.pem", ca_pem});
-  if (!chain_pems.empty()) {
-    std::string chain;
-    for (const std::string& c : chain_pems) chain += c;
-    entries.push_back({"tsa/chain.pem", chain});
+  auto html = Spool::Create(o.output);
+  auto meta_spool = Spool::Create(o.output);
+  if (!html.ok()) return Fail(kExitInternal, absl::StrCat("--output: ", html.status().message()));
+  if (!meta_spool.ok()) {
+    return Fail(kExitInternal, absl::StrCat("--output: ", meta_spool.status().message()));
   }
-  for (const auto& [root, tsr] : root_tokens)
-    entries.push_back({absl::StrCat("tsa/roots/", root, ".tsr"), tsr});
-  entries.push_back({"report.csv", ReportToCsv(rows)});
-  entries.push_back({"report.json", ReportToJson(rows)});
-  const std::string job = o.job.empty() ? "default" : o.job;
-  entries.push_back(
-      {"report.html", ReportHtml(job, rows, proofs, blocks, tsas, first, last, network)});
+  (*html)->Append(HtmlHead(job, summary, network));
+  (*html)->AppendSpool(*html_rows);
+  (*html)->Append(kHtmlTail);
+  // bundle.json: the small fields, then the index spooled proof by proof (one line each).
   nlohmann::json meta{
       {"format", kFormat},
       {"version", kVersion},
       {"job", job},
-      {"created_at", TimeText(absl::Now())},
+      {"created_at", TimeText(now)},
       {"network", network},
       {"header_source", header_spec.empty() ? "" : headers->Describe()},
       {"header_policy", network == "mainnet" ? "pow_limit_bits 0x1d00ffff + difficulty floor"
                                              : "any difficulty (regtest)"},
-      {"files", manifest.size()},
-      {"proofs", index}};
-  entries.push_back({"bundle.json", Dump(meta) + "\n"});
-  entries.push_back({"VERIFY.md", VerifyMd(job, network)});
-  if (auto st = bundle::WriteZipFile(o.output, entries, absl::Now()); !st.ok()) {
-    return Fail(kExitInternal, absl::StrCat("--output: ", st.message()));
+      {"files", manifest_files}};
+  std::string head = Dump(meta);
+  head.resize(head.size() - 2);  // the closing "\n}"
+  (*meta_spool)->Append(absl::StrCat(head, ",\n  \"proofs\": ["));
+  (*meta_spool)->AppendSpool(*index);
+  (*meta_spool)->Append(summary.proofs == 0 ? "]\n}\n" : "\n  ]\n}\n");
+  absl::Status st;
+  for (const auto& [name, data] : small) {
+    if (st.ok()) st = (*zip)->Add(name, data);
   }
-  std::cerr << "anchorctl: wrote " << o.output << ": " << manifest.size() << " files, "
-            << proofs.size() << " proofs, " << header_bytes.size() << " block headers, "
-            << tsas.size() << " TSA(s)" << (skipped ? absl::StrCat(", ", skipped, " skipped") : "")
-            << std::endl;
+  if (st.ok()) st = manifest->AddTo(**zip, "MANIFEST.sha256");
+  if (st.ok()) st = csv->AddTo(**zip, "report.csv");
+  if (st.ok()) st = json->AddTo(**zip, "report.json");
+  if (st.ok()) st = (*html)->AddTo(**zip, "report.html");
+  if (st.ok()) st = (*meta_spool)->AddTo(**zip, "bundle.json");
+  if (st.ok()) st = (*zip)->Add("VERIFY.md", VerifyMd(job, network));
+  if (st.ok()) st = (*zip)->Commit();
+  if (!st.ok()) return Fail(kExitInternal, absl::StrCat("--output: ", st.message()));
+  std::cerr << "anchorctl: wrote " << o.output << ": " << manifest_files << " files, "
+            << summary.proofs << " proofs, " << header_bytes.size() << " block headers, "
+            << summary.tsas.size() << " TSA(s)"
+            << (skipped ? absl::StrCat(", ", skipped, " skipped") : "") << std::endl;
   return kExitComplete;
 }
 
@@ -407,6 +530,65 @@ absl::StatusOr<std::string> HashFile(const std::filesystem::path& p) {
   return h.Finish().raw();
 }
 
+// What verify-bundle reads of a bundle: anchord writes at most a few entries beside one per proof,
+// so ten million entries is a job of millions of files. MANIFEST.sha256 and bundle.json grow with
+// the files (about 110 and 200 bytes each), hence the entry bound; the bytes read in all are
+// bounded by the bundle's own size (a deflated .ots or report shrinks 2-10 times, a hostile
+// entry made of zeros a thousand times).
+bundle::ZipLimits VerifyLimits(const std::string& path) {
+  bundle::ZipLimits l;
+  l.max_entries = 10'000'000;
+  l.max_entry_bytes = size_t{1} << 30;
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  l.max_total_bytes = std::max<size_t>(size_t{1} << 30, ec ? 0 : static_cast<size_t>(size) * 64);
+  return l;
+}
+
+// One proof bundle.json lists, in its order.
+struct IndexedProof {
+  std::string entry;
+  std::string path;
+  bool seen = false;
+};
+
+// bundle.json parsed with each proof of its index taken out as it is read (the parsed document
+// never holds the index: a million proofs are a million small objects, not one tree of them).
+// Returns the document without its proofs, or a message naming what is wrong.
+absl::StatusOr<nlohmann::json> ParseIndex(const std::string& text,
+                                          std::vector<IndexedProof>* proofs) {
+  std::string top_key;
+  std::string bad;
+  nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t event,
+                                             nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (depth == 1 && event == E::key)
+      top_key = parsed.is_string() ? parsed.get<std::string>() : "";
+    if (depth != 2 || top_key != "proofs") return true;
+    if (event == E::object_end) {
+      if (!parsed.is_object() || !parsed.contains("entry") || !parsed["entry"].is_string() ||
+          !parsed.contains("path") || !parsed["path"].is_string()) {
+        if (bad.empty()) bad = "a proof without entry/path";
+      } else {
+        proofs->push_back({parsed["entry"].get<std::string>(), parsed["path"].get<std::string>()});
+      }
+      return false;
+    }
+    if (event == E::value || event == E::array_end) {
+      if (bad.empty()) bad = "a proof without entry/path";
+      return false;
+    }
+    return true;
+  };
+  nlohmann::json meta = nlohmann::json::parse(text, cb, false);
+  if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat ||
+      !meta.contains("proofs") || !meta["proofs"].is_array()) {
+    return absl::InvalidArgumentError("entry bundle.json: not an anchord-bundle index");
+  }
+  if (!bad.empty()) return absl::InvalidArgumentError(absl::StrCat("entry bundle.json: ", bad));
+  return meta;
+}
+
 }  // namespace
 
 int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir, bool json,
@@ -415,47 +597,66 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
     err << "error: malformed bundle: " << what << "\n";
     return kBundleExitMalformed;
   };
-  auto zip = bundle::ReadZipFile(bundle_path);
-  if (!zip.ok()) return malformed(std::string(zip.status().message()));
-  std::map<std::string, const std::string*> by_name;
-  for (const auto& e : *zip) by_name[e.name] = &e.data;
-  auto get = [&](const std::string& name) -> const std::string* {
-    auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : it->second;
+  // Two walks over the archive, one entry in memory at a time: the first reads what the proofs
+  // are checked against (the manifest, the index, the headers, the TSA certificates) and checks
+  // every entry's name and type; the second checks each proof as it is read.
+  const bundle::ZipLimits limits = VerifyLimits(bundle_path);
+  std::map<std::string, std::string> small;  // bundle.json, tsa/*.pem, headers/*.hdr
+  std::map<std::string, Digest> manifest;
+  std::string manifest_error;
+  bool has_manifest = false;
+  auto parse_manifest = [&](const std::string& text) {
+    int line_no = 0;
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      ++line_no;
+      if (line.empty()) continue;
+      if (line.size() < 67 || line.substr(64, 2) != "  ") {
+        return absl::StrCat("MANIFEST.sha256 line ", line_no, ": not \"DIGEST  PATH\"");
+      }
+      absl::StatusOr<Digest> digest = Digest::FromHex(line.substr(0, 64));
+      const std::string path(line.substr(66));
+      if (!digest.ok()) {
+        return absl::StrCat("MANIFEST.sha256 line ", line_no, ": the digest is not 64 hex");
+      }
+      if (!SafeRelativePath(path)) {
+        return absl::StrCat("MANIFEST.sha256 line ", line_no,
+                            ": path is absolute, empty or has a \"..\" component");
+      }
+      if (!manifest.emplace(path, *digest).second) {
+        return absl::StrCat("MANIFEST.sha256 line ", line_no, ": \"", path, "\" listed twice");
+      }
+    }
+    return std::string();
   };
-  const std::string* manifest_text = get("MANIFEST.sha256");
-  if (manifest_text == nullptr) return malformed("entry MANIFEST.sha256 is missing");
+  absl::Status walked = bundle::ForEachZipEntry(
+      bundle_path, limits,
+      [](const std::string& name) {
+        return name == "MANIFEST.sha256" || name == "bundle.json" || name == "tsa/ca.pem" ||
+               name == "tsa/chain.pem" ||
+               (absl::StartsWith(name, "headers/") && absl::EndsWith(name, ".hdr"));
+      },
+      [&](const std::string& name, std::string data) {
+        if (name == "MANIFEST.sha256") {
+          has_manifest = true;
+          manifest_error = parse_manifest(data);
+        } else {
+          small[name] = std::move(data);
+        }
+        return absl::OkStatus();
+      });
+  if (!walked.ok()) return malformed(std::string(walked.message()));
+  auto get = [&](const std::string& name) -> const std::string* {
+    auto it = small.find(name);
+    return it == small.end() ? nullptr : &it->second;
+  };
+  if (!has_manifest) return malformed("entry MANIFEST.sha256 is missing");
   const std::string* meta_text = get("bundle.json");
   if (meta_text == nullptr) return malformed("entry bundle.json is missing");
-  // The manifest: "<64 hex>  <path>" per line.
-  std::map<std::string, Digest> manifest;
-  int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(*manifest_text, '\n')) {
-    ++line_no;
-    if (line.empty()) continue;
-    if (line.size() < 67 || line.substr(64, 2) != "  ") {
-      return malformed(absl::StrCat("MANIFEST.sha256 line ", line_no, ": not \"DIGEST  PATH\""));
-    }
-    absl::StatusOr<Digest> digest = Digest::FromHex(line.substr(0, 64));
-    const std::string path(line.substr(66));
-    if (!digest.ok()) {
-      return malformed(
-          absl::StrCat("MANIFEST.sha256 line ", line_no, ": the digest is not 64 hex"));
-    }
-    if (!SafeRelativePath(path)) {
-      return malformed(absl::StrCat("MANIFEST.sha256 line ", line_no,
-                                    ": path is absolute, empty or has a \"..\" component"));
-    }
-    if (!manifest.emplace(path, *digest).second) {
-      return malformed(
-          absl::StrCat("MANIFEST.sha256 line ", line_no, ": \"", path, "\" listed twice"));
-    }
-  }
-  const nlohmann::json meta = nlohmann::json::parse(*meta_text, nullptr, false);
-  if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat ||
-      !meta.contains("proofs") || !meta["proofs"].is_array()) {
-    return malformed("entry bundle.json: not an anchord-bundle index");
-  }
+  if (!manifest_error.empty()) return malformed(manifest_error);
+  std::vector<IndexedProof> proofs;
+  auto parsed_meta = ParseIndex(*meta_text, &proofs);
+  if (!parsed_meta.ok()) return malformed(std::string(parsed_meta.status().message()));
+  const nlohmann::json& meta = *parsed_meta;
   if (!meta.contains("version") || !meta["version"].is_number_integer() ||
       meta["version"] != kVersion) {
     return malformed("entry bundle.json: unsupported version");
@@ -464,20 +665,21 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
   if (network != "mainnet" && network != "regtest") {
     return malformed(absl::StrCat("entry bundle.json: unknown network \"", network, "\""));
   }
+  small.erase("bundle.json");
   // Headers: only the raw .hdr entries are trusted input (each is checked by libs/ots on use).
   // HeaderPolicy{} is mainnet's (pow limit and difficulty floor); regtest accepts any difficulty.
   const ots::HeaderPolicy policy =
       network == "mainnet" ? ots::HeaderPolicy::Mainnet() : ots::HeaderPolicy::Regtest();
   std::string headers_text;
-  for (const auto& [name, data] : by_name) {
+  for (const auto& [name, data] : small) {
     if (!absl::StartsWith(name, "headers/") || !absl::EndsWith(name, ".hdr")) continue;
     absl::string_view h = absl::string_view(name).substr(8, name.size() - 12);
     int64_t height = 0;
-    if (!absl::SimpleAtoi(h, &height) || height < 0 || data->size() != ots::kBlockHeaderSize) {
+    if (!absl::SimpleAtoi(h, &height) || height < 0 || data.size() != ots::kBlockHeaderSize) {
       return malformed(
           absl::StrCat("entry ", name, ": not a raw 80-byte header named <height>.hdr"));
     }
-    absl::StrAppend(&headers_text, height, " ", HexEncode(*data), "\n");
+    absl::StrAppend(&headers_text, height, " ", HexEncode(data), "\n");
   }
   std::unique_ptr<ots::LocalHeadersFile> headers;
   if (!headers_text.empty()) {
@@ -487,81 +689,96 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
   }
   const std::string* ca = get("tsa/ca.pem");
   const std::string* chain = get("tsa/chain.pem");
+  absl::flat_hash_map<std::string, size_t> by_entry;
+  by_entry.reserve(proofs.size());
+  for (size_t i = 0; i < proofs.size(); ++i) {
+    const IndexedProof& p = proofs[i];
+    if (!by_entry.emplace(p.entry, i).second) {
+      return malformed(absl::StrCat("entry ", p.entry, " is listed twice"));
+    }
+    if (!manifest.count(p.path)) {
+      return malformed(
+          absl::StrCat("entry ", p.entry, ": its file \"", p.path, "\" is not in MANIFEST.sha256"));
+    }
+  }
 
   Findings f;
-  std::set<std::string> indexed, proven;
-  for (const auto& p : meta["proofs"]) {
-    if (!p.is_object() || !p.contains("entry") || !p["entry"].is_string() || !p.contains("path") ||
-        !p["path"].is_string()) {
-      return malformed("entry bundle.json: a proof without entry/path");
-    }
-    const std::string entry = p["entry"].get<std::string>();
-    const std::string path = p["path"].get<std::string>();
-    const std::string* bytes = get(entry);
-    if (bytes == nullptr)
-      return malformed(absl::StrCat("entry ", entry, " is listed in bundle.json but missing"));
-    if (!indexed.insert(entry).second)
-      return malformed(absl::StrCat("entry ", entry, " is listed twice"));
-    auto m = manifest.find(path);
-    if (m == manifest.end()) {
-      return malformed(
-          absl::StrCat("entry ", entry, ": its file \"", path, "\" is not in MANIFEST.sha256"));
-    }
-    const Digest& digest = m->second;
-    const ProofFormat format = DetectProofFormat(*bytes);
-    if (format == ProofFormat::kOts) {
-      auto parsed = ots::ParseDetached(*bytes);
-      if (!parsed.ok()) {
-        f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", parsed.status().message()));
-        continue;
-      }
-      ots::VerifyResult v = ots::Verify(*parsed, digest.bytes(), headers.get());
-      if (v.verdict == ots::Verdict::kVerified) {
-        ++f.verified;
-        proven.insert(path);
-        continue;
-      }
-      if (v.verdict != ots::Verdict::kNotVerifiable) {
-        f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", v.message));
-        continue;
-      }
-      bool bitcoin = false;
-      for (const auto& a : v.attestations) {
-        if (a.attestation.kind == ots::Attestation::Kind::kBitcoin) bitcoin = true;
-      }
-      if (bitcoin) {
-        // A complete proof whose header the bundle lacks or that fails the header policy.
-        f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", v.message));
-      } else {
-        f.pending.push_back(
-            absl::StrCat(path, ": ", entry, ": pending (no Bitcoin attestation yet)"));
-      }
-    } else if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
-      if (ca == nullptr)
-        return malformed(absl::StrCat("entry tsa/ca.pem is missing (needed by ", entry, ")"));
-      TsaCheck c = CheckTsaProof(*bytes, digest, *ca, chain != nullptr ? *chain : "");
-      if (c.exit == 0) {
-        ++f.verified;
-        proven.insert(path);
-      } else {
-        f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", c.message));
-      }
-    } else {
-      f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": not a proof anchord writes"));
-    }
+  bundle::NameSet proven, judged;  // paths with a verified proof; with a finding
+  std::string unlisted;
+  walked = bundle::ForEachZipEntry(
+      bundle_path, limits,
+      [](const std::string& name) { return absl::StartsWith(name, "proofs/"); },
+      [&](const std::string& entry, std::string bytes) {
+        auto at = by_entry.find(entry);
+        if (at == by_entry.end()) {
+          unlisted = entry;
+          return absl::CancelledError("unlisted");
+        }
+        IndexedProof& p = proofs[at->second];
+        p.seen = true;
+        const std::string& path = p.path;
+        const Digest& digest = manifest.at(path);
+        const ProofFormat format = DetectProofFormat(bytes);
+        auto mismatch = [&](absl::string_view why) {
+          f.mismatches.push_back(absl::StrCat(path, ": ", entry, ": ", why));
+          judged.Insert(path);
+        };
+        if (format == ProofFormat::kOts) {
+          auto parsed = ots::ParseDetached(bytes);
+          if (!parsed.ok()) {
+            mismatch(parsed.status().message());
+            return absl::OkStatus();
+          }
+          ots::VerifyResult v = ots::Verify(*parsed, digest.bytes(), headers.get());
+          if (v.verdict == ots::Verdict::kVerified) {
+            ++f.verified;
+            proven.Insert(path);
+            return absl::OkStatus();
+          }
+          if (v.verdict != ots::Verdict::kNotVerifiable) {
+            mismatch(v.message);
+            return absl::OkStatus();
+          }
+          bool bitcoin = false;
+          for (const auto& a : v.attestations) {
+            if (a.attestation.kind == ots::Attestation::Kind::kBitcoin) bitcoin = true;
+          }
+          if (bitcoin) {
+            // A complete proof whose header the bundle lacks or that fails the header policy.
+            mismatch(v.message);
+          } else {
+            f.pending.push_back(
+                absl::StrCat(path, ": ", entry, ": pending (no Bitcoin attestation yet)"));
+            judged.Insert(path);
+          }
+        } else if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
+          if (ca == nullptr) return absl::FailedPreconditionError(entry);
+          TsaCheck c = CheckTsaProof(bytes, digest, *ca, chain != nullptr ? *chain : "");
+          if (c.exit == 0) {
+            ++f.verified;
+            proven.Insert(path);
+          } else {
+            mismatch(c.message);
+          }
+        } else {
+          mismatch("not a proof anchord writes");
+        }
+        return absl::OkStatus();
+      });
+  if (!unlisted.empty())
+    return malformed(absl::StrCat("entry ", unlisted, " is not listed in bundle.json"));
+  if (absl::IsFailedPrecondition(walked)) {
+    return malformed(
+        absl::StrCat("entry tsa/ca.pem is missing (needed by ", walked.message(), ")"));
   }
-  for (const auto& [name, data] : by_name) {
-    if (absl::StartsWith(name, "proofs/") && !indexed.count(name)) {
-      return malformed(absl::StrCat("entry ", name, " is not listed in bundle.json"));
-    }
+  if (!walked.ok()) return malformed(std::string(walked.message()));
+  for (const IndexedProof& p : proofs) {
+    if (!p.seen)
+      return malformed(absl::StrCat("entry ", p.entry, " is listed in bundle.json but missing"));
   }
   for (const auto& [path, digest] : manifest) {
-    if (!proven.count(path)) {
-      bool has_pending = false;
-      for (const std::string& p : f.pending) has_pending |= absl::StartsWith(p, path + ": ");
-      bool has_mismatch = false;
-      for (const std::string& p : f.mismatches) has_mismatch |= absl::StartsWith(p, path + ": ");
-      if (!has_pending && !has_mismatch) f.pending.push_back(absl::StrCat(path, ": no proof yet"));
+    if (!proven.Contains(path) && !judged.Contains(path)) {
+      f.pending.push_back(absl::StrCat(path, ": no proof yet"));
     }
   }
   int files_checked = 0;

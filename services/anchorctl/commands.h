@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "libs/digest/digest.h"
 
 namespace anchord::ots {
 class BlockHeaderSource;
@@ -89,6 +90,11 @@ absl::StatusOr<std::string> FetchOts(Clients& clients, const GlobalOptions& g,
 std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::string& digest_hex,
                            const std::string& provider, const std::string& status,
                            ots::BlockHeaderSource* headers, const std::string& tsa_ca_pem);
+// The same for proof bytes already fetched (FetchOts's answer): one download serves both the
+// column and a caller that keeps the bytes (the evidence bundle).
+std::string VerifyProofData(const absl::StatusOr<std::string>& data, const Digest& digest,
+                            const std::string& status, ots::BlockHeaderSource* headers,
+                            const std::string& tsa_ca_pem);
 // Clients for the stack the global options (or the stack file) name.
 std::unique_ptr<Clients> MakeClients(const GlobalOptions& g);
 

@@ -1,14 +1,67 @@
 #include "services/anchorctl/proof_check.h"
 
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/hex.h"
 #include "libs/digest/digest.h"
+#include "libs/digest/sha256.h"
 #include "libs/tsa/path_form.h"
 
 namespace anchord::anchorctl {
 namespace {
 constexpr char kOtsMagic[] = "\x00OpenTimestamps\x00\x00Proof\x00";
 constexpr size_t kOtsMagicPrefix = 22;
+
+// The token checks of this process, by what decides them. Every leaf of a Merkle batch carries
+// its root's token, so `bundle`, `report` and `verify-bundle` over a batched job asked OpenSSL to
+// check the same token (its CMS signature, its certificate chain: about 0.5 ms) once per file;
+// remembered, it is checked once per root. Bounded: past the bound the memory starts again.
+class TokenChecks {
+ public:
+  static TokenChecks& Get() {
+    static TokenChecks* checks = new TokenChecks();
+    return *checks;
+  }
+  // The key: the token, the digest it must cover, whether it was reached through a Merkle path
+  // (the message names the root), and the trust given.
+  static std::string Key(absl::string_view tsr, const Digest& covered, bool path_form,
+                         absl::string_view ca_pem, absl::string_view untrusted_pem) {
+    digest::Sha256 h;
+    for (absl::string_view part :
+         {tsr, covered.bytes(), absl::string_view(path_form ? "m" : "t"), ca_pem, untrusted_pem}) {
+      const uint64_t n = part.size();
+      h.Update(absl::string_view(reinterpret_cast<const char*>(&n), sizeof(n)));
+      h.Update(part);
+    }
+    return h.Finish().raw();
+  }
+  std::optional<TsaCheck> Find(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    auto it = checks_.find(key);
+    if (it == checks_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Put(std::string key, const TsaCheck& check) {
+    absl::MutexLock lock(&mu_);
+    if (checks_.size() >= kMax) checks_.clear();
+    checks_.emplace(std::move(key), check);
+  }
+
+ private:
+  static constexpr size_t kMax = 4096;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, TsaCheck> checks_ ABSL_GUARDED_BY(mu_);
+};
+
+// The checks of the token itself (everything after the Merkle path), which depend only on the key.
+TsaCheck CheckToken(const std::string& tsr, const Digest& digest, const Digest& covered,
+                    const std::string& root_hex, const std::string& ca_pem,
+                    const std::string& untrusted_pem);
+
 }  // namespace
 
 ProofFormat DetectProofFormat(absl::string_view bytes) {
@@ -70,6 +123,21 @@ TsaCheck CheckTsaProof(absl::string_view proof, const Digest& digest, const std:
     tsr = std::move(form->tsr);
     covered = form->root;
   }
+  const std::string key =
+      TokenChecks::Key(tsr, covered, !r.root_hex.empty(), ca_pem, untrusted_pem);
+  if (std::optional<TsaCheck> known = TokenChecks::Get().Find(key)) return *std::move(known);
+  TsaCheck checked = CheckToken(tsr, digest, covered, r.root_hex, ca_pem, untrusted_pem);
+  TokenChecks::Get().Put(key, checked);
+  return checked;
+}
+
+namespace {
+
+TsaCheck CheckToken(const std::string& tsr, const Digest& digest, const Digest& covered,
+                    const std::string& root_hex, const std::string& ca_pem,
+                    const std::string& untrusted_pem) {
+  TsaCheck r;
+  r.root_hex = root_hex;
   auto info = tsa::Inspect(tsr);
   if (!info.ok()) {
     r.exit = absl::IsFailedPrecondition(info.status()) ? 3 : 2;
@@ -109,5 +177,7 @@ TsaCheck CheckTsaProof(absl::string_view proof, const Digest& digest, const std:
       r.root_hex.empty() ? "" : absl::StrCat(" over Merkle root ", r.root_hex));
   return r;
 }
+
+}  // namespace
 
 }  // namespace anchord::anchorctl

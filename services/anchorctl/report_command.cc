@@ -70,7 +70,13 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
                            ots::BlockHeaderSource* headers, const std::string& tsa_ca_pem) {
   absl::StatusOr<Digest> digest = Digest::FromHex(digest_hex);
   if (!digest.ok()) return "INVALID digest";
-  auto data = FetchOts(clients, g, digest->raw(), provider);
+  return VerifyProofData(FetchOts(clients, g, digest->raw(), provider), *digest, status, headers,
+                         tsa_ca_pem);
+}
+
+std::string VerifyProofData(const absl::StatusOr<std::string>& data, const Digest& digest,
+                            const std::string& status, ots::BlockHeaderSource* headers,
+                            const std::string& tsa_ca_pem) {
   if (absl::IsNotFound(data.status())) {
     // A confirmed proof without an .ots: the provider gives none (ProofLedger); its
     // certificate_url is the evidence.
@@ -79,7 +85,7 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   if (!data.ok()) return absl::StrCat("ERROR ", data.status().message());
   const ProofFormat format = DetectProofFormat(*data);
   if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
-    TsaCheck c = CheckTsaProof(*data, *digest, tsa_ca_pem);
+    TsaCheck c = CheckTsaProof(*data, digest, tsa_ca_pem);
     switch (c.exit) {
       case 0:
         return absl::StrCat("VERIFIED tsa ", c.info ? c.info->gen_time_text : "",
@@ -94,7 +100,7 @@ std::string VerifyProofRow(Clients& clients, const GlobalOptions& g, const std::
   }
   auto proof = ots::ParseDetached(*data);
   if (!proof.ok()) return absl::StrCat("INVALID ", proof.status().message());
-  ots::VerifyResult v = ots::Verify(*proof, digest->bytes(), headers);
+  ots::VerifyResult v = ots::Verify(*proof, digest.bytes(), headers);
   switch (v.verdict) {
     case ots::Verdict::kVerified:
       // Under regtest rules the block is a test chain's: the column must not pass for Bitcoin.

@@ -8,9 +8,16 @@
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "libs/common/hex.h"
+#include "libs/digest/sha256.h"
+#include "libs/ots/ots.h"
 #include "services/anchorctl/bundle.h"
 #include "tests/bundle/zip_builder.h"
 #include "tests/testing/temp_dir.h"
@@ -58,6 +65,79 @@ TEST(ZipTest, WrittenArchiveIsReadBackAndListedByUnzip) {
   EXPECT_EQ(std::system(absl::StrCat("unzip -tq ", path, " >/dev/null").c_str()), 0);
   EXPECT_FALSE(WriteZipFile(dir.File("y.zip"), {{"../evil", "x"}}, absl::Now()).ok());
   EXPECT_FALSE(fs::exists(dir.File("y.zip")));
+}
+
+// Past the old all-in-memory reader's 200,000 entries and ZIP's 65,535 (the ZIP64 records): a
+// quarter of a million entries written one at a time, walked back one at a time with only the
+// wanted ones read, and listed whole by unzip.
+TEST(ZipTest, AQuarterMillionEntriesAreWrittenAndWalkedOneAtATime) {
+  anchord::testing::TempDir dir("zip_many");
+  const std::string path = dir.File("many.zip");
+  constexpr int kEntries = 250000;
+  {
+    auto w = ZipWriter::Create(path, absl::Now());
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (int i = 0; i < kEntries; ++i) {
+      ASSERT_TRUE(
+          (*w)->Add(absl::StrCat("proofs/d", i / 1000, "/f", i, ".ots"), absl::StrCat(i)).ok());
+    }
+    EXPECT_FALSE((*w)->Add("proofs/d0/f7.ots", "again").ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  ZipLimits limits;
+  limits.max_entries = 1000000;
+  size_t walked = 0, read = 0;
+  int64_t sum = 0;
+  absl::Status st = ForEachZipEntry(
+      path, limits,
+      [&](const std::string& name) {
+        ++walked;
+        return absl::EndsWith(name, "7.ots");
+      },
+      [&](const std::string& name, std::string data) {
+        ++read;
+        int64_t v = 0;
+        if (!absl::SimpleAtoi(data, &v)) return absl::DataLossError(name);
+        if (name != absl::StrCat("proofs/d", v / 1000, "/f", v, ".ots")) {
+          return absl::DataLossError(absl::StrCat(name, " holds ", data));
+        }
+        sum += v;
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(walked, static_cast<size_t>(kEntries));
+  EXPECT_EQ(read, static_cast<size_t>(kEntries / 10));
+  int64_t want = 0;
+  for (int i = 7; i < kEntries; i += 10) want += i;
+  EXPECT_EQ(sum, want);
+  // The all-in-memory reader keeps its bound; the walk keeps the one it is given.
+  EXPECT_FALSE(ReadZipFile(path).ok());
+  limits.max_entries = kEntries - 1;
+  st = ForEachZipEntry(
+      path, limits, [](const std::string&) { return false; },
+      [](const std::string&, std::string) { return absl::OkStatus(); });
+  EXPECT_NE(st.message().find("more than 249999 entries"), std::string::npos) << st;
+  // An error from the caller ends the walk and comes back as it was.
+  st = ForEachZipEntry(
+      path, {.max_entries = 1000000}, [](const std::string&) { return true; },
+      [](const std::string& name, std::string) { return absl::AbortedError("stop at " + name); });
+  EXPECT_EQ(st, absl::AbortedError("stop at proofs/d0/f0.ots"));
+  EXPECT_EQ(std::system(absl::StrCat("unzip -tq ", path, " >/dev/null").c_str()), 0);
+  EXPECT_EQ(
+      std::system(absl::StrCat("test \"$(unzip -Z1 ", path, " | wc -l)\" = ", kEntries).c_str()),
+      0);
+}
+
+// A writer that is never committed leaves nothing behind: no bundle, no temporary file.
+TEST(ZipTest, AnUncommittedWriterLeavesNothing) {
+  anchord::testing::TempDir dir("zip_abandon");
+  {
+    auto w = ZipWriter::Create(dir.File("x.zip"), absl::Now());
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->Add("a", std::string(100000, 'a')).ok());
+  }
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+  EXPECT_FALSE(ZipWriter::Create(dir.File("no/such/dir/x.zip"), absl::Now()).ok());
 }
 
 struct Hostile {
@@ -186,6 +266,65 @@ TEST(VerifyBundleHostileTest, MalformedBundlesExitTwoAndWriteNothing) {
   EXPECT_EQ(anchorctl::RunVerifyBundle(pending, "", false, out, err), anchorctl::kBundleExitPending)
       << out.str() << err.str();
   EXPECT_NE(out.str().find("x: no proof yet"), std::string::npos) << out.str();
+}
+
+// A bundle of 210,000 files, more entries than the all-in-memory reader allowed, nearly all of them
+// pending: verify-bundle checks it entry by entry and tells every file's state apart (one proof
+// for the wrong digest, one file with no proof, the rest pending). Before, it refused the bundle
+// ("more than 200000 entries"), and below that bound matched each file against every finding,
+// a quadratic walk over the pending list.
+TEST(VerifyBundleScaleTest, ABundleOfMoreThan200000ProofsIsVerifiedEntryByEntry) {
+  anchord::testing::TempDir dir("vb_scale");
+  const std::string path = dir.File("big.zip");
+  constexpr int kFiles = 210000;
+  constexpr int kWrong = 123456, kNone = 200001;
+  auto digest_of = [](int i) {
+    return anchord::digest::Sha256::Of(absl::StrCat("file ", i)).raw();
+  };
+  {
+    auto w = ZipWriter::Create(path, absl::Now());
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::string manifest, index;
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string file = absl::StrCat("d", i / 1000, "/f", i);
+      absl::StrAppend(&manifest, HexEncode(digest_of(i)), "  ", file, "\n");
+      if (i == kNone) continue;
+      ots::DetachedFile ots;
+      ots.digest = digest_of(i == kWrong ? i + 1 : i);
+      ots.timestamp = std::make_shared<ots::Timestamp>(ots.digest);
+      ots.timestamp->AddAttestation(ots::Attestation::Pending("https://calendar.example"));
+      auto bytes = ots::SerializeDetached(ots);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      const std::string entry = absl::StrCat("proofs/", file, ".ots.ots");
+      ASSERT_TRUE((*w)->Add(entry, *bytes).ok());
+      absl::StrAppend(&index, index.empty() ? "" : ",", R"({"entry":")", entry, R"(","path":")",
+                      file, R"("})");
+    }
+    ASSERT_TRUE((*w)->Add("MANIFEST.sha256", manifest).ok());
+    ASSERT_TRUE(
+        (*w)->Add("bundle.json", absl::StrCat(R"({"format":"anchord-bundle","version":1,)",
+                                              R"("network":"regtest","proofs":[)", index, "]}"))
+            .ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  std::ostringstream out, err;
+  EXPECT_EQ(anchorctl::RunVerifyBundle(path, "", true, out, err), anchorctl::kBundleExitMismatch)
+      << err.str();
+  const nlohmann::json j = nlohmann::json::parse(out.str(), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << out.str().substr(0, 2000) << err.str();
+  EXPECT_EQ(j["files"], kFiles);
+  EXPECT_EQ(j["verified_proofs"], 0);
+  ASSERT_EQ(j["mismatches"].size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(j["mismatches"][0].get<std::string>(),
+                               absl::StrCat("d", kWrong / 1000, "/f", kWrong, ": ")))
+      << j["mismatches"][0];
+  ASSERT_EQ(j["pending"].size(), static_cast<size_t>(kFiles - 1));
+  std::set<std::string> pending;
+  for (const auto& p : j["pending"]) pending.insert(p.get<std::string>());
+  EXPECT_EQ(pending.size(), static_cast<size_t>(kFiles - 1));
+  EXPECT_TRUE(pending.count(absl::StrCat("d", kNone / 1000, "/f", kNone, ": no proof yet")));
+  EXPECT_TRUE(
+      pending.count("d7/f7777: proofs/d7/f7777.ots.ots: pending (no Bitcoin attestation yet)"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // and one flipped byte in one proof makes it exit 3 naming that file.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -301,6 +302,88 @@ TEST_F(BundleE2eTest, MerkleOtsAndTsaBundleVerifiesEverywhereAndTamperingIsNamed
   EXPECT_TRUE(fs::exists(extracted / "tsa/roots" / (root + ".tsr"))) << root;
   // A flipped byte inside the .ots's file digest (bytes 33..64): exit 3 naming the file.
   TamperAndExpectMismatch(extracted, absl::StrCat("proofs/", rel, ".ots.ots"), 40, rel);
+}
+
+// A job of several report pages (2,500 files, 1,000 a page) bundled while its pages stream by:
+// every file once in the manifest, the index, each report, and as a proof that verifies. It
+// catches a page dropped or written twice by the streaming writer.
+TEST_F(BundleE2eTest, ABundleOfSeveralPagesHoldsEveryFileOnce) {
+  constexpr int kFiles = 2500;
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string rel = absl::StrCat("pages/d", i % 7, "/f", i);
+    files[rel] = absl::StrCat("paged evidence ", i, "\n");
+    WriteFile(root_ / rel, files[rel]);
+  }
+  StartLocal();
+  ASSERT_TRUE(local_);
+  RunResult a = Ctl({"archive", (root_ / "pages").string(), "--job", "pg", "--provider", "tsa",
+                     "--merkle-batch", "--wait", "confirmed", "--timeout-seconds", "120"},
+                    absl::Seconds(150));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const fs::path zip = tmp_ / "pages.zip";
+  RunResult b = Ctl({"bundle", "--job", "pg", "-o", zip.string()}, absl::Seconds(120));
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_NE(b.output.find(absl::StrCat(kFiles, " files, ", kFiles, " proofs")), std::string::npos)
+      << b.output;
+  // Nothing of the spools is left beside the bundle.
+  std::vector<std::string> beside;
+  for (const auto& e : fs::directory_iterator(tmp_)) beside.push_back(e.path().filename());
+  EXPECT_EQ(std::count_if(beside.begin(), beside.end(),
+                          [](const std::string& n) {
+                            return absl::StrContains(n, "spool") || absl::StrContains(n, ".tmp");
+                          }),
+            0);
+  RunResult v =
+      Ctl({"--json", "verify-bundle", zip.string(), "--files", root_.string()}, absl::Seconds(120));
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  const nlohmann::json j = nlohmann::json::parse(v.output, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << v.output;
+  EXPECT_EQ(j["files"], kFiles);
+  EXPECT_EQ(j["verified_proofs"], kFiles);
+  EXPECT_EQ(j["files_checked"], kFiles);
+
+  const fs::path x = tmp_ / "pages_x";
+  fs::create_directories(x);
+  RunResult t = Run("/usr/bin/bsdtar", {"-xf", zip.string(), "-C", x.string()});
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  std::set<std::string> manifest;
+  for (absl::string_view line :
+       absl::StrSplit(ReadAll(x / "MANIFEST.sha256"), '\n', absl::SkipEmpty())) {
+    ASSERT_GT(line.size(), 66u) << line;
+    const std::string rel(line.substr(66));
+    ASSERT_TRUE(files.count(rel)) << line;
+    EXPECT_EQ(line.substr(0, 64), Sha256Hex(files[rel])) << rel;
+    EXPECT_TRUE(manifest.insert(rel).second) << rel << " twice";
+  }
+  EXPECT_EQ(manifest.size(), files.size());
+  const nlohmann::json meta = nlohmann::json::parse(ReadAll(x / "bundle.json"), nullptr, false);
+  ASSERT_TRUE(meta.is_object());
+  EXPECT_EQ(meta["files"], kFiles);
+  std::set<std::string> indexed;
+  for (const auto& p : meta["proofs"]) {
+    EXPECT_TRUE(indexed.insert(p["path"].get<std::string>()).second) << p;
+    EXPECT_EQ(p["format"], "tsrm") << p;
+    EXPECT_TRUE(fs::exists(x / p["entry"].get<std::string>())) << p;
+  }
+  EXPECT_EQ(indexed, manifest);
+  const nlohmann::json report = nlohmann::json::parse(ReadAll(x / "report.json"), nullptr, false);
+  ASSERT_TRUE(report.is_array());
+  std::set<std::string> reported;
+  for (const auto& r : report) reported.insert(r["path"].get<std::string>());
+  EXPECT_EQ(report.size(), files.size());
+  EXPECT_EQ(reported.size(), files.size());
+  const std::string csv = ReadAll(x / "report.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), kFiles + 1);
+  const std::string html = ReadAll(x / "report.html");
+  size_t rows = 0;
+  for (size_t at = html.find("<tr><td>"); at != std::string::npos;
+       at = html.find("<tr><td>", at + 1)) {
+    ++rows;
+  }
+  EXPECT_EQ(rows, files.size());
+  EXPECT_NE(html.find(absl::StrCat(kFiles, " files, ", kFiles, " proofs.")), std::string::npos);
+  EXPECT_TRUE(absl::EndsWith(html, "</body></html>\n"));
 }
 
 }  // namespace

@@ -145,6 +145,16 @@ ReadPtr NewReader() {
   return a;
 }
 
+// A file is read through its central directory only (the seekable reader): every entry's sizes
+// are known before its data, so one over the limit is refused unread, and an entry nobody wants is
+// skipped by a seek. The streaming reader would have to inflate an unwanted entry to find its end,
+// which a hostile archive could make take hours. anchord, zip and bsdtar all write the directory.
+ReadPtr NewFileReader() {
+  ReadPtr a(archive_read_new());
+  if (a) archive_read_support_format_zip_seekable(a.get());
+  return a;
+}
+
 }  // namespace
 
 absl::uint128 NameSet::Fingerprint(absl::string_view name) {
@@ -184,7 +194,7 @@ absl::Status CheckEntryName(absl::string_view name, size_t max_name_bytes) {
 
 absl::Status ForEachZipEntry(const std::string& path, const ZipLimits& limits,
                              const WantEntry& want, const OnEntry& on_entry) {
-  ReadPtr a = NewReader();
+  ReadPtr a = NewFileReader();
   if (!a) return absl::InternalError("zip: out of memory");
   if (auto st = OpenFile(a.get(), path); !st.ok()) return st;
   return Walk(a.get(), limits, want, on_entry);
@@ -192,7 +202,7 @@ absl::Status ForEachZipEntry(const std::string& path, const ZipLimits& limits,
 
 absl::StatusOr<std::vector<ZipEntry>> ReadZipFile(const std::string& path,
                                                   const ZipLimits& limits) {
-  ReadPtr a = NewReader();
+  ReadPtr a = NewFileReader();
   if (!a) return absl::InternalError("zip: out of memory");
   if (auto st = OpenFile(a.get(), path); !st.ok()) return st;
   return ReadAll(a.get(), limits);

@@ -40,7 +40,8 @@ struct ZipEntry {
 // `want` accepts are read (under the limits) and handed to `on_entry`, one entry in memory at a
 // time; the others are checked by name and declared size and skipped unread. An error from
 // `on_entry` ends the walk and is returned. An archive of a million entries thus costs one entry's
-// bytes plus the set of names seen.
+// bytes plus the set of names seen. Read through the ZIP's central directory (libarchive's
+// seekable reader): an archive without one is refused.
 using WantEntry = std::function<bool(const std::string& name)>;
 using OnEntry = std::function<absl::Status(const std::string& name, std::string data)>;
 absl::Status ForEachZipEntry(const std::string& path, const ZipLimits& limits,
@@ -55,7 +56,8 @@ absl::StatusOr<std::vector<ZipEntry>> ReadZipMemory(absl::string_view bytes,
 
 // A set of names (entries, paths) kept as 128-bit fingerprints (two independent 64-bit hashes)
 // rather than strings: a million names cost about 16 MiB, not a hundred, and two different names
-// share a fingerprint with a probability of about 2^-88 at that count.
+// share a fingerprint with a probability of about 2^-88 at that count. A collision can only make
+// a reader refuse an archive ("appears twice"), never let a repeated name through.
 class NameSet {
  public:
   // False when `name` was inserted before.

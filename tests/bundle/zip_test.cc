@@ -128,6 +128,26 @@ TEST(ZipTest, AQuarterMillionEntriesAreWrittenAndWalkedOneAtATime) {
       0);
 }
 
+// A file is read through its central directory: one without it (local headers only, what a
+// streaming reader would take, inflating every entry it skips) is refused, whole or walked.
+TEST(ZipTest, AFileWithoutItsCentralDirectoryIsRefused) {
+  anchord::testing::TempDir dir("zip_nocd");
+  const std::string whole = BuildZip({{"MANIFEST.sha256", "m"}, {"report.csv", "r"}});
+  const size_t cd = whole.find("PK\x01\x02");
+  ASSERT_NE(cd, std::string::npos);
+  WriteFile(dir.File("whole.zip"), whole);
+  WriteFile(dir.File("local_only.zip"), whole.substr(0, cd));
+  ASSERT_TRUE(ReadZipFile(dir.File("whole.zip")).ok());
+  EXPECT_FALSE(ReadZipFile(dir.File("local_only.zip")).ok());
+  int seen = 0;
+  absl::Status st = ForEachZipEntry(
+      dir.File("local_only.zip"), {}, [&](const std::string&) { return ++seen, false; },
+      [](const std::string&, std::string) { return absl::OkStatus(); });
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(seen, 0);
+  EXPECT_NE(st.message().find("local_only.zip"), std::string::npos) << st;
+}
+
 // A writer that is never committed leaves nothing behind: no bundle, no temporary file.
 TEST(ZipTest, AnUncommittedWriterLeavesNothing) {
   anchord::testing::TempDir dir("zip_abandon");

@@ -235,8 +235,6 @@ ZipWriter::~ZipWriter() {
   if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
 }
 
-size_t ZipWriter::entries() const { return state_->names.size(); }
-
 absl::StatusOr<std::unique_ptr<ZipWriter>> ZipWriter::Create(const std::string& path,
                                                              absl::Time mtime) {
   std::unique_ptr<ZipWriter> w(new ZipWriter(path, mtime));

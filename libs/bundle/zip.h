@@ -63,7 +63,6 @@ class NameSet {
   // False when `name` was inserted before.
   bool Insert(absl::string_view name);
   bool Contains(absl::string_view name) const;
-  size_t size() const { return seen_.size(); }
 
  private:
   static absl::uint128 Fingerprint(absl::string_view name);
@@ -92,7 +91,6 @@ class ZipWriter {
   // time; `size` is its length.
   absl::Status AddFromFd(const std::string& name, int fd, uint64_t size);
   absl::Status Commit();
-  size_t entries() const;
 
  private:
   struct State;

@@ -557,7 +557,10 @@ struct IndexedProof {
 // bundle.json parsed with each proof of its index taken out as it is read (the parsed document
 // never holds the index: a million proofs are a million small objects, not one tree of them).
 // Returns the document without its proofs, or a message naming what is wrong.
-absl::StatusOr<nlohmann::json> ParseIndex(const std::string& text,
+// A proof is listed only with its entry, so an index longer than the archive has entries is
+// malformed: it is refused at that point, and a hostile bundle.json of millions of tiny objects
+// costs no more memory than the archive's own entries would.
+absl::StatusOr<nlohmann::json> ParseIndex(const std::string& text, size_t max_proofs,
                                           std::vector<IndexedProof>* proofs) {
   std::string top_key;
   std::string bad;
@@ -571,6 +574,9 @@ absl::StatusOr<nlohmann::json> ParseIndex(const std::string& text,
       if (!parsed.is_object() || !parsed.contains("entry") || !parsed["entry"].is_string() ||
           !parsed.contains("path") || !parsed["path"].is_string()) {
         if (bad.empty()) bad = "a proof without entry/path";
+      } else if (proofs->size() >= max_proofs) {
+        if (bad.empty())
+          bad = absl::StrCat("lists more proofs than the bundle's ", max_proofs, " entries");
       } else {
         proofs->push_back({parsed["entry"].get<std::string>(), parsed["path"].get<std::string>()});
       }
@@ -607,6 +613,7 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
   std::map<std::string, Digest> manifest;
   std::string manifest_error;
   bool has_manifest = false;
+  size_t entries = 0;  // regular entries: the most proofs the index may list
   auto parse_manifest = [&](const std::string& text) {
     int line_no = 0;
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -632,7 +639,8 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
   };
   absl::Status walked = bundle::ForEachZipEntry(
       bundle_path, limits,
-      [](const std::string& name) {
+      [&](const std::string& name) {
+        ++entries;
         return name == "MANIFEST.sha256" || name == "bundle.json" || name == "tsa/ca.pem" ||
                name == "tsa/chain.pem" ||
                (absl::StartsWith(name, "headers/") && absl::EndsWith(name, ".hdr"));
@@ -656,7 +664,7 @@ int RunVerifyBundle(const std::string& bundle_path, const std::string& files_dir
   if (meta_text == nullptr) return malformed("entry bundle.json is missing");
   if (!manifest_error.empty()) return malformed(manifest_error);
   std::vector<IndexedProof> proofs;
-  auto parsed_meta = ParseIndex(*meta_text, &proofs);
+  auto parsed_meta = ParseIndex(*meta_text, entries, &proofs);
   if (!parsed_meta.ok()) return malformed(std::string(parsed_meta.status().message()));
   const nlohmann::json& meta = *parsed_meta;
   if (!meta.contains("version") || !meta["version"].is_number_integer() ||

@@ -265,6 +265,14 @@ TEST(VerifyBundleHostileTest, MalformedBundlesExitTwoAndWriteNothing) {
          R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[]})"},
         {"headers/12.hdr", "short"}},
        "headers/12.hdr"},
+      // An index longer than the archive (two entries, three proofs listed): refused while it is
+      // read, not held.
+      {{{"MANIFEST.sha256", std::string(64, 'a') + "  x\n"},
+        {"bundle.json",
+         R"({"format":"anchord-bundle","version":1,"network":"regtest","proofs":[)"
+         R"({"entry":"proofs/x.a.ots","path":"x"},{"entry":"proofs/x.b.ots","path":"x"},)"
+         R"({"entry":"proofs/x.c.ots","path":"x"}]})"}},
+       "lists more proofs than the bundle's 2 entries"},
   };
   int i = 0;
   for (const Case& c : cases) {

@@ -371,11 +371,15 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
       }
     } else if (format == ProofFormat::kTsr || format == ProofFormat::kTsrPath) {
       std::string tsr = bytes;
-      bool seen = false;  // a Merkle root's token, read already for another of its leaves
+      // A Merkle root's token read already for another of its leaves (the same bytes: a root
+      // anchored twice keeps its first token under tsa/roots/, but every token's certificates and
+      // time are read).
+      bool seen = false;
       if (format == ProofFormat::kTsrPath) {
         auto form = tsa::DecodePathForm(bytes);
         if (form.ok()) {
-          seen = !root_tokens.emplace(form->root.hex(), form->tsr).second;
+          auto [it, inserted] = root_tokens.emplace(form->root.hex(), form->tsr);
+          seen = !inserted && it->second == form->tsr;
           tsr = form->tsr;
         }
       }

@@ -2,7 +2,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "libs/common/atomic_file.h"
 
 namespace anchord::bundle {
 namespace {
@@ -221,34 +221,37 @@ absl::StatusOr<std::vector<ZipEntry>> ReadZipMemory(absl::string_view bytes,
 }
 
 struct ZipWriter::State {
-  std::unique_ptr<archive, WriteFree> a;
-  int fd = -1;
+  std::unique_ptr<AtomicFileWriter> file;
+  std::unique_ptr<archive, WriteFree> a;  // writes through `file`
   NameSet names;
 };
 
-ZipWriter::ZipWriter(std::string path, absl::Time mtime)
-    : path_(std::move(path)), mtime_(mtime), state_(std::make_unique<State>()) {}
+namespace {
 
-ZipWriter::~ZipWriter() {
-  state_->a.reset();
-  if (state_->fd >= 0) ::close(state_->fd);
-  if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
+// libarchive's output, handed to the AtomicFileWriter.
+la_ssize_t WriteToFile(archive* a, void* client, const void* buffer, size_t length) {
+  auto* file = static_cast<AtomicFileWriter*>(client);
+  absl::Status st = file->Write(absl::string_view(static_cast<const char*>(buffer), length));
+  if (!st.ok()) {
+    archive_set_error(a, EIO, "%s", std::string(st.message()).c_str());
+    return -1;
+  }
+  return static_cast<la_ssize_t>(length);
 }
+
+}  // namespace
+
+ZipWriter::ZipWriter(absl::Time mtime) : mtime_(mtime), state_(std::make_unique<State>()) {}
+
+// The archive goes before the file it writes to; the file, not committed, removes itself.
+ZipWriter::~ZipWriter() { state_->a.reset(); }
 
 absl::StatusOr<std::unique_ptr<ZipWriter>> ZipWriter::Create(const std::string& path,
                                                              absl::Time mtime) {
-  std::unique_ptr<ZipWriter> w(new ZipWriter(path, mtime));
-  // A unique temporary name beside the target: two bundles written to one path at once do not
-  // write into each other's file, and the rename stays within one file system.
-  std::string tmpl = path + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat(path, ": cannot create a temporary file beside it: ", std::strerror(errno)));
-  }
-  ::fchmod(fd, 0644);
-  w->tmp_ = tmpl;
-  w->state_->fd = fd;
+  std::unique_ptr<ZipWriter> w(new ZipWriter(mtime));
+  auto file = AtomicFileWriter::Open(path);
+  if (!file.ok()) return file.status();
+  w->state_->file = *std::move(file);
   w->state_->a.reset(archive_write_new());
   archive* a = w->state_->a.get();
   if (a == nullptr) return absl::InternalError("zip: out of memory");
@@ -256,8 +259,9 @@ absl::StatusOr<std::unique_ptr<ZipWriter>> ZipWriter::Create(const std::string& 
   archive_write_set_options(a, "zip:compression=deflate");
   // libarchive pads its output to blocks of 10 KiB unless told not to; a ZIP needs no padding.
   archive_write_set_bytes_in_last_block(a, 1);
-  if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
-    return absl::InternalError(absl::StrCat(w->tmp_, ": ", archive_error_string(a)));
+  if (archive_write_open2(a, w->state_->file.get(), nullptr, WriteToFile, nullptr, nullptr) !=
+      ARCHIVE_OK) {
+    return absl::InternalError(absl::StrCat(path, ": ", archive_error_string(a)));
   }
   return w;
 }
@@ -321,18 +325,8 @@ absl::Status ZipWriter::Commit() {
   const bool closed = archive_write_close(state_->a.get()) == ARCHIVE_OK;
   const std::string why = closed ? "" : archive_error_string(state_->a.get());
   state_->a.reset();
-  if (!closed) return absl::InternalError(absl::StrCat(tmp_, ": ", why));
-  const bool synced = ::fsync(state_->fd) == 0;
-  const int sync_errno = errno;
-  ::close(state_->fd);
-  state_->fd = -1;
-  if (!synced) {
-    return absl::InternalError(absl::StrCat(tmp_, ": fsync: ", std::strerror(sync_errno)));
-  }
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(errno)));
-  }
+  if (!closed) return absl::InternalError(absl::StrCat("zip: ", why));
+  if (auto st = state_->file->Commit(/*sync=*/true); !st.ok()) return st;
   committed_ = true;
   return absl::OkStatus();
 }

@@ -72,12 +72,12 @@ class NameSet {
 // The entry-name rule above; INVALID_ARGUMENT naming the problem.
 absl::Status CheckEntryName(absl::string_view name, size_t max_name_bytes = 4096);
 
-// Writes a ZIP (deflate), entry by entry, to a temporary file beside `path` that Commit() syncs
-// and renames into place, so a reader never sees half a bundle; destroyed without a Commit(), the
-// temporary file is removed. Entries are regular files, mode 0644, modification time `mtime`;
-// their names must pass CheckEntryName and be unique. Only the entry being written is in memory:
-// a bundle of a million proofs is written as they arrive. Past 65,535 entries or 4 GiB libarchive
-// writes the ZIP64 records.
+// Writes a ZIP (deflate), entry by entry, through an AtomicFileWriter (libs/common/atomic_file.h):
+// Commit() syncs it and renames it into place, so a reader never sees half a bundle; destroyed
+// without a Commit(), the temporary file is removed. Entries are regular files, mode 0644,
+// modification time `mtime`; their names must pass CheckEntryName and be unique. Only the entry
+// being written is in memory: a bundle of a million proofs is written as they arrive. Past 65,535
+// entries or 4 GiB libarchive writes the ZIP64 records.
 class ZipWriter {
  public:
   static absl::StatusOr<std::unique_ptr<ZipWriter>> Create(const std::string& path,
@@ -94,13 +94,11 @@ class ZipWriter {
 
  private:
   struct State;
-  ZipWriter(std::string path, absl::Time mtime);
+  explicit ZipWriter(absl::Time mtime);
   absl::Status Begin(const std::string& name, uint64_t size);
   absl::Status Write(const std::string& name, absl::string_view data);
 
-  const std::string path_;
   const absl::Time mtime_;
-  std::string tmp_;
   std::unique_ptr<State> state_;
   bool committed_ = false;
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/atomic_file.h"
 #include "libs/common/hex.h"
 #include "libs/common/status_macros.h"
 #include "services/anchorctl/format.h"
@@ -26,8 +27,7 @@ std::string Dump(const nlohmann::json& j) {
 
 absl::StatusOr<std::unique_ptr<OutputFile>> OutputFile::Open(const std::string& path) {
   if (path.empty() || path == "-") return std::unique_ptr<OutputFile>(new OutputFile(nullptr));
-  ANCHORD_ASSIGN_OR_RETURN(std::unique_ptr<rpc::AtomicFileWriter> file,
-                           rpc::AtomicFileWriter::Open(path));
+  ANCHORD_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> file, AtomicFileWriter::Open(path));
   return std::unique_ptr<OutputFile>(new OutputFile(std::move(file)));
 }
 

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "libs/common/atomic_file.h"
 #include "libs/rpc/server.h"
 #include "services/anchorctl/clients.h"
 #include "services/anchorctl/commands.h"
@@ -29,7 +30,7 @@ inline constexpr absl::Duration kStreamDeadline = absl::Hours(24 * 30);
 std::string Dump(const nlohmann::json& j);
 
 // Where a command's text goes: stdout (path "" or "-"), or a file that appears whole
-// (rpc::AtomicFileWriter, synced before it is renamed into place): a command that fails or is
+// (AtomicFileWriter, synced before it is renamed into place): a command that fails or is
 // interrupted part of the way leaves whatever was at the path as it was.
 class OutputFile {
  public:
@@ -41,8 +42,8 @@ class OutputFile {
   bool is_stdout() const { return file_ == nullptr; }
 
  private:
-  explicit OutputFile(std::unique_ptr<rpc::AtomicFileWriter> file) : file_(std::move(file)) {}
-  std::unique_ptr<rpc::AtomicFileWriter> file_;  // null: stdout
+  explicit OutputFile(std::unique_ptr<AtomicFileWriter> file) : file_(std::move(file)) {}
+  std::unique_ptr<AtomicFileWriter> file_;  // null: stdout
 };
 
 // Prints "anchorctl: <message>" to stderr and returns `code`.

@@ -235,7 +235,7 @@ int RunDownload(const GlobalOptions& g, const std::string& digest_hex, const std
     return Fail(kExitInternal,
                 absl::StrCat("DownloadProof returned ", data.size(), " bytes, announced ", total));
   }
-  if (auto s = rpc::WriteFileAtomically(out, data); !s.ok()) {
+  if (auto s = WriteFileAtomically(out, data); !s.ok()) {
     return Fail(kExitInternal, absl::StrCat("-o: ", s.message()));
   }
   if (g.json) {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/common/atomic_file.h"
 #include "libs/common/hex.h"
 #include "libs/common/loopback_port.h"
 #include "libs/providers/factory.h"
@@ -147,7 +148,7 @@ std::string StackFilePath(const std::string& data_dir) {
 absl::Status WriteStackFile(const std::string& data_dir, const StackInfo& info) {
   std::error_code ec;
   fs::create_directories(fs::path(data_dir) / "run", ec);
-  return rpc::WriteFileAtomically(StackFilePath(data_dir), info.ToJson());
+  return WriteFileAtomically(StackFilePath(data_dir), info.ToJson());
 }
 
 absl::StatusOr<StackInfo> ReadStackFile(const std::string& data_dir) {
@@ -432,7 +433,7 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const StackOptions
              {"sandbox.proofledger.key", kSandboxProofLedgerKey},
              {"sandbox.simpleproof.key", kSandboxSimpleProofToken}}) {
       const std::string key_file = (run / file).string();
-      if (auto s = rpc::WriteFileAtomically(key_file, key); !s.ok()) return s;
+      if (auto s = WriteFileAtomically(key_file, key); !s.ok()) return s;
       chmod(key_file.c_str(), 0600);
     }
     stack->info_.tsa_ca_file = (run / "sandbox.tsa-ca.pem").string();

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "libs/common/atomic_file.h"
 #include "libs/common/build_info.h"
 #include "libs/common/log.h"
 #include "libs/common/secret.h"
@@ -260,22 +261,20 @@ int Run(int argc, char** argv) {
   if (!calendar_urls_file.empty()) {
     std::string content;
     for (const auto& u : urls) absl::StrAppend(&content, u, "\n");
-    if (auto st = anchord::rpc::WriteFileAtomically(calendar_urls_file, content); !st.ok()) {
+    if (auto st = anchord::WriteFileAtomically(calendar_urls_file, content); !st.ok()) {
       ANCHORD_LOG(Error) << st;
       return 1;
     }
   }
   if (!tsa_ca_out.empty()) {
-    if (auto st = anchord::rpc::WriteFileAtomically(tsa_ca_out, (*sandbox)->tsa_ca_pem());
-        !st.ok()) {
+    if (auto st = anchord::WriteFileAtomically(tsa_ca_out, (*sandbox)->tsa_ca_pem()); !st.ok()) {
       ANCHORD_LOG(Error) << st;
       return 1;
     }
   }
   const int port = (*sandbox)->port();
   if (!port_file.empty()) {
-    if (auto st = anchord::rpc::WriteFileAtomically(port_file, absl::StrCat(port, "\n"));
-        !st.ok()) {
+    if (auto st = anchord::WriteFileAtomically(port_file, absl::StrCat(port, "\n")); !st.ok()) {
       ANCHORD_LOG(Error) << st;
       return 1;
     }

@@ -4,8 +4,6 @@
 // another digest or other trust anchors.
 #include "services/anchorctl/proof_check.h"
 
-#include <openssl/evp.h>
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "libs/digest/sha256.h"
 #include "libs/merkle/merkle.h"
 #include "libs/tsa/authority.h"
 #include "libs/tsa/path_form.h"
@@ -20,14 +19,7 @@
 namespace anchord::anchorctl {
 namespace {
 
-Digest Sha256(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  absl::StatusOr<Digest> d = Digest::FromBytes(std::string(reinterpret_cast<char*>(md), len));
-  EXPECT_TRUE(d.ok()) << d.status();
-  return d.ok() ? *d : Digest();
-}
+Digest Sha256(const std::string& data) { return digest::Sha256::Of(data); }
 
 TEST(ProofCheckTest, ARootsTokenIsRememberedOnlyForTheSameBytesDigestAndTrust) {
   auto authority = tsa::Authority::Generate({});

@@ -2,7 +2,6 @@
 // command line (`openssl ts -verify`), which nobody here wrote.
 #include "libs/tsa/tsa.h"
 
-#include <openssl/evp.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -14,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/digest/sha256.h"
 #include "libs/common/hex.h"
 #include "libs/merkle/merkle.h"
 #include "libs/tsa/authority.h"
@@ -23,14 +23,7 @@
 namespace anchord::tsa {
 namespace {
 
-Digest Sha256(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  absl::StatusOr<Digest> d = Digest::FromBytes(std::string(reinterpret_cast<char*>(md), len));
-  EXPECT_TRUE(d.ok()) << d.status();
-  return d.ok() ? *d : Digest();
-}
+Digest Sha256(const std::string& data) { return digest::Sha256::Of(data); }
 
 void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -38,15 +38,35 @@ t0=$(date +%s.%N)
   --wait confirmed --timeout-seconds 600 > "$WORK/archive.log" 2>&1
 t1=$(date +%s.%N)
 
-timed() {  # label command... -> "label seconds peak_MiB" (the command's output in $WORK/label.out)
+stack_cpu() {  # CPU seconds the stack's services have used so far
+  /usr/bin/python3 -c '
+import json, sys
+sys.path.insert(0, "bench")
+from proc_stat import cpu_and_faults
+total = 0.0
+pids = json.load(open(sys.argv[1]))["pids"]
+for pid in (pids.values() if isinstance(pids, dict) else pids):
+    try:
+        total += cpu_and_faults(pid)[0]
+    except OSError:
+        pass
+print(f"{total:.2f}")' "$WORK/ctl/run/stack.json"
+}
+
+# label command... -> "label seconds peak_MiB cpu_s stack_cpu_s" (the command's output in
+# $WORK/label.out): its own CPU (user + system) and what the stack's services spent meanwhile.
+timed() {
   local label="$1"
   shift
-  /usr/bin/time -f "%e %M" -o "$WORK/$label.time" "$@" > "$WORK/$label.out" 2>&1 || {
+  local before
+  before=$(stack_cpu)
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/$label.time" "$@" > "$WORK/$label.out" 2>&1 || {
     echo "$BENCH_NAME: $label failed:" >&2
     tail -5 "$WORK/$label.out" >&2
     exit 1
   }
-  awk -v l="$label" '{ printf "%s %s %.1f\n", l, $1, $2 / 1024 }' "$WORK/$label.time"
+  awk -v l="$label" -v s="$(echo "$(stack_cpu) - $before" | bc)" \
+    '{ printf "%s %s %.1f %.2f %.2f\n", l, $1, $2 / 1024, $3 + $4, s }' "$WORK/$label.time"
 }
 
 ROWS=()
@@ -74,8 +94,8 @@ grep -q "proofs verified, 0 mismatches, 0 pending" "$WORK/verify.out" || {
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg);"
   echo "archive to confirmed: $(echo "$t1 - $t0" | bc) s."
   echo
-  echo "| command | seconds | peak RSS MiB |"
-  echo "|---|---|---|"
+  echo "| command | seconds | peak RSS MiB | its CPU s | the stack's CPU s meanwhile |"
+  echo "|---|---|---|---|---|"
   for r in "${ROWS[@]}"; do
     set -- $r
     case "$1" in
@@ -86,7 +106,7 @@ grep -q "proofs verified, 0 mismatches, 0 pending" "$WORK/verify.out" || {
       bundle_b) name="anchorctl bundle (CTL_B)" ;;
       verify_b) name="anchorctl verify-bundle (CTL_B)" ;;
     esac
-    echo "| $name | $2 | $3 |"
+    echo "| $name | $2 | $3 | $4 | $5 |"
   done
   echo
   tail -1 "$WORK/verify.out"

@@ -256,7 +256,11 @@ absl::StatusOr<std::unique_ptr<ZipWriter>> ZipWriter::Create(const std::string& 
   archive* a = w->state_->a.get();
   if (a == nullptr) return absl::InternalError("zip: out of memory");
   archive_write_set_format_zip(a);
-  archive_write_set_options(a, "zip:compression=deflate");
+  // Level 1: on a bundle's small proofs it writes about 1% more than the default level and
+  // spends less on matching (bsdtar zipping a bundle's 20,000 proofs: 1.87 s against 2.13 s).
+  // Most of deflate's cost on entries this small is building each entry's Huffman trees, which
+  // no level avoids.
+  archive_write_set_options(a, "zip:compression=deflate,zip:compression-level=1");
   // libarchive pads its output to blocks of 10 KiB unless told not to; a ZIP needs no padding.
   archive_write_set_bytes_in_last_block(a, 1);
   if (archive_write_open2(a, w->state_->file.get(), nullptr, WriteToFile, nullptr, nullptr) !=

@@ -38,6 +38,7 @@
 #include "services/anchorctl/format.h"
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/proof_check.h"
+#include "services/anchorctl/proof_fetch.h"
 #include "services/anchorctl/stack.h"
 
 namespace anchord::anchorctl {
@@ -410,8 +411,25 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
     ++summary.proofs;
   };
+  // The page's proofs are downloaded ahead of the row that writes each (several calls in
+  // flight), in row order: a row has a proof to download exactly when `wants` says so.
+  ProofFetcher fetcher(*clients, g);
+  auto wants = [](const ReportRow& r) {
+    return r.digest_hex.size() == 64 && r.status != "FAILED" && SafeRelativePath(r.path) &&
+           !r.provider.empty() && Digest::FromHex(r.digest_hex).ok();
+  };
   int rc = ForEachReportPage(*clients, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+    size_t queued = 0;  // rows[0, queued) were looked at for a download
+    auto fill = [&] {
+      for (; queued < rows.size(); ++queued) {
+        const ReportRow& q = rows[queued];
+        if (!wants(q)) continue;
+        auto d = Digest::FromHex(q.digest_hex);
+        if (!fetcher.Push(std::string(d->raw()), q.provider)) break;
+      }
+    };
     for (ReportRow& r : rows) {
+      fill();
       if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
       ++summary.by_state[r.status];
       if (!r.provider.empty()) ++summary.by_provider[r.provider];
@@ -428,11 +446,10 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
         manifest->Append(absl::StrCat(r.digest_hex, "  ", r.path, "\n"));
         ++manifest_files;
       }
-      if (r.provider.empty()) continue;
+      if (!wants(r)) continue;
       auto digest = Digest::FromHex(r.digest_hex);
-      if (!digest.ok()) continue;
       // One download serves the verification column and the bundle's copy of the proof.
-      auto bytes = FetchOts(*clients, g, digest->raw(), r.provider);
+      auto bytes = fetcher.Take();
       auto key = std::make_pair(r.digest_hex, r.provider);
       auto it = verdicts.find(key);
       if (it == verdicts.end()) {

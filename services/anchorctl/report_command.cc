@@ -7,6 +7,8 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -29,6 +31,7 @@
 #include "services/anchorctl/format.h"
 #include "services/anchorctl/process.h"
 #include "services/anchorctl/proof_check.h"
+#include "services/anchorctl/proof_fetch.h"
 #include "libs/tsa/tsa.h"
 #include "services/anchorctl/stack.h"
 
@@ -304,18 +307,48 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   // duplicate far from its first file is verified again.
   std::map<std::pair<std::string, std::string>, std::string> verdicts;
   constexpr size_t kMaxVerdicts = 100000;
+  // Proofs are downloaded ahead of the row that checks each, several calls in flight: a row's
+  // proof is queued when its page is read and its (digest, provider) has no verdict yet and is
+  // not queued already; a row whose verdict was dropped from the bounded map meanwhile downloads
+  // its proof itself.
+  ProofFetcher fetcher(clients, g);
   int rc = ForEachReportPage(clients, o.job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
-    for (ReportRow& r : rows) {
-      if (o.no_verify || r.provider.empty() || r.digest_hex.size() != 64) continue;
+    auto verifiable = [&](const ReportRow& r) {
+      return !o.no_verify && !r.provider.empty() && r.digest_hex.size() == 64;
+    };
+    std::vector<bool> prefetched(rows.size(), false);
+    std::set<std::pair<std::string, std::string>> queued_keys;
+    size_t queued = 0;  // rows[0, queued) were looked at for a download
+    auto fill = [&] {
+      for (; queued < rows.size(); ++queued) {
+        const ReportRow& q = rows[queued];
+        if (!verifiable(q)) continue;
+        auto key = std::make_pair(q.digest_hex, q.provider);
+        if (verdicts.count(key) || queued_keys.count(key)) continue;
+        absl::StatusOr<Digest> d = Digest::FromHex(q.digest_hex);
+        if (!d.ok()) continue;  // VerifyProofRow's "INVALID digest", without a download
+        if (!fetcher.Push(std::string(d->raw()), q.provider)) break;
+        queued_keys.insert(std::move(key));
+        prefetched[queued] = true;
+      }
+    };
+    for (size_t i = 0; i < rows.size(); ++i) {
+      ReportRow& r = rows[i];
+      fill();
+      if (!verifiable(r)) continue;
       if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
       auto key = std::make_pair(r.digest_hex, r.provider);
+      std::optional<absl::StatusOr<std::string>> data;
+      if (prefetched[i]) data = fetcher.Take();
       auto it = verdicts.find(key);
       if (it == verdicts.end()) {
         if (verdicts.size() >= kMaxVerdicts) verdicts.clear();
-        it = verdicts
-                 .emplace(key, VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
-                                              headers.get(), tsa_ca_pem))
-                 .first;
+        std::string verdict = data.has_value()
+                                  ? VerifyProofData(*data, *Digest::FromHex(r.digest_hex), r.status,
+                                                    headers.get(), tsa_ca_pem)
+                                  : VerifyProofRow(clients, g, r.digest_hex, r.provider, r.status,
+                                                   headers.get(), tsa_ca_pem);
+        it = verdicts.emplace(key, std::move(verdict)).first;
       }
       r.verification = it->second;
       if (absl::StartsWith(r.verification, "MISMATCH") ||

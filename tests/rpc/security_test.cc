@@ -135,6 +135,24 @@ TEST_F(SecurityTest, MisconfigurationIsAClearError) {
   EXPECT_NE(creds.status().message().find("nope.pem"), absl::string_view::npos);
 }
 
+// A port already served is refused at start, naming the address, instead of being shared with
+// the process that serves it (gRPC's default SO_REUSEPORT let two services of a test cluster
+// listen on one port, each getting part of the connections).
+TEST(ServerRunnerTest, APortAlreadyServedIsRefusedNotShared) {
+  ServerOptions first;
+  first.service_name = "first";
+  first.listen_address = "127.0.0.1:0";
+  auto a = ServerRunner::Start(first, {}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(a.ok()) << a.status();
+  ServerOptions second = first;
+  second.service_name = "second";
+  second.listen_address = absl::StrCat("127.0.0.1:", (*a)->port());
+  auto b = ServerRunner::Start(second, {}, std::make_shared<prometheus::Registry>());
+  ASSERT_FALSE(b.ok()) << "a second server was started on port " << (*a)->port();
+  EXPECT_NE(b.status().message().find(second.listen_address), absl::string_view::npos)
+      << b.status();
+}
+
 // Callers can name any method; only the methods the server implements become label values. Before
 // the fix every invented name (5,000 characters here) added its own series.
 TEST(RpcMetricsTest, UnknownMethodsShareOneSeries) {

@@ -411,25 +411,21 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
     ++summary.proofs;
   };
-  // The page's proofs are downloaded ahead of the row that writes each (several calls in
-  // flight), in row order: a row has a proof to download exactly when `wants` says so.
+  // The page's proofs are downloaded ahead of the rows that write them (one call for the page),
+  // in row order: a row has a proof to download exactly when `wants` says so.
   ProofFetcher fetcher(*clients, g);
   auto wants = [](const ReportRow& r) {
     return r.digest_hex.size() == 64 && r.status != "FAILED" && SafeRelativePath(r.path) &&
            !r.provider.empty() && Digest::FromHex(r.digest_hex).ok();
   };
   int rc = ForEachReportPage(*clients, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
-    size_t queued = 0;  // rows[0, queued) were looked at for a download
-    auto fill = [&] {
-      for (; queued < rows.size(); ++queued) {
-        const ReportRow& q = rows[queued];
-        if (!wants(q)) continue;
-        auto d = Digest::FromHex(q.digest_hex);
-        if (!fetcher.Push(std::string(d->raw()), q.provider)) break;
-      }
-    };
+    std::vector<ProofFetcher::ProofRef> refs;
+    for (const ReportRow& q : rows) {
+      if (wants(q)) refs.push_back({std::string(Digest::FromHex(q.digest_hex)->raw()), q.provider});
+    }
+    size_t queued = fetcher.Push(refs);
     for (ReportRow& r : rows) {
-      fill();
+      if (queued < refs.size()) queued += fetcher.Push(refs, queued);
       if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
       ++summary.by_state[r.status];
       if (!r.provider.empty()) ++summary.by_provider[r.provider];

@@ -307,7 +307,7 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
   // duplicate far from its first file is verified again.
   std::map<std::pair<std::string, std::string>, std::string> verdicts;
   constexpr size_t kMaxVerdicts = 100000;
-  // Proofs are downloaded ahead of the row that checks each, several calls in flight: a row's
+  // Proofs are downloaded ahead of the rows that check them (one call for the page): a row's
   // proof is queued when its page is read and its (digest, provider) has no verdict yet and is
   // not queued already; a row whose verdict was dropped from the bounded map meanwhile downloads
   // its proof itself.
@@ -317,24 +317,23 @@ int RunReport(const GlobalOptions& g, const ReportOptions& o) {
       return !o.no_verify && !r.provider.empty() && r.digest_hex.size() == 64;
     };
     std::vector<bool> prefetched(rows.size(), false);
+    std::vector<ProofFetcher::ProofRef> refs;
     std::set<std::pair<std::string, std::string>> queued_keys;
-    size_t queued = 0;  // rows[0, queued) were looked at for a download
-    auto fill = [&] {
-      for (; queued < rows.size(); ++queued) {
-        const ReportRow& q = rows[queued];
-        if (!verifiable(q)) continue;
-        auto key = std::make_pair(q.digest_hex, q.provider);
-        if (verdicts.count(key) || queued_keys.count(key)) continue;
-        absl::StatusOr<Digest> d = Digest::FromHex(q.digest_hex);
-        if (!d.ok()) continue;  // VerifyProofRow's "INVALID digest", without a download
-        if (!fetcher.Push(std::string(d->raw()), q.provider)) break;
-        queued_keys.insert(std::move(key));
-        prefetched[queued] = true;
-      }
-    };
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const ReportRow& q = rows[i];
+      if (!verifiable(q)) continue;
+      auto key = std::make_pair(q.digest_hex, q.provider);
+      if (verdicts.count(key) || queued_keys.count(key)) continue;
+      absl::StatusOr<Digest> d = Digest::FromHex(q.digest_hex);
+      if (!d.ok()) continue;  // VerifyProofRow's "INVALID digest", without a download
+      refs.push_back({std::string(d->raw()), q.provider});
+      queued_keys.insert(std::move(key));
+      prefetched[i] = true;
+    }
+    size_t queued = fetcher.Push(refs);
     for (size_t i = 0; i < rows.size(); ++i) {
       ReportRow& r = rows[i];
-      fill();
+      if (queued < refs.size()) queued += fetcher.Push(refs, queued);
       if (!verifiable(r)) continue;
       if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
       auto key = std::make_pair(r.digest_hex, r.provider);

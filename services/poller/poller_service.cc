@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/hex.h"
@@ -22,10 +23,6 @@ namespace v1 = anchord::v1;
 namespace {
 
 constexpr size_t kChunkBytes = 64 * 1024;
-
-grpc::Status StoreError(const absl::Status& st) {
-  return rpc::ToGrpcStatus(rpc::StoreUnavailable("poller", st));
-}
 
 }  // namespace
 
@@ -61,22 +58,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
 
  private:
   void Load(PollerServiceImpl* service, const Digest& digest, const std::string& provider) {
-    auto proof = service->store_->Get(digest, provider);
-    if (!proof.ok()) return Finish(StoreError(proof.status()));
-    if (!proof->has_value()) {
-      return Finish(
-          grpc::Status(grpc::StatusCode::NOT_FOUND,
-                       absl::StrCat("digest: no proof of ", digest.hex(),
-                                    provider.empty() ? "" : " with provider ", provider)));
-    }
-    // Merkle batch leaves get their joined proof (see leaf_proof.h).
-    auto ots =
-        LoadProofOts(service->store_, digest, provider, service->options_.providers_without_ots);
-    if (!ots.ok()) return Finish(StoreError(ots.status()));
-    if (!ots->has_value() || (*ots)->empty()) {
-      return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no .ots stored yet"));
-    }
-    blob_ = std::move(**ots);
+    auto file = service->LoadProofFile(digest, provider);
+    if (!file.ok()) return Finish(rpc::ToGrpcStatus(file.status()));
+    blob_ = *std::move(file);
     NextChunk();
   }
 
@@ -91,6 +75,98 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadProofR
   std::string blob_;
   size_t offset_ = 0;
   v1::DownloadProofResponse msg_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// DownloadProofs: proofs are loaded on the worker pool a group at a time (at most kGroupProofs
+// or about kGroupBytes, whichever comes first), the group's messages written, then the next
+// group loaded: the call holds one group in memory however many proofs it asks for.
+class DownloadManyReactor final : public grpc::ServerWriteReactor<v1::DownloadProofsResponse> {
+ public:
+  static constexpr int kMaxProofs = 1000;
+
+  DownloadManyReactor(PollerServiceImpl* service, const v1::DownloadProofsRequest& req)
+      : service_(service) {
+    if (req.proofs_size() < 1 || req.proofs_size() > kMaxProofs) {
+      Finish(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("proofs: ", req.proofs_size(), " asked, 1 to ", kMaxProofs, " allowed")));
+      return;
+    }
+    asked_.reserve(static_cast<size_t>(req.proofs_size()));
+    for (const v1::DownloadProofRequest& p : req.proofs()) asked_.push_back(p);
+    LoadNextGroup();
+  }
+
+  // grpc::ServerWriteReactor
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    ++written_;
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  static constexpr int kGroupProofs = 64;
+  static constexpr size_t kGroupBytes = 1 << 20;
+
+  // Finish is only ever called from the task or from OnWriteDone, so the reactor outlives the
+  // task (OnDone cannot run before Finish).
+  void LoadNextGroup() {
+    if (next_ >= asked_.size()) return Finish(grpc::Status::OK);
+    if (!service_->pool_->Post([this] { LoadGroup(); })) {
+      Finish(rpc::ToGrpcStatus(rpc::Overloaded("poller")));
+    }
+  }
+
+  void LoadGroup() {
+    messages_.clear();
+    written_ = 0;
+    size_t bytes = 0;
+    for (int n = 0; n < kGroupProofs && next_ < asked_.size() && bytes < kGroupBytes;
+         ++n, ++next_) {
+      const int index = static_cast<int>(next_);
+      const v1::DownloadProofRequest& p = asked_[next_];
+      absl::StatusOr<Digest> digest =
+          Digest::FromBytes(p.digest(), absl::StrCat("proofs[", index, "].digest"));
+      absl::StatusOr<std::string> file = digest.ok()
+                                             ? service_->LoadProofFile(*digest, p.provider())
+                                             : absl::StatusOr<std::string>(digest.status());
+      if (absl::IsUnavailable(file.status())) return Finish(rpc::ToGrpcStatus(file.status()));
+      if (!file.ok()) {
+        v1::DownloadProofsResponse& m = messages_.emplace_back();
+        m.set_index(index);
+        *m.mutable_status() = rpc::ToItemStatus(file.status());
+        continue;
+      }
+      const std::string& blob = *file;
+      bytes += blob.size();
+      for (size_t offset = 0; offset < blob.size(); offset += kChunkBytes) {
+        v1::DownloadProofsResponse& m = messages_.emplace_back();
+        m.set_index(index);
+        m.set_data(blob.substr(offset, kChunkBytes));
+        m.set_total_size_bytes(static_cast<int64_t>(blob.size()));
+      }
+    }
+    WriteNext();
+  }
+
+  void WriteNext() {
+    if (written_ < messages_.size()) return StartWrite(&messages_[written_]);
+    LoadNextGroup();
+  }
+
+  PollerServiceImpl* const service_;
+  std::vector<v1::DownloadProofRequest> asked_;
+  size_t next_ = 0;  // the first proof not loaded yet
+  // The loaded group's messages; [0, written_) are written. Owned by whichever of the task and
+  // OnWriteDone runs, never both at once (a write starts only after the load, and the next load
+  // only after the last write is done).
+  std::vector<v1::DownloadProofsResponse> messages_;
+  size_t written_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +256,31 @@ grpc::ServerWriteReactor<v1::DownloadProofResponse>* PollerServiceImpl::Download
     return new rpc::RefusedWriteReactor<v1::DownloadProofResponse>(st);
   }
   return new DownloadReactor(this, *request);
+}
+
+grpc::ServerWriteReactor<v1::DownloadProofsResponse>* PollerServiceImpl::DownloadProofs(
+    grpc::CallbackServerContext* ctx, const v1::DownloadProofsRequest* request) {
+  if (grpc::Status st = options_.gate.AdmitPublic(*ctx, "PollerService.DownloadProofs"); !st.ok()) {
+    return new rpc::RefusedWriteReactor<v1::DownloadProofsResponse>(st);
+  }
+  return new DownloadManyReactor(this, *request);
+}
+
+absl::StatusOr<std::string> PollerServiceImpl::LoadProofFile(const Digest& digest,
+                                                             const std::string& provider) {
+  auto proof = store_->Get(digest, provider);
+  if (!proof.ok()) return rpc::StoreUnavailable("poller", proof.status());
+  if (!proof->has_value()) {
+    return absl::NotFoundError(absl::StrCat("digest: no proof of ", digest.hex(),
+                                            provider.empty() ? "" : " with provider ", provider));
+  }
+  // Merkle batch leaves get their joined proof (see leaf_proof.h).
+  auto ots = LoadProofOts(store_, digest, provider, options_.providers_without_ots);
+  if (!ots.ok()) return rpc::StoreUnavailable("poller", ots.status());
+  if (!ots->has_value() || (*ots)->empty()) {
+    return absl::FailedPreconditionError("no .ots stored yet");
+  }
+  return **std::move(ots);
 }
 
 grpc::ServerUnaryReactor* PollerServiceImpl::GetProof(grpc::CallbackServerContext* ctx,

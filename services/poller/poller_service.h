@@ -85,12 +85,18 @@ class PollerServiceImpl final : public anchord::v1::PollerService::CallbackServi
                                        anchord::v1::ListProofsResponse* response) override;
   grpc::ServerWriteReactor<anchord::v1::DownloadProofResponse>* DownloadProof(
       grpc::CallbackServerContext* ctx, const anchord::v1::DownloadProofRequest* request) override;
+  grpc::ServerWriteReactor<anchord::v1::DownloadProofsResponse>* DownloadProofs(
+      grpc::CallbackServerContext* ctx, const anchord::v1::DownloadProofsRequest* request) override;
 
  private:
   friend class WatchReactor;
   template <typename Request>
   friend class TrackReactor;
   friend class DownloadReactor;
+  friend class DownloadManyReactor;
+  // A proof's file as DownloadProof sends it: NOT_FOUND (no such proof), FAILED_PRECONDITION
+  // (none stored yet), UNAVAILABLE (the store failed), each naming what is missing.
+  absl::StatusOr<std::string> LoadProofFile(const Digest& digest, const std::string& provider);
   // Called by the reactors, never with their own lock held (EndWatches takes the reactors'
   // locks under the service's).
   void AddWatcher(WatchReactor* w) ABSL_LOCKS_EXCLUDED(watchers_mu_);

@@ -1046,6 +1046,74 @@ TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
   EXPECT_TRUE(absl::StartsWith(st.error_message(), "digest:"));
 }
 
+TEST_F(PollerServiceTest, DownloadProofsAnswersEachProofInOrderAsDownloadProofWould) {
+  ASSERT_TRUE(
+      store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock_.Now()).ok());
+  ASSERT_TRUE(store_->MarkConfirmed(Digest(1), "fake", {}, clock_.Now()).ok());
+  const std::string ots = MakeOts(Digest(1), 200 * 1024 + 17);
+  auto stored = store_->StoreOts(Digest(1), "fake", ots, clock_.Now());
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+
+  // Proof 1 (four chunks), 2 (no .ots yet), 3 (unknown), a malformed digest, proof 1 again.
+  v1::DownloadProofsRequest req;
+  for (const std::string& d :
+       {testing::DigestBytes(1), testing::DigestBytes(2), testing::DigestBytes(3), std::string("x"),
+        testing::DigestBytes(1)}) {
+    req.add_proofs()->set_digest(d);
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto reader = stub_->DownloadProofs(&ctx, req);
+  std::vector<std::string> files(5);
+  std::vector<v1::ItemStatus> statuses(5);
+  std::vector<int> chunks(5, 0);
+  int last_index = 0;
+  v1::DownloadProofsResponse m;
+  for (int i = 0; i < 100 && reader->Read(&m); ++i) {
+    ASSERT_GE(m.index(), last_index);
+    ASSERT_LT(m.index(), 5);
+    last_index = m.index();
+    ++chunks[m.index()];
+    if (m.status().code() != 0) {
+      statuses[m.index()] = m.status();
+      continue;
+    }
+    EXPECT_LE(m.data().size(), 64u * 1024);
+    EXPECT_EQ(m.total_size_bytes(), static_cast<int64_t>(ots.size()));
+    files[m.index()] += m.data();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(chunks[0], 4);
+  EXPECT_TRUE(files[0] == ots);
+  EXPECT_TRUE(files[4] == ots);
+  EXPECT_EQ(statuses[1].code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(statuses[1].message(), "no .ots stored yet");
+  EXPECT_EQ(statuses[2].code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(statuses[3].code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(statuses[3].message(), "proofs[3].digest:"))
+      << statuses[3].message();
+  for (int i : {1, 2, 3}) EXPECT_EQ(chunks[i], 1) << i;
+
+  // None, or more than 1,000, is refused naming `proofs`.
+  auto refused = [&](int n) {
+    v1::DownloadProofsRequest r;
+    for (int i = 0; i < n; ++i) r.add_proofs()->set_digest(testing::DigestBytes(1));
+    grpc::ClientContext c;
+    SetDeadline(&c);
+    auto rd = stub_->DownloadProofs(&c, r);
+    v1::DownloadProofsResponse ignored;
+    int read = 0;
+    while (read < 10 && rd->Read(&ignored)) ++read;
+    EXPECT_EQ(read, 0) << n;
+    return rd->Finish();
+  };
+  for (int n : {0, 1001}) {
+    grpc::Status st = refused(n);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << n;
+    EXPECT_TRUE(absl::StartsWith(st.error_message(), "proofs:")) << st.error_message();
+  }
+}
+
 TEST_F(PollerServiceTest, GetProofLocateAndSummarize) {
   TrackAll({TrackReq("a", Digest(1), "id-1", "j"), TrackReq("b", Digest(2), "id-2", "j")});
   ASSERT_TRUE(store_->MarkConfirmed(Digest(2), "fake", {}, clock_.Now()).ok());

@@ -250,6 +250,22 @@ def main():
                       lambda: list(poller.DownloadProof(poller_pb2.DownloadProofRequest(
                           digest=bad_digest), timeout=T)),
                       grpc.StatusCode.INVALID_ARGUMENT, "digest")
+        expect_status("DownloadProofs with more than 1,000 proofs",
+                      lambda: list(poller.DownloadProofs(poller_pb2.DownloadProofsRequest(
+                          proofs=[poller_pb2.DownloadProofRequest(digest=b"\x07" * 32)] * 1001),
+                          timeout=T)),
+                      grpc.StatusCode.INVALID_ARGUMENT, "proofs")
+        answers = list(poller.DownloadProofs(poller_pb2.DownloadProofsRequest(
+            proofs=[poller_pb2.DownloadProofRequest(digest=bad_digest),
+                    poller_pb2.DownloadProofRequest(digest=b"\x07" * 32, provider="p" * 100000)]),
+            timeout=T))
+        check(len(answers) == 2 and answers[0].index == 0
+              and answers[0].status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+              and "proofs[0].digest" in answers[0].status.message
+              and answers[1].index == 1
+              and answers[1].status.code == grpc.StatusCode.NOT_FOUND.value[0],
+              "DownloadProofs answers a malformed and an unknown digest each with its status "
+              "(got %.300r)" % (answers,))
         expect_status("Watch malformed digest",
                       lambda: list(poller.Watch(poller_pb2.WatchRequest(digest=bad_digest),
                                                 timeout=T)),

@@ -271,8 +271,10 @@ absl::StatusOr<std::string> PollerServiceImpl::LoadProofFile(const Digest& diges
   auto proof = store_->Get(digest, provider);
   if (!proof.ok()) return rpc::StoreUnavailable("poller", proof.status());
   if (!proof->has_value()) {
+    // The provider is the caller's text: quoted, at most kMaxQuotedIdBytes of it, as GetProof.
     return absl::NotFoundError(absl::StrCat("digest: no proof of ", digest.hex(),
-                                            provider.empty() ? "" : " with provider ", provider));
+                                            provider.empty() ? "" : " with provider ",
+                                            QuoteCallerText(provider)));
   }
   // Merkle batch leaves get their joined proof (see leaf_proof.h).
   auto ots = LoadProofOts(store_, digest, provider, options_.providers_without_ots);

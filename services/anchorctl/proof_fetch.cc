@@ -46,6 +46,7 @@ bool ProofFetcher::Push(std::string digest, std::string provider) {
   Slot& s = slots_.emplace_back();
   s.digest = std::move(digest);
   s.provider = std::move(provider);
+  ++unstarted_;
   return true;
 }
 
@@ -57,6 +58,7 @@ size_t ProofFetcher::Push(const std::vector<ProofRef>& refs, size_t from) {
     s.digest = refs[i].digest;
     s.provider = refs[i].provider;
   }
+  unstarted_ += queued;
   return queued;
 }
 
@@ -104,18 +106,18 @@ void ProofFetcher::Work() {
     bool one_at_a_time;
     {
       absl::MutexLock lock(&mu_);
-      auto have_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ ||
-               std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.started; });
-      };
+      // A count, not a scan: the condition is evaluated again at every Push and Take.
+      auto have_work = [this]()
+                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || unstarted_ > 0; };
       mu_.Await(absl::Condition(&have_work));
       if (stop_) return;
-      for (Slot& s : slots_) {
-        if (s.started) continue;
-        s.started = true;
-        group.push_back(&s);
+      // Slots are given to calls in order, so those not yet given are the last unstarted_.
+      for (auto it = slots_.end() - static_cast<std::ptrdiff_t>(unstarted_); it != slots_.end();
+           ++it) {
+        group.push_back(&*it);
         if (group.size() == kMaxPerCall) break;
       }
+      unstarted_ -= group.size();
       one_at_a_time = one_at_a_time_;
     }
     if (!one_at_a_time && FetchMany(group)) continue;

@@ -59,7 +59,6 @@ class ProofFetcher {
   struct Slot {
     std::string digest;
     std::string provider;
-    bool started = false;
     std::optional<absl::StatusOr<std::string>> answer;
   };
   void Work() ABSL_LOCKS_EXCLUDED(mu_);
@@ -78,6 +77,7 @@ class ProofFetcher {
   // Oldest first. A slot is not moved while the worker fills it: std::deque keeps references to
   // its elements across push_back and pop_front, and only answered slots are popped.
   std::deque<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  size_t unstarted_ ABSL_GUARDED_BY(mu_) = 0;  // the last slots, not yet given to a call
   size_t held_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool one_at_a_time_ ABSL_GUARDED_BY(mu_) = false;  // the poller has no DownloadProofs

@@ -7,8 +7,9 @@
 # The job: FILES (default 20,000) files of 1-4 KiB archived through a local sandbox stack with
 # `--provider tsa --merkle-batch --wait confirmed` (each file a .tsrm proof). References: bsdtar
 # writing a ZIP of the same entries (the bundle extracted, zipped again with deflate), and
-# `unzip -tq` reading and inflating every entry of the bundle. CTL_B=/path/to/anchorctl runs the
-# same two commands with another anchorctl (an older build) against the same stack, for a
+# `unzip -tq` reading and inflating every entry of the bundle; `report` (its verification column
+# reads every proof as `bundle` does) is timed beside them. CTL_B=/path/to/anchorctl runs the
+# same commands (bundle, verify-bundle, report) with another anchorctl (an older build) against the same stack, for a
 # before/after. KEEP=1 keeps the work directory (the tree, the stack's data, the bundles). Figures
 # from /usr/bin/time (elapsed seconds, maximum resident set size).
 set -euo pipefail
@@ -72,6 +73,8 @@ timed() {
 ROWS=()
 ROWS+=("$(timed bundle "$CTL" --data-dir "$WORK/ctl" bundle --job b -o "$WORK/b.zip")")
 ROWS+=("$(timed verify "$CTL" verify-bundle "$WORK/b.zip")")
+# The report's verification column reads every proof the same way `bundle` does.
+ROWS+=("$(timed report "$CTL" --data-dir "$WORK/ctl" report --job b -o "$WORK/report.csv")")
 mkdir -p "$WORK/x"
 bsdtar -xf "$WORK/b.zip" -C "$WORK/x"
 ENTRIES=$(unzip -Z1 "$WORK/b.zip" | wc -l)
@@ -79,9 +82,15 @@ ROWS+=("$(timed ref_zip bsdtar --options zip:compression=deflate -a -cf "$WORK/r
 ROWS+=("$(timed ref_test unzip -tq "$WORK/b.zip")")
 if [ -n "${CTL_B:-}" ]; then
   ROWS+=("$(timed bundle_b "$CTL_B" --data-dir "$WORK/ctl" bundle --job b -o "$WORK/b_old.zip")")
+  ROWS+=("$(timed report_b "$CTL_B" --data-dir "$WORK/ctl" report --job b -o "$WORK/report_b.csv")")
   # An older verify-bundle may refuse a large bundle: its row is then left out.
   if r=$(timed verify_b "$CTL_B" verify-bundle "$WORK/b_old.zip"); then ROWS+=("$r"); fi
 fi
+verified=$(grep -c ",VERIFIED " "$WORK/report.csv" || true)
+[ "$verified" = "$FILES" ] || {
+  echo "$BENCH_NAME: the report verified $verified of $FILES proofs" >&2
+  exit 1
+}
 grep -q "proofs verified, 0 mismatches, 0 pending" "$WORK/verify.out" || {
   echo "$BENCH_NAME: verify-bundle did not verify every proof:" >&2
   tail -3 "$WORK/verify.out" >&2
@@ -104,6 +113,8 @@ grep -q "proofs verified, 0 mismatches, 0 pending" "$WORK/verify.out" || {
       ref_zip) name="reference: bsdtar writing the same entries as a ZIP" ;;
       ref_test) name="reference: unzip -tq (inflate every entry)" ;;
       bundle_b) name="anchorctl bundle (CTL_B)" ;;
+      report) name="anchorctl report (CSV, every proof verified)" ;;
+      report_b) name="anchorctl report (CTL_B)" ;;
       verify_b) name="anchorctl verify-bundle (CTL_B)" ;;
     esac
     echo "| $name | $2 | $3 | $4 | $5 |"

@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string_view>
@@ -412,19 +413,25 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
     ++summary.proofs;
   };
   // The page's proofs are downloaded ahead of the rows that write them (one call for the page),
-  // in row order: a row has a proof to download exactly when `wants` says so.
+  // in row order: digests[i] is set exactly for the rows that have a proof to download.
   ProofFetcher fetcher(*clients, g);
-  auto wants = [](const ReportRow& r) {
-    return r.digest_hex.size() == 64 && r.status != "FAILED" && SafeRelativePath(r.path) &&
-           !r.provider.empty() && Digest::FromHex(r.digest_hex).ok();
-  };
   int rc = ForEachReportPage(*clients, job, kReportPageFiles, [&](std::vector<ReportRow>& rows) {
+    std::vector<std::optional<Digest>> digests(rows.size());
     std::vector<ProofFetcher::ProofRef> refs;
-    for (const ReportRow& q : rows) {
-      if (wants(q)) refs.push_back({std::string(Digest::FromHex(q.digest_hex)->raw()), q.provider});
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const ReportRow& q = rows[i];
+      if (q.digest_hex.size() != 64 || q.status == "FAILED" || !SafeRelativePath(q.path) ||
+          q.provider.empty()) {
+        continue;
+      }
+      absl::StatusOr<Digest> d = Digest::FromHex(q.digest_hex);
+      if (!d.ok()) continue;
+      refs.push_back({std::string(d->raw()), q.provider});
+      digests[i] = *d;
     }
     size_t queued = fetcher.Push(refs);
-    for (ReportRow& r : rows) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      ReportRow& r = rows[i];
       if (queued < refs.size()) queued += fetcher.Push(refs, queued);
       if (Interrupter::Get().interrupted()) return Fail(kExitIncomplete, "interrupted");
       ++summary.by_state[r.status];
@@ -442,20 +449,20 @@ int RunBundle(const GlobalOptions& g, const BundleOptions& o) {
         manifest->Append(absl::StrCat(r.digest_hex, "  ", r.path, "\n"));
         ++manifest_files;
       }
-      if (!wants(r)) continue;
-      auto digest = Digest::FromHex(r.digest_hex);
+      if (!digests[i].has_value()) continue;
+      const Digest& digest = *digests[i];
       // One download serves the verification column and the bundle's copy of the proof.
       auto bytes = fetcher.Take();
       auto key = std::make_pair(r.digest_hex, r.provider);
       auto it = verdicts.find(key);
       if (it == verdicts.end()) {
         if (verdicts.size() >= kMaxVerdicts) verdicts.clear();
-        it = verdicts.emplace(key, VerifyProofData(bytes, *digest, r.status, headers.get(), ca_pem))
+        it = verdicts.emplace(key, VerifyProofData(bytes, digest, r.status, headers.get(), ca_pem))
                  .first;
       }
       r.verification = it->second;
       if (!bytes.ok()) continue;  // nothing yet (pending), or the provider gives none
-      add_proof(r, digest->raw(), *std::move(bytes));
+      add_proof(r, digest.raw(), *std::move(bytes));
       if (!zip_error.ok())
         return Fail(kExitInternal, absl::StrCat("--output: ", zip_error.message()));
     }

@@ -40,16 +40,6 @@ ProofFetcher::~ProofFetcher() {
   worker_.join();
 }
 
-bool ProofFetcher::Push(std::string digest, std::string provider) {
-  absl::MutexLock lock(&mu_);
-  if (slots_.size() >= window_) return false;
-  Slot& s = slots_.emplace_back();
-  s.digest = std::move(digest);
-  s.provider = std::move(provider);
-  ++unstarted_;
-  return true;
-}
-
 size_t ProofFetcher::Push(const std::vector<ProofRef>& refs, size_t from) {
   absl::MutexLock lock(&mu_);
   size_t queued = 0;

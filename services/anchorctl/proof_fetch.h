@@ -46,8 +46,6 @@ class ProofFetcher {
   // Queues refs[from, ...) while the window has room, all under one lock (so that one call
   // carries them together); returns how many were queued. Take one to make room.
   size_t Push(const std::vector<ProofRef>& refs, size_t from = 0) ABSL_LOCKS_EXCLUDED(mu_);
-  // One proof: false (and nothing queued) when the window is full.
-  bool Push(std::string digest, std::string provider) ABSL_LOCKS_EXCLUDED(mu_);
   // The oldest outstanding download's answer, as FetchOts gives it (NOT_FOUND while the poller
   // holds no proof file yet), waiting for it. FAILED_PRECONDITION with nothing outstanding.
   absl::StatusOr<std::string> Take() ABSL_LOCKS_EXCLUDED(mu_);

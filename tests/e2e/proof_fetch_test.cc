@@ -166,7 +166,7 @@ TEST_F(ProofFetchTest, AnOlderPollerIsAskedOneProofAtATime) {
   for (int i = 0; i < 40; ++i) ExpectAnswer(i, fetcher.Take());
   EXPECT_EQ(poller_->single_calls(), 40);
   // It stays with single calls once it knows.
-  ASSERT_TRUE(fetcher.Push(DigestAt(1), "tsa"));
+  ASSERT_EQ(fetcher.Push({{DigestAt(1), "tsa"}}), 1u);
   ExpectAnswer(1, fetcher.Take());
   EXPECT_EQ(poller_->single_calls(), 41);
   EXPECT_EQ(fetcher.calls(), 42);  // the refused DownloadProofs and 41 DownloadProof
@@ -208,7 +208,7 @@ TEST_F(ProofFetchTest, AFullWindowRefusesMoreUntilAnAnswerIsTaken) {
   std::vector<ProofFetcher::ProofRef> refs;
   for (int i = 0; i < 5; ++i) refs.push_back({DigestAt(i), ProviderAt(i)});
   EXPECT_EQ(fetcher.Push(refs), 3u);
-  EXPECT_FALSE(fetcher.Push(DigestAt(3), ProviderAt(3)));
+  EXPECT_EQ(fetcher.Push({{DigestAt(3), ProviderAt(3)}}), 0u);
   EXPECT_EQ(fetcher.outstanding(), 3u);
   ExpectAnswer(0, fetcher.Take());
   EXPECT_EQ(fetcher.Push(refs, 3), 1u);

@@ -1000,13 +1000,19 @@ TEST_F(PollerServiceTest, ListProofsPagesWithoutGapsOrDuplicates) {
   EXPECT_TRUE(resp.next_page_token().empty());
 }
 
-TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
+// Digest 1 confirmed with a .ots of four 64 KiB chunks (*ots), digest 2 pending without one.
+void ConfirmOneWithALargeOtsAndLeaveOnePending(PollerStore* store, Clock* clock, std::string* ots) {
   ASSERT_TRUE(
-      store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock_.Now()).ok());
-  ASSERT_TRUE(store_->MarkConfirmed(Digest(1), "fake", {}, clock_.Now()).ok());
-  const std::string ots = MakeOts(Digest(1), 200 * 1024 + 17);
-  auto stored = store_->StoreOts(Digest(1), "fake", ots, clock_.Now());
+      store->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock->Now()).ok());
+  ASSERT_TRUE(store->MarkConfirmed(Digest(1), "fake", {}, clock->Now()).ok());
+  *ots = MakeOts(Digest(1), 200 * 1024 + 17);
+  auto stored = store->StoreOts(Digest(1), "fake", *ots, clock->Now());
   ASSERT_TRUE(stored.ok() && stored->has_value());
+}
+
+TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
+  std::string ots;
+  ASSERT_NO_FATAL_FAILURE(ConfirmOneWithALargeOtsAndLeaveOnePending(store_.get(), &clock_, &ots));
 
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
@@ -1047,12 +1053,8 @@ TEST_F(PollerServiceTest, DownloadProofChunksReassembleByteIdentical) {
 }
 
 TEST_F(PollerServiceTest, DownloadProofsAnswersEachProofInOrderAsDownloadProofWould) {
-  ASSERT_TRUE(
-      store_->Track({Pending(Digest(1), "id-1"), Pending(Digest(2), "id-2")}, clock_.Now()).ok());
-  ASSERT_TRUE(store_->MarkConfirmed(Digest(1), "fake", {}, clock_.Now()).ok());
-  const std::string ots = MakeOts(Digest(1), 200 * 1024 + 17);
-  auto stored = store_->StoreOts(Digest(1), "fake", ots, clock_.Now());
-  ASSERT_TRUE(stored.ok() && stored->has_value());
+  std::string ots;
+  ASSERT_NO_FATAL_FAILURE(ConfirmOneWithALargeOtsAndLeaveOnePending(store_.get(), &clock_, &ots));
 
   // Proof 1 (four chunks), 2 (no .ots yet), 3 (unknown), a malformed digest, proof 1 again.
   v1::DownloadProofsRequest req;

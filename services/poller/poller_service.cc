@@ -175,6 +175,7 @@ PollerServiceImpl::PollerServiceImpl(PollerStore* store, EventBus* bus, PollerMe
                                      Clock* clock, WorkerPool* pool, PollerServiceOptions options)
     : store_(store), bus_(bus), metrics_(metrics), clock_(clock), pool_(pool), options_(options) {
   options_.track_max_in_flight = std::max(1, options_.track_max_in_flight);
+  options_.track_max_per_commit = std::max(1, options_.track_max_per_commit);
   options_.snapshot_page = std::max(1, options_.snapshot_page);
 }
 

@@ -8,6 +8,7 @@
 // reactor, which writes one message at a time (the next from OnWriteDone).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -28,28 +29,35 @@ namespace anchord::poller {
 
 struct PollerServiceOptions {
   // Events a Watch stream may have queued before it is ended with RESOURCE_EXHAUSTED. One store
-  // of Track publishes up to track_max_in_flight events at once, faster than any stream can write
+  // of Track publishes up to track_max_per_commit events at once, faster than any stream can write
   // them: the queue (32,768) holds two such bursts, so a watcher that keeps up is not ended by one.
   size_t watch_queue_capacity = 32768;
   // Providers that never give an .ots (Provider::OffersOts false): their Merkle leaves are
   // offered a path-only proof once confirmed (see leaf_proof.h).
   std::set<std::string> providers_without_ots;
-  // Proofs of one stream read but not yet acknowledged: a Track request counts one, a TrackBatch
-  // request its root and leaves (one request more may be read while below the limit). Requests
-  // read while a batch is being stored form the next batch (one transaction), so this is also the
-  // largest group commit:
-  // the submitter hands off Merkle leaves in windows of 16,384 (HandoffOptions::batch). Each
+  // Proofs of one stream stored in one transaction at most (a Track request counts one, a
+  // TrackBatch request its root and leaves; a single request larger than this is stored alone).
+  // The submitter hands off Merkle leaves in windows of 16,384 (HandoffOptions::batch). Each
   // commit rewrites most pages of the random-key indexes (digests) whatever its size, so larger
   // commits share each page among more leaves: bench/track_bench.sh at 100,000 leaves wrote
   // 4.3 KiB per leaf with 4,096 and 2.7 with 16,384 (bench/RESULTS.md, "Issue 11, session 5").
-  // The cost is memory while a window is stored: ~16,384 requests of < 1 KiB each per stream.
-  int track_max_in_flight = 16384;
+  int track_max_per_commit = 16384;
+  // Proofs of one stream read but not yet acknowledged (one request more may be read while below
+  // the limit). Twice track_max_per_commit: the next commit's requests are read and turned into
+  // store inputs while this one is stored, so the store's writer never waits for that work
+  // (bench/RESULTS.md, "Session 36"). The cost is memory: two commits' requests per stream, each
+  // well under 1 KiB a proof.
+  int track_max_in_flight = 32768;
   // Proofs loaded per snapshot page of Watch(include_current).
   int snapshot_page = 200;
   // Which port this instance serves: the public one (Track and TrackBatch refused) or the
   // internal one (only those two, for callers with the internal token). main() registers one
   // instance on each.
   rpc::RpcGate gate = rpc::RpcGate::Public();
+  // Tests only: runs when a hand-off stream's batch has been validated and expanded, and in the
+  // stream's store turn just before the batch is stored, with its number of store inputs.
+  std::function<void()> on_prepared;
+  std::function<void(size_t inputs)> before_store;
 };
 
 class WatchReactor;

@@ -117,6 +117,7 @@ void TrackReactor<Request>::OnReadDone(bool ok) {
   }
   if (finished_) return;  // read after a drain finished the stream: never answered, so resent
   in_flight_ += Cost(read_buf_);
+  inbox_cost_ += Cost(read_buf_);
   inbox_.push_back(std::move(read_buf_));
   read_buf_.Clear();
   ScheduleLocked();
@@ -201,8 +202,9 @@ void TrackReactor<Request>::Process() {
   std::vector<Request> batch;
   {
     absl::MutexLock lock(&mu_);
+    const int most = service_->options_.track_max_per_commit;
     const absl::Time give_up = absl::Now() + kGatherMax;
-    while (reading_ && !finished_ && !draining_) {
+    while (reading_ && !finished_ && !draining_ && inbox_cost_ < most) {
       const size_t seen = inbox_.size();
       auto more = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return inbox_.size() > seen || finished_ || draining_;
@@ -210,26 +212,37 @@ void TrackReactor<Request>::Process() {
       const absl::Time until = std::min(absl::Now() + kGatherQuiet, give_up);
       if (!mu_.AwaitWithDeadline(absl::Condition(&more), until) || absl::Now() >= give_up) break;
     }
-    batch.reserve(inbox_.size());
-    for (auto& r : inbox_) batch.push_back(std::move(r));
-    inbox_.clear();
+    // Up to `most` proofs in this commit (a larger request alone); the rest is the next task's.
+    int taken = 0;
+    while (!inbox_.empty()) {
+      const int cost = Cost(inbox_.front());
+      if (!batch.empty() && taken + cost > most) break;
+      taken += cost;
+      inbox_cost_ -= cost;
+      batch.push_back(std::move(inbox_.front()));
+      inbox_.pop_front();
+    }
   }
+  Prepared prepared = Prepare(batch);
   std::vector<TrackOutcome> outcomes;
   absl::Time now;
-  std::vector<Answer> answers = StoreBatch(batch, &outcomes, &now);
-  // The stream's next batch may be stored while this one's events are published; the answers go
-  // out only after them, so a caller never holds an acknowledgement whose event is not queued.
-  // publish_mu_ is taken before the next task can be scheduled: events keep the commits' order.
-  absl::MutexLock publishing(&publish_mu_);
   {
-    absl::MutexLock lock(&mu_);
-    task_scheduled_ = false;
-    ScheduleLocked();
+    absl::MutexLock storing(&store_turn_);
+    {
+      // The next task may gather and prepare while this one stores; it waits for store_turn_.
+      absl::MutexLock lock(&mu_);
+      task_scheduled_ = false;
+      ScheduleLocked();
+    }
+    Store(&prepared, &outcomes, &now);
+    // Taken before store_turn_ is let go: the next batch, stored meanwhile, publishes after this
+    // one. A caller never holds an acknowledgement whose event is not queued.
+    publish_mu_.Lock();
   }
   PublishOutcomes(&outcomes, now);
   {
     absl::MutexLock lock(&mu_);
-    for (auto& a : answers) outbox_.push_back(std::move(a));
+    for (auto& a : prepared.answers) outbox_.push_back(std::move(a));
     if (finished_) {
       // Cancelled meanwhile: nothing more will be written, release the counts.
       for (const Answer& a : outbox_) in_flight_ -= a.second;
@@ -239,38 +252,48 @@ void TrackReactor<Request>::Process() {
     MaybeReadLocked();
     MaybeFinishLocked();
   }
+  publish_mu_.Unlock();
   this->Unref();
 }
 
 template <typename Request>
-std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::StoreBatch(
-    const std::vector<Request>& batch, std::vector<TrackOutcome>* stored, absl::Time* now) {
-  std::vector<Answer> answers(batch.size());
-  // Every request's inputs go to one store call; owner[k] is the request of inputs[k].
-  std::vector<TrackInput> inputs;
-  std::vector<size_t> owner;
-  std::vector<bool> stores(batch.size(), false);
+typename TrackReactor<Request>::Prepared TrackReactor<Request>::Prepare(
+    const std::vector<Request>& batch) {
+  Prepared p;
+  p.answers.resize(batch.size());
+  p.ends.reserve(batch.size());
   // A request's cost is the number of inputs it expands to at most: no TrackInput (a large
   // struct) is moved by the vector's growth.
   size_t most = 0;
   for (const Request& r : batch) most += static_cast<size_t>(Cost(r));
-  inputs.reserve(most);
-  owner.reserve(most);
+  p.inputs.reserve(most);
   for (size_t i = 0; i < batch.size(); ++i) {
-    v1::TrackResponse& resp = answers[i].first;
-    answers[i].second = Cost(batch[i]);
+    v1::TrackResponse& resp = p.answers[i].first;
+    p.answers[i].second = Cost(batch[i]);
     resp.set_request_id(EchoId(TrackOf(batch[i]).request_id()));
     resp.set_digest(TrackOf(batch[i]).proof().digest());
-    const size_t first = inputs.size();
-    absl::Status expanded = AppendInputs(&service_->batch_trees_, batch[i], &inputs);
-    if (!expanded.ok()) {
-      *resp.mutable_status() = rpc::ToItemStatus(expanded, "INVALID_FIELD");
-      continue;
-    }
-    // The policy over the request's inputs where they are; those it drops are closed up.
+    absl::Status expanded = AppendInputs(&service_->batch_trees_, batch[i], &p.inputs);
+    *resp.mutable_status() = expanded.ok() ? rpc::ToItemStatus(absl::OkStatus())
+                                           : rpc::ToItemStatus(expanded, "INVALID_FIELD");
+    p.ends.push_back(p.inputs.size());
+  }
+  if (service_->options_.on_prepared) service_->options_.on_prepared();
+  return p;
+}
+
+template <typename Request>
+void TrackReactor<Request>::Store(Prepared* prepared, std::vector<TrackOutcome>* stored,
+                                  absl::Time* now) {
+  // The policy over each request's inputs where they are; those it drops are closed up. A
+  // request whose policy fails is answered as a whole and none of its inputs is stored.
+  std::vector<TrackInput>& inputs = prepared->inputs;
+  std::vector<bool> stores(prepared->answers.size(), false);
+  size_t kept = 0;
+  for (size_t i = 0; i < prepared->answers.size(); ++i) {
+    const size_t first = i == 0 ? 0 : prepared->ends[i - 1];
+    const size_t first_kept = kept;
     absl::Status policy;
-    size_t kept = first;
-    for (size_t k = first; k < inputs.size(); ++k) {
+    for (size_t k = first; k < prepared->ends[i]; ++k) {
       auto store_it = ApplyHandoffPolicy(service_->store_, &inputs[k]);
       if (!store_it.ok()) {
         policy = store_it.status();
@@ -281,28 +304,25 @@ std::vector<typename TrackReactor<Request>::Answer> TrackReactor<Request>::Store
       ++kept;
     }
     if (!policy.ok()) {
-      // Nothing of the request is stored: it is answered as a whole.
-      inputs.resize(first);
-      *resp.mutable_status() = StoreUnavailableItem(policy);
+      kept = first_kept;
+      *prepared->answers[i].first.mutable_status() = StoreUnavailableItem(policy);
       continue;
     }
-    inputs.resize(kept);
-    owner.resize(kept, i);
-    *resp.mutable_status() = rpc::ToItemStatus(absl::OkStatus());
-    stores[i] = inputs.size() > first;
+    stores[i] = kept > first_kept;
   }
-  if (inputs.empty()) return answers;
+  inputs.resize(kept);
+  if (inputs.empty()) return;
+  if (service_->options_.before_store) service_->options_.before_store(inputs.size());
   *now = service_->clock_->Now();
   auto outcomes = service_->store_->Track(inputs, *now);
   if (!outcomes.ok()) {
     v1::ItemStatus unavailable = StoreUnavailableItem(outcomes.status());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (stores[i]) *answers[i].first.mutable_status() = unavailable;
+    for (size_t i = 0; i < prepared->answers.size(); ++i) {
+      if (stores[i]) *prepared->answers[i].first.mutable_status() = unavailable;
     }
-    return answers;
+    return;
   }
   *stored = *std::move(outcomes);
-  return answers;
 }
 
 template <typename Request>

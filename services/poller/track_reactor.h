@@ -1,9 +1,10 @@
 // PollerService.Track and TrackBatch, the submitter's hand-off streams (bidi, internal port only).
-// Requests are batched per stream and stored on the worker pool, one transaction per batch; each
-// response is written after the commit that made its proofs durable, so an acknowledged proof is
-// never lost. At most PollerServiceOptions::track_max_in_flight proofs of a stream (a Track
-// request is one, a TrackBatch request its root and leaves) are between read and
-// acknowledgement: a fast sender is slowed by HTTP/2 flow control instead of growing memory.
+// Requests are batched per stream (at most PollerServiceOptions::track_max_per_commit proofs)
+// and stored on the worker pool, one transaction per batch, the next batch validated and expanded
+// while one is stored; each response is written after the commit that made its proofs durable,
+// so an acknowledged proof is never lost. At most PollerServiceOptions::track_max_in_flight proofs
+// of a stream (a Track request is one, a TrackBatch request its root and leaves) are between read
+// and acknowledgement: a fast sender is slowed by HTTP/2 flow control instead of growing memory.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -65,23 +66,40 @@ class TrackReactor final
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Worker thread: validates, stores and answers the requests read so far.
-  void Process() ABSL_LOCKS_EXCLUDED(mu_);
-  // Validates and stores `batch`: its answers, and the store's outcomes in *stored.
-  std::vector<Answer> StoreBatch(const std::vector<Request>& batch,
-                                 std::vector<TrackOutcome>* stored, absl::Time* now)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // What a batch of requests becomes before it is stored: each request's answer so far, and the
+  // store inputs of those that passed validation.
+  struct Prepared {
+    std::vector<Answer> answers;
+    std::vector<TrackInput> inputs;
+    // The inputs of request i are inputs[i == 0 ? 0 : ends[i - 1], ends[i]).
+    std::vector<size_t> ends;
+  };
+
+  // Worker thread: validates, stores and answers up to track_max_per_commit proofs read so far.
+  void Process() ABSL_LOCKS_EXCLUDED(mu_, store_turn_, publish_mu_);
+  // Validates `batch` and expands it into store inputs; touches no store, so it runs beside the
+  // previous batch's store.
+  Prepared Prepare(const std::vector<Request>& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies the hand-off policy and stores the inputs (in the stream's turn: the policy reads
+  // what the previous batch stored): the store's outcomes in *stored.
+  void Store(Prepared* prepared, std::vector<TrackOutcome>* stored, absl::Time* now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(store_turn_) ABSL_LOCKS_EXCLUDED(mu_);
   void PublishOutcomes(std::vector<TrackOutcome>* outcomes, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   PollerServiceImpl* const service_;
-  // Held by a task from before it schedules the next one until its answers are queued.
+  // A stream's batches are stored and published in the order they were read: a task holds
+  // store_turn_ from before it schedules the next task until its store is done, and takes
+  // publish_mu_ before it lets store_turn_ go, holding it until its answers are queued. So the next
+  // batch is prepared while this one is stored, and stored while this one's events are published.
+  absl::Mutex store_turn_ ABSL_ACQUIRED_BEFORE(publish_mu_);
   absl::Mutex publish_mu_;
   // Owned by the read in flight (one at a time), so not under mu_ while gRPC fills it.
   Request read_buf_;
   anchord::v1::TrackResponse write_buf_ ABSL_GUARDED_BY(mu_);
   int write_cost_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Request> inbox_ ABSL_GUARDED_BY(mu_);
+  int inbox_cost_ ABSL_GUARDED_BY(mu_) = 0;  // the proofs of inbox_
   std::deque<Answer> outbox_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // proofs read and not yet acknowledged
   bool reading_ ABSL_GUARDED_BY(mu_) = false;

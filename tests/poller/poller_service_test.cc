@@ -631,13 +631,15 @@ TEST_F(PollerServiceTest, BriefWatchCarriesOnlyWhichProofMovedWhere) {
   EXPECT_EQ(full->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
-// The defaults go together: a Track window holds a whole Merkle batch (10,000 leaves and its
-// root, so the batch is stored in one transaction), and a Watch queue holds two windows' worth of
-// events, so a watcher that keeps up is not ended by one store's burst.
+// The defaults go together: a commit holds a whole Merkle batch (10,000 leaves and its root, so
+// the batch is stored in one transaction), a stream reads a second commit's worth while one is
+// stored, and a Watch queue holds two commits' worth of events, so a watcher that keeps up is not
+// ended by one store's burst.
 TEST(PollerServiceOptionsTest, DefaultWindowHoldsABatchAndWatchQueueTwoWindows) {
   PollerServiceOptions o;
-  EXPECT_GE(o.track_max_in_flight, 10001);
-  EXPECT_GE(o.watch_queue_capacity, 2 * static_cast<size_t>(o.track_max_in_flight));
+  EXPECT_GE(o.track_max_per_commit, 10001);
+  EXPECT_GE(o.track_max_in_flight, 2 * o.track_max_per_commit);
+  EXPECT_GE(o.watch_queue_capacity, 2 * static_cast<size_t>(o.track_max_per_commit));
 }
 
 TEST(SubscriptionTest, PopSomeTakesOldestFirstWithinItsBounds) {

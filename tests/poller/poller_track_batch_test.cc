@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/merkle/merkle.h"
 #include "libs/merkle/sealed_batch.h"
 #include "libs/rpc/internal.h"
@@ -644,6 +645,56 @@ TEST_F(TrackBatchTest, RequestsHeavierThanTheInFlightLimitAreServedAndAnnounced)
   }
   EXPECT_EQ(tracked.size(), static_cast<size_t>(kLeaves + 1));
   for (const auto& [digest, n] : tracked) EXPECT_EQ(n, 1) << "one event per new proof";
+}
+
+// A stream's next batch is validated and expanded while the batch before it is stored (the store's
+// writer does not wait for that work), each commit holds at most track_max_per_commit proofs, and
+// the batches are still stored, announced and answered in the order they were read.
+TEST_F(TrackBatchTest, NextBatchIsPreparedWhileOneIsStoredAndOrderIsKept) {
+  absl::Mutex mu;
+  int prepared = 0;
+  std::vector<size_t> stores;
+  bool overlapped = false;
+  PollerServiceOptions opts;
+  opts.track_max_per_commit = 3;  // one request of a root and 2 leaves per commit
+  opts.on_prepared = [&] {
+    absl::MutexLock lock(&mu);
+    ++prepared;
+  };
+  opts.before_store = [&](size_t inputs) {
+    absl::MutexLock lock(&mu);
+    stores.push_back(inputs);
+    if (stores.size() != 1) return;
+    // The first store waits (10 s at most) for the second batch to be prepared beside it.
+    auto second = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return prepared >= 2; };
+    overlapped = mu.AwaitWithTimeout(absl::Condition(&second), absl::Seconds(10));
+  };
+  Poller poller(dir_.File("poller.db"), opts);
+  auto sub = poller.bus()->Subscribe({}, 1000, nullptr);
+  auto out = poller.TrackBatch({BatchReq(batch_, "a", {0, 1}), BatchReq(batch_, "b", {2, 3}),
+                                BatchReq(batch_, "c", {4, 5})});
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto& [id, r] : out) EXPECT_EQ(r.status().code(), 0) << id;
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(overlapped) << "the second batch was not prepared while the first was stored";
+    EXPECT_EQ(stores, (std::vector<size_t>{3, 3, 3}));
+  }
+  // Events in the order the batches were read: the root and leaves 0-1, then 2-3, then 4-5.
+  std::vector<int> order;
+  for (int i = 0; i < 100; ++i) {
+    EventPtr ev = sub->Pop();
+    if (!ev) break;
+    for (int leaf = 0; leaf < kLeaves; ++leaf) {
+      if (ev->proof().digest() == batch_.digests[leaf]) order.push_back(leaf);
+    }
+  }
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+  for (int leaf = 0; leaf < 6; ++leaf) {
+    auto row = poller.store()->Get(testing::Digest(1000 + leaf), "fake");
+    ASSERT_TRUE(row.ok());
+    EXPECT_TRUE(row->has_value()) << "leaf " << leaf << " was answered but is not stored";
+  }
 }
 
 // Track's trust rules apply to every proof of the request: CONFIRMED is stored as PENDING, and

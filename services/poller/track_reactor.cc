@@ -224,36 +224,74 @@ void TrackReactor<Request>::Process() {
     }
   }
   Prepared prepared = Prepare(batch);
-  std::vector<TrackOutcome> outcomes;
-  absl::Time now;
-  {
-    absl::MutexLock storing(&store_turn_);
-    {
-      // The next task may gather and prepare while this one stores; it waits for store_turn_.
-      absl::MutexLock lock(&mu_);
-      task_scheduled_ = false;
-      ScheduleLocked();
-    }
-    Store(&prepared, &outcomes, &now);
-    // Taken before store_turn_ is let go: the next batch, stored meanwhile, publishes after this
-    // one. A caller never holds an acknowledgement whose event is not queued.
-    publish_mu_.Lock();
-  }
-  PublishOutcomes(&outcomes, now);
   {
     absl::MutexLock lock(&mu_);
-    for (auto& a : prepared.answers) outbox_.push_back(std::move(a));
-    if (finished_) {
-      // Cancelled meanwhile: nothing more will be written, release the counts.
-      for (const Answer& a : outbox_) in_flight_ -= a.second;
-      outbox_.clear();
+    if (storing_) {
+      // The previous batch is still being stored: this one waits for its turn without holding a
+      // worker, and keeps this task's reference and place (task_scheduled_) until it is stored.
+      parked_ = std::move(prepared);
+      return;
     }
-    MaybeWriteLocked();
-    MaybeReadLocked();
-    MaybeFinishLocked();
+    storing_ = true;
+    // The next task may gather and prepare while this one stores.
+    task_scheduled_ = false;
+    ScheduleLocked();
   }
-  publish_mu_.Unlock();
-  this->Unref();
+  StoreInTurn(std::move(prepared));
+}
+
+template <typename Request>
+void TrackReactor<Request>::StoreInTurn(Prepared prepared) {
+  for (;;) {
+    std::vector<TrackOutcome> outcomes;
+    absl::Time now;
+    Store(&prepared, &outcomes, &now);
+    // Taken before the turn is handed on: the next batch, stored meanwhile, publishes after this
+    // one. A caller never holds an acknowledgement whose event is not queued.
+    publish_mu_.Lock();
+    std::shared_ptr<Prepared> next;
+    {
+      absl::MutexLock lock(&mu_);
+      if (parked_.has_value()) {
+        next = std::make_shared<Prepared>(std::move(*parked_));
+        parked_.reset();
+      } else {
+        storing_ = false;
+      }
+    }
+    auto start_next = [this, next] {
+      {
+        absl::MutexLock lock(&mu_);
+        task_scheduled_ = false;
+        ScheduleLocked();
+      }
+      StoreInTurn(std::move(*next));
+    };
+    // The parked batch is stored on a worker of its own, beside this one's events; if the pool
+    // takes no more work, here after them.
+    const bool posted = next != nullptr && service_->pool_->Post(start_next);
+    PublishOutcomes(&outcomes, now);
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& a : prepared.answers) outbox_.push_back(std::move(a));
+      if (finished_) {
+        // Cancelled meanwhile: nothing more will be written, release the counts.
+        for (const Answer& a : outbox_) in_flight_ -= a.second;
+        outbox_.clear();
+      }
+      MaybeWriteLocked();
+      MaybeReadLocked();
+      MaybeFinishLocked();
+    }
+    publish_mu_.Unlock();
+    // The parked batch holds a reference of its own, so `this` outlives this one's.
+    this->Unref();
+    if (next == nullptr || posted) return;
+    prepared = std::move(*next);
+    absl::MutexLock lock(&mu_);
+    task_scheduled_ = false;
+    ScheduleLocked();
+  }
 }
 
 template <typename Request>

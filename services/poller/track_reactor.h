@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <deque>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -75,24 +76,29 @@ class TrackReactor final
     std::vector<size_t> ends;
   };
 
-  // Worker thread: validates, stores and answers up to track_max_per_commit proofs read so far.
-  void Process() ABSL_LOCKS_EXCLUDED(mu_, store_turn_, publish_mu_);
+  // Worker thread: validates and expands up to track_max_per_commit proofs read so far, then
+  // stores them (StoreInTurn) or, while the stream's previous batch is being stored, parks them
+  // for that store to hand on: a batch waiting its turn holds no worker.
+  void Process() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
   // Validates `batch` and expands it into store inputs; touches no store, so it runs beside the
   // previous batch's store.
   Prepared Prepare(const std::vector<Request>& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // In the stream's store turn (storing_): stores `prepared`, hands the turn to the parked batch
+  // (on a worker of its own) or ends it, then publishes and queues the answers. Releases the
+  // reference its batch held.
+  void StoreInTurn(Prepared prepared) ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
   // Applies the hand-off policy and stores the inputs (in the stream's turn: the policy reads
   // what the previous batch stored): the store's outcomes in *stored.
   void Store(Prepared* prepared, std::vector<TrackOutcome>* stored, absl::Time* now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(store_turn_) ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
   void PublishOutcomes(std::vector<TrackOutcome>* outcomes, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   PollerServiceImpl* const service_;
-  // A stream's batches are stored and published in the order they were read: a task holds
-  // store_turn_ from before it schedules the next task until its store is done, and takes
-  // publish_mu_ before it lets store_turn_ go, holding it until its answers are queued. So the next
+  // A stream's batches are stored and published in the order they were read: one batch at a time
+  // is in its store turn (storing_), the next one waits parked (parked_), and a batch takes
+  // publish_mu_ before it hands the turn on, holding it until its answers are queued. So the next
   // batch is prepared while this one is stored, and stored while this one's events are published.
-  absl::Mutex store_turn_ ABSL_ACQUIRED_BEFORE(publish_mu_);
   absl::Mutex publish_mu_;
   // Owned by the read in flight (one at a time), so not under mu_ while gRPC fills it.
   Request read_buf_;
@@ -104,7 +110,10 @@ class TrackReactor final
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // proofs read and not yet acknowledged
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  // A task is preparing a batch, or its batch is parked: no other is scheduled.
   bool task_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool storing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Prepared> parked_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -648,13 +648,16 @@ TEST_F(TrackBatchTest, RequestsHeavierThanTheInFlightLimitAreServedAndAnnounced)
 }
 
 // A stream's next batch is validated and expanded while the batch before it is stored (the store's
-// writer does not wait for that work), each commit holds at most track_max_per_commit proofs, and
-// the batches are still stored, announced and answered in the order they were read.
+// writer does not wait for that work) and then waits for its turn without holding a worker (the
+// pool's other worker still serves a public read), each commit holds at most track_max_per_commit
+// proofs, and the batches are still stored, announced and answered in the order they were read.
 TEST_F(TrackBatchTest, NextBatchIsPreparedWhileOneIsStoredAndOrderIsKept) {
   absl::Mutex mu;
   int prepared = 0;
   std::vector<size_t> stores;
   bool overlapped = false;
+  grpc::StatusCode read_meanwhile = grpc::StatusCode::UNKNOWN;
+  v1::PollerService::Stub* public_stub = nullptr;
   PollerServiceOptions opts;
   opts.track_max_per_commit = 3;  // one request of a root and 2 leaves per commit
   opts.on_prepared = [&] {
@@ -662,14 +665,28 @@ TEST_F(TrackBatchTest, NextBatchIsPreparedWhileOneIsStoredAndOrderIsKept) {
     ++prepared;
   };
   opts.before_store = [&](size_t inputs) {
+    {
+      absl::MutexLock lock(&mu);
+      stores.push_back(inputs);
+      if (stores.size() != 1) return;
+      // The first store waits (10 s at most) for the second batch to be prepared beside it.
+      auto second = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return prepared >= 2; };
+      overlapped = mu.AwaitWithTimeout(absl::Condition(&second), absl::Seconds(10));
+    }
+    // With this worker held here and the second batch waiting for its turn, the pool's other
+    // worker must still be free for a public read (the test poller has two).
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetProofRequest req;
+    req.set_digest(testing::DigestBytes(9999));
+    req.set_provider("fake");
+    v1::GetProofResponse resp;
+    const grpc::StatusCode code = public_stub->GetProof(&ctx, req, &resp).error_code();
     absl::MutexLock lock(&mu);
-    stores.push_back(inputs);
-    if (stores.size() != 1) return;
-    // The first store waits (10 s at most) for the second batch to be prepared beside it.
-    auto second = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return prepared >= 2; };
-    overlapped = mu.AwaitWithTimeout(absl::Condition(&second), absl::Seconds(10));
+    read_meanwhile = code;
   };
   Poller poller(dir_.File("poller.db"), opts);
+  public_stub = poller.public_stub();
   auto sub = poller.bus()->Subscribe({}, 1000, nullptr);
   auto out = poller.TrackBatch({BatchReq(batch_, "a", {0, 1}), BatchReq(batch_, "b", {2, 3}),
                                 BatchReq(batch_, "c", {4, 5})});
@@ -678,6 +695,8 @@ TEST_F(TrackBatchTest, NextBatchIsPreparedWhileOneIsStoredAndOrderIsKept) {
   {
     absl::MutexLock lock(&mu);
     EXPECT_TRUE(overlapped) << "the second batch was not prepared while the first was stored";
+    EXPECT_EQ(read_meanwhile, grpc::StatusCode::NOT_FOUND)
+        << "a public read was not served while a batch waited for its store turn";
     EXPECT_EQ(stores, (std::vector<size_t>{3, 3, 3}));
   }
   // Events in the order the batches were read: the root and leaves 0-1, then 2-3, then 4-5.

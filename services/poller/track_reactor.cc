@@ -198,6 +198,12 @@ void TrackReactor<Request>::ScheduleLocked() {
 }
 
 template <typename Request>
+void TrackReactor<Request>::ScheduleNextLocked() {
+  task_scheduled_ = false;
+  ScheduleLocked();
+}
+
+template <typename Request>
 void TrackReactor<Request>::Process() {
   std::vector<Request> batch;
   {
@@ -233,9 +239,7 @@ void TrackReactor<Request>::Process() {
       return;
     }
     storing_ = true;
-    // The next task may gather and prepare while this one stores.
-    task_scheduled_ = false;
-    ScheduleLocked();
+    ScheduleNextLocked();
   }
   StoreInTurn(std::move(prepared));
 }
@@ -262,8 +266,7 @@ void TrackReactor<Request>::StoreInTurn(Prepared prepared) {
     auto start_next = [this, next] {
       {
         absl::MutexLock lock(&mu_);
-        task_scheduled_ = false;
-        ScheduleLocked();
+        ScheduleNextLocked();
       }
       StoreInTurn(std::move(*next));
     };
@@ -289,8 +292,7 @@ void TrackReactor<Request>::StoreInTurn(Prepared prepared) {
     if (next == nullptr || posted) return;
     prepared = std::move(*next);
     absl::MutexLock lock(&mu_);
-    task_scheduled_ = false;
-    ScheduleLocked();
+    ScheduleNextLocked();
   }
 }
 

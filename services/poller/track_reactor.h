@@ -67,6 +67,9 @@ class TrackReactor final
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The batch that held the task slot has its store turn: the next task may gather and prepare
+  // while it is stored.
+  void ScheduleNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What a batch of requests becomes before it is stored: each request's answer so far, and the
   // store inputs of those that passed validation.
   struct Prepared {
